@@ -1,0 +1,115 @@
+/**
+ * Socket addresses as tinylb writes them: `host:port`, `[ipv6]:port` or `unix:/path`.
+ *
+ * The same syntax names a backend's target and a listener's address, so both
+ * parse here and print back in one canonical form.
+ */
+
+/** A TCP address: a host name or IP literal and a port. */
+export interface TcpAddress {
+  kind: "tcp";
+  /** Host name or IP literal, without brackets. */
+  host: string;
+  port: number;
+}
+
+/** A Unix domain socket address. */
+export interface UnixAddress {
+  kind: "unix";
+  /** Filesystem path of the socket. */
+  path: string;
+}
+
+/** A parsed socket address. */
+export type Address = TcpAddress | UnixAddress;
+
+/** An address string that does not parse, carrying the value and what would be valid. */
+export class AddressError extends Error {
+  override name = "AddressError";
+}
+
+const ADDRESS_FORMS = "expected host:port, [ipv6]:port or unix:/path";
+
+/**
+ * Parses an address string.
+ *
+ * @throws {AddressError} when the string is not one of the three forms or the port is
+ *   not a whole number from 1 to 65535 (0 too when `allowPortZero` is set, for listeners
+ *   that let the kernel pick).
+ */
+export function parseAddress(text: string, allowPortZero = false): Address {
+  const value = text.trim();
+  if (value.startsWith("unix:")) {
+    return parseUnix(value);
+  }
+
+  let host: string;
+  let portText: string;
+  if (value.startsWith("[")) {
+    const close = value.indexOf("]");
+    if (close < 0 || value[close + 1] !== ":") {
+      throw new AddressError(`invalid address "${text}": ${ADDRESS_FORMS}`);
+    }
+    host = value.slice(1, close);
+    portText = value.slice(close + 2);
+  } else {
+    const colon = value.lastIndexOf(":");
+    if (colon <= 0 || value.indexOf(":") !== colon) {
+      const hint = value.split(":").length > 2 ? " (put an IPv6 address in brackets)" : "";
+      throw new AddressError(`invalid address "${text}": ${ADDRESS_FORMS}${hint}`);
+    }
+    host = value.slice(0, colon);
+    portText = value.slice(colon + 1);
+  }
+
+  if (host === "" || /[\s/]/.test(host)) {
+    throw new AddressError(`invalid address "${text}": the host is empty or contains spaces or slashes`);
+  }
+
+  return { kind: "tcp", host, port: parsePort(text, portText, allowPortZero) };
+}
+
+function parseUnix(value: string): UnixAddress {
+  const path = value.slice("unix:".length);
+  if (path === "" || path.includes("\0")) {
+    throw new AddressError(`invalid address "${value}": unix: needs a socket path, as in unix:/run/tinylb.sock`);
+  }
+
+  return { kind: "unix", path };
+}
+
+function parsePort(text: string, portText: string, allowZero: boolean): number {
+  const lowest = allowZero ? 0 : 1;
+  if (!/^\d{1,5}$/.test(portText)) {
+    throw new AddressError(`invalid address "${text}": the port "${portText}" must be a number from ${lowest} to 65535`);
+  }
+
+  const port = Number(portText);
+  if (port < lowest || port > 65535) {
+    throw new AddressError(`invalid address "${text}": the port ${port} must be from ${lowest} to 65535`);
+  }
+
+  return port;
+}
+
+/** Formats an address in canonical form, bracketing IPv6 literals. */
+export function formatAddress(address: Address): string {
+  if (address.kind === "unix") {
+    return `unix:${address.path}`;
+  }
+
+  const host = address.host.includes(":") ? `[${address.host}]` : address.host;
+
+  return `${host}:${address.port}`;
+}
+
+/** Returns true for addresses that only this machine can reach: loopback IPs, `localhost` and Unix sockets. */
+export function isLocalAddress(address: Address): boolean {
+  if (address.kind === "unix") {
+    return true;
+  }
+
+  const host = address.host.toLowerCase();
+
+  return host === "localhost" || host === "::1" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
+}

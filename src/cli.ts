@@ -1,0 +1,181 @@
+import { type Address, AddressError, parseAddress } from "./address.ts";
+import { type Backend, BackendError, createBackend } from "./backend.ts";
+import { parseDuration } from "./duration.ts";
+import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from "./logger.ts";
+
+/** A command line that cannot be understood; main prints it on one line and exits 2. */
+export class UsageError extends Error {
+  override name = "UsageError";
+}
+
+/** What the command line asks for. */
+export interface CliOptions {
+  command: "run" | "demo" | "help" | "version";
+  listen: Address[];
+  backends: Backend[];
+  configPath?: string;
+  connectTimeoutMs?: number;
+  keepaliveMs?: number;
+  shutdownGraceMs?: number;
+  logLevel?: LogLevel;
+  logFormat?: LogFormat;
+}
+
+/** Help text printed by `tinylb --help`. */
+export const HELP = `tinylb: a small layer-4 (TCP and Unix socket) load balancer
+
+Usage:
+  tinylb --listen ADDR... --backend ID=TARGET... [options]
+  tinylb --config FILE [options]
+  tinylb demo [--listen ADDR]     start three local demo backends behind a balancer
+  tinylb --help | --version
+
+Addresses are host:port, [ipv6]:port or unix:/path.
+
+Options:
+  --listen ADDR            accept clients on ADDR; repeat for several listeners
+  --backend ID=TARGET      add backend ID that dials TARGET; repeat for several
+  --config FILE            read settings from FILE (.yaml, .yml, .json, .jsonc or .toml);
+                           SIGHUP re-reads it and applies the new backend set
+  --connect-timeout DUR    give up on a backend connect after DUR (default 3s)
+  --keepalive DUR          start TCP keepalive probes after DUR idle; 0 turns them off (default 30s)
+  --shutdown-grace DUR     on SIGTERM or SIGINT, let open connections finish for up to DUR,
+                           then close them (default 10s); a second signal closes them at once
+  --log-level LEVEL        debug, info, warn or error (default info)
+  --log-format FORMAT      text or json lines on stderr (default text)
+  -h, --help               print this help
+  -V, --version            print the version
+
+Durations are a number and a unit: 500ms, 3s, 2m, 1h.
+
+Flags and file: a flag wins over the same setting in the file. --listen flags replace the
+file's listen list. --backend flags are added to the file's backends, and a flag's target
+wins when both name the same id.
+
+Exit status: 0 after a clean shutdown, 1 when a listener cannot be bound, 2 for a bad
+command line or config file.`;
+
+const VALUE_FLAGS = new Set([
+  "--listen",
+  "--backend",
+  "--config",
+  "--connect-timeout",
+  "--keepalive",
+  "--shutdown-grace",
+  "--log-level",
+  "--log-format",
+]);
+
+/**
+ * Parses the arguments after the program name.
+ *
+ * @throws {UsageError} naming the flag and value that are wrong and what is valid.
+ */
+export function parseArgs(argv: readonly string[]): CliOptions {
+  const options: CliOptions = { command: "run", listen: [], backends: [] };
+  const args = [...argv];
+  if (args[0] === "demo") {
+    options.command = "demo";
+    args.shift();
+  }
+
+  while (args.length > 0) {
+    const arg = args.shift()!;
+    if (arg === "-h" || arg === "--help") {
+      options.command = "help";
+
+      return options;
+    }
+    if (arg === "-V" || arg === "--version") {
+      options.command = "version";
+
+      return options;
+    }
+
+    const equals = arg.indexOf("=");
+    const flag = arg.startsWith("--") && equals > 0 ? arg.slice(0, equals) : arg;
+    if (!VALUE_FLAGS.has(flag)) {
+      throw new UsageError(arg.startsWith("-") ? `unknown flag ${flag}` : `unexpected argument "${arg}"`);
+    }
+    const value = equals > 0 && flag !== arg ? arg.slice(equals + 1) : args.shift();
+    if (value === undefined) {
+      throw new UsageError(`${flag} needs a value`);
+    }
+    applyFlag(options, flag, value);
+  }
+
+  return options;
+}
+
+function applyFlag(options: CliOptions, flag: string, value: string): void {
+  switch (flag) {
+    case "--listen":
+      options.listen.push(parseListen(value));
+      break;
+    case "--backend":
+      options.backends.push(parseBackendFlag(value));
+      break;
+    case "--config":
+      if (value === "") {
+        throw new UsageError("--config needs a file path");
+      }
+      options.configPath = value;
+      break;
+    case "--connect-timeout":
+      options.connectTimeoutMs = parseDurationFlag(flag, value, 1);
+      break;
+    case "--keepalive":
+      options.keepaliveMs = parseDurationFlag(flag, value, 0);
+      break;
+    case "--shutdown-grace":
+      options.shutdownGraceMs = parseDurationFlag(flag, value, 0);
+      break;
+    case "--log-level":
+      options.logLevel = parseChoice(flag, value, LOG_LEVELS);
+      break;
+    case "--log-format":
+      options.logFormat = parseChoice(flag, value, LOG_FORMATS);
+      break;
+  }
+}
+
+function parseListen(value: string): Address {
+  try {
+    return parseAddress(value, true);
+  } catch (error) {
+    throw new UsageError(`--listen: ${(error as AddressError).message}`, { cause: error });
+  }
+}
+
+function parseBackendFlag(value: string): Backend {
+  const equals = value.indexOf("=");
+  if (equals <= 0) {
+    throw new UsageError(`--backend "${value}": expected ID=TARGET, such as api-1=10.0.0.1:6443`);
+  }
+
+  try {
+    return createBackend(value.slice(0, equals), value.slice(equals + 1));
+  } catch (error) {
+    throw new UsageError(`--backend: ${(error as BackendError).message}`, { cause: error });
+  }
+}
+
+function parseDurationFlag(flag: string, value: string, minimumMs: number): number {
+  const result = parseDuration(value);
+  if (typeof result === "string") {
+    throw new UsageError(`${flag}: ${result}`);
+  }
+  if (result < minimumMs) {
+    throw new UsageError(`${flag}: the duration must be at least ${minimumMs} ms`);
+  }
+
+  return result;
+}
+
+function parseChoice<T extends string>(flag: string, value: string, choices: readonly T[]): T {
+  if (!(choices as readonly string[]).includes(value)) {
+    throw new UsageError(`${flag} "${value}" is not valid; use one of ${choices.join(", ")}`);
+  }
+
+  return value as T;
+}

@@ -1,0 +1,182 @@
+import { readFileSync } from "node:fs";
+import { extname } from "node:path";
+import { z } from "zod";
+import { type Address, AddressError, parseAddress } from "./address.ts";
+import { type Backend, BackendError, createBackend } from "./backend.ts";
+import { parseDuration } from "./duration.ts";
+import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from "./logger.ts";
+
+/** A config file that cannot be read, parsed or validated; the message names the file, field and value. */
+export class ConfigError extends Error {
+  override name = "ConfigError";
+}
+
+/** Biggest config file read; anything larger is surely not a config. */
+export const MAX_CONFIG_BYTES = 1024 * 1024;
+
+const duration = z.string().transform((text, context) => {
+  const result = parseDuration(text);
+  if (typeof result === "string") {
+    context.addIssue({ code: "custom", message: result });
+
+    return z.NEVER;
+  }
+
+  return result;
+});
+
+const listenAddress = z.string().transform((text, context) => {
+  try {
+    return parseAddress(text, true);
+  } catch (error) {
+    context.addIssue({ code: "custom", message: (error as AddressError).message });
+
+    return z.NEVER;
+  }
+});
+
+const backendEntry = z
+  .strictObject({ id: z.string(), target: z.string() })
+  .transform((entry, context) => {
+    try {
+      return createBackend(entry.id, entry.target);
+    } catch (error) {
+      context.addIssue({ code: "custom", message: (error as BackendError).message });
+
+      return z.NEVER;
+    }
+  });
+
+/** The schema of a config file. Unknown keys are errors, so a misspelt key is not silently ignored. */
+export const fileSchema = z.strictObject({
+  listen: z.union([listenAddress, z.array(listenAddress).min(1)]).optional(),
+  backends: z.array(backendEntry).max(10_000).optional(),
+  connectTimeout: duration.refine((ms) => ms > 0, "the connect timeout must be more than 0").optional(),
+  keepalive: duration.optional(),
+  shutdownGrace: duration.optional(),
+  logLevel: z.enum(LOG_LEVELS).optional(),
+  logFormat: z.enum(LOG_FORMATS).optional(),
+});
+
+/** What a config file sets; absent keys fall back to flags and defaults. */
+export interface FileConfig {
+  listen?: Address[];
+  backends?: Backend[];
+  connectTimeoutMs?: number;
+  keepaliveMs?: number;
+  shutdownGraceMs?: number;
+  logLevel?: LogLevel;
+  logFormat?: LogFormat;
+}
+
+/**
+ * Reads and validates a config file, choosing the parser by extension:
+ * `.yaml`/`.yml`, `.json`/`.jsonc` or `.toml`.
+ *
+ * @throws {ConfigError} naming the file, and for invalid content the field path, the
+ *   value and what is valid.
+ */
+export function loadConfigFile(path: string): FileConfig {
+  const text = readConfigText(path);
+  const data = parseConfigText(path, text);
+
+  return validateConfig(path, data);
+}
+
+/**
+ * Validates parsed config data.
+ *
+ * @throws {ConfigError} naming each invalid field.
+ */
+export function validateConfig(path: string, data: unknown): FileConfig {
+  const result = fileSchema.safeParse(data ?? {}, { reportInput: true });
+  if (!result.success) {
+    const problems = result.error.issues.slice(0, 5).map(describeIssue);
+    const more = result.error.issues.length > 5 ? ` (and ${result.error.issues.length - 5} more)` : "";
+    throw new ConfigError(`invalid config ${path}: ${problems.join("; ")}${more}`);
+  }
+
+  const file = result.data;
+  const backends = file.backends;
+  if (backends !== undefined) {
+    checkUniqueIds(path, backends);
+  }
+
+  return {
+    listen: file.listen === undefined ? undefined : Array.isArray(file.listen) ? file.listen : [file.listen],
+    backends,
+    connectTimeoutMs: file.connectTimeout,
+    keepaliveMs: file.keepalive,
+    shutdownGraceMs: file.shutdownGrace,
+    logLevel: file.logLevel,
+    logFormat: file.logFormat,
+  };
+}
+
+function readConfigText(path: string): string {
+  let bytes: Buffer;
+  try {
+    bytes = readFileSync(path);
+  } catch (error) {
+    const code = (error as { code?: string }).code;
+    const reason = code === "ENOENT" ? "the file does not exist" : code === "EACCES" ? "permission denied" : String(error);
+    throw new ConfigError(`read config ${path} failed: ${reason}`, { cause: error });
+  }
+  if (bytes.byteLength > MAX_CONFIG_BYTES) {
+    throw new ConfigError(`read config ${path} failed: the file has ${bytes.byteLength} bytes, more than the ${MAX_CONFIG_BYTES} allowed`);
+  }
+
+  try {
+    return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+  } catch (error) {
+    throw new ConfigError(`read config ${path} failed: the file is not valid UTF-8`, { cause: error });
+  }
+}
+
+function parseConfigText(path: string, text: string): unknown {
+  const extension = extname(path).toLowerCase();
+  try {
+    switch (extension) {
+      case ".yaml":
+      case ".yml":
+        return Bun.YAML.parse(text);
+      case ".json":
+      case ".jsonc":
+        return Bun.JSONC.parse(text);
+      case ".toml":
+        return Bun.TOML.parse(text);
+    }
+  } catch (error) {
+    throw new ConfigError(`parse config ${path} failed: ${(error as Error).message}`, { cause: error });
+  }
+  throw new ConfigError(`read config ${path} failed: unknown extension "${extension}"; use .yaml, .yml, .json, .jsonc or .toml`);
+}
+
+function describeIssue(issue: z.core.$ZodIssue): string {
+  const field = formatPath(issue.path);
+  const input = "input" in issue ? issue.input : undefined;
+  const value = input === undefined || typeof input === "object" ? "" : ` (got ${JSON.stringify(input)})`;
+
+  return `${field}: ${issue.message}${issue.message.includes(String(input)) ? "" : value}`;
+}
+
+function formatPath(path: PropertyKey[]): string {
+  if (path.length === 0) {
+    return "(top level)";
+  }
+
+  return path
+    .map((part, index) => (typeof part === "number" ? `[${part}]` : index === 0 ? String(part) : `.${String(part)}`))
+    .join("");
+}
+
+function checkUniqueIds(path: string, backends: Backend[]): void {
+  const seen = new Map<string, number>();
+  backends.forEach((backend, index) => {
+    const first = seen.get(backend.id);
+    if (first !== undefined) {
+      throw new ConfigError(`invalid config ${path}: backends[${index}].id: duplicate id "${backend.id}", already used by backends[${first}]; ids must be unique`);
+    }
+    seen.set(backend.id, index);
+  });
+}

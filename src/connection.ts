@@ -1,0 +1,179 @@
+import type { Backend } from "./backend.ts";
+import type { PooledConnection } from "./connection-pool.ts";
+import { Flow, type RelaySocket } from "./flow.ts";
+
+/** How a connection ended, for logs and counters. */
+export type CloseKind = "completed" | "reset" | "closed";
+
+/** Called once when both sockets of a connection are done. */
+export type ConnectionClosedHandler = (connection: Connection, kind: CloseKind, reason: string) => void;
+
+/**
+ * One client socket paired with one backend socket, relaying bytes both ways.
+ *
+ * A connection starts in the dialing state with only its client socket (paused).
+ * `attach` adds the backend socket and starts both flows. It ends in one of three ways:
+ * both sides sent FIN and every byte was written ("completed"); one side reset or
+ * closed abruptly, so the other is reset too ("reset"); or tinylb closed it, for
+ * example because its target left the backend set ("closed").
+ */
+export class Connection implements PooledConnection {
+  readonly id: number;
+  readonly client: RelaySocket;
+  /** Client address as `ip:port`, or the listener path for Unix sockets. */
+  readonly clientAddress: string;
+  /** When the client was accepted, in `performance.now()` milliseconds. */
+  readonly acceptedAt = performance.now();
+
+  #backend: Backend | null = null;
+  #backendSocket: RelaySocket | null = null;
+  readonly #upload: Flow;
+  #download: Flow | null = null;
+  #closed = false;
+  readonly #onClosed: ConnectionClosedHandler;
+
+  constructor(id: number, client: RelaySocket, clientAddress: string, onClosed: ConnectionClosedHandler) {
+    this.id = id;
+    this.client = client;
+    this.clientAddress = clientAddress;
+    // The client stays paused until a backend socket can take its bytes.
+    client.pause();
+    this.#upload = new Flow(client, true);
+    this.#onClosed = onClosed;
+  }
+
+  /** The backend this connection is attached to; throws while dialing. */
+  get backend(): Backend {
+    if (this.#backend === null) {
+      throw new Error(`invariant violated: connection ${this.id} has no backend yet`);
+    }
+
+    return this.#backend;
+  }
+
+  /** The attached backend's target, or "" while dialing. */
+  get target(): string {
+    return this.#backend?.target ?? "";
+  }
+
+  /** True until a backend socket is attached or the connection closes. */
+  get dialing(): boolean {
+    return this.#backendSocket === null && !this.#closed;
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Bytes written to the backend. */
+  get bytesToBackend(): number {
+    return this.#upload.bytes;
+  }
+
+  /** Bytes written to the client. */
+  get bytesToClient(): number {
+    return this.#download?.bytes ?? 0;
+  }
+
+  /** Bytes read and not yet written, both directions. */
+  get pendingBytes(): number {
+    return this.#upload.pendingBytes + (this.#download?.pendingBytes ?? 0);
+  }
+
+  /** Pairs the connected backend socket with the client and starts relaying both ways. */
+  attach(backend: Backend, socket: RelaySocket): void {
+    if (this.#closed || this.#backendSocket !== null) {
+      throw new Error(`invariant violated: connection ${this.id} cannot attach backend "${backend.id}" twice or after close`);
+    }
+
+    this.#backend = backend;
+    this.#backendSocket = socket;
+    this.#download = new Flow(socket);
+    this.#download.setSink(this.client);
+    this.#upload.setSink(socket);
+  }
+
+  /** Handles bytes read from the client. */
+  clientData(chunk: Uint8Array): void {
+    this.#upload.forward(chunk);
+  }
+
+  /** Handles bytes read from the backend. */
+  backendData(chunk: Uint8Array): void {
+    this.#download?.forward(chunk);
+  }
+
+  /** Handles the client's socket becoming writable again. */
+  clientDrain(): void {
+    this.#download?.flush();
+  }
+
+  /** Handles the backend's socket becoming writable again. */
+  backendDrain(): void {
+    this.#upload.flush();
+  }
+
+  /** Handles a FIN from the client. */
+  clientEnd(): void {
+    this.#upload.end();
+    this.#closeIfFinished();
+  }
+
+  /** Handles a FIN from the backend. */
+  backendEnd(): void {
+    this.#download?.end();
+    this.#closeIfFinished();
+  }
+
+  /**
+   * Handles a socket of this connection closing under us: a reset, an error, or the
+   * peer going away. The other side is reset so that it learns at once.
+   */
+  socketClosed(side: "client" | "backend", error?: Error): void {
+    if (this.#closed) {
+      return;
+    }
+
+    const other = side === "client" ? this.#backendSocket : this.client;
+    other?.terminate();
+    const cause = error === undefined ? "closed" : ((error as { code?: string }).code ?? error.message);
+    this.#finish("reset", `${side} ${cause}`);
+  }
+
+  /** Closes both sockets at once, dropping queued bytes. */
+  close(reason: string): void {
+    if (this.#closed) {
+      return;
+    }
+
+    this.#finish("closed", reason);
+    this.client.end();
+    this.#backendSocket?.end();
+  }
+
+  /** Resets both sockets, so each peer sees a reset rather than an end of stream. */
+  reset(reason: string): void {
+    if (this.#closed) {
+      return;
+    }
+
+    this.#finish("reset", reason);
+    this.client.terminate();
+    this.#backendSocket?.terminate();
+  }
+
+  #closeIfFinished(): void {
+    if (this.#closed || this.#download === null || !this.#upload.finished || !this.#download.finished) {
+      return;
+    }
+
+    this.#finish("completed", "both sides finished");
+    this.client.end();
+    this.#backendSocket?.end();
+  }
+
+  #finish(kind: CloseKind, reason: string): void {
+    this.#closed = true;
+    this.#onClosed(this, kind, reason);
+  }
+}

@@ -1,0 +1,79 @@
+import type { Server as HttpServer } from "bun";
+import { type Address, formatAddress } from "./address.ts";
+import { createBackend } from "./backend.ts";
+import { BackendSet } from "./backend-set.ts";
+import type { Logger } from "./logger.ts";
+import { Server } from "./server.ts";
+
+/** Listen address of the demo when `--listen` is not given. */
+export const DEMO_LISTEN: Address = { kind: "tcp", host: "127.0.0.1", port: 7070 };
+
+const DEMO_IDS = ["demo-1", "demo-2", "demo-3"];
+
+/**
+ * Runs the demo: three HTTP backends on loopback ports chosen by the kernel, each
+ * greeting with its own id, balanced on one listener. Resolves with the exit code
+ * after SIGINT or SIGTERM.
+ *
+ * @throws {ListenError} when the demo's listen address is taken.
+ */
+export async function runDemo(listen: Address[], logger: Logger): Promise<number> {
+  const backends = DEMO_IDS.map((id) => startDemoBackend(id));
+  const server = new Server({ listen: listen.length > 0 ? listen : [DEMO_LISTEN], logger });
+  server.applySet(
+    new BackendSet(backends.map(({ id, http }) => createBackend(id, `127.0.0.1:${http.port}`))),
+  );
+
+  try {
+    await server.start();
+  } catch (error) {
+    stopBackends(backends);
+    throw error;
+  }
+
+  const address = server.listeners[0]!.address;
+  printInstructions(formatAddress(address), address.kind === "tcp" ? address.port : 0);
+
+  return new Promise((resolve) => {
+    const stop = (): void => {
+      void server.shutdown(1000).then(() => {
+        stopBackends(backends);
+        process.stdout.write("demo stopped\n");
+        resolve(0);
+      });
+    };
+    process.once("SIGINT", stop);
+    process.once("SIGTERM", stop);
+  });
+}
+
+function startDemoBackend(id: string): { id: string; http: HttpServer<undefined> } {
+  const http = Bun.serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    fetch: () => new Response(`hello from ${id}\n`),
+  });
+
+  return { id, http };
+}
+
+function stopBackends(backends: { http: HttpServer<undefined> }[]): void {
+  for (const { http } of backends) {
+    void http.stop(true);
+  }
+}
+
+function printInstructions(name: string, port: number): void {
+  const url = port > 0 ? `http://${name}/` : "";
+  process.stdout.write(
+    [
+      `tinylb demo: balancing ${DEMO_IDS.join(", ")} on ${name}`,
+      url ? `Try it: for i in 1 2 3 4; do curl -s ${url}; done` : "",
+      port > 0 ? `   or: printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc 127.0.0.1 ${port}` : "",
+      "Press Ctrl-C to stop.",
+      "",
+    ]
+      .filter((line) => line !== "")
+      .join("\n") + "\n",
+  );
+}

@@ -1,0 +1,44 @@
+/** Units a duration string may use, in milliseconds. */
+const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+
+/** Longest duration accepted: one day, far beyond any sensible timeout. */
+export const MAX_DURATION_MS = 86_400_000;
+
+/**
+ * Parses a duration such as `500ms`, `3s`, `1.5s`, `2m` or `1h` into milliseconds.
+ * A bare `0` means zero (for "off").
+ *
+ * @returns the duration in milliseconds, or an error message naming the value and the valid forms.
+ */
+export function parseDuration(text: string): number | string {
+  const value = text.trim();
+  if (value === "0") {
+    return 0;
+  }
+
+  const match = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/.exec(value);
+  if (match === null) {
+    return `invalid duration "${text}": use a number and a unit (ms, s, m or h), such as 500ms or 3s`;
+  }
+
+  const ms = Math.round(Number(match[1]) * UNITS[match[2]!]!);
+  if (ms > MAX_DURATION_MS) {
+    return `invalid duration "${text}": the maximum is 24h`;
+  }
+
+  return ms;
+}
+
+/** Formats milliseconds as the shortest exact duration string. */
+export function formatDuration(ms: number): string {
+  if (ms === 0) {
+    return "0";
+  }
+  for (const [unit, size] of [["h", 3_600_000], ["m", 60_000], ["s", 1000]] as const) {
+    if (ms % size === 0) {
+      return `${ms / size}${unit}`;
+    }
+  }
+
+  return `${ms}ms`;
+}

@@ -1,0 +1,126 @@
+import type { Socket } from "bun";
+
+/** A Bun socket of either side; its `data` is owned by whoever opened it. */
+export type RelaySocket = Socket<unknown>;
+
+/**
+ * One direction of a connection: bytes read from `source` are written to `sink`.
+ *
+ * Bun's `write()` is unbuffered: it returns how many bytes the kernel took and keeps
+ * nothing. A flow keeps the unsent tail and pauses the source until the sink drains,
+ * so at most one read of the source is buffered per direction (Bun 1.4 reads up to
+ * 512 KiB at a time). A FIN from the source becomes `shutdown()` on the sink once the
+ * tail is flushed; `end(data)` is never used because it can drop the tail of `data`.
+ */
+export class Flow {
+  /** Bytes the kernel accepted for the sink. */
+  bytes = 0;
+
+  #source: RelaySocket;
+  #sink: RelaySocket | null = null;
+  readonly #pending: Uint8Array[] = [];
+  #pendingBytes = 0;
+  #sourcePaused = false;
+  #sourceEnded = false;
+  #sinkShut = false;
+
+  /**
+   * @param source the socket read from.
+   * @param sourcePaused true when the caller already paused the source; the flow
+   *   resumes it once it has a sink and nothing queued.
+   */
+  constructor(source: RelaySocket, sourcePaused = false) {
+    this.#source = source;
+    this.#sourcePaused = sourcePaused;
+  }
+
+  /** Bytes read from the source and not yet taken by the sink. */
+  get pendingBytes(): number {
+    return this.#pendingBytes;
+  }
+
+  /** True once the source sent FIN and the sink was shut down after the last byte. */
+  get finished(): boolean {
+    return this.#sinkShut;
+  }
+
+  /** Sets the sink and writes what was queued while there was none. */
+  setSink(sink: RelaySocket): void {
+    this.#sink = sink;
+    this.flush();
+  }
+
+  /** Writes a chunk read from the source, queueing what the sink does not take. */
+  forward(chunk: Uint8Array): void {
+    if (this.#sink === null || this.#pending.length > 0) {
+      this.#queue(chunk);
+
+      return;
+    }
+
+    const written = this.#sink.write(chunk);
+    if (written < 0) {
+      // The sink is closing; its close handler decides the connection's fate.
+      return;
+    }
+    this.bytes += written;
+    if (written < chunk.byteLength) {
+      this.#queue(chunk.subarray(written));
+    }
+  }
+
+  /** Writes queued bytes after the sink drained; resumes the source or passes on its FIN once empty. */
+  flush(): void {
+    const sink = this.#sink;
+    if (sink === null) {
+      return;
+    }
+
+    while (this.#pending.length > 0) {
+      const head = this.#pending[0]!;
+      const written = sink.write(head);
+      if (written < 0) {
+        return;
+      }
+      this.bytes += written;
+      this.#pendingBytes -= written;
+      if (written < head.byteLength) {
+        this.#pending[0] = head.subarray(written);
+
+        return;
+      }
+      this.#pending.shift();
+    }
+
+    if (this.#sourceEnded) {
+      this.#shutdownSink();
+    } else if (this.#sourcePaused) {
+      this.#sourcePaused = false;
+      this.#source.resume();
+    }
+  }
+
+  /** Records the source's FIN and shuts the sink's write side once the queue is empty. */
+  end(): void {
+    this.#sourceEnded = true;
+    if (this.#sink !== null && this.#pending.length === 0) {
+      this.#shutdownSink();
+    }
+  }
+
+  #queue(chunk: Uint8Array): void {
+    this.#pending.push(chunk);
+    this.#pendingBytes += chunk.byteLength;
+    if (!this.#sourcePaused && !this.#sourceEnded) {
+      this.#sourcePaused = true;
+      this.#source.pause();
+    }
+  }
+
+  #shutdownSink(): void {
+    if (!this.#sinkShut) {
+      this.#sinkShut = true;
+      this.#sink?.shutdown();
+    }
+  }
+}

@@ -1,0 +1,68 @@
+#!/usr/bin/env bun
+import { AddressError } from "./address.ts";
+import { HELP, parseArgs, UsageError } from "./cli.ts";
+import { ConfigError } from "./config.ts";
+import { runDemo } from "./demo.ts";
+import { ListenError } from "./listener.ts";
+import { Logger } from "./logger.ts";
+import { runBalancer } from "./run-command.ts";
+import { versionLine } from "./version.ts";
+
+/** Exit code for a bad command line or config file. */
+const EXIT_USAGE = 2;
+/** Exit code for a listener that cannot be bound. */
+const EXIT_LISTEN = 1;
+
+async function main(argv: string[]): Promise<number> {
+  const logger = new Logger();
+  guardProcess(logger);
+
+  try {
+    const cli = parseArgs(argv);
+    switch (cli.command) {
+      case "help":
+        process.stdout.write(HELP + "\n");
+
+        return 0;
+      case "version":
+        process.stdout.write(versionLine() + "\n");
+
+        return 0;
+      case "demo":
+        return await runDemo(cli.listen, logger);
+      case "run":
+        return await (await runBalancer(cli, logger)).exited;
+    }
+  } catch (error) {
+    return reportStartupError(error);
+  }
+}
+
+function reportStartupError(error: unknown): number {
+  if (error instanceof UsageError || error instanceof AddressError) {
+    process.stderr.write(`tinylb: ${error.message}; see tinylb --help\n`);
+
+    return EXIT_USAGE;
+  }
+  if (error instanceof ConfigError) {
+    process.stderr.write(`tinylb: ${error.message}\n`);
+
+    return EXIT_USAGE;
+  }
+  if (error instanceof ListenError) {
+    process.stderr.write(`tinylb: ${error.message}\n`);
+
+    return EXIT_LISTEN;
+  }
+  throw error;
+}
+
+/** Keeps the balancer alive when a bug escapes a handler: one broken connection must not stop the rest. */
+function guardProcess(logger: Logger): void {
+  const log = logger.with({ component: "main" });
+  process.on("uncaughtException", (error) => log.error("invariant violated: uncaught exception", { err: error }));
+  process.on("unhandledRejection", (error) => log.error("invariant violated: unhandled promise rejection", { err: error }));
+}
+
+process.exitCode = await main(process.argv.slice(2));
+process.exit();

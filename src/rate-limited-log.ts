@@ -1,0 +1,32 @@
+import type { LogFields, Logger, LogLevel } from "./logger.ts";
+
+/**
+ * A log line that repeats at most once per interval; the next line it writes carries
+ * how many were suppressed in between.
+ */
+export class RateLimitedLog {
+  #last = -Infinity;
+  #suppressed = 0;
+
+  constructor(
+    private readonly logger: Logger,
+    private readonly level: LogLevel,
+    private readonly intervalMs: number,
+    private readonly now: () => number = () => performance.now(),
+  ) {}
+
+  /** Writes the line unless one was written less than the interval ago. */
+  log(msg: string, fields?: LogFields): void {
+    const now = this.now();
+    if (now - this.#last < this.intervalMs) {
+      this.#suppressed++;
+
+      return;
+    }
+
+    const suppressed = this.#suppressed;
+    this.#last = now;
+    this.#suppressed = 0;
+    this.logger.log(this.level, msg, suppressed > 0 ? { ...fields, suppressed } : fields);
+  }
+}

@@ -1,0 +1,260 @@
+import type { Socket, SocketHandler } from "bun";
+import type { Address } from "./address.ts";
+import type { Backend } from "./backend.ts";
+import { BackendSet } from "./backend-set.ts";
+import { type CloseKind, Connection } from "./connection.ts";
+import { ConnectionPool } from "./connection-pool.ts";
+import { configureSocket, DialError, dialBackend } from "./dialer.ts";
+import { type BoundListener, bindListener } from "./listener.ts";
+import { Logger, silentLogger } from "./logger.ts";
+import { RateLimitedLog } from "./rate-limited-log.ts";
+import { RoundRobinSelector } from "./round-robin-selector.ts";
+import { TrafficStats } from "./traffic-stats.ts";
+
+/** Settings of a server. */
+export interface ServerOptions {
+  /** Addresses to accept clients on; port 0 lets the kernel pick. */
+  listen: Address[];
+  /**
+   * Milliseconds a backend connect may take before the next backend is tried.
+   * @default 3000
+   */
+  connectTimeoutMs?: number;
+  /**
+   * Idle milliseconds before TCP keepalive probes start on both sockets; 0 turns keepalive off.
+   * @default 30000
+   */
+  keepaliveMs?: number;
+  /** @default a logger that writes nothing */
+  logger?: Logger;
+}
+
+type ClientSocket = Socket<Connection>;
+
+/**
+ * The balancer: accepts clients, picks the next backend round-robin, dials it, registers
+ * the pair in the pool and relays bytes both ways.
+ *
+ * `applySet` swaps the backend set first, then closes the connections of every target
+ * that left it; connections to targets that stay are never touched.
+ */
+export class Server {
+  readonly pool = new ConnectionPool<Connection>();
+  readonly stats = new TrafficStats();
+  readonly #selector = new RoundRobinSelector();
+  readonly #dialing = new Set<Connection>();
+  readonly #options: Required<ServerOptions>;
+  readonly #log: Logger;
+  readonly #emptySetWarning: RateLimitedLog;
+  #listeners: BoundListener[] = [];
+  #nextId = 1;
+  #idleWaiters: (() => void)[] = [];
+
+  constructor(options: ServerOptions) {
+    this.#options = { connectTimeoutMs: 3000, keepaliveMs: 30_000, logger: silentLogger, ...options };
+    this.#log = this.#options.logger.with({ component: "server" });
+    this.#emptySetWarning = new RateLimitedLog(this.#log, "warn", 10_000);
+  }
+
+  /** The backend set in use. */
+  get set(): BackendSet {
+    return this.#selector.set;
+  }
+
+  /** Bound listeners, with the real ports. */
+  get listeners(): readonly BoundListener[] {
+    return this.#listeners;
+  }
+
+  /** Open connections plus those still dialing. */
+  get activeCount(): number {
+    return this.pool.size + this.#dialing.size;
+  }
+
+  /**
+   * Binds every listener. On a failure the listeners bound so far are stopped.
+   *
+   * @throws {ListenError} naming the address that could not be bound.
+   */
+  async start(): Promise<void> {
+    const handlers = this.#clientHandlers();
+    try {
+      for (const address of this.#options.listen) {
+        const listener = await bindListener(address, handlers);
+        this.#listeners.push(listener);
+        this.#log.info("listening", { listener: listener.name });
+      }
+    } catch (error) {
+      this.stopListening();
+      throw error;
+    }
+  }
+
+  /**
+   * Replaces the backend set: swap first, then close every connection whose target the
+   * new set no longer dials. Returns false, and touches nothing, when the set is unchanged.
+   */
+  applySet(set: BackendSet): boolean {
+    const previous = this.#selector.set;
+    if (set.equals(previous)) {
+      return false;
+    }
+
+    this.#selector.update(set);
+    this.stats.setChanges++;
+    this.#log.info("backend set changed", { count: set.size, backends: set.describe() });
+    if (set.size === 0) {
+      this.#log.warn("backend set is empty; clients will be closed until a backend is added");
+    }
+
+    for (const target of this.pool.targets()) {
+      if (!set.hasTarget(target)) {
+        this.#closeTarget(target, previous);
+      }
+    }
+
+    return true;
+  }
+
+  /** Stops accepting new clients; open connections carry on. */
+  stopListening(): void {
+    for (const listener of this.#listeners) {
+      listener.stop();
+    }
+    this.#listeners = [];
+  }
+
+  /**
+   * Stops accepting, waits up to `graceMs` for open connections to finish, then closes
+   * the rest. Returns how many connections were closed by force.
+   */
+  async shutdown(graceMs: number): Promise<number> {
+    this.stopListening();
+    if (this.activeCount > 0 && graceMs > 0) {
+      this.#log.info("waiting for open connections to finish", { open: this.activeCount, graceMs });
+      await Promise.race([this.#whenIdle(), Bun.sleep(graceMs)]);
+    }
+
+    return this.closeAll("balancer shutting down");
+  }
+
+  /** Closes every open and dialing connection at once; returns how many were closed. */
+  closeAll(reason: string): number {
+    const dialing = [...this.#dialing];
+    for (const connection of dialing) {
+      connection.close(reason);
+    }
+
+    return dialing.length + this.pool.closeAll(reason);
+  }
+
+  #closeTarget(target: string, previous: BackendSet): void {
+    const ids = previous.backends.filter((backend) => backend.target === target).map((backend) => backend.id);
+    const closed = this.pool.closeTarget(target, "target left the backend set");
+    this.#log.info("closed connections of removed target", { backend: ids.join(","), target, closed });
+  }
+
+  #clientHandlers(): SocketHandler<Connection> {
+    return {
+      open: (socket) => this.#accept(socket),
+      data: (socket, chunk) => socket.data.clientData(chunk),
+      drain: (socket) => socket.data.clientDrain(),
+      end: (socket) => socket.data.clientEnd(),
+      close: (socket, error) => socket.data?.socketClosed("client", error),
+      error: (socket, error) => this.#log.debug("client socket error", { conn: socket.data?.id, err: error }),
+    };
+  }
+
+  #accept(socket: ClientSocket): void {
+    const client = socket.remoteAddress ? `${socket.remoteAddress}:${socket.remotePort}` : "unix";
+    const connection = new Connection(this.#nextId++, socket as Socket<unknown>, client, (closed, kind, reason) =>
+      this.#connectionClosed(closed, kind, reason),
+    );
+    socket.data = connection;
+    this.stats.accepted++;
+    configureSocket(socket, this.#options.keepaliveMs);
+
+    if (this.#selector.set.size === 0) {
+      this.stats.unserved++;
+      this.#emptySetWarning.log("backend set is empty; closing client", { conn: connection.id, client });
+      connection.close("backend set is empty");
+
+      return;
+    }
+
+    this.#dialing.add(connection);
+    this.#connect(connection).catch((error: unknown) => {
+      this.#log.error("invariant violated: connection failed outside a dial", { conn: connection.id, client, err: error });
+      connection.reset("internal error");
+    });
+  }
+
+  /** Dials backends in rotation order until one connects, trying each id at most once. */
+  async #connect(connection: Connection): Promise<void> {
+    const tried = new Set<string>();
+    let backend = this.#selector.next();
+    while (backend !== undefined) {
+      tried.add(backend.id);
+      try {
+        await dialBackend(connection, backend, {
+          connectTimeoutMs: this.#options.connectTimeoutMs,
+          keepaliveMs: this.#options.keepaliveMs,
+          isCurrent: (candidate) => this.#selector.set.hasTarget(candidate.target),
+        });
+        this.#registered(connection);
+
+        return;
+      } catch (error) {
+        if (!(error instanceof DialError)) {
+          throw error;
+        }
+        this.stats.backend(backend.id).dialFailures++;
+        if (connection.closed) {
+          return;
+        }
+        this.#log.warn(error.message, { conn: connection.id, client: connection.clientAddress, backend: backend.id, target: backend.target });
+      }
+      backend = this.#selector.following(backend.id, (candidate) => !tried.has(candidate.id));
+    }
+
+    this.stats.unserved++;
+    this.#log.error("no backend could be dialled; closing client", { conn: connection.id, client: connection.clientAddress, tried: tried.size });
+    connection.close("every backend failed");
+  }
+
+  #registered(connection: Connection): void {
+    if (connection.closed) {
+      return;
+    }
+
+    this.#dialing.delete(connection);
+    this.pool.add(connection);
+    this.stats.backend(connection.backend.id).total++;
+    this.#log.debug("connection opened", this.#fields(connection));
+  }
+
+  #connectionClosed(connection: Connection, kind: CloseKind, reason: string): void {
+    this.#dialing.delete(connection);
+    if (this.pool.delete(connection)) {
+      this.stats.recordClosed(connection);
+      this.#log.debug("connection closed", { ...this.#fields(connection), kind, reason, sent: connection.bytesToBackend, received: connection.bytesToClient });
+    }
+    if (this.activeCount === 0) {
+      const waiters = this.#idleWaiters;
+      this.#idleWaiters = [];
+      for (const wake of waiters) {
+        wake();
+      }
+    }
+  }
+
+  #whenIdle(): Promise<void> {
+    return this.activeCount === 0 ? Promise.resolve() : new Promise((resolve) => this.#idleWaiters.push(resolve));
+  }
+
+  #fields(connection: Connection): Record<string, unknown> {
+    const backend: Backend = connection.backend;
+
+    return { conn: connection.id, client: connection.clientAddress, backend: backend.id, target: backend.target };
+  }
+}

@@ -1,0 +1,62 @@
+import type { Address } from "./address.ts";
+import type { Backend } from "./backend.ts";
+import { BackendSet } from "./backend-set.ts";
+import type { CliOptions } from "./cli.ts";
+import { ConfigError, type FileConfig, loadConfigFile } from "./config.ts";
+import type { LogFormat, LogLevel } from "./logger.ts";
+
+/** The settings a balancer runs with, after flags, file and defaults are merged. */
+export interface Settings {
+  listen: Address[];
+  backends: BackendSet;
+  connectTimeoutMs: number;
+  keepaliveMs: number;
+  shutdownGraceMs: number;
+  logLevel: LogLevel;
+  logFormat: LogFormat;
+}
+
+/** Defaults for every setting that has one. */
+export const DEFAULTS = {
+  connectTimeoutMs: 3000,
+  keepaliveMs: 30_000,
+  shutdownGraceMs: 10_000,
+  logLevel: "info",
+  logFormat: "text",
+} as const;
+
+/**
+ * Merges the command line with the config file it names (read now) and the defaults.
+ * A flag wins over the file; `--backend` flags are added to the file's backends and
+ * win on the same id.
+ *
+ * @throws {ConfigError} when the file is invalid or no listen address is given.
+ */
+export function resolveSettings(cli: CliOptions): Settings {
+  const file: FileConfig = cli.configPath === undefined ? {} : loadConfigFile(cli.configPath);
+  const listen = cli.listen.length > 0 ? cli.listen : (file.listen ?? []);
+  if (listen.length === 0) {
+    const where = cli.configPath === undefined ? "" : ` or set listen in ${cli.configPath}`;
+    throw new ConfigError(`no listen address: pass --listen ADDR${where}`);
+  }
+
+  return {
+    listen,
+    backends: mergeBackends(file.backends ?? [], cli.backends),
+    connectTimeoutMs: cli.connectTimeoutMs ?? file.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs,
+    keepaliveMs: cli.keepaliveMs ?? file.keepaliveMs ?? DEFAULTS.keepaliveMs,
+    shutdownGraceMs: cli.shutdownGraceMs ?? file.shutdownGraceMs ?? DEFAULTS.shutdownGraceMs,
+    logLevel: cli.logLevel ?? file.logLevel ?? DEFAULTS.logLevel,
+    logFormat: cli.logFormat ?? file.logFormat ?? DEFAULTS.logFormat,
+  };
+}
+
+/** Builds one set from the file's backends and the flags' backends; a flag wins on the same id. */
+export function mergeBackends(fromFile: readonly Backend[], fromFlags: readonly Backend[]): BackendSet {
+  const byId = new Map<string, Backend>();
+  for (const backend of [...fromFile, ...fromFlags]) {
+    byId.set(backend.id, backend);
+  }
+
+  return new BackendSet(byId.values());
+}

@@ -1,0 +1,45 @@
+import type { Connection } from "./connection.ts";
+
+/** Counters of one backend id. Byte counts cover closed connections only; open ones are added on read. */
+export interface BackendCounters {
+  /** Connections accepted and attached to this backend. */
+  total: number;
+  /** Dials to this backend that failed or timed out. */
+  dialFailures: number;
+  bytesToBackend: number;
+  bytesToClient: number;
+}
+
+/** Traffic counters of one balancer, kept per backend id across set changes. */
+export class TrafficStats {
+  /** Clients accepted on every listener. */
+  accepted = 0;
+  /** Clients closed without a backend: empty set or every dial failed. */
+  unserved = 0;
+  /** Effective backend set changes applied. */
+  setChanges = 0;
+  readonly #byId = new Map<string, BackendCounters>();
+
+  /** Returns the counters of a backend id, creating them at zero. */
+  backend(id: string): BackendCounters {
+    let counters = this.#byId.get(id);
+    if (counters === undefined) {
+      counters = { total: 0, dialFailures: 0, bytesToBackend: 0, bytesToClient: 0 };
+      this.#byId.set(id, counters);
+    }
+
+    return counters;
+  }
+
+  /** Adds a closed connection's bytes to its backend's counters. */
+  recordClosed(connection: Connection): void {
+    const counters = this.backend(connection.backend.id);
+    counters.bytesToBackend += connection.bytesToBackend;
+    counters.bytesToClient += connection.bytesToClient;
+  }
+
+  /** Ids with counters, including backends that left the set. */
+  ids(): string[] {
+    return [...this.#byId.keys()];
+  }
+}
