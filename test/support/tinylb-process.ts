@@ -1,0 +1,85 @@
+import type { Subprocess } from "bun";
+import { join } from "node:path";
+import { waitFor } from "./wait.ts";
+
+/** Path of the compiled binary that `bun build.ts` writes. */
+export const BINARY = join(import.meta.dir, "..", "..", "dist", "tinylb");
+
+/**
+ * A `dist/tinylb` child process with its stderr collected, for end-to-end tests.
+ * Stop it with `stop()` (SIGTERM) or `kill()`; `[Symbol.asyncDispose]` kills it if still running.
+ */
+export class TinylbProcess {
+  readonly process: Subprocess<"ignore", "pipe", "pipe">;
+  stdout = "";
+  stderr = "";
+
+  private constructor(process: Subprocess<"ignore", "pipe", "pipe">) {
+    this.process = process;
+    void this.#collect(process.stdout, (text) => (this.stdout += text));
+    void this.#collect(process.stderr, (text) => (this.stderr += text));
+  }
+
+  /** Starts `dist/tinylb` with `args`. */
+  static start(args: string[], options: { env?: Record<string, string>; cwd?: string } = {}): TinylbProcess {
+    const child = Bun.spawn([BINARY, ...args], {
+      stdin: "ignore",
+      stdout: "pipe",
+      stderr: "pipe",
+      env: options.env ?? { PATH: process.env.PATH ?? "/usr/bin:/bin" },
+      cwd: options.cwd,
+    });
+
+    return new TinylbProcess(child);
+  }
+
+  get pid(): number {
+    return this.process.pid;
+  }
+
+  /** Waits until stderr contains `text` (a log line), or throws with what was logged. */
+  async waitForLog(text: string | RegExp, timeoutMs = 10_000): Promise<void> {
+    const found = (): boolean => (typeof text === "string" ? this.stderr.includes(text) : text.test(this.stderr));
+    try {
+      await waitFor(`log ${String(text)}`, found, timeoutMs);
+    } catch (error) {
+      throw new Error(`${(error as Error).message}; stderr so far:\n${this.stderr}`);
+    }
+  }
+
+  /** Sends a signal to the child. */
+  signal(signal: NodeJS.Signals): void {
+    this.process.kill(signal);
+  }
+
+  /** Sends SIGTERM and resolves with the exit code. */
+  async stop(): Promise<number> {
+    this.process.kill("SIGTERM");
+
+    return await this.process.exited;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    if (this.process.exitCode === null && this.process.signalCode === null) {
+      this.process.kill("SIGKILL");
+      await this.process.exited;
+    }
+  }
+
+  async #collect(stream: ReadableStream<Uint8Array>, append: (text: string) => void): Promise<void> {
+    const decoder = new TextDecoder();
+    for await (const chunk of stream) {
+      append(decoder.decode(chunk, { stream: true }));
+    }
+  }
+}
+
+/** Extracts the port a `listening` log line reports for a listener started with port 0. */
+export function listenedPort(stderr: string): number {
+  const match = /listening .*listener=[^\s]*:(\d+)/.exec(stderr);
+  if (match === null) {
+    throw new Error(`no "listening" line in stderr:\n${stderr}`);
+  }
+
+  return Number(match[1]);
+}
