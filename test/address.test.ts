@@ -1,0 +1,72 @@
+import { describe, expect, test } from "bun:test";
+import { AddressError, formatAddress, isLocalAddress, parseAddress } from "../src/address.ts";
+
+describe("parseAddress", () => {
+  test.each([
+    ["127.0.0.1:6443", { kind: "tcp", host: "127.0.0.1", port: 6443 }, "127.0.0.1:6443"],
+    ["localhost:80", { kind: "tcp", host: "localhost", port: 80 }, "localhost:80"],
+    ["[::1]:7443", { kind: "tcp", host: "::1", port: 7443 }, "[::1]:7443"],
+    ["[fe80::1%eth0]:22", { kind: "tcp", host: "fe80::1%eth0", port: 22 }, "[fe80::1%eth0]:22"],
+    ["  api.internal:65535 ", { kind: "tcp", host: "api.internal", port: 65535 }, "api.internal:65535"],
+    ["unix:/run/tinylb.sock", { kind: "unix", path: "/run/tinylb.sock" }, "unix:/run/tinylb.sock"],
+    ["unix:relative.sock", { kind: "unix", path: "relative.sock" }, "unix:relative.sock"],
+  ])("parses %p", (text, expected, canonical) => {
+    const address = parseAddress(text);
+
+    expect(address).toEqual(expected as ReturnType<typeof parseAddress>);
+    expect(formatAddress(address)).toBe(canonical);
+  });
+
+  test.each([
+    ["", "expected host:port"],
+    ["127.0.0.1", "expected host:port"],
+    [":80", "expected host:port"],
+    ["::1:80", "put an IPv6 address in brackets"],
+    ["[::1]80", "expected host:port"],
+    ["[::1", "expected host:port"],
+    ["[]:80", "the host is empty"],
+    ["a b:80", "contains spaces or slashes"],
+    ["host/x:80", "contains spaces or slashes"],
+    ["host:", 'the port "" must be a number from 1 to 65535'],
+    ["host:http", 'the port "http" must be a number'],
+    ["host:-1", 'the port "-1" must be a number'],
+    ["host:0", "the port 0 must be from 1 to 65535"],
+    ["host:65536", "the port 65536 must be from 1 to 65535"],
+    ["host:123456", 'the port "123456" must be a number'],
+    ["unix:", "unix: needs a socket path"],
+    ["unix:/a\0b", "unix: needs a socket path"],
+  ])("rejects %p", (text, detail) => {
+    let caught: unknown;
+    try {
+      parseAddress(text);
+    } catch (error) {
+      caught = error;
+    }
+
+    expect(caught).toBeInstanceOf(AddressError);
+    expect((caught as Error).message).toContain(`invalid address "${text}"`);
+    expect((caught as Error).message).toContain(detail);
+  });
+
+  test("accepts port 0 only for listeners", () => {
+    expect(parseAddress("127.0.0.1:0", true)).toEqual({ kind: "tcp", host: "127.0.0.1", port: 0 });
+    expect(() => parseAddress("127.0.0.1:0")).toThrow(AddressError);
+  });
+});
+
+describe("isLocalAddress", () => {
+  test.each([
+    ["127.0.0.1:1", true],
+    ["127.255.0.9:1", true],
+    ["localhost:1", true],
+    ["LOCALHOST:1", true],
+    ["[::1]:1", true],
+    ["unix:/tmp/x.sock", true],
+    ["10.0.0.1:1", false],
+    ["[::]:1", false],
+    ["0.0.0.0:1", false],
+    ["example.com:1", false],
+  ])("%p is local: %p", (text, local) => {
+    expect(isLocalAddress(parseAddress(text))).toBe(local);
+  });
+});
