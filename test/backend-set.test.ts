@@ -80,10 +80,19 @@ describe("BackendSet", () => {
   });
 });
 
+interface DiffCase {
+  name: string;
+  after: BackendSet;
+  added: string[];
+  removed: string[];
+  retargeted: string[];
+  removedTargets: string[];
+}
+
 describe("diffBackendSets", () => {
   const before = set(["a", "127.0.0.1:1"], ["b", "127.0.0.1:2"], ["c", "127.0.0.1:3"], ["d", "127.0.0.1:4"]);
 
-  test.each([
+  test.each<DiffCase>([
     {
       name: "no change",
       after: before,
