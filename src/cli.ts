@@ -1,5 +1,6 @@
 import { type Address, AddressError, parseAddress } from "./address.ts";
 import { type Backend, BackendError, createBackend } from "./backend.ts";
+import { MAX_CONNECTION_CAP } from "./config.ts";
 import { parseDuration } from "./duration.ts";
 import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from "./logger.ts";
 
@@ -17,6 +18,8 @@ export interface CliOptions {
   connectTimeoutMs?: number;
   keepaliveMs?: number;
   shutdownGraceMs?: number;
+  maxConnections?: number;
+  maxConnectionsPerBackend?: number;
   logLevel?: LogLevel;
   logFormat?: LogFormat;
 }
@@ -41,6 +44,11 @@ Options:
   --keepalive DUR          start TCP keepalive probes after DUR idle; 0 turns them off (default 30s)
   --shutdown-grace DUR     on SIGTERM or SIGINT, let open connections finish for up to DUR,
                            then close them (default 10s); a second signal closes them at once
+  --max-connections N      close new clients at once while N connections are open or dialing;
+                           0 means no cap (default 0)
+  --max-connections-per-backend N
+                           skip a backend while N connections to it are open or dialing, and
+                           close the client when every backend is at N; 0 means no cap (default 0)
   --log-level LEVEL        debug, info, warn or error (default info)
   --log-format FORMAT      text or json lines on stderr (default text)
   -h, --help               print this help
@@ -62,6 +70,8 @@ const VALUE_FLAGS = new Set([
   "--connect-timeout",
   "--keepalive",
   "--shutdown-grace",
+  "--max-connections",
+  "--max-connections-per-backend",
   "--log-level",
   "--log-format",
 ]);
@@ -130,6 +140,12 @@ function applyFlag(options: CliOptions, flag: string, value: string): void {
     case "--shutdown-grace":
       options.shutdownGraceMs = parseDurationFlag(flag, value, 0);
       break;
+    case "--max-connections":
+      options.maxConnections = parseCountFlag(flag, value);
+      break;
+    case "--max-connections-per-backend":
+      options.maxConnectionsPerBackend = parseCountFlag(flag, value);
+      break;
     case "--log-level":
       options.logLevel = parseChoice(flag, value, LOG_LEVELS);
       break;
@@ -170,6 +186,14 @@ function parseDurationFlag(flag: string, value: string, minimumMs: number): numb
   }
 
   return result;
+}
+
+function parseCountFlag(flag: string, value: string): number {
+  if (!/^\d{1,8}$/.test(value) || Number(value) > MAX_CONNECTION_CAP) {
+    throw new UsageError(`${flag} "${value}" is not valid; use a whole number from 0 to ${MAX_CONNECTION_CAP}`);
+  }
+
+  return Number(value);
 }
 
 function parseChoice<T extends string>(flag: string, value: string, choices: readonly T[]): T {

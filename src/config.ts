@@ -47,6 +47,11 @@ const backendEntry = z
     }
   });
 
+/** Upper bound of the connection caps, far above what one process can hold open. */
+export const MAX_CONNECTION_CAP = 10_000_000;
+
+const connectionCap = z.int().min(0).max(MAX_CONNECTION_CAP);
+
 /** The schema of a config file. Unknown keys are errors, so a misspelt key is not silently ignored. */
 export const fileSchema = z.strictObject({
   listen: z.union([listenAddress, z.array(listenAddress).min(1)]).optional(),
@@ -54,6 +59,8 @@ export const fileSchema = z.strictObject({
   connectTimeout: duration.refine((ms) => ms > 0, "the connect timeout must be more than 0").optional(),
   keepalive: duration.optional(),
   shutdownGrace: duration.optional(),
+  maxConnections: connectionCap.optional(),
+  maxConnectionsPerBackend: connectionCap.optional(),
   logLevel: z.enum(LOG_LEVELS).optional(),
   logFormat: z.enum(LOG_FORMATS).optional(),
 });
@@ -65,6 +72,8 @@ export interface FileConfig {
   connectTimeoutMs?: number;
   keepaliveMs?: number;
   shutdownGraceMs?: number;
+  maxConnections?: number;
+  maxConnectionsPerBackend?: number;
   logLevel?: LogLevel;
   logFormat?: LogFormat;
 }
@@ -108,6 +117,8 @@ export function validateConfig(path: string, data: unknown): FileConfig {
     connectTimeoutMs: file.connectTimeout,
     keepaliveMs: file.keepalive,
     shutdownGraceMs: file.shutdownGrace,
+    maxConnections: file.maxConnections,
+    maxConnectionsPerBackend: file.maxConnectionsPerBackend,
     logLevel: file.logLevel,
     logFormat: file.logFormat,
   };

@@ -2,6 +2,7 @@ import { type Address, formatAddress } from "./address.ts";
 import type { BackendSet } from "./backend-set.ts";
 import type { CliOptions } from "./cli.ts";
 import { ConfigError, loadConfigFile } from "./config.ts";
+import { checkDescriptorLimit } from "./descriptor-budget.ts";
 import { formatDuration } from "./duration.ts";
 import type { Logger } from "./logger.ts";
 import { Server } from "./server.ts";
@@ -33,6 +34,8 @@ export async function runBalancer(cli: CliOptions, logger: Logger): Promise<Runn
     listen: settings.listen,
     connectTimeoutMs: settings.connectTimeoutMs,
     keepaliveMs: settings.keepaliveMs,
+    maxConnections: settings.maxConnections,
+    maxConnectionsPerBackend: settings.maxConnectionsPerBackend,
     logger,
   });
   server.applySet(settings.backends);
@@ -42,6 +45,7 @@ export async function runBalancer(cli: CliOptions, logger: Logger): Promise<Runn
     connectTimeout: formatDuration(settings.connectTimeoutMs),
     keepalive: formatDuration(settings.keepaliveMs),
   });
+  checkDescriptorLimit(settings.maxConnections, log);
 
   const reload = (): boolean => reloadConfig(cli, settings, server, log);
   const exited = waitForStop(server, settings, log);

@@ -4,6 +4,8 @@ import type { Backend } from "./backend.ts";
 import { BackendSet } from "./backend-set.ts";
 import { type CloseKind, Connection } from "./connection.ts";
 import { ConnectionPool } from "./connection-pool.ts";
+import { ConnectionLimits } from "./connection-limits.ts";
+import { DescriptorBudget } from "./descriptor-budget.ts";
 import { configureSocket, DialError, dialBackend } from "./dialer.ts";
 import { type BoundListener, bindListener } from "./listener.ts";
 import { Logger, silentLogger } from "./logger.ts";
@@ -25,6 +27,16 @@ export interface ServerOptions {
    * @default 30000
    */
   keepaliveMs?: number;
+  /**
+   * Connections open or dialing at once; a client over the cap is closed at once. 0 means no cap.
+   * @default 0
+   */
+  maxConnections?: number;
+  /**
+   * Connections open or dialing at once to one backend id; a backend at its cap is skipped. 0 means no cap.
+   * @default 0
+   */
+  maxConnectionsPerBackend?: number;
   /** @default a logger that writes nothing */
   logger?: Logger;
 }
@@ -41,6 +53,8 @@ type ClientSocket = Socket<Connection>;
 export class Server {
   readonly pool = new ConnectionPool<Connection>();
   readonly stats = new TrafficStats();
+  /** Connection caps and the count of clients they rejected. */
+  readonly limits: ConnectionLimits;
   readonly #selector = new RoundRobinSelector();
   readonly #dialing = new Set<Connection>();
   readonly #options: Required<ServerOptions>;
@@ -49,11 +63,20 @@ export class Server {
   #listeners: BoundListener[] = [];
   #nextId = 1;
   #idleWaiters: (() => void)[] = [];
+  #handlers: SocketHandler<Connection> | undefined;
+  #descriptors: DescriptorBudget | undefined;
+  readonly #descriptorError: RateLimitedLog;
+  #acceptPaused = false;
+  #resumeTimer: Timer | undefined;
+  /** Times the listeners were stopped because the descriptor limit was nearly reached. */
+  acceptPauses = 0;
 
   constructor(options: ServerOptions) {
-    this.#options = { connectTimeoutMs: 3000, keepaliveMs: 30_000, logger: silentLogger, ...options };
+    this.#options = { connectTimeoutMs: 3000, keepaliveMs: 30_000, maxConnections: 0, maxConnectionsPerBackend: 0, logger: silentLogger, ...options };
     this.#log = this.#options.logger.with({ component: "server" });
     this.#emptySetWarning = new RateLimitedLog(this.#log, "warn", 10_000);
+    this.#descriptorError = new RateLimitedLog(this.#log, "error", 10_000);
+    this.limits = new ConnectionLimits(this.#options, this.#options.logger);
   }
 
   /** The backend set in use. */
@@ -78,6 +101,7 @@ export class Server {
    */
   async start(): Promise<void> {
     const handlers = this.#clientHandlers();
+    this.#handlers = handlers;
     try {
       for (const address of this.#options.listen) {
         const listener = await bindListener(address, handlers);
@@ -88,6 +112,7 @@ export class Server {
       this.stopListening();
       throw error;
     }
+    this.#descriptors = DescriptorBudget.ofProcess();
   }
 
   /**
@@ -118,10 +143,17 @@ export class Server {
 
   /** Stops accepting new clients; open connections carry on. */
   stopListening(): void {
+    clearTimeout(this.#resumeTimer);
+    this.#acceptPaused = false;
     for (const listener of this.#listeners) {
       listener.stop();
     }
     this.#listeners = [];
+  }
+
+  /** True while the listeners are stopped because the descriptor limit is nearly reached. */
+  get acceptPaused(): boolean {
+    return this.#acceptPaused;
   }
 
   /**
@@ -174,6 +206,12 @@ export class Server {
     this.stats.accepted++;
     configureSocket(socket, this.#options.keepaliveMs);
 
+    if (!this.limits.admits(this.activeCount)) {
+      this.limits.reject("global", client);
+      connection.close("connection limit reached");
+
+      return;
+    }
     if (this.#selector.set.size === 0) {
       this.stats.unserved++;
       this.#emptySetWarning.log("backend set is empty; closing client", { conn: connection.id, client });
@@ -183,6 +221,7 @@ export class Server {
     }
 
     this.#dialing.add(connection);
+    this.#guardDescriptors();
     this.#connect(connection).catch((error: unknown) => {
       this.#log.error("invariant violated: connection failed outside a dial", { conn: connection.id, client, err: error });
       connection.reset("internal error");
@@ -192,19 +231,22 @@ export class Server {
   /** Dials backends in rotation order until one connects, trying each id at most once. */
   async #connect(connection: Connection): Promise<void> {
     const tried = new Set<string>();
-    let backend = this.#selector.next();
+    const hasRoom = (candidate: Backend): boolean => this.limits.hasRoom(candidate.id);
+    let backend = this.#selector.next(hasRoom);
     while (backend !== undefined) {
       tried.add(backend.id);
+      this.limits.reserve(backend.id);
       try {
         await dialBackend(connection, backend, {
           connectTimeoutMs: this.#options.connectTimeoutMs,
           keepaliveMs: this.#options.keepaliveMs,
           isCurrent: (candidate) => this.#selector.set.hasTarget(candidate.target),
         });
-        this.#registered(connection);
+        this.#registered(connection, backend);
 
         return;
       } catch (error) {
+        this.limits.release(backend.id);
         if (!(error instanceof DialError)) {
           throw error;
         }
@@ -214,7 +256,14 @@ export class Server {
         }
         this.#log.warn(error.message, { conn: connection.id, client: connection.clientAddress, backend: backend.id, target: backend.target });
       }
-      backend = this.#selector.following(backend.id, (candidate) => !tried.has(candidate.id));
+      backend = this.#selector.following(backend.id, (candidate) => !tried.has(candidate.id) && hasRoom(candidate));
+    }
+
+    if (tried.size === 0) {
+      this.limits.reject("backend", connection.clientAddress);
+      connection.close("every backend is at its connection limit");
+
+      return;
     }
 
     this.stats.unserved++;
@@ -222,8 +271,10 @@ export class Server {
     connection.close("every backend failed");
   }
 
-  #registered(connection: Connection): void {
+  #registered(connection: Connection, backend: Backend): void {
     if (connection.closed) {
+      this.limits.release(backend.id);
+
       return;
     }
 
@@ -236,6 +287,7 @@ export class Server {
   #connectionClosed(connection: Connection, kind: CloseKind, reason: string): void {
     this.#dialing.delete(connection);
     if (this.pool.delete(connection)) {
+      this.limits.release(connection.backend.id);
       this.stats.recordClosed(connection);
       this.#log.debug("connection closed", { ...this.#fields(connection), kind, reason, sent: connection.bytesToBackend, received: connection.bytesToClient });
     }
@@ -246,6 +298,78 @@ export class Server {
         wake();
       }
     }
+  }
+
+  /**
+   * Stops the listeners while fewer descriptors are free than the budget's reserve, because
+   * at the descriptor limit Bun's listener retries the failing accept(2) in a busy loop.
+   * Open connections carry on; a timer binds the listeners again once descriptors are free.
+   * NOTE: while stopped, new clients get "connection refused" and clients in the backlog are
+   * reset. Another process may take the port meanwhile, so binding again retries with back-off.
+   */
+  #guardDescriptors(): void {
+    const budget = this.#descriptors;
+    if (budget === undefined || this.#acceptPaused || this.#listeners.length === 0 || !budget.exhausted(this.activeCount)) {
+      return;
+    }
+
+    this.#acceptPaused = true;
+    this.acceptPauses++;
+    for (const listener of this.#listeners) {
+      listener.stop();
+    }
+    this.#descriptorError.log("file descriptor limit nearly reached; stopped accepting clients until descriptors are free", {
+      limit: budget.limit,
+      reserve: budget.reserve,
+      open: this.activeCount,
+    });
+    this.#scheduleResume(100);
+  }
+
+  #scheduleResume(delayMs: number): void {
+    this.#resumeTimer = setTimeout(() => void this.#resumeAccepting(delayMs), delayMs);
+  }
+
+  /** Binds the stopped listeners again on their bound addresses, or backs off (up to 2 s) while descriptors are short. */
+  async #resumeAccepting(delayMs: number): Promise<void> {
+    this.#resumeTimer = undefined;
+    const nextDelayMs = Math.min(2 * delayMs, 2000);
+    if (!this.#acceptPaused || this.#handlers === undefined) {
+      return;
+    }
+    if (!this.#descriptors!.recovered()) {
+      this.#scheduleResume(nextDelayMs);
+
+      return;
+    }
+
+    const stopped = this.#listeners;
+    const bound: BoundListener[] = [];
+    try {
+      for (const listener of stopped) {
+        bound.push(await bindListener(listener.address, this.#handlers));
+      }
+    } catch (error) {
+      for (const listener of bound) {
+        listener.stop();
+      }
+      this.#log.error("binding the listeners again failed; retrying", { err: error, retryMs: nextDelayMs });
+      this.#scheduleResume(nextDelayMs);
+
+      return;
+    }
+    if (!this.#acceptPaused || this.#listeners !== stopped) {
+      // stopListening ran while binding: the balancer is shutting down.
+      for (const listener of bound) {
+        listener.stop();
+      }
+
+      return;
+    }
+
+    this.#listeners = bound;
+    this.#acceptPaused = false;
+    this.#log.info("file descriptors are free again; accepting clients", { listeners: bound.map((listener) => listener.name).join(",") });
   }
 
   #whenIdle(): Promise<void> {

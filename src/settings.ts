@@ -12,6 +12,10 @@ export interface Settings {
   connectTimeoutMs: number;
   keepaliveMs: number;
   shutdownGraceMs: number;
+  /** 0 means no cap. */
+  maxConnections: number;
+  /** 0 means no cap. */
+  maxConnectionsPerBackend: number;
   logLevel: LogLevel;
   logFormat: LogFormat;
 }
@@ -21,6 +25,8 @@ export const DEFAULTS = {
   connectTimeoutMs: 3000,
   keepaliveMs: 30_000,
   shutdownGraceMs: 10_000,
+  maxConnections: 0,
+  maxConnectionsPerBackend: 0,
   logLevel: "info",
   logFormat: "text",
 } as const;
@@ -46,6 +52,8 @@ export function resolveSettings(cli: CliOptions): Settings {
     connectTimeoutMs: cli.connectTimeoutMs ?? file.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs,
     keepaliveMs: cli.keepaliveMs ?? file.keepaliveMs ?? DEFAULTS.keepaliveMs,
     shutdownGraceMs: cli.shutdownGraceMs ?? file.shutdownGraceMs ?? DEFAULTS.shutdownGraceMs,
+    maxConnections: cli.maxConnections ?? file.maxConnections ?? DEFAULTS.maxConnections,
+    maxConnectionsPerBackend: cli.maxConnectionsPerBackend ?? file.maxConnectionsPerBackend ?? DEFAULTS.maxConnectionsPerBackend,
     logLevel: cli.logLevel ?? file.logLevel ?? DEFAULTS.logLevel,
     logFormat: cli.logFormat ?? file.logFormat ?? DEFAULTS.logFormat,
   };

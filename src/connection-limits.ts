@@ -1,0 +1,93 @@
+import type { Logger } from "./logger.ts";
+import { RateLimitedLog } from "./rate-limited-log.ts";
+
+/** Caps on concurrent connections; 0 means no cap. */
+export interface ConnectionLimitOptions {
+  /**
+   * Connections open or dialing at once, over every listener and backend.
+   * @default 0 (no cap)
+   */
+  maxConnections?: number;
+  /**
+   * Connections open or dialing at once to one backend id.
+   * @default 0 (no cap)
+   */
+  maxConnectionsPerBackend?: number;
+}
+
+/** The cap that a rejected client ran into: the global one or every backend's. */
+export type LimitRejection = "global" | "backend";
+
+/**
+ * Admission control for connections: a global cap and a cap per backend id.
+ *
+ * A client over the global cap is closed at once. A backend at its cap is skipped by the
+ * rotation; when every backend is at its cap the client is closed at once. Each rejection
+ * is counted and logged as a warning at most once per `warnIntervalMs`.
+ *
+ * Per-backend counts are reservations: `reserve` is called before a dial starts, and the
+ * caller must call `release` exactly once when that dial fails or the connection closes.
+ */
+export class ConnectionLimits {
+  readonly maxConnections: number;
+  readonly maxConnectionsPerBackend: number;
+  /** Clients closed because the global cap was reached. */
+  rejectedGlobal = 0;
+  /** Clients closed because every backend was at its cap. */
+  rejectedBackend = 0;
+  readonly #perBackend = new Map<string, number>();
+  readonly #warning: RateLimitedLog;
+
+  constructor(options: ConnectionLimitOptions, logger: Logger, warnIntervalMs = 10_000) {
+    this.maxConnections = options.maxConnections ?? 0;
+    this.maxConnectionsPerBackend = options.maxConnectionsPerBackend ?? 0;
+    this.#warning = new RateLimitedLog(logger.with({ component: "limits" }), "warn", warnIntervalMs);
+  }
+
+  /** Returns true when one more client fits under the global cap, given the connections open or dialing now. */
+  admits(active: number): boolean {
+    return this.maxConnections === 0 || active < this.maxConnections;
+  }
+
+  /** Returns true when the backend id is below its cap. */
+  hasRoom(id: string): boolean {
+    return this.maxConnectionsPerBackend === 0 || this.count(id) < this.maxConnectionsPerBackend;
+  }
+
+  /** Connections open or dialing to the backend id. */
+  count(id: string): number {
+    return this.#perBackend.get(id) ?? 0;
+  }
+
+  /** Counts a dial to the backend id against its cap. */
+  reserve(id: string): void {
+    this.#perBackend.set(id, this.count(id) + 1);
+  }
+
+  /** Gives back a reservation taken with `reserve`. */
+  release(id: string): void {
+    const count = this.count(id) - 1;
+    if (count < 0) {
+      throw new Error(`invariant violated: backend "${id}" released more connections than it reserved`);
+    }
+    if (count === 0) {
+      this.#perBackend.delete(id);
+    } else {
+      this.#perBackend.set(id, count);
+    }
+  }
+
+  /** Counts a rejected client and logs a rate-limited warning naming the cap. */
+  reject(kind: LimitRejection, client: string): void {
+    if (kind === "global") {
+      this.rejectedGlobal++;
+      this.#warning.log("connection limit reached; closing client", { client, maxConnections: this.maxConnections });
+    } else {
+      this.rejectedBackend++;
+      this.#warning.log("every backend is at its connection limit; closing client", {
+        client,
+        maxConnectionsPerBackend: this.maxConnectionsPerBackend,
+      });
+    }
+  }
+}

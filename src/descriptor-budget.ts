@@ -1,0 +1,134 @@
+import { readdirSync, readFileSync } from "node:fs";
+import type { Logger } from "./logger.ts";
+
+/**
+ * Reads the soft limit on open file descriptors (RLIMIT_NOFILE) from `/proc/self/limits`.
+ * Returns undefined where that file does not exist (not Linux) or the limit is "unlimited".
+ */
+export function readDescriptorLimit(limitsPath = "/proc/self/limits"): number | undefined {
+  let text: string;
+  try {
+    text = readFileSync(limitsPath, "utf8");
+  } catch {
+    return undefined;
+  }
+  const match = /^Max open files\s+(\d+|unlimited)\s/m.exec(text);
+  if (match === null || match[1] === "unlimited") {
+    return undefined;
+  }
+
+  return Number(match[1]);
+}
+
+/** Counts this process's open file descriptors from `/proc/self/fd`; undefined where that folder does not exist. */
+export function countOpenDescriptors(): number | undefined {
+  try {
+    // The directory handle readdir opens is listed too, so one entry is not ours to count.
+    return readdirSync("/proc/self/fd").length - 1;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Descriptors a process keeps free for work besides relaying: dials, probes, admin
+ * requests, config reads. Scales with the limit: 1/32 of it, at least 8 and at most 128.
+ */
+export function descriptorReserve(limit: number): number {
+  return Math.min(128, Math.max(8, Math.floor(limit / 32)));
+}
+
+/** Descriptors one relayed connection uses: the client socket and the backend socket. */
+export const DESCRIPTORS_PER_CONNECTION = 2;
+
+/**
+ * The file-descriptor headroom of the process, used to stop accepting before accept(2)
+ * fails with EMFILE.
+ *
+ * With no descriptor free, Bun 1.4.4's listener keeps retrying the failing accept while a
+ * client waits in the backlog, and uses a whole core (measured on Linux 6.18 by holding
+ * connections under `ulimit -n 64`). The server therefore stops its listeners
+ * while fewer than `reserve` descriptors are free, and binds them again once twice that
+ * many are free.
+ *
+ * The cheap estimate (descriptors at start plus two per connection) decides when to count
+ * `/proc/self/fd` exactly, so the count, which is linear in open descriptors, runs only
+ * near the limit.
+ */
+export class DescriptorBudget {
+  readonly limit: number;
+  readonly reserve: number;
+  readonly #baseline: number;
+  readonly #count: () => number | undefined;
+
+  /**
+   * @param limit the descriptor limit (RLIMIT_NOFILE).
+   * @param baseline descriptors open before any client was accepted.
+   * @param count returns the exact number of open descriptors.
+   */
+  constructor(limit: number, baseline: number, count: () => number | undefined = countOpenDescriptors) {
+    this.limit = limit;
+    this.reserve = descriptorReserve(limit);
+    this.#baseline = baseline;
+    this.#count = count;
+  }
+
+  /** Builds the budget of this process, or undefined where the limit or the open count cannot be read. */
+  static ofProcess(): DescriptorBudget | undefined {
+    const limit = readDescriptorLimit();
+    const baseline = countOpenDescriptors();
+    if (limit === undefined || baseline === undefined) {
+      return undefined;
+    }
+
+    return new DescriptorBudget(limit, baseline);
+  }
+
+  /** Returns true when fewer than `reserve` descriptors are free, given the connections open or dialing. */
+  exhausted(active: number): boolean {
+    const estimate = this.#baseline + DESCRIPTORS_PER_CONNECTION * active;
+    if (estimate < this.limit - 4 * this.reserve) {
+      return false;
+    }
+
+    return this.limit - (this.#count() ?? estimate) < this.reserve;
+  }
+
+  /** Returns true when at least twice `reserve` descriptors are free, so accepting may start again. */
+  recovered(): boolean {
+    const open = this.#count();
+
+    return open !== undefined && this.limit - open >= 2 * this.reserve;
+  }
+
+  /** Computes how many connections the limit leaves room for, after the baseline and the reserve. */
+  maxConnections(): number {
+    return Math.max(0, Math.floor((this.limit - this.#baseline - this.reserve) / DESCRIPTORS_PER_CONNECTION));
+  }
+}
+
+/**
+ * Warns at start-up when the descriptor limit cannot hold `maxConnections` connections
+ * (two descriptors each, plus the descriptors open now and the reserve). Without a cap it
+ * logs, at info level, how many connections the limit leaves room for.
+ */
+export function checkDescriptorLimit(maxConnections: number, log: Logger, budget = DescriptorBudget.ofProcess()): void {
+  if (budget === undefined) {
+    log.debug("descriptor limit unknown on this system; not checked against the connection cap");
+
+    return;
+  }
+
+  const room = budget.maxConnections();
+  if (maxConnections === 0) {
+    log.info("no connection cap set; the descriptor limit leaves room for about this many connections", { descriptorLimit: budget.limit, connections: room });
+  } else if (room < maxConnections) {
+    const needed = budget.limit + DESCRIPTORS_PER_CONNECTION * (maxConnections - room);
+    log.warn("the descriptor limit is too low for the connection cap; raise it (ulimit -n, LimitNOFILE=) or lower --max-connections", {
+      descriptorLimit: budget.limit,
+      maxConnections,
+      reachable: room,
+      neededLimit: needed,
+    });
+  }
+}

@@ -1,0 +1,127 @@
+import { afterEach, expect, test } from "bun:test";
+import { createBackend } from "../src/backend.ts";
+import { BackendSet } from "../src/backend-set.ts";
+import { ConnectionLimits } from "../src/connection-limits.ts";
+import { Logger } from "../src/logger.ts";
+import { Server } from "../src/server.ts";
+import { TestBackend, TestClient } from "./support/backends.ts";
+import { waitFor } from "./support/wait.ts";
+
+const cleanup: (() => void | Promise<unknown>)[] = [];
+afterEach(async () => {
+  for (const step of cleanup.splice(0).reverse()) {
+    await step();
+  }
+});
+
+async function startServer(ids: string[], limits: { maxConnections?: number; maxConnectionsPerBackend?: number }, lines: string[] = []) {
+  const backends = ids.map((id) => TestBackend.echo(id));
+  cleanup.push(() => backends.forEach((backend) => backend.stop()));
+  const logger = new Logger({ sink: (line) => lines.push(line) });
+  const server = new Server({ listen: [{ kind: "tcp", host: "127.0.0.1", port: 0 }], logger, ...limits });
+  server.applySet(new BackendSet(backends.map((backend) => createBackend(backend.id, backend.target))));
+  await server.start();
+  cleanup.push(() => server.shutdown(0));
+  const address = server.listeners[0]!.address;
+
+  return { server, port: address.kind === "tcp" ? address.port : 0 };
+}
+
+async function served(port: number): Promise<TestClient> {
+  const client = await TestClient.connect(port);
+  cleanup.push(() => client.close());
+  await waitFor("greeting", () => client.firstLine !== "");
+
+  return client;
+}
+
+test("ConnectionLimits counts reservations per id", () => {
+  const limits = new ConnectionLimits({ maxConnectionsPerBackend: 2 }, new Logger({ sink: () => {} }));
+  limits.reserve("a");
+  expect(limits.hasRoom("a")).toBe(true);
+  limits.reserve("a");
+  expect(limits.hasRoom("a")).toBe(false);
+  expect(limits.hasRoom("b")).toBe(true);
+  limits.release("a");
+  expect(limits.count("a")).toBe(1);
+  limits.release("a");
+  expect(() => limits.release("a")).toThrow("invariant violated");
+});
+
+test("ConnectionLimits rate-limits its warning", () => {
+  const lines: string[] = [];
+  const limits = new ConnectionLimits({ maxConnections: 1 }, new Logger({ sink: (line) => lines.push(line) }), 60_000);
+  for (let i = 0; i < 50; i++) {
+    limits.reject("global", `127.0.0.1:${1000 + i}`);
+  }
+  expect(limits.rejectedGlobal).toBe(50);
+  expect(lines.length).toBe(1);
+  expect(lines[0]).toContain("connection limit reached");
+});
+
+test("Server closes clients over the global cap at once", async () => {
+  const lines: string[] = [];
+  const { server, port } = await startServer(["a", "b"], { maxConnections: 3 }, lines);
+  const open = [await served(port), await served(port), await served(port)];
+
+  const excess = await TestClient.connect(port);
+  cleanup.push(() => excess.close());
+  await waitFor("excess client to be closed", () => excess.ended || excess.closed, 2000);
+  expect(excess.received).toBe("");
+  expect(server.limits.rejectedGlobal).toBe(1);
+  expect(lines.filter((line) => line.includes("connection limit reached")).length).toBe(1);
+
+  open[0]!.close();
+  await waitFor("one connection to close", () => server.activeCount === 2);
+  const next = await served(port);
+  expect(["a", "b"]).toContain(next.firstLine);
+  for (const client of [...open, next]) {
+    client.close();
+  }
+  await waitFor("pool to empty", () => server.activeCount === 0);
+});
+
+test("Server skips a backend at its cap", async () => {
+  const { server, port } = await startServer(["a", "b"], { maxConnectionsPerBackend: 2 });
+  const seen: string[] = [];
+  const clients: TestClient[] = [];
+  for (let i = 0; i < 4; i++) {
+    const client = await served(port);
+    clients.push(client);
+    seen.push(client.firstLine);
+  }
+  expect(seen.sort()).toEqual(["a", "a", "b", "b"]);
+
+  const excess = await TestClient.connect(port);
+  cleanup.push(() => excess.close());
+  await waitFor("excess client to be closed", () => excess.ended || excess.closed, 2000);
+  expect(excess.received).toBe("");
+  expect(server.limits.rejectedBackend).toBe(1);
+
+  clients.find((client) => client.firstLine === "b")!.close();
+  await waitFor("a connection to b to close", () => server.limits.count("b") === 1);
+  const next = await served(port);
+  clients.push(next);
+  expect(next.firstLine).toBe("b");
+
+  for (const client of clients) {
+    client.close();
+  }
+  await waitFor("pool to empty", () => server.activeCount === 0);
+  await waitFor("reservations to drop to zero", () => server.limits.count("a") === 0 && server.limits.count("b") === 0);
+});
+
+test("Server releases reservations of failed dials", async () => {
+  const { server, port } = await startServer(["a"], { maxConnectionsPerBackend: 1 });
+  const dead = createBackend("dead", "127.0.0.1:1");
+  server.applySet(new BackendSet([dead, ...server.set.backends]));
+  for (let i = 0; i < 6; i++) {
+    const client = await served(port);
+    expect(client.firstLine).toBe("a");
+    client.close();
+    await waitFor("connection to close", () => server.activeCount === 0);
+  }
+  expect(server.limits.count("dead")).toBe(0);
+  expect(server.limits.count("a")).toBe(0);
+  expect(server.limits.rejectedBackend).toBe(0);
+});
