@@ -2,15 +2,19 @@ import type { Socket, SocketHandler } from "bun";
 import type { Address } from "./address.ts";
 import type { Backend } from "./backend.ts";
 import { BackendSet } from "./backend-set.ts";
+import { type Clock, systemClock } from "./clock.ts";
 import { type CloseKind, Connection } from "./connection.ts";
 import { ConnectionPool } from "./connection-pool.ts";
 import { ConnectionLimits } from "./connection-limits.ts";
 import { DescriptorBudget } from "./descriptor-budget.ts";
 import { configureSocket, DialError, dialBackend } from "./dialer.ts";
+import { FailoverPlan } from "./failover-plan.ts";
+import { HealthChecker, type HealthCheckSettings, type UnhealthyPolicy } from "./health-checker.ts";
 import { type BoundListener, bindListener } from "./listener.ts";
 import { Logger, silentLogger } from "./logger.ts";
 import { RateLimitedLog } from "./rate-limited-log.ts";
 import { RoundRobinSelector } from "./round-robin-selector.ts";
+import { type RemovalPolicy, TargetDrains } from "./target-drain.ts";
 import { TrafficStats } from "./traffic-stats.ts";
 
 /** Settings of a server. */
@@ -37,6 +41,35 @@ export interface ServerOptions {
    * @default 0
    */
   maxConnectionsPerBackend?: number;
+  /**
+   * Active probes and the dial back-off.
+   * @default no probes, and a back-off of 1 s doubling to 30 s
+   */
+  health?: HealthCheckSettings;
+  /**
+   * Backends one client tries, in rotation order, before it is closed; 0 means every backend once.
+   * @default 0
+   */
+  maxAttempts?: number;
+  /**
+   * Open connections of a target that leaves the set: `close` at once, or `drain` (let them
+   * finish until `drainTimeoutMs`, then close them).
+   * @default "close"
+   */
+  onRemoval?: RemovalPolicy;
+  /**
+   * Milliseconds a removed target's connections may take to finish under the `drain` policy.
+   * @default 30000
+   */
+  drainTimeoutMs?: number;
+  /**
+   * Open connections of a backend that turns unhealthy: `keep` them, or `close` them
+   * (except while the balancer is degraded, when closing would cut every backend).
+   * @default "keep"
+   */
+  onUnhealthy?: UnhealthyPolicy;
+  /** Time source of health checks and drain deadlines. @default the system clock */
+  clock?: Clock;
   /** @default a logger that writes nothing */
   logger?: Logger;
 }
@@ -48,13 +81,17 @@ type ClientSocket = Socket<Connection>;
  * the pair in the pool and relays bytes both ways.
  *
  * `applySet` swaps the backend set first, then closes the connections of every target
- * that left it; connections to targets that stay are never touched.
+ * that left it (or, under the `drain` removal policy, lets them finish until a deadline);
+ * connections to targets that stay are never touched.
  */
 export class Server {
   readonly pool = new ConnectionPool<Connection>();
   readonly stats = new TrafficStats();
   /** Connection caps and the count of clients they rejected. */
   readonly limits: ConnectionLimits;
+  /** Health of every backend of the set, for status pages; the rotation skips unhealthy ones. */
+  readonly health: HealthChecker;
+  readonly #drains: TargetDrains;
   readonly #selector = new RoundRobinSelector();
   readonly #dialing = new Set<Connection>();
   readonly #options: Required<ServerOptions>;
@@ -72,11 +109,14 @@ export class Server {
   acceptPauses = 0;
 
   constructor(options: ServerOptions) {
-    this.#options = { connectTimeoutMs: 3000, keepaliveMs: 30_000, maxConnections: 0, maxConnectionsPerBackend: 0, logger: silentLogger, ...options };
+    this.#options = { connectTimeoutMs: 3000, keepaliveMs: 30_000, maxConnections: 0, maxConnectionsPerBackend: 0, health: {}, maxAttempts: 0, onRemoval: "close", drainTimeoutMs: 30_000, onUnhealthy: "keep", clock: systemClock, logger: silentLogger, ...options };
     this.#log = this.#options.logger.with({ component: "server" });
     this.#emptySetWarning = new RateLimitedLog(this.#log, "warn", 10_000);
     this.#descriptorError = new RateLimitedLog(this.#log, "error", 10_000);
     this.limits = new ConnectionLimits(this.#options, this.#options.logger);
+    this.health = new HealthChecker({ ...this.#options.health, clock: this.#options.clock, logger: this.#options.logger });
+    this.health.onFlip((backend, healthy) => this.#healthFlipped(backend, healthy));
+    this.#drains = new TargetDrains(this.pool, this.#log, this.#options.clock);
   }
 
   /** The backend set in use. */
@@ -126,12 +166,18 @@ export class Server {
     }
 
     this.#selector.update(set);
+    this.health.update(set);
     this.stats.setChanges++;
     this.#log.info("backend set changed", { count: set.size, backends: set.describe() });
     if (set.size === 0) {
       this.#log.warn("backend set is empty; clients will be closed until a backend is added");
     }
 
+    for (const target of this.#drains.targets) {
+      if (set.hasTarget(target)) {
+        this.#drains.cancel(target);
+      }
+    }
     for (const target of this.pool.targets()) {
       if (!set.hasTarget(target)) {
         this.#closeTarget(target, previous);
@@ -167,11 +213,14 @@ export class Server {
       await Promise.race([this.#whenIdle(), Bun.sleep(graceMs)]);
     }
 
+    this.health.stop();
+
     return this.closeAll("balancer shutting down");
   }
 
   /** Closes every open and dialing connection at once; returns how many were closed. */
   closeAll(reason: string): number {
+    this.#drains.clear();
     const dialing = [...this.#dialing];
     for (const connection of dialing) {
       connection.close(reason);
@@ -182,8 +231,28 @@ export class Server {
 
   #closeTarget(target: string, previous: BackendSet): void {
     const ids = previous.backends.filter((backend) => backend.target === target).map((backend) => backend.id);
+    if (this.#options.onRemoval === "drain") {
+      this.#drains.drain(target, ids.join(","), this.#options.drainTimeoutMs);
+
+      return;
+    }
     const closed = this.pool.closeTarget(target, "target left the backend set");
     this.#log.info("closed connections of removed target", { backend: ids.join(","), target, closed });
+  }
+
+  /** Applies the `onUnhealthy` policy to a backend whose health just flipped. */
+  #healthFlipped(backend: Backend, healthy: boolean): void {
+    if (healthy || this.#options.onUnhealthy !== "close") {
+      return;
+    }
+    if (this.health.degraded) {
+      this.#log.info("kept connections of unhealthy backend because every backend is unhealthy", { backend: backend.id, target: backend.target });
+
+      return;
+    }
+
+    const closed = this.pool.closeTarget(backend.target, "backend turned unhealthy");
+    this.#log.info("closed connections of unhealthy backend", { backend: backend.id, target: backend.target, closed });
   }
 
   #clientHandlers(): SocketHandler<Connection> {
@@ -228,13 +297,15 @@ export class Server {
     });
   }
 
-  /** Dials backends in rotation order until one connects, trying each id at most once. */
+  /**
+   * Dials backends until one connects: healthy ones first, in rotation order, then the
+   * unhealthy ones, each at most once and at most `maxAttempts` in all (see FailoverPlan).
+   */
   async #connect(connection: Connection): Promise<void> {
-    const tried = new Set<string>();
     const hasRoom = (candidate: Backend): boolean => this.limits.hasRoom(candidate.id);
-    let backend = this.#selector.next(hasRoom);
+    const plan = new FailoverPlan(this.#selector, { hasRoom, isHealthy: (candidate) => this.health.isHealthy(candidate) }, this.#options.maxAttempts);
+    let backend = plan.first();
     while (backend !== undefined) {
-      tried.add(backend.id);
       this.limits.reserve(backend.id);
       try {
         await dialBackend(connection, backend, {
@@ -242,6 +313,7 @@ export class Server {
           keepaliveMs: this.#options.keepaliveMs,
           isCurrent: (candidate) => this.#selector.set.hasTarget(candidate.target),
         });
+        this.health.dialSucceeded(backend);
         this.#registered(connection, backend);
 
         return;
@@ -251,15 +323,16 @@ export class Server {
           throw error;
         }
         this.stats.backend(backend.id).dialFailures++;
+        this.health.dialFailed(backend, error.message);
         if (connection.closed) {
           return;
         }
         this.#log.warn(error.message, { conn: connection.id, client: connection.clientAddress, backend: backend.id, target: backend.target });
       }
-      backend = this.#selector.following(backend.id, (candidate) => !tried.has(candidate.id) && hasRoom(candidate));
+      backend = plan.next(backend);
     }
 
-    if (tried.size === 0) {
+    if (plan.attempts === 0) {
       this.limits.reject("backend", connection.clientAddress);
       connection.close("every backend is at its connection limit");
 
@@ -267,7 +340,7 @@ export class Server {
     }
 
     this.stats.unserved++;
-    this.#log.error("no backend could be dialled; closing client", { conn: connection.id, client: connection.clientAddress, tried: tried.size });
+    this.#log.error("no backend could be dialled; closing client", { conn: connection.id, client: connection.clientAddress, tried: plan.attempts });
     connection.close("every backend failed");
   }
 

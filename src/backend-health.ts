@@ -1,0 +1,128 @@
+import type { Backend } from "./backend.ts";
+
+/** Passive health settings: how long a backend is skipped after dial failures. */
+export interface BackoffSettings {
+  /** Milliseconds skipped after the first failure of a streak; each next failure doubles it. */
+  backoffMs: number;
+  /** Upper bound of the doubled back-off, in milliseconds. */
+  maxBackoffMs: number;
+}
+
+/** What a status page shows of one backend's health. Times are the health checker's clock. */
+export interface HealthState {
+  id: string;
+  target: string;
+  /** True when the rotation hands the backend out: not in a dial back-off and not failed by probes. */
+  healthy: boolean;
+  /** Why health last flipped, or "" when it never did. */
+  cause: string;
+  /** Dial failures in the current streak; 0 after a successful dial or probe. */
+  dialFailureStreak: number;
+  /** Clock time when the dial back-off ends, or undefined when none is running. */
+  backoffUntil: number | undefined;
+  /** Active probe counters, or undefined when the backend has no probe. */
+  probe:
+    | {
+        description: string;
+        /** False once `fall` probes in a row failed, true again after `rise` passed. */
+        up: boolean;
+        /** Consecutive passes, reset by a failure. */
+        passes: number;
+        /** Consecutive failures, reset by a pass. */
+        failures: number;
+        /** Reason of the last failed probe. */
+        lastError: string | undefined;
+      }
+    | undefined;
+}
+
+/**
+ * The health of one backend: a passive dial back-off and, when probed, the rise and fall
+ * counters. Transitions are pure; the health checker owns timers and logging.
+ *
+ * A backend starts healthy, so a balancer that just started serves every backend until
+ * dials or probes prove otherwise.
+ */
+export class BackendHealth {
+  readonly backend: Backend;
+  cause = "";
+  dialFailureStreak = 0;
+  backoffUntil: number | undefined;
+  #backoffMs = 0;
+  probeUp = true;
+  probePasses = 0;
+  probeFailures = 0;
+  lastProbeError: string | undefined;
+
+  constructor(backend: Backend) {
+    this.backend = backend;
+  }
+
+  /** True when the rotation may hand the backend out at clock time `now`. */
+  healthy(now: number): boolean {
+    return this.probeUp && !this.inBackoff(now);
+  }
+
+  inBackoff(now: number): boolean {
+    return this.backoffUntil !== undefined && now < this.backoffUntil;
+  }
+
+  /**
+   * Records a failed dial and returns the new back-off in milliseconds, or undefined when a
+   * back-off is already running. Dials that fail during a back-off were started before it
+   * (or in degraded mode), so they do not double it again.
+   */
+  dialFailed(now: number, settings: BackoffSettings): number | undefined {
+    if (this.inBackoff(now)) {
+      return undefined;
+    }
+
+    this.dialFailureStreak++;
+    this.#backoffMs = Math.min(settings.backoffMs * 2 ** (this.dialFailureStreak - 1), settings.maxBackoffMs);
+    this.backoffUntil = now + this.#backoffMs;
+
+    return this.#backoffMs;
+  }
+
+  /** Records a successful dial: the streak and any back-off end. */
+  dialSucceeded(): void {
+    this.dialFailureStreak = 0;
+    this.backoffUntil = undefined;
+  }
+
+  /** Records a passed probe; a pass also ends a dial back-off, because the backend answers. */
+  probePassed(rise: number): void {
+    this.probePasses++;
+    this.probeFailures = 0;
+    if (!this.probeUp && this.probePasses >= rise) {
+      this.probeUp = true;
+    }
+    this.dialSucceeded();
+  }
+
+  /** Records a failed probe with its reason. */
+  probeFailed(fall: number, reason: string): void {
+    this.probeFailures++;
+    this.probePasses = 0;
+    this.lastProbeError = reason;
+    if (this.probeUp && this.probeFailures >= fall) {
+      this.probeUp = false;
+    }
+  }
+
+  /** Returns the state a status page shows. */
+  snapshot(now: number, probeDescription: string | undefined): HealthState {
+    return {
+      id: this.backend.id,
+      target: this.backend.target,
+      healthy: this.healthy(now),
+      cause: this.cause,
+      dialFailureStreak: this.dialFailureStreak,
+      backoffUntil: this.inBackoff(now) ? this.backoffUntil : undefined,
+      probe:
+        probeDescription === undefined
+          ? undefined
+          : { description: probeDescription, up: this.probeUp, passes: this.probePasses, failures: this.probeFailures, lastError: this.lastProbeError },
+    };
+  }
+}

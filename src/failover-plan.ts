@@ -1,0 +1,78 @@
+import type { Backend } from "./backend.ts";
+import type { RoundRobinSelector } from "./round-robin-selector.ts";
+
+/** What a failover plan asks about a candidate backend. */
+export interface FailoverChecks {
+  /** True when the backend is healthy; unhealthy backends are tried only after every healthy one. */
+  isHealthy(backend: Backend): boolean;
+  /** True when the backend may take one more connection (its connection cap). */
+  hasRoom(backend: Backend): boolean;
+}
+
+/**
+ * The order in which one client connection tries backends.
+ *
+ * The first pick advances the shared rotation; later picks follow the last backend tried
+ * in the current set's order without moving the rotation. Healthy backends come first.
+ * When none is left (every backend is unhealthy, or every healthy one failed), the
+ * unhealthy ones are tried too, in rotation order, so a client is never closed while a
+ * backend could still serve it.
+ *
+ * Each backend (id and target) is tried at most once, also when the set is replaced
+ * between attempts: the next pick is read from the set current at that moment, so a
+ * backend added meanwhile is tried, one that left is not, and an id whose target changed
+ * counts as new.
+ */
+export class FailoverPlan {
+  readonly #selector: RoundRobinSelector;
+  readonly #checks: FailoverChecks;
+  readonly #maxAttempts: number;
+  readonly #tried = new Set<string>();
+
+  /** `maxAttempts` 0 means every backend once. */
+  constructor(selector: RoundRobinSelector, checks: FailoverChecks, maxAttempts: number) {
+    this.#selector = selector;
+    this.#checks = checks;
+    this.#maxAttempts = maxAttempts;
+  }
+
+  /** Number of backends handed out so far. */
+  get attempts(): number {
+    return this.#tried.size;
+  }
+
+  /** Returns the first backend to dial, or undefined when no backend has room. */
+  first(): Backend | undefined {
+    const { isHealthy, hasRoom } = this.#checks;
+    const backend = this.#selector.next((candidate) => hasRoom(candidate) && isHealthy(candidate)) ?? this.#selector.next(hasRoom);
+
+    return this.#record(backend);
+  }
+
+  /** Returns the backend to dial after `failed`, or undefined when the attempts are used up. */
+  next(failed: Backend): Backend | undefined {
+    if (this.#maxAttempts > 0 && this.#tried.size >= this.#maxAttempts) {
+      return undefined;
+    }
+
+    const { isHealthy, hasRoom } = this.#checks;
+    const untried = (candidate: Backend): boolean => !this.#tried.has(attemptKey(candidate)) && hasRoom(candidate);
+    const backend =
+      this.#selector.following(failed.id, (candidate) => untried(candidate) && isHealthy(candidate)) ??
+      this.#selector.following(failed.id, untried);
+
+    return this.#record(backend);
+  }
+
+  #record(backend: Backend | undefined): Backend | undefined {
+    if (backend !== undefined) {
+      this.#tried.add(attemptKey(backend));
+    }
+
+    return backend;
+  }
+}
+
+function attemptKey(backend: Backend): string {
+  return `${backend.id}\u0000${backend.target}`;
+}

@@ -1,0 +1,345 @@
+import type { Backend } from "./backend.ts";
+import { BackendHealth, type BackoffSettings, type HealthState } from "./backend-health.ts";
+import { BackendSet } from "./backend-set.ts";
+import { type Clock, type ClockTimer, systemClock } from "./clock.ts";
+import { formatDuration } from "./duration.ts";
+import { type Logger, silentLogger } from "./logger.ts";
+import { describeProbe, type ProbeOverrides, type ProbeSettings, resolveProbeSettings, runProbe } from "./probes/probe.ts";
+import { errorDetail } from "./probes/probe-error.ts";
+
+/** Health settings that a config reload may change. */
+export interface HealthCheckSettings {
+  /** Active probe of every backend; no probes run when no kind is set. */
+  probe?: ProbeOverrides;
+  /** Per-backend probe settings by backend id, laid over `probe`. */
+  probeOverrides?: ReadonlyMap<string, ProbeOverrides>;
+  /**
+   * Milliseconds a backend is skipped after its first dial failure; each next failure in
+   * a row doubles it.
+   * @default 1000
+   */
+  backoffMs?: number;
+  /**
+   * Upper bound of the dial back-off, in milliseconds.
+   * @default 30000
+   */
+  maxBackoffMs?: number;
+}
+
+/** Options of a health checker. */
+export interface HealthCheckerOptions extends HealthCheckSettings {
+  /** @default the system clock */
+  clock?: Clock;
+  /** @default a logger that writes nothing */
+  logger?: Logger;
+}
+
+/** Called when a backend's health flips, after the checker logged it. */
+export type HealthFlipListener = (backend: Backend, healthy: boolean, cause: string) => void;
+
+/** One tracked backend: its state, its probe settings and the timers that drive it. */
+interface Entry {
+  health: BackendHealth;
+  probe: ProbeSettings | undefined;
+  /** Health as last reported, so that only flips are logged. */
+  reported: boolean;
+  /** Bumped to stop a probe loop: a loop whose generation is stale ends at its next step. */
+  generation: number;
+  probeTimer: ClockTimer | undefined;
+  probeAbort: AbortController | undefined;
+  backoffTimer: ClockTimer | undefined;
+}
+
+/**
+ * Decides which backends are fit for traffic, from dial results (passive) and from
+ * probes (active), and logs each flip once with its cause.
+ *
+ * Each backend of the set gets one probe loop: a probe starts, settles (pass, fail or its
+ * own timeout), and the next starts one interval after the previous one started, or at
+ * once if it took longer. Probes of one backend therefore never overlap.
+ *
+ * The balancer is degraded when every backend of a non-empty set is unhealthy. The
+ * server then tries them all anyway, so probes that time out under load cannot take
+ * the whole set out of service.
+ */
+export class HealthChecker {
+  readonly #clock: Clock;
+  readonly #log: Logger;
+  #settings: HealthCheckSettings;
+  #set = BackendSet.EMPTY;
+  readonly #entries = new Map<string, Entry>();
+  readonly #listeners: HealthFlipListener[] = [];
+  #degraded = false;
+  #stopped = false;
+
+  constructor(options: HealthCheckerOptions = {}) {
+    const { clock, logger, ...settings } = options;
+    this.#clock = clock ?? systemClock;
+    this.#log = (logger ?? silentLogger).with({ component: "health" });
+    this.#settings = settings;
+  }
+
+  /** True when every backend of a non-empty set is unhealthy, so the server ignores health. */
+  get degraded(): boolean {
+    return this.#degraded;
+  }
+
+  /** Calls `listener` on every flip of a backend's health. */
+  onFlip(listener: HealthFlipListener): void {
+    this.#listeners.push(listener);
+  }
+
+  /**
+   * Tracks a new backend set: new ids, and ids whose target changed, start healthy with a
+   * fresh probe loop; ids that left stop probing.
+   */
+  update(set: BackendSet): void {
+    for (const [id, entry] of this.#entries) {
+      const next = set.get(id);
+      if (next === undefined || next.target !== entry.health.backend.target) {
+        this.#dispose(entry);
+        this.#entries.delete(id);
+      }
+    }
+    for (const backend of set.backends) {
+      if (!this.#entries.has(backend.id)) {
+        this.#track(backend);
+      }
+    }
+
+    this.#set = set;
+    this.#updateDegraded();
+  }
+
+  /** Applies new probe and back-off settings; backends whose probe changed restart probing. */
+  configure(settings: HealthCheckSettings): void {
+    this.#settings = settings;
+    for (const entry of this.#entries.values()) {
+      const probe = this.#probeSettings(entry.health.backend);
+      if (JSON.stringify(probe) === JSON.stringify(entry.probe)) {
+        continue;
+      }
+
+      this.#stopProbing(entry);
+      entry.probe = probe;
+      entry.health.probePasses = 0;
+      entry.health.probeFailures = 0;
+      if (probe === undefined) {
+        entry.health.probeUp = true;
+        this.#evaluate(entry, "probe removed from the config");
+      } else {
+        this.#startProbing(entry);
+      }
+    }
+  }
+
+  /** True when the rotation may hand `backend` out. Backends the checker does not track count as healthy. */
+  isHealthy(backend: Backend): boolean {
+    const entry = this.#entryOf(backend);
+
+    return entry === undefined || entry.health.healthy(this.#clock.now());
+  }
+
+  /** Records a failed dial; the backend is skipped for a back-off that doubles with each failure in a row. */
+  dialFailed(backend: Backend, reason: string): void {
+    const entry = this.#entryOf(backend);
+    if (entry === undefined) {
+      return;
+    }
+
+    const backoffMs = entry.health.dialFailed(this.#clock.now(), this.#backoff());
+    if (backoffMs === undefined) {
+      return;
+    }
+
+    entry.backoffTimer?.cancel();
+    entry.backoffTimer = this.#clock.setTimeout(() => {
+      entry.backoffTimer = undefined;
+      this.#evaluate(entry, `dial back-off of ${formatDuration(backoffMs)} ended`);
+    }, backoffMs);
+    this.#evaluate(entry, `${reason}; skipped for ${formatDuration(backoffMs)}`);
+  }
+
+  /** Records a successful dial, which ends the backend's failure streak and back-off. */
+  dialSucceeded(backend: Backend): void {
+    const entry = this.#entryOf(backend);
+    if (entry === undefined || (entry.health.dialFailureStreak === 0 && entry.backoffTimer === undefined)) {
+      return;
+    }
+
+    entry.health.dialSucceeded();
+    entry.backoffTimer?.cancel();
+    entry.backoffTimer = undefined;
+    this.#evaluate(entry, "dial succeeded");
+  }
+
+  /** Health of every backend of the set, in id order. */
+  states(): HealthState[] {
+    return this.#set.backends.flatMap((backend) => {
+      const state = this.state(backend.id);
+
+      return state === undefined ? [] : [state];
+    });
+  }
+
+  /** Health of one backend id, if it is in the set. */
+  state(id: string): HealthState | undefined {
+    const entry = this.#entries.get(id);
+    if (entry === undefined) {
+      return undefined;
+    }
+
+    return entry.health.snapshot(this.#clock.now(), entry.probe === undefined ? undefined : describeProbe(entry.probe));
+  }
+
+  /** Stops every probe and timer; the checker is unusable afterwards. */
+  stop(): void {
+    this.#stopped = true;
+    for (const entry of this.#entries.values()) {
+      this.#dispose(entry);
+    }
+  }
+
+  #track(backend: Backend): void {
+    const entry: Entry = {
+      health: new BackendHealth(backend),
+      probe: this.#probeSettings(backend),
+      reported: true,
+      generation: 0,
+      probeTimer: undefined,
+      probeAbort: undefined,
+      backoffTimer: undefined,
+    };
+    this.#entries.set(backend.id, entry);
+    if (entry.probe !== undefined) {
+      this.#startProbing(entry);
+    }
+  }
+
+  #dispose(entry: Entry): void {
+    this.#stopProbing(entry);
+    entry.backoffTimer?.cancel();
+    entry.backoffTimer = undefined;
+  }
+
+  #entryOf(backend: Backend): Entry | undefined {
+    const entry = this.#entries.get(backend.id);
+
+    return entry !== undefined && entry.health.backend.target === backend.target ? entry : undefined;
+  }
+
+  #probeSettings(backend: Backend): ProbeSettings | undefined {
+    return resolveProbeSettings(this.#settings.probe, this.#settings.probeOverrides?.get(backend.id));
+  }
+
+  #backoff(): BackoffSettings {
+    return { backoffMs: this.#settings.backoffMs ?? 1000, maxBackoffMs: this.#settings.maxBackoffMs ?? 30_000 };
+  }
+
+  #startProbing(entry: Entry): void {
+    if (this.#stopped) {
+      return;
+    }
+
+    const generation = ++entry.generation;
+    entry.probeTimer = this.#clock.setTimeout(() => void this.#probe(entry, generation), 0);
+  }
+
+  #stopProbing(entry: Entry): void {
+    entry.generation++;
+    entry.probeTimer?.cancel();
+    entry.probeTimer = undefined;
+    entry.probeAbort?.abort();
+    entry.probeAbort = undefined;
+  }
+
+  /** Runs one probe, records it, and schedules the next one of the same loop. */
+  async #probe(entry: Entry, generation: number): Promise<void> {
+    const settings = entry.probe;
+    if (settings === undefined || entry.generation !== generation) {
+      return;
+    }
+
+    const backend = entry.health.backend;
+    const started = this.#clock.now();
+    const controller = new AbortController();
+    entry.probeAbort = controller;
+    let timedOut = false;
+    const timeout = this.#clock.setTimeout(() => {
+      timedOut = true;
+      controller.abort();
+    }, settings.timeoutMs);
+
+    let failure: string | undefined;
+    try {
+      await runProbe(backend, settings, controller.signal);
+    } catch (error) {
+      failure = timedOut ? `timed out after ${settings.timeoutMs} ms` : errorDetail(error);
+    }
+    timeout.cancel();
+    if (entry.generation !== generation) {
+      return;
+    }
+    entry.probeAbort = undefined;
+
+    this.#record(entry, settings, failure);
+    const elapsed = this.#clock.now() - started;
+    entry.probeTimer = this.#clock.setTimeout(() => void this.#probe(entry, generation), Math.max(0, settings.intervalMs - elapsed));
+  }
+
+  #record(entry: Entry, settings: ProbeSettings, failure: string | undefined): void {
+    const health = entry.health;
+    const description = describeProbe(settings);
+    if (failure === undefined) {
+      health.probePassed(settings.rise);
+      this.#evaluate(entry, `${description} passed ${health.probePasses} time(s) in a row`);
+
+      return;
+    }
+
+    health.probeFailed(settings.fall, failure);
+    this.#log.debug("probe failed", { backend: health.backend.id, target: health.backend.target, probe: description, err: failure });
+    this.#evaluate(entry, `${description} failed ${health.probeFailures} time(s) in a row: ${failure}`);
+  }
+
+  /** Logs and announces a flip of the entry's health, with `cause`; does nothing without a flip. */
+  #evaluate(entry: Entry, cause: string): void {
+    const healthy = entry.health.healthy(this.#clock.now());
+    if (healthy === entry.reported || this.#entries.get(entry.health.backend.id) !== entry) {
+      return;
+    }
+
+    entry.reported = healthy;
+    entry.health.cause = cause;
+    const backend = entry.health.backend;
+    this.#log.info(healthy ? "backend is healthy" : "backend is unhealthy", { backend: backend.id, target: backend.target, cause });
+    this.#updateDegraded();
+    for (const listener of this.#listeners) {
+      listener(backend, healthy, cause);
+    }
+  }
+
+  #updateDegraded(): void {
+    let degraded = this.#set.size > 0;
+    for (const entry of this.#entries.values()) {
+      if (entry.reported) {
+        degraded = false;
+        break;
+      }
+    }
+    if (degraded === this.#degraded) {
+      return;
+    }
+
+    this.#degraded = degraded;
+    if (degraded) {
+      this.#log.warn("every backend is unhealthy; degraded: trying all of them in rotation order", { count: this.#set.size });
+    } else {
+      this.#log.info("no longer degraded: a backend is healthy again", { healthy: this.states().filter((state) => state.healthy).length });
+    }
+  }
+}
+
+/** What happens to open connections of a backend that turns unhealthy. */
+export const UNHEALTHY_POLICIES = ["keep", "close"] as const;
+export type UnhealthyPolicy = (typeof UNHEALTHY_POLICIES)[number];

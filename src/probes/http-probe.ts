@@ -1,0 +1,185 @@
+import type { Socket, TLSOptions } from "bun";
+import type { Backend } from "../backend.ts";
+import type { ProbeSettings, ProbeTls } from "./probe.ts";
+import { errorDetail, ProbeError } from "./probe-error.ts";
+
+/** Bytes of response read while looking for the status line; a longer first line fails the probe. */
+const MAX_STATUS_LINE_BYTES = 8192;
+
+/**
+ * Probes a backend with one HTTP/1.1 `GET` over a fresh connection, plain or TLS, and
+ * checks the status code. Only the status line is read, then the socket is closed.
+ *
+ * The request is written by hand over `Bun.connect` rather than with `fetch`, so that no
+ * pooled connection can hide a backend that stopped accepting, and so that an aborted
+ * probe closes its own socket.
+ *
+ * @throws {ProbeError} when a file cannot be read, the connect or TLS handshake fails, the
+ *   response is not HTTP, the status is not expected, or `signal` aborts first.
+ */
+export async function httpProbe(backend: Backend, settings: ProbeSettings, signal: AbortSignal): Promise<void> {
+  const tls = settings.kind === "https" ? await loadTls(settings.tls) : undefined;
+  const token = settings.bearerTokenFile === undefined ? undefined : await readToken(settings.bearerTokenFile);
+  const request = buildRequest(backend, settings, token);
+  signal.throwIfAborted();
+
+  const status = await exchange(backend, request, tls, settings.tls.insecureSkipVerify === true, signal);
+  if (!settings.expectStatus.includes(status)) {
+    throw new ProbeError(`GET ${settings.path} returned status ${status}, expected ${settings.expectStatus.join(" or ")}`);
+  }
+}
+
+/** Connects, sends `request` and resolves with the response's status code. */
+function exchange(backend: Backend, request: string, tls: TLSOptions | undefined, insecure: boolean, signal: AbortSignal): Promise<number> {
+  return new Promise<number>((resolve, reject) => {
+    let socket: Socket<undefined> | undefined;
+    let settled = false;
+    let head = "";
+    let unsent = request;
+
+    const settle = (result: number | ProbeError): void => {
+      if (settled) {
+        return;
+      }
+      settled = true;
+      signal.removeEventListener("abort", onAbort);
+      socket?.terminate();
+      if (typeof result === "number") {
+        resolve(result);
+      } else {
+        reject(result);
+      }
+    };
+    const onAbort = (): void => settle(new ProbeError("probe aborted"));
+    if (signal.aborted) {
+      onAbort();
+
+      return;
+    }
+    signal.addEventListener("abort", onAbort);
+
+    const send = (target: Socket<undefined>): void => {
+      const written = target.write(unsent);
+      unsent = unsent.slice(Math.max(written, 0));
+    };
+    const handlers = {
+      open(opened: Socket<undefined>) {
+        socket = opened;
+        if (settled) {
+          opened.terminate();
+        } else if (tls === undefined) {
+          send(opened);
+        }
+      },
+      handshake(opened: Socket<undefined>, authorized: boolean, error: Error) {
+        if (!authorized && !insecure) {
+          settle(new ProbeError(`TLS handshake failed: ${errorDetail(error)}`, { cause: error }));
+
+          return;
+        }
+        send(opened);
+      },
+      drain(opened: Socket<undefined>) {
+        if (unsent !== "") {
+          send(opened);
+        }
+      },
+      data(_socket: Socket<undefined>, chunk: Buffer) {
+        head += chunk.toString("latin1");
+        const lineEnd = head.indexOf("\r\n");
+        if (lineEnd >= 0) {
+          settle(parseStatusLine(head.slice(0, lineEnd)));
+        } else if (head.length > MAX_STATUS_LINE_BYTES) {
+          settle(new ProbeError(`the response has no status line in its first ${MAX_STATUS_LINE_BYTES} bytes`));
+        }
+      },
+      error(_socket: Socket<undefined>, error: Error) {
+        settle(new ProbeError(`connection failed: ${errorDetail(error)}`, { cause: error }));
+      },
+      close() {
+        settle(new ProbeError("the backend closed the connection before sending a status line"));
+      },
+      connectError() {
+        // The rejected promise of Bun.connect carries the same error.
+      },
+    };
+
+    const address = backend.address;
+    const connecting =
+      address.kind === "unix"
+        ? Bun.connect({ unix: address.path, tls, socket: handlers })
+        : Bun.connect({ hostname: address.host, port: address.port, tls, socket: handlers });
+    connecting.then(
+      (connected) => {
+        socket = connected;
+        if (settled) {
+          connected.terminate();
+        }
+      },
+      (error: unknown) => settle(new ProbeError(`connect failed: ${errorDetail(error)}`, { cause: error })),
+    );
+  });
+}
+
+function parseStatusLine(line: string): number | ProbeError {
+  const match = /^HTTP\/\d(?:\.\d)? (\d{3})(?: |$)/.exec(line);
+  if (match === null) {
+    return new ProbeError(`the response is not HTTP: status line ${JSON.stringify(line.slice(0, 80))}`);
+  }
+
+  return Number(match[1]);
+}
+
+function buildRequest(backend: Backend, settings: ProbeSettings, token: string | undefined): string {
+  const address = backend.address;
+  const host =
+    settings.tls.serverName ??
+    (address.kind === "unix" ? "localhost" : address.host.includes(":") ? `[${address.host}]:${address.port}` : `${address.host}:${address.port}`);
+  const lines = [`GET ${settings.path} HTTP/1.1`, `Host: ${host}`, "User-Agent: tinylb-probe", "Accept: */*", "Connection: close"];
+  if (token !== undefined) {
+    lines.push(`Authorization: Bearer ${token}`);
+  }
+
+  return lines.join("\r\n") + "\r\n\r\n";
+}
+
+async function loadTls(settings: ProbeTls): Promise<TLSOptions> {
+  const tls: TLSOptions = { rejectUnauthorized: settings.insecureSkipVerify !== true };
+  if (settings.serverName !== undefined) {
+    tls.serverName = settings.serverName;
+  }
+  if (settings.caFile !== undefined) {
+    tls.ca = await readPem("CA", settings.caFile);
+  }
+  if (settings.certFile !== undefined) {
+    tls.cert = await readPem("client certificate", settings.certFile);
+  }
+  if (settings.keyFile !== undefined) {
+    tls.key = await readPem("client key", settings.keyFile);
+  }
+
+  return tls;
+}
+
+async function readPem(what: string, path: string): Promise<string> {
+  try {
+    return await Bun.file(path).text();
+  } catch (error) {
+    throw new ProbeError(`read ${what} file ${path} failed: ${errorDetail(error)}`, { cause: error });
+  }
+}
+
+/** Reads a bearer token file. Error messages name the file, never its content. */
+async function readToken(path: string): Promise<string> {
+  let token: string;
+  try {
+    token = (await Bun.file(path).text()).trim();
+  } catch (error) {
+    throw new ProbeError(`read bearer token file ${path} failed: ${errorDetail(error)}`, { cause: error });
+  }
+  if (token === "" || /[\r\n]/.test(token)) {
+    throw new ProbeError(`bearer token file ${path} is empty or holds more than one line`);
+  }
+
+  return token;
+}

@@ -1,0 +1,94 @@
+import type { Backend } from "../backend.ts";
+import { httpProbe } from "./http-probe.ts";
+import { tcpProbe } from "./tcp-probe.ts";
+
+/** Kinds of active probe: a TCP connect, or a `GET` over plain HTTP or HTTPS. */
+export const PROBE_KINDS = ["tcp", "http", "https"] as const;
+export type ProbeKind = (typeof PROBE_KINDS)[number];
+
+/** TLS settings of an `https` probe. Files are read on every probe, so rotated files are picked up. */
+export interface ProbeTls {
+  /** PEM file of the CA that signs the backend's certificate; without it the system CAs are used. */
+  caFile?: string;
+  /**
+   * Accepts any certificate and name. Only for tests and bootstrap.
+   * @default false
+   */
+  insecureSkipVerify?: boolean;
+  /** Name sent as SNI and checked against the certificate; without it, the target's host. */
+  serverName?: string;
+  /** PEM client certificate, sent when the backend asks for one; needs `keyFile`. */
+  certFile?: string;
+  /** PEM private key of `certFile`. */
+  keyFile?: string;
+}
+
+/** How one backend is probed. Every field is set: defaults are filled in by `resolveProbeSettings`. */
+export interface ProbeSettings {
+  kind: ProbeKind;
+  /** Milliseconds from the start of one probe to the start of the next; probes never overlap. */
+  intervalMs: number;
+  /** Milliseconds a probe may take before it counts as failed. */
+  timeoutMs: number;
+  /** Consecutive successes that make an unhealthy backend healthy. */
+  rise: number;
+  /** Consecutive failures that make a healthy backend unhealthy. */
+  fall: number;
+  /** Path of the `GET` request (http and https). */
+  path: string;
+  /** Status codes that count as success (http and https). */
+  expectStatus: number[];
+  tls: ProbeTls;
+  /** File holding a bearer token sent as `Authorization: Bearer`; read on every probe and never logged. */
+  bearerTokenFile?: string;
+}
+
+/** Probe settings as a config file or flags give them: every field optional. */
+export type ProbeOverrides = Partial<Omit<ProbeSettings, "tls">> & { tls?: ProbeTls };
+
+/** Defaults of every probe setting except the kind. */
+export const PROBE_DEFAULTS = {
+  intervalMs: 5000,
+  timeoutMs: 2000,
+  rise: 2,
+  fall: 3,
+  path: "/",
+  expectStatus: [200],
+} as const;
+
+/**
+ * Fills in defaults below the balancer's settings and a backend's overrides. Returns
+ * undefined when neither names a kind, which means "no active probe".
+ */
+export function resolveProbeSettings(balancer: ProbeOverrides | undefined, backend?: ProbeOverrides): ProbeSettings | undefined {
+  const kind = backend?.kind ?? balancer?.kind;
+  if (kind === undefined) {
+    return undefined;
+  }
+
+  return {
+    ...PROBE_DEFAULTS,
+    expectStatus: [...PROBE_DEFAULTS.expectStatus],
+    ...balancer,
+    ...backend,
+    kind,
+    tls: { ...balancer?.tls, ...backend?.tls },
+  };
+}
+
+/**
+ * Runs one probe of a backend. Resolves when the backend passes.
+ *
+ * The probe itself has no timer: the caller aborts `signal` at its timeout, and the
+ * probe then closes its socket and rejects.
+ *
+ * @throws {ProbeError} naming why the backend failed the probe.
+ */
+export function runProbe(backend: Backend, settings: ProbeSettings, signal: AbortSignal): Promise<void> {
+  return settings.kind === "tcp" ? tcpProbe(backend, signal) : httpProbe(backend, settings, signal);
+}
+
+/** Describes a probe for logs, such as `https GET /readyz` or `tcp connect`. */
+export function describeProbe(settings: ProbeSettings): string {
+  return settings.kind === "tcp" ? "tcp connect" : `${settings.kind} GET ${settings.path}`;
+}
