@@ -57,7 +57,12 @@ function stopListener(listener: SocketListener<unknown> | SocketListener<never>)
   listener.stop(false);
 }
 
-async function removeStaleSocket(path: string): Promise<void> {
+/**
+ * Removes a Unix socket path that no process accepts on any more.
+ *
+ * @throws {ListenError} when the path is not a socket or a live process accepts on it.
+ */
+export async function removeStaleSocket(path: string): Promise<void> {
   let isSocket: boolean;
   try {
     isSocket = lstatSync(path).isSocket();

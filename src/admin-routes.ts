@@ -1,0 +1,263 @@
+import { z } from "zod";
+import { AddressError, formatAddress, parseAddress } from "./address.ts";
+import { type Backend, BackendError, createBackend, validateId } from "./backend.ts";
+import { BackendSet } from "./backend-set.ts";
+import type { BackendSetUnion } from "./backend-set-union.ts";
+import type { BalancerStatus } from "./balancer-status.ts";
+import { METRICS_CONTENT_TYPE } from "./metrics.ts";
+import type { AdminApiProvider } from "./providers/admin-api-provider.ts";
+
+/** Largest request body accepted, in bytes: room for about 10,000 backends. */
+export const MAX_ADMIN_BODY_BYTES = 1024 * 1024;
+
+/** Most backends a `PUT /v1/backends` may carry, as in a config file. */
+export const MAX_ADMIN_BACKENDS = 10_000;
+
+/** What the routes read and change. */
+export interface AdminRouteContext {
+  api: AdminApiProvider;
+  union: BackendSetUnion;
+  status: () => BalancerStatus;
+  metrics: () => string;
+}
+
+/** A request that cannot be served, answered with its status and a JSON error naming the field. */
+export class AdminRequestError extends Error {
+  override name = "AdminRequestError";
+
+  constructor(
+    readonly status: number,
+    message: string,
+    readonly field?: string,
+    readonly headers: Record<string, string> = {},
+  ) {
+    super(message);
+  }
+}
+
+const backendEntry = z.strictObject({ id: z.string(), target: z.string() });
+const replaceBody = z.strictObject({ backends: z.array(backendEntry).max(MAX_ADMIN_BACKENDS) });
+const putOneBody = z.strictObject({ id: z.string().optional(), target: z.string() });
+
+const BACKEND_PATH = /^\/v1\/backends\/([^/]+)$/;
+
+/**
+ * Serves one admin request. Every path has a fixed set of methods; another method gets
+ * 405 with an `Allow` header.
+ *
+ * @throws {AdminRequestError} for a request that cannot be served; nothing was changed.
+ */
+export async function routeAdminRequest(request: Request, context: AdminRouteContext): Promise<Response> {
+  const path = new URL(request.url).pathname;
+  const method = request.method;
+
+  if (path === "/healthz") {
+    allowMethods(method, ["GET"]);
+
+    return json(200, { status: "ok" });
+  }
+  if (path === "/readyz") {
+    allowMethods(method, ["GET"]);
+    const size = context.union.set.size;
+
+    return size > 0 ? json(200, { status: "ready", backends: size }) : json(503, { status: "not ready", error: "the backend set is empty" });
+  }
+  if (path === "/metrics") {
+    allowMethods(method, ["GET"]);
+
+    return new Response(context.metrics(), { headers: { "content-type": METRICS_CONTENT_TYPE } });
+  }
+  if (path === "/v1/backends") {
+    allowMethods(method, ["GET", "PUT"]);
+
+    return method === "GET" ? json(200, context.status()) : replaceBackends(await readJsonBody(request), context);
+  }
+
+  const match = BACKEND_PATH.exec(path);
+  if (match !== null) {
+    allowMethods(method, ["GET", "PUT", "DELETE"]);
+    const id = decodeId(match[1]!);
+    if (method === "GET") {
+      return getBackend(id, context);
+    }
+
+    return method === "PUT" ? putBackend(id, await readJsonBody(request), context) : deleteBackend(id, context);
+  }
+
+  throw new AdminRequestError(404, `no route for ${path}; see GET /v1/backends, /healthz, /readyz and /metrics`);
+}
+
+/** Formats a JSON response. */
+export function json(status: number, body: unknown, headers: Record<string, string> = {}): Response {
+  return new Response(JSON.stringify(body) + "\n", { status, headers: { "content-type": "application/json", ...headers } });
+}
+
+function allowMethods(method: string, allowed: string[]): void {
+  if (!allowed.includes(method)) {
+    throw new AdminRequestError(405, `method ${method} is not allowed here; use ${allowed.join(" or ")}`, undefined, { allow: allowed.join(", ") });
+  }
+}
+
+function decodeId(encoded: string): string {
+  let id: string;
+  try {
+    id = decodeURIComponent(encoded);
+  } catch {
+    throw new AdminRequestError(400, `invalid backend id in the path: "${encoded}" is not valid percent-encoding`, "id");
+  }
+  try {
+    validateId(id);
+  } catch (error) {
+    throw new AdminRequestError(400, (error as BackendError).message, "id");
+  }
+
+  return id;
+}
+
+function replaceBackends(body: unknown, context: AdminRouteContext): Response {
+  const parsed = validateBody(replaceBody, body);
+  const seen = new Map<string, number>();
+  const backends = parsed.backends.map((entry, index) => {
+    const first = seen.get(entry.id);
+    if (first !== undefined) {
+      throw new AdminRequestError(400, `duplicate id "${entry.id}", already used by backends[${first}]; ids must be unique`, `backends[${index}].id`);
+    }
+    seen.set(entry.id, index);
+
+    return toBackend(entry.id, entry.target, `backends[${index}]`);
+  });
+
+  context.api.replace(new BackendSet(backends));
+  const conflicts = context.union.conflicts.filter((conflict) => conflict.ignored.provider === context.api.name);
+
+  return json(200, { backends: context.api.set.backends.map(describe), conflicts });
+}
+
+function getBackend(id: string, context: AdminRouteContext): Response {
+  const backend = context.status().backends.find((candidate) => candidate.id === id);
+  if (backend === undefined) {
+    throw new AdminRequestError(404, `backend "${id}" not found in the running set`, "id");
+  }
+
+  return json(200, backend);
+}
+
+function putBackend(id: string, body: unknown, context: AdminRouteContext): Response {
+  const parsed = validateBody(putOneBody, body);
+  if (parsed.id !== undefined && parsed.id !== id) {
+    throw new AdminRequestError(400, `the body's id "${parsed.id}" does not match the id "${id}" in the path`, "id");
+  }
+  const backend = toBackend(id, parsed.target, "");
+
+  // Changing nothing is better than an entry the union would ignore behind another provider's.
+  const owner = context.union.providerOf(id);
+  const running = context.union.set.get(id);
+  if (owner !== undefined && owner !== context.api.name && running !== undefined && running.target !== backend.target) {
+    throw new AdminRequestError(409, `backend "${id}" comes from provider "${owner}" with target ${running.target}; change it there or pick another id`, "id");
+  }
+
+  const created = context.api.put(backend);
+
+  return json(created ? 201 : 200, describe(backend));
+}
+
+function deleteBackend(id: string, context: AdminRouteContext): Response {
+  const backend = context.api.set.get(id);
+  if (backend !== undefined) {
+    context.api.delete(id);
+
+    return json(200, describe(backend));
+  }
+
+  const owner = context.union.providerOf(id);
+  if (owner !== undefined) {
+    throw new AdminRequestError(409, `backend "${id}" comes from provider "${owner}"; only backends set through the admin API can be deleted here`, "id");
+  }
+  throw new AdminRequestError(404, `backend "${id}" not found`, "id");
+}
+
+function toBackend(id: string, target: string, prefix: string): Backend {
+  const field = (name: string): string => (prefix === "" ? name : `${prefix}.${name}`);
+  try {
+    validateId(id);
+  } catch (error) {
+    throw new AdminRequestError(400, (error as BackendError).message, field("id"));
+  }
+  try {
+    // Canonical form first, so the same target written two ways is one target.
+    return createBackend(id, formatAddress(parseAddress(target)));
+  } catch (error) {
+    if (error instanceof AddressError || error instanceof BackendError) {
+      throw new AdminRequestError(400, error.message, field("target"));
+    }
+    throw error;
+  }
+}
+
+function describe(backend: Backend): { id: string; target: string } {
+  return { id: backend.id, target: backend.target };
+}
+
+function validateBody<T>(schema: z.ZodType<T>, body: unknown): T {
+  const result = schema.safeParse(body, { reportInput: true });
+  if (result.success) {
+    return result.data;
+  }
+
+  const issue = result.error.issues[0]!;
+  const field = formatPath(issue.path);
+  const input = "input" in issue ? issue.input : undefined;
+  const got = input === undefined ? "" : ` (got ${JSON.stringify(input)?.slice(0, 80)})`;
+  throw new AdminRequestError(400, `${field}: ${issue.message}${got}`, field);
+}
+
+function formatPath(path: PropertyKey[]): string {
+  if (path.length === 0) {
+    return "(body)";
+  }
+
+  return path.map((part, index) => (typeof part === "number" ? `[${part}]` : index === 0 ? String(part) : `.${String(part)}`)).join("");
+}
+
+/**
+ * Reads a request body of at most `MAX_ADMIN_BODY_BYTES` and parses it as JSON.
+ *
+ * @throws {AdminRequestError} 413 for a larger body, 400 for a body that is not UTF-8 JSON.
+ */
+async function readJsonBody(request: Request): Promise<unknown> {
+  const declared = Number(request.headers.get("content-length") ?? "0");
+  if (declared > MAX_ADMIN_BODY_BYTES) {
+    throw tooLarge();
+  }
+
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  if (request.body !== null) {
+    for await (const chunk of request.body) {
+      size += chunk.byteLength;
+      if (size > MAX_ADMIN_BODY_BYTES) {
+        throw tooLarge();
+      }
+      chunks.push(chunk);
+    }
+  }
+
+  let text: string;
+  try {
+    text = new TextDecoder("utf-8", { fatal: true }).decode(Buffer.concat(chunks));
+  } catch {
+    throw new AdminRequestError(400, "invalid request body: not valid UTF-8", "(body)");
+  }
+  if (text.trim() === "") {
+    throw new AdminRequestError(400, "invalid request body: empty; send a JSON object", "(body)");
+  }
+  try {
+    return JSON.parse(text);
+  } catch (error) {
+    throw new AdminRequestError(400, `invalid JSON in request body: ${(error as Error).message}`, "(body)");
+  }
+}
+
+function tooLarge(): AdminRequestError {
+  return new AdminRequestError(413, `request body too large: the limit is ${MAX_ADMIN_BODY_BYTES} bytes`, "(body)");
+}

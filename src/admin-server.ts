@@ -1,0 +1,223 @@
+import { createHash, timingSafeEqual } from "node:crypto";
+import { chmodSync, lstatSync, mkdirSync, readFileSync, unlinkSync } from "node:fs";
+import { dirname, join } from "node:path";
+import type { Server as HttpServer } from "bun";
+import { type Address, formatAddress, isLocalAddress } from "./address.ts";
+import { AdminRequestError, type AdminRouteContext, json, MAX_ADMIN_BODY_BYTES, routeAdminRequest } from "./admin-routes.ts";
+import { ConfigError } from "./config.ts";
+import { ListenError, removeStaleSocket } from "./listener.ts";
+import { type Logger, silentLogger } from "./logger.ts";
+import { RateLimitedLog } from "./rate-limited-log.ts";
+
+/** Settings of the admin API server. */
+export interface AdminServerOptions {
+  /** A Unix socket (created with mode 0600) or a TCP address; port 0 lets the kernel pick. */
+  address: Address;
+  /**
+   * Allows a TCP address outside the loopback range; `tokenFile` is then required too.
+   * @default false
+   */
+  allowPublic?: boolean;
+  /** File holding the bearer token every request must carry; optional on loopback and Unix sockets. */
+  tokenFile?: string;
+  context: AdminRouteContext;
+  /** @default a logger that writes nothing */
+  logger?: Logger;
+}
+
+/** Returns the admin socket used when `--admin` is not given: under /run for root, else under XDG_RUNTIME_DIR or /tmp. */
+export function defaultAdminAddress(): Address {
+  const uid = process.getuid?.() ?? 0;
+  if (uid === 0) {
+    return { kind: "unix", path: "/run/tinylb/admin.sock" };
+  }
+  const runtime = process.env.XDG_RUNTIME_DIR;
+
+  return { kind: "unix", path: runtime ? join(runtime, "tinylb-admin.sock") : `/tmp/tinylb-${uid}-admin.sock` };
+}
+
+/**
+ * Checks that the admin API may bind `address`: Unix sockets and loopback TCP addresses
+ * always may; any other TCP address only with `allowPublic` and a token file.
+ *
+ * @throws {ConfigError} naming the address and the flags that would allow it.
+ */
+export function checkAdminAddress(address: Address, allowPublic: boolean, tokenFile: string | undefined): void {
+  if (isLocalAddress(address)) {
+    return;
+  }
+
+  const name = formatAddress(address);
+  if (!allowPublic) {
+    throw new ConfigError(`admin API address ${name} rejected: it is not a loopback address; pass --admin-allow-public and --admin-token-file FILE to expose it`);
+  }
+  if (tokenFile === undefined) {
+    throw new ConfigError(`admin API address ${name} rejected: a non-loopback admin API needs a bearer token; pass --admin-token-file FILE`);
+  }
+}
+
+/**
+ * Reads a bearer token file: its content without surrounding whitespace.
+ *
+ * @throws {ConfigError} when the file cannot be read or holds no token.
+ */
+export function readTokenFile(path: string): string {
+  let token: string;
+  try {
+    token = readFileSync(path, "utf8").trim();
+  } catch (error) {
+    throw new ConfigError(`read admin token file ${path} failed: ${(error as { code?: string }).code ?? String(error)}`, { cause: error });
+  }
+  if (token === "" || /\s/.test(token)) {
+    throw new ConfigError(`invalid admin token file ${path}: it must hold one token without spaces`);
+  }
+
+  return token;
+}
+
+/**
+ * The admin API: an HTTP server on a Unix socket or a TCP address, serving the routes of
+ * `routeAdminRequest`. With a token, every request must carry `Authorization: Bearer
+ * TOKEN`; the token is compared in constant time and never logged.
+ */
+export class AdminServer {
+  readonly address: Address;
+  readonly #http: HttpServer<undefined>;
+  readonly #log: Logger;
+
+  private constructor(address: Address, http: HttpServer<undefined>, log: Logger) {
+    this.address = address;
+    this.#http = http;
+    this.#log = log;
+  }
+
+  /** The bound address in canonical form, with the real port. */
+  get name(): string {
+    return formatAddress(this.address);
+  }
+
+  /**
+   * Checks the address, reads the token and binds the server.
+   *
+   * @throws {ConfigError} for a non-loopback address without the flags, or a bad token file.
+   * @throws {ListenError} when the address cannot be bound.
+   */
+  static async start(options: AdminServerOptions): Promise<AdminServer> {
+    const { address, context } = options;
+    checkAdminAddress(address, options.allowPublic ?? false, options.tokenFile);
+    const token = options.tokenFile === undefined ? undefined : readTokenFile(options.tokenFile);
+    const log = (options.logger ?? silentLogger).with({ component: "admin" });
+    const rejected = new RateLimitedLog(log, "warn", 10_000);
+    const authorized = token === undefined ? () => true : bearerCheck(token);
+
+    const fetch = async (request: Request, http: HttpServer<undefined>): Promise<Response> => {
+      if (!authorized(request)) {
+        rejected.log("admin request rejected: missing or invalid bearer token", { client: http.requestIP(request)?.address ?? "unix", path: new URL(request.url).pathname });
+
+        return json(401, { error: "missing or invalid bearer token" }, { "www-authenticate": "Bearer" });
+      }
+
+      return handle(request, context, log);
+    };
+
+    const http = address.kind === "unix" ? await bindUnix(address.path, fetch) : bindTcp(address.host, address.port, fetch);
+    const bound: Address = address.kind === "unix" ? address : { kind: "tcp", host: address.host, port: http.port ?? address.port };
+    const server = new AdminServer(bound, http, log);
+    log.info("admin API listening", { listener: server.name, token: token === undefined ? "none" : "required" });
+
+    return server;
+  }
+
+  /** Stops the server, closing open requests, and removes its Unix socket. */
+  async stop(): Promise<void> {
+    await this.#http.stop(true);
+    if (this.address.kind === "unix") {
+      try {
+        if (lstatSync(this.address.path).isSocket()) {
+          unlinkSync(this.address.path);
+        }
+      } catch {
+        // Already gone.
+      }
+    }
+    this.#log.debug("admin API stopped", { listener: this.name });
+  }
+}
+
+type Fetch = (request: Request, http: HttpServer<undefined>) => Promise<Response>;
+
+async function handle(request: Request, context: AdminRouteContext, log: Logger): Promise<Response> {
+  const path = new URL(request.url).pathname;
+  try {
+    const response = await routeAdminRequest(request, context);
+    log.debug("admin request", { method: request.method, path, status: response.status });
+
+    return response;
+  } catch (error) {
+    if (error instanceof AdminRequestError) {
+      log.debug("admin request failed", { method: request.method, path, status: error.status, err: error.message });
+      const body: Record<string, unknown> = { error: error.message };
+      if (error.field !== undefined) {
+        body.field = error.field;
+      }
+
+      return json(error.status, body, error.headers);
+    }
+    log.error("invariant violated: admin request failed", { method: request.method, path, err: error });
+
+    return json(500, { error: "internal error; see the tinylb log" });
+  }
+}
+
+function bearerCheck(token: string): (request: Request) => boolean {
+  const expected = createHash("sha256").update(token).digest();
+
+  return (request) => {
+    const header = request.headers.get("authorization") ?? "";
+    const match = /^Bearer\s+(\S+)$/i.exec(header);
+    // Compare digests, which have equal length, so the time taken does not depend on the token.
+    const given = createHash("sha256").update(match?.[1] ?? "").digest();
+
+    return timingSafeEqual(given, expected) && match !== null;
+  };
+}
+
+/** Room past the body cap, so a slightly larger body still reaches the JSON 413 of the routes. */
+const BODY_LIMIT = MAX_ADMIN_BODY_BYTES * 2;
+
+async function bindUnix(path: string, fetch: Fetch): Promise<HttpServer<undefined>> {
+  try {
+    mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+    await removeStaleSocket(path);
+  } catch (error) {
+    if (error instanceof ListenError) {
+      throw new ListenError(`admin API ${error.message}`, { cause: error });
+    }
+    throw new ListenError(`admin API listen on unix:${path} failed: ${(error as Error).message}`, { cause: error });
+  }
+
+  // The umask makes the kernel create the socket as 0600, so it is never reachable by
+  // others, even for a moment. Bun.serve binds synchronously, so no other code runs
+  // while the process-wide umask is changed.
+  const previous = process.umask(0o177);
+  let http: HttpServer<undefined>;
+  try {
+    http = Bun.serve({ unix: path, fetch, maxRequestBodySize: BODY_LIMIT });
+  } catch (error) {
+    throw new ListenError(`admin API listen on unix:${path} failed: ${(error as Error).message}`, { cause: error });
+  } finally {
+    process.umask(previous);
+  }
+  chmodSync(path, 0o600);
+
+  return http;
+}
+
+function bindTcp(host: string, port: number, fetch: Fetch): HttpServer<undefined> {
+  try {
+    return Bun.serve({ hostname: host, port, fetch, maxRequestBodySize: BODY_LIMIT });
+  } catch (error) {
+    const name = formatAddress({ kind: "tcp", host, port });
+    throw new ListenError(`admin API listen on ${name} failed: ${(error as Error).message}`, { cause: error });
+  }
+}

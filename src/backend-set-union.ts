@@ -1,0 +1,171 @@
+import type { Backend } from "./backend.ts";
+import { BackendSet, compareIds } from "./backend-set.ts";
+import { type Logger, silentLogger } from "./logger.ts";
+import type { PublishBackendSet } from "./providers/provider.ts";
+
+/** Two providers that publish the same backend id with different targets. */
+export interface BackendIdConflict {
+  id: string;
+  /** The entry in use: the provider registered first. */
+  kept: { provider: string; target: string };
+  /** The entry left out of the running set. */
+  ignored: { provider: string; target: string };
+}
+
+/** One provider's slot in the union. */
+export interface ProviderSlot {
+  name: string;
+  /** The provider's latest set, or the seed saved by an earlier run until it publishes. */
+  set: BackendSet;
+  /** False while the slot still holds a seed (or nothing) because the provider has not published yet. */
+  published: boolean;
+}
+
+/** Called with each new effective union; `provider` names the provider whose publish caused it. */
+export type ApplyUnion = (set: BackendSet, provider: string) => void;
+
+/**
+ * The running backend set: the union of every provider's latest set, keyed by backend id.
+ *
+ * Providers are kept in registration order. When two providers publish the same id with
+ * different targets, the provider registered first wins; the other entry is left out and
+ * reported once as a conflict (a warning naming both) and in `conflicts`. The same id
+ * with the same target from two providers is no conflict; it counts as the first one's.
+ *
+ * Each publish recomputes the union and calls `apply` only when the union differs from
+ * the one applied before, so a provider that republishes an unchanged set, or a change
+ * hidden behind another provider's entry, costs nothing downstream.
+ */
+export class BackendSetUnion {
+  readonly #slots: ProviderSlot[] = [];
+  readonly #apply: ApplyUnion;
+  readonly #log: Logger;
+  readonly #listeners: ((set: BackendSet) => void)[] = [];
+  #set = BackendSet.EMPTY;
+  #sources = new Map<string, string>();
+  #conflicts: BackendIdConflict[] = [];
+
+  constructor(apply: ApplyUnion, logger: Logger = silentLogger) {
+    this.#apply = apply;
+    this.#log = logger.with({ component: "providers" });
+  }
+
+  /** The union applied last. */
+  get set(): BackendSet {
+    return this.#set;
+  }
+
+  /** Current id conflicts, in id order. */
+  get conflicts(): readonly BackendIdConflict[] {
+    return this.#conflicts;
+  }
+
+  /** Provider slots in registration order. */
+  get slots(): readonly ProviderSlot[] {
+    return this.#slots;
+  }
+
+  /** Returns the name of the provider whose entry for `id` is in use, if any. */
+  providerOf(id: string): string | undefined {
+    return this.#sources.get(id);
+  }
+
+  /**
+   * Adds a provider slot at the end of the order and returns the function it publishes with.
+   *
+   * @throws {Error} when a provider with the same name is already registered.
+   */
+  register(name: string): PublishBackendSet {
+    if (this.#slot(name) !== undefined) {
+      throw new Error(`provider "${name}" is registered twice; provider names must be unique`);
+    }
+
+    const slot: ProviderSlot = { name, set: BackendSet.EMPTY, published: false };
+    this.#slots.push(slot);
+
+    return (set) => {
+      slot.set = set;
+      slot.published = true;
+      this.#recompute(name);
+    };
+  }
+
+  /**
+   * Fills a registered provider's slot with a set saved by an earlier run. The seed serves
+   * until the provider publishes for the first time; a seed for a provider that already
+   * published is ignored.
+   *
+   * @throws {Error} when no provider with this name is registered.
+   */
+  seed(name: string, set: BackendSet): void {
+    const slot = this.#slot(name);
+    if (slot === undefined) {
+      throw new Error(`invariant violated: seed for unregistered provider "${name}"`);
+    }
+    if (slot.published) {
+      return;
+    }
+
+    slot.set = set;
+    this.#recompute(`${name} (saved state)`);
+  }
+
+  /** Calls `listener` after each effective change of the union, once it has been applied. */
+  onChange(listener: (set: BackendSet) => void): void {
+    this.#listeners.push(listener);
+  }
+
+  #slot(name: string): ProviderSlot | undefined {
+    return this.#slots.find((slot) => slot.name === name);
+  }
+
+  #recompute(cause: string): void {
+    const chosen = new Map<string, { backend: Backend; provider: string }>();
+    const conflicts: BackendIdConflict[] = [];
+    for (const slot of this.#slots) {
+      for (const backend of slot.set.backends) {
+        const first = chosen.get(backend.id);
+        if (first === undefined) {
+          chosen.set(backend.id, { backend, provider: slot.name });
+        } else if (first.backend.target !== backend.target) {
+          conflicts.push({
+            id: backend.id,
+            kept: { provider: first.provider, target: first.backend.target },
+            ignored: { provider: slot.name, target: backend.target },
+          });
+        }
+      }
+    }
+
+    this.#reportNewConflicts(conflicts);
+    this.#conflicts = conflicts.sort((a, b) => compareIds(a.id, b.id));
+    this.#sources = new Map([...chosen].map(([id, entry]) => [id, entry.provider]));
+
+    const union = new BackendSet([...chosen.values()].map((entry) => entry.backend));
+    if (union.equals(this.#set)) {
+      return;
+    }
+
+    this.#set = union;
+    this.#apply(union, cause);
+    for (const listener of this.#listeners) {
+      listener(union);
+    }
+  }
+
+  /** Warns once about each conflict that was not there before the last recompute. */
+  #reportNewConflicts(conflicts: readonly BackendIdConflict[]): void {
+    const key = (conflict: BackendIdConflict): string =>
+      [conflict.id, conflict.kept.provider, conflict.kept.target, conflict.ignored.provider, conflict.ignored.target].join("\0");
+    const known = new Set(this.#conflicts.map(key));
+    for (const conflict of conflicts) {
+      if (known.has(key(conflict))) {
+        continue;
+      }
+      this.#log.warn(
+        `backend id conflict: providers "${conflict.kept.provider}" and "${conflict.ignored.provider}" both publish "${conflict.id}"; keeping ${conflict.kept.target} from "${conflict.kept.provider}", ignoring ${conflict.ignored.target}`,
+        { backend: conflict.id },
+      );
+    }
+  }
+}

@@ -1,0 +1,84 @@
+import type { BackendSetUnion } from "./backend-set-union.ts";
+import { openTrafficById } from "./balancer-status.ts";
+import type { Server } from "./server.ts";
+
+/** Content type of the Prometheus text exposition format, version 0.0.4. */
+export const METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
+
+/** What the metrics are read from. */
+export interface MetricsSource {
+  server: Server;
+  union: BackendSetUnion;
+  /** Config reload counters, when a config file is used. */
+  reloads?: { readonly reloads: number; readonly reloadFailures: number };
+}
+
+type Labels = Record<string, string>;
+
+/** Builds a page in the Prometheus text format: a HELP and TYPE line, then the samples of each metric. */
+class MetricsPage {
+  #lines: string[] = [];
+
+  add(name: string, type: "counter" | "gauge", help: string, samples: [Labels, number][]): void {
+    this.#lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
+    for (const [labels, value] of samples) {
+      this.#lines.push(`${name}${formatLabels(labels)} ${value}`);
+    }
+  }
+
+  text(): string {
+    return this.#lines.join("\n") + "\n";
+  }
+}
+
+/**
+ * Renders the metrics of a running balancer. Per-backend series cover every id with
+ * counters since start, including ids that left the set, so counters never go back.
+ */
+export function renderMetrics(source: MetricsSource): string {
+  const { server, union } = source;
+  const stats = server.stats;
+  const open = openTrafficById(server);
+  const ids = [...new Set([...server.set.backends.map((backend) => backend.id), ...stats.ids(), ...open.keys()])].sort();
+  const perBackend = (value: (id: string) => number): [Labels, number][] => ids.map((id) => [{ backend: id }, value(id)]);
+  const page = new MetricsPage();
+
+  page.add("tinylb_backend_connections_active", "gauge", "Open connections per backend id.", perBackend((id) => open.get(id)?.active ?? 0));
+  page.add("tinylb_backend_connections_total", "counter", "Connections attached to each backend id since start.", perBackend((id) => stats.backend(id).total));
+  page.add(
+    "tinylb_backend_bytes_total",
+    "counter",
+    "Bytes relayed per backend id; direction is to_backend or to_client.",
+    ids.flatMap((id): [Labels, number][] => [
+      [{ backend: id, direction: "to_backend" }, stats.backend(id).bytesToBackend + (open.get(id)?.bytesToBackend ?? 0)],
+      [{ backend: id, direction: "to_client" }, stats.backend(id).bytesToClient + (open.get(id)?.bytesToClient ?? 0)],
+    ]),
+  );
+  page.add("tinylb_backend_dial_failures_total", "counter", "Dials per backend id that failed or timed out.", perBackend((id) => stats.backend(id).dialFailures));
+  page.add("tinylb_backend_set_size", "gauge", "Backends in the running set.", [[{}, server.set.size]]);
+  page.add("tinylb_backend_set_changes_total", "counter", "Effective backend set changes applied.", [[{}, stats.setChanges]]);
+  page.add("tinylb_backend_id_conflicts", "gauge", "Backend ids published by two providers with different targets.", [[{}, union.conflicts.length]]);
+  page.add(
+    "tinylb_provider_backends",
+    "gauge",
+    "Backends in each provider's latest set.",
+    union.slots.map((slot): [Labels, number] => [{ provider: slot.name }, slot.set.size]),
+  );
+  page.add("tinylb_clients_accepted_total", "counter", "Clients accepted on every listener.", [[{}, stats.accepted]]);
+  page.add("tinylb_clients_unserved_total", "counter", "Clients closed without a backend: empty set or every dial failed.", [[{}, stats.unserved]]);
+  page.add("tinylb_config_reloads_total", "counter", "Config file reloads: changed content or SIGHUP.", [[{}, source.reloads?.reloads ?? 0]]);
+  page.add("tinylb_config_reload_failures_total", "counter", "Config file reloads rejected; the last good set kept serving.", [[{}, source.reloads?.reloadFailures ?? 0]]);
+
+  return page.text();
+}
+
+function formatLabels(labels: Labels): string {
+  const pairs = Object.entries(labels).map(([key, value]) => `${key}="${escapeLabelValue(value)}"`);
+
+  return pairs.length === 0 ? "" : `{${pairs.join(",")}}`;
+}
+
+/** Escapes a label value as the text format requires: backslash, double quote and line feed. */
+export function escapeLabelValue(value: string): string {
+  return value.replaceAll("\\", "\\\\").replaceAll('"', '\\"').replaceAll("\n", "\\n");
+}

@@ -1,0 +1,173 @@
+import { createHash } from "node:crypto";
+import { Resolver } from "node:dns/promises";
+import { isIP } from "node:net";
+import { formatAddress } from "../address.ts";
+import { type Backend, createBackend, MAX_ID_LENGTH } from "../backend.ts";
+import { BackendSet } from "../backend-set.ts";
+import { type Logger, silentLogger } from "../logger.ts";
+import type { Provider, PublishBackendSet } from "./provider.ts";
+
+/** Settings of a DNS provider. */
+export interface DnsProviderOptions {
+  /** Host name whose A and AAAA records are the backends, or with `srv` the SRV record name. */
+  name: string;
+  /** Port of every backend; required without `srv`, where SRV records carry the ports. */
+  port?: number;
+  /**
+   * Resolve `name` as an SRV record, then each record's target as A and AAAA.
+   * @default false
+   */
+  srv?: boolean;
+  /**
+   * Milliseconds between the end of one lookup and the start of the next.
+   * @default 30000
+   */
+  intervalMs?: number;
+  /**
+   * Milliseconds one query may take before it is retried once and then failed.
+   * @default 5000
+   */
+  timeoutMs?: number;
+  /** DNS servers as `ip:port` or `[ipv6]:port`; the system's resolvers when absent. */
+  servers?: string[];
+  /** @default a logger that writes nothing */
+  logger?: Logger;
+}
+
+/** Error codes that mean "this name has no records of that type", not a failed lookup. */
+const NO_RECORDS = new Set(["ENODATA", "ENOTFOUND"]);
+
+/**
+ * Backends from DNS, re-resolved on an interval: every A and AAAA address of a name (or of
+ * the targets of its SRV records) becomes a backend whose id is derived from the name and
+ * the address, so a reordered answer is the same set.
+ *
+ * A lookup that fails, or returns no address at all, publishes nothing: the last answer
+ * keeps serving. The first failure of a streak is logged as a warning, the recovery as
+ * info, and the failures in between only counted.
+ */
+export class DnsProvider implements Provider {
+  readonly name: string;
+  /** Lookups that failed or returned no address. */
+  failures = 0;
+  readonly #options: Required<Omit<DnsProviderOptions, "port" | "servers">> & Pick<DnsProviderOptions, "port" | "servers">;
+  readonly #resolver: Resolver;
+  readonly #log: Logger;
+  #publish: PublishBackendSet | undefined;
+  #timer: Timer | undefined;
+  #streak = 0;
+
+  /** @throws {Error} when neither `port` nor `srv` is given, or a server is not an IP address with a port. */
+  constructor(options: DnsProviderOptions) {
+    this.#options = { srv: false, intervalMs: 30_000, timeoutMs: 5000, logger: silentLogger, ...options };
+    if (!this.#options.srv && this.#options.port === undefined) {
+      throw new Error(`invalid DNS provider for ${options.name}: a port is required unless srv is set`);
+    }
+    this.name = this.#options.srv ? `dns-srv:${options.name}` : `dns:${options.name}:${this.#options.port}`;
+    this.#resolver = new Resolver({ timeout: this.#options.timeoutMs, tries: 2 });
+    if (options.servers !== undefined && options.servers.length > 0) {
+      this.#resolver.setServers(options.servers);
+    }
+    this.#log = this.#options.logger.with({ component: "dns-provider", provider: this.name });
+  }
+
+  /** Starts the first lookup without waiting for it, so a slow resolver does not hold up start-up. */
+  start(publish: PublishBackendSet): void {
+    this.#publish = publish;
+    void this.#loop();
+  }
+
+  stop(): void {
+    this.#publish = undefined;
+    clearTimeout(this.#timer);
+    this.#resolver.cancel();
+  }
+
+  /** Resolves once and publishes the answer; returns false when the lookup failed or was empty. */
+  async lookupOnce(): Promise<boolean> {
+    let backends: Backend[];
+    try {
+      backends = this.#options.srv ? await this.#resolveSrv() : await this.#resolveHost(this.#options.name, this.#options.port!, this.#options.name);
+      if (backends.length === 0) {
+        throw new Error("the answer holds no address");
+      }
+    } catch (error) {
+      this.#failed(error);
+
+      return false;
+    }
+
+    if (this.#streak > 0) {
+      this.#log.info("DNS lookup recovered", { name: this.#options.name, failedLookups: this.#streak, count: backends.length });
+      this.#streak = 0;
+    }
+    // Several SRV records can lead to the same address and port.
+    const unique = new Map(backends.map((backend) => [backend.id, backend]));
+    this.#publish?.(new BackendSet(unique.values()));
+
+    return true;
+  }
+
+  async #loop(): Promise<void> {
+    await this.lookupOnce();
+    if (this.#publish !== undefined) {
+      this.#timer = setTimeout(() => void this.#loop(), this.#options.intervalMs);
+    }
+  }
+
+  #failed(error: unknown): void {
+    if (this.#publish === undefined) {
+      return;
+    }
+
+    this.failures++;
+    this.#streak++;
+    if (this.#streak === 1) {
+      const code = (error as { code?: string }).code;
+      this.#log.warn("DNS lookup failed; keeping the last answer", { name: this.#options.name, err: code !== undefined && !String((error as Error).message).includes(code) ? `${code}: ${(error as Error).message}` : error });
+    }
+  }
+
+  async #resolveSrv(): Promise<Backend[]> {
+    const records = await this.#resolver.resolveSrv(this.#options.name);
+    // NOTE: SRV priority and weight are ignored; every record is a backend in the rotation.
+    const groups = await Promise.all(records.map((record) => this.#resolveHost(record.name, record.port, `${record.name}:${record.port}`)));
+
+    return groups.flat();
+  }
+
+  /** Resolves A and AAAA of `host`; "no records of this type" is an empty list, any other error throws. */
+  async #resolveHost(host: string, port: number, idPrefix: string): Promise<Backend[]> {
+    const literal = isIP(host) === 0 ? undefined : [host];
+    const addresses = literal ?? [...(await this.#query(() => this.#resolver.resolve4(host))), ...(await this.#query(() => this.#resolver.resolve6(host)))];
+
+    return addresses.map((ip) => createBackend(backendId(idPrefix, ip), formatAddress({ kind: "tcp", host: ip, port })));
+  }
+
+  async #query(lookup: () => Promise<string[]>): Promise<string[]> {
+    try {
+      return await lookup();
+    } catch (error) {
+      if (NO_RECORDS.has((error as { code?: string }).code ?? "")) {
+        return [];
+      }
+      throw error;
+    }
+  }
+}
+
+/**
+ * Derives a backend id from a name and an address, as `name@address`. Characters an id
+ * may not hold become `-`; a name too long for an id is shortened and given a hash suffix
+ * so ids stay unique.
+ */
+export function backendId(name: string, ip: string): string {
+  let prefix = name.replace(/[^A-Za-z0-9._:@-]/g, "-").replace(/^[^A-Za-z0-9]+/, "");
+  const room = MAX_ID_LENGTH - ip.length - 1;
+  if (prefix.length > room || prefix === "") {
+    const hash = createHash("sha256").update(name).digest("hex").slice(0, 12);
+    prefix = `${prefix.slice(0, Math.max(0, room - hash.length - 1))}-${hash}`.replace(/^-/, "");
+  }
+
+  return `${prefix}@${ip}`;
+}

@@ -1,0 +1,199 @@
+import { type FSWatcher, readFileSync, watch } from "node:fs";
+import { basename, dirname } from "node:path";
+import { BackendSet } from "../backend-set.ts";
+import { ConfigError, type FileConfig, loadConfigFile } from "../config.ts";
+import { type Logger, silentLogger } from "../logger.ts";
+import type { Provider, PublishBackendSet } from "./provider.ts";
+
+/** Settings of a file provider. */
+export interface FileProviderOptions {
+  /** The config file whose `backends` list this provider publishes. */
+  path: string;
+  /**
+   * Whether to watch the file's directory and apply changes without a signal.
+   * @default true
+   */
+  watch?: boolean;
+  /**
+   * Quiet milliseconds after the last file event before the file is read, so a burst of
+   * events from one save leads to one read.
+   * @default 200
+   */
+  debounceMs?: number;
+  /**
+   * Milliseconds between re-reads that do not wait for a file event: a backstop for
+   * changes the watch cannot see, such as a replaced directory. 0 turns polling off.
+   * @default 30000
+   */
+  pollIntervalMs?: number;
+  /** Called with each config that was read and accepted, for settings a restart must apply. */
+  onAccepted?: (config: FileConfig) => void;
+  /** @default a logger that writes nothing */
+  logger?: Logger;
+}
+
+/** Why the file is read. */
+export type ReloadReason = "start" | "SIGHUP" | "file event" | "poll";
+
+/**
+ * The config file's `backends` list, re-read when the file changes or on SIGHUP.
+ *
+ * It watches the file's directory rather than the file, so that a save by rename
+ * (editors, `mv`) and a Kubernetes ConfigMap update (the `..data` symlink swapped to a new
+ * folder) are seen as well as an in-place write. A file that is missing, unreadable,
+ * empty or invalid is logged with the file, the field path and the value, and nothing is
+ * published, so the last good set keeps serving; the next good version is published.
+ */
+export class FileProvider implements Provider {
+  readonly name = "file";
+  /** Reads of changed content (and every SIGHUP), accepted or not. */
+  reloads = 0;
+  /** Reloads rejected because the file was missing, unreadable or invalid. */
+  reloadFailures = 0;
+  readonly #options: Required<Omit<FileProviderOptions, "onAccepted">> & Pick<FileProviderOptions, "onAccepted">;
+  readonly #log: Logger;
+  #publish: PublishBackendSet | undefined;
+  #watcher: FSWatcher | undefined;
+  #debounce: Timer | undefined;
+  #poll: Timer | undefined;
+  #pendingSince: number | undefined;
+  /** Text of the last read, good or bad, so an unchanged file is not reported again. */
+  #lastText: string | undefined;
+  #lastError: string | undefined;
+
+  constructor(options: FileProviderOptions) {
+    this.#options = { watch: true, debounceMs: 200, pollIntervalMs: 30_000, logger: silentLogger, ...options };
+    this.#log = this.#options.logger.with({ component: "file-provider" });
+  }
+
+  start(publish: PublishBackendSet): void {
+    this.#publish = publish;
+    this.reload("start");
+    if (this.#options.watch) {
+      this.#startWatching();
+      if (this.#options.pollIntervalMs > 0) {
+        this.#poll = setInterval(() => this.#pollOnce(), this.#options.pollIntervalMs);
+      }
+    }
+  }
+
+  stop(): void {
+    this.#publish = undefined;
+    this.#watcher?.close();
+    this.#watcher = undefined;
+    clearTimeout(this.#debounce);
+    clearInterval(this.#poll);
+  }
+
+  /**
+   * Reads the file and publishes its backends. A read for a file event or a poll whose
+   * content equals the last read does nothing; a SIGHUP always reads, logs and counts.
+   * Returns false when the file was rejected.
+   */
+  reload(reason: ReloadReason): boolean {
+    const publish = this.#publish;
+    if (publish === undefined) {
+      return false;
+    }
+
+    const path = this.#options.path;
+    const text = this.#readText();
+    const forced = reason === "SIGHUP" || reason === "start";
+    // A missing file counts as unchanged only when it was already missing at the last read.
+    const unchanged = text === this.#lastText && (text !== undefined || this.#lastError !== undefined);
+    if (!forced && unchanged) {
+      return this.#lastError === undefined;
+    }
+    this.#lastText = text;
+    if (reason !== "start") {
+      this.reloads++;
+    }
+
+    let config: FileConfig;
+    try {
+      config = this.#load(text);
+    } catch (error) {
+      if (!(error instanceof ConfigError)) {
+        throw error;
+      }
+      this.#rejected(error.message, reason, forced);
+
+      return false;
+    }
+
+    this.#lastError = undefined;
+    this.#options.onAccepted?.(config);
+    const set = new BackendSet(config.backends ?? []);
+    this.#log.info(reason === "start" ? "config loaded" : "config reloaded", { file: path, reason, count: set.size });
+    publish(set);
+
+    return true;
+  }
+
+  #readText(): string | undefined {
+    try {
+      return readFileSync(this.#options.path, "utf8");
+    } catch {
+      // loadConfigFile reads again and reports the error in its own words.
+      return undefined;
+    }
+  }
+
+  #load(text: string | undefined): FileConfig {
+    if (text !== undefined && text.trim() === "") {
+      throw new ConfigError(`invalid config ${this.#options.path}: the file is empty (perhaps still being written)`);
+    }
+
+    return loadConfigFile(this.#options.path);
+  }
+
+  #rejected(message: string, reason: ReloadReason, forced: boolean): void {
+    if (reason !== "start") {
+      this.reloadFailures++;
+    }
+    if (!forced && message === this.#lastError) {
+      return;
+    }
+
+    this.#lastError = message;
+    this.#log.warn("config reload rejected; keeping the last good backend set", { file: this.#options.path, reason, err: message });
+  }
+
+  #startWatching(): void {
+    const directory = dirname(this.#options.path);
+    try {
+      this.#watcher = watch(directory, { persistent: false }, () => this.#scheduleReload());
+      this.#watcher.on("error", (error) => {
+        this.#log.warn("watching the config directory failed; changes are picked up by polling or SIGHUP", { file: this.#options.path, err: error });
+        this.#watcher?.close();
+        this.#watcher = undefined;
+      });
+    } catch (error) {
+      this.#log.warn("watching the config directory failed; changes are picked up by polling or SIGHUP", { file: this.#options.path, directory, err: error });
+    }
+    this.#log.debug("watching config directory", { file: basename(this.#options.path), directory });
+  }
+
+  /**
+   * Restarts the quiet period: every event in the directory pushes the read back, but for
+   * no more than ten quiet periods in all, so a directory that never goes quiet is still read.
+   */
+  #scheduleReload(): void {
+    const now = performance.now();
+    this.#pendingSince ??= now;
+    const waited = now - this.#pendingSince;
+    const delay = Math.max(0, Math.min(this.#options.debounceMs, this.#options.debounceMs * 10 - waited));
+    clearTimeout(this.#debounce);
+    this.#debounce = setTimeout(() => {
+      this.#pendingSince = undefined;
+      this.reload("file event");
+    }, delay);
+  }
+
+  #pollOnce(): void {
+    if (this.#watcher === undefined && this.#publish !== undefined) {
+      this.#startWatching();
+    }
+    this.reload("poll");
+  }
+}

@@ -1,0 +1,122 @@
+import { closeSync, fsyncSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from "node:fs";
+import { z } from "zod";
+import { type Backend, createBackend } from "./backend.ts";
+import { BackendSet } from "./backend-set.ts";
+import { type Logger, silentLogger } from "./logger.ts";
+
+/** Version of the state file layout; a file with another version is ignored. */
+const STATE_VERSION = 1;
+
+/** Largest state file read, in bytes. */
+const MAX_STATE_BYTES = 4 * 1024 * 1024;
+
+const stateSchema = z.strictObject({
+  version: z.literal(STATE_VERSION),
+  savedAt: z.string(),
+  backends: z.array(z.strictObject({ id: z.string(), target: z.string(), provider: z.string() })).max(100_000),
+});
+
+/**
+ * The last applied backend set, saved so that a restarted balancer whose providers are
+ * not reachable yet still serves the last known backends.
+ *
+ * Each backend is saved with the provider it came from. At start-up the saved entries
+ * seed each provider's slot in the union until that provider publishes for the first
+ * time; entries of providers that are no longer configured are dropped.
+ */
+export class StateFile {
+  readonly path: string;
+  readonly #log: Logger;
+  #failing = false;
+
+  constructor(path: string, logger: Logger = silentLogger) {
+    this.path = path;
+    this.#log = logger.with({ component: "state-file" });
+  }
+
+  /**
+   * Reads the saved backends, grouped by provider name. A missing file is an empty map; an
+   * unreadable or invalid file is logged and also gives an empty map, since the state only
+   * helps start-up and must never stop it.
+   */
+  load(): Map<string, BackendSet> {
+    let text: string;
+    try {
+      text = readFileSync(this.path, "utf8");
+    } catch (error) {
+      if ((error as { code?: string }).code !== "ENOENT") {
+        this.#log.warn("read state file failed; starting without saved backends", { file: this.path, err: error });
+      }
+
+      return new Map();
+    }
+
+    try {
+      if (text.length > MAX_STATE_BYTES) {
+        throw new Error(`the file has more than ${MAX_STATE_BYTES} bytes`);
+      }
+
+      return groupByProvider(stateSchema.parse(JSON.parse(text)).backends);
+    } catch (error) {
+      const detail = error instanceof z.ZodError ? error.issues.map((issue) => `${issue.path.join(".") || "(top level)"}: ${issue.message}`).join("; ") : (error as Error).message;
+      this.#log.warn("invalid state file; starting without saved backends", { file: this.path, err: detail });
+
+      return new Map();
+    }
+  }
+
+  /**
+   * Writes the set atomically: to a temporary file in the same directory, flushed to disk,
+   * then renamed over the old file, so a crash leaves either the old or the new state.
+   * A failed write is logged once per failure streak and otherwise ignored.
+   */
+  save(set: BackendSet, providerOf: (id: string) => string | undefined): void {
+    const state = {
+      version: STATE_VERSION,
+      savedAt: new Date().toISOString(),
+      backends: set.backends.map((backend) => ({ id: backend.id, target: backend.target, provider: providerOf(backend.id) ?? "unknown" })),
+    };
+    const temporary = `${this.path}.${process.pid}.tmp`;
+    try {
+      const fd = openSync(temporary, "w", 0o600);
+      try {
+        writeSync(fd, JSON.stringify(state, null, 2) + "\n");
+        fsyncSync(fd);
+      } finally {
+        closeSync(fd);
+      }
+      renameSync(temporary, this.path);
+    } catch (error) {
+      this.#removeQuietly(temporary);
+      if (!this.#failing) {
+        this.#log.warn("write state file failed; the running set is not saved", { file: this.path, err: error });
+      }
+      this.#failing = true;
+
+      return;
+    }
+    if (this.#failing) {
+      this.#log.info("state file written again after failures", { file: this.path });
+    }
+    this.#failing = false;
+  }
+
+  #removeQuietly(path: string): void {
+    try {
+      unlinkSync(path);
+    } catch {
+      // Never created, or already gone.
+    }
+  }
+}
+
+function groupByProvider(entries: { id: string; target: string; provider: string }[]): Map<string, BackendSet> {
+  const byProvider = new Map<string, Backend[]>();
+  for (const entry of entries) {
+    const list = byProvider.get(entry.provider) ?? [];
+    list.push(createBackend(entry.id, entry.target));
+    byProvider.set(entry.provider, list);
+  }
+
+  return new Map([...byProvider].map(([provider, backends]) => [provider, new BackendSet(backends)]));
+}
