@@ -11,7 +11,7 @@ import { configureSocket, DialError, dialBackend } from "./dialer.ts";
 import { FailoverPlan } from "./failover-plan.ts";
 import { HealthChecker, type HealthCheckSettings, type UnhealthyPolicy } from "./health-checker.ts";
 import { type BoundListener, bindListener } from "./listener.ts";
-import { Logger, silentLogger } from "./logger.ts";
+import { type LogFields, Logger, silentLogger } from "./logger.ts";
 import { RateLimitedLog } from "./rate-limited-log.ts";
 import { RoundRobinSelector } from "./round-robin-selector.ts";
 import { type RemovalPolicy, TargetDrains } from "./target-drain.ts";
@@ -158,8 +158,9 @@ export class Server {
   /**
    * Replaces the backend set: swap first, then close every connection whose target the
    * new set no longer dials. Returns false, and touches nothing, when the set is unchanged.
+   * `fields` are added to the change's log line, such as the provider that caused it.
    */
-  applySet(set: BackendSet): boolean {
+  applySet(set: BackendSet, fields: LogFields = {}): boolean {
     const previous = this.#selector.set;
     if (set.equals(previous)) {
       return false;
@@ -168,7 +169,7 @@ export class Server {
     this.#selector.update(set);
     this.health.update(set);
     this.stats.setChanges++;
-    this.#log.info("backend set changed", { count: set.size, backends: set.describe() });
+    this.#log.info("backend set changed", { ...fields, count: set.size, backends: set.describe() });
     if (set.size === 0) {
       this.#log.warn("backend set is empty; clients will be closed until a backend is added");
     }
