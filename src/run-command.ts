@@ -7,6 +7,7 @@ import { formatDuration } from "./duration.ts";
 import type { Logger } from "./logger.ts";
 import { Server } from "./server.ts";
 import { mergeBackends, resolveSettings, type Settings } from "./settings.ts";
+import { runtimeFields } from "./version.ts";
 
 /** A running balancer process: the server plus its signal handling and reloads. */
 export interface RunningBalancer {
@@ -45,6 +46,7 @@ export async function runBalancer(cli: CliOptions, logger: Logger): Promise<Runn
     connectTimeout: formatDuration(settings.connectTimeoutMs),
     keepalive: formatDuration(settings.keepaliveMs),
   });
+  log.debug("runtime", runtimeFields());
   checkDescriptorLimit(settings.maxConnections, log);
 
   const reload = (): boolean => reloadConfig(cli, settings, server, log);

@@ -20,9 +20,12 @@ export class TinylbProcess {
     void this.#collect(process.stderr, (text) => (this.stderr += text));
   }
 
-  /** Starts `dist/tinylb` with `args`. */
-  static start(args: string[], options: { env?: Record<string, string>; cwd?: string } = {}): TinylbProcess {
-    const child = Bun.spawn([BINARY, ...args], {
+  /**
+   * Starts `dist/tinylb` with `args`. `command` replaces `dist/tinylb` as the program and its
+   * first arguments, for a release binary or one started through chroot or an emulator.
+   */
+  static start(args: string[], options: { env?: Record<string, string>; cwd?: string; command?: string[] } = {}): TinylbProcess {
+    const child = Bun.spawn([...(options.command ?? [BINARY]), ...args], {
       stdin: "ignore",
       stdout: "pipe",
       stderr: "pipe",
