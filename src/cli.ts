@@ -2,6 +2,8 @@ import { type Address, AddressError, parseAddress } from "./address.ts";
 import { type Backend, BackendError, createBackend } from "./backend.ts";
 import { MAX_CONNECTION_CAP } from "./config.ts";
 import { parseDuration } from "./duration.ts";
+import type { HealthConfig } from "./health-config.ts";
+import { applyHealthFlag, HEALTH_FLAGS, HEALTH_HELP } from "./health-flags.ts";
 import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from "./logger.ts";
 
 /** A command line that cannot be understood; main prints it on one line and exits 2. */
@@ -20,6 +22,8 @@ export interface CliOptions {
   shutdownGraceMs?: number;
   maxConnections?: number;
   maxConnectionsPerBackend?: number;
+  /** Probe, failover and removal flags. */
+  health?: HealthConfig;
   logLevel?: LogLevel;
   logFormat?: LogFormat;
 }
@@ -49,6 +53,7 @@ Options:
   --max-connections-per-backend N
                            skip a backend while N connections to it are open or dialing, and
                            close the client when every backend is at N; 0 means no cap (default 0)
+${HEALTH_HELP}
   --log-level LEVEL        debug, info, warn or error (default info)
   --log-format FORMAT      text or json lines on stderr (default text)
   -h, --help               print this help
@@ -74,6 +79,7 @@ const VALUE_FLAGS = new Set([
   "--max-connections-per-backend",
   "--log-level",
   "--log-format",
+  ...HEALTH_FLAGS,
 ]);
 
 /**
@@ -152,6 +158,12 @@ function applyFlag(options: CliOptions, flag: string, value: string): void {
     case "--log-format":
       options.logFormat = parseChoice(flag, value, LOG_FORMATS);
       break;
+    default: {
+      const problem = applyHealthFlag((options.health ??= {}), flag, value);
+      if (problem !== undefined) {
+        throw new UsageError(problem);
+      }
+    }
   }
 }
 

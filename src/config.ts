@@ -4,6 +4,7 @@ import { z } from "zod";
 import { type Address, AddressError, parseAddress } from "./address.ts";
 import { type Backend, BackendError, createBackend } from "./backend.ts";
 import { parseDuration } from "./duration.ts";
+import { type HealthConfig, healthConfigOf, healthFileKeys, probeSchema } from "./health-config.ts";
 import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from "./logger.ts";
 
 /** A config file that cannot be read, parsed or validated; the message names the file, field and value. */
@@ -36,7 +37,7 @@ const listenAddress = z.string().transform((text, context) => {
 });
 
 const backendEntry = z
-  .strictObject({ id: z.string(), target: z.string() })
+  .strictObject({ id: z.string(), target: z.string(), probe: probeSchema.optional() })
   .transform((entry, context) => {
     try {
       return createBackend(entry.id, entry.target);
@@ -61,6 +62,7 @@ export const fileSchema = z.strictObject({
   shutdownGrace: duration.optional(),
   maxConnections: connectionCap.optional(),
   maxConnectionsPerBackend: connectionCap.optional(),
+  ...healthFileKeys,
   logLevel: z.enum(LOG_LEVELS).optional(),
   logFormat: z.enum(LOG_FORMATS).optional(),
 });
@@ -74,6 +76,8 @@ export interface FileConfig {
   shutdownGraceMs?: number;
   maxConnections?: number;
   maxConnectionsPerBackend?: number;
+  /** Probes, dial back-off, failover and removal policies. */
+  health?: HealthConfig;
   logLevel?: LogLevel;
   logFormat?: LogFormat;
 }
@@ -119,6 +123,7 @@ export function validateConfig(path: string, data: unknown): FileConfig {
     shutdownGraceMs: file.shutdownGrace,
     maxConnections: file.maxConnections,
     maxConnectionsPerBackend: file.maxConnectionsPerBackend,
+    health: healthConfigOf(file, (data as { backends?: unknown } | null)?.backends),
     logLevel: file.logLevel,
     logFormat: file.logFormat,
   };

@@ -4,6 +4,7 @@ import type { CliOptions } from "./cli.ts";
 import { ConfigError, loadConfigFile } from "./config.ts";
 import { checkDescriptorLimit } from "./descriptor-budget.ts";
 import { formatDuration } from "./duration.ts";
+import { resolveHealthSettings } from "./health-config.ts";
 import type { Logger } from "./logger.ts";
 import { Server } from "./server.ts";
 import { mergeBackends, resolveSettings, type Settings } from "./settings.ts";
@@ -37,6 +38,11 @@ export async function runBalancer(cli: CliOptions, logger: Logger): Promise<Runn
     keepaliveMs: settings.keepaliveMs,
     maxConnections: settings.maxConnections,
     maxConnectionsPerBackend: settings.maxConnectionsPerBackend,
+    health: settings.health.check,
+    maxAttempts: settings.health.maxAttempts,
+    onRemoval: settings.health.onRemoval,
+    drainTimeoutMs: settings.health.drainTimeoutMs,
+    onUnhealthy: settings.health.onUnhealthy,
     logger,
   });
   server.applySet(settings.backends);
@@ -73,6 +79,8 @@ function reloadConfig(cli: CliOptions, settings: Settings, server: Server, log: 
   try {
     const file = loadConfigFile(path);
     set = mergeBackends(file.backends ?? [], cli.backends);
+    // Probe settings follow the file; the failover and removal policies need a restart.
+    server.health.configure(resolveHealthSettings(cli.health, file.health).check);
     if (cli.listen.length === 0 && file.listen !== undefined && !sameListen(file.listen, settings.listen)) {
       log.warn("listen addresses changed in the config file; restart tinylb to apply them", { file: path });
     }

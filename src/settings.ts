@@ -3,6 +3,7 @@ import type { Backend } from "./backend.ts";
 import { BackendSet } from "./backend-set.ts";
 import type { CliOptions } from "./cli.ts";
 import { ConfigError, type FileConfig, loadConfigFile } from "./config.ts";
+import { type HealthSettings, resolveHealthSettings } from "./health-config.ts";
 import type { LogFormat, LogLevel } from "./logger.ts";
 
 /** The settings a balancer runs with, after flags, file and defaults are merged. */
@@ -16,6 +17,8 @@ export interface Settings {
   maxConnections: number;
   /** 0 means no cap. */
   maxConnectionsPerBackend: number;
+  /** Probes, dial back-off, failover and removal policies. */
+  health: HealthSettings;
   logLevel: LogLevel;
   logFormat: LogFormat;
 }
@@ -54,6 +57,7 @@ export function resolveSettings(cli: CliOptions): Settings {
     shutdownGraceMs: cli.shutdownGraceMs ?? file.shutdownGraceMs ?? DEFAULTS.shutdownGraceMs,
     maxConnections: cli.maxConnections ?? file.maxConnections ?? DEFAULTS.maxConnections,
     maxConnectionsPerBackend: cli.maxConnectionsPerBackend ?? file.maxConnectionsPerBackend ?? DEFAULTS.maxConnectionsPerBackend,
+    health: resolveHealthSettings(cli.health, file.health),
     logLevel: cli.logLevel ?? file.logLevel ?? DEFAULTS.logLevel,
     logFormat: cli.logFormat ?? file.logFormat ?? DEFAULTS.logFormat,
   };
