@@ -1,0 +1,205 @@
+import { z } from "zod";
+import { readJsonObjects } from "./json-object-stream.ts";
+
+/** TLS settings for `https://` etcd endpoints, PEM text. */
+export interface EtcdTls {
+  caPem?: string;
+  certPem?: string;
+  keyPem?: string;
+}
+
+/** One key and value under the watched prefix, decoded from the gateway's base64. */
+export interface EtcdKeyValue {
+  key: string;
+  value: string;
+  modRevision: number;
+}
+
+/** One response of an etcd watch stream. */
+export interface EtcdWatchResponse {
+  /** Store revision in the response header. */
+  revision: number;
+  /** True for the first response, which confirms the watch and carries no events. */
+  created: boolean;
+  events: { type: "PUT" | "DELETE"; kv: EtcdKeyValue }[];
+}
+
+/** A watch whose start revision etcd has compacted away; the caller must range again. */
+export class EtcdCompactedError extends Error {
+  override name = "EtcdCompactedError";
+
+  constructor(readonly compactRevision: number) {
+    super(`etcd compacted the history up to revision ${compactRevision}`);
+  }
+}
+
+// The gateway writes int64 fields as strings and leaves out fields that hold their zero value.
+const int64 = z.union([z.string(), z.number()]).transform(Number);
+const headerSchema = z.object({ revision: int64.optional() }).optional();
+const kvSchema = z.object({ key: z.string(), value: z.string().optional(), mod_revision: int64.optional() });
+const rangeSchema = z.object({ header: headerSchema, kvs: z.array(kvSchema).optional(), more: z.boolean().optional() });
+const watchSchema = z.object({
+  result: z
+    .object({
+      header: headerSchema,
+      created: z.boolean().optional(),
+      canceled: z.boolean().optional(),
+      cancel_reason: z.string().optional(),
+      compact_revision: int64.optional(),
+      events: z.array(z.object({ type: z.enum(["PUT", "DELETE"]).optional(), kv: kvSchema })).optional(),
+    })
+    .optional(),
+  error: z.object({ message: z.string().optional(), http_code: z.number().optional() }).optional(),
+});
+
+/** Keys fetched per range request; the following pages read the same revision. */
+const RANGE_PAGE_SIZE = 1000;
+
+/**
+ * A client of etcd's v3 JSON gateway (`/v3/kv/range` and `/v3/watch`, etcd 3.4 and later)
+ * for one key prefix. It sends each request to the current endpoint; `rotate` moves to
+ * the next one after a failure.
+ */
+export class EtcdGateway {
+  readonly #endpoints: readonly string[];
+  readonly #tls: EtcdTls | undefined;
+  readonly #keyBase64: string;
+  readonly #rangeEndBase64: string;
+  #current = 0;
+
+  /** @throws {Error} when no endpoint is given. */
+  constructor(endpoints: readonly string[], readonly prefix: string, tls?: EtcdTls) {
+    if (endpoints.length === 0) {
+      throw new Error("invalid etcd gateway: at least one endpoint is required");
+    }
+    this.#endpoints = endpoints.map((endpoint) => endpoint.replace(/\/+$/, ""));
+    this.#tls = tls;
+    const key = Buffer.from(prefix, "utf8");
+    this.#keyBase64 = key.toString("base64");
+    this.#rangeEndBase64 = prefixRangeEnd(key).toString("base64");
+  }
+
+  /** The endpoint the next request goes to. */
+  get endpoint(): string {
+    return this.#endpoints[this.#current]!;
+  }
+
+  /** Moves to the next endpoint, after the current one failed. */
+  rotate(): void {
+    this.#current = (this.#current + 1) % this.#endpoints.length;
+  }
+
+  /**
+   * Reads every key under the prefix at one revision, a page at a time.
+   *
+   * @throws {Error} for a network failure or an error response.
+   */
+  async range(signal: AbortSignal): Promise<{ revision: number; kvs: EtcdKeyValue[] }> {
+    const kvs: EtcdKeyValue[] = [];
+    let revision: number | undefined;
+    let key = this.#keyBase64;
+    for (;;) {
+      const body: Record<string, unknown> = { key, range_end: this.#rangeEndBase64, limit: RANGE_PAGE_SIZE };
+      if (revision !== undefined) {
+        body.revision = revision;
+      }
+      const response = await this.#post("/v3/kv/range", body, signal);
+      const page = rangeSchema.parse(await response.json());
+      revision ??= page.header?.revision ?? 0;
+      const decoded = (page.kvs ?? []).map(decodeKeyValue);
+      kvs.push(...decoded);
+
+      const last = page.kvs?.at(-1);
+      if (page.more !== true || last === undefined) {
+        return { revision, kvs };
+      }
+      // The next page starts right after the last key: the key with a zero byte appended.
+      key = Buffer.concat([Buffer.from(last.key, "base64"), Buffer.from([0])]).toString("base64");
+    }
+  }
+
+  /**
+   * Watches the prefix from `startRevision`, with progress notifications, and yields each
+   * response until `signal` aborts or the stream ends.
+   *
+   * @throws {EtcdCompactedError} when `startRevision` was compacted; other errors when the
+   *   watch is canceled, the response is an error or the stream breaks.
+   */
+  async *watch(startRevision: number, signal: AbortSignal): AsyncGenerator<EtcdWatchResponse> {
+    const request = {
+      create_request: { key: this.#keyBase64, range_end: this.#rangeEndBase64, start_revision: startRevision, progress_notify: true },
+    };
+    const response = await this.#post("/v3/watch", request, signal);
+    if (response.body === null) {
+      return;
+    }
+
+    for await (const raw of readJsonObjects(response.body)) {
+      const message = watchSchema.parse(raw);
+      if (message.error !== undefined) {
+        throw new Error(`etcd watch failed: ${message.error.message ?? "unknown error"}`);
+      }
+      const result = message.result;
+      if (result === undefined) {
+        continue;
+      }
+      if (result.compact_revision !== undefined && result.compact_revision > 0) {
+        throw new EtcdCompactedError(result.compact_revision);
+      }
+      if (result.canceled === true) {
+        throw new Error(`etcd canceled the watch: ${result.cancel_reason ?? "no reason given"}`);
+      }
+
+      yield {
+        revision: result.header?.revision ?? 0,
+        created: result.created === true,
+        events: (result.events ?? []).map((event) => ({ type: event.type ?? "PUT", kv: decodeKeyValue(event.kv) })),
+      };
+    }
+  }
+
+  async #post(path: string, body: unknown, signal: AbortSignal): Promise<Response> {
+    const url = `${this.endpoint}${path}`;
+    const response = await fetch(url, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(body),
+      signal,
+      proxy: false,
+      tls: this.#tls === undefined ? undefined : { ca: this.#tls.caPem, cert: this.#tls.certPem, key: this.#tls.keyPem },
+    });
+    if (!response.ok) {
+      const text = (await response.text()).slice(0, 300);
+      throw new Error(`etcd ${path} at ${this.endpoint} failed: HTTP ${response.status}: ${text}`);
+    }
+
+    return response;
+  }
+}
+
+function decodeKeyValue(kv: z.infer<typeof kvSchema>): EtcdKeyValue {
+  return {
+    key: Buffer.from(kv.key, "base64").toString("utf8"),
+    value: Buffer.from(kv.value ?? "", "base64").toString("utf8"),
+    modRevision: kv.mod_revision ?? 0,
+  };
+}
+
+/**
+ * Returns the range end that selects every key starting with `prefix`, as etcd's clientv3
+ * computes it. That is the prefix with its last byte below 0xff incremented and the bytes
+ * after it dropped. When every byte is 0xff it is a zero byte, which means all keys from
+ * `prefix` on.
+ */
+export function prefixRangeEnd(prefix: Uint8Array): Buffer {
+  const end = Buffer.from(prefix);
+  for (let index = end.length - 1; index >= 0; index--) {
+    if (end[index]! < 0xff) {
+      end[index]! += 1;
+
+      return end.subarray(0, index + 1);
+    }
+  }
+
+  return Buffer.from([0]);
+}

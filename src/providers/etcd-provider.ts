@@ -1,0 +1,197 @@
+import { type Backend, BackendError, createBackend } from "../backend.ts";
+import { BackendSet } from "../backend-set.ts";
+import { type Logger, silentLogger } from "../logger.ts";
+import { EtcdCompactedError, EtcdGateway, type EtcdTls } from "./etcd-gateway.ts";
+import { FailureStreak } from "./failure-streak.ts";
+import type { Provider, PublishBackendSet } from "./provider.ts";
+import { type BackoffOptions, ReconnectBackoff, sleepUnlessAborted } from "./reconnect-backoff.ts";
+
+/** Settings of an etcd provider. */
+export interface EtcdProviderOptions {
+  /** Client URLs of etcd members, such as `http://127.0.0.1:2379`; tried in turn after a failure. */
+  endpoints: string[];
+  /** Key prefix to follow, such as `/tinylb/backends/`; the rest of each key is the backend id. */
+  prefix: string;
+  /** For `https://` endpoints. */
+  tls?: EtcdTls;
+  backoff?: BackoffOptions;
+  /** @default a logger that writes nothing */
+  logger?: Logger;
+}
+
+/**
+ * A provider that follows a key prefix in etcd: each key `PREFIX + ID` is a backend whose
+ * target is the key's value, such as `/tinylb/backends/api-1` = `10.0.0.11:6443`.
+ *
+ * It reads the prefix with a range request, then watches from the next revision. After a
+ * dropped watch it watches again from the revision after the last one it applied, on the
+ * next endpoint; when that revision was compacted it reads the prefix again. It never
+ * publishes an empty set: an error, or a prefix with no valid entry, keeps the last set.
+ * Keys whose rest is not a valid id, or whose value is not a valid target, are skipped
+ * and logged once.
+ */
+export class EtcdProvider implements Provider {
+  readonly name: string;
+  readonly #gateway: EtcdGateway;
+  readonly #log: Logger;
+  readonly #failures: FailureStreak;
+  readonly #backoff: ReconnectBackoff;
+  /** Values by full key, as of `#revision`. */
+  readonly #entries = new Map<string, string>();
+  /** Entries already logged as invalid, as `key=value`, so each is logged once. */
+  readonly #invalidEntries = new Set<string>();
+  #revision: number | undefined;
+  #abort = new AbortController();
+  #loop: Promise<void> | undefined;
+  #published: BackendSet | undefined;
+  #emptyWarned = false;
+
+  /** @throws {Error} when no endpoint is given or the prefix is empty. */
+  constructor(private readonly options: EtcdProviderOptions) {
+    if (options.prefix === "") {
+      throw new Error("invalid etcd provider: the key prefix must not be empty");
+    }
+    this.name = `etcd:${options.prefix}`;
+    this.#gateway = new EtcdGateway(options.endpoints, options.prefix, options.tls);
+    this.#log = (options.logger ?? silentLogger).with({ component: "etcd-provider", provider: this.name });
+    this.#failures = new FailureStreak(this.#log);
+    this.#backoff = new ReconnectBackoff(options.backoff);
+  }
+
+  /** The revision the published set reflects, once the prefix has been read. */
+  get revision(): number | undefined {
+    return this.#revision;
+  }
+
+  /** Starts reading and watching in the background; returns at once. */
+  start(publish: PublishBackendSet): void {
+    if (this.#loop !== undefined) {
+      throw new Error(`invariant violated: provider ${this.name} started twice`);
+    }
+    this.#abort = new AbortController();
+    this.#loop = this.#run(publish, this.#abort.signal);
+  }
+
+  /** Aborts the open request and waits for the loop to end; nothing is published after. */
+  async stop(): Promise<void> {
+    this.#abort.abort();
+    await this.#loop;
+    this.#loop = undefined;
+  }
+
+  async #run(publish: PublishBackendSet, signal: AbortSignal): Promise<void> {
+    this.#log.info("following etcd prefix", { prefix: this.options.prefix, endpoints: this.options.endpoints.join(",") });
+    while (!signal.aborted) {
+      try {
+        if (this.#revision === undefined) {
+          await this.#range(publish, signal);
+        }
+        await this.#watch(publish, signal);
+        if (!signal.aborted) {
+          throw new Error("the watch stream ended");
+        }
+      } catch (error) {
+        if (signal.aborted) {
+          break;
+        }
+        if (error instanceof EtcdCompactedError) {
+          this.#log.info("watch revision compacted; reading the prefix again", { revision: this.#revision, err: error });
+          this.#revision = undefined;
+          continue;
+        }
+        const delayMs = this.#backoff.nextDelayMs();
+        this.#failures.failed("etcd range or watch failed; keeping the last backend set and retrying", {
+          endpoint: this.#gateway.endpoint,
+          revision: this.#revision,
+          err: error,
+          retryInMs: delayMs,
+        });
+        this.#gateway.rotate();
+        await sleepUnlessAborted(delayMs, signal);
+      }
+    }
+  }
+
+  async #range(publish: PublishBackendSet, signal: AbortSignal): Promise<void> {
+    const result = await this.#gateway.range(signal);
+    this.#succeeded();
+    this.#entries.clear();
+    for (const kv of result.kvs) {
+      this.#entries.set(kv.key, kv.value);
+    }
+    this.#revision = result.revision;
+    this.#log.debug("read etcd prefix", { keys: result.kvs.length, revision: result.revision });
+    this.#publish(publish);
+  }
+
+  async #watch(publish: PublishBackendSet, signal: AbortSignal): Promise<void> {
+    for await (const response of this.#gateway.watch(this.#revision! + 1, signal)) {
+      this.#succeeded();
+      if (response.created) {
+        // The created response's header is the store's revision, not a promise that the
+        // events up to it were delivered, so it does not move the resume revision.
+        continue;
+      }
+      if (response.events.length === 0) {
+        // A progress notification: every event up to this revision has been delivered.
+        this.#revision = Math.max(this.#revision!, response.revision);
+        continue;
+      }
+
+      for (const event of response.events) {
+        if (event.type === "DELETE") {
+          this.#entries.delete(event.kv.key);
+        } else {
+          this.#entries.set(event.kv.key, event.kv.value);
+        }
+        this.#revision = Math.max(this.#revision!, event.kv.modRevision);
+      }
+      this.#log.debug("etcd watch events", { events: response.events.length, revision: this.#revision });
+      this.#publish(publish);
+    }
+  }
+
+  #succeeded(): void {
+    this.#backoff.reset();
+    this.#failures.succeeded("etcd reachable again", { endpoint: this.#gateway.endpoint });
+  }
+
+  #publish(publish: PublishBackendSet): void {
+    const set = new BackendSet(this.#backends());
+    if (set.size === 0) {
+      if (!this.#emptyWarned) {
+        this.#log.warn("no valid backend under the etcd prefix; keeping the last backend set", { keys: this.#entries.size, revision: this.#revision });
+        this.#emptyWarned = true;
+      }
+
+      return;
+    }
+
+    this.#emptyWarned = false;
+    if (this.#published?.equals(set) === true) {
+      return;
+    }
+    this.#published = set;
+    publish(set);
+  }
+
+  #backends(): Backend[] {
+    const backends: Backend[] = [];
+    for (const [key, value] of this.#entries) {
+      try {
+        backends.push(createBackend(key.slice(this.options.prefix.length), value.trim()));
+      } catch (error) {
+        if (!(error instanceof BackendError)) {
+          throw error;
+        }
+        const entry = `${key}=${value}`;
+        if (!this.#invalidEntries.has(entry)) {
+          this.#invalidEntries.add(entry);
+          this.#log.warn("skipping an etcd key that is not a valid backend", { key, err: error });
+        }
+      }
+    }
+
+    return backends;
+  }
+}

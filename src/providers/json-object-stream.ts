@@ -1,0 +1,133 @@
+/**
+ * Reading of streamed JSON: a response body that carries one JSON object after another,
+ * as the Kubernetes watch API and the etcd JSON gateway's watch send them.
+ *
+ * Objects may be separated by newlines or by nothing at all, and may arrive split over
+ * any number of chunks. The splitter tracks string and nesting state itself, so it never
+ * depends on the framing a server happens to use.
+ */
+
+/** Maximum length of one object, in UTF-16 characters: far above any EndpointSlice or etcd event batch. */
+export const MAX_OBJECT_CHARS = 16 * 1024 * 1024;
+
+/** A stream that does not contain a sequence of JSON objects. */
+export class JsonStreamError extends Error {
+  override name = "JsonStreamError";
+}
+
+/**
+ * Yields each top-level JSON object of `body` as it completes.
+ *
+ * @throws {JsonStreamError} when the text between objects is not whitespace, an object
+ *   does not parse, an object grows past `maxObjectChars`, or the stream ends inside one.
+ */
+export async function* readJsonObjects(
+  body: ReadableStream<Uint8Array>,
+  maxObjectChars = MAX_OBJECT_CHARS,
+): AsyncGenerator<unknown, void, undefined> {
+  const splitter = new JsonObjectSplitter(maxObjectChars);
+  const decoder = new TextDecoder();
+  for await (const chunk of body) {
+    yield* splitter.push(decoder.decode(chunk, { stream: true }));
+  }
+  yield* splitter.push(decoder.decode());
+  splitter.finish();
+}
+
+/** Incremental splitter of concatenated JSON objects: `push` takes text and returns the parsed objects it completes. */
+export class JsonObjectSplitter {
+  #buffer = "";
+  /** Index in `#buffer` up to which the text has been scanned. */
+  #scanned = 0;
+  #depth = 0;
+  #inString = false;
+  #escaped = false;
+
+  constructor(private readonly maxObjectChars = MAX_OBJECT_CHARS) {}
+
+  /**
+   * Adds text and returns every object that it completes.
+   *
+   * @throws {JsonStreamError} as described for `readJsonObjects`.
+   */
+  push(text: string): unknown[] {
+    this.#buffer += text;
+    const objects: unknown[] = [];
+
+    while (this.#scanned < this.#buffer.length) {
+      const char = this.#buffer[this.#scanned]!;
+      this.#scanned++;
+
+      if (this.#depth === 0) {
+        this.#expectObjectStart(char);
+        continue;
+      }
+      if (this.#inString) {
+        this.#scanString(char);
+        continue;
+      }
+      if (char === '"') {
+        this.#inString = true;
+      } else if (char === "{" || char === "[") {
+        this.#depth++;
+      } else if (char === "}" || char === "]") {
+        this.#depth--;
+        if (this.#depth === 0) {
+          objects.push(this.#takeObject());
+        }
+      }
+    }
+
+    if (this.#buffer.length > this.maxObjectChars) {
+      throw new JsonStreamError(`JSON object in stream is longer than ${this.maxObjectChars} characters`);
+    }
+
+    return objects;
+  }
+
+  /**
+   * Checks that the stream did not end inside an object.
+   *
+   * @throws {JsonStreamError} when it did.
+   */
+  finish(): void {
+    if (this.#depth > 0) {
+      throw new JsonStreamError(`stream ended inside a JSON object after ${this.#buffer.length} characters`);
+    }
+  }
+
+  #expectObjectStart(char: string): void {
+    if (char === "{") {
+      this.#depth = 1;
+      // Drop the whitespace before the object, so the buffer starts at its brace.
+      this.#buffer = this.#buffer.slice(this.#scanned - 1);
+      this.#scanned = 1;
+
+      return;
+    }
+    if (!/\s/.test(char)) {
+      throw new JsonStreamError(`unexpected ${JSON.stringify(char)} between JSON objects in stream`);
+    }
+  }
+
+  #scanString(char: string): void {
+    if (this.#escaped) {
+      this.#escaped = false;
+    } else if (char === "\\") {
+      this.#escaped = true;
+    } else if (char === '"') {
+      this.#inString = false;
+    }
+  }
+
+  #takeObject(): unknown {
+    const text = this.#buffer.slice(0, this.#scanned);
+    this.#buffer = this.#buffer.slice(this.#scanned);
+    this.#scanned = 0;
+    try {
+      return JSON.parse(text);
+    } catch (error) {
+      throw new JsonStreamError(`invalid JSON object in stream: ${(error as Error).message}`, { cause: error });
+    }
+  }
+}

@@ -1,0 +1,222 @@
+import { afterAll, afterEach, beforeAll, expect, test } from "bun:test";
+import { createBackend } from "../src/backend.ts";
+import { BackendSet } from "../src/backend-set.ts";
+import { Logger } from "../src/logger.ts";
+import { prefixRangeEnd } from "../src/providers/etcd-gateway.ts";
+import { EtcdProvider } from "../src/providers/etcd-provider.ts";
+import { Server } from "../src/server.ts";
+import { EtcdCluster, etcdctl } from "./support/etcd-cluster.ts";
+import { waitFor } from "./support/wait.ts";
+
+// These tests run a real single-member etcd (Debian's etcd-server) on a loopback address.
+// Where a test needs to cut the provider's watch, the provider reaches etcd through an
+// in-process tinylb server, and the test removes etcd from that server's backend set.
+
+let cluster: EtcdCluster;
+let endpoint: string;
+let prefixCounter = 0;
+
+beforeAll(async () => {
+  cluster = await EtcdCluster.start(1);
+  endpoint = cluster.members[0]!.clientUrl;
+}, 60_000);
+
+afterAll(async () => {
+  await cluster?.stop();
+});
+
+const cleanup: (() => unknown)[] = [];
+afterEach(async () => {
+  for (const step of cleanup.splice(0).reverse()) {
+    await step();
+  }
+});
+
+/** Returns a prefix no other test uses, so tests share the member without seeing each other's keys. */
+function freshPrefix(): string {
+  prefixCounter++;
+
+  return `/tinylb-test-${prefixCounter}/backends/`;
+}
+
+async function put(key: string, value: string): Promise<void> {
+  await etcdctl(endpoint, ["put", key, value]);
+}
+
+async function del(key: string): Promise<void> {
+  await etcdctl(endpoint, ["del", key]);
+}
+
+/** Starts a provider on `endpoints` and records what it publishes and logs. */
+function startProvider(prefix: string, endpoints: string[]): { provider: EtcdProvider; sets: BackendSet[]; logs: string[] } {
+  const sets: BackendSet[] = [];
+  const logs: string[] = [];
+  const logger = new Logger({ level: "debug", sink: (line) => logs.push(line) });
+  const provider = new EtcdProvider({ endpoints, prefix, logger, backoff: { initialMs: 50, maxMs: 500 } });
+  provider.start((set) => sets.push(set));
+  cleanup.push(() => provider.stop());
+
+  return { provider, sets, logs };
+}
+
+function latest(sets: BackendSet[]): string {
+  return sets.at(-1)?.describe() ?? "(nothing published)";
+}
+
+/** Starts an in-process tinylb server in front of the etcd member; returns it and its URL. */
+async function startRelay(): Promise<{ server: Server; url: string; etcdSet: BackendSet }> {
+  const server = new Server({ listen: [{ kind: "tcp", host: "127.0.0.1", port: 0 }] });
+  const etcdSet = new BackendSet([createBackend("etcd-1", cluster.members[0]!.clientAddress)]);
+  server.applySet(etcdSet);
+  await server.start();
+  cleanup.push(() => server.shutdown(0));
+  const address = server.listeners[0]!.address;
+
+  return { server, url: `http://127.0.0.1:${address.kind === "tcp" ? address.port : 0}`, etcdSet };
+}
+
+function count(logs: string[], text: string): number {
+  return logs.filter((line) => line.includes(text)).length;
+}
+
+test.each([
+  ["/a/", "/a0"],
+  ["abc", "abd"],
+])("prefixRangeEnd of %p is %p", (prefix, end) => {
+  expect(prefixRangeEnd(Buffer.from(prefix)).toString()).toBe(end);
+});
+
+test("prefixRangeEnd skips trailing 0xff bytes", () => {
+  expect([...prefixRangeEnd(Buffer.from([0x61, 0xff, 0xff]))]).toEqual([0x62]);
+  expect([...prefixRangeEnd(Buffer.from([0xff]))]).toEqual([0]);
+});
+
+test("EtcdProvider publishes the prefix and follows puts and deletes", async () => {
+  const prefix = freshPrefix();
+  await put(`${prefix}api-1`, "10.0.0.11:6443");
+  await put(`${prefix}api-2`, "10.0.0.12:6443");
+  await put(`${prefix.slice(0, -1)}-other/api-9`, "10.0.0.19:6443");
+  const { sets } = startProvider(prefix, [endpoint]);
+
+  await waitFor("the first set", () => sets.length > 0);
+  expect(latest(sets)).toBe("api-1=10.0.0.11:6443,api-2=10.0.0.12:6443");
+
+  await put(`${prefix}api-3`, "[fd00::13]:6443");
+  await waitFor("api-3 added", () => latest(sets).includes("api-3"));
+  expect(latest(sets)).toBe("api-1=10.0.0.11:6443,api-2=10.0.0.12:6443,api-3=[fd00::13]:6443");
+
+  await put(`${prefix}api-1`, "10.0.0.21:6443");
+  await waitFor("api-1 retargeted", () => latest(sets).includes("10.0.0.21"));
+  expect(latest(sets)).toBe("api-1=10.0.0.21:6443,api-2=10.0.0.12:6443,api-3=[fd00::13]:6443");
+
+  await del(`${prefix}api-2`);
+  await waitFor("api-2 removed", () => !latest(sets).includes("api-2"));
+  expect(latest(sets)).toBe("api-1=10.0.0.21:6443,api-3=[fd00::13]:6443");
+});
+
+test("EtcdProvider skips invalid keys and values", async () => {
+  const prefix = freshPrefix();
+  await put(`${prefix}good`, "10.0.0.1:443");
+  await put(`${prefix}nested/key`, "10.0.0.2:443");
+  await put(`${prefix}bad-target`, "not an address");
+  const { sets, logs } = startProvider(prefix, [endpoint]);
+
+  await waitFor("the first set", () => sets.length > 0);
+  expect(latest(sets)).toBe("good=10.0.0.1:443");
+  expect(count(logs, "skipping an etcd key that is not a valid backend")).toBe(2);
+
+  await put(`${prefix}later`, "10.0.0.3:443");
+  await waitFor("later added", () => latest(sets).includes("later"));
+  // Each invalid entry is logged once, not again on every publish.
+  expect(count(logs, "skipping an etcd key that is not a valid backend")).toBe(2);
+});
+
+test("EtcdProvider never publishes an empty set", async () => {
+  const prefix = freshPrefix();
+  await put(`${prefix}only`, "10.0.0.1:443");
+  const { sets, logs } = startProvider(prefix, [endpoint]);
+  await waitFor("the first set", () => sets.length > 0);
+
+  await del(`${prefix}only`);
+  await waitFor("the empty warning", () => count(logs, "no valid backend under the etcd prefix") === 1);
+  expect(sets.length).toBe(1);
+  expect(latest(sets)).toBe("only=10.0.0.1:443");
+
+  await put(`${prefix}again`, "10.0.0.2:443");
+  await waitFor("again added", () => latest(sets).includes("again"));
+  expect(latest(sets)).toBe("again=10.0.0.2:443");
+});
+
+test("EtcdProvider resumes its watch from the last revision", async () => {
+  const prefix = freshPrefix();
+  await put(`${prefix}a`, "10.0.0.1:443");
+  await put(`${prefix}b`, "10.0.0.2:443");
+  const relay = await startRelay();
+  const { sets, logs } = startProvider(prefix, [relay.url]);
+  await waitFor("the first set", () => sets.length > 0);
+  await waitFor("the watch to be open", () => relay.server.activeCount > 0);
+
+  // Cut the watch: etcd leaves the relay's set, so its connections close.
+  relay.server.applySet(BackendSet.EMPTY);
+  await waitFor("the watch failure", () => count(logs, "etcd range or watch failed") === 1);
+  const publishedBeforeOutage = sets.length;
+  await put(`${prefix}c`, "10.0.0.3:443");
+  await del(`${prefix}a`);
+  expect(sets.length).toBe(publishedBeforeOutage);
+
+  relay.server.applySet(relay.etcdSet);
+  await waitFor("the changes made during the outage", () => latest(sets) === "b=10.0.0.2:443,c=10.0.0.3:443");
+  expect(count(logs, "read etcd prefix")).toBe(1);
+  expect(count(logs, "etcd reachable again")).toBe(1);
+});
+
+test("EtcdProvider reads the prefix again after compaction", async () => {
+  const prefix = freshPrefix();
+  await put(`${prefix}a`, "10.0.0.1:443");
+  const relay = await startRelay();
+  const { provider, sets, logs } = startProvider(prefix, [relay.url]);
+  await waitFor("the first set", () => sets.length > 0);
+  await waitFor("the watch to be open", () => relay.server.activeCount > 0);
+  const seenRevision = provider.revision!;
+
+  relay.server.applySet(BackendSet.EMPTY);
+  await waitFor("the watch failure", () => count(logs, "etcd range or watch failed") === 1);
+  await put(`${prefix}b`, "10.0.0.2:443");
+  await put(`${prefix}b`, "10.0.0.22:443");
+  const status = JSON.parse(await etcdctl(endpoint, ["get", `${prefix}b`, "-w", "json"])) as { header: { revision: number } };
+  expect(status.header.revision).toBeGreaterThan(seenRevision + 1);
+  await etcdctl(endpoint, ["compact", String(status.header.revision)]);
+
+  relay.server.applySet(relay.etcdSet);
+  await waitFor("the set after relisting", () => latest(sets) === "a=10.0.0.1:443,b=10.0.0.22:443");
+  expect(count(logs, "watch revision compacted; reading the prefix again")).toBe(1);
+  expect(count(logs, "read etcd prefix")).toBe(2);
+});
+
+test("EtcdProvider moves to the next endpoint after a failure", async () => {
+  // A listener of our own that closes every connection at once stands for a dead member.
+  const dead = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { open: (socket) => socket.end(), data: () => {} } });
+  cleanup.push(() => dead.stop(true));
+  const prefix = freshPrefix();
+  await put(`${prefix}x`, "10.0.0.9:443");
+
+  const { sets, logs } = startProvider(prefix, [`http://127.0.0.1:${dead.port}`, endpoint]);
+
+  await waitFor("the set through the second endpoint", () => sets.length > 0);
+  expect(latest(sets)).toBe("x=10.0.0.9:443");
+  expect(count(logs, `endpoint=http://127.0.0.1:${dead.port}`)).toBeGreaterThanOrEqual(1);
+});
+
+test("EtcdProvider stops without publishing again", async () => {
+  const prefix = freshPrefix();
+  await put(`${prefix}x`, "10.0.0.9:443");
+  const { provider, sets } = startProvider(prefix, [endpoint]);
+  await waitFor("the first set", () => sets.length > 0);
+
+  await provider.stop();
+  await put(`${prefix}y`, "10.0.0.10:443");
+  // A second provider on the same prefix shows when the put has reached the watches.
+  const witness = startProvider(prefix, [endpoint]);
+  await waitFor("the witness to see y", () => latest(witness.sets).includes("y="));
+  expect(sets.length).toBe(1);
+});
