@@ -195,7 +195,7 @@ test("EtcdProvider reads the prefix again after compaction", async () => {
 
 test("EtcdProvider moves to the next endpoint after a failure", async () => {
   // A listener of our own that closes every connection at once stands for a dead member.
-  const dead = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { open: (socket) => socket.end(), data: () => {} } });
+  const dead = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { open: (socket) => void socket.end(), data: () => {} } });
   cleanup.push(() => dead.stop(true));
   const prefix = freshPrefix();
   await put(`${prefix}x`, "10.0.0.9:443");
