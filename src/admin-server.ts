@@ -1,6 +1,6 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 import { chmodSync, lstatSync, mkdirSync, readFileSync, unlinkSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { dirname } from "node:path";
 import type { Server as HttpServer } from "bun";
 import { type Address, formatAddress, isLocalAddress } from "./address.ts";
 import { AdminRequestError, type AdminRouteContext, json, MAX_ADMIN_BODY_BYTES, routeAdminRequest } from "./admin-routes.ts";
@@ -23,17 +23,6 @@ export interface AdminServerOptions {
   context: AdminRouteContext;
   /** @default a logger that writes nothing */
   logger?: Logger;
-}
-
-/** Returns the admin socket used when `--admin` is not given: under /run for root, else under XDG_RUNTIME_DIR or /tmp. */
-export function defaultAdminAddress(): Address {
-  const uid = process.getuid?.() ?? 0;
-  if (uid === 0) {
-    return { kind: "unix", path: "/run/tinylb/admin.sock" };
-  }
-  const runtime = process.env.XDG_RUNTIME_DIR;
-
-  return { kind: "unix", path: runtime ? join(runtime, "tinylb-admin.sock") : `/tmp/tinylb-${uid}-admin.sock` };
 }
 
 /**

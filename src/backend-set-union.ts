@@ -44,6 +44,7 @@ export class BackendSetUnion {
   #set = BackendSet.EMPTY;
   #sources = new Map<string, string>();
   #conflicts: BackendIdConflict[] = [];
+  #holding = false;
 
   constructor(apply: ApplyUnion, logger: Logger = silentLogger) {
     this.#apply = apply;
@@ -91,23 +92,37 @@ export class BackendSetUnion {
   }
 
   /**
-   * Fills a registered provider's slot with a set saved by an earlier run. The seed serves
-   * until the provider publishes for the first time; a seed for a provider that already
-   * published is ignored.
-   *
-   * @throws {Error} when no provider with this name is registered.
+   * Fills the slots of registered providers that have not published yet with sets saved
+   * by an earlier run. A seed serves until its provider publishes for the first time.
+   * Returns the names in `saved` that match no registered provider; their sets are ignored.
    */
-  seed(name: string, set: BackendSet): void {
-    const slot = this.#slot(name);
-    if (slot === undefined) {
-      throw new Error(`invariant violated: seed for unregistered provider "${name}"`);
+  seed(saved: ReadonlyMap<string, BackendSet>): string[] {
+    const unknown: string[] = [];
+    for (const [name, set] of saved) {
+      const slot = this.#slot(name);
+      if (slot === undefined) {
+        unknown.push(name);
+      } else if (!slot.published) {
+        slot.set = set;
+      }
     }
-    if (slot.published) {
-      return;
-    }
+    this.#recompute("saved state");
 
-    slot.set = set;
-    this.#recompute(`${name} (saved state)`);
+    return unknown;
+  }
+
+  /**
+   * Runs `start` with recomputing held back, then applies the union once, so that the
+   * providers publishing while they start cause one change instead of one each.
+   */
+  async batch(cause: string, start: () => Promise<void>): Promise<void> {
+    this.#holding = true;
+    try {
+      await start();
+    } finally {
+      this.#holding = false;
+      this.#recompute(cause);
+    }
   }
 
   /** Calls `listener` after each effective change of the union, once it has been applied. */
@@ -120,6 +135,10 @@ export class BackendSetUnion {
   }
 
   #recompute(cause: string): void {
+    if (this.#holding) {
+      return;
+    }
+
     const chosen = new Map<string, { backend: Backend; provider: string }>();
     const conflicts: BackendIdConflict[] = [];
     for (const slot of this.#slots) {

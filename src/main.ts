@@ -6,6 +6,7 @@ import { runDemo } from "./demo.ts";
 import { ListenError } from "./listener.ts";
 import { Logger } from "./logger.ts";
 import { runBalancer } from "./run-command.ts";
+import { runStatus } from "./status-command.ts";
 import { versionLine } from "./version.ts";
 
 /** Exit code for a bad command line or config file. */
@@ -30,6 +31,8 @@ async function main(argv: string[]): Promise<number> {
         return 0;
       case "demo":
         return await runDemo(cli.listen, logger);
+      case "status":
+        return await runStatus(cli);
       case "run":
         return await (await runBalancer(cli, logger)).exited;
     }

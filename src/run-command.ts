@@ -1,18 +1,17 @@
-import { type Address, formatAddress } from "./address.ts";
-import type { BackendSet } from "./backend-set.ts";
+import { type BackendSources, startBackendSources } from "./backend-sources.ts";
 import type { CliOptions } from "./cli.ts";
-import { ConfigError, loadConfigFile } from "./config.ts";
 import { checkDescriptorLimit } from "./descriptor-budget.ts";
 import { formatDuration } from "./duration.ts";
-import { resolveHealthSettings } from "./health-config.ts";
 import type { Logger } from "./logger.ts";
 import { Server } from "./server.ts";
-import { mergeBackends, resolveSettings, type Settings } from "./settings.ts";
+import { resolveSettings, type Settings } from "./settings.ts";
 import { runtimeFields } from "./version.ts";
 
 /** A running balancer process: the server plus its signal handling and reloads. */
 export interface RunningBalancer {
   server: Server;
+  /** The providers, their union and the admin API. */
+  sources: BackendSources;
   /** Re-reads the config file and applies its backend set; returns false when it was rejected. */
   reload(): boolean;
   /** Resolves with the exit code once the balancer has shut down. */
@@ -45,8 +44,15 @@ export async function runBalancer(cli: CliOptions, logger: Logger): Promise<Runn
     onUnhealthy: settings.health.onUnhealthy,
     logger,
   });
-  server.applySet(settings.backends);
-  await server.start();
+  const sources = await startBackendSources(cli, settings, server, logger);
+  try {
+    await server.start();
+    await sources.startAdmin();
+  } catch (error) {
+    await sources.stop();
+    server.stopListening();
+    throw error;
+  }
   log.info("tinylb started", {
     listeners: server.listeners.map((listener) => listener.name).join(","),
     connectTimeout: formatDuration(settings.connectTimeoutMs),
@@ -55,54 +61,15 @@ export async function runBalancer(cli: CliOptions, logger: Logger): Promise<Runn
   log.debug("runtime", runtimeFields());
   checkDescriptorLimit(settings.maxConnections, log);
 
-  const reload = (): boolean => reloadConfig(cli, settings, server, log);
-  const exited = waitForStop(server, settings, log);
-  process.on("SIGHUP", () => {
-    if (cli.configPath === undefined) {
-      log.info("SIGHUP received but no --config file is set; nothing to reload");
+  const reload = (): boolean => sources.reload();
+  const exited = waitForStop(server, settings, log).then(async (code) => {
+    await sources.stop();
 
-      return;
-    }
-    reload();
+    return code;
   });
+  process.on("SIGHUP", () => reload());
 
-  return { server, reload, exited };
-}
-
-function reloadConfig(cli: CliOptions, settings: Settings, server: Server, log: Logger): boolean {
-  const path = cli.configPath;
-  if (path === undefined) {
-    return false;
-  }
-
-  let set: BackendSet;
-  try {
-    const file = loadConfigFile(path);
-    set = mergeBackends(file.backends ?? [], cli.backends);
-    // Probe settings follow the file; the failover and removal policies need a restart.
-    server.health.configure(resolveHealthSettings(cli.health, file.health).check);
-    if (cli.listen.length === 0 && file.listen !== undefined && !sameListen(file.listen, settings.listen)) {
-      log.warn("listen addresses changed in the config file; restart tinylb to apply them", { file: path });
-    }
-  } catch (error) {
-    if (!(error instanceof ConfigError)) {
-      throw error;
-    }
-    log.warn("config reload rejected; keeping the running backend set", { file: path, err: error.message });
-
-    return false;
-  }
-
-  const changed = server.applySet(set);
-  log.info(changed ? "config reloaded" : "config reloaded; backend set unchanged", { file: path, count: set.size });
-
-  return true;
-}
-
-function sameListen(a: readonly Address[], b: readonly Address[]): boolean {
-  const names = (addresses: readonly Address[]): string => addresses.map(formatAddress).sort().join(" ");
-
-  return names(a) === names(b);
+  return { server, sources, reload, exited };
 }
 
 function waitForStop(server: Server, settings: Settings, log: Logger): Promise<number> {

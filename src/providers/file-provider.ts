@@ -26,7 +26,7 @@ export interface FileProviderOptions {
    * @default 30000
    */
   pollIntervalMs?: number;
-  /** Called with each config that was read and accepted, for settings a restart must apply. */
+  /** Called with each re-read config that was accepted (not the one read at start), for its other settings. */
   onAccepted?: (config: FileConfig) => void;
   /** @default a logger that writes nothing */
   logger?: Logger;
@@ -122,7 +122,9 @@ export class FileProvider implements Provider {
     }
 
     this.#lastError = undefined;
-    this.#options.onAccepted?.(config);
+    if (reason !== "start") {
+      this.#options.onAccepted?.(config);
+    }
     const set = new BackendSet(config.backends ?? []);
     this.#log.info(reason === "start" ? "config loaded" : "config reloaded", { file: path, reason, count: set.size });
     publish(set);

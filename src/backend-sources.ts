@@ -1,0 +1,168 @@
+import { type Address, formatAddress } from "./address.ts";
+import { AdminServer, checkAdminAddress, readTokenFile } from "./admin-server.ts";
+import { BackendSet } from "./backend-set.ts";
+import { BackendSetUnion } from "./backend-set-union.ts";
+import { collectStatus } from "./balancer-status.ts";
+import type { CliOptions } from "./cli.ts";
+import type { FileConfig } from "./config.ts";
+import { resolveHealthSettings } from "./health-config.ts";
+import { ListenError } from "./listener.ts";
+import type { Logger } from "./logger.ts";
+import { renderMetrics } from "./metrics.ts";
+import { AdminApiProvider } from "./providers/admin-api-provider.ts";
+import { DnsProvider } from "./providers/dns-provider.ts";
+import { FileProvider } from "./providers/file-provider.ts";
+import type { Provider } from "./providers/provider.ts";
+import { StaticProvider } from "./providers/static-provider.ts";
+import type { Server } from "./server.ts";
+import type { Settings } from "./settings.ts";
+import { StateFile } from "./state-file.ts";
+
+/** The providers of a running balancer, the union they feed and the admin API. */
+export interface BackendSources {
+  union: BackendSetUnion;
+  /** Providers in registration order: static, file, api, then DNS. */
+  providers: Provider[];
+  /** The config file provider, when `--config` is given. */
+  file?: FileProvider;
+  /** The admin API provider, when the admin API is on. */
+  api?: AdminApiProvider;
+  /** The admin API server, once started and when it could be bound. */
+  admin?: AdminServer;
+  /** Re-reads the config file now (SIGHUP); returns false when there is none or it was rejected. */
+  reload(): boolean;
+  /**
+   * Binds the admin API. A failure to bind the default socket is logged and leaves the
+   * admin API off; a failure on an address the user gave throws.
+   *
+   * @throws {ListenError} when an address given by the user cannot be bound.
+   */
+  startAdmin(): Promise<void>;
+  /** Stops every provider and the admin API. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Creates the providers the settings ask for, seeds the union from the state file and
+ * starts them, applying their union to `server`. Providers that publish while starting
+ * (static, file, api) are applied as one change; DNS publishes when its first lookup ends.
+ *
+ * @throws {ConfigError} for an admin address outside loopback without the flags, or a bad token file.
+ */
+export async function startBackendSources(cli: CliOptions, settings: Settings, server: Server, logger: Logger): Promise<BackendSources> {
+  const log = logger.with({ component: "providers" });
+  const options = settings.providers;
+  if (options.admin !== "off") {
+    // Fail before any listener is bound.
+    checkAdminAddress(options.admin, options.adminAllowPublic, options.adminTokenFile);
+    if (options.adminTokenFile !== undefined) {
+      readTokenFile(options.adminTokenFile);
+    }
+  }
+
+  const union = new BackendSetUnion((set, cause) => server.applySet(set, { provider: cause }), logger);
+  const stateFile = options.stateFile === undefined ? undefined : new StateFile(options.stateFile, logger);
+  const saved = stateFile?.load() ?? new Map<string, BackendSet>();
+
+  const providers: Provider[] = [];
+  let file: FileProvider | undefined;
+  let api: AdminApiProvider | undefined;
+  if (cli.configPath === undefined) {
+    providers.push(new StaticProvider(settings.backends));
+  } else {
+    providers.push(new StaticProvider(new BackendSet(cli.backends)));
+    file = new FileProvider({
+      path: cli.configPath,
+      watch: options.watchConfig,
+      logger,
+      onAccepted: (config) => applyFileSettings(config, cli, settings, server, log),
+    });
+    providers.push(file);
+  }
+  if (options.admin !== "off") {
+    api = new AdminApiProvider(saved.get("api"));
+    providers.push(api);
+  }
+  const servers = options.dns.resolvers.length > 0 ? options.dns.resolvers : undefined;
+  for (const { name, port } of options.dns.names) {
+    providers.push(new DnsProvider({ name, port, servers, intervalMs: options.dns.intervalMs, logger }));
+  }
+  for (const name of options.dns.srv) {
+    providers.push(new DnsProvider({ name, srv: true, servers, intervalMs: options.dns.intervalMs, logger }));
+  }
+
+  const publishers = providers.map((provider) => union.register(provider.name));
+  await union.batch("start", async () => {
+    for (const [index, provider] of providers.entries()) {
+      await provider.start(publishers[index]!);
+    }
+    if (saved.size > 0) {
+      const ignored = union.seed(saved);
+      if (ignored.length > 0) {
+        log.info("saved backends of providers no longer configured are ignored", { file: stateFile?.path, providers: ignored.join(",") });
+      }
+    }
+  });
+  if (stateFile !== undefined) {
+    stateFile.save(union.set, (id) => union.providerOf(id));
+    union.onChange((set) => stateFile.save(set, (id) => union.providerOf(id)));
+  }
+
+  const sources: BackendSources = {
+    union,
+    providers,
+    file,
+    api,
+    reload: () => {
+      if (file === undefined) {
+        log.info("SIGHUP received but no --config file is set; nothing to reload");
+
+        return false;
+      }
+
+      return file.reload("SIGHUP");
+    },
+    startAdmin: async () => {
+      if (api === undefined || options.admin === "off") {
+        return;
+      }
+      try {
+        sources.admin = await AdminServer.start({
+          address: options.admin,
+          allowPublic: options.adminAllowPublic,
+          tokenFile: options.adminTokenFile,
+          context: { api, union, status: () => collectStatus(server, union), metrics: () => renderMetrics({ server, union, reloads: file }) },
+          logger,
+        });
+      } catch (error) {
+        if (!(error instanceof ListenError) || !options.adminIsDefault) {
+          throw error;
+        }
+        log.warn("admin API not started; pass --admin ADDR to pick another address, or --admin off", { err: error });
+      }
+    },
+    stop: async () => {
+      for (const provider of providers) {
+        await provider.stop();
+      }
+      await sources.admin?.stop();
+    },
+  };
+
+  return sources;
+}
+
+/** Applies the probe settings of a re-read config file and warns about settings that only a restart applies. */
+function applyFileSettings(config: FileConfig, cli: CliOptions, settings: Settings, server: Server, log: Logger): void {
+  // Probe settings follow the file; the failover and removal policies need a restart.
+  server.health.configure(resolveHealthSettings(cli.health, config.health).check);
+  if (cli.listen.length === 0 && config.listen !== undefined && !sameAddresses(config.listen, settings.listen)) {
+    log.warn("listen addresses changed in the config file; restart tinylb to apply them", { file: cli.configPath });
+  }
+}
+
+function sameAddresses(a: readonly Address[], b: readonly Address[]): boolean {
+  const names = (addresses: readonly Address[]): string => addresses.map(formatAddress).sort().join(" ");
+
+  return names(a) === names(b);
+}

@@ -1,0 +1,118 @@
+import type { AddressError } from "./address.ts";
+import { parseDuration } from "./duration.ts";
+import { checkSrvName, parseAdminAddress, parseDnsName, parseResolver, type ProviderFlags } from "./provider-settings.ts";
+
+/** Provider flags that take a value. */
+export const PROVIDER_FLAGS = new Set(["--admin", "--admin-token-file", "--state-file", "--dns", "--dns-srv", "--dns-resolver", "--dns-interval"]);
+
+/** Provider flags without a value. */
+export const PROVIDER_SWITCHES = new Set(["--admin-allow-public", "--no-watch-config", "--json"]);
+
+/** Flags `tinylb status` accepts. */
+const STATUS_FLAGS = new Set(["--admin", "--admin-token-file", "--json"]);
+
+/** Help lines of the provider flags, in the layout of the main help text. */
+export const PROVIDER_HELP = `  --no-watch-config        apply config file changes only on SIGHUP, instead of watching the
+                           file's folder for saves, renames and ConfigMap updates
+  --admin ADDR             serve the admin API on ADDR: unix:/path (created with mode 0600) or a
+                           loopback host:port; off turns it off (default unix:/run/tinylb/admin.sock
+                           as root, else a socket in $XDG_RUNTIME_DIR or /tmp)
+  --admin-token-file FILE  require the bearer token in FILE on every admin request
+  --admin-allow-public     allow an admin address outside loopback; needs --admin-token-file
+  --dns NAME:PORT          add a backend for every A and AAAA address of NAME, re-resolved on an
+                           interval; repeat for several names
+  --dns-srv NAME           add a backend for every address and port of NAME's SRV records
+  --dns-resolver ADDR      ask the DNS server at ip:port (or [ipv6]:port) instead of the system's;
+                           repeat for several
+  --dns-interval DUR       time between DNS lookups (default 30s, at least 1s)
+  --state-file FILE        save the running backend set to FILE and load it at start-up, so a
+                           restart serves the last known backends until the providers answer`;
+
+/** Help lines of `tinylb status`. */
+export const STATUS_HELP = `  tinylb status [--admin ADDR] [--admin-token-file FILE] [--json]
+                                  print the backends and listeners of a running balancer`;
+
+/** Applies a switch to the provider flags, or `--json` to the status options. */
+export function applyProviderSwitch(flags: ProviderFlags, status: { json?: boolean }, flag: string): void {
+  switch (flag) {
+    case "--admin-allow-public":
+      flags.adminAllowPublic = true;
+      break;
+    case "--no-watch-config":
+      flags.watchConfig = false;
+      break;
+    case "--json":
+      status.json = true;
+      break;
+  }
+}
+
+/** Applies a provider flag with its value; returns an error message for an invalid value. */
+export function applyProviderFlag(flags: ProviderFlags, flag: string, value: string): string | undefined {
+  switch (flag) {
+    case "--admin":
+      try {
+        flags.admin = parseAdminAddress(value);
+      } catch (error) {
+        return `--admin: ${(error as AddressError).message}, or off`;
+      }
+      break;
+    case "--admin-token-file":
+    case "--state-file":
+      if (value === "") {
+        return `${flag} needs a file path`;
+      }
+      if (flag === "--state-file") {
+        flags.stateFile = value;
+      } else {
+        flags.adminTokenFile = value;
+      }
+      break;
+    case "--dns": {
+      const name = parseDnsName(value);
+      if (typeof name === "string") {
+        return `--dns: ${name}`;
+      }
+      (flags.dns ??= []).push(name);
+      break;
+    }
+    case "--dns-srv": {
+      const problem = checkSrvName(value);
+      if (problem !== undefined) {
+        return `--dns-srv: ${problem}`;
+      }
+      (flags.dnsSrv ??= []).push(value);
+      break;
+    }
+    case "--dns-resolver": {
+      const resolver = parseResolver(value);
+      if (typeof resolver !== "string") {
+        return `--dns-resolver: ${resolver.error}`;
+      }
+      (flags.dnsResolvers ??= []).push(resolver);
+      break;
+    }
+    case "--dns-interval": {
+      const ms = parseDuration(value);
+      if (typeof ms === "string" || ms < 1000) {
+        return `--dns-interval: ${typeof ms === "string" ? ms : "the interval must be at least 1s"}`;
+      }
+      flags.dnsIntervalMs = ms;
+      break;
+    }
+  }
+
+  return undefined;
+}
+
+/** Checks that `tinylb status` got only its own flags; returns an error message naming the first other one. */
+export function checkStatusArgs(argv: readonly string[]): string | undefined {
+  for (const arg of argv.slice(1)) {
+    const flag = arg.includes("=") ? arg.slice(0, arg.indexOf("=")) : arg;
+    if (flag.startsWith("-") && !STATUS_FLAGS.has(flag)) {
+      return `${flag} is not valid with tinylb status; use --admin ADDR, --admin-token-file FILE or --json`;
+    }
+  }
+
+  return undefined;
+}

@@ -1,0 +1,207 @@
+import { isIP } from "node:net";
+import { join } from "node:path";
+import { z } from "zod";
+import { type Address, AddressError, formatAddress, parseAddress } from "./address.ts";
+import { parseDuration } from "./duration.ts";
+
+/** A DNS name to resolve as A and AAAA, and the port every address gets. */
+export interface DnsName {
+  name: string;
+  port: number;
+}
+
+/** Where backend sets come from besides `--backend` flags and the config file's list. */
+export interface ProviderSettings {
+  /** The admin API address, or "off". */
+  admin: Address | "off";
+  /** True when `admin` is the built-in default, so a failure to bind it only logs a warning. */
+  adminIsDefault: boolean;
+  adminAllowPublic: boolean;
+  adminTokenFile?: string;
+  /** Whether the config file is watched; SIGHUP re-reads it either way. */
+  watchConfig: boolean;
+  stateFile?: string;
+  dns: {
+    names: DnsName[];
+    /** SRV record names. */
+    srv: string[];
+    /** DNS servers as `ip:port`; the system's resolvers when empty. */
+    resolvers: string[];
+    intervalMs: number;
+  };
+}
+
+/** What the command line sets for providers; every field is optional. */
+export interface ProviderFlags {
+  admin?: Address | "off";
+  adminAllowPublic?: boolean;
+  adminTokenFile?: string;
+  watchConfig?: boolean;
+  stateFile?: string;
+  dns?: DnsName[];
+  dnsSrv?: string[];
+  dnsResolvers?: string[];
+  dnsIntervalMs?: number;
+}
+
+/** What a config file sets for providers, under the same names as `ProviderFlags`. */
+export type ProviderFileConfig = ProviderFlags;
+
+/** Returns the admin socket used when `--admin` is not given: under /run for root, else under XDG_RUNTIME_DIR or /tmp. */
+export function defaultAdminAddress(): Address {
+  const uid = process.getuid?.() ?? 0;
+  if (uid === 0) {
+    return { kind: "unix", path: "/run/tinylb/admin.sock" };
+  }
+  const runtime = process.env.XDG_RUNTIME_DIR;
+
+  return { kind: "unix", path: runtime ? join(runtime, "tinylb-admin.sock") : `/tmp/tinylb-${uid}-admin.sock` };
+}
+
+/** Default time between DNS lookups. */
+export const DEFAULT_DNS_INTERVAL_MS = 30_000;
+
+const HOST_NAME = /^(?=.{1,253}$)[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?(\.[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?)*\.?$/;
+
+/** Parses `NAME:PORT` for `--dns`; returns an error message naming the value when it is invalid. */
+export function parseDnsName(text: string): DnsName | string {
+  const colon = text.lastIndexOf(":");
+  const name = text.slice(0, colon);
+  const port = Number(text.slice(colon + 1));
+  if (colon <= 0 || !HOST_NAME.test(name) || !/^\d{1,5}$/.test(text.slice(colon + 1)) || port < 1 || port > 65535) {
+    return `invalid DNS name "${text}": expected NAME:PORT, such as api.internal:6443`;
+  }
+
+  return { name, port };
+}
+
+/** Checks an SRV record name for `--dns-srv`; returns an error message when it is invalid. */
+export function checkSrvName(text: string): string | undefined {
+  return HOST_NAME.test(text) ? undefined : `invalid SRV name "${text}": expected a DNS name such as _https._tcp.api.internal`;
+}
+
+/** Parses a DNS server address for `--dns-resolver`: an IP address with a port, or without one for port 53. */
+export function parseResolver(text: string): string | { error: string } {
+  const bare = isIP(text) !== 0 ? (text.includes(":") ? `[${text}]:53` : `${text}:53`) : text;
+  let address: Address;
+  try {
+    address = parseAddress(bare);
+  } catch (error) {
+    return { error: `invalid DNS resolver "${text}": ${(error as AddressError).message}` };
+  }
+  if (address.kind !== "tcp" || isIP(address.host) === 0) {
+    return { error: `invalid DNS resolver "${text}": use an IP address and port, such as 127.0.0.1:53 or [::1]:5353` };
+  }
+
+  return formatAddress(address);
+}
+
+/** Parses the `--admin` value: an address or `off`. */
+export function parseAdminAddress(text: string): Address | "off" {
+  return text === "off" ? "off" : parseAddress(text, true);
+}
+
+const adminAddress = z.string().transform((text, context) => {
+  try {
+    return parseAdminAddress(text);
+  } catch (error) {
+    context.addIssue({ code: "custom", message: (error as AddressError).message });
+
+    return z.NEVER;
+  }
+});
+
+const dnsName = z.string().transform((text, context) => {
+  const result = parseDnsName(text);
+  if (typeof result === "string") {
+    context.addIssue({ code: "custom", message: result });
+
+    return z.NEVER;
+  }
+
+  return result;
+});
+
+const srvName = z.string().refine((text) => checkSrvName(text) === undefined, { message: "expected a DNS name such as _https._tcp.api.internal" });
+
+const resolver = z.string().transform((text, context) => {
+  const result = parseResolver(text);
+  if (typeof result !== "string") {
+    context.addIssue({ code: "custom", message: result.error });
+
+    return z.NEVER;
+  }
+
+  return result;
+});
+
+const interval = z.string().transform((text, context) => {
+  const result = parseDuration(text);
+  if (typeof result === "string" || result < 1000) {
+    context.addIssue({ code: "custom", message: typeof result === "string" ? result : "the DNS interval must be at least 1s" });
+
+    return z.NEVER;
+  }
+
+  return result;
+});
+
+/** Config file keys of the providers, merged into the config file schema. */
+export const providerFileKeys = {
+  admin: adminAddress.optional(),
+  adminAllowPublic: z.boolean().optional(),
+  adminTokenFile: z.string().min(1).optional(),
+  watchConfig: z.boolean().optional(),
+  stateFile: z.string().min(1).optional(),
+  dns: z
+    .strictObject({
+      names: z.array(dnsName).max(100).optional(),
+      srv: z.array(srvName).max(100).optional(),
+      resolver: z.union([resolver, z.array(resolver).min(1)]).optional(),
+      interval: interval.optional(),
+    })
+    .optional(),
+};
+
+type ProviderFileKeys = { [K in keyof typeof providerFileKeys]?: z.output<(typeof providerFileKeys)[K]> };
+
+/** Converts the validated provider keys of a config file to `ProviderFileConfig`. */
+export function toProviderFileConfig(file: ProviderFileKeys): ProviderFileConfig {
+  const resolvers = file.dns?.resolver;
+
+  return {
+    admin: file.admin,
+    adminAllowPublic: file.adminAllowPublic,
+    adminTokenFile: file.adminTokenFile,
+    watchConfig: file.watchConfig,
+    stateFile: file.stateFile,
+    dns: file.dns?.names,
+    dnsSrv: file.dns?.srv,
+    dnsResolvers: resolvers === undefined ? undefined : Array.isArray(resolvers) ? resolvers : [resolvers],
+    dnsIntervalMs: file.dns?.interval,
+  };
+}
+
+/**
+ * Merges provider flags with the config file's provider keys and the defaults. A flag wins
+ * over the file; a list given by flags replaces the file's list.
+ */
+export function resolveProviderSettings(flags: ProviderFlags, file: ProviderFileConfig = {}): ProviderSettings {
+  const admin = flags.admin ?? file.admin;
+  const nonEmpty = <T>(list: T[] | undefined): T[] | undefined => (list !== undefined && list.length > 0 ? list : undefined);
+
+  return {
+    admin: admin ?? defaultAdminAddress(),
+    adminIsDefault: admin === undefined,
+    adminAllowPublic: flags.adminAllowPublic ?? file.adminAllowPublic ?? false,
+    adminTokenFile: flags.adminTokenFile ?? file.adminTokenFile,
+    watchConfig: flags.watchConfig ?? file.watchConfig ?? true,
+    stateFile: flags.stateFile ?? file.stateFile,
+    dns: {
+      names: nonEmpty(flags.dns) ?? file.dns ?? [],
+      srv: nonEmpty(flags.dnsSrv) ?? file.dnsSrv ?? [],
+      resolvers: nonEmpty(flags.dnsResolvers) ?? file.dnsResolvers ?? [],
+      intervalMs: flags.dnsIntervalMs ?? file.dnsIntervalMs ?? DEFAULT_DNS_INTERVAL_MS,
+    },
+  };
+}

@@ -1,0 +1,143 @@
+import { type Address, formatAddress } from "./address.ts";
+import { readTokenFile } from "./admin-server.ts";
+import type { BalancerStatus } from "./balancer-status.ts";
+import type { CliOptions } from "./cli.ts";
+import { ConfigError } from "./config.ts";
+import { defaultAdminAddress } from "./provider-settings.ts";
+
+/** Milliseconds `tinylb status` waits for the balancer's answer. */
+const STATUS_TIMEOUT_MS = 5000;
+
+/** Output streams of the command, replaceable in tests. */
+export interface StatusOutput {
+  stdout: (text: string) => void;
+  stderr: (text: string) => void;
+}
+
+const PROCESS_OUTPUT: StatusOutput = {
+  stdout: (text) => process.stdout.write(text),
+  stderr: (text) => process.stderr.write(text),
+};
+
+/**
+ * Runs `tinylb status`: asks a running balancer for `GET /v1/backends` over its admin API
+ * and prints a table (or with `--json`, the JSON answer). Returns the exit code: 0, or 1
+ * with a one-line error when no balancer answers or the answer is an error.
+ */
+export async function runStatus(cli: CliOptions, output: StatusOutput = PROCESS_OUTPUT): Promise<number> {
+  const admin = cli.providers?.admin ?? defaultAdminAddress();
+  if (admin === "off") {
+    output.stderr("tinylb status: --admin off leaves nothing to ask; pass the balancer's admin address\n");
+
+    return 2;
+  }
+
+  let status: BalancerStatus;
+  try {
+    status = await fetchStatus(admin, cli.providers?.adminTokenFile);
+  } catch (error) {
+    output.stderr(`tinylb status: ${(error as Error).message}\n`);
+
+    return 1;
+  }
+
+  output.stdout(cli.json ? JSON.stringify(status, null, 2) + "\n" : formatStatus(status));
+
+  return 0;
+}
+
+/**
+ * Fetches the status from an admin API.
+ *
+ * @throws {Error} naming the address when nothing answers, the answer is an error or is not JSON.
+ */
+export async function fetchStatus(admin: Address, tokenFile?: string): Promise<BalancerStatus> {
+  const name = formatAddress(admin);
+  let token: string | undefined;
+  try {
+    token = tokenFile === undefined ? undefined : readTokenFile(tokenFile);
+  } catch (error) {
+    throw new Error((error as ConfigError).message, { cause: error });
+  }
+
+  const url = admin.kind === "unix" ? "http://localhost/v1/backends" : `http://${name}/v1/backends`;
+  const init: RequestInit & { unix?: string } = {
+    signal: AbortSignal.timeout(STATUS_TIMEOUT_MS),
+    headers: token === undefined ? {} : { authorization: `Bearer ${token}` },
+  };
+  if (admin.kind === "unix") {
+    init.unix = admin.path;
+  }
+
+  let response: Response;
+  try {
+    response = await fetch(url, init);
+  } catch (error) {
+    throw new Error(`no balancer answers on ${name} (${describeFetchError(error)}); is tinylb running? Pass --admin ADDR for another address`, { cause: error });
+  }
+
+  const body = await response.text();
+  if (!response.ok) {
+    const detail = parseError(body) ?? `HTTP ${response.status}`;
+    throw new Error(`the balancer on ${name} answered ${response.status}: ${detail}`);
+  }
+  try {
+    return JSON.parse(body) as BalancerStatus;
+  } catch {
+    throw new Error(`the answer from ${name} is not JSON; is this a tinylb admin API?`);
+  }
+}
+
+/** Formats the status as a table of backends, then listeners and conflicts. */
+export function formatStatus(status: BalancerStatus): string {
+  const header = ["ID", "TARGET", "PROVIDER", "ACTIVE", "TOTAL", "BYTES TO BACKEND", "BYTES TO CLIENT"];
+  const rows = status.backends.map((backend) => [
+    backend.id,
+    backend.target,
+    backend.provider,
+    String(backend.active),
+    String(backend.total),
+    String(backend.bytesToBackend),
+    String(backend.bytesToClient),
+  ]);
+  const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => row[column]!.length)));
+  const line = (cells: string[]): string => cells.map((cell, column) => (column < 3 ? cell.padEnd(widths[column]!) : cell.padStart(widths[column]!))).join("  ").trimEnd();
+
+  const lines = [line(header), ...rows.map(line)];
+  if (rows.length === 0) {
+    lines.push("(the backend set is empty)");
+  }
+  lines.push("", `Listeners: ${status.listeners.join(", ") || "(none)"}`);
+  for (const conflict of status.conflicts) {
+    lines.push(
+      `Conflict: "${conflict.id}" from "${conflict.kept.provider}" (${conflict.kept.target}) is used; "${conflict.ignored.provider}" (${conflict.ignored.target}) is ignored`,
+    );
+  }
+
+  return lines.join("\n") + "\n";
+}
+
+function describeFetchError(error: unknown): string {
+  const code = (error as { code?: string }).code;
+  if (code === "ENOENT" || code === "FailedToOpenSocket") {
+    return "the socket does not exist";
+  }
+  if (code === "ECONNREFUSED" || code === "ConnectionRefused") {
+    return "connection refused";
+  }
+  if ((error as Error).name === "TimeoutError") {
+    return `no answer within ${STATUS_TIMEOUT_MS} ms`;
+  }
+
+  return (error as Error).message ?? String(error);
+}
+
+function parseError(body: string): string | undefined {
+  try {
+    const parsed = JSON.parse(body) as { error?: unknown };
+
+    return typeof parsed.error === "string" ? parsed.error : undefined;
+  } catch {
+    return undefined;
+  }
+}
