@@ -5,6 +5,8 @@ import { parseDuration } from "./duration.ts";
 import type { HealthConfig } from "./health-config.ts";
 import { applyHealthFlag, HEALTH_FLAGS, HEALTH_HELP } from "./health-flags.ts";
 import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from "./logger.ts";
+import { applyProviderFlag, applyProviderSwitch, checkStatusArgs, PROVIDER_FLAGS, PROVIDER_HELP, PROVIDER_SWITCHES, STATUS_HELP } from "./provider-flags.ts";
+import type { ProviderFlags } from "./provider-settings.ts";
 
 /** A command line that cannot be understood; main prints it on one line and exits 2. */
 export class UsageError extends Error {
@@ -13,7 +15,7 @@ export class UsageError extends Error {
 
 /** What the command line asks for. */
 export interface CliOptions {
-  command: "run" | "demo" | "help" | "version";
+  command: "run" | "demo" | "status" | "help" | "version";
   listen: Address[];
   backends: Backend[];
   configPath?: string;
@@ -24,6 +26,10 @@ export interface CliOptions {
   maxConnectionsPerBackend?: number;
   /** Probe, failover and removal flags. */
   health?: HealthConfig;
+  /** Admin API, config watch, state file and DNS flags; `tinylb status` reads `admin` too. */
+  providers?: ProviderFlags;
+  /** `tinylb status --json`. */
+  json?: boolean;
   logLevel?: LogLevel;
   logFormat?: LogFormat;
 }
@@ -35,6 +41,7 @@ Usage:
   tinylb --listen ADDR... --backend ID=TARGET... [options]
   tinylb --config FILE [options]
   tinylb demo [--listen ADDR]     start three local demo backends behind a balancer
+${STATUS_HELP}
   tinylb --help | --version
 
 Addresses are host:port, [ipv6]:port or unix:/path.
@@ -54,6 +61,7 @@ Options:
                            skip a backend while N connections to it are open or dialing, and
                            close the client when every backend is at N; 0 means no cap (default 0)
 ${HEALTH_HELP}
+${PROVIDER_HELP}
   --log-level LEVEL        debug, info, warn or error (default info)
   --log-format FORMAT      text or json lines on stderr (default text)
   -h, --help               print this help
@@ -94,6 +102,14 @@ export function parseArgs(argv: readonly string[]): CliOptions {
     options.command = "demo";
     args.shift();
   }
+  if (args[0] === "status") {
+    options.command = "status";
+    const problem = checkStatusArgs(args);
+    if (problem !== undefined) {
+      throw new UsageError(problem);
+    }
+    args.shift();
+  }
 
   while (args.length > 0) {
     const arg = args.shift()!;
@@ -108,14 +124,26 @@ export function parseArgs(argv: readonly string[]): CliOptions {
       return options;
     }
 
+    if (PROVIDER_SWITCHES.has(arg)) {
+      applyProviderSwitch((options.providers ??= {}), options, arg);
+      continue;
+    }
+
     const equals = arg.indexOf("=");
     const flag = arg.startsWith("--") && equals > 0 ? arg.slice(0, equals) : arg;
-    if (!VALUE_FLAGS.has(flag)) {
+    if (!VALUE_FLAGS.has(flag) && !PROVIDER_FLAGS.has(flag)) {
       throw new UsageError(arg.startsWith("-") ? `unknown flag ${flag}` : `unexpected argument "${arg}"`);
     }
     const value = equals > 0 && flag !== arg ? arg.slice(equals + 1) : args.shift();
     if (value === undefined) {
       throw new UsageError(`${flag} needs a value`);
+    }
+    if (PROVIDER_FLAGS.has(flag)) {
+      const problem = applyProviderFlag((options.providers ??= {}), flag, value);
+      if (problem !== undefined) {
+        throw new UsageError(problem);
+      }
+      continue;
     }
     applyFlag(options, flag, value);
   }

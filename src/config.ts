@@ -6,6 +6,7 @@ import { type Backend, BackendError, createBackend } from "./backend.ts";
 import { parseDuration } from "./duration.ts";
 import { type HealthConfig, healthConfigOf, healthFileKeys, probeSchema } from "./health-config.ts";
 import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from "./logger.ts";
+import { type ProviderFileConfig, providerFileKeys, toProviderFileConfig } from "./provider-settings.ts";
 
 /** A config file that cannot be read, parsed or validated; the message names the file, field and value. */
 export class ConfigError extends Error {
@@ -63,6 +64,7 @@ export const fileSchema = z.strictObject({
   maxConnections: connectionCap.optional(),
   maxConnectionsPerBackend: connectionCap.optional(),
   ...healthFileKeys,
+  ...providerFileKeys,
   logLevel: z.enum(LOG_LEVELS).optional(),
   logFormat: z.enum(LOG_FORMATS).optional(),
 });
@@ -78,6 +80,8 @@ export interface FileConfig {
   maxConnectionsPerBackend?: number;
   /** Probes, dial back-off, failover and removal policies. */
   health?: HealthConfig;
+  /** The admin API, the config watch, the state file and DNS. */
+  providers?: ProviderFileConfig;
   logLevel?: LogLevel;
   logFormat?: LogFormat;
 }
@@ -124,6 +128,7 @@ export function validateConfig(path: string, data: unknown): FileConfig {
     maxConnections: file.maxConnections,
     maxConnectionsPerBackend: file.maxConnectionsPerBackend,
     health: healthConfigOf(file, (data as { backends?: unknown } | null)?.backends),
+    providers: toProviderFileConfig(file),
     logLevel: file.logLevel,
     logFormat: file.logFormat,
   };

@@ -5,6 +5,7 @@ import type { CliOptions } from "./cli.ts";
 import { ConfigError, type FileConfig, loadConfigFile } from "./config.ts";
 import { type HealthSettings, resolveHealthSettings } from "./health-config.ts";
 import type { LogFormat, LogLevel } from "./logger.ts";
+import { type ProviderSettings, resolveProviderSettings } from "./provider-settings.ts";
 
 /** The settings a balancer runs with, after flags, file and defaults are merged. */
 export interface Settings {
@@ -19,6 +20,8 @@ export interface Settings {
   maxConnectionsPerBackend: number;
   /** Probes, dial back-off, failover and removal policies. */
   health: HealthSettings;
+  /** The admin API, the config watch, the state file and DNS. */
+  providers: ProviderSettings;
   logLevel: LogLevel;
   logFormat: LogFormat;
 }
@@ -58,6 +61,7 @@ export function resolveSettings(cli: CliOptions): Settings {
     maxConnections: cli.maxConnections ?? file.maxConnections ?? DEFAULTS.maxConnections,
     maxConnectionsPerBackend: cli.maxConnectionsPerBackend ?? file.maxConnectionsPerBackend ?? DEFAULTS.maxConnectionsPerBackend,
     health: resolveHealthSettings(cli.health, file.health),
+    providers: resolveProviderSettings(cli.providers ?? {}, file.providers),
     logLevel: cli.logLevel ?? file.logLevel ?? DEFAULTS.logLevel,
     logFormat: cli.logFormat ?? file.logFormat ?? DEFAULTS.logFormat,
   };
