@@ -92,7 +92,7 @@ export async function startBackendSources(cli: CliOptions, settings: Settings, s
   }
 
   const publishers = providers.map((provider) => union.register(provider.name));
-  await union.batch("start", async () => {
+  await union.batch(providers.map((provider) => provider.name).join(","), async () => {
     for (const [index, provider] of providers.entries()) {
       await provider.start(publishers[index]!);
     }

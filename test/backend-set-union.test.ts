@@ -1,0 +1,131 @@
+import { expect, test } from "bun:test";
+import { createBackend } from "../src/backend.ts";
+import { BackendSet } from "../src/backend-set.ts";
+import { BackendSetUnion } from "../src/backend-set-union.ts";
+import { Logger } from "../src/logger.ts";
+
+function set(pairs: Record<string, string>): BackendSet {
+  return new BackendSet(Object.entries(pairs).map(([id, target]) => createBackend(id, target)));
+}
+
+function recordingUnion(): { union: BackendSetUnion; applied: { set: string; cause: string }[]; lines: string[] } {
+  const applied: { set: string; cause: string }[] = [];
+  const lines: string[] = [];
+  const logger = new Logger({ sink: (line) => lines.push(line) });
+  const union = new BackendSetUnion((next, cause) => applied.push({ set: next.describe(), cause }), logger);
+
+  return { union, applied, lines };
+}
+
+test("BackendSetUnion merges providers keyed by id", () => {
+  const { union, applied } = recordingUnion();
+  const publishStatic = union.register("static");
+  const publishDns = union.register("dns");
+
+  publishStatic(set({ a: "10.0.0.1:1" }));
+  publishDns(set({ b: "10.0.0.2:1" }));
+
+  expect(applied).toEqual([
+    { set: "a=10.0.0.1:1", cause: "static" },
+    { set: "a=10.0.0.1:1,b=10.0.0.2:1", cause: "dns" },
+  ]);
+  expect(union.providerOf("a")).toBe("static");
+  expect(union.providerOf("b")).toBe("dns");
+});
+
+test("BackendSetUnion applies nothing when the union is unchanged", () => {
+  const { union, applied } = recordingUnion();
+  const publishStatic = union.register("static");
+  const publishDns = union.register("dns");
+  publishStatic(set({ a: "10.0.0.1:1" }));
+
+  publishStatic(set({ a: "10.0.0.1:1" }));
+  publishDns(set({ a: "10.0.0.1:1" }));
+  publishDns(set({}));
+
+  expect(applied.length).toBe(1);
+});
+
+test("BackendSetUnion keeps the first provider on a conflict", () => {
+  const { union, applied, lines } = recordingUnion();
+  const publishFile = union.register("file");
+  const publishApi = union.register("api");
+  publishFile(set({ a: "10.0.0.1:1" }));
+
+  publishApi(set({ a: "10.0.0.9:1", b: "10.0.0.2:1" }));
+  publishApi(set({ a: "10.0.0.9:1", b: "10.0.0.2:1", c: "10.0.0.3:1" }));
+
+  expect(applied.at(-1)?.set).toBe("a=10.0.0.1:1,b=10.0.0.2:1,c=10.0.0.3:1");
+  expect(union.conflicts).toEqual([{ id: "a", kept: { provider: "file", target: "10.0.0.1:1" }, ignored: { provider: "api", target: "10.0.0.9:1" } }]);
+  const warnings = lines.filter((line) => line.includes("backend id conflict"));
+  expect(warnings.length).toBe(1);
+  expect(warnings[0]).toContain('providers "file" and "api" both publish "a"');
+});
+
+test("BackendSetUnion drops a conflict once resolved", () => {
+  const { union } = recordingUnion();
+  const publishFile = union.register("file");
+  const publishApi = union.register("api");
+  publishFile(set({ a: "10.0.0.1:1" }));
+  publishApi(set({ a: "10.0.0.9:1" }));
+  expect(union.conflicts.length).toBe(1);
+
+  publishApi(set({ a: "10.0.0.1:1" }));
+
+  expect(union.conflicts).toEqual([]);
+  expect(union.providerOf("a")).toBe("file");
+});
+
+test("BackendSetUnion serves a seed until its provider publishes", () => {
+  const { union, applied } = recordingUnion();
+  const publishStatic = union.register("static");
+  const publishDns = union.register("dns:api.test:443");
+  publishStatic(set({ s: "10.0.0.1:1" }));
+
+  const ignored = union.seed(new Map([
+    ["dns:api.test:443", set({ d1: "10.0.1.1:443" })],
+    ["static", set({ old: "10.0.9.9:1" })],
+    ["gone", set({ g: "10.0.8.8:1" })],
+  ]));
+
+  expect(ignored).toEqual(["gone"]);
+  expect(union.set.describe()).toBe("d1=10.0.1.1:443,s=10.0.0.1:1");
+  expect(union.slots.find((slot) => slot.name === "dns:api.test:443")?.published).toBe(false);
+
+  publishDns(set({ d2: "10.0.1.2:443" }));
+
+  expect(union.set.describe()).toBe("d2=10.0.1.2:443,s=10.0.0.1:1");
+  expect(applied.length).toBe(3);
+});
+
+test("BackendSetUnion batch applies once", async () => {
+  const { union, applied } = recordingUnion();
+  const publishA = union.register("a");
+  const publishB = union.register("b");
+
+  await union.batch("start", async () => {
+    publishA(set({ a: "10.0.0.1:1" }));
+    publishB(set({ b: "10.0.0.2:1" }));
+  });
+
+  expect(applied).toEqual([{ set: "a=10.0.0.1:1,b=10.0.0.2:1", cause: "start" }]);
+});
+
+test("BackendSetUnion rejects a duplicate provider name", () => {
+  const { union } = recordingUnion();
+  union.register("file");
+
+  expect(() => union.register("file")).toThrow('provider "file" is registered twice');
+});
+
+test("BackendSetUnion notifies listeners after applying", () => {
+  const { union, applied } = recordingUnion();
+  const seen: string[] = [];
+  union.onChange((next) => seen.push(`${next.describe()} after ${applied.length}`));
+  const publish = union.register("static");
+
+  publish(set({ a: "10.0.0.1:1" }));
+  publish(set({ a: "10.0.0.1:1" }));
+
+  expect(seen).toEqual(["a=10.0.0.1:1 after 1"]);
+});
