@@ -292,14 +292,14 @@ export class HealthChecker {
     const description = describeProbe(settings);
     if (failure === undefined) {
       health.probePassed(settings.rise);
-      this.#evaluate(entry, `${description} passed ${health.probePasses} time(s) in a row`);
+      this.#evaluate(entry, `${description} passed ${times(health.probePasses)} in a row`);
 
       return;
     }
 
     health.probeFailed(settings.fall, failure);
     this.#log.debug("probe failed", { backend: health.backend.id, target: health.backend.target, probe: description, err: failure });
-    this.#evaluate(entry, `${description} failed ${health.probeFailures} time(s) in a row: ${failure}`);
+    this.#evaluate(entry, `${description} failed ${times(health.probeFailures)} in a row: ${failure}`);
   }
 
   /** Logs and announces a flip of the entry's health, with `cause`; does nothing without a flip. */
@@ -338,6 +338,10 @@ export class HealthChecker {
       this.#log.info("no longer degraded: a backend is healthy again", { healthy: this.states().filter((state) => state.healthy).length });
     }
   }
+}
+
+function times(count: number): string {
+  return count === 1 ? "once" : `${count} times`;
 }
 
 /** What happens to open connections of a backend that turns unhealthy. */

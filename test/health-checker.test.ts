@@ -1,0 +1,297 @@
+import { afterEach, expect, test } from "bun:test";
+import type { Backend } from "../src/backend.ts";
+import { createBackend } from "../src/backend.ts";
+import { BackendSet } from "../src/backend-set.ts";
+import { HealthChecker } from "../src/health-checker.ts";
+import { FakeClock } from "./support/fake-clock.ts";
+import { LogLines } from "./support/log-lines.ts";
+import { waitFor } from "./support/wait.ts";
+
+// Only dial results are fed in here, so these targets are never dialled.
+function setOf(...ids: string[]): BackendSet {
+  return new BackendSet(ids.map((id, index) => createBackend(id, `127.0.0.1:${1000 + index}`)));
+}
+
+const checkers: HealthChecker[] = [];
+afterEach(() => checkers.splice(0).forEach((checker) => checker.stop()));
+
+function start(set: BackendSet): { checker: HealthChecker; clock: FakeClock; logs: LogLines } {
+  const clock = new FakeClock();
+  const logs = new LogLines();
+  const checker = new HealthChecker({ clock, logger: logs.logger });
+  checker.update(set);
+  checkers.push(checker);
+
+  return { checker, clock, logs };
+}
+
+test("HealthChecker backs off 1s doubling to 30s", () => {
+  const set = setOf("a", "b");
+  const { checker, clock, logs } = start(set);
+  const a = set.get("a")!;
+
+  const expected = [1000, 2000, 4000, 8000, 16_000, 30_000, 30_000];
+  for (const backoffMs of expected) {
+    checker.dialFailed(a, "dial failed: refused");
+    expect(checker.isHealthy(a)).toBe(false);
+    expect(checker.state("a")!.backoffUntil).toBe(clock.now() + backoffMs);
+
+    clock.advance(backoffMs - 1);
+    expect(checker.isHealthy(a)).toBe(false);
+    clock.advance(1);
+    expect(checker.isHealthy(a)).toBe(true);
+  }
+
+  expect(checker.state("a")!.dialFailureStreak).toBe(expected.length);
+  expect(logs.withMessage("backend is unhealthy").length).toBe(expected.length);
+  expect(logs.withMessage("backend is healthy").length).toBe(expected.length);
+  expect(logs.withMessage("backend is unhealthy")[0]!.cause).toBe("dial failed: refused; skipped for 1s");
+  expect(logs.withMessage("backend is unhealthy")[0]!.level).toBe("info");
+  expect(logs.withMessage("backend is healthy")[0]!.cause).toBe("dial back-off of 1s ended");
+  expect(checker.isHealthy(set.get("b")!)).toBe(true);
+});
+
+test("HealthChecker ignores failures during a back-off", () => {
+  const set = setOf("a", "b");
+  const { checker, clock, logs } = start(set);
+  const a = set.get("a")!;
+
+  for (let i = 0; i < 10; i++) {
+    checker.dialFailed(a, "dial failed: timed out");
+  }
+
+  expect(checker.state("a")!.dialFailureStreak).toBe(1);
+  expect(checker.state("a")!.backoffUntil).toBe(1000);
+  expect(logs.withMessage("backend is unhealthy").length).toBe(1);
+  clock.advance(1000);
+  expect(checker.isHealthy(a)).toBe(true);
+});
+
+test("HealthChecker resets the streak after a dial succeeds", () => {
+  const set = setOf("a", "b");
+  const { checker, clock } = start(set);
+  const a = set.get("a")!;
+
+  checker.dialFailed(a, "refused");
+  clock.advance(1000);
+  checker.dialFailed(a, "refused");
+  expect(checker.state("a")!.backoffUntil).toBe(1000 + 2000);
+  clock.advance(2000);
+  checker.dialSucceeded(a);
+  expect(checker.state("a")!.dialFailureStreak).toBe(0);
+
+  checker.dialFailed(a, "refused");
+  expect(checker.state("a")!.backoffUntil).toBe(clock.now() + 1000);
+});
+
+test("HealthChecker logs degraded once per flip", () => {
+  const set = setOf("a", "b");
+  const { checker, clock, logs } = start(set);
+  const [a, b] = set.backends as [Backend, Backend];
+  const degradedLines = (): number => logs.withMessage("every backend is unhealthy; degraded: trying all of them in rotation order").length;
+
+  checker.dialFailed(a, "refused");
+  expect(checker.degraded).toBe(false);
+  checker.dialFailed(b, "refused");
+  checker.dialFailed(b, "refused");
+  expect(checker.degraded).toBe(true);
+  expect(degradedLines()).toBe(1);
+
+  clock.advance(1000);
+  expect(checker.degraded).toBe(false);
+  expect(logs.withMessage("no longer degraded: a backend is healthy again").length).toBe(1);
+
+  checker.dialFailed(a, "refused");
+  checker.dialFailed(b, "refused");
+  expect(checker.degraded).toBe(true);
+  expect(degradedLines()).toBe(2);
+  expect(logs.withMessage("every backend is unhealthy; degraded: trying all of them in rotation order")[0]!.level).toBe("warn");
+});
+
+test("HealthChecker is not degraded with an empty set", () => {
+  const { checker } = start(BackendSet.EMPTY);
+
+  expect(checker.degraded).toBe(false);
+  expect(checker.states()).toEqual([]);
+});
+
+test("HealthChecker treats a retargeted id as new", () => {
+  const set = setOf("a", "b");
+  const { checker } = start(set);
+  const oldA = set.get("a")!;
+  checker.dialFailed(oldA, "refused");
+
+  const newA = createBackend("a", "127.0.0.1:2000");
+  checker.update(new BackendSet([newA, set.get("b")!]));
+
+  expect(checker.isHealthy(newA)).toBe(true);
+  expect(checker.state("a")).toMatchObject({ target: "127.0.0.1:2000", dialFailureStreak: 0, healthy: true });
+  checker.dialFailed(oldA, "late failure of the old target");
+  expect(checker.isHealthy(newA)).toBe(true);
+});
+
+test("HealthChecker forgets removed ids and their timers", () => {
+  const set = setOf("a", "b");
+  const { checker, clock } = start(set);
+  checker.dialFailed(set.get("a")!, "refused");
+  expect(clock.pending).toBe(1);
+
+  checker.update(setOf("b"));
+
+  expect(checker.state("a")).toBeUndefined();
+  expect(clock.pending).toBe(0);
+  expect(checker.states().map((state) => state.id)).toEqual(["b"]);
+});
+
+test("HealthChecker tells listeners of each flip", () => {
+  const set = setOf("a", "b");
+  const { checker, clock } = start(set);
+  const flips: string[] = [];
+  checker.onFlip((backend, healthy) => flips.push(`${backend.id}:${healthy ? "healthy" : "unhealthy"}`));
+
+  checker.dialFailed(set.get("a")!, "refused");
+  checker.dialFailed(set.get("a")!, "refused");
+  clock.advance(1000);
+
+  expect(flips).toEqual(["a:unhealthy", "a:healthy"]);
+});
+
+test("HealthChecker stop cancels every timer", () => {
+  const set = setOf("a", "b");
+  const { checker, clock } = start(set);
+  checker.dialFailed(set.get("a")!, "refused");
+  checker.dialFailed(set.get("b")!, "refused");
+  expect(clock.pending).toBe(2);
+
+  checker.stop();
+
+  expect(clock.pending).toBe(0);
+});
+
+/** An HTTP backend whose /readyz status a test sets, counting probes and how many overlap. */
+class ReadyzServer {
+  status = 200;
+  delayMs = 0;
+  probes = 0;
+  inFlight = 0;
+  maxInFlight = 0;
+  /** Requests whose client closed the connection before the response. */
+  aborted = 0;
+  readonly server = Bun.serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    fetch: async (request) => {
+      request.signal.addEventListener("abort", () => this.aborted++);
+      this.probes++;
+      this.inFlight++;
+      this.maxInFlight = Math.max(this.maxInFlight, this.inFlight);
+      try {
+        if (this.delayMs > 0) {
+          await Bun.sleep(this.delayMs);
+        }
+
+        return new Response(null, { status: this.status });
+      } finally {
+        this.inFlight--;
+      }
+    },
+  });
+
+  get backend(): Backend {
+    return createBackend("api-1", `127.0.0.1:${this.server.port}`);
+  }
+}
+
+function probed(readyz: ReadyzServer, probe: ConstructorParameters<typeof HealthChecker>[0]): { checker: HealthChecker; logs: LogLines } {
+  const logs = new LogLines();
+  const checker = new HealthChecker({ ...probe, logger: logs.logger });
+  checkers.push(checker);
+  checker.update(new BackendSet([readyz.backend]));
+
+  return { checker, logs };
+}
+
+test("HealthChecker probes fall after 3 failures and rise after 2 passes", async () => {
+  const readyz = new ReadyzServer();
+  try {
+    const { checker, logs } = probed(readyz, { probe: { kind: "http", path: "/readyz", intervalMs: 20, timeoutMs: 1000, rise: 2, fall: 3 } });
+    await waitFor("two probes", () => readyz.probes >= 2);
+    expect(checker.state("api-1")!.healthy).toBe(true);
+
+    readyz.status = 500;
+    await waitFor("unhealthy", () => !checker.state("api-1")!.healthy);
+    expect(checker.state("api-1")!.probe).toMatchObject({ up: false, failures: 3, lastError: "GET /readyz returned status 500, expected 200" });
+    const failedAt = readyz.probes;
+    await waitFor("three more failed probes", () => readyz.probes >= failedAt + 3);
+    expect(logs.withMessage("backend is unhealthy").length).toBe(1);
+    expect(logs.withMessage("backend is unhealthy")[0]!.cause).toBe("http GET /readyz failed 3 times in a row: GET /readyz returned status 500, expected 200");
+
+    readyz.status = 200;
+    await waitFor("healthy again", () => checker.state("api-1")!.healthy);
+    expect(checker.state("api-1")!.probe).toMatchObject({ up: true, passes: 2 });
+    expect(logs.withMessage("backend is healthy").length).toBe(1);
+    expect(logs.withMessage("backend is healthy")[0]!.cause).toBe("http GET /readyz passed 2 times in a row");
+  } finally {
+    readyz.server.stop(true);
+  }
+});
+
+test("HealthChecker never overlaps probes of one backend", async () => {
+  const readyz = new ReadyzServer();
+  readyz.delayMs = 150;
+  try {
+    probed(readyz, { probe: { kind: "http", intervalMs: 10, timeoutMs: 5000 } });
+    await waitFor("four probes", () => readyz.probes >= 4);
+
+    expect(readyz.maxInFlight).toBe(1);
+  } finally {
+    readyz.server.stop(true);
+  }
+});
+
+test("HealthChecker fails a probe slower than its timeout", async () => {
+  const readyz = new ReadyzServer();
+  readyz.delayMs = 2000;
+  try {
+    const { checker, logs } = probed(readyz, { probe: { kind: "http", intervalMs: 50, timeoutMs: 100, fall: 2 } });
+    await waitFor("unhealthy", () => !checker.state("api-1")!.healthy);
+
+    expect(checker.state("api-1")!.probe!.lastError).toBe("timed out after 100 ms");
+    expect(logs.withMessage("backend is unhealthy")[0]!.cause).toBe("http GET / failed 2 times in a row: timed out after 100 ms");
+    await waitFor("the timed-out probes' connections to close", () => readyz.aborted >= 2);
+  } finally {
+    readyz.server.stop(true);
+  }
+});
+
+test("HealthChecker probe pass ends a dial back-off", async () => {
+  const readyz = new ReadyzServer();
+  try {
+    const { checker } = probed(readyz, { probe: { kind: "tcp", intervalMs: 100, timeoutMs: 1000 }, backoffMs: 60_000 });
+    const backend = readyz.backend;
+    checker.dialFailed(backend, "dial failed: refused");
+    expect(checker.isHealthy(backend)).toBe(false);
+
+    await waitFor("probe to end the back-off", () => checker.isHealthy(backend));
+    expect(checker.state("api-1")!.dialFailureStreak).toBe(0);
+  } finally {
+    readyz.server.stop(true);
+  }
+});
+
+test("HealthChecker restarts probing when the probe changes", async () => {
+  const readyz = new ReadyzServer();
+  readyz.status = 500;
+  try {
+    const { checker } = probed(readyz, { probe: { kind: "http", intervalMs: 20, timeoutMs: 1000, fall: 1 } });
+    await waitFor("unhealthy", () => !checker.state("api-1")!.healthy);
+
+    checker.configure({});
+    expect(checker.state("api-1")).toMatchObject({ healthy: true, probe: undefined });
+    const probes = readyz.probes;
+    await Bun.sleep(100);
+    expect(readyz.probes).toBe(probes);
+  } finally {
+    readyz.server.stop(true);
+  }
+});
