@@ -1,0 +1,168 @@
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { type StartedProcess, startProcess, waitForPort } from "./processes.ts";
+
+/** The balancer process tree under test; `pids()` is empty for the direct connection. */
+export interface RunningContender {
+  /** Port the load generator connects to. */
+  readonly port: number;
+  pids(): number[];
+  stop(): Promise<void>;
+}
+
+/** One balancer configuration in the comparison. */
+export interface Contender {
+  /** Short name used in tables, e.g. "haproxy-1t". */
+  readonly name: string;
+  /** One thread or worker, or as many as the machine has cores. */
+  readonly threads: "one" | "all";
+  readonly kind: "direct" | "haproxy" | "nginx" | "tinylb";
+  /**
+   * Starts the balancer on 127.0.0.1:`port` in front of `targets` (`host:port`), pinned to
+   * `cpus` when set, and resolves once it accepts connections.
+   */
+  start(targets: string[], port: number, cpus?: string): Promise<RunningContender>;
+}
+
+/** Settings shared by the contenders, including the directory for their config files. */
+export interface ContenderContext {
+  workDir: string;
+  tinylbBinary: string;
+  cores: number;
+  /** Maximum connections a balancer must hold open at once (the idle-memory workload). */
+  maxConnections: number;
+}
+
+const DIRECT: Contender = {
+  name: "direct",
+  threads: "one",
+  kind: "direct",
+  // No balancer: the load generator connects to the first target itself.
+  start: async (targets) => ({ port: Number(targets[0]!.split(":").pop()), pids: () => [], stop: async () => {} }),
+};
+
+function running(process: StartedProcess, port: number): RunningContender {
+  return { port, pids: () => process.tree(), stop: () => process.stop() };
+}
+
+async function started(process: StartedProcess, port: number): Promise<RunningContender> {
+  try {
+    await waitForPort(port, 10_000, process);
+  } catch (error) {
+    await process.stop();
+    throw error;
+  }
+
+  return running(process, port);
+}
+
+function haproxy(context: ContenderContext, threads: "one" | "all"): Contender {
+  const name = threads === "one" ? "haproxy-1t" : `haproxy-${context.cores}t`;
+
+  return {
+    name,
+    threads,
+    kind: "haproxy",
+    async start(targets, port, cpus) {
+      const servers = targets.map((target, i) => `  server b${i + 1} ${target}`).join("\n");
+      const config = `global
+  nbthread ${threads === "one" ? 1 : context.cores}
+  maxconn ${context.maxConnections + 50}
+
+defaults
+  mode tcp
+  timeout connect 3s
+  timeout client 300s
+  timeout server 300s
+
+frontend bench
+  bind 127.0.0.1:${port}
+  default_backend pool
+
+backend pool
+  balance roundrobin
+${servers}
+`;
+      const path = join(context.workDir, `${name}.cfg`);
+      writeFileSync(path, config);
+
+      // -db: stay in the foreground without the master process, so the pid is the balancer.
+      return started(startProcess(["haproxy", "-db", "-f", path], cpus), port);
+    },
+  };
+}
+
+function nginx(context: ContenderContext, threads: "one" | "all"): Contender {
+  const name = threads === "one" ? "nginx-1w" : "nginx-auto";
+
+  return {
+    name,
+    threads,
+    kind: "nginx",
+    async start(targets, port, cpus) {
+      const servers = targets.map((target) => `    server ${target};`).join("\n");
+      const config = `load_module /usr/lib/nginx/modules/ngx_stream_module.so;
+daemon off;
+worker_processes ${threads === "one" ? 1 : "auto"};
+worker_rlimit_nofile ${2 * context.maxConnections + 100};
+pid ${join(context.workDir, `${name}.pid`)};
+error_log stderr warn;
+events {
+  worker_connections ${2 * context.maxConnections + 100};
+}
+stream {
+  upstream pool {
+${servers}
+  }
+  server {
+    listen 127.0.0.1:${port};
+    proxy_pass pool;
+    proxy_half_close on;
+    proxy_timeout 300s;
+  }
+}
+`;
+      const path = join(context.workDir, `${name}.conf`);
+      writeFileSync(path, config);
+
+      return started(startProcess(["nginx", "-p", context.workDir, "-e", "stderr", "-c", path], cpus), port);
+    },
+  };
+}
+
+function tinylb(context: ContenderContext, threads: "one" | "all"): Contender {
+  const name = threads === "one" ? "tinylb-1w" : `tinylb-${context.cores}w`;
+
+  return {
+    name,
+    threads,
+    kind: "tinylb",
+    async start(targets, port, cpus) {
+      const backends = targets.flatMap((target, i) => ["--backend", `b${i + 1}=${target}`]);
+      const workers = threads === "one" ? [] : ["--workers", String(context.cores)];
+      const argv = [context.tinylbBinary, "--listen", `127.0.0.1:${port}`, ...backends, ...workers, "--log-level", "warn"];
+
+      return started(startProcess(argv, cpus), port);
+    },
+  };
+}
+
+/**
+ * Returns every contender in table order. `tinylbWorkers` adds tinylb with one worker per core
+ * when the binary accepts `--workers`.
+ */
+export function allContenders(context: ContenderContext, tinylbWorkers: boolean): Contender[] {
+  const contenders = [
+    DIRECT,
+    haproxy(context, "one"),
+    haproxy(context, "all"),
+    nginx(context, "one"),
+    nginx(context, "all"),
+    tinylb(context, "one"),
+  ];
+  if (tinylbWorkers) {
+    contenders.push(tinylb(context, "all"));
+  }
+
+  return contenders;
+}

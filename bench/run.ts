@@ -1,0 +1,280 @@
+/**
+ * tinylb's benchmark: tinylb against HAProxy, nginx's stream module and a direct connection,
+ * on loopback, in one interleaved run with a fresh balancer process for every measurement.
+ *
+ * Usage: bun bench/run.ts [--quick] [--runs N] [--seconds S] [--idle N] [--only a,b]
+ *                         [--no-write] [--host-network]
+ * `npm run bench` runs it. Results go to stdout and, unless --quick or --no-write, into
+ * docs/benchmarks.md between the results markers.
+ */
+import { mkdtempSync, rmSync } from "node:fs";
+import { cpus, tmpdir } from "node:os";
+import { join } from "node:path";
+import { allContenders, type Contender, type ContenderContext, type RunningContender } from "./contenders.ts";
+import { descriptorHardLimit } from "./proc.ts";
+import { EchoBackend, startHttpBackends, startIperfServer } from "./peers.ts";
+import type { StartedProcess } from "./processes.ts";
+import { record, type Results } from "./report.ts";
+import { writeReport } from "./report-file.ts";
+import { buildTinylb, describeMachine, findTools, inPrivateNetwork, reexecInNetworkNamespace, supportsWorkers, type Tools } from "./setup.ts";
+import {
+  checkRelay,
+  type LoadSettings,
+  measureConnectionRate,
+  measureIdleMemory,
+  measureKeptAliveRate,
+  measureStartup,
+  measureThroughput,
+  type Sample,
+} from "./workloads.ts";
+
+const REPO = join(import.meta.dir, "..");
+const HTTP_PORTS = [15001, 15002, 15003, 15004];
+const IPERF_PORT = 15201;
+/** Descriptors kept back for each process's own files when sizing the idle-memory workload. */
+const DESCRIPTOR_RESERVE = 300;
+
+/** Command-line settings of one benchmark run. */
+export interface BenchOptions {
+  quick: boolean;
+  runs: number;
+  seconds: number;
+  idleConnections: number;
+  only?: string[];
+  write: boolean;
+}
+
+function parseOptions(argv: string[]): BenchOptions {
+  const quick = argv.includes("--quick");
+  const options: BenchOptions = { quick, runs: quick ? 1 : 3, seconds: quick ? 1 : 3, idleConnections: quick ? 1000 : 10_000, write: !quick };
+  const value = (flag: string): string | undefined => {
+    const index = argv.indexOf(flag);
+
+    return index === -1 ? undefined : argv[index + 1];
+  };
+  options.runs = Number(value("--runs") ?? options.runs);
+  options.seconds = Number(value("--seconds") ?? options.seconds);
+  options.idleConnections = Number(value("--idle") ?? options.idleConnections);
+  options.only = value("--only")?.split(",");
+  if (argv.includes("--no-write")) {
+    options.write = false;
+  }
+  if (![options.runs, options.seconds, options.idleConnections].every((number) => Number.isInteger(number) && number > 0)) {
+    throw new Error("--runs, --seconds and --idle take positive whole numbers");
+  }
+
+  return options;
+}
+
+/**
+ * Lowers the idle connection count to what the descriptor hard limit allows: a balancer
+ * uses two descriptors per relayed connection. Prints why when it lowers it.
+ */
+function fitIdleConnections(requested: number): number {
+  const limit = descriptorHardLimit();
+  const fits = Math.floor((limit - DESCRIPTOR_RESERVE) / 2);
+  if (requested <= fits) {
+    return requested;
+  }
+  console.log(
+    `bench: idle connections lowered from ${requested} to ${fits}: the descriptor hard limit is ${limit}, ` +
+      `a balancer needs two descriptors per connection, and raising the hard limit needs CAP_SYS_RESOURCE`,
+  );
+
+  return fits;
+}
+
+function usable(contender: Contender, tools: Tools): boolean {
+  switch (contender.kind) {
+    case "haproxy":
+      return tools.haproxy;
+    case "nginx":
+      return tools.nginx && tools.nginxStream;
+    default:
+      return true;
+  }
+}
+
+/** Starts every contender in front of two echo backends and runs the relay check through it. */
+async function checkContenders(contenders: Contender[], nextPort: () => number): Promise<Map<string, string>> {
+  const failures = new Map<string, string>();
+  const echoes = [new EchoBackend(), new EchoBackend()];
+  try {
+    for (const contender of contenders) {
+      let running: RunningContender | undefined;
+      try {
+        running = await contender.start(
+          echoes.map((echo) => echo.target),
+          nextPort(),
+        );
+        // Two connections, so round robin sends one to each echo backend.
+        const problem = (await checkRelay(running.port)) ?? (await checkRelay(running.port));
+        if (problem !== undefined) {
+          failures.set(contender.name, problem);
+        }
+      } catch (error) {
+        failures.set(contender.name, (error as Error).message);
+      } finally {
+        await running?.stop();
+      }
+      console.log(`bench: correctness ${contender.name}: ${failures.get(contender.name) ?? "bytes and half-close relayed"}`);
+    }
+  } finally {
+    for (const echo of echoes) {
+      echo.stop();
+    }
+  }
+
+  return failures;
+}
+
+/** A placement: where the balancer and the load generator run. */
+interface Placement {
+  name: string;
+  balancerCpus?: string;
+  loadCpus?: string;
+}
+
+interface Workload {
+  id: string;
+  needs: (tools: Tools) => boolean;
+  /** HTTP backends (true) or the iperf3 server (false). */
+  http: boolean;
+  measure: (running: RunningContender, load: LoadSettings, backend: StartedProcess) => Promise<Sample>;
+}
+
+function workloads(idleConnections: number): Workload[] {
+  return [
+    { id: "bulk-1", http: false, needs: (tools) => tools.iperf3, measure: (running, load) => measureThroughput(running, 1, load) },
+    { id: "bulk-4", http: false, needs: (tools) => tools.iperf3, measure: (running, load) => measureThroughput(running, 4, load) },
+    { id: "connection-rate", http: true, needs: (tools) => tools.wrk && tools.nginx, measure: measureConnectionRate },
+    { id: "kept-alive", http: true, needs: (tools) => tools.wrk && tools.nginx, measure: measureKeptAliveRate },
+    {
+      id: "idle-memory",
+      http: true,
+      needs: (tools) => tools.nginx,
+      measure: (running, _load, backend) => (running.pids().length === 0 ? Promise.resolve({}) : measureIdleMemory(running, backend, idleConnections)),
+    },
+  ];
+}
+
+async function main(argv: string[]): Promise<number> {
+  const exitCode = reexecInNetworkNamespace(argv);
+  if (exitCode !== undefined) {
+    return exitCode;
+  }
+
+  const options = parseOptions(argv);
+  const tools = findTools();
+  const cores = cpus().length;
+  const idleConnections = fitIdleConnections(options.idleConnections);
+  const workDir = mkdtempSync(join(tmpdir(), "tinylb-bench-"));
+  let port = 10_000;
+  const nextPort = (): number => (port = port >= 14_999 ? 10_000 : port + 1);
+
+  try {
+    const tinylbBinary = buildTinylb(REPO, workDir);
+    const context: ContenderContext = { workDir, tinylbBinary, cores, maxConnections: idleConnections };
+    const contenders = allContenders(context, supportsWorkers(tinylbBinary)).filter(
+      (contender) => usable(contender, tools) && (options.only === undefined || contender.name === "direct" || options.only.includes(contender.name)),
+    );
+    if (!supportsWorkers(tinylbBinary)) {
+      console.log("bench: this tinylb has no --workers flag; tinylb runs with one worker only");
+    }
+    const machine = describeMachine(tinylbBinary);
+    const started = new Date();
+    const failures = await checkContenders(contenders, nextPort);
+
+    const placements: Placement[] = [{ name: "unpinned" }];
+    if (tools.taskset && cores >= 2) {
+      placements.unshift({ name: "pinned", balancerCpus: "0", loadCpus: "1" });
+    }
+    const results: Results = new Map();
+    const errors: string[] = [];
+    for (const placement of placements) {
+      await measurePlacement(placement, contenders, options, tools, idleConnections, workDir, nextPort, results, errors);
+    }
+
+    const report = { options, machine, started, finished: new Date(), cores, idleConnections, privateNetwork: inPrivateNetwork(), contenders, failures, results, errors };
+    writeReport(report, options.write ? join(REPO, "docs", "benchmarks.md") : undefined);
+
+    return 0;
+  } finally {
+    rmSync(workDir, { recursive: true, force: true });
+  }
+}
+
+/** Runs every workload `options.runs` times in one placement, interleaving the contenders. */
+async function measurePlacement(
+  placement: Placement,
+  allContenders: Contender[],
+  options: BenchOptions,
+  tools: Tools,
+  idleConnections: number,
+  workDir: string,
+  nextPort: () => number,
+  results: Results,
+  errors: string[],
+): Promise<void> {
+  // Pinned: one core for the balancer alone, so only one-thread contenders make sense there.
+  const contenders = placement.balancerCpus === undefined ? allContenders : allContenders.filter((contender) => contender.threads === "one");
+  const load: LoadSettings = {
+    seconds: options.seconds,
+    cpus: placement.loadCpus,
+    wrkThreads: placement.loadCpus === undefined ? 2 : 1,
+    wrkConnections: 32,
+  };
+  const httpBackends = tools.nginx ? await startHttpBackends(workDir, HTTP_PORTS, idleConnections + 100, placement.loadCpus) : undefined;
+  let iperf = tools.iperf3 ? await startIperfServer(IPERF_PORT, placement.loadCpus) : undefined;
+  const httpTargets = HTTP_PORTS.map((port) => `127.0.0.1:${port}`);
+
+  try {
+    for (let run = 1; run <= options.runs; run++) {
+      for (const workload of workloads(idleConnections)) {
+        // Memory does not depend on placement, so it is measured unpinned only.
+        if (!workload.needs(tools) || (workload.id === "idle-memory" && placement.balancerCpus !== undefined)) {
+          continue;
+        }
+        for (const contender of contenders) {
+          const label = `${placement.name} run ${run}/${options.runs} ${workload.id} ${contender.name}`;
+          let running: RunningContender | undefined;
+          try {
+            const start = (): Promise<RunningContender> =>
+              contender.start(workload.http ? httpTargets : [`127.0.0.1:${IPERF_PORT}`], nextPort(), placement.balancerCpus);
+            if (workload.http && contender.kind !== "direct") {
+              const startup = await measureStartup(start);
+              running = startup.running;
+              record(results, placement.name, "startup", contender.name, startup.sample);
+            } else {
+              running = await start();
+            }
+            const sample = await workload.measure(running, load, httpBackends!);
+            record(results, placement.name, workload.id, contender.name, sample);
+            console.log(`bench: ${label}: ${summarize(sample)}`);
+          } catch (error) {
+            errors.push(`${label}: ${(error as Error).message}`);
+            console.log(`bench: ${label}: failed: ${(error as Error).message}`);
+            if (!workload.http && iperf !== undefined) {
+              // A broken test can leave iperf3 waiting for a client that is gone.
+              await iperf.stop();
+              iperf = await startIperfServer(IPERF_PORT, placement.loadCpus);
+            }
+          } finally {
+            await running?.stop();
+          }
+        }
+      }
+    }
+  } finally {
+    await httpBackends?.stop();
+    await iperf?.stop();
+  }
+}
+
+function summarize(sample: Sample): string {
+  return Object.entries(sample)
+    .map(([key, value]) => `${key}=${Number.isInteger(value) ? value : value.toFixed(3)}`)
+    .join(" ");
+}
+
+process.exitCode = await main(process.argv.slice(2));
