@@ -1,0 +1,92 @@
+import { expect, test } from "bun:test";
+import { type Backend, createBackend } from "../src/backend.ts";
+import { BackendSet } from "../src/backend-set.ts";
+import { FailoverPlan } from "../src/failover-plan.ts";
+import { RoundRobinSelector } from "../src/round-robin-selector.ts";
+
+// Targets are never dialled here; the port only tells targets apart.
+function setOf(...entries: string[]): BackendSet {
+  return new BackendSet(
+    entries.map((entry) => {
+      const [id, port] = entry.split("@");
+
+      return createBackend(id!, `127.0.0.1:${port ?? 1000 + id!.charCodeAt(0)}`);
+    }),
+  );
+}
+
+function healthyExcept(...unhealthy: string[]): { isHealthy: (backend: Backend) => boolean; hasRoom: () => boolean } {
+  return { isHealthy: (backend) => !unhealthy.includes(backend.id), hasRoom: () => true };
+}
+
+/** Runs a plan to the end, replacing the set before the n-th pick when `replacements[n]` is given. */
+function order(selector: RoundRobinSelector, plan: FailoverPlan, replacements: Record<number, BackendSet> = {}): string[] {
+  const picked: string[] = [];
+  let backend = plan.first();
+  while (backend !== undefined) {
+    picked.push(backend.id);
+    const replacement = replacements[picked.length];
+    if (replacement !== undefined) {
+      selector.update(replacement);
+    }
+    backend = plan.next(backend);
+  }
+
+  return picked;
+}
+
+test.each([
+  ["every backend healthy", [], 0, ["a", "b", "c", "d"]],
+  ["b unhealthy is tried last", ["b"], 0, ["a", "c", "d", "b"]],
+  ["a and c unhealthy", ["a", "c"], 0, ["b", "d", "a", "c"]],
+  ["every backend unhealthy keeps rotation order", ["a", "b", "c", "d"], 0, ["a", "b", "c", "d"]],
+  ["max attempts 2", [], 2, ["a", "b"]],
+  ["max attempts above the set size", [], 9, ["a", "b", "c", "d"]],
+] as const)("FailoverPlan order: %s", (_name, unhealthy, maxAttempts, expected) => {
+  const selector = new RoundRobinSelector(setOf("a", "b", "c", "d"));
+  const plan = new FailoverPlan(selector, healthyExcept(...unhealthy), maxAttempts);
+
+  expect(order(selector, plan)).toEqual([...expected]);
+  expect(plan.attempts).toBe(expected.length);
+});
+
+test("FailoverPlan starts where the shared rotation is", () => {
+  const selector = new RoundRobinSelector(setOf("a", "b", "c"));
+  const first = new FailoverPlan(selector, healthyExcept(), 0);
+  const second = new FailoverPlan(selector, healthyExcept(), 0);
+
+  expect(first.first()!.id).toBe("a");
+  expect(second.first()!.id).toBe("b");
+  // Failing over within one client does not move the shared rotation.
+  expect(first.next(selector.set.get("a")!)!.id).toBe("b");
+  expect(new FailoverPlan(selector, healthyExcept(), 0).first()!.id).toBe("c");
+});
+
+test("FailoverPlan follows set replacements without skips or repeats", () => {
+  const selector = new RoundRobinSelector(setOf("a", "b", "c"));
+  const plan = new FailoverPlan(selector, healthyExcept(), 0);
+
+  const picked = order(selector, plan, {
+    // After a: c leaves, d arrives.      Set: a b d
+    1: setOf("a", "b", "d"),
+    // After b: a points elsewhere now.   Set: a@2000 b d e
+    2: setOf("a@2000", "b", "d", "e"),
+  });
+
+  // a@2000 is a new target for id a, so it counts as untried; b is never tried twice.
+  expect(picked).toEqual(["a", "b", "d", "e", "a"]);
+});
+
+test("FailoverPlan ends when the set empties", () => {
+  const selector = new RoundRobinSelector(setOf("a", "b"));
+  const plan = new FailoverPlan(selector, healthyExcept(), 0);
+
+  expect(order(selector, plan, { 1: BackendSet.EMPTY })).toEqual(["a"]);
+});
+
+test("FailoverPlan skips backends without room", () => {
+  const selector = new RoundRobinSelector(setOf("a", "b", "c"));
+  const plan = new FailoverPlan(selector, { isHealthy: () => true, hasRoom: (backend) => backend.id !== "a" }, 0);
+
+  expect(order(selector, plan)).toEqual(["b", "c"]);
+});
