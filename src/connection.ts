@@ -15,7 +15,8 @@ export type ConnectionClosedHandler = (connection: Connection, kind: CloseKind, 
  * `attach` adds the backend socket and starts both flows. It ends in one of three ways:
  * both sides sent FIN and every byte was written ("completed"); one side reset or
  * closed abruptly, so the other is reset too ("reset"); or tinylb closed it, for
- * example because its target left the backend set ("closed").
+ * example because its target left the backend set ("closed", a reset on both sides
+ * once a backend is attached; see `close`).
  */
 export class Connection implements PooledConnection {
   readonly id: number;
@@ -128,9 +129,23 @@ export class Connection implements PooledConnection {
   /**
    * Handles a socket of this connection closing under us: a reset, an error, or the
    * peer going away. The other side is reset so that it learns at once.
+   *
+   * A close without an error on a socket whose write side tinylb already shut down is
+   * the peer's FIN, not a failure: Bun 1.4.4 reports a FIN that arrives after our own
+   * `shutdown()` as a close with no `end` event, so it is handled as an end here.
    */
   socketClosed(side: "client" | "backend", error?: Error): void {
     if (this.#closed) {
+      return;
+    }
+    const flowIntoSide = side === "client" ? this.#download : this.#upload;
+    if (error === undefined && flowIntoSide?.finished === true) {
+      if (side === "client") {
+        this.clientEnd();
+      } else {
+        this.backendEnd();
+      }
+
       return;
     }
 
@@ -140,15 +155,30 @@ export class Connection implements PooledConnection {
     this.#finish("reset", `${side} ${cause}`);
   }
 
-  /** Closes both sockets at once, dropping queued bytes. */
+  /**
+   * Closes the connection on tinylb's initiative, dropping queued bytes: when its target
+   * left the backend set, at the end of the shutdown grace period, or when no backend
+   * could be dialled.
+   *
+   * An attached connection is reset on both sides rather than ended with FIN. A FIN tells
+   * each peer that the stream ended cleanly, so a reply cut off midway could pass for a
+   * complete one. Linux also sends a reset anyway when unread bytes sit in the receive
+   * buffer, so FIN would be delivered only sometimes. A client still waiting for its dial
+   * has received nothing yet, so it gets a plain FIN.
+   */
   close(reason: string): void {
     if (this.#closed) {
       return;
     }
 
     this.#finish("closed", reason);
-    this.client.end();
-    this.#backendSocket?.end();
+    if (this.#backendSocket === null) {
+      this.client.end();
+
+      return;
+    }
+    this.client.terminate();
+    this.#backendSocket.terminate();
   }
 
   /** Resets both sockets, so each peer sees a reset rather than an end of stream. */

@@ -1,0 +1,129 @@
+import { afterEach, expect, test } from "bun:test";
+import type { Socket } from "bun";
+import { readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { Flow } from "../src/flow.ts";
+import { type Peer, PeerListener, patternBytes, sha256 } from "./support/peers.ts";
+import { waitFor } from "./support/wait.ts";
+
+const MIB = 1024 * 1024;
+
+const cleanup: (() => void)[] = [];
+afterEach(() => {
+  for (const step of cleanup.splice(0).reverse()) {
+    step();
+  }
+});
+
+/** Routes a socket's events to whichever flow the test wires up. */
+interface Wiring {
+  onData?: (chunk: Uint8Array) => void;
+  onDrain?: () => void;
+}
+
+/** Connects a socket to a new PeerListener: the socket is under test, the peer is the far end. */
+async function socketPair(wiring: Wiring): Promise<{ socket: Socket<Wiring>; peer: Peer }> {
+  const listener = new PeerListener();
+  cleanup.push(() => listener.stop());
+  const socket = await Bun.connect<Wiring>({
+    hostname: "127.0.0.1",
+    port: listener.listener.port,
+    allowHalfOpen: true,
+    data: wiring,
+    socket: {
+      data: (s, chunk) => s.data.onData?.(chunk),
+      drain: (s) => s.data.onDrain?.(),
+    },
+  });
+  cleanup.push(() => socket.terminate());
+
+  return { socket, peer: await listener.next() };
+}
+
+test("Flow keeps the tail of a partial write and sends it on drain", async () => {
+  const sourceWiring: Wiring = {};
+  const sinkWiring: Wiring = {};
+  const source = await socketPair(sourceWiring);
+  const sink = await socketPair(sinkWiring);
+  sink.peer.keepText = false;
+  sink.peer.socket.pause();
+
+  const flow = new Flow(source.socket);
+  flow.setSink(sink.socket);
+  sinkWiring.onDrain = () => flow.flush();
+  const chunk = patternBytes(16 * MIB, 7);
+  flow.forward(chunk);
+
+  // The kernel cannot take 16 MiB at once, so the tail stays queued in the flow.
+  expect(flow.pendingBytes).toBeGreaterThan(0);
+  expect(flow.bytes + flow.pendingBytes).toBe(chunk.byteLength);
+
+  sink.peer.socket.resume();
+  await waitFor("the sink's peer to read every byte", () => sink.peer.received === chunk.byteLength, 30_000);
+
+  expect(sink.peer.digest()).toBe(sha256(chunk));
+  expect(flow.pendingBytes).toBe(0);
+  expect(flow.bytes).toBe(chunk.byteLength);
+});
+
+test("Flow queues until a sink is set, then resumes the source", async () => {
+  const sourceWiring: Wiring = {};
+  const source = await socketPair(sourceWiring);
+  const sink = await socketPair({});
+  source.socket.pause();
+  const flow = new Flow(source.socket, true);
+  sourceWiring.onData = (chunk) => flow.forward(chunk);
+
+  flow.forward(new TextEncoder().encode("queued "));
+  expect(flow.pendingBytes).toBe(7);
+
+  flow.setSink(sink.socket);
+  await waitFor("the queued bytes to arrive", () => sink.peer.text === "queued ");
+
+  // Resumed: bytes sent to the source now flow through.
+  await source.peer.send(new TextEncoder().encode("live"));
+  await waitFor("bytes read after the resume to arrive", () => sink.peer.text === "queued live");
+  expect(flow.pendingBytes).toBe(0);
+});
+
+test("Flow passes FIN on only after the queued tail", async () => {
+  const sourceWiring: Wiring = {};
+  const sinkWiring: Wiring = {};
+  const source = await socketPair(sourceWiring);
+  const sink = await socketPair(sinkWiring);
+  sink.peer.keepText = false;
+  sink.peer.socket.pause();
+  const flow = new Flow(source.socket);
+  flow.setSink(sink.socket);
+  sinkWiring.onDrain = () => flow.flush();
+
+  const chunk = patternBytes(16 * MIB, 8);
+  flow.forward(chunk);
+  flow.end();
+  expect(flow.finished).toBe(false);
+
+  sink.peer.socket.resume();
+  await waitFor("the sink's peer to see FIN", () => sink.peer.ended, 30_000);
+
+  expect(sink.peer.receivedAtEnd).toBe(chunk.byteLength);
+  expect(sink.peer.digest()).toBe(sha256(chunk));
+  expect(flow.finished).toBe(true);
+});
+
+test("no source file hands data to end()", () => {
+  const sourceDir = join(import.meta.dir, "..", "src");
+  const offenders: string[] = [];
+  const files = readdirSync(sourceDir, { recursive: true, encoding: "utf8" }).filter((file) => file.endsWith(".ts"));
+  for (const file of files) {
+    const lines = readFileSync(join(sourceDir, file), "utf8").split("\n");
+    lines.forEach((line, index) => {
+      // A socket's end() with an argument writes data it may not fully send before closing.
+      if (/\.end\(\s*[^)\s]/.test(line) && !line.trimStart().startsWith("*") && !line.trimStart().startsWith("//")) {
+        offenders.push(`${file}:${index + 1}: ${line.trim()}`);
+      }
+    });
+  }
+
+  expect(files.length).toBeGreaterThan(10);
+  expect(offenders).toEqual([]);
+});

@@ -1,0 +1,196 @@
+import { afterEach, expect, test } from "bun:test";
+import { createBackend } from "../src/backend.ts";
+import { BackendSet } from "../src/backend-set.ts";
+import type { Connection } from "../src/connection.ts";
+import { Server } from "../src/server.ts";
+import { Peer, PeerListener, patternBytes, sha256 } from "./support/peers.ts";
+import { waitFor } from "./support/wait.ts";
+
+const MIB = 1024 * 1024;
+/** Backstop for one test; the waits inside carry the real deadlines. */
+const TEST_TIMEOUT_MS = 120_000;
+
+const cleanup: (() => void | Promise<unknown>)[] = [];
+afterEach(async () => {
+  for (const step of cleanup.splice(0).reverse()) {
+    await step();
+  }
+}, TEST_TIMEOUT_MS);
+
+/** A server balancing one PeerListener backend, and a client connected through it. */
+async function relay(onAccept?: (peer: Peer) => void): Promise<{ server: Server; backend: PeerListener; client: Peer; upstream: Peer; connection: Connection }> {
+  const backend = new PeerListener(onAccept);
+  cleanup.push(() => backend.stop());
+  const server = new Server({ listen: [{ kind: "tcp", host: "127.0.0.1", port: 0 }] });
+  server.applySet(new BackendSet([createBackend("only", backend.target)]));
+  await server.start();
+  cleanup.push(() => server.shutdown(0));
+
+  const address = server.listeners[0]!.address;
+  const client = await Peer.connect(address.kind === "tcp" ? address.port : 0);
+  cleanup.push(() => client.socket.terminate());
+  const upstream = await backend.next();
+  await waitFor("connection to register", () => server.pool.size === 1);
+  const connection = [...server.pool.connections()][0]!;
+
+  return { server, backend, client, upstream, connection };
+}
+
+/** Samples the connection's queued bytes every millisecond until stopped; returns the peak. */
+function samplePending(connection: Connection): () => number {
+  let peak = 0;
+  const timer = setInterval(() => {
+    peak = Math.max(peak, connection.pendingBytes);
+  }, 1);
+
+  return () => {
+    clearInterval(timer);
+
+    return peak;
+  };
+}
+
+test("relay carries 16 MiB each way through slow readers", async () => {
+  const { server, client, upstream, connection } = await relay();
+  const upload = patternBytes(16 * MIB, 11);
+  const download = patternBytes(16 * MIB, 22);
+  client.keepText = false;
+  upstream.keepText = false;
+  client.slowReadMs = 2;
+  upstream.slowReadMs = 2;
+  const peak = samplePending(connection);
+
+  await Promise.all([client.send(upload, { shutdown: true }), upstream.send(download, { shutdown: true })]);
+  await waitFor("both ends to read every byte and the FIN", () => client.ended && upstream.ended, 60_000);
+
+  expect(upstream.receivedAtEnd).toBe(upload.byteLength);
+  expect(client.receivedAtEnd).toBe(download.byteLength);
+  expect(upstream.digest()).toBe(sha256(upload));
+  expect(client.digest()).toBe(sha256(download));
+  expect(peak()).toBeLessThanOrEqual(2 * 512 * 1024);
+  await waitFor("pool to empty", () => server.activeCount === 0);
+}, TEST_TIMEOUT_MS);
+
+test("relay keeps pending bytes bounded while the client does not read", async () => {
+  const { server, client, upstream, connection } = await relay();
+  client.keepText = false;
+  client.socket.pause();
+  const download = patternBytes(64 * MIB, 33);
+  const peak = samplePending(connection);
+  void upstream.send(download, { shutdown: true });
+
+  // The backend stalls once the kernel buffers and one queued read are full.
+  let last = -1;
+  await waitFor("the backend's writes to stall", async () => {
+    const before = upstream.sent;
+    await Bun.sleep(200);
+    const stalled = upstream.sent === before && before === last;
+    last = before;
+
+    return stalled;
+  }, 30_000);
+  const stalledAt = upstream.sent;
+  const pendingWhileStalled = connection.pendingBytes;
+
+  expect(stalledAt).toBeLessThan(download.byteLength);
+  expect(pendingWhileStalled).toBeGreaterThan(0);
+  expect(pendingWhileStalled).toBeLessThanOrEqual(512 * 1024);
+
+  client.socket.resume();
+  await waitFor("the client to read every byte", () => client.ended, 60_000);
+
+  expect(client.receivedAtEnd).toBe(download.byteLength);
+  expect(client.digest()).toBe(sha256(download));
+  expect(peak()).toBeLessThanOrEqual(512 * 1024);
+  client.shutdown();
+  await waitFor("pool to empty", () => server.activeCount === 0);
+}, TEST_TIMEOUT_MS);
+
+test("relay delivers the reply after the client half-closes", async () => {
+  const reply = patternBytes(4 * MIB, 44);
+  const { server, client, upstream } = await relay((peer) => {
+    // Reply only once the request and its FIN have arrived.
+    const timer = setInterval(() => {
+      if (peer.ended) {
+        clearInterval(timer);
+        void peer.send(reply, { shutdown: true });
+      }
+    }, 5);
+  });
+  client.keepText = false;
+
+  await client.send(new TextEncoder().encode("GET /all HTTP/1.0\r\n\r\n"), { shutdown: true });
+  await waitFor("the backend to see the request and FIN", () => upstream.ended);
+  expect(upstream.text).toBe("GET /all HTTP/1.0\r\n\r\n");
+
+  await waitFor("the client to read the reply and EOF", () => client.ended, 30_000);
+  expect(client.receivedAtEnd).toBe(reply.byteLength);
+  expect(client.digest()).toBe(sha256(reply));
+  await waitFor("pool to empty", () => server.activeCount === 0);
+  expect(client.closeError).toBeUndefined();
+}, TEST_TIMEOUT_MS);
+
+test("relay keeps the upload flowing after the backend half-closes", async () => {
+  const { server, client, upstream } = await relay((peer) => {
+    void peer.send(new TextEncoder().encode("banner\n"), { shutdown: true });
+  });
+  upstream.keepText = false;
+
+  await waitFor("the client to read the banner and EOF", () => client.ended);
+  expect(client.text).toBe("banner\n");
+
+  const upload = patternBytes(8 * MIB, 55);
+  upstream.slowReadMs = 1;
+  await client.send(upload, { shutdown: true });
+  await waitFor("the backend to read the whole upload and EOF", () => upstream.ended, 30_000);
+
+  expect(upstream.receivedAtEnd).toBe(upload.byteLength);
+  expect(upstream.digest()).toBe(sha256(upload));
+  await waitFor("pool to empty", () => server.activeCount === 0);
+  expect(upstream.closeError).toBeUndefined();
+}, TEST_TIMEOUT_MS);
+
+test("relay passes a client reset to the backend", async () => {
+  const { server, client, upstream } = await relay();
+  await client.send(new TextEncoder().encode("partial"));
+  await waitFor("bytes to reach the backend", () => upstream.received === 7);
+
+  const resetAt = performance.now();
+  client.socket.terminate();
+  await waitFor("the backend socket to close", () => upstream.closed, 2000);
+
+  expect(upstream.closeError?.code).toBe("ECONNRESET");
+  expect(upstream.ended).toBe(false);
+  expect(performance.now() - resetAt).toBeLessThan(2000);
+  await waitFor("pool to empty", () => server.activeCount === 0);
+}, TEST_TIMEOUT_MS);
+
+test("relay passes a backend reset to the client", async () => {
+  const { server, client, upstream } = await relay();
+  await upstream.send(new TextEncoder().encode("partial"));
+  await waitFor("bytes to reach the client", () => client.received === 7);
+
+  upstream.socket.terminate();
+  await waitFor("the client socket to close", () => client.closed, 2000);
+
+  expect(client.closeError?.code).toBe("ECONNRESET");
+  expect(client.ended).toBe(false);
+  await waitFor("pool to empty", () => server.activeCount === 0);
+}, TEST_TIMEOUT_MS);
+
+test("relay resets the backend when the client resets with bytes queued", async () => {
+  const { server, client, upstream } = await relay();
+  upstream.socket.pause();
+  upstream.keepText = false;
+  client.keepText = false;
+  void client.send(patternBytes(32 * MIB, 66));
+  await waitFor("the relay to queue bytes", () => (server.pool.get(1)?.pendingBytes ?? 0) > 0 || [...server.pool.connections()].some((c) => c.pendingBytes > 0), 10_000);
+
+  client.socket.terminate();
+  upstream.socket.resume();
+  await waitFor("the backend socket to close", () => upstream.closed, 2000);
+
+  expect(upstream.closeError?.code).toBe("ECONNRESET");
+  expect(upstream.ended).toBe(false);
+  await waitFor("pool to empty", () => server.activeCount === 0);
+}, TEST_TIMEOUT_MS);
