@@ -1,0 +1,203 @@
+import { afterEach, expect, test } from "bun:test";
+import { mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { FileProvider } from "../src/providers/file-provider.ts";
+import { BalancerScenario } from "./support/balancer-scenario.ts";
+import { waitFor } from "./support/wait.ts";
+
+const cleanup: (() => void | Promise<unknown>)[] = [];
+afterEach(async () => {
+  for (const step of cleanup.splice(0).reverse()) {
+    await step();
+  }
+});
+
+function tempDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), "tinylb-file-provider-"));
+  cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
+
+  return dir;
+}
+
+const REJECTED = "config reload rejected; keeping the last good backend set";
+
+/** Waits for a rejection whose error contains `text`; an in-place write may first show an empty file. */
+async function rejection(scenario: BalancerScenario, text: string): Promise<Record<string, unknown>> {
+  const find = (): Record<string, unknown> | undefined => scenario.log.withMessage(REJECTED).find((record) => String(record.err).includes(text));
+  await waitFor(`rejection containing ${text}`, () => find() !== undefined);
+
+  return find()!;
+}
+
+function yaml(scenario: BalancerScenario, ids: string[], comment = ""): string {
+  const lines = ids.map((id) => `  - { id: ${id}, target: "${scenario.target(id)}" }`);
+
+  return `${comment}listen: 127.0.0.1:0\nbackends:\n${lines.join("\n")}\n`;
+}
+
+async function startScenario(path: string, ids: string[], write: (text: string) => void): Promise<{ scenario: BalancerScenario; provider: FileProvider }> {
+  const scenario = new BalancerScenario();
+  cleanup.push(() => scenario.close());
+  scenario.startBackends(["a", "b", "c"]);
+  write(yaml(scenario, ids));
+  const provider = new FileProvider({ path, debounceMs: 50, pollIntervalMs: 0, logger: scenario.log.logger });
+  await scenario.start(provider);
+
+  return { scenario, provider };
+}
+
+test("FileProvider applies a save by rename", async () => {
+  const dir = tempDir();
+  const path = join(dir, "tinylb.yaml");
+  const { scenario } = await startScenario(path, ["a", "b"], (text) => writeFileSync(path, text));
+  const clients = await scenario.connectEach(["a", "b"]);
+
+  writeFileSync(join(dir, ".tinylb.yaml.swp"), yaml(scenario, ["b", "c"]));
+  renameSync(join(dir, ".tinylb.yaml.swp"), path);
+
+  await waitFor("set without a", () => scenario.running === `b=${scenario.target("b")},c=${scenario.target("c")}`);
+  await waitFor("client of a to close", () => clients.get("a")!.closed);
+  await BalancerScenario.echo(clients.get("b")!, "b stays");
+  expect(clients.get("b")!.closed).toBe(false);
+});
+
+test("FileProvider applies an in-place write", async () => {
+  const dir = tempDir();
+  const path = join(dir, "tinylb.yaml");
+  const { scenario } = await startScenario(path, ["a"], (text) => writeFileSync(path, text));
+  const clients = await scenario.connectEach(["a"]);
+
+  writeFileSync(path, yaml(scenario, ["a", "c"]));
+
+  await waitFor("c added", () => scenario.server.set.get("c") !== undefined);
+  await BalancerScenario.echo(clients.get("a")!, "a undisturbed");
+  const more = await scenario.connectEach(["c"]);
+  await BalancerScenario.echo(more.get("c")!, "c reached");
+});
+
+test("FileProvider follows a ConfigMap symlink swap", async () => {
+  const dir = tempDir();
+  const path = join(dir, "tinylb.yaml");
+  const writeVersion = (version: string, text: string): void => {
+    mkdirSync(join(dir, version));
+    writeFileSync(join(dir, version, "tinylb.yaml"), text);
+  };
+  const { scenario } = await startScenario(path, ["a", "b"], (text) => {
+    // The kubelet's layout: a timestamped folder, ..data pointing at it, the key pointing through ..data.
+    writeVersion("..2026_12_04_01", text);
+    symlinkSync("..2026_12_04_01", join(dir, "..data"));
+    symlinkSync("..data/tinylb.yaml", path);
+  });
+  const clients = await scenario.connectEach(["a", "b"]);
+
+  writeVersion("..2026_12_04_02", yaml(scenario, ["a", "c"]));
+  symlinkSync("..2026_12_04_02", join(dir, "..data_tmp"));
+  renameSync(join(dir, "..data_tmp"), join(dir, "..data"));
+  rmSync(join(dir, "..2026_12_04_01"), { recursive: true });
+
+  await waitFor("set of a and c", () => scenario.running === `a=${scenario.target("a")},c=${scenario.target("c")}`);
+  await waitFor("client of b to close", () => clients.get("b")!.closed);
+  await BalancerScenario.echo(clients.get("a")!, "a stays");
+});
+
+test("FileProvider keeps the set while the file is deleted", async () => {
+  const dir = tempDir();
+  const path = join(dir, "tinylb.yaml");
+  const { scenario, provider } = await startScenario(path, ["a", "b"], (text) => writeFileSync(path, text));
+  const clients = await scenario.connectEach(["a", "b"]);
+  const before = scenario.running;
+
+  unlinkSync(path);
+
+  const missing = await rejection(scenario, `read config ${path} failed: the file does not exist`);
+  expect(missing.file).toBe(path);
+  expect(scenario.running).toBe(before);
+  expect(provider.reloadFailures).toBe(1);
+  await BalancerScenario.echo(clients.get("a")!, "a while missing");
+  await BalancerScenario.echo(clients.get("b")!, "b while missing");
+
+  writeFileSync(path, yaml(scenario, ["b"]));
+
+  await waitFor("set of b", () => scenario.running === `b=${scenario.target("b")}`);
+  await waitFor("client of a to close", () => clients.get("a")!.closed);
+  await BalancerScenario.echo(clients.get("b")!, "b after");
+});
+
+test("FileProvider rejects an invalid file, then takes the fix", async () => {
+  const dir = tempDir();
+  const path = join(dir, "tinylb.yaml");
+  const { scenario, provider } = await startScenario(path, ["a", "b"], (text) => writeFileSync(path, text));
+  const clients = await scenario.connectEach(["a", "b"]);
+  const before = scenario.running;
+
+  writeFileSync(path, `backends:\n  - { id: a, target: "${scenario.target("a")}" }\n  - { id: b, target: "10.0.0.1:99999" }\n`);
+
+  const message = String((await rejection(scenario, "99999")).err);
+  expect(message).toContain(`invalid config ${path}`);
+  expect(message).toContain("backends[1]");
+  expect(scenario.running).toBe(before);
+
+  writeFileSync(path, yaml(scenario, ["a"]));
+
+  await waitFor("set of a", () => scenario.running === `a=${scenario.target("a")}`);
+  await waitFor("client of b to close", () => clients.get("b")!.closed);
+  await BalancerScenario.echo(clients.get("a")!, "a after fix");
+  expect(provider.reloads).toBeGreaterThanOrEqual(2);
+  expect(provider.reloadFailures).toBeGreaterThanOrEqual(1);
+});
+
+test("FileProvider rejects an empty file", async () => {
+  const dir = tempDir();
+  const path = join(dir, "tinylb.yaml");
+  const { scenario } = await startScenario(path, ["a"], (text) => writeFileSync(path, text));
+  const before = scenario.running;
+
+  writeFileSync(path, "");
+
+  await rejection(scenario, "the file is empty");
+  expect(scenario.running).toBe(before);
+});
+
+test("FileProvider rewrite leaving targets in place disturbs nothing", async () => {
+  const dir = tempDir();
+  const path = join(dir, "tinylb.yaml");
+  const { scenario } = await startScenario(path, ["a", "b"], (text) => writeFileSync(path, text));
+  const clients = await scenario.connectEach(["a", "b"]);
+  const changesBefore = scenario.server.stats.setChanges;
+
+  // The same content, the same backends in another order with a comment, then an unrelated id added and removed.
+  writeFileSync(path, yaml(scenario, ["a", "b"]));
+  writeFileSync(join(dir, "next.yaml"), yaml(scenario, ["b", "a"], "# reordered\n"));
+  renameSync(join(dir, "next.yaml"), path);
+  await waitFor("reordered file read", () => scenario.log.withMessage("config reloaded").length >= 1);
+  expect(scenario.server.stats.setChanges).toBe(changesBefore);
+
+  writeFileSync(path, yaml(scenario, ["a", "b", "c"]));
+  await waitFor("c added", () => scenario.server.set.get("c") !== undefined);
+  writeFileSync(path, yaml(scenario, ["a", "b"]));
+  await waitFor("c removed", () => scenario.server.set.get("c") === undefined);
+
+  expect(scenario.server.stats.setChanges).toBe(changesBefore + 2);
+  for (const [id, client] of clients) {
+    await BalancerScenario.echo(client, `${id} undisturbed`);
+    expect(client.closed).toBe(false);
+  }
+  expect(scenario.backends.get("a")!.accepted).toBe(1);
+  expect(scenario.backends.get("b")!.accepted).toBe(1);
+});
+
+test("FileProvider SIGHUP reload reads and logs an unchanged file", async () => {
+  const dir = tempDir();
+  const path = join(dir, "tinylb.yaml");
+  const { scenario, provider } = await startScenario(path, ["a"], (text) => writeFileSync(path, text));
+  const changesBefore = scenario.server.stats.setChanges;
+
+  expect(provider.reload("SIGHUP")).toBe(true);
+
+  const reloaded = scenario.log.withMessage("config reloaded");
+  expect(reloaded.length).toBe(1);
+  expect(reloaded[0]!.reason).toBe("SIGHUP");
+  expect(scenario.server.stats.setChanges).toBe(changesBefore);
+  expect(provider.reloads).toBe(1);
+});
