@@ -1,0 +1,164 @@
+import { afterEach, expect, test } from "bun:test";
+import { createBackend } from "../src/backend.ts";
+import { BackendSet } from "../src/backend-set.ts";
+import { Server, type ServerOptions } from "../src/server.ts";
+import { TestBackend, TestClient } from "./support/backends.ts";
+import { FakeClock } from "./support/fake-clock.ts";
+import { HttpBackend } from "./support/http-backend.ts";
+import { LogLines } from "./support/log-lines.ts";
+import { waitFor } from "./support/wait.ts";
+
+const cleanup: (() => unknown)[] = [];
+afterEach(async () => {
+  for (const step of cleanup.splice(0).reverse()) {
+    await step();
+  }
+});
+
+function setOf(backends: { id: string; target: string }[]): BackendSet {
+  return new BackendSet(backends.map((backend) => createBackend(backend.id, backend.target)));
+}
+
+async function startServer(set: BackendSet, options: Partial<ServerOptions>): Promise<{ server: Server; port: number; logs: LogLines }> {
+  const logs = new LogLines();
+  const server = new Server({ listen: [{ kind: "tcp", host: "127.0.0.1", port: 0 }], logger: logs.logger, ...options });
+  server.applySet(set);
+  await server.start();
+  cleanup.push(async () => {
+    await server.shutdown(0);
+    expect(server.activeCount).toBe(0);
+  });
+  const address = server.listeners[0]!.address;
+
+  return { server, port: address.kind === "tcp" ? address.port : 0, logs };
+}
+
+function echoBackends(...ids: string[]): TestBackend[] {
+  const backends = ids.map((id) => TestBackend.echo(id));
+  cleanup.push(() => backends.forEach((backend) => backend.stop()));
+
+  return backends;
+}
+
+async function connected(port: number, expectedId: string): Promise<TestClient> {
+  const client = await TestClient.connect(port);
+  cleanup.push(() => client.close());
+  await waitFor(`greeting from ${expectedId}`, () => client.firstLine !== "");
+  expect(client.firstLine).toBe(expectedId);
+
+  return client;
+}
+
+async function echoes(client: TestClient, text: string): Promise<void> {
+  client.socket.write(`${text}\n`);
+  await waitFor(`echo of ${text}`, () => client.received.includes(text));
+}
+
+test("Server drains a removed target until the deadline", async () => {
+  const clock = new FakeClock();
+  const [a, b] = echoBackends("a", "b");
+  const { server, port, logs } = await startServer(setOf([a!, b!]), { onRemoval: "drain", drainTimeoutMs: 5000, clock });
+  const toA = await connected(port, "a");
+
+  server.applySet(setOf([b!]));
+
+  await echoes(toA, "still draining");
+  const toB = await connected(port, "b");
+  expect(logs.withMessage("draining connections of removed target")[0]).toMatchObject({ backend: "a", target: a!.target, open: 1, timeout: "5s" });
+
+  clock.advance(4999);
+  await echoes(toA, "one ms left");
+  clock.advance(1);
+  await waitFor("client of a to see the end", () => toA.ended || toA.closed);
+  expect(logs.withMessage("drain of removed target ended; closed the connections still open")[0]).toMatchObject({ target: a!.target, closed: 1 });
+
+  await echoes(toB, "b untouched");
+  expect(toB.closed).toBe(false);
+});
+
+test("Server keeps a draining target that comes back", async () => {
+  const clock = new FakeClock();
+  const [a, b] = echoBackends("a", "b");
+  const { server, port, logs } = await startServer(setOf([a!, b!]), { onRemoval: "drain", drainTimeoutMs: 5000, clock });
+  const toA = await connected(port, "a");
+
+  server.applySet(setOf([b!]));
+  server.applySet(setOf([a!, b!]));
+  clock.advance(10_000);
+
+  await echoes(toA, "back in the set");
+  expect(toA.closed).toBe(false);
+  expect(logs.withMessage("removed target is back in the backend set; its connections stay open").length).toBe(1);
+  expect(clock.pending).toBe(0);
+});
+
+test("Server drain ends early at shutdown", async () => {
+  const clock = new FakeClock();
+  const [a, b] = echoBackends("a", "b");
+  const { server, port } = await startServer(setOf([a!, b!]), { onRemoval: "drain", drainTimeoutMs: 5000, clock });
+  const toA = await connected(port, "a");
+  server.applySet(setOf([b!]));
+
+  expect(await server.shutdown(0)).toBe(1);
+
+  await waitFor("client of a to see the end", () => toA.ended || toA.closed);
+  expect(clock.pending).toBe(0);
+});
+
+const failFastProbe = { kind: "http", path: "/readyz", intervalMs: 30, timeoutMs: 1000, rise: 1, fall: 1 } as const;
+
+function httpBackends(...ids: string[]): HttpBackend[] {
+  const backends = ids.map((id) => new HttpBackend(id));
+  cleanup.push(() => backends.forEach((backend) => backend.stop()));
+
+  return backends;
+}
+
+async function idleClientOf(server: Server, port: number, id: string): Promise<TestClient> {
+  const client = await TestClient.connect(port);
+  cleanup.push(() => client.close());
+  await waitFor(`a connection to ${id}`, () => [...server.pool.connections()].some((connection) => connection.backend.id === id));
+
+  return client;
+}
+
+test("Server closes connections of an unhealthy backend on request", async () => {
+  const [a, b] = httpBackends("a", "b");
+  const { server, port, logs } = await startServer(setOf([a!, b!]), { onUnhealthy: "close", health: { probe: failFastProbe } });
+  const toA = await idleClientOf(server, port, "a");
+  const toB = await idleClientOf(server, port, "b");
+
+  a!.readyStatus = 503;
+
+  await waitFor("client of a to see the end", () => toA.ended || toA.closed);
+  expect(logs.withMessage("closed connections of unhealthy backend")[0]).toMatchObject({ backend: "a", closed: 1 });
+  expect(toB.closed).toBe(false);
+  expect([...server.pool.connections()].map((connection) => connection.backend.id)).toEqual(["b"]);
+});
+
+test("Server keeps connections of an unhealthy backend by default", async () => {
+  const [a, b] = httpBackends("a", "b");
+  const { server, port } = await startServer(setOf([a!, b!]), { health: { probe: failFastProbe } });
+  const toA = await idleClientOf(server, port, "a");
+
+  a!.readyStatus = 503;
+  await waitFor("a to be unhealthy", () => server.health.state("a")?.healthy === false);
+
+  toA.socket.write("GET /still-served HTTP/1.1\r\nHost: a\r\n\r\n");
+  await waitFor("response from a", () => toA.received.includes("\r\n\r\na"));
+  expect(toA.closed).toBe(false);
+});
+
+test("Server keeps connections while every backend is unhealthy", async () => {
+  const [a] = httpBackends("a");
+  const { server, port, logs } = await startServer(setOf([a!]), { onUnhealthy: "close", health: { probe: failFastProbe } });
+  const toA = await idleClientOf(server, port, "a");
+
+  a!.readyStatus = 503;
+  await waitFor("degraded", () => server.health.degraded);
+
+  expect(logs.withMessage("kept connections of unhealthy backend because every backend is unhealthy").length).toBe(1);
+  toA.socket.write("GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+  await waitFor("response from a", () => toA.received.includes("\r\n\r\na"));
+  expect(toA.closed).toBe(false);
+});
