@@ -1,0 +1,99 @@
+import { expect, test } from "bun:test";
+import type { Socket } from "bun";
+import { randomBytes } from "node:crypto";
+import { DISCARD_MARKER, EchoBackend, type EchoPeer, FaultProcess, openDescriptors, transfer } from "./support/fault-peers.ts";
+import { waitFor } from "./support/wait.ts";
+
+const TRANSFERS = 50;
+const TRANSFER_BYTES = 512 * 1024;
+
+/** A client that writes `marker`, then random bytes until `stop` is set, and records how it closed. */
+async function streamingClient(port: number, marker: string) {
+  const state = { closedAt: 0, ended: false, closeError: undefined as Error | undefined, stop: false };
+  const chunk = randomBytes(16 * 1024);
+  const pump = (socket: Socket<undefined>): void => {
+    while (!state.stop && socket.write(chunk) === chunk.byteLength) {
+      // Writes until the kernel buffer is full; the drain handler calls pump again.
+    }
+  };
+  const socket = await Bun.connect({
+    hostname: "127.0.0.1",
+    port,
+    allowHalfOpen: true,
+    socket: {
+      open: (opened) => {
+        opened.write(marker);
+        pump(opened);
+      },
+      drain: (drained) => pump(drained),
+      data: () => {},
+      end: () => {
+        state.ended = true;
+      },
+      close: (_socket, error) => {
+        state.closedAt = performance.now();
+        state.closeError = error;
+      },
+    },
+  });
+
+  return { socket, state };
+}
+
+function errorCode(error: Error | undefined): string | undefined {
+  return (error as { code?: string } | undefined)?.code;
+}
+
+function peerTagged(backend: EchoBackend, marker: string): EchoPeer | undefined {
+  return backend.peers.find((peer) => peer.head.startsWith(marker));
+}
+
+test("resets mid-transfer leave other transfers intact", async () => {
+  const backend = new EchoBackend();
+  await using tinylb = new FaultProcess(["--listen", "127.0.0.1:0", "--backend", `echo=${backend.target}`]);
+  try {
+    const port = await tinylb.port();
+    const baseline = openDescriptors(tinylb.pid);
+
+    const transfers = Array.from({ length: TRANSFERS }, () => transfer(port, TRANSFER_BYTES));
+
+    // A client that resets while its bytes are still flowing.
+    const resettingClient = await streamingClient(port, `${DISCARD_MARKER}RESET-CLIENT\n`);
+    await waitFor("backend to read 64 KiB from the resetting client", () => (peerTagged(backend, `${DISCARD_MARKER}RESET-CLIENT`)?.bytes ?? 0) > 64 * 1024, 20_000);
+    const clientResetAt = performance.now();
+    resettingClient.socket.terminate();
+
+    // A backend that resets while its client is still streaming.
+    const victim = await streamingClient(port, `${DISCARD_MARKER}RESET-BACKEND\n`);
+    await waitFor("backend to read 64 KiB from the victim client", () => (peerTagged(backend, `${DISCARD_MARKER}RESET-BACKEND`)?.bytes ?? 0) > 64 * 1024, 20_000);
+    // Bun 1.4.4 reports a reset that arrives while the application is still writing as an
+    // end of stream, so the victim stops writing before the reset to see it as one.
+    victim.state.stop = true;
+    const backendResetAt = performance.now();
+    peerTagged(backend, `${DISCARD_MARKER}RESET-BACKEND`)!.socket.terminate();
+
+    const clientResetPeer = peerTagged(backend, `${DISCARD_MARKER}RESET-CLIENT`)!;
+    await waitFor("backend peer of the resetting client to close", () => clientResetPeer.closedAt !== undefined, 5000);
+    await waitFor("client of the resetting backend to close", () => victim.state.closedAt !== 0, 5000);
+    const clientResetSeenMs = clientResetPeer.closedAt! - clientResetAt;
+    const backendResetSeenMs = victim.state.closedAt - backendResetAt;
+    console.log(`reset seen by the backend after ${clientResetSeenMs.toFixed(1)} ms, by the client after ${backendResetSeenMs.toFixed(1)} ms`);
+    expect(clientResetPeer.ended).toBe(false);
+    expect(errorCode(clientResetPeer.closeError)).toBe("ECONNRESET");
+    expect(victim.state.ended).toBe(false);
+    expect(errorCode(victim.state.closeError)).toBe("ECONNRESET");
+    expect(clientResetSeenMs).toBeLessThan(1000);
+    expect(backendResetSeenMs).toBeLessThan(1000);
+
+    const results = await Promise.all(transfers);
+    const intact = results.filter((result) => result.ended && result.receivedHash === result.sentHash).length;
+    expect(intact).toBe(TRANSFERS);
+    expect(tinylb.running).toBe(true);
+
+    await waitFor("backend sockets to close", () => backend.openCount === 0, 10_000);
+    await waitFor(`descriptors back to the baseline of ${baseline}`, () => openDescriptors(tinylb.pid) === baseline, 10_000);
+    expect(openDescriptors(tinylb.pid)).toBe(baseline);
+  } finally {
+    backend.stop();
+  }
+}, 120_000);

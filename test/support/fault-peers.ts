@@ -1,0 +1,309 @@
+import type { Socket, Subprocess, TCPSocketListener } from "bun";
+import { createHash, randomBytes } from "node:crypto";
+import { readdirSync, readFileSync, readlinkSync } from "node:fs";
+import { BINARY } from "./tinylb-process.ts";
+import { waitFor } from "./wait.ts";
+
+/** Peers and process probes for the fault suite: plain echo backends, hashed transfers, /proc readers. */
+
+/** One socket of an `EchoBackend`, with what it read so far and how it closed. */
+export interface EchoPeer {
+  socket: Socket<undefined>;
+  /** The first bytes read, as latin1, so a test can tag a peer by what the client sent first. */
+  head: string;
+  bytes: number;
+  /** True once a FIN arrived; a socket that closes without one was reset or aborted. */
+  ended: boolean;
+  closedAt?: number;
+  closeError?: Error;
+}
+
+/**
+ * First bytes that make an `EchoBackend` peer read and discard instead of echoing. A peer that
+ * is writing when a reset arrives is told "end" by Bun 1.4.4 rather than ECONNRESET, so tests
+ * that check for a reset use a peer that only reads.
+ */
+export const DISCARD_MARKER = "DISCARD ";
+
+/**
+ * A TCP backend on 127.0.0.1 that echoes every byte and answers FIN with FIN. It writes no
+ * greeting, so a client can hash the echo against what it sent. A client whose first bytes
+ * are `DISCARD_MARKER` gets nothing back.
+ *
+ * It queues what the client does not read instead of pausing the socket, because a paused Bun
+ * 1.4.4 socket does not report a reset until it is resumed. Memory grows with unread bytes,
+ * which the bounded transfers of the tests keep small.
+ */
+export class EchoBackend {
+  readonly peers: EchoPeer[] = [];
+  readonly listener: TCPSocketListener<undefined>;
+
+  constructor() {
+    const byId = new Map<Socket<undefined>, EchoPeer>();
+    const pending = new Map<Socket<undefined>, Uint8Array[]>();
+    const flush = (socket: Socket<undefined>): void => {
+      const queue = pending.get(socket) ?? [];
+      while (queue.length > 0) {
+        const head = queue[0]!;
+        const written = socket.write(head);
+        if (written < head.byteLength) {
+          queue[0] = head.subarray(Math.max(0, written));
+
+          return;
+        }
+        queue.shift();
+      }
+      // The FIN is passed on only after the last queued byte.
+      if (byId.get(socket)?.ended) {
+        socket.shutdown();
+      }
+    };
+    this.listener = Bun.listen({
+      hostname: "127.0.0.1",
+      port: 0,
+      allowHalfOpen: true,
+      socket: {
+        open: (socket) => {
+          const peer: EchoPeer = { socket, head: "", bytes: 0, ended: false };
+          byId.set(socket, peer);
+          pending.set(socket, []);
+          this.peers.push(peer);
+        },
+        data: (socket, chunk) => {
+          const peer = byId.get(socket)!;
+          if (peer.head.length < 64) {
+            peer.head += chunk.subarray(0, 64).toString("latin1");
+          }
+          peer.bytes += chunk.byteLength;
+          if (!peer.head.startsWith(DISCARD_MARKER)) {
+            pending.get(socket)!.push(new Uint8Array(chunk));
+            flush(socket);
+          }
+        },
+        drain: (socket) => flush(socket),
+        end: (socket) => {
+          byId.get(socket)!.ended = true;
+          flush(socket);
+        },
+        close: (socket, error) => {
+          const peer = byId.get(socket)!;
+          peer.closedAt = performance.now();
+          peer.closeError = error;
+          pending.delete(socket);
+        },
+      },
+    });
+  }
+
+  get target(): string {
+    return `127.0.0.1:${this.listener.port}`;
+  }
+
+  /** Peers still open. */
+  get openCount(): number {
+    return this.peers.filter((peer) => peer.closedAt === undefined).length;
+  }
+
+  stop(): void {
+    this.listener.stop(true);
+  }
+}
+
+/** The outcome of one `transfer`. */
+export interface TransferResult {
+  sentHash: string;
+  receivedHash: string;
+  sent: number;
+  received: number;
+  /** True when the socket closed cleanly, by FIN rather than by a reset or an error. */
+  ended: boolean;
+  closeError?: Error;
+}
+
+/**
+ * Sends `size` random bytes through the balancer at `port`, honouring backpressure, then
+ * half-closes and collects the echo. `skip` bytes at the start of the reply (a greeting) are
+ * left out of the hash. Resolves once the socket closes or `timeoutMs` passes.
+ */
+export async function transfer(port: number, size: number, options: { prefix?: string; skip?: number; timeoutMs?: number } = {}): Promise<TransferResult> {
+  const prefix = Buffer.from(options.prefix ?? "");
+  const payload = Buffer.concat([prefix, randomBytes(size)]);
+  const received: Buffer[] = [];
+  let receivedBytes = 0;
+  let offset = 0;
+  let ended = false;
+  let closeError: Error | undefined;
+  let done!: () => void;
+  const closed = new Promise<void>((resolve) => (done = resolve));
+
+  const pump = (socket: Socket<undefined>): void => {
+    while (offset < payload.byteLength) {
+      const written = socket.write(payload.subarray(offset, offset + 64 * 1024));
+      if (written <= 0) {
+        return;
+      }
+      offset += written;
+    }
+    socket.shutdown();
+  };
+  const socket = await Bun.connect({
+    hostname: "127.0.0.1",
+    port,
+    allowHalfOpen: true,
+    socket: {
+      open: (opened) => pump(opened),
+      drain: (drained) => pump(drained),
+      data: (_socket, chunk) => {
+        received.push(Buffer.from(chunk));
+        receivedBytes += chunk.byteLength;
+      },
+      end: (socket) => {
+        ended = true;
+        socket.end();
+      },
+      close: (_socket, error) => {
+        // Bun 1.4.4 skips the end handler when the peer's FIN arrives after our own shutdown.
+        ended ||= error === undefined;
+        closeError = error;
+        done();
+      },
+    },
+  });
+  const timer = setTimeout(() => socket.terminate(), options.timeoutMs ?? 60_000);
+  await closed;
+  clearTimeout(timer);
+
+  const reply = Buffer.concat(received).subarray(options.skip ?? 0);
+
+  return {
+    sentHash: sha256(payload),
+    receivedHash: sha256(reply),
+    sent: payload.byteLength,
+    received: receivedBytes,
+    ended,
+    closeError,
+  };
+}
+
+export function sha256(data: Uint8Array): string {
+  return createHash("sha256").update(data).digest("hex");
+}
+
+/** Open file descriptors of a process, from `/proc/PID/fd`. */
+export function openDescriptors(pid: number): number {
+  return readdirSync(`/proc/${pid}/fd`).length;
+}
+
+/** CPU time of a process in clock ticks (user plus system), from `/proc/PID/stat`. */
+export function cpuTicks(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+
+  return Number(fields[11]) + Number(fields[12]);
+}
+
+/** Resident set size of a process in bytes, from `/proc/PID/status`. */
+export function residentBytes(pid: number): number {
+  const match = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+
+  return Number(match?.[1] ?? 0) * 1024;
+}
+
+/** TCP states, as /proc/net/tcp names them, keyed by hexadecimal code. */
+const TCP_STATES: Record<string, string> = {
+  "01": "ESTABLISHED",
+  "02": "SYN_SENT",
+  "03": "SYN_RECV",
+  "04": "FIN_WAIT1",
+  "05": "FIN_WAIT2",
+  "06": "TIME_WAIT",
+  "07": "CLOSE",
+  "08": "CLOSE_WAIT",
+  "09": "LAST_ACK",
+  "0A": "LISTEN",
+  "0B": "CLOSING",
+};
+
+/**
+ * States of the TCP sockets a process has open, read by matching the socket inodes of
+ * `/proc/PID/fd` against `/proc/net/tcp` and `/proc/net/tcp6` (the process's network namespace).
+ */
+export function tcpSocketStates(pid: number): string[] {
+  const inodes = new Set<string>();
+  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+    try {
+      const match = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`));
+      if (match !== null) {
+        inodes.add(match[1]!);
+      }
+    } catch {
+      // The descriptor closed between readdir and readlink.
+    }
+  }
+
+  const states: string[] = [];
+  for (const table of [`/proc/${pid}/net/tcp`, `/proc/${pid}/net/tcp6`]) {
+    for (const line of readFileSync(table, "utf8").split("\n").slice(1)) {
+      const columns = line.trim().split(/\s+/);
+      if (columns.length > 9 && inodes.has(columns[9]!)) {
+        states.push(TCP_STATES[columns[3]!] ?? columns[3]!);
+      }
+    }
+  }
+
+  return states;
+}
+
+/**
+ * A `dist/tinylb` child started through `bash -c 'ulimit -n N; exec ...'` when a descriptor
+ * limit is given, with its stderr collected.
+ */
+export class FaultProcess {
+  readonly process: Subprocess<"ignore", "ignore", "pipe">;
+  stderr = "";
+
+  constructor(args: string[], options: { descriptorLimit?: number } = {}) {
+    const command =
+      options.descriptorLimit === undefined
+        ? [BINARY, ...args]
+        : ["bash", "-c", `ulimit -n ${options.descriptorLimit} && exec "$0" "$@"`, BINARY, ...args];
+    this.process = Bun.spawn(command, { stdin: "ignore", stdout: "ignore", stderr: "pipe", env: { PATH: process.env.PATH ?? "/usr/bin:/bin" } });
+    void (async () => {
+      const decoder = new TextDecoder();
+      for await (const chunk of this.process.stderr) {
+        this.stderr += decoder.decode(chunk, { stream: true });
+      }
+    })();
+  }
+
+  get pid(): number {
+    return this.process.pid;
+  }
+
+  get running(): boolean {
+    return this.process.exitCode === null && this.process.signalCode === null;
+  }
+
+  /** Waits for the first `listening` line and returns its port. */
+  async port(): Promise<number> {
+    const pattern = /listening .*listener=[^\s]*:(\d+)/;
+    await waitFor(`listening line; stderr so far:\n${this.stderr}`, () => pattern.test(this.stderr) || !this.running, 10_000);
+    const match = pattern.exec(this.stderr);
+    if (match === null) {
+      throw new Error(`tinylb exited before listening; stderr:\n${this.stderr}`);
+    }
+
+    return Number(match[1]);
+  }
+
+  /** Counts the stderr lines that contain `text`. */
+  countLines(text: string): number {
+    return this.stderr.split("\n").filter((line) => line.includes(text)).length;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    if (this.running) {
+      this.process.kill("SIGKILL");
+      await this.process.exited;
+    }
+  }
+}
