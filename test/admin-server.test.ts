@@ -1,0 +1,289 @@
+import { afterEach, describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { type Address, parseAddress } from "../src/address.ts";
+import { MAX_ADMIN_BODY_BYTES } from "../src/admin-routes.ts";
+import { AdminServer, checkAdminAddress } from "../src/admin-server.ts";
+import { createBackend } from "../src/backend.ts";
+import { BackendSet } from "../src/backend-set.ts";
+import { collectStatus } from "../src/balancer-status.ts";
+import { ConfigError } from "../src/config.ts";
+import { renderMetrics } from "../src/metrics.ts";
+import { AdminApiProvider } from "../src/providers/admin-api-provider.ts";
+import { StaticProvider } from "../src/providers/static-provider.ts";
+import { BalancerScenario } from "./support/balancer-scenario.ts";
+import { waitFor } from "./support/wait.ts";
+
+const cleanup: (() => void | Promise<unknown>)[] = [];
+afterEach(async () => {
+  for (const step of cleanup.splice(0).reverse()) {
+    await step();
+  }
+});
+
+function tempDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), "tinylb-admin-"));
+  cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
+
+  return dir;
+}
+
+interface AdminFixture {
+  scenario: BalancerScenario;
+  api: AdminApiProvider;
+  admin: AdminServer;
+  request: (path: string, init?: RequestInit) => Promise<Response>;
+}
+
+/** A balancer with static backend "a", the API provider and an admin server on `transport`. */
+async function startAdmin(transport: "unix" | "tcp", options: { staticIds?: string[]; tokenFile?: string } = {}): Promise<AdminFixture> {
+  const scenario = new BalancerScenario();
+  cleanup.push(() => scenario.close());
+  scenario.startBackends(["a", "b", "c"]);
+  const staticIds = options.staticIds ?? ["a"];
+  const api = new AdminApiProvider();
+  await scenario.start(new StaticProvider(new BackendSet(staticIds.map((id) => createBackend(id, scenario.target(id))))), api);
+
+  const address: Address = transport === "unix" ? { kind: "unix", path: join(tempDir(), "admin.sock") } : { kind: "tcp", host: "127.0.0.1", port: 0 };
+  const admin = await AdminServer.start({
+    address,
+    tokenFile: options.tokenFile,
+    context: {
+      api,
+      union: scenario.union,
+      status: () => collectStatus(scenario.server, scenario.union),
+      metrics: () => renderMetrics({ server: scenario.server, union: scenario.union }),
+    },
+    logger: scenario.log.logger,
+  });
+  cleanup.push(() => admin.stop());
+
+  const request = (path: string, init: RequestInit = {}): Promise<Response> => {
+    if (admin.address.kind === "unix") {
+      return fetch(`http://localhost${path}`, { ...init, unix: admin.address.path } as RequestInit);
+    }
+
+    return fetch(`http://127.0.0.1:${admin.address.port}${path}`, init);
+  };
+
+  return { scenario, api, admin, request };
+}
+
+function putJson(body: unknown): RequestInit {
+  return { method: "PUT", body: typeof body === "string" ? body : JSON.stringify(body), headers: { "content-type": "application/json" } };
+}
+
+describe.each(["unix", "tcp"] as const)("admin API over %s", (transport) => {
+  test("healthz answers ok", async () => {
+    const { request } = await startAdmin(transport);
+
+    const response = await request("/healthz");
+
+    expect(response.status).toBe(200);
+    expect(await response.json()).toEqual({ status: "ok" });
+  });
+
+  test("readyz follows the set size", async () => {
+    const { request, api } = await startAdmin(transport, { staticIds: [] });
+
+    const empty = await request("/readyz");
+    expect(empty.status).toBe(503);
+    expect(await empty.json()).toEqual({ status: "not ready", error: "the backend set is empty" });
+
+    api.put(createBackend("x", "127.0.0.1:9"));
+    const ready = await request("/readyz");
+    expect(ready.status).toBe(200);
+    expect(await ready.json()).toEqual({ status: "ready", backends: 1 });
+  });
+
+  test("GET backends lists traffic per backend", async () => {
+    const { request, scenario } = await startAdmin(transport);
+    const clients = await scenario.connectEach(["a"]);
+    await BalancerScenario.echo(clients.get("a")!, "hello");
+
+    const response = await request("/v1/backends");
+    const body = (await response.json()) as { backends: Record<string, unknown>[]; listeners: string[] };
+
+    expect(response.status).toBe(200);
+    expect(body.listeners).toEqual([`127.0.0.1:${scenario.port}`]);
+    expect(body.backends).toEqual([
+      { id: "a", target: scenario.target("a"), provider: "static", active: 1, total: 1, bytesToBackend: 6, bytesToClient: 8, dialFailures: 0 },
+    ]);
+  });
+
+  test("PUT backends replaces the API set", async () => {
+    const { request, scenario, api } = await startAdmin(transport);
+
+    const response = await request("/v1/backends", putJson({ backends: [{ id: "b", target: scenario.target("b") }, { id: "c", target: scenario.target("c") }] }));
+
+    expect(response.status).toBe(200);
+    expect(((await response.json()) as { backends: unknown[] }).backends).toEqual([
+      { id: "b", target: scenario.target("b") },
+      { id: "c", target: scenario.target("c") },
+    ]);
+    expect(scenario.running).toBe(`a=${scenario.target("a")},b=${scenario.target("b")},c=${scenario.target("c")}`);
+    expect(scenario.union.providerOf("b")).toBe("api");
+
+    const clients = await scenario.connectEach(["b", "c"]);
+    await request("/v1/backends", putJson({ backends: [{ id: "c", target: scenario.target("c") }] }));
+    await waitFor("client of b to close", () => clients.get("b")!.closed);
+    await BalancerScenario.echo(clients.get("c")!, "c stays");
+    expect(api.set.size).toBe(1);
+  });
+
+  test("PUT and DELETE one backend", async () => {
+    const { request, scenario } = await startAdmin(transport);
+
+    const created = await request("/v1/backends/b", putJson({ target: scenario.target("b") }));
+    expect(created.status).toBe(201);
+    expect(await created.json()).toEqual({ id: "b", target: scenario.target("b") });
+    const again = await request("/v1/backends/b", putJson({ id: "b", target: scenario.target("b") }));
+    expect(again.status).toBe(200);
+
+    const clients = await scenario.connectEach(["a", "b"]);
+    const retargeted = await request("/v1/backends/b", putJson({ target: scenario.target("c") }));
+    expect(retargeted.status).toBe(200);
+    await waitFor("old connection of b to close", () => clients.get("b")!.closed);
+    await BalancerScenario.echo(clients.get("a")!, "a stays");
+
+    const deleted = await request("/v1/backends/b", { method: "DELETE" });
+    expect(deleted.status).toBe(200);
+    expect(await deleted.json()).toEqual({ id: "b", target: scenario.target("c") });
+    expect(scenario.running).toBe(`a=${scenario.target("a")}`);
+
+    const single = await request("/v1/backends/a");
+    expect(single.status).toBe(200);
+    expect(((await single.json()) as { provider: string }).provider).toBe("static");
+  });
+
+  test("metrics use the Prometheus text format", async () => {
+    const { request, scenario } = await startAdmin(transport);
+    const clients = await scenario.connectEach(["a"]);
+    await BalancerScenario.echo(clients.get("a")!, "hi");
+
+    const response = await request("/metrics");
+    const text = await response.text();
+
+    expect(response.status).toBe(200);
+    expect(response.headers.get("content-type")).toBe("text/plain; version=0.0.4; charset=utf-8");
+    expect(text).toContain("# TYPE tinylb_backend_connections_active gauge\n");
+    expect(text).toContain('tinylb_backend_connections_active{backend="a"} 1\n');
+    expect(text).toContain('tinylb_backend_connections_total{backend="a"} 1\n');
+    expect(text).toContain('tinylb_backend_bytes_total{backend="a",direction="to_backend"} 3\n');
+    expect(text).toContain('tinylb_backend_bytes_total{backend="a",direction="to_client"} 5\n');
+    expect(text).toContain('tinylb_backend_dial_failures_total{backend="a"} 0\n');
+    expect(text).toContain("tinylb_backend_set_changes_total 1\n");
+    expect(text).toContain("tinylb_config_reloads_total 0\n");
+    expect(text).toContain("tinylb_config_reload_failures_total 0\n");
+    expect(text).toContain('tinylb_provider_backends{provider="static"} 1\n');
+  });
+
+  const badRequests: [string, string, RequestInit, number, string | undefined, string][] = [
+    ["malformed JSON", "/v1/backends", putJson("{not json"), 400, "(body)", "invalid JSON in request body"],
+    ["empty body", "/v1/backends", putJson(""), 400, "(body)", "empty"],
+    ["wrong top-level type", "/v1/backends", putJson([1, 2]), 400, "(body)", "expected object"],
+    ["backends not an array", "/v1/backends", putJson({ backends: "a" }), 400, "backends", "expected array"],
+    ["id not a string", "/v1/backends", putJson({ backends: [{ id: 7, target: "127.0.0.1:1" }] }), 400, "backends[0].id", "expected string"],
+    ["invalid target", "/v1/backends", putJson({ backends: [{ id: "x", target: "nowhere" }] }), 400, "backends[0].target", "invalid address"],
+    ["invalid id", "/v1/backends", putJson({ backends: [{ id: "-x", target: "127.0.0.1:1" }] }), 400, "backends[0].id", "invalid backend id"],
+    ["duplicate id", "/v1/backends", putJson({ backends: [{ id: "x", target: "127.0.0.1:1" }, { id: "x", target: "127.0.0.1:2" }] }), 400, "backends[1].id", "duplicate id"],
+    ["unknown key", "/v1/backends", putJson({ backends: [], extra: true }), 400, "(body)", "extra"],
+    ["oversized body", "/v1/backends", putJson(`{"backends":[],"pad":"${"x".repeat(MAX_ADMIN_BODY_BYTES)}"}`), 413, "(body)", "request body too large"],
+    ["target missing", "/v1/backends/x", putJson({}), 400, "target", "expected string"],
+    ["target wrong type", "/v1/backends/x", putJson({ target: 80 }), 400, "target", "expected string"],
+    ["body id mismatch", "/v1/backends/x", putJson({ id: "y", target: "127.0.0.1:1" }), 400, "id", "does not match"],
+    ["invalid id in path", "/v1/backends/%2Dx", putJson({ target: "127.0.0.1:1" }), 400, "id", "invalid backend id"],
+    ["static id retargeted", "/v1/backends/a", putJson({ target: "127.0.0.1:1" }), 409, "id", 'comes from provider "static"'],
+    ["unknown id deleted", "/v1/backends/nope", { method: "DELETE" }, 404, "id", 'backend "nope" not found'],
+    ["static id deleted", "/v1/backends/a", { method: "DELETE" }, 409, "id", 'comes from provider "static"'],
+    ["unknown id read", "/v1/backends/nope", {}, 404, "id", "not found in the running set"],
+    ["POST to backends", "/v1/backends", { method: "POST", body: "{}" }, 405, undefined, "use GET or PUT"],
+    ["DELETE on healthz", "/healthz", { method: "DELETE" }, 405, undefined, "use GET"],
+    ["PUT on metrics", "/metrics", { method: "PUT", body: "x" }, 405, undefined, "use GET"],
+    ["unknown path", "/v2/things", {}, 404, undefined, "no route for /v2/things"],
+  ];
+
+  test.each(badRequests)("rejects %s", async (_name, path, init, status, field, problem) => {
+    const { request, scenario, api } = await startAdmin(transport);
+    const setBefore = scenario.running;
+    const changesBefore = scenario.server.stats.setChanges;
+
+    const response = await request(path, init);
+    const body = (await response.json()) as { error: string; field?: string };
+
+    expect(response.status).toBe(status);
+    expect(response.headers.get("content-type")).toBe("application/json");
+    expect(body.field).toBe(field);
+    expect(body.error).toContain(problem);
+    expect(scenario.running).toBe(setBefore);
+    expect(scenario.server.stats.setChanges).toBe(changesBefore);
+    expect(api.set.size).toBe(0);
+    if (status === 405) {
+      expect(response.headers.get("allow")).not.toBeNull();
+    }
+  });
+});
+
+test("admin Unix socket has mode 0600", async () => {
+  const { admin } = await startAdmin("unix");
+  const path = (admin.address as { path: string }).path;
+
+  expect(statSync(path).mode & 0o777).toBe(0o600);
+  expect(statSync(path).isSocket()).toBe(true);
+});
+
+test("admin API stop removes its socket", async () => {
+  const { admin } = await startAdmin("unix");
+  const path = (admin.address as { path: string }).path;
+
+  await admin.stop();
+
+  expect(() => statSync(path)).toThrow();
+});
+
+test("admin API requires the bearer token", async () => {
+  const tokenFile = join(tempDir(), "token");
+  const token = "s3cret-token-0123456789";
+  writeFileSync(tokenFile, `${token}\n`, { mode: 0o600 });
+  const { request, scenario } = await startAdmin("tcp", { tokenFile });
+
+  const missing = await request("/v1/backends");
+  const wrong = await request("/v1/backends", { headers: { authorization: "Bearer not-the-token" } });
+  const right = await request("/v1/backends", { headers: { authorization: `Bearer ${token}` } });
+
+  expect(missing.status).toBe(401);
+  expect(missing.headers.get("www-authenticate")).toBe("Bearer");
+  expect(await missing.json()).toEqual({ error: "missing or invalid bearer token" });
+  expect(wrong.status).toBe(401);
+  expect(right.status).toBe(200);
+  expect(JSON.stringify(scenario.log.records)).not.toContain(token);
+});
+
+test.each([
+  ["0.0.0.0:9000", false, undefined, "pass --admin-allow-public and --admin-token-file FILE"],
+  ["[::]:9000", false, "/etc/token", "it is not a loopback address"],
+  ["192.0.2.10:9000", true, undefined, "needs a bearer token; pass --admin-token-file FILE"],
+] as const)("admin address %s is refused", (text, allowPublic, tokenFile, problem) => {
+  expect(() => checkAdminAddress(parseAddress(text), allowPublic, tokenFile)).toThrow(ConfigError);
+  expect(() => checkAdminAddress(parseAddress(text), allowPublic, tokenFile)).toThrow(problem);
+});
+
+test.each(["127.0.0.1:0", "[::1]:0", "localhost:0", "unix:/run/tinylb/admin.sock"])("admin address %s is allowed", (text) => {
+  expect(() => checkAdminAddress(parseAddress(text, true), false, undefined)).not.toThrow();
+});
+
+test("AdminServer start refuses a public address before binding", async () => {
+  const scenario = new BalancerScenario();
+  cleanup.push(() => scenario.close());
+  const api = new AdminApiProvider();
+  await scenario.start(api);
+
+  // Only the refusal is exercised: the check runs before any bind, so nothing listens on 0.0.0.0.
+  const start = AdminServer.start({
+    address: { kind: "tcp", host: "0.0.0.0", port: 0 },
+    context: { api, union: scenario.union, status: () => collectStatus(scenario.server, scenario.union), metrics: () => "" },
+  });
+
+  await expect(start).rejects.toThrow("admin API address 0.0.0.0:0 rejected");
+});
