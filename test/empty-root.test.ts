@@ -47,14 +47,15 @@ function expectVersion(root: MinimalRoot, program: string[], target: string): vo
 }
 
 /**
- * Starts the binary in the root in front of two greeting backends on 127.0.0.1, checks that
- * four connections alternate between them and echo through, then stops it with SIGTERM.
+ * Starts the binary with `command`, which runs it in a root, in front of two greeting
+ * backends on 127.0.0.1. Checks that four connections alternate between them and echo
+ * through, then stops the binary with SIGTERM.
  */
-async function expectBalancing(root: MinimalRoot, program: string[]): Promise<void> {
+async function expectBalancing(command: string[]): Promise<void> {
   using first = TestBackend.echo("first");
   using second = TestBackend.echo("second");
   const args = ["--listen", "127.0.0.1:0", "--backend", `first=${first.target}`, "--backend", `second=${second.target}`];
-  await using balancer = TinylbProcess.start(args, { command: root.command(program), env: ROOT_ENV });
+  await using balancer = TinylbProcess.start(args, { command, env: ROOT_ENV });
   await balancer.waitForLog("tinylb started", START_TIMEOUT_MS);
   const port = listenedPort(balancer.stderr);
 
@@ -95,7 +96,13 @@ describeRoots("compiled binary in an empty root", () => {
 
     expect(root.files()).toEqual([ROOT_BINARY, ...libraries.map((file) => file.path)].sort());
     expectVersion(root, [ROOT_BINARY], `bun-${process.platform}-${process.arch}`);
-    await expectBalancing(root, [ROOT_BINARY]);
+    await expectBalancing(root.command([ROOT_BINARY]));
+  }, TEST_TIMEOUT_MS);
+
+  test("host binary balances on a read-only root", async () => {
+    using root = MinimalRoot.create(BINARY, lddLibraries(BINARY));
+
+    await expectBalancing(root.command([ROOT_BINARY], { readOnly: true }));
   }, TEST_TIMEOUT_MS);
 
   test("host binary fails without libm", () => {
@@ -124,7 +131,7 @@ describeRoots("compiled binary in an empty root", () => {
       using root = MinimalRoot.create(binary, lddLibraries(binary));
 
       expectVersion(root, [ROOT_BINARY], `bun-${name}`);
-      await expectBalancing(root, [ROOT_BINARY]);
+      await expectBalancing(root.command([ROOT_BINARY]));
     }, TEST_TIMEOUT_MS);
   }
 
@@ -141,7 +148,7 @@ describeRoots("compiled binary in an empty root", () => {
       "/lib/ld-linux-aarch64.so.1",
     ]);
     expectVersion(root, [QEMU_IN_ROOT, ROOT_BINARY], "bun-linux-arm64");
-    await expectBalancing(root, [QEMU_IN_ROOT, ROOT_BINARY]);
+    await expectBalancing(root.command([QEMU_IN_ROOT, ROOT_BINARY]));
   }, TEST_TIMEOUT_MS);
 
   const muslTargets: { name: string; arch: "x86_64" | "aarch64"; emulator: string[] }[] = [
@@ -172,7 +179,7 @@ describeRoots("compiled binary in an empty root", () => {
       using root = MinimalRoot.create(binary, [muslLoader(arch), ...(cxxRuntime ?? []), ...emulatorFiles]);
 
       expectVersion(root, [...emulator, ROOT_BINARY], `bun-${name}`);
-      await expectBalancing(root, [...emulator, ROOT_BINARY]);
+      await expectBalancing(root.command([...emulator, ROOT_BINARY]));
     }, TEST_TIMEOUT_MS);
   }
 });

@@ -87,9 +87,14 @@ export class MinimalRoot {
       .sort();
   }
 
-  /** Returns the command line that runs `program` (a path inside the root) with /proc mounted and the root changed. */
-  command(program: string[]): string[] {
-    const script = 'mount -t proc proc "$0/proc" && exec chroot "$0" "$@"';
+  /**
+   * Returns the command line that runs `program` (a path inside the root) with /proc mounted
+   * and the root changed. With `readOnly`, the root is bind-mounted read-only first, as a
+   * container with a read-only root filesystem has it.
+   */
+  command(program: string[], options: { readOnly?: boolean } = {}): string[] {
+    const readOnly = options.readOnly ? 'mount --bind "$0" "$0" && mount -o remount,ro,bind "$0" && ' : "";
+    const script = `${readOnly}mount -t proc proc "$0/proc" && exec chroot "$0" "$@"`;
 
     return ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", script, this.dir, ...program];
   }
