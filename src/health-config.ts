@@ -49,7 +49,7 @@ const duration = z.string().transform((text, context) => {
 
   return result;
 });
-const positiveDuration = duration.refine((ms) => ms > 0, "the duration must be more than 0");
+const positiveDuration = duration.refine((ms) => ms > 0, "use a duration above zero, such as 1s or 5s");
 
 /** Characters that would break the request line or a header of an HTTP probe. */
 const HEADER_UNSAFE = /[\s\u0000-\u001f\u007f]/;

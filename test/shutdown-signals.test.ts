@@ -1,0 +1,91 @@
+import { afterEach, expect, test } from "bun:test";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { TestBackend, TestClient } from "./support/backends.ts";
+import { HttpBackend } from "./support/http-backend.ts";
+import { httpGet } from "./support/http-get.ts";
+import { listenedPort, TinylbProcess } from "./support/tinylb-process.ts";
+import { waitFor, within } from "./support/wait.ts";
+
+const cleanup: (() => unknown)[] = [];
+afterEach(async () => {
+  for (const step of cleanup.splice(0).reverse()) {
+    await step();
+  }
+});
+
+async function startTinylb(args: string[]): Promise<{ tinylb: TinylbProcess; port: number }> {
+  const tinylb = TinylbProcess.start(["--listen", "127.0.0.1:0", ...args]);
+  cleanup.push(() => tinylb[Symbol.asyncDispose]());
+  await tinylb.waitForLog("tinylb started");
+
+  return { tinylb, port: listenedPort(tinylb.stderr) };
+}
+
+test("tinylb drains on SIGTERM and closes all on the second", async () => {
+  const backend = TestBackend.echo("a");
+  cleanup.push(() => backend.stop());
+  const { tinylb, port } = await startTinylb(["--backend", `a=${backend.target}`, "--shutdown-grace", "1m"]);
+  const client = await TestClient.connect(port);
+  cleanup.push(() => client.close());
+  await waitFor("greeting", () => client.firstLine === "a");
+
+  tinylb.signal("SIGTERM");
+  await tinylb.waitForLog("SIGTERM received; draining");
+  client.socket.write("during the drain\n");
+  await waitFor("echo during the drain", () => client.received.includes("during the drain"));
+  expect(await TestClient.connect(port).then(() => "accepted", () => "refused")).toBe("refused");
+  expect(tinylb.process.exitCode).toBeNull();
+
+  tinylb.signal("SIGTERM");
+  await tinylb.waitForLog("SIGTERM received again; closed every connection");
+  await waitFor("client to see the end", () => client.ended || client.closed);
+  expect(await within("tinylb to exit", tinylb.process.exited, 10_000)).toBe(0);
+  expect(tinylb.stderr).toMatch(/SIGTERM received again; closed every connection .*closed=1/);
+});
+
+test("tinylb probes the backends of its config file", async () => {
+  const [a, b, c] = ["a", "b", "c"].map((id) => new HttpBackend(id)) as [HttpBackend, HttpBackend, HttpBackend];
+  cleanup.push(() => [a, b, c].forEach((backend) => backend.stop()));
+  a.readyStatus = 503;
+  c.readyStatus = 503;
+  const dir = mkdtempSync(join(tmpdir(), "tinylb-health-"));
+  cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
+  const config = join(dir, "tinylb.yaml");
+  // c fails /readyz too, but its own probe asks /livez, which passes.
+  writeFileSync(
+    config,
+    [
+      "probe:",
+      "  kind: http",
+      "  path: /readyz",
+      "  interval: 100ms",
+      "  timeout: 1s",
+      "  rise: 1",
+      "  fall: 1",
+      "backends:",
+      `  - { id: a, target: "${a.target}" }`,
+      `  - { id: b, target: "${b.target}" }`,
+      `  - { id: c, target: "${c.target}", probe: { path: /livez } }`,
+    ].join("\n"),
+  );
+  const { tinylb, port } = await startTinylb(["--config", config]);
+
+  await tinylb.waitForLog(/backend is unhealthy .*backend=a .*cause="http GET \/readyz failed once in a row: GET \/readyz returned status 503, expected 200"/);
+  const bodies: string[] = [];
+  for (let i = 0; i < 6; i++) {
+    bodies.push(await httpGet(port));
+  }
+
+  expect(bodies.sort()).toEqual(["b", "b", "b", "c", "c", "c"]);
+  expect(tinylb.stderr).not.toMatch(/backend is unhealthy .*backend=c/);
+});
+
+test("tinylb rejects a bad probe flag", async () => {
+  const tinylb = TinylbProcess.start(["--listen", "127.0.0.1:0", "--probe", "udp"]);
+  cleanup.push(() => tinylb[Symbol.asyncDispose]());
+
+  expect(await within("tinylb to exit", tinylb.process.exited, 10_000)).toBe(2);
+  expect(tinylb.stderr).toContain('--probe "udp" is not valid; use one of tcp, http, https');
+});
