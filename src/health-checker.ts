@@ -4,8 +4,8 @@ import { BackendSet } from "./backend-set.ts";
 import { type Clock, type ClockTimer, systemClock } from "./clock.ts";
 import { formatDuration } from "./duration.ts";
 import { type Logger, silentLogger } from "./logger.ts";
-import { describeProbe, type ProbeOverrides, type ProbeSettings, resolveProbeSettings, runProbe } from "./probes/probe.ts";
-import { errorDetail } from "./probes/probe-error.ts";
+import { ProbeLoop } from "./probe-loop.ts";
+import { describeProbe, type ProbeOverrides, type ProbeSettings, resolveProbeSettings } from "./probes/probe.ts";
 
 /** Health settings that a config reload may change. */
 export interface HealthCheckSettings {
@@ -37,16 +37,13 @@ export interface HealthCheckerOptions extends HealthCheckSettings {
 /** Called when a backend's health flips, after the checker logged it. */
 export type HealthFlipListener = (backend: Backend, healthy: boolean, cause: string) => void;
 
-/** One tracked backend: its state, its probe settings and the timers that drive it. */
+/** One tracked backend: its state, its probe settings and what drives them. */
 interface Entry {
   health: BackendHealth;
   probe: ProbeSettings | undefined;
   /** Health as last reported, so that only flips are logged. */
   reported: boolean;
-  /** Bumped to stop a probe loop: a loop whose generation is stale ends at its next step. */
-  generation: number;
-  probeTimer: ClockTimer | undefined;
-  probeAbort: AbortController | undefined;
+  probeLoop: ProbeLoop | undefined;
   backoffTimer: ClockTimer | undefined;
 }
 
@@ -54,9 +51,8 @@ interface Entry {
  * Decides which backends are fit for traffic, from dial results (passive) and from
  * probes (active), and logs each flip once with its cause.
  *
- * Each backend of the set gets one probe loop: a probe starts, settles (pass, fail or its
- * own timeout), and the next starts one interval after the previous one started, or at
- * once if it took longer. Probes of one backend therefore never overlap.
+ * Each backend of the set gets one probe loop (see ProbeLoop), so probes of one backend
+ * never overlap.
  *
  * The balancer is degraded when every backend of a non-empty set is unhealthy. The
  * server then tries them all anyway, so probes that time out under load cannot take
@@ -205,9 +201,7 @@ export class HealthChecker {
       health: new BackendHealth(backend),
       probe: this.#probeSettings(backend),
       reported: true,
-      generation: 0,
-      probeTimer: undefined,
-      probeAbort: undefined,
+      probeLoop: undefined,
       backoffTimer: undefined,
     };
     this.#entries.set(backend.id, entry);
@@ -237,54 +231,18 @@ export class HealthChecker {
   }
 
   #startProbing(entry: Entry): void {
-    if (this.#stopped) {
+    const settings = entry.probe;
+    if (this.#stopped || settings === undefined) {
       return;
     }
 
-    const generation = ++entry.generation;
-    entry.probeTimer = this.#clock.setTimeout(() => void this.#probe(entry, generation), 0);
+    entry.probeLoop = new ProbeLoop(entry.health.backend, settings, this.#clock, (failure) => this.#record(entry, settings, failure));
+    entry.probeLoop.start();
   }
 
   #stopProbing(entry: Entry): void {
-    entry.generation++;
-    entry.probeTimer?.cancel();
-    entry.probeTimer = undefined;
-    entry.probeAbort?.abort();
-    entry.probeAbort = undefined;
-  }
-
-  /** Runs one probe, records it, and schedules the next one of the same loop. */
-  async #probe(entry: Entry, generation: number): Promise<void> {
-    const settings = entry.probe;
-    if (settings === undefined || entry.generation !== generation) {
-      return;
-    }
-
-    const backend = entry.health.backend;
-    const started = this.#clock.now();
-    const controller = new AbortController();
-    entry.probeAbort = controller;
-    let timedOut = false;
-    const timeout = this.#clock.setTimeout(() => {
-      timedOut = true;
-      controller.abort();
-    }, settings.timeoutMs);
-
-    let failure: string | undefined;
-    try {
-      await runProbe(backend, settings, controller.signal);
-    } catch (error) {
-      failure = timedOut ? `timed out after ${settings.timeoutMs} ms` : errorDetail(error);
-    }
-    timeout.cancel();
-    if (entry.generation !== generation) {
-      return;
-    }
-    entry.probeAbort = undefined;
-
-    this.#record(entry, settings, failure);
-    const elapsed = this.#clock.now() - started;
-    entry.probeTimer = this.#clock.setTimeout(() => void this.#probe(entry, generation), Math.max(0, settings.intervalMs - elapsed));
+    entry.probeLoop?.stop();
+    entry.probeLoop = undefined;
   }
 
   #record(entry: Entry, settings: ProbeSettings, failure: string | undefined): void {

@@ -2,7 +2,7 @@ import { afterEach, expect, test } from "bun:test";
 import { createBackend } from "../src/backend.ts";
 import { BackendSet } from "../src/backend-set.ts";
 import { Server, type ServerOptions } from "../src/server.ts";
-import { FullBacklog } from "./support/full-backlog.ts";
+import { StalledListener } from "./support/stalled-listener.ts";
 import { HttpBackend, HttpBackendProcess } from "./support/http-backend.ts";
 import { httpGet } from "./support/http-get.ts";
 import { LogLines } from "./support/log-lines.ts";
@@ -99,7 +99,7 @@ test("Server skips a backend whose probe outlasts the timeout", async () => {
 });
 
 test("Server fails over from a connect that never completes", async () => {
-  const blackhole = await FullBacklog.start();
+  const blackhole = await StalledListener.start();
   cleanup.push(() => blackhole.stop());
   const [b] = httpBackends("b");
   const set = setOf([{ id: "a", target: blackhole.target }, b!]);
@@ -161,7 +161,7 @@ test("Server tries every backend once by default", async () => {
 });
 
 test("Server fails over while the set is being replaced", async () => {
-  const blackhole = await FullBacklog.start();
+  const blackhole = await StalledListener.start();
   cleanup.push(() => blackhole.stop());
   const [up] = httpBackends("up");
   const slow = (from: number, to: number): { id: string; target: string }[] =>

@@ -7,7 +7,7 @@ import { type Backend, createBackend } from "../src/backend.ts";
 import { type ProbeOverrides, resolveProbeSettings, runProbe } from "../src/probes/probe.ts";
 import { ProbeError } from "../src/probes/probe-error.ts";
 import { TestBackend } from "./support/backends.ts";
-import { FullBacklog } from "./support/full-backlog.ts";
+import { StalledListener } from "./support/stalled-listener.ts";
 import { makeTestPki, type TestPki } from "./support/test-pki.ts";
 import { waitFor, within } from "./support/wait.ts";
 
@@ -78,7 +78,7 @@ test("tcp probe fails for a missing Unix socket", async () => {
 });
 
 test("tcp probe stops at abort when a connect never completes", async () => {
-  const blackhole = await FullBacklog.start();
+  const blackhole = await StalledListener.start();
   cleanup.push(() => blackhole.stop());
   const controller = new AbortController();
 
