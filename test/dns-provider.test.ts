@@ -1,0 +1,219 @@
+import { afterEach, expect, test } from "bun:test";
+import type { Socket, TCPSocketListener } from "bun";
+import { backendId, DnsProvider, type DnsProviderOptions } from "../src/providers/dns-provider.ts";
+import { TestClient } from "./support/backends.ts";
+import { BalancerScenario } from "./support/balancer-scenario.ts";
+import { Dnsmasq, dnsmasqInstalled } from "./support/dnsmasq.ts";
+import { waitFor } from "./support/wait.ts";
+
+const cleanup: (() => void | Promise<unknown>)[] = [];
+afterEach(async () => {
+  for (const step of cleanup.splice(0).reverse()) {
+    await step();
+  }
+});
+
+const NAME = "api.cluster.test";
+
+if (!dnsmasqInstalled()) {
+  console.warn("dns-provider tests skipped: dnsmasq is not installed (Debian package dnsmasq-base; .ci/run installs it)");
+}
+const dnsTest = dnsmasqInstalled() ? test : test.skip;
+
+/**
+ * Greeting echo backends on several loopback addresses that share one port, as the
+ * addresses of one DNS name do. Each greets with its host address.
+ */
+function startSharedPortBackends(hosts: string[]): number {
+  for (let attempt = 0; attempt < 10; attempt++) {
+    const listeners: TCPSocketListener<undefined>[] = [];
+    try {
+      let port = 0;
+      for (const host of hosts) {
+        const listener = Bun.listen({
+          hostname: host,
+          port,
+          socket: {
+            open: (socket: Socket<undefined>) => void socket.write(`${host}\n`),
+            data: (socket: Socket<undefined>, chunk: Buffer) => void socket.write(chunk),
+          },
+        });
+        listeners.push(listener);
+        port = listener.port;
+      }
+      cleanup.push(() => listeners.forEach((listener) => listener.stop(true)));
+
+      return port;
+    } catch {
+      // Another process holds the port on one of the later addresses; pick a new port.
+      listeners.forEach((listener) => listener.stop(true));
+    }
+  }
+  throw new Error(`no port free on every one of ${hosts.join(", ")}`);
+}
+
+async function startDns(hosts: string[], srv: string[] = []): Promise<Dnsmasq> {
+  const dns = await Dnsmasq.start(hosts, srv);
+  cleanup.push(() => dns.stop());
+
+  return dns;
+}
+
+/** Starts a balancer fed by a DNS provider built with the scenario's logger. */
+async function startScenario(options: Omit<DnsProviderOptions, "logger">): Promise<{ scenario: BalancerScenario; provider: DnsProvider }> {
+  const scenario = new BalancerScenario();
+  cleanup.push(() => scenario.close());
+  const provider = new DnsProvider({ ...options, logger: scenario.log.logger });
+  await scenario.start(provider);
+
+  return { scenario, provider };
+}
+
+/** Connects clients until one greets from each host; returns them by host. */
+async function connectEachHost(scenario: BalancerScenario, hosts: string[]): Promise<Map<string, TestClient>> {
+  const byHost = new Map<string, TestClient>();
+  for (let attempt = 0; attempt < hosts.length * 4 && byHost.size < hosts.length; attempt++) {
+    const client = await TestClient.connect(scenario.port);
+    scenario.clients.push(client);
+    await waitFor("greeting", () => client.firstLine !== "" || client.closed);
+    if (hosts.includes(client.firstLine) && !byHost.has(client.firstLine)) {
+      byHost.set(client.firstLine, client);
+    } else {
+      client.close();
+    }
+  }
+  expect([...byHost.keys()].sort()).toEqual([...hosts].sort());
+
+  return byHost;
+}
+
+function expectedSet(port: number, hosts: string[]): string {
+  return hosts
+    .map((host) => `${backendId(NAME, host)}=${host}:${port}`)
+    .sort()
+    .join(",");
+}
+
+dnsTest("DnsProvider follows answers that change", async () => {
+  const port = startSharedPortBackends(["127.0.0.2", "127.0.0.3", "127.0.0.4"]);
+  const dns = await startDns([`127.0.0.2 ${NAME}`, `127.0.0.3 ${NAME}`]);
+  const { scenario } = await startScenario({ name: NAME, port, servers: [dns.server], intervalMs: 100 });
+  await waitFor("first answer", () => scenario.server.set.size === 2);
+  expect(scenario.running).toBe(expectedSet(port, ["127.0.0.2", "127.0.0.3"]));
+  const clients = await connectEachHost(scenario, ["127.0.0.2", "127.0.0.3"]);
+
+  await dns.setHosts([`127.0.0.3 ${NAME}`, `127.0.0.4 ${NAME}`]);
+
+  await waitFor("new answer applied", () => scenario.running === expectedSet(port, ["127.0.0.3", "127.0.0.4"]));
+  await waitFor("client of 127.0.0.2 to close", () => clients.get("127.0.0.2")!.closed);
+  await BalancerScenario.echo(clients.get("127.0.0.3")!, "kept through the change");
+  expect(clients.get("127.0.0.3")!.closed).toBe(false);
+});
+
+dnsTest("DnsProvider keeps the last answer while the name is gone", async () => {
+  const port = startSharedPortBackends(["127.0.0.2", "127.0.0.3"]);
+  const dns = await startDns([`127.0.0.2 ${NAME}`]);
+  const { scenario, provider } = await startScenario({ name: NAME, port, servers: [dns.server], intervalMs: 100 });
+  await waitFor("first answer", () => scenario.server.set.size === 1);
+  const clients = await connectEachHost(scenario, ["127.0.0.2"]);
+
+  await dns.setHosts([]);
+  const failuresBefore = provider.failures;
+  await waitFor("three failed lookups", () => provider.failures >= failuresBefore + 3);
+
+  expect(scenario.running).toBe(expectedSet(port, ["127.0.0.2"]));
+  const warnings = scenario.log.withMessage("DNS lookup failed; keeping the last answer");
+  expect(warnings.length).toBe(1);
+  expect(warnings[0]!.name).toBe(NAME);
+  await BalancerScenario.echo(clients.get("127.0.0.2")!, "served from the last answer");
+
+  await dns.setHosts([`127.0.0.2 ${NAME}`, `127.0.0.3 ${NAME}`]);
+
+  await waitFor("answer back", () => scenario.running === expectedSet(port, ["127.0.0.2", "127.0.0.3"]));
+  expect(scenario.log.withMessage("DNS lookup recovered").length).toBe(1);
+  await BalancerScenario.echo(clients.get("127.0.0.2")!, "still open after recovery");
+});
+
+dnsTest("DnsProvider keeps the last answer while the server is down", async () => {
+  const port = startSharedPortBackends(["127.0.0.2"]);
+  const dns = await startDns([`127.0.0.2 ${NAME}`]);
+  const { scenario, provider } = await startScenario({ name: NAME, port, servers: [dns.server], intervalMs: 100, timeoutMs: 200 });
+  await waitFor("first answer", () => scenario.server.set.size === 1);
+
+  await dns.stop();
+  await waitFor("two failed lookups", () => provider.failures >= 2);
+
+  expect(scenario.running).toBe(expectedSet(port, ["127.0.0.2"]));
+  expect(scenario.log.withMessage("DNS lookup failed; keeping the last answer").length).toBe(1);
+});
+
+dnsTest("DnsProvider reordered answer disturbs nothing", async () => {
+  const port = startSharedPortBackends(["127.0.0.2", "127.0.0.3"]);
+  const dns = await startDns([`127.0.0.2 ${NAME}`, `127.0.0.3 ${NAME}`]);
+  const { scenario, provider } = await startScenario({ name: NAME, port, servers: [dns.server], intervalMs: 100 });
+  await waitFor("first answer", () => scenario.server.set.size === 2);
+  const clients = await connectEachHost(scenario, ["127.0.0.2", "127.0.0.3"]);
+  const changesBefore = scenario.server.stats.setChanges;
+
+  await dns.setHosts([`127.0.0.3 ${NAME}`, `127.0.0.2 ${NAME}`]);
+  const failuresBefore = provider.failures;
+  // Lookups of the reordered file, on top of the ones the interval runs.
+  for (let i = 0; i < 3; i++) {
+    expect(await provider.lookupOnce()).toBe(true);
+  }
+
+  expect(provider.failures).toBe(failuresBefore);
+  expect(scenario.server.stats.setChanges).toBe(changesBefore);
+  for (const [host, client] of clients) {
+    await BalancerScenario.echo(client, `${host} undisturbed`);
+    expect(client.closed).toBe(false);
+  }
+});
+
+dnsTest("DnsProvider resolves SRV records", async () => {
+  const port = startSharedPortBackends(["127.0.0.2", "127.0.0.3"]);
+  const dns = await startDns([`127.0.0.2 api-1.cluster.test`, `127.0.0.3 api-2.cluster.test`], [
+    `_api._tcp.cluster.test,api-1.cluster.test,${port}`,
+    `_api._tcp.cluster.test,api-2.cluster.test,${port}`,
+  ]);
+  const { scenario, provider } = await startScenario({ name: "_api._tcp.cluster.test", srv: true, servers: [dns.server], intervalMs: 100 });
+
+  await waitFor("SRV answer", () => scenario.server.set.size === 2);
+
+  expect(provider.name).toBe("dns-srv:_api._tcp.cluster.test");
+  expect(scenario.running).toBe(
+    [`api-1.cluster.test:${port}@127.0.0.2=127.0.0.2:${port}`, `api-2.cluster.test:${port}@127.0.0.3=127.0.0.3:${port}`].join(","),
+  );
+  await connectEachHost(scenario, ["127.0.0.2", "127.0.0.3"]);
+});
+
+dnsTest("DnsProvider turns AAAA answers into IPv6 targets", async () => {
+  const dns = await startDns([`127.0.0.2 ${NAME}`, `::1 ${NAME}`]);
+  const { scenario } = await startScenario({ name: NAME, port: 6443, servers: [dns.server], intervalMs: 60_000 });
+
+  await waitFor("answer", () => scenario.server.set.size === 2);
+
+  expect(scenario.running).toBe(`${NAME}@127.0.0.2=127.0.0.2:6443,${NAME}@::1=[::1]:6443`);
+});
+
+test.each([
+  ["api.internal", "10.0.0.1", "api.internal@10.0.0.1"],
+  ["api.internal", "fd00::1", "api.internal@fd00::1"],
+  ["_api._tcp.example", "10.0.0.1", "api._tcp.example@10.0.0.1"],
+])("backendId of %s and %s", (name, ip, id) => {
+  expect(backendId(name, ip)).toBe(id);
+});
+
+test("backendId shortens a long name with a hash", () => {
+  const long = `${"a".repeat(60)}.${"b".repeat(60)}.example`;
+
+  const id = backendId(long, "10.0.0.1");
+
+  expect(id.length).toBeLessThanOrEqual(128);
+  expect(id).toEndWith("@10.0.0.1");
+  expect(id).not.toBe(backendId(`${long}x`, "10.0.0.1"));
+});
+
+test("DnsProvider needs a port without SRV", () => {
+  expect(() => new DnsProvider({ name: NAME })).toThrow("a port is required unless srv is set");
+});
