@@ -1,0 +1,93 @@
+import { afterEach, expect, test } from "bun:test";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createBackend } from "../src/backend.ts";
+import { BackendSet } from "../src/backend-set.ts";
+import { StateFile } from "../src/state-file.ts";
+import { LogLines } from "./support/log-lines.ts";
+
+const cleanup: (() => void)[] = [];
+afterEach(() => {
+  for (const step of cleanup.splice(0).reverse()) {
+    step();
+  }
+});
+
+function tempDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), "tinylb-state-"));
+  cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
+
+  return dir;
+}
+
+const SET = new BackendSet([createBackend("api-1", "10.0.0.1:6443"), createBackend("dns@10.0.0.2", "10.0.0.2:6443"), createBackend("x", "unix:/run/x.sock")]);
+const SOURCES: Record<string, string> = { "api-1": "static", "dns@10.0.0.2": "dns:api.test:6443", x: "api" };
+
+test("StateFile saves and loads by provider", () => {
+  const path = join(tempDir(), "state.json");
+  const state = new StateFile(path);
+
+  state.save(SET, (id) => SOURCES[id]);
+  const loaded = new StateFile(path).load();
+
+  expect([...loaded.keys()].sort()).toEqual(["api", "dns:api.test:6443", "static"]);
+  expect(loaded.get("static")?.describe()).toBe("api-1=10.0.0.1:6443");
+  expect(loaded.get("dns:api.test:6443")?.describe()).toBe("dns@10.0.0.2=10.0.0.2:6443");
+  expect(loaded.get("api")?.describe()).toBe("x=unix:/run/x.sock");
+});
+
+test("StateFile writes atomically with mode 0600", () => {
+  const dir = tempDir();
+  const path = join(dir, "state.json");
+  const state = new StateFile(path);
+
+  state.save(SET, (id) => SOURCES[id]);
+  state.save(new BackendSet([createBackend("api-1", "10.0.0.1:6443")]), () => "static");
+
+  expect(readdirSync(dir)).toEqual(["state.json"]);
+  expect(statSync(path).mode & 0o777).toBe(0o600);
+  const saved = JSON.parse(readFileSync(path, "utf8")) as { version: number; backends: unknown[] };
+  expect(saved.version).toBe(1);
+  expect(saved.backends).toEqual([{ id: "api-1", target: "10.0.0.1:6443", provider: "static" }]);
+});
+
+test("StateFile load of a missing file is empty and quiet", () => {
+  const log = new LogLines();
+
+  const loaded = new StateFile(join(tempDir(), "none.json"), log.logger).load();
+
+  expect(loaded.size).toBe(0);
+  expect(log.records).toEqual([]);
+});
+
+test.each([
+  ["not JSON", "{", "JSON"],
+  ["wrong version", JSON.stringify({ version: 2, savedAt: "", backends: [] }), "version"],
+  ["bad target", JSON.stringify({ version: 1, savedAt: "", backends: [{ id: "a", target: "nowhere", provider: "static" }] }), "nowhere"],
+  ["duplicate id", JSON.stringify({ version: 1, savedAt: "", backends: [{ id: "a", target: "10.0.0.1:1", provider: "p" }, { id: "a", target: "10.0.0.2:1", provider: "p" }] }), "duplicate backend id"],
+])("StateFile ignores an invalid file: %s", (_name, content, problem) => {
+  const path = join(tempDir(), "state.json");
+  writeFileSync(path, content);
+  const log = new LogLines();
+
+  const loaded = new StateFile(path, log.logger).load();
+
+  expect(loaded.size).toBe(0);
+  const warnings = log.withMessage("invalid state file; starting without saved backends");
+  expect(warnings.length).toBe(1);
+  expect(warnings[0]!.file).toBe(path);
+  expect(String(warnings[0]!.err)).toContain(problem);
+});
+
+test("StateFile logs a failed write once per streak", () => {
+  const dir = tempDir();
+  const log = new LogLines();
+  const state = new StateFile(join(dir, "missing-folder", "state.json"), log.logger);
+
+  state.save(SET, (id) => SOURCES[id]);
+  state.save(SET, (id) => SOURCES[id]);
+
+  expect(log.withMessage("write state file failed; the running set is not saved").length).toBe(1);
+  expect(readdirSync(dir)).toEqual([]);
+});
