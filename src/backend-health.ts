@@ -8,13 +8,13 @@ export interface BackoffSettings {
   maxBackoffMs: number;
 }
 
-/** What a status page shows of one backend's health. Times are the health checker's clock. */
+/** Health of one backend as status pages show it. Times are on the health checker's clock. */
 export interface HealthState {
   id: string;
   target: string;
   /** True when the rotation hands the backend out: not in a dial back-off and not failed by probes. */
   healthy: boolean;
-  /** Why health last flipped, or "" when it never did. */
+  /** Cause of the last health flip, or "" before the first one. */
   cause: string;
   /** Dial failures in the current streak; 0 after a successful dial or probe. */
   dialFailureStreak: number;
@@ -90,7 +90,7 @@ export class BackendHealth {
     this.backoffUntil = undefined;
   }
 
-  /** Records a passed probe; a pass also ends a dial back-off, because the backend answers. */
+  /** Records a passed probe. A pass also ends a dial back-off, because the backend accepts connections again. */
   probePassed(rise: number): void {
     this.probePasses++;
     this.probeFailures = 0;

@@ -1,7 +1,7 @@
 import type { Backend } from "./backend.ts";
 import type { RoundRobinSelector } from "./round-robin-selector.ts";
 
-/** What a failover plan asks about a candidate backend. */
+/** Checks a failover plan applies to each candidate backend. */
 export interface FailoverChecks {
   /** True when the backend is healthy; unhealthy backends are tried only after every healthy one. */
   isHealthy(backend: Backend): boolean;
@@ -19,9 +19,9 @@ export interface FailoverChecks {
  * backend could still serve it.
  *
  * Each backend (id and target) is tried at most once, also when the set is replaced
- * between attempts: the next pick is read from the set current at that moment, so a
+ * between attempts. The next pick is read from the set current at that moment. So a
  * backend added meanwhile is tried, one that left is not, and an id whose target changed
- * counts as new.
+ * counts as a new backend.
  */
 export class FailoverPlan {
   readonly #selector: RoundRobinSelector;

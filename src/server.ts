@@ -80,9 +80,9 @@ type ClientSocket = Socket<Connection>;
  * The balancer: accepts clients, picks the next backend round-robin, dials it, registers
  * the pair in the pool and relays bytes both ways.
  *
- * `applySet` swaps the backend set first, then closes the connections of every target
- * that left it (or, under the `drain` removal policy, lets them finish until a deadline);
- * connections to targets that stay are never touched.
+ * `applySet` swaps the backend set first. It then closes the connections of every target
+ * that left it, or under the `drain` removal policy lets them finish until a deadline.
+ * Connections to targets that stay are never touched.
  */
 export class Server {
   readonly pool = new ConnectionPool<Connection>();
@@ -156,8 +156,9 @@ export class Server {
   }
 
   /**
-   * Replaces the backend set: swap first, then close every connection whose target the
-   * new set no longer dials. Returns false, and touches nothing, when the set is unchanged.
+   * Replaces the backend set: swap first, then close (or drain, under the `drain` removal
+   * policy) every connection whose target the new set no longer dials. Returns false, and
+   * touches nothing, when the set is unchanged.
    * `fields` are added to the change's log line, such as the provider that caused it.
    */
   applySet(set: BackendSet, fields: LogFields = {}): boolean {

@@ -3,7 +3,7 @@ import type { ConnectionPool } from "./connection-pool.ts";
 import { formatDuration } from "./duration.ts";
 import type { Logger } from "./logger.ts";
 
-/** What happens to open connections of a target that leaves the backend set. */
+/** Policies for the open connections of a target that leaves the backend set. */
 export const REMOVAL_POLICIES = ["close", "drain"] as const;
 export type RemovalPolicy = (typeof REMOVAL_POLICIES)[number];
 

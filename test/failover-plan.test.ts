@@ -4,7 +4,7 @@ import { BackendSet } from "../src/backend-set.ts";
 import { FailoverPlan } from "../src/failover-plan.ts";
 import { RoundRobinSelector } from "../src/round-robin-selector.ts";
 
-// Targets are never dialled here; the port only tells targets apart.
+// Targets are never dialled here; the port only makes targets differ.
 function setOf(...entries: string[]): BackendSet {
   return new BackendSet(
     entries.map((entry) => {
@@ -19,7 +19,7 @@ function healthyExcept(...unhealthy: string[]): { isHealthy: (backend: Backend) 
   return { isHealthy: (backend) => !unhealthy.includes(backend.id), hasRoom: () => true };
 }
 
-/** Runs a plan to the end, replacing the set before the n-th pick when `replacements[n]` is given. */
+/** Runs a plan to the end, replacing the set right after the n-th pick when `replacements[n]` is given. */
 function order(selector: RoundRobinSelector, plan: FailoverPlan, replacements: Record<number, BackendSet> = {}): string[] {
   const picked: string[] = [];
   let backend = plan.first();

@@ -60,7 +60,7 @@ test("Server routes around a killed backend process and back", async () => {
   expect(await requests(port, 3)).toEqual(["a", "b", "c"]);
 
   await a.kill();
-  // Clients never see the failed dials: every request is answered by b or c.
+  // Clients never see the failed dials: b or c serves every request.
   const whileDown = await requests(port, 6);
   expect(whileDown.every((body) => body === "b" || body === "c")).toBe(true);
   await waitFor("a to be unhealthy", () => server.health.state("a")?.healthy === false);

@@ -53,7 +53,7 @@ test("tinylb probes the backends of its config file", async () => {
   const dir = mkdtempSync(join(tmpdir(), "tinylb-health-"));
   cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
   const config = join(dir, "tinylb.yaml");
-  // c fails /readyz too, but its own probe asks /livez, which passes.
+  // c fails /readyz too, but its own probe requests /livez, which passes.
   writeFileSync(
     config,
     [

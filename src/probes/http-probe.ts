@@ -178,7 +178,7 @@ async function readToken(path: string): Promise<string> {
     throw new ProbeError(`read bearer token file ${path} failed: ${errorDetail(error)}`, { cause: error });
   }
   if (token === "" || /[\r\n]/.test(token)) {
-    throw new ProbeError(`bearer token file ${path} is empty or holds more than one line`);
+    throw new ProbeError(`bearer token file ${path} is empty or contains more than one line`);
   }
 
   return token;

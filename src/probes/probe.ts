@@ -17,13 +17,13 @@ export interface ProbeTls {
   insecureSkipVerify?: boolean;
   /** Name sent as SNI and checked against the certificate; without it, the target's host. */
   serverName?: string;
-  /** PEM client certificate, sent when the backend asks for one; needs `keyFile`. */
+  /** PEM client certificate, sent when the backend requests one; needs `keyFile`. */
   certFile?: string;
   /** PEM private key of `certFile`. */
   keyFile?: string;
 }
 
-/** How one backend is probed. Every field is set: defaults are filled in by `resolveProbeSettings`. */
+/** Probe settings of one backend with every field set; `resolveProbeSettings` fills in the defaults. */
 export interface ProbeSettings {
   kind: ProbeKind;
   /** Milliseconds from the start of one probe to the start of the next; probes never overlap. */

@@ -2,8 +2,8 @@ import type { Server, Subprocess } from "bun";
 import { join } from "node:path";
 
 /**
- * A real HTTP backend on 127.0.0.1, for health tests: `GET /readyz` answers with
- * `readyStatus` after `readyDelayMs`, every other path answers 200 with the backend's id.
+ * A real HTTP backend on 127.0.0.1, for health tests. `GET /readyz` returns
+ * `readyStatus` after `readyDelayMs`, and every other path returns 200 with the backend's id.
  */
 export class HttpBackend {
   readonly id: string;
@@ -46,7 +46,7 @@ export class HttpBackend {
   }
 }
 
-/** Program a backend child process runs: the same answers as HttpBackend, on the port given. */
+/** Program a backend child process runs: the same responses as HttpBackend, on the port given. */
 const CHILD_MAIN = join(import.meta.dir, "http-backend-main.ts");
 
 /**
