@@ -1,9 +1,20 @@
 import { afterEach, expect, test } from "bun:test";
+import type { Socket } from "bun";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { Address } from "../src/address.ts";
 import { createBackend } from "../src/backend.ts";
 import { BackendSet } from "../src/backend-set.ts";
-import { Server } from "../src/server.ts";
+import { Logger } from "../src/logger.ts";
+import { Server, type ServerOptions } from "../src/server.ts";
 import { TestBackend, TestClient } from "./support/backends.ts";
+import { FullBacklogListener } from "./support/full-backlog.ts";
 import { waitFor } from "./support/wait.ts";
+
+/** Backstop for one test; the waits inside carry the real deadlines. */
+const TEST_TIMEOUT_MS = 60_000;
+const LOOPBACK: Address = { kind: "tcp", host: "127.0.0.1", port: 0 };
 
 const cleanup: (() => void | Promise<unknown>)[] = [];
 afterEach(async () => {
@@ -19,27 +30,91 @@ function startBackends(ids: string[]): TestBackend[] {
   return backends;
 }
 
-async function startServer(backends: TestBackend[]): Promise<{ server: Server; port: number }> {
-  const server = new Server({ listen: [{ kind: "tcp", host: "127.0.0.1", port: 0 }] });
-  server.applySet(new BackendSet(backends.map((backend) => createBackend(backend.id, backend.target))));
+function setOf(...pairs: [string, string][]): BackendSet {
+  return new BackendSet(pairs.map(([id, target]) => createBackend(id, target)));
+}
+
+function setOfBackends(backends: TestBackend[]): BackendSet {
+  return setOf(...backends.map((backend): [string, string] => [backend.id, backend.target]));
+}
+
+/** Log lines a server wrote, for checks on warnings. */
+function captureLog(): { logger: Logger; lines: string[] } {
+  const lines: string[] = [];
+
+  return { logger: new Logger({ level: "debug", sink: (line) => lines.push(line) }), lines };
+}
+
+async function startServer(set: BackendSet, options: Partial<ServerOptions> = {}): Promise<{ server: Server; port: number }> {
+  const server = new Server({ listen: [LOOPBACK], ...options });
+  server.applySet(set);
   await server.start();
-  cleanup.push(() => server.shutdown(0));
+  cleanup.push(async () => {
+    await server.shutdown(0);
+    // Leak check: nothing may stay open or dialing once the server is shut down.
+    expect(server.activeCount).toBe(0);
+  });
   const address = server.listeners[0]!.address;
 
   return { server, port: address.kind === "tcp" ? address.port : 0 };
 }
 
-async function greeting(port: number): Promise<string> {
+async function connect(port: number): Promise<TestClient> {
   const client = await TestClient.connect(port);
+  cleanup.push(() => client.socket.terminate());
+
+  return client;
+}
+
+async function greeting(port: number): Promise<string> {
+  const client = await connect(port);
   await waitFor("greeting", () => client.firstLine !== "");
   client.close();
 
   return client.firstLine;
 }
 
+async function echoes(client: TestClient, text: string): Promise<void> {
+  client.socket.write(`${text}\n`);
+  await waitFor(`echo of "${text}"`, () => client.received.includes(`${text}\n`));
+}
+
+/** Returns a TCP target where nothing listens: the local port of a connected client socket, which no listener can take while it is open. */
+async function deadTarget(): Promise<string> {
+  const holder = startBackends(["port-holder"])[0]!;
+  const socket: Socket<undefined> = await Bun.connect({ hostname: "127.0.0.1", port: holder.port, socket: { data() {} } });
+  cleanup.push(() => socket.terminate());
+
+  return `127.0.0.1:${socket.localPort}`;
+}
+
+test("Server closes clients with a warning when the set is empty", async () => {
+  const { logger, lines } = captureLog();
+  const { server, port } = await startServer(BackendSet.EMPTY, { logger });
+
+  const client = await connect(port);
+  await waitFor("the client to be closed", () => client.ended || client.closed);
+
+  expect(client.received).toBe("");
+  expect(lines.some((line) => line.includes("WARN") && line.includes("backend set is empty; closing client"))).toBe(true);
+  expect(server.stats.unserved).toBe(1);
+  await waitFor("pool to empty", () => server.activeCount === 0);
+}, TEST_TIMEOUT_MS);
+
+test("Server sends every connection to a single backend", async () => {
+  const backends = startBackends(["only"]);
+  const { server, port } = await startServer(setOfBackends(backends));
+
+  for (let i = 0; i < 5; i++) {
+    expect(await greeting(port)).toBe("only");
+  }
+  expect(backends[0]!.accepted).toBe(5);
+  await waitFor("pool to empty", () => server.activeCount === 0);
+}, TEST_TIMEOUT_MS);
+
 test("Server spreads 20 connections over four backends, five each", async () => {
   const backends = startBackends(["a", "b", "c", "d"]);
-  const { server, port } = await startServer(backends);
+  const { server, port } = await startServer(setOfBackends(backends));
 
   const seen: string[] = [];
   for (let i = 0; i < 20; i++) {
@@ -49,23 +124,243 @@ test("Server spreads 20 connections over four backends, five each", async () => 
   expect(seen.slice(0, 8)).toEqual(["a", "b", "c", "d", "a", "b", "c", "d"]);
   for (const backend of backends) {
     expect(seen.filter((id) => id === backend.id).length).toBe(5);
+    expect(backend.accepted).toBe(5);
   }
   await waitFor("pool to empty", () => server.activeCount === 0);
-});
+}, TEST_TIMEOUT_MS);
 
 test("Server closes a removed backend's connections and keeps the others", async () => {
+  const { logger, lines } = captureLog();
   const backends = startBackends(["a", "b"]);
-  const { server, port } = await startServer(backends);
-  const toA = await TestClient.connect(port);
-  const toB = await TestClient.connect(port);
+  const { server, port } = await startServer(setOfBackends(backends), { logger });
+  const clients: TestClient[] = [];
+  for (let i = 0; i < 4; i++) {
+    clients.push(await connect(port));
+  }
+  await waitFor("greetings", () => clients.every((client) => client.firstLine !== ""));
+  const toA = clients.filter((client) => client.firstLine === "a");
+  const toB = clients.filter((client) => client.firstLine === "b");
+  expect(toA.length).toBe(2);
+  expect(toB.length).toBe(2);
+
+  const removedAt = performance.now();
+  server.applySet(setOf(["b", backends[1]!.target]));
+
+  await waitFor("clients of a to be closed", () => toA.every((client) => client.closed), 1000);
+  expect(performance.now() - removedAt).toBeLessThan(1000);
+  await waitFor("backend a to see its sockets closed", () => backends[0]!.open.size === 0, 1000);
+  for (const client of toB) {
+    await echoes(client, "still here");
+    expect(client.closed).toBe(false);
+  }
+  expect(server.pool.countTarget(backends[0]!.target)).toBe(0);
+  expect(server.pool.countTarget(backends[1]!.target)).toBe(2);
+  expect(lines.some((line) => line.includes("closed connections of removed target") && line.includes("backend=a") && line.includes("closed=2"))).toBe(true);
+  expect(lines.some((line) => line.includes("backend set changed") && line.includes(`b=${backends[1]!.target}`))).toBe(true);
+
+  toB.forEach((client) => client.close());
+  await waitFor("pool to empty", () => server.activeCount === 0);
+}, TEST_TIMEOUT_MS);
+
+test("Server resets the clients of a removed backend", async () => {
+  const backends = startBackends(["a"]);
+  const { server, port } = await startServer(setOfBackends(backends));
+  const client = await connect(port);
+  await waitFor("greeting", () => client.firstLine === "a");
+
+  server.applySet(BackendSet.EMPTY);
+  await waitFor("the client to be closed", () => client.closed, 1000);
+
+  expect(client.ended).toBe(false);
+  expect((client.closeError as { code?: string } | undefined)?.code).toBe("ECONNRESET");
+}, TEST_TIMEOUT_MS);
+
+test("Server closes the old target's connections when an id changes target", async () => {
+  const backends = startBackends(["a", "b", "a-new"]);
+  const [a, b, aNew] = backends as [TestBackend, TestBackend, TestBackend];
+  const { server, port } = await startServer(setOf(["a", a.target], ["b", b.target]));
+  const toA = await connect(port);
+  const toB = await connect(port);
   await waitFor("greetings", () => toA.firstLine === "a" && toB.firstLine === "b");
 
-  server.applySet(new BackendSet([createBackend("b", backends[1]!.target)]));
+  server.applySet(setOf(["a", aNew.target], ["b", b.target]));
 
-  await waitFor("client of a to see the end", () => toA.ended || toA.closed, 1000);
-  toB.socket.write("still here\n");
-  await waitFor("echo through b", () => toB.received.includes("still here"));
-  expect(toB.closed).toBe(false);
+  await waitFor("the client of the old target to be closed", () => toA.closed, 1000);
+  await echoes(toB, "untouched");
+  // The rotation continues after b, so the next client goes to id a at its new target.
+  expect(await greeting(port)).toBe("a-new");
   toB.close();
   await waitFor("pool to empty", () => server.activeCount === 0);
-});
+}, TEST_TIMEOUT_MS);
+
+test("Server keeps connections whose target another id still dials", async () => {
+  const backends = startBackends(["shared"]);
+  const target = backends[0]!.target;
+  const { server, port } = await startServer(setOf(["a", target], ["b", target]));
+  const client = await connect(port);
+  await waitFor("greeting", () => client.firstLine === "shared");
+
+  server.applySet(setOf(["b", target]));
+  server.applySet(setOf(["c", target]));
+
+  await echoes(client, "same target");
+  expect(client.closed).toBe(false);
+  client.close();
+}, TEST_TIMEOUT_MS);
+
+test("Server never touches remaining targets across many updates", async () => {
+  const backends = startBackends(["a", "b", "c"]);
+  const [a, b, c] = backends as [TestBackend, TestBackend, TestBackend];
+  const { server, port } = await startServer(setOf(["a", a.target]));
+  const client = await connect(port);
+  await waitFor("greeting", () => client.firstLine === "a");
+
+  for (let round = 0; round < 100; round++) {
+    const set = round % 3 === 0 ? setOf(["a", a.target], ["b", b.target]) : round % 3 === 1 ? setOf(["a", a.target], ["c", c.target]) : setOf(["a", a.target]);
+    server.applySet(set);
+  }
+
+  await echoes(client, "after 100 updates");
+  expect(client.closed).toBe(false);
+  expect(server.stats.setChanges).toBe(101);
+  client.close();
+}, TEST_TIMEOUT_MS);
+
+test("Server skips a dead backend", async () => {
+  const { logger, lines } = captureLog();
+  const backends = startBackends(["b", "c"]);
+  const dead = await deadTarget();
+  const { server, port } = await startServer(setOf(["a", dead], ["b", backends[0]!.target], ["c", backends[1]!.target]), {
+    logger,
+    connectTimeoutMs: 3000,
+  });
+
+  const seen: string[] = [];
+  for (let i = 0; i < 6; i++) {
+    const startedAt = performance.now();
+    seen.push(await greeting(port));
+    expect(performance.now() - startedAt).toBeLessThan(3000);
+  }
+
+  expect(new Set(seen)).toEqual(new Set(["b", "c"]));
+  // After one failed dial the back-off tries a last, so later clients may never dial it.
+  expect(server.stats.backend("a").dialFailures).toBeGreaterThanOrEqual(1);
+  const warning = lines.find((line) => line.includes("WARN") && line.includes('dial backend "a"'));
+  expect(warning).toContain(`(${dead}) failed`);
+  expect(warning).toContain("ECONNREFUSED");
+  expect(warning).toContain("client=127.0.0.1:");
+  await waitFor("pool to empty", () => server.activeCount === 0);
+}, TEST_TIMEOUT_MS);
+
+test("Server skips a backend that never completes the connect", async () => {
+  const { logger, lines } = captureLog();
+  const backends = startBackends(["b"]);
+  const silent = await FullBacklogListener.start();
+  cleanup.push(() => silent.stop());
+  const connectTimeoutMs = 1000;
+  const { server, port } = await startServer(setOf(["a", silent.target], ["b", backends[0]!.target]), { logger, connectTimeoutMs });
+
+  for (let i = 0; i < 2; i++) {
+    const startedAt = performance.now();
+    expect(await greeting(port)).toBe("b");
+    // Served by b after at most one connect timeout spent on a.
+    expect(performance.now() - startedAt).toBeLessThan(connectTimeoutMs + 2000);
+  }
+
+  expect(server.stats.backend("a").dialFailures).toBe(1);
+  expect(lines.some((line) => line.includes(`dial backend "a" (${silent.target}) failed: connect timed out after 1000 ms`))).toBe(true);
+  await waitFor("pool to empty", () => server.activeCount === 0);
+}, TEST_TIMEOUT_MS);
+
+test("Server closes a dial that completes after its target left the set", async () => {
+  const { logger, lines } = captureLog();
+  const backends = startBackends(["b"]);
+  const slow = await FullBacklogListener.start();
+  cleanup.push(() => slow.stop());
+  const { server, port } = await startServer(setOf(["a", slow.target], ["b", backends[0]!.target]), { logger, connectTimeoutMs: 10_000 });
+
+  // The first client is sent to a, whose SYN the full accept queue drops.
+  const client = await connect(port);
+  await waitFor("the dial to a to start", () => server.activeCount === 1 && server.pool.size === 0);
+  server.applySet(setOf(["b", backends[0]!.target]));
+
+  // Free the queue: the kernel completes the retried connect, and tinylb must close it at once.
+  slow.accept();
+  await waitFor("the client to fail over to b", () => client.firstLine === "b", 15_000);
+  slow.accept();
+  await waitFor("the late connection to a to be closed", () => slow.events.includes("accepted") && slow.events.some((event) => event === "closed" || event === "reset"), 5000);
+
+  expect(lines.some((line) => line.includes("its target left the backend set while the dial was in flight"))).toBe(true);
+  expect(server.pool.countTarget(slow.target)).toBe(0);
+  client.close();
+  await waitFor("pool to empty", () => server.activeCount === 0);
+}, TEST_TIMEOUT_MS);
+
+test("Server accepts on IPv6 and Unix socket listeners and dials a Unix target", async () => {
+  const directory = mkdtempSync(join(tmpdir(), "tinylb-server-"));
+  cleanup.push(() => rmSync(directory, { recursive: true, force: true }));
+  const backendPath = join(directory, "backend.sock");
+  const unixBackend = Bun.listen({
+    unix: backendPath,
+    socket: {
+      open(socket) {
+        socket.write("unix-backend\n");
+      },
+      data(socket, chunk) {
+        socket.write(chunk);
+      },
+    },
+  });
+  cleanup.push(() => unixBackend.stop(true));
+  const listenPath = join(directory, "listen.sock");
+
+  const server = new Server({ listen: [{ kind: "tcp", host: "::1", port: 0 }, { kind: "unix", path: listenPath }] });
+  server.applySet(setOf(["u", `unix:${backendPath}`]));
+  await server.start();
+  cleanup.push(() => server.shutdown(0));
+  const v6 = server.listeners[0]!;
+  expect(v6.name).toMatch(/^\[::1\]:\d+$/);
+  expect(server.listeners[1]!.name).toBe(`unix:${listenPath}`);
+
+  let viaV6 = "";
+  const v6Client = await Bun.connect({
+    hostname: "::1",
+    port: v6.address.kind === "tcp" ? v6.address.port : 0,
+    socket: {
+      data(_socket, chunk) {
+        viaV6 += chunk.toString();
+      },
+    },
+  });
+  cleanup.push(() => v6Client.terminate());
+  const unixClient = await TestClient.connect(listenPath);
+  cleanup.push(() => unixClient.socket.terminate());
+
+  await waitFor("greeting over IPv6", () => viaV6 === "unix-backend\n");
+  await waitFor("greeting over the Unix listener", () => unixClient.firstLine === "unix-backend");
+  await echoes(unixClient, "over unix");
+}, TEST_TIMEOUT_MS);
+
+test("Server drains open connections on shutdown, then closes the rest", async () => {
+  const backends = startBackends(["a"]);
+  const { server, port } = await startServer(setOfBackends(backends));
+  const finishing = await connect(port);
+  const lingering = await connect(port);
+  await waitFor("greetings", () => finishing.firstLine === "a" && lingering.firstLine === "a");
+
+  const shutdown = server.shutdown(2000);
+  // New clients are refused once shutdown begins.
+  expect(server.listeners.length).toBe(0);
+  let refused = false;
+  await Bun.connect({ hostname: "127.0.0.1", port, socket: { data() {} } }).catch(() => (refused = true));
+  expect(refused).toBe(true);
+
+  // Open connections keep working during the grace period.
+  await echoes(finishing, "during grace");
+  finishing.close();
+  const forced = await shutdown;
+
+  expect(forced).toBe(1);
+  await waitFor("the lingering client to be closed", () => lingering.closed, 1000);
+  expect(server.activeCount).toBe(0);
+}, TEST_TIMEOUT_MS);

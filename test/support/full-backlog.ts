@@ -1,77 +1,89 @@
 import type { Socket, Subprocess } from "bun";
-
-/** Perl program: listen on 127.0.0.1 with a backlog of 0, print the port, never accept, exit when stdin closes. */
-const LISTENER_SCRIPT = `
-use IO::Socket::INET;
-$| = 1;
-my $s = IO::Socket::INET->new(Listen => 0, LocalAddr => "127.0.0.1", LocalPort => 0, Proto => "tcp") or die "listen failed: $!";
-print $s->sockport, "\\n";
-my $ignored = <STDIN>;
-`;
-
-/** Connects made at most while filling the backlog. */
-const MAX_FILLERS = 64;
+import { waitFor } from "./wait.ts";
 
 /**
- * A loopback port where a TCP connect never completes: a listener that never accepts,
- * whose accept queue is filled first, so Linux drops further SYNs and the client keeps
- * retrying. Bun's listeners always accept, so the listener is a small perl program
- * (perl-base is part of every Debian system).
+ * Python program behind `FullBacklogListener`: listens with a backlog of 0 and accepts one
+ * connection per `accept` line on stdin, then prints how each accepted connection ends.
  */
-export class FullBacklog {
-  readonly port: number;
-  readonly #child: Subprocess<"pipe", "pipe", "inherit">;
-  readonly #fillers: Socket<undefined>[];
+const PROGRAM = `
+import socket, sys, threading
+server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+server.bind(("127.0.0.1", 0))
+server.listen(0)
+print("port", server.getsockname()[1], flush=True)
+held = []
 
-  private constructor(port: number, child: Subprocess<"pipe", "pipe", "inherit">, fillers: Socket<undefined>[]) {
-    this.port = port;
+def watch(connection):
+    try:
+        while connection.recv(65536):
+            pass
+        print("closed", flush=True)
+    except ConnectionResetError:
+        print("reset", flush=True)
+
+for line in sys.stdin:
+    if line.strip() == "accept":
+        connection, _ = server.accept()
+        held.append(connection)
+        print("accepted", flush=True)
+        threading.Thread(target=watch, args=(connection,), daemon=True).start()
+`;
+
+/**
+ * A loopback listener that never completes a connect: a real kernel listener (run by
+ * python3) with a backlog of 0 that accepts only when `accept()` requests it. Once one connection
+ * fills its accept queue, Linux drops further SYNs, so their connects hang, as with a
+ * backend host that black-holes packets, while every packet stays on this machine.
+ */
+export class FullBacklogListener {
+  readonly port: number;
+  /** Lines the program printed: "accepted", then "closed" or "reset" per accepted connection. */
+  readonly events: string[];
+  readonly #child: Subprocess<"pipe", "pipe", "inherit">;
+  readonly #filler: Socket<undefined>;
+
+  private constructor(child: Subprocess<"pipe", "pipe", "inherit">, port: number, events: string[], filler: Socket<undefined>) {
     this.#child = child;
-    this.#fillers = fillers;
+    this.port = port;
+    this.events = events;
+    this.#filler = filler;
+  }
+
+  /** Starts the listener and fills its accept queue with one idle connection. */
+  static async start(): Promise<FullBacklogListener> {
+    const child = Bun.spawn(["python3", "-c", PROGRAM], { stdin: "pipe", stdout: "pipe", stderr: "inherit" });
+    const events: string[] = [];
+    void (async () => {
+      const decoder = new TextDecoder();
+      let buffered = "";
+      for await (const chunk of child.stdout) {
+        buffered += decoder.decode(chunk, { stream: true });
+        const lines = buffered.split("\n");
+        buffered = lines.pop()!;
+        events.push(...lines);
+      }
+    })();
+    await waitFor("the full-backlog listener to report its port", () => events.some((line) => line.startsWith("port ")));
+    const port = Number(events.shift()!.slice("port ".length));
+
+    // This connection takes the only place in the accept queue; it is the first one accepted.
+    const filler = await Bun.connect({ hostname: "127.0.0.1", port, socket: { data() {} } });
+
+    return new FullBacklogListener(child, port, events, filler);
   }
 
   get target(): string {
     return `127.0.0.1:${this.port}`;
   }
 
-  /** Starts the listener and fills its queue until a connect stays pending for 300 ms. */
-  static async start(): Promise<FullBacklog> {
-    const child = Bun.spawn(["perl", "-e", LISTENER_SCRIPT], { stdin: "pipe", stdout: "pipe", stderr: "inherit" });
-    const reader = child.stdout.getReader();
-    let text = "";
-    while (!text.includes("\n")) {
-      const { value, done } = await reader.read();
-      if (done) {
-        throw new Error("the perl listener exited before printing its port");
-      }
-      text += new TextDecoder().decode(value);
-    }
-    reader.releaseLock();
-    const port = Number(text.trim());
-
-    const fillers: Socket<undefined>[] = [];
-    for (let i = 0; i < MAX_FILLERS; i++) {
-      const connecting = Bun.connect({ hostname: "127.0.0.1", port, socket: { data() {}, error() {}, connectError() {} } });
-      const outcome = await Promise.race([connecting.then((socket) => socket, () => "failed" as const), Bun.sleep(300).then(() => "pending" as const)]);
-      if (outcome === "pending") {
-        // Closed once the listener is gone and the kernel gives up on it.
-        connecting.then((socket) => socket.terminate(), () => {});
-
-        return new FullBacklog(port, child, fillers);
-      }
-      if (outcome === "failed") {
-        break;
-      }
-      fillers.push(outcome);
-    }
-    child.kill();
-    fillers.forEach((socket) => socket.terminate());
-    throw new Error(`could not fill the backlog of port ${port} with ${MAX_FILLERS} connects`);
+  /** Accepts the oldest queued connection, making room for one more. */
+  accept(): void {
+    this.#child.stdin.write("accept\n");
+    this.#child.stdin.flush();
   }
 
-  /** Closes the filler sockets and ends the perl process. */
   async stop(): Promise<void> {
-    this.#fillers.forEach((socket) => socket.terminate());
-    this.#child.stdin.end();
+    this.#filler.terminate();
     this.#child.kill();
     await this.#child.exited;
   }
