@@ -1,0 +1,236 @@
+import { readFileSync } from "node:fs";
+import { dirname, isAbsolute, join } from "node:path";
+import { z } from "zod";
+import { ConfigError } from "../config.ts";
+
+/**
+ * How to reach and authenticate to a Kubernetes API server: its URL, the CA that signs
+ * its certificate, and one of a client certificate, a bearer token or a bearer token file.
+ */
+export interface KubernetesAccess {
+  /** Base URL of the API server, such as `https://10.0.0.11:6443`; always https. */
+  server: string;
+  /** Name the server certificate is verified against: the kubeconfig's `tls-server-name`, else the URL host. */
+  tlsServerName: string;
+  /** PEM certificates of the CA that the server certificate must chain to. */
+  caPem: string;
+  /** Client certificate and key, PEM, for mutual TLS. */
+  clientCertificate?: { certPem: string; keyPem: string };
+  /** A fixed bearer token. */
+  bearerToken?: string;
+  /** A file holding the bearer token, read again for every request because tokens rotate. */
+  bearerTokenFile?: string;
+  /** Origin of the settings, for logs: the kubeconfig path or the service account directory. */
+  source: string;
+}
+
+/** Directory where Kubernetes mounts a pod's service account token and CA. */
+export const SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount";
+
+const clusterSchema = z.object({
+  server: z.string(),
+  "certificate-authority": z.string().optional(),
+  "certificate-authority-data": z.string().optional(),
+  "tls-server-name": z.string().optional(),
+  "insecure-skip-tls-verify": z.boolean().optional(),
+});
+
+const contextSchema = z.object({ cluster: z.string(), user: z.string().optional() });
+
+const userSchema = z.object({
+  "client-certificate": z.string().optional(),
+  "client-certificate-data": z.string().optional(),
+  "client-key": z.string().optional(),
+  "client-key-data": z.string().optional(),
+  token: z.string().optional(),
+  tokenFile: z.string().optional(),
+  exec: z.unknown().optional(),
+  "auth-provider": z.unknown().optional(),
+});
+
+/** The parts of a kubeconfig file (`kind: Config`) that tinylb reads; other keys are ignored. */
+const kubeconfigSchema = z.object({
+  "current-context": z.string().optional(),
+  clusters: z.array(z.object({ name: z.string(), cluster: clusterSchema })).default([]),
+  contexts: z.array(z.object({ name: z.string(), context: contextSchema })).default([]),
+  users: z.array(z.object({ name: z.string(), user: userSchema })).default([]),
+});
+
+type KubeconfigCluster = z.infer<typeof clusterSchema>;
+type KubeconfigUser = z.infer<typeof userSchema>;
+
+/**
+ * Reads a kubeconfig file and returns the access of its current context, or of `context`.
+ * Relative file paths in it are resolved against the kubeconfig's directory, as kubectl does.
+ *
+ * @throws {ConfigError} naming the file and what is wrong: unreadable, no such context,
+ *   a plain-http server, `insecure-skip-tls-verify`, no CA, an exec or auth-provider
+ *   plugin, or no credentials.
+ */
+export function loadKubeconfig(path: string, context?: string): KubernetesAccess {
+  const where = `kubeconfig ${path}`;
+  let data: unknown;
+  try {
+    data = Bun.YAML.parse(readFileSync(path, "utf8"));
+  } catch (error) {
+    throw new ConfigError(`read ${where} failed: ${describeReadError(error)}`, { cause: error });
+  }
+
+  const parsed = kubeconfigSchema.safeParse(data ?? {});
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    throw new ConfigError(`invalid ${where}: ${issue.path.join(".")}: ${issue.message}`);
+  }
+
+  const config = parsed.data;
+  const contextName = context ?? config["current-context"];
+  if (contextName === undefined || contextName === "") {
+    throw new ConfigError(`invalid ${where}: no current-context is set; set one or name a context in the tinylb config`);
+  }
+  const selected = findNamed(config.contexts, contextName, "context", where).context;
+  const cluster = findNamed(config.clusters, selected.cluster, "cluster", where).cluster;
+  const user = selected.user === undefined ? {} : findNamed(config.users, selected.user, "user", where).user;
+
+  return { ...clusterAccess(cluster, dirname(path), where), ...userCredentials(user, dirname(path), where), source: path };
+}
+
+/**
+ * Returns the access a pod has to its own cluster: the API server from
+ * `KUBERNETES_SERVICE_HOST` and `KUBERNETES_SERVICE_PORT`, the service account token (read
+ * again for every request) and the service account CA.
+ *
+ * @throws {ConfigError} when the variables are missing or the token or CA cannot be read.
+ */
+export function loadInClusterAccess(env: Record<string, string | undefined> = process.env, accountDir = SERVICE_ACCOUNT_DIR): KubernetesAccess {
+  const host = env.KUBERNETES_SERVICE_HOST;
+  const port = env.KUBERNETES_SERVICE_PORT;
+  if (host === undefined || host === "" || port === undefined || port === "") {
+    throw new ConfigError("in-cluster Kubernetes access failed: KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT are not set; run tinylb in a pod or set kubernetes.kubeconfig");
+  }
+
+  const where = `service account ${accountDir}`;
+  const tokenFile = join(accountDir, "token");
+  readText(tokenFile, where);
+  const bracketed = host.includes(":") ? `[${host}]` : host;
+
+  return {
+    server: `https://${bracketed}:${port}`,
+    tlsServerName: host,
+    caPem: readText(join(accountDir, "ca.crt"), where),
+    bearerTokenFile: tokenFile,
+    source: where,
+  };
+}
+
+/**
+ * Reads the bearer token to send now: the token file's current content, else the fixed token.
+ *
+ * @throws {Error} when the token file cannot be read or is empty.
+ */
+export function currentBearerToken(access: KubernetesAccess): string | undefined {
+  if (access.bearerTokenFile === undefined) {
+    return access.bearerToken;
+  }
+
+  const token = readFileSync(access.bearerTokenFile, "utf8").trim();
+  if (token === "") {
+    throw new Error(`bearer token file ${access.bearerTokenFile} is empty`);
+  }
+
+  return token;
+}
+
+function clusterAccess(cluster: KubeconfigCluster, baseDir: string, where: string): Pick<KubernetesAccess, "server" | "tlsServerName" | "caPem"> {
+  let url: URL;
+  try {
+    url = new URL(cluster.server);
+  } catch (error) {
+    throw new ConfigError(`invalid ${where}: server "${cluster.server}" is not a URL`, { cause: error });
+  }
+  if (url.protocol !== "https:") {
+    throw new ConfigError(`invalid ${where}: server "${cluster.server}" must use https, because tinylb sends credentials to it`);
+  }
+  if (cluster["insecure-skip-tls-verify"] === true) {
+    throw new ConfigError(`invalid ${where}: insecure-skip-tls-verify is not supported; give certificate-authority or certificate-authority-data`);
+  }
+
+  const caPem = pemFrom(cluster["certificate-authority-data"], cluster["certificate-authority"], baseDir, where);
+  if (caPem === undefined) {
+    throw new ConfigError(`invalid ${where}: the cluster has no certificate-authority or certificate-authority-data; tinylb verifies the API server against it`);
+  }
+
+  return {
+    server: url.href.replace(/\/$/, ""),
+    tlsServerName: cluster["tls-server-name"] ?? url.hostname.replace(/^\[(.*)\]$/, "$1"),
+    caPem,
+  };
+}
+
+function userCredentials(user: KubeconfigUser, baseDir: string, where: string): Pick<KubernetesAccess, "clientCertificate" | "bearerToken" | "bearerTokenFile"> {
+  if (user.exec !== undefined || user["auth-provider"] !== undefined) {
+    throw new ConfigError(`invalid ${where}: exec and auth-provider credential plugins are not supported; use a client certificate, token or tokenFile`);
+  }
+
+  const certPem = pemFrom(user["client-certificate-data"], user["client-certificate"], baseDir, where);
+  const keyPem = pemFrom(user["client-key-data"], user["client-key"], baseDir, where);
+  if ((certPem === undefined) !== (keyPem === undefined)) {
+    throw new ConfigError(`invalid ${where}: the user has a client certificate without its key, or a key without its certificate`);
+  }
+
+  const tokenFile = user.tokenFile === undefined ? undefined : resolvePath(baseDir, user.tokenFile);
+  if (tokenFile !== undefined) {
+    readText(tokenFile, where);
+  }
+  if (certPem === undefined && user.token === undefined && tokenFile === undefined) {
+    throw new ConfigError(`invalid ${where}: the user has no client certificate, token or tokenFile`);
+  }
+
+  return {
+    clientCertificate: certPem === undefined || keyPem === undefined ? undefined : { certPem, keyPem },
+    bearerToken: user.token,
+    bearerTokenFile: tokenFile,
+  };
+}
+
+function findNamed<T extends { name: string }>(entries: T[], name: string, kind: string, where: string): T {
+  const entry = entries.find((candidate) => candidate.name === name);
+  if (entry === undefined) {
+    const known = entries.map((candidate) => candidate.name).join(", ") || "none";
+    throw new ConfigError(`invalid ${where}: ${kind} "${name}" not found (${kind}s: ${known})`);
+  }
+
+  return entry;
+}
+
+/** Returns PEM text from base64 `data`, else from the file at `path`, else undefined. */
+function pemFrom(data: string | undefined, path: string | undefined, baseDir: string, where: string): string | undefined {
+  if (data !== undefined) {
+    return Buffer.from(data, "base64").toString("utf8");
+  }
+
+  return path === undefined ? undefined : readText(resolvePath(baseDir, path), where);
+}
+
+function resolvePath(baseDir: string, path: string): string {
+  return isAbsolute(path) ? path : join(baseDir, path);
+}
+
+function readText(path: string, where: string): string {
+  try {
+    return readFileSync(path, "utf8");
+  } catch (error) {
+    throw new ConfigError(`read ${path} (from ${where}) failed: ${describeReadError(error)}`, { cause: error });
+  }
+}
+
+function describeReadError(error: unknown): string {
+  const code = (error as { code?: string }).code;
+  if (code === "ENOENT") {
+    return "the file does not exist";
+  }
+  if (code === "EACCES") {
+    return "permission denied";
+  }
+
+  return (error as Error).message;
+}

@@ -1,0 +1,253 @@
+import { type Backend, BackendError, createBackend } from "../backend.ts";
+import { BackendSet } from "../backend-set.ts";
+import { type Logger, silentLogger } from "../logger.ts";
+import { FailureStreak } from "./failure-streak.ts";
+import type { KubernetesAccess } from "./kubernetes-access.ts";
+import { type ApiRoute, type EndpointSlice, EndpointSliceClient, KubernetesApiError } from "./kubernetes-watch.ts";
+import type { Provider, PublishBackendSet } from "./provider.ts";
+import { type BackoffOptions, ReconnectBackoff, sleepUnlessAborted } from "./reconnect-backoff.ts";
+
+/** Settings of a Kubernetes provider. */
+export interface KubernetesProviderOptions {
+  /** The API server, its CA and the credentials. */
+  access: KubernetesAccess;
+  /**
+   * Returns where to send requests, such as tinylb's own listener; undefined sends them to
+   * `access.server`. It is called before each list and watch, so the route may change.
+   */
+  route?: () => ApiRoute | undefined;
+  /**
+   * Resolves once requests can be sent, such as when the seed backends are in the running
+   * set so that `route` can reach an API server. Called once, before the first list; it
+   * must resolve when `signal` aborts.
+   */
+  waitUntilReady?: (signal: AbortSignal) => Promise<void>;
+  /** @default "default" */
+  namespace?: string;
+  /** @default "kubernetes" */
+  service?: string;
+  /** Name of the EndpointSlice port that becomes each backend's port. @default "https" */
+  portName?: string;
+  /**
+   * Seconds the API server keeps one watch open before ending it. Each watch uses a random
+   * value between this and twice this, as client-go's reflector does, so that watches do
+   * not end in step.
+   * @default 300
+   */
+  watchTimeoutSeconds?: number;
+  backoff?: BackoffOptions;
+  /** @default a logger that writes nothing */
+  logger?: Logger;
+}
+
+/** Seconds past the server-side watch timeout after which tinylb gives up on a silent watch. */
+const WATCH_GRACE_SECONDS = 30;
+
+/** A watch that ends this soon with no event counts as a failure, so a server that closes watches at once is retried with backoff. */
+const QUICK_END_MS = 1000;
+
+/**
+ * A provider that follows the EndpointSlices of the `kubernetes` service in the `default`
+ * namespace: it lists them, then watches from the list's resource version with bookmarks.
+ * Each ready endpoint address with the `https` port becomes a backend with the id
+ * `kubernetes:ADDRESS`.
+ *
+ * After a dropped watch it watches again from the last resource version it saw; after 410
+ * Gone ("resource version too old") it lists again. It never publishes an empty set: an
+ * error or a response without ready addresses keeps the last set, so the seed backends of
+ * the other providers stay the fallback.
+ */
+export class KubernetesProvider implements Provider {
+  readonly name = "kubernetes";
+  readonly #options: KubernetesProviderOptions;
+  readonly #client: EndpointSliceClient;
+  readonly #log: Logger;
+  readonly #failures: FailureStreak;
+  readonly #backoff: ReconnectBackoff;
+  readonly #portName: string;
+  readonly #slices = new Map<string, EndpointSlice>();
+  #abort = new AbortController();
+  #loop: Promise<void> | undefined;
+  #published: BackendSet | undefined;
+  /** Resource version to watch from; undefined until listed and after 410 Gone. */
+  #resourceVersion: string | undefined;
+  #emptyWarned = false;
+  /** Addresses already logged as invalid, so each is logged once. */
+  readonly #invalidAddresses = new Set<string>();
+
+  constructor(options: KubernetesProviderOptions) {
+    this.#options = options;
+    this.#client = new EndpointSliceClient(options.access, options.namespace ?? "default", options.service ?? "kubernetes");
+    this.#log = (options.logger ?? silentLogger).with({ component: "kubernetes-provider", provider: this.name });
+    this.#failures = new FailureStreak(this.#log);
+    this.#backoff = new ReconnectBackoff(options.backoff);
+    this.#portName = options.portName ?? "https";
+  }
+
+  /** Starts listing and watching in the background; returns at once. */
+  start(publish: PublishBackendSet): void {
+    if (this.#loop !== undefined) {
+      throw new Error("invariant violated: provider kubernetes started twice");
+    }
+    this.#abort = new AbortController();
+    this.#loop = this.#run(publish, this.#abort.signal);
+  }
+
+  /** Aborts the open request and waits for the loop to end; nothing is published after. */
+  async stop(): Promise<void> {
+    this.#abort.abort();
+    await this.#loop;
+    this.#loop = undefined;
+  }
+
+  async #run(publish: PublishBackendSet, signal: AbortSignal): Promise<void> {
+    await this.#options.waitUntilReady?.(signal);
+    this.#log.info("following EndpointSlices", { source: this.#options.access.source, service: this.#options.service ?? "kubernetes" });
+
+    while (!signal.aborted) {
+      try {
+        if (this.#resourceVersion === undefined) {
+          await this.#list(publish, signal);
+        }
+        const startedAt = performance.now();
+        const events = await this.#watch(publish, signal);
+        if (events === 0 && performance.now() - startedAt < QUICK_END_MS && !signal.aborted) {
+          throw new Error(`the watch ended within ${QUICK_END_MS} ms without an event`);
+        }
+      } catch (error) {
+        if (signal.aborted) {
+          break;
+        }
+        if (error instanceof KubernetesApiError && error.gone) {
+          // The watch fell behind the API server's event history: list again, at once.
+          this.#log.info("resource version too old; listing EndpointSlices again", { resourceVersion: this.#resourceVersion, err: error });
+          this.#resourceVersion = undefined;
+          continue;
+        }
+        const delayMs = this.#backoff.nextDelayMs();
+        this.#failures.failed("Kubernetes list or watch failed; keeping the last backend set and retrying", {
+          err: error,
+          resourceVersion: this.#resourceVersion,
+          retryInMs: delayMs,
+        });
+        await sleepUnlessAborted(delayMs, signal);
+      }
+    }
+  }
+
+  /** Lists the slices, replaces the known ones, publishes and keeps the list's resource version. */
+  async #list(publish: PublishBackendSet, signal: AbortSignal): Promise<void> {
+    const list = await this.#client.list(this.#options.route?.(), signal);
+    this.#succeeded();
+    this.#slices.clear();
+    for (const slice of list.slices) {
+      this.#slices.set(slice.metadata.name, slice);
+    }
+    this.#log.debug("listed EndpointSlices", { slices: list.slices.length, resourceVersion: list.resourceVersion });
+    this.#resourceVersion = list.resourceVersion;
+    this.#publish(publish);
+  }
+
+  /**
+   * Watches from the kept resource version until the server ends the watch, keeping the
+   * resource version of each event, so a watch that breaks resumes after its last event.
+   * Returns the number of events.
+   */
+  async #watch(publish: PublishBackendSet, signal: AbortSignal): Promise<number> {
+    const base = this.#options.watchTimeoutSeconds ?? 300;
+    const timeoutSeconds = Math.round(base * (1 + Math.random()));
+    const watchSignal = AbortSignal.any([signal, AbortSignal.timeout((timeoutSeconds + WATCH_GRACE_SECONDS) * 1000)]);
+
+    const stream = await this.#client.watch(this.#options.route?.(), this.#resourceVersion!, timeoutSeconds, watchSignal);
+    this.#succeeded();
+
+    let events = 0;
+    for await (const event of stream) {
+      events++;
+      if (event.type === "BOOKMARK") {
+        this.#resourceVersion = event.resourceVersion;
+        continue;
+      }
+
+      const name = event.slice.metadata.name;
+      if (event.type === "DELETED") {
+        this.#slices.delete(name);
+      } else {
+        this.#slices.set(name, event.slice);
+      }
+      this.#resourceVersion = event.slice.metadata.resourceVersion ?? this.#resourceVersion;
+      this.#log.debug("EndpointSlice event", { type: event.type, slice: name, resourceVersion: this.#resourceVersion });
+      this.#publish(publish);
+    }
+
+    return events;
+  }
+
+  #succeeded(): void {
+    this.#backoff.reset();
+    this.#failures.succeeded("Kubernetes API reachable again");
+  }
+
+  #publish(publish: PublishBackendSet): void {
+    const set = new BackendSet(this.#backendsFromSlices());
+    if (set.size === 0) {
+      if (!this.#emptyWarned) {
+        this.#log.warn("no ready address with an https port in the EndpointSlices; keeping the last backend set", { slices: this.#slices.size });
+        this.#emptyWarned = true;
+      }
+
+      return;
+    }
+
+    this.#emptyWarned = false;
+    if (this.#published?.equals(set) === true) {
+      return;
+    }
+    this.#published = set;
+    publish(set);
+  }
+
+  /** Turns the known slices into backends, in slice name order; the first slice wins a repeated address. */
+  #backendsFromSlices(): Backend[] {
+    const byId = new Map<string, Backend>();
+    const names = [...this.#slices.keys()].sort();
+    for (const name of names) {
+      const slice = this.#slices.get(name)!;
+      const port = slice.ports?.find((candidate) => candidate.name === this.#portName)?.port;
+      if (port === undefined || port === null) {
+        continue;
+      }
+      for (const endpoint of slice.endpoints ?? []) {
+        // discovery.k8s.io/v1 EndpointConditions: an unset ready is unknown, which consumers should treat as ready.
+        if (endpoint.conditions?.ready === false) {
+          continue;
+        }
+        for (const address of endpoint.addresses) {
+          this.#addBackend(byId, address, port, name);
+        }
+      }
+    }
+
+    return [...byId.values()];
+  }
+
+  #addBackend(byId: Map<string, Backend>, address: string, port: number, sliceName: string): void {
+    const id = `kubernetes:${address}`;
+    if (byId.has(id)) {
+      return;
+    }
+
+    const host = address.includes(":") ? `[${address}]` : address;
+    try {
+      byId.set(id, createBackend(id, `${host}:${port}`));
+    } catch (error) {
+      if (!(error instanceof BackendError)) {
+        throw error;
+      }
+      if (!this.#invalidAddresses.has(address)) {
+        this.#invalidAddresses.add(address);
+        this.#log.warn("skipping an EndpointSlice address that is not a valid backend", { slice: sliceName, address, err: error });
+      }
+    }
+  }
+}

@@ -1,0 +1,202 @@
+import { z } from "zod";
+import { readJsonObjects } from "./json-object-stream.ts";
+import { currentBearerToken, type KubernetesAccess } from "./kubernetes-access.ts";
+
+/** The parts of a `discovery.k8s.io/v1` EndpointSlice that tinylb reads. */
+export const endpointSliceSchema = z.object({
+  metadata: z.object({ name: z.string(), resourceVersion: z.string().optional() }),
+  addressType: z.string(),
+  endpoints: z
+    .array(
+      z.object({
+        addresses: z.array(z.string()),
+        conditions: z.object({ ready: z.boolean().nullish() }).nullish(),
+      }),
+    )
+    .nullish(),
+  ports: z.array(z.object({ name: z.string().nullish(), port: z.number().int().nullish() })).nullish(),
+});
+
+export type EndpointSlice = z.infer<typeof endpointSliceSchema>;
+
+const listSchema = z.object({
+  metadata: z.object({ resourceVersion: z.string(), continue: z.string().optional() }),
+  items: z.array(endpointSliceSchema).nullish(),
+});
+
+const statusSchema = z.object({
+  kind: z.literal("Status").optional(),
+  code: z.number().optional(),
+  reason: z.string().optional(),
+  message: z.string().optional(),
+});
+
+const watchEventSchema = z.object({ type: z.string(), object: z.record(z.string(), z.unknown()) });
+
+/** A BOOKMARK event's object: only the kind and the resource version are set. */
+const bookmarkSchema = z.object({ metadata: z.object({ resourceVersion: z.string() }) });
+
+/** One event of an EndpointSlice watch. */
+export type EndpointSliceEvent =
+  | { type: "ADDED" | "MODIFIED" | "DELETED"; slice: EndpointSlice }
+  | { type: "BOOKMARK"; resourceVersion: string };
+
+/** An error status from the API server, such as 401, 403 or 410 Gone. */
+export class KubernetesApiError extends Error {
+  override name = "KubernetesApiError";
+
+  constructor(
+    message: string,
+    /** HTTP status code, or the `code` of a watch ERROR event. */
+    readonly status: number,
+  ) {
+    super(message);
+  }
+
+  /** True for 410 Gone: the resource version is too old, so the caller must list again. */
+  get gone(): boolean {
+    return this.status === 410;
+  }
+}
+
+/** Destination of requests in place of the API server URL of the access settings. */
+export interface ApiRoute {
+  /** Base URL, such as `https://127.0.0.1:7443`; its host is not used for certificate checks. */
+  url: string;
+  /** Unix socket path to connect to instead of the URL's host and port. */
+  unixPath?: string;
+}
+
+/** A page size that keeps each list response small; the kubernetes service has a few slices. */
+const LIST_PAGE_SIZE = 500;
+
+/**
+ * Lists and watches the EndpointSlices of one service over the Kubernetes REST API, using
+ * JSON and HTTP/1.1 chunked watch responses. Every request re-reads the bearer token file.
+ */
+export class EndpointSliceClient {
+  constructor(
+    private readonly access: KubernetesAccess,
+    private readonly namespace: string,
+    private readonly service: string,
+  ) {}
+
+  /**
+   * Lists the service's EndpointSlices, following `continue` tokens.
+   *
+   * @throws {KubernetesApiError} for an error status; other errors for network and TLS failures.
+   */
+  async list(route: ApiRoute | undefined, signal: AbortSignal): Promise<{ resourceVersion: string; slices: EndpointSlice[] }> {
+    const slices: EndpointSlice[] = [];
+    let continueToken: string | undefined;
+    let resourceVersion = "";
+    do {
+      const query = new URLSearchParams({ labelSelector: this.#selector(), limit: String(LIST_PAGE_SIZE) });
+      if (continueToken !== undefined) {
+        query.set("continue", continueToken);
+      }
+      const response = await this.#request(route, query, signal);
+      const page = listSchema.parse(await response.json());
+      slices.push(...(page.items ?? []));
+      resourceVersion = page.metadata.resourceVersion;
+      continueToken = page.metadata.continue === "" ? undefined : page.metadata.continue;
+    } while (continueToken !== undefined);
+
+    return { resourceVersion, slices };
+  }
+
+  /**
+   * Starts a watch of the service's EndpointSlices from `resourceVersion`, with bookmarks.
+   * It resolves once the API server has accepted the watch, with the events, which end
+   * when the server ends the watch after `timeoutSeconds` or `signal` aborts.
+   *
+   * @throws {KubernetesApiError} for an error status, and from the events for a watch
+   *   ERROR event (410 when the resource version is too old); other errors when the
+   *   request fails or the stream breaks.
+   */
+  async watch(route: ApiRoute | undefined, resourceVersion: string, timeoutSeconds: number, signal: AbortSignal): Promise<AsyncGenerator<EndpointSliceEvent>> {
+    const query = new URLSearchParams({
+      labelSelector: this.#selector(),
+      watch: "true",
+      resourceVersion,
+      allowWatchBookmarks: "true",
+      timeoutSeconds: String(timeoutSeconds),
+    });
+    const response = await this.#request(route, query, signal);
+
+    return parseWatchEvents(response.body);
+  }
+
+  #selector(): string {
+    return `kubernetes.io/service-name=${this.service}`;
+  }
+
+  async #request(route: ApiRoute | undefined, query: URLSearchParams, signal: AbortSignal): Promise<Response> {
+    const base = route?.url ?? this.access.server;
+    const url = `${base}/apis/discovery.k8s.io/v1/namespaces/${encodeURIComponent(this.namespace)}/endpointslices?${query}`;
+    const headers: Record<string, string> = { accept: "application/json" };
+    const token = currentBearerToken(this.access);
+    if (token !== undefined) {
+      headers.authorization = `Bearer ${token}`;
+    }
+
+    const response = await fetch(url, {
+      headers,
+      signal,
+      // The API server is reached directly or through tinylb's own listener, never through an HTTP proxy.
+      proxy: false,
+      unix: route?.unixPath,
+      tls: {
+        ca: this.access.caPem,
+        cert: this.access.clientCertificate?.certPem,
+        key: this.access.clientCertificate?.keyPem,
+        serverName: this.access.tlsServerName,
+      },
+    });
+    if (!response.ok) {
+      const body = await response.text();
+      throw statusError(parseStatus(body), `HTTP ${response.status}`, response.status);
+    }
+
+    return response;
+  }
+}
+
+async function* parseWatchEvents(body: ReadableStream<Uint8Array> | null): AsyncGenerator<EndpointSliceEvent> {
+  if (body === null) {
+    return;
+  }
+
+  for await (const raw of readJsonObjects(body)) {
+    const event = watchEventSchema.parse(raw);
+    switch (event.type) {
+      case "ADDED":
+      case "MODIFIED":
+      case "DELETED":
+        yield { type: event.type, slice: endpointSliceSchema.parse(event.object) };
+        break;
+      case "BOOKMARK":
+        yield { type: "BOOKMARK", resourceVersion: bookmarkSchema.parse(event.object).metadata.resourceVersion };
+        break;
+      case "ERROR":
+        throw statusError(statusSchema.parse(event.object), "watch ERROR event");
+      default:
+        throw new Error(`unknown watch event type "${event.type}"`);
+    }
+  }
+}
+
+function parseStatus(body: string): z.infer<typeof statusSchema> {
+  try {
+    return statusSchema.parse(JSON.parse(body));
+  } catch {
+    return { message: body.slice(0, 200) };
+  }
+}
+
+function statusError(status: z.infer<typeof statusSchema>, what: string, httpStatus?: number): KubernetesApiError {
+  const code = status.code ?? httpStatus ?? 0;
+  const detail = [status.reason, status.message].filter((part) => part !== undefined && part !== "").join(": ");
+
+  return new KubernetesApiError(`${what} ${code}${detail === "" ? "" : `: ${detail}`}`, code);
+}

@@ -1,0 +1,363 @@
+import { afterAll, afterEach, beforeAll, expect, test } from "bun:test";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { createBackend } from "../src/backend.ts";
+import { BackendSet } from "../src/backend-set.ts";
+import { Logger } from "../src/logger.ts";
+import type { KubernetesAccess } from "../src/providers/kubernetes-access.ts";
+import { KubernetesProvider, type KubernetesProviderOptions } from "../src/providers/kubernetes-provider.ts";
+import { Server } from "../src/server.ts";
+import { KubernetesApiMock, makeCertificates, type MockOptions, removeCertificates, SERVER_NAME, type TestCertificates, type TestSlice } from "./support/kubernetes-api-mock.ts";
+import { waitFor } from "./support/wait.ts";
+
+// No kube-apiserver can run in this test environment, so these tests use a mock: a local
+// HTTPS server (certificates made by openssl) that serves the real EndpointSlice list and
+// watch wire format, with chunked watch events, bookmarks and 410 Gone.
+
+let certificates: TestCertificates;
+
+beforeAll(async () => {
+  certificates = await makeCertificates();
+});
+
+afterAll(() => {
+  removeCertificates(certificates);
+});
+
+const cleanup: (() => unknown)[] = [];
+afterEach(async () => {
+  for (const step of cleanup.splice(0).reverse()) {
+    await step();
+  }
+});
+
+const TOKEN = "test-token-1";
+
+async function startMock(options: Partial<Omit<MockOptions, "certificates">> = {}): Promise<KubernetesApiMock> {
+  const mock = await KubernetesApiMock.start({ certificates, expectedToken: () => TOKEN, ...options });
+  cleanup.push(() => mock.stop());
+
+  return mock;
+}
+
+function tokenAccess(mock: KubernetesApiMock, overrides: Partial<KubernetesAccess> = {}): KubernetesAccess {
+  return { server: mock.url, tlsServerName: SERVER_NAME, caPem: certificates.caPem, bearerToken: TOKEN, source: "test", ...overrides };
+}
+
+function startProvider(access: KubernetesAccess, options: Partial<KubernetesProviderOptions> = {}): { provider: KubernetesProvider; sets: BackendSet[]; logs: string[] } {
+  const sets: BackendSet[] = [];
+  const logs: string[] = [];
+  const logger = new Logger({ level: "debug", sink: (line) => logs.push(line) });
+  const provider = new KubernetesProvider({ access, logger, backoff: { initialMs: 50, maxMs: 300 }, ...options });
+  provider.start((set) => sets.push(set));
+  cleanup.push(() => provider.stop());
+
+  return { provider, sets, logs };
+}
+
+function latest(sets: BackendSet[]): string {
+  return sets.at(-1)?.describe() ?? "(nothing published)";
+}
+
+function count(logs: string[], text: string): number {
+  return logs.filter((line) => line.includes(text)).length;
+}
+
+const httpsPort = [{ name: "https", port: 6443 }];
+
+const twoApiServers: TestSlice = {
+  name: "kubernetes",
+  endpoints: [
+    { addresses: ["10.0.0.11"], ready: true },
+    { addresses: ["10.0.0.12"] },
+    { addresses: ["10.0.0.13"], ready: false },
+  ],
+  ports: httpsPort,
+};
+
+test("KubernetesProvider lists ready https addresses", async () => {
+  const mock = await startMock();
+  mock.apply(twoApiServers);
+  mock.apply({ name: "kubernetes-other-port", endpoints: [{ addresses: ["10.0.0.99"], ready: true }], ports: [{ name: "metrics", port: 9100 }] });
+  const { sets } = startProvider(tokenAccess(mock));
+
+  await waitFor("the first set", () => sets.length > 0);
+  expect(latest(sets)).toBe("kubernetes:10.0.0.11=10.0.0.11:6443,kubernetes:10.0.0.12=10.0.0.12:6443");
+  expect(mock.requestsOf("list")[0]!.authorization).toBe(`Bearer ${TOKEN}`);
+});
+
+test("KubernetesProvider watches from the list's resource version", async () => {
+  const mock = await startMock();
+  mock.apply(twoApiServers);
+  const { sets } = startProvider(tokenAccess(mock));
+  await waitFor("the watch", () => mock.openWatches === 1);
+
+  const watch = mock.requestsOf("watch")[0]!.query;
+  expect(watch.get("resourceVersion")).toBe(mock.resourceVersion);
+  expect(watch.get("allowWatchBookmarks")).toBe("true");
+  expect(Number(watch.get("timeoutSeconds"))).toBeGreaterThanOrEqual(300);
+
+  // Step 1, MODIFIED: 10.0.0.11 turns not ready, 10.0.0.13 turns ready.
+  mock.apply({ ...twoApiServers, endpoints: [{ addresses: ["10.0.0.11"], ready: false }, { addresses: ["10.0.0.12"] }, { addresses: ["10.0.0.13"], ready: true }] });
+  await waitFor("step 1", () => latest(sets).includes("10.0.0.13"));
+  expect(latest(sets)).toBe("kubernetes:10.0.0.12=10.0.0.12:6443,kubernetes:10.0.0.13=10.0.0.13:6443");
+
+  // Step 2, ADDED: an IPv6 slice.
+  mock.apply({ name: "kubernetes-v6", addressType: "IPv6", endpoints: [{ addresses: ["fd00::14"], ready: true }], ports: httpsPort });
+  await waitFor("step 2", () => latest(sets).includes("fd00::14"));
+  expect(latest(sets)).toBe("kubernetes:10.0.0.12=10.0.0.12:6443,kubernetes:10.0.0.13=10.0.0.13:6443,kubernetes:fd00::14=[fd00::14]:6443");
+
+  // Step 3, DELETED: the IPv4 slice goes away.
+  mock.delete("kubernetes");
+  await waitFor("step 3", () => !latest(sets).includes("10.0.0.12"));
+  expect(latest(sets)).toBe("kubernetes:fd00::14=[fd00::14]:6443");
+  expect(mock.requestsOf("list").length).toBe(1);
+});
+
+test("KubernetesProvider follows list continue tokens", async () => {
+  const mock = await startMock({ pageSize: 1 });
+  mock.apply({ name: "slice-a", endpoints: [{ addresses: ["10.0.0.1"] }], ports: httpsPort });
+  mock.apply({ name: "slice-b", endpoints: [{ addresses: ["10.0.0.2"] }], ports: httpsPort });
+  mock.apply({ name: "slice-c", endpoints: [{ addresses: ["10.0.0.3"] }], ports: httpsPort });
+  const { sets } = startProvider(tokenAccess(mock));
+
+  await waitFor("the first set", () => sets.length > 0);
+  expect(latest(sets)).toBe("kubernetes:10.0.0.1=10.0.0.1:6443,kubernetes:10.0.0.2=10.0.0.2:6443,kubernetes:10.0.0.3=10.0.0.3:6443");
+  expect(mock.requestsOf("list").map((request) => request.query.get("continue"))).toEqual([null, "1", "2"]);
+});
+
+test("KubernetesProvider resumes after a dropped watch", async () => {
+  const mock = await startMock();
+  mock.apply(twoApiServers);
+  const relay = await startRelay(mock);
+  const { sets, logs } = startProvider(tokenAccess(mock), { route: () => ({ url: relay.url }) });
+  await waitFor("the watch", () => mock.openWatches === 1);
+  mock.apply({ ...twoApiServers, endpoints: [{ addresses: ["10.0.0.11"], ready: true }] });
+  await waitFor("the modification", () => !latest(sets).includes("10.0.0.12"));
+  const lastSeen = mock.resourceVersion;
+
+  // Cut the connection: the mock leaves the relay's set, so tinylb closes the watch's connection.
+  relay.server.applySet(BackendSet.EMPTY);
+  await waitFor("the watch failure", () => count(logs, "Kubernetes list or watch failed") === 1);
+  mock.apply({ ...twoApiServers, endpoints: [{ addresses: ["10.0.0.11"], ready: true }, { addresses: ["10.0.0.15"], ready: true }] });
+  relay.server.applySet(relay.mockSet);
+
+  await waitFor("the event sent while the watch was down", () => latest(sets).includes("10.0.0.15"));
+  expect(mock.requestsOf("watch")[1]!.query.get("resourceVersion")).toBe(lastSeen);
+  expect(mock.requestsOf("list").length).toBe(1);
+  expect(count(logs, "Kubernetes API reachable again")).toBe(1);
+});
+
+test("KubernetesProvider resumes from a bookmark", async () => {
+  const mock = await startMock();
+  mock.apply(twoApiServers);
+  startProvider(tokenAccess(mock));
+  await waitFor("the watch", () => mock.openWatches === 1);
+
+  mock.advance(50);
+  mock.bookmark();
+  const bookmarked = mock.resourceVersion;
+  // A stream delivers what was enqueued before its end, so the provider reads the bookmark first.
+  mock.endWatches();
+
+  await waitFor("the second watch", () => mock.requestsOf("watch").length === 2);
+  expect(mock.requestsOf("watch")[1]!.query.get("resourceVersion")).toBe(bookmarked);
+  expect(mock.requestsOf("list").length).toBe(1);
+});
+
+test("KubernetesProvider lists again after a 410 ERROR event", async () => {
+  const mock = await startMock();
+  mock.apply(twoApiServers);
+  const { sets, logs } = startProvider(tokenAccess(mock));
+  await waitFor("the watch", () => mock.openWatches === 1);
+
+  mock.apply({ ...twoApiServers, endpoints: [{ addresses: ["10.0.0.21"], ready: true }] });
+  await waitFor("the modification", () => latest(sets).includes("10.0.0.21"));
+  // These three steps run in one turn of the event loop, so no watch request comes in between.
+  mock.endWatches();
+  mock.apply({ ...twoApiServers, endpoints: [{ addresses: ["10.0.0.22"], ready: true }] });
+  mock.expireHistory();
+
+  await waitFor("the set after listing again", () => latest(sets) === "kubernetes:10.0.0.22=10.0.0.22:6443");
+  expect(mock.requestsOf("list").length).toBe(2);
+  expect(count(logs, "resource version too old; listing EndpointSlices again")).toBe(1);
+});
+
+test("KubernetesProvider lists again after HTTP 410", async () => {
+  const mock = await startMock();
+  mock.apply(twoApiServers);
+  const { sets } = startProvider(tokenAccess(mock));
+  await waitFor("the watch", () => mock.openWatches === 1);
+
+  mock.failWith = { kind: "watch", status: 410, body: "too old resource version" };
+  mock.endWatches();
+  await waitFor("the failed watch", () => mock.requestsOf("watch").length >= 2);
+  mock.failWith = undefined;
+  mock.apply({ ...twoApiServers, endpoints: [{ addresses: ["10.0.0.31"], ready: true }] });
+
+  await waitFor("the set after listing again", () => latest(sets) === "kubernetes:10.0.0.31=10.0.0.31:6443");
+  expect(mock.requestsOf("list").length).toBeGreaterThanOrEqual(2);
+});
+
+test("KubernetesProvider keeps the set on an empty answer", async () => {
+  const mock = await startMock();
+  mock.apply(twoApiServers);
+  const { sets, logs } = startProvider(tokenAccess(mock));
+  await waitFor("the watch", () => mock.openWatches === 1);
+  const before = latest(sets);
+
+  mock.apply({ ...twoApiServers, endpoints: [{ addresses: ["10.0.0.11"], ready: false }] });
+  await waitFor("the empty warning", () => count(logs, "no ready address with an https port") === 1);
+  mock.delete("kubernetes");
+  await waitFor("the delete event", () => count(logs, "type=DELETED") === 1);
+
+  expect(sets.length).toBe(1);
+  expect(latest(sets)).toBe(before);
+  // One warning per streak of empty responses, not one per event.
+  expect(count(logs, "no ready address with an https port")).toBe(1);
+});
+
+test("KubernetesProvider publishes nothing for an empty first list", async () => {
+  const mock = await startMock();
+  const { sets, logs } = startProvider(tokenAccess(mock));
+  await waitFor("the watch", () => mock.openWatches === 1);
+
+  expect(sets.length).toBe(0);
+  expect(count(logs, "no ready address with an https port")).toBe(1);
+
+  mock.apply(twoApiServers);
+  await waitFor("the first set", () => sets.length === 1);
+});
+
+test("KubernetesProvider keeps the set while the API fails", async () => {
+  const mock = await startMock();
+  mock.apply(twoApiServers);
+  const { sets, logs } = startProvider(tokenAccess(mock));
+  await waitFor("the watch", () => mock.openWatches === 1);
+
+  mock.failWith = { kind: "watch", status: 500 };
+  mock.dropWatches();
+  await waitFor("three failed watches", () => mock.requestsOf("watch").length >= 4).catch((error) => {
+    throw new Error(`${error}\n${logs.join("\n")}`);
+  });
+  expect(sets.length).toBe(1);
+  expect(count(logs, "WARN  Kubernetes list or watch failed")).toBe(1);
+  expect(logs.some((line) => line.includes("HTTP 500"))).toBe(true);
+
+  mock.failWith = undefined;
+  await waitFor("the recovery", () => count(logs, "Kubernetes API reachable again") === 1, 3000).catch((error) => {
+    throw new Error(`${error}\n${logs.join("\n")}`);
+  });
+});
+
+test("KubernetesProvider authenticates with a client certificate", async () => {
+  const mock = await startMock({ requireClientCertificate: true, expectedToken: undefined });
+  mock.apply(twoApiServers);
+  const access: KubernetesAccess = {
+    server: mock.url,
+    tlsServerName: SERVER_NAME,
+    caPem: certificates.caPem,
+    clientCertificate: { certPem: certificates.clientCertPem, keyPem: certificates.clientKeyPem },
+    source: "test",
+  };
+  const { sets } = startProvider(access);
+
+  await waitFor("the first set", () => sets.length > 0);
+  expect(mock.requestsOf("list")[0]!.authorization).toBeNull();
+});
+
+test("KubernetesProvider fails without the client certificate", async () => {
+  const mock = await startMock({ requireClientCertificate: true, expectedToken: undefined });
+  mock.apply(twoApiServers);
+  const { sets, logs } = startProvider({ server: mock.url, tlsServerName: SERVER_NAME, caPem: certificates.caPem, source: "test" });
+
+  await waitFor("the failure", () => count(logs, "Kubernetes list or watch failed") === 1);
+  expect(sets.length).toBe(0);
+  expect(mock.requests.length).toBe(0);
+});
+
+test("KubernetesProvider reads the token file on every request", async () => {
+  const tokenFile = join(certificates.dir, "token");
+  writeFileSync(tokenFile, "token-a\n");
+  let expected = "token-a";
+  const mock = await startMock({ expectedToken: () => expected });
+  mock.apply(twoApiServers);
+  const { sets } = startProvider(tokenAccess(mock, { bearerToken: undefined, bearerTokenFile: tokenFile }));
+  await waitFor("the watch", () => mock.openWatches === 1);
+
+  writeFileSync(tokenFile, "token-b\n");
+  expected = "token-b";
+  mock.endWatches();
+  await waitFor("a watch with the new token", () => mock.openWatches === 1 && mock.requestsOf("watch").length === 2);
+
+  expect(mock.requestsOf("watch").map((request) => request.authorization)).toEqual(["Bearer token-a", "Bearer token-b"]);
+  expect(sets.length).toBe(1);
+});
+
+test("KubernetesProvider rejects a server signed by another CA", async () => {
+  const mock = await startMock();
+  mock.apply(twoApiServers);
+  const { sets, logs } = startProvider(tokenAccess(mock, { caPem: certificates.otherCaPem }));
+
+  await waitFor("the failure", () => count(logs, "Kubernetes list or watch failed") === 1);
+  expect(sets.length).toBe(0);
+  expect(mock.requests.length).toBe(0);
+});
+
+test("KubernetesProvider rejects a server certificate for another name", async () => {
+  const mock = await startMock();
+  mock.apply(twoApiServers);
+  const { sets, logs } = startProvider(tokenAccess(mock, { tlsServerName: "api.example.internal" }));
+
+  await waitFor("the failure", () => count(logs, "Kubernetes list or watch failed") === 1);
+  expect(sets.length).toBe(0);
+  expect(logs.some((line) => line.includes("ALTNAME"))).toBe(true);
+});
+
+test("KubernetesProvider reaches the API through tinylb once seeds are up", async () => {
+  const mock = await startMock();
+  mock.apply(twoApiServers);
+  const server = new Server({ listen: [{ kind: "tcp", host: "127.0.0.1", port: 0 }] });
+  await server.start();
+  cleanup.push(() => server.shutdown(0));
+  const address = server.listeners[0]!.address;
+  const listenerUrl = `https://127.0.0.1:${address.kind === "tcp" ? address.port : 0}`;
+
+  // The access names a second mock; only the route through the tinylb server reaches the first.
+  const direct = await startMock();
+  let waiting = false;
+  const { sets } = startProvider(tokenAccess(mock, { server: direct.url }), {
+    route: () => ({ url: listenerUrl }),
+    waitUntilReady: (signal) => {
+      waiting = true;
+
+      return waitUntilSeeded(server, signal);
+    },
+  });
+  await waitFor("the provider to wait for seeds", () => waiting);
+  expect(mock.requests.length).toBe(0);
+
+  server.applySet(new BackendSet([createBackend("seed-1", `127.0.0.1:${mock.port}`)]));
+  await waitFor("the first set", () => sets.length > 0);
+  expect(latest(sets)).toBe("kubernetes:10.0.0.11=10.0.0.11:6443,kubernetes:10.0.0.12=10.0.0.12:6443");
+  expect(server.stats.accepted).toBeGreaterThanOrEqual(1);
+  expect(direct.requests.length).toBe(0);
+});
+
+/** Starts an in-process tinylb server in front of the mock, for tests that cut connections. */
+async function startRelay(mock: KubernetesApiMock): Promise<{ server: Server; url: string; mockSet: BackendSet }> {
+  const server = new Server({ listen: [{ kind: "tcp", host: "127.0.0.1", port: 0 }] });
+  const mockSet = new BackendSet([createBackend("apiserver", `127.0.0.1:${mock.port}`)]);
+  server.applySet(mockSet);
+  await server.start();
+  cleanup.push(() => server.shutdown(0));
+  const address = server.listeners[0]!.address;
+
+  return { server, url: `https://127.0.0.1:${address.kind === "tcp" ? address.port : 0}`, mockSet };
+}
+
+async function waitUntilSeeded(server: Server, signal: AbortSignal): Promise<void> {
+  while (server.set.size === 0 && !signal.aborted) {
+    await Bun.sleep(20);
+  }
+}
