@@ -255,21 +255,26 @@ export function tcpSocketStates(pid: number): string[] {
 
 /**
  * A `dist/tinylb` child started through `bash -c 'ulimit -n N; exec ...'` when a descriptor
- * limit is given, with its stderr collected.
+ * limit is given, with its stderr collected. The admin API is off unless `args` set `--admin`.
  */
 export class FaultProcess {
   readonly process: Subprocess<"ignore", "ignore", "pipe">;
   stderr = "";
 
   constructor(args: string[], options: { descriptorLimit?: number } = {}) {
+    // Without --admin, tinylb serves its admin API on a fixed Unix socket that parallel tests would share.
+    if (!args.includes("--admin")) {
+      args = [...args, "--admin", "off"];
+    }
     const command =
       options.descriptorLimit === undefined
         ? [BINARY, ...args]
         : ["bash", "-c", `ulimit -n ${options.descriptorLimit} && exec "$0" "$@"`, BINARY, ...args];
-    this.process = Bun.spawn(command, { stdin: "ignore", stdout: "ignore", stderr: "pipe", env: { PATH: process.env.PATH ?? "/usr/bin:/bin" } });
+    const child = Bun.spawn(command, { stdin: "ignore", stdout: "ignore", stderr: "pipe", env: { PATH: process.env.PATH ?? "/usr/bin:/bin" } });
+    this.process = child;
     void (async () => {
       const decoder = new TextDecoder();
-      for await (const chunk of this.process.stderr) {
+      for await (const chunk of child.stderr) {
         this.stderr += decoder.decode(chunk, { stream: true });
       }
     })();
@@ -305,5 +310,71 @@ export class FaultProcess {
       this.process.kill("SIGKILL");
       await this.process.exited;
     }
+  }
+}
+
+/** Perl program: listen on 127.0.0.1 with a backlog of 0, print the port, accept nothing, exit when stdin closes. */
+const NEVER_ACCEPTING_LISTENER = `
+use IO::Socket::INET;
+$| = 1;
+my $s = IO::Socket::INET->new(Listen => 0, LocalAddr => "127.0.0.1", LocalPort => 0, Proto => "tcp") or die "listen failed: $!";
+print $s->sockport, "\\n";
+my $ignored = <STDIN>;
+`;
+
+/**
+ * A loopback target whose connects stay in flight: a listener that never accepts (perl, from
+ * perl-base, because Bun's listeners always accept) with its accept queue filled first, so Linux
+ * drops further SYNs until the dialer gives up.
+ */
+export class HangingTarget {
+  readonly #child: Subprocess<"pipe", "pipe", "inherit">;
+  readonly #fillers: Socket<undefined>[];
+  readonly port: number;
+
+  private constructor(child: Subprocess<"pipe", "pipe", "inherit">, port: number, fillers: Socket<undefined>[]) {
+    this.#child = child;
+    this.port = port;
+    this.#fillers = fillers;
+  }
+
+  /** Starts the listener and connects until a connect stays pending for 300 ms (at most 64 connects). */
+  static async start(): Promise<HangingTarget> {
+    const child = Bun.spawn(["perl", "-e", NEVER_ACCEPTING_LISTENER], { stdin: "pipe", stdout: "pipe", stderr: "inherit" });
+    let text = "";
+    for await (const chunk of child.stdout) {
+      text += new TextDecoder().decode(chunk);
+      if (text.includes("\n")) {
+        break;
+      }
+    }
+    const port = Number(text.trim());
+    const fillers: Socket<undefined>[] = [];
+    for (let i = 0; i < 64; i++) {
+      const connecting = Bun.connect({ hostname: "127.0.0.1", port, socket: { data() {}, error() {}, connectError() {} } });
+      const outcome = await Promise.race([connecting.catch(() => "failed" as const), Bun.sleep(300).then(() => "pending" as const)]);
+      if (outcome === "pending") {
+        connecting.then((socket) => socket.terminate(), () => {});
+
+        return new HangingTarget(child, port, fillers);
+      }
+      if (outcome === "failed") {
+        break;
+      }
+      fillers.push(outcome);
+    }
+    fillers.forEach((socket) => socket.terminate());
+    child.kill();
+    throw new Error(`could not fill the accept queue of 127.0.0.1:${port}`);
+  }
+
+  get target(): string {
+    return `127.0.0.1:${this.port}`;
+  }
+
+  async stop(): Promise<void> {
+    this.#fillers.forEach((socket) => socket.terminate());
+    this.#child.kill();
+    await this.#child.exited;
   }
 }
