@@ -16,7 +16,14 @@ export class ConfigError extends Error {
 /** Biggest config file read; anything larger is surely not a config. */
 export const MAX_CONFIG_BYTES = 1024 * 1024;
 
-const duration = z.string().transform((text, context) => {
+// A bare 0 means "off". YAML and TOML read it as a number, so the number 0 is accepted too.
+const duration = z.union([z.string(), z.number()]).transform((value, context) => {
+  if (typeof value === "number" && value !== 0) {
+    context.addIssue({ code: "custom", message: `invalid duration ${value}: add a unit (ms, s, m or h), such as 500ms or 3s` });
+
+    return z.NEVER;
+  }
+  const text = String(value);
   const result = parseDuration(text);
   if (typeof result === "string") {
     context.addIssue({ code: "custom", message: result });
@@ -56,7 +63,7 @@ const connectionCap = z.int().min(0).max(MAX_CONNECTION_CAP);
 
 /** The schema of a config file. Unknown keys are errors, so a misspelt key is not silently ignored. */
 export const fileSchema = z.strictObject({
-  listen: z.union([listenAddress, z.array(listenAddress).min(1)]).optional(),
+  listen: z.union([listenAddress, z.array(listenAddress).min(1)], { error: "expected an address such as 127.0.0.1:7443, or a list of them" }).optional(),
   backends: z.array(backendEntry).max(10_000).optional(),
   connectTimeout: duration.refine((ms) => ms > 0, "the connect timeout must be more than 0").optional(),
   keepalive: duration.optional(),
@@ -174,11 +181,31 @@ function parseConfigText(path: string, text: string): unknown {
 }
 
 function describeIssue(issue: z.core.$ZodIssue): string {
+  const branch = issue.code === "invalid_union" ? mostSpecificBranchIssue(issue) : undefined;
+  if (branch !== undefined) {
+    return describeIssue({ ...branch, path: [...issue.path, ...branch.path] });
+  }
+
   const field = formatPath(issue.path);
   const input = "input" in issue ? issue.input : undefined;
   const value = input === undefined || typeof input === "object" ? "" : ` (got ${JSON.stringify(input)})`;
 
   return `${field}: ${issue.message}${issue.message.includes(String(input)) ? "" : value}`;
+}
+
+/**
+ * Returns the issue of the union branch that matched the value's type, such as the address
+ * check of a string `listen`, so the message says what is wrong instead of "Invalid input".
+ */
+function mostSpecificBranchIssue(issue: z.core.$ZodIssueInvalidUnion): z.core.$ZodIssue | undefined {
+  for (const branch of issue.errors) {
+    const specific = branch.find((candidate) => candidate.code !== "invalid_type");
+    if (specific !== undefined) {
+      return specific;
+    }
+  }
+
+  return undefined;
 }
 
 function formatPath(path: PropertyKey[]): string {

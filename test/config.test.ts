@@ -1,0 +1,153 @@
+import { afterAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { ConfigError, loadConfigFile, MAX_CONFIG_BYTES } from "../src/config.ts";
+
+const directory = mkdtempSync(join(tmpdir(), "tinylb-config-"));
+afterAll(() => rmSync(directory, { recursive: true, force: true }));
+
+function write(name: string, text: string | Uint8Array): string {
+  const path = join(directory, name);
+  writeFileSync(path, text);
+
+  return path;
+}
+
+function loadError(path: string): ConfigError {
+  try {
+    loadConfigFile(path);
+  } catch (error) {
+    expect(error).toBeInstanceOf(ConfigError);
+
+    return error as ConfigError;
+  }
+  throw new Error(`expected ${path} to be rejected`);
+}
+
+const YAML = `# a comment
+listen:
+  - 127.0.0.1:7443
+  - "[::1]:7443"
+backends:
+  - { id: api-2, target: 10.0.0.12:6443 }
+  - id: api-1
+    target: 10.0.0.11:6443
+connectTimeout: 500ms
+keepalive: 0
+shutdownGrace: 2s
+logLevel: debug
+logFormat: json
+`;
+
+const JSON_TEXT = `{
+  // JSONC comments are allowed
+  "listen": ["127.0.0.1:7443", "[::1]:7443"],
+  "backends": [{ "id": "api-2", "target": "10.0.0.12:6443" }, { "id": "api-1", "target": "10.0.0.11:6443" }],
+  "connectTimeout": "500ms",
+  "keepalive": "0",
+  "shutdownGrace": "2s",
+  "logLevel": "debug",
+  "logFormat": "json"
+}`;
+
+const TOML = `listen = ["127.0.0.1:7443", "[::1]:7443"]
+connectTimeout = "500ms"
+keepalive = "0"
+shutdownGrace = "2s"
+logLevel = "debug"
+logFormat = "json"
+
+[[backends]]
+id = "api-2"
+target = "10.0.0.12:6443"
+
+[[backends]]
+id = "api-1"
+target = "10.0.0.11:6443"
+`;
+
+describe("loadConfigFile", () => {
+  test.each([
+    ["tinylb.yaml", YAML],
+    ["tinylb.yml", YAML],
+    ["tinylb.json", JSON_TEXT],
+    ["tinylb.jsonc", JSON_TEXT],
+    ["tinylb.toml", TOML],
+    ["TINYLB.YAML", YAML],
+  ])("reads %s", (name, text) => {
+    const file = loadConfigFile(write(name, text));
+
+    expect(file.listen).toEqual([
+      { kind: "tcp", host: "127.0.0.1", port: 7443 },
+      { kind: "tcp", host: "::1", port: 7443 },
+    ]);
+    expect(file.backends?.map((backend) => `${backend.id}=${backend.target}`)).toEqual(["api-2=10.0.0.12:6443", "api-1=10.0.0.11:6443"]);
+    expect(file.connectTimeoutMs).toBe(500);
+    expect(file.keepaliveMs).toBe(0);
+    expect(file.shutdownGraceMs).toBe(2000);
+    expect(file.logLevel).toBe("debug");
+    expect(file.logFormat).toBe("json");
+  });
+
+  test("accepts a single listen address and an empty file", () => {
+    expect(loadConfigFile(write("single.yaml", "listen: unix:/run/tinylb.sock\n")).listen).toEqual([{ kind: "unix", path: "/run/tinylb.sock" }]);
+    const empty = loadConfigFile(write("empty.yaml", ""));
+    expect(empty.listen).toBeUndefined();
+    expect(empty.backends).toBeUndefined();
+  });
+
+  test.each([
+    ["bad-target.yaml", "backends:\n  - { id: a, target: nope }\n", ["backends[0]", '"nope"', "expected host:port"]],
+    ["bad-id.yaml", "backends:\n  - { id: 'has space', target: 127.0.0.1:1 }\n", ["backends[0]", '"has space"', "letters, digits"]],
+    ["missing-target.yaml", "backends:\n  - { id: a }\n", ["backends[0].target"]],
+    ["duplicate.yaml", "backends:\n  - { id: a, target: 127.0.0.1:1 }\n  - { id: a, target: 127.0.0.1:2 }\n", ["backends[1].id", 'duplicate id "a"', "backends[0]"]],
+    ["bad-duration.yaml", "connectTimeout: 3 seconds\n", ["connectTimeout", '"3 seconds"', "such as 500ms or 3s"]],
+    ["zero-timeout.yaml", "connectTimeout: 0\n", ["connectTimeout", "more than 0"]],
+    ["bad-listen.yaml", "listen: 127.0.0.1\n", ["listen", '"127.0.0.1"', "expected host:port"]],
+    ["bad-listen-item.yaml", "listen: [127.0.0.1:1, x]\n", ["listen[1]", '"x"', "expected host:port"]],
+    ["listen-number.yaml", "listen: 5\n", ["listen", "got 5", "expected an address such as 127.0.0.1:7443"]],
+    ["unitless-duration.yaml", "keepalive: 30\n", ["keepalive", "invalid duration 30", "add a unit"]],
+    ["bad-level.json", '{ "logLevel": "loud" }', ["logLevel", "loud"]],
+    ["misspelt.toml", 'conectTimeout = "3s"\n', ["conectTimeout"]],
+    ["wrong-type.yaml", "backends: api-1=127.0.0.1:1\n", ["backends"]],
+  ])("rejects %s naming the file, field and value", (name, text, fragments) => {
+    const path = write(name, text);
+    const error = loadError(path);
+
+    expect(error.message).toStartWith(`invalid config ${path}: `);
+    for (const fragment of fragments) {
+      expect(error.message).toContain(fragment);
+    }
+  });
+
+  test("rejects a file that does not parse", () => {
+    const path = write("broken.yaml", "listen: [127.0.0.1:1\n");
+
+    expect(loadError(path).message).toStartWith(`parse config ${path} failed: `);
+  });
+
+  test("rejects a missing file", () => {
+    const path = join(directory, "absent.yaml");
+
+    expect(loadError(path).message).toBe(`read config ${path} failed: the file does not exist`);
+  });
+
+  test("rejects an unknown extension", () => {
+    const path = write("tinylb.ini", "listen=1");
+
+    expect(loadError(path).message).toBe(`read config ${path} failed: unknown extension ".ini"; use .yaml, .yml, .json, .jsonc or .toml`);
+  });
+
+  test("rejects a file that is not UTF-8", () => {
+    const path = write("latin1.yaml", new Uint8Array([0x6c, 0x69, 0xff, 0x0a]));
+
+    expect(loadError(path).message).toBe(`read config ${path} failed: the file is not valid UTF-8`);
+  });
+
+  test("rejects a file over the size limit", () => {
+    const path = write("huge.yaml", "#".repeat(MAX_CONFIG_BYTES + 1));
+
+    expect(loadError(path).message).toContain(`more than the ${MAX_CONFIG_BYTES} allowed`);
+  });
+});
