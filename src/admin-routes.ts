@@ -59,6 +59,10 @@ export async function routeAdminRequest(request: Request, context: AdminRouteCon
   if (path === "/readyz") {
     allowMethods(method, ["GET"]);
     const size = context.union.set.size;
+    if (size > 0 && context.status().degraded) {
+      // Still 200: a degraded balancer tries every backend, so it may serve clients.
+      return json(200, { status: "degraded", backends: size, warning: "every backend is unhealthy; each is tried anyway" });
+    }
 
     return size > 0 ? json(200, { status: "ready", backends: size }) : json(503, { status: "not ready", error: "the backend set is empty" });
   }

@@ -17,6 +17,10 @@ export interface BackendStatus {
   bytesToClient: number;
   /** Dials to this id that failed or timed out. */
   dialFailures: number;
+  /** False while the rotation skips this backend: a dial back-off or failed probes. */
+  healthy: boolean;
+  /** Cause of the last health flip, or "" before the first one. */
+  healthCause: string;
 }
 
 /** One provider's share of the union. */
@@ -36,6 +40,8 @@ export interface BalancerStatus {
   backends: BackendStatus[];
   conflicts: BackendIdConflict[];
   providers: ProviderStatus[];
+  /** True when every backend is unhealthy, so the balancer tries each of them anyway. */
+  degraded: boolean;
 }
 
 /** Per-id traffic of open connections, added to the counters of closed ones. */
@@ -73,6 +79,7 @@ export function collectStatus(server: Server, union: BackendSetUnion): BalancerS
   const backends = server.set.backends.map((backend): BackendStatus => {
     const counters = server.stats.backend(backend.id);
     const traffic = open.get(backend.id);
+    const health = server.health.state(backend.id);
 
     return {
       id: backend.id,
@@ -83,6 +90,8 @@ export function collectStatus(server: Server, union: BackendSetUnion): BalancerS
       bytesToBackend: counters.bytesToBackend + (traffic?.bytesToBackend ?? 0),
       bytesToClient: counters.bytesToClient + (traffic?.bytesToClient ?? 0),
       dialFailures: counters.dialFailures,
+      healthy: health?.healthy ?? true,
+      healthCause: health?.cause ?? "",
     };
   });
 
@@ -91,5 +100,6 @@ export function collectStatus(server: Server, union: BackendSetUnion): BalancerS
     backends,
     conflicts: [...union.conflicts],
     providers: union.slots.map((slot) => ({ name: slot.name, backends: slot.set.size, published: slot.published })),
+    degraded: server.health.degraded,
   };
 }

@@ -55,6 +55,13 @@ export function renderMetrics(source: MetricsSource): string {
     ]),
   );
   page.add("tinylb_backend_dial_failures_total", "counter", "Dials per backend id that failed or timed out.", perBackend((id) => stats.backend(id).dialFailures));
+  page.add(
+    "tinylb_backend_healthy",
+    "gauge",
+    "1 while the rotation hands out the backend id, 0 while a dial back-off or failed probes make it skip the id.",
+    server.set.backends.map((backend): [Labels, number] => [{ backend: backend.id }, server.health.isHealthy(backend) ? 1 : 0]),
+  );
+  page.add("tinylb_degraded", "gauge", "1 while every backend is unhealthy and each is tried anyway, else 0.", [[{}, server.health.degraded ? 1 : 0]]);
   page.add("tinylb_backend_set_size", "gauge", "Backends in the running set.", [[{}, server.set.size]]);
   page.add("tinylb_backend_set_changes_total", "counter", "Effective backend set changes applied.", [[{}, stats.setChanges]]);
   page.add("tinylb_backend_id_conflicts", "gauge", "Backend ids published by two providers with different targets.", [[{}, union.conflicts.length]]);

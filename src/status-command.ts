@@ -90,7 +90,7 @@ export async function fetchStatus(admin: Address, tokenFile?: string): Promise<B
 
 /** Formats the status as a table of backends, then listeners and conflicts. */
 export function formatStatus(status: BalancerStatus): string {
-  const header = ["ID", "TARGET", "PROVIDER", "ACTIVE", "TOTAL", "BYTES TO BACKEND", "BYTES TO CLIENT"];
+  const header = ["ID", "TARGET", "PROVIDER", "ACTIVE", "TOTAL", "BYTES TO BACKEND", "BYTES TO CLIENT", "HEALTH"];
   const rows = status.backends.map((backend) => [
     backend.id,
     backend.target,
@@ -99,15 +99,22 @@ export function formatStatus(status: BalancerStatus): string {
     String(backend.total),
     String(backend.bytesToBackend),
     String(backend.bytesToClient),
+    backend.healthy === false ? "unhealthy" : "healthy",
   ]);
   const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => row[column]!.length)));
-  const line = (cells: string[]): string => cells.map((cell, column) => (column < 3 ? cell.padEnd(widths[column]!) : cell.padStart(widths[column]!))).join("  ").trimEnd();
+  const line = (cells: string[]): string => cells.map((cell, column) => (column < 3 || column === 7 ? cell.padEnd(widths[column]!) : cell.padStart(widths[column]!))).join("  ").trimEnd();
 
   const lines = [line(header), ...rows.map(line)];
   if (rows.length === 0) {
     lines.push("(the backend set is empty)");
   }
   lines.push("", `Listeners: ${status.listeners.join(", ") || "(none)"}`);
+  if (status.degraded) {
+    lines.push("Degraded: every backend is unhealthy, so each is tried anyway");
+  }
+  for (const backend of status.backends.filter((entry) => entry.healthy === false)) {
+    lines.push(`Unhealthy: "${backend.id}": ${backend.healthCause}`);
+  }
   for (const conflict of status.conflicts) {
     lines.push(
       `Conflict: "${conflict.id}" from "${conflict.kept.provider}" (${conflict.kept.target}) is used; "${conflict.ignored.provider}" (${conflict.ignored.target}) is ignored`,
