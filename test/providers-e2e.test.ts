@@ -1,0 +1,216 @@
+import { afterEach, expect, test } from "bun:test";
+import { existsSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { TestBackend, TestClient } from "./support/backends.ts";
+import { BalancerScenario } from "./support/balancer-scenario.ts";
+import { Dnsmasq, dnsmasqInstalled } from "./support/dnsmasq.ts";
+import { BINARY, listenedPort, TinylbProcess } from "./support/tinylb-process.ts";
+import { waitFor } from "./support/wait.ts";
+
+/** Per-test deadline: each test starts the binary, some twice, beside dnsmasq. */
+const E2E_TIMEOUT_MS = 60_000;
+
+const cleanup: (() => void | Promise<unknown>)[] = [];
+afterEach(async () => {
+  for (const step of cleanup.splice(0).reverse()) {
+    await step();
+  }
+});
+
+function tempDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), "tinylb-providers-e2e-"));
+  cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
+
+  return dir;
+}
+
+function startBackends(ids: string[]): Map<string, TestBackend> {
+  const backends = new Map(ids.map((id) => [id, TestBackend.echo(id)]));
+  cleanup.push(() => backends.forEach((backend) => backend.stop()));
+
+  return backends;
+}
+
+async function startTinylb(args: string[]): Promise<{ tinylb: TinylbProcess; port: number }> {
+  const tinylb = TinylbProcess.start(["--listen", "127.0.0.1:0", "--log-level", "debug", "--shutdown-grace", "0", ...args]);
+  cleanup.push(() => tinylb[Symbol.asyncDispose]());
+  await tinylb.waitForLog("tinylb started");
+
+  return { tinylb, port: listenedPort(tinylb.stderr) };
+}
+
+/** Connects clients until one greets with each id; returns them by id. */
+async function connectEach(port: number, ids: string[]): Promise<Map<string, TestClient>> {
+  const byId = new Map<string, TestClient>();
+  for (let attempt = 0; attempt < ids.length * 4 && byId.size < ids.length; attempt++) {
+    const client = await TestClient.connect(port);
+    cleanup.push(() => client.close());
+    await waitFor("greeting", () => client.firstLine !== "" || client.closed);
+    if (ids.includes(client.firstLine) && !byId.has(client.firstLine)) {
+      byId.set(client.firstLine, client);
+    }
+  }
+  expect([...byId.keys()].sort()).toEqual([...ids].sort());
+
+  return byId;
+}
+
+async function runStatus(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const child = Bun.spawn([BINARY, "status", ...args], { stdin: "ignore", stdout: "pipe", stderr: "pipe" });
+  const [stdout, stderr, code] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited]);
+
+  return { code, stdout, stderr };
+}
+
+function adminFetch(socket: string, path: string, init: RequestInit = {}): Promise<Response> {
+  return fetch(`http://localhost${path}`, { ...init, unix: socket } as RequestInit);
+}
+
+test("binary status prints backends and listeners", async () => {
+  const backends = startBackends(["a", "b"]);
+  const socket = join(tempDir(), "admin.sock");
+  const { port } = await startTinylb(["--admin", `unix:${socket}`, "--backend", `a=${backends.get("a")!.target}`, "--backend", `b=${backends.get("b")!.target}`]);
+  const clients = await connectEach(port, ["a"]);
+  await BalancerScenario.echo(clients.get("a")!, "ping");
+
+  const table = await runStatus(["--admin", `unix:${socket}`]);
+  const json = await runStatus(["--admin", `unix:${socket}`, "--json"]);
+
+  expect(table.code).toBe(0);
+  const lines = table.stdout.split("\n");
+  expect(lines[0]).toMatch(/^ID\s+TARGET\s+PROVIDER\s+ACTIVE\s+TOTAL\s+BYTES TO BACKEND\s+BYTES TO CLIENT\s+HEALTH$/);
+  expect(lines[1]).toMatch(new RegExp(`^a\\s+${backends.get("a")!.target}\\s+static\\s+1\\s+1\\s+5\\s+7\\s+healthy$`));
+  expect(lines[2]).toMatch(new RegExp(`^b\\s+${backends.get("b")!.target}\\s+static\\s+0\\s+0\\s+0\\s+0\\s+healthy$`));
+  expect(table.stdout).toContain(`Listeners: 127.0.0.1:${port}\n`);
+  expect(json.code).toBe(0);
+  const status = JSON.parse(json.stdout) as { listeners: string[]; backends: { id: string; active: number }[] };
+  expect(status.listeners).toEqual([`127.0.0.1:${port}`]);
+  expect(status.backends.map((backend) => [backend.id, backend.active])).toEqual([
+    ["a", 1],
+    ["b", 0],
+  ]);
+}, E2E_TIMEOUT_MS);
+
+test("binary status without a balancer fails in one line", async () => {
+  const socket = join(tempDir(), "nothing.sock");
+
+  const result = await runStatus(["--admin", `unix:${socket}`]);
+
+  expect(result.code).toBe(1);
+  expect(result.stdout).toBe("");
+  expect(result.stderr.trim().split("\n").length).toBe(1);
+  expect(result.stderr).toContain(`tinylb status: no balancer answers on unix:${socket}`);
+}, E2E_TIMEOUT_MS);
+
+test("binary applies a watched config file and SIGHUP", async () => {
+  const backends = startBackends(["a", "b"]);
+  const dir = tempDir();
+  const config = join(dir, "tinylb.yaml");
+  const yaml = (ids: string[]): string => `backends:\n${ids.map((id) => `  - { id: ${id}, target: "${backends.get(id)!.target}" }`).join("\n")}\n`;
+  writeFileSync(config, yaml(["a"]));
+  const { tinylb, port } = await startTinylb(["--config", config, "--admin", "off"]);
+  const clients = await connectEach(port, ["a"]);
+
+  writeFileSync(join(dir, "tinylb.yaml.new"), yaml(["a", "b"]));
+  renameSync(join(dir, "tinylb.yaml.new"), config);
+
+  await tinylb.waitForLog(/backend set changed .*provider=file .*count=2/);
+  await connectEach(port, ["b"]);
+  await BalancerScenario.echo(clients.get("a")!, "a undisturbed");
+
+  tinylb.signal("SIGHUP");
+  await tinylb.waitForLog(/config reloaded .*reason=SIGHUP/);
+  expect(await tinylb.stop()).toBe(0);
+}, E2E_TIMEOUT_MS);
+
+test("binary admin API changes the set", async () => {
+  const backends = startBackends(["b"]);
+  const socket = join(tempDir(), "admin.sock");
+  const { tinylb, port } = await startTinylb(["--admin", `unix:${socket}`]);
+  expect(statSync(socket).mode & 0o777).toBe(0o600);
+
+  const put = await adminFetch(socket, "/v1/backends/b", { method: "PUT", body: JSON.stringify({ target: backends.get("b")!.target }) });
+  expect(put.status).toBe(201);
+  const clients = await connectEach(port, ["b"]);
+  const status = await runStatus(["--admin", `unix:${socket}`]);
+  expect(status.stdout).toMatch(/\nb\s+\S+\s+api\s+1\s+1/);
+
+  const deleted = await adminFetch(socket, "/v1/backends/b", { method: "DELETE" });
+  expect(deleted.status).toBe(200);
+  await waitFor("client of b to close", () => clients.get("b")!.closed);
+
+  expect(await tinylb.stop()).toBe(0);
+  expect(existsSync(socket)).toBe(false);
+}, E2E_TIMEOUT_MS);
+
+test("binary refuses a public admin address", async () => {
+  const tinylb = TinylbProcess.start(["--listen", "127.0.0.1:0", "--backend", "a=127.0.0.1:9", "--admin", "0.0.0.0:0"]);
+  cleanup.push(() => tinylb[Symbol.asyncDispose]());
+
+  expect(await tinylb.process.exited).toBe(2);
+  expect(tinylb.stderr).toContain("admin API address 0.0.0.0:0 rejected: it is not a loopback address");
+  expect(tinylb.stderr).not.toContain("listening");
+}, E2E_TIMEOUT_MS);
+
+const dnsTest = dnsmasqInstalled() ? test : test.skip;
+
+/** A greeting echo backend on 127.0.0.2, the address the DNS tests resolve to. */
+function startBackendOn(host: string, id: string): number {
+  const listener = Bun.listen({
+    hostname: host,
+    port: 0,
+    socket: {
+      open: (socket) => void socket.write(`${id}\n`),
+      data: (socket, chunk) => void socket.write(chunk),
+    },
+  });
+  cleanup.push(() => listener.stop(true));
+
+  return listener.port;
+}
+
+dnsTest("binary follows DNS answers", async () => {
+  const port2 = startBackendOn("127.0.0.2", "dns-a");
+  const dns = await Dnsmasq.start([`127.0.0.2 api.cluster.test`]);
+  cleanup.push(() => dns.stop());
+  const { tinylb, port } = await startTinylb(["--admin", "off", "--dns", `api.cluster.test:${port2}`, "--dns-resolver", dns.server, "--dns-interval", "1s"]);
+
+  await tinylb.waitForLog(/backend set changed .*provider=dns:api.cluster.test/);
+  const clients = await connectEach(port, ["dns-a"]);
+
+  await dns.setHosts([]);
+  await tinylb.waitForLog("DNS lookup failed; keeping the last answer");
+  await BalancerScenario.echo(clients.get("dns-a")!, "served from the last answer");
+  await connectEach(port, ["dns-a"]);
+}, E2E_TIMEOUT_MS);
+
+dnsTest("binary restart serves the saved set while providers are unreachable", async () => {
+  const dnsPort = startBackendOn("127.0.0.2", "from-dns");
+  const apiBackend = startBackends(["from-api"]).get("from-api")!;
+  const dir = tempDir();
+  const socket = join(dir, "admin.sock");
+  const stateFile = join(dir, "state.json");
+  const dns = await Dnsmasq.start([`127.0.0.2 api.cluster.test`]);
+  cleanup.push(() => dns.stop());
+  const args = ["--admin", `unix:${socket}`, "--state-file", stateFile, "--dns", `api.cluster.test:${dnsPort}`, "--dns-resolver", dns.server, "--dns-interval", "1s"];
+
+  const first = await startTinylb(args);
+  await first.tinylb.waitForLog(/backend set changed .*provider=dns:api.cluster.test/);
+  await adminFetch(socket, "/v1/backends/from-api", { method: "PUT", body: JSON.stringify({ target: apiBackend.target }) });
+  await waitFor("state file with both backends", () => existsSync(stateFile) && readFileSync(stateFile, "utf8").includes("from-api"));
+  expect(await first.tinylb.stop()).toBe(0);
+  await dns.stop();
+
+  const second = await startTinylb(args);
+
+  await connectEach(second.port, ["from-dns", "from-api"]);
+  // The resolver gives up after two tries of its 5 s query timeout.
+  await second.tinylb.waitForLog("DNS lookup failed; keeping the last answer", 30_000);
+  const status = await runStatus(["--admin", `unix:${socket}`, "--json"]);
+  const backends = (JSON.parse(status.stdout) as { backends: { id: string; provider: string }[] }).backends;
+  expect(backends.map((backend) => `${backend.id} from ${backend.provider}`)).toEqual([
+    "api.cluster.test@127.0.0.2 from dns:api.cluster.test:" + dnsPort,
+    "from-api from api",
+  ]);
+}, E2E_TIMEOUT_MS);
