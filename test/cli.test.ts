@@ -1,0 +1,141 @@
+import { afterAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { HELP, parseArgs, UsageError } from "../src/cli.ts";
+import { ConfigError } from "../src/config.ts";
+import { resolveSettings } from "../src/settings.ts";
+
+function usageError(argv: string[]): UsageError {
+  try {
+    parseArgs(argv);
+  } catch (error) {
+    expect(error).toBeInstanceOf(UsageError);
+
+    return error as UsageError;
+  }
+  throw new Error(`expected ${argv.join(" ")} to be rejected`);
+}
+
+describe("parseArgs", () => {
+  test("reads listeners, backends and timeouts", () => {
+    const options = parseArgs([
+      "--listen",
+      "127.0.0.1:7443",
+      "--listen=[::1]:0",
+      "--listen",
+      "unix:/run/tinylb.sock",
+      "--backend",
+      "api-1=10.0.0.11:6443",
+      "--backend=api-2=[fd00::2]:6443",
+      "--connect-timeout",
+      "500ms",
+      "--keepalive=0",
+      "--shutdown-grace",
+      "1m",
+      "--log-level",
+      "debug",
+      "--log-format=json",
+    ]);
+
+    expect(options.command).toBe("run");
+    expect(options.listen).toEqual([
+      { kind: "tcp", host: "127.0.0.1", port: 7443 },
+      { kind: "tcp", host: "::1", port: 0 },
+      { kind: "unix", path: "/run/tinylb.sock" },
+    ]);
+    expect(options.backends.map((backend) => `${backend.id}=${backend.target}`)).toEqual(["api-1=10.0.0.11:6443", "api-2=[fd00::2]:6443"]);
+    expect(options.connectTimeoutMs).toBe(500);
+    expect(options.keepaliveMs).toBe(0);
+    expect(options.shutdownGraceMs).toBe(60_000);
+    expect(options.logLevel).toBe("debug");
+    expect(options.logFormat).toBe("json");
+  });
+
+  test.each([
+    [["--help"], "help"],
+    [["-h"], "help"],
+    [["--version"], "version"],
+    [["-V"], "version"],
+    [["demo"], "demo"],
+    [["demo", "--listen", "127.0.0.1:0"], "demo"],
+    [["--listen", "127.0.0.1:1", "--help"], "help"],
+  ])("%p selects the %p command", (argv, command) => {
+    expect(parseArgs(argv).command).toBe(command as ReturnType<typeof parseArgs>["command"]);
+  });
+
+  test.each([
+    [["--lisen", "127.0.0.1:1"], "unknown flag --lisen"],
+    [["extra"], 'unexpected argument "extra"'],
+    [["--listen"], "--listen needs a value"],
+    [["--listen", "127.0.0.1"], '--listen: invalid address "127.0.0.1": expected host:port, [ipv6]:port or unix:/path'],
+    [["--backend", "10.0.0.1:6443"], '--backend "10.0.0.1:6443": expected ID=TARGET, such as api-1=10.0.0.1:6443'],
+    [["--backend", "=10.0.0.1:6443"], "expected ID=TARGET"],
+    [["--backend", "a=10.0.0.1:0"], '--backend: invalid target for backend "a": invalid address "10.0.0.1:0"'],
+    [["--backend", "a b=10.0.0.1:1"], '--backend: invalid backend id "a b"'],
+    [["--connect-timeout", "3"], '--connect-timeout: invalid duration "3": use a number and a unit'],
+    [["--connect-timeout", "0"], "--connect-timeout: the duration must be at least 1 ms"],
+    [["--shutdown-grace", "2d"], '--shutdown-grace: invalid duration "2d"'],
+    [["--log-level", "loud"], '--log-level "loud" is not valid; use one of debug, info, warn, error'],
+    [["--log-format", "xml"], '--log-format "xml" is not valid; use one of text, json'],
+    [["--config="], "--config needs a file path"],
+  ])("rejects %p", (argv, message) => {
+    const error = usageError(argv);
+
+    expect(error.message).toContain(message);
+    expect(error.message).not.toContain("\n");
+  });
+});
+
+describe("HELP", () => {
+  test("documents every core flag and which source wins", () => {
+    for (const flag of ["--listen", "--backend", "--config", "--connect-timeout", "--keepalive", "--shutdown-grace", "--log-level", "--log-format", "--help", "--version"]) {
+      expect(HELP).toContain(flag);
+    }
+    expect(HELP).toContain("a flag wins over the same setting in the file");
+  });
+});
+
+describe("resolveSettings", () => {
+  const directory = mkdtempSync(join(tmpdir(), "tinylb-cli-"));
+  afterAll(() => rmSync(directory, { recursive: true, force: true }));
+  const configPath = join(directory, "tinylb.yaml");
+  writeFileSync(
+    configPath,
+    ["listen: 127.0.0.1:7443", "backends:", "  - { id: a, target: 127.0.0.1:1 }", "  - { id: b, target: 127.0.0.1:2 }", "connectTimeout: 1s", "shutdownGrace: 5s", ""].join("\n"),
+  );
+
+  test("applies defaults without a file", () => {
+    const settings = resolveSettings(parseArgs(["--listen", "127.0.0.1:0", "--backend", "a=127.0.0.1:1"]));
+
+    expect(settings.connectTimeoutMs).toBe(3000);
+    expect(settings.keepaliveMs).toBe(30_000);
+    expect(settings.shutdownGraceMs).toBe(10_000);
+    expect(settings.logLevel).toBe("info");
+    expect(settings.logFormat).toBe("text");
+    expect(settings.backends.describe()).toBe("a=127.0.0.1:1");
+  });
+
+  test("lets flags win over the file", () => {
+    const settings = resolveSettings(
+      parseArgs(["--config", configPath, "--listen", "127.0.0.1:9000", "--backend", "b=127.0.0.1:9", "--backend", "c=127.0.0.1:3", "--connect-timeout", "250ms"]),
+    );
+
+    expect(settings.listen).toEqual([{ kind: "tcp", host: "127.0.0.1", port: 9000 }]);
+    expect(settings.backends.describe()).toBe("a=127.0.0.1:1,b=127.0.0.1:9,c=127.0.0.1:3");
+    expect(settings.connectTimeoutMs).toBe(250);
+    expect(settings.shutdownGraceMs).toBe(5000);
+  });
+
+  test("takes listen from the file when no flag sets it", () => {
+    const settings = resolveSettings(parseArgs(["--config", configPath]));
+
+    expect(settings.listen).toEqual([{ kind: "tcp", host: "127.0.0.1", port: 7443 }]);
+    expect(settings.backends.size).toBe(2);
+  });
+
+  test("requires a listen address", () => {
+    expect(() => resolveSettings(parseArgs(["--backend", "a=127.0.0.1:1"]))).toThrow(ConfigError);
+    expect(() => resolveSettings(parseArgs(["--backend", "a=127.0.0.1:1"]))).toThrow("no listen address: pass --listen ADDR");
+  });
+});
