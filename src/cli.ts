@@ -50,7 +50,7 @@ Options:
   --listen ADDR            accept clients on ADDR; repeat for several listeners
   --backend ID=TARGET      add backend ID that dials TARGET; repeat for several
   --config FILE            read settings from FILE (.yaml, .yml, .json, .jsonc or .toml);
-                           SIGHUP re-reads it and applies the new backend set
+                           saves to it are applied as they happen, and SIGHUP re-reads it
   --connect-timeout DUR    give up on a backend connect after DUR (default 3s)
   --keepalive DUR          start TCP keepalive probes after DUR idle; 0 turns them off (default 30s)
   --shutdown-grace DUR     on SIGTERM or SIGINT, let open connections finish for up to DUR,
@@ -71,7 +71,9 @@ Durations are a number and a unit: 500ms, 3s, 2m, 1h.
 
 Flags and file: a flag wins over the same setting in the file. --listen flags replace the
 file's listen list. --backend flags are added to the file's backends, and a flag's target
-wins when both name the same id.
+wins when both name the same id (logged as a conflict). Backends from the file, the admin
+API and DNS join one set; on the same id, flags win over the file, the file over the admin
+API, and the admin API over DNS.
 
 Exit status: 0 after a clean shutdown, 1 when a listener cannot be bound, 2 for a bad
 command line or config file.`;
