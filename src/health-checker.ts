@@ -250,14 +250,14 @@ export class HealthChecker {
     const description = describeProbe(settings);
     if (failure === undefined) {
       health.probePassed(settings.rise);
-      this.#evaluate(entry, `${description} passed ${times(health.probePasses)} in a row`);
+      this.#evaluate(entry, `${description} passed${inARow(health.probePasses)}`);
 
       return;
     }
 
     health.probeFailed(settings.fall, failure);
     this.#log.debug("probe failed", { backend: health.backend.id, target: health.backend.target, probe: description, err: failure });
-    this.#evaluate(entry, `${description} failed ${times(health.probeFailures)} in a row: ${failure}`);
+    this.#evaluate(entry, `${description} failed${inARow(health.probeFailures)}: ${failure}`);
   }
 
   /** Logs and announces a flip of the entry's health, with `cause`; does nothing without a flip. */
@@ -298,8 +298,8 @@ export class HealthChecker {
   }
 }
 
-function times(count: number): string {
-  return count === 1 ? "once" : `${count} times`;
+function inARow(count: number): string {
+  return count === 1 ? "" : ` ${count} times in a row`;
 }
 
 /** What happens to open connections of a backend that turns unhealthy. */

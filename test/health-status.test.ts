@@ -69,3 +69,24 @@ test("tinylb reports health in status, metrics and readyz", async () => {
   expect(await (await adminGet(socket, "/metrics")).text()).toContain("tinylb_degraded 1\n");
   expect((await status(socket)).stdout).toContain("Degraded: every backend is unhealthy, so each is tried anyway");
 });
+
+test("tinylb applies new probe settings on reload", async () => {
+  const a = new HttpBackend("a");
+  cleanup.push(() => a.stop());
+  a.readyStatus = 503;
+  const dir = mkdtempSync(join(tmpdir(), "tinylb-health-reload-"));
+  cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
+  const config = join(dir, "tinylb.yaml");
+  const write = (path: string): void =>
+    writeFileSync(config, [`listen: 127.0.0.1:0`, `probe: { kind: http, path: ${path}, interval: 100ms, rise: 1, fall: 1 }`, "backends:", `  - { id: a, target: "${a.target}" }`].join("\n"));
+  write("/readyz");
+  const tinylb = TinylbProcess.start(["--config", config, "--no-watch-config"]);
+  cleanup.push(() => tinylb[Symbol.asyncDispose]());
+  await tinylb.waitForLog(/backend is unhealthy .*backend=a/);
+
+  // Every path but /readyz returns 200, so the new probe passes.
+  write("/livez");
+  tinylb.signal("SIGHUP");
+
+  await tinylb.waitForLog(/backend is healthy .*backend=a .*cause="http GET \/livez passed"/);
+});

@@ -72,7 +72,7 @@ test("tinylb probes the backends of its config file", async () => {
   );
   const { tinylb, port } = await startTinylb(["--config", config]);
 
-  await tinylb.waitForLog(/backend is unhealthy .*backend=a .*cause="http GET \/readyz failed once in a row: GET \/readyz returned status 503, expected 200"/);
+  await tinylb.waitForLog(/backend is unhealthy .*backend=a .*cause="http GET \/readyz failed: GET \/readyz returned status 503, expected 200"/);
   const bodies: string[] = [];
   for (let i = 0; i < 6; i++) {
     bodies.push(await httpGet(port));
