@@ -1,9 +1,10 @@
 import { createHash } from "node:crypto";
-import { existsSync, readdirSync, readFileSync, renameSync, rmSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from "node:fs";
 import { join, relative } from "node:path";
 
 const ROOT = join(import.meta.dir, "..", "..");
 const CACHE_DIR = join(ROOT, "dist", "release-cache");
+const STALE_AFTER_MS = 30 * 60 * 1000;
 
 /** Release binaries of one build: the folder that holds them and SHA256SUMS, and the commit baked in. */
 export interface ReleaseBuild {
@@ -18,8 +19,8 @@ let pending: Promise<ReleaseBuild> | undefined;
  *
  * The binaries go to `dist/release-cache/KEY`, where KEY hashes the git commit, the Bun
  * version and every file under `src/` plus `build.ts` and `package.json`, so a second test
- * file, and a later run on unchanged sources, reuses them. Older cache folders are deleted,
- * because five binaries take about 530 MB.
+ * file, and a later run on unchanged sources, reuses them. Cache folders of other sources
+ * are deleted once they are 30 minutes old, because five binaries take about 530 MB.
  */
 export function releaseBuild(): Promise<ReleaseBuild> {
   pending ??= build();
@@ -50,6 +51,20 @@ function cacheKey(commit: string): string {
   return hash.digest("hex").slice(0, 16);
 }
 
+/**
+ * Deletes cached builds of other sources. A build younger than STALE_AFTER_MS is kept,
+ * because a test run started on other sources a moment ago may still be using it.
+ */
+function removeStaleBuilds(key: string): void {
+  const now = Date.now();
+  for (const entry of existsSync(CACHE_DIR) ? readdirSync(CACHE_DIR) : []) {
+    const path = join(CACHE_DIR, entry);
+    if (!entry.startsWith(key) && now - statSync(path).mtimeMs > STALE_AFTER_MS) {
+      rmSync(path, { recursive: true, force: true });
+    }
+  }
+}
+
 async function build(): Promise<ReleaseBuild> {
   const commit = gitCommit();
   const key = cacheKey(commit);
@@ -71,10 +86,12 @@ async function build(): Promise<ReleaseBuild> {
     throw new Error(`bun build.ts --release failed with exit code ${exitCode}:\n${stderr}`);
   }
 
-  for (const entry of existsSync(CACHE_DIR) ? readdirSync(CACHE_DIR) : []) {
-    if (entry !== key && !entry.startsWith(`${key}.partial-`)) {
-      rmSync(join(CACHE_DIR, entry), { recursive: true, force: true });
-    }
+  removeStaleBuilds(key);
+  if (existsSync(join(dir, "SHA256SUMS"))) {
+    // Another test process finished the same build first; its files are identical in purpose.
+    rmSync(partial, { recursive: true, force: true });
+
+    return { dir, commit };
   }
   rmSync(dir, { recursive: true, force: true });
   renameSync(partial, dir);
