@@ -13,7 +13,7 @@ export const MAX_ADMIN_BODY_BYTES = 1024 * 1024;
 /** Most backends a `PUT /v1/backends` may carry, as in a config file. */
 export const MAX_ADMIN_BACKENDS = 10_000;
 
-/** What the routes read and change. */
+/** The state the routes read and change. */
 export interface AdminRouteContext {
   api: AdminApiProvider;
   union: BackendSetUnion;
@@ -21,7 +21,7 @@ export interface AdminRouteContext {
   metrics: () => string;
 }
 
-/** A request that cannot be served, answered with its status and a JSON error naming the field. */
+/** A request that cannot be served, sent back with its status and a JSON error naming the field. */
 export class AdminRequestError extends Error {
   override name = "AdminRequestError";
 
@@ -153,7 +153,7 @@ function putBackend(id: string, body: unknown, context: AdminRouteContext): Resp
   }
   const backend = toBackend(id, parsed.target, "");
 
-  // Changing nothing is better than an entry the union would ignore behind another provider's.
+  // Reject, rather than store an entry the union would ignore because another provider publishes the id.
   const owner = context.union.providerOf(id);
   const running = context.union.set.get(id);
   if (owner !== undefined && owner !== context.api.name && running !== undefined && running.target !== backend.target) {
@@ -220,7 +220,15 @@ function formatPath(path: PropertyKey[]): string {
     return "(body)";
   }
 
-  return path.map((part, index) => (typeof part === "number" ? `[${part}]` : index === 0 ? String(part) : `.${String(part)}`)).join("");
+  const parts = path.map((part, index) => {
+    if (typeof part === "number") {
+      return `[${part}]`;
+    }
+
+    return index === 0 ? String(part) : `.${String(part)}`;
+  });
+
+  return parts.join("");
 }
 
 /**

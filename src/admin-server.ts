@@ -26,8 +26,8 @@ export interface AdminServerOptions {
 }
 
 /**
- * Checks that the admin API may bind `address`: Unix sockets and loopback TCP addresses
- * always may; any other TCP address only with `allowPublic` and a token file.
+ * Checks that the admin API may bind `address`. Unix sockets and loopback TCP addresses
+ * are always allowed, and any other TCP address only with `allowPublic` and a token file.
  *
  * @throws {ConfigError} naming the address and the flags that would allow it.
  */
@@ -48,7 +48,7 @@ export function checkAdminAddress(address: Address, allowPublic: boolean, tokenF
 /**
  * Reads a bearer token file: its content without surrounding whitespace.
  *
- * @throws {ConfigError} when the file cannot be read or holds no token.
+ * @throws {ConfigError} when the file cannot be read or contains no token.
  */
 export function readTokenFile(path: string): string {
   let token: string;
@@ -165,9 +165,9 @@ function bearerCheck(token: string): (request: Request) => boolean {
     const header = request.headers.get("authorization") ?? "";
     const match = /^Bearer\s+(\S+)$/i.exec(header);
     // Compare digests, which have equal length, so the time taken does not depend on the token.
-    const given = createHash("sha256").update(match?.[1] ?? "").digest();
+    const presented = createHash("sha256").update(match?.[1] ?? "").digest();
 
-    return timingSafeEqual(given, expected) && match !== null;
+    return timingSafeEqual(presented, expected) && match !== null;
   };
 }
 

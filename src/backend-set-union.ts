@@ -17,7 +17,7 @@ export interface ProviderSlot {
   name: string;
   /** The provider's latest set, or the seed saved by an earlier run until it publishes. */
   set: BackendSet;
-  /** False while the slot still holds a seed (or nothing) because the provider has not published yet. */
+  /** False while the slot still contains a seed (or nothing) because the provider has not published yet. */
   published: boolean;
 }
 
@@ -28,9 +28,9 @@ export type ApplyUnion = (set: BackendSet, provider: string) => void;
  * The running backend set: the union of every provider's latest set, keyed by backend id.
  *
  * Providers are kept in registration order. When two providers publish the same id with
- * different targets, the provider registered first wins; the other entry is left out and
- * reported once as a conflict (a warning naming both) and in `conflicts`. The same id
- * with the same target from two providers is no conflict; it counts as the first one's.
+ * different targets, the provider registered first wins. The other entry is left out,
+ * logged once as a warning naming both providers, and listed in `conflicts`. The same id
+ * with the same target from two providers is no conflict, and counts as the first one's.
  *
  * Each publish recomputes the union and calls `apply` only when the union differs from
  * the one applied before, so a provider that republishes an unchanged set, or a change

@@ -28,11 +28,11 @@ export interface ProviderStatus {
   name: string;
   /** Backends in the provider's latest set (or its saved seed). */
   backends: number;
-  /** False while the provider has not published yet and a saved seed or nothing stands in. */
+  /** False while the provider has not published yet, so its saved seed (or nothing) is used. */
   published: boolean;
 }
 
-/** What a running balancer reports about itself. */
+/** The report a running balancer gives about itself. */
 export interface BalancerStatus {
   /** Bound listener addresses, with real ports. */
   listeners: string[];

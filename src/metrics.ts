@@ -5,7 +5,7 @@ import type { Server } from "./server.ts";
 /** Content type of the Prometheus text exposition format, version 0.0.4. */
 export const METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
 
-/** What the metrics are read from. */
+/** The objects the metrics are read from. */
 export interface MetricsSource {
   server: Server;
   union: BackendSetUnion;

@@ -10,7 +10,7 @@ export interface DnsName {
   port: number;
 }
 
-/** Where backend sets come from besides `--backend` flags and the config file's list. */
+/** Settings of the backend set sources besides `--backend` flags and the config file's list. */
 export interface ProviderSettings {
   /** The admin API address, or "off". */
   admin: Address | "off";
@@ -31,7 +31,7 @@ export interface ProviderSettings {
   };
 }
 
-/** What the command line sets for providers; every field is optional. */
+/** Provider settings from the command line; every field is optional. */
 export interface ProviderFlags {
   admin?: Address | "off";
   adminAllowPublic?: boolean;
@@ -44,7 +44,7 @@ export interface ProviderFlags {
   dnsIntervalMs?: number;
 }
 
-/** What a config file sets for providers, under the same names as `ProviderFlags`. */
+/** Provider settings from a config file, under the same names as `ProviderFlags`. */
 export type ProviderFileConfig = ProviderFlags;
 
 /** Returns the admin socket used when `--admin` is not given: under /run for root, else under XDG_RUNTIME_DIR or /tmp. */
@@ -82,7 +82,12 @@ export function checkSrvName(text: string): string | undefined {
 
 /** Parses a DNS server address for `--dns-resolver`: an IP address with a port, or without one for port 53. */
 export function parseResolver(text: string): string | { error: string } {
-  const bare = isIP(text) !== 0 ? (text.includes(":") ? `[${text}]:53` : `${text}:53`) : text;
+  let bare = text;
+  if (isIP(text) === 4) {
+    bare = `${text}:53`;
+  } else if (isIP(text) === 6) {
+    bare = `[${text}]:53`;
+  }
   let address: Address;
   try {
     address = parseAddress(bare);

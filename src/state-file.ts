@@ -22,7 +22,7 @@ const stateSchema = z.strictObject({
  *
  * Each backend is saved with the provider it came from. At start-up the saved entries
  * seed each provider's slot in the union until that provider publishes for the first
- * time; entries of providers that are no longer configured are dropped.
+ * time. Entries of providers that are no longer configured are dropped.
  */
 export class StateFile {
   readonly path: string;
@@ -35,9 +35,9 @@ export class StateFile {
   }
 
   /**
-   * Reads the saved backends, grouped by provider name. A missing file is an empty map; an
-   * unreadable or invalid file is logged and also gives an empty map, since the state only
-   * helps start-up and must never stop it.
+   * Reads the saved backends, grouped by provider name. A missing file gives an empty map.
+   * An unreadable or invalid file is logged and also gives an empty map, because the state
+   * only helps start-up and must never stop it.
    */
   load(): Map<string, BackendSet> {
     let text: string;

@@ -5,7 +5,7 @@ import type { CliOptions } from "./cli.ts";
 import { ConfigError } from "./config.ts";
 import { defaultAdminAddress } from "./provider-settings.ts";
 
-/** Milliseconds `tinylb status` waits for the balancer's answer. */
+/** Milliseconds `tinylb status` waits for the balancer's response. */
 const STATUS_TIMEOUT_MS = 5000;
 
 /** Output streams of the command, replaceable in tests. */
@@ -20,14 +20,14 @@ const PROCESS_OUTPUT: StatusOutput = {
 };
 
 /**
- * Runs `tinylb status`: asks a running balancer for `GET /v1/backends` over its admin API
- * and prints a table (or with `--json`, the JSON answer). Returns the exit code: 0, or 1
- * with a one-line error when no balancer answers or the answer is an error.
+ * Runs `tinylb status`: requests `GET /v1/backends` from a running balancer's admin API
+ * and prints a table (or with `--json`, the JSON response). Returns the exit code: 0, or 1
+ * with a one-line error when no balancer responds or the response is an error.
  */
 export async function runStatus(cli: CliOptions, output: StatusOutput = PROCESS_OUTPUT): Promise<number> {
   const admin = cli.providers?.admin ?? defaultAdminAddress();
   if (admin === "off") {
-    output.stderr("tinylb status: --admin off leaves nothing to ask; pass the balancer's admin address\n");
+    output.stderr("tinylb status: --admin off leaves no address to connect to; pass the balancer's admin address\n");
 
     return 2;
   }
@@ -49,7 +49,7 @@ export async function runStatus(cli: CliOptions, output: StatusOutput = PROCESS_
 /**
  * Fetches the status from an admin API.
  *
- * @throws {Error} naming the address when nothing answers, the answer is an error or is not JSON.
+ * @throws {Error} naming the address when nothing responds, or the response is an error or not JSON.
  */
 export async function fetchStatus(admin: Address, tokenFile?: string): Promise<BalancerStatus> {
   const name = formatAddress(admin);
@@ -73,18 +73,18 @@ export async function fetchStatus(admin: Address, tokenFile?: string): Promise<B
   try {
     response = await fetch(url, init);
   } catch (error) {
-    throw new Error(`no balancer answers on ${name} (${describeFetchError(error)}); is tinylb running? Pass --admin ADDR for another address`, { cause: error });
+    throw new Error(`no balancer responds on ${name} (${describeFetchError(error)}); is tinylb running? Pass --admin ADDR for another address`, { cause: error });
   }
 
   const body = await response.text();
   if (!response.ok) {
     const detail = parseError(body) ?? `HTTP ${response.status}`;
-    throw new Error(`the balancer on ${name} answered ${response.status}: ${detail}`);
+    throw new Error(`the balancer on ${name} responded with status ${response.status}: ${detail}`);
   }
   try {
     return JSON.parse(body) as BalancerStatus;
   } catch {
-    throw new Error(`the answer from ${name} is not JSON; is this a tinylb admin API?`);
+    throw new Error(`the response from ${name} is not JSON; is this a tinylb admin API?`);
   }
 }
 

@@ -36,7 +36,7 @@ interface AdminFixture {
   request: (path: string, init?: RequestInit) => Promise<Response>;
 }
 
-/** A balancer with static backend "a", the API provider and an admin server on `transport`. */
+/** Starts a balancer with static backends (default "a"), the API provider and an admin server on `transport`. */
 async function startAdmin(transport: "unix" | "tcp", options: { staticIds?: string[]; tokenFile?: string } = {}): Promise<AdminFixture> {
   const scenario = new BalancerScenario();
   cleanup.push(() => scenario.close());
@@ -75,7 +75,7 @@ function putJson(body: unknown): RequestInit {
 }
 
 describe.each(["unix", "tcp"] as const)("admin API over %s", (transport) => {
-  test("healthz answers ok", async () => {
+  test("healthz returns ok", async () => {
     const { request } = await startAdmin(transport);
 
     const response = await request("/healthz");

@@ -45,7 +45,7 @@ function startSharedPortBackends(hosts: string[]): number {
 
       return port;
     } catch {
-      // Another process holds the port on one of the later addresses; pick a new port.
+      // Another process uses the port on one of the later addresses, so pick a new port.
       listeners.forEach((listener) => listener.stop(true));
     }
   }

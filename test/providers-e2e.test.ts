@@ -100,7 +100,7 @@ test("binary status without a balancer fails in one line", async () => {
   expect(result.code).toBe(1);
   expect(result.stdout).toBe("");
   expect(result.stderr.trim().split("\n").length).toBe(1);
-  expect(result.stderr).toContain(`tinylb status: no balancer answers on unix:${socket}`);
+  expect(result.stderr).toContain(`tinylb status: no balancer responds on unix:${socket}`);
 }, E2E_TIMEOUT_MS);
 
 test("binary applies a watched config file and SIGHUP", async () => {
@@ -155,7 +155,7 @@ test("binary refuses a public admin address", async () => {
 
 const dnsTest = dnsmasqInstalled() ? test : test.skip;
 
-/** A greeting echo backend on 127.0.0.2, the address the DNS tests resolve to. */
+/** Starts a backend on `host` that greets with `id` and echoes; returns its port. */
 function startBackendOn(host: string, id: string): number {
   const listener = Bun.listen({
     hostname: host,

@@ -4,8 +4,8 @@ import type { Provider, PublishBackendSet } from "./provider.ts";
 
 /**
  * The backends set through the admin API (`PUT /v1/backends`, `PUT` and `DELETE
- * /v1/backends/{id}`). It holds them in memory; with a state file, the ones saved by the
- * last run are passed in as `initial` so a restart keeps them.
+ * /v1/backends/{id}`), kept in memory only. With a state file, the ones saved by the last
+ * run are passed in as `initial`, so a restart keeps them.
  */
 export class AdminApiProvider implements Provider {
   readonly name = "api";

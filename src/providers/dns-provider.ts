@@ -38,8 +38,8 @@ export interface DnsProviderOptions {
 const NO_RECORDS = new Set(["ENODATA", "ENOTFOUND"]);
 
 /**
- * Backends from DNS, re-resolved on an interval: every A and AAAA address of a name (or of
- * the targets of its SRV records) becomes a backend whose id is derived from the name and
+ * Backends from DNS, re-resolved on an interval. Every A and AAAA address of a name (or of
+ * the targets of its SRV records) becomes a backend. Its id is derived from the name and
  * the address, so a reordered answer is the same set.
  *
  * A lookup that fails, or returns no address at all, publishes nothing: the last answer
@@ -89,7 +89,7 @@ export class DnsProvider implements Provider {
     try {
       backends = this.#options.srv ? await this.#resolveSrv() : await this.#resolveHost(this.#options.name, this.#options.port!, this.#options.name);
       if (backends.length === 0) {
-        throw new Error("the answer holds no address");
+        throw new Error("the DNS answer contains no address");
       }
     } catch (error) {
       this.#failed(error);
@@ -158,8 +158,8 @@ export class DnsProvider implements Provider {
 
 /**
  * Derives a backend id from a name and an address, as `name@address`. Characters an id
- * may not hold become `-`; a name too long for an id is shortened and given a hash suffix
- * so ids stay unique.
+ * may not contain become `-`. A name too long for an id is shortened and given a hash
+ * suffix, so ids stay unique.
  */
 export function backendId(name: string, ip: string): string {
   let prefix = name.replace(/[^A-Za-z0-9._:@-]/g, "-").replace(/^[^A-Za-z0-9]+/, "");

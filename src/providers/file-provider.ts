@@ -32,7 +32,7 @@ export interface FileProviderOptions {
   logger?: Logger;
 }
 
-/** Why the file is read. */
+/** The event that caused a read of the file. */
 export type ReloadReason = "start" | "SIGHUP" | "file event" | "poll";
 
 /**
@@ -41,8 +41,8 @@ export type ReloadReason = "start" | "SIGHUP" | "file event" | "poll";
  * It watches the file's directory rather than the file, so that a save by rename
  * (editors, `mv`) and a Kubernetes ConfigMap update (the `..data` symlink swapped to a new
  * folder) are seen as well as an in-place write. A file that is missing, unreadable,
- * empty or invalid is logged with the file, the field path and the value, and nothing is
- * published, so the last good set keeps serving; the next good version is published.
+ * empty or invalid is logged with the file, the field path and the value. Nothing is
+ * published then, so the last good set keeps serving until a good version appears.
  */
 export class FileProvider implements Provider {
   readonly name = "file";

@@ -7,7 +7,7 @@ import { waitFor } from "./wait.ts";
 /** Path of Debian's dnsmasq binary (package dnsmasq-base). */
 export const DNSMASQ = "/usr/sbin/dnsmasq";
 
-/** Returns true when dnsmasq is installed, so DNS tests can say why they are skipped. */
+/** Returns true when dnsmasq is installed, so DNS tests can report why they are skipped. */
 export function dnsmasqInstalled(): boolean {
   return Bun.which("dnsmasq", { PATH: "/usr/sbin:/usr/bin:/sbin:/bin" }) !== null;
 }
