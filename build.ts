@@ -149,6 +149,7 @@ if (import.meta.main) {
     buildRelease(options, commit);
   } else {
     mkdirSync("dist", { recursive: true });
+    // NOTE: the label names no C library, so a host build on a musl system reads bun-linux-x64 too.
     compile(`bun-${process.platform}-${process.arch}`, HOST_OUTFILE, commit, false);
   }
 }
