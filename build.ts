@@ -22,8 +22,8 @@ const CHECKSUMS_FILE = "SHA256SUMS";
 /** Release targets: the name in the file name, and Bun's `--target` value. */
 export const RELEASE_TARGETS: Readonly<Record<string, string>> = {
   "linux-x64": "bun-linux-x64",
-  // Bun 1.4.4 resolves "-baseline" to the same runtime as linux-x64 (one x64 runtime for
-  // Nehalem-class CPUs that picks AVX2 code paths at run time); the file is kept so
+  // Bun 1.4.4 resolves "-baseline" to the same runtime as linux-x64: one x64 runtime for
+  // Nehalem-class CPUs that picks AVX2 code paths at run time. The file is kept so that
   // operators of CPUs without AVX2 find a binary under the name they look for.
   "linux-x64-baseline": "bun-linux-x64-baseline",
   "linux-x64-musl": "bun-linux-x64-musl",
