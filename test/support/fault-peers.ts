@@ -38,7 +38,8 @@ export class EchoBackend {
   readonly peers: EchoPeer[] = [];
   readonly listener: TCPSocketListener<undefined>;
 
-  constructor() {
+  /** @param greeting a line written to every client on accept, before the echo. */
+  constructor(greeting?: string) {
     const byId = new Map<Socket<undefined>, EchoPeer>();
     const pending = new Map<Socket<undefined>, Uint8Array[]>();
     const flush = (socket: Socket<undefined>): void => {
@@ -68,6 +69,9 @@ export class EchoBackend {
           byId.set(socket, peer);
           pending.set(socket, []);
           this.peers.push(peer);
+          if (greeting !== undefined) {
+            socket.write(`${greeting}\n`);
+          }
         },
         data: (socket, chunk) => {
           const peer = byId.get(socket)!;
@@ -118,14 +122,20 @@ export interface TransferResult {
   /** True when the socket closed cleanly, by FIN rather than by a reset or an error. */
   ended: boolean;
   closeError?: Error;
+  /** True when the transfer was cut because it did not finish within its timeout. */
+  timedOut: boolean;
+  /** The first line of the reply, when `greeted` was set. */
+  greeting: string;
+  /** True when the echo received is a prefix of what was sent (or all of it). */
+  prefixIntact: boolean;
 }
 
 /**
  * Sends `size` random bytes through the balancer at `port`, honouring backpressure, then
- * half-closes and collects the echo. `skip` bytes at the start of the reply (a greeting) are
- * left out of the hash. Resolves once the socket closes or `timeoutMs` passes.
+ * half-closes and collects the echo. With `greeted`, the reply's first line (a backend's
+ * greeting) is left out of the hash. Resolves once the socket closes or `timeoutMs` passes.
  */
-export async function transfer(port: number, size: number, options: { prefix?: string; skip?: number; timeoutMs?: number } = {}): Promise<TransferResult> {
+export async function transfer(port: number, size: number, options: { prefix?: string; greeted?: boolean; timeoutMs?: number } = {}): Promise<TransferResult> {
   const prefix = Buffer.from(options.prefix ?? "");
   const payload = Buffer.concat([prefix, randomBytes(size)]);
   const received: Buffer[] = [];
@@ -146,7 +156,7 @@ export async function transfer(port: number, size: number, options: { prefix?: s
     }
     socket.shutdown();
   };
-  const socket = await Bun.connect({
+  const connecting = Bun.connect({
     hostname: "127.0.0.1",
     port,
     allowHalfOpen: true,
@@ -169,18 +179,40 @@ export async function transfer(port: number, size: number, options: { prefix?: s
       },
     },
   });
-  const timer = setTimeout(() => socket.terminate(), options.timeoutMs ?? 60_000);
+  let socket: Socket<undefined>;
+  try {
+    socket = await connecting;
+  } catch (error) {
+    // A reset can arrive before Bun reports the connect as open.
+    closeError = error as Error;
+    done();
+    socket = undefined as never;
+  }
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    socket?.terminate();
+  }, options.timeoutMs ?? 60_000);
   await closed;
   clearTimeout(timer);
 
-  const reply = Buffer.concat(received).subarray(options.skip ?? 0);
+  let reply = Buffer.concat(received);
+  let greeting = "";
+  if (options.greeted === true) {
+    const newline = reply.indexOf(10);
+    greeting = newline < 0 ? reply.toString("latin1") : reply.subarray(0, newline).toString("latin1");
+    reply = newline < 0 ? Buffer.alloc(0) : reply.subarray(newline + 1);
+  }
 
   return {
+    greeting,
+    prefixIntact: reply.equals(payload.subarray(0, reply.byteLength)),
     sentHash: sha256(payload),
     receivedHash: sha256(reply),
     sent: payload.byteLength,
     received: receivedBytes,
-    ended,
+    ended: ended && !timedOut,
+    timedOut,
     closeError,
   };
 }
