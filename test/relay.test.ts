@@ -17,7 +17,7 @@ afterEach(async () => {
   }
 }, TEST_TIMEOUT_MS);
 
-/** A server balancing one PeerListener backend, and a client connected through it. */
+/** Starts a server that balances one PeerListener backend, and connects a client through it. */
 async function relay(onAccept?: (peer: Peer) => void): Promise<{ server: Server; backend: PeerListener; client: Peer; upstream: Peer; connection: Connection }> {
   const backend = new PeerListener(onAccept);
   cleanup.push(() => backend.stop());
