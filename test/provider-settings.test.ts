@@ -1,0 +1,141 @@
+import { afterEach, expect, test } from "bun:test";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parseArgs, UsageError } from "../src/cli.ts";
+import { ConfigError, loadConfigFile } from "../src/config.ts";
+import { parseDnsName, parseResolver, resolveProviderSettings } from "../src/provider-settings.ts";
+
+const cleanup: (() => void)[] = [];
+afterEach(() => {
+  for (const step of cleanup.splice(0)) {
+    step();
+  }
+});
+
+function configFile(text: string): string {
+  const dir = mkdtempSync(join(tmpdir(), "tinylb-provider-settings-"));
+  cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
+  const path = join(dir, "tinylb.yaml");
+  writeFileSync(path, text);
+
+  return path;
+}
+
+test("parseArgs reads provider flags", () => {
+  const cli = parseArgs([
+    "--admin", "127.0.0.1:9901",
+    "--admin-token-file", "/etc/tinylb/token",
+    "--admin-allow-public",
+    "--no-watch-config",
+    "--state-file", "/var/lib/tinylb/state.json",
+    "--dns", "api.internal:6443",
+    "--dns", "api.other:443",
+    "--dns-srv", "_https._tcp.api.internal",
+    "--dns-resolver", "127.0.0.1:5353",
+    "--dns-resolver=::1",
+    "--dns-interval", "5s",
+  ]);
+
+  expect(cli.providers).toEqual({
+    admin: { kind: "tcp", host: "127.0.0.1", port: 9901 },
+    adminTokenFile: "/etc/tinylb/token",
+    adminAllowPublic: true,
+    watchConfig: false,
+    stateFile: "/var/lib/tinylb/state.json",
+    dns: [{ name: "api.internal", port: 6443 }, { name: "api.other", port: 443 }],
+    dnsSrv: ["_https._tcp.api.internal"],
+    dnsResolvers: ["127.0.0.1:5353", "[::1]:53"],
+    dnsIntervalMs: 5000,
+  });
+});
+
+test("parseArgs reads the status command", () => {
+  const cli = parseArgs(["status", "--admin", "unix:/run/x.sock", "--json"]);
+
+  expect(cli.command).toBe("status");
+  expect(cli.json).toBe(true);
+  expect(cli.providers?.admin).toEqual({ kind: "unix", path: "/run/x.sock" });
+});
+
+test.each([
+  [["--dns", "api.internal"], "--dns: invalid DNS name \"api.internal\": expected NAME:PORT"],
+  [["--dns", "api.internal:0"], "expected NAME:PORT"],
+  [["--dns", "bad name:80"], "expected NAME:PORT"],
+  [["--dns-srv", "not a name"], "--dns-srv: invalid SRV name"],
+  [["--dns-resolver", "dns.example:53"], "use an IP address and port"],
+  [["--dns-interval", "500ms"], "--dns-interval: the interval must be at least 1s"],
+  [["--admin", "nowhere"], "--admin: invalid address \"nowhere\""],
+  [["--state-file", ""], "--state-file needs a file path"],
+  [["status", "--listen", "127.0.0.1:1"], "--listen is not valid with tinylb status"],
+])("parseArgs rejects %p", (argv, message) => {
+  expect(() => parseArgs(argv)).toThrow(UsageError);
+  expect(() => parseArgs(argv)).toThrow(message);
+});
+
+test("config file sets provider keys", () => {
+  const path = configFile(`admin: unix:/run/tinylb/other.sock
+watchConfig: false
+stateFile: /var/lib/tinylb/state.json
+dns:
+  names: [ "api.internal:6443" ]
+  srv: [ "_https._tcp.api.internal" ]
+  resolver: 10.0.0.53
+  interval: 10s
+`);
+
+  const settings = resolveProviderSettings({}, loadConfigFile(path).providers);
+
+  expect(settings).toEqual({
+    admin: { kind: "unix", path: "/run/tinylb/other.sock" },
+    adminIsDefault: false,
+    adminAllowPublic: false,
+    adminTokenFile: undefined,
+    watchConfig: false,
+    stateFile: "/var/lib/tinylb/state.json",
+    dns: { names: [{ name: "api.internal", port: 6443 }], srv: ["_https._tcp.api.internal"], resolvers: ["10.0.0.53:53"], intervalMs: 10_000 },
+  });
+});
+
+test("provider flags win over the config file", () => {
+  const path = configFile(`dns:\n  names: [ "api.internal:6443" ]\n  interval: 10s\nwatchConfig: false\n`);
+
+  const settings = resolveProviderSettings({ dns: [{ name: "flag.internal", port: 1 }], watchConfig: true }, loadConfigFile(path).providers);
+
+  expect(settings.dns.names).toEqual([{ name: "flag.internal", port: 1 }]);
+  expect(settings.dns.intervalMs).toBe(10_000);
+  expect(settings.watchConfig).toBe(true);
+  expect(settings.adminIsDefault).toBe(true);
+});
+
+test.each([
+  ["dns:\n  names: [ \"api.internal\" ]\n", "dns.names[0]", "api.internal"],
+  ["dns:\n  resolver: dns.example\n", "dns.resolver", "dns.example"],
+  ["dns:\n  interval: 100ms\n", "dns.interval", "at least 1s"],
+  ["dns:\n  hosts: []\n", "dns", "hosts"],
+  ["admin: nowhere\n", "admin", "nowhere"],
+  ["watchConfig: maybe\n", "watchConfig", "maybe"],
+])("config file rejects %p", (text, field, value) => {
+  const path = configFile(text);
+
+  expect(() => loadConfigFile(path)).toThrow(ConfigError);
+  expect(() => loadConfigFile(path)).toThrow(`invalid config ${path}: ${field}`);
+  expect(() => loadConfigFile(path)).toThrow(value);
+});
+
+test.each([
+  ["api.internal:6443", { name: "api.internal", port: 6443 }],
+  ["api-1.cluster.local.:443", { name: "api-1.cluster.local.", port: 443 }],
+  ["api:65536", "invalid DNS name \"api:65536\": expected NAME:PORT, such as api.internal:6443"],
+])("parseDnsName %p", (text, expected) => {
+  expect(parseDnsName(text)).toEqual(expected);
+});
+
+test.each([
+  ["10.0.0.53", "10.0.0.53:53"],
+  ["10.0.0.53:5353", "10.0.0.53:5353"],
+  ["fd00::53", "[fd00::53]:53"],
+  ["[fd00::53]:5353", "[fd00::53]:5353"],
+])("parseResolver %p", (text, expected) => {
+  expect(parseResolver(text)).toBe(expected);
+});
