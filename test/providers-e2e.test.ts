@@ -109,7 +109,8 @@ test("binary applies a watched config file and SIGHUP", async () => {
   const config = join(dir, "tinylb.yaml");
   const yaml = (ids: string[]): string => `backends:\n${ids.map((id) => `  - { id: ${id}, target: "${backends.get(id)!.target}" }`).join("\n")}\n`;
   writeFileSync(config, yaml(["a"]));
-  const { tinylb, port } = await startTinylb(["--config", config, "--admin", "off"]);
+  const socket = join(dir, "admin.sock");
+  const { tinylb, port } = await startTinylb(["--config", config, "--admin", `unix:${socket}`]);
   const clients = await connectEach(port, ["a"]);
 
   writeFileSync(join(dir, "tinylb.yaml.new"), yaml(["a", "b"]));
@@ -121,6 +122,9 @@ test("binary applies a watched config file and SIGHUP", async () => {
 
   tinylb.signal("SIGHUP");
   await tinylb.waitForLog(/config reloaded .*reason=SIGHUP/);
+  const metrics = await (await adminFetch(socket, "/metrics")).text();
+  expect(metrics).toContain("tinylb_config_reloads_total 2\n");
+  expect(metrics).toContain("tinylb_config_reload_failures_total 0\n");
   expect(await tinylb.stop()).toBe(0);
 }, E2E_TIMEOUT_MS);
 

@@ -141,6 +141,8 @@ export class FileProvider implements Provider {
     }
   }
 
+  // NOTE: a YAML file cut at a line boundary can still parse with fewer backends. Only the
+  // quiet period after the last file event keeps a slow in-place write from being read half-way.
   #load(text: string | undefined): FileConfig {
     if (text !== undefined && text.trim() === "") {
       throw new ConfigError(`invalid config ${this.#options.path}: the file is empty (perhaps still being written)`);
