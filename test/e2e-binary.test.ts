@@ -318,3 +318,25 @@ function residentBytes(pid: number): number {
 
   return Number(kib[1]) * 1024;
 }
+
+describe("dist/tinylb demo", () => {
+  test("serves three greeting backends in turn and stops on SIGINT", async () => {
+    const demo = TinylbProcess.start(["demo", "--listen", "127.0.0.1:0"]);
+    cleanup.push(() => demo[Symbol.asyncDispose]());
+    await waitFor("the demo's instructions", () => demo.stdout.includes("Press Ctrl-C to stop."));
+    const url = /curl -s (http:\/\/127\.0\.0\.1:\d+\/)/.exec(demo.stdout)?.[1];
+    expect(url).toBeDefined();
+
+    const replies: string[] = [];
+    for (let i = 0; i < 4; i++) {
+      const curl = await run(["curl", "-sS", "--max-time", "20", url!]);
+      expect(curl.exitCode).toBe(0);
+      replies.push(curl.stdout.trim());
+    }
+    expect(replies).toEqual(["hello from demo-1", "hello from demo-2", "hello from demo-3", "hello from demo-1"]);
+
+    demo.signal("SIGINT");
+    expect(await within("the demo to exit", demo.process.exited, 15_000)).toBe(0);
+    expect(demo.stdout).toContain("demo stopped");
+  }, TEST_TIMEOUT_MS);
+});
