@@ -172,6 +172,8 @@ test("FileProvider rewrite leaving targets in place disturbs nothing", async () 
   renameSync(join(dir, "next.yaml"), path);
   await waitFor("reordered file read", () => scenario.log.withMessage("config reloaded").length >= 1);
   expect(scenario.server.stats.setChanges).toBe(changesBefore);
+  const infoLines = scenario.log.records.filter((record) => record.level !== "debug").map((record) => record.msg);
+  expect(infoLines).toEqual(["config loaded", "backend set changed", "listening"]);
 
   writeFileSync(path, yaml(scenario, ["a", "b", "c"]));
   await waitFor("c added", () => scenario.server.set.get("c") !== undefined);

@@ -126,7 +126,10 @@ export class FileProvider implements Provider {
       this.#options.onAccepted?.(config);
     }
     const set = new BackendSet(config.backends ?? []);
-    this.#log.info(reason === "start" ? "config loaded" : "config reloaded", { file: path, reason, count: set.size });
+    // A save that changes the set is logged by the server with provider=file, and one that
+    // changes nothing needs no info line; a reload the operator requested always gets one.
+    const level = reason === "start" || reason === "SIGHUP" ? "info" : "debug";
+    this.#log.log(level, reason === "start" ? "config loaded" : "config reloaded", { file: path, reason, count: set.size });
     publish(set);
 
     return true;
