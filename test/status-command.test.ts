@@ -1,0 +1,114 @@
+import { afterEach, expect, test } from "bun:test";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { AdminServer } from "../src/admin-server.ts";
+import { createBackend } from "../src/backend.ts";
+import { BackendSet } from "../src/backend-set.ts";
+import { type BalancerStatus, collectStatus } from "../src/balancer-status.ts";
+import { parseArgs } from "../src/cli.ts";
+import { AdminApiProvider } from "../src/providers/admin-api-provider.ts";
+import { StaticProvider } from "../src/providers/static-provider.ts";
+import { formatStatus, runStatus } from "../src/status-command.ts";
+import { BalancerScenario } from "./support/balancer-scenario.ts";
+
+const cleanup: (() => void | Promise<unknown>)[] = [];
+afterEach(async () => {
+  for (const step of cleanup.splice(0).reverse()) {
+    await step();
+  }
+});
+
+function tempDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), "tinylb-status-"));
+  cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
+
+  return dir;
+}
+
+/** Runs the status command in this process and collects what it prints. */
+async function status(argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  let stdout = "";
+  let stderr = "";
+  const code = await runStatus(parseArgs(["status", ...argv]), { stdout: (text) => (stdout += text), stderr: (text) => (stderr += text) });
+
+  return { code, stdout, stderr };
+}
+
+/** Starts a balancer whose file provider and API provider publish the same id "a" with different targets. */
+async function startConflictingBalancer(tokenFile?: string): Promise<{ socket: string; scenario: BalancerScenario }> {
+  const scenario = new BalancerScenario();
+  cleanup.push(() => scenario.close());
+  scenario.startBackends(["a", "b"]);
+  const api = new AdminApiProvider(new BackendSet([createBackend("a", scenario.target("b"))]));
+  await scenario.start(new StaticProvider(new BackendSet([createBackend("a", scenario.target("a"))]), "file"), api);
+  const socket = join(tempDir(), "admin.sock");
+  const admin = await AdminServer.start({
+    address: { kind: "unix", path: socket },
+    tokenFile,
+    context: { api, union: scenario.union, status: () => collectStatus(scenario.server, scenario.union), metrics: () => "" },
+  });
+  cleanup.push(() => admin.stop());
+
+  return { socket, scenario };
+}
+
+test("status lists a conflict", async () => {
+  const { socket, scenario } = await startConflictingBalancer();
+
+  const result = await status(["--admin", `unix:${socket}`]);
+
+  expect(result.code).toBe(0);
+  expect(result.stderr).toBe("");
+  expect(result.stdout).toContain(`Conflict: "a" from "file" (${scenario.target("a")}) is used; "api" (${scenario.target("b")}) is ignored\n`);
+});
+
+test("status sends the bearer token", async () => {
+  const dir = tempDir();
+  const tokenFile = join(dir, "token");
+  writeFileSync(tokenFile, "token-for-status-0123456789\n");
+  const wrongFile = join(dir, "wrong");
+  writeFileSync(wrongFile, "another-token-0123456789\n");
+  const { socket } = await startConflictingBalancer(tokenFile);
+
+  const right = await status(["--admin", `unix:${socket}`, "--admin-token-file", tokenFile, "--json"]);
+  const wrong = await status(["--admin", `unix:${socket}`, "--admin-token-file", wrongFile]);
+  const none = await status(["--admin", `unix:${socket}`]);
+
+  expect(right.code).toBe(0);
+  expect((JSON.parse(right.stdout) as BalancerStatus).conflicts.length).toBe(1);
+  expect(wrong.code).toBe(1);
+  expect(wrong.stderr).toBe(`tinylb status: the balancer on unix:${socket} responded with status 401: missing or invalid bearer token\n`);
+  expect(none.code).toBe(1);
+});
+
+test("status rejects --admin off", async () => {
+  const result = await status(["--admin", "off"]);
+
+  expect(result.code).toBe(2);
+  expect(result.stderr).toContain("--admin off leaves no address to connect to");
+});
+
+test("status reports a server that is not tinylb", async () => {
+  const socket = join(tempDir(), "other.sock");
+  // A mock: any HTTP server that is not a tinylb admin API, here one that returns plain text.
+  const other = Bun.serve({ unix: socket, fetch: () => new Response("hello") });
+  cleanup.push(() => other.stop(true));
+
+  const result = await status(["--admin", `unix:${socket}`]);
+
+  expect(result.code).toBe(1);
+  expect(result.stderr).toBe(`tinylb status: the response from unix:${socket} is not JSON; is this a tinylb admin API?\n`);
+});
+
+test("formatStatus marks an empty set", () => {
+  const text = formatStatus({ listeners: [], backends: [], conflicts: [], providers: [], degraded: false });
+
+  expect(text.split("\n")).toEqual([
+    "ID  TARGET  PROVIDER  ACTIVE  TOTAL  BYTES TO BACKEND  BYTES TO CLIENT  HEALTH",
+    "(the backend set is empty)",
+    "",
+    "Listeners: (none)",
+    "",
+  ]);
+});
