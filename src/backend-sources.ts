@@ -3,6 +3,7 @@ import { AdminServer, checkAdminAddress, readTokenFile } from "./admin-server.ts
 import { BackendSet } from "./backend-set.ts";
 import { BackendSetUnion } from "./backend-set-union.ts";
 import { collectStatus } from "./balancer-status.ts";
+import { createClusterProviders } from "./cluster-providers.ts";
 import type { CliOptions } from "./cli.ts";
 import type { FileConfig } from "./config.ts";
 import { resolveHealthSettings } from "./health-config.ts";
@@ -21,7 +22,7 @@ import { StateFile } from "./state-file.ts";
 /** The providers of a running balancer, the union they feed and the admin API. */
 export interface BackendSources {
   union: BackendSetUnion;
-  /** Providers in registration order: static, file, api, then DNS. */
+  /** Providers in registration order: static, file, api, DNS, then Kubernetes and etcd. */
   providers: Provider[];
   /** The config file provider, when `--config` is given. */
   file?: FileProvider;
@@ -47,7 +48,8 @@ export interface BackendSources {
  * starts them, applying their union to `server`. Providers that publish while starting
  * (static, file, api) are applied as one change; DNS publishes when its first lookup ends.
  *
- * @throws {ConfigError} for an admin address outside loopback without the flags, or a bad token file.
+ * @throws {ConfigError} for an admin address outside loopback without the flags, a bad token
+ *   file, or a kubeconfig or etcd TLS file that cannot be used.
  */
 export async function startBackendSources(cli: CliOptions, settings: Settings, server: Server, logger: Logger): Promise<BackendSources> {
   const log = logger.with({ component: "providers" });
@@ -90,6 +92,7 @@ export async function startBackendSources(cli: CliOptions, settings: Settings, s
   for (const name of options.dns.srv) {
     providers.push(new DnsProvider({ name, srv: true, servers, intervalMs: options.dns.intervalMs, logger }));
   }
+  providers.push(...createClusterProviders(settings, server, logger));
 
   const publishers = providers.map((provider) => union.register(provider.name));
   await union.batch(providers.map((provider) => provider.name).join(","), async () => {

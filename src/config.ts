@@ -7,6 +7,7 @@ import { parseDuration } from "./duration.ts";
 import { type HealthConfig, healthConfigOf, healthFileKeys, probeSchema } from "./health-config.ts";
 import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from "./logger.ts";
 import { type ProviderFileConfig, providerFileKeys, toProviderFileConfig } from "./provider-settings.ts";
+import { clusterProviderFileKeys, type EtcdSettings, type KubernetesSettings } from "./cluster-provider-keys.ts";
 
 /** A config file that cannot be read, parsed or validated; the message names the file, field and value. */
 export class ConfigError extends Error {
@@ -72,6 +73,7 @@ export const fileSchema = z.strictObject({
   maxConnectionsPerBackend: connectionCap.optional(),
   ...healthFileKeys,
   ...providerFileKeys,
+  ...clusterProviderFileKeys,
   logLevel: z.enum(LOG_LEVELS).optional(),
   logFormat: z.enum(LOG_FORMATS).optional(),
 });
@@ -89,6 +91,10 @@ export interface FileConfig {
   health?: HealthConfig;
   /** The admin API, the config watch, the state file and DNS. */
   providers?: ProviderFileConfig;
+  /** The Kubernetes provider: kubeconfig or in-cluster access. */
+  kubernetes?: KubernetesSettings;
+  /** The etcd provider: members and key prefix. */
+  etcd?: EtcdSettings;
   logLevel?: LogLevel;
   logFormat?: LogFormat;
 }
@@ -136,6 +142,8 @@ export function validateConfig(path: string, data: unknown): FileConfig {
     maxConnectionsPerBackend: file.maxConnectionsPerBackend,
     health: healthConfigOf(file, (data as { backends?: unknown } | null)?.backends),
     providers: toProviderFileConfig(file),
+    kubernetes: file.kubernetes,
+    etcd: file.etcd,
     logLevel: file.logLevel,
     logFormat: file.logFormat,
   };

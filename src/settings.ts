@@ -6,6 +6,7 @@ import { ConfigError, type FileConfig, loadConfigFile } from "./config.ts";
 import { type HealthSettings, resolveHealthSettings } from "./health-config.ts";
 import type { LogFormat, LogLevel } from "./logger.ts";
 import { type ProviderSettings, resolveProviderSettings } from "./provider-settings.ts";
+import type { EtcdSettings, KubernetesSettings } from "./cluster-provider-keys.ts";
 
 /** The settings a balancer runs with, after flags, file and defaults are merged. */
 export interface Settings {
@@ -22,6 +23,10 @@ export interface Settings {
   health: HealthSettings;
   /** The admin API, the config watch, the state file and DNS. */
   providers: ProviderSettings;
+  /** The Kubernetes provider, from the config file only. */
+  kubernetes?: KubernetesSettings;
+  /** The etcd provider, from the config file only. */
+  etcd?: EtcdSettings;
   logLevel: LogLevel;
   logFormat: LogFormat;
 }
@@ -62,6 +67,8 @@ export function resolveSettings(cli: CliOptions): Settings {
     maxConnectionsPerBackend: cli.maxConnectionsPerBackend ?? file.maxConnectionsPerBackend ?? DEFAULTS.maxConnectionsPerBackend,
     health: resolveHealthSettings(cli.health, file.health),
     providers: resolveProviderSettings(cli.providers ?? {}, file.providers),
+    kubernetes: file.kubernetes,
+    etcd: file.etcd,
     logLevel: cli.logLevel ?? file.logLevel ?? DEFAULTS.logLevel,
     logFormat: cli.logFormat ?? file.logFormat ?? DEFAULTS.logFormat,
   };

@@ -23,7 +23,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await cluster?.stop();
-});
+}, 20_000);
 
 const cleanup: (() => unknown)[] = [];
 afterEach(async () => {

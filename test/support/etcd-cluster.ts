@@ -1,7 +1,7 @@
 import type { Subprocess } from "bun";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { waitFor } from "./wait.ts";
 
 /**
@@ -21,6 +21,8 @@ export class EtcdMember {
     readonly ip: string,
     readonly dataDir: string,
     private readonly initialCluster: string,
+    /** Shared by every member of one cluster, so that members of other test clusters cannot join it. */
+    private readonly clusterToken: string,
   ) {}
 
   /** Client address, `IP:2379`, as etcdctl and tinylb targets write it. */
@@ -57,7 +59,7 @@ export class EtcdMember {
         "--initial-advertise-peer-urls", this.peerUrl,
         "--initial-cluster", this.initialCluster,
         "--initial-cluster-state", "new",
-        "--initial-cluster-token", `tinylb-test-${this.dataDir}`,
+        "--initial-cluster-token", this.clusterToken,
         "--logger", "zap",
         "--log-outputs", "stderr",
       ],
@@ -154,7 +156,8 @@ export class EtcdCluster {
     const ips = randomLoopbackIps(size);
     const names = ips.map((_, index) => `member-${index + 1}`);
     const initialCluster = names.map((name, index) => `${name}=http://${ips[index]}:2380`).join(",");
-    const members = names.map((name, index) => new EtcdMember(name, ips[index]!, join(dir, name), initialCluster));
+    const token = `tinylb-test-${basename(dir)}`;
+    const members = names.map((name, index) => new EtcdMember(name, ips[index]!, join(dir, name), initialCluster, token));
 
     return new EtcdCluster(members, dir);
   }

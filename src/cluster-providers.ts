@@ -1,0 +1,91 @@
+/** Construction of the Kubernetes and etcd providers from the `kubernetes` and `etcd` config sections. */
+import { readFileSync } from "node:fs";
+import type { Address } from "./address.ts";
+import type { EtcdSettings, KubernetesSettings } from "./cluster-provider-keys.ts";
+import { ConfigError } from "./config.ts";
+import type { Logger } from "./logger.ts";
+import { EtcdProvider } from "./providers/etcd-provider.ts";
+import { type KubernetesAccess, loadInClusterAccess, loadKubeconfig } from "./providers/kubernetes-access.ts";
+import { KubernetesProvider } from "./providers/kubernetes-provider.ts";
+import type { ApiRoute } from "./providers/kubernetes-watch.ts";
+import type { Provider } from "./providers/provider.ts";
+import { sleepUnlessAborted } from "./providers/reconnect-backoff.ts";
+import type { Server } from "./server.ts";
+
+/** How often the Kubernetes provider checks whether the seed backends are up. */
+const SEED_POLL_MS = 100;
+
+/**
+ * Builds the Kubernetes and etcd providers that the settings ask for. Credentials and
+ * certificates are read now, so a bad file stops the start.
+ *
+ * @throws {ConfigError} when the kubeconfig, service account or a TLS file cannot be used.
+ */
+export function createClusterProviders(
+  settings: { kubernetes?: KubernetesSettings; etcd?: EtcdSettings },
+  server: Server,
+  logger: Logger,
+): Provider[] {
+  const providers: Provider[] = [];
+  if (settings.kubernetes !== undefined) {
+    providers.push(createKubernetesProvider(settings.kubernetes, server, logger));
+  }
+  if (settings.etcd !== undefined) {
+    const etcd = settings.etcd;
+    const tls = { caPem: readPem(etcd.caFile), certPem: readPem(etcd.certFile), keyPem: readPem(etcd.keyFile) };
+    providers.push(new EtcdProvider({ endpoints: etcd.endpoints, prefix: etcd.prefix, tls, logger }));
+  }
+
+  return providers;
+}
+
+function createKubernetesProvider(settings: KubernetesSettings, server: Server, logger: Logger): KubernetesProvider {
+  const loaded: KubernetesAccess = settings.inCluster ? loadInClusterAccess() : loadKubeconfig(settings.kubeconfig!, settings.context);
+  const access = { ...loaded, tlsServerName: settings.tlsServerName ?? loaded.tlsServerName };
+  if (!settings.viaListener) {
+    return new KubernetesProvider({ access, logger });
+  }
+
+  return new KubernetesProvider({
+    access,
+    logger,
+    route: () => listenerRoute(server.listeners[0]?.address),
+    waitUntilReady: async (signal) => {
+      while (!signal.aborted && (server.listeners.length === 0 || server.set.size === 0)) {
+        await sleepUnlessAborted(SEED_POLL_MS, signal);
+      }
+    },
+  });
+}
+
+/** Returns the URL that reaches a listener from this host: a wildcard host becomes loopback. */
+export function listenerRoute(address: Address | undefined): ApiRoute | undefined {
+  if (address === undefined) {
+    return undefined;
+  }
+  if (address.kind === "unix") {
+    // The host of the URL is not dialled; the certificate is checked against tlsServerName.
+    return { url: "https://localhost", unixPath: address.path };
+  }
+
+  let host = address.host;
+  if (host === "0.0.0.0") {
+    host = "127.0.0.1";
+  } else if (host === "::") {
+    host = "::1";
+  }
+  const bracketed = host.includes(":") ? `[${host}]` : host;
+
+  return { url: `https://${bracketed}:${address.port}` };
+}
+
+function readPem(path: string | undefined): string | undefined {
+  if (path === undefined) {
+    return undefined;
+  }
+  try {
+    return readFileSync(path, "utf8");
+  } catch (error) {
+    throw new ConfigError(`read etcd TLS file ${path} failed: ${(error as Error).message}`, { cause: error });
+  }
+}
