@@ -364,3 +364,20 @@ test("Server drains open connections on shutdown, then closes the rest", async (
   await waitFor("the lingering client to be closed", () => lingering.closed, 1000);
   expect(server.activeCount).toBe(0);
 }, TEST_TIMEOUT_MS);
+
+test("Server turns on TCP keepalive on both sockets", async () => {
+  const backends = startBackends(["a"]);
+  const { port } = await startServer(setOfBackends(backends), { keepaliveMs: 7000 });
+  const client = await connect(port);
+  await waitFor("greeting", () => client.firstLine === "a");
+
+  // ss lists a keepalive timer for sockets with SO_KEEPALIVE; neither test peer sets it.
+  const sockets = (filter: string): string => Bun.spawnSync(["ss", "-tnoH", "state", "established", filter]).stdout.toString();
+  const clientSide = sockets(`( sport = :${port} )`);
+  const backendSide = sockets(`( dport = :${backends[0]!.port} )`);
+
+  expect(clientSide).toContain("timer:(keepalive");
+  expect(backendSide).toContain("timer:(keepalive");
+  expect(sockets(`( dport = :${port} )`)).not.toContain("timer:(keepalive");
+  client.close();
+}, TEST_TIMEOUT_MS);
