@@ -269,7 +269,10 @@ export class Server {
   }
 
   #accept(socket: ClientSocket): void {
-    const client = socket.remoteAddress ? `${socket.remoteAddress}:${socket.remotePort}` : "unix";
+    // Each of remoteAddress and remotePort is a getpeername(2) call, so the address is read
+    // when first needed, or at once when debug lines (which name it after the close) are on.
+    const readClient = (): string => (socket.remoteAddress ? `${socket.remoteAddress}:${socket.remotePort}` : "unix");
+    const client = this.#log.enabled("debug") ? readClient() : readClient;
     const connection = new Connection(this.#nextId++, socket as Socket<unknown>, client, (closed, kind, reason) =>
       this.#connectionClosed(closed, kind, reason),
     );
@@ -278,14 +281,14 @@ export class Server {
     configureSocket(socket, this.#options.keepaliveMs);
 
     if (!this.limits.admits(this.activeCount)) {
-      this.limits.reject("global", client);
+      this.limits.reject("global", connection.clientAddress);
       connection.close("connection limit reached");
 
       return;
     }
     if (this.#selector.set.size === 0) {
       this.stats.unserved++;
-      this.#emptySetWarning.log("backend set is empty; closing client", { conn: connection.id, client });
+      this.#emptySetWarning.log("backend set is empty; closing client", { conn: connection.id, client: connection.clientAddress });
       connection.close("backend set is empty");
 
       return;
@@ -294,7 +297,7 @@ export class Server {
     this.#dialing.add(connection);
     this.#guardDescriptors();
     this.#connect(connection).catch((error: unknown) => {
-      this.#log.error("invariant violated: connection failed outside a dial", { conn: connection.id, client, err: error });
+      this.#log.error("invariant violated: connection failed outside a dial", { conn: connection.id, client: connection.clientAddress, err: error });
       connection.reset("internal error");
     });
   }
@@ -356,7 +359,9 @@ export class Server {
     this.#dialing.delete(connection);
     this.pool.add(connection);
     this.stats.backend(connection.backend.id).total++;
-    this.#log.debug("connection opened", this.#fields(connection));
+    if (this.#log.enabled("debug")) {
+      this.#log.debug("connection opened", this.#fields(connection));
+    }
   }
 
   #connectionClosed(connection: Connection, kind: CloseKind, reason: string): void {
@@ -364,7 +369,9 @@ export class Server {
     if (this.pool.delete(connection)) {
       this.limits.release(connection.backend.id);
       this.stats.recordClosed(connection);
-      this.#log.debug("connection closed", { ...this.#fields(connection), kind, reason, sent: connection.bytesToBackend, received: connection.bytesToClient });
+      if (this.#log.enabled("debug")) {
+        this.#log.debug("connection closed", { ...this.#fields(connection), kind, reason, sent: connection.bytesToBackend, received: connection.bytesToClient });
+      }
     }
     if (this.activeCount === 0) {
       const waiters = this.#idleWaiters;

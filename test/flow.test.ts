@@ -2,7 +2,7 @@ import { afterEach, expect, test } from "bun:test";
 import type { Socket } from "bun";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { Flow } from "../src/flow.ts";
+import { Flow, UNPAUSED_QUEUE_LIMIT } from "../src/flow.ts";
 import { type Peer, PeerListener, patternBytes, sha256 } from "./support/peers.ts";
 import { waitFor } from "./support/wait.ts";
 
@@ -126,4 +126,36 @@ test("no source file hands data to end()", () => {
 
   expect(files.length).toBeGreaterThan(10);
   expect(offenders).toEqual([]);
+});
+
+test("Flow pauses a sinkless source only at 64 KiB", async () => {
+  const sourceWiring: Wiring = {};
+  const source = await socketPair(sourceWiring);
+  const sink = await socketPair({});
+  let pauses = 0;
+  const pause = source.socket.pause.bind(source.socket);
+  source.socket.pause = () => {
+    pauses++;
+    pause();
+  };
+  const flow = new Flow(source.socket);
+  sourceWiring.onData = (chunk) => flow.forward(chunk);
+
+  // A small first request is queued without pausing the source.
+  await source.peer.send(patternBytes(1024, 1));
+  await waitFor("the first kilobyte to be queued", () => flow.pendingBytes === 1024);
+  expect(pauses).toBe(0);
+
+  // Crossing UNPAUSED_QUEUE_LIMIT pauses it.
+  const large = patternBytes(256 * 1024, 2);
+  void source.peer.send(large);
+  await waitFor("the queue to reach 64 KiB", () => flow.pendingBytes >= UNPAUSED_QUEUE_LIMIT);
+  expect(pauses).toBe(1);
+
+  // Once a sink is set, every byte arrives in order and the source is resumed.
+  sink.peer.keepText = false;
+  flow.setSink(sink.socket);
+  await waitFor("all bytes at the sink", () => sink.peer.received === 1024 + large.byteLength);
+  expect(sink.peer.digest()).toBe(sha256(Buffer.concat([patternBytes(1024, 1), large])));
+  expect(flow.pendingBytes).toBe(0);
 });
