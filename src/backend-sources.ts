@@ -108,7 +108,7 @@ export async function startBackendSources(cli: CliOptions, settings: Settings, s
   });
   if (stateFile !== undefined) {
     stateFile.save(union.set, (id) => union.providerOf(id));
-    union.onChange((set) => stateFile.save(set, (id) => union.providerOf(id)));
+    union.onChange((set) => stateFile.saveSoon(set, (id) => union.providerOf(id)));
   }
 
   const sources: BackendSources = {
@@ -149,6 +149,7 @@ export async function startBackendSources(cli: CliOptions, settings: Settings, s
         await provider.stop();
       }
       await sources.admin?.stop();
+      stateFile?.flush();
     },
   };
 

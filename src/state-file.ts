@@ -27,10 +27,16 @@ const stateSchema = z.strictObject({
 export class StateFile {
   readonly path: string;
   readonly #log: Logger;
+  readonly #minIntervalMs: number;
   #failing = false;
+  #lastWrite = -Infinity;
+  #pending: (() => void) | undefined;
+  #timer: Timer | undefined;
 
-  constructor(path: string, logger: Logger = silentLogger) {
+  /** @param minIntervalMs least milliseconds between two writes by `saveSoon` */
+  constructor(path: string, logger: Logger = silentLogger, minIntervalMs = 1000) {
     this.path = path;
+    this.#minIntervalMs = minIntervalMs;
     this.#log = logger.with({ component: "state-file" });
   }
 
@@ -71,6 +77,8 @@ export class StateFile {
    * A failed write is logged once per failure streak and otherwise ignored.
    */
   save(set: BackendSet, providerOf: (id: string) => string | undefined): void {
+    this.#cancelPending();
+    this.#lastWrite = performance.now();
     const state = {
       version: STATE_VERSION,
       savedAt: new Date().toISOString(),
@@ -99,6 +107,36 @@ export class StateFile {
       this.#log.info("state file written again after failures", { file: this.path });
     }
     this.#failing = false;
+  }
+
+  /**
+   * Saves the set now, or when `minIntervalMs` has passed since the last write. Under a
+   * burst of changes only the latest set is written, so the event loop does not wait on
+   * one fsync per change.
+   */
+  saveSoon(set: BackendSet, providerOf: (id: string) => string | undefined): void {
+    const wait = this.#lastWrite + this.#minIntervalMs - performance.now();
+    if (wait <= 0) {
+      this.save(set, providerOf);
+
+      return;
+    }
+
+    this.#pending = () => this.save(set, providerOf);
+    this.#timer ??= setTimeout(() => this.flush(), wait);
+  }
+
+  /** Writes a set that `saveSoon` is holding back, if any. */
+  flush(): void {
+    const pending = this.#pending;
+    this.#cancelPending();
+    pending?.();
+  }
+
+  #cancelPending(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#pending = undefined;
   }
 
   #removeQuietly(path: string): void {

@@ -6,6 +6,7 @@ import { createBackend } from "../src/backend.ts";
 import { BackendSet } from "../src/backend-set.ts";
 import { StateFile } from "../src/state-file.ts";
 import { LogLines } from "./support/log-lines.ts";
+import { waitFor } from "./support/wait.ts";
 
 const cleanup: (() => void)[] = [];
 afterEach(() => {
@@ -90,4 +91,32 @@ test("StateFile logs a failed write once per streak", () => {
 
   expect(log.withMessage("write state file failed; the running set is not saved").length).toBe(1);
   expect(readdirSync(dir)).toEqual([]);
+});
+
+test("StateFile saveSoon writes only the latest of a burst", async () => {
+  const path = join(tempDir(), "state.json");
+  const state = new StateFile(path, undefined, 200);
+  const first = new BackendSet([createBackend("a", "10.0.0.1:1")]);
+  const second = new BackendSet([createBackend("b", "10.0.0.2:1")]);
+  const third = new BackendSet([createBackend("c", "10.0.0.3:1")]);
+
+  state.saveSoon(first, () => "static");
+  state.saveSoon(second, () => "static");
+  state.saveSoon(third, () => "static");
+
+  const ids = (): string[] => (JSON.parse(readFileSync(path, "utf8")) as { backends: { id: string }[] }).backends.map((backend) => backend.id);
+  expect(ids()).toEqual(["a"]);
+  await waitFor("the latest set written", () => ids()[0] === "c");
+  expect(ids()).toEqual(["c"]);
+});
+
+test("StateFile flush writes a held-back set at once", () => {
+  const path = join(tempDir(), "state.json");
+  const state = new StateFile(path, undefined, 60_000);
+  state.saveSoon(new BackendSet([createBackend("a", "10.0.0.1:1")]), () => "static");
+  state.saveSoon(new BackendSet([createBackend("b", "10.0.0.2:1")]), () => "static");
+
+  state.flush();
+
+  expect(readFileSync(path, "utf8")).toContain('"id": "b"');
 });
