@@ -196,9 +196,21 @@ function describeIssue(issue: z.core.$ZodIssue): string {
 
   const field = formatPath(issue.path);
   const input = "input" in issue ? issue.input : undefined;
-  const value = input === undefined || typeof input === "object" ? "" : ` (got ${JSON.stringify(input)})`;
+  // Objects are not shown: String() of a deeply nested array overflows the stack.
+  if (input === undefined || typeof input === "object" || typeof input === "function") {
+    return `${field}: ${issue.message}`;
+  }
 
-  return `${field}: ${issue.message}${issue.message.includes(String(input)) ? "" : value}`;
+  const shown = shortened(JSON.stringify(input) ?? String(input));
+
+  return `${field}: ${shortened(issue.message)}${issue.message.includes(String(input)) ? "" : ` (got ${shown})`}`;
+}
+
+/** Longest value or message quoted in a config error, so a huge value cannot flood the log. */
+const MAX_QUOTED_CHARS = 120;
+
+function shortened(text: string): string {
+  return text.length <= MAX_QUOTED_CHARS ? text : `${text.slice(0, MAX_QUOTED_CHARS)}... (${text.length} characters)`;
 }
 
 /**
