@@ -33,7 +33,7 @@ export class StateFile {
   #pending: (() => void) | undefined;
   #timer: Timer | undefined;
 
-  /** @param minIntervalMs least milliseconds between two writes by `saveSoon` */
+  /** @param minIntervalMs minimum milliseconds between two writes by `saveSoon` */
   constructor(path: string, logger: Logger = silentLogger, minIntervalMs = 1000) {
     this.path = path;
     this.#minIntervalMs = minIntervalMs;
@@ -64,7 +64,10 @@ export class StateFile {
 
       return groupByProvider(stateSchema.parse(JSON.parse(text)).backends);
     } catch (error) {
-      const detail = error instanceof z.ZodError ? error.issues.map((issue) => `${issue.path.join(".") || "(top level)"}: ${issue.message}`).join("; ") : (error as Error).message;
+      let detail = (error as Error).message;
+      if (error instanceof z.ZodError) {
+        detail = error.issues.map((issue) => `${issue.path.join(".") || "(top level)"}: ${issue.message}`).join("; ");
+      }
       this.#log.warn("invalid state file; starting without saved backends", { file: this.path, err: detail });
 
       return new Map();
