@@ -1,0 +1,53 @@
+import { afterEach, expect, test } from "bun:test";
+import { createBackend } from "../src/backend.ts";
+import { BackendSet } from "../src/backend-set.ts";
+import { escapeLabelValue, renderMetrics } from "../src/metrics.ts";
+import { StaticProvider } from "../src/providers/static-provider.ts";
+import { BalancerScenario } from "./support/balancer-scenario.ts";
+
+const cleanup: (() => Promise<unknown>)[] = [];
+afterEach(async () => {
+  for (const step of cleanup.splice(0).reverse()) {
+    await step();
+  }
+});
+
+test.each([
+  ["plain", "plain"],
+  ['a"b', 'a\\"b'],
+  ["a\\b", "a\\\\b"],
+  ["a\nb", "a\\nb"],
+])("escapeLabelValue %p", (value, escaped) => {
+  expect(escapeLabelValue(value)).toBe(escaped);
+});
+
+test("renderMetrics writes valid exposition lines", async () => {
+  const scenario = new BalancerScenario();
+  cleanup.push(() => scenario.close());
+  scenario.startBackends(["a"]);
+  await scenario.start(new StaticProvider(new BackendSet([createBackend("a", scenario.target("a")), createBackend("gone", "127.0.0.1:9")])));
+  scenario.server.stats.backend("left-earlier").total = 3;
+
+  const text = renderMetrics({ server: scenario.server, union: scenario.union, reloads: { reloads: 4, reloadFailures: 1 } });
+  const lines = text.trimEnd().split("\n");
+
+  const sample = /^[a-z_]+(\{[a-z_]+="[^"\\\n]*"(,[a-z_]+="[^"\\\n]*")*\})? -?\d+(\.\d+)?$/;
+  let declared = "";
+  for (const line of lines) {
+    if (line.startsWith("# HELP ")) {
+      declared = line.split(" ")[2]!;
+      continue;
+    }
+    if (line.startsWith("# TYPE ")) {
+      expect(line).toMatch(new RegExp(`^# TYPE ${declared} (counter|gauge)$`));
+      continue;
+    }
+    expect(line).toMatch(sample);
+    expect(line.startsWith(declared)).toBe(true);
+  }
+  expect(text).toContain('tinylb_backend_connections_total{backend="left-earlier"} 3\n');
+  expect(text).toContain('tinylb_backend_connections_active{backend="gone"} 0\n');
+  expect(text).toContain("tinylb_config_reloads_total 4\n");
+  expect(text).toContain("tinylb_config_reload_failures_total 1\n");
+  expect(text).toContain("tinylb_backend_set_size 2\n");
+});
