@@ -1,0 +1,118 @@
+import { afterEach, expect, test } from "bun:test";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { type BackendSources, startBackendSources } from "../src/backend-sources.ts";
+import { parseArgs } from "../src/cli.ts";
+import { ListenError } from "../src/listener.ts";
+import { Server } from "../src/server.ts";
+import { resolveSettings } from "../src/settings.ts";
+import { LogLines } from "./support/log-lines.ts";
+
+const cleanup: (() => void | Promise<unknown>)[] = [];
+afterEach(async () => {
+  for (const step of cleanup.splice(0).reverse()) {
+    await step();
+  }
+});
+
+function tempDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), "tinylb-sources-"));
+  cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
+
+  return dir;
+}
+
+/** Starts the providers a command line asks for, feeding a server that is never bound. */
+async function start(argv: string[], adjust: (settings: ReturnType<typeof resolveSettings>) => void = () => {}): Promise<{ sources: BackendSources; server: Server; log: LogLines }> {
+  const log = new LogLines();
+  const cli = parseArgs(["--listen", "127.0.0.1:0", ...argv]);
+  const settings = resolveSettings(cli);
+  adjust(settings);
+  const server = new Server({ listen: settings.listen, logger: log.logger });
+  const sources = await startBackendSources(cli, settings, server, log.logger);
+  cleanup.push(() => sources.stop());
+
+  return { sources, server, log };
+}
+
+/** Occupies a Unix socket path with a live listener, as another tinylb would. */
+function occupiedSocket(): string {
+  const path = join(tempDir(), "admin.sock");
+  const listener = Bun.listen({ unix: path, socket: { data() {} } });
+  cleanup.push(() => listener.stop(true));
+
+  return path;
+}
+
+test("startBackendSources serves saved backends until DNS answers", async () => {
+  const stateFile = join(tempDir(), "state.json");
+  const provider = "dns:api.cluster.test:6443";
+  writeFileSync(
+    stateFile,
+    JSON.stringify({
+      version: 1,
+      savedAt: "2026-12-01T00:00:00.000Z",
+      backends: [
+        { id: "api.cluster.test@10.0.0.1", target: "10.0.0.1:6443", provider },
+        { id: "from-api", target: "10.0.0.9:6443", provider: "api" },
+        { id: "from-etcd", target: "10.0.0.8:6443", provider: "etcd" },
+      ],
+    }),
+  );
+
+  // Nothing listens on 127.0.0.1:1, so every lookup fails and the seed keeps serving.
+  const { sources, server, log } = await start(
+    ["--state-file", stateFile, "--dns", "api.cluster.test:6443", "--dns-resolver", "127.0.0.1:1", "--admin", `unix:${join(tempDir(), "admin.sock")}`],
+  );
+
+  expect(server.set.describe()).toBe("api.cluster.test@10.0.0.1=10.0.0.1:6443,from-api=10.0.0.9:6443");
+  expect(sources.union.providerOf("api.cluster.test@10.0.0.1")).toBe(provider);
+  expect(sources.union.slots.find((slot) => slot.name === provider)?.published).toBe(false);
+  expect(sources.api?.set.describe()).toBe("from-api=10.0.0.9:6443");
+  const ignored = log.withMessage("saved backends of providers no longer configured are ignored");
+  expect(ignored.length).toBe(1);
+  expect(ignored[0]!.providers).toBe("etcd");
+});
+
+test("startBackendSources applies the start-up publishes as one change", async () => {
+  const config = join(tempDir(), "tinylb.yaml");
+  writeFileSync(config, 'backends:\n  - { id: f, target: "10.0.0.2:1" }\n');
+
+  const { server, log } = await start(["--config", config, "--backend", "s=10.0.0.1:1", "--admin", "off"]);
+
+  expect(server.set.describe()).toBe("f=10.0.0.2:1,s=10.0.0.1:1");
+  const changes = log.withMessage("backend set changed");
+  expect(changes.length).toBe(1);
+  expect(changes[0]!.provider).toBe("static,file");
+});
+
+test("startBackendSources warns when the default admin socket is taken", async () => {
+  const path = occupiedSocket();
+
+  const { sources, log } = await start(["--backend", "a=10.0.0.1:1"], (settings) => {
+    settings.providers.admin = { kind: "unix", path };
+    settings.providers.adminIsDefault = true;
+  });
+  await sources.startAdmin();
+
+  expect(sources.admin).toBeUndefined();
+  const warnings = log.withMessage("admin API not started; pass --admin ADDR to pick another address, or --admin off");
+  expect(warnings.length).toBe(1);
+  expect(String(warnings[0]!.err)).toContain("another process is accepting on it");
+});
+
+test("startBackendSources fails when a given admin socket is taken", async () => {
+  const path = occupiedSocket();
+
+  const { sources } = await start(["--backend", "a=10.0.0.1:1", "--admin", `unix:${path}`]);
+
+  await expect(sources.startAdmin()).rejects.toThrow(ListenError);
+});
+
+test("startBackendSources reload without a config file", async () => {
+  const { sources, log } = await start(["--backend", "a=10.0.0.1:1", "--admin", "off"]);
+
+  expect(sources.reload()).toBe(false);
+  expect(log.withMessage("SIGHUP received but no --config file is set; nothing to reload").length).toBe(1);
+});
