@@ -23,7 +23,7 @@ function tempDir(): string {
   return dir;
 }
 
-/** Starts the providers a command line asks for, feeding a server that is never bound. */
+/** Starts the providers a command line requests, feeding a server that is never bound. */
 async function start(argv: string[], adjust: (settings: ReturnType<typeof resolveSettings>) => void = () => {}): Promise<{ sources: BackendSources; server: Server; log: LogLines }> {
   const log = new LogLines();
   const cli = parseArgs(["--listen", "127.0.0.1:0", ...argv]);
