@@ -2,6 +2,7 @@ import { afterAll, afterEach, beforeAll, expect, test } from "bun:test";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createBackend } from "../src/backend.ts";
+import { listenerRoute } from "../src/cluster-providers.ts";
 import { BackendSet } from "../src/backend-set.ts";
 import { Logger } from "../src/logger.ts";
 import type { KubernetesAccess } from "../src/providers/kubernetes-access.ts";
@@ -342,6 +343,22 @@ test("KubernetesProvider reaches the API through tinylb once seeds are up", asyn
   expect(latest(sets)).toBe("kubernetes:10.0.0.11=10.0.0.11:6443,kubernetes:10.0.0.12=10.0.0.12:6443");
   expect(server.stats.accepted).toBeGreaterThanOrEqual(1);
   expect(direct.requests.length).toBe(0);
+});
+
+test("KubernetesProvider reaches the API through a Unix listener", async () => {
+  const mock = await startMock();
+  mock.apply(twoApiServers);
+  const socketPath = join(certificates.dir, `tinylb-${mock.port}.sock`);
+  const server = new Server({ listen: [{ kind: "unix", path: socketPath }] });
+  server.applySet(new BackendSet([createBackend("seed-1", `127.0.0.1:${mock.port}`)]));
+  await server.start();
+  cleanup.push(() => server.shutdown(0));
+
+  const { sets } = startProvider(tokenAccess(mock), { route: () => listenerRoute(server.listeners[0]!.address) });
+
+  await waitFor("the first set", () => sets.length > 0);
+  expect(latest(sets)).toBe("kubernetes:10.0.0.11=10.0.0.11:6443,kubernetes:10.0.0.12=10.0.0.12:6443");
+  expect(server.stats.accepted).toBeGreaterThanOrEqual(1);
 });
 
 /** Starts an in-process tinylb server in front of the mock, for tests that cut connections. */
