@@ -38,6 +38,9 @@ const ADDRESS_FORMS = "expected host:port, [ipv6]:port or unix:/path";
  *   that let the kernel pick).
  */
 export function parseAddress(text: string, allowPortZero = false): Address {
+  if (text.length > MAX_ADDRESS_LENGTH) {
+    throw new AddressError(`invalid address "${text.slice(0, 40)}..." (${text.length} characters): an address has at most ${MAX_ADDRESS_LENGTH}`);
+  }
   const value = text.trim();
   if (value.startsWith("unix:")) {
     return parseUnix(value);
@@ -91,6 +94,13 @@ function parsePort(text: string, portText: string, allowZero: boolean): number {
 
   return port;
 }
+
+/**
+ * Longest address string parsed: room for a 253-character DNS name with brackets and a
+ * port, and for a Unix socket path (at most 107 bytes on Linux). Longer input is rejected
+ * before it is quoted in an error message.
+ */
+const MAX_ADDRESS_LENGTH = 512;
 
 /** Formats an address in canonical form, bracketing IPv6 literals. */
 export function formatAddress(address: Address): string {

@@ -211,7 +211,8 @@ function validateBody<T>(schema: z.ZodType<T>, body: unknown): T {
   const issue = result.error.issues[0]!;
   const field = formatPath(issue.path);
   const input = "input" in issue ? issue.input : undefined;
-  const got = input === undefined ? "" : ` (got ${JSON.stringify(input)?.slice(0, 80)})`;
+  // Objects are not quoted: JSON.stringify of a deeply nested body overflows the stack.
+  const got = input === undefined || typeof input === "object" ? "" : ` (got ${JSON.stringify(input)?.slice(0, 80)})`;
   throw new AdminRequestError(400, `${field}: ${issue.message}${got}`, field);
 }
 
