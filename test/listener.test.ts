@@ -1,0 +1,108 @@
+import { afterEach, expect, test } from "bun:test";
+import type { SocketHandler } from "bun";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { type BoundListener, bindListener, ListenError } from "../src/listener.ts";
+import { waitFor } from "./support/wait.ts";
+
+const cleanup: (() => void)[] = [];
+afterEach(() => {
+  for (const step of cleanup.splice(0).reverse()) {
+    step();
+  }
+});
+
+const greeter: SocketHandler<undefined> = {
+  open(socket) {
+    socket.end();
+  },
+  data() {},
+};
+
+function temporaryDirectory(): string {
+  const directory = mkdtempSync(join(tmpdir(), "tinylb-listener-"));
+  cleanup.push(() => rmSync(directory, { recursive: true, force: true }));
+
+  return directory;
+}
+
+async function bind(address: Parameters<typeof bindListener>[0]): Promise<BoundListener> {
+  const listener = await bindListener(address, greeter);
+  cleanup.push(() => listener.stop());
+
+  return listener;
+}
+
+async function bindError(address: Parameters<typeof bindListener>[0]): Promise<ListenError> {
+  try {
+    await bind(address);
+  } catch (error) {
+    expect(error).toBeInstanceOf(ListenError);
+
+    return error as ListenError;
+  }
+  throw new Error("expected the bind to fail");
+}
+
+test("bindListener reports the port the kernel picked", async () => {
+  const listener = await bind({ kind: "tcp", host: "127.0.0.1", port: 0 });
+
+  expect(listener.address.kind).toBe("tcp");
+  const port = listener.address.kind === "tcp" ? listener.address.port : 0;
+  expect(port).toBeGreaterThan(0);
+  expect(listener.name).toBe(`127.0.0.1:${port}`);
+});
+
+test("bindListener rejects a TCP port already bound", async () => {
+  const first = await bind({ kind: "tcp", host: "127.0.0.1", port: 0 });
+  const port = first.address.kind === "tcp" ? first.address.port : 0;
+
+  const error = await bindError({ kind: "tcp", host: "127.0.0.1", port });
+
+  expect(error.message).toBe(`listen on 127.0.0.1:${port} failed: the address is already in use by another process (EADDRINUSE)`);
+});
+
+test("bindListener rejects an IPv6 port already bound", async () => {
+  const first = await bind({ kind: "tcp", host: "::1", port: 0 });
+  const port = first.address.kind === "tcp" ? first.address.port : 0;
+
+  const error = await bindError({ kind: "tcp", host: "::1", port });
+
+  expect(error.message).toContain(`listen on [::1]:${port} failed`);
+  expect(error.message).toContain("EADDRINUSE");
+});
+
+test("bindListener rejects a Unix path a live listener accepts on", async () => {
+  const path = join(temporaryDirectory(), "live.sock");
+  await bind({ kind: "unix", path });
+
+  const error = await bindError({ kind: "unix", path });
+
+  expect(error.message).toBe(`listen on unix:${path} failed: another process is accepting on it (EADDRINUSE)`);
+});
+
+test("bindListener replaces a stale Unix socket file", async () => {
+  const path = join(temporaryDirectory(), "stale.sock");
+  // A socket file that nothing accepts on, as a process that died leaves behind.
+  const made = Bun.spawnSync(["python3", "-c", `import socket; socket.socket(socket.AF_UNIX).bind(${JSON.stringify(path)})`]);
+  expect(made.exitCode).toBe(0);
+  expect(existsSync(path)).toBe(true);
+
+  const listener = await bind({ kind: "unix", path });
+  let ended = false;
+  await Bun.connect({ unix: path, socket: { data() {}, end: () => void (ended = true), close: () => void (ended = true) } });
+  await waitFor("the new listener to accept and end the connection", () => ended);
+
+  expect(listener.name).toBe(`unix:${path}`);
+});
+
+test("bindListener leaves a path that is not a socket alone", async () => {
+  const path = join(temporaryDirectory(), "config.yaml");
+  writeFileSync(path, "listen: 127.0.0.1:1\n");
+
+  const error = await bindError({ kind: "unix", path });
+
+  expect(error.message).toBe(`listen on unix:${path} failed: the path exists and is not a socket; remove it or pick another path`);
+  expect(existsSync(path)).toBe(true);
+});
