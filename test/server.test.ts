@@ -296,6 +296,27 @@ test("Server closes a dial that completes after its target left the set", async 
   await waitFor("pool to empty", () => server.activeCount === 0);
 }, TEST_TIMEOUT_MS);
 
+test("Server closes a connect that completes after its timeout", async () => {
+  const backends = startBackends(["b"]);
+  const slow = await FullBacklogListener.start();
+  cleanup.push(() => slow.stop());
+  const { server, port } = await startServer(setOf(["a", slow.target], ["b", backends[0]!.target]), { connectTimeoutMs: 300 });
+
+  // The dial to a times out and the client is served by b.
+  const client = await connect(port);
+  await waitFor("the client to fail over to b", () => client.firstLine === "b", 5000);
+
+  // Free the queue: the kernel completes the abandoned connect, and tinylb must close it.
+  slow.accept();
+  slow.accept();
+  await waitFor("the late connection to a to be closed", () => slow.events.includes("accepted") && slow.events.some((event) => event === "closed" || event === "reset"), 10_000);
+
+  expect(server.pool.countTarget(slow.target)).toBe(0);
+  await echoes(client, "still on b");
+  client.close();
+  await waitFor("pool to empty", () => server.activeCount === 0);
+}, TEST_TIMEOUT_MS);
+
 test("Server accepts on IPv6 and Unix socket listeners and dials a Unix target", async () => {
   const directory = mkdtempSync(join(tmpdir(), "tinylb-server-"));
   cleanup.push(() => rmSync(directory, { recursive: true, force: true }));
