@@ -113,6 +113,9 @@ export function dialBackend(connection: Connection, backend: Backend, options: D
     };
     const attempt = new DialAttempt(connection, backend, options, settle);
 
+    // NOTE: Bun.connect cannot be cancelled, so an abandoned connect keeps its socket until
+    // the kernel gives up (about 2 minutes with Linux's default tcp_syn_retries of 6) or it
+    // completes, when `opened` closes it.
     const timer = setTimeout(() => {
       attempt.state = "abandoned";
       settle(new DialError(backend, `connect timed out after ${options.connectTimeoutMs} ms`));
