@@ -1,8 +1,9 @@
 import { afterAll, afterEach, beforeAll, expect, test } from "bun:test";
+import { readFileSync } from "node:fs";
 import { createBackend } from "../src/backend.ts";
 import { BackendSet } from "../src/backend-set.ts";
 import { Logger } from "../src/logger.ts";
-import { prefixRangeEnd } from "../src/providers/etcd-gateway.ts";
+import { type EtcdTls, prefixRangeEnd } from "../src/providers/etcd-gateway.ts";
 import { EtcdProvider } from "../src/providers/etcd-provider.ts";
 import { Server } from "../src/server.ts";
 import { EtcdCluster, etcdctl } from "./support/etcd-cluster.ts";
@@ -48,11 +49,11 @@ async function del(key: string): Promise<void> {
 }
 
 /** Starts a provider on `endpoints` and records what it publishes and logs. */
-function startProvider(prefix: string, endpoints: string[]): { provider: EtcdProvider; sets: BackendSet[]; logs: string[] } {
+function startProvider(prefix: string, endpoints: string[], tls?: EtcdTls): { provider: EtcdProvider; sets: BackendSet[]; logs: string[] } {
   const sets: BackendSet[] = [];
   const logs: string[] = [];
   const logger = new Logger({ level: "debug", sink: (line) => logs.push(line) });
-  const provider = new EtcdProvider({ endpoints, prefix, logger, backoff: { initialMs: 50, maxMs: 500 } });
+  const provider = new EtcdProvider({ endpoints, prefix, tls, logger, backoff: { initialMs: 50, maxMs: 500 } });
   provider.start((set) => sets.push(set));
   cleanup.push(() => provider.stop());
 
@@ -206,6 +207,39 @@ test("EtcdProvider moves to the next endpoint after a failure", async () => {
   expect(latest(sets)).toBe("x=10.0.0.9:443");
   expect(count(logs, `endpoint=http://127.0.0.1:${dead.port}`)).toBeGreaterThanOrEqual(1);
 });
+
+test("EtcdProvider reads over TLS with a client certificate", async () => {
+  const secure = await EtcdCluster.start(1, { tls: true });
+  cleanup.push(() => secure.stop());
+  const member = secure.members[0]!;
+  const files = member.tls!;
+  await etcdctl(member.clientUrl, ["--cacert", files.caFile, "--cert", files.clientCertFile, "--key", files.clientKeyFile, "put", "/secure/api-1", "10.0.0.11:6443"]);
+
+  const { sets } = startProvider("/secure/", [member.clientUrl], {
+    caPem: readFileSync(files.caFile, "utf8"),
+    certPem: readFileSync(files.clientCertFile, "utf8"),
+    keyPem: readFileSync(files.clientKeyFile, "utf8"),
+  });
+
+  await waitFor("the set over TLS", () => sets.length > 0);
+  expect(latest(sets)).toBe("api-1=10.0.0.11:6443");
+}, 60_000);
+
+test.each([
+  ["without the CA", {}, "unable to verify"],
+  ["without a client certificate", { withCa: true }, "TLS handshake failed"],
+])("EtcdProvider fails over TLS %s", async (_case, options: { withCa?: boolean }, error: string) => {
+  const secure = await EtcdCluster.start(1, { tls: true });
+  cleanup.push(() => secure.stop());
+  const member = secure.members[0]!;
+  const caPem = options.withCa === true ? readFileSync(member.tls!.caFile, "utf8") : undefined;
+
+  const { sets, logs } = startProvider("/secure/", [member.clientUrl], { caPem });
+
+  await waitFor("the TLS failure", () => count(logs, "etcd range or watch failed") === 1);
+  expect(logs.find((line) => line.includes("etcd range or watch failed"))).toContain(error);
+  expect(sets.length).toBe(0);
+}, 60_000);
 
 test("EtcdProvider stops without publishing again", async () => {
   const prefix = freshPrefix();

@@ -4,6 +4,15 @@ import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { waitFor } from "./wait.ts";
 
+/** PEM files for a cluster whose client URLs use TLS and require client certificates. */
+export interface EtcdTlsFiles {
+  caFile: string;
+  serverCertFile: string;
+  serverKeyFile: string;
+  clientCertFile: string;
+  clientKeyFile: string;
+}
+
 /**
  * Real etcd members (Debian's `etcd-server`) for tests, on loopback only.
  *
@@ -23,6 +32,8 @@ export class EtcdMember {
     private readonly initialCluster: string,
     /** Shared by every member of one cluster, so that members of other test clusters cannot join it. */
     private readonly clusterToken: string,
+    /** With TLS, client URLs are https and clients must present a certificate of the test CA. */
+    readonly tls?: EtcdTlsFiles,
   ) {}
 
   /** Client address, `IP:2379`, as etcdctl and tinylb targets write it. */
@@ -31,7 +42,7 @@ export class EtcdMember {
   }
 
   get clientUrl(): string {
-    return `http://${this.clientAddress}`;
+    return `${this.tls === undefined ? "http" : "https"}://${this.clientAddress}`;
   }
 
   get peerUrl(): string {
@@ -62,6 +73,9 @@ export class EtcdMember {
         "--initial-cluster-token", this.clusterToken,
         "--logger", "zap",
         "--log-outputs", "stderr",
+        ...(this.tls === undefined
+          ? []
+          : ["--cert-file", this.tls.serverCertFile, "--key-file", this.tls.serverKeyFile, "--trusted-ca-file", this.tls.caFile, "--client-cert-auth"]),
       ],
       { stdin: "ignore", stdout: "pipe", stderr: "pipe" },
     );
@@ -98,7 +112,8 @@ export class EtcdMember {
 
   async #healthy(): Promise<boolean> {
     try {
-      const response = await fetch(`${this.clientUrl}/health`, { proxy: false, signal: AbortSignal.timeout(2000) });
+      const tls = this.tls === undefined ? undefined : { ca: Bun.file(this.tls.caFile), cert: Bun.file(this.tls.clientCertFile), key: Bun.file(this.tls.clientKeyFile) };
+      const response = await fetch(`${this.clientUrl}/health`, { proxy: false, tls, signal: AbortSignal.timeout(2000) });
       const body = (await response.json()) as { health?: string };
 
       return body.health === "true";
@@ -130,10 +145,10 @@ export class EtcdCluster {
     return this.members.map((member) => member.clientUrl).join(",");
   }
 
-  /** Starts `size` members and waits until each one is healthy. */
-  static async start(size: number): Promise<EtcdCluster> {
+  /** Starts `size` members, with TLS on the client URLs when `tls` is set, and waits until each one is healthy. */
+  static async start(size: number, options: { tls?: boolean } = {}): Promise<EtcdCluster> {
     for (let attempt = 1; ; attempt++) {
-      const cluster = EtcdCluster.#create(size);
+      const cluster = await EtcdCluster.#create(size, options.tls === true);
       try {
         for (const member of cluster.members) {
           member.start();
@@ -151,13 +166,14 @@ export class EtcdCluster {
     }
   }
 
-  static #create(size: number): EtcdCluster {
+  static async #create(size: number, withTls: boolean): Promise<EtcdCluster> {
     const dir = mkdtempSync(join(tmpdir(), "tinylb-etcd-"));
     const ips = randomLoopbackIps(size);
+    const tls = withTls ? await makeTlsFiles(dir, ips) : undefined;
     const names = ips.map((_, index) => `member-${index + 1}`);
     const initialCluster = names.map((name, index) => `${name}=http://${ips[index]}:2380`).join(",");
     const token = `tinylb-test-${basename(dir)}`;
-    const members = names.map((name, index) => new EtcdMember(name, ips[index]!, join(dir, name), initialCluster, token));
+    const members = names.map((name, index) => new EtcdMember(name, ips[index]!, join(dir, name), initialCluster, token, tls));
 
     return new EtcdCluster(members, dir);
   }
@@ -185,6 +201,35 @@ export async function etcdctl(endpoints: string, args: string[], timeoutMs = 15_
   }
 
   return stdout;
+}
+
+/** Makes a CA, a server certificate for `ips` and a client certificate with openssl, in `dir`. */
+async function makeTlsFiles(dir: string, ips: string[]): Promise<EtcdTlsFiles> {
+  const run = async (args: string[]): Promise<void> => {
+    const child = Bun.spawn(["openssl", ...args], { cwd: dir, stdout: "ignore", stderr: "pipe" });
+    const [stderr, code] = await Promise.all([new Response(child.stderr).text(), child.exited]);
+    if (code !== 0) {
+      throw new Error(`openssl ${args[0]} failed with exit code ${code}: ${stderr}`);
+    }
+  };
+  const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+  const sign = ["-CA", "ca.pem", "-CAkey", "ca-key.pem", "-CAcreateserial", "-days", "1"];
+
+  await run(["req", "-x509", ...ec, "-keyout", "ca-key.pem", "-out", "ca.pem", "-days", "1", "-subj", "/CN=etcd-test-ca"]);
+  await run(["req", ...ec, "-keyout", "server-key.pem", "-out", "server.csr", "-subj", "/CN=etcd"]);
+  await Bun.write(join(dir, "server.ext"), `subjectAltName=${ips.map((ip) => `IP:${ip}`).join(",")}\nextendedKeyUsage=serverAuth,clientAuth\n`);
+  await run(["x509", "-req", "-in", "server.csr", ...sign, "-out", "server.pem", "-extfile", "server.ext"]);
+  await run(["req", ...ec, "-keyout", "client-key.pem", "-out", "client.csr", "-subj", "/CN=tinylb"]);
+  await Bun.write(join(dir, "client.ext"), "extendedKeyUsage=clientAuth\n");
+  await run(["x509", "-req", "-in", "client.csr", ...sign, "-out", "client.pem", "-extfile", "client.ext"]);
+
+  return {
+    caFile: join(dir, "ca.pem"),
+    serverCertFile: join(dir, "server.pem"),
+    serverKeyFile: join(dir, "server-key.pem"),
+    clientCertFile: join(dir, "client.pem"),
+    clientKeyFile: join(dir, "client-key.pem"),
+  };
 }
 
 /** Distinct random addresses in 127.100.0.0 to 127.199.255.255, away from 127.0.0.1. */
