@@ -67,7 +67,10 @@ test("relay carries 16 MiB each way through slow readers", async () => {
   expect(client.receivedAtEnd).toBe(download.byteLength);
   expect(upstream.digest()).toBe(sha256(upload));
   expect(client.digest()).toBe(sha256(download));
-  expect(peak()).toBeLessThanOrEqual(2 * 512 * 1024);
+  // The slow readers made tinylb queue bytes, and never more than one read per direction.
+  const queuedPeak = peak();
+  expect(queuedPeak).toBeGreaterThan(0);
+  expect(queuedPeak).toBeLessThanOrEqual(2 * 512 * 1024);
   await waitFor("pool to empty", () => server.activeCount === 0);
 }, TEST_TIMEOUT_MS);
 
