@@ -233,16 +233,24 @@ describe("dist/tinylb reloads", () => {
 });
 
 describe("dist/tinylb process", () => {
-  test("SIGTERM exits 0", async () => {
+  test("SIGTERM drains open connections and exits 0", async () => {
     const a = TestBackend.echo("a");
     cleanup.push(() => a.stop());
-    const { tinylb, port } = await startTinylb(["--listen", "127.0.0.1:0", "--backend", `a=${a.target}`]);
+    const { tinylb, port } = await startTinylb(["--listen", "127.0.0.1:0", "--backend", `a=${a.target}`, "--shutdown-grace", "1m"]);
     const client = await TestClient.connect(port);
+    cleanup.push(() => client.socket.terminate());
     await waitFor("greeting", () => client.firstLine === "a");
-    client.close();
 
-    expect(await within("tinylb to exit", tinylb.stop(), 15_000)).toBe(0);
-    expect(tinylb.stderr).toContain("tinylb stopped");
+    tinylb.signal("SIGTERM");
+    await tinylb.waitForLog("SIGTERM received; draining");
+    client.socket.write("during the drain\n");
+    await waitFor("echo during the drain", () => client.received.includes("during the drain"));
+    expect(tinylb.process.exitCode).toBeNull();
+
+    // The last connection finishing ends the drain long before the one-minute grace period.
+    client.close();
+    expect(await within("tinylb to exit", tinylb.process.exited, 15_000)).toBe(0);
+    expect(tinylb.stderr).toMatch(/tinylb stopped .*closedAtDeadline=0/);
   }, TEST_TIMEOUT_MS);
 
   test("a second tinylb on the same port exits 1 naming the address", async () => {
