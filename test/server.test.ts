@@ -252,6 +252,24 @@ test("Server skips a dead backend", async () => {
   await waitFor("pool to empty", () => server.activeCount === 0);
 }, TEST_TIMEOUT_MS);
 
+test("Server closes the client after trying every backend once", async () => {
+  const { logger, lines } = captureLog();
+  const deadA = await deadTarget();
+  const deadB = await deadTarget();
+  const { server, port } = await startServer(setOf(["a", deadA], ["b", deadB]), { logger });
+
+  const client = await connect(port);
+  await waitFor("the client to be closed", () => client.ended || client.closed);
+
+  expect(client.received).toBe("");
+  expect(server.stats.backend("a").dialFailures).toBe(1);
+  expect(server.stats.backend("b").dialFailures).toBe(1);
+  expect(server.stats.unserved).toBe(1);
+  expect(lines.filter((line) => line.includes("WARN") && line.includes("dial backend")).length).toBe(2);
+  expect(lines.some((line) => line.includes("ERROR") && line.includes("no backend could be dialled; closing client") && line.includes("tried=2"))).toBe(true);
+  await waitFor("pool to empty", () => server.activeCount === 0);
+}, TEST_TIMEOUT_MS);
+
 test("Server skips a backend that never completes the connect", async () => {
   const { logger, lines } = captureLog();
   const backends = startBackends(["b"]);
