@@ -15,6 +15,9 @@ import type { Server } from "./server.ts";
 /** How often the Kubernetes provider checks whether the seed backends are up. */
 const SEED_POLL_MS = 100;
 
+/** How long the Kubernetes provider waits for seeds before it logs that it is waiting. */
+const SEED_WAIT_LOG_MS = 2000;
+
 /**
  * Builds the Kubernetes and etcd providers that the settings ask for. Credentials and
  * certificates are read now, so a bad file stops the start.
@@ -51,7 +54,14 @@ function createKubernetesProvider(settings: KubernetesSettings, server: Server, 
     logger,
     route: () => listenerRoute(server.listeners[0]?.address),
     waitUntilReady: async (signal) => {
+      const startedAt = performance.now();
+      let logged = false;
       while (!signal.aborted && (server.listeners.length === 0 || server.set.size === 0)) {
+        // Listeners bind and seeds arrive just after the providers start, so only a longer wait is logged.
+        if (!logged && performance.now() - startedAt > SEED_WAIT_LOG_MS) {
+          logger.info("Kubernetes provider waits for a seed backend, because it reaches the API through tinylb's own listener", { component: "kubernetes-provider" });
+          logged = true;
+        }
         await sleepUnlessAborted(SEED_POLL_MS, signal);
       }
     },

@@ -49,11 +49,16 @@ async function del(key: string): Promise<void> {
 }
 
 /** Starts a provider on `endpoints` and records what it publishes and logs. */
-function startProvider(prefix: string, endpoints: string[], tls?: EtcdTls): { provider: EtcdProvider; sets: BackendSet[]; logs: string[] } {
+function startProvider(
+  prefix: string,
+  endpoints: string[],
+  tls?: EtcdTls,
+  watchIdleTimeoutMs?: number,
+): { provider: EtcdProvider; sets: BackendSet[]; logs: string[] } {
   const sets: BackendSet[] = [];
   const logs: string[] = [];
   const logger = new Logger({ level: "debug", sink: (line) => logs.push(line) });
-  const provider = new EtcdProvider({ endpoints, prefix, tls, logger, backoff: { initialMs: 50, maxMs: 500 } });
+  const provider = new EtcdProvider({ endpoints, prefix, tls, watchIdleTimeoutMs, logger, backoff: { initialMs: 50, maxMs: 500 } });
   provider.start((set) => sets.push(set));
   cleanup.push(() => provider.stop());
 
@@ -192,6 +197,20 @@ test("EtcdProvider reads the prefix again after compaction", async () => {
   await waitFor("the set after relisting", () => latest(sets) === "a=10.0.0.1:443,b=10.0.0.22:443");
   expect(count(logs, "watch revision compacted; reading the prefix again")).toBe(1);
   expect(count(logs, "read etcd prefix")).toBe(2);
+});
+
+test("EtcdProvider reopens a silent watch", async () => {
+  const prefix = freshPrefix();
+  await put(`${prefix}a`, "10.0.0.1:443");
+  const { sets, logs } = startProvider(prefix, [endpoint], undefined, 300);
+  await waitFor("the first set", () => sets.length > 0);
+
+  await waitFor("the idle timeout", () => count(logs, "the watch sent nothing for 300 ms") >= 1);
+  await put(`${prefix}b`, "10.0.0.2:443");
+
+  await waitFor("b added", () => latest(sets).includes("b="));
+  expect(latest(sets)).toBe("a=10.0.0.1:443,b=10.0.0.2:443");
+  expect(count(logs, "read etcd prefix")).toBe(1);
 });
 
 test("EtcdProvider moves to the next endpoint after a failure", async () => {

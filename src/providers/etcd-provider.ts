@@ -1,7 +1,7 @@
 import { type Backend, BackendError, createBackend } from "../backend.ts";
 import { BackendSet } from "../backend-set.ts";
 import { type Logger, silentLogger } from "../logger.ts";
-import { EtcdCompactedError, EtcdGateway, type EtcdTls } from "./etcd-gateway.ts";
+import { EtcdCompactedError, EtcdGateway, type EtcdTls, type EtcdWatchResponse } from "./etcd-gateway.ts";
 import { FailureStreak } from "./failure-streak.ts";
 import type { Provider, PublishBackendSet } from "./provider.ts";
 import { type BackoffOptions, ReconnectBackoff, sleepUnlessAborted } from "./reconnect-backoff.ts";
@@ -15,18 +15,30 @@ export interface EtcdProviderOptions {
   /** For `https://` endpoints. */
   tls?: EtcdTls;
   backoff?: BackoffOptions;
+  /**
+   * Milliseconds a watch may stay silent before it is dropped and opened again on the next
+   * endpoint. It must exceed etcd's progress notification interval
+   * (`--experimental-watch-progress-notify-interval`, 10 minutes by default in etcd 3.4),
+   * because a quiet prefix sends nothing else.
+   * @default 660000
+   */
+  watchIdleTimeoutMs?: number;
   /** @default a logger that writes nothing */
   logger?: Logger;
 }
+
+/** Default of `watchIdleTimeoutMs`: one minute more than etcd's default progress notification interval. */
+const DEFAULT_WATCH_IDLE_TIMEOUT_MS = 11 * 60_000;
 
 /**
  * A provider that follows a key prefix in etcd: each key `PREFIX + ID` is a backend whose
  * target is the key's value, such as `/tinylb/backends/api-1` = `10.0.0.11:6443`.
  *
  * It reads the prefix with a range request, then watches from the next revision. After a
- * dropped watch it watches again from the revision after the last one it applied, on the
- * next endpoint; when that revision was compacted it reads the prefix again. It never
- * publishes an empty set: an error, or a prefix with no valid entry, keeps the last set.
+ * dropped or silent watch it moves to the next endpoint and watches again from the revision
+ * after the last one it applied. When etcd has compacted that revision, it reads the prefix
+ * again. It never publishes an empty set: an error, or a prefix with no valid entry, keeps
+ * the last set.
  * Keys whose rest is not a valid id, or whose value is not a valid target, are skipped
  * and logged once.
  */
@@ -125,30 +137,49 @@ export class EtcdProvider implements Provider {
   }
 
   async #watch(publish: PublishBackendSet, signal: AbortSignal): Promise<void> {
-    for await (const response of this.#gateway.watch(this.#revision! + 1, signal)) {
-      this.#succeeded();
-      if (response.created) {
-        // The created response's header is the store's revision, not a promise that the
-        // events up to it were delivered, so it does not move the resume revision.
-        continue;
+    const idleMs = this.options.watchIdleTimeoutMs ?? DEFAULT_WATCH_IDLE_TIMEOUT_MS;
+    const idle = new AbortController();
+    const startIdleTimer = (): Timer => setTimeout(() => idle.abort(new Error(`the watch sent nothing for ${idleMs} ms`)), idleMs);
+    let timer = startIdleTimer();
+    try {
+      for await (const response of this.#gateway.watch(this.#revision! + 1, AbortSignal.any([signal, idle.signal]))) {
+        clearTimeout(timer);
+        timer = startIdleTimer();
+        this.#apply(response, publish);
       }
-      if (response.events.length === 0) {
-        // A progress notification: every event up to this revision has been delivered.
-        this.#revision = Math.max(this.#revision!, response.revision);
-        continue;
-      }
-
-      for (const event of response.events) {
-        if (event.type === "DELETE") {
-          this.#entries.delete(event.kv.key);
-        } else {
-          this.#entries.set(event.kv.key, event.kv.value);
-        }
-        this.#revision = Math.max(this.#revision!, event.kv.modRevision);
-      }
-      this.#log.debug("etcd watch events", { events: response.events.length, revision: this.#revision });
-      this.#publish(publish);
+    } catch (error) {
+      // A silent watch is aborted by its own timer; report that reason, not a bare AbortError.
+      throw idle.signal.aborted && !signal.aborted ? idle.signal.reason : error;
+    } finally {
+      clearTimeout(timer);
     }
+  }
+
+  #apply(response: EtcdWatchResponse, publish: PublishBackendSet): void {
+    // Every response, the created one included, shows that the endpoint works.
+    this.#succeeded();
+    if (response.created) {
+      // The created response's header is the store's revision, not a promise that the
+      // events up to it were delivered, so it does not move the resume revision.
+      return;
+    }
+    if (response.events.length === 0) {
+      // A progress notification: every event up to this revision has been delivered.
+      this.#revision = Math.max(this.#revision!, response.revision);
+
+      return;
+    }
+
+    for (const event of response.events) {
+      if (event.type === "DELETE") {
+        this.#entries.delete(event.kv.key);
+      } else {
+        this.#entries.set(event.kv.key, event.kv.value);
+      }
+      this.#revision = Math.max(this.#revision!, event.kv.modRevision);
+    }
+    this.#log.debug("etcd watch events", { events: response.events.length, revision: this.#revision });
+    this.#publish(publish);
   }
 
   #succeeded(): void {

@@ -52,7 +52,7 @@ const QUICK_END_MS = 1000;
  * Each ready endpoint address with the `https` port becomes a backend with the id
  * `kubernetes:ADDRESS`.
  *
- * After a dropped watch it watches again from the last resource version it saw; after 410
+ * After a dropped watch it watches again from the last resource version it saw. After 410
  * Gone ("resource version too old") it lists again. It never publishes an empty set: an
  * error or a response without ready addresses keeps the last set, so the seed backends of
  * the other providers stay the fallback.
@@ -102,6 +102,9 @@ export class KubernetesProvider implements Provider {
 
   async #run(publish: PublishBackendSet, signal: AbortSignal): Promise<void> {
     await this.#options.waitUntilReady?.(signal);
+    if (signal.aborted) {
+      return;
+    }
     this.#log.info("following EndpointSlices", { source: this.#options.access.source, service: this.#options.service ?? "kubernetes" });
 
     while (!signal.aborted) {
