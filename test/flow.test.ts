@@ -27,7 +27,7 @@ async function socketPair(wiring: Wiring): Promise<{ socket: Socket<Wiring>; pee
   cleanup.push(() => listener.stop());
   const socket = await Bun.connect<Wiring>({
     hostname: "127.0.0.1",
-    port: listener.listener.port,
+    port: listener.port,
     allowHalfOpen: true,
     data: wiring,
     socket: {

@@ -1,4 +1,7 @@
 import { afterEach, expect, test } from "bun:test";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { createBackend } from "../src/backend.ts";
 import { BackendSet } from "../src/backend-set.ts";
 import type { Connection } from "../src/connection.ts";
@@ -71,6 +74,40 @@ test("relay carries 16 MiB each way through slow readers", async () => {
   const queuedPeak = peak();
   expect(queuedPeak).toBeGreaterThan(0);
   expect(queuedPeak).toBeLessThanOrEqual(2 * 512 * 1024);
+  await waitFor("pool to empty", () => server.activeCount === 0);
+}, TEST_TIMEOUT_MS);
+
+test("relay carries 16 MiB each way over Unix sockets", async () => {
+  const directory = mkdtempSync(join(tmpdir(), "tinylb-relay-"));
+  cleanup.push(() => rmSync(directory, { recursive: true, force: true }));
+  const backend = new PeerListener(undefined, join(directory, "backend.sock"));
+  cleanup.push(() => backend.stop());
+  const listenPath = join(directory, "listen.sock");
+  const server = new Server({ listen: [{ kind: "unix", path: listenPath }] });
+  server.applySet(new BackendSet([createBackend("only", backend.target)]));
+  await server.start();
+  cleanup.push(() => server.shutdown(0));
+
+  const client = await Peer.connect(listenPath);
+  cleanup.push(() => client.socket.terminate());
+  const upstream = await backend.next();
+  await waitFor("connection to register", () => server.pool.size === 1);
+  const peak = samplePending([...server.pool.connections()][0]!);
+  const upload = patternBytes(16 * MIB, 77);
+  const download = patternBytes(16 * MIB, 88);
+  for (const peer of [client, upstream]) {
+    peer.keepText = false;
+    peer.slowReadMs = 2;
+  }
+
+  await Promise.all([client.send(upload, { shutdown: true }), upstream.send(download, { shutdown: true })]);
+  await waitFor("both ends to read every byte and the FIN", () => client.ended && upstream.ended, 60_000);
+
+  expect(upstream.receivedAtEnd).toBe(upload.byteLength);
+  expect(client.receivedAtEnd).toBe(download.byteLength);
+  expect(upstream.digest()).toBe(sha256(upload));
+  expect(client.digest()).toBe(sha256(download));
+  expect(peak()).toBeLessThanOrEqual(2 * 512 * 1024);
   await waitFor("pool to empty", () => server.activeCount === 0);
 }, TEST_TIMEOUT_MS);
 

@@ -1,4 +1,4 @@
-import type { Socket, SocketHandler, TCPSocketListener } from "bun";
+import type { Socket, SocketHandler, TCPSocketListener, UnixSocketListener } from "bun";
 import { waitFor } from "./wait.ts";
 
 /**
@@ -61,10 +61,13 @@ export class Peer {
     },
   };
 
-  /** Connects a peer to 127.0.0.1:port with half-open sockets allowed. */
-  static async connect(port: number): Promise<Peer> {
+  /** Connects a peer to 127.0.0.1:port, or to a Unix socket path, with half-open sockets allowed. */
+  static async connect(where: number | string): Promise<Peer> {
     const peer = new Peer();
-    peer.socket = await Bun.connect({ hostname: "127.0.0.1", port, allowHalfOpen: true, data: peer, socket: Peer.handlers });
+    peer.socket =
+      typeof where === "number"
+        ? await Bun.connect({ hostname: "127.0.0.1", port: where, allowHalfOpen: true, data: peer, socket: Peer.handlers })
+        : await Bun.connect({ unix: where, allowHalfOpen: true, data: peer, socket: Peer.handlers });
 
     return peer;
   }
@@ -130,32 +133,43 @@ export class Peer {
   }
 }
 
-/** A loopback listener whose accepted sockets are Peers, kept in accept order. */
+/** A loopback (or Unix socket) listener whose accepted sockets are Peers, kept in accept order. */
 export class PeerListener {
-  readonly listener: TCPSocketListener<Peer>;
+  readonly listener: TCPSocketListener<Peer> | UnixSocketListener<Peer>;
   readonly peers: Peer[] = [];
+  readonly #unixPath: string | undefined;
   #consumed = 0;
 
-  constructor(onAccept: (peer: Peer) => void = () => {}) {
-    this.listener = Bun.listen<Peer>({
-      hostname: "127.0.0.1",
-      port: 0,
-      allowHalfOpen: true,
-      socket: {
-        ...Peer.handlers,
-        open: (socket) => {
-          const peer = new Peer();
-          peer.socket = socket;
-          socket.data = peer;
-          this.peers.push(peer);
-          onAccept(peer);
-        },
+  /** Listens on 127.0.0.1 with a kernel-chosen port, or on `unixPath` when given. */
+  constructor(onAccept: (peer: Peer) => void = () => {}, unixPath?: string) {
+    const socket: SocketHandler<Peer> = {
+      ...Peer.handlers,
+      open: (accepted) => {
+        const peer = new Peer();
+        peer.socket = accepted;
+        accepted.data = peer;
+        this.peers.push(peer);
+        onAccept(peer);
       },
-    });
+    };
+    this.#unixPath = unixPath;
+    this.listener =
+      unixPath === undefined
+        ? Bun.listen<Peer>({ hostname: "127.0.0.1", port: 0, allowHalfOpen: true, socket })
+        : Bun.listen<Peer>({ unix: unixPath, allowHalfOpen: true, socket });
+  }
+
+  /** The TCP port; throws for a Unix socket listener. */
+  get port(): number {
+    if (!("port" in this.listener)) {
+      throw new Error("a Unix socket PeerListener has no port");
+    }
+
+    return this.listener.port;
   }
 
   get target(): string {
-    return `127.0.0.1:${this.listener.port}`;
+    return this.#unixPath === undefined ? `127.0.0.1:${this.port}` : `unix:${this.#unixPath}`;
   }
 
   /** Waits for the next accepted peer: the n-th call returns the n-th peer. */
