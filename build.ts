@@ -15,6 +15,8 @@ import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node
 import { basename, join } from "node:path";
 
 const ENTRY = "src/main.ts";
+/** The relay worker thread's entry; `new Worker` finds it in the executable only when built in. */
+const WORKER_ENTRY = "src/relay-worker.ts";
 const HOST_OUTFILE = "dist/tinylb";
 const RELEASE_OUTDIR = "dist/release";
 const CHECKSUMS_FILE = "SHA256SUMS";
@@ -76,6 +78,7 @@ function compile(bunTarget: string, outfile: string, commit: string, crossCompil
       `--define=TINYLB_COMMIT=${JSON.stringify(commit)}`,
       `--define=TINYLB_TARGET=${JSON.stringify(bunTarget)}`,
       ENTRY,
+      WORKER_ENTRY,
       "--outfile",
       outfile,
     ],

@@ -24,6 +24,8 @@ export interface CliOptions {
   shutdownGraceMs?: number;
   maxConnections?: number;
   maxConnectionsPerBackend?: number;
+  /** Event loops that accept and relay: the main thread plus `workers - 1` worker threads. */
+  workers?: number;
   /** Probe, failover and removal flags. */
   health?: HealthConfig;
   /** Admin API, config watch, state file and DNS flags; `tinylb status` reads `admin` too. */
@@ -60,6 +62,8 @@ Options:
   --max-connections-per-backend N
                            skip a backend while N connections to it are open or dialing, and
                            close the client when every backend is at N; 0 means no cap (default 0)
+  --workers N              accept and relay on N threads that share the TCP listen ports
+                           (SO_REUSEPORT), each with its own connections (default 1)
 ${HEALTH_HELP}
 ${PROVIDER_HELP}
   --log-level LEVEL        debug, info, warn or error (default info)
@@ -87,6 +91,7 @@ const VALUE_FLAGS = new Set([
   "--shutdown-grace",
   "--max-connections",
   "--max-connections-per-backend",
+  "--workers",
   "--log-level",
   "--log-format",
   ...HEALTH_FLAGS,
@@ -182,6 +187,9 @@ function applyFlag(options: CliOptions, flag: string, value: string): void {
     case "--max-connections-per-backend":
       options.maxConnectionsPerBackend = parseCountFlag(flag, value);
       break;
+    case "--workers":
+      options.workers = parseWorkersFlag(flag, value);
+      break;
     case "--log-level":
       options.logLevel = parseChoice(flag, value, LOG_LEVELS);
       break;
@@ -233,6 +241,17 @@ function parseDurationFlag(flag: string, value: string, minimumMs: number): numb
 function parseCountFlag(flag: string, value: string): number {
   if (!/^\d{1,8}$/.test(value) || Number(value) > MAX_CONNECTION_CAP) {
     throw new UsageError(`${flag} "${value}" is not valid; use a whole number from 0 to ${MAX_CONNECTION_CAP}`);
+  }
+
+  return Number(value);
+}
+
+/** Upper bound of `--workers`, far above the core counts it is meant for. */
+const MAX_WORKERS = 256;
+
+function parseWorkersFlag(flag: string, value: string): number {
+  if (!/^\d{1,3}$/.test(value) || Number(value) < 1 || Number(value) > MAX_WORKERS) {
+    throw new UsageError(`${flag} "${value}" is not valid; use a whole number from 1 to ${MAX_WORKERS}`);
   }
 
   return Number(value);

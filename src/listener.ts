@@ -1,10 +1,19 @@
 import { lstatSync, unlinkSync } from "node:fs";
-import type { Socket, SocketHandler, SocketListener } from "bun";
+import type { Socket, SocketHandler, SocketListener, TCPSocketListenOptions } from "bun";
 import { type Address, formatAddress } from "./address.ts";
 
 /** A listener that could not be bound, naming the address and the reason. */
 export class ListenError extends Error {
   override name = "ListenError";
+}
+
+/** Options of `bindListener`. */
+export interface BindOptions {
+  /**
+   * Bind a TCP address with SO_REUSEPORT so several listeners of this process share it.
+   * @default false
+   */
+  reusePort?: boolean;
 }
 
 /** A bound listener and the address it is reachable at (with the real port when 0 was asked). */
@@ -22,9 +31,12 @@ export interface BoundListener {
  * A Unix socket path left behind by a process that died is removed first; a path
  * that a live process still accepts on is an error.
  *
+ * With `reusePort`, a TCP address is bound with SO_REUSEPORT instead, so the relay workers
+ * of one balancer share it; any other process that sets SO_REUSEPORT could join them.
+ *
  * @throws {ListenError} when the address cannot be bound.
  */
-export async function bindListener<Data>(address: Address, handlers: SocketHandler<Data>): Promise<BoundListener> {
+export async function bindListener<Data>(address: Address, handlers: SocketHandler<Data>, options: BindOptions = {}): Promise<BoundListener> {
   const name = formatAddress(address);
   try {
     if (address.kind === "unix") {
@@ -34,13 +46,17 @@ export async function bindListener<Data>(address: Address, handlers: SocketHandl
       return { address, name, stop: () => stopListener(listener) };
     }
 
-    const listener = Bun.listen<Data>({
+    // bun-types 1.4.4 declares reusePort on connect options only, but Bun.listen applies it
+    // (test/workers.test.ts shares one port between threads).
+    const listenOptions: TCPSocketListenOptions<Data> & { reusePort: boolean } = {
       hostname: address.host,
       port: address.port,
-      exclusive: true,
+      exclusive: options.reusePort !== true,
+      reusePort: options.reusePort === true,
       allowHalfOpen: true,
       socket: handlers,
-    });
+    };
+    const listener = Bun.listen<Data>(listenOptions);
     const bound: Address = { kind: "tcp", host: address.host, port: listener.port };
 
     return { address: bound, name: formatAddress(bound), stop: () => stopListener(listener) };

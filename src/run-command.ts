@@ -4,6 +4,7 @@ import { checkDescriptorLimit } from "./descriptor-budget.ts";
 import { formatDuration } from "./duration.ts";
 import type { Logger } from "./logger.ts";
 import { Server } from "./server.ts";
+import { capPerThread, startRelayWorkers, type WorkerPool } from "./worker-pool.ts";
 import { resolveSettings, type Settings } from "./settings.ts";
 import { runtimeFields } from "./version.ts";
 
@@ -35,21 +36,25 @@ export async function runBalancer(cli: CliOptions, logger: Logger): Promise<Runn
     listen: settings.listen,
     connectTimeoutMs: settings.connectTimeoutMs,
     keepaliveMs: settings.keepaliveMs,
-    maxConnections: settings.maxConnections,
-    maxConnectionsPerBackend: settings.maxConnectionsPerBackend,
+    maxConnections: capPerThread(settings.maxConnections, settings.workers),
+    maxConnectionsPerBackend: capPerThread(settings.maxConnectionsPerBackend, settings.workers),
     health: settings.health.check,
     maxAttempts: settings.health.maxAttempts,
     onRemoval: settings.health.onRemoval,
     drainTimeoutMs: settings.health.drainTimeoutMs,
     onUnhealthy: settings.health.onUnhealthy,
     logger,
+    reusePort: settings.workers > 1,
   });
   const sources = await startBackendSources(cli, settings, server, logger);
+  let workers: WorkerPool | undefined;
   try {
     await server.start();
+    workers = await startRelayWorkers(settings, server, logger);
     await sources.startAdmin();
   } catch (error) {
     await sources.stop();
+    await workers?.shutdown(0);
     server.stopListening();
     throw error;
   }
@@ -57,12 +62,13 @@ export async function runBalancer(cli: CliOptions, logger: Logger): Promise<Runn
     listeners: server.listeners.map((listener) => listener.name).join(","),
     connectTimeout: formatDuration(settings.connectTimeoutMs),
     keepalive: formatDuration(settings.keepaliveMs),
+    workers: settings.workers,
   });
   log.debug("runtime", runtimeFields());
   checkDescriptorLimit(settings.maxConnections, log);
 
   const reload = (): boolean => sources.reload();
-  const exited = waitForStop(server, settings, log).then(async (code) => {
+  const exited = waitForStop(server, workers, settings, log).then(async (code) => {
     await sources.stop();
 
     return code;
@@ -72,11 +78,12 @@ export async function runBalancer(cli: CliOptions, logger: Logger): Promise<Runn
   return { server, sources, reload, exited };
 }
 
-function waitForStop(server: Server, settings: Settings, log: Logger): Promise<number> {
+function waitForStop(server: Server, workers: WorkerPool | undefined, settings: Settings, log: Logger): Promise<number> {
   return new Promise((resolve) => {
     let stopping = false;
     const stop = (signal: string): void => {
       if (stopping) {
+        workers?.closeAll("second stop signal");
         const closed = server.closeAll("second stop signal");
         log.warn(`${signal} received again; closed every connection`, { closed });
 
@@ -84,8 +91,8 @@ function waitForStop(server: Server, settings: Settings, log: Logger): Promise<n
       }
       stopping = true;
       log.info(`${signal} received; draining`, { open: server.activeCount, grace: formatDuration(settings.shutdownGraceMs) });
-      void server.shutdown(settings.shutdownGraceMs).then((forced) => {
-        log.info("tinylb stopped", { closedAtDeadline: forced });
+      void Promise.all([server.shutdown(settings.shutdownGraceMs), workers?.shutdown(settings.shutdownGraceMs) ?? 0]).then(([forced, forcedInWorkers]) => {
+        log.info("tinylb stopped", { closedAtDeadline: forced + forcedInWorkers });
         resolve(0);
       });
     };

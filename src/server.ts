@@ -72,6 +72,11 @@ export interface ServerOptions {
   clock?: Clock;
   /** @default a logger that writes nothing */
   logger?: Logger;
+  /**
+   * Bind TCP listeners with SO_REUSEPORT, so the relay workers of `--workers` share them.
+   * @default false
+   */
+  reusePort?: boolean;
 }
 
 type ClientSocket = Socket<Connection>;
@@ -107,9 +112,10 @@ export class Server {
   #resumeTimer: Timer | undefined;
   /** Times the listeners were stopped because the descriptor limit was nearly reached. */
   acceptPauses = 0;
+  readonly #setListeners: ((set: BackendSet) => void)[] = [];
 
   constructor(options: ServerOptions) {
-    this.#options = { connectTimeoutMs: 3000, keepaliveMs: 30_000, maxConnections: 0, maxConnectionsPerBackend: 0, health: {}, maxAttempts: 0, onRemoval: "close", drainTimeoutMs: 30_000, onUnhealthy: "keep", clock: systemClock, logger: silentLogger, ...options };
+    this.#options = { connectTimeoutMs: 3000, keepaliveMs: 30_000, maxConnections: 0, maxConnectionsPerBackend: 0, health: {}, maxAttempts: 0, onRemoval: "close", drainTimeoutMs: 30_000, onUnhealthy: "keep", clock: systemClock, logger: silentLogger, reusePort: false, ...options };
     this.#log = this.#options.logger.with({ component: "server" });
     this.#emptySetWarning = new RateLimitedLog(this.#log, "warn", 10_000);
     this.#descriptorError = new RateLimitedLog(this.#log, "error", 10_000);
@@ -117,6 +123,11 @@ export class Server {
     this.health = new HealthChecker({ ...this.#options.health, clock: this.#options.clock, logger: this.#options.logger });
     this.health.onFlip((backend, healthy) => this.#healthFlipped(backend, healthy));
     this.#drains = new TargetDrains(this.pool, this.#log, this.#options.clock);
+  }
+
+  /** Calls `listener` with every backend set `applySet` swaps in, before it closes removed targets. */
+  onSetApplied(listener: (set: BackendSet) => void): void {
+    this.#setListeners.push(listener);
   }
 
   /** The backend set in use. */
@@ -144,7 +155,7 @@ export class Server {
     this.#handlers = handlers;
     try {
       for (const address of this.#options.listen) {
-        const listener = await bindListener(address, handlers);
+        const listener = await bindListener(address, handlers, { reusePort: this.#options.reusePort });
         this.#listeners.push(listener);
         this.#log.info("listening", { listener: listener.name });
       }
@@ -168,6 +179,9 @@ export class Server {
     }
 
     this.#selector.update(set);
+    for (const listener of this.#setListeners) {
+      listener(set);
+    }
     this.health.update(set);
     this.stats.setChanges++;
     this.#log.info("backend set changed", { ...fields, count: set.size, backends: set.describe() });
@@ -429,7 +443,7 @@ export class Server {
     const bound: BoundListener[] = [];
     try {
       for (const listener of stopped) {
-        bound.push(await bindListener(listener.address, this.#handlers));
+        bound.push(await bindListener(listener.address, this.#handlers, { reusePort: this.#options.reusePort }));
       }
     } catch (error) {
       for (const listener of bound) {

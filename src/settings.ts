@@ -19,6 +19,8 @@ export interface Settings {
   maxConnections: number;
   /** 0 means no cap. */
   maxConnectionsPerBackend: number;
+  /** Threads that accept and relay; set by `--workers` only. */
+  workers: number;
   /** Probes, dial back-off, failover and removal policies. */
   health: HealthSettings;
   /** The admin API, the config watch, the state file and DNS. */
@@ -65,6 +67,7 @@ export function resolveSettings(cli: CliOptions): Settings {
     shutdownGraceMs: cli.shutdownGraceMs ?? file.shutdownGraceMs ?? DEFAULTS.shutdownGraceMs,
     maxConnections: cli.maxConnections ?? file.maxConnections ?? DEFAULTS.maxConnections,
     maxConnectionsPerBackend: cli.maxConnectionsPerBackend ?? file.maxConnectionsPerBackend ?? DEFAULTS.maxConnectionsPerBackend,
+    workers: cli.workers ?? 1,
     health: resolveHealthSettings(cli.health, file.health),
     providers: resolveProviderSettings(cli.providers ?? {}, file.providers),
     kubernetes: file.kubernetes,

@@ -1,0 +1,97 @@
+/**
+ * Entry point of a relay worker thread, started by WorkerPool when `--workers` is above 1.
+ *
+ * A worker runs a Server of its own on the same TCP listen addresses as the main thread
+ * (the kernel spreads clients over the listeners with SO_REUSEPORT), with its own pool,
+ * rotation and limits. It applies every backend set the main thread applies, so a
+ * removed target's connections are closed in every worker, and it sends its traffic
+ * counters to the main thread as deltas, which the main thread adds to its own.
+ */
+import type { Address } from "./address.ts";
+import { createBackend } from "./backend.ts";
+import { BackendSet } from "./backend-set.ts";
+import { Logger, type LogFormat, type LogLevel } from "./logger.ts";
+import { Server, type ServerOptions } from "./server.ts";
+import type { TrafficStats } from "./traffic-stats.ts";
+import type { StatsDelta, WorkerCommand, WorkerEvent } from "./worker-messages.ts";
+
+declare const self: Worker;
+
+/** Milliseconds between two counter deltas sent to the main thread. */
+const STATS_INTERVAL_MS = 1000;
+
+let server: Server | undefined;
+let statsTimer: Timer | undefined;
+const sent = { accepted: 0, unserved: 0, backends: new Map<string, { total: number; dialFailures: number; bytesToBackend: number; bytesToClient: number }>() };
+
+function post(event: WorkerEvent): void {
+  self.postMessage(event);
+}
+
+/** Returns what the counters grew by since the last delta, and remembers the new values. */
+function takeDelta(stats: TrafficStats): StatsDelta {
+  const delta: StatsDelta = { accepted: stats.accepted - sent.accepted, unserved: stats.unserved - sent.unserved, backends: {} };
+  sent.accepted = stats.accepted;
+  sent.unserved = stats.unserved;
+  for (const id of stats.ids()) {
+    const now = stats.backend(id);
+    const before = sent.backends.get(id) ?? { total: 0, dialFailures: 0, bytesToBackend: 0, bytesToClient: 0 };
+    const grown = {
+      total: now.total - before.total,
+      dialFailures: now.dialFailures - before.dialFailures,
+      bytesToBackend: now.bytesToBackend - before.bytesToBackend,
+      bytesToClient: now.bytesToClient - before.bytesToClient,
+    };
+    if (grown.total !== 0 || grown.dialFailures !== 0 || grown.bytesToBackend !== 0 || grown.bytesToClient !== 0) {
+      delta.backends[id] = grown;
+    }
+    sent.backends.set(id, { ...now });
+  }
+
+  return delta;
+}
+
+function sendStats(): void {
+  if (server !== undefined) {
+    post({ type: "stats", delta: takeDelta(server.stats), open: server.activeCount });
+  }
+}
+
+async function start(index: number, options: ServerOptions & { listen: Address[] }, logLevel: LogLevel, logFormat: LogFormat): Promise<void> {
+  const logger = new Logger({ level: logLevel, format: logFormat, fields: { worker: index } });
+  server = new Server({ ...options, logger, reusePort: true });
+  try {
+    await server.start();
+  } catch (error) {
+    post({ type: "start-failed", message: (error as Error).message });
+
+    return;
+  }
+  statsTimer = setInterval(sendStats, STATS_INTERVAL_MS);
+  post({ type: "started" });
+}
+
+async function shutdown(graceMs: number): Promise<void> {
+  const forced = (await server?.shutdown(graceMs)) ?? 0;
+  clearInterval(statsTimer);
+  sendStats();
+  post({ type: "stopped", forced });
+}
+
+self.onmessage = (event: MessageEvent<WorkerCommand>) => {
+  const command = event.data;
+  switch (command.type) {
+    case "start":
+      void start(command.index, command.options, command.logLevel, command.logFormat);
+      break;
+    case "set":
+      server?.applySet(new BackendSet(command.backends.map((backend) => createBackend(backend.id, backend.target))));
+      break;
+    case "close-all":
+      server?.closeAll(command.reason);
+      break;
+    case "shutdown":
+      void shutdown(command.graceMs);
+      break;
+  }
+};

@@ -1,0 +1,217 @@
+import type { BackendSet } from "./backend-set.ts";
+import { ListenError } from "./listener.ts";
+import type { Logger } from "./logger.ts";
+import type { Server } from "./server.ts";
+import type { Settings } from "./settings.ts";
+import type { TrafficStats } from "./traffic-stats.ts";
+import type { StatsDelta, WorkerCommand, WorkerEvent, WorkerServerOptions } from "./worker-messages.ts";
+
+/** Milliseconds a relay worker may take to bind its listeners. */
+const START_TIMEOUT_MS = 10_000;
+
+/** One relay worker thread and the state the main thread keeps of it. */
+interface RelayWorker {
+  thread: Worker;
+  /** Connections open or dialing in the worker, as of its last counter delta. */
+  open: number;
+  stopped?: (forced: number) => void;
+}
+
+/**
+ * The relay worker threads of a balancer started with `--workers N`. There are N - 1 of
+ * them, and each runs a Server of its own on the main thread's TCP addresses. The
+ * listeners share each port with SO_REUSEPORT, so the kernel spreads clients over N
+ * event loops.
+ *
+ * The main thread stays the only place where backend sets come from: `publish` sends
+ * every set it applies to every worker, which applies it the same way, so a target that
+ * left the set loses its connections in every worker. Workers send their traffic counters
+ * as deltas every second, and the pool adds them to the main Server's counters, so the
+ * status command and /metrics count the traffic of every thread.
+ *
+ * NOTE: workers run no active probes and keep their own passive dial back-off; probe
+ * results of the main thread do not reach them yet. Open-connection gauges of the status
+ * page cover the main thread only, and connection caps are split evenly between threads.
+ * Unix socket listeners are served by the main thread alone.
+ */
+export class WorkerPool {
+  readonly #workers: RelayWorker[];
+  readonly #stats: TrafficStats;
+  readonly #log: Logger;
+
+  private constructor(workers: RelayWorker[], stats: TrafficStats, log: Logger) {
+    this.#workers = workers;
+    this.#stats = stats;
+    this.#log = log;
+  }
+
+  /**
+   * Starts `count` relay workers with `options` and resolves once every one accepts.
+   * Counter deltas are added to `stats`.
+   *
+   * @throws {ListenError} when a worker cannot bind its listeners or does not start in time.
+   */
+  static async start(
+    count: number,
+    options: WorkerServerOptions,
+    set: BackendSet,
+    stats: TrafficStats,
+    logger: Logger,
+  ): Promise<WorkerPool> {
+    const log = logger.with({ component: "workers" });
+    const workers: RelayWorker[] = [];
+    const pool = new WorkerPool(workers, stats, log);
+    const started: Promise<void>[] = [];
+    for (let index = 1; index <= count; index++) {
+      const worker: RelayWorker = { thread: new Worker(new URL("./relay-worker.ts", import.meta.url).href), open: 0 };
+      workers.push(worker);
+      started.push(pool.#watch(worker, index));
+      pool.#send(worker, { type: "start", index, options, logLevel: logger.level, logFormat: logger.format });
+    }
+    pool.publish(set);
+
+    try {
+      await Promise.all(started);
+    } catch (error) {
+      for (const worker of workers) {
+        worker.thread.terminate();
+      }
+      throw error;
+    }
+    log.info("relay workers started", { workers: count });
+
+    return pool;
+  }
+
+  /** Connections open or dialing in the workers, as of their last counter deltas. */
+  get openConnections(): number {
+    return this.#workers.reduce((sum, worker) => sum + worker.open, 0);
+  }
+
+  /** Sends a backend set to every worker; each applies it as the main Server does. */
+  publish(set: BackendSet): void {
+    const backends = set.backends.map((backend) => ({ id: backend.id, target: backend.target }));
+    for (const worker of this.#workers) {
+      this.#send(worker, { type: "set", backends });
+    }
+  }
+
+  /** Closes every connection in every worker at once. */
+  closeAll(reason: string): void {
+    for (const worker of this.#workers) {
+      this.#send(worker, { type: "close-all", reason });
+    }
+  }
+
+  /**
+   * Stops every worker: each stops accepting, waits up to `graceMs` for its connections,
+   * closes the rest and sends its last counters. Returns how many were closed by force.
+   */
+  async shutdown(graceMs: number): Promise<number> {
+    const results = this.#workers.map(
+      (worker) =>
+        new Promise<number>((resolve) => {
+          worker.stopped = resolve;
+          this.#send(worker, { type: "shutdown", graceMs });
+        }),
+    );
+    const forced = (await Promise.all(results)).reduce((sum, count) => sum + count, 0);
+    for (const worker of this.#workers) {
+      worker.thread.terminate();
+    }
+
+    return forced;
+  }
+
+  #send(worker: RelayWorker, command: WorkerCommand): void {
+    worker.thread.postMessage(command);
+  }
+
+  /** Routes a worker's events; resolves once it accepts, rejects when it cannot start. */
+  #watch(worker: RelayWorker, index: number): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new ListenError(`relay worker ${index} did not start within ${START_TIMEOUT_MS} ms`)), START_TIMEOUT_MS);
+      worker.thread.onmessage = (message: MessageEvent<WorkerEvent>) => {
+        const event = message.data;
+        switch (event.type) {
+          case "started":
+            clearTimeout(timer);
+            resolve();
+            break;
+          case "start-failed":
+            clearTimeout(timer);
+            reject(new ListenError(`relay worker ${index}: ${event.message}`));
+            break;
+          case "stats":
+            worker.open = event.open;
+            this.#add(event.delta);
+            break;
+          case "stopped":
+            worker.open = 0;
+            worker.stopped?.(event.forced);
+            break;
+        }
+      };
+      worker.thread.onerror = (error) => {
+        clearTimeout(timer);
+        this.#log.error("relay worker failed", { worker: index, err: error.message });
+        reject(new ListenError(`relay worker ${index} failed: ${error.message}`));
+      };
+    });
+  }
+
+  #add(delta: StatsDelta): void {
+    this.#stats.accepted += delta.accepted;
+    this.#stats.unserved += delta.unserved;
+    for (const [id, grown] of Object.entries(delta.backends)) {
+      const counters = this.#stats.backend(id);
+      counters.total += grown.total;
+      counters.dialFailures += grown.dialFailures;
+      counters.bytesToBackend += grown.bytesToBackend;
+      counters.bytesToClient += grown.bytesToClient;
+    }
+  }
+}
+
+/** Returns one thread's share of a connection cap (0, no cap, stays 0). */
+export function capPerThread(cap: number, threads: number): number {
+  return cap === 0 ? 0 : Math.ceil(cap / threads);
+}
+
+/**
+ * Starts `settings.workers - 1` relay workers beside `server`, on the TCP addresses it is
+ * bound to, and forwards every backend set it applies to them. Returns undefined with one
+ * worker, or when no listener is TCP.
+ *
+ * @throws {ListenError} when a worker cannot bind its listeners or does not start in time.
+ */
+export async function startRelayWorkers(settings: Settings, server: Server, logger: Logger): Promise<WorkerPool | undefined> {
+  const listen = server.listeners.map((listener) => listener.address).filter((address) => address.kind === "tcp");
+  if (settings.workers <= 1) {
+    return undefined;
+  }
+  if (listen.length === 0) {
+    logger.with({ component: "workers" }).warn("--workers needs a TCP listener; relaying on the main thread only", { workers: settings.workers });
+
+    return undefined;
+  }
+
+  const options: WorkerServerOptions = {
+    listen,
+    connectTimeoutMs: settings.connectTimeoutMs,
+    keepaliveMs: settings.keepaliveMs,
+    maxConnections: capPerThread(settings.maxConnections, settings.workers),
+    maxConnectionsPerBackend: capPerThread(settings.maxConnectionsPerBackend, settings.workers),
+    health: { backoffMs: settings.health.check.backoffMs, maxBackoffMs: settings.health.check.maxBackoffMs },
+    maxAttempts: settings.health.maxAttempts,
+    onRemoval: settings.health.onRemoval,
+    drainTimeoutMs: settings.health.drainTimeoutMs,
+    onUnhealthy: settings.health.onUnhealthy,
+  };
+  const pool = await WorkerPool.start(settings.workers - 1, options, server.set, server.stats, logger);
+  server.onSetApplied((set) => pool.publish(set));
+  // A set applied while the workers were starting went out with no listener registered.
+  pool.publish(server.set);
+
+  return pool;
+}
