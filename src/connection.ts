@@ -149,6 +149,9 @@ export class Connection implements PooledConnection {
    * A close without an error on a socket whose write side tinylb already shut down is
    * the peer's FIN, not a failure: Bun 1.4.4 reports a FIN that arrives after our own
    * `shutdown()` as a close with no `end` event, so it is handled as an end here.
+   *
+   * NOTE: Bun 1.4.4 reports a reset that arrives after `shutdown()` the same way, with no
+   * error, so in that half-closed state a peer's reset reaches the other side as a FIN.
    */
   socketClosed(side: "client" | "backend", error?: Error): void {
     if (this.#closed) {

@@ -245,3 +245,54 @@ test("relay drops a paused client's reset promptly", async () => {
   expect(upstream.closeError?.code).toBe("ECONNRESET");
   expect(upstream.ended).toBe(false);
 }, TEST_TIMEOUT_MS);
+
+test("relay keeps other connections intact when one resets", async () => {
+  const replies = new Map<Peer, Uint8Array>();
+  const backend = new PeerListener((peer) => {
+    // Each backend peer sends 8 MiB of its own pattern, seeded by accept order.
+    const reply = patternBytes(8 * MIB, 100 + backend.peers.length);
+    replies.set(peer, reply);
+    void peer.send(reply, { shutdown: true });
+  });
+  cleanup.push(() => backend.stop());
+  const server = new Server({ listen: [{ kind: "tcp", host: "127.0.0.1", port: 0 }] });
+  server.applySet(new BackendSet([createBackend("only", backend.target)]));
+  await server.start();
+  cleanup.push(() => server.shutdown(0));
+  const address = server.listeners[0]!.address;
+  const port = address.kind === "tcp" ? address.port : 0;
+
+  const clients: Peer[] = [];
+  for (let i = 0; i < 3; i++) {
+    const client = await Peer.connect(port);
+    cleanup.push(() => client.socket.terminate());
+    client.keepText = false;
+    client.slowReadMs = 1;
+    clients.push(client);
+  }
+  const [survivorA, victim, survivorB] = clients as [Peer, Peer, Peer];
+  await waitFor("the victim to read some bytes", () => victim.received > 0);
+  victim.socket.terminate();
+
+  for (const survivor of [survivorA, survivorB]) {
+    survivor.shutdown();
+  }
+  await waitFor("both survivors to read everything", () => survivorA.ended && survivorB.ended, 60_000);
+
+  // Each survivor got one backend's whole reply; dials may finish in any order.
+  const sent = new Set([...replies.values()].map((reply) => sha256(reply)));
+  const digests = [survivorA.digest(), survivorB.digest()];
+  expect(survivorA.receivedAtEnd).toBe(8 * MIB);
+  expect(survivorB.receivedAtEnd).toBe(8 * MIB);
+  expect(sent.has(digests[0]!)).toBe(true);
+  expect(sent.has(digests[1]!)).toBe(true);
+  expect(digests[0]).not.toBe(digests[1]);
+
+  // The victim's backend socket is closed too. Whether its peer sees ECONNRESET, EPIPE or a
+  // plain close depends on whether it had already shut down its write side: Bun 1.4.4 reports
+  // a reset that arrives after shutdown() as a close without an error.
+  const victimBackend = backend.peers.find((peer) => !digests.includes(sha256(replies.get(peer)!)));
+  expect(victimBackend).toBeDefined();
+  await waitFor("the victim's backend socket to close", () => victimBackend!.closed);
+  await waitFor("pool to empty", () => server.activeCount === 0);
+}, TEST_TIMEOUT_MS);

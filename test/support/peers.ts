@@ -50,7 +50,8 @@ export class Peer {
       peer.closed = true;
       peer.closeError = error as Error & { code?: string };
       // Bun 1.4.4 reports a FIN that arrives after this side's own shutdown() as a
-      // close without an error and without an end event.
+      // close without an error and without an end event. It reports a reset in that
+      // state the same way, so a test cannot tell the two apart here.
       if (error === undefined && peer.#shutDown && !peer.ended) {
         peer.ended = true;
         peer.receivedAtEnd = peer.received;
