@@ -52,7 +52,15 @@ function createKubernetesProvider(settings: KubernetesSettings, server: Server, 
   return new KubernetesProvider({
     access,
     logger,
-    route: () => listenerRoute(server.listeners[0]?.address),
+    route: () => {
+      const route = listenerRoute(server.listeners[0]?.address);
+      if (route === undefined) {
+        // Falling back to the kubeconfig's server would bypass the listener the user chose.
+        throw new Error("tinylb has no bound listener to reach the Kubernetes API through");
+      }
+
+      return route;
+    },
     waitUntilReady: async (signal) => {
       const startedAt = performance.now();
       let logged = false;

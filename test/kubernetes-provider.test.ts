@@ -200,6 +200,18 @@ test("KubernetesProvider lists again after HTTP 410", async () => {
   expect(mock.requestsOf("list").length).toBeGreaterThanOrEqual(2);
 });
 
+test("KubernetesProvider backs off when each watch is Gone", async () => {
+  const mock = await startMock();
+  mock.apply(twoApiServers);
+  mock.failWith = { kind: "watch", status: 410, body: "too old resource version" };
+  const { sets, logs } = startProvider(tokenAccess(mock));
+
+  await waitFor("three lists", () => mock.requestsOf("list").length >= 3);
+  // Each 410 for a version that a list has just returned goes through the backoff.
+  expect(count(logs, "Kubernetes list or watch failed")).toBeGreaterThanOrEqual(2);
+  expect(sets.length).toBe(1);
+});
+
 test("KubernetesProvider keeps the set on an empty answer", async () => {
   const mock = await startMock();
   mock.apply(twoApiServers);

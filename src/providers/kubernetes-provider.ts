@@ -71,6 +71,8 @@ export class KubernetesProvider implements Provider {
   #published: BackendSet | undefined;
   /** Resource version to watch from; undefined until listed and after 410 Gone. */
   #resourceVersion: string | undefined;
+  /** Resource version the last list returned. */
+  #listedVersion: string | undefined;
   #emptyWarned = false;
   /** Addresses already logged as invalid, so each is logged once. */
   readonly #invalidAddresses = new Set<string>();
@@ -122,10 +124,14 @@ export class KubernetesProvider implements Provider {
           break;
         }
         if (error instanceof KubernetesApiError && error.gone) {
-          // The watch fell behind the API server's event history: list again, at once.
+          const fromFreshList = this.#resourceVersion === this.#listedVersion;
           this.#log.info("resource version too old; listing EndpointSlices again", { resourceVersion: this.#resourceVersion, err: error });
           this.#resourceVersion = undefined;
-          continue;
+          if (!fromFreshList) {
+            // The watch fell behind the API server's event history: list again, at once.
+            continue;
+          }
+          // 410 for the version a list has just returned would repeat at once, so it waits for the backoff.
         }
         const delayMs = this.#backoff.nextDelayMs();
         this.#failures.failed("Kubernetes list or watch failed; keeping the last backend set and retrying", {
@@ -148,6 +154,7 @@ export class KubernetesProvider implements Provider {
     }
     this.#log.debug("listed EndpointSlices", { slices: list.slices.length, resourceVersion: list.resourceVersion });
     this.#resourceVersion = list.resourceVersion;
+    this.#listedVersion = list.resourceVersion;
     this.#publish(publish);
   }
 
