@@ -73,6 +73,11 @@ export function renderMetrics(source: MetricsSource): string {
   );
   page.add("tinylb_clients_accepted_total", "counter", "Clients accepted on every listener.", [[{}, stats.accepted]]);
   page.add("tinylb_clients_unserved_total", "counter", "Clients closed without a backend: empty set or every dial failed.", [[{}, stats.unserved]]);
+  page.add("tinylb_clients_rejected_total", "counter", "Clients closed at once by a connection cap; limit is global or backend.", [
+    [{ limit: "global" }, server.limits.rejectedGlobal],
+    [{ limit: "backend" }, server.limits.rejectedBackend],
+  ]);
+  page.add("tinylb_accept_pauses_total", "counter", "Times the listeners stopped because the file descriptor limit was nearly reached.", [[{}, server.acceptPauses]]);
   page.add("tinylb_config_reloads_total", "counter", "Config file reloads: changed content or SIGHUP.", [[{}, source.reloads?.reloads ?? 0]]);
   page.add("tinylb_config_reload_failures_total", "counter", "Config file reloads rejected; the last good set kept serving.", [[{}, source.reloads?.reloadFailures ?? 0]]);
 

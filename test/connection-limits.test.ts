@@ -1,10 +1,14 @@
 import { afterEach, expect, test } from "bun:test";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { createBackend } from "../src/backend.ts";
 import { BackendSet } from "../src/backend-set.ts";
 import { ConnectionLimits } from "../src/connection-limits.ts";
 import { Logger } from "../src/logger.ts";
 import { Server } from "../src/server.ts";
 import { TestBackend, TestClient } from "./support/backends.ts";
+import { EchoBackend, FaultProcess } from "./support/fault-peers.ts";
 import { waitFor } from "./support/wait.ts";
 
 const cleanup: (() => void | Promise<unknown>)[] = [];
@@ -124,4 +128,28 @@ test("Server releases reservations of failed dials", async () => {
   expect(server.limits.count("dead")).toBe(0);
   expect(server.limits.count("a")).toBe(0);
   expect(server.limits.rejectedBackend).toBe(0);
+});
+
+test("tinylb reports rejected clients in /metrics", async () => {
+  const backend = new EchoBackend();
+  const folder = mkdtempSync(join(tmpdir(), "tinylb-limits-"));
+  const adminPath = join(folder, "admin.sock");
+  await using tinylb = new FaultProcess(["--listen", "127.0.0.1:0", "--backend", `echo=${backend.target}`, "--max-connections", "1", "--admin", `unix:${adminPath}`]);
+  try {
+    const port = await tinylb.port();
+    const held = await Bun.connect({ hostname: "127.0.0.1", port, socket: { data() {} } });
+    await waitFor("held connection to reach the backend", () => backend.peers.length === 1);
+    const excess = { closed: false };
+    await Bun.connect({ hostname: "127.0.0.1", port, socket: { data() {}, close: () => void (excess.closed = true), error() {} } });
+    await waitFor("excess client to be closed", () => excess.closed);
+
+    const metrics = await (await fetch("http://localhost/metrics", { unix: adminPath })).text();
+    expect(metrics).toContain('tinylb_clients_rejected_total{limit="global"} 1');
+    expect(metrics).toContain('tinylb_clients_rejected_total{limit="backend"} 0');
+    expect(metrics).toContain("tinylb_accept_pauses_total 0");
+    held.end();
+  } finally {
+    backend.stop();
+    rmSync(folder, { recursive: true, force: true });
+  }
 });
