@@ -233,7 +233,7 @@ describe("dist/tinylb reloads", () => {
 });
 
 describe("dist/tinylb process", () => {
-  test("SIGTERM drains open connections and exits 0", async () => {
+  test.each(["SIGTERM", "SIGINT"] as const)("%s drains open connections and exits 0", async (signal) => {
     const a = TestBackend.echo("a");
     cleanup.push(() => a.stop());
     const { tinylb, port } = await startTinylb(["--listen", "127.0.0.1:0", "--backend", `a=${a.target}`, "--shutdown-grace", "1m"]);
@@ -241,8 +241,8 @@ describe("dist/tinylb process", () => {
     cleanup.push(() => client.socket.terminate());
     await waitFor("greeting", () => client.firstLine === "a");
 
-    tinylb.signal("SIGTERM");
-    await tinylb.waitForLog("SIGTERM received; draining");
+    tinylb.signal(signal);
+    await tinylb.waitForLog(`${signal} received; draining`);
     client.socket.write("during the drain\n");
     await waitFor("echo during the drain", () => client.received.includes("during the drain"));
     expect(tinylb.process.exitCode).toBeNull();
@@ -251,6 +251,21 @@ describe("dist/tinylb process", () => {
     client.close();
     expect(await within("tinylb to exit", tinylb.process.exited, 15_000)).toBe(0);
     expect(tinylb.stderr).toMatch(/tinylb stopped .*closedAtDeadline=0/);
+  }, TEST_TIMEOUT_MS);
+
+  test("SIGTERM closes what is left at the end of the grace period", async () => {
+    const a = TestBackend.echo("a");
+    cleanup.push(() => a.stop());
+    const { tinylb, port } = await startTinylb(["--listen", "127.0.0.1:0", "--backend", `a=${a.target}`, "--shutdown-grace", "500ms"]);
+    const client = await TestClient.connect(port);
+    cleanup.push(() => client.socket.terminate());
+    await waitFor("greeting", () => client.firstLine === "a");
+
+    tinylb.signal("SIGTERM");
+
+    expect(await within("tinylb to exit", tinylb.process.exited, 15_000)).toBe(0);
+    await waitFor("the lingering client to be closed", () => client.closed);
+    expect(tinylb.stderr).toMatch(/tinylb stopped .*closedAtDeadline=1/);
   }, TEST_TIMEOUT_MS);
 
   test("a second tinylb on the same port exits 1 naming the address", async () => {
