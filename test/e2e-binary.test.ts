@@ -18,6 +18,8 @@ const MIB = 1024 * 1024;
 
 const directory = mkdtempSync(join(tmpdir(), "tinylb-e2e-"));
 afterAll(() => rmSync(directory, { recursive: true, force: true }));
+const badConfig = join(directory, "bad-start.yaml");
+writeFileSync(badConfig, "listen: 127.0.0.1:0\nbackends:\n  - { id: a, target: nowhere }\n");
 
 const cleanup: (() => unknown)[] = [];
 afterEach(async () => {
@@ -285,6 +287,7 @@ describe("dist/tinylb process", () => {
     [["--listen", "127.0.0.1:0", "--backend", "nonsense"], '--backend "nonsense": expected ID=TARGET'],
     [["--backend", "a=127.0.0.1:1"], "no listen address"],
     [["--config", join(directory, "absent.yaml")], "the file does not exist"],
+    [["--config", badConfig], `invalid config ${badConfig}: backends[0]: invalid target for backend "a": invalid address "nowhere"`],
   ])("bad command line %p exits 2 with one line", async (args, message) => {
     const result = await run([join(import.meta.dir, "..", "dist", "tinylb"), ...args]);
 
