@@ -51,26 +51,33 @@ export const DESCRIPTORS_PER_CONNECTION = 2;
  * while fewer than `reserve` descriptors are free, and binds them again once twice that
  * many are free.
  *
- * The cheap estimate (descriptors at start plus two per connection) decides when to count
- * `/proc/self/fd` exactly, so the count, which is linear in open descriptors, runs only
- * near the limit.
+ * The cheap estimate (descriptors at start plus two per connection of this server) decides
+ * when to count `/proc/self/fd` exactly: on every accept near the limit, and at most once a
+ * second otherwise, because other threads, probes and admin requests hold descriptors the
+ * estimate does not see. The count is linear in open descriptors.
  */
 export class DescriptorBudget {
   readonly limit: number;
   readonly reserve: number;
   readonly #baseline: number;
   readonly #count: () => number | undefined;
+  readonly #now: () => number;
+  #countedAt = -Infinity;
+  #lastOpen = 0;
 
   /**
    * @param limit the descriptor limit (RLIMIT_NOFILE).
    * @param baseline descriptors open before any client was accepted.
    * @param count returns the exact number of open descriptors.
+   * @param now returns the time in milliseconds.
    */
-  constructor(limit: number, baseline: number, count: () => number | undefined = countOpenDescriptors) {
+  constructor(limit: number, baseline: number, count: () => number | undefined = countOpenDescriptors, now: () => number = () => performance.now()) {
     this.limit = limit;
     this.reserve = descriptorReserve(limit);
     this.#baseline = baseline;
+    this.#lastOpen = baseline;
     this.#count = count;
+    this.#now = now;
   }
 
   /** Builds the budget of this process, or undefined where the limit or the open count cannot be read. */
@@ -87,11 +94,16 @@ export class DescriptorBudget {
   /** Returns true when fewer than `reserve` descriptors are free, given the connections open or dialing. */
   exhausted(active: number): boolean {
     const estimate = this.#baseline + DESCRIPTORS_PER_CONNECTION * active;
-    if (estimate < this.limit - 4 * this.reserve) {
+    const near = Math.max(estimate, this.#lastOpen) >= this.limit - 4 * this.reserve;
+    const now = this.#now();
+    if (!near && now - this.#countedAt < 1000) {
       return false;
     }
 
-    return this.limit - (this.#count() ?? estimate) < this.reserve;
+    this.#countedAt = now;
+    this.#lastOpen = this.#count() ?? estimate;
+
+    return this.limit - this.#lastOpen < this.reserve;
   }
 
   /** Returns true when at least twice `reserve` descriptors are free, so accepting may start again. */
