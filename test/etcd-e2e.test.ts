@@ -137,6 +137,21 @@ async function putAndGet(endpoint: string, names: Map<string, string>, count: nu
   return served;
 }
 
+/** Waits until every running member reports the same leader, one of them; a stopped leader causes an election. */
+async function waitForLeader(running: EtcdMember[], names: Map<string, string>): Promise<void> {
+  const endpoints = running.map((member) => member.clientUrl).join(",");
+  const runningNames = running.map((member) => member.name);
+  await waitFor("a leader among the running members", async () => {
+    try {
+      const leaders = [...(await etcdctl(endpoints, ["endpoint", "status", "-w", "json"])).matchAll(/"leader":(\d+)/g)].map((match) => match[1]!);
+
+      return leaders.length === running.length && new Set(leaders).size === 1 && runningNames.includes(names.get(leaders[0]!) ?? "");
+    } catch {
+      return false;
+    }
+  }, 20_000);
+}
+
 function countBy(names: string[]): Record<string, number> {
   const counts: Record<string, number> = {};
   for (const name of names) {
@@ -197,6 +212,7 @@ test(
     const stopped: EtcdMember = cluster.members[1]!;
     await stopped.stop();
     await tinylb.waitForLog(new RegExp(`backend is unhealthy .*backend=${stopped.name}`), 20_000);
+    await waitForLeader(cluster.members.filter((member) => member !== stopped), names);
     const whileDown = countBy(await putAndGet(endpoint, names, 6, "down"));
     expect(whileDown[stopped.name]).toBeUndefined();
     expect((whileDown["member-1"] ?? 0) + (whileDown["member-3"] ?? 0) + (whileDown["member-2"] ?? 0)).toBe(12);
