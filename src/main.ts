@@ -63,6 +63,10 @@ function reportStartupError(error: unknown): number {
 /** Keeps the balancer alive when a bug escapes a handler: one broken connection must not stop the rest. */
 function guardProcess(logger: Logger): void {
   const log = logger.with({ component: "main" });
+  // SIGHUP's default action ends the process. Until the balancer installs its reload handler,
+  // a SIGHUP (a reload sent while tinylb starts) is ignored; the config is read after this.
+  // NOTE: a SIGHUP in the runtime's own start-up, before this line runs, still ends the process.
+  process.on("SIGHUP", () => {});
   process.on("uncaughtException", (error) => log.error("invariant violated: uncaught exception", { err: error }));
   process.on("unhandledRejection", (error) => log.error("invariant violated: unhandled promise rejection", { err: error }));
 }
