@@ -1,8 +1,10 @@
 /**
  * Compiled binaries in minimal roots: each root contains the binary and only the shared
  * libraries it links, plus the statically linked qemu-aarch64-static for arm64, which
- * emulates the CPU. The binary balances real connections to backends that listen on loopback
- * outside the root, which proves it needs no Node.js, Bun or other file on the machine.
+ * emulates the CPU. The glibc binaries balance real connections there to backends that listen
+ * on loopback outside the root, which proves they need no Node.js, Bun or other file on the
+ * machine. The musl binaries balance only where a musl C++ runtime is supplied, and otherwise
+ * are checked to need nothing beyond musl and that runtime.
  */
 import { beforeAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";
