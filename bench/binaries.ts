@@ -74,7 +74,7 @@ async function measureOnce(command: string[], backendPort: number): Promise<RunR
   const socketPath = join(dir, "listen.sock");
   const started = performance.now();
   const child = Bun.spawn(
-    [...command, "--listen", `unix:${socketPath}`, "--backend", `bench=127.0.0.1:${backendPort}`, "--log-level", "warn"],
+    [...command, "--listen", `unix:${socketPath}`, "--admin", "off", "--backend", `bench=127.0.0.1:${backendPort}`, "--log-level", "warn"],
     { stdin: "ignore", stdout: "ignore", stderr: "inherit", env: { PATH: process.env.PATH ?? "/usr/bin:/bin" } },
   );
 

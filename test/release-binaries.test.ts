@@ -118,7 +118,8 @@ test("linux-x64-baseline balances on a CPU without AVX2", async () => {
   const version = Bun.spawnSync([...command, "--version"], { stdout: "pipe", stderr: "pipe" });
   expect(version.stdout.toString()).toContain("target bun-linux-x64-baseline");
 
-  const args = ["--listen", "127.0.0.1:0", "--backend", `first=${first.target}`, "--backend", `second=${second.target}`];
+  // The admin socket is off so that this run shares no /run/tinylb path with other test runs.
+  const args = ["--listen", "127.0.0.1:0", "--admin", "off", "--backend", `first=${first.target}`, "--backend", `second=${second.target}`];
   await using balancer = TinylbProcess.start(args, { command });
   await balancer.waitForLog("tinylb started", EMULATED_START_TIMEOUT_MS);
   const port = listenedPort(balancer.stderr);

@@ -42,7 +42,7 @@ afterAll(() => {
 
 /** Starts the binary at debug level in `cwd` with `env` and returns the `runtime` log line. */
 async function runtimeLine(env: Record<string, string>, cwd: string): Promise<string> {
-  await using balancer = TinylbProcess.start(["--listen", "127.0.0.1:0", "--log-level", "debug"], { command: [binary], env, cwd });
+  await using balancer = TinylbProcess.start(["--listen", "127.0.0.1:0", "--admin", "off", "--log-level", "debug"], { command: [binary], env, cwd });
   await balancer.waitForLog(/DEBUG runtime .*\n/);
   expect(await balancer.stop()).toBe(0);
 
