@@ -179,3 +179,50 @@ test.skipIf(!straceAvailable)("config and admin input reach only named files", a
     rmSync(folder, { recursive: true, force: true });
   }
 }, 90_000);
+
+const canDropPrivileges = process.getuid?.() === 0 && Bun.spawnSync(["setpriv", "--version"]).success;
+if (!canDropPrivileges) {
+  console.log("skipping the low-port test: it needs root to start tinylb as another user, and setpriv");
+}
+
+/** Starts tinylb as user 65534 (nobody) on a port below 1024, with or without CAP_NET_BIND_SERVICE as its only capability. */
+async function runAsNobody(port: number, withCapability: boolean): Promise<{ code: number | null; stderr: string }> {
+  const capability = withCapability ? ["--inh-caps=+net_bind_service", "--ambient-caps=+net_bind_service"] : [];
+  const child = Bun.spawn(
+    ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", ...capability, BINARY, "--listen", `127.0.0.1:${port}`, "--backend", "a=127.0.0.1:9", "--admin", "off"],
+    { stdout: "ignore", stderr: "pipe", cwd: "/" },
+  );
+  let stderr = "";
+  const reading = (async () => {
+    for await (const chunk of child.stderr) {
+      stderr += new TextDecoder().decode(chunk);
+    }
+  })();
+  await waitFor("tinylb to start or exit", () => stderr.includes("tinylb started") || child.exitCode !== null, 10_000);
+  if (child.exitCode === null) {
+    child.kill("SIGTERM");
+  }
+  const code = await child.exited;
+  await reading;
+
+  return { code: stderr.includes("tinylb started") ? null : code, stderr };
+}
+
+test.skipIf(!canDropPrivileges)("non-root tinylb binds a low port with only CAP_NET_BIND_SERVICE", async () => {
+  // A port below 1024 that nothing else uses: try a few, since a test cannot ask the kernel for one.
+  let port = 0;
+  let started: { code: number | null; stderr: string } | undefined;
+  for (let attempt = 0; attempt < 5 && started?.code !== null; attempt++) {
+    port = 600 + Math.floor(Math.random() * 400);
+    started = await runAsNobody(port, true);
+    if (started.code !== null && !started.stderr.includes("EADDRINUSE")) {
+      break;
+    }
+  }
+  expect(started!.stderr).toContain(`listening component=server listener=127.0.0.1:${port}`);
+  expect(started!.code).toBeNull();
+
+  const refused = await runAsNobody(port, false);
+  expect(refused.code).toBe(1);
+  expect(refused.stderr).toContain("CAP_NET_BIND_SERVICE (EACCES)");
+}, 60_000);
