@@ -31,6 +31,8 @@ export interface ContenderContext {
   cores: number;
   /** Maximum connections a balancer must hold open at once (the idle-memory workload). */
   maxConnections: number;
+  /** Flags added to every tinylb command line, such as `--admin off`. */
+  tinylbFlags: string[];
 }
 
 const DIRECT: Contender = {
@@ -140,7 +142,7 @@ function tinylb(context: ContenderContext, threads: "one" | "all"): Contender {
     async start(targets, port, cpus) {
       const backends = targets.flatMap((target, i) => ["--backend", `b${i + 1}=${target}`]);
       const workers = threads === "one" ? [] : ["--workers", String(context.cores)];
-      const argv = [context.tinylbBinary, "--listen", `127.0.0.1:${port}`, ...backends, ...workers, "--log-level", "warn"];
+      const argv = [context.tinylbBinary, "--listen", `127.0.0.1:${port}`, ...backends, ...workers, ...context.tinylbFlags, "--log-level", "warn"];
 
       return started(startProcess(argv, cpus), port);
     },

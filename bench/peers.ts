@@ -9,17 +9,19 @@ export const HTTP_BODY = "ok\n";
 /**
  * HTTP backends for the request workloads: one nginx process with one worker, serving a
  * fixed 3-byte reply on each port. Idle connections are kept for 300 s so the idle-memory
- * workload can hold them open.
+ * workload can hold them open. `worker_connections` is twice the connections needed,
+ * because nginx 1.22 starts closing idle keepalive connections ("worker_connections are
+ * not enough, reusing connections") at about 94% of it.
  */
 export async function startHttpBackends(workDir: string, ports: number[], maxConnections: number, cpus?: string): Promise<StartedProcess> {
   const listens = ports.map((port) => `    listen 127.0.0.1:${port} backlog=4096;`).join("\n");
   const config = `daemon off;
 worker_processes 1;
-worker_rlimit_nofile ${maxConnections + 100};
+worker_rlimit_nofile ${2 * maxConnections + 100};
 pid ${join(workDir, "http-backends.pid")};
 error_log stderr warn;
 events {
-  worker_connections ${maxConnections + 100};
+  worker_connections ${2 * maxConnections + 100};
 }
 http {
   access_log off;

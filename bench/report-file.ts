@@ -67,6 +67,7 @@ const TABLES: WorkloadTable[] = [
     others: [
       { key: "rssIdleMiB", label: "RSS before MiB", digits: 1 },
       { key: "rssLoadedMiB", label: "RSS after MiB", digits: 1 },
+      { key: "idleHeld", label: "connections held", digits: 0 },
     ],
   },
   {

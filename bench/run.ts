@@ -7,7 +7,7 @@
  * `npm run bench` runs it. Results go to stdout and, unless --quick or --no-write, into
  * docs/benchmarks.md between the results markers.
  */
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
 import { allContenders, type Contender, type ContenderContext, type RunningContender } from "./contenders.ts";
@@ -16,7 +16,16 @@ import { EchoBackend, startHttpBackends, startIperfServer } from "./peers.ts";
 import type { StartedProcess } from "./processes.ts";
 import { record, type Results } from "./report.ts";
 import { writeReport } from "./report-file.ts";
-import { buildTinylb, describeMachine, findTools, inPrivateNetwork, reexecInNetworkNamespace, supportsWorkers, type Tools } from "./setup.ts";
+import {
+  buildTinylb,
+  describeMachine,
+  findTools,
+  inPrivateNetwork,
+  reexecInNetworkNamespace,
+  supportsWorkers,
+  tinylbBenchFlags,
+  type Tools,
+} from "./setup.ts";
 import {
   checkRelay,
   type LoadSettings,
@@ -174,7 +183,7 @@ async function main(argv: string[]): Promise<number> {
 
   try {
     const tinylbBinary = buildTinylb(REPO, workDir);
-    const context: ContenderContext = { workDir, tinylbBinary, cores, maxConnections: idleConnections };
+    const context: ContenderContext = { workDir, tinylbBinary, cores, maxConnections: idleConnections, tinylbFlags: tinylbBenchFlags(tinylbBinary) };
     const contenders = allContenders(context, supportsWorkers(tinylbBinary)).filter(
       (contender) => usable(contender, tools) && (options.only === undefined || contender.name === "direct" || options.only.includes(contender.name)),
     );
@@ -182,6 +191,7 @@ async function main(argv: string[]): Promise<number> {
       console.log("bench: this tinylb has no --workers flag; tinylb runs with one worker only");
     }
     const machine = describeMachine(tinylbBinary);
+    machine["load average at start"] = loadAverage();
     const started = new Date();
     const failures = await checkContenders(contenders, nextPort);
 
@@ -195,6 +205,7 @@ async function main(argv: string[]): Promise<number> {
       await measurePlacement(placement, contenders, options, tools, idleConnections, workDir, nextPort, results, errors);
     }
 
+    machine["load average at end"] = loadAverage();
     const report = { options, machine, started, finished: new Date(), cores, idleConnections, privateNetwork: inPrivateNetwork(), contenders, failures, results, errors };
     writeReport(report, options.write ? join(REPO, "docs", "benchmarks.md") : undefined);
 
@@ -224,7 +235,7 @@ async function measurePlacement(
     wrkThreads: placement.loadCpus === undefined ? 2 : 1,
     wrkConnections: 32,
   };
-  const httpBackends = tools.nginx ? await startHttpBackends(workDir, HTTP_PORTS, idleConnections + 100, placement.loadCpus) : undefined;
+  const httpBackends = tools.nginx ? await startHttpBackends(workDir, HTTP_PORTS, idleConnections + 50, placement.loadCpus) : undefined;
   let iperf = tools.iperf3 ? await startIperfServer(IPERF_PORT, placement.loadCpus) : undefined;
   const httpTargets = HTTP_PORTS.map((port) => `127.0.0.1:${port}`);
 
@@ -269,6 +280,11 @@ async function measurePlacement(
     await httpBackends?.stop();
     await iperf?.stop();
   }
+}
+
+/** Returns the 1, 5 and 15 minute load averages; other work on the machine skews the figures. */
+function loadAverage(): string {
+  return readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(", ");
 }
 
 function summarize(sample: Sample): string {

@@ -90,6 +90,14 @@ export function supportsWorkers(tinylbBinary: string): boolean {
   return Bun.spawnSync([tinylbBinary, "--help"]).stdout.toString().includes("--workers");
 }
 
+/**
+ * Returns the flags that keep a benchmarked tinylb to its listener: `--admin off`, because
+ * the default admin socket path is shared by every tinylb on the machine.
+ */
+export function tinylbBenchFlags(tinylbBinary: string): string[] {
+  return Bun.spawnSync([tinylbBinary, "--help"]).stdout.toString().includes("--admin ADDR") ? ["--admin", "off"] : [];
+}
+
 /** Environment variable set inside the benchmark's own network namespace. */
 const NETNS_MARK = "TINYLB_BENCH_NETNS";
 
