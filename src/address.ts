@@ -96,7 +96,7 @@ function parsePort(text: string, portText: string, allowZero: boolean): number {
 }
 
 /**
- * Longest address string parsed: room for a 253-character DNS name with brackets and a
+ * Maximum length of an address string: room for a 253-character DNS name with brackets and a
  * port, and for a Unix socket path (at most 107 bytes on Linux). Longer input is rejected
  * before it is quoted in an error message.
  */

@@ -206,7 +206,7 @@ function describeIssue(issue: z.core.$ZodIssue): string {
   return `${field}: ${shortened(issue.message)}${issue.message.includes(String(input)) ? "" : ` (got ${shown})`}`;
 }
 
-/** Longest value or message quoted in a config error, so a huge value cannot flood the log. */
+/** Maximum length of a value or message quoted in a config error, so a huge value cannot flood the log. */
 const MAX_QUOTED_CHARS = 120;
 
 function shortened(text: string): string {

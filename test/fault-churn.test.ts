@@ -127,8 +127,8 @@ test.each(["file", "admin"] as Provider[])("set churn through the %s provider", 
     expect(kept.filter((result) => !(result.ended && result.receivedHash === result.sentHash)).length).toBe(0);
     expect(finished.filter((result) => !result.prefixIntact).length).toBe(0);
     expect(finished.filter((result) => result.timedOut).length).toBe(0);
-    // A cut transfer may still report "ended" here: Bun 1.4.4 reports a reset that arrives
-    // while the client is writing as an end of stream, so cut and clean are told apart by hash.
+    // A cut transfer may still report "ended" here, because Bun 1.4.4 reports a reset that
+    // arrives while the client is writing as an end of stream. The hash separates cut from clean.
     const cut = finished.filter((result) => !(result.ended && result.receivedHash === result.sentHash)).length;
     console.log(`${provider}: ${kept.length} transfers to kept backends intact; ${cut} of ${finished.length} transfers cut by a removal`);
 

@@ -10,9 +10,9 @@ const SUBNET = `10.254.${process.pid % 250}`;
 const BACKEND_ADDRESS = `${SUBNET}.2`;
 const KEEPALIVE_SECONDS = 1;
 /**
- * Bun 1.4.4 sets the keepalive probe interval to the idle time and sends 10 probes (measured:
- * a dead peer was noticed 11.2 s after the last packet with `--keepalive 1s`), so a dead peer
- * is noticed about 11 keepalive periods after the connection went idle.
+ * Bun 1.4.4 sets the keepalive probe interval to the idle time and sends about 10 probes: a
+ * dead peer was noticed 11.2 s after the last packet with `--keepalive 1s`. A dead peer is
+ * therefore noticed about 11 keepalive periods after the connection went idle.
  */
 const NOTICE_BOUND_MS = 11 * KEEPALIVE_SECONDS * 1000 + 4000;
 

@@ -7,7 +7,7 @@ const DESCRIPTOR_LIMIT = 64;
 /** More clients than the limit can hold, since each relayed connection takes two descriptors. */
 const CLIENTS = 80;
 
-/** A client that gets its own line echoed, or undefined when it is refused or not served within a second. */
+/** Connects a client and returns it once its line is echoed, or undefined when it is refused or not served within a second. */
 async function echoingClient(port: number, line: string): Promise<Socket<{ received: string }> | undefined> {
   let socket: Socket<{ received: string }>;
   try {

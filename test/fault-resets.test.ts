@@ -7,7 +7,7 @@ import { waitFor } from "./support/wait.ts";
 const TRANSFERS = 50;
 const TRANSFER_BYTES = 512 * 1024;
 
-/** A client that writes `marker`, then random bytes until `stop` is set, and records how it closed. */
+/** Connects a client that writes `marker`, then random bytes until `stop` is set, and records how it closed. */
 async function streamingClient(port: number, marker: string) {
   const state = { closedAt: 0, ended: false, closeError: undefined as Error | undefined, stop: false };
   const chunk = randomBytes(16 * 1024);

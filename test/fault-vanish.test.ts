@@ -47,8 +47,8 @@ test("vanishing clients leave no CLOSE_WAIT", async () => {
     console.log(`${CLIENTS} vanishing clients in ${(performance.now() - started).toFixed(0)} ms; echo backend saw ${echo.peers.length}`);
 
     // NOTE: a dial that timed out keeps its socket in SYN_SENT until the kernel gives up on
-    // the connect (about 127 s with Linux's default of 6 SYN retries), because Bun 1.4.4 offers
-    // no way to close a Bun.connect that has not completed. Those sockets are counted apart.
+    // the connect, about 127 s with Linux's default of 6 SYN retries. Bun 1.4.4 offers no way
+    // to close a Bun.connect that has not completed, so those sockets are counted apart.
     const leftOver = (): { descriptors: number; synSent: number; closeWait: number } => {
       const states = tcpSocketStates(tinylb.pid);
 

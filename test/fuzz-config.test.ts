@@ -205,7 +205,7 @@ describe("config fuzzing", () => {
   });
 });
 
-/** The ids of the set tinylb runs, read from its admin API. */
+/** Reads the ids of the running set from the admin API. */
 async function runningIds(adminPath: string): Promise<string> {
   const response = await fetch("http://localhost/v1/backends", { unix: adminPath });
   const status = (await response.json()) as { backends: { id: string }[] };

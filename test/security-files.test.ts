@@ -38,7 +38,7 @@ function childNamed(parent: number, name: string): number {
 }
 
 /**
- * Every path argument of the traced file system calls, from an `strace -f` log. Paths are
+ * Collects every path argument of the traced file system calls from an `strace -f` log. Paths are
  * resolved against `cwd` when relative.
  */
 function tracedPaths(log: string, cwd: string): string[] {
@@ -57,7 +57,7 @@ function tracedPaths(log: string, cwd: string): string[] {
   return paths;
 }
 
-// Config and admin input try to steer tinylb at files nobody named: a backend whose target
+// Config and admin input try to steer tinylb at files the operator did not name: a backend whose target
 // is a regular file, a listener on an existing file, YAML tags and merge keys, strings that
 // look like includes, environment references and home-relative paths.
 test.skipIf(!straceAvailable)("config and admin input reach only named files", async () => {

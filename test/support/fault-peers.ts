@@ -19,14 +19,14 @@ export interface EchoPeer {
 }
 
 /**
- * First bytes that make an `EchoBackend` peer read and discard instead of echoing. A peer that
- * is writing when a reset arrives is told "end" by Bun 1.4.4 rather than ECONNRESET, so tests
- * that check for a reset use a peer that only reads.
+ * First bytes that make an `EchoBackend` peer read and discard instead of echoing. Bun 1.4.4
+ * reports a reset that arrives while the application is writing as an end of stream rather
+ * than ECONNRESET, so tests that check for a reset use a peer that only reads.
  */
 export const DISCARD_MARKER = "DISCARD ";
 
 /**
- * A TCP backend on 127.0.0.1 that echoes every byte and answers FIN with FIN. It writes no
+ * A TCP backend on 127.0.0.1 that echoes every byte and sends FIN after the peer's FIN. It writes no
  * greeting, so a client can hash the echo against what it sent. A client whose first bytes
  * are `DISCARD_MARKER` gets nothing back.
  *
