@@ -17,8 +17,8 @@ export type ConnectionClosedHandler = (connection: Connection, kind: CloseKind, 
  * `attach` adds the backend socket and starts both flows. It ends in one of three ways:
  * both sides sent FIN and every byte was written ("completed"); one side reset or
  * closed abruptly, so the other is reset too ("reset"); or tinylb closed it, for
- * example because its target left the backend set ("closed", a reset on both sides
- * once a backend is attached; see `close`).
+ * example because its target left the backend set ("closed"). Once a backend is
+ * attached, tinylb's own close resets both sides (see `close`).
  */
 export class Connection implements PooledConnection {
   readonly id: number;
@@ -147,7 +147,7 @@ export class Connection implements PooledConnection {
    * peer going away. The other side is reset so that it learns at once.
    *
    * A close without an error on a socket whose write side tinylb already shut down is
-   * the peer's FIN, not a failure: Bun 1.4.4 reports a FIN that arrives after our own
+   * the peer's FIN, not a failure. Bun 1.4.4 reports a FIN that arrives after our own
    * `shutdown()` as a close with no `end` event, so it is handled as an end here.
    *
    * NOTE: Bun 1.4.4 reports a reset that arrives after `shutdown()` the same way, with no
@@ -179,8 +179,8 @@ export class Connection implements PooledConnection {
    * left the backend set, at the end of the shutdown grace period, or when no backend
    * could be dialled.
    *
-   * An attached connection is reset on both sides rather than ended with FIN. A FIN tells
-   * each peer that the stream ended cleanly, so a reply cut off midway could pass for a
+   * An attached connection is reset on both sides rather than ended with FIN. A FIN signals
+   * to each peer that the stream ended cleanly, so a reply cut off midway could pass for a
    * complete one. Linux also sends a reset anyway when unread bytes sit in the receive
    * buffer, so FIN would be delivered only sometimes. A client still waiting for its dial
    * has received nothing yet, so it gets a plain FIN.

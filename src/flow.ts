@@ -13,8 +13,8 @@ export const UNPAUSED_QUEUE_LIMIT = 64 * 1024;
  * nothing. A flow keeps the unsent tail and pauses the source until the sink drains,
  * so at most one read of the source is queued per direction. On Linux, Bun 1.4.4 reads
  * at most 512 KiB (524,288 bytes) from a TCP socket at a time and 219,264 bytes from a
- * Unix socket; this was measured with a loopback sender that writes 64 MiB as fast as
- * the socket takes it. A connection therefore queues at most 1 MiB in tinylb, and
+ * Unix socket. Both figures were measured with a loopback sender that writes 64 MiB as
+ * fast as the socket takes it. A connection therefore queues at most 1 MiB in tinylb, and
  * `test/relay.test.ts` checks the bound with a client that stops reading.
  *
  * Before the sink is set (while the backend is dialed), the source is paused only once

@@ -288,7 +288,7 @@ test("relay keeps other connections intact when one resets", async () => {
   expect(sent.has(digests[1]!)).toBe(true);
   expect(digests[0]).not.toBe(digests[1]);
 
-  // The victim's backend socket is closed too. Whether its peer sees ECONNRESET, EPIPE or a
+  // The victim's backend socket is closed too. Whether its peer gets ECONNRESET, EPIPE or a
   // plain close depends on whether it had already shut down its write side: Bun 1.4.4 reports
   // a reset that arrives after shutdown() as a close without an error.
   const victimBackend = backend.peers.find((peer) => !digests.includes(sha256(replies.get(peer)!)));
