@@ -137,6 +137,7 @@ test("tinylb reports rejected clients in /metrics", async () => {
   await using tinylb = new FaultProcess(["--listen", "127.0.0.1:0", "--backend", `echo=${backend.target}`, "--max-connections", "1", "--admin", `unix:${adminPath}`]);
   try {
     const port = await tinylb.port();
+    await waitFor("the admin API", () => tinylb.stderr.includes("admin API listening"));
     const held = await Bun.connect({ hostname: "127.0.0.1", port, socket: { data() {} } });
     await waitFor("held connection to reach the backend", () => backend.peers.length === 1);
     const excess = { closed: false };

@@ -2,6 +2,7 @@ import { expect, test } from "bun:test";
 import { mkdtempSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { EtcdCluster } from "./support/etcd-cluster.ts";
 import { EchoBackend, FaultProcess, type TransferResult, transfer } from "./support/fault-peers.ts";
 import { waitFor } from "./support/wait.ts";
 
@@ -13,7 +14,27 @@ const TRANSFERS_IN_FLIGHT = 100;
 const MAX_TRANSFERS = 600;
 const TRANSFER_BYTES = 128 * 1024;
 
-type Provider = "file" | "admin";
+type Provider = "file" | "admin" | "etcd";
+
+const ETCD_PREFIX = "/tinylb-fault/backends/";
+const etcdInstalled = Bun.spawnSync(["etcd", "--version"], { stdout: "ignore", stderr: "ignore" }).success;
+if (!etcdInstalled) {
+  console.log("skipping set churn through etcd: etcd (Debian package etcd-server) is not installed");
+}
+
+/** Replaces the backends under ETCD_PREFIX in one transaction through etcd's v3 JSON gateway. */
+async function etcdReplace(endpoint: string, set: { id: string; target: string }[], all: string[]): Promise<void> {
+  const base64 = (text: string): string => Buffer.from(text).toString("base64");
+  const ids = new Set(set.map((backend) => backend.id));
+  const success = [
+    ...set.map((backend) => ({ requestPut: { key: base64(`${ETCD_PREFIX}${backend.id}`), value: base64(backend.target) } })),
+    ...all.filter((id) => !ids.has(id)).map((id) => ({ requestDeleteRange: { key: base64(`${ETCD_PREFIX}${id}`) } })),
+  ];
+  const response = await fetch(`${endpoint}/v3/kv/txn`, { method: "POST", body: JSON.stringify({ success }) });
+  if (!response.ok) {
+    throw new Error(`etcd transaction failed: ${response.status} ${await response.text()}`);
+  }
+}
 
 /** Picks a backend set: the kept backends always, each churned one with a chance of one half. */
 function randomSet(targets: Map<string, string>, random: () => number): { id: string; target: string }[] {
@@ -61,7 +82,10 @@ async function idleClient(port: number) {
   return { socket, state, id: state.received.slice(0, state.received.indexOf("\n")) };
 }
 
-test.each(["file", "admin"] as Provider[])("set churn through the %s provider", async (provider) => {
+test.each(["file", "admin", "etcd"] as Provider[])("set churn through the %s provider", async (provider) => {
+  if (provider === "etcd" && !etcdInstalled) {
+    return;
+  }
   const seed = Date.now();
   const random = seededRandom(seed);
   const backends = new Map([...KEPT, ...CHURNED].map((id) => [id, new EchoBackend(id)]));
@@ -70,14 +94,32 @@ test.each(["file", "admin"] as Provider[])("set churn through the %s provider", 
   const configPath = join(folder, "tinylb.json");
   const adminPath = join(folder, "admin.sock");
   const initial = [...KEPT, ...CHURNED].map((id) => ({ id, target: targets.get(id)! }));
-  writeFileSync(configPath, JSON.stringify({ backends: provider === "file" ? initial : [] }));
+  const etcd = provider === "etcd" ? await EtcdCluster.start(1) : undefined;
+  const etcdEndpoint = etcd?.members[0]!.clientUrl ?? "";
+  const allIds = [...KEPT, ...CHURNED];
+  const fileConfig = provider === "etcd" ? { etcd: { endpoints: [etcdEndpoint], prefix: ETCD_PREFIX } } : { backends: provider === "file" ? initial : [] };
+  writeFileSync(configPath, JSON.stringify(fileConfig));
+  if (etcd !== undefined) {
+    await etcdReplace(etcdEndpoint, initial, allIds);
+  }
   const args = ["--listen", "127.0.0.1:0", "--admin", `unix:${adminPath}`];
-  await using tinylb = new FaultProcess(provider === "file" ? [...args, "--config", configPath] : args);
+  await using tinylb = new FaultProcess(provider === "admin" ? args : [...args, "--config", configPath]);
   try {
     const port = await tinylb.port();
     if (provider === "admin") {
-      expect((await adminRequest(adminPath, "PUT", "/v1/backends", { backends: initial })).status).toBe(200);
+      await waitFor("the admin API to take the first set", async () => {
+        const response = await adminRequest(adminPath, "PUT", "/v1/backends", { backends: initial }).catch(() => undefined);
+
+        return response?.status === 200;
+      }, 10_000);
     }
+    await waitFor("the admin API and every backend to be running", async () => {
+      // The admin API starts after the listeners, so the first requests may find no socket yet.
+      const response = await adminRequest(adminPath, "GET", "/v1/backends").catch(() => undefined);
+      const status = (await response?.json()) as { backends: unknown[] } | undefined;
+
+      return status?.backends.length === 6;
+    }, 10_000);
     const idle = await Promise.all(Array.from({ length: 12 }, () => idleClient(port)));
     expect(new Set(idle.map((client) => client.id)).size).toBe(6);
 
@@ -86,6 +128,8 @@ test.each(["file", "admin"] as Provider[])("set churn through the %s provider", 
         writeFileSync(`${configPath}.next`, JSON.stringify({ backends: set }));
         renameSync(`${configPath}.next`, configPath);
         tinylb.process.kill("SIGHUP");
+      } else if (provider === "etcd") {
+        await etcdReplace(etcdEndpoint, set, allIds);
       } else {
         const response = await adminRequest(adminPath, "PUT", "/v1/backends", { backends: set });
         expect(response.status).toBe(200);
@@ -163,6 +207,7 @@ test.each(["file", "admin"] as Provider[])("set churn through the %s provider", 
     for (const backend of backends.values()) {
       backend.stop();
     }
+    await etcd?.stop();
     rmSync(folder, { recursive: true, force: true });
   }
 }, 120_000);
