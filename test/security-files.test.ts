@@ -226,3 +226,35 @@ test.skipIf(!canDropPrivileges)("non-root tinylb binds a low port with only CAP_
   expect(refused.code).toBe(1);
   expect(refused.stderr).toContain("CAP_NET_BIND_SERVICE (EACCES)");
 }, 60_000);
+
+test("tinylb refuses a public admin address and never logs the token", async () => {
+  const publicAdmin = Bun.spawnSync([BINARY, "--listen", "127.0.0.1:0", "--backend", "a=127.0.0.1:9", "--admin", "0.0.0.0:9000"]);
+  expect(publicAdmin.exitCode).toBe(2);
+  expect(publicAdmin.stderr.toString()).toContain("it is not a loopback address");
+
+  const folder = mkdtempSync(join(tmpdir(), "tinylb-token-"));
+  const tokenFile = join(folder, "token");
+  const token = `token-${crypto.randomUUID()}`;
+  writeFileSync(tokenFile, `${token}\n`, { mode: 0o600 });
+  await using tinylb = new FaultProcess(["--listen", "127.0.0.1:0", "--backend", "a=127.0.0.1:9", "--admin", "127.0.0.1:0", "--admin-token-file", tokenFile, "--log-level", "debug"]);
+  try {
+    await tinylb.port();
+    await waitFor("the admin API", () => /admin API listening .*listener=127\.0\.0\.1:\d+/.test(tinylb.stderr));
+    const adminPort = Number(/admin API listening .*listener=127\.0\.0\.1:(\d+)/.exec(tinylb.stderr)![1]);
+    expect(tinylb.stderr).toContain("token=required");
+    const status = async (authorization?: string): Promise<number> => {
+      const response = await fetch(`http://127.0.0.1:${adminPort}/v1/backends`, { headers: authorization === undefined ? {} : { authorization } });
+
+      return response.status;
+    };
+
+    expect(await status()).toBe(401);
+    expect(await status(`Bearer ${token}x`)).toBe(401);
+    expect(await status(`Bearer ${token.slice(0, -1)}`)).toBe(401);
+    expect(await status(`Basic ${btoa(`admin:${token}`)}`)).toBe(401);
+    expect(await status(`Bearer ${token}`)).toBe(200);
+    expect(tinylb.stderr).not.toContain(token.slice("token-".length));
+  } finally {
+    rmSync(folder, { recursive: true, force: true });
+  }
+});
