@@ -179,14 +179,13 @@ export async function transfer(port: number, size: number, options: { prefix?: s
       },
     },
   });
-  let socket: Socket<undefined>;
+  let socket: Socket<undefined> | undefined;
   try {
     socket = await connecting;
   } catch (error) {
     // A reset can arrive before Bun reports the connect as open.
     closeError = error as Error;
     done();
-    socket = undefined as never;
   }
   let timedOut = false;
   const timer = setTimeout(() => {
