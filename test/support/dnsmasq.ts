@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { waitFor } from "./wait.ts";
+import { trackChild } from "./child-processes.ts";
 
 /** Path of Debian's dnsmasq binary (package dnsmasq-base). */
 export const DNSMASQ = "/usr/sbin/dnsmasq";
@@ -48,7 +49,7 @@ export class Dnsmasq {
     writeFileSync(join(dir, "hosts"), hosts.join("\n") + "\n");
     for (let attempt = 0; attempt < 20; attempt++) {
       const port = 20_000 + Math.floor(Math.random() * 40_000);
-      const child = Bun.spawn(
+      const child = trackChild(Bun.spawn(
         [
           DNSMASQ,
           "--keep-in-foreground",
@@ -71,7 +72,7 @@ export class Dnsmasq {
           ...srvRecords.map((record) => `--srv-host=${record}`),
         ],
         { stdin: "ignore", stdout: "pipe", stderr: "pipe" },
-      );
+      ));
       const server = new Dnsmasq(port, dir, child);
       await waitFor("dnsmasq to start or exit", () => server.#log.includes("names") || child.exitCode !== null, 10_000);
       if (child.exitCode === null) {

@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { waitFor } from "./wait.ts";
+import { trackChild } from "./child-processes.ts";
 
 /** PEM files for a cluster whose client URLs use TLS and require client certificates. */
 export interface EtcdTlsFiles {
@@ -59,7 +60,7 @@ export class EtcdMember {
       throw new Error(`etcd member ${this.name} is already running`);
     }
     this.log = "";
-    this.process = Bun.spawn(
+    this.process = trackChild(Bun.spawn(
       [
         "etcd",
         "--name", this.name,
@@ -78,7 +79,7 @@ export class EtcdMember {
           : ["--cert-file", this.tls.serverCertFile, "--key-file", this.tls.serverKeyFile, "--trusted-ca-file", this.tls.caFile, "--client-cert-auth"]),
       ],
       { stdin: "ignore", stdout: "pipe", stderr: "pipe" },
-    );
+    ));
     void this.#collect(this.process.stdout);
     void this.#collect(this.process.stderr);
   }
@@ -187,12 +188,12 @@ export class EtcdCluster {
 
 /** Runs `etcdctl` (API v3) against `endpoints` and returns its stdout, or throws with its stderr. */
 export async function etcdctl(endpoints: string, args: string[], timeoutMs = 15_000): Promise<string> {
-  const child = Bun.spawn(["etcdctl", "--endpoints", endpoints, "--dial-timeout", "3s", "--command-timeout", "5s", ...args], {
+  const child = trackChild(Bun.spawn(["etcdctl", "--endpoints", endpoints, "--dial-timeout", "3s", "--command-timeout", "5s", ...args], {
     stdin: "ignore",
     stdout: "pipe",
     stderr: "pipe",
     env: { PATH: process.env.PATH ?? "/usr/bin:/bin", ETCDCTL_API: "3" },
-  });
+  }));
   const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
   const [stdout, stderr, code] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited]);
   clearTimeout(timer);

@@ -3,6 +3,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { readdirSync, readFileSync, readlinkSync } from "node:fs";
 import { BINARY } from "./tinylb-process.ts";
 import { waitFor } from "./wait.ts";
+import { trackChild } from "./child-processes.ts";
 
 /** Peers and process probes for the fault suite: plain echo backends, hashed transfers, /proc readers. */
 
@@ -301,7 +302,7 @@ export class FaultProcess {
       options.descriptorLimit === undefined
         ? [BINARY, ...args]
         : ["bash", "-c", `ulimit -n ${options.descriptorLimit} && exec "$0" "$@"`, BINARY, ...args];
-    const child = Bun.spawn(command, { stdin: "ignore", stdout: "ignore", stderr: "pipe", env: { PATH: process.env.PATH ?? "/usr/bin:/bin" } });
+    const child = trackChild(Bun.spawn(command, { stdin: "ignore", stdout: "ignore", stderr: "pipe", env: { PATH: process.env.PATH ?? "/usr/bin:/bin" } }));
     this.process = child;
     void (async () => {
       const decoder = new TextDecoder();
@@ -371,7 +372,7 @@ export class HangingTarget {
 
   /** Starts the listener and connects until a connect stays pending for 300 ms (at most 64 connects). */
   static async start(): Promise<HangingTarget> {
-    const child = Bun.spawn(["perl", "-e", NEVER_ACCEPTING_LISTENER], { stdin: "pipe", stdout: "pipe", stderr: "inherit" });
+    const child = trackChild(Bun.spawn(["perl", "-e", NEVER_ACCEPTING_LISTENER], { stdin: "pipe", stdout: "pipe", stderr: "inherit" }));
     let text = "";
     for await (const chunk of child.stdout) {
       text += new TextDecoder().decode(chunk);

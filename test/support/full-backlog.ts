@@ -1,4 +1,5 @@
 import type { Socket, Subprocess } from "bun";
+import { trackChild } from "./child-processes.ts";
 import { waitFor } from "./wait.ts";
 
 /**
@@ -51,7 +52,7 @@ export class FullBacklogListener {
 
   /** Starts the listener and fills its accept queue with one idle connection. */
   static async start(): Promise<FullBacklogListener> {
-    const child = Bun.spawn(["python3", "-c", PROGRAM], { stdin: "pipe", stdout: "pipe", stderr: "inherit" });
+    const child = trackChild(Bun.spawn(["python3", "-c", PROGRAM], { stdin: "pipe", stdout: "pipe", stderr: "inherit" }));
     const events: string[] = [];
     void (async () => {
       const decoder = new TextDecoder();

@@ -1,5 +1,6 @@
 import type { Server, Subprocess } from "bun";
 import { join } from "node:path";
+import { trackChild } from "./child-processes.ts";
 
 /**
  * A real HTTP backend on 127.0.0.1, for health tests. `GET /readyz` returns
@@ -68,7 +69,7 @@ export class HttpBackendProcess {
 
   /** Starts the child on `this.port` (0 the first time) and waits for its port. */
   async start(): Promise<void> {
-    const child = Bun.spawn([process.execPath, CHILD_MAIN, this.id, String(this.port)], { stdin: "ignore", stdout: "pipe", stderr: "inherit" });
+    const child = trackChild(Bun.spawn([process.execPath, CHILD_MAIN, this.id, String(this.port)], { stdin: "ignore", stdout: "pipe", stderr: "inherit" }));
     this.#child = child;
     const reader = child.stdout.getReader();
     let text = "";

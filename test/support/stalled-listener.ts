@@ -1,4 +1,5 @@
 import type { Socket, Subprocess } from "bun";
+import { trackChild } from "./child-processes.ts";
 
 /** Perl program: listen on 127.0.0.1 with a backlog of 0, print the port, never accept, exit when stdin closes. */
 const LISTENER_SCRIPT = `
@@ -35,7 +36,7 @@ export class StalledListener {
 
   /** Starts the listener and fills its queue until a connect stays pending for 300 ms. */
   static async start(): Promise<StalledListener> {
-    const child = Bun.spawn(["perl", "-e", LISTENER_SCRIPT], { stdin: "pipe", stdout: "pipe", stderr: "inherit" });
+    const child = trackChild(Bun.spawn(["perl", "-e", LISTENER_SCRIPT], { stdin: "pipe", stdout: "pipe", stderr: "inherit" }));
     const reader = child.stdout.getReader();
     let text = "";
     while (!text.includes("\n")) {

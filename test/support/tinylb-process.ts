@@ -1,6 +1,7 @@
 import type { Subprocess } from "bun";
 import { join } from "node:path";
 import { waitFor } from "./wait.ts";
+import { trackChild } from "./child-processes.ts";
 
 /** Path of the compiled binary that `bun build.ts` writes. */
 export const BINARY = join(import.meta.dir, "..", "..", "dist", "tinylb");
@@ -21,17 +22,17 @@ export class TinylbProcess {
   }
 
   /**
-   * Starts `dist/tinylb` with `args`. `command` replaces `dist/tinylb` as the program and its
-   * first arguments, for a release binary or one started through chroot or an emulator.
+   * Starts `dist/tinylb` with `args`, plus `--admin off` when `args` set no admin address.
+   * `command` replaces `dist/tinylb` as the program and its first arguments, for a release binary or one started through chroot or an emulator.
    */
   static start(args: string[], options: { env?: Record<string, string>; cwd?: string; command?: string[] } = {}): TinylbProcess {
-    const child = Bun.spawn([...(options.command ?? [BINARY]), ...args], {
+    const child = trackChild(Bun.spawn([...(options.command ?? [BINARY]), ...withAdminOff(args)], {
       stdin: "ignore",
       stdout: "pipe",
       stderr: "pipe",
       env: options.env ?? { PATH: process.env.PATH ?? "/usr/bin:/bin" },
       cwd: options.cwd,
-    });
+    }));
 
     return new TinylbProcess(child);
   }
@@ -75,6 +76,20 @@ export class TinylbProcess {
       append(decoder.decode(chunk, { stream: true }));
     }
   }
+}
+
+/**
+ * Puts `--admin off` first unless `args` pass an `--admin` flag or start with the `demo` or
+ * `status` command. Without it every test run as root binds the same default admin socket,
+ * /run/tinylb/admin.sock, and parallel runs compete for it.
+ */
+function withAdminOff(args: string[]): string[] {
+  const command = args[0];
+  if (command === "demo" || command === "status" || args.some((arg) => arg === "--admin" || arg.startsWith("--admin="))) {
+    return args;
+  }
+
+  return ["--admin", "off", ...args];
 }
 
 /** Extracts the port a `listening` log line reports for a listener started with port 0. */
