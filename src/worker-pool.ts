@@ -14,8 +14,13 @@ interface RelayWorker {
   thread: Worker;
   /** Connections open or dialing in the worker, as of its last counter delta. */
   open: number;
+  /** Set once the thread ended, for example after an uncaught error. */
+  exited: boolean;
   stopped?: (forced: number) => void;
 }
+
+/** Milliseconds a worker may take beyond the grace period to report that it stopped. */
+const STOP_MARGIN_MS = 5000;
 
 /**
  * The relay worker threads of a balancer started with `--workers N`. There are N - 1 of
@@ -63,7 +68,7 @@ export class WorkerPool {
     const pool = new WorkerPool(workers, stats, log);
     const started: Promise<void>[] = [];
     for (let index = 1; index <= count; index++) {
-      const worker: RelayWorker = { thread: new Worker(new URL("./relay-worker.ts", import.meta.url).href), open: 0 };
+      const worker: RelayWorker = { thread: new Worker(new URL("./relay-worker.ts", import.meta.url).href), open: 0, exited: false };
       workers.push(worker);
       started.push(pool.#watch(worker, index));
       pool.#send(worker, { type: "start", index, options, logLevel: logger.level, logFormat: logger.format });
@@ -106,15 +111,20 @@ export class WorkerPool {
   /**
    * Stops every worker: each stops accepting, waits up to `graceMs` for its connections,
    * closes the rest and sends its last counters. Returns how many were closed by force.
+   * A worker that ended already, or that does not report back within the grace period
+   * plus 5 s, is not waited for.
    */
   async shutdown(graceMs: number): Promise<number> {
-    const results = this.#workers.map(
-      (worker) =>
-        new Promise<number>((resolve) => {
+    const results = this.#workers
+      .filter((worker) => !worker.exited)
+      .map((worker) => {
+        const stopped = new Promise<number>((resolve) => {
           worker.stopped = resolve;
           this.#send(worker, { type: "shutdown", graceMs });
-        }),
-    );
+        });
+
+        return Promise.race([stopped, Bun.sleep(graceMs + STOP_MARGIN_MS).then(() => 0)]);
+      });
     const forced = (await Promise.all(results)).reduce((sum, count) => sum + count, 0);
     for (const worker of this.#workers) {
       worker.thread.terminate();
@@ -152,6 +162,11 @@ export class WorkerPool {
             break;
         }
       };
+      worker.thread.addEventListener("close", () => {
+        worker.exited = true;
+        worker.open = 0;
+        worker.stopped?.(0);
+      });
       worker.thread.onerror = (error) => {
         clearTimeout(timer);
         this.#log.error("relay worker failed", { worker: index, err: error.message });
