@@ -8,13 +8,23 @@ export interface BackoffSettings {
   maxBackoffMs: number;
 }
 
+/**
+ * Health of a backend in one word:
+ * - `healthy`: the rotation hands it out;
+ * - `unhealthy`: the rotation skips it, because a dial back-off runs or probes failed;
+ * - `retrying`: a backend without an active probe whose dial back-off ended. The rotation
+ *   hands it out again, but it counts as healthy only once a dial succeeds.
+ */
+export type HealthCondition = "healthy" | "retrying" | "unhealthy";
+
 /** Health of one backend as status pages show it. Times are on the health checker's clock. */
 export interface HealthState {
   id: string;
   target: string;
-  /** True when the rotation hands the backend out: not in a dial back-off and not failed by probes. */
+  condition: HealthCondition;
+  /** True only in the `healthy` condition. */
   healthy: boolean;
-  /** Cause of the last health flip, or "" before the first one. */
+  /** Cause of the last change of condition, or "" before the first one. */
   cause: string;
   /** Dial failures in the current streak; 0 after a successful dial or probe. */
   dialFailureStreak: number;
@@ -58,9 +68,17 @@ export class BackendHealth {
     this.backend = backend;
   }
 
-  /** True when the rotation may hand the backend out at clock time `now`. */
-  healthy(now: number): boolean {
-    return this.probeUp && !this.inBackoff(now);
+  /**
+   * Returns the condition at clock time `now`. `probed` tells whether an active probe runs:
+   * its passes vouch for a backend after a back-off, while without one only a successful
+   * dial does.
+   */
+  condition(now: number, probed: boolean): HealthCondition {
+    if (!this.probeUp || this.inBackoff(now)) {
+      return "unhealthy";
+    }
+
+    return !probed && this.dialFailureStreak > 0 ? "retrying" : "healthy";
   }
 
   inBackoff(now: number): boolean {
@@ -112,10 +130,13 @@ export class BackendHealth {
 
   /** Returns the state a status page shows. */
   snapshot(now: number, probeDescription: string | undefined): HealthState {
+    const condition = this.condition(now, probeDescription !== undefined);
+
     return {
       id: this.backend.id,
       target: this.backend.target,
-      healthy: this.healthy(now),
+      condition,
+      healthy: condition === "healthy",
       cause: this.cause,
       dialFailureStreak: this.dialFailureStreak,
       backoffUntil: this.inBackoff(now) ? this.backoffUntil : undefined,

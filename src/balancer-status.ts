@@ -1,3 +1,4 @@
+import type { HealthCondition } from "./backend-health.ts";
 import type { BackendIdConflict, BackendSetUnion } from "./backend-set-union.ts";
 import type { Server } from "./server.ts";
 
@@ -17,9 +18,11 @@ export interface BackendStatus {
   bytesToClient: number;
   /** Dials to this id that failed or timed out. */
   dialFailures: number;
-  /** False while the rotation skips this backend: a dial back-off or failed probes. */
+  /** healthy, unhealthy (a dial back-off or failed probes) or retrying (a back-off ended, no dial succeeded since). */
+  health: HealthCondition;
+  /** True only while `health` is healthy. */
   healthy: boolean;
-  /** Cause of the last health flip, or "" before the first one. */
+  /** Cause of the last change of `health`, or "" before the first one. */
   healthCause: string;
 }
 
@@ -90,6 +93,7 @@ export function collectStatus(server: Server, union: BackendSetUnion): BalancerS
       bytesToBackend: counters.bytesToBackend + (traffic?.bytesToBackend ?? 0),
       bytesToClient: counters.bytesToClient + (traffic?.bytesToClient ?? 0),
       dialFailures: counters.dialFailures,
+      health: health?.condition ?? "healthy",
       healthy: health?.healthy ?? true,
       healthCause: health?.cause ?? "",
     };

@@ -1,5 +1,5 @@
 import type { Backend } from "./backend.ts";
-import { BackendHealth, type BackoffSettings, type HealthState } from "./backend-health.ts";
+import { BackendHealth, type BackoffSettings, type HealthCondition, type HealthState } from "./backend-health.ts";
 import { BackendSet } from "./backend-set.ts";
 import { type Clock, type ClockTimer, systemClock } from "./clock.ts";
 import { formatDuration } from "./duration.ts";
@@ -41,7 +41,9 @@ export type HealthFlipListener = (backend: Backend, healthy: boolean, cause: str
 interface Entry {
   health: BackendHealth;
   probe: ProbeSettings | undefined;
-  /** Health as last reported, so that only flips are logged. */
+  /** Condition at the last evaluation, so that a cause is recorded once per change. */
+  condition: HealthCondition;
+  /** Health as last reported (true only in the `healthy` condition), so that only flips are logged. */
   reported: boolean;
   probeLoop: ProbeLoop | undefined;
   backoffTimer: ClockTimer | undefined;
@@ -50,6 +52,11 @@ interface Entry {
 /**
  * Decides which backends are fit for traffic, from dial results (passive) and from
  * probes (active), and logs each flip once with its cause.
+ *
+ * Without an active probe, the end of a dial back-off only makes a backend `retrying`: the
+ * rotation hands it out again, but it is logged and reported healthy only once a dial to
+ * it succeeds. A dead backend therefore stays unhealthy in logs and status while each
+ * back-off ends and the retry fails, instead of flipping every back-off period.
  *
  * Each backend of the set gets one probe loop (see ProbeLoop), so probes of one backend
  * never overlap.
@@ -129,11 +136,14 @@ export class HealthChecker {
     }
   }
 
-  /** True when the rotation may hand `backend` out. Backends the checker does not track count as healthy. */
+  /**
+   * True when the rotation may hand `backend` out: it is healthy or retrying. Backends the
+   * checker does not track count as healthy.
+   */
   isHealthy(backend: Backend): boolean {
     const entry = this.#entryOf(backend);
 
-    return entry === undefined || entry.health.healthy(this.#clock.now());
+    return entry === undefined || this.#conditionOf(entry) !== "unhealthy";
   }
 
   /** Records a failed dial; the backend is skipped for a back-off that doubles with each failure in a row. */
@@ -151,7 +161,8 @@ export class HealthChecker {
     entry.backoffTimer?.cancel();
     entry.backoffTimer = this.#clock.setTimeout(() => {
       entry.backoffTimer = undefined;
-      this.#evaluate(entry, `dial back-off of ${formatDuration(backoffMs)} ended`);
+      const ended = `dial back-off of ${formatDuration(backoffMs)} ended`;
+      this.#evaluate(entry, entry.probe === undefined ? `${ended}; the next client retries it` : ended);
     }, backoffMs);
     this.#evaluate(entry, `${reason}; skipped for ${formatDuration(backoffMs)}`);
   }
@@ -188,6 +199,10 @@ export class HealthChecker {
     return entry.health.snapshot(this.#clock.now(), entry.probe === undefined ? undefined : describeProbe(entry.probe));
   }
 
+  #conditionOf(entry: Entry): HealthCondition {
+    return entry.health.condition(this.#clock.now(), entry.probe !== undefined);
+  }
+
   /** Stops every probe and timer; the checker is unusable afterwards. */
   stop(): void {
     this.#stopped = true;
@@ -200,6 +215,7 @@ export class HealthChecker {
     const entry: Entry = {
       health: new BackendHealth(backend),
       probe: this.#probeSettings(backend),
+      condition: "healthy",
       reported: true,
       probeLoop: undefined,
       backoffTimer: undefined,
@@ -260,16 +276,27 @@ export class HealthChecker {
     this.#evaluate(entry, `${description} failed${inARow(health.probeFailures)}: ${failure}`);
   }
 
-  /** Logs and announces a flip of the entry's health, with `cause`; does nothing without a flip. */
+  /**
+   * Records `cause` when the entry's condition changed, then logs and announces a flip of
+   * its health. A change that is no flip (unhealthy to retrying and back) is logged at debug.
+   */
   #evaluate(entry: Entry, cause: string): void {
-    const healthy = entry.health.healthy(this.#clock.now());
-    if (healthy === entry.reported || this.#entries.get(entry.health.backend.id) !== entry) {
+    const condition = this.#conditionOf(entry);
+    if (condition === entry.condition || this.#entries.get(entry.health.backend.id) !== entry) {
+      return;
+    }
+
+    entry.condition = condition;
+    entry.health.cause = cause;
+    const backend = entry.health.backend;
+    const healthy = condition === "healthy";
+    if (healthy === entry.reported) {
+      this.#log.debug(condition === "retrying" ? "backend is retrying" : "backend stays unhealthy", { backend: backend.id, target: backend.target, cause });
+
       return;
     }
 
     entry.reported = healthy;
-    entry.health.cause = cause;
-    const backend = entry.health.backend;
     this.#log.info(healthy ? "backend is healthy" : "backend is unhealthy", { backend: backend.id, target: backend.target, cause });
     this.#updateDegraded();
     for (const listener of this.#listeners) {

@@ -58,8 +58,8 @@ export function renderMetrics(source: MetricsSource): string {
   page.add(
     "tinylb_backend_healthy",
     "gauge",
-    "1 while the rotation hands out the backend id, 0 while a dial back-off or failed probes make it skip the id.",
-    server.set.backends.map((backend): [Labels, number] => [{ backend: backend.id }, server.health.isHealthy(backend) ? 1 : 0]),
+    "1 while the backend id is healthy; 0 while a dial back-off or failed probes make the rotation skip it, or while it is retried after a back-off.",
+    server.set.backends.map((backend): [Labels, number] => [{ backend: backend.id }, server.health.state(backend.id)?.healthy === false ? 0 : 1]),
   );
   page.add("tinylb_degraded", "gauge", "1 while every backend is unhealthy and each is tried anyway, else 0.", [[{}, server.health.degraded ? 1 : 0]]);
   page.add("tinylb_backend_set_size", "gauge", "Backends in the running set.", [[{}, server.set.size]]);

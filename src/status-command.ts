@@ -99,7 +99,7 @@ export function formatStatus(status: BalancerStatus): string {
     String(backend.total),
     String(backend.bytesToBackend),
     String(backend.bytesToClient),
-    backend.healthy === false ? "unhealthy" : "healthy",
+    backend.health,
   ]);
   const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => row[column]!.length)));
   const line = (cells: string[]): string => cells.map((cell, column) => (column < 3 || column === 7 ? cell.padEnd(widths[column]!) : cell.padStart(widths[column]!))).join("  ").trimEnd();
@@ -113,7 +113,8 @@ export function formatStatus(status: BalancerStatus): string {
     lines.push("Degraded: every backend is unhealthy, so each is tried anyway");
   }
   for (const backend of status.backends.filter((entry) => entry.healthy === false)) {
-    lines.push(`Unhealthy: "${backend.id}": ${backend.healthCause}`);
+    const label = backend.health === "retrying" ? "Retrying" : "Unhealthy";
+    lines.push(`${label}: "${backend.id}": ${backend.healthCause}`);
   }
   for (const conflict of status.conflicts) {
     lines.push(

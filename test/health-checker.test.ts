@@ -39,16 +39,60 @@ test("HealthChecker backs off 1s doubling to 30s", () => {
     clock.advance(backoffMs - 1);
     expect(checker.isHealthy(a)).toBe(false);
     clock.advance(1);
+    // The rotation retries a, but only a successful dial makes it healthy.
     expect(checker.isHealthy(a)).toBe(true);
+    expect(checker.state("a")!.condition).toBe("retrying");
   }
 
   expect(checker.state("a")!.dialFailureStreak).toBe(expected.length);
-  expect(logs.withMessage("backend is unhealthy").length).toBe(expected.length);
-  expect(logs.withMessage("backend is healthy").length).toBe(expected.length);
+  expect(logs.withMessage("backend is unhealthy").length).toBe(1);
+  expect(logs.withMessage("backend is healthy").length).toBe(0);
   expect(logs.withMessage("backend is unhealthy")[0]!.cause).toBe("dial failed: refused; skipped for 1s");
   expect(logs.withMessage("backend is unhealthy")[0]!.level).toBe("info");
-  expect(logs.withMessage("backend is healthy")[0]!.cause).toBe("dial back-off of 1s ended");
   expect(checker.isHealthy(set.get("b")!)).toBe(true);
+});
+
+test("HealthChecker reports retrying until a dial succeeds", () => {
+  const set = setOf("a", "b");
+  const { checker, clock, logs } = start(set);
+  const a = set.get("a")!;
+
+  checker.dialFailed(a, "dial failed: refused");
+  expect(checker.state("a")).toMatchObject({ condition: "unhealthy", healthy: false, cause: "dial failed: refused; skipped for 1s" });
+
+  clock.advance(1000);
+  expect(checker.state("a")).toMatchObject({ condition: "retrying", healthy: false, cause: "dial back-off of 1s ended; the next client retries it" });
+  expect(logs.withMessage("backend is retrying")[0]!.level).toBe("debug");
+
+  checker.dialFailed(a, "dial failed: refused");
+  expect(checker.state("a")).toMatchObject({ condition: "unhealthy", cause: "dial failed: refused; skipped for 2s" });
+  clock.advance(2000);
+  checker.dialSucceeded(a);
+
+  expect(checker.state("a")).toMatchObject({ condition: "healthy", healthy: true, cause: "dial succeeded" });
+  expect(logs.withMessage("backend is unhealthy").length).toBe(1);
+  expect(logs.withMessage("backend is healthy").length).toBe(1);
+  expect(logs.withMessage("backend is healthy")[0]!.cause).toBe("dial succeeded");
+});
+
+test("HealthChecker with a probe is healthy after a back-off", () => {
+  // The first probe connects to a Unix socket that does not exist; that fails only after
+  // these synchronous checks, and one failure is below the default fall of 3 anyway.
+  const set = new BackendSet([createBackend("a", `unix:/tmp/tinylb-test-missing-${process.pid}.sock`)]);
+  const clock = new FakeClock();
+  const logs = new LogLines();
+  const checker = new HealthChecker({ clock, logger: logs.logger, probe: { kind: "tcp" }, probeOverrides: new Map() });
+  checkers.push(checker);
+  checker.update(set);
+  const a = set.get("a")!;
+
+  checker.dialFailed(a, "dial failed: refused");
+  clock.advance(999);
+  expect(checker.state("a")!.condition).toBe("unhealthy");
+  clock.advance(1);
+
+  expect(checker.state("a")).toMatchObject({ condition: "healthy", cause: "dial back-off of 1s ended" });
+  expect(logs.withMessage("backend is healthy").length).toBe(1);
 });
 
 test("HealthChecker ignores failures during a back-off", () => {
@@ -98,6 +142,9 @@ test("HealthChecker logs degraded once per flip", () => {
   expect(degradedLines()).toBe(1);
 
   clock.advance(1000);
+  // Back-offs that end without a probe leave both retrying, which is not healthy.
+  expect(checker.degraded).toBe(true);
+  checker.dialSucceeded(a);
   expect(checker.degraded).toBe(false);
   expect(logs.withMessage("no longer degraded: a backend is healthy again").length).toBe(1);
 
@@ -152,6 +199,9 @@ test("HealthChecker tells listeners of each flip", () => {
   checker.dialFailed(set.get("a")!, "refused");
   checker.dialFailed(set.get("a")!, "refused");
   clock.advance(1000);
+  checker.dialFailed(set.get("a")!, "refused");
+  clock.advance(2000);
+  checker.dialSucceeded(set.get("a")!);
 
   expect(flips).toEqual(["a:unhealthy", "a:healthy"]);
 });

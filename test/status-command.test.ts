@@ -112,3 +112,18 @@ test("formatStatus marks an empty set", () => {
     "",
   ]);
 });
+
+test("formatStatus shows a retrying backend", () => {
+  const backend = { id: "a", target: "127.0.0.1:9", provider: "static", active: 0, total: 3, bytesToBackend: 0, bytesToClient: 0, dialFailures: 3 };
+  const text = formatStatus({
+    listeners: ["127.0.0.1:7443"],
+    backends: [{ ...backend, health: "retrying", healthy: false, healthCause: "dial back-off of 4s ended; the next client retries it" }],
+    conflicts: [],
+    providers: [],
+    degraded: true,
+  });
+
+  expect(text.split("\n")[1]).toMatch(/^a\s.*\sretrying$/);
+  expect(text).toContain('Retrying: "a": dial back-off of 4s ended; the next client retries it\n');
+  expect(text).not.toContain("Unhealthy:");
+});
