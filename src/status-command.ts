@@ -70,16 +70,24 @@ export async function fetchStatus(admin: Address, tokenFile?: string): Promise<B
   }
 
   let response: Response;
+  let body: string;
   try {
     response = await fetch(url, init);
+    body = await response.text();
   } catch (error) {
-    throw new Error(`no balancer responds on ${name} (${describeFetchError(error)}); is tinylb running? Pass --admin ADDR for another address`, { cause: error });
+    const failure = describeFetchError(error);
+    if (failure.connected) {
+      throw new Error(`${name} does not answer as a tinylb admin API (${failure.reason}); pass --admin ADDR with the balancer's admin address`, { cause: error });
+    }
+    throw new Error(`no balancer responds on ${name} (${failure.reason}); is tinylb running? Pass --admin ADDR for another address`, { cause: error });
   }
 
-  const body = await response.text();
   if (!response.ok) {
-    const detail = parseError(body) ?? `HTTP ${response.status}`;
-    throw new Error(`the balancer on ${name} responded with status ${response.status}: ${detail}`);
+    const detail = parseError(body);
+    if (detail === undefined) {
+      throw new Error(`${name} does not answer as a tinylb admin API (status ${response.status} without a tinylb error); pass --admin ADDR with the balancer's admin address`);
+    }
+    throw new Error(`the balancer on ${name} responded with status ${response.status}: ${detail}${fixFor(response.status, tokenFile)}`);
   }
   try {
     return JSON.parse(body) as BalancerStatus;
@@ -125,19 +133,45 @@ export function formatStatus(status: BalancerStatus): string {
   return lines.join("\n") + "\n";
 }
 
-function describeFetchError(error: unknown): string {
-  const code = (error as { code?: string }).code;
-  if (code === "ENOENT" || code === "FailedToOpenSocket") {
-    return "the socket does not exist";
-  }
-  if (code === "ECONNREFUSED" || code === "ConnectionRefused") {
-    return "connection refused";
-  }
-  if ((error as Error).name === "TimeoutError") {
-    return `no answer within ${STATUS_TIMEOUT_MS} ms`;
+/** Returns the next step for an error status of the admin API, or "". */
+function fixFor(status: number, tokenFile: string | undefined): string {
+  if (status !== 401) {
+    return "";
   }
 
-  return (error as Error).message ?? String(error);
+  return tokenFile === undefined
+    ? "; pass --admin-token-file FILE with the file that holds the balancer's admin token"
+    : `; check that ${tokenFile} holds the balancer's admin token`;
+}
+
+/** A failed request in words; `connected` is true when something listened but did not answer as HTTP. */
+interface FetchFailure {
+  connected: boolean;
+  reason: string;
+}
+
+function describeFetchError(error: unknown): FetchFailure {
+  const code = (error as { code?: string }).code;
+  if (code === "ENOENT" || code === "FailedToOpenSocket") {
+    return { connected: false, reason: "the socket does not exist" };
+  }
+  if (code === "ECONNREFUSED" || code === "ConnectionRefused") {
+    return { connected: false, reason: "connection refused" };
+  }
+  if (code === "Malformed_HTTP_Response") {
+    return { connected: true, reason: "the response is not HTTP" };
+  }
+  if (code === "ECONNRESET") {
+    return { connected: true, reason: "the connection was closed before a response" };
+  }
+  if ((error as Error).name === "TimeoutError") {
+    return { connected: true, reason: `no answer within ${STATUS_TIMEOUT_MS} ms` };
+  }
+
+  // Bun's fetch errors end with a hint for developers about a `verbose` option.
+  const message = (error as Error).message ?? String(error);
+
+  return { connected: false, reason: message.replace(/\.? For more information, pass `verbose: true`.*$/s, "") };
 }
 
 function parseError(body: string): string | undefined {

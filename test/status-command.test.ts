@@ -78,8 +78,13 @@ test("status sends the bearer token", async () => {
   expect(right.code).toBe(0);
   expect((JSON.parse(right.stdout) as BalancerStatus).conflicts.length).toBe(1);
   expect(wrong.code).toBe(1);
-  expect(wrong.stderr).toBe(`tinylb status: the balancer on unix:${socket} responded with status 401: missing or invalid bearer token\n`);
+  expect(wrong.stderr).toBe(
+    `tinylb status: the balancer on unix:${socket} responded with status 401: missing or invalid bearer token; check that ${wrongFile} holds the balancer's admin token\n`,
+  );
   expect(none.code).toBe(1);
+  expect(none.stderr).toBe(
+    `tinylb status: the balancer on unix:${socket} responded with status 401: missing or invalid bearer token; pass --admin-token-file FILE with the file that holds the balancer's admin token\n`,
+  );
 });
 
 test("status rejects --admin off", async () => {
@@ -99,6 +104,43 @@ test("status reports a server that is not tinylb", async () => {
 
   expect(result.code).toBe(1);
   expect(result.stderr).toBe(`tinylb status: the response from unix:${socket} is not JSON; is this a tinylb admin API?\n`);
+});
+
+test("status reports a server that is not HTTP", async () => {
+  // A mock: a TCP server on loopback that sends a non-HTTP banner, as an SSH server does.
+  const other = Bun.listen({
+    hostname: "127.0.0.1",
+    port: 0,
+    socket: {
+      data(socket) {
+        // The connection stays open, so fetch fails on the banner and not on a closed socket.
+        socket.write("SSH-2.0-mock\r\n\r\n");
+      },
+    },
+  });
+  cleanup.push(() => other.stop(true));
+
+  const result = await status(["--admin", `127.0.0.1:${other.port}`]);
+
+  expect(result.code).toBe(1);
+  expect(result.stderr).toBe(
+    `tinylb status: 127.0.0.1:${other.port} does not answer as a tinylb admin API (the response is not HTTP); pass --admin ADDR with the balancer's admin address\n`,
+  );
+  expect(result.stderr).not.toContain("verbose");
+});
+
+test("status reports an HTTP error from another server", async () => {
+  const socket = join(tempDir(), "other.sock");
+  // A mock: an HTTP server that is not a tinylb admin API and has no /v1/backends.
+  const other = Bun.serve({ unix: socket, fetch: () => new Response("not found", { status: 404 }) });
+  cleanup.push(() => other.stop(true));
+
+  const result = await status(["--admin", `unix:${socket}`]);
+
+  expect(result.code).toBe(1);
+  expect(result.stderr).toBe(
+    `tinylb status: unix:${socket} does not answer as a tinylb admin API (status 404 without a tinylb error); pass --admin ADDR with the balancer's admin address\n`,
+  );
 });
 
 test("formatStatus marks an empty set", () => {
