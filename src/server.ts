@@ -3,12 +3,12 @@ import type { Address } from "./address.ts";
 import type { Backend } from "./backend.ts";
 import { BackendSet } from "./backend-set.ts";
 import { type Clock, systemClock } from "./clock.ts";
-import { type CloseKind, Connection } from "./connection.ts";
+import { type CloseKind, Connection, type ConnectionClosedHandler } from "./connection.ts";
 import { ConnectionPool } from "./connection-pool.ts";
 import { ConnectionLimits } from "./connection-limits.ts";
 import { DescriptorBudget } from "./descriptor-budget.ts";
-import { configureSocket, DialError, dialBackend } from "./dialer.ts";
-import { FailoverPlan } from "./failover-plan.ts";
+import { configureSocket, DialError, type DialOptions, dialBackend } from "./dialer.ts";
+import { type FailoverChecks, FailoverPlan } from "./failover-plan.ts";
 import { HealthChecker, type HealthCheckSettings, type UnhealthyPolicy } from "./health-checker.ts";
 import { type BoundListener, bindListener } from "./listener.ts";
 import { type LogFields, Logger, silentLogger } from "./logger.ts";
@@ -113,6 +113,13 @@ export class Server {
   /** Times the listeners were stopped because the descriptor limit was nearly reached. */
   acceptPauses = 0;
   readonly #setListeners: ((set: BackendSet) => void)[] = [];
+  // Built once rather than per connection, because the accept path allocates on every client.
+  readonly #onConnectionClosed: ConnectionClosedHandler = (connection, kind, reason) => this.#connectionClosed(connection, kind, reason);
+  readonly #failoverChecks: FailoverChecks = {
+    hasRoom: (candidate) => this.limits.hasRoom(candidate.id),
+    isHealthy: (candidate) => this.health.isHealthy(candidate),
+  };
+  readonly #dialOptions: DialOptions;
 
   constructor(options: ServerOptions) {
     this.#options = { connectTimeoutMs: 3000, keepaliveMs: 30_000, maxConnections: 0, maxConnectionsPerBackend: 0, health: {}, maxAttempts: 0, onRemoval: "close", drainTimeoutMs: 30_000, onUnhealthy: "keep", clock: systemClock, logger: silentLogger, reusePort: false, ...options };
@@ -123,6 +130,11 @@ export class Server {
     this.health = new HealthChecker({ ...this.#options.health, clock: this.#options.clock, logger: this.#options.logger });
     this.health.onFlip((backend, healthy) => this.#healthFlipped(backend, healthy));
     this.#drains = new TargetDrains(this.pool, this.#log, this.#options.clock);
+    this.#dialOptions = {
+      connectTimeoutMs: this.#options.connectTimeoutMs,
+      keepaliveMs: this.#options.keepaliveMs,
+      isCurrent: (candidate) => this.#selector.set.hasTarget(candidate.target),
+    };
   }
 
   /** Calls `listener` with every backend set `applySet` swaps in, before it closes removed targets. */
@@ -287,9 +299,7 @@ export class Server {
     // when first needed, or at once when debug lines (which name it after the close) are on.
     const readClient = (): string => (socket.remoteAddress ? `${socket.remoteAddress}:${socket.remotePort}` : "unix");
     const client = this.#log.enabled("debug") ? readClient() : readClient;
-    const connection = new Connection(this.#nextId++, socket as Socket<unknown>, client, (closed, kind, reason) =>
-      this.#connectionClosed(closed, kind, reason),
-    );
+    const connection = new Connection(this.#nextId++, socket as Socket<unknown>, client, this.#onConnectionClosed);
     socket.data = connection;
     this.stats.accepted++;
     configureSocket(socket, this.#options.keepaliveMs);
@@ -321,17 +331,12 @@ export class Server {
    * unhealthy ones, each at most once and at most `maxAttempts` in all (see FailoverPlan).
    */
   async #connect(connection: Connection): Promise<void> {
-    const hasRoom = (candidate: Backend): boolean => this.limits.hasRoom(candidate.id);
-    const plan = new FailoverPlan(this.#selector, { hasRoom, isHealthy: (candidate) => this.health.isHealthy(candidate) }, this.#options.maxAttempts);
+    const plan = new FailoverPlan(this.#selector, this.#failoverChecks, this.#options.maxAttempts);
     let backend = plan.first();
     while (backend !== undefined) {
       this.limits.reserve(backend.id);
       try {
-        await dialBackend(connection, backend, {
-          connectTimeoutMs: this.#options.connectTimeoutMs,
-          keepaliveMs: this.#options.keepaliveMs,
-          isCurrent: (candidate) => this.#selector.set.hasTarget(candidate.target),
-        });
+        await dialBackend(connection, backend, this.#dialOptions);
         this.health.dialSucceeded(backend);
         this.#registered(connection, backend);
 
