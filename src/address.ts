@@ -5,6 +5,8 @@
  * parse here and print back in one canonical form.
  */
 
+import { isIPv4, isIPv6 } from "node:net";
+
 /** A TCP address: a host name or IP literal and a port. */
 export interface TcpAddress {
   kind: "tcp";
@@ -57,6 +59,9 @@ export function parseAddress(text: string, allowPortZero = false): Address {
     portText = value.slice(close + 2);
   } else {
     const colon = value.lastIndexOf(":");
+    if (colon === 0 && value.indexOf(":") === 0) {
+      throw new AddressError(`invalid address "${text}": the host is missing; ${missingHostHint(value.slice(1), allowPortZero)}`);
+    }
     if (colon <= 0 || value.indexOf(":") !== colon) {
       const hint = value.split(":").length > 2 ? " (put an IPv6 address in brackets)" : "";
       throw new AddressError(`invalid address "${text}": ${ADDRESS_FORMS}${hint}`);
@@ -68,8 +73,21 @@ export function parseAddress(text: string, allowPortZero = false): Address {
   if (host === "" || /[\s/]/.test(host)) {
     throw new AddressError(`invalid address "${text}": the host is empty or contains spaces or slashes`);
   }
+  // A resolver would read "10.0.0.300" as a host name, so a mistyped IPv4 address would be looked up.
+  if (/^[\d.]+$/.test(host) && !isIPv4(host)) {
+    throw new AddressError(`invalid address "${text}": "${host}" is not a valid IPv4 address (four numbers from 0 to 255)`);
+  }
+  if (value.startsWith("[") && !isIPv6(host)) {
+    throw new AddressError(`invalid address "${text}": "${host}" in brackets is not a valid IPv6 address`);
+  }
 
   return { kind: "tcp", host, port: parsePort(text, portText, allowPortZero) };
+}
+
+function missingHostHint(port: string, listener: boolean): string {
+  return listener
+    ? `use 127.0.0.1:${port} for this machine only, or 0.0.0.0:${port} or [::]:${port} for every interface`
+    : `use a host name or IP, such as 127.0.0.1:${port}`;
 }
 
 function parseUnix(value: string): UnixAddress {

@@ -1,12 +1,13 @@
 import { type Address, AddressError, parseAddress } from "./address.ts";
 import { type Backend, BackendError, createBackend } from "./backend.ts";
-import { MAX_CONNECTION_CAP } from "./config.ts";
+import { checkKeepalive, MAX_CONNECTION_CAP } from "./config.ts";
 import { parseDuration } from "./duration.ts";
 import type { HealthConfig } from "./health-config.ts";
 import { applyHealthFlag, HEALTH_FLAGS, HEALTH_HELP } from "./health-flags.ts";
 import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from "./logger.ts";
 import { applyProviderFlag, applyProviderSwitch, checkStatusArgs, PROVIDER_FLAGS, PROVIDER_HELP, PROVIDER_SWITCHES, STATUS_HELP } from "./provider-flags.ts";
 import type { ProviderFlags } from "./provider-settings.ts";
+import { closestName } from "./suggestions.ts";
 
 /** A command line that cannot be understood; main prints it on one line and exits 2. */
 export class UsageError extends Error {
@@ -42,7 +43,7 @@ export const HELP = `tinylb: a small layer-4 (TCP and Unix socket) load balancer
 Usage:
   tinylb --listen ADDR... --backend ID=TARGET... [options]
   tinylb --config FILE [options]
-  tinylb demo [--listen ADDR]     start three local demo backends behind a balancer
+  tinylb demo [--listen ADDR]     start three local demo backends behind a balancer (only --listen)
 ${STATUS_HELP}
   tinylb --help | --version
 
@@ -54,7 +55,8 @@ Options:
   --config FILE            read settings from FILE (.yaml, .yml, .json, .jsonc or .toml);
                            saves to it are applied as they happen, and SIGHUP re-reads it
   --connect-timeout DUR    give up on a backend connect after DUR (default 3s)
-  --keepalive DUR          start TCP keepalive probes after DUR idle; 0 turns them off (default 30s)
+  --keepalive DUR          start TCP keepalive probes after DUR idle, at least 1s since the kernel
+                           counts whole seconds; 0 turns them off (default 30s)
   --shutdown-grace DUR     on SIGTERM or SIGINT, let open connections finish for up to DUR,
                            then close them (default 10s); a second signal closes them at once
   --max-connections N      close new clients at once while N connections are open or dialing;
@@ -79,8 +81,11 @@ wins when both name the same id (logged as a conflict). Backends from the file, 
 API and DNS join one set; on the same id, flags win over the file, the file over the admin
 API, and the admin API over DNS.
 
-Exit status: 0 after a clean shutdown, 1 when a listener cannot be bound, 2 for a bad
-command line or config file.`;
+Exit status: 0 after a clean shutdown, 1 when a listener cannot be bound or start-up fails
+otherwise, 2 for a bad command line or config file.
+
+Signals: SIGHUP re-reads the config file; SIGTERM and SIGINT drain and stop; SIGUSR1 and
+SIGUSR2 are logged and ignored.`;
 
 const VALUE_FLAGS = new Set([
   "--listen",
@@ -132,6 +137,9 @@ export function parseArgs(argv: readonly string[]): CliOptions {
     }
 
     if (PROVIDER_SWITCHES.has(arg)) {
+      if (options.command === "demo") {
+        throw new UsageError(`${arg} is not valid with tinylb demo, which takes only --listen ADDR`);
+      }
       applyProviderSwitch((options.providers ??= {}), options, arg);
       continue;
     }
@@ -139,11 +147,16 @@ export function parseArgs(argv: readonly string[]): CliOptions {
     const equals = arg.indexOf("=");
     const flag = arg.startsWith("--") && equals > 0 ? arg.slice(0, equals) : arg;
     if (!VALUE_FLAGS.has(flag) && !PROVIDER_FLAGS.has(flag)) {
-      throw new UsageError(arg.startsWith("-") ? `unknown flag ${flag}` : `unexpected argument "${arg}"`);
+      throw new UsageError(describeUnknownArgument(arg, flag, argv.length - args.length - 1));
     }
-    const value = equals > 0 && flag !== arg ? arg.slice(equals + 1) : args.shift();
-    if (value === undefined) {
+    const inline = equals > 0 && flag !== arg;
+    // A missing value must not swallow the next flag: `--connect-timeout --admin off`.
+    if (!inline && (args.length === 0 || args[0]!.startsWith("--"))) {
       throw new UsageError(`${flag} needs a value`);
+    }
+    const value = inline ? arg.slice(equals + 1) : args.shift()!;
+    if (options.command === "demo" && flag !== "--listen") {
+      throw new UsageError(`${flag} is not valid with tinylb demo, which takes only --listen ADDR`);
     }
     if (PROVIDER_FLAGS.has(flag)) {
       const problem = applyProviderFlag((options.providers ??= {}), flag, value);
@@ -158,13 +171,38 @@ export function parseArgs(argv: readonly string[]): CliOptions {
   return options;
 }
 
+/** Every flag and switch, for typo suggestions. */
+const ALL_FLAGS = [...VALUE_FLAGS, ...PROVIDER_FLAGS, ...PROVIDER_SWITCHES, "--help", "--version"];
+
+/** Commands that may come first, for typo suggestions. */
+const COMMANDS = ["demo", "status"];
+
+/** Describes an argument that is not a known flag; `index` is its position on the command line. */
+function describeUnknownArgument(arg: string, flag: string, index: number): string {
+  if (flag === "-v") {
+    return "unknown flag -v (did you mean -V, --version?)";
+  }
+  if (flag.startsWith("-")) {
+    const suggestion = closestName(flag, ALL_FLAGS);
+
+    return `unknown flag ${flag}${suggestion === undefined ? "" : ` (did you mean ${suggestion}?)`}`;
+  }
+  if (index === 0) {
+    const suggestion = closestName(arg, COMMANDS);
+
+    return `unknown command "${arg}" (${suggestion === undefined ? "the commands are demo and status" : `did you mean ${suggestion}?`})`;
+  }
+
+  return `unexpected argument "${arg}"`;
+}
+
 function applyFlag(options: CliOptions, flag: string, value: string): void {
   switch (flag) {
     case "--listen":
       options.listen.push(parseListen(value));
       break;
     case "--backend":
-      options.backends.push(parseBackendFlag(value));
+      addBackendFlag(options.backends, parseBackendFlag(value));
       break;
     case "--config":
       if (value === "") {
@@ -176,7 +214,7 @@ function applyFlag(options: CliOptions, flag: string, value: string): void {
       options.connectTimeoutMs = parseDurationFlag(flag, value, 1);
       break;
     case "--keepalive":
-      options.keepaliveMs = parseDurationFlag(flag, value, 0);
+      options.keepaliveMs = parseKeepaliveFlag(flag, value);
       break;
     case "--shutdown-grace":
       options.shutdownGraceMs = parseDurationFlag(flag, value, 0);
@@ -224,6 +262,25 @@ function parseBackendFlag(value: string): Backend {
   } catch (error) {
     throw new UsageError(`--backend: ${(error as BackendError).message}`, { cause: error });
   }
+}
+
+/** Adds a `--backend` flag's backend, rejecting an id that an earlier flag already gave. */
+function addBackendFlag(backends: Backend[], backend: Backend): void {
+  const earlier = backends.find((other) => other.id === backend.id);
+  if (earlier !== undefined) {
+    throw new UsageError(`--backend ${backend.id}=${backend.target}: duplicate id "${backend.id}", already given as ${earlier.id}=${earlier.target}; ids must be unique`);
+  }
+  backends.push(backend);
+}
+
+function parseKeepaliveFlag(flag: string, value: string): number {
+  const ms = parseDurationFlag(flag, value, 0);
+  const problem = checkKeepalive(ms);
+  if (problem !== undefined) {
+    throw new UsageError(`${flag}: ${problem}`);
+  }
+
+  return ms;
 }
 
 function parseDurationFlag(flag: string, value: string, minimumMs: number): number {

@@ -3,7 +3,7 @@ import { extname } from "node:path";
 import { z } from "zod";
 import { type Address, AddressError, parseAddress } from "./address.ts";
 import { type Backend, BackendError, createBackend } from "./backend.ts";
-import { parseDuration } from "./duration.ts";
+import { formatDuration, parseDuration } from "./duration.ts";
 import { type HealthConfig, healthConfigOf, healthFileKeys, probeSchema } from "./health-config.ts";
 import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from "./logger.ts";
 import { type ProviderFileConfig, providerFileKeys, toProviderFileConfig } from "./provider-settings.ts";
@@ -57,6 +57,14 @@ const backendEntry = z
     }
   });
 
+/**
+ * Checks a keepalive idle time: 0 (off) or at least 1 s, because TCP_KEEPIDLE is set in whole
+ * seconds and a shorter time would leave the kernel's default in place. Returns the problem.
+ */
+export function checkKeepalive(ms: number): string | undefined {
+  return ms === 0 || ms >= 1000 ? undefined : "the keepalive time must be 0 (off) or at least 1s, since the kernel counts it in whole seconds";
+}
+
 /** Upper bound of the connection caps, far above what one process can hold open. */
 export const MAX_CONNECTION_CAP = 10_000_000;
 
@@ -67,7 +75,12 @@ export const fileSchema = z.strictObject({
   listen: z.union([listenAddress, z.array(listenAddress).min(1)], { error: "expected an address such as 127.0.0.1:7443, or a list of them" }).optional(),
   backends: z.array(backendEntry).max(10_000).optional(),
   connectTimeout: duration.refine((ms) => ms > 0, "the connect timeout must be more than 0").optional(),
-  keepalive: duration.optional(),
+  keepalive: duration.superRefine((ms, context) => {
+    const problem = checkKeepalive(ms);
+    if (problem !== undefined) {
+      context.addIssue({ code: "custom", message: problem, input: formatDuration(ms) });
+    }
+  }).optional(),
   shutdownGrace: duration.optional(),
   maxConnections: connectionCap.optional(),
   maxConnectionsPerBackend: connectionCap.optional(),

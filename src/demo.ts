@@ -2,6 +2,7 @@ import type { Server as HttpServer } from "bun";
 import { type Address, formatAddress } from "./address.ts";
 import { createBackend } from "./backend.ts";
 import { BackendSet } from "./backend-set.ts";
+import { ListenError } from "./listener.ts";
 import type { Logger } from "./logger.ts";
 import { Server } from "./server.ts";
 
@@ -28,11 +29,13 @@ export async function runDemo(listen: Address[], logger: Logger): Promise<number
     await server.start();
   } catch (error) {
     stopBackends(backends);
+    if (error instanceof ListenError) {
+      throw new ListenError(`${error.message}; pick another address: tinylb demo --listen 127.0.0.1:7171 (or npm run demo -- --listen 127.0.0.1:7171)`, { cause: error });
+    }
     throw error;
   }
 
-  const address = server.listeners[0]!.address;
-  printInstructions(formatAddress(address), address.kind === "tcp" ? address.port : 0);
+  printInstructions(server.listeners[0]!.address);
 
   return new Promise((resolve) => {
     const stop = (): void => {
@@ -63,13 +66,26 @@ function stopBackends(backends: { http: HttpServer<undefined> }[]): void {
   }
 }
 
-function printInstructions(name: string, port: number): void {
-  const url = port > 0 ? `http://${name}/` : "";
+/** A client cannot dial a wildcard address, so the hints name the loopback address of its family. */
+const WILDCARD_LOOPBACK: Record<string, string> = { "0.0.0.0": "127.0.0.1", "::": "::1" };
+
+function printInstructions(address: Address): void {
+  const request = "printf 'GET / HTTP/1.0\\r\\n\\r\\n'";
+  let curl: string;
+  let nc: string;
+  if (address.kind === "unix") {
+    curl = `curl -s --unix-socket ${address.path} http://demo/`;
+    nc = `nc -U ${address.path}`;
+  } else {
+    const host = WILDCARD_LOOPBACK[address.host] ?? address.host;
+    curl = `curl -s http://${formatAddress({ ...address, host })}/`;
+    nc = `nc ${host} ${address.port}`;
+  }
   process.stdout.write(
     [
-      `tinylb demo: balancing ${DEMO_IDS.join(", ")} on ${name}`,
-      url ? `Try it: for i in 1 2 3 4; do curl -s ${url}; done` : "",
-      port > 0 ? `   or: printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc 127.0.0.1 ${port}` : "",
+      `tinylb demo: balancing ${DEMO_IDS.join(", ")} on ${formatAddress(address)}`,
+      `Try it: for i in 1 2 3 4; do ${curl}; done`,
+      `   or: ${request} | ${nc}`,
       "Press Ctrl-C to stop.",
       "",
     ]

@@ -1,4 +1,5 @@
 import { lstatSync, unlinkSync } from "node:fs";
+import { dirname } from "node:path";
 import type { Socket, SocketHandler, SocketListener, TCPSocketListenOptions } from "bun";
 import { type Address, formatAddress } from "./address.ts";
 
@@ -40,6 +41,7 @@ export async function bindListener<Data>(address: Address, handlers: SocketHandl
   const name = formatAddress(address);
   try {
     if (address.kind === "unix") {
+      checkSocketPathLength(address.path);
       await removeStaleSocket(address.path);
       const listener = Bun.listen<Data>({ unix: address.path, allowHalfOpen: true, socket: handlers });
 
@@ -64,7 +66,7 @@ export async function bindListener<Data>(address: Address, handlers: SocketHandl
     if (error instanceof ListenError) {
       throw error;
     }
-    throw new ListenError(`listen on ${name} failed: ${describeListenError(error)}`, { cause: error });
+    throw new ListenError(`listen on ${name} failed: ${describeListenError(error, address)}`, { cause: error });
   }
 }
 
@@ -98,21 +100,54 @@ export async function removeStaleSocket(path: string): Promise<void> {
     // Nothing accepts on the path: a leftover from a process that died.
   }
   if (live) {
-    throw new ListenError(`listen on unix:${path} failed: another process is accepting on it (EADDRINUSE)`);
+    throw new ListenError(`listen on unix:${path} failed: a listener already accepts on it (EADDRINUSE), such as another tinylb; stop it or pick another path`);
   }
   unlinkSync(path);
 }
 
-function describeListenError(error: unknown): string {
+/** Maximum length in bytes of a Unix socket path on Linux: sun_path has 108 bytes, one of them the final NUL. */
+const MAX_SOCKET_PATH_BYTES = 107;
+
+function checkSocketPathLength(path: string): void {
+  const bytes = Buffer.byteLength(path);
+  if (bytes > MAX_SOCKET_PATH_BYTES) {
+    throw new ListenError(`listen on unix:${path} failed: the path has ${bytes} bytes, more than the ${MAX_SOCKET_PATH_BYTES} a Unix socket path can have; use a shorter path`);
+  }
+}
+
+/** Describes a failed bind with its cause and the fix, from the errno code Bun attaches. */
+export function describeListenError(error: unknown, address: Address): string {
   const code = (error as { code?: unknown })?.code;
-  const hints: Record<string, string> = {
-    EADDRINUSE: "the address is already in use by another process",
-    EACCES: "permission denied; ports below 1024 need root or CAP_NET_BIND_SERVICE",
-    EADDRNOTAVAIL: "no local interface has this address",
-  };
-  if (typeof code === "string" && hints[code] !== undefined) {
-    return `${hints[code]} (${code})`;
+  const hint = typeof code === "string" ? listenErrorHint(code, address) : undefined;
+  if (hint !== undefined) {
+    return `${hint} (${code})`;
   }
 
   return error instanceof Error ? error.message : String(error);
+}
+
+function listenErrorHint(code: string, address: Address): string | undefined {
+  const folder = address.kind === "unix" ? dirname(address.path) : "";
+  switch (code) {
+    case "EADDRINUSE":
+      // Settings reject clashes between this process's own listen and admin addresses before any
+      // bind, so the holder is most likely another process; the message still does not claim it.
+      return "the address is already in use, such as by another tinylb; stop that listener or pick another address";
+    case "EACCES":
+      return address.kind === "unix"
+        ? `permission denied: this user cannot create a socket in ${folder}`
+        : "permission denied; ports below 1024 need root or CAP_NET_BIND_SERVICE";
+    case "ENOENT":
+      return address.kind === "unix" ? `the folder ${folder} does not exist; create it or pick another path` : undefined;
+    case "ENOTDIR":
+      return address.kind === "unix" ? `a part of the folder ${folder} is not a folder; pick another path` : undefined;
+    case "EADDRNOTAVAIL":
+      return "no interface of this machine has this address; use one of its addresses, 127.0.0.1, or 0.0.0.0 or [::] for every interface";
+    case "EINVAL":
+      return address.kind === "tcp" && /^fe[89ab]/i.test(address.host) && !address.host.includes("%")
+        ? `a link-local IPv6 address needs its interface, as in [${address.host}%eth0]:${address.port}`
+        : "the address cannot be bound on this machine";
+  }
+
+  return undefined;
 }

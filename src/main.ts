@@ -1,10 +1,11 @@
 #!/usr/bin/env bun
 import { AddressError } from "./address.ts";
+import { BackendError } from "./backend.ts";
 import { HELP, parseArgs, UsageError } from "./cli.ts";
 import { ConfigError } from "./config.ts";
 import { runDemo } from "./demo.ts";
 import { ListenError } from "./listener.ts";
-import { Logger } from "./logger.ts";
+import { errorText, Logger } from "./logger.ts";
 import { runBalancer } from "./run-command.ts";
 import { runStatus } from "./status-command.ts";
 import { versionLine } from "./version.ts";
@@ -13,6 +14,8 @@ import { versionLine } from "./version.ts";
 const EXIT_USAGE = 2;
 /** Exit code for a listener that cannot be bound. */
 const EXIT_LISTEN = 1;
+/** Exit code for any other failure at start-up. */
+const EXIT_FAILURE = 1;
 
 async function main(argv: string[]): Promise<number> {
   const logger = new Logger();
@@ -42,7 +45,7 @@ async function main(argv: string[]): Promise<number> {
 }
 
 function reportStartupError(error: unknown): number {
-  if (error instanceof UsageError || error instanceof AddressError) {
+  if (error instanceof UsageError || error instanceof AddressError || error instanceof BackendError) {
     process.stderr.write(`tinylb: ${error.message}; see tinylb --help\n`);
 
     return EXIT_USAGE;
@@ -57,7 +60,9 @@ function reportStartupError(error: unknown): number {
 
     return EXIT_LISTEN;
   }
-  throw error;
+  process.stderr.write(`tinylb: invariant violated: start-up failed: ${errorText(error)}\n`);
+
+  return EXIT_FAILURE;
 }
 
 /** Keeps the balancer alive when a bug escapes a handler: one broken connection must not stop the rest. */
@@ -67,6 +72,11 @@ function guardProcess(logger: Logger): void {
   // a SIGHUP (a reload sent while tinylb starts) is ignored; the config is read after this.
   // NOTE: a SIGHUP in the runtime's own start-up, before this line runs, still ends the process.
   process.on("SIGHUP", () => {});
+  // SIGUSR1 and SIGUSR2 would end the process without draining (their default action), and
+  // tinylb gives them no meaning, so a stray one (such as a log rotation script's) is ignored.
+  for (const signal of ["SIGUSR1", "SIGUSR2"] as const) {
+    process.on(signal, () => log.info(`${signal} received and ignored; SIGHUP reloads the config, SIGTERM stops tinylb`));
+  }
   process.on("uncaughtException", (error) => log.error("invariant violated: uncaught exception", { err: error }));
   process.on("unhandledRejection", (error) => log.error("invariant violated: unhandled promise rejection", { err: error }));
 }

@@ -3,6 +3,7 @@ import type { Backend } from "./backend.ts";
 import { BackendSet } from "./backend-set.ts";
 import type { CliOptions } from "./cli.ts";
 import { ConfigError, type FileConfig, loadConfigFile } from "./config.ts";
+import { findListenConflict } from "./listen-conflicts.ts";
 import { type HealthSettings, resolveHealthSettings } from "./health-config.ts";
 import type { LogFormat, LogLevel } from "./logger.ts";
 import { type ProviderSettings, resolveProviderSettings } from "./provider-settings.ts";
@@ -49,7 +50,8 @@ export const DEFAULTS = {
  * A flag wins over the file; `--backend` flags are added to the file's backends and
  * win on the same id.
  *
- * @throws {ConfigError} when the file is invalid or no listen address is given.
+ * @throws {ConfigError} when the file is invalid, no listen address is given, or two listen
+ *   addresses (or one and the admin API's) would clash.
  */
 export function resolveSettings(cli: CliOptions): Settings {
   const file: FileConfig = cli.configPath === undefined ? {} : loadConfigFile(cli.configPath);
@@ -57,6 +59,17 @@ export function resolveSettings(cli: CliOptions): Settings {
   if (listen.length === 0) {
     const where = cli.configPath === undefined ? "" : ` or set listen in ${cli.configPath}`;
     throw new ConfigError(`no listen address: pass --listen ADDR${where}`);
+  }
+
+  const providers = resolveProviderSettings(cli.providers ?? {}, file.providers);
+  const listenSetting = cli.listen.length > 0 ? "--listen" : "listen";
+  const binds = listen.map((address) => ({ setting: listenSetting, address }));
+  if (providers.admin !== "off") {
+    binds.push({ setting: "admin API", address: providers.admin });
+  }
+  const conflict = findListenConflict(binds);
+  if (conflict !== undefined) {
+    throw new ConfigError(conflict);
   }
 
   return {
@@ -69,7 +82,7 @@ export function resolveSettings(cli: CliOptions): Settings {
     maxConnectionsPerBackend: cli.maxConnectionsPerBackend ?? file.maxConnectionsPerBackend ?? DEFAULTS.maxConnectionsPerBackend,
     workers: cli.workers ?? 1,
     health: resolveHealthSettings(cli.health, file.health),
-    providers: resolveProviderSettings(cli.providers ?? {}, file.providers),
+    providers,
     kubernetes: file.kubernetes,
     etcd: file.etcd,
     logLevel: cli.logLevel ?? file.logLevel ?? DEFAULTS.logLevel,

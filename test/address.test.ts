@@ -20,7 +20,10 @@ describe("parseAddress", () => {
   test.each([
     ["", "expected host:port"],
     ["127.0.0.1", "expected host:port"],
-    [":80", "expected host:port"],
+    [":80", "the host is missing; use a host name or IP, such as 127.0.0.1:80"],
+    ["10.0.0.300:9", '"10.0.0.300" is not a valid IPv4 address'],
+    ["10.0.1:9", '"10.0.1" is not a valid IPv4 address'],
+    ["[fe80::zz]:80", '"fe80::zz" in brackets is not a valid IPv6 address'],
     ["::1:80", "put an IPv6 address in brackets"],
     ["[::1]80", "expected host:port"],
     ["[::1", "expected host:port"],
@@ -46,6 +49,10 @@ describe("parseAddress", () => {
     expect(caught).toBeInstanceOf(AddressError);
     expect((caught as Error).message).toContain(`invalid address "${text}"`);
     expect((caught as Error).message).toContain(detail);
+  });
+
+  test("suggests listen hosts for a missing host", () => {
+    expect(() => parseAddress(":7021", true)).toThrow("use 127.0.0.1:7021 for this machine only, or 0.0.0.0:7021 or [::]:7021 for every interface");
   });
 
   test("accepts port 0 only for listeners", () => {

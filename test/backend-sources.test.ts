@@ -99,7 +99,7 @@ test("startBackendSources warns when the default admin socket is taken", async (
   expect(sources.admin).toBeUndefined();
   const warnings = log.withMessage("admin API not started; pass --admin ADDR to pick another address, or --admin off");
   expect(warnings.length).toBe(1);
-  expect(String(warnings[0]!.err)).toContain("another process is accepting on it");
+  expect(String(warnings[0]!.err)).toContain("a listener already accepts on it");
 });
 
 test("startBackendSources fails when a given admin socket is taken", async () => {

@@ -66,7 +66,12 @@ describe("parseArgs", () => {
 
   test.each([
     [["--lisen", "127.0.0.1:1"], "unknown flag --lisen"],
-    [["extra"], 'unexpected argument "extra"'],
+    [["extra"], 'unknown command "extra" (the commands are demo and status)'],
+    [["--listen", "127.0.0.1:1", "extra"], 'unexpected argument "extra"'],
+    [["--lisen", "127.0.0.1:1"], "unknown flag --lisen (did you mean --listen?)"],
+    [["--connect-timeout", "--admin", "off"], "--connect-timeout needs a value"],
+    [["--keepalive", "999ms"], "--keepalive: the keepalive time must be 0 (off) or at least 1s"],
+    [["demo", "--json"], "--json is not valid with tinylb demo"],
     [["--listen"], "--listen needs a value"],
     [["--listen", "127.0.0.1"], '--listen: invalid address "127.0.0.1": expected host:port, [ipv6]:port or unix:/path'],
     [["--backend", "10.0.0.1:6443"], '--backend "10.0.0.1:6443": expected ID=TARGET, such as api-1=10.0.0.1:6443'],
@@ -132,6 +137,13 @@ describe("resolveSettings", () => {
 
     expect(settings.listen).toEqual([{ kind: "tcp", host: "127.0.0.1", port: 7443 }]);
     expect(settings.backends.size).toBe(2);
+  });
+
+  test("rejects clashing listen addresses in the file", () => {
+    const clashing = join(directory, "clash.yaml");
+    writeFileSync(clashing, "listen: [ 0.0.0.0:7443, localhost:7443 ]\n");
+
+    expect(() => resolveSettings(parseArgs(["--config", clashing, "--admin", "off"]))).toThrow("listen localhost:7443 overlaps listen 0.0.0.0:7443");
   });
 
   test("requires a listen address", () => {

@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { TestBackend, TestClient } from "./support/backends.ts";
 import { Peer, PeerListener, patternBytes, sha256 } from "./support/peers.ts";
-import { listenedPort, TinylbProcess } from "./support/tinylb-process.ts";
+import { BINARY, listenedPort, TinylbProcess } from "./support/tinylb-process.ts";
 import { waitFor, within } from "./support/wait.ts";
 
 /** Backstop for one test; the waits inside carry the real deadlines. */
@@ -364,5 +364,28 @@ describe("dist/tinylb demo", () => {
     demo.signal("SIGINT");
     expect(await within("the demo to exit", demo.process.exited, 15_000)).toBe(0);
     expect(demo.stdout).toContain("demo stopped");
+  }, TEST_TIMEOUT_MS);
+
+  test("names the IPv6 listen address in its hints", async () => {
+    const demo = TinylbProcess.start(["demo", "--listen", "[::1]:0"]);
+    cleanup.push(() => demo[Symbol.asyncDispose]());
+    await waitFor("the demo's instructions", () => demo.stdout.includes("Press Ctrl-C to stop."));
+    const port = /on \[::1\]:(\d+)/.exec(demo.stdout)?.[1];
+
+    expect(port).toBeDefined();
+    expect(demo.stdout).toContain(`curl -s http://[::1]:${port}/`);
+    expect(demo.stdout).toContain(`| nc ::1 ${port}\n`);
+    const curl = await run(["curl", "-sS", "-g", "--max-time", "20", `http://[::1]:${port}/`]);
+    expect(curl.stdout).toContain("hello from demo-1");
+  }, TEST_TIMEOUT_MS);
+
+  test("suggests another address when its port is taken", async () => {
+    const taken = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+    cleanup.push(() => taken.stop(true));
+
+    const demo = await run([BINARY, "demo", "--listen", `127.0.0.1:${taken.port}`]);
+
+    expect(demo.stderr).toContain("(EADDRINUSE); pick another address: tinylb demo --listen 127.0.0.1:7171 (or npm run demo -- --listen 127.0.0.1:7171)");
+    expect(demo.exitCode).toBe(1);
   }, TEST_TIMEOUT_MS);
 });

@@ -60,7 +60,7 @@ test("bindListener rejects a TCP port already bound", async () => {
 
   const error = await bindError({ kind: "tcp", host: "127.0.0.1", port });
 
-  expect(error.message).toBe(`listen on 127.0.0.1:${port} failed: the address is already in use by another process (EADDRINUSE)`);
+  expect(error.message).toBe(`listen on 127.0.0.1:${port} failed: the address is already in use, such as by another tinylb; stop that listener or pick another address (EADDRINUSE)`);
 });
 
 test("bindListener rejects an IPv6 port already bound", async () => {
@@ -79,7 +79,7 @@ test("bindListener rejects a Unix path a live listener accepts on", async () => 
 
   const error = await bindError({ kind: "unix", path });
 
-  expect(error.message).toBe(`listen on unix:${path} failed: another process is accepting on it (EADDRINUSE)`);
+  expect(error.message).toBe(`listen on unix:${path} failed: a listener already accepts on it (EADDRINUSE), such as another tinylb; stop it or pick another path`);
 });
 
 test("bindListener replaces a stale Unix socket file", async () => {
@@ -105,4 +105,14 @@ test("bindListener leaves a path that is not a socket alone", async () => {
 
   expect(error.message).toBe(`listen on unix:${path} failed: the path exists and is not a socket; remove it or pick another path`);
   expect(existsSync(path)).toBe(true);
+});
+
+test.each([
+  ["a missing folder", () => ({ kind: "unix", path: join(temporaryDirectory(), "missing", "x.sock") }) as const, /the folder .*\/missing does not exist; create it or pick another path \(ENOENT\)$/],
+  ["a Unix path over 107 bytes", () => ({ kind: "unix", path: join(temporaryDirectory(), `${"a".repeat(110)}.sock`) }) as const, /the path has \d+ bytes, more than the 107 a Unix socket path can have; use a shorter path$/],
+  ["a link-local IPv6 address without its interface", () => ({ kind: "tcp", host: "fe80::1", port: 0 }) as const, /a link-local IPv6 address needs its interface, as in \[fe80::1%eth0\]:0 \(EINVAL\)$/],
+])("bindListener explains %s", async (_, address, message) => {
+  const error = await bindError(address());
+
+  expect(error.message).toMatch(message);
 });

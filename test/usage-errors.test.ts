@@ -1,0 +1,63 @@
+/**
+ * Start-up errors of the compiled `dist/tinylb`: each bad command line or clash exits with
+ * one line on stderr that names the problem and the fix.
+ */
+import { afterAll, expect, test } from "bun:test";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { trackChild } from "./support/child-processes.ts";
+import { BINARY } from "./support/tinylb-process.ts";
+import { within } from "./support/wait.ts";
+
+const directory = mkdtempSync(join(tmpdir(), "tinylb-usage-"));
+afterAll(() => rmSync(directory, { recursive: true, force: true }));
+const config = join(directory, "listen.yaml");
+writeFileSync(config, "listen: 127.0.0.1:0\n");
+
+/** Runs dist/tinylb until it exits (at most 15 s) and returns its exit code and stderr. */
+async function runTinylb(args: string[]): Promise<{ exitCode: number; stderr: string }> {
+  const child = trackChild(Bun.spawn([BINARY, ...args], { cwd: directory, stdin: "ignore", stdout: "ignore", stderr: "pipe" }));
+  const timer = setTimeout(() => child.kill("SIGKILL"), 15_000);
+  try {
+    const [stderr, exitCode] = await within(`tinylb ${args.join(" ")} to exit`, Promise.all([new Response(child.stderr).text(), child.exited]), 20_000);
+
+    return { exitCode, stderr };
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+const unixSocket = join(directory, "x.sock");
+
+test.each([
+  ["duplicate --backend ids with --config", ["--config", config, "--backend", "a=127.0.0.1:9101", "--backend", "a=127.0.0.1:9102", "--admin", "off"], 'duplicate id "a", already given as a=127.0.0.1:9101'],
+  ["duplicate --backend ids", ["--listen", "127.0.0.1:0", "--backend", "a=127.0.0.1:9", "--backend", "a=127.0.0.1:10", "--admin", "off"], 'duplicate id "a", already given as a=127.0.0.1:9'],
+  ["a repeated --listen", ["--listen", "127.0.0.1:7035", "--listen", "127.0.0.1:7035", "--admin", "off"], "--listen 127.0.0.1:7035 is given twice"],
+  ["--listen inside a wildcard", ["--listen", "[::]:7036", "--listen", "127.0.0.1:7036", "--admin", "off"], "--listen 127.0.0.1:7036 overlaps --listen [::]:7036"],
+  ["the admin API on a listen socket", ["--admin", `unix:${unixSocket}`, "--listen", `unix:${unixSocket}`], `admin API unix:${unixSocket} is also the --listen address`],
+  ["a value flag at the end", ["--connect-timeout", "--admin", "off"], "--connect-timeout needs a value"],
+  ["a keepalive under 1s", ["--listen", "127.0.0.1:0", "--keepalive", "1ms"], "--keepalive: the keepalive time must be 0 (off) or at least 1s"],
+  ["an invalid dotted quad", ["--listen", "127.0.0.1:0", "--backend", "a=10.0.0.300:9"], '"10.0.0.300" is not a valid IPv4 address'],
+  ["-v", ["-v"], "unknown flag -v (did you mean -V, --version?)"],
+  ["a misspelt command", ["stauts"], 'unknown command "stauts" (did you mean status?)'],
+  ["a listen address without host", ["--listen", ":7021"], "use 127.0.0.1:7021 for this machine only, or 0.0.0.0:7021 or [::]:7021 for every interface"],
+  ["demo with --backend", ["demo", "--backend", "a=127.0.0.1:9"], "--backend is not valid with tinylb demo, which takes only --listen ADDR"],
+])("binary rejects %s with exit 2", async (_, args, message) => {
+  const { exitCode, stderr } = await runTinylb(args);
+
+  expect(stderr).toContain(message);
+  expect(stderr.trim().split("\n")).toHaveLength(1);
+  expect(exitCode).toBe(2);
+});
+
+test.each([
+  ["a missing folder", ["--listen", `unix:${join(directory, "missing", "x.sock")}`], "/missing does not exist; create it or pick another path (ENOENT)"],
+  ["a long Unix path", ["--listen", `unix:${join(directory, "a".repeat(110))}`], "more than the 107 a Unix socket path can have; use a shorter path"],
+  ["a link-local address", ["--listen", "[fe80::1]:0"], "a link-local IPv6 address needs its interface"],
+])("binary explains a listen failure on %s", async (_, args, message) => {
+  const { exitCode, stderr } = await runTinylb(["--admin", "off", ...args]);
+
+  expect(stderr).toContain(message);
+  expect(exitCode).toBe(1);
+});
