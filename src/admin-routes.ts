@@ -6,6 +6,7 @@ import type { BackendSetUnion } from "./backend-set-union.ts";
 import type { BalancerStatus } from "./balancer-status.ts";
 import { METRICS_CONTENT_TYPE } from "./metrics.ts";
 import type { AdminApiProvider } from "./providers/admin-api-provider.ts";
+import { plainIssueMessage } from "./zod-messages.ts";
 
 /** Largest request body accepted, in bytes: room for about 10,000 backends. */
 export const MAX_ADMIN_BODY_BYTES = 1024 * 1024;
@@ -203,7 +204,7 @@ function describe(backend: Backend): { id: string; target: string } {
 }
 
 function validateBody<T>(schema: z.ZodType<T>, body: unknown): T {
-  const result = schema.safeParse(body, { reportInput: true });
+  const result = schema.safeParse(body, { reportInput: true, error: plainIssueMessage });
   if (result.success) {
     return result.data;
   }

@@ -7,6 +7,7 @@ import { formatDuration, parseDuration } from "./duration.ts";
 import { type HealthConfig, healthConfigOf, healthFileKeys, probeSchema } from "./health-config.ts";
 import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from "./logger.ts";
 import { type ProviderFileConfig, providerFileKeys, toProviderFileConfig } from "./provider-settings.ts";
+import { plainIssueMessage } from "./zod-messages.ts";
 import { clusterProviderFileKeys, type EtcdSettings, type KubernetesSettings } from "./cluster-provider-keys.ts";
 
 /** A config file that cannot be read, parsed or validated; the message names the file, field and value. */
@@ -132,7 +133,7 @@ export function loadConfigFile(path: string): FileConfig {
  * @throws {ConfigError} naming each invalid field.
  */
 export function validateConfig(path: string, data: unknown): FileConfig {
-  const result = fileSchema.safeParse(data ?? {}, { reportInput: true });
+  const result = fileSchema.safeParse(data ?? {}, { reportInput: true, error: plainIssueMessage });
   if (!result.success) {
     const problems = result.error.issues.slice(0, 5).map(describeIssue);
     const more = result.error.issues.length > 5 ? ` (and ${result.error.issues.length - 5} more)` : "";

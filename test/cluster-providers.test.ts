@@ -45,7 +45,7 @@ test("config reads the etcd section", () => {
 test.each([
   ["neither kubeconfig nor inCluster", { kubernetes: {} }, "kubernetes: set exactly one of kubeconfig or inCluster: true"],
   ["both kubeconfig and inCluster", { kubernetes: { kubeconfig: "/k", inCluster: true } }, "kubernetes: set exactly one of kubeconfig or inCluster: true"],
-  ["an unknown kubernetes key", { kubernetes: { kubeconfig: "/k", namespace: "kube-system" } }, 'kubernetes: Unrecognized key: "namespace"'],
+  ["an unknown kubernetes key", { kubernetes: { kubeconfig: "/k", namespace: "kube-system" } }, 'kubernetes: unknown key "namespace"; valid keys: kubeconfig, inCluster, context, viaListener, tlsServerName'],
   ["no etcd endpoints", { etcd: { endpoints: [], prefix: "/p/" } }, "etcd.endpoints"],
   ["an etcd endpoint without a scheme", { etcd: { endpoints: ["127.0.0.1:2379"], prefix: "/p/" } }, 'etcd.endpoints[0]: expected an http:// or https:// URL with a host and port, such as http://10.0.0.11:2379 (got "127.0.0.1:2379")'],
   ["an etcd endpoint with a path", { etcd: { endpoints: ["http://127.0.0.1:2379/v3"], prefix: "/p/" } }, "etcd.endpoints[0]: expected an http:// or https:// URL"],

@@ -1,0 +1,96 @@
+/**
+ * Plain-English messages for zod issues, shared by the config file and the admin API.
+ *
+ * Pass `plainIssueMessage` as the `error` option of `safeParse`. Messages a schema sets itself
+ * (refinements, custom issues) win over these; issues this map does not cover keep zod's text.
+ */
+import type { z } from "zod";
+import { closestName } from "./suggestions.ts";
+
+/** Keys whose values are durations, so a bare number gets the "add a unit" hint. */
+const DURATION_KEY = /(interval|timeout|grace|keepalive)$/i;
+
+/** Returns the message for a zod issue, or undefined to keep zod's own. */
+export function plainIssueMessage(issue: z.core.$ZodRawIssue): string | undefined {
+  switch (issue.code) {
+    case "invalid_type":
+      return describeInvalidType(issue.expected, issue.input, issue.path);
+    case "too_small":
+      return describeBound("at least", issue.origin, issue.minimum, issue.inclusive !== false);
+    case "too_big":
+      return describeBound("at most", issue.origin, issue.maximum, issue.inclusive !== false);
+    case "invalid_value":
+      return issue.values.length === 1 ? `must be ${JSON.stringify(issue.values[0])}` : `must be one of ${issue.values.map((value) => JSON.stringify(value)).join(", ")}`;
+    case "unrecognized_keys":
+      return describeUnknownKeys(issue.keys, issue.inst);
+  }
+
+  return undefined;
+}
+
+function describeInvalidType(expected: string, input: unknown, path: PropertyKey[] | undefined): string {
+  if (input === undefined) {
+    return "missing";
+  }
+  const key = path?.at(-1);
+  if (expected === "string" && typeof input === "number" && typeof key === "string" && DURATION_KEY.test(key)) {
+    return `invalid duration ${input}: add a unit (ms, s, m or h), such as ${input}s`;
+  }
+
+  return `expected ${TYPE_NAMES[expected] ?? expected}, got ${typeNameOf(input)}`;
+}
+
+const TYPE_NAMES: Record<string, string> = {
+  string: "a string",
+  number: "a number",
+  int: "a whole number",
+  boolean: "true or false",
+  object: "an object",
+  array: "a list",
+};
+
+function typeNameOf(input: unknown): string {
+  if (input === null) {
+    return "null";
+  }
+  if (Array.isArray(input)) {
+    return "a list";
+  }
+  if (typeof input === "number" && !Number.isInteger(input)) {
+    return `the number ${input}`;
+  }
+
+  return typeof input === "object" ? "an object" : `a ${typeof input}`;
+}
+
+function describeBound(relation: "at least" | "at most", origin: string, bound: number | bigint, inclusive: boolean): string {
+  if (origin === "string") {
+    return relation === "at least" && bound === 1 ? "must not be empty" : `must have ${relation} ${bound} characters`;
+  }
+  if (origin === "array" || origin === "set") {
+    return `must have ${relation} ${bound} ${bound === 1 ? "entry" : "entries"}`;
+  }
+  if (!inclusive) {
+    return `must be ${relation === "at least" ? "more" : "less"} than ${bound}`;
+  }
+
+  return `must be ${relation} ${bound}`;
+}
+
+function describeUnknownKeys(keys: string[], schema: unknown): string {
+  const shape = (schema as { _zod?: { def?: { shape?: Record<string, unknown> } } } | undefined)?._zod?.def?.shape;
+  const valid = shape === undefined ? [] : Object.keys(shape);
+  // At most 5 keys of at most 60 characters each are quoted, so a hostile input cannot flood the log.
+  const described = keys.slice(0, 5).map((key) => {
+    const shown = JSON.stringify(key.length > 60 ? `${key.slice(0, 60)}...` : key);
+    const suggestion = closestName(key, valid);
+
+    return suggestion === undefined ? shown : `${shown} (did you mean "${suggestion}"?)`;
+  });
+  if (keys.length > 5) {
+    described.push(`and ${keys.length - 5} more`);
+  }
+  const list = valid.length === 0 ? "" : `; valid keys: ${valid.join(", ")}`;
+
+  return `unknown key${keys.length === 1 ? "" : "s"} ${described.join(", ")}${list}`;
+}
