@@ -7,6 +7,7 @@ import { createClusterProviders } from "./cluster-providers.ts";
 import type { CliOptions } from "./cli.ts";
 import type { FileConfig } from "./config.ts";
 import { resolveHealthSettings } from "./health-config.ts";
+import { checkProbeConfig } from "./probe-config-check.ts";
 import { ListenError } from "./listener.ts";
 import type { Logger } from "./logger.ts";
 import { renderMetrics } from "./metrics.ts";
@@ -78,6 +79,7 @@ export async function startBackendSources(cli: CliOptions, settings: Settings, s
       watch: options.watchConfig,
       logger,
       onAccepted: (config) => applyFileSettings(config, cli, settings, server, log),
+      check: (config) => checkProbeConfig(cli.health, config.health, cli.configPath),
     });
     providers.push(file);
   }

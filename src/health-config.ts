@@ -9,6 +9,8 @@ export interface HealthConfig {
   probe?: ProbeOverrides;
   /** Per-backend probe settings by backend id (config file only). */
   probeOverrides?: Map<string, ProbeOverrides>;
+  /** Field path of each `probeOverrides` entry in the file, such as `backends[2].probe`, for messages. */
+  probeOverridePaths?: Map<string, string>;
   backoffMs?: number;
   maxBackoffMs?: number;
   maxAttempts?: number;
@@ -35,6 +37,11 @@ export const HEALTH_DEFAULTS = {
   drainTimeoutMs: 30_000,
   onUnhealthy: "keep",
 } as const;
+
+/** Shortest probe interval accepted: shorter ones load backends and the balancer for no gain. */
+export const MIN_PROBE_INTERVAL_MS = 100;
+/** Shortest probe timeout accepted: below it even a probe on loopback could time out. */
+export const MIN_PROBE_TIMEOUT_MS = 10;
 
 /** Upper bound of `maxAttempts`, far above any real backend set. */
 export const MAX_ATTEMPTS = 10_000;
@@ -68,8 +75,8 @@ const statusCode = z.int().min(100).max(599);
 export const probeSchema = z
   .strictObject({
     kind: z.enum(PROBE_KINDS).optional(),
-    interval: positiveDuration.optional(),
-    timeout: positiveDuration.optional(),
+    interval: duration.refine((ms) => ms >= MIN_PROBE_INTERVAL_MS, `use an interval of at least ${MIN_PROBE_INTERVAL_MS}ms, such as 5s`).optional(),
+    timeout: duration.refine((ms) => ms >= MIN_PROBE_TIMEOUT_MS, `use a timeout of at least ${MIN_PROBE_TIMEOUT_MS}ms, such as 2s`).optional(),
     rise: z.int().min(1).max(100).optional(),
     fall: z.int().min(1).max(100).optional(),
     path: z
@@ -141,12 +148,15 @@ export function healthConfigOf(file: Record<string, unknown>, rawBackends: unkno
 
   if (Array.isArray(rawBackends)) {
     const overrides = new Map<string, ProbeOverrides>();
-    for (const entry of rawBackends as { id: string; probe?: unknown }[]) {
+    const paths = new Map<string, string>();
+    for (const [index, entry] of (rawBackends as { id: string; probe?: unknown }[]).entries()) {
       if (entry.probe !== undefined) {
         overrides.set(entry.id, toProbeOverrides(probeSchema.parse(entry.probe)));
+        paths.set(entry.id, `backends[${index}].probe`);
       }
     }
     config.probeOverrides = overrides;
+    config.probeOverridePaths = paths;
   }
 
   return config;

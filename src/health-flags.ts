@@ -1,5 +1,5 @@
 import { parseDuration } from "./duration.ts";
-import { type HealthConfig, MAX_ATTEMPTS } from "./health-config.ts";
+import { type HealthConfig, MAX_ATTEMPTS, MIN_PROBE_INTERVAL_MS, MIN_PROBE_TIMEOUT_MS } from "./health-config.ts";
 import { UNHEALTHY_POLICIES } from "./health-checker.ts";
 import { PROBE_KINDS } from "./probes/probe.ts";
 import { REMOVAL_POLICIES } from "./target-drain.ts";
@@ -23,8 +23,9 @@ export const HEALTH_FLAGS = [
 export const HEALTH_HELP = `  --probe KIND             probe every backend: tcp (connect), http or https (GET a path);
                            unhealthy backends are skipped while a healthy one is left (default: no probe)
   --probe-path PATH        path the http and https probes GET, such as /readyz (default /)
-  --probe-interval DUR     start a probe of each backend every DUR (default 5s)
-  --probe-timeout DUR      count a probe that takes longer than DUR as failed (default 2s)
+  --probe-interval DUR     start a probe of each backend every DUR, at least 100ms (default 5s)
+  --probe-timeout DUR      count a probe that takes longer than DUR as failed; at least 10ms
+                           and at most the interval (default 2s, or the interval if shorter)
   --probe-ca FILE          verify https probes against the CA certificates in FILE (PEM)
   --probe-server-name NAME send NAME as SNI and check the certificate against it
   --probe-token-file FILE  send the token in FILE as "Authorization: Bearer"; never logged
@@ -50,9 +51,9 @@ export function applyHealthFlag(health: HealthConfig, flag: string, value: strin
 
       return undefined;
     case "--probe-interval":
-      return duration(flag, value, (ms) => (probe.intervalMs = ms));
+      return duration(flag, value, (ms) => (probe.intervalMs = ms), MIN_PROBE_INTERVAL_MS);
     case "--probe-timeout":
-      return duration(flag, value, (ms) => (probe.timeoutMs = ms));
+      return duration(flag, value, (ms) => (probe.timeoutMs = ms), MIN_PROBE_TIMEOUT_MS);
     case "--probe-ca":
       return oneLine(flag, value, (path) => ((probe.tls ??= {}).caFile = path));
     case "--probe-server-name":
@@ -86,13 +87,16 @@ function choose<T extends string>(flag: string, value: string, choices: readonly
   return undefined;
 }
 
-function duration(flag: string, value: string, apply: (ms: number) => void): string | undefined {
+function duration(flag: string, value: string, apply: (ms: number) => void, minMs = 1): string | undefined {
   const result = parseDuration(value);
   if (typeof result === "string") {
     return `${flag}: ${result}`;
   }
   if (result <= 0) {
     return `${flag}: the duration must be more than 0`;
+  }
+  if (result < minMs) {
+    return `${flag}: ${value} is too short; use at least ${minMs}ms`;
   }
   apply(result);
 

@@ -5,6 +5,7 @@ import type { CliOptions } from "./cli.ts";
 import { ConfigError, type FileConfig, loadConfigFile } from "./config.ts";
 import { findListenConflict } from "./listen-conflicts.ts";
 import { type HealthSettings, resolveHealthSettings } from "./health-config.ts";
+import { checkProbeConfig } from "./probe-config-check.ts";
 import type { LogFormat, LogLevel } from "./logger.ts";
 import { type ProviderSettings, resolveProviderSettings } from "./provider-settings.ts";
 import type { EtcdSettings, KubernetesSettings } from "./cluster-provider-keys.ts";
@@ -50,8 +51,8 @@ export const DEFAULTS = {
  * A flag wins over the file; `--backend` flags are added to the file's backends and
  * win on the same id.
  *
- * @throws {ConfigError} when the file is invalid, no listen address is given, or two listen
- *   addresses (or one and the admin API's) would clash.
+ * @throws {ConfigError} when the file is invalid, no listen address is given, two listen
+ *   addresses (or one and the admin API's) would clash, or a probe file cannot be read.
  */
 export function resolveSettings(cli: CliOptions): Settings {
   const file: FileConfig = cli.configPath === undefined ? {} : loadConfigFile(cli.configPath);
@@ -71,6 +72,7 @@ export function resolveSettings(cli: CliOptions): Settings {
   if (conflict !== undefined) {
     throw new ConfigError(conflict);
   }
+  checkProbeConfig(cli.health, file.health, cli.configPath);
 
   return {
     listen,

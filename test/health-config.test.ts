@@ -8,7 +8,7 @@ const FILE = "/etc/tinylb/tinylb.yaml";
 test.each([
   [{ probe: { kind: "udp" } }, 'probe.kind: must be one of "tcp", "http", "https" (got "udp")'],
   [{ probe: { timeout: "fast" } }, 'probe.timeout: invalid duration "fast"'],
-  [{ probe: { interval: "0" } }, "probe.interval: use a duration above zero, such as 1s or 5s (got 0)"],
+  [{ probe: { interval: "0" } }, "probe.interval: use an interval of at least 100ms, such as 5s"],
   [{ probe: { rise: 0 } }, "probe.rise: must be at least 1 (got 0)"],
   [{ probe: { fall: 1.5 } }, "probe.fall"],
   [{ probe: { path: "readyz" } }, 'probe.path: the path must start with / and contain no spaces or control characters (got "readyz")'],
@@ -57,6 +57,7 @@ test("config reads probe settings and per-backend overrides", () => {
       bearerTokenFile: "/token",
     },
     probeOverrides: new Map([["a", { kind: "tcp", timeoutMs: 1000 }]]),
+    probeOverridePaths: new Map([["a", "backends[0].probe"]]),
     backoffMs: 500,
     maxBackoffMs: 60_000,
     maxAttempts: 2,

@@ -28,6 +28,8 @@ export interface FileProviderOptions {
   pollIntervalMs?: number;
   /** Called with each re-read config that was accepted (not the one read at start), for its other settings. */
   onAccepted?: (config: FileConfig) => void;
+  /** Checks a config beyond its schema before it is accepted; a ConfigError rejects it. */
+  check?: (config: FileConfig) => void;
   /** @default a logger that writes nothing */
   logger?: Logger;
 }
@@ -50,7 +52,7 @@ export class FileProvider implements Provider {
   reloads = 0;
   /** Reloads rejected because the file was missing, unreadable or invalid. */
   reloadFailures = 0;
-  readonly #options: Required<Omit<FileProviderOptions, "onAccepted">> & Pick<FileProviderOptions, "onAccepted">;
+  readonly #options: Required<Omit<FileProviderOptions, "onAccepted" | "check">> & Pick<FileProviderOptions, "onAccepted" | "check">;
   readonly #log: Logger;
   #publish: PublishBackendSet | undefined;
   #watcher: FSWatcher | undefined;
@@ -151,7 +153,10 @@ export class FileProvider implements Provider {
       throw new ConfigError(`invalid config ${this.#options.path}: the file is empty (perhaps still being written)`);
     }
 
-    return loadConfigFile(this.#options.path);
+    const config = loadConfigFile(this.#options.path);
+    this.#options.check?.(config);
+
+    return config;
   }
 
   #rejected(message: string, reason: ReloadReason, forced: boolean): void {

@@ -1,0 +1,190 @@
+import { readFileSync } from "node:fs";
+import { ConfigError } from "./config.ts";
+import { formatDuration } from "./duration.ts";
+import type { HealthConfig } from "./health-config.ts";
+import { PROBE_DEFAULTS, type ProbeKind, type ProbeOverrides, resolveProbeSettings } from "./probes/probe.ts";
+
+/** Fields of a probe block, as a config file names them. */
+type ProbeField = "kind" | "interval" | "timeout" | "path" | "expectStatus" | "tls" | "tls.ca" | "tls.cert" | "tls.key" | "bearerTokenFile";
+
+/** The flag that sets each probe field, where one exists. */
+const FLAG_OF: Partial<Record<ProbeField, string>> = {
+  kind: "--probe",
+  interval: "--probe-interval",
+  timeout: "--probe-timeout",
+  path: "--probe-path",
+  "tls.ca": "--probe-ca",
+  bearerTokenFile: "--probe-token-file",
+};
+
+/** One probe block (flags, the file's `probe`, or a backend's `probe`) and how to name its fields. */
+interface ProbeBlock {
+  probe: ProbeOverrides;
+  name(field: ProbeField): string;
+}
+
+/** Most problems listed in one error, as for schema errors of a config file. */
+const MAX_PROBLEMS = 5;
+
+/**
+ * Checks the probe settings of flags and a config file beyond what the schema can check.
+ * Every file a probe reads (CA, client certificate and key, bearer token) must be readable
+ * now. Fields must suit the probe kind, so a tcp probe takes no `expectStatus`. A timeout
+ * set by the user must not exceed the interval.
+ *
+ * Runs at start-up and before a reloaded file is accepted, so a bad file keeps the last
+ * good config. Probes still read the files on every run, so a token may rotate.
+ *
+ * @throws {ConfigError} naming each problem's field (`probe.tls.ca`, `backends[1].probe.timeout`
+ *   or the flag) and its value.
+ */
+export function checkProbeConfig(fromFlags: HealthConfig | undefined, fromFile: HealthConfig | undefined, configPath?: string): void {
+  const flags: ProbeBlock = { probe: fromFlags?.probe ?? {}, name: (field) => FLAG_OF[field] ?? `probe.${field}` };
+  const file: ProbeBlock = { probe: fromFile?.probe ?? {}, name: (field) => `probe.${field}` };
+  const backends: ProbeBlock[] = [...(fromFile?.probeOverrides ?? [])].map(([id, probe]) => {
+    const path = fromFile?.probeOverridePaths?.get(id) ?? `backends[id=${id}].probe`;
+
+    return { probe, name: (field) => `${path}.${field}` };
+  });
+
+  const problems = [flags, file, ...backends].flatMap(fileProblems);
+  const balancer = mergeBlocks(flags, file);
+  problems.push(...kindProblems(balancer, balancer.probe.kind), ...timingProblems([balancer], balancer.probe));
+  for (const backend of backends) {
+    const resolved = resolveProbeSettings(balancer.probe, backend.probe);
+    problems.push(...kindProblems(backend, resolved?.kind));
+    // Timing inherited from a probing balancer block was checked there already.
+    const inherited = backend.probe.intervalMs === undefined && backend.probe.timeoutMs === undefined && balancer.probe.kind !== undefined;
+    if (!inherited) {
+      problems.push(...timingProblems([backend, balancer], resolved));
+    }
+  }
+  if (problems.length === 0) {
+    return;
+  }
+
+  const more = problems.length > MAX_PROBLEMS ? ` (and ${problems.length - MAX_PROBLEMS} more)` : "";
+  const where = configPath === undefined ? "invalid probe settings" : `invalid config ${configPath}`;
+  throw new ConfigError(`${where}: ${problems.slice(0, MAX_PROBLEMS).join("; ")}${more}`);
+}
+
+/** Merges flags over the file field by field, as `resolveHealthSettings` does, keeping each field's name. */
+function mergeBlocks(flags: ProbeBlock, file: ProbeBlock): ProbeBlock {
+  const probe: ProbeOverrides = { ...file.probe, ...flags.probe, tls: { ...file.probe.tls, ...flags.probe.tls } };
+  const fromFlag = (field: ProbeField): boolean => valueOf(flags.probe, field) !== undefined;
+
+  return { probe, name: (field) => (fromFlag(field) ? flags.name(field) : file.name(field)) };
+}
+
+function valueOf(probe: ProbeOverrides, field: ProbeField): unknown {
+  switch (field) {
+    case "interval":
+      return probe.intervalMs;
+    case "timeout":
+      return probe.timeoutMs;
+    case "tls":
+      return probe.tls !== undefined && Object.keys(probe.tls).length > 0 ? probe.tls : undefined;
+    case "tls.ca":
+      return probe.tls?.caFile;
+    case "tls.cert":
+      return probe.tls?.certFile;
+    case "tls.key":
+      return probe.tls?.keyFile;
+    default:
+      return probe[field];
+  }
+}
+
+function fileProblems(block: ProbeBlock): string[] {
+  const files: [ProbeField, string | undefined, "pem" | "token"][] = [
+    ["tls.ca", block.probe.tls?.caFile, "pem"],
+    ["tls.cert", block.probe.tls?.certFile, "pem"],
+    ["tls.key", block.probe.tls?.keyFile, "pem"],
+    ["bearerTokenFile", block.probe.bearerTokenFile, "token"],
+  ];
+
+  return files.flatMap(([field, path, kind]) => {
+    const problem = path === undefined ? undefined : checkFile(path, kind);
+
+    return problem === undefined ? [] : [`${block.name(field)}: ${problem}`];
+  });
+}
+
+/** Reads a probe file once and returns what is wrong with it, in words, or undefined. */
+function checkFile(path: string, kind: "pem" | "token"): string | undefined {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (error) {
+    return `cannot read ${path}: ${describeFileError(error)}`;
+  }
+  if (kind === "pem" && !text.includes("-----BEGIN ")) {
+    return `${path} contains no PEM block (a line such as -----BEGIN CERTIFICATE-----)`;
+  }
+  const token = text.trim();
+  if (kind === "token" && (token === "" || /[\r\n]/.test(token))) {
+    return `${path} must contain the token on one line`;
+  }
+
+  return undefined;
+}
+
+function describeFileError(error: unknown): string {
+  const code = (error as { code?: string }).code;
+  switch (code) {
+    case "ENOENT":
+      return "the file does not exist";
+    case "EACCES":
+    case "EPERM":
+      return "permission denied; make the file readable by the user tinylb runs as";
+    case "EISDIR":
+      return "it is a folder, not a file";
+    case "ENOTDIR":
+      return "a part of the path is not a folder";
+  }
+
+  return (error as Error).message ?? String(error);
+}
+
+/** Fields set in `block` that a probe of `kind` does not use. */
+function kindProblems(block: ProbeBlock, kind: ProbeKind | undefined): string[] {
+  if (kind === undefined) {
+    return [];
+  }
+  let unused: ProbeField[] = [];
+  if (kind === "tcp") {
+    unused = ["path", "expectStatus", "bearerTokenFile", "tls"];
+  } else if (kind === "http") {
+    unused = ["tls"];
+  }
+  const usedBy = (field: ProbeField): string => (field === "tls" ? "https probes" : "http and https probes");
+
+  return unused
+    .filter((field) => valueOf(block.probe, field) !== undefined)
+    .map((field) => `${block.name(field)} applies to ${usedBy(field)} only, but the probe kind is ${kind}; remove it or change the kind`);
+}
+
+/**
+ * Reports a timeout longer than the interval of a probe that runs. `blocks` lists where the
+ * two fields may come from, the most specific first.
+ */
+function timingProblems(blocks: ProbeBlock[], probe: ProbeOverrides | undefined): string[] {
+  if (probe?.kind === undefined) {
+    return [];
+  }
+  // Without a timeout of its own, a probe times out at the default or the interval, whichever is shorter.
+  const intervalMs = probe.intervalMs ?? PROBE_DEFAULTS.intervalMs;
+  const timeoutMs = probe.timeoutMs;
+  if (timeoutMs === undefined || timeoutMs <= intervalMs) {
+    return [];
+  }
+  const source = (field: "interval" | "timeout"): string => {
+    const block = blocks.find((candidate) => valueOf(candidate.probe, field) !== undefined);
+
+    return block === undefined ? "the default" : block.name(field);
+  };
+
+  return [
+    `the probe timeout ${formatDuration(timeoutMs)} (${source("timeout")}) is longer than its interval ${formatDuration(intervalMs)} (${source("interval")}); use a timeout of at most the interval`,
+  ];
+}
