@@ -183,23 +183,67 @@ function readConfigText(path: string): string {
   }
 }
 
+/** Parsers by file extension. A `.json` file is read as JSONC too, so it may hold comments and trailing commas. */
+const PARSERS: Record<string, (text: string) => unknown> = {
+  ".yaml": (text) => Bun.YAML.parse(text),
+  ".yml": (text) => Bun.YAML.parse(text),
+  ".json": (text) => Bun.JSONC.parse(text),
+  ".jsonc": (text) => Bun.JSONC.parse(text),
+  ".toml": (text) => Bun.TOML.parse(text),
+};
+
 function parseConfigText(path: string, text: string): unknown {
   const extension = extname(path).toLowerCase();
-  try {
-    switch (extension) {
-      case ".yaml":
-      case ".yml":
-        return Bun.YAML.parse(text);
-      case ".json":
-      case ".jsonc":
-        return Bun.JSONC.parse(text);
-      case ".toml":
-        return Bun.TOML.parse(text);
-    }
-  } catch (error) {
-    throw new ConfigError(`parse config ${path} failed: ${(error as Error).message}`, { cause: error });
+  const parse = PARSERS[extension];
+  if (parse === undefined) {
+    throw new ConfigError(`read config ${path} failed: unknown extension "${extension}"; use .yaml, .yml, .json, .jsonc or .toml`);
   }
-  throw new ConfigError(`read config ${path} failed: unknown extension "${extension}"; use .yaml, .yml, .json, .jsonc or .toml`);
+
+  try {
+    return parse(text);
+  } catch (error) {
+    const message = (error as Error).message;
+    // Every prefix of the file ends early, so the bisection cannot place an end-of-file error.
+    const where = /end of (file|input)/i.test(message) ? "at the end of the file" : `at line ${findErrorLine(parse, text, message)}`;
+    // Bun's messages start with "YAML Parse error: " and the like, which the file name already implies.
+    const detail = message.replace(/^[A-Z]+ Parse error: /, "");
+    throw new ConfigError(`parse config ${path} failed ${where}: ${detail}`, { cause: error });
+  }
+}
+
+/**
+ * Finds the line of a parse error. Bun 1.4.4's YAML, TOML and JSONC errors carry no position
+ * in the document (their line and column are those of the calling JavaScript), so this
+ * bisects on whole-line prefixes: the error line is the first one whose prefix fails with the
+ * same message. About log2(lines) parses of at most the file's size, so at most 1 MiB each.
+ * NOTE: this assumes the parser stops at its first error, so that every prefix ending before
+ * the error line parses or fails with another message; where that does not hold the line is a guess.
+ */
+function findErrorLine(parse: (text: string) => unknown, text: string, message: string): number {
+  const lines = text.split("\n");
+  const failsTheSame = (count: number): boolean => {
+    try {
+      // The newline keeps an error that a line's end reveals, such as an unterminated TOML string.
+      parse(lines.slice(0, count).join("\n") + "\n");
+
+      return false;
+    } catch (error) {
+      return (error as Error).message === message;
+    }
+  };
+
+  let low = 1;
+  let high = lines.length;
+  while (low < high) {
+    const middle = Math.floor((low + high) / 2);
+    if (failsTheSame(middle)) {
+      high = middle;
+    } else {
+      low = middle + 1;
+    }
+  }
+
+  return low;
 }
 
 function describeIssue(issue: z.core.$ZodIssue): string {

@@ -125,10 +125,21 @@ describe("loadConfigFile", () => {
     }
   });
 
-  test("rejects a file that does not parse", () => {
-    const path = write("broken.yaml", "listen: [127.0.0.1:1\n");
+  test.each([
+    ["broken.yaml", "listen: 127.0.0.1:1\nbackends:\n  - { id: a, target: [ }\nlogLevel: info\n", "failed at line 3: Unexpected token"],
+    ["broken.toml", 'listen = "127.0.0.1:1"\nx = "abc\nlogLevel = "info"\n', "failed at line 2: Unterminated string"],
+    ["broken.json", '{\n  "listen": "127.0.0.1:1"\n  "logLevel": "info"\n}\n', 'failed at line 3: Expected "," but found'],
+    ["truncated.json", '{\n  "listen": "127.0.0.1:1",\n', "failed at the end of the file: Expected string but found end of file"],
+  ])("rejects %s naming the line", (name, text, message) => {
+    const path = write(name, text);
 
-    expect(loadError(path).message).toStartWith(`parse config ${path} failed: `);
+    expect(loadError(path).message).toStartWith(`parse config ${path} ${message}`);
+  });
+
+  test("reads comments and trailing commas in .json", () => {
+    const path = write("commented.json", '{\n  // local only\n  "listen": "127.0.0.1:1",\n}\n');
+
+    expect(loadConfigFile(path).listen).toEqual([{ kind: "tcp", host: "127.0.0.1", port: 1 }]);
   });
 
   test("rejects a missing file", () => {
