@@ -8,6 +8,7 @@ import { ConfigError } from "./config.ts";
 import { ListenError, removeStaleSocket } from "./listener.ts";
 import { type Logger, silentLogger } from "./logger.ts";
 import { RateLimitedLog } from "./rate-limited-log.ts";
+import { describeFileError } from "./file-errors.ts";
 
 /** Settings of the admin API server. */
 export interface AdminServerOptions {
@@ -55,7 +56,7 @@ export function readTokenFile(path: string): string {
   try {
     token = readFileSync(path, "utf8").trim();
   } catch (error) {
-    throw new ConfigError(`read admin token file ${path} failed: ${(error as { code?: string }).code ?? String(error)}`, { cause: error });
+    throw new ConfigError(`read admin token file ${path} failed: ${describeFileError(error)}`, { cause: error });
   }
   if (token === "" || /\s/.test(token)) {
     throw new ConfigError(`invalid admin token file ${path}: it must hold one token without spaces`);

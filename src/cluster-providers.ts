@@ -11,6 +11,7 @@ import type { ApiRoute } from "./providers/kubernetes-watch.ts";
 import type { Provider } from "./providers/provider.ts";
 import { sleepUnlessAborted } from "./providers/reconnect-backoff.ts";
 import type { Server } from "./server.ts";
+import { describeFileError } from "./file-errors.ts";
 
 /** How often the Kubernetes provider checks whether the seed backends are up. */
 const SEED_POLL_MS = 100;
@@ -104,6 +105,6 @@ function readPem(path: string | undefined): string | undefined {
   try {
     return readFileSync(path, "utf8");
   } catch (error) {
-    throw new ConfigError(`read etcd TLS file ${path} failed: ${(error as Error).message}`, { cause: error });
+    throw new ConfigError(`read etcd TLS file ${path} failed: ${describeFileError(error)}`, { cause: error });
   }
 }

@@ -4,6 +4,7 @@ import { z } from "zod";
 import { type Address, AddressError, parseAddress } from "./address.ts";
 import { type Backend, BackendError, createBackend } from "./backend.ts";
 import { formatDuration, parseDuration } from "./duration.ts";
+import { describeFileError } from "./file-errors.ts";
 import { type HealthConfig, healthConfigOf, healthFileKeys, probeSchema } from "./health-config.ts";
 import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from "./logger.ts";
 import { type ProviderFileConfig, providerFileKeys, toProviderFileConfig } from "./provider-settings.ts";
@@ -168,9 +169,7 @@ function readConfigText(path: string): string {
   try {
     bytes = readFileSync(path);
   } catch (error) {
-    const code = (error as { code?: string }).code;
-    const reason = code === "ENOENT" ? "the file does not exist" : code === "EACCES" ? "permission denied" : String(error);
-    throw new ConfigError(`read config ${path} failed: ${reason}`, { cause: error });
+    throw new ConfigError(`read config ${path} failed: ${describeFileError(error)}`, { cause: error });
   }
   if (bytes.byteLength > MAX_CONFIG_BYTES) {
     throw new ConfigError(`read config ${path} failed: the file has ${bytes.byteLength} bytes, more than the ${MAX_CONFIG_BYTES} allowed`);

@@ -3,6 +3,7 @@ import { z } from "zod";
 import { type Backend, createBackend } from "./backend.ts";
 import { BackendSet } from "./backend-set.ts";
 import { type Logger, silentLogger } from "./logger.ts";
+import { describeFileError } from "./file-errors.ts";
 
 /** Version of the state file layout; a file with another version is ignored. */
 const STATE_VERSION = 1;
@@ -51,7 +52,7 @@ export class StateFile {
       text = readFileSync(this.path, "utf8");
     } catch (error) {
       if ((error as { code?: string }).code !== "ENOENT") {
-        this.#log.warn("read state file failed; starting without saved backends", { file: this.path, err: error });
+        this.#log.warn("read state file failed; starting without saved backends", { file: this.path, err: describeFileError(error) });
       }
 
       return new Map();
@@ -100,7 +101,7 @@ export class StateFile {
     } catch (error) {
       this.#removeQuietly(temporary);
       if (!this.#failing) {
-        this.#log.warn("write state file failed; the running set is not saved", { file: this.path, err: error });
+        this.#log.warn("write state file failed; the running set is not saved", { file: this.path, err: describeFileError(error, "write", this.path) });
       }
       this.#failing = true;
 

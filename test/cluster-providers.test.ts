@@ -99,7 +99,7 @@ test("createClusterProviders rejects an unreadable etcd CA file", () => {
   const missing = join(directory, "missing-ca.pem");
 
   expect(() => createClusterProviders({ etcd: { endpoints: ["https://127.0.0.1:2379"], prefix: "/p/", caFile: missing } }, server, silentLogger)).toThrow(ConfigError);
-  expect(() => createClusterProviders({ etcd: { endpoints: ["https://127.0.0.1:2379"], prefix: "/p/", caFile: missing } }, server, silentLogger)).toThrow(`read etcd TLS file ${missing} failed`);
+  expect(() => createClusterProviders({ etcd: { endpoints: ["https://127.0.0.1:2379"], prefix: "/p/", caFile: missing } }, server, silentLogger)).toThrow(`read etcd TLS file ${missing} failed: the file does not exist`);
 });
 
 test("createClusterProviders rejects a missing kubeconfig", () => {

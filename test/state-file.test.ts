@@ -89,7 +89,9 @@ test("StateFile logs a failed write once per streak", () => {
   state.save(SET, (id) => SOURCES[id]);
   state.save(SET, (id) => SOURCES[id]);
 
-  expect(log.withMessage("write state file failed; the running set is not saved").length).toBe(1);
+  const warnings = log.withMessage("write state file failed; the running set is not saved");
+  expect(warnings.length).toBe(1);
+  expect(warnings[0]!.err).toBe(`the folder ${join(dir, "missing-folder")} does not exist; create it or pick another path`);
   expect(readdirSync(dir)).toEqual([]);
 });
 

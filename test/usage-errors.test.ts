@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { trackChild } from "./support/child-processes.ts";
 import { BINARY } from "./support/tinylb-process.ts";
-import { within } from "./support/wait.ts";
+import { waitFor, within } from "./support/wait.ts";
 
 const directory = mkdtempSync(join(tmpdir(), "tinylb-usage-"));
 afterAll(() => rmSync(directory, { recursive: true, force: true }));
@@ -49,6 +49,39 @@ test.each([
   expect(stderr).toContain(message);
   expect(stderr.trim().split("\n")).toHaveLength(1);
   expect(exitCode).toBe(2);
+});
+
+test.each([
+  ["a config path that is a folder", ["--config", directory], `read config ${directory} failed: it is a folder, not a file`],
+  ["a missing admin token file", ["--listen", "127.0.0.1:0", "--admin", `unix:${join(directory, "admin.sock")}`, "--admin-token-file", join(directory, "none")], `read admin token file ${join(directory, "none")} failed: the file does not exist`],
+])("binary explains %s with exit 2", async (_, args, message) => {
+  const { exitCode, stderr } = await runTinylb(args);
+
+  expect(stderr).toContain(message);
+  expect(stderr).not.toContain("ENOENT");
+  expect(stderr).not.toContain("EISDIR");
+  expect(exitCode).toBe(2);
+});
+
+test("binary names the state file's missing folder", async () => {
+  const stateFile = join(directory, "no-such-folder", "state.json");
+  const child = trackChild(Bun.spawn([BINARY, "--admin", "off", "--listen", "127.0.0.1:0", "--backend", "a=127.0.0.1:9", "--state-file", stateFile], { stdin: "ignore", stdout: "ignore", stderr: "pipe" }));
+  let stderr = "";
+  const reading = (async () => {
+    for await (const chunk of child.stderr) {
+      stderr += new TextDecoder().decode(chunk);
+    }
+  })();
+  try {
+    await waitFor("the state file warning", () => stderr.includes("write state file failed"), 10_000);
+  } finally {
+    child.kill("SIGTERM");
+    await child.exited;
+    await reading;
+  }
+
+  expect(stderr).toContain(`the folder ${join(directory, "no-such-folder")} does not exist; create it or pick another path`);
+  expect(stderr).not.toContain(".tmp");
 });
 
 test.each([

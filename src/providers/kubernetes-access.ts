@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import { dirname, isAbsolute, join } from "node:path";
 import { z } from "zod";
 import { ConfigError } from "../config.ts";
+import { describeFileError } from "../file-errors.ts";
 
 /**
  * How to reach and authenticate to a Kubernetes API server: its URL, the CA that signs
@@ -224,13 +225,5 @@ function readText(path: string, where: string): string {
 }
 
 function describeReadError(error: unknown): string {
-  const code = (error as { code?: string }).code;
-  if (code === "ENOENT") {
-    return "the file does not exist";
-  }
-  if (code === "EACCES") {
-    return "permission denied";
-  }
-
-  return (error as Error).message;
+  return describeFileError(error);
 }

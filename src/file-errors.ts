@@ -1,0 +1,33 @@
+import { dirname } from "node:path";
+
+/**
+ * Describes a failed file read or write in plain words with the fix, from the errno code
+ * node:fs attaches (ENOENT, EACCES, EPERM, EISDIR, ENOTDIR, ENOSPC, EROFS, ELOOP). Other
+ * errors keep their own message. A write names the folder, since creating a file fails on
+ * the folder, and a temporary file's name would only mislead.
+ */
+export function describeFileError(error: unknown, access: "read" | "write" = "read", path?: string): string {
+  const code = (error as { code?: unknown } | undefined)?.code;
+  const folder = path === undefined ? "the folder" : `the folder ${dirname(path)}`;
+  switch (code) {
+    case "ENOENT":
+      return access === "read" ? "the file does not exist" : `${folder} does not exist; create it or pick another path`;
+    case "EACCES":
+    case "EPERM":
+      return access === "read"
+        ? "permission denied; make the file readable by the user tinylb runs as"
+        : `permission denied; make ${folder} writable by the user tinylb runs as`;
+    case "EISDIR":
+      return "it is a folder, not a file";
+    case "ENOTDIR":
+      return "a part of the path is not a folder";
+    case "ENOSPC":
+      return "no space left on the device";
+    case "EROFS":
+      return "the file system is read-only; pick a path on a writable one";
+    case "ELOOP":
+      return "too many levels of symbolic links";
+  }
+
+  return error instanceof Error ? error.message : String(error);
+}

@@ -1,0 +1,31 @@
+import { expect, test } from "bun:test";
+import { mkdtempSync, openSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describeFileError } from "../src/file-errors.ts";
+
+/** Returns the error that `action` throws. */
+function thrown(action: () => unknown): unknown {
+  try {
+    action();
+  } catch (error) {
+    return error;
+  }
+  throw new Error("expected the file operation to fail");
+}
+
+const dir = mkdtempSync(join(tmpdir(), "tinylb-file-errors-"));
+process.on("exit", () => rmSync(dir, { recursive: true, force: true }));
+
+test.each([
+  ["a missing file read", () => readFileSync(join(dir, "absent")), "read", undefined, "the file does not exist"],
+  ["a folder read", () => readFileSync(dir), "read", undefined, "it is a folder, not a file"],
+  ["a path through a file", () => readFileSync("/etc/passwd/x"), "read", undefined, "a part of the path is not a folder"],
+  ["a write into a missing folder", () => openSync(join(dir, "gone", "state.json.1.tmp"), "w"), "write", join(dir, "gone", "state.json"), `the folder ${join(dir, "gone")} does not exist; create it or pick another path`],
+] as const)("describeFileError words %s", (_, action, access, path, message) => {
+  expect(describeFileError(thrown(action), access, path)).toBe(message);
+});
+
+test("describeFileError keeps other messages", () => {
+  expect(describeFileError(new Error("disk on fire"))).toBe("disk on fire");
+});
