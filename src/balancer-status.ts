@@ -26,6 +26,24 @@ export interface BackendStatus {
   healthCause: string;
 }
 
+/**
+ * An id that left the set while connections opened for it are still open: another id still
+ * uses their target, or they drain under the `drain` removal policy.
+ */
+export interface RemovedBackendStatus {
+  id: string;
+  /** Target of the open connections; the first one's if they have several. */
+  target: string;
+  /** Open connections opened for this id. */
+  active: number;
+  /** Connections attached to this id since start, open or closed. */
+  total: number;
+  bytesToBackend: number;
+  bytesToClient: number;
+  /** True when an id of the set still uses `target`, so the connections stay open; false while they drain. */
+  targetInUse: boolean;
+}
+
 /** One provider's share of the union. */
 export interface ProviderStatus {
   name: string;
@@ -41,6 +59,12 @@ export interface BalancerStatus {
   listeners: string[];
   /** The running backend set, in id order. */
   backends: BackendStatus[];
+  /**
+   * Ids no longer in the set that still have open connections, in id order. A connection
+   * counts under the id it was opened for until it closes, so the `active` counts of
+   * `backends` and `removed` add up to the open connections.
+   */
+  removed: RemovedBackendStatus[];
   conflicts: BackendIdConflict[];
   providers: ProviderStatus[];
   /** True when every backend is unhealthy, so the balancer tries each of them anyway. */
@@ -49,15 +73,17 @@ export interface BalancerStatus {
 
 /** Per-id traffic of open connections, added to the counters of closed ones. */
 export interface OpenTraffic {
+  /** Target of the first open connection of the id. */
+  target: string;
   active: number;
   bytesToBackend: number;
   bytesToClient: number;
 }
 
 /**
- * Groups the server's open connections by backend id. An id that left the set can still
- * have open connections when another id shares its target, so the map may hold ids the
- * set does not. Linear in the open connections.
+ * Groups the server's open connections by the backend id each was opened for. An id that
+ * left the set can still have open connections when another id shares its target, or while
+ * they drain, so the map may hold ids the set does not. Linear in the open connections.
  */
 export function openTrafficById(server: Server): Map<string, OpenTraffic> {
   const byId = new Map<string, OpenTraffic>();
@@ -65,7 +91,7 @@ export function openTrafficById(server: Server): Map<string, OpenTraffic> {
     const id = connection.backend.id;
     let traffic = byId.get(id);
     if (traffic === undefined) {
-      traffic = { active: 0, bytesToBackend: 0, bytesToClient: 0 };
+      traffic = { target: connection.target, active: 0, bytesToBackend: 0, bytesToClient: 0 };
       byId.set(id, traffic);
     }
     traffic.active++;
@@ -99,9 +125,28 @@ export function collectStatus(server: Server, union: BackendSetUnion): BalancerS
     };
   });
 
+  const targets = new Set(server.set.backends.map((backend) => backend.target));
+  const removed = [...open]
+    .filter(([id]) => server.set.get(id) === undefined)
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+    .map(([id, traffic]): RemovedBackendStatus => {
+      const counters = server.stats.backend(id);
+
+      return {
+        id,
+        target: traffic.target,
+        active: traffic.active,
+        total: counters.total,
+        bytesToBackend: counters.bytesToBackend + traffic.bytesToBackend,
+        bytesToClient: counters.bytesToClient + traffic.bytesToClient,
+        targetInUse: targets.has(traffic.target),
+      };
+    });
+
   return {
     listeners: server.listeners.map((listener) => listener.name),
     backends,
+    removed,
     conflicts: [...union.conflicts],
     providers: union.slots.map((slot) => ({ name: slot.name, backends: slot.set.size, published: slot.published })),
     degraded: server.health.degraded,

@@ -109,11 +109,14 @@ export function formatStatus(status: BalancerStatus): string {
     String(backend.bytesToClient),
     backend.health,
   ]);
+  for (const backend of status.removed) {
+    rows.push([backend.id, backend.target, "(removed)", String(backend.active), String(backend.total), String(backend.bytesToBackend), String(backend.bytesToClient), "-"]);
+  }
   const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => row[column]!.length)));
   const line = (cells: string[]): string => cells.map((cell, column) => (column < 3 || column === 7 ? cell.padEnd(widths[column]!) : cell.padStart(widths[column]!))).join("  ").trimEnd();
 
   const lines = [line(header), ...rows.map(line)];
-  if (rows.length === 0) {
+  if (status.backends.length === 0) {
     lines.push("(the backend set is empty)");
   }
   lines.push("", `Listeners: ${status.listeners.join(", ") || "(none)"}`);
@@ -123,6 +126,15 @@ export function formatStatus(status: BalancerStatus): string {
   for (const backend of status.backends.filter((entry) => entry.healthy === false)) {
     const label = backend.health === "retrying" ? "Retrying" : "Unhealthy";
     lines.push(`${label}: "${backend.id}": ${backend.healthCause}`);
+  }
+  for (const backend of status.removed) {
+    const one = backend.active === 1;
+    const connections = one ? "its 1 open connection stays until it closes" : `its ${backend.active} open connections stay until they close`;
+    let reason = "because its target is still in use";
+    if (!backend.targetInUse) {
+      reason = one ? "while it drains" : "while they drain";
+    }
+    lines.push(`Removed: "${backend.id}" left the set; ${connections}, ${reason}`);
   }
   for (const conflict of status.conflicts) {
     lines.push(

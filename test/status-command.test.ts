@@ -144,7 +144,7 @@ test("status reports an HTTP error from another server", async () => {
 });
 
 test("formatStatus marks an empty set", () => {
-  const text = formatStatus({ listeners: [], backends: [], conflicts: [], providers: [], degraded: false });
+  const text = formatStatus({ listeners: [], backends: [], removed: [], conflicts: [], providers: [], degraded: false });
 
   expect(text.split("\n")).toEqual([
     "ID  TARGET  PROVIDER  ACTIVE  TOTAL  BYTES TO BACKEND  BYTES TO CLIENT  HEALTH",
@@ -160,6 +160,7 @@ test("formatStatus shows a retrying backend", () => {
   const text = formatStatus({
     listeners: ["127.0.0.1:7443"],
     backends: [{ ...backend, health: "retrying", healthy: false, healthCause: "dial back-off of 4s ended; the next client retries it" }],
+    removed: [],
     conflicts: [],
     providers: [],
     degraded: true,
@@ -168,4 +169,19 @@ test("formatStatus shows a retrying backend", () => {
   expect(text.split("\n")[1]).toMatch(/^a\s.*\sretrying$/);
   expect(text).toContain('Retrying: "a": dial back-off of 4s ended; the next client retries it\n');
   expect(text).not.toContain("Unhealthy:");
+});
+
+test("formatStatus lists draining removed ids", () => {
+  const text = formatStatus({
+    listeners: [],
+    backends: [],
+    removed: [{ id: "old", target: "127.0.0.1:9", active: 2, total: 5, bytesToBackend: 10, bytesToClient: 20, targetInUse: false }],
+    conflicts: [],
+    providers: [],
+    degraded: false,
+  });
+
+  expect(text.split("\n")[1]).toMatch(/^old\s+127\.0\.0\.1:9\s+\(removed\)\s+2\s+5\s+10\s+20\s+-$/);
+  expect(text).toContain("(the backend set is empty)\n");
+  expect(text).toContain('Removed: "old" left the set; its 2 open connections stay until they close, while they drain\n');
 });
