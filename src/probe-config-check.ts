@@ -172,7 +172,8 @@ function timingProblems(blocks: ProbeBlock[], probe: ProbeOverrides | undefined)
   if (probe?.kind === undefined) {
     return [];
   }
-  // Without a timeout of its own, a probe times out at the default or the interval, whichever is shorter.
+  // The default timeout is not checked: the next probe waits for a slow one, so a
+  // default longer than a short interval only delays probes and needs no action.
   const intervalMs = probe.intervalMs ?? PROBE_DEFAULTS.intervalMs;
   const timeoutMs = probe.timeoutMs;
   if (timeoutMs === undefined || timeoutMs <= intervalMs) {

@@ -60,7 +60,7 @@ test("tinylb probes the backends of its config file", async () => {
       "probe:",
       "  kind: http",
       "  path: /readyz",
-      "  interval: 100ms",
+      "  interval: 1s",
       "  timeout: 1s",
       "  rise: 1",
       "  fall: 1",

@@ -66,13 +66,9 @@ export function resolveProbeSettings(balancer: ProbeOverrides | undefined, backe
     return undefined;
   }
 
-  const intervalMs = backend?.intervalMs ?? balancer?.intervalMs ?? PROBE_DEFAULTS.intervalMs;
-
   return {
     ...PROBE_DEFAULTS,
     expectStatus: [...PROBE_DEFAULTS.expectStatus],
-    // The default timeout never exceeds the interval, so a short interval needs no timeout of its own.
-    timeoutMs: Math.min(PROBE_DEFAULTS.timeoutMs, intervalMs),
     ...balancer,
     ...backend,
     kind,
