@@ -47,7 +47,9 @@ Usage:
 ${STATUS_HELP}
   tinylb --help | --version
 
-Addresses are host:port, [ipv6]:port or unix:/path.
+Addresses are host:port, [ipv6]:port or unix:/path. A listen host name binds one of its
+addresses (localhost: usually only 127.0.0.1), so give each address clients use, such as
+--listen 127.0.0.1:7443 --listen [::1]:7443.
 
 Options:
   --listen ADDR            accept clients on ADDR; repeat for several listeners

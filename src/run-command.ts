@@ -6,7 +6,7 @@ import type { Logger } from "./logger.ts";
 import { Server } from "./server.ts";
 import { capPerThread, startRelayWorkers, type WorkerPool } from "./worker-pool.ts";
 import { resolveSettings, type Settings } from "./settings.ts";
-import { runtimeFields } from "./version.ts";
+import { runtimeFields, VERSION } from "./version.ts";
 
 /** A running balancer process: the server plus its signal handling and reloads. */
 export interface RunningBalancer {
@@ -59,12 +59,16 @@ export async function runBalancer(cli: CliOptions, logger: Logger): Promise<Runn
     throw error;
   }
   log.info("tinylb started", {
+    version: VERSION,
     listeners: server.listeners.map((listener) => listener.name).join(","),
     connectTimeout: formatDuration(settings.connectTimeoutMs),
     keepalive: formatDuration(settings.keepaliveMs),
     workers: settings.workers,
   });
   log.debug("runtime", runtimeFields());
+  if (server.set.size === 0) {
+    log.warn("no backends yet; clients are closed until a provider adds one", { providers: sources.providers.map((provider) => provider.name).join(",") });
+  }
   checkDescriptorLimit(settings.maxConnections, log);
 
   const reload = (): boolean => sources.reload();

@@ -1,5 +1,5 @@
 import type { Socket, SocketHandler } from "bun";
-import type { Address } from "./address.ts";
+import { type Address, formatAddress } from "./address.ts";
 import type { Backend } from "./backend.ts";
 import { BackendSet } from "./backend-set.ts";
 import { type Clock, systemClock } from "./clock.ts";
@@ -10,6 +10,7 @@ import { DescriptorBudget } from "./descriptor-budget.ts";
 import { configureSocket, DialError, type DialOptions, dialBackend } from "./dialer.ts";
 import { type FailoverChecks, FailoverPlan } from "./failover-plan.ts";
 import { HealthChecker, type HealthCheckSettings, type UnhealthyPolicy } from "./health-checker.ts";
+import { describeSetChange } from "./backend-set-log.ts";
 import { type BoundListener, bindListener } from "./listener.ts";
 import { type LogFields, Logger, silentLogger } from "./logger.ts";
 import { RateLimitedLog } from "./rate-limited-log.ts";
@@ -196,7 +197,7 @@ export class Server {
     }
     this.health.update(set);
     this.stats.setChanges++;
-    this.#log.info("backend set changed", { ...fields, count: set.size, backends: set.describe() });
+    this.#log.info("backend set changed", { ...fields, ...describeSetChange(previous, set) });
     if (set.size === 0) {
       this.#log.warn("backend set is empty; clients will be closed until a backend is added");
     }
@@ -297,7 +298,7 @@ export class Server {
   #accept(socket: ClientSocket): void {
     // Each of remoteAddress and remotePort is a getpeername(2) call, so the address is read
     // when first needed, or at once when debug lines (which name it after the close) are on.
-    const readClient = (): string => (socket.remoteAddress ? `${socket.remoteAddress}:${socket.remotePort}` : "unix");
+    const readClient = (): string => (socket.remoteAddress ? formatAddress({ kind: "tcp", host: socket.remoteAddress, port: socket.remotePort }) : "unix");
     const client = this.#log.enabled("debug") ? readClient() : readClient;
     const connection = new Connection(this.#nextId++, socket as Socket<unknown>, client, this.#onConnectionClosed);
     socket.data = connection;
