@@ -1,5 +1,8 @@
 import { afterEach, expect, test } from "bun:test";
 import type { Socket, TCPSocketListener } from "bun";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { PROVIDER_HELP } from "../src/provider-flags.ts";
 import { backendId, DnsProvider, type DnsProviderOptions } from "../src/providers/dns-provider.ts";
 import { TestClient } from "./support/backends.ts";
 import { BalancerScenario } from "./support/balancer-scenario.ts";
@@ -216,4 +219,14 @@ test("backendId shortens a long name with a hash", () => {
 
 test("DnsProvider needs a port without SRV", () => {
   expect(() => new DnsProvider({ name: NAME })).toThrow("a port is required unless srv is set");
+});
+
+test("DNS docs name resolv.conf and hosts", () => {
+  const readme = readFileSync(join(import.meta.dir, "..", "README.md"), "utf8");
+
+  // The provider sends DNS queries only: without --dns-resolver they go to /etc/resolv.conf's servers.
+  expect(readme).toContain("queries go to the name servers listed in `/etc/resolv.conf`");
+  expect(readme).toContain("does not read `/etc/hosts`");
+  expect(PROVIDER_HELP).toContain("/etc/hosts is not read");
+  expect(PROVIDER_HELP).toContain("servers in /etc/resolv.conf");
 });

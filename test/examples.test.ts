@@ -141,3 +141,20 @@ test("apiserver config balances three backends with /readyz probes", () => {
   expect(config.health?.probe?.path).toBe("/readyz");
   expect(config.health?.probe?.expectStatus).toEqual([200]);
 });
+
+test("systemd unit provides the state and admin folders", () => {
+  const unit = readFileSync(UNIT, "utf8");
+  const readme = readFileSync(join(import.meta.dir, "..", "README.md"), "utf8");
+
+  // ProtectSystem=strict leaves only these folders writable.
+  expect(unit).toMatch(/^ProtectSystem=strict$/m);
+  expect(unit).toMatch(/^StateDirectory=tinylb$/m);
+  expect(unit).toMatch(/^RuntimeDirectory=tinylb$/m);
+  const stateFiles = [...readme.matchAll(/stateFile: (\S+)/g)].map((match) => match[1]!);
+  expect(stateFiles.length).toBeGreaterThan(0);
+  for (const path of stateFiles) {
+    expect(path.startsWith("/var/lib/tinylb/")).toBe(true);
+  }
+  const admin = loadConfigFile(CONFIG).providers?.admin;
+  expect(admin).toEqual({ kind: "unix", path: "/run/tinylb/admin.sock" });
+});

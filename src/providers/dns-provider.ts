@@ -28,7 +28,11 @@ export interface DnsProviderOptions {
    * @default 5000
    */
   timeoutMs?: number;
-  /** DNS servers as `ip:port` or `[ipv6]:port`; the system's resolvers when absent. */
+  /**
+   * DNS servers as `ip:port` or `[ipv6]:port`. When absent, queries go to the name servers
+   * of /etc/resolv.conf. /etc/hosts is never read: the Node.js `dns` documentation says the
+   * resolve functions always send DNS queries, and Bun 1.4.4's `Resolver` does the same.
+   */
   servers?: string[];
   /** @default a logger that writes nothing */
   logger?: Logger;
