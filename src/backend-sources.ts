@@ -1,4 +1,3 @@
-import { type Address, formatAddress } from "./address.ts";
 import { AdminServer, checkAdminAddress, readTokenFile } from "./admin-server.ts";
 import { BackendSet } from "./backend-set.ts";
 import { BackendSetUnion } from "./backend-set-union.ts";
@@ -11,6 +10,7 @@ import { checkProbeConfig } from "./probe-config-check.ts";
 import { ListenError } from "./listener.ts";
 import type { Logger } from "./logger.ts";
 import { renderMetrics } from "./metrics.ts";
+import { applyReloadedSettings } from "./reload-settings.ts";
 import { AdminApiProvider } from "./providers/admin-api-provider.ts";
 import { DnsProvider } from "./providers/dns-provider.ts";
 import { FileProvider } from "./providers/file-provider.ts";
@@ -78,7 +78,7 @@ export async function startBackendSources(cli: CliOptions, settings: Settings, s
       path: cli.configPath,
       watch: options.watchConfig,
       logger,
-      onAccepted: (config) => applyFileSettings(config, cli, settings, server, log),
+      onAccepted: (config) => applyFileSettings(config, cli, settings, server, logger),
       check: (config) => checkProbeConfig(cli.health, config.health, cli.configPath),
     });
     providers.push(file);
@@ -158,17 +158,9 @@ export async function startBackendSources(cli: CliOptions, settings: Settings, s
   return sources;
 }
 
-/** Applies the probe settings of a re-read config file and warns about settings that only a restart applies. */
-function applyFileSettings(config: FileConfig, cli: CliOptions, settings: Settings, server: Server, log: Logger): void {
+/** Applies the probe settings and the live settings of a re-read config file, and warns about those that need a restart. */
+function applyFileSettings(config: FileConfig, cli: CliOptions, settings: Settings, server: Server, logger: Logger): void {
   // Probe settings follow the file; the failover and removal policies need a restart.
   server.health.configure(resolveHealthSettings(cli.health, config.health).check);
-  if (cli.listen.length === 0 && config.listen !== undefined && !sameAddresses(config.listen, settings.listen)) {
-    log.warn("listen addresses changed in the config file; restart tinylb to apply them", { file: cli.configPath });
-  }
-}
-
-function sameAddresses(a: readonly Address[], b: readonly Address[]): boolean {
-  const names = (addresses: readonly Address[]): string => addresses.map(formatAddress).sort().join(" ");
-
-  return names(a) === names(b);
+  applyReloadedSettings(config, cli, settings, server, logger);
 }

@@ -138,6 +138,17 @@ export class Server {
     };
   }
 
+  /**
+   * Sets the connect timeout and keepalive time for connections accepted and dials started
+   * from now on; open connections and dials in flight keep the old values.
+   */
+  updateTimeouts(timeouts: { connectTimeoutMs: number; keepaliveMs: number }): void {
+    this.#options.connectTimeoutMs = timeouts.connectTimeoutMs;
+    this.#options.keepaliveMs = timeouts.keepaliveMs;
+    this.#dialOptions.connectTimeoutMs = timeouts.connectTimeoutMs;
+    this.#dialOptions.keepaliveMs = timeouts.keepaliveMs;
+  }
+
   /** Calls `listener` with every backend set `applySet` swaps in, before it closes removed targets. */
   onSetApplied(listener: (set: BackendSet) => void): void {
     this.#setListeners.push(listener);

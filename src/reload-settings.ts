@@ -1,0 +1,122 @@
+import { type Address, formatAddress } from "./address.ts";
+import type { CliOptions } from "./cli.ts";
+import type { FileConfig } from "./config.ts";
+import { formatDuration } from "./duration.ts";
+import { resolveHealthSettings } from "./health-config.ts";
+import type { Logger } from "./logger.ts";
+import { resolveProviderSettings } from "./provider-settings.ts";
+import type { Server } from "./server.ts";
+import { DEFAULTS, type Settings } from "./settings.ts";
+
+/**
+ * Applies the settings of a re-read config file that can change while tinylb runs, and warns
+ * once per reload about changed settings that need a restart.
+ *
+ * Applied live: logLevel, logFormat and shutdownGrace, plus connectTimeout and keepalive for
+ * new connections (with one relay thread only, since `--workers` threads hold their own
+ * copies). Probe settings are applied by the caller. Everything else needs a restart. A
+ * setting that a flag sets is never changed by the file. `settings` is updated in place to the
+ * running values, so a setting that still differs from the file is warned about again on the
+ * next reload.
+ */
+export function applyReloadedSettings(config: FileConfig, cli: CliOptions, settings: Settings, server: Server, logger: Logger): void {
+  const log = logger.with({ component: "main" });
+  const applied: string[] = [];
+  const restart: string[] = [];
+
+  const logLevel = cli.logLevel ?? config.logLevel ?? DEFAULTS.logLevel;
+  if (logLevel !== settings.logLevel) {
+    settings.logLevel = logger.level = logLevel;
+    applied.push(`logLevel=${logLevel}`);
+  }
+  const logFormat = cli.logFormat ?? config.logFormat ?? DEFAULTS.logFormat;
+  if (logFormat !== settings.logFormat) {
+    settings.logFormat = logger.format = logFormat;
+    applied.push(`logFormat=${logFormat}`);
+  }
+  const shutdownGraceMs = cli.shutdownGraceMs ?? config.shutdownGraceMs ?? DEFAULTS.shutdownGraceMs;
+  if (shutdownGraceMs !== settings.shutdownGraceMs) {
+    settings.shutdownGraceMs = shutdownGraceMs;
+    applied.push(`shutdownGrace=${formatDuration(shutdownGraceMs)}`);
+  }
+  applyTimeouts(config, cli, settings, server, applied, restart);
+
+  for (const key of ["maxConnections", "maxConnectionsPerBackend"] as const) {
+    if ((cli[key] ?? config[key] ?? DEFAULTS[key]) !== settings[key]) {
+      restart.push(key);
+    }
+  }
+  if (cli.listen.length === 0 && config.listen !== undefined && !sameAddresses(config.listen, settings.listen)) {
+    restart.push("listen");
+  }
+  restart.push(...changedRestartSettings(config, cli, settings));
+
+  if (applied.length > 0) {
+    log.info("settings changed in the config file applied", { file: cli.configPath, applied: applied.join(",") });
+  }
+  if (restart.length > 0) {
+    log.warn("settings changed in the config file need a restart; the running values stay", { file: cli.configPath, settings: restart.join(",") });
+  }
+}
+
+function applyTimeouts(config: FileConfig, cli: CliOptions, settings: Settings, server: Server, applied: string[], restart: string[]): void {
+  const connectTimeoutMs = cli.connectTimeoutMs ?? config.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs;
+  const keepaliveMs = cli.keepaliveMs ?? config.keepaliveMs ?? DEFAULTS.keepaliveMs;
+  const changed: string[] = [];
+  if (connectTimeoutMs !== settings.connectTimeoutMs) {
+    changed.push(`connectTimeout=${formatDuration(connectTimeoutMs)}`);
+  }
+  if (keepaliveMs !== settings.keepaliveMs) {
+    changed.push(`keepalive=${formatDuration(keepaliveMs)}`);
+  }
+  if (changed.length === 0) {
+    return;
+  }
+  if (settings.workers > 1) {
+    restart.push(...changed.map((entry) => entry.slice(0, entry.indexOf("="))));
+
+    return;
+  }
+
+  server.updateTimeouts({ connectTimeoutMs, keepaliveMs });
+  settings.connectTimeoutMs = connectTimeoutMs;
+  settings.keepaliveMs = keepaliveMs;
+  applied.push(...changed);
+}
+
+/** Names the changed settings of the failover policies and the providers, which apply on restart. */
+function changedRestartSettings(config: FileConfig, cli: CliOptions, settings: Settings): string[] {
+  const changed: string[] = [];
+  const health = resolveHealthSettings(cli.health, config.health);
+  for (const key of ["maxAttempts", "onRemoval", "drainTimeoutMs", "onUnhealthy"] as const) {
+    if (health[key] !== settings.health[key]) {
+      changed.push(key === "drainTimeoutMs" ? "drainTimeout" : key);
+    }
+  }
+
+  const providers = resolveProviderSettings(cli.providers ?? {}, config.providers);
+  const running = settings.providers;
+  const differs = (a: unknown, b: unknown): boolean => JSON.stringify(a) !== JSON.stringify(b);
+  if (differs(providers.admin, running.admin)) {
+    changed.push("admin");
+  }
+  for (const key of ["adminAllowPublic", "adminTokenFile", "watchConfig", "stateFile", "dns"] as const) {
+    if (differs(providers[key], running[key])) {
+      changed.push(key);
+    }
+  }
+  if (differs(config.kubernetes, settings.kubernetes)) {
+    changed.push("kubernetes");
+  }
+  if (differs(config.etcd, settings.etcd)) {
+    changed.push("etcd");
+  }
+
+  return changed;
+}
+
+function sameAddresses(a: readonly Address[], b: readonly Address[]): boolean {
+  const names = (addresses: readonly Address[]): string => addresses.map(formatAddress).sort().join(" ");
+
+  return names(a) === names(b);
+}

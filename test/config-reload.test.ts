@@ -1,0 +1,55 @@
+/**
+ * Settings other than backends and probes in a config file re-read by the compiled binary.
+ */
+import { afterAll, expect, test } from "bun:test";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { HangingTarget } from "./support/fault-peers.ts";
+import { TinylbProcess } from "./support/tinylb-process.ts";
+import { waitFor } from "./support/wait.ts";
+
+const directory = mkdtempSync(join(tmpdir(), "tinylb-reload-"));
+afterAll(() => rmSync(directory, { recursive: true, force: true }));
+
+test("binary applies live settings on reload and names the rest", async () => {
+  const hanging = await HangingTarget.start();
+  const fast = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+  try {
+    const config = join(directory, "tinylb.yaml");
+    // Rotation order is by id: "a-fast" takes the first client, "slow" the second.
+    const base = ["listen: 127.0.0.1:0", "backends:", `  - { id: a-fast, target: "127.0.0.1:${fast.port}" }`, `  - { id: slow, target: "${hanging.target}" }`];
+    writeFileSync(config, [...base, "connectTimeout: 20s", "logLevel: info", ""].join("\n"));
+    await using tinylb = TinylbProcess.start(["--config", config, "--no-watch-config"]);
+    await tinylb.waitForLog("tinylb started");
+    const port = Number(/listening .*listener=127\.0\.0\.1:(\d+)/.exec(tinylb.stderr)![1]);
+
+    writeFileSync(
+      config,
+      [...base, "connectTimeout: 1s", "keepalive: 5s", "shutdownGrace: 2s", "logLevel: debug", "maxConnections: 10", "onRemoval: drain", ""].join("\n"),
+    );
+    tinylb.signal("SIGHUP");
+    await tinylb.waitForLog("settings changed in the config file need a restart");
+
+    expect(tinylb.stderr).toContain('settings changed in the config file applied component=main file=');
+    expect(tinylb.stderr).toContain('applied="logLevel=debug,shutdownGrace=2s,connectTimeout=1s,keepalive=5s"');
+    expect(tinylb.stderr).toContain('settings=maxConnections,onRemoval');
+
+    // The debug level shows each connection, and the new connect timeout applies to the next dial.
+    const first = await Bun.connect({ hostname: "127.0.0.1", port, socket: { data() {} } });
+    await tinylb.waitForLog("DEBUG connection opened");
+    const second = await Bun.connect({ hostname: "127.0.0.1", port, socket: { data() {} } });
+    await tinylb.waitForLog('dial backend "slow"', 15_000);
+    expect(tinylb.stderr).toContain("connect timed out after 1000 ms");
+    first.end();
+    second.end();
+
+    // A second reload of the same file applies nothing again, but the restart list stays.
+    tinylb.signal("SIGHUP");
+    await waitFor("a second restart warning", () => tinylb.stderr.split("need a restart").length === 3);
+    expect(tinylb.stderr.split("settings changed in the config file applied").length).toBe(2);
+  } finally {
+    fast.stop(true);
+    await hanging.stop();
+  }
+}, 60_000);
