@@ -120,6 +120,10 @@ test("tinylb keeps the last good probe on a bad reload", async () => {
     await tinylb.waitForLog("config reload rejected");
     expect(tinylb.stderr).toContain(`probe.bearerTokenFile: cannot read ${join(dir, "absent-token")}: the file does not exist`);
     expect(tinylb.stderr).not.toContain("backend is unhealthy");
+
+    // The old probe still runs: it sees /readyz fail, where the rejected one could not read its token.
+    backend.readyStatus = 503;
+    await tinylb.waitForLog(/backend is unhealthy .*backend=a .*returned status 503/);
     expect(tinylb.process.exitCode).toBeNull();
   } finally {
     backend.stop();
