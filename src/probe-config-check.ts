@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { ConfigError } from "./config.ts";
 import { formatDuration } from "./duration.ts";
+import { describeFileError } from "./file-errors.ts";
 import type { HealthConfig } from "./health-config.ts";
 import { PROBE_DEFAULTS, type ProbeKind, type ProbeOverrides, resolveProbeSettings } from "./probes/probe.ts";
 
@@ -127,23 +128,6 @@ function checkFile(path: string, kind: "pem" | "token"): string | undefined {
   }
 
   return undefined;
-}
-
-function describeFileError(error: unknown): string {
-  const code = (error as { code?: string }).code;
-  switch (code) {
-    case "ENOENT":
-      return "the file does not exist";
-    case "EACCES":
-    case "EPERM":
-      return "permission denied; make the file readable by the user tinylb runs as";
-    case "EISDIR":
-      return "it is a folder, not a file";
-    case "ENOTDIR":
-      return "a part of the path is not a folder";
-  }
-
-  return (error as Error).message ?? String(error);
 }
 
 /** Fields set in `block` that a probe of `kind` does not use. */

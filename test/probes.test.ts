@@ -145,7 +145,7 @@ test("http probe sends the bearer token and never shows it", async () => {
   const wrong = await probe(backendOf(server), { kind: "http", bearerTokenFile: wrongFile }, neverAborted());
   expect(wrong).toBe("GET / returned status 401, expected 200");
   const missing = await probe(backendOf(server), { kind: "http", bearerTokenFile: join(dir, "absent") }, neverAborted());
-  expect(missing).toContain(`read bearer token file ${join(dir, "absent")} failed`);
+  expect(missing).toContain(`read bearer token file ${join(dir, "absent")} failed: the file does not exist`);
   for (const message of [wrong, missing]) {
     expect(message).not.toContain(token);
   }
@@ -204,7 +204,7 @@ test("https probe fails for a missing CA file", async () => {
 
   const result = await probe(backendOf(server), { kind: "https", tls: { caFile: join(dir, "absent.crt") } }, neverAborted());
 
-  expect(result).toContain(`read CA file ${join(dir, "absent.crt")} failed`);
+  expect(result).toContain(`read CA file ${join(dir, "absent.crt")} failed: the file does not exist`);
 });
 
 test("https probe sends the server name as SNI", async () => {

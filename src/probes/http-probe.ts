@@ -1,6 +1,7 @@
 import type { Socket, TLSOptions } from "bun";
 import type { Backend } from "../backend.ts";
 import type { ProbeSettings, ProbeTls } from "./probe.ts";
+import { describeFileError } from "../file-errors.ts";
 import { errorDetail, ProbeError } from "./probe-error.ts";
 
 /** Bytes of response read while looking for the status line; a longer first line fails the probe. */
@@ -165,7 +166,7 @@ async function readPem(what: string, path: string): Promise<string> {
   try {
     return await Bun.file(path).text();
   } catch (error) {
-    throw new ProbeError(`read ${what} file ${path} failed: ${errorDetail(error)}`, { cause: error });
+    throw new ProbeError(`read ${what} file ${path} failed: ${describeFileError(error)}`, { cause: error });
   }
 }
 
@@ -175,7 +176,7 @@ async function readToken(path: string): Promise<string> {
   try {
     token = (await Bun.file(path).text()).trim();
   } catch (error) {
-    throw new ProbeError(`read bearer token file ${path} failed: ${errorDetail(error)}`, { cause: error });
+    throw new ProbeError(`read bearer token file ${path} failed: ${describeFileError(error)}`, { cause: error });
   }
   if (token === "" || /[\r\n]/.test(token)) {
     throw new ProbeError(`bearer token file ${path} is empty or contains more than one line`);
