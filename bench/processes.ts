@@ -1,6 +1,18 @@
 import type { Subprocess } from "bun";
 import { processTree } from "./proc.ts";
 
+/** Processes started and not yet stopped, so an interrupted run can stop them. */
+const running = new Set<StartedProcess>();
+
+/**
+ * Stops every process the benchmark started and still runs, then exits with `code`.
+ * The benchmark calls it on SIGINT and SIGTERM.
+ */
+export async function stopAllAndExit(code: number): Promise<never> {
+  await Promise.all([...running].map((started) => started.stop()));
+  process.exit(code);
+}
+
 /** A peer or contender process started by the benchmark, stopped only by its own process ids. */
 export interface StartedProcess {
   readonly pid: number;
@@ -31,13 +43,19 @@ export function startProcess(argv: string[], cpus?: string, stdin: "ignore" | "p
     }
   })();
 
-  return {
+  const started: StartedProcess = {
     pid: child.pid,
     process: child,
     stderr: () => errors,
     tree: () => processTree(child.pid),
-    stop: () => stopTree(child),
+    stop: async () => {
+      await stopTree(child);
+      running.delete(started);
+    },
   };
+  running.add(started);
+
+  return started;
 }
 
 async function stopTree(child: Subprocess): Promise<void> {

@@ -13,7 +13,7 @@ import { join } from "node:path";
 import { allContenders, type Contender, type ContenderContext, type RunningContender } from "./contenders.ts";
 import { descriptorHardLimit } from "./proc.ts";
 import { EchoBackend, startHttpBackends, startIperfServer } from "./peers.ts";
-import type { StartedProcess } from "./processes.ts";
+import { type StartedProcess, stopAllAndExit } from "./processes.ts";
 import { record, type Results } from "./report.ts";
 import { writeReport } from "./report-file.ts";
 import {
@@ -168,12 +168,18 @@ function workloads(idleConnections: number): Workload[] {
 }
 
 async function main(argv: string[]): Promise<number> {
-  const exitCode = reexecInNetworkNamespace(argv);
+  const exitCode = await reexecInNetworkNamespace(argv);
   if (exitCode !== undefined) {
     return exitCode;
   }
 
   const options = parseOptions(argv);
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    process.on(signal, () => {
+      console.log(`bench: ${signal} received; stopping the processes it started`);
+      void stopAllAndExit(130);
+    });
+  }
   const tools = findTools();
   const cores = cpus().length;
   const idleConnections = fitIdleConnections(options.idleConnections);

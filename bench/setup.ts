@@ -107,7 +107,7 @@ const NETNS_MARK = "TINYLB_BENCH_NETNS";
  * undefined when already inside one or when namespaces are not available (then the run
  * uses the host's loopback).
  */
-export function reexecInNetworkNamespace(argv: string[]): number | undefined {
+export async function reexecInNetworkNamespace(argv: string[]): Promise<number | undefined> {
   if (process.env[NETNS_MARK] === "1") {
     // The ports the benchmark binds (10000-19999) stay out of the ephemeral range.
     writeFileSync("/proc/sys/net/ipv4/ip_local_port_range", "20000 65000");
@@ -120,12 +120,16 @@ export function reexecInNetworkNamespace(argv: string[]): number | undefined {
     return undefined;
   }
 
-  const child = Bun.spawnSync(["unshare", "--net", "--", "sh", "-c", 'ip link set lo up && exec "$@"', "sh", process.execPath, process.argv[1]!, ...argv], {
+  const child = Bun.spawn(["unshare", "--net", "--", "sh", "-c", 'ip link set lo up && exec "$@"', "sh", process.execPath, process.argv[1]!, ...argv], {
     stdio: ["inherit", "inherit", "inherit"],
     env: { ...process.env, [NETNS_MARK]: "1" },
   });
+  // unshare and sh exec the benchmark, so the child's pid is the benchmark's: pass stops on.
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    process.on(signal, () => child.kill(signal));
+  }
 
-  return child.exitCode ?? 1;
+  return (await child.exited) ?? 1;
 }
 
 /** True when this process runs in the namespace that `reexecInNetworkNamespace` created. */
