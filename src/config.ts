@@ -212,9 +212,9 @@ function parseConfigText(path: string, text: string): unknown {
 
 /**
  * Finds the line of a parse error. Bun 1.4.4's YAML, TOML and JSONC errors carry no position
- * in the document (their line and column are those of the calling JavaScript), so this
- * bisects on whole-line prefixes: the error line is the first one whose prefix fails with the
- * same message. About log2(lines) parses of at most the file's size, so at most 1 MiB each.
+ * in the document, because their line and column are those of the calling JavaScript. So this
+ * bisects on whole-line prefixes, and the error line is the first one whose prefix fails with
+ * the same message. About log2(lines) parses of at most the file's size, so at most 1 MiB each.
  * NOTE: this assumes the parser stops at its first error, so that every prefix ending before
  * the error line parses or fails with another message; where that does not hold the line is a guess.
  */

@@ -1,7 +1,7 @@
 import { isIP, isIPv4 } from "node:net";
 import { type Address, formatAddress } from "./address.ts";
 
-/** An address tinylb binds, with the setting that asks for it, such as `--listen` or `admin`. */
+/** An address tinylb binds, with the setting that requests it, such as `--listen` or `admin`. */
 export interface BindRequest {
   setting: string;
   address: Address;
@@ -11,10 +11,10 @@ export interface BindRequest {
  * Finds two bind requests of this process that would clash, so the second bind would fail with
  * EADDRINUSE against this very process. Returns the message for the first clash, or undefined.
  *
- * Two Unix sockets clash on the same path. Two TCP addresses clash on the same port (port 0
- * never clashes: the kernel picks a free one) when the hosts are equal or one is a wildcard
- * that covers the other: `::` covers every host because Linux binds it dual-stack by default,
- * and `0.0.0.0` covers every IPv4 host. `localhost` counts as 127.0.0.1, the only address
+ * Two Unix sockets clash on the same path. Two TCP addresses clash on the same port when the
+ * hosts are equal or one is a wildcard that covers the other. Port 0 never clashes, because
+ * the kernel picks a free one. `::` covers every IP because Linux binds it dual-stack by
+ * default, and `0.0.0.0` covers every IPv4 address. `localhost` counts as 127.0.0.1, the only address
  * tinylb binds for it. Other host names are not resolved, so they never clash here.
  */
 export function findListenConflict(requests: readonly BindRequest[]): string | undefined {

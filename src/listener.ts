@@ -131,7 +131,7 @@ function listenErrorHint(code: string, address: Address): string | undefined {
   switch (code) {
     case "EADDRINUSE":
       // Settings reject clashes between this process's own listen and admin addresses before any
-      // bind, so the holder is most likely another process; the message still does not claim it.
+      // bind, so the holder is most likely another process. The message still does not claim it.
       return "the address is already in use, such as by another tinylb; stop that listener or pick another address";
     case "EACCES":
       return address.kind === "unix"

@@ -47,7 +47,7 @@ test("schema walk finds nested keys", () => {
   expect(keys.length).toBeGreaterThan(40);
 });
 
-// Keys under backends[].probe share the probe table, which says so.
+// Keys under backends[].probe share the probe table, which states that.
 test.each(keys.filter((key) => !key.startsWith("backends[].probe.")))("configuration.md documents %s", (key) => {
   expect(DOC).toContain(`| \`${key}\` |`);
 });
