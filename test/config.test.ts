@@ -112,6 +112,7 @@ describe("loadConfigFile", () => {
     ["misspelt.toml", 'conectTimeout = "3s"\n', ["conectTimeout", '(did you mean "connectTimeout"?)']],
     ["misspelt-backends.yaml", "backend: []\n", ['(top level): unknown key "backend" (did you mean "backends"?); valid keys: listen, backends,']],
     ["unitless-probe.yaml", "probe:\n  interval: 5\n", ["probe.interval: invalid duration 5: add a unit (ms, s, m or h), such as 5s"]],
+    ["unitless-backoff.yaml", "dialBackoff: 5\n", ["dialBackoff: invalid duration 5: add a unit (ms, s, m or h), such as 5s"]],
     ["zero-rise.yaml", "probe:\n  rise: 0\n", ["probe.rise: must be at least 1 (got 0)"]],
     ["missing-target.yaml", "backends:\n  - { id: a }\n", ["backends[0].target: missing"]],
     ["wrong-type.yaml", "backends: api-1=127.0.0.1:1\n", ["backends"]],
