@@ -120,14 +120,16 @@ export class Connection implements PooledConnection {
     this.#download?.forward(chunk);
   }
 
-  /** Handles the client's socket becoming writable again. */
+  /** Handles the client's socket becoming writable again; the flush may pass on the backend's FIN. */
   clientDrain(): void {
     this.#download?.flush();
+    this.#closeIfFinished();
   }
 
-  /** Handles the backend's socket becoming writable again. */
+  /** Handles the backend's socket becoming writable again; the flush may pass on the client's FIN. */
   backendDrain(): void {
     this.#upload.flush();
+    this.#closeIfFinished();
   }
 
   /** Handles a FIN from the client. */
