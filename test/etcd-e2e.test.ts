@@ -106,8 +106,8 @@ async function startTinylb(cluster: EtcdCluster): Promise<{ tinylb: TinylbProces
       "probe:",
       "  kind: http",
       "  path: /health",
-      "  interval: 200ms",
-      "  timeout: 1s",
+      "  interval: 500ms",
+      "  timeout: 500ms",
       "",
     ].join("\n"),
   );
