@@ -4,41 +4,12 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { EchoBackend, FaultProcess } from "./support/fault-peers.ts";
 import { waitFor } from "./support/wait.ts";
+import { Fuzzer } from "./support/fuzz.ts";
 
 const folder = mkdtempSync(join(tmpdir(), "tinylb-admin-fuzz-"));
 afterAll(() => rmSync(folder, { recursive: true, force: true }));
 
-let seed = 0xad317;
-function random(): number {
-  seed = (seed * 1_103_515_245 + 12_345) & 0x7fffffff;
-
-  return seed / 0x80000000;
-}
-const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)]!;
-
-/** Byte-level damage: flips, deletions, insertions (including invalid UTF-8) and truncation. */
-function mutateBytes(bytes: Uint8Array): Uint8Array {
-  const out = [...bytes];
-  const edits = 1 + Math.floor(random() * 3);
-  for (let i = 0; i < edits && out.length > 0; i++) {
-    const at = Math.floor(random() * out.length);
-    switch (Math.floor(random() * 4)) {
-      case 0:
-        out[at] = Math.floor(random() * 256);
-        break;
-      case 1:
-        out.splice(at, 1 + Math.floor(random() * 6));
-        break;
-      case 2:
-        out.splice(at, 0, ...pick([[0xff], [0xc3, 0x28], [0x00], [0x22], [0x7b], [0x5b], [0x2c]]));
-        break;
-      default:
-        out.length = at;
-    }
-  }
-
-  return Uint8Array.from(out);
-}
+const fuzz = new Fuzzer(0xad317);
 
 interface AdminReply {
   status: number;
@@ -87,7 +58,7 @@ test("admin API rejects fuzzed bodies without a partial apply", async () => {
     let rejected = 0;
     for (let i = 0; i < 300; i++) {
       const before = await runningIds(adminPath);
-      const damaged = mutateBytes(new TextEncoder().encode(valid([`f${i}-x`, `f${i}-y`])));
+      const damaged = fuzz.mutateBytes(new TextEncoder().encode(valid([`f${i}-x`, `f${i}-y`])));
       const reply = await request(adminPath, "PUT", "/v1/backends", damaged);
       const what = `body ${JSON.stringify(new TextDecoder().decode(damaged))}`;
       if (reply.status === 200) {

@@ -2,6 +2,7 @@ import { describe, expect, test } from "bun:test";
 import { AddressError } from "../src/address.ts";
 import { HELP, parseArgs, UsageError } from "../src/cli.ts";
 import { BINARY } from "./support/tinylb-process.ts";
+import { Fuzzer } from "./support/fuzz.ts";
 
 /** Every long flag the help text lists, with its metavariable (undefined for a switch). */
 const FLAGS: [flag: string, metavar: string | undefined][] = [...HELP.matchAll(/^\s+(?:-\w, )?(--[a-z][a-z-]*)(?: ([A-Z]+))?/gm)].map((match) => [match[1]!, match[2]]);
@@ -62,23 +63,17 @@ describe("command line", () => {
   });
 
   test("random argument lists never throw anything but a usage error", () => {
-    let seed = 0x5eed;
-    const random = (): number => {
-      seed = (seed * 1_103_515_245 + 12_345) & 0x7fffffff;
-
-      return seed / 0x80000000;
-    };
-    const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)]!;
+    const fuzz = new Fuzzer(0x5eed);
     const pieces = ["", "=", ":", "0", "-1", "1s", "999999999999999999999", "127.0.0.1:1", "unix:/tmp/x", "a=127.0.0.1:1", "\u0000", "\uFFFD", "é", "%s", "${x}", "../../etc/passwd"];
     const randomValue = (): string => {
-      const length = Math.floor(random() * 4);
+      const length = Math.floor(fuzz.random() * 4);
 
-      return Array.from({ length }, () => pick(pieces)).join("");
+      return Array.from({ length }, () => fuzz.pick(pieces)).join("");
     };
 
     let accepted = 0;
     for (let i = 0; i < 3000; i++) {
-      const argv = Array.from({ length: 1 + Math.floor(random() * 4) }, () => (random() < 0.6 ? pick(FLAGS)[0] : randomValue()));
+      const argv = Array.from({ length: 1 + Math.floor(fuzz.random() * 4) }, () => (fuzz.random() < 0.6 ? fuzz.pick(FLAGS)[0] : randomValue()));
       try {
         parseArgs(argv);
         accepted++;

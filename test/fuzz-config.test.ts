@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { ConfigError, loadConfigFile, validateConfig } from "../src/config.ts";
 import { EchoBackend, FaultProcess } from "./support/fault-peers.ts";
 import { waitFor } from "./support/wait.ts";
+import { Fuzzer } from "./support/fuzz.ts";
 
 const folder = mkdtempSync(join(tmpdir(), "tinylb-config-fuzz-"));
 afterAll(() => rmSync(folder, { recursive: true, force: true }));
@@ -64,40 +65,7 @@ const RENDER: Record<string, (config: typeof BASE) => string> = {
   toml: toToml,
 };
 
-let seed = 0xc0ffee;
-function random(): number {
-  seed = (seed * 1_103_515_245 + 12_345) & 0x7fffffff;
-
-  return seed / 0x80000000;
-}
-const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)]!;
-
-/** Byte-level damage: flips, deletions, insertions (including invalid UTF-8) and truncation. */
-function mutateBytes(bytes: Uint8Array): Uint8Array {
-  const out = [...bytes];
-  const edits = 1 + Math.floor(random() * 4);
-  for (let i = 0; i < edits && out.length > 0; i++) {
-    const at = Math.floor(random() * out.length);
-    switch (Math.floor(random() * 5)) {
-      case 0:
-        out[at] = Math.floor(random() * 256);
-        break;
-      case 1:
-        out.splice(at, 1 + Math.floor(random() * 8));
-        break;
-      case 2:
-        out.splice(at, 0, ...pick([[0xff], [0xc3, 0x28], [0xed, 0xa0, 0x80], [0x00], [0x22], [0x7b], [0x5b], [0x3a], [0x0a, 0x20, 0x20]]));
-        break;
-      case 3:
-        out.length = at;
-        break;
-      default:
-        out.splice(at, 0, ...out.slice(Math.floor(random() * out.length)).slice(0, 16));
-    }
-  }
-
-  return Uint8Array.from(out);
-}
+const fuzz = new Fuzzer(0xc0ffee);
 
 /** Returns the error loadConfigFile threw, or undefined when the file was valid. */
 function loadError(path: string): unknown {
@@ -119,7 +87,7 @@ describe("config fuzzing", () => {
 
     let rejected = 0;
     for (let i = 0; i < 600; i++) {
-      const damaged = mutateBytes(original);
+      const damaged = fuzz.mutateBytes(original);
       writeFileSync(path, damaged);
       const error = loadError(path);
       if (error === undefined) {
@@ -234,7 +202,7 @@ test("rejected reloads keep the running set whole", async () => {
       const ids = [`r${i}-x`, `r${i}-y`, `r${i}-z`];
       const before = await runningIds(adminPath);
       const failuresBefore = tinylb.countLines("config reload rejected");
-      write(mutateBytes(new TextEncoder().encode(toYaml(good(ids)))));
+      write(fuzz.mutateBytes(new TextEncoder().encode(toYaml(good(ids)))));
       tinylb.process.kill("SIGHUP");
       await waitFor("the reload to finish", async () => tinylb.countLines("config reload rejected") > failuresBefore || (await runningIds(adminPath)) !== before, 5000).catch(() => {});
       const after = await runningIds(adminPath);
