@@ -1,6 +1,7 @@
 import { type BackendSources, startBackendSources } from "./backend-sources.ts";
 import type { CliOptions } from "./cli.ts";
 import { checkDescriptorLimit } from "./descriptor-budget.ts";
+import { ListenLocks } from "./listen-lock.ts";
 import { formatDuration } from "./duration.ts";
 import type { Logger } from "./logger.ts";
 import { Server } from "./server.ts";
@@ -46,16 +47,21 @@ export async function runBalancer(cli: CliOptions, logger: Logger): Promise<Runn
     logger,
     reusePort: settings.workers > 1,
   });
+  // The locks keep a second tinylb off these addresses even where listeners share ports (--workers).
+  const locks = new ListenLocks();
+  locks.acquire(settings.listen);
   const sources = await startBackendSources(cli, settings, server, logger);
   let workers: WorkerPool | undefined;
   try {
     await server.start();
+    locks.acquire(server.listeners.map((listener) => listener.address));
     workers = await startRelayWorkers(settings, server, logger);
     await sources.startAdmin();
   } catch (error) {
     await sources.stop();
     await workers?.shutdown(0);
     server.stopListening();
+    locks.release();
     throw error;
   }
   log.info("tinylb started", {
@@ -74,6 +80,7 @@ export async function runBalancer(cli: CliOptions, logger: Logger): Promise<Runn
   const reload = (): boolean => sources.reload();
   const exited = waitForStop(server, workers, settings, log).then(async (code) => {
     await sources.stop();
+    locks.release();
 
     return code;
   });
