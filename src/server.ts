@@ -6,12 +6,12 @@ import { type Clock, systemClock } from "./clock.ts";
 import { type CloseKind, Connection, type ConnectionClosedHandler } from "./connection.ts";
 import { ConnectionPool } from "./connection-pool.ts";
 import { ConnectionLimits } from "./connection-limits.ts";
-import { DescriptorBudget } from "./descriptor-budget.ts";
 import { configureSocket, DialError, type DialOptions, dialBackend } from "./dialer.ts";
 import { type FailoverChecks, FailoverPlan } from "./failover-plan.ts";
 import { HealthChecker, type HealthCheckSettings, type UnhealthyPolicy } from "./health-checker.ts";
 import { describeSetChange } from "./backend-set-log.ts";
-import { type BoundListener, bindListener } from "./listener.ts";
+import type { BoundListener } from "./listener.ts";
+import { ListenerSet } from "./listener-set.ts";
 import { type LogFields, Logger, silentLogger } from "./logger.ts";
 import { RateLimitedLog } from "./rate-limited-log.ts";
 import { RoundRobinSelector } from "./round-robin-selector.ts";
@@ -103,16 +103,9 @@ export class Server {
   readonly #options: Required<ServerOptions>;
   readonly #log: Logger;
   readonly #emptySetWarning: RateLimitedLog;
-  #listeners: BoundListener[] = [];
+  readonly #listeners: ListenerSet<Connection>;
   #nextId = 1;
   #idleWaiters: (() => void)[] = [];
-  #handlers: SocketHandler<Connection> | undefined;
-  #descriptors: DescriptorBudget | undefined;
-  readonly #descriptorError: RateLimitedLog;
-  #acceptPaused = false;
-  #resumeTimer: Timer | undefined;
-  /** Times the listeners were stopped because the descriptor limit was nearly reached. */
-  acceptPauses = 0;
   readonly #setListeners: ((set: BackendSet) => void)[] = [];
   // Built once rather than per connection, because the accept path allocates on every client.
   readonly #onConnectionClosed: ConnectionClosedHandler = (connection, kind, reason) => this.#connectionClosed(connection, kind, reason);
@@ -126,7 +119,7 @@ export class Server {
     this.#options = { connectTimeoutMs: 3000, keepaliveMs: 30_000, maxConnections: 0, maxConnectionsPerBackend: 0, health: {}, maxAttempts: 0, onRemoval: "close", drainTimeoutMs: 30_000, onUnhealthy: "keep", clock: systemClock, logger: silentLogger, reusePort: false, ...options };
     this.#log = this.#options.logger.with({ component: "server" });
     this.#emptySetWarning = new RateLimitedLog(this.#log, "warn", 10_000);
-    this.#descriptorError = new RateLimitedLog(this.#log, "error", 10_000);
+    this.#listeners = new ListenerSet(this.#log, this.#options.reusePort);
     this.limits = new ConnectionLimits(this.#options, this.#options.logger);
     this.health = new HealthChecker({ ...this.#options.health, clock: this.#options.clock, logger: this.#options.logger });
     this.health.onFlip((backend, healthy) => this.#healthFlipped(backend, healthy));
@@ -161,7 +154,7 @@ export class Server {
 
   /** Bound listeners, with the real ports. */
   get listeners(): readonly BoundListener[] {
-    return this.#listeners;
+    return this.#listeners.listeners;
   }
 
   /** Open connections plus those still dialing. */
@@ -175,19 +168,7 @@ export class Server {
    * @throws {ListenError} naming the address that could not be bound.
    */
   async start(): Promise<void> {
-    const handlers = this.#clientHandlers();
-    this.#handlers = handlers;
-    try {
-      for (const address of this.#options.listen) {
-        const listener = await bindListener(address, handlers, { reusePort: this.#options.reusePort });
-        this.#listeners.push(listener);
-        this.#log.info("listening", { listener: listener.name });
-      }
-    } catch (error) {
-      this.stopListening();
-      throw error;
-    }
-    this.#descriptors = DescriptorBudget.ofProcess();
+    await this.#listeners.bind(this.#options.listen, this.#clientHandlers());
   }
 
   /**
@@ -229,17 +210,17 @@ export class Server {
 
   /** Stops accepting new clients; open connections carry on. */
   stopListening(): void {
-    clearTimeout(this.#resumeTimer);
-    this.#acceptPaused = false;
-    for (const listener of this.#listeners) {
-      listener.stop();
-    }
-    this.#listeners = [];
+    this.#listeners.stop();
   }
 
   /** True while the listeners are stopped because the descriptor limit is nearly reached. */
   get acceptPaused(): boolean {
-    return this.#acceptPaused;
+    return this.#listeners.acceptPaused;
+  }
+
+  /** Times the listeners were stopped because the descriptor limit was nearly reached. */
+  get acceptPauses(): number {
+    return this.#listeners.acceptPauses;
   }
 
   /**
@@ -331,7 +312,7 @@ export class Server {
     }
 
     this.#dialing.add(connection);
-    this.#guardDescriptors();
+    this.#listeners.guardDescriptors(this.activeCount);
     this.#connect(connection).catch((error: unknown) => {
       this.#log.error("invariant violated: connection failed outside a dial", { conn: connection.id, client: connection.clientAddress, err: error });
       connection.reset("internal error");
@@ -411,78 +392,6 @@ export class Server {
         wake();
       }
     }
-  }
-
-  /**
-   * Stops the listeners while fewer descriptors are free than the budget's reserve, because
-   * at the descriptor limit Bun's listener retries the failing accept(2) in a busy loop.
-   * Open connections carry on; a timer binds the listeners again once descriptors are free.
-   * NOTE: while stopped, new clients get "connection refused" and clients in the backlog are
-   * reset. Another process may take the port meanwhile, so binding again retries with back-off.
-   */
-  #guardDescriptors(): void {
-    const budget = this.#descriptors;
-    if (budget === undefined || this.#acceptPaused || this.#listeners.length === 0 || !budget.exhausted(this.activeCount)) {
-      return;
-    }
-
-    this.#acceptPaused = true;
-    this.acceptPauses++;
-    for (const listener of this.#listeners) {
-      listener.stop();
-    }
-    this.#descriptorError.log("file descriptor limit nearly reached; stopped accepting clients until descriptors are free", {
-      limit: budget.limit,
-      reserve: budget.reserve,
-      open: this.activeCount,
-    });
-    this.#scheduleResume(100);
-  }
-
-  #scheduleResume(delayMs: number): void {
-    this.#resumeTimer = setTimeout(() => void this.#resumeAccepting(delayMs), delayMs);
-  }
-
-  /** Binds the stopped listeners again on their bound addresses, or backs off (up to 2 s) while descriptors are short. */
-  async #resumeAccepting(delayMs: number): Promise<void> {
-    this.#resumeTimer = undefined;
-    const nextDelayMs = Math.min(2 * delayMs, 2000);
-    if (!this.#acceptPaused || this.#handlers === undefined) {
-      return;
-    }
-    if (!this.#descriptors!.recovered()) {
-      this.#scheduleResume(nextDelayMs);
-
-      return;
-    }
-
-    const stopped = this.#listeners;
-    const bound: BoundListener[] = [];
-    try {
-      for (const listener of stopped) {
-        bound.push(await bindListener(listener.address, this.#handlers, { reusePort: this.#options.reusePort }));
-      }
-    } catch (error) {
-      for (const listener of bound) {
-        listener.stop();
-      }
-      this.#log.error("binding the listeners again failed; retrying", { err: error, retryMs: nextDelayMs });
-      this.#scheduleResume(nextDelayMs);
-
-      return;
-    }
-    if (!this.#acceptPaused || this.#listeners !== stopped) {
-      // stopListening ran while binding: the balancer is shutting down.
-      for (const listener of bound) {
-        listener.stop();
-      }
-
-      return;
-    }
-
-    this.#listeners = bound;
-    this.#acceptPaused = false;
-    this.#log.info("file descriptors are free again; accepting clients", { listeners: bound.map((listener) => listener.name).join(",") });
   }
 
   #whenIdle(): Promise<void> {

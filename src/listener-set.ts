@@ -1,0 +1,150 @@
+import type { SocketHandler } from "bun";
+import type { Address } from "./address.ts";
+import { DescriptorBudget } from "./descriptor-budget.ts";
+import { type BoundListener, bindListener } from "./listener.ts";
+import type { Logger } from "./logger.ts";
+import { RateLimitedLog } from "./rate-limited-log.ts";
+
+/**
+ * The bound listeners of a server, and the guard that stops them while the process is
+ * short of file descriptors and binds them again once descriptors are free.
+ *
+ * The set owns its listeners: `stop` stops every one, and a listener bound again after a
+ * pause replaces the stopped one in `listeners`.
+ */
+export class ListenerSet<Data> {
+  readonly #log: Logger;
+  readonly #reusePort: boolean;
+  readonly #descriptorError: RateLimitedLog;
+  #listeners: BoundListener[] = [];
+  #handlers: SocketHandler<Data> | undefined;
+  #descriptors: DescriptorBudget | undefined;
+  #acceptPaused = false;
+  #resumeTimer: Timer | undefined;
+  /** Times the listeners were stopped because the descriptor limit was nearly reached. */
+  acceptPauses = 0;
+
+  /**
+   * @param log the server's logger, which gets the set's lines on binds, pauses and resumes.
+   * @param reusePort bind TCP listeners with SO_REUSEPORT (see `bindListener`).
+   */
+  constructor(log: Logger, reusePort: boolean) {
+    this.#log = log;
+    this.#reusePort = reusePort;
+    this.#descriptorError = new RateLimitedLog(this.#log, "error", 10_000);
+  }
+
+  /** Bound listeners, with the real ports. */
+  get listeners(): readonly BoundListener[] {
+    return this.#listeners;
+  }
+
+  /** True while the listeners are stopped because the descriptor limit is nearly reached. */
+  get acceptPaused(): boolean {
+    return this.#acceptPaused;
+  }
+
+  /**
+   * Binds a listener on every address, in order. On a failure the listeners bound so far are stopped.
+   *
+   * @throws {ListenError} naming the address that could not be bound.
+   */
+  async bind(addresses: readonly Address[], handlers: SocketHandler<Data>): Promise<void> {
+    this.#handlers = handlers;
+    try {
+      for (const address of addresses) {
+        const listener = await bindListener(address, handlers, { reusePort: this.#reusePort });
+        this.#listeners.push(listener);
+        this.#log.info("listening", { listener: listener.name });
+      }
+    } catch (error) {
+      this.stop();
+      throw error;
+    }
+    this.#descriptors = DescriptorBudget.ofProcess();
+  }
+
+  /** Stops every listener and cancels a pending bind after a pause. Open connections carry on. */
+  stop(): void {
+    clearTimeout(this.#resumeTimer);
+    this.#acceptPaused = false;
+    for (const listener of this.#listeners) {
+      listener.stop();
+    }
+    this.#listeners = [];
+  }
+
+  /**
+   * Stops the listeners while fewer descriptors are free than the budget's reserve, because
+   * at the descriptor limit Bun's listener retries the failing accept(2) in a busy loop.
+   * Open connections carry on; a timer binds the listeners again once descriptors are free.
+   * NOTE: while stopped, new clients get "connection refused" and clients in the backlog are
+   * reset. Another process may take the port meanwhile, so binding again retries with back-off.
+   *
+   * @param active connections open or dialing, counting the client just accepted.
+   */
+  guardDescriptors(active: number): void {
+    const budget = this.#descriptors;
+    if (budget === undefined || this.#acceptPaused || this.#listeners.length === 0 || !budget.exhausted(active)) {
+      return;
+    }
+
+    this.#acceptPaused = true;
+    this.acceptPauses++;
+    for (const listener of this.#listeners) {
+      listener.stop();
+    }
+    this.#descriptorError.log("file descriptor limit nearly reached; stopped accepting clients until descriptors are free", {
+      limit: budget.limit,
+      reserve: budget.reserve,
+      open: active,
+    });
+    this.#scheduleResume(100);
+  }
+
+  #scheduleResume(delayMs: number): void {
+    this.#resumeTimer = setTimeout(() => void this.#resumeAccepting(delayMs), delayMs);
+  }
+
+  /** Binds the stopped listeners again on their bound addresses, or backs off (up to 2 s) while descriptors are short. */
+  async #resumeAccepting(delayMs: number): Promise<void> {
+    this.#resumeTimer = undefined;
+    const nextDelayMs = Math.min(2 * delayMs, 2000);
+    if (!this.#acceptPaused || this.#handlers === undefined) {
+      return;
+    }
+    if (!this.#descriptors!.recovered()) {
+      this.#scheduleResume(nextDelayMs);
+
+      return;
+    }
+
+    const stopped = this.#listeners;
+    const bound: BoundListener[] = [];
+    try {
+      for (const listener of stopped) {
+        bound.push(await bindListener(listener.address, this.#handlers, { reusePort: this.#reusePort }));
+      }
+    } catch (error) {
+      for (const listener of bound) {
+        listener.stop();
+      }
+      this.#log.error("binding the listeners again failed; retrying", { err: error, retryMs: nextDelayMs });
+      this.#scheduleResume(nextDelayMs);
+
+      return;
+    }
+    if (!this.#acceptPaused || this.#listeners !== stopped) {
+      // stop() ran while binding: the balancer is shutting down.
+      for (const listener of bound) {
+        listener.stop();
+      }
+
+      return;
+    }
+
+    this.#listeners = bound;
+    this.#acceptPaused = false;
+    this.#log.info("file descriptors are free again; accepting clients", { listeners: bound.map((listener) => listener.name).join(",") });
+  }
+}
