@@ -115,13 +115,17 @@ export class Server {
   };
   readonly #dialOptions: DialOptions;
 
-  constructor(options: ServerOptions) {
+  /**
+   * @param health replaces the checker built from `options.health`, such as a relay worker's
+   *   copy of the main thread's health state.
+   */
+  constructor(options: ServerOptions, health?: HealthChecker) {
     this.#options = { connectTimeoutMs: 3000, keepaliveMs: 30_000, maxConnections: 0, maxConnectionsPerBackend: 0, health: {}, maxAttempts: 0, onRemoval: "close", drainTimeoutMs: 30_000, onUnhealthy: "keep", clock: systemClock, logger: silentLogger, reusePort: false, ...options };
     this.#log = this.#options.logger.with({ component: "server" });
     this.#emptySetWarning = new RateLimitedLog(this.#log, "warn", 10_000);
     this.#listeners = new ListenerSet(this.#log, this.#options.reusePort);
     this.limits = new ConnectionLimits(this.#options, this.#options.logger);
-    this.health = new HealthChecker({ ...this.#options.health, clock: this.#options.clock, logger: this.#options.logger });
+    this.health = health ?? new HealthChecker({ ...this.#options.health, clock: this.#options.clock, logger: this.#options.logger });
     this.health.onFlip((backend, healthy) => this.#healthFlipped(backend, healthy));
     this.#drains = new TargetDrains(this.pool, this.#log, this.#options.clock);
     this.#dialOptions = {
