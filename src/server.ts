@@ -1,13 +1,13 @@
 import type { Socket, SocketHandler } from "bun";
 import { type Address, formatAddress } from "./address.ts";
 import type { Backend } from "./backend.ts";
+import { BackendConnector } from "./backend-connector.ts";
 import { BackendSet } from "./backend-set.ts";
 import { type Clock, systemClock } from "./clock.ts";
 import { type CloseKind, Connection, type ConnectionClosedHandler } from "./connection.ts";
 import { ConnectionPool } from "./connection-pool.ts";
 import { ConnectionLimits } from "./connection-limits.ts";
-import { configureSocket, DialError, type DialOptions, dialBackend } from "./dialer.ts";
-import { type FailoverChecks, FailoverPlan } from "./failover-plan.ts";
+import { configureSocket } from "./dialer.ts";
 import { HealthChecker, type HealthCheckSettings, type UnhealthyPolicy } from "./health-checker.ts";
 import { describeSetChange } from "./backend-set-log.ts";
 import type { BoundListener } from "./listener.ts";
@@ -109,11 +109,7 @@ export class Server {
   readonly #setListeners: ((set: BackendSet) => void)[] = [];
   // Built once rather than per connection, because the accept path allocates on every client.
   readonly #onConnectionClosed: ConnectionClosedHandler = (connection, kind, reason) => this.#connectionClosed(connection, kind, reason);
-  readonly #failoverChecks: FailoverChecks = {
-    hasRoom: (candidate) => this.limits.hasRoom(candidate.id),
-    isHealthy: (candidate) => this.health.isHealthy(candidate),
-  };
-  readonly #dialOptions: DialOptions;
+  readonly #connector: BackendConnector;
 
   /**
    * @param health replaces the checker built from `options.health`, such as a relay worker's
@@ -128,11 +124,17 @@ export class Server {
     this.health = health ?? new HealthChecker({ ...this.#options.health, clock: this.#options.clock, logger: this.#options.logger });
     this.health.onFlip((backend, healthy) => this.#healthFlipped(backend, healthy));
     this.#drains = new TargetDrains(this.pool, this.#log, this.#options.clock);
-    this.#dialOptions = {
+    this.#connector = new BackendConnector({
+      selector: this.#selector,
+      limits: this.limits,
+      health: this.health,
+      stats: this.stats,
+      log: this.#log,
+      maxAttempts: this.#options.maxAttempts,
       connectTimeoutMs: this.#options.connectTimeoutMs,
       keepaliveMs: this.#options.keepaliveMs,
-      isCurrent: (candidate) => this.#selector.set.hasTarget(candidate.target),
-    };
+      registered: (connection, backend) => this.#registered(connection, backend),
+    });
   }
 
   /**
@@ -142,8 +144,7 @@ export class Server {
   updateTimeouts(timeouts: { connectTimeoutMs: number; keepaliveMs: number }): void {
     this.#options.connectTimeoutMs = timeouts.connectTimeoutMs;
     this.#options.keepaliveMs = timeouts.keepaliveMs;
-    this.#dialOptions.connectTimeoutMs = timeouts.connectTimeoutMs;
-    this.#dialOptions.keepaliveMs = timeouts.keepaliveMs;
+    this.#connector.updateTimeouts(timeouts);
   }
 
   /** Calls `listener` with every backend set `applySet` swaps in, before it closes removed targets. */
@@ -317,52 +318,10 @@ export class Server {
 
     this.#dialing.add(connection);
     this.#listeners.guardDescriptors(this.activeCount);
-    this.#connect(connection).catch((error: unknown) => {
+    this.#connector.connect(connection).catch((error: unknown) => {
       this.#log.error("invariant violated: connection failed outside a dial", { conn: connection.id, client: connection.clientAddress, err: error });
       connection.reset("internal error");
     });
-  }
-
-  /**
-   * Dials backends until one connects: healthy ones first, in rotation order, then the
-   * unhealthy ones, each at most once and at most `maxAttempts` in all (see FailoverPlan).
-   */
-  async #connect(connection: Connection): Promise<void> {
-    const plan = new FailoverPlan(this.#selector, this.#failoverChecks, this.#options.maxAttempts);
-    let backend = plan.first();
-    while (backend !== undefined) {
-      this.limits.reserve(backend.id);
-      try {
-        await dialBackend(connection, backend, this.#dialOptions);
-        this.health.dialSucceeded(backend);
-        this.#registered(connection, backend);
-
-        return;
-      } catch (error) {
-        this.limits.release(backend.id);
-        if (!(error instanceof DialError)) {
-          throw error;
-        }
-        this.stats.backend(backend.id).dialFailures++;
-        this.health.dialFailed(backend, error.message);
-        if (connection.closed) {
-          return;
-        }
-        this.#log.warn(error.message, { conn: connection.id, client: connection.clientAddress, backend: backend.id, target: backend.target });
-      }
-      backend = plan.next(backend);
-    }
-
-    if (plan.attempts === 0) {
-      this.limits.reject("backend", connection.clientAddress);
-      connection.close("every backend is at its connection limit");
-
-      return;
-    }
-
-    this.stats.unserved++;
-    this.#log.error("no backend could be dialled; closing client", { conn: connection.id, client: connection.clientAddress, tried: plan.attempts });
-    connection.close("every backend failed");
   }
 
   #registered(connection: Connection, backend: Backend): void {
