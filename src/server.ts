@@ -15,7 +15,8 @@ import { ListenerSet } from "./listener-set.ts";
 import { type LogFields, Logger, silentLogger } from "./logger.ts";
 import { RateLimitedLog } from "./rate-limited-log.ts";
 import { RoundRobinSelector } from "./round-robin-selector.ts";
-import { type RemovalPolicy, TargetDrains } from "./target-drain.ts";
+import { RemovalPolicies } from "./removal-policies.ts";
+import type { RemovalPolicy } from "./target-drain.ts";
 import { TrafficStats } from "./traffic-stats.ts";
 
 /** Settings of a server. */
@@ -97,7 +98,7 @@ export class Server {
   readonly limits: ConnectionLimits;
   /** Health of every backend of the set, for status pages; the rotation skips unhealthy ones. */
   readonly health: HealthChecker;
-  readonly #drains: TargetDrains;
+  readonly #removals: RemovalPolicies;
   readonly #selector = new RoundRobinSelector();
   readonly #dialing = new Set<Connection>();
   readonly #options: Required<ServerOptions>;
@@ -122,8 +123,8 @@ export class Server {
     this.#listeners = new ListenerSet(this.#log, this.#options.reusePort);
     this.limits = new ConnectionLimits(this.#options, this.#options.logger);
     this.health = health ?? new HealthChecker({ ...this.#options.health, clock: this.#options.clock, logger: this.#options.logger });
-    this.health.onFlip((backend, healthy) => this.#healthFlipped(backend, healthy));
-    this.#drains = new TargetDrains(this.pool, this.#log, this.#options.clock);
+    this.#removals = new RemovalPolicies(this.pool, this.health, this.#log, this.#options.clock, this.#options);
+    this.health.onFlip((backend, healthy) => this.#removals.healthFlipped(backend, healthy));
     this.#connector = new BackendConnector({
       selector: this.#selector,
       limits: this.limits,
@@ -199,16 +200,7 @@ export class Server {
       this.#log.warn("backend set is empty; clients will be closed until a backend is added");
     }
 
-    for (const target of this.#drains.targets) {
-      if (set.hasTarget(target)) {
-        this.#drains.cancel(target);
-      }
-    }
-    for (const target of this.pool.targets()) {
-      if (!set.hasTarget(target)) {
-        this.#closeTarget(target, previous);
-      }
-    }
+    this.#removals.setReplaced(previous, set);
 
     return true;
   }
@@ -246,39 +238,13 @@ export class Server {
 
   /** Closes every open and dialing connection at once; returns how many were closed. */
   closeAll(reason: string): number {
-    this.#drains.clear();
+    this.#removals.cancelDrains();
     const dialing = [...this.#dialing];
     for (const connection of dialing) {
       connection.close(reason);
     }
 
     return dialing.length + this.pool.closeAll(reason);
-  }
-
-  #closeTarget(target: string, previous: BackendSet): void {
-    const ids = previous.backends.filter((backend) => backend.target === target).map((backend) => backend.id);
-    if (this.#options.onRemoval === "drain") {
-      this.#drains.drain(target, ids.join(","), this.#options.drainTimeoutMs);
-
-      return;
-    }
-    const closed = this.pool.closeTarget(target, "target left the backend set");
-    this.#log.info("closed connections of removed target", { backend: ids.join(","), target, closed });
-  }
-
-  /** Applies the `onUnhealthy` policy to a backend whose health just flipped. */
-  #healthFlipped(backend: Backend, healthy: boolean): void {
-    if (healthy || this.#options.onUnhealthy !== "close") {
-      return;
-    }
-    if (this.health.degraded) {
-      this.#log.info("kept connections of unhealthy backend because every backend is unhealthy", { backend: backend.id, target: backend.target });
-
-      return;
-    }
-
-    const closed = this.pool.closeTarget(backend.target, "backend turned unhealthy");
-    this.#log.info("closed connections of unhealthy backend", { backend: backend.id, target: backend.target, closed });
   }
 
   #clientHandlers(): SocketHandler<Connection> {
