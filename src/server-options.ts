@@ -1,0 +1,67 @@
+import type { Address } from "./address.ts";
+import type { Clock } from "./clock.ts";
+import type { HealthCheckSettings, UnhealthyPolicy } from "./health-checker.ts";
+import type { Logger } from "./logger.ts";
+import type { RemovalPolicy } from "./target-drain.ts";
+
+/** Settings of a server. */
+export interface ServerOptions {
+  /** Addresses to accept clients on; port 0 lets the kernel pick. */
+  listen: Address[];
+  /**
+   * Milliseconds a backend connect may take before the next backend is tried.
+   * @default 3000
+   */
+  connectTimeoutMs?: number;
+  /**
+   * Idle milliseconds before TCP keepalive probes start on both sockets; 0 turns keepalive off.
+   * @default 30000
+   */
+  keepaliveMs?: number;
+  /**
+   * Connections open or dialing at once; a client over the cap is closed at once. 0 means no cap.
+   * @default 0
+   */
+  maxConnections?: number;
+  /**
+   * Connections open or dialing at once to one backend id; a backend at its cap is skipped. 0 means no cap.
+   * @default 0
+   */
+  maxConnectionsPerBackend?: number;
+  /**
+   * Active probes and the dial back-off.
+   * @default no probes, and a back-off of 1 s doubling to 30 s
+   */
+  health?: HealthCheckSettings;
+  /**
+   * Backends one client tries, in rotation order, before it is closed; 0 means every backend once.
+   * @default 0
+   */
+  maxAttempts?: number;
+  /**
+   * Open connections of a target that leaves the set: `close` at once, or `drain` (let them
+   * finish until `drainTimeoutMs`, then close them).
+   * @default "close"
+   */
+  onRemoval?: RemovalPolicy;
+  /**
+   * Milliseconds a removed target's connections may take to finish under the `drain` policy.
+   * @default 30000
+   */
+  drainTimeoutMs?: number;
+  /**
+   * Open connections of a backend that turns unhealthy: `keep` them, or `close` them
+   * (except while the balancer is degraded, when closing would cut every backend).
+   * @default "keep"
+   */
+  onUnhealthy?: UnhealthyPolicy;
+  /** Time source of health checks and drain deadlines. @default the system clock */
+  clock?: Clock;
+  /** @default a logger that writes nothing */
+  logger?: Logger;
+  /**
+   * Bind TCP listeners with SO_REUSEPORT, so the relay workers of `--workers` share them.
+   * @default false
+   */
+  reusePort?: boolean;
+}
