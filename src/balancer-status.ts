@@ -1,6 +1,7 @@
 import type { HealthCondition } from "./backend-health.ts";
 import type { BackendIdConflict, BackendSetUnion } from "./backend-set-union.ts";
 import type { Server } from "./server.ts";
+import { relayWorkersOf } from "./worker-pool.ts";
 
 /** Traffic and origin of one backend id, as `GET /v1/backends` and `tinylb status` show it. */
 export interface BackendStatus {
@@ -81,9 +82,10 @@ export interface OpenTraffic {
 }
 
 /**
- * Groups the server's open connections by the backend id each was opened for. An id that
- * left the set can still have open connections when another id shares its target, or while
- * they drain, so the map may hold ids the set does not. Linear in the open connections.
+ * Groups the server's open connections by the backend id each was opened for, adding those
+ * of its relay workers as of their last counter deltas. An id that left the set can still
+ * have open connections when another id shares its target, or while they drain, so the map
+ * may hold ids the set does not. Linear in the open connections.
  */
 export function openTrafficById(server: Server): Map<string, OpenTraffic> {
   const byId = new Map<string, OpenTraffic>();
@@ -97,6 +99,16 @@ export function openTrafficById(server: Server): Map<string, OpenTraffic> {
     traffic.active++;
     traffic.bytesToBackend += connection.bytesToBackend;
     traffic.bytesToClient += connection.bytesToClient;
+  }
+  for (const [id, inWorkers] of relayWorkersOf(server)?.openTrafficById() ?? []) {
+    const traffic = byId.get(id);
+    if (traffic === undefined) {
+      byId.set(id, inWorkers);
+      continue;
+    }
+    traffic.active += inWorkers.active;
+    traffic.bytesToBackend += inWorkers.bytesToBackend;
+    traffic.bytesToClient += inWorkers.bytesToClient;
   }
 
   return byId;

@@ -72,6 +72,7 @@ export class HealthChecker {
   #set = BackendSet.EMPTY;
   readonly #entries = new Map<string, Entry>();
   readonly #listeners: HealthFlipListener[] = [];
+  readonly #conditionListeners: (() => void)[] = [];
   #degraded = false;
   #stopped = false;
 
@@ -90,6 +91,14 @@ export class HealthChecker {
   /** Calls `listener` on every flip of a backend's health. */
   onFlip(listener: HealthFlipListener): void {
     this.#listeners.push(listener);
+  }
+
+  /**
+   * Calls `listener` after every change of a backend's condition, flips and changes
+   * between unhealthy and retrying alike, once `degraded` is up to date.
+   */
+  onConditionChange(listener: () => void): void {
+    this.#conditionListeners.push(listener);
   }
 
   /**
@@ -292,6 +301,7 @@ export class HealthChecker {
     const healthy = condition === "healthy";
     if (healthy === entry.reported) {
       this.#log.debug(condition === "retrying" ? "backend is retrying" : "backend stays unhealthy", { backend: backend.id, target: backend.target, cause });
+      this.#announceConditionChange();
 
       return;
     }
@@ -301,6 +311,13 @@ export class HealthChecker {
     this.#updateDegraded();
     for (const listener of this.#listeners) {
       listener(backend, healthy, cause);
+    }
+    this.#announceConditionChange();
+  }
+
+  #announceConditionChange(): void {
+    for (const listener of this.#conditionListeners) {
+      listener();
     }
   }
 

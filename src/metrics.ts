@@ -1,6 +1,7 @@
 import type { BackendSetUnion } from "./backend-set-union.ts";
 import { openTrafficById } from "./balancer-status.ts";
 import type { Server } from "./server.ts";
+import { relayWorkersOf } from "./worker-pool.ts";
 
 /** Content type of the Prometheus text exposition format, version 0.0.4. */
 export const METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
@@ -77,7 +78,7 @@ export function renderMetrics(source: MetricsSource): string {
     [{ limit: "global" }, server.limits.rejectedGlobal],
     [{ limit: "backend" }, server.limits.rejectedBackend],
   ]);
-  page.add("tinylb_accept_pauses_total", "counter", "Times the listeners stopped because the file descriptor limit was nearly reached.", [[{}, server.acceptPauses]]);
+  page.add("tinylb_accept_pauses_total", "counter", "Times the listeners stopped because the file descriptor limit was nearly reached.", [[{}, server.acceptPauses + (relayWorkersOf(server)?.acceptPauses ?? 0)]]);
   page.add("tinylb_config_reloads_total", "counter", "Config file reloads: changed content or SIGHUP.", [[{}, source.reloads?.reloads ?? 0]]);
   page.add("tinylb_config_reload_failures_total", "counter", "Config file reloads rejected; the last good set kept serving.", [[{}, source.reloads?.reloadFailures ?? 0]]);
 

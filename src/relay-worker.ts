@@ -10,9 +10,11 @@
 import type { Address } from "./address.ts";
 import { createBackend } from "./backend.ts";
 import { BackendSet } from "./backend-set.ts";
+import { openTrafficById } from "./balancer-status.ts";
 import { Logger, type LogFormat, type LogLevel } from "./logger.ts";
 import { Server, type ServerOptions } from "./server.ts";
 import type { TrafficStats } from "./traffic-stats.ts";
+import { WorkerHealth } from "./worker-health.ts";
 import type { StatsDelta, WorkerCommand, WorkerEvent } from "./worker-messages.ts";
 
 declare const self: Worker;
@@ -21,18 +23,31 @@ declare const self: Worker;
 const STATS_INTERVAL_MS = 1000;
 
 let server: Server | undefined;
+/** The main thread's health state, which the worker's rotation follows. */
+const health = new WorkerHealth((result) => post(result));
 let statsTimer: Timer | undefined;
-const sent = { accepted: 0, unserved: 0, backends: new Map<string, { total: number; dialFailures: number; bytesToBackend: number; bytesToClient: number }>() };
+const sent = { accepted: 0, unserved: 0, rejectedGlobal: 0, rejectedBackend: 0, acceptPauses: 0, backends: new Map<string, { total: number; dialFailures: number; bytesToBackend: number; bytesToClient: number }>() };
 
 function post(event: WorkerEvent): void {
   self.postMessage(event);
 }
 
 /** Returns what the counters grew by since the last delta, and remembers the new values. */
-function takeDelta(stats: TrafficStats): StatsDelta {
-  const delta: StatsDelta = { accepted: stats.accepted - sent.accepted, unserved: stats.unserved - sent.unserved, backends: {} };
+function takeDelta(server: Server): StatsDelta {
+  const stats = server.stats;
+  const delta: StatsDelta = {
+    accepted: stats.accepted - sent.accepted,
+    unserved: stats.unserved - sent.unserved,
+    rejectedGlobal: server.limits.rejectedGlobal - sent.rejectedGlobal,
+    rejectedBackend: server.limits.rejectedBackend - sent.rejectedBackend,
+    acceptPauses: server.acceptPauses - sent.acceptPauses,
+    backends: {},
+  };
   sent.accepted = stats.accepted;
   sent.unserved = stats.unserved;
+  sent.rejectedGlobal = server.limits.rejectedGlobal;
+  sent.rejectedBackend = server.limits.rejectedBackend;
+  sent.acceptPauses = server.acceptPauses;
   for (const id of stats.ids()) {
     const now = stats.backend(id);
     const before = sent.backends.get(id) ?? { total: 0, dialFailures: 0, bytesToBackend: 0, bytesToClient: 0 };
@@ -53,13 +68,13 @@ function takeDelta(stats: TrafficStats): StatsDelta {
 
 function sendStats(): void {
   if (server !== undefined) {
-    post({ type: "stats", delta: takeDelta(server.stats), open: server.activeCount });
+    post({ type: "stats", delta: takeDelta(server), open: server.activeCount, openById: Object.fromEntries(openTrafficById(server)) });
   }
 }
 
 async function start(index: number, options: ServerOptions & { listen: Address[] }, logLevel: LogLevel, logFormat: LogFormat): Promise<void> {
   const logger = new Logger({ level: logLevel, format: logFormat, fields: { worker: index } });
-  server = new Server({ ...options, logger, reusePort: true });
+  server = new Server({ ...options, logger, reusePort: true }, health);
   try {
     await server.start();
   } catch (error) {
@@ -86,6 +101,9 @@ self.onmessage = (event: MessageEvent<WorkerCommand>) => {
       break;
     case "set":
       server?.applySet(new BackendSet(command.backends.map((backend) => createBackend(backend.id, backend.target))));
+      break;
+    case "health":
+      health.apply(command.snapshot);
       break;
     case "close-all":
       server?.closeAll(command.reason);

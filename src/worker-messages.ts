@@ -1,4 +1,6 @@
 import type { Address } from "./address.ts";
+import type { HealthCondition } from "./backend-health.ts";
+import type { OpenTraffic } from "./balancer-status.ts";
 import type { LogFormat, LogLevel } from "./logger.ts";
 import type { ServerOptions } from "./server.ts";
 
@@ -9,13 +11,26 @@ export type WorkerServerOptions = Omit<ServerOptions, "logger" | "clock"> & { li
 export type WorkerCommand =
   | { type: "start"; index: number; options: WorkerServerOptions; logLevel: LogLevel; logFormat: LogFormat }
   | { type: "set"; backends: { id: string; target: string }[] }
+  | { type: "health"; snapshot: HealthSnapshot }
   | { type: "close-all"; reason: string }
   | { type: "shutdown"; graceMs: number };
+
+/** The main thread's health state: every backend that is not healthy, and whether the balancer is degraded. */
+export interface HealthSnapshot {
+  backends: { id: string; target: string; condition: HealthCondition; cause: string }[];
+  degraded: boolean;
+}
+
+/** A worker's dial result that the main thread's health checker records. */
+export type DialResult = { type: "dial-failed"; id: string; target: string; reason: string } | { type: "dial-succeeded"; id: string; target: string };
 
 /** Growth of a worker's traffic counters since its previous delta. */
 export interface StatsDelta {
   accepted: number;
   unserved: number;
+  rejectedGlobal: number;
+  rejectedBackend: number;
+  acceptPauses: number;
   backends: Record<string, { total: number; dialFailures: number; bytesToBackend: number; bytesToClient: number }>;
 }
 
@@ -23,5 +38,7 @@ export interface StatsDelta {
 export type WorkerEvent =
   | { type: "started" }
   | { type: "start-failed"; message: string }
-  | { type: "stats"; delta: StatsDelta; open: number }
+  | DialResult
+  /** `open` counts connections open or dialing; `openById` groups the open ones by backend id. */
+  | { type: "stats"; delta: StatsDelta; open: number; openById: Record<string, OpenTraffic> }
   | { type: "stopped"; forced: number };

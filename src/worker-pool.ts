@@ -1,10 +1,10 @@
 import type { BackendSet } from "./backend-set.ts";
+import type { OpenTraffic } from "./balancer-status.ts";
 import { ListenError } from "./listener.ts";
 import type { Logger } from "./logger.ts";
 import type { Server } from "./server.ts";
 import type { Settings } from "./settings.ts";
-import type { TrafficStats } from "./traffic-stats.ts";
-import type { StatsDelta, WorkerCommand, WorkerEvent, WorkerServerOptions } from "./worker-messages.ts";
+import type { DialResult, HealthSnapshot, StatsDelta, WorkerCommand, WorkerEvent, WorkerServerOptions } from "./worker-messages.ts";
 
 /** Milliseconds a relay worker may take to bind its listeners. */
 const START_TIMEOUT_MS = 10_000;
@@ -14,6 +14,8 @@ interface RelayWorker {
   thread: Worker;
   /** Connections open or dialing in the worker, as of its last counter delta. */
   open: number;
+  /** Open connections by backend id, as of the last counter delta. */
+  openById: Record<string, OpenTraffic>;
   /** Set once the thread ended, for example after an uncaught error. */
   exited: boolean;
   stopped?: (forced: number) => void;
@@ -30,50 +32,59 @@ const STOP_MARGIN_MS = 5000;
  *
  * The main thread stays the only place where backend sets come from: `publish` sends
  * every set it applies to every worker, which applies it the same way, so a target that
- * left the set loses its connections in every worker. Workers send their traffic counters
- * as deltas every second, and the pool adds them to the main Server's counters, so the
- * status command and /metrics count the traffic of every thread.
+ * left the set loses its connections in every worker.
  *
- * NOTE: workers run no active probes and keep their own passive dial back-off; probe
- * results of the main thread do not reach them yet. Open-connection gauges of the status
- * page cover the main thread only, and connection caps are split evenly between threads.
- * Unix socket listeners are served by the main thread alone.
+ * The main thread's health checker is the only health state: it runs the probes and
+ * records the dial results the workers send, and every change of a backend's condition
+ * goes to every worker as a snapshot (see WorkerHealth).
+ *
+ * Workers send their traffic and rejection counters as deltas every second, with their
+ * open connections by backend id. The pool adds the deltas to the main Server's counters
+ * and keeps the open connections, so the status command and /metrics count every thread,
+ * up to one second late.
+ *
+ * NOTE: connection caps are split evenly between threads (see capPerThread). Unix socket
+ * listeners are served by the main thread alone.
  */
 export class WorkerPool {
   readonly #workers: RelayWorker[];
-  readonly #stats: TrafficStats;
+  readonly #server: Server;
   readonly #log: Logger;
+  #healthQueued = false;
+  /** Times a worker stopped its listeners because the descriptor limit was nearly reached. */
+  acceptPauses = 0;
 
-  private constructor(workers: RelayWorker[], stats: TrafficStats, log: Logger) {
+  private constructor(workers: RelayWorker[], server: Server, log: Logger) {
     this.#workers = workers;
-    this.#stats = stats;
+    this.#server = server;
     this.#log = log;
   }
 
   /**
-   * Starts `count` relay workers with `options` and resolves once every one accepts.
-   * Counter deltas are added to `stats`.
+   * Starts `count` relay workers with `options` beside `server` and resolves once every one
+   * accepts. Counter deltas are added to the server's counters, and the workers follow its
+   * health checker.
    *
    * @throws {ListenError} when a worker cannot bind its listeners or does not start in time.
    */
   static async start(
     count: number,
     options: WorkerServerOptions,
-    set: BackendSet,
-    stats: TrafficStats,
+    server: Server,
     logger: Logger,
   ): Promise<WorkerPool> {
     const log = logger.with({ component: "workers" });
     const workers: RelayWorker[] = [];
-    const pool = new WorkerPool(workers, stats, log);
+    const pool = new WorkerPool(workers, server, log);
     const started: Promise<void>[] = [];
     for (let index = 1; index <= count; index++) {
-      const worker: RelayWorker = { thread: new Worker(new URL("./relay-worker.ts", import.meta.url).href), open: 0, exited: false };
+      const worker: RelayWorker = { thread: new Worker(new URL("./relay-worker.ts", import.meta.url).href), open: 0, openById: {}, exited: false };
       workers.push(worker);
       started.push(pool.#watch(worker, index));
       pool.#send(worker, { type: "start", index, options, logLevel: logger.level, logFormat: logger.format });
     }
-    pool.publish(set);
+    pool.publish(server.set);
+    server.health.onConditionChange(() => pool.#queueHealth());
 
     try {
       await Promise.all(started);
@@ -93,11 +104,77 @@ export class WorkerPool {
     return this.#workers.reduce((sum, worker) => sum + worker.open, 0);
   }
 
-  /** Sends a backend set to every worker; each applies it as the main Server does. */
+  /** Open connections of every worker by backend id, as of their last counter deltas. */
+  openTrafficById(): Map<string, OpenTraffic> {
+    const byId = new Map<string, OpenTraffic>();
+    for (const worker of this.#workers) {
+      for (const [id, traffic] of Object.entries(worker.openById)) {
+        const sum = byId.get(id);
+        if (sum === undefined) {
+          byId.set(id, { ...traffic });
+          continue;
+        }
+        sum.active += traffic.active;
+        sum.bytesToBackend += traffic.bytesToBackend;
+        sum.bytesToClient += traffic.bytesToClient;
+      }
+    }
+
+    return byId;
+  }
+
+  /**
+   * Sends a backend set to every worker; each applies it as the main Server does. The
+   * health snapshot follows, because the set can change which backends are degraded.
+   */
   publish(set: BackendSet): void {
     const backends = set.backends.map((backend) => ({ id: backend.id, target: backend.target }));
     for (const worker of this.#workers) {
       this.#send(worker, { type: "set", backends });
+    }
+    this.#queueHealth();
+  }
+
+  /**
+   * Sends the main thread's health state to every worker once the current task ends.
+   * Several changes in one task (a new set, a flip, the degraded state) then cost one
+   * message per worker, and the snapshot reads the checker after all of them.
+   */
+  #queueHealth(): void {
+    if (this.#healthQueued) {
+      return;
+    }
+
+    this.#healthQueued = true;
+    queueMicrotask(() => {
+      this.#healthQueued = false;
+      const snapshot = this.#healthSnapshot();
+      for (const worker of this.#workers) {
+        this.#send(worker, { type: "health", snapshot });
+      }
+    });
+  }
+
+  #healthSnapshot(): HealthSnapshot {
+    const health = this.#server.health;
+    const backends = health
+      .states()
+      .filter((state) => state.condition !== "healthy")
+      .map((state) => ({ id: state.id, target: state.target, condition: state.condition, cause: state.cause }));
+
+    return { backends, degraded: health.degraded };
+  }
+
+  /** Records a worker's dial in the main thread's health checker, when the backend is still in the set with that target. */
+  #recordDial(result: DialResult): void {
+    const backend = this.#server.set.get(result.id);
+    if (backend === undefined || backend.target !== result.target) {
+      return;
+    }
+    if (result.type === "dial-failed") {
+      this.#server.health.dialFailed(backend, result.reason);
+    } else {
+      this.#server.health.dialSucceeded(backend);
     }
   }
 
@@ -152,12 +229,18 @@ export class WorkerPool {
             clearTimeout(timer);
             reject(new ListenError(`relay worker ${index}: ${event.message}`));
             break;
+          case "dial-failed":
+          case "dial-succeeded":
+            this.#recordDial(event);
+            break;
           case "stats":
             worker.open = event.open;
+            worker.openById = event.openById;
             this.#add(event.delta);
             break;
           case "stopped":
             worker.open = 0;
+            worker.openById = {};
             worker.stopped?.(event.forced);
             break;
         }
@@ -165,6 +248,7 @@ export class WorkerPool {
       worker.thread.addEventListener("close", () => {
         worker.exited = true;
         worker.open = 0;
+        worker.openById = {};
         worker.stopped?.(0);
       });
       worker.thread.onerror = (error) => {
@@ -176,16 +260,27 @@ export class WorkerPool {
   }
 
   #add(delta: StatsDelta): void {
-    this.#stats.accepted += delta.accepted;
-    this.#stats.unserved += delta.unserved;
+    const stats = this.#server.stats;
+    stats.accepted += delta.accepted;
+    stats.unserved += delta.unserved;
+    this.#server.limits.rejectedGlobal += delta.rejectedGlobal;
+    this.#server.limits.rejectedBackend += delta.rejectedBackend;
+    this.acceptPauses += delta.acceptPauses;
     for (const [id, grown] of Object.entries(delta.backends)) {
-      const counters = this.#stats.backend(id);
+      const counters = stats.backend(id);
       counters.total += grown.total;
       counters.dialFailures += grown.dialFailures;
       counters.bytesToBackend += grown.bytesToBackend;
       counters.bytesToClient += grown.bytesToClient;
     }
   }
+}
+
+const poolsByServer = new WeakMap<Server, WorkerPool>();
+
+/** Returns the relay workers started beside `server`, for status pages that add up every thread. */
+export function relayWorkersOf(server: Server): WorkerPool | undefined {
+  return poolsByServer.get(server);
 }
 
 /** Returns one thread's share of a connection cap (0, no cap, stays 0). */
@@ -217,13 +312,13 @@ export async function startRelayWorkers(settings: Settings, server: Server, logg
     keepaliveMs: settings.keepaliveMs,
     maxConnections: capPerThread(settings.maxConnections, settings.workers),
     maxConnectionsPerBackend: capPerThread(settings.maxConnectionsPerBackend, settings.workers),
-    health: { backoffMs: settings.health.check.backoffMs, maxBackoffMs: settings.health.check.maxBackoffMs },
     maxAttempts: settings.health.maxAttempts,
     onRemoval: settings.health.onRemoval,
     drainTimeoutMs: settings.health.drainTimeoutMs,
     onUnhealthy: settings.health.onUnhealthy,
   };
-  const pool = await WorkerPool.start(settings.workers - 1, options, server.set, server.stats, logger);
+  const pool = await WorkerPool.start(settings.workers - 1, options, server, logger);
+  poolsByServer.set(server, pool);
   server.onSetApplied((set) => pool.publish(set));
   // A set applied while the workers were starting went out with no listener registered.
   pool.publish(server.set);

@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { TestBackend, TestClient } from "./support/backends.ts";
+import { HttpBackend } from "./support/http-backend.ts";
 import { listenedPort, TinylbProcess } from "./support/tinylb-process.ts";
 import { waitFor } from "./support/wait.ts";
 
@@ -78,3 +79,161 @@ test("workers share the port, follow set changes and add up counters", async () 
   expect(await tinylb.stop()).toBe(0);
   expect(toB.every((client) => client.ended || client.closed)).toBe(true);
 });
+
+/** Sends one HTTP/1.0 request per connection through tinylb and returns each response's body: the id of the backend that served it. */
+async function servedBy(port: number, count: number): Promise<string[]> {
+  const ids: string[] = [];
+  for (let i = 0; i < count; i++) {
+    const client = await TestClient.connect(port);
+    client.socket.write("GET / HTTP/1.0\r\nHost: tinylb\r\n\r\n");
+    await waitFor("an HTTP response through tinylb", () => client.ended || client.closed);
+    client.socket.terminate();
+    ids.push(client.received.slice(client.received.indexOf("\r\n\r\n") + 4));
+  }
+
+  return ids;
+}
+
+/** Log lines of connections opened in relay worker 1 to backend `id`. */
+function workerLines(stderr: string, id: string): string[] {
+  return stderr.split("\n").filter((line) => line.includes("connection opened") && line.includes("worker=1") && line.includes(`backend=${id} `));
+}
+
+test("workers follow the main thread's probes", async () => {
+  const [a, b] = ["a", "b"].map((id) => new HttpBackend(id)) as [HttpBackend, HttpBackend];
+  cleanup.push(() => [a, b].forEach((backend) => backend.stop()));
+  const tinylb = TinylbProcess.start([
+    "--listen", "127.0.0.1:0",
+    "--backend", `a=${a.target}`,
+    "--backend", `b=${b.target}`,
+    "--probe", "http", "--probe-path", "/readyz", "--probe-interval", "100ms",
+    "--workers", "2", "--log-level", "debug", "--shutdown-grace", "1s",
+  ]);
+  cleanup.push(() => tinylb[Symbol.asyncDispose]());
+  await tinylb.waitForLog("tinylb started");
+  const port = listenedPort(tinylb.stderr);
+
+  // a still accepts connections and serves "/", so only the probe result can take it out.
+  a.readyStatus = 503;
+  await tinylb.waitForLog(/backend is unhealthy .*backend=a/);
+  const whileDown = await servedBy(port, CLIENTS);
+  expect(whileDown.filter((id) => id === "a")).toEqual([]);
+  expect(whileDown.filter((id) => id === "b").length).toBe(CLIENTS);
+  expect(workerLines(tinylb.stderr, "b").length).toBeGreaterThan(0);
+
+  a.readyStatus = 200;
+  await tinylb.waitForLog(/backend is healthy .*backend=a/);
+  const afterRecovery = await servedBy(port, CLIENTS);
+  expect(afterRecovery.filter((id) => id === "a").length).toBeGreaterThan(0);
+  expect(workerLines(tinylb.stderr, "a").length).toBeGreaterThan(0);
+
+  expect(await tinylb.stop()).toBe(0);
+}, 60_000);
+
+test("workers report dial failures to the main thread", async () => {
+  const backends = ["a", "b"].map((id) => TestBackend.echo(id));
+  cleanup.push(() => backends.forEach((backend) => backend.stop()));
+  const tinylb = TinylbProcess.start([
+    "--listen", "127.0.0.1:0",
+    "--backend", `a=${backends[0]!.target}`,
+    "--backend", `b=${backends[1]!.target}`,
+    "--workers", "2", "--log-level", "debug", "--shutdown-grace", "1s",
+  ]);
+  cleanup.push(() => tinylb[Symbol.asyncDispose]());
+  await tinylb.waitForLog("tinylb started");
+  const port = listenedPort(tinylb.stderr);
+
+  // With a stopped, the first dial to it fails in some thread; the main thread's back-off then skips it in every thread.
+  backends[0]!.stop();
+  const clients: TestClient[] = [];
+  for (let i = 0; i < CLIENTS; i++) {
+    const client = await TestClient.connect(port);
+    clients.push(client);
+    await waitFor("a greeting", () => client.firstLine !== "" || client.closed);
+  }
+  cleanup.push(() => clients.forEach((client) => client.socket.terminate()));
+  expect(clients.every((client) => client.firstLine === "b")).toBe(true);
+  await tinylb.waitForLog(/backend is unhealthy .*backend=a/);
+
+  // Only the main thread's checker decides health, whichever thread's dial failed; a worker
+  // with a checker of its own would log its flip with worker=1.
+  const lines = tinylb.stderr.split("\n");
+  const flips = lines.filter((line) => line.includes("backend is unhealthy") && line.includes("backend=a"));
+  expect(flips.length).toBe(1);
+  expect(flips[0]).not.toContain("worker=");
+  expect(lines.filter((line) => line.includes("dial backend") && line.includes('"a"')).length).toBeGreaterThan(0);
+}, 60_000);
+
+test("status and metrics add up every thread", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "tinylb-workers-"));
+  cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
+  const backends = ["a", "b"].map((id) => TestBackend.echo(id));
+  cleanup.push(() => backends.forEach((backend) => backend.stop()));
+  const config = join(dir, "tinylb.yaml");
+  const adminPath = join(dir, "admin.sock");
+  writeConfig(config, backends);
+
+  const tinylb = TinylbProcess.start(["--config", config, "--workers", "2", "--admin", `unix:${adminPath}`, "--no-watch-config", "--shutdown-grace", "1s", "--log-level", "debug"]);
+  cleanup.push(() => tinylb[Symbol.asyncDispose]());
+  await tinylb.waitForLog("tinylb started");
+  const port = listenedPort(tinylb.stderr);
+
+  const clients: TestClient[] = [];
+  for (let i = 0; i < CLIENTS; i++) {
+    clients.push(await TestClient.connect(port));
+  }
+  cleanup.push(() => clients.forEach((client) => client.socket.terminate()));
+  await waitFor("every greeting", () => clients.every((client) => client.firstLine !== ""));
+  const inWorker = tinylb.stderr.split("\n").filter((line) => line.includes("connection opened") && line.includes("worker=1"));
+  expect(inWorker.length).toBeGreaterThan(0);
+  expect(inWorker.length).toBeLessThan(CLIENTS);
+
+  const toA = clients.filter((client) => client.firstLine === "a").length;
+  const active = async (id: string): Promise<number> => await metric(adminPath, new RegExp(`^tinylb_backend_connections_active\\{backend="${id}"\\} (\\d+)$`, "m"));
+  await waitFor("open connections of both threads on /metrics", async () => (await active("a")) + (await active("b")) === CLIENTS, 10_000);
+  expect(await active("a")).toBe(toA);
+  expect(await active("b")).toBe(CLIENTS - toA);
+
+  const response = await fetch("http://localhost/v1/backends", { unix: adminPath } as RequestInit);
+  const rows = ((await response.json()) as { backends: { id: string; active: number }[] }).backends;
+  expect(rows.map((row) => [row.id, row.active])).toEqual([
+    ["a", toA],
+    ["b", CLIENTS - toA],
+  ]);
+
+  // Once every client left, the gauges of both threads fall back to 0.
+  clients.forEach((client) => client.socket.end());
+  await waitFor("no open connections on /metrics", async () => (await active("a")) + (await active("b")) === 0, 10_000);
+  expect(await tinylb.stop()).toBe(0);
+}, 60_000);
+
+test("rejections of every thread reach /metrics", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "tinylb-workers-"));
+  cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
+  const backends = [TestBackend.echo("a")];
+  cleanup.push(() => backends.forEach((backend) => backend.stop()));
+  const config = join(dir, "tinylb.yaml");
+  const adminPath = join(dir, "admin.sock");
+  writeConfig(config, backends);
+
+  // A cap of 2 over two threads admits one connection per thread.
+  const tinylb = TinylbProcess.start(["--config", config, "--workers", "2", "--max-connections", "2", "--admin", `unix:${adminPath}`, "--no-watch-config", "--shutdown-grace", "1s", "--log-level", "debug"]);
+  cleanup.push(() => tinylb[Symbol.asyncDispose]());
+  await tinylb.waitForLog("tinylb started");
+  const port = listenedPort(tinylb.stderr);
+
+  const clients: TestClient[] = [];
+  for (let i = 0; i < CLIENTS; i++) {
+    clients.push(await TestClient.connect(port));
+  }
+  cleanup.push(() => clients.forEach((client) => client.socket.terminate()));
+  await waitFor("each client greeted or closed", () => clients.every((client) => client.firstLine !== "" || client.closed || client.ended));
+  const served = clients.filter((client) => client.firstLine === "a").length;
+  expect(served).toBeGreaterThanOrEqual(1);
+  expect(served).toBeLessThanOrEqual(2);
+
+  const rejected = async (): Promise<number> => await metric(adminPath, /^tinylb_clients_rejected_total\{limit="global"\} (\d+)$/m);
+  await waitFor("rejections of both threads on /metrics", async () => (await rejected()) === CLIENTS - served, 10_000);
+  const rejectedInWorker = tinylb.stderr.split("\n").filter((line) => line.includes("connection limit reached") && line.includes("worker=1"));
+  expect(rejectedInWorker.length).toBeGreaterThan(0);
+}, 60_000);

@@ -1,0 +1,103 @@
+import type { Backend } from "./backend.ts";
+import type { HealthCondition, HealthState } from "./backend-health.ts";
+import { BackendSet } from "./backend-set.ts";
+import { HealthChecker, type HealthCheckSettings, type HealthFlipListener } from "./health-checker.ts";
+import type { DialResult, HealthSnapshot } from "./worker-messages.ts";
+
+/**
+ * A relay worker's copy of the main thread's health state, used by the worker's Server in
+ * place of a checker of its own, so that every thread's rotation skips the same backends.
+ *
+ * The main thread runs the probes and the dial back-off. Through `report`, the worker
+ * sends it every failed dial and each successful dial to a backend that is not healthy.
+ * The main thread records them in its checker and sends a new snapshot on each change of
+ * condition.
+ * A backend the main thread has not reported yet counts as healthy, as a new backend does
+ * in the main thread's own checker.
+ *
+ * NOTE: between a failed dial and the snapshot that follows it (one message round trip),
+ * the worker's rotation still hands the backend out; the client then fails over as usual.
+ */
+export class WorkerHealth extends HealthChecker {
+  readonly #report: (result: DialResult) => void;
+  /** Backends that are not healthy, by id, as of the last snapshot. */
+  #conditions = new Map<string, { target: string; condition: HealthCondition; cause: string }>();
+  #degraded = false;
+  #set = BackendSet.EMPTY;
+  readonly #flipListeners: HealthFlipListener[] = [];
+
+  constructor(report: (result: DialResult) => void) {
+    super();
+    this.#report = report;
+  }
+
+  /**
+   * Replaces the health state with the main thread's snapshot and calls the flip listeners
+   * (the Server's `onUnhealthy` policy) for each backend of the set whose health flipped.
+   */
+  apply(snapshot: HealthSnapshot): void {
+    const before = this.#conditions;
+    this.#conditions = new Map(snapshot.backends.map((entry) => [entry.id, { target: entry.target, condition: entry.condition, cause: entry.cause }]));
+    this.#degraded = snapshot.degraded;
+
+    for (const backend of this.#set.backends) {
+      const wasHealthy = conditionIn(before, backend) === "healthy";
+      const healthy = conditionIn(this.#conditions, backend) === "healthy";
+      if (wasHealthy === healthy) {
+        continue;
+      }
+      const cause = this.#conditions.get(backend.id)?.cause ?? "";
+      for (const listener of this.#flipListeners) {
+        listener(backend, healthy, cause);
+      }
+    }
+  }
+
+  override get degraded(): boolean {
+    return this.#degraded;
+  }
+
+  override onFlip(listener: HealthFlipListener): void {
+    this.#flipListeners.push(listener);
+  }
+
+  override update(set: BackendSet): void {
+    this.#set = set;
+  }
+
+  /** Does nothing: probe and back-off settings apply in the main thread. */
+  override configure(_settings: HealthCheckSettings): void {}
+
+  override isHealthy(backend: Backend): boolean {
+    return conditionIn(this.#conditions, backend) !== "unhealthy";
+  }
+
+  override dialFailed(backend: Backend, reason: string): void {
+    this.#report({ type: "dial-failed", id: backend.id, target: backend.target, reason });
+  }
+
+  /** Reports the dial only when the backend is not healthy, so a healthy backend costs no message per connection. */
+  override dialSucceeded(backend: Backend): void {
+    if (conditionIn(this.#conditions, backend) !== "healthy") {
+      this.#report({ type: "dial-succeeded", id: backend.id, target: backend.target });
+    }
+  }
+
+  /** Returns nothing: status pages read the main thread's checker. */
+  override states(): HealthState[] {
+    return [];
+  }
+
+  override state(_id: string): HealthState | undefined {
+    return undefined;
+  }
+
+  override stop(): void {}
+}
+
+function conditionIn(conditions: ReadonlyMap<string, { target: string; condition: HealthCondition }>, backend: Backend): HealthCondition {
+  const entry = conditions.get(backend.id);
+
+  // A condition reported for the id's previous target does not apply to the new one.
+  return entry === undefined || entry.target !== backend.target ? "healthy" : entry.condition;
+}
