@@ -46,9 +46,10 @@ function temporaryDirectory(): string {
 
 /** Connects to `address` and returns true, or false when the connect fails. */
 async function connects(address: Address): Promise<boolean> {
-  const target = address.kind === "unix" ? { unix: address.path } : { hostname: address.host, port: address.port };
+  const handlers: SocketHandler<undefined> = { data() {} };
   try {
-    const socket: Socket<undefined> = await Bun.connect({ ...target, socket: { data() {} } });
+    const socket: Socket<undefined> =
+      address.kind === "unix" ? await Bun.connect({ unix: address.path, socket: handlers }) : await Bun.connect({ hostname: address.host, port: address.port, socket: handlers });
     socket.end();
 
     return true;
