@@ -15,7 +15,7 @@ import { Logger, type LogFormat, type LogLevel } from "./logger.ts";
 import { Server, type ServerOptions } from "./server.ts";
 import type { TrafficStats } from "./traffic-stats.ts";
 import { WorkerHealth } from "./worker-health.ts";
-import type { StatsDelta, WorkerCommand, WorkerEvent } from "./worker-messages.ts";
+import type { LiveSettings, StatsDelta, WorkerCommand, WorkerEvent } from "./worker-messages.ts";
 
 declare const self: Worker;
 
@@ -23,6 +23,7 @@ declare const self: Worker;
 const STATS_INTERVAL_MS = 1000;
 
 let server: Server | undefined;
+let logger: Logger | undefined;
 /** The main thread's health state, which the worker's rotation follows. */
 const health = new WorkerHealth((result) => post(result));
 let statsTimer: Timer | undefined;
@@ -73,7 +74,7 @@ function sendStats(): void {
 }
 
 async function start(index: number, options: ServerOptions & { listen: Address[] }, logLevel: LogLevel, logFormat: LogFormat): Promise<void> {
-  const logger = new Logger({ level: logLevel, format: logFormat, fields: { worker: index } });
+  logger = new Logger({ level: logLevel, format: logFormat, fields: { worker: index } });
   server = new Server({ ...options, logger, reusePort: true }, health);
   try {
     await server.start();
@@ -84,6 +85,14 @@ async function start(index: number, options: ServerOptions & { listen: Address[]
   }
   statsTimer = setInterval(sendStats, STATS_INTERVAL_MS);
   post({ type: "started" });
+}
+
+function applyLiveSettings(settings: LiveSettings): void {
+  server?.updateTimeouts({ connectTimeoutMs: settings.connectTimeoutMs, keepaliveMs: settings.keepaliveMs });
+  if (logger !== undefined) {
+    logger.level = settings.logLevel;
+    logger.format = settings.logFormat;
+  }
 }
 
 async function shutdown(graceMs: number): Promise<void> {
@@ -104,6 +113,9 @@ self.onmessage = (event: MessageEvent<WorkerCommand>) => {
       break;
     case "health":
       health.apply(command.snapshot);
+      break;
+    case "live-settings":
+      applyLiveSettings(command.settings);
       break;
     case "close-all":
       server?.closeAll(command.reason);

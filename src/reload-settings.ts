@@ -7,17 +7,17 @@ import type { Logger } from "./logger.ts";
 import { resolveProviderSettings } from "./provider-settings.ts";
 import type { Server } from "./server.ts";
 import { DEFAULTS, type Settings } from "./settings.ts";
+import { relayWorkersOf } from "./worker-pool.ts";
 
 /**
  * Applies the settings of a re-read config file that can change while tinylb runs, and warns
  * once per reload about changed settings that need a restart.
  *
  * Applied live: logLevel, logFormat and shutdownGrace, plus connectTimeout and keepalive for
- * new connections (with one relay thread only, since `--workers` threads hold their own
- * copies). Probe settings are applied by the caller. Everything else needs a restart. A
- * setting that a flag sets is never changed by the file. `settings` is updated in place to the
- * running values, so a setting that still differs from the file is warned about again on the
- * next reload.
+ * new connections, in every relay thread. Probe settings are applied by the caller.
+ * Everything else needs a restart. A setting that a flag sets is never changed by the file.
+ * `settings` is updated in place to the running values, so a setting that still differs from
+ * the file is warned about again on the next reload.
  */
 export function applyReloadedSettings(config: FileConfig, cli: CliOptions, settings: Settings, server: Server, logger: Logger): void {
   const log = logger.with({ component: "main" });
@@ -39,7 +39,7 @@ export function applyReloadedSettings(config: FileConfig, cli: CliOptions, setti
     settings.shutdownGraceMs = shutdownGraceMs;
     applied.push(`shutdownGrace=${formatDuration(shutdownGraceMs)}`);
   }
-  applyTimeouts(config, cli, settings, server, applied, restart);
+  applyTimeouts(config, cli, settings, server, applied);
 
   for (const key of ["maxConnections", "maxConnectionsPerBackend"] as const) {
     if ((cli[key] ?? config[key] ?? DEFAULTS[key]) !== settings[key]) {
@@ -50,6 +50,8 @@ export function applyReloadedSettings(config: FileConfig, cli: CliOptions, setti
     restart.push("listen");
   }
   restart.push(...changedRestartSettings(config, cli, settings));
+  const { connectTimeoutMs, keepaliveMs } = settings;
+  relayWorkersOf(server)?.applyLiveSettings({ connectTimeoutMs, keepaliveMs, logLevel: settings.logLevel, logFormat: settings.logFormat });
 
   if (applied.length > 0) {
     log.info("settings changed in the config file applied", { file: cli.configPath, applied: applied.join(",") });
@@ -59,7 +61,7 @@ export function applyReloadedSettings(config: FileConfig, cli: CliOptions, setti
   }
 }
 
-function applyTimeouts(config: FileConfig, cli: CliOptions, settings: Settings, server: Server, applied: string[], restart: string[]): void {
+function applyTimeouts(config: FileConfig, cli: CliOptions, settings: Settings, server: Server, applied: string[]): void {
   const connectTimeoutMs = cli.connectTimeoutMs ?? config.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs;
   const keepaliveMs = cli.keepaliveMs ?? config.keepaliveMs ?? DEFAULTS.keepaliveMs;
   const changed: string[] = [];
@@ -72,12 +74,6 @@ function applyTimeouts(config: FileConfig, cli: CliOptions, settings: Settings, 
   if (changed.length === 0) {
     return;
   }
-  if (settings.workers > 1) {
-    restart.push(...changed.map((entry) => entry.slice(0, entry.indexOf("="))));
-
-    return;
-  }
-
   server.updateTimeouts({ connectTimeoutMs, keepaliveMs });
   settings.connectTimeoutMs = connectTimeoutMs;
   settings.keepaliveMs = keepaliveMs;

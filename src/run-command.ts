@@ -101,7 +101,7 @@ function waitForStop(server: Server, workers: WorkerPool | undefined, settings: 
         return;
       }
       stopping = true;
-      log.info(`${signal} received; draining`, { open: server.activeCount, grace: formatDuration(settings.shutdownGraceMs) });
+      log.info(`${signal} received; draining`, { open: server.activeCount + (workers?.openConnections ?? 0), grace: formatDuration(settings.shutdownGraceMs) });
       void Promise.all([server.shutdown(settings.shutdownGraceMs), workers?.shutdown(settings.shutdownGraceMs) ?? 0]).then(([forced, forcedInWorkers]) => {
         log.info("tinylb stopped", { closedAtDeadline: forced + forcedInWorkers });
         resolve(0);

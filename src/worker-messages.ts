@@ -13,7 +13,16 @@ export type WorkerCommand =
   | { type: "set"; backends: { id: string; target: string }[] }
   | { type: "health"; snapshot: HealthSnapshot }
   | { type: "close-all"; reason: string }
+  | { type: "live-settings"; settings: LiveSettings }
   | { type: "shutdown"; graceMs: number };
+
+/** Settings a config reload changes in running relay workers. */
+export interface LiveSettings {
+  connectTimeoutMs: number;
+  keepaliveMs: number;
+  logLevel: LogLevel;
+  logFormat: LogFormat;
+}
 
 /** The main thread's health state: every backend that is not healthy, and whether the balancer is degraded. */
 export interface HealthSnapshot {

@@ -4,7 +4,7 @@ import { ListenError } from "./listener.ts";
 import type { Logger } from "./logger.ts";
 import type { Server } from "./server.ts";
 import type { Settings } from "./settings.ts";
-import type { DialResult, HealthSnapshot, StatsDelta, WorkerCommand, WorkerEvent, WorkerServerOptions } from "./worker-messages.ts";
+import type { DialResult, HealthSnapshot, LiveSettings, StatsDelta, WorkerCommand, WorkerEvent, WorkerServerOptions } from "./worker-messages.ts";
 
 /** Milliseconds a relay worker may take to bind its listeners. */
 const START_TIMEOUT_MS = 10_000;
@@ -175,6 +175,13 @@ export class WorkerPool {
       this.#server.health.dialFailed(backend, result.reason);
     } else {
       this.#server.health.dialSucceeded(backend);
+    }
+  }
+
+  /** Sends the connect timeout, keepalive time and log settings of a config reload to every worker. */
+  applyLiveSettings(settings: LiveSettings): void {
+    for (const worker of this.#workers) {
+      this.#send(worker, { type: "live-settings", settings });
     }
   }
 

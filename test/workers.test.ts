@@ -1,5 +1,5 @@
 import { afterEach, expect, test } from "bun:test";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { TestBackend, TestClient } from "./support/backends.ts";
@@ -236,4 +236,79 @@ test("rejections of every thread reach /metrics", async () => {
   await waitFor("rejections of both threads on /metrics", async () => (await rejected()) === CLIENTS - served, 10_000);
   const rejectedInWorker = tinylb.stderr.split("\n").filter((line) => line.includes("connection limit reached") && line.includes("worker=1"));
   expect(rejectedInWorker.length).toBeGreaterThan(0);
+}, 60_000);
+
+test("unhealthy backend loses connections in every thread", async () => {
+  const [a, b] = ["a", "b"].map((id) => new HttpBackend(id)) as [HttpBackend, HttpBackend];
+  cleanup.push(() => [a, b].forEach((backend) => backend.stop()));
+  const tinylb = TinylbProcess.start([
+    "--listen", "127.0.0.1:0",
+    "--backend", `a=${a.target}`,
+    "--backend", `b=${b.target}`,
+    "--probe", "http", "--probe-path", "/readyz", "--probe-interval", "100ms",
+    "--on-unhealthy", "close",
+    "--workers", "2", "--log-level", "debug", "--shutdown-grace", "1s",
+  ]);
+  cleanup.push(() => tinylb[Symbol.asyncDispose]());
+  await tinylb.waitForLog("tinylb started");
+  const port = listenedPort(tinylb.stderr);
+
+  // Kept-alive HTTP/1.1 connections stay open after their first response.
+  const clients: TestClient[] = [];
+  for (let i = 0; i < CLIENTS; i++) {
+    const client = await TestClient.connect(port);
+    client.socket.write("GET / HTTP/1.1\r\nHost: tinylb\r\n\r\n");
+    clients.push(client);
+  }
+  cleanup.push(() => clients.forEach((client) => client.socket.terminate()));
+  const bodyOf = (client: TestClient): string => client.received.slice(client.received.indexOf("\r\n\r\n") + 4);
+  await waitFor("every response", () => clients.every((client) => bodyOf(client) === "a" || bodyOf(client) === "b"));
+  const toA = clients.filter((client) => bodyOf(client) === "a");
+  const toB = clients.filter((client) => bodyOf(client) === "b");
+  expect(workerLines(tinylb.stderr, "a").length).toBeGreaterThan(0);
+  expect(toA.length).toBeLessThan(CLIENTS);
+
+  a.readyStatus = 503;
+  await waitFor("a's clients to be closed in both threads", () => toA.every((client) => client.ended || client.closed), 10_000);
+  expect(toB.every((client) => !client.ended && !client.closed)).toBe(true);
+  const closedLines = tinylb.stderr.split("\n").filter((line) => line.includes("closed connections of unhealthy backend") && line.includes("backend=a"));
+  expect(closedLines.filter((line) => line.includes("worker=1")).length).toBe(1);
+  expect(closedLines.filter((line) => !line.includes("worker=")).length).toBe(1);
+
+  clients.forEach((client) => client.socket.end());
+  expect(await tinylb.stop()).toBe(0);
+}, 60_000);
+
+test("config reload reaches every thread", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "tinylb-workers-"));
+  cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
+  const backends = [TestBackend.echo("a")];
+  cleanup.push(() => backends.forEach((backend) => backend.stop()));
+  const config = join(dir, "tinylb.yaml");
+  writeConfig(config, backends);
+
+  const tinylb = TinylbProcess.start(["--config", config, "--workers", "2", "--no-watch-config", "--shutdown-grace", "1s"]);
+  cleanup.push(() => tinylb[Symbol.asyncDispose]());
+  await tinylb.waitForLog("tinylb started");
+  const port = listenedPort(tinylb.stderr);
+
+  // Debug lines name each connection, so after the reload both threads write them.
+  writeFileSync(config, `logLevel: debug\nconnectTimeout: 2s\nkeepalive: 10s\n${readFileSync(config, "utf8")}`);
+  tinylb.signal("SIGHUP");
+  await tinylb.waitForLog("settings changed in the config file applied");
+  expect(tinylb.stderr).not.toContain("need a restart");
+  expect(tinylb.stderr).toContain("connectTimeout=2s");
+
+  const clients: TestClient[] = [];
+  for (let i = 0; i < CLIENTS; i++) {
+    clients.push(await TestClient.connect(port));
+  }
+  cleanup.push(() => clients.forEach((client) => client.socket.terminate()));
+  await waitFor("every greeting", () => clients.every((client) => client.firstLine === "a"));
+  const opened = tinylb.stderr.split("\n").filter((line) => line.includes("connection opened"));
+  expect(opened.filter((line) => line.includes("worker=1")).length).toBeGreaterThan(0);
+  expect(opened.filter((line) => !line.includes("worker=")).length).toBeGreaterThan(0);
+
+  clients.forEach((client) => client.socket.end());
+  expect(await tinylb.stop()).toBe(0);
 }, 60_000);
