@@ -6,7 +6,7 @@ import type { BackendSetUnion } from "./backend-set-union.ts";
 import type { BalancerStatus } from "./balancer-status.ts";
 import { METRICS_CONTENT_TYPE } from "./metrics.ts";
 import type { AdminApiProvider } from "./providers/admin-api-provider.ts";
-import { plainIssueMessage } from "./zod-messages.ts";
+import { formatFieldPath, plainIssueMessage } from "./zod-messages.ts";
 
 /** Largest request body accepted, in bytes: room for about 10,000 backends. */
 export const MAX_ADMIN_BODY_BYTES = 1024 * 1024;
@@ -210,27 +210,11 @@ function validateBody<T>(schema: z.ZodType<T>, body: unknown): T {
   }
 
   const issue = result.error.issues[0]!;
-  const field = formatPath(issue.path);
+  const field = formatFieldPath(issue.path, "(body)");
   const input = "input" in issue ? issue.input : undefined;
   // Objects are not quoted: JSON.stringify of a deeply nested body overflows the stack.
   const got = input === undefined || typeof input === "object" ? "" : ` (got ${JSON.stringify(input)?.slice(0, 80)})`;
   throw new AdminRequestError(400, `${field}: ${issue.message}${got}`, field);
-}
-
-function formatPath(path: PropertyKey[]): string {
-  if (path.length === 0) {
-    return "(body)";
-  }
-
-  const parts = path.map((part, index) => {
-    if (typeof part === "number") {
-      return `[${part}]`;
-    }
-
-    return index === 0 ? String(part) : `.${String(part)}`;
-  });
-
-  return parts.join("");
 }
 
 /**

@@ -8,7 +8,7 @@ import { describeFileError } from "./file-errors.ts";
 import { type HealthConfig, healthConfigOf, healthFileKeys, probeSchema } from "./health-config.ts";
 import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from "./logger.ts";
 import { type ProviderFileConfig, providerFileKeys, toProviderFileConfig } from "./provider-settings.ts";
-import { plainIssueMessage } from "./zod-messages.ts";
+import { formatFieldPath, plainIssueMessage } from "./zod-messages.ts";
 import { clusterProviderFileKeys, type EtcdSettings, type KubernetesSettings } from "./cluster-provider-keys.ts";
 
 /** A config file that cannot be read, parsed or validated; the message names the file, field and value. */
@@ -251,7 +251,7 @@ function describeIssue(issue: z.core.$ZodIssue): string {
     return describeIssue({ ...branch, path: [...issue.path, ...branch.path] });
   }
 
-  const field = formatPath(issue.path);
+  const field = formatFieldPath(issue.path, "(top level)");
   const input = "input" in issue ? issue.input : undefined;
   // Objects are not shown: String() of a deeply nested array overflows the stack.
   if (input === undefined || typeof input === "object" || typeof input === "function") {
@@ -283,16 +283,6 @@ function mostSpecificBranchIssue(issue: z.core.$ZodIssueInvalidUnion): z.core.$Z
   }
 
   return undefined;
-}
-
-function formatPath(path: PropertyKey[]): string {
-  if (path.length === 0) {
-    return "(top level)";
-  }
-
-  return path
-    .map((part, index) => (typeof part === "number" ? `[${part}]` : index === 0 ? String(part) : `.${String(part)}`))
-    .join("");
 }
 
 function checkUniqueIds(path: string, backends: Backend[]): void {

@@ -94,3 +94,16 @@ function describeUnknownKeys(keys: string[], schema: unknown): string {
 
   return `unknown key${keys.length === 1 ? "" : "s"} ${described.join(", ")}${list}`;
 }
+
+/**
+ * Formats a zod issue path as a field path, such as `backends[1].target`.
+ *
+ * @param topLevel what to print for the empty path, the whole input.
+ */
+export function formatFieldPath(path: readonly PropertyKey[], topLevel: string): string {
+  if (path.length === 0) {
+    return topLevel;
+  }
+
+  return path.map((part, index) => (typeof part === "number" ? `[${part}]` : index === 0 ? String(part) : `.${String(part)}`)).join("");
+}

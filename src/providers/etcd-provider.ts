@@ -5,6 +5,7 @@ import { EtcdCompactedError, EtcdGateway, type EtcdTls, type EtcdWatchResponse }
 import { FailureStreak } from "./failure-streak.ts";
 import type { Provider, PublishBackendSet } from "./provider.ts";
 import { type BackoffOptions, ReconnectBackoff, sleepUnlessAborted } from "./reconnect-backoff.ts";
+import { SetPublisher } from "./set-publisher.ts";
 
 /** Settings of an etcd provider. */
 export interface EtcdProviderOptions {
@@ -55,8 +56,7 @@ export class EtcdProvider implements Provider {
   #revision: number | undefined;
   #abort = new AbortController();
   #loop: Promise<void> | undefined;
-  #published: BackendSet | undefined;
-  #emptyWarned = false;
+  readonly #publisher: SetPublisher;
 
   /** @throws {Error} when no endpoint is given or the prefix is empty. */
   constructor(private readonly options: EtcdProviderOptions) {
@@ -66,6 +66,7 @@ export class EtcdProvider implements Provider {
     this.name = `etcd:${options.prefix}`;
     this.#gateway = new EtcdGateway(options.endpoints, options.prefix, options.tls);
     this.#log = (options.logger ?? silentLogger).with({ component: "etcd-provider", provider: this.name });
+    this.#publisher = new SetPublisher(this.#log, "no valid backend under the etcd prefix; keeping the last backend set");
     this.#failures = new FailureStreak(this.#log);
     this.#backoff = new ReconnectBackoff(options.backoff);
   }
@@ -188,22 +189,7 @@ export class EtcdProvider implements Provider {
   }
 
   #publish(publish: PublishBackendSet): void {
-    const set = new BackendSet(this.#backends());
-    if (set.size === 0) {
-      if (!this.#emptyWarned) {
-        this.#log.warn("no valid backend under the etcd prefix; keeping the last backend set", { keys: this.#entries.size, revision: this.#revision });
-        this.#emptyWarned = true;
-      }
-
-      return;
-    }
-
-    this.#emptyWarned = false;
-    if (this.#published?.equals(set) === true) {
-      return;
-    }
-    this.#published = set;
-    publish(set);
+    this.#publisher.offer(new BackendSet(this.#backends()), publish, { keys: this.#entries.size, revision: this.#revision });
   }
 
   #backends(): Backend[] {

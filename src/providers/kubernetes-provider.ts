@@ -6,6 +6,7 @@ import type { KubernetesAccess } from "./kubernetes-access.ts";
 import { type ApiRoute, type EndpointSlice, EndpointSliceClient, KubernetesApiError } from "./kubernetes-watch.ts";
 import type { Provider, PublishBackendSet } from "./provider.ts";
 import { type BackoffOptions, ReconnectBackoff, sleepUnlessAborted } from "./reconnect-backoff.ts";
+import { SetPublisher } from "./set-publisher.ts";
 
 /** Settings of a Kubernetes provider. */
 export interface KubernetesProviderOptions {
@@ -68,12 +69,11 @@ export class KubernetesProvider implements Provider {
   readonly #slices = new Map<string, EndpointSlice>();
   #abort = new AbortController();
   #loop: Promise<void> | undefined;
-  #published: BackendSet | undefined;
+  readonly #publisher: SetPublisher;
   /** Resource version to watch from; undefined until listed and after 410 Gone. */
   #resourceVersion: string | undefined;
   /** Resource version the last list returned. */
   #listedVersion: string | undefined;
-  #emptyWarned = false;
   /** Addresses already logged as invalid, so each is logged once. */
   readonly #invalidAddresses = new Set<string>();
 
@@ -81,6 +81,7 @@ export class KubernetesProvider implements Provider {
     this.#options = options;
     this.#client = new EndpointSliceClient(options.access, options.namespace ?? "default", options.service ?? "kubernetes");
     this.#log = (options.logger ?? silentLogger).with({ component: "kubernetes-provider", provider: this.name });
+    this.#publisher = new SetPublisher(this.#log, "no ready address with an https port in the EndpointSlices; keeping the last backend set");
     this.#failures = new FailureStreak(this.#log);
     this.#backoff = new ReconnectBackoff(options.backoff);
     this.#portName = options.portName ?? "https";
@@ -199,22 +200,7 @@ export class KubernetesProvider implements Provider {
   }
 
   #publish(publish: PublishBackendSet): void {
-    const set = new BackendSet(this.#backendsFromSlices());
-    if (set.size === 0) {
-      if (!this.#emptyWarned) {
-        this.#log.warn("no ready address with an https port in the EndpointSlices; keeping the last backend set", { slices: this.#slices.size });
-        this.#emptyWarned = true;
-      }
-
-      return;
-    }
-
-    this.#emptyWarned = false;
-    if (this.#published?.equals(set) === true) {
-      return;
-    }
-    this.#published = set;
-    publish(set);
+    this.#publisher.offer(new BackendSet(this.#backendsFromSlices()), publish, { slices: this.#slices.size });
   }
 
   /** Turns the known slices into backends, in slice name order; the first slice wins a repeated address. */
