@@ -1,13 +1,16 @@
+import { readFileSync } from "node:fs";
 import type { SocketListener } from "bun";
-import { type Address, formatAddress } from "./address.ts";
+import { type Address, formatAddress, parseAddress, type TcpAddress } from "./address.ts";
 import { ListenError } from "./listener.ts";
+
+const LOCK_PREFIX = "tinylb-listen:";
 
 /**
  * Name of the lock of a TCP listen address: an abstract Unix socket (Linux), written
  * here without its leading NUL byte, as `/proc/net/unix` shows it after an `@`.
  */
 export function listenLockName(address: Address): string {
-  return `tinylb-listen:${formatAddress(address)}`;
+  return `${LOCK_PREFIX}${formatAddress(address)}`;
 }
 
 /**
@@ -19,10 +22,15 @@ export function listenLockName(address: Address): string {
  * follows the network namespace, as TCP ports do. The main thread takes the locks before
  * it binds its listeners and holds them until it exits.
  *
- * NOTE: the name is the address as written, so `0.0.0.0:8080` and `127.0.0.1:8080`, or a
- * host name and its IP address, take different locks. Two `--workers` balancers on such a
- * pair can still share the port, because Linux lets SO_REUSEPORT sockets of one user
- * overlap a wildcard address. Without `--workers` the exclusive bind rejects that overlap.
+ * A lock is named after the address as written, so `0.0.0.0:8080` and `127.0.0.1:8080` take
+ * different locks, although Linux lets SO_REUSEPORT sockets of one user share that pair. So
+ * before taking a lock, `acquire` also looks for a lock of another process on the same port
+ * whose wildcard address covers this one, or that this wildcard address covers, in
+ * `/proc/net/unix`.
+ *
+ * NOTE: a host name and its IP address (`localhost:8080` and `127.0.0.1:8080`) still take
+ * locks that do not clash, and two balancers that start at the same moment can both pass
+ * the wildcard check. Without `--workers` the exclusive bind rejects both cases anyway.
  */
 export class ListenLocks {
   readonly #held = new Map<string, SocketListener<undefined>>();
@@ -44,6 +52,12 @@ export class ListenLocks {
         const name = listenLockName(address);
         if (this.#held.has(name)) {
           continue;
+        }
+        const overlapping = findOverlappingLock(address, this.#held);
+        if (overlapping !== undefined) {
+          throw new ListenError(
+            `listen on ${formatAddress(address)} failed: another tinylb listens on ${formatAddress(overlapping)}, which shares the port with this address; stop it or pick another address (EADDRINUSE)`,
+          );
         }
         this.#held.set(name, bindLock(address, name));
         acquired.push(name);
@@ -83,4 +97,52 @@ function bindLock(address: Address, name: string): SocketListener<undefined> {
     }
     throw new ListenError(`listen on ${formatAddress(address)} failed: taking the lock @${name} failed: ${(error as Error).message}`, { cause: error });
   }
+}
+
+/**
+ * Returns the address of a lock held by another process (not in `own`) on the port of
+ * `address`, where either address is a wildcard that covers the other. Returns undefined
+ * when `/proc/net/unix` cannot be read.
+ */
+function findOverlappingLock(address: TcpAddress, own: ReadonlyMap<string, unknown>): TcpAddress | undefined {
+  let table: string;
+  try {
+    table = readFileSync("/proc/net/unix", "utf8");
+  } catch {
+    return undefined;
+  }
+
+  for (const line of table.split("\n")) {
+    const at = line.indexOf(`@${LOCK_PREFIX}`);
+    if (at < 0) {
+      continue;
+    }
+    const name = line.slice(at + 1).trim();
+    if (own.has(name)) {
+      continue;
+    }
+    let other: Address;
+    try {
+      other = parseAddress(name.slice(LOCK_PREFIX.length));
+    } catch {
+      continue;
+    }
+    if (other.kind === "tcp" && other.port === address.port && (covers(other, address) || covers(address, other))) {
+      return other;
+    }
+  }
+
+  return undefined;
+}
+
+/**
+ * Returns true when a listener on `wildcard` also receives clients of `other`: `[::]` covers
+ * IPv4 and IPv6 addresses (dual-stack, the Linux default), `0.0.0.0` covers IPv4 ones.
+ */
+function covers(wildcard: TcpAddress, other: TcpAddress): boolean {
+  if (wildcard.host === "::") {
+    return true;
+  }
+
+  return wildcard.host === "0.0.0.0" && !other.host.includes(":");
 }

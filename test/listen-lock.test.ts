@@ -103,3 +103,42 @@ test("port of a stopped --workers 2 tinylb can be bound again", async () => {
   cleanup.push(() => client.socket.terminate());
   await waitFor("greeting through the second tinylb", () => client.firstLine === "a");
 }, 30_000);
+
+test.each([
+  ["0.0.0.0", "127.0.0.1"],
+  ["127.0.0.1", "0.0.0.0"],
+  ["::", "127.0.0.1"],
+  ["::1", "::"],
+  ["0.0.0.0", "0.0.0.0"],
+])("ListenLocks on %s rejects %s on the same port", (held, requested) => {
+  const port = lockOnlyAddress().port;
+  const holder = new ListenLocks();
+  const other = new ListenLocks();
+  cleanup.push(() => holder.release(), () => other.release());
+
+  holder.acquire([{ kind: "tcp", host: held, port }]);
+  expect(() => other.acquire([{ kind: "tcp", host: requested, port }])).toThrow(ListenError);
+});
+
+test.each([
+  ["127.0.0.1", "127.0.0.2"],
+  ["0.0.0.0", "::1"],
+])("ListenLocks on %s allows %s on the same port", (held, requested) => {
+  const port = lockOnlyAddress().port;
+  const holder = new ListenLocks();
+  const other = new ListenLocks();
+  cleanup.push(() => holder.release(), () => other.release());
+
+  holder.acquire([{ kind: "tcp", host: held, port }]);
+  other.acquire([{ kind: "tcp", host: requested, port }]);
+});
+
+test("ListenLocks ignores a wildcard on another port", () => {
+  const port = lockOnlyAddress().port;
+  const holder = new ListenLocks();
+  const other = new ListenLocks();
+  cleanup.push(() => holder.release(), () => other.release());
+
+  holder.acquire([{ kind: "tcp", host: "0.0.0.0", port }]);
+  other.acquire([{ kind: "tcp", host: "127.0.0.1", port: port + 1 }]);
+});
