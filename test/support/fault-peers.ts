@@ -320,10 +320,15 @@ export class FaultProcess {
     return this.process.exitCode === null && this.process.signalCode === null;
   }
 
-  /** Waits for the first `listening` line and returns its port. */
+  /**
+   * Waits for the `tinylb started` line and returns the port of the first `listening` line.
+   * tinylb logs "listening" before it takes the listen lock of the bound port, starts its
+   * relay workers and binds the admin API, so only the later line marks the descriptors a
+   * test may count as its baseline.
+   */
   async port(): Promise<number> {
     const pattern = /listening .*listener=[^\s]*:(\d+)/;
-    await waitFor(`listening line; stderr so far:\n${this.stderr}`, () => pattern.test(this.stderr) || !this.running, 10_000);
+    await waitFor(`tinylb started line; stderr so far:\n${this.stderr}`, () => this.stderr.includes("tinylb started") || !this.running, 10_000);
     const match = pattern.exec(this.stderr);
     if (match === null) {
       throw new Error(`tinylb exited before listening; stderr:\n${this.stderr}`);
