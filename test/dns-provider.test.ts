@@ -199,6 +199,40 @@ dnsTest("DnsProvider turns AAAA answers into IPv6 targets", async () => {
   expect(scenario.running).toBe(`${NAME}@127.0.0.2=127.0.0.2:6443,${NAME}@::1=[::1]:6443`);
 });
 
+dnsTest("DnsProvider uses A records when AAAA is refused", async () => {
+  // With no upstream server, dnsmasq answers A from --address and refuses the AAAA query.
+  const refusedName = "api.test.internal";
+  const dns = await Dnsmasq.start([], [], [`--address=/${refusedName}/127.0.0.2`]);
+  cleanup.push(() => dns.stop());
+  const { scenario, provider } = await startScenario({ name: refusedName, port: 6443, servers: [dns.server], intervalMs: 60_000 });
+
+  await waitFor("answer", () => scenario.server.set.size === 1);
+  expect(await provider.lookupOnce()).toBe(true);
+
+  expect(scenario.running).toBe(`${refusedName}@127.0.0.2=127.0.0.2:6443`);
+  expect(provider.failures).toBe(0);
+  const warnings = scenario.log.withMessage("DNS AAAA query failed; using the other records of the name");
+  expect(warnings.length).toBe(1);
+  expect(warnings[0]!.err).toBe(`the DNS server refused the AAAA query for ${refusedName} (EREFUSED)`);
+  expect(scenario.log.withMessage("DNS lookup failed; keeping the last answer").length).toBe(0);
+});
+
+dnsTest("DnsProvider fails when every query fails", async () => {
+  // dnsmasq refuses both A and AAAA of a name it has no records for and no upstream server to ask.
+  const dns = await Dnsmasq.start([]);
+  cleanup.push(() => dns.stop());
+  const { scenario, provider } = await startScenario({ name: "api.test.internal", port: 6443, servers: [dns.server], intervalMs: 60_000 });
+
+  await waitFor("a failed lookup", () => provider.failures >= 1);
+
+  expect(scenario.server.set.size).toBe(0);
+  const warnings = scenario.log.withMessage("DNS lookup failed; keeping the last answer");
+  expect(warnings.length).toBe(1);
+  expect(warnings[0]!.err).toBe(
+    "the DNS server refused the A query for api.test.internal (EREFUSED), and the DNS server refused the AAAA query for api.test.internal (EREFUSED)",
+  );
+});
+
 test.each([
   ["api.internal", "10.0.0.1", "api.internal@10.0.0.1"],
   ["api.internal", "fd00::1", "api.internal@fd00::1"],

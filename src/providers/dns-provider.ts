@@ -5,6 +5,7 @@ import { formatAddress } from "../address.ts";
 import { type Backend, createBackend, MAX_ID_LENGTH } from "../backend.ts";
 import { BackendSet } from "../backend-set.ts";
 import { type Logger, silentLogger } from "../logger.ts";
+import { DnsQueryError, isNoRecords } from "./dns-errors.ts";
 import type { Provider, PublishBackendSet } from "./provider.ts";
 
 /** Settings of a DNS provider. */
@@ -38,8 +39,8 @@ export interface DnsProviderOptions {
   logger?: Logger;
 }
 
-/** Error codes that mean "this name has no records of that type", not a failed lookup. */
-const NO_RECORDS = new Set(["ENODATA", "ENOTFOUND"]);
+/** The outcome of one A or AAAA query: the addresses, or the error of a failed query. */
+type FamilyAnswer = { type: "A" | "AAAA"; addresses: string[]; error?: DnsQueryError };
 
 /**
  * Backends from DNS, re-resolved on an interval. Every A and AAAA address of a name (or of
@@ -49,6 +50,10 @@ const NO_RECORDS = new Set(["ENODATA", "ENOTFOUND"]);
  * A lookup that fails, or returns no address at all, publishes nothing: the last answer
  * keeps serving. The first failure of a streak is logged as a warning, the recovery as
  * info, and the failures in between only counted.
+ *
+ * A and AAAA are queried separately. When one of them fails while the other returns
+ * addresses, those addresses are used, and the failing query is warned about once until it
+ * answers again. The lookup fails only when no query returned an address and one failed.
  */
 export class DnsProvider implements Provider {
   readonly name: string;
@@ -60,6 +65,8 @@ export class DnsProvider implements Provider {
   #publish: PublishBackendSet | undefined;
   #timer: Timer | undefined;
   #streak = 0;
+  /** Queries (`type name`) that failed while another record type of the name returned addresses. */
+  readonly #failingQueries = new Set<string>();
 
   /** @throws {Error} when neither `port` nor `srv` is given, or a server is not an IP address with a port. */
   constructor(options: DnsProviderOptions) {
@@ -127,35 +134,70 @@ export class DnsProvider implements Provider {
     this.failures++;
     this.#streak++;
     if (this.#streak === 1) {
-      const code = (error as { code?: string }).code;
-      this.#log.warn("DNS lookup failed; keeping the last answer", { name: this.#options.name, err: code !== undefined && !String((error as Error).message).includes(code) ? `${code}: ${(error as Error).message}` : error });
+      this.#log.warn("DNS lookup failed; keeping the last answer", { name: this.#options.name, err: error });
     }
   }
 
   async #resolveSrv(): Promise<Backend[]> {
-    const records = await this.#resolver.resolveSrv(this.#options.name);
+    let records: Awaited<ReturnType<Resolver["resolveSrv"]>>;
+    try {
+      records = await this.#resolver.resolveSrv(this.#options.name);
+    } catch (error) {
+      throw new DnsQueryError("SRV", this.#options.name, error);
+    }
     // NOTE: SRV priority and weight are ignored; every record is a backend in the rotation.
     const groups = await Promise.all(records.map((record) => this.#resolveHost(record.name, record.port, `${record.name}:${record.port}`)));
 
     return groups.flat();
   }
 
-  /** Resolves A and AAAA of `host`; "no records of this type" is an empty list, any other error throws. */
+  /**
+   * Resolves A and AAAA of `host`. "No records of this type" is an empty list. A failed
+   * query is skipped while the other type returns addresses.
+   *
+   * @throws {DnsQueryError} when a query failed and no query returned an address.
+   */
   async #resolveHost(host: string, port: number, idPrefix: string): Promise<Backend[]> {
-    const literal = isIP(host) === 0 ? undefined : [host];
-    const addresses = literal ?? [...(await this.#query(() => this.#resolver.resolve4(host))), ...(await this.#query(() => this.#resolver.resolve6(host)))];
+    let addresses: string[];
+    if (isIP(host) !== 0) {
+      addresses = [host];
+    } else {
+      const answers = await Promise.all([this.#query(host, "A"), this.#query(host, "AAAA")]);
+      addresses = answers.flatMap((answer) => answer.addresses);
+      const errors = answers.flatMap((answer) => (answer.error === undefined ? [] : [answer.error]));
+      if (addresses.length === 0 && errors.length > 0) {
+        throw errors.length === 1 ? errors[0]! : new Error(errors.map((error) => error.message).join(", and "));
+      }
+      this.#noteFailingQueries(host, answers);
+    }
 
     return addresses.map((ip) => createBackend(backendId(idPrefix, ip), formatAddress({ kind: "tcp", host: ip, port })));
   }
 
-  async #query(lookup: () => Promise<string[]>): Promise<string[]> {
+  async #query(host: string, type: "A" | "AAAA"): Promise<FamilyAnswer> {
     try {
-      return await lookup();
+      const addresses = type === "A" ? await this.#resolver.resolve4(host) : await this.#resolver.resolve6(host);
+
+      return { type, addresses };
     } catch (error) {
-      if (NO_RECORDS.has((error as { code?: string }).code ?? "")) {
-        return [];
+      if (isNoRecords(error)) {
+        return { type, addresses: [] };
       }
-      throw error;
+
+      return { type, addresses: [], error: new DnsQueryError(type, host, error) };
+    }
+  }
+
+  /** Warns once when a query of `host` starts failing beside one that answered, and logs when it answers again. */
+  #noteFailingQueries(host: string, answers: FamilyAnswer[]): void {
+    for (const answer of answers) {
+      const key = `${answer.type} ${host}`;
+      if (answer.error !== undefined && !this.#failingQueries.has(key)) {
+        this.#failingQueries.add(key);
+        this.#log.warn(`DNS ${answer.type} query failed; using the other records of the name`, { name: host, err: answer.error });
+      } else if (answer.error === undefined && this.#failingQueries.delete(key)) {
+        this.#log.info(`DNS ${answer.type} query succeeds again`, { name: host });
+      }
     }
   }
 }

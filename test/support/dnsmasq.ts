@@ -43,8 +43,11 @@ export class Dnsmasq {
     return join(this.dir, "hosts");
   }
 
-  /** Starts dnsmasq with `hosts` lines (`ip name`) and optional SRV records (`name,target,port`). */
-  static async start(hosts: string[], srvRecords: string[] = []): Promise<Dnsmasq> {
+  /**
+   * Starts dnsmasq with `hosts` lines (`ip name`), optional SRV records (`name,target,port`)
+   * and further dnsmasq options (`extraArgs`), which must not add an upstream server.
+   */
+  static async start(hosts: string[], srvRecords: string[] = [], extraArgs: string[] = []): Promise<Dnsmasq> {
     const dir = mkdtempSync(join(tmpdir(), "tinylb-dnsmasq-"));
     writeFileSync(join(dir, "hosts"), hosts.join("\n") + "\n");
     for (let attempt = 0; attempt < 20; attempt++) {
@@ -70,6 +73,7 @@ export class Dnsmasq {
           "--user=root",
           "--pid-file=",
           ...srvRecords.map((record) => `--srv-host=${record}`),
+          ...extraArgs,
         ],
         { stdin: "ignore", stdout: "pipe", stderr: "pipe" },
       ));
