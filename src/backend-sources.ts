@@ -50,7 +50,7 @@ export interface BackendSources {
  * (static, file, api) are applied as one change; DNS publishes when its first lookup ends.
  *
  * @throws {ConfigError} for an admin address outside loopback without the flags, a bad token
- *   file, or a kubeconfig or etcd TLS file that cannot be used.
+ *   file, a state file in a missing folder, or a kubeconfig or etcd TLS file that cannot be used.
  */
 export async function startBackendSources(cli: CliOptions, settings: Settings, server: Server, logger: Logger): Promise<BackendSources> {
   const log = logger.with({ component: "providers" });
@@ -65,6 +65,7 @@ export async function startBackendSources(cli: CliOptions, settings: Settings, s
 
   const union = new BackendSetUnion((set, cause) => server.applySet(set, { provider: cause }), logger);
   const stateFile = options.stateFile === undefined ? undefined : new StateFile(options.stateFile, logger);
+  stateFile?.checkFolder();
   const saved = stateFile?.load() ?? new Map<string, BackendSet>();
 
   const providers: Provider[] = [];

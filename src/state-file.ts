@@ -1,21 +1,17 @@
-import { closeSync, fsyncSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from "node:fs";
-import { z } from "zod";
-import { type Backend, createBackend } from "./backend.ts";
+import { closeSync, fsyncSync, openSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync, writeSync } from "node:fs";
+import { dirname } from "node:path";
+import type { Backend } from "./backend.ts";
 import { BackendSet } from "./backend-set.ts";
+import { ConfigError } from "./config.ts";
 import { type Logger, silentLogger } from "./logger.ts";
 import { describeFileError } from "./file-errors.ts";
-
-/** Version of the state file layout; a file with another version is ignored. */
-const STATE_VERSION = 1;
+import { parseSavedState, STATE_VERSION, type SavedBackend } from "./saved-state.ts";
 
 /** Largest state file read, in bytes. */
 const MAX_STATE_BYTES = 4 * 1024 * 1024;
 
-const stateSchema = z.strictObject({
-  version: z.literal(STATE_VERSION),
-  savedAt: z.string(),
-  backends: z.array(z.strictObject({ id: z.string(), target: z.string(), provider: z.string() })).max(100_000),
-});
+/** Skipped entries logged one by one; the rest are counted in one line. */
+const MAX_SKIPPED_LINES = 10;
 
 /**
  * The last applied backend set, saved so that a restarted balancer whose providers are
@@ -41,10 +37,36 @@ export class StateFile {
     this.#log = logger.with({ component: "state-file" });
   }
 
+  /** Path of the copy kept of a state file that could not be read in full. */
+  get badCopyPath(): string {
+    return `${this.path}.bad`;
+  }
+
+  /**
+   * Checks that the folder of the state file exists, so a wrong path stops start-up
+   * instead of failing every write.
+   *
+   * @throws {ConfigError} naming the folder when it does not exist or is not a folder.
+   */
+  checkFolder(): void {
+    const folder = dirname(this.path);
+    let isFolder: boolean;
+    try {
+      isFolder = statSync(folder).isDirectory();
+    } catch (error) {
+      throw new ConfigError(`invalid state file ${this.path}: ${describeFileError(error, "write", this.path)}`, { cause: error });
+    }
+    if (!isFolder) {
+      throw new ConfigError(`invalid state file ${this.path}: ${folder} is not a folder; pick a path in an existing folder`);
+    }
+  }
+
   /**
    * Reads the saved backends, grouped by provider name. A missing file gives an empty map.
-   * An unreadable or invalid file is logged and also gives an empty map, because the state
-   * only helps start-up and must never stop it.
+   * An unreadable or invalid file is logged and also gives an empty map, and invalid
+   * entries are skipped, because the state only helps start-up and must never stop it.
+   * Before a file that was not read in full can be overwritten, a copy is kept at
+   * `badCopyPath`.
    */
   load(): Map<string, BackendSet> {
     let text: string;
@@ -58,21 +80,42 @@ export class StateFile {
       return new Map();
     }
 
+    let saved: ReturnType<typeof parseSavedState>;
     try {
       if (text.length > MAX_STATE_BYTES) {
         throw new Error(`the file has more than ${MAX_STATE_BYTES} bytes`);
       }
-
-      return groupByProvider(stateSchema.parse(JSON.parse(text)).backends);
+      saved = parseSavedState(text);
     } catch (error) {
-      let detail = (error as Error).message;
-      if (error instanceof z.ZodError) {
-        detail = error.issues.map((issue) => `${issue.path.join(".") || "(top level)"}: ${issue.message}`).join("; ");
-      }
-      this.#log.warn("invalid state file; starting without saved backends", { file: this.path, err: detail });
+      this.#log.warn("invalid state file; starting without saved backends", { file: this.path, err: (error as Error).message, ...this.#keepBadCopy(text) });
 
       return new Map();
     }
+
+    for (const entry of saved.skipped.slice(0, MAX_SKIPPED_LINES)) {
+      this.#log.warn("skipped an invalid saved backend", { file: this.path, entry: entry.index, id: entry.id, err: entry.reason });
+    }
+    if (saved.skipped.length > MAX_SKIPPED_LINES) {
+      this.#log.warn("skipped more invalid saved backends", { file: this.path, count: saved.skipped.length - MAX_SKIPPED_LINES });
+    }
+    if (saved.skipped.length > 0) {
+      const copy = this.#keepBadCopy(text);
+      this.#log.warn("state file has invalid entries; kept a copy before it is rewritten without them", { file: this.path, skipped: saved.skipped.length, ...copy });
+    }
+    this.#log.info(`loaded ${saved.backends.length} saved backends from ${this.path}${saved.savedAt === undefined ? "" : ` (saved at ${saved.savedAt})`}`, { file: this.path });
+
+    return groupByProvider(saved.backends);
+  }
+
+  /** Writes `text` to `badCopyPath` and returns log fields with the copy's path, or the reason no copy was kept. */
+  #keepBadCopy(text: string): Record<string, string> {
+    try {
+      writeFileSync(this.badCopyPath, text, { mode: 0o600 });
+    } catch (error) {
+      return { copyErr: `keeping a copy at ${this.badCopyPath} failed: ${describeFileError(error, "write", this.badCopyPath)}` };
+    }
+
+    return { copy: this.badCopyPath };
   }
 
   /**
@@ -152,11 +195,11 @@ export class StateFile {
   }
 }
 
-function groupByProvider(entries: { id: string; target: string; provider: string }[]): Map<string, BackendSet> {
+function groupByProvider(entries: SavedBackend[]): Map<string, BackendSet> {
   const byProvider = new Map<string, Backend[]>();
   for (const entry of entries) {
     const list = byProvider.get(entry.provider) ?? [];
-    list.push(createBackend(entry.id, entry.target));
+    list.push(entry.backend);
     byProvider.set(entry.provider, list);
   }
 

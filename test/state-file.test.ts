@@ -1,11 +1,13 @@
 import { afterEach, expect, test } from "bun:test";
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createBackend } from "../src/backend.ts";
 import { BackendSet } from "../src/backend-set.ts";
+import { ConfigError } from "../src/config.ts";
 import { StateFile } from "../src/state-file.ts";
 import { LogLines } from "./support/log-lines.ts";
+import { TinylbProcess } from "./support/tinylb-process.ts";
 import { waitFor } from "./support/wait.ts";
 
 const cleanup: (() => void)[] = [];
@@ -63,22 +65,79 @@ test("StateFile load of a missing file is empty and quiet", () => {
 });
 
 test.each([
-  ["not JSON", "{", "JSON"],
-  ["wrong version", JSON.stringify({ version: 2, savedAt: "", backends: [] }), "version"],
-  ["bad target", JSON.stringify({ version: 1, savedAt: "", backends: [{ id: "a", target: "nowhere", provider: "static" }] }), "nowhere"],
-  ["duplicate id", JSON.stringify({ version: 1, savedAt: "", backends: [{ id: "a", target: "10.0.0.1:1", provider: "p" }, { id: "a", target: "10.0.0.2:1", provider: "p" }] }), "duplicate backend id"],
-])("StateFile ignores an invalid file: %s", (_name, content, problem) => {
+  ["not JSON", "{", "the file is not valid JSON: Expected '}'"],
+  ["wrong version", JSON.stringify({ version: 2, savedAt: "", backends: [] }), "version: must be 1"],
+  ["no backends list", JSON.stringify({ version: 1, savedAt: "" }), "backends: missing"],
+])("StateFile keeps a copy of an invalid file: %s", (_name, content, problem) => {
   const path = join(tempDir(), "state.json");
   writeFileSync(path, content);
   const log = new LogLines();
+  const state = new StateFile(path, log.logger);
 
-  const loaded = new StateFile(path, log.logger).load();
+  const loaded = state.load();
+  state.save(SET, (id) => SOURCES[id]);
 
   expect(loaded.size).toBe(0);
   const warnings = log.withMessage("invalid state file; starting without saved backends");
   expect(warnings.length).toBe(1);
   expect(warnings[0]!.file).toBe(path);
-  expect(String(warnings[0]!.err)).toContain(problem);
+  expect(warnings[0]!.err).toBe(problem);
+  expect(warnings[0]!.copy).toBe(`${path}.bad`);
+  expect(readFileSync(`${path}.bad`, "utf8")).toBe(content);
+  expect(statSync(`${path}.bad`).mode & 0o777).toBe(0o600);
+});
+
+test("StateFile skips only the invalid entries", () => {
+  const path = join(tempDir(), "state.json");
+  const content = JSON.stringify({
+    version: 1,
+    savedAt: "2026-12-04T20:00:00.000Z",
+    backends: [
+      { id: "good", target: "10.0.0.1:6443", provider: "static" },
+      { id: "bad-ip", target: "999.1.1.1:1", provider: "static" },
+      { id: "good", target: "10.0.0.2:6443", provider: "static" },
+      { id: "no-provider", target: "10.0.0.3:6443" },
+    ],
+  });
+  writeFileSync(path, content);
+  const log = new LogLines();
+
+  const loaded = new StateFile(path, log.logger).load();
+
+  expect(loaded.get("static")?.describe()).toBe("good=10.0.0.1:6443");
+  const skipped = log.withMessage("skipped an invalid saved backend");
+  expect(skipped.map((line) => [line.entry, line.id])).toEqual([
+    [1, "bad-ip"],
+    [2, "good"],
+    [3, "no-provider"],
+  ]);
+  expect(String(skipped[0]!.err)).toContain("999.1.1.1");
+  expect(skipped[1]!.err).toBe('duplicate backend id "good"');
+  expect(skipped[2]!.err).toBe("backends[3].provider: missing");
+  expect(log.withMessage("state file has invalid entries; kept a copy before it is rewritten without them")[0]!.copy).toBe(`${path}.bad`);
+  expect(readFileSync(`${path}.bad`, "utf8")).toBe(content);
+  expect(log.withMessage(`loaded 1 saved backends from ${path} (saved at 2026-12-04T20:00:00.000Z)`).length).toBe(1);
+});
+
+test("StateFile loads a file without savedAt", () => {
+  const path = join(tempDir(), "state.json");
+  writeFileSync(path, JSON.stringify({ version: 1, backends: [{ id: "a", target: "10.0.0.1:1", provider: "api" }] }));
+  const log = new LogLines();
+
+  const loaded = new StateFile(path, log.logger).load();
+
+  expect(loaded.get("api")?.describe()).toBe("a=10.0.0.1:1");
+  expect(log.withMessage(`loaded 1 saved backends from ${path}`).length).toBe(1);
+  expect(existsSync(`${path}.bad`)).toBe(false);
+});
+
+test("StateFile checkFolder names a missing folder", () => {
+  const dir = tempDir();
+  const path = join(dir, "missing-folder", "state.json");
+
+  expect(() => new StateFile(path).checkFolder()).toThrow(ConfigError);
+  expect(() => new StateFile(path).checkFolder()).toThrow(`invalid state file ${path}: the folder ${join(dir, "missing-folder")} does not exist; create it or pick another path`);
+  expect(() => new StateFile(join(dir, "state.json")).checkFolder()).not.toThrow();
 });
 
 test("StateFile logs a failed write once per streak", () => {
@@ -121,4 +180,28 @@ test("StateFile flush writes a held-back set at once", () => {
   state.flush();
 
   expect(readFileSync(path, "utf8")).toContain('"id": "b"');
+});
+
+test("binary keeps a copy of a state file with a bad entry", async () => {
+  const dir = tempDir();
+  const path = join(dir, "state.json");
+  const content = JSON.stringify({
+    version: 1,
+    savedAt: "2026-12-04T20:00:00.000Z",
+    backends: [
+      { id: "good", target: "127.0.0.1:9", provider: "api" },
+      { id: "bad", target: "999.1.1.1:1", provider: "api" },
+    ],
+  });
+  writeFileSync(path, content);
+  await using tinylb = TinylbProcess.start(["--listen", "127.0.0.1:0", "--admin", `unix:${join(dir, "admin.sock")}`, "--state-file", path]);
+
+  await tinylb.waitForLog("tinylb started");
+
+  expect(tinylb.stderr).toContain(`loaded 1 saved backends from ${path} (saved at 2026-12-04T20:00:00.000Z)`);
+  expect(tinylb.stderr).toContain('skipped an invalid saved backend component=state-file file=');
+  expect(readFileSync(`${path}.bad`, "utf8")).toBe(content);
+  const rewritten = JSON.parse(readFileSync(path, "utf8")) as { backends: unknown[] };
+  expect(rewritten.backends).toEqual([{ id: "good", target: "127.0.0.1:9", provider: "api" }]);
+  expect(await tinylb.stop()).toBe(0);
 });
