@@ -2,6 +2,7 @@ import type { SocketHandler } from "bun";
 import type { Address } from "./address.ts";
 import { DescriptorBudget } from "./descriptor-budget.ts";
 import { type BoundListener, bindListener } from "./listener.ts";
+import { setListenerKeepAlive } from "./listener-keepalive.ts";
 import type { Logger } from "./logger.ts";
 import { RateLimitedLog } from "./rate-limited-log.ts";
 
@@ -21,6 +22,8 @@ export class ListenerSet<Data> {
   #descriptors: DescriptorBudget | undefined;
   #acceptPaused = false;
   #resumeTimer: Timer | undefined;
+  #keepaliveMs = 0;
+  #keepaliveInherited = false;
   /** Times the listeners were stopped because the descriptor limit was nearly reached. */
   acceptPauses = 0;
 
@@ -39,6 +42,23 @@ export class ListenerSet<Data> {
     return this.#listeners;
   }
 
+  /**
+   * True when every bound TCP listener carries the keepalive setting of `setKeepAlive`, so its
+   * accepted sockets inherit it and need no setsockopt(2) calls of their own.
+   */
+  get keepaliveInherited(): boolean {
+    return this.#keepaliveInherited;
+  }
+
+  /**
+   * Sets TCP keepalive on the TCP listeners bound now and later, for clients accepted from then
+   * on (see `setListenerKeepAlive`). `keepaliveInherited` reports whether it took effect.
+   */
+  setKeepAlive(keepaliveMs: number): void {
+    this.#keepaliveMs = keepaliveMs;
+    this.#keepaliveInherited = this.#listeners.every((listener) => this.#applyKeepAlive(listener));
+  }
+
   /** True while the listeners are stopped because the descriptor limit is nearly reached. */
   get acceptPaused(): boolean {
     return this.#acceptPaused;
@@ -51,9 +71,12 @@ export class ListenerSet<Data> {
    */
   async bind(addresses: readonly Address[], handlers: SocketHandler<Data>): Promise<void> {
     this.#handlers = handlers;
+    this.#keepaliveInherited = true;
     try {
       for (const address of addresses) {
         const listener = await bindListener(address, handlers, { reusePort: this.#reusePort });
+        // Before any await, so that no client is accepted without the listener's keepalive.
+        this.#keepaliveInherited = this.#applyKeepAlive(listener) && this.#keepaliveInherited;
         this.#listeners.push(listener);
         this.#log.info("listening", { listener: listener.name });
       }
@@ -102,6 +125,20 @@ export class ListenerSet<Data> {
     this.#scheduleResume(100);
   }
 
+  /** Sets keepalive on a TCP listener; returns false when it failed. Unix listeners need none. */
+  #applyKeepAlive(listener: BoundListener): boolean {
+    if (listener.address.kind !== "tcp") {
+      return true;
+    }
+
+    const applied = listener.fd !== undefined && setListenerKeepAlive(listener.fd, this.#keepaliveMs);
+    if (!applied) {
+      this.#log.debug("setting keepalive on the listener failed; setting it on each accepted socket instead", { listener: listener.name });
+    }
+
+    return applied;
+  }
+
   #scheduleResume(delayMs: number): void {
     this.#resumeTimer = setTimeout(() => void this.#resumeAccepting(delayMs), delayMs);
   }
@@ -123,7 +160,11 @@ export class ListenerSet<Data> {
     const bound: BoundListener[] = [];
     try {
       for (const listener of stopped) {
-        bound.push(await bindListener(listener.address, this.#handlers, { reusePort: this.#reusePort }));
+        const rebound = await bindListener(listener.address, this.#handlers, { reusePort: this.#reusePort });
+        if (!this.#applyKeepAlive(rebound)) {
+          this.#keepaliveInherited = false;
+        }
+        bound.push(rebound);
       }
     } catch (error) {
       for (const listener of bound) {

@@ -22,6 +22,11 @@ export interface BoundListener {
   readonly address: Address;
   /** Canonical address string, with the bound port. */
   readonly name: string;
+  /**
+   * The listening socket's file descriptor, for socket options that accepted sockets inherit;
+   * undefined for Unix sockets. Bun 1.4.4 has `fd` on a listener but does not declare it.
+   */
+  readonly fd?: number;
   stop(): void;
 }
 
@@ -61,7 +66,9 @@ export async function bindListener<Data>(address: Address, handlers: SocketHandl
     const listener = Bun.listen<Data>(listenOptions);
     const bound: Address = { kind: "tcp", host: address.host, port: listener.port };
 
-    return { address: bound, name: formatAddress(bound), stop: () => stopListener(listener) };
+    const fd = (listener as { fd?: unknown }).fd;
+
+    return { address: bound, name: formatAddress(bound), fd: typeof fd === "number" ? fd : undefined, stop: () => stopListener(listener) };
   } catch (error) {
     if (error instanceof ListenError) {
       throw error;

@@ -61,6 +61,7 @@ export class Server {
     this.#log = this.#options.logger.with({ component: "server" });
     this.#emptySetWarning = new RateLimitedLog(this.#log, "warn", 10_000);
     this.#listeners = new ListenerSet(this.#log, this.#options.reusePort);
+    this.#listeners.setKeepAlive(this.#options.keepaliveMs);
     this.limits = new ConnectionLimits(this.#options, this.#options.logger);
     this.health = health ?? new HealthChecker({ ...this.#options.health, clock: this.#options.clock, logger: this.#options.logger });
     this.#removals = new RemovalPolicies(this.pool, this.health, this.#log, this.#options.clock, this.#options);
@@ -85,6 +86,7 @@ export class Server {
   updateTimeouts(timeouts: { connectTimeoutMs: number; keepaliveMs: number }): void {
     this.#options.connectTimeoutMs = timeouts.connectTimeoutMs;
     this.#options.keepaliveMs = timeouts.keepaliveMs;
+    this.#listeners.setKeepAlive(timeouts.keepaliveMs);
     this.#connector.updateTimeouts(timeouts);
   }
 
@@ -206,7 +208,10 @@ export class Server {
     const connection = new Connection(this.#nextId++, socket as Socket<unknown>, client, this.#onConnectionClosed);
     socket.data = connection;
     this.stats.accepted++;
-    configureSocket(socket, this.#options.keepaliveMs);
+    // The socket inherits keepalive from its listener, unless that could not be set there.
+    if (!this.#listeners.keepaliveInherited) {
+      configureSocket(socket, this.#options.keepaliveMs);
+    }
 
     if (!this.limits.admits(this.activeCount)) {
       this.limits.reject("global", connection.clientAddress);

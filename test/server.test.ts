@@ -420,3 +420,33 @@ test("Server turns on TCP keepalive on both sockets", async () => {
   expect(sockets(`( dport = :${port} )`)).not.toContain("timer:(keepalive");
   client.close();
 }, TEST_TIMEOUT_MS);
+
+test("Server keepalive idle time follows updateTimeouts", async () => {
+  const backends = startBackends(["a"]);
+  const { server, port } = await startServer(setOfBackends(backends), { keepaliveMs: 37_000 });
+  // ss prints the keepalive timer's time left, which starts at the idle time.
+  const clientTimer = (client: TestClient): string => {
+    const line = Bun.spawnSync(["ss", "-tnoH", "state", "established", `( sport = :${port} and dport = :${client.socket.localPort} )`]).stdout.toString();
+
+    return /timer:\(keepalive,(\d+)sec/.exec(line)?.[1] ?? "none";
+  };
+
+  const first = await connect(port);
+  await waitFor("first greeting", () => first.firstLine === "a");
+  expect(["36", "37"]).toContain(clientTimer(first));
+
+  server.updateTimeouts({ connectTimeoutMs: 3000, keepaliveMs: 55_000 });
+  const second = await connect(port);
+  await waitFor("second greeting", () => second.firstLine === "a");
+  expect(["54", "55"]).toContain(clientTimer(second));
+  expect(["36", "37"]).toContain(clientTimer(first));
+
+  server.updateTimeouts({ connectTimeoutMs: 3000, keepaliveMs: 0 });
+  const third = await connect(port);
+  await waitFor("third greeting", () => third.firstLine === "a");
+  expect(clientTimer(third)).toBe("none");
+
+  first.close();
+  second.close();
+  third.close();
+}, TEST_TIMEOUT_MS);
