@@ -2,11 +2,14 @@ import { readFileSync } from "node:fs";
 import { ConfigError } from "./config.ts";
 import { formatDuration } from "./duration.ts";
 import { describeFileError } from "./file-errors.ts";
-import type { HealthConfig } from "./health-config.ts";
+import { type HealthConfig, HEALTH_DEFAULTS } from "./health-config.ts";
 import { PROBE_DEFAULTS, type ProbeKind, type ProbeOverrides, resolveProbeSettings } from "./probes/probe.ts";
 
 /** Fields of a probe block, as a config file names them. */
-type ProbeField = "kind" | "interval" | "timeout" | "path" | "expectStatus" | "tls" | "tls.ca" | "tls.cert" | "tls.key" | "bearerTokenFile";
+type ProbeField = "kind" | "interval" | "timeout" | "rise" | "fall" | "path" | "expectStatus" | "tls" | "tls.ca" | "tls.cert" | "tls.key" | "bearerTokenFile";
+
+/** Fields that configure a probe; without a probe kind they have no effect. */
+const KIND_DEPENDENT_FIELDS: ProbeField[] = ["interval", "timeout", "rise", "fall", "path", "expectStatus", "tls", "bearerTokenFile"];
 
 /** The flag that sets each probe field, where one exists. */
 const FLAG_OF: Partial<Record<ProbeField, string>> = {
@@ -30,8 +33,9 @@ const MAX_PROBLEMS = 5;
 /**
  * Checks the probe settings of flags and a config file beyond what the schema can check.
  * Every file a probe reads (CA, client certificate and key, bearer token) must be readable
- * now. Fields must suit the probe kind, so a tcp probe takes no `expectStatus`. A timeout
- * set by the user must not exceed the interval.
+ * now. Fields must suit the probe kind, so a tcp probe takes no `expectStatus`, and probe
+ * fields without any probe kind are rejected because no probe would run. A timeout set by
+ * the user must not exceed the interval. A drain timeout needs the drain removal policy.
  *
  * Runs at start-up and before a reloaded file is accepted, so a bad file keeps the last
  * good config. Probes still read the files on every run, so a token may rotate.
@@ -40,7 +44,10 @@ const MAX_PROBLEMS = 5;
  *   or the flag) and its value.
  */
 export function checkProbeConfig(fromFlags: HealthConfig | undefined, fromFile: HealthConfig | undefined, configPath?: string): void {
-  const flags: ProbeBlock = { probe: fromFlags?.probe ?? {}, name: (field) => FLAG_OF[field] ?? `probe.${field}` };
+  const flagProbe = fromFlags?.probe ?? {};
+  // The flags set tls through --probe-ca and --probe-server-name.
+  const tlsFlag = flagProbe.tls?.caFile !== undefined ? "--probe-ca" : "--probe-server-name";
+  const flags: ProbeBlock = { probe: flagProbe, name: (field) => (field === "tls" ? tlsFlag : (FLAG_OF[field] ?? `probe.${field}`)) };
   const file: ProbeBlock = { probe: fromFile?.probe ?? {}, name: (field) => `probe.${field}` };
   const backends: ProbeBlock[] = [...(fromFile?.probeOverrides ?? [])].map(([id, probe]) => {
     const path = fromFile?.probeOverridePaths?.get(id) ?? `backends[id=${id}].probe`;
@@ -51,21 +58,30 @@ export function checkProbeConfig(fromFlags: HealthConfig | undefined, fromFile: 
   const problems = [flags, file, ...backends].flatMap(fileProblems);
   const balancer = mergeBlocks(flags, file);
   problems.push(...kindProblems(balancer, balancer.probe.kind), ...timingProblems([balancer], balancer.probe));
+  // Balancer-wide fields count as used when a backend sets its own kind and inherits them.
+  if (balancer.probe.kind === undefined && backends.every((backend) => backend.probe.kind === undefined)) {
+    problems.push(...missingKindProblems(balancer, "probe.kind"));
+  }
   for (const backend of backends) {
     const resolved = resolveProbeSettings(balancer.probe, backend.probe);
+    if (resolved === undefined) {
+      problems.push(...missingKindProblems(backend, `${backend.name("kind")} or probe.kind`));
+    }
     problems.push(...kindProblems(backend, resolved?.kind));
     // Timing inherited from a probing balancer block was checked there already.
     const inherited = backend.probe.intervalMs === undefined && backend.probe.timeoutMs === undefined && balancer.probe.kind !== undefined;
-    if (!inherited) {
-      problems.push(...timingProblems([backend, balancer], resolved));
+    if (!inherited && resolved !== undefined) {
+      // Without the defaults, so that a default timeout is not checked, as for the balancer block.
+      problems.push(...timingProblems([backend, balancer], { ...balancer.probe, ...backend.probe, kind: resolved.kind }));
     }
   }
+  problems.push(...drainProblems(fromFlags, fromFile));
   if (problems.length === 0) {
     return;
   }
 
   const more = problems.length > MAX_PROBLEMS ? ` (and ${problems.length - MAX_PROBLEMS} more)` : "";
-  const where = configPath === undefined ? "invalid probe settings" : `invalid config ${configPath}`;
+  const where = configPath === undefined ? "invalid health settings" : `invalid config ${configPath}`;
   throw new ConfigError(`${where}: ${problems.slice(0, MAX_PROBLEMS).join("; ")}${more}`);
 }
 
@@ -128,6 +144,47 @@ function checkFile(path: string, kind: "pem" | "token"): string | undefined {
   }
 
   return undefined;
+}
+
+/**
+ * Reports probe fields set in a block that runs no probe, because neither it nor the
+ * block it inherits from sets a kind. `kindSetting` names the config key of the kind; when
+ * only flags set the fields, the fix names `--probe` instead.
+ */
+function missingKindProblems(block: ProbeBlock, kindSetting: string): string[] {
+  const set = KIND_DEPENDENT_FIELDS.filter((field) => valueOf(block.probe, field) !== undefined);
+  if (set.length === 0) {
+    return [];
+  }
+  const names = set.map((field) => block.name(field));
+  let kinds: ProbeKind[] = ["tcp", "http", "https"];
+  if (set.includes("tls")) {
+    kinds = ["https"];
+  } else if (set.some((field) => field === "path" || field === "expectStatus" || field === "bearerTokenFile")) {
+    kinds = ["http", "https"];
+  }
+  const fix = names.every((name) => name.startsWith("--"))
+    ? `add ${joinWithOr(kinds.map((kind) => `--probe ${kind}`))}`
+    : `set ${kindSetting} to ${joinWithOr(kinds)}`;
+  const subject = names.length === 1 ? `${names[0]} is set` : `${names.join(", ")} are set`;
+
+  return [`${subject}, but no probe runs without a probe kind; ${fix}, or remove ${names.length === 1 ? "it" : "them"}`];
+}
+
+/** Reports a drain timeout that has no effect because the removal policy is not drain. */
+function drainProblems(fromFlags: HealthConfig | undefined, fromFile: HealthConfig | undefined): string[] {
+  const policy = fromFlags?.onRemoval ?? fromFile?.onRemoval ?? HEALTH_DEFAULTS.onRemoval;
+  const setting = fromFlags?.drainTimeoutMs !== undefined ? "--drain-timeout" : fromFile?.drainTimeoutMs !== undefined ? "drainTimeout" : undefined;
+  if (setting === undefined || policy === "drain") {
+    return [];
+  }
+  const fix = setting === "--drain-timeout" ? "add --on-removal drain" : "set onRemoval to drain";
+
+  return [`${setting} applies only when removed targets drain, but the removal policy is ${policy}; ${fix}, or remove ${setting}`];
+}
+
+function joinWithOr(items: string[]): string {
+  return items.length === 1 ? items[0]! : `${items.slice(0, -1).join(", ")} or ${items.at(-1)}`;
 }
 
 /** Fields set in `block` that a probe of `kind` does not use. */

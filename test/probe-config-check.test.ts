@@ -57,9 +57,34 @@ test.each([
   expect(() => check(data)).toThrow(`invalid config ${FILE}: ${message}`);
 });
 
+test.each([
+  [{ probe: { timeout: "9s" } }, "probe.timeout is set, but no probe runs without a probe kind; set probe.kind to tcp, http or https, or remove it"],
+  [
+    { probe: { interval: "1s" }, backends: [{ id: "a", target: "127.0.0.1:1", probe: { path: "/readyz", timeout: "1s" } }] },
+    "probe.interval is set, but no probe runs without a probe kind; set probe.kind to tcp, http or https, or remove it; " +
+      "backends[0].probe.timeout, backends[0].probe.path are set, but no probe runs without a probe kind; set backends[0].probe.kind or probe.kind to http or https, or remove them",
+  ],
+  [{ drainTimeout: "5s" }, "drainTimeout applies only when removed targets drain, but the removal policy is close; set onRemoval to drain, or remove drainTimeout"],
+])("probe check rejects settings that do nothing: %j", (data, message) => {
+  expect(() => check(data)).toThrow(ConfigError);
+  expect(() => check(data)).toThrow(`invalid config ${FILE}: ${message}`);
+});
+
+test.each([
+  [["--probe-path", "/readyz"], "--probe-path is set, but no probe runs without a probe kind; add --probe http or --probe https, or remove it"],
+  [["--probe-timeout", "1s"], "--probe-timeout is set, but no probe runs without a probe kind; add --probe tcp, --probe http or --probe https, or remove it"],
+  [["--drain-timeout", "5s"], "--drain-timeout applies only when removed targets drain, but the removal policy is close; add --on-removal drain, or remove --drain-timeout"],
+])("flags without their mode are rejected: %p", (flags, message) => {
+  const health = parseArgs(["--listen", "127.0.0.1:0", ...flags]).health;
+
+  expect(() => checkProbeConfig(health, undefined)).toThrow(`invalid health settings: ${message}`);
+});
+
 test("probe check names the flag", () => {
   expect(() => check({}, ["--probe", "https", "--probe-ca", absent])).toThrow(`--probe-ca: cannot read ${absent}: the file does not exist`);
   expect(() => check({}, ["--probe", "tcp", "--probe-path", "/readyz"])).toThrow("--probe-path applies to http and https probes only");
+  expect(() => check({}, ["--probe", "http", "--probe-ca", ca])).toThrow("--probe-ca applies to https probes only, but the probe kind is http");
+  expect(() => check({}, ["--probe", "tcp", "--probe-server-name", "kubernetes"])).toThrow("--probe-server-name applies to https probes only");
   expect(() => check({ probe: { interval: "1s" } }, ["--probe", "http", "--probe-timeout", "3s"])).toThrow(
     "the probe timeout 3s (--probe-timeout) is longer than its interval 1s (probe.interval)",
   );
@@ -69,8 +94,9 @@ test("probe check accepts readable files", () => {
   expect(() => check({ probe: { kind: "https", tls: { ca }, bearerTokenFile: token, interval: "1s", timeout: "1s" } })).not.toThrow();
   // A backend may switch to a tcp probe without clearing the balancer's http fields.
   expect(() => check({ probe: { kind: "https", path: "/readyz", tls: { ca } }, backends: [{ id: "a", target: "127.0.0.1:1", probe: { kind: "tcp" } }] })).not.toThrow();
-  // Without a kind no probe runs, so the timing is not checked.
-  expect(() => check({ probe: { timeout: "9s" } })).not.toThrow();
+  // A backend that sets a kind uses the balancer's timing.
+  expect(() => check({ probe: { interval: "1s" }, backends: [{ id: "a", target: "127.0.0.1:1", probe: { kind: "tcp" } }] })).not.toThrow();
+  expect(() => check({ onRemoval: "drain", drainTimeout: "5s" })).not.toThrow();
 });
 
 test("probe check accepts the default timeout", () => {
@@ -99,6 +125,13 @@ test("tinylb exits 2 on a missing probe CA", async () => {
 
   expect(await tinylb.process.exited).toBe(2);
   expect(tinylb.stderr).toContain(`invalid config ${config}: backends[0].probe.tls.ca: cannot read ${absent}: the file does not exist`);
+});
+
+test("tinylb exits 2 on a probe path without a kind", async () => {
+  await using tinylb = TinylbProcess.start(["--listen", "127.0.0.1:0", "--backend", "a=127.0.0.1:1", "--probe-path", "/readyz"]);
+
+  expect(await tinylb.process.exited).toBe(2);
+  expect(tinylb.stderr).toContain("invalid health settings: --probe-path is set, but no probe runs without a probe kind; add --probe http or --probe https, or remove it");
 });
 
 test("tinylb keeps the last good probe on a bad reload", async () => {
