@@ -7,6 +7,7 @@ import type { BalancerStatus } from "./balancer-status.ts";
 import { METRICS_CONTENT_TYPE } from "./metrics.ts";
 import type { AdminApiProvider } from "./providers/admin-api-provider.ts";
 import { formatFieldPath, plainIssueMessage } from "./zod-messages.ts";
+import { jsonSyntaxDetail } from "./json-errors.ts";
 
 /** Largest request body accepted, in bytes: room for about 10,000 backends. */
 export const MAX_ADMIN_BODY_BYTES = 1024 * 1024;
@@ -252,7 +253,7 @@ async function readJsonBody(request: Request): Promise<unknown> {
   try {
     return JSON.parse(text);
   } catch (error) {
-    throw new AdminRequestError(400, `invalid JSON in request body: ${(error as Error).message}`, "(body)");
+    throw new AdminRequestError(400, `invalid JSON in request body: ${jsonSyntaxDetail(error)}`, "(body)");
   }
 }
 

@@ -1,6 +1,7 @@
 import type { Socket, SocketHandler } from "bun";
 import type { Backend } from "./backend.ts";
 import type { Connection } from "./connection.ts";
+import { describeSocketError } from "./socket-errors.ts";
 
 /** A failed dial, naming the backend id and target. Callers branch on it to fail over. */
 export class DialError extends Error {
@@ -128,7 +129,7 @@ export function dialBackend(connection: Connection, backend: Backend, options: D
         : Bun.connect({ hostname: address.host, port: address.port, allowHalfOpen: true, data: attempt, socket: BACKEND_HANDLERS });
     connecting.catch((error: unknown) => {
       attempt.state = "abandoned";
-      settle(new DialError(backend, errorDetail(error), { cause: error }));
+      settle(new DialError(backend, describeSocketError(error), { cause: error }));
     });
   });
 }

@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { type Backend, createBackend } from "./backend.ts";
+import { jsonSyntaxDetail } from "./json-errors.ts";
 import { formatFieldPath, plainIssueMessage } from "./zod-messages.ts";
 
 /** Version of the state file layout; a file with another version is not read. */
@@ -51,8 +52,7 @@ export function parseSavedState(text: string): SavedState {
   try {
     json = JSON.parse(text);
   } catch (error) {
-    // Bun's SyntaxError message starts with "JSON Parse error: ", which would repeat the first words.
-    throw new Error(`the file is not valid JSON: ${(error as Error).message.replace(/^JSON Parse error: /, "")}`);
+    throw new Error(`the file is not valid JSON: ${jsonSyntaxDetail(error)}`);
   }
   const layout = layoutSchema.safeParse(json, { error: plainIssueMessage });
   if (!layout.success) {

@@ -181,6 +181,7 @@ describe.each(["unix", "tcp"] as const)("admin API over %s", (transport) => {
 
   const badRequests: [string, string, RequestInit, number, string | undefined, string][] = [
     ["malformed JSON", "/v1/backends", putJson("{not json"), 400, "(body)", "invalid JSON in request body"],
+    ["a bare word", "/v1/backends", putJson("notjson"), 400, "(body)", 'invalid JSON in request body: Unexpected identifier "notjson"'],
     ["empty body", "/v1/backends", putJson(""), 400, "(body)", "empty"],
     ["wrong top-level type", "/v1/backends", putJson([1, 2]), 400, "(body)", "expected an object, got a list"],
     ["backends not an array", "/v1/backends", putJson({ backends: "a" }), 400, "backends", "expected a list, got a string"],

@@ -233,6 +233,19 @@ dnsTest("DnsProvider fails when every query fails", async () => {
   );
 });
 
+test("DnsProvider words a query timeout plainly", async () => {
+  // A UDP socket on loopback that reads queries and never answers them.
+  const silent = await Bun.udpSocket({ hostname: "127.0.0.1", port: 0 });
+  cleanup.push(() => silent.close());
+  const { scenario, provider } = await startScenario({ name: NAME, port: 6443, servers: [`127.0.0.1:${silent.port}`], intervalMs: 60_000, timeoutMs: 100 });
+
+  await waitFor("a failed lookup", () => provider.failures >= 1);
+
+  const warnings = scenario.log.withMessage("DNS lookup failed; keeping the last answer");
+  expect(warnings.length).toBe(1);
+  expect(warnings[0]!.err).toBe(`the A query for ${NAME} timed out (ETIMEOUT), and the AAAA query for ${NAME} timed out (ETIMEOUT)`);
+});
+
 test.each([
   ["api.internal", "10.0.0.1", "api.internal@10.0.0.1"],
   ["api.internal", "fd00::1", "api.internal@fd00::1"],

@@ -1,15 +1,11 @@
+import { describeSocketError } from "../socket-errors.ts";
+
 /** A failed probe, with the reason in words; the health checker logs it when health flips. */
 export class ProbeError extends Error {
   override name = "ProbeError";
 }
 
-/** Formats a socket or file error as its message plus its code. */
+/** Formats a socket error in plain words plus its code, or another error as its message plus its code. */
 export function errorDetail(error: unknown): string {
-  if (error instanceof Error) {
-    const code = (error as { code?: unknown }).code;
-
-    return typeof code === "string" && !error.message.includes(code) ? `${error.message} (${code})` : error.message;
-  }
-
-  return String(error);
+  return describeSocketError(error);
 }

@@ -52,6 +52,7 @@ export function tcpProbe(backend: Backend, signal: AbortSignal): Promise<void> {
       address.kind === "unix"
         ? Bun.connect({ unix: address.path, socket: handlers })
         : Bun.connect({ hostname: address.host, port: address.port, socket: handlers });
-    connecting.catch((error: unknown) => settle(new ProbeError(`connect failed: ${errorDetail(error)}`, { cause: error })));
+    // The health checker words the failure as "tcp connect failed: DETAIL", so the detail stands alone.
+    connecting.catch((error: unknown) => settle(new ProbeError(errorDetail(error), { cause: error })));
   });
 }

@@ -1,0 +1,37 @@
+/**
+ * Plain words for the errno codes a connect or a socket read or write fails with, so
+ * that dial, probe and provider errors read the same way. Bun 1.4.4 words a failed
+ * connect as "Failed to connect" whatever the cause, so the code carries the reason.
+ */
+const SOCKET_ERROR_WORDS: Record<string, string> = {
+  ECONNREFUSED: "connection refused",
+  ETIMEDOUT: "connection timed out",
+  EHOSTUNREACH: "no route to the host",
+  ENETUNREACH: "the network is unreachable",
+  ECONNRESET: "connection reset by the peer",
+  ECONNABORTED: "connection aborted",
+  EPIPE: "the peer closed the connection while data was being sent",
+  ENOENT: "no socket exists at that path",
+  EACCES: "permission denied",
+  EPERM: "the operation is not permitted (a firewall rule may block it)",
+  EADDRNOTAVAIL: "no local address is free for the connection",
+};
+
+/**
+ * Describes a socket error as plain words followed by its errno code in brackets, such as
+ * `connection refused (ECONNREFUSED)`. An error with a code this module does not know
+ * keeps its own message, with the code appended when the message lacks it.
+ */
+export function describeSocketError(error: unknown): string {
+  const code = (error as { code?: unknown } | undefined)?.code;
+  if (typeof code !== "string") {
+    return error instanceof Error ? error.message : String(error);
+  }
+  const words = SOCKET_ERROR_WORDS[code];
+  if (words !== undefined) {
+    return `${words} (${code})`;
+  }
+  const message = error instanceof Error ? error.message : String(error);
+
+  return message.includes(code) ? message : `${message} (${code})`;
+}

@@ -1,0 +1,63 @@
+import { afterAll, expect, test } from "bun:test";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describeSocketError } from "../src/socket-errors.ts";
+import { TinylbProcess } from "./support/tinylb-process.ts";
+
+const dir = mkdtempSync(join(tmpdir(), "tinylb-socket-errors-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+/** Returns the error a real Bun.connect rejects with. */
+async function connectError(options: { hostname: string; port: number } | { unix: string }): Promise<unknown> {
+  try {
+    const socket = await Bun.connect({ ...options, socket: { data() {} } });
+    socket.terminate();
+  } catch (error) {
+    return error;
+  }
+  throw new Error(`connect to ${JSON.stringify(options)} succeeded`);
+}
+
+test("describeSocketError words a refused connect", async () => {
+  // Nothing listens on port 1 of loopback on this machine, as in the other tests that use it.
+  const error = await connectError({ hostname: "127.0.0.1", port: 1 });
+
+  expect(describeSocketError(error)).toBe("connection refused (ECONNREFUSED)");
+});
+
+test("describeSocketError words a missing Unix socket", async () => {
+  const error = await connectError({ unix: join(dir, "absent.sock") });
+
+  expect(describeSocketError(error)).toBe("no socket exists at that path (ENOENT)");
+});
+
+test.each([
+  ["ETIMEDOUT", "connection timed out (ETIMEDOUT)"],
+  ["EHOSTUNREACH", "no route to the host (EHOSTUNREACH)"],
+  ["ENETUNREACH", "the network is unreachable (ENETUNREACH)"],
+  ["ECONNRESET", "connection reset by the peer (ECONNRESET)"],
+  ["EPIPE", "the peer closed the connection while data was being sent (EPIPE)"],
+  ["EACCES", "permission denied (EACCES)"],
+  ["EWHATEVER", "Failed to connect (EWHATEVER)"],
+])("describeSocketError words %s", (code, words) => {
+  const error = Object.assign(new Error("Failed to connect"), { code });
+
+  expect(describeSocketError(error)).toBe(words);
+});
+
+test("binary words dial and probe failures plainly", async () => {
+  await using tinylb = TinylbProcess.start(["--listen", "127.0.0.1:0", "--backend", "a=127.0.0.1:1", "--probe", "tcp", "--probe-interval", "100ms"]);
+
+  await tinylb.waitForLog("backend is unhealthy");
+  await tinylb.waitForLog(/listening .*listener=127\.0\.0\.1:\d+/);
+  const port = Number(/listening .*listener=127\.0\.0\.1:(\d+)/.exec(tinylb.stderr)![1]);
+  // Every backend is unhealthy, so the client is still tried against "a" and its dial fails.
+  const client = await Bun.connect({ hostname: "127.0.0.1", port, socket: { data() {} } });
+  await tinylb.waitForLog('dial backend "a" (127.0.0.1:1) failed');
+  client.terminate();
+
+  expect(tinylb.stderr).toContain('dial backend "a" (127.0.0.1:1) failed: connection refused (ECONNREFUSED)');
+  expect(tinylb.stderr).toContain("tcp connect failed 3 times in a row: connection refused (ECONNREFUSED)");
+  expect(tinylb.stderr).not.toContain("Failed to connect");
+});
