@@ -134,13 +134,23 @@ export class Connection implements PooledConnection {
 
   /** Handles a FIN from the client. */
   clientEnd(): void {
-    this.#upload.end();
+    // When the other direction is finished, #closeIfFinished ends the backend socket next.
+    if (this.#download?.finished === true) {
+      this.#upload.endBeforeSinkClose();
+    } else {
+      this.#upload.end();
+    }
     this.#closeIfFinished();
   }
 
   /** Handles a FIN from the backend. */
   backendEnd(): void {
-    this.#download?.end();
+    // When the other direction is finished, #closeIfFinished ends the client socket next.
+    if (this.#upload.finished) {
+      this.#download?.endBeforeSinkClose();
+    } else {
+      this.#download?.end();
+    }
     this.#closeIfFinished();
   }
 

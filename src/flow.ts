@@ -117,8 +117,26 @@ export class Flow {
 
   /** Records the source's FIN and shuts the sink's write side once the queue is empty. */
   end(): void {
+    this.#recordEnd(false);
+  }
+
+  /**
+   * Records the source's FIN like `end`, for a caller that closes the sink with its `end()`
+   * right after this call when the queue is empty. The flow then counts as finished without
+   * a shutdown(2), because closing the socket sends the same FIN.
+   */
+  endBeforeSinkClose(): void {
+    this.#recordEnd(true);
+  }
+
+  #recordEnd(sinkClosing: boolean): void {
     this.#sourceEnded = true;
-    if (this.#sink !== null && this.#pending.length === 0) {
+    if (this.#sink === null || this.#pending.length > 0) {
+      return;
+    }
+    if (sinkClosing) {
+      this.#sinkShut = true;
+    } else {
       this.#shutdownSink();
     }
   }
