@@ -10,9 +10,10 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 /** Returns the error a real Bun.connect rejects with. */
 async function connectError(options: { hostname: string; port: number } | { unix: string }): Promise<unknown> {
+  const socket = { data() {} };
   try {
-    const socket = await Bun.connect({ ...options, socket: { data() {} } });
-    socket.terminate();
+    const connected = "unix" in options ? await Bun.connect({ unix: options.unix, socket }) : await Bun.connect({ ...options, socket });
+    connected.terminate();
   } catch (error) {
     return error;
   }
