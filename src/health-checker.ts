@@ -307,7 +307,12 @@ export class HealthChecker {
     }
 
     entry.reported = healthy;
-    this.#log.info(healthy ? "backend is healthy" : "backend is unhealthy", { backend: backend.id, target: backend.target, cause });
+    // An unhealthy backend is a failure the balancer routes around, so it is a warning.
+    if (healthy) {
+      this.#log.info("backend is healthy", { backend: backend.id, target: backend.target, cause });
+    } else {
+      this.#log.warn("backend is unhealthy", { backend: backend.id, target: backend.target, cause });
+    }
     this.#updateDegraded();
     for (const listener of this.#listeners) {
       listener(backend, healthy, cause);

@@ -5,6 +5,7 @@ import { BackendSet } from "../src/backend-set.ts";
 import { HealthChecker } from "../src/health-checker.ts";
 import { FakeClock } from "./support/fake-clock.ts";
 import { LogLines } from "./support/log-lines.ts";
+import { TinylbProcess } from "./support/tinylb-process.ts";
 import { waitFor } from "./support/wait.ts";
 
 // Only dial results are fed in here, so these targets are never dialled.
@@ -48,7 +49,7 @@ test("HealthChecker backs off 1s doubling to 30s", () => {
   expect(logs.withMessage("backend is unhealthy").length).toBe(1);
   expect(logs.withMessage("backend is healthy").length).toBe(0);
   expect(logs.withMessage("backend is unhealthy")[0]!.cause).toBe("dial failed: refused; skipped for 1s");
-  expect(logs.withMessage("backend is unhealthy")[0]!.level).toBe("info");
+  expect(logs.withMessage("backend is unhealthy")[0]!.level).toBe("warn");
   expect(checker.isHealthy(set.get("b")!)).toBe(true);
 });
 
@@ -73,6 +74,15 @@ test("HealthChecker reports retrying until a dial succeeds", () => {
   expect(logs.withMessage("backend is unhealthy").length).toBe(1);
   expect(logs.withMessage("backend is healthy").length).toBe(1);
   expect(logs.withMessage("backend is healthy")[0]!.cause).toBe("dial succeeded");
+  expect(logs.withMessage("backend is healthy")[0]!.level).toBe("info");
+});
+
+test("binary logs an unhealthy backend at --log-level warn", async () => {
+  // Nothing listens on port 1 of loopback, so the tcp probe fails.
+  await using tinylb = TinylbProcess.start(["--listen", "127.0.0.1:0", "--backend", "a=127.0.0.1:1", "--probe", "tcp", "--probe-interval", "100ms", "--log-level", "warn"]);
+
+  await tinylb.waitForLog(/WARN +backend is unhealthy .*backend=a/);
+  expect(tinylb.stderr).not.toContain("INFO");
 });
 
 test("HealthChecker with a probe is healthy after a back-off", () => {
