@@ -315,6 +315,7 @@ test("KubernetesProvider rejects a server signed by another CA", async () => {
   await waitFor("the failure", () => count(logs, "Kubernetes list or watch failed") === 1);
   expect(sets.length).toBe(0);
   expect(mock.requests.length).toBe(0);
+  expect(logs.find((line) => line.includes("Kubernetes list or watch failed"))).toContain("the API server certificate is not signed by the CA of the kubeconfig cluster");
 });
 
 test("KubernetesProvider rejects a server certificate for another name", async () => {
@@ -324,7 +325,22 @@ test("KubernetesProvider rejects a server certificate for another name", async (
 
   await waitFor("the failure", () => count(logs, "Kubernetes list or watch failed") === 1);
   expect(sets.length).toBe(0);
-  expect(logs.some((line) => line.includes("ALTNAME"))).toBe(true);
+  const failure = logs.find((line) => line.includes("Kubernetes list or watch failed"))!;
+  expect(failure).toContain(
+    'err="the API server certificate does not match tlsServerName \\"api.example.internal\\"; set kubernetes.tlsServerName to a name in the certificate (ERR_TLS_CERT_ALTNAME_INVALID)"',
+  );
+  expect(failure).not.toContain("verbose");
+});
+
+test("KubernetesProvider explains a rejected token", async () => {
+  const mock = await startMock({ expectedToken: () => "another-token" });
+  mock.apply(twoApiServers);
+  const { sets, logs } = startProvider(tokenAccess(mock));
+
+  await waitFor("the failure", () => count(logs, "Kubernetes list or watch failed") === 1);
+  expect(sets.length).toBe(0);
+  const failure = logs.find((line) => line.includes("Kubernetes list or watch failed"))!;
+  expect(failure).toContain('err="HTTP 401 Unauthorized: check the token or client certificate of the kubeconfig user"');
 });
 
 test("KubernetesProvider reaches the API through tinylb once seeds are up", async () => {

@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { readJsonObjects } from "./json-object-stream.ts";
 import { currentBearerToken, type KubernetesAccess } from "./kubernetes-access.ts";
+import { describeHttpStatus, describeRequestError } from "./kubernetes-errors.ts";
 
 /** The parts of a `discovery.k8s.io/v1` EndpointSlice that tinylb reads. */
 export const endpointSliceSchema = z.object({
@@ -140,7 +141,27 @@ export class EndpointSliceClient {
       headers.authorization = `Bearer ${token}`;
     }
 
-    const response = await fetch(url, {
+    let response: Response;
+    try {
+      response = await this.#fetch(url, headers, route, signal);
+    } catch (error) {
+      if (signal.aborted) {
+        throw error;
+      }
+      // No cause: loggers print causes, and Bun's message is the raw text this replaces.
+      throw new Error(describeRequestError(error, this.access.tlsServerName));
+    }
+    if (!response.ok) {
+      const body = await response.text();
+      const status = parseStatus(body);
+      throw new KubernetesApiError(describeHttpStatus(response.status, response.statusText, status.reason, status.message), response.status);
+    }
+
+    return response;
+  }
+
+  #fetch(url: string, headers: Record<string, string>, route: ApiRoute | undefined, signal: AbortSignal): Promise<Response> {
+    return fetch(url, {
       headers,
       signal,
       // The API server is reached directly or through tinylb's own listener, never through an HTTP proxy.
@@ -153,12 +174,6 @@ export class EndpointSliceClient {
         serverName: this.access.tlsServerName,
       },
     });
-    if (!response.ok) {
-      const body = await response.text();
-      throw statusError(parseStatus(body), `HTTP ${response.status}`, response.status);
-    }
-
-    return response;
   }
 }
 
@@ -194,8 +209,8 @@ function parseStatus(body: string): z.infer<typeof statusSchema> {
   }
 }
 
-function statusError(status: z.infer<typeof statusSchema>, what: string, httpStatus?: number): KubernetesApiError {
-  const code = status.code ?? httpStatus ?? 0;
+function statusError(status: z.infer<typeof statusSchema>, what: string): KubernetesApiError {
+  const code = status.code ?? 0;
   const detail = [status.reason, status.message].filter((part) => part !== undefined && part !== "").join(": ");
 
   return new KubernetesApiError(`${what} ${code}${detail === "" ? "" : `: ${detail}`}`, code);

@@ -1,0 +1,47 @@
+import { describeSocketError } from "../socket-errors.ts";
+
+/** What to check for an HTTP error status of the API server, by status code. */
+const STATUS_HINTS: Record<number, string> = {
+  401: "check the token or client certificate of the kubeconfig user",
+  403: "grant the user list and watch on endpointslices (discovery.k8s.io) in the namespace",
+  404: "check the namespace and that the API server serves discovery.k8s.io/v1",
+};
+
+/** TLS verification codes that mean the certificate chain does not lead to the configured CA. */
+const UNTRUSTED_CHAIN = new Set(["UNABLE_TO_VERIFY_LEAF_SIGNATURE", "UNABLE_TO_GET_ISSUER_CERT", "UNABLE_TO_GET_ISSUER_CERT_LOCALLY", "SELF_SIGNED_CERT_IN_CHAIN", "DEPTH_ZERO_SELF_SIGNED_CERT"]);
+
+/**
+ * Describes an HTTP error response of the API server: the status code and text, the
+ * server's own reason and message when they add something, and what to check.
+ */
+export function describeHttpStatus(status: number, statusText: string, reason?: string, message?: string): string {
+  const parts = [reason, message].filter((part): part is string => part !== undefined && part !== "" && part !== statusText);
+  const detail = [...new Set(parts)].join(": ");
+  const hint = STATUS_HINTS[status];
+
+  return `HTTP ${status}${statusText === "" ? "" : ` ${statusText}`}${detail === "" ? "" : ` (${detail})`}${hint === undefined ? "" : `: ${hint}`}`;
+}
+
+/**
+ * Describes a request to the API server that failed before a response: a certificate the
+ * kubeconfig does not trust, or a socket error. Bun 1.4.4 appends a hint about its
+ * `verbose` option to some fetch errors, which is meant for developers and is left out.
+ */
+export function describeRequestError(error: unknown, tlsServerName: string): string {
+  const code = (error as { code?: unknown } | undefined)?.code;
+  if (code === "ERR_TLS_CERT_ALTNAME_INVALID") {
+    return `the API server certificate does not match tlsServerName "${tlsServerName}"; set kubernetes.tlsServerName to a name in the certificate (${code})`;
+  }
+  if (typeof code === "string" && UNTRUSTED_CHAIN.has(code)) {
+    return `the API server certificate is not signed by the CA of the kubeconfig cluster; check its certificate-authority (${code})`;
+  }
+  if (code === "CERT_HAS_EXPIRED") {
+    return `the API server certificate has expired (${code})`;
+  }
+  if (typeof code === "string" && /^E[A-Z]+$/.test(code)) {
+    return describeSocketError(error);
+  }
+  const message = error instanceof Error ? error.message : String(error);
+
+  return message.replace(/\. For more information, pass `verbose: true`.*$/s, "");
+}
