@@ -90,7 +90,7 @@ export async function routeAdminRequest(request: Request, context: AdminRouteCon
     return method === "PUT" ? putBackend(id, await readJsonBody(request), context) : deleteBackend(id, context);
   }
 
-  throw new AdminRequestError(404, `no route for ${path}; see GET /v1/backends, /healthz, /readyz and /metrics`);
+  throw new AdminRequestError(404, `no route for ${path}; see /v1/backends, /v1/backends/{id}, /healthz, /readyz and /metrics`);
 }
 
 /** Formats a JSON response. */
@@ -100,7 +100,8 @@ export function json(status: number, body: unknown, headers: Record<string, stri
 
 function allowMethods(method: string, allowed: string[]): void {
   if (!allowed.includes(method)) {
-    throw new AdminRequestError(405, `method ${method} is not allowed here; use ${allowed.join(" or ")}`, undefined, { allow: allowed.join(", ") });
+    const choices = allowed.length === 1 ? allowed[0]! : `${allowed.slice(0, -1).join(", ")} or ${allowed.at(-1)}`;
+    throw new AdminRequestError(405, `method ${method} is not allowed here; use ${choices}`, undefined, { allow: allowed.join(", ") });
   }
 }
 
@@ -130,7 +131,10 @@ function replaceBackends(body: unknown, context: AdminRouteContext): Response {
     }
     seen.set(entry.id, index);
 
-    return toBackend(entry.id, entry.target, `backends[${index}]`);
+    const backend = toBackend(entry.id, entry.target, `backends[${index}]`);
+    rejectForeignId(backend, context, `backends[${index}].id`);
+
+    return backend;
   });
 
   context.api.replace(new BackendSet(backends));
@@ -155,16 +159,23 @@ function putBackend(id: string, body: unknown, context: AdminRouteContext): Resp
   }
   const backend = toBackend(id, parsed.target, "");
 
-  // Reject, rather than store an entry the union would ignore because another provider publishes the id.
-  const owner = context.union.providerOf(id);
-  const running = context.union.set.get(id);
-  if (owner !== undefined && owner !== context.api.name && running !== undefined && running.target !== backend.target) {
-    throw new AdminRequestError(409, `backend "${id}" comes from provider "${owner}" with target ${running.target}; change it there or pick another id`, "id");
-  }
-
+  rejectForeignId(backend, context, "id");
   const created = context.api.put(backend);
 
   return json(created ? 201 : 200, describe(backend));
+}
+
+/**
+ * Rejects, with 409, a backend whose id another provider publishes with another target,
+ * rather than store an entry the union would ignore. The same id with the same target is
+ * accepted, because it changes nothing the balancer does.
+ */
+function rejectForeignId(backend: Backend, context: AdminRouteContext, field: string): void {
+  const owner = context.union.providerOf(backend.id);
+  const running = context.union.set.get(backend.id);
+  if (owner !== undefined && owner !== context.api.name && running !== undefined && running.target !== backend.target) {
+    throw new AdminRequestError(409, `backend "${backend.id}" comes from provider "${owner}" with target ${running.target}; change it there or pick another id`, field);
+  }
 }
 
 function deleteBackend(id: string, context: AdminRouteContext): Response {
@@ -215,7 +226,9 @@ function validateBody<T>(schema: z.ZodType<T>, body: unknown): T {
   const input = "input" in issue ? issue.input : undefined;
   // Objects are not quoted: JSON.stringify of a deeply nested body overflows the stack.
   const got = input === undefined || typeof input === "object" ? "" : ` (got ${JSON.stringify(input)?.slice(0, 80)})`;
-  throw new AdminRequestError(400, `${field}: ${issue.message}${got}`, field);
+  // The body itself has no field name worth repeating in the message.
+  const subject = issue.path.length === 0 ? "invalid request body" : field;
+  throw new AdminRequestError(400, `${subject}: ${issue.message}${got}`, field);
 }
 
 /**

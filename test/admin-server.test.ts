@@ -189,7 +189,7 @@ describe.each(["unix", "tcp"] as const)("admin API over %s", (transport) => {
     ["invalid target", "/v1/backends", putJson({ backends: [{ id: "x", target: "nowhere" }] }), 400, "backends[0].target", "invalid address"],
     ["invalid id", "/v1/backends", putJson({ backends: [{ id: "-x", target: "127.0.0.1:1" }] }), 400, "backends[0].id", "invalid backend id"],
     ["duplicate id", "/v1/backends", putJson({ backends: [{ id: "x", target: "127.0.0.1:1" }, { id: "x", target: "127.0.0.1:2" }] }), 400, "backends[1].id", "duplicate id"],
-    ["unknown key", "/v1/backends", putJson({ backends: [], extra: true }), 400, "(body)", "extra"],
+    ["unknown key", "/v1/backends", putJson({ backends: [], extra: true }), 400, "(body)", 'invalid request body: unknown key "extra"; valid keys: backends'],
     ["oversized body", "/v1/backends", putJson(`{"backends":[],"pad":"${"x".repeat(MAX_ADMIN_BODY_BYTES)}"}`), 413, "(body)", "request body too large"],
     ["target missing", "/v1/backends/x", putJson({}), 400, "target", "target: missing"],
     ["target wrong type", "/v1/backends/x", putJson({ target: 80 }), 400, "target", "expected a string, got a number"],
@@ -197,13 +197,15 @@ describe.each(["unix", "tcp"] as const)("admin API over %s", (transport) => {
     ["body id mismatch", "/v1/backends/x", putJson({ id: "y", target: "127.0.0.1:1" }), 400, "id", "does not match"],
     ["invalid id in path", "/v1/backends/%2Dx", putJson({ target: "127.0.0.1:1" }), 400, "id", "invalid backend id"],
     ["static id retargeted", "/v1/backends/a", putJson({ target: "127.0.0.1:1" }), 409, "id", 'comes from provider "static"'],
+    ["static id in a set", "/v1/backends", putJson({ backends: [{ id: "x", target: "127.0.0.1:2" }, { id: "a", target: "127.0.0.1:1" }] }), 409, "backends[1].id", 'backend "a" comes from provider "static"'],
     ["unknown id deleted", "/v1/backends/nope", { method: "DELETE" }, 404, "id", 'backend "nope" not found'],
     ["static id deleted", "/v1/backends/a", { method: "DELETE" }, 409, "id", 'comes from provider "static"'],
     ["unknown id read", "/v1/backends/nope", {}, 404, "id", "not found in the running set"],
     ["POST to backends", "/v1/backends", { method: "POST", body: "{}" }, 405, undefined, "use GET or PUT"],
     ["DELETE on healthz", "/healthz", { method: "DELETE" }, 405, undefined, "use GET"],
     ["PUT on metrics", "/metrics", { method: "PUT", body: "x" }, 405, undefined, "use GET"],
-    ["unknown path", "/v2/things", {}, 404, undefined, "no route for /v2/things"],
+    ["PATCH on one backend", "/v1/backends/x", { method: "PATCH", body: "{}" }, 405, undefined, "method PATCH is not allowed here; use GET, PUT or DELETE"],
+    ["unknown path", "/v2/things", {}, 404, undefined, "no route for /v2/things; see /v1/backends, /v1/backends/{id}, /healthz, /readyz and /metrics"],
   ];
 
   test.each(badRequests)("rejects %s", async (_name, path, init, status, field, problem) => {
