@@ -68,12 +68,12 @@ function loadSetSockOpt(): SetSockOpt | null {
       const libc = dlopen(name, {
         setsockopt: { args: [FFIType.i32, FFIType.i32, FFIType.i32, FFIType.ptr, FFIType.u32], returns: FFIType.i32 },
       });
-      const value = new Int32Array(1);
-      const valuePointer = ptr(value);
       loaded = (fd, level, option, optionValue) => {
-        value[0] = optionValue;
+        // A fresh array and pointer per call. With one array's pointer kept across calls, Bun
+        // 1.4.4 later passed a stale value (a 10 s idle time was set in place of 37 s).
+        const value = new Int32Array([optionValue]);
 
-        return libc.symbols.setsockopt(fd, level, option, valuePointer, 4) === 0;
+        return libc.symbols.setsockopt(fd, level, option, ptr(value), 4) === 0;
       };
       break;
     } catch {
