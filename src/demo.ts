@@ -30,7 +30,10 @@ export async function runDemo(listen: Address[], logger: Logger): Promise<number
   } catch (error) {
     stopBackends(backends);
     if (error instanceof ListenError) {
-      throw new ListenError(`${error.message}; pick another address: tinylb demo --listen 127.0.0.1:7171 (or npm run demo -- --listen 127.0.0.1:7171)`, { cause: error });
+      // The listener's message may already advise another address; name the demo's flag there instead of twice.
+      const example = "pick another address with --listen, such as: tinylb demo --listen 127.0.0.1:7171 (or npm run demo -- --listen 127.0.0.1:7171)";
+      const message = error.message.includes("pick another address") ? error.message.replace("pick another address", example) : `${error.message}; ${example}`;
+      throw new ListenError(message, { cause: error });
     }
     throw error;
   }
