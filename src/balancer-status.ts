@@ -43,6 +43,11 @@ export interface RemovedBackendStatus {
   bytesToClient: number;
   /** True when an id of the set still uses `target`, so the connections stay open; false while they drain. */
   targetInUse: boolean;
+  /**
+   * Milliseconds until the drain of `target` ends and its open connections are closed, while it drains.
+   * NOTE: read from the main thread's drain; with --workers a target whose connections are all in relay workers has none.
+   */
+  drainEndsInMs?: number;
 }
 
 /** One provider's share of the union. */
@@ -152,6 +157,7 @@ export function collectStatus(server: Server, union: BackendSetUnion): BalancerS
         bytesToBackend: counters.bytesToBackend + traffic.bytesToBackend,
         bytesToClient: counters.bytesToClient + traffic.bytesToClient,
         targetInUse: targets.has(traffic.target),
+        drainEndsInMs: server.drainRemainingMs(traffic.target),
       };
     });
 

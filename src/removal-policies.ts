@@ -59,6 +59,11 @@ export class RemovalPolicies {
     }
   }
 
+  /** Milliseconds until the drain of a removed `target` ends, or undefined when it is not draining. */
+  drainRemainingMs(target: string): number | undefined {
+    return this.#drains.remainingMs(target);
+  }
+
   /** Cancels every drain deadline, for shutdown. The caller closes the connections. */
   cancelDrains(): void {
     this.#drains.clear();

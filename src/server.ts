@@ -162,6 +162,11 @@ export class Server {
     return this.#listeners.acceptPauses;
   }
 
+  /** Milliseconds until this thread's drain of a removed `target` ends, or undefined when it is not draining. */
+  drainRemainingMs(target: string): number | undefined {
+    return this.#removals.drainRemainingMs(target);
+  }
+
   /**
    * Stops accepting, waits up to `graceMs` for open connections to finish, then closes
    * the rest. Returns how many connections were closed by force.

@@ -4,6 +4,7 @@ import type { BalancerStatus } from "./balancer-status.ts";
 import type { CliOptions } from "./cli.ts";
 import { ConfigError } from "./config.ts";
 import { defaultAdminAddress } from "./provider-settings.ts";
+import { formatDuration } from "./duration.ts";
 
 /** Milliseconds `tinylb status` waits for the balancer's response. */
 const STATUS_TIMEOUT_MS = 5000;
@@ -133,6 +134,9 @@ export function formatStatus(status: BalancerStatus): string {
     let reason = "because its target is still in use";
     if (!backend.targetInUse) {
       reason = one ? "while it drains" : "while they drain";
+      if (backend.drainEndsInMs !== undefined) {
+        reason += `; the drain ends in ${formatDuration(Math.max(1, Math.ceil(backend.drainEndsInMs / 1000)) * 1000)}`;
+      }
     }
     lines.push(`Removed: "${backend.id}" left the set; ${connections}, ${reason}`);
   }

@@ -18,6 +18,8 @@ export class TargetDrains {
   readonly #log: Logger;
   readonly #clock: Clock;
   readonly #timers = new Map<string, ClockTimer>();
+  /** Clock time of each draining target's deadline, in milliseconds. */
+  readonly #deadlines = new Map<string, number>();
 
   constructor(pool: ConnectionPool, log: Logger, clock: Clock = systemClock) {
     this.#pool = pool;
@@ -30,6 +32,13 @@ export class TargetDrains {
     return [...this.#timers.keys()];
   }
 
+  /** Milliseconds until the drain of `target` ends, or undefined when it is not draining. */
+  remainingMs(target: string): number | undefined {
+    const deadline = this.#deadlines.get(target);
+
+    return deadline === undefined ? undefined : Math.max(0, deadline - this.#clock.now());
+  }
+
   /** Starts draining a removed target; a target already draining keeps its first deadline. */
   drain(target: string, ids: string, timeoutMs: number): void {
     if (this.#timers.has(target)) {
@@ -40,10 +49,12 @@ export class TargetDrains {
     this.#log.info("draining connections of removed target", { backend: ids, target, open, timeout: formatDuration(timeoutMs) });
     const timer = this.#clock.setTimeout(() => {
       this.#timers.delete(target);
+      this.#deadlines.delete(target);
       const closed = this.#pool.closeTarget(target, "drain timeout of removed target");
       this.#log.info("drain of removed target ended; closed the connections still open", { backend: ids, target, closed });
     }, timeoutMs);
     this.#timers.set(target, timer);
+    this.#deadlines.set(target, this.#clock.now() + timeoutMs);
   }
 
   /** Stops draining a target that is back in the set; its connections stay open. */
@@ -55,6 +66,7 @@ export class TargetDrains {
 
     timer.cancel();
     this.#timers.delete(target);
+    this.#deadlines.delete(target);
     this.#log.info("removed target is back in the backend set; its connections stay open", { target, open: this.#pool.countTarget(target) });
   }
 
@@ -64,5 +76,6 @@ export class TargetDrains {
       timer.cancel();
     }
     this.#timers.clear();
+    this.#deadlines.clear();
   }
 }

@@ -1,6 +1,9 @@
 import { afterEach, expect, test } from "bun:test";
 import { createBackend } from "../src/backend.ts";
 import { BackendSet } from "../src/backend-set.ts";
+import { BackendSetUnion } from "../src/backend-set-union.ts";
+import { collectStatus } from "../src/balancer-status.ts";
+import { formatStatus } from "../src/status-command.ts";
 import { Server, type ServerOptions } from "../src/server.ts";
 import { TestBackend, TestClient } from "./support/backends.ts";
 import { FakeClock } from "./support/fake-clock.ts";
@@ -66,11 +69,21 @@ test("Server drains a removed target until the deadline", async () => {
   const toB = await connected(port, "b");
   expect(logs.withMessage("draining connections of removed target")[0]).toMatchObject({ backend: "a", target: a!.target, open: 1, timeout: "5s" });
 
-  clock.advance(4999);
+  expect(server.drainRemainingMs(a!.target)).toBe(5000);
+  clock.advance(2000);
+  expect(server.drainRemainingMs(a!.target)).toBe(3000);
+  const removed = collectStatus(server, new BackendSetUnion(() => {})).removed;
+  expect(removed).toEqual([expect.objectContaining({ id: "a", targetInUse: false, drainEndsInMs: 3000 })]);
+  expect(formatStatus({ listeners: [], backends: [], removed, conflicts: [], providers: [], degraded: false })).toContain(
+    'Removed: "a" left the set; its 1 open connection stays until it closes, while it drains; the drain ends in 3s\n',
+  );
+
+  clock.advance(2999);
   await echoes(toA, "one ms left");
   clock.advance(1);
   await waitFor("client of a to see the end", () => toA.ended || toA.closed);
   expect(logs.withMessage("drain of removed target ended; closed the connections still open")[0]).toMatchObject({ target: a!.target, closed: 1 });
+  expect(server.drainRemainingMs(a!.target)).toBeUndefined();
 
   await echoes(toB, "b untouched");
   expect(toB.closed).toBe(false);
