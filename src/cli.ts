@@ -162,7 +162,7 @@ export function parseArgs(argv: readonly string[]): CliOptions {
       throw new UsageError(`${flag} is not valid with tinylb demo, which takes only --listen ADDR`);
     }
     if (PROVIDER_FLAGS.has(flag)) {
-      const problem = applyProviderFlag((options.providers ??= {}), flag, value);
+      const problem = applyProviderFlag((options.providers ??= {}), flag, value, options.command);
       if (problem !== undefined) {
         throw new UsageError(problem);
       }

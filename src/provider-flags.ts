@@ -48,14 +48,22 @@ export function applyProviderSwitch(flags: ProviderFlags, status: { json?: boole
   }
 }
 
-/** Applies a provider flag with its value; returns an error message for an invalid value. */
-export function applyProviderFlag(flags: ProviderFlags, flag: string, value: string): string | undefined {
+/**
+ * Applies a provider flag with its value; returns an error message for an invalid value.
+ *
+ * @param command the command being parsed; `tinylb status` cannot use `--admin off`, so its
+ *   error does not offer it.
+ */
+export function applyProviderFlag(flags: ProviderFlags, flag: string, value: string, command?: string): string | undefined {
   switch (flag) {
     case "--admin":
       try {
         flags.admin = parseAdminAddress(value);
       } catch (error) {
-        return `--admin: ${(error as AddressError).message}, or off`;
+        const off = command === "status" ? "" : ", or off";
+        const unixHint = value.startsWith("/") ? `; for a Unix socket, write unix:${value}` : "";
+
+        return `--admin: ${(error as AddressError).message}${off}${unixHint}`;
       }
       break;
     case "--admin-token-file":

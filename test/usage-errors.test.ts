@@ -43,6 +43,12 @@ test.each([
   ["a misspelt command", ["stauts"], 'unknown command "stauts" (did you mean status?)'],
   ["a listen address without host", ["--listen", ":7021"], "use 127.0.0.1:7021 for this machine only, or 0.0.0.0:7021 or [::]:7021 for every interface"],
   ["demo with --backend", ["demo", "--backend", "a=127.0.0.1:9"], "--backend is not valid with tinylb demo, which takes only --listen ADDR"],
+  [
+    "status with a bare socket path",
+    ["status", "--admin", "/tmp/x.sock"],
+    '--admin: invalid address "/tmp/x.sock": expected host:port, [ipv6]:port or unix:/path; for a Unix socket, write unix:/tmp/x.sock',
+  ],
+  ["a bare admin socket path", ["--admin", "/tmp/x.sock"], "[ipv6]:port or unix:/path, or off; for a Unix socket, write unix:/tmp/x.sock"],
 ])("binary rejects %s with exit 2", async (_, args, message) => {
   const { exitCode, stderr } = await runTinylb(args);
 
