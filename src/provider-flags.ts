@@ -23,8 +23,9 @@ export const PROVIDER_HELP = `  --no-watch-config        apply config file chang
                            interval; repeat for several names. Sends DNS queries only, so
                            /etc/hosts is not read
   --dns-srv NAME           add a backend for every address and port of NAME's SRV records
-  --dns-resolver ADDR      ask the DNS server at ip:port (or [ipv6]:port) instead of the name
-                           servers in /etc/resolv.conf; repeat for several
+  --dns-resolver ADDR      ask the DNS server at ip, ip:port or [ipv6]:port (port 53 when none
+                           is given) instead of the name servers in /etc/resolv.conf; repeat
+                           for several
   --dns-interval DUR       time between DNS lookups (default 30s, at least 1s)
   --state-file FILE        save the running backend set to FILE and load it at start-up, so a
                            restart serves the last known backends until the providers answer`;

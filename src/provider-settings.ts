@@ -95,7 +95,7 @@ export function parseResolver(text: string): string | { error: string } {
     return { error: `invalid DNS resolver "${text}": ${(error as AddressError).message}` };
   }
   if (address.kind !== "tcp" || isIP(address.host) === 0) {
-    return { error: `invalid DNS resolver "${text}": use an IP address and port, such as 127.0.0.1:53 or [::1]:5353` };
+    return { error: `invalid DNS resolver "${text}": use an IP address, with a port unless it is 53, such as 10.0.0.53 or [::1]:5353` };
   }
 
   return formatAddress(address);

@@ -1,9 +1,10 @@
 import { afterEach, expect, test } from "bun:test";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs, UsageError } from "../src/cli.ts";
 import { ConfigError, loadConfigFile } from "../src/config.ts";
+import { PROVIDER_HELP } from "../src/provider-flags.ts";
 import { parseDnsName, parseResolver, resolveProviderSettings } from "../src/provider-settings.ts";
 
 const cleanup: (() => void)[] = [];
@@ -63,7 +64,7 @@ test.each([
   [["--dns", "api.internal:0"], "expected NAME:PORT"],
   [["--dns", "bad name:80"], "expected NAME:PORT"],
   [["--dns-srv", "not a name"], "--dns-srv: invalid SRV name"],
-  [["--dns-resolver", "dns.example:53"], "use an IP address and port"],
+  [["--dns-resolver", "dns.example:53"], "use an IP address, with a port unless it is 53"],
   [["--dns-interval", "500ms"], "--dns-interval: the interval must be at least 1s"],
   [["--admin", "nowhere"], "--admin: invalid address \"nowhere\""],
   [["--state-file", ""], "--state-file needs a file path"],
@@ -138,4 +139,13 @@ test.each([
   ["[fd00::53]:5353", "[fd00::53]:5353"],
 ])("parseResolver %p", (text, expected) => {
   expect(parseResolver(text)).toBe(expected);
+});
+
+test("resolver docs state the default port 53", () => {
+  const configuration = readFileSync(join(import.meta.dir, "..", "docs", "configuration.md"), "utf8");
+
+  expect(parseResolver("10.0.0.53")).toBe("10.0.0.53:53");
+  expect(parseResolver("::1")).toBe("[::1]:53");
+  expect(PROVIDER_HELP).toContain("ip, ip:port or [ipv6]:port (port 53 when none");
+  expect(configuration).toContain("| `dns.resolver` | `ip`, `ip:port` or `[ipv6]:port` (port 53 when none is given), or a list |");
 });
