@@ -130,6 +130,10 @@ test("static pod mounts binary, config and CA", () => {
   expect(caFile).toBeDefined();
   expect(hostPathAt(caFile!)).toBe(caFile);
   expect(mounts.some((mount) => mount.mountPath === "/run/tinylb")).toBe(true);
+  // The root file system is read-only, so the state file's folder needs a volume that survives restarts.
+  const stateFile = config.providers?.stateFile;
+  expect(stateFile).toBe("/var/lib/tinylb/state.json");
+  expect(hostPathAt(dirname(stateFile!))).toBe(dirname(stateFile!));
 });
 
 test("apiserver config balances three backends with /readyz probes", () => {
