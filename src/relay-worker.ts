@@ -75,7 +75,7 @@ function sendStats(): void {
 
 async function start(index: number, options: ServerOptions & { listen: Address[] }, logLevel: LogLevel, logFormat: LogFormat): Promise<void> {
   logger = new Logger({ level: logLevel, format: logFormat, fields: { worker: index } });
-  server = new Server({ ...options, logger, reusePort: true }, health);
+  server = new Server({ ...options, logger, reusePort: true, logSetChanges: false }, health);
   try {
     await server.start();
   } catch (error) {

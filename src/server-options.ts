@@ -64,4 +64,10 @@ export interface ServerOptions {
    * @default false
    */
   reusePort?: boolean;
+  /**
+   * Log each backend set change (and an empty set) at info and warn. Relay workers turn it
+   * off, because the main thread logs the same change once, with its provider.
+   * @default true
+   */
+  logSetChanges?: boolean;
 }

@@ -57,7 +57,7 @@ export class Server {
    *   copy of the main thread's health state.
    */
   constructor(options: ServerOptions, health?: HealthChecker) {
-    this.#options = { connectTimeoutMs: 3000, keepaliveMs: 30_000, maxConnections: 0, maxConnectionsPerBackend: 0, health: {}, maxAttempts: 0, onRemoval: "close", drainTimeoutMs: 30_000, onUnhealthy: "keep", clock: systemClock, logger: silentLogger, reusePort: false, ...options };
+    this.#options = { connectTimeoutMs: 3000, keepaliveMs: 30_000, maxConnections: 0, maxConnectionsPerBackend: 0, health: {}, maxAttempts: 0, onRemoval: "close", drainTimeoutMs: 30_000, onUnhealthy: "keep", clock: systemClock, logger: silentLogger, reusePort: false, logSetChanges: true, ...options };
     this.#log = this.#options.logger.with({ component: "server" });
     this.#emptySetWarning = new RateLimitedLog(this.#log, "warn", 10_000);
     this.#listeners = new ListenerSet(this.#log, this.#options.reusePort);
@@ -137,9 +137,13 @@ export class Server {
     }
     this.health.update(set);
     this.stats.setChanges++;
-    this.#log.info("backend set changed", { ...fields, ...describeSetChange(previous, set) });
-    if (set.size === 0) {
-      this.#log.warn("backend set is empty; clients will be closed until a backend is added");
+    if (!this.#options.logSetChanges) {
+      this.#log.debug("backend set changed", describeSetChange(previous, set));
+    } else {
+      this.#log.info("backend set changed", { ...fields, ...describeSetChange(previous, set) });
+      if (set.size === 0) {
+        this.#log.warn("backend set is empty; clients will be closed until a backend is added");
+      }
     }
 
     this.#removals.setReplaced(previous, set);

@@ -94,7 +94,8 @@ export class WorkerPool {
       }
       throw error;
     }
-    log.info("relay workers started", { workers: count });
+    // Counted as --workers counts them: the main thread relays too.
+    log.info("relay workers started", { workers: count + 1 });
 
     return pool;
   }

@@ -312,3 +312,26 @@ test("config reload reaches every thread", async () => {
   clients.forEach((client) => client.socket.end());
   expect(await tinylb.stop()).toBe(0);
 }, 60_000);
+
+test("workers log set changes once and count threads", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "tinylb-workers-"));
+  cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
+  const backends = [TestBackend.echo("a"), TestBackend.echo("b")];
+  cleanup.push(() => backends.forEach((backend) => backend.stop()));
+  const config = join(dir, "tinylb.yaml");
+  writeConfig(config, backends.slice(0, 1));
+
+  const tinylb = TinylbProcess.start(["--config", config, "--workers", "2", "--no-watch-config", "--shutdown-grace", "1s"]);
+  cleanup.push(() => tinylb[Symbol.asyncDispose]());
+  await tinylb.waitForLog("tinylb started");
+  writeConfig(config, backends);
+  tinylb.signal("SIGHUP");
+  await tinylb.waitForLog(/backend set changed .*count=2/);
+
+  const lines = tinylb.stderr.split("\n");
+  expect(lines.filter((line) => line.includes("relay workers started"))[0]).toContain("workers=2");
+  const changes = lines.filter((line) => line.includes("backend set changed"));
+  expect(changes.length).toBe(2);
+  expect(changes.every((line) => line.includes("provider=") && !line.includes("worker="))).toBe(true);
+  expect(await tinylb.stop()).toBe(0);
+}, 60_000);
