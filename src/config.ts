@@ -203,11 +203,23 @@ function parseConfigText(path: string, text: string): unknown {
   } catch (error) {
     const message = (error as Error).message;
     // Every prefix of the file ends early, so the bisection cannot place an end-of-file error.
-    const where = /end of (file|input)/i.test(message) ? "at the end of the file" : `at line ${findErrorLine(parse, text, message)}`;
+    const line = /end of (file|input)/i.test(message) ? undefined : findErrorLine(parse, text, message);
+    const where = line === undefined ? "at the end of the file" : `at line ${line}`;
     // Bun's messages start with "YAML Parse error: " and the like, which the file name already implies.
     const detail = message.replace(/^[A-Z]+ Parse error: /, "");
-    throw new ConfigError(`parse config ${path} failed ${where}: ${detail}`, { cause: error });
+    const hint = extension === ".toml" && line !== undefined ? tomlDurationHint(text.split("\n")[line - 1] ?? "") : "";
+    throw new ConfigError(`parse config ${path} failed ${where}: ${detail}${hint}`, { cause: error });
   }
+}
+
+/** A TOML line that sets a key to an unquoted duration, such as `connectTimeout = 3s`. */
+const TOML_BARE_DURATION = /^\s*([A-Za-z0-9_.-]+)\s*=\s*(\d+(?:\.\d+)?(?:ms|s|m|h))\s*(?:#.*)?$/;
+
+/** Returns a hint for a TOML line whose value is an unquoted duration, or "". */
+function tomlDurationHint(line: string): string {
+  const match = TOML_BARE_DURATION.exec(line);
+
+  return match === null ? "" : `; quote durations in TOML, as in ${match[1]} = "${match[2]}"`;
 }
 
 /**
