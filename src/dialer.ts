@@ -142,13 +142,3 @@ export function configureSocket(socket: Socket<unknown> | Socket<DialAttempt>, k
     socket.setKeepAlive(true, keepaliveMs);
   }
 }
-
-function errorDetail(error: unknown): string {
-  if (error instanceof Error) {
-    const code = (error as { code?: unknown }).code;
-
-    return typeof code === "string" ? `${error.message} (${code})` : error.message;
-  }
-
-  return String(error);
-}
