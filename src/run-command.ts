@@ -64,6 +64,16 @@ export async function runBalancer(cli: CliOptions, logger: Logger): Promise<Runn
     locks.release();
     throw error;
   }
+  const reload = (): boolean => sources.reload();
+  const exited = waitForStop(server, workers, settings, log).then(async (code) => {
+    await sources.stop();
+    locks.release();
+
+    return code;
+  });
+  process.on("SIGHUP", () => reload());
+
+  // Logged only now: a supervisor or test that signals on this line must find the handlers in place.
   log.info("tinylb started", {
     version: VERSION,
     listeners: server.listeners.map((listener) => listener.name).join(","),
@@ -76,15 +86,6 @@ export async function runBalancer(cli: CliOptions, logger: Logger): Promise<Runn
     log.warn("no backends yet; clients are closed until a provider adds one", { providers: sources.providers.map((provider) => provider.name).join(",") });
   }
   checkDescriptorLimit(settings.maxConnections, log);
-
-  const reload = (): boolean => sources.reload();
-  const exited = waitForStop(server, workers, settings, log).then(async (code) => {
-    await sources.stop();
-    locks.release();
-
-    return code;
-  });
-  process.on("SIGHUP", () => reload());
 
   return { server, sources, reload, exited };
 }

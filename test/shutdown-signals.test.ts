@@ -89,3 +89,16 @@ test("tinylb rejects a bad probe flag", async () => {
   expect(await within("tinylb to exit", tinylb.process.exited, 10_000)).toBe(2);
   expect(tinylb.stderr).toContain('--probe "udp" is not valid; use one of tcp, http, https');
 });
+
+test("tinylb exits 0 on a SIGTERM sent the moment it logs its start", async () => {
+  // The start line is the signal a supervisor or test waits for, so the SIGTERM handler
+  // must be in place before it is written. Without a handler, SIGTERM ends the process with
+  // status 143. The window is short, so the race is run several times.
+  for (let round = 0; round < 10; round++) {
+    const tinylb = TinylbProcess.start(["--listen", "127.0.0.1:0"]);
+    cleanup.push(() => tinylb[Symbol.asyncDispose]());
+    await tinylb.waitForLog("tinylb started", 20_000);
+
+    expect(await within("tinylb to exit", tinylb.stop(), 20_000)).toBe(0);
+  }
+}, 120_000);
