@@ -22,6 +22,38 @@ function writeConfig(path: string, backends: TestBackend[]): void {
   writeFileSync(path, `listen: 127.0.0.1:0\nbackends:\n${lines.join("\n")}\n`);
 }
 
+/** Echo backends, a temporary folder, and a config file in it that names the first `configured` backends. */
+function scenario(ids: string[], configured = ids.length): { backends: TestBackend[]; config: string; adminPath: string } {
+  const dir = mkdtempSync(join(tmpdir(), "tinylb-workers-"));
+  cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
+  const backends = ids.map((id) => TestBackend.echo(id));
+  cleanup.push(() => backends.forEach((backend) => backend.stop()));
+  const config = join(dir, "tinylb.yaml");
+  writeConfig(config, backends.slice(0, configured));
+
+  return { backends, config, adminPath: join(dir, "admin.sock") };
+}
+
+/** Starts dist/tinylb with two threads on `config`, plus `flags`, and returns it with its bound port. */
+async function startWorkers(config: string, flags: string[]): Promise<{ tinylb: TinylbProcess; port: number }> {
+  const tinylb = TinylbProcess.start(["--config", config, "--workers", "2", ...flags, "--no-watch-config", "--shutdown-grace", "1s"]);
+  cleanup.push(() => tinylb[Symbol.asyncDispose]());
+  await tinylb.waitForLog("tinylb started");
+
+  return { tinylb, port: listenedPort(tinylb.stderr) };
+}
+
+/** Connects CLIENTS clients one after another; they are terminated after the test. */
+async function connectClients(port: number): Promise<TestClient[]> {
+  const clients: TestClient[] = [];
+  for (let i = 0; i < CLIENTS; i++) {
+    clients.push(await TestClient.connect(port));
+  }
+  cleanup.push(() => clients.forEach((client) => client.socket.terminate()));
+
+  return clients;
+}
+
 async function metric(adminPath: string, line: RegExp): Promise<number> {
   const response = await fetch("http://localhost/metrics", { unix: adminPath } as RequestInit);
   const match = line.exec(await response.text());
@@ -30,24 +62,10 @@ async function metric(adminPath: string, line: RegExp): Promise<number> {
 }
 
 test("workers share the port, follow set changes and add up counters", async () => {
-  const dir = mkdtempSync(join(tmpdir(), "tinylb-workers-"));
-  cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
-  const backends = ["a", "b"].map((id) => TestBackend.echo(id));
-  cleanup.push(() => backends.forEach((backend) => backend.stop()));
-  const config = join(dir, "tinylb.yaml");
-  const adminPath = join(dir, "admin.sock");
-  writeConfig(config, backends);
+  const { backends, config, adminPath } = scenario(["a", "b"]);
+  const { tinylb, port } = await startWorkers(config, ["--admin", `unix:${adminPath}`, "--log-level", "debug"]);
 
-  const tinylb = TinylbProcess.start(["--config", config, "--workers", "2", "--admin", `unix:${adminPath}`, "--no-watch-config", "--shutdown-grace", "1s", "--log-level", "debug"]);
-  cleanup.push(() => tinylb[Symbol.asyncDispose]());
-  await tinylb.waitForLog("tinylb started");
-  const port = listenedPort(tinylb.stderr);
-
-  const clients: TestClient[] = [];
-  for (let i = 0; i < CLIENTS; i++) {
-    clients.push(await TestClient.connect(port));
-  }
-  cleanup.push(() => clients.forEach((client) => client.socket.terminate()));
+  const clients = await connectClients(port);
   await waitFor("every greeting", () => clients.every((client) => client.firstLine !== ""));
 
   // Both threads accepted: worker lines carry worker=1, main-thread lines carry no worker field.
@@ -165,24 +183,10 @@ test("workers report dial failures to the main thread", async () => {
 }, 60_000);
 
 test("status and metrics add up every thread", async () => {
-  const dir = mkdtempSync(join(tmpdir(), "tinylb-workers-"));
-  cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
-  const backends = ["a", "b"].map((id) => TestBackend.echo(id));
-  cleanup.push(() => backends.forEach((backend) => backend.stop()));
-  const config = join(dir, "tinylb.yaml");
-  const adminPath = join(dir, "admin.sock");
-  writeConfig(config, backends);
+  const { backends, config, adminPath } = scenario(["a", "b"]);
+  const { tinylb, port } = await startWorkers(config, ["--admin", `unix:${adminPath}`, "--log-level", "debug"]);
 
-  const tinylb = TinylbProcess.start(["--config", config, "--workers", "2", "--admin", `unix:${adminPath}`, "--no-watch-config", "--shutdown-grace", "1s", "--log-level", "debug"]);
-  cleanup.push(() => tinylb[Symbol.asyncDispose]());
-  await tinylb.waitForLog("tinylb started");
-  const port = listenedPort(tinylb.stderr);
-
-  const clients: TestClient[] = [];
-  for (let i = 0; i < CLIENTS; i++) {
-    clients.push(await TestClient.connect(port));
-  }
-  cleanup.push(() => clients.forEach((client) => client.socket.terminate()));
+  const clients = await connectClients(port);
   await waitFor("every greeting", () => clients.every((client) => client.firstLine !== ""));
   const inWorker = tinylb.stderr.split("\n").filter((line) => line.includes("connection opened") && line.includes("worker=1"));
   expect(inWorker.length).toBeGreaterThan(0);
@@ -208,25 +212,11 @@ test("status and metrics add up every thread", async () => {
 }, 60_000);
 
 test("rejections of every thread reach /metrics", async () => {
-  const dir = mkdtempSync(join(tmpdir(), "tinylb-workers-"));
-  cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
-  const backends = [TestBackend.echo("a")];
-  cleanup.push(() => backends.forEach((backend) => backend.stop()));
-  const config = join(dir, "tinylb.yaml");
-  const adminPath = join(dir, "admin.sock");
-  writeConfig(config, backends);
-
+  const { config, adminPath } = scenario(["a"]);
   // A cap of 2 over two threads admits one connection per thread.
-  const tinylb = TinylbProcess.start(["--config", config, "--workers", "2", "--max-connections", "2", "--admin", `unix:${adminPath}`, "--no-watch-config", "--shutdown-grace", "1s", "--log-level", "debug"]);
-  cleanup.push(() => tinylb[Symbol.asyncDispose]());
-  await tinylb.waitForLog("tinylb started");
-  const port = listenedPort(tinylb.stderr);
+  const { tinylb, port } = await startWorkers(config, ["--max-connections", "2", "--admin", `unix:${adminPath}`, "--log-level", "debug"]);
 
-  const clients: TestClient[] = [];
-  for (let i = 0; i < CLIENTS; i++) {
-    clients.push(await TestClient.connect(port));
-  }
-  cleanup.push(() => clients.forEach((client) => client.socket.terminate()));
+  const clients = await connectClients(port);
   await waitFor("each client greeted or closed", () => clients.every((client) => client.firstLine !== "" || client.closed || client.ended));
   const served = clients.filter((client) => client.firstLine === "a").length;
   expect(served).toBeGreaterThanOrEqual(1);
@@ -280,17 +270,8 @@ test("unhealthy backend loses connections in every thread", async () => {
 }, 60_000);
 
 test("config reload reaches every thread", async () => {
-  const dir = mkdtempSync(join(tmpdir(), "tinylb-workers-"));
-  cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
-  const backends = [TestBackend.echo("a")];
-  cleanup.push(() => backends.forEach((backend) => backend.stop()));
-  const config = join(dir, "tinylb.yaml");
-  writeConfig(config, backends);
-
-  const tinylb = TinylbProcess.start(["--config", config, "--workers", "2", "--no-watch-config", "--shutdown-grace", "1s"]);
-  cleanup.push(() => tinylb[Symbol.asyncDispose]());
-  await tinylb.waitForLog("tinylb started");
-  const port = listenedPort(tinylb.stderr);
+  const { config } = scenario(["a"]);
+  const { tinylb, port } = await startWorkers(config, []);
 
   // Debug lines name each connection, so after the reload both threads write them.
   writeFileSync(config, `logLevel: debug\nconnectTimeout: 2s\nkeepalive: 10s\n${readFileSync(config, "utf8")}`);
@@ -299,11 +280,7 @@ test("config reload reaches every thread", async () => {
   expect(tinylb.stderr).not.toContain("need a restart");
   expect(tinylb.stderr).toContain("connectTimeout=2s");
 
-  const clients: TestClient[] = [];
-  for (let i = 0; i < CLIENTS; i++) {
-    clients.push(await TestClient.connect(port));
-  }
-  cleanup.push(() => clients.forEach((client) => client.socket.terminate()));
+  const clients = await connectClients(port);
   await waitFor("every greeting", () => clients.every((client) => client.firstLine === "a"));
   const opened = tinylb.stderr.split("\n").filter((line) => line.includes("connection opened"));
   expect(opened.filter((line) => line.includes("worker=1")).length).toBeGreaterThan(0);
@@ -314,16 +291,8 @@ test("config reload reaches every thread", async () => {
 }, 60_000);
 
 test("workers log set changes once and count threads", async () => {
-  const dir = mkdtempSync(join(tmpdir(), "tinylb-workers-"));
-  cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
-  const backends = [TestBackend.echo("a"), TestBackend.echo("b")];
-  cleanup.push(() => backends.forEach((backend) => backend.stop()));
-  const config = join(dir, "tinylb.yaml");
-  writeConfig(config, backends.slice(0, 1));
-
-  const tinylb = TinylbProcess.start(["--config", config, "--workers", "2", "--no-watch-config", "--shutdown-grace", "1s"]);
-  cleanup.push(() => tinylb[Symbol.asyncDispose]());
-  await tinylb.waitForLog("tinylb started");
+  const { backends, config } = scenario(["a", "b"], 1);
+  const { tinylb } = await startWorkers(config, []);
   writeConfig(config, backends);
   tinylb.signal("SIGHUP");
   await tinylb.waitForLog(/backend set changed .*count=2/);
