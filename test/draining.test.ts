@@ -1,5 +1,4 @@
 import { afterEach, expect, test } from "bun:test";
-import { createBackend } from "../src/backend.ts";
 import { BackendSet } from "../src/backend-set.ts";
 import { BackendSetUnion } from "../src/backend-set-union.ts";
 import { collectStatus } from "../src/balancer-status.ts";
@@ -8,8 +7,8 @@ import { Server, type ServerOptions } from "../src/server.ts";
 import { TestBackend, TestClient } from "./support/backends.ts";
 import { FakeClock } from "./support/fake-clock.ts";
 import { HttpBackend } from "./support/http-backend.ts";
-import { LogLines } from "./support/log-lines.ts";
 import { waitFor } from "./support/wait.ts";
+import { setOf, startLoggedServer } from "./support/test-server.ts";
 
 const cleanup: (() => unknown)[] = [];
 afterEach(async () => {
@@ -18,22 +17,8 @@ afterEach(async () => {
   }
 });
 
-function setOf(backends: { id: string; target: string }[]): BackendSet {
-  return new BackendSet(backends.map((backend) => createBackend(backend.id, backend.target)));
-}
-
-async function startServer(set: BackendSet, options: Partial<ServerOptions>): Promise<{ server: Server; port: number; logs: LogLines }> {
-  const logs = new LogLines();
-  const server = new Server({ listen: [{ kind: "tcp", host: "127.0.0.1", port: 0 }], logger: logs.logger, ...options });
-  server.applySet(set);
-  await server.start();
-  cleanup.push(async () => {
-    await server.shutdown(0);
-    expect(server.activeCount).toBe(0);
-  });
-  const address = server.listeners[0]!.address;
-
-  return { server, port: address.kind === "tcp" ? address.port : 0, logs };
+function startServer(set: BackendSet, options: Partial<ServerOptions>): ReturnType<typeof startLoggedServer> {
+  return startLoggedServer(set, options, cleanup);
 }
 
 function echoBackends(...ids: string[]): TestBackend[] {

@@ -1,12 +1,11 @@
 import { afterEach, expect, test } from "bun:test";
-import { createBackend } from "../src/backend.ts";
 import { BackendSet } from "../src/backend-set.ts";
-import { Server, type ServerOptions } from "../src/server.ts";
+import type { ServerOptions } from "../src/server.ts";
 import { StalledListener } from "./support/stalled-listener.ts";
 import { HttpBackend, HttpBackendProcess } from "./support/http-backend.ts";
 import { httpGet } from "./support/http-get.ts";
-import { LogLines } from "./support/log-lines.ts";
 import { waitFor, within } from "./support/wait.ts";
+import { setOf, startLoggedServer } from "./support/test-server.ts";
 
 const cleanup: (() => unknown)[] = [];
 afterEach(async () => {
@@ -22,22 +21,8 @@ function httpBackends(...ids: string[]): HttpBackend[] {
   return backends;
 }
 
-function setOf(backends: { id: string; target: string }[]): BackendSet {
-  return new BackendSet(backends.map((backend) => createBackend(backend.id, backend.target)));
-}
-
-async function startServer(set: BackendSet, options: Partial<ServerOptions> = {}): Promise<{ server: Server; port: number; logs: LogLines }> {
-  const logs = new LogLines();
-  const server = new Server({ listen: [{ kind: "tcp", host: "127.0.0.1", port: 0 }], logger: logs.logger, ...options });
-  server.applySet(set);
-  await server.start();
-  cleanup.push(async () => {
-    await server.shutdown(0);
-    expect(server.activeCount).toBe(0);
-  });
-  const address = server.listeners[0]!.address;
-
-  return { server, port: address.kind === "tcp" ? address.port : 0, logs };
+function startServer(set: BackendSet, options: Partial<ServerOptions> = {}): ReturnType<typeof startLoggedServer> {
+  return startLoggedServer(set, options, cleanup);
 }
 
 async function requests(port: number, count: number): Promise<string[]> {

@@ -183,7 +183,7 @@ test("workers report dial failures to the main thread", async () => {
 }, 60_000);
 
 test("status and metrics add up every thread", async () => {
-  const { backends, config, adminPath } = scenario(["a", "b"]);
+  const { config, adminPath } = scenario(["a", "b"]);
   const { tinylb, port } = await startWorkers(config, ["--admin", `unix:${adminPath}`, "--log-level", "debug"]);
 
   const clients = await connectClients(port);
