@@ -14,7 +14,7 @@ export class UsageError extends Error {
   override name = "UsageError";
 }
 
-/** What the command line asks for. */
+/** Options parsed from the command line. */
 export interface CliOptions {
   command: "run" | "demo" | "status" | "help" | "version";
   listen: Address[];

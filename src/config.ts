@@ -93,7 +93,7 @@ export const fileSchema = z.strictObject({
   logFormat: z.enum(LOG_FORMATS).optional(),
 });
 
-/** What a config file sets; absent keys fall back to flags and defaults. */
+/** Settings read from a config file; absent keys fall back to flags and defaults. */
 export interface FileConfig {
   listen?: Address[];
   backends?: Backend[];

@@ -1,10 +1,10 @@
-/** What the pool needs of a connection. */
+/** The part of a connection that the pool uses. */
 export interface PooledConnection {
   /** Numeric id, unique for the life of the process. */
   readonly id: number;
   /** The target the connection's backend socket is dialled to. */
   readonly target: string;
-  /** Closes both sockets. Must call `ConnectionPool.delete` (directly or later) exactly once. */
+  /** Closes both sockets. Its owner removes it from the pool with `ConnectionPool.delete` once the sockets are done. */
   close(reason: string): void;
 }
 

@@ -2,7 +2,7 @@ import type { Backend } from "./backend.ts";
 import type { PooledConnection } from "./connection-pool.ts";
 import { Flow, type RelaySocket } from "./flow.ts";
 
-/** How a connection ended, for logs and counters. */
+/** The way a connection ended, for logs and counters. */
 export type CloseKind = "completed" | "reset" | "closed";
 
 /** Called once when both sockets of a connection are done. */

@@ -35,7 +35,7 @@ class DialAttempt {
     readonly settle: (error?: DialError) => void,
   ) {}
 
-  /** Handles the backend socket's open: attach it, or close it when nobody wants it any more. */
+  /** Handles the backend socket's open: attach it, or close it when neither the client nor the backend set still needs it. */
   opened(socket: Socket<DialAttempt>): void {
     if (this.state === "abandoned" || this.connection.closed) {
       this.state = "abandoned";

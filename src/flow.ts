@@ -1,6 +1,6 @@
 import type { Socket } from "bun";
 
-/** A Bun socket of either side; its `data` is owned by whoever opened it. */
+/** A Bun socket of either side; its `data` belongs to the code that opened it. */
 export type RelaySocket = Socket<unknown>;
 
 /** Bytes a flow queues without a sink before it pauses its source. */

@@ -78,7 +78,7 @@ export async function fetchStatus(admin: Address, tokenFile?: string): Promise<B
   } catch (error) {
     const failure = describeFetchError(error);
     if (failure.connected) {
-      throw new Error(`${name} does not answer as a tinylb admin API (${failure.reason}); pass --admin ADDR with the balancer's admin address`, { cause: error });
+      throw new Error(`${name} does not respond as a tinylb admin API (${failure.reason}); pass --admin ADDR with the balancer's admin address`, { cause: error });
     }
     throw new Error(`no balancer responds on ${name} (${failure.reason}); is tinylb running? Pass --admin ADDR for another address`, { cause: error });
   }
@@ -86,7 +86,7 @@ export async function fetchStatus(admin: Address, tokenFile?: string): Promise<B
   if (!response.ok) {
     const detail = parseError(body);
     if (detail === undefined) {
-      throw new Error(`${name} does not answer as a tinylb admin API (status ${response.status} without a tinylb error); pass --admin ADDR with the balancer's admin address`);
+      throw new Error(`${name} does not respond as a tinylb admin API (status ${response.status} without a tinylb error); pass --admin ADDR with the balancer's admin address`);
     }
     throw new Error(`the balancer on ${name} responded with status ${response.status}: ${detail}${fixFor(response.status, tokenFile)}`);
   }
@@ -160,7 +160,7 @@ function fixFor(status: number, tokenFile: string | undefined): string {
     : `; check that ${tokenFile} holds the balancer's admin token`;
 }
 
-/** A failed request in words; `connected` is true when something listened but did not answer as HTTP. */
+/** A failed request in words; `connected` is true when something listened but did not respond with HTTP. */
 interface FetchFailure {
   connected: boolean;
   reason: string;

@@ -105,5 +105,14 @@ export function formatFieldPath(path: readonly PropertyKey[], topLevel: string):
     return topLevel;
   }
 
-  return path.map((part, index) => (typeof part === "number" ? `[${part}]` : index === 0 ? String(part) : `.${String(part)}`)).join("");
+  let field = "";
+  for (const part of path) {
+    if (typeof part === "number") {
+      field += `[${part}]`;
+    } else {
+      field += field === "" ? String(part) : `.${String(part)}`;
+    }
+  }
+
+  return field;
 }

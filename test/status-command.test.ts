@@ -124,7 +124,7 @@ test("status reports a server that is not HTTP", async () => {
 
   expect(result.code).toBe(1);
   expect(result.stderr).toBe(
-    `tinylb status: 127.0.0.1:${other.port} does not answer as a tinylb admin API (the response is not HTTP); pass --admin ADDR with the balancer's admin address\n`,
+    `tinylb status: 127.0.0.1:${other.port} does not respond as a tinylb admin API (the response is not HTTP); pass --admin ADDR with the balancer's admin address\n`,
   );
   expect(result.stderr).not.toContain("verbose");
 });
@@ -139,7 +139,7 @@ test("status reports an HTTP error from another server", async () => {
 
   expect(result.code).toBe(1);
   expect(result.stderr).toBe(
-    `tinylb status: unix:${socket} does not answer as a tinylb admin API (status 404 without a tinylb error); pass --admin ADDR with the balancer's admin address\n`,
+    `tinylb status: unix:${socket} does not respond as a tinylb admin API (status 404 without a tinylb error); pass --admin ADDR with the balancer's admin address\n`,
   );
 });
 
