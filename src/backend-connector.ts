@@ -1,7 +1,9 @@
+import type { Socket } from "bun";
 import type { Backend } from "./backend.ts";
 import type { Connection } from "./connection.ts";
 import type { ConnectionLimits } from "./connection-limits.ts";
-import { DialError, type DialOptions, dialBackend } from "./dialer.ts";
+import { DeferredKeepalive } from "./deferred-keepalive.ts";
+import { DialAttempt, type DialError, type DialObserver, type DialOptions } from "./dialer.ts";
 import { type FailoverChecks, FailoverPlan } from "./failover-plan.ts";
 import type { HealthChecker } from "./health-checker.ts";
 import type { Logger } from "./logger.ts";
@@ -24,11 +26,11 @@ export interface BackendConnectorOptions {
   maxAttempts: number;
   /** Milliseconds a backend connect may take before the next backend is tried. */
   connectTimeoutMs: number;
-  /** Idle milliseconds before TCP keepalive probes start on the backend socket; 0 turns keepalive off. */
+  /** Idle milliseconds before TCP keepalive probes start on the backend socket; 0 turns keepalive off (see DeferredKeepalive). */
   keepaliveMs: number;
   /**
-   * Registers a connection whose dial succeeded, called before `connect` returns. It must
-   * release the backend's reservation itself when the client closed during the dial.
+   * Registers a connection whose dial succeeded. It must release the backend's reservation
+   * itself when the client closed during the dial.
    */
   registered: (connection: Connection, backend: Backend) => void;
 }
@@ -36,8 +38,11 @@ export interface BackendConnectorOptions {
 /**
  * The dial step of the accept path: tries backends for one client in failover order until one
  * connects, and closes the client when none does.
+ *
+ * Dials run on callbacks rather than promises, and everything a dial needs is built once per
+ * connector, because this path runs for every client.
  */
-export class BackendConnector {
+export class BackendConnector implements DialObserver {
   readonly #selector: RoundRobinSelector;
   readonly #limits: ConnectionLimits;
   readonly #health: HealthChecker;
@@ -45,11 +50,11 @@ export class BackendConnector {
   readonly #log: Logger;
   readonly #maxAttempts: number;
   readonly #registered: (connection: Connection, backend: Backend) => void;
-  // Built once rather than per connection, because the accept path allocates on every client.
   readonly #failoverChecks: FailoverChecks = {
     hasRoom: (candidate) => this.#limits.hasRoom(candidate.id),
     isHealthy: (candidate) => this.#health.isHealthy(candidate),
   };
+  readonly #keepalive: DeferredKeepalive;
   readonly #dialOptions: DialOptions;
 
   constructor(options: BackendConnectorOptions) {
@@ -60,58 +65,90 @@ export class BackendConnector {
     this.#log = options.log;
     this.#maxAttempts = options.maxAttempts;
     this.#registered = options.registered;
+    this.#keepalive = new DeferredKeepalive(options.keepaliveMs);
     this.#dialOptions = {
       connectTimeoutMs: options.connectTimeoutMs,
-      keepaliveMs: options.keepaliveMs,
       isCurrent: (candidate) => this.#selector.set.hasTarget(candidate.target),
+      attached: (socket: Socket<unknown>, connection: Connection) => {
+        if (connection.backend.address.kind === "tcp") {
+          this.#keepalive.add(socket, connection);
+        }
+      },
     };
   }
 
-  /** Sets the connect timeout and keepalive time of dials started from now on. Dials in flight keep the old values. */
+  /** Sets the connect timeout and keepalive time of dials started from now on. Dials in flight keep the old timeout. */
   updateTimeouts(timeouts: { connectTimeoutMs: number; keepaliveMs: number }): void {
     this.#dialOptions.connectTimeoutMs = timeouts.connectTimeoutMs;
-    this.#dialOptions.keepaliveMs = timeouts.keepaliveMs;
+    this.#keepalive.keepaliveMs = timeouts.keepaliveMs;
+  }
+
+  /** Stops the keepalive timer, so that a stopped server keeps no timer alive. */
+  stop(): void {
+    this.#keepalive.stop();
   }
 
   /**
    * Dials backends until one connects: healthy ones first, in rotation order, then the
    * unhealthy ones, each at most once and at most `maxAttempts` in all (see FailoverPlan).
+   * Returns at once; the outcome arrives through `dialSettled`.
    */
-  async connect(connection: Connection): Promise<void> {
-    const plan = new FailoverPlan(this.#selector, this.#failoverChecks, this.#maxAttempts);
-    let backend = plan.first();
-    while (backend !== undefined) {
-      this.#limits.reserve(backend.id);
-      try {
-        await dialBackend(connection, backend, this.#dialOptions);
+  connect(connection: Connection): void {
+    try {
+      const plan = new FailoverPlan(this.#selector, this.#failoverChecks, this.#maxAttempts);
+      const backend = plan.first();
+      if (backend === undefined) {
+        this.#limits.reject("backend", connection.clientAddress);
+        connection.close("every backend is at its connection limit");
+
+        return;
+      }
+      this.#dial(connection, backend, plan);
+    } catch (error) {
+      this.#internalError(connection, error);
+    }
+  }
+
+  /** Records a dial's outcome and tries the next backend of the plan after a failure. */
+  dialSettled(attempt: DialAttempt, error?: DialError): void {
+    const { connection, backend, plan } = attempt;
+    try {
+      if (error === undefined) {
         this.#health.dialSucceeded(backend);
         this.#registered(connection, backend);
 
         return;
-      } catch (error) {
-        this.#limits.release(backend.id);
-        if (!(error instanceof DialError)) {
-          throw error;
-        }
-        this.#stats.backend(backend.id).dialFailures++;
-        this.#health.dialFailed(backend, error.message);
-        if (connection.closed) {
-          return;
-        }
-        this.#log.warn(error.message, { conn: connection.id, client: connection.clientAddress, backend: backend.id, target: backend.target });
       }
-      backend = plan.next(backend);
+
+      this.#limits.release(backend.id);
+      this.#stats.backend(backend.id).dialFailures++;
+      this.#health.dialFailed(backend, error.message);
+      if (connection.closed) {
+        return;
+      }
+      this.#log.warn(error.message, { conn: connection.id, client: connection.clientAddress, backend: backend.id, target: backend.target });
+      const next = plan.next(backend);
+      if (next !== undefined) {
+        this.#dial(connection, next, plan);
+
+        return;
+      }
+
+      this.#stats.unserved++;
+      this.#log.error("no backend could be dialled; closing client", { conn: connection.id, client: connection.clientAddress, tried: plan.attempts });
+      connection.close("every backend failed");
+    } catch (caught) {
+      this.#internalError(connection, caught);
     }
+  }
 
-    if (plan.attempts === 0) {
-      this.#limits.reject("backend", connection.clientAddress);
-      connection.close("every backend is at its connection limit");
+  #dial(connection: Connection, backend: Backend, plan: FailoverPlan): void {
+    this.#limits.reserve(backend.id);
+    new DialAttempt(connection, backend, plan, this.#dialOptions, this).start();
+  }
 
-      return;
-    }
-
-    this.#stats.unserved++;
-    this.#log.error("no backend could be dialled; closing client", { conn: connection.id, client: connection.clientAddress, tried: plan.attempts });
-    connection.close("every backend failed");
+  #internalError(connection: Connection, error: unknown): void {
+    this.#log.error("invariant violated: connection failed outside a dial", { conn: connection.id, client: connection.clientAddress, err: error });
+    connection.reset("internal error");
   }
 }

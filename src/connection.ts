@@ -1,3 +1,4 @@
+import { formatAddress } from "./address.ts";
 import type { Backend } from "./backend.ts";
 import type { PooledConnection } from "./connection-pool.ts";
 import { Flow, type RelaySocket } from "./flow.ts";
@@ -32,17 +33,11 @@ export class Connection implements PooledConnection {
   #download: Flow | null = null;
   #closed = false;
   readonly #onClosed: ConnectionClosedHandler;
-  #clientAddress: string | (() => string);
+  #clientAddress: string | undefined;
 
-  /**
-   * @param clientAddress the client's address, or a function that reads it on first use.
-   *   Reading a Bun socket's remote address and port costs one getpeername(2) each, so the
-   *   server defers it until a log line or a rejection needs it.
-   */
-  constructor(id: number, client: RelaySocket, clientAddress: string | (() => string), onClosed: ConnectionClosedHandler) {
+  constructor(id: number, client: RelaySocket, onClosed: ConnectionClosedHandler) {
     this.id = id;
     this.client = client;
-    this.#clientAddress = clientAddress;
     // The client is not paused here: in Bun 1.4.4 a pause and resume cost four epoll_ctl
     // calls, two setsockopt calls and two wake-ups (seen with strace). The upload flow
     // queues what arrives before a backend is attached and pauses the client then.
@@ -50,11 +45,13 @@ export class Connection implements PooledConnection {
     this.#onClosed = onClosed;
   }
 
-  /** Client address as `ip:port`, or the listener path for Unix sockets. */
+  /**
+   * Client address as `ip:port`, or "unix" for a Unix socket client. Read on first use and
+   * kept: each of a Bun socket's remoteAddress and remotePort is a getpeername(2) call, and
+   * most connections never need the address.
+   */
   get clientAddress(): string {
-    if (typeof this.#clientAddress === "function") {
-      this.#clientAddress = this.#clientAddress();
-    }
+    this.#clientAddress ??= this.client.remoteAddress ? formatAddress({ kind: "tcp", host: this.client.remoteAddress, port: this.client.remotePort }) : "unix";
 
     return this.#clientAddress;
   }

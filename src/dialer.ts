@@ -1,6 +1,7 @@
 import type { Socket, SocketHandler } from "bun";
 import type { Backend } from "./backend.ts";
 import type { Connection } from "./connection.ts";
+import type { FailoverPlan } from "./failover-plan.ts";
 import { describeSocketError } from "./socket-errors.ts";
 
 /** A failed dial, naming the backend id and target. Callers branch on it to fail over. */
@@ -14,50 +15,115 @@ export class DialError extends Error {
   }
 }
 
-/** Socket settings applied to every backend socket once connected. */
+/** Settings shared by every dial of one server; changes apply to dials started afterwards. */
 export interface DialOptions {
   /** Milliseconds a connect may take before tinylb gives up on it. */
   connectTimeoutMs: number;
-  /** Idle milliseconds before TCP keepalive probes start; 0 leaves keepalive off. */
-  keepaliveMs: number;
   /** Returns false when the backend's target left the set while the dial was in flight. */
   isCurrent: (backend: Backend) => boolean;
+  /** Called with every backend socket once it is attached to its connection. */
+  attached: (socket: Socket<unknown>, connection: Connection) => void;
 }
 
-/** The state of one dial, carried as the backend socket's `data`. */
-class DialAttempt {
-  state: "pending" | "attached" | "abandoned" = "pending";
+/** Receives the outcome of every dial. One object serves a whole server, so a dial allocates no callbacks. */
+export interface DialObserver {
+  /**
+   * Receives the end of a dial, once per dial. There is no error when the backend socket is
+   * attached, or when the client closed during the dial (then the socket is closed and
+   * nothing is attached). The DialError says why the connect failed, timed out, or was dropped.
+   */
+  dialSettled(attempt: DialAttempt, error?: DialError): void;
+}
 
-  constructor(
-    readonly connection: Connection,
-    readonly backend: Backend,
-    readonly options: DialOptions,
-    readonly settle: (error?: DialError) => void,
-  ) {}
+/**
+ * One dial of one backend for one connection, carried as the backend socket's `data`.
+ *
+ * `Bun.connect` has no timeout of its own, so the attempt starts a timer. A connect that
+ * completes after the timer fired, after the client left, or after the backend's target
+ * left the set is closed at once.
+ */
+export class DialAttempt {
+  state: "pending" | "attached" | "abandoned" = "pending";
+  readonly connection: Connection;
+  readonly backend: Backend;
+  /** The failover order this dial belongs to, read by the observer when the dial fails. */
+  readonly plan: FailoverPlan;
+  readonly #options: DialOptions;
+  readonly #observer: DialObserver;
+  #timer: Timer | undefined;
+
+  constructor(connection: Connection, backend: Backend, plan: FailoverPlan, options: DialOptions, observer: DialObserver) {
+    this.connection = connection;
+    this.backend = backend;
+    this.plan = plan;
+    this.#options = options;
+    this.#observer = observer;
+  }
+
+  /** Starts the connect and its timer. */
+  start(): void {
+    // NOTE: Bun.connect cannot be cancelled, so an abandoned connect keeps its socket until
+    // the kernel gives up (about 2 minutes with Linux's default tcp_syn_retries of 6) or it
+    // completes, when `opened` closes it.
+    this.#timer = setTimeout(connectTimedOut, this.#options.connectTimeoutMs, this, this.#options.connectTimeoutMs);
+    const address = this.backend.address;
+    const connecting =
+      address.kind === "unix"
+        ? Bun.connect({ unix: address.path, allowHalfOpen: true, data: this, socket: BACKEND_HANDLERS })
+        : Bun.connect({ hostname: address.host, port: address.port, allowHalfOpen: true, data: this, socket: BACKEND_HANDLERS });
+    // The connectError handler reports failures; this only keeps a rejection from going unhandled.
+    connecting.catch(ignoreRejection);
+  }
 
   /** Handles the backend socket's open: attach it, or close it when neither the client nor the backend set still needs it. */
   opened(socket: Socket<DialAttempt>): void {
-    if (this.state === "abandoned" || this.connection.closed) {
-      this.state = "abandoned";
+    if (this.state === "abandoned") {
       socket.terminate();
-      this.settle();
 
       return;
     }
-    if (!this.options.isCurrent(this.backend)) {
-      this.state = "abandoned";
+    if (this.connection.closed) {
       socket.terminate();
-      this.settle(new DialError(this.backend, "its target left the backend set while the dial was in flight"));
+      this.#settle();
+
+      return;
+    }
+    if (!this.#options.isCurrent(this.backend)) {
+      socket.terminate();
+      this.#settle(new DialError(this.backend, "its target left the backend set while the dial was in flight"));
 
       return;
     }
 
     this.state = "attached";
-    configureSocket(socket, this.options.keepaliveMs);
     this.connection.attach(this.backend, socket as Socket<unknown>);
-    this.settle();
+    this.#options.attached(socket as Socket<unknown>, this.connection);
+    this.#settle();
+  }
+
+  /** Ends a pending dial with an error; later events of its socket are ignored. */
+  failed(error: DialError): void {
+    if (this.state === "pending") {
+      this.#settle(error);
+    }
+  }
+
+  #settle(error?: DialError): void {
+    if (this.state === "pending") {
+      this.state = "abandoned";
+    }
+    clearTimeout(this.#timer);
+    // Dropped so that an idle connection does not keep the spent timer alive.
+    this.#timer = undefined;
+    this.#observer.dialSettled(this, error);
   }
 }
+
+function connectTimedOut(attempt: DialAttempt, timeoutMs: number): void {
+  attempt.failed(new DialError(attempt.backend, `connect timed out after ${timeoutMs} ms`));
+}
+
+function ignoreRejection(): void {}
 
 /** Handlers shared by every backend socket; each socket's `data` routes to its attempt. */
 const BACKEND_HANDLERS: SocketHandler<DialAttempt> = {
@@ -83,59 +149,13 @@ const BACKEND_HANDLERS: SocketHandler<DialAttempt> = {
   error() {
     // The close handler that follows decides what happens to the connection.
   },
-  connectError() {
-    // The rejected promise of Bun.connect carries the same error.
+  connectError(socket, error) {
+    socket.data.failed(new DialError(socket.data.backend, describeSocketError(error), { cause: error }));
   },
 };
 
-/**
- * Dials a backend for a connection and attaches the socket to it.
- *
- * `Bun.connect` has no timeout of its own, so this one starts a timer. A connect that
- * completes after the timer fired, after the client left, or after the backend's
- * target left the set is closed at once.
- *
- * @throws {DialError} when the connect fails, times out, or its target leaves the set.
- */
-export function dialBackend(connection: Connection, backend: Backend, options: DialOptions): Promise<void> {
-  return new Promise<void>((resolve, reject) => {
-    let settled = false;
-    const settle = (error?: DialError): void => {
-      if (settled) {
-        return;
-      }
-      settled = true;
-      clearTimeout(timer);
-      if (error === undefined) {
-        resolve();
-      } else {
-        reject(error);
-      }
-    };
-    const attempt = new DialAttempt(connection, backend, options, settle);
-
-    // NOTE: Bun.connect cannot be cancelled, so an abandoned connect keeps its socket until
-    // the kernel gives up (about 2 minutes with Linux's default tcp_syn_retries of 6) or it
-    // completes, when `opened` closes it.
-    const timer = setTimeout(() => {
-      attempt.state = "abandoned";
-      settle(new DialError(backend, `connect timed out after ${options.connectTimeoutMs} ms`));
-    }, options.connectTimeoutMs);
-
-    const address = backend.address;
-    const connecting =
-      address.kind === "unix"
-        ? Bun.connect({ unix: address.path, allowHalfOpen: true, data: attempt, socket: BACKEND_HANDLERS })
-        : Bun.connect({ hostname: address.host, port: address.port, allowHalfOpen: true, data: attempt, socket: BACKEND_HANDLERS });
-    connecting.catch((error: unknown) => {
-      attempt.state = "abandoned";
-      settle(new DialError(backend, describeSocketError(error), { cause: error }));
-    });
-  });
-}
-
 /** Turns on TCP keepalive (a no-op on Unix sockets); Nagle's algorithm is already off, see below. */
-export function configureSocket(socket: Socket<unknown> | Socket<DialAttempt>, keepaliveMs: number): void {
+export function configureSocket(socket: Socket<unknown>, keepaliveMs: number): void {
   // Bun 1.4.4 already sets TCP_NODELAY on every TCP socket it accepts or connects (seen with
   // strace), so calling setNoDelay(true) here again would only cost a system call per socket.
   if (keepaliveMs > 0) {

@@ -27,7 +27,9 @@ export class FailoverPlan {
   readonly #selector: RoundRobinSelector;
   readonly #checks: FailoverChecks;
   readonly #maxAttempts: number;
-  readonly #tried = new Set<string>();
+  #first: Backend | undefined;
+  // Built on the first failover only: most clients are served by their first backend.
+  #tried: Set<string> | undefined;
 
   /** `maxAttempts` 0 means every backend once. */
   constructor(selector: RoundRobinSelector, checks: FailoverChecks, maxAttempts: number) {
@@ -38,35 +40,32 @@ export class FailoverPlan {
 
   /** Number of backends handed out so far. */
   get attempts(): number {
-    return this.#tried.size;
+    return this.#tried?.size ?? (this.#first === undefined ? 0 : 1);
   }
 
   /** Returns the first backend to dial, or undefined when no backend has room. */
   first(): Backend | undefined {
     const { isHealthy, hasRoom } = this.#checks;
-    const backend = this.#selector.next((candidate) => hasRoom(candidate) && isHealthy(candidate)) ?? this.#selector.next(hasRoom);
+    this.#first = this.#selector.next((candidate) => hasRoom(candidate) && isHealthy(candidate)) ?? this.#selector.next(hasRoom);
 
-    return this.#record(backend);
+    return this.#first;
   }
 
   /** Returns the backend to dial after `failed`, or undefined when the attempts are used up. */
   next(failed: Backend): Backend | undefined {
-    if (this.#maxAttempts > 0 && this.#tried.size >= this.#maxAttempts) {
+    if (this.#maxAttempts > 0 && this.attempts >= this.#maxAttempts) {
       return undefined;
     }
 
+    const tried = (this.#tried ??= new Set(this.#first === undefined ? [] : [attemptKey(this.#first)]));
     const { isHealthy, hasRoom } = this.#checks;
-    const untried = (candidate: Backend): boolean => !this.#tried.has(attemptKey(candidate)) && hasRoom(candidate);
+    const untried = (candidate: Backend): boolean => !tried.has(attemptKey(candidate)) && hasRoom(candidate);
     const backend =
       this.#selector.following(failed.id, (candidate) => untried(candidate) && isHealthy(candidate)) ??
       this.#selector.following(failed.id, untried);
 
-    return this.#record(backend);
-  }
-
-  #record(backend: Backend | undefined): Backend | undefined {
     if (backend !== undefined) {
-      this.#tried.add(attemptKey(backend));
+      tried.add(attemptKey(backend));
     }
 
     return backend;

@@ -32,7 +32,8 @@ export class Flow {
 
   #source: RelaySocket;
   #sink: RelaySocket | null = null;
-  readonly #pending: Uint8Array[] = [];
+  // Unsent chunks, oldest first; allocated on the first partial write, which most flows never see.
+  #pending: Uint8Array[] | null = null;
   #pendingBytes = 0;
   #sourcePaused = false;
   #sourceEnded = false;
@@ -66,7 +67,7 @@ export class Flow {
 
   /** Writes a chunk read from the source, queueing what the sink does not take. */
   forward(chunk: Uint8Array): void {
-    if (this.#sink === null || this.#pending.length > 0) {
+    if (this.#sink === null || this.#pendingBytes > 0) {
       this.#queue(chunk);
 
       return;
@@ -86,12 +87,13 @@ export class Flow {
   /** Writes queued bytes after the sink drained; resumes the source or passes on its FIN once empty. */
   flush(): void {
     const sink = this.#sink;
+    const pending = this.#pending;
     if (sink === null) {
       return;
     }
 
-    while (this.#pending.length > 0) {
-      const head = this.#pending[0]!;
+    while (pending !== null && pending.length > 0) {
+      const head = pending[0]!;
       const written = sink.write(head);
       if (written < 0) {
         return;
@@ -99,12 +101,12 @@ export class Flow {
       this.bytes += written;
       this.#pendingBytes -= written;
       if (written < head.byteLength) {
-        this.#pending[0] = head.subarray(written);
+        pending[0] = head.subarray(written);
         this.#pauseSource();
 
         return;
       }
-      this.#pending.shift();
+      pending.shift();
     }
 
     if (this.#sourceEnded) {
@@ -131,7 +133,7 @@ export class Flow {
 
   #recordEnd(sinkClosing: boolean): void {
     this.#sourceEnded = true;
-    if (this.#sink === null || this.#pending.length > 0) {
+    if (this.#sink === null || this.#pendingBytes > 0) {
       return;
     }
     if (sinkClosing) {
@@ -142,7 +144,7 @@ export class Flow {
   }
 
   #queue(chunk: Uint8Array): void {
-    this.#pending.push(chunk);
+    (this.#pending ??= []).push(chunk);
     this.#pendingBytes += chunk.byteLength;
     if (this.#sink !== null || this.#pendingBytes >= UNPAUSED_QUEUE_LIMIT) {
       this.#pauseSource();

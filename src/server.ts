@@ -1,5 +1,4 @@
 import type { Socket, SocketHandler } from "bun";
-import { formatAddress } from "./address.ts";
 import type { Backend } from "./backend.ts";
 import { BackendConnector } from "./backend-connector.ts";
 import { BackendSet } from "./backend-set.ts";
@@ -183,6 +182,7 @@ export class Server {
     }
 
     this.health.stop();
+    this.#connector.stop();
 
     return this.closeAll("balancer shutting down");
   }
@@ -210,12 +210,12 @@ export class Server {
   }
 
   #accept(socket: ClientSocket): void {
-    // Each of remoteAddress and remotePort is a getpeername(2) call, so the address is read
-    // when first needed, or at once when debug lines (which name it after the close) are on.
-    const readClient = (): string => (socket.remoteAddress ? formatAddress({ kind: "tcp", host: socket.remoteAddress, port: socket.remotePort }) : "unix");
-    const client = this.#log.enabled("debug") ? readClient() : readClient;
-    const connection = new Connection(this.#nextId++, socket as Socket<unknown>, client, this.#onConnectionClosed);
+    const connection = new Connection(this.#nextId++, socket as Socket<unknown>, this.#onConnectionClosed);
     socket.data = connection;
+    if (this.#log.enabled("debug")) {
+      // Debug lines name the client after the close, when the socket can no longer tell.
+      void connection.clientAddress;
+    }
     this.stats.accepted++;
     // The socket inherits keepalive from its listener, unless that could not be set there.
     if (!this.#listeners.keepaliveInherited) {
@@ -238,10 +238,7 @@ export class Server {
 
     this.#dialing.add(connection);
     this.#listeners.guardDescriptors(this.activeCount);
-    this.#connector.connect(connection).catch((error: unknown) => {
-      this.#log.error("invariant violated: connection failed outside a dial", { conn: connection.id, client: connection.clientAddress, err: error });
-      connection.reset("internal error");
-    });
+    this.#connector.connect(connection);
   }
 
   #registered(connection: Connection, backend: Backend): void {
