@@ -3,7 +3,7 @@
  * on loopback, in one interleaved run with a fresh balancer process for every measurement.
  *
  * Usage: bun bench/run.ts [--quick] [--runs N] [--seconds S] [--idle N] [--only a,b]
- *                         [--no-write] [--host-network]
+ *                         [--workloads a,b] [--placements a,b] [--no-write] [--host-network]
  * `npm run bench` runs it. Results go to stdout and, unless --quick or --no-write, into
  * docs/benchmarks.md between the results markers.
  */
@@ -50,6 +50,10 @@ export interface BenchOptions {
   seconds: number;
   idleConnections: number;
   only?: string[];
+  /** Workload ids to run (bulk-1, bulk-4, connection-rate, kept-alive, idle-memory); all when unset. */
+  workloads?: string[];
+  /** Placements to run (pinned, unpinned); both when unset. */
+  placements?: string[];
   write: boolean;
 }
 
@@ -65,6 +69,12 @@ function parseOptions(argv: string[]): BenchOptions {
   options.seconds = Number(value("--seconds") ?? options.seconds);
   options.idleConnections = Number(value("--idle") ?? options.idleConnections);
   options.only = value("--only")?.split(",");
+  options.workloads = value("--workloads")?.split(",");
+  options.placements = value("--placements")?.split(",");
+  if (options.workloads !== undefined || options.placements !== undefined) {
+    // A partial run would overwrite the recorded results with half a table.
+    options.write = false;
+  }
   if (argv.includes("--no-write")) {
     options.write = false;
   }
@@ -207,7 +217,7 @@ async function main(argv: string[]): Promise<number> {
     }
     const results: Results = new Map();
     const errors: string[] = [];
-    for (const placement of placements) {
+    for (const placement of placements.filter((candidate) => options.placements === undefined || options.placements.includes(candidate.name))) {
       await measurePlacement(placement, contenders, options, tools, idleConnections, workDir, nextPort, results, errors);
     }
 
@@ -240,6 +250,7 @@ async function measurePlacement(
     cpus: placement.loadCpus,
     wrkThreads: placement.loadCpus === undefined ? 2 : 1,
     wrkConnections: 32,
+    warmupSeconds: 1,
   };
   const httpBackends = tools.nginx ? await startHttpBackends(workDir, HTTP_PORTS, idleConnections + 50, placement.loadCpus) : undefined;
   let iperf = tools.iperf3 ? await startIperfServer(IPERF_PORT, placement.loadCpus) : undefined;
@@ -247,7 +258,7 @@ async function measurePlacement(
 
   try {
     for (let run = 1; run <= options.runs; run++) {
-      for (const workload of workloads(idleConnections)) {
+      for (const workload of workloads(idleConnections).filter((candidate) => options.workloads === undefined || options.workloads.includes(candidate.id))) {
         // Memory does not depend on placement, so it is measured unpinned only.
         if (!workload.needs(tools) || (workload.id === "idle-memory" && placement.balancerCpus !== undefined)) {
           continue;

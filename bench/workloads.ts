@@ -15,6 +15,20 @@ export interface LoadSettings {
   /** wrk threads and connections. */
   wrkThreads: number;
   wrkConnections: number;
+  /** Seconds of the same wrk load run first and not counted (see `warmUp`). */
+  warmupSeconds: number;
+}
+
+/**
+ * Runs the wrk load for `load.warmupSeconds` without counting it, so one-time costs stay out
+ * of the per-connection and per-request figures. Such costs are page faults as buffers grow,
+ * in every contender, and the JIT compilation of tinylb's hot paths by Bun's JavaScript
+ * engine (about 0.2 s of CPU in the first seconds of load). Start-up is measured on its own.
+ */
+async function warmUp(port: number, extra: string[], load: LoadSettings): Promise<void> {
+  if (load.warmupSeconds > 0) {
+    await runWrk(port, extra, { ...load, seconds: load.warmupSeconds });
+  }
 }
 
 /** Measures CPU seconds of the balancer's processes around `work`. */
@@ -117,7 +131,9 @@ function latencyMs(output: string, percentile: string): number | undefined {
  * microseconds per connection.
  */
 export async function measureConnectionRate(running: RunningContender, load: LoadSettings): Promise<Sample> {
-  const { result, cpu } = await withCpu(running, () => runWrk(running.port, ["-H", "Connection: close"], load));
+  const extra = ["-H", "Connection: close"];
+  await warmUp(running.port, extra, load);
+  const { result, cpu } = await withCpu(running, () => runWrk(running.port, extra, load));
   const sample: Sample = { connectionsPerSecond: result.requestsPerSecond, errors: result.errors };
   if (running.pids().length > 0) {
     sample.cpuMicrosecondsPerConnection = (1e6 * cpu) / result.requests;
@@ -132,6 +148,7 @@ export async function measureConnectionRate(running: RunningContender, load: Loa
  * per second and the balancer's CPU microseconds per request.
  */
 export async function measureKeptAliveRate(running: RunningContender, load: LoadSettings): Promise<Sample> {
+  await warmUp(running.port, [], load);
   const { result, cpu } = await withCpu(running, () => runWrk(running.port, ["--latency"], load));
   const sample: Sample = { requestsPerSecond: result.requestsPerSecond, errors: result.errors };
   if (result.p50Ms !== undefined && result.p99Ms !== undefined) {
