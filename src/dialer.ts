@@ -66,13 +66,15 @@ export class DialAttempt {
     // the kernel gives up (about 2 minutes with Linux's default tcp_syn_retries of 6) or it
     // completes, when `opened` closes it.
     this.#timer = setTimeout(connectTimedOut, this.#options.connectTimeoutMs, this, this.#options.connectTimeoutMs);
+    // The promise Bun.connect returns is not used. With a connectError handler, Bun 1.4.4
+    // reports every failed connect there, a failed name lookup too, and counts the rejection
+    // as handled (checked with a refused port and, in a namespace without DNS, a host name).
     const address = this.backend.address;
-    const connecting =
-      address.kind === "unix"
-        ? Bun.connect({ unix: address.path, allowHalfOpen: true, data: this, socket: BACKEND_HANDLERS })
-        : Bun.connect({ hostname: address.host, port: address.port, allowHalfOpen: true, data: this, socket: BACKEND_HANDLERS });
-    // The connectError handler reports failures; this only keeps a rejection from going unhandled.
-    connecting.catch(ignoreRejection);
+    if (address.kind === "unix") {
+      void Bun.connect({ unix: address.path, allowHalfOpen: true, data: this, socket: BACKEND_HANDLERS });
+    } else {
+      void Bun.connect({ hostname: address.host, port: address.port, allowHalfOpen: true, data: this, socket: BACKEND_HANDLERS });
+    }
   }
 
   /** Handles the backend socket's open: attach it, or close it when neither the client nor the backend set still needs it. */
@@ -122,8 +124,6 @@ export class DialAttempt {
 function connectTimedOut(attempt: DialAttempt, timeoutMs: number): void {
   attempt.failed(new DialError(attempt.backend, `connect timed out after ${timeoutMs} ms`));
 }
-
-function ignoreRejection(): void {}
 
 /** Handlers shared by every backend socket; each socket's `data` routes to its attempt. */
 const BACKEND_HANDLERS: SocketHandler<DialAttempt> = {
