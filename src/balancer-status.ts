@@ -44,7 +44,7 @@ export interface RemovedBackendStatus {
   /** True when an id of the set still uses `target`, so the connections stay open; false while they drain. */
   targetInUse: boolean;
   /**
-   * Milliseconds until the drain of `target` ends and its open connections are closed, while it drains.
+   * Whole milliseconds (rounded up) until the drain of `target` ends and its open connections are closed, while it drains.
    * NOTE: read from the main thread's drain; with --workers a target whose connections are all in relay workers has none.
    */
   drainEndsInMs?: number;
@@ -157,7 +157,7 @@ export function collectStatus(server: Server, union: BackendSetUnion): BalancerS
         bytesToBackend: counters.bytesToBackend + traffic.bytesToBackend,
         bytesToClient: counters.bytesToClient + traffic.bytesToClient,
         targetInUse: targets.has(traffic.target),
-        drainEndsInMs: server.drainRemainingMs(traffic.target),
+        drainEndsInMs: wholeMs(server.drainRemainingMs(traffic.target)),
       };
     });
 
@@ -169,4 +169,9 @@ export function collectStatus(server: Server, union: BackendSetUnion): BalancerS
     providers: union.slots.map((slot) => ({ name: slot.name, backends: slot.set.size, published: slot.published })),
     degraded: server.health.degraded,
   };
+}
+
+/** Rounds a remaining time up to whole milliseconds, so 0.4 ms left still reads as 1. */
+function wholeMs(ms: number | undefined): number | undefined {
+  return ms === undefined ? undefined : Math.ceil(ms);
 }

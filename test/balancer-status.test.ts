@@ -1,12 +1,15 @@
 import { afterEach, expect, test } from "bun:test";
 import { createBackend } from "../src/backend.ts";
 import { BackendSet } from "../src/backend-set.ts";
+import { BackendSetUnion } from "../src/backend-set-union.ts";
 import { collectStatus } from "../src/balancer-status.ts";
 import { renderMetrics } from "../src/metrics.ts";
 import { StaticProvider } from "../src/providers/static-provider.ts";
 import { formatStatus } from "../src/status-command.ts";
-import { TestClient } from "./support/backends.ts";
+import { TestBackend, TestClient } from "./support/backends.ts";
 import { BalancerScenario } from "./support/balancer-scenario.ts";
+import { FakeClock } from "./support/fake-clock.ts";
+import { setOf, startLoggedServer } from "./support/test-server.ts";
 import { waitFor } from "./support/wait.ts";
 
 const cleanup: (() => Promise<unknown>)[] = [];
@@ -54,4 +57,22 @@ test("status counts a removed id's open connection", async () => {
   expect(metrics).toContain('tinylb_backend_connections_active{backend="b3"} 1\n');
   const samples = [...metrics.matchAll(/^tinylb_backend_connections_active\{backend="[^"]+"\} (\d+)$/gm)];
   expect(samples.reduce((sum, match) => sum + Number(match[1]), 0)).toBe(scenario.server.pool.size);
+});
+
+test("status gives drainEndsInMs in whole milliseconds", async () => {
+  const clock = new FakeClock();
+  const backends = ["a", "b"].map((id) => TestBackend.echo(id));
+  cleanup.push(async () => backends.forEach((backend) => backend.stop()));
+  const [a, b] = backends;
+  const { server, port } = await startLoggedServer(setOf([a!, b!]), { onRemoval: "drain", drainTimeoutMs: 5000, clock }, cleanup);
+  const client = await TestClient.connect(port);
+  cleanup.push(async () => client.close());
+  await waitFor("greeting from a", () => client.firstLine !== "");
+  expect(client.firstLine).toBe("a");
+
+  server.applySet(setOf([b!]));
+  clock.advance(1000.4);
+
+  const [removed] = collectStatus(server, new BackendSetUnion(() => {})).removed;
+  expect(removed?.drainEndsInMs).toBe(4000);
 });
