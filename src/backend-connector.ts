@@ -6,9 +6,16 @@ import { DeferredKeepalive } from "./deferred-keepalive.ts";
 import { DialAttempt, type DialError, type DialObserver, type DialOptions } from "./dialer.ts";
 import { type FailoverChecks, FailoverPlan } from "./failover-plan.ts";
 import type { HealthChecker } from "./health-checker.ts";
-import type { Logger } from "./logger.ts";
+import type { LogFields, Logger } from "./logger.ts";
+import { RateLimitedLog } from "./rate-limited-log.ts";
 import type { RoundRobinSelector } from "./round-robin-selector.ts";
 import type { TrafficStats } from "./traffic-stats.ts";
+
+/** Milliseconds between two dial failure lines of one backend id, and between two lines for unserved clients. */
+export const FAILURE_LOG_INTERVAL_MS = 10_000;
+
+/** Backend ids with a dial failure log before the map of them is emptied. */
+const MAX_FAILURE_LOGS = 1024;
 
 /** The server's parts a BackendConnector reads and updates, and its dial settings. */
 export interface BackendConnectorOptions {
@@ -56,6 +63,10 @@ export class BackendConnector implements DialObserver {
   };
   readonly #keepalive: DeferredKeepalive;
   readonly #dialOptions: DialOptions;
+  // While backends are down every client fails the same way, so these lines are rate-limited:
+  // one per backend id, and one for the clients no backend served.
+  readonly #dialFailureLogs = new Map<string, RateLimitedLog>();
+  readonly #unservedLog: RateLimitedLog;
 
   constructor(options: BackendConnectorOptions) {
     this.#selector = options.selector;
@@ -65,6 +76,7 @@ export class BackendConnector implements DialObserver {
     this.#log = options.log;
     this.#maxAttempts = options.maxAttempts;
     this.#registered = options.registered;
+    this.#unservedLog = new RateLimitedLog(this.#log, "error", FAILURE_LOG_INTERVAL_MS);
     this.#keepalive = new DeferredKeepalive(options.keepaliveMs);
     this.#dialOptions = {
       connectTimeoutMs: options.connectTimeoutMs,
@@ -126,7 +138,7 @@ export class BackendConnector implements DialObserver {
       if (connection.closed) {
         return;
       }
-      this.#log.warn(error.message, { conn: connection.id, client: connection.clientAddress, backend: backend.id, target: backend.target });
+      this.#logFailure(this.#dialFailureLog(backend.id), error.message, { conn: connection.id, client: connection.clientAddress, backend: backend.id, target: backend.target });
       const next = plan.next(backend);
       if (next !== undefined) {
         this.#dial(connection, next, plan);
@@ -135,11 +147,32 @@ export class BackendConnector implements DialObserver {
       }
 
       this.#stats.unserved++;
-      this.#log.error("no backend could be dialled; closing client", { conn: connection.id, client: connection.clientAddress, tried: plan.attempts });
+      this.#logFailure(this.#unservedLog, "no backend could be dialled; closing client", { conn: connection.id, client: connection.clientAddress, tried: plan.attempts });
       connection.close("every backend failed");
     } catch (caught) {
       this.#internalError(connection, caught);
     }
+  }
+
+  /** Writes a rate-limited failure line; one that is suppressed still goes out as a debug line. */
+  #logFailure(log: RateLimitedLog, msg: string, fields: LogFields): void {
+    if (!log.log(msg, fields) && this.#log.enabled("debug")) {
+      this.#log.debug(msg, fields);
+    }
+  }
+
+  #dialFailureLog(id: string): RateLimitedLog {
+    let log = this.#dialFailureLogs.get(id);
+    if (log === undefined) {
+      // Ids that left the set keep their entry; the map is emptied if ids keep changing.
+      if (this.#dialFailureLogs.size >= MAX_FAILURE_LOGS) {
+        this.#dialFailureLogs.clear();
+      }
+      log = new RateLimitedLog(this.#log, "warn", FAILURE_LOG_INTERVAL_MS);
+      this.#dialFailureLogs.set(id, log);
+    }
+
+    return log;
   }
 
   #dial(connection: Connection, backend: Backend, plan: FailoverPlan): void {

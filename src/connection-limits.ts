@@ -13,6 +13,17 @@ export interface ConnectionLimitOptions {
    * @default 0 (no cap)
    */
   maxConnectionsPerBackend?: number;
+  /**
+   * Threads that share both caps (`--workers`). Each thread enforces its share of each cap
+   * (see `capPerThread`), and warnings name the cap as configured and that share.
+   * @default 1
+   */
+  threads?: number;
+}
+
+/** Returns one thread's share of a connection cap (0, no cap, stays 0). */
+export function capPerThread(cap: number, threads: number): number {
+  return cap === 0 ? 0 : Math.ceil(cap / threads);
 }
 
 /** The cap that a rejected client ran into: the global one or every backend's. */
@@ -29,8 +40,11 @@ export type LimitRejection = "global" | "backend";
  * caller must call `release` exactly once when that dial fails or the connection closes.
  */
 export class ConnectionLimits {
+  /** This thread's share of the global cap; 0 means no cap. */
   readonly maxConnections: number;
+  /** This thread's share of the per-backend cap; 0 means no cap. */
   readonly maxConnectionsPerBackend: number;
+  readonly #configured: { maxConnections: number; maxConnectionsPerBackend: number; threads: number };
   /** Clients closed because the global cap was reached. */
   rejectedGlobal = 0;
   /** Clients closed because every backend was at its cap. */
@@ -39,8 +53,10 @@ export class ConnectionLimits {
   readonly #warning: RateLimitedLog;
 
   constructor(options: ConnectionLimitOptions, logger: Logger, warnIntervalMs = 10_000) {
-    this.maxConnections = options.maxConnections ?? 0;
-    this.maxConnectionsPerBackend = options.maxConnectionsPerBackend ?? 0;
+    const threads = options.threads ?? 1;
+    this.#configured = { maxConnections: options.maxConnections ?? 0, maxConnectionsPerBackend: options.maxConnectionsPerBackend ?? 0, threads };
+    this.maxConnections = capPerThread(this.#configured.maxConnections, threads);
+    this.maxConnectionsPerBackend = capPerThread(this.#configured.maxConnectionsPerBackend, threads);
     this.#warning = new RateLimitedLog(logger.with({ component: "limits" }), "warn", warnIntervalMs);
   }
 
@@ -77,16 +93,22 @@ export class ConnectionLimits {
     }
   }
 
+  /** Returns the log fields that name this thread's share of a cap, when threads share it. */
+  #share(share: number): Record<string, number> {
+    return this.#configured.threads > 1 ? { perThread: share, threads: this.#configured.threads } : {};
+  }
+
   /** Counts a rejected client and logs a rate-limited warning naming the cap. */
   reject(kind: LimitRejection, client: string): void {
     if (kind === "global") {
       this.rejectedGlobal++;
-      this.#warning.log("connection limit reached; closing client", { client, maxConnections: this.maxConnections });
+      this.#warning.log("connection limit reached; closing client", { client, maxConnections: this.#configured.maxConnections, ...this.#share(this.maxConnections) });
     } else {
       this.rejectedBackend++;
       this.#warning.log("every backend is at its connection limit; closing client", {
         client,
-        maxConnectionsPerBackend: this.maxConnectionsPerBackend,
+        maxConnectionsPerBackend: this.#configured.maxConnectionsPerBackend,
+        ...this.#share(this.maxConnectionsPerBackend),
       });
     }
   }

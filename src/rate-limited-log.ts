@@ -15,18 +15,20 @@ export class RateLimitedLog {
     private readonly now: () => number = () => performance.now(),
   ) {}
 
-  /** Writes the line unless one was written less than the interval ago. */
-  log(msg: string, fields?: LogFields): void {
+  /** Writes the line unless one was written less than the interval ago; returns false when it suppressed it. */
+  log(msg: string, fields?: LogFields): boolean {
     const now = this.now();
     if (now - this.#last < this.intervalMs) {
       this.#suppressed++;
 
-      return;
+      return false;
     }
 
     const suppressed = this.#suppressed;
     this.#last = now;
     this.#suppressed = 0;
     this.logger.log(this.level, msg, suppressed > 0 ? { ...fields, suppressed } : fields);
+
+    return true;
   }
 }

@@ -5,7 +5,7 @@ import { ListenLocks } from "./listen-lock.ts";
 import { formatDuration } from "./duration.ts";
 import type { Logger } from "./logger.ts";
 import { Server } from "./server.ts";
-import { capPerThread, startRelayWorkers, type WorkerPool } from "./worker-pool.ts";
+import { startRelayWorkers, type WorkerPool } from "./worker-pool.ts";
 import { resolveSettings, type Settings } from "./settings.ts";
 import { runtimeFields, VERSION } from "./version.ts";
 
@@ -37,8 +37,9 @@ export async function runBalancer(cli: CliOptions, logger: Logger): Promise<Runn
     listen: settings.listen,
     connectTimeoutMs: settings.connectTimeoutMs,
     keepaliveMs: settings.keepaliveMs,
-    maxConnections: capPerThread(settings.maxConnections, settings.workers),
-    maxConnectionsPerBackend: capPerThread(settings.maxConnectionsPerBackend, settings.workers),
+    maxConnections: settings.maxConnections,
+    maxConnectionsPerBackend: settings.maxConnectionsPerBackend,
+    threads: settings.workers,
     health: settings.health.check,
     maxAttempts: settings.health.maxAttempts,
     onRemoval: settings.health.onRemoval,

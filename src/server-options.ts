@@ -29,6 +29,11 @@ export interface ServerOptions {
    */
   maxConnectionsPerBackend?: number;
   /**
+   * Threads that share both caps (`--workers`); this server enforces its share of each.
+   * @default 1
+   */
+  threads?: number;
+  /**
    * Active probes and the dial back-off.
    * @default no probes, and a back-off of 1 s doubling to 30 s
    */

@@ -45,6 +45,7 @@ export class Server {
   readonly #emptySetWarning: RateLimitedLog;
   readonly #listeners: ListenerSet<Connection>;
   #nextId = 1;
+  #shuttingDown = false;
   #idleWaiters: (() => void)[] = [];
   readonly #setListeners: ((set: BackendSet) => void)[] = [];
   // Built once rather than per connection, because the accept path allocates on every client.
@@ -56,7 +57,7 @@ export class Server {
    *   copy of the main thread's health state.
    */
   constructor(options: ServerOptions, health?: HealthChecker) {
-    this.#options = { connectTimeoutMs: 3000, keepaliveMs: 30_000, maxConnections: 0, maxConnectionsPerBackend: 0, health: {}, maxAttempts: 0, onRemoval: "close", drainTimeoutMs: 30_000, onUnhealthy: "keep", clock: systemClock, logger: silentLogger, reusePort: false, logSetChanges: true, ...options };
+    this.#options = { connectTimeoutMs: 3000, keepaliveMs: 30_000, maxConnections: 0, maxConnectionsPerBackend: 0, threads: 1, health: {}, maxAttempts: 0, onRemoval: "close", drainTimeoutMs: 30_000, onUnhealthy: "keep", clock: systemClock, logger: silentLogger, reusePort: false, logSetChanges: true, ...options };
     this.#log = this.#options.logger.with({ component: "server" });
     this.#emptySetWarning = new RateLimitedLog(this.#log, "warn", 10_000);
     this.#listeners = new ListenerSet(this.#log, this.#options.reusePort);
@@ -155,6 +156,11 @@ export class Server {
     this.#listeners.stop();
   }
 
+  /** True from the moment `shutdown` starts: the balancer accepts no new clients and drains. */
+  get shuttingDown(): boolean {
+    return this.#shuttingDown;
+  }
+
   /** True while the listeners are stopped because the descriptor limit is nearly reached. */
   get acceptPaused(): boolean {
     return this.#listeners.acceptPaused;
@@ -175,6 +181,7 @@ export class Server {
    * the rest. Returns how many connections were closed by force.
    */
   async shutdown(graceMs: number): Promise<number> {
+    this.#shuttingDown = true;
     this.stopListening();
     if (this.activeCount > 0 && graceMs > 0) {
       this.#log.info("waiting for open connections to finish", { open: this.activeCount, graceMs });

@@ -43,7 +43,7 @@ const STOP_MARGIN_MS = 5000;
  * and keeps the open connections, so the status command and /metrics count every thread,
  * up to one second late.
  *
- * NOTE: connection caps are split evenly between threads (see capPerThread). Unix socket
+ * NOTE: connection caps are split evenly between threads (see capPerThread in connection-limits.ts). Unix socket
  * listeners are served by the main thread alone.
  */
 export class WorkerPool {
@@ -291,11 +291,6 @@ export function relayWorkersOf(server: Server): WorkerPool | undefined {
   return poolsByServer.get(server);
 }
 
-/** Returns one thread's share of a connection cap (0, no cap, stays 0). */
-export function capPerThread(cap: number, threads: number): number {
-  return cap === 0 ? 0 : Math.ceil(cap / threads);
-}
-
 /**
  * Starts `settings.workers - 1` relay workers beside `server`, on the TCP addresses it is
  * bound to, and forwards every backend set it applies to them. Returns undefined with one
@@ -318,8 +313,9 @@ export async function startRelayWorkers(settings: Settings, server: Server, logg
     listen,
     connectTimeoutMs: settings.connectTimeoutMs,
     keepaliveMs: settings.keepaliveMs,
-    maxConnections: capPerThread(settings.maxConnections, settings.workers),
-    maxConnectionsPerBackend: capPerThread(settings.maxConnectionsPerBackend, settings.workers),
+    maxConnections: settings.maxConnections,
+    maxConnectionsPerBackend: settings.maxConnectionsPerBackend,
+    threads: settings.workers,
     maxAttempts: settings.health.maxAttempts,
     onRemoval: settings.health.onRemoval,
     drainTimeoutMs: settings.health.drainTimeoutMs,

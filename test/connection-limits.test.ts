@@ -63,6 +63,31 @@ test("ConnectionLimits rate-limits its warning", () => {
   expect(lines[0]).toContain("connection limit reached");
 });
 
+test("ConnectionLimits splits caps between threads", () => {
+  const lines: string[] = [];
+  const limits = new ConnectionLimits({ maxConnections: 3, maxConnectionsPerBackend: 5, threads: 2 }, new Logger({ sink: (line) => lines.push(line) }), 0);
+
+  expect(limits.maxConnections).toBe(2);
+  expect(limits.maxConnectionsPerBackend).toBe(3);
+  expect(limits.admits(1)).toBe(true);
+  expect(limits.admits(2)).toBe(false);
+
+  limits.reject("global", "127.0.0.1:1000");
+  limits.reject("backend", "127.0.0.1:1001");
+  // The warnings name the cap as configured, then this thread's share.
+  expect(lines[0]).toContain("maxConnections=3 perThread=2 threads=2");
+  expect(lines[1]).toContain("maxConnectionsPerBackend=5 perThread=3 threads=2");
+});
+
+test("ConnectionLimits names only the cap with one thread", () => {
+  const lines: string[] = [];
+  const limits = new ConnectionLimits({ maxConnections: 3 }, new Logger({ sink: (line) => lines.push(line) }));
+  limits.reject("global", "127.0.0.1:1000");
+
+  expect(lines[0]).toContain("maxConnections=3");
+  expect(lines[0]).not.toContain("perThread");
+});
+
 test("Server closes clients over the global cap at once", async () => {
   const lines: string[] = [];
   const { server, port } = await startServer(["a", "b"], { maxConnections: 3 }, lines);

@@ -272,6 +272,25 @@ test("Server closes the client after trying every backend once", async () => {
   await waitFor("pool to empty", () => server.activeCount === 0);
 }, TEST_TIMEOUT_MS);
 
+test("Server rate-limits dial failure lines", async () => {
+  const { logger, lines } = captureLog();
+  const deadA = await deadTarget();
+  const deadB = await deadTarget();
+  const { server, port } = await startServer(setOf(["a", deadA], ["b", deadB]), { logger });
+
+  for (let i = 0; i < 20; i++) {
+    const client = await connect(port);
+    await waitFor("the client to be closed", () => client.ended || client.closed);
+  }
+
+  expect(server.stats.unserved).toBe(20);
+  // One warning per backend id and one error within FAILURE_LOG_INTERVAL_MS, not one per client.
+  expect(lines.filter((line) => /WARN +dial backend "a"/.test(line)).length).toBe(1);
+  expect(lines.filter((line) => /WARN +dial backend "b"/.test(line)).length).toBe(1);
+  expect(lines.filter((line) => line.includes("ERROR") && line.includes("no backend could be dialled")).length).toBe(1);
+  await waitFor("pool to empty", () => server.activeCount === 0);
+}, TEST_TIMEOUT_MS);
+
 test("Server skips a backend that never completes the connect", async () => {
   const { logger, lines } = captureLog();
   const backends = startBackends(["b"]);
