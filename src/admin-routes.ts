@@ -21,6 +21,8 @@ export interface AdminRouteContext {
   union: BackendSetUnion;
   status: () => BalancerStatus;
   metrics: () => string;
+  /** True once the balancer has begun to shut down, so `/readyz` answers 503 while it drains. */
+  shuttingDown?: () => boolean;
 }
 
 /** A request that cannot be served, sent back with its status and a JSON error naming the field. */
@@ -45,13 +47,14 @@ const BACKEND_PATH = /^\/v1\/backends\/([^/]+)$/;
 
 /**
  * Serves one admin request. Every path has a fixed set of methods; another method gets
- * 405 with an `Allow` header.
+ * 405 with an `Allow` header. HEAD is served wherever GET is, as RFC 9110 expects; the
+ * caller drops the body.
  *
  * @throws {AdminRequestError} for a request that cannot be served; nothing was changed.
  */
 export async function routeAdminRequest(request: Request, context: AdminRouteContext): Promise<Response> {
   const path = new URL(request.url).pathname;
-  const method = request.method;
+  const method = request.method === "HEAD" ? "GET" : request.method;
 
   if (path === "/healthz") {
     allowMethods(method, ["GET"]);
@@ -60,6 +63,9 @@ export async function routeAdminRequest(request: Request, context: AdminRouteCon
   }
   if (path === "/readyz") {
     allowMethods(method, ["GET"]);
+    if (context.shuttingDown?.() === true) {
+      return json(503, { status: "draining", error: "tinylb is shutting down and accepts no new clients" });
+    }
     const size = context.union.set.size;
     if (size > 0 && context.status().degraded) {
       // Still 200: a degraded balancer tries every backend, so it may serve clients.
@@ -101,7 +107,8 @@ export function json(status: number, body: unknown, headers: Record<string, stri
 function allowMethods(method: string, allowed: string[]): void {
   if (!allowed.includes(method)) {
     const choices = allowed.length === 1 ? allowed[0]! : `${allowed.slice(0, -1).join(", ")} or ${allowed.at(-1)}`;
-    throw new AdminRequestError(405, `method ${method} is not allowed here; use ${choices}`, undefined, { allow: allowed.join(", ") });
+    const allow = allowed.flatMap((name) => (name === "GET" ? ["GET", "HEAD"] : [name]));
+    throw new AdminRequestError(405, `method ${method} is not allowed here; use ${choices}`, undefined, { allow: allow.join(", ") });
   }
 }
 

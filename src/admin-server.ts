@@ -142,7 +142,7 @@ async function handle(request: Request, context: AdminRouteContext, log: Logger)
     const response = await routeAdminRequest(request, context);
     log.debug("admin request", { method: request.method, path, status: response.status });
 
-    return response;
+    return request.method === "HEAD" ? withoutBody(response) : response;
   } catch (error) {
     if (error instanceof AdminRequestError) {
       log.debug("admin request failed", { method: request.method, path, status: error.status, err: error.message });
@@ -151,12 +151,19 @@ async function handle(request: Request, context: AdminRouteContext, log: Logger)
         body.field = error.field;
       }
 
-      return json(error.status, body, error.headers);
+      const response = json(error.status, body, error.headers);
+
+      return request.method === "HEAD" ? withoutBody(response) : response;
     }
     log.error("invariant violated: admin request failed", { method: request.method, path, err: error });
 
     return json(500, { error: "internal error; see the tinylb log" });
   }
+}
+
+/** Drops the body of a response to HEAD, keeping the status and headers a GET would get. */
+function withoutBody(response: Response): Response {
+  return new Response(null, { status: response.status, headers: response.headers });
 }
 
 function bearerCheck(token: string): (request: Request) => boolean {

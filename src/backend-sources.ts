@@ -137,7 +137,13 @@ export async function startBackendSources(cli: CliOptions, settings: Settings, s
           address: options.admin,
           allowPublic: options.adminAllowPublic,
           tokenFile: options.adminTokenFile,
-          context: { api, union, status: () => collectStatus(server, union), metrics: () => renderMetrics({ server, union, reloads: file }) },
+          context: {
+            api,
+            union,
+            status: () => collectStatus(server, union),
+            metrics: () => renderMetrics({ server, union, reloads: file }),
+            shuttingDown: () => server.shuttingDown,
+          },
           logger,
         });
       } catch (error) {
