@@ -6,6 +6,7 @@ import { ConfigError } from "./config.ts";
 import { runDemo } from "./demo.ts";
 import { ListenError } from "./listener.ts";
 import { errorText, Logger } from "./logger.ts";
+import { drainProcessOutput } from "./process-output.ts";
 import { runBalancer } from "./run-command.ts";
 import { runStatus } from "./status-command.ts";
 import { versionLine } from "./version.ts";
@@ -81,5 +82,6 @@ function guardProcess(logger: Logger): void {
   process.on("unhandledRejection", (error) => log.error("invariant violated: unhandled promise rejection", { err: error }));
 }
 
-process.exitCode = await main(process.argv.slice(2));
+// process.exit() drops output a pipe has not taken yet, so both streams are drained first.
+process.exitCode = await drainProcessOutput(await main(process.argv.slice(2)));
 process.exit();

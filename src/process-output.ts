@@ -1,0 +1,45 @@
+/**
+ * Draining of stdout and stderr before the process exits.
+ *
+ * Bun writes to a pipe asynchronously: `process.stdout.write()` returns before the reader has
+ * taken the bytes, and `process.exit()` drops whatever the pipe has not taken yet (everything
+ * past the 64 KiB a Linux pipe buffers). Ending both streams first waits for the queued bytes.
+ */
+import { writeSync } from "node:fs";
+
+/** The outcome of ending one stream: `undefined` when every byte was written, else the error. */
+type EndResult = NodeJS.ErrnoException | undefined;
+
+function endStream(stream: NodeJS.WriteStream): Promise<EndResult> {
+  return new Promise((resolve) => {
+    stream.on("error", (error) => resolve(error));
+    stream.end(() => resolve(undefined));
+  });
+}
+
+/**
+ * Ends stdout and stderr and waits until each has written everything queued, or failed.
+ * Returns the exit code to use: `exitCode`, or 1 when it was 0 but stdout could not be
+ * written, so a shortened output never reads as success. A closed pipe (EPIPE, as from
+ * `tinylb status | head -1`) is not reported on stderr, since the reader left on purpose.
+ * Nothing may be written to either stream afterwards.
+ *
+ * NOTE: a reader that never reads keeps the process waiting, as it would a blocking write.
+ */
+export async function drainProcessOutput(exitCode: number): Promise<number> {
+  // An error on stderr changes nothing: there is nowhere left to report it.
+  const [stdout] = await Promise.all([endStream(process.stdout), endStream(process.stderr)]);
+  if (stdout === undefined || exitCode !== 0) {
+    return exitCode;
+  }
+  if (stdout.code !== "EPIPE") {
+    // stderr is ended, so the error goes to the descriptor directly.
+    try {
+      writeSync(2, `tinylb: write to stdout failed: ${stdout.message}\n`);
+    } catch {
+      // stderr is gone as well; the exit code still reports the failure.
+    }
+  }
+
+  return 1;
+}
