@@ -33,6 +33,8 @@ export interface CliOptions {
   providers?: ProviderFlags;
   /** `tinylb status --json`. */
   json?: boolean;
+  /** With the help command: the command whose help was requested, such as `tinylb status --help`. */
+  helpFor?: "status";
   logLevel?: LogLevel;
   logFormat?: LogFormat;
 }
@@ -129,6 +131,9 @@ export function parseArgs(argv: readonly string[]): CliOptions {
   while (args.length > 0) {
     const arg = args.shift()!;
     if (arg === "-h" || arg === "--help") {
+      if (options.command === "status") {
+        options.helpFor = "status";
+      }
       options.command = "help";
 
       return options;

@@ -5,6 +5,7 @@ import { HELP, parseArgs, UsageError } from "./cli.ts";
 import { ConfigError } from "./config.ts";
 import { runDemo } from "./demo.ts";
 import { ListenError } from "./listener.ts";
+import { STATUS_COMMAND_HELP } from "./provider-flags.ts";
 import { errorText, Logger } from "./logger.ts";
 import { drainProcessOutput } from "./process-output.ts";
 import { runBalancer } from "./run-command.ts";
@@ -26,7 +27,7 @@ async function main(argv: string[]): Promise<number> {
     const cli = parseArgs(argv);
     switch (cli.command) {
       case "help":
-        process.stdout.write(HELP + "\n");
+        process.stdout.write((cli.helpFor === "status" ? STATUS_COMMAND_HELP : HELP) + "\n");
 
         return 0;
       case "version":

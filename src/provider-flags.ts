@@ -11,6 +11,9 @@ export const PROVIDER_SWITCHES = new Set(["--admin-allow-public", "--no-watch-co
 /** Flags `tinylb status` accepts. */
 const STATUS_FLAGS = new Set(["--admin", "--admin-token-file", "--json"]);
 
+/** Flags that print the help or the version instead of running a command. */
+const HELP_FLAGS = new Set(["-h", "--help", "-V", "--version"]);
+
 /** Help lines of the provider flags, in the layout of the main help text. */
 export const PROVIDER_HELP = `  --no-watch-config        apply config file changes only on SIGHUP, instead of watching the
                            file's folder for saves, renames and ConfigMap updates
@@ -33,6 +36,26 @@ export const PROVIDER_HELP = `  --no-watch-config        apply config file chang
 /** Help lines of `tinylb status`. */
 export const STATUS_HELP = `  tinylb status [--admin ADDR] [--admin-token-file FILE] [--json]
                                   print the backends and listeners of a running balancer`;
+
+/** Help text printed by `tinylb status --help`. */
+export const STATUS_COMMAND_HELP = `tinylb status: print the backends and listeners of a running balancer
+
+Usage:
+  tinylb status [--admin ADDR] [--admin-token-file FILE] [--json]
+
+Requests GET /v1/backends from the balancer's admin API and prints a table of backends, then
+the listeners, unhealthy and removed backends, and id conflicts.
+
+Options:
+  --admin ADDR             the balancer's admin address: unix:/path or host:port (default
+                           unix:/run/tinylb/admin.sock as root, else a socket in
+                           $XDG_RUNTIME_DIR or /tmp, as for the balancer)
+  --admin-token-file FILE  send the bearer token in FILE, for a balancer that requires one
+  --json                   print the admin API's JSON response instead of the table
+  -h, --help               print this help
+
+Exit status: 0 when the status was printed, 1 when no balancer responds or it responds with
+an error, 2 for a bad command line.`;
 
 /** Applies a switch to the provider flags, or `--json` to the status options. */
 export function applyProviderSwitch(flags: ProviderFlags, status: { json?: boolean }, flag: string): void {
@@ -119,7 +142,7 @@ export function applyProviderFlag(flags: ProviderFlags, flag: string, value: str
 export function checkStatusArgs(argv: readonly string[]): string | undefined {
   for (const arg of argv.slice(1)) {
     const flag = arg.includes("=") ? arg.slice(0, arg.indexOf("=")) : arg;
-    if (flag.startsWith("-") && !STATUS_FLAGS.has(flag)) {
+    if (flag.startsWith("-") && !STATUS_FLAGS.has(flag) && !HELP_FLAGS.has(flag)) {
       return `${flag} is not valid with tinylb status; use --admin ADDR, --admin-token-file FILE or --json`;
     }
   }

@@ -60,8 +60,16 @@ describe("parseArgs", () => {
     [["demo"], "demo"],
     [["demo", "--listen", "127.0.0.1:0"], "demo"],
     [["--listen", "127.0.0.1:1", "--help"], "help"],
+    [["status", "--help"], "help"],
+    [["status", "--admin", "unix:/tmp/a.sock", "-h"], "help"],
   ])("%p selects the %p command", (argv, command) => {
     expect(parseArgs(argv).command).toBe(command as ReturnType<typeof parseArgs>["command"]);
+  });
+
+  test("status --help selects the status help", () => {
+    expect(parseArgs(["status", "--help"]).helpFor).toBe("status");
+    expect(parseArgs(["--help"]).helpFor).toBeUndefined();
+    expect(parseArgs(["demo", "--help"]).helpFor).toBeUndefined();
   });
 
   test.each([

@@ -84,3 +84,17 @@ test.each([
   expect(stderr).toContain(message);
   expect(exitCode).toBe(1);
 });
+
+test.each([
+  ["status --help", ["status", "--help"], "tinylb status [--admin ADDR] [--admin-token-file FILE] [--json]", "--max-connections"],
+  ["status -h", ["status", "-h"], "--admin-token-file FILE  send the bearer token in FILE", "--max-connections"],
+  ["demo --help", ["demo", "--help"], "--max-connections N", "Requests GET /v1/backends"],
+])("binary prints the help for %s with exit 0", async (_, args, expected, absent) => {
+  const child = trackChild(Bun.spawn([BINARY, ...args], { cwd: directory, stdin: "ignore", stdout: "pipe", stderr: "pipe" }));
+  const [stdout, stderr, exitCode] = await within(`tinylb ${args.join(" ")} to exit`, Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited]), 20_000);
+
+  expect(stdout).toContain(expected);
+  expect(stdout).not.toContain(absent);
+  expect(stderr).toBe("");
+  expect(exitCode).toBe(0);
+});
