@@ -101,6 +101,58 @@ test("FileProvider follows a ConfigMap symlink swap", async () => {
   await BalancerScenario.echo(clients.get("a")!, "a stays");
 });
 
+test("FileProvider watches the folder of a symlink's target", async () => {
+  const dir = tempDir();
+  mkdirSync(join(dir, "link"));
+  mkdirSync(join(dir, "real"));
+  mkdirSync(join(dir, "other"));
+  const path = join(dir, "link", "tinylb.yaml");
+  const real = join(dir, "real", "tinylb.yaml");
+  const { scenario, provider } = await startScenario(path, ["a"], (text) => {
+    writeFileSync(real, text);
+    symlinkSync(real, path);
+  });
+  expect(provider.watchedFolders).toEqual([join(dir, "link"), join(dir, "real")]);
+
+  // An in-place write to the target raises events only in the target's folder.
+  writeFileSync(real, yaml(scenario, ["b"]));
+  await waitFor("set of b", () => scenario.running === `b=${scenario.target("b")}`);
+
+  // The link moves to a third folder: the watch follows it, and the old folder is dropped.
+  const other = join(dir, "other", "tinylb.yaml");
+  writeFileSync(other, yaml(scenario, ["c"]));
+  symlinkSync(other, join(dir, "link", ".tinylb.yaml.new"));
+  renameSync(join(dir, "link", ".tinylb.yaml.new"), path);
+  await waitFor("set of c", () => scenario.running === `c=${scenario.target("c")}`);
+  expect(provider.watchedFolders).toEqual([join(dir, "link"), join(dir, "other")]);
+
+  writeFileSync(other, yaml(scenario, ["a", "c"]));
+  await waitFor("set of a and c", () => scenario.running === `a=${scenario.target("a")},c=${scenario.target("c")}`);
+});
+
+test("FileProvider watches a config folder made again", async () => {
+  const dir = tempDir();
+  const folder = join(dir, "cfg");
+  mkdirSync(folder);
+  const path = join(folder, "tinylb.yaml");
+  const { scenario, provider } = await startScenario(path, ["a"], (text) => writeFileSync(path, text));
+
+  rmSync(folder, { recursive: true });
+  await rejection(scenario, "the file does not exist");
+  await waitFor("watch on the parent folder", () => provider.watchedFolders.join() === dir);
+  expect(scenario.log.withMessage("config folder is missing; watching its parent folder until it exists again")[0]).toMatchObject({ folder, watching: dir });
+
+  mkdirSync(folder);
+  writeFileSync(path, yaml(scenario, ["b"]));
+  await waitFor("set of b", () => scenario.running === `b=${scenario.target("b")}`);
+  expect(provider.watchedFolders).toEqual([folder]);
+  expect(scenario.log.withMessage("config folder exists again; watching it")[0]).toMatchObject({ folder });
+
+  // Later saves are seen by the new watch; polling is off in this test.
+  writeFileSync(path, yaml(scenario, ["c"]));
+  await waitFor("set of c", () => scenario.running === `c=${scenario.target("c")}`);
+});
+
 test("FileProvider keeps the set while the file is deleted", async () => {
   const dir = tempDir();
   const path = join(dir, "tinylb.yaml");

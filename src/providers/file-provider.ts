@@ -1,8 +1,8 @@
-import { type FSWatcher, readFileSync, watch } from "node:fs";
-import { basename, dirname } from "node:path";
+import { readFileSync } from "node:fs";
 import { BackendSet } from "../backend-set.ts";
 import { ConfigError, type FileConfig, loadConfigFile } from "../config.ts";
 import { type Logger, silentLogger } from "../logger.ts";
+import { ConfigWatch } from "./config-watch.ts";
 import type { Provider, PublishBackendSet } from "./provider.ts";
 
 /** Settings of a file provider. */
@@ -10,7 +10,7 @@ export interface FileProviderOptions {
   /** The config file whose `backends` list this provider publishes. */
   path: string;
   /**
-   * Whether to watch the file's directory and apply changes without a signal.
+   * Whether to watch the file's folder (and that of its symlink target) and apply changes without a signal.
    * @default true
    */
   watch?: boolean;
@@ -22,7 +22,8 @@ export interface FileProviderOptions {
   debounceMs?: number;
   /**
    * Milliseconds between re-reads that do not wait for a file event: a backstop for
-   * changes the watch cannot see, such as a replaced directory. 0 turns polling off.
+   * changes the watch cannot see, such as a link in a third folder of a symlink chain, and
+   * for a watch that could not be set up. 0 turns polling off.
    * @default 30000
    */
   pollIntervalMs?: number;
@@ -40,9 +41,10 @@ export type ReloadReason = "start" | "SIGHUP" | "file event" | "poll";
 /**
  * The config file's `backends` list, re-read when the file changes or on SIGHUP.
  *
- * It watches the file's directory rather than the file, so that a save by rename
- * (editors, `mv`) and a Kubernetes ConfigMap update (the `..data` symlink swapped to a new
- * folder) are seen as well as an in-place write. A file that is missing, unreadable,
+ * It watches folders rather than the file (see `ConfigWatch`). So it sees in-place writes,
+ * saves by rename (editors, `mv`) and Kubernetes ConfigMap updates (the `..data` symlink
+ * swapped to a new folder). It also sees writes to a symlink's target in another folder,
+ * and saves into a config folder that was deleted and made again. A file that is missing, unreadable,
  * empty or invalid is logged with the file, the field path and the value. Nothing is
  * published then, so the last good set keeps serving until a good version appears.
  */
@@ -55,7 +57,7 @@ export class FileProvider implements Provider {
   readonly #options: Required<Omit<FileProviderOptions, "onAccepted" | "check">> & Pick<FileProviderOptions, "onAccepted" | "check">;
   readonly #log: Logger;
   #publish: PublishBackendSet | undefined;
-  #watcher: FSWatcher | undefined;
+  #watch: ConfigWatch | undefined;
   #debounce: Timer | undefined;
   #poll: Timer | undefined;
   #pendingSince: number | undefined;
@@ -81,8 +83,8 @@ export class FileProvider implements Provider {
 
   stop(): void {
     this.#publish = undefined;
-    this.#watcher?.close();
-    this.#watcher = undefined;
+    this.#watch?.close();
+    this.#watch = undefined;
     clearTimeout(this.#debounce);
     clearInterval(this.#poll);
   }
@@ -172,18 +174,13 @@ export class FileProvider implements Provider {
   }
 
   #startWatching(): void {
-    const directory = dirname(this.#options.path);
-    try {
-      this.#watcher = watch(directory, { persistent: false }, () => this.#scheduleReload());
-      this.#watcher.on("error", (error) => {
-        this.#log.warn("watching the config directory failed; changes are picked up by polling or SIGHUP", { file: this.#options.path, err: error });
-        this.#watcher?.close();
-        this.#watcher = undefined;
-      });
-    } catch (error) {
-      this.#log.warn("watching the config directory failed; changes are picked up by polling or SIGHUP", { file: this.#options.path, directory, err: error });
-    }
-    this.#log.debug("watching config directory", { file: basename(this.#options.path), directory });
+    this.#watch = new ConfigWatch(this.#options.path, () => this.#scheduleReload(), this.#log);
+    this.#watch.refresh();
+  }
+
+  /** The folders watched now, sorted; empty when watching is off. */
+  get watchedFolders(): string[] {
+    return this.#watch?.folders ?? [];
   }
 
   /**
@@ -203,9 +200,7 @@ export class FileProvider implements Provider {
   }
 
   #pollOnce(): void {
-    if (this.#watcher === undefined && this.#publish !== undefined) {
-      this.#startWatching();
-    }
+    this.#watch?.refresh();
     this.reload("poll");
   }
 }
