@@ -5,7 +5,7 @@ import { type Address, AddressError, parseAddress } from "./address.ts";
 import { type Backend, BackendError, createBackend } from "./backend.ts";
 import { formatDuration, parseDuration } from "./duration.ts";
 import { describeFileError } from "./file-errors.ts";
-import { type HealthConfig, healthConfigOf, healthFileKeys, probeSchema } from "./health-config.ts";
+import { checkDialBackoff, type HealthConfig, healthConfigOf, healthFileKeys, probeSchema } from "./health-config.ts";
 import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from "./logger.ts";
 import { type ProviderFileConfig, providerFileKeys, toProviderFileConfig } from "./provider-settings.ts";
 import { formatFieldPath, plainIssueMessage } from "./zod-messages.ts";
@@ -146,6 +146,11 @@ export function validateConfig(path: string, data: unknown): FileConfig {
   if (backends !== undefined) {
     checkUniqueIds(path, backends);
   }
+  const health = healthConfigOf(file, (data as { backends?: unknown } | null)?.backends);
+  const backoffProblem = checkDialBackoff(health);
+  if (backoffProblem !== undefined) {
+    throw new ConfigError(`invalid config ${path}: ${backoffProblem}`);
+  }
 
   return {
     listen: file.listen === undefined ? undefined : Array.isArray(file.listen) ? file.listen : [file.listen],
@@ -155,7 +160,7 @@ export function validateConfig(path: string, data: unknown): FileConfig {
     shutdownGraceMs: file.shutdownGrace,
     maxConnections: file.maxConnections,
     maxConnectionsPerBackend: file.maxConnectionsPerBackend,
-    health: healthConfigOf(file, (data as { backends?: unknown } | null)?.backends),
+    health,
     providers: toProviderFileConfig(file),
     kubernetes: file.kubernetes,
     etcd: file.etcd,

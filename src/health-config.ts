@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { parseDuration } from "./duration.ts";
+import { formatDuration, parseDuration } from "./duration.ts";
 import { type HealthCheckSettings, UNHEALTHY_POLICIES, type UnhealthyPolicy } from "./health-checker.ts";
 import { PROBE_KINDS, type ProbeOverrides } from "./probes/probe.ts";
 import { REMOVAL_POLICIES, type RemovalPolicy } from "./target-drain.ts";
@@ -46,17 +46,29 @@ export const MIN_PROBE_TIMEOUT_MS = 10;
 /** Upper bound of `maxAttempts`, far above any real backend set. */
 export const MAX_ATTEMPTS = 10_000;
 
-const duration = z.string().transform((text, context) => {
-  const result = parseDuration(text);
-  if (typeof result === "string") {
-    context.addIssue({ code: "custom", message: result });
+/**
+ * A duration of at least `minimumMs`. A value below it is reported with the text as written,
+ * such as `(got "50ms")`, since a refinement of the parsed number would show 50 without a unit.
+ */
+function durationOfAtLeast(minimumMs: number, message: string) {
+  return z.string().transform((text, context) => {
+    const result = parseDuration(text);
+    if (typeof result === "string") {
+      context.addIssue({ code: "custom", message: result });
 
-    return z.NEVER;
-  }
+      return z.NEVER;
+    }
+    if (result < minimumMs) {
+      context.addIssue({ code: "custom", message, input: text });
 
-  return result;
-});
-const positiveDuration = duration.refine((ms) => ms > 0, "use a duration above zero, such as 1s or 5s");
+      return z.NEVER;
+    }
+
+    return result;
+  });
+}
+
+const positiveDuration = durationOfAtLeast(1, "use a duration above zero, such as 1s or 5s");
 
 /** Characters that would break the request line or a header of an HTTP probe. */
 const HEADER_UNSAFE = /[\s\u0000-\u001f\u007f]/;
@@ -75,8 +87,8 @@ const statusCode = z.int().min(100).max(599);
 export const probeSchema = z
   .strictObject({
     kind: z.enum(PROBE_KINDS).optional(),
-    interval: duration.refine((ms) => ms >= MIN_PROBE_INTERVAL_MS, `use an interval of at least ${MIN_PROBE_INTERVAL_MS}ms, such as 5s`).optional(),
-    timeout: duration.refine((ms) => ms >= MIN_PROBE_TIMEOUT_MS, `use a timeout of at least ${MIN_PROBE_TIMEOUT_MS}ms, such as 2s`).optional(),
+    interval: durationOfAtLeast(MIN_PROBE_INTERVAL_MS, `use an interval of at least ${MIN_PROBE_INTERVAL_MS}ms, such as 5s`).optional(),
+    timeout: durationOfAtLeast(MIN_PROBE_TIMEOUT_MS, `use a timeout of at least ${MIN_PROBE_TIMEOUT_MS}ms, such as 2s`).optional(),
     rise: z.int().min(1).max(100).optional(),
     fall: z.int().min(1).max(100).optional(),
     path: z
@@ -160,6 +172,22 @@ export function healthConfigOf(file: Record<string, unknown>, rawBackends: unkno
   }
 
   return config;
+}
+
+/**
+ * Checks that the first dial back-off is not longer than the maximum, each from the file or
+ * its default. Returns the problem, naming both values, or undefined.
+ */
+export function checkDialBackoff(health: HealthConfig): string | undefined {
+  const first = health.backoffMs ?? HEALTH_DEFAULTS.backoffMs;
+  const max = health.maxBackoffMs ?? HEALTH_DEFAULTS.maxBackoffMs;
+  if (first <= max) {
+    return undefined;
+  }
+  const shown = (ms: number, given: number | undefined): string => (given === undefined ? `${formatDuration(ms)}, the default` : formatDuration(ms));
+  const field = health.backoffMs === undefined ? "maxDialBackoff" : "dialBackoff";
+
+  return `${field}: dialBackoff (${shown(first, health.backoffMs)}) is longer than maxDialBackoff (${shown(max, health.maxBackoffMs)}); lower dialBackoff or raise maxDialBackoff`;
 }
 
 /** Merges flags over the file over the defaults; a flag's probe fields win one by one. */

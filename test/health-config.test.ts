@@ -23,6 +23,14 @@ test.each([
   [{ maxAttempts: -1 }, "maxAttempts: must be at least 0 (got -1)"],
   [{ drainTimeout: "10" }, 'drainTimeout: invalid duration "10"'],
   [{ dialBackoff: "0" }, "dialBackoff: use a duration above zero"],
+  [{ probe: { interval: "50ms" } }, 'probe.interval: use an interval of at least 100ms, such as 5s (got "50ms")'],
+  [{ probe: { timeout: "5ms" } }, 'probe.timeout: use a timeout of at least 10ms, such as 2s (got "5ms")'],
+  [{ probe: { interval: "0.05s" } }, 'probe.interval: use an interval of at least 100ms, such as 5s (got "0.05s")'],
+  [{ dialBackoff: "0s" }, 'dialBackoff: use a duration above zero, such as 1s or 5s (got "0s")'],
+  [{ drainTimeout: "0ms" }, 'drainTimeout: use a duration above zero, such as 1s or 5s (got "0ms")'],
+  [{ dialBackoff: "40s" }, "dialBackoff: dialBackoff (40s) is longer than maxDialBackoff (30s, the default); lower dialBackoff or raise maxDialBackoff"],
+  [{ dialBackoff: "5s", maxDialBackoff: "2s" }, "dialBackoff: dialBackoff (5s) is longer than maxDialBackoff (2s); lower dialBackoff or raise maxDialBackoff"],
+  [{ maxDialBackoff: "500ms" }, "maxDialBackoff: dialBackoff (1s, the default) is longer than maxDialBackoff (500ms); lower dialBackoff or raise maxDialBackoff"],
 ])("config rejects %j", (data, message) => {
   expect(() => validateConfig(FILE, data)).toThrow(ConfigError);
   expect(() => validateConfig(FILE, data)).toThrow(`invalid config ${FILE}: ${message}`);
@@ -65,6 +73,13 @@ test("config reads probe settings and per-backend overrides", () => {
     drainTimeoutMs: 60_000,
     onUnhealthy: "close",
   });
+});
+
+test("config accepts a dial back-off equal to the maximum", () => {
+  const file = validateConfig(FILE, { dialBackoff: "30s" });
+
+  expect(file.health?.backoffMs).toBe(30_000);
+  expect(file.health?.maxBackoffMs).toBeUndefined();
 });
 
 test("health settings default without flags or file", () => {
