@@ -47,7 +47,7 @@ export const MIN_PROBE_TIMEOUT_MS = 10;
 export const MAX_ATTEMPTS = 10_000;
 
 /**
- * A duration of at least `minimumMs`. A value below it is reported with the text as written,
+ * Builds the schema of a duration of at least `minimumMs`. A value below it is reported with the text as written,
  * such as `(got "50ms")`, since a refinement of the parsed number would show 50 without a unit.
  */
 function durationOfAtLeast(minimumMs: number, message: string) {
@@ -184,10 +184,10 @@ export function checkDialBackoff(health: HealthConfig): string | undefined {
   if (first <= max) {
     return undefined;
   }
-  const shown = (ms: number, given: number | undefined): string => (given === undefined ? `${formatDuration(ms)}, the default` : formatDuration(ms));
+  const describe = (ms: number, fromFile: number | undefined): string => (fromFile === undefined ? `${formatDuration(ms)}, the default` : formatDuration(ms));
   const field = health.backoffMs === undefined ? "maxDialBackoff" : "dialBackoff";
 
-  return `${field}: dialBackoff (${shown(first, health.backoffMs)}) is longer than maxDialBackoff (${shown(max, health.maxBackoffMs)}); lower dialBackoff or raise maxDialBackoff`;
+  return `${field}: dialBackoff (${describe(first, health.backoffMs)}) is longer than maxDialBackoff (${describe(max, health.maxBackoffMs)}); lower dialBackoff or raise maxDialBackoff`;
 }
 
 /** Merges flags over the file over the defaults; a flag's probe fields win one by one. */
