@@ -4,8 +4,6 @@ import { BackendSetUnion } from "./backend-set-union.ts";
 import { collectStatus } from "./balancer-status.ts";
 import { createClusterProviders } from "./cluster-providers.ts";
 import type { CliOptions } from "./cli.ts";
-import type { FileConfig } from "./config.ts";
-import { resolveHealthSettings } from "./health-config.ts";
 import { checkProbeConfig } from "./probe-config-check.ts";
 import { ListenError } from "./listener.ts";
 import type { Logger } from "./logger.ts";
@@ -79,7 +77,7 @@ export async function startBackendSources(cli: CliOptions, settings: Settings, s
       path: cli.configPath,
       watch: options.watchConfig,
       logger,
-      onAccepted: (config) => applyFileSettings(config, cli, settings, server, logger),
+      onAccepted: (config) => applyReloadedSettings(config, cli, settings, server, logger),
       check: (config) => checkProbeConfig(cli.health, config.health, cli.configPath),
     });
     providers.push(file);
@@ -163,11 +161,4 @@ export async function startBackendSources(cli: CliOptions, settings: Settings, s
   };
 
   return sources;
-}
-
-/** Applies the probe settings and the live settings of a re-read config file, and warns about those that need a restart. */
-function applyFileSettings(config: FileConfig, cli: CliOptions, settings: Settings, server: Server, logger: Logger): void {
-  // Probe settings follow the file; the failover and removal policies need a restart.
-  server.health.configure(resolveHealthSettings(cli.health, config.health).check);
-  applyReloadedSettings(config, cli, settings, server, logger);
 }

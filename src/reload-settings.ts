@@ -2,7 +2,7 @@ import { type Address, formatAddress } from "./address.ts";
 import type { CliOptions } from "./cli.ts";
 import type { FileConfig } from "./config.ts";
 import { formatDuration } from "./duration.ts";
-import { resolveHealthSettings } from "./health-config.ts";
+import { HEALTH_DEFAULTS, resolveHealthSettings } from "./health-config.ts";
 import type { Logger } from "./logger.ts";
 import { resolveProviderSettings } from "./provider-settings.ts";
 import type { Server } from "./server.ts";
@@ -14,7 +14,7 @@ import { relayWorkersOf } from "./worker-pool.ts";
  * once per reload about changed settings that need a restart.
  *
  * Applied live: logLevel, logFormat and shutdownGrace, plus connectTimeout and keepalive for
- * new connections, in every relay thread. Probe settings are applied by the caller.
+ * new connections, in every relay thread, and the probe and dial back-off settings.
  * Everything else needs a restart. A setting that a flag sets is never changed by the file.
  * `settings` is updated in place to the running values, so a setting that still differs from
  * the file is warned about again on the next reload.
@@ -40,6 +40,7 @@ export function applyReloadedSettings(config: FileConfig, cli: CliOptions, setti
     applied.push(`shutdownGrace=${formatDuration(shutdownGraceMs)}`);
   }
   applyTimeouts(config, cli, settings, server, applied);
+  applyHealthChecks(config, cli, settings, server, applied);
 
   for (const key of ["maxConnections", "maxConnectionsPerBackend"] as const) {
     if ((cli[key] ?? config[key] ?? DEFAULTS[key]) !== settings[key]) {
@@ -78,6 +79,33 @@ function applyTimeouts(config: FileConfig, cli: CliOptions, settings: Settings, 
   settings.connectTimeoutMs = connectTimeoutMs;
   settings.keepaliveMs = keepaliveMs;
   applied.push(...changed);
+}
+
+/**
+ * Applies the probe and dial back-off settings; backends whose probe changed restart probing.
+ * Names each change: the shared probe by its kind (or off), a backend's own probe by its id.
+ */
+function applyHealthChecks(config: FileConfig, cli: CliOptions, settings: Settings, server: Server, applied: string[]): void {
+  const check = resolveHealthSettings(cli.health, config.health).check;
+  const running = settings.health.check;
+  server.health.configure(check);
+  settings.health.check = check;
+
+  if (JSON.stringify(check.probe ?? {}) !== JSON.stringify(running.probe ?? {})) {
+    applied.push(`probe=${check.probe?.kind ?? "off"}`);
+  }
+  const ids = new Set([...(running.probeOverrides?.keys() ?? []), ...(check.probeOverrides?.keys() ?? [])]);
+  for (const id of [...ids].sort()) {
+    if (JSON.stringify(check.probeOverrides?.get(id) ?? {}) !== JSON.stringify(running.probeOverrides?.get(id) ?? {})) {
+      applied.push(`probe of ${id}`);
+    }
+  }
+  if ((check.backoffMs ?? HEALTH_DEFAULTS.backoffMs) !== (running.backoffMs ?? HEALTH_DEFAULTS.backoffMs)) {
+    applied.push(`dialBackoff=${formatDuration(check.backoffMs ?? HEALTH_DEFAULTS.backoffMs)}`);
+  }
+  if ((check.maxBackoffMs ?? HEALTH_DEFAULTS.maxBackoffMs) !== (running.maxBackoffMs ?? HEALTH_DEFAULTS.maxBackoffMs)) {
+    applied.push(`maxDialBackoff=${formatDuration(check.maxBackoffMs ?? HEALTH_DEFAULTS.maxBackoffMs)}`);
+  }
 }
 
 /** Names the changed settings of the failover policies and the providers, which apply on restart. */

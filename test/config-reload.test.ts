@@ -53,3 +53,26 @@ test("binary applies live settings on reload and names the rest", async () => {
     await hanging.stop();
   }
 }, 60_000);
+
+test("binary names probe changes applied on reload", async () => {
+  const backend = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+  try {
+    const config = join(directory, "probes.yaml");
+    const backends = (probe: string): string[] => ["backends:", `  - { id: a, target: "127.0.0.1:${backend.port}"${probe} }`, `  - { id: b, target: "127.0.0.1:${backend.port}" }`];
+    writeFileSync(config, ["listen: 127.0.0.1:0", ...backends(""), ""].join("\n"));
+    await using tinylb = TinylbProcess.start(["--config", config, "--no-watch-config"]);
+    await tinylb.waitForLog("tinylb started");
+
+    writeFileSync(config, ["listen: 127.0.0.1:0", ...backends(", probe: { interval: 2s }"), "probe: { kind: tcp, interval: 1s }", "dialBackoff: 2s", ""].join("\n"));
+    tinylb.signal("SIGHUP");
+    await tinylb.waitForLog("settings changed in the config file applied");
+    expect(tinylb.stderr).toContain('applied="probe=tcp,probe of a,dialBackoff=2s"');
+
+    writeFileSync(config, ["listen: 127.0.0.1:0", ...backends(""), ""].join("\n"));
+    tinylb.signal("SIGHUP");
+    await waitFor("a second applied line", () => tinylb.stderr.split("settings changed in the config file applied").length === 3);
+    expect(tinylb.stderr).toContain('applied="probe=off,probe of a,dialBackoff=1s"');
+  } finally {
+    backend.stop(true);
+  }
+}, 60_000);
