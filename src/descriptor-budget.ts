@@ -133,7 +133,7 @@ export function checkDescriptorLimit(maxConnections: number, log: Logger, budget
 
   const room = budget.maxConnections();
   if (maxConnections === 0) {
-    log.info("no connection cap set; the descriptor limit leaves room for about this many connections", { descriptorLimit: budget.limit, connections: room });
+    log.info("no global connection cap set; the descriptor limit leaves room for about this many connections", { descriptorLimit: budget.limit, connections: room });
   } else if (room < maxConnections) {
     const needed = budget.limit + DESCRIPTORS_PER_CONNECTION * (maxConnections - room);
     log.warn("the descriptor limit is too low for the connection cap; raise it (ulimit -n, LimitNOFILE=) or lower --max-connections", {

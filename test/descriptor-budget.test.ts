@@ -69,5 +69,5 @@ test("checkDescriptorLimit warns when the cap cannot be reached", () => {
   expect(lines[0]).toContain("neededLimit=10056");
 
   checkDescriptorLimit(0, log, budget);
-  expect(lines[1]).toContain("no connection cap set");
+  expect(lines[1]).toContain("no global connection cap set");
 });
