@@ -88,17 +88,34 @@ export function parseResolver(text: string): string | { error: string } {
   } else if (isIP(text) === 6) {
     bare = `[${text}]:53`;
   }
+  const useAnIp = { error: `invalid DNS resolver "${text}": use an IP address, with a port unless it is 53, such as 10.0.0.53 or [::1]:5353` };
   let address: Address;
   try {
     address = parseAddress(bare);
   } catch (error) {
-    return { error: `invalid DNS resolver "${text}": ${(error as AddressError).message}` };
+    // The address parser's message offers host names and Unix paths, which a resolver cannot be,
+    // so it is shown only for an IP address with a bad port.
+    const host = bare.slice(0, Math.max(0, bare.lastIndexOf(":"))).replace(/^\[(.*)\]$/, "$1");
+
+    return isIP(host) === 0 ? useAnIp : { error: `invalid DNS resolver "${text}": ${(error as AddressError).message}` };
   }
   if (address.kind !== "tcp" || isIP(address.host) === 0) {
-    return { error: `invalid DNS resolver "${text}": use an IP address, with a port unless it is 53, such as 10.0.0.53 or [::1]:5353` };
+    return useAnIp;
   }
 
   return formatAddress(address);
+}
+
+/**
+ * Returns a warning when DNS resolvers are set but no DNS or SRV name is, since the resolvers
+ * are then never asked (static targets are resolved by the system's resolver); else undefined.
+ */
+export function unusedResolverWarning(dns: ProviderSettings["dns"]): string | undefined {
+  if (dns.resolvers.length === 0 || dns.names.length > 0 || dns.srv.length > 0) {
+    return undefined;
+  }
+
+  return "a DNS resolver is set but no DNS name is, so it is never asked; add --dns NAME:PORT or --dns-srv NAME (dns.names or dns.srv in the config file), or drop the resolver";
 }
 
 /** Parses the `--admin` value: an address or `off`. */

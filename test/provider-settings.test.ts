@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { parseArgs, UsageError } from "../src/cli.ts";
 import { ConfigError, loadConfigFile } from "../src/config.ts";
 import { PROVIDER_HELP } from "../src/provider-flags.ts";
-import { parseDnsName, parseResolver, resolveProviderSettings } from "../src/provider-settings.ts";
+import { parseDnsName, parseResolver, resolveProviderSettings, unusedResolverWarning } from "../src/provider-settings.ts";
 
 const cleanup: (() => void)[] = [];
 afterEach(() => {
@@ -139,6 +139,29 @@ test.each([
   ["[fd00::53]:5353", "[fd00::53]:5353"],
 ])("parseResolver %p", (text, expected) => {
   expect(parseResolver(text)).toBe(expected);
+});
+
+const USE_AN_IP = "use an IP address, with a port unless it is 53, such as 10.0.0.53 or [::1]:5353";
+
+test.each([
+  ["localhost", `invalid DNS resolver "localhost": ${USE_AN_IP}`],
+  ["localhost:53", `invalid DNS resolver "localhost:53": ${USE_AN_IP}`],
+  ["unix:/tmp/x", `invalid DNS resolver "unix:/tmp/x": ${USE_AN_IP}`],
+  ["resolver.test", `invalid DNS resolver "resolver.test": ${USE_AN_IP}`],
+  ["", `invalid DNS resolver "": ${USE_AN_IP}`],
+  ["10.0.0.53:99999", 'invalid DNS resolver "10.0.0.53:99999": invalid address "10.0.0.53:99999": the port 99999 must be from 1 to 65535'],
+  ["[fd00::53]:dns", 'invalid DNS resolver "[fd00::53]:dns": invalid address "[fd00::53]:dns": the port "dns" must be a number from 1 to 65535'],
+])("parseResolver rejects %p", (text, message) => {
+  expect(parseResolver(text)).toEqual({ error: message });
+});
+
+test("resolver without a DNS name gets a warning", () => {
+  const dns = { names: [], srv: [], resolvers: ["127.0.0.1:5353"], intervalMs: 30_000 };
+
+  expect(unusedResolverWarning(dns)).toContain("a DNS resolver is set but no DNS name is, so it is never asked");
+  expect(unusedResolverWarning({ ...dns, names: [{ name: "api.internal", port: 6443 }] })).toBeUndefined();
+  expect(unusedResolverWarning({ ...dns, srv: ["_https._tcp.api.internal"] })).toBeUndefined();
+  expect(unusedResolverWarning({ ...dns, resolvers: [] })).toBeUndefined();
 });
 
 test("resolver docs state the default port 53", () => {
