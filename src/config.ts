@@ -60,11 +60,22 @@ const backendEntry = z
   });
 
 /**
- * Checks a keepalive idle time: 0 (off) or at least 1 s, because TCP_KEEPIDLE is set in whole
- * seconds and a shorter time would leave the kernel's default in place. Returns the problem.
+ * Checks a keepalive idle time: 0 (off) or whole seconds from 1 s, because TCP_KEEPIDLE is set
+ * in whole seconds, a shorter time would leave the kernel's default in place, and a fraction
+ * would be rounded. Returns the problem.
  */
 export function checkKeepalive(ms: number): string | undefined {
-  return ms === 0 || ms >= 1000 ? undefined : "the keepalive time must be 0 (off) or at least 1s, since the kernel counts it in whole seconds";
+  if (ms !== 0 && ms < 1000) {
+    return "the keepalive time must be 0 (off) or at least 1s, since the kernel counts it in whole seconds";
+  }
+  if (ms % 1000 !== 0) {
+    const lower = formatDuration(Math.floor(ms / 1000) * 1000);
+    const upper = formatDuration(Math.ceil(ms / 1000) * 1000);
+
+    return `the keepalive time ${formatDuration(ms)} is not a whole number of seconds, but the kernel counts whole seconds; use ${lower} or ${upper}`;
+  }
+
+  return undefined;
 }
 
 /** Upper bound of the connection caps, far above what one process can hold open. */

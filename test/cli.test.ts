@@ -66,6 +66,11 @@ describe("parseArgs", () => {
     expect(parseArgs(argv).command).toBe(command as ReturnType<typeof parseArgs>["command"]);
   });
 
+  test("keepalive accepts whole seconds in any unit", () => {
+    expect(parseArgs(["--keepalive", "1.5m"]).keepaliveMs).toBe(90_000);
+    expect(parseArgs(["--keepalive", "1000ms"]).keepaliveMs).toBe(1000);
+  });
+
   test("status --help selects the status help", () => {
     expect(parseArgs(["status", "--help"]).helpFor).toBe("status");
     expect(parseArgs(["--help"]).helpFor).toBeUndefined();
@@ -79,6 +84,8 @@ describe("parseArgs", () => {
     [["--lisen", "127.0.0.1:1"], "unknown flag --lisen (did you mean --listen?)"],
     [["--connect-timeout", "--admin", "off"], "--connect-timeout needs a value"],
     [["--keepalive", "999ms"], "--keepalive: the keepalive time must be 0 (off) or at least 1s"],
+    [["--keepalive", "1500ms"], "--keepalive: the keepalive time 1500ms is not a whole number of seconds, but the kernel counts whole seconds; use 1s or 2s"],
+    [["--keepalive", "2.5s"], "--keepalive: the keepalive time 2500ms is not a whole number of seconds, but the kernel counts whole seconds; use 2s or 3s"],
     [["demo", "--json"], "--json is not valid with tinylb demo"],
     [["--listen"], "--listen needs a value"],
     [["--listen", "127.0.0.1"], '--listen: invalid address "127.0.0.1": expected host:port, [ipv6]:port or unix:/path'],
