@@ -35,6 +35,7 @@ test.each([
   ["duplicate --backend ids", ["--listen", "127.0.0.1:0", "--backend", "a=127.0.0.1:9", "--backend", "a=127.0.0.1:10", "--admin", "off"], 'duplicate id "a", already given as a=127.0.0.1:9'],
   ["a repeated --listen", ["--listen", "127.0.0.1:7035", "--listen", "127.0.0.1:7035", "--admin", "off"], "--listen 127.0.0.1:7035 is given twice"],
   ["--listen inside a wildcard", ["--listen", "[::]:7036", "--listen", "127.0.0.1:7036", "--admin", "off"], "--listen 127.0.0.1:7036 overlaps --listen [::]:7036"],
+  ["one IPv6 --listen written two ways", ["--listen", "[::1]:7037", "--listen", "[0:0::1]:7037", "--admin", "off"], "--listen [0:0::1]:7037 is the same address as --listen [::1]:7037"],
   ["the admin API on a listen socket", ["--admin", `unix:${unixSocket}`, "--listen", `unix:${unixSocket}`], `admin API unix:${unixSocket} is also the --listen address`],
   ["a value flag at the end", ["--connect-timeout", "--admin", "off"], "--connect-timeout needs a value"],
   ["a keepalive under 1s", ["--listen", "127.0.0.1:0", "--keepalive", "1ms"], "--keepalive: the keepalive time must be 0 (off) or at least 1s"],
