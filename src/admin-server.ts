@@ -1,11 +1,11 @@
 import { createHash, timingSafeEqual } from "node:crypto";
-import { chmodSync, lstatSync, mkdirSync, readFileSync, unlinkSync } from "node:fs";
-import { dirname } from "node:path";
+import { chmodSync, lstatSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, unlinkSync } from "node:fs";
+import { dirname, join } from "node:path";
 import type { Server as HttpServer } from "bun";
 import { type Address, formatAddress, isLocalAddress } from "./address.ts";
 import { AdminRequestError, type AdminRouteContext, json, MAX_ADMIN_BODY_BYTES, routeAdminRequest } from "./admin-routes.ts";
 import { ConfigError } from "./config.ts";
-import { ListenError, removeStaleSocket } from "./listener.ts";
+import { ListenError, MAX_SOCKET_PATH_BYTES, removeStaleSocket } from "./listener.ts";
 import { type Logger, silentLogger } from "./logger.ts";
 import { RateLimitedLog } from "./rate-limited-log.ts";
 import { describeFileError } from "./file-errors.ts";
@@ -74,11 +74,14 @@ export class AdminServer {
   readonly address: Address;
   readonly #http: HttpServer<undefined>;
   readonly #log: Logger;
+  /** Inode of the Unix socket this server created, so `stop` never removes a successor's socket. */
+  readonly #socketIno: number | undefined;
 
   private constructor(address: Address, http: HttpServer<undefined>, log: Logger) {
     this.address = address;
     this.#http = http;
     this.#log = log;
+    this.#socketIno = address.kind === "unix" ? statSync(address.path).ino : undefined;
   }
 
   /** The bound address in canonical form, with the real port. */
@@ -110,7 +113,7 @@ export class AdminServer {
       return handle(request, context, log);
     };
 
-    const http = address.kind === "unix" ? await bindUnix(address.path, fetch) : bindTcp(address.host, address.port, fetch);
+    const http = address.kind === "unix" ? await bindUnix(address.path, fetch, token, log) : bindTcp(address.host, address.port, fetch);
     const bound: Address = address.kind === "unix" ? address : { kind: "tcp", host: address.host, port: http.port ?? address.port };
     const server = new AdminServer(bound, http, log);
     log.info("admin API listening", { listener: server.name, token: token === undefined ? "none" : "required" });
@@ -118,12 +121,16 @@ export class AdminServer {
     return server;
   }
 
-  /** Stops the server, closing open requests, and removes its Unix socket. */
+  /**
+   * Stops the server, closing open requests, and removes its Unix socket, unless a new tinylb
+   * has taken the path over meanwhile.
+   */
   async stop(): Promise<void> {
     await this.#http.stop(true);
     if (this.address.kind === "unix") {
       try {
-        if (lstatSync(this.address.path).isSocket()) {
+        const stats = lstatSync(this.address.path);
+        if (stats.isSocket() && stats.ino === this.#socketIno) {
           unlinkSync(this.address.path);
         }
       } catch {
@@ -186,10 +193,37 @@ function bearerCheck(token: string): (request: Request) => boolean {
  */
 const BODY_LIMIT = MAX_ADMIN_BODY_BYTES * 16;
 
-async function bindUnix(path: string, fetch: Fetch): Promise<HttpServer<undefined>> {
+/**
+ * Returns true when the admin API on the Unix socket `path` reports that its tinylb drains
+ * after a stop signal. That tinylb accepts no clients any more, so a new one may take the path.
+ */
+async function servesDrainingTinylb(path: string, token: string | undefined): Promise<boolean> {
+  try {
+    const headers: Record<string, string> = token === undefined ? {} : { authorization: `Bearer ${token}` };
+    const response = await fetch("http://localhost/readyz", { unix: path, headers, signal: AbortSignal.timeout(2000) } as RequestInit);
+    const body = (await response.json()) as { status?: unknown };
+
+    return response.status === 503 && body.status === "draining";
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Binds the admin API on the Unix socket `path`. The socket is bound under a temporary name in
+ * the same folder and renamed onto `path`. Bun removes a Unix socket's bind path when its server
+ * stops, so a draining tinylb whose path was taken over removes only its own temporary name.
+ * A path whose temporary name would be too long for a socket is bound directly.
+ * NOTE: a tinylb bound directly removes its successor's socket when it stops.
+ */
+async function bindUnix(path: string, fetch: Fetch, token: string | undefined, log: Logger): Promise<HttpServer<undefined>> {
+  let takeOver = false;
   try {
     mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-    await removeStaleSocket(path);
+    takeOver = await servesDrainingTinylb(path, token);
+    if (!takeOver) {
+      await removeStaleSocket(path);
+    }
   } catch (error) {
     if (error instanceof ListenError) {
       throw new ListenError(`admin API ${error.message}`, { cause: error });
@@ -197,19 +231,36 @@ async function bindUnix(path: string, fetch: Fetch): Promise<HttpServer<undefine
     throw new ListenError(`admin API listen on unix:${path} failed: ${(error as Error).message}`, { cause: error });
   }
 
+  const temporary = join(dirname(path), `.tinylb-admin-${process.pid}.sock`);
+  const bindPath = Buffer.byteLength(temporary) <= MAX_SOCKET_PATH_BYTES ? temporary : path;
+  if (bindPath !== path || takeOver) {
+    rmSync(bindPath, { force: true });
+  }
   // The umask makes the kernel create the socket as 0600, so it is never reachable by
   // others, even for a moment. Bun.serve binds synchronously, so no other code runs
   // while the process-wide umask is changed.
   const previous = process.umask(0o177);
   let http: HttpServer<undefined>;
   try {
-    http = Bun.serve({ unix: path, fetch, maxRequestBodySize: BODY_LIMIT });
+    http = Bun.serve({ unix: bindPath, fetch, maxRequestBodySize: BODY_LIMIT });
   } catch (error) {
     throw new ListenError(`admin API listen on unix:${path} failed: ${(error as Error).message}`, { cause: error });
   } finally {
     process.umask(previous);
   }
-  chmodSync(path, 0o600);
+  try {
+    // rename(2) replaces a draining tinylb's socket in one step, so the path always leads to a server.
+    if (bindPath !== path) {
+      renameSync(bindPath, path);
+    }
+    chmodSync(path, 0o600);
+  } catch (error) {
+    await http.stop(true);
+    throw new ListenError(`admin API listen on unix:${path} failed: ${(error as Error).message}`, { cause: error });
+  }
+  if (takeOver) {
+    log.info("admin socket taken over from a draining tinylb", { listener: `unix:${path}` });
+  }
 
   return http;
 }

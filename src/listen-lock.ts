@@ -20,7 +20,9 @@ export function listenLockName(address: Address): string {
  * Each lock is an abstract Unix socket named after the address. The kernel frees it when
  * the process ends, however it ends, so no stale lock is left behind, and its name space
  * follows the network namespace, as TCP ports do. The main thread takes the locks before
- * it binds its listeners and holds them until it exits.
+ * it binds its listeners and releases them when it stops its listeners at SIGTERM or SIGINT,
+ * so a new tinylb can take the addresses while this one drains. A descriptor-guard pause
+ * (see `ListenerSet.guardDescriptors`) stops the listeners but keeps the locks.
  *
  * A lock is named after the address as written, so `0.0.0.0:8080` and `127.0.0.1:8080` take
  * different locks, although Linux lets SO_REUSEPORT sockets of one user share that pair. So

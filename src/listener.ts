@@ -113,7 +113,7 @@ export async function removeStaleSocket(path: string): Promise<void> {
 }
 
 /** Maximum length in bytes of a Unix socket path on Linux: sun_path has 108 bytes, one of them the final NUL. */
-const MAX_SOCKET_PATH_BYTES = 107;
+export const MAX_SOCKET_PATH_BYTES = 107;
 
 function checkSocketPathLength(path: string): void {
   const bytes = Buffer.byteLength(path);

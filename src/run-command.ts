@@ -67,7 +67,7 @@ export async function runBalancer(cli: CliOptions, logger: Logger): Promise<Runn
     throw error;
   }
   const reload = (): boolean => sources.reload();
-  const exited = waitForStop(server, workers, settings, log).then(async (code) => {
+  const exited = waitForStop(server, workers, settings, locks, log).then(async (code) => {
     await sources.stop();
     locks.release();
 
@@ -96,7 +96,15 @@ export async function runBalancer(cli: CliOptions, logger: Logger): Promise<Runn
   return { server, sources, reload, exited };
 }
 
-function waitForStop(server: Server, workers: WorkerPool | undefined, settings: Settings, log: Logger): Promise<number> {
+/**
+ * Drains on the first SIGTERM or SIGINT and closes every connection on the second. The listen
+ * locks are released as soon as the listeners stop, so a new tinylb can bind the addresses while
+ * this one drains.
+ * NOTE: relay workers stop their listeners when their shutdown message arrives, a moment after
+ * the locks are released. A new tinylb that binds in that moment fails with EADDRINUSE, or
+ * with --workers shares the port with them until they stop.
+ */
+function waitForStop(server: Server, workers: WorkerPool | undefined, settings: Settings, locks: ListenLocks, log: Logger): Promise<number> {
   return new Promise((resolve) => {
     let stopping = false;
     const stop = (signal: string): void => {
@@ -113,6 +121,9 @@ function waitForStop(server: Server, workers: WorkerPool | undefined, settings: 
         log.info("tinylb stopped", { closedAtDeadline: forced + forcedInWorkers });
         resolve(0);
       });
+      // Server.shutdown stopped the listeners before its first await. Only now, not during a
+      // descriptor-guard pause, may another tinylb take the addresses.
+      locks.release();
     };
     process.on("SIGTERM", () => stop("SIGTERM"));
     process.on("SIGINT", () => stop("SIGINT"));

@@ -318,3 +318,30 @@ test("AdminServer start refuses a public address before binding", async () => {
 
   await expect(start).rejects.toThrow("admin API address 0.0.0.0:0 rejected");
 });
+
+test("admin socket of a draining tinylb is taken over", async () => {
+  const scenario = new BalancerScenario();
+  cleanup.push(() => scenario.close());
+  const api = new AdminApiProvider();
+  await scenario.start(api);
+  const path = join(tempDir(), "admin.sock");
+  let draining = false;
+  const context = { api, union: scenario.union, status: () => collectStatus(scenario.server, scenario.union), metrics: () => "", shuttingDown: () => draining };
+  const old = await AdminServer.start({ address: { kind: "unix", path }, context });
+  cleanup.push(() => old.stop());
+
+  // A running tinylb keeps its path.
+  await expect(AdminServer.start({ address: { kind: "unix", path }, context: { ...context, shuttingDown: () => false } })).rejects.toThrow("a listener already accepts on it");
+
+  draining = true;
+  const successor = await AdminServer.start({ address: { kind: "unix", path }, context: { ...context, shuttingDown: () => false } });
+  cleanup.push(() => successor.stop());
+  const fresh = { unix: path, keepalive: false, headers: { connection: "close" } } as RequestInit;
+  // The successor serves the path: its set is empty, and it is not draining.
+  expect(await (await fetch("http://localhost/readyz", fresh)).json()).toMatchObject({ status: "not ready" });
+  await old.stop();
+
+  expect(statSync(path).isSocket()).toBe(true);
+  expect(statSync(path).mode & 0o777).toBe(0o600);
+  expect(await (await fetch("http://localhost/healthz", fresh)).json()).toEqual({ status: "ok" });
+});
