@@ -18,6 +18,26 @@ const SOCKET_ERROR_WORDS: Record<string, string> = {
 };
 
 /**
+ * Plain words for failed host name lookups, which Bun words as `getaddrinfo ENOTFOUND NAME`,
+ * keeping the host name and dropping the name of the C function.
+ */
+const LOOKUP_ERROR_WORDS: Record<string, (host: string) => string> = {
+  ENOTFOUND: (host) => `host name ${host} not found`,
+  EAI_AGAIN: (host) => `the lookup of host name ${host} failed temporarily`,
+};
+
+/** Returns the host name of a failed lookup, quoted, from the error's `hostname` or its message. */
+function lookedUpHost(error: unknown, message: string): string {
+  const hostname = (error as { hostname?: unknown }).hostname;
+  if (typeof hostname === "string" && hostname !== "") {
+    return JSON.stringify(hostname);
+  }
+  const fromMessage = /^getaddrinfo \S+ (\S+)/.exec(message)?.[1];
+
+  return fromMessage === undefined ? "(unknown)" : JSON.stringify(fromMessage);
+}
+
+/**
  * Describes a socket error as plain words followed by its errno code in brackets, such as
  * `connection refused (ECONNREFUSED)`. An error with a code this module does not know
  * keeps its own message, with the code appended when the message lacks it.
@@ -32,6 +52,10 @@ export function describeSocketError(error: unknown): string {
     return `${words} (${code})`;
   }
   const message = error instanceof Error ? error.message : String(error);
+  const lookupWords = LOOKUP_ERROR_WORDS[code];
+  if (lookupWords !== undefined) {
+    return `${lookupWords(lookedUpHost(error, message))} (${code})`;
+  }
 
   return message.includes(code) ? message : `${message} (${code})`;
 }

@@ -223,6 +223,19 @@ test("https probe sends the server name as SNI", async () => {
   const mismatch = await probe(backend, withName("not-in-any-cert.test"), neverAborted());
   expect(mismatch).toStartWith("TLS handshake failed");
   expect(mismatch).toContain("ERR_TLS_CERT_ALTNAME_INVALID");
+  expect(mismatch).toContain('the certificate does not name "not-in-any-cert.test"; set probe.tls.serverName (or --probe-server-name)');
+});
+
+test("https probe names the server name setting on a mismatch", async () => {
+  // This certificate names other.test only, and the probe checks it against the target's IP.
+  const server = httpsServer({ cert: pki.otherCert, key: pki.otherKey });
+  const backend = backendOf(server);
+
+  const mismatch = await probe(backend, { kind: "https", path: "/readyz", tls: { caFile: pki.caCert } }, neverAborted());
+  expect(mismatch).toBe(
+    'TLS handshake failed: the certificate does not name "127.0.0.1"; set probe.tls.serverName (or --probe-server-name) to a name in the certificate (ERR_TLS_CERT_ALTNAME_INVALID)',
+  );
+  expect(await probe(backend, { kind: "https", path: "/readyz", tls: { caFile: pki.caCert, serverName: "other.test" } }, neverAborted())).toBe("pass");
 });
 
 test("https probe presents a client certificate", async () => {

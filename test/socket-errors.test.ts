@@ -47,6 +47,18 @@ test.each([
   expect(describeSocketError(error)).toBe(words);
 });
 
+// A real failed lookup would send a DNS query to the machine's resolver, off loopback, so these
+// errors are built by hand in the shape Bun logs: "getaddrinfo ENOTFOUND nonexistent.invalid".
+test.each([
+  [{ code: "ENOTFOUND", hostname: "nonexistent.invalid" }, 'host name "nonexistent.invalid" not found (ENOTFOUND)'],
+  [{ code: "ENOTFOUND" }, 'host name "nonexistent.invalid" not found (ENOTFOUND)'],
+  [{ code: "EAI_AGAIN", hostname: "api.internal" }, 'the lookup of host name "api.internal" failed temporarily (EAI_AGAIN)'],
+])("describeSocketError names the host of a failed lookup %j", (fields, words) => {
+  const error = Object.assign(new Error(`getaddrinfo ${fields.code} nonexistent.invalid`), fields);
+
+  expect(describeSocketError(error)).toBe(words);
+});
+
 test("binary words dial and probe failures plainly", async () => {
   await using tinylb = TinylbProcess.start(["--listen", "127.0.0.1:0", "--backend", "a=127.0.0.1:1", "--probe", "tcp", "--probe-interval", "100ms"]);
 

@@ -74,7 +74,7 @@ function exchange(backend: Backend, request: string, tls: TLSOptions | undefined
       },
       handshake(opened: Socket<undefined>, authorized: boolean, error: Error) {
         if (!authorized && !insecure) {
-          settle(new ProbeError(`TLS handshake failed: ${errorDetail(error)}`, { cause: error }));
+          settle(new ProbeError(`TLS handshake failed: ${describeHandshakeError(error, tls?.serverName ?? hostOf(backend))}`, { cause: error }));
 
           return;
         }
@@ -120,6 +120,25 @@ function exchange(backend: Backend, request: string, tls: TLSOptions | undefined
       (error: unknown) => settle(new ProbeError(`connect failed: ${errorDetail(error)}`, { cause: error })),
     );
   });
+}
+
+/**
+ * Describes a failed TLS handshake. A certificate that does not name the host checked gets the
+ * setting that fixes it, because Bun's message for it lists no names and suggests no fix.
+ */
+function describeHandshakeError(error: Error, checkedName: string | undefined): string {
+  const code = (error as { code?: unknown }).code;
+  if (code !== "ERR_TLS_CERT_ALTNAME_INVALID") {
+    return errorDetail(error);
+  }
+  const name = checkedName === undefined ? "the host" : `"${checkedName}"`;
+
+  return `the certificate does not name ${name}; set probe.tls.serverName (or --probe-server-name) to a name in the certificate (${code})`;
+}
+
+/** Returns the host of a TCP backend's target, which TLS checks the certificate against without a server name. */
+function hostOf(backend: Backend): string | undefined {
+  return backend.address.kind === "tcp" ? backend.address.host : undefined;
 }
 
 function parseStatusLine(line: string): number | ProbeError {
