@@ -214,8 +214,9 @@ function parseConfigText(path: string, text: string): unknown {
     throw new ConfigError(`read config ${path} failed: unknown extension "${extension}"; use .yaml, .yml, .json, .jsonc or .toml`);
   }
 
+  let data: unknown;
   try {
-    return parse(text);
+    data = parse(text);
   } catch (error) {
     const message = (error as Error).message;
     // Every prefix of the file ends early, so the bisection cannot place an end-of-file error.
@@ -226,6 +227,35 @@ function parseConfigText(path: string, text: string): unknown {
     const hint = extension === ".toml" && line !== undefined ? tomlDurationHint(text.split("\n")[line - 1] ?? "") : "";
     throw new ConfigError(`parse config ${path} failed ${where}: ${detail}${hint}`, { cause: error });
   }
+
+  // Bun returns the documents of a multi-document YAML file as a list, which would otherwise
+  // be reported as "expected an object, got a list".
+  const secondDocumentLine = extension === ".yaml" || extension === ".yml" ? findSecondYamlDocument(text) : undefined;
+  if (Array.isArray(data) && secondDocumentLine !== undefined) {
+    throw new ConfigError(`parse config ${path} failed: the file has ${data.length} YAML documents (the second starts at line ${secondDocumentLine}); put every setting in one document`);
+  }
+
+  return data;
+}
+
+/**
+ * Returns the line of a `---` document marker that follows content, so it starts a second
+ * document, or undefined. A marker is `---` at the start of a line; block scalar lines are
+ * indented, so they cannot hold one.
+ */
+function findSecondYamlDocument(text: string): number | undefined {
+  let seenContent = false;
+  for (const [index, line] of text.split("\n").entries()) {
+    if (/^---(\s|$)/.test(line)) {
+      if (seenContent) {
+        return index + 1;
+      }
+    } else if (!/^\s*(#.*)?\r?$/.test(line) && !line.startsWith("%")) {
+      seenContent = true;
+    }
+  }
+
+  return undefined;
 }
 
 /** A TOML line that sets a key to an unquoted duration, such as `connectTimeout = 3s`. */

@@ -36,8 +36,22 @@ function describeInvalidType(expected: string, input: unknown, path: PropertyKey
   if (expected === "string" && typeof input === "number" && typeof key === "string" && DURATION_KEY.test(key)) {
     return `invalid duration ${input}: add a unit (ms, s, m or h), such as ${input}s`;
   }
+  if (expected === "object" && typeof input === "string" && path?.length === 2 && path[0] === "backends" && typeof path[1] === "number") {
+    return `expected an object such as ${backendExample(input)}`;
+  }
 
   return `expected ${TYPE_NAMES[expected] ?? expected}, got ${typeNameOf(input)}`;
+}
+
+/**
+ * Returns a config file backend entry in flow style, built from an `ID=TARGET` string as the
+ * `--backend` flag takes it, or an example for any other string.
+ */
+function backendExample(text: string): string {
+  const match = /^([^=\s]+)=(\S+)$/.exec(text);
+  const [id, target] = match === null ? ["api-1", "10.0.0.1:6443"] : [match[1]!, match[2]!];
+
+  return `{ id: ${id}, target: ${target} }`;
 }
 
 const TYPE_NAMES: Record<string, string> = {

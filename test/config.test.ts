@@ -117,6 +117,8 @@ describe("loadConfigFile", () => {
     ["zero-rise.yaml", "probe:\n  rise: 0\n", ["probe.rise: must be at least 1 (got 0)"]],
     ["missing-target.yaml", "backends:\n  - { id: a }\n", ["backends[0].target: missing"]],
     ["wrong-type.yaml", "backends: api-1=127.0.0.1:1\n", ["backends"]],
+    ["string-backend.yaml", "backends:\n  - a=127.0.0.1:18001\n", ['backends[0]: expected an object such as { id: a, target: 127.0.0.1:18001 } (got "a=127.0.0.1:18001")']],
+    ["word-backend.yaml", "backends: [web]\n", ['backends[0]: expected an object such as { id: api-1, target: 10.0.0.1:6443 } (got "web")']],
   ])("rejects %s naming the file, field and value", (name, text, fragments) => {
     const path = write(name, text);
     const error = loadError(path);
@@ -133,10 +135,19 @@ describe("loadConfigFile", () => {
     ["bare-duration.toml", 'listen = "127.0.0.1:1"\nconnectTimeout = 3s\n', 'failed at line 2: Unexpected character after a value: \'s\'; quote durations in TOML, as in connectTimeout = "3s"'],
     ["broken.json", '{\n  "listen": "127.0.0.1:1"\n  "logLevel": "info"\n}\n', 'failed at line 3: Expected "," but found'],
     ["truncated.json", '{\n  "listen": "127.0.0.1:1",\n', "failed at the end of the file: Expected string but found end of file"],
+    ["two-documents.yaml", "listen: 127.0.0.1:1\n---\nlogLevel: info\n", "failed: the file has 2 YAML documents (the second starts at line 2); put every setting in one document"],
+    ["three-documents.yml", "# settings\n---\nlisten: 127.0.0.1:1\n---\n---\n", "failed: the file has 3 YAML documents (the second starts at line 4); put every setting in one document"],
   ])("rejects %s naming the line", (name, text, message) => {
     const path = write(name, text);
 
     expect(loadError(path).message).toStartWith(`parse config ${path} ${message}`);
+  });
+
+  test("reads one YAML document that starts with a marker", () => {
+    const path = write("one-document.yaml", "# settings\n---\nlisten: 127.0.0.1:1\nlogLevel: |\n  ---\n");
+
+    expect(loadError(path).message).toContain("logLevel");
+    expect(loadError(path).message).not.toContain("YAML documents");
   });
 
   test("reads comments and trailing commas in .json", () => {
