@@ -84,6 +84,40 @@ export function parseAddress(text: string, allowPortZero = false): Address {
   return { kind: "tcp", host, port: parsePort(text, portText, allowPortZero) };
 }
 
+/**
+ * Parses the target of a backend: an address that tinylb dials. Beyond `parseAddress`, it
+ * rejects two forms that parse but do not name a backend reliably. A relative Unix socket path
+ * depends on tinylb's working folder, and Linux dials the unspecified address `0.0.0.0` or `::`
+ * as this machine. `createBackend` calls it, so every provider's targets pass here.
+ *
+ * @throws {AddressError} naming the value and what to write instead.
+ */
+export function parseTarget(text: string): Address {
+  const address = parseAddress(text);
+  if (address.kind === "unix" && !address.path.startsWith("/")) {
+    throw new AddressError(
+      `invalid address "${text.trim()}": the socket path "${address.path}" is relative, so it would depend on tinylb's working folder; use an absolute path, as in unix:/run/app.sock`,
+    );
+  }
+  if (address.kind === "tcp" && isUnspecified(address.host)) {
+    const loopback = address.host.includes(":") ? `[::1]:${address.port}` : `127.0.0.1:${address.port}`;
+    throw new AddressError(
+      `invalid address "${text.trim()}": ${address.host} is the unspecified address, which only a listener can use; use the backend's own address, or ${loopback} for this machine`,
+    );
+  }
+
+  return address;
+}
+
+/** Returns true for `0.0.0.0` and every spelling of `::`, the addresses that mean "any" to bind(2). */
+function isUnspecified(host: string): boolean {
+  if (isIPv4(host)) {
+    return host === "0.0.0.0";
+  }
+
+  return isIPv6(host) && !host.includes(".") && host.replaceAll(/[:0]/g, "") === "";
+}
+
 function missingHostHint(port: string, listener: boolean): string {
   return listener
     ? `use 127.0.0.1:${port} for this machine only, or 0.0.0.0:${port} or [::]:${port} for every interface`

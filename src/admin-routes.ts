@@ -1,11 +1,12 @@
 import { z } from "zod";
-import { AddressError, formatAddress, parseAddress } from "./address.ts";
+import { type Address, AddressError, formatAddress, parseAddress } from "./address.ts";
 import { type Backend, BackendError, createBackend, validateId } from "./backend.ts";
 import { BackendSet } from "./backend-set.ts";
 import type { BackendSetUnion } from "./backend-set-union.ts";
 import type { BalancerStatus } from "./balancer-status.ts";
 import { METRICS_CONTENT_TYPE } from "./metrics.ts";
 import type { AdminApiProvider } from "./providers/admin-api-provider.ts";
+import { findSelfTarget } from "./self-target.ts";
 import { formatFieldPath, plainIssueMessage } from "./zod-messages.ts";
 import { jsonSyntaxDetail } from "./json-errors.ts";
 
@@ -21,8 +22,10 @@ export interface AdminRouteContext {
   union: BackendSetUnion;
   status: () => BalancerStatus;
   metrics: () => string;
-  /** True once the balancer has begun to shut down, so `/readyz` answers 503 while it drains. */
+  /** True once the balancer has begun to shut down, so `/readyz` returns 503 while it drains. */
   shuttingDown?: () => boolean;
+  /** The balancer's bound listen addresses, which no backend target may equal. */
+  listenAddresses?: () => readonly Address[];
 }
 
 /** A request that cannot be served, sent back with its status and a JSON error naming the field. */
@@ -140,6 +143,7 @@ function replaceBackends(body: unknown, context: AdminRouteContext): Response {
 
     const backend = toBackend(entry.id, entry.target, `backends[${index}]`);
     rejectForeignId(backend, context, `backends[${index}].id`);
+    rejectSelfTarget(backend, context, `backends[${index}].target`);
 
     return backend;
   });
@@ -167,6 +171,7 @@ function putBackend(id: string, body: unknown, context: AdminRouteContext): Resp
   const backend = toBackend(id, parsed.target, "");
 
   rejectForeignId(backend, context, "id");
+  rejectSelfTarget(backend, context, "target");
   const created = context.api.put(backend);
 
   return json(created ? 201 : 200, describe(backend));
@@ -182,6 +187,14 @@ function rejectForeignId(backend: Backend, context: AdminRouteContext, field: st
   const running = context.union.set.get(backend.id);
   if (owner !== undefined && owner !== context.api.name && running !== undefined && running.target !== backend.target) {
     throw new AdminRequestError(409, `backend "${backend.id}" comes from provider "${owner}" with target ${running.target}; change it there or pick another id`, field);
+  }
+}
+
+/** Rejects, with 400, a backend whose target is one of the balancer's own listen addresses. */
+function rejectSelfTarget(backend: Backend, context: AdminRouteContext, field: string): void {
+  const looping = findSelfTarget([backend], context.listenAddresses?.() ?? []);
+  if (looping !== undefined) {
+    throw new AdminRequestError(400, looping, field);
   }
 }
 

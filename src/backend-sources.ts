@@ -5,6 +5,8 @@ import { collectStatus } from "./balancer-status.ts";
 import { createClusterProviders } from "./cluster-providers.ts";
 import type { CliOptions } from "./cli.ts";
 import { checkProbeConfig } from "./probe-config-check.ts";
+import { findSelfTarget } from "./self-target.ts";
+import { ConfigError } from "./config.ts";
 import { ListenError } from "./listener.ts";
 import type { Logger } from "./logger.ts";
 import { renderMetrics } from "./metrics.ts";
@@ -47,8 +49,8 @@ export interface BackendSources {
  * starts them, applying their union to `server`. Providers that publish while starting
  * (static, file, api) are applied as one change; DNS publishes when its first lookup ends.
  *
- * @throws {ConfigError} for an admin address outside loopback without the flags, a bad token
- *   file, a state file in a missing folder, or a kubeconfig or etcd TLS file that cannot be used.
+ * @throws {ConfigError} for a backend whose target is a listen address of this tinylb, an admin
+ *   address outside loopback without the flags, a bad token file, a state file in a missing folder, or a kubeconfig or etcd TLS file that cannot be used.
  */
 export async function startBackendSources(cli: CliOptions, settings: Settings, server: Server, logger: Logger): Promise<BackendSources> {
   const log = logger.with({ component: "providers" });
@@ -59,6 +61,11 @@ export async function startBackendSources(cli: CliOptions, settings: Settings, s
     if (options.adminTokenFile !== undefined) {
       readTokenFile(options.adminTokenFile);
     }
+  }
+
+  const selfTarget = findSelfTarget(settings.backends.backends, settings.listen);
+  if (selfTarget !== undefined) {
+    throw new ConfigError(`invalid backend: ${selfTarget}`);
   }
 
   const union = new BackendSetUnion((set, cause) => server.applySet(set, { provider: cause }), logger);
@@ -78,7 +85,14 @@ export async function startBackendSources(cli: CliOptions, settings: Settings, s
       watch: options.watchConfig,
       logger,
       onAccepted: (config) => applyReloadedSettings(config, cli, settings, server, logger),
-      check: (config) => checkProbeConfig(cli.health, config.health, cli.configPath),
+      check: (config) => {
+        checkProbeConfig(cli.health, config.health, cli.configPath);
+        const listening = [...settings.listen, ...server.listeners.map((listener) => listener.address)];
+        const looping = findSelfTarget(config.backends ?? [], listening);
+        if (looping !== undefined) {
+          throw new ConfigError(`invalid config ${cli.configPath}: ${looping}`);
+        }
+      },
     });
     providers.push(file);
   }
@@ -141,6 +155,7 @@ export async function startBackendSources(cli: CliOptions, settings: Settings, s
             status: () => collectStatus(server, union),
             metrics: () => renderMetrics({ server, union, reloads: file }),
             shuttingDown: () => server.shuttingDown,
+            listenAddresses: () => server.listeners.map((listener) => listener.address),
           },
           logger,
         });

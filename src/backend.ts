@@ -1,4 +1,4 @@
-import { type Address, AddressError, formatAddress, parseAddress } from "./address.ts";
+import { type Address, AddressError, formatAddress, parseTarget } from "./address.ts";
 
 /**
  * One member of a backend set: a stable id chosen by its provider and the target it dials.
@@ -29,14 +29,14 @@ export class BackendError extends Error {
  * Creates a backend from an id and a target string.
  *
  * @throws {BackendError} when the id is empty, too long or has characters outside
- *   letters, digits and `._:@-`, or when the target does not parse.
+ *   letters, digits and `._:@-`, or when the target is not valid (see `parseTarget`).
  */
 export function createBackend(id: string, target: string): Backend {
   validateId(id);
 
   let address: Address;
   try {
-    address = parseAddress(target);
+    address = parseTarget(target);
   } catch (error) {
     if (error instanceof AddressError) {
       throw new BackendError(`invalid target for backend "${id}": ${error.message}`, { cause: error });

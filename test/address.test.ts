@@ -1,5 +1,10 @@
 import { describe, expect, test } from "bun:test";
-import { AddressError, formatAddress, isLocalAddress, parseAddress } from "../src/address.ts";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { AddressError, formatAddress, isLocalAddress, parseAddress, parseTarget } from "../src/address.ts";
+import { BackendError, createBackend } from "../src/backend.ts";
+import { ConfigError, loadConfigFile } from "../src/config.ts";
 
 describe("parseAddress", () => {
   test.each([
@@ -58,6 +63,47 @@ describe("parseAddress", () => {
   test("accepts port 0 only for listeners", () => {
     expect(parseAddress("127.0.0.1:0", true)).toEqual({ kind: "tcp", host: "127.0.0.1", port: 0 });
     expect(() => parseAddress("127.0.0.1:0")).toThrow(AddressError);
+  });
+});
+
+describe("parseTarget", () => {
+  test.each([
+    ["unix:relative.sock", 'the socket path "relative.sock" is relative', "use an absolute path, as in unix:/run/app.sock"],
+    ["unix:./run/app.sock", 'the socket path "./run/app.sock" is relative', "use an absolute path"],
+    ["0.0.0.0:80", "0.0.0.0 is the unspecified address", "or 127.0.0.1:80 for this machine"],
+    ["[::]:80", ":: is the unspecified address", "or [::1]:80 for this machine"],
+    ["[0:0::0]:80", "0:0::0 is the unspecified address", "or [::1]:80 for this machine"],
+  ])("rejects %p", (text, problem, fix) => {
+    let caught: unknown;
+    try {
+      parseTarget(text);
+    } catch (error) {
+      caught = error;
+    }
+
+    expect(caught).toBeInstanceOf(AddressError);
+    expect((caught as Error).message).toContain(`invalid address "${text}"`);
+    expect((caught as Error).message).toContain(problem);
+    expect((caught as Error).message).toContain(fix);
+  });
+
+  test.each(["unix:/run/app.sock", "127.0.0.1:80", "[::1]:80", "0.0.0.1:80", "[::2]:80", "api.internal:443"])("accepts %p", (text) => {
+    expect(parseTarget(text)).toEqual(parseAddress(text));
+  });
+
+  test("applies to backends from flags, files and the admin API alike", () => {
+    expect(() => createBackend("a", "0.0.0.0:80")).toThrow(BackendError);
+    expect(() => createBackend("a", "0.0.0.0:80")).toThrow('invalid target for backend "a": invalid address "0.0.0.0:80": 0.0.0.0 is the unspecified address');
+
+    const dir = mkdtempSync(join(tmpdir(), "tinylb-target-"));
+    try {
+      const path = join(dir, "tinylb.yaml");
+      writeFileSync(path, 'listen: 127.0.0.1:0\nbackends:\n  - { id: a, target: "unix:app.sock" }\n');
+      expect(() => loadConfigFile(path)).toThrow(ConfigError);
+      expect(() => loadConfigFile(path)).toThrow('backends[0]: invalid target for backend "a": invalid address "unix:app.sock": the socket path "app.sock" is relative');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

@@ -55,6 +55,7 @@ async function startAdmin(transport: "unix" | "tcp", options: { staticIds?: stri
       status: () => collectStatus(scenario.server, scenario.union),
       metrics: () => renderMetrics({ server: scenario.server, union: scenario.union }),
       shuttingDown: () => scenario.server.shuttingDown,
+      listenAddresses: () => scenario.server.listeners.map((listener) => listener.address),
     },
     logger: scenario.log.logger,
   });
@@ -214,6 +215,8 @@ describe.each(["unix", "tcp"] as const)("admin API over %s", (transport) => {
     ["backends not an array", "/v1/backends", putJson({ backends: "a" }), 400, "backends", "expected a list, got a string"],
     ["id not a string", "/v1/backends", putJson({ backends: [{ id: 7, target: "127.0.0.1:1" }] }), 400, "backends[0].id", "expected a string, got a number"],
     ["invalid target", "/v1/backends", putJson({ backends: [{ id: "x", target: "nowhere" }] }), 400, "backends[0].target", "invalid address"],
+    ["relative Unix target", "/v1/backends/x", putJson({ target: "unix:app.sock" }), 400, "target", 'invalid address "unix:app.sock": the socket path "app.sock" is relative'],
+    ["unspecified target", "/v1/backends", putJson({ backends: [{ id: "x", target: "0.0.0.0:80" }] }), 400, "backends[0].target", "0.0.0.0 is the unspecified address, which only a listener can use"],
     ["invalid id", "/v1/backends", putJson({ backends: [{ id: "-x", target: "127.0.0.1:1" }] }), 400, "backends[0].id", "invalid backend id"],
     ["duplicate id", "/v1/backends", putJson({ backends: [{ id: "x", target: "127.0.0.1:1" }, { id: "x", target: "127.0.0.1:2" }] }), 400, "backends[1].id", "duplicate id"],
     ["unknown key", "/v1/backends", putJson({ backends: [], extra: true }), 400, "(body)", 'invalid request body: unknown key "extra"; valid keys: backends'],
@@ -234,6 +237,23 @@ describe.each(["unix", "tcp"] as const)("admin API over %s", (transport) => {
     ["PATCH on one backend", "/v1/backends/x", { method: "PATCH", body: "{}" }, 405, undefined, "method PATCH is not allowed here; use GET, PUT or DELETE"],
     ["unknown path", "/v2/things", {}, 404, undefined, "no route for /v2/things; see /v1/backends, /v1/backends/{id}, /healthz, /readyz and /metrics"],
   ];
+
+  test("rejects a target that is its own listener", async () => {
+    const { request, scenario, api } = await startAdmin(transport);
+    const own = `127.0.0.1:${scenario.port}`;
+
+    const one = await request("/v1/backends/self", putJson({ target: own }));
+    const all = await request("/v1/backends", putJson({ backends: [{ id: "b", target: scenario.target("b") }, { id: "self", target: `localhost:${scenario.port}` }] }));
+
+    expect(one.status).toBe(400);
+    expect(await one.json()).toEqual({
+      error: `backend "self" has target ${own}, which is tinylb's own listen address ${own}, so its connections would loop back into tinylb; use the backend's own address`,
+      field: "target",
+    });
+    expect(all.status).toBe(400);
+    expect(((await all.json()) as { field: string }).field).toBe("backends[1].target");
+    expect(api.set.size).toBe(0);
+  });
 
   test.each(badRequests)("rejects %s", async (_name, path, init, status, field, problem) => {
     const { request, scenario, api } = await startAdmin(transport);

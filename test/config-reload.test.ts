@@ -76,3 +76,36 @@ test("binary names probe changes applied on reload", async () => {
     backend.stop(true);
   }
 }, 60_000);
+
+test("binary rejects a backend that is its own listener", async () => {
+  const socket = join(directory, "self.sock");
+  const tinylb = TinylbProcess.start(["--listen", `unix:${socket}`, "--backend", `self=unix:${socket}`]);
+  try {
+    expect(await tinylb.process.exited).toBe(2);
+    await waitFor("the error line", () => tinylb.stderr.includes("loop back"));
+    expect(tinylb.stderr).toContain(`invalid backend: backend "self" has target unix:${socket}, which is tinylb's own listen address unix:${socket}`);
+  } finally {
+    await tinylb[Symbol.asyncDispose]();
+  }
+});
+
+test("binary keeps the set when a reload adds its own listener", async () => {
+  const backend = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+  try {
+    const config = join(directory, "self.yaml");
+    const good = ["listen: 127.0.0.1:0", "backends:", `  - { id: a, target: "127.0.0.1:${backend.port}" }`];
+    writeFileSync(config, [...good, ""].join("\n"));
+    await using tinylb = TinylbProcess.start(["--config", config, "--no-watch-config"]);
+    await tinylb.waitForLog("tinylb started");
+    const port = Number(/listening .*listener=127\.0\.0\.1:(\d+)/.exec(tinylb.stderr)![1]);
+
+    writeFileSync(config, [...good, `  - { id: self, target: "localhost:${port}" }`, ""].join("\n"));
+    tinylb.signal("SIGHUP");
+    await tinylb.waitForLog("config reload rejected; keeping the last good backend set");
+
+    expect(tinylb.stderr).toContain(`backend \\"self\\" has target localhost:${port}, which is tinylb's own listen address 127.0.0.1:${port}`);
+    expect(tinylb.stderr).not.toContain("self=localhost");
+  } finally {
+    backend.stop(true);
+  }
+}, 60_000);
