@@ -158,6 +158,8 @@ test.skipIf(!straceAvailable)("config and admin input reach only named files", a
     const allowed = (path: string): boolean =>
       SYSTEM_PATHS.some((pattern) => pattern.test(path)) ||
       named.some((name) => path === name || path.startsWith(`${name}.`)) ||
+      // The admin socket is bound under a temporary name beside it, then renamed into place.
+      /^\.tinylb-admin-\d+\.sock$/.test(path.slice(folder.length + 1)) ||
       path === folder ||
       path === dirname(configPath) ||
       path === BINARY;
