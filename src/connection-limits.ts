@@ -70,18 +70,26 @@ export class ConnectionLimits {
     return this.maxConnectionsPerBackend === 0 || this.count(id) < this.maxConnectionsPerBackend;
   }
 
-  /** Connections open or dialing to the backend id. */
+  /** Connections open or dialing to the backend id; always 0 without a per-backend cap. */
   count(id: string): number {
     return this.#perBackend.get(id) ?? 0;
   }
 
-  /** Counts a dial to the backend id against its cap. */
+  /** Counts a dial to the backend id against its cap; without a per-backend cap nothing is counted. */
   reserve(id: string): void {
+    if (this.maxConnectionsPerBackend === 0) {
+      return;
+    }
+
     this.#perBackend.set(id, this.count(id) + 1);
   }
 
   /** Gives back a reservation taken with `reserve`. */
   release(id: string): void {
+    if (this.maxConnectionsPerBackend === 0) {
+      return;
+    }
+
     const count = this.count(id) - 1;
     if (count < 0) {
       throw new Error(`invariant violated: backend "${id}" released more connections than it reserved`);

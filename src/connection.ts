@@ -24,8 +24,6 @@ export type ConnectionClosedHandler = (connection: Connection, kind: CloseKind, 
 export class Connection implements PooledConnection {
   readonly id: number;
   readonly client: RelaySocket;
-  /** When the client was accepted, in `performance.now()` milliseconds. */
-  readonly acceptedAt = performance.now();
 
   #backend: Backend | null = null;
   #backendSocket: RelaySocket | null = null;
