@@ -4,6 +4,7 @@ import { z } from "zod";
 import { type Address, AddressError, parseAddress } from "./address.ts";
 import { type Backend, BackendError, createBackend } from "./backend.ts";
 import { formatDuration, parseDuration } from "./duration.ts";
+import { type DuplicateKey, findDuplicateJsonKey, findDuplicateYamlKey } from "./duplicate-keys.ts";
 import { describeFileError } from "./file-errors.ts";
 import { checkDialBackoff, type HealthConfig, healthConfigOf, healthFileKeys, probeSchema } from "./health-config.ts";
 import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from "./logger.ts";
@@ -234,8 +235,21 @@ function parseConfigText(path: string, text: string): unknown {
   if (Array.isArray(data) && secondDocumentLine !== undefined) {
     throw new ConfigError(`parse config ${path} failed: the file has ${data.length} YAML documents (the second starts at line ${secondDocumentLine}); put every setting in one document`);
   }
+  const duplicate = findDuplicateKey(extension, text);
+  if (duplicate !== undefined) {
+    throw new ConfigError(`parse config ${path} failed at line ${duplicate.line}: duplicate key "${duplicate.key}", already set at line ${duplicate.firstLine}; remove one of them`);
+  }
 
   return data;
+}
+
+/** Finds a key given twice in one mapping; the TOML parser rejects those itself. */
+function findDuplicateKey(extension: string, text: string): DuplicateKey | undefined {
+  if (extension === ".yaml" || extension === ".yml") {
+    return findDuplicateYamlKey(text);
+  }
+
+  return extension === ".json" || extension === ".jsonc" ? findDuplicateJsonKey(text) : undefined;
 }
 
 /**

@@ -135,6 +135,11 @@ describe("loadConfigFile", () => {
     ["bare-duration.toml", 'listen = "127.0.0.1:1"\nconnectTimeout = 3s\n', 'failed at line 2: Unexpected character after a value: \'s\'; quote durations in TOML, as in connectTimeout = "3s"'],
     ["broken.json", '{\n  "listen": "127.0.0.1:1"\n  "logLevel": "info"\n}\n', 'failed at line 3: Expected "," but found'],
     ["truncated.json", '{\n  "listen": "127.0.0.1:1",\n', "failed at the end of the file: Expected string but found end of file"],
+    ["duplicate-target.yaml", "listen: 127.0.0.1:1\nbackends:\n  - { id: a, target: 127.0.0.1:18001, target: 127.0.0.1:18002 }\n", 'failed at line 3: duplicate key "target", already set at line 3; remove one of them'],
+    ["duplicate-listen.yml", "listen: 127.0.0.1:1\nadmin: \"off\"\nlisten: 127.0.0.1:2\n", 'failed at line 3: duplicate key "listen", already set at line 1; remove one of them'],
+    ["duplicate-listen.json", '{"listen": "127.0.0.1:1", "admin": "off",\n "listen": "127.0.0.1:2"}', 'failed at line 2: duplicate key "listen", already set at line 1; remove one of them'],
+    ["duplicate-id.jsonc", '{\n  // one backend\n  "backends": [{ "id": "a", "target": "127.0.0.1:1",\n    "id": "b" }]\n}', 'failed at line 4: duplicate key "id", already set at line 3; remove one of them'],
+    ["duplicate-listen.toml", 'listen = "127.0.0.1:1"\nlisten = "127.0.0.1:2"\n', "failed at line 2: Cannot redefine key 'listen'"],
     ["two-documents.yaml", "listen: 127.0.0.1:1\n---\nlogLevel: info\n", "failed: the file has 2 YAML documents (the second starts at line 2); put every setting in one document"],
     ["three-documents.yml", "# settings\n---\nlisten: 127.0.0.1:1\n---\n---\n", "failed: the file has 3 YAML documents (the second starts at line 4); put every setting in one document"],
   ])("rejects %s naming the line", (name, text, message) => {
