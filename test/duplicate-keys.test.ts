@@ -1,7 +1,8 @@
 import { expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { findDuplicateJsonKey, findDuplicateYamlKey } from "../src/duplicate-keys.ts";
+import { findDuplicateJsonKey } from "../src/duplicate-keys.ts";
+import { findDuplicateYamlKey } from "../src/yaml-duplicate-keys.ts";
 
 const ROOT = join(import.meta.dir, "..");
 
