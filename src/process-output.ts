@@ -17,6 +17,9 @@ function endStream(stream: NodeJS.WriteStream): Promise<EndResult> {
   });
 }
 
+/** Milliseconds the process waits at exit for a stalled reader of stdout or stderr. */
+export const DRAIN_TIMEOUT_MS = 5000;
+
 /**
  * Ends stdout and stderr and waits until each has written everything queued, or failed.
  * Returns the exit code to use: `exitCode`, or 1 when it was 0 but stdout could not be
@@ -24,11 +27,23 @@ function endStream(stream: NodeJS.WriteStream): Promise<EndResult> {
  * `tinylb status | head -1`) is not reported on stderr, since the reader left on purpose.
  * Nothing may be written to either stream afterwards.
  *
- * NOTE: a reader that never reads keeps the process waiting, as it would a blocking write.
+ * A reader that has not taken everything within `timeoutMs` (a stalled log shipper, say) does
+ * not keep a stopping balancer alive: the process then exits with what was written, and the
+ * exit code becomes 1 as for a failed write.
  */
-export async function drainProcessOutput(exitCode: number): Promise<number> {
+export async function drainProcessOutput(exitCode: number, timeoutMs = DRAIN_TIMEOUT_MS): Promise<number> {
+  let timer: Timer | undefined;
+  const deadline = new Promise<"stalled">((resolve) => {
+    timer = setTimeout(() => resolve("stalled"), timeoutMs);
+  });
   // An error on stderr changes nothing: there is nowhere left to report it.
-  const [stdout] = await Promise.all([endStream(process.stdout), endStream(process.stderr)]);
+  const ended = await Promise.race([Promise.all([endStream(process.stdout), endStream(process.stderr)]), deadline]);
+  clearTimeout(timer);
+  if (ended === "stalled") {
+    // Nothing is written about it: a write to the stalled stream would block.
+    return exitCode === 0 ? 1 : exitCode;
+  }
+  const [stdout] = ended;
   if (stdout === undefined || exitCode !== 0) {
     return exitCode;
   }

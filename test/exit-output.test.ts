@@ -85,3 +85,23 @@ test("balancer logs reach a slow pipe before exit", async () => {
   expect(log).toContain("draining");
   expect(log.endsWith("\n")).toBe(true);
 });
+
+test("a reader that never reads delays exit only until the drain timeout", async () => {
+  // The child writes 1 MiB to a pipe this test never reads, so the drain can never finish.
+  const script = `
+    import { drainProcessOutput } from ${JSON.stringify(join(import.meta.dir, "..", "src", "process-output.ts"))};
+    process.stdout.write("x".repeat(1024 * 1024));
+    process.exitCode = await drainProcessOutput(0, 500);
+    process.exit();
+  `;
+  // `sleep` holds the read end of a FIFO and never reads; bash prints the child's exit status
+  // and then ends the reader by its process id.
+  const fifo = join(tempDir(), "stdout.fifo");
+  const pipeline = `mkfifo "$2"; sleep 60 < "$2" & reader=$!; "$0" -e "$1" > "$2"; code=$?; kill $reader; echo "exit $code"`;
+  const child = trackChild(Bun.spawn(["bash", "-c", pipeline, process.execPath, script, fifo], { stdout: "pipe", stderr: "inherit" }));
+  cleanup.push(() => child.kill("SIGKILL"));
+  const output = await within("exit after the drain timeout", new Response(child.stdout).text(), 20_000);
+
+  // Exit status 1 says that output was lost.
+  expect(output.trim()).toBe("exit 1");
+}, 30_000);
