@@ -94,14 +94,14 @@ test("a reader that never reads delays exit only until the drain timeout", async
     process.exitCode = await drainProcessOutput(0, 500);
     process.exit();
   `;
-  // `sleep` holds the read end of a FIFO and never reads; bash prints the child's exit status
-  // and then ends the reader by its process id.
+  // `sleep` keeps the read end of a FIFO open and never reads. Bash prints the child's exit
+  // status, then ends the reader by its process id.
   const fifo = join(tempDir(), "stdout.fifo");
   const pipeline = `mkfifo "$2"; sleep 60 < "$2" & reader=$!; "$0" -e "$1" > "$2"; code=$?; kill $reader; echo "exit $code"`;
   const child = trackChild(Bun.spawn(["bash", "-c", pipeline, process.execPath, script, fifo], { stdout: "pipe", stderr: "inherit" }));
   cleanup.push(() => child.kill("SIGKILL"));
   const output = await within("exit after the drain timeout", new Response(child.stdout).text(), 20_000);
 
-  // Exit status 1 says that output was lost.
+  // Exit status 1 reports that output was lost.
   expect(output.trim()).toBe("exit 1");
 }, 30_000);
