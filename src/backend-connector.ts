@@ -1,6 +1,7 @@
 import type { Socket } from "bun";
 import type { Backend } from "./backend.ts";
 import type { Connection } from "./connection.ts";
+import { ConnectDeadlines } from "./connect-deadlines.ts";
 import type { ConnectionLimits } from "./connection-limits.ts";
 import { DeferredKeepalive } from "./deferred-keepalive.ts";
 import { DialAttempt, type DialError, type DialObserver, type DialOptions } from "./dialer.ts";
@@ -80,6 +81,7 @@ export class BackendConnector implements DialObserver {
     this.#keepalive = new DeferredKeepalive(options.keepaliveMs);
     this.#dialOptions = {
       connectTimeoutMs: options.connectTimeoutMs,
+      deadlines: new ConnectDeadlines(),
       isCurrent: (candidate) => this.#selector.set.hasTarget(candidate.target),
       attached: (socket: Socket<unknown>, connection: Connection) => {
         if (connection.backend.address.kind === "tcp") {
@@ -95,9 +97,10 @@ export class BackendConnector implements DialObserver {
     this.#keepalive.keepaliveMs = timeouts.keepaliveMs;
   }
 
-  /** Stops the keepalive timer, so that a stopped server keeps no timer alive. */
+  /** Stops the keepalive timer, so that a stopped server keeps no timer alive. Dials still in flight no longer time out. */
   stop(): void {
     this.#keepalive.stop();
+    this.#dialOptions.deadlines.stop();
   }
 
   /**

@@ -1,5 +1,6 @@
 import type { Socket, SocketHandler } from "bun";
 import type { Backend } from "./backend.ts";
+import type { ConnectDeadlines, TimedDial } from "./connect-deadlines.ts";
 import type { Connection } from "./connection.ts";
 import type { FailoverPlan } from "./failover-plan.ts";
 import { describeSocketError } from "./socket-errors.ts";
@@ -19,6 +20,8 @@ export class DialError extends Error {
 export interface DialOptions {
   /** Milliseconds a connect may take before tinylb gives up on it. */
   connectTimeoutMs: number;
+  /** Watches every dial's connect timeout. */
+  deadlines: ConnectDeadlines;
   /** Returns false when the backend's target left the set while the dial was in flight. */
   isCurrent: (backend: Backend) => boolean;
   /** Called with every backend socket once it is attached to its connection. */
@@ -38,19 +41,21 @@ export interface DialObserver {
 /**
  * One dial of one backend for one connection, carried as the backend socket's `data`.
  *
- * `Bun.connect` has no timeout of its own, so the attempt starts a timer. A connect that
- * completes after the timer fired, after the client left, or after the backend's target
- * left the set is closed at once.
+ * `Bun.connect` has no timeout of its own, so the attempt has a deadline, which the server's
+ * ConnectDeadlines watches. A connect that completes after the deadline passed, after the
+ * client left, or after the backend's target left the set is closed at once.
  */
-export class DialAttempt {
+export class DialAttempt implements TimedDial {
   state: "pending" | "attached" | "abandoned" = "pending";
   readonly connection: Connection;
   readonly backend: Backend;
   /** The failover order this dial belongs to, read by the observer when the dial fails. */
   readonly plan: FailoverPlan;
+  /** `performance.now()` milliseconds at which the connect is given up; set by `start`. */
+  deadline = Infinity;
   readonly #options: DialOptions;
   readonly #observer: DialObserver;
-  #timer: Timer | undefined;
+  #timeoutMs = 0;
 
   constructor(connection: Connection, backend: Backend, plan: FailoverPlan, options: DialOptions, observer: DialObserver) {
     this.connection = connection;
@@ -60,12 +65,19 @@ export class DialAttempt {
     this.#observer = observer;
   }
 
-  /** Starts the connect and its timer. */
+  /** True until the dial succeeds, fails or times out. */
+  get pending(): boolean {
+    return this.state === "pending";
+  }
+
+  /** Starts the connect and watches its deadline. */
   start(): void {
     // NOTE: Bun.connect cannot be cancelled, so an abandoned connect keeps its socket until
     // the kernel gives up (about 2 minutes with Linux's default tcp_syn_retries of 6) or it
     // completes, when `opened` closes it.
-    this.#timer = setTimeout(connectTimedOut, this.#options.connectTimeoutMs, this, this.#options.connectTimeoutMs);
+    this.#timeoutMs = this.#options.connectTimeoutMs;
+    this.deadline = performance.now() + this.#timeoutMs;
+    this.#options.deadlines.add(this);
     // The promise Bun.connect returns is not used. With a connectError handler, Bun 1.4.4
     // reports every failed connect there, a failed name lookup too, and counts the rejection
     // as handled (checked with a refused port and, in a namespace without DNS, a host name).
@@ -110,19 +122,17 @@ export class DialAttempt {
     }
   }
 
+  /** Gives the connect up once its deadline passed. */
+  timedOut(): void {
+    this.failed(new DialError(this.backend, `connect timed out after ${this.#timeoutMs} ms`));
+  }
+
   #settle(error?: DialError): void {
     if (this.state === "pending") {
       this.state = "abandoned";
     }
-    clearTimeout(this.#timer);
-    // Dropped so that an idle connection does not keep the spent timer alive.
-    this.#timer = undefined;
     this.#observer.dialSettled(this, error);
   }
-}
-
-function connectTimedOut(attempt: DialAttempt, timeoutMs: number): void {
-  attempt.failed(new DialError(attempt.backend, `connect timed out after ${timeoutMs} ms`));
 }
 
 /** Handlers shared by every backend socket; each socket's `data` routes to its attempt. */
