@@ -35,7 +35,7 @@ export class ConnectDeadlines {
     this.#keep(dial);
   }
 
-  /** Stops the timer and forgets every dial; a dial still pending then never times out. */
+  /** Stops the timer and drops every dial, so a dial still pending then never times out. */
   stop(): void {
     clearTimeout(this.#timer);
     this.#timer = undefined;
