@@ -33,7 +33,8 @@ export interface DialObserver {
   /**
    * Receives the end of a dial, once per dial. There is no error when the backend socket is
    * attached, or when the client closed during the dial (then the socket is closed and
-   * nothing is attached). The DialError gives the reason the connect failed, timed out, or was dropped.
+   * nothing is attached). The DialError gives the reason the connect failed, timed out, or
+   * was dropped.
    */
   dialSettled(attempt: DialAttempt, error?: DialError): void;
 }
