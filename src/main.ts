@@ -7,7 +7,7 @@ import { runDemo } from "./demo.ts";
 import { ListenError } from "./listener.ts";
 import { STATUS_COMMAND_HELP } from "./provider-flags.ts";
 import { errorText, Logger } from "./logger.ts";
-import { drainProcessOutput } from "./process-output.ts";
+import { DRAIN_TIMEOUT_MS, drainProcessOutput } from "./process-output.ts";
 import { runBalancer } from "./run-command.ts";
 import { runStatus } from "./status-command.ts";
 import { versionLine } from "./version.ts";
@@ -18,6 +18,9 @@ const EXIT_USAGE = 2;
 const EXIT_LISTEN = 1;
 /** Exit code for any other failure at start-up. */
 const EXIT_FAILURE = 1;
+
+/** How long the exit waits for the output's readers: bounded for a balancer, unbounded for one-shot commands. */
+let outputTimeoutMs: number | undefined;
 
 async function main(argv: string[]): Promise<number> {
   const logger = new Logger();
@@ -35,10 +38,14 @@ async function main(argv: string[]): Promise<number> {
 
         return 0;
       case "demo":
+        outputTimeoutMs = DRAIN_TIMEOUT_MS;
+
         return await runDemo(cli.listen, logger);
       case "status":
         return await runStatus(cli);
       case "run":
+        outputTimeoutMs = DRAIN_TIMEOUT_MS;
+
         return await (await runBalancer(cli, logger)).exited;
     }
   } catch (error) {
@@ -84,5 +91,6 @@ function guardProcess(logger: Logger): void {
 }
 
 // process.exit() drops output a pipe has not taken yet, so both streams are drained first.
-process.exitCode = await drainProcessOutput(await main(process.argv.slice(2)));
+const exitCode = await main(process.argv.slice(2));
+process.exitCode = await drainProcessOutput(exitCode, outputTimeoutMs);
 process.exit();

@@ -17,7 +17,7 @@ function endStream(stream: NodeJS.WriteStream): Promise<EndResult> {
   });
 }
 
-/** Milliseconds the process waits at exit for a stalled reader of stdout or stderr. */
+/** Milliseconds a stopping balancer waits at exit for a stalled reader of stdout or stderr. */
 export const DRAIN_TIMEOUT_MS = 5000;
 
 /**
@@ -27,21 +27,27 @@ export const DRAIN_TIMEOUT_MS = 5000;
  * `tinylb status | head -1`) is not reported on stderr, since the reader left on purpose.
  * Nothing may be written to either stream afterwards.
  *
- * A reader that has not taken everything within `timeoutMs` (a stalled log shipper, say) does
- * not keep a stopping balancer alive: the process then exits with what was written, and the
- * exit code becomes 1 as for a failed write.
+ * Without `timeoutMs` the wait lasts as long as the reader takes, as for any command whose
+ * output is piped (`tinylb status | less`). A stopping balancer passes `timeoutMs`, so that
+ * a stalled log reader cannot keep it alive: past the timeout it exits with `exitCode`, and
+ * the log lines the reader had not taken are lost.
  */
-export async function drainProcessOutput(exitCode: number, timeoutMs = DRAIN_TIMEOUT_MS): Promise<number> {
+export async function drainProcessOutput(exitCode: number, timeoutMs?: number): Promise<number> {
   let timer: Timer | undefined;
-  const deadline = new Promise<"stalled">((resolve) => {
-    timer = setTimeout(() => resolve("stalled"), timeoutMs);
-  });
+  const waits: Promise<EndResult[] | "stalled">[] = [Promise.all([endStream(process.stdout), endStream(process.stderr)])];
+  if (timeoutMs !== undefined) {
+    waits.push(
+      new Promise((resolve) => {
+        timer = setTimeout(() => resolve("stalled"), timeoutMs);
+      }),
+    );
+  }
   // An error on stderr changes nothing: there is nowhere left to report it.
-  const ended = await Promise.race([Promise.all([endStream(process.stdout), endStream(process.stderr)]), deadline]);
+  const ended = await Promise.race(waits);
   clearTimeout(timer);
   if (ended === "stalled") {
     // Nothing is written about it: a write to the stalled stream would block.
-    return exitCode === 0 ? 1 : exitCode;
+    return exitCode;
   }
   const [stdout] = ended;
   if (stdout === undefined || exitCode !== 0) {
