@@ -60,7 +60,7 @@ Options:
                            saves to it are applied as they happen, and SIGHUP re-reads it
   --connect-timeout DUR    give up on a backend connect after DUR (default 3s)
   --keepalive DUR          start TCP keepalive probes after DUR idle, in whole seconds from 1s
-                           since the kernel counts whole seconds; 0 turns them off (default 30s)
+                           to 32767s (the kernel's limits); 0 turns them off (default 30s)
   --shutdown-grace DUR     on SIGTERM or SIGINT, let open connections finish for up to DUR,
                            then close them (default 10s); a second signal closes them at once
   --max-connections N      close new clients at once while N connections are open or dialing;

@@ -61,14 +61,21 @@ const backendEntry = z
     }
   });
 
+/** Largest keepalive idle time in seconds: Linux rejects a larger TCP_KEEPIDLE (MAX_TCP_KEEPIDLE). */
+export const MAX_KEEPALIVE_SECONDS = 32_767;
+
 /**
- * Checks a keepalive idle time: 0 (off) or whole seconds from 1 s, because TCP_KEEPIDLE is set
- * in whole seconds, a shorter time would leave the kernel's default in place, and a fraction
- * would be rounded. Returns the problem.
+ * Checks a keepalive idle time: 0 (off) or whole seconds from 1 s to MAX_KEEPALIVE_SECONDS,
+ * because TCP_KEEPIDLE is set in whole seconds, a shorter time would leave the kernel's
+ * default in place, a fraction would be rounded, and Linux rejects a longer one (the socket
+ * then keeps the kernel's default of 2 hours). Returns the problem.
  */
 export function checkKeepalive(ms: number): string | undefined {
   if (ms !== 0 && ms < 1000) {
     return "the keepalive time must be 0 (off) or at least 1s, since the kernel counts it in whole seconds";
+  }
+  if (ms > MAX_KEEPALIVE_SECONDS * 1000) {
+    return `the keepalive time ${formatDuration(ms)} is longer than Linux allows (${MAX_KEEPALIVE_SECONDS}s, about 9 hours); use at most ${MAX_KEEPALIVE_SECONDS}s, or 0 to turn keepalive off`;
   }
   if (ms % 1000 !== 0) {
     const lower = formatDuration(Math.floor(ms / 1000) * 1000);

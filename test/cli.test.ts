@@ -86,6 +86,7 @@ describe("parseArgs", () => {
     [["--keepalive", "999ms"], "--keepalive: the keepalive time must be 0 (off) or at least 1s"],
     [["--keepalive", "1500ms"], "--keepalive: the keepalive time 1500ms is not a whole number of seconds, but the kernel counts whole seconds; use 1s or 2s"],
     [["--keepalive", "2.5s"], "--keepalive: the keepalive time 2500ms is not a whole number of seconds, but the kernel counts whole seconds; use 2s or 3s"],
+    [["--keepalive", "10h"], "--keepalive: the keepalive time 10h is longer than Linux allows (32767s, about 9 hours); use at most 32767s, or 0 to turn keepalive off"],
     [["demo", "--json"], "--json is not valid with tinylb demo"],
     [["--listen"], "--listen needs a value"],
     [["--listen", "127.0.0.1"], '--listen: invalid address "127.0.0.1": expected host:port, [ipv6]:port or unix:/path'],

@@ -109,6 +109,7 @@ describe("loadConfigFile", () => {
     ["listen-number.yaml", "listen: 5\n", ["listen", "got 5", "expected an address such as 127.0.0.1:7443"]],
     ["unitless-duration.yaml", "keepalive: 30\n", ["keepalive", "invalid duration 30", "add a unit"]],
     ["fractional-keepalive.yaml", "keepalive: 1500ms\n", ["keepalive: the keepalive time 1500ms is not a whole number of seconds, but the kernel counts whole seconds; use 1s or 2s"]],
+    ["long-keepalive.yaml", "keepalive: 32768s\n", ["keepalive: the keepalive time", "is longer than Linux allows (32767s, about 9 hours)"]],
     ["bad-level.json", '{ "logLevel": "loud" }', ["logLevel", "loud"]],
     ["misspelt.toml", 'conectTimeout = "3s"\n', ["conectTimeout", '(did you mean "connectTimeout"?)']],
     ["misspelt-backends.yaml", "backend: []\n", ['(top level): unknown key "backend" (did you mean "backends"?); valid keys: listen, backends,']],
