@@ -65,10 +65,10 @@ const backendEntry = z
 export const MAX_KEEPALIVE_SECONDS = 32_767;
 
 /**
- * Checks a keepalive idle time: 0 (off) or whole seconds from 1 s to MAX_KEEPALIVE_SECONDS,
- * because TCP_KEEPIDLE is set in whole seconds, a shorter time would leave the kernel's
- * default in place, a fraction would be rounded, and Linux rejects a longer one (the socket
- * then keeps the kernel's default of 2 hours). Returns the problem.
+ * Checks a keepalive idle time: 0 (off) or whole seconds from 1 s to MAX_KEEPALIVE_SECONDS.
+ * TCP_KEEPIDLE is set in whole seconds, so a shorter time would leave the kernel's default in
+ * place and a fraction would be rounded. Linux rejects a longer one, and the socket then keeps
+ * the kernel's default of 2 hours. Returns the problem.
  */
 export function checkKeepalive(ms: number): string | undefined {
   if (ms !== 0 && ms < 1000) {
