@@ -49,13 +49,14 @@ async function main(argv: string[]): Promise<number> {
         return await (await runBalancer(cli, logger)).exited;
     }
   } catch (error) {
-    return reportStartupError(error);
+    return reportStartupError(error, argv[0] === "status" ? "tinylb status --help" : "tinylb --help");
   }
 }
 
-function reportStartupError(error: unknown): number {
+/** Writes a start-up error to stderr and returns the exit code; `help` names the help that covers the command. */
+function reportStartupError(error: unknown, help: string): number {
   if (error instanceof UsageError || error instanceof AddressError || error instanceof BackendError) {
-    process.stderr.write(`tinylb: ${error.message}; see tinylb --help\n`);
+    process.stderr.write(`tinylb: ${error.message}; see ${help}\n`);
 
     return EXIT_USAGE;
   }

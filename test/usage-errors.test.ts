@@ -50,6 +50,8 @@ test.each([
     '--admin: invalid address "/tmp/x.sock": expected host:port, [ipv6]:port or unix:/path; for a Unix socket, write unix:/tmp/x.sock',
   ],
   ["a bare admin socket path", ["--admin", "/tmp/x.sock"], "[ipv6]:port or unix:/path, or off; for a Unix socket, write unix:/tmp/x.sock"],
+  ["a misspelt status flag", ["status", "--jsn"], "; see tinylb status --help"],
+  ["a misspelt balancer flag", ["--lisen", "127.0.0.1:0"], "; see tinylb --help"],
 ])("binary rejects %s with exit 2", async (_, args, message) => {
   const { exitCode, stderr } = await runTinylb(args);
 
