@@ -2,7 +2,7 @@ import { afterEach, expect, test } from "bun:test";
 import { mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { FileProvider } from "../src/providers/file-provider.ts";
+import { EMPTY_CONFIRM_MS, FileProvider } from "../src/providers/file-provider.ts";
 import { BalancerScenario } from "./support/balancer-scenario.ts";
 import { waitFor } from "./support/wait.ts";
 
@@ -254,4 +254,32 @@ test("FileProvider SIGHUP reload reads and logs an unchanged file", async () => 
   expect(reloaded[0]!.reason).toBe("SIGHUP");
   expect(scenario.server.stats.setChanges).toBe(changesBefore);
   expect(provider.reloads).toBe(1);
+});
+
+test("FileProvider waits before removing every backend", async () => {
+  const dir = tempDir();
+  const path = join(dir, "tinylb.yaml");
+  const { scenario } = await startScenario(path, ["a"], (text) => writeFileSync(path, text));
+  const written = performance.now();
+
+  writeFileSync(path, "listen: 127.0.0.1:0\n");
+
+  await waitFor("the empty set", () => scenario.server.set.size === 0, EMPTY_CONFIRM_MS + 5000);
+  expect(performance.now() - written).toBeGreaterThanOrEqual(EMPTY_CONFIRM_MS - 50);
+  expect(scenario.log.withMessage("config file lists no backends; removing them in 1 s unless it changes again, as a save may be in progress")).toHaveLength(1);
+});
+
+test("FileProvider never applies a half-written file that lists no backends", async () => {
+  const dir = tempDir();
+  const path = join(dir, "tinylb.yaml");
+  const { scenario } = await startScenario(path, ["a"], (text) => writeFileSync(path, text));
+
+  // A slow writer: the start of the file, a pause longer than the quiet period, then the rest.
+  writeFileSync(path, "listen: 127.0.0.1:0\n");
+  await Bun.sleep(300);
+  writeFileSync(path, yaml(scenario, ["b"]));
+
+  await waitFor("set of b", () => scenario.running === `b=${scenario.target("b")}`);
+  const sizes = scenario.log.withMessage("backend set changed").map((record) => record.count);
+  expect(sizes).not.toContain(0);
 });

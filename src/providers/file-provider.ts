@@ -35,8 +35,15 @@ export interface FileProviderOptions {
   logger?: Logger;
 }
 
-/** The event that caused a read of the file. */
-export type ReloadReason = "start" | "SIGHUP" | "file event" | "poll";
+/** The event that caused a read of the file; "empty confirmed" is the second read of a file that lists no backends. */
+export type ReloadReason = "start" | "SIGHUP" | "file event" | "poll" | "empty confirmed";
+
+/**
+ * Milliseconds a save that removes every backend of the file waits before it is applied,
+ * unless the file changes again. A half-written file (cut before its `backends` key) has
+ * that shape, and applying it would close every connection of the file's backends.
+ */
+export const EMPTY_CONFIRM_MS = 1000;
 
 /**
  * The config file's `backends` list, re-read when the file changes or on SIGHUP.
@@ -47,6 +54,8 @@ export type ReloadReason = "start" | "SIGHUP" | "file event" | "poll";
  * and saves into a config folder that was deleted and made again. A file that is missing, unreadable,
  * empty or invalid is logged with the file, the field path and the value. Nothing is
  * published then, so the last good set keeps serving until a good version appears.
+ * A save that lists no backends, where the last set had some, is applied only when the file
+ * still reads the same `EMPTY_CONFIRM_MS` later. A SIGHUP applies such a file at once.
  */
 export class FileProvider implements Provider {
   readonly name = "file";
@@ -64,6 +73,9 @@ export class FileProvider implements Provider {
   /** Text of the last read, good or bad, so an unchanged file is not reported again. */
   #lastText: string | undefined;
   #lastError: string | undefined;
+  /** Backends in the set published last. */
+  #publishedSize = 0;
+  #emptyConfirm: Timer | undefined;
 
   constructor(options: FileProviderOptions) {
     this.#options = { watch: true, debounceMs: 200, pollIntervalMs: 30_000, logger: silentLogger, ...options };
@@ -86,6 +98,7 @@ export class FileProvider implements Provider {
     this.#watch?.close();
     this.#watch = undefined;
     clearTimeout(this.#debounce);
+    clearTimeout(this.#emptyConfirm);
     clearInterval(this.#poll);
   }
 
@@ -102,7 +115,7 @@ export class FileProvider implements Provider {
 
     const path = this.#options.path;
     const text = this.#readText();
-    const forced = reason === "SIGHUP" || reason === "start";
+    const forced = reason === "SIGHUP" || reason === "start" || reason === "empty confirmed";
     // A missing file counts as unchanged only when it was already missing at the last read.
     const unchanged = text === this.#lastText && (text !== undefined || this.#lastError !== undefined);
     if (!forced && unchanged) {
@@ -130,13 +143,35 @@ export class FileProvider implements Provider {
       this.#options.onAccepted?.(config);
     }
     const set = new BackendSet(config.backends ?? []);
+    clearTimeout(this.#emptyConfirm);
+    if (set.size === 0 && this.#publishedSize > 0 && (reason === "file event" || reason === "poll")) {
+      this.#confirmEmpty(text);
+
+      return true;
+    }
     // A save that changes the set is logged by the server with provider=file, and one that
     // changes nothing needs no info line; a reload the operator requested always gets one.
     const level = reason === "start" || reason === "SIGHUP" ? "info" : "debug";
     this.#log.log(level, reason === "start" ? "config loaded" : "config reloaded", { file: path, reason, count: set.size });
     publish(set);
+    this.#publishedSize = set.size;
 
     return true;
+  }
+
+  /** Applies a save that removes every backend only if the file still reads `text` after EMPTY_CONFIRM_MS. */
+  #confirmEmpty(text: string | undefined): void {
+    this.#log.info("config file lists no backends; removing them in 1 s unless it changes again, as a save may be in progress", {
+      file: this.#options.path,
+      removing: this.#publishedSize,
+    });
+    this.#emptyConfirm = setTimeout(() => {
+      this.#emptyConfirm = undefined;
+      // A changed file has its own file event, which reads it.
+      if (this.#readText() === text) {
+        this.reload("empty confirmed");
+      }
+    }, EMPTY_CONFIRM_MS);
   }
 
   #readText(): string | undefined {
