@@ -197,6 +197,8 @@ test("FileProvider rejects an invalid file, then takes the fix", async () => {
   await BalancerScenario.echo(clients.get("a")!, "a after fix");
   expect(provider.reloads).toBeGreaterThanOrEqual(2);
   expect(provider.reloadFailures).toBeGreaterThanOrEqual(1);
+  // The fix is confirmed at info, unlike an ordinary save that the server's set line covers.
+  expect(scenario.log.withMessage("config reloaded").some((record) => record.level === "info" && record.reason === "file event")).toBe(true);
 });
 
 test("FileProvider rejects an empty file", async () => {

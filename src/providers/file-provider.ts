@@ -138,6 +138,8 @@ export class FileProvider implements Provider {
       return false;
     }
 
+    // A good save after a rejected one is logged at info, so the operator sees the fix taken.
+    const recovered = this.#lastError !== undefined;
     this.#lastError = undefined;
     if (reason !== "start") {
       this.#options.onAccepted?.(config);
@@ -151,7 +153,7 @@ export class FileProvider implements Provider {
     }
     // A save that changes the set is logged by the server with provider=file, and one that
     // changes nothing needs no info line; a reload the operator requested always gets one.
-    const level = reason === "start" || reason === "SIGHUP" ? "info" : "debug";
+    const level = reason === "start" || reason === "SIGHUP" || recovered ? "info" : "debug";
     this.#log.log(level, reason === "start" ? "config loaded" : "config reloaded", { file: path, reason, count: set.size });
     publish(set);
     this.#publishedSize = set.size;
