@@ -5,7 +5,7 @@
  * parse here and print back in one canonical form.
  */
 
-import { isIPv4, isIPv6 } from "node:net";
+import { isIP, isIPv4, isIPv6 } from "node:net";
 
 /** A TCP address: a host name or IP literal and a port. */
 export interface TcpAddress {
@@ -100,7 +100,7 @@ export function parseTarget(text: string): Address {
     );
   }
   if (address.kind === "tcp" && isUnspecified(address.host)) {
-    const loopback = address.host.includes(":") ? `[::1]:${address.port}` : `127.0.0.1:${address.port}`;
+    const loopback = canonicalHost(address.host) === "::" ? `[::1]:${address.port}` : `127.0.0.1:${address.port}`;
     throw new AddressError(
       `invalid address "${text.trim()}": ${address.host} is the unspecified address, which only a listener can use; use the backend's own address, or ${loopback} for this machine`,
     );
@@ -109,13 +109,40 @@ export function parseTarget(text: string): Address {
   return address;
 }
 
-/** Returns true for `0.0.0.0` and every spelling of `::`, the addresses that mean "any" to bind(2). */
+/** Returns true for every spelling of `0.0.0.0` and `::`, the addresses that mean "any" to bind(2). */
 function isUnspecified(host: string): boolean {
-  if (isIPv4(host)) {
-    return host === "0.0.0.0";
+  const canonical = canonicalHost(host);
+
+  return canonical === "0.0.0.0" || canonical === "::";
+}
+
+/**
+ * Returns one spelling per host, so that two spellings of one address compare equal. It writes
+ * `localhost` as 127.0.0.1 and an IPv6 address in its shortest form (`0:0::1` as `::1`). An
+ * IPv4-mapped IPv6 address becomes its IPv4 address, because Linux binds and dials both as the
+ * same address. A zone (`%eth0`) is kept. Other host names are only lowercased, never resolved.
+ */
+export function canonicalHost(host: string): string {
+  const lowered = host.toLowerCase();
+  if (lowered === "localhost") {
+    return "127.0.0.1";
+  }
+  if (isIP(lowered) !== 6) {
+    return lowered;
   }
 
-  return isIPv6(host) && !host.includes(".") && host.replaceAll(/[:0]/g, "") === "";
+  const [ip, zone] = lowered.split("%", 2) as [string, string | undefined];
+  // The URL parser (WHATWG URL standard) writes an IPv6 host compressed and in lower case, in brackets.
+  const shortest = new URL(`http://[${ip}]/`).hostname.slice(1, -1);
+  const mapped = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(shortest);
+  if (mapped !== null && zone === undefined) {
+    const high = parseInt(mapped[1]!, 16);
+    const low = parseInt(mapped[2]!, 16);
+
+    return [high >> 8, high & 0xff, low >> 8, low & 0xff].join(".");
+  }
+
+  return zone === undefined ? shortest : `${shortest}%${zone}`;
 }
 
 function missingHostHint(port: string, listener: boolean): string {

@@ -1,3 +1,4 @@
+import type { Address } from "./address.ts";
 import { AdminServer, checkAdminAddress, readTokenFile } from "./admin-server.ts";
 import { BackendSet } from "./backend-set.ts";
 import { BackendSetUnion } from "./backend-set-union.ts";
@@ -5,7 +6,7 @@ import { collectStatus } from "./balancer-status.ts";
 import { createClusterProviders } from "./cluster-providers.ts";
 import type { CliOptions } from "./cli.ts";
 import { checkProbeConfig } from "./probe-config-check.ts";
-import { findSelfTarget } from "./self-target.ts";
+import { createSelfTargetCheck, findSelfTarget, skipSelfTargets } from "./self-target.ts";
 import { ConfigError } from "./config.ts";
 import { ListenError } from "./listener.ts";
 import type { Logger } from "./logger.ts";
@@ -48,6 +49,8 @@ export interface BackendSources {
  * Creates the providers the settings ask for, seeds the union from the state file and
  * starts them, applying their union to `server`. Providers that publish while starting
  * (static, file, api) are applied as one change; DNS publishes when its first lookup ends.
+ * Saved backends, and backends of DNS, Kubernetes and etcd, whose target is one of tinylb's
+ * own listen addresses are skipped with a warning.
  *
  * @throws {ConfigError} for a backend whose target is a listen address of this tinylb, an admin
  *   address outside loopback without the flags, a bad token file, a state file in a missing folder, or a kubeconfig or etcd TLS file that cannot be used.
@@ -67,11 +70,12 @@ export async function startBackendSources(cli: CliOptions, settings: Settings, s
   if (selfTarget !== undefined) {
     throw new ConfigError(`invalid backend: ${selfTarget}`);
   }
+  const listening = (): Address[] => [...settings.listen, ...server.listeners.map((listener) => listener.address)];
 
   const union = new BackendSetUnion((set, cause) => server.applySet(set, { provider: cause }), logger);
   const stateFile = options.stateFile === undefined ? undefined : new StateFile(options.stateFile, logger);
   stateFile?.checkFolder();
-  const saved = stateFile?.load() ?? new Map<string, BackendSet>();
+  const saved = stateFile?.load(createSelfTargetCheck(listening())) ?? new Map<string, BackendSet>();
 
   const providers: Provider[] = [];
   let file: FileProvider | undefined;
@@ -87,8 +91,7 @@ export async function startBackendSources(cli: CliOptions, settings: Settings, s
       onAccepted: (config) => applyReloadedSettings(config, cli, settings, server, logger),
       check: (config) => {
         checkProbeConfig(cli.health, config.health, cli.configPath);
-        const listening = [...settings.listen, ...server.listeners.map((listener) => listener.address)];
-        const looping = findSelfTarget(config.backends ?? [], listening);
+        const looping = findSelfTarget(config.backends ?? [], listening());
         if (looping !== undefined) {
           throw new ConfigError(`invalid config ${cli.configPath}: ${looping}`);
         }
@@ -100,6 +103,8 @@ export async function startBackendSources(cli: CliOptions, settings: Settings, s
     api = new AdminApiProvider(saved.get("api"));
     providers.push(api);
   }
+  // Static, file and admin API backends are checked before they are published, and rejected with an error.
+  const checked = new Set<Provider>(providers);
   const servers = options.dns.resolvers.length > 0 ? options.dns.resolvers : undefined;
   for (const { name, port } of options.dns.names) {
     providers.push(new DnsProvider({ name, port, servers, intervalMs: options.dns.intervalMs, logger }));
@@ -109,7 +114,11 @@ export async function startBackendSources(cli: CliOptions, settings: Settings, s
   }
   providers.push(...createClusterProviders(settings, server, logger));
 
-  const publishers = providers.map((provider) => union.register(provider.name));
+  const publishers = providers.map((provider) => {
+    const publish = union.register(provider.name);
+
+    return checked.has(provider) ? publish : skipSelfTargets(provider.name, publish, listening, logger);
+  });
   await union.batch(providers.map((provider) => provider.name).join(","), async () => {
     for (const [index, provider] of providers.entries()) {
       await provider.start(publishers[index]!);

@@ -1,5 +1,5 @@
 import { isIP, isIPv4 } from "node:net";
-import { type Address, formatAddress } from "./address.ts";
+import { type Address, canonicalHost, formatAddress } from "./address.ts";
 
 /** An address tinylb binds, with the setting that requests it, such as `--listen` or `admin`. */
 export interface BindRequest {
@@ -51,34 +51,6 @@ function clash(a: Address, b: Address): boolean {
   const hostB = canonicalHost(b.host);
 
   return hostA === hostB || covers(hostA, hostB) || covers(hostB, hostA);
-}
-
-/**
- * Returns one spelling per host: `localhost` as 127.0.0.1, an IPv6 address in its shortest form
- * (`0:0::1` as `::1`), and an IPv4-mapped IPv6 address as its IPv4 address, which Linux binds
- * as the same address. A zone (`%eth0`) is kept.
- */
-function canonicalHost(host: string): string {
-  const lowered = host.toLowerCase();
-  if (lowered === "localhost") {
-    return "127.0.0.1";
-  }
-  if (isIP(lowered) !== 6) {
-    return lowered;
-  }
-
-  const [ip, zone] = lowered.split("%", 2) as [string, string | undefined];
-  // The URL parser (WHATWG URL standard) writes an IPv6 host compressed and in lower case, in brackets.
-  const shortest = new URL(`http://[${ip}]/`).hostname.slice(1, -1);
-  const mapped = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(shortest);
-  if (mapped !== null && zone === undefined) {
-    const high = parseInt(mapped[1]!, 16);
-    const low = parseInt(mapped[2]!, 16);
-
-    return [high >> 8, high & 0xff, low >> 8, low & 0xff].join(".");
-  }
-
-  return zone === undefined ? shortest : `${shortest}%${zone}`;
 }
 
 function covers(wildcard: string, host: string): boolean {

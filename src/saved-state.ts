@@ -41,13 +41,19 @@ export interface SavedState {
 }
 
 /**
- * Parses the text of a state file. Entries that are invalid, or repeat an id seen before,
- * are skipped and listed, so one bad entry does not cost the others.
+ * Tests one saved backend beyond its syntax, returning why it must be skipped, or undefined
+ * to keep it.
+ */
+export type SavedBackendCheck = (backend: Backend) => string | undefined;
+
+/**
+ * Parses the text of a state file. Entries that are invalid, that `check` rejects, or that
+ * repeat an id seen before are skipped and listed, so one bad entry does not cost the others.
  *
  * @throws {Error} with a plain message when the text is not JSON or its layout (version,
  *   `backends` list) is wrong, so no entry can be trusted.
  */
-export function parseSavedState(text: string): SavedState {
+export function parseSavedState(text: string, check: SavedBackendCheck = () => undefined): SavedState {
   let json: unknown;
   try {
     json = JSON.parse(text);
@@ -74,12 +80,20 @@ export function parseSavedState(text: string): SavedState {
       skipped.push({ index, id, reason: `duplicate backend id "${entry.data.id}"` });
       continue;
     }
+    let backend: Backend;
     try {
-      backends.push({ backend: createBackend(entry.data.id, entry.data.target), provider: entry.data.provider });
-      seen.add(entry.data.id);
+      backend = createBackend(entry.data.id, entry.data.target);
     } catch (error) {
       skipped.push({ index, id, reason: (error as Error).message });
+      continue;
     }
+    const rejection = check(backend);
+    if (rejection !== undefined) {
+      skipped.push({ index, id, reason: rejection });
+      continue;
+    }
+    backends.push({ backend, provider: entry.data.provider });
+    seen.add(entry.data.id);
   }
 
   return { savedAt: layout.data.savedAt, backends, skipped };

@@ -5,7 +5,7 @@ import { BackendSet } from "./backend-set.ts";
 import { ConfigError } from "./config.ts";
 import { type Logger, silentLogger } from "./logger.ts";
 import { describeFileError } from "./file-errors.ts";
-import { parseSavedState, STATE_VERSION, type SavedBackend } from "./saved-state.ts";
+import { parseSavedState, STATE_VERSION, type SavedBackend, type SavedBackendCheck } from "./saved-state.ts";
 
 /** Largest state file read, in bytes. */
 const MAX_STATE_BYTES = 4 * 1024 * 1024;
@@ -66,9 +66,9 @@ export class StateFile {
    * An unreadable or invalid file is logged and also gives an empty map, and invalid
    * entries are skipped, because the state only helps start-up and must never stop it.
    * Before a file that was not read in full can be overwritten, a copy is kept at
-   * `badCopyPath`.
+   * `badCopyPath`. Entries that `check` rejects count as invalid.
    */
-  load(): Map<string, BackendSet> {
+  load(check?: SavedBackendCheck): Map<string, BackendSet> {
     let text: string;
     try {
       text = readFileSync(this.path, "utf8");
@@ -85,7 +85,7 @@ export class StateFile {
       if (text.length > MAX_STATE_BYTES) {
         throw new Error(`the file has more than ${MAX_STATE_BYTES} bytes`);
       }
-      saved = parseSavedState(text);
+      saved = parseSavedState(text, check);
     } catch (error) {
       this.#log.warn("invalid state file; starting without saved backends", { file: this.path, err: (error as Error).message, ...this.#keepBadCopy(text) });
 

@@ -73,6 +73,7 @@ describe("parseTarget", () => {
     ["0.0.0.0:80", "0.0.0.0 is the unspecified address", "or 127.0.0.1:80 for this machine"],
     ["[::]:80", ":: is the unspecified address", "or [::1]:80 for this machine"],
     ["[0:0::0]:80", "0:0::0 is the unspecified address", "or [::1]:80 for this machine"],
+    ["[::ffff:0.0.0.0]:80", "::ffff:0.0.0.0 is the unspecified address", "or 127.0.0.1:80 for this machine"],
   ])("rejects %p", (text, problem, fix) => {
     let caught: unknown;
     try {
@@ -87,7 +88,7 @@ describe("parseTarget", () => {
     expect((caught as Error).message).toContain(fix);
   });
 
-  test.each(["unix:/run/app.sock", "127.0.0.1:80", "[::1]:80", "0.0.0.1:80", "[::2]:80", "api.internal:443"])("accepts %p", (text) => {
+  test.each(["unix:/run/app.sock", "127.0.0.1:80", "[::1]:80", "0.0.0.1:80", "[::2]:80", "[::ffff:127.0.0.1]:80", "api.internal:443"])("accepts %p", (text) => {
     expect(parseTarget(text)).toEqual(parseAddress(text));
   });
 

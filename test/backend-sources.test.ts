@@ -2,12 +2,15 @@ import { afterEach, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { parseAddress } from "../src/address.ts";
 import { type BackendSources, startBackendSources } from "../src/backend-sources.ts";
 import { parseArgs } from "../src/cli.ts";
 import { ListenError } from "../src/listener.ts";
 import { Server } from "../src/server.ts";
 import { resolveSettings } from "../src/settings.ts";
+import { EtcdCluster, etcdctl } from "./support/etcd-cluster.ts";
 import { LogLines } from "./support/log-lines.ts";
+import { waitFor } from "./support/wait.ts";
 
 const cleanup: (() => void | Promise<unknown>)[] = [];
 afterEach(async () => {
@@ -116,3 +119,52 @@ test("startBackendSources reload without a config file", async () => {
   expect(sources.reload()).toBe(false);
   expect(log.withMessage("SIGHUP received but no --config file is set; nothing to reload").length).toBe(1);
 });
+
+// The server in these tests is never bound, so nothing listens on the listen addresses set
+// below. They only decide which targets count as looping back.
+test("startBackendSources skips saved backends that loop back", async () => {
+  const stateFile = join(tempDir(), "state.json");
+  writeFileSync(
+    stateFile,
+    JSON.stringify({
+      version: 1,
+      backends: [
+        { id: "ok", target: "10.0.0.1:6443", provider: "api" },
+        { id: "self", target: "[::ffff:127.0.0.1]:7443", provider: "api" },
+      ],
+    }),
+  );
+
+  const { sources, server, log } = await start(["--state-file", stateFile, "--admin", `unix:${join(tempDir(), "admin.sock")}`], (settings) => {
+    settings.listen = [parseAddress("127.0.0.1:7443")];
+  });
+
+  expect(server.set.describe()).toBe("ok=10.0.0.1:6443");
+  expect(sources.api?.set.describe()).toBe("ok=10.0.0.1:6443");
+  const skipped = log.withMessage("skipped an invalid saved backend");
+  expect(skipped.length).toBe(1);
+  expect(skipped[0]!.id).toBe("self");
+  expect(String(skipped[0]!.err)).toContain("which is tinylb's own listen address 127.0.0.1:7443");
+});
+
+test("startBackendSources skips etcd keys that loop back", async () => {
+  const cluster = await EtcdCluster.start(1);
+  cleanup.push(() => cluster.stop());
+  const endpoint = cluster.members[0]!.clientUrl;
+  await etcdctl(endpoint, ["put", "/lb/ok", "10.0.0.1:6443"]);
+  await etcdctl(endpoint, ["put", "/lb/self", "[0:0::1]:7443"]);
+
+  const { server, log } = await start(["--admin", "off"], (settings) => {
+    settings.listen = [parseAddress("[::1]:7443")];
+    settings.etcd = { endpoints: [endpoint], prefix: "/lb/" };
+  });
+  await waitFor("the etcd provider publishes", () => server.set.size > 0);
+  await etcdctl(endpoint, ["put", "/lb/other", "10.0.0.2:6443"]);
+  await waitFor("the etcd provider publishes the new key", () => server.set.size === 2);
+
+  expect(server.set.describe()).toBe("ok=10.0.0.1:6443,other=10.0.0.2:6443");
+  const skipped = log.withMessage("skipping a backend whose target is tinylb's own listen address");
+  expect(skipped.length).toBe(1);
+  expect(skipped[0]!.provider).toBe("etcd:/lb/");
+  expect(skipped[0]!.backend).toBe("self");
+}, 60_000);

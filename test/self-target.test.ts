@@ -2,7 +2,9 @@ import { expect, test } from "bun:test";
 import { networkInterfaces } from "node:os";
 import { parseAddress } from "../src/address.ts";
 import { createBackend } from "../src/backend.ts";
-import { findSelfTarget } from "../src/self-target.ts";
+import { BackendSet } from "../src/backend-set.ts";
+import { findSelfTarget, skipSelfTargets } from "../src/self-target.ts";
+import { LogLines } from "./support/log-lines.ts";
 
 test.each([
   ["127.0.0.1:7443", "127.0.0.1:7443", true],
@@ -18,6 +20,15 @@ test.each([
   ["127.0.0.2:7443", "127.0.0.1:7443", false],
   ["10.255.0.1:7443", "127.0.0.1:7443", false],
   ["api.internal:7443", "0.0.0.0:7443", false],
+  ["[0:0::1]:7443", "[::1]:7443", true],
+  ["[::1]:7443", "[0:0:0:0:0:0:0:1]:7443", true],
+  ["[::ffff:127.0.0.1]:7443", "127.0.0.1:7443", true],
+  ["[0:0::ffff:7f00:1]:7443", "localhost:7443", true],
+  ["127.0.0.1:7443", "[::ffff:127.0.0.1]:7443", true],
+  ["[::ffff:127.0.0.2]:7443", "0.0.0.0:7443", true],
+  ["[::1]:7443", "[0::]:7443", true],
+  ["[::ffff:127.0.0.2]:7443", "127.0.0.1:7443", false],
+  ["[::2]:7443", "[::1]:7443", false],
   ["unix:/run/tinylb.sock", "unix:/run/tinylb.sock", true],
   ["unix:/run/tinylb.sock", "unix:/run/./tinylb.sock", true],
   ["unix:/run/app.sock", "unix:/run/tinylb.sock", false],
@@ -50,4 +61,49 @@ test("findSelfTarget matches an interface address under a wildcard listener", ()
   }
 
   expect(findSelfTarget([createBackend("self", `${ipv4.address}:7443`)], [parseAddress("0.0.0.0:7443")])).toContain('backend "self"');
+});
+
+test("skipSelfTargets leaves looping backends out", () => {
+  const log = new LogLines();
+  const published: string[] = [];
+  const listen = [parseAddress("127.0.0.1:7443")];
+  const publish = skipSelfTargets("etcd:/lb/", (set) => published.push(set.describe()), () => listen, log.logger);
+  const ok = createBackend("ok", "127.0.0.1:9000");
+  const self = createBackend("self", "[::ffff:127.0.0.1]:7443");
+
+  publish(new BackendSet([ok, self]));
+  expect(published).toEqual(["ok=127.0.0.1:9000"]);
+  const warnings = log.withMessage("skipping a backend whose target is tinylb's own listen address");
+  expect(warnings.length).toBe(1);
+  expect(warnings[0]!.provider).toBe("etcd:/lb/");
+  expect(warnings[0]!.backend).toBe("self");
+  expect(warnings[0]!.target).toBe("[::ffff:127.0.0.1]:7443");
+  expect(String(warnings[0]!.err)).toContain("which is tinylb's own listen address 127.0.0.1:7443");
+});
+
+test("skipSelfTargets warns again only after a return", () => {
+  const log = new LogLines();
+  const published: string[] = [];
+  const publish = skipSelfTargets("dns:api:7443", (set) => published.push(set.describe()), () => [parseAddress("[::1]:7443")], log.logger);
+  const ok = createBackend("ok", "127.0.0.1:9000");
+  const self = createBackend("self", "[0:0::1]:7443");
+  const warnings = () => log.withMessage("skipping a backend whose target is tinylb's own listen address").length;
+
+  publish(new BackendSet([ok, self])); // self appears: one warning
+  publish(new BackendSet([ok, self])); // still there: no new warning
+  expect(warnings()).toBe(1);
+  publish(new BackendSet([ok])); // self left
+  publish(new BackendSet([ok, self])); // self is back: warned again
+  expect(warnings()).toBe(2);
+  expect(published).toEqual(["ok=127.0.0.1:9000", "ok=127.0.0.1:9000", "ok=127.0.0.1:9000", "ok=127.0.0.1:9000"]);
+});
+
+test("skipSelfTargets passes a set without loops unchanged", () => {
+  const published: BackendSet[] = [];
+  const publish = skipSelfTargets("etcd:/lb/", (set) => published.push(set), () => [parseAddress("127.0.0.1:7443")], new LogLines().logger);
+  const set = new BackendSet([createBackend("a", "127.0.0.1:9000")]);
+
+  publish(set);
+  expect(published).toEqual([set]);
+  expect(published[0]).toBe(set);
 });
