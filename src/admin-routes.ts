@@ -50,8 +50,8 @@ const BACKEND_PATH = /^\/v1\/backends\/([^/]+)$/;
 
 /**
  * Serves one admin request. Every path has a fixed set of methods; another method gets
- * 405 with an `Allow` header. HEAD is served wherever GET is, as RFC 9110 expects; the
- * caller drops the body.
+ * 405 with an `Allow` header. HEAD is served wherever GET is, as RFC 9110 expects, and the
+ * caller drops the body but keeps its length in `Content-Length`.
  *
  * @throws {AdminRequestError} for a request that cannot be served; nothing was changed.
  */

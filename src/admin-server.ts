@@ -149,7 +149,7 @@ async function handle(request: Request, context: AdminRouteContext, log: Logger)
     const response = await routeAdminRequest(request, context);
     log.debug("admin request", { method: request.method, path, status: response.status });
 
-    return request.method === "HEAD" ? withoutBody(response) : response;
+    return request.method === "HEAD" ? await withoutBody(response) : response;
   } catch (error) {
     if (error instanceof AdminRequestError) {
       log.debug("admin request failed", { method: request.method, path, status: error.status, err: error.message });
@@ -160,7 +160,7 @@ async function handle(request: Request, context: AdminRouteContext, log: Logger)
 
       const response = json(error.status, body, error.headers);
 
-      return request.method === "HEAD" ? withoutBody(response) : response;
+      return request.method === "HEAD" ? await withoutBody(response) : response;
     }
     log.error("invariant violated: admin request failed", { method: request.method, path, err: error });
 
@@ -168,9 +168,17 @@ async function handle(request: Request, context: AdminRouteContext, log: Logger)
   }
 }
 
-/** Drops the body of a response to HEAD, keeping the status and headers a GET would get. */
-function withoutBody(response: Response): Response {
-  return new Response(null, { status: response.status, headers: response.headers });
+/**
+ * Drops the body of a response to HEAD, keeping the status and headers a GET would get. The
+ * `Content-Length` is the length of the dropped body, as RFC 9110 (section 8.6) requires,
+ * because Bun (1.4.4) sends 0 for a response without a body.
+ */
+async function withoutBody(response: Response): Promise<Response> {
+  const length = (await response.arrayBuffer()).byteLength;
+  const headers = new Headers(response.headers);
+  headers.set("content-length", String(length));
+
+  return new Response(null, { status: response.status, headers });
 }
 
 function bearerCheck(token: string): (request: Request) => boolean {

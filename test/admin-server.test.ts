@@ -114,15 +114,49 @@ describe.each(["unix", "tcp"] as const)("admin API over %s", (transport) => {
     await stopped;
   });
 
-  test.each(["/healthz", "/readyz", "/metrics", "/v1/backends"])("HEAD %s answers like GET without a body", async (path) => {
+  test.each(["/healthz", "/readyz", "/metrics", "/v1/backends", "/v1/backends/a", "/v1/backends/missing"])("HEAD %s answers like GET without a body", async (path) => {
     const { request } = await startAdmin(transport);
 
     const get = await request(path);
+    const getBody = await get.arrayBuffer();
     const head = await request(path, { method: "HEAD" });
 
     expect(head.status).toBe(get.status);
     expect(head.headers.get("content-type")).toBe(get.headers.get("content-type"));
+    expect(head.headers.get("content-length")).toBe(String(getBody.byteLength));
     expect(await head.text()).toBe("");
+  });
+
+  test("raw HEAD response has no body", async () => {
+    const { admin, request } = await startAdmin(transport);
+    const getLength = (await (await request("/readyz")).arrayBuffer()).byteLength;
+
+    // fetch hides a body sent after a HEAD response, so this reads the raw bytes until the server closes.
+    let received = "";
+    let closed = false;
+    const handler = {
+      open(socket: { write(data: string): number }) {
+        socket.write("HEAD /readyz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+      },
+      data(_socket: unknown, chunk: Buffer) {
+        received += chunk.toString("latin1");
+      },
+      close() {
+        closed = true;
+      },
+    };
+    const socket =
+      admin.address.kind === "unix"
+        ? await Bun.connect({ unix: admin.address.path, socket: handler })
+        : await Bun.connect({ hostname: "127.0.0.1", port: admin.address.port, socket: handler });
+    cleanup.push(() => {
+      socket.end();
+    });
+    await waitFor("the admin API closes the connection", () => closed);
+
+    expect(received.startsWith("HTTP/1.1 200 ")).toBe(true);
+    expect(received.toLowerCase()).toContain(`\r\ncontent-length: ${getLength}\r\n`);
+    expect(received.endsWith("\r\n\r\n")).toBe(true);
   });
 
   test("GET backends lists traffic per backend", async () => {
