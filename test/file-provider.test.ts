@@ -113,6 +113,9 @@ test("FileProvider watches the folder of a symlink's target", async () => {
     symlinkSync(real, path);
   });
   expect(provider.watchedFolders).toEqual([join(dir, "link"), join(dir, "real")]);
+  const targetWatches = () => scenario.log.withMessage("config file is a symlink into another folder; watching that folder too");
+  expect(targetWatches()).toHaveLength(1);
+  expect(targetWatches()[0]).toMatchObject({ level: "info", file: path, folder: join(dir, "real") });
 
   // An in-place write to the target raises events only in the target's folder.
   writeFileSync(real, yaml(scenario, ["b"]));
@@ -125,6 +128,8 @@ test("FileProvider watches the folder of a symlink's target", async () => {
   renameSync(join(dir, "link", ".tinylb.yaml.new"), path);
   await waitFor("set of c", () => scenario.running === `c=${scenario.target("c")}`);
   expect(provider.watchedFolders).toEqual([join(dir, "link"), join(dir, "other")]);
+  expect(targetWatches()).toHaveLength(2);
+  expect(targetWatches()[1]).toMatchObject({ level: "info", file: path, folder: join(dir, "other") });
 
   writeFileSync(other, yaml(scenario, ["a", "c"]));
   await waitFor("set of a and c", () => scenario.running === `a=${scenario.target("a")},c=${scenario.target("c")}`);

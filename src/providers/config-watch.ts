@@ -30,6 +30,8 @@ export class ConfigWatch {
   readonly #onEvent: () => void;
   readonly #log: Logger;
   readonly #watches = new Map<string, FolderWatch>();
+  /** The folder of the file's resolved target at the last refresh, when it is not the file's own folder. */
+  #targetFolder: string | undefined;
   /** Whether the file's own folder existed at the last refresh; undefined before the first. */
   #folderPresent: boolean | undefined;
   #lastError: string | undefined;
@@ -98,12 +100,14 @@ export class ConfigWatch {
     }
     this.#noteFolderPresence(folderIno !== undefined, [...expected.keys()][0]);
 
+    this.#targetFolder = undefined;
     const target = resolvedTarget(this.#path);
     if (target !== undefined) {
       const targetFolder = dirname(target);
       const targetIno = inodeOf(targetFolder);
       if (targetIno !== undefined && !expected.has(targetFolder)) {
         expected.set(targetFolder, targetIno);
+        this.#targetFolder = targetFolder;
       }
     }
 
@@ -143,7 +147,11 @@ export class ConfigWatch {
     });
     this.#watches.set(folder, { ino, watcher });
     this.#lastError = undefined;
-    this.#log.debug("watching config folder", { file: this.#path, folder });
+    if (folder === this.#targetFolder) {
+      this.#log.info("config file is a symlink into another folder; watching that folder too", { file: this.#path, folder });
+    } else {
+      this.#log.debug("watching config folder", { file: this.#path, folder });
+    }
   }
 
   #watchFailed(folder: string, error: unknown): void {
