@@ -290,3 +290,27 @@ test("FileProvider never applies a half-written file that lists no backends", as
   const sizes = scenario.log.withMessage("backend set changed").map((record) => record.count);
   expect(sizes).not.toContain(0);
 });
+
+test("FileProvider watches a symlink target's folder made again", async () => {
+  const dir = tempDir();
+  mkdirSync(join(dir, "link"));
+  mkdirSync(join(dir, "real"));
+  const path = join(dir, "link", "tinylb.yaml");
+  const real = join(dir, "real", "tinylb.yaml");
+  const { scenario, provider } = await startScenario(path, ["a"], (text) => {
+    writeFileSync(real, text);
+    symlinkSync(real, path);
+  });
+
+  // A deploy replaces the folder the link points into.
+  rmSync(join(dir, "real"), { recursive: true });
+  await rejection(scenario, "does not exist");
+  mkdirSync(join(dir, "real"));
+  // The folder is back but the file is not yet: the reload that the folder's return causes
+  // must come and go before the file is written.
+  await waitFor("the dangling link's folder to be watched", () => provider.watchedFolders.includes(join(dir, "real")));
+  writeFileSync(real, yaml(scenario, ["b"]));
+
+  // Far sooner than the 30 s re-read, which this provider does not run (pollIntervalMs 0).
+  await waitFor("set of b", () => scenario.running === `b=${scenario.target("b")}`, 5000);
+});

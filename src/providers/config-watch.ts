@@ -1,4 +1,4 @@
-import { type FSWatcher, realpathSync, statSync, watch } from "node:fs";
+import { type FSWatcher, readlinkSync, realpathSync, statSync, watch } from "node:fs";
 import { dirname, resolve } from "node:path";
 import type { Logger } from "../logger.ts";
 
@@ -17,7 +17,9 @@ interface FolderWatch {
  * - the file's folder, or, while that folder is missing, its nearest existing parent, so the
  *   folder is watched again as soon as it is made again;
  * - the folder of the file's resolved target, when the file is a symlink into another folder,
- *   so an in-place write to that target is seen too.
+ *   so an in-place write to that target is seen too. While the link dangles, the folder it
+ *   points into is watched, or that folder's nearest existing parent while it is missing,
+ *   so the target is seen when it is made again.
  *
  * `refresh` recomputes both after every event and on the caller's poll, so a swapped symlink
  * or a folder deleted and made again moves the watches along.
@@ -109,6 +111,11 @@ export class ConfigWatch {
         expected.set(targetFolder, targetIno);
         this.#targetFolder = targetFolder;
       }
+    } else {
+      const dangling = danglingLinkFolder(this.#path);
+      if (dangling !== undefined && !expected.has(dangling.folder)) {
+        expected.set(dangling.folder, dangling.ino);
+      }
     }
 
     return expected;
@@ -197,6 +204,24 @@ function nearestExistingParent(folder: string): { folder: string; ino: number } 
     }
     current = parent;
   }
+}
+
+/**
+ * Returns the folder to watch for a symlink at `path` that does not resolve: the folder it
+ * points into, or that folder's nearest existing parent. Undefined when `path` is no symlink.
+ */
+function danglingLinkFolder(path: string): { folder: string; ino: number } | undefined {
+  let link: string;
+  try {
+    link = readlinkSync(path);
+  } catch {
+    // Not a symlink, or no file at all: the file's own folder is watched.
+    return undefined;
+  }
+  const folder = dirname(resolve(dirname(path), link));
+  const ino = inodeOf(folder);
+
+  return ino === undefined ? nearestExistingParent(folder) : { folder, ino };
 }
 
 /** Returns the file's path with every symlink resolved, or undefined when it does not resolve. */
