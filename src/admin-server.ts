@@ -278,6 +278,11 @@ function bindTcp(host: string, port: number, fetch: Fetch): HttpServer<undefined
     return Bun.serve({ hostname: host, port, fetch, maxRequestBodySize: BODY_LIMIT });
   } catch (error) {
     const name = formatAddress({ kind: "tcp", host, port });
-    throw new ListenError(`admin API listen on ${name} failed: ${(error as Error).message}`, { cause: error });
+    // Bun 1.4.4 words this "Failed to start server. Is port N in use?" and sets the code.
+    const detail =
+      (error as { code?: unknown }).code === "EADDRINUSE"
+        ? "the address is already in use (EADDRINUSE), such as by another tinylb that may still be draining; stop it, wait until it exits, or pick another address"
+        : (error as Error).message;
+    throw new ListenError(`admin API listen on ${name} failed: ${detail}`, { cause: error });
   }
 }

@@ -373,6 +373,22 @@ test("AdminServer start refuses a public address before binding", async () => {
   await expect(start).rejects.toThrow("admin API address 0.0.0.0:0 rejected");
 });
 
+test("admin API on a busy TCP port names the cause", async () => {
+  const scenario = new BalancerScenario();
+  cleanup.push(() => scenario.close());
+  const api = new AdminApiProvider();
+  await scenario.start(api);
+  const busy = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => new Response("busy") });
+  cleanup.push(() => busy.stop(true));
+
+  const start = AdminServer.start({
+    address: { kind: "tcp", host: "127.0.0.1", port: busy.port! },
+    context: { api, union: scenario.union, status: () => collectStatus(scenario.server, scenario.union), metrics: () => "" },
+  });
+
+  await expect(start).rejects.toThrow(`admin API listen on 127.0.0.1:${busy.port} failed: the address is already in use (EADDRINUSE)`);
+});
+
 test("admin socket of a draining tinylb is taken over", async () => {
   const scenario = new BalancerScenario();
   cleanup.push(() => scenario.close());
