@@ -1,6 +1,6 @@
 /**
- * Finds a key given twice in one mapping of a YAML or JSON config file. This file holds the
- * record of keys and the JSON scanner; `yaml-duplicate-keys.ts` holds the YAML scanner.
+ * Finds a key given twice in one mapping of a YAML or JSON config file. This file contains the
+ * record of keys and the JSON scanner, and `yaml-duplicate-keys.ts` contains the YAML scanner.
  *
  * Bun 1.4.4's YAML and JSONC parsers keep the last of two equal keys without a word, while
  * YAML 1.2 requires the keys of a mapping to be unique and Bun's TOML parser rejects a

@@ -107,8 +107,8 @@ export function parseResolver(text: string): string | { error: string } {
 }
 
 /**
- * Returns a warning when DNS resolvers are set but no DNS or SRV name is, since the resolvers
- * are then never asked (static targets are resolved by the system's resolver); else undefined.
+ * Returns a warning when DNS resolvers are set but no DNS or SRV name is, because the resolvers
+ * are then never queried; else undefined. Static targets are resolved by the system's resolver.
  */
 export function unusedResolverWarning(dns: ProviderSettings["dns"]): string | undefined {
   if (dns.resolvers.length === 0 || dns.names.length > 0 || dns.srv.length > 0) {

@@ -276,11 +276,11 @@ describe.each(["unix", "tcp"] as const)("admin API over %s", (transport) => {
     const { request, scenario, api } = await startAdmin(transport);
     const own = `127.0.0.1:${scenario.port}`;
 
-    const one = await request("/v1/backends/self", putJson({ target: own }));
+    const single = await request("/v1/backends/self", putJson({ target: own }));
     const all = await request("/v1/backends", putJson({ backends: [{ id: "b", target: scenario.target("b") }, { id: "self", target: `localhost:${scenario.port}` }] }));
 
-    expect(one.status).toBe(400);
-    expect(await one.json()).toEqual({
+    expect(single.status).toBe(400);
+    expect(await single.json()).toEqual({
       error: `backend "self" has target ${own}, which is tinylb's own listen address ${own}, so its connections would loop back into tinylb; use the backend's own address`,
       field: "target",
     });

@@ -10,7 +10,7 @@ afterEach(async () => {
 });
 
 test("binary warns about a resolver without DNS names", async () => {
-  // No DNS query is sent: nothing asks the resolver, which is the point of the warning.
+  // No DNS query is sent, because nothing queries the resolver: that is what the warning reports.
   const balancer = TinylbProcess.start(["--listen", "127.0.0.1:0", "--backend", "a=127.0.0.1:9", "--dns-resolver", "127.0.0.1:5353"]);
   started.push(balancer);
   await balancer.waitForLog("tinylb started");

@@ -48,12 +48,13 @@ export const EMPTY_CONFIRM_MS = 1000;
 /**
  * The config file's `backends` list, re-read when the file changes or on SIGHUP.
  *
- * It watches folders rather than the file (see `ConfigWatch`). So it sees in-place writes,
- * saves by rename (editors, `mv`) and Kubernetes ConfigMap updates (the `..data` symlink
- * swapped to a new folder). It also sees writes to a symlink's target in another folder,
- * and saves into a config folder that was deleted and made again. A file that is missing, unreadable,
- * empty or invalid is logged with the file, the field path and the value. Nothing is
- * published then, so the last good set keeps serving until a good version appears.
+ * It watches folders rather than the file (see `ConfigWatch`), so it detects in-place
+ * writes, saves by rename (editors, `mv`) and Kubernetes ConfigMap updates (the `..data`
+ * symlink swapped to a new folder). It also detects writes to a symlink's target in another
+ * folder, and saves into a config folder that was deleted and made again. A file that is
+ * missing, unreadable, empty or invalid is logged with the file, the field path and the
+ * value. Nothing is published then, so the last good set keeps serving until a good version
+ * appears.
  * A save that lists no backends, where the last set had some, is applied only when the file
  * still reads the same `EMPTY_CONFIRM_MS` later. A SIGHUP applies such a file at once.
  */
