@@ -16,7 +16,8 @@ export interface Contender {
   readonly name: string;
   /** One thread or worker, or as many as the machine has cores. */
   readonly threads: "one" | "all";
-  readonly kind: "direct" | "haproxy" | "nginx" | "tinylb";
+  /** "bun" is bench/minimal-relay.ts: not a balancer, but the floor Bun sets for tinylb. */
+  readonly kind: "direct" | "haproxy" | "nginx" | "tinylb" | "bun";
   /**
    * Starts the balancer on 127.0.0.1:`port` in front of `targets` (`host:port`), pinned to
    * `cpus` when set, and resolves once it accepts connections.
@@ -150,6 +151,25 @@ function tinylb(context: ContenderContext, threads: "one" | "all"): Contender {
 }
 
 /**
+ * The smallest relay Bun allows (bench/minimal-relay.ts), run by the Bun that runs the
+ * benchmark. It has no timeouts, limits or backpressure, so it is a reference row, not a
+ * balancer: tinylb can come close to it, but not go below it.
+ */
+function bunRelay(): Contender {
+  return {
+    name: "bun-relay",
+    threads: "one",
+    kind: "bun",
+    async start(targets, port, cpus) {
+      const ports = targets.map((target) => target.split(":").pop()!);
+      const argv = [process.execPath, join(import.meta.dir, "minimal-relay.ts"), String(port), ...ports];
+
+      return started(startProcess(argv, cpus), port);
+    },
+  };
+}
+
+/**
  * Returns every contender in table order. `tinylbWorkers` adds tinylb with one worker per core
  * when the binary accepts `--workers`.
  */
@@ -165,6 +185,7 @@ export function allContenders(context: ContenderContext, tinylbWorkers: boolean)
   if (tinylbWorkers) {
     contenders.push(tinylb(context, "all"));
   }
+  contenders.push(bunRelay());
 
   return contenders;
 }

@@ -85,7 +85,7 @@ export function renderReport(report: BenchReport): string {
   const command = `bun bench/run.ts ${process.argv.slice(2).join(" ")}`.trim();
   lines.push(
     `Run of ${report.started.toISOString()} (${Math.round((report.finished.getTime() - report.started.getTime()) / 1000)} s): \`${command}\`, ` +
-      `${options.runs} run(s) of ${options.seconds} s per timed workload, medians shown${options.quick ? " (quick mode: one short run, not a result)" : ""}.`,
+      `${options.runs} run(s) of ${options.seconds} s per timed workload after ${options.warmupSeconds} s of warm-up, medians shown${options.quick ? " (quick mode: one short run, not a result)" : ""}.`,
     "",
     ...Object.entries(report.machine).map(([name, version]) => `- ${name}: ${version}`),
     `- network: ${report.privateNetwork ? "loopback of a private network namespace" : "host loopback"}`,

@@ -2,8 +2,9 @@
  * tinylb's benchmark: tinylb against HAProxy, nginx's stream module and a direct connection,
  * on loopback, in one interleaved run with a fresh balancer process for every measurement.
  *
- * Usage: bun bench/run.ts [--quick] [--runs N] [--seconds S] [--idle N] [--only a,b]
- *                         [--workloads a,b] [--placements a,b] [--no-write] [--host-network]
+ * Usage: bun bench/run.ts [--quick] [--runs N] [--seconds S] [--warmup S] [--idle N]
+ *                         [--only a,b] [--workloads a,b] [--placements a,b] [--no-write]
+ *                         [--host-network]
  * `npm run bench` runs it. Results go to stdout and, unless --quick or --no-write, into
  * docs/benchmarks.md between the results markers.
  */
@@ -48,6 +49,8 @@ export interface BenchOptions {
   quick: boolean;
   runs: number;
   seconds: number;
+  /** Uncounted seconds of the same wrk load before each wrk workload. */
+  warmupSeconds: number;
   idleConnections: number;
   only?: string[];
   /** Workload ids to run (bulk-1, bulk-4, connection-rate, kept-alive, idle-memory); all when unset. */
@@ -59,7 +62,7 @@ export interface BenchOptions {
 
 function parseOptions(argv: string[]): BenchOptions {
   const quick = argv.includes("--quick");
-  const options: BenchOptions = { quick, runs: quick ? 1 : 3, seconds: quick ? 1 : 3, idleConnections: quick ? 1000 : 10_000, write: !quick };
+  const options: BenchOptions = { quick, runs: quick ? 1 : 3, seconds: quick ? 1 : 3, warmupSeconds: quick ? 1 : 3, idleConnections: quick ? 1000 : 10_000, write: !quick };
   const value = (flag: string): string | undefined => {
     const index = argv.indexOf(flag);
 
@@ -67,6 +70,7 @@ function parseOptions(argv: string[]): BenchOptions {
   };
   options.runs = Number(value("--runs") ?? options.runs);
   options.seconds = Number(value("--seconds") ?? options.seconds);
+  options.warmupSeconds = Number(value("--warmup") ?? options.warmupSeconds);
   options.idleConnections = Number(value("--idle") ?? options.idleConnections);
   options.only = value("--only")?.split(",");
   options.workloads = value("--workloads")?.split(",");
@@ -80,6 +84,9 @@ function parseOptions(argv: string[]): BenchOptions {
   }
   if (![options.runs, options.seconds, options.idleConnections].every((number) => Number.isInteger(number) && number > 0)) {
     throw new Error("--runs, --seconds and --idle take positive whole numbers");
+  }
+  if (!Number.isInteger(options.warmupSeconds) || options.warmupSeconds < 0) {
+    throw new Error("--warmup takes a whole number of seconds, 0 or more");
   }
 
   return options;
@@ -250,7 +257,7 @@ async function measurePlacement(
     cpus: placement.loadCpus,
     wrkThreads: placement.loadCpus === undefined ? 2 : 1,
     wrkConnections: 32,
-    warmupSeconds: 1,
+    warmupSeconds: options.warmupSeconds,
   };
   const httpBackends = tools.nginx ? await startHttpBackends(workDir, HTTP_PORTS, idleConnections + 50, placement.loadCpus) : undefined;
   let iperf = tools.iperf3 ? await startIperfServer(IPERF_PORT, placement.loadCpus) : undefined;
@@ -269,7 +276,8 @@ async function measurePlacement(
           try {
             const start = (): Promise<RunningContender> =>
               contender.start(workload.http ? httpTargets : [`127.0.0.1:${IPERF_PORT}`], nextPort(), placement.balancerCpus);
-            if (workload.http && contender.kind !== "direct") {
+            // The Bun relay's start-up would time Bun compiling a script, not a balancer starting.
+            if (workload.http && contender.kind !== "direct" && contender.kind !== "bun") {
               const startup = await measureStartup(start);
               running = startup.running;
               record(results, placement.name, "startup", contender.name, startup.sample);

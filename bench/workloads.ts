@@ -23,7 +23,9 @@ export interface LoadSettings {
  * Runs the wrk load for `load.warmupSeconds` without counting it, so one-time costs stay out
  * of the per-connection and per-request figures. Such costs are page faults as buffers grow,
  * in every contender, and the JIT compilation of tinylb's hot paths by Bun's JavaScript
- * engine (about 0.2 s of CPU in the first seconds of load). Start-up is measured on its own.
+ * engine (about 0.2 s of CPU in the first seconds of load). Each worker thread compiles its
+ * own copy and gets only its share of the load, so with several workers the compiles take
+ * longer to finish. Start-up is measured on its own.
  */
 async function warmUp(port: number, extra: string[], load: LoadSettings): Promise<void> {
   if (load.warmupSeconds > 0) {
