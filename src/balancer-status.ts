@@ -75,6 +75,10 @@ export interface BalancerStatus {
   providers: ProviderStatus[];
   /** True when every backend is unhealthy, so the balancer tries each of them anyway. */
   degraded: boolean;
+  /** True once the balancer began to shut down on SIGTERM or SIGINT, so it accepts no new clients. */
+  shuttingDown: boolean;
+  /** Whole milliseconds (rounded up) until the shutdown closes the connections still open, while it waits for them. */
+  shutdownEndsInMs?: number;
 }
 
 /** Per-id traffic of open connections, added to the counters of closed ones. */
@@ -168,6 +172,8 @@ export function collectStatus(server: Server, union: BackendSetUnion): BalancerS
     conflicts: [...union.conflicts],
     providers: union.slots.map((slot) => ({ name: slot.name, backends: slot.set.size, published: slot.published })),
     degraded: server.health.degraded,
+    shuttingDown: server.shuttingDown,
+    shutdownEndsInMs: wholeMs(server.shutdownRemainingMs),
   };
 }
 

@@ -46,6 +46,8 @@ export class Server {
   readonly #listeners: ListenerSet<Connection>;
   #nextId = 1;
   #shuttingDown = false;
+  /** Clock time at which `shutdown` closes the connections still open, while it waits. */
+  #shutdownDeadline: number | undefined;
   #idleWaiters: (() => void)[] = [];
   readonly #setListeners: ((set: BackendSet) => void)[] = [];
   // Built once rather than per connection, because the accept path allocates on every client.
@@ -161,6 +163,11 @@ export class Server {
     return this.#shuttingDown;
   }
 
+  /** Milliseconds until a shutdown closes the connections still open, or undefined when none waits for them. */
+  get shutdownRemainingMs(): number | undefined {
+    return this.#shutdownDeadline === undefined ? undefined : Math.max(0, this.#shutdownDeadline - this.#options.clock.now());
+  }
+
   /** True while the listeners are stopped because the descriptor limit is nearly reached. */
   get acceptPaused(): boolean {
     return this.#listeners.acceptPaused;
@@ -185,7 +192,9 @@ export class Server {
     this.stopListening();
     if (this.activeCount > 0 && graceMs > 0) {
       this.#log.info("waiting for open connections to finish", { open: this.activeCount, graceMs });
+      this.#shutdownDeadline = this.#options.clock.now() + graceMs;
       await Promise.race([this.#whenIdle(), Bun.sleep(graceMs)]);
+      this.#shutdownDeadline = undefined;
     }
 
     this.health.stop();

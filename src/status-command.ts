@@ -121,6 +121,10 @@ export function formatStatus(status: BalancerStatus): string {
     lines.push("(the backend set is empty)");
   }
   lines.push("", `Listeners: ${status.listeners.join(", ") || "(none)"}`);
+  if (status.shuttingDown) {
+    const ends = status.shutdownEndsInMs === undefined ? "" : `; the connections still open are closed in ${formatTimeLeft(status.shutdownEndsInMs)}`;
+    lines.push(`Shutting down: no new clients are accepted${ends}`);
+  }
   if (status.degraded) {
     lines.push("Degraded: every backend is unhealthy, so each is tried anyway");
   }
@@ -135,7 +139,7 @@ export function formatStatus(status: BalancerStatus): string {
     if (!backend.targetInUse) {
       reason = one ? "while it drains" : "while they drain";
       if (backend.drainEndsInMs !== undefined) {
-        reason += `; the drain ends in ${formatDuration(Math.max(1, Math.ceil(backend.drainEndsInMs / 1000)) * 1000)}`;
+        reason += `; the drain ends in ${formatTimeLeft(backend.drainEndsInMs)}`;
       }
     }
     lines.push(`Removed: "${backend.id}" left the set; ${connections}, ${reason}`);
@@ -147,6 +151,11 @@ export function formatStatus(status: BalancerStatus): string {
   }
 
   return lines.join("\n") + "\n";
+}
+
+/** Formats a time left in whole seconds, rounded up, so the last moments read as "1s" rather than "0s". */
+function formatTimeLeft(ms: number): string {
+  return formatDuration(Math.max(1, Math.ceil(ms / 1000)) * 1000);
 }
 
 /** Returns the next step for an error status of the admin API, or "". */

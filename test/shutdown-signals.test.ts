@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { TestBackend, TestClient } from "./support/backends.ts";
 import { HttpBackend } from "./support/http-backend.ts";
 import { httpGet } from "./support/http-get.ts";
-import { listenedPort, TinylbProcess } from "./support/tinylb-process.ts";
+import { BINARY, listenedPort, TinylbProcess } from "./support/tinylb-process.ts";
 import { waitFor, within } from "./support/wait.ts";
 
 const cleanup: (() => unknown)[] = [];
@@ -44,6 +44,37 @@ test("tinylb drains on SIGTERM and closes all on the second", async () => {
   expect(await within("tinylb to exit", tinylb.process.exited, 10_000)).toBe(0);
   expect(tinylb.stderr).toMatch(/SIGTERM received again; closed every connection .*closed=1/);
 });
+
+test("status shows the shutdown deadline", async () => {
+  const backend = TestBackend.echo("a");
+  cleanup.push(() => backend.stop());
+  const dir = mkdtempSync(join(tmpdir(), "tinylb-shutdown-status-"));
+  cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
+  const admin = `unix:${join(dir, "admin.sock")}`;
+  const { tinylb, port } = await startTinylb(["--backend", `a=${backend.target}`, "--shutdown-grace", "1m", "--admin", admin]);
+  const client = await TestClient.connect(port);
+  cleanup.push(() => client.close());
+  await waitFor("greeting", () => client.firstLine === "a");
+  expect(await status(admin)).not.toContain("Shutting down");
+
+  tinylb.signal("SIGTERM");
+  await tinylb.waitForLog("SIGTERM received; draining");
+  const text = await status(admin);
+  expect(text).toMatch(/^a\s+127\.0\.0\.1:\d+\s+static\s+1\s/m);
+  expect(text).toContain("\nListeners: (none)\n");
+  expect(text).toMatch(/^Shutting down: no new clients are accepted; the connections still open are closed in (1m|59s|58s)$/m);
+
+  client.close();
+  expect(await within("tinylb to exit", tinylb.process.exited, 10_000)).toBe(0);
+});
+
+async function status(admin: string): Promise<string> {
+  const child = Bun.spawn([BINARY, "status", "--admin", admin], { stdin: "ignore", stdout: "pipe", stderr: "pipe" });
+  const [stdout, stderr, code] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited]);
+  expect({ code, stderr }).toEqual({ code: 0, stderr: "" });
+
+  return stdout;
+}
 
 test("tinylb probes the backends of its config file", async () => {
   const [a, b, c] = ["a", "b", "c"].map((id) => new HttpBackend(id)) as [HttpBackend, HttpBackend, HttpBackend];

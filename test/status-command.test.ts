@@ -144,7 +144,7 @@ test("status reports an HTTP error from another server", async () => {
 });
 
 test("formatStatus marks an empty set", () => {
-  const text = formatStatus({ listeners: [], backends: [], removed: [], conflicts: [], providers: [], degraded: false });
+  const text = formatStatus({ listeners: [], backends: [], removed: [], conflicts: [], providers: [], degraded: false, shuttingDown: false });
 
   expect(text.split("\n")).toEqual([
     "ID  TARGET  PROVIDER  ACTIVE  TOTAL  BYTES TO BACKEND  BYTES TO CLIENT  HEALTH",
@@ -164,6 +164,7 @@ test("formatStatus shows a retrying backend", () => {
     conflicts: [],
     providers: [],
     degraded: true,
+    shuttingDown: false,
   });
 
   expect(text.split("\n")[1]).toMatch(/^a\s.*\sretrying$/);
@@ -179,6 +180,7 @@ test("formatStatus lists draining removed ids", () => {
     conflicts: [],
     providers: [],
     degraded: false,
+    shuttingDown: false,
   });
 
   expect(text.split("\n")[1]).toMatch(/^old\s+127\.0\.0\.1:9\s+\(removed\)\s+2\s+5\s+10\s+20\s+-$/);
