@@ -1,7 +1,7 @@
 import { lstatSync, unlinkSync } from "node:fs";
 import { dirname } from "node:path";
 import type { Socket, SocketHandler, SocketListener, TCPSocketListenOptions } from "bun";
-import { type Address, formatAddress } from "./address.ts";
+import { type Address, formatAddress, type TcpAddress } from "./address.ts";
 
 /** A listener that could not be bound, naming the address and the reason. */
 export class ListenError extends Error {
@@ -38,7 +38,9 @@ export interface BoundListener {
  * that a live process still accepts on is an error.
  *
  * With `reusePort`, a TCP address is bound with SO_REUSEPORT instead, so the relay workers
- * of one balancer share it; any other process that sets SO_REUSEPORT could join them.
+ * of one balancer share it. The main thread's first bind of the address fails first when
+ * another process is bound to it (see probeExclusiveBind), but a process that sets
+ * SO_REUSEPORT and binds later can still join.
  *
  * @throws {ListenError} when the address cannot be bound.
  */
@@ -53,19 +55,24 @@ export async function bindListener<Data>(address: Address, handlers: SocketHandl
       return { address, name, stop: () => stopListener(listener) };
     }
 
+    const reusePort = options.reusePort === true;
+    const port = reusePort && mustProbeReusedPort(name) ? probeExclusiveBind(address) : address.port;
     // bun-types 1.4.4 declares reusePort on connect options only, but Bun.listen applies it
     // (test/workers.test.ts shares one port between threads).
     const listenOptions: TCPSocketListenOptions<Data> & { reusePort: boolean } = {
       hostname: address.host,
-      port: address.port,
-      exclusive: options.reusePort !== true,
-      reusePort: options.reusePort === true,
+      port,
+      exclusive: !reusePort,
+      reusePort,
       allowHalfOpen: true,
       socket: handlers,
     };
     const listener = Bun.listen<Data>(listenOptions);
     const bound: Address = { kind: "tcp", host: address.host, port: listener.port };
 
+    if (reusePort) {
+      reusedPortNames.add(formatAddress(bound));
+    }
     const fd = (listener as { fd?: unknown }).fd;
 
     return { address: bound, name: formatAddress(bound), fd: typeof fd === "number" ? fd : undefined, stop: () => stopListener(listener) };
@@ -75,6 +82,38 @@ export async function bindListener<Data>(address: Address, handlers: SocketHandl
     }
     throw new ListenError(`listen on ${name} failed: ${describeListenError(error, address)}`, { cause: error });
   }
+}
+
+/** Addresses, with their bound ports, that this thread has bound with SO_REUSEPORT before. */
+const reusedPortNames = new Set<string>();
+
+/**
+ * Tells whether a bind with SO_REUSEPORT must first check that no other process is bound to
+ * the address. Only the main thread checks, on its first bind of the address. Relay workers
+ * join the port the main thread is bound to, and so does the main thread when it binds again
+ * after a descriptor-guard pause, so both binds would fail an exclusive check.
+ */
+function mustProbeReusedPort(name: string): boolean {
+  return Bun.isMainThread && !reusedPortNames.has(name);
+}
+
+/**
+ * Binds a TCP address without SO_REUSEPORT and closes it again, so that an address another
+ * process is bound to fails here with EADDRINUSE, as a bind with one worker does, even when
+ * that process set SO_REUSEPORT. Returns the port that was bound, which for port 0 is the
+ * free port the kernel picked.
+ *
+ * stop(true) closes the probe's socket before it returns (strace shows close() right after
+ * listen() with Bun 1.4.4), so the SO_REUSEPORT bind that follows does not clash with it.
+ * NOTE: a process that binds the port with SO_REUSEPORT between the probe and that bind, or
+ * any time later, still shares it: the kernel offers no way to refuse it.
+ */
+function probeExclusiveBind(address: TcpAddress): number {
+  const probe = Bun.listen({ hostname: address.host, port: address.port, exclusive: true, socket: { data() {} } });
+  const port = probe.port;
+  probe.stop(true);
+
+  return port;
 }
 
 function stopListener(listener: SocketListener<unknown> | SocketListener<never>): void {
