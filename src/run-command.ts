@@ -5,7 +5,7 @@ import { ListenLocks } from "./listen-lock.ts";
 import { formatDuration } from "./duration.ts";
 import type { Logger } from "./logger.ts";
 import { Server } from "./server.ts";
-import { startRelayWorkers, type WorkerPool } from "./worker-pool.ts";
+import { relayThreadCount, startRelayWorkers, type WorkerPool } from "./worker-pool.ts";
 import { resolveSettings, type Settings } from "./settings.ts";
 import { unusedResolverWarning } from "./provider-settings.ts";
 import { runtimeFields, VERSION } from "./version.ts";
@@ -33,6 +33,7 @@ export async function runBalancer(cli: CliOptions, logger: Logger): Promise<Runn
   logger.level = settings.logLevel;
   logger.format = settings.logFormat;
   const log = logger.with({ component: "main" });
+  const threads = relayThreadCount(settings);
 
   const server = new Server({
     listen: settings.listen,
@@ -40,14 +41,14 @@ export async function runBalancer(cli: CliOptions, logger: Logger): Promise<Runn
     keepaliveMs: settings.keepaliveMs,
     maxConnections: settings.maxConnections,
     maxConnectionsPerBackend: settings.maxConnectionsPerBackend,
-    threads: settings.workers,
+    threads,
     health: settings.health.check,
     maxAttempts: settings.health.maxAttempts,
     onRemoval: settings.health.onRemoval,
     drainTimeoutMs: settings.health.drainTimeoutMs,
     onUnhealthy: settings.health.onUnhealthy,
     logger,
-    reusePort: settings.workers > 1,
+    reusePort: threads > 1,
   });
   // The locks keep a second tinylb off these addresses even where listeners share ports (--workers).
   const locks = new ListenLocks();
@@ -81,7 +82,8 @@ export async function runBalancer(cli: CliOptions, logger: Logger): Promise<Runn
     listeners: server.listeners.map((listener) => listener.name).join(","),
     connectTimeout: formatDuration(settings.connectTimeoutMs),
     keepalive: formatDuration(settings.keepaliveMs),
-    workers: settings.workers,
+    // The threads that relay: 1 when --workers found no TCP listener to share.
+    workers: threads,
   });
   log.debug("runtime", runtimeFields());
   if (server.set.size === 0) {

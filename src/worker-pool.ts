@@ -81,7 +81,9 @@ export class WorkerPool {
       const worker: RelayWorker = { thread: new Worker(new URL("./relay-worker.ts", import.meta.url).href), open: 0, openById: {}, exited: false };
       workers.push(worker);
       started.push(pool.#watch(worker, index));
-      pool.#send(worker, { type: "start", index, options, logLevel: logger.level, logFormat: logger.format });
+      // The counters' SharedArrayBuffer is shared with the worker, not copied.
+      const shared = { ...options, threadCounters: server.threadCounters?.buffer, threadIndex: index };
+      pool.#send(worker, { type: "start", index, options: shared, logLevel: logger.level, logFormat: logger.format });
     }
     pool.publish(server.set);
     server.health.onConditionChange(() => pool.#queueHealth());
@@ -289,6 +291,15 @@ const poolsByServer = new WeakMap<Server, WorkerPool>();
 /** Returns the relay workers started beside `server`, for status pages that add up every thread. */
 export function relayWorkersOf(server: Server): WorkerPool | undefined {
   return poolsByServer.get(server);
+}
+
+/**
+ * Returns how many threads accept and relay: `settings.workers`, or 1 when no listen address
+ * is TCP, because relay workers share only TCP ports and Unix socket clients reach the main
+ * thread alone. The connection caps are split over this many threads.
+ */
+export function relayThreadCount(settings: Pick<Settings, "workers" | "listen">): number {
+  return settings.listen.some((address) => address.kind === "tcp") ? settings.workers : 1;
 }
 
 /**
