@@ -19,6 +19,13 @@ export interface ConnectionLimitOptions {
    * @default 1
    */
   threads?: number;
+  /**
+   * True when the threads count their open connections together (see ThreadCounters), so
+   * every thread enforces the whole global cap against that count. The per-backend cap is
+   * still split between the threads.
+   * @default false
+   */
+  globalCountShared?: boolean;
 }
 
 /** Returns one thread's share of a connection cap (0, no cap, stays 0). */
@@ -40,11 +47,11 @@ export type LimitRejection = "global" | "backend";
  * caller must call `release` exactly once when that dial fails or the connection closes.
  */
 export class ConnectionLimits {
-  /** This thread's share of the global cap; 0 means no cap. */
+  /** The global cap this thread enforces: the whole cap when the threads share one count, else its share; 0 means no cap. */
   readonly maxConnections: number;
   /** This thread's share of the per-backend cap; 0 means no cap. */
   readonly maxConnectionsPerBackend: number;
-  readonly #configured: { maxConnections: number; maxConnectionsPerBackend: number; threads: number };
+  readonly #configured: { maxConnections: number; maxConnectionsPerBackend: number; threads: number; globalCountShared: boolean };
   /** Clients closed because the global cap was reached. */
   rejectedGlobal = 0;
   /** Clients closed because every backend was at its cap. */
@@ -54,8 +61,9 @@ export class ConnectionLimits {
 
   constructor(options: ConnectionLimitOptions, logger: Logger, warnIntervalMs = 10_000) {
     const threads = options.threads ?? 1;
-    this.#configured = { maxConnections: options.maxConnections ?? 0, maxConnectionsPerBackend: options.maxConnectionsPerBackend ?? 0, threads };
-    this.maxConnections = capPerThread(this.#configured.maxConnections, threads);
+    const globalCountShared = options.globalCountShared === true;
+    this.#configured = { maxConnections: options.maxConnections ?? 0, maxConnectionsPerBackend: options.maxConnectionsPerBackend ?? 0, threads, globalCountShared };
+    this.maxConnections = globalCountShared ? this.#configured.maxConnections : capPerThread(this.#configured.maxConnections, threads);
     this.maxConnectionsPerBackend = capPerThread(this.#configured.maxConnectionsPerBackend, threads);
     this.#warning = new RateLimitedLog(logger.with({ component: "limits" }), "warn", warnIntervalMs);
   }
@@ -110,7 +118,8 @@ export class ConnectionLimits {
   reject(kind: LimitRejection, client: string): void {
     if (kind === "global") {
       this.rejectedGlobal++;
-      this.#warning.log("connection limit reached; closing client", { client, maxConnections: this.#configured.maxConnections, ...this.#share(this.maxConnections) });
+      const share = this.#configured.globalCountShared ? {} : this.#share(this.maxConnections);
+      this.#warning.log("connection limit reached; closing client", { client, maxConnections: this.#configured.maxConnections, ...share });
     } else {
       this.rejectedBackend++;
       this.#warning.log("every backend is at its connection limit; closing client", {

@@ -51,10 +51,11 @@ export const DESCRIPTORS_PER_CONNECTION = 2;
  * while fewer than `reserve` descriptors are free, and binds them again once twice that
  * many are free.
  *
- * The cheap estimate (descriptors at start plus two per connection of this server) decides
- * when to count `/proc/self/fd` exactly: on every accept near the limit, and at most once a
- * second otherwise, because other threads, probes and admin requests hold descriptors the
- * estimate does not see. The count is linear in open descriptors.
+ * The cheap estimate (descriptors at start plus two per connection, of every relay thread
+ * with `--workers`) decides when to count `/proc/self/fd` exactly: on every accept near the
+ * limit, and at most once a second otherwise. Probes, admin requests and connects given up at
+ * their timeout hold descriptors the estimate does not see. The count is linear in open
+ * descriptors.
  */
 export class DescriptorBudget {
   readonly limit: number;

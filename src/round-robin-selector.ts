@@ -1,20 +1,32 @@
 import { type Backend } from "./backend.ts";
 import { BackendSet, compareIds } from "./backend-set.ts";
 
+/** A rotation position that several selectors share (see ThreadCounters). */
+export interface SharedTurns {
+  /** Takes `count` turns and returns the first one. */
+  takeTurns(count?: number): number;
+}
+
 /**
  * Hands out the backends of a set in id order, wrapping around.
  *
  * The selector remembers the id it handed out last, not a position, so replacing the
  * set keeps its place: the next pick is the first backend whose id sorts after the
  * last one. Every backend of a new set is therefore reached within one cycle.
+ *
+ * With `turns`, the selectors of several threads share one rotation: each pick takes the
+ * next turn, and the turn number modulo the set's size is the position. Consecutive turns
+ * of all threads together then reach every backend of a set, a new one too, within one cycle.
  */
 export class RoundRobinSelector {
   #set: BackendSet;
   #next = 0;
   #lastId: string | undefined;
+  readonly #turns: SharedTurns | undefined;
 
-  constructor(set: BackendSet = BackendSet.EMPTY) {
+  constructor(set: BackendSet = BackendSet.EMPTY, turns?: SharedTurns) {
     this.#set = set;
+    this.#turns = turns;
   }
 
   /** The set the selector currently rotates over. */
@@ -34,12 +46,22 @@ export class RoundRobinSelector {
    */
   next(accept?: (backend: Backend) => boolean): Backend | undefined {
     const backends = this.#set.backends;
+    if (backends.length === 0) {
+      return undefined;
+    }
+
+    const start = this.#turns === undefined ? this.#next : this.#turns.takeTurns() % backends.length;
     for (let step = 0; step < backends.length; step++) {
-      const index = (this.#next + step) % backends.length;
+      const index = (start + step) % backends.length;
       const backend = backends[index]!;
       if (accept === undefined || accept(backend)) {
         this.#next = (index + 1) % backends.length;
         this.#lastId = backend.id;
+        if (step > 0) {
+          // The skipped backends' turns go to this pick, so the next turn follows it rather
+          // than landing on it again.
+          this.#turns?.takeTurns(step);
+        }
 
         return backend;
       }

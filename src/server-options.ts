@@ -29,10 +29,25 @@ export interface ServerOptions {
    */
   maxConnectionsPerBackend?: number;
   /**
-   * Threads that share both caps (`--workers`); this server enforces its share of each.
+   * Threads that share both caps (`--workers`). With more than one, the threads count their
+   * connections together for the global cap, and this server enforces its share of the
+   * per-backend cap.
    * @default 1
    */
   threads?: number;
+  /**
+   * Memory of the counters the threads share (`ThreadCounters.buffer`): the main thread's
+   * server creates it when `threads` is above 1, and each relay worker's server gets it.
+   * @default new counters when `threads` is above 1
+   */
+  threadCounters?: SharedArrayBuffer;
+  /**
+   * This server's thread among `threads`: 0 for the main thread, 1 to `threads` - 1 for relay
+   * workers. Connection ids of thread `i` are `i + 1`, `i + 1 + threads`, and so on, so ids are
+   * unique over every thread.
+   * @default 0
+   */
+  threadIndex?: number;
   /**
    * Active probes and the dial back-off.
    * @default no probes, and a back-off of 1 s doubling to 30 s

@@ -16,6 +16,7 @@ import { RateLimitedLog } from "./rate-limited-log.ts";
 import { RoundRobinSelector } from "./round-robin-selector.ts";
 import { RemovalPolicies } from "./removal-policies.ts";
 import type { ServerOptions } from "./server-options.ts";
+import { ThreadCounters } from "./thread-counters.ts";
 import { TrafficStats } from "./traffic-stats.ts";
 
 export type { ServerOptions } from "./server-options.ts";
@@ -38,13 +39,15 @@ export class Server {
   /** Health of every backend of the set, for status pages; the rotation skips unhealthy ones. */
   readonly health: HealthChecker;
   readonly #removals: RemovalPolicies;
-  readonly #selector = new RoundRobinSelector();
+  /** Counters shared with the other relay threads, when there are any (`--workers`). */
+  readonly threadCounters: ThreadCounters | undefined;
+  readonly #selector: RoundRobinSelector;
   readonly #dialing = new Set<Connection>();
-  readonly #options: Required<ServerOptions>;
+  readonly #options: Required<Omit<ServerOptions, "threadCounters">>;
   readonly #log: Logger;
   readonly #emptySetWarning: RateLimitedLog;
   readonly #listeners: ListenerSet<Connection>;
-  #nextId = 1;
+  #nextId: number;
   #shuttingDown = false;
   /** Clock time at which `shutdown` closes the connections still open, while it waits. */
   #shutdownDeadline: number | undefined;
@@ -59,12 +62,15 @@ export class Server {
    *   copy of the main thread's health state.
    */
   constructor(options: ServerOptions, health?: HealthChecker) {
-    this.#options = { connectTimeoutMs: 3000, keepaliveMs: 30_000, maxConnections: 0, maxConnectionsPerBackend: 0, threads: 1, health: {}, maxAttempts: 0, onRemoval: "close", drainTimeoutMs: 30_000, onUnhealthy: "keep", clock: systemClock, logger: silentLogger, reusePort: false, logSetChanges: true, ...options };
+    this.#options = { connectTimeoutMs: 3000, keepaliveMs: 30_000, maxConnections: 0, maxConnectionsPerBackend: 0, threads: 1, health: {}, maxAttempts: 0, onRemoval: "close", drainTimeoutMs: 30_000, onUnhealthy: "keep", clock: systemClock, logger: silentLogger, reusePort: false, logSetChanges: true, threadIndex: 0, ...options };
+    this.#nextId = this.#options.threadIndex + 1;
     this.#log = this.#options.logger.with({ component: "server" });
     this.#emptySetWarning = new RateLimitedLog(this.#log, "warn", 10_000);
     this.#listeners = new ListenerSet(this.#log, this.#options.reusePort);
     this.#listeners.setKeepAlive(this.#options.keepaliveMs);
-    this.limits = new ConnectionLimits(this.#options, this.#options.logger);
+    this.threadCounters = this.#options.threads > 1 ? new ThreadCounters(options.threadCounters) : undefined;
+    this.#selector = new RoundRobinSelector(BackendSet.EMPTY, this.threadCounters);
+    this.limits = new ConnectionLimits({ ...this.#options, globalCountShared: this.threadCounters !== undefined }, this.#options.logger);
     this.health = health ?? new HealthChecker({ ...this.#options.health, clock: this.#options.clock, logger: this.#options.logger });
     this.#removals = new RemovalPolicies(this.pool, this.health, this.#log, this.#options.clock, this.#options);
     this.health.onFlip((backend, healthy) => this.#removals.healthFlipped(backend, healthy));
@@ -226,7 +232,8 @@ export class Server {
   }
 
   #accept(socket: ClientSocket): void {
-    const connection = new Connection(this.#nextId++, socket as Socket<unknown>, this.#onConnectionClosed);
+    const connection = new Connection(this.#nextId, socket as Socket<unknown>, this.#onConnectionClosed);
+    this.#nextId += this.#options.threads;
     socket.data = connection;
     if (this.#log.enabled("debug")) {
       // Debug lines name the client after the close, when the socket can no longer tell.
@@ -238,12 +245,6 @@ export class Server {
       configureSocket(socket, this.#options.keepaliveMs);
     }
 
-    if (!this.limits.admits(this.activeCount)) {
-      this.limits.reject("global", connection.clientAddress);
-      connection.close("connection limit reached");
-
-      return;
-    }
     if (this.#selector.set.size === 0) {
       this.stats.unserved++;
       this.#emptySetWarning.log("backend set is empty; closing client", { conn: connection.id, client: connection.clientAddress });
@@ -251,10 +252,27 @@ export class Server {
 
       return;
     }
+    if (!this.#admit()) {
+      this.limits.reject("global", connection.clientAddress);
+      connection.close("connection limit reached");
+
+      return;
+    }
 
     this.#dialing.add(connection);
-    this.#listeners.guardDescriptors(this.activeCount);
+    this.#listeners.guardDescriptors(this.threadCounters?.open ?? this.activeCount);
     this.#connector.connect(connection);
+  }
+
+  /**
+   * Returns true when one more connection fits under the global cap, and then counts it in
+   * the threads' shared count, if any, until `#connectionClosed` finds it in the dialing
+   * connections or the pool.
+   */
+  #admit(): boolean {
+    const counters = this.threadCounters;
+
+    return counters === undefined ? this.limits.admits(this.activeCount) : counters.tryOpen(this.limits.maxConnections);
   }
 
   #registered(connection: Connection, backend: Backend): void {
@@ -273,8 +291,12 @@ export class Server {
   }
 
   #connectionClosed(connection: Connection, kind: CloseKind, reason: string): void {
-    this.#dialing.delete(connection);
-    if (this.pool.delete(connection)) {
+    const wasDialing = this.#dialing.delete(connection);
+    const wasOpen = this.pool.delete(connection);
+    if (wasDialing || wasOpen) {
+      this.threadCounters?.closed();
+    }
+    if (wasOpen) {
       this.limits.release(connection.backend.id);
       this.stats.recordClosed(connection);
       if (this.#log.enabled("debug")) {

@@ -79,6 +79,20 @@ test("ConnectionLimits splits caps between threads", () => {
   expect(lines[1]).toContain("maxConnectionsPerBackend=5 perThread=3 threads=2");
 });
 
+test("ConnectionLimits keeps the whole global cap with a shared count", () => {
+  const lines: string[] = [];
+  const limits = new ConnectionLimits({ maxConnections: 3, maxConnectionsPerBackend: 5, threads: 2, globalCountShared: true }, new Logger({ sink: (line) => lines.push(line) }), 0);
+
+  expect(limits.maxConnections).toBe(3);
+  expect(limits.maxConnectionsPerBackend).toBe(3);
+
+  limits.reject("global", "127.0.0.1:1000");
+  limits.reject("backend", "127.0.0.1:1001");
+  expect(lines[0]).toContain("maxConnections=3");
+  expect(lines[0]).not.toContain("perThread");
+  expect(lines[1]).toContain("maxConnectionsPerBackend=5 perThread=3 threads=2");
+});
+
 test("ConnectionLimits names only the cap with one thread", () => {
   const lines: string[] = [];
   const limits = new ConnectionLimits({ maxConnections: 3 }, new Logger({ sink: (line) => lines.push(line) }));

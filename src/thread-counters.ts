@@ -1,0 +1,61 @@
+/** Index of the rotation's turn counter in the shared array. */
+const TURN = 0;
+/** Index of the count of connections open or dialing in every thread. */
+const OPEN = 1;
+const SLOTS = 2;
+
+/**
+ * Counters that every relay thread of one balancer (`--workers`) updates in shared memory,
+ * so that the threads act as one balancer. They hold one rotation over the backends, and one
+ * count of the connections open or dialing for the global cap and the descriptor guard.
+ *
+ * The main thread creates the counters and passes `buffer` to each relay worker in its start
+ * message; a SharedArrayBuffer is shared, not copied, by `postMessage`. Each update is one
+ * atomic operation, so no thread waits for another.
+ */
+export class ThreadCounters {
+  readonly buffer: SharedArrayBuffer;
+  readonly #slots: Int32Array;
+
+  constructor(buffer = new SharedArrayBuffer(SLOTS * Int32Array.BYTES_PER_ELEMENT)) {
+    this.buffer = buffer;
+    this.#slots = new Int32Array(buffer);
+  }
+
+  /**
+   * Takes `count` turns of the shared rotation and returns the first one. Consecutive turns
+   * over all threads are consecutive numbers, so any `n` of them in a row reach every position
+   * of an `n`-backend set once.
+   */
+  takeTurns(count = 1): number {
+    // Atomics.add returns a signed 32-bit value, so >>> 0 keeps the turn positive. Positions
+    // then stay in order except once every 2^32 turns, where the counter wraps.
+    return Atomics.add(this.#slots, TURN, count) >>> 0;
+  }
+
+  /** Connections open or dialing in every thread. */
+  get open(): number {
+    return Atomics.load(this.#slots, OPEN);
+  }
+
+  /**
+   * Counts one more connection, unless `cap` connections are already open or dialing in all
+   * threads together; 0 means no cap. Returns false when the cap is reached.
+   */
+  tryOpen(cap: number): boolean {
+    for (;;) {
+      const open = Atomics.load(this.#slots, OPEN);
+      if (cap > 0 && open >= cap) {
+        return false;
+      }
+      if (Atomics.compareExchange(this.#slots, OPEN, open, open + 1) === open) {
+        return true;
+      }
+    }
+  }
+
+  /** Counts a connection counted by `tryOpen` as closed. */
+  closed(): void {
+    Atomics.sub(this.#slots, OPEN, 1);
+  }
+}
