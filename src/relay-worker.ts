@@ -118,7 +118,7 @@ self.onmessage = (event: MessageEvent<WorkerCommand>) => {
       applyLiveSettings(command.settings);
       break;
     case "close-all":
-      server?.closeAll(command.reason);
+      post({ type: "closed-all", closed: server?.closeAll(command.reason) ?? 0 });
       break;
     case "shutdown":
       void shutdown(command.graceMs);

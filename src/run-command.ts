@@ -109,17 +109,22 @@ export async function runBalancer(cli: CliOptions, logger: Logger): Promise<Runn
 function waitForStop(server: Server, workers: WorkerPool | undefined, settings: Settings, locks: ListenLocks, log: Logger): Promise<number> {
   return new Promise((resolve) => {
     let stopping = false;
+    // Settles once every thread reported what the latest repeated signal closed.
+    let closing: Promise<unknown> = Promise.resolve();
     const stop = (signal: string): void => {
       if (stopping) {
-        workers?.closeAll("second stop signal");
-        const closed = server.closeAll("second stop signal");
-        log.warn(`${signal} received again; closed every connection`, { closed });
+        const closedInWorkers = workers?.closeAll("second stop signal") ?? Promise.resolve(0);
+        const closedInMain = server.closeAll("second stop signal");
+        const logged = closedInWorkers.then((closed) => log.warn(`${signal} received again; closed every connection`, { closed: closedInMain + closed }));
+        closing = Promise.all([closing, logged]);
 
         return;
       }
       stopping = true;
       log.info(`${signal} received; draining`, { open: server.activeCount + (workers?.openConnections ?? 0), grace: formatDuration(settings.shutdownGraceMs) });
-      void Promise.all([server.shutdown(settings.shutdownGraceMs), workers?.shutdown(settings.shutdownGraceMs) ?? 0]).then(([forced, forcedInWorkers]) => {
+      void Promise.all([server.shutdown(settings.shutdownGraceMs), workers?.shutdown(settings.shutdownGraceMs) ?? 0]).then(async ([forced, forcedInWorkers]) => {
+        // Log the count of a repeated signal first, so that "tinylb stopped" stays the last line.
+        await closing;
         log.info("tinylb stopped", { closedAtDeadline: forced + forcedInWorkers });
         resolve(0);
       });

@@ -50,4 +50,6 @@ export type WorkerEvent =
   | DialResult
   /** `open` counts connections open or dialing; `openById` groups the open ones by backend id. */
   | { type: "stats"; delta: StatsDelta; open: number; openById: Record<string, OpenTraffic> }
+  /** The reply to `close-all`: how many connections the worker closed. */
+  | { type: "closed-all"; closed: number }
   | { type: "stopped"; forced: number };

@@ -19,10 +19,15 @@ interface RelayWorker {
   /** Set once the thread ended, for example after an uncaught error. */
   exited: boolean;
   stopped?: (forced: number) => void;
+  /** Callers waiting for the replies to `close-all`, in the order the commands were sent. */
+  closeAllReplies?: ((closed: number) => void)[];
 }
 
 /** Milliseconds a worker may take beyond the grace period to report that it stopped. */
 const STOP_MARGIN_MS = 5000;
+
+/** Milliseconds a worker may take to report how many connections a `close-all` closed. */
+const CLOSE_ALL_REPLY_MS = 1000;
 
 /**
  * The relay worker threads of a balancer started with `--workers N`. There are N - 1 of
@@ -188,11 +193,25 @@ export class WorkerPool {
     }
   }
 
-  /** Closes every connection in every worker at once. */
-  closeAll(reason: string): void {
-    for (const worker of this.#workers) {
-      this.#send(worker, { type: "close-all", reason });
-    }
+  /**
+   * Closes every connection in every worker at once, and resolves with how many they closed.
+   * Each worker counts the connections it closed and sends the count back, because the open
+   * counts of the last counter deltas are up to a second old. A worker that ended already
+   * counts 0, and one that does not reply within 1 s is left out of the sum.
+   */
+  async closeAll(reason: string): Promise<number> {
+    const counts = this.#workers
+      .filter((worker) => !worker.exited)
+      .map((worker) => {
+        const closed = new Promise<number>((resolve) => {
+          (worker.closeAllReplies ??= []).push(resolve);
+          this.#send(worker, { type: "close-all", reason });
+        });
+
+        return Promise.race([closed, Bun.sleep(CLOSE_ALL_REPLY_MS).then(() => 0)]);
+      });
+
+    return (await Promise.all(counts)).reduce((sum, count) => sum + count, 0);
   }
 
   /**
@@ -248,6 +267,9 @@ export class WorkerPool {
             worker.openById = event.openById;
             this.#add(event.delta);
             break;
+          case "closed-all":
+            worker.closeAllReplies?.shift()?.(event.closed);
+            break;
           case "stopped":
             worker.open = 0;
             worker.openById = {};
@@ -260,6 +282,7 @@ export class WorkerPool {
         worker.open = 0;
         worker.openById = {};
         worker.stopped?.(0);
+        worker.closeAllReplies?.splice(0).forEach((reply) => reply(0));
       });
       worker.thread.onerror = (error) => {
         clearTimeout(timer);
