@@ -1,6 +1,6 @@
 import { type Address, AddressError, parseAddress } from "./address.ts";
 import { type Backend, BackendError, createBackend } from "./backend.ts";
-import { checkKeepalive, MAX_CONNECTION_CAP } from "./config.ts";
+import { checkKeepalive, MAX_CONNECTION_CAP, MAX_WORKERS } from "./config.ts";
 import { parseDuration } from "./duration.ts";
 import type { HealthConfig } from "./health-config.ts";
 import { applyHealthFlag, HEALTH_FLAGS, HEALTH_HELP } from "./health-flags.ts";
@@ -311,9 +311,6 @@ function parseCountFlag(flag: string, value: string): number {
 
   return Number(value);
 }
-
-/** Upper bound of `--workers`, far above the core counts it is meant for. */
-const MAX_WORKERS = 256;
 
 function parseWorkersFlag(flag: string, value: string): number {
   if (!/^\d{1,3}$/.test(value) || Number(value) < 1 || Number(value) > MAX_WORKERS) {

@@ -92,6 +92,9 @@ export const MAX_CONNECTION_CAP = 10_000_000;
 
 const connectionCap = z.int().min(0).max(MAX_CONNECTION_CAP);
 
+/** Upper bound of `--workers` and `workers`, far above the core counts it is meant for. */
+export const MAX_WORKERS = 256;
+
 /** The schema of a config file. Unknown keys are errors, so a misspelt key is not silently ignored. */
 export const fileSchema = z.strictObject({
   listen: z.union([listenAddress, z.array(listenAddress).min(1)], { error: "expected an address such as 127.0.0.1:7443, or a list of them" }).optional(),
@@ -106,6 +109,7 @@ export const fileSchema = z.strictObject({
   shutdownGrace: duration.optional(),
   maxConnections: connectionCap.optional(),
   maxConnectionsPerBackend: connectionCap.optional(),
+  workers: z.int().min(1).max(MAX_WORKERS).optional(),
   ...healthFileKeys,
   ...providerFileKeys,
   ...clusterProviderFileKeys,
@@ -122,6 +126,8 @@ export interface FileConfig {
   shutdownGraceMs?: number;
   maxConnections?: number;
   maxConnectionsPerBackend?: number;
+  /** Threads that accept and relay. */
+  workers?: number;
   /** Probes, dial back-off, failover and removal policies. */
   health?: HealthConfig;
   /** The admin API, the config watch, the state file and DNS. */
@@ -180,6 +186,7 @@ export function validateConfig(path: string, data: unknown): FileConfig {
     shutdownGraceMs: file.shutdownGrace,
     maxConnections: file.maxConnections,
     maxConnectionsPerBackend: file.maxConnectionsPerBackend,
+    workers: file.workers,
     health,
     providers: toProviderFileConfig(file),
     kubernetes: file.kubernetes,

@@ -42,7 +42,7 @@ export function applyReloadedSettings(config: FileConfig, cli: CliOptions, setti
   applyTimeouts(config, cli, settings, server, applied);
   applyHealthChecks(config, cli, settings, server, applied);
 
-  for (const key of ["maxConnections", "maxConnectionsPerBackend"] as const) {
+  for (const key of ["maxConnections", "maxConnectionsPerBackend", "workers"] as const) {
     if ((cli[key] ?? config[key] ?? DEFAULTS[key]) !== settings[key]) {
       restart.push(key);
     }

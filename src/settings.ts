@@ -21,7 +21,7 @@ export interface Settings {
   maxConnections: number;
   /** 0 means no cap. */
   maxConnectionsPerBackend: number;
-  /** Threads that accept and relay; set by `--workers` only. */
+  /** Threads that accept and relay (`--workers` or `workers`). */
   workers: number;
   /** Probes, dial back-off, failover and removal policies. */
   health: HealthSettings;
@@ -42,6 +42,7 @@ export const DEFAULTS = {
   shutdownGraceMs: 10_000,
   maxConnections: 0,
   maxConnectionsPerBackend: 0,
+  workers: 1,
   logLevel: "info",
   logFormat: "text",
 } as const;
@@ -82,7 +83,7 @@ export function resolveSettings(cli: CliOptions): Settings {
     shutdownGraceMs: cli.shutdownGraceMs ?? file.shutdownGraceMs ?? DEFAULTS.shutdownGraceMs,
     maxConnections: cli.maxConnections ?? file.maxConnections ?? DEFAULTS.maxConnections,
     maxConnectionsPerBackend: cli.maxConnectionsPerBackend ?? file.maxConnectionsPerBackend ?? DEFAULTS.maxConnectionsPerBackend,
-    workers: cli.workers ?? 1,
+    workers: cli.workers ?? file.workers ?? DEFAULTS.workers,
     health: resolveHealthSettings(cli.health, file.health),
     providers,
     kubernetes: file.kubernetes,

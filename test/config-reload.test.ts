@@ -26,14 +26,14 @@ test("binary applies live settings on reload and names the rest", async () => {
 
     writeFileSync(
       config,
-      [...base, "connectTimeout: 1s", "keepalive: 5s", "shutdownGrace: 2s", "logLevel: debug", "maxConnections: 10", "onRemoval: drain", ""].join("\n"),
+      [...base, "connectTimeout: 1s", "keepalive: 5s", "shutdownGrace: 2s", "logLevel: debug", "maxConnections: 10", "workers: 2", "onRemoval: drain", ""].join("\n"),
     );
     tinylb.signal("SIGHUP");
     await tinylb.waitForLog("settings changed in the config file need a restart");
 
     expect(tinylb.stderr).toContain('settings changed in the config file applied component=main file=');
     expect(tinylb.stderr).toContain('applied="logLevel=debug,shutdownGrace=2s,connectTimeout=1s,keepalive=5s"');
-    expect(tinylb.stderr).toContain('settings=maxConnections,onRemoval');
+    expect(tinylb.stderr).toContain('settings=maxConnections,workers,onRemoval');
 
     // The debug level shows each connection, and the new connect timeout applies to the next dial.
     const first = await Bun.connect({ hostname: "127.0.0.1", port, socket: { data() {} } });

@@ -90,6 +90,10 @@ describe("loadConfigFile", () => {
     expect(file.logFormat).toBe("json");
   });
 
+  test("reads workers", () => {
+    expect(loadConfigFile(write("workers.yaml", "workers: 4\n")).workers).toBe(4);
+  });
+
   test("accepts a single listen address and an empty file", () => {
     expect(loadConfigFile(write("single.yaml", "listen: unix:/run/tinylb.sock\n")).listen).toEqual([{ kind: "unix", path: "/run/tinylb.sock" }]);
     const empty = loadConfigFile(write("empty.yaml", ""));
@@ -120,6 +124,8 @@ describe("loadConfigFile", () => {
     ["wrong-type.yaml", "backends: api-1=127.0.0.1:1\n", ["backends"]],
     ["string-backend.yaml", "backends:\n  - a=127.0.0.1:18001\n", ['backends[0]: expected an object such as { id: a, target: 127.0.0.1:18001 } (got "a=127.0.0.1:18001")']],
     ["word-backend.yaml", "backends: [web]\n", ['backends[0]: expected an object such as { id: api-1, target: 10.0.0.1:6443 } (got "web")']],
+    ["zero-workers.yaml", "workers: 0\n", ["workers", "at least 1", "got 0"]],
+    ["many-workers.yaml", "workers: 257\n", ["workers", "at most 256", "got 257"]],
   ])("rejects %s naming the file, field and value", (name, text, fragments) => {
     const path = write(name, text);
     const error = loadError(path);

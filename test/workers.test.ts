@@ -261,6 +261,17 @@ test("threads share one rotation, after a set change too", async () => {
   expect([...afterChange].sort()).toEqual(["d", "e", "f"]);
 }, 60_000);
 
+test("workers key of the config file starts relay workers", async () => {
+  const { config } = scenario(["a"]);
+  writeFileSync(config, `${readFileSync(config, "utf8")}workers: 2\n`);
+  const tinylb = TinylbProcess.start(["--config", config, "--no-watch-config"]);
+  cleanup.push(() => tinylb[Symbol.asyncDispose]());
+  await tinylb.waitForLog("tinylb started");
+
+  expect(tinylb.stderr).toMatch(/relay workers started .*workers=2/);
+  expect(tinylb.stderr).toMatch(/tinylb started .*workers=2/);
+});
+
 test("unhealthy backend loses connections in every thread", async () => {
   const [a, b] = ["a", "b"].map((id) => new HttpBackend(id)) as [HttpBackend, HttpBackend];
   cleanup.push(() => [a, b].forEach((backend) => backend.stop()));
