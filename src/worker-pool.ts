@@ -26,6 +26,13 @@ interface RelayWorker {
 /** Milliseconds a worker may take beyond the grace period to report that it stopped. */
 const STOP_MARGIN_MS = 5000;
 
+/**
+ * Milliseconds after a health snapshot during which further changes are gathered into one
+ * snapshot. Without it, each of k failed dials in a row sent every worker a snapshot of up to
+ * k backends, which stalled the main thread when thousands of backends failed at once.
+ */
+const HEALTH_BATCH_MS = 50;
+
 /** Milliseconds a worker may take to report how many connections a `close-all` closed. */
 const CLOSE_ALL_REPLY_MS = 1000;
 
@@ -56,6 +63,10 @@ export class WorkerPool {
   readonly #server: Server;
   readonly #log: Logger;
   #healthQueued = false;
+  /** Runs until HEALTH_BATCH_MS after the last snapshot; changes meanwhile wait for it. */
+  #healthBatch: Timer | undefined;
+  /** Set when the health state changed during the running batch. */
+  #healthChangedInBatch = false;
   /** Times a worker stopped its listeners because the descriptor limit was nearly reached. */
   acceptPauses = 0;
 
@@ -144,11 +155,19 @@ export class WorkerPool {
   }
 
   /**
-   * Sends the main thread's health state to every worker once the current task ends.
-   * Several changes in one task (a new set, a flip, the degraded state) then cost one
-   * message per worker, and the snapshot reads the checker after all of them.
+   * Sends the main thread's health state to every worker once the current task ends, or,
+   * within HEALTH_BATCH_MS of the previous snapshot, once that time is over. The first
+   * change after a quiet spell thus reaches the workers at once, and a burst of changes
+   * (a new set, flips, the degraded state, thousands of failed dials) costs one message
+   * per worker every 50 ms. The snapshot reads the checker when it is sent, after every
+   * change it covers.
    */
   #queueHealth(): void {
+    if (this.#healthBatch !== undefined) {
+      this.#healthChangedInBatch = true;
+
+      return;
+    }
     if (this.#healthQueued) {
       return;
     }
@@ -156,11 +175,26 @@ export class WorkerPool {
     this.#healthQueued = true;
     queueMicrotask(() => {
       this.#healthQueued = false;
-      const snapshot = this.#healthSnapshot();
-      for (const worker of this.#workers) {
-        this.#send(worker, { type: "health", snapshot });
-      }
+      this.#sendHealth();
     });
+  }
+
+  /** Sends a snapshot to every worker and starts a batch that gathers the changes after it. */
+  #sendHealth(): void {
+    const snapshot = this.#healthSnapshot();
+    for (const worker of this.#workers) {
+      this.#send(worker, { type: "health", snapshot });
+    }
+
+    this.#healthBatch = setTimeout(() => {
+      this.#healthBatch = undefined;
+      if (this.#healthChangedInBatch) {
+        this.#healthChangedInBatch = false;
+        this.#sendHealth();
+      }
+    }, HEALTH_BATCH_MS);
+    // The batch alone must not keep the process running.
+    this.#healthBatch.unref();
   }
 
   #healthSnapshot(): HealthSnapshot {
@@ -235,6 +269,8 @@ export class WorkerPool {
     for (const worker of this.#workers) {
       worker.thread.terminate();
     }
+    // A batched snapshot has no thread left to go to.
+    clearTimeout(this.#healthBatch);
 
     return forced;
   }
