@@ -103,8 +103,8 @@ export async function runBalancer(cli: CliOptions, logger: Logger): Promise<Runn
  * locks are released as soon as the listeners stop, so a new tinylb can bind the addresses while
  * this one drains.
  * NOTE: relay workers stop their listeners when their shutdown message arrives, a moment after
- * the locks are released. A new tinylb that binds in that moment fails with EADDRINUSE, or
- * with --workers shares the port with them until they stop.
+ * the locks are released. A new tinylb that binds in that moment fails with EADDRINUSE, with
+ * any worker count.
  */
 function waitForStop(server: Server, workers: WorkerPool | undefined, settings: Settings, locks: ListenLocks, log: Logger): Promise<number> {
   return new Promise((resolve) => {
