@@ -54,11 +54,17 @@ export async function runBalancer(cli: CliOptions, logger: Logger): Promise<Runn
   const locks = new ListenLocks();
   locks.acquire(settings.listen);
   const sources = await startBackendSources(cli, settings, server, logger);
+  const reload = (): boolean => sources.reload();
+  // Installed before the listeners and relay workers start, which can take over 100 ms with
+  // many workers, so that a reload sent meanwhile is applied rather than ignored.
+  process.on("SIGHUP", () => reload());
   let workers: WorkerPool | undefined;
   try {
     await server.start();
     locks.acquire(server.listeners.map((listener) => listener.address));
     workers = await startRelayWorkers(settings, server, logger);
+    // A reload during the workers' start may have changed `settings` after they got theirs.
+    workers?.applyLiveSettings({ connectTimeoutMs: settings.connectTimeoutMs, keepaliveMs: settings.keepaliveMs, logLevel: settings.logLevel, logFormat: settings.logFormat });
     await sources.startAdmin();
   } catch (error) {
     await sources.stop();
@@ -67,14 +73,12 @@ export async function runBalancer(cli: CliOptions, logger: Logger): Promise<Runn
     locks.release();
     throw error;
   }
-  const reload = (): boolean => sources.reload();
   const exited = waitForStop(server, workers, settings, locks, log).then(async (code) => {
     await sources.stop();
     locks.release();
 
     return code;
   });
-  process.on("SIGHUP", () => reload());
 
   // Logged only now: a supervisor or test that signals on this line must find the handlers in place.
   log.info("tinylb started", {

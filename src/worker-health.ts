@@ -15,8 +15,9 @@ import type { DialResult, HealthSnapshot } from "./worker-messages.ts";
  * A backend the main thread has not reported yet counts as healthy, as a new backend does
  * in the main thread's own checker.
  *
- * NOTE: between a failed dial and the snapshot that follows it (one message round trip),
- * the worker's rotation still hands the backend out; the client then fails over as usual.
+ * NOTE: a failed dial reaches the workers' rotations a message round trip later, plus up to
+ * 50 ms while the main thread batches changes. Until then a worker still hands the backend
+ * out, and its client fails over as usual.
  */
 export class WorkerHealth extends HealthChecker {
   readonly #report: (result: DialResult) => void;

@@ -55,8 +55,10 @@ const CLOSE_ALL_REPLY_MS = 1000;
  * and keeps the open connections, so the status command and /metrics count every thread,
  * up to one second late.
  *
- * NOTE: connection caps are split evenly between threads (see capPerThread in connection-limits.ts). Unix socket
- * listeners are served by the main thread alone.
+ * The threads share one rotation and one count of open connections through ThreadCounters,
+ * so the global cap applies to all of them together. NOTE: the per-backend cap is split evenly between
+ * threads (see capPerThread in connection-limits.ts). Unix socket listeners are served by the
+ * main thread alone.
  */
 export class WorkerPool {
   readonly #workers: RelayWorker[];
@@ -355,7 +357,7 @@ export function relayWorkersOf(server: Server): WorkerPool | undefined {
 /**
  * Returns how many threads accept and relay: `settings.workers`, or 1 when no listen address
  * is TCP, because relay workers share only TCP ports and Unix socket clients reach the main
- * thread alone. The connection caps are split over this many threads.
+ * thread alone. The per-backend cap is split over this many threads.
  */
 export function relayThreadCount(settings: Pick<Settings, "workers" | "listen">): number {
   return settings.listen.some((address) => address.kind === "tcp") ? settings.workers : 1;

@@ -109,3 +109,18 @@ test("binary keeps the set when a reload adds its own listener", async () => {
     backend.stop(true);
   }
 }, 60_000);
+
+test("binary applies a reload sent while relay workers start", async () => {
+  const config = join(directory, "early-reload.yaml");
+  const lines = (port: number): string => `listen: 127.0.0.1:0\nbackends:\n  - { id: a, target: "127.0.0.1:${port}" }\n`;
+  writeFileSync(config, lines(1));
+  // Many workers make their start last long enough for a signal sent on the first listening line.
+  await using tinylb = TinylbProcess.start(["--config", config, "--no-watch-config", "--workers", "16"]);
+  await tinylb.waitForLog("listening");
+  writeFileSync(config, lines(2));
+  tinylb.signal("SIGHUP");
+  await tinylb.waitForLog("tinylb started");
+
+  await tinylb.waitForLog(/backend set changed .*retargeted="a=127\.0\.0\.1:1->127\.0\.0\.1:2"/);
+  expect(tinylb.stderr).toContain("reason=SIGHUP");
+});
