@@ -97,6 +97,11 @@ export class BackendConnector implements DialObserver {
     this.#keepalive.keepaliveMs = timeouts.keepaliveMs;
   }
 
+  /** Forgets a connection that closed; call it for every connection whose dial succeeded. */
+  connectionClosed(connection: Connection): void {
+    this.#keepalive.delete(connection);
+  }
+
   /** Stops the keepalive timer, so that a stopped server keeps no timer alive. Dials still in flight no longer time out. */
   stop(): void {
     this.#keepalive.stop();

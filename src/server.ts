@@ -297,6 +297,7 @@ export class Server {
       this.threadCounters?.closed();
     }
     if (wasOpen) {
+      this.#connector.connectionClosed(connection);
       this.limits.release(connection.backend.id);
       this.stats.recordClosed(connection);
       if (this.#log.enabled("debug")) {
