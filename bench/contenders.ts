@@ -153,7 +153,7 @@ function tinylb(context: ContenderContext, threads: "one" | "all"): Contender {
 /**
  * The smallest relay Bun allows (bench/minimal-relay.ts), run by the Bun that runs the
  * benchmark. It has no timeouts, limits or backpressure, so it is a reference row, not a
- * balancer: tinylb can come close to it, but not go below it.
+ * balancer, and it runs only the HTTP workloads: bulk streams lose bytes through it.
  */
 function bunRelay(): Contender {
   return {
