@@ -1,4 +1,6 @@
 #!/usr/bin/env bun
+// First, so that its SIGHUP handler is in place before the other modules load.
+import "./early-hangup.ts";
 import { AddressError } from "./address.ts";
 import { BackendError } from "./backend.ts";
 import { HELP, parseArgs, UsageError } from "./cli.ts";
@@ -78,10 +80,6 @@ function reportStartupError(error: unknown, help: string): number {
 /** Keeps the balancer alive when a bug escapes a handler: one broken connection must not stop the rest. */
 function guardProcess(logger: Logger): void {
   const log = logger.with({ component: "main" });
-  // SIGHUP's default action ends the process. Until the balancer installs its reload handler,
-  // a SIGHUP (a reload sent while tinylb starts) is ignored; the config is read after this.
-  // NOTE: a SIGHUP in the runtime's own start-up, before this line runs, still ends the process.
-  process.on("SIGHUP", () => {});
   // SIGUSR1 and SIGUSR2 would end the process without draining (their default action), and
   // tinylb gives them no meaning, so a stray one (such as a log rotation script's) is ignored.
   for (const signal of ["SIGUSR1", "SIGUSR2"] as const) {

@@ -125,7 +125,9 @@ function waitForStop(server: Server, workers: WorkerPool | undefined, settings: 
         return;
       }
       stopping = true;
-      log.info(`${signal} received; draining`, { open: server.activeCount + (workers?.openConnections ?? 0), grace: formatDuration(settings.shutdownGraceMs) });
+      // The threads' shared count is exact; the workers' counter deltas are up to a second old.
+      const open = server.threadCounters?.open ?? server.activeCount;
+      log.info(`${signal} received; draining`, { open, grace: formatDuration(settings.shutdownGraceMs) });
       void Promise.all([server.shutdown(settings.shutdownGraceMs), workers?.shutdown(settings.shutdownGraceMs) ?? 0]).then(async ([forced, forcedInWorkers]) => {
         // Log the count of a repeated signal first, so that "tinylb stopped" stays the last line.
         await closing;
