@@ -35,7 +35,14 @@ async function firstLinesOfUnixClients(capFlags: string[]): Promise<{ lines: str
 
   const lines: string[] = [];
   for (let i = 0; i < CLIENTS; i++) {
-    const client = await TestClient.connect(path);
+    let client: TestClient;
+    try {
+      client = await TestClient.connect(path);
+    } catch {
+      // A client over the cap can be closed before Bun reports its connect: ECONNRESET.
+      lines.push("closed");
+      continue;
+    }
     cleanup.push(() => client.socket.terminate());
     await waitFor(`client ${i} served or closed`, () => client.firstLine !== "" || client.closed);
     lines.push(client.firstLine !== "" ? client.firstLine : "closed");
