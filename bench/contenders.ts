@@ -151,9 +151,9 @@ function tinylb(context: ContenderContext, threads: "one" | "all"): Contender {
 }
 
 /**
- * The smallest relay Bun allows (bench/minimal-relay.ts), run by the Bun that runs the
+ * Returns the smallest relay Bun allows (bench/minimal-relay.ts), run by the Bun that runs the
  * benchmark. It has no timeouts, limits or backpressure, so it is a reference row, not a
- * balancer, and it runs only the HTTP workloads: bulk streams lose bytes through it.
+ * balancer. It runs only the HTTP workloads, because bulk streams lose bytes through it.
  */
 function bunRelay(): Contender {
   return {

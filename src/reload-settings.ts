@@ -51,8 +51,7 @@ export function applyReloadedSettings(config: FileConfig, cli: CliOptions, setti
     restart.push("listen");
   }
   restart.push(...changedRestartSettings(config, cli, settings));
-  const { connectTimeoutMs, keepaliveMs } = settings;
-  relayWorkersOf(server)?.applyLiveSettings({ connectTimeoutMs, keepaliveMs, logLevel: settings.logLevel, logFormat: settings.logFormat });
+  relayWorkersOf(server)?.applyLiveSettings(settings);
 
   if (applied.length > 0) {
     log.info("settings changed in the config file applied", { file: cli.configPath, applied: applied.join(",") });

@@ -64,7 +64,7 @@ export async function runBalancer(cli: CliOptions, logger: Logger): Promise<Runn
     locks.acquire(server.listeners.map((listener) => listener.address));
     workers = await startRelayWorkers(settings, server, logger);
     // A reload during the workers' start may have changed `settings` after they got theirs.
-    workers?.applyLiveSettings({ connectTimeoutMs: settings.connectTimeoutMs, keepaliveMs: settings.keepaliveMs, logLevel: settings.logLevel, logFormat: settings.logFormat });
+    workers?.applyLiveSettings(settings);
     await sources.startAdmin();
   } catch (error) {
     await sources.stop();
@@ -125,9 +125,7 @@ function waitForStop(server: Server, workers: WorkerPool | undefined, settings: 
         return;
       }
       stopping = true;
-      // The threads' shared count is exact; the workers' counter deltas are up to a second old.
-      const open = server.threadCounters?.open ?? server.activeCount;
-      log.info(`${signal} received; draining`, { open, grace: formatDuration(settings.shutdownGraceMs) });
+      log.info(`${signal} received; draining`, { open: server.activeCountInAllThreads, grace: formatDuration(settings.shutdownGraceMs) });
       void Promise.all([server.shutdown(settings.shutdownGraceMs), workers?.shutdown(settings.shutdownGraceMs) ?? 0]).then(async ([forced, forcedInWorkers]) => {
         // Log the count of a repeated signal first, so that "tinylb stopped" stays the last line.
         await closing;

@@ -119,6 +119,15 @@ export class Server {
   }
 
   /**
+   * Open and dialing connections of every relay thread, from the threads' shared count, or
+   * `activeCount` with one thread. Exact, unlike the workers' counter deltas, which are up to
+   * a second old.
+   */
+  get activeCountInAllThreads(): number {
+    return this.threadCounters?.open ?? this.activeCount;
+  }
+
+  /**
    * Binds every listener. On a failure the listeners bound so far are stopped.
    *
    * @throws {ListenError} naming the address that could not be bound.
@@ -260,7 +269,7 @@ export class Server {
     }
 
     this.#dialing.add(connection);
-    this.#listeners.guardDescriptors(this.threadCounters?.open ?? this.activeCount);
+    this.#listeners.guardDescriptors(this.activeCountInAllThreads);
     this.#connector.connect(connection);
   }
 

@@ -224,8 +224,10 @@ export class WorkerPool {
 
   /** Sends the connect timeout, keepalive time and log settings of a config reload to every worker. */
   applyLiveSettings(settings: LiveSettings): void {
+    // Only these fields: a whole Settings object would be copied into every message.
+    const { connectTimeoutMs, keepaliveMs, logLevel, logFormat } = settings;
     for (const worker of this.#workers) {
-      this.#send(worker, { type: "live-settings", settings });
+      this.#send(worker, { type: "live-settings", settings: { connectTimeoutMs, keepaliveMs, logLevel, logFormat } });
     }
   }
 
@@ -371,16 +373,15 @@ export function relayThreadCount(settings: Pick<Settings, "workers" | "listen">)
  * @throws {ListenError} when a worker cannot bind its listeners or does not start in time.
  */
 export async function startRelayWorkers(settings: Settings, server: Server, logger: Logger): Promise<WorkerPool | undefined> {
+  if (relayThreadCount(settings) <= 1) {
+    if (settings.workers > 1) {
+      logger.with({ component: "workers" }).warn("--workers needs a TCP listener; relaying on the main thread only", { workers: settings.workers });
+    }
+
+    return undefined;
+  }
+
   const listen = server.listeners.map((listener) => listener.address).filter((address) => address.kind === "tcp");
-  if (settings.workers <= 1) {
-    return undefined;
-  }
-  if (listen.length === 0) {
-    logger.with({ component: "workers" }).warn("--workers needs a TCP listener; relaying on the main thread only", { workers: settings.workers });
-
-    return undefined;
-  }
-
   const options: WorkerServerOptions = {
     listen,
     connectTimeoutMs: settings.connectTimeoutMs,
