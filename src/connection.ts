@@ -1,7 +1,7 @@
 import { formatAddress } from "./address.ts";
 import type { Backend } from "./backend.ts";
 import type { PooledConnection } from "./connection-pool.ts";
-import { Flow, type RelaySocket } from "./flow.ts";
+import { Flow, type RelaySocket, type SinkBackedUpHandler } from "./flow.ts";
 
 /** The way a connection ended, for logs and counters. */
 export type CloseKind = "completed" | "reset" | "closed";
@@ -92,8 +92,12 @@ export class Connection implements PooledConnection {
     return this.#upload.pendingBytes + (this.#download?.pendingBytes ?? 0);
   }
 
-  /** Pairs the connected backend socket with the client and starts relaying both ways. */
-  attach(backend: Backend, socket: RelaySocket): void {
+  /**
+   * Pairs the connected backend socket with the client and starts relaying both ways.
+   *
+   * @param onBackendBackedUp run once, when the backend socket first takes only part of a write.
+   */
+  attach(backend: Backend, socket: RelaySocket, onBackendBackedUp?: SinkBackedUpHandler): void {
     if (this.#closed || this.#backendSocket !== null) {
       throw new Error(`invariant violated: connection ${this.id} cannot attach backend "${backend.id}" twice or after close`);
     }
@@ -102,7 +106,7 @@ export class Connection implements PooledConnection {
     this.#backendSocket = socket;
     this.#download = new Flow(socket);
     this.#download.setSink(this.client);
-    this.#upload.setSink(socket);
+    this.#upload.setSink(socket, onBackendBackedUp);
   }
 
   /** Handles bytes read from the client. */

@@ -6,6 +6,9 @@ export type RelaySocket = Socket<unknown>;
 /** Bytes a flow queues without a sink before it pauses its source. */
 export const UNPAUSED_QUEUE_LIMIT = 64 * 1024;
 
+/** A callback run once, when a flow's sink first takes only part of a write, so that the sink's `drain` event reaches the flow. */
+export type SinkBackedUpHandler = (sink: RelaySocket) => void;
+
 /**
  * One direction of a connection: bytes read from `source` are written to `sink`.
  *
@@ -38,6 +41,7 @@ export class Flow {
   #sourcePaused = false;
   #sourceEnded = false;
   #sinkShut = false;
+  #onSinkBackedUp: SinkBackedUpHandler | null = null;
 
   /**
    * @param source the socket read from.
@@ -59,9 +63,15 @@ export class Flow {
     return this.#sinkShut;
   }
 
-  /** Sets the sink and writes what was queued while there was none. */
-  setSink(sink: RelaySocket): void {
+  /**
+   * Sets the sink and writes what was queued while there was none.
+   *
+   * @param onSinkBackedUp run once, when the sink first takes only part of a write; for a
+   *   sink whose drain handler is installed only when needed (see `dialer.ts`).
+   */
+  setSink(sink: RelaySocket, onSinkBackedUp?: SinkBackedUpHandler): void {
     this.#sink = sink;
+    this.#onSinkBackedUp = onSinkBackedUp ?? null;
     this.flush();
   }
 
@@ -80,6 +90,7 @@ export class Flow {
     }
     this.bytes += written;
     if (written < chunk.byteLength) {
+      this.#sinkBackedUp();
       this.#queue(chunk.subarray(written));
     }
   }
@@ -102,6 +113,7 @@ export class Flow {
       this.#pendingBytes -= written;
       if (written < head.byteLength) {
         pending[0] = head.subarray(written);
+        this.#sinkBackedUp();
         this.#pauseSource();
 
         return;
@@ -148,6 +160,14 @@ export class Flow {
     this.#pendingBytes += chunk.byteLength;
     if (this.#sink !== null || this.#pendingBytes >= UNPAUSED_QUEUE_LIMIT) {
       this.#pauseSource();
+    }
+  }
+
+  #sinkBackedUp(): void {
+    const handler = this.#onSinkBackedUp;
+    if (handler !== null) {
+      this.#onSinkBackedUp = null;
+      handler(this.#sink!);
     }
   }
 

@@ -160,3 +160,29 @@ test("Flow pauses a sinkless source only at 64 KiB", async () => {
   expect(sink.peer.digest()).toBe(sha256(Buffer.concat([patternBytes(1024, 1), large])));
   expect(flow.pendingBytes).toBe(0);
 });
+
+test("Flow reports a backed-up sink once", async () => {
+  const sourceWiring: Wiring = {};
+  const sinkWiring: Wiring = {};
+  const source = await socketPair(sourceWiring);
+  const sink = await socketPair(sinkWiring);
+  sink.peer.keepText = false;
+  sink.peer.socket.pause();
+  const reported: Socket<unknown>[] = [];
+  const flow = new Flow(source.socket);
+  flow.setSink(sink.socket, (backedUp) => reported.push(backedUp));
+  sinkWiring.onDrain = () => flow.flush();
+
+  // A small write fits in the kernel's buffer, so nothing is reported.
+  flow.forward(patternBytes(1024, 3));
+  expect(reported).toHaveLength(0);
+
+  // 16 MiB does not fit: the first short write reports the sink, later ones do not.
+  const chunk = patternBytes(16 * MIB, 4);
+  flow.forward(chunk);
+  sink.peer.socket.resume();
+  await waitFor("the sink's peer to read every byte", () => sink.peer.received === 1024 + chunk.byteLength, 30_000);
+
+  expect(reported).toHaveLength(1);
+  expect(reported[0]).toBe(sink.socket);
+});
