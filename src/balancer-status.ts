@@ -79,6 +79,14 @@ export interface BalancerStatus {
   shuttingDown: boolean;
   /** Whole milliseconds (rounded up) until the shutdown closes the connections still open, while it waits for them. */
   shutdownEndsInMs?: number;
+  /**
+   * Client connections open or dialing a backend, in every thread: the count that
+   * `--max-connections` caps. Dialing clients have no backend yet, so the per-backend
+   * `active` counts leave them out.
+   */
+  connections?: number;
+  /** The `--max-connections` cap; 0 means no cap. */
+  maxConnections?: number;
 }
 
 /** Per-id traffic of open connections, added to the counters of closed ones. */
@@ -174,6 +182,8 @@ export function collectStatus(server: Server, union: BackendSetUnion): BalancerS
     degraded: server.health.degraded,
     shuttingDown: server.shuttingDown,
     shutdownEndsInMs: wholeMs(server.shutdownRemainingMs),
+    connections: server.activeCountInAllThreads,
+    maxConnections: server.limits.configuredMaxConnections,
   };
 }
 

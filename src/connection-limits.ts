@@ -68,6 +68,11 @@ export class ConnectionLimits {
     this.#warning = new RateLimitedLog(logger.with({ component: "limits" }), "warn", warnIntervalMs);
   }
 
+  /** The global cap as configured, over every thread; 0 means no cap. */
+  get configuredMaxConnections(): number {
+    return this.#configured.maxConnections;
+  }
+
   /** Returns true when one more client fits under the global cap, given the connections open or dialing now. */
   admits(active: number): boolean {
     return this.maxConnections === 0 || active < this.maxConnections;

@@ -97,6 +97,13 @@ export async function fetchStatus(admin: Address, tokenFile?: string): Promise<B
   }
 }
 
+/** Describes the clients open or dialing against the global cap, such as "3 open or dialing a backend, of at most 100 (--max-connections)". */
+function formatConnections(open: number, max: number): string {
+  const count = `${open} open or dialing a backend`;
+
+  return max === 0 ? `${count}, no --max-connections cap` : `${count}, of at most ${max} (--max-connections)`;
+}
+
 /** Formats the status as a table of backends, then listeners and conflicts. */
 export function formatStatus(status: BalancerStatus): string {
   const header = ["ID", "TARGET", "PROVIDER", "ACTIVE", "TOTAL", "BYTES TO BACKEND", "BYTES TO CLIENT", "HEALTH"];
@@ -121,6 +128,9 @@ export function formatStatus(status: BalancerStatus): string {
     lines.push("(the backend set is empty)");
   }
   lines.push("", `Listeners: ${status.listeners.join(", ") || "(none)"}`);
+  if (status.connections !== undefined) {
+    lines.push(`Connections: ${formatConnections(status.connections, status.maxConnections ?? 0)}`);
+  }
   if (status.shuttingDown) {
     const ends = status.shutdownEndsInMs === undefined ? "" : `; the connections still open are closed in ${formatTimeLeft(status.shutdownEndsInMs)}`;
     lines.push(`Shutting down: no new clients are accepted${ends}`);

@@ -1,4 +1,5 @@
 import { afterEach, expect, test } from "bun:test";
+import type { Socket } from "bun";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -9,6 +10,8 @@ import { Logger } from "../src/logger.ts";
 import { Server } from "../src/server.ts";
 import { TestBackend, TestClient } from "./support/backends.ts";
 import { EchoBackend, FaultProcess } from "./support/fault-peers.ts";
+import { FullBacklogListener } from "./support/full-backlog.ts";
+import { BINARY } from "./support/tinylb-process.ts";
 import { waitFor } from "./support/wait.ts";
 
 const cleanup: (() => void | Promise<unknown>)[] = [];
@@ -190,6 +193,46 @@ test("tinylb reports rejected clients in /metrics", async () => {
     held.end();
   } finally {
     backend.stop();
+    rmSync(folder, { recursive: true, force: true });
+  }
+});
+
+test("status and metrics count dialing clients", async () => {
+  const backend = new EchoBackend();
+  const silent = await FullBacklogListener.start();
+  const folder = mkdtempSync(join(tmpdir(), "tinylb-limits-"));
+  const adminPath = join(folder, "admin.sock");
+  const args = ["--listen", "127.0.0.1:0", "--backend", `echo=${backend.target}`, "--backend", `silent=${silent.target}`, "--connect-timeout", "60s"];
+  await using tinylb = new FaultProcess([...args, "--max-connections", "5", "--admin", `unix:${adminPath}`]);
+  const clients: Socket<undefined>[] = [];
+  try {
+    const port = await tinylb.port();
+    await waitFor("the admin API", () => tinylb.stderr.includes("admin API listening"));
+    // The rotation sends one client to "echo" and the other to "silent", whose connect hangs.
+    for (let i = 0; i < 2; i++) {
+      clients.push(await Bun.connect({ hostname: "127.0.0.1", port, socket: { data() {}, error() {} } }));
+    }
+    await waitFor("the first client to reach the backend", () => backend.peers.length === 1);
+    let metrics = "";
+    await waitFor("both clients to be counted", async () => {
+      metrics = await (await fetch("http://localhost/metrics", { unix: adminPath })).text();
+
+      return metrics.includes("\ntinylb_connections_open 2\n");
+    });
+
+    expect(metrics).toContain("\ntinylb_connections_open 2\n");
+    expect(metrics).toContain("\ntinylb_connections_max 5\n");
+    expect(metrics).toContain('tinylb_backend_connections_active{backend="silent"} 0');
+
+    const status = Bun.spawnSync([BINARY, "status", "--admin", `unix:${adminPath}`]);
+    expect(status.exitCode).toBe(0);
+    expect(status.stdout.toString()).toContain("\nConnections: 2 open or dialing a backend, of at most 5 (--max-connections)\n");
+  } finally {
+    for (const client of clients) {
+      client.terminate();
+    }
+    backend.stop();
+    await silent.stop();
     rmSync(folder, { recursive: true, force: true });
   }
 });

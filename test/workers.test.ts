@@ -228,6 +228,9 @@ test("rejections of every thread reach /metrics", async () => {
   await waitFor("rejections of both threads on /metrics", async () => (await rejected()) === CLIENTS - served, 10_000);
   const rejectedInWorker = tinylb.stderr.split("\n").filter((line) => line.includes("connection limit reached") && line.includes("worker=1"));
   expect(rejectedInWorker.length).toBeGreaterThan(0);
+  // The open count is the threads' shared one, so it shows the 2 served clients wherever they run.
+  expect(await metric(adminPath, /^tinylb_connections_open (\d+)$/m)).toBe(2);
+  expect(await metric(adminPath, /^tinylb_connections_max (\d+)$/m)).toBe(2);
 }, 60_000);
 
 test("threads share one rotation, after a set change too", async () => {
