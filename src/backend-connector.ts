@@ -22,7 +22,7 @@ const MAX_FAILURE_LOGS = 1024;
 export interface BackendConnectorOptions {
   /** The rotation. A dial whose target left the rotation's current set is abandoned. */
   selector: RoundRobinSelector;
-  /** Per-backend caps. Each dial reserves one connection, released when the dial fails or the connection closes. */
+  /** Per-backend caps. The failover plan reserves one connection per dial, released when the dial fails or the connection closes. */
   limits: ConnectionLimits;
   /** Health state, which records every dial's result and puts unhealthy backends last in the failover order. */
   health: HealthChecker;
@@ -59,7 +59,7 @@ export class BackendConnector implements DialObserver {
   readonly #maxAttempts: number;
   readonly #registered: (connection: Connection, backend: Backend) => void;
   readonly #failoverChecks: FailoverChecks = {
-    hasRoom: (candidate) => this.#limits.hasRoom(candidate.id),
+    reserve: (candidate) => this.#limits.tryReserve(candidate.id),
     isHealthy: (candidate) => this.#health.isHealthy(candidate),
   };
   readonly #keepalive: DeferredKeepalive;
@@ -183,8 +183,8 @@ export class BackendConnector implements DialObserver {
     return log;
   }
 
+  /** Dials a backend the plan handed out, with the reservation the plan took. */
   #dial(connection: Connection, backend: Backend, plan: FailoverPlan): void {
-    this.#limits.reserve(backend.id);
     new DialAttempt(connection, backend, plan, this.#dialOptions, this).start();
   }
 

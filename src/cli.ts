@@ -70,8 +70,7 @@ Options:
                            close the client when every backend is at N; 0 means no cap (default 0)
   --workers N              accept and relay on N threads that share the TCP listen ports
                            (SO_REUSEPORT), each with its own connections (default 1); the
-                           threads share one rotation and the --max-connections count, and
-                           each admits the per-backend cap divided by N, rounded up
+                           threads share one rotation and the counts both caps apply to
 ${HEALTH_HELP}
 ${PROVIDER_HELP}
   --log-level LEVEL        debug, info, warn or error (default info)

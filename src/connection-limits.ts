@@ -1,5 +1,6 @@
 import type { Logger } from "./logger.ts";
 import { RateLimitedLog } from "./rate-limited-log.ts";
+import type { SharedBackendCounts } from "./shared-backend-counts.ts";
 
 /** Caps on concurrent connections; 0 means no cap. */
 export interface ConnectionLimitOptions {
@@ -14,18 +15,23 @@ export interface ConnectionLimitOptions {
    */
   maxConnectionsPerBackend?: number;
   /**
-   * Threads that share both caps (`--workers`). Each thread enforces its share of each cap
-   * (see `capPerThread`), and warnings name the cap as configured and that share.
+   * Threads that share both caps (`--workers`). A thread enforces its share of a cap (see
+   * `capPerThread`) where the threads do not count together, and warnings then name the cap as
+   * configured and that share.
    * @default 1
    */
   threads?: number;
   /**
    * True when the threads count their open connections together (see ThreadCounters), so
-   * every thread enforces the whole global cap against that count. The per-backend cap is
-   * still split between the threads.
+   * every thread enforces the whole global cap against that count.
    * @default false
    */
   globalCountShared?: boolean;
+  /**
+   * Per-backend counts that the threads share, so every thread enforces the whole
+   * per-backend cap against them. An id without a slot falls back to this thread's share.
+   */
+  sharedBackendCounts?: SharedBackendCounts;
 }
 
 /** Returns one thread's share of a connection cap (0, no cap, stays 0). */
@@ -49,8 +55,9 @@ export type LimitRejection = "global" | "backend";
 export class ConnectionLimits {
   /** The global cap this thread enforces: the whole cap when the threads share one count, else its share; 0 means no cap. */
   readonly maxConnections: number;
-  /** This thread's share of the per-backend cap; 0 means no cap. */
+  /** This thread's share of the per-backend cap, for ids without a shared count; 0 means no cap. */
   readonly maxConnectionsPerBackend: number;
+  readonly #shared: SharedBackendCounts | undefined;
   readonly #configured: { maxConnections: number; maxConnectionsPerBackend: number; threads: number; globalCountShared: boolean };
   /** Clients closed because the global cap was reached. */
   rejectedGlobal = 0;
@@ -65,6 +72,7 @@ export class ConnectionLimits {
     this.#configured = { maxConnections: options.maxConnections ?? 0, maxConnectionsPerBackend: options.maxConnectionsPerBackend ?? 0, threads, globalCountShared };
     this.maxConnections = globalCountShared ? this.#configured.maxConnections : capPerThread(this.#configured.maxConnections, threads);
     this.maxConnectionsPerBackend = capPerThread(this.#configured.maxConnectionsPerBackend, threads);
+    this.#shared = this.#configured.maxConnectionsPerBackend > 0 ? options.sharedBackendCounts : undefined;
     this.#warning = new RateLimitedLog(logger.with({ component: "limits" }), "warn", warnIntervalMs);
   }
 
@@ -78,39 +86,57 @@ export class ConnectionLimits {
     return this.maxConnections === 0 || active < this.maxConnections;
   }
 
-  /** Returns true when the backend id is below its cap. */
-  hasRoom(id: string): boolean {
-    return this.maxConnectionsPerBackend === 0 || this.count(id) < this.maxConnectionsPerBackend;
-  }
-
-  /** Connections open or dialing to the backend id; always 0 without a per-backend cap. */
+  /** Connections open or dialing to the backend id, in every thread when they share counts; always 0 without a per-backend cap. */
   count(id: string): number {
-    return this.#perBackend.get(id) ?? 0;
+    const slot = this.#shared?.slotOf(id);
+
+    return slot === undefined ? (this.#perBackend.get(id) ?? 0) : this.#shared!.count(slot);
   }
 
-  /** Counts a dial to the backend id against its cap; without a per-backend cap nothing is counted. */
-  reserve(id: string): void {
+  /**
+   * Counts a dial to the backend id against its cap, unless the id is at its cap; returns
+   * false then. Without a per-backend cap it counts nothing and returns true. Each true must
+   * be matched by one `release`.
+   */
+  tryReserve(id: string): boolean {
     if (this.maxConnectionsPerBackend === 0) {
-      return;
+      return true;
     }
 
-    this.#perBackend.set(id, this.count(id) + 1);
+    const slot = this.#shared?.slotOf(id);
+    if (slot !== undefined) {
+      return this.#shared!.tryReserve(slot, this.#configured.maxConnectionsPerBackend);
+    }
+    const count = this.#perBackend.get(id) ?? 0;
+    if (count >= this.maxConnectionsPerBackend) {
+      return false;
+    }
+    this.#perBackend.set(id, count + 1);
+
+    return true;
   }
 
-  /** Gives back a reservation taken with `reserve`. */
+  /** Gives back a reservation taken with `tryReserve`. */
   release(id: string): void {
     if (this.maxConnectionsPerBackend === 0) {
       return;
     }
 
-    const count = this.count(id) - 1;
-    if (count < 0) {
-      throw new Error(`invariant violated: backend "${id}" released more connections than it reserved`);
+    // Reservations counted in this thread go first: an id that had no shared slot when they
+    // were taken may have one now.
+    const local = this.#perBackend.get(id);
+    if (local !== undefined) {
+      if (local === 1) {
+        this.#perBackend.delete(id);
+      } else {
+        this.#perBackend.set(id, local - 1);
+      }
+
+      return;
     }
-    if (count === 0) {
-      this.#perBackend.delete(id);
-    } else {
-      this.#perBackend.set(id, count);
+    const slot = this.#shared?.slotOf(id);
+    if (slot === undefined || !this.#shared!.release(slot)) {
+      throw new Error(`invariant violated: backend "${id}" released more connections than it reserved`);
     }
   }
 
@@ -130,7 +156,7 @@ export class ConnectionLimits {
       this.#warning.log("every backend is at its connection limit; closing client", {
         client,
         maxConnectionsPerBackend: this.#configured.maxConnectionsPerBackend,
-        ...this.#share(this.maxConnectionsPerBackend),
+        ...(this.#shared === undefined ? this.#share(this.maxConnectionsPerBackend) : {}),
       });
     }
   }

@@ -5,8 +5,11 @@ import type { RoundRobinSelector } from "./round-robin-selector.ts";
 export interface FailoverChecks {
   /** True when the backend is healthy; unhealthy backends are tried only after every healthy one. */
   isHealthy(backend: Backend): boolean;
-  /** True when the backend may take one more connection (its connection cap). */
-  hasRoom(backend: Backend): boolean;
+  /**
+   * Reserves one more connection to the backend under its connection cap; false when it is
+   * at its cap. The plan checks it last, so every backend it hands out has a reservation.
+   */
+  reserve(backend: Backend): boolean;
 }
 
 /**
@@ -43,26 +46,26 @@ export class FailoverPlan {
     return this.#tried?.size ?? (this.#first === undefined ? 0 : 1);
   }
 
-  /** Returns the first backend to dial, or undefined when no backend has room. */
+  /** Returns the first backend to dial, reserved under its cap, or undefined when no backend has room. */
   first(): Backend | undefined {
-    const { isHealthy, hasRoom } = this.#checks;
-    this.#first = this.#selector.next((candidate) => hasRoom(candidate) && isHealthy(candidate)) ?? this.#selector.next(hasRoom);
+    const { isHealthy, reserve } = this.#checks;
+    this.#first = this.#selector.next((candidate) => isHealthy(candidate) && reserve(candidate)) ?? this.#selector.next(reserve);
 
     return this.#first;
   }
 
-  /** Returns the backend to dial after `failed`, or undefined when the attempts are used up. */
+  /** Returns the backend to dial after `failed`, reserved under its cap, or undefined when the attempts are used up or no untried backend has room. */
   next(failed: Backend): Backend | undefined {
     if (this.#maxAttempts > 0 && this.attempts >= this.#maxAttempts) {
       return undefined;
     }
 
     const tried = (this.#tried ??= new Set(this.#first === undefined ? [] : [attemptKey(this.#first)]));
-    const { isHealthy, hasRoom } = this.#checks;
-    const untried = (candidate: Backend): boolean => !tried.has(attemptKey(candidate)) && hasRoom(candidate);
+    const { isHealthy, reserve } = this.#checks;
+    const untried = (candidate: Backend): boolean => !tried.has(attemptKey(candidate));
     const backend =
-      this.#selector.following(failed.id, (candidate) => untried(candidate) && isHealthy(candidate)) ??
-      this.#selector.following(failed.id, untried);
+      this.#selector.following(failed.id, (candidate) => untried(candidate) && isHealthy(candidate) && reserve(candidate)) ??
+      this.#selector.following(failed.id, (candidate) => untried(candidate) && reserve(candidate));
 
     if (backend !== undefined) {
       tried.add(attemptKey(backend));

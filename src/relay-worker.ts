@@ -109,6 +109,7 @@ self.onmessage = (event: MessageEvent<WorkerCommand>) => {
       void start(command.index, command.options, command.logLevel, command.logFormat);
       break;
     case "set":
+      server?.threadCounters?.backendCounts?.learn(command.slots);
       server?.applySet(new BackendSet(command.backends.map((backend) => createBackend(backend.id, backend.target))));
       break;
     case "health":

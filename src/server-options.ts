@@ -30,8 +30,7 @@ export interface ServerOptions {
   maxConnectionsPerBackend?: number;
   /**
    * Threads that share both caps (`--workers`). With more than one, the threads count their
-   * connections together for the global cap, and this server enforces its share of the
-   * per-backend cap.
+   * connections together for the global cap and, with a per-backend cap, per backend id.
    * @default 1
    */
   threads?: number;

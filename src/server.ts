@@ -68,9 +68,12 @@ export class Server {
     this.#emptySetWarning = new RateLimitedLog(this.#log, "warn", 10_000);
     this.#listeners = new ListenerSet(this.#log, this.#options.reusePort);
     this.#listeners.setKeepAlive(this.#options.keepaliveMs);
-    this.threadCounters = this.#options.threads > 1 ? new ThreadCounters(options.threadCounters) : undefined;
+    this.threadCounters = this.#options.threads > 1 ? new ThreadCounters(options.threadCounters, this.#options.maxConnectionsPerBackend > 0) : undefined;
     this.#selector = new RoundRobinSelector(BackendSet.EMPTY, this.threadCounters);
-    this.limits = new ConnectionLimits({ ...this.#options, globalCountShared: this.threadCounters !== undefined }, this.#options.logger);
+    this.limits = new ConnectionLimits(
+      { ...this.#options, globalCountShared: this.threadCounters !== undefined, sharedBackendCounts: this.threadCounters?.backendCounts },
+      this.#options.logger,
+    );
     this.health = health ?? new HealthChecker({ ...this.#options.health, clock: this.#options.clock, logger: this.#options.logger });
     this.#removals = new RemovalPolicies(this.pool, this.health, this.#log, this.#options.clock, this.#options);
     this.health.onFlip((backend, healthy) => this.#removals.healthFlipped(backend, healthy));
@@ -148,6 +151,8 @@ export class Server {
       return false;
     }
 
+    // In the main thread, every id gets its shared per-backend count before a client can reach it.
+    this.threadCounters?.backendCounts?.assign(set.backends.map((backend) => backend.id));
     this.#selector.update(set);
     for (const listener of this.#setListeners) {
       listener(set);

@@ -1,13 +1,19 @@
+import { BACKEND_SLOTS, SharedBackendCounts } from "./shared-backend-counts.ts";
+
 /** Index of the rotation's turn counter in the shared array. */
 const TURN = 0;
 /** Index of the count of connections open or dialing in every thread. */
 const OPEN = 1;
-const SLOTS = 2;
+/** Index of the first per-backend count (see SharedBackendCounts). */
+const BACKEND_COUNTS = 2;
 
 /**
  * Counters that every relay thread of one balancer (`--workers`) updates in shared memory,
  * so that the threads act as one balancer. They hold one rotation over the backends, and one
  * count of the connections open or dialing for the global cap and the descriptor guard.
+ *
+ * With a per-backend cap they also count the connections of each backend id
+ * (`backendCounts`).
  *
  * The main thread creates the counters and passes `buffer` to each relay worker in its start
  * message; a SharedArrayBuffer is shared, not copied, by `postMessage`. Each update is one
@@ -15,11 +21,22 @@ const SLOTS = 2;
  */
 export class ThreadCounters {
   readonly buffer: SharedArrayBuffer;
+  /** Per-backend counts, when the counters were created with them. */
+  readonly backendCounts: SharedBackendCounts | undefined;
   readonly #slots: Int32Array;
 
-  constructor(buffer = new SharedArrayBuffer(SLOTS * Int32Array.BYTES_PER_ELEMENT)) {
-    this.buffer = buffer;
-    this.#slots = new Int32Array(buffer);
+  /**
+   * @param buffer the main thread's counters, in a relay worker; the main thread leaves it out
+   *   and creates them.
+   * @param withBackendCounts true to make room for per-backend counts, when the main thread
+   *   creates the counters.
+   */
+  constructor(buffer?: SharedArrayBuffer, withBackendCounts = false) {
+    const assigns = buffer === undefined;
+    this.buffer = buffer ?? new SharedArrayBuffer((BACKEND_COUNTS + (withBackendCounts ? BACKEND_SLOTS : 0)) * Int32Array.BYTES_PER_ELEMENT);
+    this.#slots = new Int32Array(this.buffer);
+    const counts = this.#slots.subarray(BACKEND_COUNTS);
+    this.backendCounts = counts.length > 0 ? new SharedBackendCounts(counts, assigns) : undefined;
   }
 
   /**

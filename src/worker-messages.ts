@@ -10,7 +10,8 @@ export type WorkerServerOptions = Omit<ServerOptions, "logger" | "clock"> & { li
 /** A message from the main thread to a relay worker. */
 export type WorkerCommand =
   | { type: "start"; index: number; options: WorkerServerOptions; logLevel: LogLevel; logFormat: LogFormat }
-  | { type: "set"; backends: { id: string; target: string }[] }
+  /** `slots` gives the shared per-backend count of each id that has one (see SharedBackendCounts). */
+  | { type: "set"; backends: { id: string; target: string }[]; slots: Record<string, number> }
   | { type: "health"; snapshot: HealthSnapshot }
   | { type: "close-all"; reason: string }
   | { type: "live-settings"; settings: LiveSettings }

@@ -56,9 +56,8 @@ const CLOSE_ALL_REPLY_MS = 1000;
  * up to one second late.
  *
  * The threads share one rotation and one count of open connections through ThreadCounters,
- * so the global cap applies to all of them together. NOTE: the per-backend cap is split evenly between
- * threads (see capPerThread in connection-limits.ts). Unix socket listeners are served by the
- * main thread alone.
+ * so the global cap applies to all of them together, and with a per-backend cap one count per
+ * backend id (see SharedBackendCounts). Unix socket listeners are served by the main thread alone.
  */
 export class WorkerPool {
   readonly #workers: RelayWorker[];
@@ -150,8 +149,9 @@ export class WorkerPool {
    */
   publish(set: BackendSet): void {
     const backends = set.backends.map((backend) => ({ id: backend.id, target: backend.target }));
+    const slots = this.#server.threadCounters?.backendCounts?.slotsOf(backends.map((backend) => backend.id)) ?? {};
     for (const worker of this.#workers) {
-      this.#send(worker, { type: "set", backends });
+      this.#send(worker, { type: "set", backends, slots });
     }
     this.#queueHealth();
   }
@@ -359,7 +359,7 @@ export function relayWorkersOf(server: Server): WorkerPool | undefined {
 /**
  * Returns how many threads accept and relay: `settings.workers`, or 1 when no listen address
  * is TCP, because relay workers share only TCP ports and Unix socket clients reach the main
- * thread alone. The per-backend cap is split over this many threads.
+ * thread alone.
  */
 export function relayThreadCount(settings: Pick<Settings, "workers" | "listen">): number {
   return settings.listen.some((address) => address.kind === "tcp") ? settings.workers : 1;

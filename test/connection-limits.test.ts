@@ -44,11 +44,11 @@ async function served(port: number): Promise<TestClient> {
 
 test("ConnectionLimits counts reservations per id", () => {
   const limits = new ConnectionLimits({ maxConnectionsPerBackend: 2 }, new Logger({ sink: () => {} }));
-  limits.reserve("a");
-  expect(limits.hasRoom("a")).toBe(true);
-  limits.reserve("a");
-  expect(limits.hasRoom("a")).toBe(false);
-  expect(limits.hasRoom("b")).toBe(true);
+  expect(limits.tryReserve("a")).toBe(true);
+  expect(limits.tryReserve("a")).toBe(true);
+  expect(limits.tryReserve("a")).toBe(false);
+  expect(limits.count("a")).toBe(2);
+  expect(limits.tryReserve("b")).toBe(true);
   limits.release("a");
   expect(limits.count("a")).toBe(1);
   limits.release("a");

@@ -15,8 +15,8 @@ function setOf(...entries: string[]): BackendSet {
   );
 }
 
-function healthyExcept(...unhealthy: string[]): { isHealthy: (backend: Backend) => boolean; hasRoom: () => boolean } {
-  return { isHealthy: (backend) => !unhealthy.includes(backend.id), hasRoom: () => true };
+function healthyExcept(...unhealthy: string[]): { isHealthy: (backend: Backend) => boolean; reserve: () => boolean } {
+  return { isHealthy: (backend) => !unhealthy.includes(backend.id), reserve: () => true };
 }
 
 /** Runs a plan to the end, replacing the set right after the n-th pick when `replacements[n]` is given. */
@@ -84,9 +84,30 @@ test("FailoverPlan ends when the set empties", () => {
   expect(order(selector, plan, { 1: BackendSet.EMPTY })).toEqual(["a"]);
 });
 
+test("FailoverPlan reserves only backends it hands out", () => {
+  const selector = new RoundRobinSelector(setOf("a", "b", "c"));
+  const reserved: string[] = [];
+  const checks = {
+    isHealthy: (backend: Backend) => backend.id !== "a",
+    reserve: (backend: Backend) => {
+      reserved.push(backend.id);
+
+      return backend.id !== "b";
+    },
+  };
+  const plan = new FailoverPlan(selector, checks, 0);
+
+  // "a" is unhealthy, so it is not reserved while "c" is healthy and has room; "b" is full.
+  expect(plan.first()?.id).toBe("c");
+  expect(reserved).toEqual(["b", "c"]);
+  // After "c" fails, only the unhealthy "a" is left with room.
+  expect(plan.next(selector.set.get("c")!)?.id).toBe("a");
+  expect(reserved).toEqual(["b", "c", "b", "a"]);
+});
+
 test("FailoverPlan skips backends without room", () => {
   const selector = new RoundRobinSelector(setOf("a", "b", "c"));
-  const plan = new FailoverPlan(selector, { isHealthy: () => true, hasRoom: (backend) => backend.id !== "a" }, 0);
+  const plan = new FailoverPlan(selector, { isHealthy: () => true, reserve: (backend) => backend.id !== "a" }, 0);
 
   expect(order(selector, plan)).toEqual(["b", "c"]);
 });

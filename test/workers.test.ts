@@ -233,6 +233,29 @@ test("rejections of every thread reach /metrics", async () => {
   expect(await metric(adminPath, /^tinylb_connections_max (\d+)$/m)).toBe(2);
 }, 60_000);
 
+test("per-backend cap counts every thread", async () => {
+  const { config, adminPath } = scenario(["a"]);
+  // Split between two threads, a cap of 3 would admit 2 per thread, up to 4 in all.
+  const { tinylb, port } = await startWorkers(config, ["--max-connections-per-backend", "3", "--admin", `unix:${adminPath}`, "--log-level", "debug"]);
+
+  const clients = await connectClients(port);
+  await waitFor("each client greeted or closed", () => clients.every((client) => client.firstLine !== "" || client.closed || client.ended));
+  const served = clients.filter((client) => client.firstLine === "a");
+  expect(served).toHaveLength(3);
+  const rejected = async (): Promise<number> => await metric(adminPath, /^tinylb_clients_rejected_total\{limit="backend"\} (\d+)$/m);
+  await waitFor("rejections of both threads on /metrics", async () => (await rejected()) === CLIENTS - 3, 10_000);
+  const rejectedInWorker = tinylb.stderr.split("\n").filter((line) => line.includes("every backend is at its connection limit") && line.includes("worker=1"));
+  expect(rejectedInWorker.length).toBeGreaterThan(0);
+  expect(rejectedInWorker[0]).not.toContain("perThread=");
+
+  // Once a served client leaves, the next client is served, whichever thread accepts it.
+  served[0]!.socket.end();
+  await waitFor("the cap to have room", async () => (await metric(adminPath, /^tinylb_connections_open (\d+)$/m)) === 2, 10_000);
+  const next = await TestClient.connect(port);
+  cleanup.push(() => next.socket.terminate());
+  await waitFor("the next client's greeting", () => next.firstLine === "a");
+}, 60_000);
+
 test("threads share one rotation, after a set change too", async () => {
   const { backends, config } = scenario(["a", "b", "c", "d", "e", "f"], 3);
   const { tinylb, port } = await startWorkers(config, ["--log-level", "debug"]);

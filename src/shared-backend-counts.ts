@@ -1,0 +1,125 @@
+/** Backend ids that can have a shared count at once. */
+export const BACKEND_SLOTS = 65_536;
+
+/**
+ * Connections open or dialing per backend id, counted in shared memory by every relay thread
+ * (`--workers`), so that `--max-connections-per-backend` applies to all threads together.
+ *
+ * Each id has a slot: one Int32 in the counters' SharedArrayBuffer. The main thread assigns
+ * slots when a backend set is applied and sends them to the workers with that set, so every
+ * thread uses the same slot for an id. A full table reuses the slots of ids that left the set
+ * and have no open connection. An id still without a slot (a set of more than BACKEND_SLOTS
+ * ids) has no shared count, so the caller counts it in its own thread.
+ *
+ * NOTE: a worker that has not yet received the set that freed a slot may still reserve it for
+ * the old id. The count of the id that took the slot over is then one too high until that
+ * connection closes. This needs more than BACKEND_SLOTS ids over the process's life.
+ */
+export class SharedBackendCounts {
+  readonly #counts: Int32Array;
+  readonly #slots = new Map<string, number>();
+  /** True in the main thread, which assigns the slots; workers learn them from its messages. */
+  readonly #assigns: boolean;
+  /** Slots below this index have been handed out at least once. */
+  #firstUnused = 0;
+  /** Slots handed out before and freed since. */
+  readonly #free: number[] = [];
+
+  /** @param counts the slots' memory, one Int32 per slot. */
+  constructor(counts: Int32Array, assigns: boolean) {
+    this.#counts = counts;
+    this.#assigns = assigns;
+  }
+
+  /** Returns the slot of a backend id, or undefined when it has none. */
+  slotOf(id: string): number | undefined {
+    return this.#slots.get(id);
+  }
+
+  /**
+   * Gives every id of a new set a slot, in the main thread; does nothing in a worker. Returns
+   * the slots of the set's ids, for the message that sends the set to the workers.
+   */
+  assign(ids: readonly string[]): Record<string, number> {
+    if (this.#assigns) {
+      let reclaimed = false;
+      for (const id of ids) {
+        if (this.#slots.has(id)) {
+          continue;
+        }
+        if (this.#free.length === 0 && this.#firstUnused === this.#counts.length && !reclaimed) {
+          this.#reclaim(new Set(ids));
+          reclaimed = true;
+        }
+        const slot = this.#free.pop() ?? (this.#firstUnused < this.#counts.length ? this.#firstUnused++ : undefined);
+        if (slot === undefined) {
+          break;
+        }
+        this.#slots.set(id, slot);
+      }
+    }
+
+    return this.slotsOf(ids);
+  }
+
+  /** Returns the slots of the ids that have one. */
+  slotsOf(ids: readonly string[]): Record<string, number> {
+    const slots: Record<string, number> = {};
+    for (const id of ids) {
+      const slot = this.#slots.get(id);
+      if (slot !== undefined) {
+        slots[id] = slot;
+      }
+    }
+
+    return slots;
+  }
+
+  /** Records the slots the main thread assigned, in a worker, before it applies their set. */
+  learn(slots: Record<string, number>): void {
+    for (const [id, slot] of Object.entries(slots)) {
+      this.#slots.set(id, slot);
+    }
+  }
+
+  /** Returns the connections open or dialing to the slot's id in every thread. */
+  count(slot: number): number {
+    return Atomics.load(this.#counts, slot);
+  }
+
+  /** Counts one more connection to the slot's id, unless `cap` are already open or dialing; returns false then. */
+  tryReserve(slot: number, cap: number): boolean {
+    for (;;) {
+      const count = Atomics.load(this.#counts, slot);
+      if (count >= cap) {
+        return false;
+      }
+      if (Atomics.compareExchange(this.#counts, slot, count, count + 1) === count) {
+        return true;
+      }
+    }
+  }
+
+  /** Gives back a connection counted by `tryReserve`; returns false, counting nothing, when the slot's count is 0. */
+  release(slot: number): boolean {
+    for (;;) {
+      const count = Atomics.load(this.#counts, slot);
+      if (count <= 0) {
+        return false;
+      }
+      if (Atomics.compareExchange(this.#counts, slot, count, count - 1) === count) {
+        return true;
+      }
+    }
+  }
+
+  /** Frees the slots of ids outside `keep` that no thread counts a connection for. */
+  #reclaim(keep: ReadonlySet<string>): void {
+    for (const [id, slot] of this.#slots) {
+      if (!keep.has(id) && Atomics.load(this.#counts, slot) === 0) {
+        this.#slots.delete(id);
+        this.#free.push(slot);
+      }
+    }
+  }
+}
