@@ -40,13 +40,19 @@ async function socketPair(wiring: Wiring): Promise<{ socket: Socket<Wiring>; pee
   return { socket, peer: await listener.next() };
 }
 
-test("Flow keeps the tail of a partial write and sends it on drain", async () => {
-  const sourceWiring: Wiring = {};
+/** A source socket and a sink socket whose peer does not read yet, so the sink backs up. */
+async function sourceAndStalledSink(): Promise<{ source: { socket: Socket<Wiring>; peer: Peer }; sink: { socket: Socket<Wiring>; peer: Peer }; sinkWiring: Wiring }> {
   const sinkWiring: Wiring = {};
-  const source = await socketPair(sourceWiring);
+  const source = await socketPair({});
   const sink = await socketPair(sinkWiring);
   sink.peer.keepText = false;
   sink.peer.socket.pause();
+
+  return { source, sink, sinkWiring };
+}
+
+test("Flow keeps the tail of a partial write and sends it on drain", async () => {
+  const { source, sink, sinkWiring } = await sourceAndStalledSink();
 
   const flow = new Flow(source.socket);
   flow.setSink(sink.socket);
@@ -87,12 +93,7 @@ test("Flow queues until a sink is set, then resumes the source", async () => {
 });
 
 test("Flow passes FIN on only after the queued tail", async () => {
-  const sourceWiring: Wiring = {};
-  const sinkWiring: Wiring = {};
-  const source = await socketPair(sourceWiring);
-  const sink = await socketPair(sinkWiring);
-  sink.peer.keepText = false;
-  sink.peer.socket.pause();
+  const { source, sink, sinkWiring } = await sourceAndStalledSink();
   const flow = new Flow(source.socket);
   flow.setSink(sink.socket);
   sinkWiring.onDrain = () => flow.flush();
@@ -162,12 +163,7 @@ test("Flow pauses a sinkless source only at 64 KiB", async () => {
 });
 
 test("Flow reports a backed-up sink once", async () => {
-  const sourceWiring: Wiring = {};
-  const sinkWiring: Wiring = {};
-  const source = await socketPair(sourceWiring);
-  const sink = await socketPair(sinkWiring);
-  sink.peer.keepText = false;
-  sink.peer.socket.pause();
+  const { source, sink, sinkWiring } = await sourceAndStalledSink();
   const reported: Socket<unknown>[] = [];
   const flow = new Flow(source.socket);
   flow.setSink(sink.socket, (backedUp) => reported.push(backedUp));

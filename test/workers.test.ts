@@ -214,19 +214,31 @@ test("status and metrics add up every thread", async () => {
   expect(await tinylb.stop()).toBe(0);
 }, 60_000);
 
-test("rejections of every thread reach /metrics", async () => {
+/**
+ * Starts two threads on one echo backend "a" with a cap in `flags`, connects CLIENTS clients,
+ * and waits until /metrics counts every rejection of the `limit` cap. Returns the served
+ * clients and the worker's rejection warnings.
+ */
+async function clientsUnderCap(flags: string[], limit: "global" | "backend"): Promise<{ port: number; adminPath: string; served: TestClient[]; rejectedInWorker: string[] }> {
   const { config, adminPath } = scenario(["a"]);
-  // The threads count their connections together, so a cap of 2 admits 2 over both.
-  const { tinylb, port } = await startWorkers(config, ["--max-connections", "2", "--admin", `unix:${adminPath}`, "--log-level", "debug"]);
+  const { tinylb, port } = await startWorkers(config, [...flags, "--admin", `unix:${adminPath}`, "--log-level", "debug"]);
 
   const clients = await connectClients(port);
   await waitFor("each client greeted or closed", () => clients.every((client) => client.firstLine !== "" || client.closed || client.ended));
-  const served = clients.filter((client) => client.firstLine === "a").length;
-  expect(served).toBe(2);
+  const served = clients.filter((client) => client.firstLine === "a");
+  const rejected = async (): Promise<number> => await metric(adminPath, new RegExp(`^tinylb_clients_rejected_total\\{limit="${limit}"\\} (\\d+)$`, "m"));
+  await waitFor("rejections of both threads on /metrics", async () => (await rejected()) === CLIENTS - served.length, 10_000);
+  const warning = limit === "global" ? "connection limit reached" : "every backend is at its connection limit";
+  const rejectedInWorker = tinylb.stderr.split("\n").filter((line) => line.includes(warning) && line.includes("worker=1"));
 
-  const rejected = async (): Promise<number> => await metric(adminPath, /^tinylb_clients_rejected_total\{limit="global"\} (\d+)$/m);
-  await waitFor("rejections of both threads on /metrics", async () => (await rejected()) === CLIENTS - served, 10_000);
-  const rejectedInWorker = tinylb.stderr.split("\n").filter((line) => line.includes("connection limit reached") && line.includes("worker=1"));
+  return { port, adminPath, served, rejectedInWorker };
+}
+
+test("rejections of every thread reach /metrics", async () => {
+  // The threads count their connections together, so a cap of 2 admits 2 over both.
+  const { adminPath, served, rejectedInWorker } = await clientsUnderCap(["--max-connections", "2"], "global");
+
+  expect(served).toHaveLength(2);
   expect(rejectedInWorker.length).toBeGreaterThan(0);
   // The open count is the threads' shared one, so it shows the 2 served clients wherever they run.
   expect(await metric(adminPath, /^tinylb_connections_open (\d+)$/m)).toBe(2);
@@ -234,17 +246,10 @@ test("rejections of every thread reach /metrics", async () => {
 }, 60_000);
 
 test("per-backend cap counts every thread", async () => {
-  const { config, adminPath } = scenario(["a"]);
   // Split between two threads, a cap of 3 would admit 2 per thread, up to 4 in all.
-  const { tinylb, port } = await startWorkers(config, ["--max-connections-per-backend", "3", "--admin", `unix:${adminPath}`, "--log-level", "debug"]);
+  const { port, adminPath, served, rejectedInWorker } = await clientsUnderCap(["--max-connections-per-backend", "3"], "backend");
 
-  const clients = await connectClients(port);
-  await waitFor("each client greeted or closed", () => clients.every((client) => client.firstLine !== "" || client.closed || client.ended));
-  const served = clients.filter((client) => client.firstLine === "a");
   expect(served).toHaveLength(3);
-  const rejected = async (): Promise<number> => await metric(adminPath, /^tinylb_clients_rejected_total\{limit="backend"\} (\d+)$/m);
-  await waitFor("rejections of both threads on /metrics", async () => (await rejected()) === CLIENTS - 3, 10_000);
-  const rejectedInWorker = tinylb.stderr.split("\n").filter((line) => line.includes("every backend is at its connection limit") && line.includes("worker=1"));
   expect(rejectedInWorker.length).toBeGreaterThan(0);
   expect(rejectedInWorker[0]).not.toContain("perThread=");
 
