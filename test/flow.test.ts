@@ -40,7 +40,7 @@ async function socketPair(wiring: Wiring): Promise<{ socket: Socket<Wiring>; pee
   return { socket, peer: await listener.next() };
 }
 
-/** A source socket and a sink socket whose peer does not read yet, so the sink backs up. */
+/** Connects a source socket and a sink socket whose peer does not read yet, so the sink backs up. */
 async function sourceAndStalledSink(): Promise<{ source: { socket: Socket<Wiring>; peer: Peer }; sink: { socket: Socket<Wiring>; peer: Peer }; sinkWiring: Wiring }> {
   const sinkWiring: Wiring = {};
   const source = await socketPair({});
