@@ -1,6 +1,6 @@
 import { type Address, formatAddress } from "./address.ts";
 import { readTokenFile } from "./admin-server.ts";
-import type { BalancerStatus } from "./balancer-status.ts";
+import type { BalancerStatus, RemovedBackendStatus } from "./balancer-status.ts";
 import type { CliOptions } from "./cli.ts";
 import { ConfigError } from "./config.ts";
 import { defaultAdminAddress } from "./provider-settings.ts";
@@ -97,11 +97,15 @@ export async function fetchStatus(admin: Address, tokenFile?: string): Promise<B
   }
 }
 
-/** Describes the clients open or dialing against the global cap, such as "3 open or dialing a backend, of at most 100 (--max-connections)". */
+/**
+ * Describes the clients open or dialing against the global cap, such as "3 open or dialing a
+ * backend; cap 100 (--max-connections, maxConnections)". The flag and the config key are both
+ * named, because the status does not know which one set the cap.
+ */
 function formatConnections(open: number, max: number): string {
-  const count = `${open} open or dialing a backend`;
+  const cap = max === 0 ? "no cap set" : `cap ${max}`;
 
-  return max === 0 ? `${count}, no --max-connections cap` : `${count}, of at most ${max} (--max-connections)`;
+  return `${open} open or dialing a backend; ${cap} (--max-connections, maxConnections)`;
 }
 
 /** Formats the status as a table of backends, then listeners and conflicts. */
@@ -143,16 +147,7 @@ export function formatStatus(status: BalancerStatus): string {
     lines.push(`${label}: "${backend.id}": ${backend.healthCause}`);
   }
   for (const backend of status.removed) {
-    const one = backend.active === 1;
-    const connections = one ? "its 1 open connection stays until it closes" : `its ${backend.active} open connections stay until they close`;
-    let reason = "because its target is still in use";
-    if (!backend.targetInUse) {
-      reason = one ? "while it drains" : "while they drain";
-      if (backend.drainEndsInMs !== undefined) {
-        reason += `; the drain ends in ${formatTimeLeft(backend.drainEndsInMs)}`;
-      }
-    }
-    lines.push(`Removed: "${backend.id}" left the set; ${connections}, ${reason}`);
+    lines.push(`Removed: "${backend.id}" left the set; ${describeRemovedConnections(backend)}`);
   }
   for (const conflict of status.conflicts) {
     lines.push(
@@ -161,6 +156,22 @@ export function formatStatus(status: BalancerStatus): string {
   }
 
   return lines.join("\n") + "\n";
+}
+
+/** Describes what happens to the open connections of an id that left the set: they stay, or they drain until a deadline. */
+function describeRemovedConnections(backend: RemovedBackendStatus): string {
+  const oneOpen = backend.active === 1;
+  if (backend.targetInUse) {
+    const connections = oneOpen ? "its 1 open connection stays until it closes" : `its ${backend.active} open connections stay until they close`;
+
+    return `${connections}, because its target is still in use`;
+  }
+  const draining = oneOpen ? "its 1 open connection is draining" : `its ${backend.active} open connections are draining`;
+  if (backend.drainEndsInMs === undefined) {
+    return draining;
+  }
+
+  return `${draining}; ${oneOpen ? "it is" : "they are"} closed in ${formatTimeLeft(backend.drainEndsInMs)} if still open`;
 }
 
 /** Formats a time left in whole seconds, rounded up, so the last moments read as "1s" rather than "0s". */

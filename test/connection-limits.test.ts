@@ -226,7 +226,7 @@ test("status and metrics count dialing clients", async () => {
 
     const status = Bun.spawnSync([BINARY, "status", "--admin", `unix:${adminPath}`]);
     expect(status.exitCode).toBe(0);
-    expect(status.stdout.toString()).toContain("\nConnections: 2 open or dialing a backend, of at most 5 (--max-connections)\n");
+    expect(status.stdout.toString()).toContain("\nConnections: 2 open or dialing a backend; cap 5 (--max-connections, maxConnections)\n");
   } finally {
     for (const client of clients) {
       client.terminate();

@@ -60,7 +60,7 @@ test("Server drains a removed target until the deadline", async () => {
   const removed = collectStatus(server, new BackendSetUnion(() => {})).removed;
   expect(removed).toEqual([expect.objectContaining({ id: "a", targetInUse: false, drainEndsInMs: 3000 })]);
   expect(formatStatus({ listeners: [], backends: [], removed, conflicts: [], providers: [], degraded: false, shuttingDown: false })).toContain(
-    'Removed: "a" left the set; its 1 open connection stays until it closes, while it drains; the drain ends in 3s\n',
+    'Removed: "a" left the set; its 1 open connection is draining; it is closed in 3s if still open\n',
   );
 
   clock.advance(2999);

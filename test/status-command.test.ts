@@ -185,5 +185,21 @@ test("formatStatus lists draining removed ids", () => {
 
   expect(text.split("\n")[1]).toMatch(/^old\s+127\.0\.0\.1:9\s+\(removed\)\s+2\s+5\s+10\s+20\s+-$/);
   expect(text).toContain("(the backend set is empty)\n");
-  expect(text).toContain('Removed: "old" left the set; its 2 open connections stay until they close, while they drain\n');
+  expect(text).toContain('Removed: "old" left the set; its 2 open connections are draining\n');
+});
+
+test("formatStatus shows the connections line", () => {
+  const base = { listeners: [], backends: [], removed: [], conflicts: [], providers: [], degraded: false, shuttingDown: false };
+
+  expect(formatStatus({ ...base, connections: 0, maxConnections: 0 })).toContain("\nConnections: 0 open or dialing a backend; no cap set (--max-connections, maxConnections)\n");
+  expect(formatStatus({ ...base, connections: 7, maxConnections: 100 })).toContain("\nConnections: 7 open or dialing a backend; cap 100 (--max-connections, maxConnections)\n");
+  // A status from a tinylb without the count has no such line.
+  expect(formatStatus(base)).not.toContain("Connections:");
+});
+
+test("formatStatus gives a drain's deadline", () => {
+  const removed = { id: "old", target: "127.0.0.1:9", active: 2, total: 5, bytesToBackend: 10, bytesToClient: 20, targetInUse: false, drainEndsInMs: 2500 };
+  const text = formatStatus({ listeners: [], backends: [], removed: [removed], conflicts: [], providers: [], degraded: false, shuttingDown: false });
+
+  expect(text).toContain('Removed: "old" left the set; its 2 open connections are draining; they are closed in 3s if still open\n');
 });
