@@ -94,21 +94,27 @@ export class BackendSetUnion {
   /**
    * Fills the slots of registered providers that have not published yet with sets saved
    * by an earlier run. A seed serves until its provider publishes for the first time.
-   * Returns the names in `saved` that match no registered provider; their sets are ignored.
+   * Returns the names in `saved` whose sets are not used: `unknown` match no registered
+   * provider, and `superseded` belong to providers that already published a different set.
    */
-  seed(saved: ReadonlyMap<string, BackendSet>): string[] {
+  seed(saved: ReadonlyMap<string, BackendSet>): { unknown: string[]; superseded: string[] } {
     const unknown: string[] = [];
+    const superseded: string[] = [];
     for (const [name, set] of saved) {
       const slot = this.#slot(name);
       if (slot === undefined) {
         unknown.push(name);
-      } else if (!slot.published) {
+      } else if (slot.published) {
+        if (!slot.set.equals(set)) {
+          superseded.push(name);
+        }
+      } else {
         slot.set = set;
       }
     }
     this.#recompute("saved state");
 
-    return unknown;
+    return { unknown, superseded };
   }
 
   /**

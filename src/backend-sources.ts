@@ -124,9 +124,12 @@ export async function startBackendSources(cli: CliOptions, settings: Settings, s
       await provider.start(publishers[index]!);
     }
     if (saved.size > 0) {
-      const ignored = union.seed(saved);
-      if (ignored.length > 0) {
-        log.info("saved backends of providers no longer configured are ignored", { file: stateFile?.path, providers: ignored.join(",") });
+      const { unknown, superseded } = union.seed(saved);
+      if (unknown.length > 0) {
+        log.info("saved backends of providers no longer configured are ignored", { file: stateFile?.path, providers: unknown.join(",") });
+      }
+      if (superseded.length > 0) {
+        log.info("saved backends are replaced by the providers' current sets", { file: stateFile?.path, providers: superseded.join(",") });
       }
     }
   });

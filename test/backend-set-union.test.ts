@@ -82,13 +82,14 @@ test("BackendSetUnion serves a seed until its provider publishes", () => {
   const publishDns = union.register("dns:api.test:443");
   publishStatic(set({ s: "10.0.0.1:1" }));
 
-  const ignored = union.seed(new Map([
+  const unused = union.seed(new Map([
     ["dns:api.test:443", set({ d1: "10.0.1.1:443" })],
     ["static", set({ old: "10.0.9.9:1" })],
     ["gone", set({ g: "10.0.8.8:1" })],
   ]));
 
-  expect(ignored).toEqual(["gone"]);
+  expect(unused.unknown).toEqual(["gone"]);
+  expect(unused.superseded).toEqual(["static"]);
   expect(union.set.describe()).toBe("d1=10.0.1.1:443,s=10.0.0.1:1");
   expect(union.slots.find((slot) => slot.name === "dns:api.test:443")?.published).toBe(false);
 
@@ -128,4 +129,16 @@ test("BackendSetUnion notifies listeners after applying", () => {
   publish(set({ a: "10.0.0.1:1" }));
 
   expect(seen).toEqual(["a=10.0.0.1:1 after 1"]);
+});
+
+test("BackendSetUnion seed reports only changed sets as superseded", () => {
+  const { union } = recordingUnion();
+  const publishApi = union.register("api");
+  publishApi(set({ x: "10.0.0.2:1" }));
+
+  // The provider already published the saved set itself, so nothing of it is lost.
+  const unused = union.seed(new Map([["api", set({ x: "10.0.0.2:1" })]]));
+
+  expect(unused).toEqual({ unknown: [], superseded: [] });
+  expect(union.set.describe()).toBe("x=10.0.0.2:1");
 });
