@@ -46,6 +46,8 @@ const backendEntry = z.strictObject({ id: z.string(), target: z.string() });
 const replaceBody = z.strictObject({ backends: z.array(backendEntry).max(MAX_ADMIN_BACKENDS) });
 const putOneBody = z.strictObject({ id: z.string().optional(), target: z.string() });
 
+/** Problems of one request body that its error message names at most, so a body of 10,000 bad entries gets a short message. */
+const MAX_REPORTED_ISSUES = 5;
 const BACKEND_PATH = /^\/v1\/backends\/([^/]+)$/;
 
 /**
@@ -241,14 +243,22 @@ function validateBody<T>(schema: z.ZodType<T>, body: unknown): T {
     return result.data;
   }
 
-  const issue = result.error.issues[0]!;
+  // The message names several problems, as for a config file, so one request finds them. `field` is the first one's.
+  const issues = result.error.issues.slice(0, MAX_REPORTED_ISSUES);
+  const message = issues.map(describeIssue).join("; ");
+  throw new AdminRequestError(400, message, formatFieldPath(issues[0]!.path, "(body)"));
+}
+
+/** Describes one problem of a request body: the field, what is wrong, and the value given. */
+function describeIssue(issue: z.core.$ZodIssue): string {
   const field = formatFieldPath(issue.path, "(body)");
   const input = "input" in issue ? issue.input : undefined;
   // Objects are not quoted: JSON.stringify of a deeply nested body overflows the stack.
   const got = input === undefined || typeof input === "object" ? "" : ` (got ${JSON.stringify(input)?.slice(0, 80)})`;
   // The body itself has no field name worth repeating in the message.
   const subject = issue.path.length === 0 ? "invalid request body" : field;
-  throw new AdminRequestError(400, `${subject}: ${issue.message}${got}`, field);
+
+  return `${subject}: ${issue.message}${got}`;
 }
 
 /**

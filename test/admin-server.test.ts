@@ -257,7 +257,7 @@ describe.each(["unix", "tcp"] as const)("admin API over %s", (transport) => {
     ["oversized body", "/v1/backends", putJson(`{"backends":[],"pad":"${"x".repeat(MAX_ADMIN_BODY_BYTES)}"}`), 413, "(body)", "request body too large"],
     ["target missing", "/v1/backends/x", putJson({}), 400, "target", "target: missing"],
     ["target wrong type", "/v1/backends/x", putJson({ target: 80 }), 400, "target", "expected a string, got a number"],
-    ["misspelt target", "/v1/backends/x", putJson({ targt: "127.0.0.1:1" }), 400, "target", "target: missing"],
+    ["misspelt target", "/v1/backends/x", putJson({ targt: "127.0.0.1:1" }), 400, "target", 'target: missing; invalid request body: unknown key "targt" (did you mean "target"?)'],
     ["body id mismatch", "/v1/backends/x", putJson({ id: "y", target: "127.0.0.1:1" }), 400, "id", "does not match"],
     ["invalid id in path", "/v1/backends/%2Dx", putJson({ target: "127.0.0.1:1" }), 400, "id", "invalid backend id"],
     ["static id retargeted", "/v1/backends/a", putJson({ target: "127.0.0.1:1" }), 409, "id", 'comes from provider "static"'],
