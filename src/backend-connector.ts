@@ -59,7 +59,7 @@ export class BackendConnector implements DialObserver {
   readonly #maxAttempts: number;
   readonly #registered: (connection: Connection, backend: Backend) => void;
   readonly #failoverChecks: FailoverChecks = {
-    reserve: (candidate) => this.#limits.tryReserve(candidate.id),
+    reserve: (candidate) => this.#limits.tryReserve(candidate.target),
     isHealthy: (candidate) => this.#health.isHealthy(candidate),
   };
   readonly #keepalive: DeferredKeepalive;
@@ -140,7 +140,7 @@ export class BackendConnector implements DialObserver {
         return;
       }
 
-      this.#limits.release(backend.id);
+      this.#limits.release(backend.target);
       this.#stats.backend(backend.id).dialFailures++;
       this.#health.dialFailed(backend, error.message);
       if (connection.closed) {

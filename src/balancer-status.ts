@@ -87,6 +87,8 @@ export interface BalancerStatus {
   connections?: number;
   /** The `--max-connections` cap; 0 means no cap. */
   maxConnections?: number;
+  /** The `--max-connections-per-backend` cap, which counts per target; 0 means no cap. */
+  maxConnectionsPerBackend?: number;
 }
 
 /** Per-id traffic of open connections, added to the counters of closed ones. */
@@ -184,6 +186,7 @@ export function collectStatus(server: Server, union: BackendSetUnion): BalancerS
     shutdownEndsInMs: wholeMs(server.shutdownRemainingMs),
     connections: server.activeCountInAllThreads,
     maxConnections: server.limits.configuredMaxConnections,
+    maxConnectionsPerBackend: server.limits.configuredMaxConnectionsPerBackend,
   };
 }
 

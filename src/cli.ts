@@ -66,8 +66,9 @@ Options:
   --max-connections N      close new clients at once while N connections are open or dialing;
                            0 means no cap (default 0)
   --max-connections-per-backend N
-                           skip a backend while N connections to it are open or dialing, and
-                           close the client when every backend is at N; 0 means no cap (default 0)
+                           skip a backend while N connections to its target are open or
+                           dialing, and close the client when every backend is at N; 0 means
+                           no cap (default 0)
   --workers N              accept and relay on N threads that share the TCP listen ports
                            (SO_REUSEPORT), each with its own connections (default 1); the
                            threads share one rotation and the counts both caps apply to

@@ -10,7 +10,9 @@ export interface ConnectionLimitOptions {
    */
   maxConnections?: number;
   /**
-   * Connections open or dialing at once to one backend id.
+   * Connections open or dialing at once to one backend target. The count is kept per target,
+   * not per id: a target's connections that drain after its id moved elsewhere still count
+   * for it, and not for the id's new target.
    * @default 0 (no cap)
    */
   maxConnectionsPerBackend?: number;
@@ -29,7 +31,7 @@ export interface ConnectionLimitOptions {
   globalCountShared?: boolean;
   /**
    * Per-backend counts that the threads share, so every thread enforces the whole
-   * per-backend cap against them. An id without a slot falls back to this thread's share.
+   * per-backend cap against them. A target without a slot falls back to this thread's share.
    */
   sharedBackendCounts?: SharedBackendCounts;
 }
@@ -43,19 +45,19 @@ export function capPerThread(cap: number, threads: number): number {
 export type LimitRejection = "global" | "backend";
 
 /**
- * Admission control for connections: a global cap and a cap per backend id.
+ * Admission control for connections: a global cap and a cap per backend target.
  *
  * A client over the global cap is closed at once. A backend at its cap is skipped by the
  * rotation; when every backend is at its cap the client is closed at once. Each rejection
  * is counted and logged as a warning at most once per `warnIntervalMs`.
  *
- * Per-backend counts are reservations: `reserve` is called before a dial starts, and the
+ * Per-backend counts are reservations: `tryReserve` is called before a dial starts, and the
  * caller must call `release` exactly once when that dial fails or the connection closes.
  */
 export class ConnectionLimits {
   /** The global cap this thread enforces: the whole cap when the threads share one count, else its share; 0 means no cap. */
   readonly maxConnections: number;
-  /** This thread's share of the per-backend cap, for ids without a shared count; 0 means no cap. */
+  /** This thread's share of the per-backend cap, for targets without a shared count; 0 means no cap. */
   readonly maxConnectionsPerBackend: number;
   readonly #shared: SharedBackendCounts | undefined;
   readonly #configured: { maxConnections: number; maxConnectionsPerBackend: number; threads: number; globalCountShared: boolean };
@@ -81,62 +83,67 @@ export class ConnectionLimits {
     return this.#configured.maxConnections;
   }
 
+  /** The per-backend cap as configured, over every thread; 0 means no cap. */
+  get configuredMaxConnectionsPerBackend(): number {
+    return this.#configured.maxConnectionsPerBackend;
+  }
+
   /** Returns true when one more client fits under the global cap, given the connections open or dialing now. */
   admits(active: number): boolean {
     return this.maxConnections === 0 || active < this.maxConnections;
   }
 
-  /** Connections open or dialing to the backend id, in every thread when they share counts; always 0 without a per-backend cap. */
-  count(id: string): number {
-    const slot = this.#shared?.slotOf(id);
+  /** Connections open or dialing to the target, in every thread when they share counts; always 0 without a per-backend cap. */
+  count(target: string): number {
+    const slot = this.#shared?.slotOf(target);
 
-    return slot === undefined ? (this.#perBackend.get(id) ?? 0) : this.#shared!.count(slot);
+    return slot === undefined ? (this.#perBackend.get(target) ?? 0) : this.#shared!.count(slot);
   }
 
   /**
-   * Counts a dial to the backend id against its cap, unless the id is at its cap; returns
+   * Counts a dial to the target against its cap, unless the target is at its cap; returns
    * false then. Without a per-backend cap it counts nothing and returns true. Each true must
    * be matched by one `release`.
    */
-  tryReserve(id: string): boolean {
+  tryReserve(target: string): boolean {
     if (this.maxConnectionsPerBackend === 0) {
       return true;
     }
 
-    const slot = this.#shared?.slotOf(id);
+    const slot = this.#shared?.slotOf(target);
     if (slot !== undefined) {
       return this.#shared!.tryReserve(slot, this.#configured.maxConnectionsPerBackend);
     }
-    const count = this.#perBackend.get(id) ?? 0;
+    const count = this.#perBackend.get(target) ?? 0;
     if (count >= this.maxConnectionsPerBackend) {
       return false;
     }
-    this.#perBackend.set(id, count + 1);
+    this.#perBackend.set(target, count + 1);
 
     return true;
   }
 
   /** Gives back a reservation taken with `tryReserve`. */
-  release(id: string): void {
+  release(target: string): void {
     if (this.maxConnectionsPerBackend === 0) {
       return;
     }
 
-    // Reservations counted in this thread go first: an id that had no shared slot when they
-    // were taken may have one now.
-    const local = this.#perBackend.get(id);
+    // Reservations counted in this thread go first: a target that had no shared slot when
+    // they were taken may have one now.
+    const local = this.#perBackend.get(target);
     if (local !== undefined) {
       if (local === 1) {
-        this.#perBackend.delete(id);
+        this.#perBackend.delete(target);
       } else {
-        this.#perBackend.set(id, local - 1);
+        this.#perBackend.set(target, local - 1);
       }
 
       return;
     }
-    const slot = this.#shared?.slotOf(id);
+    const slot = this.#shared?.slotOf(target);
     if (slot === undefined || !this.#shared!.release(slot)) {
-      throw new Error(`invariant violated: backend "${id}" released more connections than it reserved`);
+      throw new Error(`invariant violated: target ${target} released more connections than it reserved`);
     }
   }
 

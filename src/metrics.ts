@@ -74,6 +74,7 @@ export function renderMetrics(source: MetricsSource): string {
   );
   page.add("tinylb_connections_open", "gauge", "Client connections open or dialing a backend, in every thread; --max-connections caps this count.", [[{}, server.activeCountInAllThreads]]);
   page.add("tinylb_connections_max", "gauge", "The --max-connections cap; 0 means no cap.", [[{}, server.limits.configuredMaxConnections]]);
+  page.add("tinylb_backend_connections_max", "gauge", "The --max-connections-per-backend cap, counted per target; 0 means no cap.", [[{}, server.limits.configuredMaxConnectionsPerBackend]]);
   page.add("tinylb_clients_accepted_total", "counter", "Clients accepted on every listener.", [[{}, stats.accepted]]);
   page.add("tinylb_clients_unserved_total", "counter", "Clients closed without a backend: empty set or every dial failed.", [[{}, stats.unserved]]);
   page.add("tinylb_clients_rejected_total", "counter", "Clients closed at once by a connection cap; limit is global or backend.", [

@@ -151,8 +151,8 @@ export class Server {
       return false;
     }
 
-    // In the main thread, every id gets its shared per-backend count before a client can reach it.
-    this.threadCounters?.backendCounts?.assign(set.backends.map((backend) => backend.id));
+    // In the main thread, every target gets its shared per-backend count before a client can reach it.
+    this.threadCounters?.backendCounts?.assign(set.targets);
     this.#selector.update(set);
     for (const listener of this.#setListeners) {
       listener(set);
@@ -291,7 +291,7 @@ export class Server {
 
   #registered(connection: Connection, backend: Backend): void {
     if (connection.closed) {
-      this.limits.release(backend.id);
+      this.limits.release(backend.target);
 
       return;
     }
@@ -312,7 +312,7 @@ export class Server {
     }
     if (wasOpen) {
       this.#connector.connectionClosed(connection);
-      this.limits.release(connection.backend.id);
+      this.limits.release(connection.backend.target);
       this.stats.recordClosed(connection);
       if (this.#log.enabled("debug")) {
         this.#log.debug("connection closed", { ...this.#fields(connection), kind, reason, sent: connection.bytesToBackend, received: connection.bytesToClient });

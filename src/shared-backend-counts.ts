@@ -1,19 +1,20 @@
-/** Backend ids that can have a shared count at once. */
+/** Backend targets that can have a shared count at once. */
 export const BACKEND_SLOTS = 65_536;
 
 /**
- * Connections open or dialing per backend id, counted in shared memory by every relay thread
- * (`--workers`), so that `--max-connections-per-backend` applies to all threads together.
+ * Connections open or dialing per backend target, counted in shared memory by every relay
+ * thread (`--workers`), so that `--max-connections-per-backend` applies to all threads
+ * together.
  *
- * Each id has a slot: one Int32 in the counters' SharedArrayBuffer. The main thread assigns
- * slots when a backend set is applied and sends them to the workers with that set, so every
- * thread uses the same slot for an id. A full table reuses the slots of ids that left the set
- * and have no open connection. An id still without a slot (a set of more than BACKEND_SLOTS
- * ids) has no shared count, so the caller counts it in its own thread.
+ * Each target has a slot: one Int32 in the counters' SharedArrayBuffer. The main thread
+ * assigns slots when a backend set is applied and sends them to the workers with that set, so
+ * every thread uses the same slot for a target. A full table reuses the slots of targets that
+ * left the set and have no open connection. A target still without a slot (a set of more than
+ * BACKEND_SLOTS targets) has no shared count, so the caller counts it in its own thread.
  *
  * NOTE: a worker that has not yet received the set that freed a slot may still reserve it for
- * the old id. The count of the id that took the slot over is then one too high until that
- * connection closes. This needs more than BACKEND_SLOTS ids over the process's life.
+ * the old target. The count of the target that took the slot over is then one too high until
+ * that connection closes. This needs more than BACKEND_SLOTS targets over the process's life.
  */
 export class SharedBackendCounts {
   readonly #counts: Int32Array;
@@ -31,44 +32,44 @@ export class SharedBackendCounts {
     this.#assigns = assigns;
   }
 
-  /** Returns the slot of a backend id, or undefined when it has none. */
-  slotOf(id: string): number | undefined {
-    return this.#slots.get(id);
+  /** Returns the slot of a backend target, or undefined when it has none. */
+  slotOf(target: string): number | undefined {
+    return this.#slots.get(target);
   }
 
   /**
-   * Gives every id of a new set a slot, in the main thread; does nothing in a worker. Returns
-   * the slots of the set's ids, for the message that sends the set to the workers.
+   * Gives every target of a new set a slot, in the main thread; does nothing in a worker.
+   * Returns the slots of the set's targets, for the message that sends the set to the workers.
    */
-  assign(ids: readonly string[]): Record<string, number> {
+  assign(targets: ReadonlySet<string>): Record<string, number> {
     if (this.#assigns) {
       let reclaimed = false;
-      for (const id of ids) {
-        if (this.#slots.has(id)) {
+      for (const target of targets) {
+        if (this.#slots.has(target)) {
           continue;
         }
         if (this.#free.length === 0 && this.#firstUnused === this.#counts.length && !reclaimed) {
-          this.#reclaim(new Set(ids));
+          this.#reclaim(targets);
           reclaimed = true;
         }
         const slot = this.#free.pop() ?? (this.#firstUnused < this.#counts.length ? this.#firstUnused++ : undefined);
         if (slot === undefined) {
           break;
         }
-        this.#slots.set(id, slot);
+        this.#slots.set(target, slot);
       }
     }
 
-    return this.slotsOf(ids);
+    return this.slotsOf(targets);
   }
 
-  /** Returns the slots of the ids that have one. */
-  slotsOf(ids: readonly string[]): Record<string, number> {
+  /** Returns the slots of the targets that have one. */
+  slotsOf(targets: Iterable<string>): Record<string, number> {
     const slots: Record<string, number> = {};
-    for (const id of ids) {
-      const slot = this.#slots.get(id);
+    for (const target of targets) {
+      const slot = this.#slots.get(target);
       if (slot !== undefined) {
-        slots[id] = slot;
+        slots[target] = slot;
       }
     }
 
@@ -77,17 +78,17 @@ export class SharedBackendCounts {
 
   /** Records the slots the main thread assigned, in a worker, before it applies their set. */
   learn(slots: Record<string, number>): void {
-    for (const [id, slot] of Object.entries(slots)) {
-      this.#slots.set(id, slot);
+    for (const [target, slot] of Object.entries(slots)) {
+      this.#slots.set(target, slot);
     }
   }
 
-  /** Returns the connections open or dialing to the slot's id in every thread. */
+  /** Returns the connections open or dialing to the slot's target in every thread. */
   count(slot: number): number {
     return Atomics.load(this.#counts, slot);
   }
 
-  /** Counts one more connection to the slot's id, unless `cap` are already open or dialing; returns false then. */
+  /** Counts one more connection to the slot's target, unless `cap` are already open or dialing; returns false then. */
   tryReserve(slot: number, cap: number): boolean {
     for (;;) {
       const count = Atomics.load(this.#counts, slot);
@@ -113,11 +114,11 @@ export class SharedBackendCounts {
     }
   }
 
-  /** Frees the slots of ids outside `keep` that no thread counts a connection for. */
+  /** Frees the slots of targets outside `keep` that no thread counts a connection for. */
   #reclaim(keep: ReadonlySet<string>): void {
-    for (const [id, slot] of this.#slots) {
-      if (!keep.has(id) && Atomics.load(this.#counts, slot) === 0) {
-        this.#slots.delete(id);
+    for (const [target, slot] of this.#slots) {
+      if (!keep.has(target) && Atomics.load(this.#counts, slot) === 0) {
+        this.#slots.delete(target);
         this.#free.push(slot);
       }
     }

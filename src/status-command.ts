@@ -134,6 +134,10 @@ export function formatStatus(status: BalancerStatus): string {
   lines.push("", `Listeners: ${status.listeners.join(", ") || "(none)"}`);
   if (status.connections !== undefined) {
     lines.push(`Connections: ${formatConnections(status.connections, status.maxConnections ?? 0)}`);
+    const perBackend = status.maxConnectionsPerBackend ?? 0;
+    if (perBackend > 0) {
+      lines.push(`Per-backend cap: ${perBackend} open or dialing per target (--max-connections-per-backend, maxConnectionsPerBackend)`);
+    }
   }
   if (status.shuttingDown) {
     const ends = status.shutdownEndsInMs === undefined ? "" : `; the connections still open are closed in ${formatTimeLeft(status.shutdownEndsInMs)}`;

@@ -10,7 +10,7 @@ export type WorkerServerOptions = Omit<ServerOptions, "logger" | "clock"> & { li
 /** A message from the main thread to a relay worker. */
 export type WorkerCommand =
   | { type: "start"; index: number; options: WorkerServerOptions; logLevel: LogLevel; logFormat: LogFormat }
-  /** `slots` gives the shared per-backend count of each id that has one (see SharedBackendCounts). */
+  /** `slots` gives the shared per-backend count of each target that has one (see SharedBackendCounts). */
   | { type: "set"; backends: { id: string; target: string }[]; slots: Record<string, number> }
   | { type: "health"; snapshot: HealthSnapshot }
   | { type: "close-all"; reason: string }

@@ -57,7 +57,7 @@ const CLOSE_ALL_REPLY_MS = 1000;
  *
  * The threads share one rotation and one count of open connections through ThreadCounters,
  * so the global cap applies to all of them together, and with a per-backend cap one count per
- * backend id (see SharedBackendCounts). Unix socket listeners are served by the main thread alone.
+ * backend target (see SharedBackendCounts). Unix socket listeners are served by the main thread alone.
  */
 export class WorkerPool {
   readonly #workers: RelayWorker[];
@@ -149,7 +149,7 @@ export class WorkerPool {
    */
   publish(set: BackendSet): void {
     const backends = set.backends.map((backend) => ({ id: backend.id, target: backend.target }));
-    const slots = this.#server.threadCounters?.backendCounts?.slotsOf(backends.map((backend) => backend.id)) ?? {};
+    const slots = this.#server.threadCounters?.backendCounts?.slotsOf(set.targets) ?? {};
     for (const worker of this.#workers) {
       this.#send(worker, { type: "set", backends, slots });
     }

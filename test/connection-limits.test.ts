@@ -8,6 +8,7 @@ import { BackendSet } from "../src/backend-set.ts";
 import { ConnectionLimits } from "../src/connection-limits.ts";
 import { Logger } from "../src/logger.ts";
 import { Server } from "../src/server.ts";
+import type { ServerOptions } from "../src/server-options.ts";
 import { TestBackend, TestClient } from "./support/backends.ts";
 import { EchoBackend, FaultProcess } from "./support/fault-peers.ts";
 import { FullBacklogListener } from "./support/full-backlog.ts";
@@ -21,7 +22,7 @@ afterEach(async () => {
   }
 });
 
-async function startServer(ids: string[], limits: { maxConnections?: number; maxConnectionsPerBackend?: number }, lines: string[] = []) {
+async function startServer(ids: string[], limits: Partial<ServerOptions>, lines: string[] = []) {
   const backends = ids.map((id) => TestBackend.echo(id));
   cleanup.push(() => backends.forEach((backend) => backend.stop()));
   const logger = new Logger({ sink: (line) => lines.push(line) });
@@ -145,7 +146,8 @@ test("Server skips a backend at its cap", async () => {
   expect(server.limits.rejectedBackend).toBe(1);
 
   clients.find((client) => client.firstLine === "b")!.close();
-  await waitFor("a connection to b to close", () => server.limits.count("b") === 1);
+  const target = (id: string): string => server.set.get(id)!.target;
+  await waitFor("a connection to b to close", () => server.limits.count(target("b")) === 1);
   const next = await served(port);
   clients.push(next);
   expect(next.firstLine).toBe("b");
@@ -154,7 +156,7 @@ test("Server skips a backend at its cap", async () => {
     client.close();
   }
   await waitFor("pool to empty", () => server.activeCount === 0);
-  await waitFor("reservations to drop to zero", () => server.limits.count("a") === 0 && server.limits.count("b") === 0);
+  await waitFor("reservations to drop to zero", () => server.limits.count(target("a")) === 0 && server.limits.count(target("b")) === 0);
 });
 
 test("Server releases reservations of failed dials", async () => {
@@ -167,9 +169,30 @@ test("Server releases reservations of failed dials", async () => {
     client.close();
     await waitFor("connection to close", () => server.activeCount === 0);
   }
-  expect(server.limits.count("dead")).toBe(0);
-  expect(server.limits.count("a")).toBe(0);
+  expect(server.limits.count(dead.target)).toBe(0);
+  expect(server.limits.count(server.set.get("a")!.target)).toBe(0);
   expect(server.limits.rejectedBackend).toBe(0);
+});
+
+test("Server counts the cap per target when an id moves", async () => {
+  const { server, port } = await startServer(["a"], { maxConnectionsPerBackend: 1, onRemoval: "drain", drainTimeoutMs: 60_000 });
+  const first = await served(port);
+  expect(first.firstLine).toBe("a");
+
+  // "a" moves to a new target; its old connection drains and still counts for the old target.
+  const moved = TestBackend.echo("a-moved");
+  cleanup.push(() => moved.stop());
+  const oldTarget = server.set.get("a")!.target;
+  server.applySet(new BackendSet([createBackend("a", moved.target)]));
+  const next = await served(port);
+  expect(next.firstLine).toBe("a-moved");
+  expect(server.limits.count(oldTarget)).toBe(1);
+  expect(server.limits.count(moved.target)).toBe(1);
+
+  for (const client of [first, next]) {
+    client.close();
+  }
+  await waitFor("both reservations to drop", () => server.limits.count(oldTarget) === 0 && server.limits.count(moved.target) === 0);
 });
 
 test("tinylb reports rejected clients in /metrics", async () => {

@@ -193,6 +193,10 @@ test("formatStatus shows the connections line", () => {
 
   expect(formatStatus({ ...base, connections: 0, maxConnections: 0 })).toContain("\nConnections: 0 open or dialing a backend; no cap set (--max-connections, maxConnections)\n");
   expect(formatStatus({ ...base, connections: 7, maxConnections: 100 })).toContain("\nConnections: 7 open or dialing a backend; cap 100 (--max-connections, maxConnections)\n");
+  expect(formatStatus({ ...base, connections: 7, maxConnections: 0, maxConnectionsPerBackend: 3 })).toContain(
+    "\nPer-backend cap: 3 open or dialing per target (--max-connections-per-backend, maxConnectionsPerBackend)\n",
+  );
+  expect(formatStatus({ ...base, connections: 7, maxConnections: 0, maxConnectionsPerBackend: 0 })).not.toContain("Per-backend cap:");
   // A status from a tinylb without the count has no such line.
   expect(formatStatus(base)).not.toContain("Connections:");
 });

@@ -252,6 +252,7 @@ test("per-backend cap counts every thread", async () => {
   expect(served).toHaveLength(3);
   expect(rejectedInWorker.length).toBeGreaterThan(0);
   expect(rejectedInWorker[0]).not.toContain("perThread=");
+  expect(await metric(adminPath, /^tinylb_backend_connections_max (\d+)$/m)).toBe(3);
 
   // Once a served client leaves, the next client is served, whichever thread accepts it.
   served[0]!.socket.end();
