@@ -8,6 +8,7 @@ import { METRICS_CONTENT_TYPE } from "./metrics.ts";
 import type { AdminApiProvider } from "./providers/admin-api-provider.ts";
 import { findSelfTarget } from "./self-target.ts";
 import { formatFieldPath, plainIssueMessage } from "./zod-messages.ts";
+import { findDuplicateJsonKey } from "./duplicate-keys.ts";
 import { jsonSyntaxDetail } from "./json-errors.ts";
 
 /** Largest request body accepted, in bytes: room for about 10,000 backends. */
@@ -293,11 +294,20 @@ async function readJsonBody(request: Request): Promise<unknown> {
   if (text.trim() === "") {
     throw new AdminRequestError(400, "invalid request body: empty; send a JSON object", "(body)");
   }
+  let body: unknown;
   try {
-    return JSON.parse(text);
+    body = JSON.parse(text);
   } catch (error) {
     throw new AdminRequestError(400, `invalid JSON in request body: ${jsonSyntaxDetail(error)}`, "(body)");
   }
+  // JSON.parse keeps the last of two equal keys, so `{"backends":[...],"backends":[]}` would
+  // empty the set without a word; a config file rejects the same text.
+  const duplicate = findDuplicateJsonKey(text);
+  if (duplicate !== undefined) {
+    throw new AdminRequestError(400, `invalid request body at line ${duplicate.line}: duplicate key "${duplicate.key}", already set at line ${duplicate.firstLine}; remove one of them`, "(body)");
+  }
+
+  return body;
 }
 
 function tooLarge(): AdminRequestError {

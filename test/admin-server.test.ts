@@ -254,6 +254,7 @@ describe.each(["unix", "tcp"] as const)("admin API over %s", (transport) => {
     ["invalid id", "/v1/backends", putJson({ backends: [{ id: "-x", target: "127.0.0.1:1" }] }), 400, "backends[0].id", "invalid backend id"],
     ["duplicate id", "/v1/backends", putJson({ backends: [{ id: "x", target: "127.0.0.1:1" }, { id: "x", target: "127.0.0.1:2" }] }), 400, "backends[1].id", "duplicate id"],
     ["unknown key", "/v1/backends", putJson({ backends: [], extra: true }), 400, "(body)", 'invalid request body: unknown key "extra"; valid keys: backends'],
+    ["duplicate key", "/v1/backends", putJson('{"backends":[{"id":"x","target":"127.0.0.1:1"}],"backends":[]}'), 400, "(body)", 'duplicate key "backends", already set at line 1'],
     ["oversized body", "/v1/backends", putJson(`{"backends":[],"pad":"${"x".repeat(MAX_ADMIN_BODY_BYTES)}"}`), 413, "(body)", "request body too large"],
     ["target missing", "/v1/backends/x", putJson({}), 400, "target", "target: missing"],
     ["target wrong type", "/v1/backends/x", putJson({ target: 80 }), 400, "target", "expected a string, got a number"],
