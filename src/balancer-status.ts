@@ -45,7 +45,7 @@ export interface RemovedBackendStatus {
   targetInUse: boolean;
   /**
    * Whole milliseconds (rounded up) until the drain of `target` ends and its open connections are closed, while it drains.
-   * NOTE: read from the main thread's drain; with --workers a target whose connections are all in relay workers has none.
+   * Read from the main thread, which keeps a deadline for every removed target when there are relay workers.
    */
   drainEndsInMs?: number;
 }

@@ -14,6 +14,12 @@ export interface RemovalPolicyOptions {
   drainTimeoutMs: number;
   /** Open connections of a backend that turns unhealthy: `keep` them, or `close` them unless every backend is unhealthy. */
   onUnhealthy: UnhealthyPolicy;
+  /**
+   * Relay threads (`--workers`). With more than one, the main thread keeps a drain deadline
+   * for every removed target, also one whose connections are all in other threads, so the
+   * status can show when their drain ends.
+   */
+  threads?: number;
 }
 
 /**
@@ -55,6 +61,13 @@ export class RemovalPolicies {
     for (const target of this.#pool.targets()) {
       if (!set.hasTarget(target)) {
         this.#closeTarget(target, previous);
+      }
+    }
+    if (this.#options.onRemoval === "drain" && (this.#options.threads ?? 1) > 1) {
+      for (const target of previous.targets) {
+        if (!set.hasTarget(target)) {
+          this.#drains.deadlineOnly(target, this.#options.drainTimeoutMs);
+        }
       }
     }
   }

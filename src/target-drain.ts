@@ -57,6 +57,23 @@ export class TargetDrains {
     this.#deadlines.set(target, this.#clock.now() + timeoutMs);
   }
 
+  /**
+   * Records a drain deadline for a removed target that has no connection in this thread, so
+   * `remainingMs` can report the drain that other threads run. Nothing is logged or closed.
+   */
+  deadlineOnly(target: string, timeoutMs: number): void {
+    if (this.#timers.has(target)) {
+      return;
+    }
+
+    const timer = this.#clock.setTimeout(() => {
+      this.#timers.delete(target);
+      this.#deadlines.delete(target);
+    }, timeoutMs);
+    this.#timers.set(target, timer);
+    this.#deadlines.set(target, this.#clock.now() + timeoutMs);
+  }
+
   /** Stops draining a target that is back in the set; its connections stay open. */
   cancel(target: string): void {
     const timer = this.#timers.get(target);
@@ -67,7 +84,10 @@ export class TargetDrains {
     timer.cancel();
     this.#timers.delete(target);
     this.#deadlines.delete(target);
-    this.#log.info("removed target is back in the backend set; its connections stay open", { target, open: this.#pool.countTarget(target) });
+    const open = this.#pool.countTarget(target);
+    if (open > 0) {
+      this.#log.info("removed target is back in the backend set; its connections stay open", { target, open });
+    }
   }
 
   /** Cancels every deadline, for shutdown; the caller closes the connections. */

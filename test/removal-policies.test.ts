@@ -87,6 +87,23 @@ test("RemovalPolicies keeps a drained target that comes back", () => {
   expect(logs.withMessage("removed target is back in the backend set; its connections stay open").length).toBe(1);
 });
 
+test("RemovalPolicies keeps other threads' drain deadline", () => {
+  const c = createBackend("c", "127.0.0.1:7003");
+  const single = scenario({ onRemoval: "drain", drainTimeoutMs: 5000 });
+  const threaded = scenario({ onRemoval: "drain", drainTimeoutMs: 5000, threads: 2 });
+
+  // "c" has no connection in this thread; with relay workers, others may hold some.
+  for (const { policies } of [single, threaded]) {
+    policies.setReplaced(setOf(a, b, c), setOf(a, b));
+  }
+
+  expect(single.policies.drainRemainingMs(c.target)).toBeUndefined();
+  expect(threaded.policies.drainRemainingMs(c.target)).toBe(5000);
+  expect(threaded.logs.withMessage("draining connections of removed target")).toHaveLength(0);
+  threaded.clock.advance(5000);
+  expect(threaded.policies.drainRemainingMs(c.target)).toBeUndefined();
+});
+
 test("RemovalPolicies cancelDrains stops every deadline", () => {
   const { clock, policies, toA } = scenario({ onRemoval: "drain", drainTimeoutMs: 5000 });
 
