@@ -19,7 +19,9 @@ export interface FailoverChecks {
  * in the current set's order without moving the rotation. Healthy backends come first.
  * When none is left (every backend is unhealthy, or every healthy one failed), the
  * unhealthy ones are tried too, in rotation order, so a client is never closed while a
- * backend could still serve it.
+ * backend could still serve it. A healthy backend at its connection cap still counts as
+ * left: while one is, the unhealthy ones are not tried, and the client is closed as over
+ * the cap rather than sent to a backend that is probably down.
  *
  * Each backend (id and target) is tried at most once, also when the set is replaced
  * between attempts. The next pick is read from the set current at that moment. So a
@@ -33,6 +35,8 @@ export class FailoverPlan {
   #first: Backend | undefined;
   // Built on the first failover only: most clients are served by their first backend.
   #tried: Set<string> | undefined;
+  /** True when the last healthy pick passed over a healthy backend at its cap. */
+  #healthyAtCap = false;
 
   /** `maxAttempts` 0 means every backend once. */
   constructor(selector: RoundRobinSelector, checks: FailoverChecks, maxAttempts: number) {
@@ -48,8 +52,7 @@ export class FailoverPlan {
 
   /** Returns the first backend to dial, reserved under its cap, or undefined when no backend has room. */
   first(): Backend | undefined {
-    const { isHealthy, reserve } = this.#checks;
-    this.#first = this.#selector.next((candidate) => isHealthy(candidate) && reserve(candidate)) ?? this.#selector.next(reserve);
+    this.#first = this.#pickHealthy(anyBackend) ?? (this.#healthyAtCap ? undefined : this.#selector.next(this.#checks.reserve));
 
     return this.#first;
   }
@@ -61,11 +64,10 @@ export class FailoverPlan {
     }
 
     const tried = (this.#tried ??= new Set(this.#first === undefined ? [] : [attemptKey(this.#first)]));
-    const { isHealthy, reserve } = this.#checks;
+    const { reserve } = this.#checks;
     const untried = (candidate: Backend): boolean => !tried.has(attemptKey(candidate));
     const backend =
-      this.#selector.following(failed.id, (candidate) => untried(candidate) && isHealthy(candidate) && reserve(candidate)) ??
-      this.#selector.following(failed.id, (candidate) => untried(candidate) && reserve(candidate));
+      this.#pickHealthy(untried, failed.id) ?? (this.#healthyAtCap ? undefined : this.#selector.following(failed.id, (candidate) => untried(candidate) && reserve(candidate)));
 
     if (backend !== undefined) {
       tried.add(attemptKey(backend));
@@ -73,7 +75,32 @@ export class FailoverPlan {
 
     return backend;
   }
+
+  /**
+   * Picks the next healthy backend that `eligible` accepts and that has room: from the
+   * rotation, or after `after` without moving it. Sets `#healthyAtCap` when an eligible
+   * healthy backend was at its cap.
+   */
+  #pickHealthy(eligible: (candidate: Backend) => boolean, after?: string): Backend | undefined {
+    const { isHealthy, reserve } = this.#checks;
+    this.#healthyAtCap = false;
+    const accept = (candidate: Backend): boolean => {
+      if (!eligible(candidate) || !isHealthy(candidate)) {
+        return false;
+      }
+      if (reserve(candidate)) {
+        return true;
+      }
+      this.#healthyAtCap = true;
+
+      return false;
+    };
+
+    return after === undefined ? this.#selector.next(accept) : this.#selector.following(after, accept);
+  }
 }
+
+const anyBackend = (): boolean => true;
 
 function attemptKey(backend: Backend): string {
   return `${backend.id}\u0000${backend.target}`;

@@ -100,9 +100,20 @@ test("FailoverPlan reserves only backends it hands out", () => {
   // "a" is unhealthy, so it is not reserved while "c" is healthy and has room; "b" is full.
   expect(plan.first()?.id).toBe("c");
   expect(reserved).toEqual(["b", "c"]);
-  // After "c" fails, only the unhealthy "a" is left with room.
-  expect(plan.next(selector.set.get("c")!)?.id).toBe("a");
-  expect(reserved).toEqual(["b", "c", "b", "a"]);
+  // After "c" fails, the healthy "b" is still at its cap, so the unhealthy "a" is not tried.
+  expect(plan.next(selector.set.get("c")!)).toBeUndefined();
+  expect(reserved).toEqual(["b", "c", "b"]);
+});
+
+test("FailoverPlan tries unhealthy backends only with no healthy one", () => {
+  const selector = new RoundRobinSelector(setOf("a", "b"));
+  const full = { isHealthy: (backend: Backend) => backend.id === "a", reserve: (backend: Backend) => backend.id !== "a" };
+  const down = { isHealthy: () => false, reserve: () => true };
+
+  // "a" is healthy but at its cap: the client is closed as over the cap, not sent to "b".
+  expect(new FailoverPlan(selector, full, 0).first()).toBeUndefined();
+  // With every backend unhealthy, each is tried.
+  expect(new FailoverPlan(selector, down, 0).first()).toBeDefined();
 });
 
 test("FailoverPlan skips backends without room", () => {
