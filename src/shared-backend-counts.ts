@@ -1,3 +1,5 @@
+import { incrementBelow } from "./atomic-counts.ts";
+
 /** Backend targets that can have a shared count at once. */
 export const BACKEND_SLOTS = 65_536;
 
@@ -90,15 +92,7 @@ export class SharedBackendCounts {
 
   /** Counts one more connection to the slot's target, unless `cap` are already open or dialing; returns false then. */
   tryReserve(slot: number, cap: number): boolean {
-    for (;;) {
-      const count = Atomics.load(this.#counts, slot);
-      if (count >= cap) {
-        return false;
-      }
-      if (Atomics.compareExchange(this.#counts, slot, count, count + 1) === count) {
-        return true;
-      }
-    }
+    return incrementBelow(this.#counts, slot, cap);
   }
 
   /** Gives back a connection counted by `tryReserve`; returns false, counting nothing, when the slot's count is 0. */

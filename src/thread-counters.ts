@@ -1,3 +1,4 @@
+import { incrementBelow } from "./atomic-counts.ts";
 import { BACKEND_SLOTS, SharedBackendCounts } from "./shared-backend-counts.ts";
 
 /** Index of the rotation's turn counter in the shared array. */
@@ -60,15 +61,7 @@ export class ThreadCounters {
    * threads together; 0 means no cap. Returns false when the cap is reached.
    */
   tryOpen(cap: number): boolean {
-    for (;;) {
-      const open = Atomics.load(this.#slots, OPEN);
-      if (cap > 0 && open >= cap) {
-        return false;
-      }
-      if (Atomics.compareExchange(this.#slots, OPEN, open, open + 1) === open) {
-        return true;
-      }
-    }
+    return incrementBelow(this.#slots, OPEN, cap);
   }
 
   /** Counts a connection counted by `tryOpen` as closed. */
