@@ -20,6 +20,8 @@ export interface RemovalPolicyOptions {
    * status can show when their drain ends.
    */
   threads?: number;
+  /** This thread among `threads`: 0 for the main thread, which alone serves the status. */
+  threadIndex?: number;
 }
 
 /**
@@ -63,7 +65,8 @@ export class RemovalPolicies {
         this.#closeTarget(target, previous);
       }
     }
-    if (this.#options.onRemoval === "drain" && (this.#options.threads ?? 1) > 1) {
+    const mainOfSeveral = (this.#options.threads ?? 1) > 1 && (this.#options.threadIndex ?? 0) === 0;
+    if (this.#options.onRemoval === "drain" && mainOfSeveral) {
       for (const target of previous.targets) {
         if (!set.hasTarget(target)) {
           this.#drains.deadlineOnly(target, this.#options.drainTimeoutMs);

@@ -47,14 +47,10 @@ export class TargetDrains {
 
     const open = this.#pool.countTarget(target);
     this.#log.info("draining connections of removed target", { backend: ids, target, open, timeout: formatDuration(timeoutMs) });
-    const timer = this.#clock.setTimeout(() => {
-      this.#timers.delete(target);
-      this.#deadlines.delete(target);
+    this.#startDeadline(target, timeoutMs, () => {
       const closed = this.#pool.closeTarget(target, "drain timeout of removed target");
       this.#log.info("drain of removed target ended; closed the connections still open", { backend: ids, target, closed });
-    }, timeoutMs);
-    this.#timers.set(target, timer);
-    this.#deadlines.set(target, this.#clock.now() + timeoutMs);
+    });
   }
 
   /**
@@ -62,16 +58,9 @@ export class TargetDrains {
    * `remainingMs` can report the drain that other threads run. Nothing is logged or closed.
    */
   deadlineOnly(target: string, timeoutMs: number): void {
-    if (this.#timers.has(target)) {
-      return;
+    if (!this.#timers.has(target)) {
+      this.#startDeadline(target, timeoutMs, () => {});
     }
-
-    const timer = this.#clock.setTimeout(() => {
-      this.#timers.delete(target);
-      this.#deadlines.delete(target);
-    }, timeoutMs);
-    this.#timers.set(target, timer);
-    this.#deadlines.set(target, this.#clock.now() + timeoutMs);
   }
 
   /** Stops draining a target that is back in the set; its connections stay open. */
@@ -88,6 +77,17 @@ export class TargetDrains {
     if (open > 0) {
       this.#log.info("removed target is back in the backend set; its connections stay open", { target, open });
     }
+  }
+
+  /** Records the target's deadline and runs `atDeadline` once it passes, after forgetting the deadline. */
+  #startDeadline(target: string, timeoutMs: number, atDeadline: () => void): void {
+    const timer = this.#clock.setTimeout(() => {
+      this.#timers.delete(target);
+      this.#deadlines.delete(target);
+      atDeadline();
+    }, timeoutMs);
+    this.#timers.set(target, timer);
+    this.#deadlines.set(target, this.#clock.now() + timeoutMs);
   }
 
   /** Cancels every deadline, for shutdown; the caller closes the connections. */

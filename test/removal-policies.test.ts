@@ -91,13 +91,16 @@ test("RemovalPolicies keeps other threads' drain deadline", () => {
   const c = createBackend("c", "127.0.0.1:7003");
   const single = scenario({ onRemoval: "drain", drainTimeoutMs: 5000 });
   const threaded = scenario({ onRemoval: "drain", drainTimeoutMs: 5000, threads: 2 });
+  const worker = scenario({ onRemoval: "drain", drainTimeoutMs: 5000, threads: 2, threadIndex: 1 });
 
   // "c" has no connection in this thread; with relay workers, others may hold some.
-  for (const { policies } of [single, threaded]) {
+  for (const { policies } of [single, threaded, worker]) {
     policies.setReplaced(setOf(a, b, c), setOf(a, b));
   }
 
   expect(single.policies.drainRemainingMs(c.target)).toBeUndefined();
+  // Only the main thread serves the status, so a relay worker keeps no such deadline.
+  expect(worker.policies.drainRemainingMs(c.target)).toBeUndefined();
   expect(threaded.policies.drainRemainingMs(c.target)).toBe(5000);
   expect(threaded.logs.withMessage("draining connections of removed target")).toHaveLength(0);
   threaded.clock.advance(5000);
