@@ -301,7 +301,7 @@ async function readJsonBody(request: Request): Promise<unknown> {
     throw new AdminRequestError(400, `invalid JSON in request body: ${jsonSyntaxDetail(error)}`, "(body)");
   }
   // JSON.parse keeps the last of two equal keys, so `{"backends":[...],"backends":[]}` would
-  // empty the set without a word; a config file rejects the same text.
+  // empty the set without a word. A config file rejects the same text.
   const duplicate = findDuplicateJsonKey(text);
   if (duplicate !== undefined) {
     throw new AdminRequestError(400, `invalid request body at line ${duplicate.line}: duplicate key "${duplicate.key}", already set at line ${duplicate.firstLine}; remove one of them`, "(body)");

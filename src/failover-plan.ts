@@ -3,7 +3,7 @@ import type { RoundRobinSelector } from "./round-robin-selector.ts";
 
 /** Checks a failover plan applies to each candidate backend. */
 export interface FailoverChecks {
-  /** True when the backend is healthy; unhealthy backends are tried only after every healthy one. */
+  /** True when the backend is healthy; unhealthy backends are tried only when no healthy one is left. */
   isHealthy(backend: Backend): boolean;
   /**
    * Reserves one more connection to the backend under its connection cap; false when it is

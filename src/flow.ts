@@ -66,8 +66,8 @@ export class Flow {
   /**
    * Sets the sink and writes what was queued while there was none.
    *
-   * @param onSinkBackedUp run once, when the sink first takes only part of a write; for a
-   *   sink whose drain handler is installed only when needed (see `dialer.ts`).
+   * @param onSinkBackedUp run once, when the sink first takes only part of a write. A caller
+   *   passes it for a sink whose drain handler is installed only then (see `dialer.ts`).
    */
   setSink(sink: RelaySocket, onSinkBackedUp?: SinkBackedUpHandler): void {
     this.#sink = sink;

@@ -131,7 +131,7 @@ test("BackendSetUnion notifies listeners after applying", () => {
   expect(seen).toEqual(["a=10.0.0.1:1 after 1"]);
 });
 
-test("BackendSetUnion seed reports only changed sets as superseded", () => {
+test("BackendSetUnion seed ignores identical published sets", () => {
   const { union } = recordingUnion();
   const publishApi = union.register("api");
   publishApi(set({ x: "10.0.0.2:1" }));

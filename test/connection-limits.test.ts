@@ -174,7 +174,7 @@ test("Server releases reservations of failed dials", async () => {
   expect(server.limits.rejectedBackend).toBe(0);
 });
 
-test("Server counts the cap per target when an id moves", async () => {
+test("Server caps per target after move", async () => {
   const { server, port } = await startServer(["a"], { maxConnectionsPerBackend: 1, onRemoval: "drain", drainTimeoutMs: 60_000 });
   const first = await served(port);
   expect(first.firstLine).toBe("a");

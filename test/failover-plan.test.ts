@@ -84,7 +84,7 @@ test("FailoverPlan ends when the set empties", () => {
   expect(order(selector, plan, { 1: BackendSet.EMPTY })).toEqual(["a"]);
 });
 
-test("FailoverPlan reserves only backends it hands out", () => {
+test("FailoverPlan reserves only handed-out backends", () => {
   const selector = new RoundRobinSelector(setOf("a", "b", "c"));
   const reserved: string[] = [];
   const checks = {
@@ -105,7 +105,7 @@ test("FailoverPlan reserves only backends it hands out", () => {
   expect(reserved).toEqual(["b", "c", "b"]);
 });
 
-test("FailoverPlan tries unhealthy backends only with no healthy one", () => {
+test("FailoverPlan: full healthy blocks unhealthy fallback", () => {
   const selector = new RoundRobinSelector(setOf("a", "b"));
   const full = { isHealthy: (backend: Backend) => backend.id === "a", reserve: (backend: Backend) => backend.id !== "a" };
   const down = { isHealthy: () => false, reserve: () => true };

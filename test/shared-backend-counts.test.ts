@@ -41,7 +41,7 @@ test("release stops at zero", () => {
   expect(main.count(0)).toBe(0);
 });
 
-test("full table reuses idle slots of removed targets", () => {
+test("full table reuses idle slots", () => {
   const { main } = mainAndWorker(2);
   main.assign(new Set([TARGET_A, TARGET_B]));
   expect(main.tryReserve(main.slotOf(TARGET_A)!, 5)).toBe(true);
@@ -53,7 +53,7 @@ test("full table reuses idle slots of removed targets", () => {
   expect(main.slotOf(TARGET_D)).toBeUndefined();
 });
 
-test("limits of two threads share one per-backend cap", () => {
+test("two threads share per-backend cap", () => {
   const mainCounters = new ThreadCounters(undefined, true);
   const workerCounters = new ThreadCounters(mainCounters.buffer);
   const logger = new Logger({ sink: () => {} });
@@ -70,7 +70,7 @@ test("limits of two threads share one per-backend cap", () => {
   expect(mainLimits.tryReserve(TARGET_A)).toBe(true);
 });
 
-test("target without a slot falls back to the thread's share", () => {
+test("slotless target uses thread share", () => {
   const counts = new Int32Array(new SharedArrayBuffer(Int32Array.BYTES_PER_ELEMENT));
   const shared = new SharedBackendCounts(counts, true);
   shared.assign(new Set([TARGET_A, TARGET_B]));
