@@ -136,25 +136,57 @@ function decodeId(encoded: string): string {
 
 function replaceBackends(body: unknown, context: AdminRouteContext): Response {
   const parsed = validateBody(replaceBody, body);
+  const problems: AdminRequestError[] = [];
   const seen = new Map<string, number>();
-  const backends = parsed.backends.map((entry, index) => {
-    const first = seen.get(entry.id);
-    if (first !== undefined) {
-      throw new AdminRequestError(400, `duplicate id "${entry.id}", already used by backends[${first}]; ids must be unique`, `backends[${index}].id`);
+  const backends: Backend[] = [];
+  for (const [index, entry] of parsed.backends.entries()) {
+    try {
+      backends.push(checkEntry(entry, index, seen, context));
+    } catch (error) {
+      if (!(error instanceof AdminRequestError)) {
+        throw error;
+      }
+      problems.push(error);
+      if (problems.length === MAX_REPORTED_ISSUES) {
+        break;
+      }
     }
-    seen.set(entry.id, index);
-
-    const backend = toBackend(entry.id, entry.target, `backends[${index}]`);
-    rejectForeignId(backend, context, `backends[${index}].id`);
-    rejectSelfTarget(backend, context, `backends[${index}].target`);
-
-    return backend;
-  });
+  }
+  if (problems.length > 0) {
+    throw combineProblems(problems);
+  }
 
   context.api.replace(new BackendSet(backends));
   const conflicts = context.union.conflicts.filter((conflict) => conflict.ignored.provider === context.api.name);
 
   return json(200, { backends: context.api.set.backends.map(describe), conflicts });
+}
+
+/** Checks one entry of a `PUT /v1/backends` body and returns its backend. `seen` maps each id to the index that first used it. */
+function checkEntry(entry: { id: string; target: string }, index: number, seen: Map<string, number>, context: AdminRouteContext): Backend {
+  const first = seen.get(entry.id);
+  if (first !== undefined) {
+    throw new AdminRequestError(400, `duplicate id "${entry.id}", already used by backends[${first}]; ids must be unique`, `backends[${index}].id`);
+  }
+  seen.set(entry.id, index);
+
+  const backend = toBackend(entry.id, entry.target, `backends[${index}]`);
+  rejectForeignId(backend, context, `backends[${index}].id`);
+  rejectSelfTarget(backend, context, `backends[${index}].target`);
+
+  return backend;
+}
+
+/**
+ * Joins the problems of several entries into one error, so one request finds them all. Its
+ * status is 400 when any entry is invalid and 409 when every one only conflicts with another
+ * provider; its field is the first problem's.
+ */
+function combineProblems(problems: AdminRequestError[]): AdminRequestError {
+  const status = problems.some((problem) => problem.status === 400) ? 400 : problems[0]!.status;
+  const message = problems.map((problem) => (problem.field === undefined ? problem.message : `${problem.field}: ${problem.message}`)).join("; ");
+
+  return problems.length === 1 ? problems[0]! : new AdminRequestError(status, message, problems[0]!.field);
 }
 
 function getBackend(id: string, context: AdminRouteContext): Response {

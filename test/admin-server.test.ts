@@ -273,6 +273,38 @@ describe.each(["unix", "tcp"] as const)("admin API over %s", (transport) => {
     ["unknown path", "/v2/things", {}, 404, undefined, "no route for /v2/things; see /v1/backends, /v1/backends/{id}, /healthz, /readyz and /metrics"],
   ];
 
+  test("names every bad entry of a set", async () => {
+    const { request, api } = await startAdmin(transport);
+    const entries = [
+      { id: "x", target: "nowhere" },
+      { id: "y", target: "127.0.0.1:2" },
+      { id: "y", target: "127.0.0.1:3" },
+      { id: "-z", target: "127.0.0.1:4" },
+    ];
+
+    const response = await request("/v1/backends", putJson({ backends: entries }));
+    const body = (await response.json()) as { error: string; field: string };
+
+    expect(response.status).toBe(400);
+    expect(body.field).toBe("backends[0].target");
+    expect(body.error).toContain('backends[0].target: invalid address "nowhere"');
+    expect(body.error).toContain('backends[2].id: duplicate id "y", already used by backends[1]');
+    expect(body.error).toContain('backends[3].id: invalid backend id "-z"');
+    expect(api.set.size).toBe(0);
+  });
+
+  test("names at most five bad entries", async () => {
+    const { request } = await startAdmin(transport);
+    const entries = Array.from({ length: 8 }, (_, index) => ({ id: `b${index}`, target: `nowhere-${index}` }));
+
+    const response = await request("/v1/backends", putJson({ backends: entries }));
+    const { error } = (await response.json()) as { error: string };
+
+    expect(response.status).toBe(400);
+    expect(error).toContain("backends[4].target");
+    expect(error).not.toContain("backends[5]");
+  });
+
   test("rejects a target that is its own listener", async () => {
     const { request, scenario, api } = await startAdmin(transport);
     const own = `127.0.0.1:${scenario.port}`;
