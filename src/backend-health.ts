@@ -12,8 +12,8 @@ export interface BackoffSettings {
  * Health of a backend in one word:
  * - `healthy`: the rotation hands it out;
  * - `unhealthy`: the rotation skips it, because a dial back-off runs or probes failed;
- * - `retrying`: a backend without an active probe whose dial back-off ended. The rotation
- *   hands it out again, but it counts as healthy only once a dial succeeds.
+ * - `retrying`: a backend whose dial back-off ended. The rotation hands it out again, but it
+ *   counts as healthy only once a dial succeeds or, when probed, a probe passes.
  */
 export type HealthCondition = "healthy" | "retrying" | "unhealthy";
 
@@ -24,7 +24,7 @@ export interface HealthState {
   condition: HealthCondition;
   /** True only in the `healthy` condition. */
   healthy: boolean;
-  /** Cause of the last change of condition, or "" before the first one. */
+  /** Cause of the last change of condition, or of the probe falling while unhealthy already; "" before the first one. */
   cause: string;
   /** Dial failures in the current streak; 0 after a successful dial or probe. */
   dialFailureStreak: number;
@@ -69,16 +69,16 @@ export class BackendHealth {
   }
 
   /**
-   * Returns the condition at clock time `now`. `probed` tells whether an active probe runs:
-   * its passes vouch for a backend after a back-off, while without one only a successful
-   * dial does.
+   * Returns the condition at clock time `now`. After a dial back-off the backend is retrying
+   * until a dial succeeds or a probe passes, so a dead backend whose probes have not reached
+   * `fall` yet does not turn healthy each time its back-off ends.
    */
-  condition(now: number, probed: boolean): HealthCondition {
+  condition(now: number): HealthCondition {
     if (!this.probeUp || this.inBackoff(now)) {
       return "unhealthy";
     }
 
-    return !probed && this.dialFailureStreak > 0 ? "retrying" : "healthy";
+    return this.dialFailureStreak > 0 ? "retrying" : "healthy";
   }
 
   inBackoff(now: number): boolean {
@@ -130,7 +130,7 @@ export class BackendHealth {
 
   /** Returns the state a status page shows. */
   snapshot(now: number, probeDescription: string | undefined): HealthState {
-    const condition = this.condition(now, probeDescription !== undefined);
+    const condition = this.condition(now);
 
     return {
       id: this.backend.id,

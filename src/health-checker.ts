@@ -171,7 +171,7 @@ export class HealthChecker {
     entry.backoffTimer = this.#clock.setTimeout(() => {
       entry.backoffTimer = undefined;
       const ended = `dial back-off of ${formatDuration(backoffMs)} ended`;
-      this.#evaluate(entry, entry.probe === undefined ? `${ended}; the next client retries it` : ended);
+      this.#evaluate(entry, entry.probe === undefined ? `${ended}; the next client retries it` : `${ended}; the next passed probe or client dial makes it healthy`);
     }, backoffMs);
     this.#evaluate(entry, `${reason}; skipped for ${formatDuration(backoffMs)}`);
   }
@@ -209,7 +209,7 @@ export class HealthChecker {
   }
 
   #conditionOf(entry: Entry): HealthCondition {
-    return entry.health.condition(this.#clock.now(), entry.probe !== undefined);
+    return entry.health.condition(this.#clock.now());
   }
 
   /** Stops every probe and timer; the checker is unusable afterwards. */
@@ -280,18 +280,30 @@ export class HealthChecker {
       return;
     }
 
+    const wasUp = health.probeUp;
     health.probeFailed(settings.fall, failure);
     this.#log.debug("probe failed", { backend: health.backend.id, target: health.backend.target, probe: description, err: failure });
-    this.#evaluate(entry, `${description} failed${inARow(health.probeFailures)}: ${failure}`);
+    // A backend already skipped for a dial back-off stays unhealthy when its probe falls, but
+    // the probe is the reason from now on, so the cause changes with it.
+    this.#evaluate(entry, `${description} failed${inARow(health.probeFailures)}: ${failure}`, wasUp && !health.probeUp);
   }
 
   /**
    * Records `cause` when the entry's condition changed, then logs and announces a flip of
    * its health. A change that is no flip (unhealthy to retrying and back) is logged at debug.
+   * `reasonChanged` records `cause` also when the condition stays the same.
    */
-  #evaluate(entry: Entry, cause: string): void {
+  #evaluate(entry: Entry, cause: string, reasonChanged = false): void {
     const condition = this.#conditionOf(entry);
-    if (condition === entry.condition || this.#entries.get(entry.health.backend.id) !== entry) {
+    if (this.#entries.get(entry.health.backend.id) !== entry) {
+      return;
+    }
+    if (condition === entry.condition) {
+      if (reasonChanged) {
+        entry.health.cause = cause;
+        this.#log.debug("backend stays unhealthy", { backend: entry.health.backend.id, target: entry.health.backend.target, cause });
+      }
+
       return;
     }
 

@@ -85,7 +85,7 @@ test("binary logs an unhealthy backend at --log-level warn", async () => {
   expect(tinylb.stderr).not.toContain("INFO");
 });
 
-test("HealthChecker with a probe is healthy after a back-off", () => {
+test("HealthChecker with a probe retries after a back-off", () => {
   // The first probe connects to a Unix socket that does not exist; that fails only after
   // these synchronous checks, and one failure is below the default fall of 3 anyway.
   const set = new BackendSet([createBackend("a", `unix:/tmp/tinylb-test-missing-${process.pid}.sock`)]);
@@ -101,7 +101,12 @@ test("HealthChecker with a probe is healthy after a back-off", () => {
   expect(checker.state("a")!.condition).toBe("unhealthy");
   clock.advance(1);
 
-  expect(checker.state("a")).toMatchObject({ condition: "healthy", cause: "dial back-off of 1s ended" });
+  // A dead backend whose probe has not reached its fall count must not flip to healthy.
+  expect(checker.state("a")).toMatchObject({ condition: "retrying", cause: "dial back-off of 1s ended; the next passed probe or client dial makes it healthy" });
+  expect(checker.isHealthy(a)).toBe(true);
+  expect(logs.withMessage("backend is healthy").length).toBe(0);
+  checker.dialSucceeded(a);
+  expect(checker.state("a")!.condition).toBe("healthy");
   expect(logs.withMessage("backend is healthy").length).toBe(1);
 });
 
@@ -334,6 +339,24 @@ test("HealthChecker probe pass ends a dial back-off", async () => {
 
     await waitFor("probe to end the back-off", () => checker.isHealthy(backend));
     expect(checker.state("api-1")!.dialFailureStreak).toBe(0);
+  } finally {
+    readyz.server.stop(true);
+  }
+});
+
+test("HealthChecker probe falling in a back-off becomes the cause", async () => {
+  const readyz = new ReadyzServer();
+  readyz.status = 500;
+  try {
+    const { checker, logs } = probed(readyz, { probe: { kind: "http", intervalMs: 20, timeoutMs: 1000, fall: 2 }, backoffMs: 60_000 });
+    const backend = readyz.backend;
+    checker.dialFailed(backend, "dial failed: refused");
+    expect(checker.state("api-1")!.cause).toBe("dial failed: refused; skipped for 30s");
+
+    await waitFor("the probe to fall", () => checker.state("api-1")!.probe!.up === false);
+
+    expect(checker.state("api-1")!.cause).toBe("http GET / failed 2 times in a row: GET / returned status 500, expected 200");
+    expect(logs.withMessage("backend is unhealthy").length).toBe(1);
   } finally {
     readyz.server.stop(true);
   }
