@@ -102,6 +102,20 @@ export class BackendConnector implements DialObserver {
     this.#keepalive.delete(connection);
   }
 
+  /**
+   * Gives up the dials in flight whose target left the backend set, so their clients fail
+   * over to the new set at once rather than after the connect timeout. Call it after the
+   * rotation has the new set.
+   */
+  abandonRemovedTargets(): void {
+    const { isCurrent } = this.#dialOptions;
+    for (const attempt of this.#dialOptions.deadlines.pending()) {
+      if (!isCurrent(attempt.backend)) {
+        attempt.targetRemoved();
+      }
+    }
+  }
+
   /** Stops the keepalive timer, so that a stopped server keeps no timer alive. Dials still in flight no longer time out. */
   stop(): void {
     this.#keepalive.stop();

@@ -20,19 +20,24 @@ const MIN_COMPACT_LENGTH = 64;
  * long before it fires, so they are dropped from the list in batches, whenever the list has
  * grown to twice the length it had after the last clean-up.
  */
-export class ConnectDeadlines {
-  #dials: TimedDial[] = [];
+export class ConnectDeadlines<D extends TimedDial = TimedDial> {
+  #dials: D[] = [];
   #compactAt = MIN_COMPACT_LENGTH;
   #timer: Timer | undefined;
   #armedFor = Infinity;
 
   /** Watches a dial that has just started. */
-  add(dial: TimedDial): void {
+  add(dial: D): void {
     if (this.#dials.length >= this.#compactAt) {
       this.#dials = this.#dials.filter((waiting) => waiting.pending);
       this.#compactAt = Math.max(MIN_COMPACT_LENGTH, 2 * this.#dials.length);
     }
     this.#keep(dial);
+  }
+
+  /** Returns the dials still pending, oldest first. */
+  pending(): D[] {
+    return this.#dials.filter((dial) => dial.pending);
   }
 
   /** Stops the timer and drops every dial, so a dial still pending then never times out. */
@@ -43,7 +48,7 @@ export class ConnectDeadlines {
     this.#dials = [];
   }
 
-  #keep(dial: TimedDial): void {
+  #keep(dial: D): void {
     this.#dials.push(dial);
     if (dial.deadline < this.#armedFor) {
       clearTimeout(this.#timer);
@@ -59,7 +64,7 @@ export class ConnectDeadlines {
     const dials = this.#dials;
     this.#dials = [];
     const now = performance.now();
-    const expired: TimedDial[] = [];
+    const expired: D[] = [];
     for (const dial of dials) {
       if (!dial.pending) {
         continue;

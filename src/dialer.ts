@@ -6,6 +6,9 @@ import type { FailoverPlan } from "./failover-plan.ts";
 import type { RelaySocket } from "./flow.ts";
 import { describeSocketError } from "./socket-errors.ts";
 
+/** Why a dial whose target left the backend set was given up. */
+const TARGET_LEFT = "its target left the backend set while the dial was in flight";
+
 /** A failed dial, naming the backend id and target. Callers branch on it to fail over. */
 export class DialError extends Error {
   override name = "DialError";
@@ -22,7 +25,7 @@ export interface DialOptions {
   /** Milliseconds a connect may take before tinylb gives up on it. */
   connectTimeoutMs: number;
   /** Watches every dial's connect timeout. */
-  deadlines: ConnectDeadlines;
+  deadlines: ConnectDeadlines<DialAttempt>;
   /** Returns false when the backend's target left the set while the dial was in flight. */
   isCurrent: (backend: Backend) => boolean;
   /** Called with every backend socket once it is attached to its connection. */
@@ -106,7 +109,7 @@ export class DialAttempt implements TimedDial {
     }
     if (!this.#options.isCurrent(this.backend)) {
       socket.terminate();
-      this.#settle(new DialError(this.backend, "its target left the backend set while the dial was in flight"));
+      this.#settle(new DialError(this.backend, TARGET_LEFT));
 
       return;
     }
@@ -122,6 +125,11 @@ export class DialAttempt implements TimedDial {
     if (this.state === "pending") {
       this.#settle(error);
     }
+  }
+
+  /** Gives the connect up because the backend's target left the set; the client fails over at once. */
+  targetRemoved(): void {
+    this.failed(new DialError(this.backend, TARGET_LEFT));
   }
 
   /** Gives the connect up once its deadline passed. */

@@ -169,6 +169,7 @@ export class Server {
     }
 
     this.#removals.setReplaced(previous, set);
+    this.#connector.abandonRemovedTargets();
 
     return true;
   }

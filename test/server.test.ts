@@ -335,6 +335,27 @@ test("Server closes a dial that completes after its target left the set", async 
   await waitFor("pool to empty", () => server.activeCount === 0);
 }, TEST_TIMEOUT_MS);
 
+test("Server fails a dial over when its target leaves", async () => {
+  const backends = startBackends(["b"]);
+  const silent = await FullBacklogListener.start();
+  cleanup.push(() => silent.stop());
+  const connectTimeoutMs = 10_000;
+  const { server, port } = await startServer(setOf(["a", silent.target], ["b", backends[0]!.target]), { connectTimeoutMs });
+
+  // The first client is sent to a, whose SYN the full accept queue drops, so its connect hangs.
+  const client = await connect(port);
+  await waitFor("the dial to a to start", () => server.activeCount === 1 && server.pool.size === 0);
+  const removedAt = performance.now();
+  server.applySet(setOf(["b", backends[0]!.target]));
+
+  // Removal gives the dial up at once rather than after the connect timeout.
+  await waitFor("the client to fail over to b", () => client.firstLine === "b", connectTimeoutMs);
+  expect(performance.now() - removedAt).toBeLessThan(connectTimeoutMs / 2);
+  expect(server.stats.backend("a").dialFailures).toBe(1);
+  client.close();
+  await waitFor("pool to empty", () => server.activeCount === 0);
+}, TEST_TIMEOUT_MS);
+
 test("Server closes a connect that completes after its timeout", async () => {
   const backends = startBackends(["b"]);
   const slow = await FullBacklogListener.start();
