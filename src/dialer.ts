@@ -6,7 +6,7 @@ import type { FailoverPlan } from "./failover-plan.ts";
 import type { RelaySocket } from "./flow.ts";
 import { describeSocketError } from "./socket-errors.ts";
 
-/** Why a dial whose target left the backend set was given up. */
+/** The reason given for a dial abandoned because its target left the backend set. */
 const TARGET_LEFT = "its target left the backend set while the dial was in flight";
 
 /** A failed dial, naming the backend id and target. Callers branch on it to fail over. */
