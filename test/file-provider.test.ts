@@ -129,7 +129,8 @@ test("FileProvider watches the folder of a symlink's target", async () => {
   await waitFor("set of c", () => scenario.running === `c=${scenario.target("c")}`);
   expect(provider.watchedFolders).toEqual([join(dir, "link"), join(dir, "other")]);
   expect(targetWatches()).toHaveLength(2);
-  expect(targetWatches()[1]).toMatchObject({ level: "info", file: path, folder: join(dir, "other") });
+  // Each ConfigMap update moves the link, so the later moves are logged at debug only.
+  expect(targetWatches()[1]).toMatchObject({ level: "debug", file: path, folder: join(dir, "other") });
 
   writeFileSync(other, yaml(scenario, ["a", "c"]));
   await waitFor("set of a and c", () => scenario.running === `a=${scenario.target("a")},c=${scenario.target("c")}`);

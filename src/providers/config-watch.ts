@@ -38,6 +38,7 @@ export class ConfigWatch {
   #folderPresent: boolean | undefined;
   #lastError: string | undefined;
   #closed = false;
+  #symlinkAnnounced = false;
 
   /**
    * @param path the config file.
@@ -155,7 +156,11 @@ export class ConfigWatch {
     this.#watches.set(folder, { ino, watcher });
     this.#lastError = undefined;
     if (folder === this.#targetFolder) {
-      this.#log.info("config file is a symlink into another folder; watching that folder too", { file: this.#path, folder });
+      // A Kubernetes ConfigMap update points the symlink at a new folder every time, so only
+      // the first such folder is worth an info line.
+      const level = this.#symlinkAnnounced ? "debug" : "info";
+      this.#symlinkAnnounced = true;
+      this.#log[level]("config file is a symlink into another folder; watching that folder too", { file: this.#path, folder });
     } else {
       this.#log.debug("watching config folder", { file: this.#path, folder });
     }
