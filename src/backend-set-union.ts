@@ -119,7 +119,8 @@ export class BackendSetUnion {
 
   /**
    * Runs `start` with recomputing held back, then applies the union once, so that the
-   * providers publishing while they start cause one change instead of one each.
+   * providers publishing while they start cause one change instead of one each. The change
+   * names the providers that hold backends then, or `cause` when none does.
    */
   async batch(cause: string, start: () => Promise<void>): Promise<void> {
     this.#holding = true;
@@ -127,7 +128,8 @@ export class BackendSetUnion {
       await start();
     } finally {
       this.#holding = false;
-      this.#recompute(cause);
+      const contributing = this.#slots.filter((slot) => slot.set.size > 0).map((slot) => slot.name);
+      this.#recompute(contributing.length > 0 ? contributing.join(",") : cause);
     }
   }
 

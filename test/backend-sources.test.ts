@@ -90,6 +90,18 @@ test("startBackendSources applies the start-up publishes as one change", async (
   expect(changes[0]!.provider).toBe("static,file");
 });
 
+test("startBackendSources names only providers with backends", async () => {
+  const dir = tempDir();
+  const config = join(dir, "tinylb.yaml");
+  writeFileSync(config, 'backends:\n  - { id: f, target: "10.0.0.2:1" }\n');
+
+  const { log } = await start(["--config", config, "--admin", `unix:${join(dir, "admin.sock")}`]);
+
+  const changes = log.withMessage("backend set changed");
+  expect(changes.length).toBe(1);
+  expect(changes[0]!.provider).toBe("file");
+});
+
 test("startBackendSources warns when the default admin socket is taken", async () => {
   const path = occupiedSocket();
 
