@@ -240,8 +240,9 @@ function parseConfigText(path: string, text: string): unknown {
     const where = line === undefined ? "at the end of the file" : `at line ${line}`;
     // Bun's messages start with "YAML Parse error: " and the like, which the file name already implies.
     const detail = message.replace(/^[A-Z]+ Parse error: /, "");
-    const hint = extension === ".toml" && line !== undefined ? tomlDurationHint(text.split("\n")[line - 1] ?? "") : "";
-    throw new ConfigError(`parse config ${path} failed ${where}: ${detail}${hint}`, { cause: error });
+    const lineText = line === undefined ? "" : (text.split("\n")[line - 1] ?? "");
+    const hint = extension === ".toml" ? tomlDurationHint(lineText) : yamlTokenHint(extension, detail);
+    throw new ConfigError(`parse config ${path} failed ${where}: ${detail}${quoteLine(lineText)}${hint}`, { cause: error });
   }
 
   // Bun returns the documents of a multi-document YAML file as a list, which would otherwise
@@ -285,6 +286,28 @@ function findSecondYamlDocument(text: string): number | undefined {
   }
 
   return undefined;
+}
+
+/** Maximum characters of a line that a parse error quotes. */
+const MAX_QUOTED_LINE = 80;
+
+/** Returns ` in "LINE"` for a parse error's line, cut to MAX_QUOTED_LINE characters, or "" for a blank one. */
+function quoteLine(line: string): string {
+  const trimmed = line.trim();
+  if (trimmed === "") {
+    return "";
+  }
+
+  const quoted = trimmed.length > MAX_QUOTED_LINE ? `${trimmed.slice(0, MAX_QUOTED_LINE)}...` : trimmed;
+
+  return ` in ${JSON.stringify(quoted)}`;
+}
+
+/** Returns what to look for after Bun's YAML "Unexpected token", which names no token, or "". */
+function yamlTokenHint(extension: string, detail: string): string {
+  const yaml = extension === ".yaml" || extension === ".yml";
+
+  return yaml && detail === "Unexpected token" ? "; check that line and the one before for indentation, a missing colon or comma, and an unclosed bracket or quote" : "";
 }
 
 /** A TOML line that sets a key to an unquoted duration, such as `connectTimeout = 3s`. */

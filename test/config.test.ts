@@ -137,9 +137,9 @@ describe("loadConfigFile", () => {
   });
 
   test.each([
-    ["broken.yaml", "listen: 127.0.0.1:1\nbackends:\n  - { id: a, target: [ }\nlogLevel: info\n", "failed at line 3: Unexpected token"],
+    ["broken.yaml", "listen: 127.0.0.1:1\nbackends:\n  - { id: a, target: [ }\nlogLevel: info\n", 'failed at line 3: Unexpected token in "- { id: a, target: [ }"; check that line and the one before'],
     ["broken.toml", 'listen = "127.0.0.1:1"\nx = "abc\nlogLevel = "info"\n', "failed at line 2: Unterminated string"],
-    ["bare-duration.toml", 'listen = "127.0.0.1:1"\nconnectTimeout = 3s\n', 'failed at line 2: Unexpected character after a value: \'s\'; quote durations in TOML, as in connectTimeout = "3s"'],
+    ["bare-duration.toml", 'listen = "127.0.0.1:1"\nconnectTimeout = 3s\n', 'failed at line 2: Unexpected character after a value: \'s\' in "connectTimeout = 3s"; quote durations in TOML, as in connectTimeout = "3s"'],
     ["broken.json", '{\n  "listen": "127.0.0.1:1"\n  "logLevel": "info"\n}\n', 'failed at line 3: Expected "," but found'],
     ["truncated.json", '{\n  "listen": "127.0.0.1:1",\n', "failed at the end of the file: Expected string but found end of file"],
     ["duplicate-target.yaml", "listen: 127.0.0.1:1\nbackends:\n  - { id: a, target: 127.0.0.1:18001, target: 127.0.0.1:18002 }\n", 'failed at line 3: duplicate key "target", already set at line 3; remove one of them'],
