@@ -11,7 +11,10 @@ export interface BackendStatus {
   provider: string;
   /** Open connections attached to this id. */
   active: number;
-  /** Connections attached to this id since start, open or closed. */
+  /**
+   * Connections attached to this id since start, open or closed. It counts from 0 again when
+   * the id returns after its counters were dropped (see CounterRetention).
+   */
   total: number;
   /** Bytes written to the backend, closed and open connections together. */
   bytesToBackend: number;
@@ -37,7 +40,10 @@ export interface RemovedBackendStatus {
   target: string;
   /** Open connections opened for this id. */
   active: number;
-  /** Connections attached to this id since start, open or closed. */
+  /**
+   * Connections attached to this id since start, open or closed. It counts from 0 again when
+   * the id returns after its counters were dropped (see CounterRetention).
+   */
   total: number;
   bytesToBackend: number;
   bytesToClient: number;

@@ -33,8 +33,10 @@ class MetricsPage {
 }
 
 /**
- * Renders the metrics of a running balancer. Per-backend series cover every id with
- * counters since start, including ids that left the set, so counters never go back.
+ * Renders the metrics of a running balancer. Per-backend series cover every id of the set,
+ * every id with open connections, and ids that left the set until CounterRetention drops
+ * their counters (5 minutes after their last connection closed, by default). An id that
+ * returns after that counts from 0, which Prometheus reads as a counter reset.
  */
 export function renderMetrics(source: MetricsSource): string {
   const { server, union } = source;
@@ -45,7 +47,7 @@ export function renderMetrics(source: MetricsSource): string {
   const page = new MetricsPage();
 
   page.add("tinylb_backend_connections_active", "gauge", "Open connections per backend id.", perBackend((id) => open.get(id)?.active ?? 0));
-  page.add("tinylb_backend_connections_total", "counter", "Connections attached to each backend id since start.", perBackend((id) => stats.backend(id).total));
+  page.add("tinylb_backend_connections_total", "counter", "Connections attached to each backend id since start, or since it returned after its retired series was dropped.", perBackend((id) => stats.backend(id).total));
   page.add(
     "tinylb_backend_bytes_total",
     "counter",

@@ -5,7 +5,9 @@
  * (the kernel spreads clients over the listeners with SO_REUSEPORT), with its own pool,
  * rotation and limits. It applies every backend set the main thread applies, so a
  * removed target's connections are closed in every worker, and it sends its traffic
- * counters to the main thread as deltas, which the main thread adds to its own.
+ * counters to the main thread as deltas, which the main thread adds to its own. The worker
+ * drops the counters of an id that is no longer used once their last growth was sent. The
+ * main thread keeps them for scrapes (see CounterRetention).
  */
 import type { Address } from "./address.ts";
 import { createBackend } from "./backend.ts";
@@ -13,9 +15,9 @@ import { BackendSet } from "./backend-set.ts";
 import { openTrafficById } from "./balancer-status.ts";
 import { Logger, type LogFormat, type LogLevel } from "./logger.ts";
 import { Server, type ServerOptions } from "./server.ts";
-import type { TrafficStats } from "./traffic-stats.ts";
+import { StatsDeltas } from "./stats-deltas.ts";
 import { WorkerHealth } from "./worker-health.ts";
-import type { LiveSettings, StatsDelta, WorkerCommand, WorkerEvent } from "./worker-messages.ts";
+import type { LiveSettings, WorkerCommand, WorkerEvent } from "./worker-messages.ts";
 
 declare const self: Worker;
 
@@ -27,55 +29,26 @@ let logger: Logger | undefined;
 /** The main thread's health state, which the worker's rotation follows. */
 const health = new WorkerHealth((result) => post(result));
 let statsTimer: Timer | undefined;
-const sent = { accepted: 0, unserved: 0, rejectedGlobal: 0, rejectedBackend: 0, acceptPauses: 0, backends: new Map<string, { total: number; dialFailures: number; bytesToBackend: number; bytesToClient: number }>() };
+const deltas = new StatsDeltas();
 
 function post(event: WorkerEvent): void {
   self.postMessage(event);
 }
 
-/** Returns what the counters grew by since the last delta, and remembers the new values. */
-function takeDelta(server: Server): StatsDelta {
-  const stats = server.stats;
-  const delta: StatsDelta = {
-    accepted: stats.accepted - sent.accepted,
-    unserved: stats.unserved - sent.unserved,
-    rejectedGlobal: server.limits.rejectedGlobal - sent.rejectedGlobal,
-    rejectedBackend: server.limits.rejectedBackend - sent.rejectedBackend,
-    acceptPauses: server.acceptPauses - sent.acceptPauses,
-    backends: {},
-  };
-  sent.accepted = stats.accepted;
-  sent.unserved = stats.unserved;
-  sent.rejectedGlobal = server.limits.rejectedGlobal;
-  sent.rejectedBackend = server.limits.rejectedBackend;
-  sent.acceptPauses = server.acceptPauses;
-  for (const id of stats.ids()) {
-    const now = stats.backend(id);
-    const before = sent.backends.get(id) ?? { total: 0, dialFailures: 0, bytesToBackend: 0, bytesToClient: 0 };
-    const grown = {
-      total: now.total - before.total,
-      dialFailures: now.dialFailures - before.dialFailures,
-      bytesToBackend: now.bytesToBackend - before.bytesToBackend,
-      bytesToClient: now.bytesToClient - before.bytesToClient,
-    };
-    if (grown.total !== 0 || grown.dialFailures !== 0 || grown.bytesToBackend !== 0 || grown.bytesToClient !== 0) {
-      delta.backends[id] = grown;
-    }
-    sent.backends.set(id, { ...now });
-  }
-
-  return delta;
-}
-
+/**
+ * Sends the counter delta, then drops the counters of ids the worker no longer uses. The drop
+ * comes after the post, in the same task, so the delta just sent contains their last growth.
+ */
 function sendStats(): void {
   if (server !== undefined) {
-    post({ type: "stats", delta: takeDelta(server), open: server.activeCount, openById: Object.fromEntries(openTrafficById(server)) });
+    post({ type: "stats", delta: deltas.take(server), open: server.activeCount, openById: Object.fromEntries(openTrafficById(server)), idsInUse: server.idsInUse.ids() });
+    deltas.dropUnused(server);
   }
 }
 
 async function start(index: number, options: ServerOptions & { listen: Address[] }, logLevel: LogLevel, logFormat: LogFormat): Promise<void> {
   logger = new Logger({ level: logLevel, format: logFormat, fields: { worker: index } });
-  server = new Server({ ...options, logger, reusePort: true, logSetChanges: false }, health);
+  server = new Server({ ...options, logger, reusePort: true, logSetChanges: false, counterRetention: false }, health);
   try {
     await server.start();
   } catch (error) {

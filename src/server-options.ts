@@ -1,5 +1,6 @@
 import type { Address } from "./address.ts";
 import type { Clock } from "./clock.ts";
+import type { CounterRetentionSettings } from "./counter-retention.ts";
 import type { HealthCheckSettings, UnhealthyPolicy } from "./health-checker.ts";
 import type { Logger } from "./logger.ts";
 import type { RemovalPolicy } from "./target-drain.ts";
@@ -83,6 +84,13 @@ export interface ServerOptions {
    * @default false
    */
   reusePort?: boolean;
+  /**
+   * Limits on the traffic counters kept for backend ids that are no longer used (see
+   * CounterRetention). Relay workers pass `false`, because they drop an id's counters once
+   * they sent them to the main thread.
+   * @default DEFAULT_COUNTER_RETENTION: 5 minutes, at most 1,000 ids, checked every second
+   */
+  counterRetention?: CounterRetentionSettings | false;
   /**
    * Log each backend set change (and an empty set) at info and warn. Relay workers turn it
    * off, because the main thread logs the same change once, with its provider.

@@ -1,9 +1,11 @@
 import type { Socket, SocketHandler } from "bun";
 import type { Backend } from "./backend.ts";
 import { BackendConnector } from "./backend-connector.ts";
+import { BackendIdsInUse } from "./backend-ids-in-use.ts";
 import { BackendSet } from "./backend-set.ts";
 import { systemClock } from "./clock.ts";
 import { type CloseKind, Connection, type ConnectionClosedHandler } from "./connection.ts";
+import { CounterRetention, DEFAULT_COUNTER_RETENTION } from "./counter-retention.ts";
 import { ConnectionPool } from "./connection-pool.ts";
 import { ConnectionLimits } from "./connection-limits.ts";
 import { configureSocket } from "./dialer.ts";
@@ -18,6 +20,7 @@ import { RemovalPolicies } from "./removal-policies.ts";
 import type { ServerOptions } from "./server-options.ts";
 import { ThreadCounters } from "./thread-counters.ts";
 import { TrafficStats } from "./traffic-stats.ts";
+import { relayWorkersOf } from "./worker-pool.ts";
 
 export type { ServerOptions } from "./server-options.ts";
 
@@ -34,6 +37,8 @@ type ClientSocket = Socket<Connection>;
 export class Server {
   readonly pool = new ConnectionPool<Connection>();
   readonly stats = new TrafficStats();
+  /** Backend ids with an open connection or a dial in flight in this thread. */
+  readonly idsInUse = new BackendIdsInUse();
   /** Connection caps and the count of clients they rejected. */
   readonly limits: ConnectionLimits;
   /** Health of every backend of the set, for status pages; the rotation skips unhealthy ones. */
@@ -56,13 +61,14 @@ export class Server {
   // Built once rather than per connection, because the accept path allocates on every client.
   readonly #onConnectionClosed: ConnectionClosedHandler = (connection, kind, reason) => this.#connectionClosed(connection, kind, reason);
   readonly #connector: BackendConnector;
+  readonly #retention: CounterRetention | undefined;
 
   /**
    * @param health replaces the checker built from `options.health`, such as a relay worker's
    *   copy of the main thread's health state.
    */
   constructor(options: ServerOptions, health?: HealthChecker) {
-    this.#options = { connectTimeoutMs: 3000, keepaliveMs: 30_000, maxConnections: 0, maxConnectionsPerBackend: 0, threads: 1, health: {}, maxAttempts: 0, onRemoval: "close", drainTimeoutMs: 30_000, onUnhealthy: "keep", clock: systemClock, logger: silentLogger, reusePort: false, logSetChanges: true, threadIndex: 0, ...options };
+    this.#options = { connectTimeoutMs: 3000, keepaliveMs: 30_000, maxConnections: 0, maxConnectionsPerBackend: 0, threads: 1, health: {}, maxAttempts: 0, onRemoval: "close", drainTimeoutMs: 30_000, onUnhealthy: "keep", clock: systemClock, logger: silentLogger, reusePort: false, logSetChanges: true, threadIndex: 0, counterRetention: DEFAULT_COUNTER_RETENTION, ...options };
     this.#nextId = this.#options.threadIndex + 1;
     this.#log = this.#options.logger.with({ component: "server" });
     this.#emptySetWarning = new RateLimitedLog(this.#log, "warn", 10_000);
@@ -82,12 +88,17 @@ export class Server {
       limits: this.limits,
       health: this.health,
       stats: this.stats,
+      idsInUse: this.idsInUse,
       log: this.#log,
       maxAttempts: this.#options.maxAttempts,
       connectTimeoutMs: this.#options.connectTimeoutMs,
       keepaliveMs: this.#options.keepaliveMs,
       registered: (connection, backend) => this.#registered(connection, backend),
     });
+    const retention = this.#options.counterRetention;
+    if (retention !== false) {
+      this.#retention = new CounterRetention(this.stats, (id) => this.usesBackendId(id), retention, this.#options.clock, this.#log);
+    }
   }
 
   /**
@@ -137,6 +148,16 @@ export class Server {
    */
   async start(): Promise<void> {
     await this.#listeners.bind(this.#options.listen, this.#clientHandlers());
+    this.#retention?.start();
+  }
+
+  /**
+   * Returns true while `id` is in the set, or has an open connection or a dial in flight in
+   * this thread or, as of their last counter deltas, in a relay worker. The traffic counters
+   * of an id that is not used are retired (see CounterRetention).
+   */
+  usesBackendId(id: string): boolean {
+    return this.set.get(id) !== undefined || this.idsInUse.has(id) || (relayWorkersOf(this)?.usesBackendId(id) ?? false);
   }
 
   /**
@@ -220,6 +241,7 @@ export class Server {
 
     this.health.stop();
     this.#connector.stop();
+    this.#retention?.stop();
 
     return this.closeAll("balancer shutting down");
   }
@@ -299,6 +321,7 @@ export class Server {
 
     this.#dialing.delete(connection);
     this.pool.add(connection);
+    this.idsInUse.add(connection.backend.id);
     this.stats.backend(connection.backend.id).total++;
     if (this.#log.enabled("debug")) {
       this.#log.debug("connection opened", this.#fields(connection));
@@ -315,6 +338,7 @@ export class Server {
       this.#connector.connectionClosed(connection);
       this.limits.release(connection.backend.target);
       this.stats.recordClosed(connection);
+      this.idsInUse.delete(connection.backend.id);
       if (this.#log.enabled("debug")) {
         this.#log.debug("connection closed", { ...this.#fields(connection), kind, reason, sent: connection.bytesToBackend, received: connection.bytesToClient });
       }

@@ -10,7 +10,11 @@ export interface BackendCounters {
   bytesToClient: number;
 }
 
-/** Traffic counters of one balancer, kept per backend id across set changes. */
+/**
+ * Traffic counters of one balancer per backend id, kept across set changes. The counters of
+ * an id that is no longer used are dropped by CounterRetention in the main thread, and by
+ * StatsDeltas in a relay worker.
+ */
 export class TrafficStats {
   /** Clients accepted on every listener. */
   accepted = 0;
@@ -41,5 +45,10 @@ export class TrafficStats {
   /** Ids with counters, including backends that left the set. */
   ids(): string[] {
     return [...this.#byId.keys()];
+  }
+
+  /** Drops the counters of a backend id; a later `backend(id)` starts them at zero. Returns false when it had none. */
+  delete(id: string): boolean {
+    return this.#byId.delete(id);
   }
 }

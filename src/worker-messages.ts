@@ -49,8 +49,11 @@ export type WorkerEvent =
   | { type: "started" }
   | { type: "start-failed"; message: string }
   | DialResult
-  /** `open` counts connections open or dialing; `openById` groups the open ones by backend id. */
-  | { type: "stats"; delta: StatsDelta; open: number; openById: Record<string, OpenTraffic> }
+  /**
+   * `open` counts connections open or dialing; `openById` groups the open ones by backend id.
+   * `idsInUse` lists the backend ids with an open connection or a dial in flight.
+   */
+  | { type: "stats"; delta: StatsDelta; open: number; openById: Record<string, OpenTraffic>; idsInUse: string[] }
   /** The reply to `close-all`: how many connections the worker closed. */
   | { type: "closed-all"; closed: number }
   | { type: "stopped"; forced: number };

@@ -16,6 +16,8 @@ interface RelayWorker {
   open: number;
   /** Open connections by backend id, as of the last counter delta. */
   openById: Record<string, OpenTraffic>;
+  /** Backend ids with an open connection or a dial in flight, as of the last counter delta. */
+  idsInUse: ReadonlySet<string>;
   /** Set once the thread ended, for example after an uncaught error. */
   exited: boolean;
   stopped?: (forced: number) => void;
@@ -95,7 +97,7 @@ export class WorkerPool {
     const pool = new WorkerPool(workers, server, log);
     const started: Promise<void>[] = [];
     for (let index = 1; index <= count; index++) {
-      const worker: RelayWorker = { thread: new Worker(new URL("./relay-worker.ts", import.meta.url).href), open: 0, openById: {}, exited: false };
+      const worker: RelayWorker = { thread: new Worker(new URL("./relay-worker.ts", import.meta.url).href), open: 0, openById: {}, idsInUse: new Set(), exited: false };
       workers.push(worker);
       started.push(pool.#watch(worker, index));
       // The counters' SharedArrayBuffer is shared with the worker, not copied.
@@ -141,6 +143,11 @@ export class WorkerPool {
     }
 
     return byId;
+  }
+
+  /** Returns true when a worker had an open connection or a dial in flight for backend `id` at its last counter delta. */
+  usesBackendId(id: string): boolean {
+    return this.#workers.some((worker) => worker.idsInUse.has(id));
   }
 
   /**
@@ -305,6 +312,7 @@ export class WorkerPool {
           case "stats":
             worker.open = event.open;
             worker.openById = event.openById;
+            worker.idsInUse = new Set(event.idsInUse);
             this.#add(event.delta);
             break;
           case "closed-all":
@@ -313,6 +321,7 @@ export class WorkerPool {
           case "stopped":
             worker.open = 0;
             worker.openById = {};
+            worker.idsInUse = new Set();
             worker.stopped?.(event.forced);
             break;
         }
@@ -321,6 +330,7 @@ export class WorkerPool {
         worker.exited = true;
         worker.open = 0;
         worker.openById = {};
+        worker.idsInUse = new Set();
         worker.stopped?.(0);
         worker.closeAllReplies?.splice(0).forEach((reply) => reply(0));
       });

@@ -1,0 +1,76 @@
+import type { Server } from "./server.ts";
+import type { BackendCounters } from "./traffic-stats.ts";
+import type { StatsDelta } from "./worker-messages.ts";
+
+/**
+ * The counters a relay worker last sent to the main thread, from which it takes the next
+ * delta. The main thread adds every delta to its own counters, so a delta must hold all growth
+ * since the previous one and never be negative.
+ */
+export class StatsDeltas {
+  readonly #sent = { accepted: 0, unserved: 0, rejectedGlobal: 0, rejectedBackend: 0, acceptPauses: 0, backends: new Map<string, BackendCounters>() };
+
+  /** Backend ids whose sent values are kept. */
+  get backendIds(): number {
+    return this.#sent.backends.size;
+  }
+
+  /** Returns what the server's counters grew by since the last delta, and records the new values as sent. */
+  take(server: Server): StatsDelta {
+    const stats = server.stats;
+    const sent = this.#sent;
+    const delta: StatsDelta = {
+      accepted: stats.accepted - sent.accepted,
+      unserved: stats.unserved - sent.unserved,
+      rejectedGlobal: server.limits.rejectedGlobal - sent.rejectedGlobal,
+      rejectedBackend: server.limits.rejectedBackend - sent.rejectedBackend,
+      acceptPauses: server.acceptPauses - sent.acceptPauses,
+      backends: {},
+    };
+    sent.accepted = stats.accepted;
+    sent.unserved = stats.unserved;
+    sent.rejectedGlobal = server.limits.rejectedGlobal;
+    sent.rejectedBackend = server.limits.rejectedBackend;
+    sent.acceptPauses = server.acceptPauses;
+    for (const id of stats.ids()) {
+      const now = stats.backend(id);
+      const before = sent.backends.get(id) ?? { total: 0, dialFailures: 0, bytesToBackend: 0, bytesToClient: 0 };
+      const grown = {
+        total: now.total - before.total,
+        dialFailures: now.dialFailures - before.dialFailures,
+        bytesToBackend: now.bytesToBackend - before.bytesToBackend,
+        bytesToClient: now.bytesToClient - before.bytesToClient,
+      };
+      if (grown.total !== 0 || grown.dialFailures !== 0 || grown.bytesToBackend !== 0 || grown.bytesToClient !== 0) {
+        delta.backends[id] = grown;
+      }
+      sent.backends.set(id, { ...now });
+    }
+
+    return delta;
+  }
+
+  /**
+   * Drops the counters and the sent values of every backend id the server no longer uses (see
+   * `Server.usesBackendId`) and whose counters did not grow since the last `take`. The main
+   * thread keeps such ids for scrapes, so the worker no longer needs them. Both are dropped
+   * together, so a later connection to the id counts from 0 on both sides and its next delta is
+   * exact.
+   */
+  dropUnused(server: Server): void {
+    const stats = server.stats;
+    for (const id of stats.ids()) {
+      const sent = this.#sent.backends.get(id);
+      if (server.usesBackendId(id) || sent === undefined || !sameCounters(stats.backend(id), sent)) {
+        continue;
+      }
+
+      stats.delete(id);
+      this.#sent.backends.delete(id);
+    }
+  }
+}
+
+function sameCounters(a: BackendCounters, b: BackendCounters): boolean {
+  return a.total === b.total && a.dialFailures === b.dialFailures && a.bytesToBackend === b.bytesToBackend && a.bytesToClient === b.bytesToClient;
+}

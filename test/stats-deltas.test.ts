@@ -1,0 +1,84 @@
+import { expect, test } from "bun:test";
+import { createBackend } from "../src/backend.ts";
+import { BackendSet } from "../src/backend-set.ts";
+import { Server } from "../src/server.ts";
+import { StatsDeltas } from "../src/stats-deltas.ts";
+
+/** Returns a relay worker's server, never started: the tests change its counters and set directly. */
+function workerServer(): Server {
+  const server = new Server({ listen: [], counterRetention: false });
+  server.applySet(new BackendSet([createBackend("a", "127.0.0.1:9"), createBackend("b", "127.0.0.1:9")]));
+
+  return server;
+}
+
+function grow(server: Server, id: string, connections: number, bytes: number): void {
+  const counters = server.stats.backend(id);
+  counters.total += connections;
+  counters.bytesToBackend += bytes;
+  counters.bytesToClient += 2 * bytes;
+}
+
+test("StatsDeltas sends growth since the last delta", () => {
+  const server = workerServer();
+  const deltas = new StatsDeltas();
+  grow(server, "a", 2, 10);
+  server.stats.accepted = 2;
+
+  expect(deltas.take(server)).toMatchObject({ accepted: 2, backends: { a: { total: 2, dialFailures: 0, bytesToBackend: 10, bytesToClient: 20 } } });
+  grow(server, "a", 1, 5);
+  expect(deltas.take(server).backends).toEqual({ a: { total: 1, dialFailures: 0, bytesToBackend: 5, bytesToClient: 10 } });
+  expect(deltas.take(server).backends).toEqual({});
+});
+
+test("StatsDeltas drops an unused id with both maps", () => {
+  const server = workerServer();
+  const deltas = new StatsDeltas();
+  grow(server, "a", 3, 30);
+  grow(server, "b", 1, 1);
+  deltas.take(server);
+
+  server.applySet(new BackendSet([createBackend("b", "127.0.0.1:9")]));
+  deltas.dropUnused(server);
+  expect(server.stats.ids()).toEqual(["b"]);
+  expect(deltas.backendIds).toBe(1);
+
+  // a returns: its next delta counts from 0, neither negative nor repeating the 3 already sent.
+  server.applySet(new BackendSet([createBackend("a", "127.0.0.1:9"), createBackend("b", "127.0.0.1:9")]));
+  grow(server, "a", 2, 7);
+  expect(deltas.take(server).backends).toEqual({ a: { total: 2, dialFailures: 0, bytesToBackend: 7, bytesToClient: 14 } });
+});
+
+test("StatsDeltas keeps an id until its growth was sent", () => {
+  const server = workerServer();
+  const deltas = new StatsDeltas();
+  grow(server, "a", 1, 4);
+  deltas.take(server);
+  server.applySet(new BackendSet([createBackend("b", "127.0.0.1:9")]));
+
+  // A connection closed after the last delta: its bytes are not sent yet.
+  grow(server, "a", 0, 6);
+  deltas.dropUnused(server);
+  expect(server.stats.ids()).toContain("a");
+
+  expect(deltas.take(server).backends).toEqual({ a: { total: 0, dialFailures: 0, bytesToBackend: 6, bytesToClient: 12 } });
+  deltas.dropUnused(server);
+  expect(server.stats.ids()).not.toContain("a");
+  expect(deltas.backendIds).toBe(0);
+});
+
+test("StatsDeltas keeps an id with a connection or dial in use", () => {
+  const server = workerServer();
+  const deltas = new StatsDeltas();
+  grow(server, "a", 1, 1);
+  server.idsInUse.add("a");
+  deltas.take(server);
+  server.applySet(BackendSet.EMPTY);
+
+  deltas.dropUnused(server);
+  expect(server.stats.ids()).toEqual(["a"]);
+
+  server.idsInUse.delete("a");
+  deltas.dropUnused(server);
+  expect(server.stats.ids()).toEqual([]);
+});
