@@ -1,6 +1,5 @@
 import type { Socket } from "bun";
 import type { Backend } from "./backend.ts";
-import type { BackendIdsInUse } from "./backend-ids-in-use.ts";
 import type { Connection } from "./connection.ts";
 import { ConnectDeadlines } from "./connect-deadlines.ts";
 import type { ConnectionLimits } from "./connection-limits.ts";
@@ -29,8 +28,6 @@ export interface BackendConnectorOptions {
   health: HealthChecker;
   /** Traffic counters, for dial failures and clients no backend served. */
   stats: TrafficStats;
-  /** Counts every dial in flight, so that the counters of its backend id are not retired meanwhile. */
-  idsInUse: BackendIdsInUse;
   /** The server's logger. */
   log: Logger;
   /** Backends one client tries, in rotation order, before it is closed. 0 means every backend once. */
@@ -58,7 +55,6 @@ export class BackendConnector implements DialObserver {
   readonly #limits: ConnectionLimits;
   readonly #health: HealthChecker;
   readonly #stats: TrafficStats;
-  readonly #idsInUse: BackendIdsInUse;
   readonly #log: Logger;
   readonly #maxAttempts: number;
   readonly #registered: (connection: Connection, backend: Backend) => void;
@@ -78,7 +74,6 @@ export class BackendConnector implements DialObserver {
     this.#limits = options.limits;
     this.#health = options.health;
     this.#stats = options.stats;
-    this.#idsInUse = options.idsInUse;
     this.#log = options.log;
     this.#maxAttempts = options.maxAttempts;
     this.#registered = options.registered;
@@ -105,6 +100,11 @@ export class BackendConnector implements DialObserver {
   /** Forgets a connection that closed; call it for every connection whose dial succeeded. */
   connectionClosed(connection: Connection): void {
     this.#keepalive.delete(connection);
+  }
+
+  /** Returns the backend ids of the dials in flight. */
+  dialingBackendIds(): string[] {
+    return this.#dialOptions.deadlines.pending().map((attempt) => attempt.backend.id);
   }
 
   /**
@@ -152,8 +152,6 @@ export class BackendConnector implements DialObserver {
   dialSettled(attempt: DialAttempt, error?: DialError): void {
     const { connection, backend, plan } = attempt;
     try {
-      // A successful dial's connection counts as in use from `registered` on, in the same task.
-      this.#idsInUse.delete(backend.id);
       if (error === undefined) {
         this.#health.dialSucceeded(backend);
         this.#registered(connection, backend);
@@ -206,7 +204,6 @@ export class BackendConnector implements DialObserver {
 
   /** Dials a backend the plan handed out, with the reservation the plan took. */
   #dial(connection: Connection, backend: Backend, plan: FailoverPlan): void {
-    this.#idsInUse.add(backend.id);
     new DialAttempt(connection, backend, plan, this.#dialOptions, this).start();
   }
 

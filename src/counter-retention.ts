@@ -34,14 +34,14 @@ const EARLY_DROP_LOG_INTERVAL_MS = 60_000;
  * id's counters as soon as it sent their last delta (see StatsDeltas).
  *
  * An id is retired at the first check that finds it unused: not in the set, and with no open
- * connection or dial in flight in any thread (`isUsed`). Its counters are dropped
+ * connection or dial in flight in any thread (`usage`). Its counters are dropped
  * `retentionMs` later, or earlier when more than `maxRetiredIds` ids are retired, the longest
  * retired first. An id used again before its counters are dropped is no longer retired and
  * continues from them; one used again after that counts from 0.
  */
 export class CounterRetention {
   readonly #stats: TrafficStats;
-  readonly #isUsed: (id: string) => boolean;
+  readonly #usage: () => (id: string) => boolean;
   readonly #settings: CounterRetentionSettings;
   readonly #clock: Clock;
   readonly #log: Logger;
@@ -50,9 +50,10 @@ export class CounterRetention {
   readonly #retiredAt = new Map<string, number>();
   #interval: Timer | undefined;
 
-  constructor(stats: TrafficStats, isUsed: (id: string) => boolean, settings: CounterRetentionSettings, clock: Clock, log: Logger) {
+  /** @param usage returns a test of whether an id is used now; it is called once per check. */
+  constructor(stats: TrafficStats, usage: () => (id: string) => boolean, settings: CounterRetentionSettings, clock: Clock, log: Logger) {
     this.#stats = stats;
-    this.#isUsed = isUsed;
+    this.#usage = usage;
     this.#settings = settings;
     this.#clock = clock;
     this.#log = log;
@@ -86,8 +87,9 @@ export class CounterRetention {
   }
 
   #retireUnused(now: number): void {
+    const isUsed = this.#usage();
     for (const id of this.#stats.ids()) {
-      if (this.#isUsed(id)) {
+      if (isUsed(id)) {
         this.#retiredAt.delete(id);
       } else if (!this.#retiredAt.has(id)) {
         this.#retiredAt.set(id, now);

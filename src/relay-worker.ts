@@ -11,6 +11,7 @@
  */
 import type { Address } from "./address.ts";
 import { createBackend } from "./backend.ts";
+import { backendIdsInUseOutsideSet } from "./backend-id-usage.ts";
 import { BackendSet } from "./backend-set.ts";
 import { openTrafficById } from "./balancer-status.ts";
 import { Logger, type LogFormat, type LogLevel } from "./logger.ts";
@@ -41,7 +42,7 @@ function post(event: WorkerEvent): void {
  */
 function sendStats(): void {
   if (server !== undefined) {
-    post({ type: "stats", delta: deltas.take(server), open: server.activeCount, openById: Object.fromEntries(openTrafficById(server)), idsInUse: server.idsInUse.ids() });
+    post({ type: "stats", delta: deltas.take(server), open: server.activeCount, openById: Object.fromEntries(openTrafficById(server)), idsInUse: backendIdsInUseOutsideSet(server) });
     deltas.dropUnused(server);
   }
 }

@@ -1,7 +1,7 @@
 import type { Socket, SocketHandler } from "bun";
 import type { Backend } from "./backend.ts";
 import { BackendConnector } from "./backend-connector.ts";
-import { BackendIdsInUse } from "./backend-ids-in-use.ts";
+import { backendIdUsage } from "./backend-id-usage.ts";
 import { BackendSet } from "./backend-set.ts";
 import { systemClock } from "./clock.ts";
 import { type CloseKind, Connection, type ConnectionClosedHandler } from "./connection.ts";
@@ -20,7 +20,6 @@ import { RemovalPolicies } from "./removal-policies.ts";
 import type { ServerOptions } from "./server-options.ts";
 import { ThreadCounters } from "./thread-counters.ts";
 import { TrafficStats } from "./traffic-stats.ts";
-import { relayWorkersOf } from "./worker-pool.ts";
 
 export type { ServerOptions } from "./server-options.ts";
 
@@ -37,8 +36,6 @@ type ClientSocket = Socket<Connection>;
 export class Server {
   readonly pool = new ConnectionPool<Connection>();
   readonly stats = new TrafficStats();
-  /** Backend ids with an open connection or a dial in flight in this thread. */
-  readonly idsInUse = new BackendIdsInUse();
   /** Connection caps and the count of clients they rejected. */
   readonly limits: ConnectionLimits;
   /** Health of every backend of the set, for status pages; the rotation skips unhealthy ones. */
@@ -88,7 +85,6 @@ export class Server {
       limits: this.limits,
       health: this.health,
       stats: this.stats,
-      idsInUse: this.idsInUse,
       log: this.#log,
       maxAttempts: this.#options.maxAttempts,
       connectTimeoutMs: this.#options.connectTimeoutMs,
@@ -97,7 +93,7 @@ export class Server {
     });
     const retention = this.#options.counterRetention;
     if (retention !== false) {
-      this.#retention = new CounterRetention(this.stats, (id) => this.usesBackendId(id), retention, this.#options.clock, this.#log);
+      this.#retention = new CounterRetention(this.stats, () => backendIdUsage(this), retention, this.#options.clock, this.#log);
     }
   }
 
@@ -151,13 +147,9 @@ export class Server {
     this.#retention?.start();
   }
 
-  /**
-   * Returns true while `id` is in the set, or has an open connection or a dial in flight in
-   * this thread or, as of their last counter deltas, in a relay worker. The traffic counters
-   * of an id that is not used are retired (see CounterRetention).
-   */
-  usesBackendId(id: string): boolean {
-    return this.set.get(id) !== undefined || this.idsInUse.has(id) || (relayWorkersOf(this)?.usesBackendId(id) ?? false);
+  /** Returns the backend ids of this thread's dials in flight. */
+  dialingBackendIds(): string[] {
+    return this.#connector.dialingBackendIds();
   }
 
   /**
@@ -321,7 +313,6 @@ export class Server {
 
     this.#dialing.delete(connection);
     this.pool.add(connection);
-    this.idsInUse.add(connection.backend.id);
     this.stats.backend(connection.backend.id).total++;
     if (this.#log.enabled("debug")) {
       this.#log.debug("connection opened", this.#fields(connection));
@@ -338,7 +329,6 @@ export class Server {
       this.#connector.connectionClosed(connection);
       this.limits.release(connection.backend.target);
       this.stats.recordClosed(connection);
-      this.idsInUse.delete(connection.backend.id);
       if (this.#log.enabled("debug")) {
         this.#log.debug("connection closed", { ...this.#fields(connection), kind, reason, sent: connection.bytesToBackend, received: connection.bytesToClient });
       }

@@ -1,3 +1,4 @@
+import { backendIdUsage } from "./backend-id-usage.ts";
 import type { Server } from "./server.ts";
 import type { BackendCounters } from "./traffic-stats.ts";
 import type { StatsDelta } from "./worker-messages.ts";
@@ -52,16 +53,17 @@ export class StatsDeltas {
 
   /**
    * Drops the counters and the sent values of every backend id the server no longer uses (see
-   * `Server.usesBackendId`) and whose counters did not grow since the last `take`. The main
+   * `backendIdUsage`) and whose counters did not grow since the last `take`. The main
    * thread keeps such ids for scrapes, so the worker no longer needs them. Both are dropped
    * together, so a later connection to the id counts from 0 on both sides and its next delta is
    * exact.
    */
   dropUnused(server: Server): void {
     const stats = server.stats;
+    const isUsed = backendIdUsage(server);
     for (const id of stats.ids()) {
       const sent = this.#sent.backends.get(id);
-      if (server.usesBackendId(id) || sent === undefined || !sameCounters(stats.backend(id), sent)) {
+      if (isUsed(id) || sent === undefined || !sameCounters(stats.backend(id), sent)) {
         continue;
       }
 

@@ -51,7 +51,7 @@ export type WorkerEvent =
   | DialResult
   /**
    * `open` counts connections open or dialing; `openById` groups the open ones by backend id.
-   * `idsInUse` lists the backend ids with an open connection or a dial in flight.
+   * `idsInUse` lists the backend ids outside the set with an open connection or a dial in flight.
    */
   | { type: "stats"; delta: StatsDelta; open: number; openById: Record<string, OpenTraffic>; idsInUse: string[] }
   /** The reply to `close-all`: how many connections the worker closed. */

@@ -16,7 +16,7 @@ interface RelayWorker {
   open: number;
   /** Open connections by backend id, as of the last counter delta. */
   openById: Record<string, OpenTraffic>;
-  /** Backend ids with an open connection or a dial in flight, as of the last counter delta. */
+  /** Backend ids outside the set with an open connection or a dial in flight, as of the last counter delta. */
   idsInUse: ReadonlySet<string>;
   /** Set once the thread ended, for example after an uncaught error. */
   exited: boolean;

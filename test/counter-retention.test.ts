@@ -11,7 +11,7 @@ function retention(settings: Partial<CounterRetentionSettings> = {}) {
   const stats = new TrafficStats();
   const used = new Set<string>();
   const log = new LogLines();
-  const retention = new CounterRetention(stats, (id) => used.has(id), { retentionMs: 1000, maxRetiredIds: 10, checkIntervalMs: 100, ...settings }, clock, log.logger);
+  const retention = new CounterRetention(stats, () => (id) => used.has(id), { retentionMs: 1000, maxRetiredIds: 10, checkIntervalMs: 100, ...settings }, clock, log.logger);
 
   return { clock, stats, used, log, retention };
 }

@@ -1,6 +1,8 @@
 import { expect, test } from "bun:test";
 import { createBackend } from "../src/backend.ts";
 import { BackendSet } from "../src/backend-set.ts";
+import { backendIdsInUseOutsideSet } from "../src/backend-id-usage.ts";
+import type { Connection } from "../src/connection.ts";
 import { Server } from "../src/server.ts";
 import { StatsDeltas } from "../src/stats-deltas.ts";
 
@@ -67,18 +69,22 @@ test("StatsDeltas keeps an id until its growth was sent", () => {
   expect(deltas.backendIds).toBe(0);
 });
 
-test("StatsDeltas keeps an id with a connection or dial in use", () => {
+test("StatsDeltas keeps an id with an open connection", () => {
   const server = workerServer();
   const deltas = new StatsDeltas();
   grow(server, "a", 1, 1);
-  server.idsInUse.add("a");
+  // A stand-in for an open connection: the pool and the id check read only these fields.
+  const open = { id: 1, target: "127.0.0.1:9", backend: createBackend("a", "127.0.0.1:9"), close: () => {} } as unknown as Connection;
+  server.pool.add(open);
   deltas.take(server);
   server.applySet(BackendSet.EMPTY);
 
   deltas.dropUnused(server);
   expect(server.stats.ids()).toEqual(["a"]);
+  expect(backendIdsInUseOutsideSet(server)).toEqual(["a"]);
 
-  server.idsInUse.delete("a");
+  server.pool.delete(open);
   deltas.dropUnused(server);
   expect(server.stats.ids()).toEqual([]);
+  expect(backendIdsInUseOutsideSet(server)).toEqual([]);
 });
