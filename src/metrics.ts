@@ -1,6 +1,7 @@
 import type { BackendSetUnion } from "./backend-set-union.ts";
 import { openTrafficById } from "./balancer-status.ts";
 import type { Server } from "./server.ts";
+import { VERSION } from "./version.ts";
 import { relayWorkersOf } from "./worker-pool.ts";
 
 /** Content type of the Prometheus text exposition format, version 0.0.4. */
@@ -64,6 +65,16 @@ export function renderMetrics(source: MetricsSource): string {
     "1 while the backend id is healthy; 0 while a dial back-off or failed probes make the rotation skip it, or while it is retried after a back-off.",
     server.set.backends.map((backend): [Labels, number] => [{ backend: backend.id }, server.health.state(backend.id)?.healthy === false ? 0 : 1]),
   );
+  page.add(
+    "tinylb_backend_probe_up",
+    "gauge",
+    "1 while the active probe counts the backend id up, 0 once `fall` probes in a row failed; only backends with a probe.",
+    server.set.backends.flatMap((backend): [Labels, number][] => {
+      const probe = server.health.state(backend.id)?.probe;
+
+      return probe === undefined ? [] : [[{ backend: backend.id }, probe.up ? 1 : 0]];
+    }),
+  );
   page.add("tinylb_degraded", "gauge", "1 while every backend is unhealthy and each is tried anyway, else 0.", [[{}, server.health.degraded ? 1 : 0]]);
   page.add("tinylb_backend_set_size", "gauge", "Backends in the running set.", [[{}, server.set.size]]);
   page.add("tinylb_backend_set_changes_total", "counter", "Effective backend set changes applied.", [[{}, stats.setChanges]]);
@@ -86,6 +97,9 @@ export function renderMetrics(source: MetricsSource): string {
   page.add("tinylb_accept_pauses_total", "counter", "Times the listeners stopped because the file descriptor limit was nearly reached.", [[{}, server.acceptPauses + (relayWorkersOf(server)?.acceptPauses ?? 0)]]);
   page.add("tinylb_config_reloads_total", "counter", "Config file reloads: changed content or SIGHUP.", [[{}, source.reloads?.reloads ?? 0]]);
   page.add("tinylb_config_reload_failures_total", "counter", "Config file reloads rejected; the last good set kept serving.", [[{}, source.reloads?.reloadFailures ?? 0]]);
+
+  page.add("tinylb_build_info", "gauge", "Always 1; the labels name the tinylb version and the Bun version it runs on.", [[{ version: VERSION, bun: Bun.version }, 1]]);
+  page.add("process_start_time_seconds", "gauge", "Start time of the process since the Unix epoch, in seconds.", [[{}, Math.round(performance.timeOrigin) / 1000]]);
 
   return page.text();
 }

@@ -3,6 +3,8 @@ import { createBackend } from "../src/backend.ts";
 import { BackendSet } from "../src/backend-set.ts";
 import { escapeLabelValue, renderMetrics } from "../src/metrics.ts";
 import { StaticProvider } from "../src/providers/static-provider.ts";
+import { VERSION } from "../src/version.ts";
+import { waitFor } from "./support/wait.ts";
 import { BalancerScenario } from "./support/balancer-scenario.ts";
 
 const cleanup: (() => Promise<unknown>)[] = [];
@@ -50,4 +52,23 @@ test("renderMetrics writes valid exposition lines", async () => {
   expect(text).toContain("tinylb_config_reloads_total 4\n");
   expect(text).toContain("tinylb_config_reload_failures_total 1\n");
   expect(text).toContain("tinylb_backend_set_size 2\n");
+  expect(text).toContain(`tinylb_build_info{version="${VERSION}",bun="${Bun.version}"} 1\n`);
+  const started = Number(/^process_start_time_seconds (\S+)$/m.exec(text)?.[1]);
+  expect(Math.abs(started - Date.now() / 1000)).toBeLessThan(3600);
+  expect(text).not.toContain("tinylb_backend_probe_up{");
+});
+
+test("renderMetrics shows each probed backend's probe state", async () => {
+  const scenario = new BalancerScenario();
+  cleanup.push(() => scenario.close());
+  scenario.startBackends(["a"]);
+  // Nothing listens on port 9 of loopback, so the tcp probe of "gone" fails.
+  await scenario.start(new StaticProvider(new BackendSet([createBackend("a", scenario.target("a")), createBackend("gone", "127.0.0.1:9")])));
+  scenario.server.health.configure({ probe: { kind: "tcp", intervalMs: 100, timeoutMs: 50, fall: 1 } });
+
+  await waitFor("the probe of gone to fall", () => scenario.server.health.state("gone")?.probe?.up === false);
+  const text = renderMetrics({ server: scenario.server, union: scenario.union });
+
+  expect(text).toContain('tinylb_backend_probe_up{backend="a"} 1\n');
+  expect(text).toContain('tinylb_backend_probe_up{backend="gone"} 0\n');
 });
