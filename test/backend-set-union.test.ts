@@ -109,7 +109,8 @@ test("BackendSetUnion batch applies once", async () => {
     publishB(set({ b: "10.0.0.2:1" }));
   });
 
-  expect(applied).toEqual([{ set: "a=10.0.0.1:1,b=10.0.0.2:1", cause: "start" }]);
+  // The change names the providers that hold backends; "start" is only for none.
+  expect(applied).toEqual([{ set: "a=10.0.0.1:1,b=10.0.0.2:1", cause: "a,b" }]);
 });
 
 test("BackendSetUnion rejects a duplicate provider name", () => {
