@@ -1,5 +1,5 @@
 import type { Address } from "./address.ts";
-import { AdminServer, checkAdminAddress, readTokenFile } from "./admin-server.ts";
+import { AdminServer } from "./admin-server.ts";
 import { BackendSet } from "./backend-set.ts";
 import { BackendSetUnion } from "./backend-set-union.ts";
 import { collectStatus } from "./balancer-status.ts";
@@ -7,6 +7,7 @@ import { createClusterProviders } from "./cluster-providers.ts";
 import type { CliOptions } from "./cli.ts";
 import { checkProbeConfig } from "./probe-config-check.ts";
 import { createSelfTargetCheck, findSelfTarget, skipSelfTargets } from "./self-target.ts";
+import { checkStartSettings } from "./start-checks.ts";
 import { ConfigError } from "./config.ts";
 import { ListenError } from "./listener.ts";
 import type { Logger } from "./logger.ts";
@@ -58,23 +59,12 @@ export interface BackendSources {
 export async function startBackendSources(cli: CliOptions, settings: Settings, server: Server, logger: Logger): Promise<BackendSources> {
   const log = logger.with({ component: "providers" });
   const options = settings.providers;
-  if (options.admin !== "off") {
-    // Fail before any listener is bound.
-    checkAdminAddress(options.admin, options.adminAllowPublic, options.adminTokenFile);
-    if (options.adminTokenFile !== undefined) {
-      readTokenFile(options.adminTokenFile);
-    }
-  }
-
-  const selfTarget = findSelfTarget(settings.backends.backends, settings.listen);
-  if (selfTarget !== undefined) {
-    throw new ConfigError(`invalid backend: ${selfTarget}`);
-  }
+  // Fail before any listener is bound.
+  const credentials = checkStartSettings(settings);
   const listening = (): Address[] => [...settings.listen, ...server.listeners.map((listener) => listener.address)];
 
   const union = new BackendSetUnion((set, cause) => server.applySet(set, { provider: cause }), logger);
   const stateFile = options.stateFile === undefined ? undefined : new StateFile(options.stateFile, logger);
-  stateFile?.checkFolder();
   const saved = stateFile?.load(createSelfTargetCheck(listening())) ?? new Map<string, BackendSet>();
 
   const providers: Provider[] = [];
@@ -112,7 +102,7 @@ export async function startBackendSources(cli: CliOptions, settings: Settings, s
   for (const name of options.dns.srv) {
     providers.push(new DnsProvider({ name, srv: true, servers, intervalMs: options.dns.intervalMs, logger }));
   }
-  providers.push(...createClusterProviders(settings, server, logger));
+  providers.push(...createClusterProviders(settings, server, logger, credentials));
 
   const publishers = providers.map((provider) => {
     const publish = union.register(provider.name);

@@ -1,5 +1,6 @@
 import { type Address, AddressError, parseAddress } from "./address.ts";
 import { type Backend, BackendError, createBackend } from "./backend.ts";
+import { CHECK_HELP } from "./check-command.ts";
 import { checkKeepalive, MAX_CONNECTION_CAP, MAX_WORKERS } from "./config.ts";
 import { parseDuration } from "./duration.ts";
 import type { HealthConfig } from "./health-config.ts";
@@ -16,7 +17,7 @@ export class UsageError extends Error {
 
 /** Options parsed from the command line. */
 export interface CliOptions {
-  command: "run" | "demo" | "status" | "help" | "version";
+  command: "run" | "check" | "demo" | "status" | "help" | "version";
   listen: Address[];
   backends: Backend[];
   configPath?: string;
@@ -34,7 +35,7 @@ export interface CliOptions {
   /** `tinylb status --json`. */
   json?: boolean;
   /** With the help command: the command whose help was requested, such as `tinylb status --help`. */
-  helpFor?: "status";
+  helpFor?: "check" | "status";
   logLevel?: LogLevel;
   logFormat?: LogFormat;
 }
@@ -45,6 +46,7 @@ export const HELP = `tinylb: a small layer-4 (TCP and Unix socket) load balancer
 Usage:
   tinylb --listen ADDR... --backend ID=TARGET... [options]
   tinylb --config FILE [options]
+${CHECK_HELP}
   tinylb demo [--listen ADDR]     start three local demo backends behind a balancer (only --listen)
 ${STATUS_HELP}
   tinylb --help | --version
@@ -116,8 +118,9 @@ const VALUE_FLAGS = new Set([
 export function parseArgs(argv: readonly string[]): CliOptions {
   const options: CliOptions = { command: "run", listen: [], backends: [] };
   const args = [...argv];
-  if (args[0] === "demo") {
-    options.command = "demo";
+  // `check` takes every flag of a start, so only the command word is removed.
+  if (args[0] === "demo" || args[0] === "check") {
+    options.command = args[0];
     args.shift();
   }
   if (args[0] === "status") {
@@ -132,8 +135,8 @@ export function parseArgs(argv: readonly string[]): CliOptions {
   while (args.length > 0) {
     const arg = args.shift()!;
     if (arg === "-h" || arg === "--help") {
-      if (options.command === "status") {
-        options.helpFor = "status";
+      if (options.command === "status" || options.command === "check") {
+        options.helpFor = options.command;
       }
       options.command = "help";
 
@@ -184,7 +187,7 @@ export function parseArgs(argv: readonly string[]): CliOptions {
 const ALL_FLAGS = [...VALUE_FLAGS, ...PROVIDER_FLAGS, ...PROVIDER_SWITCHES, "--help", "--version"];
 
 /** Commands that may come first, for typo suggestions. */
-const COMMANDS = ["demo", "status"];
+const COMMANDS = ["check", "demo", "status"];
 
 /** Describes an argument that is not a known flag; `index` is its position on the command line. */
 function describeUnknownArgument(arg: string, flag: string, index: number): string {
@@ -199,7 +202,7 @@ function describeUnknownArgument(arg: string, flag: string, index: number): stri
   if (index === 0) {
     const suggestion = closestName(arg, COMMANDS);
 
-    return `unknown command "${arg}" (${suggestion === undefined ? "the commands are demo and status" : `did you mean ${suggestion}?`})`;
+    return `unknown command "${arg}" (${suggestion === undefined ? "the commands are check, demo and status" : `did you mean ${suggestion}?`})`;
   }
 
   return `unexpected argument "${arg}"`;

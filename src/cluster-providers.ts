@@ -4,6 +4,7 @@ import type { Address } from "./address.ts";
 import type { EtcdSettings, KubernetesSettings } from "./cluster-provider-keys.ts";
 import { ConfigError } from "./config.ts";
 import type { Logger } from "./logger.ts";
+import type { EtcdTls } from "./providers/etcd-gateway.ts";
 import { EtcdProvider } from "./providers/etcd-provider.ts";
 import { type KubernetesAccess, loadInClusterAccess, loadKubeconfig } from "./providers/kubernetes-access.ts";
 import { KubernetesProvider } from "./providers/kubernetes-provider.ts";
@@ -19,33 +20,66 @@ const SEED_POLL_MS = 100;
 /** How long the Kubernetes provider waits for seeds before it logs that it is waiting. */
 const SEED_WAIT_LOG_MS = 2000;
 
+/** The Kubernetes and etcd sections of the settings. */
+type ClusterSettings = { kubernetes?: KubernetesSettings; etcd?: EtcdSettings };
+
+/** Credentials and certificates of the cluster providers, read from the files the settings name. */
+export interface ClusterCredentials {
+  /** The Kubernetes API access, with `tlsServerName` from the settings applied. */
+  kubernetes?: KubernetesAccess;
+  etcdTls?: EtcdTls;
+}
+
 /**
- * Builds the Kubernetes and etcd providers that the settings ask for. Credentials and
- * certificates are read now, so a bad file stops the start.
+ * Reads the kubeconfig or service account and the etcd TLS files that the settings name.
+ * It only reads files: nothing is resolved or dialled.
  *
  * @throws {ConfigError} when the kubeconfig, service account or a TLS file cannot be used.
  */
+export function loadClusterCredentials(settings: ClusterSettings): ClusterCredentials {
+  const credentials: ClusterCredentials = {};
+  const kubernetes = settings.kubernetes;
+  if (kubernetes !== undefined) {
+    const loaded = kubernetes.inCluster ? loadInClusterAccess() : loadKubeconfig(kubernetes.kubeconfig!, kubernetes.context);
+    credentials.kubernetes = { ...loaded, tlsServerName: kubernetes.tlsServerName ?? loaded.tlsServerName };
+  }
+  const etcd = settings.etcd;
+  if (etcd !== undefined) {
+    credentials.etcdTls = { caPem: readPem(etcd.caFile), certPem: readPem(etcd.certFile), keyPem: readPem(etcd.keyFile) };
+  }
+
+  return credentials;
+}
+
+/**
+ * Builds the Kubernetes and etcd providers that the settings ask for, with credentials that
+ * `loadClusterCredentials` read. Without them, the files are read now, so a bad file stops the start.
+ *
+ * @throws {ConfigError} when `credentials` is not given and the kubeconfig, service account
+ *   or a TLS file cannot be used.
+ */
 export function createClusterProviders(
-  settings: { kubernetes?: KubernetesSettings; etcd?: EtcdSettings },
+  settings: ClusterSettings,
   server: Server,
   logger: Logger,
+  credentials: ClusterCredentials = loadClusterCredentials(settings),
 ): Provider[] {
   const providers: Provider[] = [];
   if (settings.kubernetes !== undefined) {
-    providers.push(createKubernetesProvider(settings.kubernetes, server, logger));
+    if (credentials.kubernetes === undefined) {
+      throw new Error("invariant violated: the kubernetes section is set but its credentials were not loaded");
+    }
+    providers.push(createKubernetesProvider(settings.kubernetes, credentials.kubernetes, server, logger));
   }
   if (settings.etcd !== undefined) {
     const etcd = settings.etcd;
-    const tls = { caPem: readPem(etcd.caFile), certPem: readPem(etcd.certFile), keyPem: readPem(etcd.keyFile) };
-    providers.push(new EtcdProvider({ endpoints: etcd.endpoints, prefix: etcd.prefix, tls, logger }));
+    providers.push(new EtcdProvider({ endpoints: etcd.endpoints, prefix: etcd.prefix, tls: credentials.etcdTls, logger }));
   }
 
   return providers;
 }
 
-function createKubernetesProvider(settings: KubernetesSettings, server: Server, logger: Logger): KubernetesProvider {
-  const loaded: KubernetesAccess = settings.inCluster ? loadInClusterAccess() : loadKubeconfig(settings.kubeconfig!, settings.context);
-  const access = { ...loaded, tlsServerName: settings.tlsServerName ?? loaded.tlsServerName };
+function createKubernetesProvider(settings: KubernetesSettings, access: KubernetesAccess, server: Server, logger: Logger): KubernetesProvider {
   if (!settings.viaListener) {
     return new KubernetesProvider({ access, logger });
   }

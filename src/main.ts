@@ -3,7 +3,8 @@
 import "./early-hangup.ts";
 import { AddressError } from "./address.ts";
 import { BackendError } from "./backend.ts";
-import { HELP, parseArgs, UsageError } from "./cli.ts";
+import { CHECK_COMMAND_HELP, checkConfig } from "./check-command.ts";
+import { type CliOptions, HELP, parseArgs, UsageError } from "./cli.ts";
 import { ConfigError } from "./config.ts";
 import { runDemo } from "./demo.ts";
 import { ListenError } from "./listener.ts";
@@ -32,7 +33,7 @@ async function main(argv: string[]): Promise<number> {
     const cli = parseArgs(argv);
     switch (cli.command) {
       case "help":
-        process.stdout.write((cli.helpFor === "status" ? STATUS_COMMAND_HELP : HELP) + "\n");
+        process.stdout.write(helpText(cli.helpFor) + "\n");
 
         return 0;
       case "version":
@@ -45,13 +46,31 @@ async function main(argv: string[]): Promise<number> {
         return await runDemo(cli.listen, logger);
       case "status":
         return await runStatus(cli);
+      case "check":
+        process.stdout.write(checkConfig(cli, logger) + "\n");
+
+        return 0;
       case "run":
         outputTimeoutMs = DRAIN_TIMEOUT_MS;
 
         return await (await runBalancer(cli, logger)).exited;
     }
   } catch (error) {
-    return reportStartupError(error, argv[0] === "status" ? "tinylb status --help" : "tinylb --help");
+    const command = argv[0] === "status" || argv[0] === "check" ? `${argv[0]} ` : "";
+
+    return reportStartupError(error, `tinylb ${command}--help`);
+  }
+}
+
+/** Returns the help text of a command, or the main help. */
+function helpText(command: CliOptions["helpFor"]): string {
+  switch (command) {
+    case "check":
+      return CHECK_COMMAND_HELP;
+    case "status":
+      return STATUS_COMMAND_HELP;
+    default:
+      return HELP;
   }
 }
 

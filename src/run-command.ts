@@ -7,7 +7,7 @@ import type { Logger } from "./logger.ts";
 import { Server } from "./server.ts";
 import { relayThreadCount, startRelayWorkers, type WorkerPool } from "./worker-pool.ts";
 import { resolveSettings, type Settings } from "./settings.ts";
-import { unusedResolverWarning } from "./provider-settings.ts";
+import { logSettingsWarnings } from "./start-checks.ts";
 import { runtimeFields, VERSION } from "./version.ts";
 
 /** A running balancer process: the server plus its signal handling and reloads. */
@@ -94,10 +94,7 @@ export async function runBalancer(cli: CliOptions, logger: Logger): Promise<Runn
     log.warn("no backends yet; clients are closed until a provider adds one", { providers: sources.providers.map((provider) => provider.name).join(",") });
   }
   checkDescriptorLimit(settings.maxConnections, log);
-  const resolverWarning = unusedResolverWarning(settings.providers.dns);
-  if (resolverWarning !== undefined) {
-    log.warn(resolverWarning, { resolvers: settings.providers.dns.resolvers.join(",") });
-  }
+  logSettingsWarnings(settings, logger);
 
   return { server, sources, reload, exited };
 }

@@ -62,6 +62,9 @@ describe("parseArgs", () => {
     [["--listen", "127.0.0.1:1", "--help"], "help"],
     [["status", "--help"], "help"],
     [["status", "--admin", "unix:/tmp/a.sock", "-h"], "help"],
+    [["check", "--config", "tinylb.yaml"], "check"],
+    [["check", "--listen", "127.0.0.1:1", "--backend", "a=127.0.0.1:2", "--probe", "tcp"], "check"],
+    [["check", "--help"], "help"],
   ])("%p selects the %p command", (argv, command) => {
     expect(parseArgs(argv).command).toBe(command as ReturnType<typeof parseArgs>["command"]);
   });
@@ -77,9 +80,27 @@ describe("parseArgs", () => {
     expect(parseArgs(["demo", "--help"]).helpFor).toBeUndefined();
   });
 
+  test("check --help selects the check help", () => {
+    expect(parseArgs(["check", "--config", "tinylb.yaml", "-h"]).helpFor).toBe("check");
+  });
+
+  test("check reads the flags of a start", () => {
+    const options = parseArgs(["check", "--config", "tinylb.yaml", "--listen", "127.0.0.1:7443", "--backend", "a=10.0.0.1:1", "--admin", "off", "--connect-timeout", "2s"]);
+
+    expect(options.configPath).toBe("tinylb.yaml");
+    expect(options.listen).toEqual([{ kind: "tcp", host: "127.0.0.1", port: 7443 }]);
+    expect(options.backends.map((backend) => backend.id)).toEqual(["a"]);
+    expect(options.providers?.admin).toBe("off");
+    expect(options.connectTimeoutMs).toBe(2000);
+  });
+
   test.each([
     [["--lisen", "127.0.0.1:1"], "unknown flag --lisen"],
-    [["extra"], 'unknown command "extra" (the commands are demo and status)'],
+    [["extra"], 'unknown command "extra" (the commands are check, demo and status)'],
+    [["chek"], 'unknown command "chek" (did you mean check?)'],
+    [["check", "--lisen", "127.0.0.1:1"], "unknown flag --lisen (did you mean --listen?)"],
+    [["check", "--config", "tinylb.yaml", "extra"], 'unexpected argument "extra"'],
+    [["check", "--backend", "10.0.0.1:6443"], '--backend "10.0.0.1:6443": expected ID=TARGET'],
     [["--listen", "127.0.0.1:1", "extra"], 'unexpected argument "extra"'],
     [["--lisen", "127.0.0.1:1"], "unknown flag --lisen (did you mean --listen?)"],
     [["--connect-timeout", "--admin", "off"], "--connect-timeout needs a value"],

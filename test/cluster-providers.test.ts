@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Address } from "../src/address.ts";
-import { createClusterProviders, listenerRoute } from "../src/cluster-providers.ts";
+import { createClusterProviders, listenerRoute, loadClusterCredentials } from "../src/cluster-providers.ts";
 import { ConfigError, validateConfig } from "../src/config.ts";
 import { silentLogger } from "../src/logger.ts";
 import { Server } from "../src/server.ts";
@@ -69,9 +69,9 @@ test("listenerRoute is undefined before a listener is bound", () => {
   expect(listenerRoute(undefined)).toBeUndefined();
 });
 
-test("createClusterProviders names the providers", () => {
-  const server = new Server({ listen: [] });
-  const kubeconfig = join(directory, "kubeconfig.yaml");
+/** Writes a kubeconfig for https://10.0.0.1:6443 with a token user and returns its path. */
+function writeKubeconfig(name: string): string {
+  const kubeconfig = join(directory, name);
   writeFileSync(
     kubeconfig,
     JSON.stringify({
@@ -81,6 +81,13 @@ test("createClusterProviders names the providers", () => {
       users: [{ name: "u", user: { token: "t" } }],
     }),
   );
+
+  return kubeconfig;
+}
+
+test("createClusterProviders names the providers", () => {
+  const server = new Server({ listen: [] });
+  const kubeconfig = writeKubeconfig("kubeconfig.yaml");
 
   const providers = createClusterProviders(
     {
@@ -107,4 +114,29 @@ test("createClusterProviders rejects a missing kubeconfig", () => {
   const missing = join(directory, "absent-kubeconfig");
 
   expect(() => createClusterProviders({ kubernetes: { kubeconfig: missing, inCluster: false, viaListener: true } }, server, silentLogger)).toThrow(ConfigError);
+});
+
+test("loadClusterCredentials applies tlsServerName and reads etcd files", () => {
+  const kubeconfig = writeKubeconfig("kubeconfig-credentials.yaml");
+  const caFile = join(directory, "etcd-ca.pem");
+  writeFileSync(caFile, "-----BEGIN CERTIFICATE-----\n");
+
+  const credentials = loadClusterCredentials({
+    kubernetes: { kubeconfig, inCluster: false, viaListener: true, tlsServerName: "kubernetes" },
+    etcd: { endpoints: ["https://127.0.0.1:2379"], prefix: "/p/", caFile },
+  });
+
+  expect(credentials.kubernetes?.server).toBe("https://10.0.0.1:6443");
+  expect(credentials.kubernetes?.tlsServerName).toBe("kubernetes");
+  expect(credentials.etcdTls).toEqual({ caPem: "-----BEGIN CERTIFICATE-----\n", certPem: undefined, keyPem: undefined });
+});
+
+test("createClusterProviders reads no file when given credentials", () => {
+  const server = new Server({ listen: [] });
+  const missing = join(directory, "never-read-ca.pem");
+  const etcd = { endpoints: ["https://127.0.0.1:2379"], prefix: "/p/", caFile: missing };
+
+  const providers = createClusterProviders({ etcd }, server, silentLogger, { etcdTls: { caPem: "-----BEGIN CERTIFICATE-----\n" } });
+
+  expect(providers.map((provider) => provider.name)).toEqual(["etcd:/p/"]);
 });

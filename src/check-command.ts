@@ -1,0 +1,87 @@
+import type { CliOptions } from "./cli.ts";
+import type { Logger } from "./logger.ts";
+import { resolveSettings, type Settings } from "./settings.ts";
+import { checkStartSettings, logSettingsWarnings } from "./start-checks.ts";
+
+/** Help lines of `tinylb check` in the main help text. */
+export const CHECK_HELP = `  tinylb check --config FILE [options]
+                                  validate the settings a start would use, without starting`;
+
+/** Help text printed by `tinylb check --help`. */
+export const CHECK_COMMAND_HELP = `tinylb check: validate a config file and flags without starting a balancer
+
+Usage:
+  tinylb check --config FILE [options]
+  tinylb check --listen ADDR... --backend ID=TARGET... [options]
+
+Takes every option of a start (see tinylb --help) and validates them as a start does: the
+config file's syntax, keys and values, the flags, clashing listen addresses, backends that
+target a listen address, the probe settings and the files they read, the admin address and
+token file, the state file's folder, and the Kubernetes and etcd credentials. It binds no
+listener and no admin API, dials no backend, resolves no DNS name and writes no file. So
+it cannot tell whether a listen address will be free when tinylb starts.
+
+On success it prints one line, such as: config OK: 3 backends, 1 listener (tinylb.yaml)
+
+Exit status: 0 when the settings are valid, 2 for a bad command line or config, with the
+error a failing start prints on stderr.`;
+
+/**
+ * Validates the settings of a start as `runBalancer` does before it binds anything, and
+ * returns the summary line to print. Warnings that a start would log about the settings
+ * alone are logged too.
+ *
+ * @throws {ConfigError} for invalid settings, with the message a failing start prints.
+ */
+export function checkConfig(cli: CliOptions, logger: Logger): string {
+  const settings = resolveSettings(cli);
+  logger.level = settings.logLevel;
+  logger.format = settings.logFormat;
+  checkStartSettings(settings);
+  logSettingsWarnings(settings, logger);
+
+  return checkSummary(settings, cli.configPath);
+}
+
+/**
+ * Describes valid settings in one line: the backends of the flags and the file, the
+ * listeners, the providers that add backends while tinylb runs, and the config file.
+ */
+export function checkSummary(settings: Settings, configPath?: string): string {
+  const parts = [counted(settings.backends.size, "backend"), counted(settings.listen.length, "listener")];
+  const dynamic = dynamicProviders(settings);
+  if (dynamic.length > 0) {
+    parts.push(`backends also from ${joinWithAnd(dynamic)}`);
+  }
+  const source = configPath === undefined ? "" : ` (${configPath})`;
+
+  return `config OK: ${parts.join(", ")}${source}`;
+}
+
+/**
+ * Names the providers whose backends are known only once tinylb runs. The admin API is left
+ * out: it is on by default, and its backends are added by hand.
+ */
+function dynamicProviders(settings: Settings): string[] {
+  const names: string[] = [];
+  const dns = settings.providers.dns;
+  if (dns.names.length > 0 || dns.srv.length > 0) {
+    names.push("DNS");
+  }
+  if (settings.kubernetes !== undefined) {
+    names.push("Kubernetes");
+  }
+  if (settings.etcd !== undefined) {
+    names.push("etcd");
+  }
+
+  return names;
+}
+
+function counted(count: number, noun: string): string {
+  return `${count} ${noun}${count === 1 ? "" : "s"}`;
+}
+
+function joinWithAnd(items: string[]): string {
+  return items.length === 1 ? items[0]! : `${items.slice(0, -1).join(", ")} and ${items.at(-1)}`;
+}

@@ -1,0 +1,45 @@
+import { checkAdminAddress, readTokenFile } from "./admin-server.ts";
+import { type ClusterCredentials, loadClusterCredentials } from "./cluster-providers.ts";
+import { ConfigError } from "./config.ts";
+import type { Logger } from "./logger.ts";
+import { unusedResolverWarning } from "./provider-settings.ts";
+import { findSelfTarget } from "./self-target.ts";
+import type { Settings } from "./settings.ts";
+import { StateFile } from "./state-file.ts";
+
+/**
+ * Checks what start-up reads besides the flags and the config file, before anything is
+ * bound: the admin address and its token file, backends whose target is one of the listen
+ * addresses, the state file's folder, and the Kubernetes and etcd credentials. It reads
+ * files only, and writes, binds, dials and resolves nothing, so `tinylb check` runs it too.
+ * Returns the cluster credentials it read, so that start-up reads those files once.
+ *
+ * @throws {ConfigError} naming the setting, the file or the backend that is wrong.
+ */
+export function checkStartSettings(settings: Settings): ClusterCredentials {
+  const options = settings.providers;
+  if (options.admin !== "off") {
+    checkAdminAddress(options.admin, options.adminAllowPublic, options.adminTokenFile);
+    if (options.adminTokenFile !== undefined) {
+      readTokenFile(options.adminTokenFile);
+    }
+  }
+
+  const selfTarget = findSelfTarget(settings.backends.backends, settings.listen);
+  if (selfTarget !== undefined) {
+    throw new ConfigError(`invalid backend: ${selfTarget}`);
+  }
+  if (options.stateFile !== undefined) {
+    new StateFile(options.stateFile).checkFolder();
+  }
+
+  return loadClusterCredentials(settings);
+}
+
+/** Logs the warnings that the settings alone give reason for, such as a DNS resolver that no DNS name uses. */
+export function logSettingsWarnings(settings: Settings, logger: Logger): void {
+  const resolverWarning = unusedResolverWarning(settings.providers.dns);
+  if (resolverWarning !== undefined) {
+    logger.with({ component: "main" }).warn(resolverWarning, { resolvers: settings.providers.dns.resolvers.join(",") });
+  }
+}

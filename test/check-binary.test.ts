@@ -1,0 +1,269 @@
+/**
+ * End-to-end tests of `dist/tinylb check`: its exit codes and output, errors equal to those of
+ * a failing start, and that it binds, dials, resolves and writes nothing. Each test of what
+ * check leaves alone has a partner that starts the balancer on the same settings, to show
+ * that the test would notice a start.
+ */
+import { afterAll, afterEach, expect, test } from "bun:test";
+import type { Socket, TCPSocketListener, udp } from "bun";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { trackChild } from "./support/child-processes.ts";
+import { BINARY, TinylbProcess } from "./support/tinylb-process.ts";
+import { waitFor, within } from "./support/wait.ts";
+
+const directory = mkdtempSync(join(tmpdir(), "tinylb-check-e2e-"));
+afterAll(() => rmSync(directory, { recursive: true, force: true }));
+const adminSocket = join(directory, "admin.sock");
+
+const cleanup: (() => unknown)[] = [];
+afterEach(async () => {
+  for (const step of cleanup.splice(0).reverse()) {
+    await step();
+  }
+});
+
+/** Writes a config file into the test folder and returns its path. */
+function configFile(name: string, lines: string[]): string {
+  const path = join(directory, name);
+  writeFileSync(path, lines.join("\n") + "\n");
+
+  return path;
+}
+
+/** Runs dist/tinylb until it exits (killed after 15 s) and returns its exit code and output. */
+async function runTinylb(args: string[]): Promise<{ exitCode: number; stdout: string; stderr: string }> {
+  const child = trackChild(Bun.spawn([BINARY, ...args], { cwd: directory, stdin: "ignore", stdout: "pipe", stderr: "pipe" }));
+  const timer = setTimeout(() => child.kill("SIGKILL"), 15_000);
+  try {
+    const output = Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited]);
+    const [stdout, stderr, exitCode] = await within(`tinylb ${args.join(" ")} to exit`, output, 20_000);
+
+    return { exitCode, stdout, stderr };
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * Starts a loopback TCP listener that counts the connections it accepts. `settle` connects
+ * once itself and waits for that connection. The kernel queues connections in order, so by
+ * then every connection made before it has been counted too.
+ */
+async function countingListener(): Promise<{ port: number; accepted: () => number; settle: () => Promise<void> }> {
+  let accepted = 0;
+  let settled = false;
+  const listener: TCPSocketListener = Bun.listen({
+    hostname: "127.0.0.1",
+    port: 0,
+    socket: {
+      open: () => {
+        accepted++;
+      },
+      data: (_socket: Socket, data: Buffer) => {
+        settled ||= data.toString() === "settle";
+      },
+    },
+  });
+  cleanup.push(() => listener.stop(true));
+  const settle = async (): Promise<void> => {
+    const client = await Bun.connect({ hostname: "127.0.0.1", port: listener.port, socket: { data() {} } });
+    client.write("settle");
+    await waitFor("the settling connection", () => settled);
+    client.end();
+    accepted--;
+  };
+
+  return { port: listener.port, accepted: () => accepted, settle };
+}
+
+/**
+ * Starts a loopback UDP socket in place of a DNS server. It counts datagrams and never
+ * answers. `settle` sends one datagram itself and waits for it, as for `countingListener`.
+ */
+async function countingResolver(): Promise<{ port: number; received: () => number; settle: () => Promise<void> }> {
+  let received = 0;
+  let settled = false;
+  const socket: udp.Socket<"buffer"> = await Bun.udpSocket({
+    hostname: "127.0.0.1",
+    port: 0,
+    socket: {
+      data: (_socket, data) => {
+        if (data.toString() === "settle") {
+          settled = true;
+        } else {
+          received++;
+        }
+      },
+    },
+  });
+  cleanup.push(() => socket.close());
+  const settle = async (): Promise<void> => {
+    const sender = await Bun.udpSocket({ hostname: "127.0.0.1", port: 0 });
+    sender.send("settle", socket.port, "127.0.0.1");
+    await waitFor("the settling datagram", () => settled);
+    sender.close();
+  };
+
+  return { port: socket.port, received: () => received, settle };
+}
+
+test("check accepts a good config", async () => {
+  const path = configFile("good.yaml", [
+    "listen: 127.0.0.1:7443",
+    "backends:",
+    "  - { id: api-1, target: 10.0.0.11:6443 }",
+    "  - { id: api-2, target: 10.0.0.12:6443 }",
+    "  - { id: api-3, target: 10.0.0.13:6443 }",
+  ]);
+
+  const { exitCode, stdout, stderr } = await runTinylb(["check", "--config", path, "--admin", `unix:${adminSocket}`]);
+
+  expect(stdout).toBe(`config OK: 3 backends, 1 listener (${path})\n`);
+  expect(stderr).toBe("");
+  expect(exitCode).toBe(0);
+});
+
+test("check accepts flags without a file", async () => {
+  const { exitCode, stdout } = await runTinylb(["check", "--listen", "127.0.0.1:7443", "--backend", "a=10.0.0.1:1", "--admin", "off"]);
+
+  expect(stdout).toBe("config OK: 1 backend, 1 listener\n");
+  expect(exitCode).toBe(0);
+});
+
+const missingCa = join(directory, "missing-ca.pem");
+
+test.each([
+  ["a bad target", ["listen: 127.0.0.1:0", "backends: [{ id: a, target: nowhere }]"], 'invalid address "nowhere"'],
+  ["an unknown key", ["listen: 127.0.0.1:0", "backend: []"], 'unknown key "backend" (did you mean "backends"?)'],
+  ["a YAML syntax error", ["listen: [127.0.0.1:0", "backends: []"], "failed at line 1"],
+  ["a missing probe CA file", ["listen: 127.0.0.1:0", `probe: { kind: https, tls: { ca: ${missingCa} } }`], `probe.tls.ca: cannot read ${missingCa}: the file does not exist`],
+])("check rejects %s as a start does", async (name, lines, value) => {
+  const path = configFile(`${name.replaceAll(" ", "-")}.yaml`, lines);
+  const admin = ["--admin", `unix:${adminSocket}`];
+
+  const check = await runTinylb(["check", "--config", path, ...admin]);
+  const start = await runTinylb(["--config", path, ...admin]);
+
+  expect(check.stderr).toContain(value);
+  expect(check.stderr.trim().split("\n")).toHaveLength(1);
+  expect(check.stderr).toBe(start.stderr);
+  expect(check.stdout).toBe("");
+  expect(check.exitCode).toBe(2);
+  expect(start.exitCode).toBe(2);
+});
+
+test.each([
+  ["a misspelt flag", ["check", "--lisen", "127.0.0.1:0"], "tinylb: unknown flag --lisen (did you mean --listen?); see tinylb check --help\n"],
+  ["an invalid --backend", ["check", "--listen", "127.0.0.1:0", "--backend", "a=10.0.0.300:9"], '"10.0.0.300" is not a valid IPv4 address'],
+  ["a stray argument", ["check", "--listen", "127.0.0.1:0", "tinylb.yaml"], 'unexpected argument "tinylb.yaml"; see tinylb check --help'],
+])("check rejects %s with exit 2", async (_, args, message) => {
+  const { exitCode, stdout, stderr } = await runTinylb(args);
+
+  expect(stderr).toContain(message);
+  expect(stderr.trim().split("\n")).toHaveLength(1);
+  expect(stdout).toBe("");
+  expect(exitCode).toBe(2);
+});
+
+test("check --help describes the command", async () => {
+  const { exitCode, stdout, stderr } = await runTinylb(["check", "--help"]);
+
+  expect(stdout).toContain("tinylb check --config FILE [options]");
+  expect(stdout).toContain("cannot tell whether a listen address will be free");
+  expect(stdout).not.toContain("--max-connections N");
+  expect(stderr).toBe("");
+  expect(exitCode).toBe(0);
+});
+
+test("main help lists the check command", async () => {
+  const { exitCode, stdout } = await runTinylb(["--help"]);
+
+  expect(stdout).toContain("tinylb check --config FILE [options]");
+  expect(exitCode).toBe(0);
+});
+
+/** Occupies a loopback port with a listener of the test, as a program running at check time would. */
+function occupiedPort(): number {
+  const listener = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+  cleanup.push(() => listener.stop(true));
+
+  return listener.port;
+}
+
+test("check accepts a listen port in use", async () => {
+  const port = occupiedPort();
+  const path = configFile("port-in-use.yaml", [`listen: 127.0.0.1:${port}`, "backends: [{ id: a, target: 10.0.0.1:1 }]"]);
+
+  const { exitCode, stdout, stderr } = await runTinylb(["check", "--config", path, "--admin", "off"]);
+
+  expect(stdout).toBe(`config OK: 1 backend, 1 listener (${path})\n`);
+  expect(stderr).toBe("");
+  expect(exitCode).toBe(0);
+});
+
+test("start fails on the listen port in use", async () => {
+  const port = occupiedPort();
+  const path = configFile("port-in-use-start.yaml", [`listen: 127.0.0.1:${port}`, "backends: [{ id: a, target: 10.0.0.1:1 }]"]);
+
+  const { exitCode, stderr } = await runTinylb(["--config", path, "--admin", "off"]);
+
+  expect(stderr).toContain("already in use");
+  expect(exitCode).toBe(1);
+});
+
+/**
+ * Writes a config whose start reaches three peers of the test, a probed backend, an etcd
+ * member and a DNS server, and writes a state file. Returns the path and the peers.
+ */
+async function fullConfig(name: string): Promise<{ path: string; stateFile: string; backend: Awaited<ReturnType<typeof countingListener>>; etcd: Awaited<ReturnType<typeof countingListener>>; dns: Awaited<ReturnType<typeof countingResolver>> }> {
+  const backend = await countingListener();
+  const etcd = await countingListener();
+  const dns = await countingResolver();
+  const stateFile = join(directory, `${name}-state.json`);
+  const path = configFile(`${name}.yaml`, [
+    "listen: 127.0.0.1:0",
+    `backends: [{ id: probed, target: 127.0.0.1:${backend.port} }]`,
+    "probe: { kind: tcp, interval: 100ms }",
+    `dns: { names: ["localhost:6443"], resolver: 127.0.0.1:${dns.port}, interval: 1s }`,
+    `etcd: { endpoints: ["http://127.0.0.1:${etcd.port}"], prefix: /tinylb/backends/ }`,
+    `stateFile: ${stateFile}`,
+  ]);
+
+  return { path, stateFile, backend, etcd, dns };
+}
+
+test("check contacts no peer and writes no file", async () => {
+  const { path, stateFile, backend, etcd, dns } = await fullConfig("full-check");
+
+  const { exitCode, stdout, stderr } = await runTinylb(["check", "--config", path, "--admin", `unix:${adminSocket}`]);
+  await backend.settle();
+  await etcd.settle();
+  await dns.settle();
+
+  expect(stdout).toBe(`config OK: 1 backend, 1 listener, backends also from DNS and etcd (${path})\n`);
+  expect(stderr).toBe("");
+  expect(exitCode).toBe(0);
+  expect(backend.accepted()).toBe(0);
+  expect(etcd.accepted()).toBe(0);
+  expect(dns.received()).toBe(0);
+  expect(existsSync(adminSocket)).toBe(false);
+  expect(existsSync(stateFile)).toBe(false);
+});
+
+test("start contacts the peers and writes the files", async () => {
+  const { path, stateFile, backend, etcd, dns } = await fullConfig("full-start");
+  const admin = join(directory, "start-admin.sock");
+
+  const tinylb = TinylbProcess.start(["--config", path, "--admin", `unix:${admin}`]);
+  cleanup.push(() => tinylb[Symbol.asyncDispose]());
+  await tinylb.waitForLog("tinylb started");
+  await waitFor("a probe of the backend", () => backend.accepted() > 0);
+  await waitFor("a connection to etcd", () => etcd.accepted() > 0);
+  await waitFor("a DNS query", () => dns.received() > 0);
+
+  expect(existsSync(admin)).toBe(true);
+  expect(existsSync(stateFile)).toBe(true);
+  expect(await tinylb.stop()).toBe(0);
+});
