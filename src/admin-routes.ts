@@ -17,14 +17,18 @@ export const MAX_ADMIN_BODY_BYTES = 1024 * 1024;
 /** Most backends a `PUT /v1/backends` may carry, as in a config file. */
 export const MAX_ADMIN_BACKENDS = 10_000;
 
-/** The state the routes read and change. */
-export interface AdminRouteContext {
-  api: AdminApiProvider;
+/** The state the read-only routes `/healthz`, `/readyz` and `/metrics` read. */
+export interface ReadOnlyRouteContext {
   union: BackendSetUnion;
   status: () => BalancerStatus;
   metrics: () => string;
   /** True once the balancer has begun to shut down, so `/readyz` returns 503 while it drains. */
   shuttingDown?: () => boolean;
+}
+
+/** The state the routes read and change. */
+export interface AdminRouteContext extends ReadOnlyRouteContext {
+  api: AdminApiProvider;
   /** The balancer's bound listen addresses, which no backend target may equal. */
   listenAddresses?: () => readonly Address[];
 }
@@ -62,6 +66,41 @@ export async function routeAdminRequest(request: Request, context: AdminRouteCon
   const path = new URL(request.url).pathname;
   const method = request.method === "HEAD" ? "GET" : request.method;
 
+  const readOnly = routeReadOnlyRequest(request, context);
+  if (readOnly !== undefined) {
+    return readOnly;
+  }
+  if (path === "/v1/backends") {
+    allowMethods(method, ["GET", "PUT"]);
+
+    return method === "GET" ? json(200, context.status()) : replaceBackends(await readJsonBody(request), context);
+  }
+
+  const match = BACKEND_PATH.exec(path);
+  if (match !== null) {
+    allowMethods(method, ["GET", "PUT", "DELETE"]);
+    const id = decodeId(match[1]!);
+    if (method === "GET") {
+      return getBackend(id, context);
+    }
+
+    return method === "PUT" ? putBackend(id, await readJsonBody(request), context) : deleteBackend(id, context);
+  }
+
+  throw new AdminRequestError(404, `no route for ${path}; see /v1/backends, /v1/backends/{id}, /healthz, /readyz and /metrics`);
+}
+
+/**
+ * Serves the read-only routes `/healthz`, `/readyz` and `/metrics`, which the admin API and
+ * the metrics server share, and returns undefined for any other path. Only GET and HEAD are
+ * allowed on them.
+ *
+ * @throws {AdminRequestError} 405 for another method.
+ */
+export function routeReadOnlyRequest(request: Request, context: ReadOnlyRouteContext): Response | undefined {
+  const path = new URL(request.url).pathname;
+  const method = request.method === "HEAD" ? "GET" : request.method;
+
   if (path === "/healthz") {
     allowMethods(method, ["GET"]);
 
@@ -85,24 +124,8 @@ export async function routeAdminRequest(request: Request, context: AdminRouteCon
 
     return new Response(context.metrics(), { headers: { "content-type": METRICS_CONTENT_TYPE } });
   }
-  if (path === "/v1/backends") {
-    allowMethods(method, ["GET", "PUT"]);
 
-    return method === "GET" ? json(200, context.status()) : replaceBackends(await readJsonBody(request), context);
-  }
-
-  const match = BACKEND_PATH.exec(path);
-  if (match !== null) {
-    allowMethods(method, ["GET", "PUT", "DELETE"]);
-    const id = decodeId(match[1]!);
-    if (method === "GET") {
-      return getBackend(id, context);
-    }
-
-    return method === "PUT" ? putBackend(id, await readJsonBody(request), context) : deleteBackend(id, context);
-  }
-
-  throw new AdminRequestError(404, `no route for ${path}; see /v1/backends, /v1/backends/{id}, /healthz, /readyz and /metrics`);
+  return undefined;
 }
 
 /** Formats a JSON response. */

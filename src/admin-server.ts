@@ -2,13 +2,14 @@ import { createHash, timingSafeEqual } from "node:crypto";
 import { chmodSync, lstatSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, unlinkSync } from "node:fs";
 import { dirname, join } from "node:path";
 import type { Server as HttpServer } from "bun";
-import { type Address, formatAddress, isLocalAddress } from "./address.ts";
-import { AdminRequestError, type AdminRouteContext, json, MAX_ADMIN_BODY_BYTES, routeAdminRequest } from "./admin-routes.ts";
+import { type Address, formatAddress, isLocalAddress, type TcpAddress } from "./address.ts";
+import { type AdminRouteContext, json, MAX_ADMIN_BODY_BYTES, routeAdminRequest } from "./admin-routes.ts";
 import { ConfigError } from "./config.ts";
 import { ListenError, MAX_SOCKET_PATH_BYTES, removeStaleSocket } from "./listener.ts";
 import { type Logger, silentLogger } from "./logger.ts";
 import { RateLimitedLog } from "./rate-limited-log.ts";
 import { describeFileError } from "./file-errors.ts";
+import { handleHttpRequest } from "./http-request-handler.ts";
 
 /** Settings of the admin API server. */
 export interface AdminServerOptions {
@@ -110,10 +111,10 @@ export class AdminServer {
         return json(401, { error: "missing or invalid bearer token" }, { "www-authenticate": "Bearer" });
       }
 
-      return handle(request, context, log);
+      return handleHttpRequest(request, () => routeAdminRequest(request, context), log);
     };
 
-    const http = address.kind === "unix" ? await bindUnix(address.path, fetch, token, log) : bindTcp(address.host, address.port, fetch);
+    const http = address.kind === "unix" ? await bindUnix(address.path, fetch, token, log) : bindTcp("admin API", "--admin", address, fetch);
     const bound: Address = address.kind === "unix" ? address : { kind: "tcp", host: address.host, port: http.port ?? address.port };
     const server = new AdminServer(bound, http, log);
     log.info("admin API listening", { listener: server.name, token: token === undefined ? "none" : "required" });
@@ -141,45 +142,8 @@ export class AdminServer {
   }
 }
 
-type Fetch = (request: Request, http: HttpServer<undefined>) => Promise<Response>;
-
-async function handle(request: Request, context: AdminRouteContext, log: Logger): Promise<Response> {
-  const path = new URL(request.url).pathname;
-  try {
-    const response = await routeAdminRequest(request, context);
-    log.debug("admin request", { method: request.method, path, status: response.status });
-
-    return request.method === "HEAD" ? await withoutBody(response) : response;
-  } catch (error) {
-    if (error instanceof AdminRequestError) {
-      log.debug("admin request failed", { method: request.method, path, status: error.status, err: error.message });
-      const body: Record<string, unknown> = { error: error.message };
-      if (error.field !== undefined) {
-        body.field = error.field;
-      }
-
-      const response = json(error.status, body, error.headers);
-
-      return request.method === "HEAD" ? await withoutBody(response) : response;
-    }
-    log.error("invariant violated: admin request failed", { method: request.method, path, err: error });
-
-    return json(500, { error: "internal error; see the tinylb log" });
-  }
-}
-
-/**
- * Drops the body of a response to HEAD, keeping the status and headers a GET would get. The
- * `Content-Length` is the length of the dropped body, as RFC 9110 (section 8.6) requires,
- * because Bun (1.4.4) sends 0 for a response without a body.
- */
-async function withoutBody(response: Response): Promise<Response> {
-  const length = (await response.arrayBuffer()).byteLength;
-  const headers = new Headers(response.headers);
-  headers.set("content-length", String(length));
-
-  return new Response(null, { status: response.status, headers });
-}
+/** The request handler of an HTTP server. */
+export type Fetch = (request: Request, http: HttpServer<undefined>) => Promise<Response>;
 
 function bearerCheck(token: string): (request: Request) => boolean {
   const expected = createHash("sha256").update(token).digest();
@@ -273,16 +237,22 @@ async function bindUnix(path: string, fetch: Fetch, token: string | undefined, l
   return http;
 }
 
-function bindTcp(host: string, port: number, fetch: Fetch): HttpServer<undefined> {
+/**
+ * Binds an HTTP server on a TCP address, for the admin API or the metrics server.
+ *
+ * @param subject the server's name at the start of an error, such as "admin API".
+ * @param flag the flag that sets the address, named in an error.
+ * @throws {ListenError} naming the subject, the address and the flag.
+ */
+export function bindTcp(subject: string, flag: string, address: TcpAddress, fetch: Fetch): HttpServer<undefined> {
   try {
-    return Bun.serve({ hostname: host, port, fetch, maxRequestBodySize: BODY_LIMIT });
+    return Bun.serve({ hostname: address.host, port: address.port, fetch, maxRequestBodySize: BODY_LIMIT });
   } catch (error) {
-    const name = formatAddress({ kind: "tcp", host, port });
     // Bun 1.4.4 words this "Failed to start server. Is port N in use?" and sets the code.
     const detail =
       (error as { code?: unknown }).code === "EADDRINUSE"
-        ? "the address is already in use (EADDRINUSE), such as by another tinylb that may still be draining; stop it, wait until it exits, or pick another address"
-        : (error as Error).message;
-    throw new ListenError(`admin API listen on ${name} failed: ${detail}`, { cause: error });
+        ? `the address is already in use (EADDRINUSE), such as by another tinylb that may still be draining; stop it, wait until it exits, or pick another address with ${flag} ADDR`
+        : `${(error as Error).message}; pick another address with ${flag} ADDR`;
+    throw new ListenError(`${subject} listen on ${formatAddress(address)} failed: ${detail}`, { cause: error });
   }
 }
