@@ -12,6 +12,8 @@ import { ConfigError } from "./config.ts";
 import { ListenError } from "./listener.ts";
 import type { Logger } from "./logger.ts";
 import { renderMetrics } from "./metrics.ts";
+import { MetricsServer } from "./metrics-server.ts";
+import type { ReadOnlyRouteContext } from "./admin-routes.ts";
 import { applyReloadedSettings } from "./reload-settings.ts";
 import { AdminApiProvider } from "./providers/admin-api-provider.ts";
 import { DnsProvider } from "./providers/dns-provider.ts";
@@ -22,7 +24,7 @@ import type { Server } from "./server.ts";
 import type { Settings } from "./settings.ts";
 import { StateFile } from "./state-file.ts";
 
-/** The providers of a running balancer, the union they feed and the admin API. */
+/** The providers of a running balancer, the union they feed, the admin API and the metrics server. */
 export interface BackendSources {
   union: BackendSetUnion;
   /** Providers in registration order: static, file, api, DNS, then Kubernetes and etcd. */
@@ -33,6 +35,8 @@ export interface BackendSources {
   api?: AdminApiProvider;
   /** The admin API server, once started and when it could be bound. */
   admin?: AdminServer;
+  /** The metrics server, once started, when `--metrics` sets an address. */
+  metrics?: MetricsServer;
   /** Re-reads the config file now (SIGHUP); returns false when there is none or it was rejected. */
   reload(): boolean;
   /**
@@ -42,7 +46,13 @@ export interface BackendSources {
    * @throws {ListenError} when an address given by the user cannot be bound.
    */
   startAdmin(): Promise<void>;
-  /** Stops every provider and the admin API. */
+  /**
+   * Binds the metrics server, when an address is set.
+   *
+   * @throws {ListenError} when the address cannot be bound.
+   */
+  startMetrics(): void;
+  /** Stops every provider, the admin API and the metrics server. */
   stop(): Promise<void>;
 }
 
@@ -128,6 +138,12 @@ export async function startBackendSources(cli: CliOptions, settings: Settings, s
     union.onChange((set) => stateFile.saveSoon(set, (id) => union.providerOf(id)));
   }
 
+  const readOnly: ReadOnlyRouteContext = {
+    union,
+    status: () => collectStatus(server, union),
+    metrics: () => renderMetrics({ server, union, reloads: file }),
+    shuttingDown: () => server.shuttingDown,
+  };
   const sources: BackendSources = {
     union,
     providers,
@@ -151,14 +167,7 @@ export async function startBackendSources(cli: CliOptions, settings: Settings, s
           address: options.admin,
           allowPublic: options.adminAllowPublic,
           tokenFile: options.adminTokenFile,
-          context: {
-            api,
-            union,
-            status: () => collectStatus(server, union),
-            metrics: () => renderMetrics({ server, union, reloads: file }),
-            shuttingDown: () => server.shuttingDown,
-            listenAddresses: () => server.listeners.map((listener) => listener.address),
-          },
+          context: { ...readOnly, api, listenAddresses: () => server.listeners.map((listener) => listener.address) },
           logger,
         });
       } catch (error) {
@@ -168,11 +177,17 @@ export async function startBackendSources(cli: CliOptions, settings: Settings, s
         log.warn("admin API not started; pass --admin ADDR to pick another address, or --admin off", { err: error });
       }
     },
+    startMetrics: () => {
+      if (options.metrics !== "off") {
+        sources.metrics = MetricsServer.start({ address: options.metrics, context: readOnly, logger });
+      }
+    },
     stop: async () => {
       for (const provider of providers) {
         await provider.stop();
       }
       await sources.admin?.stop();
+      await sources.metrics?.stop();
       stateFile?.flush();
     },
   };

@@ -15,11 +15,12 @@ Usage:
   tinylb check --listen ADDR... --backend ID=TARGET... [options]
 
 Takes every option of a start (see tinylb --help) and validates them as a start does: the
-config file's syntax, keys and values, the flags, clashing listen addresses, backends that
-target a listen address, the probe settings and the files they read, the admin address and
-token file, the state file's folder, and the Kubernetes and etcd credentials. It binds no
-listener and no admin API, dials no backend, resolves no DNS name and writes no file. So
-it cannot tell whether a listen address will be free when tinylb starts.
+config file's syntax, keys and values, the flags, clashing listen, admin and metrics
+addresses, backends that target a listen address, the probe settings and the files they
+read, the admin address and token file, the state file's folder, and the Kubernetes and etcd
+credentials. It binds no listener, admin API or metrics server, dials no backend, resolves
+no DNS name and writes no file. So it cannot tell whether a listen address will be free when
+tinylb starts.
 
 On success it prints one line, such as: config OK: 3 backends, 1 listener (tinylb.yaml)
 

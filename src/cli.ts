@@ -30,7 +30,7 @@ export interface CliOptions {
   workers?: number;
   /** Probe, failover and removal flags. */
   health?: HealthConfig;
-  /** Admin API, config watch, state file and DNS flags; `tinylb status` reads `admin` too. */
+  /** Admin API, metrics server, config watch, state file and DNS flags; `tinylb status` reads `admin` too. */
   providers?: ProviderFlags;
   /** `tinylb status --json`. */
   json?: boolean;

@@ -130,7 +130,7 @@ export interface FileConfig {
   workers?: number;
   /** Probes, dial back-off, failover and removal policies. */
   health?: HealthConfig;
-  /** The admin API, the config watch, the state file and DNS. */
+  /** The admin API, the metrics server, the config watch, the state file and DNS. */
   providers?: ProviderFileConfig;
   /** The Kubernetes provider: kubeconfig or in-cluster access. */
   kubernetes?: KubernetesSettings;

@@ -1,9 +1,9 @@
 import type { AddressError } from "./address.ts";
 import { parseDuration } from "./duration.ts";
-import { checkSrvName, parseAdminAddress, parseDnsName, parseResolver, type ProviderFlags } from "./provider-settings.ts";
+import { checkSrvName, parseAdminAddress, parseDnsName, parseMetricsAddress, parseResolver, type ProviderFlags } from "./provider-settings.ts";
 
 /** Provider flags that take a value. */
-export const PROVIDER_FLAGS = new Set(["--admin", "--admin-token-file", "--state-file", "--dns", "--dns-srv", "--dns-resolver", "--dns-interval"]);
+export const PROVIDER_FLAGS = new Set(["--admin", "--admin-token-file", "--metrics", "--state-file", "--dns", "--dns-srv", "--dns-resolver", "--dns-interval"]);
 
 /** Provider flags without a value. */
 export const PROVIDER_SWITCHES = new Set(["--admin-allow-public", "--no-watch-config", "--json"]);
@@ -22,6 +22,10 @@ export const PROVIDER_HELP = `  --no-watch-config        apply config file chang
                            as root, else a socket in $XDG_RUNTIME_DIR or /tmp)
   --admin-token-file FILE  require the bearer token in FILE on every admin request
   --admin-allow-public     allow an admin address outside loopback; needs --admin-token-file
+  --metrics ADDR           also serve GET and HEAD of /metrics, /healthz and /readyz on the TCP
+                           address ADDR, without a token, for scrapers such as Prometheus; any
+                           address is allowed, since nothing there changes state; off turns it
+                           off (default off)
   --dns NAME:PORT          add a backend for every A and AAAA address of NAME, re-resolved on an
                            interval; repeat for several names. Sends DNS queries only, so
                            /etc/hosts is not read
@@ -88,6 +92,13 @@ export function applyProviderFlag(flags: ProviderFlags, flag: string, value: str
         const unixHint = value.startsWith("/") ? `; for a Unix socket, write unix:${value}` : "";
 
         return `--admin: ${(error as AddressError).message}${off}${unixHint}`;
+      }
+      break;
+    case "--metrics":
+      try {
+        flags.metrics = parseMetricsAddress(value);
+      } catch (error) {
+        return `--metrics: ${(error as AddressError).message}, or off`;
       }
       break;
     case "--admin-token-file":

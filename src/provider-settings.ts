@@ -1,7 +1,7 @@
 import { isIP } from "node:net";
 import { join } from "node:path";
 import { z } from "zod";
-import { type Address, AddressError, formatAddress, parseAddress } from "./address.ts";
+import { type Address, AddressError, formatAddress, parseAddress, type TcpAddress } from "./address.ts";
 import { parseDuration } from "./duration.ts";
 
 /** A DNS name to resolve as A and AAAA, and the port every address gets. */
@@ -18,6 +18,8 @@ export interface ProviderSettings {
   adminIsDefault: boolean;
   adminAllowPublic: boolean;
   adminTokenFile?: string;
+  /** The metrics server's TCP address, or "off". */
+  metrics: TcpAddress | "off";
   /** Whether the config file is watched; SIGHUP re-reads it either way. */
   watchConfig: boolean;
   stateFile?: string;
@@ -36,6 +38,7 @@ export interface ProviderFlags {
   admin?: Address | "off";
   adminAllowPublic?: boolean;
   adminTokenFile?: string;
+  metrics?: TcpAddress | "off";
   watchConfig?: boolean;
   stateFile?: string;
   dns?: DnsName[];
@@ -123,15 +126,33 @@ export function parseAdminAddress(text: string): Address | "off" {
   return text === "off" ? "off" : parseAddress(text, true);
 }
 
-const adminAddress = z.string().transform((text, context) => {
-  try {
-    return parseAdminAddress(text);
-  } catch (error) {
-    context.addIssue({ code: "custom", message: (error as AddressError).message });
-
-    return z.NEVER;
+/**
+ * Parses the `--metrics` value: a TCP address or `off`.
+ *
+ * @throws {AddressError} for an invalid address, or a Unix socket, where the admin API
+ *   serves the same routes.
+ */
+export function parseMetricsAddress(text: string): TcpAddress | "off" {
+  const address = parseAdminAddress(text);
+  if (address !== "off" && address.kind === "unix") {
+    throw new AddressError(`invalid metrics address "${text}": a Unix socket is not allowed, because the admin API already serves /metrics, /healthz and /readyz on one (--admin ${text}); use host:port or [ipv6]:port`);
   }
-});
+
+  return address;
+}
+
+/** Builds the schema of a config file key whose address `parse` reads, such as `admin` or `metrics`. */
+function addressKey<T>(parse: (text: string) => T) {
+  return z.string().transform((text, context) => {
+    try {
+      return parse(text);
+    } catch (error) {
+      context.addIssue({ code: "custom", message: (error as AddressError).message });
+
+      return z.NEVER;
+    }
+  });
+}
 
 const dnsName = z.string().transform((text, context) => {
   const result = parseDnsName(text);
@@ -170,9 +191,10 @@ const interval = z.string().transform((text, context) => {
 
 /** Config file keys of the providers, merged into the config file schema. */
 export const providerFileKeys = {
-  admin: adminAddress.optional(),
+  admin: addressKey(parseAdminAddress).optional(),
   adminAllowPublic: z.boolean().optional(),
   adminTokenFile: z.string().min(1).optional(),
+  metrics: addressKey(parseMetricsAddress).optional(),
   watchConfig: z.boolean().optional(),
   stateFile: z.string().min(1).optional(),
   dns: z
@@ -195,6 +217,7 @@ export function toProviderFileConfig(file: ProviderFileKeys): ProviderFileConfig
     admin: file.admin,
     adminAllowPublic: file.adminAllowPublic,
     adminTokenFile: file.adminTokenFile,
+    metrics: file.metrics,
     watchConfig: file.watchConfig,
     stateFile: file.stateFile,
     dns: file.dns?.names,
@@ -217,6 +240,7 @@ export function resolveProviderSettings(flags: ProviderFlags, file: ProviderFile
     adminIsDefault: admin === undefined,
     adminAllowPublic: flags.adminAllowPublic ?? file.adminAllowPublic ?? false,
     adminTokenFile: flags.adminTokenFile ?? file.adminTokenFile,
+    metrics: flags.metrics ?? file.metrics ?? "off",
     watchConfig: flags.watchConfig ?? file.watchConfig ?? true,
     stateFile: flags.stateFile ?? file.stateFile,
     dns: {

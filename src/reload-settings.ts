@@ -123,7 +123,7 @@ function changedRestartSettings(config: FileConfig, cli: CliOptions, settings: S
   if (differs(providers.admin, running.admin)) {
     changed.push("admin");
   }
-  for (const key of ["adminAllowPublic", "adminTokenFile", "watchConfig", "stateFile", "dns"] as const) {
+  for (const key of ["adminAllowPublic", "adminTokenFile", "metrics", "watchConfig", "stateFile", "dns"] as const) {
     if (differs(providers[key], running[key])) {
       changed.push(key);
     }

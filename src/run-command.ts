@@ -13,7 +13,7 @@ import { runtimeFields, VERSION } from "./version.ts";
 /** A running balancer process: the server plus its signal handling and reloads. */
 export interface RunningBalancer {
   server: Server;
-  /** The providers, their union and the admin API. */
+  /** The providers, their union, the admin API and the metrics server. */
   sources: BackendSources;
   /** Re-reads the config file and applies its backend set; returns false when it was rejected. */
   reload(): boolean;
@@ -66,6 +66,7 @@ export async function runBalancer(cli: CliOptions, logger: Logger): Promise<Runn
     // A reload during the workers' start may have changed `settings` after they got theirs.
     workers?.applyLiveSettings(settings);
     await sources.startAdmin();
+    sources.startMetrics();
   } catch (error) {
     await sources.stop();
     await workers?.shutdown(0);

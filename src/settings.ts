@@ -25,7 +25,7 @@ export interface Settings {
   workers: number;
   /** Probes, dial back-off, failover and removal policies. */
   health: HealthSettings;
-  /** The admin API, the config watch, the state file and DNS. */
+  /** The admin API, the metrics server, the config watch, the state file and DNS. */
   providers: ProviderSettings;
   /** The Kubernetes provider, from the config file only. */
   kubernetes?: KubernetesSettings;
@@ -52,8 +52,8 @@ export const DEFAULTS = {
  * A flag wins over the file; `--backend` flags are added to the file's backends and
  * win on the same id.
  *
- * @throws {ConfigError} when the file is invalid, no listen address is given, two listen
- *   addresses (or one and the admin API's) would clash, or a probe file cannot be read.
+ * @throws {ConfigError} when the file is invalid, no listen address is given, two of the
+ *   listen, admin API and metrics addresses would clash, or a probe file cannot be read.
  */
 export function resolveSettings(cli: CliOptions): Settings {
   const file: FileConfig = cli.configPath === undefined ? {} : loadConfigFile(cli.configPath);
@@ -68,6 +68,9 @@ export function resolveSettings(cli: CliOptions): Settings {
   const binds = listen.map((address) => ({ setting: listenSetting, address }));
   if (providers.admin !== "off") {
     binds.push({ setting: "admin API", address: providers.admin });
+  }
+  if (providers.metrics !== "off") {
+    binds.push({ setting: cli.providers?.metrics === undefined ? "metrics" : "--metrics", address: providers.metrics });
   }
   const conflict = findListenConflict(binds);
   if (conflict !== undefined) {

@@ -9,9 +9,8 @@ import type { Socket, TCPSocketListener, udp } from "bun";
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { trackChild } from "./support/child-processes.ts";
-import { BINARY, TinylbProcess } from "./support/tinylb-process.ts";
-import { waitFor, within } from "./support/wait.ts";
+import { runTinylb as runTinylbIn, TinylbProcess } from "./support/tinylb-process.ts";
+import { waitFor } from "./support/wait.ts";
 
 const directory = mkdtempSync(join(tmpdir(), "tinylb-check-e2e-"));
 afterAll(() => rmSync(directory, { recursive: true, force: true }));
@@ -32,18 +31,9 @@ function configFile(name: string, lines: string[]): string {
   return path;
 }
 
-/** Runs dist/tinylb until it exits (killed after 15 s) and returns its exit code and output. */
-async function runTinylb(args: string[]): Promise<{ exitCode: number; stdout: string; stderr: string }> {
-  const child = trackChild(Bun.spawn([BINARY, ...args], { cwd: directory, stdin: "ignore", stdout: "pipe", stderr: "pipe" }));
-  const timer = setTimeout(() => child.kill("SIGKILL"), 15_000);
-  try {
-    const output = Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited]);
-    const [stdout, stderr, exitCode] = await within(`tinylb ${args.join(" ")} to exit`, output, 20_000);
-
-    return { exitCode, stdout, stderr };
-  } finally {
-    clearTimeout(timer);
-  }
+/** Runs dist/tinylb in the test folder until it exits (killed after 15 s) and returns its exit code and output. */
+function runTinylb(args: string[]): ReturnType<typeof runTinylbIn> {
+  return runTinylbIn(args, { cwd: directory });
 }
 
 /**
@@ -167,6 +157,19 @@ test.each([
   expect(exitCode).toBe(2);
 });
 
+test("check rejects a clashing --metrics", async () => {
+  const args = ["--listen", "127.0.0.1:7443", "--backend", "a=10.0.0.1:1", "--admin", "off", "--metrics", "0.0.0.0:7443"];
+
+  const check = await runTinylb(["check", ...args]);
+  const start = await runTinylb(args);
+
+  expect(check.stderr).toBe("tinylb: --metrics 0.0.0.0:7443 overlaps --listen 127.0.0.1:7443; an address can be bound only once, so remove one or change it\n");
+  expect(check.stdout).toBe("");
+  expect(check.exitCode).toBe(2);
+  expect(start.stderr).toBe(check.stderr);
+  expect(start.exitCode).toBe(2);
+});
+
 test("check --help describes the command", async () => {
   const { exitCode, stdout, stderr } = await runTinylb(["check", "--help"]);
 
@@ -199,6 +202,16 @@ test("check accepts a listen port in use", async () => {
   const { exitCode, stdout, stderr } = await runTinylb(["check", "--config", path, "--admin", "off"]);
 
   expect(stdout).toBe(`config OK: 1 backend, 1 listener (${path})\n`);
+  expect(stderr).toBe("");
+  expect(exitCode).toBe(0);
+});
+
+test("check accepts a metrics port in use", async () => {
+  const port = occupiedPort();
+
+  const { exitCode, stdout, stderr } = await runTinylb(["check", "--listen", "127.0.0.1:0", "--admin", "off", "--metrics", `127.0.0.1:${port}`]);
+
+  expect(stdout).toBe("config OK: 0 backends, 1 listener\n");
   expect(stderr).toBe("");
   expect(exitCode).toBe(0);
 });

@@ -84,6 +84,8 @@ test.each([
   ["a missing etcd CA", ["listen: 127.0.0.1:7443", `etcd: { endpoints: ["https://127.0.0.1:2379"], prefix: /p/, caFile: ${join(directory, "no-etcd-ca.pem")} }`], "read etcd TLS file"],
   ["a state file in a missing folder", ["listen: 127.0.0.1:7443", `stateFile: ${join(directory, "missing", "state.json")}`], `the folder ${join(directory, "missing")} does not exist`],
   ["a public admin address", ["listen: 127.0.0.1:7443", "admin: 0.0.0.0:9901"], "admin API address 0.0.0.0:9901 rejected"],
+  ["a metrics address on a listen address", ["listen: 127.0.0.1:7443", "metrics: 127.0.0.1:7443"], "metrics 127.0.0.1:7443 is also the listen address"],
+  ["a metrics Unix socket", ["listen: 127.0.0.1:7443", "metrics: unix:/run/tinylb/metrics.sock"], "a Unix socket is not allowed"],
 ])("checkConfig rejects %s", (name, lines, message) => {
   const path = configFile(`${name.replaceAll(" ", "-")}.yaml`, lines);
   const cli = parseArgs(["check", "--config", path]);

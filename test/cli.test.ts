@@ -183,6 +183,26 @@ describe("resolveSettings", () => {
     expect(() => resolveSettings(parseArgs(["--config", clashing, "--admin", "off"]))).toThrow("listen localhost:7443 overlaps listen 0.0.0.0:7443");
   });
 
+  test("rejects a metrics address on a listen address", () => {
+    const cli = parseArgs(["--listen", "127.0.0.1:7443", "--metrics", "0.0.0.0:7443", "--admin", "off"]);
+
+    expect(() => resolveSettings(cli)).toThrow(ConfigError);
+    expect(() => resolveSettings(cli)).toThrow("--metrics 0.0.0.0:7443 overlaps --listen 127.0.0.1:7443; an address can be bound only once");
+  });
+
+  test("rejects a metrics address on the admin address", () => {
+    const clashing = join(directory, "metrics-clash.yaml");
+    writeFileSync(clashing, "listen: 127.0.0.1:7443\nadmin: 127.0.0.1:9901\nmetrics: localhost:9901\n");
+
+    expect(() => resolveSettings(parseArgs(["--config", clashing]))).toThrow("metrics localhost:9901 is the same address as admin API 127.0.0.1:9901");
+  });
+
+  test("accepts metrics port 0 beside listen port 0", () => {
+    const settings = resolveSettings(parseArgs(["--listen", "127.0.0.1:0", "--metrics", "127.0.0.1:0", "--admin", "off"]));
+
+    expect(settings.providers.metrics).toEqual({ kind: "tcp", host: "127.0.0.1", port: 0 });
+  });
+
   test("requires a listen address", () => {
     expect(() => resolveSettings(parseArgs(["--backend", "a=127.0.0.1:1"]))).toThrow(ConfigError);
     expect(() => resolveSettings(parseArgs(["--backend", "a=127.0.0.1:1"]))).toThrow("no listen address: pass --listen ADDR");

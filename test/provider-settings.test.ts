@@ -28,6 +28,7 @@ test("parseArgs reads provider flags", () => {
     "--admin", "127.0.0.1:9901",
     "--admin-token-file", "/etc/tinylb/token",
     "--admin-allow-public",
+    "--metrics", "[::1]:9100",
     "--no-watch-config",
     "--state-file", "/var/lib/tinylb/state.json",
     "--dns", "api.internal:6443",
@@ -42,6 +43,7 @@ test("parseArgs reads provider flags", () => {
     admin: { kind: "tcp", host: "127.0.0.1", port: 9901 },
     adminTokenFile: "/etc/tinylb/token",
     adminAllowPublic: true,
+    metrics: { kind: "tcp", host: "::1", port: 9100 },
     watchConfig: false,
     stateFile: "/var/lib/tinylb/state.json",
     dns: [{ name: "api.internal", port: 6443 }, { name: "api.other", port: 443 }],
@@ -67,6 +69,10 @@ test.each([
   [["--dns-resolver", "dns.example:53"], "use an IP address, with a port unless it is 53"],
   [["--dns-interval", "500ms"], "--dns-interval: the interval must be at least 1s"],
   [["--admin", "nowhere"], "--admin: invalid address \"nowhere\""],
+  [["--metrics", "unix:/run/tinylb/metrics.sock"], "--metrics: invalid metrics address \"unix:/run/tinylb/metrics.sock\": a Unix socket is not allowed"],
+  [["--metrics", "unix:/run/tinylb/metrics.sock"], "use host:port or [ipv6]:port, or off"],
+  [["--metrics", "9100"], "--metrics: invalid address \"9100\""],
+  [["status", "--metrics", "127.0.0.1:9100"], "--metrics is not valid with tinylb status"],
   [["--state-file", ""], "--state-file needs a file path"],
   [["status", "--listen", "127.0.0.1:1"], "--listen is not valid with tinylb status"],
 ])("parseArgs rejects %p", (argv, message) => {
@@ -76,6 +82,7 @@ test.each([
 
 test("config file sets provider keys", () => {
   const path = configFile(`admin: unix:/run/tinylb/other.sock
+metrics: 0.0.0.0:9100
 watchConfig: false
 stateFile: /var/lib/tinylb/state.json
 dns:
@@ -92,6 +99,7 @@ dns:
     adminIsDefault: false,
     adminAllowPublic: false,
     adminTokenFile: undefined,
+    metrics: { kind: "tcp", host: "0.0.0.0", port: 9100 },
     watchConfig: false,
     stateFile: "/var/lib/tinylb/state.json",
     dns: { names: [{ name: "api.internal", port: 6443 }], srv: ["_https._tcp.api.internal"], resolvers: ["10.0.0.53:53"], intervalMs: 10_000 },
@@ -107,6 +115,15 @@ test("provider flags win over the config file", () => {
   expect(settings.dns.intervalMs).toBe(10_000);
   expect(settings.watchConfig).toBe(true);
   expect(settings.adminIsDefault).toBe(true);
+  expect(settings.metrics).toBe("off");
+});
+
+test("metrics flag wins over the config file", () => {
+  const path = configFile("metrics: 127.0.0.1:9100\n");
+
+  const settings = resolveProviderSettings({ metrics: "off" }, loadConfigFile(path).providers);
+
+  expect(settings.metrics).toBe("off");
 });
 
 test.each([
@@ -115,6 +132,8 @@ test.each([
   ["dns:\n  interval: 100ms\n", "dns.interval", "at least 1s"],
   ["dns:\n  hosts: []\n", "dns", "hosts"],
   ["admin: nowhere\n", "admin", "nowhere"],
+  ["metrics: unix:/run/tinylb/metrics.sock\n", "metrics", "a Unix socket is not allowed"],
+  ["metrics: \":9100\"\n", "metrics", "the host is missing"],
   ["watchConfig: maybe\n", "watchConfig", "maybe"],
 ])("config file rejects %p", (text, field, value) => {
   const path = configFile(text);

@@ -1,6 +1,6 @@
 import type { Subprocess } from "bun";
 import { join } from "node:path";
-import { waitFor } from "./wait.ts";
+import { waitFor, within } from "./wait.ts";
 import { trackChild } from "./child-processes.ts";
 
 /** Path of the compiled binary that `bun build.ts` writes. */
@@ -75,6 +75,24 @@ export class TinylbProcess {
     for await (const chunk of stream) {
       append(decoder.decode(chunk, { stream: true }));
     }
+  }
+}
+
+/**
+ * Runs dist/tinylb with `args` as they are, without adding `--admin off`, until it exits, and
+ * returns its exit code and output. It kills the child after 15 s, so that a start expected to
+ * fail cannot hang the test.
+ */
+export async function runTinylb(args: string[], options: { cwd?: string } = {}): Promise<{ exitCode: number; stdout: string; stderr: string }> {
+  const child = trackChild(Bun.spawn([BINARY, ...args], { cwd: options.cwd, stdin: "ignore", stdout: "pipe", stderr: "pipe" }));
+  const timer = setTimeout(() => child.kill("SIGKILL"), 15_000);
+  try {
+    const output = Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited]);
+    const [stdout, stderr, exitCode] = await within(`tinylb ${args.join(" ")} to exit`, output, 20_000);
+
+    return { exitCode, stdout, stderr };
+  } finally {
+    clearTimeout(timer);
   }
 }
 
