@@ -160,12 +160,20 @@ export class BackendConnector implements DialObserver {
       }
 
       this.#limits.release(backend.target);
-      this.#stats.backend(backend.id).dialFailures++;
-      this.#health.dialFailed(backend, error.message);
+      const fields = { conn: connection.id, client: connection.clientAddress, backend: backend.id, target: backend.target };
+      if (error.targetLeft) {
+        // A set change, not the backend, ended the dial: no failure to count, back off or warn about.
+        this.#log.debug(error.message, fields);
+      } else {
+        this.#stats.backend(backend.id).dialFailures++;
+        this.#health.dialFailed(backend, error.message);
+      }
       if (connection.closed) {
         return;
       }
-      this.#logFailure(this.#dialFailureLog(backend.id), error.message, { conn: connection.id, client: connection.clientAddress, backend: backend.id, target: backend.target });
+      if (!error.targetLeft) {
+        this.#logFailure(this.#dialFailureLog(backend.id), error.message, fields);
+      }
       const next = plan.next(backend);
       if (next !== undefined) {
         this.#dial(connection, next, plan);

@@ -13,10 +13,16 @@ const TARGET_LEFT = "its target left the backend set while the dial was in fligh
 export class DialError extends Error {
   override name = "DialError";
   readonly backend: Backend;
+  /**
+   * True when tinylb gave the dial up because the backend's target left the set: that says
+   * nothing about the backend's health, so it is no dial failure.
+   */
+  readonly targetLeft: boolean;
 
-  constructor(backend: Backend, detail: string, options?: ErrorOptions) {
+  constructor(backend: Backend, detail: string, options?: ErrorOptions & { targetLeft?: boolean }) {
     super(`dial backend "${backend.id}" (${backend.target}) failed: ${detail}`, options);
     this.backend = backend;
+    this.targetLeft = options?.targetLeft ?? false;
   }
 }
 
@@ -109,7 +115,7 @@ export class DialAttempt implements TimedDial {
     }
     if (!this.#options.isCurrent(this.backend)) {
       socket.terminate();
-      this.#settle(new DialError(this.backend, TARGET_LEFT));
+      this.#settle(new DialError(this.backend, TARGET_LEFT, { targetLeft: true }));
 
       return;
     }
@@ -129,7 +135,7 @@ export class DialAttempt implements TimedDial {
 
   /** Gives the connect up because the backend's target left the set; the client fails over at once. */
   targetRemoved(): void {
-    this.failed(new DialError(this.backend, TARGET_LEFT));
+    this.failed(new DialError(this.backend, TARGET_LEFT, { targetLeft: true }));
   }
 
   /** Gives the connect up once its deadline passed. */
