@@ -73,9 +73,11 @@ export function parseAddress(text: string, allowPortZero = false): Address {
   if (host === "" || /[\s/]/.test(host)) {
     throw new AddressError(`invalid address "${text}": the host is empty or contains spaces or slashes`);
   }
-  // A resolver would read "10.0.0.300" as a host name, so a mistyped IPv4 address would be looked up.
-  if (/^[\d.]+$/.test(host) && !isIPv4(host)) {
-    throw new AddressError(`invalid address "${text}": "${host}" is not a valid IPv4 address (four numbers from 0 to 255)`);
+  // A resolver would read "10.0.0.300" as a host name, so a mistyped IPv4 address would be
+  // looked up. getaddrinfo(3) also reads "0x7f.0.0.1" and "127.1" as 127.0.0.1, spellings that
+  // would slip past the check for tinylb's own listen addresses, so those are rejected too.
+  if (looksNumeric(host) && !isIPv4(host)) {
+    throw new AddressError(`invalid address "${text}": "${host}" is not a valid IPv4 address (four decimal numbers from 0 to 255)`);
   }
   if (value.startsWith("[") && !isIPv6(host)) {
     throw new AddressError(`invalid address "${text}": "${host}" in brackets is not a valid IPv6 address`);
@@ -180,6 +182,11 @@ function parsePort(text: string, portText: string, allowZero: boolean): number {
  * before it is quoted in an error message.
  */
 const MAX_ADDRESS_LENGTH = 512;
+
+/** Returns true for a host whose every dot-separated part is a decimal or hexadecimal number, as inet_aton(3) reads it. */
+function looksNumeric(host: string): boolean {
+  return host.split(".").every((part) => /^(0x[0-9a-f]*|\d*)$/i.test(part));
+}
 
 /** Formats an address in canonical form, bracketing IPv6 literals. */
 export function formatAddress(address: Address): string {

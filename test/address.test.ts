@@ -27,6 +27,10 @@ describe("parseAddress", () => {
     ["127.0.0.1", "expected host:port"],
     [":80", "the host is missing; use a host name or IP, such as 127.0.0.1:80"],
     ["10.0.0.300:9", '"10.0.0.300" is not a valid IPv4 address'],
+    // getaddrinfo reads these as 127.0.0.1, so they must not pass as host names.
+    ["0x7f.0.0.1:9", '"0x7f.0.0.1" is not a valid IPv4 address (four decimal numbers from 0 to 255)'],
+    ["127.1:9", '"127.1" is not a valid IPv4 address'],
+    ["2130706433:9", '"2130706433" is not a valid IPv4 address'],
     ["10.0.1:9", '"10.0.1" is not a valid IPv4 address'],
     ["[fe80::zz]:80", '"fe80::zz" in brackets is not a valid IPv6 address'],
     ["::1:80", "put an IPv6 address in brackets"],
