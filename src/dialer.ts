@@ -14,8 +14,8 @@ export class DialError extends Error {
   override name = "DialError";
   readonly backend: Backend;
   /**
-   * True when tinylb gave the dial up because the backend's target left the set: that says
-   * nothing about the backend's health, so it is no dial failure.
+   * True when tinylb gave the dial up because the backend's target left the set. Such a dial
+   * is not counted as a failure, because it does not reflect the backend's health.
    */
   readonly targetLeft: boolean;
 
