@@ -48,7 +48,8 @@ export class AdminRequestError extends Error {
 }
 
 const backendEntry = z.strictObject({ id: z.string(), target: z.string() });
-const replaceBody = z.strictObject({ backends: z.array(backendEntry).max(MAX_ADMIN_BACKENDS) });
+// Entries are checked one by one (see replaceBackends), so that a body's missing keys and bad values are named together.
+const replaceBody = z.strictObject({ backends: z.array(z.unknown()).max(MAX_ADMIN_BACKENDS) });
 const putOneBody = z.strictObject({ id: z.string().optional(), target: z.string() });
 
 /** Problems of one request body that its error message names at most, so a body of 10,000 bad entries gets a short message. */
@@ -159,20 +160,25 @@ function decodeId(encoded: string): string {
 
 function replaceBackends(body: unknown, context: AdminRouteContext): Response {
   const parsed = validateBody(replaceBody, body);
-  const problems: AdminRequestError[] = [];
+  const problems: EntryProblem[] = [];
   const seen = new Map<string, number>();
   const backends: Backend[] = [];
   for (const [index, entry] of parsed.backends.entries()) {
+    const result = backendEntry.safeParse(entry, { reportInput: true, error: plainIssueMessage });
+    if (!result.success) {
+      for (const issue of result.error.issues) {
+        const path = ["backends", index, ...issue.path];
+        problems.push({ status: 400, field: formatFieldPath(path, "(body)"), text: describeIssue({ ...issue, path }) });
+      }
+      continue;
+    }
     try {
-      backends.push(checkEntry(entry, index, seen, context));
+      backends.push(checkEntry(result.data, index, seen, context));
     } catch (error) {
       if (!(error instanceof AdminRequestError)) {
         throw error;
       }
-      problems.push(error);
-      if (problems.length === MAX_REPORTED_ISSUES) {
-        break;
-      }
+      problems.push({ status: error.status, field: error.field ?? "(body)", text: `${error.field}: ${error.message}`, error });
     }
   }
   if (problems.length > 0) {
@@ -183,6 +189,16 @@ function replaceBackends(body: unknown, context: AdminRouteContext): Response {
   const conflicts = context.union.conflicts.filter((conflict) => conflict.ignored.provider === context.api.name);
 
   return json(200, { backends: context.api.set.backends.map(describe), conflicts });
+}
+
+/** One problem of an entry of a `PUT /v1/backends` body. */
+interface EntryProblem {
+  status: number;
+  field: string;
+  /** The problem with its field, as the combined message lists it. */
+  text: string;
+  /** The error of a check that found the problem, rethrown as it is when it is the only one. */
+  error?: AdminRequestError;
 }
 
 /** Checks one entry of a `PUT /v1/backends` body and returns its backend. `seen` maps each id to the index that first used it. */
@@ -201,15 +217,28 @@ function checkEntry(entry: { id: string; target: string }, index: number, seen: 
 }
 
 /**
- * Joins the problems of several entries into one error, so one request finds them all. Its
- * status is 400 when any entry is invalid and 409 when every one only conflicts with another
- * provider; its field is the first problem's.
+ * Joins the problems of a body's entries into one error, so one request finds them all. It
+ * names the first `MAX_REPORTED_ISSUES` and counts the rest. Its status is 400 when any entry
+ * is invalid and 409 when every one only conflicts with another provider; its field is the
+ * first problem's.
  */
-function combineProblems(problems: AdminRequestError[]): AdminRequestError {
-  const status = problems.some((problem) => problem.status === 400) ? 400 : problems[0]!.status;
-  const message = problems.map((problem) => (problem.field === undefined ? problem.message : `${problem.field}: ${problem.message}`)).join("; ");
+function combineProblems(problems: EntryProblem[]): AdminRequestError {
+  const [first] = problems as [EntryProblem];
+  if (problems.length === 1) {
+    return first.error ?? new AdminRequestError(first.status, first.text, first.field);
+  }
 
-  return problems.length === 1 ? problems[0]! : new AdminRequestError(status, message, problems[0]!.field);
+  const status = problems.some((problem) => problem.status === 400) ? 400 : first.status;
+  const named = problems.slice(0, MAX_REPORTED_ISSUES).map((problem) => problem.text);
+
+  return new AdminRequestError(status, named.join("; ") + moreProblems(problems.length), first.field);
+}
+
+/** Returns "; and N more problems" when `count` is above `MAX_REPORTED_ISSUES`, else "". */
+function moreProblems(count: number): string {
+  const more = count - MAX_REPORTED_ISSUES;
+
+  return more > 0 ? `; and ${more} more ${more === 1 ? "problem" : "problems"}` : "";
 }
 
 function getBackend(id: string, context: AdminRouteContext): Response {
@@ -301,7 +330,7 @@ function validateBody<T>(schema: z.ZodType<T>, body: unknown): T {
 
   // The message names several problems, as for a config file, so one request finds them. `field` is the first one's.
   const issues = result.error.issues.slice(0, MAX_REPORTED_ISSUES);
-  const message = issues.map(describeIssue).join("; ");
+  const message = issues.map(describeIssue).join("; ") + moreProblems(result.error.issues.length);
   throw new AdminRequestError(400, message, formatFieldPath(issues[0]!.path, "(body)"));
 }
 

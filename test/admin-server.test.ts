@@ -280,6 +280,7 @@ describe.each(["unix", "tcp"] as const)("admin API over %s", (transport) => {
       { id: "y", target: "127.0.0.1:2" },
       { id: "y", target: "127.0.0.1:3" },
       { id: "-z", target: "127.0.0.1:4" },
+      { id: "w" },
     ];
 
     const response = await request("/v1/backends", putJson({ backends: entries }));
@@ -290,6 +291,8 @@ describe.each(["unix", "tcp"] as const)("admin API over %s", (transport) => {
     expect(body.error).toContain('backends[0].target: invalid address "nowhere"');
     expect(body.error).toContain('backends[2].id: duplicate id "y", already used by backends[1]');
     expect(body.error).toContain('backends[3].id: invalid backend id "-z"');
+    // A missing key is named in the same answer as the bad values.
+    expect(body.error).toContain("backends[4].target: missing");
     expect(api.set.size).toBe(0);
   });
 
@@ -303,6 +306,7 @@ describe.each(["unix", "tcp"] as const)("admin API over %s", (transport) => {
     expect(response.status).toBe(400);
     expect(error).toContain("backends[4].target");
     expect(error).not.toContain("backends[5]");
+    expect(error).toEndWith("; and 3 more problems");
   });
 
   test("rejects a target that is its own listener", async () => {
