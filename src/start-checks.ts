@@ -1,6 +1,10 @@
+import { statSync } from "node:fs";
+import { dirname } from "node:path";
+import { formatAddress } from "./address.ts";
 import { checkAdminAddress, readTokenFile } from "./admin-server.ts";
 import { type ClusterCredentials, loadClusterCredentials } from "./cluster-providers.ts";
 import { ConfigError } from "./config.ts";
+import { describeListenError, ListenError } from "./listener.ts";
 import type { Logger } from "./logger.ts";
 import { unusedResolverWarning } from "./provider-settings.ts";
 import { findSelfTarget } from "./self-target.ts";
@@ -10,7 +14,8 @@ import { StateFile } from "./state-file.ts";
 /**
  * Checks what start-up reads besides the flags and the config file, before anything is
  * bound: the admin address and its token file, backends whose target is one of the listen
- * addresses, the state file's folder, and the Kubernetes and etcd credentials. It reads
+ * addresses, the state file's folder, the folders of Unix socket listen addresses, and the
+ * Kubernetes and etcd credentials. It reads
  * files only, and writes, binds, dials and resolves nothing, so `tinylb check` runs it too.
  * Returns the cluster credentials it read, so that start-up reads those files once.
  *
@@ -32,8 +37,27 @@ export function checkStartSettings(settings: Settings): ClusterCredentials {
   if (options.stateFile !== undefined) {
     new StateFile(options.stateFile).checkFolder();
   }
+  checkUnixListenFolders(settings);
 
   return loadClusterCredentials(settings);
+}
+
+/**
+ * Checks that the folder of every Unix socket listen address exists, as binding it needs.
+ *
+ * @throws {ListenError} with the message a start that fails to bind the address prints.
+ */
+function checkUnixListenFolders(settings: Settings): void {
+  for (const address of settings.listen) {
+    if (address.kind !== "unix") {
+      continue;
+    }
+    const folder = dirname(address.path);
+    if (!statSync(folder, { throwIfNoEntry: false })?.isDirectory()) {
+      const error = Object.assign(new Error(`no folder ${folder}`), { code: "ENOENT" });
+      throw new ListenError(`listen on ${formatAddress(address)} failed: ${describeListenError(error, address)}`);
+    }
+  }
 }
 
 /** Logs the warnings that the settings alone give reason for, such as a DNS resolver that no DNS name uses. */

@@ -8,7 +8,7 @@ import { afterAll, afterEach, expect, test } from "bun:test";
 import type { Socket, TCPSocketListener, udp } from "bun";
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { runTinylb as runTinylbIn, TinylbProcess } from "./support/tinylb-process.ts";
 import { waitFor } from "./support/wait.ts";
 
@@ -168,6 +168,20 @@ test("check rejects a clashing --metrics", async () => {
   expect(check.exitCode).toBe(2);
   expect(start.stderr).toBe(check.stderr);
   expect(start.exitCode).toBe(2);
+});
+
+test("check rejects a Unix listen folder that is missing", async () => {
+  const missing = join(tmpdir(), `tinylb-check-missing-${process.pid}`, "lb.sock");
+  const args = ["--listen", `unix:${missing}`, "--backend", "a=10.0.0.1:1", "--admin", "off"];
+
+  const check = await runTinylb(["check", ...args]);
+  const start = await runTinylb(args);
+
+  expect(check.stderr).toContain(`the folder ${dirname(missing)} does not exist; create it or pick another path`);
+  expect(check.stdout).toBe("");
+  expect(check.exitCode).toBe(1);
+  expect(start.stderr).toBe(check.stderr);
+  expect(start.exitCode).toBe(1);
 });
 
 test("check --help describes the command", async () => {
