@@ -1,7 +1,7 @@
 import type { BackendSetUnion } from "./backend-set-union.ts";
 import { openTrafficById } from "./balancer-status.ts";
 import type { Server } from "./server.ts";
-import { VERSION } from "./version.ts";
+import { buildCommit, VERSION } from "./version.ts";
 import { relayWorkersOf } from "./worker-pool.ts";
 
 /** Content type of the Prometheus text exposition format, version 0.0.4. */
@@ -98,7 +98,7 @@ export function renderMetrics(source: MetricsSource): string {
   page.add("tinylb_config_reloads_total", "counter", "Config file reloads: changed content or SIGHUP.", [[{}, source.reloads?.reloads ?? 0]]);
   page.add("tinylb_config_reload_failures_total", "counter", "Config file reloads rejected; the last good set kept serving.", [[{}, source.reloads?.reloadFailures ?? 0]]);
 
-  page.add("tinylb_build_info", "gauge", "Always 1; the labels name the tinylb version and the Bun version it runs on.", [[{ version: VERSION, bun: Bun.version }, 1]]);
+  page.add("tinylb_build_info", "gauge", "Always 1; the labels name the tinylb version, its git commit and the Bun version it runs on.", [[{ version: VERSION, commit: buildCommit(), bun: Bun.version }, 1]]);
   page.add("process_start_time_seconds", "gauge", "Start time of the process since the Unix epoch, in seconds.", [[{}, Math.round(performance.timeOrigin) / 1000]]);
 
   return page.text();

@@ -7,7 +7,7 @@ declare const TINYLB_TARGET: string | undefined;
 export const VERSION: string = packageJson.version;
 
 /** The git commit `build.ts` baked in, or "unknown" when running from source. */
-function buildCommit(): string {
+export function buildCommit(): string {
   return typeof TINYLB_COMMIT === "string" ? TINYLB_COMMIT : "unknown";
 }
 

@@ -3,7 +3,7 @@ import { createBackend } from "../src/backend.ts";
 import { BackendSet } from "../src/backend-set.ts";
 import { escapeLabelValue, renderMetrics } from "../src/metrics.ts";
 import { StaticProvider } from "../src/providers/static-provider.ts";
-import { VERSION } from "../src/version.ts";
+import { buildCommit, VERSION } from "../src/version.ts";
 import { waitFor } from "./support/wait.ts";
 import { BalancerScenario } from "./support/balancer-scenario.ts";
 
@@ -52,7 +52,7 @@ test("renderMetrics writes valid exposition lines", async () => {
   expect(text).toContain("tinylb_config_reloads_total 4\n");
   expect(text).toContain("tinylb_config_reload_failures_total 1\n");
   expect(text).toContain("tinylb_backend_set_size 2\n");
-  expect(text).toContain(`tinylb_build_info{version="${VERSION}",bun="${Bun.version}"} 1\n`);
+  expect(text).toContain(`tinylb_build_info{version="${VERSION}",commit="${buildCommit()}",bun="${Bun.version}"} 1\n`);
   const started = Number(/^process_start_time_seconds (\S+)$/m.exec(text)?.[1]);
   expect(Math.abs(started - Date.now() / 1000)).toBeLessThan(3600);
   expect(text).not.toContain("tinylb_backend_probe_up{");
