@@ -10,6 +10,7 @@ import { findSelfTarget } from "./self-target.ts";
 import { formatFieldPath, plainIssueMessage } from "./zod-messages.ts";
 import { findDuplicateJsonKey } from "./duplicate-keys.ts";
 import { jsonSyntaxDetail } from "./json-errors.ts";
+import { joinWords } from "./word-lists.ts";
 
 /** Largest request body accepted, in bytes: room for about 10,000 backends. */
 export const MAX_ADMIN_BODY_BYTES = 1024 * 1024;
@@ -136,7 +137,7 @@ export function json(status: number, body: unknown, headers: Record<string, stri
 
 function allowMethods(method: string, allowed: string[]): void {
   if (!allowed.includes(method)) {
-    const choices = allowed.length === 1 ? allowed[0]! : `${allowed.slice(0, -1).join(", ")} or ${allowed.at(-1)}`;
+    const choices = joinWords(allowed, "or");
     const allow = allowed.flatMap((name) => (name === "GET" ? ["GET", "HEAD"] : [name]));
     throw new AdminRequestError(405, `method ${method} is not allowed here; use ${choices}`, undefined, { allow: allow.join(", ") });
   }

@@ -2,6 +2,7 @@ import type { CliOptions } from "./cli.ts";
 import type { Logger } from "./logger.ts";
 import { resolveSettings, type Settings } from "./settings.ts";
 import { checkStartSettings, logSettingsWarnings } from "./start-checks.ts";
+import { joinWords } from "./word-lists.ts";
 
 /** Help lines of `tinylb check` in the main help text. */
 export const CHECK_HELP = `  tinylb check --config FILE [options]
@@ -53,7 +54,7 @@ export function checkSummary(settings: Settings, configPath?: string): string {
   const parts = [counted(settings.backends.size, "backend"), counted(settings.listen.length, "listener")];
   const dynamic = dynamicProviders(settings);
   if (dynamic.length > 0) {
-    parts.push(`backends also from ${joinWithAnd(dynamic)}`);
+    parts.push(`backends also from ${joinWords(dynamic, "and")}`);
   }
   const source = configPath === undefined ? "" : ` (${configPath})`;
 
@@ -82,8 +83,4 @@ function dynamicProviders(settings: Settings): string[] {
 
 function counted(count: number, noun: string): string {
   return `${count} ${noun}${count === 1 ? "" : "s"}`;
-}
-
-function joinWithAnd(items: string[]): string {
-  return items.length === 1 ? items[0]! : `${items.slice(0, -1).join(", ")} and ${items.at(-1)}`;
 }

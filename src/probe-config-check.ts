@@ -4,6 +4,7 @@ import { formatDuration } from "./duration.ts";
 import { describeFileError } from "./file-errors.ts";
 import { type HealthConfig, HEALTH_DEFAULTS } from "./health-config.ts";
 import { PROBE_DEFAULTS, type ProbeKind, type ProbeOverrides, resolveProbeSettings } from "./probes/probe.ts";
+import { joinWords } from "./word-lists.ts";
 
 /** Fields of a probe block, as a config file names them. */
 type ProbeField = "kind" | "interval" | "timeout" | "rise" | "fall" | "path" | "expectStatus" | "tls" | "tls.ca" | "tls.cert" | "tls.key" | "bearerTokenFile";
@@ -164,8 +165,8 @@ function missingKindProblems(block: ProbeBlock, kindSetting: string): string[] {
     kinds = ["http", "https"];
   }
   const fix = names.every((name) => name.startsWith("--"))
-    ? `add ${joinWithOr(kinds.map((kind) => `--probe ${kind}`))}`
-    : `set ${kindSetting} to ${joinWithOr(kinds)}`;
+    ? `add ${joinWords(kinds.map((kind) => `--probe ${kind}`), "or")}`
+    : `set ${kindSetting} to ${joinWords(kinds, "or")}`;
   const subject = names.length === 1 ? `${names[0]} is set` : `${names.join(", ")} are set`;
 
   return [`${subject}, but no probe runs without a probe kind; ${fix}, or remove ${names.length === 1 ? "it" : "them"}`];
@@ -181,10 +182,6 @@ function drainProblems(fromFlags: HealthConfig | undefined, fromFile: HealthConf
   const fix = setting === "--drain-timeout" ? "add --on-removal drain" : "set onRemoval to drain";
 
   return [`${setting} applies only when removed targets drain, but the removal policy is ${policy}; ${fix}, or remove ${setting}`];
-}
-
-function joinWithOr(items: string[]): string {
-  return items.length === 1 ? items[0]! : `${items.slice(0, -1).join(", ")} or ${items.at(-1)}`;
 }
 
 /** Fields set in `block` that a probe of `kind` does not use. */
