@@ -14,3 +14,19 @@ export function incrementBelow(counts: Int32Array, index: number, cap: number): 
     }
   }
 }
+
+/**
+ * Subtracts one from `counts[index]` unless it is 0, as one atomic step. Returns false,
+ * subtracting nothing, when the count is 0.
+ */
+export function decrementAboveZero(counts: Int32Array, index: number): boolean {
+  for (;;) {
+    const count = Atomics.load(counts, index);
+    if (count <= 0) {
+      return false;
+    }
+    if (Atomics.compareExchange(counts, index, count, count - 1) === count) {
+      return true;
+    }
+  }
+}

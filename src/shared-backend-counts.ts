@@ -1,4 +1,4 @@
-import { incrementBelow } from "./atomic-counts.ts";
+import { decrementAboveZero, incrementBelow } from "./atomic-counts.ts";
 
 /** Backend targets that can have a shared count at once. */
 export const BACKEND_SLOTS = 65_536;
@@ -97,15 +97,7 @@ export class SharedBackendCounts {
 
   /** Gives back a connection counted by `tryReserve`; returns false, counting nothing, when the slot's count is 0. */
   release(slot: number): boolean {
-    for (;;) {
-      const count = Atomics.load(this.#counts, slot);
-      if (count <= 0) {
-        return false;
-      }
-      if (Atomics.compareExchange(this.#counts, slot, count, count - 1) === count) {
-        return true;
-      }
-    }
+    return decrementAboveZero(this.#counts, slot);
   }
 
   /** Frees the slots of targets outside `keep` that no thread counts a connection for. */
