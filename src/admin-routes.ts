@@ -179,7 +179,8 @@ function replaceBackends(body: unknown, context: AdminRouteContext): Response {
       if (!(error instanceof AdminRequestError)) {
         throw error;
       }
-      problems.push({ status: error.status, field: error.field ?? "(body)", text: `${error.field}: ${error.message}`, error });
+      const field = error.field ?? "(body)";
+      problems.push({ status: error.status, field, text: `${field}: ${error.message}`, error });
     }
   }
   if (problems.length > 0) {

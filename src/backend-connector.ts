@@ -160,18 +160,19 @@ export class BackendConnector implements DialObserver {
       }
 
       this.#limits.release(backend.target);
-      const fields = { conn: connection.id, client: connection.clientAddress, backend: backend.id, target: backend.target };
-      if (error.targetLeft) {
-        // A set change, not the backend, ended the dial: no failure to count, back off or warn about.
-        this.#log.debug(error.message, fields);
-      } else {
+      // When a set change ended the dial (`targetLeft`), the backend did not fail: there is
+      // nothing to count or back off from, and the line is only a debug line.
+      if (!error.targetLeft) {
         this.#stats.backend(backend.id).dialFailures++;
         this.#health.dialFailed(backend, error.message);
       }
       if (connection.closed) {
         return;
       }
-      if (!error.targetLeft) {
+      const fields = { conn: connection.id, client: connection.clientAddress, backend: backend.id, target: backend.target };
+      if (error.targetLeft) {
+        this.#log.debug(error.message, fields);
+      } else {
         this.#logFailure(this.#dialFailureLog(backend.id), error.message, fields);
       }
       const next = plan.next(backend);

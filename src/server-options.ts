@@ -31,7 +31,7 @@ export interface ServerOptions {
   maxConnectionsPerBackend?: number;
   /**
    * Threads that share both caps (`--workers`). With more than one, the threads count their
-   * connections together for the global cap and, with a per-backend cap, per backend id.
+   * connections together for the global cap and, with a per-backend cap, per backend target.
    * @default 1
    */
   threads?: number;

@@ -291,7 +291,7 @@ describe.each(["unix", "tcp"] as const)("admin API over %s", (transport) => {
     expect(body.error).toContain('backends[0].target: invalid address "nowhere"');
     expect(body.error).toContain('backends[2].id: duplicate id "y", already used by backends[1]');
     expect(body.error).toContain('backends[3].id: invalid backend id "-z"');
-    // A missing key is named in the same answer as the bad values.
+    // A missing key is named in the same response as the bad values.
     expect(body.error).toContain("backends[4].target: missing");
     expect(api.set.size).toBe(0);
   });

@@ -69,8 +69,8 @@ async function countingListener(): Promise<{ port: number; accepted: () => numbe
 }
 
 /**
- * Starts a loopback UDP socket in place of a DNS server. It counts datagrams and never
- * answers. `settle` sends one datagram itself and waits for it, as for `countingListener`.
+ * Starts a loopback UDP socket in place of a DNS server. It counts datagrams and sends no
+ * reply. `settle` sends one datagram itself and waits for it, as for `countingListener`.
  */
 async function countingResolver(): Promise<{ port: number; received: () => number; settle: () => Promise<void> }> {
   let received = 0;

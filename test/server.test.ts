@@ -352,7 +352,7 @@ test("Server fails a dial over when its target leaves", async () => {
   // Removal gives the dial up at once rather than after the connect timeout.
   await waitFor("the client to fail over to b", () => client.firstLine === "b", connectTimeoutMs);
   expect(performance.now() - removedAt).toBeLessThan(connectTimeoutMs / 2);
-  // The set change ended the dial, so it says nothing about a's health.
+  // The set change ended the dial, so it is no sign of a's health.
   expect(server.stats.backend("a").dialFailures).toBe(0);
   expect(lines.filter((line) => /WARN +dial backend "a"/.test(line))).toEqual([]);
   client.close();
