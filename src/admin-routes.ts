@@ -221,7 +221,7 @@ function checkEntry(entry: { id: string; target: string }, index: number, seen: 
 /**
  * Joins the problems of a body's entries into one error, so one request finds them all. It
  * names the first `MAX_REPORTED_ISSUES` and counts the rest. Its status is 400 when any entry
- * is invalid and 409 when every one only conflicts with another provider; its field is the
+ * is invalid and 409 when every one only conflicts with another provider. Its field is the
  * first problem's.
  */
 function combineProblems(problems: EntryProblem[]): AdminRequestError {

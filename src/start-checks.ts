@@ -15,11 +15,12 @@ import { StateFile } from "./state-file.ts";
  * Checks what start-up reads besides the flags and the config file, before anything is
  * bound: the admin address and its token file, backends whose target is one of the listen
  * addresses, the state file's folder, the folders of Unix socket listen addresses, and the
- * Kubernetes and etcd credentials. It reads
- * files only, and writes, binds, dials and resolves nothing, so `tinylb check` runs it too.
- * Returns the cluster credentials it read, so that start-up reads those files once.
+ * Kubernetes and etcd credentials. It reads files only, and writes, binds, dials and
+ * resolves nothing, so `tinylb check` runs it too. Returns the cluster credentials it read,
+ * so that start-up reads those files once.
  *
  * @throws {ConfigError} naming the setting, the file or the backend that is wrong.
+ * @throws {ListenError} when the folder of a Unix socket listen address is missing.
  */
 export function checkStartSettings(settings: Settings): ClusterCredentials {
   const options = settings.providers;
