@@ -28,6 +28,8 @@ export interface HealthState {
   cause: string;
   /** Dial failures in the current streak; 0 after a successful dial or probe. */
   dialFailureStreak: number;
+  /** Times the backend turned unhealthy since it joined the set with this target. */
+  timesUnhealthy: number;
   /** Clock time when the dial back-off ends, or undefined when none is running. */
   backoffUntil: number | undefined;
   /** Active probe counters, or undefined when the backend has no probe. */
@@ -42,6 +44,8 @@ export interface HealthState {
         failures: number;
         /** Reason of the last failed probe. */
         lastError: string | undefined;
+        /** Failed probes since the backend joined the set with this target. */
+        failedTotal: number;
       }
     | undefined;
 }
@@ -62,7 +66,11 @@ export class BackendHealth {
   probeUp = true;
   probePasses = 0;
   probeFailures = 0;
+  /** Failed probes in all, never reset while the backend keeps its target. */
+  probeFailuresTotal = 0;
   lastProbeError: string | undefined;
+  /** Number of times the health checker reported this backend unhealthy. */
+  timesUnhealthy = 0;
 
   constructor(backend: Backend) {
     this.backend = backend;
@@ -121,6 +129,7 @@ export class BackendHealth {
   /** Records a failed probe with its reason. */
   probeFailed(fall: number, reason: string): void {
     this.probeFailures++;
+    this.probeFailuresTotal++;
     this.probePasses = 0;
     this.lastProbeError = reason;
     if (this.probeUp && this.probeFailures >= fall) {
@@ -139,11 +148,19 @@ export class BackendHealth {
       healthy: condition === "healthy",
       cause: this.cause,
       dialFailureStreak: this.dialFailureStreak,
+      timesUnhealthy: this.timesUnhealthy,
       backoffUntil: this.inBackoff(now) ? this.backoffUntil : undefined,
       probe:
         probeDescription === undefined
           ? undefined
-          : { description: probeDescription, up: this.probeUp, passes: this.probePasses, failures: this.probeFailures, lastError: this.lastProbeError },
+          : {
+              description: probeDescription,
+              up: this.probeUp,
+              passes: this.probePasses,
+              failures: this.probeFailures,
+              lastError: this.lastProbeError,
+              failedTotal: this.probeFailuresTotal,
+            },
     };
   }
 }

@@ -323,6 +323,7 @@ export class HealthChecker {
     if (healthy) {
       this.#log.info("backend is healthy", { backend: backend.id, target: backend.target, cause });
     } else {
+      entry.health.timesUnhealthy++;
       this.#log.warn("backend is unhealthy", { backend: backend.id, target: backend.target, cause });
     }
     this.#updateDegraded();

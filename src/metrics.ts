@@ -1,3 +1,4 @@
+import type { HealthState } from "./backend-health.ts";
 import type { BackendSetUnion } from "./backend-set-union.ts";
 import { openTrafficById } from "./balancer-status.ts";
 import type { Server } from "./server.ts";
@@ -59,6 +60,14 @@ export function renderMetrics(source: MetricsSource): string {
     ]),
   );
   page.add("tinylb_backend_dial_failures_total", "counter", "Dials per backend id that failed or timed out.", perBackend((id) => stats.backend(id).dialFailures));
+  /** Samples per backend of the set with a health state; `value` returns undefined to leave a backend out. */
+  const perHealthState = (value: (state: HealthState) => number | undefined): [Labels, number][] =>
+    server.set.backends.flatMap((backend): [Labels, number][] => {
+      const state = server.health.state(backend.id);
+      const sample = state === undefined ? undefined : value(state);
+
+      return sample === undefined ? [] : [[{ backend: backend.id }, sample]];
+    });
   page.add(
     "tinylb_backend_healthy",
     "gauge",
@@ -69,11 +78,19 @@ export function renderMetrics(source: MetricsSource): string {
     "tinylb_backend_probe_up",
     "gauge",
     "1 while the active probe counts the backend id up, 0 once `fall` probes in a row failed; only backends with a probe.",
-    server.set.backends.flatMap((backend): [Labels, number][] => {
-      const probe = server.health.state(backend.id)?.probe;
-
-      return probe === undefined ? [] : [[{ backend: backend.id }, probe.up ? 1 : 0]];
-    }),
+    perHealthState((state) => (state.probe === undefined ? undefined : Number(state.probe.up))),
+  );
+  page.add(
+    "tinylb_backend_unhealthy_total",
+    "counter",
+    "Times the backend id turned unhealthy since it joined the set or changed target.",
+    perHealthState((state) => state.timesUnhealthy),
+  );
+  page.add(
+    "tinylb_backend_probe_failures_total",
+    "counter",
+    "Failed active probes of the backend id since it joined the set or changed target; only backends with a probe.",
+    perHealthState((state) => state.probe?.failedTotal),
   );
   page.add("tinylb_degraded", "gauge", "1 while every backend is unhealthy and each is tried anyway, else 0.", [[{}, server.health.degraded ? 1 : 0]]);
   page.add("tinylb_backend_set_size", "gauge", "Backends in the running set.", [[{}, server.set.size]]);

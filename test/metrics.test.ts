@@ -56,6 +56,8 @@ test("renderMetrics writes valid exposition lines", async () => {
   const started = Number(/^process_start_time_seconds (\S+)$/m.exec(text)?.[1]);
   expect(Math.abs(started - Date.now() / 1000)).toBeLessThan(3600);
   expect(text).not.toContain("tinylb_backend_probe_up{");
+  expect(text).not.toContain("tinylb_backend_probe_failures_total{");
+  expect(text).toContain('tinylb_backend_unhealthy_total{backend="a"} 0\n');
 });
 
 test("renderMetrics shows each probed backend's probe state", async () => {
@@ -71,4 +73,30 @@ test("renderMetrics shows each probed backend's probe state", async () => {
 
   expect(text).toContain('tinylb_backend_probe_up{backend="a"} 1\n');
   expect(text).toContain('tinylb_backend_probe_up{backend="gone"} 0\n');
+  expect(text).toContain('tinylb_backend_probe_failures_total{backend="a"} 0\n');
+  expect(text).toMatch(/^tinylb_backend_probe_failures_total\{backend="gone"\} [1-9]\d*$/m);
+  expect(text).toContain('tinylb_backend_unhealthy_total{backend="a"} 0\n');
+  expect(text).toContain('tinylb_backend_unhealthy_total{backend="gone"} 1\n');
+});
+
+test("unhealthy_total counts turns to unhealthy", async () => {
+  const scenario = new BalancerScenario();
+  cleanup.push(() => scenario.close());
+  scenario.startBackends(["a"]);
+  // Nothing listens on port 9 of loopback, so every dial of "b" fails; dials stand in for clients here.
+  const provider = new StaticProvider(new BackendSet([createBackend("a", scenario.target("a")), createBackend("b", "127.0.0.1:9")]));
+  await scenario.start(provider);
+  const b = scenario.server.set.get("b")!;
+  const unhealthyCount = (): string | undefined => /^tinylb_backend_unhealthy_total\{backend="b"\} (\d+)$/m.exec(renderMetrics({ server: scenario.server, union: scenario.union }))?.[1];
+
+  scenario.server.health.dialFailed(b, "connection refused");
+  expect(unhealthyCount()).toBe("1");
+  scenario.server.health.dialFailed(b, "connection refused");
+  expect(unhealthyCount()).toBe("1");
+  scenario.server.health.dialSucceeded(b);
+  scenario.server.health.dialFailed(b, "connection refused");
+  expect(unhealthyCount()).toBe("2");
+
+  scenario.server.applySet(new BackendSet([scenario.server.set.get("a")!, createBackend("b", "127.0.0.1:10")]));
+  expect(unhealthyCount()).toBe("0");
 });
