@@ -33,6 +33,14 @@ export class AddressError extends Error {
 const ADDRESS_FORMS = "expected host:port, [ipv6]:port or unix:/path";
 
 /**
+ * Rewrites a `parseAddress` error for a setting that takes TCP addresses only, so that it
+ * offers no `unix:/path` form.
+ */
+export function withoutUnixForm(error: AddressError): AddressError {
+  return new AddressError(error.message.replace(ADDRESS_FORMS, "expected host:port or [ipv6]:port"));
+}
+
+/**
  * Parses an address string.
  *
  * @throws {AddressError} when the string is not one of the three forms or the port is

@@ -1,3 +1,4 @@
+import { formatAddress } from "./address.ts";
 import type { CliOptions } from "./cli.ts";
 import type { Logger } from "./logger.ts";
 import { resolveSettings, type Settings } from "./settings.ts";
@@ -48,13 +49,17 @@ export function checkConfig(cli: CliOptions, logger: Logger): string {
 
 /**
  * Describes valid settings in one line: the backends of the flags and the file, the
- * listeners, the providers that add backends while tinylb runs, and the config file.
+ * listeners, the providers that add backends while tinylb runs, the metrics server's address
+ * and the config file.
  */
 export function checkSummary(settings: Settings, configPath?: string): string {
   const parts = [counted(settings.backends.size, "backend"), counted(settings.listen.length, "listener")];
   const dynamic = dynamicProviders(settings);
   if (dynamic.length > 0) {
     parts.push(`backends also from ${joinWords(dynamic, "and")}`);
+  }
+  if (settings.providers.metrics !== "off") {
+    parts.push(`metrics on ${formatAddress(settings.providers.metrics)}`);
   }
   const source = configPath === undefined ? "" : ` (${configPath})`;
 

@@ -1,7 +1,7 @@
 import { isIP } from "node:net";
 import { join } from "node:path";
 import { z } from "zod";
-import { type Address, AddressError, formatAddress, parseAddress, type TcpAddress } from "./address.ts";
+import { type Address, AddressError, formatAddress, parseAddress, type TcpAddress, withoutUnixForm } from "./address.ts";
 import { parseDuration } from "./duration.ts";
 
 /** A DNS name to resolve as A and AAAA, and the port every address gets. */
@@ -133,7 +133,12 @@ export function parseAdminAddress(text: string): Address | "off" {
  *   serves the same routes.
  */
 export function parseMetricsAddress(text: string): TcpAddress | "off" {
-  const address = parseAdminAddress(text);
+  let address: Address | "off";
+  try {
+    address = parseAdminAddress(text);
+  } catch (error) {
+    throw error instanceof AddressError && !text.trim().startsWith("unix:") ? withoutUnixForm(error) : error;
+  }
   if (address !== "off" && address.kind === "unix") {
     throw new AddressError(`invalid metrics address "${text}": a Unix socket is not allowed, because the admin API already serves /metrics, /healthz and /readyz on one (--admin ${text}); use host:port or [ipv6]:port`);
   }

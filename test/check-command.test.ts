@@ -107,3 +107,9 @@ test("checkSummary leaves out the admin API", () => {
 
   expect(checkSummary(settings, "tinylb.yaml")).toBe("config OK: 1 backend, 1 listener (tinylb.yaml)");
 });
+
+test("checkSummary names the metrics address", () => {
+  const settings = resolveSettings(parseArgs(["--listen", "127.0.0.1:7443", "--backend", "a=10.0.0.1:1", "--metrics", "[::1]:9180"]));
+
+  expect(checkSummary(settings)).toBe("config OK: 1 backend, 1 listener, metrics on [::1]:9180");
+});

@@ -71,7 +71,7 @@ test.each([
   [["--admin", "nowhere"], "--admin: invalid address \"nowhere\""],
   [["--metrics", "unix:/run/tinylb/metrics.sock"], "--metrics: invalid metrics address \"unix:/run/tinylb/metrics.sock\": a Unix socket is not allowed"],
   [["--metrics", "unix:/run/tinylb/metrics.sock"], "use host:port or [ipv6]:port, or off"],
-  [["--metrics", "9100"], "--metrics: invalid address \"9100\""],
+  [["--metrics", "9100"], "--metrics: invalid address \"9100\": expected host:port or [ipv6]:port, or off"],
   [["status", "--metrics", "127.0.0.1:9100"], "--metrics is not valid with tinylb status"],
   [["--state-file", ""], "--state-file needs a file path"],
   [["status", "--listen", "127.0.0.1:1"], "--listen is not valid with tinylb status"],
