@@ -53,6 +53,15 @@ export class MetricsServer {
     return server;
   }
 
+  /**
+   * Stops accepting scrapes and lets the open requests finish, so that a new tinylb can bind
+   * the address while this one drains.
+   */
+  release(): void {
+    void this.#http.stop(false);
+    this.#log.info("metrics server stopped listening, so a new tinylb can take its address", { listener: this.name });
+  }
+
   /** Stops the server, closing open requests. */
   async stop(): Promise<void> {
     await this.#http.stop(true);

@@ -74,7 +74,11 @@ export async function runBalancer(cli: CliOptions, logger: Logger): Promise<Runn
     locks.release();
     throw error;
   }
-  const exited = waitForStop(server, workers, settings, locks, log).then(async (code) => {
+  const releaseAddresses = (): void => {
+    locks.release();
+    sources.metrics?.release();
+  };
+  const exited = waitForStop(server, workers, settings, releaseAddresses, log).then(async (code) => {
     await sources.stop();
     locks.release();
 
@@ -102,13 +106,13 @@ export async function runBalancer(cli: CliOptions, logger: Logger): Promise<Runn
 
 /**
  * Drains on the first SIGTERM or SIGINT and closes every connection on the second. The listen
- * locks are released as soon as the listeners stop, so a new tinylb can bind the addresses while
- * this one drains.
+ * locks and the metrics address are released as soon as the listeners stop, so a new tinylb can
+ * bind the addresses while this one drains.
  * NOTE: relay workers stop their listeners when their shutdown message arrives, a moment after
  * the locks are released. A new tinylb that binds in that moment fails with EADDRINUSE, with
  * any worker count.
  */
-function waitForStop(server: Server, workers: WorkerPool | undefined, settings: Settings, locks: ListenLocks, log: Logger): Promise<number> {
+function waitForStop(server: Server, workers: WorkerPool | undefined, settings: Settings, releaseAddresses: () => void, log: Logger): Promise<number> {
   return new Promise((resolve) => {
     let stopping = false;
     // Settles once every thread reported what the latest repeated signal closed.
@@ -132,7 +136,7 @@ function waitForStop(server: Server, workers: WorkerPool | undefined, settings: 
       });
       // Server.shutdown stopped the listeners before its first await. Only now, not during a
       // descriptor-guard pause, may another tinylb take the addresses.
-      locks.release();
+      releaseAddresses();
     };
     process.on("SIGTERM", () => stop("SIGTERM"));
     process.on("SIGINT", () => stop("SIGINT"));

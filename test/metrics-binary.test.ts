@@ -100,21 +100,27 @@ test("metrics address serves HEAD", async () => {
   expect(await head.text()).toBe("");
 }, TEST_TIMEOUT_MS);
 
-test("metrics readyz is 503 while draining", async () => {
+test("draining tinylb hands over its metrics address", async () => {
   const { tinylb, port, metricsPort } = await startBalancer(["--shutdown-grace", "30s"]);
   const client = await TestClient.connect(port);
   cleanup.push(() => client.socket.terminate());
   await waitFor("greeting", () => client.firstLine === "a");
 
   tinylb.signal("SIGTERM");
-  await tinylb.waitForLog("SIGTERM received; draining");
-  const draining = await viaMetrics(metricsPort, "/readyz");
+  await tinylb.waitForLog("metrics server stopped listening");
+  const backend = TestBackend.echo("b");
+  cleanup.push(() => backend.stop());
+  const successor = TinylbProcess.start(["--listen", "127.0.0.1:0", "--backend", `b=${backend.target}`, "--admin", "off", "--metrics", `127.0.0.1:${metricsPort}`]);
+  cleanup.push(() => successor[Symbol.asyncDispose]());
+  await successor.waitForLog("tinylb started");
+  const metrics = await (await viaMetrics(metricsPort, "/metrics")).text();
 
-  expect(draining.status).toBe(503);
-  expect(await draining.json()).toEqual({ status: "draining", error: "tinylb is shutting down and accepts no new clients" });
+  expect(metrics).toContain('tinylb_backend_set_size 1\n');
+  expect(metrics).toContain('tinylb_backend_connections_total{backend="b"} 0\n');
+  expect(tinylb.process.exitCode).toBeNull();
+  expect(await (await viaAdmin("/readyz")).json()).toEqual({ status: "draining", error: "tinylb is shutting down and accepts no new clients" });
   client.close();
   expect(await within("tinylb to exit", tinylb.process.exited, 15_000)).toBe(0);
-  await expect(viaMetrics(metricsPort, "/healthz")).rejects.toThrow();
 }, TEST_TIMEOUT_MS);
 
 test("busy metrics port exits 1", async () => {
