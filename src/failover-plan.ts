@@ -24,7 +24,8 @@ export interface FailoverChecks {
  * the cap rather than sent to a backend that is probably down.
  *
  * Each backend (id and target) is tried at most once, also when the set is replaced
- * between attempts. The next pick is read from the set current at that moment. So a
+ * between attempts, and no id is tried whose target already failed for this client: ids that
+ * share a dead target would each cost it another connect timeout. The next pick is read from the set current at that moment. So a
  * backend added meanwhile is tried, one that left is not, and an id whose target changed
  * counts as a new backend.
  */
@@ -35,6 +36,7 @@ export class FailoverPlan {
   #first: Backend | undefined;
   // Built on the first failover only: most clients are served by their first backend.
   #tried: Set<string> | undefined;
+  #failedTargets: Set<string> | undefined;
   /** True when the last healthy pick passed over a healthy backend at its cap. */
   #healthyAtCap = false;
 
@@ -57,15 +59,20 @@ export class FailoverPlan {
     return this.#first;
   }
 
-  /** Returns the backend to dial after `failed`, reserved under its cap, or undefined when the attempts are used up or no untried backend has room. */
+  /**
+   * Returns the backend to dial after `failed`, reserved under its cap, or undefined when the
+   * attempts are used up or no untried backend with another target has room.
+   */
   next(failed: Backend): Backend | undefined {
     if (this.#maxAttempts > 0 && this.attempts >= this.#maxAttempts) {
       return undefined;
     }
 
     const tried = (this.#tried ??= new Set(this.#first === undefined ? [] : [attemptKey(this.#first)]));
+    const failedTargets = (this.#failedTargets ??= new Set());
+    failedTargets.add(failed.target);
     const { reserve } = this.#checks;
-    const untried = (candidate: Backend): boolean => !tried.has(attemptKey(candidate));
+    const untried = (candidate: Backend): boolean => !tried.has(attemptKey(candidate)) && !failedTargets.has(candidate.target);
     const backend =
       this.#pickHealthy(untried, failed.id) ?? (this.#healthyAtCap ? undefined : this.#selector.following(failed.id, (candidate) => untried(candidate) && reserve(candidate)));
 

@@ -77,6 +77,14 @@ test("FailoverPlan follows set replacements without skips or repeats", () => {
   expect(picked).toEqual(["a", "b", "d", "e", "a"]);
 });
 
+test("FailoverPlan skips ids sharing a failed target", () => {
+  const selector = new RoundRobinSelector(setOf("a@2000", "b@2000", "c@3000", "d@2000"));
+  const plan = new FailoverPlan(selector, healthyExcept(), 0);
+
+  expect(order(selector, plan)).toEqual(["a", "c"]);
+  expect(plan.attempts).toBe(2);
+});
+
 test("FailoverPlan ends when the set empties", () => {
   const selector = new RoundRobinSelector(setOf("a", "b"));
   const plan = new FailoverPlan(selector, healthyExcept(), 0);
