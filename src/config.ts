@@ -240,8 +240,9 @@ function parseConfigText(path: string, text: string): unknown {
     const where = line === undefined ? "at the end of the file" : `at line ${line}`;
     // Bun's messages start with "YAML Parse error: " and the like, which the file name already implies.
     const detail = message.replace(/^[A-Z]+ Parse error: /, "");
-    const lineText = line === undefined ? "" : (text.split("\n")[line - 1] ?? "");
-    const hint = extension === ".toml" ? tomlDurationHint(lineText) : yamlTokenHint(extension, detail);
+    const lines = text.split("\n");
+    const lineText = line === undefined ? "" : (lines[line - 1] ?? "");
+    const hint = extension === ".toml" ? tomlDurationHint(lineText) : yamlHint(extension, detail, lines, line ?? lines.length);
     throw new ConfigError(`parse config ${path} failed ${where}: ${detail}${quoteLine(lineText)}${hint}`, { cause: error });
   }
 
@@ -291,7 +292,11 @@ function findSecondYamlDocument(text: string): number | undefined {
 /** Maximum characters of a line that a parse error quotes. */
 const MAX_QUOTED_LINE = 80;
 
-/** Returns ` in "LINE"` for a parse error's line, cut to MAX_QUOTED_LINE characters, or "" for a blank one. */
+/**
+ * Returns `` in `LINE` `` for a parse error's line, cut to MAX_QUOTED_LINE characters, or "" for
+ * a blank one. Backticks keep the line's own quotes readable. A line with a backtick or a
+ * control character is quoted as a JSON string instead.
+ */
 function quoteLine(line: string): string {
   const trimmed = line.trim();
   if (trimmed === "") {
@@ -299,15 +304,40 @@ function quoteLine(line: string): string {
   }
 
   const quoted = trimmed.length > MAX_QUOTED_LINE ? `${trimmed.slice(0, MAX_QUOTED_LINE)}...` : trimmed;
+  const plain = !/[`\u0000-\u001f\u007f]/.test(quoted);
 
-  return ` in ${JSON.stringify(quoted)}`;
+  return plain ? ` in \`${quoted}\`` : ` in ${JSON.stringify(quoted)}`;
 }
 
-/** Returns what to look for after Bun's YAML "Unexpected token", which names no token, or "". */
-function yamlTokenHint(extension: string, detail: string): string {
-  const yaml = extension === ".yaml" || extension === ".yml";
+/** Lines before a YAML parse error searched for a double quote that is not closed. */
+const QUOTE_SEARCH_LINES = 3;
 
-  return yaml && detail === "Unexpected token" ? "; check that line and the one before for indentation, a missing colon or comma, and an unclosed bracket or quote" : "";
+/**
+ * Returns a hint for a YAML parse error at 1-based line `line`, or "". Bun reports a double
+ * quote left open where the next line fails, so the hint names a line just before with an
+ * open quote. Otherwise it says what to look for after "Unexpected token", which names no token.
+ */
+function yamlHint(extension: string, detail: string, lines: string[], line: number): string {
+  if (extension !== ".yaml" && extension !== ".yml") {
+    return "";
+  }
+  for (let number = line; number >= Math.max(1, line - QUOTE_SEARCH_LINES); number--) {
+    if (hasOpenDoubleQuote(lines[number - 1] ?? "")) {
+      return `; check the double quote on line ${number}, which is not closed on that line`;
+    }
+  }
+
+  return detail === "Unexpected token" ? "; check that line and the one before for indentation, a missing colon or comma, and an unclosed bracket or quote" : "";
+}
+
+/** Returns true when a YAML line outside a comment has an odd number of unescaped double quotes. */
+function hasOpenDoubleQuote(line: string): boolean {
+  if (/^\s*#/.test(line)) {
+    return false;
+  }
+  const quotes = line.replaceAll("\\\\", "").replaceAll('\\"', "").split('"').length - 1;
+
+  return quotes % 2 === 1;
 }
 
 /** A TOML line that sets a key to an unquoted duration, such as `connectTimeout = 3s`. */

@@ -137,10 +137,13 @@ describe("loadConfigFile", () => {
   });
 
   test.each([
-    ["broken.yaml", "listen: 127.0.0.1:1\nbackends:\n  - { id: a, target: [ }\nlogLevel: info\n", 'failed at line 3: Unexpected token in "- { id: a, target: [ }"; check that line and the one before'],
+    ["broken.yaml", "listen: 127.0.0.1:1\nbackends:\n  - { id: a, target: [ }\nlogLevel: info\n", 'failed at line 3: Unexpected token in `- { id: a, target: [ }`; check that line and the one before'],
     ["broken.toml", 'listen = "127.0.0.1:1"\nx = "abc\nlogLevel = "info"\n', "failed at line 2: Unterminated string"],
-    ["bare-duration.toml", 'listen = "127.0.0.1:1"\nconnectTimeout = 3s\n', 'failed at line 2: Unexpected character after a value: \'s\' in "connectTimeout = 3s"; quote durations in TOML, as in connectTimeout = "3s"'],
-    ["broken.json", '{\n  "listen": "127.0.0.1:1"\n  "logLevel": "info"\n}\n', 'failed at line 3: Expected "," but found'],
+    ["bare-duration.toml", 'listen = "127.0.0.1:1"\nconnectTimeout = 3s\n', 'failed at line 2: Unexpected character after a value: \'s\' in `connectTimeout = 3s`; quote durations in TOML, as in connectTimeout = "3s"'],
+    ["broken.json", '{\n  "listen": "127.0.0.1:1"\n  "logLevel": "info"\n}\n', 'failed at line 3: Expected "," but found ""logLevel"" in `"logLevel": "info"`'],
+    ["open-quote.yaml", 'listen: 127.0.0.1:1\nbackends:\n  - id: "api-1\n    target: 127.0.0.1:2\n', "failed at line 4: Unexpected character in `target: 127.0.0.1:2`; check the double quote on line 3, which is not closed on that line"],
+    ["open-quote-last.yaml", 'listen: "127.0.0.1:1\n', "failed at line 1: Unexpected EOF in `listen: \"127.0.0.1:1`; check the double quote on line 1"],
+    ["tab.yaml", "listen: 127.0.0.1:1\nbackends: [ {\tid: a }\n", 'failed at line 2: Unexpected token in "backends: [ {\\tid: a }"'],
     ["truncated.json", '{\n  "listen": "127.0.0.1:1",\n', "failed at the end of the file: Expected string but found end of file"],
     ["duplicate-target.yaml", "listen: 127.0.0.1:1\nbackends:\n  - { id: a, target: 127.0.0.1:18001, target: 127.0.0.1:18002 }\n", 'failed at line 3: duplicate key "target", already set at line 3; remove one of them'],
     ["duplicate-listen.yml", "listen: 127.0.0.1:1\nadmin: \"off\"\nlisten: 127.0.0.1:2\n", 'failed at line 3: duplicate key "listen", already set at line 1; remove one of them'],
