@@ -123,7 +123,7 @@ export function unusedResolverWarning(dns: ProviderSettings["dns"]): string | un
 
 /** Parses the `--admin` value: an address or `off`. */
 export function parseAdminAddress(text: string): Address | "off" {
-  return text === "off" ? "off" : parseAddress(text, true);
+  return text.trim().toLowerCase() === "off" ? "off" : parseAddress(text, true);
 }
 
 /**
@@ -146,13 +146,13 @@ export function parseMetricsAddress(text: string): TcpAddress | "off" {
   return address;
 }
 
-/** Builds the schema of a config file key whose address `parse` reads, such as `admin` or `metrics`. */
+/** Builds the schema of a config file key whose address `parse` reads, such as `admin` or `metrics`, which may be off too. */
 function addressKey<T>(parse: (text: string) => T) {
   return z.string().transform((text, context) => {
     try {
       return parse(text);
     } catch (error) {
-      context.addIssue({ code: "custom", message: (error as AddressError).message });
+      context.addIssue({ code: "custom", message: `${(error as AddressError).message}, or off` });
 
       return z.NEVER;
     }

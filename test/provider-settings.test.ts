@@ -118,6 +118,21 @@ test("provider flags win over the config file", () => {
   expect(settings.metrics).toBe("off");
 });
 
+test.each(["off", "OFF", " Off "])("admin and metrics %p in a config file turn them off", (value) => {
+  const path = configFile(`admin: "${value}"\nmetrics: "${value}"\n`);
+
+  const settings = resolveProviderSettings({}, loadConfigFile(path).providers);
+
+  expect(settings.admin).toBe("off");
+  expect(settings.metrics).toBe("off");
+});
+
+test("bad admin address in a config file offers off", () => {
+  const path = configFile('admin: "nowhere"\n');
+
+  expect(() => loadConfigFile(path)).toThrow('admin: invalid address "nowhere": expected host:port, [ipv6]:port or unix:/path, or off');
+});
+
 test("metrics flag wins over the config file", () => {
   const path = configFile("metrics: 127.0.0.1:9100\n");
 
