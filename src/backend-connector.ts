@@ -15,8 +15,11 @@ import type { TrafficStats } from "./traffic-stats.ts";
 /** Milliseconds between two dial failure lines of one backend id, and between two lines for unserved clients. */
 export const FAILURE_LOG_INTERVAL_MS = 10_000;
 
-/** Backend ids with a dial failure log before the map of them is emptied. */
-const MAX_FAILURE_LOGS = 1024;
+/**
+ * Backend ids with a dial failure log before the map of them is emptied. Each set change drops
+ * the ids that left, so this only bounds memory, and a set of 10,000 ids fits.
+ */
+const MAX_FAILURE_LOGS = 20_000;
 
 /** The server's parts a BackendConnector reads and updates, and its dial settings. */
 export interface BackendConnectorOptions {
@@ -108,15 +111,20 @@ export class BackendConnector implements DialObserver {
   }
 
   /**
-   * Gives up the dials in flight whose target left the backend set, so their clients fail
-   * over to the new set at once rather than after the connect timeout. Call it after the
-   * rotation has the new set.
+   * Applies a set change; call it after the rotation has the new set. Dials in flight whose
+   * target left the set are given up, so their clients fail over to the new set at once rather
+   * than after the connect timeout. Ids that left lose their dial failure log.
    */
-  abandonRemovedTargets(): void {
+  setChanged(): void {
     const { isCurrent } = this.#dialOptions;
     for (const attempt of this.#dialOptions.deadlines.pending()) {
       if (!isCurrent(attempt.backend)) {
         attempt.targetRemoved();
+      }
+    }
+    for (const id of this.#dialFailureLogs.keys()) {
+      if (this.#selector.set.get(id) === undefined) {
+        this.#dialFailureLogs.delete(id);
       }
     }
   }
@@ -160,8 +168,11 @@ export class BackendConnector implements DialObserver {
       }
 
       this.#limits.release(backend.target);
+      // A backend the rotation already skips was dialed only because no healthy one was left,
+      // and its failure was expected, so the line is only a debug line.
+      const expected = error.targetLeft || !this.#health.isHealthy(backend);
       // When a set change ended the dial (`targetLeft`), the backend did not fail: there is
-      // nothing to count or back off from, and the line is only a debug line.
+      // nothing to count or back off from.
       if (!error.targetLeft) {
         this.#stats.backend(backend.id).dialFailures++;
         this.#health.dialFailed(backend, error.message);
@@ -170,7 +181,7 @@ export class BackendConnector implements DialObserver {
         return;
       }
       const fields = { conn: connection.id, client: connection.clientAddress, backend: backend.id, target: backend.target };
-      if (error.targetLeft) {
+      if (expected) {
         this.#log.debug(error.message, fields);
       } else {
         this.#logFailure(this.#dialFailureLog(backend.id), error.message, fields);
@@ -200,7 +211,7 @@ export class BackendConnector implements DialObserver {
   #dialFailureLog(id: string): RateLimitedLog {
     let log = this.#dialFailureLogs.get(id);
     if (log === undefined) {
-      // Ids that left the set keep their entry; the map is emptied if ids keep changing.
+      // A backstop only: set changes drop the ids that left.
       if (this.#dialFailureLogs.size >= MAX_FAILURE_LOGS) {
         this.#dialFailureLogs.clear();
       }

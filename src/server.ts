@@ -182,7 +182,7 @@ export class Server {
     }
 
     this.#removals.setReplaced(previous, set);
-    this.#connector.abandonRemovedTargets();
+    this.#connector.setChanged();
 
     return true;
   }

@@ -291,6 +291,27 @@ test("Server rate-limits dial failure lines", async () => {
   await waitFor("pool to empty", () => server.activeCount === 0);
 }, TEST_TIMEOUT_MS);
 
+test("Server logs fallback dial failures at debug", async () => {
+  const { logger, lines } = captureLog();
+  const port = (await deadTarget()).split(":")[1];
+  // A set of over 1,024 ids, each on its own loopback address, where nothing listens on the
+  // port of a client socket.
+  const ids = Array.from({ length: 1100 }, (_, index): [string, string] => [`d${index}`, `127.0.${1 + Math.floor(index / 250)}.${1 + (index % 250)}:${port}`]);
+  const { server, port: listenPort } = await startServer(setOf(...ids), { logger });
+  const warnings = (): number => lines.filter((line) => /WARN +dial backend/.test(line)).length;
+
+  const first = await connect(listenPort);
+  await waitFor("the first client to be closed", () => first.ended || first.closed);
+  expect(warnings()).toBe(1100);
+  // Every backend is unhealthy now, so the next client's dials are the degraded fallback.
+  const second = await connect(listenPort);
+  await waitFor("the second client to be closed", () => second.ended || second.closed);
+
+  expect(server.stats.unserved).toBe(2);
+  expect(warnings()).toBe(1100);
+  expect(lines.filter((line) => /DEBUG +dial backend "d0"/.test(line)).length).toBe(1);
+}, TEST_TIMEOUT_MS);
+
 test("Server skips a backend that never completes the connect", async () => {
   const { logger, lines } = captureLog();
   const backends = startBackends(["b"]);

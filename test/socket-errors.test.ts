@@ -60,7 +60,8 @@ test.each([
 });
 
 test("binary words dial and probe failures plainly", async () => {
-  await using tinylb = TinylbProcess.start(["--listen", "127.0.0.1:0", "--backend", "a=127.0.0.1:1", "--probe", "tcp", "--probe-interval", "100ms"]);
+  // Debug level: a dial to a backend the probe already made unhealthy is logged only there.
+  await using tinylb = TinylbProcess.start(["--listen", "127.0.0.1:0", "--backend", "a=127.0.0.1:1", "--probe", "tcp", "--probe-interval", "100ms", "--log-level", "debug"]);
 
   await tinylb.waitForLog("backend is unhealthy");
   await tinylb.waitForLog(/listening .*listener=127\.0\.0\.1:\d+/);
