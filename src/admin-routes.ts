@@ -4,6 +4,7 @@ import { type Backend, BackendError, createBackend, validateId } from "./backend
 import { BackendSet } from "./backend-set.ts";
 import type { BackendSetUnion } from "./backend-set-union.ts";
 import type { BalancerStatus } from "./balancer-status.ts";
+import { BACKEND_STATES, type BackendStates } from "./backend-states.ts";
 import { METRICS_CONTENT_TYPE } from "./metrics.ts";
 import type { AdminApiProvider } from "./providers/admin-api-provider.ts";
 import { findSelfTarget } from "./self-target.ts";
@@ -30,6 +31,8 @@ export interface ReadOnlyRouteContext {
 /** The state the routes read and change. */
 export interface AdminRouteContext extends ReadOnlyRouteContext {
   api: AdminApiProvider;
+  /** Disables and enables backends of the running set, from any provider. */
+  states: BackendStates;
   /** The balancer's bound listen addresses, which no backend target may equal. */
   listenAddresses?: () => readonly Address[];
 }
@@ -52,10 +55,17 @@ const backendEntry = z.strictObject({ id: z.string(), target: z.string() });
 // Entries are checked one by one (see replaceBackends), so that a body's missing keys and bad values are named together.
 const replaceBody = z.strictObject({ backends: z.array(z.unknown()).max(MAX_ADMIN_BACKENDS) });
 const putOneBody = z.strictObject({ id: z.string().optional(), target: z.string() });
+const stateChoices = joinWords(BACKEND_STATES.map((state) => JSON.stringify(state)), "or");
+const putStateBody = z.strictObject({
+  // A missing state gets the choices too; a wrong one gets them from plainIssueMessage.
+  state: z.enum(BACKEND_STATES, { error: (issue) => (issue.input === undefined ? `missing; use ${stateChoices}` : undefined) }),
+  closeConnections: z.boolean().optional(),
+});
 
 /** Problems of one request body that its error message names at most, so a body of 10,000 bad entries gets a short message. */
 const MAX_REPORTED_ISSUES = 5;
 const BACKEND_PATH = /^\/v1\/backends\/([^/]+)$/;
+const BACKEND_STATE_PATH = /^\/v1\/backends\/([^/]+)\/state$/;
 
 /**
  * Serves one admin request. Every path has a fixed set of methods; another method gets
@@ -89,7 +99,15 @@ export async function routeAdminRequest(request: Request, context: AdminRouteCon
     return method === "PUT" ? putBackend(id, await readJsonBody(request), context) : deleteBackend(id, context);
   }
 
-  throw new AdminRequestError(404, `no route for ${path}; see /v1/backends, /v1/backends/{id}, /healthz, /readyz and /metrics`);
+  const stateMatch = BACKEND_STATE_PATH.exec(path);
+  if (stateMatch !== null) {
+    allowMethods(method, ["GET", "PUT"]);
+    const id = decodeId(stateMatch[1]!);
+
+    return method === "GET" ? getBackendState(id, context) : putBackendState(id, await readJsonBody(request), context);
+  }
+
+  throw new AdminRequestError(404, `no route for ${path}; see /v1/backends, /v1/backends/{id}, /v1/backends/{id}/state, /healthz, /readyz and /metrics`);
 }
 
 /**
@@ -114,12 +132,19 @@ export function routeReadOnlyRequest(request: Request, context: ReadOnlyRouteCon
       return json(503, { status: "draining", error: "tinylb is shutting down and accepts no new clients" });
     }
     const size = context.union.set.size;
-    if (size > 0 && context.status().degraded) {
-      // Still 200: a degraded balancer tries every backend, so it may serve clients.
-      return json(200, { status: "degraded", backends: size, warning: "every backend is unhealthy; each is tried anyway" });
+    if (size === 0) {
+      return json(503, { status: "not ready", error: "the backend set is empty" });
+    }
+    const status = context.status();
+    if (status.backends.every((backend) => backend.disabled)) {
+      return json(503, { status: "not ready", error: ALL_DISABLED });
+    }
+    if (status.degraded) {
+      // Still 200: a degraded balancer tries every enabled backend, so it may serve clients.
+      return json(200, { status: "degraded", backends: size, warning: "every enabled backend is unhealthy; each is tried anyway" });
     }
 
-    return size > 0 ? json(200, { status: "ready", backends: size }) : json(503, { status: "not ready", error: "the backend set is empty" });
+    return json(200, { status: "ready", backends: size });
   }
   if (path === "/metrics") {
     allowMethods(method, ["GET"]);
@@ -129,6 +154,9 @@ export function routeReadOnlyRequest(request: Request, context: ReadOnlyRouteCon
 
   return undefined;
 }
+
+/** The `/readyz` error while every backend of the set is disabled. */
+const ALL_DISABLED = 'every backend is disabled, so clients are closed; enable one with tinylb enable ID, or PUT /v1/backends/{id}/state with {"state": "enabled"}';
 
 /** Formats a JSON response. */
 export function json(status: number, body: unknown, headers: Record<string, string> = {}): Response {
@@ -246,10 +274,38 @@ function moreProblems(count: number): string {
 function getBackend(id: string, context: AdminRouteContext): Response {
   const backend = context.status().backends.find((candidate) => candidate.id === id);
   if (backend === undefined) {
-    throw new AdminRequestError(404, `backend "${id}" not found in the running set`, "id");
+    throw notInSet(id);
   }
 
   return json(200, backend);
+}
+
+function notInSet(id: string): AdminRequestError {
+  return new AdminRequestError(404, `backend "${id}" not found in the running set`, "id");
+}
+
+function getBackendState(id: string, context: AdminRouteContext): Response {
+  const state = context.states.state(id);
+  if (state === undefined) {
+    throw notInSet(id);
+  }
+
+  return json(200, { id, state });
+}
+
+/** Disables or enables a backend of any provider; see BackendStates.change. */
+async function putBackendState(id: string, body: unknown, context: AdminRouteContext): Promise<Response> {
+  const parsed = validateBody(putStateBody, body);
+  if (parsed.closeConnections === true && parsed.state !== "disabled") {
+    throw new AdminRequestError(400, `closeConnections: true applies only with "state": "disabled"; remove it to enable the backend`, "closeConnections");
+  }
+
+  const change = await context.states.change(id, parsed.state, parsed.closeConnections);
+  if (change === undefined) {
+    throw notInSet(id);
+  }
+
+  return json(200, change);
 }
 
 function putBackend(id: string, body: unknown, context: AdminRouteContext): Response {

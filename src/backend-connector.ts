@@ -4,7 +4,7 @@ import type { Connection } from "./connection.ts";
 import { ConnectDeadlines } from "./connect-deadlines.ts";
 import type { ConnectionLimits } from "./connection-limits.ts";
 import { DeferredKeepalive } from "./deferred-keepalive.ts";
-import { DialAttempt, type DialError, type DialObserver, type DialOptions } from "./dialer.ts";
+import { BACKEND_DISABLED, DialAttempt, type DialError, type DialObserver, type DialOptions } from "./dialer.ts";
 import { type FailoverChecks, FailoverPlan } from "./failover-plan.ts";
 import type { HealthChecker } from "./health-checker.ts";
 import type { LogFields, Logger } from "./logger.ts";
@@ -129,6 +129,19 @@ export class BackendConnector implements DialObserver {
     }
   }
 
+  /**
+   * Gives up the dials in flight to backend `id`, so their clients fail over to the next
+   * enabled backend at once. Returns how many were given up.
+   */
+  abandonDialsTo(id: string): number {
+    const attempts = this.#dialOptions.deadlines.pending().filter((attempt) => attempt.backend.id === id);
+    for (const attempt of attempts) {
+      attempt.giveUp(BACKEND_DISABLED);
+    }
+
+    return attempts.length;
+  }
+
   /** Stops the keepalive timer, so that a stopped server keeps no timer alive. Dials still in flight no longer time out. */
   stop(): void {
     this.#keepalive.stop();
@@ -170,10 +183,10 @@ export class BackendConnector implements DialObserver {
       this.#limits.release(backend.target);
       // A backend the rotation already skips was dialed only because no healthy one was left,
       // and its failure was expected, so the line is only a debug line.
-      const expected = error.targetLeft || !this.#health.isHealthy(backend);
-      // When a set change ended the dial (`targetLeft`), the backend did not fail: there is
-      // nothing to count or back off from.
-      if (!error.targetLeft) {
+      const expected = error.givenUp || !this.#health.isHealthy(backend);
+      // When tinylb gave the dial up itself (`givenUp`, after a set change or a disable), the
+      // backend did not fail: there is nothing to count or back off from.
+      if (!error.givenUp) {
         this.#stats.backend(backend.id).dialFailures++;
         this.#health.dialFailed(backend, error.message);
       }
@@ -186,7 +199,7 @@ export class BackendConnector implements DialObserver {
       } else {
         this.#logFailure(this.#dialFailureLog(backend.id), error.message, fields);
       }
-      const next = plan.next(backend);
+      const next = plan.next(backend, !error.givenUp);
       if (next !== undefined) {
         this.#dial(connection, next, plan);
 

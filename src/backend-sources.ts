@@ -3,6 +3,7 @@ import { AdminServer } from "./admin-server.ts";
 import { BackendSet } from "./backend-set.ts";
 import { BackendSetUnion } from "./backend-set-union.ts";
 import { collectStatus } from "./balancer-status.ts";
+import { BackendStates } from "./backend-states.ts";
 import { createClusterProviders } from "./cluster-providers.ts";
 import type { CliOptions } from "./cli.ts";
 import { checkProbeConfig } from "./probe-config-check.ts";
@@ -167,7 +168,7 @@ export async function startBackendSources(cli: CliOptions, settings: Settings, s
           address: options.admin,
           allowPublic: options.adminAllowPublic,
           tokenFile: options.adminTokenFile,
-          context: { ...readOnly, api, listenAddresses: () => server.listeners.map((listener) => listener.address) },
+          context: { ...readOnly, api, states: new BackendStates(server, logger), listenAddresses: () => server.listeners.map((listener) => listener.address) },
           logger,
         });
       } catch (error) {

@@ -28,6 +28,8 @@ export interface BackendStatus {
   healthy: boolean;
   /** Cause of the last change of `health`, or "" before the first one. */
   healthCause: string;
+  /** True while an operator has taken the id out of the rotation; its probes still run. */
+  disabled: boolean;
 }
 
 /**
@@ -79,7 +81,7 @@ export interface BalancerStatus {
   removed: RemovedBackendStatus[];
   conflicts: BackendIdConflict[];
   providers: ProviderStatus[];
-  /** True when every backend is unhealthy, so the balancer tries each of them anyway. */
+  /** True when the set has an enabled backend and every enabled one is unhealthy, so the balancer tries each of them anyway. */
   degraded: boolean;
   /** True once the balancer began to shut down on SIGTERM or SIGINT, so it accepts no new clients. */
   shuttingDown: boolean;
@@ -159,6 +161,7 @@ export function collectStatus(server: Server, union: BackendSetUnion): BalancerS
       health: health?.condition ?? "healthy",
       healthy: health?.healthy ?? true,
       healthCause: health?.cause ?? "",
+      disabled: server.disabled.has(backend.id),
     };
   });
 

@@ -1,5 +1,6 @@
 import { type Address, AddressError, parseAddress } from "./address.ts";
 import { type Backend, BackendError, createBackend } from "./backend.ts";
+import { BACKEND_STATE_HELP, parseBackendStateArgs } from "./backend-state-command.ts";
 import { CHECK_HELP } from "./check-command.ts";
 import { checkKeepalive, MAX_CONNECTION_CAP, MAX_WORKERS } from "./config.ts";
 import { parseDuration } from "./duration.ts";
@@ -9,6 +10,7 @@ import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from "./logger
 import { applyProviderFlag, applyProviderSwitch, checkStatusArgs, PROVIDER_FLAGS, PROVIDER_HELP, PROVIDER_SWITCHES, STATUS_HELP } from "./provider-flags.ts";
 import type { ProviderFlags } from "./provider-settings.ts";
 import { closestName } from "./suggestions.ts";
+import { joinWords } from "./word-lists.ts";
 
 /** A command line that cannot be understood; main prints it on one line and exits 2. */
 export class UsageError extends Error {
@@ -17,7 +19,7 @@ export class UsageError extends Error {
 
 /** Options parsed from the command line. */
 export interface CliOptions {
-  command: "run" | "check" | "demo" | "status" | "help" | "version";
+  command: "run" | "check" | "demo" | "status" | "disable" | "enable" | "help" | "version";
   listen: Address[];
   backends: Backend[];
   configPath?: string;
@@ -34,8 +36,12 @@ export interface CliOptions {
   providers?: ProviderFlags;
   /** `tinylb status --json`. */
   json?: boolean;
+  /** The backend id of `tinylb disable ID` and `tinylb enable ID`. */
+  backendId?: string;
+  /** `tinylb disable --close-connections`. */
+  closeConnections?: boolean;
   /** With the help command: the command whose help was requested, such as `tinylb status --help`. */
-  helpFor?: "check" | "status";
+  helpFor?: "check" | "status" | "disable" | "enable";
   logLevel?: LogLevel;
   logFormat?: LogFormat;
 }
@@ -49,6 +55,7 @@ Usage:
 ${CHECK_HELP}
   tinylb demo [--listen ADDR]     start three local demo backends behind a balancer (only --listen)
 ${STATUS_HELP}
+${BACKEND_STATE_HELP}
   tinylb --help | --version
 
 Addresses are host:port, [ipv6]:port or unix:/path. A listen host name binds one of its
@@ -123,6 +130,14 @@ export function parseArgs(argv: readonly string[]): CliOptions {
     options.command = args[0];
     args.shift();
   }
+  if (args[0] === "disable" || args[0] === "enable") {
+    const parsed = parseBackendStateArgs(args);
+    if (typeof parsed === "string") {
+      throw new UsageError(parsed);
+    }
+
+    return parsed;
+  }
   if (args[0] === "status") {
     options.command = "status";
     const problem = checkStatusArgs(args);
@@ -187,7 +202,7 @@ export function parseArgs(argv: readonly string[]): CliOptions {
 const ALL_FLAGS = [...VALUE_FLAGS, ...PROVIDER_FLAGS, ...PROVIDER_SWITCHES, "--help", "--version"];
 
 /** Commands that may come first, for typo suggestions. */
-const COMMANDS = ["check", "demo", "status"];
+const COMMANDS = ["check", "demo", "disable", "enable", "status"];
 
 /** Describes an argument that is not a known flag; `index` is its position on the command line. */
 function describeUnknownArgument(arg: string, flag: string, index: number): string {
@@ -202,7 +217,7 @@ function describeUnknownArgument(arg: string, flag: string, index: number): stri
   if (index === 0) {
     const suggestion = closestName(arg, COMMANDS);
 
-    return `unknown command "${arg}" (${suggestion === undefined ? "the commands are check, demo and status" : `did you mean ${suggestion}?`})`;
+    return `unknown command "${arg}" (${suggestion === undefined ? `the commands are ${joinWords(COMMANDS, "and")}` : `did you mean ${suggestion}?`})`;
   }
 
   return `unexpected argument "${arg}"`;

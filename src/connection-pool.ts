@@ -88,6 +88,16 @@ export class ConnectionPool<C extends PooledConnection = PooledConnection> {
     return connections.length;
   }
 
+  /** Closes every connection that `matches` accepts and returns how many were closed. Linear in the open connections. */
+  closeWhere(matches: (connection: C) => boolean, reason: string): number {
+    const connections = [...this.#byId.values()].filter(matches);
+    for (const connection of connections) {
+      connection.close(reason);
+    }
+
+    return connections.length;
+  }
+
   /** Closes every connection and returns how many were closed. */
   closeAll(reason: string): number {
     const connections = [...this.#byId.values()];

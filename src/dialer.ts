@@ -9,20 +9,24 @@ import { describeSocketError } from "./socket-errors.ts";
 /** The reason given for a dial abandoned because its target left the backend set. */
 const TARGET_LEFT = "its target left the backend set while the dial was in flight";
 
+/** The reason given for a dial abandoned because its backend was disabled with its connections closed. */
+export const BACKEND_DISABLED = "the backend was disabled while the dial was in flight";
+
 /** A failed dial, naming the backend id and target. Callers branch on it to fail over. */
 export class DialError extends Error {
   override name = "DialError";
   readonly backend: Backend;
   /**
-   * True when tinylb gave the dial up because the backend's target left the set. Such a dial
-   * is not counted as a failure, because it does not reflect the backend's health.
+   * True when tinylb gave the dial up itself: the backend's target left the set, or the
+   * backend was disabled with its connections closed. Such a dial is not counted as a
+   * failure, because it does not reflect the backend's health.
    */
-  readonly targetLeft: boolean;
+  readonly givenUp: boolean;
 
-  constructor(backend: Backend, detail: string, options?: ErrorOptions & { targetLeft?: boolean }) {
+  constructor(backend: Backend, detail: string, options?: ErrorOptions & { givenUp?: boolean }) {
     super(`dial backend "${backend.id}" (${backend.target}) failed: ${detail}`, options);
     this.backend = backend;
-    this.targetLeft = options?.targetLeft ?? false;
+    this.givenUp = options?.givenUp ?? false;
   }
 }
 
@@ -115,7 +119,7 @@ export class DialAttempt implements TimedDial {
     }
     if (!this.#options.isCurrent(this.backend)) {
       socket.terminate();
-      this.#settle(new DialError(this.backend, TARGET_LEFT, { targetLeft: true }));
+      this.#settle(new DialError(this.backend, TARGET_LEFT, { givenUp: true }));
 
       return;
     }
@@ -135,7 +139,12 @@ export class DialAttempt implements TimedDial {
 
   /** Gives the connect up because the backend's target left the set; the client fails over at once. */
   targetRemoved(): void {
-    this.failed(new DialError(this.backend, TARGET_LEFT, { targetLeft: true }));
+    this.giveUp(TARGET_LEFT);
+  }
+
+  /** Gives the connect up for `reason`, which does not count as a failure of the backend; the client fails over at once. */
+  giveUp(reason: string): void {
+    this.failed(new DialError(this.backend, reason, { givenUp: true }));
   }
 
   /** Gives the connect up once its deadline passed. */

@@ -61,16 +61,19 @@ export class FailoverPlan {
 
   /**
    * Returns the backend to dial after `failed`, reserved under its cap, or undefined when the
-   * attempts are used up or no untried backend with another target has room.
+   * attempts are used up or no untried backend with another target has room. `targetFailed`
+   * is false when tinylb gave the dial up itself, so other ids with that target stay eligible.
    */
-  next(failed: Backend): Backend | undefined {
+  next(failed: Backend, targetFailed = true): Backend | undefined {
     if (this.#maxAttempts > 0 && this.attempts >= this.#maxAttempts) {
       return undefined;
     }
 
     const tried = (this.#tried ??= new Set(this.#first === undefined ? [] : [attemptKey(this.#first)]));
     const failedTargets = (this.#failedTargets ??= new Set());
-    failedTargets.add(failed.target);
+    if (targetFailed) {
+      failedTargets.add(failed.target);
+    }
     const { reserve } = this.#checks;
     const untried = (candidate: Backend): boolean => !tried.has(attemptKey(candidate)) && !failedTargets.has(candidate.target);
     const backend =

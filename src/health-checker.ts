@@ -6,6 +6,7 @@ import { formatDuration } from "./duration.ts";
 import { type Logger, silentLogger } from "./logger.ts";
 import { ProbeLoop } from "./probe-loop.ts";
 import { describeProbe, type ProbeOverrides, type ProbeSettings, resolveProbeSettings } from "./probes/probe.ts";
+import { type DisabledIds, NONE_DISABLED } from "./round-robin-selector.ts";
 
 /** Health settings that a config reload may change. */
 export interface HealthCheckSettings {
@@ -61,9 +62,10 @@ interface Entry {
  * Each backend of the set gets one probe loop (see ProbeLoop), so probes of one backend
  * never overlap.
  *
- * The balancer is degraded when every backend of a non-empty set is unhealthy. The
- * server then tries them all anyway, so probes that time out under load cannot take
- * the whole set out of service.
+ * The balancer is degraded when the set has an enabled backend and every enabled backend
+ * is unhealthy. The server then tries them all anyway, so probes that time out under load
+ * cannot take the whole set out of service. Disabled backends are left out because the
+ * rotation never hands them out, but they are still probed, so their health stays visible.
  */
 export class HealthChecker {
   readonly #clock: Clock;
@@ -73,6 +75,7 @@ export class HealthChecker {
   readonly #entries = new Map<string, Entry>();
   readonly #listeners: HealthFlipListener[] = [];
   readonly #conditionListeners: (() => void)[] = [];
+  #disabled = NONE_DISABLED;
   #degraded = false;
   #stopped = false;
 
@@ -83,7 +86,7 @@ export class HealthChecker {
     this.#settings = settings;
   }
 
-  /** True when every backend of a non-empty set is unhealthy, so the server ignores health. */
+  /** True when the set has an enabled backend and every enabled one is unhealthy, so the server ignores health. */
   get degraded(): boolean {
     return this.#degraded;
   }
@@ -121,6 +124,17 @@ export class HealthChecker {
 
     this.#set = set;
     this.#updateDegraded();
+  }
+
+  /**
+   * Sets the ids that `degraded` leaves out, and updates it. The checker keeps `disabled`
+   * and reads it again on every change of health, so call this after each change of it.
+   */
+  setDisabled(disabled: DisabledIds): void {
+    this.#disabled = disabled;
+    if (this.#updateDegraded()) {
+      this.#announceConditionChange();
+    }
   }
 
   /** Applies new probe and back-off settings; backends whose probe changed restart probing. */
@@ -339,24 +353,31 @@ export class HealthChecker {
     }
   }
 
-  #updateDegraded(): void {
-    let degraded = this.#set.size > 0;
-    for (const entry of this.#entries.values()) {
-      if (entry.reported) {
-        degraded = false;
-        break;
+  /** Recomputes `degraded` over the enabled backends and logs a change; returns true when it changed. */
+  #updateDegraded(): boolean {
+    let enabled = 0;
+    let healthy = 0;
+    for (const [id, entry] of this.#entries) {
+      if (!this.#disabled.has(id)) {
+        enabled++;
+        healthy += entry.reported ? 1 : 0;
       }
     }
+    const degraded = enabled > 0 && healthy === 0;
     if (degraded === this.#degraded) {
-      return;
+      return false;
     }
 
     this.#degraded = degraded;
     if (degraded) {
-      this.#log.warn("every backend is unhealthy; degraded: trying all of them in rotation order", { count: this.#set.size });
+      this.#log.warn("every enabled backend is unhealthy; degraded: trying all of them in rotation order", { count: enabled });
+    } else if (enabled === 0) {
+      this.#log.info("no longer degraded: no backend is enabled", { disabled: this.#disabled.size });
     } else {
-      this.#log.info("no longer degraded: a backend is healthy again", { healthy: this.states().filter((state) => state.healthy).length });
+      this.#log.info("no longer degraded: an enabled backend is healthy", { healthy });
     }
+
+    return true;
   }
 }
 

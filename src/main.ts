@@ -3,6 +3,7 @@
 import "./early-hangup.ts";
 import { AddressError } from "./address.ts";
 import { BackendError } from "./backend.ts";
+import { BACKEND_STATE_COMMAND_HELP, runBackendStateCommand } from "./backend-state-command.ts";
 import { CHECK_COMMAND_HELP, checkConfig } from "./check-command.ts";
 import { type CliOptions, HELP, parseArgs, UsageError } from "./cli.ts";
 import { ConfigError } from "./config.ts";
@@ -46,6 +47,9 @@ async function main(argv: string[]): Promise<number> {
         return await runDemo(cli.listen, logger);
       case "status":
         return await runStatus(cli);
+      case "disable":
+      case "enable":
+        return await runBackendStateCommand(cli);
       case "check":
         process.stdout.write(checkConfig(cli, logger) + "\n");
 
@@ -56,7 +60,7 @@ async function main(argv: string[]): Promise<number> {
         return await (await runBalancer(cli, logger)).exited;
     }
   } catch (error) {
-    const command = argv[0] === "status" || argv[0] === "check" ? `${argv[0]} ` : "";
+    const command = ["status", "check", "disable", "enable"].includes(argv[0] ?? "") ? `${argv[0]} ` : "";
 
     return reportStartupError(error, `tinylb ${command}--help`);
   }
@@ -69,6 +73,9 @@ function helpText(command: CliOptions["helpFor"]): string {
       return CHECK_COMMAND_HELP;
     case "status":
       return STATUS_COMMAND_HELP;
+    case "disable":
+    case "enable":
+      return BACKEND_STATE_COMMAND_HELP;
     default:
       return HELP;
   }

@@ -75,6 +75,12 @@ export function renderMetrics(source: MetricsSource): string {
     server.set.backends.map((backend): [Labels, number] => [{ backend: backend.id }, server.health.state(backend.id)?.healthy === false ? 0 : 1]),
   );
   page.add(
+    "tinylb_backend_disabled",
+    "gauge",
+    "1 while an operator has taken the backend id out of the rotation through the admin API, else 0; its probes still run.",
+    server.set.backends.map((backend): [Labels, number] => [{ backend: backend.id }, server.disabled.has(backend.id) ? 1 : 0]),
+  );
+  page.add(
     "tinylb_backend_probe_up",
     "gauge",
     "1 while the active probe counts the backend id up, 0 once `fall` probes in a row failed; only backends with a probe.",
@@ -92,7 +98,7 @@ export function renderMetrics(source: MetricsSource): string {
     "Failed active probes of the backend id since it joined the set or changed target; only backends with a probe.",
     perHealthState((state) => state.probe?.failedTotal),
   );
-  page.add("tinylb_degraded", "gauge", "1 while every backend is unhealthy and each is tried anyway, else 0.", [[{}, server.health.degraded ? 1 : 0]]);
+  page.add("tinylb_degraded", "gauge", "1 while every enabled backend is unhealthy and each is tried anyway, else 0.", [[{}, server.health.degraded ? 1 : 0]]);
   page.add("tinylb_backend_set_size", "gauge", "Backends in the running set.", [[{}, server.set.size]]);
   page.add("tinylb_backend_set_changes_total", "counter", "Effective backend set changes applied.", [[{}, stats.setChanges]]);
   page.add("tinylb_backend_id_conflicts", "gauge", "Backend ids published by two providers with different targets.", [[{}, union.conflicts.length]]);

@@ -11,6 +11,9 @@ export const PROVIDER_SWITCHES = new Set(["--admin-allow-public", "--no-watch-co
 /** Flags `tinylb status` accepts. */
 const STATUS_FLAGS = new Set(["--admin", "--admin-token-file", "--json"]);
 
+/** Commands that connect to a running balancer's admin API rather than serve one. */
+const ADMIN_CLIENT_COMMANDS = new Set(["status", "disable", "enable"]);
+
 /** Flags that print the help or the version instead of running a command. */
 const HELP_FLAGS = new Set(["-h", "--help", "-V", "--version"]);
 
@@ -79,8 +82,8 @@ export function applyProviderSwitch(flags: ProviderFlags, status: { json?: boole
 /**
  * Applies a provider flag with its value; returns an error message for an invalid value.
  *
- * @param command the command being parsed; `tinylb status` cannot use `--admin off`, so its
- *   error does not offer it.
+ * @param command the command being parsed; `tinylb status`, `disable` and `enable` cannot use
+ *   `--admin off`, so their errors do not offer it.
  */
 export function applyProviderFlag(flags: ProviderFlags, flag: string, value: string, command?: string): string | undefined {
   switch (flag) {
@@ -88,7 +91,7 @@ export function applyProviderFlag(flags: ProviderFlags, flag: string, value: str
       try {
         flags.admin = parseAdminAddress(value);
       } catch (error) {
-        const off = command === "status" ? "" : ", or off";
+        const off = command !== undefined && ADMIN_CLIENT_COMMANDS.has(command) ? "" : ", or off";
         const unixHint = value.startsWith("/") ? `; for a Unix socket, write unix:${value}` : "";
 
         return `--admin: ${(error as AddressError).message}${off}${unixHint}`;

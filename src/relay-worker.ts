@@ -92,8 +92,14 @@ self.onmessage = (event: MessageEvent<WorkerCommand>) => {
     case "live-settings":
       applyLiveSettings(command.settings);
       break;
+    case "disabled":
+      server?.disabled.replace(command.ids);
+      break;
     case "close-all":
-      post({ type: "closed-all", closed: server?.closeAll(command.reason) ?? 0 });
+      post({ type: "closed", closed: server?.closeAll(command.reason) ?? 0 });
+      break;
+    case "close-backend":
+      post({ type: "closed", closed: server?.closeBackendConnections(command.id, command.reason) ?? 0 });
       break;
     case "shutdown":
       void shutdown(command.graceMs);

@@ -12,7 +12,7 @@ export interface RemovalPolicyOptions {
   onRemoval: RemovalPolicy;
   /** Milliseconds a removed target's connections may take to finish under the `drain` policy. */
   drainTimeoutMs: number;
-  /** Open connections of a backend that turns unhealthy: `keep` them, or `close` them unless every backend is unhealthy. */
+  /** Open connections of a backend that turns unhealthy: `keep` them, or `close` them unless every enabled backend is unhealthy. */
   onUnhealthy: UnhealthyPolicy;
   /**
    * Relay threads (`--workers`). With more than one, the main thread keeps a drain deadline
@@ -102,7 +102,7 @@ export class RemovalPolicies {
       return;
     }
     if (this.#health.degraded) {
-      this.#log.info("kept connections of unhealthy backend because every backend is unhealthy", { backend: backend.id, target: backend.target });
+      this.#log.info("kept connections of unhealthy backend because every enabled backend is unhealthy", { backend: backend.id, target: backend.target });
 
       return;
     }

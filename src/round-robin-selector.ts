@@ -7,6 +7,15 @@ export interface SharedTurns {
   takeTurns(count?: number): number;
 }
 
+/** Backend ids the rotation never hands out (see DisabledBackends). */
+export interface DisabledIds {
+  readonly size: number;
+  has(id: string): boolean;
+}
+
+/** No disabled ids, for a rotation or checker that is given none. */
+export const NONE_DISABLED: DisabledIds = { size: 0, has: () => false };
+
 /**
  * Hands out the backends of a set in id order, wrapping around.
  *
@@ -17,16 +26,23 @@ export interface SharedTurns {
  * With `turns`, the selectors of several threads share one rotation: each pick takes the
  * next turn, and the turn number modulo the set's size is the position. Consecutive turns
  * of all threads together then reach every backend of a set, a new one too, within one cycle.
+ *
+ * Disabled ids are passed over by `next` and `following` alike, as if `accept` rejected
+ * them, so every enabled backend is still reached within one cycle after a disable or an
+ * enable.
  */
 export class RoundRobinSelector {
   #set: BackendSet;
   #next = 0;
   #lastId: string | undefined;
   readonly #turns: SharedTurns | undefined;
+  readonly #disabled: DisabledIds;
 
-  constructor(set: BackendSet = BackendSet.EMPTY, turns?: SharedTurns) {
+  /** `disabled` is read on every pick, so changes to it apply to the next one. */
+  constructor(set: BackendSet = BackendSet.EMPTY, turns?: SharedTurns, disabled: DisabledIds = NONE_DISABLED) {
     this.#set = set;
     this.#turns = turns;
+    this.#disabled = disabled;
   }
 
   /** The set the selector currently rotates over. */
@@ -41,8 +57,8 @@ export class RoundRobinSelector {
   }
 
   /**
-   * Returns the next backend of the rotation, or `undefined` for an empty set.
-   * With `accept`, backends it rejects are passed over, for at most one cycle.
+   * Returns the next enabled backend of the rotation, or `undefined` when the set has none.
+   * With `accept`, backends it rejects are passed over too, for at most one cycle.
    */
   next(accept?: (backend: Backend) => boolean): Backend | undefined {
     const backends = this.#set.backends;
@@ -54,7 +70,7 @@ export class RoundRobinSelector {
     for (let step = 0; step < backends.length; step++) {
       const index = (start + step) % backends.length;
       const backend = backends[index]!;
-      if (accept === undefined || accept(backend)) {
+      if (this.#enabled(backend) && (accept === undefined || accept(backend))) {
         this.#next = (index + 1) % backends.length;
         this.#lastId = backend.id;
         if (step > 0) {
@@ -71,8 +87,8 @@ export class RoundRobinSelector {
   }
 
   /**
-   * Returns the first backend after `id` in the current set's order, wrapping around,
-   * that `accept` takes, without moving the rotation. Used to fail over within one
+   * Returns the first enabled backend after `id` in the current set's order, wrapping
+   * around, that `accept` takes, without moving the rotation. Used to fail over within one
    * client connection while other clients keep the shared rotation.
    */
   following(id: string, accept: (backend: Backend) => boolean): Backend | undefined {
@@ -80,12 +96,17 @@ export class RoundRobinSelector {
     const start = this.#indexAfter(id);
     for (let step = 0; step < backends.length; step++) {
       const backend = backends[(start + step) % backends.length]!;
-      if (accept(backend)) {
+      if (this.#enabled(backend) && accept(backend)) {
         return backend;
       }
     }
 
     return undefined;
+  }
+
+  #enabled(backend: Backend): boolean {
+    // Checking the size first costs nothing per pick while no backend is disabled.
+    return this.#disabled.size === 0 || !this.#disabled.has(backend.id);
   }
 
   /** Index of the first backend whose id sorts after `id`, or 0 when none does. */

@@ -11,6 +11,7 @@ import { ConnectionLimits } from "./connection-limits.ts";
 import { configureSocket } from "./dialer.ts";
 import { HealthChecker } from "./health-checker.ts";
 import { describeSetChange } from "./backend-set-log.ts";
+import { DisabledBackends } from "./disabled-backends.ts";
 import type { BoundListener } from "./listener.ts";
 import { ListenerSet } from "./listener-set.ts";
 import { type LogFields, Logger, silentLogger } from "./logger.ts";
@@ -32,6 +33,9 @@ type ClientSocket = Socket<Connection>;
  * `applySet` swaps the backend set first. It then closes the connections of every target
  * that left it, or under the `drain` removal policy lets them finish until a deadline.
  * Connections to targets that stay are never touched.
+ *
+ * The rotation passes over the ids in `disabled`. Their open connections stay until
+ * `closeBackendConnections` closes them.
  */
 export class Server {
   readonly pool = new ConnectionPool<Connection>();
@@ -41,6 +45,8 @@ export class Server {
   /** Health of every backend of the set, for status pages; the rotation skips unhealthy ones. */
   readonly health: HealthChecker;
   readonly #removals: RemovalPolicies;
+  /** Backend ids taken out of the rotation; ids that leave the set are forgotten. */
+  readonly disabled: DisabledBackends;
   /** Counters shared with the other relay threads, when there are any (`--workers`). */
   readonly threadCounters: ThreadCounters | undefined;
   readonly #selector: RoundRobinSelector;
@@ -48,6 +54,7 @@ export class Server {
   readonly #options: Required<Omit<ServerOptions, "threadCounters">>;
   readonly #log: Logger;
   readonly #emptySetWarning: RateLimitedLog;
+  readonly #allDisabledWarning: RateLimitedLog;
   readonly #listeners: ListenerSet<Connection>;
   #nextId: number;
   #shuttingDown = false;
@@ -69,10 +76,12 @@ export class Server {
     this.#nextId = this.#options.threadIndex + 1;
     this.#log = this.#options.logger.with({ component: "server" });
     this.#emptySetWarning = new RateLimitedLog(this.#log, "warn", 10_000);
+    this.disabled = new DisabledBackends(this.#log, this.#options.logSetChanges);
+    this.#allDisabledWarning = new RateLimitedLog(this.#log, "warn", 10_000);
     this.#listeners = new ListenerSet(this.#log, this.#options.reusePort);
     this.#listeners.setKeepAlive(this.#options.keepaliveMs);
     this.threadCounters = this.#options.threads > 1 ? new ThreadCounters(options.threadCounters, this.#options.maxConnectionsPerBackend > 0) : undefined;
-    this.#selector = new RoundRobinSelector(BackendSet.EMPTY, this.threadCounters);
+    this.#selector = new RoundRobinSelector(BackendSet.EMPTY, this.threadCounters, this.disabled);
     this.limits = new ConnectionLimits(
       { ...this.#options, globalCountShared: this.threadCounters !== undefined, sharedBackendCounts: this.threadCounters?.backendCounts },
       this.#options.logger,
@@ -80,6 +89,8 @@ export class Server {
     this.health = health ?? new HealthChecker({ ...this.#options.health, clock: this.#options.clock, logger: this.#options.logger });
     this.#removals = new RemovalPolicies(this.pool, this.health, this.#log, this.#options.clock, this.#options);
     this.health.onFlip((backend, healthy) => this.#removals.healthFlipped(backend, healthy));
+    this.health.setDisabled(this.disabled);
+    this.disabled.onChange(() => this.health.setDisabled(this.disabled));
     this.#connector = new BackendConnector({
       selector: this.#selector,
       limits: this.limits,
@@ -181,10 +192,23 @@ export class Server {
       }
     }
 
+    this.disabled.setReplaced(set);
     this.#removals.setReplaced(previous, set);
     this.#connector.setChanged();
 
     return true;
+  }
+
+  /**
+   * Closes the open connections opened for backend `id` and gives up the dials in flight to
+   * it, whose clients fail over to the next enabled backend. Connections of other ids with
+   * the same target stay. Returns how many connections were closed. Linear in the open
+   * connections.
+   */
+  closeBackendConnections(id: string, reason: string): number {
+    this.#connector.abandonDialsTo(id);
+
+    return this.pool.closeWhere((connection) => connection.backend.id === id, reason);
   }
 
   /** Stops accepting new clients; open connections carry on. */
@@ -278,6 +302,13 @@ export class Server {
       this.stats.unserved++;
       this.#emptySetWarning.log("backend set is empty; closing client", { conn: connection.id, client: connection.clientAddress });
       connection.close("backend set is empty");
+
+      return;
+    }
+    if (this.disabled.coversAll(this.#selector.set)) {
+      this.stats.unserved++;
+      this.#allDisabledWarning.log("every backend is disabled; closing client", { conn: connection.id, client: connection.clientAddress });
+      connection.close("every backend is disabled");
 
       return;
     }

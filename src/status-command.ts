@@ -1,50 +1,20 @@
-import { type Address, formatAddress } from "./address.ts";
-import { readTokenFile } from "./admin-server.ts";
+import { type AdminCommandOutput, PROCESS_OUTPUT, requestAdmin, runAdminCommand } from "./admin-client.ts";
+import type { Address } from "./address.ts";
 import type { BalancerStatus, RemovedBackendStatus } from "./balancer-status.ts";
 import type { CliOptions } from "./cli.ts";
-import { ConfigError } from "./config.ts";
-import { defaultAdminAddress } from "./provider-settings.ts";
 import { formatDuration } from "./duration.ts";
-
-/** Milliseconds `tinylb status` waits for the balancer's response. */
-const STATUS_TIMEOUT_MS = 5000;
-
-/** Output streams of the command, replaceable in tests. */
-export interface StatusOutput {
-  stdout: (text: string) => void;
-  stderr: (text: string) => void;
-}
-
-const PROCESS_OUTPUT: StatusOutput = {
-  stdout: (text) => process.stdout.write(text),
-  stderr: (text) => process.stderr.write(text),
-};
 
 /**
  * Runs `tinylb status`: requests `GET /v1/backends` from a running balancer's admin API
  * and prints a table (or with `--json`, the JSON response). Returns the exit code: 0, or 1
  * with a one-line error when no balancer responds or the response is an error.
  */
-export async function runStatus(cli: CliOptions, output: StatusOutput = PROCESS_OUTPUT): Promise<number> {
-  const admin = cli.providers?.admin ?? defaultAdminAddress();
-  if (admin === "off") {
-    output.stderr("tinylb status: --admin off leaves no address to connect to; pass the balancer's admin address\n");
+export function runStatus(cli: CliOptions, output: AdminCommandOutput = PROCESS_OUTPUT): Promise<number> {
+  return runAdminCommand("status", cli, output, async (admin, tokenFile) => {
+    const status = await fetchStatus(admin, tokenFile);
 
-    return 2;
-  }
-
-  let status: BalancerStatus;
-  try {
-    status = await fetchStatus(admin, cli.providers?.adminTokenFile);
-  } catch (error) {
-    output.stderr(`tinylb status: ${(error as Error).message}\n`);
-
-    return 1;
-  }
-
-  output.stdout(cli.json ? JSON.stringify(status, null, 2) + "\n" : formatStatus(status));
-
-  return 0;
+    return cli.json ? JSON.stringify(status, null, 2) + "\n" : formatStatus(status);
+  });
 }
 
 /**
@@ -53,48 +23,7 @@ export async function runStatus(cli: CliOptions, output: StatusOutput = PROCESS_
  * @throws {Error} naming the address when nothing responds, or the response is an error or not JSON.
  */
 export async function fetchStatus(admin: Address, tokenFile?: string): Promise<BalancerStatus> {
-  const name = formatAddress(admin);
-  let token: string | undefined;
-  try {
-    token = tokenFile === undefined ? undefined : readTokenFile(tokenFile);
-  } catch (error) {
-    throw new Error((error as ConfigError).message, { cause: error });
-  }
-
-  const url = admin.kind === "unix" ? "http://localhost/v1/backends" : `http://${name}/v1/backends`;
-  const init: RequestInit & { unix?: string } = {
-    signal: AbortSignal.timeout(STATUS_TIMEOUT_MS),
-    headers: token === undefined ? {} : { authorization: `Bearer ${token}` },
-  };
-  if (admin.kind === "unix") {
-    init.unix = admin.path;
-  }
-
-  let response: Response;
-  let body: string;
-  try {
-    response = await fetch(url, init);
-    body = await response.text();
-  } catch (error) {
-    const failure = describeFetchError(error);
-    if (failure.connected) {
-      throw new Error(`${name} does not respond as a tinylb admin API (${failure.reason}); pass --admin ADDR with the balancer's admin address`, { cause: error });
-    }
-    throw new Error(`no balancer responds on ${name} (${failure.reason}); is tinylb running? Pass --admin ADDR for another address`, { cause: error });
-  }
-
-  if (!response.ok) {
-    const detail = parseError(body);
-    if (detail === undefined) {
-      throw new Error(`${name} does not respond as a tinylb admin API (status ${response.status} without a tinylb error); pass --admin ADDR with the balancer's admin address`);
-    }
-    throw new Error(`the balancer on ${name} responded with status ${response.status}: ${detail}${fixFor(response.status, tokenFile)}`);
-  }
-  try {
-    return JSON.parse(body) as BalancerStatus;
-  } catch {
-    throw new Error(`the response from ${name} is not JSON; is this a tinylb admin API?`);
-  }
+  return (await requestAdmin(admin, tokenFile, "GET", "/v1/backends")) as BalancerStatus;
 }
 
 /**
@@ -110,7 +39,7 @@ function formatConnections(open: number, max: number): string {
 
 /** Formats the status as a table of backends, then listeners and conflicts. */
 export function formatStatus(status: BalancerStatus): string {
-  const header = ["ID", "TARGET", "PROVIDER", "ACTIVE", "TOTAL", "BYTES TO BACKEND", "BYTES TO CLIENT", "HEALTH"];
+  const header = ["ID", "TARGET", "PROVIDER", "ACTIVE", "TOTAL", "BYTES TO BACKEND", "BYTES TO CLIENT", "HEALTH", "STATE"];
   const rows = status.backends.map((backend) => [
     backend.id,
     backend.target,
@@ -120,12 +49,14 @@ export function formatStatus(status: BalancerStatus): string {
     String(backend.bytesToBackend),
     String(backend.bytesToClient),
     backend.health,
+    // A balancer from before the disabled state sends no `disabled` field.
+    backend.disabled === true ? "disabled" : "enabled",
   ]);
   for (const backend of status.removed) {
-    rows.push([backend.id, backend.target, "(removed)", String(backend.active), String(backend.total), String(backend.bytesToBackend), String(backend.bytesToClient), "-"]);
+    rows.push([backend.id, backend.target, "(removed)", String(backend.active), String(backend.total), String(backend.bytesToBackend), String(backend.bytesToClient), "-", "-"]);
   }
   const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => row[column]!.length)));
-  const line = (cells: string[]): string => cells.map((cell, column) => (column < 3 || column === 7 ? cell.padEnd(widths[column]!) : cell.padStart(widths[column]!))).join("  ").trimEnd();
+  const line = (cells: string[]): string => cells.map((cell, column) => (column < 3 || column >= 7 ? cell.padEnd(widths[column]!) : cell.padStart(widths[column]!))).join("  ").trimEnd();
 
   const lines = [line(header), ...rows.map(line)];
   if (status.backends.length === 0) {
@@ -144,8 +75,9 @@ export function formatStatus(status: BalancerStatus): string {
     lines.push(`Shutting down: no new clients are accepted${ends}`);
   }
   if (status.degraded) {
-    lines.push("Degraded: every backend is unhealthy, so each is tried anyway");
+    lines.push("Degraded: every enabled backend is unhealthy, so each is tried anyway");
   }
+  lines.push(...describeDisabled(status));
   for (const backend of status.backends.filter((entry) => entry.healthy === false)) {
     const label = backend.health === "retrying" ? "Retrying" : "Unhealthy";
     lines.push(`${label}: "${backend.id}": ${backend.healthCause}`);
@@ -162,13 +94,32 @@ export function formatStatus(status: BalancerStatus): string {
   return lines.join("\n") + "\n";
 }
 
+/** Describes each disabled backend in one line, or every one at once when no backend is enabled. */
+function describeDisabled(status: BalancerStatus): string[] {
+  const disabled = status.backends.filter((backend) => backend.disabled === true);
+  if (disabled.length === 0) {
+    return [];
+  }
+  if (disabled.length === status.backends.length) {
+    return ["Disabled: every backend is disabled, so clients are closed; put one back with tinylb enable ID"];
+  }
+
+  return disabled.map((backend) => `Disabled: "${backend.id}" gets no new clients; ${describeStayingConnections(backend.active)}`);
+}
+
+function describeStayingConnections(active: number): string {
+  if (active === 0) {
+    return "it has no open connections";
+  }
+
+  return active === 1 ? "its 1 open connection stays until it closes" : `its ${active} open connections stay until they close`;
+}
+
 /** Describes what happens to the open connections of an id that left the set: they stay, or they drain until a deadline. */
 function describeRemovedConnections(backend: RemovedBackendStatus): string {
   const oneOpen = backend.active === 1;
   if (backend.targetInUse) {
-    const connections = oneOpen ? "its 1 open connection stays until it closes" : `its ${backend.active} open connections stay until they close`;
-
-    return `${connections}, because its target is still in use`;
+    return `${describeStayingConnections(backend.active)}, because its target is still in use`;
   }
   const draining = oneOpen ? "its 1 open connection is draining" : `its ${backend.active} open connections are draining`;
   if (backend.drainEndsInMs === undefined) {
@@ -181,55 +132,4 @@ function describeRemovedConnections(backend: RemovedBackendStatus): string {
 /** Formats a time left in whole seconds, rounded up, so the last moments read as "1s" rather than "0s". */
 function formatTimeLeft(ms: number): string {
   return formatDuration(Math.max(1, Math.ceil(ms / 1000)) * 1000);
-}
-
-/** Returns the next step for an error status of the admin API, or "". */
-function fixFor(status: number, tokenFile: string | undefined): string {
-  if (status !== 401) {
-    return "";
-  }
-
-  return tokenFile === undefined
-    ? "; pass --admin-token-file FILE with the file that holds the balancer's admin token"
-    : `; check that ${tokenFile} holds the balancer's admin token`;
-}
-
-/** A failed request in words; `connected` is true when something listened but did not respond with HTTP. */
-interface FetchFailure {
-  connected: boolean;
-  reason: string;
-}
-
-function describeFetchError(error: unknown): FetchFailure {
-  const code = (error as { code?: string }).code;
-  if (code === "ENOENT" || code === "FailedToOpenSocket") {
-    return { connected: false, reason: "the socket does not exist" };
-  }
-  if (code === "ECONNREFUSED" || code === "ConnectionRefused") {
-    return { connected: false, reason: "connection refused" };
-  }
-  if (code === "Malformed_HTTP_Response") {
-    return { connected: true, reason: "the response is not HTTP" };
-  }
-  if (code === "ECONNRESET") {
-    return { connected: true, reason: "the connection was closed before a response" };
-  }
-  if ((error as Error).name === "TimeoutError") {
-    return { connected: true, reason: `no answer within ${STATUS_TIMEOUT_MS} ms` };
-  }
-
-  // Bun's fetch errors end with a hint for developers about a `verbose` option.
-  const message = (error as Error).message ?? String(error);
-
-  return { connected: false, reason: message.replace(/\.? For more information, pass `verbose: true`.*$/s, "") };
-}
-
-function parseError(body: string): string | undefined {
-  try {
-    const parsed = JSON.parse(body) as { error?: unknown };
-
-    return typeof parsed.error === "string" ? parsed.error : undefined;
-  } catch {
-    return undefined;
-  }
 }

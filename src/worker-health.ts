@@ -2,6 +2,7 @@ import type { Backend } from "./backend.ts";
 import type { HealthCondition, HealthState } from "./backend-health.ts";
 import { BackendSet } from "./backend-set.ts";
 import { HealthChecker, type HealthCheckSettings, type HealthFlipListener } from "./health-checker.ts";
+import type { DisabledIds } from "./round-robin-selector.ts";
 import type { DialResult, HealthSnapshot } from "./worker-messages.ts";
 
 /**
@@ -68,6 +69,9 @@ export class WorkerHealth extends HealthChecker {
 
   /** Does nothing: probe and back-off settings apply in the main thread. */
   override configure(_settings: HealthCheckSettings): void {}
+
+  /** Does nothing: the main thread's snapshot carries `degraded`, which leaves disabled backends out there. */
+  override setDisabled(_disabled: DisabledIds): void {}
 
   override isHealthy(backend: Backend): boolean {
     return conditionIn(this.#conditions, backend) !== "unhealthy";

@@ -13,7 +13,11 @@ export type WorkerCommand =
   /** `slots` gives the shared per-backend count of each target that has one (see SharedBackendCounts). */
   | { type: "set"; backends: { id: string; target: string }[]; slots: Record<string, number> }
   | { type: "health"; snapshot: HealthSnapshot }
+  /** The main thread's disabled backend ids, which replace the worker's. */
+  | { type: "disabled"; ids: string[] }
   | { type: "close-all"; reason: string }
+  /** Closes the connections opened for backend `id` and gives up the dials in flight to it. */
+  | { type: "close-backend"; id: string; reason: string }
   | { type: "live-settings"; settings: LiveSettings }
   | { type: "shutdown"; graceMs: number };
 
@@ -54,6 +58,6 @@ export type WorkerEvent =
    * `idsInUse` lists the backend ids outside the set with an open connection or a dial in flight.
    */
   | { type: "stats"; delta: StatsDelta; open: number; openById: Record<string, OpenTraffic>; idsInUse: string[] }
-  /** The reply to `close-all`: how many connections the worker closed. */
-  | { type: "closed-all"; closed: number }
+  /** The reply to `close-all` and `close-backend`: how many connections the worker closed. */
+  | { type: "closed"; closed: number }
   | { type: "stopped"; forced: number };

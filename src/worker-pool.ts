@@ -21,8 +21,8 @@ interface RelayWorker {
   /** Set once the thread ended, for example after an uncaught error. */
   exited: boolean;
   stopped?: (forced: number) => void;
-  /** Callers waiting for the replies to `close-all`, in the order the commands were sent. */
-  closeAllReplies?: ((closed: number) => void)[];
+  /** Callers waiting for the replies to `close-all` and `close-backend`, in the order the commands were sent. */
+  closeReplies?: ((closed: number) => void)[];
 }
 
 /** Milliseconds a worker may take beyond the grace period to report that it stopped. */
@@ -35,8 +35,8 @@ const STOP_MARGIN_MS = 5000;
  */
 const HEALTH_BATCH_MS = 50;
 
-/** Milliseconds a worker may take to report how many connections a `close-all` closed. */
-const CLOSE_ALL_REPLY_MS = 1000;
+/** Milliseconds a worker may take to report how many connections a `close-all` or `close-backend` closed. */
+const CLOSE_REPLY_MS = 1000;
 
 /**
  * The relay worker threads of a balancer started with `--workers N`. There are N - 1 of
@@ -151,6 +151,16 @@ export class WorkerPool {
   }
 
   /**
+   * Sends the main thread's disabled backend ids to every worker, whose rotations then pass
+   * over them. A worker applies the list when it reads the message, after every set sent before it.
+   */
+  publishDisabled(ids: string[]): void {
+    for (const worker of this.#workers) {
+      this.#send(worker, { type: "disabled", ids });
+    }
+  }
+
+  /**
    * Sends a backend set to every worker; each applies it as the main Server does. The
    * health snapshot follows, because the set can change which backends are degraded.
    */
@@ -244,16 +254,29 @@ export class WorkerPool {
    * counts of the last counter deltas are up to a second old. A worker that ended already
    * counts 0, and one that does not reply within 1 s is left out of the sum.
    */
-  async closeAll(reason: string): Promise<number> {
+  closeAll(reason: string): Promise<number> {
+    return this.#closeInWorkers({ type: "close-all", reason });
+  }
+
+  /**
+   * Closes the connections opened for backend `id` in every worker, and gives up their dials
+   * in flight to it, as `Server.closeBackendConnections` does. Resolves with how many
+   * connections they closed, counted as `closeAll` counts them.
+   */
+  closeBackend(id: string, reason: string): Promise<number> {
+    return this.#closeInWorkers({ type: "close-backend", id, reason });
+  }
+
+  async #closeInWorkers(command: WorkerCommand & { type: "close-all" | "close-backend" }): Promise<number> {
     const counts = this.#workers
       .filter((worker) => !worker.exited)
       .map((worker) => {
         const closed = new Promise<number>((resolve) => {
-          (worker.closeAllReplies ??= []).push(resolve);
-          this.#send(worker, { type: "close-all", reason });
+          (worker.closeReplies ??= []).push(resolve);
+          this.#send(worker, command);
         });
 
-        return Promise.race([closed, Bun.sleep(CLOSE_ALL_REPLY_MS).then(() => 0)]);
+        return Promise.race([closed, Bun.sleep(CLOSE_REPLY_MS).then(() => 0)]);
       });
 
     return (await Promise.all(counts)).reduce((sum, count) => sum + count, 0);
@@ -315,8 +338,8 @@ export class WorkerPool {
             worker.idsInUse = new Set(event.idsInUse);
             this.#add(event.delta);
             break;
-          case "closed-all":
-            worker.closeAllReplies?.shift()?.(event.closed);
+          case "closed":
+            worker.closeReplies?.shift()?.(event.closed);
             break;
           case "stopped":
             worker.open = 0;
@@ -332,7 +355,7 @@ export class WorkerPool {
         worker.openById = {};
         worker.idsInUse = new Set();
         worker.stopped?.(0);
-        worker.closeAllReplies?.splice(0).forEach((reply) => reply(0));
+        worker.closeReplies?.splice(0).forEach((reply) => reply(0));
       });
       worker.thread.onerror = (error) => {
         clearTimeout(timer);
@@ -407,8 +430,10 @@ export async function startRelayWorkers(settings: Settings, server: Server, logg
   const pool = await WorkerPool.start(settings.workers - 1, options, server, logger);
   poolsByServer.set(server, pool);
   server.onSetApplied((set) => pool.publish(set));
+  server.disabled.onChange(() => pool.publishDisabled(server.disabled.ids()));
   // A set applied while the workers were starting went out with no listener registered.
   pool.publish(server.set);
+  pool.publishDisabled(server.disabled.ids());
 
   return pool;
 }

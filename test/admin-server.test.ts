@@ -2,16 +2,15 @@ import { afterEach, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { type Address, parseAddress } from "../src/address.ts";
+import { parseAddress } from "../src/address.ts";
 import { MAX_ADMIN_BODY_BYTES } from "../src/admin-routes.ts";
 import { AdminServer, checkAdminAddress } from "../src/admin-server.ts";
 import { createBackend } from "../src/backend.ts";
-import { BackendSet } from "../src/backend-set.ts";
+import { BackendStates } from "../src/backend-states.ts";
 import { collectStatus } from "../src/balancer-status.ts";
 import { ConfigError } from "../src/config.ts";
-import { renderMetrics } from "../src/metrics.ts";
 import { AdminApiProvider } from "../src/providers/admin-api-provider.ts";
-import { StaticProvider } from "../src/providers/static-provider.ts";
+import { type AdminFixture, type AdminFixtureOptions, startAdminFixture } from "./support/admin-fixture.ts";
 import { BalancerScenario } from "./support/balancer-scenario.ts";
 import { waitFor } from "./support/wait.ts";
 
@@ -29,47 +28,9 @@ function tempDir(): string {
   return dir;
 }
 
-interface AdminFixture {
-  scenario: BalancerScenario;
-  api: AdminApiProvider;
-  admin: AdminServer;
-  request: (path: string, init?: RequestInit) => Promise<Response>;
-}
-
 /** Starts a balancer with static backends (default "a"), the API provider and an admin server on `transport`. */
-async function startAdmin(transport: "unix" | "tcp", options: { staticIds?: string[]; tokenFile?: string } = {}): Promise<AdminFixture> {
-  const scenario = new BalancerScenario();
-  cleanup.push(() => scenario.close());
-  scenario.startBackends(["a", "b", "c"]);
-  const staticIds = options.staticIds ?? ["a"];
-  const api = new AdminApiProvider();
-  await scenario.start(new StaticProvider(new BackendSet(staticIds.map((id) => createBackend(id, scenario.target(id))))), api);
-
-  const address: Address = transport === "unix" ? { kind: "unix", path: join(tempDir(), "admin.sock") } : { kind: "tcp", host: "127.0.0.1", port: 0 };
-  const admin = await AdminServer.start({
-    address,
-    tokenFile: options.tokenFile,
-    context: {
-      api,
-      union: scenario.union,
-      status: () => collectStatus(scenario.server, scenario.union),
-      metrics: () => renderMetrics({ server: scenario.server, union: scenario.union }),
-      shuttingDown: () => scenario.server.shuttingDown,
-      listenAddresses: () => scenario.server.listeners.map((listener) => listener.address),
-    },
-    logger: scenario.log.logger,
-  });
-  cleanup.push(() => admin.stop());
-
-  const request = (path: string, init: RequestInit = {}): Promise<Response> => {
-    if (admin.address.kind === "unix") {
-      return fetch(`http://localhost${path}`, { ...init, unix: admin.address.path } as RequestInit);
-    }
-
-    return fetch(`http://127.0.0.1:${admin.address.port}${path}`, init);
-  };
-
-  return { scenario, api, admin, request };
+function startAdmin(transport: "unix" | "tcp", options: AdminFixtureOptions = {}): Promise<AdminFixture> {
+  return startAdminFixture(transport, cleanup, options);
 }
 
 function putJson(body: unknown): RequestInit {
@@ -114,7 +75,7 @@ describe.each(["unix", "tcp"] as const)("admin API over %s", (transport) => {
     await stopped;
   });
 
-  test.each(["/healthz", "/readyz", "/metrics", "/v1/backends", "/v1/backends/a", "/v1/backends/missing"])("HEAD %s answers like GET without a body", async (path) => {
+  test.each(["/healthz", "/readyz", "/metrics", "/v1/backends", "/v1/backends/a", "/v1/backends/missing", "/v1/backends/a/state"])("HEAD %s answers like GET without a body", async (path) => {
     const { request } = await startAdmin(transport);
 
     const get = await request(path);
@@ -170,7 +131,7 @@ describe.each(["unix", "tcp"] as const)("admin API over %s", (transport) => {
     expect(response.status).toBe(200);
     expect(body.listeners).toEqual([`127.0.0.1:${scenario.port}`]);
     expect(body.backends).toEqual([
-      { id: "a", target: scenario.target("a"), provider: "static", active: 1, total: 1, bytesToBackend: 6, bytesToClient: 8, dialFailures: 0, health: "healthy", healthy: true, healthCause: "" },
+      { id: "a", target: scenario.target("a"), provider: "static", active: 1, total: 1, bytesToBackend: 6, bytesToClient: 8, dialFailures: 0, health: "healthy", healthy: true, healthCause: "", disabled: false },
     ]);
   });
 
@@ -270,7 +231,7 @@ describe.each(["unix", "tcp"] as const)("admin API over %s", (transport) => {
     ["DELETE on healthz", "/healthz", { method: "DELETE" }, 405, undefined, "use GET"],
     ["PUT on metrics", "/metrics", { method: "PUT", body: "x" }, 405, undefined, "use GET"],
     ["PATCH on one backend", "/v1/backends/x", { method: "PATCH", body: "{}" }, 405, undefined, "method PATCH is not allowed here; use GET, PUT or DELETE"],
-    ["unknown path", "/v2/things", {}, 404, undefined, "no route for /v2/things; see /v1/backends, /v1/backends/{id}, /healthz, /readyz and /metrics"],
+    ["unknown path", "/v2/things", {}, 404, undefined, "no route for /v2/things; see /v1/backends, /v1/backends/{id}, /v1/backends/{id}/state, /healthz, /readyz and /metrics"],
   ];
 
   test("names every bad entry of a set", async () => {
@@ -404,7 +365,7 @@ test("AdminServer start refuses a public address before binding", async () => {
   // Only the refusal is exercised: the check runs before any bind, so nothing listens on 0.0.0.0.
   const start = AdminServer.start({
     address: { kind: "tcp", host: "0.0.0.0", port: 0 },
-    context: { api, union: scenario.union, status: () => collectStatus(scenario.server, scenario.union), metrics: () => "" },
+    context: { api, states: new BackendStates(scenario.server), union: scenario.union, status: () => collectStatus(scenario.server, scenario.union), metrics: () => "" },
   });
 
   await expect(start).rejects.toThrow("admin API address 0.0.0.0:0 rejected");
@@ -420,7 +381,7 @@ test("admin API on a busy TCP port names the cause", async () => {
 
   const start = AdminServer.start({
     address: { kind: "tcp", host: "127.0.0.1", port: busy.port! },
-    context: { api, union: scenario.union, status: () => collectStatus(scenario.server, scenario.union), metrics: () => "" },
+    context: { api, states: new BackendStates(scenario.server), union: scenario.union, status: () => collectStatus(scenario.server, scenario.union), metrics: () => "" },
   });
 
   await expect(start).rejects.toThrow(`admin API listen on 127.0.0.1:${busy.port} failed: the address is already in use (EADDRINUSE)`);
@@ -433,7 +394,7 @@ test("admin socket of a draining tinylb is taken over", async () => {
   await scenario.start(api);
   const path = join(tempDir(), "admin.sock");
   let draining = false;
-  const context = { api, union: scenario.union, status: () => collectStatus(scenario.server, scenario.union), metrics: () => "", shuttingDown: () => draining };
+  const context = { api, states: new BackendStates(scenario.server), union: scenario.union, status: () => collectStatus(scenario.server, scenario.union), metrics: () => "", shuttingDown: () => draining };
   const old = await AdminServer.start({ address: { kind: "unix", path }, context });
   cleanup.push(() => old.stop());
 

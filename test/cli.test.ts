@@ -96,7 +96,7 @@ describe("parseArgs", () => {
 
   test.each([
     [["--lisen", "127.0.0.1:1"], "unknown flag --lisen"],
-    [["extra"], 'unknown command "extra" (the commands are check, demo and status)'],
+    [["extra"], 'unknown command "extra" (the commands are check, demo, disable, enable and status)'],
     [["chek"], 'unknown command "chek" (did you mean check?)'],
     [["check", "--lisen", "127.0.0.1:1"], "unknown flag --lisen (did you mean --listen?)"],
     [["check", "--config", "tinylb.yaml", "extra"], 'unexpected argument "extra"'],

@@ -102,3 +102,18 @@ test("ConnectionPool delete ignores a connection it does not hold", () => {
   expect(pool.delete(kept!)).toBe(false);
   expect(pool.targets()).toEqual([]);
 });
+
+test("ConnectionPool closes the connections a predicate matches", () => {
+  const pool = new ConnectionPool<StubConnection>();
+  const connections = fill(pool, [[1, "t1"], [2, "t2"], [3, "t1"], [4, "t1"]]);
+
+  expect(pool.closeWhere((connection) => connection.id % 2 === 1, "backend disabled")).toBe(2);
+
+  expect(connections.get(1)!.closedWith).toBe("backend disabled");
+  expect(connections.get(3)!.closedWith).toBe("backend disabled");
+  expect(connections.get(2)!.closedWith).toBeUndefined();
+  expect(connections.get(4)!.closedWith).toBeUndefined();
+  expect(pool.countTarget("t1")).toBe(1);
+  expect(pool.closeWhere(() => false, "none")).toBe(0);
+  expect(pool.size).toBe(2);
+});

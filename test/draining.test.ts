@@ -155,7 +155,7 @@ test("Server keeps connections while every backend is unhealthy", async () => {
   a!.readyStatus = 503;
   await waitFor("degraded", () => server.health.degraded);
 
-  expect(logs.withMessage("kept connections of unhealthy backend because every backend is unhealthy").length).toBe(1);
+  expect(logs.withMessage("kept connections of unhealthy backend because every enabled backend is unhealthy").length).toBe(1);
   toA.socket.write("GET / HTTP/1.1\r\nHost: a\r\n\r\n");
   await waitFor("response from a", () => toA.received.includes("\r\n\r\na"));
   expect(toA.closed).toBe(false);

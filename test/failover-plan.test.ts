@@ -1,6 +1,7 @@
 import { expect, test } from "bun:test";
 import { type Backend, createBackend } from "../src/backend.ts";
 import { BackendSet } from "../src/backend-set.ts";
+import { DisabledBackends } from "../src/disabled-backends.ts";
 import { FailoverPlan } from "../src/failover-plan.ts";
 import { RoundRobinSelector } from "../src/round-robin-selector.ts";
 
@@ -129,4 +130,49 @@ test("FailoverPlan skips backends without room", () => {
   const plan = new FailoverPlan(selector, { isHealthy: () => true, reserve: (backend) => backend.id !== "a" }, 0);
 
   expect(order(selector, plan)).toEqual(["b", "c"]);
+});
+
+test.each([
+  ["b disabled", [], ["b"], ["a", "c", "d"]],
+  ["b disabled, c unhealthy", ["c"], ["b"], ["a", "d", "c"]],
+  ["every enabled backend unhealthy", ["a", "c"], ["b", "d"], ["a", "c"]],
+  ["every backend unhealthy, one disabled", ["a", "b", "c", "d"], ["a"], ["b", "c", "d"]],
+  ["every backend disabled", [], ["a", "b", "c", "d"], []],
+] as const)("FailoverPlan never tries a disabled backend: %s", (_name, unhealthy, disabledIds, expected) => {
+  const disabled = new DisabledBackends();
+  disabled.replace([...disabledIds]);
+  const selector = new RoundRobinSelector(setOf("a", "b", "c", "d"), undefined, disabled);
+  const plan = new FailoverPlan(selector, healthyExcept(...unhealthy), 0);
+
+  expect(order(selector, plan)).toEqual([...expected]);
+});
+
+test("FailoverPlan skips a backend disabled during failover", () => {
+  const disabled = new DisabledBackends();
+  const selector = new RoundRobinSelector(setOf("a", "b", "c"), undefined, disabled);
+  const plan = new FailoverPlan(selector, healthyExcept(), 0);
+
+  const first = plan.first()!;
+  disabled.disable("b");
+
+  expect(first.id).toBe("a");
+  expect(plan.next(first)?.id).toBe("c");
+});
+
+test("FailoverPlan keeps a given-up dial's target eligible", () => {
+  const disabled = new DisabledBackends();
+  // a and a2 share a target; only a is disabled while its dial is in flight.
+  const selector = new RoundRobinSelector(setOf("a@2000", "a2@2000", "b"), undefined, disabled);
+  const givenUp = new FailoverPlan(selector, healthyExcept(), 0);
+  const failed = new FailoverPlan(selector, healthyExcept(), 0);
+
+  const first = givenUp.first()!;
+  expect(first.id).toBe("a");
+  disabled.disable("a");
+  expect(givenUp.next(first, false)?.id).toBe("a2");
+
+  disabled.enable("a");
+  const second = failed.first()!;
+  expect(second.id).toBe("a2");
+  expect(failed.next(second)?.id).toBe("b");
 });

@@ -109,7 +109,7 @@ test("Server tries every backend when all are unhealthy", async () => {
   await waitFor("degraded", () => server.health.degraded);
 
   expect(await requests(port, 6)).toEqual(["a", "b", "c", "a", "b", "c"]);
-  const degraded = logs.withMessage("every backend is unhealthy; degraded: trying all of them in rotation order");
+  const degraded = logs.withMessage("every enabled backend is unhealthy; degraded: trying all of them in rotation order");
   expect(degraded.length).toBe(1);
   expect(degraded[0]!.level).toBe("warn");
 
@@ -117,7 +117,7 @@ test("Server tries every backend when all are unhealthy", async () => {
   await waitFor("b to be healthy", () => server.health.state("b")?.healthy === true);
   expect(server.health.degraded).toBe(false);
   expect(await requests(port, 3)).toEqual(["b", "b", "b"]);
-  expect(logs.withMessage("no longer degraded: a backend is healthy again").length).toBe(1);
+  expect(logs.withMessage("no longer degraded: an enabled backend is healthy").length).toBe(1);
 });
 
 test("Server stops after max attempts", async () => {

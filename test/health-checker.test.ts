@@ -2,6 +2,7 @@ import { afterEach, expect, test } from "bun:test";
 import type { Backend } from "../src/backend.ts";
 import { createBackend } from "../src/backend.ts";
 import { BackendSet } from "../src/backend-set.ts";
+import { DisabledBackends } from "../src/disabled-backends.ts";
 import { HealthChecker } from "../src/health-checker.ts";
 import { FakeClock } from "./support/fake-clock.ts";
 import { LogLines } from "./support/log-lines.ts";
@@ -147,7 +148,7 @@ test("HealthChecker logs degraded once per flip", () => {
   const set = setOf("a", "b");
   const { checker, clock, logs } = start(set);
   const [a, b] = set.backends as [Backend, Backend];
-  const degradedLines = (): number => logs.withMessage("every backend is unhealthy; degraded: trying all of them in rotation order").length;
+  const degradedLines = (): number => logs.withMessage("every enabled backend is unhealthy; degraded: trying all of them in rotation order").length;
 
   checker.dialFailed(a, "refused");
   expect(checker.degraded).toBe(false);
@@ -161,13 +162,13 @@ test("HealthChecker logs degraded once per flip", () => {
   expect(checker.degraded).toBe(true);
   checker.dialSucceeded(a);
   expect(checker.degraded).toBe(false);
-  expect(logs.withMessage("no longer degraded: a backend is healthy again").length).toBe(1);
+  expect(logs.withMessage("no longer degraded: an enabled backend is healthy").length).toBe(1);
 
   checker.dialFailed(a, "refused");
   checker.dialFailed(b, "refused");
   expect(checker.degraded).toBe(true);
   expect(degradedLines()).toBe(2);
-  expect(logs.withMessage("every backend is unhealthy; degraded: trying all of them in rotation order")[0]!.level).toBe("warn");
+  expect(logs.withMessage("every enabled backend is unhealthy; degraded: trying all of them in rotation order")[0]!.level).toBe("warn");
 });
 
 test("HealthChecker is not degraded with an empty set", () => {
@@ -377,4 +378,57 @@ test("HealthChecker restarts probing when the probe changes", async () => {
   } finally {
     readyz.server.stop(true);
   }
+});
+
+test("HealthChecker leaves disabled backends out of degraded", () => {
+  const set = setOf("a", "b", "c");
+  const { checker, logs } = start(set);
+  const [a, b] = set.backends as [Backend, Backend, Backend];
+  let announced = 0;
+  checker.onConditionChange(() => announced++);
+  const disabled = new DisabledBackends();
+  disabled.disable("c");
+  checker.setDisabled(disabled);
+
+  // c is healthy but disabled, so a and b falling makes the balancer degraded.
+  checker.dialFailed(a, "refused");
+  checker.dialFailed(b, "refused");
+  expect(checker.degraded).toBe(true);
+  expect(logs.withMessage("every enabled backend is unhealthy; degraded: trying all of them in rotation order")[0]).toMatchObject({ level: "warn", count: 2 });
+
+  // Enabling c ends it, and the workers' snapshot is announced.
+  const before = announced;
+  disabled.enable("c");
+  checker.setDisabled(disabled);
+  expect(checker.degraded).toBe(false);
+  expect(announced).toBe(before + 1);
+  expect(logs.withMessage("no longer degraded: an enabled backend is healthy")[0]).toMatchObject({ healthy: 1 });
+
+  // Disabling every backend leaves no enabled one, so the balancer is not degraded either.
+  for (const id of ["a", "b", "c"]) {
+    disabled.disable(id);
+  }
+  checker.setDisabled(disabled);
+  expect(checker.degraded).toBe(false);
+
+  // A disabled backend's health is still tracked.
+  expect(checker.state("a")).toMatchObject({ condition: "unhealthy", dialFailureStreak: 1 });
+});
+
+test("HealthChecker ends degraded when all are disabled", () => {
+  const set = setOf("a", "b");
+  const { checker, logs } = start(set);
+  const disabled = new DisabledBackends();
+  checker.setDisabled(disabled);
+  for (const backend of set.backends) {
+    checker.dialFailed(backend, "refused");
+  }
+  expect(checker.degraded).toBe(true);
+
+  disabled.disable("a");
+  disabled.disable("b");
+  checker.setDisabled(disabled);
+
+  expect(checker.degraded).toBe(false);
+  expect(logs.withMessage("no longer degraded: no backend is enabled")[0]).toMatchObject({ level: "info", disabled: 2 });
 });

@@ -43,8 +43,8 @@ test("tinylb reports health in status, metrics and readyz", async () => {
   const table = await status(socket);
   expect(table.code).toBe(0);
   const rows = table.stdout.split("\n");
-  expect(rows[1]).toMatch(/^a\s.*\sunhealthy$/);
-  expect(rows[2]).toMatch(/^b\s.*\shealthy$/);
+  expect(rows[1]).toMatch(/^a\s.*\sunhealthy\s+enabled$/);
+  expect(rows[2]).toMatch(/^b\s.*\shealthy\s+enabled$/);
   expect(table.stdout).toContain('Unhealthy: "a": http GET /readyz failed 3 times in a row: GET /readyz returned status 503, expected 200');
   expect(table.stdout).not.toContain("Degraded");
 
@@ -61,13 +61,13 @@ test("tinylb reports health in status, metrics and readyz", async () => {
   expect(await (await adminGet(socket, "/readyz")).json()).toEqual({ status: "ready", backends: 2 });
 
   b.readyStatus = 503;
-  await tinylb.waitForLog("every backend is unhealthy; degraded");
+  await tinylb.waitForLog("every enabled backend is unhealthy; degraded");
 
   const readyz = await adminGet(socket, "/readyz");
   expect(readyz.status).toBe(200);
-  expect(await readyz.json()).toEqual({ status: "degraded", backends: 2, warning: "every backend is unhealthy; each is tried anyway" });
+  expect(await readyz.json()).toEqual({ status: "degraded", backends: 2, warning: "every enabled backend is unhealthy; each is tried anyway" });
   expect(await (await adminGet(socket, "/metrics")).text()).toContain("tinylb_degraded 1\n");
-  expect((await status(socket)).stdout).toContain("Degraded: every backend is unhealthy, so each is tried anyway");
+  expect((await status(socket)).stdout).toContain("Degraded: every enabled backend is unhealthy, so each is tried anyway");
 });
 
 test("tinylb applies new probe settings on reload", async () => {

@@ -2,6 +2,7 @@ import { afterEach, expect, test } from "bun:test";
 import { AdminServer } from "../src/admin-server.ts";
 import { createBackend } from "../src/backend.ts";
 import { BackendSet } from "../src/backend-set.ts";
+import { BackendStates } from "../src/backend-states.ts";
 import { collectStatus } from "../src/balancer-status.ts";
 import { ListenError } from "../src/listener.ts";
 import { renderMetrics } from "../src/metrics.ts";
@@ -45,7 +46,7 @@ async function startMetrics(): Promise<MetricsFixture> {
   };
   const metrics = MetricsServer.start({ address: { kind: "tcp", host: "127.0.0.1", port: 0 }, context: readOnly, logger: scenario.log.logger });
   cleanup.push(() => metrics.stop());
-  const admin = await AdminServer.start({ address: { kind: "tcp", host: "127.0.0.1", port: 0 }, context: { ...readOnly, api }, logger: scenario.log.logger });
+  const admin = await AdminServer.start({ address: { kind: "tcp", host: "127.0.0.1", port: 0 }, context: { ...readOnly, api, states: new BackendStates(scenario.server) }, logger: scenario.log.logger });
   cleanup.push(() => admin.stop());
 
   const requestTo = (port: number): Request => (path, init = {}) => fetch(`http://127.0.0.1:${port}${path}`, init);

@@ -140,5 +140,5 @@ test("RemovalPolicies keeps connections while degraded", () => {
   policies.healthFlipped(a, false);
 
   expect(toA.closedWith).toBeUndefined();
-  expect(logs.withMessage("kept connections of unhealthy backend because every backend is unhealthy").length).toBe(1);
+  expect(logs.withMessage("kept connections of unhealthy backend because every enabled backend is unhealthy").length).toBe(1);
 });

@@ -1,7 +1,8 @@
 import { describe, expect, test } from "bun:test";
 import { createBackend } from "../src/backend.ts";
 import { BackendSet } from "../src/backend-set.ts";
-import { RoundRobinSelector } from "../src/round-robin-selector.ts";
+import { DisabledBackends } from "../src/disabled-backends.ts";
+import { RoundRobinSelector, type SharedTurns } from "../src/round-robin-selector.ts";
 
 function set(...ids: string[]): BackendSet {
   return new BackendSet(ids.map((id, index) => createBackend(id, `127.0.0.1:${1000 + index}`)));
@@ -87,5 +88,68 @@ describe("RoundRobinSelector", () => {
     expect(selector.following("a", () => false)).toBeUndefined();
 
     expect(selector.next()?.id).toBe("b");
+  });
+
+  test("passes over disabled ids, keeping its place", () => {
+    const disabled = new DisabledBackends();
+    const selector = new RoundRobinSelector(set("a", "b", "c", "d"), undefined, disabled);
+    expect(picks(selector, 1)).toEqual(["a"]);
+
+    // Disable b, the next in line: the rotation moves on to c and never hands b out.
+    disabled.disable("b");
+    expect(picks(selector, 6)).toEqual(["c", "d", "a", "c", "d", "a"]);
+
+    // Enable b after a: b is next, so every backend is reached within one cycle of 4.
+    disabled.enable("b");
+    expect(picks(selector, 4)).toEqual(["b", "c", "d", "a"]);
+
+    // Enable in the middle of a cycle: after c, the rotation reaches d, a and b in turn.
+    disabled.disable("b");
+    disabled.disable("d");
+    expect(picks(selector, 3)).toEqual(["c", "a", "c"]);
+    disabled.enable("b");
+    disabled.enable("d");
+    expect(picks(selector, 4)).toEqual(["d", "a", "b", "c"]);
+
+    // Every id disabled: nothing is handed out.
+    for (const id of ["a", "b", "c", "d"]) {
+      disabled.disable(id);
+    }
+    expect(selector.next()).toBeUndefined();
+  });
+
+  test("following skips disabled ids", () => {
+    const disabled = new DisabledBackends();
+    const selector = new RoundRobinSelector(set("a", "b", "c"), undefined, disabled);
+    disabled.disable("b");
+
+    expect(selector.following("a", () => true)?.id).toBe("c");
+    expect(selector.following("c", () => true)?.id).toBe("a");
+    expect(selector.following("a", (backend) => backend.id !== "c")?.id).toBe("a");
+    disabled.disable("a");
+    disabled.disable("c");
+    expect(selector.following("a", () => true)).toBeUndefined();
+  });
+
+  test("threads sharing turns pass over disabled ids", () => {
+    let turn = 0;
+    const turns: SharedTurns = {
+      takeTurns(count = 1) {
+        const first = turn;
+        turn += count;
+
+        return first;
+      },
+    };
+    const disabled = new DisabledBackends();
+    const backends = set("a", "b", "c");
+    const threads = [new RoundRobinSelector(backends, turns, disabled), new RoundRobinSelector(backends, turns, disabled)];
+    const alternate = (count: number): (string | undefined)[] => Array.from({ length: count }, (_, index) => threads[index % 2]!.next()?.id);
+
+    expect(alternate(2)).toEqual(["a", "b"]);
+    disabled.disable("c");
+    expect(alternate(4)).toEqual(["a", "b", "a", "b"]);
+    disabled.enable("c");
+    expect(alternate(3)).toEqual(["c", "a", "b"]);
   });
 });

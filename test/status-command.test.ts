@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { AdminServer } from "../src/admin-server.ts";
 import { createBackend } from "../src/backend.ts";
 import { BackendSet } from "../src/backend-set.ts";
+import { BackendStates } from "../src/backend-states.ts";
 import { type BalancerStatus, collectStatus } from "../src/balancer-status.ts";
 import { parseArgs } from "../src/cli.ts";
 import { AdminApiProvider } from "../src/providers/admin-api-provider.ts";
@@ -46,7 +47,7 @@ async function startConflictingBalancer(tokenFile?: string): Promise<{ socket: s
   const admin = await AdminServer.start({
     address: { kind: "unix", path: socket },
     tokenFile,
-    context: { api, union: scenario.union, status: () => collectStatus(scenario.server, scenario.union), metrics: () => "" },
+    context: { api, states: new BackendStates(scenario.server), union: scenario.union, status: () => collectStatus(scenario.server, scenario.union), metrics: () => "" },
   });
   cleanup.push(() => admin.stop());
 
@@ -147,7 +148,7 @@ test("formatStatus marks an empty set", () => {
   const text = formatStatus({ listeners: [], backends: [], removed: [], conflicts: [], providers: [], degraded: false, shuttingDown: false });
 
   expect(text.split("\n")).toEqual([
-    "ID  TARGET  PROVIDER  ACTIVE  TOTAL  BYTES TO BACKEND  BYTES TO CLIENT  HEALTH",
+    "ID  TARGET  PROVIDER  ACTIVE  TOTAL  BYTES TO BACKEND  BYTES TO CLIENT  HEALTH  STATE",
     "(the backend set is empty)",
     "",
     "Listeners: (none)",
@@ -156,7 +157,7 @@ test("formatStatus marks an empty set", () => {
 });
 
 test("formatStatus shows a retrying backend", () => {
-  const backend = { id: "a", target: "127.0.0.1:9", provider: "static", active: 0, total: 3, bytesToBackend: 0, bytesToClient: 0, dialFailures: 3 };
+  const backend = { id: "a", target: "127.0.0.1:9", provider: "static", active: 0, total: 3, bytesToBackend: 0, bytesToClient: 0, dialFailures: 3, disabled: false };
   const text = formatStatus({
     listeners: ["127.0.0.1:7443"],
     backends: [{ ...backend, health: "retrying", healthy: false, healthCause: "dial back-off of 4s ended; the next client retries it" }],
@@ -167,7 +168,7 @@ test("formatStatus shows a retrying backend", () => {
     shuttingDown: false,
   });
 
-  expect(text.split("\n")[1]).toMatch(/^a\s.*\sretrying$/);
+  expect(text.split("\n")[1]).toMatch(/^a\s.*\sretrying\s+enabled$/);
   expect(text).toContain('Retrying: "a": dial back-off of 4s ended; the next client retries it\n');
   expect(text).not.toContain("Unhealthy:");
 });
@@ -183,7 +184,7 @@ test("formatStatus lists draining removed ids", () => {
     shuttingDown: false,
   });
 
-  expect(text.split("\n")[1]).toMatch(/^old\s+127\.0\.0\.1:9\s+\(removed\)\s+2\s+5\s+10\s+20\s+-$/);
+  expect(text.split("\n")[1]).toMatch(/^old\s+127\.0\.0\.1:9\s+\(removed\)\s+2\s+5\s+10\s+20\s+-\s+-$/);
   expect(text).toContain("(the backend set is empty)\n");
   expect(text).toContain('Removed: "old" left the set; its 2 open connections are draining\n');
 });
@@ -206,4 +207,37 @@ test("formatStatus gives a drain's deadline", () => {
   const text = formatStatus({ listeners: [], backends: [], removed: [removed], conflicts: [], providers: [], degraded: false, shuttingDown: false });
 
   expect(text).toContain('Removed: "old" left the set; its 2 open connections are draining; they are closed in 3s if still open\n');
+});
+
+test("formatStatus marks disabled backends", () => {
+  const backend = { target: "127.0.0.1:9", provider: "static", active: 0, total: 3, bytesToBackend: 0, bytesToClient: 0, dialFailures: 0, health: "healthy", healthy: true, healthCause: "" } as const;
+  const text = formatStatus({
+    listeners: [],
+    backends: [
+      { ...backend, id: "a", disabled: false },
+      { ...backend, id: "b", active: 2, disabled: true },
+      { ...backend, id: "c", disabled: true },
+    ],
+    removed: [],
+    conflicts: [],
+    providers: [],
+    degraded: false,
+    shuttingDown: false,
+  });
+  const rows = text.split("\n");
+
+  expect(rows[0]).toMatch(/\sHEALTH\s+STATE$/);
+  expect(rows[1]).toMatch(/^a\s.*\shealthy\s+enabled$/);
+  expect(rows[2]).toMatch(/^b\s.*\shealthy\s+disabled$/);
+  expect(text).toContain('\nDisabled: "b" gets no new clients; its 2 open connections stay until they close\n');
+  expect(text).toContain('\nDisabled: "c" gets no new clients; it has no open connections\n');
+  expect(text).not.toContain('Disabled: "a"');
+});
+
+test("formatStatus says when every backend is disabled", () => {
+  const backend = { target: "127.0.0.1:9", provider: "static", active: 1, total: 3, bytesToBackend: 0, bytesToClient: 0, dialFailures: 0, health: "healthy", healthy: true, healthCause: "", disabled: true } as const;
+  const text = formatStatus({ listeners: [], backends: [{ ...backend, id: "a" }, { ...backend, id: "b" }], removed: [], conflicts: [], providers: [], degraded: false, shuttingDown: false });
+
+  expect(text).toContain("\nDisabled: every backend is disabled, so clients are closed; put one back with tinylb enable ID\n");
+  expect(text).not.toContain('Disabled: "a"');
 });

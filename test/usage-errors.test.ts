@@ -52,6 +52,11 @@ test.each([
   ["a bare admin socket path", ["--admin", "/tmp/x.sock"], "[ipv6]:port or unix:/path, or off; for a Unix socket, write unix:/tmp/x.sock"],
   ["a misspelt status flag", ["status", "--jsn"], "; see tinylb status --help"],
   ["a misspelt balancer flag", ["--lisen", "127.0.0.1:0"], "; see tinylb --help"],
+  ["a misspelt disable command", ["disabel", "a"], 'unknown command "disabel" (did you mean disable?)'],
+  ["disable without an id", ["disable", "--admin", "unix:/tmp/x.sock"], "missing backend id: use tinylb disable ID, such as tinylb disable api-1; tinylb status lists the ids; see tinylb disable --help"],
+  ["disable with two ids", ["disable", "a", "b"], 'unexpected argument "b": tinylb disable takes one backend id; see tinylb disable --help'],
+  ["enable with --close-connections", ["enable", "a", "--close-connections"], "--close-connections is not valid with tinylb enable; use --admin ADDR or --admin-token-file FILE; see tinylb enable --help"],
+  ["disable with an invalid id", ["disable", "a b"], 'invalid backend id "a b"'],
 ])("binary rejects %s with exit 2", async (_, args, message) => {
   const { exitCode, stderr } = await runTinylb(args);
 
@@ -92,6 +97,9 @@ test.each([
   ["status --help", ["status", "--help"], "tinylb status [--admin ADDR] [--admin-token-file FILE] [--json]", "--max-connections"],
   ["status -h", ["status", "-h"], "--admin-token-file FILE  send the bearer token in FILE", "--max-connections"],
   ["demo --help", ["demo", "--help"], "--max-connections N", "Requests GET /v1/backends"],
+  ["disable --help", ["disable", "--help"], "--close-connections      with disable: also close the connections opened for ID", "--max-connections"],
+  ["enable -h", ["enable", "a", "-h"], "tinylb enable ID [--admin ADDR] [--admin-token-file FILE]", "--max-connections"],
+  ["--help", ["--help"], "tinylb disable ID [--close-connections] [--admin ADDR] [--admin-token-file FILE]", "Sends PUT /v1/backends/ID/state"],
 ])("binary prints the help for %s with exit 0", async (_, args, expected, absent) => {
   const child = trackChild(Bun.spawn([BINARY, ...args], { cwd: directory, stdin: "ignore", stdout: "pipe", stderr: "pipe" }));
   const [stdout, stderr, exitCode] = await within(`tinylb ${args.join(" ")} to exit`, Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited]), 20_000);

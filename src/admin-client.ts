@@ -1,0 +1,161 @@
+import { type Address, formatAddress } from "./address.ts";
+import { readTokenFile } from "./admin-server.ts";
+import type { CliOptions } from "./cli.ts";
+import type { ConfigError } from "./config.ts";
+import { defaultAdminAddress } from "./provider-settings.ts";
+
+/** Milliseconds an admin command such as `tinylb status` waits for the balancer's response. */
+const ADMIN_TIMEOUT_MS = 5000;
+
+/** Output streams of an admin command, replaceable in tests. */
+export interface AdminCommandOutput {
+  stdout: (text: string) => void;
+  stderr: (text: string) => void;
+}
+
+/** The process's stdout and stderr. */
+export const PROCESS_OUTPUT: AdminCommandOutput = {
+  stdout: (text) => process.stdout.write(text),
+  stderr: (text) => process.stderr.write(text),
+};
+
+/**
+ * Runs a command that talks to a running balancer's admin API, such as `tinylb status`:
+ * `send` performs the requests on the admin address of the command line and returns the
+ * text to print. Returns the exit code: 0, 2 for `--admin off`, or 1 with a one-line error
+ * `tinylb COMMAND: ...` when no balancer responds or `send` throws.
+ */
+export async function runAdminCommand(
+  command: string,
+  cli: CliOptions,
+  output: AdminCommandOutput,
+  send: (admin: Address, tokenFile: string | undefined) => Promise<string>,
+): Promise<number> {
+  const admin = cli.providers?.admin ?? defaultAdminAddress();
+  if (admin === "off") {
+    output.stderr(`tinylb ${command}: --admin off leaves no address to connect to; pass the balancer's admin address\n`);
+
+    return 2;
+  }
+
+  let text: string;
+  try {
+    text = await send(admin, cli.providers?.adminTokenFile);
+  } catch (error) {
+    output.stderr(`tinylb ${command}: ${(error as Error).message}\n`);
+
+    return 1;
+  }
+
+  output.stdout(text);
+
+  return 0;
+}
+
+/**
+ * Sends one request to a running balancer's admin API and returns its parsed JSON response.
+ * `body`, when given, is sent as JSON.
+ *
+ * @throws {Error} naming the address when nothing responds, or the response is an error or not JSON.
+ */
+export async function requestAdmin(admin: Address, tokenFile: string | undefined, method: string, path: string, body?: unknown): Promise<unknown> {
+  const name = formatAddress(admin);
+  let token: string | undefined;
+  try {
+    token = tokenFile === undefined ? undefined : readTokenFile(tokenFile);
+  } catch (error) {
+    throw new Error((error as ConfigError).message, { cause: error });
+  }
+
+  const url = admin.kind === "unix" ? `http://localhost${path}` : `http://${name}${path}`;
+  const headers: Record<string, string> = token === undefined ? {} : { authorization: `Bearer ${token}` };
+  if (body !== undefined) {
+    headers["content-type"] = "application/json";
+  }
+  const init: RequestInit & { unix?: string } = {
+    method,
+    body: body === undefined ? undefined : JSON.stringify(body),
+    signal: AbortSignal.timeout(ADMIN_TIMEOUT_MS),
+    headers,
+  };
+  if (admin.kind === "unix") {
+    init.unix = admin.path;
+  }
+
+  let response: Response;
+  let text: string;
+  try {
+    response = await fetch(url, init);
+    text = await response.text();
+  } catch (error) {
+    const failure = describeFetchError(error);
+    if (failure.connected) {
+      throw new Error(`${name} does not respond as a tinylb admin API (${failure.reason}); pass --admin ADDR with the balancer's admin address`, { cause: error });
+    }
+    throw new Error(`no balancer responds on ${name} (${failure.reason}); is tinylb running? Pass --admin ADDR for another address`, { cause: error });
+  }
+
+  if (!response.ok) {
+    const detail = parseError(text);
+    if (detail === undefined) {
+      throw new Error(`${name} does not respond as a tinylb admin API (status ${response.status} without a tinylb error); pass --admin ADDR with the balancer's admin address`);
+    }
+    throw new Error(`the balancer on ${name} responded with status ${response.status}: ${detail}${fixFor(response.status, tokenFile)}`);
+  }
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    throw new Error(`the response from ${name} is not JSON; is this a tinylb admin API?`);
+  }
+}
+
+/** Returns the next step for an error status of the admin API, or "". */
+function fixFor(status: number, tokenFile: string | undefined): string {
+  if (status !== 401) {
+    return "";
+  }
+
+  return tokenFile === undefined
+    ? "; pass --admin-token-file FILE with the file that holds the balancer's admin token"
+    : `; check that ${tokenFile} holds the balancer's admin token`;
+}
+
+/** A failed request in words; `connected` is true when something listened but did not respond with HTTP. */
+interface FetchFailure {
+  connected: boolean;
+  reason: string;
+}
+
+function describeFetchError(error: unknown): FetchFailure {
+  const code = (error as { code?: string }).code;
+  if (code === "ENOENT" || code === "FailedToOpenSocket") {
+    return { connected: false, reason: "the socket does not exist" };
+  }
+  if (code === "ECONNREFUSED" || code === "ConnectionRefused") {
+    return { connected: false, reason: "connection refused" };
+  }
+  if (code === "Malformed_HTTP_Response") {
+    return { connected: true, reason: "the response is not HTTP" };
+  }
+  if (code === "ECONNRESET") {
+    return { connected: true, reason: "the connection was closed before a response" };
+  }
+  if ((error as Error).name === "TimeoutError") {
+    return { connected: true, reason: `no answer within ${ADMIN_TIMEOUT_MS} ms` };
+  }
+
+  // Bun's fetch errors end with a hint for developers about a `verbose` option.
+  const message = (error as Error).message ?? String(error);
+
+  return { connected: false, reason: message.replace(/\.? For more information, pass `verbose: true`.*$/s, "") };
+}
+
+function parseError(body: string): string | undefined {
+  try {
+    const parsed = JSON.parse(body) as { error?: unknown };
+
+    return typeof parsed.error === "string" ? parsed.error : undefined;
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,153 @@
+import { type AdminCommandOutput, PROCESS_OUTPUT, requestAdmin, runAdminCommand } from "./admin-client.ts";
+import { BackendError, validateId } from "./backend.ts";
+import type { BackendStateChange } from "./backend-states.ts";
+import type { CliOptions } from "./cli.ts";
+import { applyProviderFlag } from "./provider-flags.ts";
+import { joinWords } from "./word-lists.ts";
+
+/** The commands that change a backend's state. */
+export type BackendStateCommand = "disable" | "enable";
+
+/** Help lines of `tinylb disable` and `tinylb enable` in the main help text. */
+export const BACKEND_STATE_HELP = `  tinylb disable ID [--close-connections] [--admin ADDR] [--admin-token-file FILE]
+                                  take backend ID of a running balancer out of the rotation
+  tinylb enable ID [--admin ADDR] [--admin-token-file FILE]
+                                  put backend ID back into the rotation`;
+
+/** Help text printed by `tinylb disable --help` and `tinylb enable --help`. */
+export const BACKEND_STATE_COMMAND_HELP = `tinylb disable, tinylb enable: take a backend of a running balancer out of the rotation, or put it back
+
+Usage:
+  tinylb disable ID [--close-connections] [--admin ADDR] [--admin-token-file FILE]
+  tinylb enable ID [--admin ADDR] [--admin-token-file FILE]
+
+Sends PUT /v1/backends/ID/state to the balancer's admin API. ID may come from any provider
+(flags, config file, DNS, Kubernetes, etcd or the admin API), and the provider is not
+changed. A disabled backend gets no new clients in any thread and is not tried in failover,
+but its open connections stay and its probes keep running. The state belongs to the id: it
+stays when a provider changes the id's target, and is forgotten when the id leaves the set
+or tinylb restarts.
+
+Options:
+  --close-connections      with disable: also close the connections opened for ID at once,
+                           in every thread; other ids with the same target keep theirs
+  --admin ADDR             the balancer's admin address: unix:/path or host:port (default
+                           unix:/run/tinylb/admin.sock as root, else a socket in
+                           $XDG_RUNTIME_DIR or /tmp, as for the balancer)
+  --admin-token-file FILE  send the bearer token in FILE, for a balancer that requires one
+  -h, --help               print this help
+
+Exit status: 0 when the balancer applied the state (also when ID was in it already), 1 when
+no balancer responds or it responds with an error, such as for an ID not in its set, 2 for
+a bad command line.`;
+
+/** The flags each command accepts besides --help. */
+const FLAGS: Record<BackendStateCommand, string[]> = {
+  disable: ["--close-connections", "--admin", "--admin-token-file"],
+  enable: ["--admin", "--admin-token-file"],
+};
+
+/** Each flag as an error message lists it, with its value. */
+const FLAG_USAGE: Record<string, string> = { "--close-connections": "--close-connections", "--admin": "--admin ADDR", "--admin-token-file": "--admin-token-file FILE" };
+
+/**
+ * Parses the arguments of `tinylb disable` or `tinylb enable`, the command word first.
+ * Returns an error message for a bad command line.
+ */
+export function parseBackendStateArgs(argv: readonly string[]): CliOptions | string {
+  const command = argv[0] as BackendStateCommand;
+  const options: CliOptions = { command, listen: [], backends: [] };
+  const args = argv.slice(1);
+  while (args.length > 0) {
+    const arg = args.shift()!;
+    if (arg === "-h" || arg === "--help") {
+      return { ...options, command: "help", helpFor: command };
+    }
+
+    const equals = arg.indexOf("=");
+    const flag = arg.startsWith("--") && equals > 0 ? arg.slice(0, equals) : arg;
+    if (!flag.startsWith("-")) {
+      if (options.backendId !== undefined) {
+        return `unexpected argument "${arg}": tinylb ${command} takes one backend id`;
+      }
+      options.backendId = arg;
+      continue;
+    }
+    if (!FLAGS[command].includes(flag)) {
+      return `${flag} is not valid with tinylb ${command}; use ${joinWords(FLAGS[command].map((name) => FLAG_USAGE[name]!), "or")}`;
+    }
+    if (flag === "--close-connections") {
+      options.closeConnections = true;
+      continue;
+    }
+
+    const inline = equals > 0;
+    if (!inline && (args.length === 0 || args[0]!.startsWith("--"))) {
+      return `${flag} needs a value`;
+    }
+    const problem = applyProviderFlag((options.providers ??= {}), flag, inline ? arg.slice(equals + 1) : args.shift()!, command);
+    if (problem !== undefined) {
+      return problem;
+    }
+  }
+
+  return checkBackendId(command, options.backendId) ?? options;
+}
+
+/** Returns an error message when the backend id is missing or invalid. */
+function checkBackendId(command: BackendStateCommand, id: string | undefined): string | undefined {
+  if (id === undefined) {
+    return `missing backend id: use tinylb ${command} ID, such as tinylb ${command} api-1; tinylb status lists the ids`;
+  }
+  try {
+    validateId(id);
+  } catch (error) {
+    return (error as BackendError).message;
+  }
+
+  return undefined;
+}
+
+/**
+ * Runs `tinylb disable` or `tinylb enable`: sends `PUT /v1/backends/{id}/state` to a running
+ * balancer's admin API and prints one line saying what changed. Returns the exit code as
+ * `tinylb status` does.
+ */
+export function runBackendStateCommand(cli: CliOptions, output: AdminCommandOutput = PROCESS_OUTPUT): Promise<number> {
+  const command = cli.command as BackendStateCommand;
+  const id = cli.backendId!;
+  const body = command === "disable" ? { state: "disabled", ...(cli.closeConnections === true ? { closeConnections: true } : {}) } : { state: "enabled" };
+
+  return runAdminCommand(command, cli, output, async (admin, tokenFile) => {
+    const change = (await requestAdmin(admin, tokenFile, "PUT", `/v1/backends/${encodeURIComponent(id)}/state`, body)) as BackendStateChange;
+
+    return describeStateChange(change) + "\n";
+  });
+}
+
+/** Describes a state change in one line, such as `disabled backend "api-1" (10.0.0.11:6443): ...`. */
+export function describeStateChange(change: BackendStateChange): string {
+  const backend = `backend "${change.id}" (${change.target})`;
+  if (change.state === "enabled") {
+    return change.changed ? `enabled ${backend}: the rotation hands it out again` : `${backend} was enabled already; nothing changed`;
+  }
+
+  const closed = describeClosed(change.closedConnections);
+  if (!change.changed) {
+    return `${backend} was disabled already; ${closed ?? "nothing changed"}`;
+  }
+
+  return `disabled ${backend}: it gets no new clients, and ${closed ?? "its open connections stay until they close"}`;
+}
+
+/** Describes the connections a disable closed, or returns undefined when closing them was not requested. */
+function describeClosed(count: number | undefined): string | undefined {
+  if (count === undefined) {
+    return undefined;
+  }
+  if (count === 0) {
+    return "it had no open connections to close";
+  }
+
+  return count === 1 ? "1 connection opened for it was closed" : `${count} connections opened for it were closed`;
+}
