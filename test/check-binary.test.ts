@@ -225,7 +225,7 @@ test("check accepts a metrics port in use", async () => {
 
   const { exitCode, stdout, stderr } = await runTinylb(["check", "--listen", "127.0.0.1:0", "--admin", "off", "--metrics", `127.0.0.1:${port}`]);
 
-  expect(stdout).toBe("config OK: 0 backends, 1 listener\n");
+  expect(stdout).toBe(`config OK: 0 backends, 1 listener, metrics on 127.0.0.1:${port}\n`);
   expect(stderr).toBe("");
   expect(exitCode).toBe(0);
 });
