@@ -1,7 +1,6 @@
-import { dlopen, FFIType, ptr } from "bun:ffi";
+import { setSocketOption, SOL_SOCKET } from "./socket-options.ts";
 
 // Linux constants from <sys/socket.h> and <netinet/tcp.h>.
-const SOL_SOCKET = 1;
 const SO_KEEPALIVE = 9;
 const IPPROTO_TCP = 6;
 const TCP_KEEPIDLE = 4;
@@ -15,13 +14,6 @@ const TCP_KEEPCNT = 6;
  */
 const PROBE_INTERVAL_SECONDS = 1;
 const PROBE_COUNT = 10;
-
-/** C libraries to load setsockopt(2) from: glibc, then musl on x64 and arm64. */
-const LIBC_NAMES = ["libc.so.6", "libc.musl-x86_64.so.1", "libc.musl-aarch64.so.1"];
-
-type SetSockOpt = (fd: number, level: number, name: number, value: number) => boolean;
-
-let loaded: SetSockOpt | null | undefined;
 
 /**
  * Sets TCP keepalive on a listening socket, so that Linux copies it to every socket the
@@ -37,49 +29,18 @@ let loaded: SetSockOpt | null | undefined;
  * queue, keeps the listener's previous settings.
  */
 export function setListenerKeepAlive(fd: number, keepaliveMs: number): boolean {
-  const setOption = loadSetSockOpt();
-  if (setOption === null) {
-    return false;
-  }
+  const setOption = (level: number, name: number, value: number): boolean => setSocketOption(fd, level, name, value);
   if (keepaliveMs <= 0) {
-    return setOption(fd, SOL_SOCKET, SO_KEEPALIVE, 0);
+    return setOption(SOL_SOCKET, SO_KEEPALIVE, 0);
   }
 
   // Same rounding as Bun's setKeepAlive: whole seconds, at least 1.
   const idleSeconds = Math.max(1, Math.floor(keepaliveMs / 1000));
 
   return (
-    setOption(fd, SOL_SOCKET, SO_KEEPALIVE, 1) &&
-    setOption(fd, IPPROTO_TCP, TCP_KEEPIDLE, idleSeconds) &&
-    setOption(fd, IPPROTO_TCP, TCP_KEEPINTVL, PROBE_INTERVAL_SECONDS) &&
-    setOption(fd, IPPROTO_TCP, TCP_KEEPCNT, PROBE_COUNT)
+    setOption(SOL_SOCKET, SO_KEEPALIVE, 1) &&
+    setOption(IPPROTO_TCP, TCP_KEEPIDLE, idleSeconds) &&
+    setOption(IPPROTO_TCP, TCP_KEEPINTVL, PROBE_INTERVAL_SECONDS) &&
+    setOption(IPPROTO_TCP, TCP_KEEPCNT, PROBE_COUNT)
   );
-}
-
-/** Loads setsockopt(2) through bun:ffi once; returns null when no C library can be opened. */
-function loadSetSockOpt(): SetSockOpt | null {
-  if (loaded !== undefined) {
-    return loaded;
-  }
-
-  loaded = null;
-  for (const name of LIBC_NAMES) {
-    try {
-      const libc = dlopen(name, {
-        setsockopt: { args: [FFIType.i32, FFIType.i32, FFIType.i32, FFIType.ptr, FFIType.u32], returns: FFIType.i32 },
-      });
-      loaded = (fd, level, option, optionValue) => {
-        // A fresh array and pointer per call. With one array's pointer kept across calls, Bun
-        // 1.4.4 later passed a stale value (a 10 s idle time was set in place of 37 s).
-        const value = new Int32Array([optionValue]);
-
-        return libc.symbols.setsockopt(fd, level, option, ptr(value), 4) === 0;
-      };
-      break;
-    } catch {
-      // Not this C library; try the next name.
-    }
-  }
-
-  return loaded;
 }

@@ -1,7 +1,8 @@
 import { lstatSync, unlinkSync } from "node:fs";
 import { dirname } from "node:path";
-import type { Socket, SocketHandler, SocketListener, TCPSocketListenOptions } from "bun";
+import type { Socket, SocketHandler, SocketListener, TCPSocketListener, TCPSocketListenOptions } from "bun";
 import { type Address, formatAddress, type TcpAddress } from "./address.ts";
+import { setSocketOption, SOL_SOCKET } from "./socket-options.ts";
 
 /** A listener that could not be bound, naming the address and the reason. */
 export class ListenError extends Error {
@@ -56,18 +57,7 @@ export async function bindListener<Data>(address: Address, handlers: SocketHandl
     }
 
     const reusePort = options.reusePort === true;
-    const port = reusePort && mustProbeReusedPort(name) ? probeExclusiveBind(address) : address.port;
-    // bun-types 1.4.4 declares reusePort on connect options only, but Bun.listen applies it
-    // (test/workers.test.ts shares one port between threads).
-    const listenOptions: TCPSocketListenOptions<Data> & { reusePort: boolean } = {
-      hostname: address.host,
-      port,
-      exclusive: !reusePort,
-      reusePort,
-      allowHalfOpen: true,
-      socket: handlers,
-    };
-    const listener = Bun.listen<Data>(listenOptions);
+    const listener = reusePort && mustCheckExclusive(name) ? listenExclusiveThenShare(address, handlers) : listenTcp(address, address.port, handlers, reusePort);
     const bound: Address = { kind: "tcp", host: address.host, port: listener.port };
 
     if (reusePort) {
@@ -87,33 +77,60 @@ export async function bindListener<Data>(address: Address, handlers: SocketHandl
 /** Addresses, with their bound ports, that this thread has bound with SO_REUSEPORT before. */
 const reusedPortNames = new Set<string>();
 
+/** `SO_REUSEPORT` from Linux's <asm-generic/socket.h>. */
+const SO_REUSEPORT = 15;
+
 /**
  * Tells whether a bind with SO_REUSEPORT must first check that no other process is bound to
  * the address. Only the main thread checks, on its first bind of the address. Relay workers
  * join the port the main thread is bound to, and so does the main thread when it binds again
  * after a descriptor-guard pause, so both binds would fail an exclusive check.
  */
-function mustProbeReusedPort(name: string): boolean {
+function mustCheckExclusive(name: string): boolean {
   return Bun.isMainThread && !reusedPortNames.has(name);
 }
 
-/**
- * Binds a TCP address without SO_REUSEPORT and closes it again, so that an address another
- * process is bound to fails here with EADDRINUSE, as a bind with one worker does, even when
- * that process set SO_REUSEPORT. Returns the port that was bound, which for port 0 is the
- * free port the kernel picked.
- *
- * stop(true) closes the probe's socket before it returns (strace shows close() right after
- * listen() with Bun 1.4.4), so the SO_REUSEPORT bind that follows does not clash with it.
- * NOTE: a process that binds the port with SO_REUSEPORT between the probe and that bind, or
- * any time later, still shares it: the kernel offers no way to refuse it.
- */
-function probeExclusiveBind(address: TcpAddress): number {
-  const probe = Bun.listen({ hostname: address.host, port: address.port, exclusive: true, socket: { data() {} } });
-  const port = probe.port;
-  probe.stop(true);
+function listenTcp<Data>(address: TcpAddress, port: number, handlers: SocketHandler<Data>, reusePort: boolean): TCPSocketListener<Data> {
+  // bun-types 1.4.4 declares reusePort on connect options only, but Bun.listen applies it
+  // (test/workers.test.ts shares one port between threads).
+  const listenOptions: TCPSocketListenOptions<Data> & { reusePort: boolean } = {
+    hostname: address.host,
+    port,
+    exclusive: !reusePort,
+    reusePort,
+    allowHalfOpen: true,
+    socket: handlers,
+  };
 
-  return port;
+  return Bun.listen<Data>(listenOptions);
+}
+
+/**
+ * Binds a TCP address without SO_REUSEPORT, so that an address another process is bound to
+ * fails with EADDRINUSE, as a bind with one worker does, even when that process set
+ * SO_REUSEPORT. Then it sets SO_REUSEPORT on the listening socket, which lets the relay
+ * workers' listeners join it: Linux checks the option of the sockets already bound when
+ * another binds.
+ *
+ * Without setsockopt(2) (no C library), the exclusive listener is closed again and the address
+ * bound with SO_REUSEPORT at once.
+ * NOTE: in that fallback, a client that connects in the moment between the two binds is
+ * reset or left hanging by the closed listener. A process that binds the port with
+ * SO_REUSEPORT later still shares it either way: the kernel offers no way to refuse it.
+ */
+function listenExclusiveThenShare<Data>(address: TcpAddress, handlers: SocketHandler<Data>): TCPSocketListener<Data> {
+  const exclusive = listenTcp(address, address.port, handlers, false);
+  const fd = (exclusive as { fd?: unknown }).fd;
+  if (typeof fd === "number" && setSocketOption(fd, SOL_SOCKET, SO_REUSEPORT, 1)) {
+    return exclusive;
+  }
+
+  const port = exclusive.port;
+  // stop(true) closes the socket before it returns (strace shows close() right after listen()
+  // with Bun 1.4.4), so the SO_REUSEPORT bind that follows does not clash with it.
+  exclusive.stop(true);
+
+  return listenTcp(address, port, handlers, true);
 }
 
 function stopListener(listener: SocketListener<unknown> | SocketListener<never>): void {

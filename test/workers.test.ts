@@ -381,3 +381,50 @@ test("workers log set changes once and count threads", async () => {
   expect(changes.every((line) => line.includes("provider=") && !line.includes("worker="))).toBe(true);
   expect(await tinylb.stop()).toBe(0);
 }, 60_000);
+
+/**
+ * Connects to `port` until a connect succeeds, without a pause, for at most `deadlineMs`.
+ * Returns undefined when tinylb exited first, such as on a port another process holds.
+ */
+async function firstClient(port: number, tinylb: TinylbProcess, deadlineMs: number): Promise<TestClient | undefined> {
+  const deadline = performance.now() + deadlineMs;
+  while (performance.now() < deadline && tinylb.process.exitCode === null) {
+    try {
+      return await TestClient.connect(port);
+    } catch {
+      // Not bound yet.
+    }
+  }
+
+  return undefined;
+}
+
+test("first clients of a start with workers get replies", async () => {
+  const backend = TestBackend.echo("a");
+  cleanup.push(() => backend.stop());
+  const starts = 25;
+  const unanswered: string[] = [];
+
+  for (let round = 0; round < starts; round++) {
+    // The client must know the port before tinylb binds it, so the port is picked at random.
+    // A start that finds it taken exits, and the round moves on to another port.
+    const port = 20_000 + Math.floor(Math.random() * 20_000);
+    await using tinylb = TinylbProcess.start(["--listen", `127.0.0.1:${port}`, "--backend", `a=${backend.target}`, "--workers", "2"]);
+    const first = await firstClient(port, tinylb, 10_000);
+    if (first !== undefined) {
+      cleanup.push(() => first.socket.terminate());
+    }
+    // A start that found the port taken exits; the first client then reached the other process.
+    const started = await Promise.race([tinylb.waitForLog("tinylb started").then(() => true, () => false), tinylb.process.exited.then(() => false)]);
+    if (first === undefined || !started) {
+      continue;
+    }
+    const clients = [first, ...(await Promise.all(Array.from({ length: 9 }, () => TestClient.connect(port))))];
+    cleanup.push(() => clients.forEach((client) => client.socket.terminate()));
+
+    await waitFor("every client to get a greeting or be closed", () => clients.every((client) => client.firstLine !== "" || client.closed), 10_000);
+    unanswered.push(...clients.filter((client) => client.firstLine !== "a").map((client, index) => `start ${round}, client ${index}: ${JSON.stringify(client.received)}`));
+  }
+
+  expect(unanswered).toEqual([]);
+}, 120_000);
