@@ -18,7 +18,7 @@ import { Logger, type LogFormat, type LogLevel } from "./logger.ts";
 import { Server, type ServerOptions } from "./server.ts";
 import { StatsDeltas } from "./stats-deltas.ts";
 import { WorkerHealth } from "./worker-health.ts";
-import type { LiveSettings, WorkerCommand, WorkerEvent } from "./worker-messages.ts";
+import type { LiveSettings, SetCommand, WorkerCommand, WorkerEvent } from "./worker-messages.ts";
 
 declare const self: Worker;
 
@@ -47,9 +47,11 @@ function sendStats(): void {
   }
 }
 
-async function start(index: number, options: ServerOptions & { listen: Address[] }, logLevel: LogLevel, logFormat: LogFormat): Promise<void> {
+async function start(index: number, options: ServerOptions & { listen: Address[] }, logLevel: LogLevel, logFormat: LogFormat, set: SetCommand): Promise<void> {
   logger = new Logger({ level: logLevel, format: logFormat, fields: { worker: index } });
   server = new Server({ ...options, logger, reusePort: true, logSetChanges: false, counterRetention: false }, health);
+  // Before the bind: the kernel hands this thread clients as soon as its listener joins the port.
+  applySet(set);
   try {
     await server.start();
   } catch (error) {
@@ -59,6 +61,11 @@ async function start(index: number, options: ServerOptions & { listen: Address[]
   }
   statsTimer = setInterval(sendStats, STATS_INTERVAL_MS);
   post({ type: "started" });
+}
+
+function applySet(command: SetCommand): void {
+  server?.threadCounters?.backendCounts?.learn(command.slots);
+  server?.applySet(new BackendSet(command.backends.map((backend) => createBackend(backend.id, backend.target))));
 }
 
 function applyLiveSettings(settings: LiveSettings): void {
@@ -80,11 +87,10 @@ self.onmessage = (event: MessageEvent<WorkerCommand>) => {
   const command = event.data;
   switch (command.type) {
     case "start":
-      void start(command.index, command.options, command.logLevel, command.logFormat);
+      void start(command.index, command.options, command.logLevel, command.logFormat, command.set);
       break;
     case "set":
-      server?.threadCounters?.backendCounts?.learn(command.slots);
-      server?.applySet(new BackendSet(command.backends.map((backend) => createBackend(backend.id, backend.target))));
+      applySet(command);
       break;
     case "health":
       health.apply(command.snapshot);

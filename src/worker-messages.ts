@@ -7,11 +7,18 @@ import type { ServerOptions } from "./server.ts";
 /** Server settings a relay worker can receive: plain data only, no logger or clock. */
 export type WorkerServerOptions = Omit<ServerOptions, "logger" | "clock"> & { listen: Address[] };
 
+/** A backend set for a relay worker. `slots` gives the shared per-backend count of each target that has one (see SharedBackendCounts). */
+export interface SetCommand {
+  type: "set";
+  backends: { id: string; target: string }[];
+  slots: Record<string, number>;
+}
+
 /** A message from the main thread to a relay worker. */
 export type WorkerCommand =
-  | { type: "start"; index: number; options: WorkerServerOptions; logLevel: LogLevel; logFormat: LogFormat }
-  /** `slots` gives the shared per-backend count of each target that has one (see SharedBackendCounts). */
-  | { type: "set"; backends: { id: string; target: string }[]; slots: Record<string, number> }
+  /** `set` is the backend set the worker applies before it binds, so that no client meets an empty set. */
+  | { type: "start"; index: number; options: WorkerServerOptions; logLevel: LogLevel; logFormat: LogFormat; set: SetCommand }
+  | SetCommand
   | { type: "health"; snapshot: HealthSnapshot }
   /** The main thread's disabled backend ids, which replace the worker's. */
   | { type: "disabled"; ids: string[] }

@@ -4,7 +4,7 @@ import { ListenError } from "./listener.ts";
 import type { Logger } from "./logger.ts";
 import type { Server } from "./server.ts";
 import type { Settings } from "./settings.ts";
-import type { DialResult, HealthSnapshot, LiveSettings, StatsDelta, WorkerCommand, WorkerEvent, WorkerServerOptions } from "./worker-messages.ts";
+import type { DialResult, HealthSnapshot, LiveSettings, SetCommand, StatsDelta, WorkerCommand, WorkerEvent, WorkerServerOptions } from "./worker-messages.ts";
 
 /** Milliseconds a relay worker may take to bind its listeners. */
 const START_TIMEOUT_MS = 10_000;
@@ -102,9 +102,9 @@ export class WorkerPool {
       started.push(pool.#watch(worker, index));
       // The counters' SharedArrayBuffer is shared with the worker, not copied.
       const shared = { ...options, threadCounters: server.threadCounters?.buffer, threadIndex: index };
-      pool.#send(worker, { type: "start", index, options: shared, logLevel: logger.level, logFormat: logger.format });
+      pool.#send(worker, { type: "start", index, options: shared, logLevel: logger.level, logFormat: logger.format, set: pool.#setCommand(server.set) });
     }
-    pool.publish(server.set);
+    pool.#queueHealth();
     server.health.onConditionChange(() => pool.#queueHealth());
 
     try {
@@ -165,12 +165,18 @@ export class WorkerPool {
    * health snapshot follows, because the set can change which backends are degraded.
    */
   publish(set: BackendSet): void {
-    const backends = set.backends.map((backend) => ({ id: backend.id, target: backend.target }));
-    const slots = this.#server.threadCounters?.backendCounts?.slotsOf(set.targets) ?? {};
+    const command = this.#setCommand(set);
     for (const worker of this.#workers) {
-      this.#send(worker, { type: "set", backends, slots });
+      this.#send(worker, command);
     }
     this.#queueHealth();
+  }
+
+  #setCommand(set: BackendSet): SetCommand {
+    const backends = set.backends.map((backend) => ({ id: backend.id, target: backend.target }));
+    const slots = this.#server.threadCounters?.backendCounts?.slotsOf(set.targets) ?? {};
+
+    return { type: "set", backends, slots };
   }
 
   /**
