@@ -1,5 +1,6 @@
 import type { Socket } from "bun";
 import type { Backend } from "./backend.ts";
+import type { BackendSelector } from "./backend-selector.ts";
 import type { Connection } from "./connection.ts";
 import { ConnectDeadlines } from "./connect-deadlines.ts";
 import type { ConnectionLimits } from "./connection-limits.ts";
@@ -9,7 +10,6 @@ import { type FailoverChecks, FailoverPlan } from "./failover-plan.ts";
 import type { HealthChecker } from "./health-checker.ts";
 import type { LogFields, Logger } from "./logger.ts";
 import { RateLimitedLog } from "./rate-limited-log.ts";
-import type { RoundRobinSelector } from "./round-robin-selector.ts";
 import type { TrafficStats } from "./traffic-stats.ts";
 
 /** Milliseconds between two dial failure lines of one backend id, and between two lines for unserved clients. */
@@ -23,8 +23,8 @@ const MAX_FAILURE_LOGS = 20_000;
 
 /** The server's parts a BackendConnector reads and updates, and its dial settings. */
 export interface BackendConnectorOptions {
-  /** The rotation. A dial whose target left the rotation's current set is abandoned. */
-  selector: RoundRobinSelector;
+  /** The order in which clients try backends. A dial whose target left the selector's current set is abandoned. */
+  selector: BackendSelector;
   /** Per-backend caps. The failover plan reserves one connection per dial, released when the dial fails or the connection closes. */
   limits: ConnectionLimits;
   /** Health state, which records every dial's result and puts unhealthy backends last in the failover order. */
@@ -33,7 +33,7 @@ export interface BackendConnectorOptions {
   stats: TrafficStats;
   /** The server's logger. */
   log: Logger;
-  /** Backends one client tries, in rotation order, before it is closed. 0 means every backend once. */
+  /** Backends one client tries, in the selector's order, before it is closed. 0 means every backend once. */
   maxAttempts: number;
   /** Milliseconds a backend connect may take before the next backend is tried. */
   connectTimeoutMs: number;
@@ -54,7 +54,7 @@ export interface BackendConnectorOptions {
  * connector, because this path runs for every client.
  */
 export class BackendConnector implements DialObserver {
-  readonly #selector: RoundRobinSelector;
+  #selector: BackendSelector;
   readonly #limits: ConnectionLimits;
   readonly #health: HealthChecker;
   readonly #stats: TrafficStats;
@@ -105,9 +105,22 @@ export class BackendConnector implements DialObserver {
     this.#keepalive.delete(connection);
   }
 
+  /**
+   * Sets the order in which clients accepted from now on try backends. It must pick from the
+   * same set as the one it replaces. Clients failing over keep the order they started with.
+   */
+  useSelector(selector: BackendSelector): void {
+    this.#selector = selector;
+  }
+
+  /** Returns the backends of the dials in flight. */
+  dialingBackends(): Backend[] {
+    return this.#dialOptions.deadlines.pending().map((attempt) => attempt.backend);
+  }
+
   /** Returns the backend ids of the dials in flight. */
   dialingBackendIds(): string[] {
-    return this.#dialOptions.deadlines.pending().map((attempt) => attempt.backend.id);
+    return this.dialingBackends().map((backend) => backend.id);
   }
 
   /**
@@ -149,7 +162,7 @@ export class BackendConnector implements DialObserver {
   }
 
   /**
-   * Dials backends until one connects: healthy ones first, in rotation order, then the
+   * Dials backends until one connects: healthy ones first, in the selector's order, then the
    * unhealthy ones, each at most once and at most `maxAttempts` in all (see FailoverPlan).
    * Returns at once; the outcome arrives through `dialSettled`.
    */

@@ -1,4 +1,5 @@
 import type { HealthCondition } from "./backend-health.ts";
+import type { BalanceMode } from "./backend-selector.ts";
 import type { BackendIdConflict, BackendSetUnion } from "./backend-set-union.ts";
 import type { Server } from "./server.ts";
 import { relayWorkersOf } from "./worker-pool.ts";
@@ -97,6 +98,8 @@ export interface BalancerStatus {
   maxConnections?: number;
   /** The `--max-connections-per-backend` cap, which counts per target; 0 means no cap. */
   maxConnectionsPerBackend?: number;
+  /** Balance mode of new clients (`--balance`). */
+  balance?: BalanceMode;
 }
 
 /** Per-id traffic of open connections, added to the counters of closed ones. */
@@ -196,6 +199,7 @@ export function collectStatus(server: Server, union: BackendSetUnion): BalancerS
     connections: server.activeCountInAllThreads,
     maxConnections: server.limits.configuredMaxConnections,
     maxConnectionsPerBackend: server.limits.configuredMaxConnectionsPerBackend,
+    balance: server.balance,
   };
 }
 

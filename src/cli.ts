@@ -1,6 +1,7 @@
 import { type Address, AddressError, parseAddress } from "./address.ts";
 import { type Backend, BackendError, createBackend } from "./backend.ts";
 import { BACKEND_STATE_HELP, parseBackendStateArgs } from "./backend-state-command.ts";
+import { BALANCE_MODES, type BalanceMode } from "./backend-selector.ts";
 import { CHECK_HELP } from "./check-command.ts";
 import { checkKeepalive, MAX_CONNECTION_CAP, MAX_WORKERS } from "./config.ts";
 import { parseDuration } from "./duration.ts";
@@ -30,6 +31,8 @@ export interface CliOptions {
   maxConnectionsPerBackend?: number;
   /** Event loops that accept and relay: the main thread plus `workers - 1` worker threads. */
   workers?: number;
+  /** Balance mode of new clients. */
+  balance?: BalanceMode;
   /** Probe, failover and removal flags. */
   health?: HealthConfig;
   /** Admin API, metrics server, config watch, state file and DNS flags; `tinylb status` reads `admin` too. */
@@ -81,6 +84,9 @@ Options:
   --workers N              accept and relay on N threads that share the TCP listen ports
                            (SO_REUSEPORT), each with its own connections (default 1); the
                            threads share one rotation and the counts both caps apply to
+  --balance MODE           roundrobin: send new clients to the backends in turn; leastconn:
+                           to the backend with the fewest connections open or dialing, for
+                           long-lived connections such as watches (default roundrobin)
 ${HEALTH_HELP}
 ${PROVIDER_HELP}
   --log-level LEVEL        debug, info, warn or error (default info)
@@ -112,6 +118,7 @@ const VALUE_FLAGS = new Set([
   "--max-connections",
   "--max-connections-per-backend",
   "--workers",
+  "--balance",
   "--log-level",
   "--log-format",
   ...HEALTH_FLAGS,
@@ -254,6 +261,9 @@ function applyFlag(options: CliOptions, flag: string, value: string): void {
       break;
     case "--workers":
       options.workers = parseWorkersFlag(flag, value);
+      break;
+    case "--balance":
+      options.balance = parseChoice(flag, value, BALANCE_MODES);
       break;
     case "--log-level":
       options.logLevel = parseChoice(flag, value, LOG_LEVELS);

@@ -3,6 +3,7 @@ import { extname } from "node:path";
 import { z } from "zod";
 import { type Address, AddressError, parseAddress } from "./address.ts";
 import { type Backend, BackendError, createBackend } from "./backend.ts";
+import { BALANCE_MODES, type BalanceMode } from "./backend-selector.ts";
 import { formatDuration, parseDuration } from "./duration.ts";
 import { type DuplicateKey, findDuplicateJsonKey } from "./duplicate-keys.ts";
 import { describeFileError } from "./file-errors.ts";
@@ -110,6 +111,7 @@ export const fileSchema = z.strictObject({
   maxConnections: connectionCap.optional(),
   maxConnectionsPerBackend: connectionCap.optional(),
   workers: z.int().min(1).max(MAX_WORKERS).optional(),
+  balance: z.enum(BALANCE_MODES).optional(),
   ...healthFileKeys,
   ...providerFileKeys,
   ...clusterProviderFileKeys,
@@ -128,6 +130,8 @@ export interface FileConfig {
   maxConnectionsPerBackend?: number;
   /** Threads that accept and relay. */
   workers?: number;
+  /** Balance mode of new clients. */
+  balance?: BalanceMode;
   /** Probes, dial back-off, failover and removal policies. */
   health?: HealthConfig;
   /** The admin API, the metrics server, the config watch, the state file and DNS. */
@@ -187,6 +191,7 @@ export function validateConfig(path: string, data: unknown): FileConfig {
     maxConnections: file.maxConnections,
     maxConnectionsPerBackend: file.maxConnectionsPerBackend,
     workers: file.workers,
+    balance: file.balance,
     health,
     providers: toProviderFileConfig(file),
     kubernetes: file.kubernetes,

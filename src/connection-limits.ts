@@ -53,6 +53,8 @@ export type LimitRejection = "global" | "backend";
  *
  * Per-backend counts are reservations: `tryReserve` is called before a dial starts, and the
  * caller must call `release` exactly once when that dial fails or the connection closes.
+ * They are kept only with a per-backend cap or while leastconn compares them, so that
+ * round-robin without a cap counts nothing per connection.
  */
 export class ConnectionLimits {
   /** The global cap this thread enforces: the whole cap when the threads share one count, else its share; 0 means no cap. */
@@ -60,6 +62,8 @@ export class ConnectionLimits {
   /** This thread's share of the per-backend cap, for targets without a shared count; 0 means no cap. */
   readonly maxConnectionsPerBackend: number;
   readonly #shared: SharedBackendCounts | undefined;
+  /** True while reservations are counted: with a per-backend cap, or while leastconn compares the counts. */
+  #counting: boolean;
   readonly #configured: { maxConnections: number; maxConnectionsPerBackend: number; threads: number; globalCountShared: boolean };
   /** Clients closed because the global cap was reached. */
   rejectedGlobal = 0;
@@ -74,7 +78,8 @@ export class ConnectionLimits {
     this.#configured = { maxConnections: options.maxConnections ?? 0, maxConnectionsPerBackend: options.maxConnectionsPerBackend ?? 0, threads, globalCountShared };
     this.maxConnections = globalCountShared ? this.#configured.maxConnections : capPerThread(this.#configured.maxConnections, threads);
     this.maxConnectionsPerBackend = capPerThread(this.#configured.maxConnectionsPerBackend, threads);
-    this.#shared = this.#configured.maxConnectionsPerBackend > 0 ? options.sharedBackendCounts : undefined;
+    this.#shared = options.sharedBackendCounts;
+    this.#counting = this.#configured.maxConnectionsPerBackend > 0;
     this.#warning = new RateLimitedLog(logger.with({ component: "limits" }), "warn", warnIntervalMs);
   }
 
@@ -93,7 +98,7 @@ export class ConnectionLimits {
     return this.maxConnections === 0 || active < this.maxConnections;
   }
 
-  /** Connections open or dialing to the target, in every thread when they share counts; always 0 without a per-backend cap. */
+  /** Connections open or dialing to the target, in every thread when they share counts; 0 while no thread counts them. */
   count(target: string): number {
     const slot = this.#shared?.slotOf(target);
 
@@ -102,11 +107,11 @@ export class ConnectionLimits {
 
   /**
    * Counts a dial to the target against its cap, unless the target is at its cap; returns
-   * false then. Without a per-backend cap it counts nothing and returns true. Each true must
-   * be matched by one `release`.
+   * false then. Without a per-backend cap it never returns false, and it counts nothing while
+   * leastconn is off too. Each true must be matched by one `release`.
    */
   tryReserve(target: string): boolean {
-    if (this.maxConnectionsPerBackend === 0) {
+    if (!this.#counting) {
       return true;
     }
 
@@ -115,7 +120,7 @@ export class ConnectionLimits {
       return this.#shared!.tryReserve(slot, this.#configured.maxConnectionsPerBackend);
     }
     const count = this.#perBackend.get(target) ?? 0;
-    if (count >= this.maxConnectionsPerBackend) {
+    if (this.maxConnectionsPerBackend > 0 && count >= this.maxConnectionsPerBackend) {
       return false;
     }
     this.#perBackend.set(target, count + 1);
@@ -125,7 +130,7 @@ export class ConnectionLimits {
 
   /** Gives back a reservation taken with `tryReserve`. */
   release(target: string): void {
-    if (this.maxConnectionsPerBackend === 0) {
+    if (!this.#counting) {
       return;
     }
 
@@ -145,6 +150,39 @@ export class ConnectionLimits {
     if (slot === undefined || !this.#shared!.release(slot)) {
       throw new Error(`invariant violated: target ${target} released more connections than it reserved`);
     }
+  }
+
+  /**
+   * Starts counting reservations without a per-backend cap, when leastconn is turned on.
+   * `open` names the target of each connection this thread has open or dialing. Each is
+   * counted now, because each will be released. Does nothing while counting already.
+   */
+  startCounting(open: Iterable<string>): void {
+    if (this.#counting) {
+      return;
+    }
+
+    this.#counting = true;
+    for (const target of open) {
+      // Counting was off, so there is no per-backend cap, and the reservation succeeds.
+      this.tryReserve(target);
+    }
+  }
+
+  /**
+   * Stops counting reservations when leastconn is turned off, unless a per-backend cap needs
+   * them. `open` names the target of each connection this thread has open or dialing, as for
+   * `startCounting`. Their reservations are released now, since no later `release` will count.
+   */
+  stopCounting(open: Iterable<string>): void {
+    if (!this.#counting || this.#configured.maxConnectionsPerBackend > 0) {
+      return;
+    }
+
+    for (const target of open) {
+      this.release(target);
+    }
+    this.#counting = false;
   }
 
   /** Returns the log fields that name this thread's share of a cap, when threads share it. */

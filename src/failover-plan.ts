@@ -1,5 +1,5 @@
 import type { Backend } from "./backend.ts";
-import type { RoundRobinSelector } from "./round-robin-selector.ts";
+import type { BackendSelector } from "./backend-selector.ts";
 
 /** Checks a failover plan applies to each candidate backend. */
 export interface FailoverChecks {
@@ -16,9 +16,10 @@ export interface FailoverChecks {
  * The order in which one client connection tries backends.
  *
  * The first pick advances the shared rotation; later picks follow the last backend tried
- * in the current set's order without moving the rotation. Healthy backends come first.
+ * without moving the rotation. The selector sets the order: the set's order (round-robin),
+ * or the least loaded first, ties in the set's order (leastconn). Healthy backends come first.
  * When none is left (every backend is unhealthy, or every healthy one failed), the
- * unhealthy ones are tried too, in rotation order, so a client is never closed while a
+ * unhealthy ones are tried too, in the same order, so a client is never closed while a
  * backend could still serve it. A healthy backend at its connection cap still counts as
  * left: while one is, the unhealthy ones are not tried, and the client is closed as over
  * the cap rather than sent to a backend that is probably down.
@@ -30,7 +31,7 @@ export interface FailoverChecks {
  * counts as a new backend.
  */
 export class FailoverPlan {
-  readonly #selector: RoundRobinSelector;
+  readonly #selector: BackendSelector;
   readonly #checks: FailoverChecks;
   readonly #maxAttempts: number;
   #first: Backend | undefined;
@@ -41,7 +42,7 @@ export class FailoverPlan {
   #healthyAtCap = false;
 
   /** `maxAttempts` 0 means every backend once. */
-  constructor(selector: RoundRobinSelector, checks: FailoverChecks, maxAttempts: number) {
+  constructor(selector: BackendSelector, checks: FailoverChecks, maxAttempts: number) {
     this.#selector = selector;
     this.#checks = checks;
     this.#maxAttempts = maxAttempts;
@@ -77,7 +78,7 @@ export class FailoverPlan {
     const { reserve } = this.#checks;
     const untried = (candidate: Backend): boolean => !tried.has(attemptKey(candidate)) && !failedTargets.has(candidate.target);
     const backend =
-      this.#pickHealthy(untried, failed.id) ?? (this.#healthyAtCap ? undefined : this.#selector.following(failed.id, (candidate) => untried(candidate) && reserve(candidate)));
+      this.#pickHealthy(untried, failed.id) ?? (this.#healthyAtCap ? undefined : this.#selector.following(failed.id, (candidate) => untried(candidate) && reserve(candidate), untried));
 
     if (backend !== undefined) {
       tried.add(attemptKey(backend));
@@ -106,7 +107,8 @@ export class FailoverPlan {
       return false;
     };
 
-    return after === undefined ? this.#selector.next(accept) : this.#selector.following(after, accept);
+    // Health is the test a selector can apply before it orders the backends.
+    return after === undefined ? this.#selector.next(accept, isHealthy) : this.#selector.following(after, accept, isHealthy);
   }
 }
 

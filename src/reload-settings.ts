@@ -13,8 +13,8 @@ import { relayWorkersOf } from "./worker-pool.ts";
  * Applies the settings of a re-read config file that can change while tinylb runs, and warns
  * once per reload about changed settings that need a restart.
  *
- * Applied live: logLevel, logFormat and shutdownGrace, plus connectTimeout and keepalive for
- * new connections, in every relay thread, and the probe and dial back-off settings.
+ * Applied live: logLevel, logFormat and shutdownGrace, plus connectTimeout, keepalive and
+ * balance for new connections, in every relay thread, and the probe and dial back-off settings.
  * Everything else needs a restart. A setting that a flag sets is never changed by the file.
  * `settings` is updated in place to the running values, so a setting that still differs from
  * the file is warned about again on the next reload.
@@ -40,6 +40,12 @@ export function applyReloadedSettings(config: FileConfig, cli: CliOptions, setti
     applied.push(`shutdownGrace=${formatDuration(shutdownGraceMs)}`);
   }
   applyTimeouts(config, cli, settings, server, applied);
+  const balance = cli.balance ?? config.balance ?? DEFAULTS.balance;
+  if (balance !== settings.balance) {
+    server.setBalance(balance);
+    settings.balance = balance;
+    applied.push(`balance=${balance}`);
+  }
   applyHealthChecks(config, cli, settings, server, applied);
 
   for (const key of ["maxConnections", "maxConnectionsPerBackend", "workers"] as const) {

@@ -41,6 +41,7 @@ export async function runBalancer(cli: CliOptions, logger: Logger): Promise<Runn
     keepaliveMs: settings.keepaliveMs,
     maxConnections: settings.maxConnections,
     maxConnectionsPerBackend: settings.maxConnectionsPerBackend,
+    balance: settings.balance,
     threads,
     health: settings.health.check,
     maxAttempts: settings.health.maxAttempts,
@@ -91,6 +92,7 @@ export async function runBalancer(cli: CliOptions, logger: Logger): Promise<Runn
     listeners: server.listeners.map((listener) => listener.name).join(","),
     connectTimeout: formatDuration(settings.connectTimeoutMs),
     keepalive: formatDuration(settings.keepaliveMs),
+    balance: settings.balance,
     // The threads that relay: 1 when --workers found no TCP listener to share.
     workers: threads,
   });

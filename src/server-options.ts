@@ -1,4 +1,5 @@
 import type { Address } from "./address.ts";
+import type { BalanceMode } from "./backend-selector.ts";
 import type { Clock } from "./clock.ts";
 import type { CounterRetentionSettings } from "./counter-retention.ts";
 import type { HealthCheckSettings, UnhealthyPolicy } from "./health-checker.ts";
@@ -29,6 +30,12 @@ export interface ServerOptions {
    * @default 0
    */
   maxConnectionsPerBackend?: number;
+  /**
+   * Balance mode of new clients: `roundrobin`, or `leastconn` for the fewest connections open
+   * or dialing per target. `Server.setBalance` changes it later.
+   * @default "roundrobin"
+   */
+  balance?: BalanceMode;
   /**
    * Threads that share both caps (`--workers`). With more than one, the threads count their
    * connections together for the global cap and, with a per-backend cap, per backend target.

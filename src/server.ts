@@ -1,6 +1,7 @@
 import type { Socket, SocketHandler } from "bun";
 import type { Backend } from "./backend.ts";
 import { BackendConnector } from "./backend-connector.ts";
+import type { BalanceMode } from "./backend-selector.ts";
 import { backendIdUsage } from "./backend-id-usage.ts";
 import { BackendSet } from "./backend-set.ts";
 import { systemClock } from "./clock.ts";
@@ -12,6 +13,7 @@ import { configureSocket } from "./dialer.ts";
 import { HealthChecker } from "./health-checker.ts";
 import { describeSetChange } from "./backend-set-log.ts";
 import { DisabledBackends } from "./disabled-backends.ts";
+import { LeastConnectionsSelector } from "./least-connections-selector.ts";
 import type { BoundListener } from "./listener.ts";
 import { ListenerSet } from "./listener-set.ts";
 import { type LogFields, Logger, silentLogger } from "./logger.ts";
@@ -27,8 +29,8 @@ export type { ServerOptions } from "./server-options.ts";
 type ClientSocket = Socket<Connection>;
 
 /**
- * The balancer: accepts clients, picks the next backend round-robin, dials it, registers
- * the pair in the pool and relays bytes both ways.
+ * The balancer: accepts clients, picks a backend (round-robin, or the least loaded under
+ * leastconn), dials it, registers the pair in the pool and relays bytes both ways.
  *
  * `applySet` swaps the backend set first. It then closes the connections of every target
  * that left it, or under the `drain` removal policy lets them finish until a deadline.
@@ -50,8 +52,9 @@ export class Server {
   /** Counters shared with the other relay threads, when there are any (`--workers`). */
   readonly threadCounters: ThreadCounters | undefined;
   readonly #selector: RoundRobinSelector;
+  #balance: BalanceMode = "roundrobin";
   readonly #dialing = new Set<Connection>();
-  readonly #options: Required<Omit<ServerOptions, "threadCounters">>;
+  readonly #options: Required<Omit<ServerOptions, "threadCounters" | "balance">>;
   readonly #log: Logger;
   readonly #emptySetWarning: RateLimitedLog;
   readonly #allDisabledWarning: RateLimitedLog;
@@ -80,7 +83,8 @@ export class Server {
     this.#allDisabledWarning = new RateLimitedLog(this.#log, "warn", 10_000);
     this.#listeners = new ListenerSet(this.#log, this.#options.reusePort);
     this.#listeners.setKeepAlive(this.#options.keepaliveMs);
-    this.threadCounters = this.#options.threads > 1 ? new ThreadCounters(options.threadCounters, this.#options.maxConnectionsPerBackend > 0) : undefined;
+    // Several threads always share per-target counts, so that a reload can turn leastconn on.
+    this.threadCounters = this.#options.threads > 1 ? new ThreadCounters(options.threadCounters, true) : undefined;
     this.#selector = new RoundRobinSelector(BackendSet.EMPTY, this.threadCounters, this.disabled);
     this.limits = new ConnectionLimits(
       { ...this.#options, globalCountShared: this.threadCounters !== undefined, sharedBackendCounts: this.threadCounters?.backendCounts },
@@ -102,6 +106,7 @@ export class Server {
       keepaliveMs: this.#options.keepaliveMs,
       registered: (connection, backend) => this.#registered(connection, backend),
     });
+    this.#useBalance(options.balance ?? "roundrobin");
     const retention = this.#options.counterRetention;
     if (retention !== false) {
       this.#retention = new CounterRetention(this.stats, () => backendIdUsage(this), retention, this.#options.clock, this.#log);
@@ -117,6 +122,53 @@ export class Server {
     this.#options.keepaliveMs = timeouts.keepaliveMs;
     this.#listeners.setKeepAlive(timeouts.keepaliveMs);
     this.#connector.updateTimeouts(timeouts);
+  }
+
+  /** Balance mode of new clients. */
+  get balance(): BalanceMode {
+    return this.#balance;
+  }
+
+  /**
+   * Sets the balance mode of clients accepted from now on. A client failing over keeps the
+   * order it started with. Turning leastconn on counts this thread's open and dialing
+   * connections per target, and turning it off releases them again, so that the shared
+   * counts stay exact (see ConnectionLimits.startCounting).
+   */
+  setBalance(mode: BalanceMode): void {
+    // A shutdown stops the connector, which then no longer lists the dials still in flight,
+    // so their reservations could not be counted or released here.
+    if (mode === this.#balance || this.#shuttingDown) {
+      return;
+    }
+
+    const open = this.#useBalance(mode);
+    this.#log.debug("balance mode changed", { balance: mode, open });
+  }
+
+  /** Switches the selector and the per-target counts to `mode`. Returns how many connections this thread has open or dialing. */
+  #useBalance(mode: BalanceMode): number {
+    const open = this.#openTargets();
+    if (mode === "leastconn") {
+      this.limits.startCounting(open);
+      this.#connector.useSelector(new LeastConnectionsSelector(this.#selector, this.limits));
+    } else {
+      this.limits.stopCounting(open);
+      this.#connector.useSelector(this.#selector);
+    }
+    this.#balance = mode;
+
+    return open.length;
+  }
+
+  /** Returns the target of each of this thread's open connections and dials in flight. */
+  #openTargets(): string[] {
+    const targets = Array.from(this.pool.connections(), (connection) => connection.target);
+    for (const backend of this.#connector.dialingBackends()) {
+      targets.push(backend.target);
+    }
+
+    return targets;
   }
 
   /** Calls `listener` with every backend set `applySet` swaps in, before it closes removed targets. */

@@ -1,6 +1,7 @@
 import type { Address } from "./address.ts";
 import type { Backend } from "./backend.ts";
 import { BackendSet } from "./backend-set.ts";
+import type { BalanceMode } from "./backend-selector.ts";
 import type { CliOptions } from "./cli.ts";
 import { ConfigError, type FileConfig, loadConfigFile } from "./config.ts";
 import { findListenConflict } from "./listen-conflicts.ts";
@@ -23,6 +24,8 @@ export interface Settings {
   maxConnectionsPerBackend: number;
   /** Threads that accept and relay (`--workers` or `workers`). */
   workers: number;
+  /** Balance mode of new clients (`--balance` or `balance`). */
+  balance: BalanceMode;
   /** Probes, dial back-off, failover and removal policies. */
   health: HealthSettings;
   /** The admin API, the metrics server, the config watch, the state file and DNS. */
@@ -43,6 +46,7 @@ export const DEFAULTS = {
   maxConnections: 0,
   maxConnectionsPerBackend: 0,
   workers: 1,
+  balance: "roundrobin",
   logLevel: "info",
   logFormat: "text",
 } as const;
@@ -87,6 +91,7 @@ export function resolveSettings(cli: CliOptions): Settings {
     maxConnections: cli.maxConnections ?? file.maxConnections ?? DEFAULTS.maxConnections,
     maxConnectionsPerBackend: cli.maxConnectionsPerBackend ?? file.maxConnectionsPerBackend ?? DEFAULTS.maxConnectionsPerBackend,
     workers: cli.workers ?? file.workers ?? DEFAULTS.workers,
+    balance: cli.balance ?? file.balance ?? DEFAULTS.balance,
     health: resolveHealthSettings(cli.health, file.health),
     providers,
     kubernetes: file.kubernetes,

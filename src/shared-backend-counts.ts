@@ -6,7 +6,7 @@ export const BACKEND_SLOTS = 65_536;
 /**
  * Connections open or dialing per backend target, counted in shared memory by every relay
  * thread (`--workers`), so that `--max-connections-per-backend` applies to all threads
- * together.
+ * together and leastconn compares the connections of all threads.
  *
  * Each target has a slot: one Int32 in the counters' SharedArrayBuffer. The main thread
  * assigns slots when a backend set is applied and sends them to the workers with that set, so

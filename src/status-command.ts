@@ -37,6 +37,12 @@ function formatConnections(open: number, max: number): string {
   return `${open} open or dialing a backend; ${cap} (--max-connections, maxConnections)`;
 }
 
+/** Status lines of the balance modes, keyed as `--balance` spells them. A mode missing here is printed as it is. */
+const BALANCE_DESCRIPTIONS: Record<string, string> = {
+  roundrobin: "roundrobin (new clients go to the backends in turn)",
+  leastconn: "leastconn (new clients go to the backend with the fewest connections open or dialing)",
+};
+
 /** Formats the status as a table of backends, then listeners and conflicts. */
 export function formatStatus(status: BalancerStatus): string {
   const header = ["ID", "TARGET", "PROVIDER", "ACTIVE", "TOTAL", "BYTES TO BACKEND", "BYTES TO CLIENT", "HEALTH", "STATE"];
@@ -63,6 +69,9 @@ export function formatStatus(status: BalancerStatus): string {
     lines.push("(the backend set is empty)");
   }
   lines.push("", `Listeners: ${status.listeners.join(", ") || "(none)"}`);
+  if (status.balance !== undefined) {
+    lines.push(`Balance: ${BALANCE_DESCRIPTIONS[status.balance] ?? status.balance}`);
+  }
   if (status.connections !== undefined) {
     lines.push(`Connections: ${formatConnections(status.connections, status.maxConnections ?? 0)}`);
     const perBackend = status.maxConnectionsPerBackend ?? 0;

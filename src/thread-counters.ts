@@ -13,8 +13,8 @@ const BACKEND_COUNTS = 2;
  * so that the threads act as one balancer. They hold one rotation over the backends, and one
  * count of the connections open or dialing for the global cap and the descriptor guard.
  *
- * With a per-backend cap they also count the connections of each backend target
- * (`backendCounts`).
+ * For the per-backend cap and leastconn they also count the connections of each backend
+ * target (`backendCounts`).
  *
  * The main thread creates the counters and passes `buffer` to each relay worker in its start
  * message; a SharedArrayBuffer is shared, not copied, by `postMessage`. Each update is one

@@ -1,4 +1,5 @@
 import type { Address } from "./address.ts";
+import type { BalanceMode } from "./backend-selector.ts";
 import type { HealthCondition } from "./backend-health.ts";
 import type { OpenTraffic } from "./balancer-status.ts";
 import type { LogFormat, LogLevel } from "./logger.ts";
@@ -32,6 +33,7 @@ export type WorkerCommand =
 export interface LiveSettings {
   connectTimeoutMs: number;
   keepaliveMs: number;
+  balance: BalanceMode;
   logLevel: LogLevel;
   logFormat: LogFormat;
 }

@@ -245,12 +245,12 @@ export class WorkerPool {
     }
   }
 
-  /** Sends the connect timeout, keepalive time and log settings of a config reload to every worker. */
+  /** Sends the connect timeout, keepalive time, balance mode and log settings of a config reload to every worker. */
   applyLiveSettings(settings: LiveSettings): void {
     // Only these fields: a whole Settings object would be copied into every message.
-    const { connectTimeoutMs, keepaliveMs, logLevel, logFormat } = settings;
+    const { connectTimeoutMs, keepaliveMs, balance, logLevel, logFormat } = settings;
     for (const worker of this.#workers) {
-      this.#send(worker, { type: "live-settings", settings: { connectTimeoutMs, keepaliveMs, logLevel, logFormat } });
+      this.#send(worker, { type: "live-settings", settings: { connectTimeoutMs, keepaliveMs, balance, logLevel, logFormat } });
     }
   }
 
@@ -427,6 +427,7 @@ export async function startRelayWorkers(settings: Settings, server: Server, logg
     keepaliveMs: settings.keepaliveMs,
     maxConnections: settings.maxConnections,
     maxConnectionsPerBackend: settings.maxConnectionsPerBackend,
+    balance: settings.balance,
     threads: settings.workers,
     maxAttempts: settings.health.maxAttempts,
     onRemoval: settings.health.onRemoval,

@@ -56,6 +56,38 @@ test("ConnectionLimits counts reservations per id", () => {
   expect(() => limits.release("a")).toThrow("invariant violated");
 });
 
+test("ConnectionLimits counts without a cap only for leastconn", () => {
+  const limits = new ConnectionLimits({}, new Logger({ sink: () => {} }));
+  expect(limits.tryReserve("a")).toBe(true);
+  expect(limits.count("a")).toBe(0);
+
+  // Turned on with two connections to a and one to b open in this thread.
+  limits.startCounting(["a", "a", "b"]);
+  expect(limits.count("a")).toBe(2);
+  expect(limits.count("b")).toBe(1);
+  expect(limits.tryReserve("a")).toBe(true);
+  expect(limits.count("a")).toBe(3);
+  limits.release("a");
+
+  // Turned off with the same connections open: nothing stays counted, and later releases count nothing.
+  limits.stopCounting(["a", "a", "b"]);
+  expect(limits.count("a")).toBe(0);
+  expect(limits.count("b")).toBe(0);
+  limits.release("a");
+  expect(limits.count("a")).toBe(0);
+});
+
+test("ConnectionLimits keeps counting under a cap", () => {
+  const limits = new ConnectionLimits({ maxConnectionsPerBackend: 2 }, new Logger({ sink: () => {} }));
+  expect(limits.tryReserve("a")).toBe(true);
+
+  // The cap needs the counts, so leastconn turned on and off changes nothing.
+  limits.startCounting(["a"]);
+  expect(limits.count("a")).toBe(1);
+  limits.stopCounting(["a"]);
+  expect(limits.count("a")).toBe(1);
+});
+
 test("ConnectionLimits rate-limits its warning", () => {
   const lines: string[] = [];
   const limits = new ConnectionLimits({ maxConnections: 1 }, new Logger({ sink: (line) => lines.push(line) }), 60_000);

@@ -144,6 +144,7 @@ test("apiserver config balances three backends with /readyz probes", () => {
   expect(config.health?.probe?.kind).toBe("https");
   expect(config.health?.probe?.path).toBe("/readyz");
   expect(config.health?.probe?.expectStatus).toEqual([200]);
+  expect(config.balance).toBe("leastconn");
 });
 
 test("systemd unit provides the state and admin folders", () => {

@@ -17,6 +17,7 @@ const INVALID_VALUES: Record<string, string[]> = {
   LEVEL: ["", "nope", "INFO", "trace"],
   POLICY: ["", "nope", "CLOSE"],
   KIND: ["", "nope", "udp"],
+  MODE: ["", "nope", "LEASTCONN", "round-robin"],
   FILE: [""],
   NAME: [""],
   PATH: [""],
