@@ -12,6 +12,11 @@ export type ProbeResultHandler = (failure: string | undefined) => void;
  * A probe starts, settles (pass, fail or its own timeout, which aborts it and closes its
  * socket), and the next starts one interval after the previous one started, or at once
  * if it took longer. Probes of one loop therefore never overlap.
+ *
+ * A connect cannot be cancelled, so against a target that drops SYNs the connect of a timed
+ * out probe keeps its socket until the kernel gives up, about two minutes on Linux defaults.
+ * While it does, the next probes fail at once without a socket of their own, so one loop
+ * holds at most one descriptor.
  */
 export class ProbeLoop {
   readonly #backend: Backend;
@@ -21,6 +26,8 @@ export class ProbeLoop {
   #stopped = false;
   #timer: ClockTimer | undefined;
   #abort: AbortController | undefined;
+  /** The connect of the last probe while it is in flight, also after that probe timed out. */
+  #connecting: Promise<unknown> | undefined;
 
   constructor(backend: Backend, settings: ProbeSettings, clock: Clock, onResult: ProbeResultHandler) {
     this.#backend = backend;
@@ -43,6 +50,16 @@ export class ProbeLoop {
     this.#abort = undefined;
   }
 
+  #track(connecting: Promise<unknown>): void {
+    this.#connecting = connecting;
+    const settled = (): void => {
+      if (this.#connecting === connecting) {
+        this.#connecting = undefined;
+      }
+    };
+    connecting.then(settled, settled);
+  }
+
   #schedule(delayMs: number): void {
     if (!this.#stopped) {
       this.#timer = this.#clock.setTimeout(() => void this.#probe(), delayMs);
@@ -52,6 +69,12 @@ export class ProbeLoop {
   async #probe(): Promise<void> {
     const settings = this.#settings;
     const started = this.#clock.now();
+    if (this.#connecting !== undefined) {
+      this.#onResult("the connect of an earlier probe is still in flight, so the target may drop SYNs; no new connect was started");
+      this.#schedule(settings.intervalMs);
+
+      return;
+    }
     const controller = new AbortController();
     this.#abort = controller;
     let timedOut = false;
@@ -62,7 +85,7 @@ export class ProbeLoop {
 
     let failure: string | undefined;
     try {
-      await runProbe(this.#backend, settings, controller.signal);
+      await runProbe(this.#backend, settings, controller.signal, (connecting) => this.#track(connecting));
     } catch (error) {
       failure = timedOut ? `timed out after ${settings.timeoutMs} ms` : errorDetail(error);
     }

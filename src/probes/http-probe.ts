@@ -1,6 +1,6 @@
 import type { Socket, TLSOptions } from "bun";
 import type { Backend } from "../backend.ts";
-import type { ProbeSettings, ProbeTls } from "./probe.ts";
+import type { ConnectTracker, ProbeSettings, ProbeTls } from "./probe.ts";
 import { describeFileError } from "../file-errors.ts";
 import { errorDetail, ProbeError } from "./probe-error.ts";
 
@@ -18,20 +18,20 @@ const MAX_STATUS_LINE_BYTES = 8192;
  * @throws {ProbeError} when a file cannot be read, the connect or TLS handshake fails, the
  *   response is not HTTP, the status is not expected, or `signal` aborts first.
  */
-export async function httpProbe(backend: Backend, settings: ProbeSettings, signal: AbortSignal): Promise<void> {
+export async function httpProbe(backend: Backend, settings: ProbeSettings, signal: AbortSignal, track: ConnectTracker): Promise<void> {
   const tls = settings.kind === "https" ? await loadTls(settings.tls) : undefined;
   const token = settings.bearerTokenFile === undefined ? undefined : await readToken(settings.bearerTokenFile);
   const request = buildRequest(backend, settings, token);
   signal.throwIfAborted();
 
-  const status = await exchange(backend, request, tls, settings.tls.insecureSkipVerify === true, signal);
+  const status = await exchange(backend, request, tls, settings.tls.insecureSkipVerify === true, signal, track);
   if (!settings.expectStatus.includes(status)) {
     throw new ProbeError(`GET ${settings.path} returned status ${status}, expected ${settings.expectStatus.join(" or ")}`);
   }
 }
 
 /** Connects, sends `request` and resolves with the response's status code. */
-function exchange(backend: Backend, request: string, tls: TLSOptions | undefined, insecure: boolean, signal: AbortSignal): Promise<number> {
+function exchange(backend: Backend, request: string, tls: TLSOptions | undefined, insecure: boolean, signal: AbortSignal, track: ConnectTracker): Promise<number> {
   return new Promise<number>((resolve, reject) => {
     let socket: Socket<undefined> | undefined;
     let settled = false;
@@ -110,6 +110,7 @@ function exchange(backend: Backend, request: string, tls: TLSOptions | undefined
       address.kind === "unix"
         ? Bun.connect({ unix: address.path, tls, socket: handlers })
         : Bun.connect({ hostname: address.host, port: address.port, tls, socket: handlers });
+    track(connecting);
     connecting.then(
       (connected) => {
         socket = connected;

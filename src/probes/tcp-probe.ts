@@ -1,5 +1,6 @@
 import type { Socket } from "bun";
 import type { Backend } from "../backend.ts";
+import type { ConnectTracker } from "./probe.ts";
 import { errorDetail, ProbeError } from "./probe-error.ts";
 
 /**
@@ -11,7 +12,7 @@ import { errorDetail, ProbeError } from "./probe-error.ts";
  *
  * @throws {ProbeError} when the connect fails or `signal` aborts first.
  */
-export function tcpProbe(backend: Backend, signal: AbortSignal): Promise<void> {
+export function tcpProbe(backend: Backend, signal: AbortSignal, track: ConnectTracker): Promise<void> {
   return new Promise<void>((resolve, reject) => {
     let settled = false;
     const settle = (error?: ProbeError): void => {
@@ -52,6 +53,7 @@ export function tcpProbe(backend: Backend, signal: AbortSignal): Promise<void> {
       address.kind === "unix"
         ? Bun.connect({ unix: address.path, socket: handlers })
         : Bun.connect({ hostname: address.host, port: address.port, socket: handlers });
+    track(connecting);
     // The health checker words the failure as "tcp connect failed: DETAIL", so the detail stands alone.
     connecting.catch((error: unknown) => settle(new ProbeError(errorDetail(error), { cause: error })));
   });
