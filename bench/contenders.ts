@@ -8,6 +8,8 @@ export interface RunningContender {
   readonly port: number;
   pids(): number[];
   stop(): Promise<void>;
+  /** The contender's stderr so far, for error messages, or "" where nothing is collected. */
+  output(): string;
 }
 
 /** One balancer configuration in the comparison. */
@@ -41,11 +43,11 @@ const DIRECT: Contender = {
   threads: "one",
   kind: "direct",
   // No balancer: the load generator connects to the first target itself.
-  start: async (targets) => ({ port: Number(targets[0]!.split(":").pop()), pids: () => [], stop: async () => {} }),
+  start: async (targets) => ({ port: Number(targets[0]!.split(":").pop()), pids: () => [], stop: async () => {}, output: () => "" }),
 };
 
 function running(process: StartedProcess, port: number): RunningContender {
-  return { port, pids: () => process.tree(), stop: () => process.stop() };
+  return { port, pids: () => process.tree(), stop: () => process.stop(), output: () => process.stderr() };
 }
 
 async function started(process: StartedProcess, port: number): Promise<RunningContender> {

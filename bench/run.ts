@@ -231,6 +231,11 @@ async function main(argv: string[]): Promise<number> {
     machine["load average at end"] = loadAverage();
     const report = { options, machine, started, finished: new Date(), cores, idleConnections, privateNetwork: inPrivateNetwork(), contenders, failures, results, errors };
     writeReport(report, options.write ? join(REPO, "docs", "benchmarks.md") : undefined);
+    if (errors.length > 0) {
+      console.log(`bench: ${errors.length} measurement(s) failed; the report lists them under "Failed measurements"`);
+
+      return 1;
+    }
 
     return 0;
   } finally {

@@ -172,7 +172,14 @@ export async function measureKeptAliveRate(running: RunningContender, load: Load
 export async function measureStartup(start: () => Promise<RunningContender>): Promise<{ running: RunningContender; sample: Sample }> {
   const began = performance.now();
   const running = await start();
-  await firstReplyByte(running.port);
+  try {
+    await firstReplyByte(running.port);
+  } catch (error) {
+    // The caller gets no contender to stop, so it is stopped here.
+    await running.stop();
+    const output = running.output().trim().split("\n").slice(-5).join("\n");
+    throw new Error(`${(error as Error).message}${output === "" ? "" : `; its last lines:\n${output}`}`, { cause: error });
+  }
 
   return { running, sample: { startupMs: performance.now() - began } };
 }
@@ -189,8 +196,14 @@ function firstReplyByte(port: number): Promise<void> {
         },
         data(socket) {
           clearTimeout(timer);
-          socket.end();
+          // Resolved first: end() may run the close handler before it returns.
           resolve();
+          socket.end();
+        },
+        close() {
+          // After data this changes nothing: the promise is settled already.
+          clearTimeout(timer);
+          reject(new Error(`the connection through port ${port} closed without a reply`));
         },
         connectError(_socket, error) {
           clearTimeout(timer);
