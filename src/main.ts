@@ -32,6 +32,8 @@ async function main(argv: string[]): Promise<number> {
 
   try {
     const cli = parseArgs(argv);
+    // So that a start that fails before its settings are read still logs in the format asked for.
+    logger.format = cli.logFormat ?? logger.format;
     switch (cli.command) {
       case "help":
         process.stdout.write(helpText(cli.helpFor) + "\n");
@@ -61,8 +63,10 @@ async function main(argv: string[]): Promise<number> {
     }
   } catch (error) {
     const command = ["status", "check", "disable", "enable"].includes(argv[0] ?? "") ? `${argv[0]} ` : "";
+    // A balancer's log may be read by a JSON log collector, which should get its last line too.
+    const json = command === "" && logger.format === "json" ? logger.with({ component: "main" }) : undefined;
 
-    return reportStartupError(error, `tinylb ${command}--help`);
+    return reportStartupError(error, `tinylb ${command}--help`, json);
   }
 }
 
@@ -81,26 +85,34 @@ function helpText(command: CliOptions["helpFor"]): string {
   }
 }
 
-/** Writes a start-up error to stderr and returns the exit code; `help` names the help that covers the command. */
-function reportStartupError(error: unknown, help: string): number {
-  if (error instanceof UsageError || error instanceof AddressError || error instanceof BackendError) {
-    process.stderr.write(`tinylb: ${error.message}; see ${help}\n`);
+/**
+ * Writes a start-up error to stderr and returns the exit code; `help` names the help that
+ * covers the command. With `jsonLog`, the error is one JSON log line instead.
+ */
+function reportStartupError(error: unknown, help: string, jsonLog?: Logger): number {
+  const [text, code] = describeStartupError(error, help);
+  if (jsonLog === undefined) {
+    process.stderr.write(`tinylb: ${text}\n`);
+  } else {
+    jsonLog.error(text, { exitCode: code });
+  }
 
-    return EXIT_USAGE;
+  return code;
+}
+
+/** Returns the message of a start-up error and the exit code it gets. */
+function describeStartupError(error: unknown, help: string): [string, number] {
+  if (error instanceof UsageError || error instanceof AddressError || error instanceof BackendError) {
+    return [`${error.message}; see ${help}`, EXIT_USAGE];
   }
   if (error instanceof ConfigError) {
-    process.stderr.write(`tinylb: ${error.message}\n`);
-
-    return EXIT_USAGE;
+    return [error.message, EXIT_USAGE];
   }
   if (error instanceof ListenError) {
-    process.stderr.write(`tinylb: ${error.message}\n`);
-
-    return EXIT_LISTEN;
+    return [error.message, EXIT_LISTEN];
   }
-  process.stderr.write(`tinylb: invariant violated: start-up failed: ${errorText(error)}\n`);
 
-  return EXIT_FAILURE;
+  return [`invariant violated: start-up failed: ${errorText(error)}`, EXIT_FAILURE];
 }
 
 /** Keeps the balancer alive when a bug escapes a handler: one broken connection must not stop the rest. */

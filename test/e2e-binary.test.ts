@@ -281,6 +281,18 @@ describe("dist/tinylb process", () => {
     expect(second.stderr).toContain("EADDRINUSE");
   }, TEST_TIMEOUT_MS);
 
+  test("a failed start logs its error as JSON with JSON logs", async () => {
+    const { port } = await startTinylb(["--listen", "127.0.0.1:0"]);
+
+    const second = TinylbProcess.start(["--listen", `127.0.0.1:${port}`, "--log-format", "json"]);
+    cleanup.push(() => second[Symbol.asyncDispose]());
+
+    expect(await within("the second tinylb to exit", second.process.exited, 15_000)).toBe(1);
+    const last = JSON.parse(second.stderr.trim().split("\n").at(-1)!) as Record<string, unknown>;
+    expect(last).toMatchObject({ level: "error", component: "main", exitCode: 1 });
+    expect(last.msg).toContain(`listen on 127.0.0.1:${port} failed`);
+  }, TEST_TIMEOUT_MS);
+
   test.each([
     [["--listen", "127.0.0.1"], "--listen: invalid address"],
     [["--bogus"], "unknown flag --bogus"],
