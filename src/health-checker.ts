@@ -187,7 +187,7 @@ export class HealthChecker {
       const ended = `dial back-off of ${formatDuration(backoffMs)} ended`;
       this.#evaluate(entry, entry.probe === undefined ? `${ended}; the next client retries it` : `${ended}; the next passed probe or client dial makes it healthy`);
     }, backoffMs);
-    this.#evaluate(entry, `${reason}; skipped for ${formatDuration(backoffMs)}`);
+    this.#evaluate(entry, `${reason}; skipped for a back-off of ${formatDuration(backoffMs)}`);
   }
 
   /** Records a successful dial, which ends the backend's failure streak and back-off. */

@@ -49,7 +49,7 @@ test("HealthChecker backs off 1s doubling to 30s", () => {
   expect(checker.state("a")!.dialFailureStreak).toBe(expected.length);
   expect(logs.withMessage("backend is unhealthy").length).toBe(1);
   expect(logs.withMessage("backend is healthy").length).toBe(0);
-  expect(logs.withMessage("backend is unhealthy")[0]!.cause).toBe("dial failed: refused; skipped for 1s");
+  expect(logs.withMessage("backend is unhealthy")[0]!.cause).toBe("dial failed: refused; skipped for a back-off of 1s");
   expect(logs.withMessage("backend is unhealthy")[0]!.level).toBe("warn");
   expect(checker.isHealthy(set.get("b")!)).toBe(true);
 });
@@ -60,14 +60,14 @@ test("HealthChecker reports retrying until a dial succeeds", () => {
   const a = set.get("a")!;
 
   checker.dialFailed(a, "dial failed: refused");
-  expect(checker.state("a")).toMatchObject({ condition: "unhealthy", healthy: false, cause: "dial failed: refused; skipped for 1s" });
+  expect(checker.state("a")).toMatchObject({ condition: "unhealthy", healthy: false, cause: "dial failed: refused; skipped for a back-off of 1s" });
 
   clock.advance(1000);
   expect(checker.state("a")).toMatchObject({ condition: "retrying", healthy: false, cause: "dial back-off of 1s ended; the next client retries it" });
   expect(logs.withMessage("backend is retrying")[0]!.level).toBe("debug");
 
   checker.dialFailed(a, "dial failed: refused");
-  expect(checker.state("a")).toMatchObject({ condition: "unhealthy", cause: "dial failed: refused; skipped for 2s" });
+  expect(checker.state("a")).toMatchObject({ condition: "unhealthy", cause: "dial failed: refused; skipped for a back-off of 2s" });
   clock.advance(2000);
   checker.dialSucceeded(a);
 
@@ -352,7 +352,7 @@ test("HealthChecker probe falling in a back-off becomes the cause", async () => 
     const { checker, logs } = probed(readyz, { probe: { kind: "http", intervalMs: 20, timeoutMs: 1000, fall: 2 }, backoffMs: 60_000 });
     const backend = readyz.backend;
     checker.dialFailed(backend, "dial failed: refused");
-    expect(checker.state("api-1")!.cause).toBe("dial failed: refused; skipped for 30s");
+    expect(checker.state("api-1")!.cause).toBe("dial failed: refused; skipped for a back-off of 30s");
 
     await waitFor("the probe to fall", () => checker.state("api-1")!.probe!.up === false);
 
