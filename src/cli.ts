@@ -208,6 +208,16 @@ export function parseArgs(argv: readonly string[]): CliOptions {
 /** Every flag and switch, for typo suggestions. */
 const ALL_FLAGS = [...VALUE_FLAGS, ...PROVIDER_FLAGS, ...PROVIDER_SWITCHES, "--help", "--version"];
 
+/** HAProxy keywords that people moving from HAProxy may try as flags, and tinylb's flag for each. */
+const HAPROXY_TERMS = new Map([
+  ["bind", "--listen"],
+  ["server", "--backend"],
+  ["maxconn", "--max-connections"],
+  ["timeout-connect", "--connect-timeout"],
+  ["inter", "--probe-interval"],
+  ["nbthread", "--workers"],
+]);
+
 /** Commands that may come first, for typo suggestions. */
 const COMMANDS = ["check", "demo", "disable", "enable", "status"];
 
@@ -217,7 +227,7 @@ function describeUnknownArgument(arg: string, flag: string, index: number): stri
     return "unknown flag -v (did you mean -V, --version?)";
   }
   if (flag.startsWith("-")) {
-    const suggestion = closestName(flag, ALL_FLAGS);
+    const suggestion = closestName(flag, ALL_FLAGS) ?? HAPROXY_TERMS.get(flag.replace(/^-+/, "").toLowerCase());
 
     return `unknown flag ${flag}${suggestion === undefined ? "" : ` (did you mean ${suggestion}?)`}`;
   }

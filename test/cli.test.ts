@@ -103,6 +103,8 @@ describe("parseArgs", () => {
     [["check", "--backend", "10.0.0.1:6443"], '--backend "10.0.0.1:6443": expected ID=TARGET'],
     [["--listen", "127.0.0.1:1", "extra"], 'unexpected argument "extra"'],
     [["--lisen", "127.0.0.1:1"], "unknown flag --lisen (did you mean --listen?)"],
+    [["--maxconn", "100"], "unknown flag --maxconn (did you mean --max-connections?)"],
+    [["--nbthread", "2"], "unknown flag --nbthread (did you mean --workers?)"],
     [["--connect-timeout", "--admin", "off"], "--connect-timeout needs a value"],
     [["--keepalive", "999ms"], "--keepalive: the keepalive time must be 0 (off) or at least 1s"],
     [["--keepalive", "1500ms"], "--keepalive: the keepalive time 1500ms is not a whole number of seconds, but the kernel counts whole seconds; use 1s or 2s"],
