@@ -91,13 +91,24 @@ function describeBound(relation: "at least" | "at most", origin: string, bound: 
   return `must be ${relation} ${bound}`;
 }
 
+/** HAProxy keywords that people moving from HAProxy may write as config keys, and tinylb's key for each. */
+const HAPROXY_KEYS = new Map([
+  ["bind", "listen"],
+  ["server", "backends"],
+  ["servers", "backends"],
+  ["maxconn", "maxConnections"],
+  ["nbthread", "workers"],
+  ["retries", "maxAttempts"],
+]);
+
 function describeUnknownKeys(keys: string[], schema: unknown): string {
   const shape = (schema as { _zod?: { def?: { shape?: Record<string, unknown> } } } | undefined)?._zod?.def?.shape;
   const valid = shape === undefined ? [] : Object.keys(shape);
   // At most 5 keys of at most 60 characters each are quoted, so a hostile input cannot flood the log.
   const described = keys.slice(0, 5).map((key) => {
     const shown = JSON.stringify(key.length > 60 ? `${key.slice(0, 60)}...` : key);
-    const suggestion = closestName(key, valid);
+    const haproxyKey = HAPROXY_KEYS.get(key.toLowerCase());
+    const suggestion = closestName(key, valid) ?? (haproxyKey !== undefined && valid.includes(haproxyKey) ? haproxyKey : undefined);
 
     return suggestion === undefined ? shown : `${shown} (did you mean "${suggestion}"?)`;
   });

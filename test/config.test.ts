@@ -117,6 +117,7 @@ describe("loadConfigFile", () => {
     ["bad-level.json", '{ "logLevel": "loud" }', ["logLevel", "loud"]],
     ["misspelt.toml", 'conectTimeout = "3s"\n', ["conectTimeout", '(did you mean "connectTimeout"?)']],
     ["misspelt-backends.yaml", "backend: []\n", ['(top level): unknown key "backend" (did you mean "backends"?); valid keys: listen, backends,']],
+    ["haproxy-key.yaml", "maxconn: 100\n", ['(top level): unknown key "maxconn" (did you mean "maxConnections"?)']],
     ["unitless-probe.yaml", "probe:\n  interval: 5\n", ["probe.interval: invalid duration 5: add a unit (ms, s, m or h), such as 5s"]],
     ["unitless-backoff.yaml", "dialBackoff: 5\n", ["dialBackoff: invalid duration 5: add a unit (ms, s, m or h), such as 5s"]],
     ["zero-rise.yaml", "probe:\n  rise: 0\n", ["probe.rise: must be at least 1 (got 0)"]],
