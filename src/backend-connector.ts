@@ -194,9 +194,9 @@ export class BackendConnector implements DialObserver {
       }
 
       this.#limits.release(backend.target);
-      // A backend the rotation already skips was dialed only because no healthy one was left,
-      // and its failure was expected, so the line is only a debug line.
-      const expected = error.givenUp || !this.#health.isHealthy(backend);
+      // A backend that status already reports unhealthy or retrying was expected to fail, so
+      // the line is only a debug line: its health log said so when it turned unhealthy.
+      const expected = error.givenUp || !this.#health.isReportedHealthy(backend);
       // When tinylb gave the dial up itself (`givenUp`, after a set change or a disable), the
       // backend did not fail: there is nothing to count or back off from.
       if (!error.givenUp) {

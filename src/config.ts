@@ -318,31 +318,54 @@ function quoteLine(line: string): string {
 const QUOTE_SEARCH_LINES = 3;
 
 /**
- * Returns a hint for a YAML parse error at 1-based line `line`, or "". Bun reports a double
- * quote left open where the next line fails, so the hint names a line just before with an
- * open quote. Otherwise it says what to look for after "Unexpected token", which names no token.
+ * Returns a hint for a YAML parse error at 1-based line `line`, or "". Bun reports a quote
+ * left open where the next line fails, so the hint names a line just before with an open
+ * quote. Otherwise it says what to look for after "Unexpected token", which names no token.
  */
 function yamlHint(extension: string, detail: string, lines: string[], line: number): string {
   if (extension !== ".yaml" && extension !== ".yml") {
     return "";
   }
   for (let number = line; number >= Math.max(1, line - QUOTE_SEARCH_LINES); number--) {
-    if (hasOpenDoubleQuote(lines[number - 1] ?? "")) {
-      return `; check the double quote on line ${number}, which is not closed on that line`;
+    const quote = openQuoteIn(lines[number - 1] ?? "");
+    if (quote !== undefined) {
+      return `; check the ${quote === '"' ? "double" : "single"} quote on line ${number}, which is not closed on that line`;
     }
   }
 
   return detail === "Unexpected token" ? "; check that line and the one before for indentation, a missing colon or comma, and an unclosed bracket or quote" : "";
 }
 
-/** Returns true when a YAML line outside a comment has an odd number of unescaped double quotes. */
-function hasOpenDoubleQuote(line: string): boolean {
-  if (/^\s*#/.test(line)) {
-    return false;
+/**
+ * Returns the quote character that a YAML line opens and does not close, or undefined. A
+ * double-quoted scalar escapes with a backslash, a single-quoted one by doubling the quote,
+ * and a `#` after a space outside quotes starts a comment. The scan is an estimate: a quote
+ * that opens a multi-line scalar on purpose counts as open too.
+ */
+function openQuoteIn(line: string): string | undefined {
+  let open: string | undefined;
+  for (let index = 0; index < line.length; index++) {
+    const char = line[index]!;
+    if (open === undefined) {
+      if (char === "#" && (index === 0 || /\s/.test(line[index - 1]!))) {
+        break;
+      }
+      // A quote opens a scalar only where one starts, so an apostrophe inside a plain word does not.
+      if ((char === '"' || char === "'") && (index === 0 || /[\s[{,]/.test(line[index - 1]!))) {
+        open = char;
+      }
+    } else if (open === '"' && char === "\\") {
+      index++;
+    } else if (char === open) {
+      if (open === "'" && line[index + 1] === "'") {
+        index++;
+      } else {
+        open = undefined;
+      }
+    }
   }
-  const quotes = line.replaceAll("\\\\", "").replaceAll('\\"', "").split('"').length - 1;
 
-  return quotes % 2 === 1;
+  return open;
 }
 
 /** A TOML line that sets a key to an unquoted duration, such as `connectTimeout = 3s`. */

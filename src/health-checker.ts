@@ -169,6 +169,16 @@ export class HealthChecker {
     return entry === undefined || this.#conditionOf(entry) !== "unhealthy";
   }
 
+  /**
+   * True when `backend` is in the `healthy` condition, as status pages report it: not while
+   * it is retrying after a back-off. Backends the checker does not track count as healthy.
+   */
+  isReportedHealthy(backend: Backend): boolean {
+    const entry = this.#entryOf(backend);
+
+    return entry === undefined || this.#conditionOf(entry) === "healthy";
+  }
+
   /** Records a failed dial; the backend is skipped for a back-off that doubles with each failure in a row. */
   dialFailed(backend: Backend, reason: string): void {
     const entry = this.#entryOf(backend);

@@ -77,6 +77,10 @@ export class WorkerHealth extends HealthChecker {
     return conditionIn(this.#conditions, backend) !== "unhealthy";
   }
 
+  override isReportedHealthy(backend: Backend): boolean {
+    return conditionIn(this.#conditions, backend) === "healthy";
+  }
+
   override dialFailed(backend: Backend, reason: string): void {
     this.#report({ type: "dial-failed", id: backend.id, target: backend.target, reason });
   }
