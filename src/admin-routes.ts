@@ -136,15 +136,18 @@ export function routeReadOnlyRequest(request: Request, context: ReadOnlyRouteCon
       return json(503, { status: "not ready", error: "the backend set is empty" });
     }
     const status = context.status();
-    if (status.backends.every((backend) => backend.disabled)) {
+    const disabled = status.backends.filter((backend) => backend.disabled).length;
+    if (disabled === status.backends.length) {
       return json(503, { status: "not ready", error: ALL_DISABLED });
     }
+    // `backends` counts the whole set; `disabled`, only present when above 0, those out of rotation.
+    const counts = disabled > 0 ? { backends: size, disabled } : { backends: size };
     if (status.degraded) {
       // Still 200: a degraded balancer tries every enabled backend, so it may serve clients.
-      return json(200, { status: "degraded", backends: size, warning: "every enabled backend is unhealthy; each is tried anyway" });
+      return json(200, { status: "degraded", ...counts, warning: "every enabled backend is unhealthy; each is tried anyway" });
     }
 
-    return json(200, { status: "ready", backends: size });
+    return json(200, { status: "ready", ...counts });
   }
   if (path === "/metrics") {
     allowMethods(method, ["GET"]);

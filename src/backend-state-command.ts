@@ -74,7 +74,7 @@ export function parseBackendStateArgs(argv: readonly string[]): CliOptions | str
       continue;
     }
     if (!FLAGS[command].includes(flag)) {
-      return `${flag} is not valid with tinylb ${command}; use ${joinWords(FLAGS[command].map((name) => FLAG_USAGE[name]!), "or")}`;
+      return `${flag} is not valid with tinylb ${command}, which takes ${joinWords(FLAGS[command].map((name) => FLAG_USAGE[name]!), "and")}`;
     }
     if (flag === "--close-connections") {
       options.closeConnections = true;

@@ -36,8 +36,8 @@ test.each([
 test.each([
   [["disable"], "missing backend id: use tinylb disable ID, such as tinylb disable api-1; tinylb status lists the ids"],
   [["enable", "a", "b"], 'unexpected argument "b": tinylb enable takes one backend id'],
-  [["enable", "a", "--close-connections"], "--close-connections is not valid with tinylb enable; use --admin ADDR or --admin-token-file FILE"],
-  [["disable", "a", "--json"], "--json is not valid with tinylb disable; use --close-connections, --admin ADDR or --admin-token-file FILE"],
+  [["enable", "a", "--close-connections"], "--close-connections is not valid with tinylb enable, which takes --admin ADDR and --admin-token-file FILE"],
+  [["disable", "a", "--json"], "--json is not valid with tinylb disable, which takes --close-connections, --admin ADDR and --admin-token-file FILE"],
   [["disable", "a", "--admin"], "--admin needs a value"],
   [["disable", "a", "--admin", "/run/x.sock"], "; for a Unix socket, write unix:/run/x.sock"],
   [["disable", "-a"], "-a is not valid with tinylb disable"],

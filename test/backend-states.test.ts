@@ -74,7 +74,9 @@ test("disable skips a backend, keeping its connections", async () => {
   const metrics = await (await request("/metrics")).text();
   expect(metrics).toContain('\ntinylb_backend_disabled{backend="a"} 0\n');
   expect(metrics).toContain('\ntinylb_backend_disabled{backend="b"} 1\n');
-  expect((await request("/readyz")).status).toBe(200);
+  const readyz = await request("/readyz");
+  expect(readyz.status).toBe(200);
+  expect(await readyz.json()).toEqual({ status: "ready", backends: 3, disabled: 1 });
 });
 
 test("disable again changes nothing", async () => {
