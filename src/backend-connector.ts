@@ -10,6 +10,7 @@ import { type FailoverChecks, FailoverPlan } from "./failover-plan.ts";
 import type { HealthChecker } from "./health-checker.ts";
 import type { LogFields, Logger } from "./logger.ts";
 import { RateLimitedLog } from "./rate-limited-log.ts";
+import type { DisabledIds } from "./round-robin-selector.ts";
 import type { TrafficStats } from "./traffic-stats.ts";
 
 /** Milliseconds between two dial failure lines of one backend id, and between two lines for unserved clients. */
@@ -147,7 +148,16 @@ export class BackendConnector implements DialObserver {
    * enabled backend at once. Returns how many were given up.
    */
   abandonDialsTo(id: string): number {
-    const attempts = this.#dialOptions.deadlines.pending().filter((attempt) => attempt.backend.id === id);
+    return this.#abandonDials((backend) => backend.id === id);
+  }
+
+  /** Gives up the dials in flight to the backends in `disabled`, as `abandonDialsTo` does for one id. */
+  abandonDisabledDials(disabled: DisabledIds): number {
+    return disabled.size === 0 ? 0 : this.#abandonDials((backend) => disabled.has(backend.id));
+  }
+
+  #abandonDials(matches: (backend: Backend) => boolean): number {
+    const attempts = this.#dialOptions.deadlines.pending().filter((attempt) => matches(attempt.backend));
     for (const attempt of attempts) {
       attempt.giveUp(BACKEND_DISABLED);
     }

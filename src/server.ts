@@ -36,8 +36,8 @@ type ClientSocket = Socket<Connection>;
  * that left it, or under the `drain` removal policy lets them finish until a deadline.
  * Connections to targets that stay are never touched.
  *
- * The rotation passes over the ids in `disabled`. Their open connections stay until
- * `closeBackendConnections` closes them.
+ * The rotation passes over the ids in `disabled`, and their dials in flight are given up.
+ * Their open connections stay until `closeBackendConnections` closes them.
  */
 export class Server {
   readonly pool = new ConnectionPool<Connection>();
@@ -94,7 +94,12 @@ export class Server {
     this.#removals = new RemovalPolicies(this.pool, this.health, this.#log, this.#options.clock, this.#options);
     this.health.onFlip((backend, healthy) => this.#removals.healthFlipped(backend, healthy));
     this.health.setDisabled(this.disabled);
-    this.disabled.onChange(() => this.health.setDisabled(this.disabled));
+    this.disabled.onChange(() => {
+      this.health.setDisabled(this.disabled);
+      // A client still dialing a backend that was just disabled has not been served yet, so it
+      // moves on to an enabled one rather than wait for a connect that may hang.
+      this.#connector.abandonDisabledDials(this.disabled);
+    });
     this.#connector = new BackendConnector({
       selector: this.#selector,
       limits: this.limits,

@@ -124,7 +124,10 @@ test("closeConnections closes only that id's connections", async () => {
   expect(scenario.log.withMessage("closed connections of disabled backend")[0]).toMatchObject({ backend: "a", closed: 0 });
 });
 
-test("closeConnections fails a pending dial over", async () => {
+test.each([
+  ["disable", { state: "disabled" }],
+  ["disable with closeConnections", { state: "disabled", closeConnections: true }],
+])("%s fails a pending dial over", async (_name, body) => {
   const blackhole = await StalledListener.start();
   cleanup.push(() => blackhole.stop());
   const fixture = await start(["b"]);
@@ -136,7 +139,7 @@ test("closeConnections fails a pending dial over", async () => {
   scenario.clients.push(stuck);
   await waitFor("a dial to s", () => scenario.server.dialingBackendIds().includes("s"));
 
-  await putState(fixture, "s", { state: "disabled", closeConnections: true });
+  await putState(fixture, "s", body);
 
   // Well before the 3 s connect timeout, which would also fail the client over.
   await waitFor("the stuck client to reach b", () => stuck.firstLine === "b", 1000);
