@@ -205,7 +205,7 @@ export class BackendConnector implements DialObserver {
 
       this.#limits.release(backend.target);
       // A backend that status already reports unhealthy or retrying was expected to fail, so
-      // the line is only a debug line: its health log said so when it turned unhealthy.
+      // the line is only a debug line: its health log reported it when it turned unhealthy.
       const expected = error.givenUp || !this.#health.isReportedHealthy(backend);
       // When tinylb gave the dial up itself (`givenUp`, after a set change or a disable), the
       // backend did not fail: there is nothing to count or back off from.
