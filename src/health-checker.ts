@@ -73,6 +73,8 @@ export class HealthChecker {
   #settings: HealthCheckSettings;
   #set = BackendSet.EMPTY;
   readonly #entries = new Map<string, Entry>();
+  /** Entries by target, for targets that two or more ids share; rebuilt on each set change. */
+  #byTarget = new Map<string, Entry[]>();
   readonly #listeners: HealthFlipListener[] = [];
   readonly #conditionListeners: (() => void)[] = [];
   #disabled = NONE_DISABLED;
@@ -121,6 +123,7 @@ export class HealthChecker {
         this.#track(backend);
       }
     }
+    this.#byTarget = sharedTargets(this.#entries.values());
 
     this.#set = set;
     this.#updateDegraded();
@@ -179,13 +182,23 @@ export class HealthChecker {
     return entry === undefined || this.#conditionOf(entry) === "healthy";
   }
 
-  /** Records a failed dial; the backend is skipped for a back-off that doubles with each failure in a row. */
+  /**
+   * Records a failed dial; the backend is skipped for a back-off that doubles with each failure
+   * in a row. Other ids with the same target get the same back-off, since a dial of theirs would
+   * fail the same way and cost the next client another connect timeout.
+   */
   dialFailed(backend: Backend, reason: string): void {
     const entry = this.#entryOf(backend);
     if (entry === undefined) {
       return;
     }
 
+    for (const sharing of this.#sharingTarget(entry)) {
+      this.#backOff(sharing, reason);
+    }
+  }
+
+  #backOff(entry: Entry, reason: string): void {
     const backoffMs = entry.health.dialFailed(this.#clock.now(), this.#backoff());
     if (backoffMs === undefined) {
       return;
@@ -200,17 +213,29 @@ export class HealthChecker {
     this.#evaluate(entry, `${reason}; skipped for a back-off of ${formatDuration(backoffMs)}`);
   }
 
-  /** Records a successful dial, which ends the backend's failure streak and back-off. */
+  /** Records a successful dial, which ends the failure streak and back-off of the backend and of other ids with its target. */
   dialSucceeded(backend: Backend): void {
     const entry = this.#entryOf(backend);
-    if (entry === undefined || (entry.health.dialFailureStreak === 0 && entry.backoffTimer === undefined)) {
+    if (entry === undefined) {
       return;
     }
 
-    entry.health.dialSucceeded();
-    entry.backoffTimer?.cancel();
-    entry.backoffTimer = undefined;
-    this.#evaluate(entry, "dial succeeded");
+    for (const sharing of this.#sharingTarget(entry)) {
+      if (sharing.health.dialFailureStreak === 0 && sharing.backoffTimer === undefined) {
+        continue;
+      }
+      sharing.health.dialSucceeded();
+      sharing.backoffTimer?.cancel();
+      sharing.backoffTimer = undefined;
+      this.#evaluate(sharing, sharing === entry ? "dial succeeded" : `a dial of "${entry.health.backend.id}", which has the same target, succeeded`);
+    }
+  }
+
+  /** Returns `entry` and the entries of other ids with its target; most targets have one id. */
+  #sharingTarget(entry: Entry): readonly Entry[] {
+    const sharing = this.#byTarget.get(entry.health.backend.target);
+
+    return sharing === undefined || sharing.length === 1 ? [entry] : sharing;
   }
 
   /** Health of every backend of the set, in id order. */
@@ -389,6 +414,22 @@ export class HealthChecker {
 
     return true;
   }
+}
+
+/** Groups entries by target, keeping only targets of two or more ids. */
+function sharedTargets(entries: Iterable<Entry>): Map<string, Entry[]> {
+  const byTarget = new Map<string, Entry[]>();
+  for (const entry of entries) {
+    const target = entry.health.backend.target;
+    byTarget.set(target, [...(byTarget.get(target) ?? []), entry]);
+  }
+  for (const [target, sharing] of byTarget) {
+    if (sharing.length === 1) {
+      byTarget.delete(target);
+    }
+  }
+
+  return byTarget;
 }
 
 function inARow(count: number): string {

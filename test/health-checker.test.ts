@@ -54,6 +54,24 @@ test("HealthChecker backs off 1s doubling to 30s", () => {
   expect(checker.isHealthy(set.get("b")!)).toBe(true);
 });
 
+test("HealthChecker backs off ids sharing a target", () => {
+  const set = new BackendSet([createBackend("api-1", "127.0.0.1:1000"), createBackend("seed", "127.0.0.1:1000"), createBackend("api-2", "127.0.0.1:1001")]);
+  const { checker, logs } = start(set);
+  const [api1, seed, api2] = ["api-1", "seed", "api-2"].map((id) => set.get(id)!) as [Backend, Backend, Backend];
+
+  checker.dialFailed(api1, "dial failed: refused");
+
+  expect(checker.isHealthy(seed)).toBe(false);
+  expect(checker.isHealthy(api2)).toBe(true);
+  expect(checker.state("seed")).toMatchObject({ condition: "unhealthy", dialFailureStreak: 1, cause: "dial failed: refused; skipped for a back-off of 1s" });
+  expect(logs.withMessage("backend is unhealthy").map((line) => line.backend)).toEqual(["api-1", "seed"]);
+
+  checker.dialSucceeded(seed);
+
+  expect(checker.state("api-1")).toMatchObject({ condition: "healthy", dialFailureStreak: 0, cause: 'a dial of "seed", which has the same target, succeeded' });
+  expect(checker.state("seed")).toMatchObject({ condition: "healthy", cause: "dial succeeded" });
+});
+
 test("HealthChecker reports retrying until a dial succeeds", () => {
   const set = setOf("a", "b");
   const { checker, clock, logs } = start(set);
