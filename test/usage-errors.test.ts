@@ -55,7 +55,7 @@ test.each([
   ["a misspelt disable command", ["disabel", "a"], 'unknown command "disabel" (did you mean disable?)'],
   ["disable without an id", ["disable", "--admin", "unix:/tmp/x.sock"], "missing backend id: use tinylb disable ID, such as tinylb disable api-1; tinylb status lists the ids; see tinylb disable --help"],
   ["disable with two ids", ["disable", "a", "b"], 'unexpected argument "b": tinylb disable takes one backend id; see tinylb disable --help'],
-  ["enable with --close-connections", ["enable", "a", "--close-connections"], "--close-connections is not valid with tinylb enable; use --admin ADDR or --admin-token-file FILE; see tinylb enable --help"],
+  ["enable with --close-connections", ["enable", "a", "--close-connections"], "--close-connections is not valid with tinylb enable, which takes --admin ADDR and --admin-token-file FILE; see tinylb enable --help"],
   ["disable with an invalid id", ["disable", "a b"], 'invalid backend id "a b"'],
 ])("binary rejects %s with exit 2", async (_, args, message) => {
   const { exitCode, stderr } = await runTinylb(args);
