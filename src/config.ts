@@ -320,7 +320,7 @@ const QUOTE_SEARCH_LINES = 3;
 /**
  * Returns a hint for a YAML parse error at 1-based line `line`, or "". Bun reports a quote
  * left open where the next line fails, so the hint names a line just before with an open
- * quote. Otherwise it says what to look for after "Unexpected token", which names no token.
+ * quote. Otherwise it describes what to look for after "Unexpected token", which names no token.
  */
 function yamlHint(extension: string, detail: string, lines: string[], line: number): string {
   if (extension !== ".yaml" && extension !== ".yml") {

@@ -73,7 +73,7 @@ export class HealthChecker {
   #settings: HealthCheckSettings;
   #set = BackendSet.EMPTY;
   readonly #entries = new Map<string, Entry>();
-  /** Entries by target, for targets that two or more ids share; rebuilt on each set change. */
+  /** Entries by target, for targets that two or more ids share. Rebuilt on each set change. */
   #byTarget = new Map<string, Entry[]>();
   readonly #listeners: HealthFlipListener[] = [];
   readonly #conditionListeners: (() => void)[] = [];
@@ -421,7 +421,12 @@ function sharedTargets(entries: Iterable<Entry>): Map<string, Entry[]> {
   const byTarget = new Map<string, Entry[]>();
   for (const entry of entries) {
     const target = entry.health.backend.target;
-    byTarget.set(target, [...(byTarget.get(target) ?? []), entry]);
+    const sharing = byTarget.get(target);
+    if (sharing === undefined) {
+      byTarget.set(target, [entry]);
+    } else {
+      sharing.push(entry);
+    }
   }
   for (const [target, sharing] of byTarget) {
     if (sharing.length === 1) {

@@ -60,10 +60,12 @@ export function renderMetrics(source: MetricsSource): string {
     ]),
   );
   page.add("tinylb_backend_dial_failures_total", "counter", "Dials per backend id that failed or timed out.", perBackend((id) => stats.backend(id).dialFailures));
+  // Each state is a snapshot built on request, so it is built once per page, not once per metric.
+  const healthStates = new Map(server.set.backends.map((backend) => [backend.id, server.health.state(backend.id)]));
   /** Samples per backend of the set with a health state; `value` returns undefined to leave a backend out. */
   const perHealthState = (value: (state: HealthState) => number | undefined): [Labels, number][] =>
     server.set.backends.flatMap((backend): [Labels, number][] => {
-      const state = server.health.state(backend.id);
+      const state = healthStates.get(backend.id);
       const sample = state === undefined ? undefined : value(state);
 
       return sample === undefined ? [] : [[{ backend: backend.id }, sample]];
@@ -72,7 +74,7 @@ export function renderMetrics(source: MetricsSource): string {
     "tinylb_backend_healthy",
     "gauge",
     "1 while the backend id is healthy; 0 while a dial back-off or failed probes make the rotation skip it, or while it is retried after a back-off.",
-    server.set.backends.map((backend): [Labels, number] => [{ backend: backend.id }, server.health.state(backend.id)?.healthy === false ? 0 : 1]),
+    server.set.backends.map((backend): [Labels, number] => [{ backend: backend.id }, healthStates.get(backend.id)?.healthy === false ? 0 : 1]),
   );
   page.add(
     "tinylb_backend_disabled",

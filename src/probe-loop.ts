@@ -16,7 +16,7 @@ export type ProbeResultHandler = (failure: string | undefined) => void;
  * A connect cannot be cancelled, so against a target that drops SYNs the connect of a timed
  * out probe keeps its socket until the kernel gives up, about two minutes on Linux defaults.
  * While it does, the next probes fail at once without a socket of their own, so one loop
- * holds at most one descriptor.
+ * keeps at most one descriptor.
  */
 export class ProbeLoop {
   readonly #backend: Backend;
