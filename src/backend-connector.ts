@@ -1,6 +1,7 @@
 import type { Socket } from "bun";
 import type { Backend } from "./backend.ts";
 import type { BackendSelector } from "./backend-selector.ts";
+import type { Clock } from "./clock.ts";
 import type { Connection } from "./connection.ts";
 import { ConnectDeadlines } from "./connect-deadlines.ts";
 import type { ConnectionLimits } from "./connection-limits.ts";
@@ -34,6 +35,8 @@ export interface BackendConnectorOptions {
   stats: TrafficStats;
   /** The server's logger. */
   log: Logger;
+  /** Time source of the rate limits on failure lines, so that tests can move it forward. */
+  clock: Clock;
   /** Backends one client tries, in the selector's order, before it is closed. 0 means every backend once. */
   maxAttempts: number;
   /** Milliseconds a backend connect may take before the next backend is tried. */
@@ -60,6 +63,7 @@ export class BackendConnector implements DialObserver {
   readonly #health: HealthChecker;
   readonly #stats: TrafficStats;
   readonly #log: Logger;
+  readonly #now: () => number;
   readonly #maxAttempts: number;
   readonly #registered: (connection: Connection, backend: Backend) => void;
   readonly #failoverChecks: FailoverChecks = {
@@ -79,9 +83,11 @@ export class BackendConnector implements DialObserver {
     this.#health = options.health;
     this.#stats = options.stats;
     this.#log = options.log;
+    const { clock } = options;
+    this.#now = () => clock.now();
     this.#maxAttempts = options.maxAttempts;
     this.#registered = options.registered;
-    this.#unservedLog = new RateLimitedLog(this.#log, "error", FAILURE_LOG_INTERVAL_MS);
+    this.#unservedLog = new RateLimitedLog(this.#log, "error", FAILURE_LOG_INTERVAL_MS, this.#now);
     this.#keepalive = new DeferredKeepalive(options.keepaliveMs);
     this.#dialOptions = {
       connectTimeoutMs: options.connectTimeoutMs,
@@ -251,7 +257,7 @@ export class BackendConnector implements DialObserver {
       if (this.#dialFailureLogs.size >= MAX_FAILURE_LOGS) {
         this.#dialFailureLogs.clear();
       }
-      log = new RateLimitedLog(this.#log, "warn", FAILURE_LOG_INTERVAL_MS);
+      log = new RateLimitedLog(this.#log, "warn", FAILURE_LOG_INTERVAL_MS, this.#now);
       this.#dialFailureLogs.set(id, log);
     }
 

@@ -106,6 +106,7 @@ export class Server {
       health: this.health,
       stats: this.stats,
       log: this.#log,
+      clock: this.#options.clock,
       maxAttempts: this.#options.maxAttempts,
       connectTimeoutMs: this.#options.connectTimeoutMs,
       keepaliveMs: this.#options.keepaliveMs,

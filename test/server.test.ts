@@ -5,11 +5,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Address } from "../src/address.ts";
 import { createBackend } from "../src/backend.ts";
+import { FAILURE_LOG_INTERVAL_MS } from "../src/backend-connector.ts";
 import { BackendSet } from "../src/backend-set.ts";
 import { KEEPALIVE_DELAY_MS } from "../src/deferred-keepalive.ts";
 import { Logger } from "../src/logger.ts";
 import { Server, type ServerOptions } from "../src/server.ts";
 import { TestBackend, TestClient } from "./support/backends.ts";
+import { FakeClock } from "./support/fake-clock.ts";
 import { FullBacklogListener } from "./support/full-backlog.ts";
 import { waitFor } from "./support/wait.ts";
 
@@ -310,6 +312,39 @@ test("Server logs fallback dial failures at debug", async () => {
   expect(server.stats.unserved).toBe(2);
   expect(warnings()).toBe(1100);
   expect(lines.filter((line) => /DEBUG +dial backend "d0"/.test(line)).length).toBe(1);
+}, TEST_TIMEOUT_MS);
+
+test("Server logs a retrying backend's dial failures at debug", async () => {
+  const { logger, lines } = captureLog();
+  const clock = new FakeClock();
+  const deadA = await deadTarget();
+  const deadB = await deadTarget();
+  const { server, port } = await startServer(setOf(["a", deadA]), { logger, clock });
+  const count = (pattern: RegExp): number => lines.filter((line) => pattern.test(line)).length;
+
+  // a is healthy, so its first failed dial is a warning, and a back-off starts.
+  const first = await connect(port);
+  await waitFor("the first client to be closed", () => first.ended || first.closed);
+  expect(count(/WARN +dial backend "a"/)).toBe(1);
+
+  // Past the back-off, a is retrying, which means it is handed out again but not reported
+  // healthy. The rate limit of a's failure lines has run out too, so only the debug level for
+  // retrying backends keeps its next failure from being a warning.
+  clock.advance(FAILURE_LOG_INTERVAL_MS);
+  expect(server.health.state("a")?.condition).toBe("retrying");
+  // b is new to the set, so it starts healthy.
+  server.applySet(setOf(["a", deadA], ["b", deadB]));
+  expect(server.health.isReportedHealthy(server.set.get("b")!)).toBe(true);
+
+  const second = await connect(port);
+  await waitFor("the second client to be closed", () => second.ended || second.closed);
+
+  expect(server.stats.backend("a").dialFailures).toBe(2);
+  expect(server.stats.backend("b").dialFailures).toBe(1);
+  expect(count(/WARN +dial backend "a"/)).toBe(1);
+  expect(count(/DEBUG +dial backend "a"/)).toBe(1);
+  expect(count(/WARN +dial backend "b"/)).toBe(1);
+  expect(count(/DEBUG +dial backend "b"/)).toBe(0);
 }, TEST_TIMEOUT_MS);
 
 test("Server skips a backend that never completes the connect", async () => {
