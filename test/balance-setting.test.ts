@@ -2,9 +2,8 @@
  * The balance setting: the `--balance` flag, the `balance` config key, `tinylb check`, a
  * reload and the status output.
  */
-import { afterAll, expect, test } from "bun:test";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { expect, test } from "bun:test";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs, UsageError } from "../src/cli.ts";
 import { ConfigError, loadConfigFile } from "../src/config.ts";
@@ -13,10 +12,10 @@ import { applyReloadedSettings } from "../src/reload-settings.ts";
 import { Server } from "../src/server.ts";
 import { resolveSettings } from "../src/settings.ts";
 import { formatStatus } from "../src/status-command.ts";
+import { tempDirectory } from "./support/temp-directory.ts";
 import { runTinylb } from "./support/tinylb-process.ts";
 
-const directory = mkdtempSync(join(tmpdir(), "tinylb-balance-"));
-afterAll(() => rmSync(directory, { recursive: true, force: true }));
+const directory = tempDirectory("tinylb-balance-");
 let written = 0;
 
 /** Writes `text` to a new config file in the test folder and returns its path. */

@@ -4,16 +4,16 @@
  * check leaves alone has a partner that starts the balancer on the same settings, to show
  * that the test would notice a start.
  */
-import { afterAll, afterEach, expect, test } from "bun:test";
+import { afterEach, expect, test } from "bun:test";
 import type { Socket, TCPSocketListener, udp } from "bun";
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
+import { tempDirectory } from "./support/temp-directory.ts";
 import { runTinylb as runTinylbIn, TinylbProcess } from "./support/tinylb-process.ts";
 import { waitFor } from "./support/wait.ts";
 
-const directory = mkdtempSync(join(tmpdir(), "tinylb-check-e2e-"));
-afterAll(() => rmSync(directory, { recursive: true, force: true }));
+const directory = tempDirectory("tinylb-check-e2e-");
 const adminSocket = join(directory, "admin.sock");
 
 const cleanup: (() => unknown)[] = [];

@@ -1,15 +1,14 @@
-import { afterAll, expect, test } from "bun:test";
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { expect, test } from "bun:test";
+import { existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { checkConfig, checkSummary } from "../src/check-command.ts";
 import { parseArgs } from "../src/cli.ts";
 import { ConfigError } from "../src/config.ts";
 import { resolveSettings } from "../src/settings.ts";
 import { LogLines } from "./support/log-lines.ts";
+import { tempDirectory } from "./support/temp-directory.ts";
 
-const directory = mkdtempSync(join(tmpdir(), "tinylb-check-"));
-afterAll(() => rmSync(directory, { recursive: true, force: true }));
+const directory = tempDirectory("tinylb-check-");
 
 /** Writes a config file into the test folder and returns its path. */
 function configFile(name: string, lines: string[]): string {

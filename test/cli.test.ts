@@ -1,10 +1,10 @@
-import { afterAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { describe, expect, test } from "bun:test";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { HELP, parseArgs, UsageError } from "../src/cli.ts";
 import { ConfigError } from "../src/config.ts";
 import { resolveSettings } from "../src/settings.ts";
+import { tempDirectory } from "./support/temp-directory.ts";
 
 function usageError(argv: string[]): UsageError {
   try {
@@ -141,8 +141,7 @@ describe("HELP", () => {
 });
 
 describe("resolveSettings", () => {
-  const directory = mkdtempSync(join(tmpdir(), "tinylb-cli-"));
-  afterAll(() => rmSync(directory, { recursive: true, force: true }));
+  const directory = tempDirectory("tinylb-cli-");
   const configPath = join(directory, "tinylb.yaml");
   writeFileSync(
     configPath,

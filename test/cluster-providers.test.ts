@@ -1,15 +1,14 @@
-import { afterAll, expect, test } from "bun:test";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { expect, test } from "bun:test";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Address } from "../src/address.ts";
 import { createClusterProviders, listenerRoute, loadClusterCredentials } from "../src/cluster-providers.ts";
 import { ConfigError, validateConfig } from "../src/config.ts";
 import { silentLogger } from "../src/logger.ts";
 import { Server } from "../src/server.ts";
+import { tempDirectory } from "./support/temp-directory.ts";
 
-const directory = mkdtempSync(join(tmpdir(), "tinylb-cluster-config-"));
-afterAll(() => rmSync(directory, { recursive: true, force: true }));
+const directory = tempDirectory("tinylb-cluster-config-");
 
 function configError(data: unknown): string {
   try {

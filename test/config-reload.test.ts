@@ -1,16 +1,15 @@
 /**
  * Settings other than backends and probes in a config file re-read by the compiled binary.
  */
-import { afterAll, expect, test } from "bun:test";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { expect, test } from "bun:test";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { HangingTarget } from "./support/fault-peers.ts";
+import { tempDirectory } from "./support/temp-directory.ts";
 import { TinylbProcess } from "./support/tinylb-process.ts";
 import { waitFor } from "./support/wait.ts";
 
-const directory = mkdtempSync(join(tmpdir(), "tinylb-reload-"));
-afterAll(() => rmSync(directory, { recursive: true, force: true }));
+const directory = tempDirectory("tinylb-reload-");
 
 test("binary applies live settings on reload and names the rest", async () => {
   const hanging = await HangingTarget.start();

@@ -1,11 +1,10 @@
-import { afterAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { describe, expect, test } from "bun:test";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ConfigError, loadConfigFile, MAX_CONFIG_BYTES } from "../src/config.ts";
+import { tempDirectory } from "./support/temp-directory.ts";
 
-const directory = mkdtempSync(join(tmpdir(), "tinylb-config-"));
-afterAll(() => rmSync(directory, { recursive: true, force: true }));
+const directory = tempDirectory("tinylb-config-");
 
 function write(name: string, text: string | Uint8Array): string {
   const path = join(directory, name);

@@ -4,11 +4,11 @@
  */
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
 import type { Subprocess } from "bun";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { TestBackend, TestClient } from "./support/backends.ts";
 import { Peer, PeerListener, patternBytes, sha256 } from "./support/peers.ts";
+import { tempDirectory } from "./support/temp-directory.ts";
 import { BINARY, listenedPort, TinylbProcess } from "./support/tinylb-process.ts";
 import { waitFor, within } from "./support/wait.ts";
 
@@ -16,8 +16,7 @@ import { waitFor, within } from "./support/wait.ts";
 const TEST_TIMEOUT_MS = 120_000;
 const MIB = 1024 * 1024;
 
-const directory = mkdtempSync(join(tmpdir(), "tinylb-e2e-"));
-afterAll(() => rmSync(directory, { recursive: true, force: true }));
+const directory = tempDirectory("tinylb-e2e-");
 const badConfig = join(directory, "bad-start.yaml");
 writeFileSync(badConfig, "listen: 127.0.0.1:0\nbackends:\n  - { id: a, target: nowhere }\n");
 

@@ -3,11 +3,11 @@
  * the static pod manifest is YAML with what a kubelet needs, and the config loads.
  * Nothing here starts the example config, because its targets are not loopback addresses.
  */
-import { afterAll, expect, test } from "bun:test";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { expect, test } from "bun:test";
+import { readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { loadConfigFile } from "../src/config.ts";
+import { tempDirectory } from "./support/temp-directory.ts";
 import { BINARY } from "./support/tinylb-process.ts";
 
 const EXAMPLES = join(import.meta.dir, "..", "examples");
@@ -25,8 +25,7 @@ if (systemdAnalyze === null) {
   console.warn("systemd unit checks skipped: systemd-analyze is not installed (Debian package systemd)");
 }
 
-const workDir = mkdtempSync(join(tmpdir(), "tinylb-examples-"));
-afterAll(() => rmSync(workDir, { recursive: true, force: true }));
+const workDir = tempDirectory("tinylb-examples-");
 
 /**
  * Writes a copy of the unit whose ExecStart names the freshly built binary, because

@@ -1,13 +1,11 @@
-import { afterAll, expect, test } from "bun:test";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { expect, test } from "bun:test";
 import { join } from "node:path";
 import { EchoBackend, FaultProcess } from "./support/fault-peers.ts";
+import { tempDirectory } from "./support/temp-directory.ts";
 import { waitFor } from "./support/wait.ts";
 import { Fuzzer } from "./support/fuzz.ts";
 
-const folder = mkdtempSync(join(tmpdir(), "tinylb-admin-fuzz-"));
-afterAll(() => rmSync(folder, { recursive: true, force: true }));
+const folder = tempDirectory("tinylb-admin-fuzz-");
 
 const fuzz = new Fuzzer(0xad317);
 

@@ -1,14 +1,13 @@
-import { afterAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, renameSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { describe, expect, test } from "bun:test";
+import { renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ConfigError, loadConfigFile, validateConfig } from "../src/config.ts";
 import { EchoBackend, FaultProcess } from "./support/fault-peers.ts";
+import { tempDirectory } from "./support/temp-directory.ts";
 import { waitFor } from "./support/wait.ts";
 import { Fuzzer } from "./support/fuzz.ts";
 
-const folder = mkdtempSync(join(tmpdir(), "tinylb-config-fuzz-"));
-afterAll(() => rmSync(folder, { recursive: true, force: true }));
+const folder = tempDirectory("tinylb-config-fuzz-");
 
 /** A valid config that sets every basic key. */
 const BASE = {

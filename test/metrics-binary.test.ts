@@ -2,19 +2,18 @@
  * End-to-end tests of `dist/tinylb --metrics`: the read-only routes on a TCP address beside the
  * admin API, the writes it rejects, its start-up errors, a reload that changes it, and shutdown.
  */
-import { afterAll, afterEach, expect, test } from "bun:test";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { afterEach, expect, test } from "bun:test";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { TestBackend, TestClient } from "./support/backends.ts";
+import { tempDirectory } from "./support/temp-directory.ts";
 import { listenedPort, runTinylb, TinylbProcess } from "./support/tinylb-process.ts";
 import { waitFor, within } from "./support/wait.ts";
 
 /** Backstop for one test; the waits inside carry the real deadlines. */
 const TEST_TIMEOUT_MS = 60_000;
 
-const directory = mkdtempSync(join(tmpdir(), "tinylb-metrics-e2e-"));
-afterAll(() => rmSync(directory, { recursive: true, force: true }));
+const directory = tempDirectory("tinylb-metrics-e2e-");
 const adminSocket = join(directory, "admin.sock");
 
 const cleanup: (() => unknown)[] = [];

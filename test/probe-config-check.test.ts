@@ -1,16 +1,15 @@
-import { afterAll, expect, test } from "bun:test";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { expect, test } from "bun:test";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs, UsageError } from "../src/cli.ts";
 import { ConfigError, validateConfig } from "../src/config.ts";
 import { checkProbeConfig } from "../src/probe-config-check.ts";
 import { HttpBackend } from "./support/http-backend.ts";
+import { tempDirectory } from "./support/temp-directory.ts";
 import { TinylbProcess } from "./support/tinylb-process.ts";
 
 const FILE = "/etc/tinylb/tinylb.yaml";
-const dir = mkdtempSync(join(tmpdir(), "tinylb-probe-check-"));
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
+const dir = tempDirectory("tinylb-probe-check-");
 
 const PEM = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
 const ca = join(dir, "ca.crt");

@@ -1,12 +1,10 @@
-import { afterAll, expect, test } from "bun:test";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { expect, test } from "bun:test";
 import { join } from "node:path";
 import { describeSocketError } from "../src/socket-errors.ts";
+import { tempDirectory } from "./support/temp-directory.ts";
 import { TinylbProcess } from "./support/tinylb-process.ts";
 
-const dir = mkdtempSync(join(tmpdir(), "tinylb-socket-errors-"));
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
+const dir = tempDirectory("tinylb-socket-errors-");
 
 /** Returns the error a real Bun.connect rejects with. */
 async function connectError(options: { hostname: string; port: number } | { unix: string }): Promise<unknown> {

@@ -1,15 +1,14 @@
-import { afterAll, expect, test } from "bun:test";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { expect, test } from "bun:test";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "../src/cli.ts";
 import { ConfigError } from "../src/config.ts";
 import { resolveSettings } from "../src/settings.ts";
 import { checkStartSettings, logSettingsWarnings } from "../src/start-checks.ts";
 import { LogLines } from "./support/log-lines.ts";
+import { tempDirectory } from "./support/temp-directory.ts";
 
-const directory = mkdtempSync(join(tmpdir(), "tinylb-start-checks-"));
-afterAll(() => rmSync(directory, { recursive: true, force: true }));
+const directory = tempDirectory("tinylb-start-checks-");
 
 /** Resolves the settings of a start with `argv` after a listen address. */
 function settingsOf(argv: string[]): ReturnType<typeof resolveSettings> {

@@ -1,16 +1,15 @@
 /**
  * Log lines of the compiled `dist/tinylb` at start-up and on backend set changes.
  */
-import { afterAll, expect, test } from "bun:test";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { expect, test } from "bun:test";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { VERSION } from "../src/version.ts";
+import { tempDirectory } from "./support/temp-directory.ts";
 import { TinylbProcess } from "./support/tinylb-process.ts";
 import { waitFor } from "./support/wait.ts";
 
-const directory = mkdtempSync(join(tmpdir(), "tinylb-start-log-"));
-afterAll(() => rmSync(directory, { recursive: true, force: true }));
+const directory = tempDirectory("tinylb-start-log-");
 
 test("binary logs its version at start", async () => {
   await using tinylb = TinylbProcess.start(["--listen", "127.0.0.1:0", "--backend", "a=127.0.0.1:9"]);

@@ -2,16 +2,15 @@
  * Start-up errors of the compiled `dist/tinylb`: each bad command line or clash exits with
  * one line on stderr that names the problem and the fix.
  */
-import { afterAll, expect, test } from "bun:test";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { expect, test } from "bun:test";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { trackChild } from "./support/child-processes.ts";
+import { tempDirectory } from "./support/temp-directory.ts";
 import { BINARY } from "./support/tinylb-process.ts";
 import { within } from "./support/wait.ts";
 
-const directory = mkdtempSync(join(tmpdir(), "tinylb-usage-"));
-afterAll(() => rmSync(directory, { recursive: true, force: true }));
+const directory = tempDirectory("tinylb-usage-");
 const config = join(directory, "listen.yaml");
 writeFileSync(config, "listen: 127.0.0.1:0\n");
 
