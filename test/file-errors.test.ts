@@ -1,8 +1,8 @@
 import { expect, test } from "bun:test";
-import { mkdtempSync, openSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { openSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describeFileError } from "../src/file-errors.ts";
+import { tempDirectory } from "./support/temp-directory.ts";
 
 /** Returns the error that `action` throws. */
 function thrown(action: () => unknown): unknown {
@@ -14,8 +14,7 @@ function thrown(action: () => unknown): unknown {
   throw new Error("expected the file operation to fail");
 }
 
-const dir = mkdtempSync(join(tmpdir(), "tinylb-file-errors-"));
-process.on("exit", () => rmSync(dir, { recursive: true, force: true }));
+const dir = tempDirectory("tinylb-file-errors-");
 
 test.each([
   ["a missing file read", () => readFileSync(join(dir, "absent")), "read", undefined, "the file does not exist"],
