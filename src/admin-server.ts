@@ -3,7 +3,8 @@ import { chmodSync, lstatSync, mkdirSync, readFileSync, renameSync, rmSync, stat
 import { dirname, join } from "node:path";
 import type { Server as HttpServer } from "bun";
 import { type Address, formatAddress, isLocalAddress, type TcpAddress } from "./address.ts";
-import { type AdminRouteContext, json, MAX_ADMIN_BODY_BYTES, routeAdminRequest } from "./admin-routes.ts";
+import { json, MAX_ADMIN_BODY_BYTES } from "./admin-request.ts";
+import { type AdminRouteContext, routeAdminRequest } from "./admin-routes.ts";
 import { ConfigError } from "./config.ts";
 import { ListenError, MAX_SOCKET_PATH_BYTES, removeStaleSocket } from "./listener.ts";
 import { type Logger, silentLogger } from "./logger.ts";

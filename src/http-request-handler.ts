@@ -1,4 +1,4 @@
-import { AdminRequestError, json } from "./admin-routes.ts";
+import { AdminRequestError, json } from "./admin-request.ts";
 import type { Logger } from "./logger.ts";
 
 /**

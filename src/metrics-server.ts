@@ -1,6 +1,7 @@
 import type { Server as HttpServer } from "bun";
 import { formatAddress, type TcpAddress } from "./address.ts";
-import { AdminRequestError, type ReadOnlyRouteContext, routeReadOnlyRequest } from "./admin-routes.ts";
+import { AdminRequestError } from "./admin-request.ts";
+import { type ReadOnlyRouteContext, routeReadOnlyRequest } from "./admin-routes.ts";
 import { bindTcp } from "./admin-server.ts";
 import { handleHttpRequest } from "./http-request-handler.ts";
 import { type Logger, silentLogger } from "./logger.ts";

@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseAddress } from "../src/address.ts";
-import { MAX_ADMIN_BODY_BYTES } from "../src/admin-routes.ts";
+import { MAX_ADMIN_BODY_BYTES } from "../src/admin-request.ts";
 import { AdminServer, checkAdminAddress } from "../src/admin-server.ts";
 import { createBackend } from "../src/backend.ts";
 import { BackendStates } from "../src/backend-states.ts";

@@ -1,0 +1,137 @@
+/**
+ * Request handling shared by the admin API's routes, and in part by the metrics server: the
+ * error a route throws for a request it cannot serve, JSON responses and the method check.
+ * It also reads a JSON body within its size limit and checks it against a schema, with
+ * messages that name each bad field.
+ */
+import type { z } from "zod";
+import { findDuplicateJsonKey } from "./duplicate-keys.ts";
+import { jsonSyntaxDetail } from "./json-errors.ts";
+import { joinWords } from "./word-lists.ts";
+import { formatFieldPath, plainIssueMessage } from "./zod-messages.ts";
+
+/** Largest request body accepted, in bytes: room for about 10,000 backends. */
+export const MAX_ADMIN_BODY_BYTES = 1024 * 1024;
+
+/** Problems of one request body that its error message names at most, so a body of 10,000 bad entries gets a short message. */
+export const MAX_REPORTED_ISSUES = 5;
+
+/** A request that cannot be served, sent back with its status and a JSON error naming the field. */
+export class AdminRequestError extends Error {
+  override name = "AdminRequestError";
+
+  constructor(
+    readonly status: number,
+    message: string,
+    readonly field?: string,
+    readonly headers: Record<string, string> = {},
+  ) {
+    super(message);
+  }
+}
+
+/** Formats a JSON response. */
+export function json(status: number, body: unknown, headers: Record<string, string> = {}): Response {
+  return new Response(JSON.stringify(body) + "\n", { status, headers: { "content-type": "application/json", ...headers } });
+}
+
+/**
+ * Rejects a method that is not in `allowed`. GET allows HEAD too.
+ *
+ * @throws {AdminRequestError} 405 with an `Allow` header that lists the allowed methods.
+ */
+export function allowMethods(method: string, allowed: string[]): void {
+  if (!allowed.includes(method)) {
+    const choices = joinWords(allowed, "or");
+    const allow = allowed.flatMap((name) => (name === "GET" ? ["GET", "HEAD"] : [name]));
+    throw new AdminRequestError(405, `method ${method} is not allowed here; use ${choices}`, undefined, { allow: allow.join(", ") });
+  }
+}
+
+/**
+ * Checks a parsed request body against `schema` and returns its data.
+ *
+ * @throws {AdminRequestError} 400 naming up to `MAX_REPORTED_ISSUES` problems.
+ */
+export function validateBody<T>(schema: z.ZodType<T>, body: unknown): T {
+  const result = schema.safeParse(body, { reportInput: true, error: plainIssueMessage });
+  if (result.success) {
+    return result.data;
+  }
+
+  // The message names several problems, as for a config file, so one request finds them. `field` is the first one's.
+  const issues = result.error.issues.slice(0, MAX_REPORTED_ISSUES);
+  const message = issues.map(describeIssue).join("; ") + moreProblems(result.error.issues.length);
+  throw new AdminRequestError(400, message, formatFieldPath(issues[0]!.path, "(body)"));
+}
+
+/** Describes one problem of a request body: the field, what is wrong, and the value given. */
+export function describeIssue(issue: z.core.$ZodIssue): string {
+  const field = formatFieldPath(issue.path, "(body)");
+  const input = "input" in issue ? issue.input : undefined;
+  // Objects are not quoted: JSON.stringify of a deeply nested body overflows the stack.
+  const got = input === undefined || typeof input === "object" ? "" : ` (got ${JSON.stringify(input)?.slice(0, 80)})`;
+  // The body itself has no field name worth repeating in the message.
+  const subject = issue.path.length === 0 ? "invalid request body" : field;
+
+  return `${subject}: ${issue.message}${got}`;
+}
+
+/** Returns "; and N more problems" when `count` is above `MAX_REPORTED_ISSUES`, else "". */
+export function moreProblems(count: number): string {
+  const more = count - MAX_REPORTED_ISSUES;
+
+  return more > 0 ? `; and ${more} more ${more === 1 ? "problem" : "problems"}` : "";
+}
+
+/**
+ * Reads a request body of at most `MAX_ADMIN_BODY_BYTES` and parses it as JSON.
+ *
+ * @throws {AdminRequestError} 413 for a larger body, 400 for a body that is not UTF-8 JSON.
+ */
+export async function readJsonBody(request: Request): Promise<unknown> {
+  const declared = Number(request.headers.get("content-length") ?? "0");
+  if (declared > MAX_ADMIN_BODY_BYTES) {
+    throw tooLarge();
+  }
+
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  if (request.body !== null) {
+    for await (const chunk of request.body) {
+      size += chunk.byteLength;
+      if (size > MAX_ADMIN_BODY_BYTES) {
+        throw tooLarge();
+      }
+      chunks.push(chunk);
+    }
+  }
+
+  let text: string;
+  try {
+    text = new TextDecoder("utf-8", { fatal: true }).decode(Buffer.concat(chunks));
+  } catch {
+    throw new AdminRequestError(400, "invalid request body: not valid UTF-8", "(body)");
+  }
+  if (text.trim() === "") {
+    throw new AdminRequestError(400, "invalid request body: empty; send a JSON object", "(body)");
+  }
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch (error) {
+    throw new AdminRequestError(400, `invalid JSON in request body: ${jsonSyntaxDetail(error)}`, "(body)");
+  }
+  // JSON.parse keeps the last of two equal keys, so `{"backends":[...],"backends":[]}` would
+  // empty the set without a word. A config file rejects the same text.
+  const duplicate = findDuplicateJsonKey(text);
+  if (duplicate !== undefined) {
+    throw new AdminRequestError(400, `invalid request body at line ${duplicate.line}: duplicate key "${duplicate.key}", already set at line ${duplicate.firstLine}; remove one of them`, "(body)");
+  }
+
+  return body;
+}
+
+function tooLarge(): AdminRequestError {
+  return new AdminRequestError(413, `request body too large: the limit is ${MAX_ADMIN_BODY_BYTES} bytes`, "(body)");
+}
