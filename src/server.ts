@@ -1,15 +1,13 @@
-import type { Socket, SocketHandler } from "bun";
-import type { Backend } from "./backend.ts";
-import { BackendConnector } from "./backend-connector.ts";
+import type { BackendConnector } from "./backend-connector.ts";
 import type { BalanceMode } from "./backend-selector.ts";
 import { backendIdUsage } from "./backend-id-usage.ts";
 import { BackendSet } from "./backend-set.ts";
+import { ClientAcceptor } from "./client-acceptor.ts";
 import { systemClock } from "./clock.ts";
-import { type CloseKind, Connection, type ConnectionClosedHandler } from "./connection.ts";
+import type { Connection } from "./connection.ts";
 import { CounterRetention, DEFAULT_COUNTER_RETENTION } from "./counter-retention.ts";
 import { ConnectionPool } from "./connection-pool.ts";
 import { ConnectionLimits } from "./connection-limits.ts";
-import { configureSocket } from "./dialer.ts";
 import { HealthChecker } from "./health-checker.ts";
 import { describeSetChange } from "./backend-set-log.ts";
 import { DisabledBackends } from "./disabled-backends.ts";
@@ -17,7 +15,6 @@ import { LeastConnectionsSelector } from "./least-connections-selector.ts";
 import type { BoundListener } from "./listener.ts";
 import { ListenerSet } from "./listener-set.ts";
 import { type LogFields, Logger, silentLogger } from "./logger.ts";
-import { RateLimitedLog } from "./rate-limited-log.ts";
 import { RoundRobinSelector } from "./round-robin-selector.ts";
 import { RemovalPolicies } from "./removal-policies.ts";
 import type { ServerOptions } from "./server-options.ts";
@@ -25,8 +22,6 @@ import { ThreadCounters } from "./thread-counters.ts";
 import { TrafficStats } from "./traffic-stats.ts";
 
 export type { ServerOptions } from "./server-options.ts";
-
-type ClientSocket = Socket<Connection>;
 
 /**
  * The balancer: accepts clients, picks a backend (round-robin, or the least loaded under
@@ -53,20 +48,14 @@ export class Server {
   readonly threadCounters: ThreadCounters | undefined;
   readonly #selector: RoundRobinSelector;
   #balance: BalanceMode = "roundrobin";
-  readonly #dialing = new Set<Connection>();
   readonly #options: Required<Omit<ServerOptions, "threadCounters" | "balance">>;
   readonly #log: Logger;
-  readonly #emptySetWarning: RateLimitedLog;
-  readonly #allDisabledWarning: RateLimitedLog;
   readonly #listeners: ListenerSet<Connection>;
-  #nextId: number;
   #shuttingDown = false;
   /** Clock time at which `shutdown` closes the connections still open, while it waits. */
   #shutdownDeadline: number | undefined;
-  #idleWaiters: (() => void)[] = [];
   readonly #setListeners: ((set: BackendSet) => void)[] = [];
-  // Built once rather than per connection, because the accept path allocates on every client.
-  readonly #onConnectionClosed: ConnectionClosedHandler = (connection, kind, reason) => this.#connectionClosed(connection, kind, reason);
+  readonly #acceptor: ClientAcceptor;
   readonly #connector: BackendConnector;
   readonly #retention: CounterRetention | undefined;
 
@@ -76,11 +65,8 @@ export class Server {
    */
   constructor(options: ServerOptions, health?: HealthChecker) {
     this.#options = { connectTimeoutMs: 3000, keepaliveMs: 30_000, maxConnections: 0, maxConnectionsPerBackend: 0, threads: 1, health: {}, maxAttempts: 0, onRemoval: "close", drainTimeoutMs: 30_000, onUnhealthy: "keep", clock: systemClock, logger: silentLogger, reusePort: false, logSetChanges: true, threadIndex: 0, counterRetention: DEFAULT_COUNTER_RETENTION, ...options };
-    this.#nextId = this.#options.threadIndex + 1;
     this.#log = this.#options.logger.with({ component: "server" });
-    this.#emptySetWarning = new RateLimitedLog(this.#log, "warn", 10_000);
     this.disabled = new DisabledBackends(this.#log, this.#options.logSetChanges);
-    this.#allDisabledWarning = new RateLimitedLog(this.#log, "warn", 10_000);
     this.#listeners = new ListenerSet(this.#log, this.#options.reusePort);
     this.#listeners.setKeepAlive(this.#options.keepaliveMs);
     // Several threads always share per-target counts, so that a reload can turn leastconn on.
@@ -100,18 +86,31 @@ export class Server {
       // moves on to an enabled one rather than wait for a connect that may hang.
       this.#connector.abandonDisabledDials(this.disabled);
     });
-    this.#connector = new BackendConnector({
-      selector: this.#selector,
-      limits: this.limits,
-      health: this.health,
+    this.#acceptor = new ClientAcceptor({
+      pool: this.pool,
       stats: this.stats,
+      limits: this.limits,
+      selector: this.#selector,
+      disabled: this.disabled,
+      listeners: this.#listeners,
+      threadCounters: this.threadCounters,
       log: this.#log,
-      clock: this.#options.clock,
-      maxAttempts: this.#options.maxAttempts,
-      connectTimeoutMs: this.#options.connectTimeoutMs,
+      firstId: this.#options.threadIndex + 1,
+      threads: this.#options.threads,
       keepaliveMs: this.#options.keepaliveMs,
-      registered: (connection, backend) => this.#registered(connection, backend),
+      connector: {
+        selector: this.#selector,
+        limits: this.limits,
+        health: this.health,
+        stats: this.stats,
+        log: this.#log,
+        clock: this.#options.clock,
+        maxAttempts: this.#options.maxAttempts,
+        connectTimeoutMs: this.#options.connectTimeoutMs,
+        keepaliveMs: this.#options.keepaliveMs,
+      },
     });
+    this.#connector = this.#acceptor.connector;
     this.#useBalance(options.balance ?? "roundrobin");
     const retention = this.#options.counterRetention;
     if (retention !== false) {
@@ -126,6 +125,7 @@ export class Server {
   updateTimeouts(timeouts: { connectTimeoutMs: number; keepaliveMs: number }): void {
     this.#options.connectTimeoutMs = timeouts.connectTimeoutMs;
     this.#options.keepaliveMs = timeouts.keepaliveMs;
+    this.#acceptor.keepaliveMs = timeouts.keepaliveMs;
     this.#listeners.setKeepAlive(timeouts.keepaliveMs);
     this.#connector.updateTimeouts(timeouts);
   }
@@ -194,7 +194,7 @@ export class Server {
 
   /** Open connections plus those still dialing. */
   get activeCount(): number {
-    return this.pool.size + this.#dialing.size;
+    return this.#acceptor.activeCount;
   }
 
   /**
@@ -203,7 +203,7 @@ export class Server {
    * a second old.
    */
   get activeCountInAllThreads(): number {
-    return this.threadCounters?.open ?? this.activeCount;
+    return this.#acceptor.activeCountInAllThreads;
   }
 
   /**
@@ -212,7 +212,7 @@ export class Server {
    * @throws {ListenError} naming the address that could not be bound.
    */
   async start(): Promise<void> {
-    await this.#listeners.bind(this.#options.listen, this.#clientHandlers());
+    await this.#listeners.bind(this.#options.listen, this.#acceptor.clientHandlers());
     this.#retention?.start();
   }
 
@@ -309,7 +309,7 @@ export class Server {
     if (this.activeCount > 0 && graceMs > 0) {
       this.#log.info("waiting for open connections to finish", { open: this.activeCount, graceMs });
       this.#shutdownDeadline = this.#options.clock.now() + graceMs;
-      await Promise.race([this.#whenIdle(), Bun.sleep(graceMs)]);
+      await Promise.race([this.#acceptor.whenIdle(), Bun.sleep(graceMs)]);
       this.#shutdownDeadline = undefined;
     }
 
@@ -323,121 +323,8 @@ export class Server {
   /** Closes every open and dialing connection at once; returns how many were closed. */
   closeAll(reason: string): number {
     this.#removals.cancelDrains();
-    const dialing = [...this.#dialing];
-    for (const connection of dialing) {
-      connection.close(reason);
-    }
+    const dialing = this.#acceptor.closeDialing(reason);
 
-    return dialing.length + this.pool.closeAll(reason);
-  }
-
-  #clientHandlers(): SocketHandler<Connection> {
-    return {
-      open: (socket) => this.#accept(socket),
-      data: (socket, chunk) => socket.data.clientData(chunk),
-      drain: (socket) => socket.data.clientDrain(),
-      end: (socket) => socket.data.clientEnd(),
-      close: (socket, error) => socket.data?.socketClosed("client", error),
-      error: (socket, error) => this.#log.debug("client socket error", { conn: socket.data?.id, err: error }),
-    };
-  }
-
-  #accept(socket: ClientSocket): void {
-    const connection = new Connection(this.#nextId, socket as Socket<unknown>, this.#onConnectionClosed);
-    this.#nextId += this.#options.threads;
-    socket.data = connection;
-    if (this.#log.enabled("debug")) {
-      // Debug lines name the client after the close, when the socket can no longer tell.
-      void connection.clientAddress;
-    }
-    this.stats.accepted++;
-    // The socket inherits keepalive from its listener, unless that could not be set there.
-    if (!this.#listeners.keepaliveInherited) {
-      configureSocket(socket, this.#options.keepaliveMs);
-    }
-
-    if (this.#selector.set.size === 0) {
-      this.stats.unserved++;
-      this.#emptySetWarning.log("backend set is empty; closing client", { conn: connection.id, client: connection.clientAddress });
-      connection.close("backend set is empty");
-
-      return;
-    }
-    if (this.disabled.coversAll(this.#selector.set)) {
-      this.stats.unserved++;
-      this.#allDisabledWarning.log("every backend is disabled; closing client", { conn: connection.id, client: connection.clientAddress });
-      connection.close("every backend is disabled");
-
-      return;
-    }
-    if (!this.#admit()) {
-      this.limits.reject("global", connection.clientAddress);
-      connection.close("connection limit reached");
-
-      return;
-    }
-
-    this.#dialing.add(connection);
-    this.#listeners.guardDescriptors(this.activeCountInAllThreads);
-    this.#connector.connect(connection);
-  }
-
-  /**
-   * Returns true when one more connection fits under the global cap, and then counts it in
-   * the threads' shared count, if any, until `#connectionClosed` finds it in the dialing
-   * connections or the pool.
-   */
-  #admit(): boolean {
-    const counters = this.threadCounters;
-
-    return counters === undefined ? this.limits.admits(this.activeCount) : counters.tryOpen(this.limits.maxConnections);
-  }
-
-  #registered(connection: Connection, backend: Backend): void {
-    if (connection.closed) {
-      this.limits.release(backend.target);
-
-      return;
-    }
-
-    this.#dialing.delete(connection);
-    this.pool.add(connection);
-    this.stats.backend(connection.backend.id).total++;
-    if (this.#log.enabled("debug")) {
-      this.#log.debug("connection opened", this.#fields(connection));
-    }
-  }
-
-  #connectionClosed(connection: Connection, kind: CloseKind, reason: string): void {
-    const wasDialing = this.#dialing.delete(connection);
-    const wasOpen = this.pool.delete(connection);
-    if (wasDialing || wasOpen) {
-      this.threadCounters?.closed();
-    }
-    if (wasOpen) {
-      this.#connector.connectionClosed(connection);
-      this.limits.release(connection.backend.target);
-      this.stats.recordClosed(connection);
-      if (this.#log.enabled("debug")) {
-        this.#log.debug("connection closed", { ...this.#fields(connection), kind, reason, sent: connection.bytesToBackend, received: connection.bytesToClient });
-      }
-    }
-    if (this.activeCount === 0) {
-      const waiters = this.#idleWaiters;
-      this.#idleWaiters = [];
-      for (const wake of waiters) {
-        wake();
-      }
-    }
-  }
-
-  #whenIdle(): Promise<void> {
-    return this.activeCount === 0 ? Promise.resolve() : new Promise((resolve) => this.#idleWaiters.push(resolve));
-  }
-
-  #fields(connection: Connection): Record<string, unknown> {
-    const backend: Backend = connection.backend;
-
-    return { conn: connection.id, client: connection.clientAddress, backend: backend.id, target: backend.target };
+    return dialing + this.pool.closeAll(reason);
   }
 }
