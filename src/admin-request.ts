@@ -35,6 +35,17 @@ export function json(status: number, body: unknown, headers: Record<string, stri
   return new Response(JSON.stringify(body) + "\n", { status, headers: { "content-type": "application/json", ...headers } });
 }
 
+/** Base of a request target that is only a path, which HTTP/1.0 allows without a Host header. */
+const PATH_ONLY_BASE = "http://localhost";
+
+/**
+ * The path of a request. Bun 1.4.4 gives a request that has no Host header, such as
+ * `GET /healthz HTTP/1.0`, a `url` that is only the path, which `new URL` alone rejects.
+ */
+export function requestPath(request: Request): string {
+  return URL.parse(request.url, PATH_ONLY_BASE)?.pathname ?? request.url;
+}
+
 /**
  * Rejects a method that is not in `allowed`. GET allows HEAD too.
  *

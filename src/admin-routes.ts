@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { type Address, AddressError, formatAddress, parseAddress } from "./address.ts";
-import { AdminRequestError, allowMethods, describeIssue, json, MAX_REPORTED_ISSUES, moreProblems, readJsonBody, validateBody } from "./admin-request.ts";
+import { AdminRequestError, allowMethods, describeIssue, json, MAX_REPORTED_ISSUES, moreProblems, readJsonBody, requestPath, validateBody } from "./admin-request.ts";
 import { type Backend, BackendError, createBackend, validateId } from "./backend.ts";
 import { BackendSet } from "./backend-set.ts";
 import type { BackendSetUnion } from "./backend-set-union.ts";
@@ -55,7 +55,7 @@ const BACKEND_STATE_PATH = /^\/v1\/backends\/([^/]+)\/state$/;
  * @throws {AdminRequestError} for a request that cannot be served; nothing was changed.
  */
 export async function routeAdminRequest(request: Request, context: AdminRouteContext): Promise<Response> {
-  const path = new URL(request.url).pathname;
+  const path = requestPath(request);
   const method = request.method === "HEAD" ? "GET" : request.method;
 
   const readOnly = routeReadOnlyRequest(request, context);
@@ -98,7 +98,7 @@ export async function routeAdminRequest(request: Request, context: AdminRouteCon
  * @throws {AdminRequestError} 405 for another method.
  */
 export function routeReadOnlyRequest(request: Request, context: ReadOnlyRouteContext): Response | undefined {
-  const path = new URL(request.url).pathname;
+  const path = requestPath(request);
   const method = request.method === "HEAD" ? "GET" : request.method;
 
   if (path === "/healthz") {

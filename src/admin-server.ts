@@ -3,7 +3,7 @@ import { chmodSync, lstatSync, mkdirSync, readFileSync, renameSync, rmSync, stat
 import { dirname, join } from "node:path";
 import type { Server as HttpServer } from "bun";
 import { type Address, formatAddress, isLocalAddress, type TcpAddress } from "./address.ts";
-import { json, MAX_ADMIN_BODY_BYTES } from "./admin-request.ts";
+import { json, MAX_ADMIN_BODY_BYTES, requestPath } from "./admin-request.ts";
 import { type AdminRouteContext, routeAdminRequest } from "./admin-routes.ts";
 import { ConfigError } from "./config.ts";
 import { ListenError, MAX_SOCKET_PATH_BYTES, removeStaleSocket } from "./listener.ts";
@@ -107,7 +107,7 @@ export class AdminServer {
 
     const fetch = async (request: Request, http: HttpServer<undefined>): Promise<Response> => {
       if (!authorized(request)) {
-        rejected.log("admin request rejected: missing or invalid bearer token", { client: http.requestIP(request)?.address ?? "unix", path: new URL(request.url).pathname });
+        rejected.log("admin request rejected: missing or invalid bearer token", { client: http.requestIP(request)?.address ?? "unix", path: requestPath(request) });
 
         return json(401, { error: "missing or invalid bearer token" }, { "www-authenticate": "Bearer" });
       }
@@ -115,7 +115,7 @@ export class AdminServer {
       return handleHttpRequest(request, () => routeAdminRequest(request, context), log);
     };
 
-    const http = address.kind === "unix" ? await bindUnix(address.path, fetch, token, log) : bindTcp("admin API", "--admin", address, fetch);
+    const http = address.kind === "unix" ? await bindUnix(address.path, fetch, token, log) : bindTcp("admin API", "--admin", address, fetch, log);
     const bound: Address = address.kind === "unix" ? address : { kind: "tcp", host: address.host, port: http.port ?? address.port };
     const server = new AdminServer(bound, http, log);
     log.info("admin API listening", { listener: server.name, token: token === undefined ? "none" : "required" });
@@ -215,7 +215,7 @@ async function bindUnix(path: string, fetch: Fetch, token: string | undefined, l
   const previous = process.umask(0o177);
   let http: HttpServer<undefined>;
   try {
-    http = Bun.serve({ unix: bindPath, fetch, maxRequestBodySize: BODY_LIMIT });
+    http = Bun.serve({ unix: bindPath, ...serveOptions(fetch, log) });
   } catch (error) {
     throw new ListenError(`admin API listen on unix:${path} failed: ${(error as Error).message}`, { cause: error });
   } finally {
@@ -239,15 +239,37 @@ async function bindUnix(path: string, fetch: Fetch, token: string | undefined, l
 }
 
 /**
+ * The options of every HTTP server of the admin API and the metrics server. An error that
+ * escapes `fetch` (a bug) gets a JSON 500 and an error line at most every 10 s. Without an
+ * `error` handler, Bun answers with its development page, which quotes tinylb's source, and
+ * prints the stack to stderr on every request; a compiled binary turns that page on unless
+ * NODE_ENV was "production" at build time, so `development` is set off here.
+ */
+function serveOptions(fetch: Fetch, log: Logger) {
+  const failures = new RateLimitedLog(log, "error", 10_000);
+
+  return {
+    fetch,
+    maxRequestBodySize: BODY_LIMIT,
+    development: false,
+    error(error: Error): Response {
+      failures.log("invariant violated: HTTP request failed", { err: error });
+
+      return json(500, { error: "internal error; see the tinylb log" });
+    },
+  };
+}
+
+/**
  * Binds an HTTP server on a TCP address, for the admin API or the metrics server.
  *
  * @param subject the server's name at the start of an error, such as "admin API".
  * @param flag the flag that sets the address, named in an error.
  * @throws {ListenError} naming the subject, the address and the flag.
  */
-export function bindTcp(subject: string, flag: string, address: TcpAddress, fetch: Fetch): HttpServer<undefined> {
+export function bindTcp(subject: string, flag: string, address: TcpAddress, fetch: Fetch, log: Logger): HttpServer<undefined> {
   try {
-    return Bun.serve({ hostname: address.host, port: address.port, fetch, maxRequestBodySize: BODY_LIMIT });
+    return Bun.serve({ hostname: address.host, port: address.port, ...serveOptions(fetch, log) });
   } catch (error) {
     // Bun 1.4.4 words this "Failed to start server. Is port N in use?" and sets the code.
     const detail =

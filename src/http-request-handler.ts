@@ -1,4 +1,4 @@
-import { AdminRequestError, json } from "./admin-request.ts";
+import { AdminRequestError, json, requestPath } from "./admin-request.ts";
 import type { Logger } from "./logger.ts";
 
 /**
@@ -9,7 +9,7 @@ import type { Logger } from "./logger.ts";
  * GET would get.
  */
 export async function handleHttpRequest(request: Request, route: () => Response | Promise<Response>, log: Logger): Promise<Response> {
-  const path = new URL(request.url).pathname;
+  const path = requestPath(request);
   try {
     const response = await route();
     log.debug("HTTP request", { method: request.method, path, status: response.status });

@@ -1,6 +1,6 @@
 import type { Server as HttpServer } from "bun";
 import { formatAddress, type TcpAddress } from "./address.ts";
-import { AdminRequestError } from "./admin-request.ts";
+import { AdminRequestError, requestPath } from "./admin-request.ts";
 import { type ReadOnlyRouteContext, routeReadOnlyRequest } from "./admin-routes.ts";
 import { bindTcp } from "./admin-server.ts";
 import { handleHttpRequest } from "./http-request-handler.ts";
@@ -47,7 +47,7 @@ export class MetricsServer {
     const log = (options.logger ?? silentLogger).with({ component: "metrics" });
     const fetch = (request: Request): Promise<Response> => handleHttpRequest(request, () => routeMetricsRequest(request, context), log);
 
-    const http = bindTcp("metrics server", "--metrics", address, fetch);
+    const http = bindTcp("metrics server", "--metrics", address, fetch, log);
     const server = new MetricsServer({ kind: "tcp", host: address.host, port: http.port ?? address.port }, http, log);
     log.info("metrics server listening", { listener: server.name });
 
@@ -78,7 +78,7 @@ export class MetricsServer {
 function routeMetricsRequest(request: Request, context: ReadOnlyRouteContext): Response {
   const response = routeReadOnlyRequest(request, context);
   if (response === undefined) {
-    const path = new URL(request.url).pathname;
+    const path = requestPath(request);
     throw new AdminRequestError(404, `no route for ${path} on the metrics server, which serves only /metrics, /healthz and /readyz; the admin API (--admin) serves the rest`);
   }
 

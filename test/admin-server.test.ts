@@ -12,6 +12,7 @@ import { ConfigError } from "../src/config.ts";
 import { AdminApiProvider } from "../src/providers/admin-api-provider.ts";
 import { type AdminFixture, type AdminFixtureOptions, startAdminFixture } from "./support/admin-fixture.ts";
 import { BalancerScenario } from "./support/balancer-scenario.ts";
+import { rawBody, rawHttpExchange, rawStatus } from "./support/raw-http.ts";
 import { waitFor } from "./support/wait.ts";
 
 const cleanup: (() => void | Promise<unknown>)[] = [];
@@ -93,31 +94,25 @@ describe.each(["unix", "tcp"] as const)("admin API over %s", (transport) => {
     const getLength = (await (await request("/readyz")).arrayBuffer()).byteLength;
 
     // fetch hides a body sent after a HEAD response, so this reads the raw bytes until the server closes.
-    let received = "";
-    let closed = false;
-    const handler = {
-      open(socket: { write(data: string): number }) {
-        socket.write("HEAD /readyz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
-      },
-      data(_socket: unknown, chunk: Buffer) {
-        received += chunk.toString("latin1");
-      },
-      close() {
-        closed = true;
-      },
-    };
-    const socket =
-      admin.address.kind === "unix"
-        ? await Bun.connect({ unix: admin.address.path, socket: handler })
-        : await Bun.connect({ hostname: "127.0.0.1", port: admin.address.port, socket: handler });
-    cleanup.push(() => {
-      socket.end();
-    });
-    await waitFor("the admin API closes the connection", () => closed);
+    const received = await rawHttpExchange(admin.address, "HEAD /readyz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
 
     expect(received.startsWith("HTTP/1.1 200 ")).toBe(true);
     expect(received.toLowerCase()).toContain(`\r\ncontent-length: ${getLength}\r\n`);
     expect(received.endsWith("\r\n\r\n")).toBe(true);
+  });
+
+  test("Host-less request gets JSON", async () => {
+    const { admin, scenario } = await startAdmin(transport);
+
+    // HTTP/1.0 allows a request line with only a path and no Host header.
+    const found = await rawHttpExchange(admin.address, "GET /healthz HTTP/1.0\r\n\r\n");
+    const missing = await rawHttpExchange(admin.address, "GET /nope?x=1 HTTP/1.0\r\n\r\n");
+
+    expect(rawStatus(found)).toBe(200);
+    expect(JSON.parse(rawBody(found))).toEqual({ status: "ok" });
+    expect(rawStatus(missing)).toBe(404);
+    expect(JSON.parse(rawBody(missing)).error).toContain("/nope");
+    expect(scenario.log.messages()).not.toContain("invariant violated: HTTP request failed");
   });
 
   test("GET backends lists traffic per backend", async () => {
@@ -341,6 +336,18 @@ test("admin API requires the bearer token", async () => {
   expect(wrong.status).toBe(401);
   expect(right.status).toBe(200);
   expect(JSON.stringify(scenario.log.records)).not.toContain(token);
+});
+
+test("Host-less request without token is 401", async () => {
+  const tokenFile = join(tempDir(), "token");
+  writeFileSync(tokenFile, "s3cret-token-0123456789\n", { mode: 0o600 });
+  const { admin, scenario } = await startAdmin("tcp", { tokenFile });
+
+  const response = await rawHttpExchange(admin.address, "GET /v1/backends HTTP/1.0\r\n\r\n");
+
+  expect(rawStatus(response)).toBe(401);
+  expect(JSON.parse(rawBody(response))).toEqual({ error: "missing or invalid bearer token" });
+  expect(scenario.log.withMessage("admin request rejected: missing or invalid bearer token")[0]?.path).toBe("/v1/backends");
 });
 
 test.each([

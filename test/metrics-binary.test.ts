@@ -6,6 +6,7 @@ import { afterEach, expect, test } from "bun:test";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { TestBackend, TestClient } from "./support/backends.ts";
+import { rawBody, rawHttpExchange, rawStatus } from "./support/raw-http.ts";
 import { tempDirectory } from "./support/temp-directory.ts";
 import { listenedPort, runTinylb, TinylbProcess } from "./support/tinylb-process.ts";
 import { waitFor, within } from "./support/wait.ts";
@@ -86,6 +87,17 @@ test("metrics address rejects writes", async () => {
   const status = (await (await viaAdmin("/v1/backends")).json()) as { backends: { id: string }[] };
   expect(status.backends.map((backend) => backend.id)).toEqual(["a"]);
   expect(await (await viaMetrics(metricsPort, "/metrics")).text()).toContain('tinylb_provider_backends{provider="api"} 0\n');
+}, TEST_TIMEOUT_MS);
+
+test("metrics address serves Host-less requests", async () => {
+  const { tinylb, metricsPort } = await startBalancer();
+
+  // HTTP/1.0 allows a request line with only a path and no Host header.
+  const response = await rawHttpExchange({ kind: "tcp", host: "127.0.0.1", port: metricsPort }, "GET /healthz HTTP/1.0\r\n\r\n");
+
+  expect(rawStatus(response)).toBe(200);
+  expect(JSON.parse(rawBody(response))).toEqual({ status: "ok" });
+  expect(tinylb.stderr).not.toContain("Error");
 }, TEST_TIMEOUT_MS);
 
 test("metrics address serves HEAD", async () => {

@@ -1,5 +1,5 @@
 import { afterEach, expect, test } from "bun:test";
-import { AdminServer } from "../src/admin-server.ts";
+import { AdminServer, bindTcp } from "../src/admin-server.ts";
 import { createBackend } from "../src/backend.ts";
 import { BackendSet } from "../src/backend-set.ts";
 import { BackendStates } from "../src/backend-states.ts";
@@ -10,6 +10,8 @@ import { MetricsServer } from "../src/metrics-server.ts";
 import { AdminApiProvider } from "../src/providers/admin-api-provider.ts";
 import { StaticProvider } from "../src/providers/static-provider.ts";
 import { BalancerScenario } from "./support/balancer-scenario.ts";
+import { LogLines } from "./support/log-lines.ts";
+import { rawBody, rawHttpExchange, rawStatus } from "./support/raw-http.ts";
 
 const cleanup: (() => void | Promise<unknown>)[] = [];
 afterEach(async () => {
@@ -112,6 +114,32 @@ test.each([
   expect(error).toContain("the admin API (--admin) serves the rest");
   expect(api.set.size).toBe(0);
   expect(scenario.server.set.backends.map((backend) => backend.id)).toEqual(["a"]);
+});
+
+test("MetricsServer serves Host-less requests", async () => {
+  const { metrics, scenario } = await startMetrics();
+
+  // HTTP/1.0 allows a request line with only a path and no Host header.
+  const response = await rawHttpExchange(metrics.address, "GET /readyz HTTP/1.0\r\n\r\n");
+
+  expect(rawStatus(response)).toBe(200);
+  expect(JSON.parse(rawBody(response)).status).toBe("ready");
+  expect(scenario.log.messages()).not.toContain("invariant violated: HTTP request failed");
+});
+
+test("handler error is a JSON 500", async () => {
+  const log = new LogLines();
+  const http = bindTcp("test server", "--test", { kind: "tcp", host: "127.0.0.1", port: 0 }, () => Promise.reject(new Error("handler bug")), log.logger);
+  cleanup.push(() => http.stop(true));
+
+  const responses = [await fetch(`http://127.0.0.1:${http.port}/`), await fetch(`http://127.0.0.1:${http.port}/`)];
+
+  for (const response of responses) {
+    expect(response.status).toBe(500);
+    expect(await response.json()).toEqual({ error: "internal error; see the tinylb log" });
+  }
+  // The second failure falls inside the 10 s rate limit.
+  expect(log.withMessage("invariant violated: HTTP request failed")).toHaveLength(1);
 });
 
 test("MetricsServer HEAD of another path is 404", async () => {
