@@ -6,7 +6,8 @@ import { type Address, formatAddress, isLocalAddress, type TcpAddress } from "./
 import { json, MAX_ADMIN_BODY_BYTES } from "./admin-request.ts";
 import { type AdminRouteContext, routeAdminRequest } from "./admin-routes.ts";
 import { ConfigError } from "./config.ts";
-import { ListenError, MAX_SOCKET_PATH_BYTES, removeStaleSocket } from "./listener.ts";
+import { ListenError, removeStaleSocket } from "./listener.ts";
+import { MAX_SOCKET_PATH_BYTES } from "./socket-path.ts";
 import { type Logger, silentLogger } from "./logger.ts";
 import { RateLimitedLog } from "./rate-limited-log.ts";
 import { describeFileError } from "./file-errors.ts";

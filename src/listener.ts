@@ -3,6 +3,7 @@ import { dirname } from "node:path";
 import type { Socket, SocketHandler, SocketListener, TCPSocketListener, TCPSocketListenOptions } from "bun";
 import { type Address, formatAddress, type TcpAddress } from "./address.ts";
 import { setSocketOption, SOL_SOCKET } from "./socket-options.ts";
+import { socketPathProblem } from "./socket-path.ts";
 
 /** A listener that could not be bound, naming the address and the reason. */
 export class ListenError extends Error {
@@ -168,13 +169,11 @@ export async function removeStaleSocket(path: string): Promise<void> {
   unlinkSync(path);
 }
 
-/** Maximum length in bytes of a Unix socket path on Linux: sun_path has 108 bytes, one of them the final NUL. */
-export const MAX_SOCKET_PATH_BYTES = 107;
-
+/** Settings parse listen addresses with the same check, so this catches only an address made in code. */
 function checkSocketPathLength(path: string): void {
-  const bytes = Buffer.byteLength(path);
-  if (bytes > MAX_SOCKET_PATH_BYTES) {
-    throw new ListenError(`listen on unix:${path} failed: the path has ${bytes} bytes, more than the ${MAX_SOCKET_PATH_BYTES} a Unix socket path can have; use a shorter path`);
+  const problem = socketPathProblem(path);
+  if (problem !== undefined) {
+    throw new ListenError(`listen on unix:${path} failed: ${problem}`);
   }
 }
 

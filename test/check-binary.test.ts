@@ -123,12 +123,16 @@ test("check accepts flags without a file", async () => {
 });
 
 const missingCa = join(directory, "missing-ca.pem");
+/** A socket path of 121 bytes, over the 107 that Linux allows. */
+const longSocketPath = join(directory, "a".repeat(115 - directory.length)) + ".sock";
 
 test.each([
   ["a bad target", ["listen: 127.0.0.1:0", "backends: [{ id: a, target: nowhere }]"], 'invalid address "nowhere"'],
   ["an unknown key", ["listen: 127.0.0.1:0", "backend: []"], 'unknown key "backend" (did you mean "backends"?)'],
   ["a YAML syntax error", ["listen: [127.0.0.1:0", "backends: []"], "failed at line 1"],
   ["a missing probe CA file", ["listen: 127.0.0.1:0", `probe: { kind: https, tls: { ca: ${missingCa} } }`], `probe.tls.ca: cannot read ${missingCa}: the file does not exist`],
+  ["a long Unix listen path", [`listen: "unix:${longSocketPath}"`], "listen: invalid address \"unix:/"],
+  ["a long Unix target", ["listen: 127.0.0.1:0", `backends: [{ id: long, target: "unix:${longSocketPath}" }]`], 'invalid target for backend "long"'],
 ])("check rejects %s as a start does", async (name, lines, value) => {
   const path = configFile(`${name.replaceAll(" ", "-")}.yaml`, lines);
   const admin = ["--admin", `unix:${adminSocket}`];
@@ -155,6 +159,26 @@ test.each([
   expect(stderr.trim().split("\n")).toHaveLength(1);
   expect(stdout).toBe("");
   expect(exitCode).toBe(2);
+});
+
+test("check rejects a long Unix socket path as a start does", async () => {
+  const detail = "the path has 121 bytes, more than the 107 a Unix socket path can have; use a shorter path";
+  const configPath = configFile("long-socket-paths.yaml", [`listen: "unix:${longSocketPath}"`, `backends: [{ id: long, target: "unix:${longSocketPath}" }]`]);
+
+  for (const args of [
+    ["--listen", `unix:${longSocketPath}`, "--admin", "off"],
+    ["--listen", "127.0.0.1:0", "--backend", `long=unix:${longSocketPath}`, "--admin", "off"],
+    ["--config", configPath, "--admin", "off"],
+  ]) {
+    const check = await runTinylb(["check", ...args]);
+    const start = await runTinylb(args);
+
+    expect(check.stderr).toContain(detail);
+    expect(check.stdout).toBe("");
+    expect(check.exitCode).toBe(2);
+    expect(start.stderr.replace("see tinylb --help", "see tinylb check --help")).toBe(check.stderr);
+    expect(start.exitCode).toBe(2);
+  }
 });
 
 test("check rejects a clashing --metrics", async () => {
