@@ -208,6 +208,20 @@ test("check rejects a Unix listen folder that is missing", async () => {
   expect(start.exitCode).toBe(1);
 });
 
+test("check rejects a Unix listen folder that is a file", async () => {
+  const file = configFile("not-a-folder", []);
+  const args = ["--listen", `unix:${join(file, "lb.sock")}`, "--backend", "a=10.0.0.1:1", "--admin", "off"];
+
+  const check = await runTinylb(["check", ...args]);
+  const start = await runTinylb(args);
+
+  expect(check.stderr).toContain(`listen on unix:${join(file, "lb.sock")} failed: ${file} is a file, not a folder; pick another path (ENOTDIR)`);
+  expect(check.stdout).toBe("");
+  expect(check.exitCode).toBe(1);
+  expect(start.stderr).toBe(check.stderr);
+  expect(start.exitCode).toBe(1);
+});
+
 test("check --help describes the command", async () => {
   const { exitCode, stdout, stderr } = await runTinylb(["check", "--help"]);
 

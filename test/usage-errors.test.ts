@@ -28,6 +28,8 @@ async function runTinylb(args: string[]): Promise<{ exitCode: number; stderr: st
 }
 
 const unixSocket = join(directory, "x.sock");
+const regularFile = join(directory, "regular.file");
+writeFileSync(regularFile, "");
 /** A socket path of 121 bytes, over the 107 that Linux allows. */
 const longSocketPath = join(directory, "a".repeat(120 - directory.length - ".sock".length)) + ".sock";
 
@@ -88,6 +90,17 @@ test.each([
 test.each([
   ["a missing folder", ["--listen", `unix:${join(directory, "missing", "x.sock")}`], "/missing does not exist; create it or pick another path (ENOENT)"],
   ["a link-local address", ["--listen", "[fe80::1]:0"], "a link-local IPv6 address needs its interface"],
+  ["/proc", ["--listen", "unix:/proc/x.sock"], "the folder /proc exists, but its file system does not allow creating a socket in it, as with /proc; pick a folder on a regular file system, such as /run/tinylb or /tmp (ENOENT)"],
+  ["a folder that is a file", ["--listen", `unix:${join(regularFile, "x.sock")}`], `${regularFile} is a file, not a folder; pick another path (ENOTDIR)`],
+  ["a folder under a file", ["--listen", `unix:${join(regularFile, "below", "x.sock")}`], `${regularFile} is a file, not a folder; pick another path (ENOTDIR)`],
+  [
+    "/sys",
+    ["--listen", "unix:/sys/x.sock"],
+    // Root may search and write /sys, so sysfs itself rejects the socket; other users lack the permission first.
+    process.getuid?.() === 0
+      ? "creating a socket in /sys is not permitted, as on /sys or in an immutable folder; pick a folder on a regular file system, such as /run/tinylb or /tmp (EPERM)"
+      : "permission denied: this user cannot create a socket in /sys (EACCES)",
+  ],
 ])("binary explains a listen failure on %s", async (_, args, message) => {
   const { exitCode, stderr } = await runTinylb(["--admin", "off", ...args]);
 
