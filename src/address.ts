@@ -96,8 +96,9 @@ export function parseAddress(text: string, allowPortZero = false): Address {
 }
 
 /**
- * Parses a listen address, with port 0 allowed. Beyond `parseAddress`, it rejects a Unix socket
- * path that bind(2) would reject for its length, so that `tinylb check` catches it too.
+ * Parses a listen address, with port 0 allowed. Beyond `parseAddress`, it rejects a relative
+ * Unix socket path, which would depend on tinylb's working folder, and one that bind(2) would
+ * reject for its length, so that `tinylb check` catches both too.
  *
  * @throws {AddressError} naming the value and what to write instead.
  */
@@ -121,11 +122,6 @@ export function parseListenAddress(text: string): Address {
  */
 export function parseTarget(text: string): Address {
   const address = parseAddress(text);
-  if (address.kind === "unix" && !address.path.startsWith("/")) {
-    throw new AddressError(
-      `invalid address "${text.trim()}": the socket path "${address.path}" is relative, so it would depend on tinylb's working folder; use an absolute path, as in unix:/run/app.sock`,
-    );
-  }
   if (address.kind === "unix") {
     checkSocketPath(text, address.path);
   }

@@ -10,8 +10,15 @@ import { dirname } from "node:path";
 /** Maximum length in bytes of a Unix socket path on Linux: sun_path has 108 bytes, one of them the final NUL. */
 export const MAX_SOCKET_PATH_BYTES = 107;
 
-/** Describes why `path` cannot name a Unix socket, with the fix, or returns undefined when it can. */
+/**
+ * Describes why `path` cannot name a Unix socket that tinylb binds or dials, with the fix, or
+ * returns undefined when it can. A relative path is rejected because it would depend on
+ * tinylb's working folder, which is `/` under systemd.
+ */
 export function socketPathProblem(path: string): string | undefined {
+  if (!path.startsWith("/")) {
+    return `the socket path "${path}" is relative, so it would depend on tinylb's working folder; use an absolute path, as in unix:/run/app.sock`;
+  }
   const bytes = Buffer.byteLength(path);
   if (bytes > MAX_SOCKET_PATH_BYTES) {
     return `the path has ${bytes} bytes, more than the ${MAX_SOCKET_PATH_BYTES} a Unix socket path can have; use a shorter path`;

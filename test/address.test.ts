@@ -124,6 +124,15 @@ describe("parseListenAddress", () => {
     expect(parseListenAddress(text)).toEqual(expected as ReturnType<typeof parseListenAddress>);
   });
 
+  test.each(["unix:relative.sock", "unix:./run/lb.sock"])("rejects the relative path %p", (text) => {
+    const path = text.slice("unix:".length);
+
+    expect(() => parseListenAddress(text)).toThrow(AddressError);
+    expect(() => parseListenAddress(text)).toThrow(
+      `invalid address "${text}": the socket path "${path}" is relative, so it would depend on tinylb's working folder; use an absolute path, as in unix:/run/app.sock`,
+    );
+  });
+
   test("rejects a Unix socket path over 107 bytes", () => {
     const text = `unix:/tmp/${"a".repeat(98)}.sock`;
 

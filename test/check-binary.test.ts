@@ -181,6 +181,24 @@ test("check rejects a long Unix socket path as a start does", async () => {
   }
 });
 
+test("check rejects relative Unix socket paths as a start does", async () => {
+  for (const [args, detail] of [
+    [["--listen", "unix:lb.sock", "--admin", "off"], '--listen: invalid address "unix:lb.sock": the socket path "lb.sock" is relative'],
+    [["--listen", "127.0.0.1:0", "--admin", "unix:admin.sock"], 'admin API address unix:admin.sock rejected: the socket path "admin.sock" is relative'],
+  ] as const) {
+    const check = await runTinylb(["check", ...args]);
+    const start = await runTinylb([...args]);
+
+    expect(check.stderr).toContain(detail);
+    expect(check.stdout).toBe("");
+    expect(check.exitCode).toBe(2);
+    expect(start.stderr.replace("see tinylb --help", "see tinylb check --help")).toBe(check.stderr);
+    expect(start.exitCode).toBe(2);
+    expect(existsSync(join(directory, "lb.sock"))).toBe(false);
+    expect(existsSync(join(directory, "admin.sock"))).toBe(false);
+  }
+});
+
 test("check rejects a clashing --metrics", async () => {
   const args = ["--listen", "127.0.0.1:7443", "--backend", "a=10.0.0.1:1", "--admin", "off", "--metrics", "0.0.0.0:7443"];
 

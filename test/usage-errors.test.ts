@@ -46,6 +46,8 @@ test.each([
   ["-v", ["-v"], "unknown flag -v (did you mean -V, --version?)"],
   ["a misspelt command", ["stauts"], 'unknown command "stauts" (did you mean status?)'],
   ["a listen address without host", ["--listen", ":7021"], "use 127.0.0.1:7021 for this machine only, or 0.0.0.0:7021 or [::]:7021 for every interface"],
+  ["a relative Unix listen path", ["--listen", "unix:relative.sock", "--admin", "off"], `--listen: invalid address "unix:relative.sock": the socket path "relative.sock" is relative, so it would depend on tinylb's working folder; use an absolute path, as in unix:/run/app.sock`],
+  ["a relative admin socket path", ["--listen", "127.0.0.1:0", "--admin", "unix:admin.sock"], `admin API address unix:admin.sock rejected: the socket path "admin.sock" is relative, so it would depend on tinylb's working folder`],
   ["a long Unix listen path", ["--listen", `unix:${longSocketPath}`, "--admin", "off"], `--listen: invalid address "unix:${longSocketPath}": the path has 121 bytes, more than the 107 a Unix socket path can have; use a shorter path`],
   ["a long Unix backend path", ["--listen", "127.0.0.1:0", "--backend", `long=unix:${longSocketPath}`, "--admin", "off"], `--backend: invalid target for backend "long": invalid address "unix:${longSocketPath}": the path has 121 bytes`],
   ["demo with --backend", ["demo", "--backend", "a=127.0.0.1:9"], "--backend is not valid with tinylb demo, which takes only --listen ADDR"],
