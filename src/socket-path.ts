@@ -4,8 +4,8 @@
  * and the causes of a failed bind of one.
  */
 
-import { statSync } from "node:fs";
-import { dirname } from "node:path";
+import { realpathSync, statSync } from "node:fs";
+import { basename, dirname, join, resolve } from "node:path";
 
 /** Maximum length in bytes of a Unix socket path on Linux: sun_path has 108 bytes, one of them the final NUL. */
 export const MAX_SOCKET_PATH_BYTES = 107;
@@ -97,4 +97,18 @@ function firstFileAmongFolders(folder: string): string | undefined {
   }
 
   return undefined;
+}
+
+/**
+ * Returns one spelling of the socket path `path`, so that two paths of one socket compare
+ * equal: the real path of its folder, with symlinks resolved, plus the file name. The socket
+ * file itself is not followed, since a symlink there names another file to bind or dial.
+ * While the folder does not exist, the path is only made absolute and normalized.
+ */
+export function canonicalSocketPath(path: string): string {
+  try {
+    return join(realpathSync(dirname(path)), basename(path));
+  } catch {
+    return resolve(path);
+  }
 }

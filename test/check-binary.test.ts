@@ -6,7 +6,7 @@
  */
 import { afterEach, expect, test } from "bun:test";
 import type { Socket, TCPSocketListener, udp } from "bun";
-import { existsSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { tempDirectory } from "./support/temp-directory.ts";
@@ -197,6 +197,23 @@ test("check rejects relative Unix socket paths as a start does", async () => {
     expect(existsSync(join(directory, "lb.sock"))).toBe(false);
     expect(existsSync(join(directory, "admin.sock"))).toBe(false);
   }
+});
+
+test("check rejects a target through a symlinked listen folder", async () => {
+  const folder = join(directory, "listen-folder");
+  mkdirSync(folder);
+  symlinkSync(folder, join(directory, "wl"));
+  const args = ["--listen", `unix:${folder}/self.sock`, "--backend", `self=unix:${directory}/wl/self.sock`, "--admin", "off"];
+
+  const check = await runTinylb(["check", ...args]);
+  const start = await runTinylb(args);
+
+  expect(check.stderr).toContain(`backend "self" has target unix:${directory}/wl/self.sock, which is tinylb's own listen address unix:${folder}/self.sock`);
+  expect(check.stdout).toBe("");
+  expect(check.exitCode).toBe(2);
+  expect(start.stderr).toBe(check.stderr);
+  expect(start.exitCode).toBe(2);
+  expect(existsSync(join(folder, "self.sock"))).toBe(false);
 });
 
 test("check rejects a clashing --metrics", async () => {
