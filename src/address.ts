@@ -6,6 +6,7 @@
  */
 
 import { isIP, isIPv4, isIPv6 } from "node:net";
+import { socketPathProblem } from "./socket-path.ts";
 
 /** A TCP address: a host name or IP literal and a port. */
 export interface TcpAddress {
@@ -95,19 +96,34 @@ export function parseAddress(text: string, allowPortZero = false): Address {
 }
 
 /**
+ * Parses a listen address, with port 0 allowed. Beyond `parseAddress`, it rejects a relative
+ * Unix socket path, which would depend on tinylb's working folder, and one that bind(2) would
+ * reject for its length, so that `tinylb check` catches both too.
+ *
+ * @throws {AddressError} naming the value and what to write instead.
+ */
+export function parseListenAddress(text: string): Address {
+  const address = parseAddress(text, true);
+  if (address.kind === "unix") {
+    checkSocketPath(text, address.path);
+  }
+
+  return address;
+}
+
+/**
  * Parses the target of a backend: an address that tinylb dials. Beyond `parseAddress`, it
- * rejects two forms that parse but do not name a backend reliably. A relative Unix socket path
- * depends on tinylb's working folder, and Linux dials the unspecified address `0.0.0.0` or `::`
- * as this machine. `createBackend` calls it, so every provider's targets pass here.
+ * rejects forms that parse but do not name a backend reliably. A relative Unix socket path
+ * depends on tinylb's working folder, connect(2) rejects a Unix socket path that is too long,
+ * and Linux dials the unspecified address `0.0.0.0` or `::` as this machine. `createBackend`
+ * calls it, so every provider's targets pass here.
  *
  * @throws {AddressError} naming the value and what to write instead.
  */
 export function parseTarget(text: string): Address {
   const address = parseAddress(text);
-  if (address.kind === "unix" && !address.path.startsWith("/")) {
-    throw new AddressError(
-      `invalid address "${text.trim()}": the socket path "${address.path}" is relative, so it would depend on tinylb's working folder; use an absolute path, as in unix:/run/app.sock`,
-    );
+  if (address.kind === "unix") {
+    checkSocketPath(text, address.path);
   }
   if (address.kind === "tcp" && isUnspecified(address.host)) {
     const loopback = canonicalHost(address.host) === "::" ? `[::1]:${address.port}` : `127.0.0.1:${address.port}`;
@@ -117,6 +133,18 @@ export function parseTarget(text: string): Address {
   }
 
   return address;
+}
+
+/**
+ * Rejects a Unix socket path of the address `text` that `socketPathProblem` finds fault with.
+ *
+ * @throws {AddressError} naming the address, the problem and the fix.
+ */
+function checkSocketPath(text: string, path: string): void {
+  const problem = socketPathProblem(path);
+  if (problem !== undefined) {
+    throw new AddressError(`invalid address "${text.trim()}": ${problem}`);
+  }
 }
 
 /** Returns true for every spelling of `0.0.0.0` and `::`, the addresses that mean "any" to bind(2). */

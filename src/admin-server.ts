@@ -6,7 +6,8 @@ import { type Address, formatAddress, isLocalAddress, type TcpAddress } from "./
 import { json, MAX_ADMIN_BODY_BYTES, requestPath } from "./admin-request.ts";
 import { type AdminRouteContext, routeAdminRequest } from "./admin-routes.ts";
 import { ConfigError } from "./config.ts";
-import { ListenError, MAX_SOCKET_PATH_BYTES, removeStaleSocket } from "./listener.ts";
+import { ListenError, removeStaleSocket } from "./listener.ts";
+import { MAX_SOCKET_PATH_BYTES, socketPathProblem } from "./socket-path.ts";
 import { type Logger, silentLogger } from "./logger.ts";
 import { RateLimitedLog } from "./rate-limited-log.ts";
 import { describeFileError } from "./file-errors.ts";
@@ -29,12 +30,17 @@ export interface AdminServerOptions {
 }
 
 /**
- * Checks that the admin API may bind `address`. Unix sockets and loopback TCP addresses
- * are always allowed, and any other TCP address only with `allowPublic` and a token file.
+ * Checks that the admin API may bind `address`. Unix sockets with an absolute path that fits
+ * a socket address and loopback TCP addresses are always allowed, and any other TCP address
+ * only with `allowPublic` and a token file.
  *
- * @throws {ConfigError} naming the address and the flags that would allow it.
+ * @throws {ConfigError} naming the address and the fix.
  */
 export function checkAdminAddress(address: Address, allowPublic: boolean, tokenFile: string | undefined): void {
+  const problem = address.kind === "unix" ? socketPathProblem(address.path) : undefined;
+  if (problem !== undefined) {
+    throw new ConfigError(`admin API address ${formatAddress(address)} rejected: ${problem}`);
+  }
   if (isLocalAddress(address)) {
     return;
   }

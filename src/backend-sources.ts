@@ -77,6 +77,13 @@ export async function startBackendSources(cli: CliOptions, settings: Settings, s
   const union = new BackendSetUnion((set, cause) => server.applySet(set, { provider: cause }), logger);
   const stateFile = options.stateFile === undefined ? undefined : new StateFile(options.stateFile, logger);
   const saved = stateFile?.load(createSelfTargetCheck(listening())) ?? new Map<string, BackendSet>();
+  const savedApi = saved.get("api");
+  if (options.admin === "off" && stateFile !== undefined && savedApi !== undefined) {
+    // The admin API's backends exist nowhere but in the state file, so a start without it keeps them there.
+    saved.delete("api");
+    stateFile.carry("api", savedApi);
+    log.info("saved admin API backends are not served while the admin API is off, and stay in the state file", { file: stateFile.path, count: savedApi.size });
+  }
 
   const providers: Provider[] = [];
   let file: FileProvider | undefined;

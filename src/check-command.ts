@@ -27,7 +27,7 @@ tinylb starts.
 On success it prints one line, such as: config OK: 3 backends, 1 listener (tinylb.yaml)
 
 Exit status: 0 when the settings are valid, 2 for a bad command line or config, and 1 when
-the folder of a Unix socket listen address is missing, each with the error a failing start
+the folder of a Unix socket listen address is missing or a file, each with the error a failing start
 prints on stderr.`;
 
 /**

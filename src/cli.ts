@@ -1,4 +1,4 @@
-import { type Address, AddressError, parseAddress } from "./address.ts";
+import { type Address, AddressError, parseListenAddress } from "./address.ts";
 import { type Backend, BackendError, createBackend } from "./backend.ts";
 import { BACKEND_STATE_HELP, parseBackendStateArgs } from "./backend-state-command.ts";
 import { BALANCE_MODES, type BalanceMode } from "./backend-selector.ts";
@@ -292,7 +292,7 @@ function applyFlag(options: CliOptions, flag: string, value: string): void {
 
 function parseListen(value: string): Address {
   try {
-    return parseAddress(value, true);
+    return parseListenAddress(value);
   } catch (error) {
     throw new UsageError(`--listen: ${(error as AddressError).message}`, { cause: error });
   }

@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import { extname } from "node:path";
 import { z } from "zod";
-import { type Address, AddressError, parseAddress } from "./address.ts";
+import { type Address, AddressError, parseListenAddress } from "./address.ts";
 import { type Backend, BackendError, createBackend } from "./backend.ts";
 import { BALANCE_MODES, type BalanceMode } from "./backend-selector.ts";
 import { formatDuration, parseDuration } from "./duration.ts";
@@ -42,7 +42,7 @@ const duration = z.union([z.string(), z.number()]).transform((value, context) =>
 
 const listenAddress = z.string().transform((text, context) => {
   try {
-    return parseAddress(text, true);
+    return parseListenAddress(text);
   } catch (error) {
     context.addIssue({ code: "custom", message: (error as AddressError).message });
 
@@ -427,15 +427,20 @@ function describeIssue(issue: z.core.$ZodIssue): string {
   }
 
   const shown = shortened(JSON.stringify(input) ?? String(input));
+  // A long value is cut where the message quotes it, so the reason after it stays readable.
+  const message = issue.message.replaceAll(String(input), shortened(String(input)));
 
-  return `${field}: ${shortened(issue.message)}${issue.message.includes(String(input)) ? "" : ` (got ${shown})`}`;
+  return `${field}: ${shortened(message, MAX_MESSAGE_CHARS)}${issue.message.includes(String(input)) ? "" : ` (got ${shown})`}`;
 }
 
-/** Maximum length of a value or message quoted in a config error, so a huge value cannot flood the log. */
+/** Maximum length of a value quoted in a config error, so a huge value cannot flood the log. */
 const MAX_QUOTED_CHARS = 120;
 
-function shortened(text: string): string {
-  return text.length <= MAX_QUOTED_CHARS ? text : `${text.slice(0, MAX_QUOTED_CHARS)}... (${text.length} characters)`;
+/** Maximum length of a config error's message, with its quoted value already cut to MAX_QUOTED_CHARS. */
+const MAX_MESSAGE_CHARS = 400;
+
+function shortened(text: string, maxChars = MAX_QUOTED_CHARS): string {
+  return text.length <= maxChars ? text : `${text.slice(0, maxChars)}... (${text.length} characters)`;
 }
 
 /**

@@ -1,8 +1,8 @@
 import { lstatSync, unlinkSync } from "node:fs";
-import { dirname } from "node:path";
 import type { Socket, SocketHandler, SocketListener, TCPSocketListener, TCPSocketListenOptions } from "bun";
 import { type Address, formatAddress, type TcpAddress } from "./address.ts";
 import { setSocketOption, SOL_SOCKET } from "./socket-options.ts";
+import { socketPathProblem, unixListenErrorHint } from "./socket-path.ts";
 
 /** A listener that could not be bound, naming the address and the reason. */
 export class ListenError extends Error {
@@ -168,13 +168,11 @@ export async function removeStaleSocket(path: string): Promise<void> {
   unlinkSync(path);
 }
 
-/** Maximum length in bytes of a Unix socket path on Linux: sun_path has 108 bytes, one of them the final NUL. */
-export const MAX_SOCKET_PATH_BYTES = 107;
-
+/** Settings parse listen addresses with the same check, so this catches only an address made in code. */
 function checkSocketPathLength(path: string): void {
-  const bytes = Buffer.byteLength(path);
-  if (bytes > MAX_SOCKET_PATH_BYTES) {
-    throw new ListenError(`listen on unix:${path} failed: the path has ${bytes} bytes, more than the ${MAX_SOCKET_PATH_BYTES} a Unix socket path can have; use a shorter path`);
+  const problem = socketPathProblem(path);
+  if (problem !== undefined) {
+    throw new ListenError(`listen on unix:${path} failed: ${problem}`);
   }
 }
 
@@ -190,20 +188,19 @@ export function describeListenError(error: unknown, address: Address): string {
 }
 
 function listenErrorHint(code: string, address: Address): string | undefined {
-  const folder = address.kind === "unix" ? dirname(address.path) : "";
+  if (address.kind === "unix") {
+    const hint = unixListenErrorHint(code, address.path);
+    if (hint !== undefined) {
+      return hint;
+    }
+  }
   switch (code) {
     case "EADDRINUSE":
       // Settings reject clashes between this process's own listen and admin addresses before any
       // bind, so the holder is most likely another process. The message still does not claim it.
       return "the address is already in use, such as by another tinylb; stop that listener or pick another address";
     case "EACCES":
-      return address.kind === "unix"
-        ? `permission denied: this user cannot create a socket in ${folder}`
-        : "permission denied; ports below 1024 need root or CAP_NET_BIND_SERVICE";
-    case "ENOENT":
-      return address.kind === "unix" ? `the folder ${folder} does not exist; create it or pick another path` : undefined;
-    case "ENOTDIR":
-      return address.kind === "unix" ? `a part of the folder ${folder} is not a folder; pick another path` : undefined;
+      return "permission denied; ports below 1024 need root or CAP_NET_BIND_SERVICE";
     case "EADDRNOTAVAIL":
       return "no interface of this machine has this address; use one of its addresses, 127.0.0.1, or 0.0.0.0 or [::] for every interface";
     case "EINVAL":

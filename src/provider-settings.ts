@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { z } from "zod";
 import { type Address, AddressError, formatAddress, parseAddress, type TcpAddress, withoutUnixForm } from "./address.ts";
 import { parseDuration } from "./duration.ts";
+import { socketPathProblem } from "./socket-path.ts";
 
 /** A DNS name to resolve as A and AAAA, and the port every address gets. */
 export interface DnsName {
@@ -57,8 +58,12 @@ export function defaultAdminAddress(): Address {
     return { kind: "unix", path: "/run/tinylb/admin.sock" };
   }
   const runtime = process.env.XDG_RUNTIME_DIR;
+  const inRuntime = runtime ? join(runtime, "tinylb-admin.sock") : undefined;
+  // A relative XDG_RUNTIME_DIR is invalid and to be ignored (XDG Base Directory Specification
+  // 0.8), and a folder too deep for a socket path of 107 bytes cannot be used either.
+  const usable = inRuntime !== undefined && socketPathProblem(inRuntime) === undefined;
 
-  return { kind: "unix", path: runtime ? join(runtime, "tinylb-admin.sock") : `/tmp/tinylb-${uid}-admin.sock` };
+  return { kind: "unix", path: usable ? inRuntime : `/tmp/tinylb-${uid}-admin.sock` };
 }
 
 /** Default time between DNS lookups. */

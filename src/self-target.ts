@@ -1,11 +1,11 @@
 import { networkInterfaces } from "node:os";
 import { isIPv4 } from "node:net";
-import { resolve } from "node:path";
 import { type Address, canonicalHost, formatAddress } from "./address.ts";
 import type { Backend } from "./backend.ts";
 import { BackendSet } from "./backend-set.ts";
 import type { Logger } from "./logger.ts";
 import type { PublishBackendSet } from "./providers/provider.ts";
+import { canonicalSocketPath } from "./socket-path.ts";
 
 /**
  * Finds the first backend whose target is one of tinylb's own listen addresses. Each connection
@@ -13,7 +13,8 @@ import type { PublishBackendSet } from "./providers/provider.ts";
  * naming the backend id, its target and the listen address, or undefined.
  *
  * A target matches a listener on the same Unix socket path, or on the same port with the same
- * host. Hosts are compared as `canonicalHost` spells them, so `[0:0::1]` is `[::1]` and
+ * host. Unix socket paths are compared as `canonicalSocketPath` spells them, so a path through
+ * a symlinked folder matches. Hosts are compared as `canonicalHost` spells them, so `[0:0::1]` is `[::1]` and
  * `[::ffff:127.0.0.1]` is 127.0.0.1. `localhost` counts as 127.0.0.1 and ::1. A listener on
  * `0.0.0.0` also matches every IPv4 address of this machine's interfaces, and one on `::` every
  * IPv4 and IPv6 address of them (Linux binds `::` dual-stack by default).
@@ -87,7 +88,7 @@ export function skipSelfTargets(provider: string, publish: PublishBackendSet, li
 
 function reaches(target: Address, listener: Address, local: ReadonlySet<string>): boolean {
   if (target.kind === "unix" || listener.kind === "unix") {
-    return target.kind === "unix" && listener.kind === "unix" && resolve(target.path) === resolve(listener.path);
+    return target.kind === "unix" && listener.kind === "unix" && canonicalSocketPath(target.path) === canonicalSocketPath(listener.path);
   }
   if (target.port !== listener.port) {
     return false;

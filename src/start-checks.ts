@@ -1,4 +1,3 @@
-import { statSync } from "node:fs";
 import { dirname } from "node:path";
 import { formatAddress } from "./address.ts";
 import { checkAdminAddress, readTokenFile } from "./admin-server.ts";
@@ -8,6 +7,7 @@ import { describeListenError, ListenError } from "./listener.ts";
 import type { Logger } from "./logger.ts";
 import { unusedResolverWarning } from "./provider-settings.ts";
 import { findSelfTarget } from "./self-target.ts";
+import { socketFolderErrorCode } from "./socket-path.ts";
 import type { Settings } from "./settings.ts";
 import { StateFile } from "./state-file.ts";
 
@@ -44,7 +44,9 @@ export function checkStartSettings(settings: Settings): ClusterCredentials {
 }
 
 /**
- * Checks that the folder of every Unix socket listen address exists, as binding it needs.
+ * Checks that the folder of every Unix socket listen address exists and is a folder, as
+ * binding it needs. A file system that does not support sockets, such as /proc, or a read-only
+ * one is found only when the bind fails.
  *
  * @throws {ListenError} with the message a start that fails to bind the address prints.
  */
@@ -53,9 +55,9 @@ function checkUnixListenFolders(settings: Settings): void {
     if (address.kind !== "unix") {
       continue;
     }
-    const folder = dirname(address.path);
-    if (!statSync(folder, { throwIfNoEntry: false })?.isDirectory()) {
-      const error = Object.assign(new Error(`no folder ${folder}`), { code: "ENOENT" });
+    const code = socketFolderErrorCode(address.path);
+    if (code !== undefined) {
+      const error = Object.assign(new Error(`checking the folder ${dirname(address.path)} failed (${code}); pick another path`), { code });
       throw new ListenError(`listen on ${formatAddress(address)} failed: ${describeListenError(error, address)}`);
     }
   }

@@ -19,7 +19,8 @@ const MAX_SKIPPED_LINES = 10;
  *
  * Each backend is saved with the provider it came from. At start-up the saved entries
  * seed each provider's slot in the union until that provider publishes for the first
- * time. Entries of providers that are no longer configured are dropped.
+ * time. Entries of providers that are no longer configured are dropped, unless they are
+ * carried (see `carry`).
  */
 export class StateFile {
   readonly path: string;
@@ -29,6 +30,8 @@ export class StateFile {
   #lastWrite = -Infinity;
   #pending: (() => void) | undefined;
   #timer: Timer | undefined;
+  /** Saved backends written again unchanged with every set, each with its provider's name. */
+  #carried: { backend: Backend; provider: string }[] = [];
 
   /** @param minIntervalMs minimum milliseconds between two writes by `saveSoon` */
   constructor(path: string, logger: Logger = silentLogger, minIntervalMs = 1000) {
@@ -119,6 +122,15 @@ export class StateFile {
   }
 
   /**
+   * Keeps `set`, saved backends of `provider` that are not served now, in every file written
+   * from now on, such as those of the admin API while it is off. An entry whose id a running
+   * provider publishes later is dropped, with a warning, because the file has one entry per id.
+   */
+  carry(provider: string, set: BackendSet): void {
+    this.#carried.push(...set.backends.map((backend) => ({ backend, provider })));
+  }
+
+  /**
    * Writes the set atomically: to a temporary file in the same directory, flushed to disk,
    * then renamed over the old file, so a crash leaves either the old or the new state.
    * A failed write is logged once per failure streak and otherwise ignored.
@@ -129,7 +141,10 @@ export class StateFile {
     const state = {
       version: STATE_VERSION,
       savedAt: new Date().toISOString(),
-      backends: set.backends.map((backend) => ({ id: backend.id, target: backend.target, provider: providerOf(backend.id) ?? "unknown" })),
+      backends: [
+        ...set.backends.map((backend) => ({ id: backend.id, target: backend.target, provider: providerOf(backend.id) ?? "unknown" })),
+        ...this.#carriedOutside(set).map(({ backend, provider }) => ({ id: backend.id, target: backend.target, provider })),
+      ],
     };
     const temporary = `${this.path}.${process.pid}.tmp`;
     try {
@@ -178,6 +193,19 @@ export class StateFile {
     const pending = this.#pending;
     this.#cancelPending();
     pending?.();
+  }
+
+  /** Returns the carried entries whose id `set` does not contain, and drops the others for good. */
+  #carriedOutside(set: BackendSet): { backend: Backend; provider: string }[] {
+    const outside = this.#carried.filter(({ backend }) => set.get(backend.id) === undefined);
+    for (const { backend, provider } of this.#carried) {
+      if (set.get(backend.id) !== undefined) {
+        this.#log.warn("dropped a saved backend whose id a running provider now publishes", { file: this.path, backend: backend.id, target: backend.target, provider });
+      }
+    }
+    this.#carried = outside;
+
+    return outside;
   }
 
   #cancelPending(): void {

@@ -2,9 +2,10 @@ import { describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { AddressError, formatAddress, isLocalAddress, parseAddress, parseTarget } from "../src/address.ts";
+import { AddressError, formatAddress, isLocalAddress, parseAddress, parseListenAddress, parseTarget } from "../src/address.ts";
 import { BackendError, createBackend } from "../src/backend.ts";
 import { ConfigError, loadConfigFile } from "../src/config.ts";
+import { tempDirectory } from "./support/temp-directory.ts";
 
 describe("parseAddress", () => {
   test.each([
@@ -78,6 +79,8 @@ describe("parseTarget", () => {
     ["[::]:80", ":: is the unspecified address", "or [::1]:80 for this machine"],
     ["[0:0::0]:80", "0:0::0 is the unspecified address", "or [::1]:80 for this machine"],
     ["[::ffff:0.0.0.0]:80", "::ffff:0.0.0.0 is the unspecified address", "or 127.0.0.1:80 for this machine"],
+    [`unix:/tmp/${"a".repeat(98)}.sock`, "the path has 108 bytes, more than the 107 a Unix socket path can have", "use a shorter path"],
+    [`unix:/tmp/${"é".repeat(49)}.sock`, "the path has 108 bytes", "use a shorter path"],
   ])("rejects %p", (text, problem, fix) => {
     let caught: unknown;
     try {
@@ -92,7 +95,7 @@ describe("parseTarget", () => {
     expect((caught as Error).message).toContain(fix);
   });
 
-  test.each(["unix:/run/app.sock", "127.0.0.1:80", "[::1]:80", "0.0.0.1:80", "[::2]:80", "[::ffff:127.0.0.1]:80", "api.internal:443"])("accepts %p", (text) => {
+  test.each(["unix:/run/app.sock", `unix:/tmp/${"a".repeat(97)}.sock`, "127.0.0.1:80", "[::1]:80", "0.0.0.1:80", "[::2]:80", "[::ffff:127.0.0.1]:80", "api.internal:443"])("accepts %p", (text) => {
     expect(parseTarget(text)).toEqual(parseAddress(text));
   });
 
@@ -109,6 +112,40 @@ describe("parseTarget", () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe("parseListenAddress", () => {
+  test.each([
+    ["127.0.0.1:0", { kind: "tcp", host: "127.0.0.1", port: 0 }],
+    ["unix:/run/tinylb.sock", { kind: "unix", path: "/run/tinylb.sock" }],
+    [`unix:/tmp/${"a".repeat(97)}.sock`, { kind: "unix", path: `/tmp/${"a".repeat(97)}.sock` }],
+  ])("accepts %p", (text, expected) => {
+    expect(parseListenAddress(text)).toEqual(expected as ReturnType<typeof parseListenAddress>);
+  });
+
+  test.each(["unix:relative.sock", "unix:./run/lb.sock"])("rejects the relative path %p", (text) => {
+    const path = text.slice("unix:".length);
+
+    expect(() => parseListenAddress(text)).toThrow(AddressError);
+    expect(() => parseListenAddress(text)).toThrow(
+      `invalid address "${text}": the socket path "${path}" is relative, so it would depend on tinylb's working folder; use an absolute path, as in unix:/run/app.sock`,
+    );
+  });
+
+  test("rejects a Unix socket path over 107 bytes", () => {
+    const text = `unix:/tmp/${"a".repeat(98)}.sock`;
+
+    expect(() => parseListenAddress(text)).toThrow(AddressError);
+    expect(() => parseListenAddress(text)).toThrow(`invalid address "${text}": the path has 108 bytes, more than the 107 a Unix socket path can have; use a shorter path`);
+  });
+
+  test("applies to listen addresses of config files", () => {
+    const path = join(tempDirectory("tinylb-listen-"), "tinylb.yaml");
+    writeFileSync(path, `listen: "unix:/tmp/${"a".repeat(98)}.sock"\n`);
+
+    expect(() => loadConfigFile(path)).toThrow(ConfigError);
+    expect(() => loadConfigFile(path)).toThrow(`listen: invalid address "unix:/tmp/${"a".repeat(98)}.sock": the path has 108 bytes, more than the 107 a Unix socket path can have; use a shorter path`);
   });
 });
 

@@ -206,6 +206,7 @@ describe.each(["unix", "tcp"] as const)("admin API over %s", (transport) => {
     ["id not a string", "/v1/backends", putJson({ backends: [{ id: 7, target: "127.0.0.1:1" }] }), 400, "backends[0].id", "expected a string, got a number"],
     ["invalid target", "/v1/backends", putJson({ backends: [{ id: "x", target: "nowhere" }] }), 400, "backends[0].target", "invalid address"],
     ["relative Unix target", "/v1/backends/x", putJson({ target: "unix:app.sock" }), 400, "target", 'invalid address "unix:app.sock": the socket path "app.sock" is relative'],
+    ["long Unix target", "/v1/backends/x", putJson({ target: `unix:/tmp/${"a".repeat(290)}.sock` }), 400, "target", "the path has 300 bytes, more than the 107 a Unix socket path can have; use a shorter path"],
     ["unspecified target", "/v1/backends", putJson({ backends: [{ id: "x", target: "0.0.0.0:80" }] }), 400, "backends[0].target", "0.0.0.0 is the unspecified address, which only a listener can use"],
     ["invalid id", "/v1/backends", putJson({ backends: [{ id: "-x", target: "127.0.0.1:1" }] }), 400, "backends[0].id", "invalid backend id"],
     ["duplicate id", "/v1/backends", putJson({ backends: [{ id: "x", target: "127.0.0.1:1" }, { id: "x", target: "127.0.0.1:2" }] }), 400, "backends[1].id", "duplicate id"],

@@ -6,7 +6,7 @@
  */
 import { afterEach, expect, test } from "bun:test";
 import type { Socket, TCPSocketListener, udp } from "bun";
-import { existsSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { tempDirectory } from "./support/temp-directory.ts";
@@ -123,12 +123,16 @@ test("check accepts flags without a file", async () => {
 });
 
 const missingCa = join(directory, "missing-ca.pem");
+/** A socket path of 121 bytes, over the 107 that Linux allows. */
+const longSocketPath = join(directory, "a".repeat(115 - directory.length)) + ".sock";
 
 test.each([
   ["a bad target", ["listen: 127.0.0.1:0", "backends: [{ id: a, target: nowhere }]"], 'invalid address "nowhere"'],
   ["an unknown key", ["listen: 127.0.0.1:0", "backend: []"], 'unknown key "backend" (did you mean "backends"?)'],
   ["a YAML syntax error", ["listen: [127.0.0.1:0", "backends: []"], "failed at line 1"],
   ["a missing probe CA file", ["listen: 127.0.0.1:0", `probe: { kind: https, tls: { ca: ${missingCa} } }`], `probe.tls.ca: cannot read ${missingCa}: the file does not exist`],
+  ["a long Unix listen path", [`listen: "unix:${longSocketPath}"`], "listen: invalid address \"unix:/"],
+  ["a long Unix target", ["listen: 127.0.0.1:0", `backends: [{ id: long, target: "unix:${longSocketPath}" }]`], 'invalid target for backend "long"'],
 ])("check rejects %s as a start does", async (name, lines, value) => {
   const path = configFile(`${name.replaceAll(" ", "-")}.yaml`, lines);
   const admin = ["--admin", `unix:${adminSocket}`];
@@ -157,6 +161,61 @@ test.each([
   expect(exitCode).toBe(2);
 });
 
+test("check rejects a long Unix socket path as a start does", async () => {
+  const detail = "the path has 121 bytes, more than the 107 a Unix socket path can have; use a shorter path";
+  const configPath = configFile("long-socket-paths.yaml", [`listen: "unix:${longSocketPath}"`, `backends: [{ id: long, target: "unix:${longSocketPath}" }]`]);
+
+  for (const args of [
+    ["--listen", `unix:${longSocketPath}`, "--admin", "off"],
+    ["--listen", "127.0.0.1:0", "--backend", `long=unix:${longSocketPath}`, "--admin", "off"],
+    ["--config", configPath, "--admin", "off"],
+  ]) {
+    const check = await runTinylb(["check", ...args]);
+    const start = await runTinylb(args);
+
+    expect(check.stderr).toContain(detail);
+    expect(check.stdout).toBe("");
+    expect(check.exitCode).toBe(2);
+    expect(start.stderr.replace("see tinylb --help", "see tinylb check --help")).toBe(check.stderr);
+    expect(start.exitCode).toBe(2);
+  }
+});
+
+test("check rejects relative Unix socket paths as a start does", async () => {
+  for (const [args, detail] of [
+    [["--listen", "unix:lb.sock", "--admin", "off"], '--listen: invalid address "unix:lb.sock": the socket path "lb.sock" is relative'],
+    [["--listen", "127.0.0.1:0", "--admin", "unix:admin.sock"], 'admin API address unix:admin.sock rejected: the socket path "admin.sock" is relative'],
+  ] as const) {
+    const check = await runTinylb(["check", ...args]);
+    const start = await runTinylb([...args]);
+
+    expect(check.stderr).toContain(detail);
+    expect(check.stdout).toBe("");
+    expect(check.exitCode).toBe(2);
+    expect(start.stderr.replace("see tinylb --help", "see tinylb check --help")).toBe(check.stderr);
+    expect(start.exitCode).toBe(2);
+    expect(existsSync(join(directory, "lb.sock"))).toBe(false);
+    expect(existsSync(join(directory, "admin.sock"))).toBe(false);
+  }
+});
+
+test("check rejects a target through a symlinked listen folder", async () => {
+  const folder = join(directory, "listen-folder");
+  mkdirSync(folder);
+  symlinkSync(folder, join(directory, "wl"));
+  const args = ["--listen", `unix:${folder}/self.sock`, "--backend", `self=unix:${directory}/wl/self.sock`, "--admin", "off"];
+
+  const check = await runTinylb(["check", ...args]);
+  const start = await runTinylb(args);
+
+  expect(check.stderr).toContain(`backend "self" has target unix:${directory}/wl/self.sock, which is tinylb's own listen address unix:${folder}/self.sock`);
+  expect(check.stdout).toBe("");
+  expect(check.exitCode).toBe(2);
+  expect(start.stderr).toBe(check.stderr);
+  expect(start.exitCode).toBe(2);
+  expect(existsSync(join(folder, "self.sock"))).toBe(false);
+});
+
 test("check rejects a clashing --metrics", async () => {
   const args = ["--listen", "127.0.0.1:7443", "--backend", "a=10.0.0.1:1", "--admin", "off", "--metrics", "0.0.0.0:7443"];
 
@@ -178,6 +237,20 @@ test("check rejects a Unix listen folder that is missing", async () => {
   const start = await runTinylb(args);
 
   expect(check.stderr).toContain(`the folder ${dirname(missing)} does not exist; create it or pick another path`);
+  expect(check.stdout).toBe("");
+  expect(check.exitCode).toBe(1);
+  expect(start.stderr).toBe(check.stderr);
+  expect(start.exitCode).toBe(1);
+});
+
+test("check rejects a Unix listen folder that is a file", async () => {
+  const file = configFile("not-a-folder", []);
+  const args = ["--listen", `unix:${join(file, "lb.sock")}`, "--backend", "a=10.0.0.1:1", "--admin", "off"];
+
+  const check = await runTinylb(["check", ...args]);
+  const start = await runTinylb(args);
+
+  expect(check.stderr).toContain(`listen on unix:${join(file, "lb.sock")} failed: ${file} is a file, not a folder; pick another path (ENOTDIR)`);
   expect(check.stdout).toBe("");
   expect(check.exitCode).toBe(1);
   expect(start.stderr).toBe(check.stderr);

@@ -125,16 +125,18 @@ test("EtcdProvider skips invalid keys and values", async () => {
   await put(`${prefix}good`, "10.0.0.1:443");
   await put(`${prefix}nested/key`, "10.0.0.2:443");
   await put(`${prefix}bad-target`, "not an address");
+  await put(`${prefix}long-unix`, `unix:/tmp/${"a".repeat(110)}.sock`);
   const { sets, logs } = startProvider(prefix, [endpoint]);
 
   await waitFor("the first set", () => sets.length > 0);
   expect(latest(sets)).toBe("good=10.0.0.1:443");
-  expect(count(logs, "skipping an etcd key that is not a valid backend")).toBe(2);
+  expect(count(logs, "skipping an etcd key that is not a valid backend")).toBe(3);
+  expect(count(logs, "the path has 120 bytes, more than the 107 a Unix socket path can have")).toBe(1);
 
   await put(`${prefix}later`, "10.0.0.3:443");
   await waitFor("later added", () => latest(sets).includes("later"));
   // Each invalid entry is logged once, not again on every publish.
-  expect(count(logs, "skipping an etcd key that is not a valid backend")).toBe(2);
+  expect(count(logs, "skipping an etcd key that is not a valid backend")).toBe(3);
 });
 
 test("EtcdProvider never publishes an empty set", async () => {

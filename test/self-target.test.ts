@@ -1,10 +1,18 @@
 import { expect, test } from "bun:test";
+import { mkdirSync, symlinkSync } from "node:fs";
 import { networkInterfaces } from "node:os";
+import { join } from "node:path";
 import { parseAddress } from "../src/address.ts";
 import { createBackend } from "../src/backend.ts";
 import { BackendSet } from "../src/backend-set.ts";
 import { findSelfTarget, skipSelfTargets } from "../src/self-target.ts";
 import { LogLines } from "./support/log-lines.ts";
+import { tempDirectory } from "./support/temp-directory.ts";
+
+const directory = tempDirectory("tinylb-self-target-");
+mkdirSync(join(directory, "listen"));
+symlinkSync(join(directory, "listen"), join(directory, "wl"));
+symlinkSync("self.sock", join(directory, "listen", "link.sock"));
 
 test.each([
   ["127.0.0.1:7443", "127.0.0.1:7443", true],
@@ -35,6 +43,23 @@ test.each([
   ["unix:/run/tinylb.sock", "127.0.0.1:7443", false],
 ])("target %s with listener %s loops: %p", (target, listener, loops) => {
   const found = findSelfTarget([createBackend("self", target)], [parseAddress(listener, true)]);
+
+  expect(found !== undefined).toBe(loops);
+});
+
+test.each([
+  ["a symlinked folder", "wl/self.sock", "listen/self.sock", true],
+  ["a symlinked folder as the listener", "listen/self.sock", "wl/self.sock", true],
+  ["a path with .. after the symlink", "wl/../wl/self.sock", "listen/self.sock", true],
+  ["another file in a symlinked folder", "wl/other.sock", "listen/self.sock", false],
+  // The socket file itself is not followed: a symlink there is another file for bind(2).
+  ["a symlink to the socket file", "listen/link.sock", "listen/self.sock", false],
+  ["a missing folder, compared as text", "missing/./self.sock", "missing/self.sock", true],
+  ["another missing folder", "missing/self.sock", "gone/self.sock", false],
+])("Unix target through %s loops: %p", (_, target, listener, loops) => {
+  // Concatenated rather than joined, so that `..` and `.` reach the check unchanged.
+  const backend = createBackend("self", `unix:${directory}/${target}`);
+  const found = findSelfTarget([backend], [parseAddress(`unix:${directory}/${listener}`)]);
 
   expect(found !== undefined).toBe(loops);
 });

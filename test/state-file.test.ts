@@ -7,6 +7,7 @@ import { BackendSet } from "../src/backend-set.ts";
 import { ConfigError } from "../src/config.ts";
 import { StateFile } from "../src/state-file.ts";
 import { LogLines } from "./support/log-lines.ts";
+import { tempDirectory } from "./support/temp-directory.ts";
 import { TinylbProcess } from "./support/tinylb-process.ts";
 import { waitFor } from "./support/wait.ts";
 
@@ -26,6 +27,38 @@ function tempDir(): string {
 
 const SET = new BackendSet([createBackend("api-1", "10.0.0.1:6443"), createBackend("dns@10.0.0.2", "10.0.0.2:6443"), createBackend("x", "unix:/run/x.sock")]);
 const SOURCES: Record<string, string> = { "api-1": "static", "dns@10.0.0.2": "dns:api.test:6443", x: "api" };
+
+test("StateFile carries saved backends through every write", () => {
+  const path = join(tempDirectory("tinylb-state-carry-"), "state.json");
+  const log = new LogLines();
+  const state = new StateFile(path, log.logger);
+  state.carry("api", new BackendSet([createBackend("api-9", "10.0.0.9:6443"), createBackend("shared", "10.0.0.8:6443")]));
+
+  state.save(new BackendSet([createBackend("a", "10.0.0.1:6443")]), () => "static");
+  expect(new StateFile(path).load().get("api")?.describe()).toBe("api-9=10.0.0.9:6443,shared=10.0.0.8:6443");
+
+  state.save(new BackendSet([createBackend("b", "10.0.0.2:6443")]), () => "static");
+  expect(new StateFile(path).load().get("api")?.describe()).toBe("api-9=10.0.0.9:6443,shared=10.0.0.8:6443");
+  expect(new StateFile(path).load().get("static")?.describe()).toBe("b=10.0.0.2:6443");
+  expect(log.withMessage("dropped a saved backend whose id a running provider now publishes")).toHaveLength(0);
+});
+
+test("StateFile drops a carried id that a provider publishes", () => {
+  const path = join(tempDirectory("tinylb-state-carry-"), "state.json");
+  const log = new LogLines();
+  const state = new StateFile(path, log.logger);
+  state.carry("api", new BackendSet([createBackend("api-9", "10.0.0.9:6443"), createBackend("shared", "10.0.0.8:6443")]));
+
+  state.save(new BackendSet([createBackend("shared", "10.0.0.1:6443")]), () => "file");
+  state.save(BackendSet.EMPTY, () => "file");
+
+  // The file has one entry per id, so the running one is written and the carried one dropped for good.
+  expect(new StateFile(path).load().get("api")?.describe()).toBe("api-9=10.0.0.9:6443");
+  const warnings = log.withMessage("dropped a saved backend whose id a running provider now publishes");
+  expect(warnings).toHaveLength(1);
+  expect(warnings[0]!.backend).toBe("shared");
+  expect(warnings[0]!.target).toBe("10.0.0.8:6443");
+});
 
 test("StateFile saves and loads by provider", () => {
   const path = join(tempDir(), "state.json");

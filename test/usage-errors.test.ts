@@ -28,6 +28,10 @@ async function runTinylb(args: string[]): Promise<{ exitCode: number; stderr: st
 }
 
 const unixSocket = join(directory, "x.sock");
+const regularFile = join(directory, "regular.file");
+writeFileSync(regularFile, "");
+/** A socket path of 121 bytes, over the 107 that Linux allows. */
+const longSocketPath = join(directory, "a".repeat(120 - directory.length - ".sock".length)) + ".sock";
 
 test.each([
   ["duplicate --backend ids with --config", ["--config", config, "--backend", "a=127.0.0.1:9101", "--backend", "a=127.0.0.1:9102", "--admin", "off"], 'duplicate id "a", already given as a=127.0.0.1:9101'],
@@ -42,6 +46,10 @@ test.each([
   ["-v", ["-v"], "unknown flag -v (did you mean -V, --version?)"],
   ["a misspelt command", ["stauts"], 'unknown command "stauts" (did you mean status?)'],
   ["a listen address without host", ["--listen", ":7021"], "use 127.0.0.1:7021 for this machine only, or 0.0.0.0:7021 or [::]:7021 for every interface"],
+  ["a relative Unix listen path", ["--listen", "unix:relative.sock", "--admin", "off"], `--listen: invalid address "unix:relative.sock": the socket path "relative.sock" is relative, so it would depend on tinylb's working folder; use an absolute path, as in unix:/run/app.sock`],
+  ["a relative admin socket path", ["--listen", "127.0.0.1:0", "--admin", "unix:admin.sock"], `admin API address unix:admin.sock rejected: the socket path "admin.sock" is relative, so it would depend on tinylb's working folder`],
+  ["a long Unix listen path", ["--listen", `unix:${longSocketPath}`, "--admin", "off"], `--listen: invalid address "unix:${longSocketPath}": the path has 121 bytes, more than the 107 a Unix socket path can have; use a shorter path`],
+  ["a long Unix backend path", ["--listen", "127.0.0.1:0", "--backend", `long=unix:${longSocketPath}`, "--admin", "off"], `--backend: invalid target for backend "long": invalid address "unix:${longSocketPath}": the path has 121 bytes`],
   ["demo with --backend", ["demo", "--backend", "a=127.0.0.1:9"], "--backend is not valid with tinylb demo, which takes only --listen ADDR"],
   [
     "status with a bare socket path",
@@ -83,8 +91,18 @@ test.each([
 
 test.each([
   ["a missing folder", ["--listen", `unix:${join(directory, "missing", "x.sock")}`], "/missing does not exist; create it or pick another path (ENOENT)"],
-  ["a long Unix path", ["--listen", `unix:${join(directory, "a".repeat(110))}`], "more than the 107 a Unix socket path can have; use a shorter path"],
   ["a link-local address", ["--listen", "[fe80::1]:0"], "a link-local IPv6 address needs its interface"],
+  ["/proc", ["--listen", "unix:/proc/x.sock"], "the folder /proc exists, but its file system does not allow creating a socket in it, as with /proc; pick a folder on a regular file system, such as /run/tinylb or /tmp (ENOENT)"],
+  ["a folder that is a file", ["--listen", `unix:${join(regularFile, "x.sock")}`], `${regularFile} is a file, not a folder; pick another path (ENOTDIR)`],
+  ["a folder under a file", ["--listen", `unix:${join(regularFile, "below", "x.sock")}`], `${regularFile} is a file, not a folder; pick another path (ENOTDIR)`],
+  [
+    "/sys",
+    ["--listen", "unix:/sys/x.sock"],
+    // Root may search and write /sys, so sysfs itself rejects the socket; other users lack the permission first.
+    process.getuid?.() === 0
+      ? "creating a socket in /sys is not permitted, as on /sys or in an immutable folder; pick a folder on a regular file system, such as /run/tinylb or /tmp (EPERM)"
+      : "permission denied: this user cannot create a socket in /sys (EACCES)",
+  ],
 ])("binary explains a listen failure on %s", async (_, args, message) => {
   const { exitCode, stderr } = await runTinylb(["--admin", "off", ...args]);
 
