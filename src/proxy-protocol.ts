@@ -6,7 +6,7 @@ export const PROXY_PROTOCOL_MODES = ["off", "v1", "v2"] as const;
 export type ProxyProtocolMode = (typeof PROXY_PROTOCOL_MODES)[number];
 
 /**
- * Which backends receive a PROXY protocol header before the client's bytes, and which version.
+ * The PROXY protocol header each backend receives before the client's bytes: none, v1 or v2.
  * A connection keeps the settings it was accepted with, also when it fails over.
  */
 export interface ProxyProtocolSettings {
@@ -38,7 +38,8 @@ export function sameProxyProtocol(a: ProxyProtocolSettings, b: ProxyProtocolSett
 
 /** Describes the settings for logs, such as `v2` or `off, api-2=v1`. */
 export function describeProxyProtocol(settings: ProxyProtocolSettings): string {
-  const overrides = [...settings.byId].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([id, mode]) => `${id}=${mode}`);
+  const ids = [...settings.byId.keys()].sort();
+  const overrides = ids.map((id) => `${id}=${settings.byId.get(id)}`);
 
   return [settings.mode, ...overrides].join(", ");
 }

@@ -3,8 +3,6 @@
  * `backends[].proxyProtocol` config keys, `tinylb check`, a reload and the status output.
  */
 import { expect, test } from "bun:test";
-import { writeFileSync } from "node:fs";
-import { join } from "node:path";
 import { createBackend } from "../src/backend.ts";
 import { parseArgs, UsageError } from "../src/cli.ts";
 import { ConfigError, loadConfigFile } from "../src/config.ts";
@@ -13,20 +11,11 @@ import { proxyProtocolOf } from "../src/proxy-protocol.ts";
 import { applyReloadedSettings } from "../src/reload-settings.ts";
 import { Server } from "../src/server.ts";
 import { resolveSettings } from "../src/settings.ts";
+import { configFileWriter } from "./support/config-files.ts";
 import { tempDirectory } from "./support/temp-directory.ts";
 import { runTinylb } from "./support/tinylb-process.ts";
 
-const directory = tempDirectory("tinylb-proxy-setting-");
-let written = 0;
-
-/** Writes `text` to a new config file in the test folder and returns its path. */
-function configFile(text: string): string {
-  written++;
-  const path = join(directory, `config-${written}.yaml`);
-  writeFileSync(path, text);
-
-  return path;
-}
+const configFile = configFileWriter(tempDirectory("tinylb-proxy-setting-"));
 
 const BACKENDS = "backends:\n  - id: api-1\n    target: 127.0.0.1:9\n  - id: api-2\n    target: 127.0.0.1:10\n    proxyProtocol: v1\n";
 
