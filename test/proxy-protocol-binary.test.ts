@@ -1,7 +1,7 @@
 /**
  * The PROXY protocol through dist/tinylb against a real nginx that requires the header on
- * every listener: v1 and v2 over IPv4, IPv6, a dual-stack listener and a Unix socket listener,
- * bytes queued during a failover, http and https probes, and a reload.
+ * every listener. The cases are v1 and v2 over IPv4, IPv6, a dual-stack listener and a Unix
+ * socket listener, bytes queued during a failover, http and https probes, and a reload.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { writeFileSync } from "node:fs";
