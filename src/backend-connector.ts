@@ -10,6 +10,7 @@ import { BACKEND_DISABLED, DialAttempt, type DialError, type DialObserver, type 
 import { type FailoverChecks, FailoverPlan } from "./failover-plan.ts";
 import type { HealthChecker } from "./health-checker.ts";
 import type { LogFields, Logger } from "./logger.ts";
+import { PROXY_PROTOCOL_OFF, type ProxyProtocolSettings, usesProxyProtocol } from "./proxy-protocol.ts";
 import { RateLimitedLog } from "./rate-limited-log.ts";
 import type { DisabledIds } from "./round-robin-selector.ts";
 import type { TrafficStats } from "./traffic-stats.ts";
@@ -44,6 +45,11 @@ export interface BackendConnectorOptions {
   /** Idle milliseconds before TCP keepalive probes start on the backend socket; 0 turns keepalive off (see DeferredKeepalive). */
   keepaliveMs: number;
   /**
+   * Backends that receive a PROXY protocol header, for clients accepted from now on.
+   * @default PROXY_PROTOCOL_OFF
+   */
+  proxyProtocol?: ProxyProtocolSettings;
+  /**
    * Registers a connection whose dial succeeded. It must release the backend's reservation
    * itself when the client closed during the dial.
    */
@@ -72,6 +78,8 @@ export class BackendConnector implements DialObserver {
   };
   readonly #keepalive: DeferredKeepalive;
   readonly #dialOptions: DialOptions;
+  /** Null while no backend receives a PROXY protocol header, so that clients then cost no lookup. */
+  #proxyProtocol: ProxyProtocolSettings | null = null;
   // While backends are down every client fails the same way, so these lines are rate-limited:
   // one per backend id, and one for the clients no backend served.
   readonly #dialFailureLogs = new Map<string, RateLimitedLog>();
@@ -88,6 +96,7 @@ export class BackendConnector implements DialObserver {
     this.#maxAttempts = options.maxAttempts;
     this.#registered = options.registered;
     this.#unservedLog = new RateLimitedLog(this.#log, "error", FAILURE_LOG_INTERVAL_MS, this.#now);
+    this.useProxyProtocol(options.proxyProtocol ?? PROXY_PROTOCOL_OFF);
     this.#keepalive = new DeferredKeepalive(options.keepaliveMs);
     this.#dialOptions = {
       connectTimeoutMs: options.connectTimeoutMs,
@@ -105,6 +114,14 @@ export class BackendConnector implements DialObserver {
   updateTimeouts(timeouts: { connectTimeoutMs: number; keepaliveMs: number }): void {
     this.#dialOptions.connectTimeoutMs = timeouts.connectTimeoutMs;
     this.#keepalive.keepaliveMs = timeouts.keepaliveMs;
+  }
+
+  /**
+   * Sets which backends receive a PROXY protocol header, for clients accepted from now on.
+   * Clients already dialing or open keep the settings they were accepted with.
+   */
+  useProxyProtocol(settings: ProxyProtocolSettings): void {
+    this.#proxyProtocol = usesProxyProtocol(settings) ? settings : null;
   }
 
   /** Forgets a connection that closed; call it for every connection whose dial succeeded. */
@@ -183,6 +200,9 @@ export class BackendConnector implements DialObserver {
    * Returns at once; the outcome arrives through `dialSettled`.
    */
   connect(connection: Connection): void {
+    if (this.#proxyProtocol !== null) {
+      connection.proxyProtocol = this.#proxyProtocol;
+    }
     try {
       const plan = new FailoverPlan(this.#selector, this.#failoverChecks, this.#maxAttempts);
       const backend = plan.first();

@@ -1,6 +1,7 @@
 import type { HealthCondition } from "./backend-health.ts";
 import type { BalanceMode } from "./backend-selector.ts";
 import type { BackendIdConflict, BackendSetUnion } from "./backend-set-union.ts";
+import { proxyProtocolOf, type ProxyProtocolMode } from "./proxy-protocol.ts";
 import type { Server } from "./server.ts";
 import { relayWorkersOf } from "./worker-pool.ts";
 
@@ -31,6 +32,8 @@ export interface BackendStatus {
   healthCause: string;
   /** True while an operator has taken the id out of the rotation; its probes still run. */
   disabled: boolean;
+  /** PROXY protocol header that new connections and probes of this id send first; absent from balancers older than the setting. */
+  proxyProtocol?: ProxyProtocolMode;
 }
 
 /**
@@ -165,6 +168,7 @@ export function collectStatus(server: Server, union: BackendSetUnion): BalancerS
       healthy: health?.healthy ?? true,
       healthCause: health?.cause ?? "",
       disabled: server.disabled.has(backend.id),
+      proxyProtocol: proxyProtocolOf(server.proxyProtocol, backend) ?? "off",
     };
   });
 

@@ -1,6 +1,7 @@
 import { formatAddress } from "./address.ts";
 import type { CliOptions } from "./cli.ts";
 import type { Logger } from "./logger.ts";
+import { describeProxyProtocol, usesProxyProtocol } from "./proxy-protocol.ts";
 import { resolveSettings, type Settings } from "./settings.ts";
 import { checkStartSettings, logSettingsWarnings } from "./start-checks.ts";
 import { joinWords } from "./word-lists.ts";
@@ -60,6 +61,9 @@ export function checkSummary(settings: Settings, configPath?: string): string {
   }
   if (settings.providers.metrics !== "off") {
     parts.push(`metrics on ${formatAddress(settings.providers.metrics)}`);
+  }
+  if (usesProxyProtocol(settings.proxyProtocol)) {
+    parts.push(`PROXY protocol ${describeProxyProtocol(settings.proxyProtocol)}`);
   }
   const source = configPath === undefined ? "" : ` (${configPath})`;
 

@@ -10,6 +10,7 @@ import { applyHealthFlag, HEALTH_FLAGS, HEALTH_HELP } from "./health-flags.ts";
 import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from "./logger.ts";
 import { applyProviderFlag, applyProviderSwitch, checkStatusArgs, PROVIDER_FLAGS, PROVIDER_HELP, PROVIDER_SWITCHES, STATUS_HELP } from "./provider-flags.ts";
 import type { ProviderFlags } from "./provider-settings.ts";
+import { PROXY_PROTOCOL_MODES, type ProxyProtocolMode } from "./proxy-protocol.ts";
 import { closestName } from "./suggestions.ts";
 import { joinWords } from "./word-lists.ts";
 
@@ -33,6 +34,8 @@ export interface CliOptions {
   workers?: number;
   /** Balance mode of new clients. */
   balance?: BalanceMode;
+  /** `--proxy-protocol`: the PROXY protocol mode of every backend without one of its own. */
+  proxyProtocol?: ProxyProtocolMode;
   /** Probe, failover and removal flags. */
   health?: HealthConfig;
   /** Admin API, metrics server, config watch, state file and DNS flags; `tinylb status` reads `admin` too. */
@@ -87,6 +90,9 @@ Options:
   --balance MODE           roundrobin: send new clients to the backends in turn; leastconn:
                            to the backend with the fewest connections open or dialing, for
                            long-lived connections such as watches (default roundrobin)
+  --proxy-protocol MODE    off, v1 or v2: send each backend a PROXY protocol header with the
+                           client's address and port before the client's bytes, as
+                           HAProxy's send-proxy (v1) and send-proxy-v2 do (default off)
 ${HEALTH_HELP}
 ${PROVIDER_HELP}
   --log-level LEVEL        debug, info, warn or error (default info)
@@ -119,6 +125,7 @@ const VALUE_FLAGS = new Set([
   "--max-connections-per-backend",
   "--workers",
   "--balance",
+  "--proxy-protocol",
   "--log-level",
   "--log-format",
   ...HEALTH_FLAGS,
@@ -216,6 +223,8 @@ const HAPROXY_TERMS = new Map([
   ["timeout-connect", "--connect-timeout"],
   ["inter", "--probe-interval"],
   ["nbthread", "--workers"],
+  ["send-proxy", "--proxy-protocol v1"],
+  ["send-proxy-v2", "--proxy-protocol v2"],
 ]);
 
 /** Commands that may come first, for typo suggestions. */
@@ -274,6 +283,9 @@ function applyFlag(options: CliOptions, flag: string, value: string): void {
       break;
     case "--balance":
       options.balance = parseChoice(flag, value, BALANCE_MODES);
+      break;
+    case "--proxy-protocol":
+      options.proxyProtocol = parseChoice(flag, value, PROXY_PROTOCOL_MODES);
       break;
     case "--log-level":
       options.logLevel = parseChoice(flag, value, LOG_LEVELS);

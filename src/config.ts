@@ -11,6 +11,7 @@ import { findDuplicateYamlKey } from "./yaml-duplicate-keys.ts";
 import { checkDialBackoff, type HealthConfig, healthConfigOf, healthFileKeys, probeSchema } from "./health-config.ts";
 import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from "./logger.ts";
 import { type ProviderFileConfig, providerFileKeys, toProviderFileConfig } from "./provider-settings.ts";
+import { PROXY_PROTOCOL_MODES, type ProxyProtocolMode } from "./proxy-protocol.ts";
 import { formatFieldPath, plainIssueMessage } from "./zod-messages.ts";
 import { clusterProviderFileKeys, type EtcdSettings, type KubernetesSettings } from "./cluster-provider-keys.ts";
 
@@ -51,7 +52,7 @@ const listenAddress = z.string().transform((text, context) => {
 });
 
 const backendEntry = z
-  .strictObject({ id: z.string(), target: z.string(), probe: probeSchema.optional() })
+  .strictObject({ id: z.string(), target: z.string(), probe: probeSchema.optional(), proxyProtocol: z.enum(PROXY_PROTOCOL_MODES).optional() })
   .transform((entry, context) => {
     try {
       return createBackend(entry.id, entry.target);
@@ -112,6 +113,7 @@ export const fileSchema = z.strictObject({
   maxConnectionsPerBackend: connectionCap.optional(),
   workers: z.int().min(1).max(MAX_WORKERS).optional(),
   balance: z.enum(BALANCE_MODES).optional(),
+  proxyProtocol: z.enum(PROXY_PROTOCOL_MODES).optional(),
   ...healthFileKeys,
   ...providerFileKeys,
   ...clusterProviderFileKeys,
@@ -134,6 +136,10 @@ export interface FileConfig {
   balance?: BalanceMode;
   /** Probes, dial back-off, failover and removal policies. */
   health?: HealthConfig;
+  /** PROXY protocol mode of every backend (`proxyProtocol`). */
+  proxyProtocol?: ProxyProtocolMode;
+  /** PROXY protocol modes of single backends by id (`backends[].proxyProtocol`). */
+  backendProxyProtocols?: Map<string, ProxyProtocolMode>;
   /** The admin API, the metrics server, the config watch, the state file and DNS. */
   providers?: ProviderFileConfig;
   /** The Kubernetes provider: kubeconfig or in-cluster access. */
@@ -193,12 +199,28 @@ export function validateConfig(path: string, data: unknown): FileConfig {
     workers: file.workers,
     balance: file.balance,
     health,
+    proxyProtocol: file.proxyProtocol,
+    backendProxyProtocols: backendProxyProtocolsOf((data as { backends?: unknown } | null)?.backends),
     providers: toProviderFileConfig(file),
     kubernetes: file.kubernetes,
     etcd: file.etcd,
     logLevel: file.logLevel,
     logFormat: file.logFormat,
   };
+}
+
+/** Reads `backends[].proxyProtocol` from the file's validated `backends` list, by backend id. */
+function backendProxyProtocolsOf(rawBackends: unknown): Map<string, ProxyProtocolMode> {
+  const modes = new Map<string, ProxyProtocolMode>();
+  if (Array.isArray(rawBackends)) {
+    for (const entry of rawBackends as { id: string; proxyProtocol?: ProxyProtocolMode }[]) {
+      if (entry.proxyProtocol !== undefined) {
+        modes.set(entry.id, entry.proxyProtocol);
+      }
+    }
+  }
+
+  return modes;
 }
 
 function readConfigText(path: string): string {

@@ -2,6 +2,7 @@ import { formatAddress } from "./address.ts";
 import type { Backend } from "./backend.ts";
 import type { PooledConnection } from "./connection-pool.ts";
 import { Flow, type RelaySocket, type SinkBackedUpHandler } from "./flow.ts";
+import type { ProxyProtocolSettings } from "./proxy-protocol.ts";
 
 /** The way a connection ended, for logs and counters. */
 export type CloseKind = "completed" | "reset" | "closed";
@@ -32,6 +33,8 @@ export class Connection implements PooledConnection {
   #closed = false;
   readonly #onClosed: ConnectionClosedHandler;
   #clientAddress: string | undefined;
+  /** PROXY protocol settings in force when the client was accepted, or null when no backend receives a header. */
+  proxyProtocol: ProxyProtocolSettings | null = null;
 
   constructor(id: number, client: RelaySocket, onClosed: ConnectionClosedHandler) {
     this.id = id;
@@ -96,8 +99,10 @@ export class Connection implements PooledConnection {
    * Pairs the connected backend socket with the client and starts relaying both ways.
    *
    * @param onBackendBackedUp run once, when the backend socket first takes only part of a write.
+   * @param header bytes the backend receives before any byte of the client, such as a PROXY
+   *   protocol header.
    */
-  attach(backend: Backend, socket: RelaySocket, onBackendBackedUp?: SinkBackedUpHandler): void {
+  attach(backend: Backend, socket: RelaySocket, onBackendBackedUp?: SinkBackedUpHandler, header?: Uint8Array): void {
     if (this.#closed || this.#backendSocket !== null) {
       throw new Error(`invariant violated: connection ${this.id} cannot attach backend "${backend.id}" twice or after close`);
     }
@@ -106,7 +111,7 @@ export class Connection implements PooledConnection {
     this.#backendSocket = socket;
     this.#download = new Flow(socket);
     this.#download.setSink(this.client);
-    this.#upload.setSink(socket, onBackendBackedUp);
+    this.#upload.setSink(socket, onBackendBackedUp, header);
   }
 
   /** Handles bytes read from the client. */

@@ -4,6 +4,8 @@ import type { ConnectDeadlines, TimedDial } from "./connect-deadlines.ts";
 import type { Connection } from "./connection.ts";
 import type { FailoverPlan } from "./failover-plan.ts";
 import type { RelaySocket } from "./flow.ts";
+import { proxyHeaderOf } from "./proxy-header.ts";
+import { proxyProtocolOf } from "./proxy-protocol.ts";
 import { describeSocketError } from "./socket-errors.ts";
 
 /** The reason given for a dial abandoned because its target left the backend set. */
@@ -125,7 +127,7 @@ export class DialAttempt implements TimedDial {
     }
 
     this.state = "attached";
-    this.connection.attach(this.backend, socket as Socket<unknown>, watchBackendDrain);
+    this.connection.attach(this.backend, socket as Socket<unknown>, watchBackendDrain, this.#proxyHeader());
     this.#options.attached(socket as Socket<unknown>, this.connection);
     this.#settle();
   }
@@ -150,6 +152,17 @@ export class DialAttempt implements TimedDial {
   /** Gives the connect up once its deadline passed. */
   timedOut(): void {
     this.failed(new DialError(this.backend, `connect timed out after ${this.#timeoutMs} ms`));
+  }
+
+  /**
+   * Returns the PROXY protocol header the backend receives, or undefined. The client's
+   * addresses are read only here, because each is a system call.
+   */
+  #proxyHeader(): Uint8Array | undefined {
+    const settings = this.connection.proxyProtocol;
+    const version = settings === null ? undefined : proxyProtocolOf(settings, this.backend);
+
+    return version === undefined ? undefined : proxyHeaderOf(version, this.connection.client);
   }
 
   #settle(error?: DialError): void {

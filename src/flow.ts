@@ -68,10 +68,15 @@ export class Flow {
    *
    * @param onSinkBackedUp run once, when the sink first takes only part of a write. A caller
    *   passes it for a sink whose drain handler is installed only then (see `dialer.ts`).
+   * @param prefix bytes written before anything read from the source, such as a PROXY
+   *   protocol header. They go out in the same write as the queued bytes, and `bytes` counts them.
    */
-  setSink(sink: RelaySocket, onSinkBackedUp?: SinkBackedUpHandler): void {
+  setSink(sink: RelaySocket, onSinkBackedUp?: SinkBackedUpHandler, prefix?: Uint8Array): void {
     this.#sink = sink;
     this.#onSinkBackedUp = onSinkBackedUp ?? null;
+    if (prefix !== undefined) {
+      this.#queueFirst(prefix);
+    }
     this.flush();
   }
 
@@ -153,6 +158,14 @@ export class Flow {
     } else {
       this.#shutdownSink();
     }
+  }
+
+  /** Puts `prefix` before the queued bytes, joined into one chunk so that one write sends them all. */
+  #queueFirst(prefix: Uint8Array): void {
+    const pending = this.#pending;
+    const joined = pending === null || pending.length === 0 ? prefix : Buffer.concat([prefix, ...pending]);
+    this.#pending = [joined];
+    this.#pendingBytes += prefix.byteLength;
   }
 
   #queue(chunk: Uint8Array): void {

@@ -6,6 +6,7 @@ import { formatDuration } from "./duration.ts";
 import { type Logger, silentLogger } from "./logger.ts";
 import { ProbeLoop } from "./probe-loop.ts";
 import { describeProbe, type ProbeOverrides, type ProbeSettings, resolveProbeSettings } from "./probes/probe.ts";
+import { PROXY_PROTOCOL_OFF, proxyProtocolOf, type ProxyProtocolSettings } from "./proxy-protocol.ts";
 import { type DisabledIds, NONE_DISABLED } from "./round-robin-selector.ts";
 
 /** Health settings that a config reload may change. */
@@ -78,6 +79,7 @@ export class HealthChecker {
   readonly #listeners: HealthFlipListener[] = [];
   readonly #conditionListeners: (() => void)[] = [];
   #disabled = NONE_DISABLED;
+  #proxyProtocol: ProxyProtocolSettings = PROXY_PROTOCOL_OFF;
   #degraded = false;
   #stopped = false;
 
@@ -160,6 +162,15 @@ export class HealthChecker {
         this.#startProbing(entry);
       }
     }
+  }
+
+  /**
+   * Sets which backends' probes start with a PROXY protocol header (see `ProbeSettings`).
+   * Backends whose header changed restart probing.
+   */
+  setProxyProtocol(settings: ProxyProtocolSettings): void {
+    this.#proxyProtocol = settings;
+    this.configure(this.#settings);
   }
 
   /**
@@ -297,7 +308,10 @@ export class HealthChecker {
   }
 
   #probeSettings(backend: Backend): ProbeSettings | undefined {
-    return resolveProbeSettings(this.#settings.probe, this.#settings.probeOverrides?.get(backend.id));
+    const settings = resolveProbeSettings(this.#settings.probe, this.#settings.probeOverrides?.get(backend.id));
+    const proxyProtocol = proxyProtocolOf(this.#proxyProtocol, backend);
+
+    return settings === undefined || proxyProtocol === undefined ? settings : { ...settings, proxyProtocol };
   }
 
   #backoff(): BackoffSettings {

@@ -71,6 +71,7 @@ function applySet(command: SetCommand): void {
 function applyLiveSettings(settings: LiveSettings): void {
   server?.updateTimeouts({ connectTimeoutMs: settings.connectTimeoutMs, keepaliveMs: settings.keepaliveMs });
   server?.setBalance(settings.balance);
+  server?.setProxyProtocol(settings.proxyProtocol);
   if (logger !== undefined) {
     logger.level = settings.logLevel;
     logger.format = settings.logFormat;

@@ -6,15 +6,17 @@ import { HEALTH_DEFAULTS, resolveHealthSettings } from "./health-config.ts";
 import type { Logger } from "./logger.ts";
 import { resolveProviderSettings } from "./provider-settings.ts";
 import type { Server } from "./server.ts";
-import { DEFAULTS, type Settings } from "./settings.ts";
+import { sameProxyProtocol } from "./proxy-protocol.ts";
+import { DEFAULTS, resolveProxyProtocol, type Settings } from "./settings.ts";
 import { relayWorkersOf } from "./worker-pool.ts";
 
 /**
  * Applies the settings of a re-read config file that can change while tinylb runs, and warns
  * once per reload about changed settings that need a restart.
  *
- * Applied live: logLevel, logFormat and shutdownGrace, plus connectTimeout, keepalive and
- * balance for new connections, in every relay thread, and the probe and dial back-off settings.
+ * Applied live: logLevel, logFormat and shutdownGrace, plus connectTimeout, keepalive,
+ * balance and proxyProtocol for new connections, in every relay thread, and the probe and dial
+ * back-off settings.
  * Everything else needs a restart. A setting that a flag sets is never changed by the file.
  * `settings` is updated in place to the running values, so a setting that still differs from
  * the file is warned about again on the next reload.
@@ -47,6 +49,7 @@ export function applyReloadedSettings(config: FileConfig, cli: CliOptions, setti
     applied.push(`balance=${balance}`);
   }
   applyHealthChecks(config, cli, settings, server, applied);
+  applyProxyProtocol(config, cli, settings, server, applied);
 
   for (const key of ["maxConnections", "maxConnectionsPerBackend", "workers"] as const) {
     if ((cli[key] ?? config[key] ?? DEFAULTS[key]) !== settings[key]) {
@@ -84,6 +87,30 @@ function applyTimeouts(config: FileConfig, cli: CliOptions, settings: Settings, 
   settings.connectTimeoutMs = connectTimeoutMs;
   settings.keepaliveMs = keepaliveMs;
   applied.push(...changed);
+}
+
+/**
+ * Applies the PROXY protocol modes to clients accepted from now on and to probes. Names the
+ * balancer's mode when it changed, and each backend whose own mode changed by its id.
+ */
+function applyProxyProtocol(config: FileConfig, cli: CliOptions, settings: Settings, server: Server, applied: string[]): void {
+  const proxyProtocol = resolveProxyProtocol(cli, config);
+  const running = settings.proxyProtocol;
+  if (sameProxyProtocol(proxyProtocol, running)) {
+    return;
+  }
+
+  server.setProxyProtocol(proxyProtocol);
+  settings.proxyProtocol = proxyProtocol;
+  if (proxyProtocol.mode !== running.mode) {
+    applied.push(`proxyProtocol=${proxyProtocol.mode}`);
+  }
+  const ids = new Set([...running.byId.keys(), ...proxyProtocol.byId.keys()]);
+  for (const id of [...ids].sort()) {
+    if (running.byId.get(id) !== proxyProtocol.byId.get(id)) {
+      applied.push(`proxyProtocol of ${id}=${proxyProtocol.byId.get(id) ?? proxyProtocol.mode}`);
+    }
+  }
 }
 
 /**

@@ -42,6 +42,7 @@ export async function runBalancer(cli: CliOptions, logger: Logger): Promise<Runn
     maxConnections: settings.maxConnections,
     maxConnectionsPerBackend: settings.maxConnectionsPerBackend,
     balance: settings.balance,
+    proxyProtocol: settings.proxyProtocol,
     threads,
     health: settings.health.check,
     maxAttempts: settings.health.maxAttempts,

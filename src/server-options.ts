@@ -4,6 +4,7 @@ import type { Clock } from "./clock.ts";
 import type { CounterRetentionSettings } from "./counter-retention.ts";
 import type { HealthCheckSettings, UnhealthyPolicy } from "./health-checker.ts";
 import type { Logger } from "./logger.ts";
+import type { ProxyProtocolSettings } from "./proxy-protocol.ts";
 import type { RemovalPolicy } from "./target-drain.ts";
 
 /** Settings of a server. */
@@ -36,6 +37,12 @@ export interface ServerOptions {
    * @default "roundrobin"
    */
   balance?: BalanceMode;
+  /**
+   * Backends that receive a PROXY protocol header before the client's bytes, and their probes
+   * one before the probe's. `Server.setProxyProtocol` changes it later.
+   * @default PROXY_PROTOCOL_OFF: no header
+   */
+  proxyProtocol?: ProxyProtocolSettings;
   /**
    * Threads that share both caps (`--workers`). With more than one, the threads count their
    * connections together for the global cap and, with a per-backend cap, per backend target.

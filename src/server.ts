@@ -17,6 +17,7 @@ import { ListenerSet } from "./listener-set.ts";
 import { type LogFields, Logger, silentLogger } from "./logger.ts";
 import { RoundRobinSelector } from "./round-robin-selector.ts";
 import { RemovalPolicies } from "./removal-policies.ts";
+import { PROXY_PROTOCOL_OFF, type ProxyProtocolSettings } from "./proxy-protocol.ts";
 import type { ServerOptions } from "./server-options.ts";
 import { ThreadCounters } from "./thread-counters.ts";
 import { TrafficStats } from "./traffic-stats.ts";
@@ -48,7 +49,8 @@ export class Server {
   readonly threadCounters: ThreadCounters | undefined;
   readonly #selector: RoundRobinSelector;
   #balance: BalanceMode = "roundrobin";
-  readonly #options: Required<Omit<ServerOptions, "threadCounters" | "balance">>;
+  readonly #options: Required<Omit<ServerOptions, "threadCounters" | "balance" | "proxyProtocol">>;
+  #proxyProtocol: ProxyProtocolSettings = PROXY_PROTOCOL_OFF;
   readonly #log: Logger;
   readonly #listeners: ListenerSet<Connection>;
   #shuttingDown = false;
@@ -112,6 +114,7 @@ export class Server {
     });
     this.#connector = this.#acceptor.connector;
     this.#useBalance(options.balance ?? "roundrobin");
+    this.setProxyProtocol(options.proxyProtocol ?? PROXY_PROTOCOL_OFF);
     const retention = this.#options.counterRetention;
     if (retention !== false) {
       this.#retention = new CounterRetention(this.stats, () => backendIdUsage(this), retention, this.#options.clock, this.#log);
@@ -150,6 +153,22 @@ export class Server {
 
     const open = this.#useBalance(mode);
     this.#log.debug("balance mode changed", { balance: mode, open });
+  }
+
+  /** Backends that receive a PROXY protocol header, for clients accepted from now on. */
+  get proxyProtocol(): ProxyProtocolSettings {
+    return this.#proxyProtocol;
+  }
+
+  /**
+   * Sets which backends receive a PROXY protocol header, for clients accepted from now on, and
+   * for the probes of this thread's health checker. Open connections and clients still
+   * dialing keep the settings they were accepted with.
+   */
+  setProxyProtocol(settings: ProxyProtocolSettings): void {
+    this.#proxyProtocol = settings;
+    this.#connector.useProxyProtocol(settings);
+    this.health.setProxyProtocol(settings);
   }
 
   /** Switches the selector and the per-target counts to `mode`. Returns how many connections this thread has open or dialing. */

@@ -9,6 +9,7 @@ import { type HealthSettings, resolveHealthSettings } from "./health-config.ts";
 import { checkProbeConfig } from "./probe-config-check.ts";
 import type { LogFormat, LogLevel } from "./logger.ts";
 import { type ProviderSettings, resolveProviderSettings } from "./provider-settings.ts";
+import type { ProxyProtocolSettings } from "./proxy-protocol.ts";
 import type { EtcdSettings, KubernetesSettings } from "./cluster-provider-keys.ts";
 
 /** The settings a balancer runs with, after flags, file and defaults are merged. */
@@ -28,6 +29,8 @@ export interface Settings {
   balance: BalanceMode;
   /** Probes, dial back-off, failover and removal policies. */
   health: HealthSettings;
+  /** Backends that receive a PROXY protocol header (`--proxy-protocol`, `proxyProtocol`, `backends[].proxyProtocol`). */
+  proxyProtocol: ProxyProtocolSettings;
   /** The admin API, the metrics server, the config watch, the state file and DNS. */
   providers: ProviderSettings;
   /** The Kubernetes provider, from the config file only. */
@@ -93,12 +96,21 @@ export function resolveSettings(cli: CliOptions): Settings {
     workers: cli.workers ?? file.workers ?? DEFAULTS.workers,
     balance: cli.balance ?? file.balance ?? DEFAULTS.balance,
     health: resolveHealthSettings(cli.health, file.health),
+    proxyProtocol: resolveProxyProtocol(cli, file),
     providers,
     kubernetes: file.kubernetes,
     etcd: file.etcd,
     logLevel: cli.logLevel ?? file.logLevel ?? DEFAULTS.logLevel,
     logFormat: cli.logFormat ?? file.logFormat ?? DEFAULTS.logFormat,
   };
+}
+
+/**
+ * Merges the PROXY protocol mode of the flag, the file and the default `off`. A backend's own
+ * mode in the file wins over both, for that backend only.
+ */
+export function resolveProxyProtocol(cli: CliOptions, file: FileConfig): ProxyProtocolSettings {
+  return { mode: cli.proxyProtocol ?? file.proxyProtocol ?? "off", byId: file.backendProxyProtocols ?? new Map() };
 }
 
 /** Builds one set from the file's backends and the flags' backends; a flag wins on the same id. */

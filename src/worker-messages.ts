@@ -3,6 +3,7 @@ import type { BalanceMode } from "./backend-selector.ts";
 import type { HealthCondition } from "./backend-health.ts";
 import type { OpenTraffic } from "./balancer-status.ts";
 import type { LogFormat, LogLevel } from "./logger.ts";
+import type { ProxyProtocolSettings } from "./proxy-protocol.ts";
 import type { ServerOptions } from "./server.ts";
 
 /** Server settings a relay worker can receive: plain data only, no logger or clock. */
@@ -34,6 +35,8 @@ export interface LiveSettings {
   connectTimeoutMs: number;
   keepaliveMs: number;
   balance: BalanceMode;
+  /** Its Map is copied by the structured clone of `postMessage`. */
+  proxyProtocol: ProxyProtocolSettings;
   logLevel: LogLevel;
   logFormat: LogFormat;
 }

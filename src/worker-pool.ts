@@ -245,12 +245,12 @@ export class WorkerPool {
     }
   }
 
-  /** Sends the connect timeout, keepalive time, balance mode and log settings of a config reload to every worker. */
+  /** Sends the connect timeout, keepalive time, balance mode, PROXY protocol and log settings of a config reload to every worker. */
   applyLiveSettings(settings: LiveSettings): void {
     // Only these fields: a whole Settings object would be copied into every message.
-    const { connectTimeoutMs, keepaliveMs, balance, logLevel, logFormat } = settings;
+    const { connectTimeoutMs, keepaliveMs, balance, proxyProtocol, logLevel, logFormat } = settings;
     for (const worker of this.#workers) {
-      this.#send(worker, { type: "live-settings", settings: { connectTimeoutMs, keepaliveMs, balance, logLevel, logFormat } });
+      this.#send(worker, { type: "live-settings", settings: { connectTimeoutMs, keepaliveMs, balance, proxyProtocol, logLevel, logFormat } });
     }
   }
 
@@ -428,6 +428,7 @@ export async function startRelayWorkers(settings: Settings, server: Server, logg
     maxConnections: settings.maxConnections,
     maxConnectionsPerBackend: settings.maxConnectionsPerBackend,
     balance: settings.balance,
+    proxyProtocol: settings.proxyProtocol,
     threads: settings.workers,
     maxAttempts: settings.health.maxAttempts,
     onRemoval: settings.health.onRemoval,

@@ -3,8 +3,6 @@
  * reload and the status output.
  */
 import { expect, test } from "bun:test";
-import { writeFileSync } from "node:fs";
-import { join } from "node:path";
 import { parseArgs, UsageError } from "../src/cli.ts";
 import { ConfigError, loadConfigFile } from "../src/config.ts";
 import { Logger } from "../src/logger.ts";
@@ -12,20 +10,11 @@ import { applyReloadedSettings } from "../src/reload-settings.ts";
 import { Server } from "../src/server.ts";
 import { resolveSettings } from "../src/settings.ts";
 import { formatStatus } from "../src/status-command.ts";
+import { configFileWriter } from "./support/config-files.ts";
 import { tempDirectory } from "./support/temp-directory.ts";
 import { runTinylb } from "./support/tinylb-process.ts";
 
-const directory = tempDirectory("tinylb-balance-");
-let written = 0;
-
-/** Writes `text` to a new config file in the test folder and returns its path. */
-function configFile(text: string): string {
-  written++;
-  const path = join(directory, `config-${written}.yaml`);
-  writeFileSync(path, text);
-
-  return path;
-}
+const configFile = configFileWriter(tempDirectory("tinylb-balance-"));
 
 test("balance defaults to roundrobin", () => {
   expect(resolveSettings(parseArgs(["--listen", "127.0.0.1:0"])).balance).toBe("roundrobin");

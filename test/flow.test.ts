@@ -92,6 +92,42 @@ test("Flow queues until a sink is set, then resumes the source", async () => {
   expect(flow.pendingBytes).toBe(0);
 });
 
+test("Flow writes a prefix and queued bytes at once", async () => {
+  const sourceWiring: Wiring = {};
+  const source = await socketPair(sourceWiring);
+  const sink = await socketPair({});
+  const flow = new Flow(source.socket);
+  sourceWiring.onData = (chunk) => flow.forward(chunk);
+  flow.forward(new TextEncoder().encode("first "));
+  flow.forward(new TextEncoder().encode("second "));
+
+  // Counts the sink's writes, so the test sees that the prefix does not take one of its own.
+  const writes: string[] = [];
+  const countingSink = new Proxy(sink.socket, {
+    get(target, property) {
+      if (property === "write") {
+        return (chunk: Uint8Array) => {
+          writes.push(new TextDecoder().decode(chunk));
+
+          return target.write(chunk);
+        };
+      }
+      const value = Reflect.get(target, property);
+
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+  flow.setSink(countingSink, undefined, new TextEncoder().encode("PROXY UNKNOWN\r\n"));
+
+  await waitFor("the prefix and queued bytes to arrive", () => sink.peer.text === "PROXY UNKNOWN\r\nfirst second ");
+  expect(writes).toEqual(["PROXY UNKNOWN\r\nfirst second "]);
+  expect(flow.bytes).toBe("PROXY UNKNOWN\r\nfirst second ".length);
+
+  // Bytes read after the sink was set follow without another prefix.
+  await source.peer.send(new TextEncoder().encode("live"));
+  await waitFor("bytes read later to arrive", () => sink.peer.text === "PROXY UNKNOWN\r\nfirst second live");
+});
+
 test("Flow passes FIN on only after the queued tail", async () => {
   const { source, sink, sinkWiring } = await sourceAndStalledSink();
   const flow = new Flow(source.socket);

@@ -2,6 +2,7 @@ import type { Socket, TLSOptions } from "bun";
 import type { Backend } from "../backend.ts";
 import type { ConnectTracker, ProbeSettings, ProbeTls } from "./probe.ts";
 import { describeFileError } from "../file-errors.ts";
+import { encodeLocalProxyHeader } from "../proxy-header.ts";
 import { errorDetail, ProbeError } from "./probe-error.ts";
 
 /** Bytes of response read while looking for the status line; a longer first line fails the probe. */
@@ -24,14 +25,31 @@ export async function httpProbe(backend: Backend, settings: ProbeSettings, signa
   const request = buildRequest(backend, settings, token);
   signal.throwIfAborted();
 
-  const status = await exchange(backend, request, tls, settings.tls.insecureSkipVerify === true, signal, track);
+  const header = settings.proxyProtocol === undefined ? undefined : encodeLocalProxyHeader(settings.proxyProtocol);
+  const status = await exchange(backend, request, { tls, insecure: settings.tls.insecureSkipVerify === true, header }, signal, track);
   if (!settings.expectStatus.includes(status)) {
     throw new ProbeError(`GET ${settings.path} returned status ${status}, expected ${settings.expectStatus.join(" or ")}`);
   }
 }
 
-/** Connects, sends `request` and resolves with the response's status code. */
-function exchange(backend: Backend, request: string, tls: TLSOptions | undefined, insecure: boolean, signal: AbortSignal, track: ConnectTracker): Promise<number> {
+/** How a probe's connection is opened: TLS or plain, and the PROXY protocol header that goes first. */
+interface ExchangeOptions {
+  tls: TLSOptions | undefined;
+  /** Accept a certificate that fails verification. */
+  insecure: boolean;
+  /** Bytes written before the TLS handshake or the request. */
+  header: Uint8Array | undefined;
+}
+
+/**
+ * Connects, sends `request` and resolves with the response's status code. With a header
+ * and TLS, the socket connects in plain text, writes the header, and only then starts TLS
+ * (Bun's `upgradeTLS`), so the header comes before the ClientHello, as a PROXY protocol
+ * listener in front of TLS expects.
+ */
+function exchange(backend: Backend, request: string, options: ExchangeOptions, signal: AbortSignal, track: ConnectTracker): Promise<number> {
+  const { tls, insecure, header } = options;
+
   return new Promise<number>((resolve, reject) => {
     let socket: Socket<undefined> | undefined;
     let settled = false;
@@ -63,12 +81,22 @@ function exchange(backend: Backend, request: string, tls: TLSOptions | undefined
       const written = target.write(unsent);
       unsent = unsent.slice(Math.max(written, 0));
     };
+    const sendHeader = (target: Socket<undefined>): boolean => {
+      // The header is far smaller than a socket's send buffer, so a fresh socket takes it whole.
+      if (header !== undefined && target.write(header) !== header.byteLength) {
+        settle(new ProbeError("write of the PROXY protocol header failed"));
+
+        return false;
+      }
+
+      return true;
+    };
     const handlers = {
       open(opened: Socket<undefined>) {
         socket = opened;
         if (settled) {
           opened.terminate();
-        } else if (tls === undefined) {
+        } else if (tls === undefined && sendHeader(opened)) {
           send(opened);
         }
       },
@@ -105,15 +133,34 @@ function exchange(backend: Backend, request: string, tls: TLSOptions | undefined
       },
     };
 
+    // With a header, TLS starts once the header is written; the plain socket's own events are not needed then.
+    const plainHandlers = {
+      open(plain: Socket<undefined>) {
+        socket = plain;
+        if (settled) {
+          plain.terminate();
+        } else if (sendHeader(plain)) {
+          socket = plain.upgradeTLS({ tls: tls!, socket: handlers })[1];
+        }
+      },
+      data() {},
+      error() {},
+      close() {},
+      connectError() {},
+    };
+    const upgrade = header !== undefined && tls !== undefined;
+    const connectTls = upgrade ? undefined : tls;
+    const socketHandlers = upgrade ? plainHandlers : handlers;
     const address = backend.address;
     const connecting =
       address.kind === "unix"
-        ? Bun.connect({ unix: address.path, tls, socket: handlers })
-        : Bun.connect({ hostname: address.host, port: address.port, tls, socket: handlers });
+        ? Bun.connect({ unix: address.path, tls: connectTls, socket: socketHandlers })
+        : Bun.connect({ hostname: address.host, port: address.port, tls: connectTls, socket: socketHandlers });
     track(connecting);
     connecting.then(
       (connected) => {
-        socket = connected;
+        // After an upgrade, `socket` is the TLS socket, which closes the plain one with it.
+        socket ??= connected;
         if (settled) {
           connected.terminate();
         }

@@ -1,4 +1,5 @@
 import type { Backend } from "../backend.ts";
+import type { ProxyProtocolVersion } from "../proxy-header.ts";
 import { httpProbe } from "./http-probe.ts";
 import { tcpProbe } from "./tcp-probe.ts";
 
@@ -41,10 +42,15 @@ export interface ProbeSettings {
   tls: ProbeTls;
   /** File holding a bearer token sent as `Authorization: Bearer`; read on every probe and never logged. */
   bearerTokenFile?: string;
+  /**
+   * PROXY protocol version of the backend, whose probe then starts with a header that
+   * carries no client (see `encodeLocalProxyHeader`); set from the backend's `proxyProtocol`.
+   */
+  proxyProtocol?: ProxyProtocolVersion;
 }
 
 /** Probe settings as a config file or flags give them: every field optional. */
-export type ProbeOverrides = Partial<Omit<ProbeSettings, "tls">> & { tls?: ProbeTls };
+export type ProbeOverrides = Partial<Omit<ProbeSettings, "tls" | "proxyProtocol">> & { tls?: ProbeTls };
 
 /** Defaults of every probe setting except the kind. */
 export const PROBE_DEFAULTS = {
@@ -92,7 +98,7 @@ export type ConnectTracker = (connecting: Promise<unknown>) => void;
  * @throws {ProbeError} naming why the backend failed the probe.
  */
 export function runProbe(backend: Backend, settings: ProbeSettings, signal: AbortSignal, track: ConnectTracker = ignoreConnect): Promise<void> {
-  return settings.kind === "tcp" ? tcpProbe(backend, signal, track) : httpProbe(backend, settings, signal, track);
+  return settings.kind === "tcp" ? tcpProbe(backend, signal, track, settings.proxyProtocol) : httpProbe(backend, settings, signal, track);
 }
 
 const ignoreConnect: ConnectTracker = () => {};

@@ -1,10 +1,13 @@
 import type { Socket } from "bun";
 import type { Backend } from "../backend.ts";
+import { encodeLocalProxyHeader, type ProxyProtocolVersion } from "../proxy-header.ts";
 import type { ConnectTracker } from "./probe.ts";
 import { errorDetail, ProbeError } from "./probe-error.ts";
 
 /**
  * Probes a backend with a TCP (or Unix socket) connect, closing the socket once it opens.
+ * With `proxyProtocol`, the probe first writes a PROXY protocol header that carries no client
+ * and ends the socket with a FIN, so a backend that requires the header does not log a broken one.
  *
  * NOTE: `Bun.connect` cannot be cancelled. After an abort, a connect still in flight is
  * closed when it completes or fails, which for a target that drops SYNs is after the
@@ -12,7 +15,7 @@ import { errorDetail, ProbeError } from "./probe-error.ts";
  *
  * @throws {ProbeError} when the connect fails or `signal` aborts first.
  */
-export function tcpProbe(backend: Backend, signal: AbortSignal, track: ConnectTracker): Promise<void> {
+export function tcpProbe(backend: Backend, signal: AbortSignal, track: ConnectTracker, proxyProtocol?: ProxyProtocolVersion): Promise<void> {
   return new Promise<void>((resolve, reject) => {
     let settled = false;
     const settle = (error?: ProbeError): void => {
@@ -37,7 +40,13 @@ export function tcpProbe(backend: Backend, signal: AbortSignal, track: ConnectTr
 
     const handlers = {
       open(socket: Socket<undefined>) {
-        socket.terminate();
+        if (proxyProtocol === undefined) {
+          socket.terminate();
+        } else {
+          // The header is far smaller than a socket's send buffer, so one write takes it whole.
+          socket.write(encodeLocalProxyHeader(proxyProtocol));
+          socket.end();
+        }
         settle();
       },
       data() {},
