@@ -139,6 +139,7 @@ export class ClientAcceptor {
     if (this.#log.enabled("debug")) {
       // Debug lines name the client after the close, when the socket can no longer tell.
       void connection.clientAddress;
+      connection.acceptedAt = performance.now();
     }
     this.#stats.accepted++;
     // The socket inherits keepalive from its listener, unless that could not be set there.
@@ -209,7 +210,7 @@ export class ClientAcceptor {
       this.#limits.release(connection.backend.target);
       this.#stats.recordClosed(connection);
       if (this.#log.enabled("debug")) {
-        this.#log.debug("connection closed", { ...this.#fields(connection), kind, reason, sent: connection.bytesToBackend, received: connection.bytesToClient });
+        this.#log.debug("connection closed", this.#closedFields(connection, kind, reason));
       }
     }
     if (this.activeCount === 0) {
@@ -219,6 +220,16 @@ export class ClientAcceptor {
         wake();
       }
     }
+  }
+
+  /** Fields of the debug line of a closed connection, like HAProxy's `option tcplog`: bytes each way and how long it was open. */
+  #closedFields(connection: Connection, kind: CloseKind, reason: string): Record<string, unknown> {
+    const fields: Record<string, unknown> = { ...this.#fields(connection), kind, reason, bytesToBackend: connection.bytesToBackend, bytesToClient: connection.bytesToClient };
+    if (connection.acceptedAt !== undefined) {
+      fields.durationMs = Math.round(performance.now() - connection.acceptedAt);
+    }
+
+    return fields;
   }
 
   #fields(connection: Connection): Record<string, unknown> {

@@ -13,6 +13,7 @@ import { Server, type ServerOptions } from "../src/server.ts";
 import { TestBackend, TestClient } from "./support/backends.ts";
 import { FakeClock } from "./support/fake-clock.ts";
 import { FullBacklogListener } from "./support/full-backlog.ts";
+import { LogLines } from "./support/log-lines.ts";
 import { waitFor } from "./support/wait.ts";
 
 /** Backstop for one test; the waits inside carry the real deadlines. */
@@ -565,3 +566,23 @@ test("Server keepalive idle time follows updateTimeouts", async () => {
   second.close();
   third.close();
 }, TEST_TIMEOUT_MS);
+
+test("close line names bytes and duration", async () => {
+  const backends = startBackends(["a"]);
+  const log = new LogLines();
+  const { port } = await startServer(setOfBackends(backends), { logger: log.logger });
+  const client = await connect(port);
+  await waitFor("greeting", () => client.firstLine !== "");
+
+  client.socket.write("ping\n");
+  await waitFor("echo", () => client.received.includes("ping\n"));
+  client.close();
+  await waitFor("close line", () => log.withMessage("connection closed").length > 0);
+
+  const [line] = log.withMessage("connection closed");
+  expect(line?.backend).toBe("a");
+  expect(line?.bytesToBackend).toBe(5);
+  // The echo backend sends its greeting "a\n", then the echo of "ping\n".
+  expect(line?.bytesToClient).toBe(7);
+  expect(typeof line?.durationMs).toBe("number");
+});
