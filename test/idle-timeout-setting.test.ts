@@ -3,28 +3,18 @@
  * errors, `tinylb check`, the help text and a reload.
  */
 import { expect, test } from "bun:test";
-import { writeFileSync } from "node:fs";
-import { join } from "node:path";
 import { HELP, parseArgs, UsageError } from "../src/cli.ts";
 import { ConfigError, loadConfigFile } from "../src/config.ts";
 import { Logger } from "../src/logger.ts";
 import { applyReloadedSettings } from "../src/reload-settings.ts";
 import { Server } from "../src/server.ts";
 import { resolveSettings } from "../src/settings.ts";
+import { configFileWriter } from "./support/config-files.ts";
 import { tempDirectory } from "./support/temp-directory.ts";
 import { runTinylb } from "./support/tinylb-process.ts";
 
-const directory = tempDirectory("tinylb-idle-setting-");
-let written = 0;
-
-/** Writes `text` to a new config file in the test folder and returns its path. */
-function configFile(text: string): string {
-  written++;
-  const path = join(directory, `config-${written}.yaml`);
-  writeFileSync(path, text);
-
-  return path;
-}
+/** Writes a new config file in the test folder and returns its path. */
+const configFile = configFileWriter(tempDirectory("tinylb-idle-setting-"));
 
 test("idle timeout defaults to off", () => {
   const settings = resolveSettings(parseArgs(["--listen", "127.0.0.1:0"]));

@@ -61,6 +61,12 @@ async function bothClosed(relay: Relay): Promise<void> {
   await waitFor("both sides to be closed", () => relay.closedAt.client > 0 && relay.closedAt.upstream > 0, 10_000);
 }
 
+/** Sends a request from the client and waits for it at the backend, after which the connection is idle. */
+async function sendRequest(client: Peer, upstream: Peer): Promise<void> {
+  client.socket.write("request");
+  await waitFor("the request at the backend", () => upstream.text === "request");
+}
+
 /** Sends one byte every 200 ms from `from` for `durationMs`, and resolves with how many it sent. */
 async function trickle(from: Peer, durationMs: number): Promise<number> {
   let sent = 0;
@@ -77,8 +83,7 @@ async function trickle(from: Peer, durationMs: number): Promise<number> {
 test("idle connection is reset on both sides", async () => {
   const scenario = await relay({ idleTimeoutMs: TIMEOUT_MS });
   const { server, logs, client, upstream, closedAt } = scenario;
-  client.socket.write("request");
-  await waitFor("the request at the backend", () => upstream.text === "request");
+  await sendRequest(client, upstream);
   const lastByteAt = performance.now();
 
   await bothClosed(scenario);
@@ -127,8 +132,7 @@ test.each(["client", "backend"] as const)("connection half-closed by %s stays op
 
 test("idle timeout is off by default", async () => {
   const { server, client, upstream } = await relay({});
-  client.socket.write("request");
-  await waitFor("the request at the backend", () => upstream.text === "request");
+  await sendRequest(client, upstream);
 
   // Idle for several sweep periods of the shortest timeout (1 s, swept every 250 ms).
   await Bun.sleep(2500);
@@ -154,8 +158,7 @@ test("idle timeout off sets no timer", async () => {
 test("idle timeout turned on closes an open connection", async () => {
   const scenario = await relay({});
   const { server, client, upstream, closedAt } = scenario;
-  client.socket.write("request");
-  await waitFor("the request at the backend", () => upstream.text === "request");
+  await sendRequest(client, upstream);
   await Bun.sleep(1500); // Idle longer than the timeout about to be set.
 
   const turnedOnAt = performance.now();
@@ -170,8 +173,7 @@ test("idle timeout turned on closes an open connection", async () => {
 test("idle timeout lowered counts the idle time spent", async () => {
   const clock = new FakeClock();
   const { server, client, upstream } = await relay({ clock, idleTimeoutMs: 60_000 });
-  client.socket.write("request");
-  await waitFor("the request at the backend", () => upstream.text === "request");
+  await sendRequest(client, upstream);
   clock.advance(15_000); // The first sweep records the connection.
 
   clock.advance(45_000); // 45 s idle since that sweep.
@@ -186,8 +188,7 @@ test("idle timeout lowered counts the idle time spent", async () => {
 test("idle timeout raised keeps a connection open", async () => {
   const clock = new FakeClock();
   const { server, client, upstream } = await relay({ clock, idleTimeoutMs: 4000 });
-  client.socket.write("request");
-  await waitFor("the request at the backend", () => upstream.text === "request");
+  await sendRequest(client, upstream);
   clock.advance(3000);
 
   server.setIdleTimeout(60_000);
@@ -203,9 +204,9 @@ test("idle closes show in status and metrics", async () => {
   const { server, client, upstream } = await relay({ idleTimeoutMs: TIMEOUT_MS });
   await waitFor("both sides to be closed", () => client.closed && upstream.closed, 10_000);
 
-  const status = collectStatus(server, new BackendSetUnion([]));
+  const status = collectStatus(server, new BackendSetUnion(() => {}));
   expect(status.idleTimeoutMs).toBe(TIMEOUT_MS);
   expect(status.idleClosed).toBe(1);
-  const metrics = renderMetrics({ server, union: new BackendSetUnion([]) });
+  const metrics = renderMetrics({ server, union: new BackendSetUnion(() => {}) });
   expect(metrics).toContain("# TYPE tinylb_connections_idle_closed_total counter\ntinylb_connections_idle_closed_total 1\n");
 }, TEST_TIMEOUT_MS);
