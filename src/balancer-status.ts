@@ -103,6 +103,10 @@ export interface BalancerStatus {
   maxConnectionsPerBackend?: number;
   /** Balance mode of new clients (`--balance`). */
   balance?: BalanceMode;
+  /** Milliseconds a connection may carry no byte before it is closed (`--idle-timeout`); 0 is off. */
+  idleTimeoutMs?: number;
+  /** Connections the idle timeout closed, in every thread. */
+  idleClosed?: number;
 }
 
 /** Per-id traffic of open connections, added to the counters of closed ones. */
@@ -204,6 +208,8 @@ export function collectStatus(server: Server, union: BackendSetUnion): BalancerS
     maxConnections: server.limits.configuredMaxConnections,
     maxConnectionsPerBackend: server.limits.configuredMaxConnectionsPerBackend,
     balance: server.balance,
+    idleTimeoutMs: server.idleTimeoutMs,
+    idleClosed: server.stats.idleClosed,
   };
 }
 

@@ -5,6 +5,7 @@ import { BALANCE_MODES, type BalanceMode } from "./backend-selector.ts";
 import { CHECK_HELP } from "./check-command.ts";
 import { checkKeepalive, MAX_CONNECTION_CAP, MAX_WORKERS } from "./config.ts";
 import { parseDuration } from "./duration.ts";
+import { parseIdleTimeout } from "./idle-timeout.ts";
 import type { HealthConfig } from "./health-config.ts";
 import { applyHealthFlag, HEALTH_FLAGS, HEALTH_HELP } from "./health-flags.ts";
 import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from "./logger.ts";
@@ -28,6 +29,8 @@ export interface CliOptions {
   connectTimeoutMs?: number;
   keepaliveMs?: number;
   shutdownGraceMs?: number;
+  /** Idle timeout in milliseconds; 0 is off. */
+  idleTimeoutMs?: number;
   maxConnections?: number;
   maxConnectionsPerBackend?: number;
   /** Event loops that accept and relay: the main thread plus `workers - 1` worker threads. */
@@ -78,6 +81,8 @@ Options:
                            to 32767s (the kernel's limits); 0 turns them off (default 30s)
   --shutdown-grace DUR     on SIGTERM or SIGINT, let open connections finish for up to DUR,
                            then close them (default 10s); a second signal closes them at once
+  --idle-timeout DUR       reset a connection that carries no byte in either direction for
+                           DUR, at least 1s; off or 0 keeps idle connections open (default off)
   --max-connections N      close new clients at once while N connections are open or dialing;
                            0 means no cap (default 0)
   --max-connections-per-backend N
@@ -121,6 +126,7 @@ const VALUE_FLAGS = new Set([
   "--connect-timeout",
   "--keepalive",
   "--shutdown-grace",
+  "--idle-timeout",
   "--max-connections",
   "--max-connections-per-backend",
   "--workers",
@@ -221,6 +227,8 @@ const HAPROXY_TERMS = new Map([
   ["server", "--backend"],
   ["maxconn", "--max-connections"],
   ["timeout-connect", "--connect-timeout"],
+  ["timeout-client", "--idle-timeout"],
+  ["timeout-server", "--idle-timeout"],
   ["inter", "--probe-interval"],
   ["nbthread", "--workers"],
   ["send-proxy", "--proxy-protocol v1"],
@@ -271,6 +279,9 @@ function applyFlag(options: CliOptions, flag: string, value: string): void {
       break;
     case "--shutdown-grace":
       options.shutdownGraceMs = parseDurationFlag(flag, value, 0);
+      break;
+    case "--idle-timeout":
+      options.idleTimeoutMs = parseIdleTimeoutFlag(flag, value);
       break;
     case "--max-connections":
       options.maxConnections = parseCountFlag(flag, value);
@@ -340,6 +351,15 @@ function parseKeepaliveFlag(flag: string, value: string): number {
   }
 
   return ms;
+}
+
+function parseIdleTimeoutFlag(flag: string, value: string): number {
+  const result = parseIdleTimeout(value);
+  if (typeof result === "string") {
+    throw new UsageError(`${flag}: ${result}`);
+  }
+
+  return result;
 }
 
 function parseDurationFlag(flag: string, value: string, minimumMs: number): number {

@@ -8,6 +8,7 @@ import { formatDuration, parseDuration } from "./duration.ts";
 import { type DuplicateKey, findDuplicateJsonKey } from "./duplicate-keys.ts";
 import { describeFileError } from "./file-errors.ts";
 import { findDuplicateYamlKey } from "./yaml-duplicate-keys.ts";
+import { parseIdleTimeout } from "./idle-timeout.ts";
 import { checkDialBackoff, type HealthConfig, healthConfigOf, healthFileKeys, probeSchema } from "./health-config.ts";
 import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from "./logger.ts";
 import { type ProviderFileConfig, providerFileKeys, toProviderFileConfig } from "./provider-settings.ts";
@@ -89,6 +90,23 @@ export function checkKeepalive(ms: number): string | undefined {
   return undefined;
 }
 
+// `off` or a duration of at least 1 s. The number 0 is accepted too, as in `duration`.
+const idleTimeout = z.unknown().transform((value, context) => {
+  let result: number | string = "expected a duration such as 30s, or off";
+  if (typeof value === "string") {
+    result = parseIdleTimeout(value);
+  } else if (typeof value === "number") {
+    result = value === 0 ? 0 : `invalid duration ${value}: add a unit (ms, s, m or h), such as ${value}s, or use off`;
+  }
+  if (typeof result === "string") {
+    context.addIssue({ code: "custom", message: result });
+
+    return z.NEVER;
+  }
+
+  return result;
+});
+
 /** Upper bound of the connection caps, far above what one process can hold open. */
 export const MAX_CONNECTION_CAP = 10_000_000;
 
@@ -109,6 +127,7 @@ export const fileSchema = z.strictObject({
     }
   }).optional(),
   shutdownGrace: duration.optional(),
+  idleTimeout: idleTimeout.optional(),
   maxConnections: connectionCap.optional(),
   maxConnectionsPerBackend: connectionCap.optional(),
   workers: z.int().min(1).max(MAX_WORKERS).optional(),
@@ -128,6 +147,8 @@ export interface FileConfig {
   connectTimeoutMs?: number;
   keepaliveMs?: number;
   shutdownGraceMs?: number;
+  /** Idle timeout in milliseconds; 0 is off. */
+  idleTimeoutMs?: number;
   maxConnections?: number;
   maxConnectionsPerBackend?: number;
   /** Threads that accept and relay. */
@@ -194,6 +215,7 @@ export function validateConfig(path: string, data: unknown): FileConfig {
     connectTimeoutMs: file.connectTimeout,
     keepaliveMs: file.keepalive,
     shutdownGraceMs: file.shutdownGrace,
+    idleTimeoutMs: file.idleTimeout,
     maxConnections: file.maxConnections,
     maxConnectionsPerBackend: file.maxConnectionsPerBackend,
     workers: file.workers,

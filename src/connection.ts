@@ -25,6 +25,10 @@ export type ConnectionClosedHandler = (connection: Connection, kind: CloseKind, 
 export class Connection implements PooledConnection {
   readonly id: number;
   readonly client: RelaySocket;
+  /** Bytes relayed both ways as the last idle sweep saw them, or -1 before the first; written by IdleSweeper only. */
+  idleSweepBytes = -1;
+  /** Clock time of the idle sweep that last saw `idleSweepBytes` change; written by IdleSweeper only. */
+  idleSweepActiveAt = 0;
 
   #backend: Backend | null = null;
   #backendSocket: RelaySocket | null = null;

@@ -115,6 +115,7 @@ export function renderMetrics(source: MetricsSource): string {
   page.add("tinylb_backend_connections_max", "gauge", "The --max-connections-per-backend cap, counted per target; 0 means no cap.", [[{}, server.limits.configuredMaxConnectionsPerBackend]]);
   page.add("tinylb_clients_accepted_total", "counter", "Clients accepted on every listener.", [[{}, stats.accepted]]);
   page.add("tinylb_clients_unserved_total", "counter", "Clients closed without a backend: empty set or every dial failed.", [[{}, stats.unserved]]);
+  page.add("tinylb_connections_idle_closed_total", "counter", "Connections closed because they carried no byte in either direction for the idle timeout.", [[{}, stats.idleClosed]]);
   page.add("tinylb_clients_rejected_total", "counter", "Clients closed at once by a connection cap; limit is global or backend.", [
     [{ limit: "global" }, server.limits.rejectedGlobal],
     [{ limit: "backend" }, server.limits.rejectedBackend],

@@ -70,6 +70,7 @@ function applySet(command: SetCommand): void {
 
 function applyLiveSettings(settings: LiveSettings): void {
   server?.updateTimeouts({ connectTimeoutMs: settings.connectTimeoutMs, keepaliveMs: settings.keepaliveMs });
+  server?.setIdleTimeout(settings.idleTimeoutMs);
   server?.setBalance(settings.balance);
   server?.setProxyProtocol(settings.proxyProtocol);
   if (logger !== undefined) {

@@ -17,6 +17,7 @@ import { relayWorkersOf } from "./worker-pool.ts";
  * Applied live: logLevel, logFormat and shutdownGrace, plus connectTimeout, keepalive,
  * balance and proxyProtocol for new connections, in every relay thread, and the probe and dial
  * back-off settings.
+ * idleTimeout applies to open connections too, in every relay thread.
  * Everything else needs a restart. A setting that a flag sets is never changed by the file.
  * `settings` is updated in place to the running values, so a setting that still differs from
  * the file is warned about again on the next reload.
@@ -42,6 +43,7 @@ export function applyReloadedSettings(config: FileConfig, cli: CliOptions, setti
     applied.push(`shutdownGrace=${formatDuration(shutdownGraceMs)}`);
   }
   applyTimeouts(config, cli, settings, server, applied);
+  applyIdleTimeout(config, cli, settings, server, applied);
   const balance = cli.balance ?? config.balance ?? DEFAULTS.balance;
   if (balance !== settings.balance) {
     server.setBalance(balance);
@@ -87,6 +89,18 @@ function applyTimeouts(config: FileConfig, cli: CliOptions, settings: Settings, 
   settings.connectTimeoutMs = connectTimeoutMs;
   settings.keepaliveMs = keepaliveMs;
   applied.push(...changed);
+}
+
+/** Applies the idle timeout to the open connections and to those accepted later (see Server.setIdleTimeout). */
+function applyIdleTimeout(config: FileConfig, cli: CliOptions, settings: Settings, server: Server, applied: string[]): void {
+  const idleTimeoutMs = cli.idleTimeoutMs ?? config.idleTimeoutMs ?? DEFAULTS.idleTimeoutMs;
+  if (idleTimeoutMs === settings.idleTimeoutMs) {
+    return;
+  }
+
+  server.setIdleTimeout(idleTimeoutMs);
+  settings.idleTimeoutMs = idleTimeoutMs;
+  applied.push(`idleTimeout=${idleTimeoutMs === 0 ? "off" : formatDuration(idleTimeoutMs)}`);
 }
 
 /**

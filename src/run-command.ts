@@ -39,6 +39,7 @@ export async function runBalancer(cli: CliOptions, logger: Logger): Promise<Runn
     listen: settings.listen,
     connectTimeoutMs: settings.connectTimeoutMs,
     keepaliveMs: settings.keepaliveMs,
+    idleTimeoutMs: settings.idleTimeoutMs,
     maxConnections: settings.maxConnections,
     maxConnectionsPerBackend: settings.maxConnectionsPerBackend,
     balance: settings.balance,
@@ -93,6 +94,7 @@ export async function runBalancer(cli: CliOptions, logger: Logger): Promise<Runn
     listeners: server.listeners.map((listener) => listener.name).join(","),
     connectTimeout: formatDuration(settings.connectTimeoutMs),
     keepalive: formatDuration(settings.keepaliveMs),
+    idleTimeout: settings.idleTimeoutMs === 0 ? "off" : formatDuration(settings.idleTimeoutMs),
     balance: settings.balance,
     // The threads that relay: 1 when --workers found no TCP listener to share.
     workers: threads,

@@ -22,6 +22,13 @@ export interface ServerOptions {
    */
   keepaliveMs?: number;
   /**
+   * Milliseconds a connection may carry no byte in either direction before it is closed; 0
+   * turns the idle timeout off. The flag and config key allow 0 or at least 1000.
+   * `Server.setIdleTimeout` changes it later.
+   * @default 0
+   */
+  idleTimeoutMs?: number;
+  /**
    * Connections open or dialing at once; a client over the cap is closed at once. 0 means no cap.
    * @default 0
    */

@@ -9,6 +9,7 @@ import { CounterRetention, DEFAULT_COUNTER_RETENTION } from "./counter-retention
 import { ConnectionPool } from "./connection-pool.ts";
 import { ConnectionLimits } from "./connection-limits.ts";
 import { HealthChecker } from "./health-checker.ts";
+import { IdleSweeper } from "./idle-sweeper.ts";
 import { describeSetChange } from "./backend-set-log.ts";
 import { DisabledBackends } from "./disabled-backends.ts";
 import { LeastConnectionsSelector } from "./least-connections-selector.ts";
@@ -60,13 +61,14 @@ export class Server {
   readonly #acceptor: ClientAcceptor;
   readonly #connector: BackendConnector;
   readonly #retention: CounterRetention | undefined;
+  readonly #idle: IdleSweeper;
 
   /**
    * @param health replaces the checker built from `options.health`, such as a relay worker's
    *   copy of the main thread's health state.
    */
   constructor(options: ServerOptions, health?: HealthChecker) {
-    this.#options = { connectTimeoutMs: 3000, keepaliveMs: 30_000, maxConnections: 0, maxConnectionsPerBackend: 0, threads: 1, health: {}, maxAttempts: 0, onRemoval: "close", drainTimeoutMs: 30_000, onUnhealthy: "keep", clock: systemClock, logger: silentLogger, reusePort: false, logSetChanges: true, threadIndex: 0, counterRetention: DEFAULT_COUNTER_RETENTION, ...options };
+    this.#options = { connectTimeoutMs: 3000, keepaliveMs: 30_000, idleTimeoutMs: 0, maxConnections: 0, maxConnectionsPerBackend: 0, threads: 1, health: {}, maxAttempts: 0, onRemoval: "close", drainTimeoutMs: 30_000, onUnhealthy: "keep", clock: systemClock, logger: silentLogger, reusePort: false, logSetChanges: true, threadIndex: 0, counterRetention: DEFAULT_COUNTER_RETENTION, ...options };
     this.#log = this.#options.logger.with({ component: "server" });
     this.disabled = new DisabledBackends(this.#log, this.#options.logSetChanges);
     this.#listeners = new ListenerSet(this.#log, this.#options.reusePort);
@@ -119,6 +121,8 @@ export class Server {
     if (retention !== false) {
       this.#retention = new CounterRetention(this.stats, () => backendIdUsage(this), retention, this.#options.clock, this.#log);
     }
+    this.#idle = new IdleSweeper(this.pool, this.stats, this.#options.clock);
+    this.#idle.setTimeout(this.#options.idleTimeoutMs);
   }
 
   /**
@@ -131,6 +135,22 @@ export class Server {
     this.#acceptor.keepaliveMs = timeouts.keepaliveMs;
     this.#listeners.setKeepAlive(timeouts.keepaliveMs);
     this.#connector.updateTimeouts(timeouts);
+  }
+
+  /** Idle timeout of open connections in milliseconds; 0 while it is off. */
+  get idleTimeoutMs(): number {
+    return this.#idle.timeoutMs;
+  }
+
+  /**
+   * Sets the idle timeout of the open connections and of those accepted from now on; 0 turns
+   * it off. Turning it on counts idle time from now, and a change keeps the idle time already
+   * spent (see IdleSweeper.setTimeout).
+   */
+  setIdleTimeout(timeoutMs: number): void {
+    if (timeoutMs !== this.#idle.timeoutMs && !this.#shuttingDown) {
+      this.#idle.setTimeout(timeoutMs);
+    }
   }
 
   /** Balance mode of new clients. */
@@ -335,6 +355,7 @@ export class Server {
     this.health.stop();
     this.#connector.stop();
     this.#retention?.stop();
+    this.#idle.stop();
 
     return this.closeAll("balancer shutting down");
   }

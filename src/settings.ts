@@ -19,6 +19,8 @@ export interface Settings {
   connectTimeoutMs: number;
   keepaliveMs: number;
   shutdownGraceMs: number;
+  /** Milliseconds a connection may carry no byte before it is closed; 0 is off. */
+  idleTimeoutMs: number;
   /** 0 means no cap. */
   maxConnections: number;
   /** 0 means no cap. */
@@ -46,6 +48,7 @@ export const DEFAULTS = {
   connectTimeoutMs: 3000,
   keepaliveMs: 30_000,
   shutdownGraceMs: 10_000,
+  idleTimeoutMs: 0,
   maxConnections: 0,
   maxConnectionsPerBackend: 0,
   workers: 1,
@@ -91,6 +94,7 @@ export function resolveSettings(cli: CliOptions): Settings {
     connectTimeoutMs: cli.connectTimeoutMs ?? file.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs,
     keepaliveMs: cli.keepaliveMs ?? file.keepaliveMs ?? DEFAULTS.keepaliveMs,
     shutdownGraceMs: cli.shutdownGraceMs ?? file.shutdownGraceMs ?? DEFAULTS.shutdownGraceMs,
+    idleTimeoutMs: cli.idleTimeoutMs ?? file.idleTimeoutMs ?? DEFAULTS.idleTimeoutMs,
     maxConnections: cli.maxConnections ?? file.maxConnections ?? DEFAULTS.maxConnections,
     maxConnectionsPerBackend: cli.maxConnectionsPerBackend ?? file.maxConnectionsPerBackend ?? DEFAULTS.maxConnectionsPerBackend,
     workers: cli.workers ?? file.workers ?? DEFAULTS.workers,

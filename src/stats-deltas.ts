@@ -9,7 +9,7 @@ import type { StatsDelta } from "./worker-messages.ts";
  * since the previous one and never be negative.
  */
 export class StatsDeltas {
-  readonly #sent = { accepted: 0, unserved: 0, rejectedGlobal: 0, rejectedBackend: 0, acceptPauses: 0, backends: new Map<string, BackendCounters>() };
+  readonly #sent = { accepted: 0, unserved: 0, idleClosed: 0, rejectedGlobal: 0, rejectedBackend: 0, acceptPauses: 0, backends: new Map<string, BackendCounters>() };
 
   /** Backend ids whose sent values are kept. */
   get backendIds(): number {
@@ -23,6 +23,7 @@ export class StatsDeltas {
     const delta: StatsDelta = {
       accepted: stats.accepted - sent.accepted,
       unserved: stats.unserved - sent.unserved,
+      idleClosed: stats.idleClosed - sent.idleClosed,
       rejectedGlobal: server.limits.rejectedGlobal - sent.rejectedGlobal,
       rejectedBackend: server.limits.rejectedBackend - sent.rejectedBackend,
       acceptPauses: server.acceptPauses - sent.acceptPauses,
@@ -30,6 +31,7 @@ export class StatsDeltas {
     };
     sent.accepted = stats.accepted;
     sent.unserved = stats.unserved;
+    sent.idleClosed = stats.idleClosed;
     sent.rejectedGlobal = server.limits.rejectedGlobal;
     sent.rejectedBackend = server.limits.rejectedBackend;
     sent.acceptPauses = server.acceptPauses;

@@ -22,6 +22,8 @@ export class TrafficStats {
   unserved = 0;
   /** Effective backend set changes applied. */
   setChanges = 0;
+  /** Connections closed by the idle timeout. */
+  idleClosed = 0;
   readonly #byId = new Map<string, BackendCounters>();
 
   /** Returns the counters of a backend id, creating them at zero. */

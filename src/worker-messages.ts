@@ -34,6 +34,8 @@ export type WorkerCommand =
 export interface LiveSettings {
   connectTimeoutMs: number;
   keepaliveMs: number;
+  /** Idle timeout of open and new connections; 0 is off. */
+  idleTimeoutMs: number;
   balance: BalanceMode;
   /** Its Map is copied by the structured clone of `postMessage`. */
   proxyProtocol: ProxyProtocolSettings;
@@ -54,6 +56,8 @@ export type DialResult = { type: "dial-failed"; id: string; target: string; reas
 export interface StatsDelta {
   accepted: number;
   unserved: number;
+  /** Connections closed by the idle timeout. */
+  idleClosed: number;
   rejectedGlobal: number;
   rejectedBackend: number;
   acceptPauses: number;

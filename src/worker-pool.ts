@@ -248,9 +248,9 @@ export class WorkerPool {
   /** Sends the connect timeout, keepalive time, balance mode, PROXY protocol and log settings of a config reload to every worker. */
   applyLiveSettings(settings: LiveSettings): void {
     // Only these fields: a whole Settings object would be copied into every message.
-    const { connectTimeoutMs, keepaliveMs, balance, proxyProtocol, logLevel, logFormat } = settings;
+    const { connectTimeoutMs, keepaliveMs, idleTimeoutMs, balance, proxyProtocol, logLevel, logFormat } = settings;
     for (const worker of this.#workers) {
-      this.#send(worker, { type: "live-settings", settings: { connectTimeoutMs, keepaliveMs, balance, proxyProtocol, logLevel, logFormat } });
+      this.#send(worker, { type: "live-settings", settings: { connectTimeoutMs, keepaliveMs, idleTimeoutMs, balance, proxyProtocol, logLevel, logFormat } });
     }
   }
 
@@ -375,6 +375,7 @@ export class WorkerPool {
     const stats = this.#server.stats;
     stats.accepted += delta.accepted;
     stats.unserved += delta.unserved;
+    stats.idleClosed += delta.idleClosed;
     this.#server.limits.rejectedGlobal += delta.rejectedGlobal;
     this.#server.limits.rejectedBackend += delta.rejectedBackend;
     this.acceptPauses += delta.acceptPauses;
@@ -425,6 +426,7 @@ export async function startRelayWorkers(settings: Settings, server: Server, logg
     listen,
     connectTimeoutMs: settings.connectTimeoutMs,
     keepaliveMs: settings.keepaliveMs,
+    idleTimeoutMs: settings.idleTimeoutMs,
     maxConnections: settings.maxConnections,
     maxConnectionsPerBackend: settings.maxConnectionsPerBackend,
     balance: settings.balance,
