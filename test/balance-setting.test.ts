@@ -5,13 +5,11 @@
 import { expect, test } from "bun:test";
 import { parseArgs, UsageError } from "../src/cli.ts";
 import { ConfigError, loadConfigFile } from "../src/config.ts";
-import { Logger } from "../src/logger.ts";
-import { applyReloadedSettings } from "../src/reload-settings.ts";
-import { Server } from "../src/server.ts";
 import { resolveSettings } from "../src/settings.ts";
 import { formatStatus } from "../src/status-command.ts";
 import { configFileWriter } from "./support/config-files.ts";
 import { tempDirectory } from "./support/temp-directory.ts";
+import { reloadFixture } from "./support/reload-fixture.ts";
 import { runTinylb } from "./support/tinylb-process.ts";
 
 const configFile = configFileWriter(tempDirectory("tinylb-balance-"));
@@ -59,31 +57,23 @@ test("check rejects an unknown balance mode", async () => {
 
 test("reload changes balance live", () => {
   const path = configFile("listen: 127.0.0.1:0\n");
-  const cli = parseArgs(["--config", path]);
-  const settings = resolveSettings(cli);
-  const lines: string[] = [];
-  const logger = new Logger({ sink: (line) => lines.push(line) });
-  const server = new Server({ listen: settings.listen, logger });
+  const { settings, server, lines, reload } = reloadFixture(path);
 
-  applyReloadedSettings(loadConfigFile(configFile("listen: 127.0.0.1:0\nbalance: leastconn\n")), cli, settings, server, logger);
+  reload(configFile("listen: 127.0.0.1:0\nbalance: leastconn\n"));
   expect(server.balance).toBe("leastconn");
   expect(settings.balance).toBe("leastconn");
   expect(lines.some((line) => line.includes("settings changed in the config file applied") && line.includes('applied="balance=leastconn"'))).toBe(true);
   expect(lines.some((line) => line.includes("need a restart"))).toBe(false);
 
   // A key left out goes back to the default.
-  applyReloadedSettings(loadConfigFile(path), cli, settings, server, logger);
+  reload(path);
   expect(server.balance).toBe("roundrobin");
 });
 
 test("reload keeps the balance a flag set", () => {
-  const path = configFile("listen: 127.0.0.1:0\n");
-  const cli = parseArgs(["--config", path, "--balance", "leastconn"]);
-  const settings = resolveSettings(cli);
-  const logger = new Logger({ sink: () => {} });
-  const server = new Server({ listen: settings.listen, logger, balance: settings.balance });
+  const { server, reload } = reloadFixture(configFile("listen: 127.0.0.1:0\n"), ["--balance", "leastconn"]);
 
-  applyReloadedSettings(loadConfigFile(configFile("listen: 127.0.0.1:0\nbalance: roundrobin\n")), cli, settings, server, logger);
+  reload(configFile("listen: 127.0.0.1:0\nbalance: roundrobin\n"));
   expect(server.balance).toBe("leastconn");
 });
 

@@ -5,12 +5,10 @@
 import { expect, test } from "bun:test";
 import { HELP, parseArgs, UsageError } from "../src/cli.ts";
 import { ConfigError, loadConfigFile } from "../src/config.ts";
-import { Logger } from "../src/logger.ts";
-import { applyReloadedSettings } from "../src/reload-settings.ts";
-import { Server } from "../src/server.ts";
 import { resolveSettings } from "../src/settings.ts";
 import { configFileWriter } from "./support/config-files.ts";
 import { tempDirectory } from "./support/temp-directory.ts";
+import { reloadFixture } from "./support/reload-fixture.ts";
 import { runTinylb } from "./support/tinylb-process.ts";
 
 /** Writes a new config file in the test folder and returns its path. */
@@ -102,21 +100,17 @@ test("check rejects a short idle timeout", async () => {
 
 test("reload changes the idle timeout live", async () => {
   const path = configFile("listen: 127.0.0.1:0\n");
-  const cli = parseArgs(["--config", path]);
-  const settings = resolveSettings(cli);
-  const lines: string[] = [];
-  const logger = new Logger({ sink: (line) => lines.push(line) });
-  const server = new Server({ listen: settings.listen, logger });
+  const { settings, server, lines, reload } = reloadFixture(path);
 
   try {
-    applyReloadedSettings(loadConfigFile(configFile("listen: 127.0.0.1:0\nidleTimeout: 2m\n")), cli, settings, server, logger);
+    reload(configFile("listen: 127.0.0.1:0\nidleTimeout: 2m\n"));
     expect(server.idleTimeoutMs).toBe(120_000);
     expect(settings.idleTimeoutMs).toBe(120_000);
     expect(lines.some((line) => line.includes("settings changed in the config file applied") && line.includes('applied="idleTimeout=2m"'))).toBe(true);
     expect(lines.some((line) => line.includes("need a restart"))).toBe(false);
 
     // A key left out goes back to the default, off.
-    applyReloadedSettings(loadConfigFile(path), cli, settings, server, logger);
+    reload(path);
     expect(server.idleTimeoutMs).toBe(0);
     expect(lines.some((line) => line.includes('applied="idleTimeout=off"'))).toBe(true);
   } finally {
@@ -125,14 +119,10 @@ test("reload changes the idle timeout live", async () => {
 });
 
 test("reload keeps the idle timeout a flag set", async () => {
-  const path = configFile("listen: 127.0.0.1:0\nidleTimeout: 5s\n");
-  const cli = parseArgs(["--config", path, "--idle-timeout", "10s"]);
-  const settings = resolveSettings(cli);
-  const logger = new Logger({ sink: () => {} });
-  const server = new Server({ listen: settings.listen, logger, idleTimeoutMs: settings.idleTimeoutMs });
+  const { server, reload } = reloadFixture(configFile("listen: 127.0.0.1:0\nidleTimeout: 5s\n"), ["--idle-timeout", "10s"]);
 
   try {
-    applyReloadedSettings(loadConfigFile(configFile("listen: 127.0.0.1:0\nidleTimeout: off\n")), cli, settings, server, logger);
+    reload(configFile("listen: 127.0.0.1:0\nidleTimeout: off\n"));
     expect(server.idleTimeoutMs).toBe(10_000);
   } finally {
     await server.shutdown(0);

@@ -6,13 +6,11 @@ import { expect, test } from "bun:test";
 import { createBackend } from "../src/backend.ts";
 import { parseArgs, UsageError } from "../src/cli.ts";
 import { ConfigError, loadConfigFile } from "../src/config.ts";
-import { Logger } from "../src/logger.ts";
 import { proxyProtocolOf } from "../src/proxy-protocol.ts";
-import { applyReloadedSettings } from "../src/reload-settings.ts";
-import { Server } from "../src/server.ts";
 import { resolveSettings } from "../src/settings.ts";
 import { configFileWriter } from "./support/config-files.ts";
 import { tempDirectory } from "./support/temp-directory.ts";
+import { reloadFixture } from "./support/reload-fixture.ts";
 import { runTinylb } from "./support/tinylb-process.ts";
 
 const configFile = configFileWriter(tempDirectory("tinylb-proxy-setting-"));
@@ -77,34 +75,26 @@ test("help describes the proxy-protocol flag", async () => {
 
 test("reload changes proxyProtocol live", () => {
   const path = configFile(`listen: 127.0.0.1:0\n${BACKENDS}`);
-  const cli = parseArgs(["--config", path]);
-  const settings = resolveSettings(cli);
-  const lines: string[] = [];
-  const logger = new Logger({ sink: (line) => lines.push(line) });
-  const server = new Server({ listen: settings.listen, logger, proxyProtocol: settings.proxyProtocol });
+  const { settings, server, lines, reload } = reloadFixture(path);
 
   const changed = BACKENDS.replace("proxyProtocol: v1", "proxyProtocol: off");
-  applyReloadedSettings(loadConfigFile(configFile(`listen: 127.0.0.1:0\nproxyProtocol: v2\n${changed}`)), cli, settings, server, logger);
+  reload(configFile(`listen: 127.0.0.1:0\nproxyProtocol: v2\n${changed}`));
   expect(server.proxyProtocol.mode).toBe("v2");
   expect(proxyProtocolOf(server.proxyProtocol, createBackend("api-2", "127.0.0.1:10"))).toBeUndefined();
   expect(settings.proxyProtocol).toBe(server.proxyProtocol);
   expect(lines.some((line) => line.includes('applied="proxyProtocol=v2,proxyProtocol of api-2=off"'))).toBe(true);
 
   // A key left out goes back to the default, and an unchanged file changes nothing.
-  applyReloadedSettings(loadConfigFile(configFile("listen: 127.0.0.1:0\n")), cli, settings, server, logger);
+  reload(configFile("listen: 127.0.0.1:0\n"));
   expect(server.proxyProtocol.mode).toBe("off");
   const count = lines.length;
-  applyReloadedSettings(loadConfigFile(configFile("listen: 127.0.0.1:0\n")), cli, settings, server, logger);
+  reload(configFile("listen: 127.0.0.1:0\n"));
   expect(lines.length).toBe(count);
 });
 
 test("reload keeps the proxyProtocol a flag set", () => {
-  const path = configFile("listen: 127.0.0.1:0\n");
-  const cli = parseArgs(["--config", path, "--proxy-protocol", "v1"]);
-  const settings = resolveSettings(cli);
-  const logger = new Logger({ sink: () => {} });
-  const server = new Server({ listen: settings.listen, logger, proxyProtocol: settings.proxyProtocol });
+  const { server, reload } = reloadFixture(configFile("listen: 127.0.0.1:0\n"), ["--proxy-protocol", "v1"]);
 
-  applyReloadedSettings(loadConfigFile(configFile("listen: 127.0.0.1:0\nproxyProtocol: v2\n")), cli, settings, server, logger);
+  reload(configFile("listen: 127.0.0.1:0\nproxyProtocol: v2\n"));
   expect(server.proxyProtocol.mode).toBe("v1");
 });
