@@ -5,7 +5,7 @@ import { applyReloadedSettings } from "../../src/reload-settings.ts";
 import { Server } from "../../src/server.ts";
 import { resolveSettings, type Settings } from "../../src/settings.ts";
 
-/** A server started from a config file and flags, whose config can be reloaded as SIGHUP does. */
+/** A server built from a config file and flags, not bound, whose config can be reloaded as SIGHUP does. */
 export interface ReloadFixture {
   settings: Settings;
   server: Server;
