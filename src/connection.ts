@@ -191,9 +191,11 @@ export class Connection implements PooledConnection {
     }
 
     const other = side === "client" ? this.#backendSocket : this.client;
-    other?.terminate();
     const cause = error === undefined ? "closed" : ((error as { code?: string }).code ?? error.message);
+    // Finished before the other side is reset: terminate() runs that socket's close handler at
+    // once, which must find the connection closed rather than report itself as the cause.
     this.#finish("reset", `${side} ${cause}`);
+    other?.terminate();
   }
 
   /**

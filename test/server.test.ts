@@ -586,3 +586,19 @@ test("close line names bytes and duration", async () => {
   expect(line?.bytesToClient).toBe(7);
   expect(typeof line?.durationMs).toBe("number");
 });
+
+test("client reset names the client", async () => {
+  const backends = startBackends(["a"]);
+  const log = new LogLines();
+  const { port } = await startServer(setOfBackends(backends), { logger: log.logger });
+  const client = await connect(port);
+  await waitFor("greeting", () => client.firstLine !== "");
+
+  client.socket.terminate();
+  await waitFor("close line", () => log.withMessage("connection closed").length > 0);
+
+  const lines = log.withMessage("connection closed");
+  expect(lines).toHaveLength(1);
+  expect(lines[0]?.kind).toBe("reset");
+  expect(String(lines[0]?.reason)).toStartWith("client ");
+});
