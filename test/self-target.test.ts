@@ -1,5 +1,5 @@
 import { expect, test } from "bun:test";
-import { mkdirSync, symlinkSync } from "node:fs";
+import { mkdirSync, symlinkSync, writeFileSync } from "node:fs";
 import { networkInterfaces } from "node:os";
 import { join } from "node:path";
 import { parseAddress } from "../src/address.ts";
@@ -13,6 +13,9 @@ const directory = tempDirectory("tinylb-self-target-");
 mkdirSync(join(directory, "listen"));
 symlinkSync(join(directory, "listen"), join(directory, "wl"));
 symlinkSync("self.sock", join(directory, "listen", "link.sock"));
+symlinkSync("bound.sock", join(directory, "listen", "bound-link.sock"));
+// Stands in for a bound socket file: the check reads only the path, never the file.
+writeFileSync(join(directory, "listen", "bound.sock"), "");
 
 test.each([
   ["127.0.0.1:7443", "127.0.0.1:7443", true],
@@ -52,8 +55,10 @@ test.each([
   ["a symlinked folder as the listener", "listen/self.sock", "wl/self.sock", true],
   ["a path with .. after the symlink", "wl/../wl/self.sock", "listen/self.sock", true],
   ["another file in a symlinked folder", "wl/other.sock", "listen/self.sock", false],
-  // The socket file itself is not followed: a symlink there is another file for bind(2).
-  ["a symlink to the socket file", "listen/link.sock", "listen/self.sock", false],
+  // connect(2) follows a symlink to a socket file that exists.
+  ["a symlink to the bound socket file", "listen/bound-link.sock", "listen/bound.sock", true],
+  ["a symlink to a socket file not bound yet", "listen/link.sock", "listen/self.sock", true],
+  ["a symlink to another socket file", "listen/link.sock", "listen/bound.sock", false],
   ["a missing folder, compared as text", "missing/./self.sock", "missing/self.sock", true],
   ["another missing folder", "missing/self.sock", "gone/self.sock", false],
 ])("Unix target through %s loops: %p", (_, target, listener, loops) => {
