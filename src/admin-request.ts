@@ -38,12 +38,22 @@ export function json(status: number, body: unknown, headers: Record<string, stri
 /** Base of a request target that is only a path, which HTTP/1.0 allows without a Host header. */
 const PATH_ONLY_BASE = "http://localhost";
 
+/** The path of a URL whose authority does not parse, such as one built from `Host: [::1`. */
+const PATH_AFTER_AUTHORITY = /^[a-z][a-z0-9+.-]*:\/\/[^/?#]*(\/[^?#]*)?/i;
+
 /**
  * The path of a request. Bun 1.4.4 gives a request that has no Host header, such as
- * `GET /healthz HTTP/1.0`, a `url` that is only the path, which `new URL` alone rejects.
+ * `GET /healthz HTTP/1.0`, a `url` that is only the path, which `new URL` alone rejects. It
+ * builds the `url` of other requests from the Host header, so a malformed Host makes the
+ * whole URL invalid; the path is then read after the authority.
  */
 export function requestPath(request: Request): string {
-  return URL.parse(request.url, PATH_ONLY_BASE)?.pathname ?? request.url;
+  const parsed = URL.parse(request.url, PATH_ONLY_BASE);
+  if (parsed !== null) {
+    return parsed.pathname;
+  }
+
+  return PATH_AFTER_AUTHORITY.exec(request.url)?.[1] ?? "/";
 }
 
 /**

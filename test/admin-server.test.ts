@@ -115,6 +115,16 @@ describe.each(["unix", "tcp"] as const)("admin API over %s", (transport) => {
     expect(scenario.log.messages()).not.toContain("invariant violated: HTTP request failed");
   });
 
+  test.each(["[::1", "x:notaport"])("malformed Host %s keeps the path", async (host) => {
+    const { admin, scenario } = await startAdmin(transport);
+
+    const response = await rawHttpExchange(admin.address, `GET /healthz HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`);
+
+    expect(rawStatus(response)).toBe(200);
+    expect(JSON.parse(rawBody(response))).toEqual({ status: "ok" });
+    expect(scenario.log.messages()).not.toContain("invariant violated: HTTP request failed");
+  });
+
   test("GET backends lists traffic per backend", async () => {
     const { request, scenario } = await startAdmin(transport);
     const clients = await scenario.connectEach(["a"]);
