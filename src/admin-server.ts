@@ -6,7 +6,7 @@ import { type Address, formatAddress, isLocalAddress, type TcpAddress } from "./
 import { json, MAX_ADMIN_BODY_BYTES, requestPath } from "./admin-request.ts";
 import { type AdminRouteContext, routeAdminRequest } from "./admin-routes.ts";
 import { ConfigError } from "./config.ts";
-import { ListenError, removeStaleSocket } from "./listener.ts";
+import { describeListenError, ListenError, removeStaleSocket } from "./listener.ts";
 import { MAX_SOCKET_PATH_BYTES, socketPathProblem } from "./socket-path.ts";
 import { type Logger, silentLogger } from "./logger.ts";
 import { RateLimitedLog } from "./rate-limited-log.ts";
@@ -204,16 +204,17 @@ async function bindUnix(path: string, fetch: Fetch, token: string | undefined, l
       await removeStaleSocket(path);
     }
   } catch (error) {
-    if (error instanceof ListenError) {
-      throw new ListenError(`admin API ${error.message}`, { cause: error });
-    }
-    throw new ListenError(`admin API listen on unix:${path} failed: ${(error as Error).message}`, { cause: error });
+    throw adminSocketError(path, error);
   }
 
   const temporary = join(dirname(path), `.tinylb-admin-${process.pid}.sock`);
   const bindPath = Buffer.byteLength(temporary) <= MAX_SOCKET_PATH_BYTES ? temporary : path;
-  if (bindPath !== path || takeOver) {
-    rmSync(bindPath, { force: true });
+  try {
+    if (bindPath !== path || takeOver) {
+      rmSync(bindPath, { force: true });
+    }
+  } catch (error) {
+    throw adminSocketError(path, error);
   }
   // The umask makes the kernel create the socket as 0600, so it is never reachable by
   // others, even for a moment. Bun.serve binds synchronously, so no other code runs
@@ -223,7 +224,7 @@ async function bindUnix(path: string, fetch: Fetch, token: string | undefined, l
   try {
     http = Bun.serve({ unix: bindPath, ...serveOptions(fetch, log) });
   } catch (error) {
-    throw new ListenError(`admin API listen on unix:${path} failed: ${(error as Error).message}`, { cause: error });
+    throw adminSocketError(path, error);
   } finally {
     process.umask(previous);
   }
@@ -235,13 +236,27 @@ async function bindUnix(path: string, fetch: Fetch, token: string | undefined, l
     chmodSync(path, 0o600);
   } catch (error) {
     await http.stop(true);
-    throw new ListenError(`admin API listen on unix:${path} failed: ${(error as Error).message}`, { cause: error });
+    throw adminSocketError(path, error);
   }
   if (takeOver) {
     log.info("admin socket taken over from a draining tinylb", { listener: `unix:${path}` });
   }
 
   return http;
+}
+
+/**
+ * Describes a failed step of binding the admin API's socket at `path`, with the cause and the
+ * fix where the errno code identifies them, as a listen socket's errors do.
+ */
+function adminSocketError(path: string, error: unknown): ListenError {
+  if (error instanceof ListenError) {
+    return new ListenError(`admin API ${error.message}`, { cause: error });
+  }
+  // mkdir -p of a folder whose path runs through a file fails with EEXIST, where bind(2) gives ENOTDIR.
+  const cause = (error as { code?: unknown })?.code === "EEXIST" ? { code: "ENOTDIR" } : error;
+
+  return new ListenError(`admin API listen on unix:${path} failed: ${describeListenError(cause, { kind: "unix", path })}`, { cause: error });
 }
 
 /**

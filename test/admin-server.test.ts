@@ -405,6 +405,22 @@ test("admin API on a busy TCP port names the cause", async () => {
   await expect(start).rejects.toThrow(`admin API listen on 127.0.0.1:${busy.port} failed: the address is already in use (EADDRINUSE)`);
 });
 
+test("admin socket through a file names it", async () => {
+  const scenario = new BalancerScenario();
+  cleanup.push(() => scenario.close());
+  const api = new AdminApiProvider();
+  await scenario.start(api);
+  const file = join(tempDir(), "file");
+  writeFileSync(file, "");
+
+  const start = AdminServer.start({
+    address: { kind: "unix", path: join(file, "admin.sock") },
+    context: { api, states: new BackendStates(scenario.server), union: scenario.union, status: () => collectStatus(scenario.server, scenario.union), metrics: () => "" },
+  });
+
+  await expect(start).rejects.toThrow(`admin API listen on unix:${file}/admin.sock failed: ${file} is a file, not a folder; pick another path (ENOTDIR)`);
+});
+
 test("admin socket of a draining tinylb is taken over", async () => {
   const scenario = new BalancerScenario();
   cleanup.push(() => scenario.close());
