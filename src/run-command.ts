@@ -4,6 +4,7 @@ import { checkDescriptorLimit } from "./descriptor-budget.ts";
 import { ListenLocks } from "./listen-lock.ts";
 import { formatDuration } from "./duration.ts";
 import type { Logger } from "./logger.ts";
+import { describeProxyProtocol } from "./proxy-protocol.ts";
 import { Server } from "./server.ts";
 import { relayThreadCount, startRelayWorkers, type WorkerPool } from "./worker-pool.ts";
 import { resolveSettings, type Settings } from "./settings.ts";
@@ -96,6 +97,7 @@ export async function runBalancer(cli: CliOptions, logger: Logger): Promise<Runn
     keepalive: formatDuration(settings.keepaliveMs),
     idleTimeout: settings.idleTimeoutMs === 0 ? "off" : formatDuration(settings.idleTimeoutMs),
     balance: settings.balance,
+    proxyProtocol: describeProxyProtocol(settings.proxyProtocol),
     // The threads that relay: 1 when --workers found no TCP listener to share.
     workers: threads,
   });

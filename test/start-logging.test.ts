@@ -18,6 +18,13 @@ test("binary logs its version at start", async () => {
   expect(tinylb.stderr).toMatch(new RegExp(`INFO  tinylb started component=main version=${VERSION.replaceAll(".", "\\.")} `));
 });
 
+test("start line names the PROXY protocol", async () => {
+  await using tinylb = TinylbProcess.start(["--listen", "127.0.0.1:0", "--backend", "a=127.0.0.1:9", "--proxy-protocol", "v2"]);
+  await tinylb.waitForLog("tinylb started");
+
+  expect(tinylb.stderr).toMatch(/tinylb started .* proxyProtocol=v2 /);
+});
+
 test("binary warns at start without backends", async () => {
   await using tinylb = TinylbProcess.start(["--listen", "127.0.0.1:0"]);
   await tinylb.waitForLog("tinylb started");
