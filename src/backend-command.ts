@@ -22,9 +22,9 @@ Usage:
 tinylb add sends PUT /v1/backends/ID with {"target": TARGET} to the balancer's admin API. It
 adds backend ID, or changes its target when ID is there already. TARGET is host:port,
 [ipv6]:port or unix:/path. tinylb remove sends DELETE /v1/backends/ID. Both change only the
-backends of the admin API provider (provider "api" in tinylb status). An ID that another
-provider (flags, config file, DNS, Kubernetes or etcd) publishes with another target is
-rejected, and so is its removal: change it in that provider.
+backends of the admin API provider (provider "api" in tinylb status). tinylb add rejects an
+ID that another provider (flags, config file, DNS, Kubernetes or etcd) publishes with
+another target, and tinylb remove rejects every ID of another provider: change those there.
 
 The admin API's backends exist only in the balancer's memory and, when it runs with
 --state-file FILE, in that file. Without a state file, a restart forgets them.
