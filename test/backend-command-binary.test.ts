@@ -28,7 +28,7 @@ async function connectClient(port: number): Promise<TestClient> {
   return client;
 }
 
-test("add and remove a backend of a running balancer", async () => {
+test("binary adds and removes a backend", async () => {
   const adminPath = join(directory, "admin.sock");
   const admin = ["--admin", `unix:${adminPath}`];
   const [a, b] = ["a", "b"].map((id) => TestBackend.echo(id)) as [TestBackend, TestBackend];
