@@ -3,6 +3,7 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describePut, parseBackendCommandArgs, runBackendCommand } from "../src/backend-command.ts";
 import { parseArgs } from "../src/cli.ts";
+import { type CommandResult, runInProcess } from "./support/admin-command-output.ts";
 import { type AdminFixture, type AdminFixtureOptions, startAdminFixture } from "./support/admin-fixture.ts";
 import { tempDirectory } from "./support/temp-directory.ts";
 
@@ -16,13 +17,7 @@ afterEach(async () => {
 });
 
 /** Runs `tinylb add` or `tinylb remove` in this process and collects what it prints. */
-async function run(argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  let stdout = "";
-  let stderr = "";
-  const code = await runBackendCommand(parseArgs(argv), { stdout: (text) => (stdout += text), stderr: (text) => (stderr += text) });
-
-  return { code, stdout, stderr };
-}
+const run = (argv: string[]): Promise<CommandResult> => runInProcess(runBackendCommand, argv);
 
 /** Starts a balancer with the static backend "a" and an admin API on a Unix socket, and returns it with its `unix:` admin address. */
 async function startBalancer(options: AdminFixtureOptions = {}): Promise<{ fixture: AdminFixture; admin: string }> {
