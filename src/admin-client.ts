@@ -96,7 +96,7 @@ export async function requestAdmin(admin: Address, tokenFile: string | undefined
   }
 
   if (!response.ok) {
-    const detail = parseError(text);
+    const detail = parseError(text, response.status);
     if (detail === undefined) {
       throw new Error(`${name} does not respond as a tinylb admin API (status ${response.status} without a tinylb error); pass --admin ADDR with the balancer's admin address`);
     }
@@ -150,12 +150,27 @@ function describeFetchError(error: unknown): FetchFailure {
   return { connected: false, reason: message.replace(/\.? For more information, pass `verbose: true`.*$/s, "") };
 }
 
-function parseError(body: string): string | undefined {
+/**
+ * Returns the message of a tinylb error response, or undefined when `body` is not one. A 400
+ * message gets its `field` in front, such as `target: invalid address ...`, unless it names
+ * the field already.
+ */
+function parseError(body: string, status: number): string | undefined {
+  // A JSON body may also be null or a number, which have no fields.
+  let parsed: { error?: unknown; field?: unknown } | null;
   try {
-    const parsed = JSON.parse(body) as { error?: unknown };
-
-    return typeof parsed.error === "string" ? parsed.error : undefined;
+    parsed = JSON.parse(body) as { error?: unknown; field?: unknown } | null;
   } catch {
     return undefined;
   }
+  if (typeof parsed?.error !== "string") {
+    return undefined;
+  }
+
+  const field = parsed.field;
+  if (status === 400 && typeof field === "string" && !parsed.error.startsWith(field)) {
+    return `${field}: ${parsed.error}`;
+  }
+
+  return parsed.error;
 }

@@ -280,9 +280,10 @@ function putBackend(id: string, body: unknown, context: AdminRouteContext): Resp
 
   rejectForeignId(backend, context, "id");
   rejectSelfTarget(backend, context, "target");
-  const created = context.api.put(backend);
+  const previous = context.api.put(backend);
 
-  return json(created ? 201 : 200, describe(backend));
+  // `previousTarget` lets a client such as `tinylb add` say whether it added, retargeted or changed nothing.
+  return json(previous === undefined ? 201 : 200, { ...describe(backend), previousTarget: previous?.target ?? null });
 }
 
 /**

@@ -1,9 +1,7 @@
 import { type AdminCommandOutput, PROCESS_OUTPUT, requestAdmin, runAdminCommand } from "./admin-client.ts";
-import { BackendError, validateId } from "./backend.ts";
+import { ADMIN_FLAGS_HELP, checkBackendId, parseBackendAdminArgs } from "./admin-command-args.ts";
 import type { BackendStateChange } from "./backend-states.ts";
 import type { CliOptions } from "./cli.ts";
-import { applyProviderFlag } from "./provider-flags.ts";
-import { joinWords } from "./word-lists.ts";
 
 /** The commands that change a backend's state. */
 export type BackendStateCommand = "disable" | "enable";
@@ -31,10 +29,7 @@ or tinylb restarts.
 Options:
   --close-connections      with disable: also close the connections opened for ID at once,
                            in every thread; other ids with the same target keep theirs
-  --admin ADDR             the balancer's admin address: unix:/path or host:port (default
-                           unix:/run/tinylb/admin.sock as root, else a socket in
-                           $XDG_RUNTIME_DIR or /tmp, as for the balancer)
-  --admin-token-file FILE  send the bearer token in FILE, for a balancer that requires one
+${ADMIN_FLAGS_HELP}
   -h, --help               print this help
 
 Exit status: 0 when the balancer applied the state (also when ID was in it already), 1 when
@@ -47,65 +42,23 @@ const FLAGS: Record<BackendStateCommand, string[]> = {
   enable: ["--admin", "--admin-token-file"],
 };
 
-/** Each flag as an error message lists it, with its value. */
-const FLAG_USAGE: Record<string, string> = { "--close-connections": "--close-connections", "--admin": "--admin ADDR", "--admin-token-file": "--admin-token-file FILE" };
-
 /**
  * Parses the arguments of `tinylb disable` or `tinylb enable`, the command word first.
  * Returns an error message for a bad command line.
  */
 export function parseBackendStateArgs(argv: readonly string[]): CliOptions | string {
   const command = argv[0] as BackendStateCommand;
-  const options: CliOptions = { command, listen: [], backends: [] };
-  const args = argv.slice(1);
-  while (args.length > 0) {
-    const arg = args.shift()!;
-    if (arg === "-h" || arg === "--help") {
-      return { ...options, command: "help", helpFor: command };
-    }
-
-    const equals = arg.indexOf("=");
-    const flag = arg.startsWith("--") && equals > 0 ? arg.slice(0, equals) : arg;
-    if (!flag.startsWith("-")) {
-      if (options.backendId !== undefined) {
-        return `unexpected argument "${arg}": tinylb ${command} takes one backend id`;
-      }
-      options.backendId = arg;
-      continue;
-    }
-    if (!FLAGS[command].includes(flag)) {
-      return `${flag} is not valid with tinylb ${command}, which takes ${joinWords(FLAGS[command].map((name) => FLAG_USAGE[name]!), "and")}`;
-    }
-    if (flag === "--close-connections") {
-      options.closeConnections = true;
-      continue;
-    }
-
-    const inline = equals > 0;
-    if (!inline && (args.length === 0 || args[0]!.startsWith("--"))) {
-      return `${flag} needs a value`;
-    }
-    const problem = applyProviderFlag((options.providers ??= {}), flag, inline ? arg.slice(equals + 1) : args.shift()!, command);
-    if (problem !== undefined) {
-      return problem;
-    }
+  const parsed = parseBackendAdminArgs(argv, FLAGS[command], "one backend id", 1);
+  if (typeof parsed === "string") {
+    return parsed;
+  }
+  if (parsed.options.command === "help") {
+    return parsed.options;
   }
 
-  return checkBackendId(command, options.backendId) ?? options;
-}
+  const [id] = parsed.operands;
 
-/** Returns an error message when the backend id is missing or invalid. */
-function checkBackendId(command: BackendStateCommand, id: string | undefined): string | undefined {
-  if (id === undefined) {
-    return `missing backend id: use tinylb ${command} ID, such as tinylb ${command} api-1; tinylb status lists the ids`;
-  }
-  try {
-    validateId(id);
-  } catch (error) {
-    return (error as BackendError).message;
-  }
-
-  return undefined;
+  return checkBackendId(id, `tinylb ${command} ID, such as tinylb ${command} api-1; tinylb status lists the ids`) ?? { ...parsed.options, backendId: id };
 }
 
 /**

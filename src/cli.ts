@@ -1,5 +1,6 @@
 import { type Address, AddressError, parseListenAddress } from "./address.ts";
 import { type Backend, BackendError, createBackend } from "./backend.ts";
+import { BACKEND_HELP, parseBackendCommandArgs } from "./backend-command.ts";
 import { BACKEND_STATE_HELP, parseBackendStateArgs } from "./backend-state-command.ts";
 import { BALANCE_MODES, type BalanceMode } from "./backend-selector.ts";
 import { CHECK_HELP } from "./check-command.ts";
@@ -22,7 +23,7 @@ export class UsageError extends Error {
 
 /** Options parsed from the command line. */
 export interface CliOptions {
-  command: "run" | "check" | "demo" | "status" | "disable" | "enable" | "help" | "version";
+  command: "run" | "check" | "demo" | "status" | "disable" | "enable" | "add" | "remove" | "help" | "version";
   listen: Address[];
   backends: Backend[];
   configPath?: string;
@@ -45,12 +46,14 @@ export interface CliOptions {
   providers?: ProviderFlags;
   /** `tinylb status --json`. */
   json?: boolean;
-  /** The backend id of `tinylb disable ID` and `tinylb enable ID`. */
+  /** The backend id of `tinylb disable ID`, `tinylb enable ID`, `tinylb add ID TARGET` and `tinylb remove ID`. */
   backendId?: string;
+  /** The target of `tinylb add ID TARGET`, as given; the balancer checks it. */
+  target?: string;
   /** `tinylb disable --close-connections`. */
   closeConnections?: boolean;
   /** With the help command: the command whose help was requested, such as `tinylb status --help`. */
-  helpFor?: "check" | "status" | "disable" | "enable";
+  helpFor?: "check" | "status" | "disable" | "enable" | "add" | "remove";
   logLevel?: LogLevel;
   logFormat?: LogFormat;
 }
@@ -65,6 +68,7 @@ ${CHECK_HELP}
   tinylb demo [--listen ADDR]     start three local demo backends behind a balancer (only --listen)
 ${STATUS_HELP}
 ${BACKEND_STATE_HELP}
+${BACKEND_HELP}
   tinylb --help | --version
 
 Addresses are host:port, [ipv6]:port or unix:/path. A listen host name binds one of its
@@ -150,8 +154,8 @@ export function parseArgs(argv: readonly string[]): CliOptions {
     options.command = args[0];
     args.shift();
   }
-  if (args[0] === "disable" || args[0] === "enable") {
-    const parsed = parseBackendStateArgs(args);
+  if (args[0] === "disable" || args[0] === "enable" || args[0] === "add" || args[0] === "remove") {
+    const parsed = args[0] === "add" || args[0] === "remove" ? parseBackendCommandArgs(args) : parseBackendStateArgs(args);
     if (typeof parsed === "string") {
       throw new UsageError(parsed);
     }
@@ -236,7 +240,7 @@ const HAPROXY_TERMS = new Map([
 ]);
 
 /** Commands that may come first, for typo suggestions. */
-const COMMANDS = ["check", "demo", "disable", "enable", "status"];
+const COMMANDS = ["add", "check", "demo", "disable", "enable", "remove", "status"];
 
 /** Describes an argument that is not a known flag; `index` is its position on the command line. */
 function describeUnknownArgument(arg: string, flag: string, index: number): string {

@@ -3,6 +3,7 @@
 import "./early-hangup.ts";
 import { AddressError } from "./address.ts";
 import { BackendError } from "./backend.ts";
+import { BACKEND_COMMAND_HELP, runBackendCommand } from "./backend-command.ts";
 import { BACKEND_STATE_COMMAND_HELP, runBackendStateCommand } from "./backend-state-command.ts";
 import { CHECK_COMMAND_HELP, checkConfig } from "./check-command.ts";
 import { type CliOptions, HELP, parseArgs, UsageError } from "./cli.ts";
@@ -52,6 +53,9 @@ async function main(argv: string[]): Promise<number> {
       case "disable":
       case "enable":
         return await runBackendStateCommand(cli);
+      case "add":
+      case "remove":
+        return await runBackendCommand(cli);
       case "check":
         process.stdout.write(checkConfig(cli, logger) + "\n");
 
@@ -62,7 +66,7 @@ async function main(argv: string[]): Promise<number> {
         return await (await runBalancer(cli, logger)).exited;
     }
   } catch (error) {
-    const command = ["status", "check", "disable", "enable"].includes(argv[0] ?? "") ? `${argv[0]} ` : "";
+    const command = ["status", "check", "disable", "enable", "add", "remove"].includes(argv[0] ?? "") ? `${argv[0]} ` : "";
     // A balancer's log may be read by a JSON log collector, which should get its last line too.
     const json = command === "" && logger.format === "json" ? logger.with({ component: "main" }) : undefined;
 
@@ -80,6 +84,9 @@ function helpText(command: CliOptions["helpFor"]): string {
     case "disable":
     case "enable":
       return BACKEND_STATE_COMMAND_HELP;
+    case "add":
+    case "remove":
+      return BACKEND_COMMAND_HELP;
     default:
       return HELP;
   }

@@ -12,7 +12,7 @@ export const PROVIDER_SWITCHES = new Set(["--admin-allow-public", "--no-watch-co
 const STATUS_FLAGS = new Set(["--admin", "--admin-token-file", "--json"]);
 
 /** Commands that connect to a running balancer's admin API rather than serve one. */
-const ADMIN_CLIENT_COMMANDS = new Set(["status", "disable", "enable"]);
+const ADMIN_CLIENT_COMMANDS = new Set(["status", "disable", "enable", "add", "remove"]);
 
 /** Flags that print the help or the version instead of running a command. */
 const HELP_FLAGS = new Set(["-h", "--help", "-V", "--version"]);

@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { describeStateChange, parseBackendStateArgs, runBackendStateCommand } from "../src/backend-state-command.ts";
 import type { BackendStateChange } from "../src/backend-states.ts";
 import { parseArgs } from "../src/cli.ts";
+import { type CommandResult, runInProcess } from "./support/admin-command-output.ts";
 import { startAdminFixture } from "./support/admin-fixture.ts";
 
 const cleanup: (() => void | Promise<unknown>)[] = [];
@@ -15,13 +16,7 @@ afterEach(async () => {
 });
 
 /** Runs `tinylb disable` or `tinylb enable` in this process and collects what it prints. */
-async function run(argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  let stdout = "";
-  let stderr = "";
-  const code = await runBackendStateCommand(parseArgs(argv), { stdout: (text) => (stdout += text), stderr: (text) => (stderr += text) });
-
-  return { code, stdout, stderr };
-}
+const run = (argv: string[]): Promise<CommandResult> => runInProcess(runBackendStateCommand, argv);
 
 test.each([
   [["disable", "api-1"], { command: "disable", backendId: "api-1" }],

@@ -64,6 +64,12 @@ test.each([
   ["disable with two ids", ["disable", "a", "b"], 'unexpected argument "b": tinylb disable takes one backend id; see tinylb disable --help'],
   ["enable with --close-connections", ["enable", "a", "--close-connections"], "--close-connections is not valid with tinylb enable, which takes --admin ADDR and --admin-token-file FILE; see tinylb enable --help"],
   ["disable with an invalid id", ["disable", "a b"], 'invalid backend id "a b"'],
+  ["a misspelt remove command", ["remvoe", "a"], 'unknown command "remvoe" (did you mean remove?)'],
+  ["add without a target", ["add", "a"], "missing target: use tinylb add ID TARGET, such as tinylb add api-4 10.0.0.14:6443; see tinylb add --help"],
+  ["add with three arguments", ["add", "a", "127.0.0.1:9", "b"], 'unexpected argument "b": tinylb add takes a backend id and a target; see tinylb add --help'],
+  ["add with an invalid id", ["add", "a b", "127.0.0.1:9"], 'invalid backend id "a b"'],
+  ["remove without an id", ["remove", "--admin", "unix:/tmp/x.sock"], "missing backend id: use tinylb remove ID, such as tinylb remove api-4; tinylb status lists the ids; see tinylb remove --help"],
+  ["remove with --json", ["remove", "a", "--json"], "--json is not valid with tinylb remove, which takes --admin ADDR and --admin-token-file FILE; see tinylb remove --help"],
 ])("binary rejects %s with exit 2", async (_, args, message) => {
   const { exitCode, stderr } = await runTinylb(args);
 
@@ -117,6 +123,9 @@ test.each([
   ["disable --help", ["disable", "--help"], "--close-connections      with disable: also close the connections opened for ID", "--max-connections"],
   ["enable -h", ["enable", "a", "-h"], "tinylb enable ID [--admin ADDR] [--admin-token-file FILE]", "--max-connections"],
   ["--help", ["--help"], "tinylb disable ID [--close-connections] [--admin ADDR] [--admin-token-file FILE]", "Sends PUT /v1/backends/ID/state"],
+  ["add --help", ["add", "--help"], "Without a state file, a restart forgets them.", "--close-connections"],
+  ["remove -h", ["remove", "a", "-h"], "tinylb remove ID [--admin ADDR] [--admin-token-file FILE]", "--max-connections"],
+  ["--help with add", ["--help"], "tinylb add ID TARGET [--admin ADDR] [--admin-token-file FILE]", "tinylb add sends PUT"],
 ])("binary prints the help for %s with exit 0", async (_, args, expected, absent) => {
   const child = trackChild(Bun.spawn([BINARY, ...args], { cwd: directory, stdin: "ignore", stdout: "pipe", stderr: "pipe" }));
   const [stdout, stderr, exitCode] = await within(`tinylb ${args.join(" ")} to exit`, Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited]), 20_000);

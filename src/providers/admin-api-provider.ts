@@ -35,13 +35,13 @@ export class AdminApiProvider implements Provider {
     this.#update(set);
   }
 
-  /** Adds a backend or changes its target; returns true when the id is new. */
-  put(backend: Backend): boolean {
-    const created = this.#set.get(backend.id) === undefined;
+  /** Adds a backend or changes its target; returns the backend it replaced, or undefined when the id is new. */
+  put(backend: Backend): Backend | undefined {
+    const previous = this.#set.get(backend.id);
     const others = this.#set.backends.filter((existing) => existing.id !== backend.id);
     this.#update(new BackendSet([...others, backend]));
 
-    return created;
+    return previous;
   }
 
   /** Removes a backend; returns false when this provider has no backend with the id. */

@@ -1,0 +1,91 @@
+/**
+ * `tinylb add` and `tinylb remove` through the compiled `dist/tinylb`, against a balancer
+ * started from the same binary.
+ */
+import { afterEach, expect, test } from "bun:test";
+import { join } from "node:path";
+import type { BalancerStatus } from "../src/balancer-status.ts";
+import { TestBackend, TestClient } from "./support/backends.ts";
+import { tempDirectory } from "./support/temp-directory.ts";
+import { listenedPort, runTinylb, TinylbProcess } from "./support/tinylb-process.ts";
+import { waitFor } from "./support/wait.ts";
+
+const directory = tempDirectory("tinylb-backend-binary-");
+
+const cleanup: (() => void | Promise<unknown>)[] = [];
+afterEach(async () => {
+  for (const step of cleanup.splice(0).reverse()) {
+    await step();
+  }
+});
+
+/** Connects a client and waits for the backend's greeting, its id. */
+async function connectClient(port: number): Promise<TestClient> {
+  const client = await TestClient.connect(port);
+  cleanup.push(() => client.socket.terminate());
+  await waitFor("a greeting", () => client.firstLine !== "" || client.ended || client.closed);
+
+  return client;
+}
+
+test("binary adds and removes a backend", async () => {
+  const adminPath = join(directory, "admin.sock");
+  const admin = ["--admin", `unix:${adminPath}`];
+  const [a, b] = ["a", "b"].map((id) => TestBackend.echo(id)) as [TestBackend, TestBackend];
+  cleanup.push(() => [a, b].forEach((backend) => backend.stop()));
+  const tinylb = TinylbProcess.start(["--listen", "127.0.0.1:0", "--backend", `a=${a.target}`, ...admin, "--shutdown-grace", "1s"]);
+  cleanup.push(() => tinylb[Symbol.asyncDispose]());
+  await tinylb.waitForLog("tinylb started");
+  const port = listenedPort(tinylb.stderr);
+
+  // Before the add, every client reaches a.
+  const first = await connectClient(port);
+  expect(first.firstLine).toBe("a");
+
+  const added = await runTinylb(["add", "b", b.target, ...admin]);
+  expect(added.stderr).toBe("");
+  expect(added.stdout).toBe(`added backend "b" (${b.target})\n`);
+  expect(added.exitCode).toBe(0);
+
+  // Round-robin over a and b: two new clients reach one each.
+  const pair = [await connectClient(port), await connectClient(port)];
+  expect(pair.map((client) => client.firstLine).sort()).toEqual(["a", "b"]);
+  const toB = pair.find((client) => client.firstLine === "b")!;
+  const toA = pair.find((client) => client.firstLine === "a")!;
+  toB.socket.write("to b\n");
+  await waitFor("an echo through b", () => toB.received.includes("to b\n"));
+
+  const status = await runTinylb(["status", "--json", ...admin]);
+  expect(status.exitCode).toBe(0);
+  const backends = (JSON.parse(status.stdout) as BalancerStatus).backends;
+  expect(backends.map((backend) => [backend.id, backend.provider])).toEqual([["a", "static"], ["b", "api"]]);
+
+  // Removing b resets its open connection (the default removal policy closes it at once) and keeps a's.
+  const removed = await runTinylb(["remove", "b", ...admin]);
+  expect(removed.stderr).toBe("");
+  expect(removed.stdout).toBe(`removed backend "b" (${b.target})\n`);
+  expect(removed.exitCode).toBe(0);
+  await waitFor("b's client to be closed", () => toB.closed);
+  expect((toB.closeError as { code?: string } | undefined)?.code).toBe("ECONNRESET");
+  toA.socket.write("a stays\n");
+  await waitFor("an echo through a", () => toA.received.includes("a stays\n"));
+  expect((await connectClient(port)).firstLine).toBe("a");
+
+  // b is gone, so a second removal finds nothing.
+  const again = await runTinylb(["remove", "b", ...admin]);
+  expect(again.stdout).toBe("");
+  expect(again.stderr).toBe(`tinylb remove: the balancer on unix:${adminPath} responded with status 404: backend "b" not found\n`);
+  expect(again.exitCode).toBe(1);
+
+  expect(await tinylb.stop()).toBe(0);
+});
+
+test("add without a balancer exits 1", async () => {
+  const socket = join(directory, "none.sock");
+
+  const result = await runTinylb(["add", "b", "127.0.0.1:9", "--admin", `unix:${socket}`]);
+
+  expect(result.stdout).toBe("");
+  expect(result.stderr).toBe(`tinylb add: no balancer responds on unix:${socket} (the socket does not exist); is tinylb running? Pass --admin ADDR for another address\n`);
+  expect(result.exitCode).toBe(1);
+});
