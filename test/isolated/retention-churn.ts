@@ -79,12 +79,26 @@ async function echoClient(balancer: InProcessBalancer, line: string): Promise<Te
       client.socket.terminate();
     }
   });
-  await waitFor("greeting", () => client.firstLine !== "" || client.closed);
+  await waitFor("greeting", () => client.firstLine !== "" || client.closed).catch((error: Error) => {
+    throw new Error(`${error.message}; ${balancerState(balancer)}`, { cause: error });
+  });
   client.socket.write(line);
   await waitFor(`echo of "${line.trim()}"`, () => client.received.endsWith(line) || client.closed);
   expect(client.received.endsWith(line)).toBe(true);
 
   return client;
+}
+
+/**
+ * Describes what the balancer holds, for a failed wait: a client that no thread counts was
+ * never accepted, and one counted as dialing waits for a backend.
+ */
+function balancerState(balancer: InProcessBalancer): string {
+  const server = balancer.server;
+  const dialing = server.dialingBackendIds();
+  const workers = balancer.workers === undefined ? "none" : `${balancer.workers.openConnections} open or dialing as of their last report`;
+
+  return `main thread: ${server.activeCount} open or dialing, dialing ${dialing.length === 0 ? "none" : dialing.join(",")}; relay workers: ${workers}; all threads: ${server.activeCountInAllThreads}; errors logged: ${balancer.logLines.length === 0 ? "none" : balancer.logLines.slice(-5).join(" | ")}`;
 }
 
 /**
