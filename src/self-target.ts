@@ -14,7 +14,7 @@ import { canonicalSocketPath } from "./socket-path.ts";
  *
  * A target matches a listener on the same Unix socket path, or on the same port with the same
  * host. Unix socket paths are compared as `canonicalSocketPath` spells them, so a path through
- * a symlinked folder matches. Hosts are compared as `canonicalHost` spells them, so `[0:0::1]` is `[::1]` and
+ * a symlinked folder or a symlink to the socket matches. Hosts are compared as `canonicalHost` spells them, so `[0:0::1]` is `[::1]` and
  * `[::ffff:127.0.0.1]` is 127.0.0.1. `localhost` counts as 127.0.0.1 and ::1. A listener on
  * `0.0.0.0` also matches every IPv4 address of this machine's interfaces, and one on `::` every
  * IPv4 and IPv6 address of them (Linux binds `::` dual-stack by default).
