@@ -42,10 +42,10 @@ const PATH_ONLY_BASE = "http://localhost";
 const PATH_AFTER_AUTHORITY = /^[a-z][a-z0-9+.-]*:\/\/[^/?#]*(\/[^?#]*)?/i;
 
 /**
- * The path of a request. Bun 1.4.4 gives a request that has no Host header, such as
+ * Returns the path of a request. Bun 1.4.4 gives a request that has no Host header, such as
  * `GET /healthz HTTP/1.0`, a `url` that is only the path, which `new URL` alone rejects. It
  * builds the `url` of other requests from the Host header, so a malformed Host makes the
- * whole URL invalid; the path is then read after the authority.
+ * whole URL invalid. The path is then read after the authority.
  */
 export function requestPath(request: Request): string {
   const parsed = URL.parse(request.url, PATH_ONLY_BASE);

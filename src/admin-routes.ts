@@ -282,7 +282,7 @@ function putBackend(id: string, body: unknown, context: AdminRouteContext): Resp
   rejectSelfTarget(backend, context, "target");
   const previous = context.api.put(backend);
 
-  // `previousTarget` lets a client such as `tinylb add` say whether it added, retargeted or changed nothing.
+  // `previousTarget` lets a client such as `tinylb add` report whether it added, retargeted or changed nothing.
   return json(previous === undefined ? 201 : 200, { ...describe(backend), previousTarget: previous?.target ?? null });
 }
 

@@ -260,10 +260,10 @@ function adminSocketError(path: string, error: unknown): ListenError {
 }
 
 /**
- * The options of every HTTP server of the admin API and the metrics server. An error that
+ * Returns the options of every HTTP server of the admin API and the metrics server. An error that
  * escapes `fetch` (a bug) gets a JSON 500 and an error line at most every 10 s. Without an
  * `error` handler, Bun responds with its development page, which quotes tinylb's source, and
- * prints the stack to stderr on every request; a compiled binary turns that page on unless
+ * prints the stack to stderr on every request. A compiled binary turns that page on unless
  * NODE_ENV was "production" at build time, so `development` is set off here.
  */
 function serveOptions(fetch: Fetch, log: Logger) {

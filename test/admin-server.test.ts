@@ -2,7 +2,7 @@ import { afterEach, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { parseAddress } from "../src/address.ts";
+import { type Address, parseAddress } from "../src/address.ts";
 import { MAX_ADMIN_BODY_BYTES } from "../src/admin-request.ts";
 import { AdminServer, checkAdminAddress } from "../src/admin-server.ts";
 import { createBackend } from "../src/backend.ts";
@@ -391,34 +391,33 @@ test("AdminServer start refuses a public address before binding", async () => {
   await expect(start).rejects.toThrow("admin API address 0.0.0.0:0 rejected");
 });
 
-test("admin API on a busy TCP port names the cause", async () => {
+/** Starts an admin server on `address` over a balancer with only the API provider. */
+async function startAdminOn(address: Address): Promise<AdminServer> {
   const scenario = new BalancerScenario();
   cleanup.push(() => scenario.close());
   const api = new AdminApiProvider();
   await scenario.start(api);
+
+  return AdminServer.start({
+    address,
+    context: { api, states: new BackendStates(scenario.server), union: scenario.union, status: () => collectStatus(scenario.server, scenario.union), metrics: () => "" },
+  });
+}
+
+test("admin API on a busy TCP port names the cause", async () => {
   const busy = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => new Response("busy") });
   cleanup.push(() => busy.stop(true));
 
-  const start = AdminServer.start({
-    address: { kind: "tcp", host: "127.0.0.1", port: busy.port! },
-    context: { api, states: new BackendStates(scenario.server), union: scenario.union, status: () => collectStatus(scenario.server, scenario.union), metrics: () => "" },
-  });
+  const start = startAdminOn({ kind: "tcp", host: "127.0.0.1", port: busy.port! });
 
   await expect(start).rejects.toThrow(`admin API listen on 127.0.0.1:${busy.port} failed: the address is already in use (EADDRINUSE)`);
 });
 
 test("admin socket through a file names it", async () => {
-  const scenario = new BalancerScenario();
-  cleanup.push(() => scenario.close());
-  const api = new AdminApiProvider();
-  await scenario.start(api);
   const file = join(tempDir(), "file");
   writeFileSync(file, "");
 
-  const start = AdminServer.start({
-    address: { kind: "unix", path: join(file, "admin.sock") },
-    context: { api, states: new BackendStates(scenario.server), union: scenario.union, status: () => collectStatus(scenario.server, scenario.union), metrics: () => "" },
-  });
+  const start = startAdminOn({ kind: "unix", path: join(file, "admin.sock") });
 
   await expect(start).rejects.toThrow(`admin API listen on unix:${file}/admin.sock failed: ${file} is a file, not a folder; pick another path (ENOTDIR)`);
 });

@@ -101,7 +101,7 @@ test("Flow writes a prefix and queued bytes at once", async () => {
   flow.forward(new TextEncoder().encode("first "));
   flow.forward(new TextEncoder().encode("second "));
 
-  // Counts the sink's writes, so the test sees that the prefix does not take one of its own.
+  // Counts the sink's writes, so the test can check that the prefix does not take one of its own.
   const writes: string[] = [];
   const countingSink = new Proxy(sink.socket, {
     get(target, property) {

@@ -567,12 +567,19 @@ test("Server keepalive idle time follows updateTimeouts", async () => {
   third.close();
 }, TEST_TIMEOUT_MS);
 
-test("close line names bytes and duration", async () => {
+/** Starts a server with a debug log over the echo backend "a" and connects one client that got its greeting. */
+async function greetedClientWithLog(): Promise<{ client: TestClient; log: LogLines }> {
   const backends = startBackends(["a"]);
   const log = new LogLines();
   const { port } = await startServer(setOfBackends(backends), { logger: log.logger });
   const client = await connect(port);
   await waitFor("greeting", () => client.firstLine !== "");
+
+  return { client, log };
+}
+
+test("close line names bytes and duration", async () => {
+  const { client, log } = await greetedClientWithLog();
 
   client.socket.write("ping\n");
   await waitFor("echo", () => client.received.includes("ping\n"));
@@ -588,11 +595,7 @@ test("close line names bytes and duration", async () => {
 });
 
 test("client reset names the client", async () => {
-  const backends = startBackends(["a"]);
-  const log = new LogLines();
-  const { port } = await startServer(setOfBackends(backends), { logger: log.logger });
-  const client = await connect(port);
-  await waitFor("greeting", () => client.firstLine !== "");
+  const { client, log } = await greetedClientWithLog();
 
   client.socket.terminate();
   await waitFor("close line", () => log.withMessage("connection closed").length > 0);

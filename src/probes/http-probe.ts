@@ -32,7 +32,7 @@ export async function httpProbe(backend: Backend, settings: ProbeSettings, signa
   }
 }
 
-/** How a probe's connection is opened: TLS or plain, and the PROXY protocol header that goes first. */
+/** Options for opening a probe's connection: TLS or plain, and the PROXY protocol header that goes first. */
 interface ExchangeOptions {
   tls: TLSOptions | undefined;
   /** Accept a certificate that fails verification. */

@@ -26,7 +26,7 @@ export interface NginxTls {
  * A real nginx that requires a PROXY protocol header (v1 or v2) on every listener, for the
  * PROXY protocol tests. It runs as a process of its own in the foreground, stopped by its pid.
  *
- * - `streamPort` (127.0.0.1 and [::1]): a stream server that answers each connection with
+ * - `streamPort` (127.0.0.1 and [::1]): a stream server that replies to each connection with
  *   one line from the header, `CLIENT_ADDR CLIENT_PORT SERVER_ADDR SERVER_PORT`, and closes it.
  * - `httpPort`: plain HTTP, status 200 and `http CLIENT_ADDR URI` for every request.
  * - `httpsPort` (with `tls`): HTTPS with the header before the TLS handshake, status 200.

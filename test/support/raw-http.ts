@@ -27,12 +27,12 @@ export async function rawHttpExchange(address: Address, request: string, timeout
   return received;
 }
 
-/** The status code of a raw HTTP response, or 0 when it has no status line. */
+/** Returns the status code of a raw HTTP response, or 0 when it has no status line. */
 export function rawStatus(response: string): number {
   return Number(/^HTTP\/1\.[01] (\d{3}) /.exec(response)?.[1] ?? 0);
 }
 
-/** The body of a raw HTTP response: what follows the first blank line. */
+/** Returns the body of a raw HTTP response: what follows the first blank line. */
 export function rawBody(response: string): string {
   const start = response.indexOf("\r\n\r\n");
 
