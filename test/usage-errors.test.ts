@@ -73,6 +73,11 @@ test.each([
   ["add with three arguments", ["add", "a", "127.0.0.1:9", "b"], 'unexpected argument "b": tinylb add takes a backend id and a target; see tinylb add --help'],
   ["add with an invalid id", ["add", "a b", "127.0.0.1:9"], 'invalid backend id "a b"'],
   ["remove without an id", ["remove", "--admin", "unix:/tmp/x.sock"], "missing backend id: use tinylb remove ID, such as tinylb remove api-4; tinylb status lists the ids; see tinylb remove --help"],
+  ...["status", "add a 127.0.0.1:9", "remove a", "disable a", "enable a"].map((command): [string, string[], string] => [
+    `tinylb ${command} with a long admin socket path`,
+    [...command.split(" "), "--admin", `unix:${longSocketPath}`],
+    `tinylb ${command.split(" ")[0]}: cannot connect to unix:${longSocketPath}: the path has 121 bytes, more than the 107 a Unix socket path can have; use a shorter path`,
+  ]),
   ["remove with --json", ["remove", "a", "--json"], "--json is not valid with tinylb remove, which takes --admin ADDR and --admin-token-file FILE; see tinylb remove --help"],
 ])("binary rejects %s with exit 2", async (_, args, message) => {
   const { exitCode, stderr } = await runTinylb(args);
