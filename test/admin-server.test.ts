@@ -165,15 +165,15 @@ describe.each(["unix", "tcp"] as const)("admin API over %s", (transport) => {
 
     const created = await request("/v1/backends/b", putJson({ target: scenario.target("b") }));
     expect(created.status).toBe(201);
-    expect(await created.json()).toEqual({ id: "b", target: scenario.target("b"), previousTarget: null });
+    expect(await created.json()).toEqual({ id: "b", target: scenario.target("b"), previousTarget: null, servedBy: { provider: "api", target: scenario.target("b") } });
     const again = await request("/v1/backends/b", putJson({ id: "b", target: scenario.target("b") }));
     expect(again.status).toBe(200);
-    expect(await again.json()).toEqual({ id: "b", target: scenario.target("b"), previousTarget: scenario.target("b") });
+    expect(await again.json()).toEqual({ id: "b", target: scenario.target("b"), previousTarget: scenario.target("b"), servedBy: { provider: "api", target: scenario.target("b") } });
 
     const clients = await scenario.connectEach(["a", "b"]);
     const retargeted = await request("/v1/backends/b", putJson({ target: scenario.target("c") }));
     expect(retargeted.status).toBe(200);
-    expect(await retargeted.json()).toEqual({ id: "b", target: scenario.target("c"), previousTarget: scenario.target("b") });
+    expect(await retargeted.json()).toEqual({ id: "b", target: scenario.target("c"), previousTarget: scenario.target("b"), servedBy: { provider: "api", target: scenario.target("c") } });
     await waitFor("old connection of b to close", () => clients.get("b")!.closed);
     await BalancerScenario.echo(clients.get("a")!, "a stays");
 
