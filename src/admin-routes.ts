@@ -305,10 +305,9 @@ function servingEntry(id: string, context: AdminRouteContext): { provider: strin
  * accepted, because it changes nothing the balancer does.
  */
 function rejectForeignId(backend: Backend, context: AdminRouteContext, field: string): void {
-  const owner = context.union.providerOf(backend.id);
-  const running = context.union.set.get(backend.id);
-  if (owner !== undefined && owner !== context.api.name && running !== undefined && running.target !== backend.target) {
-    throw new AdminRequestError(409, `backend "${backend.id}" comes from provider "${owner}" with target ${running.target}; change it there or pick another id`, field);
+  const serving = servingEntry(backend.id, context);
+  if (serving !== null && serving.provider !== context.api.name && serving.target !== backend.target) {
+    throw new AdminRequestError(409, `backend "${backend.id}" comes from provider "${serving.provider}" with target ${serving.target}; change it there or pick another id`, field);
   }
 }
 
