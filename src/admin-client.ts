@@ -3,6 +3,7 @@ import { readTokenFile } from "./admin-server.ts";
 import type { CliOptions } from "./cli.ts";
 import type { ConfigError } from "./config.ts";
 import { defaultAdminAddress } from "./provider-settings.ts";
+import { socketPathLengthProblem } from "./socket-path.ts";
 
 /** Milliseconds an admin command such as `tinylb status` waits for the balancer's response. */
 const ADMIN_TIMEOUT_MS = 5000;
@@ -22,8 +23,9 @@ export const PROCESS_OUTPUT: AdminCommandOutput = {
 /**
  * Runs a command that talks to a running balancer's admin API, such as `tinylb status`:
  * `send` performs the requests on the admin address of the command line and returns the
- * text to print. Returns the exit code: 0, 2 for `--admin off`, or 1 with a one-line error
- * `tinylb COMMAND: ...` when no balancer responds or `send` throws.
+ * text to print. Returns the exit code: 0, 2 for `--admin off` or a Unix socket path too long
+ * to connect to, or 1 with a one-line error `tinylb COMMAND: ...` when no balancer responds or
+ * `send` throws.
  */
 export async function runAdminCommand(
   command: string,
@@ -34,6 +36,13 @@ export async function runAdminCommand(
   const admin = cli.providers?.admin ?? defaultAdminAddress();
   if (admin === "off") {
     output.stderr(`tinylb ${command}: --admin off leaves no address to connect to; pass the balancer's admin address\n`);
+
+    return 2;
+  }
+  // connect(2) fails with ENAMETOOLONG, which the fetch of Bun 1.4.4 reports without the length or the limit.
+  const tooLong = admin.kind === "unix" ? socketPathLengthProblem(admin.path) : undefined;
+  if (tooLong !== undefined) {
+    output.stderr(`tinylb ${command}: cannot connect to ${formatAddress(admin)}: ${tooLong}\n`);
 
     return 2;
   }

@@ -59,13 +59,13 @@ export function requestPath(request: Request): string {
 /**
  * Rejects a method that is not in `allowed`. GET allows HEAD too.
  *
- * @throws {AdminRequestError} 405 with an `Allow` header that lists the allowed methods.
+ * @throws {AdminRequestError} 405 whose message and `Allow` header (RFC 9110, section 15.5.6)
+ *   both list every allowed method, HEAD included.
  */
 export function allowMethods(method: string, allowed: string[]): void {
   if (!allowed.includes(method)) {
-    const choices = joinWords(allowed, "or");
     const allow = allowed.flatMap((name) => (name === "GET" ? ["GET", "HEAD"] : [name]));
-    throw new AdminRequestError(405, `method ${method} is not allowed here; use ${choices}`, undefined, { allow: allow.join(", ") });
+    throw new AdminRequestError(405, `method ${method} is not allowed here; use ${joinWords(allow, "or")}`, undefined, { allow: allow.join(", ") });
   }
 }
 

@@ -282,8 +282,21 @@ function putBackend(id: string, body: unknown, context: AdminRouteContext): Resp
   rejectSelfTarget(backend, context, "target");
   const previous = context.api.put(backend);
 
-  // `previousTarget` lets a client such as `tinylb add` report whether it added, retargeted or changed nothing.
-  return json(previous === undefined ? 201 : 200, { ...describe(backend), previousTarget: previous?.target ?? null });
+  // `previousTarget` lets a client such as `tinylb add` report whether it added, retargeted or changed nothing,
+  // and `servedBy` whether the new entry serves or another provider's entry with the same id does.
+  return json(previous === undefined ? 201 : 200, { ...describe(backend), previousTarget: previous?.target ?? null, servedBy: servingEntry(id, context) });
+}
+
+/**
+ * Returns the provider and target of the entry that serves `id` in the running set, or null
+ * when the id is not in it. A provider registered before the admin API's, such as the static
+ * or file provider, wins an id that both publish.
+ */
+function servingEntry(id: string, context: AdminRouteContext): { provider: string; target: string } | null {
+  const provider = context.union.providerOf(id);
+  const running = context.union.set.get(id);
+
+  return provider === undefined || running === undefined ? null : { provider, target: running.target };
 }
 
 /**
@@ -292,10 +305,9 @@ function putBackend(id: string, body: unknown, context: AdminRouteContext): Resp
  * accepted, because it changes nothing the balancer does.
  */
 function rejectForeignId(backend: Backend, context: AdminRouteContext, field: string): void {
-  const owner = context.union.providerOf(backend.id);
-  const running = context.union.set.get(backend.id);
-  if (owner !== undefined && owner !== context.api.name && running !== undefined && running.target !== backend.target) {
-    throw new AdminRequestError(409, `backend "${backend.id}" comes from provider "${owner}" with target ${running.target}; change it there or pick another id`, field);
+  const serving = servingEntry(backend.id, context);
+  if (serving !== null && serving.provider !== context.api.name && serving.target !== backend.target) {
+    throw new AdminRequestError(409, `backend "${backend.id}" comes from provider "${serving.provider}" with target ${serving.target}; change it there or pick another id`, field);
   }
 }
 

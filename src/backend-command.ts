@@ -25,6 +25,9 @@ adds backend ID, or changes its target when ID is there already. TARGET is host:
 backends of the admin API provider (provider "api" in tinylb status). tinylb add rejects an
 ID that another provider (flags, config file, DNS, Kubernetes or etcd) publishes with
 another target, and tinylb remove rejects every ID of another provider: change those there.
+When the flags or the config file publish ID with the same TARGET, their entry takes
+precedence and keeps serving ID, and tinylb add says so. The admin API's entry serves once
+they no longer publish ID.
 
 The admin API's backends exist only in the balancer's memory and, when it runs with
 --state-file FILE, in that file. Without a state file, a restart forgets them.
@@ -86,7 +89,15 @@ interface BackendPutResponse {
   target: string;
   /** The id's target before the request, or null when the request added the id. A balancer from before this field sends none. */
   previousTarget?: string | null;
+  /**
+   * The provider and target of the entry that serves the id, which is another provider's when
+   * that provider takes precedence over the admin API's. A balancer from before this field sends none.
+   */
+  servedBy?: { provider: string; target: string } | null;
 }
+
+/** Name of the admin API provider in the union, in logs and in `tinylb status`. */
+const API_PROVIDER = "api";
 
 /**
  * Runs `tinylb add` or `tinylb remove`: sends `PUT` or `DELETE /v1/backends/{id}` to a
@@ -110,9 +121,21 @@ export function runBackendCommand(cli: CliOptions, output: AdminCommandOutput = 
   });
 }
 
-/** Describes the response to `PUT /v1/backends/{id}` in one line: added, retargeted or unchanged. */
+/**
+ * Describes the response to `PUT /v1/backends/{id}` in one line: added, retargeted or
+ * unchanged, and which provider's entry serves the id when it is not the admin API's.
+ */
 export function describePut(response: BackendPutResponse): string {
-  const { id, target, previousTarget } = response;
+  const { id, servedBy } = response;
+  const change = describeChange(response);
+  if (servedBy === undefined || servedBy === null || servedBy.provider === API_PROVIDER) {
+    return change;
+  }
+
+  return `${change}; provider "${servedBy.provider}" publishes "${id}" too and takes precedence, so its entry (${servedBy.target}) serves`;
+}
+
+function describeChange({ id, target, previousTarget }: BackendPutResponse): string {
   if (previousTarget === undefined) {
     return `backend "${id}" dials ${target}`;
   }

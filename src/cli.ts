@@ -13,6 +13,7 @@ import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from "./logger
 import { applyProviderFlag, applyProviderSwitch, checkStatusArgs, PROVIDER_FLAGS, PROVIDER_HELP, PROVIDER_SWITCHES, STATUS_HELP } from "./provider-flags.ts";
 import type { ProviderFlags } from "./provider-settings.ts";
 import { PROXY_PROTOCOL_MODES, type ProxyProtocolMode } from "./proxy-protocol.ts";
+import { withRejectedValue } from "./rejected-value.ts";
 import { closestName } from "./suggestions.ts";
 import { joinWords } from "./word-lists.ts";
 
@@ -351,7 +352,7 @@ function parseKeepaliveFlag(flag: string, value: string): number {
   const ms = parseDurationFlag(flag, value, 0);
   const problem = checkKeepalive(ms);
   if (problem !== undefined) {
-    throw new UsageError(`${flag}: ${problem}`);
+    throw new UsageError(`${flag}: ${withRejectedValue(problem, value)}`);
   }
 
   return ms;
@@ -372,7 +373,7 @@ function parseDurationFlag(flag: string, value: string, minimumMs: number): numb
     throw new UsageError(`${flag}: ${result}`);
   }
   if (result < minimumMs) {
-    throw new UsageError(`${flag}: the duration must be at least ${minimumMs} ms`);
+    throw new UsageError(`${flag}: ${withRejectedValue(`the duration must be at least ${minimumMs} ms`, value)}`);
   }
 
   return result;

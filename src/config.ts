@@ -14,6 +14,7 @@ import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from "./logger
 import { type ProviderFileConfig, providerFileKeys, toProviderFileConfig } from "./provider-settings.ts";
 import { PROXY_PROTOCOL_MODES, type ProxyProtocolMode } from "./proxy-protocol.ts";
 import { formatFieldPath, plainIssueMessage } from "./zod-messages.ts";
+import { namesValue } from "./rejected-value.ts";
 import { clusterProviderFileKeys, type EtcdSettings, type KubernetesSettings } from "./cluster-provider-keys.ts";
 
 /** A config file that cannot be read, parsed or validated; the message names the file, field and value. */
@@ -119,7 +120,7 @@ export const MAX_WORKERS = 256;
 export const fileSchema = z.strictObject({
   listen: z.union([listenAddress, z.array(listenAddress).min(1)], { error: "expected an address such as 127.0.0.1:7443, or a list of them" }).optional(),
   backends: z.array(backendEntry).max(10_000).optional(),
-  connectTimeout: duration.refine((ms) => ms > 0, "the connect timeout must be more than 0").optional(),
+  connectTimeout: duration.refine((ms) => ms > 0, "use a duration above zero, such as 3s").optional(),
   keepalive: duration.superRefine((ms, context) => {
     const problem = checkKeepalive(ms);
     if (problem !== undefined) {
@@ -473,8 +474,9 @@ function describeIssue(issue: z.core.$ZodIssue): string {
   const shown = shortened(JSON.stringify(input) ?? String(input));
   // A long value is cut where the message quotes it, so the reason after it stays readable.
   const message = issue.message.replaceAll(String(input), shortened(String(input)));
+  const named = namesValue(issue.message, input as string | number | boolean | bigint);
 
-  return `${field}: ${shortened(message, MAX_MESSAGE_CHARS)}${issue.message.includes(String(input)) ? "" : ` (got ${shown})`}`;
+  return `${field}: ${shortened(message, MAX_MESSAGE_CHARS)}${named ? "" : ` (got ${shown})`}`;
 }
 
 /** Maximum length of a value quoted in a config error, so a huge value cannot flood the log. */

@@ -1,4 +1,5 @@
 import { parseDuration } from "./duration.ts";
+import { withRejectedValue } from "./rejected-value.ts";
 import { type HealthConfig, MAX_ATTEMPTS, MIN_PROBE_INTERVAL_MS, MIN_PROBE_TIMEOUT_MS } from "./health-config.ts";
 import { UNHEALTHY_POLICIES } from "./health-checker.ts";
 import { PROBE_KINDS } from "./probes/probe.ts";
@@ -93,7 +94,7 @@ function duration(flag: string, value: string, apply: (ms: number) => void, minM
     return `${flag}: ${result}`;
   }
   if (result <= 0) {
-    return `${flag}: the duration must be more than 0`;
+    return `${flag}: ${withRejectedValue("use a duration above zero, such as 1s or 5s", value)}`;
   }
   if (result < minMs) {
     return `${flag}: ${value} is too short; use at least ${minMs}ms`;

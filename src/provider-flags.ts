@@ -1,6 +1,7 @@
 import type { AddressError } from "./address.ts";
 import { parseDuration } from "./duration.ts";
 import { checkSrvName, parseAdminAddress, parseDnsName, parseMetricsAddress, parseResolver, type ProviderFlags } from "./provider-settings.ts";
+import { withRejectedValue } from "./rejected-value.ts";
 
 /** Provider flags that take a value. */
 export const PROVIDER_FLAGS = new Set(["--admin", "--admin-token-file", "--metrics", "--state-file", "--dns", "--dns-srv", "--dns-resolver", "--dns-interval"]);
@@ -142,7 +143,7 @@ export function applyProviderFlag(flags: ProviderFlags, flag: string, value: str
     case "--dns-interval": {
       const ms = parseDuration(value);
       if (typeof ms === "string" || ms < 1000) {
-        return `--dns-interval: ${typeof ms === "string" ? ms : "the interval must be at least 1s"}`;
+        return `--dns-interval: ${typeof ms === "string" ? ms : withRejectedValue("the interval must be at least 1s", value)}`;
       }
       flags.dnsIntervalMs = ms;
       break;

@@ -19,6 +19,15 @@ export function socketPathProblem(path: string): string | undefined {
   if (!path.startsWith("/")) {
     return `the socket path "${path}" is relative, so it would depend on tinylb's working folder; use an absolute path, as in unix:/run/app.sock`;
   }
+
+  return socketPathLengthProblem(path);
+}
+
+/**
+ * Describes a socket path longer than MAX_SOCKET_PATH_BYTES, with its length and the fix, or
+ * returns undefined for one that fits. bind(2) and connect(2) both reject a longer path.
+ */
+export function socketPathLengthProblem(path: string): string | undefined {
   const bytes = Buffer.byteLength(path);
   if (bytes > MAX_SOCKET_PATH_BYTES) {
     return `the path has ${bytes} bytes, more than the ${MAX_SOCKET_PATH_BYTES} a Unix socket path can have; use a shorter path`;

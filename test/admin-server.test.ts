@@ -165,15 +165,15 @@ describe.each(["unix", "tcp"] as const)("admin API over %s", (transport) => {
 
     const created = await request("/v1/backends/b", putJson({ target: scenario.target("b") }));
     expect(created.status).toBe(201);
-    expect(await created.json()).toEqual({ id: "b", target: scenario.target("b"), previousTarget: null });
+    expect(await created.json()).toEqual({ id: "b", target: scenario.target("b"), previousTarget: null, servedBy: { provider: "api", target: scenario.target("b") } });
     const again = await request("/v1/backends/b", putJson({ id: "b", target: scenario.target("b") }));
     expect(again.status).toBe(200);
-    expect(await again.json()).toEqual({ id: "b", target: scenario.target("b"), previousTarget: scenario.target("b") });
+    expect(await again.json()).toEqual({ id: "b", target: scenario.target("b"), previousTarget: scenario.target("b"), servedBy: { provider: "api", target: scenario.target("b") } });
 
     const clients = await scenario.connectEach(["a", "b"]);
     const retargeted = await request("/v1/backends/b", putJson({ target: scenario.target("c") }));
     expect(retargeted.status).toBe(200);
-    expect(await retargeted.json()).toEqual({ id: "b", target: scenario.target("c"), previousTarget: scenario.target("b") });
+    expect(await retargeted.json()).toEqual({ id: "b", target: scenario.target("c"), previousTarget: scenario.target("b"), servedBy: { provider: "api", target: scenario.target("c") } });
     await waitFor("old connection of b to close", () => clients.get("b")!.closed);
     await BalancerScenario.echo(clients.get("a")!, "a stays");
 
@@ -235,10 +235,11 @@ describe.each(["unix", "tcp"] as const)("admin API over %s", (transport) => {
     ["unknown id deleted", "/v1/backends/nope", { method: "DELETE" }, 404, "id", 'backend "nope" not found'],
     ["static id deleted", "/v1/backends/a", { method: "DELETE" }, 409, "id", 'comes from provider "static"'],
     ["unknown id read", "/v1/backends/nope", {}, 404, "id", "not found in the running set"],
-    ["POST to backends", "/v1/backends", { method: "POST", body: "{}" }, 405, undefined, "use GET or PUT"],
-    ["DELETE on healthz", "/healthz", { method: "DELETE" }, 405, undefined, "use GET"],
-    ["PUT on metrics", "/metrics", { method: "PUT", body: "x" }, 405, undefined, "use GET"],
-    ["PATCH on one backend", "/v1/backends/x", { method: "PATCH", body: "{}" }, 405, undefined, "method PATCH is not allowed here; use GET, PUT or DELETE"],
+    ["POST to backends", "/v1/backends", { method: "POST", body: "{}" }, 405, undefined, "method POST is not allowed here; use GET, HEAD or PUT"],
+    ["DELETE on healthz", "/healthz", { method: "DELETE" }, 405, undefined, "method DELETE is not allowed here; use GET or HEAD"],
+    ["PUT on metrics", "/metrics", { method: "PUT", body: "x" }, 405, undefined, "method PUT is not allowed here; use GET or HEAD"],
+    ["PATCH on one backend", "/v1/backends/x", { method: "PATCH", body: "{}" }, 405, undefined, "method PATCH is not allowed here; use GET, HEAD, PUT or DELETE"],
+    ["POST on a backend's state", "/v1/backends/a/state", { method: "POST", body: "{}" }, 405, undefined, "method POST is not allowed here; use GET, HEAD or PUT"],
     ["unknown path", "/v2/things", {}, 404, undefined, "no route for /v2/things; see /v1/backends, /v1/backends/{id}, /v1/backends/{id}/state, /healthz, /readyz and /metrics"],
   ];
 
@@ -313,6 +314,23 @@ describe.each(["unix", "tcp"] as const)("admin API over %s", (transport) => {
     if (status === 405) {
       expect(response.headers.get("allow")).toContain("GET");
     }
+  });
+
+  test.each([
+    ["/v1/backends", "GET, HEAD, PUT", "GET, HEAD or PUT"],
+    ["/v1/backends/a", "GET, HEAD, PUT, DELETE", "GET, HEAD, PUT or DELETE"],
+    ["/v1/backends/a/state", "GET, HEAD, PUT", "GET, HEAD or PUT"],
+    ["/healthz", "GET, HEAD", "GET or HEAD"],
+    ["/readyz", "GET, HEAD", "GET or HEAD"],
+    ["/metrics", "GET, HEAD", "GET or HEAD"],
+  ])("405 on %s lists %s", async (path, allow, choices) => {
+    const { request } = await startAdmin(transport);
+
+    const response = await request(path, { method: "PATCH", body: "{}" });
+
+    expect(response.status).toBe(405);
+    expect(response.headers.get("allow")).toBe(allow);
+    expect(await response.json()).toEqual({ error: `method PATCH is not allowed here; use ${choices}` });
   });
 });
 

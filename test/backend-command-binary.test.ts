@@ -3,6 +3,7 @@
  * started from the same binary.
  */
 import { afterEach, expect, test } from "bun:test";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { BalancerStatus } from "../src/balancer-status.ts";
 import { TestBackend, TestClient } from "./support/backends.ts";
@@ -76,6 +77,41 @@ test("binary adds and removes a backend", async () => {
   expect(again.stdout).toBe("");
   expect(again.stderr).toBe(`tinylb remove: the balancer on unix:${adminPath} responded with status 404: backend "b" not found\n`);
   expect(again.exitCode).toBe(1);
+
+  expect(await tinylb.stop()).toBe(0);
+});
+
+test("binary add names the serving file entry", async () => {
+  const adminPath = join(directory, "file-admin.sock");
+  const admin = ["--admin", `unix:${adminPath}`];
+  const a = TestBackend.echo("a");
+  cleanup.push(() => a.stop());
+  const configPath = join(directory, "file-wins.yaml");
+  writeFileSync(configPath, `listen: 127.0.0.1:0\nbackends:\n  - { id: a, target: "${a.target}" }\n`);
+  const tinylb = TinylbProcess.start(["--config", configPath, "--no-watch-config", ...admin, "--shutdown-grace", "1s"]);
+  cleanup.push(() => tinylb[Symbol.asyncDispose]());
+  await tinylb.waitForLog("tinylb started");
+  const client = await connectClient(listenedPort(tinylb.stderr));
+  const providerOfA = async (): Promise<string | undefined> => {
+    const status = await runTinylb(["status", "--json", ...admin]);
+
+    return (JSON.parse(status.stdout) as BalancerStatus).backends.find((backend) => backend.id === "a")?.provider;
+  };
+
+  // Step 1: the admin API stores a with the file's target, and the file's entry keeps serving.
+  const added = await runTinylb(["add", "a", a.target, ...admin]);
+  expect(added.stderr).toBe("");
+  expect(added.stdout).toBe(`added backend "a" (${a.target}); provider "file" publishes "a" too and takes precedence, so its entry (${a.target}) serves\n`);
+  expect(added.exitCode).toBe(0);
+  expect(await providerOfA()).toBe("file");
+
+  // Step 2: the file drops a, so the admin API's entry serves it, and its open connection stays.
+  writeFileSync(configPath, "listen: 127.0.0.1:0\nbackends: []\n");
+  tinylb.signal("SIGHUP");
+  await waitFor("the admin API's entry to serve a", async () => (await providerOfA()) === "api");
+  client.socket.write("still open\n");
+  await waitFor("an echo through a", () => client.received.includes("still open\n"));
+  expect(client.closed).toBe(false);
 
   expect(await tinylb.stop()).toBe(0);
 });

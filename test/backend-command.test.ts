@@ -58,6 +58,16 @@ test.each([
   [{ previousTarget: "127.0.0.1:8" }, 'retargeted backend "x" from 127.0.0.1:8 to 127.0.0.1:9'],
   [{ previousTarget: "127.0.0.1:9" }, 'backend "x" dials 127.0.0.1:9 already; nothing changed'],
   [{}, 'backend "x" dials 127.0.0.1:9'],
+  [{ previousTarget: null, servedBy: { provider: "api", target: "127.0.0.1:9" } }, 'added backend "x" (127.0.0.1:9)'],
+  [{ previousTarget: null, servedBy: null }, 'added backend "x" (127.0.0.1:9)'],
+  [
+    { previousTarget: null, servedBy: { provider: "file", target: "127.0.0.1:9" } },
+    'added backend "x" (127.0.0.1:9); provider "file" publishes "x" too and takes precedence, so its entry (127.0.0.1:9) serves',
+  ],
+  [
+    { previousTarget: "127.0.0.1:8", servedBy: { provider: "static", target: "127.0.0.1:9" } },
+    'retargeted backend "x" from 127.0.0.1:8 to 127.0.0.1:9; provider "static" publishes "x" too and takes precedence, so its entry (127.0.0.1:9) serves',
+  ],
 ] as const)("describePut %p", (fields, expected) => {
   expect(describePut({ id: "x", target: "127.0.0.1:9", ...fields })).toBe(expected);
 });
@@ -86,6 +96,22 @@ test("add and remove change a balancer", async () => {
   expect(removed).toEqual({ code: 0, stdout: `removed backend "x" (${c})\n`, stderr: "" });
   expect(fixture.scenario.running).toBe(`a=${a}`);
   expect(fixture.api.set.size).toBe(0);
+});
+
+test("add names the serving static entry", async () => {
+  const { fixture, admin } = await startBalancer();
+  const a = fixture.scenario.target("a");
+
+  const result = await run(["add", "a", a, "--admin", admin]);
+
+  expect(result).toEqual({
+    code: 0,
+    stdout: `added backend "a" (${a}); provider "static" publishes "a" too and takes precedence, so its entry (${a}) serves\n`,
+    stderr: "",
+  });
+  expect(fixture.api.set.get("a")?.target).toBe(a);
+  expect(fixture.scenario.union.providerOf("a")).toBe("static");
+  expect(fixture.scenario.running).toBe(`a=${a}`);
 });
 
 test("remove of an unknown id exits 1", async () => {

@@ -108,9 +108,9 @@ describe("parseArgs", () => {
     [["--maxconn", "100"], "unknown flag --maxconn (did you mean --max-connections?)"],
     [["--nbthread", "2"], "unknown flag --nbthread (did you mean --workers?)"],
     [["--connect-timeout", "--admin", "off"], "--connect-timeout needs a value"],
-    [["--keepalive", "999ms"], "--keepalive: the keepalive time must be 0 (off) or at least 1s"],
+    [["--keepalive", "999ms"], '--keepalive: the keepalive time must be 0 (off) or at least 1s, since the kernel counts it in whole seconds (got "999ms")'],
     [["--keepalive", "1500ms"], "--keepalive: the keepalive time 1500ms is not a whole number of seconds, but the kernel counts whole seconds; use 1s or 2s"],
-    [["--keepalive", "2.5s"], "--keepalive: the keepalive time 2500ms is not a whole number of seconds, but the kernel counts whole seconds; use 2s or 3s"],
+    [["--keepalive", "2.5s"], '--keepalive: the keepalive time 2500ms is not a whole number of seconds, but the kernel counts whole seconds; use 2s or 3s (got "2.5s")'],
     [["--keepalive", "10h"], "--keepalive: the keepalive time 10h is longer than Linux allows (32767s, about 9 hours); use at most 32767s, or 0 to turn keepalive off"],
     [["demo", "--json"], "--json is not valid with tinylb demo"],
     [["--listen"], "--listen needs a value"],
@@ -120,7 +120,7 @@ describe("parseArgs", () => {
     [["--backend", "a=10.0.0.1:0"], '--backend: invalid target for backend "a": invalid address "10.0.0.1:0"'],
     [["--backend", "a b=10.0.0.1:1"], '--backend: invalid backend id "a b"'],
     [["--connect-timeout", "3"], '--connect-timeout: invalid duration "3": use a number and a unit'],
-    [["--connect-timeout", "0"], "--connect-timeout: the duration must be at least 1 ms"],
+    [["--connect-timeout", "0"], '--connect-timeout: the duration must be at least 1 ms (got "0")'],
     [["--shutdown-grace", "2d"], '--shutdown-grace: invalid duration "2d"'],
     [["--log-level", "loud"], '--log-level "loud" is not valid; use one of debug, info, warn, error'],
     [["--log-format", "xml"], '--log-format "xml" is not valid; use one of text, json'],
@@ -130,6 +130,42 @@ describe("parseArgs", () => {
 
     expect(error.message).toContain(message);
     expect(error.message).not.toContain("\n");
+  });
+
+  // Every flag that checks its value, with a value that no message contains by chance.
+  test.each([
+    ["--listen", "7443"],
+    ["--backend", "web"],
+    ["--connect-timeout", "0ms"],
+    ["--keepalive", "999ms"],
+    ["--shutdown-grace", "10"],
+    ["--idle-timeout", "500ms"],
+    ["--max-connections", "1.5"],
+    ["--max-connections-per-backend", "-7"],
+    ["--workers", "257"],
+    ["--balance", "2"],
+    ["--proxy-protocol", "2"],
+    ["--log-level", "7"],
+    ["--log-format", "1"],
+    ["--probe", "2"],
+    ["--probe-path", "readyz"],
+    ["--probe-interval", "0ms"],
+    ["--probe-timeout", "5ms"],
+    ["--max-attempts", "10001"],
+    ["--on-removal", "1"],
+    ["--drain-timeout", "0ms"],
+    ["--on-unhealthy", "0"],
+    ["--admin", "9901"],
+    ["--metrics", "9180"],
+    ["--dns", "api.internal"],
+    ["--dns-srv", "-srv"],
+    ["--dns-resolver", "resolver.internal"],
+    ["--dns-interval", "500ms"],
+  ])("rejects %s %p naming the value", (flag, value) => {
+    const error = usageError(["--listen", "127.0.0.1:7443", flag, value]);
+
+    expect(error.message).toStartWith(flag);
+    expect(error.message).toContain(value);
   });
 });
 

@@ -106,7 +106,7 @@ describe("loadConfigFile", () => {
     ["missing-target.yaml", "backends:\n  - { id: a }\n", ["backends[0].target"]],
     ["duplicate.yaml", "backends:\n  - { id: a, target: 127.0.0.1:1 }\n  - { id: a, target: 127.0.0.1:2 }\n", ["backends[1].id", 'duplicate id "a"', "backends[0]"]],
     ["bad-duration.yaml", "connectTimeout: 3 seconds\n", ["connectTimeout", '"3 seconds"', "such as 500ms or 3s"]],
-    ["zero-timeout.yaml", "connectTimeout: 0\n", ["connectTimeout", "more than 0"]],
+    ["zero-timeout.yaml", "connectTimeout: 0\n", ["connectTimeout: use a duration above zero, such as 3s (got 0)"]],
     ["bad-listen.yaml", "listen: 127.0.0.1\n", ["listen", '"127.0.0.1"', "expected host:port"]],
     ["bad-listen-item.yaml", "listen: [127.0.0.1:1, x]\n", ["listen[1]", '"x"', "expected host:port"]],
     ["listen-number.yaml", "listen: 5\n", ["listen", "got 5", "expected an address such as 127.0.0.1:7443"]],

@@ -105,7 +105,7 @@ test("health flags win over the file field by field", () => {
 test.each([
   [["--probe", "udp"], '--probe "udp" is not valid; use one of tcp, http, https'],
   [["--probe-path", "readyz"], '--probe-path "readyz" is not valid; use a path that starts with / and has no spaces, such as /readyz'],
-  [["--probe-interval", "0"], "--probe-interval: the duration must be more than 0"],
+  [["--probe-interval", "0"], '--probe-interval: use a duration above zero, such as 1s or 5s (got "0")'],
   [["--probe-timeout", "soon"], '--probe-timeout: invalid duration "soon"'],
   [["--max-attempts", "-1"], '--max-attempts "-1" is not valid; use a whole number from 0 to 10000'],
   [["--on-removal", "kill"], '--on-removal "kill" is not valid; use one of close, drain'],

@@ -89,6 +89,21 @@ test("metrics address rejects writes", async () => {
   expect(await (await viaMetrics(metricsPort, "/metrics")).text()).toContain('tinylb_provider_backends{provider="api"} 0\n');
 }, TEST_TIMEOUT_MS);
 
+test("POST /metrics gets 405 naming GET and HEAD", async () => {
+  const { metricsPort } = await startBalancer();
+  const expected = { error: "method POST is not allowed here; use GET or HEAD" };
+
+  const fromMetrics = await viaMetrics(metricsPort, "/metrics", { method: "POST", body: "{}" });
+  const fromAdmin = await viaAdmin("/metrics", { method: "POST", body: "{}" });
+
+  expect(fromMetrics.status).toBe(405);
+  expect(fromMetrics.headers.get("allow")).toBe("GET, HEAD");
+  expect(await fromMetrics.json()).toEqual(expected);
+  expect(fromAdmin.status).toBe(405);
+  expect(fromAdmin.headers.get("allow")).toBe("GET, HEAD");
+  expect(await fromAdmin.json()).toEqual(expected);
+}, TEST_TIMEOUT_MS);
+
 test("metrics address serves Host-less requests", async () => {
   const { tinylb, metricsPort } = await startBalancer();
 

@@ -156,11 +156,23 @@ test.each(["PUT", "POST", "DELETE"])("MetricsServer rejects %s /metrics with 405
 
   const fromAdmin = await admin("/metrics", { method, body: "{}" });
   const fromMetrics = await request("/metrics", { method, body: "{}" });
+  const body = await fromMetrics.json();
 
   expect(fromMetrics.status).toBe(405);
   expect(fromMetrics.headers.get("allow")).toBe("GET, HEAD");
   expect(fromMetrics.headers.get("allow")).toBe(fromAdmin.headers.get("allow"));
-  expect(await fromMetrics.json()).toEqual(await fromAdmin.json());
+  expect(body).toEqual({ error: `method ${method} is not allowed here; use GET or HEAD` });
+  expect(body).toEqual(await fromAdmin.json());
+});
+
+test.each(["/healthz", "/readyz"])("MetricsServer rejects POST %s with 405", async (path) => {
+  const { request } = await startMetrics();
+
+  const response = await request(path, { method: "POST", body: "{}" });
+
+  expect(response.status).toBe(405);
+  expect(response.headers.get("allow")).toBe("GET, HEAD");
+  expect(await response.json()).toEqual({ error: "method POST is not allowed here; use GET or HEAD" });
 });
 
 test("MetricsServer readyz is 503 while draining", async () => {

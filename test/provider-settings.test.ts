@@ -67,7 +67,7 @@ test.each([
   [["--dns", "bad name:80"], "expected NAME:PORT"],
   [["--dns-srv", "not a name"], "--dns-srv: invalid SRV name"],
   [["--dns-resolver", "dns.example:53"], "use an IP address, with a port unless it is 53"],
-  [["--dns-interval", "500ms"], "--dns-interval: the interval must be at least 1s"],
+  [["--dns-interval", "500ms"], '--dns-interval: the interval must be at least 1s (got "500ms")'],
   [["--admin", "nowhere"], "--admin: invalid address \"nowhere\""],
   [["--metrics", "unix:/run/tinylb/metrics.sock"], "--metrics: invalid metrics address \"unix:/run/tinylb/metrics.sock\": a Unix socket is not allowed"],
   [["--metrics", "unix:/run/tinylb/metrics.sock"], "use host:port or [ipv6]:port, or off"],

@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { socketFolderErrorCode, socketPathProblem, unixListenErrorHint } from "../src/socket-path.ts";
+import { socketFolderErrorCode, socketPathLengthProblem, socketPathProblem, unixListenErrorHint } from "../src/socket-path.ts";
 import { tempDirectory } from "./support/temp-directory.ts";
 
 const directory = tempDirectory("tinylb-socket-path-");
@@ -24,6 +24,20 @@ describe("socketPathProblem", () => {
     } else {
       expect(socketPathProblem(path)).toStartWith(problem);
     }
+  });
+});
+
+describe("socketPathLengthProblem", () => {
+  test("accepts a relative path that fits", () => {
+    expect(socketPathLengthProblem("admin.sock")).toBeUndefined();
+  });
+
+  test("accepts a path of 107 bytes", () => {
+    expect(socketPathLengthProblem(`/tmp/${"a".repeat(97)}.sock`)).toBeUndefined();
+  });
+
+  test("rejects a path of 108 bytes", () => {
+    expect(socketPathLengthProblem(`/tmp/${"a".repeat(98)}.sock`)).toBe("the path has 108 bytes, more than the 107 a Unix socket path can have; use a shorter path");
   });
 });
 

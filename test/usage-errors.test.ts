@@ -41,7 +41,11 @@ test.each([
   ["one IPv6 --listen written two ways", ["--listen", "[::1]:7037", "--listen", "[0:0::1]:7037", "--admin", "off"], "--listen [0:0::1]:7037 is the same address as --listen [::1]:7037"],
   ["the admin API on a listen socket", ["--admin", `unix:${unixSocket}`, "--listen", `unix:${unixSocket}`], `admin API unix:${unixSocket} is also the --listen address`],
   ["a value flag at the end", ["--connect-timeout", "--admin", "off"], "--connect-timeout needs a value"],
-  ["a keepalive under 1s", ["--listen", "127.0.0.1:0", "--keepalive", "1ms"], "--keepalive: the keepalive time must be 0 (off) or at least 1s"],
+  ["a keepalive under 1s", ["--listen", "127.0.0.1:0", "--keepalive", "1ms"], '--keepalive: the keepalive time must be 0 (off) or at least 1s, since the kernel counts it in whole seconds (got "1ms")'],
+  ["a number for --proxy-protocol", ["--listen", "127.0.0.1:0", "--proxy-protocol", "2", "--admin", "off"], '--proxy-protocol "2" is not valid; use one of off, v1, v2'],
+  ["an unknown --balance", ["--listen", "127.0.0.1:0", "--balance", "random", "--admin", "off"], '--balance "random" is not valid; use one of roundrobin, leastconn'],
+  ["a zero --probe-interval", ["--listen", "127.0.0.1:0", "--probe-interval", "0", "--admin", "off"], '--probe-interval: use a duration above zero, such as 1s or 5s (got "0")'],
+  ["a short --dns-interval", ["--listen", "127.0.0.1:0", "--dns-interval", "500ms", "--admin", "off"], '--dns-interval: the interval must be at least 1s (got "500ms")'],
   ["an invalid dotted quad", ["--listen", "127.0.0.1:0", "--backend", "a=10.0.0.300:9"], '"10.0.0.300" is not a valid IPv4 address'],
   ["-v", ["-v"], "unknown flag -v (did you mean -V, --version?)"],
   ["a misspelt command", ["stauts"], 'unknown command "stauts" (did you mean status?)'],
@@ -69,6 +73,11 @@ test.each([
   ["add with three arguments", ["add", "a", "127.0.0.1:9", "b"], 'unexpected argument "b": tinylb add takes a backend id and a target; see tinylb add --help'],
   ["add with an invalid id", ["add", "a b", "127.0.0.1:9"], 'invalid backend id "a b"'],
   ["remove without an id", ["remove", "--admin", "unix:/tmp/x.sock"], "missing backend id: use tinylb remove ID, such as tinylb remove api-4; tinylb status lists the ids; see tinylb remove --help"],
+  ...["status", "add a 127.0.0.1:9", "remove a", "disable a", "enable a"].map((command): [string, string[], string] => [
+    `tinylb ${command} with a long admin socket path`,
+    [...command.split(" "), "--admin", `unix:${longSocketPath}`],
+    `tinylb ${command.split(" ")[0]}: cannot connect to unix:${longSocketPath}: the path has 121 bytes, more than the 107 a Unix socket path can have; use a shorter path`,
+  ]),
   ["remove with --json", ["remove", "a", "--json"], "--json is not valid with tinylb remove, which takes --admin ADDR and --admin-token-file FILE; see tinylb remove --help"],
 ])("binary rejects %s with exit 2", async (_, args, message) => {
   const { exitCode, stderr } = await runTinylb(args);

@@ -1,0 +1,27 @@
+import { expect, test } from "bun:test";
+import { namesValue, withRejectedValue } from "../src/rejected-value.ts";
+
+test.each([
+  ['must be one of "off", "v1", "v2"', 2, false],
+  ['must be one of "off", "v1", "v2"', "2", false],
+  ["must be at least 100", 1, false],
+  ["must be at least 0", -1, false],
+  ["expected a whole number, got the number 1.5", 1, false],
+  ['invalid duration "100h": the maximum is 24h', "100h", true],
+  ["invalid duration 10: add a unit (ms, s, m or h), such as 500ms or 3s", 10, true],
+  ["expected a whole number, got the number 1.5", 1.5, true],
+  ["the keepalive time 40000s is longer than Linux allows", "40000s", true],
+  ["the keepalive time 1500ms is not a whole number of seconds", "1.5s", false],
+  ['invalid backend id "": use 1 to 128 letters', "", true],
+  ["must not be empty", "", false],
+])("namesValue(%p, %p) is %p", (message, value, expected) => {
+  expect(namesValue(message, value)).toBe(expected);
+});
+
+test("withRejectedValue appends a value the message lacks", () => {
+  expect(withRejectedValue("the interval must be at least 1s", "500ms")).toBe('the interval must be at least 1s (got "500ms")');
+});
+
+test("withRejectedValue keeps a message that names the value", () => {
+  expect(withRejectedValue('invalid duration "2d": use a number and a unit', "2d")).toBe('invalid duration "2d": use a number and a unit');
+});
