@@ -21,8 +21,11 @@ export interface ProviderSlot {
   published: boolean;
 }
 
-/** Called with each new effective union; `provider` names the provider whose publish caused it. */
-export type ApplyUnion = (set: BackendSet, provider: string) => void;
+/**
+ * Called with each new effective union; `provider` names the provider whose publish caused it.
+ * `firstSet` is true when that publish was the provider's first and not held back by `batch`.
+ */
+export type ApplyUnion = (set: BackendSet, provider: string, firstSet: boolean) => void;
 
 /**
  * The running backend set: the union of every provider's latest set, keyed by backend id.
@@ -85,9 +88,10 @@ export class BackendSetUnion {
     this.#slots.push(slot);
 
     return (set) => {
+      const firstSet = !slot.published;
       slot.set = set;
       slot.published = true;
-      this.#recompute(name);
+      this.#recompute(name, firstSet);
     };
   }
 
@@ -142,7 +146,7 @@ export class BackendSetUnion {
     return this.#slots.find((slot) => slot.name === name);
   }
 
-  #recompute(cause: string): void {
+  #recompute(cause: string, firstSet = false): void {
     if (this.#holding) {
       return;
     }
@@ -174,7 +178,7 @@ export class BackendSetUnion {
     }
 
     this.#set = union;
-    this.#apply(union, cause);
+    this.#apply(union, cause, firstSet);
     for (const listener of this.#listeners) {
       listener(union);
     }

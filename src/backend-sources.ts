@@ -74,7 +74,8 @@ export async function startBackendSources(cli: CliOptions, settings: Settings, s
   const credentials = checkStartSettings(settings);
   const listening = (): Address[] => [...settings.listen, ...server.listeners.map((listener) => listener.address)];
 
-  const union = new BackendSetUnion((set, cause) => server.applySet(set, { provider: cause }), logger);
+  // A provider's first set finds backends that were serving already, so they begin no slow start.
+  const union = new BackendSetUnion((set, cause, firstSet) => server.applySet(set, { provider: cause }, { discovery: firstSet }), logger);
   const stateFile = options.stateFile === undefined ? undefined : new StateFile(options.stateFile, logger);
   const saved = stateFile?.load(createSelfTargetCheck(listening())) ?? new Map<string, BackendSet>();
   const savedApi = saved.get("api");

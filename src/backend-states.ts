@@ -27,7 +27,7 @@ const CLOSED_BY_DISABLE = "backend disabled with its connections closed";
  * A disabled backend gets no new clients in any thread: the rotation, failover and the
  * degraded fallback pass over it. Its open connections stay unless the disable closes them,
  * and its probes keep running. The mark belongs to the id and is kept in memory only (see
- * DisabledBackends).
+ * DisabledBackends). A backend that is enabled again begins a slow start when slow start is on.
  */
 export class BackendStates {
   readonly #server: Server;
@@ -74,6 +74,10 @@ export class BackendStates {
     }
 
     this.#logChange(result, fields);
+    if (changed && state === "enabled") {
+      // Like a backend that returns healthy, one that was out of the rotation has few connections.
+      this.#server.slowStart.begin([backend], "enabled again");
+    }
 
     return result;
   }

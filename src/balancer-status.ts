@@ -1,3 +1,4 @@
+import type { Backend } from "./backend.ts";
 import type { HealthCondition } from "./backend-health.ts";
 import type { BalanceMode } from "./backend-selector.ts";
 import type { BackendIdConflict, BackendSetUnion } from "./backend-set-union.ts";
@@ -34,6 +35,13 @@ export interface BackendStatus {
   disabled: boolean;
   /** PROXY protocol header that new connections and probes of this id send first; absent from balancers older than the setting. */
   proxyProtocol?: ProxyProtocolMode;
+  /** Whole milliseconds (rounded up) until the slow start of this id ends, present only during it. */
+  slowStartEndsInMs?: number;
+  /**
+   * Share of a full weight that this id has for new clients during its slow start, from 0.1 up
+   * to 1 in hundredths. It is present only during the slow start.
+   */
+  slowStartWeight?: number;
 }
 
 /**
@@ -105,6 +113,8 @@ export interface BalancerStatus {
   balance?: BalanceMode;
   /** Milliseconds a connection may carry no byte before it is closed (`--idle-timeout`); 0 is off. */
   idleTimeoutMs?: number;
+  /** Slow start window of every backend without one of its own (`--slow-start`), in milliseconds, or 0 while it is off. */
+  slowStartMs?: number;
   /** Connections the idle timeout closed, in every thread. */
   idleClosed?: number;
 }
@@ -154,6 +164,7 @@ export function openTrafficById(server: Server): Map<string, OpenTraffic> {
 /** Collects the status of a running balancer. */
 export function collectStatus(server: Server, union: BackendSetUnion): BalancerStatus {
   const open = openTrafficById(server);
+  const now = server.slowStart.now();
   const backends = server.set.backends.map((backend): BackendStatus => {
     const counters = server.stats.backend(backend.id);
     const traffic = open.get(backend.id);
@@ -173,6 +184,7 @@ export function collectStatus(server: Server, union: BackendSetUnion): BalancerS
       healthCause: health?.cause ?? "",
       disabled: server.disabled.has(backend.id),
       proxyProtocol: proxyProtocolOf(server.proxyProtocol, backend) ?? "off",
+      ...slowStartStatus(server, backend, now),
     };
   });
 
@@ -209,8 +221,19 @@ export function collectStatus(server: Server, union: BackendSetUnion): BalancerS
     maxConnectionsPerBackend: server.limits.configuredMaxConnectionsPerBackend,
     balance: server.balance,
     idleTimeoutMs: server.idleTimeoutMs,
+    slowStartMs: server.slowStart.settings.durationMs,
     idleClosed: server.stats.idleClosed,
   };
+}
+
+/** Returns the slow start fields of a backend's status: none outside its slow start. */
+function slowStartStatus(server: Server, backend: Backend, now: number): Pick<BackendStatus, "slowStartEndsInMs" | "slowStartWeight"> {
+  const remaining = server.slowStart.remainingMs(backend);
+  if (remaining === undefined) {
+    return {};
+  }
+
+  return { slowStartEndsInMs: wholeMs(remaining), slowStartWeight: Math.round(server.slowStart.weightOf(backend, now) * 100) / 100 };
 }
 
 /** Rounds a remaining time up to whole milliseconds, so 0.4 ms left still reads as 1. */

@@ -2,6 +2,7 @@ import { formatAddress } from "./address.ts";
 import type { CliOptions } from "./cli.ts";
 import type { Logger } from "./logger.ts";
 import { describeProxyProtocol, usesProxyProtocol } from "./proxy-protocol.ts";
+import { describeSlowStart, usesSlowStart } from "./slow-start-setting.ts";
 import { resolveSettings, type Settings } from "./settings.ts";
 import { checkStartSettings, logSettingsWarnings } from "./start-checks.ts";
 import { joinWords } from "./word-lists.ts";
@@ -50,8 +51,8 @@ export function checkConfig(cli: CliOptions, logger: Logger): string {
 
 /**
  * Describes valid settings in one line: the backends of the flags and the file, the
- * listeners, the providers that add backends while tinylb runs, the metrics server's address
- * and the config file.
+ * listeners, the providers that add backends while tinylb runs, the metrics server's address,
+ * the PROXY protocol and slow start settings when they are on, and the config file.
  */
 export function checkSummary(settings: Settings, configPath?: string): string {
   const parts = [counted(settings.backends.size, "backend"), counted(settings.listen.length, "listener")];
@@ -64,6 +65,9 @@ export function checkSummary(settings: Settings, configPath?: string): string {
   }
   if (usesProxyProtocol(settings.proxyProtocol)) {
     parts.push(`PROXY protocol ${describeProxyProtocol(settings.proxyProtocol)}`);
+  }
+  if (usesSlowStart(settings.slowStart)) {
+    parts.push(`slow start ${describeSlowStart(settings.slowStart)}`);
   }
   const source = configPath === undefined ? "" : ` (${configPath})`;
 

@@ -14,6 +14,7 @@ import { applyProviderFlag, applyProviderSwitch, checkStatusArgs, PROVIDER_FLAGS
 import type { ProviderFlags } from "./provider-settings.ts";
 import { PROXY_PROTOCOL_MODES, type ProxyProtocolMode } from "./proxy-protocol.ts";
 import { withRejectedValue } from "./rejected-value.ts";
+import { parseSlowStart } from "./slow-start-setting.ts";
 import { closestName } from "./suggestions.ts";
 import { joinWords } from "./word-lists.ts";
 
@@ -41,6 +42,8 @@ export interface CliOptions {
   balance?: BalanceMode;
   /** `--proxy-protocol`: the PROXY protocol mode of every backend without one of its own. */
   proxyProtocol?: ProxyProtocolMode;
+  /** `--slow-start`: the slow start window of every backend without one of its own, in milliseconds, or 0 for off. */
+  slowStartMs?: number;
   /** Probe, failover and removal flags. */
   health?: HealthConfig;
   /** Admin API, metrics server, config watch, state file and DNS flags; `tinylb status` reads `admin` too. */
@@ -103,6 +106,10 @@ Options:
   --proxy-protocol MODE    off, v1 or v2: send each backend a PROXY protocol header with the
                            client's address and port before the client's bytes, as
                            HAProxy's send-proxy (v1) and send-proxy-v2 do (default off)
+  --slow-start DUR         give a backend that turns healthy again, is enabled again, or joins
+                           the set or changes target while tinylb runs a share of new clients
+                           that grows from 10% to all of it over DUR, at least 1s; off or 0
+                           turns slow start off (default off)
 ${HEALTH_HELP}
 ${PROVIDER_HELP}
   --log-level LEVEL        debug, info, warn or error (default info)
@@ -137,6 +144,7 @@ const VALUE_FLAGS = new Set([
   "--workers",
   "--balance",
   "--proxy-protocol",
+  "--slow-start",
   "--log-level",
   "--log-format",
   ...HEALTH_FLAGS,
@@ -238,6 +246,7 @@ const HAPROXY_TERMS = new Map([
   ["nbthread", "--workers"],
   ["send-proxy", "--proxy-protocol v1"],
   ["send-proxy-v2", "--proxy-protocol v2"],
+  ["slowstart", "--slow-start"],
 ]);
 
 /** Commands that may come first, for typo suggestions. */
@@ -286,7 +295,7 @@ function applyFlag(options: CliOptions, flag: string, value: string): void {
       options.shutdownGraceMs = parseDurationFlag(flag, value, 0);
       break;
     case "--idle-timeout":
-      options.idleTimeoutMs = parseIdleTimeoutFlag(flag, value);
+      options.idleTimeoutMs = parseOffOrDurationFlag(flag, value, parseIdleTimeout);
       break;
     case "--max-connections":
       options.maxConnections = parseCountFlag(flag, value);
@@ -302,6 +311,9 @@ function applyFlag(options: CliOptions, flag: string, value: string): void {
       break;
     case "--proxy-protocol":
       options.proxyProtocol = parseChoice(flag, value, PROXY_PROTOCOL_MODES);
+      break;
+    case "--slow-start":
+      options.slowStartMs = parseOffOrDurationFlag(flag, value, parseSlowStart);
       break;
     case "--log-level":
       options.logLevel = parseChoice(flag, value, LOG_LEVELS);
@@ -358,8 +370,9 @@ function parseKeepaliveFlag(flag: string, value: string): number {
   return ms;
 }
 
-function parseIdleTimeoutFlag(flag: string, value: string): number {
-  const result = parseIdleTimeout(value);
+/** Parses the value of a flag that takes `off` or a duration, with `parse` of its setting, such as `parseIdleTimeout`. */
+function parseOffOrDurationFlag(flag: string, value: string, parse: (text: string) => number | string): number {
+  const result = parse(value);
   if (typeof result === "string") {
     throw new UsageError(`${flag}: ${result}`);
   }

@@ -13,6 +13,7 @@ import { checkDialBackoff, type HealthConfig, healthConfigOf, healthFileKeys, pr
 import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from "./logger.ts";
 import { type ProviderFileConfig, providerFileKeys, toProviderFileConfig } from "./provider-settings.ts";
 import { PROXY_PROTOCOL_MODES, type ProxyProtocolMode } from "./proxy-protocol.ts";
+import { parseSlowStart } from "./slow-start-setting.ts";
 import { formatFieldPath, plainIssueMessage } from "./zod-messages.ts";
 import { namesValue } from "./rejected-value.ts";
 import { clusterProviderFileKeys, type EtcdSettings, type KubernetesSettings } from "./cluster-provider-keys.ts";
@@ -53,8 +54,34 @@ const listenAddress = z.string().transform((text, context) => {
   }
 });
 
+/**
+ * Builds the schema of a setting that is `off`, 0 or a duration that `parse` checks, such as
+ * `idleTimeout`. The number 0 is accepted too, as in `duration`.
+ */
+function offOrDuration(parse: (text: string) => number | string) {
+  return z.unknown().transform((value, context) => {
+    let result: number | string = "expected a duration such as 30s, or off";
+    if (typeof value === "string") {
+      result = parse(value);
+    } else if (typeof value === "number") {
+      result = value === 0 ? 0 : `invalid duration ${value}: add a unit (ms, s, m or h), such as ${value}s, or use off`;
+    }
+    if (typeof result === "string") {
+      context.addIssue({ code: "custom", message: result });
+
+      return z.NEVER;
+    }
+
+    return result;
+  });
+}
+
+const idleTimeout = offOrDuration(parseIdleTimeout);
+
+const slowStart = offOrDuration(parseSlowStart);
+
 const backendEntry = z
-  .strictObject({ id: z.string(), target: z.string(), probe: probeSchema.optional(), proxyProtocol: z.enum(PROXY_PROTOCOL_MODES).optional() })
+  .strictObject({ id: z.string(), target: z.string(), probe: probeSchema.optional(), proxyProtocol: z.enum(PROXY_PROTOCOL_MODES).optional(), slowStart: slowStart.optional() })
   .transform((entry, context) => {
     try {
       return createBackend(entry.id, entry.target);
@@ -91,23 +118,6 @@ export function checkKeepalive(ms: number): string | undefined {
   return undefined;
 }
 
-// `off` or a duration of at least 1 s. The number 0 is accepted too, as in `duration`.
-const idleTimeout = z.unknown().transform((value, context) => {
-  let result: number | string = "expected a duration such as 30s, or off";
-  if (typeof value === "string") {
-    result = parseIdleTimeout(value);
-  } else if (typeof value === "number") {
-    result = value === 0 ? 0 : `invalid duration ${value}: add a unit (ms, s, m or h), such as ${value}s, or use off`;
-  }
-  if (typeof result === "string") {
-    context.addIssue({ code: "custom", message: result });
-
-    return z.NEVER;
-  }
-
-  return result;
-});
-
 /** Upper bound of the connection caps, far above what one process can hold open. */
 export const MAX_CONNECTION_CAP = 10_000_000;
 
@@ -134,6 +144,7 @@ export const fileSchema = z.strictObject({
   workers: z.int().min(1).max(MAX_WORKERS).optional(),
   balance: z.enum(BALANCE_MODES).optional(),
   proxyProtocol: z.enum(PROXY_PROTOCOL_MODES).optional(),
+  slowStart: slowStart.optional(),
   ...healthFileKeys,
   ...providerFileKeys,
   ...clusterProviderFileKeys,
@@ -162,6 +173,10 @@ export interface FileConfig {
   proxyProtocol?: ProxyProtocolMode;
   /** PROXY protocol modes of single backends by id (`backends[].proxyProtocol`). */
   backendProxyProtocols?: Map<string, ProxyProtocolMode>;
+  /** Slow start window of every backend in milliseconds (`slowStart`), or 0 for off. */
+  slowStartMs?: number;
+  /** Slow start windows of single backends by id, in milliseconds (`backends[].slowStart`). */
+  backendSlowStarts?: Map<string, number>;
   /** The admin API, the metrics server, the config watch, the state file and DNS. */
   providers?: ProviderFileConfig;
   /** The Kubernetes provider: kubeconfig or in-cluster access. */
@@ -204,7 +219,8 @@ export function validateConfig(path: string, data: unknown): FileConfig {
   if (backends !== undefined) {
     checkUniqueIds(path, backends);
   }
-  const health = healthConfigOf(file, (data as { backends?: unknown } | null)?.backends);
+  const rawBackends = (data as { backends?: unknown } | null)?.backends;
+  const health = healthConfigOf(file, rawBackends);
   const backoffProblem = checkDialBackoff(health);
   if (backoffProblem !== undefined) {
     throw new ConfigError(`invalid config ${path}: ${backoffProblem}`);
@@ -223,7 +239,9 @@ export function validateConfig(path: string, data: unknown): FileConfig {
     balance: file.balance,
     health,
     proxyProtocol: file.proxyProtocol,
-    backendProxyProtocols: backendProxyProtocolsOf((data as { backends?: unknown } | null)?.backends),
+    backendProxyProtocols: backendValuesOf(rawBackends, "proxyProtocol", (mode) => mode as ProxyProtocolMode),
+    slowStartMs: file.slowStart,
+    backendSlowStarts: backendValuesOf(rawBackends, "slowStart", (window) => slowStart.parse(window)),
     providers: toProviderFileConfig(file),
     kubernetes: file.kubernetes,
     etcd: file.etcd,
@@ -232,18 +250,22 @@ export function validateConfig(path: string, data: unknown): FileConfig {
   };
 }
 
-/** Reads `backends[].proxyProtocol` from the file's validated `backends` list, by backend id. */
-function backendProxyProtocolsOf(rawBackends: unknown): Map<string, ProxyProtocolMode> {
-  const modes = new Map<string, ProxyProtocolMode>();
+/**
+ * Reads one setting of single backends (`backends[].proxyProtocol` or `backends[].slowStart`)
+ * from the file's `backends` list, already validated, by backend id. `read` turns the value as
+ * written into the setting.
+ */
+function backendValuesOf<T>(rawBackends: unknown, key: "proxyProtocol" | "slowStart", read: (value: unknown) => T): Map<string, T> {
+  const values = new Map<string, T>();
   if (Array.isArray(rawBackends)) {
-    for (const entry of rawBackends as { id: string; proxyProtocol?: ProxyProtocolMode }[]) {
-      if (entry.proxyProtocol !== undefined) {
-        modes.set(entry.id, entry.proxyProtocol);
+    for (const entry of rawBackends as ({ id: string } & Record<string, unknown>)[]) {
+      if (entry[key] !== undefined) {
+        values.set(entry.id, read(entry[key]));
       }
     }
   }
 
-  return modes;
+  return values;
 }
 
 function readConfigText(path: string): string {

@@ -29,6 +29,24 @@ export function parseDuration(text: string): number | string {
   return ms;
 }
 
+/**
+ * Parses a setting that is `off` (in any case) or a duration that `check` accepts, such as the
+ * idle timeout. `off` and `0` return 0, and `check` returns the problem with a duration.
+ *
+ * @returns the duration in milliseconds, or an error message naming the value and the fix.
+ */
+export function parseOffOrDuration(text: string, check: (ms: number) => string | undefined): number | string {
+  if (text.trim().toLowerCase() === "off") {
+    return 0;
+  }
+  const ms = parseDuration(text);
+  if (typeof ms === "string") {
+    return `${ms}, or off`;
+  }
+
+  return check(ms) ?? ms;
+}
+
 /** Formats milliseconds as the shortest exact duration string. */
 export function formatDuration(ms: number): string {
   if (ms === 0) {

@@ -2,7 +2,7 @@
  * The idle timeout setting (`idleTimeout`, `--idle-timeout`): how long a connection may carry
  * no byte in either direction before tinylb closes it. IdleSweeper enforces it.
  */
-import { formatDuration, parseDuration } from "./duration.ts";
+import { formatDuration, parseOffOrDuration } from "./duration.ts";
 
 /**
  * Shortest idle timeout. IdleSweeper checks every connection four times per timeout, so a
@@ -17,15 +17,7 @@ export const MIN_IDLE_TIMEOUT_MS = 1000;
  * @returns the timeout in milliseconds, or an error message naming the value and the fix.
  */
 export function parseIdleTimeout(text: string): number | string {
-  if (text.trim().toLowerCase() === "off") {
-    return 0;
-  }
-  const ms = parseDuration(text);
-  if (typeof ms === "string") {
-    return `${ms}, or off`;
-  }
-
-  return checkIdleTimeout(ms) ?? ms;
+  return parseOffOrDuration(text, checkIdleTimeout);
 }
 
 /** Returns the problem with an idle timeout in milliseconds, or undefined when it is 0 (off) or at least 1 s. */

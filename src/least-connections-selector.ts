@@ -2,6 +2,7 @@ import type { Backend } from "./backend.ts";
 import type { BackendSelector } from "./backend-selector.ts";
 import type { BackendSet } from "./backend-set.ts";
 import type { RoundRobinSelector } from "./round-robin-selector.ts";
+import type { SlowStartWeights } from "./slow-start.ts";
 
 /** Connections open or dialing per backend target, as ConnectionLimits counts them. */
 export interface TargetCounts {
@@ -25,6 +26,13 @@ export interface TargetCounts {
  * loaded. Threads that pick at the same moment may read the same counts and pick the same
  * backend; both reservations are counted, so the next picks even this out.
  *
+ * With slow start, the first pick compares (count + 1) / weight instead of the count. A backend
+ * in slow start then takes clients until its count is about its weight times the others',
+ * rather than every client until the counts are even. The + 1 lets the weight count from the
+ * first client, because 0 / weight would be 0 whatever the weight. HAProxy's leastconn orders
+ * servers by connections over weight too. Equal scores are ties, as equal counts are without
+ * slow start. `following`, the failover order within one client, compares plain counts.
+ *
  * Cost per pick: one count read per backend that `candidate` keeps, then one pass of the
  * rotation over the whole set per count level offered, which is one level unless every
  * backend of the lowest level is rejected. For a set of 10,000 backends with distinct
@@ -35,17 +43,23 @@ export interface TargetCounts {
 export class LeastConnectionsSelector implements BackendSelector {
   readonly #rotation: RoundRobinSelector;
   readonly #counts: TargetCounts;
+  /** Weights of backends in slow start. It is undefined while slow start is off, so that a pick then costs no more than before. */
+  readonly #slowStart: SlowStartWeights | undefined;
   /** The set `#positions` indexes. */
   #indexed: BackendSet | undefined;
   /** Index of each backend in `#indexed`. */
   #positions = new Map<Backend, number>();
-  /** Count of each backend of the set, read at the start of the pick under way, or -1 for one left out. */
+  /** Count (or with slow start, score) of each backend of the set, read at the start of the pick under way, or -1 for one left out. */
   #snapshot = new Float64Array(0);
 
-  /** @param rotation the round-robin rotation that breaks ties. The server keeps its set current. */
-  constructor(rotation: RoundRobinSelector, counts: TargetCounts) {
+  /**
+   * @param rotation the round-robin rotation that breaks ties. The server keeps its set current.
+   * @param slowStart the weights of backends in slow start, when slow start is on.
+   */
+  constructor(rotation: RoundRobinSelector, counts: TargetCounts, slowStart?: SlowStartWeights) {
     this.#rotation = rotation;
     this.#counts = counts;
+    this.#slowStart = slowStart;
   }
 
   /** The set of the rotation. */
@@ -55,7 +69,9 @@ export class LeastConnectionsSelector implements BackendSelector {
 
   /** Returns the least loaded backend that `accept` takes, ties in rotation order, and moves the rotation past it. */
   next(accept: (backend: Backend) => boolean = acceptAny, candidate?: (backend: Backend) => boolean): Backend | undefined {
-    return this.#pick(candidate, (level) => this.#rotation.next((backend) => this.#countOf(backend) === level && accept(backend)));
+    const weights = this.#slowStart !== undefined && this.#slowStart.size > 0 ? this.#slowStart : undefined;
+
+    return this.#pick(candidate, weights, (level) => this.#rotation.next((backend) => this.#countOf(backend) === level && accept(backend)));
   }
 
   /**
@@ -63,16 +79,23 @@ export class LeastConnectionsSelector implements BackendSelector {
    * the set's order, without moving the rotation. Used to fail over within one client.
    */
   following(id: string, accept: (backend: Backend) => boolean, candidate?: (backend: Backend) => boolean): Backend | undefined {
-    return this.#pick(candidate, (level) => this.#rotation.following(id, (backend) => this.#countOf(backend) === level && accept(backend)));
+    return this.#pick(candidate, undefined, (level) => this.#rotation.following(id, (backend) => this.#countOf(backend) === level && accept(backend)));
   }
 
-  /** Reads the counts of the candidates, then runs `pass` for each count among them, lowest first, until it returns a backend. */
-  #pick(candidate: ((backend: Backend) => boolean) | undefined, pass: (level: number) => Backend | undefined): Backend | undefined {
+  /**
+   * Reads the counts of the candidates, or with `weights` their scores, then runs `pass` for each
+   * count among them, lowest first, until it returns a backend.
+   */
+  #pick(candidate: ((backend: Backend) => boolean) | undefined, weights: SlowStartWeights | undefined, pass: (level: number) => Backend | undefined): Backend | undefined {
     const backends = this.#index(this.#rotation.set);
     const snapshot = this.#snapshot;
-    for (let index = 0; index < backends.length; index++) {
-      const backend = backends[index]!;
-      snapshot[index] = candidate === undefined || candidate(backend) ? this.#counts.count(backend.target) : -1;
+    if (weights === undefined) {
+      for (let index = 0; index < backends.length; index++) {
+        const backend = backends[index]!;
+        snapshot[index] = candidate === undefined || candidate(backend) ? this.#counts.count(backend.target) : -1;
+      }
+    } else {
+      this.#readScores(backends, candidate, weights);
     }
 
     for (let level = lowestAbove(snapshot, -1); level !== undefined; level = lowestAbove(snapshot, level)) {
@@ -83,6 +106,16 @@ export class LeastConnectionsSelector implements BackendSelector {
     }
 
     return undefined;
+  }
+
+  /** Sets the snapshot of each candidate to (count + 1) / weight, and of the others to -1. */
+  #readScores(backends: readonly Backend[], candidate: ((backend: Backend) => boolean) | undefined, weights: SlowStartWeights): void {
+    const now = weights.now();
+    for (let index = 0; index < backends.length; index++) {
+      const backend = backends[index]!;
+      const count = candidate === undefined || candidate(backend) ? this.#counts.count(backend.target) : -1;
+      this.#snapshot[index] = count < 0 ? -1 : (count + 1) / weights.weightOf(backend, now);
+    }
   }
 
   #countOf(backend: Backend): number {

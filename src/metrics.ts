@@ -100,6 +100,13 @@ export function renderMetrics(source: MetricsSource): string {
     "Failed active probes of the backend id since it joined the set or changed target; only backends with a probe.",
     perHealthState((state) => state.probe?.failedTotal),
   );
+  const now = server.slowStart.now();
+  page.add(
+    "tinylb_backend_slow_start_weight",
+    "gauge",
+    "Share of a full weight that the backend id has for new clients: from 0.1 when its slow start begins up to 1 at its end, and 1 outside slow start.",
+    server.set.backends.map((backend): [Labels, number] => [{ backend: backend.id }, server.slowStart.weightOf(backend, now)]),
+  );
   page.add("tinylb_degraded", "gauge", "1 while every enabled backend is unhealthy and each is tried anyway, else 0.", [[{}, server.health.degraded ? 1 : 0]]);
   page.add("tinylb_backend_set_size", "gauge", "Backends in the running set.", [[{}, server.set.size]]);
   page.add("tinylb_backend_set_changes_total", "counter", "Effective backend set changes applied.", [[{}, stats.setChanges]]);

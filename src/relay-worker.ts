@@ -14,8 +14,10 @@ import { createBackend } from "./backend.ts";
 import { backendIdsInUseOutsideSet } from "./backend-id-usage.ts";
 import { BackendSet } from "./backend-set.ts";
 import { openTrafficById } from "./balancer-status.ts";
+import { systemClock } from "./clock.ts";
 import { Logger, type LogFormat, type LogLevel } from "./logger.ts";
 import { Server, type ServerOptions } from "./server.ts";
+import { SlowStart } from "./slow-start.ts";
 import { StatsDeltas } from "./stats-deltas.ts";
 import { WorkerHealth } from "./worker-health.ts";
 import type { LiveSettings, SetCommand, WorkerCommand, WorkerEvent } from "./worker-messages.ts";
@@ -49,7 +51,9 @@ function sendStats(): void {
 
 async function start(index: number, options: ServerOptions & { listen: Address[] }, logLevel: LogLevel, logFormat: LogFormat, set: SetCommand): Promise<void> {
   logger = new Logger({ level: logLevel, format: logFormat, fields: { worker: index } });
-  server = new Server({ ...options, logger, reusePort: true, logSetChanges: false, counterRetention: false }, health);
+  // The main thread's windows replace this one's with every set and health snapshot.
+  const slowStart = new SlowStart(systemClock, logger, false);
+  server = new Server({ ...options, logger, reusePort: true, logSetChanges: false, counterRetention: false }, health, slowStart);
   // Before the bind: the kernel hands this thread clients as soon as its listener joins the port.
   applySet(set);
   try {
@@ -66,6 +70,7 @@ async function start(index: number, options: ServerOptions & { listen: Address[]
 function applySet(command: SetCommand): void {
   server?.threadCounters?.backendCounts?.learn(command.slots);
   server?.applySet(new BackendSet(command.backends.map((backend) => createBackend(backend.id, backend.target))));
+  server?.slowStart.replace(command.slowStart);
 }
 
 function applyLiveSettings(settings: LiveSettings): void {
@@ -73,6 +78,7 @@ function applyLiveSettings(settings: LiveSettings): void {
   server?.setIdleTimeout(settings.idleTimeoutMs);
   server?.setBalance(settings.balance);
   server?.setProxyProtocol(settings.proxyProtocol);
+  server?.setSlowStart(settings.slowStart);
   if (logger !== undefined) {
     logger.level = settings.logLevel;
     logger.format = settings.logFormat;
@@ -97,6 +103,7 @@ self.onmessage = (event: MessageEvent<WorkerCommand>) => {
       break;
     case "health":
       health.apply(command.snapshot);
+      server?.slowStart.replace(command.snapshot.slowStart);
       break;
     case "live-settings":
       applyLiveSettings(command.settings);

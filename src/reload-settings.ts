@@ -7,7 +7,8 @@ import type { Logger } from "./logger.ts";
 import { resolveProviderSettings } from "./provider-settings.ts";
 import type { Server } from "./server.ts";
 import { sameProxyProtocol } from "./proxy-protocol.ts";
-import { DEFAULTS, resolveProxyProtocol, type Settings } from "./settings.ts";
+import { DEFAULTS, resolveProxyProtocol, resolveSlowStart, type Settings } from "./settings.ts";
+import { formatSlowStart, sameSlowStart, slowStartOf } from "./slow-start-setting.ts";
 import { relayWorkersOf } from "./worker-pool.ts";
 
 /**
@@ -15,8 +16,8 @@ import { relayWorkersOf } from "./worker-pool.ts";
  * once per reload about changed settings that need a restart.
  *
  * Applied live: logLevel, logFormat and shutdownGrace, plus connectTimeout, keepalive,
- * balance and proxyProtocol for new connections, in every relay thread, and the probe and dial
- * back-off settings.
+ * balance, proxyProtocol and slowStart for new connections, in every relay thread, and the
+ * probe and dial back-off settings.
  * idleTimeout applies to open connections too, in every relay thread.
  * Everything else needs a restart. A setting that a flag sets is never changed by the file.
  * `settings` is updated in place to the running values, so a setting that still differs from
@@ -52,6 +53,7 @@ export function applyReloadedSettings(config: FileConfig, cli: CliOptions, setti
   }
   applyHealthChecks(config, cli, settings, server, applied);
   applyProxyProtocol(config, cli, settings, server, applied);
+  applySlowStart(config, cli, settings, server, applied);
 
   for (const key of ["maxConnections", "maxConnectionsPerBackend", "workers"] as const) {
     if ((cli[key] ?? config[key] ?? DEFAULTS[key]) !== settings[key]) {
@@ -119,12 +121,33 @@ function applyProxyProtocol(config: FileConfig, cli: CliOptions, settings: Setti
   if (proxyProtocol.mode !== running.mode) {
     applied.push(`proxyProtocol=${proxyProtocol.mode}`);
   }
-  const ids = new Set([...running.byId.keys(), ...proxyProtocol.byId.keys()]);
-  for (const id of [...ids].sort()) {
-    if (running.byId.get(id) !== proxyProtocol.byId.get(id)) {
-      applied.push(`proxyProtocol of ${id}=${proxyProtocol.byId.get(id) ?? proxyProtocol.mode}`);
-    }
+  applied.push(...changedByIdLines("proxyProtocol", running.byId, proxyProtocol.byId, (id) => proxyProtocol.byId.get(id) ?? proxyProtocol.mode));
+}
+
+/**
+ * Applies the slow start windows (see Server.setSlowStart). Names the balancer's window when it
+ * changed, and each backend whose own window changed by its id.
+ */
+function applySlowStart(config: FileConfig, cli: CliOptions, settings: Settings, server: Server, applied: string[]): void {
+  const slowStart = resolveSlowStart(cli, config);
+  const running = settings.slowStart;
+  if (sameSlowStart(slowStart, running)) {
+    return;
   }
+
+  server.setSlowStart(slowStart);
+  settings.slowStart = slowStart;
+  if (slowStart.durationMs !== running.durationMs) {
+    applied.push(`slowStart=${formatSlowStart(slowStart.durationMs)}`);
+  }
+  applied.push(...changedByIdLines("slowStart", running.byId, slowStart.byId, (id) => formatSlowStart(slowStartOf(slowStart, id))));
+}
+
+/** Describes each backend id whose own value of `key` differs between two maps, as `KEY of ID=VALUE` with `valueOf` the new value. */
+function changedByIdLines<T>(key: string, running: ReadonlyMap<string, T>, next: ReadonlyMap<string, T>, valueOf: (id: string) => string): string[] {
+  const ids = new Set([...running.keys(), ...next.keys()]);
+
+  return [...ids].sort().flatMap((id) => (running.get(id) === next.get(id) ? [] : [`${key} of ${id}=${valueOf(id)}`]));
 }
 
 /**

@@ -5,6 +5,7 @@ import { ListenLocks } from "./listen-lock.ts";
 import { formatDuration } from "./duration.ts";
 import type { Logger } from "./logger.ts";
 import { describeProxyProtocol } from "./proxy-protocol.ts";
+import { describeSlowStart } from "./slow-start-setting.ts";
 import { Server } from "./server.ts";
 import { relayThreadCount, startRelayWorkers, type WorkerPool } from "./worker-pool.ts";
 import { resolveSettings, type Settings } from "./settings.ts";
@@ -45,6 +46,7 @@ export async function runBalancer(cli: CliOptions, logger: Logger): Promise<Runn
     maxConnectionsPerBackend: settings.maxConnectionsPerBackend,
     balance: settings.balance,
     proxyProtocol: settings.proxyProtocol,
+    slowStart: settings.slowStart,
     threads,
     health: settings.health.check,
     maxAttempts: settings.health.maxAttempts,
@@ -98,6 +100,7 @@ export async function runBalancer(cli: CliOptions, logger: Logger): Promise<Runn
     idleTimeout: settings.idleTimeoutMs === 0 ? "off" : formatDuration(settings.idleTimeoutMs),
     balance: settings.balance,
     proxyProtocol: describeProxyProtocol(settings.proxyProtocol),
+    slowStart: describeSlowStart(settings.slowStart),
     // The threads that relay: 1 when --workers found no TCP listener to share.
     workers: threads,
   });

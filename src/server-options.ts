@@ -5,6 +5,7 @@ import type { CounterRetentionSettings } from "./counter-retention.ts";
 import type { HealthCheckSettings, UnhealthyPolicy } from "./health-checker.ts";
 import type { Logger } from "./logger.ts";
 import type { ProxyProtocolSettings } from "./proxy-protocol.ts";
+import type { SlowStartSettings } from "./slow-start-setting.ts";
 import type { RemovalPolicy } from "./target-drain.ts";
 
 /** Settings of a server. */
@@ -50,6 +51,12 @@ export interface ServerOptions {
    * @default PROXY_PROTOCOL_OFF: no header
    */
   proxyProtocol?: ProxyProtocolSettings;
+  /**
+   * Slow start windows of backends that return while the server runs (see SlowStart).
+   * `Server.setSlowStart` changes them later.
+   * @default SLOW_START_OFF: no slow start
+   */
+  slowStart?: SlowStartSettings;
   /**
    * Threads that share both caps (`--workers`). With more than one, the threads count their
    * connections together for the global cap and, with a per-backend cap, per backend target.
@@ -118,4 +125,14 @@ export interface ServerOptions {
    * @default true
    */
   logSetChanges?: boolean;
+}
+
+/** Options of one `Server.applySet` call. */
+export interface ApplySetOptions {
+  /**
+   * True when the change comes from a provider's first set, whose backends were serving
+   * already, so none of them begins a slow start (see SlowStart.setReplaced).
+   * @default false
+   */
+  discovery?: boolean;
 }

@@ -1,5 +1,5 @@
 import type { BackendConnector } from "./backend-connector.ts";
-import type { BalanceMode } from "./backend-selector.ts";
+import type { BackendSelector, BalanceMode } from "./backend-selector.ts";
 import { backendIdUsage } from "./backend-id-usage.ts";
 import { BackendSet } from "./backend-set.ts";
 import { ClientAcceptor } from "./client-acceptor.ts";
@@ -19,11 +19,14 @@ import { type LogFields, Logger, silentLogger } from "./logger.ts";
 import { RoundRobinSelector } from "./round-robin-selector.ts";
 import { RemovalPolicies } from "./removal-policies.ts";
 import { PROXY_PROTOCOL_OFF, type ProxyProtocolSettings } from "./proxy-protocol.ts";
-import type { ServerOptions } from "./server-options.ts";
+import type { ApplySetOptions, ServerOptions } from "./server-options.ts";
+import { SlowStart } from "./slow-start.ts";
+import { SlowStartRotation } from "./slow-start-rotation.ts";
+import { SLOW_START_OFF, type SlowStartSettings, usesSlowStart } from "./slow-start-setting.ts";
 import { ThreadCounters } from "./thread-counters.ts";
 import { TrafficStats } from "./traffic-stats.ts";
 
-export type { ServerOptions } from "./server-options.ts";
+export type { ApplySetOptions, ServerOptions } from "./server-options.ts";
 
 /**
  * The balancer: accepts clients, picks a backend (round-robin, or the least loaded under
@@ -35,6 +38,9 @@ export type { ServerOptions } from "./server-options.ts";
  *
  * The rotation passes over the ids in `disabled`, and their dials in flight are given up.
  * Their open connections stay until `closeBackendConnections` closes them.
+ *
+ * A backend in slow start (see SlowStart) gets a growing share of the first picks, under
+ * either balance mode. While no backend can have a slow start, the selectors do not read it.
  */
 export class Server {
   readonly pool = new ConnectionPool<Connection>();
@@ -46,11 +52,13 @@ export class Server {
   readonly #removals: RemovalPolicies;
   /** Backend ids taken out of the rotation; ids that leave the set are forgotten. */
   readonly disabled: DisabledBackends;
+  /** Windows of backends in slow start, whose weights the selectors read. */
+  readonly slowStart: SlowStart;
   /** Counters shared with the other relay threads, when there are any (`--workers`). */
   readonly threadCounters: ThreadCounters | undefined;
   readonly #selector: RoundRobinSelector;
   #balance: BalanceMode = "roundrobin";
-  readonly #options: Required<Omit<ServerOptions, "threadCounters" | "balance" | "proxyProtocol">>;
+  readonly #options: Required<Omit<ServerOptions, "threadCounters" | "balance" | "proxyProtocol" | "slowStart">>;
   #proxyProtocol: ProxyProtocolSettings = PROXY_PROTOCOL_OFF;
   readonly #log: Logger;
   readonly #listeners: ListenerSet<Connection>;
@@ -66,8 +74,10 @@ export class Server {
   /**
    * @param health replaces the checker built from `options.health`, such as a relay worker's
    *   copy of the main thread's health state.
+   * @param slowStart replaces the leading SlowStart built here, such as a relay worker's
+   *   follower of the main thread's windows. `options.slowStart` configures it.
    */
-  constructor(options: ServerOptions, health?: HealthChecker) {
+  constructor(options: ServerOptions, health?: HealthChecker, slowStart?: SlowStart) {
     this.#options = { connectTimeoutMs: 3000, keepaliveMs: 30_000, idleTimeoutMs: 0, maxConnections: 0, maxConnectionsPerBackend: 0, threads: 1, health: {}, maxAttempts: 0, onRemoval: "close", drainTimeoutMs: 30_000, onUnhealthy: "keep", clock: systemClock, logger: silentLogger, reusePort: false, logSetChanges: true, threadIndex: 0, counterRetention: DEFAULT_COUNTER_RETENTION, ...options };
     this.#log = this.#options.logger.with({ component: "server" });
     this.disabled = new DisabledBackends(this.#log, this.#options.logSetChanges);
@@ -81,8 +91,13 @@ export class Server {
       this.#options.logger,
     );
     this.health = health ?? new HealthChecker({ ...this.#options.health, clock: this.#options.clock, logger: this.#options.logger });
+    this.slowStart = slowStart ?? new SlowStart(this.#options.clock, this.#options.logger);
+    this.slowStart.configure(options.slowStart ?? SLOW_START_OFF);
     this.#removals = new RemovalPolicies(this.pool, this.health, this.#log, this.#options.clock, this.#options);
-    this.health.onFlip((backend, healthy) => this.#removals.healthFlipped(backend, healthy));
+    this.health.onFlip((backend, healthy) => {
+      this.#removals.healthFlipped(backend, healthy);
+      this.slowStart.healthFlipped(backend, healthy);
+    });
     this.health.setDisabled(this.disabled);
     this.disabled.onChange(() => {
       this.health.setDisabled(this.disabled);
@@ -191,19 +206,38 @@ export class Server {
     this.health.setProxyProtocol(settings);
   }
 
+  /**
+   * Sets the slow start windows of backends that return from now on, and the duration of the
+   * windows in progress (see SlowStart.configure), for the first pick of clients accepted
+   * from now on.
+   */
+  setSlowStart(settings: SlowStartSettings): void {
+    this.slowStart.configure(settings);
+    this.#connector.useSelector(this.#selectorFor(this.#balance));
+  }
+
   /** Switches the selector and the per-target counts to `mode`. Returns how many connections this thread has open or dialing. */
   #useBalance(mode: BalanceMode): number {
     const open = this.#openTargets();
     if (mode === "leastconn") {
       this.limits.startCounting(open);
-      this.#connector.useSelector(new LeastConnectionsSelector(this.#selector, this.limits));
     } else {
       this.limits.stopCounting(open);
-      this.#connector.useSelector(this.#selector);
     }
+    this.#connector.useSelector(this.#selectorFor(mode));
     this.#balance = mode;
 
     return open.length;
+  }
+
+  /** Builds the selector of `mode`, reading the slow start weights only while slow start is on. */
+  #selectorFor(mode: BalanceMode): BackendSelector {
+    const slowStart = usesSlowStart(this.slowStart.settings) ? this.slowStart : undefined;
+    if (mode === "leastconn") {
+      return new LeastConnectionsSelector(this.#selector, this.limits, slowStart);
+    }
+
+    return slowStart === undefined ? this.#selector : new SlowStartRotation(this.#selector, slowStart);
   }
 
   /** Returns the target of each of this thread's open connections and dials in flight. */
@@ -265,8 +299,10 @@ export class Server {
    * policy) every connection whose target the new set no longer dials. Returns false, and
    * touches nothing, when the set is unchanged.
    * `fields` are added to the change's log line, such as the provider that caused it.
+   * Backends that joined the set or changed target begin a slow start, unless `options` or the
+   * change itself shows that they were serving already (see SlowStart.setReplaced).
    */
-  applySet(set: BackendSet, fields: LogFields = {}): boolean {
+  applySet(set: BackendSet, fields: LogFields = {}, options: ApplySetOptions = {}): boolean {
     const previous = this.#selector.set;
     if (set.equals(previous)) {
       return false;
@@ -275,6 +311,8 @@ export class Server {
     // In the main thread, every target gets its shared per-backend count before a client can reach it.
     this.threadCounters?.backendCounts?.assign(set.targets);
     this.#selector.update(set);
+    // Before the listeners, so that the set sent to the relay workers carries the new windows.
+    this.slowStart.setReplaced(previous, set, options.discovery);
     for (const listener of this.#setListeners) {
       listener(set);
     }
@@ -353,6 +391,7 @@ export class Server {
     }
 
     this.health.stop();
+    this.slowStart.stop();
     this.#connector.stop();
     this.#retention?.stop();
     this.#idle.stop();

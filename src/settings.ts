@@ -10,6 +10,7 @@ import { checkProbeConfig } from "./probe-config-check.ts";
 import type { LogFormat, LogLevel } from "./logger.ts";
 import { type ProviderSettings, resolveProviderSettings } from "./provider-settings.ts";
 import type { ProxyProtocolSettings } from "./proxy-protocol.ts";
+import type { SlowStartSettings } from "./slow-start-setting.ts";
 import type { EtcdSettings, KubernetesSettings } from "./cluster-provider-keys.ts";
 
 /** The settings a balancer runs with, after flags, file and defaults are merged. */
@@ -33,6 +34,8 @@ export interface Settings {
   health: HealthSettings;
   /** Backends that receive a PROXY protocol header (`--proxy-protocol`, `proxyProtocol`, `backends[].proxyProtocol`). */
   proxyProtocol: ProxyProtocolSettings;
+  /** Slow start windows of backends that return (`--slow-start`, `slowStart`, `backends[].slowStart`). */
+  slowStart: SlowStartSettings;
   /** The admin API, the metrics server, the config watch, the state file and DNS. */
   providers: ProviderSettings;
   /** The Kubernetes provider, from the config file only. */
@@ -101,6 +104,7 @@ export function resolveSettings(cli: CliOptions): Settings {
     balance: cli.balance ?? file.balance ?? DEFAULTS.balance,
     health: resolveHealthSettings(cli.health, file.health),
     proxyProtocol: resolveProxyProtocol(cli, file),
+    slowStart: resolveSlowStart(cli, file),
     providers,
     kubernetes: file.kubernetes,
     etcd: file.etcd,
@@ -115,6 +119,14 @@ export function resolveSettings(cli: CliOptions): Settings {
  */
 export function resolveProxyProtocol(cli: CliOptions, file: FileConfig): ProxyProtocolSettings {
   return { mode: cli.proxyProtocol ?? file.proxyProtocol ?? "off", byId: file.backendProxyProtocols ?? new Map() };
+}
+
+/**
+ * Merges the slow start window of the flag, the file and the default `off`. A backend's own
+ * window in the file wins over both, for that backend only.
+ */
+export function resolveSlowStart(cli: CliOptions, file: FileConfig): SlowStartSettings {
+  return { durationMs: cli.slowStartMs ?? file.slowStartMs ?? 0, byId: file.backendSlowStarts ?? new Map() };
 }
 
 /** Builds one set from the file's backends and the flags' backends; a flag wins on the same id. */

@@ -72,6 +72,9 @@ export function formatStatus(status: BalancerStatus): string {
   if (status.balance !== undefined) {
     lines.push(`Balance: ${BALANCE_DESCRIPTIONS[status.balance] ?? status.balance}`);
   }
+  if ((status.slowStartMs ?? 0) > 0) {
+    lines.push(`Slow start: ${formatDuration(status.slowStartMs!)} for each backend that returns (--slow-start, slowStart)`);
+  }
   if (status.connections !== undefined) {
     lines.push(`Connections: ${formatConnections(status.connections, status.maxConnections ?? 0)}`);
     const perBackend = status.maxConnectionsPerBackend ?? 0;
@@ -87,6 +90,10 @@ export function formatStatus(status: BalancerStatus): string {
     lines.push("Degraded: every enabled backend is unhealthy, so each is tried anyway");
   }
   lines.push(...describeDisabled(status));
+  for (const backend of status.backends.filter((entry) => entry.slowStartEndsInMs !== undefined)) {
+    const percent = Math.round((backend.slowStartWeight ?? 1) * 100);
+    lines.push(`Slow start: "${backend.id}" gets ${percent}% of a full share of new clients, all of it in ${formatTimeLeft(backend.slowStartEndsInMs!)}`);
+  }
   for (const backend of status.backends.filter((entry) => entry.healthy === false)) {
     const label = backend.health === "retrying" ? "Retrying" : "Unhealthy";
     lines.push(`${label}: "${backend.id}": ${backend.healthCause}`);

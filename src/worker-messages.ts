@@ -5,15 +5,22 @@ import type { OpenTraffic } from "./balancer-status.ts";
 import type { LogFormat, LogLevel } from "./logger.ts";
 import type { ProxyProtocolSettings } from "./proxy-protocol.ts";
 import type { ServerOptions } from "./server.ts";
+import type { SlowStartWindow } from "./slow-start.ts";
+import type { SlowStartSettings } from "./slow-start-setting.ts";
 
 /** Server settings a relay worker can receive: plain data only, no logger or clock. */
 export type WorkerServerOptions = Omit<ServerOptions, "logger" | "clock"> & { listen: Address[] };
 
-/** A backend set for a relay worker. `slots` gives the shared per-backend count of each target that has one (see SharedBackendCounts). */
+/**
+ * A backend set for a relay worker. `slots` gives the shared per-backend count of each target
+ * that has one (see SharedBackendCounts). `slowStart` has the main thread's slow start windows
+ * with the set applied, so that a backend that joined begins its window in every thread at once.
+ */
 export interface SetCommand {
   type: "set";
   backends: { id: string; target: string }[];
   slots: Record<string, number>;
+  slowStart: SlowStartWindow[];
 }
 
 /** A message from the main thread to a relay worker. */
@@ -39,14 +46,17 @@ export interface LiveSettings {
   balance: BalanceMode;
   /** Its Map is copied by the structured clone of `postMessage`. */
   proxyProtocol: ProxyProtocolSettings;
+  /** Its Map is copied by the structured clone of `postMessage`. */
+  slowStart: SlowStartSettings;
   logLevel: LogLevel;
   logFormat: LogFormat;
 }
 
-/** The main thread's health state: every backend that is not healthy, and whether the balancer is degraded. */
+/** The main thread's health state: every backend that is not healthy, whether the balancer is degraded, and the slow start windows. */
 export interface HealthSnapshot {
   backends: { id: string; target: string; condition: HealthCondition; cause: string }[];
   degraded: boolean;
+  slowStart: SlowStartWindow[];
 }
 
 /** A worker's dial result that the main thread's health checker records. */

@@ -50,7 +50,8 @@ const CLOSE_REPLY_MS = 1000;
  *
  * The main thread's health checker is the only health state: it runs the probes and
  * records the dial results the workers send, and every change of a backend's condition
- * goes to every worker as a snapshot (see WorkerHealth).
+ * goes to every worker as a snapshot (see WorkerHealth). The main thread's slow start windows
+ * go with each snapshot and each set, and replace the worker's (see SlowStart.replace).
  *
  * Workers send their traffic and rejection counters as deltas every second, with their
  * open connections by backend id. The pool adds the deltas to the main Server's counters
@@ -106,6 +107,7 @@ export class WorkerPool {
     }
     pool.#queueHealth();
     server.health.onConditionChange(() => pool.#queueHealth());
+    server.slowStart.onChange(() => pool.#queueHealth());
 
     try {
       await Promise.all(started);
@@ -176,7 +178,7 @@ export class WorkerPool {
     const backends = set.backends.map((backend) => ({ id: backend.id, target: backend.target }));
     const slots = this.#server.threadCounters?.backendCounts?.slotsOf(set.targets) ?? {};
 
-    return { type: "set", backends, slots };
+    return { type: "set", backends, slots, slowStart: this.#server.slowStart.windows() };
   }
 
   /**
@@ -229,7 +231,7 @@ export class WorkerPool {
       .filter((state) => state.condition !== "healthy")
       .map((state) => ({ id: state.id, target: state.target, condition: state.condition, cause: state.cause }));
 
-    return { backends, degraded: health.degraded };
+    return { backends, degraded: health.degraded, slowStart: this.#server.slowStart.windows() };
   }
 
   /** Records a worker's dial in the main thread's health checker, when the backend is still in the set with that target. */
@@ -245,12 +247,12 @@ export class WorkerPool {
     }
   }
 
-  /** Sends the connect timeout, keepalive time, balance mode, PROXY protocol and log settings of a config reload to every worker. */
+  /** Sends the connect timeout, keepalive time, balance mode, PROXY protocol, slow start and log settings of a config reload to every worker. */
   applyLiveSettings(settings: LiveSettings): void {
     // Only these fields: a whole Settings object would be copied into every message.
-    const { connectTimeoutMs, keepaliveMs, idleTimeoutMs, balance, proxyProtocol, logLevel, logFormat } = settings;
+    const { connectTimeoutMs, keepaliveMs, idleTimeoutMs, balance, proxyProtocol, slowStart, logLevel, logFormat } = settings;
     for (const worker of this.#workers) {
-      this.#send(worker, { type: "live-settings", settings: { connectTimeoutMs, keepaliveMs, idleTimeoutMs, balance, proxyProtocol, logLevel, logFormat } });
+      this.#send(worker, { type: "live-settings", settings: { connectTimeoutMs, keepaliveMs, idleTimeoutMs, balance, proxyProtocol, slowStart, logLevel, logFormat } });
     }
   }
 
@@ -431,6 +433,7 @@ export async function startRelayWorkers(settings: Settings, server: Server, logg
     maxConnectionsPerBackend: settings.maxConnectionsPerBackend,
     balance: settings.balance,
     proxyProtocol: settings.proxyProtocol,
+    slowStart: settings.slowStart,
     threads: settings.workers,
     maxAttempts: settings.health.maxAttempts,
     onRemoval: settings.health.onRemoval,

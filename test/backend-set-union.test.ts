@@ -143,3 +143,23 @@ test("BackendSetUnion seed ignores identical published sets", () => {
   expect(unused).toEqual({ unknown: [], superseded: [] });
   expect(union.set.describe()).toBe("x=10.0.0.2:1");
 });
+
+test("BackendSetUnion marks a provider's first set", async () => {
+  const firstSets: [string, boolean][] = [];
+  const union = new BackendSetUnion((_next, cause, firstSet) => firstSets.push([cause, firstSet]));
+  const publishStatic = union.register("static");
+  const publishDns = union.register("dns");
+
+  // Held back by the batch, the start-up sets count as no provider's first.
+  await union.batch("static,dns", async () => publishStatic(set({ a: "10.0.0.1:1" })));
+  publishDns(set({ b: "10.0.0.2:1" }));
+  publishDns(set({ b: "10.0.0.2:1", c: "10.0.0.3:1" }));
+  publishStatic(set({ a: "10.0.0.1:1", d: "10.0.0.4:1" }));
+
+  expect(firstSets).toEqual([
+    ["static", false],
+    ["dns", true],
+    ["dns", false],
+    ["static", false],
+  ]);
+});

@@ -6,6 +6,7 @@ import { FailoverPlan } from "../src/failover-plan.ts";
 import { LeastConnectionsSelector } from "../src/least-connections-selector.ts";
 import { Logger } from "../src/logger.ts";
 import { RoundRobinSelector } from "../src/round-robin-selector.ts";
+import type { SlowStartWeights } from "../src/slow-start.ts";
 import { ThreadCounters } from "../src/thread-counters.ts";
 
 // Targets are never dialled here. An entry "id@port" gives the id that port, so that ids can share a target.
@@ -247,5 +248,79 @@ describe("LeastConnectionsSelector", () => {
     const worker = new LeastConnectionsSelector(new RoundRobinSelector(set), workerLimits);
     expect(burst(worker, workerLimits, 2)).toEqual(["b", "b"]);
     expect(mainLimits.count(set.get("b")!.target)).toBe(2);
+  });
+});
+
+/** Weights that change only when the test changes them; ids not listed weigh 1. */
+function fixedWeights(byId: Record<string, number>): SlowStartWeights {
+  return { size: Object.keys(byId).length, now: () => 0, weightOf: (backend) => byId[backend.id] ?? 1 };
+}
+
+/** Builds a selector over `set` with leastconn reservations as counts and `weights` as slow start. */
+function weighted(set: BackendSet, weights: SlowStartWeights, limitOptions: { maxConnectionsPerBackend?: number } = {}): { selector: LeastConnectionsSelector; limits: ConnectionLimits } {
+  const limits = new ConnectionLimits(limitOptions, new Logger({ sink: () => {} }));
+  limits.startCounting([]);
+
+  return { selector: new LeastConnectionsSelector(new RoundRobinSelector(set), limits, weights), limits };
+}
+
+describe("LeastConnectionsSelector with slow start", () => {
+  test("fills a returning backend up to its weight", () => {
+    const set = setOf("a", "b", "c");
+    const { selector, limits } = weighted(set, fixedWeights({ c: 0.1 }));
+    hold(limits, set, { a: 3, b: 3 });
+
+    // (count + 1) / weight: a and b score 4, c scores 1 / 0.1 = 10. a and b take clients until
+    // they score 10 too, then the three tie and the rotation reaches c, which then scores 20.
+    expect(burst(selector, limits, 15)).toEqual(["a", "b", "a", "b", "a", "b", "a", "b", "a", "b", "a", "b", "c", "a", "b"]);
+  });
+
+  test.each([
+    [0.1, 1],
+    [0.5, 5],
+    [1, 10],
+  ])("keeps a backend of weight %p near that share", (weight, expectedForC) => {
+    const set = setOf("a", "b", "c");
+    const { selector, limits } = weighted(set, fixedWeights({ c: weight }));
+
+    // c ends up with about its weight times the others' count: (count + 1) / weight stays level with theirs.
+    const ids = burst(selector, limits, 20 + expectedForC);
+    expect(ids.filter((id) => id === "c").length).toBe(expectedForC);
+  });
+
+  test("reads no weights without windows", () => {
+    const set = setOf("a", "b", "c");
+    const { selector, limits } = weighted(set, fixedWeights({}));
+    hold(limits, set, { a: 3, b: 3 });
+
+    expect(burst(selector, limits, 3)).toEqual(["c", "c", "c"]);
+  });
+
+  test("skips a backend in slow start at its cap", () => {
+    const set = setOf("a", "b", "c");
+    const { selector, limits } = weighted(set, fixedWeights({ c: 0.1 }), { maxConnectionsPerBackend: 4 });
+    hold(limits, set, { a: 4, b: 3, c: 3 });
+
+    // b scores 4 and takes the first client. Then a and b are at their cap, and c, which scores 40, takes the next.
+    expect(burst(selector, limits, 3)).toEqual(["b", "c", undefined]);
+  });
+
+  test("fails over by counts alone", () => {
+    const set = setOf("a", "b", "c");
+    const { selector, limits } = weighted(set, fixedWeights({ c: 0.1 }));
+    hold(limits, set, { a: 3, b: 2 });
+
+    // The first pick weighs c down, but failover goes to the backend with the fewest connections.
+    const plan = new FailoverPlan(selector, checks(limits), 0);
+    expect(failoverOrder(plan, limits)).toEqual(["b", "c", "a"]);
+  });
+
+  test("tries a backend in slow start when every backend is unhealthy", () => {
+    const set = setOf("a", "b");
+    const { selector, limits } = weighted(set, fixedWeights({ b: 0.1 }));
+    hold(limits, set, { a: 1 });
+
+    // Degraded: health is ignored, and b's score of 10 puts it after a's 2, but it is still tried.
+    expect(failoverOrder(new FailoverPlan(selector, checks(limits, ["a", "b"]), 0), limits)).toEqual(["a", "b"]);
   });
 });

@@ -8,6 +8,7 @@ import { Server } from "../src/server.ts";
 import type { ServerOptions } from "../src/server-options.ts";
 import { TestBackend, TestClient } from "./support/backends.ts";
 import { FullBacklogListener } from "./support/full-backlog.ts";
+import { holdClients, tally, terminateClients } from "./support/held-clients.ts";
 import { LogLines } from "./support/log-lines.ts";
 import { BINARY, listenedPort, TinylbProcess } from "./support/tinylb-process.ts";
 import { waitFor } from "./support/wait.ts";
@@ -34,29 +35,6 @@ async function startServer(backends: { id: string; target: string }[], options: 
   return { server, port: address.kind === "tcp" ? address.port : 0, log };
 }
 
-/** Connects `count` clients one after another, each held open after its greeting; returns the greeting backends' ids. */
-async function holdClients(where: number | string, count: number, clients: TestClient[] = []): Promise<string[]> {
-  const ids: string[] = [];
-  for (let i = 0; i < count; i++) {
-    const client = await TestClient.connect(where);
-    clients.push(client);
-    cleanup.push(() => client.socket.terminate());
-    await waitFor("a greeting", () => client.firstLine !== "" || client.closed);
-    ids.push(client.firstLine);
-  }
-
-  return ids;
-}
-
-function tally(ids: string[]): Record<string, number> {
-  const counts: Record<string, number> = {};
-  for (const id of ids) {
-    counts[id] = (counts[id] ?? 0) + 1;
-  }
-
-  return counts;
-}
-
 test("leastconn sends new clients to a returning backend", async () => {
   const backends = ["a", "b", "c"].map((id) => TestBackend.echo(id));
   cleanup.push(() => backends.forEach((backend) => backend.stop()));
@@ -64,6 +42,7 @@ test("leastconn sends new clients to a returning backend", async () => {
 
   // Equal counts: the rotation breaks every tie, so the order is round-robin's.
   const clients: TestClient[] = [];
+  cleanup.push(() => terminateClients(clients));
   expect(await holdClients(port, 9, clients)).toEqual(["a", "b", "c", "a", "b", "c", "a", "b", "c"]);
 
   // c leaves (its clients are closed) and comes back empty.
@@ -90,6 +69,7 @@ test("round-robin leaves a returning backend behind", async () => {
   const { server, port } = await startServer(backends, {});
 
   const clients: TestClient[] = [];
+  cleanup.push(() => terminateClients(clients));
   await holdClients(port, 9, clients);
   server.applySet(setOf(backends.slice(0, 2)));
   await waitFor("c's clients to be closed", () => clients.filter((client) => client.firstLine === "c").every((client) => client.ended || client.closed));
@@ -117,9 +97,9 @@ test("balance change counts open connections and dials", async () => {
 
   // Round-robin: the first client reaches a, the second waits on s, whose connect hangs.
   const clients: TestClient[] = [];
+  cleanup.push(() => terminateClients(clients));
   expect(await holdClients(port, 1, clients)).toEqual(["a"]);
   clients.push(await TestClient.connect(port));
-  cleanup.push(() => clients[1]!.socket.terminate());
   await waitFor("the dial to s", () => server.activeCount === 2 && server.pool.size === 1);
 
   server.setBalance("leastconn");
@@ -170,6 +150,7 @@ test("leastconn compares the counts of every thread", async () => {
 
   // Round-robin counts nothing per target; 16 clients over TCP reach a, the only backend.
   const clients: TestClient[] = [];
+  cleanup.push(() => terminateClients(clients));
   expect(tally(await holdClients(port, 16, clients))).toEqual({ a: 16 });
   // Two or more in the worker make per-thread counts fail below (all 16 in one thread: 17 in 2^16).
   expect(openedInWorker(tinylb.stderr)).toBeGreaterThanOrEqual(2);

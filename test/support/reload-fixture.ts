@@ -17,15 +17,15 @@ export interface ReloadFixture {
 
 /**
  * Resolves the settings of `--config path` plus `flags` and builds a server with the live
- * settings a start passes (balance, PROXY protocol, idle timeout), without binding it. The
- * caller shuts the server down when the idle timeout may be on.
+ * settings a start passes (balance, PROXY protocol, idle timeout, slow start), without binding
+ * it. The caller shuts the server down when the idle timeout may be on.
  */
 export function reloadFixture(path: string, flags: string[] = []): ReloadFixture {
   const cli = parseArgs(["--config", path, ...flags]);
   const settings = resolveSettings(cli);
   const lines: string[] = [];
   const logger = new Logger({ sink: (line) => lines.push(line) });
-  const server = new Server({ listen: settings.listen, logger, balance: settings.balance, proxyProtocol: settings.proxyProtocol, idleTimeoutMs: settings.idleTimeoutMs });
+  const server = new Server({ listen: settings.listen, logger, balance: settings.balance, proxyProtocol: settings.proxyProtocol, idleTimeoutMs: settings.idleTimeoutMs, slowStart: settings.slowStart });
 
   return { settings, server, lines, reload: (next) => applyReloadedSettings(loadConfigFile(next), cli, settings, server, logger) };
 }
