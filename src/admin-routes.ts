@@ -31,6 +31,8 @@ export interface AdminRouteContext extends ReadOnlyRouteContext {
   states: BackendStates;
   /** The balancer's bound listen addresses, which no backend target may equal. */
   listenAddresses?: () => readonly Address[];
+  /** Resolves once every relay thread applies the changes made so far (see WorkerPool.synced); absent without relay workers. */
+  settled?: () => Promise<void>;
 }
 
 const backendEntry = z.strictObject({ id: z.string(), target: z.string() });
@@ -65,7 +67,7 @@ export async function routeAdminRequest(request: Request, context: AdminRouteCon
   if (path === "/v1/backends") {
     allowMethods(method, ["GET", "PUT"]);
 
-    return method === "GET" ? json(200, context.status()) : replaceBackends(await readJsonBody(request), context);
+    return method === "GET" ? json(200, context.status()) : settled(replaceBackends(await readJsonBody(request), context), context);
   }
 
   const match = BACKEND_PATH.exec(path);
@@ -76,7 +78,7 @@ export async function routeAdminRequest(request: Request, context: AdminRouteCon
       return getBackend(id, context);
     }
 
-    return method === "PUT" ? putBackend(id, await readJsonBody(request), context) : deleteBackend(id, context);
+    return settled(method === "PUT" ? putBackend(id, await readJsonBody(request), context) : deleteBackend(id, context), context);
   }
 
   const stateMatch = BACKEND_STATE_PATH.exec(path);
@@ -84,10 +86,21 @@ export async function routeAdminRequest(request: Request, context: AdminRouteCon
     allowMethods(method, ["GET", "PUT"]);
     const id = decodeId(stateMatch[1]!);
 
-    return method === "GET" ? getBackendState(id, context) : putBackendState(id, await readJsonBody(request), context);
+    return method === "GET" ? getBackendState(id, context) : settled(await putBackendState(id, await readJsonBody(request), context), context);
   }
 
   throw new AdminRequestError(404, `no route for ${path}; see /v1/backends, /v1/backends/{id}, /v1/backends/{id}/state, /healthz, /readyz and /metrics`);
+}
+
+/**
+ * Returns the response of a change once every relay thread applied it, so that a client that
+ * connects after the response, such as one started by a script after `tinylb add`, meets the
+ * new set in whichever thread accepts it.
+ */
+async function settled(response: Response, context: AdminRouteContext): Promise<Response> {
+  await context.settled?.();
+
+  return response;
 }
 
 /**

@@ -23,6 +23,7 @@ import type { Provider } from "./providers/provider.ts";
 import { StaticProvider } from "./providers/static-provider.ts";
 import type { Server } from "./server.ts";
 import type { Settings } from "./settings.ts";
+import { relayWorkersOf } from "./worker-pool.ts";
 import { StateFile } from "./state-file.ts";
 
 /** The providers of a running balancer, the union they feed, the admin API and the metrics server. */
@@ -176,7 +177,13 @@ export async function startBackendSources(cli: CliOptions, settings: Settings, s
           address: options.admin,
           allowPublic: options.adminAllowPublic,
           tokenFile: options.adminTokenFile,
-          context: { ...readOnly, api, states: new BackendStates(server, logger), listenAddresses: () => server.listeners.map((listener) => listener.address) },
+          context: {
+            ...readOnly,
+            api,
+            states: new BackendStates(server, logger),
+            listenAddresses: () => server.listeners.map((listener) => listener.address),
+            settled: async () => relayWorkersOf(server)?.synced(),
+          },
           logger,
         });
       } catch (error) {

@@ -117,6 +117,9 @@ self.onmessage = (event: MessageEvent<WorkerCommand>) => {
     case "close-backend":
       post({ type: "closed", closed: server?.closeBackendConnections(command.id, command.reason) ?? 0 });
       break;
+    case "sync":
+      post({ type: "synced" });
+      break;
     case "shutdown":
       void shutdown(command.graceMs);
       break;

@@ -35,6 +35,8 @@ export type WorkerCommand =
   /** Closes the connections opened for backend `id` and gives up the dials in flight to it. */
   | { type: "close-backend"; id: string; reason: string }
   | { type: "live-settings"; settings: LiveSettings }
+  /** Asks for a `synced` reply, which tells that the worker has applied every command sent before. */
+  | { type: "sync" }
   | { type: "shutdown"; graceMs: number };
 
 /** Settings a config reload changes in running relay workers. */
@@ -86,4 +88,6 @@ export type WorkerEvent =
   | { type: "stats"; delta: StatsDelta; open: number; openById: Record<string, OpenTraffic>; idsInUse: string[] }
   /** The reply to `close-all` and `close-backend`: how many connections the worker closed. */
   | { type: "closed"; closed: number }
+  /** The reply to `sync`. */
+  | { type: "synced" }
   | { type: "stopped"; forced: number };

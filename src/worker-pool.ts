@@ -23,6 +23,8 @@ interface RelayWorker {
   stopped?: (forced: number) => void;
   /** Callers waiting for the replies to `close-all` and `close-backend`, in the order the commands were sent. */
   closeReplies?: ((closed: number) => void)[];
+  /** Callers waiting for the replies to `sync`, in the order the commands were sent. */
+  syncReplies?: (() => void)[];
 }
 
 /** Milliseconds a worker may take beyond the grace period to report that it stopped. */
@@ -37,6 +39,9 @@ const HEALTH_BATCH_MS = 50;
 
 /** Milliseconds a worker may take to report how many connections a `close-all` or `close-backend` closed. */
 const CLOSE_REPLY_MS = 1000;
+
+/** Milliseconds a worker may take to reply to `sync`. */
+const SYNC_REPLY_MS = 1000;
 
 /**
  * The relay worker threads of a balancer started with `--workers N`. There are N - 1 of
@@ -275,6 +280,27 @@ export class WorkerPool {
     return this.#closeInWorkers({ type: "close-backend", id, reason });
   }
 
+  /**
+   * Resolves once every worker has applied the sets, health snapshots, disabled ids and
+   * settings sent before this call. Messages to a worker arrive in order, so its reply to
+   * `sync` comes after all of them. The admin API waits for it, so that a client that connects
+   * after a change returned meets the new set in every thread. A worker that ended already is
+   * not asked, and one that does not reply within 1 s is not waited for.
+   */
+  async synced(): Promise<void> {
+    const replies = this.#workers
+      .filter((worker) => !worker.exited)
+      .map((worker) => {
+        const synced = new Promise<void>((resolve) => {
+          (worker.syncReplies ??= []).push(resolve);
+          this.#send(worker, { type: "sync" });
+        });
+
+        return Promise.race([synced, Bun.sleep(SYNC_REPLY_MS)]);
+      });
+    await Promise.all(replies);
+  }
+
   async #closeInWorkers(command: WorkerCommand & { type: "close-all" | "close-backend" }): Promise<number> {
     const counts = this.#workers
       .filter((worker) => !worker.exited)
@@ -349,6 +375,9 @@ export class WorkerPool {
           case "closed":
             worker.closeReplies?.shift()?.(event.closed);
             break;
+          case "synced":
+            worker.syncReplies?.shift()?.();
+            break;
           case "stopped":
             worker.open = 0;
             worker.openById = {};
@@ -364,6 +393,7 @@ export class WorkerPool {
         worker.idsInUse = new Set();
         worker.stopped?.(0);
         worker.closeReplies?.splice(0).forEach((reply) => reply(0));
+        worker.syncReplies?.splice(0).forEach((reply) => reply());
       });
       worker.thread.onerror = (error) => {
         clearTimeout(timer);
