@@ -1,10 +1,11 @@
-import { closeSync, fsyncSync, openSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync, writeSync } from "node:fs";
+import { closeSync, fsyncSync, openSync, renameSync, statSync, unlinkSync, writeFileSync, writeSync } from "node:fs";
 import { dirname } from "node:path";
 import type { Backend } from "./backend.ts";
 import { BackendSet } from "./backend-set.ts";
 import { ConfigError } from "./config.ts";
 import { type Logger, silentLogger } from "./logger.ts";
 import { describeFileError } from "./file-errors.ts";
+import { readRegularFile } from "./regular-file.ts";
 import { parseSavedState, STATE_VERSION, type SavedBackend, type SavedBackendCheck } from "./saved-state.ts";
 
 /** Largest state file read, in bytes. */
@@ -27,6 +28,11 @@ export class StateFile {
   readonly #log: Logger;
   readonly #minIntervalMs: number;
   #failing = false;
+  /**
+   * Whether the file at `path` was not read in full and no copy of it was kept, because it
+   * could not be read or the copy failed. The next write then moves it to `badCopyPath` first.
+   */
+  #moveBeforeWrite = false;
   #lastWrite = -Infinity;
   #pending: (() => void) | undefined;
   #timer: Timer | undefined;
@@ -68,16 +74,22 @@ export class StateFile {
    * Reads the saved backends, grouped by provider name. A missing file gives an empty map.
    * An unreadable or invalid file is logged and also gives an empty map, and invalid
    * entries are skipped, because the state only helps start-up and must never stop it.
-   * Before a file that was not read in full can be overwritten, a copy is kept at
-   * `badCopyPath`. Entries that `check` rejects count as invalid.
+   * A file that was not read in full is kept at `badCopyPath`, replacing an earlier copy. An
+   * invalid one is copied there now. One that could not be read (no permission, too large,
+   * not a regular file) is moved there by the first write. Entries that `check` rejects
+   * count as invalid.
    */
   load(check?: SavedBackendCheck): Map<string, BackendSet> {
     let text: string;
     try {
-      text = readFileSync(this.path, "utf8");
+      text = readRegularFile(this.path, MAX_STATE_BYTES).toString("utf8");
     } catch (error) {
       if ((error as { code?: string }).code !== "ENOENT") {
-        this.#log.warn("read state file failed; starting without saved backends", { file: this.path, err: describeFileError(error) });
+        this.#moveBeforeWrite = true;
+        this.#log.warn(`read state file failed; starting without saved backends, and the first write moves the file to ${this.badCopyPath}`, {
+          file: this.path,
+          err: describeFileError(error),
+        });
       }
 
       return new Map();
@@ -85,9 +97,6 @@ export class StateFile {
 
     let saved: ReturnType<typeof parseSavedState>;
     try {
-      if (text.length > MAX_STATE_BYTES) {
-        throw new Error(`the file has more than ${MAX_STATE_BYTES} bytes`);
-      }
       saved = parseSavedState(text, check);
     } catch (error) {
       this.#log.warn("invalid state file; starting without saved backends", { file: this.path, err: (error as Error).message, ...this.#keepBadCopy(text) });
@@ -110,12 +119,17 @@ export class StateFile {
     return groupByProvider(saved.backends);
   }
 
-  /** Writes `text` to `badCopyPath` and returns log fields with the copy's path, or the reason no copy was kept. */
+  /**
+   * Writes `text` to `badCopyPath` and returns log fields with the copy's path, or the reason
+   * no copy was kept. Without a copy, the first write moves the file there instead.
+   */
   #keepBadCopy(text: string): Record<string, string> {
     try {
       writeFileSync(this.badCopyPath, text, { mode: 0o600 });
     } catch (error) {
-      return { copyErr: `keeping a copy at ${this.badCopyPath} failed: ${describeFileError(error, "write", this.badCopyPath)}` };
+      this.#moveBeforeWrite = true;
+
+      return { copyErr: `keeping a copy at ${this.badCopyPath} failed, so the first write moves the file there: ${describeFileError(error, "write", this.badCopyPath)}` };
     }
 
     return { copy: this.badCopyPath };
@@ -133,7 +147,9 @@ export class StateFile {
   /**
    * Writes the set atomically: to a temporary file in the same directory, flushed to disk,
    * then renamed over the old file, so a crash leaves either the old or the new state.
-   * A failed write is logged once per failure streak and otherwise ignored.
+   * A file that `load` did not read in full and did not copy is first moved to `badCopyPath`,
+   * and while that move fails, nothing is written. A failed write is logged once per failure
+   * streak and otherwise ignored.
    */
   save(set: BackendSet, providerOf: (id: string) => string | undefined): void {
     this.#cancelPending();
@@ -155,6 +171,7 @@ export class StateFile {
       } finally {
         closeSync(fd);
       }
+      this.#moveUnreadFile();
       renameSync(temporary, this.path);
     } catch (error) {
       this.#removeQuietly(temporary);
@@ -186,6 +203,31 @@ export class StateFile {
 
     this.#pending = () => this.save(set, providerOf);
     this.#timer ??= setTimeout(() => this.flush(), wait);
+  }
+
+  /**
+   * Moves a file that `load` did not read in full to `badCopyPath`, when no copy keeps it yet.
+   * rename(2) needs no read permission on the file, only write permission on its folder, as
+   * the write that follows needs anyway.
+   *
+   * @throws {Error} naming both paths when the rename fails for another reason than a file that is gone.
+   */
+  #moveUnreadFile(): void {
+    if (!this.#moveBeforeWrite) {
+      return;
+    }
+    try {
+      renameSync(this.path, this.badCopyPath);
+      this.#log.warn("moved the state file that was not read in full aside before writing the running set", { file: this.path, copy: this.badCopyPath });
+    } catch (error) {
+      const code = (error as { code?: string }).code;
+      if (code !== "ENOENT") {
+        // The temporary file was written, so the folder is writable: a sticky folder denies the rename of another user's file.
+        const reason = code === "EACCES" || code === "EPERM" ? "permission denied; give the file to the user tinylb runs as (chown), or move it away" : describeFileError(error, "write", this.path);
+        throw new Error(`moving ${this.path}, which was not read in full, to ${this.badCopyPath} failed, so it is not overwritten: ${reason}`, { cause: error });
+      }
+    }
+    this.#moveBeforeWrite = false;
   }
 
   /** Writes a set that `saveSoon` is holding back, if any. */

@@ -1,5 +1,5 @@
 import { afterEach, expect, test } from "bun:test";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createBackend } from "../src/backend.ts";
@@ -118,6 +118,78 @@ test.each([
   expect(warnings[0]!.copy).toBe(`${path}.bad`);
   expect(readFileSync(`${path}.bad`, "utf8")).toBe(content);
   expect(statSync(`${path}.bad`).mode & 0o777).toBe(0o600);
+});
+
+test.each([
+  ["too large", (path: string) => writeFileSync(path, `{"version":1,"backends":[]}${" ".repeat(4 * 1024 * 1024)}`), "the file has 4194331 bytes, more than the 4194304 allowed"],
+  ["a FIFO", (path: string) => Bun.spawnSync(["mkfifo", path]), "it is a FIFO (named pipe), not a regular file; name a regular file or a symlink to one"],
+  ["a folder", (path: string) => mkdirSync(path), "it is a folder, not a file"],
+])("StateFile moves a file it could not read: %s", (_name, make, problem) => {
+  const path = join(tempDir(), "state.json");
+  make(path);
+  const before = statSync(path);
+  const log = new LogLines();
+  const state = new StateFile(path, log.logger);
+
+  const loaded = state.load();
+  state.save(SET, (id) => SOURCES[id]);
+
+  expect(loaded.size).toBe(0);
+  const warnings = log.withMessage(`read state file failed; starting without saved backends, and the first write moves the file to ${path}.bad`);
+  expect(warnings.length).toBe(1);
+  expect(warnings[0]!.err).toBe(problem);
+  expect(log.withMessage("moved the state file that was not read in full aside before writing the running set")[0]!.copy).toBe(`${path}.bad`);
+  // The same inode, untouched, now at FILE.bad.
+  expect(statSync(`${path}.bad`).ino).toBe(before.ino);
+  expect(statSync(`${path}.bad`).size).toBe(before.size);
+  expect(readFileSync(path, "utf8")).toContain('"id": "api-1"');
+});
+
+test("StateFile writes nothing while a file it could not read cannot be moved", () => {
+  const dir = tempDir();
+  const path = join(dir, "state.json");
+  const content = `{"version":1,"backends":[]}${" ".repeat(4 * 1024 * 1024)}`;
+  writeFileSync(path, content);
+  // A folder with a file in it at FILE.bad makes the rename fail.
+  mkdirSync(`${path}.bad`);
+  writeFileSync(join(`${path}.bad`, "keep"), "");
+  const log = new LogLines();
+  const state = new StateFile(path, log.logger);
+
+  state.load();
+  state.save(SET, (id) => SOURCES[id]);
+
+  const warnings = log.withMessage("write state file failed; the running set is not saved");
+  expect(warnings.length).toBe(1);
+  expect(String(warnings[0]!.err)).toStartWith(`moving ${path}, which was not read in full, to ${path}.bad failed, so it is not overwritten: `);
+  expect(readFileSync(path, "utf8")).toBe(content);
+  expect(readdirSync(dir).sort()).toEqual(["state.json", "state.json.bad"]);
+
+  // Once FILE.bad is free, the next write moves the file there and writes the set.
+  rmSync(`${path}.bad`, { recursive: true });
+  state.save(SET, (id) => SOURCES[id]);
+
+  expect(readFileSync(`${path}.bad`, "utf8")).toBe(content);
+  expect(readFileSync(path, "utf8")).toContain('"id": "api-1"');
+  expect(log.withMessage("state file written again after failures").length).toBe(1);
+});
+
+test("StateFile moves an invalid file whose copy failed", () => {
+  const dir = tempDir();
+  const path = join(dir, "state.json");
+  writeFileSync(path, "{");
+  // The copy follows the symlink into a missing folder and fails; the rename replaces the symlink.
+  symlinkSync(join(dir, "missing-folder", "copy"), `${path}.bad`);
+  const log = new LogLines();
+  const state = new StateFile(path, log.logger);
+
+  state.load();
+  state.save(SET, (id) => SOURCES[id]);
+
+  const warning = log.withMessage("invalid state file; starting without saved backends")[0]!;
+  expect(String(warning.copyErr)).toStartWith(`keeping a copy at ${path}.bad failed, so the first write moves the file there: `);
+  expect(readFileSync(`${path}.bad`, "utf8")).toBe("{");
+  expect(readFileSync(path, "utf8")).toContain('"id": "api-1"');
 });
 
 test("StateFile skips only the invalid entries", () => {
