@@ -5,8 +5,10 @@ import { BackendSet } from "./backend-set.ts";
 import { ConfigError } from "./config.ts";
 import { type Logger, silentLogger } from "./logger.ts";
 import { describeFileError } from "./file-errors.ts";
+import { ReconnectBackoff } from "./providers/reconnect-backoff.ts";
 import { readRegularFile } from "./regular-file.ts";
 import { parseSavedState, STATE_VERSION, type SavedBackend, type SavedBackendCheck } from "./saved-state.ts";
+import { WriteSchedule } from "./write-schedule.ts";
 
 /** Largest state file read, in bytes. */
 const MAX_STATE_BYTES = 4 * 1024 * 1024;
@@ -26,24 +28,26 @@ const MAX_SKIPPED_LINES = 10;
 export class StateFile {
   readonly path: string;
   readonly #log: Logger;
-  readonly #minIntervalMs: number;
-  #failing = false;
+  readonly #schedule: WriteSchedule;
+  /** Failed writes since the last one that succeeded. */
+  #failures = 0;
   /**
    * Whether the file at `path` was not read in full and no copy of it was kept, because it
    * could not be read or the copy failed. The next write then moves it to `badCopyPath` first.
    */
   #moveBeforeWrite = false;
-  #lastWrite = -Infinity;
-  #pending: (() => void) | undefined;
-  #timer: Timer | undefined;
   /** Saved backends written again unchanged with every set, each with its provider's name. */
   #carried: { backend: Backend; provider: string }[] = [];
 
-  /** @param minIntervalMs minimum milliseconds between two writes by `saveSoon` */
-  constructor(path: string, logger: Logger = silentLogger, minIntervalMs = 1000) {
+  /**
+   * @param minIntervalMs minimum milliseconds between two writes by `saveSoon`
+   * @param retryBackoff delays before each retry of a failed write: by default 0.5 to 1 s,
+   *   doubling up to 15 to 30 s
+   */
+  constructor(path: string, logger: Logger = silentLogger, minIntervalMs = 1000, retryBackoff = new ReconnectBackoff({ initialMs: 1000, maxMs: 30_000 })) {
     this.path = path;
-    this.#minIntervalMs = minIntervalMs;
     this.#log = logger.with({ component: "state-file" });
+    this.#schedule = new WriteSchedule(minIntervalMs, retryBackoff, (delayMs) => this.#log.debug("retrying the state file write later", { file: this.path, delayMs }));
   }
 
   /** Path of the copy kept of a state file that could not be read in full. */
@@ -149,11 +153,14 @@ export class StateFile {
    * then renamed over the old file, so a crash leaves either the old or the new state.
    * A file that `load` did not read in full and did not copy is first moved to `badCopyPath`,
    * and while that move fails, nothing is written. A failed write is logged once per failure
-   * streak and otherwise ignored.
+   * streak and tried again after a back-off, until a newer set replaces it.
    */
   save(set: BackendSet, providerOf: (id: string) => string | undefined): void {
-    this.#cancelPending();
-    this.#lastWrite = performance.now();
+    this.#schedule.runNow(() => this.#write(set, providerOf));
+  }
+
+  /** Writes the set, logs the first failure of a streak and the end of one, and returns whether it was written. */
+  #write(set: BackendSet, providerOf: (id: string) => string | undefined): boolean {
     const state = {
       version: STATE_VERSION,
       savedAt: new Date().toISOString(),
@@ -175,17 +182,19 @@ export class StateFile {
       renameSync(temporary, this.path);
     } catch (error) {
       this.#removeQuietly(temporary);
-      if (!this.#failing) {
-        this.#log.warn("write state file failed; the running set is not saved", { file: this.path, err: describeFileError(error, "write", this.path) });
+      if (this.#failures === 0) {
+        this.#log.warn("write state file failed; the running set is not saved until a retry succeeds", { file: this.path, err: describeFileError(error, "write", this.path) });
       }
-      this.#failing = true;
+      this.#failures++;
 
-      return;
+      return false;
     }
-    if (this.#failing) {
-      this.#log.info("state file written again after failures", { file: this.path });
+    if (this.#failures > 0) {
+      this.#log.info("state file written again after failures", { file: this.path, failures: this.#failures });
     }
-    this.#failing = false;
+    this.#failures = 0;
+
+    return true;
   }
 
   /**
@@ -194,15 +203,7 @@ export class StateFile {
    * one fsync per change.
    */
   saveSoon(set: BackendSet, providerOf: (id: string) => string | undefined): void {
-    const wait = this.#lastWrite + this.#minIntervalMs - performance.now();
-    if (wait <= 0) {
-      this.save(set, providerOf);
-
-      return;
-    }
-
-    this.#pending = () => this.save(set, providerOf);
-    this.#timer ??= setTimeout(() => this.flush(), wait);
+    this.#schedule.runSoon(() => this.#write(set, providerOf));
   }
 
   /**
@@ -230,11 +231,17 @@ export class StateFile {
     this.#moveBeforeWrite = false;
   }
 
-  /** Writes a set that `saveSoon` is holding back, if any. */
+  /** Writes at once a set that `saveSoon` holds back or whose write failed. SIGHUP calls it. */
   flush(): void {
-    const pending = this.#pending;
-    this.#cancelPending();
-    pending?.();
+    this.#schedule.flush();
+  }
+
+  /** Writes a held-back or failed set one last time at shutdown, and retries no more. */
+  close(): void {
+    this.#schedule.close();
+    if (this.#failures > 0) {
+      this.#log.warn("stopping with the running set not saved; the next start loads the last set written", { file: this.path, failures: this.#failures });
+    }
   }
 
   /** Returns the carried entries whose id `set` does not contain, and drops the others for good. */
@@ -248,12 +255,6 @@ export class StateFile {
     this.#carried = outside;
 
     return outside;
-  }
-
-  #cancelPending(): void {
-    clearTimeout(this.#timer);
-    this.#timer = undefined;
-    this.#pending = undefined;
   }
 
   #removeQuietly(path: string): void {

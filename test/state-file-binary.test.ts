@@ -130,7 +130,7 @@ test.skipIf(!canDropPrivileges)("state file that cannot be moved aside is kept",
   const { path, content } = rootStateFile("sticky", 0o1777);
 
   const tinylb = await start(["--admin", "off", "--state-file", path], AS_NOBODY);
-  await tinylb.waitForLog("write state file failed; the running set is not saved");
+  await tinylb.waitForLog("write state file failed; the running set is not saved until a retry succeeds");
 
   expect(tinylb.stderr).toContain(`read state file failed; starting without saved backends, and the first write moves the file to ${path}.bad`);
   expect(tinylb.stderr).toContain(`err="moving ${path}, which was not read in full, to ${path}.bad failed, so it is not overwritten: permission denied; give the file to the user tinylb runs as (chown), or move it away"`);
@@ -139,3 +139,64 @@ test.skipIf(!canDropPrivileges)("state file that cannot be moved aside is kept",
   expect(await tinylb.stop()).toBe(0);
   expect(readFileSync(path, "utf8")).toBe(content);
 });
+
+/** Sends `PUT /v1/backends/ID` over the admin socket and expects it applied. */
+async function addBackend(socket: string, id: string, target: string): Promise<void> {
+  const response = await adminFetch(socket, `/v1/backends/${id}`, { method: "PUT", body: JSON.stringify({ target }), signal: AbortSignal.timeout(5000) });
+  expect(response.status).toBe(201);
+}
+
+/** Counts the lines of `stderr` that contain `text`. */
+function countLines(stderr: string, text: string): number {
+  return stderr.split("\n").filter((line) => line.includes(text)).length;
+}
+
+/** Returns the delays of the state file retries scheduled so far, from the debug lines. */
+function retryDelays(stderr: string): number[] {
+  return [...stderr.matchAll(/retrying the state file write later .*delayMs=(\d+)/g)].map((match) => Number(match[1]));
+}
+
+test.skipIf(!canDropPrivileges)("state file write is retried after failures", async () => {
+  chmodSync(directory, 0o755);
+  const folder = join(directory, "retried");
+  mkdirSync(folder);
+  chmodSync(folder, 0o777);
+  const path = join(folder, "state.json");
+  const socket = join(folder, "admin.sock");
+  const ids = (): string[] => readState(path).backends.map((entry) => entry.id);
+  const written = "state file written again after failures";
+  const tinylb = await start(["--admin", `unix:${socket}`, "--state-file", path, "--log-level", "debug"], AS_NOBODY);
+  await waitFor("the first write", () => statSync(path, { throwIfNoEntry: false })?.uid === 65534);
+
+  // 1: a read-only folder fails the write; the retry timer writes once the folder is writable again.
+  chmodSync(folder, 0o555);
+  await addBackend(socket, "api-1", "127.0.0.1:10");
+  await tinylb.waitForLog("write state file failed; the running set is not saved until a retry succeeds");
+  expect(ids()).toEqual(["static-1"]);
+  chmodSync(folder, 0o777);
+  await tinylb.waitForLog(written);
+  expect(ids()).toEqual(["api-1", "static-1"]);
+
+  // 2: SIGHUP writes at once, while the next retry is still at least 4 s away.
+  chmodSync(folder, 0o555);
+  await addBackend(socket, "api-2", "127.0.0.1:11");
+  await waitFor("a retry 4 s or more away", () => retryDelays(tinylb.stderr).some((delay) => delay >= 4000), 20_000);
+  chmodSync(folder, 0o777);
+  const hangup = performance.now();
+  tinylb.signal("SIGHUP");
+  await waitFor("the write on SIGHUP", () => countLines(tinylb.stderr, written) === 2);
+  expect(performance.now() - hangup).toBeLessThan(4000);
+  expect(ids()).toEqual(["api-1", "api-2", "static-1"]);
+
+  // 3: SIGTERM writes before the process exits, while the next retry is still at least 2 s away.
+  const delaysBefore = retryDelays(tinylb.stderr).length;
+  chmodSync(folder, 0o555);
+  await addBackend(socket, "api-3", "127.0.0.1:12");
+  await waitFor("a retry 2 s or more away", () => retryDelays(tinylb.stderr).slice(delaysBefore).some((delay) => delay >= 2000), 20_000);
+  chmodSync(folder, 0o777);
+  const stopping = performance.now();
+  expect(await tinylb.stop()).toBe(0);
+  expect(performance.now() - stopping).toBeLessThan(2000);
+  expect(countLines(tinylb.stderr, written)).toBe(3);
+  expect(ids()).toEqual(["api-1", "api-2", "api-3", "static-1"]);
+}, 60_000);

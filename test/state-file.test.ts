@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { createBackend } from "../src/backend.ts";
 import { BackendSet } from "../src/backend-set.ts";
 import { ConfigError } from "../src/config.ts";
+import { ReconnectBackoff } from "../src/providers/reconnect-backoff.ts";
 import { StateFile } from "../src/state-file.ts";
 import { LogLines } from "./support/log-lines.ts";
 import { tempDirectory } from "./support/temp-directory.ts";
@@ -159,7 +160,7 @@ test("StateFile writes nothing while a file it could not read cannot be moved", 
   state.load();
   state.save(SET, (id) => SOURCES[id]);
 
-  const warnings = log.withMessage("write state file failed; the running set is not saved");
+  const warnings = log.withMessage("write state file failed; the running set is not saved until a retry succeeds");
   expect(warnings.length).toBe(1);
   expect(String(warnings[0]!.err)).toStartWith(`moving ${path}, which was not read in full, to ${path}.bad failed, so it is not overwritten: `);
   expect(readFileSync(path, "utf8")).toBe(content);
@@ -253,10 +254,99 @@ test("StateFile logs a failed write once per streak", () => {
   state.save(SET, (id) => SOURCES[id]);
   state.save(SET, (id) => SOURCES[id]);
 
-  const warnings = log.withMessage("write state file failed; the running set is not saved");
+  const warnings = log.withMessage("write state file failed; the running set is not saved until a retry succeeds");
   expect(warnings.length).toBe(1);
   expect(warnings[0]!.err).toBe(`the folder ${join(dir, "missing-folder")} does not exist; create it or pick another path`);
   expect(readdirSync(dir)).toEqual([]);
+  state.close();
+});
+
+/** Returns a back-off without jitter: `initialMs`, then doubling. */
+function fixedBackoff(initialMs: number): ReconnectBackoff {
+  return new ReconnectBackoff({ initialMs, maxMs: initialMs * 8, random: () => 1 });
+}
+
+test("StateFile retries a failed write with a back-off", async () => {
+  const dir = tempDir();
+  const path = join(dir, "later", "state.json");
+  const log = new LogLines();
+  const state = new StateFile(path, log.logger, 1000, fixedBackoff(50));
+
+  state.save(SET, (id) => SOURCES[id]);
+  await waitFor("a second retry scheduled", () => log.withMessage("retrying the state file write later").length >= 2);
+  mkdirSync(join(dir, "later"));
+  await waitFor("the state file written", () => existsSync(path));
+
+  expect(log.withMessage("retrying the state file write later").map((line) => line.delayMs).slice(0, 2)).toEqual([50, 100]);
+  expect(log.withMessage("write state file failed; the running set is not saved until a retry succeeds").length).toBe(1);
+  const recovered = log.withMessage("state file written again after failures");
+  expect(recovered.length).toBe(1);
+  expect(recovered[0]!.failures).toBeGreaterThanOrEqual(2);
+  expect(readFileSync(path, "utf8")).toContain('"id": "api-1"');
+  state.close();
+});
+
+test("StateFile flush retries a failed write at once", () => {
+  const dir = tempDir();
+  const path = join(dir, "later", "state.json");
+  const log = new LogLines();
+  const state = new StateFile(path, log.logger, 1000, fixedBackoff(60_000));
+
+  state.save(SET, (id) => SOURCES[id]);
+  mkdirSync(join(dir, "later"));
+  state.flush();
+
+  expect(readFileSync(path, "utf8")).toContain('"id": "api-1"');
+  expect(log.withMessage("state file written again after failures")[0]!.failures).toBe(1);
+  state.close();
+});
+
+test("StateFile close writes a failed set", () => {
+  const dir = tempDir();
+  const path = join(dir, "later", "state.json");
+  const log = new LogLines();
+  const state = new StateFile(path, log.logger, 1000, fixedBackoff(60_000));
+
+  state.save(SET, (id) => SOURCES[id]);
+  mkdirSync(join(dir, "later"));
+  state.close();
+
+  expect(readFileSync(path, "utf8")).toContain('"id": "api-1"');
+  expect(log.withMessage("stopping with the running set not saved; the next start loads the last set written")).toEqual([]);
+});
+
+test("StateFile close stops retrying a write that still fails", async () => {
+  const dir = tempDir();
+  const path = join(dir, "later", "state.json");
+  const log = new LogLines();
+  const state = new StateFile(path, log.logger, 1000, fixedBackoff(20));
+
+  state.save(SET, (id) => SOURCES[id]);
+  state.close();
+  mkdirSync(join(dir, "later"));
+  // Well past the 20 ms retry that close cancelled.
+  await Bun.sleep(200);
+
+  expect(existsSync(path)).toBe(false);
+  const warnings = log.withMessage("stopping with the running set not saved; the next start loads the last set written");
+  expect(warnings.length).toBe(1);
+  expect(warnings[0]!.failures).toBe(2);
+  expect(log.withMessage("retrying the state file write later").length).toBe(1);
+});
+
+test("StateFile saveSoon replaces a failed set", () => {
+  const dir = tempDir();
+  const path = join(dir, "later", "state.json");
+  const state = new StateFile(path, undefined, 60_000, fixedBackoff(60_000));
+
+  state.save(SET, (id) => SOURCES[id]);
+  state.saveSoon(new BackendSet([createBackend("newer", "10.0.0.9:1")]), () => "api");
+  mkdirSync(join(dir, "later"));
+  state.flush();
+
+  expect(readFileSync(path, "utf8")).toContain('"id": "newer"');
+  expect(readFileSync(path, "utf8")).not.toContain('"id": "api-1"');
+  state.close();
 });
 
 test("StateFile saveSoon writes only the latest of a burst", async () => {
