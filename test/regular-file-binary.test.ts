@@ -8,6 +8,7 @@ import { afterEach, expect, test } from "bun:test";
 import { mkdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { TestBackend } from "./support/backends.ts";
+import { mkfifo } from "./support/fifo.ts";
 import { tempDirectory } from "./support/temp-directory.ts";
 import { listenedPort, runTinylb, TinylbProcess } from "./support/tinylb-process.ts";
 import { waitFor, within } from "./support/wait.ts";
@@ -31,13 +32,6 @@ const IRREGULAR: [string, (path: string) => void, string][] = [
   ["a symlink to /dev/zero", (path) => symlinkSync("/dev/zero", path), DEVICE],
   ["a folder", (path) => mkdirSync(path), FOLDER],
 ];
-
-function mkfifo(path: string): void {
-  const result = Bun.spawnSync(["mkfifo", path]);
-  if (result.exitCode !== 0) {
-    throw new Error(`mkfifo ${path} failed: ${result.stderr.toString()}`);
-  }
-}
 
 /** Makes a path with `make` under a new name in the test folder, ending in `extension`, and returns it. */
 function irregularPath(kind: string, make: (path: string) => void, extension = ""): string {

@@ -3,6 +3,7 @@ import { mkdirSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describeFileError } from "../src/file-errors.ts";
 import { readRegularFile } from "../src/regular-file.ts";
+import { mkfifo } from "./support/fifo.ts";
 import { tempDirectory } from "./support/temp-directory.ts";
 import { within } from "./support/wait.ts";
 
@@ -36,13 +37,6 @@ async function readInChild(path: string): Promise<string> {
     return output.trim();
   } finally {
     child.kill("SIGKILL");
-  }
-}
-
-function mkfifo(path: string): void {
-  const result = Bun.spawnSync(["mkfifo", path]);
-  if (result.exitCode !== 0) {
-    throw new Error(`mkfifo ${path} failed: ${result.stderr.toString()}`);
   }
 }
 

@@ -5,19 +5,18 @@
 import { expect, test } from "bun:test";
 import { chmodSync, chownSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { asNobody, canDropPrivileges, NOBODY_UID } from "./support/as-nobody.ts";
 import { tempDirectory } from "./support/temp-directory.ts";
 import { BINARY } from "./support/tinylb-process.ts";
 import { within } from "./support/wait.ts";
 
 const directory = tempDirectory("tinylb-state-access-");
 
-const canDropPrivileges = process.getuid?.() === 0 && Bun.spawnSync(["setpriv", "--version"]).success;
 if (!canDropPrivileges) {
   console.log("skipping the state file access tests: they need root, to run tinylb check as another user, and setpriv");
 }
 
-const NOBODY = 65534;
-const USER = `uid ${NOBODY}, the user running this check`;
+const USER = `uid ${NOBODY_UID}, the user running this check`;
 
 /** Makes a folder of root with `mode` and, unless `fileOwner` is undefined, a state file with mode 0600 in it. Returns the file's path. */
 function stateFolder(name: string, mode: number, fileOwner?: number): string {
@@ -37,7 +36,7 @@ function stateFolder(name: string, mode: number, fileOwner?: number): string {
 /** Runs `tinylb check` with `--state-file path` as user nobody and returns its exit code and output. */
 async function checkAsNobody(path: string): Promise<{ exitCode: number; stdout: string; stderr: string }> {
   const args = ["check", "--listen", "127.0.0.1:0", "--backend", "a=127.0.0.1:9", "--admin", "off", "--state-file", path];
-  const child = Bun.spawn(["setpriv", `--reuid=${NOBODY}`, `--regid=${NOBODY}`, "--clear-groups", BINARY, ...args], { stdin: "ignore", stdout: "pipe", stderr: "pipe", cwd: "/" });
+  const child = Bun.spawn(asNobody([BINARY, ...args]), { stdin: "ignore", stdout: "pipe", stderr: "pipe", cwd: "/" });
   try {
     const [stdout, stderr, exitCode] = await within("tinylb check to exit", Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited]), 15_000);
 
@@ -90,7 +89,7 @@ test.skipIf(!canDropPrivileges)("check warns about a file of another user in a s
 });
 
 test.skipIf(!canDropPrivileges)("check is silent about a usable state file", async () => {
-  const path = stateFolder("usable", 0o1777, NOBODY);
+  const path = stateFolder("usable", 0o1777, NOBODY_UID);
 
   const { exitCode, stderr } = await checkAsNobody(path);
 

@@ -6,6 +6,7 @@
 import { afterEach, expect, test } from "bun:test";
 import { chmodSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { asNobody, canDropPrivileges, NOBODY_UID } from "./support/as-nobody.ts";
 import { tempDirectory } from "./support/temp-directory.ts";
 import { BINARY, TinylbProcess } from "./support/tinylb-process.ts";
 import { waitFor } from "./support/wait.ts";
@@ -86,12 +87,11 @@ test("state file still drops backends of other providers no longer configured", 
   expect(readState(state).backends).toEqual([{ id: "static-1", target: "127.0.0.1:9", provider: "static" }]);
 });
 
-const canDropPrivileges = process.getuid?.() === 0 && Bun.spawnSync(["setpriv", "--version"]).success;
 if (!canDropPrivileges) {
   console.log("skipping the state file tests as user nobody: they need root, to start tinylb as another user, and setpriv");
 }
-/** Runs dist/tinylb as user and group 65534 (nobody), as a service whose user changed. */
-const AS_NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", BINARY];
+/** Runs dist/tinylb as user nobody, as a service whose user changed. */
+const AS_NOBODY = asNobody([BINARY]);
 
 /**
  * Makes a folder that user nobody can write, with `mode`, holding a state file of root with
@@ -114,7 +114,7 @@ test.skipIf(!canDropPrivileges)("state file unreadable to its user is moved asid
   const { path, content } = rootStateFile("moved", 0o777);
 
   const tinylb = await start(["--admin", `unix:${join(directory, "moved", "admin.sock")}`, "--state-file", path], AS_NOBODY);
-  await waitFor("the running set written", () => statSync(path).uid === 65534);
+  await waitFor("the running set written", () => statSync(path).uid === NOBODY_UID);
 
   expect(tinylb.stderr).toContain(`read state file failed; starting without saved backends, and the first write moves the file to ${path}.bad`);
   expect(tinylb.stderr).toContain('err="permission denied; make the file readable by the user tinylb runs as"');
@@ -166,7 +166,7 @@ test.skipIf(!canDropPrivileges)("state file write is retried after failures", as
   const ids = (): string[] => readState(path).backends.map((entry) => entry.id);
   const written = "state file written again after failures";
   const tinylb = await start(["--admin", `unix:${socket}`, "--state-file", path, "--log-level", "debug"], AS_NOBODY);
-  await waitFor("the first write", () => statSync(path, { throwIfNoEntry: false })?.uid === 65534);
+  await waitFor("the first write", () => statSync(path, { throwIfNoEntry: false })?.uid === NOBODY_UID);
 
   // 1: a read-only folder fails the write; the retry timer writes once the folder is writable again.
   chmodSync(folder, 0o555);

@@ -7,6 +7,7 @@ import { BackendSet } from "../src/backend-set.ts";
 import { ConfigError } from "../src/config.ts";
 import { ReconnectBackoff } from "../src/providers/reconnect-backoff.ts";
 import { StateFile } from "../src/state-file.ts";
+import { mkfifo } from "./support/fifo.ts";
 import { LogLines } from "./support/log-lines.ts";
 import { tempDirectory } from "./support/temp-directory.ts";
 import { TinylbProcess } from "./support/tinylb-process.ts";
@@ -123,7 +124,7 @@ test.each([
 
 test.each([
   ["too large", (path: string) => writeFileSync(path, `{"version":1,"backends":[]}${" ".repeat(4 * 1024 * 1024)}`), "the file has 4194331 bytes, more than the 4194304 allowed"],
-  ["a FIFO", (path: string) => Bun.spawnSync(["mkfifo", path]), "it is a FIFO (named pipe), not a regular file; name a regular file or a symlink to one"],
+  ["a FIFO", mkfifo, "it is a FIFO (named pipe), not a regular file; name a regular file or a symlink to one"],
   ["a folder", (path: string) => mkdirSync(path), "it is a folder, not a file"],
 ])("StateFile moves a file it could not read: %s", (_name, make, problem) => {
   const path = join(tempDir(), "state.json");
@@ -286,7 +287,10 @@ test("StateFile retries a failed write with a back-off", async () => {
   state.close();
 });
 
-test("StateFile flush retries a failed write at once", () => {
+test.each([
+  ["flush", (state: StateFile) => state.flush()],
+  ["close", (state: StateFile) => state.close()],
+])("StateFile %s writes a failed set at once", (_name, write) => {
   const dir = tempDir();
   const path = join(dir, "later", "state.json");
   const log = new LogLines();
@@ -294,25 +298,12 @@ test("StateFile flush retries a failed write at once", () => {
 
   state.save(SET, (id) => SOURCES[id]);
   mkdirSync(join(dir, "later"));
-  state.flush();
+  write(state);
 
   expect(readFileSync(path, "utf8")).toContain('"id": "api-1"');
   expect(log.withMessage("state file written again after failures")[0]!.failures).toBe(1);
-  state.close();
-});
-
-test("StateFile close writes a failed set", () => {
-  const dir = tempDir();
-  const path = join(dir, "later", "state.json");
-  const log = new LogLines();
-  const state = new StateFile(path, log.logger, 1000, fixedBackoff(60_000));
-
-  state.save(SET, (id) => SOURCES[id]);
-  mkdirSync(join(dir, "later"));
-  state.close();
-
-  expect(readFileSync(path, "utf8")).toContain('"id": "api-1"');
   expect(log.withMessage("stopping with the running set not saved; the next start loads the last set written")).toEqual([]);
+  state.close();
 });
 
 test("StateFile close stops retrying a write that still fails", async () => {
