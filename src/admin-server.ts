@@ -1,5 +1,5 @@
 import { createHash, timingSafeEqual } from "node:crypto";
-import { chmodSync, lstatSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, unlinkSync } from "node:fs";
+import { chmodSync, lstatSync, mkdirSync, renameSync, rmSync, statSync, unlinkSync } from "node:fs";
 import { dirname, join } from "node:path";
 import type { Server as HttpServer } from "bun";
 import { type Address, formatAddress, isLocalAddress, type TcpAddress } from "./address.ts";
@@ -11,6 +11,7 @@ import { MAX_SOCKET_PATH_BYTES, socketPathProblem } from "./socket-path.ts";
 import { type Logger, silentLogger } from "./logger.ts";
 import { RateLimitedLog } from "./rate-limited-log.ts";
 import { describeFileError } from "./file-errors.ts";
+import { MAX_TOKEN_FILE_BYTES, readRegularFile } from "./regular-file.ts";
 import { handleHttpRequest } from "./http-request-handler.ts";
 
 /** Settings of the admin API server. */
@@ -62,7 +63,7 @@ export function checkAdminAddress(address: Address, allowPublic: boolean, tokenF
 export function readTokenFile(path: string): string {
   let token: string;
   try {
-    token = readFileSync(path, "utf8").trim();
+    token = readRegularFile(path, MAX_TOKEN_FILE_BYTES).toString("utf8").trim();
   } catch (error) {
     throw new ConfigError(`read admin token file ${path} failed: ${describeFileError(error)}`, { cause: error });
   }

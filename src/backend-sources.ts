@@ -39,7 +39,10 @@ export interface BackendSources {
   admin?: AdminServer;
   /** The metrics server, once started, when `--metrics` sets an address. */
   metrics?: MetricsServer;
-  /** Re-reads the config file now (SIGHUP); returns false when there is none or it was rejected. */
+  /**
+   * Re-reads the config file now (SIGHUP) and retries a failed state file write; returns
+   * false when there is no config file or it was rejected.
+   */
   reload(): boolean;
   /**
    * Binds the admin API. A failure to bind the default socket is logged and leaves the
@@ -160,13 +163,16 @@ export async function startBackendSources(cli: CliOptions, settings: Settings, s
     file,
     api,
     reload: () => {
+      let accepted = false;
       if (file === undefined) {
         log.info("SIGHUP received but no --config file is set; nothing to reload");
-
-        return false;
+      } else {
+        accepted = file.reload("SIGHUP");
       }
+      // After the reload, so that a set it changed is written at once too.
+      stateFile?.flush();
 
-      return file.reload("SIGHUP");
+      return accepted;
     },
     startAdmin: async () => {
       if (api === undefined || options.admin === "off") {
@@ -204,7 +210,7 @@ export async function startBackendSources(cli: CliOptions, settings: Settings, s
       }
       await sources.admin?.stop();
       await sources.metrics?.stop();
-      stateFile?.flush();
+      stateFile?.close();
     },
   };
 

@@ -5,6 +5,7 @@ import { describeProxyProtocol, usesProxyProtocol } from "./proxy-protocol.ts";
 import { describeSlowStart, usesSlowStart } from "./slow-start-setting.ts";
 import { resolveSettings, type Settings } from "./settings.ts";
 import { checkStartSettings, logSettingsWarnings } from "./start-checks.ts";
+import { stateFileAccessProblems } from "./state-file-access.ts";
 import { joinWords } from "./word-lists.ts";
 
 /** Help lines of `tinylb check` in the main help text. */
@@ -22,8 +23,10 @@ Takes every option of a start (see tinylb --help) and validates them as a start 
 config file's syntax, keys and values, the flags, clashing listen, admin and metrics
 addresses, backends that target a listen address, the probe settings and the files they
 read, the admin address and token file, the state file's folder, and the Kubernetes and etcd
-credentials. It binds no listener, admin API or metrics server, dials no backend, resolves
-no DNS name and writes no file. So it cannot tell whether a listen address will be free when
+credentials. It warns, and still exits 0, when the user running it cannot write the state
+file's folder or read the state file, since a start then runs but cannot save or load it.
+It binds no listener, admin API or metrics server, dials no backend, resolves no DNS name
+and writes no file. So it cannot tell whether a listen address will be free when
 tinylb starts.
 
 On success it prints one line, such as: config OK: 3 backends, 1 listener (tinylb.yaml)
@@ -45,8 +48,23 @@ export function checkConfig(cli: CliOptions, logger: Logger): string {
   logger.format = settings.logFormat;
   checkStartSettings(settings);
   logSettingsWarnings(settings, logger);
+  logStateFileWarnings(settings, logger);
 
   return checkSummary(settings, cli.configPath);
+}
+
+/**
+ * Logs what keeps the user running the check from writing or reading the state file. A
+ * start logs no such warning, since its first write and its load report the failures.
+ */
+function logStateFileWarnings(settings: Settings, logger: Logger): void {
+  const path = settings.providers.stateFile;
+  if (path === undefined) {
+    return;
+  }
+  for (const problem of stateFileAccessProblems(path)) {
+    logger.with({ component: "main" }).warn(problem, { file: path });
+  }
 }
 
 /**

@@ -1,5 +1,4 @@
 /** Construction of the Kubernetes and etcd providers from the `kubernetes` and `etcd` config sections. */
-import { readFileSync } from "node:fs";
 import type { Address } from "./address.ts";
 import type { EtcdSettings, KubernetesSettings } from "./cluster-provider-keys.ts";
 import { ConfigError } from "./config.ts";
@@ -13,6 +12,7 @@ import type { Provider } from "./providers/provider.ts";
 import { sleepUnlessAborted } from "./providers/reconnect-backoff.ts";
 import type { Server } from "./server.ts";
 import { describeFileError } from "./file-errors.ts";
+import { MAX_PEM_FILE_BYTES, readRegularFile } from "./regular-file.ts";
 
 /** How often the Kubernetes provider checks whether the seed backends are up. */
 const SEED_POLL_MS = 100;
@@ -137,7 +137,7 @@ function readPem(path: string | undefined): string | undefined {
     return undefined;
   }
   try {
-    return readFileSync(path, "utf8");
+    return readRegularFile(path, MAX_PEM_FILE_BYTES).toString("utf8");
   } catch (error) {
     throw new ConfigError(`read etcd TLS file ${path} failed: ${describeFileError(error)}`, { cause: error });
   }

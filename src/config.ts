@@ -1,4 +1,3 @@
-import { readFileSync } from "node:fs";
 import { extname } from "node:path";
 import { z } from "zod";
 import { type Address, AddressError, parseListenAddress } from "./address.ts";
@@ -7,6 +6,7 @@ import { BALANCE_MODES, type BalanceMode } from "./backend-selector.ts";
 import { formatDuration, parseDuration } from "./duration.ts";
 import { type DuplicateKey, findDuplicateJsonKey } from "./duplicate-keys.ts";
 import { describeFileError } from "./file-errors.ts";
+import { readRegularFile } from "./regular-file.ts";
 import { findDuplicateYamlKey } from "./yaml-duplicate-keys.ts";
 import { parseIdleTimeout } from "./idle-timeout.ts";
 import { checkDialBackoff, type HealthConfig, healthConfigOf, healthFileKeys, probeSchema } from "./health-config.ts";
@@ -271,12 +271,9 @@ function backendValuesOf<T>(rawBackends: unknown, key: "proxyProtocol" | "slowSt
 function readConfigText(path: string): string {
   let bytes: Buffer;
   try {
-    bytes = readFileSync(path);
+    bytes = readRegularFile(path, MAX_CONFIG_BYTES);
   } catch (error) {
     throw new ConfigError(`read config ${path} failed: ${describeFileError(error)}`, { cause: error });
-  }
-  if (bytes.byteLength > MAX_CONFIG_BYTES) {
-    throw new ConfigError(`read config ${path} failed: the file has ${bytes.byteLength} bytes, more than the ${MAX_CONFIG_BYTES} allowed`);
   }
 
   try {

@@ -1,9 +1,9 @@
-import { readFileSync } from "node:fs";
 import { ConfigError } from "./config.ts";
 import { formatDuration } from "./duration.ts";
 import { describeFileError } from "./file-errors.ts";
 import { type HealthConfig, HEALTH_DEFAULTS } from "./health-config.ts";
 import { PROBE_DEFAULTS, type ProbeKind, type ProbeOverrides, resolveProbeSettings } from "./probes/probe.ts";
+import { MAX_PEM_FILE_BYTES, MAX_TOKEN_FILE_BYTES, readRegularFile } from "./regular-file.ts";
 import { joinWords } from "./word-lists.ts";
 
 /** Fields of a probe block, as a config file names them. */
@@ -132,7 +132,7 @@ function fileProblems(block: ProbeBlock): string[] {
 function checkFile(path: string, kind: "pem" | "token"): string | undefined {
   let text: string;
   try {
-    text = readFileSync(path, "utf8");
+    text = readRegularFile(path, kind === "pem" ? MAX_PEM_FILE_BYTES : MAX_TOKEN_FILE_BYTES).toString("utf8");
   } catch (error) {
     return `cannot read ${path}: ${describeFileError(error)}`;
   }

@@ -1,11 +1,14 @@
-import { closeSync, fsyncSync, openSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync, writeSync } from "node:fs";
+import { closeSync, fsyncSync, openSync, renameSync, statSync, unlinkSync, writeFileSync, writeSync } from "node:fs";
 import { dirname } from "node:path";
 import type { Backend } from "./backend.ts";
 import { BackendSet } from "./backend-set.ts";
 import { ConfigError } from "./config.ts";
 import { type Logger, silentLogger } from "./logger.ts";
 import { describeFileError } from "./file-errors.ts";
+import { ReconnectBackoff } from "./providers/reconnect-backoff.ts";
+import { readRegularFile } from "./regular-file.ts";
 import { parseSavedState, STATE_VERSION, type SavedBackend, type SavedBackendCheck } from "./saved-state.ts";
+import { WriteSchedule } from "./write-schedule.ts";
 
 /** Largest state file read, in bytes. */
 const MAX_STATE_BYTES = 4 * 1024 * 1024;
@@ -25,19 +28,26 @@ const MAX_SKIPPED_LINES = 10;
 export class StateFile {
   readonly path: string;
   readonly #log: Logger;
-  readonly #minIntervalMs: number;
-  #failing = false;
-  #lastWrite = -Infinity;
-  #pending: (() => void) | undefined;
-  #timer: Timer | undefined;
+  readonly #schedule: WriteSchedule;
+  /** Failed writes since the last one that succeeded. */
+  #failures = 0;
+  /**
+   * Whether the file at `path` was not read in full and no copy of it was kept, because it
+   * could not be read or the copy failed. The next write then moves it to `badCopyPath` first.
+   */
+  #moveBeforeWrite = false;
   /** Saved backends written again unchanged with every set, each with its provider's name. */
   #carried: { backend: Backend; provider: string }[] = [];
 
-  /** @param minIntervalMs minimum milliseconds between two writes by `saveSoon` */
-  constructor(path: string, logger: Logger = silentLogger, minIntervalMs = 1000) {
+  /**
+   * @param minIntervalMs minimum milliseconds between two writes by `saveSoon`
+   * @param retryBackoff delays before each retry of a failed write: by default 0.5 to 1 s,
+   *   doubling up to 15 to 30 s
+   */
+  constructor(path: string, logger: Logger = silentLogger, minIntervalMs = 1000, retryBackoff = new ReconnectBackoff({ initialMs: 1000, maxMs: 30_000 })) {
     this.path = path;
-    this.#minIntervalMs = minIntervalMs;
     this.#log = logger.with({ component: "state-file" });
+    this.#schedule = new WriteSchedule(minIntervalMs, retryBackoff, (delayMs) => this.#log.debug("retrying the state file write later", { file: this.path, delayMs }));
   }
 
   /** Path of the copy kept of a state file that could not be read in full. */
@@ -68,16 +78,22 @@ export class StateFile {
    * Reads the saved backends, grouped by provider name. A missing file gives an empty map.
    * An unreadable or invalid file is logged and also gives an empty map, and invalid
    * entries are skipped, because the state only helps start-up and must never stop it.
-   * Before a file that was not read in full can be overwritten, a copy is kept at
-   * `badCopyPath`. Entries that `check` rejects count as invalid.
+   * A file that was not read in full is kept at `badCopyPath`, replacing an earlier copy. An
+   * invalid one is copied there now. One that could not be read (no permission, too large,
+   * not a regular file) is moved there by the first write. Entries that `check` rejects
+   * count as invalid.
    */
   load(check?: SavedBackendCheck): Map<string, BackendSet> {
     let text: string;
     try {
-      text = readFileSync(this.path, "utf8");
+      text = readRegularFile(this.path, MAX_STATE_BYTES).toString("utf8");
     } catch (error) {
       if ((error as { code?: string }).code !== "ENOENT") {
-        this.#log.warn("read state file failed; starting without saved backends", { file: this.path, err: describeFileError(error) });
+        this.#moveBeforeWrite = true;
+        this.#log.warn(`read state file failed; starting without saved backends, and the first write moves the file to ${this.badCopyPath}`, {
+          file: this.path,
+          err: describeFileError(error),
+        });
       }
 
       return new Map();
@@ -85,9 +101,6 @@ export class StateFile {
 
     let saved: ReturnType<typeof parseSavedState>;
     try {
-      if (text.length > MAX_STATE_BYTES) {
-        throw new Error(`the file has more than ${MAX_STATE_BYTES} bytes`);
-      }
       saved = parseSavedState(text, check);
     } catch (error) {
       this.#log.warn("invalid state file; starting without saved backends", { file: this.path, err: (error as Error).message, ...this.#keepBadCopy(text) });
@@ -110,12 +123,17 @@ export class StateFile {
     return groupByProvider(saved.backends);
   }
 
-  /** Writes `text` to `badCopyPath` and returns log fields with the copy's path, or the reason no copy was kept. */
+  /**
+   * Writes `text` to `badCopyPath` and returns log fields with the copy's path, or the reason
+   * no copy was kept. Without a copy, the first write moves the file there instead.
+   */
   #keepBadCopy(text: string): Record<string, string> {
     try {
       writeFileSync(this.badCopyPath, text, { mode: 0o600 });
     } catch (error) {
-      return { copyErr: `keeping a copy at ${this.badCopyPath} failed: ${describeFileError(error, "write", this.badCopyPath)}` };
+      this.#moveBeforeWrite = true;
+
+      return { copyErr: `keeping a copy at ${this.badCopyPath} failed, so the first write moves the file there: ${describeFileError(error, "write", this.badCopyPath)}` };
     }
 
     return { copy: this.badCopyPath };
@@ -133,11 +151,16 @@ export class StateFile {
   /**
    * Writes the set atomically: to a temporary file in the same directory, flushed to disk,
    * then renamed over the old file, so a crash leaves either the old or the new state.
-   * A failed write is logged once per failure streak and otherwise ignored.
+   * A file that `load` did not read in full and did not copy is first moved to `badCopyPath`,
+   * and while that move fails, nothing is written. A failed write is logged once per failure
+   * streak and tried again after a back-off, until a newer set replaces it.
    */
   save(set: BackendSet, providerOf: (id: string) => string | undefined): void {
-    this.#cancelPending();
-    this.#lastWrite = performance.now();
+    this.#schedule.runNow(() => this.#write(set, providerOf));
+  }
+
+  /** Writes the set, logs the first failure of a streak and the end of one, and returns whether it was written. */
+  #write(set: BackendSet, providerOf: (id: string) => string | undefined): boolean {
     const state = {
       version: STATE_VERSION,
       savedAt: new Date().toISOString(),
@@ -155,20 +178,23 @@ export class StateFile {
       } finally {
         closeSync(fd);
       }
+      this.#moveUnreadFile();
       renameSync(temporary, this.path);
     } catch (error) {
       this.#removeQuietly(temporary);
-      if (!this.#failing) {
-        this.#log.warn("write state file failed; the running set is not saved", { file: this.path, err: describeFileError(error, "write", this.path) });
+      if (this.#failures === 0) {
+        this.#log.warn("write state file failed; the running set is not saved until a retry succeeds", { file: this.path, err: describeFileError(error, "write", this.path) });
       }
-      this.#failing = true;
+      this.#failures++;
 
-      return;
+      return false;
     }
-    if (this.#failing) {
-      this.#log.info("state file written again after failures", { file: this.path });
+    if (this.#failures > 0) {
+      this.#log.info("state file written again after failures", { file: this.path, failures: this.#failures });
     }
-    this.#failing = false;
+    this.#failures = 0;
+
+    return true;
   }
 
   /**
@@ -177,22 +203,45 @@ export class StateFile {
    * one fsync per change.
    */
   saveSoon(set: BackendSet, providerOf: (id: string) => string | undefined): void {
-    const wait = this.#lastWrite + this.#minIntervalMs - performance.now();
-    if (wait <= 0) {
-      this.save(set, providerOf);
-
-      return;
-    }
-
-    this.#pending = () => this.save(set, providerOf);
-    this.#timer ??= setTimeout(() => this.flush(), wait);
+    this.#schedule.runSoon(() => this.#write(set, providerOf));
   }
 
-  /** Writes a set that `saveSoon` is holding back, if any. */
+  /**
+   * Moves a file that `load` did not read in full to `badCopyPath`, when no copy keeps it yet.
+   * rename(2) needs no read permission on the file, only write permission on its folder, as
+   * the write that follows needs anyway.
+   *
+   * @throws {Error} naming both paths when the rename fails for another reason than a file that is gone.
+   */
+  #moveUnreadFile(): void {
+    if (!this.#moveBeforeWrite) {
+      return;
+    }
+    try {
+      renameSync(this.path, this.badCopyPath);
+      this.#log.warn("moved the state file that was not read in full aside before writing the running set", { file: this.path, copy: this.badCopyPath });
+    } catch (error) {
+      const code = (error as { code?: string }).code;
+      if (code !== "ENOENT") {
+        // The temporary file was written, so the folder is writable: a sticky folder denies the rename of another user's file.
+        const reason = code === "EACCES" || code === "EPERM" ? "permission denied; give the file to the user tinylb runs as (chown), or move it away" : describeFileError(error, "write", this.path);
+        throw new Error(`moving ${this.path}, which was not read in full, to ${this.badCopyPath} failed, so it is not overwritten: ${reason}`, { cause: error });
+      }
+    }
+    this.#moveBeforeWrite = false;
+  }
+
+  /** Writes at once a set that `saveSoon` holds back or whose write failed. SIGHUP calls it. */
   flush(): void {
-    const pending = this.#pending;
-    this.#cancelPending();
-    pending?.();
+    this.#schedule.flush();
+  }
+
+  /** Writes a held-back or failed set one last time at shutdown, and retries no more. */
+  close(): void {
+    this.#schedule.close();
+    if (this.#failures > 0) {
+      this.#log.warn("stopping with the running set not saved; the next start loads the last set written", { file: this.path, failures: this.#failures });
+    }
   }
 
   /** Returns the carried entries whose id `set` does not contain, and drops the others for good. */
@@ -206,12 +255,6 @@ export class StateFile {
     this.#carried = outside;
 
     return outside;
-  }
-
-  #cancelPending(): void {
-    clearTimeout(this.#timer);
-    this.#timer = undefined;
-    this.#pending = undefined;
   }
 
   #removeQuietly(path: string): void {

@@ -1,12 +1,14 @@
 /**
  * End-to-end tests of `--state-file` across starts of `dist/tinylb`: what a start without the
- * admin API keeps of the admin API's saved backends.
+ * admin API keeps of the admin API's saved backends, and what a start as a user that cannot
+ * read the file does with it.
  */
 import { afterEach, expect, test } from "bun:test";
-import { readFileSync } from "node:fs";
+import { chmodSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { asNobody, canDropPrivileges, NOBODY_UID } from "./support/as-nobody.ts";
 import { tempDirectory } from "./support/temp-directory.ts";
-import { TinylbProcess } from "./support/tinylb-process.ts";
+import { BINARY, TinylbProcess } from "./support/tinylb-process.ts";
 import { waitFor } from "./support/wait.ts";
 
 const directory = tempDirectory("tinylb-state-e2e-");
@@ -28,8 +30,8 @@ function readState(path: string): { savedAt: string; backends: SavedEntry[] } {
   return JSON.parse(readFileSync(path, "utf8")) as { savedAt: string; backends: SavedEntry[] };
 }
 
-async function start(args: string[]): Promise<TinylbProcess> {
-  const tinylb = TinylbProcess.start(["--listen", "127.0.0.1:0", "--shutdown-grace", "0", "--backend", "static-1=127.0.0.1:9", ...args]);
+async function start(args: string[], command?: string[]): Promise<TinylbProcess> {
+  const tinylb = TinylbProcess.start(["--listen", "127.0.0.1:0", "--shutdown-grace", "0", "--backend", "static-1=127.0.0.1:9", ...args], { command });
   running.push(tinylb);
   await tinylb.waitForLog("tinylb started");
 
@@ -84,3 +86,117 @@ test("state file still drops backends of other providers no longer configured", 
   expect(second.stderr).toContain("saved backends of providers no longer configured are ignored");
   expect(readState(state).backends).toEqual([{ id: "static-1", target: "127.0.0.1:9", provider: "static" }]);
 });
+
+if (!canDropPrivileges) {
+  console.log("skipping the state file tests as user nobody: they need root, to start tinylb as another user, and setpriv");
+}
+/** Runs dist/tinylb as user nobody, as a service whose user changed. */
+const AS_NOBODY = asNobody([BINARY]);
+
+/**
+ * Makes a folder that user nobody can write, with `mode`, holding a state file of root with
+ * mode 0600 that saves one admin API backend. Returns the state file's path and content.
+ */
+function rootStateFile(name: string, mode: number): { path: string; content: string } {
+  // tempDirectory makes a folder that only root may enter.
+  chmodSync(directory, 0o755);
+  const folder = join(directory, name);
+  mkdirSync(folder);
+  chmodSync(folder, mode);
+  const path = join(folder, "state.json");
+  const content = JSON.stringify({ version: 1, savedAt: "2026-12-04T20:00:00.000Z", backends: [{ id: "api-1", target: "127.0.0.1:10", provider: "api" }] });
+  writeFileSync(path, content, { mode: 0o600 });
+
+  return { path, content };
+}
+
+test.skipIf(!canDropPrivileges)("state file unreadable to its user is moved aside", async () => {
+  const { path, content } = rootStateFile("moved", 0o777);
+
+  const tinylb = await start(["--admin", `unix:${join(directory, "moved", "admin.sock")}`, "--state-file", path], AS_NOBODY);
+  await waitFor("the running set written", () => statSync(path).uid === NOBODY_UID);
+
+  expect(tinylb.stderr).toContain(`read state file failed; starting without saved backends, and the first write moves the file to ${path}.bad`);
+  expect(tinylb.stderr).toContain('err="permission denied; make the file readable by the user tinylb runs as"');
+  expect(tinylb.stderr).toContain("moved the state file that was not read in full aside before writing the running set");
+  expect(readFileSync(`${path}.bad`, "utf8")).toBe(content);
+  expect(statSync(`${path}.bad`).uid).toBe(0);
+  expect(readState(path).backends).toEqual([{ id: "static-1", target: "127.0.0.1:9", provider: "static" }]);
+  expect(await tinylb.stop()).toBe(0);
+});
+
+test.skipIf(!canDropPrivileges)("state file that cannot be moved aside is kept", async () => {
+  // In a sticky folder, only the owner of a file may rename it or replace it.
+  const { path, content } = rootStateFile("sticky", 0o1777);
+
+  const tinylb = await start(["--admin", "off", "--state-file", path], AS_NOBODY);
+  await tinylb.waitForLog("write state file failed; the running set is not saved until a retry succeeds");
+
+  expect(tinylb.stderr).toContain(`read state file failed; starting without saved backends, and the first write moves the file to ${path}.bad`);
+  expect(tinylb.stderr).toContain(`err="moving ${path}, which was not read in full, to ${path}.bad failed, so it is not overwritten: permission denied; give the file to the user tinylb runs as (chown), or move it away"`);
+  expect(readFileSync(path, "utf8")).toBe(content);
+  expect(readdirSync(join(directory, "sticky"))).toEqual(["state.json"]);
+  expect(await tinylb.stop()).toBe(0);
+  expect(readFileSync(path, "utf8")).toBe(content);
+});
+
+/** Sends `PUT /v1/backends/ID` over the admin socket and expects it applied. */
+async function addBackend(socket: string, id: string, target: string): Promise<void> {
+  const response = await adminFetch(socket, `/v1/backends/${id}`, { method: "PUT", body: JSON.stringify({ target }), signal: AbortSignal.timeout(5000) });
+  expect(response.status).toBe(201);
+}
+
+/** Counts the lines of `stderr` that contain `text`. */
+function countLines(stderr: string, text: string): number {
+  return stderr.split("\n").filter((line) => line.includes(text)).length;
+}
+
+/** Returns the delays of the state file retries scheduled so far, from the debug lines. */
+function retryDelays(stderr: string): number[] {
+  return [...stderr.matchAll(/retrying the state file write later .*delayMs=(\d+)/g)].map((match) => Number(match[1]));
+}
+
+test.skipIf(!canDropPrivileges)("state file write is retried after failures", async () => {
+  chmodSync(directory, 0o755);
+  const folder = join(directory, "retried");
+  mkdirSync(folder);
+  chmodSync(folder, 0o777);
+  const path = join(folder, "state.json");
+  const socket = join(folder, "admin.sock");
+  const ids = (): string[] => readState(path).backends.map((entry) => entry.id);
+  const written = "state file written again after failures";
+  const tinylb = await start(["--admin", `unix:${socket}`, "--state-file", path, "--log-level", "debug"], AS_NOBODY);
+  await waitFor("the first write", () => statSync(path, { throwIfNoEntry: false })?.uid === NOBODY_UID);
+
+  // 1: a read-only folder fails the write; the retry timer writes once the folder is writable again.
+  chmodSync(folder, 0o555);
+  await addBackend(socket, "api-1", "127.0.0.1:10");
+  await tinylb.waitForLog("write state file failed; the running set is not saved until a retry succeeds");
+  expect(ids()).toEqual(["static-1"]);
+  chmodSync(folder, 0o777);
+  await tinylb.waitForLog(written);
+  expect(ids()).toEqual(["api-1", "static-1"]);
+
+  // 2: SIGHUP writes at once, while the next retry is still at least 4 s away.
+  chmodSync(folder, 0o555);
+  await addBackend(socket, "api-2", "127.0.0.1:11");
+  await waitFor("a retry 4 s or more away", () => retryDelays(tinylb.stderr).some((delay) => delay >= 4000), 20_000);
+  chmodSync(folder, 0o777);
+  const hangup = performance.now();
+  tinylb.signal("SIGHUP");
+  await waitFor("the write on SIGHUP", () => countLines(tinylb.stderr, written) === 2);
+  expect(performance.now() - hangup).toBeLessThan(4000);
+  expect(ids()).toEqual(["api-1", "api-2", "static-1"]);
+
+  // 3: SIGTERM writes before the process exits, while the next retry is still at least 2 s away.
+  const delaysBefore = retryDelays(tinylb.stderr).length;
+  chmodSync(folder, 0o555);
+  await addBackend(socket, "api-3", "127.0.0.1:12");
+  await waitFor("a retry 2 s or more away", () => retryDelays(tinylb.stderr).slice(delaysBefore).some((delay) => delay >= 2000), 20_000);
+  chmodSync(folder, 0o777);
+  const stopping = performance.now();
+  expect(await tinylb.stop()).toBe(0);
+  expect(performance.now() - stopping).toBeLessThan(2000);
+  expect(countLines(tinylb.stderr, written)).toBe(3);
+  expect(ids()).toEqual(["api-1", "api-2", "api-3", "static-1"]);
+}, 60_000);

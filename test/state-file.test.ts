@@ -1,11 +1,13 @@
 import { afterEach, expect, test } from "bun:test";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createBackend } from "../src/backend.ts";
 import { BackendSet } from "../src/backend-set.ts";
 import { ConfigError } from "../src/config.ts";
+import { ReconnectBackoff } from "../src/providers/reconnect-backoff.ts";
 import { StateFile } from "../src/state-file.ts";
+import { mkfifo } from "./support/fifo.ts";
 import { LogLines } from "./support/log-lines.ts";
 import { tempDirectory } from "./support/temp-directory.ts";
 import { TinylbProcess } from "./support/tinylb-process.ts";
@@ -120,6 +122,78 @@ test.each([
   expect(statSync(`${path}.bad`).mode & 0o777).toBe(0o600);
 });
 
+test.each([
+  ["too large", (path: string) => writeFileSync(path, `{"version":1,"backends":[]}${" ".repeat(4 * 1024 * 1024)}`), "the file has 4194331 bytes, more than the 4194304 allowed"],
+  ["a FIFO", mkfifo, "it is a FIFO (named pipe), not a regular file; name a regular file or a symlink to one"],
+  ["a folder", (path: string) => mkdirSync(path), "it is a folder, not a file"],
+])("StateFile moves a file it could not read: %s", (_name, make, problem) => {
+  const path = join(tempDir(), "state.json");
+  make(path);
+  const before = statSync(path);
+  const log = new LogLines();
+  const state = new StateFile(path, log.logger);
+
+  const loaded = state.load();
+  state.save(SET, (id) => SOURCES[id]);
+
+  expect(loaded.size).toBe(0);
+  const warnings = log.withMessage(`read state file failed; starting without saved backends, and the first write moves the file to ${path}.bad`);
+  expect(warnings.length).toBe(1);
+  expect(warnings[0]!.err).toBe(problem);
+  expect(log.withMessage("moved the state file that was not read in full aside before writing the running set")[0]!.copy).toBe(`${path}.bad`);
+  // The same inode, untouched, now at FILE.bad.
+  expect(statSync(`${path}.bad`).ino).toBe(before.ino);
+  expect(statSync(`${path}.bad`).size).toBe(before.size);
+  expect(readFileSync(path, "utf8")).toContain('"id": "api-1"');
+});
+
+test("StateFile writes nothing while a file it could not read cannot be moved", () => {
+  const dir = tempDir();
+  const path = join(dir, "state.json");
+  const content = `{"version":1,"backends":[]}${" ".repeat(4 * 1024 * 1024)}`;
+  writeFileSync(path, content);
+  // A folder with a file in it at FILE.bad makes the rename fail.
+  mkdirSync(`${path}.bad`);
+  writeFileSync(join(`${path}.bad`, "keep"), "");
+  const log = new LogLines();
+  const state = new StateFile(path, log.logger);
+
+  state.load();
+  state.save(SET, (id) => SOURCES[id]);
+
+  const warnings = log.withMessage("write state file failed; the running set is not saved until a retry succeeds");
+  expect(warnings.length).toBe(1);
+  expect(String(warnings[0]!.err)).toStartWith(`moving ${path}, which was not read in full, to ${path}.bad failed, so it is not overwritten: `);
+  expect(readFileSync(path, "utf8")).toBe(content);
+  expect(readdirSync(dir).sort()).toEqual(["state.json", "state.json.bad"]);
+
+  // Once FILE.bad is free, the next write moves the file there and writes the set.
+  rmSync(`${path}.bad`, { recursive: true });
+  state.save(SET, (id) => SOURCES[id]);
+
+  expect(readFileSync(`${path}.bad`, "utf8")).toBe(content);
+  expect(readFileSync(path, "utf8")).toContain('"id": "api-1"');
+  expect(log.withMessage("state file written again after failures").length).toBe(1);
+});
+
+test("StateFile moves an invalid file whose copy failed", () => {
+  const dir = tempDir();
+  const path = join(dir, "state.json");
+  writeFileSync(path, "{");
+  // The copy follows the symlink into a missing folder and fails; the rename replaces the symlink.
+  symlinkSync(join(dir, "missing-folder", "copy"), `${path}.bad`);
+  const log = new LogLines();
+  const state = new StateFile(path, log.logger);
+
+  state.load();
+  state.save(SET, (id) => SOURCES[id]);
+
+  const warning = log.withMessage("invalid state file; starting without saved backends")[0]!;
+  expect(String(warning.copyErr)).toStartWith(`keeping a copy at ${path}.bad failed, so the first write moves the file there: `);
+  expect(readFileSync(`${path}.bad`, "utf8")).toBe("{");
+  expect(readFileSync(path, "utf8")).toContain('"id": "api-1"');
+});
+
 test("StateFile skips only the invalid entries", () => {
   const path = join(tempDir(), "state.json");
   const content = JSON.stringify({
@@ -181,10 +255,89 @@ test("StateFile logs a failed write once per streak", () => {
   state.save(SET, (id) => SOURCES[id]);
   state.save(SET, (id) => SOURCES[id]);
 
-  const warnings = log.withMessage("write state file failed; the running set is not saved");
+  const warnings = log.withMessage("write state file failed; the running set is not saved until a retry succeeds");
   expect(warnings.length).toBe(1);
   expect(warnings[0]!.err).toBe(`the folder ${join(dir, "missing-folder")} does not exist; create it or pick another path`);
   expect(readdirSync(dir)).toEqual([]);
+  state.close();
+});
+
+/** Returns a back-off without jitter: `initialMs`, then doubling. */
+function fixedBackoff(initialMs: number): ReconnectBackoff {
+  return new ReconnectBackoff({ initialMs, maxMs: initialMs * 8, random: () => 1 });
+}
+
+test("StateFile retries a failed write with a back-off", async () => {
+  const dir = tempDir();
+  const path = join(dir, "later", "state.json");
+  const log = new LogLines();
+  const state = new StateFile(path, log.logger, 1000, fixedBackoff(50));
+
+  state.save(SET, (id) => SOURCES[id]);
+  await waitFor("a second retry scheduled", () => log.withMessage("retrying the state file write later").length >= 2);
+  mkdirSync(join(dir, "later"));
+  await waitFor("the state file written", () => existsSync(path));
+
+  expect(log.withMessage("retrying the state file write later").map((line) => line.delayMs).slice(0, 2)).toEqual([50, 100]);
+  expect(log.withMessage("write state file failed; the running set is not saved until a retry succeeds").length).toBe(1);
+  const recovered = log.withMessage("state file written again after failures");
+  expect(recovered.length).toBe(1);
+  expect(recovered[0]!.failures).toBeGreaterThanOrEqual(2);
+  expect(readFileSync(path, "utf8")).toContain('"id": "api-1"');
+  state.close();
+});
+
+test.each([
+  ["flush", (state: StateFile) => state.flush()],
+  ["close", (state: StateFile) => state.close()],
+])("StateFile %s writes a failed set at once", (_name, write) => {
+  const dir = tempDir();
+  const path = join(dir, "later", "state.json");
+  const log = new LogLines();
+  const state = new StateFile(path, log.logger, 1000, fixedBackoff(60_000));
+
+  state.save(SET, (id) => SOURCES[id]);
+  mkdirSync(join(dir, "later"));
+  write(state);
+
+  expect(readFileSync(path, "utf8")).toContain('"id": "api-1"');
+  expect(log.withMessage("state file written again after failures")[0]!.failures).toBe(1);
+  expect(log.withMessage("stopping with the running set not saved; the next start loads the last set written")).toEqual([]);
+  state.close();
+});
+
+test("StateFile close stops retrying a write that still fails", async () => {
+  const dir = tempDir();
+  const path = join(dir, "later", "state.json");
+  const log = new LogLines();
+  const state = new StateFile(path, log.logger, 1000, fixedBackoff(20));
+
+  state.save(SET, (id) => SOURCES[id]);
+  state.close();
+  mkdirSync(join(dir, "later"));
+  // Well past the 20 ms retry that close cancelled.
+  await Bun.sleep(200);
+
+  expect(existsSync(path)).toBe(false);
+  const warnings = log.withMessage("stopping with the running set not saved; the next start loads the last set written");
+  expect(warnings.length).toBe(1);
+  expect(warnings[0]!.failures).toBe(2);
+  expect(log.withMessage("retrying the state file write later").length).toBe(1);
+});
+
+test("StateFile saveSoon replaces a failed set", () => {
+  const dir = tempDir();
+  const path = join(dir, "later", "state.json");
+  const state = new StateFile(path, undefined, 60_000, fixedBackoff(60_000));
+
+  state.save(SET, (id) => SOURCES[id]);
+  state.saveSoon(new BackendSet([createBackend("newer", "10.0.0.9:1")]), () => "api");
+  mkdirSync(join(dir, "later"));
+  state.flush();
+
+  expect(readFileSync(path, "utf8")).toContain('"id": "newer"');
+  expect(readFileSync(path, "utf8")).not.toContain('"id": "api-1"');
+  state.close();
 });
 
 test("StateFile saveSoon writes only the latest of a burst", async () => {

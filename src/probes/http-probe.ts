@@ -3,6 +3,7 @@ import type { Backend } from "../backend.ts";
 import type { ConnectTracker, ProbeSettings, ProbeTls } from "./probe.ts";
 import { describeFileError } from "../file-errors.ts";
 import { encodeLocalProxyHeader } from "../proxy-header.ts";
+import { MAX_PEM_FILE_BYTES, MAX_TOKEN_FILE_BYTES, readRegularFile } from "../regular-file.ts";
 import { errorDetail, ProbeError } from "./probe-error.ts";
 
 /** Bytes of response read while looking for the status line; a longer first line fails the probe. */
@@ -20,8 +21,8 @@ const MAX_STATUS_LINE_BYTES = 8192;
  *   response is not HTTP, the status is not expected, or `signal` aborts first.
  */
 export async function httpProbe(backend: Backend, settings: ProbeSettings, signal: AbortSignal, track: ConnectTracker): Promise<void> {
-  const tls = settings.kind === "https" ? await loadTls(settings.tls) : undefined;
-  const token = settings.bearerTokenFile === undefined ? undefined : await readToken(settings.bearerTokenFile);
+  const tls = settings.kind === "https" ? loadTls(settings.tls) : undefined;
+  const token = settings.bearerTokenFile === undefined ? undefined : readToken(settings.bearerTokenFile);
   const request = buildRequest(backend, settings, token);
   signal.throwIfAborted();
 
@@ -211,37 +212,37 @@ function buildRequest(backend: Backend, settings: ProbeSettings, token: string |
   return lines.join("\r\n") + "\r\n\r\n";
 }
 
-async function loadTls(settings: ProbeTls): Promise<TLSOptions> {
+function loadTls(settings: ProbeTls): TLSOptions {
   const tls: TLSOptions = { rejectUnauthorized: settings.insecureSkipVerify !== true };
   if (settings.serverName !== undefined) {
     tls.serverName = settings.serverName;
   }
   if (settings.caFile !== undefined) {
-    tls.ca = await readPem("CA", settings.caFile);
+    tls.ca = readPem("CA", settings.caFile);
   }
   if (settings.certFile !== undefined) {
-    tls.cert = await readPem("client certificate", settings.certFile);
+    tls.cert = readPem("client certificate", settings.certFile);
   }
   if (settings.keyFile !== undefined) {
-    tls.key = await readPem("client key", settings.keyFile);
+    tls.key = readPem("client key", settings.keyFile);
   }
 
   return tls;
 }
 
-async function readPem(what: string, path: string): Promise<string> {
+function readPem(what: string, path: string): string {
   try {
-    return await Bun.file(path).text();
+    return readRegularFile(path, MAX_PEM_FILE_BYTES).toString("utf8");
   } catch (error) {
     throw new ProbeError(`read ${what} file ${path} failed: ${describeFileError(error)}`, { cause: error });
   }
 }
 
 /** Reads a bearer token file. Error messages name the file, never its content. */
-async function readToken(path: string): Promise<string> {
+function readToken(path: string): string {
   let token: string;
   try {
-    token = (await Bun.file(path).text()).trim();
+    token = readRegularFile(path, MAX_TOKEN_FILE_BYTES).toString("utf8").trim();
   } catch (error) {
     throw new ProbeError(`read bearer token file ${path} failed: ${describeFileError(error)}`, { cause: error });
   }

@@ -1,7 +1,7 @@
-import { readFileSync } from "node:fs";
 import { BackendSet } from "../backend-set.ts";
-import { ConfigError, type FileConfig, loadConfigFile } from "../config.ts";
+import { ConfigError, type FileConfig, loadConfigFile, MAX_CONFIG_BYTES } from "../config.ts";
 import { type Logger, silentLogger } from "../logger.ts";
+import { readRegularFile } from "../regular-file.ts";
 import { ConfigWatch } from "./config-watch.ts";
 import type { Provider, PublishBackendSet } from "./provider.ts";
 
@@ -179,7 +179,7 @@ export class FileProvider implements Provider {
 
   #readText(): string | undefined {
     try {
-      return readFileSync(this.#options.path, "utf8");
+      return readRegularFile(this.#options.path, MAX_CONFIG_BYTES).toString("utf8");
     } catch {
       // loadConfigFile reads again and reports the error in its own words.
       return undefined;

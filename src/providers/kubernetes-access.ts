@@ -1,8 +1,8 @@
-import { readFileSync } from "node:fs";
 import { dirname, isAbsolute, join } from "node:path";
 import { z } from "zod";
 import { ConfigError } from "../config.ts";
 import { describeFileError } from "../file-errors.ts";
+import { MAX_PEM_FILE_BYTES, MAX_TOKEN_FILE_BYTES, readRegularFile } from "../regular-file.ts";
 
 /**
  * How to reach and authenticate to a Kubernetes API server: its URL, the CA that signs
@@ -27,6 +27,9 @@ export interface KubernetesAccess {
 
 /** Directory where Kubernetes mounts a pod's service account token and CA. */
 export const SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount";
+
+/** Largest kubeconfig read, in bytes; one with a few embedded certificates has tens of KiB. */
+const MAX_KUBECONFIG_BYTES = 1024 * 1024;
 
 const clusterSchema = z.object({
   server: z.string(),
@@ -72,7 +75,7 @@ export function loadKubeconfig(path: string, context?: string): KubernetesAccess
   const where = `kubeconfig ${path}`;
   let data: unknown;
   try {
-    data = Bun.YAML.parse(readFileSync(path, "utf8"));
+    data = Bun.YAML.parse(readRegularFile(path, MAX_KUBECONFIG_BYTES).toString("utf8"));
   } catch (error) {
     throw new ConfigError(`read ${where} failed: ${describeReadError(error)}`, { cause: error });
   }
@@ -111,13 +114,13 @@ export function loadInClusterAccess(env: Record<string, string | undefined> = pr
 
   const where = `service account ${accountDir}`;
   const tokenFile = join(accountDir, "token");
-  readText(tokenFile, where);
+  readText(tokenFile, MAX_TOKEN_FILE_BYTES, where);
   const bracketed = host.includes(":") ? `[${host}]` : host;
 
   return {
     server: `https://${bracketed}:${port}`,
     tlsServerName: host,
-    caPem: readText(join(accountDir, "ca.crt"), where),
+    caPem: readText(join(accountDir, "ca.crt"), MAX_PEM_FILE_BYTES, where),
     bearerTokenFile: tokenFile,
     source: where,
   };
@@ -133,9 +136,16 @@ export function currentBearerToken(access: KubernetesAccess): string | undefined
     return access.bearerToken;
   }
 
-  const token = readFileSync(access.bearerTokenFile, "utf8").trim();
+  const path = access.bearerTokenFile;
+  let token: string;
+  try {
+    token = readRegularFile(path, MAX_TOKEN_FILE_BYTES).toString("utf8").trim();
+  } catch (error) {
+    // No cause: loggers print causes, and the errno text would repeat this message.
+    throw new Error(`read bearer token file ${path} failed: ${describeFileError(error)}`);
+  }
   if (token === "") {
-    throw new Error(`bearer token file ${access.bearerTokenFile} is empty`);
+    throw new Error(`bearer token file ${path} is empty`);
   }
 
   return token;
@@ -180,7 +190,7 @@ function userCredentials(user: KubeconfigUser, baseDir: string, where: string): 
 
   const tokenFile = user.tokenFile === undefined ? undefined : resolvePath(baseDir, user.tokenFile);
   if (tokenFile !== undefined) {
-    readText(tokenFile, where);
+    readText(tokenFile, MAX_TOKEN_FILE_BYTES, where);
   }
   if (certPem === undefined && user.token === undefined && tokenFile === undefined) {
     throw new ConfigError(`invalid ${where}: the user has no client certificate, token or tokenFile`);
@@ -209,16 +219,16 @@ function pemFrom(data: string | undefined, path: string | undefined, baseDir: st
     return Buffer.from(data, "base64").toString("utf8");
   }
 
-  return path === undefined ? undefined : readText(resolvePath(baseDir, path), where);
+  return path === undefined ? undefined : readText(resolvePath(baseDir, path), MAX_PEM_FILE_BYTES, where);
 }
 
 function resolvePath(baseDir: string, path: string): string {
   return isAbsolute(path) ? path : join(baseDir, path);
 }
 
-function readText(path: string, where: string): string {
+function readText(path: string, maxBytes: number, where: string): string {
   try {
-    return readFileSync(path, "utf8");
+    return readRegularFile(path, maxBytes).toString("utf8");
   } catch (error) {
     throw new ConfigError(`read ${path} (from ${where}) failed: ${describeReadError(error)}`, { cause: error });
   }

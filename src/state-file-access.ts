@@ -1,0 +1,69 @@
+import { accessSync, constants, statSync } from "node:fs";
+import { dirname } from "node:path";
+
+/** The sticky bit of a mode (S_ISVTX), which node:fs does not export. */
+const STICKY_BIT = 0o1000;
+
+/**
+ * Lists what would keep the user running this process from using the state file at `path`,
+ * for `tinylb check`. That is a folder it cannot write, so no write could succeed, or a file
+ * it cannot read, so a start would begin without the saved backends. It is also a file of
+ * another user in a sticky folder, which only that user may replace. It checks with
+ * access(2) and stat(2) and writes nothing.
+ *
+ * The file itself needs no write permission, since each write renames a new file over it.
+ */
+export function stateFileAccessProblems(path: string): string[] {
+  const folder = dirname(path);
+  const user = `uid ${process.getuid?.() ?? "unknown"}, the user running this check`;
+  const problems: string[] = [];
+  const folderCode = accessErrorCode(folder, constants.W_OK | constants.X_OK);
+  if (folderCode !== undefined) {
+    problems.push(`the folder ${folder} of the state file is not writable (${folderCode}) by ${user}, so a start as this user cannot save the running set; make it writable by the user tinylb runs as`);
+  }
+
+  let file: ReturnType<typeof statSync>;
+  try {
+    file = statSync(path, { throwIfNoEntry: false });
+  } catch {
+    // A folder this user cannot search, reported above.
+    return problems;
+  }
+  if (file === undefined) {
+    return problems;
+  }
+  const fileCode = accessErrorCode(path, constants.R_OK);
+  if (fileCode !== undefined) {
+    problems.push(`the state file ${path} is not readable (${fileCode}) by ${user}, so a start as this user ignores its saved backends and moves it to ${path}.bad; make it readable by the user tinylb runs as`);
+  }
+  if (folderCode === undefined && isReplaceDenied(folder, file.uid)) {
+    problems.push(`the state file ${path} belongs to uid ${file.uid} in the sticky folder ${folder}, so ${user} cannot replace it; give the file to the user tinylb runs as (chown)`);
+  }
+
+  return problems;
+}
+
+/** Returns the errno code of access(2) on `path` for `mode`, or undefined when access is granted. */
+function accessErrorCode(path: string, mode: number): string | undefined {
+  try {
+    accessSync(path, mode);
+  } catch (error) {
+    return (error as { code?: string }).code ?? "failed";
+  }
+
+  return undefined;
+}
+
+/**
+ * Returns whether the sticky bit of `folder` denies this process replacing a file of
+ * `owner`. Root may replace it, and so may the owner of the file or of the folder.
+ */
+function isReplaceDenied(folder: string, owner: number): boolean {
+  const uid = process.getuid?.();
+  const stats = statSync(folder);
+  if (uid === undefined || uid === 0 || (stats.mode & STICKY_BIT) === 0) {
+    return false;
+  }
+
+  return owner !== uid && stats.uid !== uid;
+}
