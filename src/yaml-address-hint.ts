@@ -1,0 +1,20 @@
+/**
+ * Hints for YAML parse errors that an unquoted address causes. YAML reads a plain value that
+ * starts with `*` as an alias, so `listen: *:7443` fails with "Unresolved alias".
+ */
+
+/** A plain YAML value, after a key or a list dash, that starts with `*` and goes on with `:PORT`. */
+const UNQUOTED_ANY_HOST = /(?:^|[\s[{,:-])\*:(\d+)/;
+
+/**
+ * Returns the hint for a YAML parse error with message `detail` on the line `line`, or
+ * undefined when no unquoted address explains it.
+ */
+export function yamlAddressHint(detail: string, line: string): string | undefined {
+  const anyHost = UNQUOTED_ANY_HOST.exec(line);
+  if (anyHost !== null && detail.startsWith("Unresolved alias")) {
+    return `; YAML reads a value that starts with * as an alias, so quote the address, as in "*:${anyHost[1]}"`;
+  }
+
+  return undefined;
+}
