@@ -264,6 +264,32 @@ test("FileProvider SIGHUP reload reads and logs an unchanged file", async () => 
   expect(provider.reloads).toBe(1);
 });
 
+test("FileProvider rate-limits unchanged SIGHUP lines", async () => {
+  const dir = tempDir();
+  const path = join(dir, "tinylb.yaml");
+  const { scenario, provider } = await startScenario(path, ["a"], (text) => writeFileSync(path, text));
+
+  for (let signal = 0; signal < 50; signal++) {
+    expect(provider.reload("SIGHUP")).toBe(true);
+  }
+  writeFileSync(path, yaml(scenario, ["a", "b"]));
+  expect(provider.reload("SIGHUP")).toBe(true);
+  writeFileSync(path, "listen: [\n");
+  for (let signal = 0; signal < 50; signal++) {
+    expect(provider.reload("SIGHUP")).toBe(false);
+  }
+
+  const reloaded = scenario.log.withMessage("config reloaded");
+  expect(reloaded.map((record) => [record.level, record.count, record.changed])).toEqual([
+    ["info", 1, false],
+    ["info", 2, undefined],
+  ]);
+  const rejected = scenario.log.withMessage("config reload rejected; keeping the last good backend set");
+  expect(rejected.map((record) => record.level)).toEqual(["warn", "warn"]);
+  expect(provider.reloads).toBe(101);
+  expect(provider.reloadFailures).toBe(50);
+});
+
 test("FileProvider waits before removing every backend", async () => {
   const dir = tempDir();
   const path = join(dir, "tinylb.yaml");

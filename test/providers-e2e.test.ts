@@ -128,6 +128,32 @@ test("binary applies a watched config file and SIGHUP", async () => {
   expect(await tinylb.stop()).toBe(0);
 }, E2E_TIMEOUT_MS);
 
+test("binary logs one line for a SIGHUP burst", async () => {
+  const backends = startBackends(["a", "b"]);
+  const dir = tempDir();
+  const config = join(dir, "tinylb.yaml");
+  const yaml = (ids: string[]): string => `backends:\n${ids.map((id) => `  - { id: ${id}, target: "${backends.get(id)!.target}" }`).join("\n")}\n`;
+  writeFileSync(config, yaml(["a"]));
+  const socket = join(dir, "admin.sock");
+  await using tinylb = TinylbProcess.start(["--listen", "127.0.0.1:0", "--config", config, "--no-watch-config", "--admin", `unix:${socket}`]);
+  await tinylb.waitForLog("tinylb started");
+
+  for (let signal = 0; signal < 300; signal++) {
+    tinylb.signal("SIGHUP");
+  }
+  await waitFor("a burst reload", async () => /tinylb_config_reloads_total [1-9]/.test(await (await adminFetch(socket, "/metrics")).text()));
+  writeFileSync(config, yaml(["a", "b"]));
+  tinylb.signal("SIGHUP");
+  await tinylb.waitForLog(/INFO {2}config reloaded .*reason=SIGHUP count=2/);
+
+  const reloadLines = tinylb.stderr.split("\n").filter((line) => line.includes("config reloaded"));
+  expect(reloadLines).toHaveLength(2);
+  expect(reloadLines[0]).toContain("reason=SIGHUP count=1 changed=false");
+  expect(reloadLines[1]).not.toContain("changed=false");
+  const metrics = await (await adminFetch(socket, "/metrics")).text();
+  expect(metrics).toContain("tinylb_config_reload_failures_total 0\n");
+}, E2E_TIMEOUT_MS);
+
 test("binary admin API changes the set", async () => {
   const backends = startBackends(["b"]);
   const socket = join(tempDir(), "admin.sock");

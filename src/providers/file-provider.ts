@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import { BackendSet } from "../backend-set.ts";
 import { ConfigError, type FileConfig, loadConfigFile } from "../config.ts";
 import { type Logger, silentLogger } from "../logger.ts";
+import { RateLimitedLog } from "../rate-limited-log.ts";
 import { ConfigWatch } from "./config-watch.ts";
 import type { Provider, PublishBackendSet } from "./provider.ts";
 
@@ -46,6 +47,12 @@ export type ReloadReason = "start" | "SIGHUP" | "file event" | "poll" | "empty c
 export const EMPTY_CONFIRM_MS = 1000;
 
 /**
+ * Milliseconds between the info lines of SIGHUP reloads that change nothing, so a burst of
+ * signals logs one line, with the count of the lines left out, rather than one per signal.
+ */
+const UNCHANGED_RELOAD_LOG_MS = 10_000;
+
+/**
  * The config file's `backends` list, re-read when the file changes or on SIGHUP.
  *
  * It watches folders rather than the file (see `ConfigWatch`), so it detects in-place
@@ -73,6 +80,10 @@ export class FileProvider implements Provider {
   #pendingSince: number | undefined;
   /** Text of the last read, good or bad, so an unchanged file is not reported again. */
   #lastText: string | undefined;
+  /** Text of the config applied last, against which a SIGHUP read is compared. */
+  #appliedText: string | undefined;
+  #unchangedReloadLog: RateLimitedLog;
+  #unchangedRejectionLog: RateLimitedLog;
   #lastError: string | undefined;
   /** Backends in the set published last. */
   #publishedSize = 0;
@@ -81,6 +92,8 @@ export class FileProvider implements Provider {
   constructor(options: FileProviderOptions) {
     this.#options = { watch: true, debounceMs: 200, pollIntervalMs: 30_000, logger: silentLogger, ...options };
     this.#log = this.#options.logger.with({ component: "file-provider" });
+    this.#unchangedReloadLog = new RateLimitedLog(this.#log, "info", UNCHANGED_RELOAD_LOG_MS);
+    this.#unchangedRejectionLog = new RateLimitedLog(this.#log, "warn", UNCHANGED_RELOAD_LOG_MS);
   }
 
   start(publish: PublishBackendSet): void {
@@ -152,14 +165,31 @@ export class FileProvider implements Provider {
 
       return true;
     }
-    // A save that changes the set is logged by the server with provider=file, and one that
-    // changes nothing needs no info line; a reload the operator requested always gets one.
-    const level = reason === "start" || reason === "SIGHUP" || recovered ? "info" : "debug";
-    this.#log.log(level, reason === "start" ? "config loaded" : "config reloaded", { file: path, reason, count: set.size });
+    this.#logApplied(reason, recovered, text !== this.#appliedText, set.size);
+    this.#appliedText = text;
     publish(set);
     this.#publishedSize = set.size;
 
     return true;
+  }
+
+  /**
+   * Logs an applied config. A save that changes the set is logged by the server with
+   * provider=file, so a save logs at debug unless it fixes a rejected one. A reload the
+   * operator requested gets an info line, at most one per UNCHANGED_RELOAD_LOG_MS when it
+   * changed nothing.
+   */
+  #logApplied(reason: ReloadReason, recovered: boolean, changed: boolean, count: number): void {
+    const message = reason === "start" ? "config loaded" : "config reloaded";
+    const fields = { file: this.#options.path, reason, count };
+    if (reason === "SIGHUP" && !changed && !recovered) {
+      this.#unchangedReloadLog.log(message, { ...fields, changed: false });
+
+      return;
+    }
+
+    const level = reason === "start" || reason === "SIGHUP" || recovered ? "info" : "debug";
+    this.#log.log(level, message, fields);
   }
 
   /** Applies a save that removes every backend only if the file still reads `text` after EMPTY_CONFIRM_MS. */
@@ -203,12 +233,19 @@ export class FileProvider implements Provider {
     if (reason !== "start") {
       this.reloadFailures++;
     }
-    if (!forced && message === this.#lastError) {
+    const repeated = message === this.#lastError;
+    if (!forced && repeated) {
       return;
     }
 
     this.#lastError = message;
-    this.#log.warn("config reload rejected; keeping the last good backend set", { file: this.#options.path, reason, err: message });
+    const fields = { file: this.#options.path, reason, err: message };
+    if (reason === "SIGHUP" && repeated) {
+      // The same rejection again, as from a burst of signals: one line per interval.
+      this.#unchangedRejectionLog.log("config reload rejected; keeping the last good backend set", fields);
+    } else {
+      this.#log.warn("config reload rejected; keeping the last good backend set", fields);
+    }
   }
 
   #startWatching(): void {
