@@ -175,7 +175,7 @@ describe("loadConfigFile", () => {
     const config = loadConfigFile(path);
 
     expect(config.listen).toEqual([{ kind: "tcp", host: "0.0.0.0", port: 7443 }, { kind: "tcp", host: "::1", port: 7443 }]);
-    expect(config.providers.metrics).toEqual({ kind: "tcp", host: "0.0.0.0", port: 9180 });
+    expect(config.providers?.metrics).toEqual({ kind: "tcp", host: "0.0.0.0", port: 9180 });
   });
 
   test("reads comments and trailing commas in .json", () => {

@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { TestBackend, TestClient } from "./support/backends.ts";
 import { BalancerScenario } from "./support/balancer-scenario.ts";
 import { Dnsmasq, dnsmasqInstalled } from "./support/dnsmasq.ts";
+import { SETTLE_MS } from "../src/providers/save-settle.ts";
 import { BINARY, listenedPort, TinylbProcess } from "./support/tinylb-process.ts";
 import { waitFor } from "./support/wait.ts";
 
@@ -126,6 +127,30 @@ test("binary applies a watched config file and SIGHUP", async () => {
   expect(metrics).toContain("tinylb_config_reloads_total 2\n");
   expect(metrics).toContain("tinylb_config_reload_failures_total 0\n");
   expect(await tinylb.stop()).toBe(0);
+}, E2E_TIMEOUT_MS);
+
+test("binary keeps backends through a paused tee write", async () => {
+  const backends = startBackends(["a", "b", "c"]);
+  const dir = tempDir();
+  const config = join(dir, "tinylb.yaml");
+  const entries = ["a", "b", "c"].map((id) => `  - { id: ${id}, target: "${backends.get(id)!.target}" }\n`);
+  writeFileSync(config, `backends:\n${entries.join("")}`);
+  const { tinylb, port } = await startTinylb(["--config", config]);
+  const clients = await connectEach(port, ["a", "b", "c"]);
+
+  // As `tool | tee lb.yaml` with a tool that pauses after a: tee truncates the file, writes
+  // what it gets, and the rest arrives 500 ms later, after the 200 ms quiet period.
+  const writer = Bun.spawn(["sh", "-c", '{ printf %s "$1"; sleep 0.5; printf %s "$2"; } | tee "$3" > /dev/null', "sh", `backends:\n${entries[0]}`, entries[1]! + entries[2]!, config]);
+  expect(await writer.exited).toBe(0);
+  await tinylb.waitForLog("config file removes or retargets backends; applying it in 1 s unless it changes again");
+  // The settle time of the cut file passes, and a slow timer gets a margin of 500 ms.
+  await Bun.sleep(SETTLE_MS + 500);
+
+  expect(tinylb.stderr.match(/backend set changed/g)).toHaveLength(1);
+  for (const [id, client] of clients) {
+    await BalancerScenario.echo(client, `${id} undisturbed`);
+    expect(client.closed).toBe(false);
+  }
 }, E2E_TIMEOUT_MS);
 
 test("binary logs one line for a SIGHUP burst", async () => {

@@ -5,6 +5,7 @@ import { type Logger, silentLogger } from "../logger.ts";
 import { RateLimitedLog } from "../rate-limited-log.ts";
 import { ConfigWatch } from "./config-watch.ts";
 import type { Provider, PublishBackendSet } from "./provider.ts";
+import { removesOrRetargets, SaveSettle } from "./save-settle.ts";
 
 /** Settings of a file provider. */
 export interface FileProviderOptions {
@@ -36,15 +37,8 @@ export interface FileProviderOptions {
   logger?: Logger;
 }
 
-/** The event that caused a read of the file; "empty confirmed" is the second read of a file that lists no backends. */
-export type ReloadReason = "start" | "SIGHUP" | "file event" | "poll" | "empty confirmed";
-
-/**
- * Milliseconds a save that removes every backend of the file waits before it is applied,
- * unless the file changes again. A half-written file (cut before its `backends` key) has
- * that shape, and applying it would close every connection of the file's backends.
- */
-export const EMPTY_CONFIRM_MS = 1000;
+/** The event that caused a read of the file; "settled" is the second read of a save that removes or retargets backends. */
+export type ReloadReason = "start" | "SIGHUP" | "file event" | "poll" | "settled";
 
 /**
  * Milliseconds between the info lines of SIGHUP reloads that change nothing, so a burst of
@@ -62,8 +56,8 @@ const UNCHANGED_RELOAD_LOG_MS = 10_000;
  * missing, unreadable, empty or invalid is logged with the file, the field path and the
  * value. Nothing is published then, so the last good set keeps serving until a good version
  * appears.
- * A save that lists no backends, where the last set had some, is applied only when the file
- * still reads the same `EMPTY_CONFIRM_MS` later. A SIGHUP applies such a file at once.
+ * A save that removes or retargets a backend is applied only when the file still reads the
+ * same `SETTLE_MS` later. A SIGHUP applies such a file at once.
  */
 export class FileProvider implements Provider {
   readonly name = "file";
@@ -85,15 +79,16 @@ export class FileProvider implements Provider {
   #unchangedReloadLog: RateLimitedLog;
   #unchangedRejectionLog: RateLimitedLog;
   #lastError: string | undefined;
-  /** Backends in the set published last. */
-  #publishedSize = 0;
-  #emptyConfirm: Timer | undefined;
+  /** The set published last. */
+  #published = BackendSet.EMPTY;
+  readonly #settle: SaveSettle;
 
   constructor(options: FileProviderOptions) {
     this.#options = { watch: true, debounceMs: 200, pollIntervalMs: 30_000, logger: silentLogger, ...options };
     this.#log = this.#options.logger.with({ component: "file-provider" });
     this.#unchangedReloadLog = new RateLimitedLog(this.#log, "info", UNCHANGED_RELOAD_LOG_MS);
     this.#unchangedRejectionLog = new RateLimitedLog(this.#log, "warn", UNCHANGED_RELOAD_LOG_MS);
+    this.#settle = new SaveSettle(this.#options.path, this.#log, () => this.#readText(), () => this.reload("settled"));
   }
 
   start(publish: PublishBackendSet): void {
@@ -112,7 +107,7 @@ export class FileProvider implements Provider {
     this.#watch?.close();
     this.#watch = undefined;
     clearTimeout(this.#debounce);
-    clearTimeout(this.#emptyConfirm);
+    this.#settle.cancel();
     clearInterval(this.#poll);
   }
 
@@ -129,7 +124,7 @@ export class FileProvider implements Provider {
 
     const path = this.#options.path;
     const text = this.#readText();
-    const forced = reason === "SIGHUP" || reason === "start" || reason === "empty confirmed";
+    const forced = reason === "SIGHUP" || reason === "start" || reason === "settled";
     // A missing file counts as unchanged only when it was already missing at the last read.
     const unchanged = text === this.#lastText && (text !== undefined || this.#lastError !== undefined);
     if (!forced && unchanged) {
@@ -152,23 +147,24 @@ export class FileProvider implements Provider {
       return false;
     }
 
+    const set = new BackendSet(config.backends ?? []);
+    this.#settle.cancel();
+    if ((reason === "file event" || reason === "poll") && removesOrRetargets(this.#published, set)) {
+      this.#settle.start(text, this.#published, set);
+
+      return true;
+    }
+
     // A good save after a rejected one is logged at info, so the operator sees the fix taken.
     const recovered = this.#lastError !== undefined;
     this.#lastError = undefined;
     if (reason !== "start") {
       this.#options.onAccepted?.(config);
     }
-    const set = new BackendSet(config.backends ?? []);
-    clearTimeout(this.#emptyConfirm);
-    if (set.size === 0 && this.#publishedSize > 0 && (reason === "file event" || reason === "poll")) {
-      this.#confirmEmpty(text);
-
-      return true;
-    }
     this.#logApplied(reason, recovered, text !== this.#appliedText, set.size);
     this.#appliedText = text;
     publish(set);
-    this.#publishedSize = set.size;
+    this.#published = set;
 
     return true;
   }
@@ -192,21 +188,6 @@ export class FileProvider implements Provider {
     this.#log.log(level, message, fields);
   }
 
-  /** Applies a save that removes every backend only if the file still reads `text` after EMPTY_CONFIRM_MS. */
-  #confirmEmpty(text: string | undefined): void {
-    this.#log.info("config file lists no backends; removing them in 1 s unless it changes again, as a save may be in progress", {
-      file: this.#options.path,
-      removing: this.#publishedSize,
-    });
-    this.#emptyConfirm = setTimeout(() => {
-      this.#emptyConfirm = undefined;
-      // A changed file has its own file event, which reads it.
-      if (this.#readText() === text) {
-        this.reload("empty confirmed");
-      }
-    }, EMPTY_CONFIRM_MS);
-  }
-
   #readText(): string | undefined {
     try {
       return readFileSync(this.#options.path, "utf8");
@@ -216,8 +197,8 @@ export class FileProvider implements Provider {
     }
   }
 
-  // NOTE: a YAML file cut at a line boundary can still parse with fewer backends. Only the
-  // quiet period after the last file event keeps a slow in-place write from being read half-way.
+  // NOTE: a YAML file cut at a line boundary can still parse with fewer backends. SETTLE_MS
+  // delays such a read, so an in-place write that pauses longer than that is applied half-way.
   #load(text: string | undefined): FileConfig {
     if (text !== undefined && text.trim() === "") {
       throw new ConfigError(`invalid config ${this.#options.path}: the file is empty (perhaps still being written)`);
@@ -279,3 +260,4 @@ export class FileProvider implements Provider {
     this.reload("poll");
   }
 }
+
