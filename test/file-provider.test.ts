@@ -183,6 +183,35 @@ test("FileProvider keeps the set while the file is deleted", async () => {
   await BalancerScenario.echo(clients.get("b")!, "b after");
 });
 
+test("FileProvider reports a folder made at the file's path", async () => {
+  const dir = tempDir();
+  const path = join(dir, "tinylb.yaml");
+  const { scenario } = await startScenario(path, ["a"], (text) => writeFileSync(path, text));
+  const before = scenario.running;
+
+  unlinkSync(path);
+  await rejection(scenario, "the file does not exist");
+  mkdirSync(path);
+  const folderError = await rejection(scenario, "it is a folder, not a file");
+  // More events in the folder, 4 quiet periods apart, read the same failure, which is not logged again.
+  writeFileSync(join(dir, "unrelated"), "x");
+  await Bun.sleep(200);
+  writeFileSync(join(dir, "unrelated"), "y");
+  await Bun.sleep(200);
+  // Then the file comes back, in one quiet period, so its read comes after the others.
+  writeFileSync(join(dir, "next.yaml"), yaml(scenario, ["a"]));
+  rmSync(path, { recursive: true });
+  renameSync(join(dir, "next.yaml"), path);
+  await waitFor("the fixed file to be read", () => scenario.log.withMessage("config reloaded").length > 0);
+
+  expect(folderError.reason).toBe("file event");
+  expect(scenario.log.withMessage(REJECTED).map((record) => record.err)).toEqual([
+    expect.stringContaining("the file does not exist"),
+    expect.stringContaining("it is a folder, not a file"),
+  ]);
+  expect(scenario.running).toBe(before);
+});
+
 test("FileProvider rejects an invalid file, then takes the fix", async () => {
   const dir = tempDir();
   const path = join(dir, "tinylb.yaml");

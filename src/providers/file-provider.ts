@@ -74,6 +74,10 @@ export class FileProvider implements Provider {
   #pendingSince: number | undefined;
   /** Text of the last read, good or bad, so an unchanged file is not reported again. */
   #lastText: string | undefined;
+  /** Error code of the last read that failed, such as ENOENT or EISDIR; undefined after a read that succeeded. */
+  #lastReadError: string | undefined;
+  /** Error code of the latest `#readText` call that failed; undefined after one that succeeded. */
+  #readError: string | undefined;
   /** Text of the config applied last, against which a SIGHUP read is compared. */
   #appliedText: string | undefined;
   #unchangedReloadLog: RateLimitedLog;
@@ -124,13 +128,16 @@ export class FileProvider implements Provider {
 
     const path = this.#options.path;
     const text = this.#readText();
+    const readError = this.#readError;
     const forced = reason === "SIGHUP" || reason === "start" || reason === "settled";
-    // A missing file counts as unchanged only when it was already missing at the last read.
-    const unchanged = text === this.#lastText && (text !== undefined || this.#lastError !== undefined);
+    // A file that cannot be read counts as unchanged only when its last read failed with the
+    // same error, so a folder made where the file was missing is reported too.
+    const unchanged = text === this.#lastText && (text !== undefined || (this.#lastError !== undefined && readError === this.#lastReadError));
     if (!forced && unchanged) {
       return this.#lastError === undefined;
     }
     this.#lastText = text;
+    this.#lastReadError = readError;
     if (reason !== "start") {
       this.reloads++;
     }
@@ -190,9 +197,14 @@ export class FileProvider implements Provider {
 
   #readText(): string | undefined {
     try {
-      return readFileSync(this.#options.path, "utf8");
-    } catch {
+      const text = readFileSync(this.#options.path, "utf8");
+      this.#readError = undefined;
+
+      return text;
+    } catch (error) {
       // loadConfigFile reads again and reports the error in its own words.
+      this.#readError = (error as NodeJS.ErrnoException).code ?? String(error);
+
       return undefined;
     }
   }
