@@ -1,7 +1,7 @@
 import { afterEach, expect, test } from "bun:test";
 import { existsSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { TestBackend, TestClient } from "./support/backends.ts";
 import { BalancerScenario } from "./support/balancer-scenario.ts";
 import { Dnsmasq, dnsmasqInstalled } from "./support/dnsmasq.ts";
@@ -31,6 +31,19 @@ function startBackends(ids: string[]): Map<string, TestBackend> {
   cleanup.push(() => backends.forEach((backend) => backend.stop()));
 
   return backends;
+}
+
+/**
+ * Starts echo backends for `ids` in a new folder, and returns them with the path of a config
+ * file there, a function that writes the YAML `backends` list of some of them, and an admin
+ * socket path.
+ */
+function configFixture(ids: string[]): { backends: Map<string, TestBackend>; config: string; socket: string; yaml: (ids: string[]) => string } {
+  const backends = startBackends(ids);
+  const dir = tempDir();
+  const yaml = (listed: string[]): string => `backends:\n${listed.map((id) => `  - { id: ${id}, target: "${backends.get(id)!.target}" }`).join("\n")}\n`;
+
+  return { backends, config: join(dir, "tinylb.yaml"), socket: join(dir, "admin.sock"), yaml };
 }
 
 async function startTinylb(args: string[]): Promise<{ tinylb: TinylbProcess; port: number }> {
@@ -105,12 +118,9 @@ test("binary status without a balancer fails in one line", async () => {
 }, E2E_TIMEOUT_MS);
 
 test("binary applies a watched config file and SIGHUP", async () => {
-  const backends = startBackends(["a", "b"]);
-  const dir = tempDir();
-  const config = join(dir, "tinylb.yaml");
-  const yaml = (ids: string[]): string => `backends:\n${ids.map((id) => `  - { id: ${id}, target: "${backends.get(id)!.target}" }`).join("\n")}\n`;
+  const { config, socket, yaml } = configFixture(["a", "b"]);
+  const dir = dirname(config);
   writeFileSync(config, yaml(["a"]));
-  const socket = join(dir, "admin.sock");
   const { tinylb, port } = await startTinylb(["--config", config, "--admin", `unix:${socket}`]);
   const clients = await connectEach(port, ["a"]);
 
@@ -154,12 +164,8 @@ test("binary keeps backends through a paused tee write", async () => {
 }, E2E_TIMEOUT_MS);
 
 test("binary logs one line for a SIGHUP burst", async () => {
-  const backends = startBackends(["a", "b"]);
-  const dir = tempDir();
-  const config = join(dir, "tinylb.yaml");
-  const yaml = (ids: string[]): string => `backends:\n${ids.map((id) => `  - { id: ${id}, target: "${backends.get(id)!.target}" }`).join("\n")}\n`;
+  const { config, socket, yaml } = configFixture(["a", "b"]);
   writeFileSync(config, yaml(["a"]));
-  const socket = join(dir, "admin.sock");
   await using tinylb = TinylbProcess.start(["--listen", "127.0.0.1:0", "--config", config, "--no-watch-config", "--admin", `unix:${socket}`]);
   await tinylb.waitForLog("tinylb started");
 
