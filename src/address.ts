@@ -31,6 +31,9 @@ export class AddressError extends Error {
   override name = "AddressError";
 }
 
+/** The host of HAProxy's `bind *:PORT`, which a listen address may use for `0.0.0.0`. */
+const ANY_HOST = "*";
+
 const ADDRESS_FORMS = "expected host:port, [ipv6]:port or unix:/path";
 
 /**
@@ -96,14 +99,31 @@ export function parseAddress(text: string, allowPortZero = false): Address {
 }
 
 /**
- * Parses a listen address, with port 0 allowed. Beyond `parseAddress`, it rejects a relative
+ * Parses the address of a socket that tinylb binds: a listener, the admin API or the metrics
+ * server. Port 0 is allowed, and the host `*` is read as `0.0.0.0`, every IPv4 address, as
+ * HAProxy reads `bind *:PORT`. Without that, Bun 1.4.4 would bind `*` dual-stack like `[::]`, and the
+ * checks for clashing listen addresses and for backends that target them would not know it.
+ *
+ * @throws {AddressError} as `parseAddress` does.
+ */
+export function parseBindAddress(text: string): Address {
+  const address = parseAddress(text, true);
+  if (address.kind === "tcp" && address.host === ANY_HOST) {
+    return { ...address, host: "0.0.0.0" };
+  }
+
+  return address;
+}
+
+/**
+ * Parses a listen address as `parseBindAddress` does. Beyond `parseAddress`, it rejects a relative
  * Unix socket path, which would depend on tinylb's working folder, and one that bind(2) would
  * reject for its length, so that `tinylb check` catches both too.
  *
  * @throws {AddressError} naming the value and what to write instead.
  */
 export function parseListenAddress(text: string): Address {
-  const address = parseAddress(text, true);
+  const address = parseBindAddress(text);
   if (address.kind === "unix") {
     checkSocketPath(text, address.path);
   }
@@ -124,6 +144,11 @@ export function parseTarget(text: string): Address {
   const address = parseAddress(text);
   if (address.kind === "unix") {
     checkSocketPath(text, address.path);
+  }
+  if (address.kind === "tcp" && address.host === ANY_HOST) {
+    throw new AddressError(
+      `invalid address "${text.trim()}": * is 0.0.0.0, every IPv4 address of this machine, which only a listener can use; use the backend's own address, or 127.0.0.1:${address.port} for this machine`,
+    );
   }
   if (address.kind === "tcp" && isUnspecified(address.host)) {
     const loopback = canonicalHost(address.host) === "::" ? `[::1]:${address.port}` : `127.0.0.1:${address.port}`;

@@ -5,6 +5,7 @@ import { describeProxyProtocol, usesProxyProtocol } from "./proxy-protocol.ts";
 import { describeSlowStart, usesSlowStart } from "./slow-start-setting.ts";
 import { resolveSettings, type Settings } from "./settings.ts";
 import { checkStartSettings, logSettingsWarnings } from "./start-checks.ts";
+import { checkDescriptorRoom } from "./start-descriptors.ts";
 import { stateFileAccessProblems } from "./state-file-access.ts";
 import { joinWords } from "./word-lists.ts";
 
@@ -22,12 +23,12 @@ Usage:
 Takes every option of a start (see tinylb --help) and validates them as a start does: the
 config file's syntax, keys and values, the flags, clashing listen, admin and metrics
 addresses, backends that target a listen address, the probe settings and the files they
-read, the admin address and token file, the state file's folder, and the Kubernetes and etcd
-credentials. It warns, and still exits 0, when the user running it cannot write the state
-file's folder or read the state file, since a start then runs but cannot save or load it.
-It binds no listener, admin API or metrics server, dials no backend, resolves no DNS name
-and writes no file. So it cannot tell whether a listen address will be free when
-tinylb starts.
+read, the admin address and token file, the state file's folder, the Kubernetes and etcd
+credentials, and a descriptor limit (ulimit -n) too low for the threads and one connection.
+It warns, and still exits 0, when the user running it cannot write the state file's folder
+or read the state file, since a start then runs but cannot save or load it. It binds no
+listener, admin API or metrics server, dials no backend, resolves no DNS name and writes no
+file. So it cannot tell whether a listen address will be free when tinylb starts.
 
 On success it prints one line, such as: config OK: 3 backends, 1 listener (tinylb.yaml)
 
@@ -47,6 +48,7 @@ export function checkConfig(cli: CliOptions, logger: Logger): string {
   logger.level = settings.logLevel;
   logger.format = settings.logFormat;
   checkStartSettings(settings);
+  checkDescriptorRoom(settings, cli.configPath !== undefined && settings.providers.watchConfig);
   logSettingsWarnings(settings, logger);
   logStateFileWarnings(settings, logger);
 

@@ -8,6 +8,7 @@ import { type DuplicateKey, findDuplicateJsonKey } from "./duplicate-keys.ts";
 import { describeFileError } from "./file-errors.ts";
 import { readRegularFile } from "./regular-file.ts";
 import { findDuplicateYamlKey } from "./yaml-duplicate-keys.ts";
+import { yamlAddressHint } from "./yaml-address-hint.ts";
 import { parseIdleTimeout } from "./idle-timeout.ts";
 import { checkDialBackoff, type HealthConfig, healthConfigOf, healthFileKeys, probeSchema } from "./health-config.ts";
 import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from "./logger.ts";
@@ -389,6 +390,10 @@ const QUOTE_SEARCH_LINES = 3;
 function yamlHint(extension: string, detail: string, lines: string[], line: number): string {
   if (extension !== ".yaml" && extension !== ".yml") {
     return "";
+  }
+  const addressHint = yamlAddressHint(detail, lines[line - 1] ?? "");
+  if (addressHint !== undefined) {
+    return addressHint;
   }
   for (let number = line; number >= Math.max(1, line - QUOTE_SEARCH_LINES); number--) {
     const quote = openQuoteIn(lines[number - 1] ?? "");

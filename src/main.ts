@@ -56,10 +56,14 @@ async function main(argv: string[]): Promise<number> {
       case "add":
       case "remove":
         return await runBackendCommand(cli);
-      case "check":
-        process.stdout.write(checkConfig(cli, logger) + "\n");
+      case "check": {
+        // Checked before process.stdout is first touched, because Bun then opens a descriptor
+        // for it, which the descriptor check would count although a start never opens it.
+        const summary = checkConfig(cli, logger);
+        process.stdout.write(summary + "\n");
 
         return 0;
+      }
       case "run":
         outputTimeoutMs = DRAIN_TIMEOUT_MS;
 

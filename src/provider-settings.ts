@@ -1,7 +1,7 @@
 import { isIP } from "node:net";
 import { join } from "node:path";
 import { z } from "zod";
-import { type Address, AddressError, formatAddress, parseAddress, type TcpAddress, withoutUnixForm } from "./address.ts";
+import { type Address, AddressError, formatAddress, parseAddress, parseBindAddress, type TcpAddress, withoutUnixForm } from "./address.ts";
 import { parseDuration } from "./duration.ts";
 import { socketPathProblem } from "./socket-path.ts";
 
@@ -128,7 +128,7 @@ export function unusedResolverWarning(dns: ProviderSettings["dns"]): string | un
 
 /** Parses the `--admin` value: an address or `off`. */
 export function parseAdminAddress(text: string): Address | "off" {
-  return text.trim().toLowerCase() === "off" ? "off" : parseAddress(text, true);
+  return text.trim().toLowerCase() === "off" ? "off" : parseBindAddress(text);
 }
 
 /**

@@ -7,6 +7,7 @@ import type { Logger } from "./logger.ts";
 import { describeProxyProtocol } from "./proxy-protocol.ts";
 import { describeSlowStart } from "./slow-start-setting.ts";
 import { Server } from "./server.ts";
+import { checkDescriptorRoom } from "./start-descriptors.ts";
 import { relayThreadCount, startRelayWorkers, type WorkerPool } from "./worker-pool.ts";
 import { resolveSettings, type Settings } from "./settings.ts";
 import { logSettingsWarnings } from "./start-checks.ts";
@@ -36,6 +37,8 @@ export async function runBalancer(cli: CliOptions, logger: Logger): Promise<Runn
   logger.format = settings.logFormat;
   const log = logger.with({ component: "main" });
   const threads = relayThreadCount(settings);
+  // Before the listen locks, so that it counts the open descriptors that `tinylb check` counts.
+  checkDescriptorRoom(settings, cli.configPath !== undefined && settings.providers.watchConfig);
 
   const server = new Server({
     listen: settings.listen,

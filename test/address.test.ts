@@ -81,6 +81,7 @@ describe("parseTarget", () => {
     ["[::ffff:0.0.0.0]:80", "::ffff:0.0.0.0 is the unspecified address", "or 127.0.0.1:80 for this machine"],
     [`unix:/tmp/${"a".repeat(98)}.sock`, "the path has 108 bytes, more than the 107 a Unix socket path can have", "use a shorter path"],
     [`unix:/tmp/${"é".repeat(49)}.sock`, "the path has 108 bytes", "use a shorter path"],
+    ["*:80", "* is 0.0.0.0, every IPv4 address of this machine, which only a listener can use", "or 127.0.0.1:80 for this machine"],
   ])("rejects %p", (text, problem, fix) => {
     let caught: unknown;
     try {
@@ -118,6 +119,9 @@ describe("parseTarget", () => {
 describe("parseListenAddress", () => {
   test.each([
     ["127.0.0.1:0", { kind: "tcp", host: "127.0.0.1", port: 0 }],
+    // HAProxy's `bind *:PORT`: every IPv4 address, spelled as the clash and self-target checks know it.
+    ["*:7443", { kind: "tcp", host: "0.0.0.0", port: 7443 }],
+    [" *:0 ", { kind: "tcp", host: "0.0.0.0", port: 0 }],
     ["unix:/run/tinylb.sock", { kind: "unix", path: "/run/tinylb.sock" }],
     [`unix:/tmp/${"a".repeat(97)}.sock`, { kind: "unix", path: `/tmp/${"a".repeat(97)}.sock` }],
   ])("accepts %p", (text, expected) => {

@@ -10,7 +10,7 @@ import { existsSync, mkdirSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { tempDirectory } from "./support/temp-directory.ts";
-import { runTinylb as runTinylbIn, TinylbProcess } from "./support/tinylb-process.ts";
+import { listenedPort, runTinylb as runTinylbIn, TinylbProcess } from "./support/tinylb-process.ts";
 import { waitFor } from "./support/wait.ts";
 
 const directory = tempDirectory("tinylb-check-e2e-");
@@ -234,6 +234,33 @@ test("check rejects a clashing --metrics", async () => {
   expect(check.exitCode).toBe(2);
   expect(start.stderr).toBe(check.stderr);
   expect(start.exitCode).toBe(2);
+});
+
+test.each([
+  ["a backend on its port", ["--listen", "*:7443", "--backend", "a=127.0.0.1:7443"], "tinylb: invalid backend: backend \"a\" has target 127.0.0.1:7443, which is tinylb's own listen address 0.0.0.0:7443"],
+  ["an address of its port", ["--listen", "*:7443", "--listen", "127.0.0.1:7443", "--backend", "a=10.0.0.1:1"], "tinylb: --listen 127.0.0.1:7443 overlaps --listen 0.0.0.0:7443"],
+])("check reads a * listen host as 0.0.0.0 beside %s", async (_case, flags, detail) => {
+  const args = [...flags, "--admin", "off"];
+
+  const check = await runTinylb(["check", ...args]);
+  const start = await runTinylb(args);
+
+  expect(check.stderr).toStartWith(detail);
+  expect(check.stdout).toBe("");
+  expect(check.exitCode).toBe(2);
+  expect(start.stderr).toBe(check.stderr);
+  expect(start.exitCode).toBe(2);
+});
+
+test("start binds a * listen host on IPv4 only", async () => {
+  await using tinylb = TinylbProcess.start(["--listen", "*:0", "--backend", "a=10.0.0.1:1"]);
+  await tinylb.waitForLog("tinylb started");
+  const port = listenedPort(tinylb.stderr);
+
+  expect(tinylb.stderr).toContain(`listening component=server listener=0.0.0.0:${port}`);
+  const ipv4 = await Bun.connect({ hostname: "127.0.0.1", port, socket: { data() {} } });
+  ipv4.end();
+  await expect(Bun.connect({ hostname: "::1", port, socket: { data() {} } })).rejects.toThrow();
 });
 
 test("check rejects a Unix listen folder that is missing", async () => {

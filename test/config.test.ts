@@ -146,6 +146,11 @@ describe("loadConfigFile", () => {
     ["quote-in-comment.yaml", 'listen: 127.0.0.1:1 # a "quote\nbackends: [ { id: a, target: 127.0.0.1:2 ]\n', "failed at line 2: Unexpected token in `backends: [ { id: a, target: 127.0.0.1:2 ]`; check that line and the one before"],
     ["quote-in-single.yaml", "listen: '127.0.0.1:1' # say \"hi\nbackends: [ { id: a, target: 127.0.0.1:2 ]\n", "failed at line 2: Unexpected token in `backends: [ { id: a, target: 127.0.0.1:2 ]`; check that line and the one before"],
     ["open-single-quote.yaml", "listen: '127.0.0.1:1\nbackends: []\n", "failed at line 2: Unexpected character in `backends: []`; check the single quote on line 1"],
+    ["ipv6-target.yaml", "listen: 127.0.0.1:1\nbackends:\n  - { id: a, target: [::1]:80 }\n", 'failed at line 3: Unexpected token in `- { id: a, target: [::1]:80 }`; YAML reads a value that starts with [ as a list, so quote an IPv6 address, as in "[::1]:80"'],
+    ["ipv6-block.yaml", "listen: 127.0.0.1:1\nbackends:\n  - id: a\n    target: [fe80::1%eth0]:6443\n", 'failed at line 4: Unexpected token in `target: [fe80::1%eth0]:6443`; YAML reads a value that starts with [ as a list, so quote an IPv6 address, as in "[fe80::1%eth0]:6443"'],
+    ["ipv6-listen.yaml", "listen: [::]:7443\n", 'failed at line 1: Unexpected token in `listen: [::]:7443`; YAML reads a value that starts with [ as a list, so quote an IPv6 address, as in "[::]:7443"'],
+    ["star.yaml", "listen: *:7443\n", 'failed at line 1: Unresolved alias in `listen: *:7443`; YAML reads a value that starts with * as an alias, so quote the address, as in "*:7443"'],
+    ["star-list.yaml", "listen:\n  - 127.0.0.1:1\n  - *:7443\n", 'failed at line 3: Unresolved alias in `- *:7443`; YAML reads a value that starts with * as an alias, so quote the address, as in "*:7443"'],
     ["tab.yaml", "listen: 127.0.0.1:1\nbackends: [ {\tid: a }\n", 'failed at line 2: Unexpected token in "backends: [ {\\tid: a }"'],
     ["truncated.json", '{\n  "listen": "127.0.0.1:1",\n', "failed at the end of the file: Expected string but found end of file"],
     ["duplicate-target.yaml", "listen: 127.0.0.1:1\nbackends:\n  - { id: a, target: 127.0.0.1:18001, target: 127.0.0.1:18002 }\n", 'failed at line 3: duplicate key "target", already set at line 3; remove one of them'],
@@ -166,6 +171,14 @@ describe("loadConfigFile", () => {
 
     expect(loadError(path).message).toContain("logLevel");
     expect(loadError(path).message).not.toContain("YAML documents");
+  });
+
+  test("reads a quoted * listen host as 0.0.0.0", () => {
+    const path = write("star-quoted.yaml", 'listen: ["*:7443", "[::1]:7443"]\nmetrics: "*:9180"\n');
+    const config = loadConfigFile(path);
+
+    expect(config.listen).toEqual([{ kind: "tcp", host: "0.0.0.0", port: 7443 }, { kind: "tcp", host: "::1", port: 7443 }]);
+    expect(config.providers?.metrics).toEqual({ kind: "tcp", host: "0.0.0.0", port: 9180 });
   });
 
   test("reads comments and trailing commas in .json", () => {

@@ -102,3 +102,55 @@ test.each([
     backend.stop();
   }
 }, 60_000);
+
+/** Runs `dist/tinylb ARGS` under `ulimit -n LIMIT` until it exits, and returns its exit code and stderr. */
+async function runUnderLimit(limit: number, args: string[]): Promise<{ exitCode: number; stderr: string }> {
+  await using tinylb = new FaultProcess(args, { descriptorLimit: limit });
+  const exitCode = await tinylb.process.exited;
+
+  return { exitCode, stderr: tinylb.stderr };
+}
+
+test.each([
+  ["--workers 8", ["--workers", "8"], 32, "--workers 8 needs at least"],
+  ["--workers 16", ["--workers", "16"], 20, "--workers 16 needs at least"],
+  ["one thread", [], 12, "tinylb needs at least"],
+  ["one thread", [], 8, "tinylb needs at least"],
+])("a descriptor limit too low for %s exits 2 before starting", async (_name, flags, limit, detail) => {
+  const args = ["--listen", "127.0.0.1:0", "--backend", "a=127.0.0.1:1", ...flags];
+
+  const start = await runUnderLimit(limit, args);
+  const check = await runUnderLimit(limit, ["check", ...args]);
+
+  expect(start.stderr).toStartWith(`tinylb: ${detail}`);
+  expect(start.stderr).toContain(`but the descriptor limit is ${limit}; raise ulimit -n (LimitNOFILE= under systemd)`);
+  expect(start.stderr.trim().split("\n")).toHaveLength(1);
+  expect(start.exitCode).toBe(2);
+  expect(check.stderr).toBe(start.stderr);
+  expect(check.exitCode).toBe(2);
+}, 30_000);
+
+test.each([
+  ["one thread", 1],
+  ["four threads", 4],
+])("the descriptor limit a start names serves clients, %s", async (_name, workers) => {
+  const backend = new EchoBackend();
+  const args = ["--listen", "127.0.0.1:0", "--backend", `echo=${backend.target}`, "--workers", String(workers)];
+  try {
+    const rejected = await runUnderLimit(8, args);
+    const needed = Number(/needs at least (\d+) file descriptors/.exec(rejected.stderr)?.[1]);
+    expect(needed).toBeGreaterThan(8);
+    expect((await runUnderLimit(needed - 1, args)).exitCode).toBe(2);
+
+    await using tinylb = new FaultProcess(args, { descriptorLimit: needed });
+    const port = await tinylb.port();
+    const room = Number(/leaves room for about this many connections .*connections=(\d+)/.exec(tinylb.stderr)?.[1]);
+    expect(room).toBeGreaterThanOrEqual(1);
+    const client = await echoingClient(port, "client\n");
+    expect(client).toBeDefined();
+    client!.terminate();
+    expect(tinylb.countLines("file descriptor limit nearly reached")).toBe(0);
+  } finally {
+    backend.stop();
+  }
+}, 30_000);

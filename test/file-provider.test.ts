@@ -1,8 +1,9 @@
 import { afterEach, expect, test } from "bun:test";
-import { mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from "node:fs";
+import { closeSync, mkdirSync, mkdtempSync, openSync, renameSync, rmSync, symlinkSync, unlinkSync, writeFileSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { EMPTY_CONFIRM_MS, FileProvider } from "../src/providers/file-provider.ts";
+import { FileProvider } from "../src/providers/file-provider.ts";
+import { SETTLE_MS } from "../src/providers/save-settle.ts";
 import { BalancerScenario } from "./support/balancer-scenario.ts";
 import { waitFor } from "./support/wait.ts";
 
@@ -182,6 +183,35 @@ test("FileProvider keeps the set while the file is deleted", async () => {
   await BalancerScenario.echo(clients.get("b")!, "b after");
 });
 
+test("FileProvider reports a folder made at the file's path", async () => {
+  const dir = tempDir();
+  const path = join(dir, "tinylb.yaml");
+  const { scenario } = await startScenario(path, ["a"], (text) => writeFileSync(path, text));
+  const before = scenario.running;
+
+  unlinkSync(path);
+  await rejection(scenario, "the file does not exist");
+  mkdirSync(path);
+  const folderError = await rejection(scenario, "it is a folder, not a file");
+  // More events in the folder, 4 quiet periods apart, read the same failure, which is not logged again.
+  writeFileSync(join(dir, "unrelated"), "x");
+  await Bun.sleep(200);
+  writeFileSync(join(dir, "unrelated"), "y");
+  await Bun.sleep(200);
+  // Then the file comes back, in one quiet period, so its read comes after the others.
+  writeFileSync(join(dir, "next.yaml"), yaml(scenario, ["a"]));
+  rmSync(path, { recursive: true });
+  renameSync(join(dir, "next.yaml"), path);
+  await waitFor("the fixed file to be read", () => scenario.log.withMessage("config reloaded").length > 0);
+
+  expect(folderError.reason).toBe("file event");
+  expect(scenario.log.withMessage(REJECTED).map((record) => record.err)).toEqual([
+    expect.stringContaining("the file does not exist"),
+    expect.stringContaining("it is a folder, not a file"),
+  ]);
+  expect(scenario.running).toBe(before);
+});
+
 test("FileProvider rejects an invalid file, then takes the fix", async () => {
   const dir = tempDir();
   const path = join(dir, "tinylb.yaml");
@@ -204,7 +234,8 @@ test("FileProvider rejects an invalid file, then takes the fix", async () => {
   expect(provider.reloads).toBeGreaterThanOrEqual(2);
   expect(provider.reloadFailures).toBeGreaterThanOrEqual(1);
   // The fix is confirmed at info, unlike an ordinary save that the server's set line covers.
-  expect(scenario.log.withMessage("config reloaded").some((record) => record.level === "info" && record.reason === "file event")).toBe(true);
+  // It removes b, so it is applied once the file has settled.
+  expect(scenario.log.withMessage("config reloaded").some((record) => record.level === "info" && record.reason === "settled")).toBe(true);
 });
 
 test("FileProvider rejects an empty file", async () => {
@@ -264,6 +295,32 @@ test("FileProvider SIGHUP reload reads and logs an unchanged file", async () => 
   expect(provider.reloads).toBe(1);
 });
 
+test("FileProvider rate-limits unchanged SIGHUP lines", async () => {
+  const dir = tempDir();
+  const path = join(dir, "tinylb.yaml");
+  const { scenario, provider } = await startScenario(path, ["a"], (text) => writeFileSync(path, text));
+
+  for (let signal = 0; signal < 50; signal++) {
+    expect(provider.reload("SIGHUP")).toBe(true);
+  }
+  writeFileSync(path, yaml(scenario, ["a", "b"]));
+  expect(provider.reload("SIGHUP")).toBe(true);
+  writeFileSync(path, "listen: [\n");
+  for (let signal = 0; signal < 50; signal++) {
+    expect(provider.reload("SIGHUP")).toBe(false);
+  }
+
+  const reloaded = scenario.log.withMessage("config reloaded");
+  expect(reloaded.map((record) => [record.level, record.count, record.changed])).toEqual([
+    ["info", 1, false],
+    ["info", 2, undefined],
+  ]);
+  const rejected = scenario.log.withMessage("config reload rejected; keeping the last good backend set");
+  expect(rejected.map((record) => record.level)).toEqual(["warn", "warn"]);
+  expect(provider.reloads).toBe(101);
+  expect(provider.reloadFailures).toBe(50);
+});
+
 test("FileProvider waits before removing every backend", async () => {
   const dir = tempDir();
   const path = join(dir, "tinylb.yaml");
@@ -272,8 +329,8 @@ test("FileProvider waits before removing every backend", async () => {
 
   writeFileSync(path, "listen: 127.0.0.1:0\n");
 
-  await waitFor("the empty set", () => scenario.server.set.size === 0, EMPTY_CONFIRM_MS + 5000);
-  expect(performance.now() - written).toBeGreaterThanOrEqual(EMPTY_CONFIRM_MS - 50);
+  await waitFor("the empty set", () => scenario.server.set.size === 0, SETTLE_MS + 5000);
+  expect(performance.now() - written).toBeGreaterThanOrEqual(SETTLE_MS - 50);
   expect(scenario.log.withMessage("config file lists no backends; removing them in 1 s unless it changes again, as a save may be in progress")).toHaveLength(1);
 });
 
@@ -290,6 +347,60 @@ test("FileProvider never applies a half-written file that lists no backends", as
   await waitFor("set of b", () => scenario.running === `b=${scenario.target("b")}`);
   const sizes = scenario.log.withMessage("backend set changed").map((record) => record.count);
   expect(sizes).not.toContain(0);
+});
+
+test("FileProvider never applies a file cut in its backends", async () => {
+  const dir = tempDir();
+  const path = join(dir, "tinylb.yaml");
+  const { scenario } = await startScenario(path, ["a", "b", "c"], (text) => writeFileSync(path, text));
+  const clients = await scenario.connectEach(["a", "b", "c"]);
+  const before = scenario.running;
+  const whole = yaml(scenario, ["a", "b", "c"], "# rewritten\n");
+  const cut = whole.indexOf("  - { id: b");
+
+  // A slow in-place writer: the file up to the entry of b, a pause until that part was read and 300 ms more, then the rest.
+  const file = openSync(path, "w");
+  writeSync(file, whole.slice(0, cut));
+  await waitFor("the cut file to be read", () => scenario.log.withMessage("config file removes or retargets backends; applying it in 1 s unless it changes again, as a save may be in progress").length === 1);
+  await Bun.sleep(300);
+  writeSync(file, whole.slice(cut));
+  closeSync(file);
+  // The settle time of the cut file passes, and a slow timer gets a margin of 300 ms.
+  await Bun.sleep(SETTLE_MS + 300);
+
+  expect(scenario.running).toBe(before);
+  expect(scenario.log.withMessage("backend set changed").map((record) => record.count)).toEqual([3]);
+  for (const [id, client] of clients) {
+    await BalancerScenario.echo(client, `${id} undisturbed`);
+    expect(client.closed).toBe(false);
+  }
+});
+
+test("FileProvider applies a retarget once settled", async () => {
+  const dir = tempDir();
+  const path = join(dir, "tinylb.yaml");
+  const { scenario } = await startScenario(path, ["a", "b"], (text) => writeFileSync(path, text));
+  const written = performance.now();
+
+  writeFileSync(path, `listen: 127.0.0.1:0\nbackends:\n  - { id: a, target: "${scenario.target("a")}" }\n  - { id: b, target: "${scenario.target("c")}" }\n`);
+
+  await waitFor("b on the target of c", () => scenario.server.set.get("b")?.target === scenario.target("c"), SETTLE_MS + 5000);
+  expect(performance.now() - written).toBeGreaterThanOrEqual(SETTLE_MS - 50);
+  const waiting = scenario.log.withMessage("config file removes or retargets backends; applying it in 1 s unless it changes again, as a save may be in progress");
+  expect(waiting.map((record) => [record.removing, record.retargeting])).toEqual([[0, 1]]);
+});
+
+test("FileProvider adds backends without settling", async () => {
+  const dir = tempDir();
+  const path = join(dir, "tinylb.yaml");
+  const { scenario } = await startScenario(path, ["a"], (text) => writeFileSync(path, text));
+  const written = performance.now();
+
+  writeFileSync(path, yaml(scenario, ["a", "b"]));
+
+  await waitFor("b added", () => scenario.server.set.get("b") !== undefined);
+  expect(performance.now() - written).toBeLessThan(SETTLE_MS);
+  expect(scenario.log.withMessage("config file removes or retargets backends; applying it in 1 s unless it changes again, as a save may be in progress")).toHaveLength(0);
 });
 
 test("FileProvider watches a symlink target's folder made again", async () => {

@@ -1,10 +1,11 @@
 import { afterEach, expect, test } from "bun:test";
 import { existsSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { TestBackend, TestClient } from "./support/backends.ts";
 import { BalancerScenario } from "./support/balancer-scenario.ts";
 import { Dnsmasq, dnsmasqInstalled } from "./support/dnsmasq.ts";
+import { SETTLE_MS } from "../src/providers/save-settle.ts";
 import { BINARY, listenedPort, TinylbProcess } from "./support/tinylb-process.ts";
 import { waitFor } from "./support/wait.ts";
 
@@ -30,6 +31,19 @@ function startBackends(ids: string[]): Map<string, TestBackend> {
   cleanup.push(() => backends.forEach((backend) => backend.stop()));
 
   return backends;
+}
+
+/**
+ * Starts echo backends for `ids` in a new folder, and returns them with the path of a config
+ * file there, a function that writes the YAML `backends` list of some of them, and an admin
+ * socket path.
+ */
+function configFixture(ids: string[]): { backends: Map<string, TestBackend>; config: string; socket: string; yaml: (ids: string[]) => string } {
+  const backends = startBackends(ids);
+  const dir = tempDir();
+  const yaml = (listed: string[]): string => `backends:\n${listed.map((id) => `  - { id: ${id}, target: "${backends.get(id)!.target}" }`).join("\n")}\n`;
+
+  return { backends, config: join(dir, "tinylb.yaml"), socket: join(dir, "admin.sock"), yaml };
 }
 
 async function startTinylb(args: string[]): Promise<{ tinylb: TinylbProcess; port: number }> {
@@ -104,12 +118,9 @@ test("binary status without a balancer fails in one line", async () => {
 }, E2E_TIMEOUT_MS);
 
 test("binary applies a watched config file and SIGHUP", async () => {
-  const backends = startBackends(["a", "b"]);
-  const dir = tempDir();
-  const config = join(dir, "tinylb.yaml");
-  const yaml = (ids: string[]): string => `backends:\n${ids.map((id) => `  - { id: ${id}, target: "${backends.get(id)!.target}" }`).join("\n")}\n`;
+  const { config, socket, yaml } = configFixture(["a", "b"]);
+  const dir = dirname(config);
   writeFileSync(config, yaml(["a"]));
-  const socket = join(dir, "admin.sock");
   const { tinylb, port } = await startTinylb(["--config", config, "--admin", `unix:${socket}`]);
   const clients = await connectEach(port, ["a"]);
 
@@ -126,6 +137,52 @@ test("binary applies a watched config file and SIGHUP", async () => {
   expect(metrics).toContain("tinylb_config_reloads_total 2\n");
   expect(metrics).toContain("tinylb_config_reload_failures_total 0\n");
   expect(await tinylb.stop()).toBe(0);
+}, E2E_TIMEOUT_MS);
+
+test("binary keeps backends through a paused tee write", async () => {
+  const backends = startBackends(["a", "b", "c"]);
+  const dir = tempDir();
+  const config = join(dir, "tinylb.yaml");
+  const entries = ["a", "b", "c"].map((id) => `  - { id: ${id}, target: "${backends.get(id)!.target}" }\n`);
+  writeFileSync(config, `backends:\n${entries.join("")}`);
+  const { tinylb, port } = await startTinylb(["--config", config]);
+  const clients = await connectEach(port, ["a", "b", "c"]);
+
+  // As `tool | tee lb.yaml` with a tool that pauses after a: tee truncates the file, writes
+  // what it gets, and the rest arrives 500 ms later, after the 200 ms quiet period.
+  const writer = Bun.spawn(["sh", "-c", '{ printf %s "$1"; sleep 0.5; printf %s "$2"; } | tee "$3" > /dev/null', "sh", `backends:\n${entries[0]}`, entries[1]! + entries[2]!, config]);
+  expect(await writer.exited).toBe(0);
+  await tinylb.waitForLog("config file removes or retargets backends; applying it in 1 s unless it changes again");
+  // The settle time of the cut file passes, and a slow timer gets a margin of 500 ms.
+  await Bun.sleep(SETTLE_MS + 500);
+
+  expect(tinylb.stderr.match(/backend set changed/g)).toHaveLength(1);
+  for (const [id, client] of clients) {
+    await BalancerScenario.echo(client, `${id} undisturbed`);
+    expect(client.closed).toBe(false);
+  }
+}, E2E_TIMEOUT_MS);
+
+test("binary logs one line for a SIGHUP burst", async () => {
+  const { config, socket, yaml } = configFixture(["a", "b"]);
+  writeFileSync(config, yaml(["a"]));
+  await using tinylb = TinylbProcess.start(["--listen", "127.0.0.1:0", "--config", config, "--no-watch-config", "--admin", `unix:${socket}`]);
+  await tinylb.waitForLog("tinylb started");
+
+  for (let signal = 0; signal < 300; signal++) {
+    tinylb.signal("SIGHUP");
+  }
+  await waitFor("a burst reload", async () => /tinylb_config_reloads_total [1-9]/.test(await (await adminFetch(socket, "/metrics")).text()));
+  writeFileSync(config, yaml(["a", "b"]));
+  tinylb.signal("SIGHUP");
+  await tinylb.waitForLog(/INFO {2}config reloaded .*reason=SIGHUP count=2/);
+
+  const reloadLines = tinylb.stderr.split("\n").filter((line) => line.includes("config reloaded"));
+  expect(reloadLines).toHaveLength(2);
+  expect(reloadLines[0]).toContain("reason=SIGHUP count=1 changed=false");
+  expect(reloadLines[1]).not.toContain("changed=false");
+  const metrics = await (await adminFetch(socket, "/metrics")).text();
+  expect(metrics).toContain("tinylb_config_reload_failures_total 0\n");
 }, E2E_TIMEOUT_MS);
 
 test("binary admin API changes the set", async () => {

@@ -1,9 +1,11 @@
 import { BackendSet } from "../backend-set.ts";
 import { ConfigError, type FileConfig, loadConfigFile, MAX_CONFIG_BYTES } from "../config.ts";
 import { type Logger, silentLogger } from "../logger.ts";
+import { RateLimitedLog } from "../rate-limited-log.ts";
 import { readRegularFile } from "../regular-file.ts";
 import { ConfigWatch } from "./config-watch.ts";
 import type { Provider, PublishBackendSet } from "./provider.ts";
+import { removesOrRetargets, SaveSettle } from "./save-settle.ts";
 
 /** Settings of a file provider. */
 export interface FileProviderOptions {
@@ -35,15 +37,14 @@ export interface FileProviderOptions {
   logger?: Logger;
 }
 
-/** The event that caused a read of the file; "empty confirmed" is the second read of a file that lists no backends. */
-export type ReloadReason = "start" | "SIGHUP" | "file event" | "poll" | "empty confirmed";
+/** The event that caused a read of the file; "settled" is the second read of a save that removes or retargets backends. */
+export type ReloadReason = "start" | "SIGHUP" | "file event" | "poll" | "settled";
 
 /**
- * Milliseconds a save that removes every backend of the file waits before it is applied,
- * unless the file changes again. A half-written file (cut before its `backends` key) has
- * that shape, and applying it would close every connection of the file's backends.
+ * Milliseconds between the info lines of SIGHUP reloads that change nothing, so a burst of
+ * signals logs one line, with the count of the lines left out, rather than one per signal.
  */
-export const EMPTY_CONFIRM_MS = 1000;
+const UNCHANGED_RELOAD_LOG_MS = 10_000;
 
 /**
  * The config file's `backends` list, re-read when the file changes or on SIGHUP.
@@ -55,8 +56,8 @@ export const EMPTY_CONFIRM_MS = 1000;
  * missing, unreadable, empty or invalid is logged with the file, the field path and the
  * value. Nothing is published then, so the last good set keeps serving until a good version
  * appears.
- * A save that lists no backends, where the last set had some, is applied only when the file
- * still reads the same `EMPTY_CONFIRM_MS` later. A SIGHUP applies such a file at once.
+ * A save that removes or retargets a backend is applied only when the file still reads the
+ * same `SETTLE_MS` later. A SIGHUP applies such a file at once.
  */
 export class FileProvider implements Provider {
   readonly name = "file";
@@ -73,14 +74,25 @@ export class FileProvider implements Provider {
   #pendingSince: number | undefined;
   /** Text of the last read, good or bad, so an unchanged file is not reported again. */
   #lastText: string | undefined;
+  /** Error code of the last read that failed, such as ENOENT or EISDIR; undefined after a read that succeeded. */
+  #lastReadError: string | undefined;
+  /** Error code of the latest `#readText` call that failed; undefined after one that succeeded. */
+  #readError: string | undefined;
+  /** Text of the config applied last, against which a SIGHUP read is compared. */
+  #appliedText: string | undefined;
+  #unchangedReloadLog: RateLimitedLog;
+  #unchangedRejectionLog: RateLimitedLog;
   #lastError: string | undefined;
-  /** Backends in the set published last. */
-  #publishedSize = 0;
-  #emptyConfirm: Timer | undefined;
+  /** The set published last. */
+  #published = BackendSet.EMPTY;
+  readonly #settle: SaveSettle;
 
   constructor(options: FileProviderOptions) {
     this.#options = { watch: true, debounceMs: 200, pollIntervalMs: 30_000, logger: silentLogger, ...options };
     this.#log = this.#options.logger.with({ component: "file-provider" });
+    this.#unchangedReloadLog = new RateLimitedLog(this.#log, "info", UNCHANGED_RELOAD_LOG_MS);
+    this.#unchangedRejectionLog = new RateLimitedLog(this.#log, "warn", UNCHANGED_RELOAD_LOG_MS);
+    this.#settle = new SaveSettle(this.#options.path, this.#log, () => this.#readText(), () => this.reload("settled"));
   }
 
   start(publish: PublishBackendSet): void {
@@ -99,7 +111,7 @@ export class FileProvider implements Provider {
     this.#watch?.close();
     this.#watch = undefined;
     clearTimeout(this.#debounce);
-    clearTimeout(this.#emptyConfirm);
+    this.#settle.cancel();
     clearInterval(this.#poll);
   }
 
@@ -116,13 +128,16 @@ export class FileProvider implements Provider {
 
     const path = this.#options.path;
     const text = this.#readText();
-    const forced = reason === "SIGHUP" || reason === "start" || reason === "empty confirmed";
-    // A missing file counts as unchanged only when it was already missing at the last read.
-    const unchanged = text === this.#lastText && (text !== undefined || this.#lastError !== undefined);
+    const readError = this.#readError;
+    const forced = reason === "SIGHUP" || reason === "start" || reason === "settled";
+    // A file that cannot be read counts as unchanged only when its last read failed with the
+    // same error, so a folder made where the file was missing is reported too.
+    const unchanged = text === this.#lastText && (text !== undefined || (this.#lastError !== undefined && readError === this.#lastReadError));
     if (!forced && unchanged) {
       return this.#lastError === undefined;
     }
     this.#lastText = text;
+    this.#lastReadError = readError;
     if (reason !== "start") {
       this.reloads++;
     }
@@ -139,55 +154,63 @@ export class FileProvider implements Provider {
       return false;
     }
 
+    const set = new BackendSet(config.backends ?? []);
+    this.#settle.cancel();
+    if ((reason === "file event" || reason === "poll") && removesOrRetargets(this.#published, set)) {
+      this.#settle.start(text, this.#published, set);
+
+      return true;
+    }
+
     // A good save after a rejected one is logged at info, so the operator sees the fix taken.
     const recovered = this.#lastError !== undefined;
     this.#lastError = undefined;
     if (reason !== "start") {
       this.#options.onAccepted?.(config);
     }
-    const set = new BackendSet(config.backends ?? []);
-    clearTimeout(this.#emptyConfirm);
-    if (set.size === 0 && this.#publishedSize > 0 && (reason === "file event" || reason === "poll")) {
-      this.#confirmEmpty(text);
-
-      return true;
-    }
-    // A save that changes the set is logged by the server with provider=file, and one that
-    // changes nothing needs no info line; a reload the operator requested always gets one.
-    const level = reason === "start" || reason === "SIGHUP" || recovered ? "info" : "debug";
-    this.#log.log(level, reason === "start" ? "config loaded" : "config reloaded", { file: path, reason, count: set.size });
+    this.#logApplied(reason, recovered, text !== this.#appliedText, set.size);
+    this.#appliedText = text;
     publish(set);
-    this.#publishedSize = set.size;
+    this.#published = set;
 
     return true;
   }
 
-  /** Applies a save that removes every backend only if the file still reads `text` after EMPTY_CONFIRM_MS. */
-  #confirmEmpty(text: string | undefined): void {
-    this.#log.info("config file lists no backends; removing them in 1 s unless it changes again, as a save may be in progress", {
-      file: this.#options.path,
-      removing: this.#publishedSize,
-    });
-    this.#emptyConfirm = setTimeout(() => {
-      this.#emptyConfirm = undefined;
-      // A changed file has its own file event, which reads it.
-      if (this.#readText() === text) {
-        this.reload("empty confirmed");
-      }
-    }, EMPTY_CONFIRM_MS);
+  /**
+   * Logs an applied config. A save that changes the set is logged by the server with
+   * provider=file, so a save logs at debug unless it fixes a rejected one. A reload the
+   * operator requested gets an info line, at most one per UNCHANGED_RELOAD_LOG_MS when it
+   * changed nothing.
+   */
+  #logApplied(reason: ReloadReason, recovered: boolean, changed: boolean, count: number): void {
+    const message = reason === "start" ? "config loaded" : "config reloaded";
+    const fields = { file: this.#options.path, reason, count };
+    if (reason === "SIGHUP" && !changed && !recovered) {
+      this.#unchangedReloadLog.log(message, { ...fields, changed: false });
+
+      return;
+    }
+
+    const level = reason === "start" || reason === "SIGHUP" || recovered ? "info" : "debug";
+    this.#log.log(level, message, fields);
   }
 
   #readText(): string | undefined {
     try {
-      return readRegularFile(this.#options.path, MAX_CONFIG_BYTES).toString("utf8");
-    } catch {
+      const text = readRegularFile(this.#options.path, MAX_CONFIG_BYTES).toString("utf8");
+      this.#readError = undefined;
+
+      return text;
+    } catch (error) {
       // loadConfigFile reads again and reports the error in its own words.
+      this.#readError = (error as NodeJS.ErrnoException).code ?? String(error);
+
       return undefined;
     }
   }
 
-  // NOTE: a YAML file cut at a line boundary can still parse with fewer backends. Only the
-  // quiet period after the last file event keeps a slow in-place write from being read half-way.
+  // NOTE: a YAML file cut at a line boundary can still parse with fewer backends. SETTLE_MS
+  // delays such a read, so an in-place write that pauses longer than that is applied half-way.
   #load(text: string | undefined): FileConfig {
     if (text !== undefined && text.trim() === "") {
       throw new ConfigError(`invalid config ${this.#options.path}: the file is empty (perhaps still being written)`);
@@ -203,12 +226,19 @@ export class FileProvider implements Provider {
     if (reason !== "start") {
       this.reloadFailures++;
     }
-    if (!forced && message === this.#lastError) {
+    const repeated = message === this.#lastError;
+    if (!forced && repeated) {
       return;
     }
 
     this.#lastError = message;
-    this.#log.warn("config reload rejected; keeping the last good backend set", { file: this.#options.path, reason, err: message });
+    const fields = { file: this.#options.path, reason, err: message };
+    if (reason === "SIGHUP" && repeated) {
+      // The same rejection again, as from a burst of signals: one line per interval.
+      this.#unchangedRejectionLog.log("config reload rejected; keeping the last good backend set", fields);
+    } else {
+      this.#log.warn("config reload rejected; keeping the last good backend set", fields);
+    }
   }
 
   #startWatching(): void {
@@ -242,3 +272,4 @@ export class FileProvider implements Provider {
     this.reload("poll");
   }
 }
+

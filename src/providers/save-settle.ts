@@ -1,0 +1,65 @@
+import { type BackendSet, diffBackendSets } from "../backend-set.ts";
+import type { Logger } from "../logger.ts";
+
+/**
+ * Milliseconds a save that removes or retargets a backend of the file waits before it is
+ * applied, unless the file changes again. An in-place write that pauses longer than the quiet
+ * period leaves a file cut short, often still valid with fewer backends (or none), and applying
+ * it would close every connection of the backends not written yet. A save by rename is whole,
+ * but a file event does not show how the file was written, so it waits too.
+ */
+export const SETTLE_MS = 1000;
+
+/** Returns true when `after` lacks an id of `before` or gives one of its ids another target. */
+export function removesOrRetargets(before: BackendSet, after: BackendSet): boolean {
+  return before.backends.some((backend) => after.get(backend.id)?.target !== backend.target);
+}
+
+/**
+ * The wait of a config file save that removes or retargets backends: it applies the save
+ * only if the file still reads the same text SETTLE_MS later. One save waits at a time.
+ */
+export class SaveSettle {
+  readonly #path: string;
+  readonly #log: Logger;
+  readonly #readText: () => string | undefined;
+  readonly #apply: () => void;
+  #timer: Timer | undefined;
+
+  /**
+   * @param readText reads the file now, undefined when it cannot be read.
+   * @param apply reads and applies the file, called once it has settled.
+   */
+  constructor(path: string, log: Logger, readText: () => string | undefined, apply: () => void) {
+    this.#path = path;
+    this.#log = log;
+    this.#readText = readText;
+    this.#apply = apply;
+  }
+
+  /** Logs the wait and starts it, in place of any earlier one, for the save `text` that changes `published` to `set`. */
+  start(text: string | undefined, published: BackendSet, set: BackendSet): void {
+    this.cancel();
+    const change = diffBackendSets(published, set);
+    const fields = { file: this.#path, removing: change.removed.length, retargeting: change.retargeted.length };
+    if (set.size === 0) {
+      this.#log.info("config file lists no backends; removing them in 1 s unless it changes again, as a save may be in progress", fields);
+    } else {
+      this.#log.info("config file removes or retargets backends; applying it in 1 s unless it changes again, as a save may be in progress", fields);
+    }
+
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      // A changed file has its own file event, which reads it.
+      if (this.#readText() === text) {
+        this.#apply();
+      }
+    }, SETTLE_MS);
+  }
+
+  /** Stops the wait, if any, so its save is not applied. */
+  cancel(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+  }
+}

@@ -1,0 +1,94 @@
+import { ConfigError } from "./config.ts";
+import { countOpenDescriptors, DESCRIPTORS_PER_CONNECTION, descriptorReserve, readDescriptorLimit } from "./descriptor-budget.ts";
+import type { Settings } from "./settings.ts";
+import { relayThreadCount } from "./worker-pool.ts";
+
+/**
+ * Descriptors that each relay worker thread opens besides its listeners: its event loop's
+ * epoll and eventfd, and a copy of stdout. Measured with Bun 1.4.4 on Linux 6.18 in
+ * /proc/PID/fd of a running balancer: each worker added 3 and one socket per TCP listener.
+ */
+export const DESCRIPTORS_PER_WORKER = 3;
+
+/**
+ * Descriptors of an admin API on a Unix socket: the socket, and the epoll and eventfd of an
+ * event loop that Bun 1.4.4 starts with it (measured as above). On TCP it takes the socket alone.
+ */
+const UNIX_ADMIN_DESCRIPTORS = 3;
+
+/**
+ * Estimates the descriptors a start of `settings` keeps open once it runs, given the `open`
+ * descriptors of the process before it binds anything or logs. It adds a copy of stderr, a
+ * socket per listener, a lock per TCP listener (see `ListenLocks`), the relay
+ * workers' descriptors, the admin API's and the metrics server's, and the config watch's
+ * inotify descriptor. Measured against
+ * /proc/PID/fd, the estimate matched the descriptors open after the start for 1 to 8 workers,
+ * with and without the admin API, the metrics server and the watch.
+ */
+export function startDescriptors(settings: Settings, watchesConfig: boolean, open: number): number {
+  // Each TCP listener has a lock too, on the port it bound when it was given port 0.
+  const tcpListeners = settings.listen.filter((address) => address.kind === "tcp").length;
+  const workers = relayThreadCount(settings) - 1;
+  let services = (settings.providers.metrics === "off" ? 0 : 1) + (watchesConfig ? 1 : 0);
+  const admin = settings.providers.admin;
+  if (admin !== "off") {
+    services += admin.kind === "unix" ? UNIX_ADMIN_DESCRIPTORS : 1;
+  }
+
+  // Bun opens a copy of stderr with the first log line, which comes after this count.
+  const stderrCopy = 1;
+
+  return open + stderrCopy + settings.listen.length + tcpListeners + workers * (DESCRIPTORS_PER_WORKER + tcpListeners) + services;
+}
+
+/**
+ * Returns the smallest descriptor limit under which a start of `settings` serves one connection:
+ * its descriptors at start, two for the connection, and the reserve that the descriptor guard
+ * keeps free (see `DescriptorBudget`), which grows with the limit.
+ */
+export function requiredDescriptorLimit(descriptorsAtStart: number): number {
+  let limit = descriptorsAtStart + DESCRIPTORS_PER_CONNECTION;
+  while (limit - descriptorReserve(limit) < descriptorsAtStart + DESCRIPTORS_PER_CONNECTION) {
+    limit++;
+  }
+
+  return limit;
+}
+
+/**
+ * Rejects a start whose descriptor limit (RLIMIT_NOFILE) cannot hold its threads and one
+ * connection, before anything is bound or any worker starts. Without the check, relay workers
+ * fail with "Failed to listen" or Bun's "ProcessFdQuotaExceeded", and a balancer without workers
+ * starts but closes every client.
+ *
+ * @throws {ConfigError} with the message of `descriptorRoomProblem`.
+ */
+export function checkDescriptorRoom(settings: Settings, watchesConfig: boolean): void {
+  const problem = descriptorRoomProblem(settings, watchesConfig, readDescriptorLimit(), countOpenDescriptors());
+  if (problem !== undefined) {
+    throw new ConfigError(problem);
+  }
+}
+
+/**
+ * Returns the error for a descriptor `limit` that cannot hold a start of `settings` and one
+ * connection, naming the limit needed and how to raise it, or undefined. The limit and the
+ * `open` descriptors are undefined where they cannot be read, or the limit is unlimited, and
+ * nothing is checked then.
+ */
+export function descriptorRoomProblem(settings: Settings, watchesConfig: boolean, limit: number | undefined, open: number | undefined): string | undefined {
+  if (limit === undefined || open === undefined) {
+    return undefined;
+  }
+
+  const needed = requiredDescriptorLimit(startDescriptors(settings, watchesConfig, open));
+  if (limit >= needed) {
+    return undefined;
+  }
+  const threads = relayThreadCount(settings);
+  if (threads > 1) {
+    return `--workers ${threads} needs at least ${needed} file descriptors to start its threads and serve one connection, but the descriptor limit is ${limit}; raise ulimit -n (LimitNOFILE= under systemd) or lower --workers`;
+  }
+
+  return `tinylb needs at least ${needed} file descriptors to serve one connection, but the descriptor limit is ${limit}; raise ulimit -n (LimitNOFILE= under systemd)`;
+}

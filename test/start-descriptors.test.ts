@@ -1,0 +1,67 @@
+import { expect, test } from "bun:test";
+import { parseListenAddress } from "../src/address.ts";
+import { parseAdminAddress } from "../src/provider-settings.ts";
+import { DEFAULTS, type Settings } from "../src/settings.ts";
+import { descriptorRoomProblem, requiredDescriptorLimit, startDescriptors } from "../src/start-descriptors.ts";
+
+/** Settings with the listen addresses, workers, admin and metrics addresses given, and defaults otherwise. */
+function settingsOf(listen: string[], workers: number, admin = "off", metrics = "off"): Settings {
+  return {
+    ...DEFAULTS,
+    listen: listen.map(parseListenAddress),
+    workers,
+    providers: { admin: parseAdminAddress(admin), metrics: metrics === "off" ? "off" : parseListenAddress(metrics) },
+  } as unknown as Settings;
+}
+
+test.each([
+  // A copy of stderr, and for one listener its socket and lock. Each worker: 3 descriptors and its own listener socket.
+  [["127.0.0.1:7443"], 1, "off", "off", false, 13],
+  [["127.0.0.1:7443"], 8, "off", "off", false, 41],
+  [["127.0.0.1:7443", "127.0.0.2:7443"], 3, "off", "off", false, 25],
+  // A listener on port 0 locks the port it binds. A Unix socket listener has no lock and no worker socket.
+  [["127.0.0.1:0"], 2, "off", "off", false, 17],
+  [["unix:/run/lb.sock", "127.0.0.1:7443"], 2, "off", "off", false, 18],
+  // With Unix listeners only, the main thread relays alone.
+  [["unix:/run/lb.sock"], 4, "off", "off", false, 12],
+  // An admin API on a Unix socket also starts an event loop; on TCP it is one socket, as is metrics.
+  [["127.0.0.1:7443"], 1, "unix:/run/tinylb/admin.sock", "off", false, 16],
+  [["127.0.0.1:7443"], 1, "127.0.0.1:9901", "127.0.0.1:9180", true, 16],
+])("startDescriptors of %p with %d workers, admin %s, metrics %s, watch %p is %d", (listen, workers, admin, metrics, watch, expected) => {
+  expect(startDescriptors(settingsOf(listen, workers, admin, metrics), watch, 10)).toBe(expected);
+});
+
+test.each([
+  // Below 256 the reserve is 8, so the limit needs the start's descriptors, 2 for a connection and 8.
+  [10, 20],
+  [38, 48],
+  // From 288 on the reserve is 1/32 of the limit.
+  [300, 311],
+  [1050, 1085],
+])("requiredDescriptorLimit for %d open descriptors is %d", (open, limit) => {
+  expect(requiredDescriptorLimit(open)).toBe(limit);
+});
+
+test("descriptorRoomProblem names the workers and the fix", () => {
+  const settings = settingsOf(["127.0.0.1:7443"], 8);
+
+  expect(descriptorRoomProblem(settings, false, 32, 10)).toBe(
+    "--workers 8 needs at least 51 file descriptors to start its threads and serve one connection, but the descriptor limit is 32; raise ulimit -n (LimitNOFILE= under systemd) or lower --workers",
+  );
+  expect(descriptorRoomProblem(settings, false, 50, 10)).toContain("needs at least 51");
+  expect(descriptorRoomProblem(settings, false, 51, 10)).toBeUndefined();
+});
+
+test("descriptorRoomProblem needs room for a connection", () => {
+  const settings = settingsOf(["127.0.0.1:7443"], 1);
+
+  expect(descriptorRoomProblem(settings, false, 16, 8)).toBe(
+    "tinylb needs at least 21 file descriptors to serve one connection, but the descriptor limit is 16; raise ulimit -n (LimitNOFILE= under systemd)",
+  );
+  expect(descriptorRoomProblem(settings, false, 21, 8)).toBeUndefined();
+});
+
+test("descriptorRoomProblem skips an unknown limit", () => {
+  expect(descriptorRoomProblem(settingsOf(["127.0.0.1:7443"], 256), false, undefined, 10)).toBeUndefined();
+  expect(descriptorRoomProblem(settingsOf(["127.0.0.1:7443"], 256), false, 64, undefined)).toBeUndefined();
+});
