@@ -3,6 +3,7 @@ import type { BackendSelector } from "./backend-selector.ts";
 import type { BackendSet } from "./backend-set.ts";
 import type { RoundRobinSelector } from "./round-robin-selector.ts";
 import type { SlowStartWeights } from "./slow-start.ts";
+import { SlowStartRotation } from "./slow-start-rotation.ts";
 
 /** Connections open or dialing per backend target, as ConnectionLimits counts them. */
 export interface TargetCounts {
@@ -26,12 +27,14 @@ export interface TargetCounts {
  * loaded. Threads that pick at the same moment may read the same counts and pick the same
  * backend; both reservations are counted, so the next picks even this out.
  *
- * With slow start, the first pick compares (count + 1) / weight instead of the count. A backend
- * in slow start then takes clients until its count is about its weight times the others',
- * rather than every client until the counts are even. The + 1 lets the weight count from the
- * first client, because 0 / weight would be 0 whatever the weight. HAProxy's leastconn orders
- * servers by connections over weight too. Equal scores are ties, as equal counts are without
- * slow start. `following`, the failover order within one client, compares plain counts.
+ * With slow start, the first pick compares count / weight instead of the count. A backend in
+ * slow start then takes clients until its count is about its weight times the others', rather
+ * than every client until the counts are even. Equal scores are ties, which the rotation
+ * breaks with the slow start credit of SlowStartRotation: a backend in slow start takes only
+ * its weight's share of the ties. Short connections leave every count at 0, so all picks are
+ * ties and the backend then gets its weight's share, as under round-robin. HAProxy's leastconn
+ * orders servers by connections over weight too. `following`, the failover order within one
+ * client, compares plain counts.
  *
  * Cost per pick: one count read per backend that `candidate` keeps, then one pass of the
  * rotation over the whole set per count level offered, which is one level unless every
@@ -45,6 +48,8 @@ export class LeastConnectionsSelector implements BackendSelector {
   readonly #counts: TargetCounts;
   /** Weights of backends in slow start. It is undefined while slow start is off, so that a pick then costs no more than before. */
   readonly #slowStart: SlowStartWeights | undefined;
+  /** The rotation with slow start credits, which breaks ties while a window is in force. */
+  readonly #slowStartTies: SlowStartRotation | undefined;
   /** The set `#positions` indexes. */
   #indexed: BackendSet | undefined;
   /** Index of each backend in `#indexed`. */
@@ -60,6 +65,7 @@ export class LeastConnectionsSelector implements BackendSelector {
     this.#rotation = rotation;
     this.#counts = counts;
     this.#slowStart = slowStart;
+    this.#slowStartTies = slowStart === undefined ? undefined : new SlowStartRotation(rotation, slowStart);
   }
 
   /** The set of the rotation. */
@@ -70,8 +76,13 @@ export class LeastConnectionsSelector implements BackendSelector {
   /** Returns the least loaded backend that `accept` takes, ties in rotation order, and moves the rotation past it. */
   next(accept: (backend: Backend) => boolean = acceptAny, candidate?: (backend: Backend) => boolean): Backend | undefined {
     const weights = this.#slowStart !== undefined && this.#slowStart.size > 0 ? this.#slowStart : undefined;
+    if (weights !== undefined) {
+      const ties = this.#slowStartTies!;
 
-    return this.#pick(candidate, weights, (level) => this.#rotation.next((backend) => this.#countOf(backend) === level && accept(backend)));
+      return this.#pick(candidate, weights, (level) => ties.next(accept, (backend) => this.#countOf(backend) === level));
+    }
+
+    return this.#pick(candidate, undefined, (level) => this.#rotation.next((backend) => this.#countOf(backend) === level && accept(backend)));
   }
 
   /**
@@ -108,13 +119,13 @@ export class LeastConnectionsSelector implements BackendSelector {
     return undefined;
   }
 
-  /** Sets the snapshot of each candidate to (count + 1) / weight, and of the others to -1. */
+  /** Sets the snapshot of each candidate to count / weight, and of the others to -1. */
   #readScores(backends: readonly Backend[], candidate: ((backend: Backend) => boolean) | undefined, weights: SlowStartWeights): void {
     const now = weights.now();
     for (let index = 0; index < backends.length; index++) {
       const backend = backends[index]!;
       const count = candidate === undefined || candidate(backend) ? this.#counts.count(backend.target) : -1;
-      this.#snapshot[index] = count < 0 ? -1 : (count + 1) / weights.weightOf(backend, now);
+      this.#snapshot[index] = count < 0 ? -1 : count / weights.weightOf(backend, now);
     }
   }
 

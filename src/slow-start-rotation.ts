@@ -43,20 +43,24 @@ export class SlowStartRotation implements BackendSelector {
     return this.#rotation.set;
   }
 
-  /** Returns the next backend that `accept` takes, passing over backends in slow start that have no credit, and moves the rotation past it. */
-  next(accept: (backend: Backend) => boolean = acceptAny): Backend | undefined {
+  /**
+   * Returns the next backend that `accept` takes, passing over backends in slow start that have
+   * no credit, and moves the rotation past it. A backend that `candidate` leaves out gets no turn,
+   * so its credit does not grow.
+   */
+  next(accept: (backend: Backend) => boolean = acceptAny, candidate?: (backend: Backend) => boolean): Backend | undefined {
     const weights = this.#weights;
     if (weights.size === 0) {
       if (this.#credits.size > 0) {
         this.#credits.clear();
       }
 
-      return this.#rotation.next(accept);
+      return this.#rotation.next(candidate === undefined ? accept : (backend) => candidate(backend) && accept(backend));
     }
 
     const now = weights.now();
     const waiting: Backend[] = [];
-    const picked = this.#rotation.next((backend) => this.#takesTurn(backend, weights.weightOf(backend, now), accept, waiting));
+    const picked = this.#rotation.next((backend) => (candidate === undefined || candidate(backend)) && this.#takesTurn(backend, weights.weightOf(backend, now), accept, waiting));
     if (picked !== undefined || waiting.length === 0) {
       return picked;
     }

@@ -270,9 +270,27 @@ describe("LeastConnectionsSelector with slow start", () => {
     const { selector, limits } = weighted(set, fixedWeights({ c: 0.1 }));
     hold(limits, set, { a: 3, b: 3 });
 
-    // (count + 1) / weight: a and b score 4, c scores 1 / 0.1 = 10. a and b take clients until
-    // they score 10 too, then the three tie and the rotation reaches c, which then scores 20.
-    expect(burst(selector, limits, 15)).toEqual(["a", "b", "a", "b", "a", "b", "a", "b", "a", "b", "a", "b", "c", "a", "b"]);
+    // count / weight: a and b score 3, c scores 0 and takes the first client. It then scores
+    // 1 / 0.1 = 10, and a and b take clients until they score 10 too.
+    expect(burst(selector, limits, 15)).toEqual(["c", "a", "b", "a", "b", "a", "b", "a", "b", "a", "b", "a", "b", "a", "b"]);
+  });
+
+  test("gives a backend its weight's share of short connections", () => {
+    const set = setOf("a", "b", "c");
+    const { selector, limits } = weighted(set, fixedWeights({ c: 0.25 }));
+
+    // Each client closes before the next arrives, so every count is 0 and every pick is a tie.
+    // c takes one of each four turns that reach it, so it gets a quarter of what a and b get:
+    // one client in every nine.
+    const ids = Array.from({ length: 36 }, () => {
+      const backend = new FailoverPlan(selector, checks(limits), 0).first()!;
+      limits.release(backend.target);
+
+      return backend.id;
+    });
+    expect(ids.filter((id) => id === "c").length).toBe(4);
+    expect(ids.filter((id) => id === "a").length).toBe(16);
+    expect(ids.filter((id) => id === "b").length).toBe(16);
   });
 
   test.each([
@@ -283,7 +301,7 @@ describe("LeastConnectionsSelector with slow start", () => {
     const set = setOf("a", "b", "c");
     const { selector, limits } = weighted(set, fixedWeights({ c: weight }));
 
-    // c ends up with about its weight times the others' count: (count + 1) / weight stays level with theirs.
+    // c ends up with about its weight times the others' count: count / weight stays level with theirs.
     const ids = burst(selector, limits, 20 + expectedForC);
     expect(ids.filter((id) => id === "c").length).toBe(expectedForC);
   });
@@ -308,9 +326,9 @@ describe("LeastConnectionsSelector with slow start", () => {
   test("fails over by counts alone", () => {
     const set = setOf("a", "b", "c");
     const { selector, limits } = weighted(set, fixedWeights({ c: 0.1 }));
-    hold(limits, set, { a: 3, b: 2 });
+    hold(limits, set, { a: 3, b: 2, c: 1 });
 
-    // The first pick weighs c down, but failover goes to the backend with the fewest connections.
+    // The first pick weighs c down (1 / 0.1 = 10), but failover goes to the backend with the fewest connections.
     const plan = new FailoverPlan(selector, checks(limits), 0);
     expect(failoverOrder(plan, limits)).toEqual(["b", "c", "a"]);
   });
@@ -318,9 +336,9 @@ describe("LeastConnectionsSelector with slow start", () => {
   test("tries a backend in slow start when every backend is unhealthy", () => {
     const set = setOf("a", "b");
     const { selector, limits } = weighted(set, fixedWeights({ b: 0.1 }));
-    hold(limits, set, { a: 1 });
+    hold(limits, set, { a: 1, b: 1 });
 
-    // Degraded: health is ignored, and b's score of 10 puts it after a's 2, but it is still tried.
+    // Degraded: health is ignored, and b's score of 1 / 0.1 = 10 puts it after a's 1, but it is still tried.
     expect(failoverOrder(new FailoverPlan(selector, checks(limits, ["a", "b"]), 0), limits)).toEqual(["a", "b"]);
   });
 });

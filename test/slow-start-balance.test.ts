@@ -65,11 +65,12 @@ test("leastconn fills a returning backend gradually", async () => {
   await removeAndReturnC(server, backends, clients);
   expect(log.withMessage("slow start began").map((record) => [record.backend, record.cause])).toEqual([["c", "joined the set"]]);
 
-  // Weight 0.1: a and b score (3 + 1) / 1, c scores (0 + 1) / 0.1 = 10. a and b take clients
-  // until they score 10 too; without slow start, c would take the first three.
-  expect(await holdClients(port, 15, clients)).toEqual(["a", "b", "a", "b", "a", "b", "a", "b", "a", "b", "a", "b", "c", "a", "b"]);
+  // Weight 0.1: a and b score 3 / 1, c scores 0 / 0.1 and takes one client, then scores
+  // 1 / 0.1 = 10. a and b take clients until they score 10 too; without slow start, c would
+  // take the first three.
+  expect(await holdClients(port, 15, clients)).toEqual(["c", "a", "b", "a", "b", "a", "b", "a", "b", "a", "b", "a", "b", "a", "b"]);
 
-  // At 54 s the weight is 0.91: c takes clients while (count + 1) / 0.91 is below the 11 of a and b.
+  // At 54 s the weight is 0.91: c takes clients while count / 0.91 is below the 10 of a and b.
   clock.advance(54_000);
   expect(tally(await holdClients(port, 10, clients))).toEqual({ c: 9, a: 1 });
 
