@@ -2,6 +2,7 @@ import type { Backend } from "./backend.ts";
 import { BackendSet, compareIds } from "./backend-set.ts";
 import { type Logger, silentLogger } from "./logger.ts";
 import type { PublishBackendSet } from "./providers/provider.ts";
+import type { ProviderHealth } from "./providers/provider-health.ts";
 
 /** Two providers that publish the same backend id with different targets. */
 export interface BackendIdConflict {
@@ -19,6 +20,8 @@ export interface ProviderSlot {
   set: BackendSet;
   /** False while the slot still contains a seed (or nothing) because the provider has not published yet. */
   published: boolean;
+  /** How the provider's fetches are going, for a provider that reads its set from elsewhere. */
+  health?: ProviderHealth;
 }
 
 /**
@@ -76,15 +79,16 @@ export class BackendSetUnion {
 
   /**
    * Adds a provider slot at the end of the order and returns the function it publishes with.
+   * `health` is the provider's ProviderHealth, which status and /metrics read from the slot.
    *
    * @throws {Error} when a provider with the same name is already registered.
    */
-  register(name: string): PublishBackendSet {
+  register(name: string, health?: ProviderHealth): PublishBackendSet {
     if (this.#slot(name) !== undefined) {
       throw new Error(`provider "${name}" is registered twice; provider names must be unique`);
     }
 
-    const slot: ProviderSlot = { name, set: BackendSet.EMPTY, published: false };
+    const slot: ProviderSlot = { name, set: BackendSet.EMPTY, published: false, health };
     this.#slots.push(slot);
 
     return (set) => {

@@ -128,7 +128,7 @@ export async function startBackendSources(cli: CliOptions, settings: Settings, s
   providers.push(...createClusterProviders(settings, server, logger, credentials));
 
   const publishers = providers.map((provider) => {
-    const publish = union.register(provider.name);
+    const publish = union.register(provider.name, provider.health);
 
     return checked.has(provider) ? publish : skipSelfTargets(provider.name, publish, listening, logger);
   });

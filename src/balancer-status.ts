@@ -1,7 +1,7 @@
 import type { Backend } from "./backend.ts";
 import type { HealthCondition } from "./backend-health.ts";
 import type { BalanceMode } from "./backend-selector.ts";
-import type { BackendIdConflict, BackendSetUnion } from "./backend-set-union.ts";
+import type { BackendIdConflict, BackendSetUnion, ProviderSlot } from "./backend-set-union.ts";
 import { proxyProtocolOf, type ProxyProtocolMode } from "./proxy-protocol.ts";
 import type { Server } from "./server.ts";
 import { relayWorkersOf } from "./worker-pool.ts";
@@ -77,6 +77,14 @@ export interface ProviderStatus {
   backends: number;
   /** False while the provider has not published yet, so its saved seed (or nothing) is used. */
   published: boolean;
+  /** For DNS, Kubernetes and etcd: true while its last fetch failed, so its set may be out of date. */
+  failing?: boolean;
+  /** Failed fetches since the start. */
+  failures?: number;
+  /** The last fetch's error while failing. */
+  lastError?: string;
+  /** Milliseconds since the first failure of the current streak. */
+  failingForMs?: number;
 }
 
 /** The report a running balancer gives about itself. */
@@ -161,6 +169,25 @@ export function openTrafficById(server: Server): Map<string, OpenTraffic> {
   return byId;
 }
 
+function providerStatus(slot: ProviderSlot): ProviderStatus {
+  const status: ProviderStatus = { name: slot.name, backends: slot.set.size, published: slot.published };
+  const health = slot.health;
+  if (health === undefined) {
+    return status;
+  }
+
+  status.failing = health.failing;
+  status.failures = health.failures;
+  if (health.lastError !== undefined) {
+    status.lastError = health.lastError;
+  }
+  if (health.failingSinceMs !== undefined) {
+    status.failingForMs = Math.max(0, Date.now() - health.failingSinceMs);
+  }
+
+  return status;
+}
+
 /** Collects the status of a running balancer. */
 export function collectStatus(server: Server, union: BackendSetUnion): BalancerStatus {
   const open = openTrafficById(server);
@@ -212,7 +239,7 @@ export function collectStatus(server: Server, union: BackendSetUnion): BalancerS
     backends,
     removed,
     conflicts: [...union.conflicts],
-    providers: union.slots.map((slot) => ({ name: slot.name, backends: slot.set.size, published: slot.published })),
+    providers: union.slots.map(providerStatus),
     degraded: server.health.degraded,
     shuttingDown: server.shuttingDown,
     shutdownEndsInMs: wholeMs(server.shutdownRemainingMs),

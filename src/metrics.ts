@@ -117,6 +117,15 @@ export function renderMetrics(source: MetricsSource): string {
     "Backends in each provider's latest set.",
     union.slots.map((slot): [Labels, number] => [{ provider: slot.name }, slot.set.size]),
   );
+  // Only DNS, Kubernetes and etcd fetch their sets, so only they have these series.
+  const fetching = union.slots.filter((slot) => slot.health !== undefined);
+  page.add(
+    "tinylb_provider_up",
+    "gauge",
+    "1 while the provider's last fetch (DNS lookup, Kubernetes or etcd list or watch) succeeded, else 0; a failing provider keeps its last set.",
+    fetching.map((slot): [Labels, number] => [{ provider: slot.name }, slot.health!.failing ? 0 : 1]),
+  );
+  page.add("tinylb_provider_failures_total", "counter", "Failed fetches per provider.", fetching.map((slot): [Labels, number] => [{ provider: slot.name }, slot.health!.failures]));
   page.add("tinylb_connections_open", "gauge", "Client connections open or dialing a backend, in every thread; --max-connections caps this count.", [[{}, server.activeCountInAllThreads]]);
   page.add("tinylb_connections_max", "gauge", "The --max-connections cap; 0 means no cap.", [[{}, server.limits.configuredMaxConnections]]);
   page.add("tinylb_backend_connections_max", "gauge", "The --max-connections-per-backend cap, counted per target; 0 means no cap.", [[{}, server.limits.configuredMaxConnectionsPerBackend]]);

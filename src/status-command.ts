@@ -101,6 +101,10 @@ export function formatStatus(status: BalancerStatus): string {
   for (const backend of status.removed) {
     lines.push(`Removed: "${backend.id}" left the set; ${describeRemovedConnections(backend)}`);
   }
+  for (const provider of status.providers.filter((entry) => entry.failing === true)) {
+    const since = provider.failingForMs === undefined ? "" : ` for ${formatTimeLeft(provider.failingForMs)}`;
+    lines.push(`Provider failing: "${provider.name}" has failed${since} and keeps its last set of ${provider.backends}: ${provider.lastError ?? "unknown error"}`);
+  }
   for (const conflict of status.conflicts) {
     lines.push(
       `Conflict: "${conflict.id}" from "${conflict.kept.provider}" (${conflict.kept.target}) is used; "${conflict.ignored.provider}" (${conflict.ignored.target}) is ignored`,

@@ -246,6 +246,37 @@ dnsTest("binary follows DNS answers", async () => {
   await connectEach(port, ["dns-a"]);
 }, E2E_TIMEOUT_MS);
 
+dnsTest("binary reports a failing DNS provider", async () => {
+  const port2 = startBackendOn("127.0.0.2", "dns-a");
+  const dns = await Dnsmasq.start([`127.0.0.2 api.cluster.test`]);
+  cleanup.push(() => dns.stop());
+  const socket = join(tempDir(), "admin.sock");
+  const { tinylb } = await startTinylb(["--admin", `unix:${socket}`, "--dns", `api.cluster.test:${port2}`, "--dns-resolver", dns.server, "--dns-interval", "1s"]);
+  const provider = `dns:api.cluster.test:${port2}`;
+  const metrics = async (): Promise<string> => (await adminFetch(socket, "/metrics")).text();
+  await tinylb.waitForLog(/backend set changed .*provider=dns:api.cluster.test/);
+  expect(await metrics()).toContain(`tinylb_provider_up{provider="${provider}"} 1\n`);
+  expect(await metrics()).toContain(`tinylb_provider_failures_total{provider="${provider}"} 0\n`);
+
+  await dns.setHosts([]);
+  await tinylb.waitForLog("DNS lookup failed; keeping the last answer");
+
+  const table = await runStatus(["--admin", `unix:${socket}`]);
+  expect(table.stdout).toContain(`Provider failing: "${provider}" has failed for `);
+  expect(table.stdout).toMatch(/keeps its last set of 1: .+\n/);
+  const json = JSON.parse((await runStatus(["--admin", `unix:${socket}`, "--json"])).stdout) as { providers: { name: string; failing?: boolean; failures?: number; lastError?: string }[] };
+  const entry = json.providers.find((candidate) => candidate.name === provider)!;
+  expect(entry.failing).toBe(true);
+  expect(entry.failures).toBeGreaterThanOrEqual(1);
+  expect(entry.lastError).toBeString();
+  expect(await metrics()).toContain(`tinylb_provider_up{provider="${provider}"} 0\n`);
+
+  await dns.setHosts([`127.0.0.2 api.cluster.test`]);
+  await tinylb.waitForLog("DNS lookup recovered");
+  expect(await metrics()).toContain(`tinylb_provider_up{provider="${provider}"} 1\n`);
+  expect((await runStatus(["--admin", `unix:${socket}`])).stdout).not.toContain("Provider failing");
+}, E2E_TIMEOUT_MS);
+
 dnsTest("binary restart serves the saved set while providers are unreachable", async () => {
   const dnsPort = startBackendOn("127.0.0.2", "from-dns");
   const apiBackend = startBackends(["from-api"]).get("from-api")!;

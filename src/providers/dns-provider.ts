@@ -7,6 +7,7 @@ import { BackendSet } from "../backend-set.ts";
 import { type Logger, silentLogger } from "../logger.ts";
 import { DnsQueryError, isNoRecords } from "./dns-errors.ts";
 import type { Provider, PublishBackendSet } from "./provider.ts";
+import { ProviderHealth } from "./provider-health.ts";
 
 /** Settings of a DNS provider. */
 export interface DnsProviderOptions {
@@ -59,6 +60,8 @@ export class DnsProvider implements Provider {
   readonly name: string;
   /** Lookups that failed or returned no address. */
   failures = 0;
+  /** The last lookup's result, for status and /metrics. */
+  readonly health = new ProviderHealth();
   readonly #options: Required<Omit<DnsProviderOptions, "port" | "servers">> & Pick<DnsProviderOptions, "port" | "servers">;
   readonly #resolver: Resolver;
   readonly #log: Logger;
@@ -108,6 +111,7 @@ export class DnsProvider implements Provider {
       return false;
     }
 
+    this.health.succeeded();
     if (this.#streak > 0) {
       this.#log.info("DNS lookup recovered", { name: this.#options.name, failedLookups: this.#streak, count: backends.length });
       this.#streak = 0;
@@ -132,6 +136,7 @@ export class DnsProvider implements Provider {
     }
 
     this.failures++;
+    this.health.failed(error);
     this.#streak++;
     if (this.#streak === 1) {
       this.#log.warn("DNS lookup failed; keeping the last answer", { name: this.#options.name, err: error });

@@ -3,6 +3,7 @@ import { BackendSet } from "../backend-set.ts";
 import { type Logger, silentLogger } from "../logger.ts";
 import { EtcdCompactedError, EtcdGateway, type EtcdTls, type EtcdWatchResponse } from "./etcd-gateway.ts";
 import { FailureStreak } from "./failure-streak.ts";
+import { ProviderHealth } from "./provider-health.ts";
 import type { Provider, PublishBackendSet } from "./provider.ts";
 import { type BackoffOptions, ReconnectBackoff, sleepUnlessAborted } from "./reconnect-backoff.ts";
 import { SetPublisher } from "./set-publisher.ts";
@@ -48,6 +49,8 @@ export class EtcdProvider implements Provider {
   readonly #gateway: EtcdGateway;
   readonly #log: Logger;
   readonly #failures: FailureStreak;
+  /** The last list or watch's result, for status and /metrics. */
+  readonly health = new ProviderHealth();
   readonly #backoff: ReconnectBackoff;
   /** Values by full key, as of `#revision`. */
   readonly #entries = new Map<string, string>();
@@ -67,7 +70,7 @@ export class EtcdProvider implements Provider {
     this.#gateway = new EtcdGateway(options.endpoints, options.prefix, options.tls);
     this.#log = (options.logger ?? silentLogger).with({ component: "etcd-provider", provider: this.name });
     this.#publisher = new SetPublisher(this.#log, "no valid backend under the etcd prefix; keeping the last backend set");
-    this.#failures = new FailureStreak(this.#log);
+    this.#failures = new FailureStreak(this.#log, this.health);
     this.#backoff = new ReconnectBackoff(options.backoff);
   }
 

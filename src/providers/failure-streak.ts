@@ -1,15 +1,19 @@
 import type { LogFields, Logger } from "../logger.ts";
+import type { ProviderHealth } from "./provider-health.ts";
 
 /**
  * Logging for a run of failures of one source: the first failure of a streak is a
  * warning, repeats are debug lines with a running count, and the first success after a
  * streak is an info line with the count. A source that stays down therefore writes one
- * warning, not one per retry.
+ * warning, not one per retry. `health`, when given, records every failure and success too.
  */
 export class FailureStreak {
   #count = 0;
 
-  constructor(private readonly log: Logger) {}
+  constructor(
+    private readonly log: Logger,
+    private readonly health?: ProviderHealth,
+  ) {}
 
   /** Failures since the last success. */
   get count(): number {
@@ -19,6 +23,7 @@ export class FailureStreak {
   /** Logs a failure the caller handled, with the error and the retry delay. */
   failed(msg: string, fields: LogFields): void {
     this.#count++;
+    this.health?.failed(fields.err ?? msg);
     if (this.#count === 1) {
       this.log.warn(msg, fields);
     } else {
@@ -28,6 +33,7 @@ export class FailureStreak {
 
   /** Ends the streak and logs the recovery when there was one. */
   succeeded(msg: string, fields?: LogFields): void {
+    this.health?.succeeded();
     if (this.#count > 0) {
       this.log.info(msg, { ...fields, failures: this.#count });
     }

@@ -2,6 +2,7 @@ import { type Backend, BackendError, createBackend } from "../backend.ts";
 import { BackendSet } from "../backend-set.ts";
 import { type Logger, silentLogger } from "../logger.ts";
 import { FailureStreak } from "./failure-streak.ts";
+import { ProviderHealth } from "./provider-health.ts";
 import type { KubernetesAccess } from "./kubernetes-access.ts";
 import { type ApiRoute, type EndpointSlice, EndpointSliceClient, KubernetesApiError } from "./kubernetes-watch.ts";
 import type { Provider, PublishBackendSet } from "./provider.ts";
@@ -64,6 +65,8 @@ export class KubernetesProvider implements Provider {
   readonly #client: EndpointSliceClient;
   readonly #log: Logger;
   readonly #failures: FailureStreak;
+  /** The last list or watch's result, for status and /metrics. */
+  readonly health = new ProviderHealth();
   readonly #backoff: ReconnectBackoff;
   readonly #portName: string;
   readonly #slices = new Map<string, EndpointSlice>();
@@ -82,7 +85,7 @@ export class KubernetesProvider implements Provider {
     this.#client = new EndpointSliceClient(options.access, options.namespace ?? "default", options.service ?? "kubernetes");
     this.#log = (options.logger ?? silentLogger).with({ component: "kubernetes-provider", provider: this.name });
     this.#publisher = new SetPublisher(this.#log, "no ready address with an https port in the EndpointSlices; keeping the last backend set");
-    this.#failures = new FailureStreak(this.#log);
+    this.#failures = new FailureStreak(this.#log, this.health);
     this.#backoff = new ReconnectBackoff(options.backoff);
     this.#portName = options.portName ?? "https";
   }

@@ -1,4 +1,5 @@
 import type { BackendSet } from "../backend-set.ts";
+import type { ProviderHealth } from "./provider-health.ts";
 
 /** Receives each backend set a provider publishes; the latest one replaces the provider's previous set. */
 export type PublishBackendSet = (set: BackendSet) => void;
@@ -14,6 +15,8 @@ export type PublishBackendSet = (set: BackendSet) => void;
 export interface Provider {
   /** Short name used in logs, status and metrics, such as `static`, `file` or `dns:api.internal`. */
   readonly name: string;
+  /** How its fetches are going, for a provider that reads its set from elsewhere (DNS, Kubernetes, etcd). */
+  readonly health?: ProviderHealth;
   /**
    * Starts the provider. It may publish synchronously before returning (the static and
    * state-file providers do) and later whenever its set changes.
