@@ -110,7 +110,8 @@ export class HealthChecker {
 
   /**
    * Tracks a new backend set: new ids, and ids whose target changed, start healthy with a
-   * fresh probe loop; ids that left stop probing.
+   * fresh probe loop; ids that left stop probing. An id that was reported unhealthy and now
+   * has another target gets an info line, so its log does not end on the old target's failure.
    */
   update(set: BackendSet): void {
     for (const [id, entry] of this.#entries) {
@@ -118,6 +119,9 @@ export class HealthChecker {
       if (next === undefined || next.target !== entry.health.backend.target) {
         this.#dispose(entry);
         this.#entries.delete(id);
+        if (next !== undefined && !entry.reported) {
+          this.#log.info("backend is healthy", { backend: id, target: next.target, cause: `its target changed from ${entry.health.backend.target}, so its health starts over` });
+        }
       }
     }
     for (const backend of set.backends) {

@@ -450,3 +450,19 @@ test("HealthChecker ends degraded when all are disabled", () => {
   expect(checker.degraded).toBe(false);
   expect(logs.withMessage("no longer degraded: no backend is enabled")[0]).toMatchObject({ level: "info", disabled: 2 });
 });
+
+test("HealthChecker logs a retargeted unhealthy id as healthy", () => {
+  const set = setOf("a", "b");
+  const { checker, logs } = start(set);
+  checker.dialFailed(set.get("a")!, "dial failed: refused");
+  checker.dialFailed(set.get("b")!, "dial failed: refused");
+
+  // a moves to another target; b stays where it failed.
+  checker.update(new BackendSet([createBackend("a", "127.0.0.1:2000"), set.get("b")!]));
+
+  const healthy = logs.withMessage("backend is healthy");
+  expect(healthy.map((line) => [line.backend, line.target])).toEqual([["a", "127.0.0.1:2000"]]);
+  expect(healthy[0]!.cause).toBe("its target changed from 127.0.0.1:1000, so its health starts over");
+  expect(checker.state("a")).toMatchObject({ condition: "healthy", healthy: true });
+  expect(checker.state("b")).toMatchObject({ condition: "unhealthy" });
+});
