@@ -1,14 +1,14 @@
 /**
  * End-to-end tests of `--state-file` across starts of `dist/tinylb`: what a start without the
- * admin API keeps of the admin API's saved backends, and what a start as a user that cannot
- * read the file does with it.
+ * admin API keeps of the admin API's saved backends, what a start as a user that cannot read
+ * the file does with it, and state file paths that a start and `tinylb check` reject.
  */
 import { afterEach, expect, test } from "bun:test";
-import { chmodSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { asNobody, canDropPrivileges, NOBODY_UID } from "./support/as-nobody.ts";
 import { tempDirectory } from "./support/temp-directory.ts";
-import { BINARY, TinylbProcess } from "./support/tinylb-process.ts";
+import { BINARY, runTinylb, TinylbProcess } from "./support/tinylb-process.ts";
 import { waitFor } from "./support/wait.ts";
 
 const directory = tempDirectory("tinylb-state-e2e-");
@@ -85,6 +85,38 @@ test("state file still drops backends of other providers no longer configured", 
   await waitFor("the state file rewritten", () => readState(state).savedAt !== savedAt);
   expect(second.stderr).toContain("saved backends of providers no longer configured are ignored");
   expect(readState(state).backends).toEqual([{ id: "static-1", target: "127.0.0.1:9", provider: "static" }]);
+});
+
+test("state file at the config path stops check and start", async () => {
+  const config = join(directory, "same.yaml");
+  const content = `listen: 127.0.0.1:0\nadmin: "off"\nstateFile: ${config}\nbackends: [{ id: a, target: 127.0.0.1:9 }]\n`;
+  writeFileSync(config, content);
+
+  const check = await runTinylb(["check", "--config", config]);
+  const start = await runTinylb(["--config", config]);
+
+  expect(check.stderr).toBe(
+    `tinylb: invalid state file ${config}: --config names the same file (${config}), which tinylb reads, so each save of the running set would replace it; pick another path for stateFile, such as /var/lib/tinylb/state.json\n`,
+  );
+  expect(start.stderr).toBe(check.stderr);
+  expect(check.exitCode).toBe(2);
+  expect(start.exitCode).toBe(2);
+  expect(readFileSync(config, "utf8")).toBe(content);
+  expect(existsSync(`${config}.bad`)).toBe(false);
+});
+
+test("state file at the admin socket path stops check and start", async () => {
+  const socket = join(directory, "admin-state.sock");
+  const args = ["--listen", "127.0.0.1:0", "--backend", "a=127.0.0.1:9", "--admin", `unix:${socket}`, "--state-file", socket];
+
+  const check = await runTinylb(["check", ...args]);
+  const start = await runTinylb(args);
+
+  expect(check.stderr).toContain(`invalid state file ${socket}: --admin unix:${socket} binds a Unix socket at the same path`);
+  expect(start.stderr).toBe(check.stderr);
+  expect(check.exitCode).toBe(2);
+  expect(start.exitCode).toBe(2);
+  expect(existsSync(socket)).toBe(false);
 });
 
 if (!canDropPrivileges) {
