@@ -39,7 +39,7 @@ export function checkStartSettings(settings: Settings, cli: CliOptions): Cluster
     throw new ConfigError(`invalid backend: ${selfTarget}`);
   }
   if (options.stateFile !== undefined) {
-    new StateFile(options.stateFile).checkFolder();
+    new StateFile(options.stateFile).checkPath();
   }
   checkUnixListenFolders(settings);
   const credentials = loadClusterCredentials(settings);

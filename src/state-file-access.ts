@@ -1,5 +1,6 @@
 import { accessSync, constants, statSync } from "node:fs";
 import { dirname } from "node:path";
+import { describeFileType } from "./regular-file.ts";
 
 /** The sticky bit of a mode (S_ISVTX), which node:fs does not export. */
 const STICKY_BIT = 0o1000;
@@ -8,8 +9,8 @@ const STICKY_BIT = 0o1000;
  * Lists what would keep the user running this process from using the state file at `path`,
  * for `tinylb check`. That is a folder it cannot write, so no write could succeed, or a file
  * it cannot read, so a start would begin without the saved backends. It is also a file of
- * another user in a sticky folder, which only that user may replace. It checks with
- * access(2) and stat(2) and writes nothing.
+ * another user in a sticky folder, which only that user may replace, and a FIFO, device or
+ * socket, which a start does not read. It checks with access(2) and stat(2) and writes nothing.
  *
  * The file itself needs no write permission, since each write renames a new file over it.
  */
@@ -31,6 +32,9 @@ export function stateFileAccessProblems(path: string): string[] {
   }
   if (file === undefined) {
     return problems;
+  }
+  if (!file.isFile() && !file.isDirectory()) {
+    problems.push(`the state file ${path} is ${describeFileType(file)}, not a regular file, so a start ignores it and moves it to ${path}.bad; remove it or pick another path`);
   }
   const fileCode = accessErrorCode(path, constants.R_OK);
   if (fileCode !== undefined) {

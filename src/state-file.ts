@@ -1,5 +1,5 @@
-import { closeSync, fsyncSync, openSync, renameSync, statSync, unlinkSync, writeFileSync, writeSync } from "node:fs";
-import { dirname } from "node:path";
+import { closeSync, fsyncSync, lstatSync, openSync, renameSync, statSync, unlinkSync, writeFileSync, writeSync } from "node:fs";
+import { dirname, join } from "node:path";
 import type { Backend } from "./backend.ts";
 import { BackendSet } from "./backend-set.ts";
 import { ConfigError } from "./config.ts";
@@ -56,12 +56,13 @@ export class StateFile {
   }
 
   /**
-   * Checks that the folder of the state file exists, so a wrong path stops start-up
-   * instead of failing every write.
+   * Checks that the folder of the state file exists and that the path itself is not a folder,
+   * so a wrong path stops start-up instead of failing every write.
    *
-   * @throws {ConfigError} naming the folder when it does not exist or is not a folder.
+   * @throws {ConfigError} naming the folder when it does not exist or is not a folder, or the
+   *   path when it is a folder.
    */
-  checkFolder(): void {
+  checkPath(): void {
     const folder = dirname(this.path);
     let isFolder: boolean;
     try {
@@ -72,6 +73,9 @@ export class StateFile {
     if (!isFolder) {
       throw new ConfigError(`invalid state file ${this.path}: ${folder} is not a folder; pick a path in an existing folder`);
     }
+    if (isFolderAt(this.path, true)) {
+      throw new ConfigError(`invalid state file ${this.path}: it is a folder; name a file in it, such as ${join(this.path, "state.json")}`);
+    }
   }
 
   /**
@@ -80,7 +84,7 @@ export class StateFile {
    * entries are skipped, because the state only helps start-up and must never stop it.
    * A file that was not read in full is kept at `badCopyPath`, replacing an earlier copy. An
    * invalid one is copied there now. One that could not be read (no permission, too large,
-   * not a regular file) is moved there by the first write. Entries that `check` rejects
+   * not a regular file) is moved there by the first write, unless it is a folder. Entries that `check` rejects
    * count as invalid.
    */
   load(check?: SavedBackendCheck): Map<string, BackendSet> {
@@ -89,11 +93,11 @@ export class StateFile {
       text = readRegularFile(this.path, MAX_STATE_BYTES).toString("utf8");
     } catch (error) {
       if ((error as { code?: string }).code !== "ENOENT") {
-        this.#moveBeforeWrite = true;
-        this.#log.warn(`read state file failed; starting without saved backends, and the first write moves the file to ${this.badCopyPath}`, {
-          file: this.path,
-          err: describeFileError(error),
-        });
+        // A folder is never moved aside, and each write fails on it until it is gone.
+        const folder = isFolderAt(this.path, false);
+        this.#moveBeforeWrite = !folder;
+        const next = folder ? "and nothing is written while a folder is at its path" : `and the first write moves the file to ${this.badCopyPath}`;
+        this.#log.warn(`read state file failed; starting without saved backends, ${next}`, { file: this.path, err: describeFileError(error) });
       }
 
       return new Map();
@@ -217,6 +221,10 @@ export class StateFile {
     if (!this.#moveBeforeWrite) {
       return;
     }
+    // NOTE: a folder swapped in between this check and the rename would still be moved.
+    if (isFolderAt(this.path, false)) {
+      throw new Error(`${this.path} is a folder now, so it is neither moved aside nor replaced; remove it or pick another path for the state file`);
+    }
     try {
       renameSync(this.path, this.badCopyPath);
       this.#log.warn("moved the state file that was not read in full aside before writing the running set", { file: this.path, copy: this.badCopyPath });
@@ -263,6 +271,16 @@ export class StateFile {
     } catch {
       // Never created, or already gone.
     }
+  }
+}
+
+/** Returns whether `path`, or with `followLinks` the file a symlink there names, is a folder. False when it cannot be checked. */
+function isFolderAt(path: string, followLinks: boolean): boolean {
+  try {
+    return (followLinks ? statSync : lstatSync)(path, { throwIfNoEntry: false })?.isDirectory() === true;
+  } catch {
+    // The folder above cannot be searched; the read or the write reports it.
+    return false;
   }
 }
 

@@ -7,6 +7,7 @@ import { afterEach, expect, test } from "bun:test";
 import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { asNobody, canDropPrivileges, NOBODY_UID } from "./support/as-nobody.ts";
+import { mkfifo } from "./support/fifo.ts";
 import { tempDirectory } from "./support/temp-directory.ts";
 import { BINARY, runTinylb, TinylbProcess } from "./support/tinylb-process.ts";
 import { waitFor } from "./support/wait.ts";
@@ -117,6 +118,34 @@ test("state file at the admin socket path stops check and start", async () => {
   expect(check.exitCode).toBe(2);
   expect(start.exitCode).toBe(2);
   expect(existsSync(socket)).toBe(false);
+});
+
+test("state file that is a folder stops check and start", async () => {
+  const folder = join(directory, "state-folder");
+  mkdirSync(folder);
+  writeFileSync(join(folder, "other-data.txt"), "important");
+  const args = ["--listen", "127.0.0.1:0", "--backend", "a=127.0.0.1:9", "--admin", "off", "--state-file", folder];
+
+  const check = await runTinylb(["check", ...args]);
+  const start = await runTinylb(args);
+
+  expect(check.stderr).toBe(`tinylb: invalid state file ${folder}: it is a folder; name a file in it, such as ${join(folder, "state.json")}\n`);
+  expect(start.stderr).toBe(check.stderr);
+  expect(check.exitCode).toBe(2);
+  expect(start.exitCode).toBe(2);
+  expect(readdirSync(folder)).toEqual(["other-data.txt"]);
+  expect(existsSync(`${folder}.bad`)).toBe(false);
+});
+
+test("check warns about a FIFO state file", async () => {
+  const path = join(directory, "fifo-state.json");
+  mkfifo(path);
+
+  const { exitCode, stdout, stderr } = await runTinylb(["check", "--listen", "127.0.0.1:0", "--backend", "a=127.0.0.1:9", "--admin", "off", "--state-file", path]);
+
+  expect(stderr).toContain(`the state file ${path} is a FIFO (named pipe), not a regular file, so a start ignores it and moves it to ${path}.bad; remove it or pick another path`);
+  expect(stdout).toBe("config OK: 1 backend, 1 listener\n");
+  expect(exitCode).toBe(0);
 });
 
 if (!canDropPrivileges) {

@@ -125,7 +125,7 @@ test.each([
 test.each([
   ["too large", (path: string) => writeFileSync(path, `{"version":1,"backends":[]}${" ".repeat(4 * 1024 * 1024)}`), "the file has 4194331 bytes, more than the 4194304 allowed"],
   ["a FIFO", mkfifo, "it is a FIFO (named pipe), not a regular file; name a regular file or a symlink to one"],
-  ["a folder", (path: string) => mkdirSync(path), "it is a folder, not a file"],
+  ["a symlink to a folder", (path: string) => symlinkSync(tmpdir(), path), "it is a folder, not a file"],
 ])("StateFile moves a file it could not read: %s", (_name, make, problem) => {
   const path = join(tempDir(), "state.json");
   make(path);
@@ -238,13 +238,64 @@ test("StateFile loads a file without savedAt", () => {
   expect(existsSync(`${path}.bad`)).toBe(false);
 });
 
-test("StateFile checkFolder names a missing folder", () => {
+test("StateFile checkPath names a missing folder", () => {
   const dir = tempDir();
   const path = join(dir, "missing-folder", "state.json");
 
-  expect(() => new StateFile(path).checkFolder()).toThrow(ConfigError);
-  expect(() => new StateFile(path).checkFolder()).toThrow(`invalid state file ${path}: the folder ${join(dir, "missing-folder")} does not exist; create it or pick another path`);
-  expect(() => new StateFile(join(dir, "state.json")).checkFolder()).not.toThrow();
+  expect(() => new StateFile(path).checkPath()).toThrow(ConfigError);
+  expect(() => new StateFile(path).checkPath()).toThrow(`invalid state file ${path}: the folder ${join(dir, "missing-folder")} does not exist; create it or pick another path`);
+  expect(() => new StateFile(join(dir, "state.json")).checkPath()).not.toThrow();
+});
+
+test("StateFile checkPath rejects a folder", () => {
+  const dir = tempDir();
+  const link = join(dir, "link");
+  symlinkSync(dir, link);
+
+  expect(() => new StateFile(dir).checkPath()).toThrow(ConfigError);
+  expect(() => new StateFile(dir).checkPath()).toThrow(`invalid state file ${dir}: it is a folder; name a file in it, such as ${join(dir, "state.json")}`);
+  expect(() => new StateFile(link).checkPath()).toThrow(`invalid state file ${link}: it is a folder; name a file in it, such as ${join(link, "state.json")}`);
+});
+
+test("StateFile never moves a folder", () => {
+  const dir = tempDir();
+  const path = join(dir, "state");
+  mkdirSync(path);
+  writeFileSync(join(path, "other-data.txt"), "important");
+  const log = new LogLines();
+  const state = new StateFile(path, log.logger);
+
+  const loaded = state.load();
+  state.save(SET, (id) => SOURCES[id]);
+
+  expect(loaded.size).toBe(0);
+  const read = log.withMessage("read state file failed; starting without saved backends, and nothing is written while a folder is at its path");
+  expect(read.length).toBe(1);
+  expect(read[0]!.err).toBe("it is a folder, not a file");
+  const write = log.withMessage("write state file failed; the running set is not saved until a retry succeeds");
+  expect(write.length).toBe(1);
+  expect(write[0]!.err).toBe("it is a folder, not a file");
+  expect(readdirSync(dir)).toEqual(["state"]);
+  expect(readFileSync(join(path, "other-data.txt"), "utf8")).toBe("important");
+});
+
+test("StateFile does not move a folder that replaced an unread file", () => {
+  const dir = tempDir();
+  const path = join(dir, "state.json");
+  mkfifo(path);
+  const log = new LogLines();
+  const state = new StateFile(path, log.logger);
+
+  state.load();
+  rmSync(path);
+  mkdirSync(path);
+  state.save(SET, (id) => SOURCES[id]);
+
+  const write = log.withMessage("write state file failed; the running set is not saved until a retry succeeds");
+  expect(write.length).toBe(1);
+  expect(write[0]!.err).toBe(`${path} is a folder now, so it is neither moved aside nor replaced; remove it or pick another path for the state file`);
+  expect(statSync(path).isDirectory()).toBe(true);
+  expect(readdirSync(dir)).toEqual(["state.json"]);
 });
 
 test("StateFile logs a failed write once per streak", () => {
