@@ -231,12 +231,25 @@ export class StateFile {
     } catch (error) {
       const code = (error as { code?: string }).code;
       if (code !== "ENOENT") {
-        // The temporary file was written, so the folder is writable: a sticky folder denies the rename of another user's file.
-        const reason = code === "EACCES" || code === "EPERM" ? "permission denied; give the file to the user tinylb runs as (chown), or move it away" : describeFileError(error, "write", this.path);
-        throw new Error(`moving ${this.path}, which was not read in full, to ${this.badCopyPath} failed, so it is not overwritten: ${reason}`, { cause: error });
+        throw new Error(`moving ${this.path}, which was not read in full, to ${this.badCopyPath} failed, so it is not overwritten: ${this.#describeMoveError(error)}`, { cause: error });
       }
     }
     this.#moveBeforeWrite = false;
+  }
+
+  /** Describes why the rename of `#moveUnreadFile` failed, naming the path that caused it, with the fix. */
+  #describeMoveError(error: unknown): string {
+    switch ((error as { code?: string }).code) {
+      case "EACCES":
+      case "EPERM":
+        // The temporary file was written, so the folder is writable: a sticky folder denies the rename of another user's file.
+        return "permission denied; give the file to the user tinylb runs as (chown), or move it away";
+      case "EISDIR":
+        // A file is never moved over a folder, so the folder is at the copy's path.
+        return `${this.badCopyPath} is a folder; remove it or move it away`;
+    }
+
+    return describeFileError(error, "write", this.path);
   }
 
   /** Writes at once a set that `saveSoon` holds back or whose write failed. SIGHUP calls it. */

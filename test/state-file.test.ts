@@ -163,7 +163,7 @@ test("StateFile writes nothing while a file it could not read cannot be moved", 
 
   const warnings = log.withMessage("write state file failed; the running set is not saved until a retry succeeds");
   expect(warnings.length).toBe(1);
-  expect(String(warnings[0]!.err)).toStartWith(`moving ${path}, which was not read in full, to ${path}.bad failed, so it is not overwritten: `);
+  expect(warnings[0]!.err).toBe(`moving ${path}, which was not read in full, to ${path}.bad failed, so it is not overwritten: ${path}.bad is a folder; remove it or move it away`);
   expect(readFileSync(path, "utf8")).toBe(content);
   expect(readdirSync(dir).sort()).toEqual(["state.json", "state.json.bad"]);
 
