@@ -49,7 +49,7 @@ export function checkConfig(cli: CliOptions, logger: Logger): string {
   logger.level = settings.logLevel;
   logger.format = settings.logFormat;
   checkStartSettings(settings, cli);
-  checkDescriptorRoom(settings, cli.configPath !== undefined && settings.providers.watchConfig);
+  checkDescriptorRoom(settings, cli);
   logSettingsWarnings(settings, logger);
   logStateFileWarnings(settings, logger);
 

@@ -1,3 +1,4 @@
+import type { CliOptions } from "./cli.ts";
 import { ConfigError } from "./config.ts";
 import { countOpenDescriptors, DESCRIPTORS_PER_CONNECTION, descriptorReserve, readDescriptorLimit } from "./descriptor-budget.ts";
 import type { Settings } from "./settings.ts";
@@ -59,12 +60,15 @@ export function requiredDescriptorLimit(descriptorsAtStart: number): number {
  * Rejects a start whose descriptor limit (RLIMIT_NOFILE) cannot hold its threads and one
  * connection, before anything is bound or any worker starts. Without the check, relay workers
  * fail with "Failed to listen" or Bun's "ProcessFdQuotaExceeded", and a balancer without workers
- * starts but closes every client.
+ * starts but closes every client. `cli` tells whether the config file is watched and whether
+ * `--workers` or the file's `workers` set the threads.
  *
  * @throws {ConfigError} with the message of `descriptorRoomProblem`.
  */
-export function checkDescriptorRoom(settings: Settings, watchesConfig: boolean): void {
-  const problem = descriptorRoomProblem(settings, watchesConfig, readDescriptorLimit(), countOpenDescriptors());
+export function checkDescriptorRoom(settings: Settings, cli: CliOptions): void {
+  const watchesConfig = cli.configPath !== undefined && settings.providers.watchConfig;
+  const workersFile = cli.workers === undefined ? cli.configPath : undefined;
+  const problem = descriptorRoomProblem(settings, watchesConfig, readDescriptorLimit(), countOpenDescriptors(), workersFile);
   if (problem !== undefined) {
     throw new ConfigError(problem);
   }
@@ -74,9 +78,10 @@ export function checkDescriptorRoom(settings: Settings, watchesConfig: boolean):
  * Returns the error for a descriptor `limit` that cannot hold a start of `settings` and one
  * connection, naming the limit needed and how to raise it, or undefined. The limit and the
  * `open` descriptors are undefined where they cannot be read, or the limit is unlimited, and
- * nothing is checked then.
+ * nothing is checked then. The error names `--workers`, or with `workersFile`, the config file
+ * that sets `workers`.
  */
-export function descriptorRoomProblem(settings: Settings, watchesConfig: boolean, limit: number | undefined, open: number | undefined): string | undefined {
+export function descriptorRoomProblem(settings: Settings, watchesConfig: boolean, limit: number | undefined, open: number | undefined, workersFile?: string): string | undefined {
   if (limit === undefined || open === undefined) {
     return undefined;
   }
@@ -87,7 +92,9 @@ export function descriptorRoomProblem(settings: Settings, watchesConfig: boolean
   }
   const threads = relayThreadCount(settings);
   if (threads > 1) {
-    return `--workers ${threads} needs at least ${needed} file descriptors to start its threads and serve one connection, but the descriptor limit is ${limit}; raise ulimit -n (LimitNOFILE= under systemd) or lower --workers`;
+    const [given, name] = workersFile === undefined ? [`--workers ${threads}`, "--workers"] : [`workers: ${threads} (in ${workersFile})`, "workers"];
+
+    return `${given} needs at least ${needed} file descriptors to start its threads and serve one connection, but the descriptor limit is ${limit}; raise ulimit -n (LimitNOFILE= under systemd) or lower ${name}`;
   }
 
   return `tinylb needs at least ${needed} file descriptors to serve one connection, but the descriptor limit is ${limit}; raise ulimit -n (LimitNOFILE= under systemd)`;

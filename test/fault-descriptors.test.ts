@@ -1,7 +1,12 @@
 import { expect, test } from "bun:test";
 import type { Socket } from "bun";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { cpuTicks, EchoBackend, FaultProcess, openDescriptors } from "./support/fault-peers.ts";
+import { tempDirectory } from "./support/temp-directory.ts";
 import { waitFor } from "./support/wait.ts";
+
+const directory = tempDirectory("tinylb-fault-descriptors-");
 
 const DESCRIPTOR_LIMIT = 64;
 /** More clients than the limit can hold, since each relayed connection takes two descriptors. */
@@ -125,6 +130,20 @@ test.each([
   expect(start.stderr).toStartWith(`tinylb: ${detail}`);
   expect(start.stderr).toContain(`but the descriptor limit is ${limit}; raise ulimit -n (LimitNOFILE= under systemd)`);
   expect(start.stderr.trim().split("\n")).toHaveLength(1);
+  expect(start.exitCode).toBe(2);
+  expect(check.stderr).toBe(start.stderr);
+  expect(check.exitCode).toBe(2);
+}, 30_000);
+
+test("a descriptor limit too low for workers in a file names the file", async () => {
+  const config = join(directory, "workers.yaml");
+  writeFileSync(config, "listen: 127.0.0.1:0\nworkers: 8\nbackends: [{ id: a, target: 127.0.0.1:1 }]\n");
+
+  const start = await runUnderLimit(32, ["--config", config]);
+  const check = await runUnderLimit(32, ["check", "--config", config]);
+
+  expect(start.stderr).toStartWith(`tinylb: workers: 8 (in ${config}) needs at least `);
+  expect(start.stderr).toEndWith("but the descriptor limit is 32; raise ulimit -n (LimitNOFILE= under systemd) or lower workers\n");
   expect(start.exitCode).toBe(2);
   expect(check.stderr).toBe(start.stderr);
   expect(check.exitCode).toBe(2);

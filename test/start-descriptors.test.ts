@@ -48,6 +48,9 @@ test("descriptorRoomProblem names the workers and the fix", () => {
   expect(descriptorRoomProblem(settings, false, 32, 10)).toBe(
     "--workers 8 needs at least 51 file descriptors to start its threads and serve one connection, but the descriptor limit is 32; raise ulimit -n (LimitNOFILE= under systemd) or lower --workers",
   );
+  expect(descriptorRoomProblem(settings, false, 32, 10, "/etc/tinylb/tinylb.yaml")).toBe(
+    "workers: 8 (in /etc/tinylb/tinylb.yaml) needs at least 51 file descriptors to start its threads and serve one connection, but the descriptor limit is 32; raise ulimit -n (LimitNOFILE= under systemd) or lower workers",
+  );
   expect(descriptorRoomProblem(settings, false, 50, 10)).toContain("needs at least 51");
   expect(descriptorRoomProblem(settings, false, 51, 10)).toBeUndefined();
 });
