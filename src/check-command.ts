@@ -25,7 +25,7 @@ config file's syntax, keys and values, the flags, clashing listen, admin and met
 addresses, backends that target a listen address, the probe settings and the files they
 read, the admin address and token file, the state file's folder, a state file path that
 names a file read or a socket bound, the Kubernetes and etcd credentials, and a descriptor
-limit (ulimit -n) too low for the threads and one connection.
+limit (ulimit -n) too low for the threads, the probes and one connection.
 It warns, and still exits 0, when the user running it cannot write the state file's folder
 or read the state file, since a start then runs but cannot save or load it. It binds no
 listener, admin API or metrics server, dials no backend, resolves no DNS name and writes no

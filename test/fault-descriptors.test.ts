@@ -149,6 +149,21 @@ test("a descriptor limit too low for workers in a file names the file", async ()
   expect(check.exitCode).toBe(2);
 }, 30_000);
 
+test("the descriptor limit counts probed backends", async () => {
+  const backends = ["a", "b", "c"].flatMap((id, index) => ["--backend", `${id}=127.0.0.1:${index + 1}`]);
+  const neededFor = async (flags: string[]): Promise<{ needed: number; stderr: string }> => {
+    const { stderr } = await runUnderLimit(8, ["--listen", "127.0.0.1:0", ...backends, ...flags]);
+
+    return { needed: Number(/needs at least (\d+) file descriptors/.exec(stderr)?.[1]), stderr };
+  };
+
+  const unprobed = await neededFor([]);
+  const probed = await neededFor(["--probe", "tcp"]);
+
+  expect(probed.needed).toBe(unprobed.needed + 3);
+  expect(probed.stderr).toContain(`needs at least ${probed.needed} file descriptors to probe 3 backends and serve one connection`);
+}, 30_000);
+
 test.each([
   ["one thread", 1],
   ["four threads", 4],
