@@ -58,7 +58,7 @@ test.each([
   ["500ms", 'idleTimeout: the idle timeout 500ms is shorter than the minimum of 1s; use 1s or more, or off (0) to keep idle connections open'],
   ["30", "idleTimeout: invalid duration 30: add a unit (ms, s, m or h), such as 30s, or use off"],
   ["true", "idleTimeout: expected a duration such as 30s, or off (got true)"],
-  ["[30s]", "idleTimeout: expected a duration such as 30s, or off"],
+  ["[30s]", 'idleTimeout: expected a duration such as 30s, or off (got a list: ["30s"])'],
 ])("idle timeout key rejects %s", (value, message) => {
   const path = configFile(`listen: 127.0.0.1:0\nidleTimeout: ${value}\n`);
 
