@@ -31,6 +31,8 @@ export class StateFile {
   readonly #schedule: WriteSchedule;
   /** Failed writes since the last one that succeeded. */
   #failures = 0;
+  /** Whether a write succeeded since this instance was made. */
+  #written = false;
   /**
    * Whether the file at `path` was not read in full and no copy of it was kept, because it
    * could not be read or the copy failed. The next write then moves it to `badCopyPath` first.
@@ -197,6 +199,7 @@ export class StateFile {
       this.#log.info("state file written again after failures", { file: this.path, failures: this.#failures });
     }
     this.#failures = 0;
+    this.#written = true;
 
     return true;
   }
@@ -261,7 +264,8 @@ export class StateFile {
   close(): void {
     this.#schedule.close();
     if (this.#failures > 0) {
-      this.#log.warn("stopping with the running set not saved; the next start loads the last set written", { file: this.path, failures: this.#failures });
+      const next = this.#written ? "the next start loads the last set written" : "no set was written since this start, so the next start finds the file as it was before";
+      this.#log.warn(`stopping with the running set not saved; ${next}`, { file: this.path, failures: this.#failures });
     }
   }
 

@@ -353,7 +353,7 @@ test.each([
 
   expect(readFileSync(path, "utf8")).toContain('"id": "api-1"');
   expect(log.withMessage("state file written again after failures")[0]!.failures).toBe(1);
-  expect(log.withMessage("stopping with the running set not saved; the next start loads the last set written")).toEqual([]);
+  expect(log.records.filter((record) => String(record.msg).startsWith("stopping with the running set not saved"))).toEqual([]);
   state.close();
 });
 
@@ -370,10 +370,27 @@ test("StateFile close stops retrying a write that still fails", async () => {
   await Bun.sleep(200);
 
   expect(existsSync(path)).toBe(false);
-  const warnings = log.withMessage("stopping with the running set not saved; the next start loads the last set written");
+  const warnings = log.withMessage("stopping with the running set not saved; no set was written since this start, so the next start finds the file as it was before");
   expect(warnings.length).toBe(1);
   expect(warnings[0]!.failures).toBe(2);
   expect(log.withMessage("retrying the state file write later").length).toBe(1);
+});
+
+test("StateFile close after a write names the last set written", () => {
+  const dir = tempDir();
+  const path = join(dir, "state.json");
+  const log = new LogLines();
+  const state = new StateFile(path, log.logger, 1000, fixedBackoff(60_000));
+  state.save(SET, (id) => SOURCES[id]);
+  const written = readFileSync(path, "utf8");
+
+  // A folder at the temporary file's path fails the next write and leaves the file as it was.
+  mkdirSync(`${path}.${process.pid}.tmp`);
+  state.save(new BackendSet([createBackend("newer", "10.0.0.9:1")]), () => "api");
+  state.close();
+
+  expect(log.withMessage("stopping with the running set not saved; the next start loads the last set written").length).toBe(1);
+  expect(readFileSync(path, "utf8")).toBe(written);
 });
 
 test("StateFile saveSoon replaces a failed set", () => {
