@@ -20,7 +20,7 @@ import { checkStateFilePath, filesRead, namedStateFile, socketPaths } from "./st
  * Kubernetes and etcd credentials, and a state file path that is a file read or a socket
  * bound. It reads files only, and writes, binds, dials and resolves nothing, so `tinylb
  * check` runs it too. Returns the cluster credentials it read, so that start-up reads those
- * files once. `cli` tells the settings that flags gave, for the messages.
+ * files once. Its messages name a setting by its flag when `cli` gave it, else by its config key.
  *
  * @throws {ConfigError} naming the setting, the file or the backend that is wrong.
  * @throws {ListenError} when the folder of a Unix socket listen address is missing.

@@ -81,17 +81,26 @@ test("binary adds and removes a backend", async () => {
   expect(await tinylb.stop()).toBe(0);
 });
 
-test("binary add names the serving file entry", async () => {
-  const adminPath = join(directory, "file-admin.sock");
-  const admin = ["--admin", `unix:${adminPath}`];
+/**
+ * Starts a balancer whose config file `NAME.yaml` publishes backend a, with its admin socket
+ * `NAME.sock`, and connects one client to a.
+ */
+async function startWithFileEntry(name: string): Promise<{ admin: string[]; a: TestBackend; configPath: string; tinylb: TinylbProcess; client: TestClient }> {
+  const admin = ["--admin", `unix:${join(directory, `${name}.sock`)}`];
   const a = TestBackend.echo("a");
   cleanup.push(() => a.stop());
-  const configPath = join(directory, "file-wins.yaml");
+  const configPath = join(directory, `${name}.yaml`);
   writeFileSync(configPath, `listen: 127.0.0.1:0\nbackends:\n  - { id: a, target: "${a.target}" }\n`);
   const tinylb = TinylbProcess.start(["--config", configPath, "--no-watch-config", ...admin, "--shutdown-grace", "1s"]);
   cleanup.push(() => tinylb[Symbol.asyncDispose]());
   await tinylb.waitForLog("tinylb started");
   const client = await connectClient(listenedPort(tinylb.stderr));
+
+  return { admin, a, configPath, tinylb, client };
+}
+
+test("binary add names the serving file entry", async () => {
+  const { admin, a, configPath, tinylb, client } = await startWithFileEntry("file-wins");
   const providerOfA = async (): Promise<string | undefined> => {
     const status = await runTinylb(["status", "--json", ...admin]);
 
@@ -117,16 +126,7 @@ test("binary add names the serving file entry", async () => {
 });
 
 test("binary remove names the serving file entry", async () => {
-  const adminPath = join(directory, "file-remove.sock");
-  const admin = ["--admin", `unix:${adminPath}`];
-  const a = TestBackend.echo("a");
-  cleanup.push(() => a.stop());
-  const configPath = join(directory, "file-stays.yaml");
-  writeFileSync(configPath, `listen: 127.0.0.1:0\nbackends:\n  - { id: a, target: "${a.target}" }\n`);
-  const tinylb = TinylbProcess.start(["--config", configPath, "--no-watch-config", ...admin, "--shutdown-grace", "1s"]);
-  cleanup.push(() => tinylb[Symbol.asyncDispose]());
-  await tinylb.waitForLog("tinylb started");
-  const client = await connectClient(listenedPort(tinylb.stderr));
+  const { admin, a, tinylb, client } = await startWithFileEntry("file-stays");
   expect((await runTinylb(["add", "a", a.target, ...admin])).exitCode).toBe(0);
 
   // The admin API's entry goes, and the file's entry keeps serving a with its open connection.
