@@ -337,7 +337,7 @@ function deleteBackend(id: string, context: AdminRouteContext): Response {
   if (backend !== undefined) {
     context.api.delete(id);
 
-    // `servedBy` tells a client such as `tinylb remove` whether another provider's entry keeps serving the id.
+    // `servedBy` lets a client such as `tinylb remove` report whether another provider's entry keeps serving the id.
     return json(200, { ...describe(backend), servedBy: servingEntry(id, context) });
   }
 

@@ -52,8 +52,8 @@ export function parseOffOrDuration(text: string, check: (ms: number) => string |
 }
 
 /**
- * Returns the durations that an error for `text` suggests, all of them accepted by `check`:
- * `text` in seconds when it is a bare number, such as `30s` for `30`, else two of
+ * Returns the durations that an error for `text` suggests, all of them accepted by `check`.
+ * A bare number gets itself in seconds, such as `30s` for `30`. Other text gets two of
  * EXAMPLE_DURATIONS_MS, such as `3s or 30s` for a setting whose minimum is 1 s.
  */
 function acceptedExamples(text: string, check: (ms: number) => string | undefined): string {

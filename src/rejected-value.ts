@@ -34,7 +34,7 @@ export function namesValue(message: string, value: string | number | boolean | b
 const MAX_LIST_ITEMS = 5;
 const MAX_LIST_DEPTH = 3;
 
-/** Longest item that `describeList` shows whole; a longer one is cut and its length given. */
+/** Maximum length of an item that `describeList` shows whole; a longer one is cut and its length given. */
 const MAX_ITEM_CHARS = 60;
 
 /**

@@ -44,7 +44,7 @@ export function stateFileAccessProblems(path: string): string[] {
 /**
  * Describes what keeps `user` from using the state file `file` at `path`, or returns undefined.
  * A file that a start cannot read is moved to `FILE.bad`, unless the sticky bit of its folder
- * denies that (`replaceDenied`), and then nothing is saved, so one message says both.
+ * denies that (`replaceDenied`), and then nothing is saved, so one message reports both.
  */
 function fileProblem(path: string, file: Stats, user: string, replaceDenied: boolean): string | undefined {
   const folder = dirname(path);

@@ -26,7 +26,7 @@ export function removesOrRetargets(before: BackendSet, after: BackendSet): boole
 /**
  * The wait of a config file save that removes or retargets backends: it applies the save
  * only if the file still reads the same text SETTLE_MS later. One save waits at a time, so a
- * file rewritten more often than SETTLE_MS holds such a save back until it rests.
+ * file rewritten more often than SETTLE_MS delays such a save until it rests.
  */
 export class SaveSettle {
   readonly #path: string;
