@@ -337,7 +337,8 @@ function deleteBackend(id: string, context: AdminRouteContext): Response {
   if (backend !== undefined) {
     context.api.delete(id);
 
-    return json(200, describe(backend));
+    // `servedBy` lets a client such as `tinylb remove` report whether another provider's entry keeps serving the id.
+    return json(200, { ...describe(backend), servedBy: servingEntry(id, context) });
   }
 
   const owner = context.union.providerOf(id);

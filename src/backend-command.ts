@@ -27,7 +27,8 @@ ID that another provider (flags, config file, DNS, Kubernetes or etcd) publishes
 another target, and tinylb remove rejects every ID of another provider: change those there.
 When the flags or the config file publish ID with the same TARGET, their entry takes
 precedence and keeps serving ID, and tinylb add says so. The admin API's entry serves once
-they no longer publish ID.
+they no longer publish ID. When another provider still publishes ID after tinylb remove,
+its entry keeps serving ID, and tinylb remove says so.
 
 The admin API's backends exist only in the balancer's memory and, when it runs with
 --state-file FILE, in that file. Without a state file, a restart forgets them.
@@ -96,6 +97,9 @@ interface BackendPutResponse {
   servedBy?: { provider: string; target: string } | null;
 }
 
+/** The response to `DELETE /v1/backends/{id}`: the admin API's entry that was removed, and the entry that serves the id now, or null. */
+type BackendDeleteResponse = Pick<BackendPutResponse, "id" | "target" | "servedBy">;
+
 /** Name of the admin API provider in the union, in logs and in `tinylb status`. */
 const API_PROVIDER = "api";
 
@@ -115,10 +119,23 @@ export function runBackendCommand(cli: CliOptions, output: AdminCommandOutput = 
       return describePut(response) + "\n";
     }
 
-    const removed = (await requestAdmin(admin, tokenFile, "DELETE", path)) as BackendPutResponse;
+    const removed = (await requestAdmin(admin, tokenFile, "DELETE", path)) as BackendDeleteResponse;
 
-    return `removed backend "${removed.id}" (${removed.target})\n`;
+    return describeDelete(removed) + "\n";
   });
+}
+
+/**
+ * Describes the response to `DELETE /v1/backends/{id}` in one line, and which provider's entry
+ * still serves the id when another provider publishes it too.
+ */
+export function describeDelete({ id, target, servedBy }: BackendDeleteResponse): string {
+  const removed = `removed backend "${id}" (${target})`;
+  if (servedBy === undefined || servedBy === null || servedBy.provider === API_PROVIDER) {
+    return removed;
+  }
+
+  return `removed the admin API's backend "${id}" (${target}); provider "${servedBy.provider}" still publishes "${id}", so its entry (${servedBy.target}) keeps serving`;
 }
 
 /**

@@ -69,13 +69,13 @@ export interface BackendSources {
  * own listen addresses are skipped with a warning.
  *
  * @throws {ConfigError} for a backend whose target is a listen address of this tinylb, an admin
- *   address outside loopback without the flags, a bad token file, a state file in a missing folder, or a kubeconfig or etcd TLS file that cannot be used.
+ *   address outside loopback without the flags, a bad token file, a state file path that is in a missing folder, a folder, a file read or a Unix socket, or a kubeconfig or etcd TLS file that cannot be used.
  */
 export async function startBackendSources(cli: CliOptions, settings: Settings, server: Server, logger: Logger): Promise<BackendSources> {
   const log = logger.with({ component: "providers" });
   const options = settings.providers;
   // Fail before any listener is bound.
-  const credentials = checkStartSettings(settings);
+  const credentials = checkStartSettings(settings, cli);
   const listening = (): Address[] => [...settings.listen, ...server.listeners.map((listener) => listener.address)];
 
   // A provider's first set finds backends that were serving already, so they begin no slow start.

@@ -1,5 +1,6 @@
 import { type Logger, silentLogger } from "./logger.ts";
 import type { Server } from "./server.ts";
+import { slowStartOf } from "./slow-start-setting.ts";
 import { relayWorkersOf } from "./worker-pool.ts";
 
 /** The states an operator can put a backend in: in the rotation, or out of it. */
@@ -15,6 +16,8 @@ export interface BackendStateChange {
   changed: boolean;
   /** Connections closed in every thread; present only when closing them was requested. */
   closedConnections?: number;
+  /** Milliseconds of the slow start window that the enable began; present only when it began one. */
+  slowStartMs?: number;
 }
 
 /** The reason given to each connection that a disable with `closeConnections` closes. */
@@ -76,7 +79,11 @@ export class BackendStates {
     this.#logChange(result, fields);
     if (changed && state === "enabled") {
       // Like a backend that returns healthy, one that was out of the rotation has few connections.
-      this.#server.slowStart.begin([backend], "enabled again");
+      const slowStart = this.#server.slowStart;
+      slowStart.begin([backend], "enabled again");
+      if (slowStart.remainingMs(backend) !== undefined) {
+        result.slowStartMs = slowStartOf(slowStart.settings, id);
+      }
     }
 
     return result;

@@ -23,8 +23,9 @@ Usage:
 Takes every option of a start (see tinylb --help) and validates them as a start does: the
 config file's syntax, keys and values, the flags, clashing listen, admin and metrics
 addresses, backends that target a listen address, the probe settings and the files they
-read, the admin address and token file, the state file's folder, the Kubernetes and etcd
-credentials, and a descriptor limit (ulimit -n) too low for the threads and one connection.
+read, the admin address and token file, the state file's folder, a state file path that
+names a file read or a socket bound, the Kubernetes and etcd credentials, and a descriptor
+limit (ulimit -n) too low for the threads, the probes and one connection.
 It warns, and still exits 0, when the user running it cannot write the state file's folder
 or read the state file, since a start then runs but cannot save or load it. It binds no
 listener, admin API or metrics server, dials no backend, resolves no DNS name and writes no
@@ -47,8 +48,8 @@ export function checkConfig(cli: CliOptions, logger: Logger): string {
   const settings = resolveSettings(cli);
   logger.level = settings.logLevel;
   logger.format = settings.logFormat;
-  checkStartSettings(settings);
-  checkDescriptorRoom(settings, cli.configPath !== undefined && settings.providers.watchConfig);
+  checkStartSettings(settings, cli);
+  checkDescriptorRoom(settings, cli);
   logSettingsWarnings(settings, logger);
   logStateFileWarnings(settings, logger);
 

@@ -16,7 +16,7 @@ import { type ProviderFileConfig, providerFileKeys, toProviderFileConfig } from 
 import { PROXY_PROTOCOL_MODES, type ProxyProtocolMode } from "./proxy-protocol.ts";
 import { parseSlowStart } from "./slow-start-setting.ts";
 import { formatFieldPath, plainIssueMessage } from "./zod-messages.ts";
-import { namesValue } from "./rejected-value.ts";
+import { describeList, namesValue } from "./rejected-value.ts";
 import { clusterProviderFileKeys, type EtcdSettings, type KubernetesSettings } from "./cluster-provider-keys.ts";
 
 /** A config file that cannot be read, parsed or validated; the message names the file, field and value. */
@@ -490,6 +490,13 @@ function describeIssue(issue: z.core.$ZodIssue): string {
 
   const field = formatFieldPath(issue.path, "(top level)");
   const input = "input" in issue ? issue.input : undefined;
+  if (Array.isArray(input) && issue.code !== "too_small" && issue.code !== "too_big") {
+    // A list where a single value is expected, such as `slowStart: [1s]`, which YAML reads as a list.
+    const list = describeList(input);
+    const message = issue.message.endsWith("got a list") ? `${issue.message}: ${list}` : `${issue.message} (got a list: ${list})`;
+
+    return `${field}: ${shortened(message, MAX_MESSAGE_CHARS)}`;
+  }
   // Objects are not shown: String() of a deeply nested array overflows the stack.
   if (input === undefined || typeof input === "object" || typeof input === "function") {
     return `${field}: ${issue.message}`;

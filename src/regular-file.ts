@@ -58,7 +58,8 @@ function rejectIrregular(stats: Stats): void {
   throw new Error(`it is ${describeFileType(stats)}, not a regular file; name a regular file or a symlink to one`);
 }
 
-function describeFileType(stats: Stats): string {
+/** Names the kind of a file that is neither a regular file nor a folder, such as "a FIFO (named pipe)". */
+export function describeFileType(stats: Stats): string {
   if (stats.isFIFO()) {
     return "a FIFO (named pipe)";
   }

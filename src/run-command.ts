@@ -38,7 +38,7 @@ export async function runBalancer(cli: CliOptions, logger: Logger): Promise<Runn
   const log = logger.with({ component: "main" });
   const threads = relayThreadCount(settings);
   // Before the listen locks, so that it counts the open descriptors that `tinylb check` counts.
-  checkDescriptorRoom(settings, cli.configPath !== undefined && settings.providers.watchConfig);
+  checkDescriptorRoom(settings, cli);
 
   const server = new Server({
     listen: settings.listen,

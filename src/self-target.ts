@@ -5,7 +5,7 @@ import type { Backend } from "./backend.ts";
 import { BackendSet } from "./backend-set.ts";
 import type { Logger } from "./logger.ts";
 import type { PublishBackendSet } from "./providers/provider.ts";
-import { canonicalSocketPath } from "./socket-path.ts";
+import { canonicalPath } from "./canonical-path.ts";
 
 /**
  * Finds the first backend whose target is one of tinylb's own listen addresses. Each connection
@@ -13,7 +13,7 @@ import { canonicalSocketPath } from "./socket-path.ts";
  * naming the backend id, its target and the listen address, or undefined.
  *
  * A target matches a listener on the same Unix socket path, or on the same port with the same
- * host. Unix socket paths are compared as `canonicalSocketPath` spells them, so a path through
+ * host. Unix socket paths are compared as `canonicalPath` spells them, so a path through
  * a symlinked folder or a symlink to the socket matches. Hosts are compared as `canonicalHost` spells them, so `[0:0::1]` is `[::1]` and
  * `[::ffff:127.0.0.1]` is 127.0.0.1. `localhost` counts as 127.0.0.1 and ::1. A listener on
  * `0.0.0.0` also matches every IPv4 address of this machine's interfaces, and one on `::` every
@@ -88,7 +88,7 @@ export function skipSelfTargets(provider: string, publish: PublishBackendSet, li
 
 function reaches(target: Address, listener: Address, local: ReadonlySet<string>): boolean {
   if (target.kind === "unix" || listener.kind === "unix") {
-    return target.kind === "unix" && listener.kind === "unix" && canonicalSocketPath(target.path) === canonicalSocketPath(listener.path);
+    return target.kind === "unix" && listener.kind === "unix" && canonicalPath(target.path) === canonicalPath(listener.path);
   }
   if (target.port !== listener.port) {
     return false;

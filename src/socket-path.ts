@@ -4,8 +4,8 @@
  * and the causes of a failed bind of one.
  */
 
-import { readlinkSync, realpathSync, statSync } from "node:fs";
-import { basename, dirname, join, resolve } from "node:path";
+import { statSync } from "node:fs";
+import { dirname } from "node:path";
 
 /** Maximum length in bytes of a Unix socket path on Linux: sun_path has 108 bytes, one of them the final NUL. */
 export const MAX_SOCKET_PATH_BYTES = 107;
@@ -106,43 +106,4 @@ function firstFileAmongFolders(folder: string): string | undefined {
   }
 
   return undefined;
-}
-
-/**
- * Returns one spelling of the socket path `path`, so that two paths of one socket compare
- * equal: its real path, with symlinks resolved, since connect(2) follows a symlink to a
- * socket. A symlink to a socket not bound yet is followed to the path it names. While that
- * file does not exist, the result is the real path of its folder plus the file name, and
- * while the folder does not exist either, the path made absolute and normalized.
- */
-export function canonicalSocketPath(path: string): string {
-  try {
-    return realpathSync(path);
-  } catch {
-    // The file is not there yet, such as a listen socket before its first bind.
-  }
-  const final = followLinks(resolve(path));
-  try {
-    return join(realpathSync(dirname(final)), basename(final));
-  } catch {
-    return final;
-  }
-}
-
-/** Symlinks followed at most, as Linux's own limit for a path lookup (MAXSYMLINKS). */
-const MAX_LINKS = 40;
-
-/** Follows `path` while it is a symlink, to the path a connect would reach once that file exists. */
-function followLinks(path: string): string {
-  let current = path;
-  for (let hop = 0; hop < MAX_LINKS; hop++) {
-    try {
-      current = resolve(dirname(current), readlinkSync(current));
-    } catch {
-      // Not a symlink, or not there: this is the file a connect would reach.
-      return current;
-    }
-  }
-
-  return current;
 }

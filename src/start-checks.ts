@@ -1,6 +1,7 @@
 import { dirname } from "node:path";
 import { formatAddress } from "./address.ts";
 import { checkAdminAddress, readTokenFile } from "./admin-server.ts";
+import type { CliOptions } from "./cli.ts";
 import { type ClusterCredentials, loadClusterCredentials } from "./cluster-providers.ts";
 import { ConfigError } from "./config.ts";
 import { describeListenError, ListenError } from "./listener.ts";
@@ -10,19 +11,21 @@ import { findSelfTarget } from "./self-target.ts";
 import { socketFolderErrorCode } from "./socket-path.ts";
 import type { Settings } from "./settings.ts";
 import { StateFile } from "./state-file.ts";
+import { checkStateFilePath, filesRead, namedStateFile, socketPaths } from "./state-file-path.ts";
 
 /**
  * Checks what start-up reads besides the flags and the config file, before anything is
  * bound: the admin address and its token file, backends whose target is one of the listen
- * addresses, the state file's folder, the folders of Unix socket listen addresses, and the
- * Kubernetes and etcd credentials. It reads files only, and writes, binds, dials and
- * resolves nothing, so `tinylb check` runs it too. Returns the cluster credentials it read,
- * so that start-up reads those files once.
+ * addresses, the state file's folder, the folders of Unix socket listen addresses, the
+ * Kubernetes and etcd credentials, and a state file path that is a file read or a socket
+ * bound. It reads files only, and writes, binds, dials and resolves nothing, so `tinylb
+ * check` runs it too. Returns the cluster credentials it read, so that start-up reads those
+ * files once. Its messages name a setting by its flag when `cli` gave it, else by its config key.
  *
  * @throws {ConfigError} naming the setting, the file or the backend that is wrong.
  * @throws {ListenError} when the folder of a Unix socket listen address is missing.
  */
-export function checkStartSettings(settings: Settings): ClusterCredentials {
+export function checkStartSettings(settings: Settings, cli: CliOptions): ClusterCredentials {
   const options = settings.providers;
   if (options.admin !== "off") {
     checkAdminAddress(options.admin, options.adminAllowPublic, options.adminTokenFile);
@@ -36,11 +39,16 @@ export function checkStartSettings(settings: Settings): ClusterCredentials {
     throw new ConfigError(`invalid backend: ${selfTarget}`);
   }
   if (options.stateFile !== undefined) {
-    new StateFile(options.stateFile).checkFolder();
+    new StateFile(options.stateFile).checkPath();
   }
   checkUnixListenFolders(settings);
+  const credentials = loadClusterCredentials(settings);
+  const stateFile = namedStateFile(cli, settings);
+  if (stateFile !== undefined) {
+    checkStateFilePath(stateFile, filesRead(cli, settings, credentials), socketPaths(cli, settings));
+  }
 
-  return loadClusterCredentials(settings);
+  return credentials;
 }
 
 /**

@@ -1,6 +1,9 @@
+import type { CliOptions } from "./cli.ts";
 import { ConfigError } from "./config.ts";
 import { countOpenDescriptors, DESCRIPTORS_PER_CONNECTION, descriptorReserve, readDescriptorLimit } from "./descriptor-budget.ts";
+import { resolveProbeSettings } from "./probes/probe.ts";
 import type { Settings } from "./settings.ts";
+import { joinWords } from "./word-lists.ts";
 import { relayThreadCount } from "./worker-pool.ts";
 
 /**
@@ -42,6 +45,20 @@ export function startDescriptors(settings: Settings, watchesConfig: boolean, ope
 }
 
 /**
+ * Counts the descriptors that the probes of `settings` can hold at once: a socket per backend of
+ * the flags and the config file that has a probe. A backend's probes never overlap (see
+ * `ProbeLoop`), but those of different backends may all be in flight at once, as right after
+ * start, when every backend is probed at the same moment.
+ * NOTE: backends that the state file, the admin API, DNS, Kubernetes or etcd add are not known
+ * before start, so their probes are not counted.
+ */
+export function probeDescriptors(settings: Settings): number {
+  const check = settings.health.check;
+
+  return settings.backends.backends.filter((backend) => resolveProbeSettings(check.probe, check.probeOverrides?.get(backend.id)) !== undefined).length;
+}
+
+/**
  * Returns the smallest descriptor limit under which a start of `settings` serves one connection:
  * its descriptors at start, two for the connection, and the reserve that the descriptor guard
  * keeps free (see `DescriptorBudget`), which grows with the limit.
@@ -59,12 +76,15 @@ export function requiredDescriptorLimit(descriptorsAtStart: number): number {
  * Rejects a start whose descriptor limit (RLIMIT_NOFILE) cannot hold its threads and one
  * connection, before anything is bound or any worker starts. Without the check, relay workers
  * fail with "Failed to listen" or Bun's "ProcessFdQuotaExceeded", and a balancer without workers
- * starts but closes every client.
+ * starts but closes every client. It reads from `cli` whether the config file is watched and
+ * whether `--workers` or the file's `workers` set the threads.
  *
  * @throws {ConfigError} with the message of `descriptorRoomProblem`.
  */
-export function checkDescriptorRoom(settings: Settings, watchesConfig: boolean): void {
-  const problem = descriptorRoomProblem(settings, watchesConfig, readDescriptorLimit(), countOpenDescriptors());
+export function checkDescriptorRoom(settings: Settings, cli: CliOptions): void {
+  const watchesConfig = cli.configPath !== undefined && settings.providers.watchConfig;
+  const workersFile = cli.workers === undefined ? cli.configPath : undefined;
+  const problem = descriptorRoomProblem(settings, watchesConfig, readDescriptorLimit(), countOpenDescriptors(), workersFile);
   if (problem !== undefined) {
     throw new ConfigError(problem);
   }
@@ -74,21 +94,27 @@ export function checkDescriptorRoom(settings: Settings, watchesConfig: boolean):
  * Returns the error for a descriptor `limit` that cannot hold a start of `settings` and one
  * connection, naming the limit needed and how to raise it, or undefined. The limit and the
  * `open` descriptors are undefined where they cannot be read, or the limit is unlimited, and
- * nothing is checked then.
+ * nothing is checked then. The error names `--workers`, or with `workersFile`, the config file
+ * that sets `workers`.
  */
-export function descriptorRoomProblem(settings: Settings, watchesConfig: boolean, limit: number | undefined, open: number | undefined): string | undefined {
+export function descriptorRoomProblem(settings: Settings, watchesConfig: boolean, limit: number | undefined, open: number | undefined, workersFile?: string): string | undefined {
   if (limit === undefined || open === undefined) {
     return undefined;
   }
 
-  const needed = requiredDescriptorLimit(startDescriptors(settings, watchesConfig, open));
+  const probes = probeDescriptors(settings);
+  const needed = requiredDescriptorLimit(startDescriptors(settings, watchesConfig, open) + probes);
   if (limit >= needed) {
     return undefined;
   }
   const threads = relayThreadCount(settings);
+  const purposes = [...(threads > 1 ? ["start its threads"] : []), ...(probes > 0 ? [`probe ${probes} backend${probes === 1 ? "" : "s"}`] : []), "serve one connection"];
+  const needs = `needs at least ${needed} file descriptors to ${joinWords(purposes, "and")}, but the descriptor limit is ${limit}; raise ulimit -n (LimitNOFILE= under systemd)`;
   if (threads > 1) {
-    return `--workers ${threads} needs at least ${needed} file descriptors to start its threads and serve one connection, but the descriptor limit is ${limit}; raise ulimit -n (LimitNOFILE= under systemd) or lower --workers`;
+    const [given, name] = workersFile === undefined ? [`--workers ${threads}`, "--workers"] : [`workers: ${threads} (in ${workersFile})`, "workers"];
+
+    return `${given} ${needs} or lower ${name}`;
   }
 
-  return `tinylb needs at least ${needed} file descriptors to serve one connection, but the descriptor limit is ${limit}; raise ulimit -n (LimitNOFILE= under systemd)`;
+  return `tinylb ${needs}`;
 }

@@ -1,5 +1,6 @@
-import { accessSync, constants, statSync } from "node:fs";
+import { accessSync, constants, type Stats, statSync } from "node:fs";
 import { dirname } from "node:path";
+import { describeFileType } from "./regular-file.ts";
 
 /** The sticky bit of a mode (S_ISVTX), which node:fs does not export. */
 const STICKY_BIT = 0o1000;
@@ -8,8 +9,8 @@ const STICKY_BIT = 0o1000;
  * Lists what would keep the user running this process from using the state file at `path`,
  * for `tinylb check`. That is a folder it cannot write, so no write could succeed, or a file
  * it cannot read, so a start would begin without the saved backends. It is also a file of
- * another user in a sticky folder, which only that user may replace. It checks with
- * access(2) and stat(2) and writes nothing.
+ * another user in a sticky folder, which only that user may replace, and a FIFO, device or
+ * socket, which a start does not read. It checks with access(2) and stat(2) and writes nothing.
  *
  * The file itself needs no write permission, since each write renames a new file over it.
  */
@@ -32,15 +33,39 @@ export function stateFileAccessProblems(path: string): string[] {
   if (file === undefined) {
     return problems;
   }
-  const fileCode = accessErrorCode(path, constants.R_OK);
-  if (fileCode !== undefined) {
-    problems.push(`the state file ${path} is not readable (${fileCode}) by ${user}, so a start as this user ignores its saved backends and moves it to ${path}.bad; make it readable by the user tinylb runs as`);
-  }
-  if (folderCode === undefined && isReplaceDenied(folder, file.uid)) {
-    problems.push(`the state file ${path} belongs to uid ${file.uid} in the sticky folder ${folder}, so ${user} cannot replace it; give the file to the user tinylb runs as (chown)`);
+  const problem = fileProblem(path, file, user, folderCode === undefined && isReplaceDenied(folder, file.uid));
+  if (problem !== undefined) {
+    problems.push(problem);
   }
 
   return problems;
+}
+
+/**
+ * Describes what keeps `user` from using the state file `file` at `path`, or returns undefined.
+ * A file that a start cannot read is moved to `FILE.bad`, unless the sticky bit of its folder
+ * denies that (`replaceDenied`), and then nothing is saved, so one message reports both.
+ */
+function fileProblem(path: string, file: Stats, user: string, replaceDenied: boolean): string | undefined {
+  const folder = dirname(path);
+  const irregular = !file.isFile() && !file.isDirectory();
+  const readCode = irregular ? undefined : accessErrorCode(path, constants.R_OK);
+  const sticky = `belongs to uid ${file.uid} in the sticky folder ${folder}`;
+  const chown = "give the file to the user tinylb runs as (chown)";
+  if (irregular) {
+    const type = `is ${describeFileType(file)}, not a regular file`;
+
+    return replaceDenied
+      ? `the state file ${path} ${type}, and ${sticky}, so a start as ${user} ignores it, can neither move it aside nor replace it, and saves nothing; ${chown}, or pick another path`
+      : `the state file ${path} ${type}, so a start ignores it and moves it to ${path}.bad; remove it or pick another path`;
+  }
+  if (readCode !== undefined) {
+    return replaceDenied
+      ? `the state file ${path} is not readable (${readCode}) by ${user} and ${sticky}, so a start as this user ignores its saved backends, can neither move it aside nor replace it, and saves nothing; ${chown}`
+      : `the state file ${path} is not readable (${readCode}) by ${user}, so a start as this user ignores its saved backends and moves it to ${path}.bad; make it readable by the user tinylb runs as`;
+  }
+
+  return replaceDenied ? `the state file ${path} ${sticky}, so ${user} cannot replace it; ${chown}` : undefined;
 }
 
 /** Returns the errno code of access(2) on `path` for `mode`, or undefined when access is granted. */

@@ -1,5 +1,5 @@
-import { closeSync, fsyncSync, openSync, renameSync, statSync, unlinkSync, writeFileSync, writeSync } from "node:fs";
-import { dirname } from "node:path";
+import { closeSync, fsyncSync, lstatSync, openSync, renameSync, statSync, unlinkSync, writeFileSync, writeSync } from "node:fs";
+import { dirname, join } from "node:path";
 import type { Backend } from "./backend.ts";
 import { BackendSet } from "./backend-set.ts";
 import { ConfigError } from "./config.ts";
@@ -31,6 +31,8 @@ export class StateFile {
   readonly #schedule: WriteSchedule;
   /** Failed writes since the last one that succeeded. */
   #failures = 0;
+  /** Whether a write succeeded since this instance was made. */
+  #written = false;
   /**
    * Whether the file at `path` was not read in full and no copy of it was kept, because it
    * could not be read or the copy failed. The next write then moves it to `badCopyPath` first.
@@ -56,12 +58,13 @@ export class StateFile {
   }
 
   /**
-   * Checks that the folder of the state file exists, so a wrong path stops start-up
-   * instead of failing every write.
+   * Checks that the folder of the state file exists and that the path itself is not a folder,
+   * so a wrong path stops start-up instead of failing every write.
    *
-   * @throws {ConfigError} naming the folder when it does not exist or is not a folder.
+   * @throws {ConfigError} naming the folder when it does not exist or is not a folder, or the
+   *   path when it is a folder.
    */
-  checkFolder(): void {
+  checkPath(): void {
     const folder = dirname(this.path);
     let isFolder: boolean;
     try {
@@ -72,6 +75,9 @@ export class StateFile {
     if (!isFolder) {
       throw new ConfigError(`invalid state file ${this.path}: ${folder} is not a folder; pick a path in an existing folder`);
     }
+    if (isFolderAt(this.path, true)) {
+      throw new ConfigError(`invalid state file ${this.path}: it is a folder; name a file in it, such as ${join(this.path, "state.json")}`);
+    }
   }
 
   /**
@@ -80,7 +86,7 @@ export class StateFile {
    * entries are skipped, because the state only helps start-up and must never stop it.
    * A file that was not read in full is kept at `badCopyPath`, replacing an earlier copy. An
    * invalid one is copied there now. One that could not be read (no permission, too large,
-   * not a regular file) is moved there by the first write. Entries that `check` rejects
+   * not a regular file) is moved there by the first write, unless it is a folder. Entries that `check` rejects
    * count as invalid.
    */
   load(check?: SavedBackendCheck): Map<string, BackendSet> {
@@ -89,11 +95,11 @@ export class StateFile {
       text = readRegularFile(this.path, MAX_STATE_BYTES).toString("utf8");
     } catch (error) {
       if ((error as { code?: string }).code !== "ENOENT") {
-        this.#moveBeforeWrite = true;
-        this.#log.warn(`read state file failed; starting without saved backends, and the first write moves the file to ${this.badCopyPath}`, {
-          file: this.path,
-          err: describeFileError(error),
-        });
+        // A folder is never moved aside, and each write fails on it until it is gone.
+        const folder = isFolderAt(this.path, false);
+        this.#moveBeforeWrite = !folder;
+        const next = folder ? "and nothing is written while a folder is at its path" : `and the first write moves the file to ${this.badCopyPath}`;
+        this.#log.warn(`read state file failed; starting without saved backends, ${next}`, { file: this.path, err: describeFileError(error) });
       }
 
       return new Map();
@@ -193,6 +199,7 @@ export class StateFile {
       this.#log.info("state file written again after failures", { file: this.path, failures: this.#failures });
     }
     this.#failures = 0;
+    this.#written = true;
 
     return true;
   }
@@ -217,18 +224,35 @@ export class StateFile {
     if (!this.#moveBeforeWrite) {
       return;
     }
+    // NOTE: a folder swapped in between this check and the rename would still be moved.
+    if (isFolderAt(this.path, false)) {
+      throw new Error(`${this.path} is a folder now, so it is neither moved aside nor replaced; remove it or pick another path for the state file`);
+    }
     try {
       renameSync(this.path, this.badCopyPath);
       this.#log.warn("moved the state file that was not read in full aside before writing the running set", { file: this.path, copy: this.badCopyPath });
     } catch (error) {
       const code = (error as { code?: string }).code;
       if (code !== "ENOENT") {
-        // The temporary file was written, so the folder is writable: a sticky folder denies the rename of another user's file.
-        const reason = code === "EACCES" || code === "EPERM" ? "permission denied; give the file to the user tinylb runs as (chown), or move it away" : describeFileError(error, "write", this.path);
-        throw new Error(`moving ${this.path}, which was not read in full, to ${this.badCopyPath} failed, so it is not overwritten: ${reason}`, { cause: error });
+        throw new Error(`moving ${this.path}, which was not read in full, to ${this.badCopyPath} failed, so it is not overwritten: ${this.#describeMoveError(error)}`, { cause: error });
       }
     }
     this.#moveBeforeWrite = false;
+  }
+
+  /** Describes why the rename of `#moveUnreadFile` failed, naming the path that caused it, with the fix. */
+  #describeMoveError(error: unknown): string {
+    switch ((error as { code?: string }).code) {
+      case "EACCES":
+      case "EPERM":
+        // The temporary file was written, so the folder is writable: a sticky folder denies the rename of another user's file.
+        return "permission denied; give the file to the user tinylb runs as (chown), or move it away";
+      case "EISDIR":
+        // A file is never moved over a folder, so the folder is at the copy's path.
+        return `${this.badCopyPath} is a folder; remove it or move it away`;
+    }
+
+    return describeFileError(error, "write", this.path);
   }
 
   /** Writes at once a set that `saveSoon` holds back or whose write failed. SIGHUP calls it. */
@@ -240,7 +264,8 @@ export class StateFile {
   close(): void {
     this.#schedule.close();
     if (this.#failures > 0) {
-      this.#log.warn("stopping with the running set not saved; the next start loads the last set written", { file: this.path, failures: this.#failures });
+      const next = this.#written ? "the next start loads the last set written" : "no set was written since this start, so the next start finds the file as it was before";
+      this.#log.warn(`stopping with the running set not saved; ${next}`, { file: this.path, failures: this.#failures });
     }
   }
 
@@ -263,6 +288,16 @@ export class StateFile {
     } catch {
       // Never created, or already gone.
     }
+  }
+}
+
+/** Returns whether `path`, or with `followLinks` the file a symlink there names, is a folder. False when it cannot be checked. */
+function isFolderAt(path: string, followLinks: boolean): boolean {
+  try {
+    return (followLinks ? statSync : lstatSync)(path, { throwIfNoEntry: false })?.isDirectory() === true;
+  } catch {
+    // The folder above cannot be searched; the read or the write reports it.
+    return false;
   }
 }
 

@@ -179,7 +179,7 @@ describe.each(["unix", "tcp"] as const)("admin API over %s", (transport) => {
 
     const deleted = await request("/v1/backends/b", { method: "DELETE" });
     expect(deleted.status).toBe(200);
-    expect(await deleted.json()).toEqual({ id: "b", target: scenario.target("c") });
+    expect(await deleted.json()).toEqual({ id: "b", target: scenario.target("c"), servedBy: null });
     expect(scenario.running).toBe(`a=${scenario.target("a")}`);
 
     const single = await request("/v1/backends/a");

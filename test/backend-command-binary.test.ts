@@ -81,17 +81,26 @@ test("binary adds and removes a backend", async () => {
   expect(await tinylb.stop()).toBe(0);
 });
 
-test("binary add names the serving file entry", async () => {
-  const adminPath = join(directory, "file-admin.sock");
-  const admin = ["--admin", `unix:${adminPath}`];
+/**
+ * Starts a balancer whose config file `NAME.yaml` publishes backend a, with its admin socket
+ * `NAME.sock`, and connects one client to a.
+ */
+async function startWithFileEntry(name: string): Promise<{ admin: string[]; a: TestBackend; configPath: string; tinylb: TinylbProcess; client: TestClient }> {
+  const admin = ["--admin", `unix:${join(directory, `${name}.sock`)}`];
   const a = TestBackend.echo("a");
   cleanup.push(() => a.stop());
-  const configPath = join(directory, "file-wins.yaml");
+  const configPath = join(directory, `${name}.yaml`);
   writeFileSync(configPath, `listen: 127.0.0.1:0\nbackends:\n  - { id: a, target: "${a.target}" }\n`);
   const tinylb = TinylbProcess.start(["--config", configPath, "--no-watch-config", ...admin, "--shutdown-grace", "1s"]);
   cleanup.push(() => tinylb[Symbol.asyncDispose]());
   await tinylb.waitForLog("tinylb started");
   const client = await connectClient(listenedPort(tinylb.stderr));
+
+  return { admin, a, configPath, tinylb, client };
+}
+
+test("binary add names the serving file entry", async () => {
+  const { admin, a, configPath, tinylb, client } = await startWithFileEntry("file-wins");
   const providerOfA = async (): Promise<string | undefined> => {
     const status = await runTinylb(["status", "--json", ...admin]);
 
@@ -112,6 +121,23 @@ test("binary add names the serving file entry", async () => {
   client.socket.write("still open\n");
   await waitFor("an echo through a", () => client.received.includes("still open\n"));
   expect(client.closed).toBe(false);
+
+  expect(await tinylb.stop()).toBe(0);
+});
+
+test("binary remove names the serving file entry", async () => {
+  const { admin, a, tinylb, client } = await startWithFileEntry("file-stays");
+  expect((await runTinylb(["add", "a", a.target, ...admin])).exitCode).toBe(0);
+
+  // The admin API's entry goes, and the file's entry keeps serving a with its open connection.
+  const removed = await runTinylb(["remove", "a", ...admin]);
+  expect(removed.stderr).toBe("");
+  expect(removed.stdout).toBe(`removed the admin API's backend "a" (${a.target}); provider "file" still publishes "a", so its entry (${a.target}) keeps serving\n`);
+  expect(removed.exitCode).toBe(0);
+  const status = await runTinylb(["status", "--json", ...admin]);
+  expect((JSON.parse(status.stdout) as BalancerStatus).backends.map((backend) => [backend.id, backend.provider])).toEqual([["a", "file"]]);
+  client.socket.write("still open\n");
+  await waitFor("an echo through a", () => client.received.includes("still open\n"));
 
   expect(await tinylb.stop()).toBe(0);
 });

@@ -1,7 +1,7 @@
 import { afterEach, expect, test } from "bun:test";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { describePut, parseBackendCommandArgs, runBackendCommand } from "../src/backend-command.ts";
+import { describeDelete, describePut, parseBackendCommandArgs, runBackendCommand } from "../src/backend-command.ts";
 import { parseArgs } from "../src/cli.ts";
 import { type CommandResult, runInProcess } from "./support/admin-command-output.ts";
 import { type AdminFixture, type AdminFixtureOptions, startAdminFixture } from "./support/admin-fixture.ts";
@@ -70,6 +70,18 @@ test.each([
   ],
 ] as const)("describePut %p", (fields, expected) => {
   expect(describePut({ id: "x", target: "127.0.0.1:9", ...fields })).toBe(expected);
+});
+
+test.each([
+  [{}, 'removed backend "x" (127.0.0.1:9)'],
+  [{ servedBy: null }, 'removed backend "x" (127.0.0.1:9)'],
+  [{ servedBy: { provider: "api", target: "127.0.0.1:9" } }, 'removed backend "x" (127.0.0.1:9)'],
+  [
+    { servedBy: { provider: "file", target: "127.0.0.1:8" } },
+    'removed the admin API\'s backend "x" (127.0.0.1:9); provider "file" still publishes "x", so its entry (127.0.0.1:8) keeps serving',
+  ],
+] as const)("describeDelete %p", (fields, expected) => {
+  expect(describeDelete({ id: "x", target: "127.0.0.1:9", ...fields })).toBe(expected);
 });
 
 test("add and remove change a balancer", async () => {

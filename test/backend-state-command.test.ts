@@ -57,6 +57,10 @@ test.each([
   [{ state: "disabled", changed: false }, 'backend "a" (127.0.0.1:9) was disabled already; nothing changed'],
   [{ state: "disabled", changed: false, closedConnections: 2 }, 'backend "a" (127.0.0.1:9) was disabled already; 2 connections opened for it were closed'],
   [{ state: "enabled", changed: true }, 'enabled backend "a" (127.0.0.1:9): the rotation hands it out again'],
+  [
+    { state: "enabled", changed: true, slowStartMs: 30_000 },
+    'enabled backend "a" (127.0.0.1:9): the rotation hands it out again, with a slow start: its share of new clients grows from 10% to a full share over 30s',
+  ],
   [{ state: "enabled", changed: false }, 'backend "a" (127.0.0.1:9) was enabled already; nothing changed'],
 ] as const)("describeStateChange %p", (change, expected) => {
   expect(describeStateChange({ id: "a", target: "127.0.0.1:9", ...change } as BackendStateChange)).toBe(expected);

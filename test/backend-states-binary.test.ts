@@ -122,3 +122,24 @@ test("disable without a balancer exits 1", async () => {
   expect(result.stderr).toBe(`tinylb disable: no balancer responds on unix:${socket} (the socket does not exist); is tinylb running? Pass --admin ADDR for another address\n`);
   expect(result.exitCode).toBe(1);
 });
+
+test("enable names the slow start it begins", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "tinylb-enable-slow-"));
+  cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
+  const adminPath = join(dir, "admin.sock");
+  const admin = ["--admin", `unix:${adminPath}`];
+  const [a, b] = ["a", "b"].map((id) => TestBackend.echo(id)) as [TestBackend, TestBackend];
+  cleanup.push(() => [a, b].forEach((backend) => backend.stop()));
+  const tinylb = TinylbProcess.start(["--listen", "127.0.0.1:0", "--backend", `a=${a.target}`, "--backend", `b=${b.target}`, "--slow-start", "20s", ...admin, "--shutdown-grace", "0"]);
+  cleanup.push(() => tinylb[Symbol.asyncDispose]());
+  await tinylb.waitForLog("tinylb started");
+  expect((await runTinylb(["disable", "b", ...admin])).exitCode).toBe(0);
+
+  const enabled = await runTinylb(["enable", "b", ...admin]);
+
+  expect(enabled.stdout).toBe(`enabled backend "b" (${b.target}): the rotation hands it out again, with a slow start: its share of new clients grows from 10% to a full share over 20s\n`);
+  expect(enabled.exitCode).toBe(0);
+  const slowStartEndsInMs = (await status(adminPath)).backends.find((backend) => backend.id === "b")?.slowStartEndsInMs;
+  expect(slowStartEndsInMs).toBeGreaterThan(10_000);
+  expect(slowStartEndsInMs).toBeLessThanOrEqual(20_000);
+});

@@ -124,6 +124,10 @@ describe("loadConfigFile", () => {
     ["wrong-type.yaml", "backends: api-1=127.0.0.1:1\n", ["backends"]],
     ["string-backend.yaml", "backends:\n  - a=127.0.0.1:18001\n", ['backends[0]: expected an object such as { id: a, target: 127.0.0.1:18001 } (got "a=127.0.0.1:18001")']],
     ["word-backend.yaml", "backends: [web]\n", ['backends[0]: expected an object such as { id: api-1, target: 10.0.0.1:6443 } (got "web")']],
+    ["list-target.yaml", "backends:\n  - { id: a, target: [::1] }\n", ['backends[0].target: expected a string, got a list: ["::1"]']],
+    ["list-slow-start.yaml", "slowStart: [1s]\n", ['slowStart: expected a duration such as 30s, or off (got a list: ["1s"])']],
+    ["nested-list-id.yaml", "backends: [{ id: [a, [b, [c, [d]]], 1, 2, 3, 4], target: 127.0.0.1:1 }]\n", ['backends[0].id: expected a string, got a list: ["a", ["b", ["c", [...]]], 1, 2, 3, and 1 more]']],
+    ["empty-listen.yaml", "listen: []\n", ["listen: must have at least 1 entry"]],
     ["zero-workers.yaml", "workers: 0\n", ["workers", "at least 1", "got 0"]],
     ["many-workers.yaml", "workers: 257\n", ["workers", "at most 256", "got 257"]],
   ])("rejects %s naming the file, field and value", (name, text, fragments) => {

@@ -1,7 +1,12 @@
 import { expect, test } from "bun:test";
 import type { Socket } from "bun";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { cpuTicks, EchoBackend, FaultProcess, openDescriptors } from "./support/fault-peers.ts";
+import { tempDirectory } from "./support/temp-directory.ts";
 import { waitFor } from "./support/wait.ts";
+
+const directory = tempDirectory("tinylb-fault-descriptors-");
 
 const DESCRIPTOR_LIMIT = 64;
 /** More clients than the limit can hold, since each relayed connection takes two descriptors. */
@@ -128,6 +133,35 @@ test.each([
   expect(start.exitCode).toBe(2);
   expect(check.stderr).toBe(start.stderr);
   expect(check.exitCode).toBe(2);
+}, 30_000);
+
+test("a descriptor limit too low for workers in a file names the file", async () => {
+  const config = join(directory, "workers.yaml");
+  writeFileSync(config, "listen: 127.0.0.1:0\nworkers: 8\nbackends: [{ id: a, target: 127.0.0.1:1 }]\n");
+
+  const start = await runUnderLimit(32, ["--config", config]);
+  const check = await runUnderLimit(32, ["check", "--config", config]);
+
+  expect(start.stderr).toStartWith(`tinylb: workers: 8 (in ${config}) needs at least `);
+  expect(start.stderr).toEndWith("but the descriptor limit is 32; raise ulimit -n (LimitNOFILE= under systemd) or lower workers\n");
+  expect(start.exitCode).toBe(2);
+  expect(check.stderr).toBe(start.stderr);
+  expect(check.exitCode).toBe(2);
+}, 30_000);
+
+test("the descriptor limit counts probed backends", async () => {
+  const backends = ["a", "b", "c"].flatMap((id, index) => ["--backend", `${id}=127.0.0.1:${index + 1}`]);
+  const neededFor = async (flags: string[]): Promise<{ needed: number; stderr: string }> => {
+    const { stderr } = await runUnderLimit(8, ["--listen", "127.0.0.1:0", ...backends, ...flags]);
+
+    return { needed: Number(/needs at least (\d+) file descriptors/.exec(stderr)?.[1]), stderr };
+  };
+
+  const unprobed = await neededFor([]);
+  const probed = await neededFor(["--probe", "tcp"]);
+
+  expect(probed.needed).toBe(unprobed.needed + 3);
+  expect(probed.stderr).toContain(`needs at least ${probed.needed} file descriptors to probe 3 backends and serve one connection`);
 }, 30_000);
 
 test.each([

@@ -390,6 +390,27 @@ test("FileProvider applies a retarget once settled", async () => {
   expect(waiting.map((record) => [record.removing, record.retargeting])).toEqual([[0, 1]]);
 });
 
+test("FileProvider holds a removal while rewritten", async () => {
+  const dir = tempDir();
+  const path = join(dir, "tinylb.yaml");
+  const { scenario, provider } = await startScenario(path, ["a", "b"], (text) => writeFileSync(path, text));
+  const waitLine = "config file removes or retargets backends; applying it in 1 s unless it changes again, as a save may be in progress";
+
+  // A generator rewrites the file, without b, about every 350 ms: each rewrite restarts the wait, and one line reports it.
+  for (let rewrite = 0; rewrite < 6; rewrite++) {
+    const reads = provider.reloads;
+    writeFileSync(path, yaml(scenario, ["a"], `# rewrite ${rewrite}\n`));
+    await waitFor(`rewrite ${rewrite} read`, () => provider.reloads > reads);
+    await Bun.sleep(300);
+    expect(scenario.server.set.get("b")).toBeDefined();
+  }
+  expect(scenario.log.withMessage(waitLine)).toHaveLength(1);
+
+  // Once the file rests for the settle time, b goes.
+  await waitFor("b removed", () => scenario.server.set.get("b") === undefined, SETTLE_MS + 5000);
+  expect(scenario.running).toBe(`a=${scenario.target("a")}`);
+});
+
 test("FileProvider adds backends without settling", async () => {
   const dir = tempDir();
   const path = join(dir, "tinylb.yaml");

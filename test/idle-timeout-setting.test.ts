@@ -36,8 +36,8 @@ test.each([
 
 test.each([
   ["999ms", "--idle-timeout: the idle timeout 999ms is shorter than the minimum of 1s; use 1s or more, or off (0) to keep idle connections open"],
-  ["30", '--idle-timeout: invalid duration "30": use a number and a unit (ms, s, m or h), such as 500ms or 3s, or off'],
-  ["never", '--idle-timeout: invalid duration "never": use a number and a unit (ms, s, m or h), such as 500ms or 3s, or off'],
+  ["30", '--idle-timeout: invalid duration "30": use a number and a unit (ms, s, m or h), such as 30s, or off'],
+  ["never", '--idle-timeout: invalid duration "never": use a number and a unit (ms, s, m or h), such as 3s or 30s, or off'],
   ["25h", '--idle-timeout: invalid duration "25h": the maximum is 24h, or off'],
 ])("idle timeout flag rejects %s", (value, message) => {
   const parse = (): unknown => parseArgs(["--idle-timeout", value]);
@@ -58,7 +58,7 @@ test.each([
   ["500ms", 'idleTimeout: the idle timeout 500ms is shorter than the minimum of 1s; use 1s or more, or off (0) to keep idle connections open'],
   ["30", "idleTimeout: invalid duration 30: add a unit (ms, s, m or h), such as 30s, or use off"],
   ["true", "idleTimeout: expected a duration such as 30s, or off (got true)"],
-  ["[30s]", "idleTimeout: expected a duration such as 30s, or off"],
+  ["[30s]", 'idleTimeout: expected a duration such as 30s, or off (got a list: ["30s"])'],
 ])("idle timeout key rejects %s", (value, message) => {
   const path = configFile(`listen: 127.0.0.1:0\nidleTimeout: ${value}\n`);
 

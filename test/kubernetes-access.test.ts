@@ -71,6 +71,12 @@ test("loadKubeconfig resolves files against its directory", () => {
   expect(admin.caPem).toBe(CA);
   expect(admin.tlsServerName).toBe("kubernetes.default.svc");
   expect(admin.clientCertificate).toEqual({ certPem: CERT, keyPem: KEY });
+  expect(admin.files).toEqual([
+    { setting: "kubernetes.kubeconfig", path },
+    { setting: `certificate-authority of kubeconfig ${path}`, path: join(dir, "ca.crt") },
+    { setting: `client-certificate of kubeconfig ${path}`, path: join(dir, "client.crt") },
+    { setting: `client-key of kubeconfig ${path}`, path: join(dir, "client.key") },
+  ]);
 
   const reader = loadKubeconfig(path, "reader");
   expect(reader.bearerTokenFile).toBe(join(dir, "token"));

@@ -1,5 +1,5 @@
 import { expect, test } from "bun:test";
-import { namesValue, withRejectedValue } from "../src/rejected-value.ts";
+import { describeList, namesValue, withRejectedValue } from "../src/rejected-value.ts";
 
 test.each([
   ['must be one of "off", "v1", "v2"', 2, false],
@@ -24,4 +24,24 @@ test("withRejectedValue appends a value the message lacks", () => {
 
 test("withRejectedValue keeps a message that names the value", () => {
   expect(withRejectedValue('invalid duration "2d": use a number and a unit', "2d")).toBe('invalid duration "2d": use a number and a unit');
+});
+
+test.each([
+  [[], "[]"],
+  [["1s"], '["1s"]'],
+  [["a", 1, true, null, { id: "x" }], '["a", 1, true, null, {...}]'],
+  [[1, 2, 3, 4, 5, 6, 7], "[1, 2, 3, 4, 5, and 2 more]"],
+  [[[[["deep"]]]], "[[[[...]]]]"],
+  [["x".repeat(100)], `["${"x".repeat(59)}... (102 characters)]`],
+])("describeList of %p", (list, expected) => {
+  expect(describeList(list)).toBe(expected);
+});
+
+test("describeList of a list nested 100,000 deep", () => {
+  let list: unknown[] = [];
+  for (let level = 0; level < 100_000; level++) {
+    list = [list];
+  }
+
+  expect(describeList(list)).toBe("[[[[...]]]]");
 });

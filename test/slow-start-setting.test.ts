@@ -37,8 +37,10 @@ test.each([
 
 test.each([
   ["500ms", "--slow-start: the slow start 500ms is shorter than the minimum of 1s; use 1s or more, such as 30s, or off (0) to turn slow start off"],
-  ["30", '--slow-start: invalid duration "30": use a number and a unit (ms, s, m or h), such as 500ms or 3s, or off'],
-  ["slow", '--slow-start: invalid duration "slow": use a number and a unit (ms, s, m or h), such as 500ms or 3s, or off'],
+  ["30", '--slow-start: invalid duration "30": use a number and a unit (ms, s, m or h), such as 30s, or off'],
+  ["1", '--slow-start: invalid duration "1": use a number and a unit (ms, s, m or h), such as 1s, or off'],
+  ["0.5", '--slow-start: invalid duration "0.5": use a number and a unit (ms, s, m or h), such as 3s or 30s, or off'],
+  ["slow", '--slow-start: invalid duration "slow": use a number and a unit (ms, s, m or h), such as 3s or 30s, or off'],
   ["25h", '--slow-start: invalid duration "25h": the maximum is 24h, or off'],
 ])("slow start flag rejects %s", (value, message) => {
   const parse = (): unknown => parseArgs(["--slow-start", value]);
@@ -60,7 +62,7 @@ test.each([
   ["100ms", "slowStart: the slow start 100ms is shorter than the minimum of 1s; use 1s or more, such as 30s, or off (0) to turn slow start off"],
   ["60", "slowStart: invalid duration 60: add a unit (ms, s, m or h), such as 60s, or use off"],
   ["true", "slowStart: expected a duration such as 30s, or off (got true)"],
-  ["soon", 'slowStart: invalid duration "soon": use a number and a unit (ms, s, m or h), such as 500ms or 3s, or off'],
+  ["soon", 'slowStart: invalid duration "soon": use a number and a unit (ms, s, m or h), such as 3s or 30s, or off'],
 ])("slow start key rejects %s", (value, message) => {
   const path = configFile(`listen: 127.0.0.1:0\nslowStart: ${value}\n`);
 

@@ -15,24 +15,27 @@ function settingsOf(argv: string[]): ReturnType<typeof resolveSettings> {
   return resolveSettings(parseArgs(["--listen", "127.0.0.1:7443", ...argv]));
 }
 
+/** Runs `checkStartSettings` on the command line `argv` after a listen address. */
+function checkStart(argv: string[]): ReturnType<typeof checkStartSettings> {
+  const cli = parseArgs(["--listen", "127.0.0.1:7443", ...argv]);
+
+  return checkStartSettings(resolveSettings(cli), cli);
+}
+
 test("checkStartSettings reads the admin token file", () => {
   const missing = join(directory, "no-token");
-  const settings = settingsOf(["--admin", `unix:${join(directory, "admin.sock")}`, "--admin-token-file", missing]);
+  const argv = ["--admin", `unix:${join(directory, "admin.sock")}`, "--admin-token-file", missing];
 
-  expect(() => checkStartSettings(settings)).toThrow(ConfigError);
-  expect(() => checkStartSettings(settings)).toThrow(`read admin token file ${missing} failed: the file does not exist`);
+  expect(() => checkStart(argv)).toThrow(ConfigError);
+  expect(() => checkStart(argv)).toThrow(`read admin token file ${missing} failed: the file does not exist`);
 });
 
 test("checkStartSettings ignores the token file with the admin API off", () => {
-  const settings = settingsOf(["--admin", "off", "--admin-token-file", join(directory, "no-token")]);
-
-  expect(checkStartSettings(settings)).toEqual({});
+  expect(checkStart(["--admin", "off", "--admin-token-file", join(directory, "no-token")])).toEqual({});
 });
 
 test("checkStartSettings accepts a state file in an existing folder", () => {
-  const settings = settingsOf(["--admin", "off", "--state-file", join(directory, "state.json")]);
-
-  expect(() => checkStartSettings(settings)).not.toThrow();
+  expect(() => checkStart(["--admin", "off", "--state-file", join(directory, "state.json")])).not.toThrow();
 });
 
 test("checkStartSettings returns the etcd TLS files", () => {
@@ -41,7 +44,7 @@ test("checkStartSettings returns the etcd TLS files", () => {
   writeFileSync(caFile, "-----BEGIN CERTIFICATE-----\n");
   writeFileSync(path, `etcd: { endpoints: ["https://127.0.0.1:2379"], prefix: /p/, caFile: ${caFile} }\n`);
 
-  const credentials = checkStartSettings(settingsOf(["--admin", "off", "--config", path]));
+  const credentials = checkStart(["--admin", "off", "--config", path]);
 
   expect(credentials.etcdTls?.caPem).toBe("-----BEGIN CERTIFICATE-----\n");
 });

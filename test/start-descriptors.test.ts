@@ -1,8 +1,11 @@
 import { expect, test } from "bun:test";
 import { parseListenAddress } from "../src/address.ts";
+import { createBackend } from "../src/backend.ts";
+import { BackendSet } from "../src/backend-set.ts";
+import type { HealthCheckSettings } from "../src/health-checker.ts";
 import { parseAdminAddress } from "../src/provider-settings.ts";
 import { DEFAULTS, type Settings } from "../src/settings.ts";
-import { descriptorRoomProblem, requiredDescriptorLimit, startDescriptors } from "../src/start-descriptors.ts";
+import { descriptorRoomProblem, probeDescriptors, requiredDescriptorLimit, startDescriptors } from "../src/start-descriptors.ts";
 
 /** Settings with the listen addresses, workers, admin and metrics addresses given, and defaults otherwise. */
 function settingsOf(listen: string[], workers: number, admin = "off", metrics = "off"): Settings {
@@ -10,8 +13,17 @@ function settingsOf(listen: string[], workers: number, admin = "off", metrics = 
     ...DEFAULTS,
     listen: listen.map(parseListenAddress),
     workers,
+    backends: BackendSet.EMPTY,
+    health: { check: {} },
     providers: { admin: parseAdminAddress(admin), metrics: metrics === "off" ? "off" : parseListenAddress(metrics) },
   } as unknown as Settings;
+}
+
+/** Settings of one thread with `count` backends, `a0` to `a<count - 1>`, and the probe settings `check`. */
+function probedSettingsOf(count: number, check: HealthCheckSettings): Settings {
+  const backends = new BackendSet(Array.from({ length: count }, (_, index) => createBackend(`a${index}`, `127.0.0.1:${10_000 + index}`)));
+
+  return { ...settingsOf(["127.0.0.1:7443"], 1), backends, health: { check } } as unknown as Settings;
 }
 
 test.each([
@@ -48,6 +60,9 @@ test("descriptorRoomProblem names the workers and the fix", () => {
   expect(descriptorRoomProblem(settings, false, 32, 10)).toBe(
     "--workers 8 needs at least 51 file descriptors to start its threads and serve one connection, but the descriptor limit is 32; raise ulimit -n (LimitNOFILE= under systemd) or lower --workers",
   );
+  expect(descriptorRoomProblem(settings, false, 32, 10, "/etc/tinylb/tinylb.yaml")).toBe(
+    "workers: 8 (in /etc/tinylb/tinylb.yaml) needs at least 51 file descriptors to start its threads and serve one connection, but the descriptor limit is 32; raise ulimit -n (LimitNOFILE= under systemd) or lower workers",
+  );
   expect(descriptorRoomProblem(settings, false, 50, 10)).toContain("needs at least 51");
   expect(descriptorRoomProblem(settings, false, 51, 10)).toBeUndefined();
 });
@@ -59,6 +74,24 @@ test("descriptorRoomProblem needs room for a connection", () => {
     "tinylb needs at least 21 file descriptors to serve one connection, but the descriptor limit is 16; raise ulimit -n (LimitNOFILE= under systemd)",
   );
   expect(descriptorRoomProblem(settings, false, 21, 8)).toBeUndefined();
+});
+
+test.each([
+  ["no probe", {}, 0],
+  ["a tcp probe of every backend", { probe: { kind: "tcp" } }, 50],
+  ["a probe of one backend", { probeOverrides: new Map([["a7", { kind: "http" }]]) }, 1],
+] as const)("probeDescriptors with %s", (_case, check, expected) => {
+  expect(probeDescriptors(probedSettingsOf(50, check as HealthCheckSettings))).toBe(expected);
+});
+
+test("descriptorRoomProblem counts a socket per probed backend", () => {
+  const settings = probedSettingsOf(50, { probe: { kind: "tcp" } });
+
+  // 10 open, a copy of stderr, a listener and its lock, 50 probes, 2 for the connection and the reserve of 8.
+  expect(descriptorRoomProblem(settings, false, 72, 10)).toBe(
+    "tinylb needs at least 73 file descriptors to probe 50 backends and serve one connection, but the descriptor limit is 72; raise ulimit -n (LimitNOFILE= under systemd)",
+  );
+  expect(descriptorRoomProblem(settings, false, 73, 10)).toBeUndefined();
 });
 
 test("descriptorRoomProblem skips an unknown limit", () => {

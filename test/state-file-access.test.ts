@@ -6,6 +6,7 @@ import { expect, test } from "bun:test";
 import { chmodSync, chownSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { asNobody, canDropPrivileges, NOBODY_UID } from "./support/as-nobody.ts";
+import { mkfifo } from "./support/fifo.ts";
 import { tempDirectory } from "./support/temp-directory.ts";
 import { BINARY } from "./support/tinylb-process.ts";
 import { within } from "./support/wait.ts";
@@ -81,9 +82,33 @@ test.skipIf(!canDropPrivileges)("check warns about a file of another user in a s
 
   const { exitCode, stderr } = await checkAsNobody(path);
 
+  // One warning: a start cannot move the file aside, as the other user's file it cannot read.
   expect(warnings(stderr)).toEqual([
-    `the state file ${path} is not readable (EACCES) by ${USER}, so a start as this user ignores its saved backends and moves it to ${path}.bad; make it readable by the user tinylb runs as`,
-    `the state file ${path} belongs to uid 0 in the sticky folder ${join(directory, "sticky")}, so ${USER} cannot replace it; give the file to the user tinylb runs as (chown)`,
+    `the state file ${path} is not readable (EACCES) by ${USER} and belongs to uid 0 in the sticky folder ${join(directory, "sticky")}, so a start as this user ignores its saved backends, can neither move it aside nor replace it, and saves nothing; give the file to the user tinylb runs as (chown)`,
+  ]);
+  expect(exitCode).toBe(0);
+});
+
+test.skipIf(!canDropPrivileges)("check warns about a readable file in a sticky folder", async () => {
+  const path = stateFolder("sticky-readable", 0o1777, 0);
+  chmodSync(path, 0o644);
+
+  const { exitCode, stderr } = await checkAsNobody(path);
+
+  expect(warnings(stderr)).toEqual([
+    `the state file ${path} belongs to uid 0 in the sticky folder ${join(directory, "sticky-readable")}, so ${USER} cannot replace it; give the file to the user tinylb runs as (chown)`,
+  ]);
+  expect(exitCode).toBe(0);
+});
+
+test.skipIf(!canDropPrivileges)("check warns about a FIFO in a sticky folder", async () => {
+  const path = stateFolder("sticky-fifo", 0o1777);
+  mkfifo(path);
+
+  const { exitCode, stderr } = await checkAsNobody(path);
+
+  expect(warnings(stderr)).toEqual([
+    `the state file ${path} is a FIFO (named pipe), not a regular file, and belongs to uid 0 in the sticky folder ${join(directory, "sticky-fifo")}, so a start as ${USER} ignores it, can neither move it aside nor replace it, and saves nothing; give the file to the user tinylb runs as (chown), or pick another path`,
   ]);
   expect(exitCode).toBe(0);
 });

@@ -1,14 +1,15 @@
 /**
  * End-to-end tests of `--state-file` across starts of `dist/tinylb`: what a start without the
- * admin API keeps of the admin API's saved backends, and what a start as a user that cannot
- * read the file does with it.
+ * admin API keeps of the admin API's saved backends, what a start as a user that cannot read
+ * the file does with it, and state file paths that a start and `tinylb check` reject.
  */
 import { afterEach, expect, test } from "bun:test";
-import { chmodSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { asNobody, canDropPrivileges, NOBODY_UID } from "./support/as-nobody.ts";
+import { mkfifo } from "./support/fifo.ts";
 import { tempDirectory } from "./support/temp-directory.ts";
-import { BINARY, TinylbProcess } from "./support/tinylb-process.ts";
+import { BINARY, runTinylb, TinylbProcess } from "./support/tinylb-process.ts";
 import { waitFor } from "./support/wait.ts";
 
 const directory = tempDirectory("tinylb-state-e2e-");
@@ -85,6 +86,66 @@ test("state file still drops backends of other providers no longer configured", 
   await waitFor("the state file rewritten", () => readState(state).savedAt !== savedAt);
   expect(second.stderr).toContain("saved backends of providers no longer configured are ignored");
   expect(readState(state).backends).toEqual([{ id: "static-1", target: "127.0.0.1:9", provider: "static" }]);
+});
+
+test("state file at the config path stops check and start", async () => {
+  const config = join(directory, "same.yaml");
+  const content = `listen: 127.0.0.1:0\nadmin: "off"\nstateFile: ${config}\nbackends: [{ id: a, target: 127.0.0.1:9 }]\n`;
+  writeFileSync(config, content);
+
+  const check = await runTinylb(["check", "--config", config]);
+  const start = await runTinylb(["--config", config]);
+
+  expect(check.stderr).toBe(
+    `tinylb: invalid state file ${config}: --config names the same file (${config}), which tinylb reads, so each save of the running set would replace it; pick another path for stateFile, such as /var/lib/tinylb/state.json\n`,
+  );
+  expect(start.stderr).toBe(check.stderr);
+  expect(check.exitCode).toBe(2);
+  expect(start.exitCode).toBe(2);
+  expect(readFileSync(config, "utf8")).toBe(content);
+  expect(existsSync(`${config}.bad`)).toBe(false);
+});
+
+test("state file at the admin socket path stops check and start", async () => {
+  const socket = join(directory, "admin-state.sock");
+  const args = ["--listen", "127.0.0.1:0", "--backend", "a=127.0.0.1:9", "--admin", `unix:${socket}`, "--state-file", socket];
+
+  const check = await runTinylb(["check", ...args]);
+  const start = await runTinylb(args);
+
+  expect(check.stderr).toContain(`invalid state file ${socket}: --admin unix:${socket} binds a Unix socket at the same path`);
+  expect(start.stderr).toBe(check.stderr);
+  expect(check.exitCode).toBe(2);
+  expect(start.exitCode).toBe(2);
+  expect(existsSync(socket)).toBe(false);
+});
+
+test("state file that is a folder stops check and start", async () => {
+  const folder = join(directory, "state-folder");
+  mkdirSync(folder);
+  writeFileSync(join(folder, "other-data.txt"), "important");
+  const args = ["--listen", "127.0.0.1:0", "--backend", "a=127.0.0.1:9", "--admin", "off", "--state-file", folder];
+
+  const check = await runTinylb(["check", ...args]);
+  const start = await runTinylb(args);
+
+  expect(check.stderr).toBe(`tinylb: invalid state file ${folder}: it is a folder; name a file in it, such as ${join(folder, "state.json")}\n`);
+  expect(start.stderr).toBe(check.stderr);
+  expect(check.exitCode).toBe(2);
+  expect(start.exitCode).toBe(2);
+  expect(readdirSync(folder)).toEqual(["other-data.txt"]);
+  expect(existsSync(`${folder}.bad`)).toBe(false);
+});
+
+test("check warns about a FIFO state file", async () => {
+  const path = join(directory, "fifo-state.json");
+  mkfifo(path);
+
+  const { exitCode, stdout, stderr } = await runTinylb(["check", "--listen", "127.0.0.1:0", "--backend", "a=127.0.0.1:9", "--admin", "off", "--state-file", path]);
+
+  expect(stderr).toContain(`the state file ${path} is a FIFO (named pipe), not a regular file, so a start ignores it and moves it to ${path}.bad; remove it or pick another path`);
+  expect(stdout).toBe("config OK: 1 backend, 1 listener\n");
+  expect(exitCode).toBe(0);
 });
 
 if (!canDropPrivileges) {

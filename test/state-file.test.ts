@@ -125,7 +125,7 @@ test.each([
 test.each([
   ["too large", (path: string) => writeFileSync(path, `{"version":1,"backends":[]}${" ".repeat(4 * 1024 * 1024)}`), "the file has 4194331 bytes, more than the 4194304 allowed"],
   ["a FIFO", mkfifo, "it is a FIFO (named pipe), not a regular file; name a regular file or a symlink to one"],
-  ["a folder", (path: string) => mkdirSync(path), "it is a folder, not a file"],
+  ["a symlink to a folder", (path: string) => symlinkSync(tmpdir(), path), "it is a folder, not a file"],
 ])("StateFile moves a file it could not read: %s", (_name, make, problem) => {
   const path = join(tempDir(), "state.json");
   make(path);
@@ -163,7 +163,7 @@ test("StateFile writes nothing while a file it could not read cannot be moved", 
 
   const warnings = log.withMessage("write state file failed; the running set is not saved until a retry succeeds");
   expect(warnings.length).toBe(1);
-  expect(String(warnings[0]!.err)).toStartWith(`moving ${path}, which was not read in full, to ${path}.bad failed, so it is not overwritten: `);
+  expect(warnings[0]!.err).toBe(`moving ${path}, which was not read in full, to ${path}.bad failed, so it is not overwritten: ${path}.bad is a folder; remove it or move it away`);
   expect(readFileSync(path, "utf8")).toBe(content);
   expect(readdirSync(dir).sort()).toEqual(["state.json", "state.json.bad"]);
 
@@ -238,13 +238,64 @@ test("StateFile loads a file without savedAt", () => {
   expect(existsSync(`${path}.bad`)).toBe(false);
 });
 
-test("StateFile checkFolder names a missing folder", () => {
+test("StateFile checkPath names a missing folder", () => {
   const dir = tempDir();
   const path = join(dir, "missing-folder", "state.json");
 
-  expect(() => new StateFile(path).checkFolder()).toThrow(ConfigError);
-  expect(() => new StateFile(path).checkFolder()).toThrow(`invalid state file ${path}: the folder ${join(dir, "missing-folder")} does not exist; create it or pick another path`);
-  expect(() => new StateFile(join(dir, "state.json")).checkFolder()).not.toThrow();
+  expect(() => new StateFile(path).checkPath()).toThrow(ConfigError);
+  expect(() => new StateFile(path).checkPath()).toThrow(`invalid state file ${path}: the folder ${join(dir, "missing-folder")} does not exist; create it or pick another path`);
+  expect(() => new StateFile(join(dir, "state.json")).checkPath()).not.toThrow();
+});
+
+test("StateFile checkPath rejects a folder", () => {
+  const dir = tempDir();
+  const link = join(dir, "link");
+  symlinkSync(dir, link);
+
+  expect(() => new StateFile(dir).checkPath()).toThrow(ConfigError);
+  expect(() => new StateFile(dir).checkPath()).toThrow(`invalid state file ${dir}: it is a folder; name a file in it, such as ${join(dir, "state.json")}`);
+  expect(() => new StateFile(link).checkPath()).toThrow(`invalid state file ${link}: it is a folder; name a file in it, such as ${join(link, "state.json")}`);
+});
+
+test("StateFile never moves a folder", () => {
+  const dir = tempDir();
+  const path = join(dir, "state");
+  mkdirSync(path);
+  writeFileSync(join(path, "other-data.txt"), "important");
+  const log = new LogLines();
+  const state = new StateFile(path, log.logger);
+
+  const loaded = state.load();
+  state.save(SET, (id) => SOURCES[id]);
+
+  expect(loaded.size).toBe(0);
+  const read = log.withMessage("read state file failed; starting without saved backends, and nothing is written while a folder is at its path");
+  expect(read.length).toBe(1);
+  expect(read[0]!.err).toBe("it is a folder, not a file");
+  const write = log.withMessage("write state file failed; the running set is not saved until a retry succeeds");
+  expect(write.length).toBe(1);
+  expect(write[0]!.err).toBe("it is a folder, not a file");
+  expect(readdirSync(dir)).toEqual(["state"]);
+  expect(readFileSync(join(path, "other-data.txt"), "utf8")).toBe("important");
+});
+
+test("StateFile does not move a folder that replaced an unread file", () => {
+  const dir = tempDir();
+  const path = join(dir, "state.json");
+  mkfifo(path);
+  const log = new LogLines();
+  const state = new StateFile(path, log.logger);
+
+  state.load();
+  rmSync(path);
+  mkdirSync(path);
+  state.save(SET, (id) => SOURCES[id]);
+
+  const write = log.withMessage("write state file failed; the running set is not saved until a retry succeeds");
+  expect(write.length).toBe(1);
+  expect(write[0]!.err).toBe(`${path} is a folder now, so it is neither moved aside nor replaced; remove it or pick another path for the state file`);
+  expect(statSync(path).isDirectory()).toBe(true);
+  expect(readdirSync(dir)).toEqual(["state.json"]);
 });
 
 test("StateFile logs a failed write once per streak", () => {
@@ -302,7 +353,7 @@ test.each([
 
   expect(readFileSync(path, "utf8")).toContain('"id": "api-1"');
   expect(log.withMessage("state file written again after failures")[0]!.failures).toBe(1);
-  expect(log.withMessage("stopping with the running set not saved; the next start loads the last set written")).toEqual([]);
+  expect(log.records.filter((record) => String(record.msg).startsWith("stopping with the running set not saved"))).toEqual([]);
   state.close();
 });
 
@@ -319,10 +370,27 @@ test("StateFile close stops retrying a write that still fails", async () => {
   await Bun.sleep(200);
 
   expect(existsSync(path)).toBe(false);
-  const warnings = log.withMessage("stopping with the running set not saved; the next start loads the last set written");
+  const warnings = log.withMessage("stopping with the running set not saved; no set was written since this start, so the next start finds the file as it was before");
   expect(warnings.length).toBe(1);
   expect(warnings[0]!.failures).toBe(2);
   expect(log.withMessage("retrying the state file write later").length).toBe(1);
+});
+
+test("StateFile close after a write names the last set written", () => {
+  const dir = tempDir();
+  const path = join(dir, "state.json");
+  const log = new LogLines();
+  const state = new StateFile(path, log.logger, 1000, fixedBackoff(60_000));
+  state.save(SET, (id) => SOURCES[id]);
+  const written = readFileSync(path, "utf8");
+
+  // A folder at the temporary file's path fails the next write and leaves the file as it was.
+  mkdirSync(`${path}.${process.pid}.tmp`);
+  state.save(new BackendSet([createBackend("newer", "10.0.0.9:1")]), () => "api");
+  state.close();
+
+  expect(log.withMessage("stopping with the running set not saved; the next start loads the last set written").length).toBe(1);
+  expect(readFileSync(path, "utf8")).toBe(written);
 });
 
 test("StateFile saveSoon replaces a failed set", () => {

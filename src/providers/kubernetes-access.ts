@@ -23,6 +23,11 @@ export interface KubernetesAccess {
   bearerTokenFile?: string;
   /** Origin of the settings, for logs: the kubeconfig path or the service account directory. */
   source: string;
+  /**
+   * The files read for this access, each with the setting or kubeconfig field that names it,
+   * such as `certificate-authority of kubeconfig /etc/tinylb/kubeconfig`.
+   */
+  files?: { setting: string; path: string }[];
 }
 
 /** Directory where Kubernetes mounts a pod's service account token and CA. */
@@ -95,7 +100,26 @@ export function loadKubeconfig(path: string, context?: string): KubernetesAccess
   const cluster = findNamed(config.clusters, selected.cluster, "cluster", where).cluster;
   const user = selected.user === undefined ? {} : findNamed(config.users, selected.user, "user", where).user;
 
-  return { ...clusterAccess(cluster, dirname(path), where), ...userCredentials(user, dirname(path), where), source: path };
+  return {
+    ...clusterAccess(cluster, dirname(path), where),
+    ...userCredentials(user, dirname(path), where),
+    source: path,
+    files: [{ setting: "kubernetes.kubeconfig", path }, ...namedFiles(cluster, user, path)],
+  };
+}
+
+/** Lists the files that the kubeconfig at `path` names and that were read: those whose field has no `-data` form set. */
+function namedFiles(cluster: KubeconfigCluster, user: KubeconfigUser, path: string): { setting: string; path: string }[] {
+  const fields: [string, string | undefined, string | undefined][] = [
+    ["certificate-authority", cluster["certificate-authority"], cluster["certificate-authority-data"]],
+    ["client-certificate", user["client-certificate"], user["client-certificate-data"]],
+    ["client-key", user["client-key"], user["client-key-data"]],
+    ["tokenFile", user.tokenFile, undefined],
+  ];
+
+  return fields
+    .filter(([, file, data]) => file !== undefined && data === undefined)
+    .map(([field, file]) => ({ setting: `${field} of kubeconfig ${path}`, path: resolvePath(dirname(path), file!) }));
 }
 
 /**
@@ -114,15 +138,20 @@ export function loadInClusterAccess(env: Record<string, string | undefined> = pr
 
   const where = `service account ${accountDir}`;
   const tokenFile = join(accountDir, "token");
+  const caFile = join(accountDir, "ca.crt");
   readText(tokenFile, MAX_TOKEN_FILE_BYTES, where);
   const bracketed = host.includes(":") ? `[${host}]` : host;
 
   return {
     server: `https://${bracketed}:${port}`,
     tlsServerName: host,
-    caPem: readText(join(accountDir, "ca.crt"), MAX_PEM_FILE_BYTES, where),
+    caPem: readText(caFile, MAX_PEM_FILE_BYTES, where),
     bearerTokenFile: tokenFile,
     source: where,
+    files: [
+      { setting: "kubernetes.inCluster (the service account token)", path: tokenFile },
+      { setting: "kubernetes.inCluster (the service account CA)", path: caFile },
+    ],
   };
 }
 

@@ -1,5 +1,6 @@
 import { type BackendSet, diffBackendSets } from "../backend-set.ts";
 import type { Logger } from "../logger.ts";
+import { RateLimitedLog } from "../rate-limited-log.ts";
 
 /**
  * Milliseconds a save that removes or retargets a backend of the file waits before it is
@@ -10,6 +11,13 @@ import type { Logger } from "../logger.ts";
  */
 export const SETTLE_MS = 1000;
 
+/**
+ * Milliseconds between the info lines of waits, so that a file rewritten more often than
+ * SETTLE_MS logs one line per interval, with the count of the lines left out, rather than one
+ * per rewrite.
+ */
+const WAIT_LOG_INTERVAL_MS = 10_000;
+
 /** Returns true when `after` lacks an id of `before` or gives one of its ids another target. */
 export function removesOrRetargets(before: BackendSet, after: BackendSet): boolean {
   return before.backends.some((backend) => after.get(backend.id)?.target !== backend.target);
@@ -17,11 +25,13 @@ export function removesOrRetargets(before: BackendSet, after: BackendSet): boole
 
 /**
  * The wait of a config file save that removes or retargets backends: it applies the save
- * only if the file still reads the same text SETTLE_MS later. One save waits at a time.
+ * only if the file still reads the same text SETTLE_MS later. One save waits at a time, so a
+ * file rewritten more often than SETTLE_MS delays such a save until it rests.
  */
 export class SaveSettle {
   readonly #path: string;
-  readonly #log: Logger;
+  readonly #emptyingLog: RateLimitedLog;
+  readonly #removingLog: RateLimitedLog;
   readonly #readText: () => string | undefined;
   readonly #apply: () => void;
   #timer: Timer | undefined;
@@ -32,20 +42,25 @@ export class SaveSettle {
    */
   constructor(path: string, log: Logger, readText: () => string | undefined, apply: () => void) {
     this.#path = path;
-    this.#log = log;
+    this.#emptyingLog = new RateLimitedLog(log, "info", WAIT_LOG_INTERVAL_MS);
+    this.#removingLog = new RateLimitedLog(log, "info", WAIT_LOG_INTERVAL_MS);
     this.#readText = readText;
     this.#apply = apply;
   }
 
-  /** Logs the wait and starts it, in place of any earlier one, for the save `text` that changes `published` to `set`. */
+  /**
+   * Logs the wait, at most once per WAIT_LOG_INTERVAL_MS for each of an empty and a smaller or
+   * retargeted set, and starts it, in place of any earlier one, for the save `text` that
+   * changes `published` to `set`.
+   */
   start(text: string | undefined, published: BackendSet, set: BackendSet): void {
     this.cancel();
     const change = diffBackendSets(published, set);
     const fields = { file: this.#path, removing: change.removed.length, retargeting: change.retargeted.length };
     if (set.size === 0) {
-      this.#log.info("config file lists no backends; removing them in 1 s unless it changes again, as a save may be in progress", fields);
+      this.#emptyingLog.log("config file lists no backends; removing them in 1 s unless it changes again, as a save may be in progress", fields);
     } else {
-      this.#log.info("config file removes or retargets backends; applying it in 1 s unless it changes again, as a save may be in progress", fields);
+      this.#removingLog.log("config file removes or retargets backends; applying it in 1 s unless it changes again, as a save may be in progress", fields);
     }
 
     this.#timer = setTimeout(() => {
