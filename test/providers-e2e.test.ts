@@ -117,6 +117,22 @@ test("binary status without a balancer fails in one line", async () => {
   expect(result.stderr).toContain(`tinylb status: no balancer responds on unix:${socket}`);
 }, E2E_TIMEOUT_MS);
 
+test("binary counts a settled save once", async () => {
+  const { config, socket, yaml } = configFixture(["a", "b"]);
+  const dir = dirname(config);
+  writeFileSync(config, yaml(["a", "b"]));
+  const { tinylb } = await startTinylb(["--config", config, "--admin", `unix:${socket}`]);
+
+  writeFileSync(join(dir, "tinylb.yaml.new"), yaml(["a"]));
+  renameSync(join(dir, "tinylb.yaml.new"), config);
+
+  await tinylb.waitForLog(/config reloaded .*reason=settled/, SETTLE_MS + 10_000);
+  const metrics = await (await adminFetch(socket, "/metrics")).text();
+  expect(metrics).toContain("tinylb_config_reloads_total 1\n");
+  expect(metrics).toContain("tinylb_config_reload_failures_total 0\n");
+  expect(await tinylb.stop()).toBe(0);
+}, E2E_TIMEOUT_MS);
+
 test("binary applies a watched config file and SIGHUP", async () => {
   const { config, socket, yaml } = configFixture(["a", "b"]);
   const dir = dirname(config);

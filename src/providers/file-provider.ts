@@ -61,7 +61,7 @@ const UNCHANGED_RELOAD_LOG_MS = 10_000;
  */
 export class FileProvider implements Provider {
   readonly name = "file";
-  /** Reads of changed content (and every SIGHUP), accepted or not. */
+  /** Reads of changed content (and every SIGHUP), accepted or not. A save that waits to settle counts once. */
   reloads = 0;
   /** Reloads rejected because the file was missing, unreadable or invalid. */
   reloadFailures = 0;
@@ -138,7 +138,8 @@ export class FileProvider implements Provider {
     }
     this.#lastText = text;
     this.#lastReadError = readError;
-    if (reason !== "start") {
+    // A settled read applies a save that was read and counted when its file event came.
+    if (reason !== "start" && reason !== "settled") {
       this.reloads++;
     }
 
