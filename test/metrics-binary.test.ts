@@ -6,6 +6,7 @@ import { afterEach, expect, test } from "bun:test";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { TestBackend, TestClient } from "./support/backends.ts";
+import { withoutProcessSamples } from "./support/process-samples.ts";
 import { rawBody, rawHttpExchange, rawStatus } from "./support/raw-http.ts";
 import { tempDirectory } from "./support/temp-directory.ts";
 import { listenedPort, runTinylb, TinylbProcess } from "./support/tinylb-process.ts";
@@ -73,11 +74,6 @@ test.each(["/metrics", "/healthz", "/readyz"])("metrics address serves %s as adm
   expect(fromMetrics.headers.get("content-type")).toBe(fromAdmin.headers.get("content-type"));
   expect(withoutProcessSamples(await fromMetrics.text())).toBe(withoutProcessSamples(adminBody));
 }, TEST_TIMEOUT_MS);
-
-/** Drops the values of the process metrics, which change between two scrapes (CPU time, memory, descriptors). */
-function withoutProcessSamples(text: string): string {
-  return text.replace(/^(process_[a-z_]+) .*$/gm, "$1");
-}
 
 test("metrics address serves process metrics", async () => {
   const { metricsPort } = await startBalancer();
