@@ -3,6 +3,7 @@ import { AdminServer } from "./admin-server.ts";
 import { BackendSet } from "./backend-set.ts";
 import { BackendSetUnion } from "./backend-set-union.ts";
 import { collectStatus } from "./balancer-status.ts";
+import { collectProcessStatus } from "./process-status.ts";
 import { BackendStates } from "./backend-states.ts";
 import { createClusterProviders } from "./cluster-providers.ts";
 import type { CliOptions } from "./cli.ts";
@@ -153,7 +154,7 @@ export async function startBackendSources(cli: CliOptions, settings: Settings, s
 
   const readOnly: ReadOnlyRouteContext = {
     union,
-    status: () => collectStatus(server, union),
+    status: () => ({ process: collectProcessStatus(file), ...collectStatus(server, union) }),
     metrics: () => renderMetrics({ server, union, reloads: file }),
     shuttingDown: () => server.shuttingDown,
   };

@@ -2,6 +2,7 @@ import type { Backend } from "./backend.ts";
 import type { HealthCondition } from "./backend-health.ts";
 import type { BalanceMode } from "./backend-selector.ts";
 import type { BackendIdConflict, BackendSetUnion, ProviderSlot } from "./backend-set-union.ts";
+import type { ProcessStatus } from "./process-status.ts";
 import { proxyProtocolOf, type ProxyProtocolMode } from "./proxy-protocol.ts";
 import type { Server } from "./server.ts";
 import { relayWorkersOf } from "./worker-pool.ts";
@@ -103,6 +104,8 @@ export interface BalancerStatus {
   providers: ProviderStatus[];
   /** True when the set has an enabled backend and every enabled one is unhealthy, so the balancer tries each of them anyway. */
   degraded: boolean;
+  /** Version, pid, uptime, config file and the last config reload; a balancer from before these fields sends none. */
+  process?: ProcessStatus;
   /** True once the balancer began to shut down on SIGTERM or SIGINT, so it accepts no new clients. */
   shuttingDown: boolean;
   /** Whole milliseconds (rounded up) until the shutdown closes the connections still open, while it waits for them. */

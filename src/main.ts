@@ -12,6 +12,7 @@ import { runDemo } from "./demo.ts";
 import { ListenError } from "./listener.ts";
 import { STATUS_COMMAND_HELP } from "./provider-flags.ts";
 import { errorText, Logger } from "./logger.ts";
+import { readFileLogFormat } from "./file-log-format.ts";
 import { DRAIN_TIMEOUT_MS, drainProcessOutput } from "./process-output.ts";
 import { runBalancer } from "./run-command.ts";
 import { runStatus } from "./status-command.ts";
@@ -31,8 +32,9 @@ async function main(argv: string[]): Promise<number> {
   const logger = new Logger();
   guardProcess(logger);
 
+  let cli: CliOptions | undefined;
   try {
-    const cli = parseArgs(argv);
+    cli = parseArgs(argv);
     // So that a start that fails before its settings are read still logs in the format asked for.
     logger.format = cli.logFormat ?? logger.format;
     switch (cli.command) {
@@ -71,6 +73,10 @@ async function main(argv: string[]): Promise<number> {
     }
   } catch (error) {
     const command = ["status", "check", "disable", "enable", "add", "remove"].includes(argv[0] ?? "") ? `${argv[0]} ` : "";
+    // A config file that parses but fails validation still names the format of its own log.
+    if (command === "" && cli?.command === "run" && cli.logFormat === undefined && cli.configPath !== undefined) {
+      logger.format = readFileLogFormat(cli.configPath) ?? logger.format;
+    }
     // A balancer's log may be read by a JSON log collector, which should get its last line too.
     const json = command === "" && logger.format === "json" ? logger.with({ component: "main" }) : undefined;
 

@@ -1,6 +1,7 @@
 import type { HealthState } from "./backend-health.ts";
 import type { BackendSetUnion } from "./backend-set-union.ts";
 import { openTrafficById } from "./balancer-status.ts";
+import { readProcessMetrics } from "./process-metrics.ts";
 import type { Server } from "./server.ts";
 import { buildCommit, VERSION } from "./version.ts";
 import { relayWorkersOf } from "./worker-pool.ts";
@@ -142,6 +143,9 @@ export function renderMetrics(source: MetricsSource): string {
 
   page.add("tinylb_build_info", "gauge", "Always 1; the labels name the tinylb version, its git commit and the Bun version it runs on.", [[{ version: VERSION, commit: buildCommit(), bun: Bun.version }, 1]]);
   page.add("process_start_time_seconds", "gauge", "Start time of the process since the Unix epoch, in seconds.", [[{}, Math.round(performance.timeOrigin) / 1000]]);
+  for (const metric of readProcessMetrics()) {
+    page.add(metric.name, metric.type, metric.help, [[{}, metric.value]]);
+  }
 
   return page.text();
 }

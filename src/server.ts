@@ -356,9 +356,17 @@ export class Server {
     return this.#shuttingDown;
   }
 
-  /** Milliseconds until a shutdown closes the connections still open, or undefined when none waits for them. */
+  /**
+   * Milliseconds until a shutdown closes the connections still open, or undefined when none
+   * waits for them. The deadline belongs to the process, so it counts while any thread (a relay
+   * worker too) has a connection open, even when this thread has none.
+   */
   get shutdownRemainingMs(): number | undefined {
-    return this.#shutdownDeadline === undefined ? undefined : Math.max(0, this.#shutdownDeadline - this.#options.clock.now());
+    if (this.#shutdownDeadline === undefined || this.activeCountInAllThreads === 0) {
+      return undefined;
+    }
+
+    return Math.max(0, this.#shutdownDeadline - this.#options.clock.now());
   }
 
   /** True while the listeners are stopped because the descriptor limit is nearly reached. */
@@ -383,11 +391,13 @@ export class Server {
   async shutdown(graceMs: number): Promise<number> {
     this.#shuttingDown = true;
     this.stopListening();
+    // Every thread starts its grace at the same signal, so this deadline holds for the whole process.
+    if (graceMs > 0) {
+      this.#shutdownDeadline = this.#options.clock.now() + graceMs;
+    }
     if (this.activeCount > 0 && graceMs > 0) {
       this.#log.info("waiting for open connections to finish", { open: this.activeCount, graceMs });
-      this.#shutdownDeadline = this.#options.clock.now() + graceMs;
       await Promise.race([this.#acceptor.whenIdle(), Bun.sleep(graceMs)]);
-      this.#shutdownDeadline = undefined;
     }
 
     this.health.stop();

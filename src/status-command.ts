@@ -3,6 +3,9 @@ import type { Address } from "./address.ts";
 import type { BalancerStatus, RemovedBackendStatus } from "./balancer-status.ts";
 import type { CliOptions } from "./cli.ts";
 import { formatDuration } from "./duration.ts";
+import type { ProcessStatus } from "./process-status.ts";
+import type { ReloadResult } from "./providers/file-provider.ts";
+import { SETTLE_MS } from "./providers/save-settle.ts";
 
 /**
  * Runs `tinylb status`: requests `GET /v1/backends` from a running balancer's admin API
@@ -64,7 +67,8 @@ export function formatStatus(status: BalancerStatus): string {
   const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => row[column]!.length)));
   const line = (cells: string[]): string => cells.map((cell, column) => (column < 3 || column >= 7 ? cell.padEnd(widths[column]!) : cell.padStart(widths[column]!))).join("  ").trimEnd();
 
-  const lines = [line(header), ...rows.map(line)];
+  const lines = status.process === undefined ? [] : [...formatProcess(status.process), ""];
+  lines.push(line(header), ...rows.map(line));
   if (status.backends.length === 0) {
     lines.push("(the backend set is empty)");
   }
@@ -112,6 +116,48 @@ export function formatStatus(status: BalancerStatus): string {
   }
 
   return lines.join("\n") + "\n";
+}
+
+/**
+ * Formats the header lines: version, pid and uptime, then the config file and its last reload,
+ * so a rejected reload shows here as well as in the log.
+ */
+export function formatProcess(process: ProcessStatus): string[] {
+  const running = `tinylb ${process.version} (commit ${process.commit}), pid ${process.pid}, up ${formatUptime(process.uptimeMs)} since ${process.startedAt}`;
+  if (process.configFile === undefined) {
+    return [running, "Config file: none"];
+  }
+
+  const reload = process.lastReload === undefined ? "not reloaded since start" : describeReload(process.lastReload);
+
+  return [running, `Config file: ${process.configFile}; ${reload}`];
+}
+
+function describeReload(reload: ReloadResult): string {
+  const when = `last reload ${reload.at} (${reload.reason})`;
+  switch (reload.result) {
+    case "applied":
+      return `${when} applied`;
+    case "settling":
+      return `${when} removes or retargets backends and is applied ${formatDuration(SETTLE_MS)} after that read unless the file changes again`;
+    case "rejected":
+      return `${when} rejected, so the last good config keeps serving: ${reload.error ?? "no error given"}`;
+  }
+}
+
+/** Formats an uptime in whole seconds as days, hours, minutes and seconds, such as "2d3h0m5s" or "42s". */
+export function formatUptime(ms: number): string {
+  let seconds = Math.floor(ms / 1000);
+  const parts: string[] = [];
+  for (const [unit, size] of [["d", 86_400], ["h", 3600], ["m", 60]] as const) {
+    if (seconds >= size || parts.length > 0) {
+      parts.push(`${Math.floor(seconds / size)}${unit}`);
+      seconds %= size;
+    }
+  }
+  parts.push(`${seconds}s`);
+
+  return parts.join("");
 }
 
 /** Describes each disabled backend in one line, or every one at once when no backend is enabled. */

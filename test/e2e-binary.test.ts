@@ -292,6 +292,31 @@ describe("dist/tinylb process", () => {
     expect(last.msg).toContain(`listen on 127.0.0.1:${port} failed`);
   }, TEST_TIMEOUT_MS);
 
+  test("an invalid config file with logFormat json logs its error as JSON", async () => {
+    const config = join(directory, "invalid-json-log.yaml");
+    const missingCa = join(directory, "missing-ca.crt");
+    writeFileSync(config, `listen: 127.0.0.1:0\nbackends:\n  - { id: b1, target: 127.0.0.1:9 }\nlogFormat: json\nprobe: { kind: https, tls: { ca: ${missingCa} } }\n`);
+
+    const result = await run([BINARY, "--config", config]);
+
+    expect(result.exitCode).toBe(2);
+    const lines = result.stderr.trimEnd().split("\n");
+    expect(lines).toHaveLength(1);
+    const line = JSON.parse(lines[0]!) as Record<string, unknown>;
+    expect(line).toMatchObject({ level: "error", component: "main", exitCode: 2 });
+    expect(line.msg).toContain(`probe.tls.ca: cannot read ${missingCa}`);
+  }, TEST_TIMEOUT_MS);
+
+  test("a config file with an invalid logFormat logs its error as text", async () => {
+    const config = join(directory, "invalid-log-format.yaml");
+    writeFileSync(config, "listen: 127.0.0.1:0\nbackends:\n  - { id: b1, target: 127.0.0.1:9 }\nlogFormat: jsonl\n");
+
+    const result = await run([BINARY, "--config", config]);
+
+    expect(result.exitCode).toBe(2);
+    expect(result.stderr).toStartWith(`tinylb: invalid config ${config}: logFormat`);
+  }, TEST_TIMEOUT_MS);
+
   test.each([
     [["--listen", "127.0.0.1"], "--listen: invalid address"],
     [["--bogus"], "unknown flag --bogus"],

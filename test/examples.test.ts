@@ -28,14 +28,14 @@ if (systemdAnalyze === null) {
 const workDir = tempDirectory("tinylb-examples-");
 
 /**
- * Writes a copy of the unit whose ExecStart names the freshly built binary, because
- * `systemd-analyze verify` rejects a unit whose program does not exist on this machine.
+ * Writes a copy of the unit whose ExecStart and ExecReload name the freshly built binary,
+ * because `systemd-analyze verify` rejects a unit whose program does not exist on this machine.
  */
 function unitForThisMachine(): string {
   const text = readFileSync(UNIT, "utf8");
   expect(text).toContain(`ExecStart=${NODE_BINARY} --config ${NODE_CONFIG}\n`);
   const path = join(workDir, "tinylb.service");
-  writeFileSync(path, text.replace(`ExecStart=${NODE_BINARY}`, `ExecStart=${BINARY}`));
+  writeFileSync(path, text.replaceAll(`=${NODE_BINARY} `, `=${BINARY} `));
 
   return path;
 }
@@ -57,6 +57,16 @@ test.skipIf(systemdAnalyze === null)("systemd unit exposure stays low", () => {
 
   expect(match).not.toBeNull();
   expect(Number(match![1])).toBeLessThanOrEqual(MAX_EXPOSURE);
+});
+
+test("systemd unit checks the config before a reload", () => {
+  const text = readFileSync(UNIT, "utf8");
+  const start = /^ExecStart=\S+ (.*)$/m.exec(text)?.[1];
+  const reloads = [...text.matchAll(/^ExecReload=(.*)$/gm)].map((match) => match[1]);
+
+  // systemd runs the ExecReload lines in order and stops at the first that fails.
+  expect(start).toBe(`--config ${NODE_CONFIG}`);
+  expect(reloads).toEqual([`${NODE_BINARY} check ${start}`, "/bin/kill -HUP $MAINPID"]);
 });
 
 test("systemd unit keeps the JIT working", () => {

@@ -379,7 +379,7 @@ test("FileProvider never applies a file cut in its backends", async () => {
 test("FileProvider applies a retarget once settled", async () => {
   const dir = tempDir();
   const path = join(dir, "tinylb.yaml");
-  const { scenario } = await startScenario(path, ["a", "b"], (text) => writeFileSync(path, text));
+  const { scenario, provider } = await startScenario(path, ["a", "b"], (text) => writeFileSync(path, text));
   const written = performance.now();
 
   writeFileSync(path, `listen: 127.0.0.1:0\nbackends:\n  - { id: a, target: "${scenario.target("a")}" }\n  - { id: b, target: "${scenario.target("c")}" }\n`);
@@ -388,6 +388,7 @@ test("FileProvider applies a retarget once settled", async () => {
   expect(performance.now() - written).toBeGreaterThanOrEqual(SETTLE_MS - 50);
   const waiting = scenario.log.withMessage("config file removes or retargets backends; applying it in 1 s unless it changes again, as a save may be in progress");
   expect(waiting.map((record) => [record.removing, record.retargeting])).toEqual([[0, 1]]);
+  expect(provider.reloads).toBe(1);
 });
 
 test("FileProvider holds a removal while rewritten", async () => {

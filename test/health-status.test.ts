@@ -42,7 +42,8 @@ test("tinylb reports health in status, metrics and readyz", async () => {
 
   const table = await status(socket);
   expect(table.code).toBe(0);
-  const rows = table.stdout.split("\n");
+  // The process header (two lines and a blank one) comes before the table.
+  const rows = table.stdout.split("\n").slice(3);
   expect(rows[1]).toMatch(/^a\s.*\sunhealthy\s+enabled$/);
   expect(rows[2]).toMatch(/^b\s.*\shealthy\s+enabled$/);
   expect(table.stdout).toContain('Unhealthy: "a": http GET /readyz failed 3 times in a row: GET /readyz returned status 503, expected 200');

@@ -6,6 +6,7 @@ import { afterEach, expect, test } from "bun:test";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { TestBackend, TestClient } from "./support/backends.ts";
+import { withoutProcessSamples } from "./support/process-samples.ts";
 import { rawBody, rawHttpExchange, rawStatus } from "./support/raw-http.ts";
 import { tempDirectory } from "./support/temp-directory.ts";
 import { listenedPort, runTinylb, TinylbProcess } from "./support/tinylb-process.ts";
@@ -71,7 +72,29 @@ test.each(["/metrics", "/healthz", "/readyz"])("metrics address serves %s as adm
   expect(fromMetrics.status).toBe(200);
   expect(fromMetrics.status).toBe(fromAdmin.status);
   expect(fromMetrics.headers.get("content-type")).toBe(fromAdmin.headers.get("content-type"));
-  expect(await fromMetrics.text()).toBe(adminBody);
+  expect(withoutProcessSamples(await fromMetrics.text())).toBe(withoutProcessSamples(adminBody));
+}, TEST_TIMEOUT_MS);
+
+test("metrics address serves process metrics", async () => {
+  const { metricsPort } = await startBalancer();
+
+  const text = await (await viaMetrics(metricsPort, "/metrics")).text();
+
+  for (const [name, type] of [
+    ["process_cpu_seconds_total", "counter"],
+    ["process_resident_memory_bytes", "gauge"],
+    ["process_virtual_memory_bytes", "gauge"],
+    ["process_open_fds", "gauge"],
+    ["process_max_fds", "gauge"],
+    ["process_start_time_seconds", "gauge"],
+  ]) {
+    expect(text).toContain(`\n# TYPE ${name} ${type}\n`);
+    expect(text).toMatch(new RegExp(`^${name} \\d+(\\.\\d+)?$`, "m"));
+  }
+  const resident = Number(/^process_resident_memory_bytes (\d+)$/m.exec(text)?.[1]);
+  expect(resident).toBeGreaterThan(1024 * 1024);
+  const openFds = Number(/^process_open_fds (\d+)$/m.exec(text)?.[1]);
+  expect(openFds).toBeGreaterThan(3);
 }, TEST_TIMEOUT_MS);
 
 test("metrics address rejects writes", async () => {

@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { TestBackend, TestClient } from "./support/backends.ts";
 import { BalancerScenario } from "./support/balancer-scenario.ts";
+import type { BalancerStatus } from "../src/balancer-status.ts";
 import { Dnsmasq, dnsmasqInstalled } from "./support/dnsmasq.ts";
 import { SETTLE_MS } from "../src/providers/save-settle.ts";
 import { BINARY, listenedPort, TinylbProcess } from "./support/tinylb-process.ts";
@@ -92,7 +93,9 @@ test("binary status prints backends and listeners", async () => {
   const json = await runStatus(["--admin", `unix:${socket}`, "--json"]);
 
   expect(table.code).toBe(0);
-  const lines = table.stdout.split("\n");
+  // The process header (two lines and a blank one) comes before the table.
+  const lines = table.stdout.split("\n").slice(3);
+  expect(table.stdout).toContain("\nConfig file: none\n\n");
   expect(lines[0]).toMatch(/^ID\s+TARGET\s+PROVIDER\s+ACTIVE\s+TOTAL\s+BYTES TO BACKEND\s+BYTES TO CLIENT\s+HEALTH\s+STATE$/);
   expect(lines[1]).toMatch(new RegExp(`^a\\s+${backends.get("a")!.target}\\s+static\\s+1\\s+1\\s+5\\s+7\\s+healthy\\s+enabled$`));
   expect(lines[2]).toMatch(new RegExp(`^b\\s+${backends.get("b")!.target}\\s+static\\s+0\\s+0\\s+0\\s+0\\s+healthy\\s+enabled$`));
@@ -115,6 +118,48 @@ test("binary status without a balancer fails in one line", async () => {
   expect(result.stdout).toBe("");
   expect(result.stderr.trim().split("\n").length).toBe(1);
   expect(result.stderr).toContain(`tinylb status: no balancer responds on unix:${socket}`);
+}, E2E_TIMEOUT_MS);
+
+test("binary status shows process and last reload", async () => {
+  const { config, socket, yaml } = configFixture(["a"]);
+  writeFileSync(config, yaml(["a"]));
+  const { tinylb } = await startTinylb(["--config", config, "--admin", `unix:${socket}`]);
+
+  const before = await runStatus(["--admin", `unix:${socket}`]);
+  expect(before.code).toBe(0);
+  const [running, configLine] = before.stdout.split("\n");
+  expect(running).toMatch(new RegExp(`^tinylb \\S+ \\(commit \\S+\\), pid ${tinylb.pid}, up \\d+s since \\d{4}-\\d\\d-\\d\\dT`));
+  expect(configLine).toBe(`Config file: ${config}; not reloaded since start`);
+
+  writeFileSync(config, `bogusKey: 1\n${yaml(["a"])}`);
+  tinylb.signal("SIGHUP");
+  await tinylb.waitForLog(/config reload rejected; .*reason=SIGHUP/);
+  const after = await runStatus(["--admin", `unix:${socket}`]);
+  expect(after.stdout.split("\n")[1]).toMatch(/^Config file: .*; last reload \S+Z \(SIGHUP\) rejected, so the last good config keeps serving: .*bogusKey/);
+
+  const json = JSON.parse((await runStatus(["--admin", `unix:${socket}`, "--json"])).stdout) as BalancerStatus;
+  expect(json.process?.pid).toBe(tinylb.pid);
+  expect(json.process?.configFile).toBe(config);
+  expect(json.process?.lastReload?.result).toBe("rejected");
+  expect(json.process?.lastReload?.reason).toBe("SIGHUP");
+  expect(json.process?.lastReload?.error).toContain("bogusKey");
+  expect(await tinylb.stop()).toBe(0);
+}, E2E_TIMEOUT_MS);
+
+test("binary counts a settled save once", async () => {
+  const { config, socket, yaml } = configFixture(["a", "b"]);
+  const dir = dirname(config);
+  writeFileSync(config, yaml(["a", "b"]));
+  const { tinylb } = await startTinylb(["--config", config, "--admin", `unix:${socket}`]);
+
+  writeFileSync(join(dir, "tinylb.yaml.new"), yaml(["a"]));
+  renameSync(join(dir, "tinylb.yaml.new"), config);
+
+  await tinylb.waitForLog(/config reloaded .*reason=settled/, SETTLE_MS + 10_000);
+  const metrics = await (await adminFetch(socket, "/metrics")).text();
+  expect(metrics).toContain("tinylb_config_reloads_total 1\n");
+  expect(metrics).toContain("tinylb_config_reload_failures_total 0\n");
+  expect(await tinylb.stop()).toBe(0);
 }, E2E_TIMEOUT_MS);
 
 test("binary applies a watched config file and SIGHUP", async () => {

@@ -68,8 +68,51 @@ test("status shows the shutdown deadline", async () => {
   expect(await within("tinylb to exit", tinylb.process.exited, 10_000)).toBe(0);
 });
 
-async function status(admin: string): Promise<string> {
-  const child = Bun.spawn([BINARY, "status", "--admin", admin], { stdin: "ignore", stdout: "pipe", stderr: "pipe" });
+test("status shows a relay worker's shutdown deadline", async () => {
+  const backend = TestBackend.echo("a");
+  cleanup.push(() => backend.stop());
+  const dir = mkdtempSync(join(tmpdir(), "tinylb-shutdown-status-"));
+  cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
+  const admin = `unix:${join(dir, "admin.sock")}`;
+  const flags = ["--backend", `a=${backend.target}`, "--shutdown-grace", "1m", "--admin", admin, "--workers", "2", "--log-level", "debug"];
+  const { tinylb, port } = await startTinylb(flags);
+
+  // SO_REUSEPORT hashes each client to a thread, so keep the first client the worker accepts and close the rest.
+  const clients = await connectUntilWorkerAccepts(tinylb, port);
+  cleanup.push(() => clients.forEach((client) => client.socket.terminate()));
+  const onWorker = clients.pop() as TestClient;
+  clients.forEach((client) => client.close());
+  await waitFor("one open connection", async () => (await status(admin)).includes("Connections: 1 open"), 10_000);
+
+  tinylb.signal("SIGTERM");
+  await tinylb.waitForLog("SIGTERM received; draining");
+  expect(tinylb.stderr).not.toMatch(/waiting for open connections to finish component=server/);
+  expect(await status(admin)).toMatch(/^Shutting down: no new clients are accepted; the connections still open are closed in (1m|59s|58s)$/m);
+  const json = JSON.parse(await status(admin, ["--json"])) as { shutdownEndsInMs?: number };
+  expect(json.shutdownEndsInMs).toBeGreaterThan(50_000);
+
+  onWorker.close();
+  expect(await within("tinylb to exit", tinylb.process.exited, 10_000)).toBe(0);
+});
+
+/** Connects clients one at a time until the relay worker logs one as opened; the last client returned is that one. */
+async function connectUntilWorkerAccepts(tinylb: TinylbProcess, port: number): Promise<TestClient[]> {
+  const clients: TestClient[] = [];
+  for (let i = 0; i < 40; i++) {
+    const client = await TestClient.connect(port);
+    clients.push(client);
+    await waitFor("greeting", () => client.firstLine === "a");
+    const opened = new RegExp(`connection opened .*client=127\\.0\\.0\\.1:${client.socket.localPort}\\b.*`);
+    await tinylb.waitForLog(opened);
+    if (/worker=1\b/.test(opened.exec(tinylb.stderr)?.[0] ?? "")) {
+      return clients;
+    }
+  }
+  throw new Error("no client of 40 reached the relay worker");
+}
+
+async function status(admin: string, flags: string[] = []): Promise<string> {
+  const child = Bun.spawn([BINARY, "status", "--admin", admin, ...flags], { stdin: "ignore", stdout: "pipe", stderr: "pipe" });
   const [stdout, stderr, code] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited]);
   expect({ code, stderr }).toEqual({ code: 0, stderr: "" });
 

@@ -10,7 +10,7 @@ import { type BalancerStatus, collectStatus } from "../src/balancer-status.ts";
 import { parseArgs } from "../src/cli.ts";
 import { AdminApiProvider } from "../src/providers/admin-api-provider.ts";
 import { StaticProvider } from "../src/providers/static-provider.ts";
-import { formatStatus, runStatus } from "../src/status-command.ts";
+import { formatProcess, formatStatus, formatUptime, runStatus } from "../src/status-command.ts";
 import { BalancerScenario } from "./support/balancer-scenario.ts";
 
 const cleanup: (() => void | Promise<unknown>)[] = [];
@@ -240,4 +240,38 @@ test("formatStatus says when every backend is disabled", () => {
 
   expect(text).toContain("\nDisabled: every backend is disabled, so clients are closed; put one back with tinylb enable ID\n");
   expect(text).not.toContain('Disabled: "a"');
+});
+
+test.each([
+  [0, "0s"],
+  [59_999, "59s"],
+  [61_000, "1m1s"],
+  [3_600_000, "1h0m0s"],
+  [2 * 86_400_000 + 5000, "2d0h0m5s"],
+])("formatUptime %p", (ms, text) => {
+  expect(formatUptime(ms)).toBe(text);
+});
+
+test("formatProcess shows each reload result", () => {
+  const process = { version: "1.2.3", commit: "abc123", pid: 42, startedAt: "2026-01-02T03:04:05.000Z", uptimeMs: 61_000 };
+  const at = "2026-01-02T03:05:00.000Z";
+
+  expect(formatProcess(process)).toEqual(["tinylb 1.2.3 (commit abc123), pid 42, up 1m1s since 2026-01-02T03:04:05.000Z", "Config file: none"]);
+  expect(formatProcess({ ...process, configFile: "/etc/tinylb.yaml" })[1]).toBe("Config file: /etc/tinylb.yaml; not reloaded since start");
+  expect(formatProcess({ ...process, configFile: "/etc/tinylb.yaml", lastReload: { at, reason: "file event", result: "applied" } })[1]).toBe(
+    `Config file: /etc/tinylb.yaml; last reload ${at} (file event) applied`,
+  );
+  expect(formatProcess({ ...process, configFile: "/etc/tinylb.yaml", lastReload: { at, reason: "SIGHUP", result: "rejected", error: "unknown key" } })[1]).toBe(
+    `Config file: /etc/tinylb.yaml; last reload ${at} (SIGHUP) rejected, so the last good config keeps serving: unknown key`,
+  );
+  expect(formatProcess({ ...process, configFile: "/etc/tinylb.yaml", lastReload: { at, reason: "poll", result: "settling" } })[1]).toBe(
+    `Config file: /etc/tinylb.yaml; last reload ${at} (poll) removes or retargets backends and is applied 1s after that read unless the file changes again`,
+  );
+});
+
+test("formatStatus puts the process lines first", () => {
+  const process = { version: "1.2.3", commit: "abc123", pid: 42, startedAt: "2026-01-02T03:04:05.000Z", uptimeMs: 5000 };
+  const text = formatStatus({ process, listeners: [], backends: [], removed: [], conflicts: [], providers: [], degraded: false, shuttingDown: false });
+
+  expect(text.split("\n").slice(0, 4)).toEqual(["tinylb 1.2.3 (commit abc123), pid 42, up 5s since 2026-01-02T03:04:05.000Z", "Config file: none", "", "ID  TARGET  PROVIDER  ACTIVE  TOTAL  BYTES TO BACKEND  BYTES TO CLIENT  HEALTH  STATE"]);
 });

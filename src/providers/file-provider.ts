@@ -40,6 +40,17 @@ export interface FileProviderOptions {
 /** The event that caused a read of the file; "settled" is the second read of a save that removes or retargets backends. */
 export type ReloadReason = "start" | "SIGHUP" | "file event" | "poll" | "settled";
 
+/** The result of the latest reload of the config file, as `tinylb status` shows it. */
+export interface ReloadResult {
+  /** Time of the read, in ISO 8601 (UTC). */
+  at: string;
+  reason: ReloadReason;
+  /** "settling" is a save that removes or retargets backends, applied once it has settled (see SETTLE_MS). */
+  result: "applied" | "rejected" | "settling";
+  /** The rejection message, for a rejected reload. The last good config keeps serving then. */
+  error?: string;
+}
+
 /**
  * Milliseconds between the info lines of SIGHUP reloads that change nothing, so a burst of
  * signals logs one line, with the count of the lines left out, rather than one per signal.
@@ -61,10 +72,12 @@ const UNCHANGED_RELOAD_LOG_MS = 10_000;
  */
 export class FileProvider implements Provider {
   readonly name = "file";
-  /** Reads of changed content (and every SIGHUP), accepted or not. */
+  /** Reads of changed content (and every SIGHUP), accepted or not. A save that waits to settle counts once. */
   reloads = 0;
   /** Reloads rejected because the file was missing, unreadable or invalid. */
   reloadFailures = 0;
+  /** The latest reload that read changed content or came from a SIGHUP; undefined before the first one after start. */
+  lastReload: ReloadResult | undefined;
   readonly #options: Required<Omit<FileProviderOptions, "onAccepted" | "check">> & Pick<FileProviderOptions, "onAccepted" | "check">;
   readonly #log: Logger;
   #publish: PublishBackendSet | undefined;
@@ -93,6 +106,11 @@ export class FileProvider implements Provider {
     this.#unchangedReloadLog = new RateLimitedLog(this.#log, "info", UNCHANGED_RELOAD_LOG_MS);
     this.#unchangedRejectionLog = new RateLimitedLog(this.#log, "warn", UNCHANGED_RELOAD_LOG_MS);
     this.#settle = new SaveSettle(this.#options.path, this.#log, () => this.#readText(), () => this.reload("settled"));
+  }
+
+  /** The config file, as given to `--config`. */
+  get path(): string {
+    return this.#options.path;
   }
 
   start(publish: PublishBackendSet): void {
@@ -138,7 +156,8 @@ export class FileProvider implements Provider {
     }
     this.#lastText = text;
     this.#lastReadError = readError;
-    if (reason !== "start") {
+    // A settled read applies a save that was read and counted when its file event came.
+    if (reason !== "start" && reason !== "settled") {
       this.reloads++;
     }
 
@@ -150,6 +169,7 @@ export class FileProvider implements Provider {
         throw error;
       }
       this.#rejected(error.message, reason, forced);
+      this.#recordReload(reason, "rejected", error.message);
 
       return false;
     }
@@ -158,6 +178,7 @@ export class FileProvider implements Provider {
     this.#settle.cancel();
     if ((reason === "file event" || reason === "poll") && removesOrRetargets(this.#published, set)) {
       this.#settle.start(text, this.#published, set);
+      this.#recordReload(reason, "settling");
 
       return true;
     }
@@ -172,8 +193,15 @@ export class FileProvider implements Provider {
     this.#appliedText = text;
     publish(set);
     this.#published = set;
+    this.#recordReload(reason, "applied");
 
     return true;
+  }
+
+  #recordReload(reason: ReloadReason, result: ReloadResult["result"], error?: string): void {
+    if (reason !== "start") {
+      this.lastReload = { at: new Date().toISOString(), reason, result, ...(error === undefined ? {} : { error }) };
+    }
   }
 
   /**
