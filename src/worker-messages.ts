@@ -35,7 +35,7 @@ export type WorkerCommand =
   /** Closes the connections opened for backend `id` and gives up the dials in flight to it. */
   | { type: "close-backend"; id: string; reason: string }
   | { type: "live-settings"; settings: LiveSettings }
-  /** Asks for a `synced` reply, which tells that the worker has applied every command sent before. */
+  /** Requests a `synced` reply, sent once the worker has applied every command sent before. */
   | { type: "sync" }
   | { type: "shutdown"; graceMs: number };
 
