@@ -20,7 +20,7 @@ export interface ProviderSlot {
   set: BackendSet;
   /** False while the slot still contains a seed (or nothing) because the provider has not published yet. */
   published: boolean;
-  /** How the provider's fetches are going, for a provider that reads its set from elsewhere. */
+  /** Fetch results of a provider that reads its set from elsewhere, for status and /metrics. */
   health?: ProviderHealth;
 }
 

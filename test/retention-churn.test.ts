@@ -5,7 +5,7 @@
  * file alone passed; Bun 1.4.4 listeners that miss accepts were suspected. The same timeout
  * later came here too, about once in 30 runs. Those clients had been closed without a byte by
  * a relay worker that had not yet applied the set the test had just sent through the admin
- * API. Both listeners' accept queues were empty (`ss -ltn`). The admin API now answers once
+ * API. Both listeners' accept queues were empty (`ss -ltn`). The admin API now responds once
  * every worker applied a change (test/worker-sync.test.ts).
  */
 import { expect, test } from "bun:test";

@@ -1,5 +1,5 @@
 /**
- * The admin API answers a change only once every relay worker applied it. Each round starts a
+ * The admin API responds to a change only once every relay worker applied it. Each round starts a
  * balancer whose relay worker is new, so the worker's code is not yet compiled, while the main
  * thread's is (this process ran the rounds before). Applying a set then takes the worker
  * longer than the main thread. Before the admin API waited, a client that connected right

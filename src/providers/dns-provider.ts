@@ -58,9 +58,7 @@ type FamilyAnswer = { type: "A" | "AAAA"; addresses: string[]; error?: DnsQueryE
  */
 export class DnsProvider implements Provider {
   readonly name: string;
-  /** Lookups that failed or returned no address. */
-  failures = 0;
-  /** The last lookup's result, for status and /metrics. */
+  /** The last lookup's result and the count of failed ones, for status and /metrics. */
   readonly health = new ProviderHealth();
   readonly #options: Required<Omit<DnsProviderOptions, "port" | "servers">> & Pick<DnsProviderOptions, "port" | "servers">;
   readonly #resolver: Resolver;
@@ -70,6 +68,11 @@ export class DnsProvider implements Provider {
   #streak = 0;
   /** Queries (`type name`) that failed while another record type of the name returned addresses. */
   readonly #failingQueries = new Set<string>();
+
+  /** Lookups that failed or returned no address. */
+  get failures(): number {
+    return this.health.failures;
+  }
 
   /** @throws {Error} when neither `port` nor `srv` is given, or a server is not an IP address with a port. */
   constructor(options: DnsProviderOptions) {
@@ -135,7 +138,6 @@ export class DnsProvider implements Provider {
       return;
     }
 
-    this.failures++;
     this.health.failed(error);
     this.#streak++;
     if (this.#streak === 1) {

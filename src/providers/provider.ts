@@ -15,7 +15,7 @@ export type PublishBackendSet = (set: BackendSet) => void;
 export interface Provider {
   /** Short name used in logs, status and metrics, such as `static`, `file` or `dns:api.internal`. */
   readonly name: string;
-  /** How its fetches are going, for a provider that reads its set from elsewhere (DNS, Kubernetes, etcd). */
+  /** Fetch results, for a provider that reads its set from elsewhere (DNS, Kubernetes, etcd). */
   readonly health?: ProviderHealth;
   /**
    * Starts the provider. It may publish synchronously before returning (the static and
