@@ -5,6 +5,7 @@ import type { BackendIdConflict, BackendSetUnion, ProviderSlot } from "./backend
 import type { ProcessStatus } from "./process-status.ts";
 import { proxyProtocolOf, type ProxyProtocolMode } from "./proxy-protocol.ts";
 import type { Server } from "./server.ts";
+import { slowStartOf } from "./slow-start-setting.ts";
 import { relayWorkersOf } from "./worker-pool.ts";
 
 /** Traffic and origin of one backend id, as `GET /v1/backends` and `tinylb status` show it. */
@@ -36,6 +37,11 @@ export interface BackendStatus {
   disabled: boolean;
   /** PROXY protocol header that new connections and probes of this id send first; absent from balancers older than the setting. */
   proxyProtocol?: ProxyProtocolMode;
+  /**
+   * Slow start window this id gets when it returns, in milliseconds, or 0 when it gets none:
+   * its own `backends[].slowStart` or else the balancer's. Absent from balancers older than it.
+   */
+  slowStartMs?: number;
   /** Whole milliseconds (rounded up) until the slow start of this id ends, present only during it. */
   slowStartEndsInMs?: number;
   /**
@@ -256,14 +262,15 @@ export function collectStatus(server: Server, union: BackendSetUnion): BalancerS
   };
 }
 
-/** Returns the slow start fields of a backend's status: none outside its slow start. */
-function slowStartStatus(server: Server, backend: Backend, now: number): Pick<BackendStatus, "slowStartEndsInMs" | "slowStartWeight"> {
+/** Returns the slow start fields of a backend's status: its window, and its progress only during its slow start. */
+function slowStartStatus(server: Server, backend: Backend, now: number): Pick<BackendStatus, "slowStartMs" | "slowStartEndsInMs" | "slowStartWeight"> {
+  const slowStartMs = slowStartOf(server.slowStart.settings, backend.id);
   const remaining = server.slowStart.remainingMs(backend);
   if (remaining === undefined) {
-    return {};
+    return { slowStartMs };
   }
 
-  return { slowStartEndsInMs: wholeMs(remaining), slowStartWeight: Math.round(server.slowStart.weightOf(backend, now) * 100) / 100 };
+  return { slowStartMs, slowStartEndsInMs: wholeMs(remaining), slowStartWeight: Math.round(server.slowStart.weightOf(backend, now) * 100) / 100 };
 }
 
 /** Rounds a remaining time up to whole milliseconds, so 0.4 ms left still reads as 1. */

@@ -6,6 +6,7 @@ import { formatDuration } from "./duration.ts";
 import type { ProcessStatus } from "./process-status.ts";
 import type { ReloadResult } from "./providers/file-provider.ts";
 import { SETTLE_MS } from "./providers/save-settle.ts";
+import { formatSlowStart } from "./slow-start-setting.ts";
 
 /**
  * Runs `tinylb status`: requests `GET /v1/backends` from a running balancer's admin API
@@ -76,9 +77,7 @@ export function formatStatus(status: BalancerStatus): string {
   if (status.balance !== undefined) {
     lines.push(`Balance: ${BALANCE_DESCRIPTIONS[status.balance] ?? status.balance}`);
   }
-  if ((status.slowStartMs ?? 0) > 0) {
-    lines.push(`Slow start: ${formatDuration(status.slowStartMs!)} for each backend that returns (--slow-start, slowStart)`);
-  }
+  lines.push(...describeSlowStart(status));
   if (status.connections !== undefined) {
     lines.push(`Connections: ${formatConnections(status.connections, status.maxConnections ?? 0)}`);
     const perBackend = status.maxConnectionsPerBackend ?? 0;
@@ -198,4 +197,20 @@ function describeRemovedConnections(backend: RemovedBackendStatus): string {
 /** Formats a time left in whole seconds, rounded up, so the last moments read as "1s" rather than "0s". */
 function formatTimeLeft(ms: number): string {
   return formatDuration(Math.max(1, Math.ceil(ms / 1000)) * 1000);
+}
+
+/**
+ * Describes the slow start windows: the balancer's, and those of backends that set their own.
+ * Returns no line when no backend gets a window.
+ */
+function describeSlowStart(status: BalancerStatus): string[] {
+  const window = status.slowStartMs ?? 0;
+  const overrides = status.backends.filter((backend) => backend.slowStartMs !== undefined && backend.slowStartMs !== window);
+  const overrideText = overrides.map((backend) => `"${backend.id}" ${formatSlowStart(backend.slowStartMs!)}`).join(", ");
+  if (window > 0) {
+    const suffix = overrides.length === 0 ? "" : `; its own (backends[].slowStart): ${overrideText}`;
+    return [`Slow start: ${formatDuration(window)} for each backend that returns (--slow-start, slowStart)${suffix}`];
+  }
+
+  return overrides.length === 0 ? [] : [`Slow start: only for ${overrideText} when it returns (backends[].slowStart)`];
 }

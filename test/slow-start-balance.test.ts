@@ -145,10 +145,10 @@ test("slow start shows in status and metrics", async () => {
   const union = new BackendSetUnion(() => {});
   const status = collectStatus(server, union);
   expect(status.slowStartMs).toBe(60_000);
-  expect(status.backends.map((backend) => [backend.id, backend.slowStartEndsInMs, backend.slowStartWeight])).toEqual([
-    ["a", undefined, undefined],
-    ["b", undefined, undefined],
-    ["c", 45_000, 0.33],
+  expect(status.backends.map((backend) => [backend.id, backend.slowStartMs, backend.slowStartEndsInMs, backend.slowStartWeight])).toEqual([
+    ["a", 60_000, undefined, undefined],
+    ["b", 60_000, undefined, undefined],
+    ["c", 60_000, 45_000, 0.33],
   ]);
   const metrics = renderMetrics({ server, union });
   expect(metrics).toContain('\ntinylb_backend_slow_start_weight{backend="a"} 1\n');

@@ -161,3 +161,20 @@ test("formatStatus shows slow start", () => {
   expect(formatStatus({ ...base, slowStartMs: 0, backends: [backend] })).not.toContain("Slow start");
   expect(formatStatus({ ...base, backends: [backend] })).not.toContain("Slow start");
 });
+
+test("formatStatus names the backends whose own slow start differs from the balancer's", () => {
+  const base = { listeners: ["127.0.0.1:7443"], removed: [], conflicts: [], providers: [], degraded: false, shuttingDown: false };
+  const backend = { id: "api-1", target: "10.0.0.11:6443", provider: "static", active: 0, total: 0, bytesToBackend: 0, bytesToClient: 0, dialFailures: 0, health: "healthy" as const, healthy: true, healthCause: "" };
+  const backends = [
+    { ...backend, slowStartMs: 30_000 },
+    { ...backend, id: "api-2", slowStartMs: 0 },
+    { ...backend, id: "api-3", slowStartMs: 60_000 },
+  ];
+
+  expect(formatStatus({ ...base, slowStartMs: 30_000, backends })).toContain(
+    '\nSlow start: 30s for each backend that returns (--slow-start, slowStart); its own (backends[].slowStart): "api-2" off, "api-3" 1m\n',
+  );
+  // Off for the balancer, on for one backend: the line names only that backend.
+  const onlyOne = backends.map((entry) => ({ ...entry, slowStartMs: entry.id === "api-3" ? 60_000 : 0 }));
+  expect(formatStatus({ ...base, slowStartMs: 0, backends: onlyOne })).toContain('\nSlow start: only for "api-3" 1m when it returns (backends[].slowStart)\n');
+});
