@@ -269,6 +269,20 @@ function backendValuesOf<T>(rawBackends: unknown, key: "proxyProtocol" | "slowSt
   return values;
 }
 
+/**
+ * Returns the top-level keys of a config file's text, such as `listen` and `probe`, or none
+ * when it does not parse to a mapping.
+ */
+export function settingKeys(path: string, text: string): string[] {
+  try {
+    const data = parseConfigText(path, text);
+
+    return typeof data === "object" && data !== null && !Array.isArray(data) ? Object.keys(data) : [];
+  } catch {
+    return [];
+  }
+}
+
 function readConfigText(path: string): string {
   let bytes: Buffer;
   try {

@@ -376,6 +376,54 @@ test("FileProvider never applies a file cut in its backends", async () => {
   }
 });
 
+test("FileProvider never applies a file cut before a setting", async () => {
+  const dir = tempDir();
+  const path = join(dir, "tinylb.yaml");
+  const scenario = new BalancerScenario();
+  cleanup.push(() => scenario.close());
+  scenario.startBackends(["a", "b"]);
+  const whole = `${yaml(scenario, ["a", "b"])}connectTimeout: 7s\n`;
+  writeFileSync(path, whole);
+  const accepted: (number | undefined)[] = [];
+  const provider = new FileProvider({ path, debounceMs: 50, pollIntervalMs: 0, logger: scenario.log.logger, onAccepted: (config) => accepted.push(config.connectTimeoutMs) });
+  await scenario.start(provider);
+  const dropping = "config file drops settings; applying it in 1 s unless it changes again, as a save may be in progress";
+
+  // A slow in-place writer: every backend, a pause until that part was read and 300 ms more, then the setting after them.
+  const cut = whole.indexOf("connectTimeout");
+  const file = openSync(path, "w");
+  writeSync(file, whole.slice(0, cut));
+  await waitFor("the cut file to be read", () => scenario.log.withMessage(dropping).length === 1);
+  expect(scenario.log.withMessage(dropping)[0]!.dropped).toBe("connectTimeout");
+  await Bun.sleep(300);
+  writeSync(file, whole.slice(cut));
+  closeSync(file);
+  // The settle time of the cut file passes, and a slow timer gets a margin of 300 ms.
+  await Bun.sleep(SETTLE_MS + 300);
+
+  expect(accepted).not.toContain(undefined);
+  expect(provider.lastReload?.result).toBe("applied");
+});
+
+test("FileProvider drops a setting once settled", async () => {
+  const dir = tempDir();
+  const path = join(dir, "tinylb.yaml");
+  const scenario = new BalancerScenario();
+  cleanup.push(() => scenario.close());
+  scenario.startBackends(["a"]);
+  writeFileSync(path, `${yaml(scenario, ["a"])}connectTimeout: 7s\n`);
+  const accepted: (number | undefined)[] = [];
+  const provider = new FileProvider({ path, debounceMs: 50, pollIntervalMs: 0, logger: scenario.log.logger, onAccepted: (config) => accepted.push(config.connectTimeoutMs) });
+  await scenario.start(provider);
+  const written = performance.now();
+
+  writeFileSync(path, yaml(scenario, ["a"]));
+
+  await waitFor("the file without connectTimeout applied", () => accepted.includes(undefined), SETTLE_MS + 5000);
+  expect(performance.now() - written).toBeGreaterThanOrEqual(SETTLE_MS - 50);
+  expect(provider.reloads).toBe(1);
+});
+
 test("FileProvider applies a retarget once settled", async () => {
   const dir = tempDir();
   const path = join(dir, "tinylb.yaml");

@@ -164,7 +164,7 @@ test("formatStatus shows slow start", () => {
 
 test("formatStatus names the backends whose own slow start differs from the balancer's", () => {
   const base = { listeners: ["127.0.0.1:7443"], removed: [], conflicts: [], providers: [], degraded: false, shuttingDown: false };
-  const backend = { id: "api-1", target: "10.0.0.11:6443", provider: "static", active: 0, total: 0, bytesToBackend: 0, bytesToClient: 0, dialFailures: 0, health: "healthy" as const, healthy: true, healthCause: "" };
+  const backend = { id: "api-1", target: "10.0.0.11:6443", provider: "static", active: 0, total: 0, bytesToBackend: 0, bytesToClient: 0, dialFailures: 0, health: "healthy" as const, healthy: true, healthCause: "", disabled: false };
   const backends = [
     { ...backend, slowStartMs: 30_000 },
     { ...backend, id: "api-2", slowStartMs: 0 },

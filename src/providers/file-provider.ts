@@ -1,11 +1,11 @@
 import { BackendSet } from "../backend-set.ts";
-import { ConfigError, type FileConfig, loadConfigFile, MAX_CONFIG_BYTES } from "../config.ts";
+import { ConfigError, type FileConfig, loadConfigFile, MAX_CONFIG_BYTES, settingKeys } from "../config.ts";
 import { type Logger, silentLogger } from "../logger.ts";
 import { RateLimitedLog } from "../rate-limited-log.ts";
 import { readRegularFile } from "../regular-file.ts";
 import { ConfigWatch } from "./config-watch.ts";
 import type { Provider, PublishBackendSet } from "./provider.ts";
-import { removesOrRetargets, SaveSettle } from "./save-settle.ts";
+import { droppedSettings, removesOrRetargets, SaveSettle } from "./save-settle.ts";
 
 /** Settings of a file provider. */
 export interface FileProviderOptions {
@@ -93,6 +93,8 @@ export class FileProvider implements Provider {
   #readError: string | undefined;
   /** Text of the config applied last, against which a SIGHUP read is compared. */
   #appliedText: string | undefined;
+  /** Top-level keys of the config applied last. A save that drops one waits to settle. */
+  #appliedKeys: string[] = [];
   #unchangedReloadLog: RateLimitedLog;
   #unchangedRejectionLog: RateLimitedLog;
   #lastError: string | undefined;
@@ -175,9 +177,11 @@ export class FileProvider implements Provider {
     }
 
     const set = new BackendSet(config.backends ?? []);
+    const keys = text === undefined ? [] : settingKeys(path, text);
+    const dropped = droppedSettings(this.#appliedKeys, keys);
     this.#settle.cancel();
-    if ((reason === "file event" || reason === "poll") && removesOrRetargets(this.#published, set)) {
-      this.#settle.start(text, this.#published, set);
+    if ((reason === "file event" || reason === "poll") && (removesOrRetargets(this.#published, set) || dropped.length > 0)) {
+      this.#settle.start(text, this.#published, set, dropped);
       this.#recordReload(reason, "settling");
 
       return true;
@@ -191,6 +195,7 @@ export class FileProvider implements Provider {
     }
     this.#logApplied(reason, recovered, text !== this.#appliedText, set.size);
     this.#appliedText = text;
+    this.#appliedKeys = keys;
     publish(set);
     this.#published = set;
     this.#recordReload(reason, "applied");

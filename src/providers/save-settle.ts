@@ -3,8 +3,8 @@ import type { Logger } from "../logger.ts";
 import { RateLimitedLog } from "../rate-limited-log.ts";
 
 /**
- * Milliseconds a save that removes or retargets a backend of the file waits before it is
- * applied, unless the file changes again. An in-place write that pauses longer than the quiet
+ * Milliseconds a save that removes or retargets a backend of the file, or drops a top-level
+ * setting, waits before it is applied, unless the file changes again. An in-place write that pauses longer than the quiet
  * period leaves a file cut short, often still valid with fewer backends (or none), and applying
  * it would close every connection of the backends not written yet. A save by rename is whole,
  * but a file event does not show how the file was written, so it waits too.
@@ -17,6 +17,11 @@ export const SETTLE_MS = 1000;
  * per rewrite.
  */
 const WAIT_LOG_INTERVAL_MS = 10_000;
+
+/** Returns the top-level settings of `before` that `after` lacks, such as `probe` when a file is cut before it. */
+export function droppedSettings(before: readonly string[], after: readonly string[]): string[] {
+  return before.filter((key) => !after.includes(key));
+}
 
 /** Returns true when `after` lacks an id of `before` or gives one of its ids another target. */
 export function removesOrRetargets(before: BackendSet, after: BackendSet): boolean {
@@ -32,6 +37,7 @@ export class SaveSettle {
   readonly #path: string;
   readonly #emptyingLog: RateLimitedLog;
   readonly #removingLog: RateLimitedLog;
+  readonly #droppingLog: RateLimitedLog;
   readonly #readText: () => string | undefined;
   readonly #apply: () => void;
   #timer: Timer | undefined;
@@ -44,23 +50,26 @@ export class SaveSettle {
     this.#path = path;
     this.#emptyingLog = new RateLimitedLog(log, "info", WAIT_LOG_INTERVAL_MS);
     this.#removingLog = new RateLimitedLog(log, "info", WAIT_LOG_INTERVAL_MS);
+    this.#droppingLog = new RateLimitedLog(log, "info", WAIT_LOG_INTERVAL_MS);
     this.#readText = readText;
     this.#apply = apply;
   }
 
   /**
-   * Logs the wait, at most once per WAIT_LOG_INTERVAL_MS for each of an empty and a smaller or
-   * retargeted set, and starts it, in place of any earlier one, for the save `text` that
-   * changes `published` to `set`.
+   * Starts the wait for the save `text`, which changes `published` to `set` and drops the
+   * settings `dropped`, in place of any earlier wait. Each kind of wait (an empty set, a smaller
+   * or retargeted set, dropped settings) is logged at most once per WAIT_LOG_INTERVAL_MS.
    */
-  start(text: string | undefined, published: BackendSet, set: BackendSet): void {
+  start(text: string | undefined, published: BackendSet, set: BackendSet, dropped: readonly string[] = []): void {
     this.cancel();
     const change = diffBackendSets(published, set);
     const fields = { file: this.#path, removing: change.removed.length, retargeting: change.retargeted.length };
-    if (set.size === 0) {
+    if (set.size === 0 && published.size > 0) {
       this.#emptyingLog.log("config file lists no backends; removing them in 1 s unless it changes again, as a save may be in progress", fields);
-    } else {
+    } else if (removesOrRetargets(published, set)) {
       this.#removingLog.log("config file removes or retargets backends; applying it in 1 s unless it changes again, as a save may be in progress", fields);
+    } else {
+      this.#droppingLog.log("config file drops settings; applying it in 1 s unless it changes again, as a save may be in progress", { file: this.#path, dropped: dropped.join(",") });
     }
 
     this.#timer = setTimeout(() => {
