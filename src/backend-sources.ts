@@ -94,6 +94,8 @@ export async function startBackendSources(cli: CliOptions, settings: Settings, s
   const providers: Provider[] = [];
   let file: FileProvider | undefined;
   let api: AdminApiProvider | undefined;
+  // Settings of the last applied config file that differ from the running ones until a restart.
+  let pendingRestart: string[] = [];
   if (cli.configPath === undefined) {
     providers.push(new StaticProvider(settings.backends));
   } else {
@@ -102,7 +104,9 @@ export async function startBackendSources(cli: CliOptions, settings: Settings, s
       path: cli.configPath,
       watch: options.watchConfig,
       logger,
-      onAccepted: (config) => applyReloadedSettings(config, cli, settings, server, logger),
+      onAccepted: (config) => {
+        pendingRestart = applyReloadedSettings(config, cli, settings, server, logger);
+      },
       check: (config) => {
         checkProbeConfig(cli.health, config.health, cli.configPath);
         const looping = findSelfTarget(config.backends ?? [], listening());
@@ -154,7 +158,7 @@ export async function startBackendSources(cli: CliOptions, settings: Settings, s
 
   const readOnly: ReadOnlyRouteContext = {
     union,
-    status: () => ({ process: collectProcessStatus(file), ...collectStatus(server, union) }),
+    status: () => ({ process: collectProcessStatus(file, pendingRestart), ...collectStatus(server, union) }),
     metrics: () => renderMetrics({ server, union, reloads: file }),
     shuttingDown: () => server.shuttingDown,
   };

@@ -14,10 +14,15 @@ export interface ProcessStatus {
   configFile?: string;
   /** The latest config reload after start; absent without a config file or before the first reload. */
   lastReload?: ReloadResult;
+  /** Settings changed in the config file that keep their running values until a restart, such as `listen`. Absent when none. */
+  pendingRestart?: string[];
 }
 
-/** Collects the process status; `file` is the config file provider, when there is one. */
-export function collectProcessStatus(file?: { readonly path: string; readonly lastReload: ReloadResult | undefined }): ProcessStatus {
+/**
+ * Collects the process status. `file` is the config file provider, when there is one, and
+ * `pendingRestart` the settings of its last applied read that wait for a restart.
+ */
+export function collectProcessStatus(file?: { readonly path: string; readonly lastReload: ReloadResult | undefined }, pendingRestart: readonly string[] = []): ProcessStatus {
   const startedMs = performance.timeOrigin;
   const status: ProcessStatus = {
     version: VERSION,
@@ -31,6 +36,9 @@ export function collectProcessStatus(file?: { readonly path: string; readonly la
   }
   if (file?.lastReload !== undefined) {
     status.lastReload = file.lastReload;
+  }
+  if (pendingRestart.length > 0) {
+    status.pendingRestart = [...pendingRestart];
   }
 
   return status;

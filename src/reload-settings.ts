@@ -22,8 +22,10 @@ import { relayWorkersOf } from "./worker-pool.ts";
  * Everything else needs a restart. A setting that a flag sets is never changed by the file.
  * `settings` is updated in place to the running values, so a setting that still differs from
  * the file is warned about again on the next reload.
+ *
+ * @returns the changed settings that wait for a restart, such as `listen`, for status.
  */
-export function applyReloadedSettings(config: FileConfig, cli: CliOptions, settings: Settings, server: Server, logger: Logger): void {
+export function applyReloadedSettings(config: FileConfig, cli: CliOptions, settings: Settings, server: Server, logger: Logger): string[] {
   const log = logger.with({ component: "main" });
   const applied: string[] = [];
   const restart: string[] = [];
@@ -72,6 +74,8 @@ export function applyReloadedSettings(config: FileConfig, cli: CliOptions, setti
   if (restart.length > 0) {
     log.warn("settings changed in the config file need a restart; the running values stay", { file: cli.configPath, settings: restart.join(",") });
   }
+
+  return restart;
 }
 
 function applyTimeouts(config: FileConfig, cli: CliOptions, settings: Settings, server: Server, applied: string[]): void {

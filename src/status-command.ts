@@ -128,8 +128,12 @@ export function formatProcess(process: ProcessStatus): string[] {
   }
 
   const reload = process.lastReload === undefined ? "not reloaded since start" : describeReload(process.lastReload);
+  const lines = [running, `Config file: ${process.configFile}; ${reload}`];
+  if (process.pendingRestart !== undefined && process.pendingRestart.length > 0) {
+    lines.push(`Restart needed: the config file changes ${process.pendingRestart.join(", ")}, which keep their running values until tinylb restarts`);
+  }
 
-  return [running, `Config file: ${process.configFile}; ${reload}`];
+  return lines;
 }
 
 function describeReload(reload: ReloadResult): string {
@@ -138,7 +142,7 @@ function describeReload(reload: ReloadResult): string {
     case "applied":
       return `${when} applied`;
     case "settling":
-      return `${when} removes or retargets backends and is applied ${formatDuration(SETTLE_MS)} after that read unless the file changes again`;
+      return `${when} removes or retargets backends or drops settings, and is applied ${formatDuration(SETTLE_MS)} after that read unless the file changes again`;
     case "rejected":
       return `${when} rejected, so the last good config keeps serving: ${reload.error ?? "no error given"}`;
   }

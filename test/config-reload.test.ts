@@ -6,7 +6,7 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { HangingTarget } from "./support/fault-peers.ts";
 import { tempDirectory } from "./support/temp-directory.ts";
-import { TinylbProcess } from "./support/tinylb-process.ts";
+import { runTinylb, TinylbProcess } from "./support/tinylb-process.ts";
 import { waitFor } from "./support/wait.ts";
 
 const directory = tempDirectory("tinylb-reload-");
@@ -19,7 +19,8 @@ test("binary applies live settings on reload and names the rest", async () => {
     // Rotation order is by id: "a-fast" takes the first client, "slow" the second.
     const base = ["listen: 127.0.0.1:0", "backends:", `  - { id: a-fast, target: "127.0.0.1:${fast.port}" }`, `  - { id: slow, target: "${hanging.target}" }`];
     writeFileSync(config, [...base, "connectTimeout: 20s", "logLevel: info", ""].join("\n"));
-    await using tinylb = TinylbProcess.start(["--config", config, "--no-watch-config"]);
+    const admin = join(directory, "reload-admin.sock");
+    await using tinylb = TinylbProcess.start(["--config", config, "--no-watch-config", "--admin", `unix:${admin}`]);
     await tinylb.waitForLog("tinylb started");
     const port = Number(/listening .*listener=127\.0\.0\.1:(\d+)/.exec(tinylb.stderr)![1]);
 
@@ -33,6 +34,9 @@ test("binary applies live settings on reload and names the rest", async () => {
     expect(tinylb.stderr).toContain('settings changed in the config file applied component=main file=');
     expect(tinylb.stderr).toContain('applied="logLevel=debug,shutdownGrace=2s,connectTimeout=1s,keepalive=5s"');
     expect(tinylb.stderr).toContain('settings=maxConnections,workers,onRemoval');
+    // Status names the settings that wait for a restart.
+    const status = await runTinylb(["status", "--admin", `unix:${admin}`]);
+    expect(status.stdout).toContain("\nRestart needed: the config file changes maxConnections, workers, onRemoval, which keep their running values until tinylb restarts\n");
 
     // The debug level shows each connection, and the new connect timeout applies to the next dial.
     const first = await Bun.connect({ hostname: "127.0.0.1", port, socket: { data() {} } });
@@ -94,7 +98,8 @@ test("binary keeps the set when a reload adds its own listener", async () => {
     const config = join(directory, "self.yaml");
     const good = ["listen: 127.0.0.1:0", "backends:", `  - { id: a, target: "127.0.0.1:${backend.port}" }`];
     writeFileSync(config, [...good, ""].join("\n"));
-    await using tinylb = TinylbProcess.start(["--config", config, "--no-watch-config"]);
+    const admin = join(directory, "reload-admin.sock");
+    await using tinylb = TinylbProcess.start(["--config", config, "--no-watch-config", "--admin", `unix:${admin}`]);
     await tinylb.waitForLog("tinylb started");
     const port = Number(/listening .*listener=127\.0\.0\.1:(\d+)/.exec(tinylb.stderr)![1]);
 

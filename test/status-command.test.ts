@@ -265,8 +265,15 @@ test("formatProcess shows each reload result", () => {
     `Config file: /etc/tinylb.yaml; last reload ${at} (SIGHUP) rejected, so the last good config keeps serving: unknown key`,
   );
   expect(formatProcess({ ...process, configFile: "/etc/tinylb.yaml", lastReload: { at, reason: "poll", result: "settling" } })[1]).toBe(
-    `Config file: /etc/tinylb.yaml; last reload ${at} (poll) removes or retargets backends and is applied 1s after that read unless the file changes again`,
+    `Config file: /etc/tinylb.yaml; last reload ${at} (poll) removes or retargets backends or drops settings, and is applied 1s after that read unless the file changes again`,
   );
+});
+
+test("formatProcess names settings waiting for restart", () => {
+  const process = { version: "1.2.3", commit: "abc123", pid: 42, startedAt: "2026-01-02T03:04:05.000Z", uptimeMs: 61_000, configFile: "/etc/tinylb.yaml" };
+
+  expect(formatProcess({ ...process, pendingRestart: ["listen", "workers"] })[2]).toBe("Restart needed: the config file changes listen, workers, which keep their running values until tinylb restarts");
+  expect(formatProcess({ ...process, pendingRestart: [] })).toHaveLength(2);
 });
 
 test("formatStatus puts the process lines first", () => {
