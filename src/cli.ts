@@ -122,8 +122,8 @@ Durations are a number and a unit: 500ms, 3s, 2m, 1h.
 Flags and file: a flag wins over the same setting in the file. --listen flags replace the
 file's listen list. --backend flags are added to the file's backends, and a flag's target
 wins when both name the same id (logged as a conflict). Backends from the file, the admin
-API and DNS join one set; on the same id, flags win over the file, the file over the admin
-API, and the admin API over DNS.
+API, DNS, Kubernetes and etcd join one set; on the same id, flags win over the file, the
+file over the admin API, the admin API over DNS, DNS over Kubernetes, and Kubernetes over etcd.
 
 Exit status: 0 after a clean shutdown, 1 when a listener cannot be bound or start-up fails
 otherwise, 2 for a bad command line or config file.

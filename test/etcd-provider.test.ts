@@ -229,6 +229,18 @@ test("EtcdProvider moves to the next endpoint after a failure", async () => {
   expect(count(logs, `endpoint=http://127.0.0.1:${dead.port}`)).toBeGreaterThanOrEqual(1);
 });
 
+test("EtcdProvider names a refused endpoint", async () => {
+  // A listener bound and stopped again leaves a loopback port that refuses connections.
+  const closed = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data: () => {} } });
+  const url = `http://127.0.0.1:${closed.port}`;
+  closed.stop(true);
+
+  const { provider, logs } = startProvider(freshPrefix(), [url]);
+
+  await waitFor("the failure", () => count(logs, "etcd range or watch failed") >= 1);
+  expect(provider.health.lastError).toContain(`etcd /v3/kv/range at ${url} failed: connection refused (ECONNREFUSED); check that etcd serves clients at ${url} (etcd.endpoints)`);
+});
+
 test("EtcdProvider reads over TLS with a client certificate", async () => {
   const secure = await EtcdCluster.start(1, { tls: true });
   cleanup.push(() => secure.stop());
@@ -247,7 +259,7 @@ test("EtcdProvider reads over TLS with a client certificate", async () => {
 }, 60_000);
 
 test.each([
-  ["without the CA", {}, "unable to verify"],
+  ["without the CA", {}, "is not trusted: unable to verify the first certificate; set etcd.caFile to the CA that signed the etcd members' certificates"],
   ["without a client certificate", { withCa: true }, "TLS handshake failed"],
 ])("EtcdProvider fails over TLS %s", async (_case, options: { withCa?: boolean }, error: string) => {
   const secure = await EtcdCluster.start(1, { tls: true });

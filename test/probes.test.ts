@@ -194,6 +194,9 @@ test("https probe verifies the CA", async () => {
   expect(await probe(backend, { kind: "https", path: "/readyz", tls: { caFile: pki.caCert } }, neverAborted())).toBe("pass");
   const stranger = await probe(backend, { kind: "https", path: "/readyz", tls: { caFile: pki.strangerCaCert } }, neverAborted());
   expect(stranger).toStartWith("TLS handshake failed");
+  expect(stranger).toContain(`the CA file ${pki.strangerCaCert} does not include the CA that signed the backend's certificate; set probe.tls.ca (or --probe-ca) to that CA`);
+  const noCa = await probe(backend, { kind: "https", path: "/readyz" }, neverAborted());
+  expect(noCa).toContain("Bun's default CA certificates does not include the CA that signed the backend's certificate; set probe.tls.ca (or --probe-ca)");
   const insecure = await probe(backend, { kind: "https", path: "/readyz", tls: { caFile: pki.strangerCaCert, insecureSkipVerify: true } }, neverAborted());
   expect(insecure).toBe("pass");
 });

@@ -4,6 +4,7 @@ import type { ConnectTracker, ProbeSettings, ProbeTls } from "./probe.ts";
 import { describeFileError } from "../file-errors.ts";
 import { encodeLocalProxyHeader } from "../proxy-header.ts";
 import { MAX_PEM_FILE_BYTES, MAX_TOKEN_FILE_BYTES, readRegularFile } from "../regular-file.ts";
+import { UNTRUSTED_CHAIN_CODES } from "../tls-errors.ts";
 import { errorDetail, ProbeError } from "./probe-error.ts";
 
 /** Bytes of response read while looking for the status line; a longer first line fails the probe. */
@@ -27,7 +28,7 @@ export async function httpProbe(backend: Backend, settings: ProbeSettings, signa
   signal.throwIfAborted();
 
   const header = settings.proxyProtocol === undefined ? undefined : encodeLocalProxyHeader(settings.proxyProtocol);
-  const status = await exchange(backend, request, { tls, insecure: settings.tls.insecureSkipVerify === true, header }, signal, track);
+  const status = await exchange(backend, request, { tls, caFile: settings.tls.caFile, insecure: settings.tls.insecureSkipVerify === true, header }, signal, track);
   if (!settings.expectStatus.includes(status)) {
     throw new ProbeError(`GET ${settings.path} returned status ${status}, expected ${settings.expectStatus.join(" or ")}`);
   }
@@ -36,6 +37,8 @@ export async function httpProbe(backend: Backend, settings: ProbeSettings, signa
 /** Options for opening a probe's connection: TLS or plain, and the PROXY protocol header that goes first. */
 interface ExchangeOptions {
   tls: TLSOptions | undefined;
+  /** CA file that `tls` trusts, named in handshake errors. It is undefined when `tls` uses Bun's default CA certificates. */
+  caFile: string | undefined;
   /** Accept a certificate that fails verification. */
   insecure: boolean;
   /** Bytes written before the TLS handshake or the request. */
@@ -49,7 +52,7 @@ interface ExchangeOptions {
  * listener in front of TLS expects.
  */
 function exchange(backend: Backend, request: string, options: ExchangeOptions, signal: AbortSignal, track: ConnectTracker): Promise<number> {
-  const { tls, insecure, header } = options;
+  const { tls, caFile, insecure, header } = options;
 
   return new Promise<number>((resolve, reject) => {
     let socket: Socket<undefined> | undefined;
@@ -103,7 +106,7 @@ function exchange(backend: Backend, request: string, options: ExchangeOptions, s
       },
       handshake(opened: Socket<undefined>, authorized: boolean, error: Error) {
         if (!authorized && !insecure) {
-          settle(new ProbeError(`TLS handshake failed: ${describeHandshakeError(error, tls?.serverName ?? hostOf(backend))}`, { cause: error }));
+          settle(new ProbeError(`TLS handshake failed: ${describeHandshakeError(error, tls?.serverName ?? hostOf(backend), caFile)}`, { cause: error }));
 
           return;
         }
@@ -172,17 +175,23 @@ function exchange(backend: Backend, request: string, options: ExchangeOptions, s
 }
 
 /**
- * Describes a failed TLS handshake. A certificate that does not name the host checked gets the
- * setting that fixes it, because Bun's message for it lists no names and suggests no fix.
+ * Describes a failed TLS handshake. A certificate that does not name the host checked, or that
+ * no trusted CA signed, gets the setting that fixes it, because Bun's messages suggest no fix.
  */
-function describeHandshakeError(error: Error, checkedName: string | undefined): string {
+function describeHandshakeError(error: Error, checkedName: string | undefined, caFile: string | undefined): string {
   const code = (error as { code?: unknown }).code;
-  if (code !== "ERR_TLS_CERT_ALTNAME_INVALID") {
-    return errorDetail(error);
-  }
-  const name = checkedName === undefined ? "the host" : `"${checkedName}"`;
+  if (code === "ERR_TLS_CERT_ALTNAME_INVALID") {
+    const name = checkedName === undefined ? "the host" : `"${checkedName}"`;
 
-  return `the certificate does not name ${name}; set probe.tls.serverName (or --probe-server-name) to a name in the certificate (${code})`;
+    return `the certificate does not name ${name}; set probe.tls.serverName (or --probe-server-name) to a name in the certificate (${code})`;
+  }
+  if (typeof code === "string" && UNTRUSTED_CHAIN_CODES.has(code)) {
+    const trusted = caFile === undefined ? "Bun's default CA certificates" : `the CA file ${caFile}`;
+
+    return `${errorDetail(error)}: ${trusted} does not include the CA that signed the backend's certificate; set probe.tls.ca (or --probe-ca) to that CA`;
+  }
+
+  return errorDetail(error);
 }
 
 /** Returns the host of a TCP backend's target, which TLS checks the certificate against without a server name. */

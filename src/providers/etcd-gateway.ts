@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { describeEtcdRequestError } from "./etcd-errors.ts";
 import { readJsonObjects } from "./json-object-stream.ts";
 
 /** TLS settings for `https://` etcd endpoints, PEM text. */
@@ -160,14 +161,22 @@ export class EtcdGateway {
 
   async #post(path: string, body: unknown, signal: AbortSignal): Promise<Response> {
     const url = `${this.endpoint}${path}`;
-    const response = await fetch(url, {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify(body),
-      signal,
-      proxy: false,
-      tls: this.#tls === undefined ? undefined : { ca: this.#tls.caPem, cert: this.#tls.certPem, key: this.#tls.keyPem },
-    });
+    let response: Response;
+    try {
+      response = await fetch(url, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify(body),
+        signal,
+        proxy: false,
+        tls: this.#tls === undefined ? undefined : { ca: this.#tls.caPem, cert: this.#tls.certPem, key: this.#tls.keyPem },
+      });
+    } catch (error) {
+      if (signal.aborted) {
+        throw error;
+      }
+      throw new Error(`etcd ${path} at ${this.endpoint} failed: ${describeEtcdRequestError(error, this.endpoint)}`, { cause: error });
+    }
     if (!response.ok) {
       const text = (await response.text()).slice(0, 300);
       throw new Error(`etcd ${path} at ${this.endpoint} failed: HTTP ${response.status}: ${text}`);

@@ -1,4 +1,5 @@
 import { describeSocketError } from "../socket-errors.ts";
+import { UNTRUSTED_CHAIN_CODES } from "../tls-errors.ts";
 
 /** What to check for an HTTP error status of the API server, by status code. */
 const STATUS_HINTS: Record<number, string> = {
@@ -6,9 +7,6 @@ const STATUS_HINTS: Record<number, string> = {
   403: "grant the user list and watch on endpointslices (discovery.k8s.io) in the namespace",
   404: "check the namespace and that the API server serves discovery.k8s.io/v1",
 };
-
-/** TLS verification codes that mean the certificate chain does not lead to the configured CA. */
-const UNTRUSTED_CHAIN = new Set(["UNABLE_TO_VERIFY_LEAF_SIGNATURE", "UNABLE_TO_GET_ISSUER_CERT", "UNABLE_TO_GET_ISSUER_CERT_LOCALLY", "SELF_SIGNED_CERT_IN_CHAIN", "DEPTH_ZERO_SELF_SIGNED_CERT"]);
 
 /**
  * Describes an HTTP error response of the API server: the status code and text, the
@@ -32,7 +30,7 @@ export function describeRequestError(error: unknown, tlsServerName: string): str
   if (code === "ERR_TLS_CERT_ALTNAME_INVALID") {
     return `the API server certificate does not match tlsServerName "${tlsServerName}"; set kubernetes.tlsServerName to a name in the certificate (${code})`;
   }
-  if (typeof code === "string" && UNTRUSTED_CHAIN.has(code)) {
+  if (typeof code === "string" && UNTRUSTED_CHAIN_CODES.has(code)) {
     return `the API server certificate is not signed by the CA of the kubeconfig cluster; check its certificate-authority (${code})`;
   }
   if (code === "CERT_HAS_EXPIRED") {
