@@ -1,8 +1,10 @@
 import { formatAddress } from "./address.ts";
 import type { CliOptions } from "./cli.ts";
+import { MAX_CONFIG_BYTES } from "./config.ts";
 import type { Logger } from "./logger.ts";
 import { describeProxyProtocol, usesProxyProtocol } from "./proxy-protocol.ts";
 import { describeSlowStart, usesSlowStart } from "./slow-start-setting.ts";
+import { readRegularFile } from "./regular-file.ts";
 import { resolveSettings, type Settings } from "./settings.ts";
 import { checkStartSettings, logSettingsWarnings } from "./start-checks.ts";
 import { checkDescriptorRoom } from "./start-descriptors.ts";
@@ -52,6 +54,7 @@ export function checkConfig(cli: CliOptions, logger: Logger): string {
   checkDescriptorRoom(settings, cli);
   logSettingsWarnings(settings, logger);
   logStateFileWarnings(settings, logger);
+  logEmptyConfigWarning(cli.configPath, logger);
 
   return checkSummary(settings, cli.configPath);
 }
@@ -68,6 +71,17 @@ function logStateFileWarnings(settings: Settings, logger: Logger): void {
   for (const problem of stateFileAccessProblems(path)) {
     logger.with({ component: "main" }).warn(problem, { file: path });
   }
+}
+
+/**
+ * Logs that the config file is empty. A start takes its settings from the flags alone, and
+ * its file watch rejects the empty file, as one still being written, until a good version is saved.
+ */
+function logEmptyConfigWarning(path: string | undefined, logger: Logger): void {
+  if (path === undefined || readRegularFile(path, MAX_CONFIG_BYTES).toString("utf8").trim() !== "") {
+    return;
+  }
+  logger.with({ component: "main" }).warn("config file is empty: a start serves no backends from it until a good version is saved", { file: path });
 }
 
 /**

@@ -60,6 +60,17 @@ test("checkConfig logs an unused DNS resolver", () => {
   expect(log.messages()).toEqual([expect.stringContaining("a DNS resolver is set but no DNS name is")]);
 });
 
+test("checkConfig warns about an empty file", () => {
+  const path = join(directory, "empty.yaml");
+  writeFileSync(path, "\n");
+  const log = new LogLines();
+
+  const summary = checkConfig(parseArgs(["check", "--config", path, "--listen", "127.0.0.1:7443", "--admin", "off", "--log-format", "json"]), log.logger);
+
+  expect(summary).toBe(`config OK: 0 backends, 1 listener (${path})`);
+  expect(log.messages()).toEqual(["config file is empty: a start serves no backends from it until a good version is saved"]);
+});
+
 test("checkConfig takes the log format from the file", () => {
   const path = configFile("text-log.yaml", ["listen: 127.0.0.1:7443", "logFormat: text", "logLevel: error"]);
   const log = new LogLines();

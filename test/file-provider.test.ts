@@ -424,6 +424,24 @@ test("FileProvider drops a setting once settled", async () => {
   expect(provider.reloads).toBe(1);
 });
 
+test("FileProvider names an empty file at start", async () => {
+  const dir = tempDir();
+  const path = join(dir, "tinylb.yaml");
+  const scenario = new BalancerScenario();
+  cleanup.push(() => scenario.close());
+  scenario.startBackends(["a"]);
+  writeFileSync(path, "");
+  const provider = new FileProvider({ path, debounceMs: 50, pollIntervalMs: 0, logger: scenario.log.logger });
+
+  await scenario.start(provider);
+
+  expect(scenario.log.withMessage("config file rejected at start; serving no backends from it until a good version is saved")).toHaveLength(1);
+  expect(scenario.log.withMessage(REJECTED)).toHaveLength(0);
+  // A good save is applied.
+  writeFileSync(path, yaml(scenario, ["a"]));
+  await waitFor("set of a", () => scenario.running === `a=${scenario.target("a")}`);
+});
+
 test("FileProvider applies a retarget once settled", async () => {
   const dir = tempDir();
   const path = join(dir, "tinylb.yaml");

@@ -266,7 +266,10 @@ export class FileProvider implements Provider {
 
     this.#lastError = message;
     const fields = { file: this.#options.path, reason, err: message };
-    if (reason === "SIGHUP" && repeated) {
+    if (reason === "start") {
+      // The start accepts an empty file as one without settings, and this read rejects it as one still being written.
+      this.#log.warn("config file rejected at start; serving no backends from it until a good version is saved", fields);
+    } else if (reason === "SIGHUP" && repeated) {
       // The same rejection again, as from a burst of signals: one line per interval.
       this.#unchangedRejectionLog.log("config reload rejected; keeping the last good backend set", fields);
     } else {
