@@ -33,6 +33,8 @@ export interface AdminRouteContext extends ReadOnlyRouteContext {
   listenAddresses?: () => readonly Address[];
   /** Resolves once every relay thread applies the changes made so far (see WorkerPool.synced); absent without relay workers. */
   settled?: () => Promise<void>;
+  /** Returns the window of the slow start that backend `id` is in, in milliseconds, or undefined outside one. */
+  slowStartMs?: (id: string) => number | undefined;
 }
 
 const backendEntry = z.strictObject({ id: z.string(), target: z.string() });
@@ -297,7 +299,11 @@ function putBackend(id: string, body: unknown, context: AdminRouteContext): Resp
 
   // `previousTarget` lets a client such as `tinylb add` report whether it added, retargeted or changed nothing,
   // and `servedBy` whether the new entry serves or another provider's entry with the same id does.
-  return json(previous === undefined ? 201 : 200, { ...describe(backend), previousTarget: previous?.target ?? null, servedBy: servingEntry(id, context) });
+  // `slowStartMs` lets the client report that the added or retargeted backend begins with a small share of new clients.
+  const slowStartMs = previous?.target === backend.target ? undefined : context.slowStartMs?.(id);
+  const slowStart = slowStartMs === undefined ? {} : { slowStartMs };
+
+  return json(previous === undefined ? 201 : 200, { ...describe(backend), previousTarget: previous?.target ?? null, servedBy: servingEntry(id, context), ...slowStart });
 }
 
 /**

@@ -1,6 +1,7 @@
 import { type AdminCommandOutput, PROCESS_OUTPUT, requestAdmin, runAdminCommand } from "./admin-client.ts";
 import { ADMIN_FLAGS_HELP, checkBackendId, parseBackendAdminArgs } from "./admin-command-args.ts";
 import type { CliOptions } from "./cli.ts";
+import { describeSlowStartGrowth } from "./slow-start.ts";
 
 /** The commands that add, retarget or remove a backend of the admin API provider. */
 export type BackendCommand = "add" | "remove";
@@ -95,6 +96,8 @@ interface BackendPutResponse {
    * that provider takes precedence over the admin API's. A balancer from before this field sends none.
    */
   servedBy?: { provider: string; target: string } | null;
+  /** Window of the slow start the id began, in milliseconds. Absent when it began none. */
+  slowStartMs?: number;
 }
 
 /** The response to `DELETE /v1/backends/{id}`: the admin API's entry that was removed, and the entry that serves the id now, or null. */
@@ -144,7 +147,8 @@ export function describeDelete({ id, target, servedBy }: BackendDeleteResponse):
  */
 export function describePut(response: BackendPutResponse): string {
   const { id, servedBy } = response;
-  const change = describeChange(response);
+  const slowStart = response.slowStartMs === undefined ? "" : `, ${describeSlowStartGrowth(response.slowStartMs)}`;
+  const change = describeChange(response) + slowStart;
   if (servedBy === undefined || servedBy === null || servedBy.provider === API_PROVIDER) {
     return change;
   }

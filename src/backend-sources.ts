@@ -23,6 +23,7 @@ import { FileProvider } from "./providers/file-provider.ts";
 import type { Provider } from "./providers/provider.ts";
 import { StaticProvider } from "./providers/static-provider.ts";
 import type { Server } from "./server.ts";
+import { slowStartOf } from "./slow-start-setting.ts";
 import type { Settings } from "./settings.ts";
 import { relayWorkersOf } from "./worker-pool.ts";
 import { StateFile } from "./state-file.ts";
@@ -194,6 +195,7 @@ export async function startBackendSources(cli: CliOptions, settings: Settings, s
             states: new BackendStates(server, logger),
             listenAddresses: () => server.listeners.map((listener) => listener.address),
             settled: async () => relayWorkersOf(server)?.synced(),
+            slowStartMs: (id) => slowStartWindowOf(server, id),
           },
           logger,
         });
@@ -220,4 +222,14 @@ export async function startBackendSources(cli: CliOptions, settings: Settings, s
   };
 
   return sources;
+}
+
+/** Returns the window of the slow start that backend `id` is in, in milliseconds, or undefined outside one. */
+function slowStartWindowOf(server: Server, id: string): number | undefined {
+  const backend = server.set.get(id);
+  if (backend === undefined || server.slowStart.remainingMs(backend) === undefined) {
+    return undefined;
+  }
+
+  return slowStartOf(server.slowStart.settings, id);
 }

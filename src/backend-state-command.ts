@@ -2,8 +2,7 @@ import { type AdminCommandOutput, PROCESS_OUTPUT, requestAdmin, runAdminCommand 
 import { ADMIN_FLAGS_HELP, checkBackendId, parseBackendAdminArgs } from "./admin-command-args.ts";
 import type { BackendStateChange } from "./backend-states.ts";
 import type { CliOptions } from "./cli.ts";
-import { formatDuration } from "./duration.ts";
-import { SLOW_START_FLOOR } from "./slow-start.ts";
+import { describeSlowStartGrowth } from "./slow-start.ts";
 
 /** The commands that change a backend's state. */
 export type BackendStateCommand = "disable" | "enable";
@@ -87,7 +86,7 @@ export function describeStateChange(change: BackendStateChange): string {
     if (!change.changed) {
       return `${backend} was enabled already; nothing changed`;
     }
-    const slowStart = change.slowStartMs === undefined ? "" : `, with a slow start: its share of new clients grows from ${SLOW_START_FLOOR * 100}% to a full share over ${formatDuration(change.slowStartMs)}`;
+    const slowStart = change.slowStartMs === undefined ? "" : `, ${describeSlowStartGrowth(change.slowStartMs)}`;
 
     return `enabled ${backend}: the rotation hands it out again${slowStart}`;
   }

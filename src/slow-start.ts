@@ -1,6 +1,7 @@
 import type { Backend } from "./backend.ts";
 import { type BackendSet, diffBackendSets } from "./backend-set.ts";
 import type { Clock, ClockTimer } from "./clock.ts";
+import { formatDuration } from "./duration.ts";
 import { type LogFields, type Logger, silentLogger } from "./logger.ts";
 import { formatSlowStart, SLOW_START_OFF, type SlowStartSettings, slowStartOf } from "./slow-start-setting.ts";
 
@@ -12,6 +13,11 @@ import { formatSlowStart, SLOW_START_OFF, type SlowStartSettings, slowStartOf } 
  * 100%, updated at every health check.
  */
 export const SLOW_START_FLOOR = 0.1;
+
+/** Describes a slow start that began, for command output: `with a slow start: its share of new clients grows from 10% to a full share over 30s`. */
+export function describeSlowStartGrowth(durationMs: number): string {
+  return `with a slow start: its share of new clients grows from ${SLOW_START_FLOOR * 100}% to a full share over ${formatDuration(durationMs)}`;
+}
 
 /** The weights a selector reads for each pick; SlowStart is the implementation. */
 export interface SlowStartWeights {

@@ -68,6 +68,10 @@ test.each([
     { previousTarget: "127.0.0.1:8", servedBy: { provider: "static", target: "127.0.0.1:9" } },
     'retargeted backend "x" from 127.0.0.1:8 to 127.0.0.1:9; provider "static" publishes "x" too and takes precedence, so its entry (127.0.0.1:9) serves',
   ],
+  [
+    { previousTarget: null, servedBy: { provider: "api", target: "127.0.0.1:9" }, slowStartMs: 30_000 },
+    'added backend "x" (127.0.0.1:9), with a slow start: its share of new clients grows from 10% to a full share over 30s',
+  ],
 ] as const)("describePut %p", (fields, expected) => {
   expect(describePut({ id: "x", target: "127.0.0.1:9", ...fields })).toBe(expected);
 });

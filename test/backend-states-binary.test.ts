@@ -143,3 +143,22 @@ test("enable names the slow start it begins", async () => {
   expect(slowStartEndsInMs).toBeGreaterThan(10_000);
   expect(slowStartEndsInMs).toBeLessThanOrEqual(20_000);
 });
+
+test("add names the slow start it begins", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "tinylb-add-slow-"));
+  cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
+  const adminPath = join(dir, "admin.sock");
+  const admin = ["--admin", `unix:${adminPath}`];
+  const [a, b] = ["a", "b"].map((id) => TestBackend.echo(id)) as [TestBackend, TestBackend];
+  cleanup.push(() => [a, b].forEach((backend) => backend.stop()));
+  const tinylb = TinylbProcess.start(["--listen", "127.0.0.1:0", "--backend", `a=${a.target}`, "--slow-start", "20s", ...admin, "--shutdown-grace", "0"]);
+  cleanup.push(() => tinylb[Symbol.asyncDispose]());
+  await tinylb.waitForLog("tinylb started");
+
+  const added = await runTinylb(["add", "b", b.target, ...admin]);
+
+  expect(added.stdout).toBe(`added backend "b" (${b.target}), with a slow start: its share of new clients grows from 10% to a full share over 20s\n`);
+  expect(added.exitCode).toBe(0);
+  // The same request again changes nothing and begins no slow start.
+  expect((await runTinylb(["add", "b", b.target, ...admin])).stdout).toBe(`backend "b" dials ${b.target} already; nothing changed\n`);
+});
