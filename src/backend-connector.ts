@@ -32,7 +32,7 @@ export interface BackendConnectorOptions {
   limits: ConnectionLimits;
   /** Health state, which records every dial's result and puts unhealthy backends last in the failover order. */
   health: HealthChecker;
-  /** Traffic counters, for dial failures and clients no backend served. */
+  /** Traffic counters, for connect durations, dial failures and clients no backend served. */
   stats: TrafficStats;
   /** The server's logger. */
   log: Logger;
@@ -223,6 +223,7 @@ export class BackendConnector implements DialObserver {
     const { connection, backend, plan } = attempt;
     try {
       if (error === undefined) {
+        this.#stats.backend(backend.id).connectDuration.observe(attempt.connectSeconds);
         this.#health.dialSucceeded(backend);
         this.#registered(connection, backend);
 

@@ -136,10 +136,10 @@ export class ClientAcceptor {
     const connection = new Connection(this.#nextId, socket as Socket<unknown>, this.#onConnectionClosed);
     this.#nextId += this.#threads;
     socket.data = connection;
+    connection.acceptedAt = performance.now();
     if (this.#log.enabled("debug")) {
       // Debug lines name the client after the close, when the socket can no longer tell.
       void connection.clientAddress;
-      connection.acceptedAt = performance.now();
     }
     this.#stats.accepted++;
     // The socket inherits keepalive from its listener, unless that could not be set there.
@@ -200,6 +200,7 @@ export class ClientAcceptor {
   }
 
   #connectionClosed(connection: Connection, kind: CloseKind, reason: string): void {
+    this.#stats.connectionDuration.observe((performance.now() - connection.acceptedAt) / 1000);
     const wasDialing = this.#dialing.delete(connection);
     const wasOpen = this.#pool.delete(connection);
     if (wasDialing || wasOpen) {
@@ -224,12 +225,9 @@ export class ClientAcceptor {
 
   /** Fields of the debug line of a closed connection, like HAProxy's `option tcplog`: bytes each way and how long it was open. */
   #closedFields(connection: Connection, kind: CloseKind, reason: string): Record<string, unknown> {
-    const fields: Record<string, unknown> = { ...this.#fields(connection), kind, reason, bytesToBackend: connection.bytesToBackend, bytesToClient: connection.bytesToClient };
-    if (connection.acceptedAt !== undefined) {
-      fields.durationMs = Math.round(performance.now() - connection.acceptedAt);
-    }
+    const durationMs = Math.round(performance.now() - connection.acceptedAt);
 
-    return fields;
+    return { ...this.#fields(connection), kind, reason, bytesToBackend: connection.bytesToBackend, bytesToClient: connection.bytesToClient, durationMs };
   }
 
   #fields(connection: Connection): Record<string, unknown> {

@@ -37,8 +37,8 @@ export class Connection implements PooledConnection {
   #closed = false;
   readonly #onClosed: ConnectionClosedHandler;
   #clientAddress: string | undefined;
-  /** `performance.now()` at the accept, set only while debug lines are on, for the close line's duration. */
-  acceptedAt: number | undefined;
+  /** `performance.now()` milliseconds at the accept, for the connection duration histogram and the close line. */
+  acceptedAt = 0;
   /** PROXY protocol settings in force when the client was accepted, or null when no backend receives a header. */
   proxyProtocol: ProxyProtocolSettings | null = null;
 
