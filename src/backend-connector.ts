@@ -243,11 +243,14 @@ export class BackendConnector implements DialObserver {
       if (connection.closed) {
         return;
       }
-      const fields = { conn: connection.id, client: connection.clientAddress, backend: backend.id, target: backend.target };
-      if (expected) {
-        this.#log.debug(error.message, fields);
+      // The message is constant and the backend is in fields, so log tools can group the lines.
+      const fields = { conn: connection.id, client: connection.clientAddress, backend: backend.id, target: backend.target, err: error.detail };
+      if (error.givenUp) {
+        this.#log.debug("dial given up", fields);
+      } else if (expected) {
+        this.#log.debug("dial failed", fields);
       } else {
-        this.#logFailure(this.#dialFailureLog(backend.id), error.message, fields);
+        this.#logFailure(this.#dialFailureLog(backend.id), "dial failed", fields);
       }
       const next = plan.next(backend, !error.givenUp);
       if (next !== undefined) {

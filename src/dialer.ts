@@ -18,6 +18,8 @@ export const BACKEND_DISABLED = "the backend was disabled while the dial was in 
 export class DialError extends Error {
   override name = "DialError";
   readonly backend: Backend;
+  /** The reason the dial failed, without the backend id and target, for log lines that carry those as fields. */
+  readonly detail: string;
   /**
    * True when tinylb gave the dial up itself: the backend's target left the set, or the
    * backend was disabled with its connections closed. Such a dial is not counted as a
@@ -28,6 +30,7 @@ export class DialError extends Error {
   constructor(backend: Backend, detail: string, options?: ErrorOptions & { givenUp?: boolean }) {
     super(`dial backend "${backend.id}" (${backend.target}) failed: ${detail}`, options);
     this.backend = backend;
+    this.detail = detail;
     this.givenUp = options?.givenUp ?? false;
   }
 }
