@@ -9,6 +9,7 @@
  * from fields of its own.
  */
 import type { Socket, SocketHandler } from "bun";
+import { acceptingListenerName } from "./accepting-listener.ts";
 import type { Backend } from "./backend.ts";
 import { BackendConnector, type BackendConnectorOptions } from "./backend-connector.ts";
 import { type CloseKind, Connection, type ConnectionClosedHandler } from "./connection.ts";
@@ -138,8 +139,9 @@ export class ClientAcceptor {
     socket.data = connection;
     connection.acceptedAt = performance.now();
     if (this.#log.enabled("debug")) {
-      // Debug lines name the client after the close, when the socket can no longer tell.
+      // Debug lines name the client and the listener after the close, when the socket can no longer tell.
       void connection.clientAddress;
+      connection.listener = acceptingListenerName(this.#listeners.listeners, socket as Socket<unknown>);
     }
     this.#stats.accepted++;
     // The socket inherits keepalive from its listener, unless that could not be set there.
@@ -195,7 +197,7 @@ export class ClientAcceptor {
     this.#pool.add(connection);
     this.#stats.backend(connection.backend.id).total++;
     if (this.#log.enabled("debug")) {
-      this.#log.debug("connection opened", this.#fields(connection));
+      this.#log.debug("connection opened", { ...this.#fields(connection), backendLocal: connection.backendLocalAddress });
     }
   }
 
@@ -233,6 +235,6 @@ export class ClientAcceptor {
   #fields(connection: Connection): Record<string, unknown> {
     const backend: Backend = connection.backend;
 
-    return { conn: connection.id, client: connection.clientAddress, backend: backend.id, target: backend.target };
+    return { conn: connection.id, listener: connection.listener, client: connection.clientAddress, backend: backend.id, target: backend.target };
   }
 }

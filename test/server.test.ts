@@ -277,6 +277,40 @@ test("Server logs a dial failure with a constant message", async () => {
   await waitFor("pool to empty", () => server.activeCount === 0);
 }, TEST_TIMEOUT_MS);
 
+test("Server debug lines name the listener and backend port", async () => {
+  const { logger, lines } = captureLog();
+  // A backend that records the client port of each connection it accepts: tinylb's local port.
+  const peerPorts: number[] = [];
+  const backend = Bun.listen<undefined>({ hostname: "127.0.0.1", port: 0, socket: { open: (socket) => void peerPorts.push(socket.remotePort), data() {} } });
+  cleanup.push(() => backend.stop(true));
+  const { port } = await startServer(setOf(["a", `127.0.0.1:${backend.port}`]), { logger });
+
+  const client = await connect(port);
+  await waitFor("the backend to accept", () => peerPorts.length === 1);
+  client.close();
+  await waitFor("the close line", () => lines.some((line) => line.includes("connection closed")));
+
+  const opened = lines.find((line) => line.includes("DEBUG connection opened"));
+  expect(opened).toContain(` listener=127.0.0.1:${port} `);
+  expect(opened).toEndWith(` backendLocal=127.0.0.1:${peerPorts[0]}`);
+  const closed = lines.find((line) => line.includes("DEBUG connection closed"));
+  expect(closed).toContain(` listener=127.0.0.1:${port} `);
+}, TEST_TIMEOUT_MS);
+
+test("Server info level builds no listener field", async () => {
+  const lines: string[] = [];
+  const logger = new Logger({ level: "info", sink: (line) => lines.push(line) });
+  const backends = startBackends(["a"]);
+  const { server, port } = await startServer(setOfBackends(backends), { logger });
+
+  const client = await connect(port);
+  await waitFor("greeting", () => client.firstLine === "a");
+  const [connection] = server.pool.connections();
+  expect(connection?.listener).toBeUndefined();
+  client.close();
+  await waitFor("pool to empty", () => server.activeCount === 0);
+}, TEST_TIMEOUT_MS);
+
 test("Server closes the client after trying every backend once", async () => {
   const { logger, lines } = captureLog();
   const deadA = await deadTarget();
