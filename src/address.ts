@@ -173,7 +173,7 @@ function checkSocketPath(text: string, path: string): void {
 }
 
 /** Returns true for every spelling of `0.0.0.0` and `::`, the addresses that mean "any" to bind(2). */
-function isUnspecified(host: string): boolean {
+export function isUnspecified(host: string): boolean {
   const canonical = canonicalHost(host);
 
   return canonical === "0.0.0.0" || canonical === "::";

@@ -32,7 +32,7 @@ export interface BackendConnectorOptions {
   limits: ConnectionLimits;
   /** Health state, which records every dial's result and puts unhealthy backends last in the failover order. */
   health: HealthChecker;
-  /** Traffic counters, for dial failures and clients no backend served. */
+  /** Traffic counters, for connect durations, dial failures and clients no backend served. */
   stats: TrafficStats;
   /** The server's logger. */
   log: Logger;
@@ -223,6 +223,7 @@ export class BackendConnector implements DialObserver {
     const { connection, backend, plan } = attempt;
     try {
       if (error === undefined) {
+        this.#stats.backend(backend.id).connectDuration.observe(attempt.connectSeconds);
         this.#health.dialSucceeded(backend);
         this.#registered(connection, backend);
 
@@ -242,11 +243,14 @@ export class BackendConnector implements DialObserver {
       if (connection.closed) {
         return;
       }
-      const fields = { conn: connection.id, client: connection.clientAddress, backend: backend.id, target: backend.target };
-      if (expected) {
-        this.#log.debug(error.message, fields);
+      // The message is constant and the backend is in fields, so log tools can group the lines.
+      const fields = { conn: connection.id, client: connection.clientAddress, backend: backend.id, target: backend.target, err: error.detail };
+      if (error.givenUp) {
+        this.#log.debug("dial given up", fields);
+      } else if (expected) {
+        this.#log.debug("dial failed", fields);
       } else {
-        this.#logFailure(this.#dialFailureLog(backend.id), error.message, fields);
+        this.#logFailure(this.#dialFailureLog(backend.id), "dial failed", fields);
       }
       const next = plan.next(backend, !error.givenUp);
       if (next !== undefined) {

@@ -197,10 +197,13 @@ export class BackendSetUnion {
       if (known.has(key(conflict))) {
         continue;
       }
-      this.#log.warn(
-        `backend id conflict: providers "${conflict.kept.provider}" and "${conflict.ignored.provider}" both publish "${conflict.id}"; keeping ${conflict.kept.target} from "${conflict.kept.provider}", ignoring ${conflict.ignored.target}`,
-        { backend: conflict.id },
-      );
+      this.#log.warn("backend id conflict: two providers publish the id with different targets; keeping the target of the provider that takes precedence", {
+        backend: conflict.id,
+        provider: conflict.kept.provider,
+        target: conflict.kept.target,
+        ignoredProvider: conflict.ignored.provider,
+        ignoredTarget: conflict.ignored.target,
+      });
     }
   }
 }

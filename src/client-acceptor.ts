@@ -9,6 +9,7 @@
  * from fields of its own.
  */
 import type { Socket, SocketHandler } from "bun";
+import { acceptingListenerName } from "./accepting-listener.ts";
 import type { Backend } from "./backend.ts";
 import { BackendConnector, type BackendConnectorOptions } from "./backend-connector.ts";
 import { type CloseKind, Connection, type ConnectionClosedHandler } from "./connection.ts";
@@ -136,10 +137,11 @@ export class ClientAcceptor {
     const connection = new Connection(this.#nextId, socket as Socket<unknown>, this.#onConnectionClosed);
     this.#nextId += this.#threads;
     socket.data = connection;
+    connection.acceptedAt = performance.now();
     if (this.#log.enabled("debug")) {
-      // Debug lines name the client after the close, when the socket can no longer tell.
+      // Debug lines name the client and the listener after the close, when the socket can no longer tell.
       void connection.clientAddress;
-      connection.acceptedAt = performance.now();
+      connection.listener = acceptingListenerName(this.#listeners.listeners, socket as Socket<unknown>);
     }
     this.#stats.accepted++;
     // The socket inherits keepalive from its listener, unless that could not be set there.
@@ -195,11 +197,12 @@ export class ClientAcceptor {
     this.#pool.add(connection);
     this.#stats.backend(connection.backend.id).total++;
     if (this.#log.enabled("debug")) {
-      this.#log.debug("connection opened", this.#fields(connection));
+      this.#log.debug("connection opened", { ...this.#fields(connection), backendLocal: connection.backendLocalAddress });
     }
   }
 
   #connectionClosed(connection: Connection, kind: CloseKind, reason: string): void {
+    this.#stats.connectionDuration.observe((performance.now() - connection.acceptedAt) / 1000);
     const wasDialing = this.#dialing.delete(connection);
     const wasOpen = this.#pool.delete(connection);
     if (wasDialing || wasOpen) {
@@ -224,17 +227,14 @@ export class ClientAcceptor {
 
   /** Fields of the debug line of a closed connection, like HAProxy's `option tcplog`: bytes each way and how long it was open. */
   #closedFields(connection: Connection, kind: CloseKind, reason: string): Record<string, unknown> {
-    const fields: Record<string, unknown> = { ...this.#fields(connection), kind, reason, bytesToBackend: connection.bytesToBackend, bytesToClient: connection.bytesToClient };
-    if (connection.acceptedAt !== undefined) {
-      fields.durationMs = Math.round(performance.now() - connection.acceptedAt);
-    }
+    const durationMs = Math.round(performance.now() - connection.acceptedAt);
 
-    return fields;
+    return { ...this.#fields(connection), kind, reason, bytesToBackend: connection.bytesToBackend, bytesToClient: connection.bytesToClient, durationMs };
   }
 
   #fields(connection: Connection): Record<string, unknown> {
     const backend: Backend = connection.backend;
 
-    return { conn: connection.id, client: connection.clientAddress, backend: backend.id, target: backend.target };
+    return { conn: connection.id, listener: connection.listener, client: connection.clientAddress, backend: backend.id, target: backend.target };
   }
 }

@@ -1,3 +1,4 @@
+import { socketLocalAddress } from "./accepting-listener.ts";
 import { formatAddress } from "./address.ts";
 import type { Backend } from "./backend.ts";
 import type { PooledConnection } from "./connection-pool.ts";
@@ -37,8 +38,10 @@ export class Connection implements PooledConnection {
   #closed = false;
   readonly #onClosed: ConnectionClosedHandler;
   #clientAddress: string | undefined;
-  /** `performance.now()` at the accept, set only while debug lines are on, for the close line's duration. */
-  acceptedAt: number | undefined;
+  /** `performance.now()` milliseconds at the accept, for the connection duration histogram and the close line. */
+  acceptedAt = 0;
+  /** Name of the listener that accepted the client, set only while debug lines are on, for their `listener` field. */
+  listener: string | undefined = undefined;
   /** PROXY protocol settings in force when the client was accepted, or null when no backend receives a header. */
   proxyProtocol: ProxyProtocolSettings | null = null;
 
@@ -70,6 +73,11 @@ export class Connection implements PooledConnection {
     }
 
     return this.#backend;
+  }
+
+  /** Local address of the backend socket as `ip:port` (`unix` for a Unix socket), or undefined while dialing. */
+  get backendLocalAddress(): string | undefined {
+    return this.#backendSocket === null ? undefined : socketLocalAddress(this.#backendSocket);
   }
 
   /** The attached backend's target, or "" while dialing. */

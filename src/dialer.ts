@@ -18,6 +18,8 @@ export const BACKEND_DISABLED = "the backend was disabled while the dial was in 
 export class DialError extends Error {
   override name = "DialError";
   readonly backend: Backend;
+  /** The reason the dial failed, without the backend id and target, for log lines that carry those as fields. */
+  readonly detail: string;
   /**
    * True when tinylb gave the dial up itself: the backend's target left the set, or the
    * backend was disabled with its connections closed. Such a dial is not counted as a
@@ -28,6 +30,7 @@ export class DialError extends Error {
   constructor(backend: Backend, detail: string, options?: ErrorOptions & { givenUp?: boolean }) {
     super(`dial backend "${backend.id}" (${backend.target}) failed: ${detail}`, options);
     this.backend = backend;
+    this.detail = detail;
     this.givenUp = options?.givenUp ?? false;
   }
 }
@@ -68,8 +71,12 @@ export class DialAttempt implements TimedDial {
   readonly backend: Backend;
   /** The failover order this dial belongs to, read by the observer when the dial fails. */
   readonly plan: FailoverPlan;
+  /** `performance.now()` milliseconds at which the connect started; set by `start`. */
+  startedAt = 0;
   /** `performance.now()` milliseconds at which the connect is given up; set by `start`. */
   deadline = Infinity;
+  /** Seconds from `startedAt` to the connected socket; set when the socket opens, before it is attached. */
+  connectSeconds = 0;
   readonly #options: DialOptions;
   readonly #observer: DialObserver;
   #timeoutMs = 0;
@@ -93,7 +100,8 @@ export class DialAttempt implements TimedDial {
     // the kernel gives up (about 2 minutes with Linux's default tcp_syn_retries of 6) or it
     // completes, when `opened` closes it.
     this.#timeoutMs = this.#options.connectTimeoutMs;
-    this.deadline = performance.now() + this.#timeoutMs;
+    this.startedAt = performance.now();
+    this.deadline = this.startedAt + this.#timeoutMs;
     this.#options.deadlines.add(this);
     // The promise Bun.connect returns is not used. With a connectError handler, Bun 1.4.4
     // reports every failed connect there, a failed name lookup too, and counts the rejection
@@ -113,6 +121,7 @@ export class DialAttempt implements TimedDial {
 
       return;
     }
+    this.connectSeconds = (performance.now() - this.startedAt) / 1000;
     if (this.connection.closed) {
       socket.terminate();
       this.#settle();

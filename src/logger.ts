@@ -98,17 +98,50 @@ function formatJson(level: LogLevel, msg: string, fields: LogFields): string {
   return JSON.stringify(record);
 }
 
+/** Control characters, and the Unicode line and paragraph separators, which would break or garble a line. */
+const CONTROL_CHARACTERS = /[\p{Cc}\u2028\u2029]/gu;
+
+/** Characters that end or break a bare logfmt value: any space or control character, `"` and `=`. */
+const NEEDS_QUOTES = /[\s\p{Cc}"=]/u;
+
+/** The characters of CONTROL_CHARACTERS that JSON.stringify leaves as they are. */
+const UNESCAPED_BY_JSON = /[\u007f-\u009f\u2028\u2029]/g;
+
+/**
+ * Formats a text line: time, level and message, then the fields as logfmt `key=value` pairs
+ * that parsers such as Loki's `logfmt` and go-logfmt split as written.
+ */
 function formatText(level: LogLevel, msg: string, fields: LogFields): string {
-  let line = `${new Date().toISOString()} ${level.toUpperCase().padEnd(5)} ${msg}`;
+  let line = `${new Date().toISOString()} ${level.toUpperCase().padEnd(5)} ${msg.replace(CONTROL_CHARACTERS, escapeCharacter)}`;
   for (const [key, value] of Object.entries(fields)) {
     if (value === undefined) {
       continue;
     }
     const text = key === "err" ? errorText(value) : String(value);
-    line += ` ${key}=${/[\s"=]/.test(text) || text === "" ? JSON.stringify(text) : text}`;
+    line += ` ${key}=${logfmtValue(text)}`;
   }
 
   return line;
+}
+
+/**
+ * Returns a logfmt value: bare when it has no character that ends or breaks one, else in
+ * double quotes with JSON escapes. go-logfmt, and Loki's parser adapted from it, unquote such
+ * a value with the string unquoting of Go's encoding/json.
+ */
+function logfmtValue(text: string): string {
+  if (text !== "" && !NEEDS_QUOTES.test(text)) {
+    return text;
+  }
+
+  return JSON.stringify(text).replace(UNESCAPED_BY_JSON, escapeCharacter);
+}
+
+/** Returns the escape of one character: JSON's short form where it has one, such as `\n`, else `\uXXXX`. */
+function escapeCharacter(character: string): string {
+  const escaped = JSON.stringify(character).slice(1, -1);
+
+  return escaped !== character ? escaped : `\\u${character.charCodeAt(0).toString(16).padStart(4, "0")}`;
 }
 
 /** Formats an error value as one line: its message, then the messages of its causes. */

@@ -1,6 +1,7 @@
 import type { HealthState } from "./backend-health.ts";
 import type { BackendSetUnion } from "./backend-set-union.ts";
 import { openTrafficById } from "./balancer-status.ts";
+import type { DurationHistogram } from "./duration-histogram.ts";
 import { readProcessMetrics } from "./process-metrics.ts";
 import type { Server } from "./server.ts";
 import { buildCommit, VERSION } from "./version.ts";
@@ -27,6 +28,23 @@ class MetricsPage {
     this.#lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
     for (const [labels, value] of samples) {
       this.#lines.push(`${name}${formatLabels(labels)} ${value}`);
+    }
+  }
+
+  /**
+   * Adds a histogram: per sample, a `_bucket` line for each bound with the observations up
+   * to it (cumulative), one for `le="+Inf"` with all of them, then `_sum` and `_count`.
+   */
+  addHistogram(name: string, help: string, samples: [Labels, DurationHistogram][]): void {
+    this.#lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} histogram`);
+    for (const [labels, histogram] of samples) {
+      let cumulative = 0;
+      histogram.buckets.forEach((count, index) => {
+        cumulative += count;
+        const le = index < histogram.bounds.length ? String(histogram.bounds[index]) : "+Inf";
+        this.#lines.push(`${name}_bucket${formatLabels({ ...labels, le })} ${cumulative}`);
+      });
+      this.#lines.push(`${name}_sum${formatLabels(labels)} ${histogram.sum}`, `${name}_count${formatLabels(labels)} ${histogram.count}`);
     }
   }
 
@@ -61,6 +79,11 @@ export function renderMetrics(source: MetricsSource): string {
     ]),
   );
   page.add("tinylb_backend_dial_failures_total", "counter", "Dials per backend id that failed or timed out.", perBackend((id) => stats.backend(id).dialFailures));
+  page.addHistogram(
+    "tinylb_backend_connect_duration_seconds",
+    "Seconds from the start of a dial to the connected socket, per backend id; successful dials only.",
+    ids.map((id): [Labels, DurationHistogram] => [{ backend: id }, stats.backend(id).connectDuration]),
+  );
   // Each state is a snapshot built on request, so it is built once per page, not once per metric.
   const healthStates = new Map(server.set.backends.map((backend) => [backend.id, server.health.state(backend.id)]));
   /** Samples per backend of the set with a health state; `value` returns undefined to leave a backend out. */
@@ -131,6 +154,11 @@ export function renderMetrics(source: MetricsSource): string {
   page.add("tinylb_connections_max", "gauge", "The --max-connections cap; 0 means no cap.", [[{}, server.limits.configuredMaxConnections]]);
   page.add("tinylb_backend_connections_max", "gauge", "The --max-connections-per-backend cap, counted per target; 0 means no cap.", [[{}, server.limits.configuredMaxConnectionsPerBackend]]);
   page.add("tinylb_clients_accepted_total", "counter", "Clients accepted on every listener.", [[{}, stats.accepted]]);
+  page.addHistogram(
+    "tinylb_connection_duration_seconds",
+    "Seconds from the accept of a client on any listener to its close, including clients closed without a backend.",
+    [[{}, stats.connectionDuration]],
+  );
   page.add("tinylb_clients_unserved_total", "counter", "Clients closed without a backend: empty set or every dial failed.", [[{}, stats.unserved]]);
   page.add("tinylb_connections_idle_closed_total", "counter", "Connections closed because they carried no byte in either direction for the idle timeout.", [[{}, stats.idleClosed]]);
   page.add("tinylb_clients_rejected_total", "counter", "Clients closed at once by a connection cap; limit is global or backend.", [

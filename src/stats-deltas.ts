@@ -1,7 +1,20 @@
 import { backendIdUsage } from "./backend-id-usage.ts";
+import type { HistogramCounts } from "./duration-histogram.ts";
 import type { Server } from "./server.ts";
 import type { BackendCounters } from "./traffic-stats.ts";
-import type { StatsDelta } from "./worker-messages.ts";
+import type { BackendDelta, StatsDelta } from "./worker-messages.ts";
+
+/** A backend id's counters as last sent, with its histogram copied rather than shared. Entries are replaced, never changed. */
+interface SentCounters {
+  readonly total: number;
+  readonly dialFailures: number;
+  readonly bytesToBackend: number;
+  readonly bytesToClient: number;
+  readonly connectDuration: HistogramCounts;
+}
+
+/** The sent values of an id whose counters are all zero, shared by every such id. */
+const NOTHING_SENT: SentCounters = Object.freeze({ total: 0, dialFailures: 0, bytesToBackend: 0, bytesToClient: 0, connectDuration: Object.freeze({ buckets: [], sum: 0, count: 0 }) });
 
 /**
  * The counters a relay worker last sent to the main thread, from which it takes the next
@@ -9,7 +22,16 @@ import type { StatsDelta } from "./worker-messages.ts";
  * since the previous one and never be negative.
  */
 export class StatsDeltas {
-  readonly #sent = { accepted: 0, unserved: 0, idleClosed: 0, rejectedGlobal: 0, rejectedBackend: 0, acceptPauses: 0, backends: new Map<string, BackendCounters>() };
+  readonly #sent = {
+    accepted: 0,
+    unserved: 0,
+    idleClosed: 0,
+    rejectedGlobal: 0,
+    rejectedBackend: 0,
+    acceptPauses: 0,
+    connectionDuration: undefined as HistogramCounts | undefined,
+    backends: new Map<string, SentCounters>(),
+  };
 
   /** Backend ids whose sent values are kept. */
   get backendIds(): number {
@@ -29,6 +51,11 @@ export class StatsDeltas {
       acceptPauses: server.acceptPauses - sent.acceptPauses,
       backends: {},
     };
+    const connectionDuration = stats.connectionDuration.growthSince(sent.connectionDuration);
+    if (connectionDuration !== undefined) {
+      delta.connectionDuration = connectionDuration;
+      sent.connectionDuration = stats.connectionDuration.counts();
+    }
     sent.accepted = stats.accepted;
     sent.unserved = stats.unserved;
     sent.idleClosed = stats.idleClosed;
@@ -37,17 +64,14 @@ export class StatsDeltas {
     sent.acceptPauses = server.acceptPauses;
     for (const id of stats.ids()) {
       const now = stats.backend(id);
-      const before = sent.backends.get(id) ?? { total: 0, dialFailures: 0, bytesToBackend: 0, bytesToClient: 0 };
-      const grown = {
-        total: now.total - before.total,
-        dialFailures: now.dialFailures - before.dialFailures,
-        bytesToBackend: now.bytesToBackend - before.bytesToBackend,
-        bytesToClient: now.bytesToClient - before.bytesToClient,
-      };
-      if (grown.total !== 0 || grown.dialFailures !== 0 || grown.bytesToBackend !== 0 || grown.bytesToClient !== 0) {
+      const before = sent.backends.get(id);
+      const grown = growthOf(now, before ?? NOTHING_SENT);
+      if (grown !== undefined) {
         delta.backends[id] = grown;
+        sent.backends.set(id, sentCounters(now));
+      } else if (before === undefined) {
+        sent.backends.set(id, NOTHING_SENT);
       }
-      sent.backends.set(id, { ...now });
     }
 
     return delta;
@@ -75,6 +99,38 @@ export class StatsDeltas {
   }
 }
 
-function sameCounters(a: BackendCounters, b: BackendCounters): boolean {
-  return a.total === b.total && a.dialFailures === b.dialFailures && a.bytesToBackend === b.bytesToBackend && a.bytesToClient === b.bytesToClient;
+/** Returns what a backend id's counters grew by since they were last sent, or undefined when they did not grow. */
+function growthOf(now: BackendCounters, before: SentCounters): BackendDelta | undefined {
+  if (sameCounters(now, before)) {
+    return undefined;
+  }
+
+  const grown: BackendDelta = {
+    total: now.total - before.total,
+    dialFailures: now.dialFailures - before.dialFailures,
+    bytesToBackend: now.bytesToBackend - before.bytesToBackend,
+    bytesToClient: now.bytesToClient - before.bytesToClient,
+  };
+  const connectDuration = now.connectDuration.growthSince(before.connectDuration);
+  if (connectDuration !== undefined) {
+    grown.connectDuration = connectDuration;
+  }
+
+  return grown;
+}
+
+function sentCounters(counters: BackendCounters): SentCounters {
+  const { total, dialFailures, bytesToBackend, bytesToClient } = counters;
+
+  return { total, dialFailures, bytesToBackend, bytesToClient, connectDuration: counters.connectDuration.counts() };
+}
+
+function sameCounters(a: BackendCounters, b: SentCounters): boolean {
+  return (
+    a.total === b.total &&
+    a.dialFailures === b.dialFailures &&
+    a.bytesToBackend === b.bytesToBackend &&
+    a.bytesToClient === b.bytesToClient &&
+    a.connectDuration.count === b.connectDuration.count
+  );
 }

@@ -1,4 +1,5 @@
 import type { Connection } from "./connection.ts";
+import { CONNECT_BUCKETS, CONNECTION_BUCKETS, DurationHistogram } from "./duration-histogram.ts";
 
 /** Counters of one backend id. Byte counts cover closed connections only; open ones are added on read. */
 export interface BackendCounters {
@@ -8,6 +9,8 @@ export interface BackendCounters {
   dialFailures: number;
   bytesToBackend: number;
   bytesToClient: number;
+  /** Seconds from the start of each successful dial to its connected socket. */
+  connectDuration: DurationHistogram;
 }
 
 /**
@@ -24,13 +27,15 @@ export class TrafficStats {
   setChanges = 0;
   /** Connections closed by the idle timeout. */
   idleClosed = 0;
+  /** Seconds from the accept of each client to its close, whether a backend served it or not. */
+  readonly connectionDuration = new DurationHistogram(CONNECTION_BUCKETS);
   readonly #byId = new Map<string, BackendCounters>();
 
   /** Returns the counters of a backend id, creating them at zero. */
   backend(id: string): BackendCounters {
     let counters = this.#byId.get(id);
     if (counters === undefined) {
-      counters = { total: 0, dialFailures: 0, bytesToBackend: 0, bytesToClient: 0 };
+      counters = { total: 0, dialFailures: 0, bytesToBackend: 0, bytesToClient: 0, connectDuration: new DurationHistogram(CONNECT_BUCKETS) };
       this.#byId.set(id, counters);
     }
 

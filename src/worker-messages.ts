@@ -2,6 +2,7 @@ import type { Address } from "./address.ts";
 import type { BalanceMode } from "./backend-selector.ts";
 import type { HealthCondition } from "./backend-health.ts";
 import type { OpenTraffic } from "./balancer-status.ts";
+import type { HistogramCounts } from "./duration-histogram.ts";
 import type { LogFormat, LogLevel } from "./logger.ts";
 import type { ProxyProtocolSettings } from "./proxy-protocol.ts";
 import type { ServerOptions } from "./server.ts";
@@ -73,7 +74,18 @@ export interface StatsDelta {
   rejectedGlobal: number;
   rejectedBackend: number;
   acceptPauses: number;
-  backends: Record<string, { total: number; dialFailures: number; bytesToBackend: number; bytesToClient: number }>;
+  /** Connection durations observed since the previous delta; absent when no connection closed. */
+  connectionDuration?: HistogramCounts;
+  backends: Record<string, BackendDelta>;
+}
+
+/** Growth of one backend id's counters; `connectDuration` is absent when no dial succeeded. */
+export interface BackendDelta {
+  total: number;
+  dialFailures: number;
+  bytesToBackend: number;
+  bytesToClient: number;
+  connectDuration?: HistogramCounts;
 }
 
 /** A message from a relay worker to the main thread. */

@@ -411,12 +411,18 @@ export class WorkerPool {
     this.#server.limits.rejectedGlobal += delta.rejectedGlobal;
     this.#server.limits.rejectedBackend += delta.rejectedBackend;
     this.acceptPauses += delta.acceptPauses;
+    if (delta.connectionDuration !== undefined) {
+      stats.connectionDuration.add(delta.connectionDuration);
+    }
     for (const [id, grown] of Object.entries(delta.backends)) {
       const counters = stats.backend(id);
       counters.total += grown.total;
       counters.dialFailures += grown.dialFailures;
       counters.bytesToBackend += grown.bytesToBackend;
       counters.bytesToClient += grown.bytesToClient;
+      if (grown.connectDuration !== undefined) {
+        counters.connectDuration.add(grown.connectDuration);
+      }
     }
   }
 }

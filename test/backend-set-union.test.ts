@@ -59,7 +59,7 @@ test("BackendSetUnion keeps the first provider on a conflict", () => {
   expect(union.conflicts).toEqual([{ id: "a", kept: { provider: "file", target: "10.0.0.1:1" }, ignored: { provider: "api", target: "10.0.0.9:1" } }]);
   const warnings = lines.filter((line) => line.includes("backend id conflict"));
   expect(warnings.length).toBe(1);
-  expect(warnings[0]).toContain('providers "file" and "api" both publish "a"');
+  expect(warnings[0]).toContain("backend=a provider=file target=10.0.0.1:1 ignoredProvider=api ignoredTarget=10.0.0.9:1");
 });
 
 test("BackendSetUnion drops a conflict once resolved", () => {

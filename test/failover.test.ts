@@ -169,7 +169,7 @@ test("Server fails over while the set is being replaced", async () => {
 
   // No client dialled the same backend (id and target) twice.
   // Dial failures past the first per backend in 10 s are debug lines rather than warnings.
-  const dials = logs.records.filter((record) => (record.level === "warn" || record.level === "debug") && String(record.msg).startsWith("dial backend"));
+  const dials = logs.records.filter((record) => (record.level === "warn" || record.level === "debug") && record.msg === "dial failed");
   const attempts = new Map<string, number>();
   for (const record of dials) {
     const key = `${record.conn} ${record.backend} ${record.target}`;

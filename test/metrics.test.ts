@@ -4,6 +4,7 @@ import { BackendSet } from "../src/backend-set.ts";
 import { escapeLabelValue, renderMetrics } from "../src/metrics.ts";
 import { StaticProvider } from "../src/providers/static-provider.ts";
 import { buildCommit, VERSION } from "../src/version.ts";
+import { TestClient } from "./support/backends.ts";
 import { waitFor } from "./support/wait.ts";
 import { BalancerScenario } from "./support/balancer-scenario.ts";
 
@@ -33,7 +34,7 @@ test("renderMetrics writes valid exposition lines", async () => {
   const text = renderMetrics({ server: scenario.server, union: scenario.union, reloads: { reloads: 4, reloadFailures: 1 } });
   const lines = text.trimEnd().split("\n");
 
-  const sample = /^[a-z_]+(\{[a-z_]+="[^"\\\n]*"(,[a-z_]+="[^"\\\n]*")*\})? -?\d+(\.\d+)?$/;
+  const sample = /^[a-z_]+(\{[a-z_]+="[^"\\\n]*"(,[a-z_]+="[^"\\\n]*")*\})? -?\d+(\.\d+)?(e-?\d+)?$/;
   let declared = "";
   for (const line of lines) {
     if (line.startsWith("# HELP ")) {
@@ -41,7 +42,7 @@ test("renderMetrics writes valid exposition lines", async () => {
       continue;
     }
     if (line.startsWith("# TYPE ")) {
-      expect(line).toMatch(new RegExp(`^# TYPE ${declared} (counter|gauge)$`));
+      expect(line).toMatch(new RegExp(`^# TYPE ${declared} (counter|gauge|histogram)$`));
       continue;
     }
     expect(line).toMatch(sample);
@@ -99,4 +100,107 @@ test("unhealthy_total counts turns to unhealthy", async () => {
 
   scenario.server.applySet(new BackendSet([scenario.server.set.get("a")!, createBackend("b", "127.0.0.1:10")]));
   expect(unhealthyCount()).toBe("0");
+});
+
+/** One histogram series of a metrics page: its `le` bounds and cumulative counts in page order, `_sum` and `_count`. */
+interface HistogramSeries {
+  les: string[];
+  cumulative: number[];
+  sum: number | undefined;
+  count: number | undefined;
+}
+
+/** Parses every series of the histogram `name`, keyed by its labels other than `le` (as written on the page). */
+function histogramSeries(text: string, name: string): Map<string, HistogramSeries> {
+  const byLabels = new Map<string, HistogramSeries>();
+  const seriesOf = (labels: string): HistogramSeries => {
+    let series = byLabels.get(labels);
+    if (series === undefined) {
+      series = { les: [], cumulative: [], sum: undefined, count: undefined };
+      byLabels.set(labels, series);
+    }
+
+    return series;
+  };
+  const line = new RegExp(`^${name}_(bucket|sum|count)(?:\\{(.*)\\})? (\\S+)$`);
+  for (const match of text.split("\n").map((text) => line.exec(text))) {
+    if (match === null) {
+      continue;
+    }
+    const [, suffix, labelText = "", value] = match;
+    const le = /(?:^|,)le="([^"]*)"/.exec(labelText)?.[1];
+    const labels = labelText.replace(/,?le="[^"]*"/, "");
+    const series = seriesOf(labels);
+    if (suffix === "bucket") {
+      series.les.push(le!);
+      series.cumulative.push(Number(value));
+    } else if (suffix === "sum") {
+      series.sum = Number(value);
+    } else {
+      series.count = Number(value);
+    }
+  }
+
+  return byLabels;
+}
+
+/** Checks one series against the Prometheus text format's rules for histograms. */
+function expectValidHistogram(series: HistogramSeries): void {
+  expect(series.les.at(-1)).toBe("+Inf");
+  const bounds = series.les.slice(0, -1).map(Number);
+  for (let index = 1; index < bounds.length; index++) {
+    expect(bounds[index]!).toBeGreaterThan(bounds[index - 1]!);
+    expect(series.cumulative[index]!).toBeGreaterThanOrEqual(series.cumulative[index - 1]!);
+  }
+  expect(series.cumulative.at(-1)!).toBeGreaterThanOrEqual(series.cumulative.at(-2)!);
+  expect(series.count).toBe(series.cumulative.at(-1)!);
+  expect(series.sum).toBeGreaterThanOrEqual(0);
+}
+
+test("renderMetrics writes histograms in the text format", async () => {
+  const scenario = new BalancerScenario();
+  cleanup.push(() => scenario.close());
+  scenario.startBackends(["a"]);
+  await scenario.start(new StaticProvider(new BackendSet([createBackend("a", scenario.target("a")), createBackend("idle", "127.0.0.1:9")])));
+  const started = performance.now();
+
+  const clients = [await TestClient.connect(scenario.port), await TestClient.connect(scenario.port), await TestClient.connect(scenario.port)];
+  await waitFor("every greeting", () => clients.every((client) => client.firstLine === "a"));
+  clients.forEach((client) => client.close());
+  await waitFor("every connection closed", () => scenario.server.stats.connectionDuration.count === 3);
+  const elapsedSeconds = (performance.now() - started) / 1000;
+  const text = renderMetrics({ server: scenario.server, union: scenario.union });
+
+  expect(text).toContain("# TYPE tinylb_backend_connect_duration_seconds histogram\n");
+  expect(text).toContain("# TYPE tinylb_connection_duration_seconds histogram\n");
+  const connect = histogramSeries(text, "tinylb_backend_connect_duration_seconds");
+  expect([...connect.keys()]).toEqual(['backend="a"', 'backend="idle"']);
+  for (const series of connect.values()) {
+    expectValidHistogram(series);
+  }
+  expect(connect.get('backend="a"')!.les).toEqual(["0.0001", "0.00025", "0.0005", "0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10", "+Inf"]);
+  expect(connect.get('backend="a"')!.count).toBe(3);
+  expect(connect.get('backend="a"')!.sum).toBeLessThanOrEqual(elapsedSeconds);
+  expect(connect.get('backend="idle"')!.count).toBe(0);
+  expect(connect.get('backend="idle"')!.sum).toBe(0);
+
+  const lifetimes = histogramSeries(text, "tinylb_connection_duration_seconds");
+  expect([...lifetimes.keys()]).toEqual([""]);
+  const lifetime = lifetimes.get("")!;
+  expectValidHistogram(lifetime);
+  expect(lifetime.count).toBe(3);
+  expect(lifetime.sum).toBeGreaterThan(0);
+  expect(lifetime.sum).toBeLessThanOrEqual(3 * elapsedSeconds);
+});
+
+test("connect histogram of a retired id goes with its counters", async () => {
+  const scenario = new BalancerScenario();
+  cleanup.push(() => scenario.close());
+  await scenario.start(new StaticProvider(BackendSet.EMPTY));
+  scenario.server.stats.backend("left").connectDuration.observe(0.002);
+  const render = (): string => renderMetrics({ server: scenario.server, union: scenario.union });
+
+  expect(render()).toContain('tinylb_backend_connect_duration_seconds_count{backend="left"} 1\n');
+  scenario.server.stats.delete("left");
+  expect(render()).not.toContain('backend="left"');
 });

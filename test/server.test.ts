@@ -249,10 +249,65 @@ test("Server skips a dead backend", async () => {
   expect(new Set(seen)).toEqual(new Set(["b", "c"]));
   // After one failed dial the back-off tries a last, so later clients may never dial it.
   expect(server.stats.backend("a").dialFailures).toBeGreaterThanOrEqual(1);
-  const warning = lines.find((line) => line.includes("WARN") && line.includes('dial backend "a"'));
-  expect(warning).toContain(`(${dead}) failed`);
+  const warning = lines.find((line) => /WARN +dial failed .* backend=a /.test(line));
+  expect(warning).toContain(`target=${dead} `);
   expect(warning).toContain("ECONNREFUSED");
   expect(warning).toContain("client=127.0.0.1:");
+  await waitFor("pool to empty", () => server.activeCount === 0);
+}, TEST_TIMEOUT_MS);
+
+test("Server logs a dial failure with a constant message", async () => {
+  const lines: string[] = [];
+  const logger = new Logger({ level: "debug", format: "json", sink: (line) => lines.push(line) });
+  const dead = await deadTarget();
+  const backends = startBackends(["b"]);
+  const { server, port } = await startServer(setOf(["a", dead], ["b", backends[0]!.target]), { logger });
+
+  // The rotation starts at a, so the first client dials a and fails over to b.
+  expect(await greeting(port)).toBe("b");
+
+  const records = lines.map((line) => JSON.parse(line) as Record<string, unknown>);
+  const failure = records.find((record) => record.msg === "dial failed");
+  expect(failure).toBeDefined();
+  expect(failure!.level).toBe("warn");
+  expect(failure!.backend).toBe("a");
+  expect(failure!.target).toBe(dead);
+  expect(failure!.err).toBe("connection refused (ECONNREFUSED)");
+  expect(failure!.client).toMatch(/^127\.0\.0\.1:\d+$/);
+  await waitFor("pool to empty", () => server.activeCount === 0);
+}, TEST_TIMEOUT_MS);
+
+test("Server debug lines name the listener and backend port", async () => {
+  const { logger, lines } = captureLog();
+  // A backend that records the client port of each connection it accepts: tinylb's local port.
+  const peerPorts: number[] = [];
+  const backend = Bun.listen<undefined>({ hostname: "127.0.0.1", port: 0, socket: { open: (socket) => void peerPorts.push(socket.remotePort), data() {} } });
+  cleanup.push(() => backend.stop(true));
+  const { port } = await startServer(setOf(["a", `127.0.0.1:${backend.port}`]), { logger });
+
+  const client = await connect(port);
+  await waitFor("the backend to accept", () => peerPorts.length === 1);
+  client.close();
+  await waitFor("the close line", () => lines.some((line) => line.includes("connection closed")));
+
+  const opened = lines.find((line) => line.includes("DEBUG connection opened"));
+  expect(opened).toContain(` listener=127.0.0.1:${port} `);
+  expect(opened).toEndWith(` backendLocal=127.0.0.1:${peerPorts[0]}`);
+  const closed = lines.find((line) => line.includes("DEBUG connection closed"));
+  expect(closed).toContain(` listener=127.0.0.1:${port} `);
+}, TEST_TIMEOUT_MS);
+
+test("Server info level builds no listener field", async () => {
+  const lines: string[] = [];
+  const logger = new Logger({ level: "info", sink: (line) => lines.push(line) });
+  const backends = startBackends(["a"]);
+  const { server, port } = await startServer(setOfBackends(backends), { logger });
+
+  const client = await connect(port);
+  await waitFor("greeting", () => client.firstLine === "a");
+  const [connection] = server.pool.connections();
+  expect(connection?.listener).toBeUndefined();
+  client.close();
   await waitFor("pool to empty", () => server.activeCount === 0);
 }, TEST_TIMEOUT_MS);
 
@@ -270,7 +325,7 @@ test("Server closes the client after trying every backend once", async () => {
   expect(server.stats.backend("b").dialFailures).toBe(1);
   expect(server.stats.unserved).toBe(1);
   // The dial failures themselves; the unhealthy flips that quote them are warnings too.
-  expect(lines.filter((line) => /WARN +dial backend/.test(line)).length).toBe(2);
+  expect(lines.filter((line) => /WARN +dial failed /.test(line)).length).toBe(2);
   expect(lines.some((line) => line.includes("ERROR") && line.includes("no backend could be dialled; closing client") && line.includes("tried=2"))).toBe(true);
   await waitFor("pool to empty", () => server.activeCount === 0);
 }, TEST_TIMEOUT_MS);
@@ -288,8 +343,8 @@ test("Server rate-limits dial failure lines", async () => {
 
   expect(server.stats.unserved).toBe(20);
   // One warning per backend id and one error within FAILURE_LOG_INTERVAL_MS, not one per client.
-  expect(lines.filter((line) => /WARN +dial backend "a"/.test(line)).length).toBe(1);
-  expect(lines.filter((line) => /WARN +dial backend "b"/.test(line)).length).toBe(1);
+  expect(lines.filter((line) => /WARN +dial failed .* backend=a /.test(line)).length).toBe(1);
+  expect(lines.filter((line) => /WARN +dial failed .* backend=b /.test(line)).length).toBe(1);
   expect(lines.filter((line) => line.includes("ERROR") && line.includes("no backend could be dialled")).length).toBe(1);
   await waitFor("pool to empty", () => server.activeCount === 0);
 }, TEST_TIMEOUT_MS);
@@ -301,7 +356,7 @@ test("Server logs fallback dial failures at debug", async () => {
   // port of a client socket.
   const ids = Array.from({ length: 1100 }, (_, index): [string, string] => [`d${index}`, `127.0.${1 + Math.floor(index / 250)}.${1 + (index % 250)}:${port}`]);
   const { server, port: listenPort } = await startServer(setOf(...ids), { logger });
-  const warnings = (): number => lines.filter((line) => /WARN +dial backend/.test(line)).length;
+  const warnings = (): number => lines.filter((line) => /WARN +dial failed /.test(line)).length;
 
   const first = await connect(listenPort);
   await waitFor("the first client to be closed", () => first.ended || first.closed);
@@ -312,7 +367,7 @@ test("Server logs fallback dial failures at debug", async () => {
 
   expect(server.stats.unserved).toBe(2);
   expect(warnings()).toBe(1100);
-  expect(lines.filter((line) => /DEBUG +dial backend "d0"/.test(line)).length).toBe(1);
+  expect(lines.filter((line) => /DEBUG +dial failed .* backend=d0 /.test(line)).length).toBe(1);
 }, TEST_TIMEOUT_MS);
 
 test("Server logs a retrying backend's dial failures at debug", async () => {
@@ -326,7 +381,7 @@ test("Server logs a retrying backend's dial failures at debug", async () => {
   // a is healthy, so its first failed dial is a warning, and a back-off starts.
   const first = await connect(port);
   await waitFor("the first client to be closed", () => first.ended || first.closed);
-  expect(count(/WARN +dial backend "a"/)).toBe(1);
+  expect(count(/WARN +dial failed .* backend=a /)).toBe(1);
 
   // Past the back-off, a is retrying, which means it is handed out again but not reported
   // healthy. The rate limit of a's failure lines has run out too, so only the debug level for
@@ -342,10 +397,10 @@ test("Server logs a retrying backend's dial failures at debug", async () => {
 
   expect(server.stats.backend("a").dialFailures).toBe(2);
   expect(server.stats.backend("b").dialFailures).toBe(1);
-  expect(count(/WARN +dial backend "a"/)).toBe(1);
-  expect(count(/DEBUG +dial backend "a"/)).toBe(1);
-  expect(count(/WARN +dial backend "b"/)).toBe(1);
-  expect(count(/DEBUG +dial backend "b"/)).toBe(0);
+  expect(count(/WARN +dial failed .* backend=a /)).toBe(1);
+  expect(count(/DEBUG +dial failed .* backend=a /)).toBe(1);
+  expect(count(/WARN +dial failed .* backend=b /)).toBe(1);
+  expect(count(/DEBUG +dial failed .* backend=b /)).toBe(0);
 }, TEST_TIMEOUT_MS);
 
 test("Server skips a backend that never completes the connect", async () => {
@@ -364,7 +419,7 @@ test("Server skips a backend that never completes the connect", async () => {
   }
 
   expect(server.stats.backend("a").dialFailures).toBe(1);
-  expect(lines.some((line) => line.includes(`dial backend "a" (${silent.target}) failed: connect timed out after 1000 ms`))).toBe(true);
+  expect(lines.some((line) => /WARN +dial failed /.test(line) && line.includes(`backend=a target=${silent.target} err="connect timed out after 1000 ms"`))).toBe(true);
   await waitFor("pool to empty", () => server.activeCount === 0);
 }, TEST_TIMEOUT_MS);
 
@@ -411,7 +466,7 @@ test("Server fails a dial over when its target leaves", async () => {
   expect(performance.now() - removedAt).toBeLessThan(connectTimeoutMs / 2);
   // The set change ended the dial, so it is no sign of a's health.
   expect(server.stats.backend("a").dialFailures).toBe(0);
-  expect(lines.filter((line) => /WARN +dial backend "a"/.test(line))).toEqual([]);
+  expect(lines.filter((line) => /WARN +dial failed .* backend=a /.test(line))).toEqual([]);
   client.close();
   await waitFor("pool to empty", () => server.activeCount === 0);
 }, TEST_TIMEOUT_MS);

@@ -88,3 +88,23 @@ test("StatsDeltas keeps an id with an open connection", () => {
   expect(server.stats.ids()).toEqual([]);
   expect(backendIdsInUseOutsideSet(server)).toEqual([]);
 });
+
+test("StatsDeltas sends new duration observations", () => {
+  const server = workerServer();
+  const deltas = new StatsDeltas();
+  server.stats.backend("a").connectDuration.observe(0.0002);
+  server.stats.connectionDuration.observe(2);
+
+  const first = deltas.take(server);
+  expect(first.backends.a?.connectDuration).toMatchObject({ sum: 0.0002, count: 1 });
+  expect(first.backends.a?.connectDuration?.buckets[1]).toBe(1);
+  expect(first.connectionDuration).toMatchObject({ sum: 2, count: 1 });
+
+  // Only the growth goes out: the next delta has none, then only the new observation.
+  expect(deltas.take(server)).not.toHaveProperty("connectionDuration");
+  server.stats.backend("a").connectDuration.observe(0.003);
+  const third = deltas.take(server);
+  expect(third.backends).toEqual({ a: { total: 0, dialFailures: 0, bytesToBackend: 0, bytesToClient: 0, connectDuration: expect.objectContaining({ count: 1 }) } });
+  expect(third.backends.a?.connectDuration?.buckets.reduce((sum, count) => sum + count, 0)).toBe(1);
+  expect(third.backends.a?.connectDuration?.sum).toBeCloseTo(0.003, 12);
+});
