@@ -11,6 +11,7 @@ import { type FailoverChecks, FailoverPlan } from "./failover-plan.ts";
 import type { HealthChecker } from "./health-checker.ts";
 import type { LogFields, Logger } from "./logger.ts";
 import { PROXY_PROTOCOL_OFF, type ProxyProtocolSettings, usesProxyProtocol } from "./proxy-protocol.ts";
+import { LogBudget } from "./log-budget.ts";
 import { RateLimitedLog } from "./rate-limited-log.ts";
 import type { DisabledIds } from "./round-robin-selector.ts";
 import type { TrafficStats } from "./traffic-stats.ts";
@@ -23,6 +24,13 @@ export const FAILURE_LOG_INTERVAL_MS = 10_000;
  * the ids that left, so this only bounds memory, and a set of 10,000 ids fits.
  */
 const MAX_FAILURE_LOGS = 20_000;
+
+/**
+ * Dial failure lines that all backend ids together write per FAILURE_LOG_INTERVAL_MS. It is
+ * far above the backends of a control plane, and it bounds the lines of a client that fails
+ * over thousands of dead backends.
+ */
+export const DIAL_FAILURE_LINES = 20;
 
 /** The server's parts a BackendConnector reads and updates, and its dial settings. */
 export interface BackendConnectorOptions {
@@ -81,8 +89,9 @@ export class BackendConnector implements DialObserver {
   /** Null while no backend receives a PROXY protocol header, so that clients then cost no lookup. */
   #proxyProtocol: ProxyProtocolSettings | null = null;
   // While backends are down every client fails the same way, so these lines are rate-limited:
-  // one per backend id, and one for the clients no backend served.
+  // one per backend id, DIAL_FAILURE_LINES for all ids together, and one for the clients no backend served.
   readonly #dialFailureLogs = new Map<string, RateLimitedLog>();
+  readonly #dialFailureBudget: LogBudget;
   readonly #unservedLog: RateLimitedLog;
 
   constructor(options: BackendConnectorOptions) {
@@ -96,6 +105,8 @@ export class BackendConnector implements DialObserver {
     this.#maxAttempts = options.maxAttempts;
     this.#registered = options.registered;
     this.#unservedLog = new RateLimitedLog(this.#log, "error", FAILURE_LOG_INTERVAL_MS, this.#now);
+    const spent = "more backends failed to dial than are logged; the rest of this interval's dial failures are logged at debug";
+    this.#dialFailureBudget = new LogBudget(this.#log, "warn", DIAL_FAILURE_LINES, FAILURE_LOG_INTERVAL_MS, spent, this.#now);
     this.useProxyProtocol(options.proxyProtocol ?? PROXY_PROTOCOL_OFF);
     this.#keepalive = new DeferredKeepalive(options.keepaliveMs);
     this.#dialOptions = {
@@ -281,7 +292,7 @@ export class BackendConnector implements DialObserver {
       if (this.#dialFailureLogs.size >= MAX_FAILURE_LOGS) {
         this.#dialFailureLogs.clear();
       }
-      log = new RateLimitedLog(this.#log, "warn", FAILURE_LOG_INTERVAL_MS, this.#now);
+      log = new RateLimitedLog(this.#log, "warn", FAILURE_LOG_INTERVAL_MS, this.#now, this.#dialFailureBudget);
       this.#dialFailureLogs.set(id, log);
     }
 

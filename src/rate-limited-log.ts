@@ -1,3 +1,4 @@
+import type { LogBudget } from "./log-budget.ts";
 import type { LogFields, Logger, LogLevel } from "./logger.ts";
 
 /**
@@ -8,17 +9,19 @@ export class RateLimitedLog {
   #last = -Infinity;
   #suppressed = 0;
 
+  /** @param budget lines this log shares with others of its group. A line it cannot take is suppressed. */
   constructor(
     private readonly logger: Logger,
     private readonly level: LogLevel,
     private readonly intervalMs: number,
     private readonly now: () => number = () => performance.now(),
+    private readonly budget?: LogBudget,
   ) {}
 
-  /** Writes the line unless one was written less than the interval ago; returns false when it suppressed it. */
+  /** Writes the line unless one was written less than the interval ago or the budget is spent; returns false when it suppressed it. */
   log(msg: string, fields?: LogFields): boolean {
     const now = this.now();
-    if (now - this.#last < this.intervalMs) {
+    if (now - this.#last < this.intervalMs || (this.budget !== undefined && !this.budget.take())) {
       this.#suppressed++;
 
       return false;
