@@ -7,6 +7,8 @@ import type { Logger } from "./logger.ts";
 import { describeProxyProtocol } from "./proxy-protocol.ts";
 import { describeSlowStart } from "./slow-start-setting.ts";
 import { Server } from "./server.ts";
+import { matchInheritedSockets, takeInheritedSockets } from "./socket-activation.ts";
+import { canonicalAddress } from "./socket-table.ts";
 import { checkDescriptorRoom } from "./start-descriptors.ts";
 import { relayThreadCount, startRelayWorkers, type WorkerPool } from "./worker-pool.ts";
 import { resolveSettings, type Settings } from "./settings.ts";
@@ -28,7 +30,8 @@ export interface RunningBalancer {
  * Starts the balancer the command line describes and wires SIGHUP (reload), SIGTERM and
  * SIGINT (graceful stop; a second one closes everything at once).
  *
- * @throws {ConfigError} for an invalid config file or missing listen address.
+ * @throws {ConfigError} for an invalid config file or missing listen address, or a socket
+ *   from the service manager that matches no listen address.
  * @throws {ListenError} when a listener cannot be bound.
  */
 export async function runBalancer(cli: CliOptions, logger: Logger): Promise<RunningBalancer> {
@@ -37,6 +40,7 @@ export async function runBalancer(cli: CliOptions, logger: Logger): Promise<Runn
   logger.format = settings.logFormat;
   const log = logger.with({ component: "main" });
   const threads = relayThreadCount(settings);
+  const inheritedSockets = matchInheritedSockets(settings.listen, takeInheritedSockets());
   // Before the listen locks, so that it counts the open descriptors that `tinylb check` counts.
   checkDescriptorRoom(settings, cli);
 
@@ -58,10 +62,13 @@ export async function runBalancer(cli: CliOptions, logger: Logger): Promise<Runn
     onUnhealthy: settings.health.onUnhealthy,
     logger,
     reusePort: threads > 1,
+    inheritedSockets,
   });
   // The locks keep a second tinylb off these addresses even where listeners share ports (--workers).
+  // A socket from the service manager needs none: nothing binds its address.
   const locks = new ListenLocks();
-  locks.acquire(settings.listen);
+  const inheritedKeys = new Set(inheritedSockets.map((socket) => socket.key));
+  locks.acquire(settings.listen.filter((address) => !inheritedKeys.has(canonicalAddress(address))));
   const sources = await startBackendSources(cli, settings, server, logger);
   const reload = (): boolean => sources.reload();
   // Installed before the listeners and relay workers start, which can take over 100 ms with
@@ -70,7 +77,7 @@ export async function runBalancer(cli: CliOptions, logger: Logger): Promise<Runn
   let workers: WorkerPool | undefined;
   try {
     await server.start();
-    locks.acquire(server.listeners.map((listener) => listener.address));
+    locks.acquire(server.listeners.filter((listener) => listener.inherited === undefined).map((listener) => listener.address));
     workers = await startRelayWorkers(settings, server, logger);
     // A reload during the workers' start may have changed `settings` after they got theirs.
     workers?.applyLiveSettings(settings);
