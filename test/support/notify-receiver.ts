@@ -1,5 +1,6 @@
 import type { Subprocess } from "bun";
 import { trackChild } from "./child-processes.ts";
+import { readLines } from "./line-reader.ts";
 import { waitFor } from "./wait.ts";
 
 /**
@@ -45,23 +46,14 @@ export class NotifyReceiver {
     const child = trackChild(Bun.spawn(["python3", "-c", PROGRAM, address], { stdin: "ignore", stdout: "pipe", stderr: "inherit" }));
     const notifications: Notification[] = [];
     let bound = false;
-    void (async () => {
-      const decoder = new TextDecoder();
-      let buffered = "";
-      for await (const chunk of child.stdout) {
-        buffered += decoder.decode(chunk, { stream: true });
-        const lines = buffered.split("\n");
-        buffered = lines.pop()!;
-        for (const line of lines) {
-          const event = JSON.parse(line) as Notification & { bound?: boolean };
-          if (event.bound === true) {
-            bound = true;
-          } else {
-            notifications.push(event);
-          }
-        }
+    void readLines(child.stdout, (line) => {
+      const event = JSON.parse(line) as Notification & { bound?: boolean };
+      if (event.bound === true) {
+        bound = true;
+      } else {
+        notifications.push(event);
       }
-    })();
+    });
     await waitFor("the notify receiver to bind", () => bound);
 
     return new NotifyReceiver(child, notifications);

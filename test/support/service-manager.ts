@@ -1,5 +1,6 @@
 import type { Subprocess } from "bun";
 import { trackChild } from "./child-processes.ts";
+import { readLines } from "./line-reader.ts";
 import { waitFor } from "./wait.ts";
 
 /**
@@ -81,16 +82,7 @@ export class ServiceManager {
   static async start(): Promise<ServiceManager> {
     const child = trackChild(Bun.spawn(["python3", "-c", PROGRAM], { stdin: "pipe", stdout: "pipe", stderr: "inherit" }));
     const replies: string[] = [];
-    void (async () => {
-      const decoder = new TextDecoder();
-      let buffered = "";
-      for await (const chunk of child.stdout) {
-        buffered += decoder.decode(chunk, { stream: true });
-        const lines = buffered.split("\n");
-        buffered = lines.pop()!;
-        replies.push(...lines);
-      }
-    })();
+    void readLines(child.stdout, (line) => replies.push(line));
     await waitFor("the service manager to report its port", () => replies.length > 0);
     const port = Number(replies.shift()!.slice("port ".length));
 
