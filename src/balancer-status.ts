@@ -94,10 +94,25 @@ export interface ProviderStatus {
   failingForMs?: number;
 }
 
+/** A listener on a socket that the service manager passed. */
+export interface InheritedListenerStatus {
+  /** The listen address, as in `listeners`. */
+  listener: string;
+  /** The descriptor the socket was passed as. */
+  fd: number;
+  fdName?: string;
+}
+
 /** The report a running balancer gives about itself. */
 export interface BalancerStatus {
   /** Bound listener addresses, with real ports. */
   listeners: string[];
+  /**
+   * The listeners that accept on a socket the service manager passed (socket activation),
+   * with its descriptor and LISTEN_FDNAMES name. Absent when there is none, and from a
+   * balancer that predates socket activation.
+   */
+  inheritedListeners?: InheritedListenerStatus[];
   /** The running backend set, in id order. */
   backends: BackendStatus[];
   /**
@@ -245,6 +260,7 @@ export function collectStatus(server: Server, union: BackendSetUnion): BalancerS
 
   return {
     listeners: server.listeners.map((listener) => listener.name),
+    ...inheritedListenerStatus(server),
     backends,
     removed,
     conflicts: [...union.conflicts],
@@ -260,6 +276,13 @@ export function collectStatus(server: Server, union: BackendSetUnion): BalancerS
     slowStartMs: server.slowStart.settings.durationMs,
     idleClosed: server.stats.idleClosed,
   };
+}
+
+/** Returns the `inheritedListeners` field of the status, or nothing when no listener has a passed socket. */
+function inheritedListenerStatus(server: Server): Pick<BalancerStatus, "inheritedListeners"> {
+  const inherited = server.listeners.flatMap(({ name, inherited }) => (inherited === undefined ? [] : [{ listener: name, fd: inherited.fd, ...(inherited.fdName === undefined ? {} : { fdName: inherited.fdName }) }]));
+
+  return inherited.length === 0 ? {} : { inheritedListeners: inherited };
 }
 
 /** Returns the slow start fields of a backend's status: its window, and its progress only during its slow start. */

@@ -104,12 +104,13 @@ function bindLock(address: Address, name: string): SocketListener<undefined> {
 /**
  * Returns the address of a lock held by another process (not in `own`) on the port of
  * `address`, where either address is a wildcard that covers the other. Returns undefined
- * when `/proc/net/unix` cannot be read.
+ * when `/proc/self/net/unix` cannot be read.
  */
 function findOverlappingLock(address: TcpAddress, own: ReadonlyMap<string, unknown>): TcpAddress | undefined {
   let table: string;
   try {
-    table = readFileSync("/proc/net/unix", "utf8");
+    // /proc/self/net, because systemd's ProcSubset=pid (in the example unit) hides /proc/net.
+    table = readFileSync("/proc/self/net/unix", "utf8");
   } catch {
     return undefined;
   }

@@ -1,10 +1,13 @@
 import type { SocketHandler } from "bun";
 import type { Address } from "./address.ts";
 import { DescriptorBudget } from "./descriptor-budget.ts";
+import { listenInherited } from "./inherited-listener.ts";
 import { type BoundListener, bindListener } from "./listener.ts";
 import { setListenerKeepAlive } from "./listener-keepalive.ts";
 import type { Logger } from "./logger.ts";
 import { RateLimitedLog } from "./rate-limited-log.ts";
+import type { InheritedSocket } from "./socket-activation.ts";
+import { canonicalAddress } from "./socket-table.ts";
 
 /**
  * The bound listeners of a server, and the guard that stops them while the process is
@@ -12,11 +15,16 @@ import { RateLimitedLog } from "./rate-limited-log.ts";
  *
  * The set owns its listeners: `stop` stops every one, and a listener bound again after a
  * pause replaces the stopped one in `listeners`.
+ *
+ * A listen address with a socket from the service manager (socket activation) accepts on that
+ * socket instead of binding one (see `listenInherited`).
  */
 export class ListenerSet<Data> {
   readonly #log: Logger;
   readonly #reusePort: boolean;
   readonly #descriptorError: RateLimitedLog;
+  /** Sockets the service manager passed, by canonical listen address. */
+  readonly #inherited: ReadonlyMap<string, InheritedSocket>;
   #listeners: BoundListener[] = [];
   #handlers: SocketHandler<Data> | undefined;
   #descriptors: DescriptorBudget | undefined;
@@ -30,10 +38,12 @@ export class ListenerSet<Data> {
   /**
    * @param log the server's logger, which gets the set's lines on binds, pauses and resumes.
    * @param reusePort bind TCP listeners with SO_REUSEPORT (see `bindListener`).
+   * @param inherited sockets the service manager passed, each for the listen address it matched.
    */
-  constructor(log: Logger, reusePort: boolean) {
+  constructor(log: Logger, reusePort: boolean, inherited: readonly InheritedSocket[] = []) {
     this.#log = log;
     this.#reusePort = reusePort;
+    this.#inherited = new Map(inherited.map((socket) => [socket.key, socket]));
     this.#descriptorError = new RateLimitedLog(this.#log, "error", 10_000);
   }
 
@@ -74,11 +84,11 @@ export class ListenerSet<Data> {
     this.#keepaliveInherited = true;
     try {
       for (const address of addresses) {
-        const listener = await bindListener(address, handlers, { reusePort: this.#reusePort });
+        const listener = await this.#open(address, handlers);
         // Before any await, so that no client is accepted without the listener's keepalive.
         this.#keepaliveInherited = this.#applyKeepAlive(listener) && this.#keepaliveInherited;
         this.#listeners.push(listener);
-        this.#log.info("listening", { listener: listener.name });
+        this.#log.info("listening", { listener: listener.name, ...inheritedFields(listener) });
       }
     } catch (error) {
       this.stop();
@@ -125,6 +135,16 @@ export class ListenerSet<Data> {
     this.#scheduleResume(100);
   }
 
+  /** Accepts on the passed socket of `address`, or binds one when the service manager passed none. */
+  async #open(address: Address, handlers: SocketHandler<Data>): Promise<BoundListener> {
+    const inherited = this.#inherited.get(canonicalAddress(address));
+    if (inherited !== undefined) {
+      return listenInherited(inherited, handlers);
+    }
+
+    return await bindListener(address, handlers, { reusePort: this.#reusePort });
+  }
+
   /** Sets keepalive on a TCP listener; returns false when it failed. Unix listeners need none. */
   #applyKeepAlive(listener: BoundListener): boolean {
     if (listener.address.kind !== "tcp") {
@@ -160,7 +180,7 @@ export class ListenerSet<Data> {
     const bound: BoundListener[] = [];
     try {
       for (const listener of stopped) {
-        const rebound = await bindListener(listener.address, this.#handlers, { reusePort: this.#reusePort });
+        const rebound = await this.#open(listener.address, this.#handlers);
         if (!this.#applyKeepAlive(rebound)) {
           this.#keepaliveInherited = false;
         }
@@ -188,4 +208,14 @@ export class ListenerSet<Data> {
     this.#acceptPaused = false;
     this.#log.info("file descriptors are free again; accepting clients", { listeners: bound.map((listener) => listener.name).join(",") });
   }
+}
+
+/** Log fields of a listener on a socket the service manager passed; none for one it bound. */
+function inheritedFields(listener: BoundListener): { inheritedFd?: number; fdName?: string } {
+  const socket = listener.inherited;
+  if (socket === undefined) {
+    return {};
+  }
+
+  return socket.fdName === undefined ? { inheritedFd: socket.fd } : { inheritedFd: socket.fd, fdName: socket.fdName };
 }

@@ -1,6 +1,7 @@
 import { lstatSync, unlinkSync } from "node:fs";
 import type { Socket, SocketHandler, SocketListener, TCPSocketListener, TCPSocketListenOptions } from "bun";
 import { type Address, formatAddress, type TcpAddress } from "./address.ts";
+import type { InheritedSocket } from "./socket-activation.ts";
 import { setSocketOption, SOL_SOCKET } from "./socket-options.ts";
 import { socketPathProblem, unixListenErrorHint } from "./socket-path.ts";
 
@@ -28,6 +29,8 @@ export interface BoundListener {
    * undefined for Unix sockets. Bun 1.4.4 has `fd` on a listener but does not declare it.
    */
   readonly fd?: number;
+  /** The service manager's socket that the listener accepts on, instead of one it bound (socket activation). */
+  readonly inherited?: InheritedSocket;
   stop(): void;
 }
 

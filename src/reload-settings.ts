@@ -9,6 +9,7 @@ import type { Server } from "./server.ts";
 import { sameProxyProtocol } from "./proxy-protocol.ts";
 import { DEFAULTS, resolveProxyProtocol, resolveSlowStart, type Settings } from "./settings.ts";
 import { formatSlowStart, sameSlowStart, slowStartOf } from "./slow-start-setting.ts";
+import { canonicalAddress } from "./socket-table.ts";
 import { relayWorkersOf } from "./worker-pool.ts";
 
 /**
@@ -64,6 +65,7 @@ export function applyReloadedSettings(config: FileConfig, cli: CliOptions, setti
   }
   if (cli.listen.length === 0 && config.listen !== undefined && !sameAddresses(config.listen, settings.listen)) {
     restart.push("listen");
+    warnPassedSocketsLeft(config.listen, server, log, cli.configPath);
   }
   restart.push(...changedRestartSettings(config, cli, settings));
   relayWorkersOf(server)?.applyLiveSettings(settings);
@@ -210,6 +212,22 @@ function changedRestartSettings(config: FileConfig, cli: CliOptions, settings: S
   }
 
   return changed;
+}
+
+/**
+ * Warns when the new listen addresses leave out a socket the service manager passed. A restart
+ * gets the same sockets again, and one that no listen address matches fails the start, so the
+ * socket unit must change with the config.
+ */
+function warnPassedSocketsLeft(listen: readonly Address[], server: Server, log: Logger, file: string | undefined): void {
+  const keys = new Set(listen.map(canonicalAddress));
+  const left = server.listeners.filter((listener) => listener.inherited !== undefined && !keys.has(listener.inherited.key));
+  if (left.length > 0) {
+    log.warn("listen in the config file leaves out sockets that the service manager passes; edit their ListenStream= lines in the socket unit before the restart, or the restart fails", {
+      file,
+      passed: left.map((listener) => listener.name).join(","),
+    });
+  }
 }
 
 function sameAddresses(a: readonly Address[], b: readonly Address[]): boolean {

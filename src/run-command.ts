@@ -7,6 +7,10 @@ import type { Logger } from "./logger.ts";
 import { describeProxyProtocol } from "./proxy-protocol.ts";
 import { describeSlowStart } from "./slow-start-setting.ts";
 import { Server } from "./server.ts";
+import { ServiceNotifier } from "./service-notifier.ts";
+import { describeServiceStatus, watchServiceStatus } from "./service-status.ts";
+import { matchInheritedSockets, takeInheritedSockets } from "./socket-activation.ts";
+import { canonicalAddress } from "./socket-table.ts";
 import { checkDescriptorRoom } from "./start-descriptors.ts";
 import { relayThreadCount, startRelayWorkers, type WorkerPool } from "./worker-pool.ts";
 import { resolveSettings, type Settings } from "./settings.ts";
@@ -28,7 +32,8 @@ export interface RunningBalancer {
  * Starts the balancer the command line describes and wires SIGHUP (reload), SIGTERM and
  * SIGINT (graceful stop; a second one closes everything at once).
  *
- * @throws {ConfigError} for an invalid config file or missing listen address.
+ * @throws {ConfigError} for an invalid config file or missing listen address, or a socket
+ *   from the service manager that matches no listen address.
  * @throws {ListenError} when a listener cannot be bound.
  */
 export async function runBalancer(cli: CliOptions, logger: Logger): Promise<RunningBalancer> {
@@ -36,7 +41,9 @@ export async function runBalancer(cli: CliOptions, logger: Logger): Promise<Runn
   logger.level = settings.logLevel;
   logger.format = settings.logFormat;
   const log = logger.with({ component: "main" });
+  const notifier = ServiceNotifier.fromEnvironment(log);
   const threads = relayThreadCount(settings);
+  const inheritedSockets = matchInheritedSockets(settings.listen, takeInheritedSockets());
   // Before the listen locks, so that it counts the open descriptors that `tinylb check` counts.
   checkDescriptorRoom(settings, cli);
 
@@ -58,19 +65,33 @@ export async function runBalancer(cli: CliOptions, logger: Logger): Promise<Runn
     onUnhealthy: settings.health.onUnhealthy,
     logger,
     reusePort: threads > 1,
+    inheritedSockets,
   });
   // The locks keep a second tinylb off these addresses even where listeners share ports (--workers).
+  // A socket from the service manager needs none: nothing binds its address.
   const locks = new ListenLocks();
-  locks.acquire(settings.listen);
+  const inheritedKeys = new Set(inheritedSockets.map((socket) => socket.key));
+  locks.acquire(settings.listen.filter((address) => !inheritedKeys.has(canonicalAddress(address))));
   const sources = await startBackendSources(cli, settings, server, logger);
-  const reload = (): boolean => sources.reload();
+  let started = false;
+  const reload = (): boolean => {
+    if (!started) {
+      return sources.reload();
+    }
+
+    notifier.reloading();
+    const accepted = sources.reload();
+    notifier.ready(describeServiceStatus(server));
+
+    return accepted;
+  };
   // Installed before the listeners and relay workers start, which can take over 100 ms with
   // many workers, so that a reload sent meanwhile is applied rather than ignored.
   process.on("SIGHUP", () => reload());
   let workers: WorkerPool | undefined;
   try {
     await server.start();
-    locks.acquire(server.listeners.map((listener) => listener.address));
+    locks.acquire(server.listeners.filter((listener) => listener.inherited === undefined).map((listener) => listener.address));
     workers = await startRelayWorkers(settings, server, logger);
     // A reload during the workers' start may have changed `settings` after they got theirs.
     workers?.applyLiveSettings(settings);
@@ -87,7 +108,12 @@ export async function runBalancer(cli: CliOptions, logger: Logger): Promise<Runn
     locks.release();
     sources.metrics?.release();
   };
-  const exited = waitForStop(server, workers, settings, releaseAddresses, log).then(async (code) => {
+  const stopStatus = watchServiceStatus(server, notifier);
+  const stopping = (): void => {
+    stopStatus();
+    notifier.stopping(`draining ${server.activeCountInAllThreads} open connections`);
+  };
+  const exited = waitForStop(server, workers, settings, releaseAddresses, stopping, log).then(async (code) => {
     await sources.stop();
     locks.release();
 
@@ -113,6 +139,10 @@ export async function runBalancer(cli: CliOptions, logger: Logger): Promise<Runn
   }
   checkDescriptorLimit(settings.maxConnections, log);
   logSettingsWarnings(settings, logger);
+  // NOTE: READY=1 does not wait for the first set of DNS, Kubernetes or etcd, which comes after
+  // their first lookup, because a provider that stays down would fail the start at TimeoutStartSec.
+  notifier.ready(describeServiceStatus(server));
+  started = true;
 
   return { server, sources, reload, exited };
 }
@@ -120,18 +150,18 @@ export async function runBalancer(cli: CliOptions, logger: Logger): Promise<Runn
 /**
  * Drains on the first SIGTERM or SIGINT and closes every connection on the second. The listen
  * locks and the metrics address are released as soon as the listeners stop, so a new tinylb can
- * bind the addresses while this one drains.
+ * bind the addresses while this one drains. `stopping` runs once, at the first signal.
  * NOTE: relay workers stop their listeners when their shutdown message arrives, a moment after
  * the locks are released. A new tinylb that binds in that moment fails with EADDRINUSE, with
  * any worker count.
  */
-function waitForStop(server: Server, workers: WorkerPool | undefined, settings: Settings, releaseAddresses: () => void, log: Logger): Promise<number> {
+function waitForStop(server: Server, workers: WorkerPool | undefined, settings: Settings, releaseAddresses: () => void, stopping: () => void, log: Logger): Promise<number> {
   return new Promise((resolve) => {
-    let stopping = false;
+    let draining = false;
     // Settles once every thread reported what the latest repeated signal closed.
     let closing: Promise<unknown> = Promise.resolve();
     const stop = (signal: string): void => {
-      if (stopping) {
+      if (draining) {
         const closedInWorkers = workers?.closeAll("second stop signal") ?? Promise.resolve(0);
         const closedInMain = server.closeAll("second stop signal");
         const logged = closedInWorkers.then((closed) => log.warn(`${signal} received again; closed every connection`, { closed: closedInMain + closed }));
@@ -139,7 +169,8 @@ function waitForStop(server: Server, workers: WorkerPool | undefined, settings: 
 
         return;
       }
-      stopping = true;
+      draining = true;
+      stopping();
       log.info(`${signal} received; draining`, { open: server.activeCountInAllThreads, grace: formatDuration(settings.shutdownGraceMs) });
       void Promise.all([server.shutdown(settings.shutdownGraceMs), workers?.shutdown(settings.shutdownGraceMs) ?? 0]).then(async ([forced, forcedInWorkers]) => {
         // Log the count of a repeated signal first, so that "tinylb stopped" stays the last line.

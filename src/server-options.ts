@@ -6,6 +6,7 @@ import type { HealthCheckSettings, UnhealthyPolicy } from "./health-checker.ts";
 import type { Logger } from "./logger.ts";
 import type { ProxyProtocolSettings } from "./proxy-protocol.ts";
 import type { SlowStartSettings } from "./slow-start-setting.ts";
+import type { InheritedSocket } from "./socket-activation.ts";
 import type { RemovalPolicy } from "./target-drain.ts";
 
 /** Settings of a server. */
@@ -112,6 +113,13 @@ export interface ServerOptions {
    * @default false
    */
   reusePort?: boolean;
+  /**
+   * Sockets the service manager passed (socket activation), each matched to an address of
+   * `listen`, which accepts on it instead of binding. Their descriptors belong to the process,
+   * so relay workers receive the same list.
+   * @default []
+   */
+  inheritedSockets?: InheritedSocket[];
   /**
    * Limits on the traffic counters kept for backend ids that are no longer used (see
    * CounterRetention). Relay workers pass `false`, because they drop an id's counters once

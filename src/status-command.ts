@@ -47,6 +47,18 @@ const BALANCE_DESCRIPTIONS: Record<string, string> = {
   leastconn: "leastconn (new clients go to the backend with the fewest connections open or dialing)",
 };
 
+/** Names a listener, and the descriptor of a socket the service manager passed for it. */
+function describeListener(listener: string, status: BalancerStatus): string {
+  const inherited = status.inheritedListeners?.find((entry) => entry.listener === listener);
+  if (inherited === undefined) {
+    return listener;
+  }
+
+  const name = inherited.fdName === undefined ? "" : ` "${inherited.fdName}"`;
+
+  return `${listener} (socket from the service manager, fd ${inherited.fd}${name})`;
+}
+
 /** Formats the status as a table of backends, then listeners and conflicts. */
 export function formatStatus(status: BalancerStatus): string {
   const header = ["ID", "TARGET", "PROVIDER", "ACTIVE", "TOTAL", "BYTES TO BACKEND", "BYTES TO CLIENT", "HEALTH", "STATE"];
@@ -73,7 +85,7 @@ export function formatStatus(status: BalancerStatus): string {
   if (status.backends.length === 0) {
     lines.push("(the backend set is empty)");
   }
-  lines.push("", `Listeners: ${status.listeners.join(", ") || "(none)"}`);
+  lines.push("", `Listeners: ${status.listeners.map((listener) => describeListener(listener, status)).join(", ") || "(none)"}`);
   if (status.balance !== undefined) {
     lines.push(`Balance: ${BALANCE_DESCRIPTIONS[status.balance] ?? status.balance}`);
   }

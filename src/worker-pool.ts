@@ -475,6 +475,8 @@ export async function startRelayWorkers(settings: Settings, server: Server, logg
     onRemoval: settings.health.onRemoval,
     drainTimeoutMs: settings.health.drainTimeoutMs,
     onUnhealthy: settings.health.onUnhealthy,
+    // Descriptors belong to the process, so each worker accepts on its own duplicate of these.
+    inheritedSockets: server.listeners.flatMap((listener) => (listener.inherited === undefined ? [] : [listener.inherited])),
   };
   const pool = await WorkerPool.start(settings.workers - 1, options, server, logger);
   poolsByServer.set(server, pool);

@@ -6,12 +6,14 @@
 import { expect, test } from "bun:test";
 import { readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
+import { formatAddress } from "../src/address.ts";
 import { loadConfigFile } from "../src/config.ts";
 import { tempDirectory } from "./support/temp-directory.ts";
 import { BINARY } from "./support/tinylb-process.ts";
 
 const EXAMPLES = join(import.meta.dir, "..", "examples");
 const UNIT = join(EXAMPLES, "tinylb.service");
+const SOCKET_UNIT = join(EXAMPLES, "tinylb.socket");
 const MANIFEST = join(EXAMPLES, "kubernetes", "tinylb-static-pod.yaml");
 const CONFIG = join(EXAMPLES, "tinylb-apiservers.yaml");
 /** Where the unit and the manifest expect the config and the binary on a node. */
@@ -39,6 +41,29 @@ function unitForThisMachine(): string {
 
   return path;
 }
+
+test.skipIf(systemdAnalyze === null)("systemd socket unit passes systemd-analyze verify", () => {
+  unitForThisMachine();
+  const socketUnit = join(workDir, "tinylb.socket");
+  writeFileSync(socketUnit, readFileSync(SOCKET_UNIT, "utf8"));
+  const result = Bun.spawnSync([systemdAnalyze!, "verify", socketUnit], { stdout: "pipe", stderr: "pipe", cwd: workDir });
+
+  expect(result.stderr.toString()).toBe("");
+  expect(result.exitCode).toBe(0);
+});
+
+test("systemd socket unit listens on the config's address", () => {
+  const socketUnit = readFileSync(SOCKET_UNIT, "utf8");
+  const config = loadConfigFile(CONFIG);
+
+  // tinylb rejects a passed socket that no listen address matches.
+  expect([...socketUnit.matchAll(/^ListenStream=(.*)$/gm)].map((match) => match[1])).toEqual(config.listen!.map(formatAddress));
+  expect(socketUnit).toMatch(/^Accept=no$/m);
+});
+
+test("systemd unit is a notify service", () => {
+  expect(readFileSync(UNIT, "utf8")).toMatch(/^Type=notify$/m);
+});
 
 test.skipIf(systemdAnalyze === null)("systemd unit passes systemd-analyze verify", () => {
   const result = Bun.spawnSync([systemdAnalyze!, "verify", unitForThisMachine()], { stdout: "pipe", stderr: "pipe" });

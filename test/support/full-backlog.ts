@@ -1,5 +1,6 @@
 import type { Socket, Subprocess } from "bun";
 import { trackChild } from "./child-processes.ts";
+import { readLines } from "./line-reader.ts";
 import { waitFor } from "./wait.ts";
 
 /**
@@ -54,16 +55,7 @@ export class FullBacklogListener {
   static async start(): Promise<FullBacklogListener> {
     const child = trackChild(Bun.spawn(["python3", "-c", PROGRAM], { stdin: "pipe", stdout: "pipe", stderr: "inherit" }));
     const events: string[] = [];
-    void (async () => {
-      const decoder = new TextDecoder();
-      let buffered = "";
-      for await (const chunk of child.stdout) {
-        buffered += decoder.decode(chunk, { stream: true });
-        const lines = buffered.split("\n");
-        buffered = lines.pop()!;
-        events.push(...lines);
-      }
-    })();
+    void readLines(child.stdout, (line) => events.push(line));
     await waitFor("the full-backlog listener to report its port", () => events.some((line) => line.startsWith("port ")));
     const port = Number(events.shift()!.slice("port ".length));
 
