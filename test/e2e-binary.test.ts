@@ -4,7 +4,7 @@
  */
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
 import type { Subprocess } from "bun";
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { TestBackend, TestClient } from "./support/backends.ts";
 import { Peer, PeerListener, patternBytes, sha256 } from "./support/peers.ts";
@@ -382,8 +382,15 @@ function residentBytes(pid: number): number {
 }
 
 describe("dist/tinylb demo", () => {
+  /**
+   * Starts the demo with the test's folder as TMPDIR, so that the admin socket folder of a demo
+   * that a test kills with SIGKILL, which the demo cannot remove, is not left in /tmp.
+   */
+  const startDemo = (args: string[], cwd?: string): TinylbProcess =>
+    TinylbProcess.start(["demo", ...args], { cwd, env: { PATH: process.env.PATH ?? "/usr/bin:/bin", TMPDIR: directory } });
+
   test("serves three greeting backends in turn and stops on SIGINT", async () => {
-    const demo = TinylbProcess.start(["demo", "--listen", "127.0.0.1:0"]);
+    const demo = startDemo(["--listen", "127.0.0.1:0"]);
     cleanup.push(() => demo[Symbol.asyncDispose]());
     await waitFor("the demo's instructions", () => demo.stdout.includes("Press Ctrl-C to stop."));
     const url = /curl -s (http:\/\/127\.0\.0\.1:\d+\/)/.exec(demo.stdout)?.[1];
@@ -404,8 +411,7 @@ describe("dist/tinylb demo", () => {
 
   test("printed admin commands change the rotation", async () => {
     const root = join(import.meta.dir, "..");
-    const env = { PATH: process.env.PATH ?? "/usr/bin:/bin", TMPDIR: directory };
-    const demo = TinylbProcess.start(["demo", "--listen", "127.0.0.1:0"], { cwd: root, env });
+    const demo = startDemo(["--listen", "127.0.0.1:0"], root);
     cleanup.push(() => demo[Symbol.asyncDispose]());
     await waitFor("the demo's instructions", () => demo.stdout.includes("Press Ctrl-C to stop."));
     const url = /curl -s (http:\/\/127\.0\.0\.1:\d+\/)/.exec(demo.stdout)?.[1];
@@ -457,7 +463,7 @@ describe("dist/tinylb demo", () => {
   }, TEST_TIMEOUT_MS);
 
   test("names the IPv6 listen address in its hints", async () => {
-    const demo = TinylbProcess.start(["demo", "--listen", "[::1]:0"]);
+    const demo = startDemo(["--listen", "[::1]:0"]);
     cleanup.push(() => demo[Symbol.asyncDispose]());
     await waitFor("the demo's instructions", () => demo.stdout.includes("Press Ctrl-C to stop."));
     const port = /on \[::1\]:(\d+)/.exec(demo.stdout)?.[1];
@@ -473,10 +479,15 @@ describe("dist/tinylb demo", () => {
     const taken = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
     cleanup.push(() => taken.stop(true));
 
-    const demo = await run([BINARY, "demo", "--listen", `127.0.0.1:${taken.port}`]);
+    const temp = join(directory, "taken-port");
+    mkdirSync(temp);
+
+    const demo = await run(["env", `TMPDIR=${temp}`, BINARY, "demo", "--listen", `127.0.0.1:${taken.port}`]);
 
     expect(demo.stderr).toContain("pick another address with --listen, such as: tinylb demo --listen 127.0.0.1:7171 (or npm run demo -- --listen 127.0.0.1:7171)");
     expect(demo.stderr.split("pick another address").length - 1).toBe(1);
     expect(demo.exitCode).toBe(1);
+    // The failed start removed the admin socket folder it made.
+    expect(readdirSync(temp)).toEqual([]);
   }, TEST_TIMEOUT_MS);
 });
