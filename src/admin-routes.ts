@@ -18,8 +18,15 @@ export const MAX_ADMIN_BACKENDS = 10_000;
 /** The state the read-only routes `/healthz`, `/readyz` and `/metrics` read. */
 export interface ReadOnlyRouteContext {
   union: BackendSetUnion;
-  status: () => BalancerStatus;
-  metrics: () => string;
+  /** Returns the status; `lateWorkers` is the result of `refreshCounters` when the route called it. */
+  status: (lateWorkers?: number[]) => BalancerStatus;
+  /** Returns the metrics page; `lateWorkers` is the result of `refreshCounters` when the route called it. */
+  metrics: (lateWorkers?: number[]) => string;
+  /**
+   * Collects fresh counters from the relay workers and resolves with the numbers of those that
+   * did not reply in time (see WorkerPool.refreshCounters), or with undefined without relay workers.
+   */
+  refreshCounters?: () => Promise<number[] | undefined>;
   /** True once the balancer has begun to shut down, so `/readyz` returns 503 while it drains. */
   shuttingDown?: () => boolean;
 }
@@ -62,14 +69,14 @@ export async function routeAdminRequest(request: Request, context: AdminRouteCon
   const path = requestPath(request);
   const method = request.method === "HEAD" ? "GET" : request.method;
 
-  const readOnly = routeReadOnlyRequest(request, context);
+  const readOnly = await routeReadOnlyRequest(request, context);
   if (readOnly !== undefined) {
     return readOnly;
   }
   if (path === "/v1/backends") {
     allowMethods(method, ["GET", "PUT"]);
 
-    return method === "GET" ? json(200, context.status()) : settled(replaceBackends(await readJsonBody(request), context), context);
+    return method === "GET" ? json(200, context.status(await context.refreshCounters?.())) : settled(replaceBackends(await readJsonBody(request), context), context);
   }
 
   const match = BACKEND_PATH.exec(path);
@@ -112,7 +119,7 @@ async function settled(response: Response, context: AdminRouteContext): Promise<
  *
  * @throws {AdminRequestError} 405 for another method.
  */
-export function routeReadOnlyRequest(request: Request, context: ReadOnlyRouteContext): Response | undefined {
+export async function routeReadOnlyRequest(request: Request, context: ReadOnlyRouteContext): Promise<Response | undefined> {
   const path = requestPath(request);
   const method = request.method === "HEAD" ? "GET" : request.method;
 
@@ -147,7 +154,7 @@ export function routeReadOnlyRequest(request: Request, context: ReadOnlyRouteCon
   if (path === "/metrics") {
     allowMethods(method, ["GET"]);
 
-    return new Response(context.metrics(), { headers: { "content-type": METRICS_CONTENT_TYPE } });
+    return new Response(context.metrics(await context.refreshCounters?.()), { headers: { "content-type": METRICS_CONTENT_TYPE } });
   }
 
   return undefined;

@@ -159,8 +159,10 @@ export async function startBackendSources(cli: CliOptions, settings: Settings, s
 
   const readOnly: ReadOnlyRouteContext = {
     union,
-    status: () => ({ process: collectProcessStatus(file, pendingRestart), ...collectStatus(server, union) }),
-    metrics: () => renderMetrics({ server, union, reloads: file }),
+    status: (lateWorkers) => ({ process: collectProcessStatus(file, pendingRestart), ...collectStatus(server, union, lateWorkers) }),
+    metrics: (lateWorkers) => renderMetrics({ server, union, reloads: file, lateWorkers }),
+    // Looked up at each read, because the relay workers start after the sources.
+    refreshCounters: async () => relayWorkersOf(server)?.refreshCounters(),
     shuttingDown: () => server.shuttingDown,
   };
   const sources: BackendSources = {

@@ -149,6 +149,12 @@ export interface BalancerStatus {
   slowStartMs?: number;
   /** Connections the idle timeout closed, in every thread. */
   idleClosed?: number;
+  /**
+   * Relay workers, numbered from 1, that did not send their counters within 250 ms of the
+   * request, so the counts include their last periodic delta only, up to a second old. Empty
+   * when every count is current, and absent without relay workers or from older balancers.
+   */
+  lateWorkers?: number[];
 }
 
 /** Per-id traffic of open connections, added to the counters of closed ones. */
@@ -212,8 +218,11 @@ function providerStatus(slot: ProviderSlot): ProviderStatus {
   return status;
 }
 
-/** Collects the status of a running balancer. */
-export function collectStatus(server: Server, union: BackendSetUnion): BalancerStatus {
+/**
+ * Collects the status of a running balancer. `lateWorkers` is the result of
+ * `WorkerPool.refreshCounters` just before, if the caller refreshed the workers' counters.
+ */
+export function collectStatus(server: Server, union: BackendSetUnion, lateWorkers?: number[]): BalancerStatus {
   const open = openTrafficById(server);
   const now = server.slowStart.now();
   const backends = server.set.backends.map((backend): BackendStatus => {
@@ -275,6 +284,7 @@ export function collectStatus(server: Server, union: BackendSetUnion): BalancerS
     idleTimeoutMs: server.idleTimeoutMs,
     slowStartMs: server.slowStart.settings.durationMs,
     idleClosed: server.stats.idleClosed,
+    lateWorkers,
   };
 }
 

@@ -69,7 +69,9 @@ Usage:
   tinylb --listen ADDR... --backend ID=TARGET... [options]
   tinylb --config FILE [options]
 ${CHECK_HELP}
-  tinylb demo [--listen ADDR]     start three local demo backends behind a balancer (only --listen)
+  tinylb demo [--listen ADDR] [--admin ADDR]
+                                  start four local demo backends, three of them behind a balancer
+                                  with an admin API (default: a socket in a new temp folder)
 ${STATUS_HELP}
 ${BACKEND_STATE_HELP}
 ${BACKEND_HELP}
@@ -150,6 +152,9 @@ const VALUE_FLAGS = new Set([
   ...HEALTH_FLAGS,
 ]);
 
+/** The end of the usage error for a flag that `tinylb demo` does not take. */
+const DEMO_FLAGS_HINT = "which takes only --listen ADDR and --admin ADDR";
+
 /**
  * Parses the arguments after the program name.
  *
@@ -198,7 +203,7 @@ export function parseArgs(argv: readonly string[]): CliOptions {
 
     if (PROVIDER_SWITCHES.has(arg)) {
       if (options.command === "demo") {
-        throw new UsageError(`${arg} is not valid with tinylb demo, which takes only --listen ADDR`);
+        throw new UsageError(`${arg} is not valid with tinylb demo, ${DEMO_FLAGS_HINT}`);
       }
       applyProviderSwitch((options.providers ??= {}), options, arg);
       continue;
@@ -215,8 +220,8 @@ export function parseArgs(argv: readonly string[]): CliOptions {
       throw new UsageError(`${flag} needs a value`);
     }
     const value = inline ? arg.slice(equals + 1) : args.shift()!;
-    if (options.command === "demo" && flag !== "--listen") {
-      throw new UsageError(`${flag} is not valid with tinylb demo, which takes only --listen ADDR`);
+    if (options.command === "demo" && flag !== "--listen" && flag !== "--admin") {
+      throw new UsageError(`${flag} is not valid with tinylb demo, ${DEMO_FLAGS_HINT}`);
     }
     if (PROVIDER_FLAGS.has(flag)) {
       const problem = applyProviderFlag((options.providers ??= {}), flag, value, options.command);

@@ -49,7 +49,7 @@ async function main(argv: string[]): Promise<number> {
       case "demo":
         outputTimeoutMs = DRAIN_TIMEOUT_MS;
 
-        return await runDemo(cli.listen, logger);
+        return await runDemo(cli, logger);
       case "status":
         return await runStatus(cli);
       case "disable":

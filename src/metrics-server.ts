@@ -75,8 +75,8 @@ export class MetricsServer {
  *
  * @throws {AdminRequestError} 404 for another path, 405 for a method other than GET or HEAD.
  */
-function routeMetricsRequest(request: Request, context: ReadOnlyRouteContext): Response {
-  const response = routeReadOnlyRequest(request, context);
+async function routeMetricsRequest(request: Request, context: ReadOnlyRouteContext): Promise<Response> {
+  const response = await routeReadOnlyRequest(request, context);
   if (response === undefined) {
     const path = requestPath(request);
     throw new AdminRequestError(404, `no route for ${path} on the metrics server, which serves only /metrics, /healthz and /readyz; the admin API (--admin) serves the rest`);

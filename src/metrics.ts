@@ -5,7 +5,7 @@ import type { DurationHistogram } from "./duration-histogram.ts";
 import { readProcessMetrics } from "./process-metrics.ts";
 import type { Server } from "./server.ts";
 import { buildCommit, VERSION } from "./version.ts";
-import { relayWorkersOf } from "./worker-pool.ts";
+import { relayWorkersOf, STATS_REPLY_MS } from "./worker-pool.ts";
 
 /** Content type of the Prometheus text exposition format, version 0.0.4. */
 export const METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
@@ -16,6 +16,8 @@ export interface MetricsSource {
   union: BackendSetUnion;
   /** Config reload counters, when a config file is used. */
   reloads?: { readonly reloads: number; readonly reloadFailures: number };
+  /** Relay workers whose counters are from their last periodic delta (see `WorkerPool.refreshCounters`); absent without a refresh. */
+  lateWorkers?: readonly number[];
 }
 
 type Labels = Record<string, string>;
@@ -166,6 +168,9 @@ export function renderMetrics(source: MetricsSource): string {
     [{ limit: "backend" }, server.limits.rejectedBackend],
   ]);
   page.add("tinylb_accept_pauses_total", "counter", "Times the listeners stopped because the file descriptor limit was nearly reached.", [[{}, server.acceptPauses + (relayWorkersOf(server)?.acceptPauses ?? 0)]]);
+  if (source.lateWorkers !== undefined) {
+    page.add("tinylb_relay_workers_late", "gauge", `Relay workers that did not send their counters within ${STATS_REPLY_MS} ms of this scrape, so their part of the counts is up to a second old.`, [[{}, source.lateWorkers.length]]);
+  }
   page.add("tinylb_config_reloads_total", "counter", "Config file reloads: changed content or SIGHUP.", [[{}, source.reloads?.reloads ?? 0]]);
   page.add("tinylb_config_reload_failures_total", "counter", "Config file reloads rejected; the last good set kept serving.", [[{}, source.reloads?.reloadFailures ?? 0]]);
 

@@ -41,10 +41,12 @@ function post(event: WorkerEvent): void {
 /**
  * Sends the counter delta, then drops the counters of ids the worker no longer uses. The drop
  * comes after the post, in the same task, so the delta just sent contains their last growth.
+ * `request` is the number of the `stats-request` this delta replies to, if any.
  */
-function sendStats(): void {
+function sendStats(request?: number): void {
   if (server !== undefined) {
-    post({ type: "stats", delta: deltas.take(server), open: server.activeCount, openById: Object.fromEntries(openTrafficById(server)), idsInUse: backendIdsInUseOutsideSet(server) });
+    const openById = Object.fromEntries(openTrafficById(server));
+    post({ type: "stats", delta: deltas.take(server), open: server.activeCount, openById, idsInUse: backendIdsInUseOutsideSet(server), request });
     deltas.dropUnused(server);
   }
 }
@@ -119,6 +121,9 @@ self.onmessage = (event: MessageEvent<WorkerCommand>) => {
       break;
     case "sync":
       post({ type: "synced" });
+      break;
+    case "stats-request":
+      sendStats(command.request);
       break;
     case "shutdown":
       void shutdown(command.graceMs);

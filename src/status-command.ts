@@ -7,6 +7,8 @@ import type { ProcessStatus } from "./process-status.ts";
 import type { ReloadResult } from "./providers/file-provider.ts";
 import { SETTLE_MS } from "./providers/save-settle.ts";
 import { formatSlowStart } from "./slow-start-setting.ts";
+import { joinWords } from "./word-lists.ts";
+import { STATS_REPLY_MS } from "./worker-pool.ts";
 
 /**
  * Runs `tinylb status`: requests `GET /v1/backends` from a running balancer's admin API
@@ -97,6 +99,7 @@ export function formatStatus(status: BalancerStatus): string {
       lines.push(`Per-backend cap: ${perBackend} open or dialing per target (--max-connections-per-backend, maxConnectionsPerBackend)`);
     }
   }
+  lines.push(...describeLateWorkers(status.lateWorkers ?? []));
   if (status.shuttingDown) {
     const ends = status.shutdownEndsInMs === undefined ? "" : `; the connections still open are closed in ${formatTimeLeft(status.shutdownEndsInMs)}`;
     lines.push(`Shutting down: no new clients are accepted${ends}`);
@@ -127,6 +130,16 @@ export function formatStatus(status: BalancerStatus): string {
   }
 
   return lines.join("\n") + "\n";
+}
+
+/** Returns the line that names the relay workers whose counters are not current, if any. */
+function describeLateWorkers(workers: readonly number[]): string[] {
+  if (workers.length === 0) {
+    return [];
+  }
+  const [names, their] = workers.length === 1 ? ["relay worker", "its"] : ["relay workers", "their"];
+
+  return [`Counters late: ${names} ${joinWords(workers.map(String), "and")} did not send counters within ${STATS_REPLY_MS} ms, so ${their} part of the counts is up to a second old`];
 }
 
 /**

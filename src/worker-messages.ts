@@ -38,6 +38,8 @@ export type WorkerCommand =
   | { type: "live-settings"; settings: LiveSettings }
   /** Requests a `synced` reply, sent once the worker has applied every command sent before. */
   | { type: "sync" }
+  /** Requests a `stats` event now, which carries `request` back, for a read of the status or the metrics. */
+  | { type: "stats-request"; request: number }
   | { type: "shutdown"; graceMs: number };
 
 /** Settings a config reload changes in running relay workers. */
@@ -96,8 +98,9 @@ export type WorkerEvent =
   /**
    * `open` counts connections open or dialing; `openById` groups the open ones by backend id.
    * `idsInUse` lists the backend ids outside the set with an open connection or a dial in flight.
+   * `request` is the number of the `stats-request` that the event replies to, and absent in a periodic delta.
    */
-  | { type: "stats"; delta: StatsDelta; open: number; openById: Record<string, OpenTraffic>; idsInUse: string[] }
+  | { type: "stats"; delta: StatsDelta; open: number; openById: Record<string, OpenTraffic>; idsInUse: string[]; request?: number }
   /** The reply to `close-all` and `close-backend`: how many connections the worker closed. */
   | { type: "closed"; closed: number }
   /** The reply to `sync`. */

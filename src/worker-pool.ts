@@ -12,6 +12,8 @@ const START_TIMEOUT_MS = 10_000;
 /** One relay worker thread and the state the main thread keeps of it. */
 interface RelayWorker {
   thread: Worker;
+  /** Number of the worker from 1, as its log lines give it (`worker`). */
+  index: number;
   /** Connections open or dialing in the worker, as of its last counter delta. */
   open: number;
   /** Open connections by backend id, as of the last counter delta. */
@@ -25,6 +27,8 @@ interface RelayWorker {
   closeReplies?: ((closed: number) => void)[];
   /** Callers waiting for the replies to `sync`, in the order the commands were sent. */
   syncReplies?: (() => void)[];
+  /** Callers waiting for the replies to `stats-request`, by request number. */
+  statsReplies: Map<number, () => void>;
 }
 
 /** Milliseconds a worker may take beyond the grace period to report that it stopped. */
@@ -44,6 +48,12 @@ const CLOSE_REPLY_MS = 1000;
 const SYNC_REPLY_MS = 1000;
 
 /**
+ * Milliseconds a worker may take to send its counters for a read of the status or the metrics.
+ * A worker that replies later is counted with its last delta, so the read waits at most this long.
+ */
+export const STATS_REPLY_MS = 250;
+
+/**
  * The relay worker threads of a balancer started with `--workers N`. There are N - 1 of
  * them, and each runs a Server of its own on the main thread's TCP addresses. The
  * listeners share each port with SO_REUSEPORT, so the kernel spreads clients over N
@@ -60,8 +70,8 @@ const SYNC_REPLY_MS = 1000;
  *
  * Workers send their traffic and rejection counters as deltas every second, with their
  * open connections by backend id. The pool adds the deltas to the main Server's counters
- * and keeps the open connections, so the status command and /metrics count every thread,
- * up to one second late.
+ * and keeps the open connections, so status and /metrics count every thread. Before a read of
+ * either, the pool requests a delta from every worker (see `refreshCounters`), which it sends at once.
  *
  * The threads share one rotation and one count of open connections through ThreadCounters,
  * so the global cap applies to all of them together, and with a per-backend cap one count per
@@ -78,6 +88,8 @@ export class WorkerPool {
   #healthChangedInBatch = false;
   /** Times a worker stopped its listeners because the descriptor limit was nearly reached. */
   acceptPauses = 0;
+  /** Number of the last `stats-request`, unique across the workers. */
+  #statsRequests = 0;
 
   private constructor(workers: RelayWorker[], server: Server, log: Logger) {
     this.#workers = workers;
@@ -103,7 +115,8 @@ export class WorkerPool {
     const pool = new WorkerPool(workers, server, log);
     const started: Promise<void>[] = [];
     for (let index = 1; index <= count; index++) {
-      const worker: RelayWorker = { thread: new Worker(new URL("./relay-worker.ts", import.meta.url).href), open: 0, openById: {}, idsInUse: new Set(), exited: false };
+      const thread = new Worker(new URL("./relay-worker.ts", import.meta.url).href);
+      const worker: RelayWorker = { thread, index, open: 0, openById: {}, idsInUse: new Set(), exited: false, statsReplies: new Map() };
       workers.push(worker);
       started.push(pool.#watch(worker, index));
       // The counters' SharedArrayBuffer is shared with the worker, not copied.
@@ -301,6 +314,36 @@ export class WorkerPool {
     await Promise.all(replies);
   }
 
+  /**
+   * Requests a counter delta from every worker now and resolves once each has been added, so that
+   * the counters and open connections include every connection the workers had when they read
+   * the request. Returns the numbers of the workers that did not reply within `timeoutMs`.
+   * Their counts stay those of their last delta, up to a second old. A worker that ended
+   * already is not asked and is not late, because it has no connections.
+   */
+  async refreshCounters(timeoutMs = STATS_REPLY_MS): Promise<number[]> {
+    const replies = this.#workers
+      .filter((worker) => !worker.exited)
+      .map(async (worker) => {
+        const request = ++this.#statsRequests;
+        const replied = new Promise<boolean>((resolve) => {
+          worker.statsReplies.set(request, () => resolve(true));
+          this.#send(worker, { type: "stats-request", request });
+        });
+        let timer: Timer | undefined;
+        const late = new Promise<boolean>((resolve) => {
+          timer = setTimeout(() => resolve(false), timeoutMs);
+        });
+        const inTime = await Promise.race([replied, late]);
+        clearTimeout(timer);
+        worker.statsReplies.delete(request);
+
+        return inTime ? [] : [worker.index];
+      });
+
+    return (await Promise.all(replies)).flat();
+  }
+
   async #closeInWorkers(command: WorkerCommand & { type: "close-all" | "close-backend" }): Promise<number> {
     const counts = this.#workers
       .filter((worker) => !worker.exited)
@@ -371,6 +414,9 @@ export class WorkerPool {
             worker.openById = event.openById;
             worker.idsInUse = new Set(event.idsInUse);
             this.#add(event.delta);
+            if (event.request !== undefined) {
+              worker.statsReplies.get(event.request)?.();
+            }
             break;
           case "closed":
             worker.closeReplies?.shift()?.(event.closed);
@@ -394,6 +440,7 @@ export class WorkerPool {
         worker.stopped?.(0);
         worker.closeReplies?.splice(0).forEach((reply) => reply(0));
         worker.syncReplies?.splice(0).forEach((reply) => reply());
+        worker.statsReplies.forEach((reply) => reply());
       });
       worker.thread.onerror = (error) => {
         clearTimeout(timer);

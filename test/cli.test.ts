@@ -80,6 +80,11 @@ describe("parseArgs", () => {
     expect(parseArgs(["demo", "--help"]).helpFor).toBeUndefined();
   });
 
+  test("demo reads --admin", () => {
+    expect(parseArgs(["demo", "--admin", "unix:/tmp/demo.sock"]).providers?.admin).toEqual({ kind: "unix", path: "/tmp/demo.sock" });
+    expect(parseArgs(["demo", "--admin", "off"]).providers?.admin).toBe("off");
+  });
+
   test("check --help selects the check help", () => {
     expect(parseArgs(["check", "--config", "tinylb.yaml", "-h"]).helpFor).toBe("check");
   });
@@ -113,6 +118,7 @@ describe("parseArgs", () => {
     [["--keepalive", "2.5s"], '--keepalive: the keepalive time 2500ms is not a whole number of seconds, but the kernel counts whole seconds; use 2s or 3s (got "2.5s")'],
     [["--keepalive", "10h"], "--keepalive: the keepalive time 10h is longer than Linux allows (32767s, about 9 hours); use at most 32767s, or 0 to turn keepalive off"],
     [["demo", "--json"], "--json is not valid with tinylb demo"],
+    [["demo", "--admin-token-file", "token"], "--admin-token-file is not valid with tinylb demo, which takes only --listen ADDR and --admin ADDR"],
     [["--listen"], "--listen needs a value"],
     [["--listen", "127.0.0.1"], '--listen: invalid address "127.0.0.1": expected host:port, [ipv6]:port or unix:/path'],
     [["--backend", "10.0.0.1:6443"], '--backend "10.0.0.1:6443": expected ID=TARGET, such as api-1=10.0.0.1:6443'],

@@ -4,8 +4,8 @@
  */
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
 import type { Subprocess } from "bun";
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
 import { TestBackend, TestClient } from "./support/backends.ts";
 import { Peer, PeerListener, patternBytes, sha256 } from "./support/peers.ts";
 import { tempDirectory } from "./support/temp-directory.ts";
@@ -382,8 +382,15 @@ function residentBytes(pid: number): number {
 }
 
 describe("dist/tinylb demo", () => {
+  /**
+   * Starts the demo with the test's folder as TMPDIR, so that the admin socket folder of a demo
+   * that a test kills with SIGKILL, which the demo cannot remove, is not left in /tmp.
+   */
+  const startDemo = (args: string[], cwd?: string): TinylbProcess =>
+    TinylbProcess.start(["demo", ...args], { cwd, env: { PATH: process.env.PATH ?? "/usr/bin:/bin", TMPDIR: directory } });
+
   test("serves three greeting backends in turn and stops on SIGINT", async () => {
-    const demo = TinylbProcess.start(["demo", "--listen", "127.0.0.1:0"]);
+    const demo = startDemo(["--listen", "127.0.0.1:0"]);
     cleanup.push(() => demo[Symbol.asyncDispose]());
     await waitFor("the demo's instructions", () => demo.stdout.includes("Press Ctrl-C to stop."));
     const url = /curl -s (http:\/\/127\.0\.0\.1:\d+\/)/.exec(demo.stdout)?.[1];
@@ -402,8 +409,61 @@ describe("dist/tinylb demo", () => {
     expect(demo.stdout).toContain("demo stopped");
   }, TEST_TIMEOUT_MS);
 
+  test("printed admin commands change the rotation", async () => {
+    const root = join(import.meta.dir, "..");
+    const demo = startDemo(["--listen", "127.0.0.1:0"], root);
+    cleanup.push(() => demo[Symbol.asyncDispose]());
+    await waitFor("the demo's instructions", () => demo.stdout.includes("Press Ctrl-C to stop."));
+    const url = /curl -s (http:\/\/127\.0\.0\.1:\d+\/)/.exec(demo.stdout)?.[1];
+    const commands = demo.stdout.split("\n").filter((line) => line.startsWith("  ./dist/tinylb ")).map((line) => line.trim());
+    const socket = /--admin unix:(\S+)/.exec(demo.stdout)?.[1];
+    expect(url).toBeDefined();
+    expect(socket).toBeDefined();
+    expect(socket!.startsWith(`${directory}/tinylb-demo-`)).toBe(true);
+    expect(commands).toEqual([
+      `./dist/tinylb status --admin unix:${socket}`,
+      expect.stringMatching(new RegExp(`^\\./dist/tinylb add demo-4 127\\.0\\.0\\.1:\\d+ --admin unix:${socket}$`)),
+      `./dist/tinylb remove demo-1 --admin unix:${socket}`,
+    ]);
+    const [status, add, remove] = commands as [string, string, string];
+    const replies = async (count: number): Promise<string[]> => {
+      const lines: string[] = [];
+      for (let i = 0; i < count; i++) {
+        const curl = await run(["curl", "-sS", "--max-time", "20", url!]);
+        expect(curl.exitCode).toBe(0);
+        lines.push(curl.stdout.trim());
+      }
+
+      return lines.sort();
+    };
+    // Each command runs through a shell, from the folder where `npm run demo` starts the demo.
+    const shell = (command: string) => run(["sh", "-c", command], root);
+
+    const listed = await shell(status);
+    expect(listed.exitCode).toBe(0);
+    expect(listed.stdout).toMatch(/^demo-1 .* api /m);
+    expect(listed.stdout).not.toContain("demo-4");
+    expect(await replies(3)).toEqual(["hello from demo-1", "hello from demo-2", "hello from demo-3"]);
+
+    const added = await shell(add);
+    expect(added.exitCode).toBe(0);
+    expect(added.stdout).toContain('added backend "demo-4"');
+    // Sorted: one full turn over demo-1, demo-2, demo-3 and demo-4.
+    expect(await replies(4)).toEqual(["hello from demo-1", "hello from demo-2", "hello from demo-3", "hello from demo-4"]);
+
+    const removed = await shell(remove);
+    expect(removed.exitCode).toBe(0);
+    expect(removed.stdout).toContain('removed backend "demo-1"');
+    expect(await replies(3)).toEqual(["hello from demo-2", "hello from demo-3", "hello from demo-4"]);
+
+    demo.signal("SIGINT");
+    expect(await within("the demo to exit", demo.process.exited, 15_000)).toBe(0);
+    expect(demo.stdout).toContain("demo stopped");
+    expect(existsSync(dirname(socket!))).toBe(false);
+  }, TEST_TIMEOUT_MS);
+
   test("names the IPv6 listen address in its hints", async () => {
-    const demo = TinylbProcess.start(["demo", "--listen", "[::1]:0"]);
+    const demo = startDemo(["--listen", "[::1]:0"]);
     cleanup.push(() => demo[Symbol.asyncDispose]());
     await waitFor("the demo's instructions", () => demo.stdout.includes("Press Ctrl-C to stop."));
     const port = /on \[::1\]:(\d+)/.exec(demo.stdout)?.[1];
@@ -419,10 +479,15 @@ describe("dist/tinylb demo", () => {
     const taken = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
     cleanup.push(() => taken.stop(true));
 
-    const demo = await run([BINARY, "demo", "--listen", `127.0.0.1:${taken.port}`]);
+    const temp = join(directory, "taken-port");
+    mkdirSync(temp);
+
+    const demo = await run(["env", `TMPDIR=${temp}`, BINARY, "demo", "--listen", `127.0.0.1:${taken.port}`]);
 
     expect(demo.stderr).toContain("pick another address with --listen, such as: tinylb demo --listen 127.0.0.1:7171 (or npm run demo -- --listen 127.0.0.1:7171)");
     expect(demo.stderr.split("pick another address").length - 1).toBe(1);
     expect(demo.exitCode).toBe(1);
+    // The failed start removed the admin socket folder it made.
+    expect(readdirSync(temp)).toEqual([]);
   }, TEST_TIMEOUT_MS);
 });

@@ -204,3 +204,13 @@ test("connect histogram of a retired id goes with its counters", async () => {
   scenario.server.stats.delete("left");
   expect(render()).not.toContain('backend="left"');
 });
+
+test("renderMetrics counts late relay workers", async () => {
+  const scenario = new BalancerScenario();
+  cleanup.push(() => scenario.close());
+  await scenario.start(new StaticProvider(BackendSet.EMPTY));
+
+  expect(renderMetrics({ server: scenario.server, union: scenario.union })).not.toContain("tinylb_relay_workers_late");
+  expect(renderMetrics({ server: scenario.server, union: scenario.union, lateWorkers: [] })).toContain("\ntinylb_relay_workers_late 0\n");
+  expect(renderMetrics({ server: scenario.server, union: scenario.union, lateWorkers: [2, 3] })).toContain("\ntinylb_relay_workers_late 2\n");
+});

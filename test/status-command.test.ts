@@ -189,6 +189,15 @@ test("formatStatus lists draining removed ids", () => {
   expect(text).toContain('Removed: "old" left the set; its 2 open connections are draining\n');
 });
 
+test("formatStatus names late relay workers", () => {
+  const base = { listeners: [], backends: [], removed: [], conflicts: [], providers: [], degraded: false, shuttingDown: false };
+
+  expect(formatStatus({ ...base, lateWorkers: [] })).not.toContain("Counters late:");
+  expect(formatStatus(base)).not.toContain("Counters late:");
+  expect(formatStatus({ ...base, lateWorkers: [2] })).toContain("\nCounters late: relay worker 2 did not send counters within 250 ms, so its part of the counts is up to a second old\n");
+  expect(formatStatus({ ...base, lateWorkers: [1, 3] })).toContain("\nCounters late: relay workers 1 and 3 did not send counters within 250 ms");
+});
+
 test("formatStatus shows the connections line", () => {
   const base = { listeners: [], backends: [], removed: [], conflicts: [], providers: [], degraded: false, shuttingDown: false };
 

@@ -54,7 +54,7 @@ test.each([
   ["a relative admin socket path", ["--listen", "127.0.0.1:0", "--admin", "unix:admin.sock"], `admin API address unix:admin.sock rejected: the socket path "admin.sock" is relative, so it would depend on tinylb's working folder`],
   ["a long Unix listen path", ["--listen", `unix:${longSocketPath}`, "--admin", "off"], `--listen: invalid address "unix:${longSocketPath}": the path has 121 bytes, more than the 107 a Unix socket path can have; use a shorter path`],
   ["a long Unix backend path", ["--listen", "127.0.0.1:0", "--backend", `long=unix:${longSocketPath}`, "--admin", "off"], `--backend: invalid target for backend "long": invalid address "unix:${longSocketPath}": the path has 121 bytes`],
-  ["demo with --backend", ["demo", "--backend", "a=127.0.0.1:9"], "--backend is not valid with tinylb demo, which takes only --listen ADDR"],
+  ["demo with --backend", ["demo", "--backend", "a=127.0.0.1:9"], "--backend is not valid with tinylb demo, which takes only --listen ADDR and --admin ADDR"],
   [
     "status with a bare socket path",
     ["status", "--admin", "/tmp/x.sock"],
