@@ -100,7 +100,7 @@ export function socketPaths(cli: CliOptions, settings: Settings): NamedPath[] {
 
 /**
  * Rejects a state file at the path of a file that tinylb reads or of a Unix socket that it
- * binds. Paths are compared as `canonicalPath` spells them, so a symlink or a path through a
+ * binds, and one whose copy path (the path and `.bad`) is a file that tinylb reads. Paths are compared as `canonicalPath` spells them, so a symlink or a path through a
  * symlinked folder is caught too.
  *
  * @throws {ConfigError} naming both settings and the fix.
@@ -113,6 +113,11 @@ export function checkStateFilePath(stateFile: NamedPath, files: readonly NamedPa
   const file = files.find(same);
   if (file !== undefined) {
     throw new ConfigError(`invalid state file ${stateFile.path}: ${file.setting} names the same file (${file.path}), which tinylb reads, so each save of the running set would replace it; ${fix}`);
+  }
+  const badCopy = canonicalPath(`${stateFile.path}.bad`);
+  const copied = files.find((other) => canonicalPath(other.path) === badCopy);
+  if (copied !== undefined) {
+    throw new ConfigError(`invalid state file ${stateFile.path}: ${copied.setting} names ${copied.path}, which tinylb reads, and a state file that cannot be read is copied to that path before it is rewritten; ${fix}`);
   }
   const socket = sockets.find(same);
   if (socket !== undefined) {

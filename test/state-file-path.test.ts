@@ -65,6 +65,17 @@ test.each([
   expect(() => checkStart(argv)).toThrow(message);
 });
 
+test("state file path rejected when its copy is read", () => {
+  const token = join(directory, "state.json.bad");
+  writeFileSync(token, "0123456789abcdef0123456789abcdef\n");
+  const state = join(directory, "state.json");
+  const argv = ["--admin", `unix:${join(directory, "admin.sock")}`, "--admin-token-file", token, "--state-file", state];
+
+  expect(() => checkStart(argv)).toThrow(
+    `invalid state file ${state}: --admin-token-file names ${token}, which tinylb reads, and a state file that cannot be read is copied to that path before it is rewritten; ${fix}`,
+  );
+});
+
 test("state file path named by stateFile in the config", () => {
   const path = configFile("key.yaml", [`probe: { kind: https, tls: { ca: ${caFile} } }`, `stateFile: ${caFile}`]);
 
