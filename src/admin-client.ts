@@ -2,6 +2,7 @@ import { type Address, formatAddress } from "./address.ts";
 import { readTokenFile } from "./admin-server.ts";
 import type { CliOptions } from "./cli.ts";
 import type { ConfigError } from "./config.ts";
+import { escapeControlCharacters } from "./logger.ts";
 import { defaultAdminAddress } from "./provider-settings.ts";
 import { socketPathLengthProblem } from "./socket-path.ts";
 
@@ -51,7 +52,7 @@ export async function runAdminCommand(
   try {
     text = await send(admin, cli.providers?.adminTokenFile);
   } catch (error) {
-    output.stderr(`tinylb ${command}: ${(error as Error).message}\n`);
+    output.stderr(`tinylb ${command}: ${escapeControlCharacters((error as Error).message)}\n`);
 
     return 1;
   }

@@ -112,7 +112,7 @@ const UNESCAPED_BY_JSON = /[\u007f-\u009f\u2028\u2029]/g;
  * that parsers such as Loki's `logfmt` and go-logfmt split as written.
  */
 function formatText(level: LogLevel, msg: string, fields: LogFields): string {
-  let line = `${new Date().toISOString()} ${level.toUpperCase().padEnd(5)} ${msg.replace(CONTROL_CHARACTERS, escapeCharacter)}`;
+  let line = `${new Date().toISOString()} ${level.toUpperCase().padEnd(5)} ${escapeControlCharacters(msg)}`;
   for (const [key, value] of Object.entries(fields)) {
     if (value === undefined) {
       continue;
@@ -135,6 +135,15 @@ function logfmtValue(text: string): string {
   }
 
   return JSON.stringify(text).replace(UNESCAPED_BY_JSON, escapeCharacter);
+}
+
+/**
+ * Returns `text` with each control character, and each Unicode line or paragraph separator,
+ * written as its escape, so that a value quoted in a message cannot end the line or drive the
+ * terminal.
+ */
+export function escapeControlCharacters(text: string): string {
+  return text.replace(CONTROL_CHARACTERS, escapeCharacter);
 }
 
 /** Returns the escape of one character: JSON's short form where it has one, such as `\n`, else `\uXXXX`. */

@@ -11,7 +11,7 @@ import { ConfigError } from "./config.ts";
 import { runDemo } from "./demo.ts";
 import { ListenError } from "./listener.ts";
 import { STATUS_COMMAND_HELP } from "./provider-flags.ts";
-import { errorText, Logger } from "./logger.ts";
+import { errorText, escapeControlCharacters, Logger } from "./logger.ts";
 import { readFileLogFormat } from "./file-log-format.ts";
 import { DRAIN_TIMEOUT_MS, drainProcessOutput } from "./process-output.ts";
 import { runBalancer } from "./run-command.ts";
@@ -109,7 +109,7 @@ function helpText(command: CliOptions["helpFor"]): string {
 function reportStartupError(error: unknown, help: string, jsonLog?: Logger): number {
   const [text, code] = describeStartupError(error, help);
   if (jsonLog === undefined) {
-    process.stderr.write(`tinylb: ${text}\n`);
+    process.stderr.write(`tinylb: ${escapeControlCharacters(text)}\n`);
   } else {
     jsonLog.error(text, { exitCode: code });
   }

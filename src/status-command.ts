@@ -155,7 +155,7 @@ export function formatProcess(process: ProcessStatus): string[] {
   const reload = process.lastReload === undefined ? "not reloaded since start" : describeReload(process.lastReload);
   const lines = [running, `Config file: ${process.configFile}; ${reload}`];
   if (process.pendingRestart !== undefined && process.pendingRestart.length > 0) {
-    lines.push(`Restart needed: the config file changes ${process.pendingRestart.join(", ")}, which keep their running values until tinylb restarts`);
+    lines.push(`Restart needed: the config file changes ${joinWords(process.pendingRestart, "and")}; the running values stay until tinylb restarts`);
   }
 
   return lines;

@@ -115,6 +115,18 @@ test("check accepts a good config", async () => {
   expect(exitCode).toBe(0);
 });
 
+test("check escapes control characters of a value", async () => {
+  // A target with a newline and a terminal escape sequence (ESC [31m, red text).
+  const path = configFile("control.yaml", ["listen: 127.0.0.1:7443", 'backends: [{ id: b1, target: "127.0.0.1:9\\n x=\\"y\\" \\u001b[31mRED" }]']);
+
+  const { exitCode, stderr } = await runTinylb(["check", "--config", path, "--admin", "off"]);
+
+  expect(exitCode).toBe(2);
+  expect(stderr).toContain('invalid address "127.0.0.1:9\\n x="y" \\u001b[31mRED"');
+  expect(stderr).not.toContain("\u001b");
+  expect(stderr.trimEnd().split("\n")).toHaveLength(1);
+});
+
 test("check accepts flags without a file", async () => {
   const { exitCode, stdout } = await runTinylb(["check", "--listen", "127.0.0.1:7443", "--backend", "a=10.0.0.1:1", "--admin", "off"]);
 

@@ -36,7 +36,7 @@ test("binary applies live settings on reload and names the rest", async () => {
     expect(tinylb.stderr).toContain('settings=maxConnections,workers,onRemoval');
     // Status names the settings that wait for a restart.
     const status = await runTinylb(["status", "--admin", `unix:${admin}`]);
-    expect(status.stdout).toContain("\nRestart needed: the config file changes maxConnections, workers, onRemoval, which keep their running values until tinylb restarts\n");
+    expect(status.stdout).toContain("\nRestart needed: the config file changes maxConnections, workers and onRemoval; the running values stay until tinylb restarts\n");
 
     // The debug level shows each connection, and the new connect timeout applies to the next dial.
     const first = await Bun.connect({ hostname: "127.0.0.1", port, socket: { data() {} } });

@@ -281,7 +281,7 @@ test("formatProcess shows each reload result", () => {
 test("formatProcess names settings waiting for restart", () => {
   const process = { version: "1.2.3", commit: "abc123", pid: 42, startedAt: "2026-01-02T03:04:05.000Z", uptimeMs: 61_000, configFile: "/etc/tinylb.yaml" };
 
-  expect(formatProcess({ ...process, pendingRestart: ["listen", "workers"] })[2]).toBe("Restart needed: the config file changes listen, workers, which keep their running values until tinylb restarts");
+  expect(formatProcess({ ...process, pendingRestart: ["listen", "workers"] })[2]).toBe("Restart needed: the config file changes listen and workers; the running values stay until tinylb restarts");
   expect(formatProcess({ ...process, pendingRestart: [] })).toHaveLength(2);
 });
 
