@@ -43,7 +43,7 @@ export async function runBalancer(cli: CliOptions, logger: Logger): Promise<Runn
   const log = logger.with({ component: "main" });
   const notifier = ServiceNotifier.fromEnvironment(log);
   const threads = relayThreadCount(settings);
-  const inheritedSockets = matchInheritedSockets(settings.listen, takeInheritedSockets());
+  const inheritedSockets = matchInheritedSockets(settings.listen, takeInheritedSockets(process.env, process.pid, undefined, log));
   // Before the listen locks, so that it counts the open descriptors that `tinylb check` counts.
   checkDescriptorRoom(settings, cli);
 
