@@ -7,10 +7,8 @@ import { collectProcessStatus } from "./process-status.ts";
 import { BackendStates } from "./backend-states.ts";
 import { createClusterProviders } from "./cluster-providers.ts";
 import type { CliOptions } from "./cli.ts";
-import { checkProbeConfig } from "./probe-config-check.ts";
-import { createSelfTargetCheck, findSelfTarget, skipSelfTargets } from "./self-target.ts";
-import { checkStartSettings } from "./start-checks.ts";
-import { ConfigError } from "./config.ts";
+import { createSelfTargetCheck, skipSelfTargets } from "./self-target.ts";
+import { checkReloadedConfig, checkStartSettings } from "./start-checks.ts";
 import { ListenError } from "./listener.ts";
 import type { Logger } from "./logger.ts";
 import { renderMetrics } from "./metrics.ts";
@@ -108,13 +106,7 @@ export async function startBackendSources(cli: CliOptions, settings: Settings, s
       onAccepted: (config) => {
         pendingRestart = applyReloadedSettings(config, cli, settings, server, logger);
       },
-      check: (config) => {
-        checkProbeConfig(cli.health, config.health, cli.configPath);
-        const looping = findSelfTarget(config.backends ?? [], listening());
-        if (looping !== undefined) {
-          throw new ConfigError(`invalid config ${cli.configPath}: ${looping}`);
-        }
-      },
+      check: (config) => checkReloadedConfig(config, cli, listening()),
     });
     providers.push(file);
   }

@@ -270,16 +270,44 @@ function backendValuesOf<T>(rawBackends: unknown, key: "proxyProtocol" | "slowSt
 }
 
 /**
- * Returns the top-level keys of a config file's text, such as `listen` and `probe`, or none
- * when it does not parse to a mapping.
+ * Returns the key paths of a config file's text through nested mappings and list items, such
+ * as `listen`, `probe.interval` and `backends.2.probe.tls.ca`, or none when it does not parse
+ * to a mapping. A list item's path contains its index, so a reordered list gives other paths.
+ * The walk stops after MAX_KEY_PATHS paths, so a file of nested YAML aliases stays cheap.
  */
-export function settingKeys(path: string, text: string): string[] {
+export function settingKeyPaths(path: string, text: string): string[] {
+  let data: unknown;
   try {
-    const data = parseConfigText(path, text);
-
-    return typeof data === "object" && data !== null && !Array.isArray(data) ? Object.keys(data) : [];
+    data = parseConfigText(path, text);
   } catch {
     return [];
+  }
+  if (typeof data !== "object" || data === null || Array.isArray(data)) {
+    return [];
+  }
+
+  const paths: string[] = [];
+  collectKeyPaths(data, "", paths);
+
+  return paths;
+}
+
+/** The maximum number of key paths `settingKeyPaths` returns. */
+const MAX_KEY_PATHS = 10_000;
+
+function collectKeyPaths(value: unknown, prefix: string, paths: string[]): void {
+  if (typeof value !== "object" || value === null) {
+    return;
+  }
+
+  const entries: [string, unknown][] = Array.isArray(value) ? value.map((item, index) => [String(index), item]) : Object.entries(value);
+  for (const [key, child] of entries) {
+    if (paths.length >= MAX_KEY_PATHS) {
+      return;
+    }
+    const keyPath = prefix === "" ? key : `${prefix}.${key}`;
+    paths.push(keyPath);
+    collectKeyPaths(child, keyPath, paths);
   }
 }
 

@@ -8,7 +8,7 @@ import { describeProxyProtocol } from "./proxy-protocol.ts";
 import { describeSlowStart } from "./slow-start-setting.ts";
 import { Server } from "./server.ts";
 import { ServiceNotifier } from "./service-notifier.ts";
-import { describeServiceStatus, watchServiceStatus } from "./service-status.ts";
+import { ServiceStatus } from "./service-status.ts";
 import { matchInheritedSockets, takeInheritedSockets } from "./socket-activation.ts";
 import { canonicalAddress } from "./socket-table.ts";
 import { checkDescriptorRoom } from "./start-descriptors.ts";
@@ -43,7 +43,7 @@ export async function runBalancer(cli: CliOptions, logger: Logger): Promise<Runn
   const log = logger.with({ component: "main" });
   const notifier = ServiceNotifier.fromEnvironment(log);
   const threads = relayThreadCount(settings);
-  const inheritedSockets = matchInheritedSockets(settings.listen, takeInheritedSockets());
+  const inheritedSockets = matchInheritedSockets(settings.listen, takeInheritedSockets(process.env, process.pid, undefined, log));
   // Before the listen locks, so that it counts the open descriptors that `tinylb check` counts.
   checkDescriptorRoom(settings, cli);
 
@@ -73,15 +73,23 @@ export async function runBalancer(cli: CliOptions, logger: Logger): Promise<Runn
   const inheritedKeys = new Set(inheritedSockets.map((socket) => socket.key));
   locks.acquire(settings.listen.filter((address) => !inheritedKeys.has(canonicalAddress(address))));
   const sources = await startBackendSources(cli, settings, server, logger);
+  const status = new ServiceStatus(server, notifier, () => sources.file?.lastReload);
   let started = false;
   const reload = (): boolean => {
     if (!started) {
       return sources.reload();
     }
+    if (server.shuttingDown) {
+      // A draining tinylb serves its open connections with the config they started with, and
+      // the next start reads the file. A reload that removes backends could close some of them.
+      log.info("SIGHUP received while draining; not reloading, since the next start reads the config file");
+
+      return false;
+    }
 
     notifier.reloading();
     const accepted = sources.reload();
-    notifier.ready(describeServiceStatus(server));
+    status.ready();
 
     return accepted;
   };
@@ -108,12 +116,13 @@ export async function runBalancer(cli: CliOptions, logger: Logger): Promise<Runn
     locks.release();
     sources.metrics?.release();
   };
-  const stopStatus = watchServiceStatus(server, notifier);
   const stopping = (): void => {
-    stopStatus();
-    notifier.stopping(`draining ${server.activeCountInAllThreads} open connections`);
+    // Saves seen by the file watch are not applied during the drain either.
+    sources.file?.stop();
+    status.stopping();
   };
   const exited = waitForStop(server, workers, settings, releaseAddresses, stopping, log).then(async (code) => {
+    status.stop();
     await sources.stop();
     locks.release();
 
@@ -141,7 +150,7 @@ export async function runBalancer(cli: CliOptions, logger: Logger): Promise<Runn
   logSettingsWarnings(settings, logger);
   // NOTE: READY=1 does not wait for the first set of DNS, Kubernetes or etcd, which comes after
   // their first lookup, because a provider that stays down would fail the start at TimeoutStartSec.
-  notifier.ready(describeServiceStatus(server));
+  status.ready();
   started = true;
 
   return { server, sources, reload, exited };

@@ -70,6 +70,18 @@ export const DEFAULTS = {
  */
 export function resolveSettings(cli: CliOptions): Settings {
   const file: FileConfig = cli.configPath === undefined ? {} : loadConfigFile(cli.configPath);
+
+  return mergeSettings(cli, file);
+}
+
+/**
+ * Merges the command line with a config file already read, as `resolveSettings` does. A
+ * reload checks a re-read file with it, so that it rejects what a start would.
+ *
+ * @throws {ConfigError} when no listen address is given, two of the listen, admin API and
+ *   metrics addresses would clash, or a probe file cannot be read.
+ */
+export function mergeSettings(cli: CliOptions, file: FileConfig): Settings {
   const listen = cli.listen.length > 0 ? cli.listen : (file.listen ?? []);
   if (listen.length === 0) {
     const where = cli.configPath === undefined ? "" : ` or set listen in ${cli.configPath}`;

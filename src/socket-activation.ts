@@ -8,8 +8,10 @@
  * so clients that connect while no tinylb runs wait in the socket's backlog instead of being
  * refused.
  */
-import type { Address } from "./address.ts";
+import { isIP } from "node:net";
+import { type Address, formatAddress } from "./address.ts";
 import { ConfigError } from "./config.ts";
+import { type Logger, silentLogger } from "./logger.ts";
 import { canonicalAddress, describeDescriptor, findSocket, type SocketInfo, socketInode } from "./socket-table.ts";
 
 /** The first passed descriptor (SD_LISTEN_FDS_START). */
@@ -39,20 +41,35 @@ export type DescriptorLookup = (fd: number) => SocketInfo | undefined;
  * take the sockets for their own. Returns no sockets when LISTEN_PID is unset or names another
  * process, which then was the one meant to receive them.
  *
- * @throws {ConfigError} when LISTEN_FDS is not a whole number, or a passed descriptor is not a
- *   listening TCP or Unix stream socket.
+ * A LISTEN_FDS that is not a whole number while LISTEN_PID is unset or names another process,
+ * and a LISTEN_PID of this process without LISTEN_FDS, are logged as one warning each.
+ *
+ * @throws {ConfigError} when LISTEN_PID names this process and LISTEN_FDS is not a whole
+ *   number, or a passed descriptor is not a listening TCP or Unix stream socket.
  */
-export function takeInheritedSockets(env: Record<string, string | undefined> = process.env, pid = process.pid, lookup: DescriptorLookup = lookUpDescriptor): InheritedSocket[] {
+export function takeInheritedSockets(
+  env: Record<string, string | undefined> = process.env,
+  pid = process.pid,
+  lookup: DescriptorLookup = lookUpDescriptor,
+  log: Logger = silentLogger,
+): InheritedSocket[] {
   const listenPid = env.LISTEN_PID;
   const listenFds = env.LISTEN_FDS;
   const names = env.LISTEN_FDNAMES?.split(":");
   for (const name of ACTIVATION_VARIABLES) {
     delete env[name];
   }
-  if (listenPid === undefined || listenFds === undefined || listenPid.trim() !== String(pid)) {
+  const ours = listenPid?.trim() === String(pid);
+  const validCount = listenFds !== undefined && /^\d{1,4}$/.test(listenFds.trim());
+  if (ours && listenFds === undefined) {
+    log.warn("LISTEN_PID names this process but LISTEN_FDS is missing; binding every listen address", { listenPid });
+  } else if (!ours && listenFds !== undefined && !validCount) {
+    log.warn("invalid LISTEN_FDS; binding every listen address", { value: listenFds, listenPid: listenPid ?? "", err: "expected the number of passed sockets, a whole number" });
+  }
+  if (!ours || listenFds === undefined) {
     return [];
   }
-  if (!/^\d{1,4}$/.test(listenFds.trim())) {
+  if (!validCount) {
     throw new ConfigError(`invalid LISTEN_FDS "${listenFds}": expected the number of passed sockets, a whole number`);
   }
 
@@ -109,10 +126,28 @@ export function matchInheritedSockets(listen: readonly Address[], sockets: reado
     if (!keys.has(socket.key)) {
       const unit = socket.address.kind === "unix" ? socket.address.path : socket.key;
       throw new ConfigError(
-        `${describePassed(socket.fd, socket.fdName)} listens on ${socket.key}, but no listen address is ${socket.key}; add it to listen (--listen ${socket.key}), or remove ListenStream=${unit} from the socket unit`,
+        `${describePassed(socket.fd, socket.fdName)} listens on ${socket.key}, but no listen address is ${socket.key}${hostNameHint(listen, socket)}; add it to listen (--listen ${socket.key}), or remove ListenStream=${unit} from the socket unit`,
       );
     }
   }
 
   return [...sockets];
+}
+
+/**
+ * Returns a hint when a listen address with a host name, such as `localhost:7443`, has the port
+ * of a passed TCP socket, or else "". Listen addresses are matched by IP address and never
+ * resolved, so such a name matches no socket.
+ */
+function hostNameHint(listen: readonly Address[], socket: InheritedSocket): string {
+  if (socket.address.kind !== "tcp") {
+    return "";
+  }
+  const port = socket.address.port;
+  const named = listen.find((address) => address.kind === "tcp" && address.port === port && address.host !== "*" && isIP(address.host) === 0);
+  if (named === undefined) {
+    return "";
+  }
+
+  return ` (${formatAddress(named)} is a host name, and listen addresses are matched with passed sockets by IP address, so write ${socket.key} in place of it)`;
 }

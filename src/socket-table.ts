@@ -9,6 +9,7 @@
 import { readFileSync, readlinkSync } from "node:fs";
 import { endianness } from "node:os";
 import { type Address, formatAddress } from "./address.ts";
+import { canonicalPath } from "./canonical-path.ts";
 
 /** A socket's entry in the kernel's socket tables. */
 export interface SocketInfo {
@@ -141,7 +142,16 @@ export function canonicalHost(host: string): string {
   }
 }
 
-/** Formats an address with its host in canonical form, for comparing listen addresses with sockets. */
+/**
+ * Formats an address in canonical form, for comparing listen addresses with sockets. A TCP host
+ * gets its shortest form. A Unix socket path gets its symlinks resolved and `//` or `..` removed
+ * (see `canonicalPath`), so `/var/run/lb.sock` matches `/run/lb.sock` where /var/run links to /run.
+ */
 export function canonicalAddress(address: Address): string {
-  return address.kind === "tcp" ? formatAddress({ ...address, host: canonicalHost(address.host) }) : formatAddress(address);
+  if (address.kind === "tcp") {
+    return formatAddress({ ...address, host: canonicalHost(address.host) });
+  }
+
+  // The socket tables show an abstract socket as `@name`, which is no file system path.
+  return address.path.startsWith("/") ? formatAddress({ ...address, path: canonicalPath(address.path) }) : formatAddress(address);
 }

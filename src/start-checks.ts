@@ -1,15 +1,15 @@
 import { dirname } from "node:path";
-import { formatAddress } from "./address.ts";
+import { type Address, formatAddress } from "./address.ts";
 import { checkAdminAddress, readTokenFile } from "./admin-server.ts";
 import type { CliOptions } from "./cli.ts";
 import { type ClusterCredentials, loadClusterCredentials } from "./cluster-providers.ts";
-import { ConfigError } from "./config.ts";
+import { ConfigError, type FileConfig } from "./config.ts";
 import { describeListenError, ListenError } from "./listener.ts";
 import type { Logger } from "./logger.ts";
 import { unusedResolverWarning } from "./provider-settings.ts";
 import { findSelfTarget } from "./self-target.ts";
 import { socketFolderErrorCode } from "./socket-path.ts";
-import type { Settings } from "./settings.ts";
+import { mergeSettings, type Settings } from "./settings.ts";
 import { StateFile } from "./state-file.ts";
 import { checkStateFilePath, filesRead, namedStateFile, socketPaths } from "./state-file-path.ts";
 
@@ -49,6 +49,43 @@ export function checkStartSettings(settings: Settings, cli: CliOptions): Cluster
   }
 
   return credentials;
+}
+
+/**
+ * Checks a re-read config file as a start with the same flags checks it, so that a reload
+ * rejects a file that a restart would fail on. It rejects a missing listen address, clashing
+ * listen, admin API and metrics addresses, and invalid probe settings or probe files. It also
+ * rejects a backend that targets a running or a new listen address, an admin address that
+ * needs more flags, and a state file or Unix socket listen address in a missing folder.
+ * It reads no other file, so that a token file, kubeconfig or etcd TLS file replaced on its own
+ * does not block the backends of a reload. A restart checks those, and the descriptor limit.
+ *
+ * @throws {ConfigError} naming the setting that a start would reject.
+ */
+export function checkReloadedConfig(config: FileConfig, cli: CliOptions, listening: readonly Address[]): void {
+  const path = cli.configPath ?? "";
+  const settings = mergeSettings(cli, config);
+  const selfTarget = findSelfTarget(settings.backends.backends, [...listening, ...settings.listen]);
+  if (selfTarget !== undefined) {
+    throw new ConfigError(`invalid config ${path}: ${selfTarget}`);
+  }
+
+  const options = settings.providers;
+  if (options.admin !== "off") {
+    checkAdminAddress(options.admin, options.adminAllowPublic, options.adminTokenFile);
+  }
+  if (options.stateFile !== undefined) {
+    new StateFile(options.stateFile).checkPath();
+  }
+  try {
+    checkUnixListenFolders(settings);
+  } catch (error) {
+    // A start exits with the listen error, which a reload reports as an invalid config.
+    if (!(error instanceof ListenError)) {
+      throw error;
+    }
+    throw new ConfigError(`invalid config ${path}: ${error.message}`, { cause: error });
+  }
 }
 
 /**

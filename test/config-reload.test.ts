@@ -128,3 +128,47 @@ test("binary applies a reload sent while relay workers start", async () => {
   await tinylb.waitForLog(/backend set changed .*retargeted="a=127\.0\.0\.1:1->127\.0\.0\.1:2"/);
   expect(tinylb.stderr).toContain("reason=SIGHUP");
 });
+
+test("binary rejects a reload without listen", async () => {
+  const backend = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+  try {
+    const config = join(directory, "no-listen.yaml");
+    writeFileSync(config, ["listen: 127.0.0.1:0", "backends:", `  - { id: a, target: "127.0.0.1:${backend.port}" }`, ""].join("\n"));
+    const admin = join(directory, "no-listen-admin.sock");
+    await using tinylb = TinylbProcess.start(["--config", config, "--admin", `unix:${admin}`]);
+    await tinylb.waitForLog("tinylb started");
+
+    // A save seen by the file watch, then a SIGHUP, each of a file that a start rejects.
+    for (const [content, count] of [["# only a comment\n", 2], ["{}\n", 3]] as const) {
+      writeFileSync(config, content);
+      tinylb.signal("SIGHUP");
+      await waitFor("a rejected reload", () => tinylb.stderr.split("config reload rejected; keeping the last good backend set").length >= count);
+    }
+    expect(tinylb.stderr).toContain(`no listen address: pass --listen ADDR or set listen in ${config}`);
+    // Longer than the 1 s wait of a save that removes backends.
+    await Bun.sleep(1500);
+    expect(tinylb.stderr).not.toContain("removed=");
+
+    const status = await runTinylb(["status", "--admin", `unix:${admin}`]);
+    expect(status.stdout).toContain("rejected, so the last good config keeps serving: no listen address");
+  } finally {
+    backend.stop(true);
+  }
+}, 60_000);
+
+test("binary accepts a reload without listen given --listen", async () => {
+  const backend = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+  try {
+    const config = join(directory, "listen-flag.yaml");
+    writeFileSync(config, ["backends:", `  - { id: a, target: "127.0.0.1:${backend.port}" }`, ""].join("\n"));
+    await using tinylb = TinylbProcess.start(["--config", config, "--no-watch-config", "--listen", "127.0.0.1:0", "--admin", "off"]);
+    await tinylb.waitForLog("tinylb started");
+
+    writeFileSync(config, ["backends:", `  - { id: b, target: "127.0.0.1:${backend.port}" }`, ""].join("\n"));
+    tinylb.signal("SIGHUP");
+    await tinylb.waitForLog(/backend set changed .*added="b=/);
+    expect(tinylb.stderr).not.toContain("config reload rejected");
+  } finally {
+    backend.stop(true);
+  }
+}, 60_000);

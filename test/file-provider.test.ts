@@ -405,6 +405,39 @@ test("FileProvider never applies a file cut before a setting", async () => {
   expect(provider.lastReload?.result).toBe("applied");
 });
 
+test("FileProvider never applies a file cut inside a block", async () => {
+  const dir = tempDir();
+  const path = join(dir, "tinylb.yaml");
+  const scenario = new BalancerScenario();
+  cleanup.push(() => scenario.close());
+  scenario.startBackends(["a", "b"]);
+  const whole = `${yaml(scenario, ["a", "b"])}probe:\n  kind: tcp\n  interval: 2s\n  fall: 30\n`;
+  writeFileSync(path, whole);
+  const accepted: string[] = [];
+  const provider = new FileProvider({ path, debounceMs: 50, pollIntervalMs: 0, logger: scenario.log.logger, onAccepted: (config) => accepted.push(JSON.stringify(config.health)) });
+  await scenario.start(provider);
+  const dropping = "config file drops settings; applying it in 1 s unless it changes again, as a save may be in progress";
+
+  // A slow in-place writer that pauses inside the last block, after "kind: tcp".
+  const cut = whole.indexOf("  interval");
+  const file = openSync(path, "w");
+  writeSync(file, whole.slice(0, cut));
+  await waitFor("the cut file to be read", () => scenario.log.withMessage(dropping).length === 1);
+  expect(scenario.log.withMessage(dropping)[0]!.dropped).toBe("probe.interval,probe.fall");
+  await Bun.sleep(300);
+  writeSync(file, whole.slice(cut));
+  closeSync(file);
+  // The settle time of the cut file passes, and a slow timer gets a margin of 300 ms.
+  await Bun.sleep(SETTLE_MS + 300);
+
+  expect(accepted.length).toBeGreaterThan(0);
+  for (const health of accepted) {
+    expect(health).toContain("30");
+    expect(health).toContain("2000");
+  }
+  expect(provider.lastReload?.result).toBe("applied");
+});
+
 test("FileProvider drops a setting once settled", async () => {
   const dir = tempDir();
   const path = join(dir, "tinylb.yaml");

@@ -4,10 +4,14 @@
  */
 import { afterEach, expect, test } from "bun:test";
 import { join } from "node:path";
+import { sendDatagram } from "../src/notify-socket.ts";
 import { ServiceNotifier } from "../src/service-notifier.ts";
+import { trackChild } from "./support/child-processes.ts";
+import { readLines } from "./support/line-reader.ts";
 import { LogLines } from "./support/log-lines.ts";
 import { NotifyReceiver } from "./support/notify-receiver.ts";
 import { tempDirectory } from "./support/temp-directory.ts";
+import { waitFor } from "./support/wait.ts";
 
 const workDir = tempDirectory("tinylb-notify-");
 const PID = 4242;
@@ -139,4 +143,118 @@ test("notifier warns about an invalid watchdog interval", () => {
   notifierFor({ NOTIFY_SOCKET: join(workDir, "unused.sock"), WATCHDOG_USEC: "1.5s" }, logs);
 
   expect(logs.withMessage("invalid WATCHDOG_USEC; not sending watchdog notifications")).toHaveLength(1);
+});
+
+/** Returns a sender that records what it sent, and fails with EAGAIN while `full` is true, as a full receive queue does. */
+function queueSender(): { send: (address: string, message: string) => string | undefined; sent: string[]; full: boolean } {
+  const queue = {
+    sent: [] as string[],
+    full: true,
+    send: (_address: string, message: string): string | undefined => {
+      if (queue.full) {
+        return "EAGAIN";
+      }
+      queue.sent.push(message);
+
+      return undefined;
+    },
+  };
+
+  return queue;
+}
+
+test("notifier resends a dropped READY", async () => {
+  const logs = new LogLines();
+  const queue = queueSender();
+  const notifier = ServiceNotifier.fromEnvironment(logs.logger, { NOTIFY_SOCKET: "/run/test.sock" }, PID, queue.send);
+  cleanup.push(() => notifier.stopping("test over"));
+
+  notifier.reloading();
+  notifier.ready("up");
+  notifier.status("up, 1 connection open");
+  queue.full = false;
+  await waitFor("the READY=1 resent", () => queue.sent.length > 0);
+
+  // The newer READY=1 replaced the RELOADING=1, and it carries the latest status line.
+  expect(queue.sent).toEqual(["READY=1\nSTATUS=up, 1 connection open"]);
+  await Bun.sleep(300);
+  expect(queue.sent).toHaveLength(1);
+});
+
+test("notifier resends no dropped STATUS", async () => {
+  const queue = queueSender();
+  const notifier = ServiceNotifier.fromEnvironment(new LogLines().logger, { NOTIFY_SOCKET: "/run/test.sock" }, PID, queue.send);
+  queue.full = false;
+  notifier.ready("up");
+  queue.full = true;
+  notifier.status("down");
+  queue.full = false;
+  await Bun.sleep(300);
+
+  expect(queue.sent).toEqual(["READY=1\nSTATUS=up"]);
+});
+
+test("notifier warns at each outage", async () => {
+  const logs = new LogLines();
+  const queue = queueSender();
+  const notifier = ServiceNotifier.fromEnvironment(logs.logger, { NOTIFY_SOCKET: "/run/test.sock" }, PID, queue.send);
+
+  notifier.ready("up");
+  notifier.status("still up");
+  queue.full = false;
+  notifier.status("up again");
+  queue.full = true;
+  notifier.status("down");
+  queue.full = false;
+  notifier.status("fine");
+
+  const levels = logs.records.filter((record) => String(record.msg).includes("service manager")).map((record) => [record.level, record.msg]);
+  expect(levels).toEqual([
+    ["warn", "sending a notification to the service manager failed; later failures are logged at debug until one succeeds"],
+    ["debug", "sending a notification to the service manager failed"],
+    ["info", "notifications reach the service manager again"],
+    ["warn", "sending a notification to the service manager failed; later failures are logged at debug until one succeeds"],
+    ["info", "notifications reach the service manager again"],
+  ]);
+  notifier.stopping("test over");
+});
+
+/** Python receiver that binds argv[1] with a small buffer, reads nothing until a line arrives on stdin, then prints each datagram. */
+const PAUSED_RECEIVER = `
+import json, socket, sys
+receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+receiver.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+receiver.bind(sys.argv[1])
+print(json.dumps("bound"), flush=True)
+sys.stdin.readline()
+while True:
+    print(json.dumps(receiver.recv(4096).decode()), flush=True)
+`;
+
+test("notifier resends READY once a full queue drains", async () => {
+  const socket = join(workDir, "full.sock");
+  const child = trackChild(Bun.spawn(["python3", "-c", PAUSED_RECEIVER, socket], { stdin: "pipe", stdout: "pipe", stderr: "inherit" }));
+  cleanup.push(async () => {
+    child.kill();
+    await child.exited;
+  });
+  const received: string[] = [];
+  void readLines(child.stdout, (line) => received.push(JSON.parse(line) as string));
+  await waitFor("the receiver to bind", () => received.includes("bound"));
+  // Fill the receive queue: the kernel's max_dgram_qlen or the 4 KiB buffer ends it.
+  let filled = false;
+  for (let index = 0; index < 10_000 && !filled; index++) {
+    filled = sendDatagram(socket, `FILLER=${index}`) === "EAGAIN";
+  }
+  expect(filled).toBe(true);
+
+  const logs = new LogLines();
+  const notifier = notifierFor({ NOTIFY_SOCKET: socket }, logs);
+  notifier.ready("up");
+  expect(logs.withMessage("sending a notification to the service manager failed; later failures are logged at debug until one succeeds")).toHaveLength(1);
+  child.stdin.write("read\n");
+  await child.stdin.flush();
+
+  await waitFor("the READY=1 resent", () => received.includes("READY=1\nSTATUS=up"), 10_000);
+  expect(logs.withMessage("notifications reach the service manager again")).toHaveLength(1);
 });

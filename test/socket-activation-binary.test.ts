@@ -4,7 +4,7 @@
  * sockets as systemd does: fd 3 on, LISTEN_FDS, LISTEN_PID and, with `--fdname`, LISTEN_FDNAMES.
  */
 import { afterEach, expect, test } from "bun:test";
-import { readFileSync, writeFileSync } from "node:fs";
+import { readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { TestBackend, TestClient } from "./support/backends.ts";
 import { tempDirectory } from "./support/temp-directory.ts";
@@ -132,6 +132,32 @@ test.skipIf(activate === null)("passed Unix socket serves clients", async () => 
   await tinylb.waitForLog("tinylb started");
   expect(tinylb.stderr).toContain(`listening component=server listener=unix:${path} inheritedFd=3`);
   expect(await within("tinylb to stop", tinylb.stop(), 20_000)).toBe(0);
+}, 60_000);
+
+test.skipIf(activate === null)("passed Unix socket matches another spelling", async () => {
+  const backend = echoBackend();
+  const link = join(workDir, "link");
+  symlinkSync(workDir, link);
+  for (const [name, listen] of [["linked.sock", join(link, "linked.sock")], ["slashes.sock", `${workDir}//slashes.sock`]]) {
+    const path = join(workDir, name!);
+    const { tinylb } = await startActivated([path], () => ["--listen", `unix:${listen}`, "--backend", `a=${backend.target}`, "--admin", "off"]);
+
+    expect(await greeting(path)).toBe("a");
+    await tinylb.waitForLog("tinylb started");
+    expect(tinylb.stderr).toContain(`listening component=server listener=unix:${path} inheritedFd=3`);
+    expect(await within("tinylb to stop", tinylb.stop(), 20_000)).toBe(0);
+  }
+}, 60_000);
+
+test.skipIf(activate === null)("passed socket names a host name listen address", async () => {
+  const backend = echoBackend();
+  const { tinylb, port } = await startActivated(["127.0.0.1:PORT"], (port) => ["--listen", `localhost:${port}`, "--backend", `a=${backend.target}`, "--admin", "off"]);
+
+  await TestClient.connect(port).catch(() => undefined);
+  expect(await within("tinylb to exit", tinylb.process.exited, 20_000)).toBe(2);
+  expect(tinylb.stderr).toContain(
+    `but no listen address is 127.0.0.1:${port} (localhost:${port} is a host name, and listen addresses are matched with passed sockets by IP address, so write 127.0.0.1:${port} in place of it); add it to listen`,
+  );
 }, 60_000);
 
 test.skipIf(activate === null)("passed socket without a listen address exits 2", async () => {

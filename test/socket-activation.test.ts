@@ -2,6 +2,7 @@ import { describe, expect, test } from "bun:test";
 import { ConfigError } from "../src/config.ts";
 import { type DescriptorLookup, matchInheritedSockets, takeInheritedSockets } from "../src/socket-activation.ts";
 import type { SocketInfo } from "../src/socket-table.ts";
+import { LogLines } from "./support/log-lines.ts";
 
 const PID = 4242;
 
@@ -69,6 +70,27 @@ describe("takeInheritedSockets", () => {
 
     expect(take).toThrow(ConfigError);
     expect(take).toThrow(message);
+  });
+});
+
+describe("takeInheritedSockets warnings", () => {
+  test.each([
+    ["a LISTEN_FDS of another process that is not a number", { LISTEN_PID: "1", LISTEN_FDS: "abc" }, "invalid LISTEN_FDS; binding every listen address", "abc"],
+    ["a negative LISTEN_FDS without LISTEN_PID", { LISTEN_FDS: "-1" }, "invalid LISTEN_FDS; binding every listen address", "-1"],
+    ["a LISTEN_PID of this process without LISTEN_FDS", { LISTEN_PID: String(PID) }, "LISTEN_PID names this process but LISTEN_FDS is missing; binding every listen address", undefined],
+  ])("warns about %s", (_case, env, message, value) => {
+    const logs = new LogLines();
+
+    expect(takeInheritedSockets(env, PID, lookupOf({}), logs.logger)).toEqual([]);
+    expect(logs.messages()).toEqual([message]);
+    expect(logs.records[0]!.value).toBe(value);
+  });
+
+  test("is silent about the sockets of another process", () => {
+    const logs = new LogLines();
+
+    expect(takeInheritedSockets({ LISTEN_PID: "1", LISTEN_FDS: "2" }, PID, lookupOf({}), logs.logger)).toEqual([]);
+    expect(logs.messages()).toEqual([]);
   });
 });
 

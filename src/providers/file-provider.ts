@@ -1,5 +1,5 @@
 import { BackendSet } from "../backend-set.ts";
-import { ConfigError, type FileConfig, loadConfigFile, MAX_CONFIG_BYTES, settingKeys } from "../config.ts";
+import { ConfigError, type FileConfig, loadConfigFile, MAX_CONFIG_BYTES, settingKeyPaths } from "../config.ts";
 import { type Logger, silentLogger } from "../logger.ts";
 import { RateLimitedLog } from "../rate-limited-log.ts";
 import { readRegularFile } from "../regular-file.ts";
@@ -93,7 +93,7 @@ export class FileProvider implements Provider {
   #readError: string | undefined;
   /** Text of the config applied last, against which a SIGHUP read is compared. */
   #appliedText: string | undefined;
-  /** Top-level keys of the config applied last. A save that drops one waits to settle. */
+  /** Key paths of the config applied last, such as `probe.interval`. A save that drops one waits to settle. */
   #appliedKeys: string[] = [];
   #unchangedReloadLog: RateLimitedLog;
   #unchangedRejectionLog: RateLimitedLog;
@@ -177,7 +177,7 @@ export class FileProvider implements Provider {
     }
 
     const set = new BackendSet(config.backends ?? []);
-    const keys = text === undefined ? [] : settingKeys(path, text);
+    const keys = text === undefined ? [] : settingKeyPaths(path, text);
     const dropped = droppedSettings(this.#appliedKeys, keys);
     this.#settle.cancel();
     if ((reason === "file event" || reason === "poll") && (removesOrRetargets(this.#published, set) || dropped.length > 0)) {

@@ -3,8 +3,8 @@ import type { Logger } from "../logger.ts";
 import { RateLimitedLog } from "../rate-limited-log.ts";
 
 /**
- * Milliseconds a save that removes or retargets a backend of the file, or drops a top-level
- * setting, waits before it is applied, unless the file changes again. An in-place write that pauses longer than the quiet
+ * Milliseconds a save that removes or retargets a backend of the file, or drops a setting at
+ * any depth, waits before it is applied, unless the file changes again. An in-place write that pauses longer than the quiet
  * period leaves a file cut short, often still valid with fewer backends (or none), and applying
  * it would close every connection of the backends not written yet. A save by rename is whole,
  * but a file event does not show how the file was written, so it waits too.
@@ -18,9 +18,23 @@ export const SETTLE_MS = 1000;
  */
 const WAIT_LOG_INTERVAL_MS = 10_000;
 
-/** Returns the top-level settings of `before` that `after` lacks, such as `probe` when a file is cut before it. */
+/**
+ * Returns the key paths of `before` that `after` lacks, such as `probe` when a file is cut
+ * before it, or `probe.fall` when it is cut inside the `probe` block. A path under another
+ * dropped path is left out, so a dropped block is named once.
+ */
 export function droppedSettings(before: readonly string[], after: readonly string[]): string[] {
-  return before.filter((key) => !after.includes(key));
+  const remaining = new Set(after);
+  const dropped = before.filter((path) => !remaining.has(path));
+  const droppedSet = new Set(dropped);
+
+  return dropped.filter((path) => !droppedSet.has(parentPath(path)));
+}
+
+function parentPath(path: string): string {
+  const end = path.lastIndexOf(".");
+
+  return end === -1 ? "" : path.slice(0, end);
 }
 
 /** Returns true when `after` lacks an id of `before` or gives one of its ids another target. */
