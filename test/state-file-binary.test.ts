@@ -201,6 +201,36 @@ test.skipIf(!canDropPrivileges)("state file that cannot be moved aside is kept",
   expect(readFileSync(path, "utf8")).toBe(content);
 });
 
+/** Returns `command` prefixed with setpriv, so that it runs as uid and gid 1234, a user who owns no file here. */
+function asOtherUser(command: string[]): string[] {
+  return ["setpriv", "--reuid=1234", "--regid=1234", "--clear-groups", ...command];
+}
+
+// A second user plants the links, as an attacker who shares the state file's folder would.
+// With fs.protected_symlinks=1 the kernel stops root from following another user's link in a
+// sticky world-writable folder, so this fails before the fix only where that sysctl is 0.
+test.skipIf(!canDropPrivileges)("state file writes through no link of another user", async () => {
+  chmodSync(directory, 0o755);
+  const folder = join(directory, "shared");
+  mkdirSync(folder);
+  chmodSync(folder, 0o1777);
+  const path = join(folder, "state.json");
+  const victim = join(directory, "victim");
+  writeFileSync(victim, "precious\n");
+  const plant = Bun.spawnSync(asOtherUser(["sh", "-c", `printf 'attacker bytes\\n' > "$1" && ln -s "$2" "$1.bad"`, "plant", path, victim]));
+  expect(plant.exitCode).toBe(0);
+
+  const tinylb = await start(["--admin", "off", "--state-file", path]);
+  await waitFor("the running set written", () => statSync(path).uid === 0);
+
+  expect(tinylb.stderr).toContain("invalid state file; starting without saved backends");
+  expect(await tinylb.stop()).toBe(0);
+  expect(readFileSync(victim, "utf8")).toBe("precious\n");
+  expect(readFileSync(`${path}.bad`, "utf8")).toBe("attacker bytes\n");
+  expect(statSync(`${path}.bad`).uid).toBe(0);
+  expect(readState(path).backends).toEqual([{ id: "static-1", target: "127.0.0.1:9", provider: "static" }]);
+});
+
 /** Sends `PUT /v1/backends/ID` over the admin socket and expects it applied. */
 async function addBackend(socket: string, id: string, target: string): Promise<void> {
   const response = await adminFetch(socket, `/v1/backends/${id}`, { method: "PUT", body: JSON.stringify({ target }), signal: AbortSignal.timeout(5000) });
