@@ -1,5 +1,6 @@
 import { type Address, formatAddress } from "./address.ts";
 import { readTokenFile } from "./admin-server.ts";
+import { adminSocketOwnerProblem } from "./admin-socket-access.ts";
 import type { CliOptions } from "./cli.ts";
 import type { ConfigError } from "./config.ts";
 import { escapeControlCharacters } from "./logger.ts";
@@ -89,6 +90,10 @@ export async function requestAdmin(admin: Address, tokenFile: string | undefined
     headers,
   };
   if (admin.kind === "unix") {
+    const foreign = adminSocketOwnerProblem(admin.path);
+    if (foreign !== undefined) {
+      throw new Error(foreign);
+    }
     init.unix = admin.path;
   }
 

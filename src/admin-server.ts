@@ -1,10 +1,11 @@
 import { createHash, timingSafeEqual } from "node:crypto";
-import { chmodSync, lstatSync, mkdirSync, renameSync, rmSync, statSync, unlinkSync } from "node:fs";
+import { chmodSync, lstatSync, renameSync, rmSync, statSync, unlinkSync } from "node:fs";
 import { dirname, join } from "node:path";
 import type { Server as HttpServer } from "bun";
 import { type Address, formatAddress, isLocalAddress, type TcpAddress } from "./address.ts";
 import { json, MAX_ADMIN_BODY_BYTES, requestPath } from "./admin-request.ts";
 import { type AdminRouteContext, routeAdminRequest } from "./admin-routes.ts";
+import { adminSocketOwnerProblem, prepareAdminSocketFolder } from "./admin-socket-access.ts";
 import { ConfigError } from "./config.ts";
 import { describeListenError, ListenError, removeStaleSocket } from "./listener.ts";
 import { MAX_SOCKET_PATH_BYTES, socketPathProblem } from "./socket-path.ts";
@@ -199,7 +200,12 @@ async function servesDrainingTinylb(path: string, token: string | undefined): Pr
 async function bindUnix(path: string, fetch: Fetch, token: string | undefined, log: Logger): Promise<HttpServer<undefined>> {
   let takeOver = false;
   try {
-    mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+    prepareAdminSocketFolder(path);
+    // The probe below sends the token, so a socket of another user gets no request at all.
+    const foreign = adminSocketOwnerProblem(path);
+    if (foreign !== undefined) {
+      throw new Error(foreign);
+    }
     takeOver = await servesDrainingTinylb(path, token);
     if (!takeOver) {
       await removeStaleSocket(path);
