@@ -4,7 +4,7 @@
  * the file does with it, and state file paths that a start and `tinylb check` reject.
  */
 import { afterEach, expect, test } from "bun:test";
-import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { asNobody, canDropPrivileges, NOBODY_UID } from "./support/as-nobody.ts";
 import { mkfifo } from "./support/fifo.ts";
@@ -171,10 +171,23 @@ function rootStateFile(name: string, mode: number): { path: string; content: str
   return { path, content };
 }
 
+/**
+ * Returns an admin socket path for tinylb run as nobody, in a folder of nobody with mode 0700,
+ * because tinylb rejects an admin socket folder that others can write, such as the state file's.
+ */
+function nobodyAdminSocket(name: string): string {
+  chmodSync(directory, 0o755);
+  const folder = join(directory, name);
+  mkdirSync(folder, { mode: 0o700 });
+  chownSync(folder, NOBODY_UID, NOBODY_UID);
+
+  return join(folder, "admin.sock");
+}
+
 test.skipIf(!canDropPrivileges)("state file unreadable to its user is moved aside", async () => {
   const { path, content } = rootStateFile("moved", 0o777);
 
-  const tinylb = await start(["--admin", `unix:${join(directory, "moved", "admin.sock")}`, "--state-file", path], AS_NOBODY);
+  const tinylb = await start(["--admin", `unix:${nobodyAdminSocket("moved-admin")}`, "--state-file", path], AS_NOBODY);
   await waitFor("the running set written", () => statSync(path).uid === NOBODY_UID);
 
   expect(tinylb.stderr).toContain(`read state file failed; starting without saved backends, and the first write moves the file to ${path}.bad`);
@@ -253,7 +266,7 @@ test.skipIf(!canDropPrivileges)("state file write is retried after failures", as
   mkdirSync(folder);
   chmodSync(folder, 0o777);
   const path = join(folder, "state.json");
-  const socket = join(folder, "admin.sock");
+  const socket = nobodyAdminSocket("retried-admin");
   const ids = (): string[] => readState(path).backends.map((entry) => entry.id);
   const written = "state file written again after failures";
   const tinylb = await start(["--admin", `unix:${socket}`, "--state-file", path, "--log-level", "debug"], AS_NOBODY);
