@@ -1,5 +1,5 @@
 import { type Address, formatAddress } from "./address.ts";
-import { readTokenFile } from "./admin-server.ts";
+import { readTokenFile } from "./admin-token.ts";
 import { checkAdminResponse } from "./admin-responses.ts";
 import { adminSocketOwnerProblem } from "./admin-socket-access.ts";
 import type { CliOptions } from "./cli.ts";
