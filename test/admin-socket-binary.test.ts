@@ -6,13 +6,13 @@
 import { afterEach, expect, test } from "bun:test";
 import { chmodSync, chownSync, mkdirSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { asNobody, canDropPrivileges, NOBODY_UID } from "./support/as-nobody.ts";
+import { asNobody, asOtherUser, canDropPrivileges, NOBODY_UID, OTHER_UID } from "./support/as-nobody.ts";
 import { trackChild } from "./support/child-processes.ts";
 import { tempDirectory } from "./support/temp-directory.ts";
 import { BINARY, runTinylb } from "./support/tinylb-process.ts";
 import { waitFor, within } from "./support/wait.ts";
 
-const ATTACKER_UID = 1234;
+const ATTACKER_UID = OTHER_UID;
 const directory = tempDirectory("tinylb-admin-socket-");
 
 const running: { kill: () => void; exited: Promise<number> }[] = [];
@@ -22,11 +22,6 @@ afterEach(async () => {
     await child.exited;
   }
 });
-
-/** Returns `command` run as uid and gid 1234 through setpriv. */
-function asAttacker(command: string[]): string[] {
-  return ["setpriv", `--reuid=${ATTACKER_UID}`, `--regid=${ATTACKER_UID}`, "--clear-groups", ...command];
-}
 
 /** Makes a folder under the test's folder, with `mode` and owner `uid`, that other users can reach. */
 function folder(name: string, mode: number, uid: number): string {
@@ -77,7 +72,7 @@ test.skipIf(!canDropPrivileges)("default admin socket gets a private folder", as
 test.skipIf(!canDropPrivileges)("default admin folder of another user is rejected", async () => {
   // A shared sticky folder, as /tmp is for /tmp/tinylb-UID.
   const runtime = folder("shared-runtime", 0o1777, 0);
-  const squat = Bun.spawnSync(asAttacker(["mkdir", "-m", "0777", join(runtime, "tinylb")]));
+  const squat = Bun.spawnSync(asOtherUser(["mkdir", "-m", "0777", join(runtime, "tinylb")]));
   expect(squat.exitCode).toBe(0);
 
   const tinylb = startAsNobody(runtime);

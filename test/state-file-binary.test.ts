@@ -6,7 +6,7 @@
 import { afterEach, expect, test } from "bun:test";
 import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { asNobody, canDropPrivileges, NOBODY_UID } from "./support/as-nobody.ts";
+import { asNobody, asOtherUser, canDropPrivileges, NOBODY_UID } from "./support/as-nobody.ts";
 import { mkfifo } from "./support/fifo.ts";
 import { tempDirectory } from "./support/temp-directory.ts";
 import { BINARY, runTinylb, TinylbProcess } from "./support/tinylb-process.ts";
@@ -154,17 +154,23 @@ if (!canDropPrivileges) {
 /** Runs dist/tinylb as user nobody, as a service whose user changed. */
 const AS_NOBODY = asNobody([BINARY]);
 
-/**
- * Makes a folder that user nobody can write, with `mode`, holding a state file of root with
- * mode 0600 that saves one admin API backend. Returns the state file's path and content.
- */
-function rootStateFile(name: string, mode: number): { path: string; content: string } {
+/** Makes a folder of root with `mode` in the test's folder, which other users may then enter. */
+function reachableFolder(name: string, mode: number): string {
   // tempDirectory makes a folder that only root may enter.
   chmodSync(directory, 0o755);
   const folder = join(directory, name);
   mkdirSync(folder);
   chmodSync(folder, mode);
-  const path = join(folder, "state.json");
+
+  return folder;
+}
+
+/**
+ * Makes a folder that user nobody can write, with `mode`, holding a state file of root with
+ * mode 0600 that saves one admin API backend. Returns the state file's path and content.
+ */
+function rootStateFile(name: string, mode: number): { path: string; content: string } {
+  const path = join(reachableFolder(name, mode), "state.json");
   const content = JSON.stringify({ version: 1, savedAt: "2026-12-04T20:00:00.000Z", backends: [{ id: "api-1", target: "127.0.0.1:10", provider: "api" }] });
   writeFileSync(path, content, { mode: 0o600 });
 
@@ -214,20 +220,11 @@ test.skipIf(!canDropPrivileges)("state file that cannot be moved aside is kept",
   expect(readFileSync(path, "utf8")).toBe(content);
 });
 
-/** Returns `command` prefixed with setpriv, so that it runs as uid and gid 1234, a user who owns no file here. */
-function asOtherUser(command: string[]): string[] {
-  return ["setpriv", "--reuid=1234", "--regid=1234", "--clear-groups", ...command];
-}
-
 // A second user plants the links, as an attacker who shares the state file's folder would.
 // With fs.protected_symlinks=1 the kernel stops root from following another user's link in a
 // sticky world-writable folder, so this fails before the fix only where that sysctl is 0.
 test.skipIf(!canDropPrivileges)("state file writes through no link of another user", async () => {
-  chmodSync(directory, 0o755);
-  const folder = join(directory, "shared");
-  mkdirSync(folder);
-  chmodSync(folder, 0o1777);
-  const path = join(folder, "state.json");
+  const path = join(reachableFolder("shared", 0o1777), "state.json");
   const victim = join(directory, "victim");
   writeFileSync(victim, "precious\n");
   const plant = Bun.spawnSync(asOtherUser(["sh", "-c", `printf 'attacker bytes\\n' > "$1" && ln -s "$2" "$1.bad"`, "plant", path, victim]));
@@ -261,10 +258,7 @@ function retryDelays(stderr: string): number[] {
 }
 
 test.skipIf(!canDropPrivileges)("state file write is retried after failures", async () => {
-  chmodSync(directory, 0o755);
-  const folder = join(directory, "retried");
-  mkdirSync(folder);
-  chmodSync(folder, 0o777);
+  const folder = reachableFolder("retried", 0o777);
   const path = join(folder, "state.json");
   const socket = nobodyAdminSocket("retried-admin");
   const ids = (): string[] => readState(path).backends.map((entry) => entry.id);
