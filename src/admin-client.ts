@@ -1,5 +1,7 @@
 import { type Address, formatAddress } from "./address.ts";
-import { readTokenFile } from "./admin-server.ts";
+import { readTokenFile } from "./admin-token.ts";
+import { checkAdminResponse } from "./admin-responses.ts";
+import { adminSocketOwnerProblem } from "./admin-socket-access.ts";
 import type { CliOptions } from "./cli.ts";
 import type { ConfigError } from "./config.ts";
 import { escapeControlCharacters } from "./logger.ts";
@@ -66,7 +68,10 @@ export async function runAdminCommand(
  * Sends one request to a running balancer's admin API and returns its parsed JSON response.
  * `body`, when given, is sent as JSON.
  *
- * @throws {Error} naming the address when nothing responds, or the response is an error or not JSON.
+ * A response of a route that the commands read is checked with `checkAdminResponse`.
+ *
+ * @throws {Error} naming the address when nothing responds, or the response is an error, not
+ *   JSON, or not shaped as a tinylb balancer's.
  */
 export async function requestAdmin(admin: Address, tokenFile: string | undefined, method: string, path: string, body?: unknown): Promise<unknown> {
   const name = formatAddress(admin);
@@ -89,6 +94,10 @@ export async function requestAdmin(admin: Address, tokenFile: string | undefined
     headers,
   };
   if (admin.kind === "unix") {
+    const foreign = adminSocketOwnerProblem(admin.path);
+    if (foreign !== undefined) {
+      throw new Error(foreign);
+    }
     init.unix = admin.path;
   }
 
@@ -112,10 +121,16 @@ export async function requestAdmin(admin: Address, tokenFile: string | undefined
     }
     throw new Error(`the balancer on ${name} responded with status ${response.status}: ${detail}${fixFor(response.status, tokenFile)}`);
   }
+  let parsed: unknown;
   try {
-    return JSON.parse(text) as unknown;
+    parsed = JSON.parse(text) as unknown;
   } catch {
     throw new Error(`the response from ${name} is not JSON; is this a tinylb admin API?`);
+  }
+  try {
+    return checkAdminResponse(method, path, parsed);
+  } catch (error) {
+    throw new Error(`the response from ${name} is not a tinylb balancer's (${(error as Error).message}); pass --admin ADDR with the balancer's admin address`, { cause: error });
   }
 }
 

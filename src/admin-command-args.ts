@@ -8,8 +8,8 @@ export type BackendAdminCommand = "disable" | "enable" | "add" | "remove";
 
 /** Help lines of `--admin` and `--admin-token-file` in the help of the commands that talk to the admin API. */
 export const ADMIN_FLAGS_HELP = `  --admin ADDR             the balancer's admin address: unix:/path or host:port (default
-                           unix:/run/tinylb/admin.sock as root, else a socket in
-                           $XDG_RUNTIME_DIR or /tmp, as for the balancer)
+                           unix:/run/tinylb/admin.sock as root, else admin.sock in
+                           $XDG_RUNTIME_DIR/tinylb or /tmp/tinylb-UID, as for the balancer)
   --admin-token-file FILE  send the bearer token in FILE, for a balancer that requires one`;
 
 /** Each flag as an error message lists it, with its value. */

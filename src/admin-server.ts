@@ -1,17 +1,16 @@
-import { createHash, timingSafeEqual } from "node:crypto";
-import { chmodSync, lstatSync, mkdirSync, renameSync, rmSync, statSync, unlinkSync } from "node:fs";
+import { chmodSync, lstatSync, renameSync, rmSync, statSync, unlinkSync } from "node:fs";
 import { dirname, join } from "node:path";
 import type { Server as HttpServer } from "bun";
 import { type Address, formatAddress, isLocalAddress, type TcpAddress } from "./address.ts";
 import { json, MAX_ADMIN_BODY_BYTES, requestPath } from "./admin-request.ts";
 import { type AdminRouteContext, routeAdminRequest } from "./admin-routes.ts";
+import { adminSocketOwnerProblem, prepareAdminSocketFolder } from "./admin-socket-access.ts";
+import { AdminToken, readTokenFile } from "./admin-token.ts";
 import { ConfigError } from "./config.ts";
 import { describeListenError, ListenError, removeStaleSocket } from "./listener.ts";
 import { MAX_SOCKET_PATH_BYTES, socketPathProblem } from "./socket-path.ts";
 import { type Logger, silentLogger } from "./logger.ts";
 import { RateLimitedLog } from "./rate-limited-log.ts";
-import { describeFileError } from "./file-errors.ts";
-import { MAX_TOKEN_FILE_BYTES, readRegularFile } from "./regular-file.ts";
 import { handleHttpRequest } from "./http-request-handler.ts";
 
 /** Settings of the admin API server. */
@@ -56,25 +55,6 @@ export function checkAdminAddress(address: Address, allowPublic: boolean, tokenF
 }
 
 /**
- * Reads a bearer token file: its content without surrounding whitespace.
- *
- * @throws {ConfigError} when the file cannot be read or contains no token.
- */
-export function readTokenFile(path: string): string {
-  let token: string;
-  try {
-    token = readRegularFile(path, MAX_TOKEN_FILE_BYTES).toString("utf8").trim();
-  } catch (error) {
-    throw new ConfigError(`read admin token file ${path} failed: ${describeFileError(error)}`, { cause: error });
-  }
-  if (token === "" || /\s/.test(token)) {
-    throw new ConfigError(`invalid admin token file ${path}: it must hold one token without spaces`);
-  }
-
-  return token;
-}
-
-/**
  * The admin API: an HTTP server on a Unix socket or a TCP address, serving the routes of
  * `routeAdminRequest`. With a token, every request must carry `Authorization: Bearer
  * TOKEN`; the token is compared in constant time and never logged.
@@ -85,12 +65,20 @@ export class AdminServer {
   readonly #log: Logger;
   /** Inode of the Unix socket this server created, so `stop` never removes a successor's socket. */
   readonly #socketIno: number | undefined;
+  /** The token every request must carry; undefined without a token file. */
+  readonly #token: AdminToken | undefined;
 
-  private constructor(address: Address, http: HttpServer<undefined>, log: Logger) {
+  private constructor(address: Address, http: HttpServer<undefined>, log: Logger, token: AdminToken | undefined) {
     this.address = address;
     this.#http = http;
     this.#log = log;
     this.#socketIno = address.kind === "unix" ? statSync(address.path).ino : undefined;
+    this.#token = token;
+  }
+
+  /** Reads the token file again (SIGHUP), so a rotated token applies without a restart. See `AdminToken.reload`. */
+  reloadToken(): void {
+    this.#token?.reload(this.#log);
   }
 
   /** The bound address in canonical form, with the real port. */
@@ -110,10 +98,10 @@ export class AdminServer {
     const token = options.tokenFile === undefined ? undefined : readTokenFile(options.tokenFile);
     const log = (options.logger ?? silentLogger).with({ component: "admin" });
     const rejected = new RateLimitedLog(log, "warn", 10_000);
-    const authorized = token === undefined ? () => true : bearerCheck(token);
+    const access = token === undefined ? undefined : new AdminToken(options.tokenFile!, token);
 
     const fetch = async (request: Request, http: HttpServer<undefined>): Promise<Response> => {
-      if (!authorized(request)) {
+      if (access !== undefined && !access.authorizes(request)) {
         rejected.log("admin request rejected: missing or invalid bearer token", { client: http.requestIP(request)?.address ?? "unix", path: requestPath(request) });
 
         return json(401, { error: "missing or invalid bearer token" }, { "www-authenticate": "Bearer" });
@@ -124,7 +112,7 @@ export class AdminServer {
 
     const http = address.kind === "unix" ? await bindUnix(address.path, fetch, token, log) : bindTcp("admin API", "--admin", address, fetch, log);
     const bound: Address = address.kind === "unix" ? address : { kind: "tcp", host: address.host, port: http.port ?? address.port };
-    const server = new AdminServer(bound, http, log);
+    const server = new AdminServer(bound, http, log, access);
     log.info("admin API listening", { listener: server.name, token: token === undefined ? "none" : "required" });
 
     return server;
@@ -152,19 +140,6 @@ export class AdminServer {
 
 /** The request handler of an HTTP server. */
 export type Fetch = (request: Request, http: HttpServer<undefined>) => Promise<Response>;
-
-function bearerCheck(token: string): (request: Request) => boolean {
-  const expected = createHash("sha256").update(token).digest();
-
-  return (request) => {
-    const header = request.headers.get("authorization") ?? "";
-    const match = /^Bearer\s+(\S+)$/i.exec(header);
-    // Compare digests, which have equal length, so the time taken does not depend on the token.
-    const presented = createHash("sha256").update(match?.[1] ?? "").digest();
-
-    return timingSafeEqual(presented, expected) && match !== null;
-  };
-}
 
 /**
  * Bun's own body limit, far above the routes' cap, so that an oversized body reaches the
@@ -199,7 +174,12 @@ async function servesDrainingTinylb(path: string, token: string | undefined): Pr
 async function bindUnix(path: string, fetch: Fetch, token: string | undefined, log: Logger): Promise<HttpServer<undefined>> {
   let takeOver = false;
   try {
-    mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+    prepareAdminSocketFolder(path);
+    // The probe below sends the token, so a socket of another user gets no request at all.
+    const foreign = adminSocketOwnerProblem(path);
+    if (foreign !== undefined) {
+      throw new Error(foreign);
+    }
     takeOver = await servesDrainingTinylb(path, token);
     if (!takeOver) {
       await removeStaleSocket(path);

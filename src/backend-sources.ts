@@ -40,8 +40,8 @@ export interface BackendSources {
   /** The metrics server, once started, when `--metrics` sets an address. */
   metrics?: MetricsServer;
   /**
-   * Re-reads the config file now (SIGHUP) and retries a failed state file write; returns
-   * false when there is no config file or it was rejected.
+   * Re-reads the config file and the admin token file now (SIGHUP) and retries a failed state
+   * file write. Returns false when there is no config file or it was rejected.
    */
   reload(): boolean;
   /**
@@ -171,6 +171,7 @@ export async function startBackendSources(cli: CliOptions, settings: Settings, s
       }
       // After the reload, so that a set it changed is written at once too.
       stateFile?.flush();
+      sources.admin?.reloadToken();
 
       return accepted;
     },

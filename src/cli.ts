@@ -130,8 +130,8 @@ file over the admin API, the admin API over DNS, DNS over Kubernetes, and Kubern
 Exit status: 0 after a clean shutdown, 1 when a listener cannot be bound or start-up fails
 otherwise, 2 for a bad command line or config file.
 
-Signals: SIGHUP re-reads the config file; SIGTERM and SIGINT drain and stop; SIGUSR1 and
-SIGUSR2 are logged and ignored.`;
+Signals: SIGHUP re-reads the config file and the admin token file; SIGTERM and SIGINT drain
+and stop; SIGUSR1 and SIGUSR2 are logged and ignored.`;
 
 const VALUE_FLAGS = new Set([
   "--listen",

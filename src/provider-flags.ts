@@ -23,7 +23,8 @@ export const PROVIDER_HELP = `  --no-watch-config        apply config file chang
                            file's folder for saves, renames and ConfigMap updates
   --admin ADDR             serve the admin API on ADDR: unix:/path (created with mode 0600) or a
                            loopback host:port; off turns it off (default unix:/run/tinylb/admin.sock
-                           as root, else a socket in $XDG_RUNTIME_DIR or /tmp)
+                           as root, else admin.sock in $XDG_RUNTIME_DIR/tinylb or /tmp/tinylb-UID,
+                           a folder of mode 0700 that only this user may own)
   --admin-token-file FILE  require the bearer token in FILE on every admin request
   --admin-allow-public     allow an admin address outside loopback; needs --admin-token-file
   --metrics ADDR           also serve GET and HEAD of /metrics, /healthz and /readyz on the TCP
@@ -56,8 +57,8 @@ the listeners, unhealthy and removed backends, and id conflicts.
 
 Options:
   --admin ADDR             the balancer's admin address: unix:/path or host:port (default
-                           unix:/run/tinylb/admin.sock as root, else a socket in
-                           $XDG_RUNTIME_DIR or /tmp, as for the balancer)
+                           unix:/run/tinylb/admin.sock as root, else admin.sock in
+                           $XDG_RUNTIME_DIR/tinylb or /tmp/tinylb-UID, as for the balancer)
   --admin-token-file FILE  send the bearer token in FILE, for a balancer that requires one
   --json                   print the admin API's JSON response instead of the table
   -h, --help               print this help

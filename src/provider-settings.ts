@@ -2,8 +2,8 @@ import { isIP } from "node:net";
 import { join } from "node:path";
 import { z } from "zod";
 import { type Address, AddressError, formatAddress, parseAddress, parseBindAddress, type TcpAddress, withoutUnixForm } from "./address.ts";
+import { privateAdminFolder } from "./admin-socket-access.ts";
 import { parseDuration } from "./duration.ts";
-import { socketPathProblem } from "./socket-path.ts";
 
 /** A DNS name to resolve as A and AAAA, and the port every address gets. */
 export interface DnsName {
@@ -51,19 +51,14 @@ export interface ProviderFlags {
 /** Provider settings from a config file, under the same names as `ProviderFlags`. */
 export type ProviderFileConfig = ProviderFlags;
 
-/** Returns the admin socket used when `--admin` is not given: under /run for root, else under XDG_RUNTIME_DIR or /tmp. */
+/** Returns the admin socket used when `--admin` is not given: `/run/tinylb/admin.sock` for root, else `admin.sock` in `privateAdminFolder()`. */
 export function defaultAdminAddress(): Address {
   const uid = process.getuid?.() ?? 0;
   if (uid === 0) {
     return { kind: "unix", path: "/run/tinylb/admin.sock" };
   }
-  const runtime = process.env.XDG_RUNTIME_DIR;
-  const inRuntime = runtime ? join(runtime, "tinylb-admin.sock") : undefined;
-  // A relative XDG_RUNTIME_DIR is invalid and to be ignored (XDG Base Directory Specification
-  // 0.8), and a folder too deep for a socket path of 107 bytes cannot be used either.
-  const usable = inRuntime !== undefined && socketPathProblem(inRuntime) === undefined;
 
-  return { kind: "unix", path: usable ? inRuntime : `/tmp/tinylb-${uid}-admin.sock` };
+  return { kind: "unix", path: join(privateAdminFolder(uid), "admin.sock") };
 }
 
 /** Default time between DNS lookups. */

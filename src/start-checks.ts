@@ -1,6 +1,7 @@
 import { dirname } from "node:path";
 import { type Address, formatAddress } from "./address.ts";
-import { checkAdminAddress, readTokenFile } from "./admin-server.ts";
+import { checkAdminAddress } from "./admin-server.ts";
+import { adminTokenWarnings, readTokenFile } from "./admin-token.ts";
 import type { CliOptions } from "./cli.ts";
 import { type ClusterCredentials, loadClusterCredentials } from "./cluster-providers.ts";
 import { ConfigError, type FileConfig } from "./config.ts";
@@ -108,10 +109,29 @@ function checkUnixListenFolders(settings: Settings): void {
   }
 }
 
-/** Logs the warnings that the settings alone give reason for, such as a DNS resolver that no DNS name uses. */
+/**
+ * Logs the warnings that the settings alone give reason for, such as a DNS resolver that no DNS
+ * name uses, or an admin token that is short or that other users can read.
+ */
 export function logSettingsWarnings(settings: Settings, logger: Logger): void {
+  const log = logger.with({ component: "main" });
   const resolverWarning = unusedResolverWarning(settings.providers.dns);
   if (resolverWarning !== undefined) {
-    logger.with({ component: "main" }).warn(resolverWarning, { resolvers: settings.providers.dns.resolvers.join(",") });
+    log.warn(resolverWarning, { resolvers: settings.providers.dns.resolvers.join(",") });
+  }
+
+  const tokenFile = settings.providers.adminTokenFile;
+  if (settings.providers.admin === "off" || tokenFile === undefined) {
+    return;
+  }
+  let token: string;
+  try {
+    token = readTokenFile(tokenFile);
+  } catch {
+    // The admin API's start and `checkStartSettings` report a token file that cannot be read.
+    return;
+  }
+  for (const warning of adminTokenWarnings(tokenFile, token)) {
+    log.warn(warning.message, warning.fields);
   }
 }

@@ -1,5 +1,6 @@
-import { closeSync, fsyncSync, lstatSync, openSync, renameSync, statSync, unlinkSync, writeFileSync, writeSync } from "node:fs";
+import { lstatSync, renameSync, statSync } from "node:fs";
 import { dirname, join } from "node:path";
+import { writeFileAtomically } from "./atomic-file.ts";
 import type { Backend } from "./backend.ts";
 import { BackendSet } from "./backend-set.ts";
 import { ConfigError } from "./config.ts";
@@ -130,12 +131,12 @@ export class StateFile {
   }
 
   /**
-   * Writes `text` to `badCopyPath` and returns log fields with the copy's path, or the reason
-   * no copy was kept. Without a copy, the first write moves the file there instead.
+   * Writes `text` to `badCopyPath` with `writeFileAtomically`, replacing a symlink there, and
+   * returns log fields with the copy's path, or the reason no copy was kept. Without a copy, the first write moves the file there instead.
    */
   #keepBadCopy(text: string): Record<string, string> {
     try {
-      writeFileSync(this.badCopyPath, text, { mode: 0o600 });
+      writeFileAtomically(this.badCopyPath, text);
     } catch (error) {
       this.#moveBeforeWrite = true;
 
@@ -155,8 +156,8 @@ export class StateFile {
   }
 
   /**
-   * Writes the set atomically: to a temporary file in the same directory, flushed to disk,
-   * then renamed over the old file, so a crash leaves either the old or the new state.
+   * Writes the set atomically with `writeFileAtomically`, so a crash leaves either the old or
+   * the new state, and a symlink planted in the folder is replaced, never written through.
    * A file that `load` did not read in full and did not copy is first moved to `badCopyPath`,
    * and while that move fails, nothing is written. A failed write is logged once per failure
    * streak and tried again after a back-off, until a newer set replaces it.
@@ -175,19 +176,9 @@ export class StateFile {
         ...this.#carriedOutside(set).map(({ backend, provider }) => ({ id: backend.id, target: backend.target, provider })),
       ],
     };
-    const temporary = `${this.path}.${process.pid}.tmp`;
     try {
-      const fd = openSync(temporary, "w", 0o600);
-      try {
-        writeSync(fd, JSON.stringify(state, null, 2) + "\n");
-        fsyncSync(fd);
-      } finally {
-        closeSync(fd);
-      }
-      this.#moveUnreadFile();
-      renameSync(temporary, this.path);
+      writeFileAtomically(this.path, JSON.stringify(state, null, 2) + "\n", () => this.#moveUnreadFile());
     } catch (error) {
-      this.#removeQuietly(temporary);
       if (this.#failures === 0) {
         this.#log.warn("write state file failed; the running set is not saved until a retry succeeds", { file: this.path, err: describeFileError(error, "write", this.path) });
       }
@@ -280,14 +271,6 @@ export class StateFile {
     this.#carried = outside;
 
     return outside;
-  }
-
-  #removeQuietly(path: string): void {
-    try {
-      unlinkSync(path);
-    } catch {
-      // Never created, or already gone.
-    }
   }
 }
 

@@ -4,9 +4,9 @@
  * the file does with it, and state file paths that a start and `tinylb check` reject.
  */
 import { afterEach, expect, test } from "bun:test";
-import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { asNobody, canDropPrivileges, NOBODY_UID } from "./support/as-nobody.ts";
+import { asNobody, asOtherUser, canDropPrivileges, NOBODY_UID } from "./support/as-nobody.ts";
 import { mkfifo } from "./support/fifo.ts";
 import { tempDirectory } from "./support/temp-directory.ts";
 import { BINARY, runTinylb, TinylbProcess } from "./support/tinylb-process.ts";
@@ -154,27 +154,46 @@ if (!canDropPrivileges) {
 /** Runs dist/tinylb as user nobody, as a service whose user changed. */
 const AS_NOBODY = asNobody([BINARY]);
 
-/**
- * Makes a folder that user nobody can write, with `mode`, holding a state file of root with
- * mode 0600 that saves one admin API backend. Returns the state file's path and content.
- */
-function rootStateFile(name: string, mode: number): { path: string; content: string } {
+/** Makes a folder of root with `mode` in the test's folder, which other users may then enter. */
+function reachableFolder(name: string, mode: number): string {
   // tempDirectory makes a folder that only root may enter.
   chmodSync(directory, 0o755);
   const folder = join(directory, name);
   mkdirSync(folder);
   chmodSync(folder, mode);
-  const path = join(folder, "state.json");
+
+  return folder;
+}
+
+/**
+ * Makes a folder that user nobody can write, with `mode`, holding a state file of root with
+ * mode 0600 that saves one admin API backend. Returns the state file's path and content.
+ */
+function rootStateFile(name: string, mode: number): { path: string; content: string } {
+  const path = join(reachableFolder(name, mode), "state.json");
   const content = JSON.stringify({ version: 1, savedAt: "2026-12-04T20:00:00.000Z", backends: [{ id: "api-1", target: "127.0.0.1:10", provider: "api" }] });
   writeFileSync(path, content, { mode: 0o600 });
 
   return { path, content };
 }
 
+/**
+ * Returns an admin socket path for tinylb run as nobody, in a folder of nobody with mode 0700,
+ * because tinylb rejects an admin socket folder that others can write, such as the state file's.
+ */
+function nobodyAdminSocket(name: string): string {
+  chmodSync(directory, 0o755);
+  const folder = join(directory, name);
+  mkdirSync(folder, { mode: 0o700 });
+  chownSync(folder, NOBODY_UID, NOBODY_UID);
+
+  return join(folder, "admin.sock");
+}
+
 test.skipIf(!canDropPrivileges)("state file unreadable to its user is moved aside", async () => {
   const { path, content } = rootStateFile("moved", 0o777);
 
-  const tinylb = await start(["--admin", `unix:${join(directory, "moved", "admin.sock")}`, "--state-file", path], AS_NOBODY);
+  const tinylb = await start(["--admin", `unix:${nobodyAdminSocket("moved-admin")}`, "--state-file", path], AS_NOBODY);
   await waitFor("the running set written", () => statSync(path).uid === NOBODY_UID);
 
   expect(tinylb.stderr).toContain(`read state file failed; starting without saved backends, and the first write moves the file to ${path}.bad`);
@@ -201,6 +220,27 @@ test.skipIf(!canDropPrivileges)("state file that cannot be moved aside is kept",
   expect(readFileSync(path, "utf8")).toBe(content);
 });
 
+// A second user plants the links, as an attacker who shares the state file's folder would.
+// With fs.protected_symlinks=1 the kernel stops root from following another user's link in a
+// sticky world-writable folder, so this fails before the fix only where that sysctl is 0.
+test.skipIf(!canDropPrivileges)("state file writes through no link of another user", async () => {
+  const path = join(reachableFolder("shared", 0o1777), "state.json");
+  const victim = join(directory, "victim");
+  writeFileSync(victim, "precious\n");
+  const plant = Bun.spawnSync(asOtherUser(["sh", "-c", `printf 'attacker bytes\\n' > "$1" && ln -s "$2" "$1.bad"`, "plant", path, victim]));
+  expect(plant.exitCode).toBe(0);
+
+  const tinylb = await start(["--admin", "off", "--state-file", path]);
+  await waitFor("the running set written", () => statSync(path).uid === 0);
+
+  expect(tinylb.stderr).toContain("invalid state file; starting without saved backends");
+  expect(await tinylb.stop()).toBe(0);
+  expect(readFileSync(victim, "utf8")).toBe("precious\n");
+  expect(readFileSync(`${path}.bad`, "utf8")).toBe("attacker bytes\n");
+  expect(statSync(`${path}.bad`).uid).toBe(0);
+  expect(readState(path).backends).toEqual([{ id: "static-1", target: "127.0.0.1:9", provider: "static" }]);
+});
+
 /** Sends `PUT /v1/backends/ID` over the admin socket and expects it applied. */
 async function addBackend(socket: string, id: string, target: string): Promise<void> {
   const response = await adminFetch(socket, `/v1/backends/${id}`, { method: "PUT", body: JSON.stringify({ target }), signal: AbortSignal.timeout(5000) });
@@ -218,12 +258,9 @@ function retryDelays(stderr: string): number[] {
 }
 
 test.skipIf(!canDropPrivileges)("state file write is retried after failures", async () => {
-  chmodSync(directory, 0o755);
-  const folder = join(directory, "retried");
-  mkdirSync(folder);
-  chmodSync(folder, 0o777);
+  const folder = reachableFolder("retried", 0o777);
   const path = join(folder, "state.json");
-  const socket = join(folder, "admin.sock");
+  const socket = nobodyAdminSocket("retried-admin");
   const ids = (): string[] => readState(path).backends.map((entry) => entry.id);
   const written = "state file written again after failures";
   const tinylb = await start(["--admin", `unix:${socket}`, "--state-file", path, "--log-level", "debug"], AS_NOBODY);

@@ -1,5 +1,5 @@
 import { afterEach, expect, test } from "bun:test";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createBackend } from "../src/backend.ts";
@@ -180,18 +180,48 @@ test("StateFile moves an invalid file whose copy failed", () => {
   const dir = tempDir();
   const path = join(dir, "state.json");
   writeFileSync(path, "{");
-  // The copy follows the symlink into a missing folder and fails; the rename replaces the symlink.
-  symlinkSync(join(dir, "missing-folder", "copy"), `${path}.bad`);
+  // A folder at the copy's path fails the copy, and it is gone before the first write.
+  mkdirSync(`${path}.bad`);
   const log = new LogLines();
   const state = new StateFile(path, log.logger);
 
   state.load();
+  rmSync(`${path}.bad`, { recursive: true });
   state.save(SET, (id) => SOURCES[id]);
 
   const warning = log.withMessage("invalid state file; starting without saved backends")[0]!;
   expect(String(warning.copyErr)).toStartWith(`keeping a copy at ${path}.bad failed, so the first write moves the file there: `);
   expect(readFileSync(`${path}.bad`, "utf8")).toBe("{");
   expect(readFileSync(path, "utf8")).toContain('"id": "api-1"');
+});
+
+// A user who can write in the state file's folder plants symlinks at the copy's path and at the
+// temporary name that tinylb 0.1.0 used (FILE.PID.tmp). Links of the test's own user are followed
+// whatever fs.protected_symlinks is set to, so this fails on a StateFile that opens through them.
+test("StateFile writes through no planted symlink", () => {
+  const dir = tempDir();
+  chmodSync(dir, 0o1777);
+  const path = join(dir, "state.json");
+  const victim = join(tempDir(), "victim");
+  writeFileSync(victim, "precious\n");
+  writeFileSync(path, "attacker bytes\n");
+  symlinkSync(victim, `${path}.bad`);
+  symlinkSync(victim, `${path}.${process.pid}.tmp`);
+  const log = new LogLines();
+  const state = new StateFile(path, log.logger);
+
+  state.load();
+  state.save(SET, (id) => SOURCES[id]);
+
+  expect(readFileSync(victim, "utf8")).toBe("precious\n");
+  expect(lstatSync(`${path}.bad`).isFile()).toBe(true);
+  expect(readFileSync(`${path}.bad`, "utf8")).toBe("attacker bytes\n");
+  expect(statSync(`${path}.bad`).mode & 0o777).toBe(0o600);
+  expect(lstatSync(path).isFile()).toBe(true);
+  expect(readFileSync(path, "utf8")).toContain('"id": "api-1"');
+  expect(statSync(path).mode & 0o777).toBe(0o600);
+  // Only the planted link at the old temporary name is left over.
+  expect(readdirSync(dir).sort()).toEqual([`state.json.${process.pid}.tmp`, "state.json", "state.json.bad"].sort());
 });
 
 test("StateFile skips only the invalid entries", () => {
@@ -384,13 +414,15 @@ test("StateFile close after a write names the last set written", () => {
   state.save(SET, (id) => SOURCES[id]);
   const written = readFileSync(path, "utf8");
 
-  // A folder at the temporary file's path fails the next write and leaves the file as it was.
-  mkdirSync(`${path}.${process.pid}.tmp`);
+  // A folder moved away fails the next write, and the file in it stays as it was.
+  const moved = `${dir}-moved`;
+  renameSync(dir, moved);
+  cleanup.push(() => rmSync(moved, { recursive: true, force: true }));
   state.save(new BackendSet([createBackend("newer", "10.0.0.9:1")]), () => "api");
   state.close();
 
   expect(log.withMessage("stopping with the running set not saved; the next start loads the last set written").length).toBe(1);
-  expect(readFileSync(path, "utf8")).toBe(written);
+  expect(readFileSync(join(moved, "state.json"), "utf8")).toBe(written);
 });
 
 test("StateFile saveSoon replaces a failed set", () => {

@@ -8,3 +8,11 @@ export const NOBODY_UID = 65534;
 export function asNobody(command: string[]): string[] {
   return ["setpriv", `--reuid=${NOBODY_UID}`, `--regid=${NOBODY_UID}`, "--clear-groups", ...command];
 }
+
+/** A user id that owns no file here, for a second, hostile local user. */
+export const OTHER_UID = 1234;
+
+/** Returns `command` prefixed with setpriv, so that it runs as user and group `OTHER_UID` without other groups. */
+export function asOtherUser(command: string[]): string[] {
+  return ["setpriv", `--reuid=${OTHER_UID}`, `--regid=${OTHER_UID}`, "--clear-groups", ...command];
+}

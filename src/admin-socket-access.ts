@@ -1,0 +1,110 @@
+/**
+ * Who may own the admin API's Unix socket and its folder. A user who can create or replace the
+ * socket can take the admin API's place and receive the bearer token of every `tinylb status`
+ * or `tinylb add`. So the balancer binds only in a folder that no other user can write, and the
+ * commands send requests only to a socket of their own user or of root.
+ */
+import { lstatSync, mkdirSync, type Stats, statSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { socketPathProblem } from "./socket-path.ts";
+
+/** Mode bits that let the group or others write in a folder. */
+const GROUP_OR_OTHER_WRITE = 0o022;
+
+/** Mode bits that give the group or others any access to a private folder. */
+const GROUP_OR_OTHER_ACCESS = 0o077;
+
+const STICKY = 0o1000;
+
+function currentUid(): number {
+  return process.getuid?.() ?? 0;
+}
+
+/** Formats the permission bits of `stats` in octal, as chmod takes them, such as `1777`. */
+function formatMode(stats: Stats): string {
+  return (stats.mode & 0o7777).toString(8).padStart(4, "0");
+}
+
+/**
+ * Returns the folder of the default admin socket of a user other than root, in the way tmux
+ * keeps its sockets in `/tmp/tmux-UID`: `$XDG_RUNTIME_DIR/tinylb`, or `/tmp/tinylb-UID` when
+ * XDG_RUNTIME_DIR is unset, relative (the XDG Base Directory Specification 0.8 requires ignoring
+ * it) or too deep for a socket path of 107 bytes. tinylb creates the folder with mode 0700.
+ */
+export function privateAdminFolder(uid: number = currentUid()): string {
+  const runtime = process.env.XDG_RUNTIME_DIR;
+  const inRuntime = runtime ? join(runtime, "tinylb") : undefined;
+  if (inRuntime !== undefined && socketPathProblem(join(inRuntime, "admin.sock")) === undefined) {
+    return inRuntime;
+  }
+
+  return `/tmp/tinylb-${uid}`;
+}
+
+/**
+ * Creates the folder of the admin socket `path` when it is missing, with mode 0700, and checks
+ * that no other user can replace a socket in it. For the default folder of a user other than
+ * root (`privateAdminFolder`), that user must own it, it must not be a symlink, and its mode must be
+ * 0700. Any other folder must be owned by the user tinylb runs as or by root, and must be
+ * writable only by its owner unless the sticky bit is set, as on /tmp.
+ *
+ * @param uid the user tinylb runs as; tests pass another.
+ * @throws {Error} with the errno `code` of a failed mkdir, or without a code naming the folder,
+ *   the owner and mode found, and the fix.
+ */
+export function prepareAdminSocketFolder(path: string, uid: number = currentUid()): void {
+  const folder = dirname(path);
+  mkdirSync(folder, { recursive: true, mode: 0o700 });
+
+  const problem = uid !== 0 && folder === privateAdminFolder(uid) ? privateFolderProblem(folder, uid) : sharedFolderProblem(folder, uid);
+  if (problem !== undefined) {
+    throw new Error(problem);
+  }
+}
+
+function privateFolderProblem(folder: string, uid: number): string | undefined {
+  const link = lstatSync(folder);
+  if (link.isSymbolicLink()) {
+    return `the folder ${folder} is a symlink, but the default admin socket folder must be a folder of uid ${uid} (the user tinylb runs as) with mode 0700; remove the link, or pass --admin unix:PATH in a folder of your own`;
+  }
+  if (link.uid !== uid) {
+    return `the folder ${folder} is owned by uid ${link.uid} with mode ${formatMode(link)}, but the default admin socket folder must be owned by uid ${uid} (the user tinylb runs as), since its owner can replace the socket; remove the folder, or pass --admin unix:PATH in a folder of your own`;
+  }
+  if ((link.mode & GROUP_OR_OTHER_ACCESS) !== 0) {
+    return `the folder ${folder} has mode ${formatMode(link)}, but the default admin socket folder must have mode 0700; run chmod 700 ${folder}`;
+  }
+
+  return undefined;
+}
+
+function sharedFolderProblem(folder: string, uid: number): string | undefined {
+  const stats = statSync(folder);
+  if (stats.uid !== uid && stats.uid !== 0) {
+    return `the folder ${folder} is owned by uid ${stats.uid}, neither uid ${uid} (the user tinylb runs as) nor root, and its owner can replace the socket; pick a folder of this user or of root`;
+  }
+  if ((stats.mode & GROUP_OR_OTHER_WRITE) !== 0 && (stats.mode & STICKY) === 0) {
+    return `the folder ${folder} has mode ${formatMode(stats)}, so other users can write in it and replace the socket; run chmod go-w ${folder}, or chmod +t ${folder} to set the sticky bit, or pick another folder`;
+  }
+
+  return undefined;
+}
+
+/**
+ * Returns why a request must not be sent to the Unix socket at `path`: it belongs to a user
+ * other than this process's user or root, who may have taken the balancer's place. Undefined
+ * when the owner is fine or the socket is missing, which the connect then reports.
+ */
+export function adminSocketOwnerProblem(path: string, uid: number = currentUid()): string | undefined {
+  let stats: Stats | undefined;
+  try {
+    stats = statSync(path, { throwIfNoEntry: false });
+  } catch {
+    // The folder cannot be searched, which the connect reports too.
+    return undefined;
+  }
+  if (stats === undefined || stats.uid === uid || stats.uid === 0) {
+    return undefined;
+  }
+
+  return `the admin socket ${path} is owned by uid ${stats.uid}, neither uid ${uid} (this user) nor root, so no request or token is sent to it, since another user may have taken the balancer's place; run the command as uid ${stats.uid} if that user runs the balancer, or pass --admin with the balancer's socket`;
+}
