@@ -91,8 +91,10 @@ function sharedFolderProblem(folder: string, uid: number): string | undefined {
 
 /**
  * Returns why a request must not be sent to the Unix socket at `path`: it belongs to a user
- * other than this process's user or root, who may have taken the balancer's place. Undefined
- * when the owner is fine or the socket is missing, which the connect then reports.
+ * other than this process's user or root, who may have taken the balancer's place. Root also
+ * trusts the socket of a service user in a folder that only root or that user can write, such as
+ * `/run/tinylb` of the example unit. Undefined when the owner is fine or the socket is missing,
+ * which the connect then reports.
  */
 export function adminSocketOwnerProblem(path: string, uid: number = currentUid()): string | undefined {
   let stats: Stats | undefined;
@@ -105,6 +107,16 @@ export function adminSocketOwnerProblem(path: string, uid: number = currentUid()
   if (stats === undefined || stats.uid === uid || stats.uid === 0) {
     return undefined;
   }
+  if (uid === 0 && isServiceFolder(dirname(path), stats.uid)) {
+    return undefined;
+  }
 
   return `the admin socket ${path} is owned by uid ${stats.uid}, neither uid ${uid} (this user) nor root, so no request or token is sent to it, since another user may have taken the balancer's place; run the command as uid ${stats.uid} if that user runs the balancer, or pass --admin with the balancer's socket`;
+}
+
+/** True when only root or the user `owner` can create or replace entries in `folder`. */
+function isServiceFolder(folder: string, owner: number): boolean {
+  const stats = statSync(folder, { throwIfNoEntry: false });
+
+  return stats !== undefined && (stats.uid === 0 || stats.uid === owner) && (stats.mode & GROUP_OR_OTHER_WRITE) === 0;
 }

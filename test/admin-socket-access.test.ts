@@ -131,7 +131,11 @@ test("prepareAdminSocketFolder creates missing folders as 0700", () => {
 });
 
 test.skipIf(!isRoot)("adminSocketOwnerProblem names another user's socket", () => {
-  const path = join(directory, "foreign.sock");
+  // A folder that every user can write in, such as /tmp, where another user can plant a socket.
+  const shared = join(directory, "shared");
+  mkdirSync(shared);
+  chmodSync(shared, 0o1777);
+  const path = join(shared, "foreign.sock");
   writeFileSync(path, "");
   chownSync(path, OTHER_UID, OTHER_UID);
 
@@ -139,6 +143,20 @@ test.skipIf(!isRoot)("adminSocketOwnerProblem names another user's socket", () =
     `the admin socket ${path} is owned by uid 1234, neither uid 0 (this user) nor root, so no request or token is sent to it, since another user may have taken the balancer's place; run the command as uid 1234 if that user runs the balancer, or pass --admin with the balancer's socket`,
   );
   expect(adminSocketOwnerProblem(path, OTHER_UID)).toBeUndefined();
+});
+
+test.skipIf(!isRoot)("adminSocketOwnerProblem lets root reach a service user's socket", () => {
+  // As in the example unit: /run/tinylb belongs to the service's user, mode 0755.
+  const runtime = join(directory, "service-run");
+  mkdirSync(runtime, { mode: 0o755 });
+  chownSync(runtime, OTHER_UID, OTHER_UID);
+  const path = join(runtime, "admin.sock");
+  writeFileSync(path, "");
+  chownSync(path, OTHER_UID, OTHER_UID);
+
+  expect(adminSocketOwnerProblem(path)).toBeUndefined();
+  // A user other than root still refuses it.
+  expect(adminSocketOwnerProblem(path, 4321)).toContain("is owned by uid 1234, neither uid 4321 (this user) nor root");
 });
 
 test("adminSocketOwnerProblem accepts root and missing sockets", () => {
