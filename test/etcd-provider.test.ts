@@ -287,3 +287,59 @@ test("EtcdProvider stops without publishing again", async () => {
   await waitFor("the witness to see y", () => latest(witness.sets).includes("y="));
   expect(sets.length).toBe(1);
 });
+
+test("EtcdProvider rejects a range over the size limit", async () => {
+  const prefix = freshPrefix();
+  await put(`${prefix}a`, "10.0.0.1:443");
+  await put(`${prefix}b`, `10.0.0.2:443${" ".repeat(4000)}`);
+  const sets: BackendSet[] = [];
+  const logs: string[] = [];
+  const logger = new Logger({ level: "debug", sink: (line) => logs.push(line) });
+  const provider = new EtcdProvider({ endpoints: [endpoint], prefix, logger, maxResponseBytes: 2048, backoff: { initialMs: 50, maxMs: 500 } });
+  provider.start((set) => sets.push(set));
+  cleanup.push(() => provider.stop());
+
+  await waitFor("the failure", () => provider.health.failing);
+  expect(provider.health.lastError).toContain(`etcd /v3/kv/range at ${endpoint} response is larger than the limit of 2048 bytes`);
+  expect(sets.length).toBe(0);
+  expect(count(logs, "WARN  etcd range or watch failed")).toBe(1);
+});
+
+test("EtcdProvider keeps the set after a watch response over the limit", async () => {
+  const prefix = freshPrefix();
+  await put(`${prefix}a`, "10.0.0.1:443");
+  const sets: BackendSet[] = [];
+  const logger = new Logger({ level: "debug", sink: () => {} });
+  const provider = new EtcdProvider({ endpoints: [endpoint], prefix, logger, maxResponseBytes: 2048, backoff: { initialMs: 50, maxMs: 500 } });
+  provider.start((set) => sets.push(set));
+  cleanup.push(() => provider.stop());
+  await waitFor("the first set", () => sets.length === 1);
+
+  await put(`${prefix}b`, `10.0.0.2:443${" ".repeat(4000)}`);
+  await waitFor("the failure", () => provider.health.lastError?.includes("longer than the limit") === true);
+  expect(provider.health.lastError).toContain(`etcd /v3/watch at ${endpoint} failed: JSON object in stream is longer than the limit of 2048 characters`);
+  expect(latest(sets)).toBe("a=10.0.0.1:443");
+});
+
+test("EtcdProvider rejects a set over the backend limit", async () => {
+  const prefix = freshPrefix();
+  await put(`${prefix}a`, "10.0.0.1:443");
+  await put(`${prefix}b`, "10.0.0.2:443");
+  const sets: BackendSet[] = [];
+  const logs: string[] = [];
+  const logger = new Logger({ level: "debug", sink: (line) => logs.push(line) });
+  const provider = new EtcdProvider({ endpoints: [endpoint], prefix, logger, maxBackends: 2, backoff: { initialMs: 50, maxMs: 500 } });
+  provider.start((set) => sets.push(set));
+  cleanup.push(() => provider.stop());
+  await waitFor("the first set", () => sets.length === 1);
+
+  await put(`${prefix}c`, "10.0.0.3:443");
+  await waitFor("the failure", () => provider.health.failing);
+  expect(provider.health.lastError).toBe("the new backend set has 3 backends, more than the limit of 2");
+  expect(count(logs, "WARN  etcd range or watch failed")).toBe(1);
+  expect(latest(sets)).toBe("a=10.0.0.1:443,b=10.0.0.2:443");
+
+  await del(`${prefix}a`);
+  await waitFor("the smaller set", () => latest(sets) === "b=10.0.0.2:443,c=10.0.0.3:443");
+  expect(provider.health.failing).toBe(false);
+});

@@ -6,7 +6,7 @@ import { FailureStreak } from "./failure-streak.ts";
 import { ProviderHealth } from "./provider-health.ts";
 import type { Provider, PublishBackendSet } from "./provider.ts";
 import { type BackoffOptions, ReconnectBackoff, sleepUnlessAborted } from "./reconnect-backoff.ts";
-import { SetPublisher } from "./set-publisher.ts";
+import { SetPublisher, TooManyBackendsError } from "./set-publisher.ts";
 
 /** Settings of an etcd provider. */
 export interface EtcdProviderOptions {
@@ -25,6 +25,10 @@ export interface EtcdProviderOptions {
    * @default 660000
    */
   watchIdleTimeoutMs?: number;
+  /** Limit of one whole range, every page, and of one watch response, in bytes. @default MAX_RESPONSE_BYTES (16 MiB) */
+  maxResponseBytes?: number;
+  /** Largest set published; a larger one fails the fetch. @default MAX_PROVIDER_BACKENDS (10,000) */
+  maxBackends?: number;
   /** @default a logger that writes nothing */
   logger?: Logger;
 }
@@ -67,9 +71,9 @@ export class EtcdProvider implements Provider {
       throw new Error("invalid etcd provider: the key prefix must not be empty");
     }
     this.name = `etcd:${options.prefix}`;
-    this.#gateway = new EtcdGateway(options.endpoints, options.prefix, options.tls);
+    this.#gateway = new EtcdGateway(options.endpoints, options.prefix, options.tls, options.maxResponseBytes);
     this.#log = (options.logger ?? silentLogger).with({ component: "etcd-provider", provider: this.name });
-    this.#publisher = new SetPublisher(this.#log, "no valid backend under the etcd prefix; keeping the last backend set");
+    this.#publisher = new SetPublisher(this.#log, "no valid backend under the etcd prefix; keeping the last backend set", options.maxBackends);
     this.#failures = new FailureStreak(this.#log, this.health);
     this.#backoff = new ReconnectBackoff(options.backoff);
   }
@@ -110,6 +114,10 @@ export class EtcdProvider implements Provider {
         if (signal.aborted) {
           break;
         }
+        if (error instanceof TooManyBackendsError) {
+          // The kept entries hold the excess, so the next attempt reads the prefix again rather than watch from here.
+          this.#revision = undefined;
+        }
         if (error instanceof EtcdCompactedError) {
           this.#log.info("watch revision compacted; reading the prefix again", { revision: this.#revision, err: error });
           this.#revision = undefined;
@@ -130,14 +138,14 @@ export class EtcdProvider implements Provider {
 
   async #range(publish: PublishBackendSet, signal: AbortSignal): Promise<void> {
     const result = await this.#gateway.range(signal);
-    this.#succeeded();
     this.#entries.clear();
     for (const kv of result.kvs) {
       this.#entries.set(kv.key, kv.value);
     }
-    this.#revision = result.revision;
     this.#log.debug("read etcd prefix", { keys: result.kvs.length, revision: result.revision });
-    this.#publish(publish);
+    this.#publish(publish, result.revision);
+    this.#succeeded();
+    this.#revision = result.revision;
   }
 
   async #watch(publish: PublishBackendSet, signal: AbortSignal): Promise<void> {
@@ -191,8 +199,8 @@ export class EtcdProvider implements Provider {
     this.#failures.succeeded("etcd reachable again", { endpoint: this.#gateway.endpoint });
   }
 
-  #publish(publish: PublishBackendSet): void {
-    this.#publisher.offer(new BackendSet(this.#backends()), publish, { keys: this.#entries.size, revision: this.#revision });
+  #publish(publish: PublishBackendSet, revision = this.#revision): void {
+    this.#publisher.offer(new BackendSet(this.#backends()), publish, { keys: this.#entries.size, revision });
   }
 
   #backends(): Backend[] {

@@ -7,7 +7,7 @@ import type { KubernetesAccess } from "./kubernetes-access.ts";
 import { type ApiRoute, type EndpointSlice, EndpointSliceClient, KubernetesApiError } from "./kubernetes-watch.ts";
 import type { Provider, PublishBackendSet } from "./provider.ts";
 import { type BackoffOptions, ReconnectBackoff, sleepUnlessAborted } from "./reconnect-backoff.ts";
-import { SetPublisher } from "./set-publisher.ts";
+import { SetPublisher, TooManyBackendsError } from "./set-publisher.ts";
 
 /** Settings of a Kubernetes provider. */
 export interface KubernetesProviderOptions {
@@ -38,6 +38,10 @@ export interface KubernetesProviderOptions {
    */
   watchTimeoutSeconds?: number;
   backoff?: BackoffOptions;
+  /** Limit of one whole list, every page, and of one watch event, in bytes. @default MAX_RESPONSE_BYTES (16 MiB) */
+  maxResponseBytes?: number;
+  /** Largest set published; a larger one fails the fetch. @default MAX_PROVIDER_BACKENDS (10,000) */
+  maxBackends?: number;
   /** @default a logger that writes nothing */
   logger?: Logger;
 }
@@ -82,9 +86,9 @@ export class KubernetesProvider implements Provider {
 
   constructor(options: KubernetesProviderOptions) {
     this.#options = options;
-    this.#client = new EndpointSliceClient(options.access, options.namespace ?? "default", options.service ?? "kubernetes");
+    this.#client = new EndpointSliceClient(options.access, options.namespace ?? "default", options.service ?? "kubernetes", options.maxResponseBytes);
     this.#log = (options.logger ?? silentLogger).with({ component: "kubernetes-provider", provider: this.name });
-    this.#publisher = new SetPublisher(this.#log, "no ready address with an https port in the EndpointSlices; keeping the last backend set");
+    this.#publisher = new SetPublisher(this.#log, "no ready address with an https port in the EndpointSlices; keeping the last backend set", options.maxBackends);
     this.#failures = new FailureStreak(this.#log, this.health);
     this.#backoff = new ReconnectBackoff(options.backoff);
     this.#portName = options.portName ?? "https";
@@ -127,6 +131,10 @@ export class KubernetesProvider implements Provider {
         if (signal.aborted) {
           break;
         }
+        if (error instanceof TooManyBackendsError) {
+          // The kept slices hold the excess, so the next attempt lists again rather than watch from here.
+          this.#resourceVersion = undefined;
+        }
         if (error instanceof KubernetesApiError && error.gone) {
           const fromFreshList = this.#resourceVersion === this.#listedVersion;
           this.#log.info("resource version too old; listing EndpointSlices again", { resourceVersion: this.#resourceVersion, err: error });
@@ -151,15 +159,15 @@ export class KubernetesProvider implements Provider {
   /** Lists the slices, replaces the known ones, publishes and keeps the list's resource version. */
   async #list(publish: PublishBackendSet, signal: AbortSignal): Promise<void> {
     const list = await this.#client.list(this.#options.route?.(), signal);
-    this.#succeeded();
     this.#slices.clear();
     for (const slice of list.slices) {
       this.#slices.set(slice.metadata.name, slice);
     }
     this.#log.debug("listed EndpointSlices", { slices: list.slices.length, resourceVersion: list.resourceVersion });
+    this.#publish(publish);
+    this.#succeeded();
     this.#resourceVersion = list.resourceVersion;
     this.#listedVersion = list.resourceVersion;
-    this.#publish(publish);
   }
 
   /**
