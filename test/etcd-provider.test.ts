@@ -54,11 +54,12 @@ function startProvider(
   endpoints: string[],
   tls?: EtcdTls,
   watchIdleTimeoutMs?: number,
+  stableWatchMs = 500,
 ): { provider: EtcdProvider; sets: BackendSet[]; logs: string[] } {
   const sets: BackendSet[] = [];
   const logs: string[] = [];
   const logger = new Logger({ level: "debug", sink: (line) => logs.push(line) });
-  const provider = new EtcdProvider({ endpoints, prefix, tls, watchIdleTimeoutMs, logger, backoff: { initialMs: 50, maxMs: 500 } });
+  const provider = new EtcdProvider({ endpoints, prefix, tls, watchIdleTimeoutMs, stableWatchMs, logger, backoff: { initialMs: 50, maxMs: 500 } });
   provider.start((set) => sets.push(set));
   cleanup.push(() => provider.stop());
 
@@ -341,5 +342,55 @@ test("EtcdProvider rejects a set over the backend limit", async () => {
 
   await del(`${prefix}a`);
   await waitFor("the smaller set", () => latest(sets) === "b=10.0.0.2:443,c=10.0.0.3:443");
-  expect(provider.health.failing).toBe(false);
+  // The list or range that publishes it ends the failure streak only once its watch proves itself.
+  await waitFor("the recovery", () => !provider.health.failing);
+});
+
+test("EtcdProvider backs off when each watch breaks at once", async () => {
+  const prefix = freshPrefix();
+  await put(`${prefix}a`, "10.0.0.1:443");
+  // Each watch is created, then dropped as silent after 100 ms, before it proves itself after 5 s.
+  const { provider, sets, logs } = startProvider(prefix, [endpoint], undefined, 100, 5000);
+
+  await waitFor("five failed watches", () => count(logs, "the watch sent nothing for 100 ms") >= 5);
+  expect(sets.length).toBe(1);
+  expect(count(logs, "WARN  etcd range or watch failed")).toBe(1);
+  expect(count(logs, "etcd reachable again")).toBe(0);
+  expect(provider.health.failing).toBe(true);
+
+  // An event proves the watch, which ends the streak.
+  await put(`${prefix}b`, "10.0.0.2:443");
+  await waitFor("the recovery", () => count(logs, "etcd reachable again") === 1);
+  expect(latest(sets)).toBe("a=10.0.0.1:443,b=10.0.0.2:443");
+});
+
+test("EtcdProvider backs off when each watch is compacted", async () => {
+  // A real etcd cannot compact the revision that a range has just returned, so a mock of
+  // the JSON gateway stands in: every range returns one key at revision 5, and every watch
+  // returns etcd's compaction response.
+  let ranges = 0;
+  const gateway = Bun.serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    fetch(request) {
+      const path = new URL(request.url).pathname;
+      if (path === "/v3/kv/range") {
+        ranges++;
+        const kv = { key: Buffer.from("/mock/a").toString("base64"), value: Buffer.from("10.0.0.1:443").toString("base64"), mod_revision: "5" };
+
+        return Response.json({ header: { revision: "5" }, kvs: [kv] });
+      }
+
+      return new Response(JSON.stringify({ result: { header: { revision: "5" }, created: true, compact_revision: "9", canceled: true } }) + "\n");
+    },
+  });
+  cleanup.push(() => gateway.stop(true));
+
+  const { sets, logs } = startProvider("/mock/", [`http://127.0.0.1:${gateway.port}`]);
+  await waitFor("four ranges", () => ranges >= 4);
+
+  expect(sets.length).toBe(1);
+  expect(count(logs, "WARN  etcd range or watch failed")).toBe(1);
+  const delays = logs.map((line) => Number(/retryInMs=(\d+)/.exec(line)?.[1] ?? Number.NaN)).filter((delay) => !Number.isNaN(delay));
+  expect(delays.length).toBeGreaterThanOrEqual(3);
 });

@@ -49,7 +49,7 @@ function startProvider(access: KubernetesAccess, options: Partial<KubernetesProv
   const sets: BackendSet[] = [];
   const logs: string[] = [];
   const logger = new Logger({ level: "debug", sink: (line) => logs.push(line) });
-  const provider = new KubernetesProvider({ access, logger, backoff: { initialMs: 50, maxMs: 300 }, ...options });
+  const provider = new KubernetesProvider({ access, logger, backoff: { initialMs: 50, maxMs: 300 }, stableWatchMs: 500, ...options });
   provider.start((set) => sets.push(set));
   cleanup.push(() => provider.stop());
 
@@ -457,5 +457,28 @@ test("KubernetesProvider rejects a set over the backend limit", async () => {
 
   mock.apply({ ...twoApiServers, endpoints: [{ addresses: ["10.0.0.13"] }] });
   await waitFor("the smaller set", () => latest(sets) === "kubernetes:10.0.0.13=10.0.0.13:6443");
+  // The list or range that publishes it ends the failure streak only once its watch proves itself.
+  await waitFor("the recovery", () => !provider.health.failing);
+});
+
+test("KubernetesProvider backs off when each watch breaks at once", async () => {
+  const mock = await startMock();
+  mock.apply(twoApiServers);
+  mock.endlessBody = "watch";
+  const { provider, sets, logs } = startProvider(tokenAccess(mock), { maxResponseBytes: 64 * 1024, stableWatchMs: 5000 });
+
+  await waitFor("six failed watches", () => mock.requestsOf("watch").length >= 6);
+  expect(sets.length).toBe(1);
+  // A list that succeeds and a watch that opens do not end the streak: one warning, then debug lines.
+  expect(count(logs, "WARN  Kubernetes list or watch failed")).toBe(1);
+  expect(count(logs, "Kubernetes API reachable again")).toBe(0);
+  expect(provider.health.failing).toBe(true);
+  const delays = logs.map((line) => Number(/retryInMs=(\d+)/.exec(line)?.[1] ?? Number.NaN)).filter((delay) => !Number.isNaN(delay));
+  // initialMs 50 doubles up to maxMs 300, and the delay is between half the base and the base.
+  expect(Math.max(...delays)).toBeGreaterThanOrEqual(150);
+
+  mock.endlessBody = undefined;
+  mock.dropWatches();
+  await waitFor("the recovery", () => count(logs, "Kubernetes API reachable again") === 1, 10_000);
   expect(provider.health.failing).toBe(false);
 });

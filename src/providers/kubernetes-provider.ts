@@ -4,10 +4,11 @@ import { type Logger, silentLogger } from "../logger.ts";
 import { FailureStreak } from "./failure-streak.ts";
 import { ProviderHealth } from "./provider-health.ts";
 import type { KubernetesAccess } from "./kubernetes-access.ts";
-import { type ApiRoute, type EndpointSlice, EndpointSliceClient, KubernetesApiError } from "./kubernetes-watch.ts";
+import { type ApiRoute, type EndpointSlice, EndpointSliceClient, type EndpointSliceEvent, KubernetesApiError } from "./kubernetes-watch.ts";
 import type { Provider, PublishBackendSet } from "./provider.ts";
 import { type BackoffOptions, ReconnectBackoff, sleepUnlessAborted } from "./reconnect-backoff.ts";
 import { SetPublisher, TooManyBackendsError } from "./set-publisher.ts";
+import { STABLE_WATCH_MS, WatchSuccess } from "./watch-success.ts";
 
 /** Settings of a Kubernetes provider. */
 export interface KubernetesProviderOptions {
@@ -42,6 +43,12 @@ export interface KubernetesProviderOptions {
   maxResponseBytes?: number;
   /** Largest set published; a larger one fails the fetch. @default MAX_PROVIDER_BACKENDS (10,000) */
   maxBackends?: number;
+  /**
+   * Milliseconds a watch must stay open, when it delivers no event, before it ends a failure
+   * streak and resets the back-off. A list alone never does.
+   * @default STABLE_WATCH_MS (10 s)
+   */
+  stableWatchMs?: number;
   /** @default a logger that writes nothing */
   logger?: Logger;
 }
@@ -165,7 +172,6 @@ export class KubernetesProvider implements Provider {
     }
     this.#log.debug("listed EndpointSlices", { slices: list.slices.length, resourceVersion: list.resourceVersion });
     this.#publish(publish);
-    this.#succeeded();
     this.#resourceVersion = list.resourceVersion;
     this.#listedVersion = list.resourceVersion;
   }
@@ -181,28 +187,39 @@ export class KubernetesProvider implements Provider {
     const watchSignal = AbortSignal.any([signal, AbortSignal.timeout((timeoutSeconds + WATCH_GRACE_SECONDS) * 1000)]);
 
     const stream = await this.#client.watch(this.#options.route?.(), this.#resourceVersion!, timeoutSeconds, watchSignal);
-    this.#succeeded();
+    const success = new WatchSuccess(this.#options.stableWatchMs ?? STABLE_WATCH_MS, () => this.#succeeded());
 
     let events = 0;
-    for await (const event of stream) {
-      events++;
-      if (event.type === "BOOKMARK") {
-        this.#resourceVersion = event.resourceVersion;
-        continue;
+    try {
+      for await (const event of stream) {
+        events++;
+        this.#apply(event, publish);
+        success.eventReceived();
       }
-
-      const name = event.slice.metadata.name;
-      if (event.type === "DELETED") {
-        this.#slices.delete(name);
-      } else {
-        this.#slices.set(name, event.slice);
-      }
-      this.#resourceVersion = event.slice.metadata.resourceVersion ?? this.#resourceVersion;
-      this.#log.debug("EndpointSlice event", { type: event.type, slice: name, resourceVersion: this.#resourceVersion });
-      this.#publish(publish);
+    } finally {
+      success.dispose();
     }
 
     return events;
+  }
+
+  /** Applies one watch event to the known slices and keeps its resource version. */
+  #apply(event: EndpointSliceEvent, publish: PublishBackendSet): void {
+    if (event.type === "BOOKMARK") {
+      this.#resourceVersion = event.resourceVersion;
+
+      return;
+    }
+
+    const name = event.slice.metadata.name;
+    if (event.type === "DELETED") {
+      this.#slices.delete(name);
+    } else {
+      this.#slices.set(name, event.slice);
+    }
+    this.#resourceVersion = event.slice.metadata.resourceVersion ?? this.#resourceVersion;
+    this.#log.debug("EndpointSlice event", { type: event.type, slice: name, resourceVersion: this.#resourceVersion });
+    this.#publish(publish);
   }
 
   #succeeded(): void {
