@@ -4,7 +4,7 @@ import { createBackend } from "../src/backend.ts";
 import { BackendSet } from "../src/backend-set.ts";
 import { Logger } from "../src/logger.ts";
 import { type EtcdTls, prefixRangeEnd } from "../src/providers/etcd-gateway.ts";
-import { EtcdProvider } from "../src/providers/etcd-provider.ts";
+import { EtcdProvider, type EtcdProviderOptions } from "../src/providers/etcd-provider.ts";
 import { Server } from "../src/server.ts";
 import { EtcdCluster, etcdctl } from "./support/etcd-cluster.ts";
 import { waitFor } from "./support/wait.ts";
@@ -56,10 +56,15 @@ function startProvider(
   watchIdleTimeoutMs?: number,
   stableWatchMs = 500,
 ): { provider: EtcdProvider; sets: BackendSet[]; logs: string[] } {
+  return startProviderWith({ endpoints, prefix, tls, watchIdleTimeoutMs, stableWatchMs });
+}
+
+/** Starts a provider with `options` and a short back-off, and records what it publishes and logs. */
+function startProviderWith(options: Omit<EtcdProviderOptions, "logger">): { provider: EtcdProvider; sets: BackendSet[]; logs: string[] } {
   const sets: BackendSet[] = [];
   const logs: string[] = [];
   const logger = new Logger({ level: "debug", sink: (line) => logs.push(line) });
-  const provider = new EtcdProvider({ endpoints, prefix, tls, watchIdleTimeoutMs, stableWatchMs, logger, backoff: { initialMs: 50, maxMs: 500 } });
+  const provider = new EtcdProvider({ backoff: { initialMs: 50, maxMs: 500 }, stableWatchMs: 500, ...options, logger });
   provider.start((set) => sets.push(set));
   cleanup.push(() => provider.stop());
 
@@ -293,12 +298,7 @@ test("EtcdProvider rejects a range over the size limit", async () => {
   const prefix = freshPrefix();
   await put(`${prefix}a`, "10.0.0.1:443");
   await put(`${prefix}b`, `10.0.0.2:443${" ".repeat(4000)}`);
-  const sets: BackendSet[] = [];
-  const logs: string[] = [];
-  const logger = new Logger({ level: "debug", sink: (line) => logs.push(line) });
-  const provider = new EtcdProvider({ endpoints: [endpoint], prefix, logger, maxResponseBytes: 2048, backoff: { initialMs: 50, maxMs: 500 } });
-  provider.start((set) => sets.push(set));
-  cleanup.push(() => provider.stop());
+  const { provider, sets, logs } = startProviderWith({ endpoints: [endpoint], prefix, maxResponseBytes: 2048 });
 
   await waitFor("the failure", () => provider.health.failing);
   expect(provider.health.lastError).toContain(`etcd /v3/kv/range at ${endpoint} response is larger than the limit of 2048 bytes`);
@@ -309,11 +309,7 @@ test("EtcdProvider rejects a range over the size limit", async () => {
 test("EtcdProvider keeps the set after a watch response over the limit", async () => {
   const prefix = freshPrefix();
   await put(`${prefix}a`, "10.0.0.1:443");
-  const sets: BackendSet[] = [];
-  const logger = new Logger({ level: "debug", sink: () => {} });
-  const provider = new EtcdProvider({ endpoints: [endpoint], prefix, logger, maxResponseBytes: 2048, backoff: { initialMs: 50, maxMs: 500 } });
-  provider.start((set) => sets.push(set));
-  cleanup.push(() => provider.stop());
+  const { provider, sets } = startProviderWith({ endpoints: [endpoint], prefix, maxResponseBytes: 2048 });
   await waitFor("the first set", () => sets.length === 1);
 
   await put(`${prefix}b`, `10.0.0.2:443${" ".repeat(4000)}`);
@@ -326,12 +322,7 @@ test("EtcdProvider rejects a set over the backend limit", async () => {
   const prefix = freshPrefix();
   await put(`${prefix}a`, "10.0.0.1:443");
   await put(`${prefix}b`, "10.0.0.2:443");
-  const sets: BackendSet[] = [];
-  const logs: string[] = [];
-  const logger = new Logger({ level: "debug", sink: (line) => logs.push(line) });
-  const provider = new EtcdProvider({ endpoints: [endpoint], prefix, logger, maxBackends: 2, backoff: { initialMs: 50, maxMs: 500 } });
-  provider.start((set) => sets.push(set));
-  cleanup.push(() => provider.stop());
+  const { provider, sets, logs } = startProviderWith({ endpoints: [endpoint], prefix, maxBackends: 2 });
   await waitFor("the first set", () => sets.length === 1);
 
   await put(`${prefix}c`, "10.0.0.3:443");
