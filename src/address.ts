@@ -7,6 +7,8 @@
 
 import { isIP, isIPv4, isIPv6 } from "node:net";
 import { socketPathProblem } from "./socket-path.ts";
+import { escapeControlCharacters } from "./logger.ts";
+import { hasControlCharacter, targetHostProblem } from "./target-host.ts";
 
 /** A TCP address: a host name or IP literal and a port. */
 export interface TcpAddress {
@@ -135,15 +137,23 @@ export function parseListenAddress(text: string): Address {
  * Parses the target of a backend: an address that tinylb dials. Beyond `parseAddress`, it
  * rejects forms that parse but do not name a backend reliably. A relative Unix socket path
  * depends on tinylb's working folder, connect(2) rejects a Unix socket path that is too long,
- * and Linux dials the unspecified address `0.0.0.0` or `::` as this machine. `createBackend`
- * calls it, so every provider's targets pass here.
+ * and Linux dials the unspecified address `0.0.0.0` or `::` as this machine. A control
+ * character, a host name outside DNS syntax, and a multicast or broadcast address are rejected
+ * too (see `targetHostProblem`). `createBackend` calls it, so every provider's targets pass here.
  *
  * @throws {AddressError} naming the value and what to write instead.
  */
 export function parseTarget(text: string): Address {
+  if (hasControlCharacter(text.trim())) {
+    throw new AddressError(`invalid address "${escapeControlCharacters(text.trim())}": it contains a control character; use a socket path or host name without one`);
+  }
   const address = parseAddress(text);
   if (address.kind === "unix") {
     checkSocketPath(text, address.path);
+  }
+  const hostProblem = address.kind === "tcp" && address.host !== ANY_HOST ? targetHostProblem(address.host) : undefined;
+  if (hostProblem !== undefined) {
+    throw new AddressError(`invalid address "${text.trim()}": ${hostProblem}; use the backend's own address`);
   }
   if (address.kind === "tcp" && address.host === ANY_HOST) {
     throw new AddressError(

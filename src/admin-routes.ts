@@ -8,7 +8,7 @@ import type { BalancerStatus } from "./balancer-status.ts";
 import { BACKEND_STATES, type BackendStates } from "./backend-states.ts";
 import { METRICS_CONTENT_TYPE } from "./metrics.ts";
 import type { AdminApiProvider } from "./providers/admin-api-provider.ts";
-import { findSelfTarget } from "./self-target.ts";
+import { type ControlAddress, findSelfTarget } from "./self-target.ts";
 import { formatFieldPath, plainIssueMessage } from "./zod-messages.ts";
 import { joinWords } from "./word-lists.ts";
 
@@ -38,6 +38,8 @@ export interface AdminRouteContext extends ReadOnlyRouteContext {
   states: BackendStates;
   /** The balancer's bound listen addresses, which no backend target may equal. */
   listenAddresses?: () => readonly Address[];
+  /** The admin API and metrics addresses, which no backend target may equal either. */
+  controlAddresses?: () => readonly ControlAddress[];
   /** Resolves once every relay thread applies the changes made so far (see WorkerPool.synced); absent without relay workers. */
   settled?: () => Promise<void>;
   /** Returns the window of the slow start that backend `id` is in, in milliseconds, or undefined outside one. */
@@ -337,9 +339,9 @@ function rejectForeignId(backend: Backend, context: AdminRouteContext, field: st
   }
 }
 
-/** Rejects, with 400, a backend whose target is one of the balancer's own listen addresses. */
+/** Rejects, with 400, a backend whose target is one of the balancer's own listen, admin API or metrics addresses. */
 function rejectSelfTarget(backend: Backend, context: AdminRouteContext, field: string): void {
-  const looping = findSelfTarget([backend], context.listenAddresses?.() ?? []);
+  const looping = findSelfTarget([backend], context.listenAddresses?.() ?? [], context.controlAddresses?.() ?? []);
   if (looping !== undefined) {
     throw new AdminRequestError(400, looping, field);
   }

@@ -7,7 +7,7 @@ import { collectProcessStatus } from "./process-status.ts";
 import { BackendStates } from "./backend-states.ts";
 import { createClusterProviders } from "./cluster-providers.ts";
 import type { CliOptions } from "./cli.ts";
-import { createSelfTargetCheck, skipSelfTargets } from "./self-target.ts";
+import { controlAddressesOf, createSelfTargetCheck, type OwnAddresses, skipSelfTargets } from "./self-target.ts";
 import { checkReloadedConfig, checkStartSettings } from "./start-checks.ts";
 import { ListenError } from "./listener.ts";
 import type { Logger } from "./logger.ts";
@@ -77,11 +77,17 @@ export async function startBackendSources(cli: CliOptions, settings: Settings, s
   // Fail before any listener is bound.
   const credentials = checkStartSettings(settings, cli);
   const listening = (): Address[] => [...settings.listen, ...server.listeners.map((listener) => listener.address)];
+  // The admin API and metrics server start after the providers; `controlServers` becomes the sources below.
+  let controlServers: Pick<BackendSources, "admin" | "metrics"> = {};
+  const own: OwnAddresses = {
+    listen: listening,
+    control: () => controlAddressesOf(options, { admin: controlServers.admin?.address, metrics: controlServers.metrics?.address }),
+  };
 
   // A provider's first set finds backends that were serving already, so they begin no slow start.
   const union = new BackendSetUnion((set, cause, firstSet) => server.applySet(set, { provider: cause }, { discovery: firstSet }), logger);
   const stateFile = options.stateFile === undefined ? undefined : new StateFile(options.stateFile, logger);
-  const saved = stateFile?.load(createSelfTargetCheck(listening())) ?? new Map<string, BackendSet>();
+  const saved = stateFile?.load(createSelfTargetCheck(own.listen(), own.control())) ?? new Map<string, BackendSet>();
   const savedApi = saved.get("api");
   if (options.admin === "off" && stateFile !== undefined && savedApi !== undefined) {
     // The admin API's backends exist nowhere but in the state file, so a start without it keeps them there.
@@ -106,7 +112,7 @@ export async function startBackendSources(cli: CliOptions, settings: Settings, s
       onAccepted: (config) => {
         pendingRestart = applyReloadedSettings(config, cli, settings, server, logger);
       },
-      check: (config) => checkReloadedConfig(config, cli, listening()),
+      check: (config) => checkReloadedConfig(config, cli, own.listen()),
     });
     providers.push(file);
   }
@@ -128,7 +134,7 @@ export async function startBackendSources(cli: CliOptions, settings: Settings, s
   const publishers = providers.map((provider) => {
     const publish = union.register(provider.name, provider.health);
 
-    return checked.has(provider) ? publish : skipSelfTargets(provider.name, publish, listening, logger);
+    return checked.has(provider) ? publish : skipSelfTargets(provider.name, publish, own, logger);
   });
   await union.batch(providers.map((provider) => provider.name).join(","), async () => {
     for (const [index, provider] of providers.entries()) {
@@ -189,6 +195,7 @@ export async function startBackendSources(cli: CliOptions, settings: Settings, s
             api,
             states: new BackendStates(server, logger),
             listenAddresses: () => server.listeners.map((listener) => listener.address),
+            controlAddresses: own.control,
             settled: async () => relayWorkersOf(server)?.synced(),
             slowStartMs: (id) => slowStartWindowOf(server, id),
           },
@@ -215,6 +222,8 @@ export async function startBackendSources(cli: CliOptions, settings: Settings, s
       stateFile?.close();
     },
   };
+
+  controlServers = sources;
 
   return sources;
 }

@@ -22,13 +22,13 @@ const HELP_FLAGS = new Set(["-h", "--help", "-V", "--version"]);
 export const PROVIDER_HELP = `  --no-watch-config        apply config file changes only on SIGHUP, instead of watching the
                            file's folder for saves, renames and ConfigMap updates
   --admin ADDR             serve the admin API on ADDR: unix:/path (created with mode 0600) or a
-                           loopback host:port; off turns it off (default unix:/run/tinylb/admin.sock
+                           loopback IP:port; off turns it off (default unix:/run/tinylb/admin.sock
                            as root, else admin.sock in $XDG_RUNTIME_DIR/tinylb or /tmp/tinylb-UID,
                            a folder of mode 0700 that only this user may own)
   --admin-token-file FILE  require the bearer token in FILE on every admin request
   --admin-allow-public     allow an admin address outside loopback; needs --admin-token-file
   --metrics ADDR           also serve GET and HEAD of /metrics, /healthz and /readyz on the TCP
-                           address ADDR, without a token, for scrapers such as Prometheus; any
+                           address ADDR (IP:port), without a token, for scrapers such as Prometheus; any
                            address is allowed, since nothing there changes state; off turns it
                            off (default off)
   --dns NAME:PORT          add a backend for every A and AAAA address of NAME, re-resolved on an

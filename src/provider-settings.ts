@@ -121,9 +121,36 @@ export function unusedResolverWarning(dns: ProviderSettings["dns"]): string | un
   return "a DNS resolver is set but no DNS name is, so it is never asked; add --dns NAME:PORT or --dns-srv NAME (dns.names or dns.srv in the config file), or drop the resolver";
 }
 
-/** Parses the `--admin` value: an address or `off`. */
+/**
+ * Parses the `--admin` value: an address or `off`.
+ *
+ * @throws {AddressError} for an invalid address, or a TCP address with a host name (see `requireIpHost`).
+ */
 export function parseAdminAddress(text: string): Address | "off" {
-  return text.trim().toLowerCase() === "off" ? "off" : parseBindAddress(text);
+  if (text.trim().toLowerCase() === "off") {
+    return "off";
+  }
+  const address = parseBindAddress(text);
+  if (address.kind === "tcp") {
+    requireIpHost(text, address);
+  }
+
+  return address;
+}
+
+/**
+ * Rejects a TCP admin or metrics address whose host is a name, such as `localhost`. The
+ * server would bind whatever the resolver returns, which the hosts file can map to a public
+ * address, while the loopback check sees only the name.
+ *
+ * @throws {AddressError} naming the value and the IP addresses to use.
+ */
+function requireIpHost(text: string, address: TcpAddress): void {
+  if (isIP(address.host) === 0) {
+    throw new AddressError(
+      `invalid address "${text.trim()}": the host must be an IP address, because a name such as localhost binds whatever the resolver returns; use 127.0.0.1:${address.port} or [::1]:${address.port} for this machine`,
+    );
+  }
 }
 
 /**

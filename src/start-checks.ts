@@ -8,7 +8,7 @@ import { ConfigError, type FileConfig } from "./config.ts";
 import { describeListenError, ListenError } from "./listener.ts";
 import type { Logger } from "./logger.ts";
 import { unusedResolverWarning } from "./provider-settings.ts";
-import { findSelfTarget } from "./self-target.ts";
+import { controlAddressesOf, findSelfTarget } from "./self-target.ts";
 import { socketFolderErrorCode } from "./socket-path.ts";
 import { mergeSettings, type Settings } from "./settings.ts";
 import { StateFile } from "./state-file.ts";
@@ -35,7 +35,7 @@ export function checkStartSettings(settings: Settings, cli: CliOptions): Cluster
     }
   }
 
-  const selfTarget = findSelfTarget(settings.backends.backends, settings.listen);
+  const selfTarget = findSelfTarget(settings.backends.backends, settings.listen, controlAddressesOf(options));
   if (selfTarget !== undefined) {
     throw new ConfigError(`invalid backend: ${selfTarget}`);
   }
@@ -66,12 +66,12 @@ export function checkStartSettings(settings: Settings, cli: CliOptions): Cluster
 export function checkReloadedConfig(config: FileConfig, cli: CliOptions, listening: readonly Address[]): void {
   const path = cli.configPath ?? "";
   const settings = mergeSettings(cli, config);
-  const selfTarget = findSelfTarget(settings.backends.backends, [...listening, ...settings.listen]);
+  const options = settings.providers;
+  const selfTarget = findSelfTarget(settings.backends.backends, [...listening, ...settings.listen], controlAddressesOf(options));
   if (selfTarget !== undefined) {
     throw new ConfigError(`invalid config ${path}: ${selfTarget}`);
   }
 
-  const options = settings.providers;
   if (options.admin !== "off") {
     checkAdminAddress(options.admin, options.adminAllowPublic, options.adminTokenFile);
   }

@@ -7,6 +7,7 @@ import type { ProcessStatus } from "./process-status.ts";
 import type { ReloadResult } from "./providers/file-provider.ts";
 import { SETTLE_MS } from "./providers/save-settle.ts";
 import { formatSlowStart } from "./slow-start-setting.ts";
+import { escapeControlCharacters } from "./logger.ts";
 import { joinWords } from "./word-lists.ts";
 import { STATS_REPLY_MS } from "./worker-pool.ts";
 
@@ -61,7 +62,11 @@ function describeListener(listener: string, status: BalancerStatus): string {
   return `${listener} (socket from the service manager, fd ${inherited.fd}${name})`;
 }
 
-/** Formats the status as a table of backends, then listeners and conflicts. */
+/**
+ * Formats the status as a table of backends, then listeners and conflicts. Control characters
+ * in the response, such as ESC or a newline in a target or a provider's error, are written as
+ * their JSON escapes (`\u001b`, `\n`), so they neither drive the terminal nor forge a line.
+ */
 export function formatStatus(status: BalancerStatus): string {
   const header = ["ID", "TARGET", "PROVIDER", "ACTIVE", "TOTAL", "BYTES TO BACKEND", "BYTES TO CLIENT", "HEALTH", "STATE"];
   const rows = status.backends.map((backend) => [
@@ -79,11 +84,13 @@ export function formatStatus(status: BalancerStatus): string {
   for (const backend of status.removed) {
     rows.push([backend.id, backend.target, "(removed)", String(backend.active), String(backend.total), String(backend.bytesToBackend), String(backend.bytesToClient), "-", "-"]);
   }
-  const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => row[column]!.length)));
+  // Escaped before the widths are measured, so that the columns line up as printed.
+  const cells = rows.map((row) => row.map(escapeControlCharacters));
+  const widths = header.map((title, column) => Math.max(title.length, ...cells.map((row) => row[column]!.length)));
   const line = (cells: string[]): string => cells.map((cell, column) => (column < 3 || column >= 7 ? cell.padEnd(widths[column]!) : cell.padStart(widths[column]!))).join("  ").trimEnd();
 
   const lines = status.process === undefined ? [] : [...formatProcess(status.process), ""];
-  lines.push(line(header), ...rows.map(line));
+  lines.push(line(header), ...cells.map(line));
   if (status.backends.length === 0) {
     lines.push("(the backend set is empty)");
   }
@@ -129,7 +136,7 @@ export function formatStatus(status: BalancerStatus): string {
     );
   }
 
-  return lines.join("\n") + "\n";
+  return lines.map(escapeControlCharacters).join("\n") + "\n";
 }
 
 /** Returns the line that names the relay workers whose counters are not current, if any. */

@@ -82,6 +82,13 @@ describe("parseTarget", () => {
     [`unix:/tmp/${"a".repeat(98)}.sock`, "the path has 108 bytes, more than the 107 a Unix socket path can have", "use a shorter path"],
     [`unix:/tmp/${"é".repeat(49)}.sock`, "the path has 108 bytes", "use a shorter path"],
     ["*:80", "* is 0.0.0.0, every IPv4 address of this machine, which only a listener can use", "or 127.0.0.1:80 for this machine"],
+    ["224.0.0.1:80", "224.0.0.1 is an IPv4 multicast address", "use the backend's own address"],
+    ["239.255.255.250:80", "239.255.255.250 is an IPv4 multicast address", "use the backend's own address"],
+    ["[::ffff:224.0.0.1]:80", "::ffff:224.0.0.1 is an IPv4 multicast address", "use the backend's own address"],
+    ["255.255.255.255:80", "255.255.255.255 is the broadcast address", "use the backend's own address"],
+    ["[ff02::1]:80", "ff02::1 is an IPv6 multicast address", "use the backend's own address"],
+    ["bad!name:80", '"bad!name" is not a valid host name', "use the backend's own address"],
+    [`${"a".repeat(64)}.test:80`, "is not a valid host name", "at most 63 characters"],
   ])("rejects %p", (text, problem, fix) => {
     let caught: unknown;
     try {
@@ -96,7 +103,31 @@ describe("parseTarget", () => {
     expect((caught as Error).message).toContain(fix);
   });
 
-  test.each(["unix:/run/app.sock", `unix:/tmp/${"a".repeat(97)}.sock`, "127.0.0.1:80", "[::1]:80", "0.0.0.1:80", "[::2]:80", "[::ffff:127.0.0.1]:80", "api.internal:443"])("accepts %p", (text) => {
+  test.each([
+    ["ESC in a Unix path", "unix:/tmp/a\u001b[31mX", '"unix:/tmp/a\\u001b[31mX"'],
+    ["a newline in a Unix path", "unix:/tmp/a\nb", '"unix:/tmp/a\\nb"'],
+    ["ESC in a host name", "host\u001b:80", '"host\\u001b:80"'],
+    ["a C1 character in a host name", "host\u009b:80", '"host\\u009b:80"'],
+  ])("rejects %s", (_case, text, quoted) => {
+    expect(() => parseTarget(text)).toThrow(AddressError);
+    expect(() => parseTarget(text)).toThrow(`invalid address ${quoted}: it contains a control character; use a socket path or host name without one`);
+  });
+
+  test.each([
+    "unix:/run/app.sock",
+    `unix:/tmp/${"a".repeat(97)}.sock`,
+    "127.0.0.1:80",
+    "[::1]:80",
+    "0.0.0.1:80",
+    "[::2]:80",
+    "[::ffff:127.0.0.1]:80",
+    "api.internal:443",
+    "_etcd-server._tcp.example.com:2380",
+    "api.internal.:443",
+    "223.255.255.255:80",
+    "240.0.0.1:80",
+    "[ff::1]:80",
+  ])("accepts %p", (text) => {
     expect(parseTarget(text)).toEqual(parseAddress(text));
   });
 

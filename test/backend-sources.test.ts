@@ -180,3 +180,36 @@ test("startBackendSources skips etcd keys that loop back", async () => {
   expect(skipped[0]!.provider).toBe("etcd:/lb/");
   expect(skipped[0]!.backend).toBe("self");
 }, 60_000);
+
+test("admin API rejects its own socket as a target", async () => {
+  const socket = join(tempDir(), "admin.sock");
+  const { sources } = await start(["--admin", `unix:${socket}`]);
+  await sources.startAdmin();
+  const put = (id: string, target: string): Promise<Response> =>
+    fetch(`http://localhost/v1/backends/${id}`, { method: "PUT", body: JSON.stringify({ target }), unix: socket } as RequestInit);
+
+  const response = await put("adm", `unix:${socket}`);
+
+  expect(response.status).toBe(400);
+  expect(((await response.json()) as { error: string }).error).toContain(`which is tinylb's own admin API address unix:${socket}`);
+  expect(sources.api?.set.size).toBe(0);
+});
+
+test("startBackendSources skips etcd keys on control addresses", async () => {
+  const cluster = await EtcdCluster.start(1);
+  cleanup.push(() => cluster.stop());
+  const endpoint = cluster.members[0]!.clientUrl;
+  const socket = join(tempDir(), "admin.sock");
+  await etcdctl(endpoint, ["put", "/lb/ok", "10.0.0.1:6443"]);
+  await etcdctl(endpoint, ["put", "/lb/adm", `unix:${socket}`]);
+  await etcdctl(endpoint, ["put", "/lb/metrics", "127.0.0.1:9100"]);
+
+  const { server, log } = await start(["--admin", `unix:${socket}`, "--metrics", "127.0.0.1:9100"], (settings) => {
+    settings.etcd = { endpoints: [endpoint], prefix: "/lb/" };
+  });
+  await waitFor("the etcd provider publishes", () => server.set.size > 0);
+
+  expect(server.set.describe()).toBe("ok=10.0.0.1:6443");
+  expect(log.withMessage("skipping a backend with a Unix socket target, which only flags, the config file and the admin API may set").map((line) => line.backend)).toEqual(["adm"]);
+  expect(log.withMessage("skipping a backend whose target is tinylb's own admin API or metrics address").map((line) => line.backend)).toEqual(["metrics"]);
+}, 60_000);

@@ -96,6 +96,8 @@ test.each([
   ["a public admin address", ["listen: 127.0.0.1:7443", "admin: 0.0.0.0:9901"], "admin API address 0.0.0.0:9901 rejected"],
   ["a metrics address on a listen address", ["listen: 127.0.0.1:7443", "metrics: 127.0.0.1:7443"], "metrics 127.0.0.1:7443 is also the listen address"],
   ["a metrics Unix socket", ["listen: 127.0.0.1:7443", "metrics: unix:/run/tinylb/metrics.sock"], "a Unix socket is not allowed"],
+  ["a backend on the metrics address", ["listen: 127.0.0.1:7443", "metrics: 127.0.0.1:9100", "backends: [{ id: m, target: 127.0.0.1:9100 }]"], "which is tinylb's own metrics server address 127.0.0.1:9100"],
+  ["a backend on the admin socket", ["listen: 127.0.0.1:7443", "admin: unix:/run/tinylb-test/admin.sock", "backends: [{ id: a, target: unix:/run/tinylb-test/admin.sock }]"], "which is tinylb's own admin API address unix:/run/tinylb-test/admin.sock"],
 ])("checkConfig rejects %s", (name, lines, message) => {
   const path = configFile(`${name.replaceAll(" ", "-")}.yaml`, lines);
   const cli = parseArgs(["check", "--config", path]);

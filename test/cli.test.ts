@@ -237,9 +237,29 @@ describe("resolveSettings", () => {
 
   test("rejects a metrics address on the admin address", () => {
     const clashing = join(directory, "metrics-clash.yaml");
-    writeFileSync(clashing, "listen: 127.0.0.1:7443\nadmin: 127.0.0.1:9901\nmetrics: localhost:9901\n");
+    writeFileSync(clashing, "listen: 127.0.0.1:7443\nadmin: 127.0.0.1:9901\nmetrics: \"[::ffff:127.0.0.1]:9901\"\n");
 
-    expect(() => resolveSettings(parseArgs(["--config", clashing]))).toThrow("metrics localhost:9901 is the same address as admin API 127.0.0.1:9901");
+    expect(() => resolveSettings(parseArgs(["--config", clashing]))).toThrow("metrics [::ffff:127.0.0.1]:9901 is the same address as admin API 127.0.0.1:9901");
+  });
+
+  test.each([
+    ["--admin", "localhost:9901"],
+    ["--admin", "LOCALHOST:9901"],
+    ["--metrics", "localhost:9901"],
+    ["--metrics", "metrics.internal:9901"],
+  ])("rejects %s with a host name", (flag, value) => {
+    const argv = ["--listen", "127.0.0.1:7443", "--admin", "off", flag, value];
+
+    expect(() => resolveSettings(parseArgs(argv))).toThrow(
+      `invalid address "${value}": the host must be an IP address, because a name such as localhost binds whatever the resolver returns; use 127.0.0.1:9901 or [::1]:9901 for this machine`,
+    );
+  });
+
+  test("rejects a config admin address with a host name", () => {
+    const named = join(directory, "admin-name.yaml");
+    writeFileSync(named, "listen: 127.0.0.1:7443\nadmin: localhost:9901\n");
+
+    expect(() => resolveSettings(parseArgs(["--config", named]))).toThrow('admin: invalid address "localhost:9901": the host must be an IP address');
   });
 
   test("accepts metrics port 0 beside listen port 0", () => {

@@ -277,3 +277,34 @@ test("DNS docs name resolv.conf and hosts", () => {
   expect(PROVIDER_HELP).toContain("/etc/hosts is not read");
   expect(PROVIDER_HELP).toContain("servers in /etc/resolv.conf");
 });
+
+dnsTest("DnsProvider queries again after an empty answer", async () => {
+  // A name with only a TXT record: dnsmasq answers its A and AAAA queries with NOERROR and no records.
+  const txtOnly = "txt-only.cluster.test";
+  const dns = await Dnsmasq.start([], [], [`--txt-record=${txtOnly},tinylb`]);
+  cleanup.push(() => dns.stop());
+  const { scenario, provider } = await startScenario({ name: txtOnly, port: 6443, servers: [dns.server], intervalMs: 100 });
+  await waitFor("two failed lookups", () => provider.failures >= 2);
+  expect(provider.health.lastError).toBe("the DNS answer contains no address");
+
+  await dns.setHosts([`127.0.0.2 ${txtOnly}`]);
+
+  await waitFor("the new record", () => scenario.server.set.size === 1);
+  expect(scenario.running).toBe(`${txtOnly}@127.0.0.2=127.0.0.2:6443`);
+  expect(scenario.log.withMessage("DNS lookup recovered").length).toBe(1);
+});
+
+dnsTest("DnsProvider skips an unspecified address", async () => {
+  const dns = await startDns([`0.0.0.0 ${NAME}`, `127.0.0.2 ${NAME}`]);
+  const { scenario, provider } = await startScenario({ name: NAME, port: 6443, servers: [dns.server], intervalMs: 60_000 });
+
+  await waitFor("answer", () => scenario.server.set.size === 1);
+  expect(scenario.running).toBe(`${NAME}@127.0.0.2=127.0.0.2:6443`);
+  expect(provider.failures).toBe(0);
+  // Later lookups skip the address again without another warning.
+  expect(await provider.lookupOnce()).toBe(true);
+  expect(await provider.lookupOnce()).toBe(true);
+  const warnings = scenario.log.withMessage("skipping a DNS address that is not a valid backend target");
+  expect(warnings.length).toBe(1);
+  expect(warnings[0]!.address).toBe("0.0.0.0");
+});

@@ -4,7 +4,7 @@ import { createBackend } from "../src/backend.ts";
 import { BackendSet } from "../src/backend-set.ts";
 import { Logger } from "../src/logger.ts";
 import { type EtcdTls, prefixRangeEnd } from "../src/providers/etcd-gateway.ts";
-import { EtcdProvider } from "../src/providers/etcd-provider.ts";
+import { EtcdProvider, type EtcdProviderOptions } from "../src/providers/etcd-provider.ts";
 import { Server } from "../src/server.ts";
 import { EtcdCluster, etcdctl } from "./support/etcd-cluster.ts";
 import { waitFor } from "./support/wait.ts";
@@ -54,11 +54,17 @@ function startProvider(
   endpoints: string[],
   tls?: EtcdTls,
   watchIdleTimeoutMs?: number,
+  stableWatchMs = 500,
 ): { provider: EtcdProvider; sets: BackendSet[]; logs: string[] } {
+  return startProviderWith({ endpoints, prefix, tls, watchIdleTimeoutMs, stableWatchMs });
+}
+
+/** Starts a provider with `options` and a short back-off, and records what it publishes and logs. */
+function startProviderWith(options: Omit<EtcdProviderOptions, "logger">): { provider: EtcdProvider; sets: BackendSet[]; logs: string[] } {
   const sets: BackendSet[] = [];
   const logs: string[] = [];
   const logger = new Logger({ level: "debug", sink: (line) => logs.push(line) });
-  const provider = new EtcdProvider({ endpoints, prefix, tls, watchIdleTimeoutMs, logger, backoff: { initialMs: 50, maxMs: 500 } });
+  const provider = new EtcdProvider({ backoff: { initialMs: 50, maxMs: 500 }, stableWatchMs: 500, ...options, logger });
   provider.start((set) => sets.push(set));
   cleanup.push(() => provider.stop());
 
@@ -286,4 +292,96 @@ test("EtcdProvider stops without publishing again", async () => {
   const witness = startProvider(prefix, [endpoint]);
   await waitFor("the witness to see y", () => latest(witness.sets).includes("y="));
   expect(sets.length).toBe(1);
+});
+
+test("EtcdProvider rejects a range over the size limit", async () => {
+  const prefix = freshPrefix();
+  await put(`${prefix}a`, "10.0.0.1:443");
+  await put(`${prefix}b`, `10.0.0.2:443${" ".repeat(4000)}`);
+  const { provider, sets, logs } = startProviderWith({ endpoints: [endpoint], prefix, maxResponseBytes: 2048 });
+
+  await waitFor("the failure", () => provider.health.failing);
+  expect(provider.health.lastError).toContain(`etcd /v3/kv/range at ${endpoint} response is larger than the limit of 2048 bytes`);
+  expect(sets.length).toBe(0);
+  expect(count(logs, "WARN  etcd range or watch failed")).toBe(1);
+});
+
+test("EtcdProvider keeps the set after a watch response over the limit", async () => {
+  const prefix = freshPrefix();
+  await put(`${prefix}a`, "10.0.0.1:443");
+  const { provider, sets } = startProviderWith({ endpoints: [endpoint], prefix, maxResponseBytes: 2048 });
+  await waitFor("the first set", () => sets.length === 1);
+
+  await put(`${prefix}b`, `10.0.0.2:443${" ".repeat(4000)}`);
+  await waitFor("the failure", () => provider.health.lastError?.includes("longer than the limit") === true);
+  expect(provider.health.lastError).toContain(`etcd /v3/watch at ${endpoint} failed: JSON object in stream is longer than the limit of 2048 characters`);
+  expect(latest(sets)).toBe("a=10.0.0.1:443");
+});
+
+test("EtcdProvider rejects a set over the backend limit", async () => {
+  const prefix = freshPrefix();
+  await put(`${prefix}a`, "10.0.0.1:443");
+  await put(`${prefix}b`, "10.0.0.2:443");
+  const { provider, sets, logs } = startProviderWith({ endpoints: [endpoint], prefix, maxBackends: 2 });
+  await waitFor("the first set", () => sets.length === 1);
+
+  await put(`${prefix}c`, "10.0.0.3:443");
+  await waitFor("the failure", () => provider.health.failing);
+  expect(provider.health.lastError).toBe("the new backend set has 3 backends, more than the limit of 2");
+  expect(count(logs, "WARN  etcd range or watch failed")).toBe(1);
+  expect(latest(sets)).toBe("a=10.0.0.1:443,b=10.0.0.2:443");
+
+  await del(`${prefix}a`);
+  await waitFor("the smaller set", () => latest(sets) === "b=10.0.0.2:443,c=10.0.0.3:443");
+  // The list or range that publishes it ends the failure streak only once its watch proves itself.
+  await waitFor("the recovery", () => !provider.health.failing);
+});
+
+test("EtcdProvider backs off when each watch breaks at once", async () => {
+  const prefix = freshPrefix();
+  await put(`${prefix}a`, "10.0.0.1:443");
+  // Each watch is created, then dropped as silent after 100 ms, before it proves itself after 5 s.
+  const { provider, sets, logs } = startProvider(prefix, [endpoint], undefined, 100, 5000);
+
+  await waitFor("five failed watches", () => count(logs, "the watch sent nothing for 100 ms") >= 5);
+  expect(sets.length).toBe(1);
+  expect(count(logs, "WARN  etcd range or watch failed")).toBe(1);
+  expect(count(logs, "etcd reachable again")).toBe(0);
+  expect(provider.health.failing).toBe(true);
+
+  // An event proves the watch, which ends the streak.
+  await put(`${prefix}b`, "10.0.0.2:443");
+  await waitFor("the recovery", () => count(logs, "etcd reachable again") === 1);
+  expect(latest(sets)).toBe("a=10.0.0.1:443,b=10.0.0.2:443");
+});
+
+test("EtcdProvider backs off when each watch is compacted", async () => {
+  // A real etcd cannot compact the revision that a range has just returned, so a mock of
+  // the JSON gateway stands in: every range returns one key at revision 5, and every watch
+  // returns etcd's compaction response.
+  let ranges = 0;
+  const gateway = Bun.serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    fetch(request) {
+      const path = new URL(request.url).pathname;
+      if (path === "/v3/kv/range") {
+        ranges++;
+        const kv = { key: Buffer.from("/mock/a").toString("base64"), value: Buffer.from("10.0.0.1:443").toString("base64"), mod_revision: "5" };
+
+        return Response.json({ header: { revision: "5" }, kvs: [kv] });
+      }
+
+      return new Response(JSON.stringify({ result: { header: { revision: "5" }, created: true, compact_revision: "9", canceled: true } }) + "\n");
+    },
+  });
+  cleanup.push(() => gateway.stop(true));
+
+  const { sets, logs } = startProvider("/mock/", [`http://127.0.0.1:${gateway.port}`]);
+  await waitFor("four ranges", () => ranges >= 4);
+
+  expect(sets.length).toBe(1);
+  expect(count(logs, "WARN  etcd range or watch failed")).toBe(1);
+  const delays = logs.map((line) => Number(/retryInMs=(\d+)/.exec(line)?.[1] ?? Number.NaN)).filter((delay) => !Number.isNaN(delay));
+  expect(delays.length).toBeGreaterThanOrEqual(3);
 });

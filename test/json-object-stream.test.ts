@@ -35,7 +35,7 @@ test.each([
 });
 
 test("JsonObjectSplitter limits the object size", () => {
-  expect(() => split(['{"a":"' + "x".repeat(100)], 50)).toThrow("longer than 50 characters");
+  expect(() => split(['{"a":"' + "x".repeat(100)], 50)).toThrow("longer than the limit of 50 characters (106 read)");
 });
 
 test("readJsonObjects decodes UTF-8 split across chunks", async () => {
@@ -56,4 +56,8 @@ test("readJsonObjects decodes UTF-8 split across chunks", async () => {
   }
 
   expect(objects).toEqual([{ name: "Zürich" }, { n: 2 }]);
+});
+
+test("JsonObjectSplitter limits an object that arrives whole", () => {
+  expect(() => split(['{"a":"' + "x".repeat(100) + '"}\n{}'], 50)).toThrow("longer than the limit of 50 characters (108 read)");
 });

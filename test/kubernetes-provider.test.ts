@@ -49,7 +49,7 @@ function startProvider(access: KubernetesAccess, options: Partial<KubernetesProv
   const sets: BackendSet[] = [];
   const logs: string[] = [];
   const logger = new Logger({ level: "debug", sink: (line) => logs.push(line) });
-  const provider = new KubernetesProvider({ access, logger, backoff: { initialMs: 50, maxMs: 300 }, ...options });
+  const provider = new KubernetesProvider({ access, logger, backoff: { initialMs: 50, maxMs: 300 }, stableWatchMs: 500, ...options });
   provider.start((set) => sets.push(set));
   cleanup.push(() => provider.stop());
 
@@ -406,3 +406,79 @@ async function waitUntilSeeded(server: Server, signal: AbortSignal): Promise<voi
     await Bun.sleep(20);
   }
 }
+
+test("KubernetesProvider stops reading an endless list", async () => {
+  const mock = await startMock();
+  mock.endlessBody = "list";
+  const { provider, sets, logs } = startProvider(tokenAccess(mock), { maxResponseBytes: 1024 * 1024 });
+
+  await waitFor("the failure", () => provider.health.failing);
+  const error = provider.health.lastError ?? "";
+  expect(error).toContain(`Kubernetes list of ${mock.url}/apis/discovery.k8s.io/v1/namespaces/default/endpointslices response`);
+  expect(error).toContain("larger than the limit of 1048576 bytes");
+  expect(error).toMatch(/stopped at \d+\)/);
+  expect(count(logs, "WARN  Kubernetes list or watch failed")).toBe(1);
+  expect(sets.length).toBe(0);
+  // The mock writes until the socket is closed, so a few MiB of socket buffers pass the limit.
+  expect(mock.endlessBytesSent).toBeLessThan(32 * 1024 * 1024);
+});
+
+test("KubernetesProvider keeps the set after an endless watch event", async () => {
+  const mock = await startMock();
+  mock.apply(twoApiServers);
+  const { provider, sets } = startProvider(tokenAccess(mock), { maxResponseBytes: 1024 * 1024 });
+  await waitFor("the watch", () => mock.openWatches === 1);
+
+  mock.endlessBody = "watch";
+  // The dropped watch fails first, with a connection error; the next watch gets the endless body.
+  mock.dropWatches();
+  await waitFor("the limit failure", () => provider.health.lastError?.includes("longer than the limit") === true);
+
+  expect(provider.health.lastError).toContain(`Kubernetes watch of ${mock.url}/apis/discovery.k8s.io/v1/namespaces/default/endpointslices failed`);
+  expect(provider.health.lastError).toContain("longer than the limit of 1048576 characters");
+  expect(sets.length).toBe(1);
+  expect(latest(sets)).toBe("kubernetes:10.0.0.11=10.0.0.11:6443,kubernetes:10.0.0.12=10.0.0.12:6443");
+});
+
+test("KubernetesProvider rejects a set over the backend limit", async () => {
+  const mock = await startMock();
+  mock.apply(twoApiServers);
+  const { provider, sets, logs } = startProvider(tokenAccess(mock), { maxBackends: 2 });
+  await waitFor("the watch", () => mock.openWatches === 1);
+
+  mock.apply({ ...twoApiServers, endpoints: [{ addresses: ["10.0.0.11"] }, { addresses: ["10.0.0.12"] }, { addresses: ["10.0.0.13"] }] });
+  await waitFor("the failure", () => provider.health.failing);
+  expect(provider.health.lastError).toBe("the new backend set has 3 backends, more than the limit of 2");
+  expect(count(logs, "WARN  Kubernetes list or watch failed")).toBe(1);
+  // The excess is in the kept slices, so the provider lists again, and the list fails the same way.
+  await waitFor("a second list", () => mock.requestsOf("list").length >= 2);
+  expect(sets.length).toBe(1);
+  expect(latest(sets)).toBe("kubernetes:10.0.0.11=10.0.0.11:6443,kubernetes:10.0.0.12=10.0.0.12:6443");
+
+  mock.apply({ ...twoApiServers, endpoints: [{ addresses: ["10.0.0.13"] }] });
+  await waitFor("the smaller set", () => latest(sets) === "kubernetes:10.0.0.13=10.0.0.13:6443");
+  // The list or range that publishes it ends the failure streak only once its watch proves itself.
+  await waitFor("the recovery", () => !provider.health.failing);
+});
+
+test("KubernetesProvider backs off when each watch breaks at once", async () => {
+  const mock = await startMock();
+  mock.apply(twoApiServers);
+  mock.endlessBody = "watch";
+  const { provider, sets, logs } = startProvider(tokenAccess(mock), { maxResponseBytes: 64 * 1024, stableWatchMs: 5000 });
+
+  await waitFor("six failed watches", () => mock.requestsOf("watch").length >= 6);
+  expect(sets.length).toBe(1);
+  // A list that succeeds and a watch that opens do not end the streak: one warning, then debug lines.
+  expect(count(logs, "WARN  Kubernetes list or watch failed")).toBe(1);
+  expect(count(logs, "Kubernetes API reachable again")).toBe(0);
+  expect(provider.health.failing).toBe(true);
+  const delays = logs.map((line) => Number(/retryInMs=(\d+)/.exec(line)?.[1] ?? Number.NaN)).filter((delay) => !Number.isNaN(delay));
+  // initialMs 50 doubles up to maxMs 300, and the delay is between half the base and the base.
+  expect(Math.max(...delays)).toBeGreaterThanOrEqual(150);
+
+  mock.endlessBody = undefined;
+  mock.dropWatches();
+  await waitFor("the recovery", () => count(logs, "Kubernetes API reachable again") === 1, 10_000);
+  expect(provider.health.failing).toBe(false);
+});

@@ -1,4 +1,4 @@
-import { expect, test } from "bun:test";
+import { afterAll, expect, test } from "bun:test";
 import { mkdirSync, symlinkSync, writeFileSync } from "node:fs";
 import { networkInterfaces } from "node:os";
 import { join } from "node:path";
@@ -14,8 +14,9 @@ mkdirSync(join(directory, "listen"));
 symlinkSync(join(directory, "listen"), join(directory, "wl"));
 symlinkSync("self.sock", join(directory, "listen", "link.sock"));
 symlinkSync("bound.sock", join(directory, "listen", "bound-link.sock"));
-// Stands in for a bound socket file: the check reads only the path, never the file.
-writeFileSync(join(directory, "listen", "bound.sock"), "");
+// A bound socket file: the check passes over a path that exists but is not a socket.
+const bound = Bun.listen({ unix: join(directory, "listen", "bound.sock"), socket: { data() {} } });
+afterAll(() => bound.stop(true));
 
 test.each([
   ["127.0.0.1:7443", "127.0.0.1:7443", true],
@@ -77,6 +78,13 @@ test("findSelfTarget names the backend, its target and the listener", () => {
   );
 });
 
+test("findSelfTarget passes over a regular file", () => {
+  const file = join(directory, "listen", "regular.sock");
+  writeFileSync(file, "");
+
+  expect(findSelfTarget([createBackend("file", `unix:${file}`)], [parseAddress(`unix:${file}`)])).toBeUndefined();
+});
+
 test("findSelfTarget skips listeners on port 0", () => {
   expect(findSelfTarget([createBackend("a", "127.0.0.1:1")], [parseAddress("127.0.0.1:0", true)])).toBeUndefined();
 });
@@ -97,7 +105,7 @@ test("skipSelfTargets leaves looping backends out", () => {
   const log = new LogLines();
   const published: string[] = [];
   const listen = [parseAddress("127.0.0.1:7443")];
-  const publish = skipSelfTargets("etcd:/lb/", (set) => published.push(set.describe()), () => listen, log.logger);
+  const publish = skipSelfTargets("etcd:/lb/", (set) => published.push(set.describe()), { listen: () => listen, control: () => [] }, log.logger);
   const ok = createBackend("ok", "127.0.0.1:9000");
   const self = createBackend("self", "[::ffff:127.0.0.1]:7443");
 
@@ -114,7 +122,7 @@ test("skipSelfTargets leaves looping backends out", () => {
 test("skipSelfTargets warns again only after a return", () => {
   const log = new LogLines();
   const published: string[] = [];
-  const publish = skipSelfTargets("dns:api:7443", (set) => published.push(set.describe()), () => [parseAddress("[::1]:7443")], log.logger);
+  const publish = skipSelfTargets("dns:api:7443", (set) => published.push(set.describe()), { listen: () => [parseAddress("[::1]:7443")], control: () => [] }, log.logger);
   const ok = createBackend("ok", "127.0.0.1:9000");
   const self = createBackend("self", "[0:0::1]:7443");
   const warnings = () => log.withMessage("skipping a backend whose target is tinylb's own listen address").length;
@@ -130,10 +138,40 @@ test("skipSelfTargets warns again only after a return", () => {
 
 test("skipSelfTargets passes a set without loops unchanged", () => {
   const published: BackendSet[] = [];
-  const publish = skipSelfTargets("etcd:/lb/", (set) => published.push(set), () => [parseAddress("127.0.0.1:7443")], new LogLines().logger);
+  const publish = skipSelfTargets("etcd:/lb/", (set) => published.push(set), { listen: () => [parseAddress("127.0.0.1:7443")], control: () => [] }, new LogLines().logger);
   const set = new BackendSet([createBackend("a", "127.0.0.1:9000")]);
 
   publish(set);
   expect(published).toEqual([set]);
   expect(published[0]).toBe(set);
+});
+
+test("findSelfTarget names a control address", () => {
+  const admin = { role: "admin API" as const, address: parseAddress("unix:/run/tinylb/admin.sock") };
+  const metrics = { role: "metrics server" as const, address: parseAddress("0.0.0.0:9100") };
+  const listen = [parseAddress("127.0.0.1:7443")];
+
+  expect(findSelfTarget([createBackend("adm", "unix:/run/tinylb/admin.sock")], listen, [admin, metrics])).toBe(
+    `backend "adm" has target unix:/run/tinylb/admin.sock, which is tinylb's own admin API address unix:/run/tinylb/admin.sock, so clients of the listeners would reach the admin API through the balancer; use the backend's own address`,
+  );
+  expect(findSelfTarget([createBackend("m", "localhost:9100")], listen, [admin, metrics])).toContain("tinylb's own metrics server address 0.0.0.0:9100");
+  expect(findSelfTarget([createBackend("ok", "127.0.0.1:9101")], listen, [admin, metrics])).toBeUndefined();
+});
+
+test("skipSelfTargets leaves control and Unix targets out", () => {
+  const log = new LogLines();
+  const published: string[] = [];
+  const own = { listen: () => [parseAddress("127.0.0.1:7443")], control: () => [{ role: "metrics server" as const, address: parseAddress("127.0.0.1:9100") }] };
+  const publish = skipSelfTargets("etcd:/lb/", (set) => published.push(set.describe()), own, log.logger);
+
+  publish(new BackendSet([createBackend("ok", "127.0.0.1:9000"), createBackend("m", "127.0.0.1:9100"), createBackend("sock", "unix:/run/app.sock")]));
+
+  expect(published).toEqual(["ok=127.0.0.1:9000"]);
+  const control = log.withMessage("skipping a backend whose target is tinylb's own admin API or metrics address");
+  expect(control.length).toBe(1);
+  expect(control[0]!.backend).toBe("m");
+  const unix = log.withMessage("skipping a backend with a Unix socket target, which only flags, the config file and the admin API may set");
+  expect(unix.length).toBe(1);
+  expect(unix[0]!.backend).toBe("sock");
+  expect(String(unix[0]!.err)).toBe('backend "sock" has the Unix socket target unix:/run/app.sock, which a network provider may not publish; set it with --backend, the config file or the admin API');
 });

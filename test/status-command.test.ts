@@ -291,3 +291,19 @@ test("formatStatus puts the process lines first", () => {
 
   expect(text.split("\n").slice(0, 4)).toEqual(["tinylb 1.2.3 (commit abc123), pid 42, up 5s since 2026-01-02T03:04:05.000Z", "Config file: none", "", "ID  TARGET  PROVIDER  ACTIVE  TOTAL  BYTES TO BACKEND  BYTES TO CLIENT  HEALTH  STATE"]);
 });
+
+test("formatStatus escapes control characters", () => {
+  const process = { version: "1.2.3\u001b]0;PWNED\u0007", commit: "abc123", pid: 42, startedAt: "2026-01-02T03:04:05.000Z", uptimeMs: 5000 };
+  const backend = { id: "a\u001b[2J", target: "unix:/tmp/a\u001b[31mX", provider: "api", active: 0, total: 0, bytesToBackend: 0, bytesToClient: 0, dialFailures: 0, health: "healthy", healthy: true, healthCause: "", disabled: false } as const;
+  const provider = { name: "kubernetes", backends: 1, published: true, failing: true, failingForMs: 2000, lastError: "HTTP 500 (boom \u001b[31mRED\nFAKE level=error)" };
+  const text = formatStatus({ process, listeners: ["127.0.0.1:7443"], backends: [backend], removed: [], conflicts: [], providers: [provider], degraded: false, shuttingDown: false });
+  const lines = text.split("\n");
+
+  expect(text).not.toMatch(/[\u0000-\u0009\u000b-\u001f\u007f]/);
+  expect(lines[0]).toBe("tinylb 1.2.3\\u001b]0;PWNED\\u0007 (commit abc123), pid 42, up 5s since 2026-01-02T03:04:05.000Z");
+  expect(lines[3]).toBe("ID          TARGET                  PROVIDER  ACTIVE  TOTAL  BYTES TO BACKEND  BYTES TO CLIENT  HEALTH   STATE");
+  expect(lines[4]).toBe("a\\u001b[2J  unix:/tmp/a\\u001b[31mX  api            0      0                 0                0  healthy  enabled");
+  // The columns line up as printed, with the escapes counted.
+  expect(lines[4]!.indexOf("api")).toBe(lines[3]!.indexOf("PROVIDER"));
+  expect(lines).toContain('Provider failing: "kubernetes" has failed for 2s and keeps its last set of 1: HTTP 500 (boom \\u001b[31mRED\\nFAKE level=error)');
+});

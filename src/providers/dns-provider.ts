@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import { Resolver } from "node:dns/promises";
 import { isIP } from "node:net";
 import { formatAddress } from "../address.ts";
-import { type Backend, createBackend, MAX_ID_LENGTH } from "../backend.ts";
+import { type Backend, BackendError, createBackend, MAX_ID_LENGTH } from "../backend.ts";
 import { BackendSet } from "../backend-set.ts";
 import { type Logger, silentLogger } from "../logger.ts";
 import { DnsQueryError, isNoRecords } from "./dns-errors.ts";
@@ -61,8 +61,11 @@ export class DnsProvider implements Provider {
   /** The last lookup's result and the count of failed ones, for status and /metrics. */
   readonly health = new ProviderHealth();
   readonly #options: Required<Omit<DnsProviderOptions, "port" | "servers">> & Pick<DnsProviderOptions, "port" | "servers">;
-  readonly #resolver: Resolver;
+  /** Resolver of the current lookup; each lookup gets a new one, so no answer is cached between lookups. */
+  #resolver: Resolver;
   readonly #log: Logger;
+  /** Addresses already logged as invalid targets, so each is logged once. */
+  readonly #invalidAddresses = new Set<string>();
   #publish: PublishBackendSet | undefined;
   #timer: Timer | undefined;
   #streak = 0;
@@ -81,10 +84,8 @@ export class DnsProvider implements Provider {
       throw new Error(`invalid DNS provider for ${options.name}: a port is required unless srv is set`);
     }
     this.name = this.#options.srv ? `dns-srv:${options.name}` : `dns:${options.name}:${this.#options.port}`;
-    this.#resolver = new Resolver({ timeout: this.#options.timeoutMs, tries: 2 });
-    if (options.servers !== undefined && options.servers.length > 0) {
-      this.#resolver.setServers(options.servers);
-    }
+    // Creating the first resolver here checks the server addresses at construction.
+    this.#resolver = this.#newResolver();
     this.#log = this.#options.logger.with({ component: "dns-provider", provider: this.name });
   }
 
@@ -102,6 +103,7 @@ export class DnsProvider implements Provider {
 
   /** Resolves once and publishes the answer; returns false when the lookup failed or was empty. */
   async lookupOnce(): Promise<boolean> {
+    this.#resolver = this.#newResolver();
     let backends: Backend[];
     try {
       backends = this.#options.srv ? await this.#resolveSrv() : await this.#resolveHost(this.#options.name, this.#options.port!, this.#options.name);
@@ -124,6 +126,21 @@ export class DnsProvider implements Provider {
     this.#publish?.(new BackendSet(unique.values()));
 
     return true;
+  }
+
+  /**
+   * Creates a resolver for one lookup. Bun 1.4.4's `Resolver` caches answers by their TTL.
+   * It also keeps an answer with no records and no SOA without expiry (seen with a mock
+   * DNS server), so a reused resolver would stop querying a name after such an answer.
+   */
+  #newResolver(): Resolver {
+    const resolver = new Resolver({ timeout: this.#options.timeoutMs, tries: 2 });
+    const servers = this.#options.servers;
+    if (servers !== undefined && servers.length > 0) {
+      resolver.setServers(servers);
+    }
+
+    return resolver;
   }
 
   async #loop(): Promise<void> {
@@ -178,7 +195,24 @@ export class DnsProvider implements Provider {
       this.#noteFailingQueries(host, answers);
     }
 
-    return addresses.map((ip) => createBackend(backendId(idPrefix, ip), formatAddress({ kind: "tcp", host: ip, port })));
+    return addresses.flatMap((ip) => this.#backendOf(host, idPrefix, ip, port));
+  }
+
+  /** Returns the backend of one address as a list, or an empty list, after a warning logged once, for an invalid target such as 0.0.0.0. */
+  #backendOf(host: string, idPrefix: string, ip: string, port: number): Backend[] {
+    try {
+      return [createBackend(backendId(idPrefix, ip), formatAddress({ kind: "tcp", host: ip, port }))];
+    } catch (error) {
+      if (!(error instanceof BackendError)) {
+        throw error;
+      }
+      if (!this.#invalidAddresses.has(ip)) {
+        this.#invalidAddresses.add(ip);
+        this.#log.warn("skipping a DNS address that is not a valid backend target", { name: host, address: ip, err: error });
+      }
+
+      return [];
+    }
   }
 
   async #query(host: string, type: "A" | "AAAA"): Promise<FamilyAnswer> {

@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { describeEtcdRequestError } from "./etcd-errors.ts";
 import { readJsonObjects } from "./json-object-stream.ts";
+import { MAX_RESPONSE_BYTES, readErrorBody, ResponseBudget } from "./response-body.ts";
 
 /** TLS settings for `https://` etcd endpoints, PEM text. */
 export interface EtcdTls {
@@ -68,8 +69,16 @@ export class EtcdGateway {
   readonly #rangeEndBase64: string;
   #current = 0;
 
-  /** @throws {Error} when no endpoint is given. */
-  constructor(endpoints: readonly string[], readonly prefix: string, tls?: EtcdTls) {
+  /**
+   * @param maxResponseBytes limit of one whole range, every page, and of one watch response.
+   * @throws {Error} when no endpoint is given.
+   */
+  constructor(
+    endpoints: readonly string[],
+    readonly prefix: string,
+    tls?: EtcdTls,
+    private readonly maxResponseBytes = MAX_RESPONSE_BYTES,
+  ) {
     if (endpoints.length === 0) {
       throw new Error("invalid etcd gateway: at least one endpoint is required");
     }
@@ -93,9 +102,11 @@ export class EtcdGateway {
   /**
    * Reads every key under the prefix at one revision, a page at a time.
    *
-   * @throws {Error} for a network failure or an error response.
+   * @throws {ResponseTooLargeError} when the pages together pass the response limit;
+   *   Error for a network failure or an error response.
    */
   async range(signal: AbortSignal): Promise<{ revision: number; kvs: EtcdKeyValue[] }> {
+    const budget = new ResponseBudget(`etcd /v3/kv/range at ${this.endpoint}`, this.maxResponseBytes);
     const kvs: EtcdKeyValue[] = [];
     let revision: number | undefined;
     let key = this.#keyBase64;
@@ -105,7 +116,7 @@ export class EtcdGateway {
         body.revision = revision;
       }
       const response = await this.#post("/v3/kv/range", body, signal);
-      const page = rangeSchema.parse(await response.json());
+      const page = rangeSchema.parse(await budget.readJson(response));
       revision ??= page.header?.revision ?? 0;
       const decoded = (page.kvs ?? []).map(decodeKeyValue);
       kvs.push(...decoded);
@@ -135,7 +146,7 @@ export class EtcdGateway {
       return;
     }
 
-    for await (const raw of readJsonObjects(response.body)) {
+    for await (const raw of readJsonObjects(response.body, this.maxResponseBytes, `etcd /v3/watch at ${this.endpoint}`)) {
       const message = watchSchema.parse(raw);
       if (message.error !== undefined) {
         throw new Error(`etcd watch failed: ${message.error.message ?? "unknown error"}`);
@@ -178,7 +189,7 @@ export class EtcdGateway {
       throw new Error(`etcd ${path} at ${this.endpoint} failed: ${describeEtcdRequestError(error, this.endpoint)}`, { cause: error });
     }
     if (!response.ok) {
-      const text = (await response.text()).slice(0, 300);
+      const text = (await readErrorBody(response)).slice(0, 300);
       throw new Error(`etcd ${path} at ${this.endpoint} failed: HTTP ${response.status}: ${text}`);
     }
 

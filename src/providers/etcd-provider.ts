@@ -6,7 +6,8 @@ import { FailureStreak } from "./failure-streak.ts";
 import { ProviderHealth } from "./provider-health.ts";
 import type { Provider, PublishBackendSet } from "./provider.ts";
 import { type BackoffOptions, ReconnectBackoff, sleepUnlessAborted } from "./reconnect-backoff.ts";
-import { SetPublisher } from "./set-publisher.ts";
+import { SetPublisher, TooManyBackendsError } from "./set-publisher.ts";
+import { STABLE_WATCH_MS, WatchSuccess } from "./watch-success.ts";
 
 /** Settings of an etcd provider. */
 export interface EtcdProviderOptions {
@@ -25,6 +26,16 @@ export interface EtcdProviderOptions {
    * @default 660000
    */
   watchIdleTimeoutMs?: number;
+  /** Limit of one whole range, every page, and of one watch response, in bytes. @default MAX_RESPONSE_BYTES (16 MiB) */
+  maxResponseBytes?: number;
+  /** Largest set published; a larger one fails the fetch. @default MAX_PROVIDER_BACKENDS (10,000) */
+  maxBackends?: number;
+  /**
+   * Milliseconds a watch must stay open, when it delivers no event, before it ends a failure
+   * streak and resets the back-off. A range alone never does.
+   * @default STABLE_WATCH_MS (10 s)
+   */
+  stableWatchMs?: number;
   /** @default a logger that writes nothing */
   logger?: Logger;
 }
@@ -57,6 +68,8 @@ export class EtcdProvider implements Provider {
   /** Entries already logged as invalid, as `key=value`, so each is logged once. */
   readonly #invalidEntries = new Set<string>();
   #revision: number | undefined;
+  /** Revision of the last range; a watch from it that is compacted at once waits for the back-off. */
+  #rangedRevision: number | undefined;
   #abort = new AbortController();
   #loop: Promise<void> | undefined;
   readonly #publisher: SetPublisher;
@@ -67,9 +80,9 @@ export class EtcdProvider implements Provider {
       throw new Error("invalid etcd provider: the key prefix must not be empty");
     }
     this.name = `etcd:${options.prefix}`;
-    this.#gateway = new EtcdGateway(options.endpoints, options.prefix, options.tls);
+    this.#gateway = new EtcdGateway(options.endpoints, options.prefix, options.tls, options.maxResponseBytes);
     this.#log = (options.logger ?? silentLogger).with({ component: "etcd-provider", provider: this.name });
-    this.#publisher = new SetPublisher(this.#log, "no valid backend under the etcd prefix; keeping the last backend set");
+    this.#publisher = new SetPublisher(this.#log, "no valid backend under the etcd prefix; keeping the last backend set", options.maxBackends);
     this.#failures = new FailureStreak(this.#log, this.health);
     this.#backoff = new ReconnectBackoff(options.backoff);
   }
@@ -110,10 +123,19 @@ export class EtcdProvider implements Provider {
         if (signal.aborted) {
           break;
         }
+        if (error instanceof TooManyBackendsError) {
+          // The kept entries hold the excess, so the next attempt reads the prefix again rather than watch from here.
+          this.#revision = undefined;
+        }
         if (error instanceof EtcdCompactedError) {
+          const fromFreshRange = this.#revision === this.#rangedRevision;
           this.#log.info("watch revision compacted; reading the prefix again", { revision: this.#revision, err: error });
           this.#revision = undefined;
-          continue;
+          if (!fromFreshRange) {
+            // The watch fell behind etcd's history: read the prefix again, at once.
+            continue;
+          }
+          // Compaction of the revision a range has just returned would repeat at once, so it waits for the back-off.
         }
         const delayMs = this.#backoff.nextDelayMs();
         this.#failures.failed("etcd range or watch failed; keeping the last backend set and retrying", {
@@ -130,14 +152,14 @@ export class EtcdProvider implements Provider {
 
   async #range(publish: PublishBackendSet, signal: AbortSignal): Promise<void> {
     const result = await this.#gateway.range(signal);
-    this.#succeeded();
     this.#entries.clear();
     for (const kv of result.kvs) {
       this.#entries.set(kv.key, kv.value);
     }
-    this.#revision = result.revision;
     this.#log.debug("read etcd prefix", { keys: result.kvs.length, revision: result.revision });
-    this.#publish(publish);
+    this.#publish(publish, result.revision);
+    this.#revision = result.revision;
+    this.#rangedRevision = result.revision;
   }
 
   async #watch(publish: PublishBackendSet, signal: AbortSignal): Promise<void> {
@@ -145,23 +167,28 @@ export class EtcdProvider implements Provider {
     const idle = new AbortController();
     const startIdleTimer = (): Timer => setTimeout(() => idle.abort(new Error(`the watch sent nothing for ${idleMs} ms`)), idleMs);
     let timer = startIdleTimer();
+    let success: WatchSuccess | undefined;
     try {
       for await (const response of this.#gateway.watch(this.#revision! + 1, AbortSignal.any([signal, idle.signal]))) {
         clearTimeout(timer);
         timer = startIdleTimer();
+        // The created response opens the watch; any later one, a progress notification too, is an event.
+        success ??= new WatchSuccess(this.options.stableWatchMs ?? STABLE_WATCH_MS, () => this.#succeeded());
         this.#apply(response, publish);
+        if (!response.created) {
+          success.eventReceived();
+        }
       }
     } catch (error) {
       // A silent watch is aborted by its own timer; report that reason, not a bare AbortError.
       throw idle.signal.aborted && !signal.aborted ? idle.signal.reason : error;
     } finally {
       clearTimeout(timer);
+      success?.dispose();
     }
   }
 
   #apply(response: EtcdWatchResponse, publish: PublishBackendSet): void {
-    // Every response, the created one included, shows that the endpoint works.
-    this.#succeeded();
     if (response.created) {
       // The created response's header is the store's revision, not a promise that the
       // events up to it were delivered, so it does not move the resume revision.
@@ -191,8 +218,8 @@ export class EtcdProvider implements Provider {
     this.#failures.succeeded("etcd reachable again", { endpoint: this.#gateway.endpoint });
   }
 
-  #publish(publish: PublishBackendSet): void {
-    this.#publisher.offer(new BackendSet(this.#backends()), publish, { keys: this.#entries.size, revision: this.#revision });
+  #publish(publish: PublishBackendSet, revision = this.#revision): void {
+    this.#publisher.offer(new BackendSet(this.#backends()), publish, { keys: this.#entries.size, revision });
   }
 
   #backends(): Backend[] {

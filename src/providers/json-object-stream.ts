@@ -7,7 +7,7 @@
  * depends on the framing a server happens to use.
  */
 
-/** Maximum length of one object, in UTF-16 characters: far above any EndpointSlice or etcd event batch. */
+/** Default maximum length of one object, in UTF-16 characters: far above any EndpointSlice or etcd event batch. */
 export const MAX_OBJECT_CHARS = 16 * 1024 * 1024;
 
 /** A stream that does not contain a sequence of JSON objects. */
@@ -18,20 +18,30 @@ export class JsonStreamError extends Error {
 /**
  * Yields each top-level JSON object of `body` as it completes.
  *
+ * @param source when given, names the stream in front of each JsonStreamError message,
+ *   such as `etcd /v3/watch at http://10.0.0.1:2379`.
  * @throws {JsonStreamError} when the text between objects is not whitespace, an object
  *   does not parse, an object grows past `maxObjectChars`, or the stream ends inside one.
  */
 export async function* readJsonObjects(
   body: ReadableStream<Uint8Array>,
   maxObjectChars = MAX_OBJECT_CHARS,
+  source?: string,
 ): AsyncGenerator<unknown, void, undefined> {
   const splitter = new JsonObjectSplitter(maxObjectChars);
   const decoder = new TextDecoder();
-  for await (const chunk of body) {
-    yield* splitter.push(decoder.decode(chunk, { stream: true }));
+  try {
+    for await (const chunk of body) {
+      yield* splitter.push(decoder.decode(chunk, { stream: true }));
+    }
+    yield* splitter.push(decoder.decode());
+    splitter.finish();
+  } catch (error) {
+    if (source !== undefined && error instanceof JsonStreamError) {
+      throw new JsonStreamError(`${source} failed: ${error.message}`, { cause: error });
+    }
+    throw error;
   }
-  yield* splitter.push(decoder.decode());
-  splitter.finish();
 }
 
 /** Incremental splitter of concatenated JSON objects: `push` takes text and returns the parsed objects it completes. */
@@ -78,9 +88,7 @@ export class JsonObjectSplitter {
       }
     }
 
-    if (this.#buffer.length > this.maxObjectChars) {
-      throw new JsonStreamError(`JSON object in stream is longer than ${this.maxObjectChars} characters`);
-    }
+    this.#checkLength(this.#buffer.length);
 
     return objects;
   }
@@ -120,7 +128,16 @@ export class JsonObjectSplitter {
     }
   }
 
+  /** Rejects an object that has grown to `length` characters, past the limit. */
+  #checkLength(length: number): void {
+    if (length > this.maxObjectChars) {
+      throw new JsonStreamError(`JSON object in stream is longer than the limit of ${this.maxObjectChars} characters (${length} read)`);
+    }
+  }
+
   #takeObject(): unknown {
+    // An object that arrived whole in one chunk is checked here, as it never stays in the buffer.
+    this.#checkLength(this.#scanned);
     const text = this.#buffer.slice(0, this.#scanned);
     this.#buffer = this.#buffer.slice(this.#scanned);
     this.#scanned = 0;

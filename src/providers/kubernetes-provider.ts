@@ -4,10 +4,11 @@ import { type Logger, silentLogger } from "../logger.ts";
 import { FailureStreak } from "./failure-streak.ts";
 import { ProviderHealth } from "./provider-health.ts";
 import type { KubernetesAccess } from "./kubernetes-access.ts";
-import { type ApiRoute, type EndpointSlice, EndpointSliceClient, KubernetesApiError } from "./kubernetes-watch.ts";
+import { type ApiRoute, type EndpointSlice, EndpointSliceClient, type EndpointSliceEvent, KubernetesApiError } from "./kubernetes-watch.ts";
 import type { Provider, PublishBackendSet } from "./provider.ts";
 import { type BackoffOptions, ReconnectBackoff, sleepUnlessAborted } from "./reconnect-backoff.ts";
-import { SetPublisher } from "./set-publisher.ts";
+import { SetPublisher, TooManyBackendsError } from "./set-publisher.ts";
+import { STABLE_WATCH_MS, WatchSuccess } from "./watch-success.ts";
 
 /** Settings of a Kubernetes provider. */
 export interface KubernetesProviderOptions {
@@ -38,6 +39,16 @@ export interface KubernetesProviderOptions {
    */
   watchTimeoutSeconds?: number;
   backoff?: BackoffOptions;
+  /** Limit of one whole list, every page, and of one watch event, in bytes. @default MAX_RESPONSE_BYTES (16 MiB) */
+  maxResponseBytes?: number;
+  /** Largest set published; a larger one fails the fetch. @default MAX_PROVIDER_BACKENDS (10,000) */
+  maxBackends?: number;
+  /**
+   * Milliseconds a watch must stay open, when it delivers no event, before it ends a failure
+   * streak and resets the back-off. A list alone never does.
+   * @default STABLE_WATCH_MS (10 s)
+   */
+  stableWatchMs?: number;
   /** @default a logger that writes nothing */
   logger?: Logger;
 }
@@ -82,9 +93,9 @@ export class KubernetesProvider implements Provider {
 
   constructor(options: KubernetesProviderOptions) {
     this.#options = options;
-    this.#client = new EndpointSliceClient(options.access, options.namespace ?? "default", options.service ?? "kubernetes");
+    this.#client = new EndpointSliceClient(options.access, options.namespace ?? "default", options.service ?? "kubernetes", options.maxResponseBytes);
     this.#log = (options.logger ?? silentLogger).with({ component: "kubernetes-provider", provider: this.name });
-    this.#publisher = new SetPublisher(this.#log, "no ready address with an https port in the EndpointSlices; keeping the last backend set");
+    this.#publisher = new SetPublisher(this.#log, "no ready address with an https port in the EndpointSlices; keeping the last backend set", options.maxBackends);
     this.#failures = new FailureStreak(this.#log, this.health);
     this.#backoff = new ReconnectBackoff(options.backoff);
     this.#portName = options.portName ?? "https";
@@ -127,6 +138,10 @@ export class KubernetesProvider implements Provider {
         if (signal.aborted) {
           break;
         }
+        if (error instanceof TooManyBackendsError) {
+          // The kept slices hold the excess, so the next attempt lists again rather than watch from here.
+          this.#resourceVersion = undefined;
+        }
         if (error instanceof KubernetesApiError && error.gone) {
           const fromFreshList = this.#resourceVersion === this.#listedVersion;
           this.#log.info("resource version too old; listing EndpointSlices again", { resourceVersion: this.#resourceVersion, err: error });
@@ -151,15 +166,14 @@ export class KubernetesProvider implements Provider {
   /** Lists the slices, replaces the known ones, publishes and keeps the list's resource version. */
   async #list(publish: PublishBackendSet, signal: AbortSignal): Promise<void> {
     const list = await this.#client.list(this.#options.route?.(), signal);
-    this.#succeeded();
     this.#slices.clear();
     for (const slice of list.slices) {
       this.#slices.set(slice.metadata.name, slice);
     }
     this.#log.debug("listed EndpointSlices", { slices: list.slices.length, resourceVersion: list.resourceVersion });
+    this.#publish(publish);
     this.#resourceVersion = list.resourceVersion;
     this.#listedVersion = list.resourceVersion;
-    this.#publish(publish);
   }
 
   /**
@@ -173,28 +187,39 @@ export class KubernetesProvider implements Provider {
     const watchSignal = AbortSignal.any([signal, AbortSignal.timeout((timeoutSeconds + WATCH_GRACE_SECONDS) * 1000)]);
 
     const stream = await this.#client.watch(this.#options.route?.(), this.#resourceVersion!, timeoutSeconds, watchSignal);
-    this.#succeeded();
+    const success = new WatchSuccess(this.#options.stableWatchMs ?? STABLE_WATCH_MS, () => this.#succeeded());
 
     let events = 0;
-    for await (const event of stream) {
-      events++;
-      if (event.type === "BOOKMARK") {
-        this.#resourceVersion = event.resourceVersion;
-        continue;
+    try {
+      for await (const event of stream) {
+        events++;
+        this.#apply(event, publish);
+        success.eventReceived();
       }
-
-      const name = event.slice.metadata.name;
-      if (event.type === "DELETED") {
-        this.#slices.delete(name);
-      } else {
-        this.#slices.set(name, event.slice);
-      }
-      this.#resourceVersion = event.slice.metadata.resourceVersion ?? this.#resourceVersion;
-      this.#log.debug("EndpointSlice event", { type: event.type, slice: name, resourceVersion: this.#resourceVersion });
-      this.#publish(publish);
+    } finally {
+      success.dispose();
     }
 
     return events;
+  }
+
+  /** Applies one watch event to the known slices and keeps its resource version. */
+  #apply(event: EndpointSliceEvent, publish: PublishBackendSet): void {
+    if (event.type === "BOOKMARK") {
+      this.#resourceVersion = event.resourceVersion;
+
+      return;
+    }
+
+    const name = event.slice.metadata.name;
+    if (event.type === "DELETED") {
+      this.#slices.delete(name);
+    } else {
+      this.#slices.set(name, event.slice);
+    }
+    this.#resourceVersion = event.slice.metadata.resourceVersion ?? this.#resourceVersion;
+    this.#log.debug("EndpointSlice event", { type: event.type, slice: name, resourceVersion: this.#resourceVersion });
+    this.#publish(publish);
   }
 
   #succeeded(): void {

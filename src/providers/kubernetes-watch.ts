@@ -2,6 +2,7 @@ import { z } from "zod";
 import { readJsonObjects } from "./json-object-stream.ts";
 import { currentBearerToken, type KubernetesAccess } from "./kubernetes-access.ts";
 import { describeHttpStatus, describeRequestError } from "./kubernetes-errors.ts";
+import { MAX_RESPONSE_BYTES, readErrorBody, ResponseBudget } from "./response-body.ts";
 
 /** The parts of a `discovery.k8s.io/v1` EndpointSlice that tinylb reads. */
 export const endpointSliceSchema = z.object({
@@ -80,14 +81,18 @@ export class EndpointSliceClient {
     private readonly access: KubernetesAccess,
     private readonly namespace: string,
     private readonly service: string,
+    /** Limit of one whole list, every page, and of one watch event. */
+    private readonly maxResponseBytes = MAX_RESPONSE_BYTES,
   ) {}
 
   /**
    * Lists the service's EndpointSlices, following `continue` tokens.
    *
-   * @throws {KubernetesApiError} for an error status; other errors for network and TLS failures.
+   * @throws {KubernetesApiError} for an error status; ResponseTooLargeError when the pages
+   *   together pass `maxResponseBytes`; other errors for network and TLS failures.
    */
   async list(route: ApiRoute | undefined, signal: AbortSignal): Promise<{ resourceVersion: string; slices: EndpointSlice[] }> {
+    const budget = new ResponseBudget(`Kubernetes list of ${this.#url(route, undefined)}`, this.maxResponseBytes);
     const slices: EndpointSlice[] = [];
     let continueToken: string | undefined;
     let resourceVersion = "";
@@ -97,7 +102,7 @@ export class EndpointSliceClient {
         query.set("continue", continueToken);
       }
       const response = await this.#request(route, query, signal);
-      const page = listSchema.parse(await response.json());
+      const page = listSchema.parse(await budget.readJson(response));
       slices.push(...(page.items ?? []));
       resourceVersion = page.metadata.resourceVersion;
       continueToken = page.metadata.continue === "" ? undefined : page.metadata.continue;
@@ -125,16 +130,23 @@ export class EndpointSliceClient {
     });
     const response = await this.#request(route, query, signal);
 
-    return parseWatchEvents(response.body);
+    return parseWatchEvents(response.body, `Kubernetes watch of ${this.#url(route, undefined)}`, this.maxResponseBytes);
   }
 
   #selector(): string {
     return `kubernetes.io/service-name=${this.service}`;
   }
 
-  async #request(route: ApiRoute | undefined, query: URLSearchParams, signal: AbortSignal): Promise<Response> {
+  /** Returns the URL of the EndpointSlice collection, with `query` when given. */
+  #url(route: ApiRoute | undefined, query: URLSearchParams | undefined): string {
     const base = route?.url ?? this.access.server;
-    const url = `${base}/apis/discovery.k8s.io/v1/namespaces/${encodeURIComponent(this.namespace)}/endpointslices?${query}`;
+    const path = `${base}/apis/discovery.k8s.io/v1/namespaces/${encodeURIComponent(this.namespace)}/endpointslices`;
+
+    return query === undefined ? path : `${path}?${query}`;
+  }
+
+  async #request(route: ApiRoute | undefined, query: URLSearchParams, signal: AbortSignal): Promise<Response> {
+    const url = this.#url(route, query);
     const headers: Record<string, string> = { accept: "application/json" };
     const token = currentBearerToken(this.access);
     if (token !== undefined) {
@@ -152,7 +164,7 @@ export class EndpointSliceClient {
       throw new Error(describeRequestError(error, this.access.tlsServerName));
     }
     if (!response.ok) {
-      const body = await response.text();
+      const body = await readErrorBody(response);
       const status = parseStatus(body);
       throw new KubernetesApiError(describeHttpStatus(response.status, response.statusText, status.reason, status.message), response.status);
     }
@@ -177,12 +189,12 @@ export class EndpointSliceClient {
   }
 }
 
-async function* parseWatchEvents(body: ReadableStream<Uint8Array> | null): AsyncGenerator<EndpointSliceEvent> {
+async function* parseWatchEvents(body: ReadableStream<Uint8Array> | null, source: string, maxObjectChars: number): AsyncGenerator<EndpointSliceEvent> {
   if (body === null) {
     return;
   }
 
-  for await (const raw of readJsonObjects(body)) {
+  for await (const raw of readJsonObjects(body, maxObjectChars, source)) {
     const event = watchEventSchema.parse(raw);
     switch (event.type) {
       case "ADDED":

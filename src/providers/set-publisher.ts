@@ -3,9 +3,22 @@ import type { LogFields, Logger } from "../logger.ts";
 import type { PublishBackendSet } from "./provider.ts";
 
 /**
+ * Default maximum number of backends a network provider (Kubernetes, etcd) publishes: the
+ * limit of a config file's `backends` list and of the admin API's sets.
+ */
+export const MAX_PROVIDER_BACKENDS = 10_000;
+
+/** A provider result with more backends than the limit; the provider keeps its last set. */
+export class TooManyBackendsError extends Error {
+  override name = "TooManyBackendsError";
+}
+
+/**
  * Guards what a watching provider publishes: a set that did not change is not published
  * again, and an empty set is never published, because a source that lists no usable
- * backend is treated as failing. Only the first empty result of a streak is logged.
+ * backend is treated as failing. Only the first empty result of a streak is logged. A set
+ * larger than `maxBackends` is rejected with an error, which the provider handles as a
+ * failed fetch.
  */
 export class SetPublisher {
   #published: BackendSet | undefined;
@@ -14,14 +27,23 @@ export class SetPublisher {
   /**
    * @param log the provider's logger.
    * @param emptyMessage the warning for an empty result, naming where the provider found nothing.
+   * @param maxBackends the largest set published. @default MAX_PROVIDER_BACKENDS
    */
   constructor(
     private readonly log: Logger,
     private readonly emptyMessage: string,
+    private readonly maxBackends = MAX_PROVIDER_BACKENDS,
   ) {}
 
-  /** Publishes `set` unless it is empty or equal to the last set published; `fields` go on the empty warning. */
+  /**
+   * Publishes `set` unless it is empty or equal to the last set published; `fields` go on the empty warning.
+   *
+   * @throws {TooManyBackendsError} when `set` has more than `maxBackends` backends; nothing is published.
+   */
   offer(set: BackendSet, publish: PublishBackendSet, fields: LogFields = {}): void {
+    if (set.size > this.maxBackends) {
+      throw new TooManyBackendsError(`the new backend set has ${set.size} backends, more than the limit of ${this.maxBackends}`);
+    }
     if (set.size === 0) {
       if (!this.#emptyWarned) {
         this.log.warn(this.emptyMessage, fields);

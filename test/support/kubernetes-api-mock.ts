@@ -117,6 +117,9 @@ export interface MockOptions {
   pageSize?: number;
 }
 
+/** Bound of the bytes of endless bodies that one mock sends, so a client without a limit still finishes. */
+const ENDLESS_BODY_MAX_BYTES = 256 * 1024 * 1024;
+
 const SLICES_PATH = "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices";
 
 /** The mock API server; see the file comment. */
@@ -132,6 +135,13 @@ export class KubernetesApiMock {
   #oldestWatchable = 0;
   /** When set, requests of this kind fail with this HTTP status. */
   failWith: { kind: "list" | "watch"; status: number; body?: string } | undefined;
+  /**
+   * When set, requests of this kind get 200 and a JSON string that does not end, written
+   * until the client closes the connection or `ENDLESS_BODY_MAX_BYTES` have been sent.
+   */
+  endlessBody: "list" | "watch" | undefined;
+  /** Bytes of endless bodies written so far, in all requests. */
+  endlessBytesSent = 0;
 
   private constructor(options: MockOptions) {
     this.#options = options;
@@ -269,6 +279,9 @@ export class KubernetesApiMock {
       return sendStatus(response, this.failWith.status, "InternalError", this.failWith.body ?? "failure injected by the test");
     }
 
+    if (this.endlessBody === kind) {
+      return this.#sendEndless(response);
+    }
     if (watch) {
       this.#watch(url.searchParams, response);
     } else {
@@ -314,6 +327,24 @@ export class KubernetesApiMock {
     }
     this.#watches.add(watch);
     response.on("close", () => this.#watches.delete(watch));
+  }
+
+  #sendEndless(response: ServerResponse): void {
+    response.writeHead(200, { "content-type": "application/json" });
+    response.write('{"kind":"EndpointSliceList","metadata":{"resourceVersion":"1"},"padding":"');
+    const chunk = "x".repeat(64 * 1024);
+    const writeMore = (): void => {
+      while (!response.destroyed && this.endlessBytesSent < ENDLESS_BODY_MAX_BYTES) {
+        this.endlessBytesSent += chunk.length;
+        if (!response.write(chunk)) {
+          response.once("drain", writeMore);
+
+          return;
+        }
+      }
+      response.end();
+    };
+    writeMore();
   }
 
   #record(event: HistoryEvent): void {
