@@ -84,7 +84,11 @@ test.skipIf(!canDropPrivileges)("default admin folder of another user is rejecte
 });
 
 test.skipIf(!canDropPrivileges)("admin command sends nothing to another user's socket", async () => {
-  const path = join(directory, "squatted.sock");
+  // A folder every user can write in, as /tmp, where another user can plant a socket.
+  const shared = join(directory, "shared");
+  mkdirSync(shared, { mode: 0o1777 });
+  chmodSync(shared, 0o1777);
+  const path = join(shared, "squatted.sock");
   let requests = 0;
   const squatter = Bun.serve({
     unix: path,
