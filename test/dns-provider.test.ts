@@ -217,6 +217,16 @@ dnsTest("DnsProvider uses A records when AAAA is refused", async () => {
   expect(scenario.log.withMessage("DNS lookup failed; keeping the last answer").length).toBe(0);
 });
 
+dnsTest("DnsProvider rejects an answer over the cap", async () => {
+  const dns = await startDns([`127.0.0.2 ${NAME}`, `127.0.0.3 ${NAME}`, `127.0.0.4 ${NAME}`]);
+  const { scenario, provider } = await startScenario({ name: NAME, port: 6443, servers: [dns.server], intervalMs: 60_000, maxBackends: 2 });
+
+  await waitFor("a failed lookup", () => provider.failures >= 1);
+
+  expect(scenario.server.set.size).toBe(0);
+  expect(provider.health.lastError).toBe("the DNS answer has 3 addresses, more than the 2 backends a provider may publish");
+});
+
 dnsTest("DnsProvider fails when every query fails", async () => {
   // dnsmasq refuses both A and AAAA of a name it has no records for and no upstream server to ask.
   const dns = await Dnsmasq.start([]);

@@ -8,6 +8,7 @@ import { type Logger, silentLogger } from "../logger.ts";
 import { DnsQueryError, isNoRecords } from "./dns-errors.ts";
 import type { Provider, PublishBackendSet } from "./provider.ts";
 import { ProviderHealth } from "./provider-health.ts";
+import { MAX_PROVIDER_BACKENDS } from "./set-publisher.ts";
 
 /** Settings of a DNS provider. */
 export interface DnsProviderOptions {
@@ -38,6 +39,8 @@ export interface DnsProviderOptions {
   servers?: string[];
   /** @default a logger that writes nothing */
   logger?: Logger;
+  /** Largest set published; a larger answer fails the lookup. @default MAX_PROVIDER_BACKENDS (10,000) */
+  maxBackends?: number;
 }
 
 /** The outcome of one A or AAAA query: the addresses, or the error of a failed query. */
@@ -79,7 +82,7 @@ export class DnsProvider implements Provider {
 
   /** @throws {Error} when neither `port` nor `srv` is given, or a server is not an IP address with a port. */
   constructor(options: DnsProviderOptions) {
-    this.#options = { srv: false, intervalMs: 30_000, timeoutMs: 5000, logger: silentLogger, ...options };
+    this.#options = { srv: false, intervalMs: 30_000, timeoutMs: 5000, logger: silentLogger, maxBackends: MAX_PROVIDER_BACKENDS, ...options };
     if (!this.#options.srv && this.#options.port === undefined) {
       throw new Error(`invalid DNS provider for ${options.name}: a port is required unless srv is set`);
     }
@@ -109,6 +112,10 @@ export class DnsProvider implements Provider {
       backends = this.#options.srv ? await this.#resolveSrv() : await this.#resolveHost(this.#options.name, this.#options.port!, this.#options.name);
       if (backends.length === 0) {
         throw new Error("the DNS answer contains no address");
+      }
+      const maxBackends = this.#options.maxBackends;
+      if (backends.length > maxBackends) {
+        throw new Error(`the DNS answer has ${backends.length} addresses, more than the ${maxBackends} backends a provider may publish`);
       }
     } catch (error) {
       this.#failed(error);
