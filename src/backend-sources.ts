@@ -52,6 +52,11 @@ export interface BackendSources {
    */
   startAdmin(): Promise<void>;
   /**
+   * Writes the running set to the state file, and again after each change. Called once the
+   * listeners are bound, so that a start that fails leaves the file of the last run as it was.
+   */
+  startStateFile(): void;
+  /**
    * Binds the metrics server, when an address is set.
    *
    * @throws {ListenError} when the address cannot be bound.
@@ -150,10 +155,6 @@ export async function startBackendSources(cli: CliOptions, settings: Settings, s
       }
     }
   });
-  if (stateFile !== undefined) {
-    stateFile.save(union.set, (id) => union.providerOf(id));
-    union.onChange((set) => stateFile.saveSoon(set, (id) => union.providerOf(id)));
-  }
 
   const readOnly: ReadOnlyRouteContext = {
     union,
@@ -206,6 +207,12 @@ export async function startBackendSources(cli: CliOptions, settings: Settings, s
           throw error;
         }
         log.warn("admin API not started; pass --admin ADDR to pick another address, or --admin off", { err: error });
+      }
+    },
+    startStateFile: () => {
+      if (stateFile !== undefined) {
+        stateFile.save(union.set, (id) => union.providerOf(id));
+        union.onChange((set) => stateFile.saveSoon(set, (id) => union.providerOf(id)));
       }
     },
     startMetrics: () => {

@@ -100,6 +100,7 @@ export async function runBalancer(cli: CliOptions, logger: Logger): Promise<Runn
   try {
     await server.start();
     locks.acquire(server.listeners.filter((listener) => listener.inherited === undefined).map((listener) => listener.address));
+    sources.startStateFile();
     workers = await startRelayWorkers(settings, server, logger);
     // A reload during the workers' start may have changed `settings` after they got theirs.
     workers?.applyLiveSettings(settings);

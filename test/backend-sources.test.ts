@@ -35,6 +35,7 @@ async function start(argv: string[], adjust: (settings: ReturnType<typeof resolv
   const server = new Server({ listen: settings.listen, logger: log.logger });
   const sources = await startBackendSources(cli, settings, server, log.logger);
   cleanup.push(() => sources.stop());
+  sources.startStateFile();
 
   return { sources, server, log };
 }

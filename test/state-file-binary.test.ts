@@ -72,6 +72,23 @@ test("state file keeps admin API backends through a start with --admin off", asy
   expect(((await response.json()) as { target: string }).target).toBe("127.0.0.1:10");
 });
 
+test("state file stays as it was after a start that cannot bind", async () => {
+  const state = join(directory, "unbound-state.json");
+  const saved = JSON.stringify({ savedAt: "2026-01-01T00:00:00.000Z", backends: [{ id: "dns:api.test:6443:127.0.0.5", target: "127.0.0.5:6443", provider: "dns:api.test:6443" }] });
+  writeFileSync(state, saved, { mode: 0o600 });
+  // A program other than tinylb holds the port, so no listen lock names it before the bind.
+  const holder = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+  try {
+    const result = await runTinylb(["--listen", `127.0.0.1:${holder.port}`, "--admin", "off", "--state-file", state, "--backend", "zz=127.0.0.1:9"]);
+
+    expect(result.exitCode).toBe(1);
+    expect(result.stderr).toContain("EADDRINUSE");
+    expect(readFileSync(state, "utf8")).toBe(saved);
+  } finally {
+    holder.stop(true);
+  }
+});
+
 test("state file still drops backends of other providers no longer configured", async () => {
   const state = join(directory, "dropped.json");
   const config = join(directory, "dropped.yaml");

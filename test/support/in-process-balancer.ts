@@ -44,6 +44,7 @@ export class InProcessBalancer {
     const server = new Server({ listen: settings.listen, threads, reusePort: threads > 1, logger, counterRetention });
     const sources = await startBackendSources(cli, settings, server, logger);
     await server.start();
+    sources.startStateFile();
     const workers = await startRelayWorkers(settings, server, logger);
     await sources.startAdmin();
 
