@@ -53,13 +53,26 @@ export function privateAdminFolder(uid: number = currentUid()): string {
  *   the owner and mode found, and the fix.
  */
 export function prepareAdminSocketFolder(path: string, uid: number = currentUid()): void {
-  const folder = dirname(path);
-  mkdirSync(folder, { recursive: true, mode: 0o700 });
+  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
 
-  const problem = uid !== 0 && folder === privateAdminFolder(uid) ? privateFolderProblem(folder, uid) : sharedFolderProblem(folder, uid);
+  const problem = adminSocketFolderProblem(path, uid);
   if (problem !== undefined) {
     throw new Error(problem);
   }
+}
+
+/**
+ * Returns why the folder of the admin socket `path` cannot hold it, as `prepareAdminSocketFolder`
+ * checks it, or undefined when it can or is missing (a start creates it). It creates nothing,
+ * so `tinylb check` runs it too.
+ */
+export function adminSocketFolderProblem(path: string, uid: number = currentUid()): string | undefined {
+  const folder = dirname(path);
+  if (lstatSync(folder, { throwIfNoEntry: false }) === undefined) {
+    return undefined;
+  }
+
+  return uid !== 0 && folder === privateAdminFolder(uid) ? privateFolderProblem(folder, uid) : sharedFolderProblem(folder, uid);
 }
 
 function privateFolderProblem(folder: string, uid: number): string | undefined {
@@ -80,7 +93,7 @@ function privateFolderProblem(folder: string, uid: number): string | undefined {
 function sharedFolderProblem(folder: string, uid: number): string | undefined {
   const stats = statSync(folder);
   if (stats.uid !== uid && stats.uid !== 0) {
-    return `the folder ${folder} is owned by uid ${stats.uid}, neither uid ${uid} (the user tinylb runs as) nor root, and its owner can replace the socket; pick a folder of this user or of root`;
+    return `the folder ${folder} is owned by uid ${stats.uid}, ${uid === 0 ? "not root (the user tinylb runs as)" : `neither uid ${uid} (the user tinylb runs as) nor root`}, and its owner can replace the socket; pick a folder of this user or of root`;
   }
   if ((stats.mode & GROUP_OR_OTHER_WRITE) !== 0 && (stats.mode & STICKY) === 0) {
     return `the folder ${folder} has mode ${formatMode(stats)}, so other users can write in it and replace the socket; run chmod go-w ${folder}, or chmod +t ${folder} to set the sticky bit, or pick another folder`;
@@ -111,7 +124,7 @@ export function adminSocketOwnerProblem(path: string, uid: number = currentUid()
     return undefined;
   }
 
-  return `the admin socket ${path} is owned by uid ${stats.uid}, neither uid ${uid} (this user) nor root, so no request or token is sent to it, since another user may have taken the balancer's place; run the command as uid ${stats.uid} if that user runs the balancer, or pass --admin with the balancer's socket`;
+  return `the admin socket ${path} is owned by uid ${stats.uid}, ${uid === 0 ? "not root (this user)" : `neither uid ${uid} (this user) nor root`}, so no request or token is sent to it, since another user may have taken the balancer's place; run the command as uid ${stats.uid} if that user runs the balancer, or pass --admin with the balancer's socket`;
 }
 
 /** True when only root or the user `owner` can create or replace entries in `folder`. */

@@ -1,6 +1,6 @@
 import type { AddressError } from "./address.ts";
 import { parseDuration } from "./duration.ts";
-import { checkSrvName, parseAdminAddress, parseDnsName, parseMetricsAddress, parseResolver, type ProviderFlags } from "./provider-settings.ts";
+import { checkSrvName, parseAdminAddress, parseAdminClientAddress, parseDnsName, parseMetricsAddress, parseResolver, type ProviderFlags } from "./provider-settings.ts";
 import { withRejectedValue } from "./rejected-value.ts";
 
 /** Provider flags that take a value. */
@@ -91,7 +91,8 @@ export function applyProviderFlag(flags: ProviderFlags, flag: string, value: str
   switch (flag) {
     case "--admin":
       try {
-        flags.admin = parseAdminAddress(value);
+        const client = command !== undefined && ADMIN_CLIENT_COMMANDS.has(command);
+        flags.admin = client ? parseAdminClientAddress(value) : parseAdminAddress(value);
       } catch (error) {
         const off = command !== undefined && ADMIN_CLIENT_COMMANDS.has(command) ? "" : ", or off";
         const unixHint = value.startsWith("/") ? `; for a Unix socket, write unix:${value}` : "";

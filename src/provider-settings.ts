@@ -139,6 +139,21 @@ export function parseAdminAddress(text: string): Address | "off" {
 }
 
 /**
+ * Parses the `--admin` value of a command that connects to the admin API, such as `tinylb
+ * status`: an address or `off`. A host name such as `localhost` is accepted here, because
+ * the command binds nothing.
+ *
+ * @throws {AddressError} for an invalid address.
+ */
+export function parseAdminClientAddress(text: string): Address | "off" {
+  if (text.trim().toLowerCase() === "off") {
+    return "off";
+  }
+
+  return parseBindAddress(text);
+}
+
+/**
  * Rejects a TCP admin or metrics address whose host is a name, such as `localhost`. The
  * server would bind whatever the resolver returns, which the hosts file can map to a public
  * address, while the loopback check sees only the name.

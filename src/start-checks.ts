@@ -1,6 +1,7 @@
 import { dirname } from "node:path";
 import { type Address, formatAddress } from "./address.ts";
 import { checkAdminAddress } from "./admin-server.ts";
+import { adminSocketFolderProblem } from "./admin-socket-access.ts";
 import { adminTokenWarnings, readTokenFile } from "./admin-token.ts";
 import type { CliOptions } from "./cli.ts";
 import { type ClusterCredentials, loadClusterCredentials } from "./cluster-providers.ts";
@@ -33,6 +34,7 @@ export function checkStartSettings(settings: Settings, cli: CliOptions): Cluster
     if (options.adminTokenFile !== undefined) {
       readTokenFile(options.adminTokenFile);
     }
+    checkAdminSocketFolder(options.admin, options.adminIsDefault === true);
   }
 
   const selfTarget = findSelfTarget(settings.backends.backends, settings.listen, controlAddressesOf(options));
@@ -133,5 +135,22 @@ export function logSettingsWarnings(settings: Settings, logger: Logger): void {
   }
   for (const warning of adminTokenWarnings(tokenFile, token)) {
     log.warn(warning.message, warning.fields);
+  }
+}
+
+/**
+ * Rejects an admin socket that `--admin` or `admin` names in a folder another user could
+ * replace it in, as the admin API's start would. The default socket is left out, because a
+ * start without it runs without the admin API and says so.
+ *
+ * @throws {ConfigError} naming the address, the folder's owner or mode, and the fix.
+ */
+function checkAdminSocketFolder(admin: Address, isDefault: boolean): void {
+  if (admin.kind !== "unix" || isDefault) {
+    return;
+  }
+  const problem = adminSocketFolderProblem(admin.path);
+  if (problem !== undefined) {
+    throw new ConfigError(`invalid admin address ${formatAddress(admin)}: ${problem}`);
   }
 }

@@ -101,7 +101,7 @@ test.skipIf(!isRoot)("prepareAdminSocketFolder rejects another user's folder", (
   const other = folder("other-user", 0o755, OTHER_UID);
 
   expect(() => prepareAdminSocketFolder(join(other, "admin.sock"))).toThrow(
-    `the folder ${other} is owned by uid 1234, neither uid 0 (the user tinylb runs as) nor root, and its owner can replace the socket; pick a folder of this user or of root`,
+    `the folder ${other} is owned by uid 1234, not root (the user tinylb runs as), and its owner can replace the socket; pick a folder of this user or of root`,
   );
 });
 
@@ -140,7 +140,7 @@ test.skipIf(!isRoot)("adminSocketOwnerProblem names another user's socket", () =
   chownSync(path, OTHER_UID, OTHER_UID);
 
   expect(adminSocketOwnerProblem(path)).toBe(
-    `the admin socket ${path} is owned by uid 1234, neither uid 0 (this user) nor root, so no request or token is sent to it, since another user may have taken the balancer's place; run the command as uid 1234 if that user runs the balancer, or pass --admin with the balancer's socket`,
+    `the admin socket ${path} is owned by uid 1234, not root (this user), so no request or token is sent to it, since another user may have taken the balancer's place; run the command as uid 1234 if that user runs the balancer, or pass --admin with the balancer's socket`,
   );
   expect(adminSocketOwnerProblem(path, OTHER_UID)).toBeUndefined();
 });

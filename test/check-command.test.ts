@@ -1,5 +1,5 @@
 import { expect, test } from "bun:test";
-import { existsSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { checkConfig, checkSummary } from "../src/check-command.ts";
 import { parseArgs } from "../src/cli.ts";
@@ -58,6 +58,18 @@ test("checkConfig logs an unused DNS resolver", () => {
   checkConfig(parseArgs(["check", "--listen", "127.0.0.1:7443", "--dns-resolver", "127.0.0.1:5353", "--admin", "off", "--log-format", "json"]), log.logger);
 
   expect(log.messages()).toEqual([expect.stringContaining("a DNS resolver is set but no DNS name is")]);
+});
+
+test("checkConfig rejects an admin folder others can write", () => {
+  const folder = join(directory, "open-admin");
+  mkdirSync(folder);
+  chmodSync(folder, 0o777);
+  const cli = parseArgs(["check", "--listen", "127.0.0.1:7443", "--admin", `unix:${join(folder, "admin.sock")}`]);
+
+  expect(() => checkConfig(cli, new LogLines().logger)).toThrow(ConfigError);
+  expect(() => checkConfig(cli, new LogLines().logger)).toThrow(
+    `invalid admin address unix:${join(folder, "admin.sock")}: the folder ${folder} has mode 0777, so other users can write in it and replace the socket`,
+  );
 });
 
 test("checkConfig warns about an empty file", () => {

@@ -255,6 +255,14 @@ describe("resolveSettings", () => {
     );
   });
 
+  test.each(["status", "add", "disable"])("tinylb %s connects to a host name", (command) => {
+    const operands = command === "status" ? [] : command === "add" ? ["a", "127.0.0.1:9"] : ["a"];
+
+    const options = parseArgs([command, ...operands, "--admin", "localhost:9901"]);
+
+    expect(options.providers?.admin).toEqual({ kind: "tcp", host: "localhost", port: 9901 });
+  });
+
   test("rejects a config admin address with a host name", () => {
     const named = join(directory, "admin-name.yaml");
     writeFileSync(named, "listen: 127.0.0.1:7443\nadmin: localhost:9901\n");
