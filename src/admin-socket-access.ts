@@ -1,5 +1,5 @@
 /**
- * Who may own the admin API's Unix socket and its folder. A user who can create or replace the
+ * Owners allowed for the admin API's Unix socket and its folder. A user who can create or replace the
  * socket can take the admin API's place and receive the bearer token of every `tinylb status`
  * or `tinylb add`. So the balancer binds only in a folder that no other user can write, and the
  * commands send requests only to a socket of their own user or of root.
