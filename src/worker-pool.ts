@@ -301,17 +301,14 @@ export class WorkerPool {
    * not asked, and one that does not reply within 1 s is not waited for.
    */
   async synced(): Promise<void> {
-    const replies = this.#workers
-      .filter((worker) => !worker.exited)
-      .map((worker) => {
-        const synced = new Promise<void>((resolve) => {
+    await this.#requestEach(
+      (worker) =>
+        new Promise<void>((resolve) => {
           (worker.syncReplies ??= []).push(resolve);
           this.#send(worker, { type: "sync" });
-        });
-
-        return Promise.race([synced, Bun.sleep(SYNC_REPLY_MS)]);
-      });
-    await Promise.all(replies);
+        }),
+      SYNC_REPLY_MS,
+    );
   }
 
   /**
@@ -322,41 +319,57 @@ export class WorkerPool {
    * already is not asked and is not late, because it has no connections.
    */
   async refreshCounters(timeoutMs = STATS_REPLY_MS): Promise<number[]> {
-    const replies = this.#workers
-      .filter((worker) => !worker.exited)
-      .map(async (worker) => {
-        const request = ++this.#statsRequests;
-        const replied = new Promise<boolean>((resolve) => {
-          worker.statsReplies.set(request, () => resolve(true));
+    const requests = new Map<RelayWorker, number>();
+    const replies = await this.#requestEach(
+      (worker) =>
+        new Promise<void>((resolve) => {
+          const request = ++this.#statsRequests;
+          requests.set(worker, request);
+          worker.statsReplies.set(request, resolve);
           this.#send(worker, { type: "stats-request", request });
-        });
-        let timer: Timer | undefined;
-        const late = new Promise<boolean>((resolve) => {
-          timer = setTimeout(() => resolve(false), timeoutMs);
-        });
-        const inTime = await Promise.race([replied, late]);
-        clearTimeout(timer);
-        worker.statsReplies.delete(request);
+        }),
+      timeoutMs,
+    );
+    for (const [worker, request] of requests) {
+      worker.statsReplies.delete(request);
+    }
 
-        return inTime ? [] : [worker.index];
-      });
-
-    return (await Promise.all(replies)).flat();
+    return replies.filter((reply) => reply.late).map((reply) => reply.worker.index);
   }
 
   async #closeInWorkers(command: WorkerCommand & { type: "close-all" | "close-backend" }): Promise<number> {
-    const counts = this.#workers
-      .filter((worker) => !worker.exited)
-      .map((worker) => {
-        const closed = new Promise<number>((resolve) => {
+    const replies = await this.#requestEach(
+      (worker) =>
+        new Promise<number>((resolve) => {
           (worker.closeReplies ??= []).push(resolve);
           this.#send(worker, command);
+        }),
+      CLOSE_REPLY_MS,
+    );
+
+    return replies.reduce((sum, reply) => sum + (reply.late ? 0 : reply.value!), 0);
+  }
+
+  /**
+   * Sends a request to every worker that has not ended, through `request`, and waits for each
+   * reply or for `timeoutMs`, whichever comes first. A late reply has no value.
+   */
+  async #requestEach<T>(request: (worker: RelayWorker) => Promise<T>, timeoutMs: number): Promise<{ worker: RelayWorker; late: boolean; value?: T }[]> {
+    const running = this.#workers.filter((worker) => !worker.exited);
+
+    return Promise.all(
+      running.map(async (worker) => {
+        let timer: Timer | undefined;
+        const timedOut = new Promise<{ worker: RelayWorker; late: boolean }>((resolve) => {
+          timer = setTimeout(() => resolve({ worker, late: true }), timeoutMs);
         });
+        const replied = request(worker).then((value) => ({ worker, late: false, value }));
+        const reply = await Promise.race([replied, timedOut]);
+        clearTimeout(timer);
 
-        return Promise.race([closed, Bun.sleep(CLOSE_REPLY_MS).then(() => 0)]);
-      });
-
-    return (await Promise.all(counts)).reduce((sum, count) => sum + count, 0);
+        return reply;
+      }),
+    );
   }
 
   /**
