@@ -6,6 +6,7 @@
  */
 import { lstatSync, mkdirSync, type Stats, statSync } from "node:fs";
 import { dirname, join } from "node:path";
+import { formatFileMode } from "./file-mode.ts";
 import { socketPathProblem } from "./socket-path.ts";
 
 /** Mode bits that let the group or others write in a folder. */
@@ -18,11 +19,6 @@ const STICKY = 0o1000;
 
 function currentUid(): number {
   return process.getuid?.() ?? 0;
-}
-
-/** Formats the permission bits of `stats` in octal, as chmod takes them, such as `1777`. */
-function formatMode(stats: Stats): string {
-  return (stats.mode & 0o7777).toString(8).padStart(4, "0");
 }
 
 /**
@@ -81,10 +77,10 @@ function privateFolderProblem(folder: string, uid: number): string | undefined {
     return `the folder ${folder} is a symlink, but the default admin socket folder must be a folder of uid ${uid} (the user tinylb runs as) with mode 0700; remove the link, or pass --admin unix:PATH in a folder of your own`;
   }
   if (link.uid !== uid) {
-    return `the folder ${folder} is owned by uid ${link.uid} with mode ${formatMode(link)}, but the default admin socket folder must be owned by uid ${uid} (the user tinylb runs as), since its owner can replace the socket; remove the folder, or pass --admin unix:PATH in a folder of your own`;
+    return `the folder ${folder} is owned by uid ${link.uid} with mode ${formatFileMode(link.mode)}, but the default admin socket folder must be owned by uid ${uid} (the user tinylb runs as), since its owner can replace the socket; remove the folder, or pass --admin unix:PATH in a folder of your own`;
   }
   if ((link.mode & GROUP_OR_OTHER_ACCESS) !== 0) {
-    return `the folder ${folder} has mode ${formatMode(link)}, but the default admin socket folder must have mode 0700; run chmod 700 ${folder}`;
+    return `the folder ${folder} has mode ${formatFileMode(link.mode)}, but the default admin socket folder must have mode 0700; run chmod 700 ${folder}`;
   }
 
   return undefined;
@@ -96,7 +92,7 @@ function sharedFolderProblem(folder: string, uid: number): string | undefined {
     return `the folder ${folder} is owned by uid ${stats.uid}, ${uid === 0 ? "not root (the user tinylb runs as)" : `neither uid ${uid} (the user tinylb runs as) nor root`}, and its owner can replace the socket; pick a folder of this user or of root`;
   }
   if ((stats.mode & GROUP_OR_OTHER_WRITE) !== 0 && (stats.mode & STICKY) === 0) {
-    return `the folder ${folder} has mode ${formatMode(stats)}, so other users can write in it and replace the socket; run chmod go-w ${folder}, or chmod +t ${folder} to set the sticky bit, or pick another folder`;
+    return `the folder ${folder} has mode ${formatFileMode(stats.mode)}, so other users can write in it and replace the socket; run chmod go-w ${folder}, or chmod +t ${folder} to set the sticky bit, or pick another folder`;
   }
 
   return undefined;

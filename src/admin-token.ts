@@ -6,6 +6,7 @@ import { createHash, timingSafeEqual } from "node:crypto";
 import { statSync } from "node:fs";
 import { ConfigError } from "./config.ts";
 import { describeFileError } from "./file-errors.ts";
+import { formatFileMode } from "./file-mode.ts";
 import type { Logger } from "./logger.ts";
 import { MAX_TOKEN_FILE_BYTES, readRegularFile } from "./regular-file.ts";
 
@@ -57,7 +58,7 @@ export function adminTokenWarnings(path: string, token: string): TokenWarning[] 
 
   const mode = statSync(path, { throwIfNoEntry: false })?.mode;
   if (mode !== undefined && (mode & GROUP_OR_OTHER_READ) !== 0) {
-    const shown = (mode & 0o7777).toString(8).padStart(4, "0");
+    const shown = formatFileMode(mode);
     warnings.push({
       message: `the admin token file has mode ${shown}, so its group or others can read the token; run chmod 600 ${path}`,
       fields: { file: path, mode: shown },
