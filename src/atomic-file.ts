@@ -17,7 +17,7 @@ const CREATE_FLAGS = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL |
  * then renamed over `path`. A crash leaves either the old or the new file. rename(2) replaces
  * a symlink at `path` and never writes through it.
  *
- * @param beforeRename runs after the data is on disk and before the rename; when it throws,
+ * @param beforeRename runs after the data is on disk and before the rename. When it throws,
  *   the temporary file is removed and `path` is left as it was.
  * @throws {Error} the node:fs error of the failed step (with `code`), after removing the
  *   temporary file.

@@ -1,8 +1,8 @@
 /**
  * Upper bounds in seconds of the `tinylb_backend_connect_duration_seconds` buckets. A connect
- * on loopback or within a rack takes roughly 50 µs to 1 ms, and one over a WAN 10 to 300 ms,
- * so the buckets start at 100 µs; the default buckets of the Prometheus Go client
- * (`DefBuckets`) start at 5 ms. They end at 10 s, above the default connect timeout of 3 s.
+ * on loopback or within a rack takes roughly 50 µs to 1 ms (an estimate), and one over a WAN
+ * 10 to 300 ms, so the buckets start at 100 µs. The default buckets of the Prometheus Go
+ * client (`DefBuckets`) start at 5 ms. They end at 10 s, above the default connect timeout of 3 s.
  */
 export const CONNECT_BUCKETS: readonly number[] = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 

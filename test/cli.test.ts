@@ -255,9 +255,11 @@ describe("resolveSettings", () => {
     );
   });
 
-  test.each(["status", "add", "disable"])("tinylb %s connects to a host name", (command) => {
-    const operands = command === "status" ? [] : command === "add" ? ["a", "127.0.0.1:9"] : ["a"];
-
+  test.each([
+    ["status", []],
+    ["add", ["a", "127.0.0.1:9"]],
+    ["disable", ["a"]],
+  ])("tinylb %s connects to a host name", (command, operands) => {
     const options = parseArgs([command, ...operands, "--admin", "localhost:9901"]);
 
     expect(options.providers?.admin).toEqual({ kind: "tcp", host: "localhost", port: 9901 });

@@ -39,7 +39,7 @@ export interface DnsProviderOptions {
   servers?: string[];
   /** @default a logger that writes nothing */
   logger?: Logger;
-  /** Largest set published; a larger answer fails the lookup. @default MAX_PROVIDER_BACKENDS (10,000) */
+  /** Largest set published. A response with more addresses fails the lookup. @default MAX_PROVIDER_BACKENDS (10,000) */
   maxBackends?: number;
 }
 
