@@ -108,6 +108,9 @@ export async function requestAdmin(admin: Address, tokenFile: string | undefined
     text = await response.text();
   } catch (error) {
     const failure = describeFetchError(error);
+    if (failure.denied) {
+      throw new Error(`this user may not connect to ${name} (${failure.reason}); run the command as root or as the user that runs the balancer`, { cause: error });
+    }
     if (failure.connected) {
       throw new Error(`${name} does not respond as a tinylb admin API (${failure.reason}); pass --admin ADDR with the balancer's admin address`, { cause: error });
     }
@@ -145,9 +148,13 @@ function fixFor(status: number, tokenFile: string | undefined): string {
     : `; check that ${tokenFile} holds the balancer's admin token`;
 }
 
-/** A failed request in words; `connected` is true when something listened but did not respond with HTTP. */
+/**
+ * A failed request in words. `connected` is true when something listened but did not respond
+ * with HTTP. `denied` is true when the socket's mode or folder kept this user out.
+ */
 interface FetchFailure {
   connected: boolean;
+  denied?: boolean;
   reason: string;
 }
 
@@ -155,6 +162,10 @@ function describeFetchError(error: unknown): FetchFailure {
   const code = (error as { code?: string }).code;
   if (code === "ENOENT" || code === "FailedToOpenSocket") {
     return { connected: false, reason: "the socket does not exist" };
+  }
+  // Bun 1.4.4 words it "EACCES: Was there a typo in the url or port?".
+  if (code === "EACCES" || code === "EPERM") {
+    return { connected: false, denied: true, reason: `permission denied (${code})` };
   }
   if (code === "ECONNREFUSED" || code === "ConnectionRefused") {
     return { connected: false, reason: "connection refused" };

@@ -28,8 +28,11 @@ export function readTokenFile(path: string): string {
   } catch (error) {
     throw new ConfigError(`read admin token file ${path} failed: ${describeFileError(error)}`, { cause: error });
   }
-  if (token === "" || /\s/.test(token)) {
-    throw new ConfigError(`invalid admin token file ${path}: it must hold one token without spaces`);
+  if (token === "") {
+    throw new ConfigError(`invalid admin token file ${path}: it is empty; write one token into it, such as with head -c 32 /dev/urandom | base64 > ${path}`);
+  }
+  if (/\s/.test(token)) {
+    throw new ConfigError(`invalid admin token file ${path}: it contains spaces or several lines, but it must contain one token without spaces`);
   }
 
   return token;

@@ -81,7 +81,10 @@ export function createSelfTargetCheck(listen: readonly Address[], control: reado
   return (backend) => match(backend)?.message;
 }
 
-function createOwnTargetMatch(listen: readonly Address[], control: readonly ControlAddress[]): (backend: Backend) => OwnTargetMatch | undefined {
+/** The fix for a backend from the operator's own flags, file or admin request. */
+const OPERATOR_FIX = "use the backend's own address";
+
+function createOwnTargetMatch(listen: readonly Address[], control: readonly ControlAddress[], fix = OPERATOR_FIX): (backend: Backend) => OwnTargetMatch | undefined {
   const bound = (address: Address): boolean => address.kind === "unix" || address.port !== 0;
   const listeners = listen.filter(bound);
   const controls = control.filter((entry) => bound(entry.address));
@@ -95,14 +98,14 @@ function createOwnTargetMatch(listen: readonly Address[], control: readonly Cont
   return (backend) => {
     for (const address of listeners) {
       if (reaches(backend.address, address, localHostsOnce())) {
-        const message = `backend "${backend.id}" has target ${backend.target}, which is tinylb's own listen address ${formatAddress(address)}, so its connections would loop back into tinylb; use the backend's own address`;
+        const message = `backend "${backend.id}" has target ${backend.target}, which is tinylb's own listen address ${formatAddress(address)}, so its connections would loop back into tinylb; ${fix}`;
 
         return { kind: "listen", message };
       }
     }
     for (const { role, address } of controls) {
       if (reaches(backend.address, address, localHostsOnce())) {
-        const message = `backend "${backend.id}" has target ${backend.target}, which is tinylb's own ${role} address ${formatAddress(address)}, so clients of the listeners would reach the ${role} through the balancer; use the backend's own address`;
+        const message = `backend "${backend.id}" has target ${backend.target}, which is tinylb's own ${role} address ${formatAddress(address)}, so clients of the listeners would reach the ${role} through the balancer; ${fix}`;
 
         return { kind: "control", message };
       }
@@ -110,6 +113,21 @@ function createOwnTargetMatch(listen: readonly Address[], control: readonly Cont
 
     return undefined;
   };
+}
+
+/** Returns the fix for a backend that `provider` publishes, which tinylb cannot change itself. */
+function providerFix(provider: string): string {
+  if (provider.startsWith("dns")) {
+    return "correct the DNS records to name the backend's own address";
+  }
+  if (provider.startsWith("etcd")) {
+    return "correct the etcd key's value to the backend's own address";
+  }
+  if (provider === "kubernetes") {
+    return "correct the endpoints of the kubernetes Service to the backends' own addresses";
+  }
+
+  return `correct what provider ${provider} publishes to the backend's own address`;
 }
 
 /** Addresses of tinylb itself that `skipSelfTargets` checks at each publish. */
@@ -138,7 +156,7 @@ export function skipSelfTargets(provider: string, publish: PublishBackendSet, ow
   let reported = new Set<string>();
 
   return (set) => {
-    const match = createOwnTargetMatch(own.listen(), own.control());
+    const match = createOwnTargetMatch(own.listen(), own.control(), providerFix(provider));
     const usable: Backend[] = [];
     const skipped = new Set<string>();
     for (const backend of set.backends) {

@@ -112,3 +112,21 @@ test.skipIf(!canDropPrivileges)("admin command sends nothing to another user's s
     await squatter.stop(true);
   }
 });
+
+test.skipIf(!canDropPrivileges)("admin command names a denied socket", async () => {
+  // The socket of a balancer run as root: mode 0600 in a folder everyone may search.
+  const open = folder("root-run", 0o755, 0);
+  const path = join(open, "admin.sock");
+  const server = Bun.serve({ unix: path, fetch: () => Response.json({ process: {}, backends: [] }) });
+  try {
+    chmodSync(path, 0o600);
+    const child = trackChild(Bun.spawn(asOtherUser([BINARY, "status", "--admin", `unix:${path}`]), { stdin: "ignore", stdout: "pipe", stderr: "pipe" }));
+    const [stderr, exitCode] = await within("tinylb status as another user", Promise.all([new Response(child.stderr).text(), child.exited]));
+
+    expect(exitCode).toBe(1);
+    expect(stderr).toContain(`this user may not connect to unix:${path} (permission denied (EACCES)); run the command as root or as the user that runs the balancer`);
+    expect(stderr).not.toContain("typo");
+  } finally {
+    await server.stop(true);
+  }
+});

@@ -1,7 +1,7 @@
 import { afterEach, expect, test } from "bun:test";
 import { chmodSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { adminTokenWarnings } from "../src/admin-token.ts";
+import { adminTokenWarnings, readTokenFile } from "../src/admin-token.ts";
 import { tempDirectory } from "./support/temp-directory.ts";
 import { runTinylb, TinylbProcess } from "./support/tinylb-process.ts";
 
@@ -33,6 +33,17 @@ async function statusWith(socket: string, token: string): Promise<number> {
 
   return response.status;
 }
+
+test.each([
+  ["empty", "", "it is empty; write one token into it, such as with head -c 32 /dev/urandom | base64 > "],
+  ["blank", "  \n ", "it is empty; write one token into it"],
+  ["spaced", "two words", "it contains spaces or several lines, but it must contain one token without spaces"],
+  ["lines", "first\nsecond", "it contains spaces or several lines"],
+])("readTokenFile rejects a %s file, naming the fix", (name, content, expected) => {
+  const path = tokenFile(name, content);
+
+  expect(() => readTokenFile(path)).toThrow(`invalid admin token file ${path}: ${expected}`);
+});
 
 test("adminTokenWarnings names a short token and an open file", () => {
   const path = tokenFile("weak", "abc", 0o644);
@@ -75,9 +86,9 @@ test("check and start warn about a weak token", async () => {
 
   const tinylb = TinylbProcess.start([...args, "--shutdown-grace", "0"]);
   running.push(tinylb);
-  await tinylb.waitForLog("tinylb started");
-  expect(tinylb.stderr).toContain("the admin token is shorter than 16 bytes");
-  expect(tinylb.stderr).toContain("run chmod 600");
+  // Both warnings come after "tinylb started", one line at a time.
+  await tinylb.waitForLog("the admin token is shorter than 16 bytes");
+  await tinylb.waitForLog("run chmod 600");
   expect(tinylb.stderr).not.toContain("short\n");
   expect(tinylb.stderr).not.toContain("=short");
 });

@@ -180,6 +180,7 @@ test("startBackendSources skips etcd keys that loop back", async () => {
   expect(skipped.length).toBe(1);
   expect(skipped[0]!.provider).toBe("etcd:/lb/");
   expect(skipped[0]!.backend).toBe("self");
+  expect(String(skipped[0]!.err)).toEndWith("so its connections would loop back into tinylb; correct the etcd key's value to the backend's own address");
 }, 60_000);
 
 test("admin API rejects its own socket as a target", async () => {
