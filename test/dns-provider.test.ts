@@ -279,11 +279,11 @@ test("DnsProvider needs a port without SRV", () => {
 });
 
 test("DNS docs name resolv.conf and hosts", () => {
-  const readme = readFileSync(join(import.meta.dir, "..", "README.md"), "utf8");
+  const providers = readFileSync(join(import.meta.dir, "..", "docs", "providers.md"), "utf8");
 
   // The provider sends DNS queries only: without --dns-resolver they go to /etc/resolv.conf's servers.
-  expect(readme).toContain("queries go to the name servers listed in `/etc/resolv.conf`");
-  expect(readme).toContain("does not read `/etc/hosts`");
+  expect(providers).toContain("queries go to the name servers listed in `/etc/resolv.conf`");
+  expect(providers).toContain("does not read `/etc/hosts`");
   expect(PROVIDER_HELP).toContain("/etc/hosts is not read");
   expect(PROVIDER_HELP).toContain("servers in /etc/resolv.conf");
 });

@@ -3,6 +3,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { findDuplicateJsonKey } from "../src/duplicate-keys.ts";
 import { findDuplicateYamlKey } from "../src/yaml-duplicate-keys.ts";
+import { DOC_PAGES } from "./support/doc-pages.ts";
 
 const ROOT = join(import.meta.dir, "..");
 
@@ -70,7 +71,7 @@ test("shipped YAML and JSON files have no false duplicates", () => {
   }
 
   // Every YAML block of the README and the docs, as a user would paste it.
-  for (const file of ["README.md", "docs/configuration.md"]) {
+  for (const file of DOC_PAGES) {
     const markdown = readFileSync(join(ROOT, file), "utf8");
     for (const block of markdown.matchAll(/```ya?ml\n([\s\S]*?)```/g)) {
       expect({ file, block: block[1], duplicate: findDuplicateYamlKey(block[1]!) }).toEqual({ file, block: block[1], duplicate: undefined });

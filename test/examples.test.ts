@@ -8,6 +8,7 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { formatAddress } from "../src/address.ts";
 import { loadConfigFile } from "../src/config.ts";
+import { DOC_PAGES, readRepoFile } from "./support/doc-pages.ts";
 import { tempDirectory } from "./support/temp-directory.ts";
 import { BINARY } from "./support/tinylb-process.ts";
 
@@ -183,13 +184,13 @@ test("apiserver config balances three backends with /readyz probes", () => {
 
 test("systemd unit provides the state and admin folders", () => {
   const unit = readFileSync(UNIT, "utf8");
-  const readme = readFileSync(join(import.meta.dir, "..", "README.md"), "utf8");
 
   // ProtectSystem=strict leaves only these folders writable.
   expect(unit).toMatch(/^ProtectSystem=strict$/m);
   expect(unit).toMatch(/^StateDirectory=tinylb$/m);
   expect(unit).toMatch(/^RuntimeDirectory=tinylb$/m);
-  const stateFiles = [...readme.matchAll(/stateFile: (\S+)/g)].map((match) => match[1]!);
+  // The state file paths that the README and the docs give must be in the StateDirectory.
+  const stateFiles = DOC_PAGES.flatMap((page) => [...readRepoFile(page).matchAll(/stateFile: (\S+)/g)].map((match) => match[1]!));
   expect(stateFiles.length).toBeGreaterThan(0);
   for (const path of stateFiles) {
     expect(path.startsWith("/var/lib/tinylb/")).toBe(true);
