@@ -358,9 +358,21 @@ function deleteBackend(id: string, context: AdminRouteContext): Response {
 
   const owner = context.union.providerOf(id);
   if (owner !== undefined) {
-    throw new AdminRequestError(409, `backend "${id}" comes from provider "${owner}"; only backends set through the admin API can be deleted here`, "id");
+    throw new AdminRequestError(409, `backend "${id}" comes from provider "${owner}"; only backends set through the admin API can be deleted here, so ${removalFix(owner)}, or stop its clients with tinylb disable ${id} --close-connections`, "id");
   }
   throw new AdminRequestError(404, `backend "${id}" not found`, "id");
+}
+
+/** Returns where a backend of provider `owner` is removed, for the 409 of a delete. */
+function removalFix(owner: string): string {
+  if (owner === "static") {
+    return "remove its --backend flag and restart";
+  }
+  if (owner === "file") {
+    return "remove it from the config file";
+  }
+
+  return `remove it at its source (provider "${owner}")`;
 }
 
 function toBackend(id: string, target: string, prefix: string): Backend {

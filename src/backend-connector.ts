@@ -254,8 +254,10 @@ export class BackendConnector implements DialObserver {
       if (connection.closed) {
         return;
       }
+      const next = plan.next(backend, !error.givenUp);
       // The message is constant and the backend is in fields, so log tools can group the lines.
-      const fields = { conn: connection.id, client: connection.clientAddress, backend: backend.id, target: backend.target, err: error.detail };
+      // `next` names the backend the client moves on to, or "none" when it is closed.
+      const fields = { conn: connection.id, client: connection.clientAddress, backend: backend.id, target: backend.target, err: error.detail, next: next?.id ?? "none" };
       if (error.givenUp) {
         this.#log.debug("dial given up", fields);
       } else if (expected) {
@@ -263,7 +265,6 @@ export class BackendConnector implements DialObserver {
       } else {
         this.#logFailure(this.#dialFailureLog(backend.id), "dial failed", fields);
       }
-      const next = plan.next(backend, !error.givenUp);
       if (next !== undefined) {
         this.#dial(connection, next, plan);
 

@@ -127,7 +127,7 @@ export class ListenerSet<Data> {
     for (const listener of this.#listeners) {
       listener.stop();
     }
-    this.#descriptorError.log("file descriptor limit nearly reached; stopped accepting clients until descriptors are free", {
+    this.#descriptorError.log("file descriptor limit nearly reached; stopped accepting clients until descriptors are free; raise ulimit -n (LimitNOFILE= under systemd), or cap clients below the limit with --max-connections", {
       limit: budget.limit,
       reserve: budget.reserve,
       open: active,

@@ -116,5 +116,5 @@ export function descriptorRoomProblem(settings: Settings, watchesConfig: boolean
     return `${given} ${needs} or lower ${name}`;
   }
 
-  return `tinylb ${needs}`;
+  return `the balancer ${needs}`;
 }

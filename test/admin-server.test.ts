@@ -233,7 +233,7 @@ describe.each(["unix", "tcp"] as const)("admin API over %s", (transport) => {
     ["static id retargeted", "/v1/backends/a", putJson({ target: "127.0.0.1:1" }), 409, "id", 'comes from provider "static"'],
     ["static id in a set", "/v1/backends", putJson({ backends: [{ id: "x", target: "127.0.0.1:2" }, { id: "a", target: "127.0.0.1:1" }] }), 409, "backends[1].id", 'backend "a" comes from provider "static"'],
     ["unknown id deleted", "/v1/backends/nope", { method: "DELETE" }, 404, "id", 'backend "nope" not found'],
-    ["static id deleted", "/v1/backends/a", { method: "DELETE" }, 409, "id", 'comes from provider "static"'],
+    ["static id deleted", "/v1/backends/a", { method: "DELETE" }, 409, "id", 'comes from provider "static"; only backends set through the admin API can be deleted here, so remove its --backend flag and restart'],
     ["unknown id read", "/v1/backends/nope", {}, 404, "id", "not found in the running set"],
     ["POST to backends", "/v1/backends", { method: "POST", body: "{}" }, 405, undefined, "method POST is not allowed here; use GET, HEAD or PUT"],
     ["DELETE on healthz", "/healthz", { method: "DELETE" }, 405, undefined, "method DELETE is not allowed here; use GET or HEAD"],

@@ -161,7 +161,7 @@ test("remove of another provider's id names it", async () => {
 
   expect(result.code).toBe(1);
   expect(result.stderr).toBe(
-    `tinylb remove: the balancer on ${admin} responded with status 409: backend "a" comes from provider "static"; only backends set through the admin API can be deleted here\n`,
+    `tinylb remove: the balancer on ${admin} responded with status 409: backend "a" comes from provider "static"; only backends set through the admin API can be deleted here, so remove its --backend flag and restart, or stop its clients with tinylb disable a --close-connections\n`,
   );
   expect(fixture.scenario.running).toBe(`a=${fixture.scenario.target("a")}`);
 });

@@ -70,6 +70,7 @@ test.each([
     // Each thread stops its own listener, and logs that once.
     expect(tinylb.countLines("file descriptor limit nearly reached")).toBeGreaterThanOrEqual(1);
     expect(tinylb.countLines("file descriptor limit nearly reached")).toBeLessThanOrEqual(workers);
+    expect(tinylb.stderr).toContain("stopped accepting clients until descriptors are free; raise ulimit -n (LimitNOFILE= under systemd), or cap clients below the limit with --max-connections");
 
     // At the limit, with a client retrying every 50 ms, tinylb must stay idle.
     const before = cpuTicks(tinylb.pid);
@@ -119,8 +120,8 @@ async function runUnderLimit(limit: number, args: string[]): Promise<{ exitCode:
 test.each([
   ["--workers 8", ["--workers", "8"], 32, "--workers 8 needs at least"],
   ["--workers 16", ["--workers", "16"], 20, "--workers 16 needs at least"],
-  ["one thread", [], 12, "tinylb needs at least"],
-  ["one thread", [], 8, "tinylb needs at least"],
+  ["one thread", [], 12, "the balancer needs at least"],
+  ["one thread", [], 8, "the balancer needs at least"],
 ])("a descriptor limit too low for %s exits 2 before starting", async (_name, flags, limit, detail) => {
   const args = ["--listen", "127.0.0.1:0", "--backend", "a=127.0.0.1:1", ...flags];
 

@@ -91,6 +91,7 @@ test("tcp probe stops at abort when a connect never completes", async () => {
 test.each([
   [200, [200], "pass"],
   [500, [200], "GET /readyz returned status 500, expected 200"],
+  [400, [200], "GET /readyz returned status 400, expected 200; if the port serves TLS, as a kube-apiserver's does, set probe.kind to https (--probe https)"],
   [204, [200, 204], "pass"],
   [503, [200, 204], "GET /readyz returned status 503, expected 200 or 204"],
 ])("http probe with status %d and expected %p", async (status, expectStatus, outcome) => {
@@ -196,7 +197,7 @@ test("https probe verifies the CA", async () => {
   expect(stranger).toStartWith("TLS handshake failed");
   expect(stranger).toContain(`the CA file ${pki.strangerCaCert} does not include the CA that signed the backend's certificate; set probe.tls.ca (or --probe-ca) to that CA`);
   const noCa = await probe(backend, { kind: "https", path: "/readyz" }, neverAborted());
-  expect(noCa).toContain("Bun's default CA certificates does not include the CA that signed the backend's certificate; set probe.tls.ca (or --probe-ca)");
+  expect(noCa).toContain("the runtime's default CA list does not include the CA that signed the backend's certificate; set probe.tls.ca (or --probe-ca)");
   const insecure = await probe(backend, { kind: "https", path: "/readyz", tls: { caFile: pki.strangerCaCert, insecureSkipVerify: true } }, neverAborted());
   expect(insecure).toBe("pass");
 });

@@ -274,6 +274,7 @@ test("Server logs a dial failure with a constant message", async () => {
   expect(failure!.target).toBe(dead);
   expect(failure!.err).toBe("connection refused (ECONNREFUSED)");
   expect(failure!.client).toMatch(/^127\.0\.0\.1:\d+$/);
+  expect(failure!.next).toBe("b");
   await waitFor("pool to empty", () => server.activeCount === 0);
 }, TEST_TIMEOUT_MS);
 

@@ -71,7 +71,7 @@ test("descriptorRoomProblem needs room for a connection", () => {
   const settings = settingsOf(["127.0.0.1:7443"], 1);
 
   expect(descriptorRoomProblem(settings, false, 16, 8)).toBe(
-    "tinylb needs at least 21 file descriptors to serve one connection, but the descriptor limit is 16; raise ulimit -n (LimitNOFILE= under systemd)",
+    "the balancer needs at least 21 file descriptors to serve one connection, but the descriptor limit is 16; raise ulimit -n (LimitNOFILE= under systemd)",
   );
   expect(descriptorRoomProblem(settings, false, 21, 8)).toBeUndefined();
 });
@@ -89,7 +89,7 @@ test("descriptorRoomProblem counts a socket per probed backend", () => {
 
   // 10 open, a copy of stderr, a listener and its lock, 50 probes, 2 for the connection and the reserve of 8.
   expect(descriptorRoomProblem(settings, false, 72, 10)).toBe(
-    "tinylb needs at least 73 file descriptors to probe 50 backends and serve one connection, but the descriptor limit is 72; raise ulimit -n (LimitNOFILE= under systemd)",
+    "the balancer needs at least 73 file descriptors to probe 50 backends and serve one connection, but the descriptor limit is 72; raise ulimit -n (LimitNOFILE= under systemd)",
   );
   expect(descriptorRoomProblem(settings, false, 73, 10)).toBeUndefined();
 });

@@ -30,14 +30,26 @@ export async function httpProbe(backend: Backend, settings: ProbeSettings, signa
   const header = settings.proxyProtocol === undefined ? undefined : encodeLocalProxyHeader(settings.proxyProtocol);
   const status = await exchange(backend, request, { tls, caFile: settings.tls.caFile, insecure: settings.tls.insecureSkipVerify === true, header }, signal, track);
   if (!settings.expectStatus.includes(status)) {
-    throw new ProbeError(`GET ${settings.path} returned status ${status}, expected ${settings.expectStatus.join(" or ")}`);
+    throw new ProbeError(`GET ${settings.path} returned status ${status}, expected ${settings.expectStatus.join(" or ")}${statusHint(settings, status)}`);
   }
+}
+
+/**
+ * Returns a hint for an unexpected status, or "". Servers such as nginx and Go's net/http
+ * (the kube-apiserver's) respond to a plain HTTP request on a TLS port with 400.
+ */
+function statusHint(settings: ProbeSettings, status: number): string {
+  if (settings.kind !== "http" || status !== 400) {
+    return "";
+  }
+
+  return "; if the port serves TLS, as a kube-apiserver's does, set probe.kind to https (--probe https)";
 }
 
 /** Options for opening a probe's connection: TLS or plain, and the PROXY protocol header that goes first. */
 interface ExchangeOptions {
   tls: TLSOptions | undefined;
-  /** CA file that `tls` trusts, named in handshake errors. It is undefined when `tls` uses Bun's default CA certificates. */
+  /** CA file that `tls` trusts, named in handshake errors. It is undefined when `tls` uses the runtime's default CA list. */
   caFile: string | undefined;
   /** Accept a certificate that fails verification. */
   insecure: boolean;
@@ -186,7 +198,7 @@ function describeHandshakeError(error: Error, checkedName: string | undefined, c
     return `the certificate does not name ${name}; set probe.tls.serverName (or --probe-server-name) to a name in the certificate (${code})`;
   }
   if (typeof code === "string" && UNTRUSTED_CHAIN_CODES.has(code)) {
-    const trusted = caFile === undefined ? "Bun's default CA certificates" : `the CA file ${caFile}`;
+    const trusted = caFile === undefined ? "the runtime's default CA list" : `the CA file ${caFile}`;
 
     return `${errorDetail(error)}: ${trusted} does not include the CA that signed the backend's certificate; set probe.tls.ca (or --probe-ca) to that CA`;
   }
