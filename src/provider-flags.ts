@@ -9,11 +9,11 @@ export const PROVIDER_FLAGS = new Set(["--admin", "--admin-token-file", "--metri
 /** Provider flags without a value. */
 export const PROVIDER_SWITCHES = new Set(["--admin-allow-public", "--no-watch-config", "--json"]);
 
-/** Flags `tinylb status` accepts. */
+/** Flags `tinylb status` and `tinylb config` accept. */
 const STATUS_FLAGS = new Set(["--admin", "--admin-token-file", "--json"]);
 
 /** Commands that connect to a running balancer's admin API rather than serve one. */
-const ADMIN_CLIENT_COMMANDS = new Set(["status", "disable", "enable", "add", "remove"]);
+const ADMIN_CLIENT_COMMANDS = new Set(["status", "config", "disable", "enable", "add", "remove"]);
 
 /** Flags that print the help or the version instead of running a command. */
 const HELP_FLAGS = new Set(["-h", "--help", "-V", "--version"]);
@@ -155,12 +155,15 @@ export function applyProviderFlag(flags: ProviderFlags, flag: string, value: str
   return undefined;
 }
 
-/** Checks that `tinylb status` got only its own flags; returns an error message naming the first other one. */
+/**
+ * Checks that `tinylb status` or `tinylb config`, the command in `argv[0]`, got only the flags
+ * both take; returns an error message naming the first other one.
+ */
 export function checkStatusArgs(argv: readonly string[]): string | undefined {
   for (const arg of argv.slice(1)) {
     const flag = arg.includes("=") ? arg.slice(0, arg.indexOf("=")) : arg;
     if (flag.startsWith("-") && !STATUS_FLAGS.has(flag) && !HELP_FLAGS.has(flag)) {
-      return `${flag} is not valid with tinylb status; use --admin ADDR, --admin-token-file FILE or --json`;
+      return `${flag} is not valid with tinylb ${argv[0]}; use --admin ADDR, --admin-token-file FILE or --json`;
     }
   }
 
