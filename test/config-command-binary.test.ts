@@ -45,6 +45,7 @@ test("binary config prints the settings in effect", async () => {
   writeFileSync(config, configLines(2).join("\n"));
   tinylb.signal("SIGHUP");
   await tinylb.waitForLog("settings changed in the config file applied");
+  expect(tinylb.stderr).toContain('applied="probe.fall=3->2"');
 
   const json = await runTinylb(["config", "--json", ...admin]);
   expect(json.exitCode).toBe(0);
