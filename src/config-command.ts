@@ -2,6 +2,7 @@ import { type AdminCommandOutput, PROCESS_OUTPUT, requestAdmin, runAdminCommand 
 import type { CliOptions } from "./cli.ts";
 import type { ConfigView, SettingEntry } from "./config-view.ts";
 import { escapeControlCharacters } from "./logger.ts";
+import { ADMIN_CLIENT_OPTIONS_HELP } from "./provider-flags.ts";
 import { formatSettingValue } from "./probe-fields.ts";
 import { joinWords } from "./word-lists.ts";
 
@@ -18,16 +19,11 @@ Usage:
 Requests GET /v1/config from the balancer's admin API and prints every setting in effect
 after flags, the config file and reloads, by its config file key, with its source: flag,
 file or default. Then it lists the backends that set their own probe, slowStart or
-proxyProtocol in the config file. Files are named by path; no token, key or certificate is
-printed.
+proxyProtocol in the config file. Files are named by path, so no token, key or certificate
+is printed.
 
 Options:
-  --admin ADDR             the balancer's admin address: unix:/path or host:port (default
-                           unix:/run/tinylb/admin.sock as root, else admin.sock in
-                           $XDG_RUNTIME_DIR/tinylb or /tmp/tinylb-UID, as for the balancer)
-  --admin-token-file FILE  send the bearer token in FILE, for a balancer that requires one
-  --json                   print the admin API's JSON response instead of the table
-  -h, --help               print this help
+${ADMIN_CLIENT_OPTIONS_HELP}
 
 Exit status: 0 when the settings were printed, 1 when no balancer responds or it responds
 with an error, 2 for a bad command line.`;

@@ -46,6 +46,14 @@ export const PROVIDER_HELP = `  --no-watch-config        apply config file chang
 export const STATUS_HELP = `  tinylb status [--admin ADDR] [--admin-token-file FILE] [--json]
                                   print the backends and listeners of a running balancer`;
 
+/** Help lines of the options that `tinylb status` and `tinylb config` share. */
+export const ADMIN_CLIENT_OPTIONS_HELP = `  --admin ADDR             the balancer's admin address: unix:/path or host:port (default
+                           unix:/run/tinylb/admin.sock as root, else admin.sock in
+                           $XDG_RUNTIME_DIR/tinylb or /tmp/tinylb-UID, as for the balancer)
+  --admin-token-file FILE  send the bearer token in FILE, for a balancer that requires one
+  --json                   print the admin API's JSON response instead of the table
+  -h, --help               print this help`;
+
 /** Help text printed by `tinylb status --help`. */
 export const STATUS_COMMAND_HELP = `tinylb status: print the backends and listeners of a running balancer
 
@@ -56,12 +64,7 @@ Requests GET /v1/backends from the balancer's admin API and prints a table of ba
 the listeners, unhealthy and removed backends, and id conflicts.
 
 Options:
-  --admin ADDR             the balancer's admin address: unix:/path or host:port (default
-                           unix:/run/tinylb/admin.sock as root, else admin.sock in
-                           $XDG_RUNTIME_DIR/tinylb or /tmp/tinylb-UID, as for the balancer)
-  --admin-token-file FILE  send the bearer token in FILE, for a balancer that requires one
-  --json                   print the admin API's JSON response instead of the table
-  -h, --help               print this help
+${ADMIN_CLIENT_OPTIONS_HELP}
 
 Exit status: 0 when the status was printed, 1 when no balancer responds or it responds with
 an error, 2 for a bad command line.`;
