@@ -1,6 +1,6 @@
 /**
- * Shapes of the admin API responses that the commands `tinylb status`, `add`, `remove`,
- * `disable` and `enable` read. Something else on the admin address, such as another program,
+ * Shapes of the admin API responses that the commands `tinylb status`, `config`, `add`,
+ * `remove`, `disable` and `enable` read. Something else on the admin address, such as another program,
  * a proxy, or an older or newer tinylb, may send other JSON. Checking it here gives one clear
  * error instead of a TypeError or a line with `undefined` in it.
  *
@@ -97,9 +97,24 @@ const stateChange = z.looseObject({
   slowStartMs: count.optional(),
 });
 
+const settingEntry = z.looseObject({
+  key: z.string(),
+  value: z.union([z.string(), z.number(), z.boolean(), z.null(), z.array(z.union([z.string(), z.number()]))]),
+  source: z.string(),
+});
+
+/** `GET /v1/config`, as `ConfigView` describes it. */
+const configView = z.looseObject({
+  configFile: z.string().nullable(),
+  settings: z.array(settingEntry),
+  backendOverrides: z.array(z.looseObject({ id: z.string(), settings: z.array(settingEntry) })),
+  pendingRestart: z.array(z.string()),
+});
+
 /** Schema of the successful response of each route the commands call, by method and path. */
 const ROUTES: { method: string; path: RegExp; schema: z.ZodType }[] = [
   { method: "GET", path: /^\/v1\/backends$/, schema: balancerStatus },
+  { method: "GET", path: /^\/v1\/config$/, schema: configView },
   { method: "PUT", path: /^\/v1\/backends\/[^/]+\/state$/, schema: stateChange },
   { method: "PUT", path: /^\/v1\/backends\/[^/]+$/, schema: backendChange },
   { method: "DELETE", path: /^\/v1\/backends\/[^/]+$/, schema: backendChange },

@@ -6,6 +6,7 @@ import { BackendSet } from "./backend-set.ts";
 import type { BackendSetUnion } from "./backend-set-union.ts";
 import type { BalancerStatus } from "./balancer-status.ts";
 import { BACKEND_STATES, type BackendStates } from "./backend-states.ts";
+import type { ConfigView } from "./config-view.ts";
 import { METRICS_CONTENT_TYPE } from "./metrics.ts";
 import type { AdminApiProvider } from "./providers/admin-api-provider.ts";
 import { type ControlAddress, findSelfTarget } from "./self-target.ts";
@@ -44,6 +45,8 @@ export interface AdminRouteContext extends ReadOnlyRouteContext {
   settled?: () => Promise<void>;
   /** Returns the window of the slow start that backend `id` is in, in milliseconds, or undefined outside one. */
   slowStartMs?: (id: string) => number | undefined;
+  /** Returns the settings in effect for `GET /v1/config`; that route returns 404 without it. */
+  config?: () => ConfigView;
 }
 
 const backendEntry = z.strictObject({ id: z.string(), target: z.string() });
@@ -81,6 +84,13 @@ export async function routeAdminRequest(request: Request, context: AdminRouteCon
     return method === "GET" ? json(200, context.status(await context.refreshCounters?.())) : settled(replaceBackends(await readJsonBody(request), context), context);
   }
 
+  // Only here, not on the metrics server: it lists file paths and addresses, and that server has no token.
+  if (path === "/v1/config" && context.config !== undefined) {
+    allowMethods(method, ["GET"]);
+
+    return json(200, context.config());
+  }
+
   const match = BACKEND_PATH.exec(path);
   if (match !== null) {
     allowMethods(method, ["GET", "PUT", "DELETE"]);
@@ -100,7 +110,7 @@ export async function routeAdminRequest(request: Request, context: AdminRouteCon
     return method === "GET" ? getBackendState(id, context) : settled(await putBackendState(id, await readJsonBody(request), context), context);
   }
 
-  throw new AdminRequestError(404, `no route for ${path}; see /v1/backends, /v1/backends/{id}, /v1/backends/{id}/state, /healthz, /readyz and /metrics`);
+  throw new AdminRequestError(404, `no route for ${path}; see /v1/backends, /v1/backends/{id}, /v1/backends/{id}/state, /v1/config, /healthz, /readyz and /metrics`);
 }
 
 /**

@@ -3,6 +3,7 @@ import { AdminServer } from "./admin-server.ts";
 import { BackendSet } from "./backend-set.ts";
 import { BackendSetUnion } from "./backend-set-union.ts";
 import { collectStatus } from "./balancer-status.ts";
+import { collectConfigView, type ConfigFiles } from "./config-view.ts";
 import { collectProcessStatus } from "./process-status.ts";
 import { BackendStates } from "./backend-states.ts";
 import { createClusterProviders } from "./cluster-providers.ts";
@@ -106,6 +107,7 @@ export async function startBackendSources(cli: CliOptions, settings: Settings, s
   let api: AdminApiProvider | undefined;
   // Settings of the last applied config file that differ from the running ones until a restart.
   let pendingRestart: string[] = [];
+  const configFiles: ConfigFiles = { atStart: settings.file, applied: settings.file };
   if (cli.configPath === undefined) {
     providers.push(new StaticProvider(settings.backends));
   } else {
@@ -116,6 +118,7 @@ export async function startBackendSources(cli: CliOptions, settings: Settings, s
       logger,
       onAccepted: (config) => {
         pendingRestart = applyReloadedSettings(config, cli, settings, server, logger);
+        configFiles.applied = config;
       },
       check: (config) => checkReloadedConfig(config, cli, own.listen()),
     });
@@ -199,6 +202,7 @@ export async function startBackendSources(cli: CliOptions, settings: Settings, s
             controlAddresses: own.control,
             settled: async () => relayWorkersOf(server)?.synced(),
             slowStartMs: (id) => slowStartWindowOf(server, id),
+            config: () => collectConfigView(settings, cli, configFiles, pendingRestart),
           },
           logger,
         });

@@ -4,6 +4,7 @@ import { BACKEND_HELP, parseBackendCommandArgs } from "./backend-command.ts";
 import { BACKEND_STATE_HELP, parseBackendStateArgs } from "./backend-state-command.ts";
 import { BALANCE_MODES, type BalanceMode } from "./backend-selector.ts";
 import { CHECK_HELP } from "./check-command.ts";
+import { CONFIG_HELP } from "./config-command.ts";
 import { checkKeepalive, MAX_CONNECTION_CAP, MAX_WORKERS } from "./config.ts";
 import { parseDuration } from "./duration.ts";
 import { parseIdleTimeout } from "./idle-timeout.ts";
@@ -25,7 +26,7 @@ export class UsageError extends Error {
 
 /** Options parsed from the command line. */
 export interface CliOptions {
-  command: "run" | "check" | "demo" | "status" | "disable" | "enable" | "add" | "remove" | "help" | "version";
+  command: "run" | "check" | "demo" | "status" | "config" | "disable" | "enable" | "add" | "remove" | "help" | "version";
   listen: Address[];
   backends: Backend[];
   configPath?: string;
@@ -48,7 +49,7 @@ export interface CliOptions {
   health?: HealthConfig;
   /** Admin API, metrics server, config watch, state file and DNS flags; `tinylb status` reads `admin` too. */
   providers?: ProviderFlags;
-  /** `tinylb status --json`. */
+  /** `tinylb status --json` and `tinylb config --json`. */
   json?: boolean;
   /** The backend id of `tinylb disable ID`, `tinylb enable ID`, `tinylb add ID TARGET` and `tinylb remove ID`. */
   backendId?: string;
@@ -57,7 +58,7 @@ export interface CliOptions {
   /** `tinylb disable --close-connections`. */
   closeConnections?: boolean;
   /** With the help command: the command whose help was requested, such as `tinylb status --help`. */
-  helpFor?: "check" | "status" | "disable" | "enable" | "add" | "remove";
+  helpFor?: "check" | "status" | "config" | "disable" | "enable" | "add" | "remove";
   logLevel?: LogLevel;
   logFormat?: LogFormat;
 }
@@ -73,6 +74,7 @@ ${CHECK_HELP}
                                   start four local demo backends, three of them behind a balancer
                                   with an admin API (default: a socket in a new temp folder)
 ${STATUS_HELP}
+${CONFIG_HELP}
 ${BACKEND_STATE_HELP}
 ${BACKEND_HELP}
   tinylb --help | --version
@@ -176,8 +178,8 @@ export function parseArgs(argv: readonly string[]): CliOptions {
 
     return parsed;
   }
-  if (args[0] === "status") {
-    options.command = "status";
+  if (args[0] === "status" || args[0] === "config") {
+    options.command = args[0];
     const problem = checkStatusArgs(args);
     if (problem !== undefined) {
       throw new UsageError(problem);
@@ -188,7 +190,7 @@ export function parseArgs(argv: readonly string[]): CliOptions {
   while (args.length > 0) {
     const arg = args.shift()!;
     if (arg === "-h" || arg === "--help") {
-      if (options.command === "status" || options.command === "check") {
+      if (options.command === "status" || options.command === "config" || options.command === "check") {
         options.helpFor = options.command;
       }
       options.command = "help";
@@ -255,7 +257,7 @@ const HAPROXY_TERMS = new Map([
 ]);
 
 /** Commands that may come first, for typo suggestions. */
-const COMMANDS = ["add", "check", "demo", "disable", "enable", "remove", "status"];
+const COMMANDS = ["add", "check", "config", "demo", "disable", "enable", "remove", "status"];
 
 /** Describes an argument that is not a known flag; `index` is its position on the command line. */
 function describeUnknownArgument(arg: string, flag: string, index: number): string {

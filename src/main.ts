@@ -8,6 +8,7 @@ import { BACKEND_STATE_COMMAND_HELP, runBackendStateCommand } from "./backend-st
 import { CHECK_COMMAND_HELP, checkConfig } from "./check-command.ts";
 import { type CliOptions, HELP, parseArgs, UsageError } from "./cli.ts";
 import { ConfigError } from "./config.ts";
+import { CONFIG_COMMAND_HELP, runConfigCommand } from "./config-command.ts";
 import { runDemo } from "./demo.ts";
 import { ListenError } from "./listener.ts";
 import { STATUS_COMMAND_HELP } from "./provider-flags.ts";
@@ -52,6 +53,8 @@ async function main(argv: string[]): Promise<number> {
         return await runDemo(cli, logger);
       case "status":
         return await runStatus(cli);
+      case "config":
+        return await runConfigCommand(cli);
       case "disable":
       case "enable":
         return await runBackendStateCommand(cli);
@@ -72,7 +75,7 @@ async function main(argv: string[]): Promise<number> {
         return await (await runBalancer(cli, logger)).exited;
     }
   } catch (error) {
-    const command = ["status", "check", "disable", "enable", "add", "remove"].includes(argv[0] ?? "") ? `${argv[0]} ` : "";
+    const command = ["status", "config", "check", "disable", "enable", "add", "remove"].includes(argv[0] ?? "") ? `${argv[0]} ` : "";
     // A config file that parses but fails validation still names the format of its own log.
     if (command === "" && cli?.command === "run" && cli.logFormat === undefined && cli.configPath !== undefined) {
       logger.format = readFileLogFormat(cli.configPath) ?? logger.format;
@@ -91,6 +94,8 @@ function helpText(command: CliOptions["helpFor"]): string {
       return CHECK_COMMAND_HELP;
     case "status":
       return STATUS_COMMAND_HELP;
+    case "config":
+      return CONFIG_COMMAND_HELP;
     case "disable":
     case "enable":
       return BACKEND_STATE_COMMAND_HELP;

@@ -9,11 +9,11 @@ export const PROVIDER_FLAGS = new Set(["--admin", "--admin-token-file", "--metri
 /** Provider flags without a value. */
 export const PROVIDER_SWITCHES = new Set(["--admin-allow-public", "--no-watch-config", "--json"]);
 
-/** Flags `tinylb status` accepts. */
+/** Flags `tinylb status` and `tinylb config` accept. */
 const STATUS_FLAGS = new Set(["--admin", "--admin-token-file", "--json"]);
 
 /** Commands that connect to a running balancer's admin API rather than serve one. */
-const ADMIN_CLIENT_COMMANDS = new Set(["status", "disable", "enable", "add", "remove"]);
+const ADMIN_CLIENT_COMMANDS = new Set(["status", "config", "disable", "enable", "add", "remove"]);
 
 /** Flags that print the help or the version instead of running a command. */
 const HELP_FLAGS = new Set(["-h", "--help", "-V", "--version"]);
@@ -46,6 +46,14 @@ export const PROVIDER_HELP = `  --no-watch-config        apply config file chang
 export const STATUS_HELP = `  tinylb status [--admin ADDR] [--admin-token-file FILE] [--json]
                                   print the backends and listeners of a running balancer`;
 
+/** Help lines of the options that `tinylb status` and `tinylb config` share. */
+export const ADMIN_CLIENT_OPTIONS_HELP = `  --admin ADDR             the balancer's admin address: unix:/path or host:port (default
+                           unix:/run/tinylb/admin.sock as root, else admin.sock in
+                           $XDG_RUNTIME_DIR/tinylb or /tmp/tinylb-UID, as for the balancer)
+  --admin-token-file FILE  send the bearer token in FILE, for a balancer that requires one
+  --json                   print the admin API's JSON response instead of the table
+  -h, --help               print this help`;
+
 /** Help text printed by `tinylb status --help`. */
 export const STATUS_COMMAND_HELP = `tinylb status: print the backends and listeners of a running balancer
 
@@ -56,12 +64,7 @@ Requests GET /v1/backends from the balancer's admin API and prints a table of ba
 the listeners, unhealthy and removed backends, and id conflicts.
 
 Options:
-  --admin ADDR             the balancer's admin address: unix:/path or host:port (default
-                           unix:/run/tinylb/admin.sock as root, else admin.sock in
-                           $XDG_RUNTIME_DIR/tinylb or /tmp/tinylb-UID, as for the balancer)
-  --admin-token-file FILE  send the bearer token in FILE, for a balancer that requires one
-  --json                   print the admin API's JSON response instead of the table
-  -h, --help               print this help
+${ADMIN_CLIENT_OPTIONS_HELP}
 
 Exit status: 0 when the status was printed, 1 when no balancer responds or it responds with
 an error, 2 for a bad command line.`;
@@ -155,12 +158,15 @@ export function applyProviderFlag(flags: ProviderFlags, flag: string, value: str
   return undefined;
 }
 
-/** Checks that `tinylb status` got only its own flags; returns an error message naming the first other one. */
+/**
+ * Checks that `tinylb status` or `tinylb config`, the command in `argv[0]`, got only the flags
+ * both take; returns an error message naming the first other one.
+ */
 export function checkStatusArgs(argv: readonly string[]): string | undefined {
   for (const arg of argv.slice(1)) {
     const flag = arg.includes("=") ? arg.slice(0, arg.indexOf("=")) : arg;
     if (flag.startsWith("-") && !STATUS_FLAGS.has(flag) && !HELP_FLAGS.has(flag)) {
-      return `${flag} is not valid with tinylb status; use --admin ADDR, --admin-token-file FILE or --json`;
+      return `${flag} is not valid with tinylb ${argv[0]}; use --admin ADDR, --admin-token-file FILE or --json`;
     }
   }
 

@@ -3,12 +3,13 @@ import type { CliOptions } from "./cli.ts";
 import type { FileConfig } from "./config.ts";
 import { formatDuration } from "./duration.ts";
 import { HEALTH_DEFAULTS, resolveHealthSettings } from "./health-config.ts";
+import { backendProbeChanges, describeChange, probeChanges } from "./setting-changes.ts";
 import type { Logger } from "./logger.ts";
 import { resolveProviderSettings } from "./provider-settings.ts";
 import type { Server } from "./server.ts";
 import { sameProxyProtocol } from "./proxy-protocol.ts";
 import { DEFAULTS, resolveProxyProtocol, resolveSlowStart, type Settings } from "./settings.ts";
-import { formatSlowStart, sameSlowStart, slowStartOf } from "./slow-start-setting.ts";
+import { formatSlowStart, sameSlowStart } from "./slow-start-setting.ts";
 import { canonicalAddress } from "./socket-table.ts";
 import { relayWorkersOf } from "./worker-pool.ts";
 
@@ -21,6 +22,8 @@ import { relayWorkersOf } from "./worker-pool.ts";
  * probe and dial back-off settings.
  * idleTimeout applies to open connections too, in every relay thread.
  * Everything else needs a restart. A setting that a flag sets is never changed by the file.
+ * The info line names each applied key with its old and new value, such as
+ * `probe.fall=3->2`, and a nested key such as `probe.interval` by its full path.
  * `settings` is updated in place to the running values, so a setting that still differs from
  * the file is warned about again on the next reload.
  *
@@ -33,26 +36,26 @@ export function applyReloadedSettings(config: FileConfig, cli: CliOptions, setti
 
   const logLevel = cli.logLevel ?? config.logLevel ?? DEFAULTS.logLevel;
   if (logLevel !== settings.logLevel) {
+    applied.push(describeChange("logLevel", settings.logLevel, logLevel));
     settings.logLevel = logger.level = logLevel;
-    applied.push(`logLevel=${logLevel}`);
   }
   const logFormat = cli.logFormat ?? config.logFormat ?? DEFAULTS.logFormat;
   if (logFormat !== settings.logFormat) {
+    applied.push(describeChange("logFormat", settings.logFormat, logFormat));
     settings.logFormat = logger.format = logFormat;
-    applied.push(`logFormat=${logFormat}`);
   }
   const shutdownGraceMs = cli.shutdownGraceMs ?? config.shutdownGraceMs ?? DEFAULTS.shutdownGraceMs;
   if (shutdownGraceMs !== settings.shutdownGraceMs) {
+    applied.push(describeChange("shutdownGrace", formatDuration(settings.shutdownGraceMs), formatDuration(shutdownGraceMs)));
     settings.shutdownGraceMs = shutdownGraceMs;
-    applied.push(`shutdownGrace=${formatDuration(shutdownGraceMs)}`);
   }
   applyTimeouts(config, cli, settings, server, applied);
   applyIdleTimeout(config, cli, settings, server, applied);
   const balance = cli.balance ?? config.balance ?? DEFAULTS.balance;
   if (balance !== settings.balance) {
     server.setBalance(balance);
+    applied.push(describeChange("balance", settings.balance, balance));
     settings.balance = balance;
-    applied.push(`balance=${balance}`);
   }
   applyHealthChecks(config, cli, settings, server, applied);
   applyProxyProtocol(config, cli, settings, server, applied);
@@ -71,7 +74,7 @@ export function applyReloadedSettings(config: FileConfig, cli: CliOptions, setti
   relayWorkersOf(server)?.applyLiveSettings(settings);
 
   if (applied.length > 0) {
-    log.info("settings changed in the config file applied", { file: cli.configPath, applied: applied.join(",") });
+    log.info("settings changed in the config file applied", { file: cli.configPath, applied: applied.join(" ") });
   }
   if (restart.length > 0) {
     log.warn("settings changed in the config file need a restart; the running values stay", { file: cli.configPath, settings: restart.join(",") });
@@ -85,10 +88,10 @@ function applyTimeouts(config: FileConfig, cli: CliOptions, settings: Settings, 
   const keepaliveMs = cli.keepaliveMs ?? config.keepaliveMs ?? DEFAULTS.keepaliveMs;
   const changed: string[] = [];
   if (connectTimeoutMs !== settings.connectTimeoutMs) {
-    changed.push(`connectTimeout=${formatDuration(connectTimeoutMs)}`);
+    changed.push(describeChange("connectTimeout", formatDuration(settings.connectTimeoutMs), formatDuration(connectTimeoutMs)));
   }
   if (keepaliveMs !== settings.keepaliveMs) {
-    changed.push(`keepalive=${formatDuration(keepaliveMs)}`);
+    changed.push(describeChange("keepalive", formatDuration(settings.keepaliveMs), formatDuration(keepaliveMs)));
   }
   if (changed.length === 0) {
     return;
@@ -107,13 +110,15 @@ function applyIdleTimeout(config: FileConfig, cli: CliOptions, settings: Setting
   }
 
   server.setIdleTimeout(idleTimeoutMs);
+  const format = (ms: number): string => (ms === 0 ? "off" : formatDuration(ms));
+  applied.push(describeChange("idleTimeout", format(settings.idleTimeoutMs), format(idleTimeoutMs)));
   settings.idleTimeoutMs = idleTimeoutMs;
-  applied.push(`idleTimeout=${idleTimeoutMs === 0 ? "off" : formatDuration(idleTimeoutMs)}`);
 }
 
 /**
  * Applies the PROXY protocol modes to clients accepted from now on and to probes. Names the
- * balancer's mode when it changed, and each backend whose own mode changed by its id.
+ * balancer's mode when it changed, and each backend whose own mode changed by its id
+ * (`unset` where it takes the balancer's).
  */
 function applyProxyProtocol(config: FileConfig, cli: CliOptions, settings: Settings, server: Server, applied: string[]): void {
   const proxyProtocol = resolveProxyProtocol(cli, config);
@@ -125,14 +130,15 @@ function applyProxyProtocol(config: FileConfig, cli: CliOptions, settings: Setti
   server.setProxyProtocol(proxyProtocol);
   settings.proxyProtocol = proxyProtocol;
   if (proxyProtocol.mode !== running.mode) {
-    applied.push(`proxyProtocol=${proxyProtocol.mode}`);
+    applied.push(describeChange("proxyProtocol", running.mode, proxyProtocol.mode));
   }
-  applied.push(...changedByIdLines("proxyProtocol", running.byId, proxyProtocol.byId, (id) => proxyProtocol.byId.get(id) ?? proxyProtocol.mode));
+  applied.push(...changedByIdLines("proxyProtocol", running.byId, proxyProtocol.byId, (mode) => mode));
 }
 
 /**
  * Applies the slow start windows (see Server.setSlowStart). Names the balancer's window when it
- * changed, and each backend whose own window changed by its id.
+ * changed, and each backend whose own window changed by its id (`unset` where it takes the
+ * balancer's).
  */
 function applySlowStart(config: FileConfig, cli: CliOptions, settings: Settings, server: Server, applied: string[]): void {
   const slowStart = resolveSlowStart(cli, config);
@@ -144,21 +150,22 @@ function applySlowStart(config: FileConfig, cli: CliOptions, settings: Settings,
   server.setSlowStart(slowStart);
   settings.slowStart = slowStart;
   if (slowStart.durationMs !== running.durationMs) {
-    applied.push(`slowStart=${formatSlowStart(slowStart.durationMs)}`);
+    applied.push(describeChange("slowStart", formatSlowStart(running.durationMs), formatSlowStart(slowStart.durationMs)));
   }
-  applied.push(...changedByIdLines("slowStart", running.byId, slowStart.byId, (id) => formatSlowStart(slowStartOf(slowStart, id))));
+  applied.push(...changedByIdLines("slowStart", running.byId, slowStart.byId, formatSlowStart));
 }
 
-/** Describes each backend id whose own value of `key` differs between two maps, as `KEY of ID=VALUE` with `valueOf` the new value. */
-function changedByIdLines<T>(key: string, running: ReadonlyMap<string, T>, next: ReadonlyMap<string, T>, valueOf: (id: string) => string): string[] {
+/** Describes each backend id whose own value of `key` differs between two maps, as `KEY of ID=OLD->NEW`, with `format` writing a value. */
+function changedByIdLines<T>(key: string, running: ReadonlyMap<string, T>, next: ReadonlyMap<string, T>, format: (value: T) => string): string[] {
   const ids = new Set([...running.keys(), ...next.keys()]);
+  const valueOf = (values: ReadonlyMap<string, T>, id: string): string => (values.has(id) ? format(values.get(id)!) : "unset");
 
-  return [...ids].sort().flatMap((id) => (running.get(id) === next.get(id) ? [] : [`${key} of ${id}=${valueOf(id)}`]));
+  return [...ids].sort().flatMap((id) => (running.get(id) === next.get(id) ? [] : [describeChange(`${key} of ${id}`, valueOf(running, id), valueOf(next, id))]));
 }
 
 /**
  * Applies the probe and dial back-off settings; backends whose probe changed restart probing.
- * Names each change: the shared probe by its kind (or off), a backend's own probe by its id.
+ * Names each changed key with its old and new value, a backend's own probe keys with its id.
  */
 function applyHealthChecks(config: FileConfig, cli: CliOptions, settings: Settings, server: Server, applied: string[]): void {
   const check = resolveHealthSettings(cli.health, config.health).check;
@@ -166,20 +173,19 @@ function applyHealthChecks(config: FileConfig, cli: CliOptions, settings: Settin
   server.health.configure(check);
   settings.health.check = check;
 
-  if (JSON.stringify(check.probe ?? {}) !== JSON.stringify(running.probe ?? {})) {
-    applied.push(`probe=${check.probe?.kind ?? "off"}`);
-  }
+  applied.push(...probeChanges(running.probe, check.probe));
   const ids = new Set([...(running.probeOverrides?.keys() ?? []), ...(check.probeOverrides?.keys() ?? [])]);
   for (const id of [...ids].sort()) {
-    if (JSON.stringify(check.probeOverrides?.get(id) ?? {}) !== JSON.stringify(running.probeOverrides?.get(id) ?? {})) {
-      applied.push(`probe of ${id}`);
+    applied.push(...backendProbeChanges(id, running.probeOverrides?.get(id), check.probeOverrides?.get(id)));
+  }
+  const backoff = (ms: number | undefined, fallback: number): string => formatDuration(ms ?? fallback);
+  for (const [key, before, after] of [
+    ["dialBackoff", backoff(running.backoffMs, HEALTH_DEFAULTS.backoffMs), backoff(check.backoffMs, HEALTH_DEFAULTS.backoffMs)],
+    ["maxDialBackoff", backoff(running.maxBackoffMs, HEALTH_DEFAULTS.maxBackoffMs), backoff(check.maxBackoffMs, HEALTH_DEFAULTS.maxBackoffMs)],
+  ] as const) {
+    if (before !== after) {
+      applied.push(describeChange(key, before, after));
     }
-  }
-  if ((check.backoffMs ?? HEALTH_DEFAULTS.backoffMs) !== (running.backoffMs ?? HEALTH_DEFAULTS.backoffMs)) {
-    applied.push(`dialBackoff=${formatDuration(check.backoffMs ?? HEALTH_DEFAULTS.backoffMs)}`);
-  }
-  if ((check.maxBackoffMs ?? HEALTH_DEFAULTS.maxBackoffMs) !== (running.maxBackoffMs ?? HEALTH_DEFAULTS.maxBackoffMs)) {
-    applied.push(`maxDialBackoff=${formatDuration(check.maxBackoffMs ?? HEALTH_DEFAULTS.maxBackoffMs)}`);
   }
 }
 

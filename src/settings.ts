@@ -44,6 +44,11 @@ export interface Settings {
   etcd?: EtcdSettings;
   logLevel: LogLevel;
   logFormat: LogFormat;
+  /**
+   * The config file's own settings as read at start, or none without `--config`. Reloads leave
+   * it as it is; `GET /v1/config` reads it to tell a setting from the file from a default.
+   */
+  file: FileConfig;
 }
 
 /** Defaults for every setting that has one. */
@@ -122,6 +127,7 @@ export function mergeSettings(cli: CliOptions, file: FileConfig): Settings {
     etcd: file.etcd,
     logLevel: cli.logLevel ?? file.logLevel ?? DEFAULTS.logLevel,
     logFormat: cli.logFormat ?? file.logFormat ?? DEFAULTS.logFormat,
+    file,
   };
 }
 

@@ -240,7 +240,7 @@ describe.each(["unix", "tcp"] as const)("admin API over %s", (transport) => {
     ["PUT on metrics", "/metrics", { method: "PUT", body: "x" }, 405, undefined, "method PUT is not allowed here; use GET or HEAD"],
     ["PATCH on one backend", "/v1/backends/x", { method: "PATCH", body: "{}" }, 405, undefined, "method PATCH is not allowed here; use GET, HEAD, PUT or DELETE"],
     ["POST on a backend's state", "/v1/backends/a/state", { method: "POST", body: "{}" }, 405, undefined, "method POST is not allowed here; use GET, HEAD or PUT"],
-    ["unknown path", "/v2/things", {}, 404, undefined, "no route for /v2/things; see /v1/backends, /v1/backends/{id}, /v1/backends/{id}/state, /healthz, /readyz and /metrics"],
+    ["unknown path", "/v2/things", {}, 404, undefined, "no route for /v2/things; see /v1/backends, /v1/backends/{id}, /v1/backends/{id}/state, /v1/config, /healthz, /readyz and /metrics"],
   ];
 
   test("names every bad entry of a set", async () => {

@@ -62,7 +62,7 @@ test("reload changes balance live", () => {
   reload(configFile("listen: 127.0.0.1:0\nbalance: leastconn\n"));
   expect(server.balance).toBe("leastconn");
   expect(settings.balance).toBe("leastconn");
-  expect(lines.some((line) => line.includes("settings changed in the config file applied") && line.includes('applied="balance=leastconn"'))).toBe(true);
+  expect(lines.some((line) => line.includes("settings changed in the config file applied") && line.includes('applied="balance=roundrobin->leastconn"'))).toBe(true);
   expect(lines.some((line) => line.includes("need a restart"))).toBe(false);
 
   // A key left out goes back to the default.

@@ -101,7 +101,7 @@ describe("parseArgs", () => {
 
   test.each([
     [["--lisen", "127.0.0.1:1"], "unknown flag --lisen"],
-    [["extra"], 'unknown command "extra" (the commands are add, check, demo, disable, enable, remove and status)'],
+    [["extra"], 'unknown command "extra" (the commands are add, check, config, demo, disable, enable, remove and status)'],
     [["remvoe", "a"], 'unknown command "remvoe" (did you mean remove?)'],
     [["ad", "a", "127.0.0.1:9"], 'unknown command "ad" (did you mean add?)'],
     [["chek"], 'unknown command "chek" (did you mean check?)'],

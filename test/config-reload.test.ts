@@ -32,7 +32,7 @@ test("binary applies live settings on reload and names the rest", async () => {
     await tinylb.waitForLog("settings changed in the config file need a restart");
 
     expect(tinylb.stderr).toContain('settings changed in the config file applied component=main file=');
-    expect(tinylb.stderr).toContain('applied="logLevel=debug,shutdownGrace=2s,connectTimeout=1s,keepalive=5s"');
+    expect(tinylb.stderr).toContain('applied="logLevel=info->debug shutdownGrace=10s->2s connectTimeout=20s->1s keepalive=30s->5s"');
     expect(tinylb.stderr).toContain('settings=maxConnections,workers,onRemoval');
     // Status names the settings that wait for a restart.
     const status = await runTinylb(["status", "--admin", `unix:${admin}`]);
@@ -69,12 +69,12 @@ test("binary names probe changes applied on reload", async () => {
     writeFileSync(config, ["listen: 127.0.0.1:0", ...backends(", probe: { interval: 2s }"), "probe: { kind: tcp, interval: 1s }", "dialBackoff: 2s", ""].join("\n"));
     tinylb.signal("SIGHUP");
     await tinylb.waitForLog("settings changed in the config file applied");
-    expect(tinylb.stderr).toContain('applied="probe=tcp,probe of a,dialBackoff=2s"');
+    expect(tinylb.stderr).toContain('applied="probe.kind=off->tcp probe.interval=5s->1s probe.interval of a=unset->2s dialBackoff=1s->2s"');
 
     writeFileSync(config, ["listen: 127.0.0.1:0", ...backends(""), ""].join("\n"));
     tinylb.signal("SIGHUP");
     await waitFor("a second applied line", () => tinylb.stderr.split("settings changed in the config file applied").length === 3);
-    expect(tinylb.stderr).toContain('applied="probe=off,probe of a,dialBackoff=1s"');
+    expect(tinylb.stderr).toContain('applied="probe.kind=tcp->off probe.interval=1s->5s probe.interval of a=2s->unset dialBackoff=2s->1s"');
   } finally {
     backend.stop(true);
   }

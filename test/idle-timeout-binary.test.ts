@@ -88,14 +88,14 @@ test("binary applies idleTimeout from the config file on reload", async () => {
   expect(idle.closed).toBe(false);
   writeFileSync(config, [...base, "idleTimeout: 1s", ""].join("\n"));
   tinylb.signal("SIGHUP");
-  await tinylb.waitForLog('applied="idleTimeout=1s"');
+  await tinylb.waitForLog('applied="idleTimeout=off->1s"');
   await waitFor("the idle client to be closed", () => idle.closed, 10_000);
   expect((idle.closeError as { code?: string } | undefined)?.code).toBe("ECONNRESET");
 
   // Raised: a connection idle past the old value stays open.
   writeFileSync(config, [...base, "idleTimeout: 1m", ""].join("\n"));
   tinylb.signal("SIGHUP");
-  await tinylb.waitForLog('applied="idleTimeout=1m"');
+  await tinylb.waitForLog('applied="idleTimeout=1s->1m"');
   const next = await greetedClient(port);
   await Bun.sleep(2500);
   expect(next.closed).toBe(false);

@@ -106,13 +106,13 @@ test("reload changes the idle timeout live", async () => {
     reload(configFile("listen: 127.0.0.1:0\nidleTimeout: 2m\n"));
     expect(server.idleTimeoutMs).toBe(120_000);
     expect(settings.idleTimeoutMs).toBe(120_000);
-    expect(lines.some((line) => line.includes("settings changed in the config file applied") && line.includes('applied="idleTimeout=2m"'))).toBe(true);
+    expect(lines.some((line) => line.includes("settings changed in the config file applied") && line.includes('applied="idleTimeout=off->2m"'))).toBe(true);
     expect(lines.some((line) => line.includes("need a restart"))).toBe(false);
 
     // A key left out goes back to the default, off.
     reload(path);
     expect(server.idleTimeoutMs).toBe(0);
-    expect(lines.some((line) => line.includes('applied="idleTimeout=off"'))).toBe(true);
+    expect(lines.some((line) => line.includes('applied="idleTimeout=2m->off"'))).toBe(true);
   } finally {
     await server.shutdown(0);
   }

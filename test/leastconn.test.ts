@@ -158,7 +158,7 @@ test("leastconn compares the counts of every thread", async () => {
   // Turning leastconn on counts the connections each thread already has open.
   writeConfig(2, "leastconn");
   tinylb.signal("SIGHUP");
-  await tinylb.waitForLog(/settings changed in the config file applied .*balance=leastconn/);
+  await tinylb.waitForLog(/settings changed in the config file applied .*balance=roundrobin->leastconn/);
   await tinylb.waitForLog(/balance mode changed worker=1 .*open=\d+/);
   // Every Unix socket client goes to b. With only its own counts, the main thread would see
   // fewer than 16 connections to a and send some of them there.

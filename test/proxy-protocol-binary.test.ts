@@ -166,7 +166,7 @@ nginxDescribe("PROXY protocol", () => {
 
     write("v2");
     tinylb.signal("SIGHUP");
-    await tinylb.waitForLog("proxyProtocol=v2");
+    await tinylb.waitForLog("proxyProtocol=off->v2");
     const status = JSON.parse((await runTinylb(["status", "--json", "--admin", `unix:${adminPath}`])).stdout);
     expect(status.backends[0].proxyProtocol).toBe("v2");
 

@@ -82,7 +82,7 @@ test("reload changes proxyProtocol live", () => {
   expect(server.proxyProtocol.mode).toBe("v2");
   expect(proxyProtocolOf(server.proxyProtocol, createBackend("api-2", "127.0.0.1:10"))).toBeUndefined();
   expect(settings.proxyProtocol).toBe(server.proxyProtocol);
-  expect(lines.some((line) => line.includes('applied="proxyProtocol=v2,proxyProtocol of api-2=off"'))).toBe(true);
+  expect(lines.some((line) => line.includes('applied="proxyProtocol=off->v2 proxyProtocol of api-2=v1->off"'))).toBe(true);
 
   // A key left out goes back to the default, and an unchanged file changes nothing.
   reload(configFile("listen: 127.0.0.1:0\n"));

@@ -132,13 +132,13 @@ test("reload changes slow start live", () => {
   reload(configFile("listen: 127.0.0.1:0\nslowStart: 45s\nbackends:\n  - { id: api-1, target: 127.0.0.1:6443, slowStart: 2m }\n"));
   expect(server.slowStart.settings.durationMs).toBe(45_000);
   expect(describeSlowStart(settings.slowStart)).toBe("45s, api-1=2m");
-  expect(lines.some((line) => line.includes("settings changed in the config file applied") && line.includes('applied="slowStart=45s,slowStart of api-1=2m"'))).toBe(true);
+  expect(lines.some((line) => line.includes("settings changed in the config file applied") && line.includes('applied="slowStart=off->45s slowStart of api-1=unset->2m"'))).toBe(true);
   expect(lines.some((line) => line.includes("need a restart"))).toBe(false);
 
   // A key left out goes back to the default, off.
   reload(path);
   expect(server.slowStart.settings.durationMs).toBe(0);
-  expect(lines.some((line) => line.includes('applied="slowStart=off,slowStart of api-1=off"'))).toBe(true);
+  expect(lines.some((line) => line.includes('applied="slowStart=45s->off slowStart of api-1=2m->unset"'))).toBe(true);
 });
 
 test("reload keeps the slow start a flag set", () => {

@@ -391,7 +391,7 @@ test("config reload reaches every thread", async () => {
   tinylb.signal("SIGHUP");
   await tinylb.waitForLog("settings changed in the config file applied");
   expect(tinylb.stderr).not.toContain("need a restart");
-  expect(tinylb.stderr).toContain("connectTimeout=2s");
+  expect(tinylb.stderr).toContain("connectTimeout=3s->2s");
 
   const clients = await connectClients(port);
   await waitFor("every greeting", () => clients.every((client) => client.firstLine === "a"));
