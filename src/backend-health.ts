@@ -13,9 +13,16 @@ export interface BackoffSettings {
  * - `healthy`: the rotation hands it out;
  * - `unhealthy`: the rotation skips it, because a dial back-off runs or probes failed;
  * - `retrying`: a backend whose dial back-off ended. The rotation hands it out again, but it
- *   counts as healthy only once a dial succeeds or, when probed, a probe passes.
+ *   counts as healthy only once a dial succeeds or, when probed, a probe passes;
+ * - `pending`: a probed backend that joined a running set, or changed target, and waits for
+ *   its first probe result. The rotation skips it, as Envoy's `ignore_new_hosts_until_first_hc` does.
  */
-export type HealthCondition = "healthy" | "retrying" | "unhealthy";
+export type HealthCondition = "healthy" | "retrying" | "pending" | "unhealthy";
+
+/** Returns true when the rotation hands out a backend in `condition`: healthy or retrying. */
+export function inRotation(condition: HealthCondition): boolean {
+  return condition === "healthy" || condition === "retrying";
+}
 
 /** Health of one backend as status pages show it. Times are on the health checker's clock. */
 export interface HealthState {
@@ -55,7 +62,8 @@ export interface HealthState {
  * counters. Transitions are pure; the health checker owns timers and logging.
  *
  * A backend starts healthy, so a balancer that just started serves every backend until
- * dials or probes prove otherwise.
+ * dials or probes prove otherwise. One that joins a running set may start pending instead
+ * (see `awaitingFirstProbe`).
  */
 export class BackendHealth {
   readonly backend: Backend;
@@ -71,9 +79,15 @@ export class BackendHealth {
   lastProbeError: string | undefined;
   /** Number of times the health checker reported this backend unhealthy. */
   timesUnhealthy = 0;
+  /**
+   * True until the first probe result of a backend that joined a running set. A pass then
+   * makes it healthy at once; a failure makes it unhealthy until `rise` probes pass.
+   */
+  awaitingFirstProbe: boolean;
 
-  constructor(backend: Backend) {
+  constructor(backend: Backend, awaitingFirstProbe = false) {
     this.backend = backend;
+    this.awaitingFirstProbe = awaitingFirstProbe;
   }
 
   /**
@@ -84,6 +98,9 @@ export class BackendHealth {
   condition(now: number): HealthCondition {
     if (!this.probeUp || this.inBackoff(now)) {
       return "unhealthy";
+    }
+    if (this.awaitingFirstProbe) {
+      return "pending";
     }
 
     return this.dialFailureStreak > 0 ? "retrying" : "healthy";
@@ -118,6 +135,7 @@ export class BackendHealth {
 
   /** Records a passed probe. A pass also ends a dial back-off, because the backend accepts connections again. */
   probePassed(rise: number): void {
+    this.awaitingFirstProbe = false;
     this.probePasses++;
     this.probeFailures = 0;
     if (!this.probeUp && this.probePasses >= rise) {
@@ -132,9 +150,10 @@ export class BackendHealth {
     this.probeFailuresTotal++;
     this.probePasses = 0;
     this.lastProbeError = reason;
-    if (this.probeUp && this.probeFailures >= fall) {
+    if (this.probeUp && (this.probeFailures >= fall || this.awaitingFirstProbe)) {
       this.probeUp = false;
     }
+    this.awaitingFirstProbe = false;
   }
 
   /** Returns the state a status page shows. */

@@ -3,6 +3,7 @@ import { AdminServer } from "./admin-server.ts";
 import { BackendSet } from "./backend-set.ts";
 import { BackendSetUnion } from "./backend-set-union.ts";
 import { collectStatus } from "./balancer-status.ts";
+import { ConfigDisabledMarks } from "./config-disabled-marks.ts";
 import { collectConfigView, type ConfigFiles } from "./config-view.ts";
 import { collectProcessStatus } from "./process-status.ts";
 import { BackendStates } from "./backend-states.ts";
@@ -108,6 +109,7 @@ export async function startBackendSources(cli: CliOptions, settings: Settings, s
   // Settings of the last applied config file that differ from the running ones until a restart.
   let pendingRestart: string[] = [];
   const configFiles: ConfigFiles = { atStart: settings.file, applied: settings.file };
+  const configMarks = new ConfigDisabledMarks(server, logger);
   if (cli.configPath === undefined) {
     providers.push(new StaticProvider(settings.backends));
   } else {
@@ -121,6 +123,7 @@ export async function startBackendSources(cli: CliOptions, settings: Settings, s
         configFiles.applied = config;
       },
       check: (config) => checkReloadedConfig(config, cli, own.listen()),
+      onPublished: (config) => configMarks.apply(config),
     });
     providers.push(file);
   }
@@ -158,6 +161,9 @@ export async function startBackendSources(cli: CliOptions, settings: Settings, s
       }
     }
   });
+  if (stateFile !== undefined) {
+    restoreDisabledMarks(stateFile, server, log);
+  }
 
   const readOnly: ReadOnlyRouteContext = {
     union,
@@ -215,8 +221,11 @@ export async function startBackendSources(cli: CliOptions, settings: Settings, s
     },
     startStateFile: () => {
       if (stateFile !== undefined) {
-        stateFile.save(union.set, (id) => union.providerOf(id));
-        union.onChange((set) => stateFile.saveSoon(set, (id) => union.providerOf(id)));
+        const providerOf = (id: string): string | undefined => union.providerOf(id);
+        const isDisabled = (id: string): boolean => server.disabled.originOf(id) === "admin";
+        stateFile.save(union.set, providerOf, isDisabled);
+        union.onChange((set) => stateFile.saveSoon(set, providerOf, isDisabled));
+        server.disabled.onChange(() => stateFile.saveSoon(union.set, providerOf, isDisabled));
       }
     },
     startMetrics: () => {
@@ -237,6 +246,26 @@ export async function startBackendSources(cli: CliOptions, settings: Settings, s
   controlServers = sources;
 
   return sources;
+}
+
+/**
+ * Disables again the backends that the state file saved as disabled by `tinylb disable`, when
+ * their id is in the running set. Marks of ids that left the set are dropped, as HAProxy
+ * drops the saved state of servers that are no longer configured.
+ */
+function restoreDisabledMarks(stateFile: StateFile, server: Server, log: Logger): void {
+  const saved = stateFile.savedDisabledIds();
+  const restored = saved.filter((id) => server.set.get(id) !== undefined);
+  const dropped = saved.filter((id) => server.set.get(id) === undefined);
+  for (const id of restored) {
+    server.disabled.disable(id, "admin");
+  }
+  if (restored.length > 0) {
+    log.info("backends disabled again as the state file saved them; tinylb enable puts them back", { file: stateFile.path, disabled: restored.join(",") });
+  }
+  if (dropped.length > 0) {
+    log.info("saved disabled marks of backends no longer in the set are dropped", { file: stateFile.path, backends: dropped.join(",") });
+  }
 }
 
 /** Returns the window of the slow start that backend `id` is in, in milliseconds, or undefined outside one. */

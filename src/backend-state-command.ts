@@ -24,8 +24,9 @@ Sends PUT /v1/backends/ID/state to the balancer's admin API. ID may come from an
 (flags, config file, DNS, Kubernetes, etcd or the admin API), and the provider is not
 changed. A disabled backend gets no new clients in any thread and is not tried in failover,
 but its open connections stay and its probes keep running. The state belongs to the id: it
-stays when a provider changes the id's target, and is forgotten when the id leaves the set
-or tinylb restarts.
+stays when a provider changes the id's target, and is forgotten when the id leaves the set.
+With --state-file, a restart disables the backend again; without it, a restart forgets the
+state. The config file's backends[].disabled key also disables a backend.
 
 Options:
   --close-connections      with disable: also close the connections opened for ID at once,

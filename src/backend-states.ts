@@ -29,8 +29,9 @@ const CLOSED_BY_DISABLE = "backend disabled with its connections closed";
  *
  * A disabled backend gets no new clients in any thread: the rotation, failover and the
  * degraded fallback pass over it. Its open connections stay unless the disable closes them,
- * and its probes keep running. The mark belongs to the id and is kept in memory only (see
- * DisabledBackends). A backend that is enabled again begins a slow start when slow start is on.
+ * and its probes keep running. The mark belongs to the id (see DisabledBackends), and with
+ * `--state-file` it survives a restart. A backend that is enabled again begins a slow start
+ * when slow start is on.
  */
 export class BackendStates {
   readonly #server: Server;

@@ -27,7 +27,7 @@ export interface BackendStatus {
   bytesToClient: number;
   /** Dials to this id that failed or timed out. */
   dialFailures: number;
-  /** healthy, unhealthy (a dial back-off or failed probes) or retrying (a back-off ended, no dial succeeded since). */
+  /** healthy, unhealthy (a dial back-off or failed probes), retrying (a back-off ended, no dial succeeded since) or pending (joined a running set, no probe result yet). */
   health: HealthCondition;
   /** True only while `health` is healthy. */
   healthy: boolean;

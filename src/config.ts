@@ -82,7 +82,7 @@ const idleTimeout = offOrDuration(parseIdleTimeout);
 const slowStart = offOrDuration(parseSlowStart);
 
 const backendEntry = z
-  .strictObject({ id: z.string(), target: z.string(), probe: probeSchema.optional(), proxyProtocol: z.enum(PROXY_PROTOCOL_MODES).optional(), slowStart: slowStart.optional() })
+  .strictObject({ id: z.string(), target: z.string(), probe: probeSchema.optional(), proxyProtocol: z.enum(PROXY_PROTOCOL_MODES).optional(), slowStart: slowStart.optional(), disabled: z.boolean().optional() })
   .transform((entry, context) => {
     try {
       return createBackend(entry.id, entry.target);
@@ -178,6 +178,8 @@ export interface FileConfig {
   slowStartMs?: number;
   /** Slow start windows of single backends by id, in milliseconds (`backends[].slowStart`). */
   backendSlowStarts?: Map<string, number>;
+  /** Ids of the backends marked `disabled: true`, which get no new clients (`backends[].disabled`). */
+  disabledBackends?: string[];
   /** The admin API, the metrics server, the config watch, the state file and DNS. */
   providers?: ProviderFileConfig;
   /** The Kubernetes provider: kubeconfig or in-cluster access. */
@@ -243,6 +245,7 @@ export function validateConfig(path: string, data: unknown): FileConfig {
     backendProxyProtocols: backendValuesOf(rawBackends, "proxyProtocol", (mode) => mode as ProxyProtocolMode),
     slowStartMs: file.slowStart,
     backendSlowStarts: backendValuesOf(rawBackends, "slowStart", (window) => slowStart.parse(window)),
+    disabledBackends: disabledIdsOf(rawBackends),
     providers: toProviderFileConfig(file),
     kubernetes: file.kubernetes,
     etcd: file.etcd,
@@ -252,11 +255,11 @@ export function validateConfig(path: string, data: unknown): FileConfig {
 }
 
 /**
- * Reads one setting of single backends (`backends[].proxyProtocol` or `backends[].slowStart`)
+ * Reads one setting of single backends (`backends[].proxyProtocol`, `slowStart` or `disabled`)
  * from the file's `backends` list, already validated, by backend id. `read` turns the value as
  * written into the setting.
  */
-function backendValuesOf<T>(rawBackends: unknown, key: "proxyProtocol" | "slowStart", read: (value: unknown) => T): Map<string, T> {
+function backendValuesOf<T>(rawBackends: unknown, key: "proxyProtocol" | "slowStart" | "disabled", read: (value: unknown) => T): Map<string, T> {
   const values = new Map<string, T>();
   if (Array.isArray(rawBackends)) {
     for (const entry of rawBackends as ({ id: string } & Record<string, unknown>)[]) {
@@ -267,6 +270,13 @@ function backendValuesOf<T>(rawBackends: unknown, key: "proxyProtocol" | "slowSt
   }
 
   return values;
+}
+
+/** Returns the ids of the file's backends marked `disabled: true`, in file order. */
+function disabledIdsOf(rawBackends: unknown): string[] {
+  const marks = backendValuesOf(rawBackends, "disabled", (disabled) => disabled === true);
+
+  return [...marks].filter(([, disabled]) => disabled).map(([id]) => id);
 }
 
 /**

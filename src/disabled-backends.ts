@@ -2,15 +2,23 @@ import type { BackendSet } from "./backend-set.ts";
 import { type Logger, silentLogger } from "./logger.ts";
 
 /**
- * The backend ids an operator took out of the rotation with the admin API, in one thread.
+ * Where a disabled mark came from: the admin API (`tinylb disable`, or the state file that
+ * saved such a mark), or the config file's `disabled: true` key.
+ */
+export type DisableOrigin = "admin" | "config";
+
+/**
+ * The backend ids taken out of the rotation, in one thread, each with the origin of its mark.
  *
  * The mark belongs to the id, not to its target or provider: it stays when a provider
  * retargets or republishes the id, and `setReplaced` forgets it once the id leaves the set. The
- * main thread's copy is the one the admin API changes, and relay workers keep a copy of
- * it (see `replace`). Marks are kept in memory only, so a restart enables every backend.
+ * main thread's copy is the one the admin API and the config file change, and relay workers
+ * keep a copy of its ids (see `replace`), in which every mark has the origin "admin". The
+ * state file saves the marks of origin "admin" (see BackendSources).
  */
 export class DisabledBackends {
-  readonly #ids = new Set<string>();
+  /** Disabled ids, in insertion order, and the origin of each mark. */
+  readonly #ids = new Map<string, DisableOrigin>();
   readonly #listeners: (() => void)[] = [];
   readonly #log: Logger;
   readonly #logChanges: boolean;
@@ -37,7 +45,12 @@ export class DisabledBackends {
 
   /** Returns the disabled ids, in insertion order. */
   ids(): string[] {
-    return [...this.#ids];
+    return [...this.#ids.keys()];
+  }
+
+  /** Returns the origin of the mark of `id`, or undefined when the id is not disabled. */
+  originOf(id: string): DisableOrigin | undefined {
+    return this.#ids.get(id);
   }
 
   /** Calls `listener` after every change of the disabled ids. */
@@ -45,13 +58,25 @@ export class DisabledBackends {
     this.#listeners.push(listener);
   }
 
-  /** Marks an id disabled; returns false when it was disabled already. */
-  disable(id: string): boolean {
-    if (this.#ids.has(id)) {
+  /**
+   * Marks an id disabled; returns false when it was disabled already. A mark of origin
+   * "admin" replaces a mark of origin "config", so that a later reload that drops the file's
+   * key leaves the operator's mark in place. A mark of origin "config" never replaces one of
+   * origin "admin".
+   */
+  disable(id: string, origin: DisableOrigin = "admin"): boolean {
+    const existing = this.#ids.get(id);
+    if (existing !== undefined) {
+      if (origin === "admin" && existing === "config") {
+        this.#ids.set(id, origin);
+        // The ids are unchanged, but the marks that the state file saves are not.
+        this.#changed();
+      }
+
       return false;
     }
 
-    this.#ids.add(id);
+    this.#ids.set(id, origin);
     this.#changed();
 
     return true;
@@ -76,7 +101,7 @@ export class DisabledBackends {
 
     this.#ids.clear();
     for (const id of ids) {
-      this.#ids.add(id);
+      this.#ids.set(id, "admin");
     }
     this.#changed();
   }
@@ -87,7 +112,7 @@ export class DisabledBackends {
    */
   setReplaced(set: BackendSet): void {
     const level = this.#logChanges ? "info" : "debug";
-    const forgotten = [...this.#ids].filter((id) => set.get(id) === undefined);
+    const forgotten = [...this.#ids.keys()].filter((id) => set.get(id) === undefined);
     for (const id of forgotten) {
       this.#ids.delete(id);
       this.#log.log(level, "disabled backend left the set; its disabled state is forgotten", { backend: id });

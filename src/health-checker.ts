@@ -1,5 +1,5 @@
 import type { Backend } from "./backend.ts";
-import { BackendHealth, type BackoffSettings, type HealthCondition, type HealthState } from "./backend-health.ts";
+import { BackendHealth, type BackoffSettings, type HealthCondition, type HealthState, inRotation } from "./backend-health.ts";
 import { BackendSet } from "./backend-set.ts";
 import { type Clock, type ClockTimer, systemClock } from "./clock.ts";
 import { formatDuration } from "./duration.ts";
@@ -63,8 +63,13 @@ interface Entry {
  * Each backend of the set gets one probe loop (see ProbeLoop), so probes of one backend
  * never overlap.
  *
+ * A probed backend that joins a running set, or whose target changes, is pending: it gets no
+ * clients until its first probe, which starts at once, passes. Backends of the first set
+ * (at start-up, or after the set was empty) are not pending, so a start whose probes cannot
+ * pass yet still serves.
+ *
  * The balancer is degraded when the set has an enabled backend and every enabled backend
- * is unhealthy. The server then tries them all anyway, so probes that time out under load
+ * is unhealthy or pending. The server then tries them all anyway, so probes that time out under load
  * cannot take the whole set out of service. Disabled backends are left out because the
  * rotation never hands them out, but they are still probed, so their health stays visible.
  */
@@ -109,24 +114,34 @@ export class HealthChecker {
   }
 
   /**
-   * Tracks a new backend set: new ids, and ids whose target changed, start healthy with a
-   * fresh probe loop; ids that left stop probing. An id that was reported unhealthy and now
-   * has another target gets an info line, so its log does not end on the old target's failure.
+   * Tracks a new backend set: new ids, and ids whose target changed, start with a fresh probe
+   * loop, healthy or, when probed and the set was not empty, pending. Ids that left stop
+   * probing. An id that was reported unhealthy and now has another target on which it starts
+   * healthy gets an info line, so its log does not end on the old target's failure.
    */
   update(set: BackendSet): void {
+    const joiningRunningSet = this.#set.size > 0;
+    /** Ids reported unhealthy whose target changed, with the old target. */
+    const retargeted = new Map<string, string>();
     for (const [id, entry] of this.#entries) {
       const next = set.get(id);
       if (next === undefined || next.target !== entry.health.backend.target) {
         this.#dispose(entry);
         this.#entries.delete(id);
         if (next !== undefined && !entry.reported) {
-          this.#log.info("backend is healthy", { backend: id, target: next.target, cause: `its target changed from ${entry.health.backend.target}, so its health starts over` });
+          retargeted.set(id, entry.health.backend.target);
         }
       }
     }
     for (const backend of set.backends) {
       if (!this.#entries.has(backend.id)) {
-        this.#track(backend);
+        this.#track(backend, joiningRunningSet);
+      }
+    }
+    for (const [id, oldTarget] of retargeted) {
+      const entry = this.#entries.get(id)!;
+      if (entry.condition === "healthy") {
+        this.#log.info("backend is healthy", { backend: id, target: entry.health.backend.target, cause: `its target changed from ${oldTarget}, so its health starts over` });
       }
     }
     this.#byTarget = sharedTargets(this.#entries.values());
@@ -161,6 +176,7 @@ export class HealthChecker {
       entry.health.probeFailures = 0;
       if (probe === undefined) {
         entry.health.probeUp = true;
+        entry.health.awaitingFirstProbe = false;
         this.#evaluate(entry, "probe removed from the config");
       } else {
         this.#startProbing(entry);
@@ -184,7 +200,7 @@ export class HealthChecker {
   isHealthy(backend: Backend): boolean {
     const entry = this.#entryOf(backend);
 
-    return entry === undefined || this.#conditionOf(entry) !== "unhealthy";
+    return entry === undefined || inRotation(this.#conditionOf(entry));
   }
 
   /**
@@ -284,17 +300,24 @@ export class HealthChecker {
     }
   }
 
-  #track(backend: Backend): void {
+  /** Starts tracking `backend`; with `joiningRunningSet` and a probe, it waits for its first probe result. */
+  #track(backend: Backend, joiningRunningSet: boolean): void {
+    const probe = this.#probeSettings(backend);
+    const pending = joiningRunningSet && probe !== undefined;
     const entry: Entry = {
-      health: new BackendHealth(backend),
-      probe: this.#probeSettings(backend),
-      condition: "healthy",
-      reported: true,
+      health: new BackendHealth(backend, pending),
+      probe,
+      condition: pending ? "pending" : "healthy",
+      reported: !pending,
       probeLoop: undefined,
       backoffTimer: undefined,
     };
     this.#entries.set(backend.id, entry);
-    if (entry.probe !== undefined) {
+    if (pending) {
+      entry.health.cause = "joined a running set; no clients until its first probe passes";
+      this.#log.info("backend is pending: it gets no clients until its first probe passes", { backend: backend.id, target: backend.target, probe: describeProbe(probe) });
+    }
+    if (probe !== undefined) {
       this.#startProbing(entry);
     }
   }
@@ -374,11 +397,13 @@ export class HealthChecker {
       return;
     }
 
+    // The first report of a pending backend is a flip even when it fails, because it was never reported unhealthy.
+    const firstReport = entry.condition === "pending" && entry.health.timesUnhealthy === 0;
     entry.condition = condition;
     entry.health.cause = cause;
     const backend = entry.health.backend;
     const healthy = condition === "healthy";
-    if (healthy === entry.reported) {
+    if (healthy === entry.reported && !(firstReport && !healthy)) {
       this.#log.debug(condition === "retrying" ? "backend is retrying" : "backend stays unhealthy", { backend: backend.id, target: backend.target, cause });
       this.#announceConditionChange();
 

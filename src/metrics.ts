@@ -103,9 +103,15 @@ export function renderMetrics(source: MetricsSource): string {
     server.set.backends.map((backend): [Labels, number] => [{ backend: backend.id }, healthStates.get(backend.id)?.healthy === false ? 0 : 1]),
   );
   page.add(
+    "tinylb_backend_pending",
+    "gauge",
+    "1 while the backend id joined a running set and waits for its first probe result, so the rotation skips it; only backends with a probe.",
+    perHealthState((state) => (state.probe === undefined ? undefined : Number(state.condition === "pending"))),
+  );
+  page.add(
     "tinylb_backend_disabled",
     "gauge",
-    "1 while an operator has taken the backend id out of the rotation through the admin API, else 0; its probes still run.",
+    "1 while the backend id is out of the rotation through the admin API or the config file's disabled key, else 0; its probes still run.",
     server.set.backends.map((backend): [Labels, number] => [{ backend: backend.id }, server.disabled.has(backend.id) ? 1 : 0]),
   );
   page.add(

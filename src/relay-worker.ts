@@ -72,6 +72,8 @@ async function start(index: number, options: ServerOptions & { listen: Address[]
 function applySet(command: SetCommand): void {
   server?.threadCounters?.backendCounts?.learn(command.slots);
   server?.applySet(new BackendSet(command.backends.map((backend) => createBackend(backend.id, backend.target))));
+  // In the same task as the set, so no client reaches a backend that joined pending.
+  health.apply(command.health);
   server?.slowStart.replace(command.slowStart);
 }
 

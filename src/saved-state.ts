@@ -15,12 +15,14 @@ const layoutSchema = z.strictObject({
   backends: z.array(z.unknown()).max(MAX_SAVED_BACKENDS),
 });
 
-const entrySchema = z.strictObject({ id: z.string(), target: z.string(), provider: z.string() });
+// `disabled` is absent from files written before disabled marks were saved, and from enabled backends.
+const entrySchema = z.strictObject({ id: z.string(), target: z.string(), provider: z.string(), disabled: z.boolean().optional() });
 
-/** One saved backend and the provider it came from. */
+/** One saved backend, the provider it came from and whether `tinylb disable` had taken it out of the rotation. */
 export interface SavedBackend {
   backend: Backend;
   provider: string;
+  disabled: boolean;
 }
 
 /** An entry of the file that was left out, with the reason in words. */
@@ -92,7 +94,7 @@ export function parseSavedState(text: string, check: SavedBackendCheck = () => u
       skipped.push({ index, id, reason: rejection });
       continue;
     }
-    backends.push({ backend, provider: entry.data.provider });
+    backends.push({ backend, provider: entry.data.provider, disabled: entry.data.disabled === true });
     seen.add(entry.data.id);
   }
 

@@ -313,10 +313,11 @@ export class Server {
     this.#selector.update(set);
     // Before the listeners, so that the set sent to the relay workers carries the new windows.
     this.slowStart.setReplaced(previous, set, options.discovery);
+    // Before the listeners too, so that the set sent to the relay workers carries the backends that joined pending.
+    this.health.update(set);
     for (const listener of this.#setListeners) {
       listener(set);
     }
-    this.health.update(set);
     this.stats.setChanges++;
     if (!this.#options.logSetChanges) {
       this.#log.debug("backend set changed", describeSetChange(previous, set));

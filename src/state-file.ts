@@ -41,6 +41,8 @@ export class StateFile {
   #moveBeforeWrite = false;
   /** Saved backends written again unchanged with every set, each with its provider's name. */
   #carried: { backend: Backend; provider: string }[] = [];
+  /** Ids that the loaded file marks disabled. */
+  #savedDisabled = new Set<string>();
 
   /**
    * @param minIntervalMs minimum milliseconds between two writes by `saveSoon`
@@ -126,8 +128,14 @@ export class StateFile {
       this.#log.warn("state file has invalid entries; kept a copy before it is rewritten without them", { file: this.path, skipped: saved.skipped.length, ...copy });
     }
     this.#log.info(`loaded ${saved.backends.length} saved backends from ${this.path}${saved.savedAt === undefined ? "" : ` (saved at ${saved.savedAt})`}`, { file: this.path });
+    this.#savedDisabled = new Set(saved.backends.filter((entry) => entry.disabled).map((entry) => entry.backend.id));
 
     return groupByProvider(saved.backends);
+  }
+
+  /** Returns the ids that the file read by `load` marks disabled, in file order. */
+  savedDisabledIds(): string[] {
+    return [...this.#savedDisabled];
   }
 
   /**
@@ -161,19 +169,21 @@ export class StateFile {
    * A file that `load` did not read in full and did not copy is first moved to `badCopyPath`,
    * and while that move fails, nothing is written. A failed write is logged once per failure
    * streak and tried again after a back-off, until a newer set replaces it.
+   * Backends for which `isDisabled` returns true are saved with `"disabled": true`; carried
+   * ones keep the mark they were loaded with.
    */
-  save(set: BackendSet, providerOf: (id: string) => string | undefined): void {
-    this.#schedule.runNow(() => this.#write(set, providerOf));
+  save(set: BackendSet, providerOf: (id: string) => string | undefined, isDisabled: (id: string) => boolean = () => false): void {
+    this.#schedule.runNow(() => this.#write(set, providerOf, isDisabled));
   }
 
   /** Writes the set, logs the first failure of a streak and the end of one, and returns whether it was written. */
-  #write(set: BackendSet, providerOf: (id: string) => string | undefined): boolean {
+  #write(set: BackendSet, providerOf: (id: string) => string | undefined, isDisabled: (id: string) => boolean): boolean {
     const state = {
       version: STATE_VERSION,
       savedAt: new Date().toISOString(),
       backends: [
-        ...set.backends.map((backend) => ({ id: backend.id, target: backend.target, provider: providerOf(backend.id) ?? "unknown" })),
-        ...this.#carriedOutside(set).map(({ backend, provider }) => ({ id: backend.id, target: backend.target, provider })),
+        ...set.backends.map((backend) => savedEntry(backend, providerOf(backend.id) ?? "unknown", isDisabled(backend.id))),
+        ...this.#carriedOutside(set).map(({ backend, provider }) => savedEntry(backend, provider, this.#savedDisabled.has(backend.id))),
       ],
     };
     try {
@@ -200,8 +210,8 @@ export class StateFile {
    * burst of changes only the latest set is written, so the event loop does not wait on
    * one fsync per change.
    */
-  saveSoon(set: BackendSet, providerOf: (id: string) => string | undefined): void {
-    this.#schedule.runSoon(() => this.#write(set, providerOf));
+  saveSoon(set: BackendSet, providerOf: (id: string) => string | undefined, isDisabled: (id: string) => boolean = () => false): void {
+    this.#schedule.runSoon(() => this.#write(set, providerOf, isDisabled));
   }
 
   /**
@@ -282,6 +292,13 @@ function isFolderAt(path: string, followLinks: boolean): boolean {
     // The folder above cannot be searched; the read or the write reports it.
     return false;
   }
+}
+
+/** Returns the entry of one backend in the file; `disabled` is left out for an enabled backend, as older files have it. */
+function savedEntry(backend: Backend, provider: string, disabled: boolean): { id: string; target: string; provider: string; disabled?: true } {
+  const entry = { id: backend.id, target: backend.target, provider };
+
+  return disabled ? { ...entry, disabled: true } : entry;
 }
 
 function groupByProvider(entries: SavedBackend[]): Map<string, BackendSet> {

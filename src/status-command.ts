@@ -1,5 +1,6 @@
 import { type AdminCommandOutput, PROCESS_OUTPUT, requestAdmin, runAdminCommand } from "./admin-client.ts";
 import type { Address } from "./address.ts";
+import type { HealthCondition } from "./backend-health.ts";
 import type { BalancerStatus, RemovedBackendStatus } from "./balancer-status.ts";
 import type { CliOptions } from "./cli.ts";
 import { formatDuration } from "./duration.ts";
@@ -10,6 +11,9 @@ import { formatSlowStart } from "./slow-start-setting.ts";
 import { escapeControlCharacters } from "./logger.ts";
 import { joinWords } from "./word-lists.ts";
 import { STATS_REPLY_MS } from "./worker-pool.ts";
+
+/** Labels of the lines that explain a backend that is not healthy, by its health. */
+const HEALTH_LABELS: Partial<Record<HealthCondition, string>> = { retrying: "Retrying", pending: "Pending" };
 
 /**
  * Runs `tinylb status`: requests `GET /v1/backends` from a running balancer's admin API
@@ -120,7 +124,7 @@ export function formatStatus(status: BalancerStatus): string {
     lines.push(`Slow start: "${backend.id}" gets ${percent}% of a full share of new clients, all of it in ${formatTimeLeft(backend.slowStartEndsInMs!)}`);
   }
   for (const backend of status.backends.filter((entry) => entry.healthy === false)) {
-    const label = backend.health === "retrying" ? "Retrying" : "Unhealthy";
+    const label = HEALTH_LABELS[backend.health] ?? "Unhealthy";
     lines.push(`${label}: "${backend.id}": ${backend.healthCause}`);
   }
   for (const backend of status.removed) {

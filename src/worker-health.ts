@@ -1,5 +1,5 @@
 import type { Backend } from "./backend.ts";
-import type { HealthCondition, HealthState } from "./backend-health.ts";
+import { type HealthCondition, type HealthState, inRotation } from "./backend-health.ts";
 import { BackendSet } from "./backend-set.ts";
 import { HealthChecker, type HealthCheckSettings, type HealthFlipListener } from "./health-checker.ts";
 import type { DisabledIds } from "./round-robin-selector.ts";
@@ -13,8 +13,10 @@ import type { DialResult, HealthSnapshot } from "./worker-messages.ts";
  * sends it every failed dial and each successful dial to a backend that is not healthy.
  * The main thread records them in its checker and sends a new snapshot on each change of
  * condition.
- * A backend the main thread has not reported yet counts as healthy, as a new backend does
- * in the main thread's own checker.
+ * A backend the main thread has not reported yet counts as healthy, as a backend of the
+ * first set does in the main thread's own checker. Each set command carries a snapshot taken
+ * after the main thread's checker tracked that set, so a backend that joins pending is never
+ * handed out between the set and the next snapshot.
  *
  * NOTE: a failed dial reaches the workers' rotations a message round trip later, plus up to
  * 50 ms while the main thread batches changes. Until then a worker still hands the backend
@@ -74,7 +76,7 @@ export class WorkerHealth extends HealthChecker {
   override setDisabled(_disabled: DisabledIds): void {}
 
   override isHealthy(backend: Backend): boolean {
-    return conditionIn(this.#conditions, backend) !== "unhealthy";
+    return inRotation(conditionIn(this.#conditions, backend));
   }
 
   override isReportedHealthy(backend: Backend): boolean {

@@ -22,6 +22,8 @@ export interface SetCommand {
   backends: { id: string; target: string }[];
   slots: Record<string, number>;
   slowStart: SlowStartWindow[];
+  /** The main thread's health state once its checker tracked this set, which marks the backends that joined pending. */
+  health: HealthSnapshot;
 }
 
 /** A message from the main thread to a relay worker. */

@@ -196,7 +196,7 @@ export class WorkerPool {
     const backends = set.backends.map((backend) => ({ id: backend.id, target: backend.target }));
     const slots = this.#server.threadCounters?.backendCounts?.slotsOf(set.targets) ?? {};
 
-    return { type: "set", backends, slots, slowStart: this.#server.slowStart.windows() };
+    return { type: "set", backends, slots, slowStart: this.#server.slowStart.windows(), health: this.#healthSnapshot() };
   }
 
   /**

@@ -89,6 +89,18 @@ describe("loadConfigFile", () => {
     expect(file.logFormat).toBe("json");
   });
 
+  test("reads disabled backends", () => {
+    const text = "backends:\n  - { id: a, target: 127.0.0.1:1, disabled: true }\n  - { id: b, target: 127.0.0.1:2, disabled: false }\n  - { id: c, target: 127.0.0.1:3 }\n";
+    const file = loadConfigFile(write("disabled.yaml", text));
+    expect(file.disabledBackends).toEqual(["a"]);
+    expect(file.backends?.map((backend) => backend.id)).toEqual(["a", "b", "c"]);
+  });
+
+  test("rejects a disabled key that is not a boolean", () => {
+    const path = write("disabled-word.yaml", "backends:\n  - { id: a, target: 127.0.0.1:1, disabled: maybe }\n");
+    expect(() => loadConfigFile(path)).toThrow(/backends\[0\]\.disabled: /);
+  });
+
   test("reads workers", () => {
     expect(loadConfigFile(write("workers.yaml", "workers: 4\n")).workers).toBe(4);
   });

@@ -118,3 +118,26 @@ test("DisabledBackends replace reports only a real change", () => {
   expect(disabled.ids()).toEqual(["c"]);
   expect(changes).toBe(2);
 });
+
+test("DisabledBackends keeps the origin of each mark", () => {
+  const disabled = new DisabledBackends();
+  let changes = 0;
+  disabled.onChange(() => changes++);
+
+  expect(disabled.disable("a", "config")).toBe(true);
+  expect(disabled.originOf("a")).toBe("config");
+  expect(changes).toBe(1);
+
+  // An admin mark takes over a config mark, and counts as a change for the state file.
+  expect(disabled.disable("a", "admin")).toBe(false);
+  expect(disabled.originOf("a")).toBe("admin");
+  expect(changes).toBe(2);
+
+  // A config mark never takes over an admin mark.
+  expect(disabled.disable("a", "config")).toBe(false);
+  expect(disabled.originOf("a")).toBe("admin");
+  expect(changes).toBe(2);
+
+  expect(disabled.enable("a")).toBe(true);
+  expect(disabled.originOf("a")).toBeUndefined();
+});

@@ -466,3 +466,108 @@ test("HealthChecker logs a retargeted unhealthy id as healthy", () => {
   expect(checker.state("a")).toMatchObject({ condition: "healthy", healthy: true });
   expect(checker.state("b")).toMatchObject({ condition: "unhealthy" });
 });
+
+/** Returns a probed checker on the system clock whose running set is `first`, plus its logs. */
+function runningProbed(first: BackendSet, probe: NonNullable<ConstructorParameters<typeof HealthChecker>[0]>["probe"]): { checker: HealthChecker; logs: LogLines } {
+  const logs = new LogLines();
+  const checker = new HealthChecker({ probe, logger: logs.logger });
+  checkers.push(checker);
+  checker.update(first);
+
+  return { checker, logs };
+}
+
+test("HealthChecker keeps a joining backend pending until a probe passes", async () => {
+  const running = new ReadyzServer();
+  const joining = new ReadyzServer();
+  joining.delayMs = 300;
+  try {
+    const first = new BackendSet([createBackend("a", `127.0.0.1:${running.server.port}`)]);
+    const { checker, logs } = runningProbed(first, { kind: "http", path: "/readyz", intervalMs: 60_000, timeoutMs: 5000, rise: 2 });
+    // The backend of the first set is healthy before any probe.
+    expect(checker.state("a")!.condition).toBe("healthy");
+
+    const b = createBackend("b", `127.0.0.1:${joining.server.port}`);
+    checker.update(new BackendSet([first.get("a")!, b]));
+    expect(checker.state("b")).toMatchObject({ condition: "pending", healthy: false });
+    expect(checker.isHealthy(b)).toBe(false);
+    expect(checker.degraded).toBe(false);
+    expect(logs.withMessage("backend is pending: it gets no clients until its first probe passes").map((line) => line.backend)).toEqual(["b"]);
+
+    // The first probe starts at once, and one pass is enough even with rise: 2.
+    await waitFor("b's first probe", () => checker.state("b")!.condition !== "pending");
+    expect(joining.probes).toBe(1);
+    expect(checker.state("b")!.condition).toBe("healthy");
+    expect(checker.isHealthy(b)).toBe(true);
+    expect(logs.withMessage("backend is healthy").map((line) => line.backend)).toEqual(["b"]);
+  } finally {
+    running.server.stop(true);
+    joining.server.stop(true);
+  }
+});
+
+test("HealthChecker leaves a joining backend out after a failed probe", async () => {
+  const running = new ReadyzServer();
+  const joining = new ReadyzServer();
+  joining.status = 503;
+  try {
+    const first = new BackendSet([createBackend("a", `127.0.0.1:${running.server.port}`)]);
+    const { checker, logs } = runningProbed(first, { kind: "http", path: "/readyz", intervalMs: 50, timeoutMs: 5000, rise: 2, fall: 3 });
+    const b = createBackend("b", `127.0.0.1:${joining.server.port}`);
+    checker.update(new BackendSet([first.get("a")!, b]));
+
+    // One failure is enough for a pending backend, and it is warned about once.
+    await waitFor("b's first probe", () => checker.state("b")!.condition !== "pending");
+    expect(checker.state("b")).toMatchObject({ condition: "unhealthy", timesUnhealthy: 1 });
+    expect(logs.withMessage("backend is unhealthy").map((line) => line.backend)).toEqual(["b"]);
+    expect(logs.withMessage("backend is unhealthy")[0]!.level).toBe("warn");
+
+    // From there the usual rise applies: two passes in a row.
+    joining.status = 200;
+    await waitFor("b healthy", () => checker.state("b")!.condition === "healthy");
+    expect(checker.state("b")!.probe).toMatchObject({ up: true, passes: 2 });
+  } finally {
+    running.server.stop(true);
+    joining.server.stop(true);
+  }
+});
+
+test("HealthChecker is degraded when every backend is pending or unhealthy", () => {
+  const set = setOf("a");
+  const clock = new FakeClock();
+  const checker = new HealthChecker({ clock, probe: { kind: "tcp", intervalMs: 60_000 } });
+  checkers.push(checker);
+  checker.update(set);
+  checker.dialFailed(set.get("a")!, "dial failed: refused");
+  expect(checker.degraded).toBe(true);
+
+  // b waits for its probe, which the fake clock has not run, so nothing is healthy.
+  checker.update(new BackendSet([set.get("a")!, createBackend("b", "127.0.0.1:1001")]));
+  expect(checker.state("b")!.condition).toBe("pending");
+  expect(checker.degraded).toBe(true);
+});
+
+test("HealthChecker without probes never makes a backend pending", () => {
+  const set = setOf("a");
+  const { checker } = start(set);
+  const b = createBackend("b", "127.0.0.1:1001");
+
+  checker.update(new BackendSet([set.get("a")!, b]));
+  expect(checker.state("b")).toMatchObject({ condition: "healthy", healthy: true });
+  expect(checker.isHealthy(b)).toBe(true);
+});
+
+test("HealthChecker makes a retargeted probed id pending", () => {
+  const set = setOf("a", "b");
+  const clock = new FakeClock();
+  const logs = new LogLines();
+  const checker = new HealthChecker({ clock, logger: logs.logger, probe: { kind: "tcp", intervalMs: 60_000 } });
+  checkers.push(checker);
+  checker.update(set);
+  checker.dialFailed(set.get("a")!, "dial failed: refused");
+
+  checker.update(new BackendSet([createBackend("a", "127.0.0.1:2000"), set.get("b")!]));
+  expect(checker.state("a")!.condition).toBe("pending");
+  // No "healthy" line for the new target, since it has not passed a probe yet.
+  expect(logs.withMessage("backend is healthy")).toHaveLength(0);
+});

@@ -75,6 +75,46 @@ test("StateFile saves and loads by provider", () => {
   expect(loaded.get("api")?.describe()).toBe("x=unix:/run/x.sock");
 });
 
+test("StateFile saves and loads disabled marks", () => {
+  const path = join(tempDir(), "disabled.json");
+  const state = new StateFile(path);
+
+  state.save(SET, (id) => SOURCES[id], (id) => id === "x");
+  const entries = (JSON.parse(readFileSync(path, "utf8")) as { backends: Record<string, unknown>[] }).backends;
+  expect(entries.find((entry) => entry.id === "x")?.disabled).toBe(true);
+  // Enabled backends have no field, as in files written before marks were saved.
+  expect(entries.find((entry) => entry.id === "api-1")).toEqual({ id: "api-1", target: "10.0.0.1:6443", provider: "static" });
+
+  const loaded = new StateFile(path);
+  expect(loaded.load().get("api")?.describe()).toBe("x=unix:/run/x.sock");
+  expect(loaded.savedDisabledIds()).toEqual(["x"]);
+});
+
+test("StateFile keeps the mark of a carried backend", () => {
+  const path = join(tempDir(), "carried.json");
+  const api = [{ id: "api-9", target: "10.0.0.9:6443", provider: "api", disabled: true }];
+  writeFileSync(path, JSON.stringify({ version: 1, backends: api }));
+  const state = new StateFile(path);
+  const saved = state.load();
+  state.carry("api", saved.get("api")!);
+
+  state.save(new BackendSet([createBackend("a", "10.0.0.1:6443")]), () => "static");
+
+  expect(new StateFile(path).load().get("api")?.describe()).toBe("api-9=10.0.0.9:6443");
+  expect(JSON.parse(readFileSync(path, "utf8")).backends[1]).toEqual(api[0]);
+});
+
+test("StateFile skips a disabled field that is not a boolean", () => {
+  const path = join(tempDir(), "bad-disabled.json");
+  writeFileSync(path, JSON.stringify({ version: 1, backends: [{ id: "a", target: "10.0.0.1:6443", provider: "static", disabled: "yes" }] }));
+  const log = new LogLines();
+  const state = new StateFile(path, log.logger);
+
+  expect(state.load().size).toBe(0);
+  expect(state.savedDisabledIds()).toEqual([]);
+  expect(String(log.withMessage("skipped an invalid saved backend")[0]?.err)).toContain("backends[0].disabled: ");
+});
+
 test("StateFile writes atomically with mode 0600", () => {
   const dir = tempDir();
   const path = join(dir, "state.json");

@@ -31,6 +31,8 @@ export interface FileProviderOptions {
   pollIntervalMs?: number;
   /** Called with each re-read config that was accepted (not the one read at start), for its other settings. */
   onAccepted?: (config: FileConfig) => void;
+  /** Called with each config whose backends were just published, the one read at start included. */
+  onPublished?: (config: FileConfig) => void;
   /** Checks a config beyond its schema before it is accepted; a ConfigError rejects it. */
   check?: (config: FileConfig) => void;
   /** @default a logger that writes nothing */
@@ -78,7 +80,7 @@ export class FileProvider implements Provider {
   reloadFailures = 0;
   /** The latest reload that read changed content or came from a SIGHUP; undefined before the first one after start. */
   lastReload: ReloadResult | undefined;
-  readonly #options: Required<Omit<FileProviderOptions, "onAccepted" | "check">> & Pick<FileProviderOptions, "onAccepted" | "check">;
+  readonly #options: Required<Omit<FileProviderOptions, "onAccepted" | "onPublished" | "check">> & Pick<FileProviderOptions, "onAccepted" | "onPublished" | "check">;
   readonly #log: Logger;
   #publish: PublishBackendSet | undefined;
   #watch: ConfigWatch | undefined;
@@ -198,6 +200,7 @@ export class FileProvider implements Provider {
     this.#appliedKeys = keys;
     publish(set);
     this.#published = set;
+    this.#options.onPublished?.(config);
     this.#recordReload(reason, "applied");
 
     return true;
