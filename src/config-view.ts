@@ -19,7 +19,7 @@ export interface SettingEntry {
   source: SettingSource;
 }
 
-/** A backend's own settings from the config file (`backends[].probe`, `slowStart`, `proxyProtocol`). */
+/** A backend's own settings from the config file (`backends[].probe`, `slowStart`, `proxyProtocol`, `disabled`). */
 export interface BackendOverrides {
   id: string;
   settings: SettingEntry[];
@@ -70,7 +70,7 @@ export function collectConfigView(settings: Settings, cli: CliOptions, files: Co
   return {
     configFile: cli.configPath === undefined ? null : resolve(cli.configPath),
     settings: entries.map((spec) => ({ key: spec.key, value: spec.running, source: sourceOf(spec) })),
-    backendOverrides: collectBackendOverrides(settings),
+    backendOverrides: collectBackendOverrides(settings, files.applied.disabledBackends ?? []),
     pendingRestart: [...pendingRestart],
   };
 }
@@ -168,10 +168,14 @@ function withoutUserInfo(endpoint: string): string {
   return endpoint.replace(/^(https?:\/\/)[^/@]*@/, "$1");
 }
 
-/** Lists each backend's own probe keys, slow start and PROXY protocol mode, all from the config file. */
-function collectBackendOverrides(settings: Settings): BackendOverrides[] {
+/**
+ * Lists each backend's own probe keys, slow start, PROXY protocol mode and `disabled: true`, all
+ * from the config file. `disabled` is the file's key: `tinylb status` shows whether the backend
+ * is disabled now, since `tinylb enable` overrides the key until a reload changes it.
+ */
+function collectBackendOverrides(settings: Settings, disabledInFile: readonly string[]): BackendOverrides[] {
   const probes = settings.health.check.probeOverrides ?? new Map();
-  const ids = new Set([...probes.keys(), ...settings.slowStart.byId.keys(), ...settings.proxyProtocol.byId.keys()]);
+  const ids = new Set([...probes.keys(), ...settings.slowStart.byId.keys(), ...settings.proxyProtocol.byId.keys(), ...disabledInFile]);
 
   return [...ids].sort().map((id) => {
     const entries: SettingEntry[] = [...probeFields(probes.get(id))].map(([name, value]) => ({ key: `probe.${name}`, value, source: "file" }));
@@ -182,6 +186,9 @@ function collectBackendOverrides(settings: Settings): BackendOverrides[] {
     const proxyProtocol = settings.proxyProtocol.byId.get(id);
     if (proxyProtocol !== undefined) {
       entries.push({ key: "proxyProtocol", value: proxyProtocol, source: "file" });
+    }
+    if (disabledInFile.includes(id)) {
+      entries.push({ key: "disabled", value: true, source: "file" });
     }
 
     return { id, settings: entries };

@@ -89,6 +89,8 @@ test("config view lists backend overrides", () => {
     "  - { id: api-2, target: 127.0.0.1:6444, slowStart: 1m, proxyProtocol: v2 }",
     "  - { id: api-1, target: 127.0.0.1:6443, probe: { kind: http, fall: 1 } }",
     "  - { id: api-3, target: 127.0.0.1:6445 }",
+    "  - { id: api-4, target: 127.0.0.1:6446, disabled: true }",
+    "  - { id: api-5, target: 127.0.0.1:6447, disabled: false }",
   ]);
   const view = viewOf(path);
 
@@ -107,6 +109,7 @@ test("config view lists backend overrides", () => {
         { key: "proxyProtocol", value: "v2", source: "file" },
       ],
     },
+    { id: "api-4", settings: [{ key: "disabled", value: true, source: "file" }] },
   ]);
 });
 
