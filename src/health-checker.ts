@@ -411,12 +411,15 @@ export class HealthChecker {
     }
 
     entry.reported = healthy;
-    // An unhealthy backend is a failure the balancer routes around, so it is a warning.
+    // An unhealthy backend is a failure the balancer routes around, so it is a warning, unless
+    // it is disabled: it gets no clients anyway, and a backend in maintenance is expected to fail.
+    const disabled = this.#disabled.has(backend.id);
+    const fields = disabled ? { backend: backend.id, target: backend.target, cause, disabled } : { backend: backend.id, target: backend.target, cause };
     if (healthy) {
-      this.#log.info("backend is healthy", { backend: backend.id, target: backend.target, cause });
+      this.#log.info("backend is healthy", fields);
     } else {
       entry.health.timesUnhealthy++;
-      this.#log.warn("backend is unhealthy", { backend: backend.id, target: backend.target, cause });
+      this.#log[disabled ? "info" : "warn"]("backend is unhealthy", fields);
     }
     this.#updateDegraded();
     for (const listener of this.#listeners) {

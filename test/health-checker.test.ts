@@ -320,6 +320,25 @@ test("HealthChecker probes fall after 3 failures and rise after 2 passes", async
   }
 });
 
+test("HealthChecker logs a disabled backend's fall as info", async () => {
+  const readyz = new ReadyzServer();
+  try {
+    const { checker, logs } = probed(readyz, { probe: { kind: "http", path: "/readyz", intervalMs: 20, timeoutMs: 1000, rise: 1, fall: 1 } });
+    checker.setDisabled(new Set(["api-1"]));
+    await waitFor("a probe", () => readyz.probes >= 1);
+
+    readyz.status = 500;
+    await waitFor("unhealthy", () => !checker.state("api-1")!.healthy);
+
+    const lines = logs.withMessage("backend is unhealthy");
+    expect(lines).toHaveLength(1);
+    expect(lines[0]!.level).toBe("info");
+    expect(lines[0]!.disabled).toBe(true);
+  } finally {
+    readyz.server.stop(true);
+  }
+});
+
 test("HealthChecker never overlaps probes of one backend", async () => {
   const readyz = new ReadyzServer();
   readyz.delayMs = 150;
