@@ -200,19 +200,10 @@ async function bindUnix(path: string, options: HttpServerOptions, token: string 
   } catch (error) {
     throw adminSocketError(path, error);
   }
-  // The umask makes the kernel create the socket as 0600, so it is never reachable by
-  // others, even for a moment. HttpServer.listen binds before it returns, so no other code
-  // runs while the process-wide umask is changed.
-  const previous = process.umask(0o177);
-  let listening: Promise<HttpServer>;
-  try {
-    listening = HttpServer.listen({ path: bindPath }, options);
-  } finally {
-    process.umask(previous);
-  }
+  // HttpServer creates the socket as 0600, so it is never reachable by others, even for a moment.
   let http: HttpServer;
   try {
-    http = await listening;
+    http = await HttpServer.listen({ path: bindPath }, options);
   } catch (error) {
     throw adminSocketError(path, error);
   }

@@ -1,4 +1,4 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import type { Socket } from "node:net";
 import { json } from "./admin-request.ts";
 import { ConnectionCapLog } from "./connection-cap-log.ts";
@@ -73,13 +73,14 @@ export class HttpServer {
   }
 
   /**
-   * Binds a server on `address`. Bun 1.4.4 binds inside node:http's `listen`, so the socket
-   * exists when this function returns, before its promise settles; a caller may rely on the
-   * umask it set around the call.
+   * Binds a server on `address`. A Unix socket is created with mode 0600, so only this user
+   * can connect, even for a moment before a chmod.
    *
-   * @throws {Error} the bind error, with its errno `code` (such as EADDRINUSE), through the promise.
+   * @throws {Error} the bind error, with its errno `code` (such as EADDRINUSE).
    */
-  static listen(address: HttpListenAddress, options: HttpServerOptions): Promise<HttpServer> {
+  static async listen(address: HttpListenAddress, options: HttpServerOptions): Promise<HttpServer> {
+    // Loaded on first use, so that a tinylb with neither server never loads node:http.
+    const { createServer } = await import("node:http");
     const server = createServer({
       requireHostHeader: false,
       headersTimeout: HEADERS_TIMEOUT_MS,
@@ -99,7 +100,14 @@ export class HttpServer {
       resolve(http);
     });
     if ("path" in address) {
-      server.listen(address.path);
+      // Bun 1.4.4 binds inside `listen`, before it returns, so no other code runs while the
+      // process-wide umask is changed.
+      const previous = process.umask(0o177);
+      try {
+        server.listen(address.path);
+      } finally {
+        process.umask(previous);
+      }
     } else {
       server.listen(address.port, address.host);
     }
