@@ -16,7 +16,7 @@ import { HttpServer, type HttpServerOptions } from "./http-server.ts";
 /**
  * Connections the admin API keeps open at once; another is closed at accept. Its callers are
  * few (tinylb commands, a supervisor's health checks, a scraper or two), so 64 is ample, and a
- * flood of connections holds at most 64 file descriptors that the listeners then lack.
+ * flood of connections keeps at most 64 file descriptors from the listeners.
  */
 export const ADMIN_MAX_CONNECTIONS = 64;
 

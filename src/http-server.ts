@@ -9,14 +9,14 @@ import { RateLimitedLog } from "./rate-limited-log.ts";
 /** The handler of an HTTP server: one request in, its response out. `client` is the peer's IP address, or "unix". */
 export type Fetch = (request: Request, client: string) => Promise<Response>;
 
-/** Where an HTTP server listens: a TCP host and port (0 lets the kernel pick), or a Unix socket path. */
+/** The address of an HTTP server: a TCP host and port (0 lets the kernel pick), or a Unix socket path. */
 export type HttpListenAddress = { host: string; port: number } | { path: string };
 
 /** Settings of an `HttpServer`. */
 export interface HttpServerOptions {
   /** The server's name at the start of its log lines, such as "admin API". */
   subject: string;
-  /** Connections open at once; a connection above the cap is closed at accept. */
+  /** Maximum number of open connections. A connection above it is closed at accept. */
   maxConnections: number;
   fetch: Fetch;
   log: Logger;
@@ -41,7 +41,7 @@ const TIMEOUT_CHECK_MS = 1_000;
 /**
  * Bytes of an unread request body that are read and discarded after the response, so that
  * the client can read the response before the connection closes. A larger rest closes the
- * connection at once, which may cost the client the response; Bun.serve drew the same line.
+ * connection at once, which may cost the client the response.
  */
 const MAX_DISCARDED_BODY_BYTES = 16 * 1024 * 1024;
 
@@ -49,7 +49,9 @@ const MAX_DISCARDED_BODY_BYTES = 16 * 1024 * 1024;
  * An HTTP/1.1 server on node:http for the admin API and the metrics server, with a cap on open
  * connections, which Bun.serve lacks (Bun 1.4.4). A connection over the cap is closed at accept
  * (`server.maxConnections`), so that a flood of connections cannot take every file descriptor
- * from the listeners. Requests are served by a fetch-style handler.
+ * from the listeners. Over TCP, Bun accepts a connection only once its first bytes arrive, or
+ * after a few seconds without any, and the cap applies then. Requests are served by a
+ * fetch-style handler.
  *
  * An error that escapes the handler (a bug) gets a JSON 500 and an error line at most every
  * 10 s, never a stack trace in the response.
@@ -96,7 +98,7 @@ export class HttpServer {
     server.once("error", reject);
     server.once("listening", () => {
       server.off("error", reject);
-      server.on("error", (error) => options.log.error(`${options.subject} server error`, { err: error }));
+      server.on("error", (error) => options.log.error(`${options.subject} failed`, { err: error }));
       resolve(http);
     });
     if ("path" in address) {

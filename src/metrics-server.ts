@@ -9,7 +9,7 @@ import { type Logger, silentLogger } from "./logger.ts";
 /**
  * Connections the metrics server keeps open at once; another is closed at accept. A scraper
  * such as Prometheus keeps one connection open, so 64 leaves room for many of them, and a
- * flood of connections holds at most 64 file descriptors that the listeners then lack.
+ * flood of connections keeps at most 64 file descriptors from the listeners.
  */
 export const METRICS_MAX_CONNECTIONS = 64;
 

@@ -5,7 +5,7 @@ import { LogLines } from "./support/log-lines.ts";
 const REACHED = "admin API connection cap reached; new connections are closed at accept";
 const BELOW = "admin API connections are below half the cap again";
 
-test("ConnectionCapLog warns once per time at the cap", () => {
+test("ConnectionCapLog warns once at the cap", () => {
   const log = new LogLines();
   const cap = new ConnectionCapLog(log.logger, "admin API", 8);
 

@@ -1,7 +1,7 @@
 /**
  * End-to-end tests of the connection caps of the admin API and the metrics server: a flood of
  * slow connections to either, under a low descriptor limit, leaves the listener relaying and
- * the other server answering.
+ * the other server responding.
  */
 import { expect, test } from "bun:test";
 import type { Socket } from "bun";
@@ -69,14 +69,14 @@ test.each([
     console.log(`${subject} flood under ulimit -n ${DESCRIPTOR_LIMIT}: ${open} of ${FLOOD} connections kept open`);
     expect(open).toBe(CAP);
 
-    // The listener still relays, and the server that was not flooded still answers.
+    // The listener still relays, and the server that was not flooded still responds.
     const relayed = await echoingClient(port, "through the listener\n");
     expect(relayed).toBeDefined();
     relayed!.terminate();
     expect(await (subject === "admin API" ? metrics("/healthz") : admin("/healthz"))).toBe(200);
     expect(tinylb.countLines(`${subject} connection cap reached; new connections are closed at accept`)).toBe(1);
 
-    // Once the flood ends, the flooded server answers again.
+    // Once the flood ends, the flooded server responds again.
     for (const client of clients) {
       client.socket.terminate();
     }

@@ -30,8 +30,8 @@ interface RawClient {
 
 /**
  * The start of a request, without the blank line that ends its headers. Over TCP, Bun 1.4.4
- * accepts a connection only once its first bytes arrive (until then it waits in the kernel,
- * holding no descriptor of the process), so a client must send something to count against the cap.
+ * accepts a connection only once its first bytes arrive, or after a few seconds without any
+ * (until then it waits in the kernel), so a client sends this to count against the cap at once.
  */
 const PARTIAL_REQUEST = "GET /healthz HTTP/1.1\r\nHost: x\r\n";
 
@@ -75,7 +75,7 @@ async function startServer(transport: "tcp" | "unix", maxConnections: number, fe
   return { http, log, address };
 }
 
-/** The `Address` of rawHttpExchange for `address`. */
+/** Converts `address` to the `Address` that rawHttpExchange takes. */
 function rawAddress(address: HttpListenAddress): { kind: "unix"; path: string } | { kind: "tcp"; host: string; port: number } {
   return "path" in address ? { kind: "unix", path: address.path } : { kind: "tcp", ...address };
 }
@@ -140,7 +140,7 @@ describe.each(["tcp", "unix"] as const)("HttpServer over %s", (transport) => {
     }
     await waitFor("the connections over the cap to close", () => over.every((client) => client.closed()));
 
-    // This process holds both ends, so a descriptor the server kept would show here.
+    // This process has both ends open, so a descriptor the server kept would show here.
     await waitFor("the descriptors to be released", () => countOpenDescriptors() <= before);
     expect(held.map((client) => client.closed())).toEqual([false, false]);
   });
