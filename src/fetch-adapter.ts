@@ -98,5 +98,8 @@ export async function sendFetchResponse(outgoing: ServerResponse, response: Resp
     outgoing.setHeader("content-length", body.byteLength);
   }
   outgoing.statusCode = response.status;
-  outgoing.end(body);
+  if (body !== undefined) {
+    outgoing.write(body);
+  }
+  outgoing.end();
 }

@@ -75,8 +75,8 @@ export class HttpServer {
   }
 
   /**
-   * Binds a server on `address`. A Unix socket is created with mode 0600, so only this user
-   * can connect, even for a moment before a chmod.
+   * Binds a server on `address`. A Unix socket is created with mode 0600 (under a umask of
+   * 0177), so no other user can connect to it at any moment.
    *
    * @throws {Error} the bind error, with its errno `code` (such as EADDRINUSE).
    */
@@ -168,6 +168,7 @@ export class HttpServer {
     try {
       request = toFetchRequest(incoming);
     } catch (error) {
+      this.#options.log.debug("HTTP request rejected", { method: incoming.method, err: error });
       await this.#send(incoming, outgoing, json(400, { error: `invalid request: ${(error as Error).message}` }));
 
       return;
@@ -202,7 +203,7 @@ export class HttpServer {
   }
 }
 
-/** Reads and drops the rest of a request body, up to `MAX_DISCARDED_BODY_BYTES`, then closes the connection. */
+/** Reads and drops the rest of a request body, and closes the connection once more than `MAX_DISCARDED_BODY_BYTES` arrived. */
 function discardBody(incoming: IncomingMessage): void {
   let discarded = 0;
   incoming.on("data", (chunk: Buffer) => {
