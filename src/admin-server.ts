@@ -1,8 +1,7 @@
 import { chmodSync, lstatSync, renameSync, rmSync, statSync, unlinkSync } from "node:fs";
 import { dirname, join } from "node:path";
-import type { Server as HttpServer } from "bun";
 import { type Address, formatAddress, isLocalAddress, type TcpAddress } from "./address.ts";
-import { json, MAX_ADMIN_BODY_BYTES, requestPath } from "./admin-request.ts";
+import { json, requestPath } from "./admin-request.ts";
 import { type AdminRouteContext, routeAdminRequest } from "./admin-routes.ts";
 import { adminSocketOwnerProblem, prepareAdminSocketFolder } from "./admin-socket-access.ts";
 import { AdminToken, readTokenFile } from "./admin-token.ts";
@@ -12,6 +11,14 @@ import { MAX_SOCKET_PATH_BYTES, socketPathProblem } from "./socket-path.ts";
 import { type Logger, silentLogger } from "./logger.ts";
 import { RateLimitedLog } from "./rate-limited-log.ts";
 import { handleHttpRequest } from "./http-request-handler.ts";
+import { HttpServer, type HttpServerOptions } from "./http-server.ts";
+
+/**
+ * Connections the admin API keeps open at once; another is closed at accept. Its callers are
+ * few (tinylb commands, a supervisor's health checks, a scraper or two), so 64 is ample, and a
+ * flood of connections keeps at most 64 file descriptors from the listeners.
+ */
+export const ADMIN_MAX_CONNECTIONS = 64;
 
 /** Settings of the admin API server. */
 export interface AdminServerOptions {
@@ -61,14 +68,14 @@ export function checkAdminAddress(address: Address, allowPublic: boolean, tokenF
  */
 export class AdminServer {
   readonly address: Address;
-  readonly #http: HttpServer<undefined>;
+  readonly #http: HttpServer;
   readonly #log: Logger;
   /** Inode of the Unix socket this server created, so `stop` never removes a successor's socket. */
   readonly #socketIno: number | undefined;
   /** The token every request must carry; undefined without a token file. */
   readonly #token: AdminToken | undefined;
 
-  private constructor(address: Address, http: HttpServer<undefined>, log: Logger, token: AdminToken | undefined) {
+  private constructor(address: Address, http: HttpServer, log: Logger, token: AdminToken | undefined) {
     this.address = address;
     this.#http = http;
     this.#log = log;
@@ -86,6 +93,11 @@ export class AdminServer {
     return formatAddress(this.address);
   }
 
+  /** Connections closed at accept because `ADMIN_MAX_CONNECTIONS` were open, since start. */
+  get rejectedConnections(): number {
+    return this.#http.rejectedConnections;
+  }
+
   /**
    * Checks the address, reads the token and binds the server.
    *
@@ -100,9 +112,9 @@ export class AdminServer {
     const rejected = new RateLimitedLog(log, "warn", 10_000);
     const access = token === undefined ? undefined : new AdminToken(options.tokenFile!, token);
 
-    const fetch = async (request: Request, http: HttpServer<undefined>): Promise<Response> => {
+    const fetch = async (request: Request, client: string): Promise<Response> => {
       if (access !== undefined && !access.authorizes(request)) {
-        rejected.log("admin request rejected: missing or invalid bearer token", { client: http.requestIP(request)?.address ?? "unix", path: requestPath(request) });
+        rejected.log("admin request rejected: missing or invalid bearer token", { client, path: requestPath(request) });
 
         return json(401, { error: "missing or invalid bearer token" }, { "www-authenticate": "Bearer" });
       }
@@ -110,7 +122,8 @@ export class AdminServer {
       return handleHttpRequest(request, () => routeAdminRequest(request, context), log);
     };
 
-    const http = address.kind === "unix" ? await bindUnix(address.path, fetch, token, log) : bindTcp("admin API", "--admin", address, fetch, log);
+    const serving: HttpServerOptions = { subject: "admin API", maxConnections: ADMIN_MAX_CONNECTIONS, fetch, log };
+    const http = address.kind === "unix" ? await bindUnix(address.path, serving, token) : await bindTcp("--admin", address, serving);
     const bound: Address = address.kind === "unix" ? address : { kind: "tcp", host: address.host, port: http.port ?? address.port };
     const server = new AdminServer(bound, http, log, access);
     log.info("admin API listening", { listener: server.name, token: token === undefined ? "none" : "required" });
@@ -123,7 +136,7 @@ export class AdminServer {
    * has taken the path over meanwhile.
    */
   async stop(): Promise<void> {
-    await this.#http.stop(true);
+    await this.#http.stop();
     if (this.address.kind === "unix") {
       try {
         const stats = lstatSync(this.address.path);
@@ -137,16 +150,6 @@ export class AdminServer {
     this.#log.debug("admin API stopped", { listener: this.name });
   }
 }
-
-/** The request handler of an HTTP server. */
-export type Fetch = (request: Request, http: HttpServer<undefined>) => Promise<Response>;
-
-/**
- * Bun's own body limit, far above the routes' cap, so that an oversized body reaches the
- * routes' JSON 413 (they stop reading at the cap).
- * NOTE: a body over this limit gets Bun's plain 413 without a JSON error.
- */
-const BODY_LIMIT = MAX_ADMIN_BODY_BYTES * 16;
 
 /**
  * Returns true when the admin API on the Unix socket `path` reports that its tinylb drains
@@ -171,7 +174,7 @@ async function servesDrainingTinylb(path: string, token: string | undefined): Pr
  * A path whose temporary name would be too long for a socket is bound directly.
  * NOTE: a tinylb bound directly removes its successor's socket when it stops.
  */
-async function bindUnix(path: string, fetch: Fetch, token: string | undefined, log: Logger): Promise<HttpServer<undefined>> {
+async function bindUnix(path: string, options: HttpServerOptions, token: string | undefined): Promise<HttpServer> {
   let takeOver = false;
   try {
     prepareAdminSocketFolder(path);
@@ -197,17 +200,12 @@ async function bindUnix(path: string, fetch: Fetch, token: string | undefined, l
   } catch (error) {
     throw adminSocketError(path, error);
   }
-  // The umask makes the kernel create the socket as 0600, so it is never reachable by
-  // others, even for a moment. Bun.serve binds synchronously, so no other code runs
-  // while the process-wide umask is changed.
-  const previous = process.umask(0o177);
-  let http: HttpServer<undefined>;
+  // HttpServer creates the socket as 0600, so it is never reachable by others, even for a moment.
+  let http: HttpServer;
   try {
-    http = Bun.serve({ unix: bindPath, ...serveOptions(fetch, log) });
+    http = await HttpServer.listen({ path: bindPath }, options);
   } catch (error) {
     throw adminSocketError(path, error);
-  } finally {
-    process.umask(previous);
   }
   try {
     // rename(2) replaces a draining tinylb's socket in one step, so the path always leads to a server.
@@ -216,11 +214,11 @@ async function bindUnix(path: string, fetch: Fetch, token: string | undefined, l
     }
     chmodSync(path, 0o600);
   } catch (error) {
-    await http.stop(true);
+    await http.stop();
     throw adminSocketError(path, error);
   }
   if (takeOver) {
-    log.info("admin socket taken over from a draining tinylb", { listener: `unix:${path}` });
+    options.log.info("admin socket taken over from a draining tinylb", { listener: `unix:${path}` });
   }
 
   return http;
@@ -241,43 +239,19 @@ function adminSocketError(path: string, error: unknown): ListenError {
 }
 
 /**
- * Returns the options of every HTTP server of the admin API and the metrics server. An error that
- * escapes `fetch` (a bug) gets a JSON 500 and an error line at most every 10 s. Without an
- * `error` handler, Bun responds with its development page, which quotes tinylb's source, and
- * prints the stack to stderr on every request. A compiled binary turns that page on unless
- * NODE_ENV was "production" at build time, so `development` is set off here.
- */
-function serveOptions(fetch: Fetch, log: Logger) {
-  const failures = new RateLimitedLog(log, "error", 10_000);
-
-  return {
-    fetch,
-    maxRequestBodySize: BODY_LIMIT,
-    development: false,
-    error(error: Error): Response {
-      failures.log("invariant violated: HTTP request failed", { err: error });
-
-      return json(500, { error: "internal error; see the tinylb log" });
-    },
-  };
-}
-
-/**
  * Binds an HTTP server on a TCP address, for the admin API or the metrics server.
  *
- * @param subject the server's name at the start of an error, such as "admin API".
  * @param flag the flag that sets the address, named in an error.
- * @throws {ListenError} naming the subject, the address and the flag.
+ * @throws {ListenError} naming the server (`options.subject`), the address and the flag.
  */
-export function bindTcp(subject: string, flag: string, address: TcpAddress, fetch: Fetch, log: Logger): HttpServer<undefined> {
+export async function bindTcp(flag: string, address: TcpAddress, options: HttpServerOptions): Promise<HttpServer> {
   try {
-    return Bun.serve({ hostname: address.host, port: address.port, ...serveOptions(fetch, log) });
+    return await HttpServer.listen({ host: address.host, port: address.port }, options);
   } catch (error) {
-    // Bun 1.4.4 words this "Failed to start server. Is port N in use?" and sets the code.
     const detail =
       (error as { code?: unknown }).code === "EADDRINUSE"
         ? `the address is already in use (EADDRINUSE), such as by another tinylb that may still be draining; stop it, wait until it exits, or pick another address with ${flag} ADDR`
         : `${(error as Error).message}; pick another address with ${flag} ADDR`;
-    throw new ListenError(`${subject} listen on ${formatAddress(address)} failed: ${detail}`, { cause: error });
+    throw new ListenError(`${options.subject} listen on ${formatAddress(address)} failed: ${detail}`, { cause: error });
   }
 }

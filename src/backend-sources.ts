@@ -63,7 +63,7 @@ export interface BackendSources {
    *
    * @throws {ListenError} when the address cannot be bound.
    */
-  startMetrics(): void;
+  startMetrics(): Promise<void>;
   /** Stops every provider, the admin API and the metrics server. */
   stop(): Promise<void>;
 }
@@ -168,7 +168,7 @@ export async function startBackendSources(cli: CliOptions, settings: Settings, s
   const readOnly: ReadOnlyRouteContext = {
     union,
     status: (lateWorkers) => ({ process: collectProcessStatus(file, pendingRestart), ...collectStatus(server, union, lateWorkers) }),
-    metrics: (lateWorkers) => renderMetrics({ server, union, reloads: file, lateWorkers }),
+    metrics: (lateWorkers) => renderMetrics({ server, union, reloads: file, lateWorkers, controlRejections: { admin: controlServers.admin?.rejectedConnections ?? 0, metrics: controlServers.metrics?.rejectedConnections ?? 0 } }),
     // Looked up at each read, because the relay workers start after the sources.
     refreshCounters: async () => relayWorkersOf(server)?.refreshCounters(),
     shuttingDown: () => server.shuttingDown,
@@ -228,9 +228,9 @@ export async function startBackendSources(cli: CliOptions, settings: Settings, s
         server.disabled.onChange(() => stateFile.saveSoon(union.set, providerOf, isDisabled));
       }
     },
-    startMetrics: () => {
+    startMetrics: async () => {
       if (options.metrics !== "off") {
-        sources.metrics = MetricsServer.start({ address: options.metrics, context: readOnly, logger });
+        sources.metrics = await MetricsServer.start({ address: options.metrics, context: readOnly, logger });
       }
     },
     stop: async () => {

@@ -33,6 +33,9 @@ export function countOpenDescriptors(): number | undefined {
 /**
  * Descriptors a process keeps free for work besides relaying: dials, probes, admin
  * requests, config reads. Scales with the limit: 1/32 of it, at least 8 and at most 128.
+ * It sets no room aside for the up to 64 connections each that the admin API and the metrics
+ * server keep open (their caps), because 128 more would leave no room for a single connection
+ * under the lowest limits a start accepts. The exact count near the limit includes them.
  */
 export function descriptorReserve(limit: number): number {
   return Math.min(128, Math.max(8, Math.floor(limit / 32)));

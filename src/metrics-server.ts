@@ -1,10 +1,17 @@
-import type { Server as HttpServer } from "bun";
 import { formatAddress, type TcpAddress } from "./address.ts";
 import { AdminRequestError, requestPath } from "./admin-request.ts";
 import { type ReadOnlyRouteContext, routeReadOnlyRequest } from "./admin-routes.ts";
 import { bindTcp } from "./admin-server.ts";
 import { handleHttpRequest } from "./http-request-handler.ts";
+import type { HttpServer } from "./http-server.ts";
 import { type Logger, silentLogger } from "./logger.ts";
+
+/**
+ * Connections the metrics server keeps open at once; another is closed at accept. A scraper
+ * such as Prometheus keeps one connection open, so 64 leaves room for many of them, and a
+ * flood of connections keeps at most 64 file descriptors from the listeners.
+ */
+export const METRICS_MAX_CONNECTIONS = 64;
 
 /** Settings of the metrics server. */
 export interface MetricsServerOptions {
@@ -23,10 +30,10 @@ export interface MetricsServerOptions {
  */
 export class MetricsServer {
   readonly address: TcpAddress;
-  readonly #http: HttpServer<undefined>;
+  readonly #http: HttpServer;
   readonly #log: Logger;
 
-  private constructor(address: TcpAddress, http: HttpServer<undefined>, log: Logger) {
+  private constructor(address: TcpAddress, http: HttpServer, log: Logger) {
     this.address = address;
     this.#http = http;
     this.#log = log;
@@ -37,17 +44,22 @@ export class MetricsServer {
     return formatAddress(this.address);
   }
 
+  /** Connections closed at accept because `METRICS_MAX_CONNECTIONS` were open, since start. */
+  get rejectedConnections(): number {
+    return this.#http.rejectedConnections;
+  }
+
   /**
    * Binds the server.
    *
    * @throws {ListenError} when the address cannot be bound, naming it and `--metrics`.
    */
-  static start(options: MetricsServerOptions): MetricsServer {
+  static async start(options: MetricsServerOptions): Promise<MetricsServer> {
     const { address, context } = options;
     const log = (options.logger ?? silentLogger).with({ component: "metrics" });
     const fetch = (request: Request): Promise<Response> => handleHttpRequest(request, () => routeMetricsRequest(request, context), log);
 
-    const http = bindTcp("metrics server", "--metrics", address, fetch, log);
+    const http = await bindTcp("--metrics", address, { subject: "metrics server", maxConnections: METRICS_MAX_CONNECTIONS, fetch, log });
     const server = new MetricsServer({ kind: "tcp", host: address.host, port: http.port ?? address.port }, http, log);
     log.info("metrics server listening", { listener: server.name });
 
@@ -59,13 +71,13 @@ export class MetricsServer {
    * the address while this one drains.
    */
   release(): void {
-    void this.#http.stop(false);
+    this.#http.release();
     this.#log.info("metrics server stopped listening, so a new tinylb can take its address", { listener: this.name });
   }
 
   /** Stops the server, closing open requests. */
   async stop(): Promise<void> {
-    await this.#http.stop(true);
+    await this.#http.stop();
     this.#log.debug("metrics server stopped", { listener: this.name });
   }
 }

@@ -16,6 +16,8 @@ export interface MetricsSource {
   union: BackendSetUnion;
   /** Config reload counters, when a config file is used. */
   reloads?: { readonly reloads: number; readonly reloadFailures: number };
+  /** Connections that the admin API and the metrics server closed at accept, at their connection caps. */
+  controlRejections?: { admin: number; metrics: number };
   /** Relay workers whose counters are from their last periodic delta (see `WorkerPool.refreshCounters`); absent without a refresh. */
   lateWorkers?: readonly number[];
 }
@@ -173,6 +175,8 @@ export function renderMetrics(source: MetricsSource): string {
     [{ limit: "global" }, server.limits.rejectedGlobal],
     [{ limit: "backend" }, server.limits.rejectedBackend],
   ]);
+  page.add("tinylb_admin_connections_rejected_total", "counter", "Connections to the admin API closed at accept because its cap of open connections was reached.", [[{}, source.controlRejections?.admin ?? 0]]);
+  page.add("tinylb_metrics_connections_rejected_total", "counter", "Connections to the metrics server closed at accept because its cap of open connections was reached.", [[{}, source.controlRejections?.metrics ?? 0]]);
   page.add("tinylb_accept_pauses_total", "counter", "Times the listeners stopped because the file descriptor limit was nearly reached.", [[{}, server.acceptPauses + (relayWorkersOf(server)?.acceptPauses ?? 0)]]);
   if (source.lateWorkers !== undefined) {
     page.add("tinylb_relay_workers_late", "gauge", `Relay workers that did not send their counters within ${STATS_REPLY_MS} ms of this scrape, so their part of the counts is up to a second old.`, [[{}, source.lateWorkers.length]]);

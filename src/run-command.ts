@@ -105,7 +105,7 @@ export async function runBalancer(cli: CliOptions, logger: Logger): Promise<Runn
     // A reload during the workers' start may have changed `settings` after they got theirs.
     workers?.applyLiveSettings(settings);
     await sources.startAdmin();
-    sources.startMetrics();
+    await sources.startMetrics();
   } catch (error) {
     await sources.stop();
     await workers?.shutdown(0);

@@ -2,7 +2,7 @@ import { expect, test } from "bun:test";
 import type { Socket } from "bun";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { cpuTicks, EchoBackend, FaultProcess, openDescriptors } from "./support/fault-peers.ts";
+import { cpuTicks, EchoBackend, echoingClient, echoes, FaultProcess, openDescriptors } from "./support/fault-peers.ts";
 import { tempDirectory } from "./support/temp-directory.ts";
 import { waitFor } from "./support/wait.ts";
 
@@ -11,39 +11,6 @@ const directory = tempDirectory("tinylb-fault-descriptors-");
 const DESCRIPTOR_LIMIT = 64;
 /** More clients than the limit can hold, since each relayed connection takes two descriptors. */
 const CLIENTS = 80;
-
-/** Connects a client and returns it once its line is echoed, or undefined when it is refused or not served within a second. */
-async function echoingClient(port: number, line: string): Promise<Socket<{ received: string }> | undefined> {
-  let socket: Socket<{ received: string }>;
-  try {
-    socket = await Bun.connect({
-      hostname: "127.0.0.1",
-      port,
-      data: { received: "" },
-      socket: {
-        data: (own, chunk) => {
-          own.data.received += chunk.toString("latin1");
-        },
-        error() {},
-      },
-    });
-  } catch {
-    return undefined;
-  }
-
-  return (await echoes(socket, line)) ? socket : (socket.terminate(), undefined);
-}
-
-async function echoes(socket: Socket<{ received: string }>, line: string): Promise<boolean> {
-  socket.write(line);
-  try {
-    await waitFor(`echo of ${line.trim()}`, () => socket.data.received.includes(line), 1000);
-
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 test.each([
   ["one thread", 1],

@@ -1,9 +1,10 @@
 import { afterEach, expect, test } from "bun:test";
-import { AdminServer, bindTcp } from "../src/admin-server.ts";
+import { AdminServer } from "../src/admin-server.ts";
 import { createBackend } from "../src/backend.ts";
 import { BackendSet } from "../src/backend-set.ts";
 import { BackendStates } from "../src/backend-states.ts";
 import { collectStatus } from "../src/balancer-status.ts";
+import { HttpServer } from "../src/http-server.ts";
 import { ListenError } from "../src/listener.ts";
 import { renderMetrics } from "../src/metrics.ts";
 import { MetricsServer } from "../src/metrics-server.ts";
@@ -47,7 +48,7 @@ async function startMetrics(): Promise<MetricsFixture> {
     metrics: () => renderMetrics({ server: scenario.server, union: scenario.union }),
     shuttingDown: () => scenario.server.shuttingDown,
   };
-  const metrics = MetricsServer.start({ address: { kind: "tcp", host: "127.0.0.1", port: 0 }, context: readOnly, logger: scenario.log.logger });
+  const metrics = await MetricsServer.start({ address: { kind: "tcp", host: "127.0.0.1", port: 0 }, context: readOnly, logger: scenario.log.logger });
   cleanup.push(() => metrics.stop());
   const admin = await AdminServer.start({ address: { kind: "tcp", host: "127.0.0.1", port: 0 }, context: { ...readOnly, api, states: new BackendStates(scenario.server) }, logger: scenario.log.logger });
   cleanup.push(() => admin.stop());
@@ -130,8 +131,8 @@ test("MetricsServer serves Host-less requests", async () => {
 
 test("handler error is a JSON 500", async () => {
   const log = new LogLines();
-  const http = bindTcp("test server", "--test", { kind: "tcp", host: "127.0.0.1", port: 0 }, () => Promise.reject(new Error("handler bug")), log.logger);
-  cleanup.push(() => http.stop(true));
+  const http = await HttpServer.listen({ host: "127.0.0.1", port: 0 }, { subject: "test server", maxConnections: 8, fetch: () => Promise.reject(new Error("handler bug")), log: log.logger });
+  cleanup.push(() => http.stop());
 
   const responses = [await fetch(`http://127.0.0.1:${http.port}/`), await fetch(`http://127.0.0.1:${http.port}/`)];
 
@@ -199,18 +200,18 @@ test("MetricsServer stop closes the port", async () => {
   await expect(request("/healthz")).rejects.toThrow();
 });
 
-test("MetricsServer busy port names the flag", () => {
+test("MetricsServer busy port names the flag", async () => {
   const busy = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
   cleanup.push(() => busy.stop(true));
   const scenario = new BalancerScenario();
   cleanup.push(() => scenario.close());
   const context = { union: scenario.union, status: () => collectStatus(scenario.server, scenario.union), metrics: () => "" };
 
-  const start = (): MetricsServer => MetricsServer.start({ address: { kind: "tcp", host: "127.0.0.1", port: busy.port }, context });
+  const start = (): Promise<MetricsServer> => MetricsServer.start({ address: { kind: "tcp", host: "127.0.0.1", port: busy.port }, context });
 
-  expect(start).toThrow(ListenError);
-  expect(start).toThrow(`metrics server listen on 127.0.0.1:${busy.port} failed: the address is already in use (EADDRINUSE)`);
-  expect(start).toThrow("pick another address with --metrics ADDR");
+  await expect(start()).rejects.toThrow(ListenError);
+  await expect(start()).rejects.toThrow(`metrics server listen on 127.0.0.1:${busy.port} failed: the address is already in use (EADDRINUSE)`);
+  await expect(start()).rejects.toThrow("pick another address with --metrics ADDR");
 });
 
 test("MetricsServer logs its address", async () => {

@@ -114,6 +114,40 @@ export class EchoBackend {
   }
 }
 
+/** Connects a client and returns it once its line is echoed, or undefined when it is refused or not served within a second. */
+export async function echoingClient(port: number, line: string): Promise<Socket<{ received: string }> | undefined> {
+  let socket: Socket<{ received: string }>;
+  try {
+    socket = await Bun.connect({
+      hostname: "127.0.0.1",
+      port,
+      data: { received: "" },
+      socket: {
+        data: (own, chunk) => {
+          own.data.received += chunk.toString("latin1");
+        },
+        error() {},
+      },
+    });
+  } catch {
+    return undefined;
+  }
+
+  return (await echoes(socket, line)) ? socket : (socket.terminate(), undefined);
+}
+
+/** Writes `line` and returns true once it is echoed within a second. */
+export async function echoes(socket: Socket<{ received: string }>, line: string): Promise<boolean> {
+  socket.write(line);
+  try {
+    await waitFor(`echo of ${line.trim()}`, () => socket.data.received.includes(line), 1000);
+
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** The outcome of one `transfer`. */
 export interface TransferResult {
   sentHash: string;

@@ -1,0 +1,105 @@
+/**
+ * End-to-end tests of the connection caps of the admin API and the metrics server: a flood of
+ * slow connections to either, under a low descriptor limit, leaves the listener relaying and
+ * the other server responding.
+ */
+import { expect, test } from "bun:test";
+import type { Socket } from "bun";
+import { join } from "node:path";
+import { EchoBackend, echoingClient, FaultProcess } from "./support/fault-peers.ts";
+import { tempDirectory } from "./support/temp-directory.ts";
+import { waitFor } from "./support/wait.ts";
+
+const directory = tempDirectory("tinylb-control-flood-");
+
+/** Below what the flood needs without the caps: 400 connections at 200 descriptors starved the listener. */
+const DESCRIPTOR_LIMIT = 200;
+const FLOOD = 400;
+/** ADMIN_MAX_CONNECTIONS and METRICS_MAX_CONNECTIONS. */
+const CAP = 64;
+
+/** A flood connection and whether tinylb closed it; `socket` is undefined when the connect failed. */
+interface FloodClient {
+  socket?: Socket<undefined>;
+  closed: boolean;
+}
+
+/**
+ * Opens `count` connections that each send the start of a request and then nothing more, as a
+ * slowloris client does. A connect can fail when the accept queue is full, which a Unix socket
+ * reports at once (EAGAIN); such a client counts as closed.
+ */
+async function flood(count: number, connect: (handler: { data(): void; close(): void; error(): void }) => Promise<Socket<undefined>>): Promise<FloodClient[]> {
+  const clients: FloodClient[] = [];
+  for (let i = 0; i < count; i++) {
+    const client: FloodClient = { closed: false };
+    try {
+      client.socket = await connect({ data() {}, close: () => (client.closed = true), error() {} });
+      client.socket.write("GET /metrics HTTP/1.1\r\nHost: x\r\n");
+    } catch {
+      client.closed = true;
+    }
+    clients.push(client);
+  }
+
+  return clients;
+}
+
+function metricsPortOf(stderr: string): number {
+  return Number(/metrics server listening .*listener=127\.0\.0\.1:(\d+)/.exec(stderr)?.[1]);
+}
+
+async function healthz(url: string, init: RequestInit = {}): Promise<number> {
+  try {
+    return (await fetch(url, { ...init, signal: AbortSignal.timeout(2000) })).status;
+  } catch {
+    return 0;
+  }
+}
+
+test.each([
+  ["metrics server", "metrics port"],
+  ["admin API", "admin socket"],
+] as const)("a flood of the %s's %s leaves the listener relaying", async (subject, _target) => {
+  const backend = new EchoBackend();
+  const adminPath = join(directory, `${subject === "admin API" ? "admin" : "metrics"}.sock`);
+  await using tinylb = new FaultProcess(["--listen", "127.0.0.1:0", "--backend", `echo=${backend.target}`, "--admin", `unix:${adminPath}`, "--metrics", "127.0.0.1:0"], { descriptorLimit: DESCRIPTOR_LIMIT });
+  let clients: FloodClient[] = [];
+  try {
+    const port = await tinylb.port();
+    const metricsPort = metricsPortOf(tinylb.stderr);
+    const admin = (path: string): Promise<number> => healthz(`http://localhost${path}`, { unix: adminPath } as RequestInit);
+    const metrics = (path: string): Promise<number> => healthz(`http://127.0.0.1:${metricsPort}${path}`);
+
+    clients = await flood(FLOOD, (socket) => (subject === "admin API" ? Bun.connect({ unix: adminPath, socket }) : Bun.connect({ hostname: "127.0.0.1", port: metricsPort, socket })));
+    await waitFor("the connections over the cap to close", () => clients.filter((client) => client.closed).length >= FLOOD - CAP);
+    const open = clients.filter((client) => !client.closed).length;
+    const connected = clients.filter((client) => client.socket !== undefined).length;
+    console.log(`${subject} flood under ulimit -n ${DESCRIPTOR_LIMIT}: ${open} of ${FLOOD} connections kept open, ${FLOOD - connected} connects failed`);
+    expect(open).toBe(CAP);
+
+    // The listener still relays, and the server that was not flooded still responds.
+    const relayed = await echoingClient(port, "through the listener\n");
+    expect(relayed).toBeDefined();
+    relayed!.terminate();
+    expect(await (subject === "admin API" ? metrics("/healthz") : admin("/healthz"))).toBe(200);
+    expect(tinylb.countLines(`${subject} connection cap reached; new connections are closed at accept`)).toBe(1);
+
+    // Once the flood ends, the flooded server responds again.
+    for (const client of clients) {
+      client.socket?.terminate();
+    }
+    await waitFor("the info line", () => tinylb.countLines(`${subject} connections are below half the cap again`) === 1);
+    expect(await (subject === "admin API" ? admin("/healthz") : metrics("/healthz"))).toBe(200);
+    const page = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+    const counter = subject === "admin API" ? "tinylb_admin_connections_rejected_total" : "tinylb_metrics_connections_rejected_total";
+    expect(page).toContain(`\n${counter} ${connected - CAP}\n`);
+    expect(tinylb.countLines(`${subject} connection cap reached`)).toBe(1);
+    expect(tinylb.running).toBe(true);
+  } finally {
+    for (const client of clients) {
+      client.socket?.terminate();
+    }
+    backend.stop();
+  }
+}, 60_000);
