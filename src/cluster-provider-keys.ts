@@ -33,9 +33,23 @@ export interface EtcdSettings {
   keyFile?: string;
 }
 
-const etcdEndpoint = z.string().refine((text) => /^https?:\/\/[^/\s]+\/?$/.test(text), {
-  message: "expected an http:// or https:// URL with a host and port, such as http://10.0.0.11:2379",
-});
+const etcdEndpoint = z
+  .string()
+  .refine((text) => /^https?:\/\/[^/\s]+\/?$/.test(text), {
+    message: "expected an http:// or https:// URL with a host and port, such as http://10.0.0.11:2379",
+  })
+  // A password in the URL would reach logs and status, and etcd would not take it: it wants a token.
+  // The error quotes the URL with the user name and password masked.
+  .superRefine((text, context) => {
+    const userInfo = /^(https?:\/\/)[^/]*@/.exec(text);
+    if (userInfo !== null) {
+      context.addIssue({
+        code: "custom",
+        message: "a user name or password in the URL is not supported, because tinylb has no etcd user authentication; remove it and authenticate with client certificates (certFile and keyFile)",
+        input: `${userInfo[1]}***@${text.slice(userInfo[0].length)}`,
+      });
+    }
+  });
 
 /** Config file keys of the cluster providers, merged into the config file schema. */
 export const clusterProviderFileKeys = {

@@ -138,34 +138,36 @@ function providerSpecs(settings: Settings, cli: CliOptions): SettingSpec[] {
 function clusterSpecs(settings: Settings): SettingSpec[] {
   const kubernetes = settings.kubernetes;
   const etcd = settings.etcd;
-  const fromFile = (section: "kubernetes" | "etcd") => (file: FileConfig) => file[section];
+  // A key of a section the file sets reads `file` only when the file sets that key too.
+  const fromFile =
+    (section: "kubernetes" | "etcd", key?: string) =>
+    (file: FileConfig): unknown => {
+      const values = file[section] as Record<string, unknown> | undefined;
+
+      return key === undefined ? values : values?.[key];
+    };
   const kubernetesSpecs: SettingSpec[] =
     kubernetes === undefined
       ? [{ key: "kubernetes", running: null, flag: undefined, file: fromFile("kubernetes") }]
       : [
-          { key: "kubernetes.kubeconfig", running: kubernetes.kubeconfig ?? null, flag: undefined, file: fromFile("kubernetes") },
-          { key: "kubernetes.inCluster", running: kubernetes.inCluster, flag: undefined, file: fromFile("kubernetes") },
-          { key: "kubernetes.context", running: kubernetes.context ?? null, flag: undefined, file: fromFile("kubernetes") },
-          { key: "kubernetes.viaListener", running: kubernetes.viaListener, flag: undefined, file: fromFile("kubernetes") },
-          { key: "kubernetes.tlsServerName", running: kubernetes.tlsServerName ?? null, flag: undefined, file: fromFile("kubernetes") },
+          { key: "kubernetes.kubeconfig", running: kubernetes.kubeconfig ?? null, flag: undefined, file: fromFile("kubernetes", "kubeconfig") },
+          { key: "kubernetes.inCluster", running: kubernetes.inCluster, flag: undefined, file: fromFile("kubernetes", "inCluster") },
+          { key: "kubernetes.context", running: kubernetes.context ?? null, flag: undefined, file: fromFile("kubernetes", "context") },
+          { key: "kubernetes.viaListener", running: kubernetes.viaListener, flag: undefined, file: fromFile("kubernetes", "viaListener") },
+          { key: "kubernetes.tlsServerName", running: kubernetes.tlsServerName ?? null, flag: undefined, file: fromFile("kubernetes", "tlsServerName") },
         ];
   const etcdSpecs: SettingSpec[] =
     etcd === undefined
       ? [{ key: "etcd", running: null, flag: undefined, file: fromFile("etcd") }]
       : [
-          { key: "etcd.endpoints", running: etcd.endpoints.map(withoutUserInfo), flag: undefined, file: fromFile("etcd") },
-          { key: "etcd.prefix", running: etcd.prefix, flag: undefined, file: fromFile("etcd") },
-          { key: "etcd.caFile", running: etcd.caFile ?? null, flag: undefined, file: fromFile("etcd") },
-          { key: "etcd.certFile", running: etcd.certFile ?? null, flag: undefined, file: fromFile("etcd") },
-          { key: "etcd.keyFile", running: etcd.keyFile ?? null, flag: undefined, file: fromFile("etcd") },
+          { key: "etcd.endpoints", running: etcd.endpoints, flag: undefined, file: fromFile("etcd", "endpoints") },
+          { key: "etcd.prefix", running: etcd.prefix, flag: undefined, file: fromFile("etcd", "prefix") },
+          { key: "etcd.caFile", running: etcd.caFile ?? null, flag: undefined, file: fromFile("etcd", "caFile") },
+          { key: "etcd.certFile", running: etcd.certFile ?? null, flag: undefined, file: fromFile("etcd", "certFile") },
+          { key: "etcd.keyFile", running: etcd.keyFile ?? null, flag: undefined, file: fromFile("etcd", "keyFile") },
         ];
 
   return [...kubernetesSpecs, ...etcdSpecs];
-}
-
-/** Drops a user name and password from a URL such as `http://user:secret@10.0.0.11:2379`, which the schema lets through. */
-function withoutUserInfo(endpoint: string): string {
-  return endpoint.replace(/^(https?:\/\/)[^/@]*@/, "$1");
 }
 
 /**

@@ -48,6 +48,11 @@ test.each([
   ["no etcd endpoints", { etcd: { endpoints: [], prefix: "/p/" } }, "etcd.endpoints"],
   ["an etcd endpoint without a scheme", { etcd: { endpoints: ["127.0.0.1:2379"], prefix: "/p/" } }, 'etcd.endpoints[0]: expected an http:// or https:// URL with a host and port, such as http://10.0.0.11:2379 (got "127.0.0.1:2379")'],
   ["an etcd endpoint with a path", { etcd: { endpoints: ["http://127.0.0.1:2379/v3"], prefix: "/p/" } }, "etcd.endpoints[0]: expected an http:// or https:// URL"],
+  [
+    "an etcd endpoint with a password",
+    { etcd: { endpoints: ["http://root:hunter2@127.0.0.1:2379"], prefix: "/p/" } },
+    'etcd.endpoints[0]: a user name or password in the URL is not supported, because tinylb has no etcd user authentication; remove it and authenticate with client certificates (certFile and keyFile) (got "http://***@127.0.0.1:2379")',
+  ],
   ["an empty etcd prefix", { etcd: { endpoints: ["http://127.0.0.1:2379"], prefix: "" } }, "etcd.prefix"],
   ["an etcd certificate without its key", { etcd: { endpoints: ["http://127.0.0.1:2379"], prefix: "/p/", certFile: "/c.pem" } }, "etcd: set certFile and keyFile together"],
 ])("config rejects %s", (_case, data, message) => {
