@@ -94,6 +94,7 @@ const stateChange = z.looseObject({
   state: z.enum(["enabled", "disabled"]),
   changed: z.boolean(),
   closedConnections: count.optional(),
+  fromConfigFile: z.boolean().optional(),
   slowStartMs: count.optional(),
 });
 

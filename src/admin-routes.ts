@@ -158,7 +158,7 @@ export async function routeReadOnlyRequest(request: Request, context: ReadOnlyRo
     const counts = disabled > 0 ? { backends: size, disabled } : { backends: size };
     if (status.degraded) {
       // Still 200: a degraded balancer tries every enabled backend, so it may serve clients.
-      return json(200, { status: "degraded", ...counts, warning: "every enabled backend is unhealthy; each is tried anyway" });
+      return json(200, { status: "degraded", ...counts, warning: "every enabled backend is unhealthy or pending; each is tried anyway" });
     }
 
     return json(200, { status: "ready", ...counts });

@@ -93,6 +93,11 @@ export function describeStateChange(change: BackendStateChange): string {
   }
 
   const closed = describeClosed(change.closedConnections);
+  if (change.fromConfigFile === true) {
+    const byFile = "the config file's disabled key disabled it already; it now stays disabled when a reload drops the key, until tinylb enable";
+
+    return `${backend}: ${byFile}${closed === undefined ? "" : `, and ${closed}`}`;
+  }
   if (!change.changed) {
     return `${backend} was disabled already; ${closed ?? "nothing changed"}`;
   }

@@ -16,6 +16,11 @@ export interface BackendStateChange {
   changed: boolean;
   /** Connections closed in every thread; present only when closing them was requested. */
   closedConnections?: number;
+  /**
+   * True when a disable found the backend disabled by the config file's `disabled` key: the mark
+   * is the command's now, so it stays when a reload drops the key. Present only then.
+   */
+  fromConfigFile?: boolean;
   /** Milliseconds of the slow start window that the enable began; present only when it began one. */
   slowStartMs?: number;
 }
@@ -67,8 +72,9 @@ export class BackendStates {
     }
 
     const disabled = this.#server.disabled;
+    const fromConfigFile = state === "disabled" && disabled.originOf(id) === "config";
     const changed = state === "disabled" ? disabled.disable(id) : disabled.enable(id);
-    const result: BackendStateChange = { id, target: backend.target, state, changed };
+    const result: BackendStateChange = { id, target: backend.target, state, changed, ...(fromConfigFile ? { fromConfigFile } : {}) };
     const fields = { backend: id, target: backend.target, state };
     if (closeConnections && state === "disabled") {
       // The workers got the new state first, because their messages arrive in order.

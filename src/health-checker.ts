@@ -121,24 +121,27 @@ export class HealthChecker {
    */
   update(set: BackendSet): void {
     const joiningRunningSet = this.#set.size > 0;
-    /** Ids reported unhealthy whose target changed, with the old target. */
-    const retargeted = new Map<string, string>();
+    /** Ids whose target changed, with the old target and whether it was reported unhealthy. */
+    const retargeted = new Map<string, { oldTarget: string; wasUnhealthy: boolean }>();
     for (const [id, entry] of this.#entries) {
       const next = set.get(id);
       if (next === undefined || next.target !== entry.health.backend.target) {
         this.#dispose(entry);
         this.#entries.delete(id);
-        if (next !== undefined && !entry.reported) {
-          retargeted.set(id, entry.health.backend.target);
+        if (next !== undefined) {
+          retargeted.set(id, { oldTarget: entry.health.backend.target, wasUnhealthy: !entry.reported });
         }
       }
     }
     for (const backend of set.backends) {
       if (!this.#entries.has(backend.id)) {
-        this.#track(backend, joiningRunningSet);
+        this.#track(backend, joiningRunningSet, retargeted.get(backend.id)?.oldTarget);
       }
     }
-    for (const [id, oldTarget] of retargeted) {
+    for (const [id, { oldTarget, wasUnhealthy }] of retargeted) {
+      if (!wasUnhealthy) {
+        continue;
+      }
       const entry = this.#entries.get(id)!;
       if (entry.condition === "healthy") {
         this.#log.info("backend is healthy", { backend: id, target: entry.health.backend.target, cause: `its target changed from ${oldTarget}, so its health starts over` });
@@ -300,8 +303,11 @@ export class HealthChecker {
     }
   }
 
-  /** Starts tracking `backend`; with `joiningRunningSet` and a probe, it waits for its first probe result. */
-  #track(backend: Backend, joiningRunningSet: boolean): void {
+  /**
+   * Starts tracking `backend`; with `joiningRunningSet` and a probe, it waits for its first probe
+   * result. `oldTarget` is the id's target before, when only its target changed.
+   */
+  #track(backend: Backend, joiningRunningSet: boolean, oldTarget?: string): void {
     const probe = this.#probeSettings(backend);
     const pending = joiningRunningSet && probe !== undefined;
     const entry: Entry = {
@@ -314,8 +320,9 @@ export class HealthChecker {
     };
     this.#entries.set(backend.id, entry);
     if (pending) {
-      entry.health.cause = "joined a running set; no clients until its first probe passes";
-      this.#log.info("backend is pending: it gets no clients until its first probe passes", { backend: backend.id, target: backend.target, probe: describeProbe(probe) });
+      const joined = oldTarget === undefined ? "joined a running set" : `its target changed from ${oldTarget}`;
+      entry.health.cause = `${joined}; no clients until its first probe passes, unless the balancer is degraded`;
+      this.#log.info("backend is pending: it gets no clients until its first probe passes, unless the balancer is degraded", { backend: backend.id, target: backend.target, probe: describeProbe(probe) });
     }
     if (probe !== undefined) {
       this.#startProbing(entry);
@@ -451,7 +458,7 @@ export class HealthChecker {
 
     this.#degraded = degraded;
     if (degraded) {
-      this.#log.warn("every enabled backend is unhealthy; degraded: trying all of them in rotation order", { count: enabled });
+      this.#log.warn("every enabled backend is unhealthy or pending; degraded: trying all of them in rotation order", { count: enabled });
     } else if (enabled === 0) {
       this.#log.info("no longer degraded: no backend is enabled", { disabled: this.#disabled.size });
     } else {

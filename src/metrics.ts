@@ -101,7 +101,7 @@ export function renderMetrics(source: MetricsSource): string {
   page.add(
     "tinylb_backend_healthy",
     "gauge",
-    "1 while the backend id is healthy; 0 while a dial back-off or failed probes make the rotation skip it, or while it is retried after a back-off.",
+    "1 while the backend id is healthy; 0 while a dial back-off or failed probes make the rotation skip it, while it is retried after a back-off, or while it is pending (tinylb_backend_pending).",
     server.set.backends.map((backend): [Labels, number] => [{ backend: backend.id }, healthStates.get(backend.id)?.healthy === false ? 0 : 1]),
   );
   page.add(
@@ -141,7 +141,7 @@ export function renderMetrics(source: MetricsSource): string {
     "Share of a full weight that the backend id has for new clients: from 0.1 when its slow start begins up to 1 at its end, and 1 outside slow start.",
     server.set.backends.map((backend): [Labels, number] => [{ backend: backend.id }, server.slowStart.weightOf(backend, now)]),
   );
-  page.add("tinylb_degraded", "gauge", "1 while every enabled backend is unhealthy and each is tried anyway, else 0.", [[{}, server.health.degraded ? 1 : 0]]);
+  page.add("tinylb_degraded", "gauge", "1 while every enabled backend is unhealthy or pending and each is tried anyway, else 0.", [[{}, server.health.degraded ? 1 : 0]]);
   page.add("tinylb_backend_set_size", "gauge", "Backends in the running set.", [[{}, server.set.size]]);
   page.add("tinylb_backend_set_changes_total", "counter", "Effective backend set changes applied.", [[{}, stats.setChanges]]);
   page.add("tinylb_backend_id_conflicts", "gauge", "Backend ids published by two providers with different targets.", [[{}, union.conflicts.length]]);

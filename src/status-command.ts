@@ -116,7 +116,7 @@ export function formatStatus(status: BalancerStatus): string {
     lines.push(`Shutting down: no new clients are accepted${ends}`);
   }
   if (status.degraded) {
-    lines.push("Degraded: every enabled backend is unhealthy, so each is tried anyway");
+    lines.push("Degraded: every enabled backend is unhealthy or pending, so each is tried anyway");
   }
   lines.push(...describeDisabled(status));
   for (const backend of status.backends.filter((entry) => entry.slowStartEndsInMs !== undefined)) {

@@ -56,6 +56,14 @@ test.each([
   [{ state: "disabled", changed: true, closedConnections: 0 }, 'disabled backend "a" (127.0.0.1:9): it gets no new clients, and it had no open connections to close'],
   [{ state: "disabled", changed: false }, 'backend "a" (127.0.0.1:9) was disabled already; nothing changed'],
   [{ state: "disabled", changed: false, closedConnections: 2 }, 'backend "a" (127.0.0.1:9) was disabled already; 2 connections opened for it were closed'],
+  [
+    { state: "disabled", changed: false, fromConfigFile: true },
+    'backend "a" (127.0.0.1:9): the config file\'s disabled key disabled it already; it now stays disabled when a reload drops the key, until tinylb enable',
+  ],
+  [
+    { state: "disabled", changed: false, fromConfigFile: true, closedConnections: 2 },
+    'backend "a" (127.0.0.1:9): the config file\'s disabled key disabled it already; it now stays disabled when a reload drops the key, until tinylb enable, and 2 connections opened for it were closed',
+  ],
   [{ state: "enabled", changed: true }, 'enabled backend "a" (127.0.0.1:9): the rotation hands it out again'],
   [
     { state: "enabled", changed: true, slowStartMs: 30_000 },

@@ -67,10 +67,12 @@ async function disabledIds(admin: string[]): Promise<string[]> {
   return (JSON.parse(result.stdout) as BalancerStatus).backends.filter((backend) => backend.disabled).map((backend) => backend.id);
 }
 
-async function runAdmin(command: string[], admin: string[]): Promise<void> {
+async function runAdmin(command: string[], admin: string[]): Promise<string> {
   const result = await runTinylb([...command, ...admin]);
   expect(result.stderr).toBe("");
   expect(result.exitCode).toBe(0);
+
+  return result.stdout;
 }
 
 test("disable survives a restart with the state file", async () => {
@@ -172,4 +174,15 @@ test("config disabled key at start and at reload", async () => {
   await waitFor("the fourth reload", () => tinylb.stderr.split("config reloaded").length === 5);
   expect(await disabledIds(admin)).toEqual(["a"]);
   expect(await greetings(port, 4)).toEqual(["b", "c", "b", "c"]);
+
+  // tinylb disable of a backend the key disabled says so, and keeps it when the key goes.
+  write({ b: true });
+  tinylb.signal("SIGHUP");
+  // The start logged the same line for b, so the reload is awaited by its effect.
+  await waitFor("the file to disable b", async () => (await disabledIds(admin)).includes("b"));
+  expect(await runAdmin(["disable", "b"], admin)).toContain("the config file's disabled key disabled it already; it now stays disabled when a reload drops the key");
+  write({});
+  tinylb.signal("SIGHUP");
+  await waitFor("the sixth reload", () => tinylb.stderr.split("config reloaded").length === 7);
+  expect(await disabledIds(admin)).toEqual(["a", "b"]);
 });

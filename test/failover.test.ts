@@ -109,7 +109,7 @@ test("Server tries every backend when all are unhealthy", async () => {
   await waitFor("degraded", () => server.health.degraded);
 
   expect(await requests(port, 6)).toEqual(["a", "b", "c", "a", "b", "c"]);
-  const degraded = logs.withMessage("every enabled backend is unhealthy; degraded: trying all of them in rotation order");
+  const degraded = logs.withMessage("every enabled backend is unhealthy or pending; degraded: trying all of them in rotation order");
   expect(degraded.length).toBe(1);
   expect(degraded[0]!.level).toBe("warn");
 

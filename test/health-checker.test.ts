@@ -166,7 +166,7 @@ test("HealthChecker logs degraded once per flip", () => {
   const set = setOf("a", "b");
   const { checker, clock, logs } = start(set);
   const [a, b] = set.backends as [Backend, Backend];
-  const degradedLines = (): number => logs.withMessage("every enabled backend is unhealthy; degraded: trying all of them in rotation order").length;
+  const degradedLines = (): number => logs.withMessage("every enabled backend is unhealthy or pending; degraded: trying all of them in rotation order").length;
 
   checker.dialFailed(a, "refused");
   expect(checker.degraded).toBe(false);
@@ -186,7 +186,7 @@ test("HealthChecker logs degraded once per flip", () => {
   checker.dialFailed(b, "refused");
   expect(checker.degraded).toBe(true);
   expect(degradedLines()).toBe(2);
-  expect(logs.withMessage("every enabled backend is unhealthy; degraded: trying all of them in rotation order")[0]!.level).toBe("warn");
+  expect(logs.withMessage("every enabled backend is unhealthy or pending; degraded: trying all of them in rotation order")[0]!.level).toBe("warn");
 });
 
 test("HealthChecker is not degraded with an empty set", () => {
@@ -431,7 +431,7 @@ test("HealthChecker leaves disabled backends out of degraded", () => {
   checker.dialFailed(a, "refused");
   checker.dialFailed(b, "refused");
   expect(checker.degraded).toBe(true);
-  expect(logs.withMessage("every enabled backend is unhealthy; degraded: trying all of them in rotation order")[0]).toMatchObject({ level: "warn", count: 2 });
+  expect(logs.withMessage("every enabled backend is unhealthy or pending; degraded: trying all of them in rotation order")[0]).toMatchObject({ level: "warn", count: 2 });
 
   // Enabling c ends it, and the workers' snapshot is announced.
   const before = announced;
@@ -511,7 +511,7 @@ test("HealthChecker keeps a joining backend pending until a probe passes", async
     expect(checker.state("b")).toMatchObject({ condition: "pending", healthy: false });
     expect(checker.isHealthy(b)).toBe(false);
     expect(checker.degraded).toBe(false);
-    expect(logs.withMessage("backend is pending: it gets no clients until its first probe passes").map((line) => line.backend)).toEqual(["b"]);
+    expect(logs.withMessage("backend is pending: it gets no clients until its first probe passes, unless the balancer is degraded").map((line) => line.backend)).toEqual(["b"]);
 
     // The first probe starts at once, and one pass is enough even with rise: 2.
     await waitFor("b's first probe", () => checker.state("b")!.condition !== "pending");
@@ -587,6 +587,7 @@ test("HealthChecker makes a retargeted probed id pending", () => {
 
   checker.update(new BackendSet([createBackend("a", "127.0.0.1:2000"), set.get("b")!]));
   expect(checker.state("a")!.condition).toBe("pending");
+  expect(checker.state("a")!.cause).toBe(`its target changed from ${set.get("a")!.target}; no clients until its first probe passes, unless the balancer is degraded`);
   // No "healthy" line for the new target, since it has not passed a probe yet.
   expect(logs.withMessage("backend is healthy")).toHaveLength(0);
 });

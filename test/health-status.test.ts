@@ -62,13 +62,13 @@ test("tinylb reports health in status, metrics and readyz", async () => {
   expect(await (await adminGet(socket, "/readyz")).json()).toEqual({ status: "ready", backends: 2 });
 
   b.readyStatus = 503;
-  await tinylb.waitForLog("every enabled backend is unhealthy; degraded");
+  await tinylb.waitForLog("every enabled backend is unhealthy or pending; degraded");
 
   const readyz = await adminGet(socket, "/readyz");
   expect(readyz.status).toBe(200);
-  expect(await readyz.json()).toEqual({ status: "degraded", backends: 2, warning: "every enabled backend is unhealthy; each is tried anyway" });
+  expect(await readyz.json()).toEqual({ status: "degraded", backends: 2, warning: "every enabled backend is unhealthy or pending; each is tried anyway" });
   expect(await (await adminGet(socket, "/metrics")).text()).toContain("tinylb_degraded 1\n");
-  expect((await status(socket)).stdout).toContain("Degraded: every enabled backend is unhealthy, so each is tried anyway");
+  expect((await status(socket)).stdout).toContain("Degraded: every enabled backend is unhealthy or pending, so each is tried anyway");
 });
 
 test("tinylb applies new probe settings on reload", async () => {

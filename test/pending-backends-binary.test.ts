@@ -111,9 +111,9 @@ test("hung backend that joins gets no clients", async () => {
   await add(admin, "quiet", quiet.target);
   expect(await healthOf(admin, "quiet")).toBe("pending");
   const text = await runTinylb(["status", ...admin]);
-  expect(text.stdout).toContain('Pending: "quiet": joined a running set; no clients until its first probe passes');
+  expect(text.stdout).toContain('Pending: "quiet": joined a running set; no clients until its first probe passes, unless the balancer is degraded');
   expect(await requests(port, 6)).toEqual(["a", "b", "a", "b", "a", "b"]);
-  await tinylb.waitForLog(/backend is pending: it gets no clients until its first probe passes .*backend=quiet/);
+  await tinylb.waitForLog(/backend is pending: it gets no clients until its first probe passes, unless the balancer is degraded .*backend=quiet/);
 
   // The first probe fails, so quiet stays out of the rotation.
   await tinylb.waitForLog(/WARN\s+backend is unhealthy .*backend=quiet/);

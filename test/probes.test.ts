@@ -188,6 +188,24 @@ function httpsServer(options: { cert: string; key: string; requestCert?: boolean
   });
 }
 
+test("http probe on a TLS port hints at https", async () => {
+  const server = httpsServer({ cert: pki.serverCert, key: pki.serverKey });
+
+  const result = await probe(backendOf(server), { kind: "http", path: "/readyz" }, neverAborted());
+
+  expect(result).toEndWith("; if the port serves TLS, as a kube-apiserver's does, set probe.kind to https (--probe https)");
+});
+
+test("http probe names a TLS alert record", async () => {
+  // A TLS server's alert (level 2, protocol_version) to a request that is not a ClientHello.
+  const alert = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data: (socket) => void socket.end(new Uint8Array([0x15, 0x03, 0x01, 0x00, 0x02, 0x02, 0x46])) } });
+  cleanup.push(() => alert.stop(true));
+
+  const result = await probe(createBackend("a", `127.0.0.1:${alert.port}`), { kind: "http" }, neverAborted());
+
+  expect(result).toBe("the response is a TLS record, not HTTP; if the port serves TLS, as a kube-apiserver's does, set probe.kind to https (--probe https)");
+});
+
 test("https probe verifies the CA", async () => {
   const server = httpsServer({ cert: pki.serverCert, key: pki.serverKey });
   const backend = backendOf(server);

@@ -35,6 +35,18 @@ export async function httpProbe(backend: Backend, settings: ProbeSettings, signa
 }
 
 /**
+ * The hint for a plain http probe that a TLS port rejects. TLS servers close or reset such a
+ * connection (openssl s_server, Python's ssl), send a TLS alert record, or respond with 400
+ * (nginx, Go's net/http).
+ */
+const PLAIN_ON_TLS_HINT = "; if the port serves TLS, as a kube-apiserver's does, set probe.kind to https (--probe https)";
+
+/** Returns true when `head` starts as a TLS record does: an alert (21) or a handshake (22), version 3.x. */
+function looksLikeTls(head: string): boolean {
+  return head.length >= 2 && (head.charCodeAt(0) === 21 || head.charCodeAt(0) === 22) && head.charCodeAt(1) === 3;
+}
+
+/**
  * Returns a hint for an unexpected status, or "". Servers such as nginx and Go's net/http
  * (the kube-apiserver's) respond to a plain HTTP request on a TLS port with 400.
  */
@@ -43,7 +55,7 @@ function statusHint(settings: ProbeSettings, status: number): string {
     return "";
   }
 
-  return "; if the port serves TLS, as a kube-apiserver's does, set probe.kind to https (--probe https)";
+  return PLAIN_ON_TLS_HINT;
 }
 
 /** Options for opening a probe's connection: TLS or plain, and the PROXY protocol header that goes first. */
@@ -131,6 +143,11 @@ function exchange(backend: Backend, request: string, options: ExchangeOptions, s
       },
       data(_socket: Socket<undefined>, chunk: Buffer) {
         head += chunk.toString("latin1");
+        if (tls === undefined && looksLikeTls(head)) {
+          settle(new ProbeError(`the response is a TLS record, not HTTP${PLAIN_ON_TLS_HINT}`));
+
+          return;
+        }
         const lineEnd = head.indexOf("\r\n");
         if (lineEnd >= 0) {
           settle(parseStatusLine(head.slice(0, lineEnd)));
@@ -139,10 +156,11 @@ function exchange(backend: Backend, request: string, options: ExchangeOptions, s
         }
       },
       error(_socket: Socket<undefined>, error: Error) {
-        settle(new ProbeError(`connection failed: ${errorDetail(error)}`, { cause: error }));
+        const reset = (error as { code?: unknown }).code === "ECONNRESET";
+        settle(new ProbeError(`connection failed: ${errorDetail(error)}${tls === undefined && reset ? PLAIN_ON_TLS_HINT : ""}`, { cause: error }));
       },
       close() {
-        settle(new ProbeError("the backend closed the connection before sending a status line"));
+        settle(new ProbeError(`the backend closed the connection before sending a status line${tls === undefined ? PLAIN_ON_TLS_HINT : ""}`));
       },
       connectError() {
         // The rejected promise of Bun.connect carries the same error.
