@@ -305,20 +305,32 @@ export function settingKeyPaths(path: string, text: string): string[] {
 /** The maximum number of key paths `settingKeyPaths` returns. */
 const MAX_KEY_PATHS = 10_000;
 
+/**
+ * Adds the key paths under `value` to `paths`. A list item with a string `id`, such as a
+ * backend, is named by its id (`backends[api-2].disabled`), so the path reads well in a log
+ * line and does not change when the list is reordered; any other item by its index.
+ */
 function collectKeyPaths(value: unknown, prefix: string, paths: string[]): void {
   if (typeof value !== "object" || value === null) {
     return;
   }
 
-  const entries: [string, unknown][] = Array.isArray(value) ? value.map((item, index) => [String(index), item]) : Object.entries(value);
+  const entries: [string, unknown][] = Array.isArray(value) ? value.map((item, index) => [listItemKey(item, index), item]) : Object.entries(value).map(([key, child]) => [`.${key}`, child]);
   for (const [key, child] of entries) {
     if (paths.length >= MAX_KEY_PATHS) {
       return;
     }
-    const keyPath = prefix === "" ? key : `${prefix}.${key}`;
+    const keyPath = prefix === "" ? key.slice(1) : `${prefix}${key}`;
     paths.push(keyPath);
     collectKeyPaths(child, keyPath, paths);
   }
+}
+
+/** Returns the path step of a list item: `[ID]` for an item with a string `id`, else `.INDEX`. */
+function listItemKey(item: unknown, index: number): string {
+  const id = typeof item === "object" && item !== null && !Array.isArray(item) ? (item as { id?: unknown }).id : undefined;
+
+  return typeof id === "string" ? `[${id}]` : `.${index}`;
 }
 
 function readConfigText(path: string): string {
