@@ -308,7 +308,7 @@ const MAX_KEY_PATHS = 10_000;
 /**
  * Adds the key paths under `value` to `paths`. A list item with a string `id`, such as a
  * backend, is named by its id (`backends[api-2].disabled`), so the path reads well in a log
- * line and does not change when the list is reordered; any other item by its index.
+ * line and stays the same when the list is reordered. Any other item is named by its index.
  */
 function collectKeyPaths(value: unknown, prefix: string, paths: string[]): void {
   if (typeof value !== "object" || value === null) {
