@@ -111,6 +111,10 @@ export async function requestAdmin(admin: Address, tokenFile: string | undefined
     if (failure.denied) {
       throw new Error(`this user may not connect to ${name} (${failure.reason}); run the command as root or as the user that runs the balancer`, { cause: error });
     }
+    if (failure.closed) {
+      // A tinylb at its admin connection cap closes new connections at accept.
+      throw new Error(`${name} closed the connection before a response; a tinylb at its admin connection cap does that, so retry in a few seconds, or pass --admin ADDR with the balancer's admin address`, { cause: error });
+    }
     if (failure.connected) {
       throw new Error(`${name} does not respond as a tinylb admin API (${failure.reason}); pass --admin ADDR with the balancer's admin address`, { cause: error });
     }
@@ -155,6 +159,8 @@ function fixFor(status: number, tokenFile: string | undefined): string {
 interface FetchFailure {
   connected: boolean;
   denied?: boolean;
+  /** True when the peer closed the connection before any response. */
+  closed?: boolean;
   reason: string;
 }
 
@@ -174,7 +180,7 @@ function describeFetchError(error: unknown): FetchFailure {
     return { connected: true, reason: "the response is not HTTP" };
   }
   if (code === "ECONNRESET") {
-    return { connected: true, reason: "the connection was closed before a response" };
+    return { connected: true, closed: true, reason: "the connection was closed before a response" };
   }
   if ((error as Error).name === "TimeoutError") {
     return { connected: true, reason: `no answer within ${ADMIN_TIMEOUT_MS} ms` };

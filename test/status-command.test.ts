@@ -130,6 +130,20 @@ test("status reports a server that is not HTTP", async () => {
   expect(result.stderr).not.toContain("verbose");
 });
 
+test("status names the cap for a connection closed at accept", async () => {
+  const socket = join(tempDir(), "capped.sock");
+  // A listener that closes each connection at once, as a tinylb admin API at its connection cap does.
+  const capped = Bun.listen({ unix: socket, socket: { open: (client) => void client.terminate(), data() {} } });
+  cleanup.push(() => capped.stop(true));
+
+  const result = await status(["--admin", `unix:${socket}`]);
+
+  expect(result.code).toBe(1);
+  expect(result.stderr).toBe(
+    `tinylb status: unix:${socket} closed the connection before a response; a tinylb at its admin connection cap does that, so retry in a few seconds, or pass --admin ADDR with the balancer's admin address\n`,
+  );
+});
+
 test("status reports an HTTP error from another server", async () => {
   const socket = join(tempDir(), "other.sock");
   // A mock: an HTTP server that is not a tinylb admin API and has no /v1/backends.
