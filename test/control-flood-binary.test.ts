@@ -46,6 +46,13 @@ async function flood(count: number, connect: (handler: { data(): void; close(): 
   return clients;
 }
 
+/** Closes every flood connection that is still open. */
+function endFlood(clients: FloodClient[]): void {
+  for (const client of clients) {
+    client.socket?.terminate();
+  }
+}
+
 function metricsPortOf(stderr: string): number {
   return Number(/metrics server listening .*listener=127\.0\.0\.1:(\d+)/.exec(stderr)?.[1]);
 }
@@ -87,9 +94,7 @@ test.each([
     expect(tinylb.countLines(`${subject} connection cap reached; new connections are closed at accept`)).toBe(1);
 
     // Once the flood ends, the flooded server responds again.
-    for (const client of clients) {
-      client.socket?.terminate();
-    }
+    endFlood(clients);
     await waitFor("the info line", () => tinylb.countLines(`${subject} connections are below half the cap again`) === 1);
     expect(await (subject === "admin API" ? admin("/healthz") : metrics("/healthz"))).toBe(200);
     const page = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
@@ -98,9 +103,7 @@ test.each([
     expect(tinylb.countLines(`${subject} connection cap reached`)).toBe(1);
     expect(tinylb.running).toBe(true);
   } finally {
-    for (const client of clients) {
-      client.socket?.terminate();
-    }
+    endFlood(clients);
     backend.stop();
   }
 }, 60_000);
@@ -116,6 +119,8 @@ test("flood of both servers under ulimit -n 100 keeps CPU idle", async () => {
   try {
     const port = await tinylb.port();
     const metricsPort = metricsPortOf(tinylb.stderr);
+    // The start-up estimate of room for connections comes right after the `tinylb started` line.
+    await waitFor("the start-up estimate", () => tinylb.stderr.includes("leaves room for about this many connections"));
     expect(tinylb.stderr).toContain(`adminAndMetricsCaps=${2 * cap}`);
 
     const admin = await flood(FLOOD, (socket) => Bun.connect({ unix: adminPath, socket }));
@@ -140,9 +145,7 @@ test("flood of both servers under ulimit -n 100 keeps CPU idle", async () => {
     expect(relayed).toBeGreaterThan(10);
     expect(tinylb.running).toBe(true);
   } finally {
-    for (const client of clients) {
-      client.socket?.terminate();
-    }
+    endFlood(clients);
     backend.stop();
   }
 }, 60_000);
