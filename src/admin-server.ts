@@ -11,14 +11,9 @@ import { MAX_SOCKET_PATH_BYTES, socketPathProblem } from "./socket-path.ts";
 import { type Logger, silentLogger } from "./logger.ts";
 import { RateLimitedLog } from "./rate-limited-log.ts";
 import { handleHttpRequest } from "./http-request-handler.ts";
+import { readDescriptorLimit } from "./descriptor-budget.ts";
+import { httpConnectionCap } from "./http-connection-cap.ts";
 import { HttpServer, type HttpServerOptions } from "./http-server.ts";
-
-/**
- * Connections the admin API keeps open at once; another is closed at accept. Its callers are
- * few (tinylb commands, a supervisor's health checks, a scraper or two), so 64 is ample, and a
- * flood of connections keeps at most 64 file descriptors from the listeners.
- */
-export const ADMIN_MAX_CONNECTIONS = 64;
 
 /** Settings of the admin API server. */
 export interface AdminServerOptions {
@@ -93,7 +88,7 @@ export class AdminServer {
     return formatAddress(this.address);
   }
 
-  /** Connections closed at accept because `ADMIN_MAX_CONNECTIONS` were open, since start. */
+  /** Connections closed at accept because the cap (`httpConnectionCap`) was reached, since start. */
   get rejectedConnections(): number {
     return this.#http.rejectedConnections;
   }
@@ -122,11 +117,12 @@ export class AdminServer {
       return handleHttpRequest(request, () => routeAdminRequest(request, context), log);
     };
 
-    const serving: HttpServerOptions = { subject: "admin API", maxConnections: ADMIN_MAX_CONNECTIONS, fetch, log };
+    // Its callers are few (tinylb commands, a supervisor's health checks, a scraper or two).
+    const serving: HttpServerOptions = { subject: "admin API", maxConnections: httpConnectionCap(readDescriptorLimit()), fetch, log };
     const http = address.kind === "unix" ? await bindUnix(address.path, serving, token) : await bindTcp("--admin", address, serving);
     const bound: Address = address.kind === "unix" ? address : { kind: "tcp", host: address.host, port: http.port ?? address.port };
     const server = new AdminServer(bound, http, log, access);
-    log.info("admin API listening", { listener: server.name, token: token === undefined ? "none" : "required" });
+    log.info("admin API listening", { listener: server.name, token: token === undefined ? "none" : "required", maxConnections: serving.maxConnections });
 
     return server;
   }

@@ -118,6 +118,7 @@ export class BackendConnector implements DialObserver {
           this.#keepalive.add(socket, connection);
         }
       },
+      descriptorShortage: options.health.descriptorShortage,
     };
   }
 
@@ -245,8 +246,8 @@ export class BackendConnector implements DialObserver {
       // A backend that status already reports unhealthy or retrying was expected to fail, so
       // the line is only a debug line: its health log reported it when it turned unhealthy.
       const expected = error.givenUp || !this.#health.isReportedHealthy(backend);
-      // When tinylb gave the dial up itself (`givenUp`, after a set change or a disable), the
-      // backend did not fail: there is nothing to count or back off from.
+      // When tinylb gave the dial up itself (`givenUp`, after a set change, a disable or for lack
+      // of a file descriptor), the backend did not fail: there is nothing to count or back off from.
       if (!error.givenUp) {
         this.#stats.backend(backend.id).dialFailures++;
         this.#health.dialFailed(backend, error.message);

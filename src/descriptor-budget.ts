@@ -1,4 +1,5 @@
 import { readdirSync, readFileSync } from "node:fs";
+import { httpConnectionCap } from "./http-connection-cap.ts";
 import type { Logger } from "./logger.ts";
 
 /**
@@ -33,9 +34,9 @@ export function countOpenDescriptors(): number | undefined {
 /**
  * Descriptors a process keeps free for work besides relaying: dials, probes, admin
  * requests, config reads. Scales with the limit: 1/32 of it, at least 8 and at most 128.
- * It sets no room aside for the up to 64 connections each that the admin API and the metrics
- * server keep open (their caps), because 128 more would leave no room for a single connection
- * under the lowest limits a start accepts. The exact count near the limit includes them.
+ * It sets no room aside for the connections that the admin API and the metrics server keep
+ * open (`httpConnectionCap`, up to 1/16 of the limit each), which the start check of the limit
+ * counts instead. The exact count near the limit includes them.
  */
 export function descriptorReserve(limit: number): number {
   return Math.min(128, Math.max(8, Math.floor(limit / 32)));
@@ -117,27 +118,30 @@ export class DescriptorBudget {
     return open !== undefined && this.limit - open >= 2 * this.reserve;
   }
 
-  /** Computes how many connections the limit leaves room for, after the baseline and the reserve. */
-  maxConnections(): number {
-    return Math.max(0, Math.floor((this.limit - this.#baseline - this.reserve) / DESCRIPTORS_PER_CONNECTION));
+  /** Computes how many connections the limit leaves room for, after the baseline, the reserve and `held` descriptors used elsewhere. */
+  maxConnections(held = 0): number {
+    return Math.max(0, Math.floor((this.limit - this.#baseline - this.reserve - held) / DESCRIPTORS_PER_CONNECTION));
   }
 }
 
 /**
  * Warns at start-up when the descriptor limit cannot hold `maxConnections` connections
- * (two descriptors each, plus the descriptors open now and the reserve). Without a cap it
- * logs, at info level, how many connections the limit leaves room for.
+ * (two descriptors each, plus the descriptors open now, the reserve, and the connection caps
+ * of the `httpServers` that run: the admin API and the metrics server). Without a cap it logs,
+ * at info level, how many connections the limit leaves room for.
  */
-export function checkDescriptorLimit(maxConnections: number, log: Logger, budget = DescriptorBudget.ofProcess()): void {
+export function checkDescriptorLimit(maxConnections: number, httpServers: number, log: Logger, budget = DescriptorBudget.ofProcess()): void {
   if (budget === undefined) {
     log.debug("descriptor limit unknown on this system; not checked against the connection cap");
 
     return;
   }
 
-  const room = budget.maxConnections();
+  // A flood of the admin API and the metrics server can hold their caps at any time.
+  const httpCaps = httpServers * httpConnectionCap(budget.limit);
+  const room = budget.maxConnections(httpCaps);
   if (maxConnections === 0) {
-    log.info("no global connection cap set; the descriptor limit leaves room for about this many connections", { descriptorLimit: budget.limit, connections: room });
+    log.info("no global connection cap set; the descriptor limit leaves room for about this many connections", { descriptorLimit: budget.limit, connections: room, adminAndMetricsCaps: httpCaps });
   } else if (room < maxConnections) {
     const needed = budget.limit + DESCRIPTORS_PER_CONNECTION * (maxConnections - room);
     log.warn("the descriptor limit is too low for the connection cap; raise it (ulimit -n, LimitNOFILE=) or lower --max-connections", {
@@ -145,6 +149,7 @@ export function checkDescriptorLimit(maxConnections: number, log: Logger, budget
       maxConnections,
       reachable: room,
       neededLimit: needed,
+      adminAndMetricsCaps: httpCaps,
     });
   }
 }

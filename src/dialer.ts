@@ -2,6 +2,7 @@ import type { Socket, SocketHandler } from "bun";
 import type { Backend } from "./backend.ts";
 import type { ConnectDeadlines, TimedDial } from "./connect-deadlines.ts";
 import type { Connection } from "./connection.ts";
+import { DESCRIPTOR_SHORTAGE, type DescriptorShortage } from "./descriptor-shortage.ts";
 import type { FailoverPlan } from "./failover-plan.ts";
 import type { RelaySocket } from "./flow.ts";
 import { proxyHeaderOf } from "./proxy-header.ts";
@@ -21,9 +22,10 @@ export class DialError extends Error {
   /** The reason the dial failed, without the backend id and target, for log lines that carry those as fields. */
   readonly detail: string;
   /**
-   * True when tinylb gave the dial up itself: the backend's target left the set, or the
-   * backend was disabled with its connections closed. Such a dial is not counted as a
-   * failure, because it does not reflect the backend's health.
+   * True when tinylb gave the dial up itself: the backend's target left the set, the
+   * backend was disabled with its connections closed, or the process ran out of file
+   * descriptors. Such a dial is not counted as a failure, because it does not reflect the
+   * backend's health.
    */
   readonly givenUp: boolean;
 
@@ -45,6 +47,8 @@ export interface DialOptions {
   isCurrent: (backend: Backend) => boolean;
   /** Called with every backend socket once it is attached to its connection. */
   attached: (socket: Socket<unknown>, connection: Connection) => void;
+  /** Tells a connect that failed for lack of a file descriptor from one the backend refused. */
+  descriptorShortage?: DescriptorShortage;
 }
 
 /** Receives the outcome of every dial. One object serves a whole server, so a dial allocates no callbacks. */
@@ -148,6 +152,18 @@ export class DialAttempt implements TimedDial {
     }
   }
 
+  /** Ends a pending dial whose connect failed with `error`; a failure for lack of a file descriptor is not the backend's. */
+  connectFailed(error: Error): void {
+    const backend = this.backend;
+    if (this.#options.descriptorShortage?.explains(error, { backend: backend.id, target: backend.target }) === true) {
+      this.failed(new DialError(backend, DESCRIPTOR_SHORTAGE, { cause: error, givenUp: true }));
+
+      return;
+    }
+
+    this.failed(new DialError(backend, describeSocketError(error), { cause: error }));
+  }
+
   /** Gives the connect up because the backend's target left the set; the client fails over at once. */
   targetRemoved(): void {
     this.giveUp(TARGET_LEFT);
@@ -212,7 +228,7 @@ const BACKEND_HANDLERS: SocketHandler<DialAttempt> = {
     // The close handler that follows decides what happens to the connection.
   },
   connectError(socket, error) {
-    socket.data.failed(new DialError(socket.data.backend, describeSocketError(error), { cause: error }));
+    socket.data.connectFailed(error);
   },
 };
 

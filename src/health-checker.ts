@@ -1,3 +1,4 @@
+import { DescriptorShortage } from "./descriptor-shortage.ts";
 import type { Backend } from "./backend.ts";
 import { BackendHealth, type BackoffSettings, type HealthCondition, type HealthState, inRotation } from "./backend-health.ts";
 import { BackendSet } from "./backend-set.ts";
@@ -87,12 +88,15 @@ export class HealthChecker {
   #proxyProtocol: ProxyProtocolSettings = PROXY_PROTOCOL_OFF;
   #degraded = false;
   #stopped = false;
+  /** Detector of dials and probes that failed for lack of a file descriptor, which do not count against a backend's health. */
+  readonly descriptorShortage: DescriptorShortage;
 
   constructor(options: HealthCheckerOptions = {}) {
     const { clock, logger, ...settings } = options;
     this.#clock = clock ?? systemClock;
     this.#log = (logger ?? silentLogger).with({ component: "health" });
     this.#settings = settings;
+    this.descriptorShortage = new DescriptorShortage(this.#log);
   }
 
   /** True when the set has an enabled backend and every enabled one is unhealthy, so the server ignores health. */
@@ -358,7 +362,7 @@ export class HealthChecker {
       return;
     }
 
-    entry.probeLoop = new ProbeLoop(entry.health.backend, settings, this.#clock, (failure) => this.#record(entry, settings, failure));
+    entry.probeLoop = new ProbeLoop(entry.health.backend, settings, this.#clock, (failure) => this.#record(entry, settings, failure), this.descriptorShortage);
     entry.probeLoop.start();
   }
 

@@ -3,15 +3,10 @@ import { AdminRequestError, requestPath } from "./admin-request.ts";
 import { type ReadOnlyRouteContext, routeReadOnlyRequest } from "./admin-routes.ts";
 import { bindTcp } from "./admin-server.ts";
 import { handleHttpRequest } from "./http-request-handler.ts";
+import { readDescriptorLimit } from "./descriptor-budget.ts";
+import { httpConnectionCap } from "./http-connection-cap.ts";
 import type { HttpServer } from "./http-server.ts";
 import { type Logger, silentLogger } from "./logger.ts";
-
-/**
- * Connections the metrics server keeps open at once; another is closed at accept. A scraper
- * such as Prometheus keeps one connection open, so 64 leaves room for many of them, and a
- * flood of connections keeps at most 64 file descriptors from the listeners.
- */
-export const METRICS_MAX_CONNECTIONS = 64;
 
 /** Settings of the metrics server. */
 export interface MetricsServerOptions {
@@ -44,7 +39,7 @@ export class MetricsServer {
     return formatAddress(this.address);
   }
 
-  /** Connections closed at accept because `METRICS_MAX_CONNECTIONS` were open, since start. */
+  /** Connections closed at accept because the cap (`httpConnectionCap`) was reached, since start. */
   get rejectedConnections(): number {
     return this.#http.rejectedConnections;
   }
@@ -59,9 +54,11 @@ export class MetricsServer {
     const log = (options.logger ?? silentLogger).with({ component: "metrics" });
     const fetch = (request: Request): Promise<Response> => handleHttpRequest(request, () => routeMetricsRequest(request, context), log);
 
-    const http = await bindTcp("--metrics", address, { subject: "metrics server", maxConnections: METRICS_MAX_CONNECTIONS, fetch, log });
+    // A scraper such as Prometheus keeps one connection open, so even the smallest cap fits a few.
+    const maxConnections = httpConnectionCap(readDescriptorLimit());
+    const http = await bindTcp("--metrics", address, { subject: "metrics server", maxConnections, fetch, log });
     const server = new MetricsServer({ kind: "tcp", host: address.host, port: http.port ?? address.port }, http, log);
-    log.info("metrics server listening", { listener: server.name });
+    log.info("metrics server listening", { listener: server.name, maxConnections });
 
     return server;
   }

@@ -1,5 +1,6 @@
 import type { Backend } from "./backend.ts";
 import type { Clock, ClockTimer } from "./clock.ts";
+import type { DescriptorShortage } from "./descriptor-shortage.ts";
 import { type ProbeSettings, runProbe } from "./probes/probe.ts";
 import { errorDetail } from "./probes/probe-error.ts";
 
@@ -23,17 +24,20 @@ export class ProbeLoop {
   readonly #settings: ProbeSettings;
   readonly #clock: Clock;
   readonly #onResult: ProbeResultHandler;
+  readonly #shortage: DescriptorShortage | undefined;
   #stopped = false;
   #timer: ClockTimer | undefined;
   #abort: AbortController | undefined;
   /** The connect of the last probe while it is in flight, also after that probe timed out. */
   #connecting: Promise<unknown> | undefined;
 
-  constructor(backend: Backend, settings: ProbeSettings, clock: Clock, onResult: ProbeResultHandler) {
+  /** @param shortage detects a probe that failed for lack of a file descriptor, whose result is dropped, not reported. */
+  constructor(backend: Backend, settings: ProbeSettings, clock: Clock, onResult: ProbeResultHandler, shortage?: DescriptorShortage) {
     this.#backend = backend;
     this.#settings = settings;
     this.#clock = clock;
     this.#onResult = onResult;
+    this.#shortage = shortage;
   }
 
   /** Schedules the first probe at once (on the clock). */
@@ -84,10 +88,12 @@ export class ProbeLoop {
     }, settings.timeoutMs);
 
     let failure: string | undefined;
+    let local = false;
     try {
       await runProbe(this.#backend, settings, controller.signal, (connecting) => this.#track(connecting));
     } catch (error) {
       failure = timedOut ? `timed out after ${settings.timeoutMs} ms` : errorDetail(error);
+      local = !timedOut && (this.#shortage?.explains(error, { backend: this.#backend.id, target: this.#backend.target }) ?? false);
     }
     timeout.cancel();
     if (this.#stopped) {
@@ -95,7 +101,10 @@ export class ProbeLoop {
     }
 
     this.#abort = undefined;
-    this.#onResult(failure);
+    // A probe that failed for lack of a file descriptor tells nothing about the backend's health.
+    if (!local) {
+      this.#onResult(failure);
+    }
     this.#schedule(Math.max(0, settings.intervalMs - (this.#clock.now() - started)));
   }
 }

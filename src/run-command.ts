@@ -1,6 +1,7 @@
 import { type BackendSources, startBackendSources } from "./backend-sources.ts";
 import type { CliOptions } from "./cli.ts";
 import { checkDescriptorLimit } from "./descriptor-budget.ts";
+import { httpServerCount } from "./http-connection-cap.ts";
 import { ListenLocks } from "./listen-lock.ts";
 import { formatDuration } from "./duration.ts";
 import type { Logger } from "./logger.ts";
@@ -147,7 +148,7 @@ export async function runBalancer(cli: CliOptions, logger: Logger): Promise<Runn
   if (server.set.size === 0) {
     log.warn("no backends yet; clients are closed until a provider adds one", { providers: sources.providers.map((provider) => provider.name).join(",") });
   }
-  checkDescriptorLimit(settings.maxConnections, log);
+  checkDescriptorLimit(settings.maxConnections, httpServerCount(settings), log);
   logSettingsWarnings(settings, logger);
   // NOTE: READY=1 does not wait for the first set of DNS, Kubernetes or etcd, which comes after
   // their first lookup, because a provider that stays down would fail the start at TimeoutStartSec.

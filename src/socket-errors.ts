@@ -15,6 +15,7 @@ const SOCKET_ERROR_WORDS: Record<string, string> = {
   EACCES: "permission denied",
   EPERM: "the operation is not permitted (a firewall rule may block it)",
   EADDRNOTAVAIL: "no local address is free for the connection",
+  EMFILE: "too many open files",
 };
 
 /**

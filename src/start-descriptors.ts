@@ -1,6 +1,7 @@
 import type { CliOptions } from "./cli.ts";
 import { ConfigError } from "./config.ts";
 import { countOpenDescriptors, DESCRIPTORS_PER_CONNECTION, descriptorReserve, readDescriptorLimit } from "./descriptor-budget.ts";
+import { httpConnectionCap, httpServerCount } from "./http-connection-cap.ts";
 import { resolveProbeSettings } from "./probes/probe.ts";
 import type { Settings } from "./settings.ts";
 import { joinWords } from "./word-lists.ts";
@@ -59,13 +60,18 @@ export function probeDescriptors(settings: Settings): number {
 }
 
 /**
- * Returns the smallest descriptor limit under which a start of `settings` serves one connection:
- * its descriptors at start, two for the connection, and the reserve that the descriptor guard
- * keeps free (see `DescriptorBudget`), which grows with the limit.
+ * Returns the smallest descriptor limit under which a start serves one connection. It counts
+ * the `descriptorsAtStart`, two for the connection, the reserve that the descriptor guard keeps
+ * free (see `DescriptorBudget`), and the connection caps of the `httpServers` that run (the
+ * admin API and the metrics server, see `httpConnectionCap`). The reserve and the caps grow
+ * with the limit.
+ * With the caps counted, a flood of both servers cannot take the last descriptors, which would
+ * make accept(2) on their sockets fail with EMFILE in a busy loop.
  */
-export function requiredDescriptorLimit(descriptorsAtStart: number): number {
-  let limit = descriptorsAtStart + DESCRIPTORS_PER_CONNECTION;
-  while (limit - descriptorReserve(limit) < descriptorsAtStart + DESCRIPTORS_PER_CONNECTION) {
+export function requiredDescriptorLimit(descriptorsAtStart: number, httpServers = 0): number {
+  const used = descriptorsAtStart + DESCRIPTORS_PER_CONNECTION;
+  let limit = used;
+  while (limit - descriptorReserve(limit) - httpServers * httpConnectionCap(limit) < used) {
     limit++;
   }
 
@@ -103,12 +109,18 @@ export function descriptorRoomProblem(settings: Settings, watchesConfig: boolean
   }
 
   const probes = probeDescriptors(settings);
-  const needed = requiredDescriptorLimit(startDescriptors(settings, watchesConfig, open) + probes);
+  const httpServers = httpServerCount(settings);
+  const needed = requiredDescriptorLimit(startDescriptors(settings, watchesConfig, open) + probes, httpServers);
   if (limit >= needed) {
     return undefined;
   }
   const threads = relayThreadCount(settings);
-  const purposes = [...(threads > 1 ? ["start its threads"] : []), ...(probes > 0 ? [`probe ${probes} backend${probes === 1 ? "" : "s"}`] : []), "serve one connection"];
+  const purposes = [
+    ...(threads > 1 ? ["start its threads"] : []),
+    ...(probes > 0 ? [`probe ${probes} backend${probes === 1 ? "" : "s"}`] : []),
+    ...(httpServers > 0 ? [`hold ${describeHttpConnections(settings, needed)}`] : []),
+    "serve one connection",
+  ];
   const needs = `needs at least ${needed} file descriptors to ${joinWords(purposes, "and")}, but the descriptor limit is ${limit}; raise ulimit -n (LimitNOFILE= under systemd)`;
   if (threads > 1) {
     const [given, name] = workersFile === undefined ? [`--workers ${threads}`, "--workers"] : [`workers: ${threads} (in ${workersFile})`, "workers"];
@@ -117,4 +129,11 @@ export function descriptorRoomProblem(settings: Settings, watchesConfig: boolean
   }
 
   return `the balancer ${needs}`;
+}
+
+/** Describes the connections the admin API and the metrics server of `settings` may hold under `limit`, such as "4 admin API connections". */
+function describeHttpConnections(settings: Settings, limit: number): string {
+  const servers = [...(settings.providers.admin === "off" ? [] : ["admin API"]), ...(settings.providers.metrics === "off" ? [] : ["metrics server"])];
+
+  return `${servers.length * httpConnectionCap(limit)} ${joinWords(servers, "and")} connections`;
 }

@@ -6,7 +6,8 @@
 import { expect, test } from "bun:test";
 import type { Socket } from "bun";
 import { join } from "node:path";
-import { EchoBackend, echoingClient, FaultProcess } from "./support/fault-peers.ts";
+import { httpConnectionCap } from "../src/http-connection-cap.ts";
+import { cpuTicks, EchoBackend, echoingClient, FaultProcess } from "./support/fault-peers.ts";
 import { tempDirectory } from "./support/temp-directory.ts";
 import { waitFor } from "./support/wait.ts";
 
@@ -15,8 +16,8 @@ const directory = tempDirectory("tinylb-control-flood-");
 /** Below what the flood needs without the caps: 400 connections at 200 descriptors starved the listener. */
 const DESCRIPTOR_LIMIT = 200;
 const FLOOD = 400;
-/** ADMIN_MAX_CONNECTIONS and METRICS_MAX_CONNECTIONS. */
-const CAP = 64;
+/** The cap of each server under that limit: 12. */
+const CAP = httpConnectionCap(DESCRIPTOR_LIMIT);
 
 /** A flood connection and whether tinylb closed it; `socket` is undefined when the connect failed. */
 interface FloodClient {
@@ -43,6 +44,13 @@ async function flood(count: number, connect: (handler: { data(): void; close(): 
   }
 
   return clients;
+}
+
+/** Closes every flood connection that is still open. */
+function endFlood(clients: FloodClient[]): void {
+  for (const client of clients) {
+    client.socket?.terminate();
+  }
 }
 
 function metricsPortOf(stderr: string): number {
@@ -86,9 +94,7 @@ test.each([
     expect(tinylb.countLines(`${subject} connection cap reached; new connections are closed at accept`)).toBe(1);
 
     // Once the flood ends, the flooded server responds again.
-    for (const client of clients) {
-      client.socket?.terminate();
-    }
+    endFlood(clients);
     await waitFor("the info line", () => tinylb.countLines(`${subject} connections are below half the cap again`) === 1);
     expect(await (subject === "admin API" ? admin("/healthz") : metrics("/healthz"))).toBe(200);
     const page = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
@@ -97,9 +103,49 @@ test.each([
     expect(tinylb.countLines(`${subject} connection cap reached`)).toBe(1);
     expect(tinylb.running).toBe(true);
   } finally {
-    for (const client of clients) {
-      client.socket?.terminate();
+    endFlood(clients);
+    backend.stop();
+  }
+}, 60_000);
+
+test("flood of both servers under ulimit -n 100 keeps CPU idle", async () => {
+  // Two caps of 64 took all 100 descriptors, and accept(2) on both server sockets spun on EMFILE.
+  const limit = 100;
+  const cap = httpConnectionCap(limit);
+  const backend = new EchoBackend();
+  const adminPath = join(directory, "both.sock");
+  await using tinylb = new FaultProcess(["--listen", "127.0.0.1:0", "--backend", `echo=${backend.target}`, "--admin", `unix:${adminPath}`, "--metrics", "127.0.0.1:0"], { descriptorLimit: limit });
+  let clients: FloodClient[] = [];
+  try {
+    const port = await tinylb.port();
+    const metricsPort = metricsPortOf(tinylb.stderr);
+    // The start-up estimate of room for connections comes right after the `tinylb started` line.
+    await waitFor("the start-up estimate", () => tinylb.stderr.includes("leaves room for about this many connections"));
+    expect(tinylb.stderr).toContain(`adminAndMetricsCaps=${2 * cap}`);
+
+    const admin = await flood(FLOOD, (socket) => Bun.connect({ unix: adminPath, socket }));
+    const metrics = await flood(FLOOD, (socket) => Bun.connect({ hostname: "127.0.0.1", port: metricsPort, socket }));
+    clients = [...admin, ...metrics];
+    await waitFor("the connections over the caps to close", () => admin.filter((client) => !client.closed).length <= cap && metrics.filter((client) => !client.closed).length <= cap);
+
+    const before = cpuTicks(tinylb.pid);
+    const startedAt = performance.now();
+    let relayed = 0;
+    while (performance.now() - startedAt < 2000) {
+      const client = await echoingClient(port, "during the flood\n");
+      if (client !== undefined) {
+        relayed++;
+        client.terminate();
+      }
+      await Bun.sleep(50);
     }
+    const ticks = cpuTicks(tinylb.pid) - before;
+    console.log(`flood of both servers under ulimit -n ${limit}: ${relayed} clients relayed, ${ticks} clock ticks in 2 s`);
+    expect(ticks).toBeLessThan(40);
+    expect(relayed).toBeGreaterThan(10);
+    expect(tinylb.running).toBe(true);
+  } finally {
+    endFlood(clients);
     backend.stop();
   }
 }, 60_000);

@@ -59,15 +59,34 @@ test("checkDescriptorLimit warns when the cap cannot be reached", () => {
   const lines: string[] = [];
   const log = new Logger({ sink: (line) => lines.push(line) });
   const budget = new DescriptorBudget(1024, 24, () => 24);
-  checkDescriptorLimit(100, log, budget);
+  checkDescriptorLimit(100, 0, log, budget);
   expect(lines).toEqual([]);
 
-  checkDescriptorLimit(5000, log, budget);
+  checkDescriptorLimit(5000, 0, log, budget);
   expect(lines.length).toBe(1);
   expect(lines[0]).toContain("the descriptor limit is too low for the connection cap");
   expect(lines[0]).toContain("reachable=484");
   expect(lines[0]).toContain("neededLimit=10056");
 
-  checkDescriptorLimit(0, log, budget);
+  checkDescriptorLimit(0, 0, log, budget);
   expect(lines[1]).toContain("no global connection cap set");
+});
+
+test("checkDescriptorLimit counts the admin and metrics caps", () => {
+  const lines: string[] = [];
+  const log = new Logger({ sink: (line) => lines.push(line) });
+
+  // Limit 100, reserve 8, 20 open: 72 free; the two caps of 6 leave 60, room for 30 connections.
+  checkDescriptorLimit(0, 2, log, new DescriptorBudget(100, 20, () => 20));
+  expect(lines[0]).toContain("connections=30");
+  expect(lines[0]).toContain("adminAndMetricsCaps=12");
+
+  // Limit 1024, reserve 32, 24 open: 968 free; the two caps of 64 leave 840, room for 420.
+  checkDescriptorLimit(0, 2, log, new DescriptorBudget(1024, 24, () => 24));
+  expect(lines[1]).toContain("connections=420");
+  expect(lines[1]).toContain("adminAndMetricsCaps=128");
+
+  checkDescriptorLimit(450, 2, log, new DescriptorBudget(1024, 24, () => 24));
+  expect(lines[2]).toContain("reachable=420");
+  expect(lines[2]).toContain("neededLimit=1084");
 });

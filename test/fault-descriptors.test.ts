@@ -156,3 +156,71 @@ test.each([
     backend.stop();
   }
 }, 30_000);
+
+/** Opens `count` connections to `port` that each send the start of a request, so the HTTP server accepts them and waits for the rest. */
+async function holdHttpConnections(port: number, count: number): Promise<Socket<undefined>[]> {
+  const sockets: Socket<undefined>[] = [];
+  for (let i = 0; i < count; i++) {
+    const socket = await Bun.connect({ hostname: "127.0.0.1", port, socket: { data() {} } });
+    socket.write("GET /metrics HTTP/1.1\r\nHost: x\r\n");
+    sockets.push(socket);
+  }
+
+  return sockets;
+}
+
+test("probes at the descriptor limit keep backends healthy", async () => {
+  // Held clients bring the process to the descriptor guard, which keeps the last 7 or so
+  // descriptors free. Connections to the metrics server then take those, so the probes fail
+  // in socket(2) with EMFILE, which Bun 1.4.4 reports as ECONNREFUSED. That used to mark
+  // every backend unhealthy.
+  const limit = 128;
+  const backends = Array.from({ length: 4 }, () => new EchoBackend());
+  const flags = backends.flatMap((backend, index) => ["--backend", `b${index}=${backend.target}`]);
+  const probe = ["--probe", "tcp", "--probe-interval", "100ms", "--probe-timeout", "100ms"];
+  await using tinylb = new FaultProcess(["--listen", "127.0.0.1:0", "--metrics", "127.0.0.1:0", ...flags, ...probe], { descriptorLimit: limit });
+  const held: Socket<{ received: string }>[] = [];
+  let metricsConnections: Socket<undefined>[] = [];
+  try {
+    const port = await tinylb.port();
+    const metricsPort = Number(/metrics server listening .*listener=127\.0\.0\.1:(\d+)/.exec(tinylb.stderr)?.[1]);
+    for (let i = 0; i < limit; i++) {
+      const client = await echoingClient(port, `client ${i}\n`);
+      if (client === undefined) {
+        break;
+      }
+      held.push(client);
+    }
+    const free = limit - openDescriptors(tinylb.pid);
+    metricsConnections = await holdHttpConnections(metricsPort, free);
+    await waitFor("a probe to run out of descriptors", () => tinylb.countLines("too many open files (EMFILE)") > 0);
+    // Five more probe rounds at the limit.
+    await Bun.sleep(500);
+    console.log(`${held.length} clients and ${free} metrics connections held under ulimit -n ${limit}; ${openDescriptors(tinylb.pid)} descriptors open`);
+
+    expect(tinylb.stderr).toContain("a connect failed for lack of a file descriptor, not because of the backend, so its health is unchanged; raise ulimit -n (LimitNOFILE= under systemd)");
+    expect(tinylb.stderr).toContain(`descriptorLimit=${limit}`);
+    expect(tinylb.countLines("backend is unhealthy")).toBe(0);
+    expect(tinylb.countLines("ECONNREFUSED")).toBe(0);
+    expect(tinylb.countLines("degraded")).toBe(0);
+
+    // Once descriptors are free, the backends still serve.
+    for (const socket of metricsConnections) {
+      socket.terminate();
+    }
+    for (const [index, client] of held.entries()) {
+      expect(await echoes(client, `again ${index}\n`)).toBe(true);
+    }
+    expect(tinylb.running).toBe(true);
+  } finally {
+    for (const socket of metricsConnections) {
+      socket.terminate();
+    }
+    for (const client of held) {
+      client.terminate();
+    }
+    for (const backend of backends) {
+      backend.stop();
+    }
+  }
+}, 60_000);

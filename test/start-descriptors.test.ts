@@ -54,6 +54,29 @@ test.each([
   expect(requiredDescriptorLimit(open)).toBe(limit);
 });
 
+test.each([
+  // Below 256 the caps are 4 each: 10 open, 2 for a connection, the reserve of 8, and 4 per server.
+  [10, 1, 24],
+  [10, 2, 28],
+  // 300 open: the reserve is 11 and the caps 22 each at the limit of 357.
+  [300, 2, 357],
+  // From a limit of 1024 on, each cap is 64.
+  [1050, 2, 1218],
+])("requiredDescriptorLimit for %d open descriptors and %d HTTP servers is %d", (open, servers, limit) => {
+  expect(requiredDescriptorLimit(open, servers)).toBe(limit);
+});
+
+test("descriptorRoomProblem counts the admin and metrics caps", () => {
+  const settings = settingsOf(["127.0.0.1:7443"], 1, "unix:/run/tinylb/admin.sock", "127.0.0.1:9180");
+
+  // 8 open, a copy of stderr, a listener and its lock, 3 for the admin API, 1 for metrics: 15 at start.
+  expect(descriptorRoomProblem(settings, false, 32, 8)).toBe(
+    "the balancer needs at least 33 file descriptors to hold 8 admin API and metrics server connections and serve one connection, but the descriptor limit is 32; raise ulimit -n (LimitNOFILE= under systemd)",
+  );
+  expect(descriptorRoomProblem(settings, false, 33, 8)).toBeUndefined();
+  expect(descriptorRoomProblem(settingsOf(["127.0.0.1:7443"], 1, "127.0.0.1:9901"), false, 16, 8)).toContain("to hold 4 admin API connections and serve one connection");
+});
+
 test("descriptorRoomProblem names the workers and the fix", () => {
   const settings = settingsOf(["127.0.0.1:7443"], 8);
 
