@@ -107,18 +107,7 @@ export async function requestAdmin(admin: Address, tokenFile: string | undefined
     response = await fetch(url, init);
     text = await response.text();
   } catch (error) {
-    const failure = describeFetchError(error);
-    if (failure.denied) {
-      throw new Error(`this user may not connect to ${name} (${failure.reason}); run the command as root or as the user that runs the balancer`, { cause: error });
-    }
-    if (failure.closed) {
-      // A tinylb at its admin connection cap closes new connections at accept.
-      throw new Error(`${name} closed the connection before a response; a tinylb at its admin connection cap does that, so retry in a few seconds, or pass --admin ADDR with the balancer's admin address`, { cause: error });
-    }
-    if (failure.connected) {
-      throw new Error(`${name} does not respond as a tinylb admin API (${failure.reason}); pass --admin ADDR with the balancer's admin address`, { cause: error });
-    }
-    throw new Error(`no balancer responds on ${name} (${failure.reason}); is tinylb running? Pass --admin ADDR for another address`, { cause: error });
+    throw new Error(describeFetchFailure(name, describeFetchError(error)), { cause: error });
   }
 
   if (!response.ok) {
@@ -153,43 +142,56 @@ function fixFor(status: number, tokenFile: string | undefined): string {
 }
 
 /**
- * A failed request in words. `connected` is true when something listened but did not respond
- * with HTTP. `denied` is true when the socket's mode or folder kept this user out.
+ * A failed request in words. `kind` is `unreachable` when nothing listened, `denied` when the
+ * socket's mode or folder kept this user out, `closed` when the peer closed the connection
+ * before any response, and `foreign` when something listened but did not respond with HTTP.
  */
 interface FetchFailure {
-  connected: boolean;
-  denied?: boolean;
-  /** True when the peer closed the connection before any response. */
-  closed?: boolean;
+  kind: "unreachable" | "denied" | "closed" | "foreign";
   reason: string;
+}
+
+/** Returns the error of a request to the admin address `name` that failed as `failure`, with the next step. */
+function describeFetchFailure(name: string, failure: FetchFailure): string {
+  switch (failure.kind) {
+    case "denied":
+      return `this user may not connect to ${name} (${failure.reason}); run the command as root or as the user that runs the balancer`;
+    case "closed":
+      // A tinylb at its admin connection cap closes new connections at accept.
+      return `${name} closed the connection before a response; a tinylb at its admin connection cap does that, so retry in a few seconds, or pass --admin ADDR with the balancer's admin address`;
+    case "foreign":
+      return `${name} does not respond as a tinylb admin API (${failure.reason}); pass --admin ADDR with the balancer's admin address`;
+    case "unreachable":
+      return `no balancer responds on ${name} (${failure.reason}); is tinylb running? Pass --admin ADDR for another address`;
+  }
 }
 
 function describeFetchError(error: unknown): FetchFailure {
   const code = (error as { code?: string }).code;
   if (code === "ENOENT" || code === "FailedToOpenSocket") {
-    return { connected: false, reason: "the socket does not exist" };
+    return { kind: "unreachable", reason: "the socket does not exist" };
   }
   // Bun 1.4.4 words it "EACCES: Was there a typo in the url or port?".
   if (code === "EACCES" || code === "EPERM") {
-    return { connected: false, denied: true, reason: `permission denied (${code})` };
+    return { kind: "denied", reason: `permission denied (${code})` };
   }
   if (code === "ECONNREFUSED" || code === "ConnectionRefused") {
-    return { connected: false, reason: "connection refused" };
+    return { kind: "unreachable", reason: "connection refused" };
   }
   if (code === "Malformed_HTTP_Response") {
-    return { connected: true, reason: "the response is not HTTP" };
+    return { kind: "foreign", reason: "the response is not HTTP" };
   }
   if (code === "ECONNRESET") {
-    return { connected: true, closed: true, reason: "the connection was closed before a response" };
+    return { kind: "closed", reason: "the connection was closed before a response" };
   }
   if ((error as Error).name === "TimeoutError") {
-    return { connected: true, reason: `no answer within ${ADMIN_TIMEOUT_MS} ms` };
+    return { kind: "foreign", reason: `no answer within ${ADMIN_TIMEOUT_MS} ms` };
   }
 
   // Bun's fetch errors end with a hint for developers about a `verbose` option.
   const message = (error as Error).message ?? String(error);
 
-  return { connected: false, reason: message.replace(/\.? For more information, pass `verbose: true`.*$/s, "") };
+  return { kind: "unreachable", reason: message.replace(/\.? For more information, pass `verbose: true`.*$/s, "") };
 }
 
 /**

@@ -2,7 +2,7 @@ import type { Logger } from "./logger.ts";
 
 /**
  * Counts the connections an HTTP server closed at accept because its connection cap was
- * reached, and logs the cap edge-triggered: one warning when the first connection is
+ * reached, and logs the cap edge-triggered. It logs one warning when the first connection is
  * rejected, and one info line once the open connections fall to half the cap. The gap
  * between the two keeps a flood that holds the server at its cap, where every closed
  * connection is replaced at once, from logging a pair of lines per connection.

@@ -118,9 +118,9 @@ export class DescriptorBudget {
     return open !== undefined && this.limit - open >= 2 * this.reserve;
   }
 
-  /** Computes how many connections the limit leaves room for, after the baseline, the reserve and `held` descriptors used elsewhere. */
-  maxConnections(held = 0): number {
-    return Math.max(0, Math.floor((this.limit - this.#baseline - this.reserve - held) / DESCRIPTORS_PER_CONNECTION));
+  /** Computes how many connections the limit leaves room for, after the baseline, the reserve and `otherDescriptors` used elsewhere. */
+  maxConnections(otherDescriptors = 0): number {
+    return Math.max(0, Math.floor((this.limit - this.#baseline - this.reserve - otherDescriptors) / DESCRIPTORS_PER_CONNECTION));
   }
 }
 

@@ -2,7 +2,7 @@ import type { BackendSet } from "./backend-set.ts";
 import { type Logger, silentLogger } from "./logger.ts";
 
 /**
- * Where a disabled mark came from: the admin API (`tinylb disable`, or the state file that
+ * The origin of a disabled mark: the admin API (`tinylb disable`, or the state file that
  * saved such a mark), or the config file's `disabled: true` key.
  */
 export type DisableOrigin = "admin" | "config";

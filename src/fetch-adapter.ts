@@ -8,7 +8,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 const PATH_BASE = "http://localhost";
 
 /**
- * Bytes of a request body that the queue between node:http and the handler's stream holds
+ * Bytes of a request body that the queue between node:http and the handler's stream buffers
  * before the socket is paused, so a handler that stops reading (at the body cap) stops the
  * upload too, instead of the queue buffering it.
  */

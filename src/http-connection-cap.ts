@@ -8,7 +8,7 @@ const MIN_HTTP_CONNECTIONS = 4;
 
 /**
  * Computes the connection cap of the admin API and of the metrics server for a descriptor
- * `limit`: 1/16 of it, at least 4 and at most 64, so that a flood of both servers holds at most
+ * `limit`: 1/16 of it, at least 4 and at most 64, so that a flood of both servers takes at most
  * about an eighth of the limit. Before the caps scaled, two caps of 64 under `ulimit -n 100`
  * took every descriptor, and accept(2) on both server sockets failed with EMFILE in a busy
  * loop. An unknown or unlimited `limit` (see `readDescriptorLimit`) gets the full cap.

@@ -101,7 +101,7 @@ export class ProbeLoop {
     }
 
     this.#abort = undefined;
-    // A probe that failed for lack of a file descriptor tells nothing about the backend's health.
+    // A probe that failed for lack of a file descriptor is no sign of the backend's health.
     if (!local) {
       this.#onResult(failure);
     }

@@ -175,7 +175,7 @@ test("config disabled key at start and at reload", async () => {
   expect(await disabledIds(admin)).toEqual(["a"]);
   expect(await greetings(port, 4)).toEqual(["b", "c", "b", "c"]);
 
-  // tinylb disable of a backend the key disabled says so, and keeps it when the key goes.
+  // tinylb disable of a backend that the key disabled reports that, and keeps it disabled when the key goes.
   write({ b: true });
   tinylb.signal("SIGHUP");
   // The start logged the same line for b, so the reload is awaited by its effect.
