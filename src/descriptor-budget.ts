@@ -34,9 +34,8 @@ export function countOpenDescriptors(): number | undefined {
 /**
  * Descriptors a process keeps free for work besides relaying: dials, probes, admin
  * requests, config reads. Scales with the limit: 1/32 of it, at least 8 and at most 128.
- * It sets no room aside for the connections that the admin API and the metrics server keep
- * open (`httpConnectionCap`, up to 1/16 of the limit each), which the start check of the limit
- * counts instead. The exact count near the limit includes them.
+ * The connections that the admin API and the metrics server keep open (`httpConnectionCap`,
+ * up to 1/16 of the limit each) come on top (see `DescriptorBudget`).
  */
 export function descriptorReserve(limit: number): number {
   return Math.min(128, Math.max(8, Math.floor(limit / 32)));
@@ -53,7 +52,10 @@ export const DESCRIPTORS_PER_CONNECTION = 2;
  * client waits in the backlog, and uses a whole core (measured on Linux 6.18 by holding
  * connections under `ulimit -n 64`). The server therefore stops its listeners
  * while fewer than `reserve` descriptors are free, and binds them again once twice that
- * many are free.
+ * many are free. The caps of the admin API and the metrics server (`controlCaps`) are held
+ * back on top of the reserve, so clients cannot take what a flood of those servers may hold.
+ * NOTE: the exact count includes the control connections open at the time, so while those
+ * servers hold connections, clients get that many fewer descriptors than the caps allow.
  *
  * The cheap estimate (descriptors at start plus two per connection, of every relay thread
  * with `--workers`) decides when to count `/proc/self/fd` exactly: on every accept near the
@@ -64,6 +66,8 @@ export const DESCRIPTORS_PER_CONNECTION = 2;
 export class DescriptorBudget {
   readonly limit: number;
   readonly reserve: number;
+  /** Descriptors held back for the connections of the admin API and the metrics server. */
+  readonly controlCaps: number;
   readonly #baseline: number;
   readonly #count: () => number | undefined;
   readonly #now: () => number;
@@ -75,31 +79,38 @@ export class DescriptorBudget {
    * @param baseline descriptors open before any client was accepted.
    * @param count returns the exact number of open descriptors.
    * @param now returns the time in milliseconds.
+   * @param controlServers how many of the admin API and the metrics server run, whose connection caps are held back.
    */
-  constructor(limit: number, baseline: number, count: () => number | undefined = countOpenDescriptors, now: () => number = () => performance.now()) {
+  constructor(limit: number, baseline: number, count: () => number | undefined = countOpenDescriptors, now: () => number = () => performance.now(), controlServers = 0) {
     this.limit = limit;
     this.reserve = descriptorReserve(limit);
+    this.controlCaps = controlServers * httpConnectionCap(limit);
     this.#baseline = baseline;
     this.#lastOpen = baseline;
     this.#count = count;
     this.#now = now;
   }
 
-  /** Builds the budget of this process, or undefined where the limit or the open count cannot be read. */
-  static ofProcess(): DescriptorBudget | undefined {
+  /**
+   * Builds the budget of this process, or undefined where the limit or the open count cannot be read.
+   *
+   * @param controlServers how many of the admin API and the metrics server run in this process.
+   */
+  static ofProcess(controlServers = 0): DescriptorBudget | undefined {
     const limit = readDescriptorLimit();
     const baseline = countOpenDescriptors();
     if (limit === undefined || baseline === undefined) {
       return undefined;
     }
 
-    return new DescriptorBudget(limit, baseline);
+    return new DescriptorBudget(limit, baseline, countOpenDescriptors, () => performance.now(), controlServers);
   }
 
-  /** Returns true when fewer than `reserve` descriptors are free, given the connections open or dialing. */
+  /** Returns true when fewer than `reserve` descriptors are free besides `controlCaps`, given the connections open or dialing. */
   exhausted(active: number): boolean {
     const estimate = this.#baseline + DESCRIPTORS_PER_CONNECTION * active;
-    const near = Math.max(estimate, this.#lastOpen) >= this.limit - 4 * this.reserve;
+    const usable = this.limit - this.controlCaps;
+    const near = Math.max(estimate, this.#lastOpen) >= usable - 4 * this.reserve;
     const now = this.#now();
     if (!near && now - this.#countedAt < 1000) {
       return false;
@@ -108,14 +119,14 @@ export class DescriptorBudget {
     this.#countedAt = now;
     this.#lastOpen = this.#count() ?? estimate;
 
-    return this.limit - this.#lastOpen < this.reserve;
+    return usable - this.#lastOpen < this.reserve;
   }
 
-  /** Returns true when at least twice `reserve` descriptors are free, so accepting may start again. */
+  /** Returns true when at least twice `reserve` descriptors are free besides `controlCaps`, so accepting may start again. */
   recovered(): boolean {
     const open = this.#count();
 
-    return open !== undefined && this.limit - open >= 2 * this.reserve;
+    return open !== undefined && this.limit - this.controlCaps - open >= 2 * this.reserve;
   }
 
   /** Computes how many connections the limit leaves room for, after the baseline, the reserve and `otherDescriptors` used elsewhere. */

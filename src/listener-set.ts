@@ -25,6 +25,7 @@ export class ListenerSet<Data> {
   readonly #descriptorError: RateLimitedLog;
   /** Sockets the service manager passed, by canonical listen address. */
   readonly #inherited: ReadonlyMap<string, InheritedSocket>;
+  readonly #controlServers: number;
   #listeners: BoundListener[] = [];
   #handlers: SocketHandler<Data> | undefined;
   #descriptors: DescriptorBudget | undefined;
@@ -39,11 +40,13 @@ export class ListenerSet<Data> {
    * @param log the server's logger, which gets the set's lines on binds, pauses and resumes.
    * @param reusePort bind TCP listeners with SO_REUSEPORT (see `bindListener`).
    * @param inherited sockets the service manager passed, each for the listen address it matched.
+   * @param controlServers how many of the admin API and the metrics server run, whose connection caps the guard holds back.
    */
-  constructor(log: Logger, reusePort: boolean, inherited: readonly InheritedSocket[] = []) {
+  constructor(log: Logger, reusePort: boolean, inherited: readonly InheritedSocket[] = [], controlServers = 0) {
     this.#log = log;
     this.#reusePort = reusePort;
     this.#inherited = new Map(inherited.map((socket) => [socket.key, socket]));
+    this.#controlServers = controlServers;
     this.#descriptorError = new RateLimitedLog(this.#log, "error", 10_000);
   }
 
@@ -94,7 +97,7 @@ export class ListenerSet<Data> {
       this.stop();
       throw error;
     }
-    this.#descriptors = DescriptorBudget.ofProcess();
+    this.#descriptors = DescriptorBudget.ofProcess(this.#controlServers);
   }
 
   /** Stops every listener and cancels a pending bind after a pause. Open connections carry on. */
@@ -130,6 +133,7 @@ export class ListenerSet<Data> {
     this.#descriptorError.log("file descriptor limit nearly reached; stopped accepting clients until descriptors are free; raise ulimit -n (LimitNOFILE= under systemd), or cap clients below the limit with --max-connections", {
       limit: budget.limit,
       reserve: budget.reserve,
+      ...(budget.controlCaps > 0 ? { adminAndMetricsCaps: budget.controlCaps } : {}),
       open: active,
     });
     this.#scheduleResume(100);

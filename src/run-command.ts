@@ -67,6 +67,7 @@ export async function runBalancer(cli: CliOptions, logger: Logger): Promise<Runn
     logger,
     reusePort: threads > 1,
     inheritedSockets,
+    controlServers: httpServerCount(settings),
   });
   // The locks keep a second tinylb off these addresses even where listeners share ports (--workers).
   // A socket from the service manager needs none: nothing binds its address.

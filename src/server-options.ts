@@ -121,6 +121,12 @@ export interface ServerOptions {
    */
   inheritedSockets?: InheritedSocket[];
   /**
+   * How many of the admin API and the metrics server run in this process. The descriptor
+   * guard holds back their connection caps, so clients cannot take what they may hold.
+   * @default 0
+   */
+  controlServers?: number;
+  /**
    * Limits on the traffic counters kept for backend ids that are no longer used (see
    * CounterRetention). Relay workers pass `false`, because they drop an id's counters once
    * they sent them to the main thread.

@@ -78,10 +78,10 @@ export class Server {
    *   follower of the main thread's windows. `options.slowStart` configures it.
    */
   constructor(options: ServerOptions, health?: HealthChecker, slowStart?: SlowStart) {
-    this.#options = { connectTimeoutMs: 3000, keepaliveMs: 30_000, idleTimeoutMs: 0, maxConnections: 0, maxConnectionsPerBackend: 0, threads: 1, health: {}, maxAttempts: 0, onRemoval: "close", drainTimeoutMs: 30_000, onUnhealthy: "keep", clock: systemClock, logger: silentLogger, reusePort: false, inheritedSockets: [], logSetChanges: true, threadIndex: 0, counterRetention: DEFAULT_COUNTER_RETENTION, ...options };
+    this.#options = { connectTimeoutMs: 3000, keepaliveMs: 30_000, idleTimeoutMs: 0, maxConnections: 0, maxConnectionsPerBackend: 0, threads: 1, health: {}, maxAttempts: 0, onRemoval: "close", drainTimeoutMs: 30_000, onUnhealthy: "keep", clock: systemClock, logger: silentLogger, reusePort: false, inheritedSockets: [], controlServers: 0, logSetChanges: true, threadIndex: 0, counterRetention: DEFAULT_COUNTER_RETENTION, ...options };
     this.#log = this.#options.logger.with({ component: "server" });
     this.disabled = new DisabledBackends(this.#log, this.#options.logSetChanges);
-    this.#listeners = new ListenerSet(this.#log, this.#options.reusePort, this.#options.inheritedSockets);
+    this.#listeners = new ListenerSet(this.#log, this.#options.reusePort, this.#options.inheritedSockets, this.#options.controlServers);
     this.#listeners.setKeepAlive(this.#options.keepaliveMs);
     // Several threads always share per-target counts, so that a reload can turn leastconn on.
     this.threadCounters = this.#options.threads > 1 ? new ThreadCounters(options.threadCounters, true) : undefined;

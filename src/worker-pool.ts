@@ -3,6 +3,7 @@ import type { OpenTraffic } from "./balancer-status.ts";
 import { ListenError } from "./listener.ts";
 import type { Logger } from "./logger.ts";
 import type { Server } from "./server.ts";
+import { httpServerCount } from "./http-connection-cap.ts";
 import type { Settings } from "./settings.ts";
 import type { DialResult, HealthSnapshot, LiveSettings, SetCommand, StatsDelta, WorkerCommand, WorkerEvent, WorkerServerOptions } from "./worker-messages.ts";
 
@@ -537,6 +538,7 @@ export async function startRelayWorkers(settings: Settings, server: Server, logg
     onUnhealthy: settings.health.onUnhealthy,
     // Descriptors belong to the process, so each worker accepts on its own duplicate of these.
     inheritedSockets: server.listeners.flatMap((listener) => (listener.inherited === undefined ? [] : [listener.inherited])),
+    controlServers: httpServerCount(settings),
   };
   const pool = await WorkerPool.start(settings.workers - 1, options, server, logger);
   poolsByServer.set(server, pool);

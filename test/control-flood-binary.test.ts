@@ -7,7 +7,7 @@ import { expect, test } from "bun:test";
 import type { Socket } from "bun";
 import { join } from "node:path";
 import { httpConnectionCap } from "../src/http-connection-cap.ts";
-import { cpuTicks, EchoBackend, echoingClient, FaultProcess } from "./support/fault-peers.ts";
+import { cpuTicks, EchoBackend, echoes, echoingClient, FaultProcess } from "./support/fault-peers.ts";
 import { tempDirectory } from "./support/temp-directory.ts";
 import { waitFor } from "./support/wait.ts";
 
@@ -146,6 +146,51 @@ test("flood of both servers under ulimit -n 100 keeps CPU idle", async () => {
     expect(tinylb.running).toBe(true);
   } finally {
     endFlood(clients);
+    backend.stop();
+  }
+}, 60_000);
+
+test("flood of both servers after clients reach the guard keeps CPU idle", async () => {
+  // The descriptor guard used to keep only its reserve of 8 free, less than the two caps of 6:
+  // clients held up to the guard left the flood too few descriptors, and accept(2) spun on EMFILE.
+  const limit = 100;
+  const backend = new EchoBackend();
+  const adminPath = join(directory, "guard.sock");
+  await using tinylb = new FaultProcess(["--listen", "127.0.0.1:0", "--backend", `echo=${backend.target}`, "--admin", `unix:${adminPath}`, "--metrics", "127.0.0.1:0"], { descriptorLimit: limit });
+  const held: Socket<{ received: string }>[] = [];
+  let clients: FloodClient[] = [];
+  try {
+    const port = await tinylb.port();
+    const metricsPort = metricsPortOf(tinylb.stderr);
+    // Each client holds two descriptors, so 50 clients are more than the limit leaves room for.
+    for (let i = 0; i < 50 && tinylb.countLines("file descriptor limit nearly reached") === 0; i++) {
+      const client = await echoingClient(port, `client ${i}\n`);
+      if (client !== undefined) {
+        held.push(client);
+      }
+    }
+    expect(tinylb.countLines("file descriptor limit nearly reached")).toBe(1);
+    expect(tinylb.stderr).toContain(`adminAndMetricsCaps=${2 * httpConnectionCap(limit)}`);
+
+    const admin = await flood(100, (socket) => Bun.connect({ unix: adminPath, socket }));
+    const metrics = await flood(100, (socket) => Bun.connect({ hostname: "127.0.0.1", port: metricsPort, socket }));
+    clients = [...admin, ...metrics];
+    await Bun.sleep(500);
+
+    const before = cpuTicks(tinylb.pid);
+    await Bun.sleep(2000);
+    const ticks = cpuTicks(tinylb.pid) - before;
+    console.log(`flood of both servers with ${held.length} clients held under ulimit -n ${limit}: ${ticks} clock ticks in 2 s`);
+    expect(ticks).toBeLessThan(40);
+    for (const client of held) {
+      expect(await echoes(client, "still relayed\n")).toBe(true);
+    }
+    expect(tinylb.running).toBe(true);
+  } finally {
+    endFlood(clients);
+    for (const client of held) {
+      client.terminate();
+    }
     backend.stop();
   }
 }, 60_000);

@@ -55,6 +55,22 @@ test("DescriptorBudget counts exactly only near the limit or once a second", () 
   expect(budget.exhausted(12)).toBe(false);
 });
 
+test("DescriptorBudget holds back the admin and metrics caps", () => {
+  let open = 70;
+  // Limit 100: a reserve of 8 and two caps of 6, so clients may use up to 80 descriptors.
+  const budget = new DescriptorBudget(100, 20, () => open, () => 0, 2);
+  expect(budget.controlCaps).toBe(12);
+  expect(budget.exhausted(25)).toBe(false);
+  open = 81;
+  expect(budget.exhausted(30)).toBe(true);
+
+  // Accepting starts again once twice the reserve is free besides the caps.
+  open = 73;
+  expect(budget.recovered()).toBe(false);
+  open = 72;
+  expect(budget.recovered()).toBe(true);
+});
+
 test("checkDescriptorLimit warns when the cap cannot be reached", () => {
   const lines: string[] = [];
   const log = new Logger({ sink: (line) => lines.push(line) });

@@ -169,34 +169,57 @@ async function holdHttpConnections(port: number, count: number): Promise<Socket<
   return sockets;
 }
 
+/**
+ * A backend that echoes clients and replies to an HTTP probe after `delayMs`, so that each probe
+ * holds its socket for that long. It is a stand-in: no real server mixes the two.
+ */
+function slowProbeBackend(delayMs: number): { target: string; stop(): void } {
+  const listener = Bun.listen({
+    hostname: "127.0.0.1",
+    port: 0,
+    socket: {
+      data(socket, chunk) {
+        if (!chunk.toString("latin1").startsWith("GET ")) {
+          socket.write(chunk);
+
+          return;
+        }
+        setTimeout(() => socket.end("HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"), delayMs);
+      },
+      error() {},
+    },
+  });
+
+  return { target: `127.0.0.1:${listener.port}`, stop: () => listener.stop(true) };
+}
+
 test("probes at the descriptor limit keep backends healthy", async () => {
-  // Held clients bring the process to the descriptor guard, which keeps the last 7 or so
-  // descriptors free. Connections to the metrics server then take those, so the probes fail
-  // in socket(2) with EMFILE, which Bun 1.4.4 reports as ECONNREFUSED. That used to mark
+  // Held clients bring the process to the descriptor guard, which keeps 8 descriptors free.
+  // 24 probes that each wait 80 ms for their reply need more than that at once, so some
+  // fail in socket(2) with EMFILE, which Bun 1.4.4 reports as ECONNREFUSED. That used to mark
   // every backend unhealthy.
   const limit = 128;
-  const backends = Array.from({ length: 4 }, () => new EchoBackend());
+  const backends = Array.from({ length: 24 }, () => slowProbeBackend(80));
   const flags = backends.flatMap((backend, index) => ["--backend", `b${index}=${backend.target}`]);
-  const probe = ["--probe", "tcp", "--probe-interval", "100ms", "--probe-timeout", "100ms"];
-  await using tinylb = new FaultProcess(["--listen", "127.0.0.1:0", "--metrics", "127.0.0.1:0", ...flags, ...probe], { descriptorLimit: limit });
+  const probe = ["--probe", "http", "--probe-path", "/healthz", "--probe-interval", "200ms", "--probe-timeout", "200ms"];
+  await using tinylb = new FaultProcess(["--listen", "127.0.0.1:0", ...flags, ...probe], { descriptorLimit: limit });
   const held: Socket<{ received: string }>[] = [];
-  let metricsConnections: Socket<undefined>[] = [];
   try {
     const port = await tinylb.port();
-    const metricsPort = Number(/metrics server listening .*listener=127\.0\.0\.1:(\d+)/.exec(tinylb.stderr)?.[1]);
-    for (let i = 0; i < limit; i++) {
+    const deadline = performance.now() + 20_000;
+    for (let i = 0; i < limit && tinylb.countLines("too many open files (EMFILE)") === 0 && performance.now() < deadline; i++) {
       const client = await echoingClient(port, `client ${i}\n`);
       if (client === undefined) {
-        break;
+        // The guard stopped the listener: hold what was accepted and let the probes run.
+        await Bun.sleep(100);
+        continue;
       }
       held.push(client);
     }
-    const free = limit - openDescriptors(tinylb.pid);
-    metricsConnections = await holdHttpConnections(metricsPort, free);
     await waitFor("a probe to run out of descriptors", () => tinylb.countLines("too many open files (EMFILE)") > 0);
     // Five more probe rounds at the limit.
-    await Bun.sleep(500);
-    console.log(`${held.length} clients and ${free} metrics connections held under ulimit -n ${limit}; ${openDescriptors(tinylb.pid)} descriptors open`);
+    await Bun.sleep(1000);
+    console.log(`${held.length} clients held under ulimit -n ${limit} with 24 slow probes; ${openDescriptors(tinylb.pid)} descriptors open`);
 
     expect(tinylb.stderr).toContain("a connect failed for lack of a file descriptor, not because of the backend, so its health is unchanged; raise ulimit -n (LimitNOFILE= under systemd)");
     expect(tinylb.stderr).toContain(`descriptorLimit=${limit}`);
@@ -205,17 +228,14 @@ test("probes at the descriptor limit keep backends healthy", async () => {
     expect(tinylb.countLines("degraded")).toBe(0);
 
     // Once descriptors are free, the backends still serve.
-    for (const socket of metricsConnections) {
-      socket.terminate();
+    for (const client of held.splice(0, Math.ceil(held.length / 2))) {
+      client.terminate();
     }
     for (const [index, client] of held.entries()) {
       expect(await echoes(client, `again ${index}\n`)).toBe(true);
     }
     expect(tinylb.running).toBe(true);
   } finally {
-    for (const socket of metricsConnections) {
-      socket.terminate();
-    }
     for (const client of held) {
       client.terminate();
     }
