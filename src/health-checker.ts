@@ -386,7 +386,13 @@ export class HealthChecker {
     this.#log.debug("probe failed", { backend: health.backend.id, target: health.backend.target, probe: description, err: failure });
     // A backend already skipped for a dial back-off stays unhealthy when its probe falls, but
     // the probe is the reason from now on, so the cause changes with it.
-    this.#evaluate(entry, `${description} failed${inARow(health.probeFailures)}: ${failure}`, wasUp && !health.probeUp);
+    const cause = `${description} failed${inARow(health.probeFailures)}: ${failure}`;
+    this.#evaluate(entry, cause, wasUp && !health.probeUp);
+    // While the probe is down, the cause follows its latest failure, as HAProxy's check_status
+    // does, so status shows a refused connect once a backend that returned 500 has stopped.
+    if (!health.probeUp && entry.condition !== "healthy") {
+      health.cause = cause;
+    }
   }
 
   /**

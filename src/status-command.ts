@@ -121,7 +121,7 @@ export function formatStatus(status: BalancerStatus): string {
   lines.push(...describeDisabled(status));
   for (const backend of status.backends.filter((entry) => entry.slowStartEndsInMs !== undefined)) {
     const percent = Math.round((backend.slowStartWeight ?? 1) * 100);
-    lines.push(`Slow start: "${backend.id}" gets ${percent}% of a full share of new clients, all of it in ${formatTimeLeft(backend.slowStartEndsInMs!)}`);
+    lines.push(`Slow start: "${backend.id}" gets ${percent}% of a full share of new clients, a full share in ${formatTimeLeft(backend.slowStartEndsInMs!)}`);
   }
   for (const backend of status.backends.filter((entry) => entry.healthy === false)) {
     const label = HEALTH_LABELS[backend.health] ?? "Unhealthy";

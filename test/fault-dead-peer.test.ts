@@ -10,11 +10,11 @@ const SUBNET = `10.254.${process.pid % 250}`;
 const BACKEND_ADDRESS = `${SUBNET}.2`;
 const KEEPALIVE_SECONDS = 1;
 /**
- * Bun 1.4.4 sets the keepalive probe interval to the idle time and sends about 10 probes: a
- * dead peer was noticed 11.2 s after the last packet with `--keepalive 1s`. A dead peer is
- * therefore noticed about 11 keepalive periods after the connection went idle.
+ * Bun 1.4.4's setKeepAlive sends 10 probes 1 s apart after the idle time: a dead peer was
+ * noticed 11.2 s after the last packet with `--keepalive 1s`. A dead peer is therefore
+ * noticed about the keepalive time plus 10 s after the connection went idle.
  */
-const NOTICE_BOUND_MS = 11 * KEEPALIVE_SECONDS * 1000 + 4000;
+const NOTICE_BOUND_MS = KEEPALIVE_SECONDS * 1000 + 10_000 + 4000;
 
 function run(command: string[]): { ok: boolean; output: string } {
   const result = Bun.spawnSync(command, { stdout: "pipe", stderr: "pipe" });

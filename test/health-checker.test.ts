@@ -320,6 +320,25 @@ test("HealthChecker probes fall after 3 failures and rise after 2 passes", async
   }
 });
 
+test("HealthChecker cause follows the latest failed probe", async () => {
+  const readyz = new ReadyzServer();
+  try {
+    const { checker, logs } = probed(readyz, { probe: { kind: "http", path: "/readyz", intervalMs: 20, timeoutMs: 1000, rise: 2, fall: 3 } });
+    readyz.status = 500;
+    await waitFor("unhealthy", () => !checker.state("api-1")!.healthy);
+    expect(checker.state("api-1")!.cause).toBe("http GET /readyz failed 3 times in a row: GET /readyz returned status 500, expected 200");
+
+    readyz.status = 401;
+    await waitFor("the cause to name the new status", () => checker.state("api-1")!.cause.includes("returned status 401"));
+    expect(checker.state("api-1")!.cause).toMatch(/^http GET \/readyz failed \d+ times in a row: GET \/readyz returned status 401, expected 200$/);
+    expect(checker.state("api-1")!.condition).toBe("unhealthy");
+    // The log stays edge-triggered: one line for the fall, none for the changed cause.
+    expect(logs.withMessage("backend is unhealthy").length).toBe(1);
+  } finally {
+    readyz.server.stop(true);
+  }
+});
+
 test("HealthChecker logs a disabled backend's fall as info", async () => {
   const readyz = new ReadyzServer();
   try {

@@ -155,7 +155,7 @@ test("formatStatus shows slow start", () => {
 
   const text = formatStatus(status);
   expect(text).toContain("\nSlow start: 1m for each backend that returns (--slow-start, slowStart)\n");
-  expect(text).toContain('\nSlow start: "api-2" gets 37% of a full share of new clients, all of it in 43s\n');
+  expect(text).toContain('\nSlow start: "api-2" gets 37% of a full share of new clients, a full share in 43s\n');
   expect(text).not.toContain('"api-1" gets');
   // Off, or a balancer from before the setting: no slow start line.
   expect(formatStatus({ ...base, slowStartMs: 0, backends: [backend] })).not.toContain("Slow start");
