@@ -109,7 +109,7 @@ export async function startBackendSources(cli: CliOptions, settings: Settings, s
   // Settings of the last applied config file that differ from the running ones until a restart.
   let pendingRestart: string[] = [];
   const configFiles: ConfigFiles = { atStart: settings.file, applied: settings.file };
-  const configMarks = new ConfigDisabledMarks(server, logger);
+  const configMarks = new ConfigDisabledMarks(server, (id) => union.outrankingProvider("file", id), logger);
   if (cli.configPath === undefined) {
     providers.push(new StaticProvider(settings.backends));
   } else {
