@@ -1,3 +1,4 @@
+import { resolve } from "node:path";
 import type { Address } from "./address.ts";
 import { AdminServer } from "./admin-server.ts";
 import { BackendSet } from "./backend-set.ts";
@@ -209,6 +210,7 @@ export async function startBackendSources(cli: CliOptions, settings: Settings, s
             settled: async () => relayWorkersOf(server)?.synced(),
             slowStartMs: (id) => slowStartWindowOf(server, id),
             config: () => collectConfigView(settings, cli, configFiles, pendingRestart),
+            configFile: cli.configPath === undefined ? undefined : resolve(cli.configPath),
           },
           logger,
         });
