@@ -124,6 +124,7 @@ export async function startBackendSources(cli: CliOptions, settings: Settings, s
         configFiles.applied = config;
       },
       check: (config) => checkReloadedConfig(config, cli, own.listen()),
+      startText: settings.fileText,
       onPublished: (config) => configMarks.apply(config),
     });
     providers.push(file);

@@ -198,10 +198,19 @@ export interface FileConfig {
  *   value and what is valid.
  */
 export function loadConfigFile(path: string): FileConfig {
-  const text = readConfigText(path);
-  const data = parseConfigText(path, text);
+  return loadConfigText(path, readConfigText(path));
+}
 
-  return validateConfig(path, data);
+/**
+ * Parses and validates the text of config file `path`, as `readConfigText` read it. A caller
+ * that reads once and passes the text here and to `settingKeyPaths` gets the settings, the
+ * backends and the key paths of the same bytes.
+ *
+ * @throws {ConfigError} naming the file, and for invalid content the field path, the value and
+ *   what is valid.
+ */
+export function loadConfigText(path: string, text: string): FileConfig {
+  return validateConfig(path, parseConfigText(path, text));
 }
 
 /**
@@ -333,14 +342,36 @@ function listItemKey(item: unknown, index: number): string {
   return typeof id === "string" ? `[${id}]` : `.${index}`;
 }
 
-function readConfigText(path: string): string {
-  let bytes: Buffer;
+/**
+ * Reads a config file as UTF-8 text.
+ *
+ * @throws {ConfigError} when the file cannot be read, is not a regular file, is larger than
+ *   MAX_CONFIG_BYTES or is not valid UTF-8. Its `cause` is the error of the read or the decode.
+ */
+export function readConfigText(path: string): string {
+  return decodeConfigText(path, readConfigBytes(path));
+}
+
+/**
+ * Reads a config file's bytes.
+ *
+ * @throws {ConfigError} when the file cannot be read, is not a regular file or is larger than
+ *   MAX_CONFIG_BYTES. Its `cause` is the error of the read, with its errno `code` where it has one.
+ */
+export function readConfigBytes(path: string): Buffer {
   try {
-    bytes = readRegularFile(path, MAX_CONFIG_BYTES);
+    return readRegularFile(path, MAX_CONFIG_BYTES);
   } catch (error) {
     throw new ConfigError(`read config ${path} failed: ${describeFileError(error)}`, { cause: error });
   }
+}
 
+/**
+ * Decodes the bytes of config file `path` as UTF-8.
+ *
+ * @throws {ConfigError} when they are not valid UTF-8.
+ */
+export function decodeConfigText(path: string, bytes: Buffer): string {
   try {
     return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
   } catch (error) {
