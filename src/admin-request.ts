@@ -90,8 +90,10 @@ export function validateBody<T>(schema: z.ZodType<T>, body: unknown): T {
 export function describeIssue(issue: z.core.$ZodIssue): string {
   const field = formatFieldPath(issue.path, "(body)");
   const input = "input" in issue ? issue.input : undefined;
-  // Objects are not quoted: JSON.stringify of a deeply nested body overflows the stack.
-  const got = input === undefined || typeof input === "object" ? "" : ` (got ${JSON.stringify(input)?.slice(0, 80)})`;
+  // Objects are not quoted: JSON.stringify of a deeply nested body overflows the stack. A
+  // message that quotes a string itself, such as `got the string "yes"`, is not given it twice.
+  const quoted = typeof input === "string" && issue.message.includes(JSON.stringify(input));
+  const got = input === undefined || typeof input === "object" || quoted ? "" : ` (got ${JSON.stringify(input)?.slice(0, 80)})`;
   // The body itself has no field name worth repeating in the message.
   const subject = issue.path.length === 0 ? "invalid request body" : field;
 

@@ -47,6 +47,8 @@ export interface AdminRouteContext extends ReadOnlyRouteContext {
   slowStartMs?: (id: string) => number | undefined;
   /** Returns the settings in effect for `GET /v1/config`; that route returns 404 without it. */
   config?: () => ConfigView;
+  /** Absolute path of the `--config` file, which error messages name. Absent without `--config`. */
+  configFile?: string;
 }
 
 const backendEntry = z.strictObject({ id: z.string(), target: z.string() });
@@ -368,18 +370,18 @@ function deleteBackend(id: string, context: AdminRouteContext): Response {
 
   const owner = context.union.providerOf(id);
   if (owner !== undefined) {
-    throw new AdminRequestError(409, `backend "${id}" comes from provider "${owner}"; only backends set through the admin API can be deleted here, so ${removalFix(owner)}, or stop its clients with tinylb disable ${id} --close-connections`, "id");
+    throw new AdminRequestError(409, `backend "${id}" comes from provider "${owner}"; only backends set through the admin API can be deleted here, so ${removalFix(owner, context.configFile)}, or stop its clients with tinylb disable ${id} --close-connections`, "id");
   }
   throw new AdminRequestError(404, `backend "${id}" not found`, "id");
 }
 
-/** Returns where a backend of provider `owner` is removed, for the 409 of a delete. */
-function removalFix(owner: string): string {
+/** Returns where a backend of provider `owner` is removed, for the 409 of a delete. `configFile` is the `--config` file's absolute path. */
+function removalFix(owner: string, configFile: string | undefined): string {
   if (owner === "static") {
     return "remove its --backend flag and restart";
   }
   if (owner === "file") {
-    return "remove it from the config file";
+    return configFile === undefined ? "remove it from the config file" : `remove it from the config file ${configFile}`;
   }
 
   return `remove it at its source (provider "${owner}")`;

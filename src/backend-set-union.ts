@@ -78,6 +78,25 @@ export class BackendSetUnion {
   }
 
   /**
+   * Returns the name of the first provider registered before `name` that publishes `id`, with
+   * any target. Returns undefined when none does, so that the entry of `name` for `id`, if it
+   * has one, is the one in use. It reads the providers' latest sets, so it is current inside
+   * `batch` too.
+   */
+  outrankingProvider(name: string, id: string): string | undefined {
+    for (const slot of this.#slots) {
+      if (slot.name === name) {
+        return undefined;
+      }
+      if (slot.set.get(id) !== undefined) {
+        return slot.name;
+      }
+    }
+
+    return undefined;
+  }
+
+  /**
    * Adds a provider slot at the end of the order and returns the function it publishes with.
    * `health` is the provider's ProviderHealth, which status and /metrics read from the slot.
    *

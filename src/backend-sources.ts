@@ -1,3 +1,4 @@
+import { resolve } from "node:path";
 import type { Address } from "./address.ts";
 import { AdminServer } from "./admin-server.ts";
 import { BackendSet } from "./backend-set.ts";
@@ -109,7 +110,7 @@ export async function startBackendSources(cli: CliOptions, settings: Settings, s
   // Settings of the last applied config file that differ from the running ones until a restart.
   let pendingRestart: string[] = [];
   const configFiles: ConfigFiles = { atStart: settings.file, applied: settings.file };
-  const configMarks = new ConfigDisabledMarks(server, logger);
+  const configMarks = new ConfigDisabledMarks(server, (id) => union.outrankingProvider("file", id), logger);
   if (cli.configPath === undefined) {
     providers.push(new StaticProvider(settings.backends));
   } else {
@@ -123,6 +124,7 @@ export async function startBackendSources(cli: CliOptions, settings: Settings, s
         configFiles.applied = config;
       },
       check: (config) => checkReloadedConfig(config, cli, own.listen()),
+      startText: settings.fileText,
       onPublished: (config) => configMarks.apply(config),
     });
     providers.push(file);
@@ -209,6 +211,7 @@ export async function startBackendSources(cli: CliOptions, settings: Settings, s
             settled: async () => relayWorkersOf(server)?.synced(),
             slowStartMs: (id) => slowStartWindowOf(server, id),
             config: () => collectConfigView(settings, cli, configFiles, pendingRestart),
+            configFile: cli.configPath === undefined ? undefined : resolve(cli.configPath),
           },
           logger,
         });

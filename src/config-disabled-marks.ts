@@ -10,15 +10,27 @@ import type { Server } from "./server.ts";
  * API overrides the configuration until a reload. A key that a reload adds disables the id. A key
  * that a reload drops enables the id only when the mark came from the file, so a mark the
  * operator made with `tinylb disable` stays.
+ *
+ * A key acts only while the file's entry is the one in the set. When a provider that takes
+ * precedence over the file (the `--backend` flags) publishes the id too, with any target, the
+ * key is ignored with a warning.
  */
 export class ConfigDisabledMarks {
   readonly #server: Server;
   readonly #log: Logger;
-  /** Ids with the key in the config applied last; empty before the first one. */
+  readonly #outrankingProvider: (id: string) => string | undefined;
+  /** Ids with the key in the config applied last whose file entry is in the set. Empty before the first config. */
   #marked = new Set<string>();
+  /** Ids with the key in the config applied last that another provider's entry outranks. */
+  #ignored = new Set<string>();
 
-  constructor(server: Server, logger: Logger = silentLogger) {
+  /**
+   * @param outrankingProvider returns the provider that takes precedence over the file and
+   *   publishes `id`, or undefined when the file's entry for `id` would be the one in the set.
+   */
+  constructor(server: Server, outrankingProvider: (id: string) => string | undefined, logger: Logger = silentLogger) {
     this.#server = server;
+    this.#outrankingProvider = outrankingProvider;
     this.#log = logger.with({ component: "file-provider" });
   }
 
@@ -27,7 +39,21 @@ export class ConfigDisabledMarks {
    * of the config applied before it.
    */
   apply(config: FileConfig): void {
-    const marked = new Set(config.disabledBackends ?? []);
+    const marked = new Set<string>();
+    const ignored = new Set<string>();
+    for (const id of config.disabledBackends ?? []) {
+      const provider = this.#outrankingProvider(id);
+      if (provider === undefined) {
+        marked.add(id);
+      } else {
+        ignored.add(id);
+        if (!this.#ignored.has(id)) {
+          this.#log.warn("disabled key in the config file ignored: a provider that takes precedence publishes the backend id", { backend: id, provider });
+        }
+      }
+    }
+    this.#ignored = ignored;
+
     for (const id of marked) {
       if (!this.#marked.has(id)) {
         this.#disable(id, config.backends?.find((backend) => backend.id === id)?.target);

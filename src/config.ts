@@ -198,10 +198,19 @@ export interface FileConfig {
  *   value and what is valid.
  */
 export function loadConfigFile(path: string): FileConfig {
-  const text = readConfigText(path);
-  const data = parseConfigText(path, text);
+  return loadConfigText(path, readConfigText(path));
+}
 
-  return validateConfig(path, data);
+/**
+ * Parses and validates the text of config file `path`, as `readConfigText` read it. A caller
+ * that reads once and passes the text here and to `settingKeyPaths` gets the settings, the
+ * backends and the key paths of the same bytes.
+ *
+ * @throws {ConfigError} naming the file, and for invalid content the field path, the value and
+ *   what is valid.
+ */
+export function loadConfigText(path: string, text: string): FileConfig {
+  return validateConfig(path, parseConfigText(path, text));
 }
 
 /**
@@ -212,7 +221,7 @@ export function loadConfigFile(path: string): FileConfig {
 export function validateConfig(path: string, data: unknown): FileConfig {
   const result = fileSchema.safeParse(data ?? {}, { reportInput: true, error: plainIssueMessage });
   if (!result.success) {
-    const problems = result.error.issues.slice(0, 5).map(describeIssue);
+    const problems = result.error.issues.slice(0, 5).map((issue) => describeIssue(issue, data));
     const more = result.error.issues.length > 5 ? ` (and ${result.error.issues.length - 5} more)` : "";
     throw new ConfigError(`invalid config ${path}: ${problems.join("; ")}${more}`);
   }
@@ -333,14 +342,36 @@ function listItemKey(item: unknown, index: number): string {
   return typeof id === "string" ? `[${id}]` : `.${index}`;
 }
 
-function readConfigText(path: string): string {
-  let bytes: Buffer;
+/**
+ * Reads a config file as UTF-8 text.
+ *
+ * @throws {ConfigError} when the file cannot be read, is not a regular file, is larger than
+ *   MAX_CONFIG_BYTES or is not valid UTF-8. Its `cause` is the error of the read or the decode.
+ */
+export function readConfigText(path: string): string {
+  return decodeConfigText(path, readConfigBytes(path));
+}
+
+/**
+ * Reads a config file's bytes.
+ *
+ * @throws {ConfigError} when the file cannot be read, is not a regular file or is larger than
+ *   MAX_CONFIG_BYTES. Its `cause` is the error of the read, with its errno `code` where it has one.
+ */
+export function readConfigBytes(path: string): Buffer {
   try {
-    bytes = readRegularFile(path, MAX_CONFIG_BYTES);
+    return readRegularFile(path, MAX_CONFIG_BYTES);
   } catch (error) {
     throw new ConfigError(`read config ${path} failed: ${describeFileError(error)}`, { cause: error });
   }
+}
 
+/**
+ * Decodes the bytes of config file `path` as UTF-8.
+ *
+ * @throws {ConfigError} when they are not valid UTF-8.
+ */
+export function decodeConfigText(path: string, bytes: Buffer): string {
   try {
     return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
   } catch (error) {
@@ -546,13 +577,14 @@ function findErrorLine(parse: (text: string) => unknown, text: string, message: 
   return low;
 }
 
-function describeIssue(issue: z.core.$ZodIssue): string {
+/** Describes one problem of the config `data` as its field path, then what is wrong with the value. */
+function describeIssue(issue: z.core.$ZodIssue, data: unknown): string {
   const branch = issue.code === "invalid_union" ? mostSpecificBranchIssue(issue) : undefined;
   if (branch !== undefined) {
-    return describeIssue({ ...branch, path: [...issue.path, ...branch.path] });
+    return describeIssue({ ...branch, path: [...issue.path, ...branch.path] }, data);
   }
 
-  const field = formatFieldPath(issue.path, "(top level)");
+  const field = `${formatFieldPath(issue.path, "(top level)")}${backendIdOf(issue.path, data)}`;
   const input = "input" in issue ? issue.input : undefined;
   if (Array.isArray(input) && issue.code !== "too_small" && issue.code !== "too_big") {
     // A list where a single value is expected, such as `slowStart: [1s]`, which YAML reads as a list.
@@ -574,6 +606,24 @@ function describeIssue(issue: z.core.$ZodIssue): string {
   return `${field}: ${shortened(message, MAX_MESSAGE_CHARS)}${named ? "" : ` (got ${shown})`}`;
 }
 
+/**
+ * Returns ` (backend "ID")` for a path inside a backend entry other than its id, such as
+ * `backends[2].disabled`, so the message names the backend as well as its index. Returns
+ * an empty string elsewhere, and for an entry without a valid string id.
+ */
+function backendIdOf(path: readonly PropertyKey[], data: unknown): string {
+  if (path.length < 3 || path[0] !== "backends" || typeof path[1] !== "number" || path[2] === "id") {
+    return "";
+  }
+  const backends = (data as { backends?: unknown } | null)?.backends;
+  const id = Array.isArray(backends) ? (backends[path[1]] as { id?: unknown } | null)?.id : undefined;
+
+  return typeof id === "string" && ID_IN_MESSAGE.test(id) ? ` (backend ${JSON.stringify(id)})` : "";
+}
+
+/** Ids that `backendIdOf` names: the valid id syntax, so a hostile id cannot flood the message. */
+const ID_IN_MESSAGE = /^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$/;
+
 /** Maximum length of a value quoted in a config error, so a huge value cannot flood the log. */
 const MAX_QUOTED_CHARS = 120;
 
@@ -587,6 +637,8 @@ function shortened(text: string, maxChars = MAX_QUOTED_CHARS): string {
 /**
  * Returns the issue of the union branch that matched the value's type, such as the address
  * check of a string `listen`, so the message says what is wrong instead of "Invalid input".
+ * When no branch matched and the value is a string, such as `expectStatus: "200"`, it returns
+ * the first branch's issue, whose message quotes the string.
  */
 function mostSpecificBranchIssue(issue: z.core.$ZodIssueInvalidUnion): z.core.$ZodIssue | undefined {
   for (const branch of issue.errors) {
@@ -595,8 +647,9 @@ function mostSpecificBranchIssue(issue: z.core.$ZodIssueInvalidUnion): z.core.$Z
       return specific;
     }
   }
+  const first = issue.errors[0]?.[0];
 
-  return undefined;
+  return first !== undefined && "input" in first && typeof first.input === "string" ? first : undefined;
 }
 
 function checkUniqueIds(path: string, backends: Backend[]): void {

@@ -46,6 +46,25 @@ const TIMEOUT_CHECK_MS = 1_000;
 const MAX_DISCARDED_BODY_BYTES = 16 * 1024 * 1024;
 
 /**
+ * Replies to the requests that node:http rejects before a handler runs, by the error code of
+ * its `clientError` event. Each names the problem in a plain-text body, because the default
+ * reply of node:http in Bun 1.4.4 has a status line and no body.
+ */
+const CLIENT_ERROR_REPLIES: Record<string, string> = {
+  HPE_HEADER_OVERFLOW: "431 Request Header Fields Too Large",
+  // Chunk extensions over the parser's limit, which Node.js's default reply answers with 413 too.
+  HPE_CHUNK_EXTENSIONS_OVERFLOW: "413 Content Too Large",
+  // The header or request timeout (HEADERS_TIMEOUT_MS, REQUEST_TIMEOUT_MS) ran out.
+  ERR_HTTP_REQUEST_TIMEOUT: "408 Request Timeout",
+};
+
+/** The reply to a parser error (`HPE_*`) that CLIENT_ERROR_REPLIES does not list. */
+const MALFORMED_REQUEST_REPLY = "400 Bad Request: malformed HTTP request";
+
+/** Parser error of a client that closed its side in the middle of a request: an abort, which gets no reply. */
+const CLIENT_ABORT = "HPE_INVALID_EOF_STATE";
+
+/**
  * An HTTP/1.1 server on node:http for the admin API and the metrics server, with a cap on open
  * connections, which Bun.serve lacks (Bun 1.4.4). A connection over the cap is closed at accept
  * (`server.maxConnections`), so that a flood of connections cannot take every file descriptor
@@ -54,7 +73,9 @@ const MAX_DISCARDED_BODY_BYTES = 16 * 1024 * 1024;
  * fetch-style handler.
  *
  * An error that escapes the handler (a bug) gets a JSON 500 and an error line at most every
- * 10 s, never a stack trace in the response.
+ * 10 s, never a stack trace in the response. A request that node:http rejects itself, such as
+ * one that is not HTTP or has headers over its size limit, gets a short plain-text reply that
+ * names the problem, and the connection closes.
  */
 export class HttpServer {
   readonly #server: Server;
@@ -62,6 +83,8 @@ export class HttpServer {
   readonly #capLog: ConnectionCapLog;
   readonly #failures: RateLimitedLog;
   readonly #open = new Set<Socket>();
+  /** The response of each connection's latest request, so a client error does not write into one already begun. */
+  readonly #responses = new WeakMap<Socket, ServerResponse>();
   #closed: Promise<void> | undefined;
 
   private constructor(server: Server, options: HttpServerOptions) {
@@ -72,6 +95,7 @@ export class HttpServer {
     server.on("request", (incoming: IncomingMessage, outgoing: ServerResponse) => void this.#serve(incoming, outgoing));
     server.on("connection", (socket: Socket) => this.#track(socket));
     server.on("drop", () => this.#capLog.connectionRejected());
+    server.on("clientError", (error: NodeJS.ErrnoException, socket: Socket) => this.#rejectClientError(error, socket));
   }
 
   /**
@@ -163,7 +187,34 @@ export class HttpServer {
     });
   }
 
+  /**
+   * Replies to a request that node:http rejected before the handler, with a status line and a
+   * plain-text body from CLIENT_ERROR_REPLIES, then closes the connection. A client that reset
+   * the connection or closed it in the middle of a request, and a connection whose response has
+   * begun, are closed without a reply.
+   */
+  #rejectClientError(error: NodeJS.ErrnoException, socket: Socket): void {
+    const code = error.code ?? "";
+    const reply = CLIENT_ERROR_REPLIES[code] ?? (code.startsWith("HPE_") && code !== CLIENT_ABORT ? MALFORMED_REQUEST_REPLY : undefined);
+    if (reply !== undefined) {
+      this.#options.log.debug("HTTP request rejected", { client: socket.remoteAddress || "unix", code, err: error });
+    }
+    const response = this.#responses.get(socket);
+    const responding = response !== undefined && response.headersSent && !response.writableFinished;
+    if (reply === undefined || responding || !socket.writable) {
+      socket.destroy();
+
+      return;
+    }
+
+    const status = reply.split(":")[0]!;
+    const body = `${reply}\n`;
+    socket.write(`HTTP/1.1 ${status}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+    socket.end();
+  }
+
   async #serve(incoming: IncomingMessage, outgoing: ServerResponse): Promise<void> {
+    this.#responses.set(incoming.socket, outgoing);
     let request: Request;
     try {
       request = toFetchRequest(incoming);

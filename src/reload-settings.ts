@@ -6,6 +6,7 @@ import { HEALTH_DEFAULTS, resolveHealthSettings } from "./health-config.ts";
 import { backendProbeChanges, describeChange, probeChanges } from "./setting-changes.ts";
 import type { Logger } from "./logger.ts";
 import { resolveProviderSettings } from "./provider-settings.ts";
+import { describeRestartChanges } from "./restart-changes.ts";
 import type { Server } from "./server.ts";
 import { sameProxyProtocol } from "./proxy-protocol.ts";
 import { DEFAULTS, resolveProxyProtocol, resolveSlowStart, type Settings } from "./settings.ts";
@@ -21,7 +22,8 @@ import { relayWorkersOf } from "./worker-pool.ts";
  * balance, proxyProtocol and slowStart for new connections, in every relay thread, and the
  * probe and dial back-off settings.
  * idleTimeout applies to open connections too, in every relay thread.
- * Everything else needs a restart. A setting that a flag sets is never changed by the file.
+ * Everything else needs a restart, and the warning names each such key with its running and
+ * its new value. A setting that a flag sets is never changed by the file.
  * The info line names each applied key with its old and new value, such as
  * `probe.fall=3->2`, and a nested key such as `probe.interval` by its full path.
  * `settings` is updated in place to the running values, so a setting that still differs from
@@ -77,7 +79,8 @@ export function applyReloadedSettings(config: FileConfig, cli: CliOptions, setti
     log.info("settings changed in the config file applied", { file: cli.configPath, applied: applied.join(" ") });
   }
   if (restart.length > 0) {
-    log.warn("settings changed in the config file need a restart; the running values stay", { file: cli.configPath, settings: restart.join(",") });
+    const changes = describeRestartChanges(restart, config, cli, settings);
+    log.warn("settings changed in the config file need a restart; the running values stay", { file: cli.configPath, settings: changes.join(" ") });
   }
 
   return restart;

@@ -311,10 +311,11 @@ export class Server {
     // In the main thread, every target gets its shared per-backend count before a client can reach it.
     this.threadCounters?.backendCounts?.assign(set.targets);
     this.#selector.update(set);
-    // Before the listeners, so that the set sent to the relay workers carries the new windows.
-    this.slowStart.setReplaced(previous, set, options.discovery);
-    // Before the listeners too, so that the set sent to the relay workers carries the backends that joined pending.
+    // Before the listeners, so that the set sent to the relay workers carries the backends that joined pending.
     this.health.update(set);
+    // After the health update, which marks the backends that joined pending, and before the
+    // listeners too, so that the set sent to the relay workers carries the new windows.
+    this.slowStart.setReplaced(previous, set, options.discovery, (backend) => this.health.state(backend.id)?.condition === "pending");
     for (const listener of this.#setListeners) {
       listener(set);
     }

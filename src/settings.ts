@@ -3,7 +3,7 @@ import type { Backend } from "./backend.ts";
 import { BackendSet } from "./backend-set.ts";
 import type { BalanceMode } from "./backend-selector.ts";
 import type { CliOptions } from "./cli.ts";
-import { ConfigError, type FileConfig, loadConfigFile } from "./config.ts";
+import { ConfigError, type FileConfig, loadConfigText, readConfigText } from "./config.ts";
 import { findListenConflict } from "./listen-conflicts.ts";
 import { type HealthSettings, resolveHealthSettings } from "./health-config.ts";
 import { checkProbeConfig } from "./probe-config-check.ts";
@@ -49,6 +49,12 @@ export interface Settings {
    * it as it is; `GET /v1/config` reads it to tell a setting from the file from a default.
    */
   file: FileConfig;
+  /**
+   * The config file's text that `file` was read from, or undefined without `--config`. The
+   * file provider publishes the backends of this text at start, so the settings and the
+   * backends of the start come from one read.
+   */
+  fileText?: string;
 }
 
 /** Defaults for every setting that has one. */
@@ -74,9 +80,13 @@ export const DEFAULTS = {
  *   listen, admin API and metrics addresses would clash, or a probe file cannot be read.
  */
 export function resolveSettings(cli: CliOptions): Settings {
-  const file: FileConfig = cli.configPath === undefined ? {} : loadConfigFile(cli.configPath);
+  if (cli.configPath === undefined) {
+    return mergeSettings(cli, {});
+  }
 
-  return mergeSettings(cli, file);
+  const fileText = readConfigText(cli.configPath);
+
+  return { ...mergeSettings(cli, loadConfigText(cli.configPath, fileText)), fileText };
 }
 
 /**

@@ -66,6 +66,12 @@ export class SlowStart implements SlowStartWeights {
   readonly #leads: boolean;
   #settings: SlowStartSettings = SLOW_START_OFF;
   readonly #windows = new Map<string, Window>();
+  /**
+   * Backends that joined pending (see HealthChecker), by id, until their first probe result:
+   * the target, and the cause of the window that begins when that probe passes, or undefined
+   * when the change that added them begins none.
+   */
+  readonly #awaitingProbe = new Map<string, { target: string; cause: string | undefined }>();
   readonly #listeners: (() => void)[] = [];
   /** Runs when the window that ends first is over. */
   #timer: ClockTimer | undefined;
@@ -168,9 +174,22 @@ export class SlowStart implements SlowStartWeights {
     this.#changed();
   }
 
-  /** Begins a window for a backend that turned healthy again, and ends the window of one that turned unhealthy. */
+  /**
+   * Begins a window for a backend that turned healthy again, and ends the window of a backend
+   * that turned unhealthy. A passing first result of a backend that joined pending begins the
+   * window that its joining would have begun.
+   */
   healthFlipped(backend: Backend, healthy: boolean): void {
     if (!this.#leads) {
+      return;
+    }
+    const awaiting = this.#awaitingProbe.get(backend.id);
+    if (awaiting !== undefined && awaiting.target === backend.target) {
+      this.#awaitingProbe.delete(backend.id);
+      if (healthy && awaiting.cause !== undefined) {
+        this.begin([backend], `${awaiting.cause}; first probe passed`);
+      }
+
       return;
     }
     if (healthy) {
@@ -194,26 +213,47 @@ export class SlowStart implements SlowStartWeights {
    *   start-up, equal weights would give each the share it has without slow start.
    * - `discovery` is true: the change comes from a provider's first set, such as the first
    *   answer of DNS or the first EndpointSlice list, so its backends were serving already.
+   *
+   * A backend for which `isPending` returns true gets no clients until its first probe passes,
+   * so its window begins at that pass (see `healthFlipped`) rather than now.
    */
-  setReplaced(previous: BackendSet, set: BackendSet, discovery = false): void {
+  setReplaced(previous: BackendSet, set: BackendSet, discovery = false, isPending: (backend: Backend) => boolean = () => false): void {
     for (const [id, window] of this.#windows) {
       if (set.get(id)?.target !== window.target) {
         this.#windows.delete(id);
       }
     }
+    for (const [id, awaiting] of this.#awaitingProbe) {
+      if (set.get(id)?.target !== awaiting.target) {
+        this.#awaitingProbe.delete(id);
+      }
+    }
     this.#arm();
-    if (!this.#leads || discovery) {
+    if (!this.#leads) {
       return;
     }
 
     const change = diffBackendSets(previous, set);
     const staying = previous.size - change.removed.length - change.retargeted.length;
-    if (staying > 0) {
-      this.begin(change.added, "joined the set");
-      this.begin(
-        change.retargeted.map((entry) => entry.backend),
-        "changed target",
-      );
+    const beginsWindows = !discovery && staying > 0;
+    // Pending backends wait for their first probe, and the others begin their window now.
+    const readyOf = (backends: readonly Backend[], cause: string): Backend[] =>
+      backends.filter((backend) => {
+        if (!isPending(backend)) {
+          return true;
+        }
+        this.#awaitingProbe.set(backend.id, { target: backend.target, cause: beginsWindows ? cause : undefined });
+
+        return false;
+      });
+    const added = readyOf(change.added, "joined the set");
+    const retargeted = readyOf(
+      change.retargeted.map((entry) => entry.backend),
+      "changed target",
+    );
+    if (beginsWindows) {
+      this.begin(added, "joined the set");
+      this.begin(retargeted, "changed target");
     }
   }
 
@@ -233,6 +273,7 @@ export class SlowStart implements SlowStartWeights {
   stop(): void {
     this.#stopped = true;
     this.#windows.clear();
+    this.#awaitingProbe.clear();
     this.#arm();
   }
 

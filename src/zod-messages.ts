@@ -39,8 +39,23 @@ function describeInvalidType(expected: string, input: unknown, path: PropertyKey
   if (expected === "object" && typeof input === "string" && path?.length === 2 && path[0] === "backends" && typeof path[1] === "number") {
     return `expected an object such as ${backendExample(input)}`;
   }
+  if (typeof input === "string" && (expected === "boolean" || expected === "number" || expected === "int")) {
+    return describeQuotedValue(expected, input);
+  }
 
   return `expected ${TYPE_NAMES[expected] ?? expected}, got ${typeNameOf(input)}`;
+}
+
+/**
+ * Describes a string where a boolean or a number is expected, and quotes it, because the type
+ * name alone hides the value. "expected true or false, got a string" reads wrong when the
+ * string is "true". A string that spells a valid value gets the fix, which is to drop the quotes.
+ */
+function describeQuotedValue(expected: "boolean" | "number" | "int", input: string): string {
+  const spellsValue = expected === "boolean" ? /^(true|false)$/.test(input) : /^[+-]?\d+(\.\d+)?$/.test(input.trim());
+  const typeName = TYPE_NAMES[expected]!;
+
+  return spellsValue ? `expected ${typeName} without quotes, got the string ${JSON.stringify(input)}` : `expected ${typeName}, got the string ${JSON.stringify(input)}`;
 }
 
 /**

@@ -73,7 +73,7 @@ test("checkAdminResponse keeps fields of a newer balancer", () => {
 test.each([
   ["a status without removed", "GET", "/v1/backends", { ...OLD_STATUS, removed: undefined }, "removed: missing"],
   ["a backend without health", "GET", "/v1/backends", { ...OLD_STATUS, backends: [{ ...OLD_STATUS.backends[0], health: undefined }] }, "backends[0].health: missing"],
-  ["a count as text", "GET", "/v1/backends", { ...OLD_STATUS, backends: [{ ...OLD_STATUS.backends[0], active: "3" }] }, "backends[0].active: expected a number, got a string"],
+  ["a count as text", "GET", "/v1/backends", { ...OLD_STATUS, backends: [{ ...OLD_STATUS.backends[0], active: "3" }] }, 'backends[0].active: expected a number without quotes, got the string "3"'],
   ["an array for an object", "PUT", "/v1/backends/x", [], "the response: expected an object, got a list"],
   ["null", "DELETE", "/v1/backends/x", null, "the response: expected an object, got null"],
 ])("checkAdminResponse rejects %s", (_name, method, path, response, message) => {

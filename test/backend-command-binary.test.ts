@@ -151,3 +151,22 @@ test("add without a balancer exits 1", async () => {
   expect(result.stderr).toBe(`tinylb add: no balancer responds on unix:${socket} (the socket does not exist); is tinylb running? Pass --admin ADDR for another address\n`);
   expect(result.exitCode).toBe(1);
 });
+
+test("binary remove of a file backend names the file", async () => {
+  const adminPath = join(directory, "remove-file.sock");
+  const admin = ["--admin", `unix:${adminPath}`];
+  const a = TestBackend.echo("a");
+  cleanup.push(() => a.stop());
+  writeFileSync(join(directory, "remove-file.yaml"), `listen: 127.0.0.1:0\nbackends: [{ id: a, target: "${a.target}" }]\n`);
+  // A relative --config path, which the message names as an absolute one.
+  const tinylb = TinylbProcess.start(["--config", "remove-file.yaml", "--no-watch-config", ...admin], { cwd: directory });
+  cleanup.push(() => tinylb[Symbol.asyncDispose]());
+  await tinylb.waitForLog("tinylb started");
+
+  const removed = await runTinylb(["remove", "a", ...admin]);
+  expect(removed.stdout).toBe("");
+  expect(removed.stderr).toBe(
+    `tinylb remove: the balancer on unix:${adminPath} responded with status 409: backend "a" comes from provider "file"; only backends set through the admin API can be deleted here, so remove it from the config file ${join(directory, "remove-file.yaml")}, or stop its clients with tinylb disable a --close-connections\n`,
+  );
+  expect(removed.exitCode).toBe(1);
+});

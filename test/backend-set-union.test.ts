@@ -163,3 +163,26 @@ test("BackendSetUnion marks a provider's first set", async () => {
     ["static", false],
   ]);
 });
+
+test("BackendSetUnion names the provider that outranks an id", async () => {
+  const { union } = recordingUnion();
+  const publishStatic = union.register("static");
+  const publishFile = union.register("file");
+  const publishApi = union.register("api");
+
+  // Inside batch the union is not recomputed yet, but the providers' sets are read.
+  await union.batch("start", async () => {
+    publishStatic(set({ a: "10.0.0.1:1", b: "10.0.0.2:1" }));
+    publishFile(set({ a: "10.0.0.9:1", b: "10.0.0.2:1", c: "10.0.0.3:1" }));
+    publishApi(set({ c: "10.0.0.4:1", d: "10.0.0.5:1" }));
+
+    expect(union.outrankingProvider("file", "a")).toBe("static");
+  });
+
+  expect(union.outrankingProvider("file", "a")).toBe("static"); // another target
+  expect(union.outrankingProvider("file", "b")).toBe("static"); // the same target
+  expect(union.outrankingProvider("file", "c")).toBeUndefined(); // api comes after file
+  expect(union.outrankingProvider("file", "x")).toBeUndefined();
+  expect(union.outrankingProvider("api", "c")).toBe("file");
+  expect(union.outrankingProvider("static", "a")).toBeUndefined();
+});

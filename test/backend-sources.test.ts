@@ -79,6 +79,25 @@ test("startBackendSources serves saved backends until DNS answers", async () => 
   expect(ignored[0]!.providers).toBe("etcd");
 });
 
+test("startBackendSources takes settings and backends from one read", async () => {
+  const config = join(tempDir(), "tinylb.yaml");
+  writeFileSync(config, "connectTimeout: 2s\nbackends:\n  - { id: a, target: 127.0.0.1:1 }\n");
+  let settings: ReturnType<typeof resolveSettings> | undefined;
+
+  // A save that lands after the settings were read, before the providers start.
+  const { server, sources } = await start(["--config", config, "--admin", "off", "--no-watch-config"], (resolved) => {
+    settings = resolved;
+    writeFileSync(config, "connectTimeout: 5s\nbackends:\n  - { id: b, target: 127.0.0.1:2 }\n");
+  });
+  expect(settings?.connectTimeoutMs).toBe(2000);
+  expect(server.set.describe()).toBe("a=127.0.0.1:1");
+
+  // The next reload reads that save, its settings and its backends alike.
+  expect(sources.reload()).toBe(true);
+  expect(settings?.connectTimeoutMs).toBe(5000);
+  expect(server.set.describe()).toBe("b=127.0.0.1:2");
+});
+
 test("startBackendSources applies the start-up publishes as one change", async () => {
   const config = join(tempDir(), "tinylb.yaml");
   writeFileSync(config, 'backends:\n  - { id: f, target: "10.0.0.2:1" }\n');

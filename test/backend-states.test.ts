@@ -220,7 +220,7 @@ test.each([
   ["a missing state", {}, 400, "state", 'state: missing; use "enabled" or "disabled"'],
   ["an unknown state", { state: "drain" }, 400, "state", 'state: must be one of "enabled", "disabled" (got "drain")'],
   ["closeConnections with enabled", { state: "enabled", closeConnections: true }, 400, "closeConnections", 'closeConnections: true applies only with "state": "disabled"'],
-  ["closeConnections that is not a boolean", { state: "disabled", closeConnections: "yes" }, 400, "closeConnections", 'closeConnections: expected true or false, got a string (got "yes")'],
+  ["closeConnections that is not a boolean", { state: "disabled", closeConnections: "yes" }, 400, "closeConnections", 'closeConnections: expected true or false, got the string "yes"'],
   ["an unknown key", { state: "disabled", close: true }, 400, "(body)", 'unknown key "close"'],
   ["an id not in the set", { state: "disabled" }, 404, "id", 'backend "zz" not found in the running set'],
 ] as const)("state route rejects %s", async (name, body, status, field, message) => {

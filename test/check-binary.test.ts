@@ -149,7 +149,7 @@ test.each([
   ["an unknown enum value", ["listen: 127.0.0.1:0", "balance: random"], 'balance: must be one of "roundrobin", "leastconn" (got "random")'],
   ["a number for a string", ["listen: 127.0.0.1:0", "metrics: 9180"], "metrics: expected a string, got a number (got 9180)"],
   ["a number for a backend id", ["listen: 127.0.0.1:0", "backends: [{ id: 1, target: 10.0.0.1:6443 }]"], "backends[0].id: expected a string, got a number (got 1)"],
-  ["a number for a backend enum", ["listen: 127.0.0.1:0", "backends: [{ id: a, target: 10.0.0.1:6443, proxyProtocol: 1 }]"], 'backends[0].proxyProtocol: must be one of "off", "v1", "v2" (got 1)'],
+  ["a number for a backend enum", ["listen: 127.0.0.1:0", "backends: [{ id: a, target: 10.0.0.1:6443, proxyProtocol: 1 }]"], 'backends[0].proxyProtocol (backend "a"): must be one of "off", "v1", "v2" (got 1)'],
   ["a status code below 100", ["listen: 127.0.0.1:0", "probe: { kind: http, expectStatus: [200, 1] }"], "probe.expectStatus[1]: must be at least 100 (got 1)"],
   ["a zero connect timeout", ["listen: 127.0.0.1:0", "connectTimeout: 0"], "connectTimeout: use a duration above zero, such as 3s (got 0)"],
 ])("check rejects %s as a start does", async (name, lines, value) => {

@@ -26,17 +26,42 @@ test("binary applies live settings on reload and names the rest", async () => {
 
     writeFileSync(
       config,
-      [...base, "connectTimeout: 1s", "keepalive: 5s", "shutdownGrace: 2s", "logLevel: debug", "maxConnections: 10", "workers: 2", "onRemoval: drain", ""].join("\n"),
+      [
+        ...base,
+        "connectTimeout: 1s",
+        "keepalive: 5s",
+        "shutdownGrace: 2s",
+        "logLevel: debug",
+        "maxConnections: 10",
+        "workers: 2",
+        "onRemoval: drain",
+        `adminTokenFile: ${join(directory, "token")}`,
+        'dns: { names: ["api.example.test:6443"], interval: 10s }',
+        "etcd: { endpoints: [http://127.0.0.1:2379], prefix: /tinylb/ }",
+        "",
+      ].join("\n"),
     );
     tinylb.signal("SIGHUP");
     await tinylb.waitForLog("settings changed in the config file need a restart");
 
     expect(tinylb.stderr).toContain('settings changed in the config file applied component=main file=');
     expect(tinylb.stderr).toContain('applied="logLevel=info->debug shutdownGrace=10s->2s connectTimeout=20s->1s keepalive=30s->5s"');
-    expect(tinylb.stderr).toContain('settings=maxConnections,workers,onRemoval');
+    // The warning names each setting that waits for a restart with its running and its new value, and a file by its path.
+    const restartLine = tinylb.stderr.split("\n").find((line) => line.includes("need a restart"))!;
+    const restartChanges = /settings="([^"]*)"/.exec(restartLine)?.[1]?.split(" ");
+    expect(restartChanges).toEqual([
+      "maxConnections=0->10",
+      "workers=1->2",
+      "onRemoval=close->drain",
+      `adminTokenFile=none->${join(directory, "token")}`,
+      "dns.names=none->api.example.test:6443",
+      "dns.interval=30s->10s",
+      "etcd.endpoints=none->http://127.0.0.1:2379",
+      "etcd.prefix=none->/tinylb/",
+    ]);
     // Status names the settings that wait for a restart.
     const status = await runTinylb(["status", "--admin", `unix:${admin}`]);
-    expect(status.stdout).toContain("\nRestart needed: the config file changes maxConnections, workers and onRemoval; the running values stay until tinylb restarts\n");
+    expect(status.stdout).toContain("\nRestart needed: the config file changes maxConnections, workers, onRemoval, adminTokenFile, dns and etcd; the running values stay until tinylb restarts\n");
 
     // The debug level shows each connection, and the new connect timeout applies to the next dial.
     const first = await Bun.connect({ hostname: "127.0.0.1", port, socket: { data() {} } });

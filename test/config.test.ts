@@ -98,7 +98,7 @@ describe("loadConfigFile", () => {
 
   test("rejects a disabled key that is not a boolean", () => {
     const path = write("disabled-word.yaml", "backends:\n  - { id: a, target: 127.0.0.1:1, disabled: maybe }\n");
-    expect(() => loadConfigFile(path)).toThrow(/backends\[0\]\.disabled: /);
+    expect(() => loadConfigFile(path)).toThrow('backends[0].disabled (backend "a"): expected true or false, got the string "maybe"');
   });
 
   test("reads workers", () => {
@@ -132,16 +132,36 @@ describe("loadConfigFile", () => {
     ["unitless-probe.yaml", "probe:\n  interval: 5\n", ["probe.interval: invalid duration 5: add a unit (ms, s, m or h), such as 5s"]],
     ["unitless-backoff.yaml", "dialBackoff: 5\n", ["dialBackoff: invalid duration 5: add a unit (ms, s, m or h), such as 5s"]],
     ["zero-rise.yaml", "probe:\n  rise: 0\n", ["probe.rise: must be at least 1 (got 0)"]],
-    ["missing-target.yaml", "backends:\n  - { id: a }\n", ["backends[0].target: missing"]],
+    ["missing-target.yaml", "backends:\n  - { id: a }\n", ['backends[0].target (backend "a"): missing']],
     ["wrong-type.yaml", "backends: api-1=127.0.0.1:1\n", ["backends"]],
     ["string-backend.yaml", "backends:\n  - a=127.0.0.1:18001\n", ['backends[0]: expected an object such as { id: a, target: 127.0.0.1:18001 } (got "a=127.0.0.1:18001")']],
     ["word-backend.yaml", "backends: [web]\n", ['backends[0]: expected an object such as { id: api-1, target: 10.0.0.1:6443 } (got "web")']],
-    ["list-target.yaml", "backends:\n  - { id: a, target: [::1] }\n", ['backends[0].target: expected a string, got a list: ["::1"]']],
+    ["list-target.yaml", "backends:\n  - { id: a, target: [::1] }\n", ['backends[0].target (backend "a"): expected a string, got a list: ["::1"]']],
     ["list-slow-start.yaml", "slowStart: [1s]\n", ['slowStart: expected a duration such as 30s, or off (got a list: ["1s"])']],
     ["nested-list-id.yaml", "backends: [{ id: [a, [b, [c, [d]]], 1, 2, 3, 4], target: 127.0.0.1:1 }]\n", ['backends[0].id: expected a string, got a list: ["a", ["b", ["c", [...]]], 1, 2, 3, and 1 more]']],
     ["empty-listen.yaml", "listen: []\n", ["listen: must have at least 1 entry"]],
     ["zero-workers.yaml", "workers: 0\n", ["workers", "at least 1", "got 0"]],
     ["many-workers.yaml", "workers: 257\n", ["workers", "at most 256", "got 257"]],
+    ["quoted-disabled.yaml", 'backends:\n  - { id: api-1, target: 127.0.0.1:1, disabled: "true" }\n', ['backends[0].disabled (backend "api-1"): expected true or false without quotes, got the string "true"']],
+    ["quoted-disabled.json", '{ "backends": [{ "id": "api-1", "target": "127.0.0.1:1", "disabled": "false" }] }', ['backends[0].disabled (backend "api-1"): expected true or false without quotes, got the string "false"']],
+    ["quoted-disabled.toml", '[[backends]]\nid = "api-1"\ntarget = "127.0.0.1:1"\ndisabled = "true"\n', ['backends[0].disabled (backend "api-1"): expected true or false without quotes, got the string "true"']],
+    ["word-disabled.yaml", "backends:\n  - { id: api-1, target: 127.0.0.1:1, disabled: yes }\n", ['backends[0].disabled (backend "api-1"): expected true or false, got the string "yes"']],
+    ["quoted-skip-verify.yaml", 'backends:\n  - { id: api-1, target: 127.0.0.1:1, probe: { kind: https, tls: { insecureSkipVerify: "true" } } }\n', ['backends[0].probe.tls.insecureSkipVerify (backend "api-1"): expected true or false without quotes, got the string "true"']],
+    ["quoted-expect-status.yaml", 'probe: { kind: http, expectStatus: "204" }\n', ['probe.expectStatus: expected a number without quotes, got the string "204"']],
+    ["quoted-booleans.yaml", 'adminAllowPublic: "false"\nwatchConfig: "true"\nkubernetes: { inCluster: "true", viaListener: "false" }\n', [
+      'adminAllowPublic: expected true or false without quotes, got the string "false"',
+      'watchConfig: expected true or false without quotes, got the string "true"',
+      'kubernetes.inCluster: expected true or false without quotes, got the string "true"',
+      'kubernetes.viaListener: expected true or false without quotes, got the string "false"',
+    ]],
+    ["quoted-numbers.yaml", 'maxConnections: "100"\nmaxConnectionsPerBackend: "10"\nworkers: "2"\nmaxAttempts: "3"\nprobe: { kind: tcp, rise: "2" }\n', [
+      'maxConnections: expected a number without quotes, got the string "100"',
+      'maxConnectionsPerBackend: expected a number without quotes, got the string "10"',
+      'workers: expected a number without quotes, got the string "2"',
+      'maxAttempts: expected a number without quotes, got the string "3"',
+      'probe.rise: expected a number without quotes, got the string "2"',
+    ]],
+    ["word-number.yaml", "workers: two\n", ['workers: expected a number, got the string "two"']],
   ])("rejects %s naming the file, field and value", (name, text, fragments) => {
     const path = write(name, text);
     const error = loadError(path);

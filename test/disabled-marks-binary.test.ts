@@ -186,3 +186,33 @@ test("config disabled key at start and at reload", async () => {
   await waitFor("the sixth reload", () => tinylb.stderr.split("config reloaded").length === 7);
   expect(await disabledIds(admin)).toEqual(["a", "b"]);
 });
+
+test.each([
+  ["another target", "flag-a"],
+  ["the same target", "a"],
+])("config disabled key of an id a flag gives with %s", async (_case, flagBackend) => {
+  const [a, b, flagA] = echoBackends("a", "b", "flag-a") as [TestBackend, TestBackend, TestBackend];
+  const flagTarget = flagBackend === "a" ? a.target : flagA.target;
+  const config = join(directory, `outranked-${flagBackend}.yaml`);
+  const write = (marks: Record<string, boolean>): void => {
+    const lines = [a, b].map((backend) => `  - { id: ${backend.id}, target: "${backend.target}"${marks[backend.id] ? ", disabled: true" : ""} }`);
+    writeFileSync(config, `listen: 127.0.0.1:0\nbackends:\n${lines.join("\n")}\n`);
+  };
+  write({ a: true });
+  const admin = ["--admin", `unix:${join(directory, `outranked-${flagBackend}.sock`)}`];
+  const { tinylb, port } = await start(["--config", config, "--no-watch-config", "--backend", `a=${flagTarget}`, ...admin]);
+
+  // The flag's entry for a is the one in the set, so the file's key does not disable it.
+  expect(tinylb.stderr).toMatch(/WARN\s+disabled key in the config file ignored: a provider that takes precedence publishes the backend id .*backend=a provider=static/);
+  expect(tinylb.stderr).not.toContain("backend disabled by the config file");
+  expect(await disabledIds(admin)).toEqual([]);
+  expect(await greetings(port, 4)).toEqual([flagBackend, "b", flagBackend, "b"]);
+
+  // A reload that keeps the key warns no more, and one that marks b too disables only b.
+  write({ a: true, b: true });
+  tinylb.signal("SIGHUP");
+  await tinylb.waitForLog(/backend disabled by the config file .*backend=b/);
+  expect(tinylb.stderr.split("disabled key in the config file ignored").length).toBe(2);
+  expect(await disabledIds(admin)).toEqual(["b"]);
+  expect(await greetings(port, 2)).toEqual([flagBackend, flagBackend]);
+});

@@ -17,7 +17,7 @@ test.each([
   [{ probe: { tls: { cert: "/etc/tinylb/probe.crt" } } }, "probe.tls: tls.cert and tls.key must be given together"],
   [{ probe: { tls: { serverName: "api server" } } }, "probe.tls.serverName"],
   [{ probe: { unknown: 1 } }, 'probe: unknown key "unknown"'],
-  [{ backends: [{ id: "a", target: "127.0.0.1:6443", probe: { kind: "ftp" } }] }, 'backends[0].probe.kind: must be one of "tcp", "http", "https" (got "ftp")'],
+  [{ backends: [{ id: "a", target: "127.0.0.1:6443", probe: { kind: "ftp" } }] }, 'backends[0].probe.kind (backend "a"): must be one of "tcp", "http", "https" (got "ftp")'],
   [{ onRemoval: "kill" }, 'onRemoval: must be one of "close", "drain" (got "kill")'],
   [{ onUnhealthy: "drop" }, 'onUnhealthy: must be one of "keep", "close" (got "drop")'],
   [{ maxAttempts: -1 }, "maxAttempts: must be at least 0 (got -1)"],

@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { json } from "../src/admin-request.ts";
 import { type Fetch, type HttpListenAddress, HttpServer } from "../src/http-server.ts";
 import { LogLines } from "./support/log-lines.ts";
-import { rawHttpExchange, rawStatus } from "./support/raw-http.ts";
+import { rawBody, rawHttpExchange, rawStatus } from "./support/raw-http.ts";
 import { tempDirectory } from "./support/temp-directory.ts";
 import { waitFor, within } from "./support/wait.ts";
 
@@ -157,6 +157,23 @@ describe.each(["tcp", "unix"] as const)("HttpServer over %s", (transport) => {
     await waitFor("both connections to close", () => client.closed() && idle.closed());
     await expect(connectRaw(address)).rejects.toThrow();
     never.resolve(json(200, {}));
+  });
+
+  test.each([
+    ["a request line that is not HTTP", "GARBAGE\r\n\r\n", 400, "400 Bad Request: malformed HTTP request\n"],
+    ["an invalid Content-Length", "PUT /v1/backends HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n", 400, "400 Bad Request: malformed HTTP request\n"],
+    ["headers over the size limit", `GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ${"a".repeat(32 * 1024)}\r\n\r\n`, 431, "431 Request Header Fields Too Large\n"],
+  ])("rejects %s with a plain-text body", async (_case, request, status, body) => {
+    const { address } = await startServer(transport, 4, healthz);
+
+    // rawHttpExchange resolves once the server closed the connection.
+    const response = await rawHttpExchange(rawAddress(address), request);
+
+    expect(rawStatus(response)).toBe(status);
+    expect(rawBody(response)).toBe(body);
+    expect(response.toLowerCase()).toContain("content-type: text/plain; charset=utf-8\r\n");
+    expect(response.toLowerCase()).toContain(`content-length: ${body.length}\r\n`);
+    expect(response.toLowerCase()).toContain("connection: close\r\n");
   });
 
   test("passes the client address", async () => {

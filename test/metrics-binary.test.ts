@@ -212,6 +212,6 @@ test("reload keeps the metrics address", async () => {
   tinylb.signal("SIGHUP");
   await tinylb.waitForLog("settings changed in the config file need a restart");
 
-  expect(tinylb.stderr).toContain("settings=metrics");
+  expect(tinylb.stderr).toContain('settings="metrics=127.0.0.1:0->off"');
   expect((await viaMetrics(metricsPort, "/healthz")).status).toBe(200);
 }, TEST_TIMEOUT_MS);

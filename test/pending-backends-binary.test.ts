@@ -6,9 +6,10 @@
 import { afterEach, expect, test } from "bun:test";
 import type { Socket, TCPSocketListener } from "bun";
 import { join } from "node:path";
-import type { BalancerStatus } from "../src/balancer-status.ts";
+import type { BackendStatus, BalancerStatus } from "../src/balancer-status.ts";
 import { httpGet } from "./support/http-get.ts";
 import { HttpBackend } from "./support/http-backend.ts";
+import { rawBody, rawHttpExchange, rawStatus } from "./support/raw-http.ts";
 import { tempDirectory } from "./support/temp-directory.ts";
 import { listenedPort, runTinylb, TinylbProcess } from "./support/tinylb-process.ts";
 import { waitFor, within } from "./support/wait.ts";
@@ -96,6 +97,34 @@ async function healthOf(admin: string[], id: string): Promise<string | undefined
   return (JSON.parse(result.stdout) as BalancerStatus).backends.find((backend) => backend.id === id)?.health;
 }
 
+async function statusOf(admin: string[], id: string): Promise<BackendStatus | undefined> {
+  const result = await runTinylb(["status", "--json", ...admin]);
+  expect(result.exitCode).toBe(0);
+
+  return (JSON.parse(result.stdout) as BalancerStatus).backends.find((backend) => backend.id === id);
+}
+
+/** Reads `/metrics` from the admin socket of `admin` and returns the value of `series`, or undefined when the page lacks it. */
+async function metricValue(admin: string[], series: string): Promise<number | undefined> {
+  const response = await rawHttpExchange({ kind: "unix", path: admin[1]!.slice("unix:".length) }, "GET /metrics HTTP/1.0\r\n\r\n");
+  expect(rawStatus(response)).toBe(200);
+  const line = rawBody(response)
+    .split("\n")
+    .find((candidate) => candidate.startsWith(`${series} `));
+
+  return line === undefined ? undefined : Number(line.slice(series.length + 1));
+}
+
+/** Returns the time of the first log line that matches `pattern`, in milliseconds since the epoch. */
+function loggedAt(stderr: string, pattern: RegExp): number {
+  const line = stderr.split("\n").find((candidate) => pattern.test(candidate));
+  if (line === undefined) {
+    throw new Error(`no log line matches ${String(pattern)}:\n${stderr}`);
+  }
+
+  return Date.parse(line.split(" ")[0]!);
+}
+
 async function add(admin: string[], id: string, target: string): Promise<void> {
   const result = await runTinylb(["add", id, target, ...admin]);
   expect(result.stderr).toBe("");
@@ -171,4 +200,39 @@ test("start with dead probe endpoints still serves", async () => {
   expect((await requests(port, 4)).sort()).toEqual(["a", "a", "b", "b"]);
   await waitFor("degraded", async () => (JSON.parse((await runTinylb(["status", "--json", ...admin])).stdout) as BalancerStatus).degraded);
   expect((await requests(port, 4)).sort()).toEqual(["a", "a", "b", "b"]);
+});
+
+test("pending backend in metrics and slow start", async () => {
+  const [a, b, c] = httpBackends("a", "b", "c") as [HttpBackend, HttpBackend, HttpBackend];
+  // The first probe of c passes only after 1.2 s, so c stays pending that long.
+  c.readyDelayMs = 1200;
+  const { tinylb, admin } = await start("pending-metrics", [a, b], ["--slow-start", "30s"], 2000, 1500);
+  expect(await metricValue(admin, 'tinylb_backend_pending{backend="a"}')).toBe(0);
+
+  // While c waits for its first probe: pending 1, healthy 0, and no slow start window yet.
+  await add(admin, "c", c.target);
+  expect(await metricValue(admin, 'tinylb_backend_pending{backend="c"}')).toBe(1);
+  expect(await metricValue(admin, 'tinylb_backend_healthy{backend="c"}')).toBe(0);
+  expect(await metricValue(admin, 'tinylb_backend_slow_start_weight{backend="c"}')).toBe(1);
+  expect((await statusOf(admin, "c"))?.slowStartEndsInMs).toBeUndefined();
+  expect(tinylb.stderr).not.toMatch(/slow start began .*backend=c/);
+
+  // Once the first probe passes: pending 0, healthy 1, and the 30 s window counts from the pass.
+  await tinylb.waitForLog(/backend is healthy .*backend=c/, 5000);
+  c.readyDelayMs = 0;
+  await tinylb.waitForLog(/slow start began .*backend=c/);
+  expect(await metricValue(admin, 'tinylb_backend_pending{backend="c"}')).toBe(0);
+  expect(await metricValue(admin, 'tinylb_backend_healthy{backend="c"}')).toBe(1);
+  const joinedAt = loggedAt(tinylb.stderr, /backend is pending: .*backend=c/);
+  const passedAt = loggedAt(tinylb.stderr, /backend is healthy .*backend=c/);
+  expect(passedAt - joinedAt).toBeGreaterThanOrEqual(1000);
+  const before = Date.now();
+  const endsInMs = (await statusOf(admin, "c"))?.slowStartEndsInMs;
+  const after = Date.now();
+  expect(endsInMs).toBeDefined();
+  // The window ends 30 s after the pass, give or take the time the status took and the log's clock.
+  expect(before + endsInMs! - (passedAt + 30_000)).toBeLessThan(500);
+  expect(after + endsInMs! - (passedAt + 30_000)).toBeGreaterThan(-500);
+  expect(tinylb.stderr.split("\n").filter((line) => /slow start began .*backend=c/.test(line))).toHaveLength(1);
+  expect(tinylb.stderr).toMatch(/slow start began .*backend=c .*cause="joined the set; first probe passed"/);
 });

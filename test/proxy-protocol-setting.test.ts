@@ -45,7 +45,7 @@ test("proxyProtocol key rejects an unknown mode", () => {
 test("backend proxyProtocol rejects an unknown mode", () => {
   const path = configFile("listen: 127.0.0.1:0\nbackends:\n  - id: api-1\n    target: 127.0.0.1:9\n    proxyProtocol: haproxy\n");
 
-  expect(() => loadConfigFile(path)).toThrow(`invalid config ${path}: backends[0].proxyProtocol: must be one of "off", "v1", "v2" (got \"haproxy\")`);
+  expect(() => loadConfigFile(path)).toThrow(`invalid config ${path}: backends[0].proxyProtocol (backend "api-1"): must be one of "off", "v1", "v2" (got \"haproxy\")`);
 });
 
 test("proxy-protocol flag rejects an unknown mode", () => {

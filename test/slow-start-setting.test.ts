@@ -97,7 +97,7 @@ test("slow start key of one backend rejects a bad window", () => {
   const path = configFile("listen: 127.0.0.1:0\nbackends:\n  - { id: api-1, target: 127.0.0.1:6443, slowStart: 10ms }\n");
 
   expect(() => loadConfigFile(path)).toThrow(
-    `invalid config ${path}: backends[0].slowStart: the slow start 10ms is shorter than the minimum of 1s; use 1s or more, such as 30s, or off (0) to turn slow start off`,
+    `invalid config ${path}: backends[0].slowStart (backend "api-1"): the slow start 10ms is shorter than the minimum of 1s; use 1s or more, such as 30s, or off (0) to turn slow start off`,
   );
 });
 

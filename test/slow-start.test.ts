@@ -158,6 +158,46 @@ test.each([
   expect(logs.withMessage("slow start began").map((record) => record.cause)).toEqual(cause === undefined ? [] : [cause]);
 });
 
+test.each([
+  ["joins while others stay", ["a", "b"], ["a", "b", "c"], false, "joined the set; first probe passed"],
+  ["changes target while others stay", ["a", "c"], ["a", "c@2000"], false, "changed target; first probe passed"],
+  ["a whole new set", ["a", "b"], ["c", "d"], false, undefined],
+  ["a provider's first set", ["a"], ["a", "c"], true, undefined],
+] as const)("SlowStart pending backend that %s", (_name, before, after, discovery, cause) => {
+  const { slowStart, clock, logs } = start();
+  const previous = setOf(...before);
+  const set = setOf(...after);
+  const c = set.get("c")!;
+  slowStart.setReplaced(BackendSet.EMPTY, previous);
+
+  // c waits for its first probe, so no window begins when it joins.
+  slowStart.setReplaced(previous, set, discovery, (backend) => backend.id === "c");
+  expect(slowStart.remainingMs(c)).toBeUndefined();
+  expect(logs.withMessage("slow start began")).toEqual([]);
+
+  // Its first pass begins the window that joining would have begun, counted from the pass.
+  clock.advance(5_000);
+  slowStart.healthFlipped(c, true);
+  expect(slowStart.remainingMs(c)).toBe(cause === undefined ? undefined : 60_000);
+  expect(logs.withMessage("slow start began").map((record) => record.cause)).toEqual(cause === undefined ? [] : [cause]);
+});
+
+test("SlowStart pending backend whose first probe fails", () => {
+  const { slowStart, logs } = start();
+  const previous = setOf("a");
+  const set = setOf("a", "c");
+  const c = set.get("c")!;
+  slowStart.setReplaced(BackendSet.EMPTY, previous);
+  slowStart.setReplaced(previous, set, false, (backend) => backend.id === "c");
+
+  // A failed first probe begins nothing, and a later return is an ordinary one.
+  slowStart.healthFlipped(c, false);
+  expect(slowStart.remainingMs(c)).toBeUndefined();
+  slowStart.healthFlipped(c, true);
+  expect(slowStart.remainingMs(c)).toBe(60_000);
+  expect(logs.withMessage("slow start began").map((record) => record.cause)).toEqual(["turned healthy again"]);
+});
+
 test("SlowStart window ends when its id leaves or changes target", () => {
   const { slowStart, clock, logs } = start();
   const set = setOf("a", "b", "c");

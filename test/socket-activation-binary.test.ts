@@ -186,7 +186,7 @@ test.skipIf(activate === null)("reload that drops a passed socket needs a restar
   writeFileSync(config, `listen: 127.0.0.1:${port + 1}\nbackends:\n  - { id: a, target: "${backend.target}" }\n`);
   tinylb.signal("SIGHUP");
   await tinylb.waitForLog("need a restart");
-  expect(tinylb.stderr).toContain(`settings changed in the config file need a restart; the running values stay component=main file=${config} settings=listen`);
+  expect(tinylb.stderr).toContain(`settings changed in the config file need a restart; the running values stay component=main file=${config} settings="listen=127.0.0.1:${port}->127.0.0.1:${port + 1}"`);
   expect(tinylb.stderr).toContain(
     `listen in the config file leaves out sockets that the service manager passes; edit their ListenStream= lines in the socket unit before the restart, or the restart fails component=main file=${config} passed=127.0.0.1:${port}`,
   );

@@ -1,8 +1,7 @@
 import { BackendSet } from "../backend-set.ts";
-import { ConfigError, type FileConfig, loadConfigFile, MAX_CONFIG_BYTES, settingKeyPaths } from "../config.ts";
+import { ConfigError, decodeConfigText, type FileConfig, loadConfigText, readConfigBytes, settingKeyPaths } from "../config.ts";
 import { type Logger, silentLogger } from "../logger.ts";
 import { RateLimitedLog } from "../rate-limited-log.ts";
-import { readRegularFile } from "../regular-file.ts";
 import { ConfigWatch } from "./config-watch.ts";
 import type { Provider, PublishBackendSet } from "./provider.ts";
 import { droppedSettings, removesOrRetargets, SaveSettle } from "./save-settle.ts";
@@ -35,8 +34,26 @@ export interface FileProviderOptions {
   onPublished?: (config: FileConfig) => void;
   /** Checks a config beyond its schema before it is accepted; a ConfigError rejects it. */
   check?: (config: FileConfig) => void;
+  /**
+   * The file's text as read for the settings at start. `start` publishes the backends of this
+   * text rather than read the file again, so the settings and the backends of the start agree.
+   */
+  startText?: string;
   /** @default a logger that writes nothing */
   logger?: Logger;
+}
+
+/** One read of the config file. */
+interface ConfigRead {
+  /**
+   * The file's text, or undefined when the read failed. Bytes that are not valid UTF-8 are
+   * decoded with replacement characters, so that a change of such a file is still seen.
+   */
+  text: string | undefined;
+  /** Why the text cannot be loaded: a failed read, or bytes that are not valid UTF-8. */
+  error: ConfigError | undefined;
+  /** Error code of a failed read, such as ENOENT or EISDIR. */
+  errorCode: string | undefined;
 }
 
 /** The event that caused a read of the file; "settled" is the second read of a save that removes or retargets backends. */
@@ -80,7 +97,7 @@ export class FileProvider implements Provider {
   reloadFailures = 0;
   /** The latest reload that read changed content or came from a SIGHUP; undefined before the first one after start. */
   lastReload: ReloadResult | undefined;
-  readonly #options: Required<Omit<FileProviderOptions, "onAccepted" | "onPublished" | "check">> & Pick<FileProviderOptions, "onAccepted" | "onPublished" | "check">;
+  readonly #options: Required<Omit<FileProviderOptions, "onAccepted" | "onPublished" | "check" | "startText">> & Pick<FileProviderOptions, "onAccepted" | "onPublished" | "check" | "startText">;
   readonly #log: Logger;
   #publish: PublishBackendSet | undefined;
   #watch: ConfigWatch | undefined;
@@ -91,8 +108,6 @@ export class FileProvider implements Provider {
   #lastText: string | undefined;
   /** Error code of the last read that failed, such as ENOENT or EISDIR; undefined after a read that succeeded. */
   #lastReadError: string | undefined;
-  /** Error code of the latest `#readText` call that failed; undefined after one that succeeded. */
-  #readError: string | undefined;
   /** Text of the config applied last, against which a SIGHUP read is compared. */
   #appliedText: string | undefined;
   /** Key paths of the config applied last, such as `probe.interval`. A save that drops one waits to settle. */
@@ -102,14 +117,14 @@ export class FileProvider implements Provider {
   #lastError: string | undefined;
   /** The set published last. */
   #published = BackendSet.EMPTY;
-  readonly #settle: SaveSettle;
+  readonly #settle: SaveSettle<ConfigRead>;
 
   constructor(options: FileProviderOptions) {
     this.#options = { watch: true, debounceMs: 200, pollIntervalMs: 30_000, logger: silentLogger, ...options };
     this.#log = this.#options.logger.with({ component: "file-provider" });
     this.#unchangedReloadLog = new RateLimitedLog(this.#log, "info", UNCHANGED_RELOAD_LOG_MS);
     this.#unchangedRejectionLog = new RateLimitedLog(this.#log, "warn", UNCHANGED_RELOAD_LOG_MS);
-    this.#settle = new SaveSettle(this.#options.path, this.#log, () => this.#readText(), () => this.reload("settled"));
+    this.#settle = new SaveSettle(this.#options.path, this.#log, () => this.#read(), (read) => this.#reloadFrom("settled", read));
   }
 
   /** The config file, as given to `--config`. */
@@ -119,7 +134,8 @@ export class FileProvider implements Provider {
 
   start(publish: PublishBackendSet): void {
     this.#publish = publish;
-    this.reload("start");
+    const startText = this.#options.startText;
+    this.#reloadFrom("start", startText === undefined ? this.#read() : { text: startText, error: undefined, errorCode: undefined });
     if (this.#options.watch) {
       this.#startWatching();
       if (this.#options.pollIntervalMs > 0) {
@@ -143,14 +159,23 @@ export class FileProvider implements Provider {
    * Returns false when the file was rejected.
    */
   reload(reason: ReloadReason): boolean {
+    return this.#publish === undefined ? false : this.#reloadFrom(reason, this.#read());
+  }
+
+  /**
+   * Applies one read of the file, as `reload` describes. Every part of the reload (the
+   * settings, the backends and the key paths) comes from `read`, so a save that lands while
+   * the reload runs cannot mix two versions of the file.
+   */
+  #reloadFrom(reason: ReloadReason, read: ConfigRead): boolean {
     const publish = this.#publish;
     if (publish === undefined) {
       return false;
     }
 
     const path = this.#options.path;
-    const text = this.#readText();
-    const readError = this.#readError;
+    const text = read.text;
+    const readError = read.errorCode;
     const forced = reason === "SIGHUP" || reason === "start" || reason === "settled";
     // A file that cannot be read counts as unchanged only when its last read failed with the
     // same error, so a folder made where the file was missing is reported too.
@@ -167,7 +192,7 @@ export class FileProvider implements Provider {
 
     let config: FileConfig;
     try {
-      config = this.#load(text);
+      config = this.#load(read);
     } catch (error) {
       if (!(error instanceof ConfigError)) {
         throw error;
@@ -231,28 +256,46 @@ export class FileProvider implements Provider {
     this.#log.log(level, message, fields);
   }
 
-  #readText(): string | undefined {
+  /** Reads the file. Each reload reads it once and takes every part from that read. */
+  #read(): ConfigRead {
+    const path = this.#options.path;
+    let bytes: Buffer;
     try {
-      const text = readRegularFile(this.#options.path, MAX_CONFIG_BYTES).toString("utf8");
-      this.#readError = undefined;
-
-      return text;
+      bytes = readConfigBytes(path);
     } catch (error) {
-      // loadConfigFile reads again and reports the error in its own words.
-      this.#readError = (error as NodeJS.ErrnoException).code ?? String(error);
+      if (!(error instanceof ConfigError)) {
+        throw error;
+      }
+      const cause = error.cause as NodeJS.ErrnoException | undefined;
 
-      return undefined;
+      return { text: undefined, error, errorCode: cause?.code ?? String(cause) };
+    }
+
+    try {
+      return { text: decodeConfigText(path, bytes), error: undefined, errorCode: undefined };
+    } catch (error) {
+      if (!(error instanceof ConfigError)) {
+        throw error;
+      }
+
+      return { text: bytes.toString("utf8"), error, errorCode: undefined };
     }
   }
 
   // NOTE: a YAML file cut at a line boundary can still parse with fewer backends. SETTLE_MS
   // delays such a read, so an in-place write that pauses longer than that is applied half-way.
-  #load(text: string | undefined): FileConfig {
-    if (text !== undefined && text.trim() === "") {
+  #load(read: ConfigRead): FileConfig {
+    if (read.text !== undefined && read.text.trim() === "") {
       throw new ConfigError(`invalid config ${this.#options.path}: the file is empty (perhaps still being written)`);
     }
+    if (read.error !== undefined) {
+      throw read.error;
+    }
+    if (read.text === undefined) {
+      throw new Error(`invariant violated: a read of config ${this.#options.path} has neither text nor error`);
+    }
 
-    const config = loadConfigFile(this.#options.path);
+    const config = loadConfigText(this.#options.path, read.text);
     this.#options.check?.(config);
 
     return config;

@@ -46,26 +46,29 @@ export function removesOrRetargets(before: BackendSet, after: BackendSet): boole
  * The wait of a config file save that removes or retargets backends: it applies the save
  * only if the file still reads the same text SETTLE_MS later. One save waits at a time, so a
  * file rewritten more often than SETTLE_MS delays such a save until it rests.
+ *
+ * `R` is one read of the file, whose `text` is undefined when the file could not be read.
  */
-export class SaveSettle {
+export class SaveSettle<R extends { text: string | undefined }> {
   readonly #path: string;
   readonly #emptyingLog: RateLimitedLog;
   readonly #removingLog: RateLimitedLog;
   readonly #droppingLog: RateLimitedLog;
-  readonly #readText: () => string | undefined;
-  readonly #apply: () => void;
+  readonly #read: () => R;
+  readonly #apply: (read: R) => void;
   #timer: Timer | undefined;
 
   /**
-   * @param readText reads the file now, undefined when it cannot be read.
-   * @param apply reads and applies the file, called once it has settled.
+   * @param read reads the file now.
+   * @param apply applies a read of the file once it has settled. It gets the read that was
+   *   compared, so the file is not read again in between.
    */
-  constructor(path: string, log: Logger, readText: () => string | undefined, apply: () => void) {
+  constructor(path: string, log: Logger, read: () => R, apply: (read: R) => void) {
     this.#path = path;
     this.#emptyingLog = new RateLimitedLog(log, "info", WAIT_LOG_INTERVAL_MS);
     this.#removingLog = new RateLimitedLog(log, "info", WAIT_LOG_INTERVAL_MS);
     this.#droppingLog = new RateLimitedLog(log, "info", WAIT_LOG_INTERVAL_MS);
-    this.#readText = readText;
+    this.#read = read;
     this.#apply = apply;
   }
 
@@ -89,8 +92,9 @@ export class SaveSettle {
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
       // A changed file has its own file event, which reads it.
-      if (this.#readText() === text) {
-        this.#apply();
+      const read = this.#read();
+      if (read.text === text) {
+        this.#apply(read);
       }
     }, SETTLE_MS);
   }
