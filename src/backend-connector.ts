@@ -26,6 +26,13 @@ export const FAILURE_LOG_INTERVAL_MS = 10_000;
 const MAX_FAILURE_LOGS = 20_000;
 
 /**
+ * Dials started inside one another before the next one waits for a microtask. A connect to a
+ * missing Unix socket fails inside Bun.connect, so its failover starts the next dial one stack
+ * frame deeper, and about 1,400 such failures in a row overflowed the stack.
+ */
+const MAX_NESTED_DIALS = 32;
+
+/**
  * Dial failure lines that all backend ids together write per FAILURE_LOG_INTERVAL_MS. It is
  * far above the backends of a control plane, and it bounds the lines of a client that fails
  * over thousands of dead backends.
@@ -93,6 +100,8 @@ export class BackendConnector implements DialObserver {
   readonly #dialFailureLogs = new Map<string, RateLimitedLog>();
   readonly #dialFailureBudget: LogBudget;
   readonly #unservedLog: RateLimitedLog;
+  /** Dials started now on the stack: a failover from a connect that failed at once nests one more. */
+  #nestedDials = 0;
 
   constructor(options: BackendConnectorOptions) {
     this.#selector = options.selector;
@@ -301,9 +310,30 @@ export class BackendConnector implements DialObserver {
     return log;
   }
 
-  /** Dials a backend the plan handed out, with the reservation the plan took. */
+  /**
+   * Dials a backend the plan handed out, with the reservation the plan took. Deep in a chain
+   * of connects that failed at once, the dial starts from a microtask, on an empty stack.
+   */
   #dial(connection: Connection, backend: Backend, plan: FailoverPlan): void {
-    new DialAttempt(connection, backend, plan, this.#dialOptions, this).start();
+    const attempt = new DialAttempt(connection, backend, plan, this.#dialOptions, this);
+    if (this.#nestedDials >= MAX_NESTED_DIALS) {
+      queueMicrotask(() => this.#startDial(attempt));
+
+      return;
+    }
+
+    this.#startDial(attempt);
+  }
+
+  #startDial(attempt: DialAttempt): void {
+    this.#nestedDials++;
+    try {
+      attempt.start();
+    } catch (error) {
+      this.#internalError(attempt.connection, error);
+    } finally {
+      this.#nestedDials--;
+    }
   }
 
   #internalError(connection: Connection, error: unknown): void {

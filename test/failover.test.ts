@@ -179,3 +179,17 @@ test("Server fails over while the set is being replaced", async () => {
   expect(dials.length).toBeGreaterThan(0);
   await waitFor("pool to empty", () => server.activeCount === 0);
 });
+
+test("Server fails over through 3,000 missing Unix sockets", async () => {
+  // A connect to a missing Unix socket fails inside Bun.connect, so each failover used to
+  // start the next dial one stack frame deeper, and about 1,400 of them overflowed the stack.
+  const [live] = httpBackends("live");
+  const missing = Array.from({ length: 3000 }, (_, index) => ({ id: `gone-${String(index).padStart(4, "0")}`, target: `unix:/tmp/tinylb-missing-${process.pid}/${index}.sock` }));
+  const { server, port, logs } = await startServer(setOf([...missing, live!]));
+
+  for (let i = 0; i < 2; i++) {
+    expect(await within("a client to be served", httpGet(port), 30_000)).toBe("live");
+  }
+  expect(logs.withMessage("invariant violated: connection failed outside a dial")).toEqual([]);
+  await waitFor("no connection left open", () => server.activeCount === 0);
+}, 60_000);

@@ -1,6 +1,9 @@
 import { expect, test } from "bun:test";
+import { mkdirSync, symlinkSync } from "node:fs";
+import { join } from "node:path";
 import { parseAddress } from "../src/address.ts";
 import { findListenConflict } from "../src/listen-conflicts.ts";
+import { tempDirectory } from "./support/temp-directory.ts";
 
 /** Returns the conflict message for two `--listen` addresses, or undefined. */
 function conflictOf(earlier: string, later: string): string | undefined {
@@ -33,4 +36,15 @@ test.each([
   ["[::ffff:127.0.0.1]:7000", "127.0.0.2:7000"],
 ])("listen %s and %s do not clash", (earlier, later) => {
   expect(conflictOf(earlier, later)).toBeUndefined();
+});
+
+test("listen paths of one socket clash", () => {
+  const folder = tempDirectory("tinylb-listen-conflicts-");
+  mkdirSync(join(folder, "run"));
+  symlinkSync(join(folder, "run"), join(folder, "link"));
+  const path = join(folder, "run", "lb.sock");
+
+  expect(conflictOf(`unix:${path}`, `unix:${folder}/run//lb.sock`)).toBe(`--listen unix:${folder}/run//lb.sock is the same socket as --listen unix:${path}${REMEDY}`);
+  expect(conflictOf(`unix:${path}`, `unix:${folder}/link/lb.sock`)).toBe(`--listen unix:${folder}/link/lb.sock is the same socket as --listen unix:${path}${REMEDY}`);
+  expect(conflictOf(`unix:${path}`, `unix:${folder}/run/other.sock`)).toBeUndefined();
 });
