@@ -52,7 +52,7 @@ const MAX_DISCARDED_BODY_BYTES = 16 * 1024 * 1024;
  */
 const CLIENT_ERROR_REPLIES: Record<string, string> = {
   HPE_HEADER_OVERFLOW: "431 Request Header Fields Too Large",
-  // Chunk extensions over the parser's limit, which Node.js's default reply answers with 413 too.
+  // Chunk extensions over the parser's limit, for which Node.js's default reply is a 413 too.
   HPE_CHUNK_EXTENSIONS_OVERFLOW: "413 Content Too Large",
   // The header or request timeout (HEADERS_TIMEOUT_MS, REQUEST_TIMEOUT_MS) ran out.
   ERR_HTTP_REQUEST_TIMEOUT: "408 Request Timeout",
