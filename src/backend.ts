@@ -55,7 +55,7 @@ export function createBackend(id: string, target: string): Backend {
 export function validateId(id: string): void {
   if (id.length === 0 || id.length > MAX_ID_LENGTH || !ID_PATTERN.test(id)) {
     throw new BackendError(
-      `invalid backend id "${id.length > MAX_ID_LENGTH ? `${id.slice(0, MAX_ID_LENGTH)}..." (${id.length} characters)` : `${id}"`}: use 1 to ${MAX_ID_LENGTH} letters, digits or ._:@- starting with a letter or digit`,
+      `invalid backend id "${id.length > MAX_ID_LENGTH ? `${id.slice(0, MAX_ID_LENGTH)}..." (${id.length} characters)` : `${id}"`}: use 1 to ${MAX_ID_LENGTH} ASCII letters, digits or ._:@- starting with a letter or digit`,
     );
   }
 }

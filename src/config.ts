@@ -15,7 +15,7 @@ import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from "./logger
 import { type ProviderFileConfig, providerFileKeys, toProviderFileConfig } from "./provider-settings.ts";
 import { PROXY_PROTOCOL_MODES, type ProxyProtocolMode } from "./proxy-protocol.ts";
 import { parseSlowStart } from "./slow-start-setting.ts";
-import { formatFieldPath, plainIssueMessage } from "./zod-messages.ts";
+import { formatFieldPath, isDateTime, plainIssueMessage } from "./zod-messages.ts";
 import { describeList, namesValue } from "./rejected-value.ts";
 import { clusterProviderFileKeys, type EtcdSettings, type KubernetesSettings } from "./cluster-provider-keys.ts";
 
@@ -221,8 +221,9 @@ export function loadConfigText(path: string, text: string): FileConfig {
 export function validateConfig(path: string, data: unknown): FileConfig {
   const result = fileSchema.safeParse(data ?? {}, { reportInput: true, error: plainIssueMessage });
   if (!result.success) {
-    const problems = result.error.issues.slice(0, 5).map((issue) => describeIssue(issue, data));
-    const more = result.error.issues.length > 5 ? ` (and ${result.error.issues.length - 5} more)` : "";
+    const issues = withoutLooserBounds(result.error.issues);
+    const problems = issues.slice(0, 5).map((issue) => describeIssue(issue, data));
+    const more = issues.length > 5 ? ` (and ${issues.length - 5} more)` : "";
     throw new ConfigError(`invalid config ${path}: ${problems.join("; ")}${more}`);
   }
 
@@ -607,6 +608,22 @@ function describeIssue(issue: z.core.$ZodIssue, data: unknown): string {
 }
 
 /**
+ * Drops a `too_big` issue when another one of the same field has a lower maximum, such as zod's
+ * own safe-integer bound beside a key's limit, so a value over both is reported once.
+ */
+function withoutLooserBounds(issues: readonly z.core.$ZodIssue[]): z.core.$ZodIssue[] {
+  const lowest = new Map<string, number>();
+  for (const issue of issues) {
+    if (issue.code === "too_big") {
+      const field = issue.path.join(".");
+      lowest.set(field, Math.min(lowest.get(field) ?? Infinity, Number(issue.maximum)));
+    }
+  }
+
+  return issues.filter((issue) => issue.code !== "too_big" || Number(issue.maximum) <= lowest.get(issue.path.join("."))!);
+}
+
+/**
  * Returns ` (backend "ID")` for a path inside a backend entry other than its id, such as
  * `backends[2].disabled`, so the message names the backend as well as its index. Returns
  * an empty string elsewhere, and for an entry without a valid string id.
@@ -649,7 +666,7 @@ function mostSpecificBranchIssue(issue: z.core.$ZodIssueInvalidUnion): z.core.$Z
   }
   const first = issue.errors[0]?.[0];
 
-  return first !== undefined && "input" in first && typeof first.input === "string" ? first : undefined;
+  return first !== undefined && "input" in first && (typeof first.input === "string" || isDateTime(first.input)) ? first : undefined;
 }
 
 function checkUniqueIds(path: string, backends: Backend[]): void {

@@ -52,7 +52,7 @@ const MAX_DISCARDED_BODY_BYTES = 16 * 1024 * 1024;
  */
 const CLIENT_ERROR_REPLIES: Record<string, string> = {
   HPE_HEADER_OVERFLOW: "431 Request Header Fields Too Large",
-  // Chunk extensions over the parser's limit, which Node.js's default reply answers with 413 too.
+  // Chunk extensions over the parser's limit, for which Node.js's default reply is a 413 too.
   HPE_CHUNK_EXTENSIONS_OVERFLOW: "413 Content Too Large",
   // The header or request timeout (HEADERS_TIMEOUT_MS, REQUEST_TIMEOUT_MS) ran out.
   ERR_HTTP_REQUEST_TIMEOUT: "408 Request Timeout",
@@ -225,13 +225,21 @@ export class HttpServer {
       return;
     }
 
-    await this.#send(incoming, outgoing, await this.#respond(request, incoming.socket.remoteAddress || "unix"), request);
+    await this.#send(incoming, outgoing, await this.#respond(request, incoming), request);
   }
 
-  async #respond(request: Request, client: string): Promise<Response> {
+  async #respond(request: Request, incoming: IncomingMessage): Promise<Response> {
+    const client = incoming.socket.remoteAddress || "unix";
     try {
       return await this.#options.fetch(request, client);
     } catch (error) {
+      // A body read fails when the client stops sending it and the idle timeout closes the
+      // connection, or when the client closes it: no response can reach that client.
+      if (!incoming.complete && incoming.socket.destroyed) {
+        this.#options.log.debug("HTTP request abandoned: the connection closed before the request arrived whole", { client, method: incoming.method, url: incoming.url, err: error });
+
+        return json(400, { error: "the connection closed before the request arrived whole" });
+      }
       this.#failures.log("invariant violated: HTTP request failed", { err: error });
 
       return json(500, { error: "internal error; see the tinylb log" });

@@ -1,3 +1,4 @@
+import { isIP } from "node:net";
 import { lstatSync, unlinkSync } from "node:fs";
 import type { Socket, SocketHandler, SocketListener, TCPSocketListener, TCPSocketListenOptions } from "bun";
 import { type Address, formatAddress, type TcpAddress } from "./address.ts";
@@ -187,7 +188,13 @@ export function describeListenError(error: unknown, address: Address): string {
     return `${hint} (${code})`;
   }
 
-  return error instanceof Error ? error.message : String(error);
+  const message = error instanceof Error ? error.message : String(error);
+  // Bun 1.4.4 gives a failed name lookup no error code, only "Failed to listen at NAME".
+  if (code === undefined && address.kind === "tcp" && isIP(address.host) === 0) {
+    return `${message}: the host name did not resolve to an address of this machine; use an IP address such as 127.0.0.1, or a name in /etc/hosts`;
+  }
+
+  return message;
 }
 
 function listenErrorHint(code: string, address: Address): string | undefined {

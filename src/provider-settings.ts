@@ -71,8 +71,11 @@ export function parseDnsName(text: string): DnsName | string {
   const colon = text.lastIndexOf(":");
   const name = text.slice(0, colon);
   const port = Number(text.slice(colon + 1));
-  if (colon <= 0 || !HOST_NAME.test(name) || !/^\d{1,5}$/.test(text.slice(colon + 1)) || port < 1 || port > 65535) {
+  if (colon <= 0 || !HOST_NAME.test(name) || !/^\d{1,5}$/.test(text.slice(colon + 1))) {
     return `invalid DNS name "${text}": expected NAME:PORT, such as api.internal:6443`;
+  }
+  if (port < 1 || port > 65535) {
+    return `invalid DNS name "${text}": the port must be 1 to 65535, such as api.internal:6443`;
   }
 
   return { name, port };

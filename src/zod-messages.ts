@@ -43,7 +43,10 @@ function describeInvalidType(expected: string, input: unknown, path: PropertyKey
     return describeQuotedValue(expected, input);
   }
 
-  return `expected ${TYPE_NAMES[expected] ?? expected}, got ${typeNameOf(input)}`;
+  // A string key given an unquoted date, which the parser read as a date and time.
+  const quote = expected === "string" && isDateTime(input) ? "; quote the value" : "";
+
+  return `expected ${TYPE_NAMES[expected] ?? expected}, got ${typeNameOf(input)}${quote}`;
 }
 
 /**
@@ -78,6 +81,15 @@ const TYPE_NAMES: Record<string, string> = {
   array: "a list",
 };
 
+/**
+ * True for a date and time that a parser made of an unquoted value: Bun 1.4.4's TOML parser
+ * returns a `Temporal` object for `1979-05-27T07:32:00Z` (its YAML parser returns a string).
+ * JavaScript's own `Date` counts too.
+ */
+export function isDateTime(input: unknown): boolean {
+  return input instanceof Date || Object.prototype.toString.call(input).startsWith("[object Temporal.");
+}
+
 function typeNameOf(input: unknown): string {
   if (input === null) {
     return "null";
@@ -85,8 +97,15 @@ function typeNameOf(input: unknown): string {
   if (Array.isArray(input)) {
     return "a list";
   }
+  if (typeof input === "number" && !Number.isFinite(input)) {
+    // Such as 1e400, which JSON.parse and Bun 1.4.4's YAML and TOML parsers read as Infinity.
+    return `a number too large to represent (read as ${input})`;
+  }
   if (typeof input === "number" && !Number.isInteger(input)) {
     return `the number ${input}`;
+  }
+  if (isDateTime(input)) {
+    return `the date and time ${input instanceof Date && !Number.isNaN(input.getTime()) ? input.toISOString() : String(input)}`;
   }
 
   return typeof input === "object" ? "an object" : `a ${typeof input}`;

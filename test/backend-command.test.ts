@@ -44,7 +44,7 @@ test.each([
   [["remove", "a", "b"], 'unexpected argument "b": tinylb remove takes one backend id'],
   [["remove", "a", "--close-connections"], "--close-connections is not valid with tinylb remove, which takes --admin ADDR and --admin-token-file FILE"],
   [["add", "a", "127.0.0.1:9", "--admin"], "--admin needs a value"],
-  [["add", "a/b", "127.0.0.1:9"], 'invalid backend id "a/b": use 1 to 128 letters, digits or ._:@- starting with a letter or digit'],
+  [["add", "a/b", "127.0.0.1:9"], 'invalid backend id "a/b": use 1 to 128 ASCII letters, digits or ._:@- starting with a letter or digit'],
 ] as const)("parseBackendCommandArgs rejects %p", (argv, message) => {
   const result = parseBackendCommandArgs(argv);
 

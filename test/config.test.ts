@@ -101,6 +101,13 @@ describe("loadConfigFile", () => {
     expect(() => loadConfigFile(path)).toThrow('backends[0].disabled (backend "a"): expected true or false, got the string "maybe"');
   });
 
+  test("reports a value over two bounds once", () => {
+    // zod's safe-integer bound and the key's own limit both reject 1e20.
+    const path = write("huge-cap.yaml", "maxConnections: 100000000000000000000\n");
+
+    expect(loadError(path).message).toBe(`invalid config ${path}: maxConnections: must be at most 10000000 (got 100000000000000000000)`);
+  });
+
   test("reads workers", () => {
     expect(loadConfigFile(write("workers.yaml", "workers: 4\n")).workers).toBe(4);
   });
@@ -162,6 +169,9 @@ describe("loadConfigFile", () => {
       'probe.rise: expected a number without quotes, got the string "2"',
     ]],
     ["word-number.yaml", "workers: two\n", ['workers: expected a number, got the string "two"']],
+    ["date-duration.toml", "connectTimeout = 1979-05-27T07:32:00Z\n", ["connectTimeout: expected a string, got the date and time 1979-05-27T07:32:00Z; quote the value"]],
+    ["date-number.toml", "maxConnections = 1979-05-27\n", ["maxConnections: expected a number, got the date and time 1979-05-27"]],
+    ["infinite-number.toml", "maxConnections = 1e400\n", ["maxConnections: expected a number, got a number too large to represent (read as Infinity)"]],
   ])("rejects %s naming the file, field and value", (name, text, fragments) => {
     const path = write(name, text);
     const error = loadError(path);

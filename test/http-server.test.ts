@@ -255,3 +255,16 @@ test("HttpServer closes a slow request after the header timeout", async () => {
   expect(closedAfter).toBeGreaterThan(9_000);
   expect(closedAfter).toBeLessThan(13_000);
 }, 20_000);
+
+test("HttpServer closes a stalled request body quietly", async () => {
+  // The handler reads the body, which never arrives whole: the idle timeout closes the
+  // connection, and the failed read is the client's doing, not a bug of the server.
+  const readBody: Fetch = async (request) => json(200, { length: (await request.text()).length });
+  const { log, address } = await startServer("unix", 4, readBody);
+  const client = await connectRaw(address, "PUT /v1/backends HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"backends\":");
+
+  await waitFor("the idle timeout to close the connection", () => client.closed(), 20_000);
+  await Bun.sleep(100);
+  expect(log.messages().filter((message) => message.startsWith("invariant violated"))).toEqual([]);
+  expect(log.withMessage("HTTP request abandoned: the connection closed before the request arrived whole")).toHaveLength(1);
+}, 30_000);

@@ -3,7 +3,7 @@ import type { SocketHandler } from "bun";
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { type BoundListener, bindListener, ListenError } from "../src/listener.ts";
+import { type BoundListener, bindListener, describeListenError, ListenError } from "../src/listener.ts";
 import { waitFor } from "./support/wait.ts";
 
 const cleanup: (() => void)[] = [];
@@ -115,4 +115,15 @@ test.each([
   const error = await bindError(address());
 
   expect(error.message).toMatch(message);
+});
+
+test("describeListenError explains a host name that did not resolve", () => {
+  // Bun 1.4.4's error for a name that does not resolve, built here: a real lookup would send a
+  // DNS query off this machine.
+  const error = new Error("Failed to listen at lb.example.invalid");
+
+  expect(describeListenError(error, { kind: "tcp", host: "lb.example.invalid", port: 7443 })).toBe(
+    "Failed to listen at lb.example.invalid: the host name did not resolve to an address of this machine; use an IP address such as 127.0.0.1, or a name in /etc/hosts",
+  );
+  expect(describeListenError(new Error("Failed to listen at 127.0.0.1"), { kind: "tcp", host: "127.0.0.1", port: 7443 })).toBe("Failed to listen at 127.0.0.1");
 });

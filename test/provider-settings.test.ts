@@ -63,7 +63,7 @@ test("parseArgs reads the status command", () => {
 
 test.each([
   [["--dns", "api.internal"], "--dns: invalid DNS name \"api.internal\": expected NAME:PORT"],
-  [["--dns", "api.internal:0"], "expected NAME:PORT"],
+  [["--dns", "api.internal:0"], "the port must be 1 to 65535"],
   [["--dns", "bad name:80"], "expected NAME:PORT"],
   [["--dns-srv", "not a name"], "--dns-srv: invalid SRV name"],
   [["--dns-resolver", "dns.example:53"], "use an IP address, with a port unless it is 53"],
@@ -161,7 +161,7 @@ test.each([
 test.each([
   ["api.internal:6443", { name: "api.internal", port: 6443 }],
   ["api-1.cluster.local.:443", { name: "api-1.cluster.local.", port: 443 }],
-  ["api:65536", "invalid DNS name \"api:65536\": expected NAME:PORT, such as api.internal:6443"],
+  ["api:65536", "invalid DNS name \"api:65536\": the port must be 1 to 65535, such as api.internal:6443"],
 ])("parseDnsName %p", (text, expected) => {
   expect(parseDnsName(text)).toEqual(expected);
 });

@@ -12,7 +12,7 @@ test.each([
   ["expected a whole number, got the number 1.5", 1.5, true],
   ["the keepalive time 40000s is longer than Linux allows", "40000s", true],
   ["the keepalive time 1500ms is not a whole number of seconds", "1.5s", false],
-  ['invalid backend id "": use 1 to 128 letters', "", true],
+  ['invalid backend id "": use 1 to 128 ASCII letters', "", true],
   ["must not be empty", "", false],
 ])("namesValue(%p, %p) is %p", (message, value, expected) => {
   expect(namesValue(message, value)).toBe(expected);
