@@ -11,13 +11,9 @@ export type ProbeResultHandler = (failure: string | undefined) => void;
  * Probes one backend again and again until stopped.
  *
  * A probe starts, settles (pass, fail or its own timeout, which aborts it and closes its
- * socket), and the next starts one interval after the previous one started, or at once
- * if it took longer. Probes of one loop therefore never overlap.
- *
- * A connect cannot be cancelled, so against a target that drops SYNs the connect of a timed
- * out probe keeps its socket until the kernel gives up, about two minutes on Linux defaults.
- * While it does, the next probes fail at once without a socket of their own, so one loop
- * keeps at most one descriptor.
+ * socket, also while the connect is pending), and the next starts one interval after the
+ * previous one started, or at once if it took longer. Probes of one loop therefore never
+ * overlap, and one loop has at most one socket open.
  */
 export class ProbeLoop {
   readonly #backend: Backend;
@@ -28,8 +24,6 @@ export class ProbeLoop {
   #stopped = false;
   #timer: ClockTimer | undefined;
   #abort: AbortController | undefined;
-  /** The connect of the last probe while it is in flight, also after that probe timed out. */
-  #connecting: Promise<unknown> | undefined;
 
   /** @param shortage detects a probe that failed for lack of a file descriptor, whose result is dropped, not reported. */
   constructor(backend: Backend, settings: ProbeSettings, clock: Clock, onResult: ProbeResultHandler, shortage?: DescriptorShortage) {
@@ -54,16 +48,6 @@ export class ProbeLoop {
     this.#abort = undefined;
   }
 
-  #track(connecting: Promise<unknown>): void {
-    this.#connecting = connecting;
-    const settled = (): void => {
-      if (this.#connecting === connecting) {
-        this.#connecting = undefined;
-      }
-    };
-    connecting.then(settled, settled);
-  }
-
   #schedule(delayMs: number): void {
     if (!this.#stopped) {
       this.#timer = this.#clock.setTimeout(() => void this.#probe(), delayMs);
@@ -73,12 +57,6 @@ export class ProbeLoop {
   async #probe(): Promise<void> {
     const settings = this.#settings;
     const started = this.#clock.now();
-    if (this.#connecting !== undefined) {
-      this.#onResult("the connect of an earlier probe is still in flight, so the target may drop SYNs; no new connect was started");
-      this.#schedule(settings.intervalMs);
-
-      return;
-    }
     const controller = new AbortController();
     this.#abort = controller;
     let timedOut = false;
@@ -90,7 +68,7 @@ export class ProbeLoop {
     let failure: string | undefined;
     let local = false;
     try {
-      await runProbe(this.#backend, settings, controller.signal, (connecting) => this.#track(connecting));
+      await runProbe(this.#backend, settings, controller.signal);
     } catch (error) {
       failure = timedOut ? `timed out after ${settings.timeoutMs} ms` : errorDetail(error);
       local = !timedOut && (this.#shortage?.explains(error, { backend: this.#backend.id, target: this.#backend.target }) ?? false);

@@ -8,6 +8,7 @@ import { type ProbeOverrides, resolveProbeSettings, runProbe } from "../src/prob
 import { ProbeError } from "../src/probes/probe-error.ts";
 import { TestBackend } from "./support/backends.ts";
 import { StalledListener } from "./support/stalled-listener.ts";
+import { synSentTo } from "./support/syn-sent.ts";
 import { makeTestPki, type TestPki } from "./support/test-pki.ts";
 import { waitFor, within } from "./support/wait.ts";
 
@@ -76,15 +77,27 @@ test("tcp probe fails for a missing Unix socket", async () => {
   expect(result).toBe("no socket exists at that path (ENOENT)");
 });
 
-test("tcp probe stops at abort when a connect never completes", async () => {
+test.each([
+  ["tcp probe", { kind: "tcp" }],
+  ["http probe", { kind: "http" }],
+  ["https probe", { kind: "https" }],
+  ["https probe with a PROXY header", { kind: "https", proxyProtocol: "v2" }],
+] as [string, ProbeOverrides & { proxyProtocol?: "v2" }][])("%s closes a pending connect at abort", async (_name, overrides) => {
   const blackhole = await StalledListener.start();
   cleanup.push(() => blackhole.stop());
+  const before = synSentTo(blackhole.port);
+  const { proxyProtocol, ...probeOverrides } = overrides;
+  const settings = { ...resolveProbeSettings(probeOverrides)!, proxyProtocol };
   const controller = new AbortController();
 
-  const result = probe(createBackend("a", blackhole.target), { kind: "tcp" }, controller.signal);
-  await Bun.sleep(200);
+  const result = runProbe(createBackend("a", blackhole.target), settings, controller.signal).then(
+    () => "pass",
+    (error: Error) => error.message,
+  );
+  await waitFor("the probe's connect to be in flight", () => synSentTo(blackhole.port) - before === 1, 2000);
   controller.abort();
 
+  expect(synSentTo(blackhole.port) - before).toBe(0);
   expect(await within("aborted probe to settle", result, 2000)).toBe("probe aborted");
 });
 

@@ -83,25 +83,16 @@ export function resolveProbeSettings(balancer: ProbeOverrides | undefined, backe
 }
 
 /**
- * Receives the promise of a probe's `Bun.connect`, which settles when the connect completes or
- * fails. That can be long after the probe timed out, because a connect cannot be cancelled.
- */
-export type ConnectTracker = (connecting: Promise<unknown>) => void;
-
-/**
  * Runs one probe of a backend. Resolves when the backend passes.
  *
  * The probe itself has no timer: the caller aborts `signal` at its timeout, and the
- * probe then closes its socket and rejects. A connect still in flight goes on (see
- * `tcpProbe`); `track` gets its promise.
+ * probe then closes its socket, also one whose connect is still pending, and rejects.
  *
  * @throws {ProbeError} naming why the backend failed the probe.
  */
-export function runProbe(backend: Backend, settings: ProbeSettings, signal: AbortSignal, track: ConnectTracker = ignoreConnect): Promise<void> {
-  return settings.kind === "tcp" ? tcpProbe(backend, signal, track, settings.proxyProtocol) : httpProbe(backend, settings, signal, track);
+export function runProbe(backend: Backend, settings: ProbeSettings, signal: AbortSignal): Promise<void> {
+  return settings.kind === "tcp" ? tcpProbe(backend, signal, settings.proxyProtocol) : httpProbe(backend, settings, signal);
 }
-
-const ignoreConnect: ConnectTracker = () => {};
 
 /** Describes a probe for logs, such as `https GET /readyz` or `tcp connect`. */
 export function describeProbe(settings: ProbeSettings): string {

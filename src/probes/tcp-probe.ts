@@ -1,7 +1,6 @@
-import type { Socket } from "bun";
 import type { Backend } from "../backend.ts";
 import { encodeLocalProxyHeader, type ProxyProtocolVersion } from "../proxy-header.ts";
-import type { ConnectTracker } from "./probe.ts";
+import { connectProbeSocket } from "./probe-socket.ts";
 import { errorDetail, ProbeError } from "./probe-error.ts";
 
 /**
@@ -9,14 +8,19 @@ import { errorDetail, ProbeError } from "./probe-error.ts";
  * With `proxyProtocol`, the probe first writes a PROXY protocol header that carries no client
  * and ends the socket with a FIN, so a backend that requires the header does not log a broken one.
  *
- * NOTE: `Bun.connect` cannot be cancelled. After an abort, a connect still in flight is
- * closed when it completes or fails, which for a target that drops SYNs is after the
- * kernel's retries (about two minutes on Linux defaults).
+ * An abort closes the socket at once, also while the connect is still pending, so a target
+ * that drops SYNs keeps no socket of a timed-out probe in SYN_SENT.
  *
  * @throws {ProbeError} when the connect fails or `signal` aborts first.
  */
-export function tcpProbe(backend: Backend, signal: AbortSignal, track: ConnectTracker, proxyProtocol?: ProxyProtocolVersion): Promise<void> {
+export function tcpProbe(backend: Backend, signal: AbortSignal, proxyProtocol?: ProxyProtocolVersion): Promise<void> {
   return new Promise<void>((resolve, reject) => {
+    if (signal.aborted) {
+      reject(new ProbeError("probe aborted"));
+
+      return;
+    }
+    const socket = connectProbeSocket(backend.address);
     let settled = false;
     const settle = (error?: ProbeError): void => {
       if (settled) {
@@ -27,43 +31,26 @@ export function tcpProbe(backend: Backend, signal: AbortSignal, track: ConnectTr
       if (error === undefined) {
         resolve();
       } else {
+        socket.destroy();
         reject(error);
       }
     };
     const onAbort = (): void => settle(new ProbeError("probe aborted"));
-    if (signal.aborted) {
-      onAbort();
-
-      return;
-    }
     signal.addEventListener("abort", onAbort);
 
-    const handlers = {
-      open(socket: Socket<undefined>) {
-        if (proxyProtocol === undefined) {
-          socket.terminate();
-        } else {
-          // The header is far smaller than a socket's send buffer, so one write takes it whole.
-          socket.write(encodeLocalProxyHeader(proxyProtocol));
-          socket.end();
-        }
-        settle();
-      },
-      data() {},
-      error() {
-        // The rejected promise of Bun.connect, or open, settles the probe.
-      },
-      connectError() {
-        // The rejected promise of Bun.connect carries the same error.
-      },
-    };
-    const address = backend.address;
-    const connecting =
-      address.kind === "unix"
-        ? Bun.connect({ unix: address.path, socket: handlers })
-        : Bun.connect({ hostname: address.host, port: address.port, socket: handlers });
-    track(connecting);
+    socket.on("connect", () => {
+      if (proxyProtocol === undefined) {
+        socket.destroy();
+      } else {
+        // The FIN follows the header, and the socket closes once both are written. Bytes that
+        // the backend sends are read and dropped, because unread bytes make a close send a reset.
+        socket.resume();
+        socket.write(encodeLocalProxyHeader(proxyProtocol));
+        socket.end(() => socket.destroy());
+      }
+      settle();
+    });
     // The health checker words the failure as "tcp connect failed: DETAIL", so the detail stands alone.
-    connecting.catch((error: unknown) => settle(new ProbeError(errorDetail(error), { cause: error })));
+    socket.on("error", (error) => settle(new ProbeError(errorDetail(error), { cause: error })));
   });
 }
