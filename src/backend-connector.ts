@@ -6,7 +6,7 @@ import type { Connection } from "./connection.ts";
 import { ConnectDeadlines } from "./connect-deadlines.ts";
 import type { ConnectionLimits } from "./connection-limits.ts";
 import { DeferredKeepalive } from "./deferred-keepalive.ts";
-import { BACKEND_DISABLED, DialAttempt, type DialError, type DialObserver, type DialOptions } from "./dialer.ts";
+import { BACKEND_DISABLED, BACKEND_UNHEALTHY, DialAttempt, type DialError, type DialObserver, type DialOptions } from "./dialer.ts";
 import { type FailoverChecks, FailoverPlan } from "./failover-plan.ts";
 import type { HealthChecker } from "./health-checker.ts";
 import type { LogFields, Logger } from "./logger.ts";
@@ -200,10 +200,19 @@ export class BackendConnector implements DialObserver {
     return disabled.size === 0 ? 0 : this.#abandonDials((backend) => disabled.has(backend.id));
   }
 
-  #abandonDials(matches: (backend: Backend) => boolean): number {
+  /**
+   * Gives up the dials in flight to `target`, whose backend turned unhealthy and lost its open
+   * connections, so their clients fail over to a healthy backend at once. Returns how many
+   * were given up.
+   */
+  abandonUnhealthyDials(target: string): number {
+    return this.#abandonDials((backend) => backend.target === target, BACKEND_UNHEALTHY);
+  }
+
+  #abandonDials(matches: (backend: Backend) => boolean, reason = BACKEND_DISABLED): number {
     const attempts = this.#dialOptions.deadlines.pending().filter((attempt) => matches(attempt.backend));
     for (const attempt of attempts) {
-      attempt.giveUp(BACKEND_DISABLED);
+      attempt.giveUp(reason);
     }
 
     return attempts.length;

@@ -15,6 +15,9 @@ const TARGET_LEFT = "its target left the backend set while the dial was in fligh
 /** The reason given for a dial abandoned because its backend was disabled with its connections closed. */
 export const BACKEND_DISABLED = "the backend was disabled while the dial was in flight";
 
+/** The reason given for a dial abandoned because its backend turned unhealthy under `onUnhealthy: close`. */
+export const BACKEND_UNHEALTHY = "the backend turned unhealthy while the dial was in flight";
+
 /** A failed dial, naming the backend id and target. Callers branch on it to fail over. */
 export class DialError extends Error {
   override name = "DialError";
@@ -23,9 +26,9 @@ export class DialError extends Error {
   readonly detail: string;
   /**
    * True when tinylb gave the dial up itself: the backend's target left the set, the
-   * backend was disabled with its connections closed, or the process ran out of file
-   * descriptors. Such a dial is not counted as a failure, because it does not reflect the
-   * backend's health.
+   * backend was disabled with its connections closed or turned unhealthy under
+   * `onUnhealthy: close`, or the process ran out of file descriptors. Such a dial is not
+   * counted as a failure, because it does not reflect the backend's health.
    */
   readonly givenUp: boolean;
 

@@ -9,14 +9,13 @@
  * drops the counters of an id that is no longer used once their last growth was sent. The
  * main thread keeps them for scrapes (see CounterRetention).
  */
-import type { Address } from "./address.ts";
 import { createBackend } from "./backend.ts";
 import { backendIdsInUseOutsideSet } from "./backend-id-usage.ts";
 import { BackendSet } from "./backend-set.ts";
 import { openTrafficById } from "./balancer-status.ts";
 import { systemClock } from "./clock.ts";
-import { Logger, type LogFormat, type LogLevel } from "./logger.ts";
-import { Server, type ServerOptions } from "./server.ts";
+import { Logger } from "./logger.ts";
+import { Server } from "./server.ts";
 import { SlowStart } from "./slow-start.ts";
 import { StatsDeltas } from "./stats-deltas.ts";
 import { WorkerHealth } from "./worker-health.ts";
@@ -51,13 +50,15 @@ function sendStats(request?: number): void {
   }
 }
 
-async function start(index: number, options: ServerOptions & { listen: Address[] }, logLevel: LogLevel, logFormat: LogFormat, set: SetCommand): Promise<void> {
+async function start(command: WorkerCommand & { type: "start" }): Promise<void> {
+  const { index, options, logLevel, logFormat, set } = command;
   logger = new Logger({ level: logLevel, format: logFormat, fields: { worker: index } });
   // The main thread's windows replace this one's with every set and health snapshot.
   const slowStart = new SlowStart(systemClock, logger, false);
   server = new Server({ ...options, logger, reusePort: true, logSetChanges: false, counterRetention: false }, health, slowStart);
   // Before the bind: the kernel hands this thread clients as soon as its listener joins the port.
   applySet(set);
+  server.disabled.replace(command.disabled);
   try {
     await server.start();
   } catch (error) {
@@ -100,7 +101,7 @@ self.onmessage = (event: MessageEvent<WorkerCommand>) => {
   const command = event.data;
   switch (command.type) {
     case "start":
-      void start(command.index, command.options, command.logLevel, command.logFormat, command.set);
+      void start(command);
       break;
     case "set":
       applySet(command);

@@ -96,18 +96,24 @@ export class RemovalPolicies {
     this.#log.info("closed connections of removed target", { backend: ids.join(","), target, closed });
   }
 
-  /** Applies the `onUnhealthy` policy to a backend whose health just flipped. */
-  healthFlipped(backend: Backend, healthy: boolean): void {
+  /**
+   * Applies the `onUnhealthy` policy to a backend whose health just flipped. Returns true when
+   * the policy closed the open connections of the backend's target, so that the caller gives up
+   * the dials in flight to it too.
+   */
+  healthFlipped(backend: Backend, healthy: boolean): boolean {
     if (healthy || this.#options.onUnhealthy !== "close") {
-      return;
+      return false;
     }
     if (this.#health.degraded) {
       this.#log.info("kept connections of unhealthy backend because every enabled backend is unhealthy", { backend: backend.id, target: backend.target });
 
-      return;
+      return false;
     }
 
     const closed = this.#pool.closeTarget(backend.target, "backend turned unhealthy");
     this.#log.info("closed connections of unhealthy backend", { backend: backend.id, target: backend.target, closed });
+
+    return true;
   }
 }

@@ -95,7 +95,10 @@ export class Server {
     this.slowStart.configure(options.slowStart ?? SLOW_START_OFF);
     this.#removals = new RemovalPolicies(this.pool, this.health, this.#log, this.#options.clock, this.#options);
     this.health.onFlip((backend, healthy) => {
-      this.#removals.healthFlipped(backend, healthy);
+      if (this.#removals.healthFlipped(backend, healthy)) {
+        // A dial that completed after the flip would attach a connection the policy just closed.
+        this.#connector.abandonUnhealthyDials(backend.target);
+      }
       this.slowStart.healthFlipped(backend, healthy);
     });
     this.health.setDisabled(this.disabled);

@@ -28,8 +28,12 @@ export interface SetCommand {
 
 /** A message from the main thread to a relay worker. */
 export type WorkerCommand =
-  /** `set` is the backend set the worker applies before it binds, so that no client meets an empty set. */
-  | { type: "start"; index: number; options: WorkerServerOptions; logLevel: LogLevel; logFormat: LogFormat; set: SetCommand }
+  /**
+   * `set` is the backend set the worker applies before it binds, so that no client meets an
+   * empty set. `disabled` contains the main thread's disabled ids, which the worker's rotation
+   * passes over from its first client on.
+   */
+  | { type: "start"; index: number; options: WorkerServerOptions; logLevel: LogLevel; logFormat: LogFormat; set: SetCommand; disabled: string[] }
   | SetCommand
   | { type: "health"; snapshot: HealthSnapshot }
   /** The main thread's disabled backend ids, which replace the worker's. */

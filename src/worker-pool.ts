@@ -122,7 +122,8 @@ export class WorkerPool {
       started.push(pool.#watch(worker, index));
       // The counters' SharedArrayBuffer is shared with the worker, not copied.
       const shared = { ...options, threadCounters: server.threadCounters?.buffer, threadIndex: index };
-      pool.#send(worker, { type: "start", index, options: shared, logLevel: logger.level, logFormat: logger.format, set: pool.#setCommand(server.set) });
+      const set = pool.#setCommand(server.set);
+      pool.#send(worker, { type: "start", index, options: shared, logLevel: logger.level, logFormat: logger.format, set, disabled: server.disabled.ids() });
     }
     pool.#queueHealth();
     server.health.onConditionChange(() => pool.#queueHealth());

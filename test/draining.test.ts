@@ -6,6 +6,7 @@ import { formatStatus } from "../src/status-command.ts";
 import { Server, type ServerOptions } from "../src/server.ts";
 import { TestBackend, TestClient } from "./support/backends.ts";
 import { FakeClock } from "./support/fake-clock.ts";
+import { FullBacklogListener } from "./support/full-backlog.ts";
 import { HttpBackend } from "./support/http-backend.ts";
 import { waitFor } from "./support/wait.ts";
 import { setOf, startLoggedServer } from "./support/test-server.ts";
@@ -159,4 +160,31 @@ test("Server keeps connections while every backend is unhealthy", async () => {
   toA.socket.write("GET / HTTP/1.1\r\nHost: a\r\n\r\n");
   await waitFor("response from a", () => toA.received.includes("\r\n\r\na"));
   expect(toA.closed).toBe(false);
+});
+
+test("Server fails over dials of an unhealthy backend", async () => {
+  // a's connects hang in a full accept queue until the listener accepts, and so do its tcp
+  // probes. The first probe starts at once and fails after its timeout, which leaves the
+  // client time to start its dial to a.
+  const silent = await FullBacklogListener.start();
+  cleanup.push(() => silent.stop());
+  const [b] = echoBackends("b");
+  const probe = { kind: "tcp", intervalMs: 1000, timeoutMs: 800, rise: 100, fall: 1 } as const;
+  const set = setOf([{ id: "a", target: silent.target }, b!]);
+  const { server, port, logs } = await startServer(set, { onUnhealthy: "close", connectTimeoutMs: 10_000, health: { probe } });
+  const client = await TestClient.connect(port);
+  cleanup.push(() => client.close());
+  await waitFor("the dial to a", () => server.dialingBackendIds().includes("a"));
+
+  await waitFor("a to turn unhealthy", () => server.health.state("a")?.healthy === false);
+  // Accepting now lets a connect that was still in flight complete.
+  for (let i = 0; i < 10; i++) {
+    silent.accept();
+  }
+  await waitFor("the client to be served", () => server.pool.size === 1);
+
+  expect([...server.pool.connections()].map((connection) => connection.backend.id)).toEqual(["b"]);
+  await waitFor("greeting from b", () => client.firstLine !== "");
+  expect(client.firstLine).toBe("b");
+  expect(logs.withMessage("dial given up")[0]).toMatchObject({ backend: "a", err: "the backend turned unhealthy while the dial was in flight", next: "b" });
 });
