@@ -40,6 +40,8 @@ export class FailoverPlan {
   #failedTargets: Set<string> | undefined;
   /** True when the last healthy pick passed over a healthy backend at its cap. */
   #healthyAtCap = false;
+  /** Dials that tinylb gave up itself (a target removed, a backend disabled), which use up no attempt of `maxAttempts`. */
+  #givenUp = 0;
 
   /** `maxAttempts` 0 means every backend once. */
   constructor(selector: BackendSelector, checks: FailoverChecks, maxAttempts: number) {
@@ -63,10 +65,14 @@ export class FailoverPlan {
   /**
    * Returns the backend to dial after `failed`, reserved under its cap, or undefined when the
    * attempts are used up or no untried backend with another target has room. `targetFailed`
-   * is false when tinylb gave the dial up itself, so other ids with that target stay eligible.
+   * is false when tinylb gave the dial up itself, so other ids with that target stay eligible,
+   * and the dial uses up no attempt of `maxAttempts`.
    */
   next(failed: Backend, targetFailed = true): Backend | undefined {
-    if (this.#maxAttempts > 0 && this.attempts >= this.#maxAttempts) {
+    if (!targetFailed) {
+      this.#givenUp++;
+    }
+    if (this.#maxAttempts > 0 && this.attempts - this.#givenUp >= this.#maxAttempts) {
       return undefined;
     }
 

@@ -176,3 +176,16 @@ test("FailoverPlan keeps a given-up dial's target eligible", () => {
   expect(second.id).toBe("a2");
   expect(failed.next(second)?.id).toBe("b");
 });
+
+test("FailoverPlan given-up dial uses no attempt", () => {
+  const selector = new RoundRobinSelector(setOf("a", "b", "c"));
+  const plan = new FailoverPlan(selector, healthyExcept(), 1);
+
+  // The dial of a was given up by tinylb (its target left the set), so b is still tried.
+  const first = plan.first()!;
+  expect(first.id).toBe("a");
+  const second = plan.next(first, false);
+  expect(second?.id).toBe("b");
+  // b failed: that is the one attempt of maxAttempts 1.
+  expect(plan.next(second!)).toBeUndefined();
+});
