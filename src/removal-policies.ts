@@ -112,7 +112,8 @@ export class RemovalPolicies {
     }
 
     const closed = this.#pool.closeTarget(backend.target, "backend turned unhealthy");
-    this.#log.info("closed connections of unhealthy backend", { backend: backend.id, target: backend.target, closed });
+    // Each relay thread logs its own count, so a thread that had none of them logs at debug only.
+    this.#log.log(closed > 0 ? "info" : "debug", "closed connections of unhealthy backend", { backend: backend.id, target: backend.target, closed });
 
     return true;
   }
