@@ -385,3 +385,45 @@ test("EtcdProvider backs off when each watch is compacted", async () => {
   const delays = logs.map((line) => Number(/retryInMs=(\d+)/.exec(line)?.[1] ?? Number.NaN)).filter((delay) => !Number.isNaN(delay));
   expect(delays.length).toBeGreaterThanOrEqual(3);
 });
+
+test("EtcdProvider moves on from an endpoint that never answers", async () => {
+  // A listener of our own that accepts connections and never sends a byte stands for a hung member.
+  const silent = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data: () => {} } });
+  cleanup.push(() => silent.stop(true));
+  const silentUrl = `http://127.0.0.1:${silent.port}`;
+  const prefix = freshPrefix();
+  await put(`${prefix}x`, "10.0.0.9:443");
+
+  const { provider, sets, logs } = startProviderWith({ endpoints: [silentUrl, endpoint], prefix, requestTimeoutMs: 300 });
+
+  await waitFor("the set through the second endpoint", () => sets.length > 0);
+  expect(latest(sets)).toBe("x=10.0.0.9:443");
+  const warning = logs.find((line) => line.includes("WARN  etcd range or watch failed")) ?? "";
+  expect(warning).toContain(`etcd /v3/kv/range at ${silentUrl} timed out after 300 ms without a response; check that etcd serves clients at ${silentUrl} (etcd.endpoints) and is not overloaded`);
+  await waitFor("the recovery", () => !provider.health.failing);
+});
+
+test("EtcdProvider times out a watch that never starts", async () => {
+  // A mock of the JSON gateway that responds to each range and to no watch.
+  const gateway = Bun.serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    fetch(request) {
+      if (new URL(request.url).pathname === "/v3/kv/range") {
+        const kv = { key: Buffer.from("/mock/a").toString("base64"), value: Buffer.from("10.0.0.1:443").toString("base64"), mod_revision: "5" };
+
+        return Response.json({ header: { revision: "5" }, kvs: [kv] });
+      }
+
+      return new Promise<Response>(() => {});
+    },
+  });
+  cleanup.push(() => gateway.stop(true));
+  const url = `http://127.0.0.1:${gateway.port}`;
+
+  const { provider, sets } = startProviderWith({ endpoints: [url], prefix: "/mock/", requestTimeoutMs: 300 });
+
+  await waitFor("the timeout", () => provider.health.failing);
+  expect(provider.health.lastError).toStartWith(`etcd /v3/watch at ${url} timed out after 300 ms without a response`);
+  expect(latest(sets)).toBe("a=10.0.0.1:443");
+});

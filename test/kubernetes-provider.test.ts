@@ -482,3 +482,31 @@ test("KubernetesProvider backs off when each watch breaks at once", async () => 
   await waitFor("the recovery", () => count(logs, "Kubernetes API reachable again") === 1, 10_000);
   expect(provider.health.failing).toBe(false);
 });
+
+test("KubernetesProvider times out a list that never answers", async () => {
+  // A listener of our own that accepts connections and never sends a byte stands for a stuck API server.
+  const silent = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data: () => {} } });
+  cleanup.push(() => silent.stop(true));
+  const server = `https://127.0.0.1:${silent.port}`;
+  const { provider, logs } = startProvider({ server, tlsServerName: SERVER_NAME, caPem: certificates.caPem, bearerToken: TOKEN, source: "test" }, { requestTimeoutMs: 300 });
+
+  await waitFor("the timeout", () => provider.health.failing);
+  expect(provider.health.lastError).toBe(
+    `Kubernetes list of ${server}/apis/discovery.k8s.io/v1/namespaces/default/endpointslices timed out after 300 ms without a response; check that the API server, or tinylb's listener in front of it (viaListener), answers and is not overloaded`,
+  );
+  expect(count(logs, "WARN  Kubernetes list or watch failed")).toBe(1);
+});
+
+test("KubernetesProvider times out a watch that is never accepted", async () => {
+  const mock = await startMock();
+  mock.apply(twoApiServers);
+  mock.hang = "watch";
+  const { provider, sets } = startProvider(tokenAccess(mock), { requestTimeoutMs: 300 });
+
+  await waitFor("the timeout", () => provider.health.failing);
+  expect(provider.health.lastError).toStartWith(`Kubernetes watch of ${mock.url}/apis/discovery.k8s.io/v1/namespaces/default/endpointslices timed out after 300 ms`);
+  expect(latest(sets)).toBe("kubernetes:10.0.0.11=10.0.0.11:6443,kubernetes:10.0.0.12=10.0.0.12:6443");
+
+  mock.hang = undefined;
+  await waitFor("the recovery", () => !provider.health.failing);
+});

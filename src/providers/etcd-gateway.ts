@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { describeEtcdRequestError } from "./etcd-errors.ts";
 import { readJsonObjects } from "./json-object-stream.ts";
+import { REQUEST_TIMEOUT_MS, RequestDeadline, withDeadline } from "./request-deadline.ts";
 import { MAX_RESPONSE_BYTES, readErrorBody, ResponseBudget } from "./response-body.ts";
 
 /** TLS settings for `https://` etcd endpoints, PEM text. */
@@ -71,6 +72,7 @@ export class EtcdGateway {
 
   /**
    * @param maxResponseBytes limit of one whole range, every page, and of one watch response.
+   * @param requestTimeoutMs deadline of each range page, and of a watch until its first response.
    * @throws {Error} when no endpoint is given.
    */
   constructor(
@@ -78,6 +80,7 @@ export class EtcdGateway {
     readonly prefix: string,
     tls?: EtcdTls,
     private readonly maxResponseBytes = MAX_RESPONSE_BYTES,
+    private readonly requestTimeoutMs = REQUEST_TIMEOUT_MS,
   ) {
     if (endpoints.length === 0) {
       throw new Error("invalid etcd gateway: at least one endpoint is required");
@@ -103,6 +106,7 @@ export class EtcdGateway {
    * Reads every key under the prefix at one revision, a page at a time.
    *
    * @throws {ResponseTooLargeError} when the pages together pass the response limit;
+   *   RequestTimeoutError when a page is not read in full within the request timeout;
    *   Error for a network failure or an error response.
    */
   async range(signal: AbortSignal): Promise<{ revision: number; kvs: EtcdKeyValue[] }> {
@@ -115,8 +119,11 @@ export class EtcdGateway {
       if (revision !== undefined) {
         body.revision = revision;
       }
-      const response = await this.#post("/v3/kv/range", body, signal);
-      const page = rangeSchema.parse(await budget.readJson(response));
+      const page = await withDeadline(signal, this.requestTimeoutMs, `etcd /v3/kv/range at ${this.endpoint}`, this.#timeoutHint(), async (pageSignal) => {
+        const response = await this.#post("/v3/kv/range", body, pageSignal);
+
+        return rangeSchema.parse(await budget.readJson(response));
+      });
       revision ??= page.header?.revision ?? 0;
       const decoded = (page.kvs ?? []).map(decodeKeyValue);
       kvs.push(...decoded);
@@ -134,19 +141,33 @@ export class EtcdGateway {
    * Watches the prefix from `startRevision`, with progress notifications, and yields each
    * response until `signal` aborts or the stream ends.
    *
-   * @throws {EtcdCompactedError} when `startRevision` was compacted; other errors when the
-   *   watch is canceled, the response is an error or the stream breaks.
+   * @throws {EtcdCompactedError} when `startRevision` was compacted; RequestTimeoutError
+   *   when the first response does not arrive within the request timeout; other errors when
+   *   the watch is canceled, the response is an error or the stream breaks.
    */
   async *watch(startRevision: number, signal: AbortSignal): AsyncGenerator<EtcdWatchResponse> {
     const request = {
       create_request: { key: this.#keyBase64, range_end: this.#rangeEndBase64, start_revision: startRevision, progress_notify: true },
     };
-    const response = await this.#post("/v3/watch", request, signal);
+    // The deadline ends with the created response, and the open stream is then bounded by the caller's idle timeout.
+    const deadline = new RequestDeadline(signal, this.requestTimeoutMs, `etcd /v3/watch at ${this.endpoint}`, this.#timeoutHint());
+    try {
+      yield* this.#watchResponses(request, deadline);
+    } catch (error) {
+      throw deadline.errorFor(error);
+    } finally {
+      deadline.clear();
+    }
+  }
+
+  async *#watchResponses(request: unknown, deadline: RequestDeadline): AsyncGenerator<EtcdWatchResponse> {
+    const response = await this.#post("/v3/watch", request, deadline.signal);
     if (response.body === null) {
       return;
     }
 
     for await (const raw of readJsonObjects(response.body, this.maxResponseBytes, `etcd /v3/watch at ${this.endpoint}`)) {
+      deadline.clear();
       const message = watchSchema.parse(raw);
       if (message.error !== undefined) {
         throw new Error(`etcd watch failed: ${message.error.message ?? "unknown error"}`);
@@ -168,6 +189,10 @@ export class EtcdGateway {
         events: (result.events ?? []).map((event) => ({ type: event.type ?? "PUT", kv: decodeKeyValue(event.kv) })),
       };
     }
+  }
+
+  #timeoutHint(): string {
+    return `check that etcd serves clients at ${this.endpoint} (etcd.endpoints) and is not overloaded`;
   }
 
   async #post(path: string, body: unknown, signal: AbortSignal): Promise<Response> {

@@ -26,6 +26,12 @@ export interface EtcdProviderOptions {
    * @default 660000
    */
   watchIdleTimeoutMs?: number;
+  /**
+   * Milliseconds each range page may take to be read in full, and a watch to send its first
+   * response. A request that times out is a failure, and the next one goes to the next endpoint.
+   * @default REQUEST_TIMEOUT_MS (10 s)
+   */
+  requestTimeoutMs?: number;
   /** Limit of one whole range, every page, and of one watch response, in bytes. @default MAX_RESPONSE_BYTES (16 MiB) */
   maxResponseBytes?: number;
   /** Largest set published; a larger one fails the fetch. @default MAX_PROVIDER_BACKENDS (10,000) */
@@ -80,7 +86,7 @@ export class EtcdProvider implements Provider {
       throw new Error("invalid etcd provider: the key prefix must not be empty");
     }
     this.name = `etcd:${options.prefix}`;
-    this.#gateway = new EtcdGateway(options.endpoints, options.prefix, options.tls, options.maxResponseBytes);
+    this.#gateway = new EtcdGateway(options.endpoints, options.prefix, options.tls, options.maxResponseBytes, options.requestTimeoutMs);
     this.#log = (options.logger ?? silentLogger).with({ component: "etcd-provider", provider: this.name });
     this.#publisher = new SetPublisher(this.#log, "no valid backend under the etcd prefix; keeping the last backend set", options.maxBackends);
     this.#failures = new FailureStreak(this.#log, this.health);

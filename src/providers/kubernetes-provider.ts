@@ -39,6 +39,12 @@ export interface KubernetesProviderOptions {
    */
   watchTimeoutSeconds?: number;
   backoff?: BackoffOptions;
+  /**
+   * Milliseconds each list page may take to be read in full, and a watch request to be
+   * accepted (its response headers). A request that times out is a failure.
+   * @default REQUEST_TIMEOUT_MS (10 s)
+   */
+  requestTimeoutMs?: number;
   /** Limit of one whole list, every page, and of one watch event, in bytes. @default MAX_RESPONSE_BYTES (16 MiB) */
   maxResponseBytes?: number;
   /** Largest set published; a larger one fails the fetch. @default MAX_PROVIDER_BACKENDS (10,000) */
@@ -93,7 +99,7 @@ export class KubernetesProvider implements Provider {
 
   constructor(options: KubernetesProviderOptions) {
     this.#options = options;
-    this.#client = new EndpointSliceClient(options.access, options.namespace ?? "default", options.service ?? "kubernetes", options.maxResponseBytes);
+    this.#client = new EndpointSliceClient(options.access, options.namespace ?? "default", options.service ?? "kubernetes", options.maxResponseBytes, options.requestTimeoutMs);
     this.#log = (options.logger ?? silentLogger).with({ component: "kubernetes-provider", provider: this.name });
     this.#publisher = new SetPublisher(this.#log, "no ready address with an https port in the EndpointSlices; keeping the last backend set", options.maxBackends);
     this.#failures = new FailureStreak(this.#log, this.health);

@@ -140,6 +140,8 @@ export class KubernetesApiMock {
    * until the client closes the connection or `ENDLESS_BODY_MAX_BYTES` have been sent.
    */
   endlessBody: "list" | "watch" | undefined;
+  /** When set, requests of this kind get no response at all until the mock stops. */
+  hang: "list" | "watch" | undefined;
   /** Bytes of endless bodies written so far, in all requests. */
   endlessBytesSent = 0;
 
@@ -279,6 +281,9 @@ export class KubernetesApiMock {
       return sendStatus(response, this.failWith.status, "InternalError", this.failWith.body ?? "failure injected by the test");
     }
 
+    if (this.hang === kind) {
+      return;
+    }
     if (this.endlessBody === kind) {
       return this.#sendEndless(response);
     }
