@@ -427,3 +427,43 @@ test("EtcdProvider times out a watch that never starts", async () => {
   expect(provider.health.lastError).toStartWith(`etcd /v3/watch at ${url} timed out after 300 ms without a response`);
   expect(latest(sets)).toBe("a=10.0.0.1:443");
 });
+
+/** Writes `count` puts of one key outside every test prefix through the JSON gateway at `url`, to move its revision on. */
+async function advanceRevision(url: string, count: number): Promise<void> {
+  const key = Buffer.from("/filler").toString("base64");
+  for (let index = 0; index < count; index++) {
+    const value = Buffer.from(String(index)).toString("base64");
+    const response = await fetch(`${url}/v3/kv/put`, { method: "POST", body: JSON.stringify({ key, value }), proxy: false });
+    expect(response.status).toBe(200);
+  }
+}
+
+test.each([
+  ["the revision goes backwards", false, "below revision"],
+  ["the cluster id changes", true, "changed from"],
+])("EtcdProvider reads the prefix again when %s", async (_case, passOldRevision: boolean, reason: string) => {
+  const prefix = freshPrefix();
+  await put(`${prefix}a`, "10.0.0.1:443");
+  await put(`${prefix}b`, "10.0.0.2:443");
+  await advanceRevision(endpoint, 3);
+  const relay = await startRelay();
+  const { provider, sets, logs } = startProvider(prefix, [relay.url]);
+  await waitFor("the first set", () => sets.length > 0);
+  await waitFor("the watch to be open", () => relay.server.activeCount > 0);
+
+  // A new cluster stands for etcd replaced or restored without --bump-revision.
+  const replacement = await EtcdCluster.start(1);
+  cleanup.push(() => replacement.stop());
+  const member = replacement.members[0]!;
+  await etcdctl(member.clientUrl, ["put", `${prefix}c`, "10.0.0.3:443"]);
+  if (passOldRevision) {
+    await advanceRevision(member.clientUrl, provider.revision!);
+  }
+  relay.server.applySet(new BackendSet([createBackend("etcd-1", member.clientAddress)]));
+
+  await waitFor("the new cluster's set", () => latest(sets) === "c=10.0.0.3:443");
+  const warnings = logs.filter((line) => line.includes("WARN  etcd history changed"));
+  expect(warnings.length).toBe(1);
+  expect(warnings[0]).toContain(reason);
+  expect(count(logs, "read etcd prefix")).toBe(2);
+}, 60_000);

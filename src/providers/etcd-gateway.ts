@@ -22,6 +22,8 @@ export interface EtcdKeyValue {
 export interface EtcdWatchResponse {
   /** Store revision in the response header. */
   revision: number;
+  /** Cluster id in the response header, as a decimal string; empty when the header has none. */
+  clusterId: string;
   /** True for the first response, which confirms the watch and carries no events. */
   created: boolean;
   events: { type: "PUT" | "DELETE"; kv: EtcdKeyValue }[];
@@ -38,7 +40,8 @@ export class EtcdCompactedError extends Error {
 
 // The gateway writes int64 fields as strings and leaves out fields that hold their zero value.
 const int64 = z.union([z.string(), z.number()]).transform(Number);
-const headerSchema = z.object({ revision: int64.optional() }).optional();
+// The cluster id is a uint64, kept as a string, since a JavaScript number cannot hold every value.
+const headerSchema = z.object({ revision: int64.optional(), cluster_id: z.union([z.string(), z.number()]).transform(String).optional() }).optional();
 const kvSchema = z.object({ key: z.string(), value: z.string().optional(), mod_revision: int64.optional() });
 const rangeSchema = z.object({ header: headerSchema, kvs: z.array(kvSchema).optional(), more: z.boolean().optional() });
 const watchSchema = z.object({
@@ -109,10 +112,11 @@ export class EtcdGateway {
    *   RequestTimeoutError when a page is not read in full within the request timeout;
    *   Error for a network failure or an error response.
    */
-  async range(signal: AbortSignal): Promise<{ revision: number; kvs: EtcdKeyValue[] }> {
+  async range(signal: AbortSignal): Promise<{ revision: number; clusterId: string; kvs: EtcdKeyValue[] }> {
     const budget = new ResponseBudget(`etcd /v3/kv/range at ${this.endpoint}`, this.maxResponseBytes);
     const kvs: EtcdKeyValue[] = [];
     let revision: number | undefined;
+    let clusterId = "";
     let key = this.#keyBase64;
     for (;;) {
       const body: Record<string, unknown> = { key, range_end: this.#rangeEndBase64, limit: RANGE_PAGE_SIZE };
@@ -125,12 +129,13 @@ export class EtcdGateway {
         return rangeSchema.parse(await budget.readJson(response));
       });
       revision ??= page.header?.revision ?? 0;
+      clusterId ||= page.header?.cluster_id ?? "";
       const decoded = (page.kvs ?? []).map(decodeKeyValue);
       kvs.push(...decoded);
 
       const last = page.kvs?.at(-1);
       if (page.more !== true || last === undefined) {
-        return { revision, kvs };
+        return { revision, clusterId, kvs };
       }
       // The next page starts right after the last key: the key with a zero byte appended.
       key = Buffer.concat([Buffer.from(last.key, "base64"), Buffer.from([0])]).toString("base64");
@@ -185,6 +190,7 @@ export class EtcdGateway {
 
       yield {
         revision: result.header?.revision ?? 0,
+        clusterId: result.header?.cluster_id ?? "",
         created: result.created === true,
         events: (result.events ?? []).map((event) => ({ type: event.type ?? "PUT", kv: decodeKeyValue(event.kv) })),
       };
