@@ -467,3 +467,38 @@ test.each([
   expect(warnings[0]).toContain(reason);
   expect(count(logs, "read etcd prefix")).toBe(2);
 }, 60_000);
+
+test("EtcdProvider backs off when each watch ends after a progress notification", async () => {
+  // etcd 3.4 sends progress notifications every 10 minutes by default, so this test uses a
+  // mock of the JSON gateway. Every range returns one key at revision 5, and every watch sends
+  // the created response and one progress notification, then ends.
+  let watches = 0;
+  const gateway = Bun.serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    fetch(request) {
+      if (new URL(request.url).pathname === "/v3/kv/range") {
+        const kv = { key: Buffer.from("/mock/a").toString("base64"), value: Buffer.from("10.0.0.1:443").toString("base64"), mod_revision: "5" };
+
+        return Response.json({ header: { revision: "5" }, kvs: [kv] });
+      }
+      watches++;
+      const created = JSON.stringify({ result: { header: { revision: "5" }, created: true } });
+      const progress = JSON.stringify({ result: { header: { revision: "5" } } });
+
+      return new Response(`${created}\n${progress}\n`);
+    },
+  });
+  cleanup.push(() => gateway.stop(true));
+
+  const { provider, sets, logs } = startProvider("/mock/", [`http://127.0.0.1:${gateway.port}`], undefined, undefined, 5000);
+
+  await waitFor("six ended watches", () => watches >= 6);
+  expect(sets.length).toBe(1);
+  expect(count(logs, "WARN  etcd range or watch failed")).toBe(1);
+  expect(count(logs, "etcd reachable again")).toBe(0);
+  expect(provider.health.failing).toBe(true);
+  const delays = logs.map((line) => Number(/retryInMs=(\d+)/.exec(line)?.[1] ?? Number.NaN)).filter((delay) => !Number.isNaN(delay));
+  // initialMs 50 doubles up to maxMs 500, and the delay is between half the base and the base.
+  expect(Math.max(...delays)).toBeGreaterThanOrEqual(200);
+});

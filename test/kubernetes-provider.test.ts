@@ -510,3 +510,24 @@ test("KubernetesProvider times out a watch that is never accepted", async () => 
   mock.hang = undefined;
   await waitFor("the recovery", () => !provider.health.failing);
 });
+
+test("KubernetesProvider backs off when each watch ends after a bookmark", async () => {
+  const mock = await startMock();
+  mock.apply(twoApiServers);
+  mock.endAfterBookmark = true;
+  const { provider, sets, logs } = startProvider(tokenAccess(mock), { stableWatchMs: 5000 });
+
+  await waitFor("six ended watches", () => mock.requestsOf("watch").length >= 6);
+  expect(sets.length).toBe(1);
+  expect(mock.requestsOf("list").length).toBe(1);
+  expect(count(logs, "WARN  Kubernetes list or watch failed")).toBe(1);
+  expect(count(logs, "Kubernetes API reachable again")).toBe(0);
+  expect(provider.health.failing).toBe(true);
+  expect(provider.health.lastError).toMatch(/^the watch ended after \d+ ms without a change; check for a proxy/);
+  const delays = logs.map((line) => Number(/retryInMs=(\d+)/.exec(line)?.[1] ?? Number.NaN)).filter((delay) => !Number.isNaN(delay));
+  // initialMs 50 doubles up to maxMs 300, and the delay is between half the base and the base.
+  expect(Math.max(...delays)).toBeGreaterThanOrEqual(150);
+
+  mock.endAfterBookmark = false;
+  await waitFor("the recovery", () => !provider.health.failing, 10_000);
+});

@@ -39,7 +39,7 @@ export interface EtcdProviderOptions {
   maxBackends?: number;
   /**
    * Milliseconds a watch must stay open, when it delivers no event, before it ends a failure
-   * streak and resets the back-off. A range alone never does.
+   * streak and resets the back-off. A range alone never does, and neither does a progress notification.
    * @default STABLE_WATCH_MS (10 s)
    */
   stableWatchMs?: number;
@@ -196,11 +196,11 @@ export class EtcdProvider implements Provider {
       for await (const response of this.#gateway.watch(this.#revision! + 1, AbortSignal.any([signal, idle.signal]))) {
         clearTimeout(timer);
         timer = startIdleTimer();
-        // The created response opens the watch; any later one, a progress notification too, is an event.
+        // The created response opens the watch. Only a response with events proves it, not a progress notification.
         success ??= new WatchSuccess(this.options.stableWatchMs ?? STABLE_WATCH_MS, () => this.#succeeded());
         this.#apply(response, publish);
-        if (!response.created) {
-          success.eventReceived();
+        if (response.events.length > 0) {
+          success.changeReceived();
         }
       }
     } catch (error) {

@@ -140,6 +140,8 @@ export class KubernetesApiMock {
    * until the client closes the connection or `ENDLESS_BODY_MAX_BYTES` have been sent.
    */
   endlessBody: "list" | "watch" | undefined;
+  /** When true, each watch sends its history events and one BOOKMARK, then ends, as a proxy that cuts streams might. */
+  endAfterBookmark = false;
   /** When set, requests of this kind get no response at all until the mock stops. */
   hang: "list" | "watch" | undefined;
   /** Bytes of endless bodies written so far, in all requests. */
@@ -329,6 +331,12 @@ export class KubernetesApiMock {
 
     for (const event of this.#history.filter((candidate) => candidate.resourceVersion > from)) {
       send(watch, { type: event.type, object: event.object });
+    }
+    if (this.endAfterBookmark) {
+      send(watch, { type: "BOOKMARK", object: { kind: "EndpointSlice", apiVersion: "discovery.k8s.io/v1", metadata: { resourceVersion: this.resourceVersion } } });
+      response.end();
+
+      return;
     }
     this.#watches.add(watch);
     response.on("close", () => this.#watches.delete(watch));
