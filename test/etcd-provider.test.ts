@@ -244,7 +244,7 @@ test("EtcdProvider names a refused endpoint", async () => {
   const { provider, logs } = startProvider(freshPrefix(), [url]);
 
   await waitFor("the failure", () => count(logs, "etcd range or watch failed") >= 1);
-  expect(provider.health.lastError).toContain(`etcd /v3/kv/range at ${url} failed: connection refused (ECONNREFUSED); check that etcd serves clients at ${url} (etcd.endpoints)`);
+  expect(provider.health.lastError).toBe(`etcd /v3/kv/range at ${url} failed: connection refused (ECONNREFUSED); check that etcd serves clients at ${url} (etcd.endpoints)`);
 });
 
 test("EtcdProvider reads over TLS with a client certificate", async () => {
@@ -501,4 +501,47 @@ test("EtcdProvider backs off when each watch ends after a progress notification"
   const delays = logs.map((line) => Number(/retryInMs=(\d+)/.exec(line)?.[1] ?? Number.NaN)).filter((delay) => !Number.isNaN(delay));
   // initialMs 50 doubles up to maxMs 500, and the delay is between half the base and the base.
   expect(Math.max(...delays)).toBeGreaterThanOrEqual(200);
+});
+
+/** Starts a mock of the JSON gateway that returns `rangeBody` to each range and `watchBody` to each watch. */
+function startGatewayMock(rangeBody: string, watchBody: string): string {
+  const gateway = Bun.serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    fetch(request) {
+      const body = new URL(request.url).pathname === "/v3/kv/range" ? rangeBody : watchBody;
+
+      return new Response(body);
+    },
+  });
+  cleanup.push(() => gateway.stop(true));
+
+  return `http://127.0.0.1:${gateway.port}`;
+}
+
+test("EtcdProvider names the URL of a range that is not JSON", async () => {
+  const url = startGatewayMock("<html><body>502 Bad Gateway</body></html>", "");
+  const { provider } = startProvider("/mock/", [url]);
+
+  await waitFor("the failure", () => provider.health.failing);
+  const error = provider.health.lastError ?? "";
+  expect(error).toStartWith(`etcd /v3/kv/range at ${url} response is not JSON (`);
+  expect(error).toContain(`it starts with "<html><body>502 Bad Gateway</body></html>"`);
+  expect(error).toEndWith(`check that ${url} is the client URL of an etcd 3.4 or later member (etcd.endpoints), not a proxy or another service`);
+});
+
+test("EtcdProvider words a watch event of the wrong shape on one line", async () => {
+  const kv = { key: Buffer.from("/mock/a").toString("base64"), value: Buffer.from("10.0.0.1:443").toString("base64"), mod_revision: "5" };
+  const created = JSON.stringify({ result: { header: { revision: "5" }, created: true } });
+  const event = JSON.stringify({ result: { header: { revision: "6" }, events: [{ type: "PUT", kv: { key: 7, value: "eA==" } }] } });
+  const url = startGatewayMock(JSON.stringify({ header: { revision: "5" }, kvs: [kv] }), `${created}\n${event}\n`);
+  const { provider, sets } = startProvider("/mock/", [url]);
+
+  await waitFor("the failure", () => provider.health.failing);
+  const error = provider.health.lastError ?? "";
+  expect(error).not.toContain("\n");
+  expect(error).toBe(
+    `etcd /v3/watch at ${url} sent an invalid response: field result.events.0.kv.key: expected string, received number; check that ${url} is the client URL of an etcd 3.4 or later member (etcd.endpoints), not a proxy or another service`,
+  );
+  expect(latest(sets)).toBe("a=10.0.0.1:443");
 });

@@ -327,7 +327,7 @@ test("KubernetesProvider rejects a server certificate for another name", async (
   expect(sets.length).toBe(0);
   const failure = logs.find((line) => line.includes("Kubernetes list or watch failed"))!;
   expect(failure).toContain(
-    'err="the API server certificate does not match tlsServerName \\"api.example.internal\\"; set kubernetes.tlsServerName to a name in the certificate (ERR_TLS_CERT_ALTNAME_INVALID)"',
+    `err="Kubernetes request to ${mock.url}/apis/discovery.k8s.io/v1/namespaces/default/endpointslices failed: the API server certificate does not match tlsServerName \\"api.example.internal\\"; set kubernetes.tlsServerName to a name in the certificate (ERR_TLS_CERT_ALTNAME_INVALID)"`,
   );
   expect(failure).not.toContain("verbose");
 });
@@ -530,4 +530,45 @@ test("KubernetesProvider backs off when each watch ends after a bookmark", async
 
   mock.endAfterBookmark = false;
   await waitFor("the recovery", () => !provider.health.failing, 10_000);
+});
+
+test("KubernetesProvider names the URL of a list that is not JSON", async () => {
+  const mock = await startMock();
+  mock.listBody = "<html><body>502 Bad Gateway</body></html>";
+  const { provider } = startProvider(tokenAccess(mock));
+
+  await waitFor("the failure", () => provider.health.failing);
+  const error = provider.health.lastError ?? "";
+  expect(error).toStartWith(`Kubernetes list of ${mock.url}/apis/discovery.k8s.io/v1/namespaces/default/endpointslices response is not JSON (`);
+  expect(error).toContain(`it starts with "<html><body>502 Bad Gateway</body></html>"`);
+  expect(error).toEndWith("check that the kubeconfig server is a Kubernetes API server that serves discovery.k8s.io/v1, not a proxy or another service");
+});
+
+test("KubernetesProvider words a watch event of the wrong shape on one line", async () => {
+  const mock = await startMock();
+  mock.apply(twoApiServers);
+  const { provider, sets } = startProvider(tokenAccess(mock));
+  await waitFor("the watch", () => mock.openWatches === 1);
+
+  mock.sendRaw(`${JSON.stringify({ type: "ADDED", object: { metadata: { name: 5 }, addressType: "IPv4" } })}\n`);
+
+  await waitFor("the failure", () => provider.health.failing);
+  const error = provider.health.lastError ?? "";
+  expect(error).not.toContain("\n");
+  expect(error).toStartWith(`Kubernetes watch of ${mock.url}/apis/discovery.k8s.io/v1/namespaces/default/endpointslices ADDED event sent an invalid response: field metadata.name: expected string, received number; check that`);
+  expect(latest(sets)).toBe("kubernetes:10.0.0.11=10.0.0.11:6443,kubernetes:10.0.0.12=10.0.0.12:6443");
+});
+
+test("KubernetesProvider words a reset watch without Bun's hints", async () => {
+  const mock = await startMock();
+  mock.apply(twoApiServers);
+  const { provider } = startProvider(tokenAccess(mock));
+  await waitFor("the watch", () => mock.openWatches === 1);
+
+  mock.dropWatches();
+
+  await waitFor("the failure", () => provider.health.failing);
+  expect(provider.health.lastError).toBe(
+    `Kubernetes watch of ${mock.url}/apis/discovery.k8s.io/v1/namespaces/default/endpointslices failed while reading the response: connection reset by the peer (ECONNRESET)`,
+  );
 });

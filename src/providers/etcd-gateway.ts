@@ -2,7 +2,7 @@ import { z } from "zod";
 import { describeEtcdRequestError } from "./etcd-errors.ts";
 import { readJsonObjects } from "./json-object-stream.ts";
 import { REQUEST_TIMEOUT_MS, RequestDeadline, withDeadline } from "./request-deadline.ts";
-import { MAX_RESPONSE_BYTES, readErrorBody, ResponseBudget } from "./response-body.ts";
+import { MAX_RESPONSE_BYTES, parseResponse, readErrorBody, ResponseBudget } from "./response-body.ts";
 
 /** TLS settings for `https://` etcd endpoints, PEM text. */
 export interface EtcdTls {
@@ -113,7 +113,8 @@ export class EtcdGateway {
    *   Error for a network failure or an error response.
    */
   async range(signal: AbortSignal): Promise<{ revision: number; clusterId: string; kvs: EtcdKeyValue[] }> {
-    const budget = new ResponseBudget(`etcd /v3/kv/range at ${this.endpoint}`, this.maxResponseBytes);
+    const source = `etcd /v3/kv/range at ${this.endpoint}`;
+    const budget = new ResponseBudget(source, this.#responseHint(), this.maxResponseBytes);
     const kvs: EtcdKeyValue[] = [];
     let revision: number | undefined;
     let clusterId = "";
@@ -123,10 +124,10 @@ export class EtcdGateway {
       if (revision !== undefined) {
         body.revision = revision;
       }
-      const page = await withDeadline(signal, this.requestTimeoutMs, `etcd /v3/kv/range at ${this.endpoint}`, this.#timeoutHint(), async (pageSignal) => {
+      const page = await withDeadline(signal, this.requestTimeoutMs, source, this.#timeoutHint(), async (pageSignal) => {
         const response = await this.#post("/v3/kv/range", body, pageSignal);
 
-        return rangeSchema.parse(await budget.readJson(response));
+        return parseResponse(rangeSchema, await budget.readJson(response), source, this.#responseHint());
       });
       revision ??= page.header?.revision ?? 0;
       clusterId ||= page.header?.cluster_id ?? "";
@@ -171,9 +172,10 @@ export class EtcdGateway {
       return;
     }
 
-    for await (const raw of readJsonObjects(response.body, this.maxResponseBytes, `etcd /v3/watch at ${this.endpoint}`)) {
+    const source = `etcd /v3/watch at ${this.endpoint}`;
+    for await (const raw of readJsonObjects(response.body, this.maxResponseBytes, source)) {
       deadline.clear();
-      const message = watchSchema.parse(raw);
+      const message = parseResponse(watchSchema, raw, source, this.#responseHint());
       if (message.error !== undefined) {
         throw new Error(`etcd watch failed: ${message.error.message ?? "unknown error"}`);
       }
@@ -197,6 +199,10 @@ export class EtcdGateway {
     }
   }
 
+  #responseHint(): string {
+    return `check that ${this.endpoint} is the client URL of an etcd 3.4 or later member (etcd.endpoints), not a proxy or another service`;
+  }
+
   #timeoutHint(): string {
     return `check that etcd serves clients at ${this.endpoint} (etcd.endpoints) and is not overloaded`;
   }
@@ -217,7 +223,8 @@ export class EtcdGateway {
       if (signal.aborted) {
         throw error;
       }
-      throw new Error(`etcd ${path} at ${this.endpoint} failed: ${describeEtcdRequestError(error, this.endpoint)}`, { cause: error });
+      // No cause: loggers print causes, and Bun's message is the raw text this replaces.
+      throw new Error(`etcd ${path} at ${this.endpoint} failed: ${describeEtcdRequestError(error, this.endpoint)}`);
     }
     if (!response.ok) {
       const text = (await readErrorBody(response)).slice(0, 300);

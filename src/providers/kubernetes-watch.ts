@@ -3,7 +3,7 @@ import { readJsonObjects } from "./json-object-stream.ts";
 import { currentBearerToken, type KubernetesAccess } from "./kubernetes-access.ts";
 import { describeHttpStatus, describeRequestError } from "./kubernetes-errors.ts";
 import { REQUEST_TIMEOUT_MS, withDeadline } from "./request-deadline.ts";
-import { MAX_RESPONSE_BYTES, readErrorBody, ResponseBudget } from "./response-body.ts";
+import { MAX_RESPONSE_BYTES, parseResponse, readErrorBody, ResponseBudget } from "./response-body.ts";
 
 /** The parts of a `discovery.k8s.io/v1` EndpointSlice that tinylb reads. */
 export const endpointSliceSchema = z.object({
@@ -70,6 +70,9 @@ export interface ApiRoute {
   unixPath?: string;
 }
 
+/** Hint in the error of a list or watch response that is not JSON or not of the expected shape. */
+const RESPONSE_HINT = "check that the kubeconfig server is a Kubernetes API server that serves discovery.k8s.io/v1, not a proxy or another service";
+
 /** Hint in the error of a list or watch start that timed out. */
 const TIMEOUT_HINT = "check that the API server, or tinylb's listener in front of it (viaListener), answers and is not overloaded";
 
@@ -100,7 +103,7 @@ export class EndpointSliceClient {
    */
   async list(route: ApiRoute | undefined, signal: AbortSignal): Promise<{ resourceVersion: string; slices: EndpointSlice[] }> {
     const source = `Kubernetes list of ${this.#url(route, undefined)}`;
-    const budget = new ResponseBudget(source, this.maxResponseBytes);
+    const budget = new ResponseBudget(source, RESPONSE_HINT, this.maxResponseBytes);
     const slices: EndpointSlice[] = [];
     let continueToken: string | undefined;
     let resourceVersion = "";
@@ -112,7 +115,7 @@ export class EndpointSliceClient {
       const page = await withDeadline(signal, this.requestTimeoutMs, source, TIMEOUT_HINT, async (pageSignal) => {
         const response = await this.#request(route, query, pageSignal);
 
-        return listSchema.parse(await budget.readJson(response));
+        return parseResponse(listSchema, await budget.readJson(response), source, RESPONSE_HINT);
       });
       slices.push(...(page.items ?? []));
       resourceVersion = page.metadata.resourceVersion;
@@ -145,7 +148,7 @@ export class EndpointSliceClient {
     // `signal`, which the caller sets from the watch's timeoutSeconds.
     const response = await withDeadline(signal, this.requestTimeoutMs, source, TIMEOUT_HINT, (startSignal) => this.#request(route, query, startSignal));
 
-    return parseWatchEvents(response.body, `Kubernetes watch of ${this.#url(route, undefined)}`, this.maxResponseBytes);
+    return parseWatchEvents(response.body, source, this.maxResponseBytes);
   }
 
   #selector(): string {
@@ -176,7 +179,7 @@ export class EndpointSliceClient {
         throw error;
       }
       // No cause: loggers print causes, and Bun's message is the raw text this replaces.
-      throw new Error(describeRequestError(error, this.access.tlsServerName));
+      throw new Error(`Kubernetes request to ${this.#url(route, undefined)} failed: ${describeRequestError(error, this.access.tlsServerName)}`);
     }
     if (!response.ok) {
       const body = await readErrorBody(response);
@@ -210,20 +213,20 @@ async function* parseWatchEvents(body: ReadableStream<Uint8Array> | null, source
   }
 
   for await (const raw of readJsonObjects(body, maxObjectChars, source)) {
-    const event = watchEventSchema.parse(raw);
+    const event = parseResponse(watchEventSchema, raw, source, RESPONSE_HINT);
     switch (event.type) {
       case "ADDED":
       case "MODIFIED":
       case "DELETED":
-        yield { type: event.type, slice: endpointSliceSchema.parse(event.object) };
+        yield { type: event.type, slice: parseResponse(endpointSliceSchema, event.object, `${source} ${event.type} event`, RESPONSE_HINT) };
         break;
       case "BOOKMARK":
-        yield { type: "BOOKMARK", resourceVersion: bookmarkSchema.parse(event.object).metadata.resourceVersion };
+        yield { type: "BOOKMARK", resourceVersion: parseResponse(bookmarkSchema, event.object, `${source} BOOKMARK event`, RESPONSE_HINT).metadata.resourceVersion };
         break;
       case "ERROR":
-        throw statusError(statusSchema.parse(event.object), "watch ERROR event");
+        throw statusError(parseResponse(statusSchema, event.object, `${source} ERROR event`, RESPONSE_HINT), "watch ERROR event");
       default:
-        throw new Error(`unknown watch event type "${event.type}"`);
+        throw new Error(`${source} sent an unknown watch event type "${event.type}"; ${RESPONSE_HINT}`);
     }
   }
 }

@@ -142,6 +142,8 @@ export class KubernetesApiMock {
   endlessBody: "list" | "watch" | undefined;
   /** When true, each watch sends its history events and one BOOKMARK, then ends, as a proxy that cuts streams might. */
   endAfterBookmark = false;
+  /** When set, each list gets 200 with this body, such as an HTML page of a proxy. */
+  listBody: string | undefined;
   /** When set, requests of this kind get no response at all until the mock stops. */
   hang: "list" | "watch" | undefined;
   /** Bytes of endless bodies written so far, in all requests. */
@@ -243,6 +245,13 @@ export class KubernetesApiMock {
     this.#oldestWatchable = this.#resourceVersion;
   }
 
+  /** Sends `text` as it is to every open watch, such as an event of the wrong shape. */
+  sendRaw(text: string): void {
+    for (const watch of this.#watches) {
+      watch.response.write(text);
+    }
+  }
+
   /** Ends every open watch stream cleanly, as the server does when `timeoutSeconds` is up. */
   endWatches(): void {
     for (const watch of this.#watches) {
@@ -284,6 +293,12 @@ export class KubernetesApiMock {
     }
 
     if (this.hang === kind) {
+      return;
+    }
+    if (kind === "list" && this.listBody !== undefined) {
+      response.writeHead(200, { "content-type": "text/html" });
+      response.end(this.listBody);
+
       return;
     }
     if (this.endlessBody === kind) {
