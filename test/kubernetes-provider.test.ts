@@ -215,12 +215,14 @@ test("KubernetesProvider backs off when each watch is Gone", async () => {
 test("KubernetesProvider keeps the set on an empty answer", async () => {
   const mock = await startMock();
   mock.apply(twoApiServers);
-  const { sets, logs } = startProvider(tokenAccess(mock));
+  const { provider, sets, logs } = startProvider(tokenAccess(mock));
   await waitFor("the watch", () => mock.openWatches === 1);
   const before = latest(sets);
+  expect(provider.health.stale).toBe(false);
 
   mock.apply({ ...twoApiServers, endpoints: [{ addresses: ["10.0.0.11"], ready: false }] });
   await waitFor("the empty warning", () => count(logs, "no ready address with an https port") === 1);
+  const staleSince = provider.health.staleSinceMs;
   mock.delete("kubernetes");
   await waitFor("the delete event", () => count(logs, "type=DELETED") === 1);
 
@@ -228,6 +230,15 @@ test("KubernetesProvider keeps the set on an empty answer", async () => {
   expect(latest(sets)).toBe(before);
   // One warning per streak of empty responses, not one per event.
   expect(count(logs, "no ready address with an https port")).toBe(1);
+  expect(provider.health.stale).toBe(true);
+  expect(provider.health.staleReason).toBe("no ready address with an https port in the EndpointSlices");
+  expect(provider.health.staleSinceMs).toBe(staleSince!);
+  expect(provider.health.failing).toBe(false);
+
+  // The same set as before is not published again, but the stale mark clears.
+  mock.apply(twoApiServers);
+  await waitFor("the stale mark to clear", () => !provider.health.stale);
+  expect(sets.length).toBe(1);
 });
 
 test("KubernetesProvider publishes nothing for an empty first list", async () => {

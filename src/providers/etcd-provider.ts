@@ -91,7 +91,7 @@ export class EtcdProvider implements Provider {
     this.name = `etcd:${options.prefix}`;
     this.#gateway = new EtcdGateway(options.endpoints, options.prefix, options.tls, options.maxResponseBytes, options.requestTimeoutMs);
     this.#log = (options.logger ?? silentLogger).with({ component: "etcd-provider", provider: this.name });
-    this.#publisher = new SetPublisher(this.#log, "no valid backend under the etcd prefix; keeping the last backend set", options.maxBackends);
+    this.#publisher = new SetPublisher(this.#log, "no valid backend under the etcd prefix", options.maxBackends, this.health);
     this.#failures = new FailureStreak(this.#log, this.health);
     this.#backoff = new ReconnectBackoff(options.backoff);
   }

@@ -99,7 +99,7 @@ export class KubernetesProvider implements Provider {
     this.#options = options;
     this.#client = new EndpointSliceClient(options.access, options.namespace ?? "default", options.service ?? "kubernetes", options.maxResponseBytes, options.requestTimeoutMs);
     this.#log = (options.logger ?? silentLogger).with({ component: "kubernetes-provider", provider: this.name });
-    this.#publisher = new SetPublisher(this.#log, "no ready address with an https port in the EndpointSlices; keeping the last backend set", options.maxBackends);
+    this.#publisher = new SetPublisher(this.#log, "no ready address with an https port in the EndpointSlices", options.maxBackends, this.health);
     this.#failures = new FailureStreak(this.#log, this.health);
     this.#backoff = new ReconnectBackoff(options.backoff);
     this.#portName = options.portName ?? "https";
