@@ -7,6 +7,7 @@ import { type EtcdTls, prefixRangeEnd } from "../src/providers/etcd-gateway.ts";
 import { EtcdProvider, type EtcdProviderOptions } from "../src/providers/etcd-provider.ts";
 import { Server } from "../src/server.ts";
 import { EtcdCluster, etcdctl } from "./support/etcd-cluster.ts";
+import { retryDelays } from "./support/log-lines.ts";
 import { waitFor } from "./support/wait.ts";
 
 // These tests run a real single-member etcd (Debian's etcd-server) on a loopback address.
@@ -355,29 +356,36 @@ test("EtcdProvider backs off when each watch breaks at once", async () => {
   expect(latest(sets)).toBe("a=10.0.0.1:443,b=10.0.0.2:443");
 });
 
+/** Range response of the gateway mocks: the key `/mock/a` = `10.0.0.1:443` at revision 5. */
+const MOCK_RANGE_BODY = JSON.stringify({
+  header: { revision: "5" },
+  kvs: [{ key: Buffer.from("/mock/a").toString("base64"), value: Buffer.from("10.0.0.1:443").toString("base64"), mod_revision: "5" }],
+});
+
+/** Starts a mock of etcd's JSON gateway that returns `respond(path)` to each request; returns its URL. */
+function startGatewayMock(respond: (path: string) => Response | Promise<Response>): string {
+  const gateway = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: (request) => respond(new URL(request.url).pathname) });
+  cleanup.push(() => gateway.stop(true));
+
+  return `http://127.0.0.1:${gateway.port}`;
+}
+
 test("EtcdProvider backs off when each watch is compacted", async () => {
   // A real etcd cannot compact the revision that a range has just returned, so a mock of
   // the JSON gateway stands in: every range returns one key at revision 5, and every watch
   // returns etcd's compaction response.
   let ranges = 0;
-  const gateway = Bun.serve({
-    hostname: "127.0.0.1",
-    port: 0,
-    fetch(request) {
-      const path = new URL(request.url).pathname;
-      if (path === "/v3/kv/range") {
-        ranges++;
-        const kv = { key: Buffer.from("/mock/a").toString("base64"), value: Buffer.from("10.0.0.1:443").toString("base64"), mod_revision: "5" };
+  const url = startGatewayMock((path) => {
+    if (path === "/v3/kv/range") {
+      ranges++;
 
-        return Response.json({ header: { revision: "5" }, kvs: [kv] });
-      }
+      return new Response(MOCK_RANGE_BODY);
+    }
 
-      return new Response(JSON.stringify({ result: { header: { revision: "5" }, created: true, compact_revision: "9", canceled: true } }) + "\n");
-    },
+    return new Response(JSON.stringify({ result: { header: { revision: "5" }, created: true, compact_revision: "9", canceled: true } }) + "\n");
   });
-  cleanup.push(() => gateway.stop(true));
 
-  const { sets, logs } = startProvider("/mock/", [`http://127.0.0.1:${gateway.port}`]);
+  const { sets, logs } = startProvider("/mock/", [url]);
   await waitFor("four ranges", () => ranges >= 4);
 
   expect(sets.length).toBe(1);
@@ -405,21 +413,7 @@ test("EtcdProvider moves on from an endpoint that never answers", async () => {
 
 test("EtcdProvider times out a watch that never starts", async () => {
   // A mock of the JSON gateway that responds to each range and to no watch.
-  const gateway = Bun.serve({
-    hostname: "127.0.0.1",
-    port: 0,
-    fetch(request) {
-      if (new URL(request.url).pathname === "/v3/kv/range") {
-        const kv = { key: Buffer.from("/mock/a").toString("base64"), value: Buffer.from("10.0.0.1:443").toString("base64"), mod_revision: "5" };
-
-        return Response.json({ header: { revision: "5" }, kvs: [kv] });
-      }
-
-      return new Promise<Response>(() => {});
-    },
-  });
-  cleanup.push(() => gateway.stop(true));
-  const url = `http://127.0.0.1:${gateway.port}`;
+  const url = startGatewayMock((path) => (path === "/v3/kv/range" ? new Response(MOCK_RANGE_BODY) : new Promise<Response>(() => {})));
 
   const { provider, sets } = startProviderWith({ endpoints: [url], prefix: "/mock/", requestTimeoutMs: 300 });
 
@@ -473,54 +467,30 @@ test("EtcdProvider backs off when each watch ends after a progress notification"
   // mock of the JSON gateway. Every range returns one key at revision 5, and every watch sends
   // the created response and one progress notification, then ends.
   let watches = 0;
-  const gateway = Bun.serve({
-    hostname: "127.0.0.1",
-    port: 0,
-    fetch(request) {
-      if (new URL(request.url).pathname === "/v3/kv/range") {
-        const kv = { key: Buffer.from("/mock/a").toString("base64"), value: Buffer.from("10.0.0.1:443").toString("base64"), mod_revision: "5" };
+  const created = JSON.stringify({ result: { header: { revision: "5" }, created: true } });
+  const progress = JSON.stringify({ result: { header: { revision: "5" } } });
+  const url = startGatewayMock((path) => {
+    if (path === "/v3/kv/range") {
+      return new Response(MOCK_RANGE_BODY);
+    }
+    watches++;
 
-        return Response.json({ header: { revision: "5" }, kvs: [kv] });
-      }
-      watches++;
-      const created = JSON.stringify({ result: { header: { revision: "5" }, created: true } });
-      const progress = JSON.stringify({ result: { header: { revision: "5" } } });
-
-      return new Response(`${created}\n${progress}\n`);
-    },
+    return new Response(`${created}\n${progress}\n`);
   });
-  cleanup.push(() => gateway.stop(true));
 
-  const { provider, sets, logs } = startProvider("/mock/", [`http://127.0.0.1:${gateway.port}`], undefined, undefined, 5000);
+  const { provider, sets, logs } = startProvider("/mock/", [url], undefined, undefined, 5000);
 
   await waitFor("six ended watches", () => watches >= 6);
   expect(sets.length).toBe(1);
   expect(count(logs, "WARN  etcd range or watch failed")).toBe(1);
   expect(count(logs, "etcd reachable again")).toBe(0);
   expect(provider.health.failing).toBe(true);
-  const delays = logs.map((line) => Number(/retryInMs=(\d+)/.exec(line)?.[1] ?? Number.NaN)).filter((delay) => !Number.isNaN(delay));
   // initialMs 50 doubles up to maxMs 500, and the delay is between half the base and the base.
-  expect(Math.max(...delays)).toBeGreaterThanOrEqual(200);
+  expect(Math.max(...retryDelays(logs))).toBeGreaterThanOrEqual(200);
 });
 
-/** Starts a mock of the JSON gateway that returns `rangeBody` to each range and `watchBody` to each watch. */
-function startGatewayMock(rangeBody: string, watchBody: string): string {
-  const gateway = Bun.serve({
-    hostname: "127.0.0.1",
-    port: 0,
-    fetch(request) {
-      const body = new URL(request.url).pathname === "/v3/kv/range" ? rangeBody : watchBody;
-
-      return new Response(body);
-    },
-  });
-  cleanup.push(() => gateway.stop(true));
-
-  return `http://127.0.0.1:${gateway.port}`;
-}
-
 test("EtcdProvider names the URL of a range that is not JSON", async () => {
-  const url = startGatewayMock("<html><body>502 Bad Gateway</body></html>", "");
+  const url = startGatewayMock(() => new Response("<html><body>502 Bad Gateway</body></html>"));
   const { provider } = startProvider("/mock/", [url]);
 
   await waitFor("the failure", () => provider.health.failing);
@@ -531,10 +501,9 @@ test("EtcdProvider names the URL of a range that is not JSON", async () => {
 });
 
 test("EtcdProvider words a watch event of the wrong shape on one line", async () => {
-  const kv = { key: Buffer.from("/mock/a").toString("base64"), value: Buffer.from("10.0.0.1:443").toString("base64"), mod_revision: "5" };
   const created = JSON.stringify({ result: { header: { revision: "5" }, created: true } });
   const event = JSON.stringify({ result: { header: { revision: "6" }, events: [{ type: "PUT", kv: { key: 7, value: "eA==" } }] } });
-  const url = startGatewayMock(JSON.stringify({ header: { revision: "5" }, kvs: [kv] }), `${created}\n${event}\n`);
+  const url = startGatewayMock((path) => new Response(path === "/v3/kv/range" ? MOCK_RANGE_BODY : `${created}\n${event}\n`));
   const { provider, sets } = startProvider("/mock/", [url]);
 
   await waitFor("the failure", () => provider.health.failing);

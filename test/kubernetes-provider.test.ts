@@ -9,6 +9,7 @@ import type { KubernetesAccess } from "../src/providers/kubernetes-access.ts";
 import { KubernetesProvider, type KubernetesProviderOptions } from "../src/providers/kubernetes-provider.ts";
 import { Server } from "../src/server.ts";
 import { KubernetesApiMock, makeCertificates, type MockOptions, removeCertificates, SERVER_NAME, type TestCertificates, type TestSlice } from "./support/kubernetes-api-mock.ts";
+import { retryDelays } from "./support/log-lines.ts";
 import { waitFor } from "./support/wait.ts";
 
 // No kube-apiserver can run in this test environment, so these tests use a mock: a local
@@ -535,9 +536,8 @@ test("KubernetesProvider backs off when each watch ends after a bookmark", async
   expect(count(logs, "Kubernetes API reachable again")).toBe(0);
   expect(provider.health.failing).toBe(true);
   expect(provider.health.lastError).toMatch(/^the watch ended after \d+ ms without a change; check for a proxy/);
-  const delays = logs.map((line) => Number(/retryInMs=(\d+)/.exec(line)?.[1] ?? Number.NaN)).filter((delay) => !Number.isNaN(delay));
   // initialMs 50 doubles up to maxMs 300, and the delay is between half the base and the base.
-  expect(Math.max(...delays)).toBeGreaterThanOrEqual(150);
+  expect(Math.max(...retryDelays(logs))).toBeGreaterThanOrEqual(150);
 
   mock.endAfterBookmark = false;
   await waitFor("the recovery", () => !provider.health.failing, 10_000);
