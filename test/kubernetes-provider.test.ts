@@ -504,7 +504,7 @@ test("KubernetesProvider times out a list that never answers", async () => {
 
   await waitFor("the timeout", () => provider.health.failing);
   expect(provider.health.lastError).toBe(
-    `Kubernetes list of ${server}/apis/discovery.k8s.io/v1/namespaces/default/endpointslices timed out after 300 ms without a response; check that the API server, or tinylb's listener in front of it (viaListener), answers and is not overloaded`,
+    `Kubernetes list of ${server}/apis/discovery.k8s.io/v1/namespaces/default/endpointslices timed out after 300 ms without a response; check that the API server, or tinylb's listener in front of it (viaListener), responds and is not overloaded`,
   );
   expect(count(logs, "WARN  Kubernetes list or watch failed")).toBe(1);
 });

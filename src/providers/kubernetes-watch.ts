@@ -74,7 +74,7 @@ export interface ApiRoute {
 const RESPONSE_HINT = "check that the kubeconfig server is a Kubernetes API server that serves discovery.k8s.io/v1, not a proxy or another service";
 
 /** Hint in the error of a list or watch start that timed out. */
-const TIMEOUT_HINT = "check that the API server, or tinylb's listener in front of it (viaListener), answers and is not overloaded";
+const TIMEOUT_HINT = "check that the API server, or tinylb's listener in front of it (viaListener), responds and is not overloaded";
 
 /** A page size that keeps each list response small; the kubernetes service has a few slices. */
 const LIST_PAGE_SIZE = 500;
