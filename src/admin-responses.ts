@@ -64,7 +64,16 @@ const balancerStatus = z.looseObject({
   removed: z.array(removedBackendStatus),
   conflicts: z.array(z.looseObject({ id: z.string(), kept: entryRef, ignored: entryRef })),
   providers: z.array(
-    z.looseObject({ name: z.string(), backends: count, failing: z.boolean().optional(), failingForMs: count.optional(), lastError: z.string().optional() }),
+    z.looseObject({
+      name: z.string(),
+      backends: count,
+      failing: z.boolean().optional(),
+      failingForMs: count.optional(),
+      lastError: z.string().optional(),
+      stale: z.boolean().optional(),
+      staleSince: z.string().optional(),
+      staleReason: z.string().optional(),
+    }),
   ),
   degraded: z.boolean().optional(),
   process: processStatus.optional(),

@@ -92,6 +92,12 @@ export interface ProviderStatus {
   lastError?: string;
   /** Milliseconds since the first failure of the current streak. */
   failingForMs?: number;
+  /** For Kubernetes and etcd: true while the source lists no usable backend, so the provider keeps its last set. */
+  stale?: boolean;
+  /** While stale: the time, in ISO 8601 UTC, since which the provider has kept its last set. */
+  staleSince?: string;
+  /** While stale: the reason the provider keeps its last set. */
+  staleReason?: string;
 }
 
 /** A listener on a socket that the service manager passed. */
@@ -213,6 +219,11 @@ function providerStatus(slot: ProviderSlot): ProviderStatus {
   }
   if (health.failingSinceMs !== undefined) {
     status.failingForMs = Math.max(0, Date.now() - health.failingSinceMs);
+  }
+  status.stale = health.stale;
+  if (health.staleSinceMs !== undefined && health.staleReason !== undefined) {
+    status.staleSince = new Date(health.staleSinceMs).toISOString();
+    status.staleReason = health.staleReason;
   }
 
   return status;

@@ -160,6 +160,12 @@ export function renderMetrics(source: MetricsSource): string {
     fetching.map((slot): [Labels, number] => [{ provider: slot.name }, slot.health!.failing ? 0 : 1]),
   );
   page.add("tinylb_provider_failures_total", "counter", "Failed fetches per provider.", fetching.map((slot): [Labels, number] => [{ provider: slot.name }, slot.health!.failures]));
+  page.add(
+    "tinylb_provider_stale",
+    "gauge",
+    "1 while the provider keeps its last set because the source (Kubernetes or etcd) lists no usable backend, else 0.",
+    fetching.map((slot): [Labels, number] => [{ provider: slot.name }, slot.health!.stale ? 1 : 0]),
+  );
   page.add("tinylb_connections_open", "gauge", "Client connections open or dialing a backend, in every thread; --max-connections caps this count.", [[{}, server.activeCountInAllThreads]]);
   page.add("tinylb_connections_max", "gauge", "The --max-connections cap; 0 means no cap.", [[{}, server.limits.configuredMaxConnections]]);
   page.add("tinylb_backend_connections_max", "gauge", "The --max-connections-per-backend cap, counted per target; 0 means no cap.", [[{}, server.limits.configuredMaxConnectionsPerBackend]]);

@@ -39,6 +39,18 @@ function lookedUpHost(error: unknown, message: string): string {
 }
 
 /**
+ * Developer hints that Bun 1.4.4's fetch appends to its error messages, such as "For more
+ * information, pass `verbose: true` in the second argument to fetch()". They name no fix an
+ * operator can apply.
+ */
+const RUNTIME_HINTS = [/\.? For more information, pass `verbose: true` in the second argument to fetch\(\)\.?/g, / Is the computer able to access the url\?/g];
+
+/** Returns `message` without Bun's developer hints. */
+export function withoutRuntimeHints(message: string): string {
+  return RUNTIME_HINTS.reduce((text, hint) => text.replace(hint, ""), message);
+}
+
+/**
  * Describes a socket error as plain words followed by its errno code in brackets, such as
  * `connection refused (ECONNREFUSED)`. An error with a code this module does not know
  * keeps its own message, with the code appended when the message lacks it.
@@ -46,13 +58,13 @@ function lookedUpHost(error: unknown, message: string): string {
 export function describeSocketError(error: unknown): string {
   const code = (error as { code?: unknown } | undefined)?.code;
   if (typeof code !== "string") {
-    return error instanceof Error ? error.message : String(error);
+    return withoutRuntimeHints(error instanceof Error ? error.message : String(error));
   }
   const words = SOCKET_ERROR_WORDS[code];
   if (words !== undefined) {
     return `${words} (${code})`;
   }
-  const message = error instanceof Error ? error.message : String(error);
+  const message = withoutRuntimeHints(error instanceof Error ? error.message : String(error));
   const lookupWords = LOOKUP_ERROR_WORDS[code];
   if (lookupWords !== undefined) {
     return `${lookupWords(lookedUpHost(error, message))} (${code})`;

@@ -134,6 +134,9 @@ export function formatStatus(status: BalancerStatus): string {
     const since = provider.failingForMs === undefined ? "" : ` for ${formatTimeLeft(provider.failingForMs)}`;
     lines.push(`Provider failing: "${provider.name}" has failed${since} and keeps its last set of ${provider.backends}: ${provider.lastError ?? "unknown error"}`);
   }
+  for (const provider of status.providers.filter((entry) => entry.stale === true)) {
+    lines.push(`Provider stale: "${provider.name}" keeps its last set of ${provider.backends} since ${provider.staleSince ?? "an unknown time"}: ${provider.staleReason ?? "no usable backend"}`);
+  }
   for (const conflict of status.conflicts) {
     lines.push(
       `Conflict: "${conflict.id}" from "${conflict.kept.provider}" (${conflict.kept.target}) is used; "${conflict.ignored.provider}" (${conflict.ignored.target}) is ignored`,

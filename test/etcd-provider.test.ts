@@ -7,6 +7,7 @@ import { type EtcdTls, prefixRangeEnd } from "../src/providers/etcd-gateway.ts";
 import { EtcdProvider, type EtcdProviderOptions } from "../src/providers/etcd-provider.ts";
 import { Server } from "../src/server.ts";
 import { EtcdCluster, etcdctl } from "./support/etcd-cluster.ts";
+import { retryDelays } from "./support/log-lines.ts";
 import { waitFor } from "./support/wait.ts";
 
 // These tests run a real single-member etcd (Debian's etcd-server) on a loopback address.
@@ -244,7 +245,7 @@ test("EtcdProvider names a refused endpoint", async () => {
   const { provider, logs } = startProvider(freshPrefix(), [url]);
 
   await waitFor("the failure", () => count(logs, "etcd range or watch failed") >= 1);
-  expect(provider.health.lastError).toContain(`etcd /v3/kv/range at ${url} failed: connection refused (ECONNREFUSED); check that etcd serves clients at ${url} (etcd.endpoints)`);
+  expect(provider.health.lastError).toBe(`etcd /v3/kv/range at ${url} failed: connection refused (ECONNREFUSED); check that etcd serves clients at ${url} (etcd.endpoints)`);
 });
 
 test("EtcdProvider reads over TLS with a client certificate", async () => {
@@ -355,33 +356,161 @@ test("EtcdProvider backs off when each watch breaks at once", async () => {
   expect(latest(sets)).toBe("a=10.0.0.1:443,b=10.0.0.2:443");
 });
 
+/** Range response of the gateway mocks: the key `/mock/a` = `10.0.0.1:443` at revision 5. */
+const MOCK_RANGE_BODY = JSON.stringify({
+  header: { revision: "5" },
+  kvs: [{ key: Buffer.from("/mock/a").toString("base64"), value: Buffer.from("10.0.0.1:443").toString("base64"), mod_revision: "5" }],
+});
+
+/** Starts a mock of etcd's JSON gateway that returns `respond(path)` to each request; returns its URL. */
+function startGatewayMock(respond: (path: string) => Response | Promise<Response>): string {
+  const gateway = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: (request) => respond(new URL(request.url).pathname) });
+  cleanup.push(() => gateway.stop(true));
+
+  return `http://127.0.0.1:${gateway.port}`;
+}
+
 test("EtcdProvider backs off when each watch is compacted", async () => {
   // A real etcd cannot compact the revision that a range has just returned, so a mock of
   // the JSON gateway stands in: every range returns one key at revision 5, and every watch
   // returns etcd's compaction response.
   let ranges = 0;
-  const gateway = Bun.serve({
-    hostname: "127.0.0.1",
-    port: 0,
-    fetch(request) {
-      const path = new URL(request.url).pathname;
-      if (path === "/v3/kv/range") {
-        ranges++;
-        const kv = { key: Buffer.from("/mock/a").toString("base64"), value: Buffer.from("10.0.0.1:443").toString("base64"), mod_revision: "5" };
+  const url = startGatewayMock((path) => {
+    if (path === "/v3/kv/range") {
+      ranges++;
 
-        return Response.json({ header: { revision: "5" }, kvs: [kv] });
-      }
+      return new Response(MOCK_RANGE_BODY);
+    }
 
-      return new Response(JSON.stringify({ result: { header: { revision: "5" }, created: true, compact_revision: "9", canceled: true } }) + "\n");
-    },
+    return new Response(JSON.stringify({ result: { header: { revision: "5" }, created: true, compact_revision: "9", canceled: true } }) + "\n");
   });
-  cleanup.push(() => gateway.stop(true));
 
-  const { sets, logs } = startProvider("/mock/", [`http://127.0.0.1:${gateway.port}`]);
+  const { sets, logs } = startProvider("/mock/", [url]);
   await waitFor("four ranges", () => ranges >= 4);
 
   expect(sets.length).toBe(1);
   expect(count(logs, "WARN  etcd range or watch failed")).toBe(1);
   const delays = logs.map((line) => Number(/retryInMs=(\d+)/.exec(line)?.[1] ?? Number.NaN)).filter((delay) => !Number.isNaN(delay));
   expect(delays.length).toBeGreaterThanOrEqual(3);
+});
+
+test("EtcdProvider moves on from an endpoint that never answers", async () => {
+  // A listener of our own that accepts connections and never sends a byte stands for a hung member.
+  const silent = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data: () => {} } });
+  cleanup.push(() => silent.stop(true));
+  const silentUrl = `http://127.0.0.1:${silent.port}`;
+  const prefix = freshPrefix();
+  await put(`${prefix}x`, "10.0.0.9:443");
+
+  const { provider, sets, logs } = startProviderWith({ endpoints: [silentUrl, endpoint], prefix, requestTimeoutMs: 300 });
+
+  await waitFor("the set through the second endpoint", () => sets.length > 0);
+  expect(latest(sets)).toBe("x=10.0.0.9:443");
+  const warning = logs.find((line) => line.includes("WARN  etcd range or watch failed")) ?? "";
+  expect(warning).toContain(`etcd /v3/kv/range at ${silentUrl} timed out after 300 ms without a response; check that etcd serves clients at ${silentUrl} (etcd.endpoints) and is not overloaded`);
+  await waitFor("the recovery", () => !provider.health.failing);
+});
+
+test("EtcdProvider times out a watch that never starts", async () => {
+  // A mock of the JSON gateway that responds to each range and to no watch.
+  const url = startGatewayMock((path) => (path === "/v3/kv/range" ? new Response(MOCK_RANGE_BODY) : new Promise<Response>(() => {})));
+
+  const { provider, sets } = startProviderWith({ endpoints: [url], prefix: "/mock/", requestTimeoutMs: 300 });
+
+  await waitFor("the timeout", () => provider.health.failing);
+  expect(provider.health.lastError).toStartWith(`etcd /v3/watch at ${url} timed out after 300 ms without a response`);
+  expect(latest(sets)).toBe("a=10.0.0.1:443");
+});
+
+/** Writes `count` puts of one key outside every test prefix through the JSON gateway at `url`, to move its revision on. */
+async function advanceRevision(url: string, count: number): Promise<void> {
+  const key = Buffer.from("/filler").toString("base64");
+  for (let index = 0; index < count; index++) {
+    const value = Buffer.from(String(index)).toString("base64");
+    const response = await fetch(`${url}/v3/kv/put`, { method: "POST", body: JSON.stringify({ key, value }), proxy: false });
+    expect(response.status).toBe(200);
+  }
+}
+
+test.each([
+  ["the revision goes backwards", false, "below revision"],
+  ["the cluster id changes", true, "changed from"],
+])("EtcdProvider reads the prefix again when %s", async (_case, passOldRevision: boolean, reason: string) => {
+  const prefix = freshPrefix();
+  await put(`${prefix}a`, "10.0.0.1:443");
+  await put(`${prefix}b`, "10.0.0.2:443");
+  await advanceRevision(endpoint, 3);
+  const relay = await startRelay();
+  const { provider, sets, logs } = startProvider(prefix, [relay.url]);
+  await waitFor("the first set", () => sets.length > 0);
+  await waitFor("the watch to be open", () => relay.server.activeCount > 0);
+
+  // A new cluster stands for etcd replaced or restored without --bump-revision.
+  const replacement = await EtcdCluster.start(1);
+  cleanup.push(() => replacement.stop());
+  const member = replacement.members[0]!;
+  await etcdctl(member.clientUrl, ["put", `${prefix}c`, "10.0.0.3:443"]);
+  if (passOldRevision) {
+    await advanceRevision(member.clientUrl, provider.revision!);
+  }
+  relay.server.applySet(new BackendSet([createBackend("etcd-1", member.clientAddress)]));
+
+  await waitFor("the new cluster's set", () => latest(sets) === "c=10.0.0.3:443");
+  const warnings = logs.filter((line) => line.includes("WARN  etcd history changed"));
+  expect(warnings.length).toBe(1);
+  expect(warnings[0]).toContain(reason);
+  expect(count(logs, "read etcd prefix")).toBe(2);
+}, 60_000);
+
+test("EtcdProvider backs off when each watch ends after a progress notification", async () => {
+  // etcd 3.4 sends progress notifications every 10 minutes by default, so this test uses a
+  // mock of the JSON gateway. Every range returns one key at revision 5, and every watch sends
+  // the created response and one progress notification, then ends.
+  let watches = 0;
+  const created = JSON.stringify({ result: { header: { revision: "5" }, created: true } });
+  const progress = JSON.stringify({ result: { header: { revision: "5" } } });
+  const url = startGatewayMock((path) => {
+    if (path === "/v3/kv/range") {
+      return new Response(MOCK_RANGE_BODY);
+    }
+    watches++;
+
+    return new Response(`${created}\n${progress}\n`);
+  });
+
+  const { provider, sets, logs } = startProvider("/mock/", [url], undefined, undefined, 5000);
+
+  await waitFor("six ended watches", () => watches >= 6);
+  expect(sets.length).toBe(1);
+  expect(count(logs, "WARN  etcd range or watch failed")).toBe(1);
+  expect(count(logs, "etcd reachable again")).toBe(0);
+  expect(provider.health.failing).toBe(true);
+  // initialMs 50 doubles up to maxMs 500, and the delay is between half the base and the base.
+  expect(Math.max(...retryDelays(logs))).toBeGreaterThanOrEqual(200);
+});
+
+test("EtcdProvider names the URL of a range that is not JSON", async () => {
+  const url = startGatewayMock(() => new Response("<html><body>502 Bad Gateway</body></html>"));
+  const { provider } = startProvider("/mock/", [url]);
+
+  await waitFor("the failure", () => provider.health.failing);
+  const error = provider.health.lastError ?? "";
+  expect(error).toStartWith(`etcd /v3/kv/range at ${url} response is not JSON (`);
+  expect(error).toContain(`it starts with "<html><body>502 Bad Gateway</body></html>"`);
+  expect(error).toEndWith(`check that ${url} is the client URL of an etcd 3.4 or later member (etcd.endpoints), not a proxy or another service`);
+});
+
+test("EtcdProvider words a watch event of the wrong shape on one line", async () => {
+  const created = JSON.stringify({ result: { header: { revision: "5" }, created: true } });
+  const event = JSON.stringify({ result: { header: { revision: "6" }, events: [{ type: "PUT", kv: { key: 7, value: "eA==" } }] } });
+  const url = startGatewayMock((path) => new Response(path === "/v3/kv/range" ? MOCK_RANGE_BODY : `${created}\n${event}\n`));
+  const { provider, sets } = startProvider("/mock/", [url]);
+
+  await waitFor("the failure", () => provider.health.failing);
+  const error = provider.health.lastError ?? "";
+  expect(error).not.toContain("\n");
+  expect(error).toBe(
+    `etcd /v3/watch at ${url} sent an invalid response: field result.events.0.kv.key: expected string, received number; check that ${url} is the client URL of an etcd 3.4 or later member (etcd.endpoints), not a proxy or another service`,
+  );
+  expect(latest(sets)).toBe("a=10.0.0.1:443");
 });

@@ -9,6 +9,7 @@ import type { KubernetesAccess } from "../src/providers/kubernetes-access.ts";
 import { KubernetesProvider, type KubernetesProviderOptions } from "../src/providers/kubernetes-provider.ts";
 import { Server } from "../src/server.ts";
 import { KubernetesApiMock, makeCertificates, type MockOptions, removeCertificates, SERVER_NAME, type TestCertificates, type TestSlice } from "./support/kubernetes-api-mock.ts";
+import { retryDelays } from "./support/log-lines.ts";
 import { waitFor } from "./support/wait.ts";
 
 // No kube-apiserver can run in this test environment, so these tests use a mock: a local
@@ -215,12 +216,14 @@ test("KubernetesProvider backs off when each watch is Gone", async () => {
 test("KubernetesProvider keeps the set on an empty answer", async () => {
   const mock = await startMock();
   mock.apply(twoApiServers);
-  const { sets, logs } = startProvider(tokenAccess(mock));
+  const { provider, sets, logs } = startProvider(tokenAccess(mock));
   await waitFor("the watch", () => mock.openWatches === 1);
   const before = latest(sets);
+  expect(provider.health.stale).toBe(false);
 
   mock.apply({ ...twoApiServers, endpoints: [{ addresses: ["10.0.0.11"], ready: false }] });
   await waitFor("the empty warning", () => count(logs, "no ready address with an https port") === 1);
+  const staleSince = provider.health.staleSinceMs;
   mock.delete("kubernetes");
   await waitFor("the delete event", () => count(logs, "type=DELETED") === 1);
 
@@ -228,6 +231,15 @@ test("KubernetesProvider keeps the set on an empty answer", async () => {
   expect(latest(sets)).toBe(before);
   // One warning per streak of empty responses, not one per event.
   expect(count(logs, "no ready address with an https port")).toBe(1);
+  expect(provider.health.stale).toBe(true);
+  expect(provider.health.staleReason).toBe("no ready address with an https port in the EndpointSlices");
+  expect(provider.health.staleSinceMs).toBe(staleSince!);
+  expect(provider.health.failing).toBe(false);
+
+  // The same set as before is not published again, but the stale mark clears.
+  mock.apply(twoApiServers);
+  await waitFor("the stale mark to clear", () => !provider.health.stale);
+  expect(sets.length).toBe(1);
 });
 
 test("KubernetesProvider publishes nothing for an empty first list", async () => {
@@ -327,7 +339,7 @@ test("KubernetesProvider rejects a server certificate for another name", async (
   expect(sets.length).toBe(0);
   const failure = logs.find((line) => line.includes("Kubernetes list or watch failed"))!;
   expect(failure).toContain(
-    'err="the API server certificate does not match tlsServerName \\"api.example.internal\\"; set kubernetes.tlsServerName to a name in the certificate (ERR_TLS_CERT_ALTNAME_INVALID)"',
+    `err="Kubernetes request to ${mock.url}/apis/discovery.k8s.io/v1/namespaces/default/endpointslices failed: the API server certificate does not match tlsServerName \\"api.example.internal\\"; set kubernetes.tlsServerName to a name in the certificate (ERR_TLS_CERT_ALTNAME_INVALID)"`,
   );
   expect(failure).not.toContain("verbose");
 });
@@ -481,4 +493,93 @@ test("KubernetesProvider backs off when each watch breaks at once", async () => 
   mock.dropWatches();
   await waitFor("the recovery", () => count(logs, "Kubernetes API reachable again") === 1, 10_000);
   expect(provider.health.failing).toBe(false);
+});
+
+test("KubernetesProvider times out a list that never answers", async () => {
+  // A listener of our own that accepts connections and never sends a byte stands for a stuck API server.
+  const silent = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data: () => {} } });
+  cleanup.push(() => silent.stop(true));
+  const server = `https://127.0.0.1:${silent.port}`;
+  const { provider, logs } = startProvider({ server, tlsServerName: SERVER_NAME, caPem: certificates.caPem, bearerToken: TOKEN, source: "test" }, { requestTimeoutMs: 300 });
+
+  await waitFor("the timeout", () => provider.health.failing);
+  expect(provider.health.lastError).toBe(
+    `Kubernetes list of ${server}/apis/discovery.k8s.io/v1/namespaces/default/endpointslices timed out after 300 ms without a response; check that the API server, or tinylb's listener in front of it (viaListener), responds and is not overloaded`,
+  );
+  expect(count(logs, "WARN  Kubernetes list or watch failed")).toBe(1);
+});
+
+test("KubernetesProvider times out a watch that is never accepted", async () => {
+  const mock = await startMock();
+  mock.apply(twoApiServers);
+  mock.hang = "watch";
+  const { provider, sets } = startProvider(tokenAccess(mock), { requestTimeoutMs: 300 });
+
+  await waitFor("the timeout", () => provider.health.failing);
+  expect(provider.health.lastError).toStartWith(`Kubernetes watch of ${mock.url}/apis/discovery.k8s.io/v1/namespaces/default/endpointslices timed out after 300 ms`);
+  expect(latest(sets)).toBe("kubernetes:10.0.0.11=10.0.0.11:6443,kubernetes:10.0.0.12=10.0.0.12:6443");
+
+  mock.hang = undefined;
+  await waitFor("the recovery", () => !provider.health.failing);
+});
+
+test("KubernetesProvider backs off when each watch ends after a bookmark", async () => {
+  const mock = await startMock();
+  mock.apply(twoApiServers);
+  mock.endAfterBookmark = true;
+  const { provider, sets, logs } = startProvider(tokenAccess(mock), { stableWatchMs: 5000 });
+
+  await waitFor("six ended watches", () => mock.requestsOf("watch").length >= 6);
+  expect(sets.length).toBe(1);
+  expect(mock.requestsOf("list").length).toBe(1);
+  expect(count(logs, "WARN  Kubernetes list or watch failed")).toBe(1);
+  expect(count(logs, "Kubernetes API reachable again")).toBe(0);
+  expect(provider.health.failing).toBe(true);
+  expect(provider.health.lastError).toMatch(/^the watch ended after \d+ ms without a change; check for a proxy/);
+  // initialMs 50 doubles up to maxMs 300, and the delay is between half the base and the base.
+  expect(Math.max(...retryDelays(logs))).toBeGreaterThanOrEqual(150);
+
+  mock.endAfterBookmark = false;
+  await waitFor("the recovery", () => !provider.health.failing, 10_000);
+});
+
+test("KubernetesProvider names the URL of a list that is not JSON", async () => {
+  const mock = await startMock();
+  mock.listBody = "<html><body>502 Bad Gateway</body></html>";
+  const { provider } = startProvider(tokenAccess(mock));
+
+  await waitFor("the failure", () => provider.health.failing);
+  const error = provider.health.lastError ?? "";
+  expect(error).toStartWith(`Kubernetes list of ${mock.url}/apis/discovery.k8s.io/v1/namespaces/default/endpointslices response is not JSON (`);
+  expect(error).toContain(`it starts with "<html><body>502 Bad Gateway</body></html>"`);
+  expect(error).toEndWith("check that the kubeconfig server is a Kubernetes API server that serves discovery.k8s.io/v1, not a proxy or another service");
+});
+
+test("KubernetesProvider words a watch event of the wrong shape on one line", async () => {
+  const mock = await startMock();
+  mock.apply(twoApiServers);
+  const { provider, sets } = startProvider(tokenAccess(mock));
+  await waitFor("the watch", () => mock.openWatches === 1);
+
+  mock.sendRaw(`${JSON.stringify({ type: "ADDED", object: { metadata: { name: 5 }, addressType: "IPv4" } })}\n`);
+
+  await waitFor("the failure", () => provider.health.failing);
+  const error = provider.health.lastError ?? "";
+  expect(error).not.toContain("\n");
+  expect(error).toStartWith(`Kubernetes watch of ${mock.url}/apis/discovery.k8s.io/v1/namespaces/default/endpointslices ADDED event sent an invalid response: field metadata.name: expected string, received number; check that`);
+  expect(latest(sets)).toBe("kubernetes:10.0.0.11=10.0.0.11:6443,kubernetes:10.0.0.12=10.0.0.12:6443");
+});
+
+test("KubernetesProvider words a reset watch without Bun's hints", async () => {
+  const mock = await startMock();
+  mock.apply(twoApiServers);
+  const { provider } = startProvider(tokenAccess(mock));
+  await waitFor("the watch", () => mock.openWatches === 1);
+
+  mock.dropWatches();
+
+  await waitFor("the failure", () => provider.health.failing);
+  expect(provider.health.lastError).toBe(
+    `Kubernetes watch of ${mock.url}/apis/discovery.k8s.io/v1/namespaces/default/endpointslices failed while reading the response: connection reset by the peer (ECONNRESET)`,
+  );
 });

@@ -6,6 +6,7 @@ import { TestBackend, TestClient } from "./support/backends.ts";
 import { BalancerScenario } from "./support/balancer-scenario.ts";
 import type { BalancerStatus } from "../src/balancer-status.ts";
 import { Dnsmasq, dnsmasqInstalled } from "./support/dnsmasq.ts";
+import { EtcdCluster, etcdctl } from "./support/etcd-cluster.ts";
 import { SETTLE_MS } from "../src/providers/save-settle.ts";
 import { BINARY, listenedPort, TinylbProcess } from "./support/tinylb-process.ts";
 import { waitFor } from "./support/wait.ts";
@@ -350,4 +351,41 @@ dnsTest("binary restart serves the saved set while providers are unreachable", a
     "api.cluster.test@127.0.0.2 from dns:api.cluster.test:" + dnsPort,
     "from-api from api",
   ]);
+}, E2E_TIMEOUT_MS);
+
+test("binary shows an etcd provider that keeps its last set", async () => {
+  const { backends, config, socket } = configFixture(["e1"]);
+  const cluster = await EtcdCluster.start(1);
+  cleanup.push(() => cluster.stop());
+  const etcd = cluster.members[0]!.clientUrl;
+  const prefix = "/e2e/backends/";
+  const provider = `etcd:${prefix}`;
+  await etcdctl(etcd, ["put", `${prefix}e1`, backends.get("e1")!.target]);
+  writeFileSync(config, `etcd:\n  endpoints: [ "${etcd}" ]\n  prefix: ${prefix}\n`);
+  const { tinylb } = await startTinylb(["--config", config, "--admin", `unix:${socket}`]);
+  const metrics = async (): Promise<string> => (await adminFetch(socket, "/metrics")).text();
+  await tinylb.waitForLog(/backend set changed .*provider=etcd:/);
+  expect(await metrics()).toContain(`tinylb_provider_stale{provider="${provider}"} 0\n`);
+
+  // The prefix is emptied: the provider keeps e1 and marks it stale in status, the API and /metrics.
+  const emptiedAt = Date.now();
+  await etcdctl(etcd, ["del", `${prefix}e1`]);
+  await tinylb.waitForLog("no valid backend under the etcd prefix; keeping the last backend set");
+
+  const table = await runStatus(["--admin", `unix:${socket}`]);
+  expect(table.stdout).toMatch(new RegExp(`Provider stale: "${provider}" keeps its last set of 1 since \\d{4}-\\d\\d-\\d\\dT[\\d:.]+Z: no valid backend under the etcd prefix\n`));
+  const status = (await (await adminFetch(socket, "/v1/backends")).json()) as BalancerStatus;
+  const entry = status.providers.find((candidate) => candidate.name === provider)!;
+  expect(entry.stale).toBe(true);
+  expect(entry.staleReason).toBe("no valid backend under the etcd prefix");
+  expect(Date.parse(entry.staleSince!)).toBeGreaterThanOrEqual(emptiedAt - 1000);
+  expect(entry.failing).toBe(false);
+  expect(entry.backends).toBe(1);
+  expect(await metrics()).toContain(`tinylb_provider_stale{provider="${provider}"} 1\n`);
+  expect(await metrics()).toContain(`tinylb_provider_up{provider="${provider}"} 1\n`);
+
+  // A key comes back: the provider follows etcd again.
+  await etcdctl(etcd, ["put", `${prefix}e1`, backends.get("e1")!.target]);
+  await waitFor("the stale mark to clear", async () => (await metrics()).includes(`tinylb_provider_stale{provider="${provider}"} 0\n`));
+  expect((await runStatus(["--admin", `unix:${socket}`])).stdout).not.toContain("Provider stale");
 }, E2E_TIMEOUT_MS);

@@ -1,6 +1,6 @@
 import { expect, test } from "bun:test";
 import { join } from "node:path";
-import { describeSocketError } from "../src/socket-errors.ts";
+import { describeSocketError, withoutRuntimeHints } from "../src/socket-errors.ts";
 import { tempDirectory } from "./support/temp-directory.ts";
 import { TinylbProcess } from "./support/tinylb-process.ts";
 
@@ -55,6 +55,14 @@ test.each([
   const error = Object.assign(new Error(`getaddrinfo ${fields.code} nonexistent.invalid`), fields);
 
   expect(describeSocketError(error)).toBe(words);
+});
+
+test.each([
+  ["ECONNRESET: The socket connection was closed unexpectedly. For more information, pass `verbose: true` in the second argument to fetch()", "ECONNRESET: The socket connection was closed unexpectedly"],
+  ["ECONNREFUSED: Unable to connect. Is the computer able to access the url?", "ECONNREFUSED: Unable to connect."],
+  ["connection refused (ECONNREFUSED)", "connection refused (ECONNREFUSED)"],
+])("withoutRuntimeHints drops Bun's fetch hints from %p", (message, expected) => {
+  expect(withoutRuntimeHints(message)).toBe(expected);
 });
 
 test("binary words dial and probe failures plainly", async () => {

@@ -19,3 +19,13 @@ export function describeEtcdRequestError(error: unknown, endpoint: string): stri
 
   return `${describeSocketError(error)}; check that etcd serves clients at ${endpoint} (etcd.endpoints)`;
 }
+
+/**
+ * An etcd response that does not continue the history the kept set came from: the store
+ * revision went below the revision the set reflects, or the cluster id changed. Both happen
+ * when etcd is replaced by a new cluster or restored from a snapshot without
+ * `--bump-revision`, and the caller must read the whole prefix again.
+ */
+export class EtcdHistoryChangedError extends Error {
+  override name = "EtcdHistoryChangedError";
+}

@@ -1,7 +1,8 @@
 import { z } from "zod";
 import { describeEtcdRequestError } from "./etcd-errors.ts";
 import { readJsonObjects } from "./json-object-stream.ts";
-import { MAX_RESPONSE_BYTES, readErrorBody, ResponseBudget } from "./response-body.ts";
+import { REQUEST_TIMEOUT_MS, RequestDeadline, withDeadline } from "./request-deadline.ts";
+import { MAX_RESPONSE_BYTES, parseResponse, readErrorBody, ResponseBudget } from "./response-body.ts";
 
 /** TLS settings for `https://` etcd endpoints, PEM text. */
 export interface EtcdTls {
@@ -21,6 +22,8 @@ export interface EtcdKeyValue {
 export interface EtcdWatchResponse {
   /** Store revision in the response header. */
   revision: number;
+  /** Cluster id in the response header, as a decimal string; empty when the header has none. */
+  clusterId: string;
   /** True for the first response, which confirms the watch and carries no events. */
   created: boolean;
   events: { type: "PUT" | "DELETE"; kv: EtcdKeyValue }[];
@@ -37,7 +40,8 @@ export class EtcdCompactedError extends Error {
 
 // The gateway writes int64 fields as strings and leaves out fields that hold their zero value.
 const int64 = z.union([z.string(), z.number()]).transform(Number);
-const headerSchema = z.object({ revision: int64.optional() }).optional();
+// The cluster id is a uint64, kept as a string, since a JavaScript number cannot hold every value.
+const headerSchema = z.object({ revision: int64.optional(), cluster_id: z.union([z.string(), z.number()]).transform(String).optional() }).optional();
 const kvSchema = z.object({ key: z.string(), value: z.string().optional(), mod_revision: int64.optional() });
 const rangeSchema = z.object({ header: headerSchema, kvs: z.array(kvSchema).optional(), more: z.boolean().optional() });
 const watchSchema = z.object({
@@ -71,6 +75,7 @@ export class EtcdGateway {
 
   /**
    * @param maxResponseBytes limit of one whole range, every page, and of one watch response.
+   * @param requestTimeoutMs deadline of each range page, and of a watch until its first response.
    * @throws {Error} when no endpoint is given.
    */
   constructor(
@@ -78,6 +83,7 @@ export class EtcdGateway {
     readonly prefix: string,
     tls?: EtcdTls,
     private readonly maxResponseBytes = MAX_RESPONSE_BYTES,
+    private readonly requestTimeoutMs = REQUEST_TIMEOUT_MS,
   ) {
     if (endpoints.length === 0) {
       throw new Error("invalid etcd gateway: at least one endpoint is required");
@@ -103,27 +109,34 @@ export class EtcdGateway {
    * Reads every key under the prefix at one revision, a page at a time.
    *
    * @throws {ResponseTooLargeError} when the pages together pass the response limit;
+   *   RequestTimeoutError when a page is not read in full within the request timeout;
    *   Error for a network failure or an error response.
    */
-  async range(signal: AbortSignal): Promise<{ revision: number; kvs: EtcdKeyValue[] }> {
-    const budget = new ResponseBudget(`etcd /v3/kv/range at ${this.endpoint}`, this.maxResponseBytes);
+  async range(signal: AbortSignal): Promise<{ revision: number; clusterId: string; kvs: EtcdKeyValue[] }> {
+    const source = `etcd /v3/kv/range at ${this.endpoint}`;
+    const budget = new ResponseBudget(source, this.#responseHint(), this.maxResponseBytes);
     const kvs: EtcdKeyValue[] = [];
     let revision: number | undefined;
+    let clusterId = "";
     let key = this.#keyBase64;
     for (;;) {
       const body: Record<string, unknown> = { key, range_end: this.#rangeEndBase64, limit: RANGE_PAGE_SIZE };
       if (revision !== undefined) {
         body.revision = revision;
       }
-      const response = await this.#post("/v3/kv/range", body, signal);
-      const page = rangeSchema.parse(await budget.readJson(response));
+      const page = await withDeadline(signal, this.requestTimeoutMs, source, this.#timeoutHint(), async (pageSignal) => {
+        const response = await this.#post("/v3/kv/range", body, pageSignal);
+
+        return parseResponse(rangeSchema, await budget.readJson(response), source, this.#responseHint());
+      });
       revision ??= page.header?.revision ?? 0;
+      clusterId ||= page.header?.cluster_id ?? "";
       const decoded = (page.kvs ?? []).map(decodeKeyValue);
       kvs.push(...decoded);
 
       const last = page.kvs?.at(-1);
       if (page.more !== true || last === undefined) {
-        return { revision, kvs };
+        return { revision, clusterId, kvs };
       }
       // The next page starts right after the last key: the key with a zero byte appended.
       key = Buffer.concat([Buffer.from(last.key, "base64"), Buffer.from([0])]).toString("base64");
@@ -134,20 +147,35 @@ export class EtcdGateway {
    * Watches the prefix from `startRevision`, with progress notifications, and yields each
    * response until `signal` aborts or the stream ends.
    *
-   * @throws {EtcdCompactedError} when `startRevision` was compacted; other errors when the
-   *   watch is canceled, the response is an error or the stream breaks.
+   * @throws {EtcdCompactedError} when `startRevision` was compacted; RequestTimeoutError
+   *   when the first response does not arrive within the request timeout; other errors when
+   *   the watch is canceled, the response is an error or the stream breaks.
    */
   async *watch(startRevision: number, signal: AbortSignal): AsyncGenerator<EtcdWatchResponse> {
     const request = {
       create_request: { key: this.#keyBase64, range_end: this.#rangeEndBase64, start_revision: startRevision, progress_notify: true },
     };
-    const response = await this.#post("/v3/watch", request, signal);
+    // The deadline ends with the created response, and the open stream is then bounded by the caller's idle timeout.
+    const deadline = new RequestDeadline(signal, this.requestTimeoutMs, `etcd /v3/watch at ${this.endpoint}`, this.#timeoutHint());
+    try {
+      yield* this.#watchResponses(request, deadline);
+    } catch (error) {
+      throw deadline.errorFor(error);
+    } finally {
+      deadline.clear();
+    }
+  }
+
+  async *#watchResponses(request: unknown, deadline: RequestDeadline): AsyncGenerator<EtcdWatchResponse> {
+    const response = await this.#post("/v3/watch", request, deadline.signal);
     if (response.body === null) {
       return;
     }
 
-    for await (const raw of readJsonObjects(response.body, this.maxResponseBytes, `etcd /v3/watch at ${this.endpoint}`)) {
-      const message = watchSchema.parse(raw);
+    const source = `etcd /v3/watch at ${this.endpoint}`;
+    for await (const raw of readJsonObjects(response.body, this.maxResponseBytes, source)) {
+      deadline.clear();
+      const message = parseResponse(watchSchema, raw, source, this.#responseHint());
       if (message.error !== undefined) {
         throw new Error(`etcd watch failed: ${message.error.message ?? "unknown error"}`);
       }
@@ -164,10 +192,19 @@ export class EtcdGateway {
 
       yield {
         revision: result.header?.revision ?? 0,
+        clusterId: result.header?.cluster_id ?? "",
         created: result.created === true,
         events: (result.events ?? []).map((event) => ({ type: event.type ?? "PUT", kv: decodeKeyValue(event.kv) })),
       };
     }
+  }
+
+  #responseHint(): string {
+    return `check that ${this.endpoint} is the client URL of an etcd 3.4 or later member (etcd.endpoints), not a proxy or another service`;
+  }
+
+  #timeoutHint(): string {
+    return `check that etcd serves clients at ${this.endpoint} (etcd.endpoints) and is not overloaded`;
   }
 
   async #post(path: string, body: unknown, signal: AbortSignal): Promise<Response> {
@@ -186,7 +223,8 @@ export class EtcdGateway {
       if (signal.aborted) {
         throw error;
       }
-      throw new Error(`etcd ${path} at ${this.endpoint} failed: ${describeEtcdRequestError(error, this.endpoint)}`, { cause: error });
+      // No cause: loggers print causes, and Bun's message is the raw text this replaces.
+      throw new Error(`etcd ${path} at ${this.endpoint} failed: ${describeEtcdRequestError(error, this.endpoint)}`);
     }
     if (!response.ok) {
       const text = (await readErrorBody(response)).slice(0, 300);

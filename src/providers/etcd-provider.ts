@@ -1,6 +1,7 @@
 import { type Backend, BackendError, createBackend } from "../backend.ts";
 import { BackendSet } from "../backend-set.ts";
 import { type Logger, silentLogger } from "../logger.ts";
+import { EtcdHistoryChangedError } from "./etcd-errors.ts";
 import { EtcdCompactedError, EtcdGateway, type EtcdTls, type EtcdWatchResponse } from "./etcd-gateway.ts";
 import { FailureStreak } from "./failure-streak.ts";
 import { ProviderHealth } from "./provider-health.ts";
@@ -26,13 +27,19 @@ export interface EtcdProviderOptions {
    * @default 660000
    */
   watchIdleTimeoutMs?: number;
+  /**
+   * Milliseconds each range page may take to be read in full, and a watch to send its first
+   * response. A request that times out is a failure, and the next one goes to the next endpoint.
+   * @default REQUEST_TIMEOUT_MS (10 s)
+   */
+  requestTimeoutMs?: number;
   /** Limit of one whole range, every page, and of one watch response, in bytes. @default MAX_RESPONSE_BYTES (16 MiB) */
   maxResponseBytes?: number;
   /** Largest set published; a larger one fails the fetch. @default MAX_PROVIDER_BACKENDS (10,000) */
   maxBackends?: number;
   /**
    * Milliseconds a watch must stay open, when it delivers no event, before it ends a failure
-   * streak and resets the back-off. A range alone never does.
+   * streak and resets the back-off. A range alone never does, and neither does a progress notification.
    * @default STABLE_WATCH_MS (10 s)
    */
   stableWatchMs?: number;
@@ -70,6 +77,8 @@ export class EtcdProvider implements Provider {
   #revision: number | undefined;
   /** Revision of the last range; a watch from it that is compacted at once waits for the back-off. */
   #rangedRevision: number | undefined;
+  /** Cluster id of the last range, or empty when etcd sent none. */
+  #clusterId = "";
   #abort = new AbortController();
   #loop: Promise<void> | undefined;
   readonly #publisher: SetPublisher;
@@ -80,9 +89,9 @@ export class EtcdProvider implements Provider {
       throw new Error("invalid etcd provider: the key prefix must not be empty");
     }
     this.name = `etcd:${options.prefix}`;
-    this.#gateway = new EtcdGateway(options.endpoints, options.prefix, options.tls, options.maxResponseBytes);
+    this.#gateway = new EtcdGateway(options.endpoints, options.prefix, options.tls, options.maxResponseBytes, options.requestTimeoutMs);
     this.#log = (options.logger ?? silentLogger).with({ component: "etcd-provider", provider: this.name });
-    this.#publisher = new SetPublisher(this.#log, "no valid backend under the etcd prefix; keeping the last backend set", options.maxBackends);
+    this.#publisher = new SetPublisher(this.#log, "no valid backend under the etcd prefix", options.maxBackends, this.health);
     this.#failures = new FailureStreak(this.#log, this.health);
     this.#backoff = new ReconnectBackoff(options.backoff);
   }
@@ -111,9 +120,11 @@ export class EtcdProvider implements Provider {
   async #run(publish: PublishBackendSet, signal: AbortSignal): Promise<void> {
     this.#log.info("following etcd prefix", { prefix: this.options.prefix, endpoints: this.options.endpoints.join(",") });
     while (!signal.aborted) {
+      let ranged = false;
       try {
         if (this.#revision === undefined) {
           await this.#range(publish, signal);
+          ranged = true;
         }
         await this.#watch(publish, signal);
         if (!signal.aborted) {
@@ -136,6 +147,18 @@ export class EtcdProvider implements Provider {
             continue;
           }
           // Compaction of the revision a range has just returned would repeat at once, so it waits for the back-off.
+        }
+        if (error instanceof EtcdHistoryChangedError) {
+          this.#log.warn("etcd history changed, as after etcd was replaced or restored; reading the whole prefix again", {
+            endpoint: this.#gateway.endpoint,
+            revision: this.#revision,
+            err: error,
+          });
+          this.#revision = undefined;
+          if (!ranged) {
+            continue;
+          }
+          // A watch that contradicts the range just read, such as through a proxy in front of two clusters, would repeat at once.
         }
         const delayMs = this.#backoff.nextDelayMs();
         this.#failures.failed("etcd range or watch failed; keeping the last backend set and retrying", {
@@ -160,6 +183,7 @@ export class EtcdProvider implements Provider {
     this.#publish(publish, result.revision);
     this.#revision = result.revision;
     this.#rangedRevision = result.revision;
+    this.#clusterId = result.clusterId;
   }
 
   async #watch(publish: PublishBackendSet, signal: AbortSignal): Promise<void> {
@@ -172,11 +196,11 @@ export class EtcdProvider implements Provider {
       for await (const response of this.#gateway.watch(this.#revision! + 1, AbortSignal.any([signal, idle.signal]))) {
         clearTimeout(timer);
         timer = startIdleTimer();
-        // The created response opens the watch; any later one, a progress notification too, is an event.
+        // The created response opens the watch. Only a response with events proves it, not a progress notification.
         success ??= new WatchSuccess(this.options.stableWatchMs ?? STABLE_WATCH_MS, () => this.#succeeded());
         this.#apply(response, publish);
-        if (!response.created) {
-          success.eventReceived();
+        if (response.events.length > 0) {
+          success.changeReceived();
         }
       }
     } catch (error) {
@@ -189,6 +213,7 @@ export class EtcdProvider implements Provider {
   }
 
   #apply(response: EtcdWatchResponse, publish: PublishBackendSet): void {
+    this.#checkHistory(response);
     if (response.created) {
       // The created response's header is the store's revision, not a promise that the
       // events up to it were delivered, so it does not move the resume revision.
@@ -211,6 +236,25 @@ export class EtcdProvider implements Provider {
     }
     this.#log.debug("etcd watch events", { events: response.events.length, revision: this.#revision });
     this.#publish(publish);
+  }
+
+  /**
+   * Checks that `response` continues the history the kept set came from.
+   *
+   * @throws {EtcdHistoryChangedError} when the cluster id changed or the store revision is
+   *   below the revision the set reflects.
+   */
+  #checkHistory(response: EtcdWatchResponse): void {
+    // NOTE: a member that lags behind the one the set came from also reports a lower revision.
+    // That costs one needless range, with a warning that names etcd being replaced.
+    if (response.revision > 0 && response.revision < this.#revision!) {
+      throw new EtcdHistoryChangedError(
+        `the store revision of ${this.#gateway.endpoint} is ${response.revision}, below revision ${this.#revision} that the backend set reflects`,
+      );
+    }
+    if (response.clusterId !== "" && this.#clusterId !== "" && response.clusterId !== this.#clusterId) {
+      throw new EtcdHistoryChangedError(`the cluster id of ${this.#gateway.endpoint} changed from ${this.#clusterId} to ${response.clusterId}`);
+    }
   }
 
   #succeeded(): void {

@@ -7,6 +7,8 @@
  * depends on the framing a server happens to use.
  */
 
+import { describeBodyReadError } from "./response-body.ts";
+
 /** Default maximum length of one object, in UTF-16 characters: far above any EndpointSlice or etcd event batch. */
 export const MAX_OBJECT_CHARS = 16 * 1024 * 1024;
 
@@ -40,7 +42,7 @@ export async function* readJsonObjects(
     if (source !== undefined && error instanceof JsonStreamError) {
       throw new JsonStreamError(`${source} failed: ${error.message}`, { cause: error });
     }
-    throw error;
+    throw source === undefined ? error : describeBodyReadError(error, source);
   }
 }
 

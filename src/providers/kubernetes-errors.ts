@@ -1,4 +1,4 @@
-import { describeSocketError } from "../socket-errors.ts";
+import { describeSocketError, withoutRuntimeHints } from "../socket-errors.ts";
 import { UNTRUSTED_CHAIN_CODES } from "../tls-errors.ts";
 
 /** What to check for an HTTP error status of the API server, by status code. */
@@ -39,7 +39,6 @@ export function describeRequestError(error: unknown, tlsServerName: string): str
   if (typeof code === "string" && /^E[A-Z]+$/.test(code)) {
     return describeSocketError(error);
   }
-  const message = error instanceof Error ? error.message : String(error);
 
-  return message.replace(/\. For more information, pass `verbose: true`.*$/s, "");
+  return withoutRuntimeHints(error instanceof Error ? error.message : String(error));
 }

@@ -39,13 +39,20 @@ export interface KubernetesProviderOptions {
    */
   watchTimeoutSeconds?: number;
   backoff?: BackoffOptions;
+  /**
+   * Milliseconds each list page may take to be read in full, and a watch request to be
+   * accepted (its response headers). A request that times out is a failure.
+   * @default REQUEST_TIMEOUT_MS (10 s)
+   */
+  requestTimeoutMs?: number;
   /** Limit of one whole list, every page, and of one watch event, in bytes. @default MAX_RESPONSE_BYTES (16 MiB) */
   maxResponseBytes?: number;
   /** Largest set published; a larger one fails the fetch. @default MAX_PROVIDER_BACKENDS (10,000) */
   maxBackends?: number;
   /**
-   * Milliseconds a watch must stay open, when it delivers no event, before it ends a failure
-   * streak and resets the back-off. A list alone never does.
+   * Milliseconds a watch must stay open, when it delivers no change event, before it ends a
+   * failure streak and resets the back-off. A list alone never does, and neither does a
+   * bookmark. A watch that ends sooner without a change event is a failure.
    * @default STABLE_WATCH_MS (10 s)
    */
   stableWatchMs?: number;
@@ -55,9 +62,6 @@ export interface KubernetesProviderOptions {
 
 /** Seconds past the server-side watch timeout after which tinylb gives up on a silent watch. */
 const WATCH_GRACE_SECONDS = 30;
-
-/** A watch that ends this soon with no event counts as a failure, so a server that closes watches at once is retried with backoff. */
-const QUICK_END_MS = 1000;
 
 /**
  * A provider that follows the EndpointSlices of the `kubernetes` service in the `default`
@@ -93,9 +97,9 @@ export class KubernetesProvider implements Provider {
 
   constructor(options: KubernetesProviderOptions) {
     this.#options = options;
-    this.#client = new EndpointSliceClient(options.access, options.namespace ?? "default", options.service ?? "kubernetes", options.maxResponseBytes);
+    this.#client = new EndpointSliceClient(options.access, options.namespace ?? "default", options.service ?? "kubernetes", options.maxResponseBytes, options.requestTimeoutMs);
     this.#log = (options.logger ?? silentLogger).with({ component: "kubernetes-provider", provider: this.name });
-    this.#publisher = new SetPublisher(this.#log, "no ready address with an https port in the EndpointSlices; keeping the last backend set", options.maxBackends);
+    this.#publisher = new SetPublisher(this.#log, "no ready address with an https port in the EndpointSlices", options.maxBackends, this.health);
     this.#failures = new FailureStreak(this.#log, this.health);
     this.#backoff = new ReconnectBackoff(options.backoff);
     this.#portName = options.portName ?? "https";
@@ -130,9 +134,11 @@ export class KubernetesProvider implements Provider {
           await this.#list(publish, signal);
         }
         const startedAt = performance.now();
-        const events = await this.#watch(publish, signal);
-        if (events === 0 && performance.now() - startedAt < QUICK_END_MS && !signal.aborted) {
-          throw new Error(`the watch ended within ${QUICK_END_MS} ms without an event`);
+        const proven = await this.#watch(publish, signal);
+        if (!proven && !signal.aborted) {
+          // A watch the server ends at once, even after a bookmark, is retried with back-off, not in a tight loop.
+          const openMs = Math.round(performance.now() - startedAt);
+          throw new Error(`the watch ended after ${openMs} ms without a change; check for a proxy or load balancer that cuts long responses`);
         }
       } catch (error) {
         if (signal.aborted) {
@@ -179,9 +185,9 @@ export class KubernetesProvider implements Provider {
   /**
    * Watches from the kept resource version until the server ends the watch, keeping the
    * resource version of each event, so a watch that breaks resumes after its last event.
-   * Returns the number of events.
+   * Returns whether the watch proved itself, with a change event or by staying open for `stableWatchMs`.
    */
-  async #watch(publish: PublishBackendSet, signal: AbortSignal): Promise<number> {
+  async #watch(publish: PublishBackendSet, signal: AbortSignal): Promise<boolean> {
     const base = this.#options.watchTimeoutSeconds ?? 300;
     const timeoutSeconds = Math.round(base * (1 + Math.random()));
     const watchSignal = AbortSignal.any([signal, AbortSignal.timeout((timeoutSeconds + WATCH_GRACE_SECONDS) * 1000)]);
@@ -189,18 +195,18 @@ export class KubernetesProvider implements Provider {
     const stream = await this.#client.watch(this.#options.route?.(), this.#resourceVersion!, timeoutSeconds, watchSignal);
     const success = new WatchSuccess(this.#options.stableWatchMs ?? STABLE_WATCH_MS, () => this.#succeeded());
 
-    let events = 0;
     try {
       for await (const event of stream) {
-        events++;
         this.#apply(event, publish);
-        success.eventReceived();
+        if (event.type !== "BOOKMARK") {
+          success.changeReceived();
+        }
       }
     } finally {
       success.dispose();
     }
 
-    return events;
+    return success.proven;
   }
 
   /** Applies one watch event to the known slices and keeps its resource version. */

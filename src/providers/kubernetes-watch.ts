@@ -2,7 +2,8 @@ import { z } from "zod";
 import { readJsonObjects } from "./json-object-stream.ts";
 import { currentBearerToken, type KubernetesAccess } from "./kubernetes-access.ts";
 import { describeHttpStatus, describeRequestError } from "./kubernetes-errors.ts";
-import { MAX_RESPONSE_BYTES, readErrorBody, ResponseBudget } from "./response-body.ts";
+import { REQUEST_TIMEOUT_MS, withDeadline } from "./request-deadline.ts";
+import { MAX_RESPONSE_BYTES, parseResponse, readErrorBody, ResponseBudget } from "./response-body.ts";
 
 /** The parts of a `discovery.k8s.io/v1` EndpointSlice that tinylb reads. */
 export const endpointSliceSchema = z.object({
@@ -69,6 +70,12 @@ export interface ApiRoute {
   unixPath?: string;
 }
 
+/** Hint in the error of a list or watch response that is not JSON or not of the expected shape. */
+const RESPONSE_HINT = "check that the kubeconfig server is a Kubernetes API server that serves discovery.k8s.io/v1, not a proxy or another service";
+
+/** Hint in the error of a list or watch start that timed out. */
+const TIMEOUT_HINT = "check that the API server, or tinylb's listener in front of it (viaListener), responds and is not overloaded";
+
 /** A page size that keeps each list response small; the kubernetes service has a few slices. */
 const LIST_PAGE_SIZE = 500;
 
@@ -83,16 +90,20 @@ export class EndpointSliceClient {
     private readonly service: string,
     /** Limit of one whole list, every page, and of one watch event. */
     private readonly maxResponseBytes = MAX_RESPONSE_BYTES,
+    /** Deadline of each list page, read in full, and of a watch request until its response headers. */
+    private readonly requestTimeoutMs = REQUEST_TIMEOUT_MS,
   ) {}
 
   /**
    * Lists the service's EndpointSlices, following `continue` tokens.
    *
    * @throws {KubernetesApiError} for an error status; ResponseTooLargeError when the pages
-   *   together pass `maxResponseBytes`; other errors for network and TLS failures.
+   *   together pass `maxResponseBytes`; RequestTimeoutError when a page is not read in full
+   *   within the request timeout; other errors for network and TLS failures.
    */
   async list(route: ApiRoute | undefined, signal: AbortSignal): Promise<{ resourceVersion: string; slices: EndpointSlice[] }> {
-    const budget = new ResponseBudget(`Kubernetes list of ${this.#url(route, undefined)}`, this.maxResponseBytes);
+    const source = `Kubernetes list of ${this.#url(route, undefined)}`;
+    const budget = new ResponseBudget(source, RESPONSE_HINT, this.maxResponseBytes);
     const slices: EndpointSlice[] = [];
     let continueToken: string | undefined;
     let resourceVersion = "";
@@ -101,8 +112,11 @@ export class EndpointSliceClient {
       if (continueToken !== undefined) {
         query.set("continue", continueToken);
       }
-      const response = await this.#request(route, query, signal);
-      const page = listSchema.parse(await budget.readJson(response));
+      const page = await withDeadline(signal, this.requestTimeoutMs, source, TIMEOUT_HINT, async (pageSignal) => {
+        const response = await this.#request(route, query, pageSignal);
+
+        return parseResponse(listSchema, await budget.readJson(response), source, RESPONSE_HINT);
+      });
       slices.push(...(page.items ?? []));
       resourceVersion = page.metadata.resourceVersion;
       continueToken = page.metadata.continue === "" ? undefined : page.metadata.continue;
@@ -117,7 +131,8 @@ export class EndpointSliceClient {
    * when the server ends the watch after `timeoutSeconds` or `signal` aborts.
    *
    * @throws {KubernetesApiError} for an error status, and from the events for a watch
-   *   ERROR event (410 when the resource version is too old); other errors when the
+   *   ERROR event (410 when the resource version is too old). RequestTimeoutError when the
+   *   response headers do not arrive within the request timeout. Other errors when the
    *   request fails or the stream breaks.
    */
   async watch(route: ApiRoute | undefined, resourceVersion: string, timeoutSeconds: number, signal: AbortSignal): Promise<AsyncGenerator<EndpointSliceEvent>> {
@@ -128,9 +143,12 @@ export class EndpointSliceClient {
       allowWatchBookmarks: "true",
       timeoutSeconds: String(timeoutSeconds),
     });
-    const response = await this.#request(route, query, signal);
+    const source = `Kubernetes watch of ${this.#url(route, undefined)}`;
+    // The deadline ends with the response headers, so the open stream is then bounded only by
+    // `signal`, which the caller sets from the watch's timeoutSeconds.
+    const response = await withDeadline(signal, this.requestTimeoutMs, source, TIMEOUT_HINT, (startSignal) => this.#request(route, query, startSignal));
 
-    return parseWatchEvents(response.body, `Kubernetes watch of ${this.#url(route, undefined)}`, this.maxResponseBytes);
+    return parseWatchEvents(response.body, source, this.maxResponseBytes);
   }
 
   #selector(): string {
@@ -161,7 +179,7 @@ export class EndpointSliceClient {
         throw error;
       }
       // No cause: loggers print causes, and Bun's message is the raw text this replaces.
-      throw new Error(describeRequestError(error, this.access.tlsServerName));
+      throw new Error(`Kubernetes request to ${this.#url(route, undefined)} failed: ${describeRequestError(error, this.access.tlsServerName)}`);
     }
     if (!response.ok) {
       const body = await readErrorBody(response);
@@ -195,20 +213,20 @@ async function* parseWatchEvents(body: ReadableStream<Uint8Array> | null, source
   }
 
   for await (const raw of readJsonObjects(body, maxObjectChars, source)) {
-    const event = watchEventSchema.parse(raw);
+    const event = parseResponse(watchEventSchema, raw, source, RESPONSE_HINT);
     switch (event.type) {
       case "ADDED":
       case "MODIFIED":
       case "DELETED":
-        yield { type: event.type, slice: endpointSliceSchema.parse(event.object) };
+        yield { type: event.type, slice: parseResponse(endpointSliceSchema, event.object, `${source} ${event.type} event`, RESPONSE_HINT) };
         break;
       case "BOOKMARK":
-        yield { type: "BOOKMARK", resourceVersion: bookmarkSchema.parse(event.object).metadata.resourceVersion };
+        yield { type: "BOOKMARK", resourceVersion: parseResponse(bookmarkSchema, event.object, `${source} BOOKMARK event`, RESPONSE_HINT).metadata.resourceVersion };
         break;
       case "ERROR":
-        throw statusError(statusSchema.parse(event.object), "watch ERROR event");
+        throw statusError(parseResponse(statusSchema, event.object, `${source} ERROR event`, RESPONSE_HINT), "watch ERROR event");
       default:
-        throw new Error(`unknown watch event type "${event.type}"`);
+        throw new Error(`${source} sent an unknown watch event type "${event.type}"; ${RESPONSE_HINT}`);
     }
   }
 }

@@ -1,5 +1,6 @@
 import type { BackendSet } from "../backend-set.ts";
 import type { LogFields, Logger } from "../logger.ts";
+import type { ProviderHealth } from "./provider-health.ts";
 import type { PublishBackendSet } from "./provider.ts";
 
 /**
@@ -15,10 +16,10 @@ export class TooManyBackendsError extends Error {
 
 /**
  * Guards what a watching provider publishes: a set that did not change is not published
- * again, and an empty set is never published, because a source that lists no usable
- * backend is treated as failing. Only the first empty result of a streak is logged. A set
- * larger than `maxBackends` is rejected with an error, which the provider handles as a
- * failed fetch.
+ * again, and an empty set is never published, so a source that lists no usable backend
+ * leaves the last set in place. Only the first empty result of a run is logged, and
+ * `health` shows the kept set until a result with backends arrives. A set larger than
+ * `maxBackends` is rejected with an error, which the provider handles as a failed fetch.
  */
 export class SetPublisher {
   #published: BackendSet | undefined;
@@ -26,13 +27,16 @@ export class SetPublisher {
 
   /**
    * @param log the provider's logger.
-   * @param emptyMessage the warning for an empty result, naming where the provider found nothing.
+   * @param emptyReason names where the provider found nothing, such as `no valid backend
+   *   under the etcd prefix`, for the warning and for `health`.
    * @param maxBackends the largest set published. @default MAX_PROVIDER_BACKENDS
+   * @param health the provider's health, which records the kept set.
    */
   constructor(
     private readonly log: Logger,
-    private readonly emptyMessage: string,
+    private readonly emptyReason: string,
     private readonly maxBackends = MAX_PROVIDER_BACKENDS,
+    private readonly health?: ProviderHealth,
   ) {}
 
   /**
@@ -45,8 +49,9 @@ export class SetPublisher {
       throw new TooManyBackendsError(`the new backend set has ${set.size} backends, more than the limit of ${this.maxBackends}`);
     }
     if (set.size === 0) {
+      this.health?.keptLastSet(this.emptyReason);
       if (!this.#emptyWarned) {
-        this.log.warn(this.emptyMessage, fields);
+        this.log.warn(`${this.emptyReason}; keeping the last backend set`, fields);
         this.#emptyWarned = true;
       }
 
@@ -54,6 +59,7 @@ export class SetPublisher {
     }
 
     this.#emptyWarned = false;
+    this.health?.listedBackends();
     if (this.#published?.equals(set) === true) {
       return;
     }

@@ -7,9 +7,11 @@ export const STABLE_WATCH_MS = 10_000;
 
 /**
  * Decides when an open watch proves that its source works, which ends the failure streak
- * and resets the back-off. That is its first event, or `stableMs` open without an error.
- * A list or range followed by a watch that fails before either therefore counts as one
- * more failure, not as a recovery.
+ * and resets the back-off. That is its first change event, or `stableMs` open without an
+ * error. A bookmark or progress notification is not enough, since a server or proxy that
+ * ends each watch right after one would otherwise make the caller re-watch in a tight loop.
+ * A list or range followed by a watch that ends before either therefore counts as one more
+ * failure, not as a recovery.
  */
 export class WatchSuccess {
   #timer: Timer | undefined;
@@ -23,8 +25,13 @@ export class WatchSuccess {
     this.#timer = setTimeout(() => this.#report(), stableMs);
   }
 
-  /** Reports the success at the watch's first event. */
-  eventReceived(): void {
+  /** True once the watch has proven itself. */
+  get proven(): boolean {
+    return this.#reported;
+  }
+
+  /** Reports the success at the watch's first change event; call it for no other event. */
+  changeReceived(): void {
     this.#report();
   }
 

@@ -140,6 +140,12 @@ export class KubernetesApiMock {
    * until the client closes the connection or `ENDLESS_BODY_MAX_BYTES` have been sent.
    */
   endlessBody: "list" | "watch" | undefined;
+  /** When true, each watch sends its history events and one BOOKMARK, then ends, as a proxy that cuts streams might. */
+  endAfterBookmark = false;
+  /** When set, each list gets 200 with this body, such as an HTML page of a proxy. */
+  listBody: string | undefined;
+  /** When set, requests of this kind get no response at all until the mock stops. */
+  hang: "list" | "watch" | undefined;
   /** Bytes of endless bodies written so far, in all requests. */
   endlessBytesSent = 0;
 
@@ -239,6 +245,13 @@ export class KubernetesApiMock {
     this.#oldestWatchable = this.#resourceVersion;
   }
 
+  /** Sends `text` as it is to every open watch, such as an event of the wrong shape. */
+  sendRaw(text: string): void {
+    for (const watch of this.#watches) {
+      watch.response.write(text);
+    }
+  }
+
   /** Ends every open watch stream cleanly, as the server does when `timeoutSeconds` is up. */
   endWatches(): void {
     for (const watch of this.#watches) {
@@ -279,6 +292,15 @@ export class KubernetesApiMock {
       return sendStatus(response, this.failWith.status, "InternalError", this.failWith.body ?? "failure injected by the test");
     }
 
+    if (this.hang === kind) {
+      return;
+    }
+    if (kind === "list" && this.listBody !== undefined) {
+      response.writeHead(200, { "content-type": "text/html" });
+      response.end(this.listBody);
+
+      return;
+    }
     if (this.endlessBody === kind) {
       return this.#sendEndless(response);
     }
@@ -324,6 +346,12 @@ export class KubernetesApiMock {
 
     for (const event of this.#history.filter((candidate) => candidate.resourceVersion > from)) {
       send(watch, { type: event.type, object: event.object });
+    }
+    if (this.endAfterBookmark) {
+      send(watch, { type: "BOOKMARK", object: { kind: "EndpointSlice", apiVersion: "discovery.k8s.io/v1", metadata: { resourceVersion: this.resourceVersion } } });
+      response.end();
+
+      return;
     }
     this.#watches.add(watch);
     response.on("close", () => this.#watches.delete(watch));

@@ -15,3 +15,8 @@ export class LogLines {
     return this.records.filter((record) => backend === undefined || record.backend === backend).map((record) => String(record.msg));
   }
 }
+
+/** Returns the `retryInMs` values of text log lines, in order, such as a provider's back-off delays. */
+export function retryDelays(lines: string[]): number[] {
+  return lines.map((line) => Number(/retryInMs=(\d+)/.exec(line)?.[1] ?? Number.NaN)).filter((delay) => !Number.isNaN(delay));
+}
