@@ -195,10 +195,10 @@ export class ConnectionLimits {
     if (kind === "global") {
       this.rejectedGlobal++;
       const share = this.#configured.globalCountShared ? {} : this.#share(this.maxConnections);
-      this.#warning.log("connection limit reached; closing client", { client, maxConnections: this.#configured.maxConnections, ...share });
+      this.#warning.log("connection limit reached; closing client; raise --max-connections (maxConnections) if tinylb and its backends can take more", { client, maxConnections: this.#configured.maxConnections, ...share });
     } else {
       this.rejectedBackend++;
-      this.#warning.log("every backend is at its connection limit; closing client", {
+      this.#warning.log("every backend is at its connection limit; closing client; add backends or raise --max-connections-per-backend (maxConnectionsPerBackend)", {
         client,
         maxConnectionsPerBackend: this.#configured.maxConnectionsPerBackend,
         ...(this.#shared === undefined ? this.#share(this.maxConnectionsPerBackend) : {}),

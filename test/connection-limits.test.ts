@@ -96,7 +96,16 @@ test("ConnectionLimits rate-limits its warning", () => {
   }
   expect(limits.rejectedGlobal).toBe(50);
   expect(lines.length).toBe(1);
-  expect(lines[0]).toContain("connection limit reached");
+  expect(lines[0]).toContain("connection limit reached; closing client; raise --max-connections (maxConnections) if tinylb and its backends can take more");
+});
+
+test("ConnectionLimits per-backend warning names the fix", () => {
+  const lines: string[] = [];
+  const limits = new ConnectionLimits({ maxConnectionsPerBackend: 1 }, new Logger({ sink: (line) => lines.push(line) }), 60_000);
+  limits.reject("backend", "127.0.0.1:1000");
+
+  expect(limits.rejectedBackend).toBe(1);
+  expect(lines[0]).toContain("every backend is at its connection limit; closing client; add backends or raise --max-connections-per-backend (maxConnectionsPerBackend)");
 });
 
 test("ConnectionLimits splits caps between threads", () => {
