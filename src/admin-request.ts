@@ -108,19 +108,19 @@ export function moreProblems(count: number): string {
 }
 
 /**
- * Reads a request body of at most `MAX_ADMIN_BODY_BYTES` and parses it as JSON.
+ * Reads the chunks of a request body of at most `MAX_ADMIN_BODY_BYTES`.
  *
- * @throws {AdminRequestError} 413 for a larger body, 400 for a body that is not UTF-8 JSON.
+ * @throws {AdminRequestError} 413 for a larger body, 400 for a body that did not arrive whole
+ *   because the client closed the connection or stopped sending until the idle timeout.
  */
-export async function readJsonBody(request: Request): Promise<unknown> {
-  const declared = Number(request.headers.get("content-length") ?? "0");
-  if (declared > MAX_ADMIN_BODY_BYTES) {
-    throw tooLarge();
+async function readBodyChunks(request: Request): Promise<Uint8Array[]> {
+  const chunks: Uint8Array[] = [];
+  if (request.body === null) {
+    return chunks;
   }
 
-  const chunks: Uint8Array[] = [];
   let size = 0;
-  if (request.body !== null) {
+  try {
     for await (const chunk of request.body) {
       size += chunk.byteLength;
       if (size > MAX_ADMIN_BODY_BYTES) {
@@ -128,7 +128,30 @@ export async function readJsonBody(request: Request): Promise<unknown> {
       }
       chunks.push(chunk);
     }
+  } catch (error) {
+    if (error instanceof AdminRequestError) {
+      throw error;
+    }
+    // The client's doing, not a fault of tinylb; the response cannot reach it anyway.
+    throw new AdminRequestError(400, `invalid request body: the connection closed after ${size} bytes, before the body ended`, "(body)");
   }
+
+  return chunks;
+}
+
+/**
+ * Reads a request body of at most `MAX_ADMIN_BODY_BYTES` and parses it as JSON.
+ *
+ * @throws {AdminRequestError} 413 for a larger body, 400 for a body that is not UTF-8 JSON or
+ *   did not arrive whole.
+ */
+export async function readJsonBody(request: Request): Promise<unknown> {
+  const declared = Number(request.headers.get("content-length") ?? "0");
+  if (declared > MAX_ADMIN_BODY_BYTES) {
+    throw tooLarge();
+  }
+
+  const chunks = await readBodyChunks(request);
 
   let text: string;
   try {

@@ -4,6 +4,7 @@ import { BackendHealth, type BackoffSettings, type HealthCondition, type HealthS
 import { BackendSet } from "./backend-set.ts";
 import { type Clock, type ClockTimer, systemClock } from "./clock.ts";
 import { formatDuration } from "./duration.ts";
+import { LogBudget } from "./log-budget.ts";
 import { type Logger, silentLogger } from "./logger.ts";
 import { ProbeLoop } from "./probe-loop.ts";
 import { describeProbe, type ProbeOverrides, type ProbeSettings, resolveProbeSettings } from "./probes/probe.ts";
@@ -74,9 +75,18 @@ interface Entry {
  * cannot take the whole set out of service. Disabled backends are left out because the
  * rotation never hands them out, but they are still probed, so their health stays visible.
  */
+/**
+ * Health flip lines that all backends together write at info or warn level per
+ * HEALTH_LOG_INTERVAL_MS; the rest are debug lines. A control plane's few backends never reach
+ * it, but a client that fails over thousands of dead backends flips each of them.
+ */
+const HEALTH_FLIP_LINES = 50;
+const HEALTH_LOG_INTERVAL_MS = 10_000;
+
 export class HealthChecker {
   readonly #clock: Clock;
   readonly #log: Logger;
+  readonly #flipLines: LogBudget;
   #settings: HealthCheckSettings;
   #set = BackendSet.EMPTY;
   readonly #entries = new Map<string, Entry>();
@@ -95,6 +105,8 @@ export class HealthChecker {
     const { clock, logger, ...settings } = options;
     this.#clock = clock ?? systemClock;
     this.#log = (logger ?? silentLogger).with({ component: "health" });
+    const spent = "more backends changed health than the log shows; the rest are debug lines until the interval ends, and tinylb status lists every backend's health";
+    this.#flipLines = new LogBudget(this.#log, "warn", HEALTH_FLIP_LINES, HEALTH_LOG_INTERVAL_MS, spent, () => this.#clock.now());
     this.#settings = settings;
     this.descriptorShortage = new DescriptorShortage(this.#log);
   }
@@ -432,12 +444,11 @@ export class HealthChecker {
     // it is disabled: it gets no clients anyway, and a backend in maintenance is expected to fail.
     const disabled = this.#disabled.has(backend.id);
     const fields = disabled ? { backend: backend.id, target: backend.target, cause, disabled } : { backend: backend.id, target: backend.target, cause };
-    if (healthy) {
-      this.#log.info("backend is healthy", fields);
-    } else {
+    if (!healthy) {
       entry.health.timesUnhealthy++;
-      this.#log[disabled ? "info" : "warn"]("backend is unhealthy", fields);
     }
+    const level = healthy || disabled ? "info" : "warn";
+    this.#log.log(this.#flipLines.take() ? level : "debug", healthy ? "backend is healthy" : "backend is unhealthy", fields);
     this.#updateDegraded();
     for (const listener of this.#listeners) {
       listener(backend, healthy, cause);

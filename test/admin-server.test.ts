@@ -115,6 +115,18 @@ describe.each(["unix", "tcp"] as const)("admin API over %s", (transport) => {
     expect(scenario.log.messages()).not.toContain("invariant violated: HTTP request failed");
   });
 
+  test("body cut short logs no error", async () => {
+    const { admin, scenario } = await startAdmin(transport);
+
+    // The client sends 5 of 100 body bytes, then closes its side after 500 ms.
+    const response = await rawHttpExchange(admin.address, 'PUT /v1/backends/q HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"tar', 500);
+    await waitFor("the abandoned request's debug line", () => scenario.log.messages().includes("HTTP request failed"));
+
+    expect(response).toBe("");
+    expect(scenario.log.messages().filter((message) => message.startsWith("invariant violated"))).toEqual([]);
+    expect(scenario.log.withMessage("HTTP request failed")[0]).toMatchObject({ level: "debug", status: 400 });
+  });
+
   test.each(["[::1", "x:notaport"])("malformed Host %s keeps the path", async (host) => {
     const { admin, scenario } = await startAdmin(transport);
 

@@ -54,6 +54,27 @@ test("HealthChecker backs off 1s doubling to 30s", () => {
   expect(checker.isHealthy(set.get("b")!)).toBe(true);
 });
 
+test("HealthChecker budgets mass flip lines", () => {
+  const ids = Array.from({ length: 120 }, (_, index) => `b${index}`);
+  const set = setOf(...ids);
+  const { checker, clock, logs } = start(set);
+
+  for (const id of ids) {
+    checker.dialFailed(set.get(id)!, "dial failed: refused");
+  }
+  const flips = logs.withMessage("backend is unhealthy");
+  expect(flips.length).toBe(120);
+  expect(flips.filter((record) => record.level === "warn").length).toBe(50);
+  expect(flips.filter((record) => record.level === "debug").length).toBe(70);
+  expect(logs.withMessage("more backends changed health than the log shows; the rest are debug lines until the interval ends, and tinylb status lists every backend's health")).toHaveLength(1);
+  expect(checker.states().filter((state) => state.condition === "unhealthy").length).toBe(120);
+
+  // A new interval gets its own lines.
+  clock.advance(10_000);
+  checker.dialSucceeded(set.get("b0")!);
+  expect(logs.withMessage("backend is healthy")[0]).toMatchObject({ level: "info", backend: "b0" });
+});
+
 test("HealthChecker backs off ids sharing a target", () => {
   const set = new BackendSet([createBackend("api-1", "127.0.0.1:1000"), createBackend("seed", "127.0.0.1:1000"), createBackend("api-2", "127.0.0.1:1001")]);
   const { checker, logs } = start(set);
