@@ -291,7 +291,9 @@ export class BackendConnector implements DialObserver {
       }
 
       this.#stats.unserved++;
-      this.#logFailure(this.#unservedLog, "no backend could be dialled; closing client", { conn: connection.id, client: connection.clientAddress, tried: plan.attempts });
+      // maxAttempts is named when it ended the failover, since backends then remain untried.
+      const capped = this.#maxAttempts > 0 && plan.attempts >= this.#maxAttempts ? { maxAttempts: this.#maxAttempts } : {};
+      this.#logFailure(this.#unservedLog, "no backend could be dialled; closing client", { conn: connection.id, client: connection.clientAddress, tried: plan.attempts, ...capped });
       connection.close("every backend failed");
     } catch (caught) {
       this.#internalError(connection, caught);

@@ -105,7 +105,10 @@ function typeNameOf(input: unknown): string {
     return `the number ${input}`;
   }
   if (isDateTime(input)) {
-    return `the date and time ${input instanceof Date && !Number.isNaN(input.getTime()) ? input.toISOString() : String(input)}`;
+    const text = input instanceof Date && !Number.isNaN(input.getTime()) ? input.toISOString() : String(input);
+
+    // A TOML date without a time, such as 1979-05-27, is a Temporal.PlainDate.
+    return text.includes("T") ? `the date and time ${text}` : `the date ${text}`;
   }
 
   return typeof input === "object" ? "an object" : `a ${typeof input}`;

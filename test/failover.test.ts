@@ -124,9 +124,10 @@ test("Server stops after max attempts", async () => {
   const missing = (id: string): { id: string; target: string } => ({ id, target: `unix:/tmp/tinylb-test-missing-${process.pid}-${id}.sock` });
   const [d] = httpBackends("d");
   const set = setOf([missing("a"), missing("b"), missing("c"), d!]);
-  const { server, port } = await startServer(set, { maxAttempts: 2 });
+  const { server, port, logs } = await startServer(set, { maxAttempts: 2 });
 
   expect(await httpGet(port)).toBe("closed");
+  expect(logs.withMessage("no backend could be dialled; closing client")[0]).toMatchObject({ tried: 2, maxAttempts: 2 });
   expect(server.stats.backend("a").dialFailures).toBe(1);
   expect(server.stats.backend("b").dialFailures).toBe(1);
   expect(server.stats.backend("c").dialFailures).toBe(0);

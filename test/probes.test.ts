@@ -281,4 +281,5 @@ test("https probe presents a client certificate", async () => {
   expect(withCert).toBe("pass");
   const without = await probe(backend, { kind: "https", path: "/readyz", tls: { caFile: pki.caCert } }, neverAborted());
   expect(without).toContain("CERTIFICATE_REQUIRED");
+  expect(without).toEndWith("; the backend requires a client certificate, so set probe.tls.cert and probe.tls.key");
 });

@@ -136,7 +136,17 @@ function describeFailure(error: Error, phase: Phase, backend: Backend, options: 
   }
   const reset = (error as { code?: unknown }).code === "ECONNRESET";
 
-  return new ProbeError(`connection failed: ${errorDetail(error)}${options.tls === undefined && reset ? PLAIN_ON_TLS_HINT : ""}`, { cause: error });
+  return new ProbeError(`connection failed: ${errorDetail(error)}${options.tls === undefined && reset ? PLAIN_ON_TLS_HINT : ""}${clientCertificateHint(error)}`, { cause: error });
+}
+
+/**
+ * Returns the fix for a backend that rejected the handshake for want of a client certificate.
+ * In TLS 1.3 its alert arrives after the client finished the handshake, so it can end any phase.
+ */
+function clientCertificateHint(error: Error): string {
+  const text = `${String((error as { code?: unknown }).code ?? "")} ${error.message}`;
+
+  return text.includes("CERTIFICATE_REQUIRED") ? "; the backend requires a client certificate, so set probe.tls.cert and probe.tls.key" : "";
 }
 
 /**
@@ -156,7 +166,7 @@ function describeHandshakeError(error: Error, checkedName: string | undefined, c
     return `${errorDetail(error)}: ${trusted} does not include the CA that signed the backend's certificate; set probe.tls.ca (or --probe-ca) to that CA`;
   }
 
-  return errorDetail(error);
+  return `${errorDetail(error)}${clientCertificateHint(error)}`;
 }
 
 /** Returns the host of a TCP backend's target, which TLS checks the certificate against without a server name. */
