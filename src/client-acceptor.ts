@@ -180,7 +180,7 @@ export class ClientAcceptor {
     }
 
     this.#dialing.add(connection);
-    this.#listeners.guardDescriptors(this.activeCountInAllThreads);
+    this.#listeners.guardDescriptors(this.activeCountInAllThreads, connection.acceptedAt);
     this.#connector.connect(connection);
   }
 
