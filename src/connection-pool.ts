@@ -31,17 +31,18 @@ const TARGET_SLOT: SlotAccess<PooledConnection> = {
 /**
  * The open connections, in the order they were added and grouped by target.
  *
- * Add and delete cost one Set operation on the id and one Map lookup of the target. The
- * connections themselves are kept in SlotLists rather than Maps, so that a closed connection
- * is not kept in memory until a full garbage collection (see SlotList). `get` and `close` by
- * id are linear in the open connections, and closing a target is linear in that target's
- * connections. The pool only indexes: a connection removes itself with `delete` when its
- * sockets have closed.
+ * Add and delete cost one Map lookup of the target. The connections are kept in SlotLists,
+ * and no Map or Set gains an entry per connection, so that closed connections and deleted
+ * entries are not kept in memory until a full garbage collection (see SlotList). `get` and
+ * `close` by id are linear in the open connections, and so is `add` for an id below the
+ * highest one added. Closing a target is linear in that target's connections. The pool only
+ * indexes: a connection removes itself with `delete` when its sockets have closed.
  */
 export class ConnectionPool<C extends PooledConnection = PooledConnection> {
   readonly #all = new SlotList<C>(POOL_SLOT);
-  /** Ids of the open connections, to reject a second connection with the same id. */
-  readonly #ids = new Set<number>();
+  /** Highest id added so far. A larger id cannot be in the pool, so `add` looks only for smaller ones. */
+  #maxId = -Infinity;
+  /** Connections by target. A group that empties stays until `targets` runs, so that targets with few connections do not add and delete Map entries all the time. */
   readonly #byTarget = new Map<string, SlotList<C>>();
 
   /** Number of open connections. */
@@ -55,11 +56,12 @@ export class ConnectionPool<C extends PooledConnection = PooledConnection> {
    * @throws {Error} "invariant violated" when the id is already registered.
    */
   add(connection: C): void {
-    if (this.#ids.has(connection.id)) {
+    // ClientAcceptor hands out increasing ids, so the server never runs the linear search.
+    if (connection.id <= this.#maxId && this.get(connection.id) !== undefined) {
       throw new Error(`invariant violated: connection ${connection.id} is already in the pool`);
     }
 
-    this.#ids.add(connection.id);
+    this.#maxId = Math.max(this.#maxId, connection.id);
     this.#all.add(connection);
     let group = this.#byTarget.get(connection.target);
     if (group === undefined) {
@@ -75,23 +77,20 @@ export class ConnectionPool<C extends PooledConnection = PooledConnection> {
       return false;
     }
 
-    this.#ids.delete(connection.id);
-    const group = this.#byTarget.get(connection.target);
-    group?.delete(connection);
-    if (group?.size === 0) {
-      this.#byTarget.delete(connection.target);
-    }
+    this.#byTarget.get(connection.target)?.delete(connection);
 
     return true;
   }
 
   /** Returns the connection with this id, if open. */
   get(id: number): C | undefined {
-    if (!this.#ids.has(id)) {
-      return undefined;
+    for (const connection of this.#all.values()) {
+      if (connection.id === id) {
+        return connection;
+      }
     }
 
-    return this.#all.toArray().find((connection) => connection.id === id);
+    return undefined;
   }
 
   /** Closes one connection; returns false when no connection has this id. */
@@ -138,9 +137,18 @@ export class ConnectionPool<C extends PooledConnection = PooledConnection> {
     return connections.length;
   }
 
-  /** Targets that have at least one open connection. */
+  /** Targets that have at least one open connection. Drops the groups of the others. */
   targets(): string[] {
-    return [...this.#byTarget.keys()];
+    const targets: string[] = [];
+    for (const [target, group] of this.#byTarget) {
+      if (group.size === 0) {
+        this.#byTarget.delete(target);
+      } else {
+        targets.push(target);
+      }
+    }
+
+    return targets;
   }
 
   /** Number of open connections to a target. */
