@@ -20,11 +20,19 @@ import type { DisabledBackends } from "./disabled-backends.ts";
 import type { ListenerSet } from "./listener-set.ts";
 import type { Logger } from "./logger.ts";
 import { RateLimitedLog } from "./rate-limited-log.ts";
+import { type SlotAccess, SlotList } from "./slot-list.ts";
 import type { RoundRobinSelector } from "./round-robin-selector.ts";
 import type { ThreadCounters } from "./thread-counters.ts";
 import type { TrafficStats } from "./traffic-stats.ts";
 
 type ClientSocket = Socket<Connection>;
+
+const DIALING_SLOT: SlotAccess<Connection> = {
+  get: (connection) => connection.dialingSlot,
+  set: (connection, slot) => {
+    connection.dialingSlot = slot;
+  },
+};
 
 /** The server's parts a ClientAcceptor reads and updates, and the settings of its connector. */
 export interface ClientAcceptorOptions {
@@ -64,7 +72,8 @@ export class ClientAcceptor {
   readonly #listeners: ListenerSet<Connection>;
   readonly #threadCounters: ThreadCounters | undefined;
   readonly #threads: number;
-  readonly #dialing = new Set<Connection>();
+  /** A SlotList rather than a Set, so that closed connections are not kept until a full garbage collection. */
+  readonly #dialing = new SlotList<Connection>(DIALING_SLOT);
   readonly #connector: BackendConnector;
   readonly #log: Logger;
   readonly #emptySetWarning: RateLimitedLog;
@@ -108,7 +117,7 @@ export class ClientAcceptor {
 
   /** Closes every connection still dialing; returns how many were closed. */
   closeDialing(reason: string): number {
-    const dialing = [...this.#dialing];
+    const dialing = this.#dialing.toArray();
     for (const connection of dialing) {
       connection.close(reason);
     }
@@ -171,7 +180,7 @@ export class ClientAcceptor {
     }
 
     this.#dialing.add(connection);
-    this.#listeners.guardDescriptors(this.activeCountInAllThreads);
+    this.#listeners.guardDescriptors(this.activeCountInAllThreads, connection.acceptedAt);
     this.#connector.connect(connection);
   }
 

@@ -30,6 +30,14 @@ export class Connection implements PooledConnection {
   idleSweepBytes = -1;
   /** Clock time of the idle sweep that last saw `idleSweepBytes` change; written by IdleSweeper only. */
   idleSweepActiveAt = 0;
+  /** Index in the pool's list of all connections, or -1. Only ConnectionPool writes it. */
+  poolSlot = -1;
+  /** Index in the pool's list of the target's connections, or -1. Only ConnectionPool writes it. */
+  targetSlot = -1;
+  /** Index in the list of dialing connections, or -1. Only ClientAcceptor writes it. */
+  dialingSlot = -1;
+  /** Index in the batch of backend sockets waiting for keepalive, or -1. Only DeferredKeepalive writes it. */
+  keepaliveSlot = -1;
 
   #backend: Backend | null = null;
   #backendSocket: RelaySocket | null = null;

@@ -106,12 +106,15 @@ export class DescriptorBudget {
     return new DescriptorBudget(limit, baseline, countOpenDescriptors, () => performance.now(), controlServers);
   }
 
-  /** Returns true when fewer than `reserve` descriptors are free besides `controlCaps`, given the connections open or dialing. */
-  exhausted(active: number): boolean {
+  /**
+   * Returns true when fewer than `reserve` descriptors are free besides `controlCaps`, given the
+   * connections open or dialing. `now` is the time on the budget's clock, for a caller that has
+   * just read it.
+   */
+  exhausted(active: number, now = this.#now()): boolean {
     const estimate = this.#baseline + DESCRIPTORS_PER_CONNECTION * active;
     const usable = this.limit - this.controlCaps;
     const near = Math.max(estimate, this.#lastOpen) >= usable - 4 * this.reserve;
-    const now = this.#now();
     if (!near && now - this.#countedAt < 1000) {
       return false;
     }

@@ -84,6 +84,8 @@ export class DialAttempt implements TimedDial {
   deadline = Infinity;
   /** Seconds from `startedAt` to the connected socket; set when the socket opens, before it is attached. */
   connectSeconds = 0;
+  /** Index in the list of ConnectDeadlines, or -1. Only ConnectDeadlines writes it. */
+  deadlineSlot = -1;
   readonly #options: DialOptions;
   readonly #observer: DialObserver;
   #timeoutMs = 0;
@@ -197,6 +199,7 @@ export class DialAttempt implements TimedDial {
     if (this.state === "pending") {
       this.state = "abandoned";
     }
+    this.#options.deadlines.delete(this);
     this.#observer.dialSettled(this, error);
   }
 }

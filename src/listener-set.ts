@@ -118,10 +118,11 @@ export class ListenerSet<Data> {
    * reset. Another process may take the port meanwhile, so binding again retries with back-off.
    *
    * @param active connections open or dialing, counting the client just accepted.
+   * @param now `performance.now()` at the accept, so that the check reads no clock of its own.
    */
-  guardDescriptors(active: number): void {
+  guardDescriptors(active: number, now?: number): void {
     const budget = this.#descriptors;
-    if (budget === undefined || this.#acceptPaused || this.#listeners.length === 0 || !budget.exhausted(active)) {
+    if (budget === undefined || this.#acceptPaused || this.#listeners.length === 0 || !budget.exhausted(active, now)) {
       return;
     }
 

@@ -52,6 +52,21 @@ test("ConnectionPool rejects a duplicate id", () => {
   expect(pool.countTarget("t2")).toBe(0);
 });
 
+test("ConnectionPool checks ids added out of order", () => {
+  const pool = new ConnectionPool<StubConnection>();
+  const connections = fill(pool, [[3, "t1"], [1, "t2"]]);
+
+  expect(() => pool.add(new StubConnection(1, "t1", pool))).toThrow("invariant violated: connection 1 is already in the pool");
+  expect(() => pool.add(new StubConnection(3, "t2", pool))).toThrow("invariant violated: connection 3 is already in the pool");
+  pool.add(new StubConnection(2, "t1", pool));
+  expect(pool.delete(connections.get(3)!)).toBe(true);
+  // An id whose connection closed may come back.
+  pool.add(new StubConnection(3, "t2", pool));
+  expect([...pool.connections()].map((connection) => connection.id)).toEqual([1, 2, 3]);
+  expect(pool.countTarget("t1")).toBe(1);
+  expect(pool.countTarget("t2")).toBe(2);
+});
+
 test("ConnectionPool closes one connection", () => {
   const pool = new ConnectionPool<StubConnection>();
   const connections = fill(pool, [[1, "t1"], [2, "t1"]]);
