@@ -146,6 +146,8 @@ test.each([
 
     await using tinylb = new FaultProcess(args, { descriptorLimit: needed });
     const port = await tinylb.port();
+    // The estimate is logged right after the `tinylb started` line that port() waits for.
+    await waitFor("the start-up estimate", () => tinylb.stderr.includes("leaves room for about this many connections"));
     const room = Number(/leaves room for about this many connections .*connections=(\d+)/.exec(tinylb.stderr)?.[1]);
     expect(room).toBeGreaterThanOrEqual(1);
     const client = await echoingClient(port, "client\n");
@@ -156,18 +158,6 @@ test.each([
     backend.stop();
   }
 }, 30_000);
-
-/** Opens `count` connections to `port` that each send the start of a request, so the HTTP server accepts them and waits for the rest. */
-async function holdHttpConnections(port: number, count: number): Promise<Socket<undefined>[]> {
-  const sockets: Socket<undefined>[] = [];
-  for (let i = 0; i < count; i++) {
-    const socket = await Bun.connect({ hostname: "127.0.0.1", port, socket: { data() {} } });
-    socket.write("GET /metrics HTTP/1.1\r\nHost: x\r\n");
-    sockets.push(socket);
-  }
-
-  return sockets;
-}
 
 /**
  * A backend that echoes clients and replies to an HTTP probe after `delayMs`, so that each probe
