@@ -54,6 +54,14 @@ interface Entry {
 }
 
 /**
+ * Health flip lines that all backends together write at info or warn level per
+ * HEALTH_LOG_INTERVAL_MS, and the rest are debug lines. A control plane's few backends never reach
+ * it, but a client that fails over thousands of dead backends flips each of them.
+ */
+const HEALTH_FLIP_LINES = 50;
+const HEALTH_LOG_INTERVAL_MS = 10_000;
+
+/**
  * Decides which backends are fit for traffic, from dial results (passive) and from
  * probes (active), and logs each flip once with its cause.
  *
@@ -75,14 +83,6 @@ interface Entry {
  * cannot take the whole set out of service. Disabled backends are left out because the
  * rotation never hands them out, but they are still probed, so their health stays visible.
  */
-/**
- * Health flip lines that all backends together write at info or warn level per
- * HEALTH_LOG_INTERVAL_MS; the rest are debug lines. A control plane's few backends never reach
- * it, but a client that fails over thousands of dead backends flips each of them.
- */
-const HEALTH_FLIP_LINES = 50;
-const HEALTH_LOG_INTERVAL_MS = 10_000;
-
 export class HealthChecker {
   readonly #clock: Clock;
   readonly #log: Logger;
