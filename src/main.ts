@@ -18,6 +18,7 @@ import { DRAIN_TIMEOUT_MS, drainProcessOutput } from "./process-output.ts";
 import { runBalancer } from "./run-command.ts";
 import { runStatus } from "./status-command.ts";
 import { versionLine } from "./version.ts";
+import { logUncaughtErrors } from "./uncaught-errors.ts";
 
 /** Exit code for a bad command line or config file. */
 const EXIT_USAGE = 2;
@@ -145,8 +146,7 @@ function guardProcess(logger: Logger): void {
   for (const signal of ["SIGUSR1", "SIGUSR2"] as const) {
     process.on(signal, () => log.info(`${signal} received and ignored; SIGHUP reloads the config, SIGTERM stops tinylb`));
   }
-  process.on("uncaughtException", (error) => log.error("invariant violated: uncaught exception", { err: error }));
-  process.on("unhandledRejection", (error) => log.error("invariant violated: unhandled promise rejection", { err: error }));
+  logUncaughtErrors(() => log);
 }
 
 // process.exit() drops output a pipe has not taken yet, so both streams are drained first.

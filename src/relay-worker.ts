@@ -18,6 +18,7 @@ import { Logger } from "./logger.ts";
 import { Server } from "./server.ts";
 import { SlowStart } from "./slow-start.ts";
 import { StatsDeltas } from "./stats-deltas.ts";
+import { logUncaughtErrors } from "./uncaught-errors.ts";
 import { WorkerHealth } from "./worker-health.ts";
 import type { LiveSettings, SetCommand, WorkerCommand, WorkerEvent } from "./worker-messages.ts";
 
@@ -32,6 +33,8 @@ let logger: Logger | undefined;
 const health = new WorkerHealth((result) => post(result));
 let statsTimer: Timer | undefined;
 const deltas = new StatsDeltas();
+// As in the main thread: a worker that ended on an error would close every connection it relays.
+logUncaughtErrors(() => logger?.with({ component: "workers" }));
 
 function post(event: WorkerEvent): void {
   self.postMessage(event);
