@@ -8,7 +8,7 @@ const LISTEN_STATE = "0A";
 
 /**
  * Explains a TCP bind that failed with EADDRINUSE while no socket listens on `port`: an
- * outgoing connection holds it as its local port, which happens only in the kernel's range of
+ * outgoing connection uses it as its local port, which happens only in the kernel's range of
  * such ports. Returns undefined when a socket listens there, when the port is outside that
  * range, or when /proc cannot be read.
  */
