@@ -14,6 +14,7 @@ import { handleHttpRequest } from "./http-request-handler.ts";
 import { readDescriptorLimit } from "./descriptor-budget.ts";
 import { httpConnectionCap } from "./http-connection-cap.ts";
 import { HttpServer, type HttpServerOptions } from "./http-server.ts";
+import { outgoingPortHint } from "./port-holder.ts";
 
 /** Settings of the admin API server. */
 export interface AdminServerOptions {
@@ -244,10 +245,14 @@ export async function bindTcp(flag: string, address: TcpAddress, options: HttpSe
   try {
     return await HttpServer.listen({ host: address.host, port: address.port }, options);
   } catch (error) {
-    const detail =
-      (error as { code?: unknown }).code === "EADDRINUSE"
-        ? `the address is already in use (EADDRINUSE), such as by another tinylb that may still be draining; stop it, wait until it exits, or pick another address with ${flag} ADDR`
-        : `${(error as Error).message}; pick another address with ${flag} ADDR`;
+    const inUse = (error as { code?: unknown }).code === "EADDRINUSE";
+    const outgoing = inUse ? outgoingPortHint(address.port) : undefined;
+    let detail = `${(error as Error).message}; pick another address with ${flag} ADDR`;
+    if (outgoing !== undefined) {
+      detail = `${outgoing} with ${flag} ADDR (EADDRINUSE)`;
+    } else if (inUse) {
+      detail = `the address is already in use (EADDRINUSE), such as by another tinylb that may still be draining; stop it, wait until it exits, or pick another address with ${flag} ADDR`;
+    }
     throw new ListenError(`${options.subject} listen on ${formatAddress(address)} failed: ${detail}`, { cause: error });
   }
 }

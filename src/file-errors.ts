@@ -15,7 +15,7 @@ export function describeFileError(error: unknown, access: "read" | "write" = "re
     case "EACCES":
     case "EPERM":
       return access === "read"
-        ? "permission denied; make the file readable by the user tinylb runs as"
+        ? "permission denied; make the file readable, and each folder on its path searchable, by the user tinylb runs as"
         : `permission denied; make ${folder} writable by the user tinylb runs as`;
     case "EISDIR":
       return "it is a folder, not a file";

@@ -3,6 +3,7 @@ import { lstatSync, unlinkSync } from "node:fs";
 import type { Socket, SocketHandler, SocketListener, TCPSocketListener, TCPSocketListenOptions } from "bun";
 import { type Address, formatAddress, type TcpAddress } from "./address.ts";
 import type { InheritedSocket } from "./socket-activation.ts";
+import { outgoingPortHint } from "./port-holder.ts";
 import { setSocketOption, SOL_SOCKET } from "./socket-options.ts";
 import { socketPathProblem, unixListenErrorHint } from "./socket-path.ts";
 
@@ -208,7 +209,9 @@ function listenErrorHint(code: string, address: Address): string | undefined {
     case "EADDRINUSE":
       // Settings reject clashes between this process's own listen and admin addresses before any
       // bind, so the holder is most likely another process. The message still does not claim it.
-      return "the address is already in use, such as by another tinylb; stop that listener or pick another address";
+      return (
+        (address.kind === "tcp" ? outgoingPortHint(address.port) : undefined) ?? "the address is already in use, such as by another tinylb; stop that listener or pick another address"
+      );
     case "EACCES":
       return "permission denied; ports below 1024 need root or CAP_NET_BIND_SERVICE";
     case "EADDRNOTAVAIL":

@@ -39,6 +39,9 @@ function describeInvalidType(expected: string, input: unknown, path: PropertyKey
   if (expected === "object" && typeof input === "string" && path?.length === 2 && path[0] === "backends" && typeof path[1] === "number") {
     return `expected an object such as ${backendExample(input)}`;
   }
+  if (expected === "array" && path?.length === 1 && path[0] === "backends" && isPlainObject(input)) {
+    return `expected a list of backends such as [${backendListExample(input)}]`;
+  }
   if (typeof input === "string" && (expected === "boolean" || expected === "number" || expected === "int")) {
     return describeQuotedValue(expected, input);
   }
@@ -70,6 +73,23 @@ function backendExample(text: string): string {
   const [id, target] = match === null ? ["api-1", "10.0.0.1:6443"] : [match[1]!, match[2]!];
 
   return `{ id: ${id}, target: ${target} }`;
+}
+
+/**
+ * Returns up to two list entries built from a `backends` mapping written as `ID: TARGET`, or an
+ * example entry when its values are not strings.
+ */
+function backendListExample(mapping: Record<string, unknown>): string {
+  const entries = Object.entries(mapping).slice(0, 2);
+  if (entries.length === 0 || entries.some(([, target]) => typeof target !== "string")) {
+    return backendExample("");
+  }
+
+  return entries.map(([id, target]) => backendExample(`${id}=${target as string}`)).join(", ");
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
 const TYPE_NAMES: Record<string, string> = {

@@ -143,6 +143,8 @@ describe("loadConfigFile", () => {
     ["wrong-type.yaml", "backends: api-1=127.0.0.1:1\n", ["backends"]],
     ["string-backend.yaml", "backends:\n  - a=127.0.0.1:18001\n", ['backends[0]: expected an object such as { id: a, target: 127.0.0.1:18001 } (got "a=127.0.0.1:18001")']],
     ["word-backend.yaml", "backends: [web]\n", ['backends[0]: expected an object such as { id: api-1, target: 10.0.0.1:6443 } (got "web")']],
+    ["mapping-backends.yaml", "backends:\n  a: 127.0.0.1:1\n  b: 127.0.0.1:2\n  c: 127.0.0.1:3\n", ["backends: expected a list of backends such as [{ id: a, target: 127.0.0.1:1 }, { id: b, target: 127.0.0.1:2 }]"]],
+    ["mapping-of-objects.yaml", "backends:\n  a: { target: 127.0.0.1:1 }\n", ["backends: expected a list of backends such as [{ id: api-1, target: 10.0.0.1:6443 }]"]],
     ["list-target.yaml", "backends:\n  - { id: a, target: [::1] }\n", ['backends[0].target (backend "a"): expected a string, got a list: ["::1"]']],
     ["list-slow-start.yaml", "slowStart: [1s]\n", ['slowStart: expected a duration such as 30s, or off (got a list: ["1s"])']],
     ["nested-list-id.yaml", "backends: [{ id: [a, [b, [c, [d]]], 1, 2, 3, 4], target: 127.0.0.1:1 }]\n", ['backends[0].id: expected a string, got a list: ["a", ["b", ["c", [...]]], 1, 2, 3, and 1 more]']],

@@ -128,6 +128,7 @@ dnsTest("DnsProvider keeps the last answer while the name is gone", async () => 
   const warnings = scenario.log.withMessage("DNS lookup failed; keeping the last answer");
   expect(warnings.length).toBe(1);
   expect(warnings[0]!.name).toBe(NAME);
+  expect(warnings[0]!.resolver).toBe(dns.server);
   await BalancerScenario.echo(clients.get("127.0.0.2")!, "served from the last answer");
 
   await dns.setHosts([`127.0.0.2 ${NAME}`, `127.0.0.3 ${NAME}`]);
@@ -236,8 +237,11 @@ dnsTest("DnsProvider fails when every query fails", async () => {
   await waitFor("a failed lookup", () => provider.failures >= 1);
 
   expect(scenario.server.set.size).toBe(0);
-  const warnings = scenario.log.withMessage("DNS lookup failed; keeping the last answer");
+  // No answer came before, so there is none to keep.
+  expect(scenario.log.withMessage("DNS lookup failed; keeping the last answer").length).toBe(0);
+  const warnings = scenario.log.withMessage("DNS lookup failed; the name's backends stay as they are until a lookup succeeds");
   expect(warnings.length).toBe(1);
+  expect(warnings[0]!.resolver).toBe(dns.server);
   expect(warnings[0]!.err).toBe(
     "the DNS server refused the A query for api.test.internal (EREFUSED), and the DNS server refused the AAAA query for api.test.internal (EREFUSED)",
   );
@@ -251,8 +255,9 @@ test("DnsProvider words a query timeout plainly", async () => {
 
   await waitFor("a failed lookup", () => provider.failures >= 1);
 
-  const warnings = scenario.log.withMessage("DNS lookup failed; keeping the last answer");
+  const warnings = scenario.log.withMessage("DNS lookup failed; the name's backends stay as they are until a lookup succeeds");
   expect(warnings.length).toBe(1);
+  expect(warnings[0]!.resolver).toBe(`127.0.0.1:${silent.port}`);
   expect(warnings[0]!.err).toBe(`the A query for ${NAME} timed out (ETIMEOUT), and the AAAA query for ${NAME} timed out (ETIMEOUT)`);
 });
 

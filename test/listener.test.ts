@@ -1,6 +1,6 @@
 import { afterEach, expect, test } from "bun:test";
 import type { SocketHandler } from "bun";
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type BoundListener, bindListener, describeListenError, ListenError } from "../src/listener.ts";
@@ -61,6 +61,22 @@ test("bindListener rejects a TCP port already bound", async () => {
   const error = await bindError({ kind: "tcp", host: "127.0.0.1", port });
 
   expect(error.message).toBe(`listen on 127.0.0.1:${port} failed: the address is already in use, such as by another tinylb; stop that listener or pick another address (EADDRINUSE)`);
+});
+
+test("bindListener names an outgoing connection on the port", async () => {
+  // A connection whose local port the kernel picked from its range for outgoing connections.
+  const server = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+  cleanup.push(() => server.stop(true));
+  const client = await Bun.connect({ hostname: "127.0.0.1", port: server.port, socket: { data() {} } });
+  cleanup.push(() => client.end());
+  const port = client.localPort;
+  const [low, high] = readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim().split(/\s+/);
+
+  const error = await bindError({ kind: "tcp", host: "127.0.0.1", port });
+
+  expect(error.message).toBe(
+    `listen on 127.0.0.1:${port} failed: the address is already in use by an outgoing connection, since no socket listens on port ${port} and it is in the kernel's range for outgoing connections (net.ipv4.ip_local_port_range ${low}-${high}); pick a port outside that range (EADDRINUSE)`,
+  );
 });
 
 test("bindListener rejects an IPv6 port already bound", async () => {

@@ -344,7 +344,7 @@ dnsTest("binary restart serves the saved set while providers are unreachable", a
 
   await connectEach(second.port, ["from-dns", "from-api"]);
   // The resolver gives up after two tries of its 5 s query timeout.
-  await second.tinylb.waitForLog("DNS lookup failed; keeping the last answer", 30_000);
+  await second.tinylb.waitForLog("DNS lookup failed; the name's backends stay as they are until a lookup succeeds", 30_000);
   const status = await runStatus(["--admin", `unix:${socket}`, "--json"]);
   const backends = (JSON.parse(status.stdout) as { backends: { id: string; provider: string }[] }).backends;
   expect(backends.map((backend) => `${backend.id} from ${backend.provider}`)).toEqual([

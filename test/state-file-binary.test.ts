@@ -214,7 +214,7 @@ test.skipIf(!canDropPrivileges)("state file unreadable to its user is moved asid
   await waitFor("the running set written", () => statSync(path).uid === NOBODY_UID);
 
   expect(tinylb.stderr).toContain(`read state file failed; starting without saved backends, and the first write moves the file to ${path}.bad`);
-  expect(tinylb.stderr).toContain('err="permission denied; make the file readable by the user tinylb runs as"');
+  expect(tinylb.stderr).toContain('err="permission denied; make the file readable, and each folder on its path searchable, by the user tinylb runs as"');
   expect(tinylb.stderr).toContain("moved the state file that was not read in full aside before writing the running set");
   expect(readFileSync(`${path}.bad`, "utf8")).toBe(content);
   expect(statSync(`${path}.bad`).uid).toBe(0);

@@ -72,6 +72,8 @@ export class DnsProvider implements Provider {
   #publish: PublishBackendSet | undefined;
   #timer: Timer | undefined;
   #streak = 0;
+  /** True once a lookup of this process published a set. */
+  #answered = false;
   /** Queries (`type name`) that failed while another record type of the name returned addresses. */
   readonly #failingQueries = new Set<string>();
 
@@ -131,6 +133,7 @@ export class DnsProvider implements Provider {
     // Several SRV records can lead to the same address and port.
     const unique = new Map(backends.map((backend) => [backend.id, backend]));
     this.#publish?.(new BackendSet(unique.values()));
+    this.#answered = true;
 
     return true;
   }
@@ -165,7 +168,9 @@ export class DnsProvider implements Provider {
     this.health.failed(error);
     this.#streak++;
     if (this.#streak === 1) {
-      this.#log.warn("DNS lookup failed; keeping the last answer", { name: this.#options.name, err: error });
+      // Before the first answer, the set is empty or the one the state file saved.
+      const message = this.#answered ? "DNS lookup failed; keeping the last answer" : "DNS lookup failed; the name's backends stay as they are until a lookup succeeds";
+      this.#log.warn(message, { name: this.#options.name, resolver: this.#resolver.getServers().join(","), err: error });
     }
   }
 
