@@ -118,7 +118,7 @@ export class BackendHealth {
     return this.inBackoff(now) || this.trialRunning(now);
   }
 
-  /** True while a trial dial handed out after the back-off is in flight, until `trialUntil` at the latest. */
+  /** True while a trial dial handed out after the back-off is in flight, and at most until the end `startTrial` set. */
   trialRunning(now: number): boolean {
     return this.#trialUntil !== undefined && now < this.#trialUntil;
   }

@@ -125,7 +125,7 @@ test("FailoverPlan: full healthy blocks unhealthy fallback", () => {
   expect(new FailoverPlan(selector, down, 0).first()).toBeDefined();
 });
 
-test("FailoverPlan tries cooling backends last when all are unhealthy", () => {
+test("FailoverPlan: cooling backends go last when all are unhealthy", () => {
   const selector = new RoundRobinSelector(setOf("a", "b", "c", "d"));
   const checks = { isHealthy: () => false, isCoolingDown: (backend: Backend) => backend.id === "a" || backend.id === "c", reserve: () => true };
 
