@@ -90,6 +90,7 @@ export class BackendConnector implements DialObserver {
   readonly #failoverChecks: FailoverChecks = {
     reserve: (candidate) => this.#limits.tryReserve(candidate.target),
     isHealthy: (candidate) => this.#health.isHealthy(candidate),
+    isCoolingDown: (candidate) => this.#health.isCoolingDown(candidate),
   };
   readonly #keepalive: DeferredKeepalive;
   readonly #dialOptions: DialOptions;
@@ -266,7 +267,9 @@ export class BackendConnector implements DialObserver {
       const expected = error.givenUp || !this.#health.isReportedHealthy(backend);
       // When tinylb gave the dial up itself (`givenUp`, after a set change, a disable or for lack
       // of a file descriptor), the backend did not fail: there is nothing to count or back off from.
-      if (!error.givenUp) {
+      if (error.givenUp) {
+        this.#health.dialGivenUp(backend);
+      } else {
         this.#stats.backend(backend.id).dialFailures++;
         this.#health.dialFailed(backend, error.message);
       }
@@ -327,6 +330,8 @@ export class BackendConnector implements DialObserver {
    */
   #dial(connection: Connection, backend: Backend, plan: FailoverPlan): void {
     const attempt = new DialAttempt(connection, backend, plan, this.#dialOptions, this);
+    // At once, also for a dial that starts from a microtask, so the next client sees a trial.
+    this.#health.dialStarted(backend, this.#dialOptions.connectTimeoutMs);
     if (this.#nestedDials >= MAX_NESTED_DIALS) {
       queueMicrotask(() => this.#startDial(attempt));
 

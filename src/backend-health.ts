@@ -69,7 +69,10 @@ export class BackendHealth {
   readonly backend: Backend;
   cause = "";
   dialFailureStreak = 0;
+  /** Set by the first failed dial of a streak and kept after the back-off ends, until a dial succeeds or a probe passes. */
   backoffUntil: number | undefined;
+  /** End of the trial dial handed out after the back-off ended (see `startTrial`). */
+  #trialUntil: number | undefined;
   #backoffMs = 0;
   probeUp = true;
   probePasses = 0;
@@ -110,6 +113,37 @@ export class BackendHealth {
     return this.backoffUntil !== undefined && now < this.backoffUntil;
   }
 
+  /** True while the back-off is running or its trial dial is in flight, so other clients pass the backend over. */
+  coolingDown(now: number): boolean {
+    return this.inBackoff(now) || this.trialRunning(now);
+  }
+
+  /** True while a trial dial handed out after the back-off is in flight, and at most until the end `startTrial` set. */
+  trialRunning(now: number): boolean {
+    return this.#trialUntil !== undefined && now < this.#trialUntil;
+  }
+
+  /**
+   * Records that a client dials the backend after its back-off ended, while it still has a
+   * failure streak, and returns true when this dial is now the trial. Until the trial settles,
+   * or `trialMs` passed (a safety net for a settle that never comes), the rotation passes the
+   * backend over, so a black-holed target costs one connect timeout, not one per client.
+   */
+  startTrial(now: number, trialMs: number): boolean {
+    if (this.backoffUntil === undefined || this.coolingDown(now)) {
+      return false;
+    }
+
+    this.#trialUntil = now + trialMs;
+
+    return true;
+  }
+
+  /** Ends the trial dial, which tinylb gave up itself (a set change, a disable, no file descriptor), without a verdict. */
+  endTrial(): void {
+    this.#trialUntil = undefined;
+  }
+
   /**
    * Records a failed dial and returns the new back-off in milliseconds, or undefined when a
    * back-off is already running. Dials that fail during a back-off were started before it
@@ -120,6 +154,7 @@ export class BackendHealth {
       return undefined;
     }
 
+    this.#trialUntil = undefined;
     this.dialFailureStreak++;
     this.#backoffMs = Math.min(settings.backoffMs * 2 ** (this.dialFailureStreak - 1), settings.maxBackoffMs);
     this.backoffUntil = now + this.#backoffMs;
@@ -131,6 +166,7 @@ export class BackendHealth {
   dialSucceeded(): void {
     this.dialFailureStreak = 0;
     this.backoffUntil = undefined;
+    this.#trialUntil = undefined;
   }
 
   /** Records a passed probe. A pass also ends a dial back-off, because the backend accepts connections again. */

@@ -5,6 +5,8 @@ import type { BackendSelector } from "./backend-selector.ts";
 export interface FailoverChecks {
   /** True when the backend is healthy; unhealthy backends are tried only when no healthy one is left. */
   isHealthy(backend: Backend): boolean;
+  /** True while a failed dial's back-off runs, or its trial dial; among unhealthy backends, these are tried last. Absent: none is. */
+  isCoolingDown?(backend: Backend): boolean;
   /**
    * Reserves one more connection to the backend under its connection cap; false when it is
    * at its cap. The plan checks it last, so every backend it hands out has a reservation.
@@ -57,7 +59,7 @@ export class FailoverPlan {
 
   /** Returns the first backend to dial, reserved under its cap, or undefined when no backend has room. */
   first(): Backend | undefined {
-    this.#first = this.#pickHealthy(anyBackend) ?? (this.#healthyAtCap ? undefined : this.#selector.next(this.#checks.reserve));
+    this.#first = this.#pickHealthy(anyBackend) ?? (this.#healthyAtCap ? undefined : this.#pickUnhealthy(anyBackend));
 
     return this.#first;
   }
@@ -81,10 +83,8 @@ export class FailoverPlan {
     if (targetFailed) {
       failedTargets.add(failed.target);
     }
-    const { reserve } = this.#checks;
     const untried = (candidate: Backend): boolean => !tried.has(attemptKey(candidate)) && !failedTargets.has(candidate.target);
-    const backend =
-      this.#pickHealthy(untried, failed.id) ?? (this.#healthyAtCap ? undefined : this.#selector.following(failed.id, (candidate) => untried(candidate) && reserve(candidate), untried));
+    const backend = this.#pickHealthy(untried, failed.id) ?? (this.#healthyAtCap ? undefined : this.#pickUnhealthy(untried, failed.id));
 
     if (backend !== undefined) {
       tried.add(attemptKey(backend));
@@ -114,7 +114,29 @@ export class FailoverPlan {
     };
 
     // Health is the test a selector can apply before it orders the backends.
-    return after === undefined ? this.#selector.next(accept, isHealthy) : this.#selector.following(after, accept, isHealthy);
+    return this.#pick(accept, isHealthy, after);
+  }
+
+  /**
+   * Picks the next backend that `eligible` accepts and that has room, whatever its health:
+   * first one that is not cooling down after a failed dial, then any. So while every backend
+   * is unhealthy, a backend that just failed a dial does not cost a client a connect timeout
+   * while another could be tried first.
+   */
+  #pickUnhealthy(eligible: (candidate: Backend) => boolean, after?: string): Backend | undefined {
+    const { isCoolingDown, reserve } = this.#checks;
+    const anyReady = (candidate: Backend): boolean => eligible(candidate) && reserve(candidate);
+    if (isCoolingDown === undefined) {
+      return this.#pick(anyReady, eligible, after);
+    }
+    const ready = (candidate: Backend): boolean => eligible(candidate) && !isCoolingDown(candidate);
+
+    return this.#pick((candidate) => ready(candidate) && reserve(candidate), ready, after) ?? this.#pick(anyReady, eligible, after);
+  }
+
+  /** Offers the backends to `accept` from the rotation, or after `after` without moving it. */
+  #pick(accept: (candidate: Backend) => boolean, candidate: (candidate: Backend) => boolean, after?: string): Backend | undefined {
+    return after === undefined ? this.#selector.next(accept, candidate) : this.#selector.following(after, accept, candidate);
   }
 }
 

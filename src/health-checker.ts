@@ -59,6 +59,9 @@ interface Entry {
  * it, but a client that fails over thousands of dead backends flips each of them.
  */
 const HEALTH_FLIP_LINES = 50;
+
+/** Milliseconds a trial dial may take beyond the connect timeout before the rotation hands its backend out again. */
+export const TRIAL_MARGIN_MS = 1000;
 const HEALTH_LOG_INTERVAL_MS = 10_000;
 
 /**
@@ -98,6 +101,8 @@ export class HealthChecker {
   #proxyProtocol: ProxyProtocolSettings = PROXY_PROTOCOL_OFF;
   #degraded = false;
   #stopped = false;
+  /** Entries with a dial failure streak, so that `dialStarted` looks up nothing while there are none. */
+  readonly #failing = new Set<Entry>();
   /** Detector of dials and probes that failed for lack of a file descriptor, which do not count against a backend's health. */
   readonly descriptorShortage: DescriptorShortage;
 
@@ -218,8 +223,54 @@ export class HealthChecker {
    */
   isHealthy(backend: Backend): boolean {
     const entry = this.#entryOf(backend);
+    if (entry === undefined) {
+      return true;
+    }
+    const health = entry.health;
+    if (health.backoffUntil === undefined) {
+      return inRotation(health.condition(0));
+    }
+    const now = this.#clock.now();
 
-    return entry === undefined || inRotation(this.#conditionOf(entry));
+    // A retrying backend whose trial dial is in flight waits for that dial's result.
+    return inRotation(health.condition(now)) && !health.trialRunning(now);
+  }
+
+  /**
+   * True when a dial to `backend` failed and its back-off is running, or the trial dial after
+   * it is in flight. When no healthy backend is left, the others are tried before these.
+   */
+  isCoolingDown(backend: Backend): boolean {
+    const health = this.#entryOf(backend)?.health;
+
+    return health?.backoffUntil !== undefined && health.coolingDown(this.#clock.now());
+  }
+
+  /**
+   * Records that a client dials `backend`. The first dial after its back-off ended becomes the
+   * trial (see BackendHealth.startTrial), which lasts at most `connectTimeoutMs` plus a second.
+   */
+  dialStarted(backend: Backend, connectTimeoutMs: number): void {
+    // Every connection comes here, and a backend without a failure streak needs no lookup.
+    if (this.#failing.size === 0) {
+      return;
+    }
+    const entry = this.#entryOf(backend);
+    if (entry !== undefined && this.#failing.has(entry)) {
+      entry.health.startTrial(this.#clock.now(), connectTimeoutMs + TRIAL_MARGIN_MS);
+    }
+  }
+
+  /** Records a dial that tinylb gave up itself, which ends a trial without a verdict on the backend. */
+  dialGivenUp(backend: Backend): void {
+    this.#entryOf(backend)?.health.endTrial();
+  }
+
+  /** Milliseconds left of the dial back-off of `id`, 0 when none runs, for the snapshots that relay workers follow. */
+  backoffLeftMs(id: string): number {
+    const until = this.#entries.get(id)?.health.backoffUntil;
+
+    return until === undefined ? 0 : Math.max(0, until - this.#clock.now());
   }
 
   /**
@@ -254,6 +305,7 @@ export class HealthChecker {
       return;
     }
 
+    this.#failing.add(entry);
     entry.backoffTimer?.cancel();
     entry.backoffTimer = this.#clock.setTimeout(() => {
       entry.backoffTimer = undefined;
@@ -290,6 +342,7 @@ export class HealthChecker {
     }
 
     sharing.health.dialSucceeded();
+    this.#failing.delete(sharing);
     sharing.backoffTimer?.cancel();
     sharing.backoffTimer = undefined;
     this.#evaluate(sharing, sharing === dialed ? "dial succeeded" : `a dial of "${dialed.health.backend.id}", which has the same target, succeeded`);
@@ -364,6 +417,7 @@ export class HealthChecker {
   }
 
   #dispose(entry: Entry): void {
+    this.#failing.delete(entry);
     this.#stopProbing(entry);
     entry.backoffTimer?.cancel();
     entry.backoffTimer = undefined;
@@ -406,6 +460,7 @@ export class HealthChecker {
     const description = describeProbe(settings);
     if (failure === undefined) {
       health.probePassed(settings.rise);
+      this.#failing.delete(entry);
       this.#evaluate(entry, `${description} passed${inARow(health.probePasses)}`);
 
       return;

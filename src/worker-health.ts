@@ -1,8 +1,9 @@
 import type { Backend } from "./backend.ts";
 import { type HealthCondition, type HealthState, inRotation } from "./backend-health.ts";
 import { BackendSet } from "./backend-set.ts";
-import { HealthChecker, type HealthCheckSettings, type HealthFlipListener } from "./health-checker.ts";
+import { HealthChecker, type HealthCheckSettings, type HealthFlipListener, TRIAL_MARGIN_MS } from "./health-checker.ts";
 import type { DisabledIds } from "./round-robin-selector.ts";
+import { systemClock } from "./clock.ts";
 import type { DialResult, HealthSnapshot } from "./worker-messages.ts";
 
 /**
@@ -25,7 +26,7 @@ import type { DialResult, HealthSnapshot } from "./worker-messages.ts";
 export class WorkerHealth extends HealthChecker {
   readonly #report: (result: DialResult) => void;
   /** Backends that are not healthy, by id, as of the last snapshot. */
-  #conditions = new Map<string, { target: string; condition: HealthCondition; cause: string }>();
+  #conditions = new Map<string, WorkerEntry>();
   #degraded = false;
   #set = BackendSet.EMPTY;
   readonly #flipListeners: HealthFlipListener[] = [];
@@ -41,7 +42,15 @@ export class WorkerHealth extends HealthChecker {
    */
   apply(snapshot: HealthSnapshot): void {
     const before = this.#conditions;
-    this.#conditions = new Map(snapshot.backends.map((entry) => [entry.id, { target: entry.target, condition: entry.condition, cause: entry.cause }]));
+    const now = systemClock.now();
+    this.#conditions = new Map(
+      snapshot.backends.map((entry) => {
+        // A trial in flight goes on while the backend's failure streak does and no new back-off started.
+        const trialUntil = entry.failing && entry.backoffLeftMs === 0 ? before.get(entry.id)?.trialUntil : undefined;
+
+        return [entry.id, { target: entry.target, condition: entry.condition, cause: entry.cause, failing: entry.failing, backoffUntil: now + entry.backoffLeftMs, trialUntil }];
+      }),
+    );
     this.#degraded = snapshot.degraded;
 
     for (const backend of this.#set.backends) {
@@ -76,13 +85,48 @@ export class WorkerHealth extends HealthChecker {
   override setDisabled(_disabled: DisabledIds): void {}
 
   override isHealthy(backend: Backend): boolean {
-    return inRotation(conditionIn(this.#conditions, backend));
+    if (this.#conditions.size === 0) {
+      return true;
+    }
+    const entry = entryOf(this.#conditions, backend);
+
+    return entry === undefined || (inRotation(entry.condition) && !trialRunning(entry, systemClock.now()));
+  }
+
+  override isCoolingDown(backend: Backend): boolean {
+    const entry = entryOf(this.#conditions, backend);
+    if (entry === undefined || !entry.failing) {
+      return false;
+    }
+    const now = systemClock.now();
+
+    return now < entry.backoffUntil || trialRunning(entry, now);
+  }
+
+  /** Starts this thread's trial dial of a failing backend whose back-off ended; each thread runs its own. */
+  override dialStarted(backend: Backend, connectTimeoutMs: number): void {
+    if (this.#conditions.size === 0) {
+      return;
+    }
+    const entry = entryOf(this.#conditions, backend);
+    const now = systemClock.now();
+    if (entry !== undefined && entry.failing && now >= entry.backoffUntil && !trialRunning(entry, now)) {
+      entry.trialUntil = now + connectTimeoutMs + TRIAL_MARGIN_MS;
+    }
+  }
+
+  override dialGivenUp(backend: Backend): void {
+    this.#endTrial(backend);
   }
 
   override isReportedHealthy(backend: Backend): boolean {
     return conditionIn(this.#conditions, backend) === "healthy";
   }
 
+  /**
+   * Reports the dial. A failed trial keeps the backend out of this thread's rotation until
+   * the main thread's snapshot brings the new back-off, a message round trip later.
+   */
   override dialFailed(backend: Backend, reason: string): void {
     this.#report({ type: "dial-failed", id: backend.id, target: backend.target, reason });
   }
@@ -90,7 +134,15 @@ export class WorkerHealth extends HealthChecker {
   /** Reports the dial only when the backend is not healthy, so a healthy backend costs no message per connection. */
   override dialSucceeded(backend: Backend): void {
     if (conditionIn(this.#conditions, backend) !== "healthy") {
+      this.#endTrial(backend);
       this.#report({ type: "dial-succeeded", id: backend.id, target: backend.target });
+    }
+  }
+
+  #endTrial(backend: Backend): void {
+    const entry = entryOf(this.#conditions, backend);
+    if (entry !== undefined) {
+      entry.trialUntil = undefined;
     }
   }
 
@@ -106,9 +158,27 @@ export class WorkerHealth extends HealthChecker {
   override stop(): void {}
 }
 
-function conditionIn(conditions: ReadonlyMap<string, { target: string; condition: HealthCondition }>, backend: Backend): HealthCondition {
+/** A backend of the last snapshot, with this thread's trial dial. Times are on this thread's clock. */
+interface WorkerEntry {
+  target: string;
+  condition: HealthCondition;
+  cause: string;
+  failing: boolean;
+  backoffUntil: number;
+  trialUntil: number | undefined;
+}
+
+/** Returns the snapshot entry of `backend`; one reported for the id's previous target does not apply to the new one. */
+function entryOf(conditions: ReadonlyMap<string, WorkerEntry>, backend: Backend): WorkerEntry | undefined {
   const entry = conditions.get(backend.id);
 
-  // A condition reported for the id's previous target does not apply to the new one.
-  return entry === undefined || entry.target !== backend.target ? "healthy" : entry.condition;
+  return entry === undefined || entry.target !== backend.target ? undefined : entry;
+}
+
+function conditionIn(conditions: ReadonlyMap<string, WorkerEntry>, backend: Backend): HealthCondition {
+  return entryOf(conditions, backend)?.condition ?? "healthy";
+}
+
+function trialRunning(entry: WorkerEntry, now: number): boolean {
+  return entry.trialUntil !== undefined && now < entry.trialUntil;
 }

@@ -63,9 +63,21 @@ export interface LiveSettings {
   logFormat: LogFormat;
 }
 
+/** One backend of a HealthSnapshot. */
+export interface SnapshotEntry {
+  id: string;
+  target: string;
+  condition: HealthCondition;
+  cause: string;
+  /** True when dials to the backend failed and none succeeded since, so the worker runs trial dials after the back-off. */
+  failing: boolean;
+  /** Milliseconds left of the dial back-off when the snapshot was taken, 0 when none runs. */
+  backoffLeftMs: number;
+}
+
 /** The main thread's health state: every backend that is not healthy, whether the balancer is degraded, and the slow start windows. */
 export interface HealthSnapshot {
-  backends: { id: string; target: string; condition: HealthCondition; cause: string }[];
+  backends: SnapshotEntry[];
   degraded: boolean;
   slowStart: SlowStartWindow[];
 }

@@ -249,7 +249,14 @@ export class WorkerPool {
     const backends = health
       .states()
       .filter((state) => state.condition !== "healthy")
-      .map((state) => ({ id: state.id, target: state.target, condition: state.condition, cause: state.cause }));
+      .map((state) => ({
+        id: state.id,
+        target: state.target,
+        condition: state.condition,
+        cause: state.cause,
+        failing: state.dialFailureStreak > 0,
+        backoffLeftMs: health.backoffLeftMs(state.id),
+      }));
 
     return { backends, degraded: health.degraded, slowStart: this.#server.slowStart.windows() };
   }

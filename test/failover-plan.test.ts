@@ -125,6 +125,17 @@ test("FailoverPlan: full healthy blocks unhealthy fallback", () => {
   expect(new FailoverPlan(selector, down, 0).first()).toBeDefined();
 });
 
+test("FailoverPlan: cooling backends go last when all are unhealthy", () => {
+  const selector = new RoundRobinSelector(setOf("a", "b", "c", "d"));
+  const checks = { isHealthy: () => false, isCoolingDown: (backend: Backend) => backend.id === "a" || backend.id === "c", reserve: () => true };
+
+  // "a" and "c" failed a dial moments ago, so "b" and "d" go first, then the rest in order.
+  expect(order(selector, new FailoverPlan(selector, checks, 0))).toEqual(["b", "d", "a", "c"]);
+  // A healthy backend still comes before every unhealthy one.
+  const healthyC = { ...checks, isHealthy: (backend: Backend) => backend.id === "c" };
+  expect(order(selector, new FailoverPlan(selector, healthyC, 0))[0]).toBe("c");
+});
+
 test("FailoverPlan skips backends without room", () => {
   const selector = new RoundRobinSelector(setOf("a", "b", "c"));
   const plan = new FailoverPlan(selector, { isHealthy: () => true, reserve: (backend) => backend.id !== "a" }, 0);

@@ -117,6 +117,46 @@ test("HealthChecker reports retrying until a dial succeeds", () => {
   expect(logs.withMessage("backend is healthy")[0]!.level).toBe("info");
 });
 
+test("HealthChecker lets one trial dial through after a back-off", () => {
+  const set = setOf("a", "b");
+  const { checker, clock } = start(set);
+  const a = set.get("a")!;
+  checker.dialFailed(a, "dial failed: timed out");
+  clock.advance(1000);
+  expect(checker.isHealthy(a)).toBe(true);
+
+  // The first client after the back-off dials a; the others pass it over until that dial settles.
+  checker.dialStarted(a, 3000);
+  expect(checker.isHealthy(a)).toBe(false);
+  expect(checker.isCoolingDown(a)).toBe(true);
+  expect(checker.state("a")!.condition).toBe("retrying");
+  checker.dialFailed(a, "dial failed: timed out");
+  expect(checker.state("a")!.backoffUntil).toBe(clock.now() + 2000);
+
+  // A trial that tinylb gave up itself lets the next client try.
+  clock.advance(2000);
+  checker.dialStarted(a, 3000);
+  expect(checker.isHealthy(a)).toBe(false);
+  checker.dialGivenUp(a);
+  expect(checker.isHealthy(a)).toBe(true);
+
+  // A trial whose result never comes ends a second after the connect timeout.
+  checker.dialStarted(a, 3000);
+  clock.advance(3999);
+  expect(checker.isHealthy(a)).toBe(false);
+  clock.advance(1);
+  expect(checker.isHealthy(a)).toBe(true);
+
+  checker.dialStarted(a, 3000);
+  checker.dialSucceeded(a);
+  expect(checker.isHealthy(a)).toBe(true);
+  expect(checker.isCoolingDown(a)).toBe(false);
+  // A healthy backend's dials start no trial.
+  checker.dialStarted(a, 3000);
+  expect(checker.isHealthy(a)).toBe(true);
+  expect(checker.isHealthy(set.get("b")!)).toBe(true);
+});
+
 test("binary logs an unhealthy backend at --log-level warn", async () => {
   // Nothing listens on port 1 of loopback, so the tcp probe fails.
   await using tinylb = TinylbProcess.start(["--listen", "127.0.0.1:0", "--backend", "a=127.0.0.1:1", "--probe", "tcp", "--probe-interval", "100ms", "--log-level", "warn"]);

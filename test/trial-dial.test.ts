@@ -1,0 +1,72 @@
+import { expect, test } from "bun:test";
+import { EchoBackend, FaultProcess, HangingTarget } from "./support/fault-peers.ts";
+import { waitFor } from "./support/wait.ts";
+
+const CONNECT_TIMEOUT_MS = 1000;
+/** Clients sent after the first back-off ended, one every LOAD_GAP_MS. */
+const LOAD_CLIENTS = 60;
+const LOAD_GAP_MS = 50;
+
+/** Connects, sends one line, and resolves once the echo comes back or the connection ends. */
+async function echoOnce(port: number): Promise<boolean> {
+  const { promise, resolve } = Promise.withResolvers<boolean>();
+  const socket = await Bun.connect({
+    hostname: "127.0.0.1",
+    port,
+    socket: {
+      data(client, chunk) {
+        resolve(chunk.toString() === "ping\n");
+        client.end();
+      },
+      close: () => resolve(false),
+      error: () => resolve(false),
+    },
+  });
+  socket.write("ping\n");
+  const timer = setTimeout(() => resolve(false), 10_000);
+  const echoed = await promise;
+  clearTimeout(timer);
+
+  return echoed;
+}
+
+function deadDials(tinylb: FaultProcess): number {
+  return tinylb.stderr.split("\n").filter((line) => line.includes("dial failed") && line.includes("backend=dead")).length;
+}
+
+/**
+ * Without a probe, a black-holed target used to get every client the rotation sent it while
+ * its back-off was over: each waited a connect timeout and left a socket in SYN_SENT. Now one
+ * client per thread tries it after each back-off, and the others pass it over meanwhile.
+ */
+test.each([1, 2])("one trial dial after each back-off, %d thread(s)", async (workers) => {
+  const live = new EchoBackend();
+  const dead = await HangingTarget.start();
+  const args = ["--listen", "127.0.0.1:0", "--backend", `dead=${dead.target}`, "--backend", `live=${live.target}`];
+  await using tinylb = new FaultProcess([...args, "--connect-timeout", `${CONNECT_TIMEOUT_MS}ms`, "--workers", String(workers), "--log-level", "debug"]);
+  try {
+    const port = await tinylb.port();
+    // One client per thread meets the dead target first, waits the connect timeout, and is served by live.
+    await waitFor("a first failed dial", async () => {
+      expect(await echoOnce(port)).toBe(true);
+
+      return deadDials(tinylb) > 0;
+    });
+    const before = deadDials(tinylb);
+    await Bun.sleep(1500);
+
+    const served: Promise<boolean>[] = [];
+    for (let i = 0; i < LOAD_CLIENTS; i++) {
+      served.push(echoOnce(port));
+      await Bun.sleep(LOAD_GAP_MS);
+    }
+
+    expect((await Promise.all(served)).every(Boolean)).toBe(true);
+    // In 3 s with back-offs of 2 s and more: one trial per back-off end, at most two per thread.
+    // Before, about half of the clients of each second after a back-off dialled the dead target.
+    expect(deadDials(tinylb) - before).toBeLessThanOrEqual(2 * workers);
+  } finally {
+    live.stop();
+    await dead.stop();
+  }
+}, 60_000);
