@@ -2,6 +2,7 @@ import { type Address, formatAddress } from "./address.ts";
 import type { CliOptions } from "./cli.ts";
 import type { FileConfig } from "./config.ts";
 import { formatDuration } from "./duration.ts";
+import { withoutFlagShadowedKeys } from "./flag-shadowed-entries.ts";
 import { HEALTH_DEFAULTS, resolveHealthSettings } from "./health-config.ts";
 import { backendProbeChanges, describeChange, probeChanges } from "./setting-changes.ts";
 import type { Logger } from "./logger.ts";
@@ -31,7 +32,9 @@ import { relayWorkersOf } from "./worker-pool.ts";
  *
  * @returns the changed settings that wait for a restart, such as `listen`, for status.
  */
-export function applyReloadedSettings(config: FileConfig, cli: CliOptions, settings: Settings, server: Server, logger: Logger): string[] {
+export function applyReloadedSettings(fileConfig: FileConfig, cli: CliOptions, settings: Settings, server: Server, logger: Logger): string[] {
+  // A file entry that a --backend flag replaces keeps none of its own keys, as at start.
+  const config = withoutFlagShadowedKeys(fileConfig, cli);
   const log = logger.with({ component: "main" });
   const applied: string[] = [];
   const restart: string[] = [];
