@@ -109,6 +109,8 @@ export async function startBackendSources(cli: CliOptions, settings: Settings, s
   let api: AdminApiProvider | undefined;
   // Settings of the last applied config file that differ from the running ones until a restart.
   let pendingRestart: string[] = [];
+  // The same changes as `KEY=RUNNING->FILE`, so that each reload warns only about new ones.
+  const restartChanges = new Set<string>();
   const configFiles: ConfigFiles = { atStart: settings.file, applied: settings.file };
   const configMarks = new ConfigDisabledMarks(server, (id) => union.outrankingProvider("file", id), logger);
   if (cli.configPath === undefined) {
@@ -120,7 +122,7 @@ export async function startBackendSources(cli: CliOptions, settings: Settings, s
       watch: options.watchConfig,
       logger,
       onAccepted: (config) => {
-        pendingRestart = applyReloadedSettings(config, cli, settings, server, logger);
+        pendingRestart = applyReloadedSettings(config, cli, settings, server, logger, restartChanges);
         configFiles.applied = config;
       },
       check: (config) => checkReloadedConfig(config, cli, own.listen()),
