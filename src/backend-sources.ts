@@ -5,6 +5,7 @@ import { BackendSet } from "./backend-set.ts";
 import { BackendSetUnion } from "./backend-set-union.ts";
 import { collectStatus } from "./balancer-status.ts";
 import { ConfigDisabledMarks } from "./config-disabled-marks.ts";
+import { FlagShadowedKeysLog } from "./flag-shadowed-entries.ts";
 import { collectConfigView, type ConfigFiles } from "./config-view.ts";
 import { collectProcessStatus } from "./process-status.ts";
 import { BackendStates } from "./backend-states.ts";
@@ -113,6 +114,7 @@ export async function startBackendSources(cli: CliOptions, settings: Settings, s
   const restartChanges = new Set<string>();
   const configFiles: ConfigFiles = { atStart: settings.file, applied: settings.file };
   const configMarks = new ConfigDisabledMarks(server, (id) => union.outrankingProvider("file", id), logger);
+  const shadowedKeys = new FlagShadowedKeysLog(cli, logger);
   if (cli.configPath === undefined) {
     providers.push(new StaticProvider(settings.backends));
   } else {
@@ -127,7 +129,10 @@ export async function startBackendSources(cli: CliOptions, settings: Settings, s
       },
       check: (config) => checkReloadedConfig(config, cli, own.listen()),
       startText: settings.fileText,
-      onPublished: (config) => configMarks.apply(config),
+      onPublished: (config) => {
+        configMarks.apply(config);
+        shadowedKeys.report(config);
+      },
     });
     providers.push(file);
   }

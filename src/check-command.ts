@@ -2,7 +2,7 @@ import { formatAddress } from "./address.ts";
 import type { CliOptions } from "./cli.ts";
 import { MAX_CONFIG_BYTES } from "./config.ts";
 import { warnIgnoredDisabledKey } from "./config-disabled-marks.ts";
-import { flagShadowedIds } from "./flag-shadowed-entries.ts";
+import { flagShadowedIds, FlagShadowedKeysLog } from "./flag-shadowed-entries.ts";
 import type { Logger } from "./logger.ts";
 import { describeProxyProtocol, usesProxyProtocol } from "./proxy-protocol.ts";
 import { describeSlowStart, usesSlowStart } from "./slow-start-setting.ts";
@@ -56,6 +56,7 @@ export function checkConfig(cli: CliOptions, logger: Logger): string {
   checkDescriptorRoom(settings, cli);
   logSettingsWarnings(settings, logger);
   logIgnoredDisabledKeys(settings, cli, logger);
+  new FlagShadowedKeysLog(cli, logger).report(settings.file);
   logStateFileWarnings(settings, logger);
   logEmptyConfigWarning(cli.configPath, logger);
 

@@ -146,6 +146,15 @@ test("check warns about a disabled key a flag replaces", async () => {
   expect(exitCode).toBe(0);
 });
 
+test("check warns about other keys a flag replaces", async () => {
+  const path = configFile("flag-replaces-keys.yaml", ["listen: 127.0.0.1:7443", "backends:", "  - { id: a, target: 10.0.0.1:1, slowStart: 30s, probe: { kind: tcp } }"]);
+
+  const { exitCode, stderr } = await runTinylb(["check", "--config", path, "--backend", "a=10.0.0.9:1", "--admin", "off"]);
+
+  expect(stderr).toMatch(/WARN\s+backend keys in the config file ignored: a --backend flag with the same id replaces the entry .*backend=a keys=probe,slowStart/);
+  expect(exitCode).toBe(0);
+});
+
 test("check logs no disabled warning without the flag", async () => {
   const path = configFile("disabled-only.yaml", ["listen: 127.0.0.1:7443", "backends: [{ id: a, target: 10.0.0.1:1, disabled: true }]"]);
 
