@@ -5,6 +5,7 @@ import { BackendSet } from "./backend-set.ts";
 import { BackendSetUnion } from "./backend-set-union.ts";
 import { collectStatus } from "./balancer-status.ts";
 import { ConfigDisabledMarks } from "./config-disabled-marks.ts";
+import { FlagShadowedKeysLog } from "./flag-shadowed-entries.ts";
 import { collectConfigView, type ConfigFiles } from "./config-view.ts";
 import { collectProcessStatus } from "./process-status.ts";
 import { BackendStates } from "./backend-states.ts";
@@ -109,8 +110,11 @@ export async function startBackendSources(cli: CliOptions, settings: Settings, s
   let api: AdminApiProvider | undefined;
   // Settings of the last applied config file that differ from the running ones until a restart.
   let pendingRestart: string[] = [];
+  // The same changes as `KEY=RUNNING->FILE`, so that each reload warns only about new ones.
+  const restartChanges = new Set<string>();
   const configFiles: ConfigFiles = { atStart: settings.file, applied: settings.file };
   const configMarks = new ConfigDisabledMarks(server, (id) => union.outrankingProvider("file", id), logger);
+  const shadowedKeys = new FlagShadowedKeysLog(cli, logger);
   if (cli.configPath === undefined) {
     providers.push(new StaticProvider(settings.backends));
   } else {
@@ -120,12 +124,15 @@ export async function startBackendSources(cli: CliOptions, settings: Settings, s
       watch: options.watchConfig,
       logger,
       onAccepted: (config) => {
-        pendingRestart = applyReloadedSettings(config, cli, settings, server, logger);
+        pendingRestart = applyReloadedSettings(config, cli, settings, server, logger, restartChanges);
         configFiles.applied = config;
       },
       check: (config) => checkReloadedConfig(config, cli, own.listen()),
       startText: settings.fileText,
-      onPublished: (config) => configMarks.apply(config),
+      onPublished: (config) => {
+        configMarks.apply(config);
+        shadowedKeys.report(config);
+      },
     });
     providers.push(file);
   }

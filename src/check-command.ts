@@ -1,6 +1,8 @@
 import { formatAddress } from "./address.ts";
 import type { CliOptions } from "./cli.ts";
 import { MAX_CONFIG_BYTES } from "./config.ts";
+import { warnIgnoredDisabledKey } from "./config-disabled-marks.ts";
+import { flagShadowedIds, FlagShadowedKeysLog } from "./flag-shadowed-entries.ts";
 import type { Logger } from "./logger.ts";
 import { describeProxyProtocol, usesProxyProtocol } from "./proxy-protocol.ts";
 import { describeSlowStart, usesSlowStart } from "./slow-start-setting.ts";
@@ -53,10 +55,26 @@ export function checkConfig(cli: CliOptions, logger: Logger): string {
   checkStartSettings(settings, cli);
   checkDescriptorRoom(settings, cli);
   logSettingsWarnings(settings, logger);
+  logIgnoredDisabledKeys(settings, cli, logger);
+  new FlagShadowedKeysLog(cli, logger).report(settings.file);
   logStateFileWarnings(settings, logger);
   logEmptyConfigWarning(cli.configPath, logger);
 
   return checkSummary(settings, cli.configPath);
+}
+
+/**
+ * Logs each `disabled` key of a file entry that a `--backend` flag replaces, with the warning
+ * that a start logs when the file provider publishes the file.
+ */
+function logIgnoredDisabledKeys(settings: Settings, cli: CliOptions, logger: Logger): void {
+  const disabled = new Set(settings.file.disabledBackends);
+  for (const id of flagShadowedIds(settings.file, cli)) {
+    if (disabled.has(id)) {
+      // The --backend flags are the provider "static", which takes precedence over the file.
+      warnIgnoredDisabledKey(logger, id, "static");
+    }
+  }
 }
 
 /**

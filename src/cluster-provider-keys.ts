@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { maskUrlCredentials } from "./url-credentials.ts";
 
 /**
  * The `kubernetes` and `etcd` sections of a config file. Both are read at start, so a
@@ -41,12 +42,12 @@ const etcdEndpoint = z
   // A password in the URL would reach logs and status, and etcd would not take it: it wants a token.
   // The error quotes the URL with the user name and password masked.
   .superRefine((text, context) => {
-    const userInfo = /^(https?:\/\/)[^/]*@/.exec(text);
-    if (userInfo !== null) {
+    const masked = maskUrlCredentials(text);
+    if (masked !== text) {
       context.addIssue({
         code: "custom",
         message: "a user name or password in the URL is not supported, because tinylb has no etcd user authentication; remove it and authenticate with client certificates (certFile and keyFile)",
-        input: `${userInfo[1]}***@${text.slice(userInfo[0].length)}`,
+        input: masked,
       });
     }
   });

@@ -2,6 +2,18 @@ import type { FileConfig } from "./config.ts";
 import { type Logger, silentLogger } from "./logger.ts";
 import type { Server } from "./server.ts";
 
+/** Log component of the lines about the config file's `disabled` keys. */
+const COMPONENT = "file-provider";
+
+/**
+ * Logs that the config file's `disabled` key of backend `id` is ignored, because `provider`
+ * takes precedence over the file and publishes the id too. `tinylb check` logs it for the
+ * `--backend` flags (provider `static`) as a start does.
+ */
+export function warnIgnoredDisabledKey(logger: Logger, id: string, provider: string): void {
+  logger.with({ component: COMPONENT }).warn("disabled key in the config file ignored: a provider that takes precedence publishes the backend id", { backend: id, provider });
+}
+
 /**
  * Applies the config file's `backends[].disabled: true` keys to the running balancer.
  *
@@ -31,7 +43,7 @@ export class ConfigDisabledMarks {
   constructor(server: Server, outrankingProvider: (id: string) => string | undefined, logger: Logger = silentLogger) {
     this.#server = server;
     this.#outrankingProvider = outrankingProvider;
-    this.#log = logger.with({ component: "file-provider" });
+    this.#log = logger.with({ component: COMPONENT });
   }
 
   /**
@@ -48,7 +60,7 @@ export class ConfigDisabledMarks {
       } else {
         ignored.add(id);
         if (!this.#ignored.has(id)) {
-          this.#log.warn("disabled key in the config file ignored: a provider that takes precedence publishes the backend id", { backend: id, provider });
+          warnIgnoredDisabledKey(this.#log, id, provider);
         }
       }
     }

@@ -16,6 +16,7 @@ import { type ProviderFileConfig, providerFileKeys, toProviderFileConfig } from 
 import { PROXY_PROTOCOL_MODES, type ProxyProtocolMode } from "./proxy-protocol.ts";
 import { parseSlowStart } from "./slow-start-setting.ts";
 import { formatFieldPath, isDateTime, plainIssueMessage } from "./zod-messages.ts";
+import { nonFiniteNumberProblems } from "./non-finite-numbers.ts";
 import { describeList, namesValue } from "./rejected-value.ts";
 import { clusterProviderFileKeys, type EtcdSettings, type KubernetesSettings } from "./cluster-provider-keys.ts";
 
@@ -210,15 +211,22 @@ export function loadConfigFile(path: string): FileConfig {
  *   what is valid.
  */
 export function loadConfigText(path: string, text: string): FileConfig {
-  return validateConfig(path, parseConfigText(path, text));
+  return validateConfig(path, parseConfigText(path, text), text);
 }
 
 /**
- * Validates parsed config data.
+ * Validates parsed config data. `text`, the file's text, lets a message quote a number such as
+ * `1e400` as written, where the parser read it as Infinity.
  *
  * @throws {ConfigError} naming each invalid field.
  */
-export function validateConfig(path: string, data: unknown): FileConfig {
+export function validateConfig(path: string, data: unknown, text?: string): FileConfig {
+  const nonFinite = nonFiniteNumberProblems(data, fileSchema, text, (field) => `${formatFieldPath(field, "(top level)")}${backendIdOf(field, data)}`);
+  if (nonFinite.length > 0) {
+    const more = nonFinite.length > 5 ? ` (and ${nonFinite.length - 5} more)` : "";
+    throw new ConfigError(`invalid config ${path}: ${nonFinite.slice(0, 5).join("; ")}${more}`);
+  }
+
   const result = fileSchema.safeParse(data ?? {}, { reportInput: true, error: plainIssueMessage });
   if (!result.success) {
     const issues = withoutLooserBounds(result.error.issues);

@@ -26,6 +26,13 @@ const FLAG_OF: Partial<Record<ProbeField, string>> = {
 interface ProbeBlock {
   probe: ProbeOverrides;
   name(field: ProbeField): string;
+  /** The field path and id of a backend's block, such as `backends[2].probe` and `api-2`, which its problems name. */
+  backend?: { path: string; id: string };
+}
+
+/** Returns ` (backend "ID")` for a backend's block, as schema errors of a backend entry name it, or "". */
+function backendLabel(block: ProbeBlock): string {
+  return block.backend === undefined ? "" : ` (backend ${JSON.stringify(block.backend.id)})`;
 }
 
 /** Most problems listed in one error, as for schema errors of a config file. */
@@ -42,7 +49,7 @@ const MAX_PROBLEMS = 5;
  * good config. Probes still read the files on every run, so a token may rotate.
  *
  * @throws {ConfigError} naming each problem's field (`probe.tls.ca`, `backends[1].probe.timeout`
- *   or the flag) and its value.
+ *   with the backend's id, or the flag) and its value.
  */
 export function checkProbeConfig(fromFlags: HealthConfig | undefined, fromFile: HealthConfig | undefined, configPath?: string): void {
   const flagProbe = fromFlags?.probe ?? {};
@@ -53,7 +60,7 @@ export function checkProbeConfig(fromFlags: HealthConfig | undefined, fromFile: 
   const backends: ProbeBlock[] = [...(fromFile?.probeOverrides ?? [])].map(([id, probe]) => {
     const path = fromFile?.probeOverridePaths?.get(id) ?? `backends[id=${id}].probe`;
 
-    return { probe, name: (field) => `${path}.${field}` };
+    return { probe, name: (field) => `${path}.${field}`, backend: { path, id } };
   });
 
   const problems = [flags, file, ...backends].flatMap(fileProblems);
@@ -124,7 +131,7 @@ function fileProblems(block: ProbeBlock): string[] {
   return files.flatMap(([field, path, kind]) => {
     const problem = path === undefined ? undefined : checkFile(path, kind);
 
-    return problem === undefined ? [] : [`${block.name(field)}: ${problem}`];
+    return problem === undefined ? [] : [`${block.name(field)}${backendLabel(block)}: ${problem}`];
   });
 }
 
@@ -167,7 +174,7 @@ function missingKindProblems(block: ProbeBlock, kindSetting: string): string[] {
   const fix = names.every((name) => name.startsWith("--"))
     ? `add ${joinWords(kinds.map((kind) => `--probe ${kind}`), "or")}`
     : `set ${kindSetting} to ${joinWords(kinds, "or")}`;
-  const subject = names.length === 1 ? `${names[0]} is set` : `${names.join(", ")} are set`;
+  const subject = `${names.join(", ")}${backendLabel(block)} ${names.length === 1 ? "is" : "are"} set`;
 
   return [`${subject}, but no probe runs without a probe kind; ${fix}, or remove ${names.length === 1 ? "it" : "them"}`];
 }
@@ -199,7 +206,7 @@ function kindProblems(block: ProbeBlock, kind: ProbeKind | undefined): string[] 
 
   return unused
     .filter((field) => valueOf(block.probe, field) !== undefined)
-    .map((field) => `${block.name(field)} applies to ${usedBy(field)} only, but the probe kind is ${kind}; remove it or change the kind`);
+    .map((field) => `${block.name(field)}${backendLabel(block)} applies to ${usedBy(field)} only, but the probe kind is ${kind}; remove it or change the kind`);
 }
 
 /**
@@ -223,7 +230,10 @@ function timingProblems(blocks: ProbeBlock[], probe: ProbeOverrides | undefined)
     return block === undefined ? "the default" : block.name(field);
   };
 
+  // A backend's block is named once in front, so that no field name carries a second pair of brackets.
+  const backend = blocks[0]?.backend === undefined ? "" : `${blocks[0].backend.path}${backendLabel(blocks[0])}: `;
+
   return [
-    `the probe timeout ${formatDuration(timeoutMs)} (${source("timeout")}) is longer than its interval ${formatDuration(intervalMs)} (${source("interval")}); use a timeout of at most the interval`,
+    `${backend}the probe timeout ${formatDuration(timeoutMs)} (${source("timeout")}) is longer than its interval ${formatDuration(intervalMs)} (${source("interval")}); use a timeout of at most the interval`,
   ];
 }

@@ -2,6 +2,7 @@ import { type Address, formatAddress } from "./address.ts";
 import type { CliOptions } from "./cli.ts";
 import type { FileConfig } from "./config.ts";
 import { formatDuration } from "./duration.ts";
+import { withoutFlagShadowedKeys } from "./flag-shadowed-entries.ts";
 import { HEALTH_DEFAULTS, resolveHealthSettings } from "./health-config.ts";
 import { backendProbeChanges, describeChange, probeChanges } from "./setting-changes.ts";
 import type { Logger } from "./logger.ts";
@@ -16,7 +17,7 @@ import { relayWorkersOf } from "./worker-pool.ts";
 
 /**
  * Applies the settings of a re-read config file that can change while tinylb runs, and warns
- * once per reload about changed settings that need a restart.
+ * about changed settings that need a restart.
  *
  * Applied live: logLevel, logFormat and shutdownGrace, plus connectTimeout, keepalive,
  * balance, proxyProtocol and slowStart for new connections, in every relay thread, and the
@@ -26,12 +27,18 @@ import { relayWorkersOf } from "./worker-pool.ts";
  * its new value. A setting that a flag sets is never changed by the file.
  * The info line names each applied key with its old and new value, such as
  * `probe.fall=3->2`, and a nested key such as `probe.interval` by its full path.
- * `settings` is updated in place to the running values, so a setting that still differs from
- * the file is warned about again on the next reload.
+ * `settings` is updated in place to the running values, so a restart setting still differs
+ * from the file at the next reload. The warning names only the changes, such as
+ * `workers=1->2`, that the reload before did not find, so an unchanged file is warned about
+ * once, and again when its value changes.
  *
+ * @param restartChanges the changes that need a restart found by the reload before, replaced
+ *   with this reload's. The caller keeps one set for every reload of a balancer.
  * @returns the changed settings that wait for a restart, such as `listen`, for status.
  */
-export function applyReloadedSettings(config: FileConfig, cli: CliOptions, settings: Settings, server: Server, logger: Logger): string[] {
+export function applyReloadedSettings(fileConfig: FileConfig, cli: CliOptions, settings: Settings, server: Server, logger: Logger, restartChanges: Set<string>): string[] {
+  // A file entry that a --backend flag replaces keeps none of its own keys, as at start.
+  const config = withoutFlagShadowedKeys(fileConfig, cli);
   const log = logger.with({ component: "main" });
   const applied: string[] = [];
   const restart: string[] = [];
@@ -78,9 +85,14 @@ export function applyReloadedSettings(config: FileConfig, cli: CliOptions, setti
   if (applied.length > 0) {
     log.info("settings changed in the config file applied", { file: cli.configPath, applied: applied.join(" ") });
   }
-  if (restart.length > 0) {
-    const changes = describeRestartChanges(restart, config, cli, settings);
-    log.warn("settings changed in the config file need a restart; the running values stay", { file: cli.configPath, settings: changes.join(" ") });
+  const changes = describeRestartChanges(restart, config, cli, settings);
+  const newChanges = changes.filter((change) => !restartChanges.has(change));
+  if (newChanges.length > 0) {
+    log.warn("settings changed in the config file need a restart; the running values stay", { file: cli.configPath, settings: newChanges.join(" ") });
+  }
+  restartChanges.clear();
+  for (const change of changes) {
+    restartChanges.add(change);
   }
 
   return restart;

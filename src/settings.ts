@@ -4,6 +4,7 @@ import { BackendSet } from "./backend-set.ts";
 import type { BalanceMode } from "./backend-selector.ts";
 import type { CliOptions } from "./cli.ts";
 import { ConfigError, type FileConfig, loadConfigText, readConfigText } from "./config.ts";
+import { withoutFlagShadowedKeys } from "./flag-shadowed-entries.ts";
 import { findListenConflict } from "./listen-conflicts.ts";
 import { type HealthSettings, resolveHealthSettings } from "./health-config.ts";
 import { checkProbeConfig } from "./probe-config-check.ts";
@@ -74,7 +75,7 @@ export const DEFAULTS = {
 /**
  * Merges the command line with the config file it names (read now) and the defaults.
  * A flag wins over the file; `--backend` flags are added to the file's backends and
- * win on the same id.
+ * win on the same id, so the file entry's own keys do not apply to the flag's backend.
  *
  * @throws {ConfigError} when the file is invalid, no listen address is given, two of the
  *   listen, admin API and metrics addresses would clash, or a probe file cannot be read.
@@ -117,6 +118,7 @@ export function mergeSettings(cli: CliOptions, file: FileConfig): Settings {
     throw new ConfigError(conflict);
   }
   checkProbeConfig(cli.health, file.health, cli.configPath);
+  const applied = withoutFlagShadowedKeys(file, cli);
 
   return {
     listen,
@@ -129,9 +131,9 @@ export function mergeSettings(cli: CliOptions, file: FileConfig): Settings {
     maxConnectionsPerBackend: cli.maxConnectionsPerBackend ?? file.maxConnectionsPerBackend ?? DEFAULTS.maxConnectionsPerBackend,
     workers: cli.workers ?? file.workers ?? DEFAULTS.workers,
     balance: cli.balance ?? file.balance ?? DEFAULTS.balance,
-    health: resolveHealthSettings(cli.health, file.health),
-    proxyProtocol: resolveProxyProtocol(cli, file),
-    slowStart: resolveSlowStart(cli, file),
+    health: resolveHealthSettings(cli.health, applied.health),
+    proxyProtocol: resolveProxyProtocol(cli, applied),
+    slowStart: resolveSlowStart(cli, applied),
     providers,
     kubernetes: file.kubernetes,
     etcd: file.etcd,

@@ -134,6 +134,36 @@ test("check accepts flags without a file", async () => {
   expect(exitCode).toBe(0);
 });
 
+test("check warns about a disabled key a flag replaces", async () => {
+  const path = configFile("flag-replaces-disabled.yaml", ["listen: 127.0.0.1:7443", "backends:", "  - { id: a, target: 10.0.0.1:1, disabled: true }", "  - { id: b, target: 10.0.0.2:1, disabled: true }"]);
+
+  const { exitCode, stdout, stderr } = await runTinylb(["check", "--config", path, "--backend", "a=10.0.0.9:1", "--admin", "off"]);
+
+  // The warning that a start logs on the same settings (see disabled-marks-binary.test.ts).
+  expect(stderr).toMatch(/WARN\s+disabled key in the config file ignored: a provider that takes precedence publishes the backend id .*backend=a provider=static/);
+  expect(stderr).not.toContain("backend=b");
+  expect(stdout).toBe(`config OK: 2 backends, 1 listener (${path})\n`);
+  expect(exitCode).toBe(0);
+});
+
+test("check warns about other keys a flag replaces", async () => {
+  const path = configFile("flag-replaces-keys.yaml", ["listen: 127.0.0.1:7443", "backends:", "  - { id: a, target: 10.0.0.1:1, slowStart: 30s, probe: { kind: tcp } }"]);
+
+  const { exitCode, stderr } = await runTinylb(["check", "--config", path, "--backend", "a=10.0.0.9:1", "--admin", "off"]);
+
+  expect(stderr).toMatch(/WARN\s+backend keys in the config file ignored: a --backend flag with the same id replaces the entry .*backend=a keys=probe,slowStart/);
+  expect(exitCode).toBe(0);
+});
+
+test("check logs no disabled warning without the flag", async () => {
+  const path = configFile("disabled-only.yaml", ["listen: 127.0.0.1:7443", "backends: [{ id: a, target: 10.0.0.1:1, disabled: true }]"]);
+
+  const { exitCode, stderr } = await runTinylb(["check", "--config", path, "--admin", "off"]);
+
+  expect(stderr).toBe("");
+  expect(exitCode).toBe(0);
+});
+
 const missingCa = join(directory, "missing-ca.pem");
 /** A socket path of 121 bytes, over the 107 that Linux allows. */
 const longSocketPath = join(directory, "a".repeat(115 - directory.length)) + ".sock";

@@ -173,7 +173,7 @@ describe("loadConfigFile", () => {
     ["word-number.yaml", "workers: two\n", ['workers: expected a number, got the string "two"']],
     ["date-duration.toml", "connectTimeout = 1979-05-27T07:32:00Z\n", ["connectTimeout: expected a string, got the date and time 1979-05-27T07:32:00Z; quote the value"]],
     ["date-number.toml", "maxConnections = 1979-05-27\n", ["maxConnections: expected a number, got the date 1979-05-27"]],
-    ["infinite-number.toml", "maxConnections = 1e400\n", ["maxConnections: expected a number, got a number too large to represent (read as Infinity)"]],
+    ["infinite-number.toml", "maxConnections = 1e400\n", ["maxConnections: 1e400 does not fit in a number (read as Infinity); use a whole number from 0 to 10000000"]],
   ])("rejects %s naming the file, field and value", (name, text, fragments) => {
     const path = write(name, text);
     const error = loadError(path);

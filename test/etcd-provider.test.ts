@@ -214,12 +214,48 @@ test("EtcdProvider reopens a silent watch", async () => {
   const { sets, logs } = startProvider(prefix, [endpoint], undefined, 300);
   await waitFor("the first set", () => sets.length > 0);
 
-  await waitFor("the idle timeout", () => count(logs, "the watch sent nothing for 300 ms") >= 1);
+  await waitFor("the idle timeout", () => count(logs, "sent nothing for 300 ms") >= 1);
+  expect(count(logs, `err="etcd /v3/watch at ${endpoint} sent nothing for 300 ms"`)).toBeGreaterThanOrEqual(1);
   await put(`${prefix}b`, "10.0.0.2:443");
 
   await waitFor("b added", () => latest(sets).includes("b="));
   expect(latest(sets)).toBe("a=10.0.0.1:443,b=10.0.0.2:443");
   expect(count(logs, "read etcd prefix")).toBe(1);
+});
+
+test("EtcdProvider names the endpoint of a stopped member", async () => {
+  // A member of its own, since stopping the shared one would fail the other tests.
+  const own = await EtcdCluster.start(1);
+  cleanup.push(() => own.stop());
+  const url = own.members[0]!.clientUrl;
+  await etcdctl(url, ["put", "/stopped/a", "10.0.0.1:443"]);
+  const { provider, sets, logs } = startProvider("/stopped/", [url]);
+  await waitFor("the first set", () => sets.length > 0);
+  await etcdctl(url, ["put", "/stopped/b", "10.0.0.2:443"]);
+  await waitFor("the event through the watch", () => sets.length === 2);
+
+  await own.stop();
+
+  await waitFor("the failure", () => count(logs, "etcd range or watch failed") >= 1);
+  // Debian's etcd 3.4.23 ends an open gateway watch with "transport is closing".
+  expect(provider.health.lastError).toStartWith(`etcd /v3/watch at ${url} failed: `);
+  expect(logs.find((line) => line.includes("etcd range or watch failed"))).toContain(`err="etcd /v3/watch at ${url} failed: `);
+}, 60_000);
+
+test("EtcdProvider names the endpoint of a cut watch", async () => {
+  const prefix = freshPrefix();
+  await put(`${prefix}a`, "10.0.0.1:443");
+  const relay = await startRelay();
+  const { provider, sets, logs } = startProvider(prefix, [relay.url]);
+  await waitFor("the first set", () => sets.length > 0);
+  await put(`${prefix}b`, "10.0.0.2:443");
+  await waitFor("the event through the watch", () => sets.length === 2);
+
+  // Removing etcd from the relay's set closes the watch's connection with a reset.
+  relay.server.applySet(BackendSet.EMPTY);
+
+  await waitFor("the failure", () => count(logs, "etcd range or watch failed") >= 1);
+  expect(provider.health.lastError).toStartWith(`etcd /v3/watch at ${relay.url} failed while reading the response: `);
 });
 
 test("EtcdProvider moves to the next endpoint after a failure", async () => {
@@ -344,7 +380,7 @@ test("EtcdProvider backs off when each watch breaks at once", async () => {
   // Each watch is created, then dropped as silent after 100 ms, before it proves itself after 5 s.
   const { provider, sets, logs } = startProvider(prefix, [endpoint], undefined, 100, 5000);
 
-  await waitFor("five failed watches", () => count(logs, "the watch sent nothing for 100 ms") >= 5);
+  await waitFor("five failed watches", () => count(logs, "sent nothing for 100 ms") >= 5);
   expect(sets.length).toBe(1);
   expect(count(logs, "WARN  etcd range or watch failed")).toBe(1);
   expect(count(logs, "etcd reachable again")).toBe(0);

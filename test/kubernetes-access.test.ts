@@ -3,7 +3,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ConfigError } from "../src/config.ts";
-import { currentBearerToken, loadInClusterAccess, loadKubeconfig } from "../src/providers/kubernetes-access.ts";
+import { currentBearerToken, describeCredentials, type KubernetesAccess, loadInClusterAccess, loadKubeconfig } from "../src/providers/kubernetes-access.ts";
 
 const CA = "-----BEGIN CERTIFICATE-----\ntest-ca\n-----END CERTIFICATE-----\n";
 const CERT = "-----BEGIN CERTIFICATE-----\ntest-client\n-----END CERTIFICATE-----\n";
@@ -105,6 +105,28 @@ test.each([
 
   expect(() => loadKubeconfig(path)).toThrow(ConfigError);
   expect(() => loadKubeconfig(path)).toThrow(message);
+});
+
+test.each([
+  ["plain http", "http://admin:secret-password@a:8080", 'server "http://***@a:8080" must use https'],
+  ["not a URL", "https://admin:secret-password@a:port", 'server "https://***@a:port" is not a URL'],
+])("loadKubeconfig masks the password of %s", (_case, server, message) => {
+  const path = writeKubeconfig("password.yaml", { server, "certificate-authority-data": base64(CA) }, { admin: { token: "t" } }, "admin");
+
+  expect(() => loadKubeconfig(path)).toThrow(message);
+  expect(() => loadKubeconfig(path)).not.toThrow("secret-password");
+});
+
+test.each([
+  ["a client certificate", { clientCertificate: { certPem: "c", keyPem: "k" } }, "the client certificate of the user in kubeconfig /etc/tinylb/kubeconfig"],
+  ["a token file", { bearerTokenFile: "/etc/tinylb/token" }, "the token file /etc/tinylb/token of the user in kubeconfig /etc/tinylb/kubeconfig"],
+  ["a token", { bearerToken: "t" }, "the token of the user in kubeconfig /etc/tinylb/kubeconfig"],
+  ["no credentials", {}, "the user in kubeconfig /etc/tinylb/kubeconfig, which has no token or client certificate"],
+  ["a service account", { bearerTokenFile: "/sa/token", source: "service account /sa" }, "the token file /sa/token of service account /sa"],
+])("describeCredentials names %s", (_case, fields, description) => {
+  const access: KubernetesAccess = { server: "https://a:6443", tlsServerName: "a", caPem: CA, source: "/etc/tinylb/kubeconfig", ...fields };
+
+  expect(describeCredentials(access)).toBe(description);
 });
 
 test("loadKubeconfig names a missing file", () => {

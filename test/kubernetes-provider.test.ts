@@ -352,7 +352,40 @@ test("KubernetesProvider explains a rejected token", async () => {
   await waitFor("the failure", () => count(logs, "Kubernetes list or watch failed") === 1);
   expect(sets.length).toBe(0);
   const failure = logs.find((line) => line.includes("Kubernetes list or watch failed"))!;
-  expect(failure).toContain('err="HTTP 401 Unauthorized: check the token or client certificate of the kubeconfig user"');
+  expect(failure).toContain(`Kubernetes request to ${mock.url}/apis/discovery.k8s.io/v1/namespaces/default/endpointslices failed: HTTP 401 Unauthorized`);
+  expect(failure).toContain("the API server rejected the token of the user in kubeconfig test; replace the token, or the kubeconfig user's credentials, with ones that are valid for this cluster");
+});
+
+test("KubernetesProvider explains a forbidden list", async () => {
+  const mock = await startMock();
+  mock.apply(twoApiServers);
+  mock.failWith = { kind: "list", status: 403, body: 'endpointslices.discovery.k8s.io is forbidden: User "tinylb" cannot list resource "endpointslices"' };
+  const tokenFile = join(certificates.dir, "forbidden-token");
+  writeFileSync(tokenFile, `${TOKEN}\n`);
+  const { provider, sets, logs } = startProvider(tokenAccess(mock, { bearerToken: undefined, bearerTokenFile: tokenFile, source: "service account /run/test-account" }));
+
+  await waitFor("the failure", () => count(logs, "Kubernetes list or watch failed") === 1);
+  expect(sets.length).toBe(0);
+  const failure = logs.find((line) => line.includes("Kubernetes list or watch failed"))!;
+  expect(failure).toContain(`Kubernetes request to ${mock.url}/apis/discovery.k8s.io/v1/namespaces/default/endpointslices failed: HTTP 403 Forbidden`);
+  expect(failure).toContain(`grant the user of the token file ${tokenFile} of service account /run/test-account list and watch on endpointslices (discovery.k8s.io) in the namespace, or use a token or kubeconfig user that has them`);
+  expect(provider.health.lastError).toContain(`Kubernetes request to ${mock.url}/`);
+});
+
+test("KubernetesProvider masks a password in the server URL", async () => {
+  const mock = await startMock({ expectedToken: () => "another-token" });
+  mock.apply(twoApiServers);
+  const server = mock.url.replace("https://", "https://admin:secret-password@");
+  const { provider, logs } = startProvider(tokenAccess(mock, { server }));
+
+  await waitFor("the failure", () => count(logs, "Kubernetes list or watch failed") === 1);
+  const masked = mock.url.replace("https://", "https://***@");
+  expect(logs.find((line) => line.includes("Kubernetes list or watch failed"))).toContain(`Kubernetes request to ${masked}/apis/`);
+  expect(provider.health.lastError).toContain(`Kubernetes request to ${masked}/apis/`);
+  for (const line of [...logs, provider.health.lastError ?? ""]) {
+    expect(line).not.toContain("secret-password");
+    expect(line).not.toContain("admin:");
+  }
 });
 
 test("KubernetesProvider reaches the API through tinylb once seeds are up", async () => {

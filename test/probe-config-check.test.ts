@@ -37,7 +37,7 @@ test.each([
   [{ probe: { kind: "http", bearerTokenFile: emptyToken } }, `probe.bearerTokenFile: ${emptyToken} must contain the token on one line`],
   [
     { probe: { kind: "https" }, backends: [{ id: "a", target: "127.0.0.1:1" }, { id: "b", target: "127.0.0.1:2", probe: { tls: { cert: absent, key: ca } } }] },
-    `backends[1].probe.tls.cert: cannot read ${absent}: the file does not exist`,
+    `backends[1].probe.tls.cert (backend "b"): cannot read ${absent}: the file does not exist`,
   ],
   [{ probe: { kind: "tcp", expectStatus: 204 } }, "probe.expectStatus applies to http and https probes only, but the probe kind is tcp; remove it or change the kind"],
   [{ probe: { kind: "tcp", path: "/readyz" } }, "probe.path applies to http and https probes only, but the probe kind is tcp"],
@@ -49,7 +49,15 @@ test.each([
   [{ probe: { kind: "http", timeout: "6s" } }, "the probe timeout 6s (probe.timeout) is longer than its interval 5s (the default)"],
   [
     { backends: [{ id: "a", target: "127.0.0.1:1", probe: { kind: "tcp", interval: "1s", timeout: "3s" } }] },
-    "the probe timeout 3s (backends[0].probe.timeout) is longer than its interval 1s (backends[0].probe.interval)",
+    'backends[0].probe (backend "a"): the probe timeout 3s (backends[0].probe.timeout) is longer than its interval 1s (backends[0].probe.interval)',
+  ],
+  [
+    { probe: { kind: "tcp", interval: "1s" }, backends: [{ id: "a", target: "127.0.0.1:1" }, { id: "api-2", target: "127.0.0.1:2", probe: { timeout: "2s" } }] },
+    'backends[1].probe (backend "api-2"): the probe timeout 2s (backends[1].probe.timeout) is longer than its interval 1s (probe.interval)',
+  ],
+  [
+    { backends: [{ id: "api-2", target: "127.0.0.1:1", probe: { kind: "tcp", path: "/readyz" } }] },
+    'backends[0].probe.path (backend "api-2") applies to http and https probes only, but the probe kind is tcp',
   ],
 ])("probe check rejects %j", (data, message) => {
   expect(() => check(data)).toThrow(ConfigError);
@@ -61,7 +69,11 @@ test.each([
   [
     { probe: { interval: "1s" }, backends: [{ id: "a", target: "127.0.0.1:1", probe: { path: "/readyz", timeout: "1s" } }] },
     "probe.interval is set, but no probe runs without a probe kind; set probe.kind to tcp, http or https, or remove it; " +
-      "backends[0].probe.timeout, backends[0].probe.path are set, but no probe runs without a probe kind; set backends[0].probe.kind or probe.kind to http or https, or remove them",
+      'backends[0].probe.timeout, backends[0].probe.path (backend "a") are set, but no probe runs without a probe kind; set backends[0].probe.kind or probe.kind to http or https, or remove them',
+  ],
+  [
+    { backends: [{ id: "api-2", target: "127.0.0.1:1", probe: { rise: 3 } }] },
+    'backends[0].probe.rise (backend "api-2") is set, but no probe runs without a probe kind; set backends[0].probe.kind or probe.kind to tcp, http or https, or remove it',
   ],
   [{ drainTimeout: "5s" }, "drainTimeout applies only when removed targets drain, but the removal policy is close; set onRemoval to drain, or remove drainTimeout"],
 ])("probe check rejects settings that do nothing: %j", (data, message) => {
@@ -123,7 +135,7 @@ test("tinylb exits 2 on a missing probe CA", async () => {
   await using tinylb = TinylbProcess.start(["--config", config]);
 
   expect(await tinylb.process.exited).toBe(2);
-  expect(tinylb.stderr).toContain(`invalid config ${config}: backends[0].probe.tls.ca: cannot read ${absent}: the file does not exist`);
+  expect(tinylb.stderr).toContain(`invalid config ${config}: backends[0].probe.tls.ca (backend "a"): cannot read ${absent}: the file does not exist`);
 });
 
 test("tinylb exits 2 on a probe path without a kind", async () => {

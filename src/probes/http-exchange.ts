@@ -3,6 +3,7 @@ import type { Backend } from "../backend.ts";
 import { UNTRUSTED_CHAIN_CODES } from "../tls-errors.ts";
 import { connectProbeSocket } from "./probe-socket.ts";
 import { errorDetail, ProbeError } from "./probe-error.ts";
+import { runProbeAttempt } from "./probe-attempt.ts";
 
 /** Bytes of response read while looking for the status line; a longer first line fails the probe. */
 const MAX_STATUS_LINE_BYTES = 8192;
@@ -41,52 +42,29 @@ type Phase = "connect" | "handshake" | "exchange";
 export function exchange(backend: Backend, request: string, options: ExchangeOptions, signal: AbortSignal): Promise<number> {
   const { tls, caFile, header } = options;
 
-  return new Promise<number>((resolve, reject) => {
-    if (signal.aborted) {
-      reject(new ProbeError("probe aborted"));
-
-      return;
-    }
+  return runProbeAttempt<number>(signal, (attempt) => {
     const plain = connectProbeSocket(backend.address);
     let secure: TLSSocket | undefined;
     let phase: Phase = "connect";
-    let settled = false;
     let head = "";
 
-    const settle = (result: number | ProbeError): void => {
-      if (settled) {
-        return;
-      }
-      settled = true;
-      signal.removeEventListener("abort", onAbort);
-      secure?.destroy();
-      plain.destroy();
-      if (typeof result === "number") {
-        resolve(result);
-      } else {
-        reject(result);
-      }
-    };
-    const onAbort = (): void => settle(new ProbeError("probe aborted"));
-    signal.addEventListener("abort", onAbort);
-
-    const fail = (error: Error): void => settle(describeFailure(error, phase, backend, options));
+    const fail = (error: Error): void => attempt.settle(describeFailure(error, phase, backend, options));
     const onData = (chunk: Buffer): void => {
       head += chunk.toString("latin1");
       if (tls === undefined && looksLikeTls(head)) {
-        settle(new ProbeError(`the response is a TLS record, not HTTP${PLAIN_ON_TLS_HINT}`));
+        attempt.settle(new ProbeError(`the response is a TLS record, not HTTP${PLAIN_ON_TLS_HINT}`));
 
         return;
       }
       const lineEnd = head.indexOf("\r\n");
       if (lineEnd >= 0) {
-        settle(parseStatusLine(head.slice(0, lineEnd)));
+        attempt.settle(parseStatusLine(head.slice(0, lineEnd)));
       } else if (head.length > MAX_STATUS_LINE_BYTES) {
-        settle(new ProbeError(`the response has no status line in its first ${MAX_STATUS_LINE_BYTES} bytes`));
+        attempt.settle(new ProbeError(`the response has no status line in its first ${MAX_STATUS_LINE_BYTES} bytes`));
       }
     };
     // An error comes before its close, so this settles only a close without an error.
-    const onClose = (): void => settle(new ProbeError(`the backend closed the connection before sending a status line${tls === undefined ? PLAIN_ON_TLS_HINT : ""}`));
+    const onClose = (): void => attempt.settle(new ProbeError(`the backend closed the connection before sending a status line${tls === undefined ? PLAIN_ON_TLS_HINT : ""}`));
 
     const startTls = (tlsOptions: ConnectionOptions): void => {
       phase = "handshake";
@@ -115,12 +93,17 @@ export function exchange(backend: Backend, request: string, options: ExchangeOpt
       } else {
         // TLS starts only once the header is written, so that no handshake byte goes first.
         plain.write(header, () => {
-          if (!settled) {
+          if (!attempt.settled) {
             startTls(tls);
           }
         });
       }
     });
+
+    return () => {
+      secure?.destroy();
+      plain.destroy();
+    };
   });
 }
 

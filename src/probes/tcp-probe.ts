@@ -2,6 +2,7 @@ import type { Backend } from "../backend.ts";
 import { encodeLocalProxyHeader, type ProxyProtocolVersion } from "../proxy-header.ts";
 import { connectProbeSocket } from "./probe-socket.ts";
 import { errorDetail, ProbeError } from "./probe-error.ts";
+import { runProbeAttempt } from "./probe-attempt.ts";
 
 /**
  * Probes a backend with a TCP (or Unix socket) connect, closing the socket once it opens.
@@ -14,30 +15,8 @@ import { errorDetail, ProbeError } from "./probe-error.ts";
  * @throws {ProbeError} when the connect fails or `signal` aborts first.
  */
 export function tcpProbe(backend: Backend, signal: AbortSignal, proxyProtocol?: ProxyProtocolVersion): Promise<void> {
-  return new Promise<void>((resolve, reject) => {
-    if (signal.aborted) {
-      reject(new ProbeError("probe aborted"));
-
-      return;
-    }
+  return runProbeAttempt<void>(signal, (attempt) => {
     const socket = connectProbeSocket(backend.address);
-    let settled = false;
-    const settle = (error?: ProbeError): void => {
-      if (settled) {
-        return;
-      }
-      settled = true;
-      signal.removeEventListener("abort", onAbort);
-      if (error === undefined) {
-        resolve();
-      } else {
-        socket.destroy();
-        reject(error);
-      }
-    };
-    const onAbort = (): void => settle(new ProbeError("probe aborted"));
-    signal.addEventListener("abort", onAbort);
-
     socket.on("connect", () => {
       if (proxyProtocol === undefined) {
         socket.destroy();
@@ -48,9 +27,16 @@ export function tcpProbe(backend: Backend, signal: AbortSignal, proxyProtocol?: 
         socket.write(encodeLocalProxyHeader(proxyProtocol));
         socket.end(() => socket.destroy());
       }
-      settle();
+      attempt.settle();
     });
     // The health checker words the failure as "tcp connect failed: DETAIL", so the detail stands alone.
-    socket.on("error", (error) => settle(new ProbeError(errorDetail(error), { cause: error })));
+    socket.on("error", (error) => attempt.settle(new ProbeError(errorDetail(error), { cause: error })));
+
+    // A probe that passed has closed its socket already, or closes it after the header and the FIN.
+    return (result) => {
+      if (result instanceof ProbeError) {
+        socket.destroy();
+      }
+    };
   });
 }

@@ -55,7 +55,7 @@ const watchSchema = z.object({
       events: z.array(z.object({ type: z.enum(["PUT", "DELETE"]).optional(), kv: kvSchema })).optional(),
     })
     .optional(),
-  error: z.object({ message: z.string().optional(), http_code: z.number().optional() }).optional(),
+  error: z.object({ message: z.string().optional(), grpc_code: z.number().optional(), http_code: z.number().optional() }).optional(),
 });
 
 /** Keys fetched per range request; the following pages read the same revision. */
@@ -177,7 +177,8 @@ export class EtcdGateway {
       deadline.clear();
       const message = parseResponse(watchSchema, raw, source, this.#responseHint());
       if (message.error !== undefined) {
-        throw new Error(`etcd watch failed: ${message.error.message ?? "unknown error"}`);
+        // Such as "transport is closing" (gRPC code 14, HTTP 503) from a member that is stopping.
+        throw new Error(`${source} failed: ${message.error.message ?? "unknown error"}${describeErrorCodes(message.error)}`);
       }
       const result = message.result;
       if (result === undefined) {
@@ -187,7 +188,7 @@ export class EtcdGateway {
         throw new EtcdCompactedError(result.compact_revision);
       }
       if (result.canceled === true) {
-        throw new Error(`etcd canceled the watch: ${result.cancel_reason ?? "no reason given"}`);
+        throw new Error(`${source} was canceled by etcd: ${result.cancel_reason ?? "no reason given"}`);
       }
 
       yield {
@@ -233,6 +234,14 @@ export class EtcdGateway {
 
     return response;
   }
+}
+
+/** Returns ` (gRPC code 14, HTTP 503)` for the codes of a gateway error that has them, or "". */
+function describeErrorCodes(error: { grpc_code?: number; http_code?: number }): string {
+  const codes = [error.grpc_code === undefined ? undefined : `gRPC code ${error.grpc_code}`, error.http_code === undefined ? undefined : `HTTP ${error.http_code}`];
+  const known = codes.filter((code) => code !== undefined);
+
+  return known.length === 0 ? "" : ` (${known.join(", ")})`;
 }
 
 function decodeKeyValue(kv: z.infer<typeof kvSchema>): EtcdKeyValue {

@@ -189,7 +189,8 @@ export class EtcdProvider implements Provider {
   async #watch(publish: PublishBackendSet, signal: AbortSignal): Promise<void> {
     const idleMs = this.options.watchIdleTimeoutMs ?? DEFAULT_WATCH_IDLE_TIMEOUT_MS;
     const idle = new AbortController();
-    const startIdleTimer = (): Timer => setTimeout(() => idle.abort(new Error(`the watch sent nothing for ${idleMs} ms`)), idleMs);
+    const endpoint = this.#gateway.endpoint;
+    const startIdleTimer = (): Timer => setTimeout(() => idle.abort(new Error(`etcd /v3/watch at ${endpoint} sent nothing for ${idleMs} ms`)), idleMs);
     let timer = startIdleTimer();
     let success: WatchSuccess | undefined;
     try {

@@ -3,13 +3,18 @@ import { z } from "zod";
 import { ConfigError } from "../config.ts";
 import { describeFileError } from "../file-errors.ts";
 import { MAX_PEM_FILE_BYTES, MAX_TOKEN_FILE_BYTES, readRegularFile } from "../regular-file.ts";
+import { maskUrlCredentials } from "../url-credentials.ts";
 
 /**
  * How to reach and authenticate to a Kubernetes API server: its URL, the CA that signs
  * its certificate, and one of a client certificate, a bearer token or a bearer token file.
  */
 export interface KubernetesAccess {
-  /** Base URL of the API server, such as `https://10.0.0.11:6443`; always https. */
+  /**
+   * Base URL of the API server, such as `https://10.0.0.11:6443`; always https. Bun 1.4.4's fetch
+   * sends a user name and password in it as Basic authentication when no bearer token is set.
+   * They are masked wherever the URL is logged or shown (maskUrlCredentials).
+   */
   server: string;
   /** Name the server certificate is verified against: the kubeconfig's `tls-server-name`, else the URL host. */
   tlsServerName: string;
@@ -156,6 +161,23 @@ export function loadInClusterAccess(env: Record<string, string | undefined> = pr
 }
 
 /**
+ * Describes the credentials that `access` sends, for the fix of a 401 or 403 response, such as
+ * `the token file /var/run/secrets/kubernetes.io/serviceaccount/token of service account ...`
+ * or `the client certificate of the user in kubeconfig /etc/tinylb/kubeconfig`.
+ */
+export function describeCredentials(access: KubernetesAccess): string {
+  const origin = access.source.startsWith("service account ") ? access.source : `the user in kubeconfig ${access.source}`;
+  if (access.clientCertificate !== undefined) {
+    return `the client certificate of ${origin}`;
+  }
+  if (access.bearerTokenFile !== undefined) {
+    return `the token file ${access.bearerTokenFile} of ${origin}`;
+  }
+
+  return access.bearerToken === undefined ? `${origin}, which has no token or client certificate` : `the token of ${origin}`;
+}
+
+/**
  * Reads the bearer token to send now: the token file's current content, else the fixed token.
  *
  * @throws {Error} when the token file cannot be read or is empty.
@@ -185,10 +207,10 @@ function clusterAccess(cluster: KubeconfigCluster, baseDir: string, where: strin
   try {
     url = new URL(cluster.server);
   } catch (error) {
-    throw new ConfigError(`invalid ${where}: server "${cluster.server}" is not a URL`, { cause: error });
+    throw new ConfigError(`invalid ${where}: server "${maskUrlCredentials(cluster.server)}" is not a URL`, { cause: error });
   }
   if (url.protocol !== "https:") {
-    throw new ConfigError(`invalid ${where}: server "${cluster.server}" must use https, because tinylb sends credentials to it`);
+    throw new ConfigError(`invalid ${where}: server "${maskUrlCredentials(cluster.server)}" must use https, because tinylb sends credentials to it`);
   }
   if (cluster["insecure-skip-tls-verify"] === true) {
     throw new ConfigError(`invalid ${where}: insecure-skip-tls-verify is not supported; give certificate-authority or certificate-authority-data`);

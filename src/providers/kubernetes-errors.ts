@@ -1,21 +1,31 @@
 import { describeSocketError, withoutRuntimeHints } from "../socket-errors.ts";
 import { UNTRUSTED_CHAIN_CODES } from "../tls-errors.ts";
 
-/** What to check for an HTTP error status of the API server, by status code. */
-const STATUS_HINTS: Record<number, string> = {
-  401: "check the token or client certificate of the kubeconfig user",
-  403: "grant the user list and watch on endpointslices (discovery.k8s.io) in the namespace",
-  404: "check the namespace and that the API server serves discovery.k8s.io/v1",
-};
+/**
+ * Returns what to check for an HTTP error status of the API server, or undefined. `credentials`
+ * describes the credentials sent (see describeCredentials), which a 401 or 403 names.
+ */
+function statusHint(status: number, credentials: string): string | undefined {
+  switch (status) {
+    case 401:
+      return `the API server rejected ${credentials}; replace the token, or the kubeconfig user's credentials, with ones that are valid for this cluster`;
+    case 403:
+      return `grant the user of ${credentials} list and watch on endpointslices (discovery.k8s.io) in the namespace, or use a token or kubeconfig user that has them`;
+    case 404:
+      return "check the namespace and that the API server serves discovery.k8s.io/v1";
+    default:
+      return undefined;
+  }
+}
 
 /**
  * Describes an HTTP error response of the API server: the status code and text, the
  * server's own reason and message when they add something, and what to check.
  */
-export function describeHttpStatus(status: number, statusText: string, reason?: string, message?: string): string {
+export function describeHttpStatus(status: number, statusText: string, credentials: string, reason?: string, message?: string): string {
   const parts = [reason, message].filter((part): part is string => part !== undefined && part !== "" && part !== statusText);
   const detail = [...new Set(parts)].join(": ");
-  const hint = STATUS_HINTS[status];
+  const hint = statusHint(status, credentials);
 
   return `HTTP ${status}${statusText === "" ? "" : ` ${statusText}`}${detail === "" ? "" : ` (${detail})`}${hint === undefined ? "" : `: ${hint}`}`;
 }

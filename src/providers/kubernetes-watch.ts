@@ -1,9 +1,10 @@
 import { z } from "zod";
 import { readJsonObjects } from "./json-object-stream.ts";
-import { currentBearerToken, type KubernetesAccess } from "./kubernetes-access.ts";
+import { currentBearerToken, describeCredentials, type KubernetesAccess } from "./kubernetes-access.ts";
 import { describeHttpStatus, describeRequestError } from "./kubernetes-errors.ts";
 import { REQUEST_TIMEOUT_MS, withDeadline } from "./request-deadline.ts";
 import { MAX_RESPONSE_BYTES, parseResponse, readErrorBody, ResponseBudget } from "./response-body.ts";
+import { maskUrlCredentials } from "../url-credentials.ts";
 
 /** The parts of a `discovery.k8s.io/v1` EndpointSlice that tinylb reads. */
 export const endpointSliceSchema = z.object({
@@ -102,7 +103,7 @@ export class EndpointSliceClient {
    *   within the request timeout; other errors for network and TLS failures.
    */
   async list(route: ApiRoute | undefined, signal: AbortSignal): Promise<{ resourceVersion: string; slices: EndpointSlice[] }> {
-    const source = `Kubernetes list of ${this.#url(route, undefined)}`;
+    const source = `Kubernetes list of ${this.#shownUrl(route)}`;
     const budget = new ResponseBudget(source, RESPONSE_HINT, this.maxResponseBytes);
     const slices: EndpointSlice[] = [];
     let continueToken: string | undefined;
@@ -143,7 +144,7 @@ export class EndpointSliceClient {
       allowWatchBookmarks: "true",
       timeoutSeconds: String(timeoutSeconds),
     });
-    const source = `Kubernetes watch of ${this.#url(route, undefined)}`;
+    const source = `Kubernetes watch of ${this.#shownUrl(route)}`;
     // The deadline ends with the response headers, so the open stream is then bounded only by
     // `signal`, which the caller sets from the watch's timeoutSeconds.
     const response = await withDeadline(signal, this.requestTimeoutMs, source, TIMEOUT_HINT, (startSignal) => this.#request(route, query, startSignal));
@@ -153,6 +154,11 @@ export class EndpointSliceClient {
 
   #selector(): string {
     return `kubernetes.io/service-name=${this.service}`;
+  }
+
+  /** Returns the URL of the EndpointSlice collection for messages, with a user name and password masked. */
+  #shownUrl(route: ApiRoute | undefined): string {
+    return maskUrlCredentials(this.#url(route, undefined));
   }
 
   /** Returns the URL of the EndpointSlice collection, with `query` when given. */
@@ -179,12 +185,13 @@ export class EndpointSliceClient {
         throw error;
       }
       // No cause: loggers print causes, and Bun's message is the raw text this replaces.
-      throw new Error(`Kubernetes request to ${this.#url(route, undefined)} failed: ${describeRequestError(error, this.access.tlsServerName)}`);
+      throw new Error(`Kubernetes request to ${this.#shownUrl(route)} failed: ${describeRequestError(error, this.access.tlsServerName)}`);
     }
     if (!response.ok) {
       const body = await readErrorBody(response);
       const status = parseStatus(body);
-      throw new KubernetesApiError(describeHttpStatus(response.status, response.statusText, status.reason, status.message), response.status);
+      const description = describeHttpStatus(response.status, response.statusText, describeCredentials(this.access), status.reason, status.message);
+      throw new KubernetesApiError(`Kubernetes request to ${this.#shownUrl(route)} failed: ${description}`, response.status);
     }
 
     return response;

@@ -11,8 +11,8 @@ export interface ReloadFixture {
   server: Server;
   /** Log lines of every reload. */
   lines: string[];
-  /** Applies the config in the file at `path`, as a reload does. */
-  reload(path: string): void;
+  /** Applies the config in the file at `path`, as a reload does, and returns the settings that wait for a restart. */
+  reload(path: string): string[];
 }
 
 /**
@@ -27,5 +27,7 @@ export function reloadFixture(path: string, flags: string[] = []): ReloadFixture
   const logger = new Logger({ sink: (line) => lines.push(line) });
   const server = new Server({ listen: settings.listen, logger, balance: settings.balance, proxyProtocol: settings.proxyProtocol, idleTimeoutMs: settings.idleTimeoutMs, slowStart: settings.slowStart });
 
-  return { settings, server, lines, reload: (next) => applyReloadedSettings(loadConfigFile(next), cli, settings, server, logger) };
+  const restartChanges = new Set<string>();
+
+  return { settings, server, lines, reload: (next) => applyReloadedSettings(loadConfigFile(next), cli, settings, server, logger, restartChanges) };
 }
