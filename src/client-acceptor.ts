@@ -181,7 +181,7 @@ export class ClientAcceptor {
 
     this.#dialing.add(connection);
     this.#listeners.guardDescriptors(this.activeCountInAllThreads, connection.acceptedAt);
-    this.#connector.connect(connection);
+    this.#connector.connect(connection, connection.acceptedAt);
   }
 
   /**
