@@ -69,6 +69,8 @@ export interface BackendConnectorOptions {
    * itself when the client closed during the dial.
    */
   registered: (connection: Connection, backend: Backend) => void;
+  /** Returns the open connections, each with its backend socket attached, for the keepalive batch. */
+  openConnections: () => Iterable<Connection>;
 }
 
 /**
@@ -118,14 +120,14 @@ export class BackendConnector implements DialObserver {
     const spent = "more backends failed to dial than are logged; the rest of this interval's dial failures are logged at debug";
     this.#dialFailureBudget = new LogBudget(this.#log, "warn", DIAL_FAILURE_LINES, FAILURE_LOG_INTERVAL_MS, spent, this.#now);
     this.useProxyProtocol(options.proxyProtocol ?? PROXY_PROTOCOL_OFF);
-    this.#keepalive = new DeferredKeepalive(options.keepaliveMs);
+    this.#keepalive = new DeferredKeepalive(options.keepaliveMs, options.openConnections);
     this.#dialOptions = {
       connectTimeoutMs: options.connectTimeoutMs,
       deadlines: new ConnectDeadlines(),
       isCurrent: (candidate) => this.#selector.set.hasTarget(candidate.target),
-      attached: (socket: Socket<unknown>, connection: Connection) => {
+      attached: (_socket: Socket<unknown>, connection: Connection) => {
         if (connection.backend.address.kind === "tcp") {
-          this.#keepalive.add(socket, connection);
+          this.#keepalive.add(connection);
         }
       },
       descriptorShortage: options.health.descriptorShortage,
@@ -144,11 +146,6 @@ export class BackendConnector implements DialObserver {
    */
   useProxyProtocol(settings: ProxyProtocolSettings): void {
     this.#proxyProtocol = usesProxyProtocol(settings) ? settings : null;
-  }
-
-  /** Forgets a connection that closed; call it for every connection whose dial succeeded. */
-  connectionClosed(connection: Connection): void {
-    this.#keepalive.delete(connection);
   }
 
   /**

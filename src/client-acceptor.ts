@@ -53,8 +53,8 @@ export interface ClientAcceptorOptions {
   threads: number;
   /** Idle milliseconds before TCP keepalive probes start on a client socket that did not inherit keepalive from its listener. */
   keepaliveMs: number;
-  /** Settings of the BackendConnector that dials for each client. The acceptor registers its connections itself. */
-  connector: Omit<BackendConnectorOptions, "registered">;
+  /** Settings of the BackendConnector that dials for each client. The acceptor registers its connections and lists the open ones itself. */
+  connector: Omit<BackendConnectorOptions, "registered" | "openConnections">;
 }
 
 /**
@@ -97,7 +97,11 @@ export class ClientAcceptor {
     this.#log = options.log;
     this.#emptySetWarning = new RateLimitedLog(this.#log, "warn", 10_000);
     this.#allDisabledWarning = new RateLimitedLog(this.#log, "warn", 10_000);
-    this.#connector = new BackendConnector({ ...options.connector, registered: (connection, backend) => this.#registered(connection, backend) });
+    this.#connector = new BackendConnector({
+      ...options.connector,
+      registered: (connection, backend) => this.#registered(connection, backend),
+      openConnections: () => this.#pool.connections(),
+    });
   }
 
   /** The dial step, built by the acceptor so that a connection whose dial succeeded comes back to it. */
@@ -218,7 +222,6 @@ export class ClientAcceptor {
       this.#threadCounters?.closed();
     }
     if (wasOpen) {
-      this.#connector.connectionClosed(connection);
       this.#limits.release(connection.backend.target);
       this.#stats.recordClosed(connection);
       if (this.#log.enabled("debug")) {

@@ -36,8 +36,8 @@ export class Connection implements PooledConnection {
   targetSlot = -1;
   /** Index in the list of dialing connections, or -1. Only ClientAcceptor writes it. */
   dialingSlot = -1;
-  /** Index in the batch of backend sockets waiting for keepalive, or -1. Only DeferredKeepalive writes it. */
-  keepaliveSlot = -1;
+  /** True once the keepalive batch has handled the backend socket, or when it needs no batch. Only DeferredKeepalive writes it. */
+  backendKeepaliveDone = false;
 
   #backend: Backend | null = null;
   #backendSocket: RelaySocket | null = null;
@@ -86,6 +86,11 @@ export class Connection implements PooledConnection {
   /** Local address of the backend socket as `ip:port` (`unix` for a Unix socket), or undefined while dialing. */
   get backendLocalAddress(): string | undefined {
     return this.#backendSocket === null ? undefined : socketLocalAddress(this.#backendSocket);
+  }
+
+  /** The backend socket when it is a TCP socket, or null while dialing or for a Unix socket. */
+  get tcpBackendSocket(): RelaySocket | null {
+    return this.#backend?.address.kind === "tcp" ? this.#backendSocket : null;
   }
 
   /** The attached backend's target, or "" while dialing. */
