@@ -14,7 +14,7 @@ import { PROXY_PROTOCOL_OFF, type ProxyProtocolSettings, usesProxyProtocol } fro
 import { LogBudget } from "./log-budget.ts";
 import { RateLimitedLog } from "./rate-limited-log.ts";
 import type { DisabledIds } from "./round-robin-selector.ts";
-import type { TrafficStats } from "./traffic-stats.ts";
+import type { BackendCounters, TrafficStats } from "./traffic-stats.ts";
 
 /** Milliseconds between two dial failure lines of one backend id, and between two lines for unserved clients. */
 export const FAILURE_LOG_INTERVAL_MS = 10_000;
@@ -65,10 +65,10 @@ export interface BackendConnectorOptions {
    */
   proxyProtocol?: ProxyProtocolSettings;
   /**
-   * Registers a connection whose dial succeeded. It must release the backend's reservation
-   * itself when the client closed during the dial.
+   * Registers a connection whose dial succeeded, with the traffic counters of its backend id.
+   * It must release the backend's reservation itself when the client closed during the dial.
    */
-  registered: (connection: Connection, backend: Backend) => void;
+  registered: (connection: Connection, backend: Backend, counters: BackendCounters) => void;
   /** Returns the open connections, each with its backend socket attached, for the keepalive batch. */
   openConnections: () => Iterable<Connection>;
 }
@@ -88,7 +88,7 @@ export class BackendConnector implements DialObserver {
   readonly #log: Logger;
   readonly #now: () => number;
   readonly #maxAttempts: number;
-  readonly #registered: (connection: Connection, backend: Backend) => void;
+  readonly #registered: (connection: Connection, backend: Backend, counters: BackendCounters) => void;
   readonly #failoverChecks: FailoverChecks = {
     reserve: (candidate) => this.#limits.tryReserve(candidate.target),
     isHealthy: (candidate) => this.#health.isHealthy(candidate),
@@ -255,9 +255,10 @@ export class BackendConnector implements DialObserver {
     const { connection, backend } = attempt;
     try {
       if (error === undefined) {
-        this.#stats.backend(backend.id).connectDuration.observe(attempt.connectSeconds);
+        const counters = this.#stats.backend(backend.id);
+        counters.connectDuration.observe(attempt.connectSeconds);
         this.#health.dialSucceeded(backend);
-        this.#registered(connection, backend);
+        this.#registered(connection, backend, counters);
 
         return;
       }

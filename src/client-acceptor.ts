@@ -23,7 +23,7 @@ import { RateLimitedLog } from "./rate-limited-log.ts";
 import { type SlotAccess, SlotList } from "./slot-list.ts";
 import type { RoundRobinSelector } from "./round-robin-selector.ts";
 import type { ThreadCounters } from "./thread-counters.ts";
-import type { TrafficStats } from "./traffic-stats.ts";
+import type { BackendCounters, TrafficStats } from "./traffic-stats.ts";
 
 type ClientSocket = Socket<Connection>;
 
@@ -99,7 +99,7 @@ export class ClientAcceptor {
     this.#allDisabledWarning = new RateLimitedLog(this.#log, "warn", 10_000);
     this.#connector = new BackendConnector({
       ...options.connector,
-      registered: (connection, backend) => this.#registered(connection, backend),
+      registered: (connection, backend, counters) => this.#registered(connection, backend, counters),
       openConnections: () => this.#pool.connections(),
     });
   }
@@ -199,7 +199,7 @@ export class ClientAcceptor {
     return counters === undefined ? this.#limits.admits(this.activeCount) : counters.tryOpen(this.#limits.maxConnections);
   }
 
-  #registered(connection: Connection, backend: Backend): void {
+  #registered(connection: Connection, backend: Backend, counters: BackendCounters): void {
     if (connection.closed) {
       this.#limits.release(backend.target);
 
@@ -208,7 +208,8 @@ export class ClientAcceptor {
 
     this.#dialing.delete(connection);
     this.#pool.add(connection);
-    this.#stats.backend(connection.backend.id).total++;
+    counters.total++;
+    connection.counters = counters;
     if (this.#log.enabled("debug")) {
       this.#log.debug("connection opened", { ...this.#fields(connection), backendLocal: connection.backendLocalAddress });
     }

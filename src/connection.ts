@@ -4,6 +4,7 @@ import type { Backend } from "./backend.ts";
 import type { PooledConnection } from "./connection-pool.ts";
 import { Flow, type RelaySocket, type SinkBackedUpHandler } from "./flow.ts";
 import type { ProxyProtocolSettings } from "./proxy-protocol.ts";
+import type { BackendCounters } from "./traffic-stats.ts";
 
 /** The way a connection ended, for logs and counters. */
 export type CloseKind = "completed" | "reset" | "closed";
@@ -52,6 +53,12 @@ export class Connection implements PooledConnection {
   listener: string | undefined = undefined;
   /** PROXY protocol settings in force when the client was accepted, or null when no backend receives a header. */
   proxyProtocol: ProxyProtocolSettings | null = null;
+  /**
+   * Traffic counters of the backend id, set when the connection enters the pool, so that its
+   * close needs no lookup. CounterRetention and StatsDeltas never drop the counters of an id
+   * that an open connection uses.
+   */
+  counters: BackendCounters | null = null;
 
   constructor(id: number, client: RelaySocket, onClosed: ConnectionClosedHandler) {
     this.id = id;
