@@ -7,14 +7,14 @@ import { ConnectDeadlines } from "./connect-deadlines.ts";
 import type { ConnectionLimits } from "./connection-limits.ts";
 import { DeferredKeepalive } from "./deferred-keepalive.ts";
 import { BACKEND_DISABLED, BACKEND_UNHEALTHY, DialAttempt, type DialError, type DialObserver, type DialOptions } from "./dialer.ts";
-import { type FailoverChecks, FailoverPlan } from "./failover-plan.ts";
+import { type FailoverChecks, FailoverPlan, FirstPicker } from "./failover-plan.ts";
 import type { HealthChecker } from "./health-checker.ts";
 import type { LogFields, Logger } from "./logger.ts";
 import { PROXY_PROTOCOL_OFF, type ProxyProtocolSettings, usesProxyProtocol } from "./proxy-protocol.ts";
 import { LogBudget } from "./log-budget.ts";
 import { RateLimitedLog } from "./rate-limited-log.ts";
 import type { DisabledIds } from "./round-robin-selector.ts";
-import type { TrafficStats } from "./traffic-stats.ts";
+import type { BackendCounters, TrafficStats } from "./traffic-stats.ts";
 
 /** Milliseconds between two dial failure lines of one backend id, and between two lines for unserved clients. */
 export const FAILURE_LOG_INTERVAL_MS = 10_000;
@@ -65,10 +65,12 @@ export interface BackendConnectorOptions {
    */
   proxyProtocol?: ProxyProtocolSettings;
   /**
-   * Registers a connection whose dial succeeded. It must release the backend's reservation
-   * itself when the client closed during the dial.
+   * Registers a connection whose dial succeeded, with the traffic counters of its backend id.
+   * It must release the backend's reservation itself when the client closed during the dial.
    */
-  registered: (connection: Connection, backend: Backend) => void;
+  registered: (connection: Connection, backend: Backend, counters: BackendCounters) => void;
+  /** Returns the open connections, each with its backend socket attached, for the keepalive batch. */
+  openConnections: () => Iterable<Connection>;
 }
 
 /**
@@ -86,12 +88,13 @@ export class BackendConnector implements DialObserver {
   readonly #log: Logger;
   readonly #now: () => number;
   readonly #maxAttempts: number;
-  readonly #registered: (connection: Connection, backend: Backend) => void;
+  readonly #registered: (connection: Connection, backend: Backend, counters: BackendCounters) => void;
   readonly #failoverChecks: FailoverChecks = {
     reserve: (candidate) => this.#limits.tryReserve(candidate.target),
     isHealthy: (candidate) => this.#health.isHealthy(candidate),
     isCoolingDown: (candidate) => this.#health.isCoolingDown(candidate),
   };
+  readonly #firstPicker = new FirstPicker(this.#failoverChecks);
   readonly #keepalive: DeferredKeepalive;
   readonly #dialOptions: DialOptions;
   /** Null while no backend receives a PROXY protocol header, so that clients then cost no lookup. */
@@ -118,14 +121,14 @@ export class BackendConnector implements DialObserver {
     const spent = "more backends failed to dial than are logged; the rest of this interval's dial failures are logged at debug";
     this.#dialFailureBudget = new LogBudget(this.#log, "warn", DIAL_FAILURE_LINES, FAILURE_LOG_INTERVAL_MS, spent, this.#now);
     this.useProxyProtocol(options.proxyProtocol ?? PROXY_PROTOCOL_OFF);
-    this.#keepalive = new DeferredKeepalive(options.keepaliveMs);
+    this.#keepalive = new DeferredKeepalive(options.keepaliveMs, options.openConnections);
     this.#dialOptions = {
       connectTimeoutMs: options.connectTimeoutMs,
       deadlines: new ConnectDeadlines(),
       isCurrent: (candidate) => this.#selector.set.hasTarget(candidate.target),
-      attached: (socket: Socket<unknown>, connection: Connection) => {
+      attached: (_socket: Socket<unknown>, connection: Connection) => {
         if (connection.backend.address.kind === "tcp") {
-          this.#keepalive.add(socket, connection);
+          this.#keepalive.add(connection);
         }
       },
       descriptorShortage: options.health.descriptorShortage,
@@ -144,11 +147,6 @@ export class BackendConnector implements DialObserver {
    */
   useProxyProtocol(settings: ProxyProtocolSettings): void {
     this.#proxyProtocol = usesProxyProtocol(settings) ? settings : null;
-  }
-
-  /** Forgets a connection that closed; call it for every connection whose dial succeeded. */
-  connectionClosed(connection: Connection): void {
-    this.#keepalive.delete(connection);
   }
 
   /**
@@ -229,21 +227,25 @@ export class BackendConnector implements DialObserver {
    * Dials backends until one connects: healthy ones first, in the selector's order, then the
    * unhealthy ones, each at most once and at most `maxAttempts` in all (see FailoverPlan).
    * Returns at once; the outcome arrives through `dialSettled`.
+   *
+   * @param now `performance.now()` milliseconds, which start the first dial's connect duration
+   *   and deadline. The acceptor passes the accept time, which saves a clock read per
+   *   connection. The accept path's own work before the dial then counts as connect time.
    */
-  connect(connection: Connection): void {
+  connect(connection: Connection, now = performance.now()): void {
     if (this.#proxyProtocol !== null) {
       connection.proxyProtocol = this.#proxyProtocol;
     }
     try {
-      const plan = new FailoverPlan(this.#selector, this.#failoverChecks, this.#maxAttempts);
-      const backend = plan.first();
+      const selector = this.#selector;
+      const backend = this.#firstPicker.pick(selector);
       if (backend === undefined) {
         this.#limits.reject("backend", connection.clientAddress);
         connection.close("every backend is at its connection limit");
 
         return;
       }
-      this.#dial(connection, backend, plan);
+      this.#dial(new DialAttempt(connection, backend, selector, null, this.#dialOptions, this), now);
     } catch (error) {
       this.#internalError(connection, error);
     }
@@ -251,12 +253,13 @@ export class BackendConnector implements DialObserver {
 
   /** Records a dial's outcome and tries the next backend of the plan after a failure. */
   dialSettled(attempt: DialAttempt, error?: DialError): void {
-    const { connection, backend, plan } = attempt;
+    const { connection, backend } = attempt;
     try {
       if (error === undefined) {
-        this.#stats.backend(backend.id).connectDuration.observe(attempt.connectSeconds);
+        const counters = this.#stats.backend(backend.id);
+        counters.connectDuration.observe(attempt.connectSeconds);
         this.#health.dialSucceeded(backend);
-        this.#registered(connection, backend);
+        this.#registered(connection, backend, counters);
 
         return;
       }
@@ -276,6 +279,8 @@ export class BackendConnector implements DialObserver {
       if (connection.closed) {
         return;
       }
+      // The first dial of a client has no plan: it is built here, from the selector that dial picked from.
+      const plan = attempt.plan ?? new FailoverPlan(attempt.selector, this.#failoverChecks, this.#maxAttempts, backend);
       const next = plan.next(backend, !error.givenUp);
       // The message is constant and the backend is in fields, so log tools can group the lines.
       // `next` names the backend the client moves on to, or "none" when it is closed.
@@ -288,7 +293,7 @@ export class BackendConnector implements DialObserver {
         this.#logFailure(this.#dialFailureLog(backend.id), "dial failed", fields);
       }
       if (next !== undefined) {
-        this.#dial(connection, next, plan);
+        this.#dial(new DialAttempt(connection, next, attempt.selector, plan, this.#dialOptions, this));
 
         return;
       }
@@ -325,26 +330,28 @@ export class BackendConnector implements DialObserver {
   }
 
   /**
-   * Dials a backend the plan handed out, with the reservation the plan took. Deep in a chain
-   * of connects that failed at once, the dial starts from a microtask, on an empty stack.
+   * Starts a dial of a backend the first pick or the plan handed out, with the reservation it
+   * took. Deep in a chain of connects that failed at once, the dial starts from a microtask, on
+   * an empty stack, and reads the clock then.
+   *
+   * @param now `performance.now()` milliseconds at which the connect starts, read here if omitted.
    */
-  #dial(connection: Connection, backend: Backend, plan: FailoverPlan): void {
-    const attempt = new DialAttempt(connection, backend, plan, this.#dialOptions, this);
+  #dial(attempt: DialAttempt, now?: number): void {
     // At once, also for a dial that starts from a microtask, so the next client sees a trial.
-    this.#health.dialStarted(backend, this.#dialOptions.connectTimeoutMs);
+    this.#health.dialStarted(attempt.backend, this.#dialOptions.connectTimeoutMs);
     if (this.#nestedDials >= MAX_NESTED_DIALS) {
       queueMicrotask(() => this.#startDial(attempt));
 
       return;
     }
 
-    this.#startDial(attempt);
+    this.#startDial(attempt, now);
   }
 
-  #startDial(attempt: DialAttempt): void {
+  #startDial(attempt: DialAttempt, now = performance.now()): void {
     this.#nestedDials++;
     try {
-      attempt.start();
+      attempt.start(now);
     } catch (error) {
       this.#internalError(attempt.connection, error);
     } finally {

@@ -23,7 +23,7 @@ import { RateLimitedLog } from "./rate-limited-log.ts";
 import { type SlotAccess, SlotList } from "./slot-list.ts";
 import type { RoundRobinSelector } from "./round-robin-selector.ts";
 import type { ThreadCounters } from "./thread-counters.ts";
-import type { TrafficStats } from "./traffic-stats.ts";
+import type { BackendCounters, TrafficStats } from "./traffic-stats.ts";
 
 type ClientSocket = Socket<Connection>;
 
@@ -53,8 +53,8 @@ export interface ClientAcceptorOptions {
   threads: number;
   /** Idle milliseconds before TCP keepalive probes start on a client socket that did not inherit keepalive from its listener. */
   keepaliveMs: number;
-  /** Settings of the BackendConnector that dials for each client. The acceptor registers its connections itself. */
-  connector: Omit<BackendConnectorOptions, "registered">;
+  /** Settings of the BackendConnector that dials for each client. The acceptor registers its connections and lists the open ones itself. */
+  connector: Omit<BackendConnectorOptions, "registered" | "openConnections">;
 }
 
 /**
@@ -97,7 +97,11 @@ export class ClientAcceptor {
     this.#log = options.log;
     this.#emptySetWarning = new RateLimitedLog(this.#log, "warn", 10_000);
     this.#allDisabledWarning = new RateLimitedLog(this.#log, "warn", 10_000);
-    this.#connector = new BackendConnector({ ...options.connector, registered: (connection, backend) => this.#registered(connection, backend) });
+    this.#connector = new BackendConnector({
+      ...options.connector,
+      registered: (connection, backend, counters) => this.#registered(connection, backend, counters),
+      openConnections: () => this.#pool.connections(),
+    });
   }
 
   /** The dial step, built by the acceptor so that a connection whose dial succeeded comes back to it. */
@@ -181,7 +185,7 @@ export class ClientAcceptor {
 
     this.#dialing.add(connection);
     this.#listeners.guardDescriptors(this.activeCountInAllThreads, connection.acceptedAt);
-    this.#connector.connect(connection);
+    this.#connector.connect(connection, connection.acceptedAt);
   }
 
   /**
@@ -195,7 +199,7 @@ export class ClientAcceptor {
     return counters === undefined ? this.#limits.admits(this.activeCount) : counters.tryOpen(this.#limits.maxConnections);
   }
 
-  #registered(connection: Connection, backend: Backend): void {
+  #registered(connection: Connection, backend: Backend, counters: BackendCounters): void {
     if (connection.closed) {
       this.#limits.release(backend.target);
 
@@ -204,7 +208,8 @@ export class ClientAcceptor {
 
     this.#dialing.delete(connection);
     this.#pool.add(connection);
-    this.#stats.backend(connection.backend.id).total++;
+    counters.total++;
+    connection.counters = counters;
     if (this.#log.enabled("debug")) {
       this.#log.debug("connection opened", { ...this.#fields(connection), backendLocal: connection.backendLocalAddress });
     }
@@ -218,7 +223,6 @@ export class ClientAcceptor {
       this.#threadCounters?.closed();
     }
     if (wasOpen) {
-      this.#connector.connectionClosed(connection);
       this.#limits.release(connection.backend.target);
       this.#stats.recordClosed(connection);
       if (this.#log.enabled("debug")) {

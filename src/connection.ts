@@ -4,6 +4,7 @@ import type { Backend } from "./backend.ts";
 import type { PooledConnection } from "./connection-pool.ts";
 import { Flow, type RelaySocket, type SinkBackedUpHandler } from "./flow.ts";
 import type { ProxyProtocolSettings } from "./proxy-protocol.ts";
+import type { BackendCounters } from "./traffic-stats.ts";
 
 /** The way a connection ended, for logs and counters. */
 export type CloseKind = "completed" | "reset" | "closed";
@@ -36,8 +37,8 @@ export class Connection implements PooledConnection {
   targetSlot = -1;
   /** Index in the list of dialing connections, or -1. Only ClientAcceptor writes it. */
   dialingSlot = -1;
-  /** Index in the batch of backend sockets waiting for keepalive, or -1. Only DeferredKeepalive writes it. */
-  keepaliveSlot = -1;
+  /** True once the keepalive batch has handled the backend socket, or when it needs no batch. Only DeferredKeepalive writes it. */
+  backendKeepaliveDone = false;
 
   #backend: Backend | null = null;
   #backendSocket: RelaySocket | null = null;
@@ -52,6 +53,12 @@ export class Connection implements PooledConnection {
   listener: string | undefined = undefined;
   /** PROXY protocol settings in force when the client was accepted, or null when no backend receives a header. */
   proxyProtocol: ProxyProtocolSettings | null = null;
+  /**
+   * Traffic counters of the backend id, set when the connection enters the pool, so that its
+   * close needs no lookup. CounterRetention and StatsDeltas never drop the counters of an id
+   * that an open connection uses.
+   */
+  counters: BackendCounters | null = null;
 
   constructor(id: number, client: RelaySocket, onClosed: ConnectionClosedHandler) {
     this.id = id;
@@ -86,6 +93,11 @@ export class Connection implements PooledConnection {
   /** Local address of the backend socket as `ip:port` (`unix` for a Unix socket), or undefined while dialing. */
   get backendLocalAddress(): string | undefined {
     return this.#backendSocket === null ? undefined : socketLocalAddress(this.#backendSocket);
+  }
+
+  /** The backend socket when it is a TCP socket, or null while dialing or for a Unix socket. */
+  get tcpBackendSocket(): RelaySocket | null {
+    return this.#backend?.address.kind === "tcp" ? this.#backendSocket : null;
   }
 
   /** The attached backend's target, or "" while dialing. */

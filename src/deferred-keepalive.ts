@@ -4,6 +4,14 @@ import { configureSocket } from "./dialer.ts";
 /** Milliseconds after its connect that a backend socket gets keepalive, at most. */
 export const KEEPALIVE_DELAY_MS = 1000;
 
+/** The part of an open connection that DeferredKeepalive reads and writes. */
+export interface KeepaliveCandidate {
+  /** The connected backend socket when it is a TCP socket, else null. */
+  readonly tcpBackendSocket: Socket<unknown> | null;
+  /** True once a batch has handled the backend socket, or when it needs no batch. Only DeferredKeepalive writes it. */
+  backendKeepaliveDone: boolean;
+}
+
 /**
  * Turns on TCP keepalive for backend sockets in batches, up to `KEEPALIVE_DELAY_MS` after
  * they connect, rather than at once.
@@ -14,35 +22,34 @@ export const KEEPALIVE_DELAY_MS = 1000;
  * the keepalive time, and the delay is at most that time, so a dead peer is noticed at most
  * one delay later than with keepalive set at once.
  *
- * A connection that closes must be removed with `delete`: a queued socket keeps its
- * connection's objects in memory until the batch. Holding the last second's connections made
- * the heap grow by thousands of connections under a high connection rate, until a full
- * garbage collection freed them. The batch is kept in arrays rather than a Map for the same
- * reason: a Map keeps what was deleted from it until a full collection (see SlotList).
+ * A batch walks the connections open at that moment, which `openConnections` returns, and
+ * handles those it has not handled before. So the batch keeps no connection in memory, and a
+ * connection costs it nothing at its close. Each batch is linear in the open connections, and a
+ * batch runs only after a TCP backend socket connected.
  *
  * Client sockets need none of this: they inherit keepalive from their listener.
  */
 export class DeferredKeepalive {
   /** Idle milliseconds before probes start, for batches started from now on; 0 turns keepalive off. */
   keepaliveMs: number;
-  /** Backend sockets waiting for the batch, with an undefined hole for each connection deleted since. */
-  #sockets: (Socket<unknown> | undefined)[] = [];
-  /** The connection of each entry of `#sockets`, at the same index. */
-  #owners: (object | undefined)[] = [];
+  readonly #openConnections: () => Iterable<KeepaliveCandidate>;
   #timer: Timer | undefined;
   #batchKeepaliveMs = 0;
 
-  constructor(keepaliveMs: number) {
+  constructor(keepaliveMs: number, openConnections: () => Iterable<KeepaliveCandidate>) {
     this.keepaliveMs = keepaliveMs;
+    this.#openConnections = openConnections;
   }
 
   /**
-   * Queues a connected TCP backend socket of `connection`, which gets keepalive unless `delete`
-   * removes the connection first. The batch records the socket's index in the connection's
-   * `keepaliveSlot` property.
+   * Schedules a batch for a connection whose TCP backend socket has just connected. The
+   * connection must be among the open connections by the time the batch runs. While keepalive
+   * is off, the connection is marked handled instead, so that later batches leave it alone.
    */
-  add(socket: Socket<unknown>, connection: object): void {
+  add(connection: KeepaliveCandidate): void {
     if (this.keepaliveMs <= 0) {
+      connection.backendKeepaliveDone = true;
+
       return;
     }
     if (this.#timer === undefined) {
@@ -50,44 +57,26 @@ export class DeferredKeepalive {
       this.#timer = setTimeout(() => this.#apply(), Math.min(KEEPALIVE_DELAY_MS, this.keepaliveMs));
       this.#timer.unref();
     }
-    (connection as KeepaliveOwner).keepaliveSlot = this.#sockets.length;
-    this.#sockets.push(socket);
-    this.#owners.push(connection);
   }
 
-  /** Removes a connection that closed, so the batch neither keeps it in memory nor touches its socket. */
-  delete(connection: object): void {
-    const owner = connection as KeepaliveOwner;
-    const slot = owner.keepaliveSlot ?? -1;
-    // The slot may be from an earlier batch, so it counts only when this batch has the connection there.
-    if (slot >= 0 && this.#owners[slot] === connection) {
-      this.#sockets[slot] = undefined;
-      this.#owners[slot] = undefined;
-    }
-    owner.keepaliveSlot = -1;
-  }
-
-  /** Drops the queued sockets and stops the timer. */
+  /** Stops the timer, so that no batch runs until the next `add`. */
   stop(): void {
     clearTimeout(this.#timer);
     this.#timer = undefined;
-    this.#sockets = [];
-    this.#owners = [];
   }
 
   #apply(): void {
-    const sockets = this.#sockets;
     const keepaliveMs = this.#batchKeepaliveMs;
     this.stop();
-    for (const socket of sockets) {
-      if (socket !== undefined) {
+    for (const connection of this.#openConnections()) {
+      if (connection.backendKeepaliveDone) {
+        continue;
+      }
+      connection.backendKeepaliveDone = true;
+      const socket = connection.tcpBackendSocket;
+      if (socket !== null) {
         configureSocket(socket, keepaliveMs);
       }
     }
   }
-}
-
-/** The property DeferredKeepalive writes on a queued socket's connection, which is the socket's index in the batch or -1. */
-interface KeepaliveOwner {
-  keepaliveSlot?: number;
 }

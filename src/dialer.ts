@@ -3,6 +3,7 @@ import type { Backend } from "./backend.ts";
 import type { ConnectDeadlines, TimedDial } from "./connect-deadlines.ts";
 import type { Connection } from "./connection.ts";
 import { DESCRIPTOR_SHORTAGE, type DescriptorShortage } from "./descriptor-shortage.ts";
+import type { BackendSelector } from "./backend-selector.ts";
 import type { FailoverPlan } from "./failover-plan.ts";
 import type { RelaySocket } from "./flow.ts";
 import { proxyHeaderOf } from "./proxy-header.ts";
@@ -76,8 +77,13 @@ export class DialAttempt implements TimedDial {
   state: "pending" | "attached" | "abandoned" = "pending";
   readonly connection: Connection;
   readonly backend: Backend;
-  /** The failover order this dial belongs to, read by the observer when the dial fails. */
-  readonly plan: FailoverPlan;
+  /** The selector the client's first backend came from, which its failover keeps using. */
+  readonly selector: BackendSelector;
+  /**
+   * The failover order this dial belongs to, which the observer reads when the dial fails. It
+   * is null for a client's first dial, whose plan the observer builds only if that dial fails.
+   */
+  readonly plan: FailoverPlan | null;
   /** `performance.now()` milliseconds at which the connect started; set by `start`. */
   startedAt = 0;
   /** `performance.now()` milliseconds at which the connect is given up; set by `start`. */
@@ -90,9 +96,10 @@ export class DialAttempt implements TimedDial {
   readonly #observer: DialObserver;
   #timeoutMs = 0;
 
-  constructor(connection: Connection, backend: Backend, plan: FailoverPlan, options: DialOptions, observer: DialObserver) {
+  constructor(connection: Connection, backend: Backend, selector: BackendSelector, plan: FailoverPlan | null, options: DialOptions, observer: DialObserver) {
     this.connection = connection;
     this.backend = backend;
+    this.selector = selector;
     this.plan = plan;
     this.#options = options;
     this.#observer = observer;
@@ -103,13 +110,13 @@ export class DialAttempt implements TimedDial {
     return this.state === "pending";
   }
 
-  /** Starts the connect and watches its deadline. */
-  start(): void {
+  /** Starts the connect and watches its deadline; `now` is the current `performance.now()` time. */
+  start(now: number): void {
     // NOTE: Bun.connect cannot be cancelled, so an abandoned connect keeps its socket until
     // the kernel gives up (about 2 minutes with Linux's default tcp_syn_retries of 6) or it
     // completes, when `opened` closes it.
     this.#timeoutMs = this.#options.connectTimeoutMs;
-    this.startedAt = performance.now();
+    this.startedAt = now;
     this.deadline = this.startedAt + this.#timeoutMs;
     this.#options.deadlines.add(this);
     // The promise Bun.connect returns is not used. With a connectError handler, Bun 1.4.4

@@ -45,11 +45,15 @@ export class FailoverPlan {
   /** Dials that tinylb gave up itself (a target removed, a backend disabled), which use up no attempt of `maxAttempts`. */
   #givenUp = 0;
 
-  /** `maxAttempts` 0 means every backend once. */
-  constructor(selector: BackendSelector, checks: FailoverChecks, maxAttempts: number) {
+  /**
+   * `maxAttempts` 0 means every backend once. `first` is the backend a FirstPicker already
+   * handed out for this client, from the same selector; without it, call `first()` next.
+   */
+  constructor(selector: BackendSelector, checks: FailoverChecks, maxAttempts: number, first?: Backend) {
     this.#selector = selector;
     this.#checks = checks;
     this.#maxAttempts = maxAttempts;
+    this.#first = first;
   }
 
   /** Number of backends handed out so far. */
@@ -59,7 +63,7 @@ export class FailoverPlan {
 
   /** Returns the first backend to dial, reserved under its cap, or undefined when no backend has room. */
   first(): Backend | undefined {
-    this.#first = this.#pickHealthy(anyBackend) ?? (this.#healthyAtCap ? undefined : this.#pickUnhealthy(anyBackend));
+    this.#first = new FirstPicker(this.#checks).pick(this.#selector);
 
     return this.#first;
   }
@@ -140,7 +144,58 @@ export class FailoverPlan {
   }
 }
 
-const anyBackend = (): boolean => true;
+/**
+ * The first pick of a failover order, as `FailoverPlan.first` makes it, built once and reused
+ * for every client. Most clients are served by their first backend, and they allocate neither
+ * a plan nor a closure. A plan is built, with `first`, only when that dial fails.
+ */
+export class FirstPicker {
+  readonly #checks: FailoverChecks;
+  /** True when the current pick passed over a healthy backend at its cap. */
+  #healthyAtCap = false;
+  readonly #acceptHealthy: (candidate: Backend) => boolean;
+  /** Undefined when the checks cannot tell which backends cool down after a failed dial. */
+  readonly #notCooling: ((candidate: Backend) => boolean) | undefined;
+  readonly #acceptNotCooling: ((candidate: Backend) => boolean) | undefined;
+
+  constructor(checks: FailoverChecks) {
+    this.#checks = checks;
+    const isCoolingDown = checks.isCoolingDown;
+    if (isCoolingDown !== undefined) {
+      const notCooling = (candidate: Backend): boolean => !isCoolingDown(candidate);
+      this.#notCooling = notCooling;
+      this.#acceptNotCooling = (candidate) => notCooling(candidate) && checks.reserve(candidate);
+    }
+    this.#acceptHealthy = (candidate) => {
+      if (!checks.isHealthy(candidate)) {
+        return false;
+      }
+      if (checks.reserve(candidate)) {
+        return true;
+      }
+      this.#healthyAtCap = true;
+
+      return false;
+    };
+  }
+
+  /**
+   * Returns the next backend of `selector`'s rotation, reserved under its cap: a healthy one
+   * first, an unhealthy one only when no healthy backend is left (one that is not cooling down
+   * after a failed dial before one that is), and undefined when no backend has room (see
+   * FailoverPlan).
+   */
+  pick(selector: BackendSelector): Backend | undefined {
+    this.#healthyAtCap = false;
+    const { isHealthy, reserve } = this.#checks;
+    const healthy = selector.next(this.#acceptHealthy, isHealthy);
+    if (healthy !== undefined || this.#healthyAtCap) {
+      return healthy;
+    }
+
+    return (this.#acceptNotCooling === undefined ? undefined : selector.next(this.#acceptNotCooling, this.#notCooling)) ?? selector.next(reserve);
+  }
+}
 
 function attemptKey(backend: Backend): string {
   return `${backend.id}\u0000${backend.target}`;

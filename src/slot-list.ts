@@ -14,7 +14,7 @@ const MIN_HOLES = 16;
  * The point is garbage collection, not lookup speed. In Bun 1.4.4, a Map or Set that survived
  * a collection while it had entries keeps every key and value added since then alive through
  * the next young collection, deleted or not. Counted with `heapStats()` from `bun:jsc`, such a
- * Set kept 32 entries, while 10,000 objects were added and each deleted once 32 newer ones
+ * Set liveCount 32 entries, while 10,000 objects were added and each deleted once 32 newer ones
  * were in it. All 10,000 were still alive after `edenGC()`, and 32 after `fullGC()`. A Set of
  * numbers used that way grew the heap by about 80 bytes per add until a full collection.
  * Under a high connection rate, Maps and Sets of connections thus moved thousands of closed
@@ -71,7 +71,7 @@ export class SlotList<T> {
     return true;
   }
 
-  /** Returns the items, oldest first. Items deleted during the iteration are skipped, but an `add` meanwhile may compact the list under it. */
+  /** Returns the items, oldest first. Items deleted during the iteration are skipped, but an `add` meanwhile may compact the list in place, and the iteration then skips items. */
   *values(): IterableIterator<T> {
     const items = this.#items;
     for (let index = 0; index < items.length; index++) {
@@ -87,11 +87,25 @@ export class SlotList<T> {
     return this.#items.filter((item): item is T => item !== undefined);
   }
 
+  /**
+   * Moves the live items to the front of the same array, in order, and cuts off the rest. A
+   * new array, as `toArray` builds, would allocate on every compaction and then grow again
+   * push by push.
+   */
   #compact(): void {
-    const items = this.toArray();
+    const items = this.#items;
+    let liveCount = 0;
     for (let index = 0; index < items.length; index++) {
-      this.#slot.set(items[index]!, index);
+      const item = items[index];
+      if (item === undefined) {
+        continue;
+      }
+      if (liveCount !== index) {
+        items[liveCount] = item;
+        this.#slot.set(item, liveCount);
+      }
+      liveCount++;
     }
-    this.#items = items;
+    items.length = liveCount;
   }
 }

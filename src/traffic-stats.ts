@@ -44,7 +44,7 @@ export class TrafficStats {
 
   /** Adds a closed connection's bytes to its backend's counters. */
   recordClosed(connection: Connection): void {
-    const counters = this.backend(connection.backend.id);
+    const counters = connection.counters ?? this.backend(connection.backend.id);
     counters.bytesToBackend += connection.bytesToBackend;
     counters.bytesToClient += connection.bytesToClient;
   }

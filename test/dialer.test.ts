@@ -4,7 +4,7 @@ import { ConnectDeadlines } from "../src/connect-deadlines.ts";
 import type { Connection } from "../src/connection.ts";
 import { DescriptorShortage } from "../src/descriptor-shortage.ts";
 import { DialAttempt, type DialError } from "../src/dialer.ts";
-import type { FailoverPlan } from "../src/failover-plan.ts";
+import type { BackendSelector } from "../src/backend-selector.ts";
 import { LogLines } from "./support/log-lines.ts";
 
 /** Fails a dial of backend "b1" with ECONNREFUSED while `open` of 100 descriptors are open, and returns the DialError it settled with. */
@@ -12,7 +12,7 @@ function refusedDialAt(open: number): DialError | undefined {
   const shortage = new DescriptorShortage(new LogLines().logger, 100, () => open);
   const options = { connectTimeoutMs: 1000, deadlines: new ConnectDeadlines<DialAttempt>(), isCurrent: () => true, attached: () => {}, descriptorShortage: shortage };
   let settled: DialError | undefined;
-  const attempt = new DialAttempt({} as Connection, createBackend("b1", "127.0.0.1:1"), {} as FailoverPlan, options, { dialSettled: (_attempt, error) => (settled = error) });
+  const attempt = new DialAttempt({} as Connection, createBackend("b1", "127.0.0.1:1"), {} as BackendSelector, null, options, { dialSettled: (_attempt, error) => (settled = error) });
 
   attempt.connectFailed(Object.assign(new Error("Failed to connect"), { code: "ECONNREFUSED" }));
 
