@@ -14,7 +14,7 @@ const MIN_HOLES = 16;
  * The point is garbage collection, not lookup speed. In Bun 1.4.4, a Map or Set that survived
  * a collection while it had entries keeps every key and value added since then alive through
  * the next young collection, deleted or not. Counted with `heapStats()` from `bun:jsc`, such a
- * Set liveCount 32 entries, while 10,000 objects were added and each deleted once 32 newer ones
+ * Set kept 32 entries, while 10,000 objects were added and each deleted once 32 newer ones
  * were in it. All 10,000 were still alive after `edenGC()`, and 32 after `fullGC()`. A Set of
  * numbers used that way grew the heap by about 80 bytes per add until a full collection.
  * Under a high connection rate, Maps and Sets of connections thus moved thousands of closed
