@@ -271,10 +271,12 @@ export class BackendConnector implements DialObserver {
       // When tinylb gave the dial up itself (`givenUp`, after a set change, a disable or for lack
       // of a file descriptor), the backend did not fail: there is nothing to count or back off from.
       if (error.givenUp) {
-        this.#health.dialGivenUp(backend);
+        if (attempt.trial) {
+          this.#health.dialGivenUp(backend);
+        }
       } else {
         this.#stats.backend(backend.id).dialFailures++;
-        this.#health.dialFailed(backend, error.message);
+        this.#health.dialFailed(backend, error.message, attempt.trial);
       }
       if (connection.closed) {
         return;
@@ -338,7 +340,7 @@ export class BackendConnector implements DialObserver {
    */
   #dial(attempt: DialAttempt, now?: number): void {
     // At once, also for a dial that starts from a microtask, so the next client sees a trial.
-    this.#health.dialStarted(attempt.backend, this.#dialOptions.connectTimeoutMs);
+    attempt.trial = this.#health.dialStarted(attempt.backend, this.#dialOptions.connectTimeoutMs);
     if (this.#nestedDials >= MAX_NESTED_DIALS) {
       queueMicrotask(() => this.#startDial(attempt));
 

@@ -125,7 +125,8 @@ export class BackendHealth {
 
   /**
    * Records that a client dials the backend after its back-off ended, while it still has a
-   * failure streak, and returns true when this dial is now the trial. Until the trial settles,
+   * failure streak, and returns true when this dial is now the trial. Only the trial's own
+   * result ends it early: a dial started before the back-off may still fail meanwhile. Until the trial settles,
    * or `trialMs` passed (a safety net for a settle that never comes), the rotation passes the
    * backend over, so a black-holed target costs one connect timeout, not one per client.
    */
@@ -149,12 +150,14 @@ export class BackendHealth {
    * back-off is already running. Dials that fail during a back-off were started before it
    * (or in degraded mode), so they do not double it again.
    */
-  dialFailed(now: number, settings: BackoffSettings): number | undefined {
+  dialFailed(now: number, settings: BackoffSettings, endsTrial = false): number | undefined {
+    if (endsTrial) {
+      this.#trialUntil = undefined;
+    }
     if (this.inBackoff(now)) {
       return undefined;
     }
 
-    this.#trialUntil = undefined;
     this.dialFailureStreak++;
     this.#backoffMs = Math.min(settings.backoffMs * 2 ** (this.dialFailureStreak - 1), settings.maxBackoffMs);
     this.backoffUntil = now + this.#backoffMs;

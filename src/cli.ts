@@ -275,6 +275,10 @@ function describeUnknownArgument(arg: string, flag: string, index: number): stri
     return `unknown command "${arg}" (${suggestion === undefined ? `the commands are ${joinWords(COMMANDS, "and")}` : `did you mean ${suggestion}?`})`;
   }
 
+  if (COMMANDS.includes(arg)) {
+    return `unexpected argument "${arg}": put the command before the options, as in tinylb ${arg} [options]`;
+  }
+
   return `unexpected argument "${arg}"`;
 }
 

@@ -86,6 +86,8 @@ export class DialAttempt implements TimedDial {
   readonly plan: FailoverPlan | null;
   /** `performance.now()` milliseconds at which the connect started; set by `start`. */
   startedAt = 0;
+  /** True when the health checker made this dial the trial of a backend whose back-off ended. */
+  trial = false;
   /** `performance.now()` milliseconds at which the connect is given up; set by `start`. */
   deadline = Infinity;
   /** Seconds from `startedAt` to the connected socket; set when the socket opens, before it is attached. */

@@ -16,7 +16,7 @@ export function describeFileError(error: unknown, access: "read" | "write" = "re
     case "EPERM":
       return access === "read"
         ? "permission denied; make the file readable, and each folder on its path searchable, by the user tinylb runs as"
-        : `permission denied; make ${folder} writable by the user tinylb runs as`;
+        : `permission denied; give the user tinylb runs as write and search (x) permission on ${folder}`;
     case "EISDIR":
       return "it is a folder, not a file";
     case "ENOTDIR":

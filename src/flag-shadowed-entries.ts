@@ -76,7 +76,7 @@ export class FlagShadowedKeysLog {
       const entry = `${id}:${keys.join(",")}`;
       reported.add(entry);
       if (!this.#reported.has(entry)) {
-        this.#log.warn("backend keys in the config file ignored: a --backend flag with the same id replaces the entry", { backend: id, keys: keys.join(",") });
+        this.#log.warn("backend keys in the config file ignored: a --backend flag with the same id replaces the entry; drop the keys, or the flag to use the file's entry", { backend: id, keys: keys.join(",") });
       }
     }
     this.#reported = reported;

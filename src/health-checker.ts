@@ -247,21 +247,21 @@ export class HealthChecker {
   }
 
   /**
-   * Records that a client dials `backend`. The first dial after its back-off ended becomes the
-   * trial (see BackendHealth.startTrial), which lasts at most `connectTimeoutMs` plus a second.
+   * Records that a client dials `backend`, and returns true when the dial is the trial: the
+   * first dial after its back-off ended (see BackendHealth.startTrial), which lasts at most
+   * `connectTimeoutMs` plus a second. Pass that to `dialFailed` or `dialGivenUp` when it settles.
    */
-  dialStarted(backend: Backend, connectTimeoutMs: number): void {
+  dialStarted(backend: Backend, connectTimeoutMs: number): boolean {
     // Every connection comes here, and a backend without a failure streak needs no lookup.
     if (this.#failing.size === 0) {
-      return;
+      return false;
     }
     const entry = this.#entryOf(backend);
-    if (entry !== undefined && this.#failing.has(entry)) {
-      entry.health.startTrial(this.#clock.now(), connectTimeoutMs + TRIAL_MARGIN_MS);
-    }
+
+    return entry !== undefined && this.#failing.has(entry) && entry.health.startTrial(this.#clock.now(), connectTimeoutMs + TRIAL_MARGIN_MS);
   }
 
-  /** Records a dial that tinylb gave up itself, which ends a trial without a verdict on the backend. */
+  /** Records a trial dial that tinylb gave up itself, which ends the trial without a verdict on the backend. */
   dialGivenUp(backend: Backend): void {
     this.#entryOf(backend)?.health.endTrial();
   }
@@ -286,21 +286,22 @@ export class HealthChecker {
   /**
    * Records a failed dial; the backend is skipped for a back-off that doubles with each failure
    * in a row. Other ids with the same target get the same back-off, since a dial of theirs would
-   * fail the same way and cost the next client another connect timeout.
+   * fail the same way and cost the next client another connect timeout. `trial` is true when
+   * `dialStarted` returned true for this dial, which ends the trial.
    */
-  dialFailed(backend: Backend, reason: string): void {
+  dialFailed(backend: Backend, reason: string, trial = false): void {
     const entry = this.#entryOf(backend);
     if (entry === undefined) {
       return;
     }
 
     for (const sharing of this.#sharingTarget(entry)) {
-      this.#backOff(sharing, reason);
+      this.#backOff(sharing, reason, trial && sharing === entry);
     }
   }
 
-  #backOff(entry: Entry, reason: string): void {
-    const backoffMs = entry.health.dialFailed(this.#clock.now(), this.#backoff());
+  #backOff(entry: Entry, reason: string, endsTrial: boolean): void {
+    const backoffMs = entry.health.dialFailed(this.#clock.now(), this.#backoff(), endsTrial);
     if (backoffMs === undefined) {
       return;
     }
@@ -311,8 +312,11 @@ export class HealthChecker {
       entry.backoffTimer = undefined;
       const ended = `dial back-off of ${formatDuration(backoffMs)} ended`;
       this.#evaluate(entry, entry.probe === undefined ? `${ended}; the next client retries it` : `${ended}; the next passed probe or client dial makes it healthy`);
+      // A backend a probe keeps unhealthy stays so, and relay workers still follow the back-off.
+      this.#announceConditionChange();
     }, backoffMs);
     this.#evaluate(entry, `${reason}; skipped for a back-off of ${formatDuration(backoffMs)}`);
+    this.#announceConditionChange();
   }
 
   /** Records a successful dial, which ends the failure streak and back-off of the backend and of other ids with its target. */
@@ -346,6 +350,7 @@ export class HealthChecker {
     sharing.backoffTimer?.cancel();
     sharing.backoffTimer = undefined;
     this.#evaluate(sharing, sharing === dialed ? "dial succeeded" : `a dial of "${dialed.health.backend.id}", which has the same target, succeeded`);
+    this.#announceConditionChange();
   }
 
   /** Returns `entry` and the entries of other ids with its target; most targets have one id. */

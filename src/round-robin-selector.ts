@@ -5,6 +5,8 @@ import { BackendSet, compareIds } from "./backend-set.ts";
 export interface SharedTurns {
   /** Takes `count` turns and returns the first one. */
   takeTurns(count?: number): number;
+  /** Gives back one turn taken by a pick that handed out no backend. */
+  returnTurn(): void;
 }
 
 /** Backend ids the rotation never hands out (see DisabledBackends). */
@@ -82,6 +84,11 @@ export class RoundRobinSelector {
         return backend;
       }
     }
+
+    // A pick that found nothing, such as the healthy pass of a degraded balancer, uses no turn:
+    // otherwise each client of a two-pass pick would take two turns, and with an even number of
+    // backends the passes after it would always start at the same ones.
+    this.#turns?.returnTurn();
 
     return undefined;
   }

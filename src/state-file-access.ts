@@ -20,7 +20,9 @@ export function stateFileAccessProblems(path: string): string[] {
   const problems: string[] = [];
   const folderCode = accessErrorCode(folder, constants.W_OK | constants.X_OK);
   if (folderCode !== undefined) {
-    problems.push(`the folder ${folder} of the state file is not writable (${folderCode}) by ${user}, so a start as this user cannot save the running set; make it writable by the user tinylb runs as`);
+    problems.push(
+      `the folder ${folder} of the state file is not writable and searchable (${folderCode}) by ${user}, so a start as this user cannot save the running set; give the user tinylb runs as write and search (x) permission on it`,
+    );
   }
 
   let file: ReturnType<typeof statSync>;

@@ -51,6 +51,14 @@ export class ThreadCounters {
     return Atomics.add(this.#slots, TURN, count) >>> 0;
   }
 
+  /**
+   * Gives back one turn of `takeTurns`. When other threads took turns in between, one of them
+   * may get the same position as a later pick of this thread, once.
+   */
+  returnTurn(): void {
+    Atomics.sub(this.#slots, TURN, 1);
+  }
+
   /** Connections open or dialing in every thread. */
   get open(): number {
     return Atomics.load(this.#slots, OPEN);

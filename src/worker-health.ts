@@ -45,8 +45,10 @@ export class WorkerHealth extends HealthChecker {
     const now = systemClock.now();
     this.#conditions = new Map(
       snapshot.backends.map((entry) => {
-        // A trial in flight goes on while the backend's failure streak does and no new back-off started.
-        const trialUntil = entry.failing && entry.backoffLeftMs === 0 ? before.get(entry.id)?.trialUntil : undefined;
+        // A trial in flight goes on while the failure streak does, also when a dial started
+        // before the trial failed and began a new back-off.
+        const previous = before.get(entry.id);
+        const trialUntil = entry.failing && previous?.target === entry.target ? previous.trialUntil : undefined;
 
         return [entry.id, { target: entry.target, condition: entry.condition, cause: entry.cause, failing: entry.failing, backoffUntil: now + entry.backoffLeftMs, trialUntil }];
       }),
@@ -104,15 +106,19 @@ export class WorkerHealth extends HealthChecker {
   }
 
   /** Starts this thread's trial dial of a failing backend whose back-off ended; each thread runs its own. */
-  override dialStarted(backend: Backend, connectTimeoutMs: number): void {
+  override dialStarted(backend: Backend, connectTimeoutMs: number): boolean {
     if (this.#conditions.size === 0) {
-      return;
+      return false;
     }
     const entry = entryOf(this.#conditions, backend);
     const now = systemClock.now();
-    if (entry !== undefined && entry.failing && now >= entry.backoffUntil && !trialRunning(entry, now)) {
-      entry.trialUntil = now + connectTimeoutMs + TRIAL_MARGIN_MS;
+    if (entry === undefined || !entry.failing || now < entry.backoffUntil || trialRunning(entry, now)) {
+      return false;
     }
+
+    entry.trialUntil = now + connectTimeoutMs + TRIAL_MARGIN_MS;
+
+    return true;
   }
 
   override dialGivenUp(backend: Backend): void {
@@ -124,10 +130,15 @@ export class WorkerHealth extends HealthChecker {
   }
 
   /**
-   * Reports the dial. A failed trial keeps the backend out of this thread's rotation until
-   * the main thread's snapshot brings the new back-off, a message round trip later.
+   * Reports the dial. A failed trial ends, and the backend stays out of this thread's rotation
+   * for the shortest back-off until the main thread's snapshot brings the real one.
    */
-  override dialFailed(backend: Backend, reason: string): void {
+  override dialFailed(backend: Backend, reason: string, trial = false): void {
+    const entry = trial ? entryOf(this.#conditions, backend) : undefined;
+    if (entry !== undefined) {
+      entry.trialUntil = undefined;
+      entry.backoffUntil = Math.max(entry.backoffUntil, systemClock.now() + MIN_BACKOFF_GUESS_MS);
+    }
     this.#report({ type: "dial-failed", id: backend.id, target: backend.target, reason });
   }
 
@@ -167,6 +178,9 @@ interface WorkerEntry {
   backoffUntil: number;
   trialUntil: number | undefined;
 }
+
+/** Milliseconds a failed trial keeps its backend out of this thread's rotation before a snapshot brings the back-off: the default `dialBackoff`. */
+const MIN_BACKOFF_GUESS_MS = 1000;
 
 /** Returns the snapshot entry of `backend`; one reported for the id's previous target does not apply to the new one. */
 function entryOf(conditions: ReadonlyMap<string, WorkerEntry>, backend: Backend): WorkerEntry | undefined {

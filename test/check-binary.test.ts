@@ -151,7 +151,7 @@ test("check warns about other keys a flag replaces", async () => {
 
   const { exitCode, stderr } = await runTinylb(["check", "--config", path, "--backend", "a=10.0.0.9:1", "--admin", "off"]);
 
-  expect(stderr).toMatch(/WARN\s+backend keys in the config file ignored: a --backend flag with the same id replaces the entry .*backend=a keys=probe,slowStart/);
+  expect(stderr).toMatch(/WARN\s+backend keys in the config file ignored: a --backend flag with the same id replaces the entry; drop the keys, or the flag to use the file's entry .*backend=a keys=probe,slowStart/);
   expect(exitCode).toBe(0);
 });
 

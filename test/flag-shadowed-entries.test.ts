@@ -104,6 +104,6 @@ test("start warns about keys a flag replaces", async () => {
 
   await tinylb.waitForLog("tinylb started");
 
-  expect(tinylb.stderr).toMatch(/WARN\s+backend keys in the config file ignored: a --backend flag with the same id replaces the entry .*backend=a keys=proxyProtocol/);
+  expect(tinylb.stderr).toMatch(/WARN\s+backend keys in the config file ignored: a --backend flag with the same id replaces the entry; drop the keys, or the flag to use the file's entry .*backend=a keys=proxyProtocol/);
   expect(tinylb.stderr).toContain("proxyProtocol=off");
 });

@@ -121,40 +121,64 @@ test("HealthChecker lets one trial dial through after a back-off", () => {
   const set = setOf("a", "b");
   const { checker, clock } = start(set);
   const a = set.get("a")!;
+  expect(checker.dialStarted(a, 3000)).toBe(false);
   checker.dialFailed(a, "dial failed: timed out");
   clock.advance(1000);
   expect(checker.isHealthy(a)).toBe(true);
 
   // The first client after the back-off dials a; the others pass it over until that dial settles.
-  checker.dialStarted(a, 3000);
+  expect(checker.dialStarted(a, 3000)).toBe(true);
   expect(checker.isHealthy(a)).toBe(false);
   expect(checker.isCoolingDown(a)).toBe(true);
+  expect(checker.dialStarted(a, 3000)).toBe(false);
   expect(checker.state("a")!.condition).toBe("retrying");
-  checker.dialFailed(a, "dial failed: timed out");
+  checker.dialFailed(a, "dial failed: timed out", true);
   expect(checker.state("a")!.backoffUntil).toBe(clock.now() + 2000);
 
   // A trial that tinylb gave up itself lets the next client try.
   clock.advance(2000);
-  checker.dialStarted(a, 3000);
+  expect(checker.dialStarted(a, 3000)).toBe(true);
   expect(checker.isHealthy(a)).toBe(false);
   checker.dialGivenUp(a);
   expect(checker.isHealthy(a)).toBe(true);
 
   // A trial whose result never comes ends a second after the connect timeout.
-  checker.dialStarted(a, 3000);
+  expect(checker.dialStarted(a, 3000)).toBe(true);
   clock.advance(3999);
   expect(checker.isHealthy(a)).toBe(false);
   clock.advance(1);
   expect(checker.isHealthy(a)).toBe(true);
 
-  checker.dialStarted(a, 3000);
+  expect(checker.dialStarted(a, 3000)).toBe(true);
   checker.dialSucceeded(a);
   expect(checker.isHealthy(a)).toBe(true);
   expect(checker.isCoolingDown(a)).toBe(false);
   // A healthy backend's dials start no trial.
-  checker.dialStarted(a, 3000);
+  expect(checker.dialStarted(a, 3000)).toBe(false);
   expect(checker.isHealthy(a)).toBe(true);
   expect(checker.isHealthy(set.get("b")!)).toBe(true);
+});
+
+test("HealthChecker keeps a trial when an older dial fails", () => {
+  const set = setOf("a");
+  const { checker, clock } = start(set);
+  const a = set.get("a")!;
+  checker.dialFailed(a, "dial failed: timed out");
+  clock.advance(1000);
+  expect(checker.dialStarted(a, 3000)).toBe(true);
+
+  // A dial started before the first back-off times out while the trial is in flight.
+  clock.advance(100);
+  checker.dialFailed(a, "dial failed: timed out");
+  clock.advance(2000);
+
+  // Its back-off is over, but the trial still runs, so no second client dials a.
+  expect(checker.isHealthy(a)).toBe(false);
+  expect(checker.dialStarted(a, 3000)).toBe(false);
+  clock.advance(900);
+  checker.dialFailed(a, "dial failed: timed out", true);
+  expect(checker.isCoolingDown(a)).toBe(true);
+  expect(checker.state("a")!.backoffUntil).toBe(clock.now() + 4000);
 });
 
 test("binary logs an unhealthy backend at --log-level warn", async () => {

@@ -140,6 +140,9 @@ describe("RoundRobinSelector", () => {
 
         return first;
       },
+      returnTurn() {
+        turn--;
+      },
     };
     const disabled = new DisabledBackends();
     const backends = set("a", "b", "c");

@@ -58,7 +58,7 @@ test.skipIf(!canDropPrivileges)("check warns about a folder it cannot write", as
   const { exitCode, stdout, stderr } = await checkAsNobody(path);
 
   expect(warnings(stderr)).toEqual([
-    `the folder ${join(directory, "read-only")} of the state file is not writable (EACCES) by ${USER}, so a start as this user cannot save the running set; make it writable by the user tinylb runs as`,
+    `the folder ${join(directory, "read-only")} of the state file is not writable and searchable (EACCES) by ${USER}, so a start as this user cannot save the running set; give the user tinylb runs as write and search (x) permission on it`,
   ]);
   expect(stdout).toBe("config OK: 1 backend, 1 listener\n");
   expect(exitCode).toBe(0);

@@ -55,6 +55,20 @@ test("selectors sharing turns rotate as one", () => {
   expect([...afterChange].sort()).toEqual(["d", "e", "f", "g"]);
 });
 
+test("a pick that hands out nothing uses no turn", () => {
+  const counters = new ThreadCounters();
+  const [first, second] = [new RoundRobinSelector(set("a", "b"), counters), new RoundRobinSelector(set("a", "b"), counters)];
+
+  // A degraded balancer's pick: a healthy pass that finds nothing, then a pass over every backend.
+  const picks = [first, second, first, second].map((selector) => {
+    expect(selector.next(() => false)).toBeUndefined();
+
+    return selector.next()?.id;
+  });
+
+  expect(picks).toEqual(["a", "b", "a", "b"]);
+});
+
 test("a skipped backend's turn does not favour the next one", () => {
   const counters = new ThreadCounters();
   const [first, second] = [new RoundRobinSelector(set("a", "b", "c"), counters), new RoundRobinSelector(set("a", "b", "c"), counters)];

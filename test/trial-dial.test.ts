@@ -35,17 +35,28 @@ function deadDials(tinylb: FaultProcess): number {
 }
 
 /**
- * Without a probe, a black-holed target used to get every client the rotation sent it while
- * its back-off was over: each waited a connect timeout and left a socket in SYN_SENT. Now one
- * client per thread tries it after each back-off, and the others pass it over meanwhile.
+ * A black-holed target used to get every client the rotation sent it while its back-off was
+ * over, and in relay workers also during it when a probe kept it unhealthy: each client waited
+ * a connect timeout and left a socket in SYN_SENT. Now one client per thread tries it after
+ * each back-off, and the others pass it over meanwhile.
  */
-test.each([1, 2])("one trial dial after each back-off, %d thread(s)", async (workers) => {
+test.each([
+  [1, false],
+  [2, false],
+  [2, true],
+])("one trial dial after each back-off, %d thread(s), degraded: %p", async (workers, degraded) => {
   const live = new EchoBackend();
   const dead = await HangingTarget.start();
   const args = ["--listen", "127.0.0.1:0", "--backend", `dead=${dead.target}`, "--backend", `live=${live.target}`];
-  await using tinylb = new FaultProcess([...args, "--connect-timeout", `${CONNECT_TIMEOUT_MS}ms`, "--workers", String(workers), "--log-level", "debug"]);
+  // An http probe fails on both: the echo backend answers with the request, which is no HTTP
+  // response. Every backend is then unhealthy, and the rotation tries them all (degraded).
+  const probe = degraded ? ["--probe", "http", "--probe-interval", "500ms", "--probe-timeout", "400ms"] : [];
+  await using tinylb = new FaultProcess([...args, ...probe, "--connect-timeout", `${CONNECT_TIMEOUT_MS}ms`, "--workers", String(workers), "--log-level", "debug"]);
   try {
     const port = await tinylb.port();
+    if (degraded) {
+      await waitFor("degraded", () => tinylb.stderr.includes("degraded: trying all of them"));
+    }
     // One client per thread meets the dead target first, waits the connect timeout, and is served by live.
     await waitFor("a first failed dial", async () => {
       expect(await echoOnce(port)).toBe(true);

@@ -28,17 +28,27 @@ test("WorkerHealth follows the back-off and runs its own trial", async () => {
   health.apply({ backends: [snapshotEntry("retrying", 0)], degraded: false, slowStart: [] });
   expect(health.isHealthy(a)).toBe(true);
 
-  health.dialStarted(a, 3000);
+  expect(health.dialStarted(a, 3000)).toBe(true);
   expect(health.isHealthy(a)).toBe(false);
   expect(health.isCoolingDown(a)).toBe(true);
-  // A snapshot that changes nothing for "a" keeps the trial in flight.
-  health.apply({ backends: [snapshotEntry("retrying", 0)], degraded: false, slowStart: [] });
+  expect(health.dialStarted(a, 3000)).toBe(false);
+  // A snapshot with a new back-off, from a dial started before the trial, keeps the trial in flight.
+  health.apply({ backends: [snapshotEntry("unhealthy", 50)], degraded: false, slowStart: [] });
+  await Bun.sleep(60);
   expect(health.isHealthy(a)).toBe(false);
+  expect(health.dialStarted(a, 3000)).toBe(false);
 
+  // The failed trial keeps "a" out until the main thread's snapshot brings its back-off.
+  health.dialFailed(a, "dial failed", true);
+  expect(health.isCoolingDown(a)).toBe(true);
+  expect(health.dialStarted(a, 3000)).toBe(false);
+  health.apply({ backends: [snapshotEntry("retrying", 0)], degraded: false, slowStart: [] });
+
+  expect(health.dialStarted(a, 3000)).toBe(true);
   health.dialGivenUp(a);
   expect(health.isHealthy(a)).toBe(true);
   health.dialStarted(a, 3000);
   health.dialSucceeded(a);
   expect(health.isHealthy(a)).toBe(true);
-  expect(reported).toEqual(["dial-succeeded a"]);
+  expect(reported).toEqual(["dial-failed a", "dial-succeeded a"]);
 });
