@@ -85,9 +85,9 @@ export class RoundRobinSelector {
       }
     }
 
-    // A pick that found nothing, such as the healthy pass of a degraded balancer, uses no turn:
-    // otherwise each client of a two-pass pick would take two turns, and with an even number of
-    // backends the passes after it would always start at the same ones.
+    // A pick that found nothing, such as the healthy pass of a degraded balancer, uses no turn.
+    // Otherwise each client of a two-pass pick would take two turns, and with an even number of
+    // backends every second pass would start at the same backend.
     this.#turns?.returnTurn();
 
     return undefined;

@@ -35,10 +35,10 @@ function deadDials(tinylb: FaultProcess): number {
 }
 
 /**
- * A black-holed target used to get every client the rotation sent it while its back-off was
- * over, and in relay workers also during it when a probe kept it unhealthy: each client waited
- * a connect timeout and left a socket in SYN_SENT. Now one client per thread tries it after
- * each back-off, and the others pass it over meanwhile.
+ * A black-holed target used to get every client the rotation sent it once its back-off was over.
+ * In relay workers it also got them during the back-off when a probe kept it unhealthy. Each
+ * such client waited a connect timeout and left a socket in SYN_SENT. Now one client per thread
+ * tries it after each back-off, and the others pass it over meanwhile.
  */
 test.each([
   [1, false],
@@ -48,8 +48,8 @@ test.each([
   const live = new EchoBackend();
   const dead = await HangingTarget.start();
   const args = ["--listen", "127.0.0.1:0", "--backend", `dead=${dead.target}`, "--backend", `live=${live.target}`];
-  // An http probe fails on both: the echo backend answers with the request, which is no HTTP
-  // response. Every backend is then unhealthy, and the rotation tries them all (degraded).
+  // An http probe fails on both, because the echo backend sends the request back, which is no
+  // HTTP response. Every backend is then unhealthy, and the rotation tries them all (degraded).
   const probe = degraded ? ["--probe", "http", "--probe-interval", "500ms", "--probe-timeout", "400ms"] : [];
   await using tinylb = new FaultProcess([...args, ...probe, "--connect-timeout", `${CONNECT_TIMEOUT_MS}ms`, "--workers", String(workers), "--log-level", "debug"]);
   try {
