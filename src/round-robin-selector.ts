@@ -87,7 +87,7 @@ export class RoundRobinSelector {
 
     // A pick that found nothing, such as the healthy pass of a degraded balancer, uses no turn.
     // Otherwise each client of a two-pass pick would take two turns, and with an even number of
-    // backends every second pass would start at the same backend.
+    // backends the second passes would start at the same half of them.
     this.#turns?.returnTurn();
 
     return undefined;
