@@ -353,7 +353,7 @@ test("KubernetesProvider explains a rejected token", async () => {
   expect(sets.length).toBe(0);
   const failure = logs.find((line) => line.includes("Kubernetes list or watch failed"))!;
   expect(failure).toContain(`Kubernetes request to ${mock.url}/apis/discovery.k8s.io/v1/namespaces/default/endpointslices failed: HTTP 401 Unauthorized`);
-  expect(failure).toContain("the API server rejected the token of the user in kubeconfig test; replace the token, or the kubeconfig user's credentials, with ones that are valid for this cluster");
+  expect(failure).toContain("the API server rejected the token of the user in kubeconfig test; replace them with credentials that are valid for this cluster");
 });
 
 test("KubernetesProvider explains a forbidden list", async () => {

@@ -8,7 +8,7 @@ import { UNTRUSTED_CHAIN_CODES } from "../tls-errors.ts";
 function statusHint(status: number, credentials: string): string | undefined {
   switch (status) {
     case 401:
-      return `the API server rejected ${credentials}; replace the token, or the kubeconfig user's credentials, with ones that are valid for this cluster`;
+      return `the API server rejected ${credentials}; replace them with credentials that are valid for this cluster`;
     case 403:
       return `grant the user of ${credentials} list and watch on endpointslices (discovery.k8s.io) in the namespace, or use a token or kubeconfig user that has them`;
     case 404:
