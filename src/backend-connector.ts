@@ -104,6 +104,8 @@ export class BackendConnector implements DialObserver {
   readonly #dialFailureLogs = new Map<string, RateLimitedLog>();
   readonly #dialFailureBudget: LogBudget;
   readonly #unservedLog: RateLimitedLog;
+  /** Lines for clients closed because every backend left is cooling down after a failed dial. */
+  readonly #coolingLog: RateLimitedLog;
   /** Dials started now on the stack: a failover from a connect that failed at once nests one more. */
   #nestedDials = 0;
 
@@ -118,6 +120,7 @@ export class BackendConnector implements DialObserver {
     this.#maxAttempts = options.maxAttempts;
     this.#registered = options.registered;
     this.#unservedLog = new RateLimitedLog(this.#log, "error", FAILURE_LOG_INTERVAL_MS, this.#now);
+    this.#coolingLog = new RateLimitedLog(this.#log, "warn", FAILURE_LOG_INTERVAL_MS, this.#now);
     const spent = "more backends failed to dial than are logged; the rest of this interval's dial failures are logged at debug";
     this.#dialFailureBudget = new LogBudget(this.#log, "warn", DIAL_FAILURE_LINES, FAILURE_LOG_INTERVAL_MS, spent, this.#now);
     this.useProxyProtocol(options.proxyProtocol ?? PROXY_PROTOCOL_OFF);
@@ -240,8 +243,7 @@ export class BackendConnector implements DialObserver {
       const selector = this.#selector;
       const backend = this.#firstPicker.pick(selector);
       if (backend === undefined) {
-        this.#limits.reject("backend", connection.clientAddress);
-        connection.close("every backend is at its connection limit");
+        this.#noBackend(connection);
 
         return;
       }
@@ -249,6 +251,20 @@ export class BackendConnector implements DialObserver {
     } catch (error) {
       this.#internalError(connection, error);
     }
+  }
+
+  /** Closes a client that got no first backend: each one is at its cap, or cooling down after a failed dial. */
+  #noBackend(connection: Connection): void {
+    if (!this.#firstPicker.coolingDown) {
+      this.#limits.reject("backend", connection.clientAddress);
+      connection.close("every backend is at its connection limit");
+
+      return;
+    }
+
+    this.#stats.unserved++;
+    this.#logFailure(this.#coolingLog, "every backend failed a dial moments ago and is cooling down; closing client", { conn: connection.id, client: connection.clientAddress });
+    connection.close("every backend is cooling down after a failed dial");
   }
 
   /** Records a dial's outcome and tries the next backend of the plan after a failure. */

@@ -259,6 +259,9 @@ const HAPROXY_TERMS = new Map([
 /** Commands that may come first, for typo suggestions. */
 const COMMANDS = ["add", "check", "config", "demo", "disable", "enable", "remove", "status"];
 
+/** The commands that take arguments, with them, for the hint to an argument out of place. */
+const COMMAND_ARGUMENTS: Record<string, string> = { add: "add ID TARGET", disable: "disable ID", enable: "enable ID", remove: "remove ID" };
+
 /** Describes an argument that is not a known flag; `index` is its position on the command line. */
 function describeUnknownArgument(arg: string, flag: string, index: number): string {
   if (flag === "-v") {
@@ -276,7 +279,7 @@ function describeUnknownArgument(arg: string, flag: string, index: number): stri
   }
 
   if (COMMANDS.includes(arg)) {
-    return `unexpected argument "${arg}": put the command before the options, as in tinylb ${arg} [options]`;
+    return `unexpected argument "${arg}": put the command before the options, as in tinylb ${COMMAND_ARGUMENTS[arg] ?? arg} [options]`;
   }
 
   return `unexpected argument "${arg}"`;

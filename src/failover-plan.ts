@@ -5,7 +5,10 @@ import type { BackendSelector } from "./backend-selector.ts";
 export interface FailoverChecks {
   /** True when the backend is healthy; unhealthy backends are tried only when no healthy one is left. */
   isHealthy(backend: Backend): boolean;
-  /** True while a failed dial's back-off runs, or its trial dial; among unhealthy backends, these are tried last. Absent: none is. */
+  /**
+   * True while a failed dial's back-off runs, or its trial dial. Unhealthy backends that are
+   * cooling down are not tried at all. Absent: none is.
+   */
   isCoolingDown?(backend: Backend): boolean;
   /**
    * Reserves one more connection to the backend under its connection cap; false when it is
@@ -21,8 +24,9 @@ export interface FailoverChecks {
  * without moving the rotation. The selector sets the order: the set's order (round-robin),
  * or the least loaded first, ties in the set's order (leastconn). Healthy backends come first.
  * When none is left (every backend is unhealthy, or every healthy one failed), the
- * unhealthy ones are tried too, in the same order, so a client is never closed while a
- * backend could still serve it. A healthy backend at its connection cap still counts as
+ * unhealthy ones are tried too, in the same order, so probes that fail under load cannot
+ * close every client. Those that are cooling down after a failed dial of a client are not:
+ * each would most likely cost another connect timeout. A healthy backend at its connection cap still counts as
  * left: while one is, the unhealthy ones are not tried, and the client is closed as over
  * the cap rather than sent to a backend that is probably down.
  *
@@ -122,20 +126,16 @@ export class FailoverPlan {
   }
 
   /**
-   * Picks the next backend that `eligible` accepts and that has room, whatever its health:
-   * first one that is not cooling down after a failed dial, then any. So while every backend
-   * is unhealthy, a backend that just failed a dial does not cost a client a connect timeout
-   * while another could be tried first.
+   * Picks the next backend that `eligible` accepts and that has room, whatever its health,
+   * unless it is cooling down after a failed dial. A backend whose dial just failed or timed
+   * out would most likely cost the client another connect timeout, and a black-holed one a
+   * socket left in SYN_SENT. Its trial dial finds out when it is back.
    */
   #pickUnhealthy(eligible: (candidate: Backend) => boolean, after?: string): Backend | undefined {
     const { isCoolingDown, reserve } = this.#checks;
-    const anyReady = (candidate: Backend): boolean => eligible(candidate) && reserve(candidate);
-    if (isCoolingDown === undefined) {
-      return this.#pick(anyReady, eligible, after);
-    }
-    const ready = (candidate: Backend): boolean => eligible(candidate) && !isCoolingDown(candidate);
+    const ready = isCoolingDown === undefined ? eligible : (candidate: Backend): boolean => eligible(candidate) && !isCoolingDown(candidate);
 
-    return this.#pick((candidate) => ready(candidate) && reserve(candidate), ready, after) ?? this.#pick(anyReady, eligible, after);
+    return this.#pick((candidate) => ready(candidate) && reserve(candidate), ready, after);
   }
 
   /** Offers the backends to `accept` from the rotation, or after `after` without moving it. */
@@ -154,18 +154,23 @@ export class FirstPicker {
   /** True when the current pick passed over a healthy backend at its cap. */
   #healthyAtCap = false;
   readonly #acceptHealthy: (candidate: Backend) => boolean;
-  /** Undefined when the checks cannot tell which backends cool down after a failed dial. */
-  readonly #notCooling: ((candidate: Backend) => boolean) | undefined;
-  readonly #acceptNotCooling: ((candidate: Backend) => boolean) | undefined;
+  /** True when the current pick passed over an unhealthy backend that is cooling down after a failed dial. */
+  #passedOverCooling = false;
+  readonly #notCooling: (candidate: Backend) => boolean;
+  readonly #acceptNotCooling: (candidate: Backend) => boolean;
 
   constructor(checks: FailoverChecks) {
     this.#checks = checks;
     const isCoolingDown = checks.isCoolingDown;
-    if (isCoolingDown !== undefined) {
-      const notCooling = (candidate: Backend): boolean => !isCoolingDown(candidate);
-      this.#notCooling = notCooling;
-      this.#acceptNotCooling = (candidate) => notCooling(candidate) && checks.reserve(candidate);
-    }
+    this.#notCooling = (candidate) => {
+      if (isCoolingDown?.(candidate) !== true) {
+        return true;
+      }
+      this.#passedOverCooling = true;
+
+      return false;
+    };
+    this.#acceptNotCooling = (candidate) => this.#notCooling(candidate) && checks.reserve(candidate);
     this.#acceptHealthy = (candidate) => {
       if (!checks.isHealthy(candidate)) {
         return false;
@@ -181,19 +186,24 @@ export class FirstPicker {
 
   /**
    * Returns the next backend of `selector`'s rotation, reserved under its cap: a healthy one
-   * first, an unhealthy one only when no healthy backend is left (one that is not cooling down
-   * after a failed dial before one that is), and undefined when no backend has room (see
-   * FailoverPlan).
+   * first, an unhealthy one that is not cooling down after a failed dial only when no healthy
+   * backend is left, and undefined when no backend has room or every one left is cooling down
+   * (`coolingDown` then says which; see FailoverPlan).
    */
   pick(selector: BackendSelector): Backend | undefined {
     this.#healthyAtCap = false;
-    const { isHealthy, reserve } = this.#checks;
-    const healthy = selector.next(this.#acceptHealthy, isHealthy);
+    this.#passedOverCooling = false;
+    const healthy = selector.next(this.#acceptHealthy, this.#checks.isHealthy);
     if (healthy !== undefined || this.#healthyAtCap) {
       return healthy;
     }
 
-    return (this.#acceptNotCooling === undefined ? undefined : selector.next(this.#acceptNotCooling, this.#notCooling)) ?? selector.next(reserve);
+    return selector.next(this.#acceptNotCooling, this.#notCooling);
+  }
+
+  /** True when the last pick handed out nothing because each backend left was cooling down, not because of a cap. */
+  get coolingDown(): boolean {
+    return this.#passedOverCooling && !this.#healthyAtCap;
   }
 }
 

@@ -257,13 +257,29 @@ export class HealthChecker {
       return false;
     }
     const entry = this.#entryOf(backend);
+    const now = this.#clock.now();
+    if (entry === undefined || !this.#failing.has(entry) || !entry.health.startTrial(now, connectTimeoutMs + TRIAL_MARGIN_MS)) {
+      return false;
+    }
 
-    return entry !== undefined && this.#failing.has(entry) && entry.health.startTrial(this.#clock.now(), connectTimeoutMs + TRIAL_MARGIN_MS);
+    // The trial stands for the target, so other ids with it wait for its result too.
+    for (const sharing of this.#sharingTarget(entry)) {
+      if (sharing !== entry) {
+        sharing.health.startTrial(now, connectTimeoutMs + TRIAL_MARGIN_MS);
+      }
+    }
+
+    return true;
   }
 
-  /** Records a trial dial that tinylb gave up itself, which ends the trial without a verdict on the backend. */
+  /** Records a trial dial that tinylb gave up itself, which ends the trial of its target without a verdict. */
   dialGivenUp(backend: Backend): void {
-    this.#entryOf(backend)?.health.endTrial();
+    const entry = this.#entryOf(backend);
+    if (entry !== undefined) {
+      for (const sharing of this.#sharingTarget(entry)) {
+        sharing.health.endTrial();
+      }
+    }
   }
 
   /** Milliseconds left of the dial back-off of `id`, 0 when none runs, for the snapshots that relay workers follow. */
@@ -296,7 +312,7 @@ export class HealthChecker {
     }
 
     for (const sharing of this.#sharingTarget(entry)) {
-      this.#backOff(sharing, reason, trial && sharing === entry);
+      this.#backOff(sharing, reason, trial);
     }
   }
 

@@ -175,7 +175,7 @@ export function renderMetrics(source: MetricsSource): string {
     "Seconds from the accept of a client on any listener to its close, including clients closed without a backend.",
     [[{}, stats.connectionDuration]],
   );
-  page.add("tinylb_clients_unserved_total", "counter", "Clients closed without a backend: empty set or every dial failed.", [[{}, stats.unserved]]);
+  page.add("tinylb_clients_unserved_total", "counter", "Clients closed without a backend: empty set, every dial failed, or every backend cooling down after a failed dial.", [[{}, stats.unserved]]);
   page.add("tinylb_connections_idle_closed_total", "counter", "Connections closed because they carried no byte in either direction for the idle timeout.", [[{}, stats.idleClosed]]);
   page.add("tinylb_clients_rejected_total", "counter", "Clients closed at once by a connection cap; limit is global or backend.", [
     [{ limit: "global" }, server.limits.rejectedGlobal],

@@ -101,7 +101,7 @@ export class StateFile {
         // A folder is never moved aside, and each write fails on it until it is gone.
         const folder = isFolderAt(this.path, false);
         this.#moveBeforeWrite = !folder;
-        const next = folder ? "and nothing is written while a folder is at its path" : `and the first write moves the file to ${this.badCopyPath}`;
+        const next = folder ? "and nothing is written while a folder is at its path" : `and the first write moves the file, if there is one, to ${this.badCopyPath}`;
         this.#log.warn(`read state file failed; starting without saved backends, ${next}`, { file: this.path, err: describeFileError(error) });
       }
 

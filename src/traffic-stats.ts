@@ -21,7 +21,7 @@ export interface BackendCounters {
 export class TrafficStats {
   /** Clients accepted on every listener. */
   accepted = 0;
-  /** Clients closed without a backend: empty set or every dial failed. */
+  /** Clients closed without a backend: empty set, every dial failed, or every backend cooling down after a failed dial. */
   unserved = 0;
   /** Effective backend set changes applied. */
   setChanges = 0;

@@ -112,11 +112,16 @@ export class WorkerHealth extends HealthChecker {
     }
     const entry = entryOf(this.#conditions, backend);
     const now = systemClock.now();
-    if (entry === undefined || !entry.failing || now < entry.backoffUntil || trialRunning(entry, now)) {
+    if (entry === undefined || !canStartTrial(entry, now)) {
       return false;
     }
 
-    entry.trialUntil = now + connectTimeoutMs + TRIAL_MARGIN_MS;
+    // The trial stands for the target, so other ids with it wait for its result too.
+    for (const sharing of this.#sharingTarget(backend.target)) {
+      if (canStartTrial(sharing, now)) {
+        sharing.trialUntil = now + connectTimeoutMs + TRIAL_MARGIN_MS;
+      }
+    }
 
     return true;
   }
@@ -134,10 +139,12 @@ export class WorkerHealth extends HealthChecker {
    * for the shortest back-off until the main thread's snapshot brings the real one.
    */
   override dialFailed(backend: Backend, reason: string, trial = false): void {
-    const entry = trial ? entryOf(this.#conditions, backend) : undefined;
-    if (entry !== undefined) {
-      entry.trialUntil = undefined;
-      entry.backoffUntil = Math.max(entry.backoffUntil, systemClock.now() + MIN_BACKOFF_GUESS_MS);
+    if (trial) {
+      const until = systemClock.now() + MIN_BACKOFF_GUESS_MS;
+      for (const entry of this.#sharingTarget(backend.target)) {
+        entry.trialUntil = undefined;
+        entry.backoffUntil = Math.max(entry.backoffUntil, until);
+      }
     }
     this.#report({ type: "dial-failed", id: backend.id, target: backend.target, reason });
   }
@@ -151,10 +158,14 @@ export class WorkerHealth extends HealthChecker {
   }
 
   #endTrial(backend: Backend): void {
-    const entry = entryOf(this.#conditions, backend);
-    if (entry !== undefined) {
+    for (const entry of this.#sharingTarget(backend.target)) {
       entry.trialUntil = undefined;
     }
+  }
+
+  /** Returns the snapshot entries with `target`; the snapshot lists only backends that are not healthy, so it is short. */
+  #sharingTarget(target: string): WorkerEntry[] {
+    return [...this.#conditions.values()].filter((entry) => entry.target === target);
   }
 
   /** Returns nothing: status pages read the main thread's checker. */
@@ -191,6 +202,11 @@ function entryOf(conditions: ReadonlyMap<string, WorkerEntry>, backend: Backend)
 
 function conditionIn(conditions: ReadonlyMap<string, WorkerEntry>, backend: Backend): HealthCondition {
   return entryOf(conditions, backend)?.condition ?? "healthy";
+}
+
+/** True when `entry` has a failure streak, its back-off ended and no trial runs. */
+function canStartTrial(entry: WorkerEntry, now: number): boolean {
+  return entry.failing && now >= entry.backoffUntil && !trialRunning(entry, now);
 }
 
 function trialRunning(entry: WorkerEntry, now: number): boolean {

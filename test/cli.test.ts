@@ -110,6 +110,7 @@ describe("parseArgs", () => {
     [["check", "--backend", "10.0.0.1:6443"], '--backend "10.0.0.1:6443": expected ID=TARGET'],
     [["--listen", "127.0.0.1:1", "extra"], 'unexpected argument "extra"'],
     [["--admin", "unix:/run/x.sock", "status"], 'unexpected argument "status": put the command before the options, as in tinylb status [options]'],
+    [["--admin", "unix:/run/x.sock", "add"], 'unexpected argument "add": put the command before the options, as in tinylb add ID TARGET [options]'],
     [["--lisen", "127.0.0.1:1"], "unknown flag --lisen (did you mean --listen?)"],
     [["--maxconn", "100"], "unknown flag --maxconn (did you mean --max-connections?)"],
     [["--nbthread", "2"], "unknown flag --nbthread (did you mean --workers?)"],

@@ -2,7 +2,7 @@ import { expect, test } from "bun:test";
 import { type Backend, createBackend } from "../src/backend.ts";
 import { BackendSet } from "../src/backend-set.ts";
 import { DisabledBackends } from "../src/disabled-backends.ts";
-import { FailoverPlan } from "../src/failover-plan.ts";
+import { FailoverPlan, FirstPicker } from "../src/failover-plan.ts";
 import { RoundRobinSelector } from "../src/round-robin-selector.ts";
 
 // Targets are never dialled here; the port only makes targets differ.
@@ -125,12 +125,16 @@ test("FailoverPlan: full healthy blocks unhealthy fallback", () => {
   expect(new FailoverPlan(selector, down, 0).first()).toBeDefined();
 });
 
-test("FailoverPlan: cooling backends go last when all are unhealthy", () => {
+test("FailoverPlan: cooling backends are not tried when all are unhealthy", () => {
   const selector = new RoundRobinSelector(setOf("a", "b", "c", "d"));
   const checks = { isHealthy: () => false, isCoolingDown: (backend: Backend) => backend.id === "a" || backend.id === "c", reserve: () => true };
 
-  // "a" and "c" failed a dial moments ago, so "b" and "d" go first, then the rest in order.
-  expect(order(selector, new FailoverPlan(selector, checks, 0))).toEqual(["b", "d", "a", "c"]);
+  // "a" and "c" failed a dial moments ago, so only "b" and "d" are tried.
+  expect(order(selector, new FailoverPlan(selector, checks, 0))).toEqual(["b", "d"]);
+  const allCooling = { ...checks, isCoolingDown: () => true };
+  const picker = new FirstPicker(allCooling);
+  expect(picker.pick(selector)).toBeUndefined();
+  expect(picker.coolingDown).toBe(true);
   // A healthy backend still comes before every unhealthy one.
   const healthyC = { ...checks, isHealthy: (backend: Backend) => backend.id === "c" };
   expect(order(selector, new FailoverPlan(selector, healthyC, 0))[0]).toBe("c");

@@ -159,6 +159,22 @@ test("HealthChecker lets one trial dial through after a back-off", () => {
   expect(checker.isHealthy(set.get("b")!)).toBe(true);
 });
 
+test("HealthChecker runs one trial per target", () => {
+  const set = new BackendSet([createBackend("a", "127.0.0.1:1000"), createBackend("a2", "127.0.0.1:1000")]);
+  const { checker, clock } = start(set);
+  const [a, a2] = [set.get("a")!, set.get("a2")!];
+  checker.dialFailed(a, "dial failed: timed out");
+  clock.advance(1000);
+
+  expect(checker.dialStarted(a, 3000)).toBe(true);
+  // The other id of the target waits for the trial too.
+  expect(checker.isHealthy(a2)).toBe(false);
+  expect(checker.dialStarted(a2, 3000)).toBe(false);
+  checker.dialFailed(a, "dial failed: timed out", true);
+  clock.advance(2000);
+  expect(checker.isHealthy(a2)).toBe(true);
+});
+
 test("HealthChecker keeps a trial when an older dial fails", () => {
   const set = setOf("a");
   const { checker, clock } = start(set);

@@ -350,7 +350,7 @@ test("Server rate-limits dial failure lines", async () => {
   await waitFor("pool to empty", () => server.activeCount === 0);
 }, TEST_TIMEOUT_MS);
 
-test("Server logs fallback dial failures at debug", async () => {
+test("Server budgets dial failure lines of a mass failover", async () => {
   const { logger, lines } = captureLog();
   const port = (await deadTarget()).split(":")[1];
   // A set of over 1,024 ids, each on its own loopback address, where nothing listens on the
@@ -364,13 +364,15 @@ test("Server logs fallback dial failures at debug", async () => {
   // All ids together log DIAL_FAILURE_LINES warnings per interval; the rest go to debug.
   expect(warnings()).toBe(DIAL_FAILURE_LINES);
   expect(lines.filter((line) => line.includes("more backends failed to dial than are logged"))).toHaveLength(1);
-  // Every backend is unhealthy now, so the next client's dials are the degraded fallback.
+  // Every backend is cooling down after its failed dial now, so the next client is closed
+  // without a dial.
   const second = await connect(listenPort);
   await waitFor("the second client to be closed", () => second.ended || second.closed);
 
   expect(server.stats.unserved).toBe(2);
   expect(warnings()).toBe(DIAL_FAILURE_LINES);
-  expect(lines.filter((line) => /DEBUG +dial failed .* backend=d0 /.test(line)).length).toBe(1);
+  expect(lines.filter((line) => /dial failed .* backend=d0 /.test(line)).length).toBe(1);
+  expect(lines.filter((line) => /WARN +every backend failed a dial moments ago and is cooling down; closing client/.test(line))).toHaveLength(1);
 }, TEST_TIMEOUT_MS);
 
 test("Server logs a retrying backend's dial failures at debug", async () => {

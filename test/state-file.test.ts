@@ -177,7 +177,7 @@ test.each([
   state.save(SET, (id) => SOURCES[id]);
 
   expect(loaded.size).toBe(0);
-  const warnings = log.withMessage(`read state file failed; starting without saved backends, and the first write moves the file to ${path}.bad`);
+  const warnings = log.withMessage(`read state file failed; starting without saved backends, and the first write moves the file, if there is one, to ${path}.bad`);
   expect(warnings.length).toBe(1);
   expect(warnings[0]!.err).toBe(problem);
   expect(log.withMessage("moved the state file that was not read in full aside before writing the running set")[0]!.copy).toBe(`${path}.bad`);

@@ -81,3 +81,40 @@ test.each([
     await dead.stop();
   }
 }, 60_000);
+
+/**
+ * With every backend black-holed, each client used to dial each backend in turn, waiting a
+ * connect timeout per backend and leaving a socket in SYN_SENT for each. Backends that are
+ * cooling down after a failed dial are now not tried, so such a client is closed at once.
+ */
+test("clients are closed at once while every backend cools down", async () => {
+  const dead = [await HangingTarget.start(), await HangingTarget.start()];
+  const args = ["--listen", "127.0.0.1:0", "--backend", `dead=${dead[0]!.target}`, "--backend", `dead2=${dead[1]!.target}`];
+  await using tinylb = new FaultProcess([...args, "--connect-timeout", `${CONNECT_TIMEOUT_MS}ms`, "--log-level", "debug"]);
+  try {
+    const port = await tinylb.port();
+    // The first client tries both and is closed after two connect timeouts.
+    expect(await echoOnce(port)).toBe(false);
+    const failedBefore = tinylb.countLines("dial failed");
+
+    const timed = async (): Promise<{ echoed: boolean; ms: number }> => {
+      const started = performance.now();
+      const echoed = await echoOnce(port);
+
+      return { echoed, ms: performance.now() - started };
+    };
+    const burst = await Promise.all(Array.from({ length: 10 }, timed));
+
+    expect(burst.every((client) => !client.echoed)).toBe(true);
+    // A back-off that ends during the burst gives one client a trial dial of that backend.
+    // Every other client is closed well under one connect timeout.
+    expect(burst.filter((client) => client.ms < CONNECT_TIMEOUT_MS / 2).length).toBeGreaterThanOrEqual(8);
+    expect(tinylb.countLines("dial failed") - failedBefore).toBeLessThanOrEqual(2);
+    // One warning per 10 s; the other clients' lines are debug lines.
+    const closedLines = tinylb.stderr.split("\n").filter((line) => line.includes("every backend failed a dial moments ago and is cooling down; closing client"));
+    expect(closedLines.filter((line) => line.includes("WARN")).length).toBe(1);
+    expect(closedLines.length).toBeGreaterThanOrEqual(8);
+  } finally {
+    await Promise.all(dead.map((target) => target.stop()));
+  }
+}, 60_000);

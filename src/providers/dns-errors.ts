@@ -38,7 +38,7 @@ function describeFailure(type: DnsRecordType, name: string, code: string | undef
     case "ESERVFAIL":
       return `the DNS server failed to answer ${query} (SERVFAIL)`;
     case "ECONNREFUSED":
-      return `${query} failed: no DNS server listens at the resolver address; start it, or set another in dns.resolver or --dns-resolver`;
+      return `${query} failed: no DNS server listens at the resolver address`;
     case "EBADRESP":
     case "EFORMERR":
       return `the DNS server sent an invalid answer to ${query}`;
