@@ -25,10 +25,10 @@ export interface FailoverChecks {
  * or the least loaded first, ties in the set's order (leastconn). Healthy backends come first.
  * When none is left (every backend is unhealthy, or every healthy one failed), the
  * unhealthy ones are tried too, in the same order, so probes that fail under load cannot
- * close every client. Those that are cooling down after a failed dial of a client are not:
- * each would most likely cost another connect timeout. A healthy backend at its connection cap still counts as
- * left: while one is, the unhealthy ones are not tried, and the client is closed as over
- * the cap rather than sent to a backend that is probably down.
+ * close every client. Those cooling down after a failed dial are not, because each would
+ * most likely cost another connect timeout. A healthy backend at its connection cap still
+ * counts as left: while one is, the unhealthy ones are not tried, and the client is closed
+ * as over the cap rather than sent to a backend that is probably down.
  *
  * Each backend (id and target) is tried at most once, also when the set is replaced
  * between attempts, and no id is tried whose target already failed for this client: ids that
