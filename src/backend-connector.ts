@@ -7,7 +7,7 @@ import { ConnectDeadlines } from "./connect-deadlines.ts";
 import type { ConnectionLimits } from "./connection-limits.ts";
 import { DeferredKeepalive } from "./deferred-keepalive.ts";
 import { BACKEND_DISABLED, BACKEND_UNHEALTHY, DialAttempt, type DialError, type DialObserver, type DialOptions } from "./dialer.ts";
-import { type FailoverChecks, FailoverPlan, FirstPicker } from "./failover-plan.ts";
+import { BackendPicker, type FailoverChecks, FailoverPlan } from "./failover-plan.ts";
 import type { HealthChecker } from "./health-checker.ts";
 import type { LogFields, Logger } from "./logger.ts";
 import { PROXY_PROTOCOL_OFF, type ProxyProtocolSettings, usesProxyProtocol } from "./proxy-protocol.ts";
@@ -94,7 +94,7 @@ export class BackendConnector implements DialObserver {
     isHealthy: (candidate) => this.#health.isHealthy(candidate),
     isCoolingDown: (candidate) => this.#health.isCoolingDown(candidate),
   };
-  readonly #firstPicker = new FirstPicker(this.#failoverChecks);
+  readonly #firstPicker = new BackendPicker(this.#failoverChecks);
   readonly #keepalive: DeferredKeepalive;
   readonly #dialOptions: DialOptions;
   /** Null while no backend receives a PROXY protocol header, so that clients then cost no lookup. */

@@ -38,24 +38,22 @@ export interface FailoverChecks {
  */
 export class FailoverPlan {
   readonly #selector: BackendSelector;
-  readonly #checks: FailoverChecks;
+  readonly #picker: BackendPicker;
   readonly #maxAttempts: number;
   #first: Backend | undefined;
   // Built on the first failover only: most clients are served by their first backend.
   #tried: Set<string> | undefined;
   #failedTargets: Set<string> | undefined;
-  /** True when the last healthy pick passed over a healthy backend at its cap. */
-  #healthyAtCap = false;
   /** Dials that tinylb gave up itself (a target removed, a backend disabled), which use up no attempt of `maxAttempts`. */
   #givenUp = 0;
 
   /**
-   * `maxAttempts` 0 means every backend once. `first` is the backend a FirstPicker already
+   * `maxAttempts` 0 means every backend once. `first` is the backend a BackendPicker already
    * handed out for this client, from the same selector; without it, call `first()` next.
    */
   constructor(selector: BackendSelector, checks: FailoverChecks, maxAttempts: number, first?: Backend) {
     this.#selector = selector;
-    this.#checks = checks;
+    this.#picker = new BackendPicker(checks);
     this.#maxAttempts = maxAttempts;
     this.#first = first;
   }
@@ -67,7 +65,7 @@ export class FailoverPlan {
 
   /** Returns the first backend to dial, reserved under its cap, or undefined when no backend has room. */
   first(): Backend | undefined {
-    this.#first = new FirstPicker(this.#checks).pick(this.#selector);
+    this.#first = this.#picker.pick(this.#selector);
 
     return this.#first;
   }
@@ -92,7 +90,7 @@ export class FailoverPlan {
       failedTargets.add(failed.target);
     }
     const untried = (candidate: Backend): boolean => !tried.has(attemptKey(candidate)) && !failedTargets.has(candidate.target);
-    const backend = this.#pickHealthy(untried, failed.id) ?? (this.#healthyAtCap ? undefined : this.#pickUnhealthy(untried, failed.id));
+    const backend = this.#picker.pick(this.#selector, untried, failed.id);
 
     if (backend !== undefined) {
       tried.add(attemptKey(backend));
@@ -100,17 +98,41 @@ export class FailoverPlan {
 
     return backend;
   }
+}
 
-  /**
-   * Picks the next healthy backend that `eligible` accepts and that has room: from the
-   * rotation, or after `after` without moving it. Sets `#healthyAtCap` when an eligible
-   * healthy backend was at its cap.
-   */
-  #pickHealthy(eligible: (candidate: Backend) => boolean, after?: string): Backend | undefined {
-    const { isHealthy, reserve } = this.#checks;
-    this.#healthyAtCap = false;
-    const accept = (candidate: Backend): boolean => {
-      if (!eligible(candidate) || !isHealthy(candidate)) {
+const anyBackend = (): boolean => true;
+
+/**
+ * One pick of a failover order: a healthy backend first, then, only when no healthy backend
+ * is left, an unhealthy one that is not cooling down after a failed dial. A backend whose dial
+ * just failed or timed out would most likely cost the client another connect timeout, and a
+ * black-holed one a socket left in SYN_SENT. Its trial dial finds out when it is back.
+ *
+ * The connector builds one picker and makes every client's first pick with it, so most clients,
+ * which their first backend serves, allocate neither a plan nor a closure. The closures are
+ * built once and read the pick's arguments from fields; picks never nest, since the checks
+ * they call do not pick.
+ */
+export class BackendPicker {
+  readonly #checks: FailoverChecks;
+  /** True when the current pick passed over a healthy backend at its cap. */
+  #healthyAtCap = false;
+  /** True when the current pick passed over an unhealthy backend that is cooling down after a failed dial. */
+  #passedOverCooling = false;
+  /** The current pick's test of which backends it may hand out. */
+  #eligible: (candidate: Backend) => boolean = anyBackend;
+  readonly #healthyCandidate: (candidate: Backend) => boolean;
+  readonly #acceptHealthy: (candidate: Backend) => boolean;
+  readonly #readyCandidate: (candidate: Backend) => boolean;
+  readonly #acceptReady: (candidate: Backend) => boolean;
+
+  constructor(checks: FailoverChecks) {
+    this.#checks = checks;
+    const { isHealthy, isCoolingDown, reserve } = checks;
+    // Health is the test a selector can apply before it orders the backends.
+    this.#healthyCandidate = isHealthy;
+    this.#acceptHealthy = (candidate) => {
+      if (!this.#eligible(candidate) || !isHealthy(candidate)) {
         return false;
       }
       if (reserve(candidate)) {
@@ -120,49 +142,10 @@ export class FailoverPlan {
 
       return false;
     };
-
-    // Health is the test a selector can apply before it orders the backends.
-    return this.#pick(accept, isHealthy, after);
-  }
-
-  /**
-   * Picks the next backend that `eligible` accepts and that has room, whatever its health,
-   * unless it is cooling down after a failed dial. A backend whose dial just failed or timed
-   * out would most likely cost the client another connect timeout, and a black-holed one a
-   * socket left in SYN_SENT. Its trial dial finds out when it is back.
-   */
-  #pickUnhealthy(eligible: (candidate: Backend) => boolean, after?: string): Backend | undefined {
-    const { isCoolingDown, reserve } = this.#checks;
-    const ready = isCoolingDown === undefined ? eligible : (candidate: Backend): boolean => eligible(candidate) && !isCoolingDown(candidate);
-
-    return this.#pick((candidate) => ready(candidate) && reserve(candidate), ready, after);
-  }
-
-  /** Offers the backends to `accept` from the rotation, or after `after` without moving it. */
-  #pick(accept: (candidate: Backend) => boolean, candidate: (candidate: Backend) => boolean, after?: string): Backend | undefined {
-    return after === undefined ? this.#selector.next(accept, candidate) : this.#selector.following(after, accept, candidate);
-  }
-}
-
-/**
- * The first pick of a failover order, as `FailoverPlan.first` makes it, built once and reused
- * for every client. Most clients are served by their first backend, and they allocate neither
- * a plan nor a closure. A plan is built, with `first`, only when that dial fails.
- */
-export class FirstPicker {
-  readonly #checks: FailoverChecks;
-  /** True when the current pick passed over a healthy backend at its cap. */
-  #healthyAtCap = false;
-  readonly #acceptHealthy: (candidate: Backend) => boolean;
-  /** True when the current pick passed over an unhealthy backend that is cooling down after a failed dial. */
-  #passedOverCooling = false;
-  readonly #notCooling: (candidate: Backend) => boolean;
-  readonly #acceptNotCooling: (candidate: Backend) => boolean;
-
-  constructor(checks: FailoverChecks) {
-    this.#checks = checks;
-    const isCoolingDown = checks.isCoolingDown;
-    this.#notCooling = (candidate) => {
+    this.#readyCandidate = (candidate) => {
+      if (!this.#eligible(candidate)) {
+        return false;
+      }
       if (isCoolingDown?.(candidate) !== true) {
         return true;
       }
@@ -170,41 +153,35 @@ export class FirstPicker {
 
       return false;
     };
-    this.#acceptNotCooling = (candidate) => this.#notCooling(candidate) && checks.reserve(candidate);
-    this.#acceptHealthy = (candidate) => {
-      if (!checks.isHealthy(candidate)) {
-        return false;
-      }
-      if (checks.reserve(candidate)) {
-        return true;
-      }
-      this.#healthyAtCap = true;
-
-      return false;
-    };
+    this.#acceptReady = (candidate) => this.#readyCandidate(candidate) && reserve(candidate);
   }
 
   /**
-   * Returns the next backend of `selector`'s rotation, reserved under its cap: a healthy one
-   * first, an unhealthy one that is not cooling down after a failed dial only when no healthy
-   * backend is left, and undefined when no backend has room or every one left is cooling down
-   * (`coolingDown` then says which; see FailoverPlan).
+   * Returns the next backend that `eligible` accepts, reserved under its cap: from the
+   * rotation, or after the backend `after` without moving it. Returns undefined when no
+   * backend has room or every one left is cooling down, and `coolingDown` is true in the latter case.
    */
-  pick(selector: BackendSelector): Backend | undefined {
+  pick(selector: BackendSelector, eligible: (candidate: Backend) => boolean = anyBackend, after?: string): Backend | undefined {
     this.#healthyAtCap = false;
     this.#passedOverCooling = false;
-    const healthy = selector.next(this.#acceptHealthy, this.#checks.isHealthy);
+    this.#eligible = eligible;
+    const healthy = pickFrom(selector, this.#acceptHealthy, this.#healthyCandidate, after);
     if (healthy !== undefined || this.#healthyAtCap) {
       return healthy;
     }
 
-    return selector.next(this.#acceptNotCooling, this.#notCooling);
+    return pickFrom(selector, this.#acceptReady, this.#readyCandidate, after);
   }
 
   /** True when the last pick handed out nothing because each backend left was cooling down, not because of a cap. */
   get coolingDown(): boolean {
     return this.#passedOverCooling && !this.#healthyAtCap;
   }
+}
+
+/** Offers the backends to `accept` from the rotation, or after `after` without moving it. */
+function pickFrom(selector: BackendSelector, accept: (candidate: Backend) => boolean, candidate: (candidate: Backend) => boolean, after: string | undefined): Backend | undefined {
+  return after === undefined ? selector.next(accept, candidate) : selector.following(after, accept, candidate);
 }
 
 function attemptKey(backend: Backend): string {

@@ -4,9 +4,7 @@
  * saying what the key accepts, so they are described here with the key's range.
  */
 import type { z } from "zod";
-
-/** Keys whose values are durations, which take a unit, so a range of numbers does not apply. */
-const DURATION_KEY = /(interval|timeout|grace|keepalive|backoff|slowStart)$/i;
+import { DURATION_KEY } from "./zod-messages.ts";
 
 /** A number literal as YAML, JSON and TOML write one, including YAML's `.inf` and `.nan` and TOML's `inf` and `nan`. */
 const NUMBER_LITERAL = /[-+]?(?:\.inf|\.Inf|\.INF|\.nan|\.NaN|\.NAN|inf|nan|(?:\d[\d_]*(?:\.[\d_]*)?|\.\d[\d_]*)(?:[eE][-+]?\d+)?)/g;
@@ -19,7 +17,7 @@ const MAX_LITERAL_CHARS = 40;
  * path of a key that takes a number or a duration. Each problem names the key, the value as
  * written in `text` and the range that the key accepts, such as `maxConnections: 1e400 does
  * not fit in a number (read as Infinity); use a whole number from 0 to 10000000`. Other keys
- * get no problem here, because their schema error already says the type they take.
+ * get no problem here, because their schema error already names the type they take.
  *
  * @param fieldName names the field at a path, such as `backends[0].probe.fall (backend "a")`.
  */
@@ -58,7 +56,8 @@ function nonFiniteValues(value: unknown, path: PropertyKey[]): { path: PropertyK
  */
 function acceptedRange(schema: z.ZodType, path: readonly PropertyKey[]): string | undefined {
   const key = [...path].reverse().find((part) => typeof part === "string");
-  if (typeof key === "string" && DURATION_KEY.test(key)) {
+  // Durations take a unit, so a range of numbers does not apply; slowStart also takes "off".
+  if (typeof key === "string" && (DURATION_KEY.test(key) || /slowStart$/i.test(key))) {
     return "a duration with a unit (ms, s, m or h) of at most 24h, such as 30s";
   }
   const number = numberSchemaAt(schema, path);

@@ -8,7 +8,7 @@ import type { z } from "zod";
 import { closestName } from "./suggestions.ts";
 
 /** Keys whose values are durations, so a bare number gets the "add a unit" hint. */
-const DURATION_KEY = /(interval|timeout|grace|keepalive|backoff)$/i;
+export const DURATION_KEY = /(interval|timeout|grace|keepalive|backoff)$/i;
 
 /** Returns the message for a zod issue, or undefined to keep zod's own. */
 export function plainIssueMessage(issue: z.core.$ZodRawIssue): string | undefined {

@@ -2,7 +2,7 @@ import { expect, test } from "bun:test";
 import { type Backend, createBackend } from "../src/backend.ts";
 import { BackendSet } from "../src/backend-set.ts";
 import { DisabledBackends } from "../src/disabled-backends.ts";
-import { FailoverPlan, FirstPicker } from "../src/failover-plan.ts";
+import { BackendPicker, FailoverPlan } from "../src/failover-plan.ts";
 import { RoundRobinSelector } from "../src/round-robin-selector.ts";
 
 // Targets are never dialled here; the port only makes targets differ.
@@ -132,7 +132,7 @@ test("FailoverPlan: cooling backends are not tried when all are unhealthy", () =
   // "a" and "c" failed a dial moments ago, so only "b" and "d" are tried.
   expect(order(selector, new FailoverPlan(selector, checks, 0))).toEqual(["b", "d"]);
   const allCooling = { ...checks, isCoolingDown: () => true };
-  const picker = new FirstPicker(allCooling);
+  const picker = new BackendPicker(allCooling);
   expect(picker.pick(selector)).toBeUndefined();
   expect(picker.coolingDown).toBe(true);
   // A healthy backend still comes before every unhealthy one.

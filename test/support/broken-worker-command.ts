@@ -1,6 +1,6 @@
 /**
  * Run by test/relay-worker-errors.test.ts in a child process, because `bun test` ends a Worker
- * on an uncaught error before the worker's own handler sees it. Starts the real relay worker
+ * on an uncaught error before the worker's own handler runs. Starts the real relay worker
  * module, sends it a command that makes its message handler throw, then asks it to `sync`, and
  * prints each event the worker sends and `closed` if the thread ends.
  */
