@@ -151,6 +151,26 @@ dnsTest("DnsProvider keeps the last answer while the server is down", async () =
   expect(scenario.log.withMessage("DNS lookup failed; keeping the last answer").length).toBe(1);
 });
 
+dnsTest("DnsProvider warns again when a failing lookup fails for a new cause", async () => {
+  const port = startSharedPortBackends(["127.0.0.2"]);
+  const dns = await startDns([`127.0.0.2 ${NAME}`]);
+  const { scenario, provider } = await startScenario({ name: NAME, port, servers: [dns.server], intervalMs: 100, timeoutMs: 200 });
+  await waitFor("first answer", () => scenario.server.set.size === 1);
+
+  await dns.setHosts([]);
+  await waitFor("two failed lookups of the empty answer", () => provider.failures >= 2);
+  await dns.stop();
+  const failuresAtStop = provider.failures;
+  await waitFor("two failed lookups of the stopped server", () => provider.failures >= failuresAtStop + 2);
+
+  const warnings = scenario.log.withMessage("DNS lookup failed; keeping the last answer");
+  expect(warnings.length).toBe(2);
+  expect(warnings[0]!.failedLookups).toBeUndefined();
+  expect(warnings[1]!.failedLookups).toBeGreaterThan(1);
+  expect(warnings[1]!.err).not.toBe(warnings[0]!.err);
+  expect(scenario.running).toBe(expectedSet(port, ["127.0.0.2"]));
+});
+
 dnsTest("DnsProvider reordered answer disturbs nothing", async () => {
   const port = startSharedPortBackends(["127.0.0.2", "127.0.0.3"]);
   const dns = await startDns([`127.0.0.2 ${NAME}`, `127.0.0.3 ${NAME}`]);

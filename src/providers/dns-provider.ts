@@ -6,6 +6,7 @@ import { type Backend, BackendError, createBackend, MAX_ID_LENGTH } from "../bac
 import { BackendSet } from "../backend-set.ts";
 import { type Logger, silentLogger } from "../logger.ts";
 import { DnsQueryError, isNoRecords } from "./dns-errors.ts";
+import { failureCause, MAX_WARNED_CAUSES } from "./failure-streak.ts";
 import type { Provider, PublishBackendSet } from "./provider.ts";
 import { ProviderHealth } from "./provider-health.ts";
 import { MAX_PROVIDER_BACKENDS } from "./set-publisher.ts";
@@ -52,8 +53,9 @@ type FamilyAnswer = { type: "A" | "AAAA"; addresses: string[]; error?: DnsQueryE
  * the address, so a reordered answer is the same set.
  *
  * A lookup that fails, or returns no address at all, publishes nothing: the last answer
- * keeps serving. The first failure of a streak is logged as a warning, the recovery as
- * info, and the failures in between only counted.
+ * keeps serving. The first failure of a streak is logged as a warning, and so is the first
+ * failure with a cause the streak has not had. Repeats are only counted, and the recovery is
+ * logged as info.
  *
  * A and AAAA are queried separately. When one of them fails while the other returns
  * addresses, those addresses are used, and the failing query is warned about once until it
@@ -72,6 +74,8 @@ export class DnsProvider implements Provider {
   #publish: PublishBackendSet | undefined;
   #timer: Timer | undefined;
   #streak = 0;
+  /** Causes of the current streak that were logged (see {@link failureCause}). */
+  readonly #warnedCauses = new Set<string>();
   /** True once a lookup of this process published a set. */
   #answered = false;
   /** Queries (`type name`) that failed while another record type of the name returned addresses. */
@@ -129,6 +133,7 @@ export class DnsProvider implements Provider {
     if (this.#streak > 0) {
       this.#log.info("DNS lookup recovered", { name: this.#options.name, failedLookups: this.#streak, count: backends.length });
       this.#streak = 0;
+      this.#warnedCauses.clear();
     }
     // Several SRV records can lead to the same address and port.
     const unique = new Map(backends.map((backend) => [backend.id, backend]));
@@ -167,11 +172,15 @@ export class DnsProvider implements Provider {
 
     this.health.failed(error);
     this.#streak++;
-    if (this.#streak === 1) {
-      // Before the first answer, the set is empty or the one the state file saved.
-      const message = this.#answered ? "DNS lookup failed; keeping the last answer" : "DNS lookup failed; the name's backends stay as they are until a lookup succeeds";
-      this.#log.warn(message, { name: this.#options.name, resolver: this.#resolver.getServers().join(","), err: error });
+    const cause = failureCause(error);
+    if (this.#warnedCauses.has(cause) || this.#warnedCauses.size >= MAX_WARNED_CAUSES) {
+      return;
     }
+    this.#warnedCauses.add(cause);
+    // Before the first answer, the set is empty or the one the state file saved.
+    const message = this.#answered ? "DNS lookup failed; keeping the last answer" : "DNS lookup failed; the name's backends stay as they are until a lookup succeeds";
+    const fields = { name: this.#options.name, resolver: this.#resolver.getServers().join(","), err: error };
+    this.#log.warn(message, this.#streak === 1 ? fields : { ...fields, failedLookups: this.#streak });
   }
 
   async #resolveSrv(): Promise<Backend[]> {
