@@ -265,6 +265,7 @@ dnsTest("DnsProvider fails when every query fails", async () => {
   expect(warnings[0]!.err).toBe(
     "the DNS server refused the A query for api.test.internal (EREFUSED), and the DNS server refused the AAAA query for api.test.internal (EREFUSED)",
   );
+  expect(warnings[0]!.fix).toBeUndefined();
 });
 
 test("DnsProvider words a query timeout plainly", async () => {
@@ -279,6 +280,22 @@ test("DnsProvider words a query timeout plainly", async () => {
   expect(warnings.length).toBe(1);
   expect(warnings[0]!.resolver).toBe(`127.0.0.1:${silent.port}`);
   expect(warnings[0]!.err).toBe(`the A query for ${NAME} timed out (ETIMEOUT), and the AAAA query for ${NAME} timed out (ETIMEOUT)`);
+  expect(warnings[0]!.fix).toContain("--dns-resolver");
+});
+
+test("DnsProvider names the fix for a closed resolver port", async () => {
+  // A UDP port that was free a moment ago, so nothing listens there.
+  const probe = await Bun.udpSocket({ hostname: "127.0.0.1", port: 0 });
+  const closedPort = probe.port;
+  probe.close();
+  const { scenario, provider } = await startScenario({ name: NAME, port: 6443, servers: [`127.0.0.1:${closedPort}`], intervalMs: 60_000, timeoutMs: 200 });
+
+  await waitFor("a failed lookup", () => provider.failures >= 1);
+
+  const warnings = scenario.log.withMessage("DNS lookup failed; the name's backends stay as they are until a lookup succeeds");
+  expect(warnings.length).toBe(1);
+  expect(warnings[0]!.err).toMatch(/ECONNREFUSED|ETIMEOUT/);
+  expect(warnings[0]!.fix).toBe("check that a DNS server listens at the resolver address, and set it with --dns-resolver or dns.resolver");
 });
 
 test.each([

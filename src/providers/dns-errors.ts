@@ -58,3 +58,16 @@ function errorCode(error: unknown): string | undefined {
 
   return typeof code === "string" ? code : undefined;
 }
+
+/** Codes of a query that no DNS server answered: nothing listens there, or nothing replied. */
+const UNANSWERED = /\((ECONNREFUSED|ETIMEOUT)\)/;
+
+/**
+ * Returns what to check when a lookup failed because no DNS server answered at all, or
+ * undefined for other failures, where the server's own answer says enough.
+ */
+export function unansweredLookupFix(error: unknown): string | undefined {
+  const text = error instanceof Error ? error.message : String(error);
+
+  return UNANSWERED.test(text) ? "check that a DNS server listens at the resolver address, and set it with --dns-resolver or dns.resolver" : undefined;
+}

@@ -5,7 +5,7 @@ import { formatAddress } from "../address.ts";
 import { type Backend, BackendError, createBackend, MAX_ID_LENGTH } from "../backend.ts";
 import { BackendSet } from "../backend-set.ts";
 import { type Logger, silentLogger } from "../logger.ts";
-import { DnsQueryError, isNoRecords } from "./dns-errors.ts";
+import { DnsQueryError, isNoRecords, unansweredLookupFix } from "./dns-errors.ts";
 import { failureCause, MAX_WARNED_CAUSES } from "./failure-streak.ts";
 import type { Provider, PublishBackendSet } from "./provider.ts";
 import { ProviderHealth } from "./provider-health.ts";
@@ -179,7 +179,8 @@ export class DnsProvider implements Provider {
     this.#warnedCauses.add(cause);
     // Before the first answer, the set is empty or the one the state file saved.
     const message = this.#answered ? "DNS lookup failed; keeping the last answer" : "DNS lookup failed; the name's backends stay as they are until a lookup succeeds";
-    const fields = { name: this.#options.name, resolver: this.#resolver.getServers().join(","), err: error };
+    const fix = unansweredLookupFix(error);
+    const fields = { name: this.#options.name, resolver: this.#resolver.getServers().join(","), err: error, ...(fix === undefined ? {} : { fix }) };
     this.#log.warn(message, this.#streak === 1 ? fields : { ...fields, failedLookups: this.#streak });
   }
 
