@@ -64,7 +64,7 @@ const UNANSWERED = /\((ECONNREFUSED|ETIMEOUT)\)/;
 
 /**
  * Returns what to check when a lookup failed because no DNS server answered at all, or
- * undefined for other failures, where the server's own answer says enough.
+ * undefined for other failures, whose error already names the DNS server's reply.
  */
 export function unansweredLookupFix(error: unknown): string | undefined {
   const text = error instanceof Error ? error.message : String(error);
