@@ -8,7 +8,7 @@ import type { z } from "zod";
 import { findDuplicateJsonKey } from "./duplicate-keys.ts";
 import { jsonSyntaxDetail } from "./json-errors.ts";
 import { joinWords } from "./word-lists.ts";
-import { formatFieldPath, plainIssueMessage } from "./zod-messages.ts";
+import { formatFieldPath, plainJsonIssueMessage } from "./zod-messages.ts";
 
 /** Largest request body accepted, in bytes: room for about 10,000 backends. */
 export const MAX_ADMIN_BODY_BYTES = 1024 * 1024;
@@ -75,7 +75,7 @@ export function allowMethods(method: string, allowed: string[]): void {
  * @throws {AdminRequestError} 400 naming up to `MAX_REPORTED_ISSUES` problems.
  */
 export function validateBody<T>(schema: z.ZodType<T>, body: unknown): T {
-  const result = schema.safeParse(body, { reportInput: true, error: plainIssueMessage });
+  const result = schema.safeParse(body, { reportInput: true, error: plainJsonIssueMessage });
   if (result.success) {
     return result.data;
   }

@@ -10,7 +10,7 @@ import type { ConfigView } from "./config-view.ts";
 import { METRICS_CONTENT_TYPE } from "./metrics.ts";
 import type { AdminApiProvider } from "./providers/admin-api-provider.ts";
 import { type ControlAddress, findSelfTarget } from "./self-target.ts";
-import { formatFieldPath, plainIssueMessage } from "./zod-messages.ts";
+import { formatFieldPath, plainJsonIssueMessage } from "./zod-messages.ts";
 import { joinWords } from "./word-lists.ts";
 
 /** Most backends a `PUT /v1/backends` may carry, as in a config file. */
@@ -199,7 +199,8 @@ function replaceBackends(body: unknown, context: AdminRouteContext): Response {
   const seen = new Map<string, number>();
   const backends: Backend[] = [];
   for (const [index, entry] of parsed.backends.entries()) {
-    const result = backendEntry.safeParse(entry, { reportInput: true, error: plainIssueMessage });
+    // The entry's path within the body lets a string entry get the example built from it.
+    const result = backendEntry.safeParse(entry, { reportInput: true, error: (issue) => plainJsonIssueMessage({ ...issue, path: ["backends", index, ...(issue.path ?? [])] }) });
     if (!result.success) {
       for (const issue of result.error.issues) {
         const path = ["backends", index, ...issue.path];

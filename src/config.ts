@@ -15,7 +15,7 @@ import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from "./logger
 import { type ProviderFileConfig, providerFileKeys, toProviderFileConfig } from "./provider-settings.ts";
 import { PROXY_PROTOCOL_MODES, type ProxyProtocolMode } from "./proxy-protocol.ts";
 import { parseSlowStart } from "./slow-start-setting.ts";
-import { formatFieldPath, isDateTime, plainIssueMessage } from "./zod-messages.ts";
+import { type ExampleSyntax, formatFieldPath, isDateTime, issueMessageIn } from "./zod-messages.ts";
 import { nonFiniteNumberProblems } from "./non-finite-numbers.ts";
 import { describeList, namesValue } from "./rejected-value.ts";
 import { clusterProviderFileKeys, type EtcdSettings, type KubernetesSettings } from "./cluster-provider-keys.ts";
@@ -227,7 +227,8 @@ export function validateConfig(path: string, data: unknown, text?: string): File
     throw new ConfigError(`invalid config ${path}: ${nonFinite.slice(0, 5).join("; ")}${more}`);
   }
 
-  const result = fileSchema.safeParse(data ?? {}, { reportInput: true, error: plainIssueMessage });
+  const syntax = exampleSyntaxOf(path);
+  const result = fileSchema.safeParse(data ?? {}, { reportInput: true, error: (issue) => issueMessageIn(syntax, issue) });
   if (!result.success) {
     const issues = withoutLooserBounds(result.error.issues);
     const problems = issues.slice(0, 5).map((issue) => describeIssue(issue, data));
@@ -386,6 +387,16 @@ export function decodeConfigText(path: string, bytes: Buffer): string {
   } catch (error) {
     throw new ConfigError(`read config ${path} failed: the file is not valid UTF-8`, { cause: error });
   }
+}
+
+/** Returns the syntax a config file's messages write their examples in, by its extension. */
+function exampleSyntaxOf(path: string): ExampleSyntax {
+  const extension = extname(path).toLowerCase();
+  if (extension === ".toml") {
+    return "toml";
+  }
+
+  return extension === ".json" || extension === ".jsonc" ? "json" : "yaml";
 }
 
 /** Parsers by file extension. A `.json` file is read as JSONC too, so it may hold comments and trailing commas. */

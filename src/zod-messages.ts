@@ -1,8 +1,9 @@
 /**
  * Plain-English messages for zod issues, shared by the config file and the admin API.
  *
- * Pass `plainIssueMessage` as the `error` option of `safeParse`. Messages a schema sets itself
- * (refinements, custom issues) win over these; issues this map does not cover keep zod's text.
+ * Pass `plainIssueMessage` (or `plainJsonIssueMessage` for a request body) as the `error`
+ * option of `safeParse`. Messages a schema sets itself (refinements, custom issues) win over
+ * these; issues this map does not cover keep zod's text.
  */
 import type { z } from "zod";
 import { closestName } from "./suggestions.ts";
@@ -10,11 +11,24 @@ import { closestName } from "./suggestions.ts";
 /** Keys whose values are durations, so a bare number gets the "add a unit" hint. */
 export const DURATION_KEY = /(interval|timeout|grace|keepalive|backoff)$/i;
 
-/** Returns the message for a zod issue, or undefined to keep zod's own. */
+/** Syntax of the text a message's examples are written in: a config file's, or JSON for the admin API. */
+export type ExampleSyntax = "yaml" | "toml" | "json";
+
+/** Returns the message for a zod issue, or undefined to keep zod's own. Examples are in YAML flow style. */
 export function plainIssueMessage(issue: z.core.$ZodRawIssue): string | undefined {
+  return issueMessageIn("yaml", issue);
+}
+
+/** Returns the message for a zod issue of a JSON body, with examples in JSON. */
+export function plainJsonIssueMessage(issue: z.core.$ZodRawIssue): string | undefined {
+  return issueMessageIn("json", issue);
+}
+
+/** Returns the message {@link plainIssueMessage} gives, with examples written in `syntax`. */
+export function issueMessageIn(syntax: ExampleSyntax, issue: z.core.$ZodRawIssue): string | undefined {
   switch (issue.code) {
     case "invalid_type":
-      return describeInvalidType(issue.expected, issue.input, issue.path);
+      return describeInvalidType(syntax, issue.expected, issue.input, issue.path);
     case "too_small":
       return describeBound("at least", issue.origin, issue.minimum, issue.inclusive !== false);
     case "too_big":
@@ -28,7 +42,7 @@ export function plainIssueMessage(issue: z.core.$ZodRawIssue): string | undefine
   return undefined;
 }
 
-function describeInvalidType(expected: string, input: unknown, path: PropertyKey[] | undefined): string {
+function describeInvalidType(syntax: ExampleSyntax, expected: string, input: unknown, path: PropertyKey[] | undefined): string {
   if (input === undefined) {
     return "missing";
   }
@@ -37,10 +51,10 @@ function describeInvalidType(expected: string, input: unknown, path: PropertyKey
     return `invalid duration ${input}: add a unit (ms, s, m or h), such as ${input}s`;
   }
   if (expected === "object" && typeof input === "string" && path?.length === 2 && path[0] === "backends" && typeof path[1] === "number") {
-    return `expected an object such as ${backendExample(input)}`;
+    return `expected an object such as ${backendExample(syntax, input)}`;
   }
   if (expected === "array" && path?.length === 1 && path[0] === "backends" && isPlainObject(input)) {
-    return `expected a list of backends such as [${backendListExample(input)}]`;
+    return `expected a list of backends such as [${backendListExample(syntax, input)}]`;
   }
   if (typeof input === "string" && (expected === "boolean" || expected === "number" || expected === "int")) {
     return describeQuotedValue(expected, input);
@@ -65,27 +79,35 @@ function describeQuotedValue(expected: "boolean" | "number" | "int", input: stri
 }
 
 /**
- * Returns a config file backend entry in flow style, built from an `ID=TARGET` string as the
- * `--backend` flag takes it, or an example for any other string.
+ * Returns a backend entry in `syntax`, built from an `ID=TARGET` string as the `--backend`
+ * flag takes it, or an example for any other string.
  */
-function backendExample(text: string): string {
+function backendExample(syntax: ExampleSyntax, text: string): string {
   const match = /^([^=\s]+)=(\S+)$/.exec(text);
   const [id, target] = match === null ? ["api-1", "10.0.0.1:6443"] : [match[1]!, match[2]!];
-
-  return `{ id: ${id}, target: ${target} }`;
+  switch (syntax) {
+    case "yaml":
+      return `{ id: ${id}, target: ${target} }`;
+    case "toml":
+      return `{ id = ${JSON.stringify(id)}, target = ${JSON.stringify(target)} }`;
+    case "json":
+      return `{"id": ${JSON.stringify(id)}, "target": ${JSON.stringify(target)}}`;
+  }
 }
 
 /**
- * Returns up to two list entries built from a `backends` mapping written as `ID: TARGET`, or an
- * example entry when its values are not strings.
+ * Returns up to two list entries built from a `backends` mapping, whose values are targets
+ * (`ID: TARGET`) or entries without their id (`ID: { target: TARGET }`), or an example entry.
  */
-function backendListExample(mapping: Record<string, unknown>): string {
-  const entries = Object.entries(mapping).slice(0, 2);
+function backendListExample(syntax: ExampleSyntax, mapping: Record<string, unknown>): string {
+  const entries = Object.entries(mapping)
+    .slice(0, 2)
+    .map(([id, value]) => [id, isPlainObject(value) ? value.target : value] as const);
   if (entries.length === 0 || entries.some(([, target]) => typeof target !== "string")) {
-    return backendExample("");
+    return backendExample(syntax, "");
   }
 
-  return entries.map(([id, target]) => backendExample(`${id}=${target as string}`)).join(", ");
+  return entries.map(([id, target]) => backendExample(syntax, `${id}=${target as string}`)).join(", ");
 }
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {
