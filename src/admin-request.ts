@@ -6,7 +6,7 @@
  */
 import type { z } from "zod";
 import { findDuplicateJsonKey } from "./duplicate-keys.ts";
-import { jsonSyntaxDetail } from "./json-errors.ts";
+import { describeJsonBodyError } from "./json-errors.ts";
 import { joinWords } from "./word-lists.ts";
 import { formatFieldPath, plainJsonIssueMessage } from "./zod-messages.ts";
 
@@ -166,7 +166,7 @@ export async function readJsonBody(request: Request): Promise<unknown> {
   try {
     body = JSON.parse(text);
   } catch (error) {
-    throw new AdminRequestError(400, `invalid JSON in request body: ${jsonSyntaxDetail(error)}`, "(body)");
+    throw new AdminRequestError(400, describeJsonBodyError(text, error), "(body)");
   }
   // JSON.parse keeps the last of two equal keys, so `{"backends":[...],"backends":[]}` would
   // empty the set without a word. A config file rejects the same text.

@@ -229,7 +229,10 @@ describe.each(["unix", "tcp"] as const)("admin API over %s", (transport) => {
 
   const badRequests: [string, string, RequestInit, number, string | undefined, string][] = [
     ["malformed JSON", "/v1/backends", putJson("{not json"), 400, "(body)", "invalid JSON in request body"],
-    ["a bare word", "/v1/backends", putJson("notjson"), 400, "(body)", 'invalid JSON in request body: Unexpected identifier "notjson"'],
+    ["a bare word", "/v1/backends", putJson("notjson"), 400, "(body)", "invalid JSON in request body at character 7: Unexpected notjson, after `notjson`"],
+    ["truncated JSON", "/v1/backends", putJson('{"backends":[{"id":"x"'), 400, "(body)", 'invalid JSON in request body at its end: Expected "}" but found end of file'],
+    ["missing comma", "/v1/backends", putJson('{"backends":[{"id":"x" "target":"127.0.0.1:1"}]}'), 400, "(body)", 'at character 31: Expected "," but found ""target"", after `..."backends":[{"id":"x" "target"`'],
+    ["trailing comma", "/v1/backends", putJson('{"backends":[],}'), 400, "(body)", "look for a trailing comma, a comment or a second value, which JSON does not allow"],
     ["empty body", "/v1/backends", putJson(""), 400, "(body)", "empty"],
     ["wrong top-level type", "/v1/backends", putJson([1, 2]), 400, "(body)", "expected an object, got a list"],
     ["backends not an array", "/v1/backends", putJson({ backends: "a" }), 400, "backends", "expected a list, got a string"],
