@@ -1,7 +1,9 @@
 /**
  * Config values that a parser read as Infinity or NaN, such as `1e400`, which does not fit
  * in a double, or YAML's `.inf`. The schema would reject them as the wrong type without
- * saying what the key accepts, so they are described here with the key's range.
+ * saying what the key accepts, so they are described here with the key's range. Numbers
+ * past 2^53, such as `9007199254740993`, are described here too, because the parser rounds
+ * them and the schema's message would quote the rounded value.
  */
 import type { z } from "zod";
 import { DURATION_KEY } from "./zod-messages.ts";
@@ -25,20 +27,33 @@ export function nonFiniteNumberProblems(data: unknown, schema: z.ZodType, text: 
   const problems: string[] = [];
   for (const { path, value } of nonFiniteValues(data, [])) {
     const accepted = acceptedRange(schema, path);
-    if (accepted !== undefined) {
-      const written = writtenLiteral(text, path, value);
-      const reading = Number.isNaN(value) ? "is not a number (read as NaN)" : `does not fit in a number (read as ${value})`;
-      problems.push(`${fieldName(path)}: ${written} ${reading}; use ${accepted}`);
+    const written = writtenLiteral(text, path, value);
+    // The schema's own message quotes a large number well when the parser read it exactly.
+    const exact = Number.isFinite(value) && !wasRounded(written, value);
+    if (accepted !== undefined && !exact) {
+      problems.push(`${fieldName(path)}: ${written} ${describeReading(value)}; use ${accepted}`);
     }
   }
 
   return problems;
 }
 
-/** Lists the non-finite numbers in `value` with their paths, depth first in key order. */
+/** Describes what the parser made of a number that the schema cannot take as written. */
+function describeReading(value: number): string {
+  if (Number.isNaN(value)) {
+    return "is not a number (read as NaN)";
+  }
+  if (Number.isFinite(value)) {
+    return `is outside ±9007199254740991, the range of exact whole numbers (read as ${value})`;
+  }
+
+  return `does not fit in a number (read as ${value})`;
+}
+
+/** Lists the non-finite numbers and those past 2^53 in `value` with their paths, depth first in key order. */
 function nonFiniteValues(value: unknown, path: PropertyKey[]): { path: PropertyKey[]; value: number }[] {
   if (typeof value === "number") {
-    return Number.isFinite(value) ? [] : [{ path, value }];
+    return Number.isFinite(value) && Math.abs(value) <= Number.MAX_SAFE_INTEGER ? [] : [{ path, value }];
   }
   if (Array.isArray(value)) {
     return value.flatMap((item, index) => nonFiniteValues(item, [...path, index]));
@@ -127,7 +142,7 @@ function numberSchemaAt(schema: z.ZodType, path: readonly PropertyKey[]): Number
 }
 
 /**
- * Returns the literal of a non-finite `value` as written in the config text, such as `1e400`,
+ * Returns the literal of a `value` as written in the config text, such as `1e400`,
  * found on a line that names the last key of `path`. Returns "the value" when the text is not
  * at hand or no such literal is found.
  * NOTE: the first such line wins, so two entries with the same key and differently written
@@ -152,6 +167,13 @@ function writtenLiteral(text: string | undefined, path: readonly PropertyKey[], 
   }
 
   return fallback;
+}
+
+/** True when `written`, a whole number in digits, differs from `value`, the double it was read as. */
+function wasRounded(written: string, value: number): boolean {
+  const digits = written.replaceAll("_", "");
+
+  return /^[-+]?\d+$/.test(digits) && BigInt(digits) !== BigInt(value);
 }
 
 /** Reads a number literal of YAML, JSON or TOML as the parsers do, for comparison only. */
