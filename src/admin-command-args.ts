@@ -1,6 +1,7 @@
 import { BackendError, validateId } from "./backend.ts";
 import type { CliOptions } from "./cli.ts";
 import { applyProviderFlag } from "./provider-flags.ts";
+import { flagName, parseSwitchArg } from "./switch-value.ts";
 import { joinWords } from "./word-lists.ts";
 
 /** Commands that change one backend through the admin API: `tinylb disable`, `enable`, `add` and `remove`. */
@@ -40,7 +41,7 @@ export function parseBackendAdminArgs(argv: readonly string[], flags: readonly s
     }
 
     const equals = arg.indexOf("=");
-    const flag = arg.startsWith("--") && equals > 0 ? arg.slice(0, equals) : arg;
+    const flag = flagName(arg);
     if (!flag.startsWith("-")) {
       if (found.length === maxOperands) {
         return `unexpected argument "${arg}": tinylb ${command} takes ${operands}`;
@@ -52,7 +53,11 @@ export function parseBackendAdminArgs(argv: readonly string[], flags: readonly s
       return `${flag} is not valid with tinylb ${command}, which takes ${joinWords(flags.map((name) => FLAG_USAGE[name]!), "and")}`;
     }
     if (flag === "--close-connections") {
-      options.closeConnections = true;
+      const parsed = parseSwitchArg(arg);
+      if (typeof parsed === "string") {
+        return parsed;
+      }
+      options.closeConnections = parsed.on;
       continue;
     }
 

@@ -17,6 +17,7 @@ import { PROXY_PROTOCOL_MODES, type ProxyProtocolMode } from "./proxy-protocol.t
 import { withRejectedValue } from "./rejected-value.ts";
 import { parseSlowStart } from "./slow-start-setting.ts";
 import { closestName } from "./suggestions.ts";
+import { flagName, parseSwitchArg } from "./switch-value.ts";
 import { joinWords } from "./word-lists.ts";
 
 /** A command line that cannot be understood; main prints it on one line and exits 2. */
@@ -81,7 +82,8 @@ ${BACKEND_HELP}
 
 Addresses are host:port, [ipv6]:port or unix:/path. A listen host name binds one of its
 addresses (localhost: usually only 127.0.0.1), so give each address clients use, such as
---listen 127.0.0.1:7443 --listen [::1]:7443.
+--listen 127.0.0.1:7443 --listen [::1]:7443. A value may also follow an equals sign
+(--listen=ADDR), and a flag without a value may be written --json=true or --json=false.
 
 Options:
   --listen ADDR            accept clients on ADDR; repeat for several listeners
@@ -203,16 +205,25 @@ export function parseArgs(argv: readonly string[]): CliOptions {
       return options;
     }
 
-    if (PROVIDER_SWITCHES.has(arg)) {
+    const equals = arg.indexOf("=");
+    const flag = flagName(arg);
+    if (PROVIDER_SWITCHES.has(flag)) {
       if (options.command === "demo") {
-        throw new UsageError(`${arg} is not valid with tinylb demo, ${DEMO_FLAGS_HINT}`);
+        throw new UsageError(`${flag} is not valid with tinylb demo, ${DEMO_FLAGS_HINT}`);
       }
-      applyProviderSwitch((options.providers ??= {}), options, arg);
+      const parsed = parseSwitchArg(arg);
+      if (typeof parsed === "string") {
+        throw new UsageError(parsed);
+      }
+      if (parsed.on) {
+        applyProviderSwitch((options.providers ??= {}), options, flag);
+      }
       continue;
     }
+    if (flag === "--help" || flag === "--version") {
+      throw new UsageError(`${flag} takes no value: write ${flag} alone`);
+    }
 
-    const equals = arg.indexOf("=");
-    const flag = arg.startsWith("--") && equals > 0 ? arg.slice(0, equals) : arg;
     if (!VALUE_FLAGS.has(flag) && !PROVIDER_FLAGS.has(flag)) {
       throw new UsageError(describeUnknownArgument(arg, flag, argv.length - args.length - 1));
     }

@@ -22,6 +22,8 @@ test.each([
   [["disable", "api-1"], { command: "disable", backendId: "api-1" }],
   [["disable", "--close-connections", "api-1", "--admin", "unix:/run/x.sock"], { command: "disable", backendId: "api-1", closeConnections: true, providers: { admin: { kind: "unix", path: "/run/x.sock" } } }],
   [["enable", "--admin=127.0.0.1:9901", "kubernetes:10.0.0.1", "--admin-token-file", "token"], { command: "enable", backendId: "kubernetes:10.0.0.1", providers: { admin: { kind: "tcp", host: "127.0.0.1", port: 9901 }, adminTokenFile: "token" } }],
+  [["disable", "--close-connections=false", "api-1"], { command: "disable", backendId: "api-1", closeConnections: false }],
+  [["disable", "--close-connections=TRUE", "api-1"], { command: "disable", backendId: "api-1", closeConnections: true }],
   [["enable", "a", "--help"], { command: "help", helpFor: "enable" }],
   [["disable", "-h"], { command: "help", helpFor: "disable" }],
 ] as const)("parseArgs reads %p", (argv, expected) => {
@@ -33,6 +35,7 @@ test.each([
   [["enable", "a", "b"], 'unexpected argument "b": tinylb enable takes one backend id'],
   [["enable", "a", "--close-connections"], "--close-connections is not valid with tinylb enable, which takes --admin ADDR and --admin-token-file FILE"],
   [["disable", "a", "--json"], "--json is not valid with tinylb disable, which takes --close-connections, --admin ADDR and --admin-token-file FILE"],
+  [["disable", "a", "--close-connections=no"], '--close-connections is a switch: write --close-connections, --close-connections=true or --close-connections=false (got "no")'],
   [["disable", "a", "--admin"], "--admin needs a value"],
   [["disable", "a", "--admin", "/run/x.sock"], "; for a Unix socket, write unix:/run/x.sock"],
   [["disable", "-a"], "-a is not valid with tinylb disable"],

@@ -53,6 +53,20 @@ describe("parseArgs", () => {
   });
 
   test.each([
+    [["status", "--json"], { json: true, providers: {} }],
+    [["status", "--json=true"], { json: true, providers: {} }],
+    [["status", "--json=false"], { json: undefined, providers: undefined }],
+    [["--no-watch-config=True"], { json: undefined, providers: { watchConfig: false } }],
+    [["--no-watch-config=false"], { json: undefined, providers: undefined }],
+    [["--admin-allow-public=false"], { json: undefined, providers: undefined }],
+  ])("switch %p sets %p", (argv, expected) => {
+    const options = parseArgs(argv);
+
+    expect(options.json).toBe(expected.json);
+    expect(options.providers).toEqual(expected.providers);
+  });
+
+  test.each([
     [["--help"], "help"],
     [["-h"], "help"],
     [["--version"], "version"],
@@ -120,6 +134,10 @@ describe("parseArgs", () => {
     [["--keepalive", "2.5s"], '--keepalive: the keepalive time 2500ms is not a whole number of seconds, but the kernel counts whole seconds; use 2s or 3s (got "2.5s")'],
     [["--keepalive", "10h"], "--keepalive: the keepalive time 10h is longer than Linux allows (32767s, about 9 hours); use at most 32767s, or 0 to turn keepalive off"],
     [["demo", "--json"], "--json is not valid with tinylb demo"],
+    [["status", "--json=yes"], '--json is a switch: write --json, --json=true or --json=false (got "yes")'],
+    [["--no-watch-config="], '--no-watch-config is a switch: write --no-watch-config, --no-watch-config=true or --no-watch-config=false (got "")'],
+    [["--help=x"], "--help takes no value: write --help alone"],
+    [["--version=1"], "--version takes no value: write --version alone"],
     [["demo", "--admin-token-file", "token"], "--admin-token-file is not valid with tinylb demo, which takes only --listen ADDR and --admin ADDR"],
     [["--listen"], "--listen needs a value"],
     [["--listen", "127.0.0.1"], '--listen: invalid address "127.0.0.1": expected host:port, [ipv6]:port or unix:/path'],
