@@ -97,9 +97,14 @@ function backendExample(syntax: ExampleSyntax, text: string): string {
 
 /**
  * Returns up to two list entries built from a `backends` mapping, whose values are targets
- * (`ID: TARGET`) or entries without their id (`ID: { target: TARGET }`), or an example entry.
+ * (`ID: TARGET`) or entries without their id (`ID: { target: TARGET }`), or the entry built
+ * from a mapping that is one entry itself, or an example entry.
  */
 function backendListExample(syntax: ExampleSyntax, mapping: Record<string, unknown>): string {
+  // One entry written without its list, such as `backends: { id: a, target: 10.0.0.1:6443 }`.
+  if (typeof mapping.target === "string") {
+    return backendExample(syntax, `${typeof mapping.id === "string" ? mapping.id : "api-1"}=${mapping.target}`);
+  }
   const entries = Object.entries(mapping)
     .slice(0, 2)
     .map(([id, value]) => [id, isPlainObject(value) ? value.target : value] as const);

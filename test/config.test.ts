@@ -145,6 +145,7 @@ describe("loadConfigFile", () => {
     ["word-backend.yaml", "backends: [web]\n", ['backends[0]: expected an object such as { id: api-1, target: 10.0.0.1:6443 } (got "web")']],
     ["mapping-backends.yaml", "backends:\n  a: 127.0.0.1:1\n  b: 127.0.0.1:2\n  c: 127.0.0.1:3\n", ["backends: expected a list of backends such as [{ id: a, target: 127.0.0.1:1 }, { id: b, target: 127.0.0.1:2 }]"]],
     ["mapping-of-objects.yaml", "backends:\n  a: { target: 127.0.0.1:1 }\n", ["backends: expected a list of backends such as [{ id: a, target: 127.0.0.1:1 }]"]],
+    ["entry-without-list.yaml", "backends: { id: a, target: 127.0.0.1:1 }\n", ["backends: expected a list of backends such as [{ id: a, target: 127.0.0.1:1 }]"]],
     ["mapping-of-numbers.yaml", "backends:\n  a: 1\n", ["backends: expected a list of backends such as [{ id: api-1, target: 10.0.0.1:6443 }]"]],
     ["mapping-backends.toml", '[backends]\na = "127.0.0.1:1"\n', ['backends: expected a list of backends such as [{ id = "a", target = "127.0.0.1:1" }]']],
     ["string-backend.toml", 'backends = ["a=127.0.0.1:1"]\n', ['backends[0]: expected an object such as { id = "a", target = "127.0.0.1:1" } (got "a=127.0.0.1:1")']],
