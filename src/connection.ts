@@ -170,8 +170,13 @@ export class Connection implements PooledConnection {
     this.#closeIfFinished();
   }
 
-  /** Handles a FIN from the client. */
+  /** Handles a FIN from the client, or a reset that a failed write to the client took (see `Flow.sinkFailed`). */
   clientEnd(): void {
+    if (this.#download?.sinkFailed === true) {
+      this.#resetBy("client");
+
+      return;
+    }
     // When the other direction is finished, #closeIfFinished ends the backend socket next.
     if (this.#download?.finished === true) {
       this.#upload.endBeforeSinkClose();
@@ -181,8 +186,13 @@ export class Connection implements PooledConnection {
     this.#closeIfFinished();
   }
 
-  /** Handles a FIN from the backend. */
+  /** Handles a FIN from the backend, or a reset that a failed write to the backend took. */
   backendEnd(): void {
+    if (this.#upload.sinkFailed) {
+      this.#resetBy("backend");
+
+      return;
+    }
     // When the other direction is finished, #closeIfFinished ends the client socket next.
     if (this.#upload.finished) {
       this.#download?.endBeforeSinkClose();
@@ -208,7 +218,7 @@ export class Connection implements PooledConnection {
       return;
     }
     const flowIntoSide = side === "client" ? this.#download : this.#upload;
-    if (error === undefined && flowIntoSide?.finished === true) {
+    if (error === undefined && flowIntoSide?.finished === true && !flowIntoSide.sinkFailed) {
       if (side === "client") {
         this.clientEnd();
       } else {
@@ -218,11 +228,27 @@ export class Connection implements PooledConnection {
       return;
     }
 
-    const other = side === "client" ? this.#backendSocket : this.client;
+    if (error === undefined && flowIntoSide?.sinkFailed === true) {
+      this.#resetBy(side);
+
+      return;
+    }
     const cause = error === undefined ? "closed" : ((error as { code?: string }).code ?? error.message);
+    this.#resetOther(side, `${side} ${cause}`);
+  }
+
+  /** Resets the other side of a `side` whose peer reset it while tinylb was writing to it. */
+  #resetBy(side: "client" | "backend"): void {
+    if (!this.#closed) {
+      this.#resetOther(side, `${side} reset while tinylb wrote to it`);
+    }
+  }
+
+  #resetOther(side: "client" | "backend", reason: string): void {
+    const other = side === "client" ? this.#backendSocket : this.client;
     // Finished before the other side is reset: terminate() runs that socket's close handler at
     // once, which must find the connection closed rather than report itself as the cause.
-    this.#finish("reset", `${side} ${cause}`);
+    this.#finish("reset", reason);
     other?.terminate();
   }
 

@@ -41,6 +41,7 @@ export class Flow {
   #sourcePaused = false;
   #sourceEnded = false;
   #sinkShut = false;
+  #sinkFailed = false;
   #onSinkBackedUp: SinkBackedUpHandler | null = null;
 
   /**
@@ -61,6 +62,15 @@ export class Flow {
   /** True once the source sent FIN and the sink was shut down after the last byte. */
   get finished(): boolean {
     return this.#sinkShut;
+  }
+
+  /**
+   * True once a write to the sink failed, which means the sink's peer reset it. Such a write
+   * takes the socket's error, so Bun 1.4.4 then reports the reset as an end of stream or
+   * as a close without an error (seen with TCP_INFO: the socket was already in CLOSE).
+   */
+  get sinkFailed(): boolean {
+    return this.#sinkFailed;
   }
 
   /**
@@ -90,7 +100,9 @@ export class Flow {
 
     const written = this.#sink.write(chunk);
     if (written < 0) {
-      // The sink is closing; its close handler decides the connection's fate.
+      // The sink is closing; its end or close handler decides the connection's fate.
+      this.#sinkFailed = true;
+
       return;
     }
     this.bytes += written;
@@ -112,6 +124,8 @@ export class Flow {
       const head = pending[0]!;
       const written = sink.write(head);
       if (written < 0) {
+        this.#sinkFailed = true;
+
         return;
       }
       this.bytes += written;
