@@ -229,14 +229,17 @@ const BACKEND_HANDLERS: SocketHandler<DialAttempt> = {
   data(socket, chunk) {
     socket.data.connection.backendData(chunk);
   },
+  // Each handler reads `data` once, because every read is a call into Bun's native code.
   end(socket) {
-    if (socket.data.state === "attached") {
-      socket.data.connection.backendEnd();
+    const attempt = socket.data;
+    if (attempt.state === "attached") {
+      attempt.connection.backendEnd();
     }
   },
   close(socket, error) {
-    if (socket.data.state === "attached") {
-      socket.data.connection.socketClosed("backend", error);
+    const attempt = socket.data;
+    if (attempt.state === "attached") {
+      attempt.connection.socketClosed("backend", error);
     }
   },
   error() {

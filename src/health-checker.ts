@@ -343,8 +343,8 @@ export class HealthChecker {
     }
 
     // This runs for every connection, so it avoids #sharingTarget, which builds an array for a
-    // target with one id.
-    const sharing = this.#byTarget.get(entry.health.backend.target);
+    // target with one id, and skips the lookup while no two ids share a target.
+    const sharing = this.#byTarget.size === 0 ? undefined : this.#byTarget.get(entry.health.backend.target);
     if (sharing === undefined) {
       this.#endFailureStreak(entry, entry);
 
