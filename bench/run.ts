@@ -60,6 +60,41 @@ export interface BenchOptions {
   write: boolean;
 }
 
+/** The usage text, printed by --help and after an unknown option. */
+const USAGE = `Usage: npm run bench -- [options]   (or: bun bench/run.ts [options])
+
+Runs every contender and workload (about 15 minutes) and writes the results into
+docs/benchmarks.md. Options:
+  --quick              one short run of each measurement; writes nothing
+  --runs N             runs per measurement (default 3)
+  --seconds S          seconds per wrk and iperf3 measurement (default 3)
+  --warmup S           uncounted seconds of load before each wrk measurement (default 3)
+  --idle N             idle connections for the memory workload (default 10000)
+  --only a,b           contenders to run, such as tinylb-1w,haproxy-1t,bun-relay
+  --workloads a,b      bulk-1, bulk-4, connection-rate, kept-alive, idle-memory; writes nothing
+  --placements a,b     pinned, unpinned; writes nothing
+  --no-write           print the results only
+  --host-network       run in the host's network namespace instead of a private one
+  -h, --help           print this text`;
+
+/** Options that take a value, and those that do not. */
+const VALUE_OPTIONS = new Set(["--runs", "--seconds", "--warmup", "--idle", "--only", "--workloads", "--placements"]);
+const SWITCH_OPTIONS = new Set(["--quick", "--no-write", "--host-network"]);
+
+/** Returns an error message for an argument that is not an option of the benchmark, or undefined. */
+function unknownArgument(argv: string[]): string | undefined {
+  for (let index = 0; index < argv.length; index++) {
+    const arg = argv[index]!;
+    if (VALUE_OPTIONS.has(arg)) {
+      index++;
+    } else if (!SWITCH_OPTIONS.has(arg)) {
+      return `unknown option ${JSON.stringify(arg)}`;
+    }
+  }
+
+  return undefined;
+}
+
 function parseOptions(argv: string[]): BenchOptions {
   const quick = argv.includes("--quick");
   const options: BenchOptions = { quick, runs: quick ? 1 : 3, seconds: quick ? 1 : 3, warmupSeconds: quick ? 1 : 3, idleConnections: quick ? 1000 : 10_000, write: !quick };
@@ -185,6 +220,17 @@ function workloads(idleConnections: number): Workload[] {
 }
 
 async function main(argv: string[]): Promise<number> {
+  if (argv.includes("--help") || argv.includes("-h")) {
+    console.log(USAGE);
+
+    return 0;
+  }
+  const unknown = unknownArgument(argv);
+  if (unknown !== undefined) {
+    console.error(`bench: ${unknown}\n\n${USAGE}`);
+
+    return 2;
+  }
   const exitCode = await reexecInNetworkNamespace(argv);
   if (exitCode !== undefined) {
     return exitCode;
