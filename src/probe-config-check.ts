@@ -2,6 +2,7 @@ import { ConfigError } from "./config.ts";
 import { formatDuration } from "./duration.ts";
 import { describeFileError } from "./file-errors.ts";
 import { type HealthConfig, HEALTH_DEFAULTS } from "./health-config.ts";
+import { probeFieldApplies } from "./probe-fields.ts";
 import { PROBE_DEFAULTS, type ProbeKind, type ProbeOverrides, resolveProbeSettings } from "./probes/probe.ts";
 import { MAX_PEM_FILE_BYTES, MAX_TOKEN_FILE_BYTES, readRegularFile } from "./regular-file.ts";
 import { joinWords } from "./word-lists.ts";
@@ -196,12 +197,7 @@ function kindProblems(block: ProbeBlock, kind: ProbeKind | undefined): string[] 
   if (kind === undefined) {
     return [];
   }
-  let unused: ProbeField[] = [];
-  if (kind === "tcp") {
-    unused = ["path", "expectStatus", "bearerTokenFile", "tls"];
-  } else if (kind === "http") {
-    unused = ["tls"];
-  }
+  const unused = (["path", "expectStatus", "bearerTokenFile", "tls"] as const).filter((field) => !probeFieldApplies(field, kind));
   const usedBy = (field: ProbeField): string => (field === "tls" ? "https probes" : "http and https probes");
 
   return unused

@@ -41,6 +41,8 @@ test("binary config prints the settings in effect", async () => {
   expect(lines).toContainEqual(expect.stringMatching(/^probe\.fall +3 +file$/));
   expect(lines).toContainEqual(expect.stringMatching(/^watchConfig +false +flag$/));
   expect(lines).toContainEqual(expect.stringMatching(/^a +slowStart +30s$/));
+  // A tcp probe sends no request, so the config file rejects these keys and the table leaves them out.
+  expect(lines).not.toContainEqual(expect.stringMatching(/^probe\.(path|expectStatus) /));
 
   writeFileSync(config, configLines(2).join("\n"));
   tinylb.signal("SIGHUP");
@@ -52,6 +54,7 @@ test("binary config prints the settings in effect", async () => {
   const view = JSON.parse(json.stdout) as ConfigView;
   expect(view.settings.find((entry) => entry.key === "probe.fall")).toEqual({ key: "probe.fall", value: 2, source: "file" });
   expect(view.settings.find((entry) => entry.key === "probe.interval")).toEqual({ key: "probe.interval", value: "2s", source: "file" });
+  expect(view.settings.find((entry) => entry.key === "probe.path")).toBeUndefined();
   expect(view.pendingRestart).toEqual([]);
 }, 30_000);
 
