@@ -5,6 +5,7 @@ import type { FileConfig } from "./config.ts";
 import { formatDuration } from "./duration.ts";
 import { HEALTH_DEFAULTS } from "./health-config.ts";
 import { PROBE_FIELD_DEFAULTS, probeFieldApplies, probeFields, type SettingValue } from "./probe-fields.ts";
+import { defaultProbeTimeoutMs, PROBE_DEFAULTS } from "./probes/probe.ts";
 import { DEFAULT_DNS_INTERVAL_MS } from "./provider-settings.ts";
 import { formatSlowStart } from "./slow-start-setting.ts";
 import type { Settings } from "./settings.ts";
@@ -121,6 +122,7 @@ function probeSpecs(settings: Settings, cli: CliOptions): SettingSpec[] {
   const names = [...PROBE_FIELD_DEFAULTS.keys()].filter((name) => kind === undefined || probeFieldApplies(name, kind));
   const fallbacks = new Map(PROBE_FIELD_DEFAULTS);
   fallbacks.set("kind", null);
+  fallbacks.set("timeout", formatDuration(defaultProbeTimeoutMs(probe?.intervalMs ?? PROBE_DEFAULTS.intervalMs)));
 
   return names.map((name) => ({
     key: `probe.${name}`,

@@ -80,7 +80,7 @@ export function checkProbeConfig(fromFlags: HealthConfig | undefined, fromFile: 
     // Timing inherited from a probing balancer block was checked there already.
     const inherited = backend.probe.intervalMs === undefined && backend.probe.timeoutMs === undefined && balancer.probe.kind !== undefined;
     if (!inherited && resolved !== undefined) {
-      // Without the defaults, so that a default timeout is not checked, as for the balancer block.
+      // Without the defaults, because the default timeout never exceeds the interval.
       problems.push(...timingProblems([backend, balancer], { ...balancer.probe, ...backend.probe, kind: resolved.kind }));
     }
   }
@@ -213,8 +213,7 @@ function timingProblems(blocks: ProbeBlock[], probe: ProbeOverrides | undefined)
   if (probe?.kind === undefined) {
     return [];
   }
-  // The default timeout is not checked: the next probe waits for a slow one, so a
-  // default longer than a short interval only delays probes and needs no action.
+  // Only a timeout that is set is checked, because the default is capped at the interval.
   const intervalMs = probe.intervalMs ?? PROBE_DEFAULTS.intervalMs;
   const timeoutMs = probe.timeoutMs;
   if (timeoutMs === undefined || timeoutMs <= intervalMs) {

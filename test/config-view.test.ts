@@ -58,7 +58,8 @@ test("config view lists every probe key", () => {
   expect(probe).toEqual([
     { key: "probe.kind", value: "https", source: "file" },
     { key: "probe.interval", value: "1s", source: "flag" },
-    { key: "probe.timeout", value: "2s", source: "default" },
+    // The default timeout of 2s is capped at the shorter interval.
+    { key: "probe.timeout", value: "1s", source: "default" },
     { key: "probe.rise", value: 2, source: "default" },
     { key: "probe.fall", value: 2, source: "file" },
     { key: "probe.path", value: "/readyz", source: "file" },
