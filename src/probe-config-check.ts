@@ -1,3 +1,4 @@
+import { isAbsolute } from "node:path";
 import { ConfigError } from "./config.ts";
 import { formatDuration } from "./duration.ts";
 import { describeFileError } from "./file-errors.ts";
@@ -136,20 +137,24 @@ function fileProblems(block: ProbeBlock): string[] {
   });
 }
 
-/** Reads a probe file once and returns what is wrong with it, in words, or undefined. */
+/**
+ * Reads a probe file once and returns what is wrong with it, in words, or undefined. A
+ * relative path is named with the working folder it was resolved against.
+ */
 function checkFile(path: string, kind: "pem" | "token"): string | undefined {
+  const pathText = isAbsolute(path) ? path : `${path} (relative to the working folder ${process.cwd()})`;
   let text: string;
   try {
     text = readRegularFile(path, kind === "pem" ? MAX_PEM_FILE_BYTES : MAX_TOKEN_FILE_BYTES).toString("utf8");
   } catch (error) {
-    return `cannot read ${path}: ${describeFileError(error)}`;
+    return `cannot read ${pathText}: ${describeFileError(error)}`;
   }
   if (kind === "pem" && !text.includes("-----BEGIN ")) {
-    return `${path} contains no PEM block (a line such as -----BEGIN CERTIFICATE-----)`;
+    return `${pathText} contains no PEM block (a line such as -----BEGIN CERTIFICATE-----)`;
   }
   const token = text.trim();
   if (kind === "token" && (token === "" || /[\r\n]/.test(token))) {
-    return `${path} must contain the token on one line`;
+    return `${pathText} must contain the token on one line`;
   }
 
   return undefined;

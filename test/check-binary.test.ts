@@ -173,6 +173,7 @@ test.each([
   ["an unknown key", ["listen: 127.0.0.1:0", "backend: []"], 'unknown key "backend" (did you mean "backends"?)'],
   ["a YAML syntax error", ["listen: [127.0.0.1:0", "backends: []"], "failed at line 1"],
   ["a missing probe CA file", ["listen: 127.0.0.1:0", `probe: { kind: https, tls: { ca: ${missingCa} } }`], `probe.tls.ca: cannot read ${missingCa}: the file does not exist`],
+  ["a relative probe key path", ["listen: 127.0.0.1:0", "probe: { kind: https, tls: { cert: probe.crt, key: probe.key } }"], `probe.tls.cert: cannot read probe.crt (relative to the working folder ${directory}): the file does not exist`],
   ["a long Unix listen path", [`listen: "unix:${longSocketPath}"`], "listen: invalid address \"unix:/"],
   ["a long Unix target", ["listen: 127.0.0.1:0", `backends: [{ id: long, target: "unix:${longSocketPath}" }]`], 'invalid target for backend "long"'],
   ["a number for an enum", ["listen: 127.0.0.1:0", "proxyProtocol: 2"], 'proxyProtocol: must be one of "off", "v1", "v2" (got 2)'],
