@@ -1,7 +1,7 @@
 import { type Address, formatAddress } from "./address.ts";
 import { readTokenFile } from "./admin-token.ts";
 import { checkAdminResponse } from "./admin-responses.ts";
-import { adminSocketOwnerProblem } from "./admin-socket-access.ts";
+import { adminSocketOwnerProblem, adminSocketTypeProblem } from "./admin-socket-access.ts";
 import type { CliOptions } from "./cli.ts";
 import type { ConfigError } from "./config.ts";
 import { escapeControlCharacters } from "./logger.ts";
@@ -94,6 +94,10 @@ export async function requestAdmin(admin: Address, tokenFile: string | undefined
     headers,
   };
   if (admin.kind === "unix") {
+    const notSocket = adminSocketTypeProblem(admin.path);
+    if (notSocket !== undefined) {
+      throw new Error(`cannot connect to ${name}: ${notSocket}; pass --admin ADDR with the balancer's admin socket`);
+    }
     const foreign = adminSocketOwnerProblem(admin.path);
     if (foreign !== undefined) {
       throw new Error(foreign);

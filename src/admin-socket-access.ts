@@ -7,6 +7,7 @@
 import { lstatSync, mkdirSync, type Stats, statSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { formatFileMode } from "./file-mode.ts";
+import { describeFileType } from "./regular-file.ts";
 import { socketPathProblem } from "./socket-path.ts";
 
 /** Mode bits that let the group or others write in a folder. */
@@ -121,6 +122,31 @@ export function adminSocketOwnerProblem(path: string, uid: number = currentUid()
   }
 
   return `the admin socket ${path} is owned by uid ${stats.uid}, ${uid === 0 ? "not root (this user)" : `neither uid ${uid} (this user) nor root`}, so no request or token is sent to it, since another user may have taken the balancer's place; run the command as uid ${stats.uid} if that user runs the balancer, or pass --admin with the balancer's socket`;
+}
+
+/**
+ * Returns why the admin address `path` cannot be a socket: it is a folder or another kind of
+ * file, for which connect(2) fails with only "connection refused". Undefined for a socket, a
+ * missing path or one this user cannot stat, which the connect reports.
+ */
+export function adminSocketTypeProblem(path: string): string | undefined {
+  let stats: Stats | undefined;
+  try {
+    stats = statSync(path, { throwIfNoEntry: false });
+  } catch {
+    return undefined;
+  }
+  if (stats === undefined || stats.isSocket()) {
+    return undefined;
+  }
+  let type = describeFileType(stats);
+  if (stats.isDirectory()) {
+    type = "a folder";
+  } else if (stats.isFile()) {
+    type = "a regular file";
+  }
+
+  return `${path} is ${type}, not a socket`;
 }
 
 /** True when only root or the user `owner` can create or replace entries in `folder`. */

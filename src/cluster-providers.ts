@@ -32,15 +32,16 @@ export interface ClusterCredentials {
 
 /**
  * Reads the kubeconfig or service account and the etcd TLS files that the settings name.
- * It only reads files: nothing is resolved or dialled.
+ * It only reads files: nothing is resolved or dialled. `configPath`, the config file that
+ * sets the `kubernetes` section, is named when the kubeconfig cannot be read.
  *
  * @throws {ConfigError} when the kubeconfig, service account or a TLS file cannot be used.
  */
-export function loadClusterCredentials(settings: ClusterSettings): ClusterCredentials {
+export function loadClusterCredentials(settings: ClusterSettings, configPath?: string): ClusterCredentials {
   const credentials: ClusterCredentials = {};
   const kubernetes = settings.kubernetes;
   if (kubernetes !== undefined) {
-    const loaded = kubernetes.inCluster ? loadInClusterAccess() : loadKubeconfig(kubernetes.kubeconfig!, kubernetes.context);
+    const loaded = kubernetes.inCluster ? loadInClusterAccess() : loadKubeconfig(kubernetes.kubeconfig!, kubernetes.context, configPath);
     credentials.kubernetes = { ...loaded, tlsServerName: kubernetes.tlsServerName ?? loaded.tlsServerName };
   }
   const etcd = settings.etcd;

@@ -4,7 +4,8 @@ import type { CliOptions } from "./cli.ts";
 import type { FileConfig } from "./config.ts";
 import { formatDuration } from "./duration.ts";
 import { HEALTH_DEFAULTS } from "./health-config.ts";
-import { PROBE_FIELD_DEFAULTS, probeFields, type SettingValue } from "./probe-fields.ts";
+import { PROBE_FIELD_DEFAULTS, probeFieldApplies, probeFields, type SettingValue } from "./probe-fields.ts";
+import { defaultProbeTimeoutMs, PROBE_DEFAULTS } from "./probes/probe.ts";
 import { DEFAULT_DNS_INTERVAL_MS } from "./provider-settings.ts";
 import { formatSlowStart } from "./slow-start-setting.ts";
 import type { Settings } from "./settings.ts";
@@ -94,21 +95,38 @@ function balancerSpecs(settings: Settings, cli: CliOptions): SettingSpec[] {
     { key: "maxDialBackoff", running: formatDuration(health.check.maxBackoffMs ?? HEALTH_DEFAULTS.maxBackoffMs), flag: cli.health?.maxBackoffMs, file: (file) => file.health?.maxBackoffMs },
     { key: "maxAttempts", running: health.maxAttempts, flag: cli.health?.maxAttempts, file: (file) => file.health?.maxAttempts },
     { key: "onRemoval", running: health.onRemoval, flag: cli.health?.onRemoval, file: (file) => file.health?.onRemoval },
-    { key: "drainTimeout", running: formatDuration(health.drainTimeoutMs), flag: cli.health?.drainTimeoutMs, file: (file) => file.health?.drainTimeoutMs },
+    // The file rejects drainTimeout unless removed targets drain, so the view leaves it out too.
+    ...(health.onRemoval === "drain"
+      ? [{ key: "drainTimeout", running: formatDuration(health.drainTimeoutMs), flag: cli.health?.drainTimeoutMs, file: (file: FileConfig) => file.health?.drainTimeoutMs }]
+      : []),
     { key: "onUnhealthy", running: health.onUnhealthy, flag: cli.health?.onUnhealthy, file: (file) => file.health?.onUnhealthy },
     { key: "logLevel", running: settings.logLevel, flag: cli.logLevel, file: (file) => file.logLevel },
     { key: "logFormat", running: settings.logFormat, flag: cli.logFormat, file: (file) => file.logFormat },
   ];
 }
 
-/** Lists every key of the shared probe, with its default where neither a flag nor the file sets it. */
+/**
+ * Lists the keys of the shared probe that its kind uses, with their defaults where neither a
+ * flag nor the file sets them. Without any shared probe key it is one entry, `probe`, with a
+ * null value, as for an absent `kubernetes` or `etcd` section.
+ */
 function probeSpecs(settings: Settings, cli: CliOptions): SettingSpec[] {
-  const running = probeFields(settings.health.check.probe);
+  const probe = settings.health.check.probe;
+  const running = probeFields(probe);
+  if (running.size === 0) {
+    return [{ key: "probe", running: null, flag: undefined, file: () => undefined }];
+  }
   const flags = probeFields(cli.health?.probe);
+  // Without a shared kind (only backends set one), every key is listed, and the kind as null.
+  const kind = probe?.kind;
+  const names = [...PROBE_FIELD_DEFAULTS.keys()].filter((name) => kind === undefined || probeFieldApplies(name, kind));
+  const fallbacks = new Map(PROBE_FIELD_DEFAULTS);
+  fallbacks.set("kind", null);
+  fallbacks.set("timeout", formatDuration(defaultProbeTimeoutMs(probe?.intervalMs ?? PROBE_DEFAULTS.intervalMs)));
 
-  return [...PROBE_FIELD_DEFAULTS].map(([name, fallback]) => ({
+  return names.map((name) => ({
     key: `probe.${name}`,
-    running: running.get(name) ?? fallback,
+    running: running.get(name) ?? fallbacks.get(name) ?? null,
     flag: flags.get(name),
     file: (file) => probeFields(file.health?.probe).get(name),
   }));

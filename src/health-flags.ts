@@ -26,7 +26,7 @@ export const HEALTH_HELP = `  --probe KIND             probe every backend: tcp 
   --probe-path PATH        path the http and https probes GET, such as /readyz (default /)
   --probe-interval DUR     start a probe of each backend every DUR, at least 100ms (default 5s)
   --probe-timeout DUR      count a probe that takes longer than DUR as failed; at least 10ms
-                           and at most the interval (default 2s)
+                           and at most the interval (default 2s, or the interval when shorter)
   --probe-ca FILE          verify https probes against the CA certificates in FILE (PEM)
   --probe-server-name NAME send NAME as SNI and check the certificate against it
   --probe-token-file FILE  send the token in FILE as "Authorization: Bearer"; never logged

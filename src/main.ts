@@ -77,12 +77,15 @@ async function main(argv: string[]): Promise<number> {
     }
   } catch (error) {
     const command = ["status", "config", "check", "disable", "enable", "add", "remove"].includes(argv[0] ?? "") ? `${argv[0]} ` : "";
+    // A check reports its error as a start with the same settings would, since it may write
+    // to the balancer's log, as the ExecReload of examples/tinylb.service does.
+    const startLike = cli?.command === "run" || cli?.command === "check";
     // A config file that parses but fails validation still names the format of its own log.
-    if (command === "" && cli?.command === "run" && cli.logFormat === undefined && cli.configPath !== undefined) {
+    if (startLike && cli?.logFormat === undefined && cli?.configPath !== undefined) {
       logger.format = readFileLogFormat(cli.configPath) ?? logger.format;
     }
     // A balancer's log may be read by a JSON log collector, which should get its last line too.
-    const json = command === "" && logger.format === "json" ? logger.with({ component: "main" }) : undefined;
+    const json = startLike && logger.format === "json" ? logger.with({ component: "main" }) : undefined;
 
     return reportStartupError(error, `tinylb ${command}--help`, json);
   }

@@ -1,7 +1,9 @@
+import { isAbsolute } from "node:path";
 import { ConfigError } from "./config.ts";
 import { formatDuration } from "./duration.ts";
 import { describeFileError } from "./file-errors.ts";
 import { type HealthConfig, HEALTH_DEFAULTS } from "./health-config.ts";
+import { probeFieldApplies } from "./probe-fields.ts";
 import { PROBE_DEFAULTS, type ProbeKind, type ProbeOverrides, resolveProbeSettings } from "./probes/probe.ts";
 import { MAX_PEM_FILE_BYTES, MAX_TOKEN_FILE_BYTES, readRegularFile } from "./regular-file.ts";
 import { joinWords } from "./word-lists.ts";
@@ -79,7 +81,7 @@ export function checkProbeConfig(fromFlags: HealthConfig | undefined, fromFile: 
     // Timing inherited from a probing balancer block was checked there already.
     const inherited = backend.probe.intervalMs === undefined && backend.probe.timeoutMs === undefined && balancer.probe.kind !== undefined;
     if (!inherited && resolved !== undefined) {
-      // Without the defaults, so that a default timeout is not checked, as for the balancer block.
+      // Without the defaults, because the default timeout never exceeds the interval.
       problems.push(...timingProblems([backend, balancer], { ...balancer.probe, ...backend.probe, kind: resolved.kind }));
     }
   }
@@ -135,20 +137,24 @@ function fileProblems(block: ProbeBlock): string[] {
   });
 }
 
-/** Reads a probe file once and returns what is wrong with it, in words, or undefined. */
+/**
+ * Reads a probe file once and returns what is wrong with it, in words, or undefined. A
+ * relative path is named with the working folder it was resolved against.
+ */
 function checkFile(path: string, kind: "pem" | "token"): string | undefined {
+  const pathText = isAbsolute(path) ? path : `${path} (relative to the working folder ${process.cwd()})`;
   let text: string;
   try {
     text = readRegularFile(path, kind === "pem" ? MAX_PEM_FILE_BYTES : MAX_TOKEN_FILE_BYTES).toString("utf8");
   } catch (error) {
-    return `cannot read ${path}: ${describeFileError(error)}`;
+    return `cannot read ${pathText}: ${describeFileError(error)}`;
   }
   if (kind === "pem" && !text.includes("-----BEGIN ")) {
-    return `${path} contains no PEM block (a line such as -----BEGIN CERTIFICATE-----)`;
+    return `${pathText} contains no PEM block (a line such as -----BEGIN CERTIFICATE-----)`;
   }
   const token = text.trim();
   if (kind === "token" && (token === "" || /[\r\n]/.test(token))) {
-    return `${path} must contain the token on one line`;
+    return `${pathText} must contain the token on one line`;
   }
 
   return undefined;
@@ -196,12 +202,7 @@ function kindProblems(block: ProbeBlock, kind: ProbeKind | undefined): string[] 
   if (kind === undefined) {
     return [];
   }
-  let unused: ProbeField[] = [];
-  if (kind === "tcp") {
-    unused = ["path", "expectStatus", "bearerTokenFile", "tls"];
-  } else if (kind === "http") {
-    unused = ["tls"];
-  }
+  const unused = (["path", "expectStatus", "bearerTokenFile", "tls"] as const).filter((field) => !probeFieldApplies(field, kind));
   const usedBy = (field: ProbeField): string => (field === "tls" ? "https probes" : "http and https probes");
 
   return unused
@@ -217,8 +218,7 @@ function timingProblems(blocks: ProbeBlock[], probe: ProbeOverrides | undefined)
   if (probe?.kind === undefined) {
     return [];
   }
-  // The default timeout is not checked: the next probe waits for a slow one, so a
-  // default longer than a short interval only delays probes and needs no action.
+  // Only a timeout that is set is checked, because the default is capped at the interval.
   const intervalMs = probe.intervalMs ?? PROBE_DEFAULTS.intervalMs;
   const timeoutMs = probe.timeoutMs;
   if (timeoutMs === undefined || timeoutMs <= intervalMs) {

@@ -1,5 +1,5 @@
 import { formatDuration } from "./duration.ts";
-import type { ProbeOverrides } from "./probes/probe.ts";
+import type { ProbeKind, ProbeOverrides } from "./probes/probe.ts";
 import { PROBE_DEFAULTS } from "./probes/probe.ts";
 
 /**
@@ -28,6 +28,23 @@ export const PROBE_FIELD_DEFAULTS: ReadonlyMap<string, SettingValue> = new Map<s
   ["tls.key", null],
   ["bearerTokenFile", null],
 ]);
+
+/**
+ * Returns true when a probe of `kind` uses the key `name` under `probe`, such as `path`,
+ * `tls.ca`, or `tls` for the whole block. Only https uses `tls`, and only http and https use
+ * the request keys `path`, `expectStatus` and `bearerTokenFile`. The config check rejects
+ * a key that the kind does not use.
+ */
+export function probeFieldApplies(name: string, kind: ProbeKind): boolean {
+  if (name === "tls" || name.startsWith("tls.")) {
+    return kind === "https";
+  }
+  if (name === "path" || name === "expectStatus" || name === "bearerTokenFile") {
+    return kind !== "tcp";
+  }
+
+  return true;
+}
 
 /**
  * Lists the probe keys that `probe` sets, by their config file names under `probe` (such as

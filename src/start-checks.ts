@@ -45,7 +45,7 @@ export function checkStartSettings(settings: Settings, cli: CliOptions): Cluster
     new StateFile(options.stateFile).checkPath();
   }
   checkUnixListenFolders(settings);
-  const credentials = loadClusterCredentials(settings);
+  const credentials = loadClusterCredentials(settings, cli.configPath);
   const stateFile = namedStateFile(cli, settings);
   if (stateFile !== undefined) {
     checkStateFilePath(stateFile, filesRead(cli, settings, credentials), socketPaths(cli, settings));

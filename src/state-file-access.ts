@@ -35,7 +35,13 @@ export function stateFileAccessProblems(path: string): string[] {
   if (file === undefined) {
     return problems;
   }
-  const problem = fileProblem(path, file, user, folderCode === undefined && isReplaceDenied(folder, file.uid));
+  let moveDenied: MoveDenied | undefined;
+  if (folderCode !== undefined) {
+    moveDenied = "folder";
+  } else if (isReplaceDenied(folder, file.uid)) {
+    moveDenied = "sticky";
+  }
+  const problem = fileProblem(path, file, user, moveDenied);
   if (problem !== undefined) {
     problems.push(problem);
   }
@@ -44,30 +50,46 @@ export function stateFileAccessProblems(path: string): string[] {
 }
 
 /**
- * Describes what keeps `user` from using the state file `file` at `path`, or returns undefined.
- * A file that a start cannot read is moved to `FILE.bad`, unless the sticky bit of its folder
- * denies that (`replaceDenied`), and then nothing is saved, so one message reports both.
+ * Why a start could not rename the state file: the folder is not writable by this user, or
+ * the sticky bit of the folder protects another user's file.
  */
-function fileProblem(path: string, file: Stats, user: string, replaceDenied: boolean): string | undefined {
+type MoveDenied = "folder" | "sticky";
+
+/**
+ * Describes what keeps `user` from using the state file `file` at `path`, or returns undefined.
+ * A file that a start cannot read is moved to `FILE.bad` before the first write. When
+ * `moveDenied` is set, that rename would fail and nothing is moved or saved, so one message
+ * reports both.
+ */
+function fileProblem(path: string, file: Stats, user: string, moveDenied: MoveDenied | undefined): string | undefined {
   const folder = dirname(path);
   const irregular = !file.isFile() && !file.isDirectory();
   const readCode = irregular ? undefined : accessErrorCode(path, constants.R_OK);
   const sticky = `belongs to uid ${file.uid} in the sticky folder ${folder}`;
   const chown = "give the file to the user tinylb runs as (chown)";
+  // The folder warning comes first and gives its fix, so these name only the outcome.
+  const unwritableFolder = "leaves the file in place and saves nothing, because it cannot write the folder";
   if (irregular) {
     const type = `is ${describeFileType(file)}, not a regular file`;
+    if (moveDenied === "sticky") {
+      return `the state file ${path} ${type}, and ${sticky}, so a start as ${user} ignores it, can neither move it aside nor replace it, and saves nothing; ${chown}, or pick another path`;
+    }
 
-    return replaceDenied
-      ? `the state file ${path} ${type}, and ${sticky}, so a start as ${user} ignores it, can neither move it aside nor replace it, and saves nothing; ${chown}, or pick another path`
+    return moveDenied === "folder"
+      ? `the state file ${path} ${type}, so a start as ${user} ignores it, ${unwritableFolder}; remove it or pick another path`
       : `the state file ${path} ${type}, so a start ignores it and moves it to ${path}.bad; remove it or pick another path`;
   }
   if (readCode !== undefined) {
-    return replaceDenied
-      ? `the state file ${path} is not readable (${readCode}) by ${user} and ${sticky}, so a start as this user ignores its saved backends, can neither move it aside nor replace it, and saves nothing; ${chown}`
+    if (moveDenied === "sticky") {
+      return `the state file ${path} is not readable (${readCode}) by ${user} and ${sticky}, so a start as this user ignores its saved backends, can neither move it aside nor replace it, and saves nothing; ${chown}`;
+    }
+
+    return moveDenied === "folder"
+      ? `the state file ${path} is not readable (${readCode}) by ${user}, so a start as this user ignores its saved backends, ${unwritableFolder}; make it readable by the user tinylb runs as`
       : `the state file ${path} is not readable (${readCode}) by ${user}, so a start as this user ignores its saved backends and moves it to ${path}.bad; make it readable by the user tinylb runs as`;
   }
 
-  return replaceDenied ? `the state file ${path} ${sticky}, so ${user} cannot replace it; ${chown}` : undefined;
+  return moveDenied === "sticky" ? `the state file ${path} ${sticky}, so ${user} cannot replace it; ${chown}` : undefined;
 }
 
 /** Returns the errno code of access(2) on `path` for `mode`, or undefined when access is granted. */

@@ -169,10 +169,32 @@ const missingCa = join(directory, "missing-ca.pem");
 const longSocketPath = join(directory, "a".repeat(115 - directory.length)) + ".sock";
 
 test.each([
+  ["logFormat json", ["logFormat: json"], []],
+  ["--log-format json", [], ["--log-format", "json"]],
+])("check error is JSON with %s", async (_, extraLines, flags) => {
+  const path = configFile(`json-error-${flags.length}.yaml`, ["listen: 127.0.0.1:0", `probe: { kind: https, tls: { ca: ${missingCa} } }`, ...extraLines]);
+  const args = ["--config", path, "--admin", `unix:${adminSocket}`, ...flags];
+
+  const check = await runTinylb(["check", ...args]);
+  const start = await runTinylb(args);
+
+  expect(check.exitCode).toBe(2);
+  expect(start.exitCode).toBe(2);
+  const lines = check.stderr.trimEnd().split("\n");
+  expect(lines).toHaveLength(1);
+  const line = JSON.parse(lines[0]!) as Record<string, unknown>;
+  expect(line).toMatchObject({ level: "error", component: "main", exitCode: 2 });
+  expect(line.msg).toBe(`invalid config ${path}: probe.tls.ca: cannot read ${missingCa}: the file does not exist`);
+  const startLine = JSON.parse(start.stderr.trimEnd()) as Record<string, unknown>;
+  expect(startLine.msg).toBe(line.msg);
+});
+
+test.each([
   ["a bad target", ["listen: 127.0.0.1:0", "backends: [{ id: a, target: nowhere }]"], 'invalid address "nowhere"'],
   ["an unknown key", ["listen: 127.0.0.1:0", "backend: []"], 'unknown key "backend" (did you mean "backends"?)'],
   ["a YAML syntax error", ["listen: [127.0.0.1:0", "backends: []"], "failed at line 1"],
   ["a missing probe CA file", ["listen: 127.0.0.1:0", `probe: { kind: https, tls: { ca: ${missingCa} } }`], `probe.tls.ca: cannot read ${missingCa}: the file does not exist`],
+  ["a relative probe key path", ["listen: 127.0.0.1:0", "probe: { kind: https, tls: { cert: probe.crt, key: probe.key } }"], `probe.tls.cert: cannot read probe.crt (relative to the working folder ${directory}): the file does not exist`],
   ["a long Unix listen path", [`listen: "unix:${longSocketPath}"`], "listen: invalid address \"unix:/"],
   ["a long Unix target", ["listen: 127.0.0.1:0", `backends: [{ id: long, target: "unix:${longSocketPath}" }]`], 'invalid target for backend "long"'],
   ["a number for an enum", ["listen: 127.0.0.1:0", "proxyProtocol: 2"], 'proxyProtocol: must be one of "off", "v1", "v2" (got 2)'],

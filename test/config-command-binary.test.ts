@@ -17,7 +17,7 @@ function configLines(fall: number): string[] {
     "listen: 127.0.0.1:0",
     "backends:",
     "  - { id: a, target: 127.0.0.1:9, slowStart: 30s }",
-    `probe: { kind: tcp, interval: 2s, fall: ${fall} }`,
+    `probe: { kind: tcp, interval: 1s, fall: ${fall} }`,
     "connectTimeout: 2s",
     "",
   ];
@@ -39,8 +39,11 @@ test("binary config prints the settings in effect", async () => {
   expect(lines).toContainEqual(expect.stringMatching(/^keepalive +10s +flag$/));
   expect(lines).toContainEqual(expect.stringMatching(/^shutdownGrace +10s +default$/));
   expect(lines).toContainEqual(expect.stringMatching(/^probe\.fall +3 +file$/));
+  expect(lines).toContainEqual(expect.stringMatching(/^probe\.timeout +1s +default$/));
   expect(lines).toContainEqual(expect.stringMatching(/^watchConfig +false +flag$/));
   expect(lines).toContainEqual(expect.stringMatching(/^a +slowStart +30s$/));
+  // A tcp probe sends no request, so the config file rejects these keys and the table leaves them out.
+  expect(lines).not.toContainEqual(expect.stringMatching(/^probe\.(path|expectStatus) /));
 
   writeFileSync(config, configLines(2).join("\n"));
   tinylb.signal("SIGHUP");
@@ -51,7 +54,8 @@ test("binary config prints the settings in effect", async () => {
   expect(json.exitCode).toBe(0);
   const view = JSON.parse(json.stdout) as ConfigView;
   expect(view.settings.find((entry) => entry.key === "probe.fall")).toEqual({ key: "probe.fall", value: 2, source: "file" });
-  expect(view.settings.find((entry) => entry.key === "probe.interval")).toEqual({ key: "probe.interval", value: "2s", source: "file" });
+  expect(view.settings.find((entry) => entry.key === "probe.interval")).toEqual({ key: "probe.interval", value: "1s", source: "file" });
+  expect(view.settings.find((entry) => entry.key === "probe.path")).toBeUndefined();
   expect(view.pendingRestart).toEqual([]);
 }, 30_000);
 

@@ -58,7 +58,8 @@ test("config view lists every probe key", () => {
   expect(probe).toEqual([
     { key: "probe.kind", value: "https", source: "file" },
     { key: "probe.interval", value: "1s", source: "flag" },
-    { key: "probe.timeout", value: "2s", source: "default" },
+    // The default timeout of 2s is capped at the shorter interval.
+    { key: "probe.timeout", value: "1s", source: "default" },
     { key: "probe.rise", value: 2, source: "default" },
     { key: "probe.fall", value: 2, source: "file" },
     { key: "probe.path", value: "/readyz", source: "file" },
@@ -72,13 +73,66 @@ test("config view lists every probe key", () => {
   ]);
 });
 
-test("config view without a probe reads kind off", () => {
+test("config view without a probe lists probe as null", () => {
   const view = viewOf(writeConfig("no-probe.yaml", BASE));
 
-  expect(entry(view, "probe.kind")).toEqual({ key: "probe.kind", value: "off", source: "default" });
+  expect(entry(view, "probe")).toEqual({ key: "probe", value: null, source: "default" });
+  expect(view.settings.filter((setting) => setting.key.startsWith("probe."))).toEqual([]);
   expect(entry(view, "kubernetes")).toEqual({ key: "kubernetes", value: null, source: "default" });
   expect(entry(view, "etcd")).toEqual({ key: "etcd", value: null, source: "default" });
   expect(view.backendOverrides).toEqual([]);
+});
+
+test("config view tcp probe keys", () => {
+  const view = viewOf(writeConfig("tcp-probe.yaml", [...BASE, "probe: { kind: tcp, fall: 2 }"]));
+  const keys = view.settings.filter((setting) => setting.key.startsWith("probe")).map((setting) => setting.key);
+
+  expect(keys).toEqual(["probe.kind", "probe.interval", "probe.timeout", "probe.rise", "probe.fall"]);
+});
+
+test("config view http probe keys", () => {
+  const view = viewOf(writeConfig("http-probe.yaml", [...BASE, "probe: { kind: http }"]));
+  const keys = view.settings.filter((setting) => setting.key.startsWith("probe")).map((setting) => setting.key);
+
+  expect(keys).toEqual(["probe.kind", "probe.interval", "probe.timeout", "probe.rise", "probe.fall", "probe.path", "probe.expectStatus", "probe.bearerTokenFile"]);
+});
+
+test("config view without a shared kind", () => {
+  const path = writeConfig("backend-kind.yaml", ["listen: 127.0.0.1:7443", "probe: { fall: 2 }", "backends:", "  - { id: api-1, target: 127.0.0.1:6443, probe: { kind: tcp } }"]);
+  const view = viewOf(path);
+  const keys = view.settings.filter((setting) => setting.key.startsWith("probe")).map((setting) => setting.key);
+
+  expect(entry(view, "probe.kind")).toEqual({ key: "probe.kind", value: null, source: "default" });
+  expect(entry(view, "probe.fall")).toEqual({ key: "probe.fall", value: 2, source: "file" });
+  expect(keys).toHaveLength(13);
+});
+
+test("config view lists drainTimeout only for drain", () => {
+  const close = viewOf(writeConfig("close.yaml", BASE));
+  const drain = viewOf(writeConfig("drain.yaml", [...BASE, "onRemoval: drain"]));
+
+  expect(entry(close, "drainTimeout")).toBeUndefined();
+  expect(entry(drain, "drainTimeout")).toEqual({ key: "drainTimeout", value: "30s", source: "default" });
+});
+
+test("config view values load as a config file", () => {
+  const source = writeConfig("round-trip-source.yaml", [...BASE, "probe: { kind: tcp, interval: 2s }", "idleTimeout: 5m", "slowStart: 30s"]);
+  const settings = viewOf(source).settings;
+  // A null value or an empty list (`none` in the table) means unset, which a file writes by leaving the key out.
+  const written = settings.filter((setting) => setting.value !== null && !(Array.isArray(setting.value) && setting.value.length === 0));
+  const file: Record<string, unknown> = { backends: [{ id: "api-1", target: "127.0.0.1:6443" }] };
+  for (const setting of written) {
+    const path = setting.key.split(".");
+    let section = file;
+    for (const name of path.slice(0, -1)) {
+      section = (section[name] ??= {}) as Record<string, unknown>;
+    }
+    section[path.at(-1)!] = setting.value;
+  }
+  const copy = writeConfig("round-trip.yaml", [JSON.stringify(file)]);
+
+  const values = (view: ConfigView): [string, unknown][] => view.settings.map((setting) => [setting.key, setting.value]);
+  expect(values(viewOf(copy))).toEqual(values(viewOf(source)));
 });
 
 test("config view lists backend overrides", () => {

@@ -10,6 +10,7 @@ import { formatAddress } from "../src/address.ts";
 import { loadConfigFile } from "../src/config.ts";
 import { DOC_PAGES, readRepoFile } from "./support/doc-pages.ts";
 import { tempDirectory } from "./support/temp-directory.ts";
+import { makeTestPki } from "./support/test-pki.ts";
 import { BINARY } from "./support/tinylb-process.ts";
 
 const EXAMPLES = join(import.meta.dir, "..", "examples");
@@ -197,4 +198,24 @@ test("systemd unit provides the state and admin folders", () => {
   }
   const admin = loadConfigFile(CONFIG).providers?.admin;
   expect(admin).toEqual({ kind: "unix", path: "/run/tinylb/admin.sock" });
+});
+
+test("configuration.md shows the example's check line", async () => {
+  const pki = makeTestPki();
+  try {
+    // The example's CA, admin socket and state file are paths on a node, so the copy moves them into the test folder.
+    const copy = join(workDir, "tinylb-apiservers.yaml");
+    const text = readFileSync(CONFIG, "utf8")
+      .replace("/etc/kubernetes/pki/ca.crt", pki.caCert)
+      .replace("unix:/run/tinylb/admin.sock", `unix:${join(workDir, "admin.sock")}`)
+      .replace("/var/lib/tinylb/state.json", join(workDir, "state.json"));
+    writeFileSync(copy, text);
+    const check = Bun.spawn([BINARY, "check", "--config", copy], { stdout: "pipe", stderr: "pipe" });
+    const stdout = await new Response(check.stdout).text();
+
+    expect(await check.exited).toBe(0);
+    expect(readRepoFile("docs/configuration.md")).toContain(`$ tinylb check --config ${NODE_CONFIG}\n${stdout.replace(copy, NODE_CONFIG)}`);
+  } finally {
+    pki.remove();
+  }
 });

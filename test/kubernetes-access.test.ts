@@ -135,6 +135,14 @@ test("loadKubeconfig names a missing file", () => {
   expect(() => loadKubeconfig(path)).toThrow(`read kubeconfig ${path} failed: the file does not exist`);
 });
 
+test("loadKubeconfig names the config file and key", () => {
+  const path = join(dir, "absent.yaml");
+
+  expect(() => loadKubeconfig(path, undefined, "/etc/tinylb/tinylb.yaml")).toThrow(
+    `invalid config /etc/tinylb/tinylb.yaml: kubernetes.kubeconfig: cannot read ${path}: the file does not exist`,
+  );
+});
+
 test("loadInClusterAccess uses the service account", () => {
   const accountDir = join(dir, "serviceaccount");
   mkdirSync(accountDir, { recursive: true });

@@ -35,6 +35,7 @@ test.each([
   [{ probe: { kind: "https", tls: { ca: folder } } }, `probe.tls.ca: cannot read ${folder}: it is a folder, not a file`],
   [{ probe: { kind: "https", tls: { ca: notPem } } }, `probe.tls.ca: ${notPem} contains no PEM block (a line such as -----BEGIN CERTIFICATE-----)`],
   [{ probe: { kind: "http", bearerTokenFile: emptyToken } }, `probe.bearerTokenFile: ${emptyToken} must contain the token on one line`],
+  [{ probe: { kind: "https", tls: { ca: "absent-relative.crt" } } }, `probe.tls.ca: cannot read absent-relative.crt (relative to the working folder ${process.cwd()}): the file does not exist`],
   [
     { probe: { kind: "https" }, backends: [{ id: "a", target: "127.0.0.1:1" }, { id: "b", target: "127.0.0.1:2", probe: { tls: { cert: absent, key: ca } } }] },
     `backends[1].probe.tls.cert (backend "b"): cannot read ${absent}: the file does not exist`,

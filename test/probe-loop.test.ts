@@ -90,3 +90,16 @@ test("ProbeLoop passes once a black hole accepts again", async () => {
   expect(results.slice(0, failed)).toEqual(Array<string>(failed).fill("timed out after 100 ms"));
   expect(passedAfterMs).toBeLessThan(1000);
 }, 20_000);
+
+test("ProbeLoop default timeout is the shorter interval", async () => {
+  const { blackhole } = await blackHole();
+  const results: (string | undefined)[] = [];
+  const settings = resolveProbeSettings({ kind: "tcp", intervalMs: 300 })!;
+  const loop = new ProbeLoop(createBackend("a", blackhole.target), settings, systemClock, (failure) => results.push(failure));
+  cleanup.push(() => loop.stop());
+
+  loop.start();
+  await waitFor("two probe results", () => results.length >= 2, 5000);
+
+  expect(results.slice(0, 2)).toEqual(["timed out after 300 ms", "timed out after 300 ms"]);
+});

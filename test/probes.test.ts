@@ -63,6 +63,16 @@ function readyz(status: number): (request: Request) => Response {
   return (request) => new Response(new URL(request.url).pathname, { status: new URL(request.url).pathname === "/readyz" ? status : 404 });
 }
 
+test.each<[string, ProbeOverrides, ProbeOverrides | undefined, number]>([
+  ["default interval", { kind: "tcp" }, undefined, 2000],
+  ["shorter interval", { kind: "tcp", intervalMs: 1000 }, undefined, 1000],
+  ["backend's shorter interval", { kind: "tcp" }, { intervalMs: 500 }, 500],
+  ["backend's longer interval", { kind: "tcp", intervalMs: 1000 }, { intervalMs: 10_000 }, 2000],
+  ["timeout that is set", { kind: "tcp", intervalMs: 1000, timeoutMs: 800 }, { intervalMs: 500 }, 800],
+])("probe default timeout with %s", (_, balancer, backend, timeoutMs) => {
+  expect(resolveProbeSettings(balancer, backend)!.timeoutMs).toBe(timeoutMs);
+});
+
 test("tcp probe passes against a listener", async () => {
   const backend = TestBackend.echo("a");
   cleanup.push(() => backend.stop());

@@ -77,6 +77,19 @@ test.skipIf(!canDropPrivileges)("check warns about a file it cannot read", async
   expect(readdirSync(join(directory, "unreadable"))).toEqual(["state.json"]);
 });
 
+test.skipIf(!canDropPrivileges)("check warns about an unreadable file in a read-only folder", async () => {
+  const path = stateFolder("unreadable-read-only", 0o755, 0);
+
+  const { exitCode, stderr } = await checkAsNobody(path);
+
+  // The folder denies the rename to FILE.bad, so the file warning promises no move.
+  expect(warnings(stderr)).toEqual([
+    `the folder ${join(directory, "unreadable-read-only")} of the state file is not writable and searchable (EACCES) by ${USER}, so a start as this user cannot save the running set; give the user tinylb runs as write and search (x) permission on it`,
+    `the state file ${path} is not readable (EACCES) by ${USER}, so a start as this user ignores its saved backends, leaves the file in place and saves nothing, because it cannot write the folder; make it readable by the user tinylb runs as`,
+  ]);
+  expect(exitCode).toBe(0);
+});
+
 test.skipIf(!canDropPrivileges)("check warns about a file of another user in a sticky folder", async () => {
   const path = stateFolder("sticky", 0o1777, 0);
 

@@ -1,5 +1,5 @@
 import { afterEach, expect, test } from "bun:test";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { AdminServer } from "../src/admin-server.ts";
@@ -93,6 +93,19 @@ test("status rejects --admin off", async () => {
 
   expect(result.code).toBe(2);
   expect(result.stderr).toContain("--admin off leaves no address to connect to");
+});
+
+test.each([
+  ["a folder", (path: string) => mkdirSync(path)],
+  ["a regular file", (path: string) => writeFileSync(path, "")],
+])("status names %s at the admin path", async (type, create) => {
+  const path = join(tempDir(), "admin.sock");
+  create(path);
+
+  const result = await status(["--admin", `unix:${path}`]);
+
+  expect(result.code).toBe(1);
+  expect(result.stderr).toBe(`tinylb status: cannot connect to unix:${path}: ${path} is ${type}, not a socket; pass --admin ADDR with the balancer's admin socket\n`);
 });
 
 test("status reports a server that is not tinylb", async () => {

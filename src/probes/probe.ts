@@ -52,7 +52,7 @@ export interface ProbeSettings {
 /** Probe settings as a config file or flags give them: every field optional. */
 export type ProbeOverrides = Partial<Omit<ProbeSettings, "tls" | "proxyProtocol">> & { tls?: ProbeTls };
 
-/** Defaults of every probe setting except the kind. */
+/** Defaults of every probe setting except the kind. `defaultProbeTimeoutMs` caps the timeout at a shorter interval. */
 export const PROBE_DEFAULTS = {
   intervalMs: 5000,
   timeoutMs: 2000,
@@ -63,8 +63,18 @@ export const PROBE_DEFAULTS = {
 } as const;
 
 /**
- * Fills in defaults below the balancer's settings and a backend's overrides. Returns
- * undefined when neither names a kind, which means "no active probe".
+ * Returns the timeout of a probe that sets none: 2 s, or the interval when that is shorter.
+ * A shorter interval is set for faster failover, and a longer default timeout would delay
+ * the next probe of a silent backend. The config check rejects a set timeout above the interval.
+ */
+export function defaultProbeTimeoutMs(intervalMs: number): number {
+  return Math.min(PROBE_DEFAULTS.timeoutMs, intervalMs);
+}
+
+/**
+ * Fills in defaults below the balancer's settings and a backend's overrides, with the
+ * timeout capped at the interval by `defaultProbeTimeoutMs`. Returns undefined when
+ * neither names a kind, which means "no active probe".
  */
 export function resolveProbeSettings(balancer: ProbeOverrides | undefined, backend?: ProbeOverrides): ProbeSettings | undefined {
   const kind = backend?.kind ?? balancer?.kind;
@@ -72,12 +82,16 @@ export function resolveProbeSettings(balancer: ProbeOverrides | undefined, backe
     return undefined;
   }
 
+  const intervalMs = backend?.intervalMs ?? balancer?.intervalMs ?? PROBE_DEFAULTS.intervalMs;
+
   return {
     ...PROBE_DEFAULTS,
     expectStatus: [...PROBE_DEFAULTS.expectStatus],
     ...balancer,
     ...backend,
     kind,
+    intervalMs,
+    timeoutMs: backend?.timeoutMs ?? balancer?.timeoutMs ?? defaultProbeTimeoutMs(intervalMs),
     tls: { ...balancer?.tls, ...backend?.tls },
   };
 }

@@ -76,16 +76,28 @@ type KubeconfigUser = z.infer<typeof userSchema>;
 /**
  * Reads a kubeconfig file and returns the access of its current context, or of `context`.
  * Relative file paths in it are resolved against the kubeconfig's directory, as kubectl does.
+ * With `configPath`, the tinylb config file that names `path`, a file that cannot be read is
+ * reported as that file's `kubernetes.kubeconfig` key, as a probe file is.
  *
  * @throws {ConfigError} naming the file and what is wrong: unreadable, no such context,
  *   a plain-http server, `insecure-skip-tls-verify`, no CA, an exec or auth-provider
  *   plugin, or no credentials.
  */
-export function loadKubeconfig(path: string, context?: string): KubernetesAccess {
+export function loadKubeconfig(path: string, context?: string, configPath?: string): KubernetesAccess {
   const where = `kubeconfig ${path}`;
+  let text: string;
+  try {
+    text = readRegularFile(path, MAX_KUBECONFIG_BYTES).toString("utf8");
+  } catch (error) {
+    const message =
+      configPath === undefined
+        ? `read ${where} failed: ${describeReadError(error)}`
+        : `invalid config ${configPath}: kubernetes.kubeconfig: cannot read ${path}: ${describeReadError(error)}`;
+    throw new ConfigError(message, { cause: error });
+  }
   let data: unknown;
   try {
-    data = Bun.YAML.parse(readRegularFile(path, MAX_KUBECONFIG_BYTES).toString("utf8"));
+    data = Bun.YAML.parse(text);
   } catch (error) {
     throw new ConfigError(`read ${where} failed: ${describeReadError(error)}`, { cause: error });
   }
