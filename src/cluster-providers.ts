@@ -33,7 +33,7 @@ export interface ClusterCredentials {
 /**
  * Reads the kubeconfig or service account and the etcd TLS files that the settings name.
  * It only reads files: nothing is resolved or dialled. `configPath`, the config file that
- * sets the `kubernetes` section, is named when the kubeconfig cannot be read.
+ * sets the `kubernetes` and `etcd` sections, is named when one of their files cannot be read.
  *
  * @throws {ConfigError} when the kubeconfig, service account or a TLS file cannot be used.
  */
@@ -46,7 +46,11 @@ export function loadClusterCredentials(settings: ClusterSettings, configPath?: s
   }
   const etcd = settings.etcd;
   if (etcd !== undefined) {
-    credentials.etcdTls = { caPem: readPem(etcd.caFile), certPem: readPem(etcd.certFile), keyPem: readPem(etcd.keyFile) };
+    credentials.etcdTls = {
+      caPem: readPem(etcd.caFile, "etcd.caFile", configPath),
+      certPem: readPem(etcd.certFile, "etcd.certFile", configPath),
+      keyPem: readPem(etcd.keyFile, "etcd.keyFile", configPath),
+    };
   }
 
   return credentials;
@@ -133,13 +137,16 @@ export function listenerRoute(address: Address | undefined): ApiRoute | undefine
   return { url: `https://${bracketed}:${address.port}` };
 }
 
-function readPem(path: string | undefined): string | undefined {
+/** Reads the PEM file that config key `key` names; an unreadable file is reported as that key of `configPath`. */
+function readPem(path: string | undefined, key: string, configPath: string | undefined): string | undefined {
   if (path === undefined) {
     return undefined;
   }
   try {
     return readRegularFile(path, MAX_PEM_FILE_BYTES).toString("utf8");
   } catch (error) {
-    throw new ConfigError(`read etcd TLS file ${path} failed: ${describeFileError(error)}`, { cause: error });
+    const message =
+      configPath === undefined ? `read etcd TLS file ${path} failed: ${describeFileError(error)}` : `invalid config ${configPath}: ${key}: cannot read ${path}: ${describeFileError(error)}`;
+    throw new ConfigError(message, { cause: error });
   }
 }

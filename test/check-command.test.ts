@@ -103,7 +103,7 @@ test.each([
   ["two clashing listen addresses", ["listen: [127.0.0.1:7443, 0.0.0.0:7443]"], "overlaps"],
   ["no listen address", ["backends: [{ id: a, target: 10.0.0.1:1 }]"], "no listen address"],
   ["a missing kubeconfig", ["listen: 127.0.0.1:7443", `kubernetes: { kubeconfig: ${join(directory, "no-kubeconfig")} }`], `kubernetes.kubeconfig: cannot read ${join(directory, "no-kubeconfig")}: the file does not exist`],
-  ["a missing etcd CA", ["listen: 127.0.0.1:7443", `etcd: { endpoints: ["https://127.0.0.1:2379"], prefix: /p/, caFile: ${join(directory, "no-etcd-ca.pem")} }`], "read etcd TLS file"],
+  ["a missing etcd CA", ["listen: 127.0.0.1:7443", `etcd: { endpoints: ["https://127.0.0.1:2379"], prefix: /p/, caFile: ${join(directory, "no-etcd-ca.pem")} }`], `etcd.caFile: cannot read ${join(directory, "no-etcd-ca.pem")}: the file does not exist`],
   ["a state file in a missing folder", ["listen: 127.0.0.1:7443", `stateFile: ${join(directory, "missing", "state.json")}`], `the folder ${join(directory, "missing")} does not exist`],
   ["a public admin address", ["listen: 127.0.0.1:7443", "admin: 0.0.0.0:9901"], "admin API address 0.0.0.0:9901 rejected"],
   ["a metrics address on a listen address", ["listen: 127.0.0.1:7443", "metrics: 127.0.0.1:7443"], "metrics 127.0.0.1:7443 is also the listen address"],
