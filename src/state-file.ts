@@ -1,4 +1,4 @@
-import { lstatSync, renameSync, statSync } from "node:fs";
+import { accessSync, constants, lstatSync, renameSync, statSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { writeFileAtomically } from "./atomic-file.ts";
 import type { Backend } from "./backend.ts";
@@ -83,6 +83,18 @@ export class StateFile {
     }
   }
 
+  /** Says what the first write does with a state file that could not be read. */
+  #nextWriteAfterReadFailure(): string {
+    const folder = dirname(this.path);
+    try {
+      accessSync(folder, constants.W_OK | constants.X_OK);
+    } catch {
+      return `and nothing is saved, because this user cannot write the folder ${folder} to move the file aside`;
+    }
+
+    return `and the first write moves the file, if there is one, to ${this.badCopyPath}`;
+  }
+
   /**
    * Reads the saved backends, grouped by provider name. A missing file gives an empty map.
    * An unreadable or invalid file is logged and also gives an empty map, and invalid
@@ -101,7 +113,7 @@ export class StateFile {
         // A folder is never moved aside, and each write fails on it until it is gone.
         const folder = isFolderAt(this.path, false);
         this.#moveBeforeWrite = !folder;
-        const next = folder ? "and nothing is written while a folder is at its path" : `and the first write moves the file, if there is one, to ${this.badCopyPath}`;
+        const next = folder ? "and nothing is written while a folder is at its path" : this.#nextWriteAfterReadFailure();
         this.#log.warn(`read state file failed; starting without saved backends, ${next}`, { file: this.path, err: describeFileError(error) });
       }
 

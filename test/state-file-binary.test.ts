@@ -237,6 +237,17 @@ test.skipIf(!canDropPrivileges)("state file that cannot be moved aside is kept",
   expect(readFileSync(path, "utf8")).toBe(content);
 });
 
+test.skipIf(!canDropPrivileges)("state file in a folder its user cannot write is kept", async () => {
+  const { path, content } = rootStateFile("readonly", 0o755);
+
+  const tinylb = await start(["--admin", "off", "--state-file", path], AS_NOBODY);
+  await tinylb.waitForLog("read state file failed");
+
+  expect(tinylb.stderr).toContain(`read state file failed; starting without saved backends, and nothing is saved, because this user cannot write the folder ${join(directory, "readonly")} to move the file aside`);
+  expect(await tinylb.stop()).toBe(0);
+  expect(readFileSync(path, "utf8")).toBe(content);
+});
+
 // A second user plants the links, as an attacker who shares the state file's folder would.
 // With fs.protected_symlinks=1 the kernel stops root from following another user's link in a
 // sticky world-writable folder, so this fails before the fix only where that sysctl is 0.
