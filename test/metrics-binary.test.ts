@@ -154,11 +154,12 @@ test("draining tinylb hands over its metrics address", async () => {
   const client = await TestClient.connect(port);
   cleanup.push(() => client.socket.terminate());
   await waitFor("greeting", () => client.firstLine === "a");
+  // Started while the metrics port is still bound, so that the kernel cannot give it that port.
+  const backend = TestBackend.echo("b");
+  cleanup.push(() => backend.stop());
 
   tinylb.signal("SIGTERM");
   await tinylb.waitForLog("metrics server stopped listening");
-  const backend = TestBackend.echo("b");
-  cleanup.push(() => backend.stop());
   const successor = TinylbProcess.start(["--listen", "127.0.0.1:0", "--backend", `b=${backend.target}`, "--admin", "off", "--metrics", `127.0.0.1:${metricsPort}`]);
   cleanup.push(() => successor[Symbol.asyncDispose]());
   await successor.waitForLog("tinylb started");
