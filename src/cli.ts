@@ -215,13 +215,22 @@ export function parseArgs(argv: readonly string[]): CliOptions {
       if (typeof parsed === "string") {
         throw new UsageError(parsed);
       }
-      if (parsed.on) {
-        applyProviderSwitch((options.providers ??= {}), options, flag);
+      if (flag === "--json" && options.command !== "status" && options.command !== "config") {
+        throw new UsageError("--json is valid only with tinylb status and tinylb config");
       }
+      applyProviderSwitch((options.providers ??= {}), options, flag, parsed.on);
       continue;
     }
     if (flag === "--help" || flag === "--version") {
-      throw new UsageError(`${flag} takes no value: write ${flag} alone`);
+      // --help and --version alone returned above; with =true they do the same, with =false nothing.
+      const parsed = parseSwitchArg(arg);
+      if (typeof parsed === "string") {
+        throw new UsageError(parsed);
+      }
+      if (parsed.on) {
+        args.unshift(flag);
+      }
+      continue;
     }
 
     if (!VALUE_FLAGS.has(flag) && !PROVIDER_FLAGS.has(flag)) {

@@ -69,17 +69,20 @@ ${ADMIN_CLIENT_OPTIONS_HELP}
 Exit status: 0 when the status was printed, 1 when no balancer responds or it responds with
 an error, 2 for a bad command line.`;
 
-/** Applies a switch to the provider flags, or `--json` to the status options. */
-export function applyProviderSwitch(flags: ProviderFlags, status: { json?: boolean }, flag: string): void {
+/**
+ * Applies a switch to the provider flags, or `--json` to the status options. `on` is false for
+ * `--switch=false`, which sets the opposite explicitly, so that it wins over the config file.
+ */
+export function applyProviderSwitch(flags: ProviderFlags, status: { json?: boolean }, flag: string, on = true): void {
   switch (flag) {
     case "--admin-allow-public":
-      flags.adminAllowPublic = true;
+      flags.adminAllowPublic = on;
       break;
     case "--no-watch-config":
-      flags.watchConfig = false;
+      flags.watchConfig = !on;
       break;
     case "--json":
-      status.json = true;
+      status.json = on;
       break;
   }
 }

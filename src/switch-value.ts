@@ -1,7 +1,7 @@
 /**
  * Switches: flags that take no value, such as `--json`. Each may also be written
- * `--json=true` or `--json=false`, as Go programs such as kubectl accept, and `=false`
- * means the same as leaving the switch out.
+ * `--json=true` or `--json=false`, as Go programs such as kubectl accept. `=false` sets the
+ * opposite explicitly, so it wins over the config file as any flag does.
  */
 
 /** A switch as written on the command line: its name, and whether it is on. */

@@ -118,6 +118,27 @@ test.each([
   expect(() => checkConfig(cli, new LogLines().logger)).toThrow(message);
 });
 
+/** Writes a config file with a public admin address and a token file, and `lines`. */
+function publicAdminConfig(name: string, lines: string[]): string {
+  writeFileSync(join(directory, "token"), "secret-token-of-the-test\n", { mode: 0o600 });
+
+  return configFile(name, ["listen: 127.0.0.1:7443", "admin: 0.0.0.0:9901", `adminTokenFile: ${join(directory, "token")}`, ...lines]);
+}
+
+test("--admin-allow-public=false wins over the file", () => {
+  const path = publicAdminConfig("allow-public.yaml", ["adminAllowPublic: true"]);
+
+  expect(() => checkConfig(parseArgs(["check", "--config", path]), new LogLines().logger)).not.toThrow();
+  expect(() => checkConfig(parseArgs(["check", "--config", path, "--admin-allow-public=false"]), new LogLines().logger)).toThrow("admin API address 0.0.0.0:9901 rejected");
+});
+
+test("--no-watch-config=false wins over the file", () => {
+  const path = configFile("no-watch.yaml", ["listen: 127.0.0.1:7443", "watchConfig: false"]);
+
+  expect(resolveSettings(parseArgs(["--config", path])).providers.watchConfig).toBe(false);
+  expect(resolveSettings(parseArgs(["--config", path, "--no-watch-config=false"])).providers.watchConfig).toBe(true);
+});
+
 test("checkSummary names the providers that add backends later", () => {
   const cli = parseArgs(["--listen", "127.0.0.1:7443", "--dns", "localhost:6443", "--admin", "off"]);
   const settings = resolveSettings(cli);

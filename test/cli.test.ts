@@ -55,10 +55,11 @@ describe("parseArgs", () => {
   test.each([
     [["status", "--json"], { json: true, providers: {} }],
     [["status", "--json=true"], { json: true, providers: {} }],
-    [["status", "--json=false"], { json: undefined, providers: undefined }],
+    [["status", "--json=false"], { json: false, providers: {} }],
+    [["status", "--json", "--json=false"], { json: false, providers: {} }],
     [["--no-watch-config=True"], { json: undefined, providers: { watchConfig: false } }],
-    [["--no-watch-config=false"], { json: undefined, providers: undefined }],
-    [["--admin-allow-public=false"], { json: undefined, providers: undefined }],
+    [["--no-watch-config=false"], { json: undefined, providers: { watchConfig: true } }],
+    [["--admin-allow-public=false"], { json: undefined, providers: { adminAllowPublic: false } }],
   ])("switch %p sets %p", (argv, expected) => {
     const options = parseArgs(argv);
 
@@ -68,6 +69,9 @@ describe("parseArgs", () => {
 
   test.each([
     [["--help"], "help"],
+    [["--help=true"], "help"],
+    [["--version=TRUE"], "version"],
+    [["check", "--help=false", "--listen", "127.0.0.1:1"], "check"],
     [["-h"], "help"],
     [["--version"], "version"],
     [["-V"], "version"],
@@ -136,8 +140,10 @@ describe("parseArgs", () => {
     [["demo", "--json"], "--json is not valid with tinylb demo"],
     [["status", "--json=yes"], '--json is a switch: write --json, --json=true or --json=false (got "yes")'],
     [["--no-watch-config="], '--no-watch-config is a switch: write --no-watch-config, --no-watch-config=true or --no-watch-config=false (got "")'],
-    [["--help=x"], "--help takes no value: write --help alone"],
-    [["--version=1"], "--version takes no value: write --version alone"],
+    [["--help=x"], '--help is a switch: write --help, --help=true or --help=false (got "x")'],
+    [["--version=1"], '--version is a switch: write --version, --version=true or --version=false (got "1")'],
+    [["check", "--listen", "127.0.0.1:1", "--json"], "--json is valid only with tinylb status and tinylb config"],
+    [["--json=false"], "--json is valid only with tinylb status and tinylb config"],
     [["demo", "--admin-token-file", "token"], "--admin-token-file is not valid with tinylb demo, which takes only --listen ADDR and --admin ADDR"],
     [["--listen"], "--listen needs a value"],
     [["--listen", "127.0.0.1"], '--listen: invalid address "127.0.0.1": expected host:port, [ipv6]:port or unix:/path'],
