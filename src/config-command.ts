@@ -3,7 +3,7 @@ import type { CliOptions } from "./cli.ts";
 import type { ConfigView, SettingEntry } from "./config-view.ts";
 import { escapeControlCharacters } from "./logger.ts";
 import { ADMIN_CLIENT_OPTIONS_HELP } from "./provider-flags.ts";
-import { formatSettingValue } from "./probe-fields.ts";
+import { formatSettingValue, type SettingValue } from "./probe-fields.ts";
 import { joinWords } from "./word-lists.ts";
 
 /** Help lines of `tinylb config` in the main help. */
@@ -53,10 +53,10 @@ export function formatConfigView(view: ConfigView): string {
   }
   lines.push("", ...formatTable(["SETTING", "VALUE", "SOURCE"], view.settings.map(settingCells)));
 
-  const overrides = view.backendOverrides.flatMap((backend) => backend.settings.map((entry) => [backend.id, entry.key, formatSettingValue(entry.value)]));
+  const overrides = view.backendOverrides.flatMap((backend) => backend.settings.map((entry) => [backend.id, entry.key, formatFileValue(entry.value)]));
   lines.push("");
   if (overrides.length === 0) {
-    lines.push("Backend overrides: none (no backend sets its own probe, slowStart or proxyProtocol)");
+    lines.push("Backend overrides: none (no backend sets its own probe, slowStart, proxyProtocol or disabled)");
   } else {
     lines.push("Backend overrides (backends[] in the config file):", ...formatTable(["ID", "SETTING", "VALUE"], overrides));
   }
@@ -65,7 +65,24 @@ export function formatConfigView(view: ConfigView): string {
 }
 
 function settingCells(entry: SettingEntry): string[] {
-  return [entry.key, formatSettingValue(entry.value), entry.source];
+  return [entry.key, formatFileValue(entry.value), entry.source];
+}
+
+/** Characters that make YAML read a flow list item as something other than a plain string. */
+const FLOW_SPECIAL = /[[\]{},#&*!|>'"%@`]|: |^-|^\s|\s$/;
+
+/**
+ * Formats a value as a YAML config file would write it. A list becomes a flow list such as
+ * `[127.0.0.1:7443, "[::1]:7443"]`, with an item quoted where YAML would misread it. An unset
+ * value is `none`, which the file writes by leaving the key out.
+ */
+function formatFileValue(value: SettingValue): string {
+  if (!Array.isArray(value) || value.length === 0) {
+    return formatSettingValue(value);
+  }
+  const items = value.map((item) => (typeof item === "string" && FLOW_SPECIAL.test(item) ? JSON.stringify(item) : String(item)));
+
+  return `[${items.join(", ")}]`;
 }
 
 /** Lays out rows under a header in columns padded to the widest cell, escaped first so that they line up as printed. */

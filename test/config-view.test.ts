@@ -218,10 +218,10 @@ test("config view formats a table", () => {
       "Config file: /etc/tinylb.yaml",
       "Restart needed: the config file changes workers; the values below stay until tinylb restarts",
       "",
-      "SETTING         VALUE                      SOURCE",
-      "listen          127.0.0.1:7443,[::1]:7443  file",
-      "probe.tls.ca    none                       default",
-      "maxConnections  0                          flag",
+      "SETTING         VALUE                           SOURCE",
+      'listen          [127.0.0.1:7443, "[::1]:7443"]  file',
+      "probe.tls.ca    none                            default",
+      "maxConnections  0                               flag",
       "",
       "Backend overrides (backends[] in the config file):",
       "ID     SETTING     VALUE",
@@ -229,6 +229,19 @@ test("config view formats a table", () => {
       "",
     ].join("\n"),
   );
+});
+
+test.each([
+  [["127.0.0.1:7443", "[::1]:7443"]],
+  [["api.internal:6443", "10.0.0.1:6443"]],
+  [[200, 204]],
+  [["#hash", "a: b", "-dash", "*star"]],
+])("config view writes list %p as YAML reads it back", (list) => {
+  const view: ConfigView = { configFile: null, settings: [{ key: "listen", value: list, source: "file" }], backendOverrides: [], pendingRestart: [] };
+  const row = formatConfigView(view).split("\n").find((line) => line.startsWith("listen"))!;
+  const value = row.slice("listen".length, row.lastIndexOf("file")).trim();
+
+  expect(Bun.YAML.parse(`listen: ${value}`)).toEqual({ listen: list });
 });
 
 test("config route allows only GET", async () => {
