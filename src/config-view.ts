@@ -169,9 +169,10 @@ function clusterSpecs(settings: Settings): SettingSpec[] {
       ? [{ key: "kubernetes", running: null, flag: undefined, file: fromFile("kubernetes") }]
       : [
           { key: "kubernetes.kubeconfig", running: kubernetes.kubeconfig ?? null, flag: undefined, file: fromFile("kubernetes", "kubeconfig") },
-          { key: "kubernetes.inCluster", running: kubernetes.inCluster, flag: undefined, file: fromFile("kubernetes", "inCluster") },
+          // The schema fills in both booleans, so only a value other than the default shows that the file set it.
+          { key: "kubernetes.inCluster", running: kubernetes.inCluster, flag: undefined, file: (file) => (file.kubernetes?.inCluster === true ? true : undefined) },
           { key: "kubernetes.context", running: kubernetes.context ?? null, flag: undefined, file: fromFile("kubernetes", "context") },
-          { key: "kubernetes.viaListener", running: kubernetes.viaListener, flag: undefined, file: fromFile("kubernetes", "viaListener") },
+          { key: "kubernetes.viaListener", running: kubernetes.viaListener, flag: undefined, file: (file) => (file.kubernetes?.viaListener === false ? false : undefined) },
           { key: "kubernetes.tlsServerName", running: kubernetes.tlsServerName ?? null, flag: undefined, file: fromFile("kubernetes", "tlsServerName") },
         ];
   const etcdSpecs: SettingSpec[] =

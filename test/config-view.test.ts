@@ -201,6 +201,16 @@ test("config view keeps the start source of a pending key", () => {
   expect(view.pendingRestart).toEqual(["maxConnections"]);
 });
 
+test.each([
+  ["kubeconfig: /etc/k.yaml", { inCluster: "default", viaListener: "default" }],
+  ["inCluster: true, viaListener: false", { inCluster: "file", viaListener: "file" }],
+])("config view names the source of kubernetes { %s }", (keys, sources) => {
+  const view = viewOf(writeConfig(`kubernetes-${sources.inCluster}.yaml`, [...BASE, `kubernetes: { ${keys} }`]));
+
+  expect(entry(view, "kubernetes.inCluster")?.source).toBe(sources.inCluster);
+  expect(entry(view, "kubernetes.viaListener")?.source).toBe(sources.viaListener);
+});
+
 test("config view formats a table", () => {
   const view: ConfigView = {
     configFile: "/etc/tinylb.yaml",
