@@ -17,12 +17,17 @@ const QUOTED_CHARACTERS = 30;
  * Bun's JSONC parser rejects the text too, its message is used, because it names what it
  * expected (`Expected "]" but found end of file` where `JSON.parse` reports `Unexpected EOF`),
  * with the position and the text before it. A text that JSONC accepts has a comment, a
- * trailing comma or a second value, so the message names those.
+ * trailing comma or a second value: a trailing comma is placed, the others are named.
  */
 export function describeJsonBodyError(text: string, error: unknown): string {
   const jsoncMessage = jsoncErrorMessage(text);
   if (jsoncMessage === undefined) {
-    return `invalid JSON in request body: ${jsonSyntaxDetail(error)}; look for a trailing comma, a comment or a second value, which JSON does not allow`;
+    const comma = trailingCommaIndex(text);
+    if (comma !== undefined) {
+      return `invalid JSON in request body at ${describePosition(text, comma)}: a trailing comma, which JSON does not allow, after \`${quoteBefore(text, comma + 1)}\``;
+    }
+
+    return `invalid JSON in request body: ${jsonSyntaxDetail(error)}; look for a comment or a second value, which JSON does not allow`;
   }
 
   const detail = jsoncMessage.replace(/^JSONC Parse error: /, "");
@@ -30,10 +35,57 @@ export function describeJsonBodyError(text: string, error: unknown): string {
     return `invalid JSON in request body at its end: ${detail}`;
   }
   const end = shortestFailingPrefix(text, jsoncMessage);
-  const start = Math.max(0, end - QUOTED_CHARACTERS);
-  const quoted = `${start > 0 ? "..." : ""}${text.slice(start, end).replaceAll("\n", "\\n")}`;
 
-  return `invalid JSON in request body at character ${end}: ${detail}, after \`${quoted}\``;
+  return `invalid JSON in request body at ${describePosition(text, tokenStart(text, end, detail))}: ${detail}, after \`${quoteBefore(text, end)}\``;
+}
+
+/**
+ * Returns the index of the first character of the token that ends at `end` (exclusive), when
+ * `detail` names it as JSONC messages do (`but found ""target""`, `Unexpected notjson`), or
+ * `end - 1`.
+ */
+function tokenStart(text: string, end: number, detail: string): number {
+  const token = /found "(.+)"$/.exec(detail)?.[1] ?? /^Unexpected (.+)$/.exec(detail)?.[1];
+
+  return token !== undefined && text.slice(end - token.length, end) === token ? end - token.length : end - 1;
+}
+
+/** Returns the place of the character at `index`: its line and column in a text of several lines, else its character number. */
+function describePosition(text: string, index: number): string {
+  if (!text.includes("\n")) {
+    return `character ${index + 1}`;
+  }
+  const before = text.slice(0, index);
+
+  return `line ${before.split("\n").length}, column ${index - before.lastIndexOf("\n")}`;
+}
+
+/** Returns up to QUOTED_CHARACTERS characters of `text` before `end`, with newlines escaped. */
+function quoteBefore(text: string, end: number): string {
+  const start = Math.max(0, end - QUOTED_CHARACTERS);
+
+  return `${start > 0 ? "..." : ""}${text.slice(start, end).replaceAll("\n", "\\n")}`;
+}
+
+/** Returns the index of the first comma that only white space separates from a closing `]` or `}`, outside strings. */
+function trailingCommaIndex(text: string): number | undefined {
+  let inString = false;
+  for (let index = 0; index < text.length; index++) {
+    const character = text[index];
+    if (inString) {
+      if (character === "\\") {
+        index++;
+      } else if (character === '"') {
+        inString = false;
+      }
+    } else if (character === '"') {
+      inString = true;
+    } else if (character === "," && /^\s*[\]}]/.test(text.slice(index + 1, index + 200))) {
+      return index;
+    }
+  }
+
+  return undefined;
 }
 
 function jsoncErrorMessage(text: string): string | undefined {

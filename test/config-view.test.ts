@@ -207,8 +207,8 @@ test.each([
 ])("config view names the source of kubernetes { %s }", (keys, sources) => {
   const view = viewOf(writeConfig(`kubernetes-${sources.inCluster}.yaml`, [...BASE, `kubernetes: { ${keys} }`]));
 
-  expect(entry(view, "kubernetes.inCluster")?.source).toBe(sources.inCluster);
-  expect(entry(view, "kubernetes.viaListener")?.source).toBe(sources.viaListener);
+  expect(entry(view, "kubernetes.inCluster")?.source as string).toBe(sources.inCluster);
+  expect(entry(view, "kubernetes.viaListener")?.source as string).toBe(sources.viaListener);
 });
 
 test("config view formats a table", () => {
