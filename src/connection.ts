@@ -2,7 +2,7 @@ import { socketLocalAddress } from "./accepting-listener.ts";
 import { formatAddress } from "./address.ts";
 import type { Backend } from "./backend.ts";
 import type { PooledConnection } from "./connection-pool.ts";
-import { Flow, type RelaySocket, type SinkBackedUpHandler } from "./flow.ts";
+import { Flow, type FlowOwner, type RelaySocket, type SinkBackedUpHandler } from "./flow.ts";
 import type { ProxyProtocolSettings } from "./proxy-protocol.ts";
 import type { BackendCounters } from "./traffic-stats.ts";
 
@@ -24,7 +24,7 @@ export type ConnectionClosedHandler = (connection: Connection, kind: CloseKind, 
  * example because its target left the backend set ("closed"). Once a backend is
  * attached, tinylb's own close resets both sides (see `close`).
  */
-export class Connection implements PooledConnection {
+export class Connection implements PooledConnection, FlowOwner {
   readonly id: number;
   readonly client: RelaySocket;
   /** Bytes relayed both ways as the last idle sweep saw them, or -1 before the first; written by IdleSweeper only. */
@@ -66,7 +66,7 @@ export class Connection implements PooledConnection {
     // The client is not paused here: in Bun 1.4.4 a pause and resume cost four epoll_ctl
     // calls, two setsockopt calls and two wake-ups (seen with strace). The upload flow
     // queues what arrives before a backend is attached and pauses the client then.
-    this.#upload = new Flow(client);
+    this.#upload = new Flow(client, false, this);
     this.#onClosed = onClosed;
   }
 
@@ -143,7 +143,7 @@ export class Connection implements PooledConnection {
 
     this.#backend = backend;
     this.#backendSocket = socket;
-    this.#download = new Flow(socket);
+    this.#download = new Flow(socket, false, this);
     this.#download.setSink(this.client);
     this.#upload.setSink(socket, onBackendBackedUp, header);
   }
@@ -233,14 +233,26 @@ export class Connection implements PooledConnection {
 
       return;
     }
+    // Bun 1.4.4 reports the end and the close of a Unix socket peer together. So the reply of a
+    // peer that closed after it still flows to the other side, which gets the FIN after it, as
+    // from a TCP peer. Nothing was lost unless bytes for the closed side were still queued.
+    const flowFromSide = side === "client" ? this.#upload : this.#download;
+    if (error === undefined && flowFromSide?.sourceEnded === true && flowIntoSide?.pendingBytes === 0) {
+      return;
+    }
     const cause = error === undefined ? "closed" : ((error as { code?: string }).code ?? error.message);
     this.#resetOther(side, `${side} ${cause}`);
   }
 
-  /** Resets the other side of a `side` whose peer reset it while tinylb was writing to it. */
+  /** Handles a failed write of a flow: the peer of its sink reset or closed that socket. */
+  sinkWriteFailed(flow: Flow): void {
+    this.#resetBy(flow === this.#upload ? "backend" : "client");
+  }
+
+  /** Resets the other side of a `side` whose peer reset or closed it while tinylb was writing to it. */
   #resetBy(side: "client" | "backend"): void {
     if (!this.#closed) {
-      this.#resetOther(side, `${side} reset while tinylb wrote to it`);
+      this.#resetOther(side, `${side} gone while tinylb wrote to it`);
     }
   }
 

@@ -9,6 +9,11 @@ export const UNPAUSED_QUEUE_LIMIT = 64 * 1024;
 /** A callback run once, when a flow's sink first takes only part of a write, so that the sink's `drain` event reaches the flow. */
 export type SinkBackedUpHandler = (sink: RelaySocket) => void;
 
+/** The receiver of a flow's failed writes: a write to the sink that fails means its peer reset or closed it. */
+export interface FlowOwner {
+  sinkWriteFailed(flow: Flow): void;
+}
+
 /**
  * One direction of a connection: bytes read from `source` are written to `sink`.
  *
@@ -43,15 +48,19 @@ export class Flow {
   #sinkShut = false;
   #sinkFailed = false;
   #onSinkBackedUp: SinkBackedUpHandler | null = null;
+  readonly #owner: FlowOwner | null;
 
   /**
    * @param source the socket read from.
    * @param sourcePaused true when the caller already paused the source; the flow
    *   resumes it once it has a sink and nothing queued.
+   * @param owner called at once when a write to the sink fails, because Bun may report no
+   *   end or close of that socket afterwards.
    */
-  constructor(source: RelaySocket, sourcePaused = false) {
+  constructor(source: RelaySocket, sourcePaused = false, owner: FlowOwner | null = null) {
     this.#source = source;
     this.#sourcePaused = sourcePaused;
+    this.#owner = owner;
   }
 
   /** Bytes read from the source and not yet taken by the sink. */
@@ -64,10 +73,16 @@ export class Flow {
     return this.#sinkShut;
   }
 
+  /** True once the source sent FIN, whether or not the sink has taken every byte yet. */
+  get sourceEnded(): boolean {
+    return this.#sourceEnded;
+  }
+
   /**
-   * True once a write to the sink failed, which means the sink's peer reset it. Such a write
-   * takes the socket's error, so Bun 1.4.4 then reports the reset as an end of stream or
-   * as a close without an error (seen with TCP_INFO: the socket was already in CLOSE).
+   * True once a write to the sink failed, which means the sink's peer reset it (TCP) or closed
+   * it (Unix sockets). Such a write takes the socket's error, so Bun 1.4.4 then reports the
+   * reset as an end of stream, as a close without an error (seen with TCP_INFO: the socket
+   * was already in CLOSE), or not at all.
    */
   get sinkFailed(): boolean {
     return this.#sinkFailed;
@@ -100,8 +115,7 @@ export class Flow {
 
     const written = this.#sink.write(chunk);
     if (written < 0) {
-      // The sink is closing; its end or close handler decides the connection's fate.
-      this.#sinkFailed = true;
+      this.#writeFailed();
 
       return;
     }
@@ -124,7 +138,7 @@ export class Flow {
       const head = pending[0]!;
       const written = sink.write(head);
       if (written < 0) {
-        this.#sinkFailed = true;
+        this.#writeFailed();
 
         return;
       }
@@ -187,6 +201,13 @@ export class Flow {
     this.#pendingBytes += chunk.byteLength;
     if (this.#sink !== null || this.#pendingBytes >= UNPAUSED_QUEUE_LIMIT) {
       this.#pauseSource();
+    }
+  }
+
+  #writeFailed(): void {
+    if (!this.#sinkFailed) {
+      this.#sinkFailed = true;
+      this.#owner?.sinkWriteFailed(this);
     }
   }
 

@@ -1,11 +1,13 @@
 /**
  * A peer that resets while tinylb is writing to it: the write takes the socket's error, and
- * Bun 1.4.4 then reports the reset as an end of stream. tinylb must still pass it on as a
- * reset, not as a FIN. The peers are Python programs (test/support/reset-peers.py), because
- * a Bun peer has the same trait and could not tell the two apart.
+ * Bun 1.4.4 then reports the reset as an end of stream, or not at all. tinylb must still pass
+ * it on as a reset, not as a FIN, and a Unix socket peer that closes after its reply must
+ * not turn into a reset either. The peers are Python programs (test/support/reset-peers.py),
+ * because a Bun peer has the same trait and could not tell a reset from an end.
  */
 import { expect, test } from "bun:test";
 import { join } from "node:path";
+import { tempDirectory } from "./support/temp-directory.ts";
 import { trackChild } from "./support/child-processes.ts";
 import { FaultProcess } from "./support/fault-peers.ts";
 import { waitFor } from "./support/wait.ts";
@@ -61,4 +63,30 @@ test("backend reset while writing resets the client", async () => {
 
   expect(clients.lines.length).toBe(CONNECTIONS);
   expect(clients.lines.filter((outcome) => outcome === "FIN")).toEqual([]);
+}, 60_000);
+
+test("client reset while the backend reads nothing resets the backend", async () => {
+  const { backend, tinylb, port } = await startBalancer("backend-noread", []);
+  await using _tinylb = tinylb;
+
+  await startPeer(["client-reset", String(port), String(CONNECTIONS)]).ended;
+  await backend.ended;
+  const outcomes = backend.lines.slice(1);
+
+  expect(outcomes.length).toBe(CONNECTIONS);
+  expect(outcomes.filter((outcome) => outcome !== "RST")).toEqual([]);
+}, 60_000);
+
+test("Unix backend closing after its reply ends the client cleanly", async () => {
+  const replyBytes = 4_000_000;
+  const path = join(tempDirectory("tinylb-unix-reply-"), "backend.sock");
+  const backend = startPeer(["unix-reply", path, String(replyBytes), "30"]);
+  await waitFor("the backend peer to listen", () => backend.lines.length > 0);
+  await using tinylb = new FaultProcess(["--listen", "127.0.0.1:0", "--backend", `unix=unix:${path}`]);
+  const port = await tinylb.port();
+
+  const clients = startPeer(["slow-read", String(port), "3"]);
+  await clients.ended;
+
+  expect(clients.lines).toEqual([`EOF ${replyBytes}`, `EOF ${replyBytes}`, `EOF ${replyBytes}`]);
 }, 60_000);
