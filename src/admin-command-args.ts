@@ -36,8 +36,15 @@ export function parseBackendAdminArgs(argv: readonly string[], flags: readonly s
   const args = argv.slice(1);
   while (args.length > 0) {
     const arg = args.shift()!;
-    if (arg === "-h" || arg === "--help") {
-      return { options: { ...options, command: "help", helpFor: command }, operands: [] };
+    if (arg === "-h" || flagName(arg) === "--help") {
+      const parsed = parseSwitchArg(arg);
+      if (typeof parsed === "string") {
+        return parsed;
+      }
+      if (parsed.on) {
+        return { options: { ...options, command: "help", helpFor: command }, operands: [] };
+      }
+      continue;
     }
 
     const equals = arg.indexOf("=");

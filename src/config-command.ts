@@ -73,16 +73,23 @@ const FLOW_SPECIAL = /[[\]{},#&*!|>'"%@`]|: |^-|^\s|\s$/;
 
 /**
  * Formats a value as a YAML config file would write it. A list becomes a flow list such as
- * `[127.0.0.1:7443, "[::1]:7443"]`, with an item quoted where YAML would misread it. An unset
- * value is `none`, which the file writes by leaving the key out.
+ * `[127.0.0.1:7443, "[::1]:7443"]`, and a string or list item is quoted where YAML would
+ * misread it. An unset value is `none`, which the file writes by leaving the key out.
  */
 function formatFileValue(value: SettingValue): string {
+  if (typeof value === "string") {
+    return quoteForYaml(value);
+  }
   if (!Array.isArray(value) || value.length === 0) {
     return formatSettingValue(value);
   }
-  const items = value.map((item) => (typeof item === "string" && FLOW_SPECIAL.test(item) ? JSON.stringify(item) : String(item)));
 
-  return `[${items.join(", ")}]`;
+  return `[${value.map((item) => (typeof item === "string" ? quoteForYaml(item) : String(item))).join(", ")}]`;
+}
+
+/** Quotes a string that YAML would misread unquoted, such as `[::1]:9100`. */
+function quoteForYaml(text: string): string {
+  return FLOW_SPECIAL.test(text) ? JSON.stringify(text) : text;
 }
 
 /** Lays out rows under a header in columns padded to the widest cell, escaped first so that they line up as printed. */

@@ -13,6 +13,12 @@ export function jsonSyntaxDetail(error: unknown): string {
 const QUOTED_CHARACTERS = 30;
 
 /**
+ * Maximum length of a body whose error is placed. Placing takes a parse per halving of the
+ * body, on the thread that relays traffic, so a body of 1 MiB would hold it for about 0.4 s.
+ */
+const MAX_PLACED_LENGTH = 64 * 1024;
+
+/**
  * Returns the message for a request body `text` that `JSON.parse` rejected with `error`. Where
  * Bun's JSONC parser rejects the text too, its message is used, because it names what it
  * expected (`Expected "]" but found end of file` where `JSON.parse` reports `Unexpected EOF`),
@@ -27,12 +33,15 @@ export function describeJsonBodyError(text: string, error: unknown): string {
       return `invalid JSON in request body at ${describePosition(text, comma)}: a trailing comma, which JSON does not allow, after \`${quoteBefore(text, comma + 1)}\``;
     }
 
-    return `invalid JSON in request body: ${jsonSyntaxDetail(error)}; look for a comment or a second value, which JSON does not allow`;
+    return `invalid JSON in request body: ${jsonSyntaxDetail(error)}; look for what JavaScript allows and JSON does not, such as a comment, single quotes, a number such as 0x10 or .5, or a second value`;
   }
 
   const detail = jsoncMessage.replace(/^JSONC Parse error: /, "");
   if (/end of file/.test(detail)) {
     return `invalid JSON in request body at its end: ${detail}`;
+  }
+  if (text.length > MAX_PLACED_LENGTH) {
+    return `invalid JSON in request body: ${detail}`;
   }
   const end = shortestFailingPrefix(text, jsoncMessage);
 
@@ -67,25 +76,23 @@ function quoteBefore(text: string, end: number): string {
   return `${start > 0 ? "..." : ""}${text.slice(start, end).replaceAll("\n", "\\n")}`;
 }
 
-/** Returns the index of the first comma that only white space separates from a closing `]` or `}`, outside strings. */
+/**
+ * Returns the index of the first comma that only white space and comments separate from a
+ * closing `]` or `}`, outside strings and comments.
+ */
 function trailingCommaIndex(text: string): number | undefined {
-  let inString = false;
-  for (let index = 0; index < text.length; index++) {
-    const character = text[index];
-    if (inString) {
-      if (character === "\\") {
-        index++;
-      } else if (character === '"') {
-        inString = false;
-      }
-    } else if (character === '"') {
-      inString = true;
-    } else if (character === "," && /^\s*[\]}]/.test(text.slice(index + 1, index + 200))) {
-      return index;
-    }
-  }
+  const code = withoutStringsAndComments(text);
+  const match = /,(?=\s*[\]}])/.exec(code);
 
-  return undefined;
+  return match?.index;
+}
+
+/**
+ * Returns `text` with every string and comment replaced by spaces of the same length, so that
+ * a search of the rest keeps the indexes of the text.
+ */
+function withoutStringsAndComments(text: string): string {
+  return text.replace(/"(?:[^"\\]|\\.)*"?|'(?:[^'\\]|\\.)*'?|\/\/[^\n]*|\/\*[\s\S]*?(?:\*\/|$)/g, (part) => " ".repeat(part.length));
 }
 
 function jsoncErrorMessage(text: string): string | undefined {

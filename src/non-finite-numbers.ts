@@ -2,8 +2,8 @@
  * Config values that a parser read as Infinity or NaN, such as `1e400`, which does not fit
  * in a double, or YAML's `.inf`. The schema would reject them as the wrong type without
  * saying what the key accepts, so they are described here with the key's range. Numbers
- * past 2^53, such as `9007199254740993`, are described here too, because the parser rounds
- * them and the schema's message would quote the rounded value.
+ * past 2^53, such as `9007199254740993`, are described here too, because the parser may
+ * round them and the schema's message would quote them in JavaScript's digits.
  */
 import type { z } from "zod";
 import { DURATION_KEY } from "./zod-messages.ts";
@@ -27,27 +27,32 @@ export function nonFiniteNumberProblems(data: unknown, schema: z.ZodType, text: 
   const problems: string[] = [];
   for (const { path, value } of nonFiniteValues(data, [])) {
     const accepted = acceptedRange(schema, path);
-    const written = writtenLiteral(text, path, value);
-    // The schema's own message quotes a large number well when the parser read it exactly.
-    const exact = Number.isFinite(value) && !wasRounded(written, value);
-    if (accepted !== undefined && !exact) {
-      problems.push(`${fieldName(path)}: ${written} ${describeReading(value)}; use ${accepted}`);
+    if (accepted !== undefined) {
+      const written = writtenLiteral(text, path, value);
+      problems.push(`${fieldName(path)}: ${written} ${describeReading(value, written)}; use ${accepted}`);
     }
   }
 
   return problems;
 }
 
-/** Describes what the parser made of a number that the schema cannot take as written. */
-function describeReading(value: number): string {
+/**
+ * Describes what the parser made of `value`, written as `written`. A number past 2^53 that
+ * was read exactly is only too large, since JavaScript would print it in other digits, such
+ * as 18446744073709552000 for 2^64.
+ */
+function describeReading(value: number, written: string): string {
   if (Number.isNaN(value)) {
     return "is not a number (read as NaN)";
   }
-  if (Number.isFinite(value)) {
+  if (!Number.isFinite(value)) {
+    return `does not fit in a number (read as ${value})`;
+  }
+  if (wasRounded(written, value)) {
     return `is outside ±9007199254740991, the range of exact whole numbers (read as ${value})`;
   }
 
-  return `does not fit in a number (read as ${value})`;
+  return value > 0 ? "is too large" : "is too small";
 }
 
 /** Lists the non-finite numbers and those past 2^53 in `value` with their paths, depth first in key order. */

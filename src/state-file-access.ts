@@ -107,7 +107,7 @@ function accessErrorCode(path: string, mode: number): string | undefined {
  * Returns whether the sticky bit of `folder` denies this process replacing a file of
  * `owner`. Root may replace it, and so may the owner of the file or of the folder.
  */
-function isReplaceDenied(folder: string, owner: number): boolean {
+export function isReplaceDenied(folder: string, owner: number): boolean {
   const uid = process.getuid?.();
   const stats = statSync(folder);
   if (uid === undefined || uid === 0 || (stats.mode & STICKY_BIT) === 0) {

@@ -9,6 +9,7 @@ import { describeFileError } from "./file-errors.ts";
 import { ReconnectBackoff } from "./providers/reconnect-backoff.ts";
 import { readRegularFile } from "./regular-file.ts";
 import { parseSavedState, STATE_VERSION, type SavedBackend, type SavedBackendCheck } from "./saved-state.ts";
+import { isReplaceDenied } from "./state-file-access.ts";
 import { WriteSchedule } from "./write-schedule.ts";
 
 /** Largest state file read, in bytes. */
@@ -90,6 +91,10 @@ export class StateFile {
       accessSync(folder, constants.W_OK | constants.X_OK);
     } catch {
       return `and nothing is saved, because this user cannot write the folder ${folder} to move the file aside`;
+    }
+    const owner = fileOwner(this.path);
+    if (owner !== undefined && isReplaceDenied(folder, owner)) {
+      return `and nothing is saved, because the sticky folder ${folder} keeps this user from moving the file of uid ${owner} aside`;
     }
 
     return `and the first write moves the file, if there is one, to ${this.badCopyPath}`;
@@ -297,6 +302,15 @@ export class StateFile {
 }
 
 /** Returns whether `path`, or with `followLinks` the file a symlink there names, is a folder. False when it cannot be checked. */
+/** Returns the uid that owns the file at `path`, or undefined when it cannot be read. */
+function fileOwner(path: string): number | undefined {
+  try {
+    return lstatSync(path).uid;
+  } catch {
+    return undefined;
+  }
+}
+
 function isFolderAt(path: string, followLinks: boolean): boolean {
   try {
     return (followLinks ? statSync : lstatSync)(path, { throwIfNoEntry: false })?.isDirectory() === true;

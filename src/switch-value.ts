@@ -1,8 +1,12 @@
 /**
  * Switches: flags that take no value, such as `--json`. Each may also be written
- * `--json=true` or `--json=false`, as Go programs such as kubectl accept. `=false` sets the
- * opposite explicitly, so it wins over the config file as any flag does.
+ * `--json=true` or `--json=false` (or `1`, `0`, `t`, `f`), as Go programs such as kubectl
+ * accept. `=false` sets the opposite explicitly, so it wins over the config file as any flag does.
  */
+
+/** Values that turn a switch on or off, in any case: the forms Go's flag package accepts. */
+const TRUE_VALUES = new Set(["true", "t", "1"]);
+const FALSE_VALUES = new Set(["false", "f", "0"]);
 
 /** A switch as written on the command line: its name, and whether it is on. */
 export interface SwitchArg {
@@ -22,8 +26,8 @@ export function parseSwitchArg(arg: string): SwitchArg | string {
 
   const flag = arg.slice(0, equals);
   const value = arg.slice(equals + 1).toLowerCase();
-  if (value === "true" || value === "false") {
-    return { flag, on: value === "true" };
+  if (TRUE_VALUES.has(value) || FALSE_VALUES.has(value)) {
+    return { flag, on: TRUE_VALUES.has(value) };
   }
 
   return `${flag} is a switch: write ${flag}, ${flag}=true or ${flag}=false (got ${JSON.stringify(arg.slice(equals + 1))})`;

@@ -87,7 +87,7 @@ function backendExample(syntax: ExampleSyntax, text: string): string {
   const [id, target] = match === null ? ["api-1", "10.0.0.1:6443"] : [match[1]!, match[2]!];
   switch (syntax) {
     case "yaml":
-      return `{ id: ${id}, target: ${target} }`;
+      return `{ id: ${yamlScalar(id)}, target: ${yamlScalar(target)} }`;
     case "toml":
       return `{ id = ${JSON.stringify(id)}, target = ${JSON.stringify(target)} }`;
     case "json":
@@ -113,6 +113,16 @@ function backendListExample(syntax: ExampleSyntax, mapping: Record<string, unkno
   }
 
   return entries.map(([id, target]) => backendExample(syntax, `${id}=${target as string}`)).join(", ");
+}
+
+/**
+ * Writes `text` as YAML reads it back as that string: plain when it is safe, else in double
+ * quotes, such as `"[::1]:8080"` (a flow list unquoted) or `"7"` (a number unquoted).
+ */
+function yamlScalar(text: string): string {
+  const plain = /^[\w./-][\w./:@-]*$/.test(text) && !/^[-+]?(\d+\.?\d*|\.\d+)$/.test(text) && !/^(true|false|null|yes|no|on|off|~)$/i.test(text);
+
+  return plain ? text : JSON.stringify(text);
 }
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {

@@ -25,6 +25,7 @@ test.each([
   [["disable", "--close-connections=false", "api-1"], { command: "disable", backendId: "api-1", closeConnections: false }],
   [["disable", "--close-connections=TRUE", "api-1"], { command: "disable", backendId: "api-1", closeConnections: true }],
   [["enable", "a", "--help"], { command: "help", helpFor: "enable" }],
+  [["disable", "a", "--help=true"], { command: "help", helpFor: "disable" }],
   [["disable", "-h"], { command: "help", helpFor: "disable" }],
 ] as const)("parseArgs reads %p", (argv, expected) => {
   expect(parseArgs(argv)).toMatchObject(expected);

@@ -141,7 +141,7 @@ describe("parseArgs", () => {
     [["status", "--json=yes"], '--json is a switch: write --json, --json=true or --json=false (got "yes")'],
     [["--no-watch-config="], '--no-watch-config is a switch: write --no-watch-config, --no-watch-config=true or --no-watch-config=false (got "")'],
     [["--help=x"], '--help is a switch: write --help, --help=true or --help=false (got "x")'],
-    [["--version=1"], '--version is a switch: write --version, --version=true or --version=false (got "1")'],
+    [["--version=yes"], '--version is a switch: write --version, --version=true or --version=false (got "yes")'],
     [["check", "--listen", "127.0.0.1:1", "--json"], "--json is valid only with tinylb status and tinylb config"],
     [["--json=false"], "--json is valid only with tinylb status and tinylb config"],
     [["demo", "--admin-token-file", "token"], "--admin-token-file is not valid with tinylb demo, which takes only --listen ADDR and --admin ADDR"],

@@ -246,7 +246,9 @@ test.each([
   [["api.internal:6443", "10.0.0.1:6443"]],
   [[200, 204]],
   [["#hash", "a: b", "-dash", "*star"]],
-])("config view writes list %p as YAML reads it back", (list) => {
+  ["[::1]:9100"],
+  ["127.0.0.1:9100"],
+])("config view writes %p as YAML reads it back", (list) => {
   const view: ConfigView = { configFile: null, settings: [{ key: "listen", value: list, source: "file" }], backendOverrides: [], pendingRestart: [] };
   const row = formatConfigView(view).split("\n").find((line) => line.startsWith("listen"))!;
   const value = row.slice("listen".length, row.lastIndexOf("file")).trim();

@@ -105,7 +105,7 @@ describe("loadConfigFile", () => {
     // zod's safe-integer bound and the key's own limit both reject 1e20.
     const path = write("huge-cap.yaml", "maxConnections: 100000000000000000000\n");
 
-    expect(loadError(path).message).toBe(`invalid config ${path}: maxConnections: must be at most 10000000 (got 100000000000000000000)`);
+    expect(loadError(path).message).toBe(`invalid config ${path}: maxConnections: 100000000000000000000 is too large; use a whole number from 0 to 10000000`);
   });
 
   test("reads workers", () => {
@@ -145,6 +145,8 @@ describe("loadConfigFile", () => {
     ["word-backend.yaml", "backends: [web]\n", ['backends[0]: expected an object such as { id: api-1, target: 10.0.0.1:6443 } (got "web")']],
     ["mapping-backends.yaml", "backends:\n  a: 127.0.0.1:1\n  b: 127.0.0.1:2\n  c: 127.0.0.1:3\n", ["backends: expected a list of backends such as [{ id: a, target: 127.0.0.1:1 }, { id: b, target: 127.0.0.1:2 }]"]],
     ["mapping-of-objects.yaml", "backends:\n  a: { target: 127.0.0.1:1 }\n", ["backends: expected a list of backends such as [{ id: a, target: 127.0.0.1:1 }]"]],
+    ["ipv6-flag-entry.yaml", 'backends:\n  - "api=[::1]:8080"\n', ['backends[0]: expected an object such as { id: api, target: "[::1]:8080" } (got "api=[::1]:8080")']],
+    ["number-id-flag-entry.yaml", "backends:\n  - 7=127.0.0.1:1\n", ['backends[0]: expected an object such as { id: "7", target: 127.0.0.1:1 } (got "7=127.0.0.1:1")']],
     ["entry-without-list.yaml", "backends: { id: a, target: 127.0.0.1:1 }\n", ["backends: expected a list of backends such as [{ id: a, target: 127.0.0.1:1 }]"]],
     ["mapping-of-numbers.yaml", "backends:\n  a: 1\n", ["backends: expected a list of backends such as [{ id: api-1, target: 10.0.0.1:6443 }]"]],
     ["mapping-backends.toml", '[backends]\na = "127.0.0.1:1"\n', ['backends: expected a list of backends such as [{ id = "a", target = "127.0.0.1:1" }]']],
