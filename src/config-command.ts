@@ -4,6 +4,7 @@ import type { ConfigView, SettingEntry } from "./config-view.ts";
 import { escapeControlCharacters } from "./logger.ts";
 import { ADMIN_CLIENT_OPTIONS_HELP } from "./provider-flags.ts";
 import { formatSettingValue, type SettingValue } from "./probe-fields.ts";
+import { yamlScalar } from "./yaml-scalar.ts";
 import { joinWords } from "./word-lists.ts";
 
 /** Help lines of `tinylb config` in the main help. */
@@ -68,9 +69,6 @@ function settingCells(entry: SettingEntry): string[] {
   return [entry.key, formatFileValue(entry.value), entry.source];
 }
 
-/** Characters that make YAML read a flow list item as something other than a plain string. */
-const FLOW_SPECIAL = /[[\]{},#&*!|>'"%@`]|: |^-|^\s|\s$/;
-
 /**
  * Formats a value as a YAML config file would write it. A list becomes a flow list such as
  * `[127.0.0.1:7443, "[::1]:7443"]`, and a string or list item is quoted where YAML would
@@ -78,18 +76,13 @@ const FLOW_SPECIAL = /[[\]{},#&*!|>'"%@`]|: |^-|^\s|\s$/;
  */
 function formatFileValue(value: SettingValue): string {
   if (typeof value === "string") {
-    return quoteForYaml(value);
+    return yamlScalar(value);
   }
   if (!Array.isArray(value) || value.length === 0) {
     return formatSettingValue(value);
   }
 
-  return `[${value.map((item) => (typeof item === "string" ? quoteForYaml(item) : String(item))).join(", ")}]`;
-}
-
-/** Quotes a string that YAML would misread unquoted, such as `[::1]:9100`. */
-function quoteForYaml(text: string): string {
-  return FLOW_SPECIAL.test(text) ? JSON.stringify(text) : text;
+  return `[${value.map((item) => (typeof item === "string" ? yamlScalar(item) : String(item))).join(", ")}]`;
 }
 
 /** Lays out rows under a header in columns padded to the widest cell, escaped first so that they line up as printed. */

@@ -7,6 +7,7 @@
  */
 import type { z } from "zod";
 import { closestName } from "./suggestions.ts";
+import { yamlScalar } from "./yaml-scalar.ts";
 
 /** Keys whose values are durations, so a bare number gets the "add a unit" hint. */
 export const DURATION_KEY = /(interval|timeout|grace|keepalive|backoff)$/i;
@@ -113,16 +114,6 @@ function backendListExample(syntax: ExampleSyntax, mapping: Record<string, unkno
   }
 
   return entries.map(([id, target]) => backendExample(syntax, `${id}=${target as string}`)).join(", ");
-}
-
-/**
- * Writes `text` as YAML reads it back as that string: plain when it is safe, else in double
- * quotes, such as `"[::1]:8080"` (a flow list unquoted) or `"7"` (a number unquoted).
- */
-function yamlScalar(text: string): string {
-  const plain = /^[\w./-][\w./:@-]*$/.test(text) && !/^[-+]?(\d+\.?\d*|\.\d+)$/.test(text) && !/^(true|false|null|yes|no|on|off|~)$/i.test(text);
-
-  return plain ? text : JSON.stringify(text);
 }
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {
