@@ -6,7 +6,7 @@ import { type Backend, BackendError, createBackend, MAX_ID_LENGTH } from "../bac
 import { BackendSet } from "../backend-set.ts";
 import { type Logger, silentLogger } from "../logger.ts";
 import { DnsQueryError, isNoRecords, unansweredLookupFix } from "./dns-errors.ts";
-import { failureCause, MAX_WARNED_CAUSES } from "./failure-streak.ts";
+import { NewCauses } from "./failure-streak.ts";
 import type { Provider, PublishBackendSet } from "./provider.ts";
 import { ProviderHealth } from "./provider-health.ts";
 import { MAX_PROVIDER_BACKENDS } from "./set-publisher.ts";
@@ -76,8 +76,8 @@ export class DnsProvider implements Provider {
   #publish: PublishBackendSet | undefined;
   #timer: Timer | undefined;
   #streak = 0;
-  /** Causes of the current streak that were logged (see {@link failureCause}). */
-  readonly #warnedCauses = new Set<string>();
+  /** Causes of the current streak that were logged. */
+  readonly #causes = new NewCauses();
   /** True once a lookup of this process published a set. */
   #answered = false;
   /** Queries (`type name`) that failed while another record type of the name returned addresses. */
@@ -135,7 +135,7 @@ export class DnsProvider implements Provider {
     if (this.#streak > 0) {
       this.#log.info("DNS lookup recovered", { name: this.#options.name, failedLookups: this.#streak, count: backends.length });
       this.#streak = 0;
-      this.#warnedCauses.clear();
+      this.#causes.clear();
     }
     // Several SRV records can lead to the same address and port.
     const unique = new Map(backends.map((backend) => [backend.id, backend]));
@@ -174,11 +174,9 @@ export class DnsProvider implements Provider {
 
     this.health.failed(error);
     this.#streak++;
-    const cause = failureCause(error);
-    if (this.#warnedCauses.has(cause) || this.#warnedCauses.size >= MAX_WARNED_CAUSES) {
+    if (!this.#causes.add(error)) {
       return;
     }
-    this.#warnedCauses.add(cause);
     // Before the first answer, the set is empty or the one the state file saved.
     const message = this.#answered ? "DNS lookup failed; keeping the last answer" : "DNS lookup failed; the name's backends stay as they are until a lookup succeeds";
     const fix = unansweredLookupFix(error);

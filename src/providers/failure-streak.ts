@@ -14,8 +14,7 @@ export const MAX_WARNED_CAUSES = 8;
  */
 export class FailureStreak {
   #count = 0;
-  /** Causes this streak warned about, with digits masked (see {@link failureCause}). */
-  readonly #warnedCauses = new Set<string>();
+  readonly #causes = new NewCauses();
 
   constructor(
     private readonly log: Logger,
@@ -31,12 +30,10 @@ export class FailureStreak {
   failed(msg: string, fields: LogFields): void {
     this.#count++;
     this.health?.failed(fields.err ?? msg);
-    const cause = failureCause(fields.err ?? msg);
-    if (this.#warnedCauses.has(cause) || this.#warnedCauses.size >= MAX_WARNED_CAUSES) {
-      this.log.debug(msg, { ...fields, failures: this.#count });
-    } else {
-      this.#warnedCauses.add(cause);
+    if (this.#causes.add(fields.err ?? msg)) {
       this.log.warn(msg, this.#count === 1 ? fields : { ...fields, failures: this.#count });
+    } else {
+      this.log.debug(msg, { ...fields, failures: this.#count });
     }
   }
 
@@ -47,7 +44,31 @@ export class FailureStreak {
       this.log.info(msg, { ...fields, failures: this.#count });
     }
     this.#count = 0;
-    this.#warnedCauses.clear();
+    this.#causes.clear();
+  }
+}
+
+/**
+ * The causes one failure streak has warned about, so that each new cause warns once, up to
+ * MAX_WARNED_CAUSES of them. Causes are compared by {@link failureCause}.
+ */
+export class NewCauses {
+  readonly #seen = new Set<string>();
+
+  /** Records the cause of `error`; returns true when it is new and still within the cap. */
+  add(error: unknown): boolean {
+    const cause = failureCause(error);
+    if (this.#seen.has(cause) || this.#seen.size >= MAX_WARNED_CAUSES) {
+      return false;
+    }
+    this.#seen.add(cause);
+
+    return true;
+  }
+
+  /** Forgets every cause, when the streak ends. */
+  clear(): void {
+    this.#seen.clear();
   }
 }
 
