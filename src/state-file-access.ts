@@ -35,13 +35,7 @@ export function stateFileAccessProblems(path: string): string[] {
   if (file === undefined) {
     return problems;
   }
-  let moveDenied: MoveDenied | undefined;
-  if (folderCode !== undefined) {
-    moveDenied = "folder";
-  } else if (isReplaceDenied(folder, file.uid)) {
-    moveDenied = "sticky";
-  }
-  const problem = fileProblem(path, file, user, moveDenied);
+  const problem = fileProblem(path, file, user, moveDeniedReason(path, file.uid));
   if (problem !== undefined) {
     problems.push(problem);
   }
@@ -53,7 +47,20 @@ export function stateFileAccessProblems(path: string): string[] {
  * Why a start could not rename the state file: the folder is not writable by this user, or
  * the sticky bit of the folder protects another user's file.
  */
-type MoveDenied = "folder" | "sticky";
+export type MoveDenied = "folder" | "sticky";
+
+/**
+ * Returns why this process could not rename the state file at `path`, whose owner is `owner`
+ * (undefined when it cannot be read), or undefined when it could.
+ */
+export function moveDeniedReason(path: string, owner: number | undefined): MoveDenied | undefined {
+  const folder = dirname(path);
+  if (accessErrorCode(folder, constants.W_OK | constants.X_OK) !== undefined) {
+    return "folder";
+  }
+
+  return owner !== undefined && isReplaceDenied(folder, owner) ? "sticky" : undefined;
+}
 
 /**
  * Describes what keeps `user` from using the state file `file` at `path`, or returns undefined.
@@ -107,7 +114,7 @@ function accessErrorCode(path: string, mode: number): string | undefined {
  * Returns whether the sticky bit of `folder` denies this process replacing a file of
  * `owner`. Root may replace it, and so may the owner of the file or of the folder.
  */
-export function isReplaceDenied(folder: string, owner: number): boolean {
+function isReplaceDenied(folder: string, owner: number): boolean {
   const uid = process.getuid?.();
   const stats = statSync(folder);
   if (uid === undefined || uid === 0 || (stats.mode & STICKY_BIT) === 0) {

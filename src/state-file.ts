@@ -1,4 +1,4 @@
-import { accessSync, constants, lstatSync, renameSync, statSync } from "node:fs";
+import { lstatSync, renameSync, statSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { writeFileAtomically } from "./atomic-file.ts";
 import type { Backend } from "./backend.ts";
@@ -9,7 +9,7 @@ import { describeFileError } from "./file-errors.ts";
 import { ReconnectBackoff } from "./providers/reconnect-backoff.ts";
 import { readRegularFile } from "./regular-file.ts";
 import { parseSavedState, STATE_VERSION, type SavedBackend, type SavedBackendCheck } from "./saved-state.ts";
-import { isReplaceDenied } from "./state-file-access.ts";
+import { moveDeniedReason } from "./state-file-access.ts";
 import { WriteSchedule } from "./write-schedule.ts";
 
 /** Largest state file read, in bytes. */
@@ -87,17 +87,15 @@ export class StateFile {
   /** Says what the first write does with a state file that could not be read. */
   #nextWriteAfterReadFailure(): string {
     const folder = dirname(this.path);
-    try {
-      accessSync(folder, constants.W_OK | constants.X_OK);
-    } catch {
-      return `and nothing is saved, because this user cannot write the folder ${folder} to move the file aside`;
-    }
     const owner = fileOwner(this.path);
-    if (owner !== undefined && isReplaceDenied(folder, owner)) {
-      return `and nothing is saved, because the sticky folder ${folder} keeps this user from moving the file of uid ${owner} aside`;
+    switch (moveDeniedReason(this.path, owner)) {
+      case "folder":
+        return `and nothing is saved, because this user cannot write the folder ${folder} to move the file aside`;
+      case "sticky":
+        return `and nothing is saved, because the sticky folder ${folder} keeps this user from moving the file of uid ${owner} aside`;
+      default:
+        return `and the first write moves the file, if there is one, to ${this.badCopyPath}`;
     }
-
-    return `and the first write moves the file, if there is one, to ${this.badCopyPath}`;
   }
 
   /**
