@@ -1,6 +1,6 @@
 """Peers for test/reset-while-writing.test.ts that tell a reset from an end of stream.
 
-Each peer streams both ways and records the first sign of the end it sees on a connection:
+Each peer streams both ways and records the first sign of the end it gets on a connection:
 RST (ECONNRESET on recv or send) or FIN (recv returns no bytes, or EPIPE on send, which Linux
 gives after a FIN). They are Python, not Bun, because Bun 1.4.4 reports a reset that a failed
 write took as an end of stream, so a Bun peer could not tell the two apart.
@@ -130,6 +130,7 @@ def serve_without_reading(count, life):
     server.listen(1024)
     server.setblocking(False)
     print(server.getsockname()[1], flush=True)
+
     opened = []
     deadline = time.time() + life
     while len(opened) < count and time.time() < deadline:
@@ -139,6 +140,7 @@ def serve_without_reading(count, life):
             opened.append(conn)
         except BlockingIOError:
             time.sleep(0.001)
+
     outcomes = {}
     while len(outcomes) < len(opened) and time.time() < deadline:
         for conn in opened:
@@ -160,6 +162,7 @@ def serve_without_reading(count, life):
             elif state == TCP_CLOSE_WAIT:
                 outcomes[conn] = "FIN"
         time.sleep(0.005)
+
     for conn in opened:
         print(outcomes.get(conn, "none"), flush=True)
 
