@@ -188,7 +188,7 @@ export class Connection implements PooledConnection, FlowOwner {
 
   /** Handles a FIN from the backend, or a reset that a failed write to the backend took. */
   backendEnd(): void {
-    if (this.#upload.sinkFailed) {
+    if (this.#upload.sinkFailed && !this.#unixBackendStoppedReading) {
       this.#resetBy("backend");
 
       return;
@@ -228,25 +228,44 @@ export class Connection implements PooledConnection, FlowOwner {
       return;
     }
 
-    if (error === undefined && flowIntoSide?.sinkFailed === true) {
+    if (error === undefined && flowIntoSide?.sinkFailed === true && !(side === "backend" && this.#unixBackendStoppedReading)) {
       this.#resetBy(side);
 
       return;
     }
     // Bun 1.4.4 reports the end and the close of a Unix socket peer together. So the reply of a
     // peer that closed after it still flows to the other side, which gets the FIN after it, as
-    // from a TCP peer. Nothing was lost unless bytes for the closed side were still queued.
+    // from a TCP peer. Nothing was lost unless bytes for the closed side were still queued. A
+    // client that closes while its dial is in flight has nothing queued for it: its request
+    // waits in the upload flow for the backend.
     const flowFromSide = side === "client" ? this.#upload : this.#download;
-    if (error === undefined && flowFromSide?.sourceEnded === true && flowIntoSide?.pendingBytes === 0) {
+    if (error === undefined && flowFromSide?.sourceEnded === true && (flowIntoSide?.pendingBytes ?? 0) === 0) {
       return;
     }
     const cause = error === undefined ? "closed" : ((error as { code?: string }).code ?? error.message);
     this.#resetOther(side, `${side} ${cause}`);
   }
 
-  /** Handles a failed write of a flow: the peer of its sink reset or closed that socket. */
+  /**
+   * Handles a failed write of a flow: the peer of its sink reset or closed that socket. A Unix
+   * backend's reply may still wait unread, so its end or close decides what follows.
+   */
   sinkWriteFailed(flow: Flow): void {
+    if (flow === this.#upload && this.#unixBackendStoppedReading) {
+      return;
+    }
     this.#resetBy(flow === this.#upload ? "backend" : "client");
+  }
+
+  /**
+   * True when a write to a Unix backend failed: the backend closed or shut its read side before
+   * it read every byte. Linux fails such a write (EPIPE) where a TCP peer would take the bytes
+   * and answer with a reset, and the backend's reply, an error line say, may still be unread.
+   * So the reply and the backend's FIN still reach the client, and the client's bytes for the
+   * backend are dropped, as a client of the Unix socket would see its writes fail.
+   */
+  get #unixBackendStoppedReading(): boolean {
+    return this.#upload.sinkFailed && this.#backend?.address.kind === "unix";
   }
 
   /** Resets the other side of a `side` whose peer reset or closed it while tinylb was writing to it. */
@@ -302,11 +321,15 @@ export class Connection implements PooledConnection, FlowOwner {
   }
 
   #closeIfFinished(): void {
-    if (this.#closed || this.#download === null || !this.#upload.finished || !this.#download.finished) {
+    if (this.#closed || this.#download === null || !this.#download.finished) {
+      return;
+    }
+    const backendStoppedReading = this.#unixBackendStoppedReading;
+    if (!this.#upload.finished && !backendStoppedReading) {
       return;
     }
 
-    this.#finish("completed", "both sides finished");
+    this.#finish("completed", backendStoppedReading ? "the Unix backend closed before it read every byte" : "both sides finished");
     this.client.end();
     this.#backendSocket?.end();
   }

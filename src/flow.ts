@@ -107,6 +107,9 @@ export class Flow {
 
   /** Writes a chunk read from the source, queueing what the sink does not take. */
   forward(chunk: Uint8Array): void {
+    if (this.#sinkFailed) {
+      return;
+    }
     if (this.#sink === null || this.#pendingBytes > 0) {
       this.#queue(chunk);
 
@@ -207,6 +210,9 @@ export class Flow {
   #writeFailed(): void {
     if (!this.#sinkFailed) {
       this.#sinkFailed = true;
+      // The sink can take nothing more, so the queue and every later chunk are dropped.
+      this.#pending = null;
+      this.#pendingBytes = 0;
       this.#owner?.sinkWriteFailed(this);
     }
   }
