@@ -228,6 +228,8 @@ export class ClientAcceptor {
       if (this.#log.enabled("debug")) {
         this.#log.debug("connection closed", this.#closedFields(connection, kind, reason));
       }
+    } else if (wasDialing && this.#log.enabled("debug")) {
+      this.#log.debug("connection closed while dialing", { conn: connection.id, listener: connection.listener, client: connection.clientAddress, kind, reason });
     }
     if (this.activeCount === 0) {
       const waiters = this.#idleWaiters;

@@ -654,6 +654,21 @@ test("close line names bytes and duration", async () => {
   expect(typeof line?.durationMs).toBe("number");
 });
 
+test("close line of a dialing connection", async () => {
+  const log = new LogLines();
+  const { port } = await startServer(setOf(["dead", await deadTarget()]), { logger: log.logger });
+
+  const client = await connect(port);
+  await waitFor("close line", () => log.withMessage("connection closed while dialing").length > 0);
+  client.close();
+
+  const [line] = log.withMessage("connection closed while dialing");
+  expect(line?.conn).toBeNumber();
+  expect(String(line?.client)).toStartWith("127.0.0.1:");
+  expect(line?.kind).toBe("closed");
+  expect(line?.reason).toBeString();
+});
+
 test("client reset names the client", async () => {
   const { client, log } = await greetedClientWithLog();
 
