@@ -115,8 +115,8 @@ const anyBackend = (): boolean => true;
  */
 export class BackendPicker {
   readonly #checks: FailoverChecks;
-  /** True when the current pick passed over a healthy backend at its cap. */
-  #healthyAtCap = false;
+  /** True when the current pick passed over a backend at its cap, healthy or not. */
+  #passedOverAtCap = false;
   /** True when the current pick passed over an unhealthy backend that is cooling down after a failed dial. */
   #passedOverCooling = false;
   /** The current pick's test of which backends it may hand out. */
@@ -138,7 +138,7 @@ export class BackendPicker {
       if (reserve(candidate)) {
         return true;
       }
-      this.#healthyAtCap = true;
+      this.#passedOverAtCap = true;
 
       return false;
     };
@@ -153,7 +153,17 @@ export class BackendPicker {
 
       return false;
     };
-    this.#acceptReady = (candidate) => this.#readyCandidate(candidate) && reserve(candidate);
+    this.#acceptReady = (candidate) => {
+      if (!this.#readyCandidate(candidate)) {
+        return false;
+      }
+      if (reserve(candidate)) {
+        return true;
+      }
+      this.#passedOverAtCap = true;
+
+      return false;
+    };
   }
 
   /**
@@ -162,20 +172,20 @@ export class BackendPicker {
    * backend has room or every one left is cooling down, and `coolingDown` is true in the latter case.
    */
   pick(selector: BackendSelector, eligible: (candidate: Backend) => boolean = anyBackend, after?: string): Backend | undefined {
-    this.#healthyAtCap = false;
+    this.#passedOverAtCap = false;
     this.#passedOverCooling = false;
     this.#eligible = eligible;
     const healthy = pickFrom(selector, this.#acceptHealthy, this.#healthyCandidate, after);
-    if (healthy !== undefined || this.#healthyAtCap) {
+    if (healthy !== undefined || this.#passedOverAtCap) {
       return healthy;
     }
 
     return pickFrom(selector, this.#acceptReady, this.#readyCandidate, after);
   }
 
-  /** True when the last pick handed out nothing because each backend left was cooling down, not because of a cap. */
+  /** True when the last pick handed out nothing because each backend left was cooling down, none of them because of a cap. */
   get coolingDown(): boolean {
-    return this.#passedOverCooling && !this.#healthyAtCap;
+    return this.#passedOverCooling && !this.#passedOverAtCap;
   }
 }
 

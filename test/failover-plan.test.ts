@@ -140,6 +140,16 @@ test("FailoverPlan: cooling backends are not tried when all are unhealthy", () =
   expect(order(selector, new FailoverPlan(selector, healthyC, 0))[0]).toBe("c");
 });
 
+test("BackendPicker names a cap over cooling down", () => {
+  const selector = new RoundRobinSelector(setOf("a", "b"));
+  // Both backends are unhealthy: "a" failed a dial moments ago, and "b" is at its cap.
+  const checks = { isHealthy: () => false, isCoolingDown: (backend: Backend) => backend.id === "a", reserve: (backend: Backend) => backend.id !== "b" };
+  const picker = new BackendPicker(checks);
+
+  expect(picker.pick(selector)).toBeUndefined();
+  expect(picker.coolingDown).toBe(false);
+});
+
 test("FailoverPlan skips backends without room", () => {
   const selector = new RoundRobinSelector(setOf("a", "b", "c"));
   const plan = new FailoverPlan(selector, { isHealthy: () => true, reserve: (backend) => backend.id !== "a" }, 0);
