@@ -52,11 +52,12 @@ export class WriteSchedule {
 
   /**
    * Runs `write` now, or when `minIntervalMs` has passed since the last run. While a retry
-   * is scheduled, `write` replaces the failed write and runs at the retry's time.
+   * is scheduled, `write` replaces the failed write and runs at the retry's time. Once the
+   * schedule is closed, `write` runs at once, as with `runNow`, so nothing is scheduled.
    */
   runSoon(write: Write): void {
     const wait = this.#lastRun + this.#minIntervalMs - performance.now();
-    if (wait <= 0) {
+    if (wait <= 0 || this.#closed) {
       this.runNow(write);
 
       return;

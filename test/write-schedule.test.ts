@@ -70,3 +70,18 @@ test("WriteSchedule close runs a failed write once more", async () => {
 
   expect(runs).toEqual(["a", "a"]);
 });
+
+test("WriteSchedule runSoon after close runs at once", async () => {
+  const runs: string[] = [];
+  const schedule = new WriteSchedule(60_000, fixedBackoff(20));
+  schedule.runNow(recordedWrite(runs, "before close", () => true));
+  schedule.close();
+
+  schedule.runSoon(recordedWrite(runs, "after close", () => true));
+  expect(runs).toEqual(["before close", "after close"]);
+
+  // A failed write after close is not retried either.
+  schedule.runSoon(recordedWrite(runs, "failed after close", () => false));
+  await Bun.sleep(100);
+  expect(runs).toEqual(["before close", "after close", "failed after close"]);
+});
