@@ -244,6 +244,7 @@ describe.each(["unix", "tcp"] as const)("admin API over %s", (transport) => {
     ["backends not an array", "/v1/backends", putJson({ backends: "a" }), 400, "backends", "expected a list, got a string"],
     ["entry as a flag string", "/v1/backends", putJson({ backends: ["x=127.0.0.1:1"] }), 400, "backends[0]", 'expected an object such as {"id": "x", "target": "127.0.0.1:1"}'],
     ["backends as a mapping", "/v1/backends", putJson({ backends: { x: "127.0.0.1:1" } }), 400, "backends", 'expected a list of backends such as [{"id": "x", "target": "127.0.0.1:1"}]'],
+    ["target beside ids", "/v1/backends", putJson({ backends: { target: "127.0.0.1:1", x: "127.0.0.1:2" } }), 400, "backends", 'expected a list of backends such as [{"id": "api-1", "target": "127.0.0.1:1"}, {"id": "x", "target": "127.0.0.1:2"}]'],
     ["id not a string", "/v1/backends", putJson({ backends: [{ id: 7, target: "127.0.0.1:1" }] }), 400, "backends[0].id", "expected a string, got a number"],
     ["invalid target", "/v1/backends", putJson({ backends: [{ id: "x", target: "nowhere" }] }), 400, "backends[0].target", "invalid address"],
     ["relative Unix target", "/v1/backends/x", putJson({ target: "unix:app.sock" }), 400, "target", 'invalid address "unix:app.sock": the socket path "app.sock" is relative'],
