@@ -11,7 +11,7 @@ import type { ApiRoute } from "./providers/kubernetes-watch.ts";
 import type { Provider } from "./providers/provider.ts";
 import { sleepUnlessAborted } from "./providers/reconnect-backoff.ts";
 import type { Server } from "./server.ts";
-import { describeFileError } from "./file-errors.ts";
+import { describeKeyFileReadError } from "./file-errors.ts";
 import { MAX_PEM_FILE_BYTES, readRegularFile } from "./regular-file.ts";
 
 /** How often the Kubernetes provider checks whether the seed backends are up. */
@@ -145,8 +145,6 @@ function readPem(path: string | undefined, key: string, configPath: string | und
   try {
     return readRegularFile(path, MAX_PEM_FILE_BYTES).toString("utf8");
   } catch (error) {
-    const message =
-      configPath === undefined ? `read etcd TLS file ${path} failed: ${describeFileError(error)}` : `invalid config ${configPath}: ${key}: cannot read ${path}: ${describeFileError(error)}`;
-    throw new ConfigError(message, { cause: error });
+    throw new ConfigError(describeKeyFileReadError(error, { path, label: "etcd TLS file", key, configPath }), { cause: error });
   }
 }

@@ -31,3 +31,16 @@ export function describeFileError(error: unknown, access: "read" | "write" = "re
 
   return error instanceof Error ? error.message : String(error);
 }
+
+/**
+ * Describes a failed read of the file at `path` that the config key `key` names. With
+ * `configPath`, the tinylb config file that sets the key, the message names the key, as
+ * `invalid config CONFIG: KEY: cannot read PATH: DETAIL`, in the form of the config check's
+ * other problems. Without it, the path came from a flag or a default, and the message is
+ * `read LABEL PATH failed: DETAIL`, such as `read kubeconfig /root/.kube/config failed: ...`.
+ */
+export function describeKeyFileReadError(error: unknown, file: { path: string; label: string; key: string; configPath: string | undefined }): string {
+  const detail = describeFileError(error);
+
+  return file.configPath === undefined ? `read ${file.label} ${file.path} failed: ${detail}` : `invalid config ${file.configPath}: ${file.key}: cannot read ${file.path}: ${detail}`;
+}

@@ -18,14 +18,32 @@ const QUOTED_CHARACTERS = 30;
  */
 const MAX_PLACED_LENGTH = 64 * 1024;
 
+/** Names of the control characters that JSON has a short escape for, and of U+0000. */
+const CONTROL_CHARACTER_NAMES: ReadonlyMap<string, string> = new Map([
+  ["\u0000", "null character"],
+  ["\b", "backspace"],
+  ["\t", "tab"],
+  ["\n", "newline"],
+  ["\f", "form feed"],
+  ["\r", "carriage return"],
+]);
+
 /**
- * Returns the message for a request body `text` that `JSON.parse` rejected with `error`. Where
+ * Returns the message for a request body `text` that `JSON.parse` rejected with `error`. An
+ * unescaped control character in a string is placed and named first, because Bun's JSONC
+ * parser reports a tab as `Syntax Error` at the end of the string, and a line break as an
+ * unterminated string at its start. Where
  * Bun's JSONC parser rejects the text too, its message is used, because it names what it
  * expected (`Expected "]" but found end of file` where `JSON.parse` reports `Unexpected EOF`),
  * with the position and the text before it. A text that JSONC accepts has a comment, a
  * trailing comma or a second value: a trailing comma is placed, the others are named.
  */
 export function describeJsonBodyError(text: string, error: unknown): string {
+  const control = unescapedControlCharacterIndex(text);
+  if (control !== undefined) {
+    return describeControlCharacter(text, control);
+  }
+
   const jsoncMessage = jsoncErrorMessage(text);
   if (jsoncMessage === undefined) {
     const comma = trailingCommaIndex(text);
@@ -46,6 +64,40 @@ export function describeJsonBodyError(text: string, error: unknown): string {
   const end = shortestFailingPrefix(text, jsoncMessage);
 
   return `invalid JSON in request body at ${describePosition(text, tokenStart(text, end, detail))}: ${detail}, after \`${quoteBefore(text, end)}\``;
+}
+
+/**
+ * Returns the index of the first control character (U+0000 to U+001F) inside a string of
+ * `text`, which JSON requires to be escaped. The JSONC parser must accept the text before it
+ * as a start cut inside that string, so the character is the first error it would place.
+ * Returns undefined otherwise.
+ */
+function unescapedControlCharacterIndex(text: string): number | undefined {
+  for (const string of text.matchAll(/"(?:[^"\\]|\\[\s\S])*"?/g)) {
+    const offset = string[0].search(/[\u0000-\u001f]/);
+    if (offset === -1) {
+      continue;
+    }
+    const index = string.index + offset;
+
+    // Bun 1.4.4's JSONC parser rejects a text cut inside a string, and nothing before it, with
+    // this message. Another message means an earlier error, which the JSONC checks below place.
+    return jsoncErrorMessage(text.slice(0, index)) === "JSONC Parse error: Unterminated string literal" ? index : undefined;
+  }
+
+  return undefined;
+}
+
+/** Describes the unescaped control character at `index` of a string, with the escape to write in its place. */
+function describeControlCharacter(text: string, index: number): string {
+  const character = text[index]!;
+  const codePoint = `U+${character.charCodeAt(0).toString(16).toUpperCase().padStart(4, "0")}`;
+  const name = CONTROL_CHARACTER_NAMES.get(character) ?? "control character";
+  const escape = JSON.stringify(character).slice(1, -1);
+  // A line break in a string may be a missing closing quote rather than a missing escape.
+  const closeHint = character === "\n" || character === "\r" ? ', or close the string with " before the line break' : "";
+
+  return `invalid JSON in request body at ${describePosition(text, index)}: unescaped ${name} (${codePoint}) in a string, after \`${quoteBefore(text, index)}\`; JSON requires control characters in strings to be escaped, so write it as ${escape}${closeHint}`;
 }
 
 /**

@@ -2,14 +2,18 @@
  * Config values that a parser read as Infinity or NaN, such as `1e400`, which does not fit
  * in a double, or YAML's `.inf`. The schema would reject them as the wrong type without
  * saying what the key accepts, so they are described here with the key's range. Numbers
- * past 2^53, such as `9007199254740993`, are described here too, because the parser may
- * round them and the schema's message would quote them in JavaScript's digits.
+ * past 2^53, such as `9007199254740993` or YAML's `0x20000000000001`, are described here too,
+ * because the parser may round them and the schema's message would quote them in
+ * JavaScript's decimal digits.
  */
 import type { z } from "zod";
 import { DURATION_KEY } from "./zod-messages.ts";
 
-/** A number literal as YAML, JSON and TOML write one, including YAML's `.inf` and `.nan` and TOML's `inf` and `nan`. */
-const NUMBER_LITERAL = /[-+]?(?:\.inf|\.Inf|\.INF|\.nan|\.NaN|\.NAN|inf|nan|(?:\d[\d_]*(?:\.[\d_]*)?|\.\d[\d_]*)(?:[eE][-+]?\d+)?)/g;
+/**
+ * A number literal as YAML, JSON and TOML write one, including YAML's `.inf` and `.nan`, TOML's
+ * `inf` and `nan`, and the hexadecimal, octal and binary whole numbers `0x1f`, `0o17` and `0b1`.
+ */
+const NUMBER_LITERAL = /[-+]?(?:\.inf|\.Inf|\.INF|\.nan|\.NaN|\.NAN|inf|nan|0x[\da-fA-F_]+|0o[0-7_]+|0b[01_]+|(?:\d[\d_]*(?:\.[\d_]*)?|\.\d[\d_]*)(?:[eE][-+]?\d+)?)/g;
 
 /** Maximum characters of a literal quoted in a message, so a number of a million digits cannot flood the log. */
 const MAX_LITERAL_CHARS = 40;
@@ -174,11 +178,26 @@ function writtenLiteral(text: string | undefined, path: readonly PropertyKey[], 
   return fallback;
 }
 
-/** True when `written`, a whole number in digits, differs from `value`, the double it was read as. */
+/** True when `written`, a whole number literal, differs from `value`, the double it was read as. */
 function wasRounded(written: string, value: number): boolean {
-  const digits = written.replaceAll("_", "");
+  const exact = exactWholeNumber(written);
 
-  return /^[-+]?\d+$/.test(digits) && BigInt(digits) !== BigInt(value);
+  return exact !== undefined && exact !== BigInt(value);
+}
+
+/**
+ * Reads a whole number literal in decimal, hexadecimal (`0x`), octal (`0o`) or binary (`0b`)
+ * digits without rounding. Returns undefined for any other literal, such as `1e400`.
+ */
+function exactWholeNumber(written: string): bigint | undefined {
+  const unsigned = written.replace(/^[-+]/, "").replaceAll("_", "");
+  if (!/^(?:\d+|0x[\da-f]+|0o[0-7]+|0b[01]+)$/i.test(unsigned)) {
+    return undefined;
+  }
+  // BigInt reads the 0x, 0o and 0b prefixes, but not a sign in front of them.
+  const magnitude = BigInt(unsigned);
+
+  return written.startsWith("-") ? -magnitude : magnitude;
 }
 
 /** Reads a number literal of YAML, JSON or TOML as the parsers do, for comparison only. */

@@ -191,7 +191,7 @@ function applyHealthChecks(config: FileConfig, cli: CliOptions, settings: Settin
   applied.push(...probeChanges(running.probe, check.probe));
   const ids = new Set([...(running.probeOverrides?.keys() ?? []), ...(check.probeOverrides?.keys() ?? [])]);
   for (const id of [...ids].sort()) {
-    applied.push(...backendProbeChanges(id, running.probeOverrides?.get(id), check.probeOverrides?.get(id)));
+    applied.push(...backendProbeChanges(id, running.probeOverrides?.get(id), check.probeOverrides?.get(id), { before: running.probe, after: check.probe }));
   }
   const backoff = (ms: number | undefined, fallback: number): string => formatDuration(ms ?? fallback);
   for (const [key, before, after] of [

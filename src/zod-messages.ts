@@ -6,8 +6,8 @@
  * these; issues this map does not cover keep zod's text.
  */
 import type { z } from "zod";
+import { backendExample, backendListExample } from "./backend-examples.ts";
 import { closestName } from "./suggestions.ts";
-import { yamlScalar } from "./yaml-scalar.ts";
 
 /** Keys whose values are durations, so a bare number gets the "add a unit" hint. */
 export const DURATION_KEY = /(interval|timeout|grace|keepalive|backoff)$/i;
@@ -29,7 +29,7 @@ export function plainJsonIssueMessage(issue: z.core.$ZodRawIssue): string | unde
 export function issueMessageIn(syntax: ExampleSyntax, issue: z.core.$ZodRawIssue): string | undefined {
   switch (issue.code) {
     case "invalid_type":
-      return describeInvalidType(syntax, issue.expected, issue.input, issue.path);
+      return describeInvalidType(syntax, issue.expected, issue.input, issue.path, issue.inst);
     case "too_small":
       return describeBound("at least", issue.origin, issue.minimum, issue.inclusive !== false);
     case "too_big":
@@ -43,7 +43,7 @@ export function issueMessageIn(syntax: ExampleSyntax, issue: z.core.$ZodRawIssue
   return undefined;
 }
 
-function describeInvalidType(syntax: ExampleSyntax, expected: string, input: unknown, path: PropertyKey[] | undefined): string {
+function describeInvalidType(syntax: ExampleSyntax, expected: string, input: unknown, path: PropertyKey[] | undefined, schema: unknown): string {
   if (input === undefined) {
     return "missing";
   }
@@ -54,8 +54,9 @@ function describeInvalidType(syntax: ExampleSyntax, expected: string, input: unk
   if (expected === "object" && typeof input === "string" && path?.length === 2 && path[0] === "backends" && typeof path[1] === "number") {
     return `expected an object such as ${backendExample(syntax, input)}`;
   }
-  if (expected === "array" && path?.length === 1 && path[0] === "backends" && isPlainObject(input)) {
-    return `expected a list of backends such as [${backendListExample(syntax, input)}]`;
+  const list = expected === "array" && path?.length === 1 && path[0] === "backends" ? backendListExample(syntax, input, schema) : undefined;
+  if (list !== undefined) {
+    return `expected a list of backends such as [${list}]`;
   }
   if (typeof input === "string" && (expected === "boolean" || expected === "number" || expected === "int")) {
     return describeQuotedValue(expected, input);
@@ -77,47 +78,6 @@ function describeQuotedValue(expected: "boolean" | "number" | "int", input: stri
   const typeName = TYPE_NAMES[expected]!;
 
   return spellsValue ? `expected ${typeName} without quotes, got the string ${JSON.stringify(input)}` : `expected ${typeName}, got the string ${JSON.stringify(input)}`;
-}
-
-/**
- * Returns a backend entry in `syntax`, built from an `ID=TARGET` string as the `--backend`
- * flag takes it, or an example for any other string.
- */
-function backendExample(syntax: ExampleSyntax, text: string): string {
-  const match = /^([^=\s]+)=(\S+)$/.exec(text);
-  const [id, target] = match === null ? ["api-1", "10.0.0.1:6443"] : [match[1]!, match[2]!];
-  switch (syntax) {
-    case "yaml":
-      return `{ id: ${yamlScalar(id)}, target: ${yamlScalar(target)} }`;
-    case "toml":
-      return `{ id = ${JSON.stringify(id)}, target = ${JSON.stringify(target)} }`;
-    case "json":
-      return `{"id": ${JSON.stringify(id)}, "target": ${JSON.stringify(target)}}`;
-  }
-}
-
-/**
- * Returns up to two list entries built from a `backends` mapping, whose values are targets
- * (`ID: TARGET`) or entries without their id (`ID: { target: TARGET }`), or the entry built
- * from a mapping that is one entry itself, or an example entry.
- */
-function backendListExample(syntax: ExampleSyntax, mapping: Record<string, unknown>): string {
-  // One entry written without its list, such as `backends: { id: a, target: 10.0.0.1:6443 }`.
-  if (typeof mapping.target === "string") {
-    return backendExample(syntax, `${typeof mapping.id === "string" ? mapping.id : "api-1"}=${mapping.target}`);
-  }
-  const entries = Object.entries(mapping)
-    .slice(0, 2)
-    .map(([id, value]) => [id, isPlainObject(value) ? value.target : value] as const);
-  if (entries.length === 0 || entries.some(([, target]) => typeof target !== "string")) {
-    return backendExample(syntax, "");
-  }
-
-  return entries.map(([id, target]) => backendExample(syntax, `${id}=${target as string}`)).join(", ");
-}
-
-function isPlainObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
 const TYPE_NAMES: Record<string, string> = {

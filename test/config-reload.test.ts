@@ -103,12 +103,12 @@ test("binary names probe changes applied on reload", async () => {
     writeFileSync(config, ["listen: 127.0.0.1:0", ...backends(", probe: { interval: 2s }"), "probe: { kind: tcp, interval: 1s }", "dialBackoff: 2s", ""].join("\n"));
     tinylb.signal("SIGHUP");
     await tinylb.waitForLog("settings changed in the config file applied");
-    expect(tinylb.stderr).toContain('applied="probe.kind=off->tcp probe.interval=5s->1s probe.interval of a=unset->2s dialBackoff=1s->2s"');
+    expect(tinylb.stderr).toContain('applied="probe.kind=off->tcp probe.interval=5s->1s probe.timeout=2s->1s (follows probe.interval) probe.interval of a=unset->2s dialBackoff=1s->2s"');
 
     writeFileSync(config, ["listen: 127.0.0.1:0", ...backends(""), ""].join("\n"));
     tinylb.signal("SIGHUP");
     await waitFor("a second applied line", () => tinylb.stderr.split("settings changed in the config file applied").length === 3);
-    expect(tinylb.stderr).toContain('applied="probe.kind=tcp->off probe.interval=1s->5s probe.interval of a=2s->unset dialBackoff=2s->1s"');
+    expect(tinylb.stderr).toContain('applied="probe.kind=tcp->off probe.interval=1s->5s probe.timeout=1s->2s (follows probe.interval) probe.interval of a=2s->unset dialBackoff=2s->1s"');
   } finally {
     backend.stop(true);
   }

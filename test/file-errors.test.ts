@@ -1,7 +1,7 @@
 import { expect, test } from "bun:test";
 import { openSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { describeFileError } from "../src/file-errors.ts";
+import { describeFileError, describeKeyFileReadError } from "../src/file-errors.ts";
 import { tempDirectory } from "./support/temp-directory.ts";
 
 /** Returns the error that `action` throws. */
@@ -27,4 +27,19 @@ test.each([
 
 test("describeFileError keeps other messages", () => {
   expect(describeFileError(new Error("disk on fire"))).toBe("disk on fire");
+});
+
+test("describeKeyFileReadError names the config key", () => {
+  const path = join(dir, "absent-ca.pem");
+  const error = thrown(() => readFileSync(path));
+
+  expect(describeKeyFileReadError(error, { path, label: "etcd TLS file", key: "etcd.caFile", configPath: "/etc/tinylb/tinylb.yaml" })).toBe(
+    `invalid config /etc/tinylb/tinylb.yaml: etcd.caFile: cannot read ${path}: the file does not exist`,
+  );
+});
+
+test("describeKeyFileReadError without a config file", () => {
+  const error = thrown(() => readFileSync(dir));
+
+  expect(describeKeyFileReadError(error, { path: dir, label: "kubeconfig", key: "kubernetes.kubeconfig", configPath: undefined })).toBe(`read kubeconfig ${dir} failed: it is a folder, not a file`);
 });

@@ -29,6 +29,11 @@ test.each([
   ["unsafe.yaml", "maxConnections: 9007199254740993\n", "maxConnections: 9007199254740993 is outside ±9007199254740991, the range of exact whole numbers (read as 9007199254740992); use a whole number from 0 to 10000000"],
   ["unsafe.json", '{ "probe": { "fall": -9007199254740993 } }\n', "probe.fall: -9007199254740993 is outside ±9007199254740991, the range of exact whole numbers (read as -9007199254740992); use a whole number from 1 to 100"],
   ["two-to-the-64.yaml", "maxConnections: 18446744073709551616\n", "maxConnections: 18446744073709551616 is too large; use a whole number from 0 to 10000000"],
+  ["hex.yaml", "maxConnections: 0x20000000000001\n", "maxConnections: 0x20000000000001 is outside ±9007199254740991, the range of exact whole numbers (read as 9007199254740992); use a whole number from 0 to 10000000"],
+  ["negative-hex.yaml", "probe: { kind: tcp, fall: -0x20000000000001 }\n", "probe.fall: -0x20000000000001 is outside ±9007199254740991, the range of exact whole numbers (read as -9007199254740992); use a whole number from 1 to 100"],
+  ["octal.yaml", "workers: 0o400000000000000001\n", "workers: 0o400000000000000001 is outside ±9007199254740991, the range of exact whole numbers (read as 9007199254740992); use a whole number from 1 to 256"],
+  ["hex-two-to-the-54.yaml", "maxConnections: 0x40000000000000\n", "maxConnections: 0x40000000000000 is too large; use a whole number from 0 to 10000000"],
+  ["hex-max-uint64.yaml", "maxConnections: 0xFFFFFFFFFFFFFFFF\n", "maxConnections: 0xFFFFFFFFFFFFFFFF is outside ±9007199254740991, the range of exact whole numbers (read as 18446744073709552000); use a whole number from 0 to 10000000"],
   ["duration.toml", "slowStart = -inf\n", "slowStart: -inf does not fit in a number (read as -Infinity); use a duration with a unit (ms, s, m or h) of at most 24h, such as 30s"],
 ])("non-finite number in %s names the range", (name, text, message) => {
   const path = join(directory, name);

@@ -1,7 +1,7 @@
 import { dirname, isAbsolute, join } from "node:path";
 import { z } from "zod";
 import { ConfigError } from "../config.ts";
-import { describeFileError } from "../file-errors.ts";
+import { describeFileError, describeKeyFileReadError } from "../file-errors.ts";
 import { MAX_PEM_FILE_BYTES, MAX_TOKEN_FILE_BYTES, readRegularFile } from "../regular-file.ts";
 import { maskUrlCredentials } from "../url-credentials.ts";
 
@@ -89,11 +89,7 @@ export function loadKubeconfig(path: string, context?: string, configPath?: stri
   try {
     text = readRegularFile(path, MAX_KUBECONFIG_BYTES).toString("utf8");
   } catch (error) {
-    const message =
-      configPath === undefined
-        ? `read ${where} failed: ${describeReadError(error)}`
-        : `invalid config ${configPath}: kubernetes.kubeconfig: cannot read ${path}: ${describeReadError(error)}`;
-    throw new ConfigError(message, { cause: error });
+    throw new ConfigError(describeKeyFileReadError(error, { path, label: "kubeconfig", key: "kubernetes.kubeconfig", configPath }), { cause: error });
   }
   let data: unknown;
   try {
