@@ -39,7 +39,8 @@ const CONTROL_CHARACTER_NAMES: ReadonlyMap<string, string> = new Map([
  * trailing comma or a second value: a trailing comma is placed, the others are named.
  */
 export function describeJsonBodyError(text: string, error: unknown): string {
-  const control = unescapedControlCharacterIndex(text);
+  // Placing takes a few scans of the text, so a body over MAX_PLACED_LENGTH is not placed.
+  const control = text.length > MAX_PLACED_LENGTH ? undefined : unescapedControlCharacterIndex(text);
   if (control !== undefined) {
     return describeControlCharacter(text, control);
   }
