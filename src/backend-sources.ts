@@ -27,6 +27,7 @@ import { StaticProvider } from "./providers/static-provider.ts";
 import type { Server } from "./server.ts";
 import { slowStartOf } from "./slow-start-setting.ts";
 import type { Settings } from "./settings.ts";
+import type { StartDescriptorCount } from "./start-descriptors.ts";
 import { relayWorkersOf } from "./worker-pool.ts";
 import { StateFile } from "./state-file.ts";
 
@@ -75,12 +76,13 @@ export interface BackendSources {
  * starts them, applying their union to `server`. Providers that publish while starting
  * (static, file, api) are applied as one change; DNS publishes when its first lookup ends.
  * Saved backends, and backends of DNS, Kubernetes and etcd, whose target is one of tinylb's
- * own listen addresses are skipped with a warning.
+ * own listen addresses are skipped with a warning. With `descriptorsAtStart`, a reload of the
+ * config file is checked against the descriptor limit as a start is.
  *
  * @throws {ConfigError} for a backend whose target is a listen address of this tinylb, an admin
  *   address outside loopback without the flags, a bad token file, a state file path that is in a missing folder, a folder, a file read or a Unix socket, or a kubeconfig or etcd TLS file that cannot be used.
  */
-export async function startBackendSources(cli: CliOptions, settings: Settings, server: Server, logger: Logger): Promise<BackendSources> {
+export async function startBackendSources(cli: CliOptions, settings: Settings, server: Server, logger: Logger, descriptorsAtStart?: StartDescriptorCount): Promise<BackendSources> {
   const log = logger.with({ component: "providers" });
   const options = settings.providers;
   // Fail before any listener is bound.
@@ -127,7 +129,7 @@ export async function startBackendSources(cli: CliOptions, settings: Settings, s
         pendingRestart = applyReloadedSettings(config, cli, settings, server, logger, restartChanges);
         configFiles.applied = config;
       },
-      check: (config) => checkReloadedConfig(config, cli, own.listen()),
+      check: (config) => checkReloadedConfig(config, cli, own.listen(), descriptorsAtStart),
       startText: settings.fileText,
       onPublished: (config) => {
         configMarks.apply(config);

@@ -46,7 +46,7 @@ export async function runBalancer(cli: CliOptions, logger: Logger): Promise<Runn
   const threads = relayThreadCount(settings);
   const inheritedSockets = matchInheritedSockets(settings.listen, takeInheritedSockets(process.env, process.pid, undefined, log));
   // Before the listen locks, so that it counts the open descriptors that `tinylb check` counts.
-  checkDescriptorRoom(settings, cli);
+  const descriptorsAtStart = checkDescriptorRoom(settings, cli);
 
   const server = new Server({
     listen: settings.listen,
@@ -74,7 +74,7 @@ export async function runBalancer(cli: CliOptions, logger: Logger): Promise<Runn
   const locks = new ListenLocks();
   const inheritedKeys = new Set(inheritedSockets.map((socket) => socket.key));
   locks.acquire(settings.listen.filter((address) => !inheritedKeys.has(canonicalAddress(address))));
-  const sources = await startBackendSources(cli, settings, server, logger);
+  const sources = await startBackendSources(cli, settings, server, logger, descriptorsAtStart);
   const status = new ServiceStatus(server, notifier, () => sources.file?.lastReload);
   let started = false;
   const reload = (): boolean => {

@@ -12,6 +12,8 @@ import { unusedResolverWarning } from "./provider-settings.ts";
 import { controlAddressesOf, findSelfTarget } from "./self-target.ts";
 import { socketFolderErrorCode } from "./socket-path.ts";
 import { mergeSettings, type Settings } from "./settings.ts";
+import { readDescriptorLimit } from "./descriptor-budget.ts";
+import { reloadDescriptorProblem, type StartDescriptorCount } from "./start-descriptors.ts";
 import { StateFile } from "./state-file.ts";
 import { checkStateFilePath, filesRead, namedStateFile, socketPaths } from "./state-file-path.ts";
 
@@ -61,11 +63,13 @@ export function checkStartSettings(settings: Settings, cli: CliOptions): Cluster
  * rejects a backend that targets a running or a new listen address, an admin address that
  * needs more flags, and a state file or Unix socket listen address in a missing folder.
  * It reads no other file, so that a token file, kubeconfig or etcd TLS file replaced on its own
- * does not block the backends of a reload. A restart checks those, and the descriptor limit.
+ * does not block the backends of a reload. A restart checks those. With `descriptorsAtStart`,
+ * it also rejects more probed backends than fit under the descriptor limit beside the start's
+ * descriptors (see `reloadDescriptorProblem`).
  *
  * @throws {ConfigError} naming the setting that a start would reject.
  */
-export function checkReloadedConfig(config: FileConfig, cli: CliOptions, listening: readonly Address[]): void {
+export function checkReloadedConfig(config: FileConfig, cli: CliOptions, listening: readonly Address[], descriptorsAtStart?: StartDescriptorCount): void {
   const path = cli.configPath ?? "";
   const settings = mergeSettings(cli, config);
   const options = settings.providers;
@@ -88,6 +92,10 @@ export function checkReloadedConfig(config: FileConfig, cli: CliOptions, listeni
       throw error;
     }
     throw new ConfigError(`invalid config ${path}: ${error.message}`, { cause: error });
+  }
+  const descriptorProblem = descriptorsAtStart === undefined ? undefined : reloadDescriptorProblem(settings, descriptorsAtStart, readDescriptorLimit());
+  if (descriptorProblem !== undefined) {
+    throw new ConfigError(`invalid config ${path}: ${descriptorProblem}`);
   }
 }
 

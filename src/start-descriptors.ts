@@ -79,21 +79,58 @@ export function requiredDescriptorLimit(descriptorsAtStart: number, httpServers 
 }
 
 /**
+ * Descriptors of a started balancer that a reload cannot change: its listeners, threads, admin
+ * API, metrics server and config watch (see `startDescriptors`), and how many of the admin API
+ * and the metrics server run, whose connection caps are held back.
+ */
+export interface StartDescriptorCount {
+  descriptors: number;
+  httpServers: number;
+}
+
+/**
  * Rejects a start whose descriptor limit (RLIMIT_NOFILE) cannot hold its threads and one
  * connection, before anything is bound or any worker starts. Without the check, relay workers
  * fail with "Failed to listen" or Bun's "ProcessFdQuotaExceeded", and a balancer without workers
  * starts but closes every client. It reads from `cli` whether the config file is watched and
  * whether `--workers` or the file's `workers` set the threads.
  *
+ * Returns the start's descriptors, for `reloadDescriptorProblem`, or undefined where the open
+ * descriptors cannot be counted.
+ *
  * @throws {ConfigError} with the message of `descriptorRoomProblem`.
  */
-export function checkDescriptorRoom(settings: Settings, cli: CliOptions): void {
+export function checkDescriptorRoom(settings: Settings, cli: CliOptions): StartDescriptorCount | undefined {
   const watchesConfig = cli.configPath !== undefined && settings.providers.watchConfig;
   const workersFile = cli.workers === undefined ? cli.configPath : undefined;
-  const problem = descriptorRoomProblem(settings, watchesConfig, readDescriptorLimit(), countOpenDescriptors(), workersFile);
+  const open = countOpenDescriptors();
+  const problem = descriptorRoomProblem(settings, watchesConfig, readDescriptorLimit(), open, workersFile);
   if (problem !== undefined) {
     throw new ConfigError(problem);
   }
+
+  return open === undefined ? undefined : { descriptors: startDescriptors(settings, watchesConfig, open), httpServers: httpServerCount(settings) };
+}
+
+/**
+ * Returns the error for a reload whose probes would not fit under the descriptor `limit` beside
+ * what the start holds (`atStart`) and one connection, or undefined. A start rejects the same
+ * settings (see `descriptorRoomProblem`), and a reload that let them through would leave probes
+ * failing with EMFILE. Only the probes are counted anew, because the listeners, threads and
+ * servers change only with a restart.
+ */
+export function reloadDescriptorProblem(settings: Settings, atStart: StartDescriptorCount, limit: number | undefined): string | undefined {
+  if (limit === undefined) {
+    return undefined;
+  }
+
+  const probes = probeDescriptors(settings);
+  const needed = requiredDescriptorLimit(atStart.descriptors + probes, atStart.httpServers);
+  if (probes === 0 || limit >= needed) {
+    return undefined;
+  }
+
+  return `the balancer needs at least ${needed} file descriptors to probe ${probes} backend${probes === 1 ? "" : "s"} and serve one connection, but the descriptor limit is ${limit}; probe fewer backends, or raise ulimit -n (LimitNOFILE= under systemd) and restart`;
 }
 
 /**

@@ -132,6 +132,38 @@ test("the descriptor limit counts probed backends", async () => {
   expect(probed.stderr).toContain(`needs at least ${probed.needed} file descriptors to probe 3 backends and serve one connection`);
 }, 30_000);
 
+test("a reload probing more backends than the limit allows is rejected", async () => {
+  const config = join(directory, "probed.yaml");
+  const fileOf = (count: number): string => {
+    const entries = Array.from({ length: count }, (_, index) => `  - { id: b${index}, target: "127.0.0.1:${index + 1}" }`);
+
+    return ["listen: 127.0.0.1:0", "probe: { kind: tcp, interval: 60s }", "backends:", ...entries, ""].join("\n");
+  };
+  writeFileSync(config, fileOf(3));
+  // The limit a start with 60 probed backends needs is above 64.
+  writeFileSync(join(directory, "probed-60.yaml"), fileOf(60));
+  const rejectedStart = await runUnderLimit(64, ["check", "--config", join(directory, "probed-60.yaml")]);
+  expect(rejectedStart.stderr).toContain("to probe 60 backends");
+  expect(rejectedStart.exitCode).toBe(2);
+
+  await using tinylb = new FaultProcess(["--config", config, "--no-watch-config"], { descriptorLimit: 64 });
+  await tinylb.port();
+  writeFileSync(config, fileOf(60));
+  tinylb.process.kill("SIGHUP");
+  await waitFor("the rejected reload", () => tinylb.stderr.includes("config reload rejected; keeping the last good backend set"));
+
+  expect(tinylb.stderr).toContain("to probe 60 backends and serve one connection, but the descriptor limit is 64; probe fewer backends, or raise ulimit -n (LimitNOFILE= under systemd) and restart");
+  // The start applied its set once, and the rejected reload changed nothing.
+  expect(tinylb.countLines("backend set changed")).toBe(1);
+  expect(tinylb.running).toBe(true);
+
+  // A reload that fits is still applied.
+  writeFileSync(config, fileOf(4));
+  tinylb.process.kill("SIGHUP");
+  await waitFor("the applied reload", () => tinylb.countLines("backend set changed") === 2);
+  expect(tinylb.stderr).toContain('added="b3=127.0.0.1:4"');
+}, 30_000);
+
 test.each([
   ["one thread", 1],
   ["four threads", 4],
