@@ -28,6 +28,7 @@ const backendStatus = z.looseObject({
   health: z.string(),
   healthy: z.boolean().optional(),
   healthCause: z.string().optional(),
+  probed: z.boolean().optional(),
   disabled: z.boolean().optional(),
   slowStartMs: count.optional(),
   slowStartEndsInMs: count.optional(),

@@ -33,6 +33,8 @@ export interface BackendStatus {
   healthy: boolean;
   /** Cause of the last change of `health`, or "" before the first one. */
   healthCause: string;
+  /** True when a probe checks this id; without one, `health` follows its dials only. Absent from balancers older than the field. */
+  probed?: boolean;
   /** True while an operator has taken the id out of the rotation; its probes still run. */
   disabled: boolean;
   /** PROXY protocol header that new connections and probes of this id send first; absent from balancers older than the setting. */
@@ -253,6 +255,7 @@ export function collectStatus(server: Server, union: BackendSetUnion, lateWorker
       health: health?.condition ?? "healthy",
       healthy: health?.healthy ?? true,
       healthCause: health?.cause ?? "",
+      probed: server.health.isProbed(backend),
       disabled: server.disabled.has(backend.id),
       proxyProtocol: proxyProtocolOf(server.proxyProtocol, backend) ?? "off",
       ...slowStartStatus(server, backend, now),

@@ -450,6 +450,11 @@ export class HealthChecker {
     return entry !== undefined && entry.health.backend.target === backend.target ? entry : undefined;
   }
 
+  /** True when a probe checks `backend`; without one, its health follows its dials only. */
+  isProbed(backend: Backend): boolean {
+    return this.#probeSettings(backend) !== undefined;
+  }
+
   #probeSettings(backend: Backend): ProbeSettings | undefined {
     const settings = resolveProbeSettings(this.#settings.probe, this.#settings.probeOverrides?.get(backend.id));
     const proxyProtocol = proxyProtocolOf(this.#proxyProtocol, backend);

@@ -81,7 +81,8 @@ export function formatStatus(status: BalancerStatus): string {
     String(backend.total),
     String(backend.bytesToBackend),
     String(backend.bytesToClient),
-    backend.health,
+    // As HAProxy's "no check": healthy then means only that no dial failed lately.
+    backend.health === "healthy" && backend.probed === false ? "healthy (no probe)" : backend.health,
     // A balancer from before the disabled state sends no `disabled` field.
     backend.disabled === true ? "disabled" : "enabled",
   ]);

@@ -154,7 +154,7 @@ describe.each(["unix", "tcp"] as const)("admin API over %s", (transport) => {
     expect(response.status).toBe(200);
     expect(body.listeners).toEqual([`127.0.0.1:${scenario.port}`]);
     expect(body.backends).toEqual([
-      { id: "a", target: scenario.target("a"), provider: "static", active: 1, total: 1, bytesToBackend: 6, bytesToClient: 8, dialFailures: 0, health: "healthy", healthy: true, healthCause: "", disabled: false, proxyProtocol: "off", slowStartMs: 0 },
+      { id: "a", target: scenario.target("a"), provider: "static", active: 1, total: 1, bytesToBackend: 6, bytesToClient: 8, dialFailures: 0, health: "healthy", healthy: true, healthCause: "", probed: false, disabled: false, proxyProtocol: "off", slowStartMs: 0 },
     ]);
   });
 

@@ -200,6 +200,20 @@ test("formatStatus shows a retrying backend", () => {
   expect(text).not.toContain("Unhealthy:");
 });
 
+test("formatStatus marks a backend without probe", () => {
+  const backend = { id: "a", target: "127.0.0.1:9", provider: "static", active: 0, total: 3, bytesToBackend: 0, bytesToClient: 0, dialFailures: 0, disabled: false, health: "healthy" as const, healthy: true, healthCause: "" };
+  const status = { listeners: [], removed: [], conflicts: [], providers: [], degraded: false, shuttingDown: false };
+
+  const unprobed = formatStatus({ ...status, backends: [{ ...backend, probed: false }] });
+  const probed = formatStatus({ ...status, backends: [{ ...backend, probed: true }] });
+  // A balancer from before the field sends none, and its backends show as they did.
+  const older = formatStatus({ ...status, backends: [backend] });
+
+  expect(unprobed.split("\n")[1]).toMatch(/\shealthy \(no probe\)\s+enabled$/);
+  expect(probed.split("\n")[1]).toMatch(/\s0\s+healthy\s+enabled$/);
+  expect(older.split("\n")[1]).toMatch(/\s0\s+healthy\s+enabled$/);
+});
+
 test("formatStatus lists draining removed ids", () => {
   const text = formatStatus({
     listeners: [],
