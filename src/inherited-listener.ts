@@ -1,10 +1,10 @@
-import type { SocketHandler } from "bun";
+import type { SocketHandler, SocketListener } from "bun";
 import { lastErrorCode, loadLibc } from "./libc.ts";
 import { type BoundListener, ListenError } from "./listener.ts";
 import { describePassed, type InheritedSocket } from "./socket-activation.ts";
 
 /** `F_DUPFD_CLOEXEC` from Linux's <fcntl.h>: duplicate a descriptor with close-on-exec set. */
-const F_DUPFD_CLOEXEC = 1030;
+export const F_DUPFD_CLOEXEC = 1030;
 
 /**
  * Accepts clients on a socket the service manager passed, through a duplicate of its
@@ -22,9 +22,7 @@ export function listenInherited<Data>(socket: InheritedSocket, handlers: SocketH
   const fd = duplicateDescriptor(socket);
   let listener;
   try {
-    // Bun 1.4.4 accepts `fd` in Bun.listen, but bun-types does not declare it.
-    const options = { fd, allowHalfOpen: true, socket: handlers } as unknown as Parameters<typeof Bun.listen<Data>>[0];
-    listener = Bun.listen<Data>(options);
+    listener = listenOnDescriptor(fd, handlers);
   } catch (error) {
     loadLibc()?.close(fd);
     throw new ListenError(`listen on ${socket.key} failed: accepting on ${describePassed(socket.fd, socket.fdName)} failed: ${(error as Error).message}`, { cause: error });
@@ -37,6 +35,17 @@ export function listenInherited<Data>(socket: InheritedSocket, handlers: SocketH
     inherited: socket,
     stop: () => listener.stop(false),
   };
+}
+
+/**
+ * Accepts clients on the listening socket `fd`, which the returned listener owns: its `stop()`
+ * closes `fd`. Bun 1.4.4 calls listen(2) on it again, with a backlog of 511.
+ */
+export function listenOnDescriptor<Data>(fd: number, handlers: SocketHandler<Data>): SocketListener<Data> {
+  // Bun 1.4.4 accepts `fd` in Bun.listen, but bun-types does not declare it.
+  const options = { fd, allowHalfOpen: true, socket: handlers } as unknown as Parameters<typeof Bun.listen<Data>>[0];
+
+  return Bun.listen<Data>(options);
 }
 
 function duplicateDescriptor(socket: InheritedSocket): number {

@@ -1,6 +1,7 @@
 import type { SocketHandler } from "bun";
 import type { Address } from "./address.ts";
 import { DescriptorBudget } from "./descriptor-budget.ts";
+import { type HeldSocket, holdListenerSocket, listenOnHeldSocket, releaseHeldSocket } from "./held-listener.ts";
 import { listenInherited } from "./inherited-listener.ts";
 import { type BoundListener, bindListener } from "./listener.ts";
 import { setListenerKeepAlive } from "./listener-keepalive.ts";
@@ -30,6 +31,8 @@ export class ListenerSet<Data> {
   #handlers: SocketHandler<Data> | undefined;
   #descriptors: DescriptorBudget | undefined;
   #acceptPaused = false;
+  /** Sockets of the stopped listeners kept open during a pause, by listener (see `HeldSocket`). */
+  #held = new Map<BoundListener, HeldSocket>();
   #resumeTimer: Timer | undefined;
   #keepaliveMs = 0;
   #keepaliveInherited = false;
@@ -108,14 +111,18 @@ export class ListenerSet<Data> {
       listener.stop();
     }
     this.#listeners = [];
+    this.#releaseHeld();
   }
 
   /**
    * Stops the listeners while fewer descriptors are free than the budget's reserve, because
    * at the descriptor limit Bun's listener retries the failing accept(2) in a busy loop.
-   * Open connections carry on; a timer binds the listeners again once descriptors are free.
-   * NOTE: while stopped, new clients get "connection refused" and clients in the backlog are
-   * reset. Another process may take the port meanwhile, so binding again retries with back-off.
+   * Open connections carry on; a timer starts the listeners again once descriptors are free.
+   * A TCP listener's socket stays open meanwhile (see `HeldSocket`), so new clients wait in its
+   * backlog and the port stays tinylb's.
+   * NOTE: a Unix socket listener, or a TCP one whose descriptor could not be duplicated, is
+   * closed instead. Its new clients are refused and those in its backlog are reset. Another
+   * process may take its address meanwhile, so binding it again retries with back-off.
    *
    * @param active connections open or dialing, counting the client just accepted.
    * @param now `performance.now()` at the accept, so that the check reads no clock of its own.
@@ -129,6 +136,10 @@ export class ListenerSet<Data> {
     this.#acceptPaused = true;
     this.acceptPauses++;
     for (const listener of this.#listeners) {
+      const held = holdListenerSocket(listener);
+      if (held !== undefined) {
+        this.#held.set(listener, held);
+      }
       listener.stop();
     }
     this.#descriptorError.log("file descriptor limit nearly reached; stopped accepting clients until descriptors are free; raise ulimit -n (LimitNOFILE= under systemd), or cap clients below the limit with --max-connections", {
@@ -150,6 +161,30 @@ export class ListenerSet<Data> {
     return await bindListener(address, handlers, { reusePort: this.#reusePort });
   }
 
+  /** Accepts again on the held socket of a stopped listener, or binds its address again when none is held or accepting on it failed. */
+  async #reopen(listener: BoundListener, handlers: SocketHandler<Data>): Promise<BoundListener> {
+    const held = this.#held.get(listener);
+    if (held === undefined) {
+      return await this.#open(listener.address, handlers);
+    }
+
+    this.#held.delete(listener);
+    try {
+      return listenOnHeldSocket(held, handlers);
+    } catch (error) {
+      this.#log.warn("accepting on the held listener socket failed; binding the address again", { listener: listener.name, err: error });
+
+      return await this.#open(listener.address, handlers);
+    }
+  }
+
+  #releaseHeld(): void {
+    for (const held of this.#held.values()) {
+      releaseHeldSocket(held);
+    }
+    this.#held.clear();
+  }
+
   /** Sets keepalive on a TCP listener; returns false when it failed. Unix listeners need none. */
   #applyKeepAlive(listener: BoundListener): boolean {
     if (listener.address.kind !== "tcp") {
@@ -168,7 +203,7 @@ export class ListenerSet<Data> {
     this.#resumeTimer = setTimeout(() => void this.#resumeAccepting(delayMs), delayMs);
   }
 
-  /** Binds the stopped listeners again on their bound addresses, or backs off (up to 2 s) while descriptors are short. */
+  /** Starts the stopped listeners again, on their held sockets or bound addresses, or backs off (up to 2 s) while descriptors are short. */
   async #resumeAccepting(delayMs: number): Promise<void> {
     this.#resumeTimer = undefined;
     const nextDelayMs = Math.min(2 * delayMs, 2000);
@@ -185,7 +220,7 @@ export class ListenerSet<Data> {
     const bound: BoundListener[] = [];
     try {
       for (const listener of stopped) {
-        const rebound = await this.#open(listener.address, this.#handlers);
+        const rebound = await this.#reopen(listener, this.#handlers);
         if (!this.#applyKeepAlive(rebound)) {
           this.#keepaliveInherited = false;
         }

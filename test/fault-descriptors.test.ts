@@ -76,6 +76,55 @@ test.each([
   }
 }, 60_000);
 
+test("descriptor exhaustion keeps new clients in the backlog", async () => {
+  const backend = new EchoBackend();
+  await using tinylb = new FaultProcess(["--listen", "127.0.0.1:0", "--backend", `echo=${backend.target}`], { descriptorLimit: DESCRIPTOR_LIMIT });
+  const held: Socket<{ received: string }>[] = [];
+  let waiting: Socket<{ received: string }> | undefined;
+  try {
+    const port = await tinylb.port();
+    // Clients until one is not served: the descriptor guard has stopped accepting.
+    for (let i = 0; i < CLIENTS; i++) {
+      const client = await echoingClient(port, `client ${i}\n`);
+      if (client === undefined) {
+        break;
+      }
+      held.push(client);
+    }
+    await waitFor("the pause line", () => tinylb.countLines("file descriptor limit nearly reached") === 1);
+
+    // The port is still tinylb's and listening, so the connect completes in the backlog rather than being refused.
+    waiting = await Bun.connect({
+      hostname: "127.0.0.1",
+      port,
+      data: { received: "" },
+      socket: {
+        data: (own, chunk) => {
+          own.data.received += chunk.toString("latin1");
+        },
+        error() {},
+      },
+    });
+    waiting.write("waited\n");
+    await Bun.sleep(500);
+    expect(waiting.data.received).toBe("");
+
+    for (const client of held.splice(0, Math.ceil(held.length / 2))) {
+      client.end();
+    }
+    const served = waiting;
+    await waitFor("the waiting client to be served", () => served.data.received.includes("waited\n"), 15_000);
+    expect(tinylb.countLines("file descriptors are free again; accepting clients")).toBe(1);
+    expect(tinylb.countLines("binding the address again")).toBe(0);
+  } finally {
+    waiting?.terminate();
+    for (const client of held) {
+      client.terminate();
+    }
+    backend.stop();
+  }
+}, 60_000);
+
 /** Runs `dist/tinylb ARGS` under `ulimit -n LIMIT` until it exits, and returns its exit code and stderr. */
 async function runUnderLimit(limit: number, args: string[]): Promise<{ exitCode: number; stderr: string }> {
   await using tinylb = new FaultProcess(args, { descriptorLimit: limit });
