@@ -376,6 +376,72 @@ test("FileProvider never applies a file cut in its backends", async () => {
   }
 });
 
+/**
+ * Starts a Python process that opens `path` for writing, as `cat > tinylb.yaml` does, and
+ * writes `first`. Each line sent to `next` then writes the next part; after `rest` it closes the file.
+ */
+function slowWriter(path: string, first: string, rest: string): { next(): void; exited: Promise<number> } {
+  const program = "import sys\nf = open(sys.argv[1], 'w')\nf.write(sys.argv[2]); f.flush()\nsys.stdin.readline()\nf.write(sys.argv[3]); f.flush()\nsys.stdin.readline()\nf.close()\n";
+  const child = Bun.spawn(["python3", "-c", program, path, first, rest], { stdin: "pipe", stdout: "inherit", stderr: "inherit" });
+  cleanup.push(() => child.kill());
+
+  return {
+    next: () => {
+      child.stdin.write("\n");
+      void child.stdin.flush();
+    },
+    exited: child.exited,
+  };
+}
+
+const WRITER_LINE = "config file is still open for writing; waiting until it is closed before applying it, or send SIGHUP to apply it now";
+
+test("FileProvider waits for a writer that pauses", async () => {
+  const dir = tempDir();
+  const path = join(dir, "tinylb.yaml");
+  const { scenario } = await startScenario(path, ["a", "b", "c"], (text) => writeFileSync(path, text));
+  const clients = await scenario.connectEach(["a", "b", "c"]);
+  const before = scenario.running;
+  const whole = yaml(scenario, ["a", "b", "c"], "# rewritten\n");
+  const cut = whole.indexOf("  - { id: b");
+
+  // The writer pauses after the entry of a for more than twice the settle time.
+  const writer = slowWriter(path, whole.slice(0, cut), whole.slice(cut));
+  await waitFor("the writer line", () => scenario.log.withMessage(WRITER_LINE).length > 0, 2 * SETTLE_MS + 1000);
+  await Bun.sleep(SETTLE_MS + 300);
+  expect(scenario.running).toBe(before);
+  expect(String(scenario.log.withMessage(WRITER_LINE)[0]?.writers)).toMatch(/^python3\[\d+\]$/);
+
+  writer.next();
+  writer.next();
+  expect(await writer.exited).toBe(0);
+  await Bun.sleep(SETTLE_MS + 300);
+
+  expect(scenario.running).toBe(before);
+  expect(scenario.log.withMessage("backend set changed").map((record) => record.count)).toEqual([3]);
+  for (const [id, client] of clients) {
+    await BalancerScenario.echo(client, `${id} undisturbed`);
+    expect(client.closed).toBe(false);
+  }
+});
+
+test("FileProvider applies a removal once its writer closes", async () => {
+  const dir = tempDir();
+  const path = join(dir, "tinylb.yaml");
+  const { scenario } = await startScenario(path, ["a", "b"], (text) => writeFileSync(path, text));
+
+  // The writer removes b, and keeps the file open for more than the settle time.
+  const writer = slowWriter(path, yaml(scenario, ["a"]), "");
+  await waitFor("the writer line", () => scenario.log.withMessage(WRITER_LINE).length > 0, 2 * SETTLE_MS + 1000);
+  expect(scenario.running).toBe(`a=${scenario.target("a")},b=${scenario.target("b")}`);
+
+  writer.next();
+  writer.next();
+  expect(await writer.exited).toBe(0);
+
+  await waitFor("set without b", () => scenario.running === `a=${scenario.target("a")}`, 3 * SETTLE_MS);
+});
+
 test("FileProvider never applies a file cut before a setting", async () => {
   const dir = tempDir();
   const path = join(dir, "tinylb.yaml");

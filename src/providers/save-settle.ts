@@ -1,6 +1,7 @@
 import { type BackendSet, diffBackendSets } from "../backend-set.ts";
 import type { Logger } from "../logger.ts";
 import { RateLimitedLog } from "../rate-limited-log.ts";
+import { type FileWriter, findFileWriters } from "./file-writers.ts";
 
 /**
  * Milliseconds a save that removes or retargets a backend of the file, or drops a setting at
@@ -45,7 +46,9 @@ export function removesOrRetargets(before: BackendSet, after: BackendSet): boole
 /**
  * The wait of a config file save that removes or retargets backends: it applies the save
  * only if the file still reads the same text SETTLE_MS later. One save waits at a time, so a
- * file rewritten more often than SETTLE_MS delays such a save until it rests.
+ * file rewritten more often than SETTLE_MS delays such a save until it rests. While another
+ * process still has the file open for writing, as `cat > tinylb.yaml` does until its input
+ * ends, the save waits on, however long its writer pauses; SIGHUP applies it at once.
  *
  * `R` is one read of the file, whose `text` is undefined when the file could not be read.
  */
@@ -54,6 +57,8 @@ export class SaveSettle<R extends { text: string | undefined }> {
   readonly #emptyingLog: RateLimitedLog;
   readonly #removingLog: RateLimitedLog;
   readonly #droppingLog: RateLimitedLog;
+  readonly #writerLog: RateLimitedLog;
+  readonly #findWriters: (path: string) => FileWriter[];
   readonly #read: () => R;
   readonly #apply: (read: R) => void;
   #timer: Timer | undefined;
@@ -62,12 +67,15 @@ export class SaveSettle<R extends { text: string | undefined }> {
    * @param read reads the file now.
    * @param apply applies a read of the file once it has settled. It gets the read that was
    *   compared, so the file is not read again in between.
+   * @param findWriters finds the other processes that have the file open for writing.
    */
-  constructor(path: string, log: Logger, read: () => R, apply: (read: R) => void) {
+  constructor(path: string, log: Logger, read: () => R, apply: (read: R) => void, findWriters: (path: string) => FileWriter[] = findFileWriters) {
     this.#path = path;
     this.#emptyingLog = new RateLimitedLog(log, "info", WAIT_LOG_INTERVAL_MS);
     this.#removingLog = new RateLimitedLog(log, "info", WAIT_LOG_INTERVAL_MS);
     this.#droppingLog = new RateLimitedLog(log, "info", WAIT_LOG_INTERVAL_MS);
+    this.#writerLog = new RateLimitedLog(log, "info", WAIT_LOG_INTERVAL_MS);
+    this.#findWriters = findWriters;
     this.#read = read;
     this.#apply = apply;
   }
@@ -89,13 +97,30 @@ export class SaveSettle<R extends { text: string | undefined }> {
       this.#droppingLog.log("config file drops settings; applying it in 1 s unless it changes again, as a save may be in progress", { file: this.#path, dropped: dropped.join(",") });
     }
 
+    this.#wait(text);
+  }
+
+  /** Applies the save `text` once the file still reads the same SETTLE_MS later and no other process has it open for writing. */
+  #wait(text: string | undefined): void {
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
       // A changed file has its own file event, which reads it.
       const read = this.#read();
-      if (read.text === text) {
-        this.#apply(read);
+      if (read.text !== text) {
+        return;
       }
+      const writers = this.#findWriters(this.#path);
+      if (writers.length > 0) {
+        this.#writerLog.log("config file is still open for writing; waiting until it is closed before applying it, or send SIGHUP to apply it now", {
+          file: this.#path,
+          writers: writers.map((writer) => `${writer.command}[${writer.pid}]`).join(","),
+        });
+        this.#wait(text);
+
+        return;
+      }
+
+      this.#apply(read);
     }, SETTLE_MS);
   }
 
