@@ -36,6 +36,10 @@ export interface ContenderContext {
   maxConnections: number;
   /** Flags added to every tinylb command line, such as `--admin off`. */
   tinylbFlags: string[];
+  /** A command that runs each balancer, such as valgrind for bench/instructions.ts; none by default. */
+  launcher?: string[];
+  /** Milliseconds a balancer may take to accept its first connection (default 10 s). */
+  startTimeoutMs?: number;
 }
 
 const DIRECT: Contender = {
@@ -50,9 +54,14 @@ function running(process: StartedProcess, port: number): RunningContender {
   return { port, pids: () => process.tree(), stop: () => process.stop(), output: () => process.stderr() };
 }
 
-async function started(process: StartedProcess, port: number): Promise<RunningContender> {
+/** Starts `argv` behind the context's launcher, if any. */
+function launch(context: ContenderContext, argv: string[], cpus?: string): StartedProcess {
+  return startProcess([...(context.launcher ?? []), ...argv], cpus);
+}
+
+async function started(context: ContenderContext, process: StartedProcess, port: number): Promise<RunningContender> {
   try {
-    await waitForPort(port, 10_000, process);
+    await waitForPort(port, context.startTimeoutMs ?? 10_000, process);
   } catch (error) {
     await process.stop();
     throw error;
@@ -92,7 +101,7 @@ ${servers}
       writeFileSync(path, config);
 
       // -db: stay in the foreground without the master process, so the pid is the balancer.
-      return started(startProcess(["haproxy", "-db", "-f", path], cpus), port);
+      return started(context, launch(context, ["haproxy", "-db", "-f", path], cpus), port);
     },
   };
 }
@@ -130,7 +139,7 @@ ${servers}
       const path = join(context.workDir, `${name}.conf`);
       writeFileSync(path, config);
 
-      return started(startProcess(["nginx", "-p", context.workDir, "-e", "stderr", "-c", path], cpus), port);
+      return started(context, launch(context, ["nginx", "-p", context.workDir, "-e", "stderr", "-c", path], cpus), port);
     },
   };
 }
@@ -147,7 +156,7 @@ function tinylb(context: ContenderContext, threads: "one" | "all"): Contender {
       const workers = threads === "one" ? [] : ["--workers", String(context.cores)];
       const argv = [context.tinylbBinary, "--listen", `127.0.0.1:${port}`, ...backends, ...workers, ...context.tinylbFlags, "--log-level", "warn"];
 
-      return started(startProcess(argv, cpus), port);
+      return started(context, launch(context, argv, cpus), port);
     },
   };
 }
@@ -157,7 +166,7 @@ function tinylb(context: ContenderContext, threads: "one" | "all"): Contender {
  * benchmark. It has no timeouts, limits or backpressure, so it is a reference row, not a
  * balancer. It runs only the HTTP workloads, because bulk streams lose bytes through it.
  */
-function bunRelay(): Contender {
+function bunRelay(context: ContenderContext): Contender {
   return {
     name: "bun-relay",
     threads: "one",
@@ -166,7 +175,7 @@ function bunRelay(): Contender {
       const ports = targets.map((target) => target.split(":").pop()!);
       const argv = [process.execPath, join(import.meta.dir, "minimal-relay.ts"), String(port), ...ports];
 
-      return started(startProcess(argv, cpus), port);
+      return started(context, launch(context, argv, cpus), port);
     },
   };
 }
@@ -187,7 +196,7 @@ export function allContenders(context: ContenderContext, tinylbWorkers: boolean)
   if (tinylbWorkers) {
     contenders.push(tinylb(context, "all"));
   }
-  contenders.push(bunRelay());
+  contenders.push(bunRelay(context));
 
   return contenders;
 }
