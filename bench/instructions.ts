@@ -8,7 +8,7 @@
  * warm-up (so that JavaScriptCore has compiled the hot paths), then the counted load, and
  * callgrind dumps its counts per thread. Thread 1 is the one that accepts and relays.
  *
- * Usage: bun bench/instructions.ts [--warmup N] [--connections N] [--requests N] [--only a,b]
+ * Usage: bun bench/instructions.ts [--warmup N] [--connections N] [--requests N] [--only a,b] [--keep]
  * `npm run bench:instructions` runs it (about 5 minutes); it writes nothing.
  */
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
@@ -41,6 +41,7 @@ callgrind, for ${CONTENDERS.join(", ")}. It needs valgrind, nginx and haproxy
   --connections N   counted connections with Connection: close (default 4000)
   --requests N      counted requests over ${CONCURRENCY} kept-alive connections (default 8000)
   --only a,b        contenders to run (default: all)
+  --keep            keep callgrind's files (NAME.PID.DUMP-THREAD) in the work folder it names
   -h, --help        print this text`;
 
 interface Options {
@@ -48,6 +49,7 @@ interface Options {
   connections: number;
   requests: number;
   only: string[];
+  keep: boolean;
 }
 
 /** Instructions of one counted load, per thread of the contender, thread 1 first. */
@@ -59,11 +61,13 @@ interface Count {
 }
 
 function parseOptions(argv: string[]): Options | string {
-  const options: Options = { warmup: 20_000, connections: 4000, requests: 8000, only: CONTENDERS };
+  const options: Options = { warmup: 20_000, connections: 4000, requests: 8000, only: CONTENDERS, keep: false };
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i]!;
     const value = argv[i + 1];
-    if (flag === "--only" && value !== undefined) {
+    if (flag === "--keep") {
+      options.keep = true;
+    } else if (flag === "--only" && value !== undefined) {
       options.only = value.split(",");
       i++;
     } else if ((flag === "--warmup" || flag === "--connections" || flag === "--requests") && value !== undefined && /^[1-9]\d*$/.test(value)) {
@@ -249,7 +253,11 @@ async function main(argv: string[]): Promise<number> {
     console.log(`\nUser-space instructions per connection and per kept-alive request (callgrind, after ${options.warmup} uncounted of each)\n`);
     console.log(formatCounts(counts));
   } finally {
-    rmSync(workDir, { recursive: true, force: true });
+    if (options.keep) {
+      console.log(`\ncallgrind's files are in ${workDir}`);
+    } else {
+      rmSync(workDir, { recursive: true, force: true });
+    }
   }
 
   return 0;
