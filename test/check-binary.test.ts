@@ -355,6 +355,21 @@ test("check rejects a Unix listen folder that is a file", async () => {
   expect(start.exitCode).toBe(1);
 });
 
+test("check rejects an admin socket below a file", async () => {
+  const file = configFile("admin-not-a-folder", []);
+  const socket = join(file, "run", "admin.sock");
+  const args = ["--listen", "127.0.0.1:0", "--backend", "a=10.0.0.1:1", "--admin", `unix:${socket}`];
+
+  const check = await runTinylb(["check", ...args]);
+  const start = await runTinylb(args);
+
+  expect(check.stderr).toBe(`tinylb: admin API listen on unix:${socket} failed: ${file} is a file, not a folder; pick another path (ENOTDIR)\n`);
+  expect(check.stdout).toBe("");
+  expect(check.exitCode).toBe(1);
+  expect(start.stderr).toBe(check.stderr);
+  expect(start.exitCode).toBe(1);
+});
+
 test("check --help describes the command", async () => {
   const { exitCode, stdout, stderr } = await runTinylb(["check", "--help"]);
 
