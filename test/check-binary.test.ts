@@ -183,10 +183,11 @@ test.each([
   const lines = check.stderr.trimEnd().split("\n");
   expect(lines).toHaveLength(1);
   const line = JSON.parse(lines[0]!) as Record<string, unknown>;
-  expect(line).toMatchObject({ level: "error", component: "main", exitCode: 2 });
-  expect(line.msg).toBe(`invalid config ${path}: probe.tls.ca: cannot read ${missingCa}: the file does not exist`);
+  expect(line).toMatchObject({ level: "error", msg: "config check failed", component: "main", exitCode: 2 });
+  expect(line.err).toBe(`invalid config ${path}: probe.tls.ca: cannot read ${missingCa}: the file does not exist`);
   const startLine = JSON.parse(start.stderr.trimEnd()) as Record<string, unknown>;
-  expect(startLine.msg).toBe(line.msg);
+  expect(startLine).toMatchObject({ level: "error", msg: "start failed", component: "main", exitCode: 2 });
+  expect(startLine.err).toBe(line.err);
 });
 
 test.each([
