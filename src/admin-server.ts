@@ -225,7 +225,7 @@ async function bindUnix(path: string, options: HttpServerOptions, token: string 
  * Describes a failed step of binding the admin API's socket at `path`, with the cause and the
  * fix where the errno code identifies them, as a listen socket's errors do.
  */
-function adminSocketError(path: string, error: unknown): ListenError {
+export function adminSocketError(path: string, error: unknown): ListenError {
   if (error instanceof ListenError) {
     return new ListenError(`admin API ${error.message}`, { cause: error });
   }
@@ -245,14 +245,24 @@ export async function bindTcp(flag: string, address: TcpAddress, options: HttpSe
   try {
     return await HttpServer.listen({ host: address.host, port: address.port }, options);
   } catch (error) {
-    const inUse = (error as { code?: unknown }).code === "EADDRINUSE";
-    const outgoing = inUse ? outgoingPortHint(address.port) : undefined;
-    let detail = `${(error as Error).message}; pick another address with ${flag} ADDR`;
-    if (outgoing !== undefined) {
-      detail = `${outgoing} with ${flag} ADDR (EADDRINUSE)`;
-    } else if (inUse) {
-      detail = `the address is already in use (EADDRINUSE), such as by another tinylb that may still be draining; stop it, wait until it exits, or pick another address with ${flag} ADDR`;
-    }
-    throw new ListenError(`${options.subject} listen on ${formatAddress(address)} failed: ${detail}`, { cause: error });
+    throw tcpBindError(options.subject, flag, address, error);
   }
+}
+
+/**
+ * Describes a failed bind of the admin API or the metrics server (`subject`) on the TCP
+ * `address`, with the cause where the errno code identifies it and the `flag` that picks
+ * another address.
+ */
+export function tcpBindError(subject: string, flag: string, address: TcpAddress, error: unknown): ListenError {
+  const inUse = (error as { code?: unknown }).code === "EADDRINUSE";
+  const outgoing = inUse ? outgoingPortHint(address.port) : undefined;
+  let detail = `${describeListenError(error, address)}; pick another address with ${flag} ADDR`;
+  if (outgoing !== undefined) {
+    detail = `${outgoing} with ${flag} ADDR (EADDRINUSE)`;
+  } else if (inUse) {
+    detail = `the address is already in use (EADDRINUSE), such as by another tinylb that may still be draining; stop it, wait until it exits, or pick another address with ${flag} ADDR`;
+  }
+
+  return new ListenError(`${subject} listen on ${formatAddress(address)} failed: ${detail}`, { cause: error });
 }

@@ -60,12 +60,18 @@ export function prepareAdminSocketFolder(path: string, uid: number = currentUid(
 
 /**
  * Returns why the folder of the admin socket `path` cannot hold it, as `prepareAdminSocketFolder`
- * checks it, or undefined when it can or is missing (a start creates it). It creates nothing,
- * so `tinylb check` runs it too.
+ * checks it, or undefined when it can or is missing (a start creates it). It also returns
+ * undefined when lstat(2) of the folder fails, as for a file on its path or a folder above it
+ * that this user cannot search, for which creating the folder or the socket fails. It creates
+ * nothing, so `tinylb check` runs it too.
  */
 export function adminSocketFolderProblem(path: string, uid: number = currentUid()): string | undefined {
   const folder = dirname(path);
-  if (lstatSync(folder, { throwIfNoEntry: false }) === undefined) {
+  try {
+    if (lstatSync(folder, { throwIfNoEntry: false }) === undefined) {
+      return undefined;
+    }
+  } catch {
     return undefined;
   }
 

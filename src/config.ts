@@ -5,6 +5,7 @@ import { type Backend, BackendError, createBackend } from "./backend.ts";
 import { BALANCE_MODES, type BalanceMode } from "./backend-selector.ts";
 import { formatDuration, parseDuration } from "./duration.ts";
 import { type DuplicateKey, findDuplicateJsonKey } from "./duplicate-keys.ts";
+import { configFolderHint } from "./config-folder-hint.ts";
 import { describeFileError } from "./file-errors.ts";
 import { readRegularFile } from "./regular-file.ts";
 import { findDuplicateYamlKey } from "./yaml-duplicate-keys.ts";
@@ -353,13 +354,27 @@ function listItemKey(item: unknown, index: number): string {
 }
 
 /**
- * Reads a config file as UTF-8 text.
+ * Reads a config file as UTF-8 text, for a start or `tinylb check`. For a path that is a
+ * folder, such as a ConfigMap volume, the error names the config files in it to pass instead.
+ * A reload reads with `readConfigBytes`, whose error has no such hint, since a running tinylb
+ * keeps its --config path.
  *
  * @throws {ConfigError} when the file cannot be read, is not a regular file, is larger than
  *   MAX_CONFIG_BYTES or is not valid UTF-8. Its `cause` is the error of the read or the decode.
  */
 export function readConfigText(path: string): string {
-  return decodeConfigText(path, readConfigBytes(path));
+  let bytes: Buffer;
+  try {
+    bytes = readConfigBytes(path);
+  } catch (error) {
+    const hint = configFolderHint(path, Object.keys(PARSERS));
+    if (hint === "" || !(error instanceof ConfigError)) {
+      throw error;
+    }
+    throw new ConfigError(`${error.message}${hint}`, { cause: error.cause });
+  }
+
+  return decodeConfigText(path, bytes);
 }
 
 /**

@@ -2,6 +2,7 @@ import { isIP } from "node:net";
 import { lstatSync, unlinkSync } from "node:fs";
 import type { Socket, SocketHandler, SocketListener, TCPSocketListener, TCPSocketListenOptions } from "bun";
 import { type Address, formatAddress, type TcpAddress } from "./address.ts";
+import { unprivilegedPortStart } from "./bind-permission.ts";
 import type { InheritedSocket } from "./socket-activation.ts";
 import { outgoingPortHint } from "./port-holder.ts";
 import { setSocketOption, SOL_SOCKET } from "./socket-options.ts";
@@ -213,7 +214,7 @@ function listenErrorHint(code: string, address: Address): string | undefined {
         (address.kind === "tcp" ? outgoingPortHint(address.port) : undefined) ?? "the address is already in use, such as by another tinylb; stop that listener or pick another address"
       );
     case "EACCES":
-      return "permission denied; ports below 1024 need root or CAP_NET_BIND_SERVICE";
+      return `permission denied; ports below ${unprivilegedPortStart()} need root or CAP_NET_BIND_SERVICE`;
     case "EADDRNOTAVAIL":
       return "no interface of this machine has this address; use one of its addresses, 127.0.0.1, or 0.0.0.0 or [::] for every interface";
     case "EINVAL":

@@ -85,7 +85,8 @@ async function main(argv: string[]): Promise<number> {
       logger.format = readFileLogFormat(cli.configPath) ?? logger.format;
     }
     // A balancer's log may be read by a JSON log collector, which should get its last line too.
-    const json = startLike && logger.format === "json" ? logger.with({ component: "main" }) : undefined;
+    const msg = cli?.command === "check" ? "config check failed" : "start failed";
+    const json = startLike && logger.format === "json" ? { log: logger.with({ component: "main" }), msg } : undefined;
 
     return reportStartupError(error, `tinylb ${command}--help`, json);
   }
@@ -113,14 +114,15 @@ function helpText(command: CliOptions["helpFor"]): string {
 
 /**
  * Writes a start-up error to stderr and returns the exit code; `help` names the help that
- * covers the command. With `jsonLog`, the error is one JSON log line instead.
+ * covers the command. With `json`, the error is one JSON log line instead, which has the
+ * fixed message `json.msg` and the error in `err`, as the balancer's runtime errors have.
  */
-function reportStartupError(error: unknown, help: string, jsonLog?: Logger): number {
+function reportStartupError(error: unknown, help: string, json?: { log: Logger; msg: string }): number {
   const [text, code] = describeStartupError(error, help);
-  if (jsonLog === undefined) {
+  if (json === undefined) {
     process.stderr.write(`tinylb: ${escapeControlCharacters(text)}\n`);
   } else {
-    jsonLog.error(text, { exitCode: code });
+    json.log.error(json.msg, { err: text, exitCode: code });
   }
 
   return code;

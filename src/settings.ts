@@ -91,6 +91,19 @@ export function resolveSettings(cli: CliOptions): Settings {
 }
 
 /**
+ * Returns the error for settings without a listen address. Without a config file it names
+ * --config too, since a new user may not know that the settings can come from a file.
+ */
+function noListenAddressMessage(cli: CliOptions): string {
+  if (cli.configPath !== undefined) {
+    return `no listen address: pass --listen ADDR or set listen in ${cli.configPath}`;
+  }
+  const help = cli.command === "check" ? "tinylb check --help" : "tinylb --help";
+
+  return `no listen address: pass --listen ADDR, or --config FILE for a config file that sets listen; see ${help}`;
+}
+
+/**
  * Merges the command line with a config file already read, as `resolveSettings` does. A
  * reload checks a re-read file with it, so that it rejects what a start would.
  *
@@ -100,8 +113,7 @@ export function resolveSettings(cli: CliOptions): Settings {
 export function mergeSettings(cli: CliOptions, file: FileConfig): Settings {
   const listen = cli.listen.length > 0 ? cli.listen : (file.listen ?? []);
   if (listen.length === 0) {
-    const where = cli.configPath === undefined ? "" : ` or set listen in ${cli.configPath}`;
-    throw new ConfigError(`no listen address: pass --listen ADDR${where}`);
+    throw new ConfigError(noListenAddressMessage(cli));
   }
 
   const providers = resolveProviderSettings(cli.providers ?? {}, file.providers);

@@ -1,8 +1,9 @@
 import { dirname } from "node:path";
 import { type Address, formatAddress } from "./address.ts";
-import { checkAdminAddress } from "./admin-server.ts";
+import { adminSocketError, checkAdminAddress, tcpBindError } from "./admin-server.ts";
 import { adminSocketFolderProblem } from "./admin-socket-access.ts";
 import { adminTokenWarnings, readTokenFile } from "./admin-token.ts";
+import { portBindErrorCode, socketCreateErrorCode } from "./bind-permission.ts";
 import type { CliOptions } from "./cli.ts";
 import { type ClusterCredentials, loadClusterCredentials } from "./cluster-providers.ts";
 import { ConfigError, type FileConfig } from "./config.ts";
@@ -19,7 +20,8 @@ import { checkStateFilePath, filesRead, namedStateFile, socketPaths } from "./st
 
 /**
  * Checks what start-up reads besides the flags and the config file, before anything is
- * bound: the admin address and its token file, backends whose target is one of the listen
+ * bound: the admin address, its token file and its socket's folder, the ports of the TCP
+ * admin API and metrics addresses, backends whose target is one of the listen
  * addresses, the state file's folder, the folders of Unix socket listen addresses, the
  * Kubernetes and etcd credentials, and a state file path that is a file read or a socket
  * bound. It reads files only, and writes, binds, dials and resolves nothing, so `tinylb
@@ -27,7 +29,9 @@ import { checkStateFilePath, filesRead, namedStateFile, socketPaths } from "./st
  * files once. Its messages name a setting by its flag when `cli` gave it, else by its config key.
  *
  * @throws {ConfigError} naming the setting, the file or the backend that is wrong.
- * @throws {ListenError} when the folder of a Unix socket listen address is missing.
+ * @throws {ListenError} when the folder of a Unix socket listen address is missing, when this
+ *   user cannot create the admin socket that `--admin` or `admin` names, or when it may not
+ *   bind the port of a TCP admin API or metrics address.
  */
 export function checkStartSettings(settings: Settings, cli: CliOptions): ClusterCredentials {
   const options = settings.providers;
@@ -38,6 +42,7 @@ export function checkStartSettings(settings: Settings, cli: CliOptions): Cluster
     }
     checkAdminSocketFolder(options.admin, options.adminIsDefault === true);
   }
+  checkControlPorts(options);
 
   const selfTarget = findSelfTarget(settings.backends.backends, settings.listen, controlAddressesOf(options));
   if (selfTarget !== undefined) {
@@ -101,8 +106,9 @@ export function checkReloadedConfig(config: FileConfig, cli: CliOptions, listeni
 
 /**
  * Checks that the folder of every Unix socket listen address exists and is a folder, as
- * binding it needs. A file system that does not support sockets, such as /proc, or a read-only
- * one is found only when the bind fails.
+ * binding it needs. `tinylb check` also rejects a folder this user cannot write, with
+ * `checkListenPermissions`. A file system that does not support sockets, such as /proc, is
+ * found only when the bind fails.
  *
  * @throws {ListenError} with the message a start that fails to bind the address prints.
  */
@@ -148,10 +154,13 @@ export function logSettingsWarnings(settings: Settings, logger: Logger): void {
 
 /**
  * Rejects an admin socket that `--admin` or `admin` names in a folder another user could
- * replace it in, as the admin API's start would. The default socket is left out, because a
- * start without it runs without the admin API and says so.
+ * replace it in, or in a folder this user cannot create it in, as the admin API's start would.
+ * The default socket is left out, because a start that cannot bind it logs a warning and runs
+ * without the admin API.
  *
  * @throws {ConfigError} naming the address, the folder's owner or mode, and the fix.
+ * @throws {ListenError} with the error of a start that fails to create the socket, when this
+ *   user cannot write or search its folder, or the nearest existing one for a missing folder.
  */
 function checkAdminSocketFolder(admin: Address, isDefault: boolean): void {
   if (admin.kind !== "unix" || isDefault) {
@@ -161,4 +170,60 @@ function checkAdminSocketFolder(admin: Address, isDefault: boolean): void {
   if (problem !== undefined) {
     throw new ConfigError(`invalid admin address ${formatAddress(admin)}: ${problem}`);
   }
+  const code = socketCreateErrorCode(admin.path, true);
+  if (code !== undefined) {
+    throw adminSocketError(admin.path, checkError(admin, code));
+  }
+}
+
+/**
+ * Rejects a listen address that this user may not bind, with the error of a start that fails
+ * to bind it. That is a TCP port below net.ipv4.ip_unprivileged_port_start without
+ * CAP_NET_BIND_SERVICE, or a Unix socket in a folder this user cannot write or search. It binds
+ * nothing. Only `tinylb check` runs it, because a start must accept a listen address that the
+ * service manager passes as a bound socket.
+ * NOTE: a check cannot see which sockets the service manager passes to a start, so it rejects
+ * those addresses too when this user could not bind them.
+ *
+ * @throws {ListenError} naming the address, the cause and the fix.
+ */
+export function checkListenPermissions(settings: Settings): void {
+  for (const address of settings.listen) {
+    const code = address.kind === "tcp" ? portBindErrorCode(address.port) : socketCreateErrorCode(address.path, false);
+    if (code !== undefined) {
+      throw new ListenError(`listen on ${formatAddress(address)} failed: ${describeListenError(checkError(address, code), address)}`);
+    }
+  }
+}
+
+/**
+ * Rejects a TCP admin API or metrics address whose port this user may not bind, with the error
+ * of a start that fails to bind it, so that a start fails before it binds a listener.
+ *
+ * @throws {ListenError} naming the server, the address and the flag that picks another one.
+ */
+function checkControlPorts(options: Settings["providers"]): void {
+  const controlAddresses: [subject: string, flag: string, address: Address | "off"][] = [
+    ["admin API", "--admin", options.admin],
+    ["metrics server", "--metrics", options.metrics],
+  ];
+  for (const [subject, flag, address] of controlAddresses) {
+    if (address === "off" || address.kind !== "tcp") {
+      continue;
+    }
+    const code = portBindErrorCode(address.port);
+    if (code !== undefined) {
+      throw tcpBindError(subject, flag, address, checkError(address, code));
+    }
+  }
+}
+
+/**
+ * Returns an error with the errno `code` that a bind of `address` would fail with. Its message
+ * is shown only for a code that `describeListenError` has no hint for.
+ */
+function checkError(address: Address, code: string): Error {
+  const subject = address.kind === "unix" ? `the folders of ${address.path}` : `port ${address.port}`;
+
+  return Object.assign(new Error(`checking ${subject} failed (${code}); pick another address`), { code });
 }

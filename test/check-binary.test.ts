@@ -183,10 +183,11 @@ test.each([
   const lines = check.stderr.trimEnd().split("\n");
   expect(lines).toHaveLength(1);
   const line = JSON.parse(lines[0]!) as Record<string, unknown>;
-  expect(line).toMatchObject({ level: "error", component: "main", exitCode: 2 });
-  expect(line.msg).toBe(`invalid config ${path}: probe.tls.ca: cannot read ${missingCa}: the file does not exist`);
+  expect(line).toMatchObject({ level: "error", msg: "config check failed", component: "main", exitCode: 2 });
+  expect(line.err).toBe(`invalid config ${path}: probe.tls.ca: cannot read ${missingCa}: the file does not exist`);
   const startLine = JSON.parse(start.stderr.trimEnd()) as Record<string, unknown>;
-  expect(startLine.msg).toBe(line.msg);
+  expect(startLine).toMatchObject({ level: "error", msg: "start failed", component: "main", exitCode: 2 });
+  expect(startLine.err).toBe(line.err);
 });
 
 test.each([
@@ -349,6 +350,21 @@ test("check rejects a Unix listen folder that is a file", async () => {
   const start = await runTinylb(args);
 
   expect(check.stderr).toContain(`listen on unix:${join(file, "lb.sock")} failed: ${file} is a file, not a folder; pick another path (ENOTDIR)`);
+  expect(check.stdout).toBe("");
+  expect(check.exitCode).toBe(1);
+  expect(start.stderr).toBe(check.stderr);
+  expect(start.exitCode).toBe(1);
+});
+
+test("check rejects an admin socket below a file", async () => {
+  const file = configFile("admin-not-a-folder", []);
+  const socket = join(file, "run", "admin.sock");
+  const args = ["--listen", "127.0.0.1:0", "--backend", "a=10.0.0.1:1", "--admin", `unix:${socket}`];
+
+  const check = await runTinylb(["check", ...args]);
+  const start = await runTinylb(args);
+
+  expect(check.stderr).toBe(`tinylb: admin API listen on unix:${socket} failed: ${file} is a file, not a folder; pick another path (ENOTDIR)\n`);
   expect(check.stdout).toBe("");
   expect(check.exitCode).toBe(1);
   expect(start.stderr).toBe(check.stderr);

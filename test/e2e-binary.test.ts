@@ -288,8 +288,8 @@ describe("dist/tinylb process", () => {
 
     expect(await within("the second tinylb to exit", second.process.exited, 15_000)).toBe(1);
     const last = JSON.parse(second.stderr.trim().split("\n").at(-1)!) as Record<string, unknown>;
-    expect(last).toMatchObject({ level: "error", component: "main", exitCode: 1 });
-    expect(last.msg).toContain(`listen on 127.0.0.1:${port} failed`);
+    expect(last).toMatchObject({ level: "error", msg: "start failed", component: "main", exitCode: 1 });
+    expect(last.err).toContain(`listen on 127.0.0.1:${port} failed`);
   }, TEST_TIMEOUT_MS);
 
   test("an invalid config file with logFormat json logs its error as JSON", async () => {
@@ -303,8 +303,8 @@ describe("dist/tinylb process", () => {
     const lines = result.stderr.trimEnd().split("\n");
     expect(lines).toHaveLength(1);
     const line = JSON.parse(lines[0]!) as Record<string, unknown>;
-    expect(line).toMatchObject({ level: "error", component: "main", exitCode: 2 });
-    expect(line.msg).toContain(`probe.tls.ca: cannot read ${missingCa}`);
+    expect(line).toMatchObject({ level: "error", msg: "start failed", component: "main", exitCode: 2 });
+    expect(line.err).toContain(`probe.tls.ca: cannot read ${missingCa}`);
   }, TEST_TIMEOUT_MS);
 
   test("a config file with an invalid logFormat logs its error as text", async () => {

@@ -3,7 +3,7 @@
  * one line on stderr that names the problem and the fix.
  */
 import { expect, test } from "bun:test";
-import { writeFileSync } from "node:fs";
+import { mkdirSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { trackChild } from "./support/child-processes.ts";
 import { tempDirectory } from "./support/temp-directory.ts";
@@ -26,6 +26,42 @@ async function runTinylb(args: string[]): Promise<{ exitCode: number; stderr: st
     clearTimeout(timer);
   }
 }
+
+test.each([
+  ["tinylb", [], "tinylb --help"],
+  ["tinylb check", ["check"], "tinylb check --help"],
+])("%s without a listen address names --config", async (_, args, help) => {
+  const { exitCode, stderr } = await runTinylb(args);
+
+  expect(stderr).toBe(`tinylb: no listen address: pass --listen ADDR, or --config FILE for a config file that sets listen; see ${help}\n`);
+  expect(exitCode).toBe(2);
+});
+
+/**
+ * Makes a folder laid out as a Kubernetes ConfigMap volume: each key is a symlink to the file in
+ * the hidden `..data` folder, and `names` are the keys.
+ */
+function configMapFolder(name: string, names: string[]): string {
+  const folder = join(directory, name);
+  mkdirSync(join(folder, "..data"), { recursive: true });
+  for (const key of names) {
+    writeFileSync(join(folder, "..data", key), "listen: 127.0.0.1:0\n");
+    symlinkSync(join("..data", key), join(folder, key));
+  }
+
+  return folder;
+}
+
+test("config folder names the file in it", async () => {
+  const folder = configMapFolder("configmap", ["tinylb.yaml"]);
+
+  for (const args of [["--config", folder], ["check", "--config", folder]]) {
+    const { exitCode, stderr } = await runTinylb(args);
+
+    expect(stderr).toBe(`tinylb: read config ${folder} failed: it is a folder, not a file; pass the config file in it: --config ${folder}/tinylb.yaml\n`);
+    expect(exitCode).toBe(2);
+  }
+});
 
 const unixSocket = join(directory, "x.sock");
 const regularFile = join(directory, "regular.file");

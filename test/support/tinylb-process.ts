@@ -81,10 +81,11 @@ export class TinylbProcess {
 /**
  * Runs dist/tinylb with `args` as they are, without adding `--admin off`, until it exits, and
  * returns its exit code and output. It kills the child after 15 s, so that a start expected to
- * fail cannot hang the test.
+ * fail cannot hang the test. `command` replaces `dist/tinylb` as the program and its first
+ * arguments, as for `TinylbProcess.start`.
  */
-export async function runTinylb(args: string[], options: { cwd?: string } = {}): Promise<{ exitCode: number; stdout: string; stderr: string }> {
-  const child = trackChild(Bun.spawn([BINARY, ...args], { cwd: options.cwd, stdin: "ignore", stdout: "pipe", stderr: "pipe" }));
+export async function runTinylb(args: string[], options: { cwd?: string; command?: string[] } = {}): Promise<{ exitCode: number; stdout: string; stderr: string }> {
+  const child = trackChild(Bun.spawn([...(options.command ?? [BINARY]), ...args], { cwd: options.cwd, stdin: "ignore", stdout: "pipe", stderr: "pipe" }));
   const timer = setTimeout(() => child.kill("SIGKILL"), 15_000);
   try {
     const output = Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited]);
