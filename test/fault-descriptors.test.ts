@@ -22,8 +22,10 @@ test.each([
   try {
     const port = await tinylb.port();
 
+    // A client that is not served waits in the backlog for the 1 s of echoingClient, so the
+    // loop stops after a few of them rather than trying all CLIENTS.
     let refused = 0;
-    for (let i = 0; i < CLIENTS; i++) {
+    for (let i = 0; i < CLIENTS && refused < 3; i++) {
       const client = await echoingClient(port, `client ${i}\n`);
       if (client === undefined) {
         refused++;
@@ -31,7 +33,7 @@ test.each([
         held.push(client);
       }
     }
-    console.log(`${held.length} of ${CLIENTS} clients served under ulimit -n ${DESCRIPTOR_LIMIT}; ${refused} refused; tinylb has ${openDescriptors(tinylb.pid)} descriptors open`);
+    console.log(`${held.length} clients served under ulimit -n ${DESCRIPTOR_LIMIT} before ${refused} were not; tinylb has ${openDescriptors(tinylb.pid)} descriptors open`);
     expect(held.length).toBeGreaterThan(0);
     expect(refused).toBeGreaterThan(0);
     // Each thread stops its own listener, and logs that once.

@@ -98,8 +98,8 @@ test("binary status prints backends and listeners", async () => {
   const lines = table.stdout.split("\n").slice(3);
   expect(table.stdout).toContain("\nConfig file: none\n\n");
   expect(lines[0]).toMatch(/^ID\s+TARGET\s+PROVIDER\s+ACTIVE\s+TOTAL\s+BYTES TO BACKEND\s+BYTES TO CLIENT\s+HEALTH\s+STATE$/);
-  expect(lines[1]).toMatch(new RegExp(`^a\\s+${backends.get("a")!.target}\\s+static\\s+1\\s+1\\s+5\\s+7\\s+healthy\\s+enabled$`));
-  expect(lines[2]).toMatch(new RegExp(`^b\\s+${backends.get("b")!.target}\\s+static\\s+0\\s+0\\s+0\\s+0\\s+healthy\\s+enabled$`));
+  expect(lines[1]).toMatch(new RegExp(`^a\\s+${backends.get("a")!.target}\\s+static\\s+1\\s+1\\s+5\\s+7\\s+healthy \\(no probe\\)\\s+enabled$`));
+  expect(lines[2]).toMatch(new RegExp(`^b\\s+${backends.get("b")!.target}\\s+static\\s+0\\s+0\\s+0\\s+0\\s+healthy \\(no probe\\)\\s+enabled$`));
   expect(table.stdout).toContain(`Listeners: 127.0.0.1:${port}\n`);
   expect(json.code).toBe(0);
   const status = JSON.parse(json.stdout) as { listeners: string[]; backends: { id: string; active: number }[] };
