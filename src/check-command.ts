@@ -8,7 +8,7 @@ import { describeProxyProtocol, usesProxyProtocol } from "./proxy-protocol.ts";
 import { describeSlowStart, usesSlowStart } from "./slow-start-setting.ts";
 import { readRegularFile } from "./regular-file.ts";
 import { resolveSettings, type Settings } from "./settings.ts";
-import { checkListenPermissions, checkStartSettings, logSettingsWarnings } from "./start-checks.ts";
+import { checkStartSettings, listenPermissionProblems, logSettingsWarnings } from "./start-checks.ts";
 import { checkDescriptorRoom } from "./start-descriptors.ts";
 import { stateFileAccessProblems } from "./state-file-access.ts";
 import { joinWords } from "./word-lists.ts";
@@ -30,12 +30,11 @@ addresses, backends that target a listen address, the probe settings and the fil
 read, the admin address and token file, the state file's folder, a state file path that
 names a file read or a socket bound, the Kubernetes and etcd credentials, and a descriptor
 limit (ulimit -n) too low for the threads, the probes and one connection.
-It also rejects an address that the user running it may not bind: a TCP port below
-net.ipv4.ip_unprivileged_port_start (1024 by default) without root or CAP_NET_BIND_SERVICE,
-or a Unix socket in a folder that the user cannot write and search. It rejects such a listen
-address even where systemd passes it as a bound socket (socket activation), so run the check
-with the same capabilities as the start.
-It warns, and still exits 0, when the user running it cannot write the state file's folder
+It also rejects an admin API or metrics address that the user running it may not bind: a
+TCP port below net.ipv4.ip_unprivileged_port_start (1024 by default) without root or
+CAP_NET_BIND_SERVICE, or a Unix socket in a folder that the user cannot write and search.
+It warns, and still exits 0, about such a listen address, since systemd may pass its socket
+bound (socket activation), and when the user running it cannot write the state file's folder
 or read the state file, since a start then runs but cannot save or load it. It binds no
 listener, admin API or metrics server, dials no backend, resolves no DNS name and writes no
 file. So it cannot tell whether a listen address will be free when tinylb starts.
@@ -43,8 +42,8 @@ file. So it cannot tell whether a listen address will be free when tinylb starts
 On success it prints one line, such as: config OK: 3 backends, 1 listener (tinylb.yaml)
 
 Exit status: 0 when the settings are valid, 2 for a bad command line or config, and 1 when
-an address cannot be bound by this user or the folder of a Unix socket listen address is
-missing or a file, each with the error a failing start prints on stderr.`;
+an admin API or metrics address cannot be bound by this user or the folder of a Unix socket
+listen address is missing or a file, each with the error a failing start prints on stderr.`;
 
 /**
  * Validates the settings of a start as `runBalancer` does before it binds anything, and
@@ -58,8 +57,10 @@ export function checkConfig(cli: CliOptions, logger: Logger): string {
   logger.level = settings.logLevel;
   logger.format = settings.logFormat;
   checkStartSettings(settings, cli);
-  checkListenPermissions(settings);
   checkDescriptorRoom(settings, cli);
+  for (const problem of listenPermissionProblems(settings)) {
+    logger.with({ component: "main" }).warn(problem);
+  }
   logSettingsWarnings(settings, logger);
   logIgnoredDisabledKeys(settings, cli, logger);
   new FlagShadowedKeysLog(cli, logger).report(settings.file);

@@ -106,8 +106,8 @@ export function checkReloadedConfig(config: FileConfig, cli: CliOptions, listeni
 
 /**
  * Checks that the folder of every Unix socket listen address exists and is a folder, as
- * binding it needs. `tinylb check` also rejects a folder this user cannot write, with
- * `checkListenPermissions`. A file system that does not support sockets, such as /proc, is
+ * binding it needs. `tinylb check` also warns of a folder this user cannot write, with
+ * `listenPermissionProblems`. A file system that does not support sockets, such as /proc, is
  * found only when the bind fails.
  *
  * @throws {ListenError} with the message a start that fails to bind the address prints.
@@ -177,23 +177,23 @@ function checkAdminSocketFolder(admin: Address, isDefault: boolean): void {
 }
 
 /**
- * Rejects a listen address that this user may not bind, with the error of a start that fails
- * to bind it. That is a TCP port below net.ipv4.ip_unprivileged_port_start without
- * CAP_NET_BIND_SERVICE, or a Unix socket in a folder this user cannot write or search. It binds
- * nothing. Only `tinylb check` runs it, because a start must accept a listen address that the
- * service manager passes as a bound socket.
- * NOTE: a check cannot see which sockets the service manager passes to a start, so it rejects
- * those addresses too when this user could not bind them.
- *
- * @throws {ListenError} naming the address, the cause and the fix.
+ * Returns the error of a start that fails to bind each listen address this user may not bind:
+ * a TCP port below net.ipv4.ip_unprivileged_port_start without CAP_NET_BIND_SERVICE, or a Unix
+ * socket in a folder this user cannot write or search. It binds nothing. Only `tinylb check`
+ * runs it, and only warns, because a start accepts on a socket that the service manager
+ * passes for a listen address (socket activation), which a check cannot see. Binding a low
+ * port as root and passing it to an unprivileged tinylb is what a socket unit is for.
  */
-export function checkListenPermissions(settings: Settings): void {
+export function listenPermissionProblems(settings: Settings): string[] {
+  const problems: string[] = [];
   for (const address of settings.listen) {
     const code = address.kind === "tcp" ? portBindErrorCode(address.port) : socketCreateErrorCode(address.path, false);
     if (code !== undefined) {
-      throw new ListenError(`listen on ${formatAddress(address)} failed: ${describeListenError(checkError(address, code), address)}`);
+      problems.push(`listen on ${formatAddress(address)} will fail unless the service manager passes its socket: ${describeListenError(checkError(address, code), address)}`);
     }
   }
+
+  return problems;
 }
 
 /**
