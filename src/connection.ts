@@ -248,10 +248,12 @@ export class Connection implements PooledConnection, FlowOwner {
 
   /**
    * Handles a failed write of a flow: the peer of its sink reset or closed that socket. A Unix
-   * backend's reply may still wait unread, so its end or close decides what follows.
+   * backend's reply may still wait unread, so until its FIN has reached the client, the
+   * backend's end or close decides what follows. After that, the client is reset, as a TCP
+   * backend's reset would reset it.
    */
   sinkWriteFailed(flow: Flow): void {
-    if (flow === this.#upload && this.#unixBackendStoppedReading) {
+    if (flow === this.#upload && this.#unixBackendStoppedReading && this.#download?.finished !== true) {
       return;
     }
     this.#resetBy(flow === this.#upload ? "backend" : "client");
@@ -260,9 +262,10 @@ export class Connection implements PooledConnection, FlowOwner {
   /**
    * True when a write to a Unix backend failed: the backend closed or shut its read side before
    * it read every byte. Linux fails such a write (EPIPE) where a TCP peer would take the bytes
-   * and answer with a reset, and the backend's reply, an error line say, may still be unread.
-   * So the reply and the backend's FIN still reach the client, and the client's bytes for the
-   * backend are dropped, as a client of the Unix socket would see its writes fail.
+   * and send a reset back, and the backend's reply, an error line say, may still be unread.
+   * So the reply and the backend's FIN still reach the client. The client's bytes for the
+   * backend are read and dropped meanwhile, because closing a socket with unread bytes would
+   * reset it and discard the reply still queued for it.
    */
   get #unixBackendStoppedReading(): boolean {
     return this.#upload.sinkFailed && this.#backend?.address.kind === "unix";

@@ -7,6 +7,9 @@
  *   service or a server that turns clients away with an error line does;
  * - a client of a Unix listener that writes a request and closes while its dial is in flight,
  *   as a fire-and-forget client does.
+ *
+ * A client that writes only after the Unix backend's reply and FIN reached it is reset, as a TCP
+ * backend would reset it and a direct client of the Unix socket would get EPIPE.
  */
 import { afterEach, expect, test } from "bun:test";
 import { join } from "node:path";
@@ -165,4 +168,70 @@ test("relay delivers every fire-and-forget Unix client", async () => {
 
   expect(recorder.requests).toEqual(new Array(CLIENTS).fill("fire\n"));
   await waitFor("the pool to empty", () => server.activeCount === 0);
+});
+
+interface LateClient {
+  received: string;
+  ended: boolean;
+  closed: boolean;
+}
+
+/** Starts a balancer over the rejecting Unix backend and connects a TCP client that reads the reply and its FIN. */
+async function clientAfterReply(): Promise<{ server: Server; socket: Socket<LateClient> }> {
+  const path = startRejectingBackend();
+  const server = new Server({ listen: [{ kind: "tcp", host: "127.0.0.1", port: 0 }] });
+  server.applySet(new BackendSet([createBackend("unix", `unix:${path}`)]));
+  await server.start();
+  cleanup.push(() => server.shutdown(0));
+  const address = server.listeners[0]!.address;
+  const socket = await Bun.connect<LateClient>({
+    hostname: "127.0.0.1",
+    port: address.kind === "tcp" ? address.port : 0,
+    allowHalfOpen: true,
+    data: { received: "", ended: false, closed: false },
+    socket: {
+      data: (own, chunk) => void (own.data.received += chunk.toString()),
+      end: (own) => void (own.data.ended = true),
+      close: (own) => void (own.data.closed = true),
+      error() {},
+    },
+  });
+  cleanup.push(() => socket.terminate());
+  await waitFor("the reply and its FIN", () => socket.data.received === REPLY && socket.data.ended);
+
+  return { server, socket };
+}
+
+test("late write to closed Unix backend resets", async () => {
+  const { server, socket } = await clientAfterReply();
+
+  for (let i = 0; i < 5 && !socket.data.closed; i++) {
+    socket.write(`request ${i}\r\n`);
+    await Bun.sleep(50);
+  }
+  await waitFor("the client to be closed", () => socket.data.closed, 5000).catch(() => {});
+
+  expect(socket.data.closed).toBe(true);
+  await waitFor("the pool to empty", () => server.activeCount === 0);
+});
+
+test("upload to closed Unix backend is reset", async () => {
+  const { socket } = await clientAfterReply();
+
+  // Up to 64 MiB in 64 KiB writes, for at most 5 s, without reading.
+  const chunk = new Uint8Array(64 * 1024).fill(120);
+  let accepted = 0;
+  const deadline = performance.now() + 5000;
+  while (accepted < 64 * 1024 * 1024 && !socket.data.closed && performance.now() < deadline) {
+    const written = socket.write(chunk);
+    if (written > 0) {
+      accepted += written;
+    } else {
+      await Bun.sleep(1);
+    }
+  }
+
+  // The reset comes at the first write that reaches the backend, so the client can fill little more than the socket buffers.
+  expect(socket.data.closed).toBe(true);
+  expect(accepted).toBeLessThan(16 * 1024 * 1024);
 });
