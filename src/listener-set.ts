@@ -72,6 +72,11 @@ export class ListenerSet<Data> {
    */
   setKeepAlive(keepaliveMs: number): void {
     this.#keepaliveMs = keepaliveMs;
+    if (this.#acceptPaused) {
+      // The stopped listeners' descriptors are closed, and their numbers may belong to other
+      // sockets by now. The listeners started after the pause get the setting.
+      return;
+    }
     this.#keepaliveInherited = this.#listeners.every((listener) => this.#applyKeepAlive(listener));
   }
 
@@ -218,16 +223,21 @@ export class ListenerSet<Data> {
 
     const stopped = this.#listeners;
     const bound: BoundListener[] = [];
+    let keepaliveInherited = true;
     try {
       for (const listener of stopped) {
         const rebound = await this.#reopen(listener, this.#handlers);
-        if (!this.#applyKeepAlive(rebound)) {
-          this.#keepaliveInherited = false;
-        }
+        keepaliveInherited = this.#applyKeepAlive(rebound) && keepaliveInherited;
         bound.push(rebound);
       }
     } catch (error) {
-      for (const listener of bound) {
+      // The listeners started so far stop until the next try, and keep their sockets held, so
+      // that their ports stay open while another address fails to bind.
+      for (const [index, listener] of bound.entries()) {
+        const held = holdListenerSocket(listener);
+        if (held !== undefined) {
+          this.#held.set(stopped[index]!, { listener: stopped[index]!, fd: held.fd });
+        }
         listener.stop();
       }
       this.#log.error("binding the listeners again failed; retrying", { err: error, retryMs: nextDelayMs });
@@ -245,6 +255,7 @@ export class ListenerSet<Data> {
     }
 
     this.#listeners = bound;
+    this.#keepaliveInherited = keepaliveInherited;
     this.#acceptPaused = false;
     this.#log.info("file descriptors are free again; accepting clients", { listeners: bound.map((listener) => listener.name).join(",") });
   }

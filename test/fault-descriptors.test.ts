@@ -1,6 +1,6 @@
 import { expect, test } from "bun:test";
 import type { Socket } from "bun";
-import { writeFileSync } from "node:fs";
+import { rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { cpuTicks, EchoBackend, echoingClient, echoes, FaultProcess, openDescriptors } from "./support/fault-peers.ts";
 import { tempDirectory } from "./support/temp-directory.ts";
@@ -120,6 +120,54 @@ test("descriptor exhaustion keeps new clients in the backlog", async () => {
     expect(tinylb.countLines("binding the address again")).toBe(0);
   } finally {
     waiting?.terminate();
+    for (const client of held) {
+      client.terminate();
+    }
+    backend.stop();
+  }
+}, 60_000);
+
+/** Returns "connected" or the error code of a TCP connect to `port`. */
+async function tryConnect(port: number): Promise<string> {
+  try {
+    const socket = await Bun.connect({ hostname: "127.0.0.1", port, socket: { data() {}, error() {} } });
+    socket.terminate();
+
+    return "connected";
+  } catch (error) {
+    return (error as { code?: string }).code ?? String(error);
+  }
+}
+
+test("a failed Unix rebind keeps the held TCP port", async () => {
+  const path = join(tempDirectory("tinylb-held-mixed-"), "lb.sock");
+  const backend = new EchoBackend();
+  await using tinylb = new FaultProcess(["--listen", "127.0.0.1:0", "--listen", `unix:${path}`, "--backend", `echo=${backend.target}`], { descriptorLimit: DESCRIPTOR_LIMIT });
+  const held: Socket<{ received: string }>[] = [];
+  let squatter: ReturnType<typeof Bun.listen> | undefined;
+  try {
+    const port = await tinylb.port();
+    for (let i = 0; i < CLIENTS; i++) {
+      const client = await echoingClient(port, `client ${i}\n`);
+      if (client === undefined) {
+        break;
+      }
+      held.push(client);
+    }
+    await waitFor("the pause line", () => tinylb.countLines("file descriptor limit nearly reached") === 1);
+    expect(await tryConnect(port)).toBe("connected");
+
+    // Another process takes the Unix path while tinylb's Unix listener is closed, so binding it again fails.
+    rmSync(path, { force: true });
+    squatter = Bun.listen({ unix: path, socket: { data() {} } });
+    for (const client of held.splice(0, Math.ceil(held.length / 2))) {
+      client.terminate();
+    }
+    await waitFor("a failed rebind", () => tinylb.countLines("binding the listeners again failed") >= 1, 15_000);
+
+    expect(await tryConnect(port)).toBe("connected");
+  } finally {
+    squatter?.stop(true);
     for (const client of held) {
       client.terminate();
     }
