@@ -262,7 +262,7 @@ export class Connection implements PooledConnection, FlowOwner {
   /**
    * True when a write to a Unix backend failed: the backend closed or shut its read side before
    * it read every byte. Linux fails such a write (EPIPE) where a TCP peer would take the bytes
-   * and send a reset back, and the backend's reply, an error line say, may still be unread.
+   * and send a reset back, and the backend's reply, such as an error line, may still be unread.
    * So the reply and the backend's FIN still reach the client. The client's bytes for the
    * backend are read and dropped meanwhile, because closing a socket with unread bytes would
    * reset it and discard the reply still queued for it.

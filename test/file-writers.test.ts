@@ -28,11 +28,11 @@ test("findFileWriters finds a writing process", async () => {
   const path = join(tempDirectory("tinylb-file-writers-"), "tinylb.yaml");
   writeFileSync(path, "listen: 127.0.0.1:0\n");
 
-  expect(findFileWriters(path)).toEqual([]);
+  expect(await findFileWriters(path)).toEqual([]);
   const pid = await holder(path, "a");
-  await waitFor("the writer", () => findFileWriters(path).length === 1);
+  await waitFor("the writer", async () => (await findFileWriters(path)).length === 1);
 
-  expect(findFileWriters(path)).toEqual([{ pid, command: "python3" }]);
+  expect(await findFileWriters(path)).toEqual([{ pid, command: "python3" }]);
 });
 
 test("findFileWriters skips readers and itself", async () => {
@@ -43,7 +43,7 @@ test("findFileWriters skips readers and itself", async () => {
   const own = openSync(path, "a");
   cleanup.push(() => closeSync(own));
 
-  expect(findFileWriters(path)).toEqual([]);
+  expect(await findFileWriters(path)).toEqual([]);
 });
 
 test("findFileWriters follows a symlinked path", async () => {
@@ -53,6 +53,6 @@ test("findFileWriters follows a symlinked path", async () => {
   symlinkSync(path, join(directory, "tinylb.yaml"));
   const pid = await holder(path, "a");
 
-  expect(findFileWriters(join(directory, "tinylb.yaml"))).toEqual([{ pid, command: "python3" }]);
-  expect(findFileWriters(join(directory, "missing.yaml"))).toEqual([]);
+  expect(await findFileWriters(join(directory, "tinylb.yaml"))).toEqual([{ pid, command: "python3" }]);
+  expect(await findFileWriters(join(directory, "missing.yaml"))).toEqual([]);
 });

@@ -1,4 +1,4 @@
-import { readdirSync, readFileSync, readlinkSync, realpathSync } from "node:fs";
+import { readdir, readFile, readlink, realpath } from "node:fs/promises";
 
 /** A process that has a file open for writing. */
 export interface FileWriter {
@@ -19,14 +19,16 @@ const O_RDONLY = 0o0;
  * Processes of other users are skipped where /proc hides their descriptors (without root or
  * CAP_SYS_PTRACE), and so is a path that cannot be resolved. Returns at most `max` writers.
  *
- * NOTE: this reads every process's descriptors, so callers run it only while a save waits.
+ * It reads every process's descriptors, one process at a time and without blocking the event
+ * loop: a reviewer measured 68 to 93 ms for a synchronous scan with one process holding 15,000
+ * descriptors, on the thread that relays connections.
  */
-export function findFileWriters(path: string, max = 4, proc = "/proc"): FileWriter[] {
+export async function findFileWriters(path: string, max = 4, proc = "/proc"): Promise<FileWriter[]> {
   let target: string;
   let pids: string[];
   try {
-    target = realpathSync(path);
-    pids = readdirSync(proc).filter((name) => /^\d+$/.test(name) && Number(name) !== process.pid);
+    target = await realpath(path);
+    pids = (await readdir(proc)).filter((name) => /^\d+$/.test(name) && Number(name) !== process.pid);
   } catch {
     return [];
   }
@@ -36,8 +38,8 @@ export function findFileWriters(path: string, max = 4, proc = "/proc"): FileWrit
     if (writers.length >= max) {
       break;
     }
-    if (holdsForWriting(`${proc}/${pid}`, target)) {
-      writers.push({ pid: Number(pid), command: readCommand(`${proc}/${pid}`) });
+    if (await holdsForWriting(`${proc}/${pid}`, target)) {
+      writers.push({ pid: Number(pid), command: await readCommand(`${proc}/${pid}`) });
     }
   }
 
@@ -45,20 +47,21 @@ export function findFileWriters(path: string, max = 4, proc = "/proc"): FileWrit
 }
 
 /** Returns true when the process at `processDir` has a descriptor on `target` that is not read-only. */
-function holdsForWriting(processDir: string, target: string): boolean {
+async function holdsForWriting(processDir: string, target: string): Promise<boolean> {
   let descriptors: string[];
   try {
-    descriptors = readdirSync(`${processDir}/fd`);
+    descriptors = await readdir(`${processDir}/fd`);
   } catch {
     return false;
   }
 
-  for (const fd of descriptors) {
+  const links = await Promise.all(descriptors.map((fd) => readlink(`${processDir}/fd/${fd}`).catch(() => "")));
+  for (const [index, link] of links.entries()) {
+    if (link !== target) {
+      continue;
+    }
     try {
-      if (readlinkSync(`${processDir}/fd/${fd}`) !== target) {
-        continue;
-      }
-      const flags = /^flags:\s+([0-7]+)$/m.exec(readFileSync(`${processDir}/fdinfo/${fd}`, "utf8"));
+      const flags = /^flags:\s+([0-7]+)$/m.exec(await readFile(`${processDir}/fdinfo/${descriptors[index]}`, "utf8"));
       if (flags !== null && (Number.parseInt(flags[1]!, 8) & O_ACCMODE) !== O_RDONLY) {
         return true;
       }
@@ -70,9 +73,9 @@ function holdsForWriting(processDir: string, target: string): boolean {
   return false;
 }
 
-function readCommand(processDir: string): string {
+async function readCommand(processDir: string): Promise<string> {
   try {
-    return readFileSync(`${processDir}/comm`, "utf8").trim();
+    return (await readFile(`${processDir}/comm`, "utf8")).trim();
   } catch {
     return "?";
   }

@@ -58,7 +58,9 @@ export class SaveSettle<R extends { text: string | undefined }> {
   readonly #removingLog: RateLimitedLog;
   readonly #droppingLog: RateLimitedLog;
   readonly #writerLog: RateLimitedLog;
-  readonly #findWriters: (path: string) => FileWriter[];
+  readonly #findWriters: (path: string) => Promise<FileWriter[]>;
+  /** Counts the waits started and cancelled, so that a scan for writers that ends after its wait was replaced does nothing. */
+  #generation = 0;
   readonly #read: () => R;
   readonly #apply: (read: R) => void;
   #timer: Timer | undefined;
@@ -69,7 +71,7 @@ export class SaveSettle<R extends { text: string | undefined }> {
    *   compared, so the file is not read again in between.
    * @param findWriters finds the other processes that have the file open for writing.
    */
-  constructor(path: string, log: Logger, read: () => R, apply: (read: R) => void, findWriters: (path: string) => FileWriter[] = findFileWriters) {
+  constructor(path: string, log: Logger, read: () => R, apply: (read: R) => void, findWriters: (path: string) => Promise<FileWriter[]> = findFileWriters) {
     this.#path = path;
     this.#emptyingLog = new RateLimitedLog(log, "info", WAIT_LOG_INTERVAL_MS);
     this.#removingLog = new RateLimitedLog(log, "info", WAIT_LOG_INTERVAL_MS);
@@ -102,14 +104,19 @@ export class SaveSettle<R extends { text: string | undefined }> {
 
   /** Applies the save `text` once the file still reads the same SETTLE_MS later and no other process has it open for writing. */
   #wait(text: string | undefined): void {
-    this.#timer = setTimeout(() => {
+    const generation = this.#generation;
+    this.#timer = setTimeout(async () => {
       this.#timer = undefined;
       // A changed file has its own file event, which reads it.
-      const read = this.#read();
-      if (read.text !== text) {
+      if (this.#read().text !== text) {
         return;
       }
-      const writers = this.#findWriters(this.#path);
+      const writers = await this.#findWriters(this.#path);
+      // The file is read again after the scan, which may take a while on a busy node.
+      const read = this.#read();
+      if (generation !== this.#generation || read.text !== text) {
+        return;
+      }
       if (writers.length > 0) {
         this.#writerLog.log("config file is still open for writing; waiting until it is closed before applying it, or send SIGHUP to apply it now", {
           file: this.#path,
@@ -128,5 +135,6 @@ export class SaveSettle<R extends { text: string | undefined }> {
   cancel(): void {
     clearTimeout(this.#timer);
     this.#timer = undefined;
+    this.#generation++;
   }
 }
