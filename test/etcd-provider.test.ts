@@ -237,6 +237,11 @@ test("EtcdProvider reads the prefix again after compaction", async () => {
   await waitFor("the set after relisting", () => latest(sets) === "a=10.0.0.1:443,b=10.0.0.22:443");
   expect(count(logs, "watch revision compacted; reading the prefix again")).toBe(1);
   expect(count(logs, "read etcd prefix")).toBe(2);
+  // The compacted revision is still the one the first range returned, but that range was not
+  // just read, so the prefix is read again at once rather than after a back-off.
+  const afterCompaction = logs.slice(logs.findIndex((line) => line.includes("watch revision compacted")));
+  expect(afterCompaction.findIndex((line) => line.includes("read etcd prefix"))).toBeGreaterThan(0);
+  expect(afterCompaction.filter((line) => line.includes("etcd range or watch failed"))).toEqual([]);
 });
 
 test("EtcdProvider reopens a silent watch", async () => {

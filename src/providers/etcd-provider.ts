@@ -78,8 +78,6 @@ export class EtcdProvider implements Provider {
   /** The last valid backend of each key, used while the key's value is invalid. */
   readonly #lastValid = new Map<string, Backend>();
   #revision: number | undefined;
-  /** Revision of the last range; a watch from it that is compacted at once waits for the back-off. */
-  #rangedRevision: number | undefined;
   /** Cluster id of the last range, or empty when etcd sent none. */
   #clusterId = "";
   #abort = new AbortController();
@@ -142,14 +140,14 @@ export class EtcdProvider implements Provider {
           this.#revision = undefined;
         }
         if (error instanceof EtcdCompactedError) {
-          const fromFreshRange = this.#revision === this.#rangedRevision;
           this.#log.info("watch revision compacted; reading the prefix again", { revision: this.#revision, err: error });
           this.#revision = undefined;
-          if (!fromFreshRange) {
-            // The watch fell behind etcd's history: read the prefix again, at once.
+          if (!ranged) {
+            // The watch fell behind etcd's history, even when the prefix did not change since
+            // an earlier range, so read the prefix again at once.
             continue;
           }
-          // Compaction of the revision a range has just returned would repeat at once, so it waits for the back-off.
+          // Compaction of the revision that this attempt's range has just returned would repeat at once, so it waits for the back-off.
         }
         if (error instanceof EtcdHistoryChangedError) {
           this.#log.warn("etcd history changed, as after etcd was replaced or restored; reading the whole prefix again", {
@@ -185,7 +183,6 @@ export class EtcdProvider implements Provider {
     this.#log.debug("read etcd prefix", { keys: result.kvs.length, revision: result.revision });
     this.#publish(publish, result.revision);
     this.#revision = result.revision;
-    this.#rangedRevision = result.revision;
     this.#clusterId = result.clusterId;
   }
 
