@@ -191,6 +191,9 @@ test("EtcdProvider never publishes an empty set", async () => {
   await put(`${prefix}again`, "10.0.0.2:443");
   await waitFor("again added", () => latest(sets).includes("again"));
   expect(latest(sets)).toBe("again=10.0.0.2:443");
+  const cleared = logs.filter((line) => line.includes("INFO  usable backends listed again; the backend set is no longer stale"));
+  expect(cleared.length).toBe(1);
+  expect(cleared[0]).toContain("staleForMs=");
 });
 
 test("EtcdProvider resumes its watch from the last revision", async () => {

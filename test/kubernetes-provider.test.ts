@@ -240,6 +240,9 @@ test("KubernetesProvider keeps the set on an empty answer", async () => {
   mock.apply(twoApiServers);
   await waitFor("the stale mark to clear", () => !provider.health.stale);
   expect(sets.length).toBe(1);
+  const cleared = logs.filter((line) => line.includes("INFO  usable backends listed again; the backend set is no longer stale"));
+  expect(cleared.length).toBe(1);
+  expect(cleared[0]).toContain("staleForMs=");
 });
 
 test("KubernetesProvider publishes nothing for an empty first list", async () => {
