@@ -7,6 +7,7 @@ import { backendId, DnsProvider, type DnsProviderOptions } from "../src/provider
 import { TestClient } from "./support/backends.ts";
 import { BalancerScenario } from "./support/balancer-scenario.ts";
 import { Dnsmasq, dnsmasqInstalled } from "./support/dnsmasq.ts";
+import { FakeClock } from "./support/fake-clock.ts";
 import { waitFor } from "./support/wait.ts";
 
 const cleanup: (() => void | Promise<unknown>)[] = [];
@@ -209,6 +210,69 @@ dnsTest("DnsProvider resolves SRV records", async () => {
     [`api-1.cluster.test:${port}@127.0.0.2=127.0.0.2:${port}`, `api-2.cluster.test:${port}@127.0.0.3=127.0.0.3:${port}`].join(","),
   );
   await connectEachHost(scenario, ["127.0.0.2", "127.0.0.3"]);
+});
+
+dnsTest("DnsProvider keeps an SRV target that stops resolving", async () => {
+  const port = startSharedPortBackends(["127.0.0.2", "127.0.0.3"]);
+  const srv = [`_api._tcp.cluster.test,api-1.cluster.test,${port}`, `_api._tcp.cluster.test,api-2.cluster.test,${port}`];
+  const dns = await startDns([`127.0.0.2 api-1.cluster.test`, `127.0.0.3 api-2.cluster.test`], srv);
+  const clock = new FakeClock();
+  const { scenario, provider } = await startScenario({ name: "_api._tcp.cluster.test", srv: true, servers: [dns.server], intervalMs: 60_000, holdMs: 30_000, clock });
+  const bothTargets = [`api-1.cluster.test:${port}@127.0.0.2=127.0.0.2:${port}`, `api-2.cluster.test:${port}@127.0.0.3=127.0.0.3:${port}`].join(",");
+  await waitFor("SRV answer", () => scenario.server.set.size === 2);
+  const clients = await connectEachHost(scenario, ["127.0.0.2", "127.0.0.3"]);
+
+  // api-2.cluster.test is now NXDOMAIN, while the SRV answer still lists it.
+  await dns.setHosts([`127.0.0.2 api-1.cluster.test`]);
+  expect(await provider.lookupOnce()).toBe(true);
+  clock.advance(20_000);
+  expect(await provider.lookupOnce()).toBe(true);
+
+  expect(scenario.running).toBe(bothTargets);
+  await BalancerScenario.echo(clients.get("127.0.0.3")!, "kept while the target does not resolve");
+  const warnings = scenario.log.withMessage("SRV target does not resolve; keeping its last addresses");
+  expect(warnings.length).toBe(1);
+  expect(warnings[0]!.target).toBe(`api-2.cluster.test:${port}`);
+  expect(warnings[0]!.err).toBe("the name api-2.cluster.test does not exist (NXDOMAIN)");
+  expect(warnings[0]!.keptTargets).toBe(`127.0.0.3:${port}`);
+  expect(warnings[0]!.holdMs).toBe(30_000);
+
+  // Past the hold, the kept addresses expire.
+  clock.advance(10_000);
+  expect(await provider.lookupOnce()).toBe(true);
+
+  expect(scenario.running).toBe(`api-1.cluster.test:${port}@127.0.0.2=127.0.0.2:${port}`);
+  await waitFor("client of api-2 to close", () => clients.get("127.0.0.3")!.closed);
+  const expired = scenario.log.withMessage("SRV target still does not resolve after the hold; removing its backends");
+  expect(expired.length).toBe(1);
+  expect(expired[0]!.target).toBe(`api-2.cluster.test:${port}`);
+  expect(expired[0]!.failedLookups).toBe(3);
+
+  await dns.setHosts([`127.0.0.2 api-1.cluster.test`, `127.0.0.3 api-2.cluster.test`]);
+  expect(await provider.lookupOnce()).toBe(true);
+
+  expect(scenario.running).toBe(bothTargets);
+  const recovered = scenario.log.withMessage("SRV target resolves again");
+  expect(recovered.length).toBe(1);
+  expect(recovered[0]!.target).toBe(`api-2.cluster.test:${port}`);
+  expect(recovered[0]!.failedLookups).toBe(3);
+  expect(provider.failures).toBe(0);
+});
+
+dnsTest("DnsProvider names an SRV target that never resolved", async () => {
+  const port = startSharedPortBackends(["127.0.0.2"]);
+  const srv = [`_api._tcp.cluster.test,api-1.cluster.test,${port}`, `_api._tcp.cluster.test,nowhere.cluster.test,${port}`];
+  const dns = await startDns([`127.0.0.2 api-1.cluster.test`], srv);
+  const { scenario, provider } = await startScenario({ name: "_api._tcp.cluster.test", srv: true, servers: [dns.server], intervalMs: 60_000 });
+  await waitFor("SRV answer", () => scenario.server.set.size === 1);
+
+  expect(await provider.lookupOnce()).toBe(true);
+
+  expect(scenario.running).toBe(`api-1.cluster.test:${port}@127.0.0.2=127.0.0.2:${port}`);
+  const warnings = scenario.log.withMessage("SRV target does not resolve; it has no backends");
+  expect(warnings.length).toBe(1);
+  expect(warnings[0]!.target).toBe(`nowhere.cluster.test:${port}`);
+  expect(warnings[0]!.err).toBe("the name nowhere.cluster.test does not exist (NXDOMAIN)");
 });
 
 dnsTest("DnsProvider turns AAAA answers into IPv6 targets", async () => {

@@ -146,6 +146,37 @@ test("EtcdProvider skips invalid keys and values", async () => {
   expect(count(logs, "skipping an etcd key that is not a valid backend")).toBe(3);
 });
 
+test("EtcdProvider keeps the last valid target of a key", async () => {
+  const prefix = freshPrefix();
+  await put(`${prefix}good`, "10.0.0.1:443");
+  await put(`${prefix}other`, "10.0.0.2:443");
+  const { sets, logs } = startProvider(prefix, [endpoint]);
+  await waitFor("the first set", () => sets.length > 0);
+
+  // A typo, ';' for ':', makes the value an invalid target.
+  await put(`${prefix}good`, "10.0.0.1;443");
+  await waitFor("the invalid value warning", () => count(logs, "etcd key has an invalid target; keeping its last valid target") === 1);
+  await put(`${prefix}third`, "10.0.0.3:443");
+  await waitFor("third added", () => latest(sets).includes("third"));
+
+  expect(latest(sets)).toBe("good=10.0.0.1:443,other=10.0.0.2:443,third=10.0.0.3:443");
+  const warning = logs.find((line) => line.includes("keeping its last valid target"))!;
+  expect(warning).toContain(`key=${prefix}good`);
+  expect(warning).toContain("target=10.0.0.1:443");
+  expect(warning).toContain('invalid address \\"10.0.0.1;443\\"');
+
+  await put(`${prefix}good`, "10.0.0.11:443");
+  await waitFor("good retargeted", () => latest(sets).includes("10.0.0.11"));
+  expect(latest(sets)).toBe("good=10.0.0.11:443,other=10.0.0.2:443,third=10.0.0.3:443");
+
+  // A deleted key leaves the set even while its last value was invalid.
+  await put(`${prefix}good`, "not an address");
+  await waitFor("the second invalid value warning", () => count(logs, "etcd key has an invalid target; keeping its last valid target") === 2);
+  await del(`${prefix}good`);
+  await waitFor("good removed", () => !latest(sets).includes("good"));
+  expect(latest(sets)).toBe("other=10.0.0.2:443,third=10.0.0.3:443");
+});
+
 test("EtcdProvider never publishes an empty set", async () => {
   const prefix = freshPrefix();
   await put(`${prefix}only`, "10.0.0.1:443");
@@ -160,6 +191,9 @@ test("EtcdProvider never publishes an empty set", async () => {
   await put(`${prefix}again`, "10.0.0.2:443");
   await waitFor("again added", () => latest(sets).includes("again"));
   expect(latest(sets)).toBe("again=10.0.0.2:443");
+  const cleared = logs.filter((line) => line.includes("INFO  usable backends listed again; the backend set is no longer stale"));
+  expect(cleared.length).toBe(1);
+  expect(cleared[0]).toContain("staleForMs=");
 });
 
 test("EtcdProvider resumes its watch from the last revision", async () => {
@@ -206,6 +240,11 @@ test("EtcdProvider reads the prefix again after compaction", async () => {
   await waitFor("the set after relisting", () => latest(sets) === "a=10.0.0.1:443,b=10.0.0.22:443");
   expect(count(logs, "watch revision compacted; reading the prefix again")).toBe(1);
   expect(count(logs, "read etcd prefix")).toBe(2);
+  // The compacted revision is still the one the first range returned, but that range was not
+  // just read, so the prefix is read again at once rather than after a back-off.
+  const afterCompaction = logs.slice(logs.findIndex((line) => line.includes("watch revision compacted")));
+  expect(afterCompaction.findIndex((line) => line.includes("read etcd prefix"))).toBeGreaterThan(0);
+  expect(afterCompaction.filter((line) => line.includes("etcd range or watch failed"))).toEqual([]);
 });
 
 test("EtcdProvider reopens a silent watch", async () => {

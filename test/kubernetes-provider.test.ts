@@ -240,6 +240,9 @@ test("KubernetesProvider keeps the set on an empty answer", async () => {
   mock.apply(twoApiServers);
   await waitFor("the stale mark to clear", () => !provider.health.stale);
   expect(sets.length).toBe(1);
+  const cleared = logs.filter((line) => line.includes("INFO  usable backends listed again; the backend set is no longer stale"));
+  expect(cleared.length).toBe(1);
+  expect(cleared[0]).toContain("staleForMs=");
 });
 
 test("KubernetesProvider publishes nothing for an empty first list", async () => {
@@ -436,6 +439,50 @@ test("KubernetesProvider reaches the API through a Unix listener", async () => {
   await waitFor("the first set", () => sets.length > 0);
   expect(latest(sets)).toBe("kubernetes:10.0.0.11=10.0.0.11:6443,kubernetes:10.0.0.12=10.0.0.12:6443");
   expect(server.stats.accepted).toBeGreaterThanOrEqual(1);
+});
+
+test("KubernetesProvider rewatches when its API server leaves", async () => {
+  // The provider's requests go through a tinylb server fed by the provider's own sets, as with
+  // viaListener. API server 127.0.0.1 is the mock itself, and 127.0.0.2 is a second tinylb
+  // server in front of the mock, so both addresses reach the same API.
+  const mock = await startMock();
+  const hop = new Server({ listen: [{ kind: "tcp", host: "127.0.0.2", port: 0 }] });
+  hop.applySet(new BackendSet([createBackend("mock", `127.0.0.1:${mock.port}`)]));
+  await hop.start();
+  cleanup.push(() => hop.shutdown(0));
+  const hopAddress = hop.listeners[0]!.address;
+  const first: TestSlice = { name: "kubernetes-first", endpoints: [{ addresses: ["127.0.0.1"] }], ports: [{ name: "https", port: mock.port }] };
+  const second: TestSlice = {
+    name: "kubernetes-second",
+    endpoints: [{ addresses: ["127.0.0.2"] }],
+    ports: [{ name: "https", port: hopAddress.kind === "tcp" ? hopAddress.port : 0 }],
+  };
+  mock.apply(first);
+  const relay = await startRelay(mock);
+  const logs: string[] = [];
+  const provider = new KubernetesProvider({
+    access: tokenAccess(mock),
+    route: () => ({ url: relay.url }),
+    logger: new Logger({ level: "debug", sink: (line) => logs.push(line) }),
+    backoff: { initialMs: 5000, maxMs: 10_000 },
+    stableWatchMs: 500,
+  });
+  provider.start((set) => relay.server.applySet(set));
+  cleanup.push(() => provider.stop());
+  await waitFor("the watch through 127.0.0.1", () => mock.openWatches === 1 && relay.server.set.describe() === `kubernetes:127.0.0.1=127.0.0.1:${mock.port}`);
+  mock.apply(second);
+  await waitFor("127.0.0.2 added", () => relay.server.set.size === 2);
+
+  // The API server the watch goes through leaves the set, so the relay closes the watch's connection.
+  mock.delete(first.name);
+
+  await waitFor("the watch through 127.0.0.2", () => mock.openWatches === 1 && hop.activeCount === 1);
+  expect(count(logs, "Kubernetes list or watch failed")).toBe(0);
+  expect(provider.health.failures).toBe(0);
+  expect(provider.health.failing).toBe(false);
+  const retries = logs.filter((line) => line.includes("INFO  Kubernetes request broke after its API server left the backend set"));
+  expect(retries.length).toBe(1);
+  expect(retries[0]).toContain(`removed=127.0.0.1:${mock.port}`);
 });
 
 /** Starts an in-process tinylb server in front of the mock, for tests that cut connections. */

@@ -4,12 +4,14 @@ import { isIP } from "node:net";
 import { formatAddress } from "../address.ts";
 import { type Backend, BackendError, createBackend, MAX_ID_LENGTH } from "../backend.ts";
 import { BackendSet } from "../backend-set.ts";
+import { type Clock, systemClock } from "../clock.ts";
 import { type Logger, silentLogger } from "../logger.ts";
 import { DnsQueryError, isNoRecords, unansweredLookupFix } from "./dns-errors.ts";
 import { NewCauses } from "./failure-streak.ts";
 import type { Provider, PublishBackendSet } from "./provider.ts";
 import { ProviderHealth } from "./provider-health.ts";
 import { MAX_PROVIDER_BACKENDS } from "./set-publisher.ts";
+import { SRV_TARGET_HOLD_MS, SrvTargetHold } from "./srv-target-hold.ts";
 
 /** Settings of a DNS provider. */
 export interface DnsProviderOptions {
@@ -44,10 +46,24 @@ export interface DnsProviderOptions {
   logger?: Logger;
   /** Largest set published. A response with more addresses fails the lookup. @default MAX_PROVIDER_BACKENDS (10,000) */
   maxBackends?: number;
+  /**
+   * Milliseconds an SRV target whose name stops resolving keeps its last addresses, counted
+   * from the first lookup in which it did not resolve.
+   * @default SRV_TARGET_HOLD_MS (30 s)
+   */
+  holdMs?: number;
+  /** Time source of the SRV target hold. @default systemClock */
+  clock?: Clock;
 }
 
-/** The outcome of one A or AAAA query: the addresses, or the error of a failed query. */
-type FamilyAnswer = { type: "A" | "AAAA"; addresses: string[]; error?: DnsQueryError };
+/**
+ * The outcome of one A or AAAA query: the addresses, the error of a failed query, or the
+ * resolver's code for an answer without records (`ENOTFOUND` for NXDOMAIN, `ENODATA`).
+ */
+type FamilyAnswer = { type: "A" | "AAAA"; addresses: string[]; error?: DnsQueryError; noRecordsCode?: string };
+
+/** The addresses of a host name, and when it has none, the reason as a sentence. */
+type HostAddresses = { addresses: string[]; missing?: string };
 
 /**
  * Backends from DNS, re-resolved on an interval. Every A and AAAA address of a name (or of
@@ -62,12 +78,15 @@ type FamilyAnswer = { type: "A" | "AAAA"; addresses: string[]; error?: DnsQueryE
  * A and AAAA are queried separately. When one of them fails while the other returns
  * addresses, those addresses are used, and the failing query is warned about once until it
  * answers again. The lookup fails only when no query returned an address and one failed.
+ *
+ * An SRV target whose name has no valid address while the SRV answer still lists it keeps
+ * its last addresses for `holdMs` (see {@link SrvTargetHold}).
  */
 export class DnsProvider implements Provider {
   readonly name: string;
   /** The last lookup's result and the count of failed ones, for status and /metrics. */
   readonly health = new ProviderHealth();
-  readonly #options: Required<Omit<DnsProviderOptions, "port" | "servers">> & Pick<DnsProviderOptions, "port" | "servers">;
+  readonly #options: Required<Omit<DnsProviderOptions, "port" | "servers" | "holdMs" | "clock">> & Pick<DnsProviderOptions, "port" | "servers">;
   /** Resolver of the current lookup; each lookup gets a new one, so no answer is cached between lookups. */
   #resolver: Resolver;
   readonly #log: Logger;
@@ -82,6 +101,7 @@ export class DnsProvider implements Provider {
   #answered = false;
   /** Queries (`type name`) that failed while another record type of the name returned addresses. */
   readonly #failingQueries = new Set<string>();
+  readonly #targetHold: SrvTargetHold;
 
   /** Lookups that failed or returned no address. */
   get failures(): number {
@@ -98,6 +118,7 @@ export class DnsProvider implements Provider {
     // Creating the first resolver here checks the server addresses at construction.
     this.#resolver = this.#newResolver();
     this.#log = this.#options.logger.with({ component: "dns-provider", provider: this.name });
+    this.#targetHold = new SrvTargetHold(this.#log, options.clock ?? systemClock, options.holdMs ?? SRV_TARGET_HOLD_MS);
   }
 
   /** Starts the first lookup without waiting for it, so a slow resolver does not hold up start-up. */
@@ -192,32 +213,60 @@ export class DnsProvider implements Provider {
       throw new DnsQueryError("SRV", this.#options.name, error);
     }
     // NOTE: SRV priority and weight are ignored; every record is a backend in the rotation.
-    const groups = await Promise.all(records.map((record) => this.#resolveHost(record.name, record.port, `${record.name}:${record.port}`)));
+    const groups = await Promise.all(records.map((record) => this.#resolveTarget(record.name, record.port)));
+    this.#targetHold.retain(new Set(records.map((record) => `${record.name}:${record.port}`)));
 
     return groups.flat();
   }
 
   /**
-   * Resolves A and AAAA of `host`. "No records of this type" is an empty list. A failed
+   * Resolves one SRV target. A target without a valid address keeps its last backends for the hold.
+   *
+   * @throws {DnsQueryError} when a query failed and no query returned an address.
+   */
+  async #resolveTarget(host: string, port: number): Promise<Backend[]> {
+    const target = `${host}:${port}`;
+    const { addresses, missing } = await this.#addressesOf(host);
+    const backends = addresses.flatMap((ip) => this.#backendOf(host, target, ip, port));
+    if (backends.length > 0) {
+      return this.#targetHold.resolved(target, backends);
+    }
+
+    return this.#targetHold.unresolved(target, missing ?? `the name ${host} has no valid address`);
+  }
+
+  /** @throws {DnsQueryError} when a query failed and no query returned an address. */
+  async #resolveHost(host: string, port: number, idPrefix: string): Promise<Backend[]> {
+    const { addresses } = await this.#addressesOf(host);
+
+    return addresses.flatMap((ip) => this.#backendOf(host, idPrefix, ip, port));
+  }
+
+  /**
+   * Queries A and AAAA of `host`. "No records of this type" is an empty list. A failed
    * query is skipped while the other type returns addresses.
    *
    * @throws {DnsQueryError} when a query failed and no query returned an address.
    */
-  async #resolveHost(host: string, port: number, idPrefix: string): Promise<Backend[]> {
-    let addresses: string[];
+  async #addressesOf(host: string): Promise<HostAddresses> {
     if (isIP(host) !== 0) {
-      addresses = [host];
-    } else {
-      const answers = await Promise.all([this.#query(host, "A"), this.#query(host, "AAAA")]);
-      addresses = answers.flatMap((answer) => answer.addresses);
-      const errors = answers.flatMap((answer) => (answer.error === undefined ? [] : [answer.error]));
-      if (addresses.length === 0 && errors.length > 0) {
-        throw errors.length === 1 ? errors[0]! : new Error(errors.map((error) => error.message).join(", and "));
-      }
-      this.#noteFailingQueries(host, answers);
+      return { addresses: [host] };
     }
 
-    return addresses.flatMap((ip) => this.#backendOf(host, idPrefix, ip, port));
+    const answers = await Promise.all([this.#query(host, "A"), this.#query(host, "AAAA")]);
+    const addresses = answers.flatMap((answer) => answer.addresses);
+    const errors = answers.flatMap((answer) => (answer.error === undefined ? [] : [answer.error]));
+    if (addresses.length === 0 && errors.length > 0) {
+      throw errors.length === 1 ? errors[0]! : new Error(errors.map((error) => error.message).join(", and "));
+    }
+    this.#noteFailingQueries(host, answers);
+    if (addresses.length > 0) {
+      return { addresses };
+    }
+
+    const noSuchName = answers.every((answer) => answer.noRecordsCode === "ENOTFOUND");
+
+    return { addresses, missing: noSuchName ? `the name ${host} does not exist (NXDOMAIN)` : `the name ${host} has no A or AAAA record` };
   }
 
   /** Returns the backend of one address as a list, or an empty list, after a warning logged once, for an invalid target such as 0.0.0.0. */
@@ -244,7 +293,7 @@ export class DnsProvider implements Provider {
       return { type, addresses };
     } catch (error) {
       if (isNoRecords(error)) {
-        return { type, addresses: [] };
+        return { type, addresses: [], noRecordsCode: (error as { code: string }).code };
       }
 
       return { type, addresses: [], error: new DnsQueryError(type, host, error) };

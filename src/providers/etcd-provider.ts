@@ -60,7 +60,8 @@ const DEFAULT_WATCH_IDLE_TIMEOUT_MS = 11 * 60_000;
  * again. It never publishes an empty set: an error, or a prefix with no valid entry, keeps
  * the last set.
  * Keys whose rest is not a valid id, or whose value is not a valid target, are skipped
- * and logged once.
+ * and logged once. A key whose value turns invalid keeps its last valid target until the
+ * value is valid again or the key is deleted, so a typo does not close its connections.
  */
 export class EtcdProvider implements Provider {
   readonly name: string;
@@ -74,9 +75,9 @@ export class EtcdProvider implements Provider {
   readonly #entries = new Map<string, string>();
   /** Entries already logged as invalid, as `key=value`, so each is logged once. */
   readonly #invalidEntries = new Set<string>();
+  /** The last valid backend of each key, used while the key's value is invalid. */
+  readonly #lastValid = new Map<string, Backend>();
   #revision: number | undefined;
-  /** Revision of the last range; a watch from it that is compacted at once waits for the back-off. */
-  #rangedRevision: number | undefined;
   /** Cluster id of the last range, or empty when etcd sent none. */
   #clusterId = "";
   #abort = new AbortController();
@@ -139,14 +140,14 @@ export class EtcdProvider implements Provider {
           this.#revision = undefined;
         }
         if (error instanceof EtcdCompactedError) {
-          const fromFreshRange = this.#revision === this.#rangedRevision;
           this.#log.info("watch revision compacted; reading the prefix again", { revision: this.#revision, err: error });
           this.#revision = undefined;
-          if (!fromFreshRange) {
-            // The watch fell behind etcd's history: read the prefix again, at once.
+          if (!ranged) {
+            // The watch fell behind etcd's history, even when the prefix did not change since
+            // an earlier range, so read the prefix again at once.
             continue;
           }
-          // Compaction of the revision a range has just returned would repeat at once, so it waits for the back-off.
+          // Compaction of the revision that this attempt's range has just returned would repeat at once, so it waits for the back-off.
         }
         if (error instanceof EtcdHistoryChangedError) {
           this.#log.warn("etcd history changed, as after etcd was replaced or restored; reading the whole prefix again", {
@@ -182,7 +183,6 @@ export class EtcdProvider implements Provider {
     this.#log.debug("read etcd prefix", { keys: result.kvs.length, revision: result.revision });
     this.#publish(publish, result.revision);
     this.#revision = result.revision;
-    this.#rangedRevision = result.revision;
     this.#clusterId = result.clusterId;
   }
 
@@ -268,22 +268,47 @@ export class EtcdProvider implements Provider {
   }
 
   #backends(): Backend[] {
+    // A deleted key takes its last valid target with it.
+    for (const key of this.#lastValid.keys()) {
+      if (!this.#entries.has(key)) {
+        this.#lastValid.delete(key);
+      }
+    }
+
     const backends: Backend[] = [];
     for (const [key, value] of this.#entries) {
-      try {
-        backends.push(createBackend(key.slice(this.options.prefix.length), value.trim()));
-      } catch (error) {
-        if (!(error instanceof BackendError)) {
-          throw error;
-        }
-        const entry = `${key}=${value}`;
-        if (!this.#invalidEntries.has(entry)) {
-          this.#invalidEntries.add(entry);
-          this.#log.warn("skipping an etcd key that is not a valid backend", { key, err: error });
-        }
+      const backend = this.#backendOf(key, value);
+      if (backend !== undefined) {
+        backends.push(backend);
       }
     }
 
     return backends;
+  }
+
+  /** Returns the backend of one key, or for an invalid value the key's last valid backend, if any. */
+  #backendOf(key: string, value: string): Backend | undefined {
+    try {
+      const backend = createBackend(key.slice(this.options.prefix.length), value.trim());
+      this.#lastValid.set(key, backend);
+
+      return backend;
+    } catch (error) {
+      if (!(error instanceof BackendError)) {
+        throw error;
+      }
+      const lastValid = this.#lastValid.get(key);
+      const entry = `${key}=${value}`;
+      if (!this.#invalidEntries.has(entry)) {
+        this.#invalidEntries.add(entry);
+        if (lastValid === undefined) {
+          this.#log.warn("skipping an etcd key that is not a valid backend", { key, err: error });
+        } else {
+          this.#log.warn("etcd key has an invalid target; keeping its last valid target", { key, target: lastValid.target, err: error });
+        }
+      }
+
+      return lastValid;
+    }
   }
 }

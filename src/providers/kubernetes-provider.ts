@@ -7,6 +7,7 @@ import type { KubernetesAccess } from "./kubernetes-access.ts";
 import { type ApiRoute, type EndpointSlice, EndpointSliceClient, type EndpointSliceEvent, KubernetesApiError } from "./kubernetes-watch.ts";
 import type { Provider, PublishBackendSet } from "./provider.ts";
 import { type BackoffOptions, ReconnectBackoff, sleepUnlessAborted } from "./reconnect-backoff.ts";
+import { RemovedTargets } from "./removed-targets.ts";
 import { SetPublisher, TooManyBackendsError } from "./set-publisher.ts";
 import { STABLE_WATCH_MS, WatchSuccess } from "./watch-success.ts";
 
@@ -94,6 +95,7 @@ export class KubernetesProvider implements Provider {
   #listedVersion: string | undefined;
   /** Addresses already logged as invalid, so each is logged once. */
   readonly #invalidAddresses = new Set<string>();
+  readonly #removedTargets = new RemovedTargets();
 
   constructor(options: KubernetesProviderOptions) {
     this.#options = options;
@@ -143,6 +145,9 @@ export class KubernetesProvider implements Provider {
       } catch (error) {
         if (signal.aborted) {
           break;
+        }
+        if (this.#closedByRemoval(error)) {
+          continue;
         }
         if (error instanceof TooManyBackendsError) {
           // The kept slices hold the excess, so the next attempt lists again rather than watch from here.
@@ -234,7 +239,34 @@ export class KubernetesProvider implements Provider {
   }
 
   #publish(publish: PublishBackendSet): void {
-    this.#publisher.offer(new BackendSet(this.#backendsFromSlices()), publish, { slices: this.#slices.size });
+    const backends = this.#backendsFromSlices();
+    this.#publisher.offer(new BackendSet(backends), publish, { slices: this.#slices.size });
+    // An empty set is not published, so it removes nothing.
+    if (backends.length > 0) {
+      this.#removedTargets.note(backends);
+    }
+  }
+
+  /**
+   * Returns true, after an info line, when a request broke just after this provider removed
+   * targets, so the request most likely went through one of them and tinylb closed it.
+   * Such a break is no failure, and the caller retries at once. It applies once per removal,
+   * so a second break in a row is a failure as usual.
+   */
+  #closedByRemoval(error: unknown): boolean {
+    const removed = this.#removedTargets.takeRecent();
+    if (removed === undefined || this.#options.route === undefined || error instanceof KubernetesApiError || error instanceof TooManyBackendsError) {
+      return false;
+    }
+
+    // NOTE: the provider cannot see which API server a request went through, so a break for
+    // another reason within the window is taken for this case too. It costs one early retry.
+    this.#log.info("Kubernetes request broke after its API server left the backend set, which closes its connections; retrying at once", {
+      removed: removed.join(","),
+      err: error,
+    });
+
+    return true;
   }
 
   /** Turns the known slices into backends, in slice name order; the first slice wins a repeated address. */

@@ -18,12 +18,14 @@ export class TooManyBackendsError extends Error {
  * Guards what a watching provider publishes: a set that did not change is not published
  * again, and an empty set is never published, so a source that lists no usable backend
  * leaves the last set in place. Only the first empty result of a run is logged, and
- * `health` shows the kept set until a result with backends arrives. A set larger than
+ * `health` shows the kept set until a result with backends arrives, which is logged at info
+ * with how long the run lasted. A set larger than
  * `maxBackends` is rejected with an error, which the provider handles as a failed fetch.
  */
 export class SetPublisher {
   #published: BackendSet | undefined;
-  #emptyWarned = false;
+  /** Clock time (milliseconds since the epoch) of the first empty result of the current run, or undefined. */
+  #emptySinceMs: number | undefined;
 
   /**
    * @param log the provider's logger.
@@ -40,25 +42,34 @@ export class SetPublisher {
   ) {}
 
   /**
-   * Publishes `set` unless it is empty or equal to the last set published; `fields` go on the empty warning.
+   * Publishes `set` unless it is empty or equal to the last set published. `fields` go on the
+   * empty warning and the line that ends it, and `now` is the clock time in milliseconds since the epoch.
    *
    * @throws {TooManyBackendsError} when `set` has more than `maxBackends` backends; nothing is published.
    */
-  offer(set: BackendSet, publish: PublishBackendSet, fields: LogFields = {}): void {
+  offer(set: BackendSet, publish: PublishBackendSet, fields: LogFields = {}, now = Date.now()): void {
     if (set.size > this.maxBackends) {
       throw new TooManyBackendsError(`the new backend set has ${set.size} backends, more than the limit of ${this.maxBackends}`);
     }
     if (set.size === 0) {
-      this.health?.keptLastSet(this.emptyReason);
-      if (!this.#emptyWarned) {
+      this.health?.keptLastSet(this.emptyReason, now);
+      if (this.#emptySinceMs === undefined) {
         this.log.warn(`${this.emptyReason}; keeping the last backend set`, fields);
-        this.#emptyWarned = true;
+        this.#emptySinceMs = now;
       }
 
       return;
     }
 
-    this.#emptyWarned = false;
+    if (this.#emptySinceMs !== undefined) {
+      this.log.info("usable backends listed again; the backend set is no longer stale", {
+        ...fields,
+        count: set.size,
+        staleReason: this.emptyReason,
+        staleForMs: now - this.#emptySinceMs,
+      });
+      this.#emptySinceMs = undefined;
+    }
     this.health?.listedBackends();
     if (this.#published?.equals(set) === true) {
       return;
