@@ -5,7 +5,8 @@ import { NewCauses } from "./failure-streak.ts";
 
 /**
  * Default of `holdMs`: how long an SRV target that stops resolving keeps its last addresses.
- * It is the default of HAProxy's `hold nx` (HAProxy 2.0 configuration manual, section 5.3.2).
+ * It is the `hold nx` period of the example in HAProxy 2.6's configuration manual (section
+ * 5.3.2, "The resolvers section").
  */
 export const SRV_TARGET_HOLD_MS = 30_000;
 
