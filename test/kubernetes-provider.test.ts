@@ -201,6 +201,27 @@ test("KubernetesProvider lists again after HTTP 410", async () => {
   expect(mock.requestsOf("list").length).toBeGreaterThanOrEqual(2);
 });
 
+test("KubernetesProvider lists again at once for an old list", async () => {
+  const mock = await startMock();
+  mock.apply(twoApiServers);
+  const { sets, logs } = startProvider(tokenAccess(mock));
+  await waitFor("the watch", () => mock.openWatches === 1);
+
+  // The slices stay as listed while the API server's history moves on and expires, so the next
+  // watch, from the listed version, gets 410 although the list was not just made. The watch
+  // lasts longer than stableWatchMs first, so its end is not a failure of its own.
+  await Bun.sleep(600);
+  mock.advance(50);
+  mock.expireHistory();
+  mock.endWatches();
+
+  await waitFor("the second list", () => mock.requestsOf("list").length === 2);
+  await waitFor("the watch after it", () => mock.openWatches === 1);
+  expect(count(logs, "resource version too old; listing EndpointSlices again")).toBe(1);
+  expect(count(logs, "Kubernetes list or watch failed")).toBe(0);
+  expect(sets.length).toBe(1);
+});
+
 test("KubernetesProvider backs off when each watch is Gone", async () => {
   const mock = await startMock();
   mock.apply(twoApiServers);

@@ -91,8 +91,6 @@ export class KubernetesProvider implements Provider {
   readonly #publisher: SetPublisher;
   /** Resource version to watch from; undefined until listed and after 410 Gone. */
   #resourceVersion: string | undefined;
-  /** Resource version the last list returned. */
-  #listedVersion: string | undefined;
   /** Addresses already logged as invalid, so each is logged once. */
   readonly #invalidAddresses = new Set<string>();
   readonly #removedTargets = new RemovedTargets();
@@ -131,9 +129,11 @@ export class KubernetesProvider implements Provider {
     this.#log.info("following EndpointSlices", { source: this.#options.access.source, service: this.#options.service ?? "kubernetes" });
 
     while (!signal.aborted) {
+      let listed = false;
       try {
         if (this.#resourceVersion === undefined) {
           await this.#list(publish, signal);
+          listed = true;
         }
         const startedAt = performance.now();
         const proven = await this.#watch(publish, signal);
@@ -154,14 +154,14 @@ export class KubernetesProvider implements Provider {
           this.#resourceVersion = undefined;
         }
         if (error instanceof KubernetesApiError && error.gone) {
-          const fromFreshList = this.#resourceVersion === this.#listedVersion;
           this.#log.info("resource version too old; listing EndpointSlices again", { resourceVersion: this.#resourceVersion, err: error });
           this.#resourceVersion = undefined;
-          if (!fromFreshList) {
-            // The watch fell behind the API server's event history: list again, at once.
+          if (!listed) {
+            // The watch fell behind the API server's event history, even when the slices did not
+            // change since an earlier list, so list again at once.
             continue;
           }
-          // 410 for the version a list has just returned would repeat at once, so it waits for the backoff.
+          // 410 for the version that this attempt's list has just returned would repeat at once, so it waits for the backoff.
         }
         const delayMs = this.#backoff.nextDelayMs();
         this.#failures.failed("Kubernetes list or watch failed; keeping the last backend set and retrying", {
@@ -184,7 +184,6 @@ export class KubernetesProvider implements Provider {
     this.#log.debug("listed EndpointSlices", { slices: list.slices.length, resourceVersion: list.resourceVersion });
     this.#publish(publish);
     this.#resourceVersion = list.resourceVersion;
-    this.#listedVersion = list.resourceVersion;
   }
 
   /**
