@@ -2,7 +2,7 @@ import { expect, test } from "bun:test";
 import type { Socket } from "bun";
 import { rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { cpuTicks, EchoBackend, echoingClient, echoes, FaultProcess, openDescriptors } from "./support/fault-peers.ts";
+import { cpuTicks, EchoBackend, echoingClient, echoes, FaultProcess, openDescriptors, receivingClient } from "./support/fault-peers.ts";
 import { tempDirectory } from "./support/temp-directory.ts";
 import { waitFor } from "./support/wait.ts";
 
@@ -78,6 +78,21 @@ test.each([
   }
 }, 60_000);
 
+/** Connects echoing clients until one is not served, which means the descriptor guard stopped accepting, and returns the served ones. */
+async function clientsUntilPause(tinylb: FaultProcess, port: number): Promise<Socket<{ received: string }>[]> {
+  const served: Socket<{ received: string }>[] = [];
+  for (let i = 0; i < CLIENTS; i++) {
+    const client = await echoingClient(port, `client ${i}\n`);
+    if (client === undefined) {
+      break;
+    }
+    served.push(client);
+  }
+  await waitFor("the pause line", () => tinylb.countLines("file descriptor limit nearly reached") === 1);
+
+  return served;
+}
+
 test("descriptor exhaustion keeps new clients in the backlog", async () => {
   const backend = new EchoBackend();
   await using tinylb = new FaultProcess(["--listen", "127.0.0.1:0", "--backend", `echo=${backend.target}`], { descriptorLimit: DESCRIPTOR_LIMIT });
@@ -85,28 +100,10 @@ test("descriptor exhaustion keeps new clients in the backlog", async () => {
   let waiting: Socket<{ received: string }> | undefined;
   try {
     const port = await tinylb.port();
-    // Clients until one is not served: the descriptor guard has stopped accepting.
-    for (let i = 0; i < CLIENTS; i++) {
-      const client = await echoingClient(port, `client ${i}\n`);
-      if (client === undefined) {
-        break;
-      }
-      held.push(client);
-    }
-    await waitFor("the pause line", () => tinylb.countLines("file descriptor limit nearly reached") === 1);
+    held.push(...(await clientsUntilPause(tinylb, port)));
 
     // The port is still tinylb's and listening, so the connect completes in the backlog rather than being refused.
-    waiting = await Bun.connect({
-      hostname: "127.0.0.1",
-      port,
-      data: { received: "" },
-      socket: {
-        data: (own, chunk) => {
-          own.data.received += chunk.toString("latin1");
-        },
-        error() {},
-      },
-    });
+    waiting = await receivingClient(port);
     waiting.write("waited\n");
     await Bun.sleep(500);
     expect(waiting.data.received).toBe("");
@@ -147,14 +144,7 @@ test("a failed Unix rebind keeps the held TCP port", async () => {
   let squatter: ReturnType<typeof Bun.listen> | undefined;
   try {
     const port = await tinylb.port();
-    for (let i = 0; i < CLIENTS; i++) {
-      const client = await echoingClient(port, `client ${i}\n`);
-      if (client === undefined) {
-        break;
-      }
-      held.push(client);
-    }
-    await waitFor("the pause line", () => tinylb.countLines("file descriptor limit nearly reached") === 1);
+    held.push(...(await clientsUntilPause(tinylb, port)));
     expect(await tryConnect(port)).toBe("connected");
 
     // Another process takes the Unix path while tinylb's Unix listener is closed, so binding it again fails.

@@ -115,14 +115,20 @@ test("direct Unix client reads early reply", async () => {
   }
 });
 
-test("relay delivers Unix backend early reply", async () => {
+/** Starts a balancer on a loopback TCP port over the rejecting Unix backend, and returns it and its port. */
+async function startOverRejectingBackend(): Promise<{ server: Server; port: number }> {
   const path = startRejectingBackend();
   const server = new Server({ listen: [{ kind: "tcp", host: "127.0.0.1", port: 0 }] });
   server.applySet(new BackendSet([createBackend("unix", `unix:${path}`)]));
   await server.start();
   cleanup.push(() => server.shutdown(0));
   const address = server.listeners[0]!.address;
-  const port = address.kind === "tcp" ? address.port : 0;
+
+  return { server, port: address.kind === "tcp" ? address.port : 0 };
+}
+
+test("relay delivers Unix backend early reply", async () => {
+  const { server, port } = await startOverRejectingBackend();
 
   const outcomes: Outcome[] = [];
   for (let i = 0; i < CLIENTS; i++) {
@@ -178,15 +184,10 @@ interface LateClient {
 
 /** Starts a balancer over the rejecting Unix backend and connects a TCP client that reads the reply and its FIN. */
 async function clientAfterReply(): Promise<{ server: Server; socket: Socket<LateClient> }> {
-  const path = startRejectingBackend();
-  const server = new Server({ listen: [{ kind: "tcp", host: "127.0.0.1", port: 0 }] });
-  server.applySet(new BackendSet([createBackend("unix", `unix:${path}`)]));
-  await server.start();
-  cleanup.push(() => server.shutdown(0));
-  const address = server.listeners[0]!.address;
+  const { server, port } = await startOverRejectingBackend();
   const socket = await Bun.connect<LateClient>({
     hostname: "127.0.0.1",
-    port: address.kind === "tcp" ? address.port : 0,
+    port,
     allowHalfOpen: true,
     data: { received: "", ended: false, closed: false },
     socket: {

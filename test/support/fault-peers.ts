@@ -114,21 +114,26 @@ export class EchoBackend {
   }
 }
 
+/** Connects a client to 127.0.0.1:`port` that collects what it receives in `data.received`; throws when the connect fails. */
+export function receivingClient(port: number): Promise<Socket<{ received: string }>> {
+  return Bun.connect({
+    hostname: "127.0.0.1",
+    port,
+    data: { received: "" },
+    socket: {
+      data: (own, chunk) => {
+        own.data.received += chunk.toString("latin1");
+      },
+      error() {},
+    },
+  });
+}
+
 /** Connects a client and returns it once its line is echoed, or undefined when it is refused or not served within a second. */
 export async function echoingClient(port: number, line: string): Promise<Socket<{ received: string }> | undefined> {
   let socket: Socket<{ received: string }>;
   try {
-    socket = await Bun.connect({
-      hostname: "127.0.0.1",
-      port,
-      data: { received: "" },
-      socket: {
-        data: (own, chunk) => {
-          own.data.received += chunk.toString("latin1");
-        },
-        error() {},
-      },
-    });
+    socket = await receivingClient(port);
   } catch {
     return undefined;
   }
