@@ -1,7 +1,7 @@
 import { type AdminCommandOutput, PROCESS_OUTPUT, requestAdmin, runAdminCommand } from "./admin-client.ts";
 import type { Address } from "./address.ts";
 import type { HealthCondition } from "./backend-health.ts";
-import type { BalancerStatus, RemovedBackendStatus } from "./balancer-status.ts";
+import type { BalancerStatus, ProviderStatus, RemovedBackendStatus } from "./balancer-status.ts";
 import type { CliOptions } from "./cli.ts";
 import { formatDuration } from "./duration.ts";
 import type { ProcessStatus } from "./process-status.ts";
@@ -64,6 +64,19 @@ function describeListener(listener: string, status: BalancerStatus): string {
   const name = inherited.fdName === undefined ? "" : ` "${inherited.fdName}"`;
 
   return `${listener} (socket from the service manager, fd ${inherited.fd}${name})`;
+}
+
+/**
+ * Describes the set a provider serves: its last set, the backends saved in the state file that
+ * it has not confirmed yet, or none. A balancer from before the `published` field sends none,
+ * and its providers read as published.
+ */
+function describeKeptSet(provider: ProviderStatus): string {
+  if (provider.published !== false) {
+    return `keeps its last set of ${provider.backends}`;
+  }
+
+  return provider.backends === 0 ? "has no set yet" : `serves ${provider.backends} saved backend${provider.backends === 1 ? "" : "s"} it has not confirmed yet`;
 }
 
 /**
@@ -133,10 +146,13 @@ export function formatStatus(status: BalancerStatus): string {
   }
   for (const provider of status.providers.filter((entry) => entry.failing === true)) {
     const since = provider.failingForMs === undefined ? "" : ` for ${formatTimeLeft(provider.failingForMs)}`;
-    lines.push(`Provider failing: "${provider.name}" has failed${since} and keeps its last set of ${provider.backends}: ${provider.lastError ?? "unknown error"}`);
+    lines.push(`Provider failing: "${provider.name}" has failed${since} and ${describeKeptSet(provider)}: ${provider.lastError ?? "unknown error"}`);
   }
   for (const provider of status.providers.filter((entry) => entry.stale === true)) {
-    lines.push(`Provider stale: "${provider.name}" keeps its last set of ${provider.backends} since ${provider.staleSince ?? "an unknown time"}: ${provider.staleReason ?? "no usable backend"}`);
+    lines.push(`Provider stale: "${provider.name}" ${describeKeptSet(provider)} since ${provider.staleSince ?? "an unknown time"}: ${provider.staleReason ?? "no usable backend"}`);
+  }
+  for (const provider of status.providers.filter((entry) => entry.published === false && entry.backends > 0 && entry.failing !== true && entry.stale !== true)) {
+    lines.push(`Provider pending: "${provider.name}" ${describeKeptSet(provider)}`);
   }
   for (const conflict of status.conflicts) {
     lines.push(

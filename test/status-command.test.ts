@@ -333,6 +333,23 @@ test("formatStatus puts the process lines first", () => {
   expect(text.split("\n").slice(0, 4)).toEqual(["tinylb 1.2.3 (commit abc123), pid 42, up 5s since 2026-01-02T03:04:05.000Z", "Config file: none", "", "ID  TARGET  PROVIDER  ACTIVE  TOTAL  BYTES TO BACKEND  BYTES TO CLIENT  HEALTH  STATE"]);
 });
 
+test("formatStatus names unconfirmed provider sets", () => {
+  const status = { listeners: [], backends: [], removed: [], conflicts: [], degraded: false, shuttingDown: false };
+  const providers = [
+    { name: "dns:api.test:6443", backends: 0, published: false, failing: true, failingForMs: 8000, lastError: "refused" },
+    { name: "etcd:/tinylb/", backends: 3, published: false },
+    { name: "kubernetes", backends: 2, published: true, failing: true, failingForMs: 2000, lastError: "HTTP 500" },
+    { name: "dns-srv:_api._tcp.test", backends: 2, published: true },
+  ];
+
+  const lines = formatStatus({ ...status, providers }).split("\n");
+
+  expect(lines).toContain('Provider failing: "dns:api.test:6443" has failed for 8s and has no set yet: refused');
+  expect(lines).toContain('Provider pending: "etcd:/tinylb/" serves 3 saved backends it has not confirmed yet');
+  expect(lines).toContain('Provider failing: "kubernetes" has failed for 2s and keeps its last set of 2: HTTP 500');
+  expect(lines.filter((line) => line.includes("dns-srv"))).toEqual([]);
+});
+
 test("formatStatus escapes control characters", () => {
   const process = { version: "1.2.3\u001b]0;PWNED\u0007", commit: "abc123", pid: 42, startedAt: "2026-01-02T03:04:05.000Z", uptimeMs: 5000 };
   const backend = { id: "a\u001b[2J", target: "unix:/tmp/a\u001b[31mX", provider: "api", active: 0, total: 0, bytesToBackend: 0, bytesToClient: 0, dialFailures: 0, health: "healthy", healthy: true, healthCause: "", disabled: false } as const;
