@@ -146,6 +146,16 @@ test("EtcdProvider skips invalid keys and values", async () => {
   expect(count(logs, "skipping an etcd key that is not a valid backend")).toBe(3);
 });
 
+test("EtcdProvider hints at a prefix without a slash", async () => {
+  const prefix = freshPrefix();
+  await put(`${prefix}api-1`, "10.0.0.1:443");
+  // The prefix as a user may write it, without its last slash, gives the id "/api-1".
+  const { logs } = startProvider(prefix.slice(0, -1), [endpoint]);
+
+  await waitFor("the skip warning", () => count(logs, "skipping an etcd key that is not a valid backend") === 1);
+  expect(count(logs, `fix="end the etcd prefix with / (${prefix}), so that each key's id is the part after it"`)).toBe(1);
+});
+
 test("EtcdProvider keeps the last valid target of a key", async () => {
   const prefix = freshPrefix();
   await put(`${prefix}good`, "10.0.0.1:443");

@@ -286,6 +286,19 @@ export class EtcdProvider implements Provider {
     return backends;
   }
 
+  /**
+   * Returns a `fix` field for a key whose id starts with `/` under a prefix that does not end
+   * with one, such as `/tinylb/backends` for the key `/tinylb/backends/api-1`.
+   */
+  #prefixFix(key: string): { fix?: string } {
+    const prefix = this.options.prefix;
+    if (prefix.endsWith("/") || key.charAt(prefix.length) !== "/") {
+      return {};
+    }
+
+    return { fix: `end the etcd prefix with / (${prefix}/), so that each key's id is the part after it` };
+  }
+
   /** Returns the backend of one key, or for an invalid value the key's last valid backend, if any. */
   #backendOf(key: string, value: string): Backend | undefined {
     try {
@@ -302,7 +315,7 @@ export class EtcdProvider implements Provider {
       if (!this.#invalidEntries.has(entry)) {
         this.#invalidEntries.add(entry);
         if (lastValid === undefined) {
-          this.#log.warn("skipping an etcd key that is not a valid backend", { key, err: error });
+          this.#log.warn("skipping an etcd key that is not a valid backend", { key, err: error, ...this.#prefixFix(key) });
         } else {
           this.#log.warn("etcd key has an invalid target; keeping its last valid target", { key, target: lastValid.target, err: error });
         }
