@@ -183,6 +183,8 @@ test("KubernetesProvider lists again after a 410 ERROR event", async () => {
   await waitFor("the set after listing again", () => latest(sets) === "kubernetes:10.0.0.22=10.0.0.22:6443");
   expect(mock.requestsOf("list").length).toBe(2);
   expect(count(logs, "resource version too old; listing EndpointSlices again")).toBe(1);
+  // The ERROR event's line names the watch's URL.
+  expect(count(logs, "Kubernetes watch of https://127.0.0.1:")).toBe(1);
 });
 
 test("KubernetesProvider lists again after HTTP 410", async () => {
@@ -640,7 +642,7 @@ test("KubernetesProvider backs off when each watch ends after a bookmark", async
   expect(count(logs, "WARN  Kubernetes list or watch failed")).toBe(1);
   expect(count(logs, "Kubernetes API reachable again")).toBe(0);
   expect(provider.health.failing).toBe(true);
-  expect(provider.health.lastError).toMatch(/^the watch ended after \d+ ms without a change; check for a proxy/);
+  expect(provider.health.lastError).toMatch(/^the watch of https:\/\/127\.0\.0\.1:\d+\/apis\/discovery\.k8s\.io\/v1\/namespaces\/default\/endpointslices ended after \d+ ms without a change; check for a proxy/);
   // initialMs 50 doubles up to maxMs 300, and the delay is between half the base and the base.
   expect(Math.max(...retryDelays(logs))).toBeGreaterThanOrEqual(150);
 

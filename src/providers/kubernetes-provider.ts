@@ -140,7 +140,7 @@ export class KubernetesProvider implements Provider {
         if (!proven && !signal.aborted) {
           // A watch the server ends at once, even after a bookmark, is retried with back-off, not in a tight loop.
           const openMs = Math.round(performance.now() - startedAt);
-          throw new Error(`the watch ended after ${openMs} ms without a change; check for a proxy or load balancer that cuts long responses`);
+          throw new Error(`the watch of ${this.#client.shownUrl(this.#options.route?.())} ended after ${openMs} ms without a change; check for a proxy or load balancer that cuts long responses`);
         }
       } catch (error) {
         if (signal.aborted) {

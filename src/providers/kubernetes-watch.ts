@@ -103,7 +103,7 @@ export class EndpointSliceClient {
    *   within the request timeout; other errors for network and TLS failures.
    */
   async list(route: ApiRoute | undefined, signal: AbortSignal): Promise<{ resourceVersion: string; slices: EndpointSlice[] }> {
-    const source = `Kubernetes list of ${this.#shownUrl(route)}`;
+    const source = `Kubernetes list of ${this.shownUrl(route)}`;
     const budget = new ResponseBudget(source, RESPONSE_HINT, this.maxResponseBytes);
     const slices: EndpointSlice[] = [];
     let continueToken: string | undefined;
@@ -144,7 +144,7 @@ export class EndpointSliceClient {
       allowWatchBookmarks: "true",
       timeoutSeconds: String(timeoutSeconds),
     });
-    const source = `Kubernetes watch of ${this.#shownUrl(route)}`;
+    const source = `Kubernetes watch of ${this.shownUrl(route)}`;
     // The deadline ends with the response headers, so the open stream is then bounded only by
     // `signal`, which the caller sets from the watch's timeoutSeconds.
     const response = await withDeadline(signal, this.requestTimeoutMs, source, TIMEOUT_HINT, (startSignal) => this.#request(route, query, startSignal));
@@ -157,7 +157,7 @@ export class EndpointSliceClient {
   }
 
   /** Returns the URL of the EndpointSlice collection for messages, with a user name and password masked. */
-  #shownUrl(route: ApiRoute | undefined): string {
+  shownUrl(route: ApiRoute | undefined): string {
     return maskUrlCredentials(this.#url(route, undefined));
   }
 
@@ -185,13 +185,13 @@ export class EndpointSliceClient {
         throw error;
       }
       // No cause: loggers print causes, and Bun's message is the raw text this replaces.
-      throw new Error(`Kubernetes request to ${this.#shownUrl(route)} failed: ${describeRequestError(error, this.access.tlsServerName)}`);
+      throw new Error(`Kubernetes request to ${this.shownUrl(route)} failed: ${describeRequestError(error, this.access.tlsServerName)}`);
     }
     if (!response.ok) {
       const body = await readErrorBody(response);
       const status = parseStatus(body);
       const description = describeHttpStatus(response.status, response.statusText, describeCredentials(this.access), status.reason, status.message);
-      throw new KubernetesApiError(`Kubernetes request to ${this.#shownUrl(route)} failed: ${description}`, response.status);
+      throw new KubernetesApiError(`Kubernetes request to ${this.shownUrl(route)} failed: ${description}`, response.status);
     }
 
     return response;
@@ -231,7 +231,7 @@ async function* parseWatchEvents(body: ReadableStream<Uint8Array> | null, source
         yield { type: "BOOKMARK", resourceVersion: parseResponse(bookmarkSchema, event.object, `${source} BOOKMARK event`, RESPONSE_HINT).metadata.resourceVersion };
         break;
       case "ERROR":
-        throw statusError(parseResponse(statusSchema, event.object, `${source} ERROR event`, RESPONSE_HINT), "watch ERROR event");
+        throw statusError(parseResponse(statusSchema, event.object, `${source} ERROR event`, RESPONSE_HINT), `${source} sent an ERROR event`);
       default:
         throw new Error(`${source} sent an unknown watch event type "${event.type}"; ${RESPONSE_HINT}`);
     }
