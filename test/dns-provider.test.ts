@@ -233,7 +233,7 @@ dnsTest("DnsProvider keeps an SRV target that stops resolving", async () => {
   const warnings = scenario.log.withMessage("SRV target does not resolve; keeping its last addresses");
   expect(warnings.length).toBe(1);
   expect(warnings[0]!.target).toBe(`api-2.cluster.test:${port}`);
-  expect(warnings[0]!.err).toBe("the name api-2.cluster.test does not exist (NXDOMAIN)");
+  expect(warnings[0]!.err).toBe("the name api-2.cluster.test does not exist or has no A or AAAA record");
   expect(warnings[0]!.keptTargets).toBe(`127.0.0.3:${port}`);
   expect(warnings[0]!.holdMs).toBe(30_000);
 
@@ -272,7 +272,7 @@ dnsTest("DnsProvider names an SRV target that never resolved", async () => {
   const warnings = scenario.log.withMessage("SRV target does not resolve; it has no backends");
   expect(warnings.length).toBe(1);
   expect(warnings[0]!.target).toBe(`nowhere.cluster.test:${port}`);
-  expect(warnings[0]!.err).toBe("the name nowhere.cluster.test does not exist (NXDOMAIN)");
+  expect(warnings[0]!.err).toBe("the name nowhere.cluster.test does not exist or has no A or AAAA record");
 });
 
 dnsTest("DnsProvider turns AAAA answers into IPv6 targets", async () => {
@@ -401,7 +401,7 @@ dnsTest("DnsProvider queries again after an empty answer", async () => {
   cleanup.push(() => dns.stop());
   const { scenario, provider } = await startScenario({ name: txtOnly, port: 6443, servers: [dns.server], intervalMs: 100 });
   await waitFor("two failed lookups", () => provider.failures >= 2);
-  expect(provider.health.lastError).toBe("the DNS answer contains no address");
+  expect(provider.health.lastError).toBe(`the name ${txtOnly} does not exist or has no A or AAAA record`);
 
   await dns.setHosts([`127.0.0.2 ${txtOnly}`]);
 

@@ -56,11 +56,8 @@ export interface DnsProviderOptions {
   clock?: Clock;
 }
 
-/**
- * The outcome of one A or AAAA query: the addresses, the error of a failed query, or the
- * resolver's code for an answer without records (`ENOTFOUND` for NXDOMAIN, `ENODATA`).
- */
-type FamilyAnswer = { type: "A" | "AAAA"; addresses: string[]; error?: DnsQueryError; noRecordsCode?: string };
+/** The outcome of one A or AAAA query: the addresses, none for an answer without records, or the error of a failed query. */
+type FamilyAnswer = { type: "A" | "AAAA"; addresses: string[]; error?: DnsQueryError };
 
 /** The addresses of a host name, and when it has none, the reason as a sentence. */
 type HostAddresses = { addresses: string[]; missing?: string };
@@ -235,9 +232,15 @@ export class DnsProvider implements Provider {
     return this.#targetHold.unresolved(target, missing ?? `the name ${host} has no valid address`);
   }
 
-  /** @throws {DnsQueryError} when a query failed and no query returned an address. */
+  /**
+   * @throws {DnsQueryError} when a query failed and no query returned an address.
+   * @throws {Error} naming the cause when the name does not exist or has no A or AAAA record.
+   */
   async #resolveHost(host: string, port: number, idPrefix: string): Promise<Backend[]> {
-    const { addresses } = await this.#addressesOf(host);
+    const { addresses, missing } = await this.#addressesOf(host);
+    if (missing !== undefined) {
+      throw new Error(missing);
+    }
 
     return addresses.flatMap((ip) => this.#backendOf(host, idPrefix, ip, port));
   }
@@ -264,9 +267,9 @@ export class DnsProvider implements Provider {
       return { addresses };
     }
 
-    const noSuchName = answers.every((answer) => answer.noRecordsCode === "ENOTFOUND");
-
-    return { addresses, missing: noSuchName ? `the name ${host} does not exist (NXDOMAIN)` : `the name ${host} has no A or AAAA record` };
+    // Bun 1.4.4 reports ENOTFOUND both for NXDOMAIN and for an answer without records (checked
+    // against dnsmasq, which sent rcode 3 and rcode 0), so the message names both.
+    return { addresses, missing: `the name ${host} does not exist or has no A or AAAA record` };
   }
 
   /** Returns the backend of one address as a list, or an empty list, after a warning logged once, for an invalid target such as 0.0.0.0. */
@@ -293,7 +296,7 @@ export class DnsProvider implements Provider {
       return { type, addresses };
     } catch (error) {
       if (isNoRecords(error)) {
-        return { type, addresses: [], noRecordsCode: (error as { code: string }).code };
+        return { type, addresses: [] };
       }
 
       return { type, addresses: [], error: new DnsQueryError(type, host, error) };
