@@ -1,5 +1,5 @@
 import { afterEach, expect, test } from "bun:test";
-import { closeSync, openSync, symlinkSync, writeFileSync } from "node:fs";
+import { closeSync, linkSync, openSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { findFileWriters } from "../src/providers/file-writers.ts";
 import { tempDirectory } from "./support/temp-directory.ts";
@@ -55,4 +55,14 @@ test("findFileWriters follows a symlinked path", async () => {
 
   expect(await findFileWriters(join(directory, "tinylb.yaml"))).toEqual([{ pid, command: "python3" }]);
   expect(await findFileWriters(join(directory, "missing.yaml"))).toEqual([]);
+});
+
+test("findFileWriters finds a writer through a hard link", async () => {
+  const directory = tempDirectory("tinylb-file-writers-");
+  const path = join(directory, "tinylb.yaml");
+  writeFileSync(path, "listen: 127.0.0.1:0\n");
+  linkSync(path, join(directory, "other-name.yaml"));
+  const pid = await holder(join(directory, "other-name.yaml"), "a");
+
+  expect(await findFileWriters(path)).toEqual([{ pid, command: "python3" }]);
 });

@@ -283,7 +283,9 @@ export class FileProvider implements Provider {
   }
 
   // NOTE: a YAML file cut at a line boundary can still parse with fewer backends. SETTLE_MS
-  // delays such a read, so an in-place write that pauses longer than that is applied half-way.
+  // delays such a read, and SaveSettle waits while a writer has the file open. An in-place
+  // write is still applied half-way when it pauses longer than that with the file closed, or
+  // by a writer that /proc does not show (see findFileWriters).
   #load(read: ConfigRead): FileConfig {
     if (read.text !== undefined && read.text.trim() === "") {
       throw new ConfigError(`invalid config ${this.#options.path}: the file is empty (perhaps still being written)`);

@@ -1,4 +1,4 @@
-import { readdir, readFile, readlink, realpath } from "node:fs/promises";
+import { readdir, readFile, stat } from "node:fs/promises";
 
 /** A process that has a file open for writing. */
 export interface FileWriter {
@@ -16,18 +16,22 @@ const O_RDONLY = 0o0;
  * Finds the other processes that have the file at `path` open for writing, from /proc/PID/fd
  * and /proc/PID/fdinfo. A shell redirection such as `cat > tinylb.yaml` keeps the file open
  * until its input ends, so a file that such a process still has open may not be whole yet.
- * Processes of other users are skipped where /proc hides their descriptors (without root or
- * CAP_SYS_PTRACE), and so is a path that cannot be resolved. Returns at most `max` writers.
+ * A descriptor matches by device and inode, so a writer through a hard link or another mount
+ * of the file counts too. Processes of other users are skipped where /proc hides their
+ * descriptors (without root or CAP_SYS_PTRACE), and so is a file that cannot be read.
+ * Returns at most `max` writers.
+ * NOTE: processes in another PID namespace, such as the host's when tinylb runs in a pod
+ * without hostPID, are not in this /proc, so their writes are not seen.
  *
  * It reads every process's descriptors, one process at a time and without blocking the event
  * loop, which may be the one that relays connections: a synchronous scan took 68 to 93 ms with
  * one process holding 15,000 descriptors.
  */
 export async function findFileWriters(path: string, max = 4, proc = "/proc"): Promise<FileWriter[]> {
-  let target: string;
+  let target: FileId;
   let pids: string[];
   try {
-    target = await realpath(path);
+    target = await stat(path);
     pids = (await readdir(proc)).filter((name) => /^\d+$/.test(name) && Number(name) !== process.pid);
   } catch {
     return [];
@@ -46,8 +50,14 @@ export async function findFileWriters(path: string, max = 4, proc = "/proc"): Pr
   return writers;
 }
 
-/** Returns true when the process at `processDir` has a descriptor on `target` that is not read-only. */
-async function holdsForWriting(processDir: string, target: string): Promise<boolean> {
+/** The device and inode that identify a file, whatever its path. */
+interface FileId {
+  dev: number;
+  ino: number;
+}
+
+/** Returns true when the process at `processDir` has a descriptor on the file `target` that is not read-only. */
+async function holdsForWriting(processDir: string, target: FileId): Promise<boolean> {
   let descriptors: string[];
   try {
     descriptors = await readdir(`${processDir}/fd`);
@@ -55,9 +65,10 @@ async function holdsForWriting(processDir: string, target: string): Promise<bool
     return false;
   }
 
-  const links = await Promise.all(descriptors.map((fd) => readlink(`${processDir}/fd/${fd}`).catch(() => "")));
-  for (const [index, link] of links.entries()) {
-    if (link !== target) {
+  // stat(2) of /proc/PID/fd/N follows the descriptor to its file, as the kernel resolves it.
+  const files = await Promise.all(descriptors.map((fd) => stat(`${processDir}/fd/${fd}`).catch(() => undefined)));
+  for (const [index, file] of files.entries()) {
+    if (file === undefined || file.dev !== target.dev || file.ino !== target.ino) {
       continue;
     }
     try {
