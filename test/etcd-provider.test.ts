@@ -178,10 +178,15 @@ test("EtcdProvider keeps the last valid target of a key", async () => {
   await put(`${prefix}good`, "10.0.0.11:443");
   await waitFor("good retargeted", () => latest(sets).includes("10.0.0.11"));
   expect(latest(sets)).toBe("good=10.0.0.11:443,other=10.0.0.2:443,third=10.0.0.3:443");
+  expect(count(logs, "etcd key has a valid target again")).toBe(1);
+
+  // The same typo after the fix is logged again.
+  await put(`${prefix}good`, "10.0.0.1;443");
+  await waitFor("the repeated typo's warning", () => count(logs, "etcd key has an invalid target; keeping its last valid target") === 2);
 
   // A deleted key leaves the set even while its last value was invalid.
   await put(`${prefix}good`, "not an address");
-  await waitFor("the second invalid value warning", () => count(logs, "etcd key has an invalid target; keeping its last valid target") === 2);
+  await waitFor("the third invalid value warning", () => count(logs, "etcd key has an invalid target; keeping its last valid target") === 3);
   await del(`${prefix}good`);
   await waitFor("good removed", () => !latest(sets).includes("good"));
   expect(latest(sets)).toBe("other=10.0.0.2:443,third=10.0.0.3:443");

@@ -73,8 +73,8 @@ export class EtcdProvider implements Provider {
   readonly #backoff: ReconnectBackoff;
   /** Values by full key, as of `#revision`. */
   readonly #entries = new Map<string, string>();
-  /** Entries already logged as invalid, as `key=value`, so each is logged once. */
-  readonly #invalidEntries = new Set<string>();
+  /** The invalid value last logged of each key, so that a value is logged once while it stays, and again after the key was valid or deleted. */
+  readonly #invalidEntries = new Map<string, string>();
   /** The last valid backend of each key, used while the key's value is invalid. */
   readonly #lastValid = new Map<string, Backend>();
   #revision: number | undefined;
@@ -268,10 +268,15 @@ export class EtcdProvider implements Provider {
   }
 
   #backends(): Backend[] {
-    // A deleted key takes its last valid target with it.
+    // A deleted key takes its last valid target, and its logged invalid value, with it.
     for (const key of this.#lastValid.keys()) {
       if (!this.#entries.has(key)) {
         this.#lastValid.delete(key);
+      }
+    }
+    for (const key of this.#invalidEntries.keys()) {
+      if (!this.#entries.has(key)) {
+        this.#invalidEntries.delete(key);
       }
     }
 
@@ -304,6 +309,9 @@ export class EtcdProvider implements Provider {
     try {
       const backend = createBackend(key.slice(this.options.prefix.length), value.trim());
       this.#lastValid.set(key, backend);
+      if (this.#invalidEntries.delete(key)) {
+        this.#log.info("etcd key has a valid target again", { key, target: backend.target });
+      }
 
       return backend;
     } catch (error) {
@@ -311,9 +319,8 @@ export class EtcdProvider implements Provider {
         throw error;
       }
       const lastValid = this.#lastValid.get(key);
-      const entry = `${key}=${value}`;
-      if (!this.#invalidEntries.has(entry)) {
-        this.#invalidEntries.add(entry);
+      if (this.#invalidEntries.get(key) !== value) {
+        this.#invalidEntries.set(key, value);
         if (lastValid === undefined) {
           this.#log.warn("skipping an etcd key that is not a valid backend", { key, err: error, ...this.#prefixFix(key) });
         } else {
