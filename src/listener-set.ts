@@ -24,6 +24,7 @@ export class ListenerSet<Data> {
   readonly #log: Logger;
   readonly #reusePort: boolean;
   readonly #descriptorError: RateLimitedLog;
+  readonly #rebindError: RateLimitedLog;
   /** Sockets the service manager passed, by canonical listen address. */
   readonly #inherited: ReadonlyMap<string, InheritedSocket>;
   readonly #controlServers: number;
@@ -51,6 +52,7 @@ export class ListenerSet<Data> {
     this.#inherited = new Map(inherited.map((socket) => [socket.key, socket]));
     this.#controlServers = controlServers;
     this.#descriptorError = new RateLimitedLog(this.#log, "error", 10_000);
+    this.#rebindError = new RateLimitedLog(this.#log, "error", 10_000);
   }
 
   /** Bound listeners, with the real ports. */
@@ -240,7 +242,7 @@ export class ListenerSet<Data> {
         }
         listener.stop();
       }
-      this.#log.error("binding the listeners again failed; retrying", { err: error, retryMs: nextDelayMs });
+      this.#rebindError.log("binding the listeners again failed; retrying", { err: error, retryMs: nextDelayMs });
       this.#scheduleResume(nextDelayMs);
 
       return;
