@@ -128,8 +128,9 @@ export class ListenerSet<Data> {
    * A TCP listener's socket stays open meanwhile (see `HeldSocket`), so new clients wait in its
    * backlog and the port stays tinylb's.
    * NOTE: a Unix socket listener, or a TCP one whose descriptor could not be duplicated, is
-   * closed instead. Its new clients are refused and those in its backlog are reset. Another
-   * process may take its address meanwhile, so binding it again retries with back-off.
+   * closed instead. Its new clients fail to connect (a Unix listener's socket file is removed),
+   * and those in its backlog are reset. Another process may take its address meanwhile, so
+   * binding it again retries with back-off.
    *
    * @param active connections open or dialing, counting the client just accepted.
    * @param now `performance.now()` at the accept, so that the check reads no clock of its own.
