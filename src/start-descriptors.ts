@@ -114,7 +114,7 @@ export function checkDescriptorRoom(settings: Settings, cli: CliOptions): StartD
 
 /**
  * Returns the error for a reload whose probes would not fit under the descriptor `limit` beside
- * what the start holds (`atStart`) and one connection, or undefined. A start rejects the same
+ * what the start keeps open (`atStart`) and one connection, or undefined. A start rejects the same
  * settings (see `descriptorRoomProblem`), and a reload that let them through would leave probes
  * failing with EMFILE. Only the probes are counted anew, because the listeners, threads and
  * servers change only with a restart.
