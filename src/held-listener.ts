@@ -1,6 +1,6 @@
 import type { SocketHandler } from "bun";
-import { F_DUPFD_CLOEXEC, listenOnDescriptor } from "./inherited-listener.ts";
-import { loadLibc } from "./libc.ts";
+import { listenOnDescriptor } from "./inherited-listener.ts";
+import { duplicateDescriptor, loadLibc } from "./libc.ts";
 import type { BoundListener } from "./listener.ts";
 
 /**
@@ -27,7 +27,7 @@ export function holdListenerSocket(listener: BoundListener): HeldSocket | undefi
     return undefined;
   }
   const libc = loadLibc();
-  const fd = libc === null ? -1 : libc.fcntl(listener.fd, F_DUPFD_CLOEXEC, 0);
+  const fd = libc === null ? -1 : duplicateDescriptor(libc, listener.fd);
 
   return fd < 0 ? undefined : { listener, fd };
 }

@@ -1,10 +1,7 @@
 import type { SocketHandler, SocketListener } from "bun";
-import { lastErrorCode, loadLibc } from "./libc.ts";
+import { duplicateDescriptor, lastErrorCode, loadLibc } from "./libc.ts";
 import { type BoundListener, ListenError } from "./listener.ts";
 import { describePassed, type InheritedSocket } from "./socket-activation.ts";
-
-/** `F_DUPFD_CLOEXEC` from Linux's <fcntl.h>: duplicate a descriptor with close-on-exec set. */
-export const F_DUPFD_CLOEXEC = 1030;
 
 /**
  * Accepts clients on a socket the service manager passed, through a duplicate of its
@@ -19,7 +16,7 @@ export const F_DUPFD_CLOEXEC = 1030;
  * @throws {ListenError} when the descriptor cannot be duplicated or Bun cannot accept on it.
  */
 export function listenInherited<Data>(socket: InheritedSocket, handlers: SocketHandler<Data>): BoundListener {
-  const fd = duplicateDescriptor(socket);
+  const fd = duplicatePassedSocket(socket);
   let listener;
   try {
     listener = listenOnDescriptor(fd, handlers);
@@ -48,13 +45,13 @@ export function listenOnDescriptor<Data>(fd: number, handlers: SocketHandler<Dat
   return Bun.listen<Data>(options);
 }
 
-function duplicateDescriptor(socket: InheritedSocket): number {
+function duplicatePassedSocket(socket: InheritedSocket): number {
   const libc = loadLibc();
   if (libc === null) {
     throw new ListenError(`listen on ${socket.key} failed: accepting on ${describePassed(socket.fd, socket.fdName)} needs fcntl(2) from the C library, which could not be loaded`);
   }
 
-  const fd = libc.fcntl(socket.fd, F_DUPFD_CLOEXEC, 0);
+  const fd = duplicateDescriptor(libc, socket.fd);
   if (fd < 0) {
     throw new ListenError(`listen on ${socket.key} failed: duplicating ${describePassed(socket.fd, socket.fdName)} failed (${lastErrorCode(libc)})`);
   }

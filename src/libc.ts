@@ -54,3 +54,11 @@ export function lastErrorCode(libc: LibcSymbols): string {
 
   return name ?? `errno ${errno}`;
 }
+
+/** `F_DUPFD_CLOEXEC` from Linux's <fcntl.h>: duplicate a descriptor with close-on-exec set. */
+const F_DUPFD_CLOEXEC = 1030;
+
+/** Duplicates descriptor `fd` with close-on-exec set; returns the new descriptor, or -1 with the cause in `lastErrorCode`. */
+export function duplicateDescriptor(libc: LibcSymbols, fd: number): number {
+  return libc.fcntl(fd, F_DUPFD_CLOEXEC, 0);
+}
