@@ -269,14 +269,11 @@ export class EtcdProvider implements Provider {
 
   #backends(): Backend[] {
     // A deleted key takes its last valid target, and its logged invalid value, with it.
-    for (const key of this.#lastValid.keys()) {
-      if (!this.#entries.has(key)) {
-        this.#lastValid.delete(key);
-      }
-    }
-    for (const key of this.#invalidEntries.keys()) {
-      if (!this.#entries.has(key)) {
-        this.#invalidEntries.delete(key);
+    for (const byKey of [this.#lastValid, this.#invalidEntries]) {
+      for (const key of byKey.keys()) {
+        if (!this.#entries.has(key)) {
+          byKey.delete(key);
+        }
       }
     }
 
