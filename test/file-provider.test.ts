@@ -349,14 +349,31 @@ test("FileProvider never applies a half-written file that lists no backends", as
   expect(sizes).not.toContain(0);
 });
 
-test("FileProvider never applies a file cut in its backends", async () => {
-  const dir = tempDir();
-  const path = join(dir, "tinylb.yaml");
+/**
+ * Starts a scenario whose file lists a, b and c, with a client of each, and returns the whole
+ * file to write again and the index of b's entry, where a slow writer pauses.
+ */
+async function startRewriteOfThree(): Promise<{ path: string; scenario: BalancerScenario; clients: Awaited<ReturnType<BalancerScenario["connectEach"]>>; before: string; whole: string; cut: number }> {
+  const path = join(tempDir(), "tinylb.yaml");
   const { scenario } = await startScenario(path, ["a", "b", "c"], (text) => writeFileSync(path, text));
   const clients = await scenario.connectEach(["a", "b", "c"]);
-  const before = scenario.running;
   const whole = yaml(scenario, ["a", "b", "c"], "# rewritten\n");
-  const cut = whole.indexOf("  - { id: b");
+
+  return { path, scenario, clients, before: scenario.running, whole, cut: whole.indexOf("  - { id: b") };
+}
+
+/** Checks that the set is `before`, was applied once, and that every client still echoes. */
+async function expectUndisturbed(scenario: BalancerScenario, clients: Awaited<ReturnType<BalancerScenario["connectEach"]>>, before: string): Promise<void> {
+  expect(scenario.running).toBe(before);
+  expect(scenario.log.withMessage("backend set changed").map((record) => record.count)).toEqual([3]);
+  for (const [id, client] of clients) {
+    await BalancerScenario.echo(client, `${id} undisturbed`);
+    expect(client.closed).toBe(false);
+  }
+}
+
+test("FileProvider never applies a file cut in its backends", async () => {
+  const { path, scenario, clients, before, whole, cut } = await startRewriteOfThree();
 
   // A slow in-place writer: the file up to the entry of b, a pause until that part was read and 300 ms more, then the rest.
   const file = openSync(path, "w");
@@ -368,12 +385,7 @@ test("FileProvider never applies a file cut in its backends", async () => {
   // The settle time of the cut file passes, and a slow timer gets a margin of 300 ms.
   await Bun.sleep(SETTLE_MS + 300);
 
-  expect(scenario.running).toBe(before);
-  expect(scenario.log.withMessage("backend set changed").map((record) => record.count)).toEqual([3]);
-  for (const [id, client] of clients) {
-    await BalancerScenario.echo(client, `${id} undisturbed`);
-    expect(client.closed).toBe(false);
-  }
+  await expectUndisturbed(scenario, clients, before);
 });
 
 /**
@@ -397,13 +409,7 @@ function slowWriter(path: string, first: string, rest: string): { next(): void; 
 const WRITER_LINE = "config file is still open for writing; waiting until it is closed before applying it, or send SIGHUP to apply it now";
 
 test("FileProvider waits for a writer that pauses", async () => {
-  const dir = tempDir();
-  const path = join(dir, "tinylb.yaml");
-  const { scenario } = await startScenario(path, ["a", "b", "c"], (text) => writeFileSync(path, text));
-  const clients = await scenario.connectEach(["a", "b", "c"]);
-  const before = scenario.running;
-  const whole = yaml(scenario, ["a", "b", "c"], "# rewritten\n");
-  const cut = whole.indexOf("  - { id: b");
+  const { path, scenario, clients, before, whole, cut } = await startRewriteOfThree();
 
   // The writer pauses after the entry of a for more than twice the settle time.
   const writer = slowWriter(path, whole.slice(0, cut), whole.slice(cut));
@@ -417,12 +423,7 @@ test("FileProvider waits for a writer that pauses", async () => {
   expect(await writer.exited).toBe(0);
   await Bun.sleep(SETTLE_MS + 300);
 
-  expect(scenario.running).toBe(before);
-  expect(scenario.log.withMessage("backend set changed").map((record) => record.count)).toEqual([3]);
-  for (const [id, client] of clients) {
-    await BalancerScenario.echo(client, `${id} undisturbed`);
-    expect(client.closed).toBe(false);
-  }
+  await expectUndisturbed(scenario, clients, before);
 });
 
 test("FileProvider applies a removal once its writer closes", async () => {
